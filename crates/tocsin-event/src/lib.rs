@@ -1,0 +1,386 @@
+//! The interface-event model.
+//!
+//! Every input tocsin reads (HL7 v2 ADT, MDM, SIU, ORU and ACK messages; FHIR R4
+//! resources and bundles; ITK3 STU3 messages) is normalised into one or more
+//! [`InterfaceEvent`]s. The tracker consumes nothing else, so an HL7 discharge
+//! and a FHIR document for the same visit meet in one vocabulary.
+//!
+//! This crate is pure data: serde types, a JSON Schema generated from them
+//! (`schemas/interface-event.schema.json`), deterministic identifiers and the
+//! NHS number check. It does no I/O.
+
+mod id;
+mod nhs_number;
+
+pub use id::EventId;
+pub use nhs_number::{NhsNumberError, validate_nhs_number};
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// One normalised happening at the primary/secondary care interface.
+///
+/// Optional fields serialise as `null` rather than being omitted, so consumers
+/// see one stable shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InterfaceEvent {
+    /// Deterministic identifier: the same input message always yields the same
+    /// id, so a redelivered message is recognisable downstream.
+    pub event_id: EventId,
+    /// What happened.
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    /// When it happened, by the clock of the message (not of arrival), in UTC.
+    pub occurred_at: DateTime<Utc>,
+    /// Where the event came from.
+    pub source: Source,
+    /// Who it concerns.
+    pub patient: Patient,
+    /// The encounter (visit) concerned, when there is one.
+    #[serde(default)]
+    pub encounter: Option<Encounter>,
+    /// The document concerned, when there is one.
+    #[serde(default)]
+    pub document: Option<Document>,
+    /// The appointment concerned, for scheduling events.
+    #[serde(default)]
+    pub appointment: Option<Appointment>,
+    /// ODS code of the patient's registered GP practice (PD1-3, FHIR
+    /// `generalPractitioner`), when known.
+    #[serde(default)]
+    pub gp_practice: Option<String>,
+    /// For acknowledgements: which transmission is acknowledged, and how.
+    #[serde(default)]
+    pub ack: Option<Ack>,
+    /// For merges: the identifiers that were merged away.
+    #[serde(default)]
+    pub merge: Option<Merge>,
+    /// Things the normaliser noticed but tolerated (an NHS number failing its
+    /// check digit, an unresolved reference, an unmapped code).
+    #[serde(default)]
+    pub warnings: Vec<Warning>,
+}
+
+/// The kinds of interface event. Unknown trigger events are `other`, never
+/// rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EventType {
+    /// Admission or registration (ADT A01, A04; FHIR Encounter planned/in-progress).
+    EncounterStarted,
+    /// Transfer or update (A02, A08, A31).
+    EncounterUpdated,
+    /// Discharge or end of visit (A03; FHIR Encounter finished).
+    EncounterEnded,
+    /// Discharge cancelled (A13).
+    EncounterDischargeCancelled,
+    /// Admission or visit cancelled (A11; FHIR Encounter cancelled or entered-in-error).
+    EncounterCancelled,
+    /// Patient or account merge (A34, A40).
+    PatientMerged,
+    /// Appointment booked (SIU S12).
+    AppointmentBooked,
+    /// Appointment cancelled (SIU S15).
+    AppointmentCancelled,
+    /// Appointment not attended (SIU S26).
+    AppointmentMissed,
+    /// A document left the trust (MDM T02, T04; ORU R01 with a document;
+    /// FHIR DocumentReference, document bundle, ITK3 message).
+    DocumentIssued,
+    /// A document was replaced or amended (MDM T06, T08, T10; FHIR relatesTo replaces).
+    DocumentReplaced,
+    /// A document was withdrawn (MDM T11; FHIR entered-in-error).
+    DocumentCancelled,
+    /// The recipient accepted a transmission (ACK AA/CA; ITK3 response ok).
+    DeliveryAcknowledged,
+    /// The recipient refused a transmission or it failed (ACK AE/AR/CE/CR; ITK3 error).
+    DeliveryFailed,
+    /// Anything else; kept so that nothing is silently dropped.
+    Other,
+}
+
+impl EventType {
+    /// The snake_case name used on the wire, in routing keys and in metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EncounterStarted => "encounter_started",
+            Self::EncounterUpdated => "encounter_updated",
+            Self::EncounterEnded => "encounter_ended",
+            Self::EncounterDischargeCancelled => "encounter_discharge_cancelled",
+            Self::EncounterCancelled => "encounter_cancelled",
+            Self::PatientMerged => "patient_merged",
+            Self::AppointmentBooked => "appointment_booked",
+            Self::AppointmentCancelled => "appointment_cancelled",
+            Self::AppointmentMissed => "appointment_missed",
+            Self::DocumentIssued => "document_issued",
+            Self::DocumentReplaced => "document_replaced",
+            Self::DocumentCancelled => "document_cancelled",
+            Self::DeliveryAcknowledged => "delivery_acknowledged",
+            Self::DeliveryFailed => "delivery_failed",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// The wire format an event was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum Format {
+    /// HL7 version 2 (ER7 encoding), versions 2.3 to 2.5.1.
+    #[serde(rename = "hl7v2")]
+    Hl7v2,
+    /// FHIR R4 (UK Core), read through fhir-sdk's R4B models.
+    #[serde(rename = "fhir-r4")]
+    FhirR4,
+    /// FHIR STU3 (ITK3 Transfer of Care).
+    #[serde(rename = "fhir-stu3")]
+    FhirStu3,
+}
+
+impl Format {
+    /// The name used on the wire and in routing keys.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hl7v2 => "hl7v2",
+            Self::FhirR4 => "fhir-r4",
+            Self::FhirStu3 => "fhir-stu3",
+        }
+    }
+}
+
+/// Provenance of an event: enough to find the original message and to
+/// recognise an exact duplicate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// The format the message was read in.
+    pub format: Format,
+    /// The message's own identifier, used to recognise duplicates: MSH-10 for
+    /// HL7; MessageHeader id for FHIR messages; Bundle.identifier (else
+    /// Bundle.id) for document bundles; `Type/id/_history/version` (or
+    /// `Type/id`) for standalone resources.
+    pub message_id: String,
+    /// Message type, e.g. `ADT^A03`, `MDM^T02`, `Bundle/document`,
+    /// `ITK003D`, `Encounter`.
+    pub message_type: String,
+    /// MSH-4, or the FHIR message source / bundle author organisation.
+    #[serde(default)]
+    pub sending_facility: Option<String>,
+    /// 0-based position of this event among the events of its message
+    /// (a collection bundle or NDJSON line yields several).
+    #[serde(default)]
+    pub sequence: u32,
+}
+
+/// The patient an event concerns.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Patient {
+    /// The NHS number, only when it passes the modulus-11 check (else `null`
+    /// and a [`WarningCode::InvalidNhsNumber`] warning keeps the raw value).
+    #[serde(default)]
+    pub nhs_number: Option<String>,
+    /// Local identifiers (hospital numbers and the like).
+    #[serde(default)]
+    pub local_ids: Vec<Identifier>,
+}
+
+/// A system/value identifier pair.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Identifier {
+    /// The namespace: HL7 assigning authority or identifier type, FHIR system.
+    pub system: String,
+    /// The identifier within that namespace.
+    pub value: String,
+}
+
+/// The kind of encounter, which decides which contract rules apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EncounterKind {
+    /// Admitted patient care.
+    Inpatient,
+    /// Day case.
+    DayCase,
+    /// A&E / emergency care.
+    Emergency,
+    /// Outpatient attendance.
+    Outpatient,
+    /// Mental health inpatient care.
+    MentalHealth,
+    /// Anything else.
+    Other,
+}
+
+impl EncounterKind {
+    /// The snake_case name used on the wire and in labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Inpatient => "inpatient",
+            Self::DayCase => "day_case",
+            Self::Emergency => "emergency",
+            Self::Outpatient => "outpatient",
+            Self::MentalHealth => "mental_health",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// An encounter (visit), as far as the message tells it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Encounter {
+    /// The visit number: PV1-19 for HL7, the identifier value for FHIR.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The FHIR logical reference of the encounter (`Encounter/123`, or a
+    /// bundle `urn:uuid:`), used to correlate documents that name the
+    /// encounter only by reference.
+    #[serde(default)]
+    pub reference: Option<String>,
+    /// The encounter's kind; unknown when the message only refers to it.
+    #[serde(default)]
+    pub kind: Option<EncounterKind>,
+    /// Admission / attendance time.
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
+    /// Discharge / end time (PV1-45, else EVN-6, else EVN-2; FHIR period.end).
+    #[serde(default)]
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Site (facility code) where care was given, for per-site reporting.
+    #[serde(default)]
+    pub site: Option<String>,
+    /// Specialty / hospital service (PV1-10; FHIR serviceType).
+    #[serde(default)]
+    pub specialty: Option<String>,
+}
+
+/// The kind of document, which decides which expectation it settles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DocumentKind {
+    /// Discharge summary (SNOMED CT 373942005).
+    DischargeSummary,
+    /// Outpatient clinic letter (SNOMED CT 371531000).
+    ClinicLetter,
+    /// Anything else.
+    Other,
+}
+
+impl DocumentKind {
+    /// The snake_case name used on the wire and in labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DischargeSummary => "discharge_summary",
+            Self::ClinicLetter => "clinic_letter",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// A document seen leaving the trust.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Document {
+    /// The document's own identifier (TXA-12; FHIR identifier or id).
+    pub id: String,
+    /// Kind, from the configured code tables.
+    pub kind: DocumentKind,
+    /// The code the sender used (TXA-2, SNOMED or local code), kept for audit.
+    #[serde(default)]
+    pub type_code: Option<String>,
+    /// When it left the trust: MSH-7 of the transmitting message, FHIR
+    /// `DocumentReference.date`, `Bundle.timestamp` or `MessageHeader.timestamp`.
+    pub issued_at: DateTime<Utc>,
+    /// When it was written (TXA-4/TXA-6; Composition.date), when known.
+    #[serde(default)]
+    pub authored_at: Option<DateTime<Utc>>,
+    /// Intended recipient, as an ODS code, when known.
+    #[serde(default)]
+    pub recipient: Option<String>,
+    /// The document this one replaces (TXA-13; FHIR relatesTo replaces).
+    #[serde(default)]
+    pub replaces: Option<String>,
+}
+
+/// A scheduled appointment (SIU).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Appointment {
+    /// Placer/filler appointment id.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// When the appointment starts.
+    #[serde(default)]
+    pub starts_at: Option<DateTime<Utc>>,
+}
+
+/// An acknowledgement of a transmission.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Ack {
+    /// The acknowledged message's id (MSA-2; ITK3 `response.identifier`).
+    pub of_message_id: String,
+    /// The acknowledgement code as sent (MSA-1, or the ITK response code).
+    pub code: String,
+    /// Free text of the acknowledgement, when any (never logged above debug).
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
+/// The identifiers a merge retired.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Merge {
+    /// The retired NHS number, when valid.
+    #[serde(default)]
+    pub prior_nhs_number: Option<String>,
+    /// The retired local identifiers (MRG-1).
+    #[serde(default)]
+    pub prior_local_ids: Vec<Identifier>,
+    /// The retired visit number (MRG-5), for account merges.
+    #[serde(default)]
+    pub prior_encounter_id: Option<String>,
+}
+
+/// Something tolerated during normalisation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Warning {
+    /// Machine-readable reason.
+    pub code: WarningCode,
+    /// Human-readable explanation (patient-free).
+    pub message: String,
+    /// The raw value concerned, when keeping it helps (e.g. the NHS number
+    /// that failed its check digit). May hold patient data: never log it above
+    /// debug.
+    #[serde(default)]
+    pub raw: Option<String>,
+    /// Where in the message, e.g. `PID-3` or `Bundle.entry[2]`.
+    #[serde(default)]
+    pub location: Option<String>,
+}
+
+/// Machine-readable warning reasons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WarningCode {
+    /// An NHS number failed the modulus-11 check.
+    InvalidNhsNumber,
+    /// A reference inside a bundle did not resolve.
+    UnresolvedReference,
+    /// A code had no mapping in the configuration.
+    UnmappedCode,
+    /// A timestamp could not be read and was replaced by the message time.
+    BadTimestamp,
+    /// Anything else worth recording.
+    Other,
+}
+
+/// The JSON Schema of [`InterfaceEvent`], as checked in at
+/// `schemas/interface-event.schema.json`.
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(InterfaceEvent)).expect("schema serialises")
+}

@@ -1,0 +1,108 @@
+//! Alerts: what subscribers receive. One JSON object each, schema in
+//! `schemas/alert.schema.json`.
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use tocsin_event::{DocumentKind, EncounterKind};
+
+use crate::model::{ExpectationId, MatchMethod, RuleRef};
+
+/// What an alert says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    /// The deadline is near and the document has not been seen.
+    DueSoon,
+    /// The deadline passed and the document is still missing.
+    Overdue,
+    /// The document came, after its deadline.
+    Late,
+    /// A document settled an expectation for which `overdue` was raised.
+    Resolved,
+    /// The recipient refused the transmission, or it failed.
+    DeliveryFailed,
+    /// No acknowledgement within the configured time (off by default).
+    Unconfirmed,
+}
+
+impl AlertKind {
+    /// The snake_case name used on the wire, in routing keys and in labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DueSoon => "due_soon",
+            Self::Overdue => "overdue",
+            Self::Late => "late",
+            Self::Resolved => "resolved",
+            Self::DeliveryFailed => "delivery_failed",
+            Self::Unconfirmed => "unconfirmed",
+        }
+    }
+}
+
+/// The encounter an alert concerns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AlertEncounter {
+    /// Visit number, when known.
+    pub id: Option<String>,
+    /// Encounter kind.
+    pub kind: EncounterKind,
+    /// When it ended.
+    pub ended_at: DateTime<Utc>,
+    /// Site, when known.
+    pub site: Option<String>,
+}
+
+/// The patient an alert concerns (subscribers are clinical teams; the
+/// Alertmanager channel strips this).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AlertPatient {
+    /// Valid NHS number, when known.
+    pub nhs_number: Option<String>,
+}
+
+/// The document a `late` or `resolved` alert reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AlertDocument {
+    /// The document's id.
+    pub id: String,
+    /// When it left the trust.
+    pub issued_at: DateTime<Utc>,
+    /// How it was matched.
+    pub matched_by: MatchMethod,
+}
+
+/// One alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Alert {
+    /// Deterministic (expectation id + kind), so a repeat is recognisable.
+    pub alert_id: String,
+    /// What the alert says.
+    pub kind: AlertKind,
+    /// The expectation concerned.
+    pub expectation_id: ExpectationId,
+    /// The document kind expected.
+    pub document_kind: DocumentKind,
+    /// The encounter concerned.
+    pub encounter: AlertEncounter,
+    /// The patient concerned.
+    pub patient: AlertPatient,
+    /// ODS code of the GP practice, when known.
+    pub gp_practice: Option<String>,
+    /// When the document is or was due.
+    pub deadline: DateTime<Utc>,
+    /// The engine's event-time clock when the alert was raised.
+    pub raised_at: DateTime<Utc>,
+    /// The rule behind the expectation.
+    pub rule: RuleRef,
+    /// For `late` and `resolved`: the document.
+    pub document: Option<AlertDocument>,
+    /// For `late` and `resolved`: seconds from the encounter's end to the
+    /// document's issue.
+    pub delay_seconds: Option<i64>,
+}
+
+/// The JSON Schema of [`Alert`], as checked in at `schemas/alert.schema.json`.
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(Alert)).expect("schema serialises")
+}

@@ -1,0 +1,160 @@
+//! The tracker's durable vocabulary: expectations, alerts and the effects the
+//! core returns. The store persists these types (as JSON bodies with a few
+//! indexed columns), so changing them changes what is stored.
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use tocsin_event::{DocumentKind, EncounterKind, EventId, Identifier, InterfaceEvent};
+
+/// Identifies an expectation: deterministic from the encounter and the rule,
+/// so the same discharge read twice yields the same expectation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct ExpectationId(pub String);
+
+/// Where an expectation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpectationStatus {
+    /// Waiting for its document; the deadline has not passed.
+    Open,
+    /// Still missing after its deadline (an `overdue` alert was raised).
+    Overdue,
+    /// Settled by a document issued by the deadline.
+    OnTime,
+    /// Settled by a document issued after the deadline.
+    Late,
+    /// Withdrawn: discharge cancelled (A13), visit cancelled (A11) or the
+    /// encounter entered in error.
+    Cancelled,
+}
+
+impl ExpectationStatus {
+    /// The snake_case name used in the store, the API and labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Overdue => "overdue",
+            Self::OnTime => "on_time",
+            Self::Late => "late",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// True while the expectation still waits for a document.
+    pub fn is_unsettled(self) -> bool {
+        matches!(self, Self::Open | Self::Overdue)
+    }
+}
+
+/// How a document was matched to an expectation (recorded for audit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchMethod {
+    /// Same encounter id (visit number).
+    EncounterId,
+    /// The document's FHIR reference names the encounter.
+    FhirReference,
+    /// Same patient and document kind, issued within the window around the
+    /// encounter's end; the nearest open expectation.
+    PatientWindow,
+}
+
+/// The rule an expectation was created under.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RuleRef {
+    /// The rule's id in the policy file.
+    pub id: String,
+    /// The contract clause it comes from, e.g. `SC11.6`.
+    pub clause: String,
+}
+
+/// The encounter facts an expectation keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct EncounterSummary {
+    /// Visit number, when known.
+    pub id: Option<String>,
+    /// FHIR logical reference, when known.
+    pub reference: Option<String>,
+    /// Encounter kind.
+    pub kind: EncounterKind,
+    /// When the encounter ended: the start of the clock for the deadline.
+    pub ended_at: DateTime<Utc>,
+    /// Site, for per-site reporting.
+    pub site: Option<String>,
+    /// Specialty, for optional labels.
+    pub specialty: Option<String>,
+}
+
+/// The patient keys an expectation keeps (for matching by patient, and for
+/// alert subscribers who are clinical teams).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PatientKeys {
+    /// Valid NHS number, when known.
+    pub nhs_number: Option<String>,
+    /// Local identifiers.
+    pub local_ids: Vec<Identifier>,
+}
+
+/// The document that settled an expectation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Settlement {
+    /// The document's id.
+    pub document_id: String,
+    /// When it first left the trust (a later replacement does not move it).
+    pub issued_at: DateTime<Utc>,
+    /// Seconds from the encounter's end to `issued_at` (negative if issued
+    /// before the end).
+    pub delay_seconds: i64,
+    /// How the document was matched.
+    pub matched_by: MatchMethod,
+    /// The transmitting message's id, to which acknowledgements attach.
+    pub message_id: String,
+    /// The event that carried the document.
+    pub event_id: EventId,
+}
+
+/// Delivery state of the settling transmission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Sent, no acknowledgement yet.
+    Pending,
+    /// The recipient accepted it.
+    Acknowledged,
+    /// The recipient refused it or it failed.
+    Failed,
+}
+
+/// An obligation created by an encounter: this document kind, for this
+/// patient and encounter, due by this time, under this rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Expectation {
+    /// Deterministic id.
+    pub id: ExpectationId,
+    /// Where it stands.
+    pub status: ExpectationStatus,
+    /// The document kind expected.
+    pub document_kind: DocumentKind,
+    /// The encounter that created it.
+    pub encounter: EncounterSummary,
+    /// The patient.
+    pub patient: PatientKeys,
+    /// ODS code of the GP practice, when known.
+    pub gp_practice: Option<String>,
+    /// The rule that created it.
+    pub rule: RuleRef,
+    /// When the document is due.
+    pub deadline: DateTime<Utc>,
+    /// When a `due_soon` warning falls, if the rule has one.
+    pub due_soon_at: Option<DateTime<Utc>>,
+    /// The event that created it.
+    pub created_by: EventId,
+    /// The settling document, once there is one.
+    pub settlement: Option<Settlement>,
+    /// Delivery state of the settling transmission.
+    pub delivery: Option<DeliveryStatus>,
+    /// Alert kinds already raised for it, so none is raised twice.
+    pub alerts_raised: Vec<crate::AlertKind>,
+}
