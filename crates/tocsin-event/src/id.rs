@@ -13,7 +13,9 @@ use crate::Format;
 /// It exists so that the same input message always yields the same id: a
 /// redelivered or replayed message produces events that downstream consumers
 /// (and the AMQP `message_id`) recognise as repeats.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(transparent)]
 pub struct EventId(String);
 

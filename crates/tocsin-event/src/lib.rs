@@ -65,7 +65,9 @@ pub struct InterfaceEvent {
 
 /// The kinds of interface event. Unknown trigger events are `other`, never
 /// rejected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum EventType {
     /// Admission or registration (ADT A01, A04; FHIR Encounter planned/in-progress).
@@ -187,7 +189,9 @@ pub struct Patient {
 }
 
 /// A system/value identifier pair.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct Identifier {
     /// The namespace: HL7 assigning authority or identifier type, FHIR system.
@@ -197,7 +201,9 @@ pub struct Identifier {
 }
 
 /// The kind of encounter, which decides which contract rules apply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum EncounterKind {
     /// Admitted patient care.
@@ -258,7 +264,9 @@ pub struct Encounter {
 }
 
 /// The kind of document, which decides which expectation it settles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DocumentKind {
     /// Discharge summary (SNOMED CT 373942005).

@@ -69,10 +69,22 @@ mod tests {
 
     #[test]
     fn rejects_bad_check_digit_length_and_letters() {
-        assert_eq!(validate_nhs_number("9434765918"), Err(NhsNumberError::CheckDigit));
-        assert_eq!(validate_nhs_number("943476591"), Err(NhsNumberError::Length(9)));
-        assert_eq!(validate_nhs_number("94347659190"), Err(NhsNumberError::Length(11)));
-        assert_eq!(validate_nhs_number("94347A5919"), Err(NhsNumberError::NotDigits));
+        assert_eq!(
+            validate_nhs_number("9434765918"),
+            Err(NhsNumberError::CheckDigit)
+        );
+        assert_eq!(
+            validate_nhs_number("943476591"),
+            Err(NhsNumberError::Length(9))
+        );
+        assert_eq!(
+            validate_nhs_number("94347659190"),
+            Err(NhsNumberError::Length(11))
+        );
+        assert_eq!(
+            validate_nhs_number("94347A5919"),
+            Err(NhsNumberError::NotDigits)
+        );
         assert_eq!(validate_nhs_number(""), Err(NhsNumberError::Length(0)));
     }
 
@@ -82,7 +94,11 @@ mod tests {
         // whatever the last digit.
         for last in 0..10 {
             let s = format!("100000001{last}");
-            assert_eq!(validate_nhs_number(&s), Err(NhsNumberError::CheckDigit), "{s}");
+            assert_eq!(
+                validate_nhs_number(&s),
+                Err(NhsNumberError::CheckDigit),
+                "{s}"
+            );
         }
     }
 }

@@ -9,7 +9,9 @@ use tocsin_event::{DocumentKind, EncounterKind};
 use crate::model::{ExpectationId, MatchMethod, RuleRef};
 
 /// What an alert says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertKind {
     /// The deadline is near and the document has not been seen.

@@ -9,8 +9,10 @@
 mod alert;
 mod model;
 
-pub use alert::{Alert, AlertDocument, AlertEncounter, AlertKind, AlertPatient, json_schema as alert_json_schema};
+pub use alert::{
+    Alert, AlertDocument, AlertEncounter, AlertKind, AlertPatient, json_schema as alert_json_schema,
+};
 pub use model::{
-    DeliveryStatus, EncounterSummary, Expectation, ExpectationId, ExpectationStatus, MatchMethod,
-    PatientKeys, RuleRef, Settlement,
+    DeliveryStatus, Effect, EncounterSummary, Expectation, ExpectationId, ExpectationStatus,
+    MatchMethod, PatientKeys, RuleRef, Settlement, StateRecord,
 };

@@ -9,7 +9,9 @@ use tocsin_event::{DocumentKind, EncounterKind, EventId, Identifier, InterfaceEv
 
 /// Identifies an expectation: deterministic from the encounter and the rule,
 /// so the same discharge read twice yields the same expectation.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(transparent)]
 pub struct ExpectationId(pub String);
 
@@ -157,4 +159,37 @@ pub struct Expectation {
     pub delivery: Option<DeliveryStatus>,
     /// Alert kinds already raised for it, so none is raised twice.
     pub alerts_raised: Vec<crate::AlertKind>,
+}
+
+/// A named piece of auxiliary tracker state (a document that arrived before its
+/// encounter ended, a transmission awaiting acknowledgement, a message key
+/// already seen, the clock). The store keeps these as opaque JSON records so
+/// that the tracker can be rebuilt after a restart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateRecord {
+    /// Which kind of state, e.g. `pending_document`, `seen`, `clock`.
+    pub namespace: String,
+    /// The record's key within its namespace.
+    pub key: String,
+    /// The record itself.
+    pub value: serde_json::Value,
+}
+
+/// What the core asks its driver to do. The driver persists every effect of
+/// a batch atomically before acknowledging the inputs that caused them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// An expectation was created or changed: store its new state.
+    ExpectationChanged(Expectation),
+    /// An alert was raised: store it and queue it for delivery.
+    AlertRaised(crate::Alert),
+    /// Put an auxiliary state record.
+    StatePut(StateRecord),
+    /// Delete an auxiliary state record.
+    StateDeleted {
+        /// Namespace of the record.
+        namespace: String,
+        /// Key of the record.
+        key: String,
+    },
 }
