@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The test command: everything CI checks, runnable on a fresh project machine.
+#
+#   scripts/test.sh            # services, tools, fmt, clippy, all tests
+#
+# It starts the local RabbitMQ and PostgreSQL when they are down, installs the
+# test tools it needs (the Python `hl7` package for the differential test,
+# promtool), then runs cargo fmt --check, clippy with warnings as errors, the
+# whole test suite (cargo-nextest when installed, else cargo test) and
+# compiles the benchmarks. Tests that need a server fail, not skip, when it
+# cannot be reached.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n== %s\n' "$*"; }
+
+say "services"
+bash scripts/services.sh
+
+say "test tools"
+python3 -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+
+say "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+say "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
+# Doc tests are not run by nextest.
+cargo test --workspace --locked --doc
+
+say "benchmarks compile"
+cargo bench --workspace --locked --no-run
