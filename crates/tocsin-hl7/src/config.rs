@@ -1,0 +1,131 @@
+//! The `[hl7]` section of `config/mappings.toml`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use tocsin_event::{DocumentKind, EncounterKind};
+
+/// The checked-in code tables, compiled in so that the default configuration
+/// and the file a trust copies can never drift apart.
+const CHECKED_IN_MAPPINGS: &str = include_str!("../../../config/mappings.toml");
+
+/// How HL7 v2 messages are read: the local time zone, limits and the code
+/// tables that map a trust's codes onto tocsin's vocabulary.
+///
+/// It exists so that every trust-specific choice lives in configuration
+/// (`[hl7]` of `config/mappings.toml`), never in code. [`Default`] is the
+/// checked-in file's section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hl7Config {
+    /// Zone of timestamps that carry no UTC offset (England: Europe/London).
+    pub timezone: chrono_tz::Tz,
+    /// A message larger than this many bytes is rejected as oversized.
+    pub max_message_bytes: usize,
+    /// HL7 versions (MSH-12) accepted; others are rejected as unsupported.
+    pub supported_versions: Vec<String>,
+    /// PID-3 identifier types (component 5) that mark an NHS number.
+    pub nhs_identifier_types: Vec<String>,
+    /// PID-3 assigning authorities (component 4, namespace or universal id)
+    /// that mark an NHS number.
+    pub nhs_assigning_authorities: Vec<String>,
+    /// OBX-2 value types that carry document content, making an ORU^R01 a
+    /// document transmission.
+    pub document_value_types: Vec<String>,
+    /// PV1-2 patient class to encounter kind.
+    pub patient_class: BTreeMap<String, EncounterKind>,
+    /// TXA-2 document type (or OBR-4 service code for ORU) to document kind.
+    pub document_type: BTreeMap<String, DocumentKind>,
+}
+
+/// Why a mappings file could not be read as HL7 configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file is not valid TOML.
+    #[error("mappings file is not valid TOML: {0}")]
+    Toml(#[from] toml::de::Error),
+    /// The file has no `[hl7]` table.
+    #[error("mappings file has no [hl7] section")]
+    MissingSection,
+}
+
+impl Hl7Config {
+    /// Reads the `[hl7]` section from the full text of a mappings file (the
+    /// checked-in `config/mappings.toml` or a trust's copy of it).
+    pub fn from_mappings_toml(text: &str) -> Result<Self, ConfigError> {
+        #[derive(Deserialize)]
+        struct File {
+            hl7: Option<Hl7Config>,
+        }
+        let file: File = toml::from_str(text)?;
+        file.hl7.ok_or(ConfigError::MissingSection)
+    }
+
+    /// The encounter kind for a PV1-2 code: exact match first, then ignoring
+    /// ASCII case. `None` when the table has no entry.
+    pub fn encounter_kind(&self, code: &str) -> Option<EncounterKind> {
+        lookup(&self.patient_class, code)
+    }
+
+    /// The document kind for a TXA-2 (or OBR-4) code: exact match first, then
+    /// ignoring ASCII case. `None` when the table has no entry.
+    pub fn document_kind(&self, code: &str) -> Option<DocumentKind> {
+        lookup(&self.document_type, code)
+    }
+}
+
+fn lookup<T: Copy>(table: &BTreeMap<String, T>, code: &str) -> Option<T> {
+    table.get(code).copied().or_else(|| {
+        table
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(code))
+            .map(|(_, v)| *v)
+    })
+}
+
+impl Default for Hl7Config {
+    /// The `[hl7]` section of the checked-in `config/mappings.toml`.
+    fn default() -> Self {
+        // The file is compiled in and covered by tests, so failure here is a
+        // build defect, not an input error.
+        Self::from_mappings_toml(CHECKED_IN_MAPPINGS)
+            .expect("checked-in config/mappings.toml has a valid [hl7] section")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checked_in_defaults_match_the_issue() {
+        let cfg = Hl7Config::default();
+        assert_eq!(cfg.timezone, chrono_tz::Europe::London);
+        assert_eq!(cfg.encounter_kind("I"), Some(EncounterKind::Inpatient));
+        assert_eq!(cfg.encounter_kind("D"), Some(EncounterKind::DayCase));
+        assert_eq!(cfg.encounter_kind("E"), Some(EncounterKind::Emergency));
+        assert_eq!(cfg.encounter_kind("O"), Some(EncounterKind::Outpatient));
+        assert_eq!(cfg.encounter_kind("Q"), None);
+        assert_eq!(
+            cfg.document_kind("DS"),
+            Some(DocumentKind::DischargeSummary)
+        );
+        assert_eq!(
+            cfg.document_kind("clinic letter"),
+            Some(DocumentKind::ClinicLetter)
+        );
+        assert!(cfg.supported_versions.iter().any(|v| v == "2.5.1"));
+    }
+
+    #[test]
+    fn missing_section_and_unknown_keys_are_errors() {
+        assert!(matches!(
+            Hl7Config::from_mappings_toml("[fhir]\n"),
+            Err(ConfigError::MissingSection)
+        ));
+        let mut text = CHECKED_IN_MAPPINGS.replace("[hl7]\n", "[hl7]\nbogus = 1\n");
+        assert!(Hl7Config::from_mappings_toml(&text).is_err());
+        text = CHECKED_IN_MAPPINGS.replace("Europe/London", "Mars/Olympus");
+        assert!(Hl7Config::from_mappings_toml(&text).is_err());
+    }
+}

@@ -1,0 +1,60 @@
+//! State shared while one message is normalised: the parsed message, the
+//! configuration, its header and the warnings gathered so far.
+
+use chrono::{DateTime, Utc};
+use tocsin_event::{Warning, WarningCode};
+
+use crate::Hl7Config;
+use crate::header::Header;
+use crate::message::{Parsed, Seg};
+use crate::time::parse_timestamp;
+
+/// One message being normalised.
+pub(crate) struct Ctx<'p, 'a> {
+    pub p: &'p Parsed<'a>,
+    pub cfg: &'p Hl7Config,
+    pub header: Header,
+    pub warnings: Vec<Warning>,
+}
+
+impl Ctx<'_, '_> {
+    /// An optional timestamp field (first component). An unreadable value is
+    /// `None` plus a `bad_timestamp` warning keeping the raw text.
+    pub(crate) fn timestamp(
+        &mut self,
+        seg: Option<Seg<'_, '_>>,
+        field: usize,
+    ) -> Option<DateTime<Utc>> {
+        let seg = seg?;
+        let raw = seg.value(field)?;
+        match parse_timestamp(&raw, self.cfg.timezone) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let location = format!("{}-{field}", seg.name());
+                self.warn(
+                    WarningCode::BadTimestamp,
+                    format!("timestamp in {location} ignored: {e}"),
+                    Some(raw.into_owned()),
+                    location,
+                );
+                None
+            }
+        }
+    }
+
+    /// Records a tolerated problem.
+    pub(crate) fn warn(
+        &mut self,
+        code: WarningCode,
+        message: String,
+        raw: Option<String>,
+        location: String,
+    ) {
+        self.warnings.push(Warning {
+            code,
+            message,
+            raw,
+            location: Some(location),
+        });
+    }
+}

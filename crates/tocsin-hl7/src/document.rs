@@ -1,0 +1,122 @@
+//! Documents carried by MDM (TXA) and ORU^R01 (OBR/OBX) messages.
+
+use tocsin_event::{Document, DocumentKind, WarningCode};
+
+use crate::Hl7Error;
+use crate::context::Ctx;
+use crate::header::missing;
+
+/// Whether an ORU^R01 carries a document: it has a TXA, or an OBX whose value
+/// type (OBX-2) is one of `document_value_types` (TX, FT, ED by default).
+pub(crate) fn oru_carries_document(ctx: &Ctx<'_, '_>) -> bool {
+    ctx.p.segment("TXA").is_some()
+        || ctx.p.segments("OBX").any(|obx| {
+            obx.value(2).is_some_and(|t| {
+                ctx.cfg
+                    .document_value_types
+                    .iter()
+                    .any(|v| v.eq_ignore_ascii_case(&t))
+            })
+        })
+}
+
+/// The document described by TXA (MDM, and ORU when it has a TXA).
+///
+/// - id: TXA-12 (unique document number, first component), required;
+/// - kind: TXA-2 through `[hl7.document_type]` (unmapped: `other` and an
+///   `unmapped_code` warning); `type_code` keeps TXA-2 as sent;
+/// - issued_at: MSH-7 of this message, the moment it left the trust;
+/// - authored_at: TXA-6 (origination), else TXA-4 (activity);
+/// - recipient: see [`recipient`];
+/// - replaces: TXA-13 (parent document number).
+pub(crate) fn from_txa(ctx: &mut Ctx<'_, '_>) -> Result<Document, Hl7Error> {
+    let txa = ctx
+        .p
+        .segment("TXA")
+        .ok_or_else(|| Hl7Error::MissingSegment {
+            segment: "TXA",
+            message_type: ctx.header.message_type.clone(),
+        })?;
+    let id = txa.value(12).ok_or_else(|| missing("TXA-12"))?.into_owned();
+    let type_code = txa.value(2).map(|v| v.into_owned());
+    let kind = kind_of(ctx, type_code.as_deref(), "TXA-2");
+    let authored_at = ctx
+        .timestamp(Some(txa), 6)
+        .or_else(|| ctx.timestamp(Some(txa), 4));
+    Ok(Document {
+        id,
+        kind,
+        type_code,
+        issued_at: ctx.header.sent_at,
+        authored_at,
+        recipient: recipient(ctx),
+        replaces: txa.value(13).map(|v| v.into_owned()),
+    })
+}
+
+/// The document of an ORU^R01 without TXA, from its first OBR:
+/// - id: OBR-3 (filler order number), else OBR-2 (placer order number),
+///   else MSH-10, so that a result always has an identity;
+/// - kind and type_code: OBR-4 (universal service id) component 1, else its
+///   text (component 2), through `[hl7.document_type]`;
+/// - authored_at: OBR-7 (observation date/time);
+/// - issued_at and recipient as for MDM.
+pub(crate) fn from_obr(ctx: &mut Ctx<'_, '_>) -> Document {
+    let obr = ctx.p.segment("OBR");
+    let id = obr
+        .and_then(|o| o.value(3).or_else(|| o.value(2)))
+        .map_or_else(|| ctx.header.message_id.clone(), |v| v.into_owned());
+    let type_code = obr
+        .and_then(|o| o.comp(4, 1).or_else(|| o.comp(4, 2)))
+        .map(|v| v.into_owned());
+    let location = if obr.is_some_and(|o| o.comp(4, 1).is_some()) {
+        "OBR-4"
+    } else {
+        "OBR-4.2"
+    };
+    let kind = kind_of(ctx, type_code.as_deref(), location);
+    let authored_at = ctx.timestamp(obr, 7);
+    Document {
+        id,
+        kind,
+        type_code,
+        issued_at: ctx.header.sent_at,
+        authored_at,
+        recipient: recipient(ctx),
+        replaces: None,
+    }
+}
+
+fn kind_of(ctx: &mut Ctx<'_, '_>, code: Option<&str>, location: &str) -> DocumentKind {
+    let Some(code) = code else {
+        return DocumentKind::Other;
+    };
+    ctx.cfg.document_kind(code).unwrap_or_else(|| {
+        ctx.warn(
+            WarningCode::UnmappedCode,
+            format!("document type in {location} has no mapping in [hl7.document_type]"),
+            Some(code.to_owned()),
+            location.to_owned(),
+        );
+        DocumentKind::Other
+    })
+}
+
+/// The intended recipient: the receiving facility (MSH-6, first component)
+/// when it looks like an ODS organisation code.
+///
+/// Neither TXA nor PV1 has a field for the receiving organisation (TXA-23
+/// "distributed copies" names people, not organisations), so MSH-6 is the
+/// only place an HL7 v2 document names it. "Looks like an ODS code" means 3
+/// to 6 upper-case letters and digits, starting with a letter and holding at
+/// least one digit (GP practices `A81001`, trust sites `RTH01`); this keeps
+/// application-style names such as `EDT` or `GPCONNECT` out.
+pub(crate) fn recipient(ctx: &Ctx<'_, '_>) -> Option<String> {
+    let f = ctx.header.receiving_facility.as_deref()?;
+    let looks_ods = (3..=6).contains(&f.len())
+        && f.starts_with(|c: char| c.is_ascii_uppercase())
+        && f.chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        && f.chars().any(|c| c.is_ascii_digit());
+    looks_ods.then(|| f.to_owned())
+}

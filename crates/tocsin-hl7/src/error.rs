@@ -1,0 +1,120 @@
+//! Why a message could not be normalised.
+
+/// A message that cannot be normalised, with the reason and (where there is
+/// one) the segment and field.
+///
+/// Display is the human reason. It never holds patient data (no field values
+/// other than codes such as the HL7 version), so it is safe to log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Hl7Error {
+    /// Larger than `max_message_bytes`.
+    #[error("message is {size} bytes, over the configured limit of {limit} bytes")]
+    Oversized {
+        /// Size of the message in bytes.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// Nothing but whitespace and framing.
+    #[error("message is empty")]
+    Empty,
+    /// Holds control bytes that never occur in HL7 text.
+    #[error("binary data: control byte 0x{byte:02X} at byte {offset}")]
+    Binary {
+        /// The offending byte.
+        byte: u8,
+        /// Its offset within the message.
+        offset: usize,
+    },
+    /// Does not start with an MSH segment.
+    #[error("not an HL7 v2 message: it does not start with an MSH segment")]
+    NotHl7,
+    /// The MSH segment ends before a required field.
+    #[error("MSH segment is truncated: it ends before {location}")]
+    TruncatedMsh {
+        /// The first missing field, e.g. `MSH-2` or `MSH-9`.
+        location: String,
+    },
+    /// MSH-1/MSH-2 do not declare five distinct separator characters.
+    #[error("MSH-1/MSH-2 do not declare usable separators: {detail}")]
+    BadSeparators {
+        /// What is wrong with them.
+        detail: &'static str,
+    },
+    /// MSH-12 names a version outside the supported range.
+    #[error("HL7 version {version:?} is not supported (supported: {supported})")]
+    UnsupportedVersion {
+        /// MSH-12 as sent.
+        version: String,
+        /// The configured versions, comma-separated.
+        supported: String,
+    },
+    /// A segment after MSH could not be parsed.
+    #[error("segment {index} ({name}) cannot be parsed: {detail}")]
+    MalformedSegment {
+        /// 1-based position of the segment in the message (MSH is 1).
+        index: usize,
+        /// The first three characters of the line, printable ASCII only.
+        name: String,
+        /// What is wrong with it.
+        detail: &'static str,
+    },
+    /// A segment the message type requires is absent.
+    #[error("{message_type} message has no {segment} segment")]
+    MissingSegment {
+        /// The missing segment, e.g. `PID`.
+        segment: &'static str,
+        /// The message type, e.g. `ADT^A03`.
+        message_type: String,
+    },
+    /// A field the message type requires is empty or absent.
+    #[error("required field {location} is empty")]
+    MissingField {
+        /// The field, e.g. `MSH-10` or `TXA-12`.
+        location: String,
+    },
+    /// A required timestamp cannot be read.
+    #[error("timestamp in {location} cannot be read: {reason}")]
+    BadTimestamp {
+        /// The field, e.g. `MSH-7`.
+        location: String,
+        /// Why it cannot be read.
+        reason: String,
+    },
+}
+
+impl Hl7Error {
+    /// A short snake_case reason, fit for a metric label.
+    pub fn reason_code(&self) -> &'static str {
+        match self {
+            Self::Oversized { .. } => "oversized",
+            Self::Empty => "empty",
+            Self::Binary { .. } => "binary",
+            Self::NotHl7 => "not_hl7",
+            Self::TruncatedMsh { .. } => "truncated_msh",
+            Self::BadSeparators { .. } => "bad_separators",
+            Self::UnsupportedVersion { .. } => "unsupported_version",
+            Self::MalformedSegment { .. } => "malformed_segment",
+            Self::MissingSegment { .. } => "missing_segment",
+            Self::MissingField { .. } => "missing_field",
+            Self::BadTimestamp { .. } => "bad_timestamp",
+        }
+    }
+
+    /// Where in the message the problem is (`PID`, `PV1-45`, `MSH-7`,
+    /// `segment 4`, `byte 17`), when there is such a place.
+    pub fn location(&self) -> Option<String> {
+        match self {
+            Self::Oversized { .. } | Self::Empty | Self::NotHl7 => None,
+            Self::Binary { offset, .. } => Some(format!("byte {offset}")),
+            Self::TruncatedMsh { location } => Some(location.clone()),
+            Self::BadSeparators { .. } => Some("MSH-2".to_owned()),
+            Self::UnsupportedVersion { .. } => Some("MSH-12".to_owned()),
+            Self::MalformedSegment { index, .. } => Some(format!("segment {index}")),
+            Self::MissingSegment { segment, .. } => Some((*segment).to_owned()),
+            Self::MissingField { location } | Self::BadTimestamp { location, .. } => {
+                Some(location.clone())
+            }
+        }
+    }
+}

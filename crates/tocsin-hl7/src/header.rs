@@ -1,0 +1,87 @@
+//! The MSH header: identity, type and version of a message.
+
+use chrono::{DateTime, Utc};
+
+use crate::message::Parsed;
+use crate::time::parse_timestamp;
+use crate::{Hl7Config, Hl7Error};
+
+/// Highest MSH field tocsin requires to be present (MSH-12, the version).
+const LAST_REQUIRED_MSH_FIELD: usize = 12;
+
+/// What MSH says about a message.
+pub(crate) struct Header {
+    /// MSH-9.1, e.g. `ADT`.
+    pub code: String,
+    /// MSH-9.2, e.g. `A03` (empty for a bare `ACK`).
+    pub trigger: String,
+    /// `ADT^A03`, or `ACK` when there is no trigger.
+    pub message_type: String,
+    /// MSH-10.
+    pub message_id: String,
+    /// MSH-7.
+    pub sent_at: DateTime<Utc>,
+    /// MSH-4.1.
+    pub sending_facility: Option<String>,
+    /// MSH-6.1.
+    pub receiving_facility: Option<String>,
+    /// MSH-12.1.
+    pub version: String,
+}
+
+impl Header {
+    /// Reads and checks MSH.
+    pub(crate) fn read(p: &Parsed<'_>, cfg: &Hl7Config) -> Result<Self, Hl7Error> {
+        let msh = p.segment("MSH").ok_or(Hl7Error::NotHl7)?;
+        if msh.field_count() < LAST_REQUIRED_MSH_FIELD {
+            return Err(Hl7Error::TruncatedMsh {
+                location: format!("MSH-{}", msh.field_count() + 1),
+            });
+        }
+        let version = msh.value(12).ok_or_else(|| missing("MSH-12"))?.into_owned();
+        if !cfg.supported_versions.iter().any(|v| *v == version) {
+            return Err(Hl7Error::UnsupportedVersion {
+                version: version.chars().take(16).collect(),
+                supported: cfg.supported_versions.join(", "),
+            });
+        }
+        let code = msh.comp(9, 1).ok_or_else(|| missing("MSH-9"))?.into_owned();
+        let trigger = msh.comp(9, 2).map(|t| t.into_owned()).unwrap_or_default();
+        let message_type = if trigger.is_empty() {
+            code.clone()
+        } else {
+            format!("{code}^{trigger}")
+        };
+        let message_id = msh.value(10).ok_or_else(|| missing("MSH-10"))?.into_owned();
+        let raw_time = msh.value(7).ok_or_else(|| missing("MSH-7"))?;
+        let sent_at =
+            parse_timestamp(&raw_time, cfg.timezone).map_err(|e| Hl7Error::BadTimestamp {
+                location: "MSH-7".to_owned(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            code,
+            trigger,
+            message_type,
+            message_id,
+            sent_at,
+            sending_facility: msh.value(4).map(|v| v.into_owned()),
+            receiving_facility: msh.value(6).map(|v| v.into_owned()),
+            version,
+        })
+    }
+
+    /// Whether the version's XON type carries the organisation identifier in
+    /// component 10 (v2.5 and later) rather than component 3.
+    pub(crate) fn xon_id_in_component_10(&self) -> bool {
+        !["2.1", "2.2", "2.3", "2.4"]
+            .iter()
+            .any(|old| self.version.starts_with(old))
+    }
+}
+
+pub(crate) fn missing(location: &str) -> Hl7Error {
+    Hl7Error::MissingField {
+        location: location.to_owned(),
+    }
+}

@@ -1,0 +1,167 @@
+//! One HL7 message to one interface event.
+
+use tocsin_event::{Ack, EventId, EventType, Format, InterfaceEvent, Source};
+
+use crate::context::Ctx;
+use crate::header::{Header, missing};
+use crate::message::{Parsed, prepare};
+use crate::{Hl7Config, Hl7Error, document, patient, visit};
+
+/// Normalises one message (as given by [`crate::split_messages`], or a whole
+/// AMQP body holding one message; MLLP framing is tolerated).
+///
+/// The event type follows MSH-9 (see [`event_type`]); unknown types and
+/// triggers give `other`, never an error. `event_id` is derived from the raw
+/// bytes, so a redelivered message gets the same id. `occurred_at` is EVN-2,
+/// else MSH-7; for an A03 it is the discharge time (PV1-45, EVN-6, EVN-2).
+pub fn normalise_message(msg: &[u8], cfg: &Hl7Config) -> Result<InterfaceEvent, Hl7Error> {
+    let text = prepare(msg, cfg)?;
+    let parsed = Parsed::parse(&text)?;
+    let header = Header::read(&parsed, cfg)?;
+    let mut ctx = Ctx {
+        p: &parsed,
+        cfg,
+        header,
+        warnings: Vec::new(),
+    };
+    let code = ctx.header.code.clone();
+    let trigger = adt_trigger(&ctx);
+    check_required_segments(&ctx, &code, &trigger)?;
+
+    let event_type = event_type(&ctx, &code, &trigger);
+    let patient = patient::patient(&mut ctx);
+    let discharge = code == "ADT" && trigger == "A03";
+    let encounter = visit::encounter(&mut ctx, discharge);
+    let appointment = if code == "SIU" {
+        visit::appointment(&mut ctx)
+    } else {
+        None
+    };
+    let document = match event_type {
+        EventType::DocumentIssued | EventType::DocumentReplaced | EventType::DocumentCancelled
+            if parsed.segment("TXA").is_some() || code == "MDM" =>
+        {
+            Some(document::from_txa(&mut ctx)?)
+        }
+        EventType::DocumentIssued => Some(document::from_obr(&mut ctx)),
+        _ => None,
+    };
+    let merge = match parsed.segment("MRG") {
+        Some(mrg) if event_type == EventType::PatientMerged => Some(patient::merge(&mut ctx, mrg)),
+        _ => None,
+    };
+    let ack = ack(&ctx)?;
+    let gp_practice = patient::gp_practice(&ctx);
+
+    let evn = parsed.segment("EVN");
+    let occurred_at = match encounter.as_ref().and_then(|e| e.ended_at) {
+        Some(t) if discharge => t,
+        _ => ctx.timestamp(evn, 2).unwrap_or(ctx.header.sent_at),
+    };
+    let Header {
+        message_type,
+        message_id,
+        sending_facility,
+        ..
+    } = ctx.header;
+    Ok(InterfaceEvent {
+        event_id: EventId::derive(Format::Hl7v2, msg, 0),
+        event_type,
+        occurred_at,
+        source: Source {
+            format: Format::Hl7v2,
+            message_id,
+            message_type,
+            sending_facility,
+            sequence: 0,
+        },
+        patient,
+        encounter,
+        document,
+        appointment,
+        gp_practice,
+        ack,
+        merge,
+        warnings: ctx.warnings,
+    })
+}
+
+/// The trigger event: MSH-9.2, else (HL7 v2.3 ADT) EVN-1.
+fn adt_trigger(ctx: &Ctx<'_, '_>) -> String {
+    if !ctx.header.trigger.is_empty() || ctx.header.code != "ADT" {
+        return ctx.header.trigger.clone();
+    }
+    ctx.p
+        .segment("EVN")
+        .and_then(|e| e.value(1))
+        .map(|t| t.into_owned())
+        .unwrap_or_default()
+}
+
+/// Rejects messages whose type needs a segment they lack: an encounter ADT
+/// without PID or PV1, a merge without PID or MRG, any MDM without TXA (and
+/// a document MDM without PID), an SIU without SCH, an ACK without MSA.
+/// Unknown types and triggers need nothing beyond MSH.
+fn check_required_segments(ctx: &Ctx<'_, '_>, code: &str, trigger: &str) -> Result<(), Hl7Error> {
+    let needs: &[&'static str] = match (code, trigger) {
+        ("ADT", "A01" | "A02" | "A03" | "A04" | "A08" | "A11" | "A13") => &["PID", "PV1"],
+        ("ADT", "A31") => &["PID"],
+        ("ADT", "A34" | "A40") => &["PID", "MRG"],
+        ("MDM", "T02" | "T04" | "T06" | "T08" | "T10" | "T11") => &["PID", "TXA"],
+        ("MDM", _) => &["TXA"],
+        ("SIU", "S12" | "S15" | "S26") => &["SCH"],
+        ("ACK", _) => &["MSA"],
+        _ => &[],
+    };
+    for &segment in needs {
+        if ctx.p.segment(segment).is_none() {
+            return Err(Hl7Error::MissingSegment {
+                segment,
+                message_type: ctx.header.message_type.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The event type of a message type and trigger (issue 2's table).
+fn event_type(ctx: &Ctx<'_, '_>, code: &str, trigger: &str) -> EventType {
+    use EventType::*;
+    match (code, trigger) {
+        ("ADT", "A01" | "A04") => EncounterStarted,
+        ("ADT", "A02" | "A08" | "A31") => EncounterUpdated,
+        ("ADT", "A03") => EncounterEnded,
+        ("ADT", "A13") => EncounterDischargeCancelled,
+        ("ADT", "A11") => EncounterCancelled,
+        ("ADT", "A34" | "A40") => PatientMerged,
+        ("SIU", "S12") => AppointmentBooked,
+        ("SIU", "S15") => AppointmentCancelled,
+        ("SIU", "S26") => AppointmentMissed,
+        ("MDM", "T02" | "T04") => DocumentIssued,
+        ("MDM", "T06" | "T08" | "T10") => DocumentReplaced,
+        ("MDM", "T11") => DocumentCancelled,
+        ("ORU", "R01") if document::oru_carries_document(ctx) => DocumentIssued,
+        ("ACK", _) => match ctx.p.segment("MSA").and_then(|m| m.value(1)).as_deref() {
+            Some("AA" | "CA") => DeliveryAcknowledged,
+            Some("AE" | "AR" | "CE" | "CR") => DeliveryFailed,
+            _ => Other,
+        },
+        _ => Other,
+    }
+}
+
+/// The acknowledgement of an ACK: MSA-2 (required) is the acknowledged
+/// message's MSH-10, MSA-1 the code, MSA-3 the text.
+fn ack(ctx: &Ctx<'_, '_>) -> Result<Option<Ack>, Hl7Error> {
+    if ctx.header.code != "ACK" {
+        return Ok(None);
+    }
+    let Some(msa) = ctx.p.segment("MSA") else {
+        return Ok(None);
+    };
+    Ok(Some(Ack {
+        of_message_id: msa.value(2).ok_or_else(|| missing("MSA-2"))?.into_owned(),
+        code: msa.value(1).ok_or_else(|| missing("MSA-1"))?.into_owned(),
+        text: msa.value(3).map(|v| v.into_owned()),
+    }))
+}

@@ -1,0 +1,109 @@
+//! Patient identity (PID-3, MRG-1) and registered GP practice (PD1-3).
+
+use tocsin_event::{Identifier, Merge, Patient, WarningCode, validate_nhs_number};
+
+use crate::context::Ctx;
+use crate::message::{Rep, Seg};
+
+/// The patient from PID, or an empty patient when the message has none.
+pub(crate) fn patient(ctx: &mut Ctx<'_, '_>) -> Patient {
+    let Some(pid) = ctx.p.segment("PID") else {
+        return Patient::default();
+    };
+    let (nhs_number, local_ids) = identifiers(ctx, pid, 3);
+    Patient {
+        nhs_number,
+        local_ids,
+    }
+}
+
+/// The identifiers a merge (A34, A40) retired: MRG-1 and the visit in MRG-5.
+pub(crate) fn merge(ctx: &mut Ctx<'_, '_>, mrg: Seg<'_, '_>) -> Merge {
+    let (prior_nhs_number, prior_local_ids) = identifiers(ctx, mrg, 1);
+    Merge {
+        prior_nhs_number,
+        prior_local_ids,
+        prior_encounter_id: mrg.value(5).map(|v| v.into_owned()),
+    }
+}
+
+/// Reads a CX list: the first valid NHS number, and every other identifier as
+/// a local id. An NHS-marked value failing the modulus-11 check is dropped
+/// with an `invalid_nhs_number` warning that keeps the raw value.
+fn identifiers(
+    ctx: &mut Ctx<'_, '_>,
+    seg: Seg<'_, '_>,
+    field: usize,
+) -> (Option<String>, Vec<Identifier>) {
+    let mut nhs = None;
+    let mut local = Vec::new();
+    for rep in seg.repeats(field) {
+        let Some(value) = rep.comp(1) else { continue };
+        if is_nhs(ctx, &rep) {
+            match validate_nhs_number(&value) {
+                Ok(n) => {
+                    nhs.get_or_insert(n);
+                }
+                Err(e) => {
+                    let location = format!("{}-{field}", seg.name());
+                    ctx.warn(
+                        WarningCode::InvalidNhsNumber,
+                        format!("NHS number in {location} ignored: {e}"),
+                        Some(value.into_owned()),
+                        location,
+                    );
+                }
+            }
+            continue;
+        }
+        // system: assigning authority (namespace, else universal id), else
+        // identifier type, else "local" when the sender names neither.
+        let system = rep
+            .sub(4, 1)
+            .or_else(|| rep.sub(4, 2))
+            .or_else(|| rep.comp(5))
+            .map_or_else(|| "local".to_owned(), |s| s.into_owned());
+        local.push(Identifier {
+            system,
+            value: value.into_owned(),
+        });
+    }
+    (nhs, local)
+}
+
+fn is_nhs(ctx: &Ctx<'_, '_>, rep: &Rep<'_, '_>) -> bool {
+    let cfg = ctx.cfg;
+    let by_type = rep.comp(5).is_some_and(|t| {
+        cfg.nhs_identifier_types
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(&t))
+    });
+    by_type
+        || [rep.sub(4, 1), rep.sub(4, 2)]
+            .into_iter()
+            .flatten()
+            .any(|a| {
+                cfg.nhs_assigning_authorities
+                    .iter()
+                    .any(|c| c.eq_ignore_ascii_case(&a))
+            })
+}
+
+/// The registered GP practice's ODS code from PD1-3 (XON).
+///
+/// HL7 v2.3 and v2.4 carry the organisation's id in XON component 3 ("ID
+/// number"); v2.5 deprecated that numeric component and added component 10
+/// ("organization identifier"), which suits alphanumeric ODS codes. The
+/// component of the message's version is read first and the other one is the
+/// fallback, since UK senders mix the two.
+pub(crate) fn gp_practice(ctx: &Ctx<'_, '_>) -> Option<String> {
+    let pd1 = ctx.p.segment("PD1")?;
+    let (first, second) = if ctx.header.xon_id_in_component_10() {
+        (10, 3)
+    } else {
+        (3, 10)
+    };
+    pd1.comp(3, first)
+        .or_else(|| pd1.comp(3, second))
+        .map(|v| v.into_owned())
+}

@@ -1,0 +1,159 @@
+//! Splitting a file or message body into single HL7 messages.
+
+/// One message's bytes within a larger input, with where it starts.
+///
+/// It exists so that a rejected message can be reported by its position in
+/// the file or body it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawMessage<'a> {
+    /// Byte offset of the message within the input given to [`split_messages`].
+    pub offset: usize,
+    /// The message: from its `MSH` to the end of its last segment, MLLP
+    /// framing and batch envelope segments removed.
+    pub bytes: &'a [u8],
+}
+
+const MLLP_START: u8 = 0x0B;
+const MLLP_END: u8 = 0x1C;
+
+/// Envelope segments of HL7 batch files: dropped, as they carry no event.
+const ENVELOPE: [&[u8]; 4] = [b"FHS", b"BHS", b"BTS", b"FTS"];
+
+/// Splits a file or message body into messages.
+///
+/// Accepts MLLP frames (`0x0B ... 0x1C 0x0D`), FHS/BHS/BTS/FTS batch
+/// envelopes (dropped), several MSH-started messages in a row, and `\r`,
+/// `\n` or `\r\n` segment separators. Nothing is dropped silently: text that
+/// belongs to no message (junk before the first MSH, or bytes outside MLLP
+/// frames) comes back as a message of its own, which the normaliser then
+/// rejects with a reason.
+pub fn split_messages(input: &[u8]) -> Vec<RawMessage<'_>> {
+    let mut out = Vec::new();
+    if input.contains(&MLLP_START) {
+        let mut pos = 0;
+        while pos < input.len() {
+            match input[pos..].iter().position(|&b| b == MLLP_START) {
+                Some(rel) => {
+                    split_unframed(input, pos, pos + rel, &mut out);
+                    let start = pos + rel + 1;
+                    let end = input[start..]
+                        .iter()
+                        .position(|&b| b == MLLP_END)
+                        .map_or(input.len(), |e| start + e);
+                    split_unframed(input, start, end, &mut out);
+                    pos = (end + 1).min(input.len());
+                    if input.get(pos) == Some(&b'\r') {
+                        pos += 1;
+                    }
+                }
+                None => {
+                    split_unframed(input, pos, input.len(), &mut out);
+                    break;
+                }
+            }
+        }
+    } else {
+        split_unframed(input, 0, input.len(), &mut out);
+    }
+    out
+}
+
+/// Splits `input[start..end]` (no MLLP framing inside) at lines starting
+/// with `MSH`, dropping blank lines and envelope segments.
+fn split_unframed<'a>(input: &'a [u8], start: usize, end: usize, out: &mut Vec<RawMessage<'a>>) {
+    // The message being gathered: its start and the end of its last line.
+    let mut current: Option<(usize, usize)> = None;
+    let flush = |cur: &mut Option<(usize, usize)>, out: &mut Vec<RawMessage<'a>>| {
+        if let Some((s, e)) = cur.take() {
+            out.push(RawMessage {
+                offset: s,
+                bytes: &input[s..e],
+            });
+        }
+    };
+    let mut pos = start;
+    while pos < end {
+        let line_end = input[pos..end]
+            .iter()
+            .position(|&b| b == b'\r' || b == b'\n')
+            .map_or(end, |e| pos + e);
+        let line = &input[pos..line_end];
+        let mut next = line_end;
+        while next < end && (input[next] == b'\r' || input[next] == b'\n') {
+            next += 1;
+        }
+        if line.starts_with(b"MSH") {
+            flush(&mut current, out);
+            current = Some((pos, line_end));
+        } else if line.iter().all(u8::is_ascii_whitespace) {
+            // blank line: belongs to nothing
+        } else if ENVELOPE.iter().any(|e| line.starts_with(e)) {
+            flush(&mut current, out);
+        } else {
+            match current.as_mut() {
+                Some((_, e)) => *e = line_end,
+                None => current = Some((pos, line_end)),
+            }
+        }
+        pos = next;
+    }
+    flush(&mut current, out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(input: &[u8]) -> Vec<(usize, String)> {
+        split_messages(input)
+            .into_iter()
+            .map(|m| (m.offset, String::from_utf8_lossy(m.bytes).into_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn several_messages_any_line_ending() {
+        let input = b"MSH|a\r\nPID|1\r\nMSH|b\nPID|2\n\nMSH|c\rPID|3\r";
+        assert_eq!(
+            texts(input),
+            vec![
+                (0, "MSH|a\r\nPID|1".to_owned()),
+                (14, "MSH|b\nPID|2".to_owned()),
+                (27, "MSH|c\rPID|3".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn batch_envelope_is_dropped() {
+        let input = b"FHS|^~\\&\rBHS|^~\\&\rMSH|a\rPID|1\rMSH|b\rBTS|2\rFTS|1\r";
+        assert_eq!(
+            texts(input),
+            vec![(18, "MSH|a\rPID|1".to_owned()), (30, "MSH|b".to_owned())]
+        );
+    }
+
+    #[test]
+    fn mllp_frames_and_junk_between_them() {
+        let input = b"\x0bMSH|a\rPID|1\r\x1c\r\x0bMSH|b\r\x1c\rjunk\x0bMSH|c";
+        assert_eq!(
+            texts(input),
+            vec![
+                (1, "MSH|a\rPID|1".to_owned()),
+                (16, "MSH|b".to_owned()),
+                (24, "junk".to_owned()),
+                (29, "MSH|c".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn text_before_first_msh_is_kept_as_its_own_unit() {
+        assert_eq!(
+            texts(b"hello\rMSH|a"),
+            vec![(0, "hello".to_owned()), (6, "MSH|a".to_owned())]
+        );
+        assert!(split_messages(b"").is_empty());
+        assert!(split_messages(b"\r\n \n").is_empty());
+    }
+}

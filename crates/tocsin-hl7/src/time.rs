@@ -1,0 +1,243 @@
+//! HL7 timestamps (TS / DTM) to UTC instants.
+//!
+//! hl7-parser has `datetime::parse_timestamp`, but it silently ignores an
+//! offset given in hours only, does not check that the date exists, and
+//! leaves zone resolution to the caller; this module is a small strict parser
+//! that reports what is wrong instead.
+
+use chrono::{
+    DateTime, Duration, FixedOffset, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc,
+};
+use chrono_tz::Tz;
+
+/// Why a timestamp cannot be read. The text is patient-free.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimestampError {
+    /// The digits do not form `YYYY[MM[DD[HH[MM[SS[.S...]]]]]]`.
+    #[error("expected YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ], found {0} digits")]
+    Shape(usize),
+    /// A character other than digits, `.` and an offset sign.
+    #[error("unexpected character in timestamp")]
+    Character,
+    /// The offset is not `+HHMM` or `-HHMM` within ±14:00.
+    #[error("the UTC offset must be +HHMM or -HHMM")]
+    Offset,
+    /// The date or time does not exist (month 13, 31 April, hour 24...).
+    #[error("the date or time does not exist")]
+    OutOfRange,
+}
+
+/// Parses an HL7 timestamp of any precision, from `YYYY` to fractional
+/// seconds, with or without a `+/-HHMM` offset.
+///
+/// Missing parts take their lowest value (`2024` is 1 January 2024 00:00).
+/// Without an offset the time is local time in `tz`:
+/// - in the autumn repeated hour (01:00-02:00 on the last Sunday of October
+///   in London) the earlier instant, the first pass still in summer time, is
+///   taken: a discharge recorded then is not made to look an hour later than
+///   it may have been;
+/// - a time in the spring gap (01:00-02:00 on the last Sunday of March in
+///   London), which no clock shows, is read with the offset in force before
+///   the gap, which shifts it forward by the gap's length (01:30 is read as
+///   01:30 GMT, which the clocks show as 02:30 BST).
+pub fn parse_timestamp(raw: &str, tz: Tz) -> Result<DateTime<Utc>, TimestampError> {
+    let raw = raw.trim();
+    let (main, offset) = match raw.find(['+', '-']) {
+        Some(i) => (&raw[..i], Some(&raw[i..])),
+        None => (raw, None),
+    };
+    let (digits, fraction) = match main.split_once('.') {
+        Some((d, f)) => (d, Some(f)),
+        None => (main, None),
+    };
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(TimestampError::Character);
+    }
+    let n = digits.len();
+    if !matches!(n, 4 | 6 | 8 | 10 | 12 | 14) || (fraction.is_some() && n != 14) {
+        return Err(TimestampError::Shape(n));
+    }
+    let part = |at: usize, default: u32| -> u32 {
+        digits
+            .get(at..at + 2)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
+    let year: i32 = digits[..4].parse().map_err(|_| TimestampError::Shape(n))?;
+    let nanos = match fraction {
+        None => 0,
+        Some(f) if !f.is_empty() && f.len() <= 9 && f.bytes().all(|b| b.is_ascii_digit()) => {
+            let v: u32 = f.parse().map_err(|_| TimestampError::Character)?;
+            v * 10u32.pow(9 - f.len() as u32)
+        }
+        Some(_) => return Err(TimestampError::Character),
+    };
+    let naive = NaiveDate::from_ymd_opt(year, part(4, 1), part(6, 1))
+        .and_then(|d| d.and_hms_nano_opt(part(8, 0), part(10, 0), part(12, 0), nanos))
+        .ok_or(TimestampError::OutOfRange)?;
+    match offset {
+        Some(o) => {
+            let fixed = parse_offset(o)?;
+            fixed
+                .from_local_datetime(&naive)
+                .single()
+                .map(|t| t.with_timezone(&Utc))
+                .ok_or(TimestampError::OutOfRange)
+        }
+        None => Ok(resolve_local(naive, tz)),
+    }
+}
+
+fn parse_offset(o: &str) -> Result<FixedOffset, TimestampError> {
+    let (sign, rest) = o.split_at(1);
+    if rest.len() != 4 || !rest.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(TimestampError::Offset);
+    }
+    let hh: i32 = rest[..2].parse().map_err(|_| TimestampError::Offset)?;
+    let mm: i32 = rest[2..].parse().map_err(|_| TimestampError::Offset)?;
+    if hh > 14 || mm > 59 {
+        return Err(TimestampError::Offset);
+    }
+    let secs = (hh * 3600 + mm * 60) * if sign == "-" { -1 } else { 1 };
+    FixedOffset::east_opt(secs).ok_or(TimestampError::Offset)
+}
+
+/// Local wall-clock time in `tz` to UTC; see [`parse_timestamp`] for the
+/// repeated and missing hours.
+fn resolve_local(naive: NaiveDateTime, tz: Tz) -> DateTime<Utc> {
+    match tz.from_local_datetime(&naive) {
+        LocalResult::Single(t) => t.with_timezone(&Utc),
+        LocalResult::Ambiguous(earlier, _) => earlier.with_timezone(&Utc),
+        LocalResult::None => {
+            // In the gap: read with the offset in force a day before (the
+            // offset before the gap), which moves the instant past the gap.
+            let before = naive.and_utc() - Duration::days(1);
+            let offset = tz.offset_from_utc_datetime(&before.naive_utc());
+            let fixed = chrono::Offset::fix(&offset);
+            (naive - Duration::seconds(i64::from(fixed.local_minus_utc()))).and_utc()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono_tz::Europe::London;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn every_precision() {
+        assert_eq!(
+            parse_timestamp("2024", London),
+            Ok(utc("2024-01-01T00:00:00Z"))
+        );
+        assert_eq!(
+            parse_timestamp("202402", London),
+            Ok(utc("2024-02-01T00:00:00Z"))
+        );
+        assert_eq!(
+            parse_timestamp("20240215", London),
+            Ok(utc("2024-02-15T00:00:00Z"))
+        );
+        assert_eq!(
+            parse_timestamp("2024021514", London),
+            Ok(utc("2024-02-15T14:00:00Z"))
+        );
+        assert_eq!(
+            parse_timestamp("202402151430", London),
+            Ok(utc("2024-02-15T14:30:00Z"))
+        );
+        assert_eq!(
+            parse_timestamp("20240215143005", London),
+            Ok(utc("2024-02-15T14:30:05Z"))
+        );
+        assert_eq!(
+            parse_timestamp("20240215143005.1234", London),
+            Ok(utc("2024-02-15T14:30:05.1234Z"))
+        );
+    }
+
+    #[test]
+    fn summer_winter_and_explicit_offsets() {
+        // BST: local 10:00 is 09:00 UTC.
+        assert_eq!(
+            parse_timestamp("20240715100000", London),
+            Ok(utc("2024-07-15T09:00:00Z"))
+        );
+        assert_eq!(
+            parse_timestamp("20240115100000", London),
+            Ok(utc("2024-01-15T10:00:00Z"))
+        );
+        assert_eq!(
+            parse_timestamp("20240715100000+0100", London),
+            Ok(utc("2024-07-15T09:00:00Z"))
+        );
+        assert_eq!(
+            parse_timestamp("20240115100000-0500", London),
+            Ok(utc("2024-01-15T15:00:00Z"))
+        );
+        assert_eq!(
+            parse_timestamp("20240715100000.5+0000", London),
+            Ok(utc("2024-07-15T10:00:00.5Z"))
+        );
+    }
+
+    #[test]
+    fn changeover_hours() {
+        // 27 Oct 2024: 01:30 happens twice; the earlier (BST) instant is taken.
+        assert_eq!(
+            parse_timestamp("202410270130", London),
+            Ok(utc("2024-10-27T00:30:00Z"))
+        );
+        // 31 Mar 2024: 01:30 never happens; read as 01:30 GMT (02:30 BST).
+        assert_eq!(
+            parse_timestamp("202403310130", London),
+            Ok(utc("2024-03-31T01:30:00Z"))
+        );
+        assert_eq!(
+            parse_timestamp("202403310230", London),
+            Ok(utc("2024-03-31T01:30:00Z"))
+        );
+    }
+
+    #[test]
+    fn rejects_nonsense() {
+        assert_eq!(
+            parse_timestamp("20241301", London),
+            Err(TimestampError::OutOfRange)
+        );
+        assert_eq!(
+            parse_timestamp("20240431", London),
+            Err(TimestampError::OutOfRange)
+        );
+        assert_eq!(
+            parse_timestamp("2024013124", London),
+            Err(TimestampError::OutOfRange)
+        );
+        assert_eq!(
+            parse_timestamp("20240", London),
+            Err(TimestampError::Shape(5))
+        );
+        assert_eq!(parse_timestamp("", London), Err(TimestampError::Shape(0)));
+        assert_eq!(
+            parse_timestamp("2024x1", London),
+            Err(TimestampError::Character)
+        );
+        assert_eq!(
+            parse_timestamp("20240101+01", London),
+            Err(TimestampError::Offset)
+        );
+        assert_eq!(
+            parse_timestamp("2024010112.5", London),
+            Err(TimestampError::Shape(10))
+        );
+        assert_eq!(
+            parse_timestamp("20240101120000.", London),
+            Err(TimestampError::Character)
+        );
+        assert_eq!(parse_timestamp("-", London), Err(TimestampError::Shape(0)));
+    }
+}

@@ -1,0 +1,74 @@
+//! Encounters (PV1) and appointments (SCH, AIS).
+
+use tocsin_event::{Appointment, Encounter, EncounterKind, WarningCode};
+
+use crate::context::Ctx;
+
+/// The encounter from PV1, or `None` when the message has no PV1.
+///
+/// `discharge` asks for the discharge fallbacks of an A03: without PV1-45 the
+/// end is EVN-6 (event occurred), else EVN-2 (recorded).
+pub(crate) fn encounter(ctx: &mut Ctx<'_, '_>, discharge: bool) -> Option<Encounter> {
+    let pv1 = ctx.p.segment("PV1")?;
+    let evn = ctx.p.segment("EVN");
+    let kind = match pv1.value(2) {
+        Some(code) => Some(ctx.cfg.encounter_kind(&code).unwrap_or_else(|| {
+            ctx.warn(
+                WarningCode::UnmappedCode,
+                "patient class in PV1-2 has no mapping in [hl7.patient_class]".to_owned(),
+                Some(code.clone().into_owned()),
+                "PV1-2".to_owned(),
+            );
+            EncounterKind::Other
+        })),
+        None => None,
+    };
+    let started_at = ctx.timestamp(Some(pv1), 44);
+    let mut ended_at = ctx.timestamp(Some(pv1), 45);
+    if discharge && ended_at.is_none() {
+        ended_at = ctx.timestamp(evn, 6).or_else(|| ctx.timestamp(evn, 2));
+    }
+    // PV1-39 servicing facility, else the facility of the assigned location.
+    let site = pv1
+        .value(39)
+        .or_else(|| pv1.repeats(3).next().and_then(|r| r.sub(4, 1)))
+        .map(|v| v.into_owned());
+    Some(Encounter {
+        id: pv1.value(19).map(|v| v.into_owned()),
+        reference: None,
+        kind,
+        started_at,
+        ended_at,
+        site,
+        specialty: pv1.value(10).map(|v| v.into_owned()),
+    })
+}
+
+/// The appointment of an SIU message: SCH-1 placer id (else SCH-2 filler
+/// id); start from SCH-11 component 4 (TQ start date/time), else AIS-4.
+pub(crate) fn appointment(ctx: &mut Ctx<'_, '_>) -> Option<Appointment> {
+    let sch = ctx.p.segment("SCH")?;
+    let mut starts_at = None;
+    if let Some(raw) = sch.comp(11, 4) {
+        match crate::time::parse_timestamp(&raw, ctx.cfg.timezone) {
+            Ok(t) => starts_at = Some(t),
+            Err(e) => ctx.warn(
+                WarningCode::BadTimestamp,
+                format!("appointment start in SCH-11 ignored: {e}"),
+                Some(raw.into_owned()),
+                "SCH-11".to_owned(),
+            ),
+        }
+    }
+    if starts_at.is_none() {
+        let ais = ctx.p.segment("AIS");
+        starts_at = ctx.timestamp(ais, 4);
+    }
+    Some(Appointment {
+        id: sch
+            .value(1)
+            .or_else(|| sch.value(2))
+            .map(|v| v.into_owned()),
+        starts_at,
+    })
+}
