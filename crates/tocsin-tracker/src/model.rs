@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use tocsin_event::{DocumentKind, EncounterKind, EventId, Identifier, InterfaceEvent};
+use tocsin_event::{DocumentKind, EncounterKind, EventId, Identifier};
 
 /// Identifies an expectation: deterministic from the encounter and the rule,
 /// so the same discharge read twice yields the same expectation.
@@ -51,7 +51,10 @@ impl ExpectationStatus {
 }
 
 /// How a document was matched to an expectation (recorded for audit).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+/// Ordered from the strongest match to the weakest.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum MatchMethod {
     /// Same encounter id (visit number).

@@ -1,0 +1,263 @@
+//! Compact in-memory building blocks, so an open expectation costs a few
+//! hundred bytes rather than the kilobyte its serde form would: small strings
+//! kept inline, repeated codes interned, and indexes of `(hash, slot)` pairs.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::num::NonZeroU32;
+
+const INLINE: usize = 22;
+
+/// A string stored inline when short (most visit numbers, NHS numbers, local
+/// ids), packed when it is 32 lowercase hex digits (event and expectation
+/// ids), and boxed otherwise. 24 bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum CStr {
+    Hex([u8; 16]),
+    Inline(u8, [u8; INLINE]),
+    Heap(Box<str>),
+}
+
+impl CStr {
+    pub(crate) fn new(s: &str) -> Self {
+        if let Some(h) = pack_hex(s) {
+            return Self::Hex(h);
+        }
+        if s.len() <= INLINE {
+            let mut buf = [0u8; INLINE];
+            buf[..s.len()].copy_from_slice(s.as_bytes());
+            return Self::Inline(s.len() as u8, buf);
+        }
+        Self::Heap(s.into())
+    }
+
+    /// Compares with a `&str` without allocating.
+    pub(crate) fn eq_str(&self, s: &str) -> bool {
+        match self {
+            Self::Hex(h) => pack_hex(s).is_some_and(|p| &p == h),
+            Self::Inline(n, b) => &b[..*n as usize] == s.as_bytes(),
+            Self::Heap(b) => &**b == s,
+        }
+    }
+}
+
+impl fmt::Display for CStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Hex(h) => {
+                for b in h {
+                    write!(f, "{b:02x}")?;
+                }
+                Ok(())
+            }
+            // Built from a whole `&str`, so the bytes are valid UTF-8.
+            Self::Inline(n, b) => f.write_str(std::str::from_utf8(&b[..*n as usize]).unwrap_or("")),
+            Self::Heap(b) => f.write_str(b),
+        }
+    }
+}
+
+impl fmt::Debug for CStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.to_string())
+    }
+}
+
+/// Packs 32 lowercase hex digits into 16 bytes.
+pub(crate) fn pack_hex(s: &str) -> Option<[u8; 16]> {
+    let b = s.as_bytes();
+    if b.len() != 32 {
+        return None;
+    }
+    let nib = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; 16];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = (nib(b[2 * i])? << 4) | nib(b[2 * i + 1])?;
+    }
+    Some(out)
+}
+
+/// Renders 16 bytes as 32 lowercase hex digits.
+pub(crate) fn hex16(b: &[u8; 16]) -> String {
+    hex::encode(b)
+}
+
+/// An interned code (site, specialty, GP practice, identifier system).
+pub(crate) type Sym = NonZeroU32;
+
+/// Interns the codes that repeat across many expectations.
+#[derive(Default)]
+pub(crate) struct Symbols {
+    ids: HashMap<Box<str>, Sym>,
+    names: Vec<Box<str>>,
+}
+
+impl Symbols {
+    pub(crate) fn intern(&mut self, s: &str) -> Sym {
+        if let Some(&id) = self.ids.get(s) {
+            return id;
+        }
+        self.names.push(s.into());
+        let id = NonZeroU32::new(self.names.len() as u32).unwrap_or(NonZeroU32::MIN);
+        self.ids.insert(s.into(), id);
+        id
+    }
+
+    pub(crate) fn lookup(&self, s: &str) -> Option<Sym> {
+        self.ids.get(s).copied()
+    }
+
+    pub(crate) fn name(&self, id: Sym) -> &str {
+        self.names.get(id.get() as usize - 1).map_or("", |s| s)
+    }
+}
+
+/// A fast, deterministic 64-bit hash (FxHash) for index keys. Collisions are
+/// harmless: every index hit is checked against the slot's own fields.
+pub(crate) fn key_hash(parts: &[&str]) -> u64 {
+    let mut h = FxHasher(0);
+    for p in parts {
+        p.hash(&mut h);
+    }
+    h.finish()
+}
+
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.write(&[i]);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A many-to-many index from a key hash to slots: `(hash, slot)` pairs in a
+/// B-tree, about 24 bytes an entry, logarithmic lookups.
+#[derive(Default)]
+pub(crate) struct MultiIndex(BTreeSet<(u64, u32)>);
+
+impl MultiIndex {
+    pub(crate) fn insert(&mut self, key: u64, slot: u32) {
+        self.0.insert((key, slot));
+    }
+    pub(crate) fn remove(&mut self, key: u64, slot: u32) {
+        self.0.remove(&(key, slot));
+    }
+    pub(crate) fn get(&self, key: u64) -> impl Iterator<Item = u32> + '_ {
+        self.0.range((key, 0)..=(key, u32::MAX)).map(|&(_, s)| s)
+    }
+}
+
+/// A vector of slots with a free list, so slot numbers stay small (`u32`).
+pub(crate) struct Slab<T> {
+    items: Vec<Option<T>>,
+    free: Vec<u32>,
+    len: usize,
+}
+
+impl<T> Default for Slab<T> {
+    fn default() -> Self {
+        Self {
+            items: Vec::new(),
+            free: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T> Slab<T> {
+    pub(crate) fn insert(&mut self, v: T) -> u32 {
+        self.len += 1;
+        if let Some(i) = self.free.pop() {
+            self.items[i as usize] = Some(v);
+            i
+        } else {
+            self.items.push(Some(v));
+            (self.items.len() - 1) as u32
+        }
+    }
+    pub(crate) fn remove(&mut self, i: u32) -> Option<T> {
+        let v = self.items.get_mut(i as usize)?.take();
+        if v.is_some() {
+            self.len -= 1;
+            self.free.push(i);
+        }
+        v
+    }
+    pub(crate) fn get(&self, i: u32) -> Option<&T> {
+        self.items.get(i as usize)?.as_ref()
+    }
+    pub(crate) fn get_mut(&mut self, i: u32) -> Option<&mut T> {
+        self.items.get_mut(i as usize)?.as_mut()
+    }
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &T)> {
+        self.items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.as_ref().map(|v| (i as u32, v)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cstr_round_trips_every_representation() {
+        for s in [
+            "",
+            "V123",
+            "9434765919",
+            "0123456789abcdef0123456789abcdef",
+            "0123456789ABCDEF0123456789ABCDEF",
+            "a-rather-long-visit-number-from-some-pas-system",
+            "ünïcödé",
+        ] {
+            let c = CStr::new(s);
+            assert_eq!(c.to_string(), s);
+            assert!(c.eq_str(s));
+            assert!(!c.eq_str("other"));
+        }
+        assert!(matches!(
+            CStr::new("0123456789abcdef0123456789abcdef"),
+            CStr::Hex(_)
+        ));
+        assert_eq!(std::mem::size_of::<CStr>(), 24);
+    }
+
+    #[test]
+    fn multi_index_and_slab() {
+        let mut ix = MultiIndex::default();
+        ix.insert(7, 1);
+        ix.insert(7, 3);
+        ix.insert(8, 2);
+        assert_eq!(ix.get(7).collect::<Vec<_>>(), vec![1, 3]);
+        ix.remove(7, 1);
+        assert_eq!(ix.get(7).collect::<Vec<_>>(), vec![3]);
+        let mut s = Slab::default();
+        let a = s.insert("a");
+        let b = s.insert("b");
+        assert_eq!(s.remove(a), Some("a"));
+        assert_eq!(s.insert("c"), a);
+        assert_eq!(s.get(b), Some(&"b"));
+        assert_eq!(s.len(), 2);
+    }
+}

@@ -1,0 +1,1 @@
+//! Compliance report (in progress).

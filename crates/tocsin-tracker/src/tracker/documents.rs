@@ -1,0 +1,393 @@
+//! Documents: correlation with open expectations (encounter id, FHIR
+//! reference, then patient and window), settlement, and documents that come
+//! before their encounter's end.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tocsin_event::{Document, EventId, EventType, InterfaceEvent, Patient};
+
+use super::open::{Open, from_ms, ms};
+use super::state::Transmission;
+use super::{Effect, Tracker, build_alert, enc_key, local_key, namespaces, nhs_key, ref_key};
+use crate::compact::key_hash;
+use crate::model::{DeliveryStatus, ExpectationStatus, MatchMethod, Settlement, StateRecord};
+use crate::{AlertDocument, AlertKind};
+
+/// A document that matched no open expectation, kept (as auxiliary state)
+/// until its encounter ends or the pending-document horizon passes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct PendingDocument {
+    pub event_id: EventId,
+    pub message_id: String,
+    pub document: Document,
+    pub patient: Patient,
+    pub encounter_id: Option<String>,
+    pub encounter_ref: Option<String>,
+}
+
+/// What a document offers for matching.
+pub(crate) struct DocView<'a> {
+    pub kind: tocsin_event::DocumentKind,
+    pub issued_at: i64,
+    pub encounter_id: Option<&'a str>,
+    pub encounter_ref: Option<&'a str>,
+    pub patient: &'a Patient,
+}
+
+impl PendingDocument {
+    fn view(&self) -> DocView<'_> {
+        DocView {
+            kind: self.document.kind,
+            issued_at: ms(self.document.issued_at),
+            encounter_id: self.encounter_id.as_deref(),
+            encounter_ref: self.encounter_ref.as_deref(),
+            patient: &self.patient,
+        }
+    }
+
+    fn patient_keys(&self) -> Vec<u64> {
+        patient_keys(&self.patient)
+    }
+}
+
+/// Index keys of a patient: the NHS number when there is one, and every
+/// local identifier.
+pub(crate) fn patient_keys(p: &Patient) -> Vec<u64> {
+    p.nhs_number
+        .iter()
+        .map(|n| nhs_key(n))
+        .chain(p.local_ids.iter().map(|i| local_key(&i.system, &i.value)))
+        .collect()
+}
+
+fn doc_key(id: &str) -> u64 {
+    key_hash(&["doc", id])
+}
+
+impl Tracker {
+    /// How a document would match an open expectation, if it does.
+    pub(crate) fn match_method(&self, o: &Open, d: &DocView<'_>) -> Option<MatchMethod> {
+        if self.rule_info(o).document_kind != d.kind {
+            return None;
+        }
+        let id_eq = match (d.encounter_id, &o.encounter_id) {
+            (Some(a), Some(b)) => Some(b.eq_str(a)),
+            _ => None,
+        };
+        let ref_eq = match (d.encounter_ref, &o.encounter_ref) {
+            (Some(a), Some(b)) => Some(b.eq_str(a)),
+            _ => None,
+        };
+        if id_eq == Some(true) {
+            return Some(MatchMethod::EncounterId);
+        }
+        if ref_eq == Some(true) {
+            return Some(MatchMethod::FhirReference);
+        }
+        // A document that names its encounter never settles a different
+        // named encounter's expectation by patient.
+        if id_eq == Some(false) || ref_eq == Some(false) {
+            return None;
+        }
+        let before = self.config.match_window_before.as_secs() * 1000;
+        let after = self.config.match_window_after.as_secs() * 1000;
+        if d.issued_at < o.ended_at - before || d.issued_at > o.ended_at + after {
+            return None;
+        }
+        let same_patient = match &d.patient.nhs_number {
+            Some(n) => o.nhs.as_ref().is_some_and(|m| m.eq_str(n)),
+            None => d.patient.local_ids.iter().any(|i| {
+                self.syms.lookup(&i.system).is_some_and(|sys| {
+                    o.local_ids
+                        .iter()
+                        .any(|(s, v)| *s == sys && v.eq_str(&i.value))
+                })
+            }),
+        };
+        same_patient.then_some(MatchMethod::PatientWindow)
+    }
+
+    /// The open expectation a document settles: by encounter id, then FHIR
+    /// reference, then the nearest (by encounter end) for the same patient
+    /// within the window.
+    fn find_open_for(&self, d: &DocView<'_>) -> Option<(u32, MatchMethod)> {
+        let best = |slots: &mut dyn Iterator<Item = u32>, want: MatchMethod| {
+            slots
+                .filter_map(|s| self.open.get(s).map(|o| (s, o)))
+                .filter(|(_, o)| self.match_method(o, d) == Some(want))
+                .min_by_key(|(_, o)| ((d.issued_at - o.ended_at).abs(), o.id))
+                .map(|(s, _)| (s, want))
+        };
+        if let Some(id) = d.encounter_id
+            && let Some(hit) = best(
+                &mut self.by_encounter.get(enc_key(id)),
+                MatchMethod::EncounterId,
+            )
+        {
+            return Some(hit);
+        }
+        if let Some(r) = d.encounter_ref
+            && let Some(hit) = best(
+                &mut self.by_reference.get(ref_key(r)),
+                MatchMethod::FhirReference,
+            )
+        {
+            return Some(hit);
+        }
+        let keys: Vec<u64> = match &d.patient.nhs_number {
+            Some(n) => vec![nhs_key(n)],
+            None => d
+                .patient
+                .local_ids
+                .iter()
+                .map(|i| local_key(&i.system, &i.value))
+                .collect(),
+        };
+        let mut slots: Vec<u32> = keys.iter().flat_map(|k| self.by_patient.get(*k)).collect();
+        slots.sort_unstable();
+        slots.dedup();
+        best(&mut slots.into_iter(), MatchMethod::PatientWindow)
+    }
+
+    pub(super) fn on_document(&mut self, ev: &InterfaceEvent, fx: &mut Vec<Effect>) {
+        let Some(doc) = &ev.document else {
+            self.counters.documents_missing += 1;
+            return;
+        };
+        let enc = ev.encounter.as_ref();
+        let view = DocView {
+            kind: doc.kind,
+            issued_at: ms(doc.issued_at),
+            encounter_id: enc.and_then(|e| e.id.as_deref()),
+            encounter_ref: enc.and_then(|e| e.reference.as_deref()),
+            patient: &ev.patient,
+        };
+        if let Some((slot, method)) = self.find_open_for(&view) {
+            self.settle(slot, doc, method, &ev.source.message_id, &ev.event_id, fx);
+            return;
+        }
+        if ev.event_type == EventType::DocumentReplaced {
+            self.counters.replacements_unmatched += 1;
+            return;
+        }
+        self.counters.documents_pending += 1;
+        let p = PendingDocument {
+            event_id: ev.event_id.clone(),
+            message_id: ev.source.message_id.clone(),
+            document: doc.clone(),
+            patient: ev.patient.clone(),
+            encounter_id: view.encounter_id.map(str::to_string),
+            encounter_ref: view.encounter_ref.map(str::to_string),
+        };
+        fx.push(Effect::StatePut(StateRecord {
+            namespace: namespaces::PENDING_DOCUMENT.into(),
+            key: p.event_id.to_string(),
+            value: serde_json::to_value(&p).unwrap_or_default(),
+        }));
+        self.insert_pending(p);
+    }
+
+    pub(crate) fn insert_pending(&mut self, p: PendingDocument) {
+        let expiry = ms(p.document.issued_at) + self.pending_horizon();
+        let (id, r, keys, dk) = (
+            p.encounter_id.as_deref().map(enc_key),
+            p.encounter_ref.as_deref().map(ref_key),
+            p.patient_keys(),
+            doc_key(&p.document.id),
+        );
+        let slot = self.pending.insert(p);
+        if let Some(k) = id {
+            self.pending_by_encounter.insert(k, slot);
+        }
+        if let Some(k) = r {
+            self.pending_by_reference.insert(k, slot);
+        }
+        for k in keys {
+            self.pending_by_patient.insert(k, slot);
+        }
+        self.pending_by_document.insert(dk, slot);
+        self.pending_expiry.insert((expiry, slot));
+    }
+
+    fn remove_pending(&mut self, slot: u32, fx: &mut Vec<Effect>) -> Option<PendingDocument> {
+        let p = self.pending.remove(slot)?;
+        if let Some(id) = &p.encounter_id {
+            self.pending_by_encounter.remove(enc_key(id), slot);
+        }
+        if let Some(r) = &p.encounter_ref {
+            self.pending_by_reference.remove(ref_key(r), slot);
+        }
+        for k in p.patient_keys() {
+            self.pending_by_patient.remove(k, slot);
+        }
+        self.pending_by_document
+            .remove(doc_key(&p.document.id), slot);
+        self.pending_expiry
+            .remove(&(ms(p.document.issued_at) + self.pending_horizon(), slot));
+        fx.push(Effect::StateDeleted {
+            namespace: namespaces::PENDING_DOCUMENT.into(),
+            key: p.event_id.to_string(),
+        });
+        Some(p)
+    }
+
+    /// After an expectation is created: settle it with the first-issued
+    /// waiting document that matches (encounter id, then reference, then
+    /// patient and window). Returns whether it was settled.
+    pub(super) fn settle_from_pending(&mut self, slot: u32, fx: &mut Vec<Effect>) -> bool {
+        let Some(o) = self.open.get(slot) else {
+            return false;
+        };
+        let mut cands: Vec<u32> = Vec::new();
+        if let Some(id) = &o.encounter_id {
+            cands.extend(self.pending_by_encounter.get(enc_key(&id.to_string())));
+        }
+        if let Some(r) = &o.encounter_ref {
+            cands.extend(self.pending_by_reference.get(ref_key(&r.to_string())));
+        }
+        if let Some(n) = &o.nhs {
+            cands.extend(self.pending_by_patient.get(nhs_key(&n.to_string())));
+        }
+        for (s, v) in o.local_ids.iter() {
+            cands.extend(
+                self.pending_by_patient
+                    .get(local_key(self.syms.name(*s), &v.to_string())),
+            );
+        }
+        cands.sort_unstable();
+        cands.dedup();
+        let best = cands
+            .into_iter()
+            .filter_map(|c| {
+                let p = self.pending.get(c)?;
+                let m = self.match_method(o, &p.view())?;
+                Some((m as u8, ms(p.document.issued_at), p.event_id.clone(), c, m))
+            })
+            .min();
+        let Some((_, _, _, pslot, method)) = best else {
+            return false;
+        };
+        let Some(p) = self.remove_pending(pslot, fx) else {
+            return false;
+        };
+        self.settle(slot, &p.document, method, &p.message_id, &p.event_id, fx);
+        true
+    }
+
+    /// Settles an open expectation with a document.
+    pub(super) fn settle(
+        &mut self,
+        slot: u32,
+        doc: &Document,
+        method: MatchMethod,
+        message_id: &str,
+        event_id: &EventId,
+        fx: &mut Vec<Effect>,
+    ) {
+        let Some(o) = self.remove_open(slot) else {
+            return;
+        };
+        let was_overdue = o.overdue;
+        let mut exp = self.materialise(&o);
+        let issued_at = doc.issued_at;
+        let delay = (issued_at - exp.encounter.ended_at).num_seconds();
+        exp.status = if issued_at <= exp.deadline {
+            ExpectationStatus::OnTime
+        } else {
+            ExpectationStatus::Late
+        };
+        exp.settlement = Some(Settlement {
+            document_id: doc.id.clone(),
+            issued_at,
+            delay_seconds: delay,
+            matched_by: method,
+            message_id: message_id.to_string(),
+            event_id: event_id.clone(),
+        });
+        exp.delivery = Some(DeliveryStatus::Pending);
+        let mut kinds = Vec::new();
+        if exp.status == ExpectationStatus::Late {
+            kinds.push(AlertKind::Late);
+        }
+        if was_overdue {
+            kinds.push(AlertKind::Resolved);
+        }
+        kinds.retain(|k| !exp.alerts_raised.contains(k));
+        exp.alerts_raised.extend(kinds.iter().copied());
+        let raised_at = self.clock.map_or(issued_at, from_ms);
+        let adoc = AlertDocument {
+            id: doc.id.clone(),
+            issued_at,
+            matched_by: method,
+        };
+        let alerts: Vec<_> = kinds
+            .into_iter()
+            .map(|k| build_alert(&exp, k, raised_at, Some(adoc.clone())))
+            .collect();
+        fx.push(Effect::ExpectationChanged(exp.clone()));
+        fx.extend(alerts.into_iter().map(Effect::AlertRaised));
+        self.remember_transmission(message_id, issued_at, exp, fx);
+    }
+
+    fn remember_transmission(
+        &mut self,
+        message_id: &str,
+        issued_at: DateTime<Utc>,
+        exp: crate::Expectation,
+        fx: &mut Vec<Effect>,
+    ) {
+        let t = self
+            .transmissions
+            .entry(message_id.to_string())
+            .or_insert_with(|| Transmission {
+                issued_at,
+                expectations: Vec::new(),
+            });
+        t.expectations.push(exp);
+        let fresh = t.expectations.len() == 1;
+        let value = serde_json::to_value(&*t).unwrap_or_default();
+        if fresh {
+            self.schedule_transmission(message_id, issued_at);
+        }
+        fx.push(Effect::StatePut(StateRecord {
+            namespace: namespaces::TRANSMISSION.into(),
+            key: message_id.to_string(),
+            value,
+        }));
+    }
+
+    /// A withdrawn document: a waiting copy is forgotten. A document that has
+    /// already settled an expectation stays counted: the contract measures
+    /// the first transmission, and a replacement usually follows.
+    pub(super) fn on_document_cancelled(&mut self, ev: &InterfaceEvent, fx: &mut Vec<Effect>) {
+        let Some(doc) = &ev.document else {
+            self.counters.documents_missing += 1;
+            return;
+        };
+        let slots: Vec<u32> = self
+            .pending_by_document
+            .get(doc_key(&doc.id))
+            .filter(|s| {
+                self.pending
+                    .get(*s)
+                    .is_some_and(|p| p.document.id == doc.id)
+            })
+            .collect();
+        for s in slots {
+            self.remove_pending(s, fx);
+        }
+    }
+
+    /// Forgets waiting documents issued more than the horizon before `now`.
+    pub(super) fn expire_pending(&mut self, now: i64, fx: &mut Vec<Effect>) {
+        while let Some(&(at, slot)) = self.pending_expiry.first() {
+            if at >= now {
+                break;
+            }
+            self.pending_expiry.remove(&(at, slot));
+            if self.remove_pending(slot, fx).is_some() {
+                self.counters.pending_expired += 1;
+            }
+        }
+    }
+}

@@ -1,0 +1,352 @@
+//! Encounter ends, cancellations, merges and acknowledgements, and the
+//! bookkeeping of open slots (indexes, timers, gauges).
+
+use sha2::{Digest, Sha256};
+use tocsin_event::{Encounter, InterfaceEvent};
+
+use super::open::{Open, from_ms, ms};
+use super::{Effect, Tracker, build_alert, enc_key, local_key, namespaces, nhs_key, ref_key};
+use crate::AlertKind;
+use crate::compact::CStr;
+use crate::model::{DeliveryStatus, ExpectationId, ExpectationStatus, StateRecord};
+use crate::policy::{Applicability, EncounterFacts};
+
+/// The deterministic id of the expectation a rule creates for an encounter:
+/// the same discharge read twice yields the same expectation.
+pub fn expectation_id(rule_id: &str, encounter: &Encounter, event_id: &str) -> ExpectationId {
+    ExpectationId(hex::encode(expectation_id_bytes(
+        rule_id, encounter, event_id,
+    )))
+}
+
+fn expectation_id_bytes(rule_id: &str, enc: &Encounter, event_id: &str) -> [u8; 16] {
+    let (tag, ident) = match (&enc.id, &enc.reference) {
+        (Some(id), _) => ("id", id.as_str()),
+        (None, Some(r)) => ("ref", r.as_str()),
+        (None, None) => ("event", event_id),
+    };
+    let mut h = Sha256::new();
+    for part in ["tocsin-expectation", rule_id, tag, ident] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    let d = h.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&d[..16]);
+    out
+}
+
+impl Tracker {
+    /// Index keys of an open slot's patient.
+    fn open_patient_keys(&self, o: &Open) -> Vec<u64> {
+        o.nhs
+            .iter()
+            .map(|n| nhs_key(&n.to_string()))
+            .chain(
+                o.local_ids
+                    .iter()
+                    .map(|(s, v)| local_key(self.syms.name(*s), &v.to_string())),
+            )
+            .collect()
+    }
+
+    fn index_open(&mut self, slot: u32, add: bool) {
+        let Some(o) = self.open.get(slot) else {
+            return;
+        };
+        let enc = o.encounter_id.as_ref().map(|i| enc_key(&i.to_string()));
+        let r = o.encounter_ref.as_ref().map(|i| ref_key(&i.to_string()));
+        let pk = self.open_patient_keys(o);
+        let timer = o.next_timer();
+        for (ix, key) in [(&mut self.by_encounter, enc), (&mut self.by_reference, r)] {
+            if let Some(k) = key {
+                if add {
+                    ix.insert(k, slot)
+                } else {
+                    ix.remove(k, slot)
+                }
+            }
+        }
+        for k in pk {
+            if add {
+                self.by_patient.insert(k, slot)
+            } else {
+                self.by_patient.remove(k, slot)
+            }
+        }
+        if let Some(t) = timer {
+            if add {
+                self.timers.insert((t, slot));
+            } else {
+                self.timers.remove(&(t, slot));
+            }
+        }
+    }
+
+    pub(crate) fn insert_open(&mut self, o: Open) -> u32 {
+        let g = self
+            .gauges
+            .entry((self.rule_info(&o).document_kind, o.kind))
+            .or_default();
+        if o.overdue {
+            g.overdue += 1
+        } else {
+            g.open += 1
+        }
+        let slot = self.open.insert(o);
+        self.index_open(slot, true);
+        slot
+    }
+
+    pub(crate) fn remove_open(&mut self, slot: u32) -> Option<Open> {
+        self.index_open(slot, false);
+        let o = self.open.remove(slot)?;
+        let g = self
+            .gauges
+            .entry((self.rule_info(&o).document_kind, o.kind))
+            .or_default();
+        if o.overdue {
+            g.overdue = g.overdue.saturating_sub(1)
+        } else {
+            g.open = g.open.saturating_sub(1)
+        }
+        Some(o)
+    }
+
+    /// Slots of open expectations for the encounter an event names.
+    fn open_for_encounter(&self, enc: &Encounter) -> Vec<u32> {
+        let mut out: Vec<u32> = Vec::new();
+        if let Some(id) = &enc.id {
+            out.extend(self.by_encounter.get(enc_key(id)).filter(|s| {
+                self.open
+                    .get(*s)
+                    .and_then(|o| o.encounter_id.as_ref())
+                    .is_some_and(|x| x.eq_str(id))
+            }));
+        }
+        if let Some(r) = &enc.reference {
+            out.extend(self.by_reference.get(ref_key(r)).filter(|s| {
+                self.open
+                    .get(*s)
+                    .and_then(|o| o.encounter_ref.as_ref())
+                    .is_some_and(|x| x.eq_str(r))
+            }));
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    pub(super) fn on_encounter_ended(&mut self, ev: &InterfaceEvent, fx: &mut Vec<Effect>) {
+        let Some(enc) = &ev.encounter else {
+            self.counters.ends_without_kind += 1;
+            return;
+        };
+        let Some(kind) = enc.kind else {
+            self.counters.ends_without_kind += 1;
+            return;
+        };
+        let ended_at = enc.ended_at.unwrap_or(ev.occurred_at);
+        let facts = EncounterFacts {
+            kind,
+            ended_at,
+            specialty: enc.specialty.as_deref(),
+            site: enc.site.as_deref(),
+            gp_practice: ev.gp_practice.as_deref(),
+        };
+        let mut todo = Vec::new();
+        for (idx, rule, app) in self.policy.applicable(&facts) {
+            match app {
+                Applicability::Excluded(_) => self.counters.excluded += 1,
+                Applicability::Applies => todo.push((
+                    idx as u16,
+                    rule.id.clone(),
+                    rule.due_after.delta(),
+                    rule.due_soon.map(|d| d.delta()),
+                )),
+            }
+        }
+        let existing = self.open_for_encounter(enc);
+        for (rule, rule_id, due_after, due_soon) in todo {
+            let id = expectation_id_bytes(&rule_id, enc, ev.event_id.as_str());
+            if existing
+                .iter()
+                .any(|s| self.open.get(*s).is_some_and(|o| o.id == id))
+            {
+                self.counters.repeated_ends += 1;
+                continue;
+            }
+            let o = Open {
+                id,
+                created_by: CStr::new(ev.event_id.as_str()),
+                encounter_id: enc.id.as_deref().map(CStr::new),
+                encounter_ref: enc.reference.as_deref().map(CStr::new),
+                nhs: ev.patient.nhs_number.as_deref().map(CStr::new),
+                local_ids: ev
+                    .patient
+                    .local_ids
+                    .iter()
+                    .map(|i| (self.syms.intern(&i.system), CStr::new(&i.value)))
+                    .collect(),
+                ended_at: ms(ended_at),
+                deadline: ms(ended_at + due_after),
+                due_soon_at: due_soon.map(|d| ms(ended_at + d)),
+                site: enc.site.as_deref().map(|s| self.syms.intern(s)),
+                specialty: enc.specialty.as_deref().map(|s| self.syms.intern(s)),
+                gp: ev.gp_practice.as_deref().map(|s| self.syms.intern(s)),
+                rule,
+                kind,
+                overdue: false,
+                alerts: 0,
+            };
+            let slot = self.insert_open(o);
+            if !self.settle_from_pending(slot, fx)
+                && let Some(o) = self.open.get(slot)
+            {
+                fx.push(Effect::ExpectationChanged(self.materialise(o)));
+            }
+        }
+    }
+
+    /// A13 (discharge cancelled), A11 or FHIR cancelled / entered-in-error:
+    /// the encounter's open expectations are withdrawn.
+    pub(super) fn on_encounter_cancelled(&mut self, ev: &InterfaceEvent, fx: &mut Vec<Effect>) {
+        let slots = ev
+            .encounter
+            .as_ref()
+            .map(|e| self.open_for_encounter(e))
+            .unwrap_or_default();
+        if slots.is_empty() {
+            self.counters.cancellations_unmatched += 1;
+        }
+        for s in slots {
+            if let Some(o) = self.remove_open(s) {
+                let mut exp = self.materialise(&o);
+                exp.status = ExpectationStatus::Cancelled;
+                fx.push(Effect::ExpectationChanged(exp));
+            }
+        }
+    }
+
+    /// A merge re-keys open expectations from the retired identifiers to the
+    /// surviving patient (and, for an account merge, the retired visit number
+    /// to the surviving one); it never cancels.
+    pub(super) fn on_patient_merged(&mut self, ev: &InterfaceEvent, fx: &mut Vec<Effect>) {
+        let Some(m) = &ev.merge else {
+            return;
+        };
+        let mut slots: Vec<u32> = Vec::new();
+        if let Some(n) = &m.prior_nhs_number {
+            slots.extend(self.by_patient.get(nhs_key(n)));
+        }
+        for i in &m.prior_local_ids {
+            slots.extend(self.by_patient.get(local_key(&i.system, &i.value)));
+        }
+        let new_enc = ev.encounter.as_ref().and_then(|e| e.id.as_deref());
+        if let (Some(p), Some(_)) = (&m.prior_encounter_id, new_enc) {
+            slots.extend(self.by_encounter.get(enc_key(p)));
+        }
+        slots.sort_unstable();
+        slots.dedup();
+        let survivor_ids: Vec<_> = ev
+            .patient
+            .local_ids
+            .iter()
+            .map(|i| (self.syms.intern(&i.system), CStr::new(&i.value)))
+            .collect();
+        let prior_ids: Vec<_> = m
+            .prior_local_ids
+            .iter()
+            .filter_map(|i| self.syms.lookup(&i.system).map(|s| (s, i.value.as_str())))
+            .collect();
+        let mut changed = 0;
+        for s in slots {
+            self.index_open(s, false);
+            let Some(o) = self.open.get_mut(s) else {
+                continue;
+            };
+            let mut touched = false;
+            if let Some(p) = &m.prior_nhs_number
+                && o.nhs.as_ref().is_some_and(|n| n.eq_str(p))
+            {
+                if let Some(n) = &ev.patient.nhs_number {
+                    o.nhs = Some(CStr::new(n));
+                }
+                touched = true;
+            }
+            let before = o.local_ids.len();
+            let mut ids: Vec<_> = o
+                .local_ids
+                .iter()
+                .filter(|(sys, v)| !prior_ids.iter().any(|(ps, pv)| ps == sys && v.eq_str(pv)))
+                .cloned()
+                .collect();
+            if ids.len() != before || touched {
+                for sid in &survivor_ids {
+                    if !ids.contains(sid) {
+                        ids.push(sid.clone());
+                    }
+                }
+                o.local_ids = ids.into_boxed_slice();
+                touched = true;
+            }
+            if let (Some(p), Some(n)) = (&m.prior_encounter_id, new_enc)
+                && o.encounter_id.as_ref().is_some_and(|e| e.eq_str(p))
+            {
+                o.encounter_id = Some(CStr::new(n));
+                touched = true;
+            }
+            self.index_open(s, true);
+            if touched && let Some(o) = self.open.get(s) {
+                changed += 1;
+                fx.push(Effect::ExpectationChanged(self.materialise(o)));
+            }
+        }
+        if changed > 0 {
+            self.counters.merges_applied += 1;
+        }
+    }
+
+    /// An acknowledgement attaches to the transmission it names.
+    pub(super) fn on_delivery(&mut self, ev: &InterfaceEvent, fx: &mut Vec<Effect>) {
+        let Some(ack) = &ev.ack else {
+            self.counters.acks_unmatched += 1;
+            return;
+        };
+        let failed = ev.event_type == tocsin_event::EventType::DeliveryFailed;
+        let raised_at = self.clock.map_or(ev.occurred_at, from_ms);
+        let Some(t) = self.transmissions.get_mut(&ack.of_message_id) else {
+            self.counters.acks_unmatched += 1;
+            return;
+        };
+        for exp in &mut t.expectations {
+            let status = match (failed, exp.delivery) {
+                (true, _) => DeliveryStatus::Failed,
+                (false, Some(DeliveryStatus::Failed)) => DeliveryStatus::Failed,
+                (false, _) => DeliveryStatus::Acknowledged,
+            };
+            let alert = failed && !exp.alerts_raised.contains(&AlertKind::DeliveryFailed);
+            if exp.delivery == Some(status) && !alert {
+                continue;
+            }
+            exp.delivery = Some(status);
+            if alert {
+                exp.alerts_raised.push(AlertKind::DeliveryFailed);
+            }
+            fx.push(Effect::ExpectationChanged(exp.clone()));
+            if alert {
+                fx.push(Effect::AlertRaised(build_alert(
+                    exp,
+                    AlertKind::DeliveryFailed,
+                    raised_at,
+                    None,
+                )));
+            }
+        }
+        fx.push(Effect::StatePut(StateRecord {
+            namespace: namespaces::TRANSMISSION.into(),
+            key: ack.of_message_id.clone(),
+            value: serde_json::to_value(&*t).unwrap_or_default(),
+        }));
+    }
+}

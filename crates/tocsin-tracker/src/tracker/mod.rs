@@ -1,0 +1,420 @@
+//! The tracking state machine: no I/O, no clock of its own.
+//!
+//! Inputs are interface events ([`Tracker::apply`]) and clock advances
+//! ([`Tracker::advance_to`]); outputs are [`Effect`]s. The clock follows the
+//! event times (less the allowed lateness) and only moves forward; a timer
+//! (due-soon point, deadline, acknowledgement wait) fires once the clock has
+//! passed it, and always before the input that moved the clock is applied.
+
+mod documents;
+pub(crate) mod events;
+mod open;
+mod state;
+
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use tocsin_event::{DocumentKind, EncounterKind, EventType, InterfaceEvent};
+
+use crate::compact::{MultiIndex, Slab, Symbols, key_hash};
+use crate::config::TrackerConfig;
+use crate::model::{Effect, Expectation, StateRecord};
+use crate::policy::Policy;
+use crate::{Alert, AlertDocument, AlertEncounter, AlertKind, AlertPatient};
+use documents::PendingDocument;
+use open::{Open, from_ms, ms};
+use state::Transmission;
+
+pub use events::expectation_id;
+pub use state::RestoreError;
+
+/// Namespaces of the auxiliary state records the tracker puts and deletes.
+pub mod namespaces {
+    /// The event-time clock (key `event_time`, value an RFC 3339 string).
+    pub const CLOCK: &str = "clock";
+    /// Keys of messages already seen (value: the event time, RFC 3339).
+    pub const SEEN: &str = "seen";
+    /// Documents waiting for their encounter's end (key: event id).
+    pub const PENDING_DOCUMENT: &str = "pending_document";
+    /// Settling transmissions awaiting acknowledgement (key: message id).
+    pub const TRANSMISSION: &str = "transmission";
+}
+
+/// A rule as the tracker refers to it (policy rules first, then rules named
+/// by restored expectations but no longer in the policy).
+#[derive(Debug, Clone)]
+pub(crate) struct RuleInfo {
+    pub id: String,
+    pub clause: String,
+    pub document_kind: DocumentKind,
+}
+
+/// Things the tracker noticed and tolerated, for metrics: nothing is dropped
+/// without being counted here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Exact duplicates ignored (same format, message id and sequence).
+    pub duplicates: u64,
+    /// Events stamped too far ahead of the clock (or past the ceiling) that
+    /// did not move it.
+    pub future_events_capped: u64,
+    /// Encounter-end events without an encounter kind (no rule can apply).
+    pub ends_without_kind: u64,
+    /// Encounter-end events for which an identical expectation was already
+    /// open (a repeated discharge with a new message id): the first is kept.
+    pub repeated_ends: u64,
+    /// Expectations not created because an exclusion matched.
+    pub excluded: u64,
+    /// Documents that matched no open expectation and wait for an encounter.
+    pub documents_pending: u64,
+    /// Waiting documents that expired unmatched.
+    pub pending_expired: u64,
+    /// Replacement documents that matched no open expectation (ignored: a
+    /// replacement does not move the first transmission).
+    pub replacements_unmatched: u64,
+    /// Document events without a document.
+    pub documents_missing: u64,
+    /// Acknowledgements naming no remembered transmission.
+    pub acks_unmatched: u64,
+    /// Cancellations naming no open expectation.
+    pub cancellations_unmatched: u64,
+    /// Merges that re-keyed at least one open expectation.
+    pub merges_applied: u64,
+}
+
+/// Open and overdue counts for one document kind and encounter kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Gauge {
+    /// Waiting, deadline not yet passed.
+    pub open: u64,
+    /// Deadline passed, still missing.
+    pub overdue: u64,
+}
+
+/// The tracking engine. See the crate documentation.
+pub struct Tracker {
+    policy: Policy,
+    config: TrackerConfig,
+    rules: Vec<RuleInfo>,
+    syms: Symbols,
+    open: Slab<Open>,
+    by_encounter: MultiIndex,
+    by_reference: MultiIndex,
+    by_patient: MultiIndex,
+    /// `(instant, slot)`: the next timer of each open expectation.
+    timers: BTreeSet<(i64, u32)>,
+    pending: Slab<PendingDocument>,
+    pending_by_encounter: MultiIndex,
+    pending_by_reference: MultiIndex,
+    pending_by_patient: MultiIndex,
+    pending_by_document: MultiIndex,
+    pending_expiry: BTreeSet<(i64, u32)>,
+    transmissions: HashMap<String, Transmission>,
+    /// `(instant, 0 = unconfirmed check | 1 = forget, message id)`.
+    tx_timers: BTreeSet<(i64, u8, String)>,
+    seen: HashMap<u128, i64>,
+    seen_expiry: BTreeSet<(i64, u128)>,
+    clock: Option<i64>,
+    ceiling: Option<i64>,
+    counters: Counters,
+    gauges: BTreeMap<(DocumentKind, EncounterKind), Gauge>,
+}
+
+impl Tracker {
+    /// A tracker with no state.
+    pub fn new(policy: Policy, config: TrackerConfig) -> Self {
+        let rules = policy
+            .rules()
+            .iter()
+            .map(|r| RuleInfo {
+                id: r.id.clone(),
+                clause: r.clause.clone(),
+                document_kind: r.document_kind,
+            })
+            .collect();
+        Self {
+            policy,
+            config,
+            rules,
+            syms: Symbols::default(),
+            open: Slab::default(),
+            by_encounter: MultiIndex::default(),
+            by_reference: MultiIndex::default(),
+            by_patient: MultiIndex::default(),
+            timers: BTreeSet::new(),
+            pending: Slab::default(),
+            pending_by_encounter: MultiIndex::default(),
+            pending_by_reference: MultiIndex::default(),
+            pending_by_patient: MultiIndex::default(),
+            pending_by_document: MultiIndex::default(),
+            pending_expiry: BTreeSet::new(),
+            transmissions: HashMap::new(),
+            tx_timers: BTreeSet::new(),
+            seen: HashMap::new(),
+            seen_expiry: BTreeSet::new(),
+            clock: None,
+            ceiling: None,
+            counters: Counters::default(),
+            gauges: BTreeMap::new(),
+        }
+    }
+
+    /// Applies one event: first advances the clock to the event's time (less
+    /// the allowed lateness), firing every timer before it, then applies it.
+    /// An exact duplicate of a message already seen changes nothing.
+    pub fn apply(&mut self, event: &InterfaceEvent) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        let tracked = !matches!(
+            event.event_type,
+            EventType::Other
+                | EventType::EncounterStarted
+                | EventType::EncounterUpdated
+                | EventType::AppointmentBooked
+                | EventType::AppointmentCancelled
+                | EventType::AppointmentMissed
+        );
+        let seen_key = tracked.then(|| state::seen_key(event));
+        if let Some(h) = &seen_key
+            && self.seen.contains_key(h)
+        {
+            self.counters.duplicates += 1;
+            return fx;
+        }
+        self.advance_for_event(event.occurred_at, &mut fx);
+        match event.event_type {
+            EventType::EncounterEnded => self.on_encounter_ended(event, &mut fx),
+            EventType::EncounterDischargeCancelled | EventType::EncounterCancelled => {
+                self.on_encounter_cancelled(event, &mut fx)
+            }
+            EventType::PatientMerged => self.on_patient_merged(event, &mut fx),
+            EventType::DocumentIssued | EventType::DocumentReplaced => {
+                self.on_document(event, &mut fx)
+            }
+            EventType::DocumentCancelled => self.on_document_cancelled(event, &mut fx),
+            EventType::DeliveryAcknowledged | EventType::DeliveryFailed => {
+                self.on_delivery(event, &mut fx)
+            }
+            _ => {}
+        }
+        if let Some(h) = seen_key {
+            self.remember_seen(h, ms(event.occurred_at), &mut fx);
+        }
+        // An expectation created with its deadline already behind the clock
+        // (a discharge read late) is judged at once, not at the next input.
+        if let Some(c) = self.clock {
+            self.fire_due(c, &mut fx);
+        }
+        fx
+    }
+
+    /// Advances the clock (live mode: the wall clock once caught up; replay:
+    /// `--until`), firing every timer it passes. The clock never goes back.
+    pub fn advance_to(&mut self, now: DateTime<Utc>) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        self.set_clock(ms(now), &mut fx);
+        fx
+    }
+
+    /// Sets the latest instant that event times may move the clock to (live
+    /// mode: the wall clock plus a tolerated skew; replay: `--until`). Events
+    /// stamped later move the clock only this far and are counted in
+    /// [`Counters::future_events_capped`]. `None` removes the ceiling.
+    pub fn set_ceiling(&mut self, ceiling: Option<DateTime<Utc>>) {
+        self.ceiling = ceiling.map(ms);
+    }
+
+    /// When the earliest timer falls; it fires once the clock is past it.
+    pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
+        let a = self.timers.first().map(|t| t.0);
+        let b = self.tx_timers.first().map(|t| t.0);
+        [a, b].into_iter().flatten().min().map(from_ms)
+    }
+
+    /// The event-time clock, once any input has set it.
+    pub fn clock(&self) -> Option<DateTime<Utc>> {
+        self.clock.map(from_ms)
+    }
+
+    /// How many expectations are unsettled (open or overdue).
+    pub fn open_count(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Open and overdue counts by document kind and encounter kind, for the
+    /// gauges operations teams watch (no patient data).
+    pub fn gauges(&self) -> impl Iterator<Item = (DocumentKind, EncounterKind, Gauge)> + '_ {
+        self.gauges.iter().map(|(&(d, e), &g)| (d, e, g))
+    }
+
+    /// Counters of tolerated oddities, for metrics.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// How many documents wait for their encounter's end.
+    pub fn pending_document_count(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// How many transmissions are remembered for acknowledgements.
+    pub fn transmission_count(&self) -> usize {
+        self.transmissions.len()
+    }
+
+    /// The durable form of every unsettled expectation (for the HTTP API and
+    /// for checks after a restore).
+    pub fn open_expectations(&self) -> Vec<Expectation> {
+        self.open.iter().map(|(_, o)| self.materialise(o)).collect()
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    fn pending_horizon(&self) -> i64 {
+        self.config.pending_document_horizon.as_secs() * 1000
+    }
+
+    /// Moves the clock for an event time, less the allowed lateness, refusing
+    /// jumps beyond the ceiling or too far ahead.
+    fn advance_for_event(&mut self, at: DateTime<Utc>, fx: &mut Vec<Effect>) {
+        let mut t = ms(at) - self.config.allowed_lateness.as_secs() * 1000;
+        if let Some(c) = self.clock
+            && t > c + self.config.max_clock_jump.as_secs() * 1000
+        {
+            self.counters.future_events_capped += 1;
+            return;
+        }
+        if let Some(ceil) = self.ceiling
+            && t > ceil
+        {
+            self.counters.future_events_capped += 1;
+            t = ceil;
+        }
+        self.set_clock(t, fx);
+    }
+
+    fn set_clock(&mut self, t: i64, fx: &mut Vec<Effect>) {
+        if self.clock.is_some_and(|c| c >= t) {
+            return;
+        }
+        self.clock = Some(t);
+        self.fire_due(t, fx);
+        self.prune(t, fx);
+        fx.push(Effect::StatePut(StateRecord {
+            namespace: namespaces::CLOCK.into(),
+            key: "event_time".into(),
+            value: serde_json::Value::String(from_ms(t).to_rfc3339()),
+        }));
+    }
+
+    /// Fires every timer strictly before `now`, in time order.
+    fn fire_due(&mut self, now: i64, fx: &mut Vec<Effect>) {
+        loop {
+            let next_open = self.timers.first().copied().filter(|t| t.0 < now);
+            let next_tx = self.tx_timers.first().cloned().filter(|t| t.0 < now);
+            match (next_open, next_tx) {
+                (None, None) => break,
+                (Some(o), Some(x)) if x.0 < o.0 => self.fire_tx(x, fx),
+                (Some(o), _) => self.fire_open(o, fx),
+                (None, Some(x)) => self.fire_tx(x, fx),
+            }
+        }
+    }
+
+    fn fire_open(&mut self, (at, slot): (i64, u32), fx: &mut Vec<Effect>) {
+        self.timers.remove(&(at, slot));
+        let Some(o) = self.open.get(slot) else {
+            return;
+        };
+        let kind = if o.due_soon_at == Some(at) && !o.raised(AlertKind::DueSoon) && !o.overdue {
+            AlertKind::DueSoon
+        } else if o.deadline == at && !o.overdue {
+            AlertKind::Overdue
+        } else {
+            return;
+        };
+        let raised_at = self.clock.unwrap_or(at);
+        let (doc_kind, enc_kind) = (self.rule_info(o).document_kind, o.kind);
+        let Some(o) = self.open.get_mut(slot) else {
+            return;
+        };
+        o.alerts |= open::alert_bit(kind);
+        if kind == AlertKind::Overdue {
+            o.overdue = true;
+            let g = self.gauges.entry((doc_kind, enc_kind)).or_default();
+            g.open = g.open.saturating_sub(1);
+            g.overdue += 1;
+        }
+        if let Some(next) = o.next_timer() {
+            self.timers.insert((next, slot));
+        }
+        let Some(o) = self.open.get(slot) else {
+            return;
+        };
+        let exp = self.materialise(o);
+        let alert = build_alert(&exp, kind, from_ms(raised_at), None);
+        fx.push(Effect::ExpectationChanged(exp));
+        fx.push(Effect::AlertRaised(alert));
+    }
+}
+
+/// The deterministic alert id: expectation id and kind.
+pub fn alert_id(expectation: &crate::ExpectationId, kind: AlertKind) -> String {
+    format!("{}:{}", expectation.0, kind.as_str())
+}
+
+/// Builds an alert about an expectation.
+pub(crate) fn build_alert(
+    e: &Expectation,
+    kind: AlertKind,
+    raised_at: DateTime<Utc>,
+    document: Option<AlertDocument>,
+) -> Alert {
+    let delay_seconds = e
+        .settlement
+        .as_ref()
+        .filter(|_| document.is_some())
+        .map(|s| s.delay_seconds);
+    Alert {
+        alert_id: alert_id(&e.id, kind),
+        kind,
+        expectation_id: e.id.clone(),
+        document_kind: e.document_kind,
+        encounter: AlertEncounter {
+            id: e.encounter.id.clone(),
+            kind: e.encounter.kind,
+            ended_at: e.encounter.ended_at,
+            site: e.encounter.site.clone(),
+        },
+        patient: AlertPatient {
+            nhs_number: e.patient.nhs_number.clone(),
+        },
+        gp_practice: e.gp_practice.clone(),
+        deadline: e.deadline,
+        raised_at,
+        rule: e.rule.clone(),
+        document,
+        delay_seconds,
+    }
+}
+
+/// Index key of an encounter id.
+pub(crate) fn enc_key(id: &str) -> u64 {
+    key_hash(&["enc", id])
+}
+
+/// Index key of a FHIR encounter reference.
+pub(crate) fn ref_key(r: &str) -> u64 {
+    key_hash(&["ref", r])
+}
+
+/// Index key of an NHS number.
+pub(crate) fn nhs_key(n: &str) -> u64 {
+    key_hash(&["nhs", n])
+}
+
+/// Index key of a local patient identifier.
+pub(crate) fn local_key(system: &str, value: &str) -> u64 {
+    key_hash(&["local", system, value])
+}

@@ -1,0 +1,237 @@
+//! Auxiliary state: the clock, keys of messages seen, transmissions awaiting
+//! acknowledgement; their pruning by event time, and the rebuild after a
+//! restart.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tocsin_event::InterfaceEvent;
+
+use super::documents::PendingDocument;
+use super::open::{from_ms, ms};
+use super::{Effect, RuleInfo, Tracker, build_alert, namespaces};
+use crate::AlertKind;
+use crate::compact::pack_hex;
+use crate::config::TrackerConfig;
+use crate::model::{DeliveryStatus, Expectation, StateRecord};
+use crate::policy::Policy;
+
+/// A settling transmission remembered so acknowledgements can attach.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Transmission {
+    pub issued_at: DateTime<Utc>,
+    pub expectations: Vec<Expectation>,
+}
+
+/// Why the tracker could not be rebuilt from stored state.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// A stored expectation's id is not one the tracker made.
+    #[error("expectation `{0}`: id is not 32 lowercase hex digits")]
+    BadExpectationId(String),
+    /// A stored record could not be read.
+    #[error("state record {namespace}/{key}: {reason}")]
+    BadRecord {
+        /// Its namespace.
+        namespace: String,
+        /// Its key.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A record in a namespace the tracker does not use.
+    #[error("state record {namespace}/{key}: unknown namespace")]
+    UnknownNamespace {
+        /// Its namespace.
+        namespace: String,
+        /// Its key.
+        key: String,
+    },
+}
+
+/// The duplicate key of an event: a 128-bit hash of its format, sequence and
+/// message id (stored as 32 hex digits in the `seen` namespace).
+pub(crate) fn seen_key(ev: &InterfaceEvent) -> u128 {
+    let mut h = Sha256::new();
+    h.update(ev.source.format.as_str().as_bytes());
+    h.update([0]);
+    h.update(ev.source.sequence.to_be_bytes());
+    h.update(ev.source.message_id.as_bytes());
+    let d = h.finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    u128::from_be_bytes(b)
+}
+
+impl Tracker {
+    pub(super) fn remember_seen(&mut self, h: u128, at: i64, fx: &mut Vec<Effect>) {
+        if let Some(old) = self.seen.insert(h, at) {
+            self.seen_expiry.remove(&(old, h));
+        }
+        self.seen_expiry.insert((at, h));
+        fx.push(Effect::StatePut(StateRecord {
+            namespace: namespaces::SEEN.into(),
+            key: format!("{h:032x}"),
+            value: serde_json::Value::String(from_ms(at).to_rfc3339()),
+        }));
+    }
+
+    /// Forgets what has aged past its horizon (by event time).
+    pub(super) fn prune(&mut self, now: i64, fx: &mut Vec<Effect>) {
+        let horizon = now - self.config.duplicate_horizon.as_secs() * 1000;
+        while let Some(&(at, h)) = self.seen_expiry.first() {
+            if at >= horizon {
+                break;
+            }
+            self.seen_expiry.remove(&(at, h));
+            if self.seen.get(&h) == Some(&at) {
+                self.seen.remove(&h);
+                fx.push(Effect::StateDeleted {
+                    namespace: namespaces::SEEN.into(),
+                    key: format!("{h:032x}"),
+                });
+            }
+        }
+        self.expire_pending(now, fx);
+    }
+
+    pub(super) fn schedule_transmission(&mut self, message_id: &str, issued_at: DateTime<Utc>) {
+        let t = ms(issued_at);
+        let mut forget = self.config.ack_horizon.as_secs();
+        if let Some(u) = self.config.unconfirmed_after {
+            self.tx_timers
+                .insert((t + u.as_secs() * 1000, 0, message_id.to_string()));
+            forget = forget.max(u.as_secs());
+        }
+        self.tx_timers
+            .insert((t + forget * 1000, 1, message_id.to_string()));
+    }
+
+    pub(super) fn fire_tx(&mut self, timer: (i64, u8, String), fx: &mut Vec<Effect>) {
+        self.tx_timers.remove(&timer);
+        let (at, what, id) = timer;
+        if what == 1 {
+            if self.transmissions.remove(&id).is_some() {
+                fx.push(Effect::StateDeleted {
+                    namespace: namespaces::TRANSMISSION.into(),
+                    key: id,
+                });
+            }
+            return;
+        }
+        let raised_at = from_ms(self.clock.unwrap_or(at));
+        let Some(t) = self.transmissions.get_mut(&id) else {
+            return;
+        };
+        let mut any = false;
+        for exp in &mut t.expectations {
+            if exp.delivery == Some(DeliveryStatus::Pending)
+                && !exp.alerts_raised.contains(&AlertKind::Unconfirmed)
+            {
+                exp.alerts_raised.push(AlertKind::Unconfirmed);
+                fx.push(Effect::ExpectationChanged(exp.clone()));
+                fx.push(Effect::AlertRaised(build_alert(
+                    exp,
+                    AlertKind::Unconfirmed,
+                    raised_at,
+                    None,
+                )));
+                any = true;
+            }
+        }
+        if any {
+            fx.push(Effect::StatePut(StateRecord {
+                namespace: namespaces::TRANSMISSION.into(),
+                key: id,
+                value: serde_json::to_value(&*t).unwrap_or_default(),
+            }));
+        }
+    }
+
+    /// Rebuilds a tracker after a restart from the store's unsettled
+    /// expectations and every auxiliary state record it holds. Settled
+    /// expectations passed in are ignored (transmissions carry what
+    /// acknowledgements need).
+    pub fn restore(
+        policy: Policy,
+        config: TrackerConfig,
+        expectations: Vec<Expectation>,
+        state: Vec<StateRecord>,
+    ) -> Result<Tracker, RestoreError> {
+        let mut t = Tracker::new(policy, config);
+        for e in expectations {
+            if !e.status.is_unsettled() {
+                continue;
+            }
+            let id =
+                pack_hex(&e.id.0).ok_or_else(|| RestoreError::BadExpectationId(e.id.0.clone()))?;
+            let rule = t.rule_index(&e);
+            let o = t.compact(&e, id, rule);
+            t.insert_open(o);
+        }
+        for rec in state {
+            t.restore_record(rec)?;
+        }
+        Ok(t)
+    }
+
+    fn rule_index(&mut self, e: &Expectation) -> u16 {
+        if let Some(i) = self
+            .rules
+            .iter()
+            .position(|r| r.id == e.rule.id && r.document_kind == e.document_kind)
+        {
+            return i as u16;
+        }
+        self.rules.push(RuleInfo {
+            id: e.rule.id.clone(),
+            clause: e.rule.clause.clone(),
+            document_kind: e.document_kind,
+        });
+        (self.rules.len() - 1) as u16
+    }
+
+    fn restore_record(&mut self, rec: StateRecord) -> Result<(), RestoreError> {
+        let bad = |reason: String| RestoreError::BadRecord {
+            namespace: rec.namespace.clone(),
+            key: rec.key.clone(),
+            reason,
+        };
+        let time = |v: &serde_json::Value| -> Result<i64, RestoreError> {
+            let s = v
+                .as_str()
+                .ok_or_else(|| bad("expected an RFC 3339 string".into()))?;
+            DateTime::parse_from_rfc3339(s)
+                .map(|d| ms(d.with_timezone(&Utc)))
+                .map_err(|e| bad(format!("bad time `{s}`: {e}")))
+        };
+        match rec.namespace.as_str() {
+            namespaces::CLOCK if rec.key == "event_time" => self.clock = Some(time(&rec.value)?),
+            namespaces::SEEN => {
+                let at = time(&rec.value)?;
+                let h = u128::from_str_radix(&rec.key, 16)
+                    .map_err(|_| bad("key is not 32 hex digits".into()))?;
+                self.seen.insert(h, at);
+                self.seen_expiry.insert((at, h));
+            }
+            namespaces::PENDING_DOCUMENT => {
+                let p: PendingDocument =
+                    serde_json::from_value(rec.value.clone()).map_err(|e| bad(e.to_string()))?;
+                self.insert_pending(p);
+            }
+            namespaces::TRANSMISSION => {
+                let tx: Transmission =
+                    serde_json::from_value(rec.value.clone()).map_err(|e| bad(e.to_string()))?;
+                self.schedule_transmission(&rec.key, tx.issued_at);
+                self.transmissions.insert(rec.key.clone(), tx);
+            }
+            _ => {
+                return Err(RestoreError::UnknownNamespace {
+                    namespace: rec.namespace,
+                    key: rec.key,
+                });
+            }
+        }
+        Ok(())
+    }
+}

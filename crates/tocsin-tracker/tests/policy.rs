@@ -1,0 +1,171 @@
+//! The policy file format: the checked-in contract, effective dating by the
+//! encounter's end date, exclusions, and refusal of invalid policies with
+//! line and reason.
+
+use chrono::{DateTime, Utc};
+use tocsin_event::EncounterKind;
+use tocsin_tracker::{Applicability, EncounterFacts, Policy, PolicyError};
+
+fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn facts(kind: EncounterKind, ended: &str) -> EncounterFacts<'static> {
+    EncounterFacts {
+        kind,
+        ended_at: t(ended),
+        specialty: None,
+        site: None,
+        gp_practice: None,
+    }
+}
+
+fn rule_ids(p: &Policy, f: &EncounterFacts<'_>) -> Vec<String> {
+    p.applicable(f).map(|(_, r, _)| r.id.clone()).collect()
+}
+
+#[test]
+fn contract_policy_loads_and_dates_clinic_letters_by_encounter_end() {
+    let p = Policy::default_contract();
+    assert_eq!(p.rules().len(), 4);
+    let f = facts(EncounterKind::Outpatient, "2018-03-31T12:00:00Z");
+    assert_eq!(rule_ids(&p, &f), ["clinic-letter-14d"]);
+    let f = facts(EncounterKind::Outpatient, "2018-04-01T12:00:00Z");
+    assert_eq!(rule_ids(&p, &f), ["clinic-letter-10d"]);
+    let f = facts(EncounterKind::Outpatient, "2025-06-01T12:00:00Z");
+    assert_eq!(rule_ids(&p, &f), ["clinic-letter-7d"]);
+    // 23:30 UTC on 31 March 2019 is 00:30 BST on 1 April: the local date rules.
+    let f = facts(EncounterKind::Outpatient, "2019-03-31T23:30:00Z");
+    assert_eq!(rule_ids(&p, &f), ["clinic-letter-7d"]);
+    // Before the contract there is nothing to expect.
+    let f = facts(EncounterKind::Outpatient, "2017-03-31T12:00:00Z");
+    assert!(rule_ids(&p, &f).is_empty());
+    for k in [
+        EncounterKind::Inpatient,
+        EncounterKind::DayCase,
+        EncounterKind::Emergency,
+        EncounterKind::MentalHealth,
+    ] {
+        let f = facts(k, "2020-01-01T00:00:00Z");
+        assert_eq!(rule_ids(&p, &f), ["discharge-summary-24h"], "{k:?}");
+    }
+    assert!(rule_ids(&p, &facts(EncounterKind::Other, "2020-01-01T00:00:00Z")).is_empty());
+}
+
+const TRUST: &str = r#"
+[[rule]]
+id = "ds"
+clause = "SC11.6"
+document_kind = "discharge_summary"
+encounter_kinds = ["inpatient", "day_case"]
+due_after = "1d"
+due_soon = "20h"
+effective_from = 2017-04-01
+
+[[rule.exclude]]
+reason = "maternity pathway"
+specialties = ["501"]
+encounter_kinds = ["inpatient"]
+
+[[exclusion]]
+reason = "private wing"
+sites = ["RXX99"]
+"#;
+
+#[test]
+fn exclusions_combine_lists_with_and_and_exclusions_with_or() {
+    let p = Policy::from_toml(TRUST).unwrap();
+    let mut f = facts(EncounterKind::Inpatient, "2020-01-01T00:00:00Z");
+    f.specialty = Some("501");
+    let apps: Vec<_> = p.applicable(&f).map(|(_, _, a)| a).collect();
+    assert_eq!(apps, [Applicability::Excluded("maternity pathway")]);
+    // Same specialty, other encounter kind: that exclusion's lists do not all match.
+    f.kind = EncounterKind::DayCase;
+    let apps: Vec<_> = p.applicable(&f).map(|(_, _, a)| a).collect();
+    assert_eq!(apps, [Applicability::Applies]);
+    f.site = Some("RXX99");
+    let apps: Vec<_> = p.applicable(&f).map(|(_, _, a)| a).collect();
+    assert_eq!(apps, [Applicability::Excluded("private wing")]);
+    assert_eq!(p.rules()[0].due_soon.unwrap().as_secs(), 72_000);
+}
+
+fn err(text: &str) -> (usize, String) {
+    match Policy::from_toml(text).unwrap_err() {
+        PolicyError::At { line, reason, .. } => (line, reason),
+        PolicyError::Whole { reason } => (0, reason),
+    }
+}
+
+#[test]
+fn invalid_policies_are_refused_with_line_and_reason() {
+    let base = TRUST.replace(
+        "[[exclusion]]\nreason = \"private wing\"\nsites = [\"RXX99\"]\n",
+        "",
+    );
+    // Unknown kind.
+    let (line, why) = err(&base.replace("\"day_case\"]", "\"daycase\"]"));
+    assert_eq!(line, 6, "{why}");
+    assert!(why.contains("daycase"), "{why}");
+    // Bad duration.
+    let (line, why) = err(&base.replace("\"1d\"", "\"1 fortnight\""));
+    assert_eq!(line, 7, "{why}");
+    assert!(why.contains("fortnight"), "{why}");
+    // Missing field.
+    let (_, why) = err(&base.replace("clause = \"SC11.6\"\n", ""));
+    assert!(why.contains("clause"), "{why}");
+    // due_soon not before due_after.
+    let (line, why) = err(&base.replace("\"20h\"", "\"30h\""));
+    assert_eq!(line, 8, "{why}");
+    assert!(why.contains("due_soon"), "{why}");
+    // Overlapping periods for the same kinds.
+    let overlapping = format!(
+        "{base}\n[[rule]]\nid = \"ds2\"\nclause = \"x\"\ndocument_kind = \"discharge_summary\"\nencounter_kinds = [\"day_case\"]\ndue_after = \"12h\"\neffective_from = 2020-01-01\n"
+    );
+    let (line, why) = err(&overlapping);
+    assert_eq!(line, 17, "{why}");
+    assert!(
+        why.contains("overlaps rule `ds`") && why.contains("day_case"),
+        "{why}"
+    );
+    // Disjoint periods are fine.
+    let disjoint = base.replace(
+        "effective_from = 2017-04-01",
+        "effective_from = 2017-04-01\neffective_to = 2020-01-01",
+    );
+    assert!(Policy::from_toml(&format!(
+        "{disjoint}\n[[rule]]\nid = \"ds2\"\nclause = \"x\"\ndocument_kind = \"discharge_summary\"\nencounter_kinds = [\"day_case\"]\ndue_after = \"12h\"\neffective_from = 2020-01-01\n"
+    ))
+    .is_ok());
+    // Unknown key (typo).
+    let (line, why) = err(&base.replace("due_after", "due_afer"));
+    assert_eq!(line, 7, "{why}");
+    assert!(why.contains("due_afer"), "{why}");
+    // A date with a time, and effective_to before effective_from.
+    let (line, why) = err(&base.replace("2017-04-01", "2017-04-01T00:00:00"));
+    assert_eq!(line, 9, "{why}");
+    let (_, why) = err(&base.replace("2017-04-01", "2017-04-01\neffective_to = 2016-01-01"));
+    assert!(why.contains("effective_to"), "{why}");
+    // Duplicate ids; no rules; exclusion matching nothing; unknown zone.
+    let dup = format!(
+        "{base}\n[[rule]]\nid = \"ds\"\nclause = \"x\"\ndocument_kind = \"clinic_letter\"\nencounter_kinds = [\"outpatient\"]\ndue_after = \"7d\"\neffective_from = 2019-04-01\n"
+    );
+    assert!(err(&dup).1.contains("duplicate rule id"));
+    assert!(
+        err("timezone = \"Europe/London\"\n")
+            .1
+            .contains("no [[rule]]")
+    );
+    assert!(
+        err(&base.replace(
+            "specialties = [\"501\"]\nencounter_kinds = [\"inpatient\"]\n",
+            ""
+        ))
+        .1
+        .contains("match nothing")
+    );
+    let (line, why) = err(&format!("timezone = \"Mars/Olympus\"\n{base}"));
+    assert_eq!(line, 1, "{why}");
+    // The error's Display names line and column.
+    let e = Policy::from_toml(&base.replace("\"1d\"", "\"1x\"")).unwrap_err();
+    assert!(e.to_string().starts_with("policy line 7, column"), "{e}");
+}
