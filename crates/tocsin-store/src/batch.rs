@@ -1,0 +1,311 @@
+//! What one commit writes: the effects of a batch of inputs, the messages to
+//! publish because of them, and the inputs themselves.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use tocsin_event::InterfaceEvent;
+use tocsin_tracker::{Alert, Effect, Expectation, StateRecord};
+
+use crate::StoreError;
+
+/// The content type of the JSON bodies tocsin publishes.
+pub const JSON_CONTENT_TYPE: &str = "application/json";
+
+/// A message waiting in the outbox: committed with the effects that caused
+/// it, published later with confirms, so a crash between commit and publish
+/// loses nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    /// `event_id` or `alert_id`; becomes the AMQP `message_id`. Unique: a
+    /// second message with the same id is ignored at commit.
+    pub id: String,
+    /// The exchange to publish to.
+    pub exchange: String,
+    /// The routing key.
+    pub routing_key: String,
+    /// The AMQP content type.
+    pub content_type: String,
+    /// The body, as published.
+    pub body: Vec<u8>,
+}
+
+impl OutboxMessage {
+    /// An alert, routed as `<kind>.<document_kind>.<encounter_kind>`.
+    pub fn for_alert(exchange: &str, alert: &Alert) -> Result<Self, StoreError> {
+        let body = serde_json::to_vec(alert).map_err(|source| StoreError::Serialise {
+            what: "alert",
+            id: alert.alert_id.clone(),
+            source,
+        })?;
+        Ok(Self {
+            id: alert.alert_id.clone(),
+            exchange: exchange.to_string(),
+            routing_key: format!(
+                "{}.{}.{}",
+                alert.kind.as_str(),
+                alert.document_kind.as_str(),
+                alert.encounter.kind.as_str()
+            ),
+            content_type: JSON_CONTENT_TYPE.to_string(),
+            body,
+        })
+    }
+
+    /// A normalised interface event, routed as `<format>.<type>`.
+    pub fn for_event(exchange: &str, event: &InterfaceEvent) -> Result<Self, StoreError> {
+        let body = serde_json::to_vec(event).map_err(|source| StoreError::Serialise {
+            what: "event",
+            id: event.event_id.to_string(),
+            source,
+        })?;
+        Ok(Self {
+            id: event.event_id.to_string(),
+            exchange: exchange.to_string(),
+            routing_key: format!(
+                "{}.{}",
+                event.source.format.as_str(),
+                event.event_type.as_str()
+            ),
+            content_type: JSON_CONTENT_TYPE.to_string(),
+            body,
+        })
+    }
+}
+
+/// An outbox message not yet confirmed by the broker, with its position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingOutbox {
+    /// Position in the outbox (commit order); pass it to
+    /// [`crate::Store::outbox_mark_published`] once the broker confirms.
+    pub seq: i64,
+    /// The message.
+    pub message: OutboxMessage,
+}
+
+/// What became of an input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputOutcome {
+    /// Normalised and applied.
+    Ok,
+    /// Refused (could not be normalised); dead-lettered or reported.
+    Rejected,
+}
+
+impl InputOutcome {
+    /// The name stored in the `inputs` table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Rejected => "rejected",
+        }
+    }
+}
+
+/// A processed input, kept for audit and to recognise a redelivery of an
+/// input already committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputRecord {
+    /// The input's id: the AMQP message id, or `file:position` in a replay.
+    pub id: String,
+    /// What became of it.
+    pub outcome: InputOutcome,
+    /// For a rejected input, the reason (never patient data).
+    pub reason: Option<String>,
+}
+
+/// Everything one commit writes, atomically.
+///
+/// Build it with [`Batch::push_effect`] / [`Batch::from_effects`] and the
+/// `push_*` methods: they coalesce repeated writes to the same expectation or
+/// state record (the last wins) and keep puts and deletes of one state record
+/// disjoint, so the commit writes each row once. A commit applies
+/// `state_deletes` before `state_puts`; code that pushes onto the vectors
+/// directly must keep the two disjoint itself.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    /// Expectations created or changed (stored whole; upserted by id).
+    pub expectations: Vec<Expectation>,
+    /// Alerts raised (inserted; a repeated `alert_id` is ignored).
+    pub alerts: Vec<Alert>,
+    /// Auxiliary state records to put.
+    pub state_puts: Vec<StateRecord>,
+    /// Auxiliary state records to delete, as `(namespace, key)`.
+    pub state_deletes: Vec<(String, String)>,
+    /// Messages to publish (a repeated id is ignored).
+    pub outbox: Vec<OutboxMessage>,
+    /// The inputs whose effects these are.
+    pub inputs: Vec<InputRecord>,
+    expectation_index: HashMap<String, usize>,
+    put_index: HashMap<(String, String), usize>,
+}
+
+impl Batch {
+    /// A batch holding the given effects.
+    pub fn from_effects(effects: impl IntoIterator<Item = Effect>) -> Self {
+        let mut batch = Self::default();
+        batch.extend_effects(effects);
+        batch
+    }
+
+    /// Adds effects in the order the tracker returned them.
+    pub fn extend_effects(&mut self, effects: impl IntoIterator<Item = Effect>) {
+        for effect in effects {
+            self.push_effect(effect);
+        }
+    }
+
+    /// Adds one effect. Later effects on the same expectation or state record
+    /// supersede earlier ones in the same batch.
+    pub fn push_effect(&mut self, effect: Effect) {
+        match effect {
+            Effect::ExpectationChanged(e) => self.push_expectation(e),
+            Effect::AlertRaised(a) => self.alerts.push(a),
+            Effect::StatePut(r) => self.push_state_put(r),
+            Effect::StateDeleted { namespace, key } => self.push_state_delete(namespace, key),
+        }
+    }
+
+    /// Adds an expectation's new state, replacing an earlier state of the same
+    /// expectation in this batch.
+    pub fn push_expectation(&mut self, e: Expectation) {
+        if let Some(&i) = self.expectation_index.get(&e.id.0)
+            && self.expectations.get(i).is_some_and(|old| old.id == e.id)
+        {
+            self.expectations[i] = e;
+            return;
+        }
+        self.expectation_index
+            .insert(e.id.0.clone(), self.expectations.len());
+        self.expectations.push(e);
+    }
+
+    /// Adds a state put, replacing an earlier put of the same record in this
+    /// batch. An earlier delete stays: deletes are applied first.
+    pub fn push_state_put(&mut self, r: StateRecord) {
+        let key = (r.namespace.clone(), r.key.clone());
+        if let Some(&i) = self.put_index.get(&key)
+            && self
+                .state_puts
+                .get(i)
+                .is_some_and(|old| old.namespace == key.0 && old.key == key.1)
+        {
+            self.state_puts[i] = r;
+            return;
+        }
+        self.put_index.insert(key, self.state_puts.len());
+        self.state_puts.push(r);
+    }
+
+    /// Adds a state delete, cancelling an earlier put of the same record in
+    /// this batch.
+    pub fn push_state_delete(&mut self, namespace: String, key: String) {
+        let k = (namespace, key);
+        if let Some(i) = self.put_index.remove(&k)
+            && self
+                .state_puts
+                .get(i)
+                .is_some_and(|old| old.namespace == k.0 && old.key == k.1)
+        {
+            self.state_puts.swap_remove(i);
+            if let Some(moved) = self.state_puts.get(i) {
+                self.put_index
+                    .insert((moved.namespace.clone(), moved.key.clone()), i);
+            }
+        } else {
+            // Fallback for puts pushed directly onto the vector.
+            self.state_puts
+                .retain(|old| !(old.namespace == k.0 && old.key == k.1));
+            self.rebuild_put_index();
+        }
+        self.state_deletes.push(k);
+    }
+
+    fn rebuild_put_index(&mut self) {
+        self.put_index.clear();
+        for (i, r) in self.state_puts.iter().enumerate() {
+            self.put_index
+                .insert((r.namespace.clone(), r.key.clone()), i);
+        }
+    }
+
+    /// Adds a message to publish.
+    pub fn push_outbox(&mut self, m: OutboxMessage) {
+        self.outbox.push(m);
+    }
+
+    /// Records a processed input.
+    pub fn push_input(&mut self, r: InputRecord) {
+        self.inputs.push(r);
+    }
+
+    /// True when a commit would write nothing.
+    pub fn is_empty(&self) -> bool {
+        self.expectations.is_empty()
+            && self.alerts.is_empty()
+            && self.state_puts.is_empty()
+            && self.state_deletes.is_empty()
+            && self.outbox.is_empty()
+            && self.inputs.is_empty()
+    }
+
+    /// Rows a commit writes (for the batch-size metric).
+    pub fn len(&self) -> usize {
+        self.expectations.len()
+            + self.alerts.len()
+            + self.state_puts.len()
+            + self.state_deletes.len()
+            + self.outbox.len()
+            + self.inputs.len()
+    }
+
+    /// Empties the batch, keeping its allocations for the next one.
+    pub fn clear(&mut self) {
+        self.expectations.clear();
+        self.alerts.clear();
+        self.state_puts.clear();
+        self.state_deletes.clear();
+        self.outbox.clear();
+        self.inputs.clear();
+        self.expectation_index.clear();
+        self.put_index.clear();
+    }
+
+    /// The expectations to write, the last state of each id only (for
+    /// batches whose vector was filled directly).
+    pub(crate) fn distinct_expectations(&self) -> Vec<&Expectation> {
+        last_of_each(&self.expectations, |e| e.id.0.as_str())
+    }
+
+    /// The state puts to write, the last of each key only.
+    pub(crate) fn distinct_state_puts(&self) -> Vec<&StateRecord> {
+        let mut seen: HashMap<(&str, &str), usize> = HashMap::new();
+        let mut out: Vec<&StateRecord> = Vec::with_capacity(self.state_puts.len());
+        for r in &self.state_puts {
+            match seen.get(&(r.namespace.as_str(), r.key.as_str())) {
+                Some(&i) => out[i] = r,
+                None => {
+                    seen.insert((r.namespace.as_str(), r.key.as_str()), out.len());
+                    out.push(r);
+                }
+            }
+        }
+        out
+    }
+}
+
+fn last_of_each<'a, T>(items: &'a [T], key: impl Fn(&'a T) -> &'a str) -> Vec<&'a T> {
+    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(items.len());
+    let mut out: Vec<&T> = Vec::with_capacity(items.len());
+    for item in items {
+        match seen.get(key(item)) {
+            Some(&i) => out[i] = item,
+            None => {
+                seen.insert(key(item), out.len());
+                out.push(item);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,287 @@
+//! The store's one error type, and the classification callers need to decide
+//! between retrying an input and rejecting it.
+
+use std::error::Error as _;
+
+/// Everything that can go wrong in the store. Connection strings in these
+/// errors are always redacted (see [`redact_url`]); no variant carries a
+/// password.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store URL is not one the store understands.
+    #[error("invalid store URL `{url}`: {reason}")]
+    InvalidUrl {
+        /// The URL, password redacted.
+        url: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The parent directory of a SQLite file could not be created.
+    #[error("cannot create directory {path} for the SQLite store: {source}")]
+    CreateDir {
+        /// The directory.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A SQLite operation failed.
+    #[error("SQLite {op} failed: {source}")]
+    Sqlite {
+        /// What the store was doing.
+        op: &'static str,
+        /// The cause.
+        source: rusqlite::Error,
+    },
+    /// Connecting to PostgreSQL failed.
+    #[error("cannot connect to PostgreSQL at `{url}`: {source}")]
+    PostgresConnect {
+        /// The URL, password redacted.
+        url: String,
+        /// The cause.
+        source: postgres::Error,
+    },
+    /// A PostgreSQL operation failed.
+    #[error("PostgreSQL {op} failed: {}", describe_pg(.source))]
+    Postgres {
+        /// What the store was doing.
+        op: &'static str,
+        /// The cause.
+        source: postgres::Error,
+    },
+    /// A value could not be serialised to JSON for storage.
+    #[error("cannot serialise {what} `{id}` for storage: {source}")]
+    Serialise {
+        /// The kind of value (`expectation`, `alert`, `state record`).
+        what: &'static str,
+        /// Its id.
+        id: String,
+        /// The cause.
+        source: serde_json::Error,
+    },
+    /// A stored body no longer parses as the type the code expects (a body
+    /// written by an incompatible version, or edited by hand).
+    #[error("stored {table} row `{id}` does not parse: {source}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// The row's key.
+        id: String,
+        /// The cause.
+        source: serde_json::Error,
+    },
+    /// A stored column holds a value out of range (e.g. a timestamp).
+    #[error("stored {table} row `{id}` has an invalid {column}")]
+    InvalidColumn {
+        /// The table.
+        table: &'static str,
+        /// The row's key.
+        id: String,
+        /// The column.
+        column: &'static str,
+    },
+    /// The database was migrated by a newer tocsin than this one.
+    #[error(
+        "database schema version {found} is newer than this tocsin knows ({known}); upgrade tocsin or use another database"
+    )]
+    SchemaTooNew {
+        /// The version found in `schema_version`.
+        found: i64,
+        /// The newest version this code knows.
+        known: i64,
+    },
+    /// A migration failed to apply.
+    #[error("migration {version:04}_{name} failed: {source}")]
+    Migration {
+        /// Its version.
+        version: i64,
+        /// Its name.
+        name: &'static str,
+        /// The cause.
+        source: Box<StoreError>,
+    },
+    /// A pagination cursor was not one this store issued.
+    #[error("invalid cursor: {reason}")]
+    InvalidCursor {
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// A query's parameters make no sense (e.g. a limit of zero).
+    #[error("invalid query: {reason}")]
+    InvalidQuery {
+        /// Why it was refused.
+        reason: &'static str,
+    },
+}
+
+impl StoreError {
+    /// True for failures that may pass on their own (a connection lost, the
+    /// database busy or locked, a serialization failure or deadlock, a disk
+    /// full): the caller should retry the same operation later, not reject the
+    /// input. Constraint, schema and data errors are not transient.
+    ///
+    /// A commit is idempotent (expectations and state are upserts, alerts,
+    /// outbox messages and inputs are insert-if-absent), so retrying a batch
+    /// whose commit outcome is unknown (connection lost during COMMIT) is safe.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Sqlite { source, .. } => sqlite_transient(source),
+            Self::PostgresConnect { source, .. } | Self::Postgres { source, .. } => {
+                pg_transient(source)
+            }
+            Self::Migration { source, .. } => source.is_transient(),
+            _ => false,
+        }
+    }
+}
+
+fn sqlite_transient(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(code) => matches!(
+            code,
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::DiskFull
+        ),
+        None => false,
+    }
+}
+
+/// PostgreSQL SQLSTATEs that describe a passing condition.
+pub(crate) fn pg_transient(e: &postgres::Error) -> bool {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code().code();
+        return code.starts_with("08") // connection exception
+            || code.starts_with("53") // insufficient resources
+            || matches!(
+                code,
+                "40001" // serialization_failure
+                    | "40P01" // deadlock_detected
+                    | "55P03" // lock_not_available
+                    | "57P01" // admin_shutdown (pg_terminate_backend, restart)
+                    | "57P02" // crash_shutdown
+                    | "57P03" // cannot_connect_now
+                    | "57014" // query_canceled (statement timeout)
+            );
+    }
+    if e.is_closed() {
+        return true;
+    }
+    // No server error: an I/O failure (refused, reset, timed out) is passing;
+    // a configuration or protocol error is not.
+    let mut source = e.source();
+    while let Some(s) = source {
+        if s.is::<std::io::Error>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// The server's message with its SQLSTATE, for operators.
+fn describe_pg(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+/// Replaces the password in a connection string with `***`: both the URL form
+/// (`postgres://user:secret@host/db`) and the key-value form
+/// (`host=h password=secret`). Everything that prints a store URL goes
+/// through this.
+pub fn redact_url(url: &str) -> String {
+    if let Some(scheme_end) = url.find("://") {
+        let rest = &url[scheme_end + 3..];
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let authority = &rest[..authority_end];
+        let mut out = url.to_string();
+        if let Some(at) = authority.rfind('@') {
+            let userinfo = &authority[..at];
+            if let Some(colon) = userinfo.find(':') {
+                let start = scheme_end + 3 + colon + 1;
+                let end = scheme_end + 3 + at;
+                out.replace_range(start..end, "***");
+            }
+        }
+        return redact_query_password(&out);
+    }
+    redact_key_value(url)
+}
+
+/// `?password=secret` in a URL's query string.
+fn redact_query_password(url: &str) -> String {
+    let Some(q) = url.find('?') else {
+        return url.to_string();
+    };
+    let (head, query) = url.split_at(q + 1);
+    let parts: Vec<String> = query
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+            _ => p.to_string(),
+        })
+        .collect();
+    format!("{head}{}", parts.join("&"))
+}
+
+/// `password=secret` (or `password='se cret'`) in a key-value string.
+fn redact_key_value(s: &str) -> String {
+    let lower = s.to_ascii_lowercase();
+    let Some(pos) = lower.find("password") else {
+        return s.to_string();
+    };
+    let after = &s[pos + "password".len()..];
+    let trimmed = after.trim_start();
+    let Some(value) = trimmed.strip_prefix('=') else {
+        return s.to_string();
+    };
+    let value = value.trim_start();
+    let value_start = s.len() - value.len();
+    let value_len = if let Some(quoted) = value.strip_prefix('\'') {
+        quoted.find('\'').map(|i| i + 2).unwrap_or(value.len())
+    } else {
+        value.find(char::is_whitespace).unwrap_or(value.len())
+    };
+    let mut out = s.to_string();
+    out.replace_range(value_start..value_start + value_len, "***");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_password_is_redacted() {
+        assert_eq!(
+            redact_url("postgres://tocsin:s3cr%40t@db.example:5432/tocsin"),
+            "postgres://tocsin:***@db.example:5432/tocsin"
+        );
+        assert_eq!(
+            redact_url("postgres://tocsin@db/tocsin?password=hunter2&sslmode=disable"),
+            "postgres://tocsin@db/tocsin?password=***&sslmode=disable"
+        );
+        assert_eq!(
+            redact_url("host=db user=tocsin password='a b c' dbname=x"),
+            "host=db user=tocsin password=*** dbname=x"
+        );
+        assert_eq!(
+            redact_url("host=db password = hunter2"),
+            "host=db password = ***"
+        );
+        assert_eq!(
+            redact_url("sqlite://data/tocsin.db"),
+            "sqlite://data/tocsin.db"
+        );
+        assert_eq!(redact_url("postgres://u@h/d"), "postgres://u@h/d");
+    }
+
+    #[test]
+    fn invalid_url_display_never_shows_the_password() {
+        let e = StoreError::InvalidUrl {
+            url: redact_url("postgres://u:topsecret@h:notaport/d"),
+            reason: "bad port".into(),
+        };
+        assert!(!e.to_string().contains("topsecret"), "{e}");
+    }
+}

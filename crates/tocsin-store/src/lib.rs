@@ -1,0 +1,148 @@
+//! Durable state for tocsin.
+//!
+//! The tracker is pure; this crate keeps what it must not lose: expectations
+//! (with their deadlines), alerts, the tracker's auxiliary state records, the
+//! outbox of events and alerts to publish, and the ids of processed inputs.
+//! Each batch of inputs' effects is committed as one transaction together
+//! with its outbox messages, before the inputs are acknowledged.
+//!
+//! Two backends share one synchronous [`Store`] trait:
+//! - SQLite (`sqlite://PATH`, the default; `sqlite::memory:` for tests), in WAL
+//!   mode with `synchronous=NORMAL`;
+//! - PostgreSQL (`postgres://...`), through the synchronous `postgres` crate.
+//!
+//! The trait is synchronous on purpose: the gateway calls it from a dedicated
+//! thread (or `spawn_blocking`). The PostgreSQL backend runs its own small
+//! runtime internally and must not be called from inside an async task.
+
+mod batch;
+mod error;
+pub mod migrate;
+mod pg;
+mod query;
+mod rows;
+mod sqlite;
+
+use chrono::{DateTime, Utc};
+use tocsin_tracker::{Alert, Expectation, StateRecord};
+
+pub use batch::{
+    Batch, InputOutcome, InputRecord, JSON_CONTENT_TYPE, OutboxMessage, PendingOutbox,
+};
+pub use error::{StoreError, redact_url};
+pub use pg::PostgresStore;
+pub use query::{AlertQuery, ExpectationQuery, Page};
+pub use sqlite::SqliteStore;
+
+/// The durable store, whichever backend holds it.
+///
+/// Every method is one transaction or one read. Methods take `&mut self`
+/// because a backend owns a single connection.
+pub trait Store: Send {
+    /// Writes a batch atomically: expectations and state puts are upserts,
+    /// state deletes remove (deletes before puts), alerts, outbox messages and
+    /// inputs are inserted unless their id is already stored (a replayed
+    /// input never queues the same alert twice). Idempotent, so a batch whose
+    /// commit failed transiently can be committed again.
+    fn commit(&mut self, batch: &Batch) -> Result<(), StoreError>;
+
+    /// Calls `f` for every unsettled (open or overdue) expectation.
+    fn visit_unsettled(
+        &mut self,
+        f: &mut dyn FnMut(Expectation) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+
+    /// Every unsettled (open or overdue) expectation, to rebuild the tracker.
+    fn load_unsettled(&mut self) -> Result<Vec<Expectation>, StoreError> {
+        let mut out = Vec::new();
+        self.visit_unsettled(&mut |e| {
+            out.push(e);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Every auxiliary state record, to rebuild the tracker.
+    fn load_state(&mut self) -> Result<Vec<StateRecord>, StoreError>;
+
+    /// Up to `limit` messages not yet confirmed by the broker, in commit
+    /// (`seq`) order.
+    fn outbox_pending(&mut self, limit: usize) -> Result<Vec<PendingOutbox>, StoreError>;
+
+    /// Marks messages as confirmed by the broker: they are not returned by
+    /// [`Store::outbox_pending`] again. Published rows are kept (their ids
+    /// still deduplicate) until [`Store::outbox_prune`].
+    fn outbox_mark_published(&mut self, seqs: &[i64]) -> Result<(), StoreError>;
+
+    /// How many messages wait to be published.
+    fn outbox_len(&mut self) -> Result<u64, StoreError>;
+
+    /// Deletes messages published before `before`, returning how many. After
+    /// this, a message with one of their ids would be queued again.
+    fn outbox_prune(&mut self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Of the given input ids, those already committed (to recognise a
+    /// redelivery of an input whose effects are stored but whose
+    /// acknowledgement was lost).
+    fn inputs_processed(&mut self, ids: &[String]) -> Result<Vec<String>, StoreError>;
+
+    /// One page of expectations, in deadline order, filtered.
+    fn expectations(&mut self, q: &ExpectationQuery) -> Result<Page<Expectation>, StoreError>;
+
+    /// Alerts raised since a time, optionally of one kind, in `raised_at`
+    /// order.
+    fn alerts(&mut self, q: &AlertQuery) -> Result<Vec<Alert>, StoreError>;
+
+    /// Calls `f` for every expectation whose encounter ended in
+    /// `[from, to)`, in order of encounter end, without holding them all in
+    /// memory.
+    fn visit_ended_between(
+        &mut self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        f: &mut dyn FnMut(Expectation) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+
+    /// Every expectation whose encounter ended in `[from, to)`, for
+    /// compliance reports.
+    fn expectations_ended_between(
+        &mut self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Expectation>, StoreError> {
+        let mut out = Vec::new();
+        self.visit_ended_between(from, to, &mut |e| {
+            out.push(e);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Checks the store answers (readiness).
+    fn ping(&mut self) -> Result<(), StoreError>;
+}
+
+/// Opens the store a URL names, creating and migrating it as needed:
+/// `sqlite://PATH` (parent directories are created), `sqlite::memory:`, or
+/// `postgres://...` / `postgresql://...`.
+pub fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
+    if url == "sqlite::memory:" {
+        return Ok(Box::new(SqliteStore::open_in_memory()?));
+    }
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        if path.is_empty() {
+            return Err(StoreError::InvalidUrl {
+                url: redact_url(url),
+                reason: "no file path after sqlite://".into(),
+            });
+        }
+        return Ok(Box::new(SqliteStore::open(path)?));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Box::new(PostgresStore::connect(url)?));
+    }
+    Err(StoreError::InvalidUrl {
+        url: redact_url(url),
+        reason: "expected sqlite://PATH, sqlite::memory: or postgres://...".into(),
+    })
+}

@@ -1,0 +1,631 @@
+//! The PostgreSQL backend.
+//!
+//! One connection, through the synchronous `postgres` crate (it runs a small
+//! runtime of its own, so it must be called from a plain thread or
+//! `spawn_blocking`, never from inside an async task). Each commit is one
+//! transaction of a few array (`unnest`) statements, whatever the batch size.
+//!
+//! Reconnection: an operation that fails because the connection was lost
+//! returns a transient error and drops the connection; the next operation
+//! connects again. The caller retries (a commit is idempotent).
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::types::ToSql;
+use postgres::{Client, Config, NoTls, Statement};
+use tocsin_tracker::{Alert, Expectation, StateRecord};
+
+use crate::migrate::{self, Migration};
+use crate::query::{ExpectationCursor, check_limit};
+use crate::rows::{self, UNSETTLED};
+use crate::{
+    AlertQuery, Batch, ExpectationQuery, OutboxMessage, Page, PendingOutbox, Store, StoreError,
+    redact_url,
+};
+
+/// Key of the advisory lock that serialises migrations between gateways
+/// starting at once ("tocsin" in ASCII).
+const MIGRATION_LOCK: i64 = 0x746f_6373_696e;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
+
+const UPSERT_EXPECTATIONS: &str = "INSERT INTO expectations \
+    (id, status, document_kind, encounter_kind, site, deadline, ended_at, body) \
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+    $6::timestamptz[], $7::timestamptz[], $8::text[]) \
+    ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, \
+    document_kind = EXCLUDED.document_kind, encounter_kind = EXCLUDED.encounter_kind, \
+    site = EXCLUDED.site, deadline = EXCLUDED.deadline, ended_at = EXCLUDED.ended_at, \
+    body = EXCLUDED.body";
+const INSERT_ALERTS: &str = "INSERT INTO alerts \
+    (alert_id, kind, raised_at, document_kind, encounter_kind, site, body) \
+    SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], \
+    $6::text[], $7::text[]) ON CONFLICT (alert_id) DO NOTHING";
+const DELETE_STATE: &str = "DELETE FROM state s USING unnest($1::text[], $2::text[]) AS d(ns, k) \
+    WHERE s.namespace = d.ns AND s.key = d.k";
+const PUT_STATE: &str = "INSERT INTO state (namespace, key, value) \
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) \
+    ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value";
+const INSERT_OUTBOX: &str = "INSERT INTO outbox (id, exchange, routing_key, content_type, body) \
+    SELECT id, ex, rk, ct, body FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], \
+    $5::bytea[]) WITH ORDINALITY AS t(id, ex, rk, ct, body, ord) ORDER BY ord \
+    ON CONFLICT (id) DO NOTHING";
+const INSERT_INPUTS: &str = "INSERT INTO inputs (id, outcome, reason) \
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT (id) DO NOTHING";
+
+fn pg(op: &'static str) -> impl FnOnce(postgres::Error) -> StoreError {
+    move |source| StoreError::Postgres { op, source }
+}
+
+/// A live connection and its prepared statements.
+struct Conn {
+    client: Client,
+    statements: HashMap<String, Statement>,
+}
+
+/// The PostgreSQL store.
+pub struct PostgresStore {
+    config: Config,
+    url: String,
+    conn: Option<Conn>,
+}
+
+impl PostgresStore {
+    /// Connects to the database a `postgres://` URL names and migrates it.
+    pub fn connect(url: &str) -> Result<Self, StoreError> {
+        let mut config = Config::from_str(url).map_err(|e| StoreError::InvalidUrl {
+            url: redact_url(url),
+            reason: e.to_string(),
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("tocsin");
+        }
+        let mut store = Self {
+            config,
+            url: redact_url(url),
+            conn: None,
+        };
+        store.migrate(migrate::POSTGRES)?;
+        Ok(store)
+    }
+
+    /// The server process id of the current connection (lets tests and
+    /// operators find it in `pg_stat_activity`).
+    pub fn backend_pid(&mut self) -> Result<i32, StoreError> {
+        self.with_conn(|c| {
+            c.client
+                .query_one("SELECT pg_backend_pid()", &[])
+                .map(|r| r.get(0))
+                .map_err(pg("read backend pid"))
+        })
+    }
+
+    /// The schema version of the database.
+    pub fn schema_version(&mut self) -> Result<i64, StoreError> {
+        self.with_conn(|c| {
+            c.client
+                .query_one(
+                    "SELECT COALESCE(MAX(version), 0)::bigint FROM schema_version",
+                    &[],
+                )
+                .map(|r| r.get(0))
+                .map_err(pg("read schema version"))
+        })
+    }
+
+    fn conn(&mut self) -> Result<&mut Conn, StoreError> {
+        if self.conn.is_none() {
+            let client =
+                self.config
+                    .connect(NoTls)
+                    .map_err(|source| StoreError::PostgresConnect {
+                        url: self.url.clone(),
+                        source,
+                    })?;
+            self.conn = Some(Conn {
+                client,
+                statements: HashMap::new(),
+            });
+        }
+        Ok(self.conn.as_mut().expect("connection set above"))
+    }
+
+    /// Runs `f` on the connection; if it fails because the connection is
+    /// gone, drops it so that the next operation reconnects.
+    fn with_conn<T>(
+        &mut self,
+        f: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn()?;
+        let result = f(conn);
+        if let Err(e) = &result {
+            let closed = self.conn.as_ref().is_none_or(|c| c.client.is_closed());
+            if closed || e.is_transient() {
+                tracing::warn!(store = %self.url, error = %e, "PostgreSQL connection dropped; will reconnect");
+                self.conn = None;
+            }
+        }
+        result
+    }
+
+    fn migrate(&mut self, migrations: &'static [Migration]) -> Result<(), StoreError> {
+        self.with_conn(|c| {
+            let mut tx = c.client.transaction().map_err(pg("begin migration"))?;
+            tx.query("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+                .map_err(pg("lock for migration"))?;
+            tx.batch_execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version bigint PRIMARY KEY, \
+                 name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
+            )
+            .map_err(pg("create schema_version"))?;
+            let current: i64 = tx
+                .query_one(
+                    "SELECT COALESCE(MAX(version), 0)::bigint FROM schema_version",
+                    &[],
+                )
+                .map_err(pg("read schema version"))?
+                .get(0);
+            let known = migrate::latest(migrations);
+            if current > known {
+                return Err(StoreError::SchemaTooNew {
+                    found: current,
+                    known,
+                });
+            }
+            for m in migrations.iter().filter(|m| m.version > current) {
+                let fail = |source| StoreError::Migration {
+                    version: m.version,
+                    name: m.name,
+                    source: Box::new(source),
+                };
+                tx.batch_execute(m.sql).map_err(|e| fail(pg("apply")(e)))?;
+                tx.execute(
+                    "INSERT INTO schema_version (version, name) VALUES ($1, $2)",
+                    &[&m.version, &m.name],
+                )
+                .map_err(|e| fail(pg("record")(e)))?;
+                tracing::info!(
+                    version = m.version,
+                    name = m.name,
+                    "applied PostgreSQL migration"
+                );
+            }
+            tx.commit().map_err(pg("commit migration"))
+        })
+    }
+
+    fn visit_expectations(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        f: &mut dyn FnMut(Expectation) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.with_conn(|c| {
+            let st = prepare(&mut c.client, &mut c.statements, sql)?;
+            let mut cursor = c
+                .client
+                .query_raw(&st, params.iter().copied())
+                .map_err(pg("query expectations"))?;
+            while let Some(row) = cursor.next().map_err(pg("read expectations"))? {
+                let id: &str = row.get(0);
+                let body: &str = row.get(1);
+                f(rows::parse(body, "expectations", id)?)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// A prepared statement for `sql`, from the cache when there is one.
+fn prepare(
+    client: &mut impl postgres::GenericClient,
+    cache: &mut HashMap<String, Statement>,
+    sql: &str,
+) -> Result<Statement, StoreError> {
+    if let Some(st) = cache.get(sql) {
+        return Ok(st.clone());
+    }
+    let st = client.prepare(sql).map_err(pg("prepare"))?;
+    cache.insert(sql.to_string(), st.clone());
+    Ok(st)
+}
+
+/// The batch as column arrays, built before the transaction starts.
+struct Columns {
+    e_id: Vec<String>,
+    e_status: Vec<&'static str>,
+    e_document_kind: Vec<&'static str>,
+    e_encounter_kind: Vec<&'static str>,
+    e_site: Vec<Option<String>>,
+    e_deadline: Vec<DateTime<Utc>>,
+    e_ended_at: Vec<DateTime<Utc>>,
+    e_body: Vec<String>,
+    a_id: Vec<String>,
+    a_kind: Vec<&'static str>,
+    a_raised_at: Vec<DateTime<Utc>>,
+    a_document_kind: Vec<&'static str>,
+    a_encounter_kind: Vec<&'static str>,
+    a_site: Vec<Option<String>>,
+    a_body: Vec<String>,
+}
+
+impl Columns {
+    fn of(batch: &Batch) -> Result<Self, StoreError> {
+        let exps = batch.distinct_expectations();
+        let mut c = Columns {
+            e_id: Vec::with_capacity(exps.len()),
+            e_status: Vec::with_capacity(exps.len()),
+            e_document_kind: Vec::with_capacity(exps.len()),
+            e_encounter_kind: Vec::with_capacity(exps.len()),
+            e_site: Vec::with_capacity(exps.len()),
+            e_deadline: Vec::with_capacity(exps.len()),
+            e_ended_at: Vec::with_capacity(exps.len()),
+            e_body: Vec::with_capacity(exps.len()),
+            a_id: Vec::with_capacity(batch.alerts.len()),
+            a_kind: Vec::with_capacity(batch.alerts.len()),
+            a_raised_at: Vec::with_capacity(batch.alerts.len()),
+            a_document_kind: Vec::with_capacity(batch.alerts.len()),
+            a_encounter_kind: Vec::with_capacity(batch.alerts.len()),
+            a_site: Vec::with_capacity(batch.alerts.len()),
+            a_body: Vec::with_capacity(batch.alerts.len()),
+        };
+        for e in exps {
+            c.e_body.push(rows::expectation_body(e)?);
+            c.e_id.push(e.id.0.clone());
+            c.e_status.push(e.status.as_str());
+            c.e_document_kind.push(e.document_kind.as_str());
+            c.e_encounter_kind.push(e.encounter.kind.as_str());
+            c.e_site.push(e.encounter.site.clone());
+            c.e_deadline.push(e.deadline);
+            c.e_ended_at.push(e.encounter.ended_at);
+        }
+        for a in &batch.alerts {
+            c.a_body.push(rows::alert_body(a)?);
+            c.a_id.push(a.alert_id.clone());
+            c.a_kind.push(a.kind.as_str());
+            c.a_raised_at.push(a.raised_at);
+            c.a_document_kind.push(a.document_kind.as_str());
+            c.a_encounter_kind.push(a.encounter.kind.as_str());
+            c.a_site.push(a.encounter.site.clone());
+        }
+        Ok(c)
+    }
+}
+
+impl Store for PostgresStore {
+    fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let c = Columns::of(batch)?;
+        let puts = batch.distinct_state_puts();
+        let put_ns: Vec<&str> = puts.iter().map(|r| r.namespace.as_str()).collect();
+        let put_key: Vec<&str> = puts.iter().map(|r| r.key.as_str()).collect();
+        let put_value = puts
+            .iter()
+            .map(|r| rows::state_body(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        let del_ns: Vec<&str> = batch.state_deletes.iter().map(|d| d.0.as_str()).collect();
+        let del_key: Vec<&str> = batch.state_deletes.iter().map(|d| d.1.as_str()).collect();
+        let o = &batch.outbox;
+        let o_id: Vec<&str> = o.iter().map(|m| m.id.as_str()).collect();
+        let o_ex: Vec<&str> = o.iter().map(|m| m.exchange.as_str()).collect();
+        let o_rk: Vec<&str> = o.iter().map(|m| m.routing_key.as_str()).collect();
+        let o_ct: Vec<&str> = o.iter().map(|m| m.content_type.as_str()).collect();
+        let o_body: Vec<&[u8]> = o.iter().map(|m| m.body.as_slice()).collect();
+        let i = &batch.inputs;
+        let i_id: Vec<&str> = i.iter().map(|r| r.id.as_str()).collect();
+        let i_outcome: Vec<&str> = i.iter().map(|r| r.outcome.as_str()).collect();
+        let i_reason: Vec<Option<&str>> = i.iter().map(|r| r.reason.as_deref()).collect();
+
+        self.with_conn(|conn| {
+            let mut tx = conn.client.transaction().map_err(pg("begin"))?;
+            let cache = &mut conn.statements;
+            if !c.e_id.is_empty() {
+                let st = prepare(&mut tx, cache, UPSERT_EXPECTATIONS)?;
+                tx.execute(
+                    &st,
+                    &[
+                        &c.e_id,
+                        &c.e_status,
+                        &c.e_document_kind,
+                        &c.e_encounter_kind,
+                        &c.e_site,
+                        &c.e_deadline,
+                        &c.e_ended_at,
+                        &c.e_body,
+                    ],
+                )
+                .map_err(pg("upsert expectations"))?;
+            }
+            if !c.a_id.is_empty() {
+                let st = prepare(&mut tx, cache, INSERT_ALERTS)?;
+                tx.execute(
+                    &st,
+                    &[
+                        &c.a_id,
+                        &c.a_kind,
+                        &c.a_raised_at,
+                        &c.a_document_kind,
+                        &c.a_encounter_kind,
+                        &c.a_site,
+                        &c.a_body,
+                    ],
+                )
+                .map_err(pg("insert alerts"))?;
+            }
+            if !del_ns.is_empty() {
+                let st = prepare(&mut tx, cache, DELETE_STATE)?;
+                tx.execute(&st, &[&del_ns, &del_key])
+                    .map_err(pg("delete state"))?;
+            }
+            if !put_ns.is_empty() {
+                let st = prepare(&mut tx, cache, PUT_STATE)?;
+                tx.execute(&st, &[&put_ns, &put_key, &put_value])
+                    .map_err(pg("put state"))?;
+            }
+            if !o_id.is_empty() {
+                let st = prepare(&mut tx, cache, INSERT_OUTBOX)?;
+                tx.execute(&st, &[&o_id, &o_ex, &o_rk, &o_ct, &o_body])
+                    .map_err(pg("insert outbox messages"))?;
+            }
+            if !i_id.is_empty() {
+                let st = prepare(&mut tx, cache, INSERT_INPUTS)?;
+                tx.execute(&st, &[&i_id, &i_outcome, &i_reason])
+                    .map_err(pg("insert inputs"))?;
+            }
+            tx.commit().map_err(pg("commit"))
+        })
+    }
+
+    fn visit_unsettled(
+        &mut self,
+        f: &mut dyn FnMut(Expectation) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let statuses: Vec<&str> = UNSETTLED.to_vec();
+        self.visit_expectations(
+            "SELECT id, body FROM expectations WHERE status = ANY($1)",
+            &[&statuses],
+            f,
+        )
+    }
+
+    fn load_state(&mut self) -> Result<Vec<StateRecord>, StoreError> {
+        self.with_conn(|c| {
+            let st = prepare(
+                &mut c.client,
+                &mut c.statements,
+                "SELECT namespace, key, value FROM state ORDER BY namespace, key",
+            )?;
+            let found_rows = c.client.query(&st, &[]).map_err(pg("query state"))?;
+            found_rows
+                .iter()
+                .map(|row| {
+                    let namespace: String = row.get(0);
+                    let key: String = row.get(1);
+                    let value: &str = row.get(2);
+                    let value = rows::parse(value, "state", &format!("{namespace}/{key}"))?;
+                    Ok(StateRecord {
+                        namespace,
+                        key,
+                        value,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn outbox_pending(&mut self, limit: usize) -> Result<Vec<PendingOutbox>, StoreError> {
+        let limit = check_limit(limit)?;
+        self.with_conn(|c| {
+            let st = prepare(
+                &mut c.client,
+                &mut c.statements,
+                "SELECT seq, id, exchange, routing_key, content_type, body FROM outbox \
+                 WHERE published_at IS NULL ORDER BY seq LIMIT $1",
+            )?;
+            let found_rows = c.client.query(&st, &[&limit]).map_err(pg("query outbox"))?;
+            Ok(found_rows
+                .iter()
+                .map(|r| PendingOutbox {
+                    seq: r.get(0),
+                    message: OutboxMessage {
+                        id: r.get(1),
+                        exchange: r.get(2),
+                        routing_key: r.get(3),
+                        content_type: r.get(4),
+                        body: r.get(5),
+                    },
+                })
+                .collect())
+        })
+    }
+
+    fn outbox_mark_published(&mut self, seqs: &[i64]) -> Result<(), StoreError> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        self.with_conn(|c| {
+            let st = prepare(
+                &mut c.client,
+                &mut c.statements,
+                "UPDATE outbox SET published_at = now() \
+                 WHERE seq = ANY($1) AND published_at IS NULL",
+            )?;
+            c.client
+                .execute(&st, &[&seqs])
+                .map(|_| ())
+                .map_err(pg("mark outbox published"))
+        })
+    }
+
+    fn outbox_len(&mut self) -> Result<u64, StoreError> {
+        self.with_conn(|c| {
+            let st = prepare(
+                &mut c.client,
+                &mut c.statements,
+                "SELECT count(*) FROM outbox WHERE published_at IS NULL",
+            )?;
+            let n: i64 = c
+                .client
+                .query_one(&st, &[])
+                .map_err(pg("count outbox"))?
+                .get(0);
+            Ok(n.max(0) as u64)
+        })
+    }
+
+    fn outbox_prune(&mut self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.with_conn(|c| {
+            c.client
+                .execute(
+                    "DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < $1",
+                    &[&before],
+                )
+                .map_err(pg("prune outbox"))
+        })
+    }
+
+    fn inputs_processed(&mut self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.with_conn(|c| {
+            let st = prepare(
+                &mut c.client,
+                &mut c.statements,
+                "SELECT id FROM inputs WHERE id = ANY($1)",
+            )?;
+            let found_rows = c.client.query(&st, &[&ids]).map_err(pg("query inputs"))?;
+            let found: std::collections::HashSet<String> =
+                found_rows.iter().map(|r| r.get(0)).collect();
+            Ok(ids
+                .iter()
+                .filter(|id| found.contains(*id))
+                .cloned()
+                .collect())
+        })
+    }
+
+    fn expectations(&mut self, q: &ExpectationQuery) -> Result<Page<Expectation>, StoreError> {
+        let limit = check_limit(q.limit)?;
+        let mut sql = String::from("SELECT id, body, deadline FROM expectations WHERE true");
+        let mut params: Vec<Box<dyn ToSql + Sync>> = Vec::new();
+        let mut filter = |sql: &mut String, column: &str, value: String| {
+            params.push(Box::new(value));
+            sql.push_str(&format!(" AND {column} = ${}", params.len()));
+        };
+        if let Some(s) = q.status {
+            filter(&mut sql, "status", s.as_str().into());
+        }
+        if let Some(d) = q.document_kind {
+            filter(&mut sql, "document_kind", d.as_str().into());
+        }
+        if let Some(k) = q.encounter_kind {
+            filter(&mut sql, "encounter_kind", k.as_str().into());
+        }
+        if let Some(site) = &q.site {
+            filter(&mut sql, "site", site.clone());
+        }
+        if let Some(cursor) = &q.cursor {
+            let cursor = ExpectationCursor::decode(cursor)?;
+            let deadline = DateTime::<Utc>::from_timestamp_micros(cursor.deadline_us).ok_or(
+                StoreError::InvalidCursor {
+                    reason: "cursor position out of range",
+                },
+            )?;
+            params.push(Box::new(deadline));
+            params.push(Box::new(cursor.id));
+            sql.push_str(&format!(
+                " AND (deadline, id) > (${}, ${})",
+                params.len() - 1,
+                params.len()
+            ));
+        }
+        params.push(Box::new(limit + 1));
+        sql.push_str(&format!(" ORDER BY deadline, id LIMIT ${}", params.len()));
+        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref()).collect();
+
+        self.with_conn(|c| {
+            let st = prepare(&mut c.client, &mut c.statements, &sql)?;
+            let found_rows = c
+                .client
+                .query(&st, &refs)
+                .map_err(pg("query expectations"))?;
+            let more = found_rows.len() as i64 > limit;
+            let mut items = Vec::with_capacity(found_rows.len().min(limit as usize));
+            let mut last = None;
+            for row in found_rows.iter().take(limit as usize) {
+                let id: String = row.get(0);
+                let body: &str = row.get(1);
+                let deadline: DateTime<Utc> = row.get(2);
+                items.push(rows::parse(body, "expectations", &id)?);
+                last = Some(ExpectationCursor {
+                    deadline_us: deadline.timestamp_micros(),
+                    id,
+                });
+            }
+            Ok(Page {
+                items,
+                next_cursor: if more { last.map(|c| c.encode()) } else { None },
+            })
+        })
+    }
+
+    fn alerts(&mut self, q: &AlertQuery) -> Result<Vec<Alert>, StoreError> {
+        let limit = check_limit(q.limit)?;
+        let mut sql = String::from("SELECT alert_id, body FROM alerts WHERE true");
+        let mut params: Vec<Box<dyn ToSql + Sync>> = Vec::new();
+        if let Some(since) = q.since {
+            params.push(Box::new(since));
+            sql.push_str(&format!(" AND raised_at >= ${}", params.len()));
+        }
+        if let Some(kind) = q.kind {
+            params.push(Box::new(kind.as_str().to_string()));
+            sql.push_str(&format!(" AND kind = ${}", params.len()));
+        }
+        params.push(Box::new(limit));
+        sql.push_str(&format!(
+            " ORDER BY raised_at, alert_id LIMIT ${}",
+            params.len()
+        ));
+        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref()).collect();
+        self.with_conn(|c| {
+            let st = prepare(&mut c.client, &mut c.statements, &sql)?;
+            let found_rows = c.client.query(&st, &refs).map_err(pg("query alerts"))?;
+            found_rows
+                .iter()
+                .map(|row| {
+                    let id: &str = row.get(0);
+                    let body: &str = row.get(1);
+                    rows::parse(body, "alerts", id)
+                })
+                .collect()
+        })
+    }
+
+    fn visit_ended_between(
+        &mut self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        f: &mut dyn FnMut(Expectation) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.visit_expectations(
+            "SELECT id, body FROM expectations WHERE ended_at >= $1 AND ended_at < $2 \
+             ORDER BY ended_at, id",
+            &[&from, &to],
+            f,
+        )
+    }
+
+    fn ping(&mut self) -> Result<(), StoreError> {
+        self.with_conn(|c| c.client.is_valid(PING_TIMEOUT).map_err(pg("ping")))
+    }
+}

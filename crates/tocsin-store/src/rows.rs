@@ -1,0 +1,56 @@
+//! Conversions shared by both backends: the indexed columns of stored
+//! values, times as microseconds, and JSON bodies.
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use tocsin_tracker::{Alert, Expectation};
+
+use crate::StoreError;
+
+/// Statuses that still wait for a document.
+pub(crate) const UNSETTLED: [&str; 2] = ["open", "overdue"];
+
+/// Microseconds since the epoch (the SQLite column form).
+pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+/// An expectation's JSON body.
+pub(crate) fn expectation_body(e: &Expectation) -> Result<String, StoreError> {
+    serde_json::to_string(e).map_err(|source| StoreError::Serialise {
+        what: "expectation",
+        id: e.id.0.clone(),
+        source,
+    })
+}
+
+/// An alert's JSON body.
+pub(crate) fn alert_body(a: &Alert) -> Result<String, StoreError> {
+    serde_json::to_string(a).map_err(|source| StoreError::Serialise {
+        what: "alert",
+        id: a.alert_id.clone(),
+        source,
+    })
+}
+
+/// A state record's JSON value.
+pub(crate) fn state_body(r: &tocsin_tracker::StateRecord) -> Result<String, StoreError> {
+    serde_json::to_string(&r.value).map_err(|source| StoreError::Serialise {
+        what: "state record",
+        id: format!("{}/{}", r.namespace, r.key),
+        source,
+    })
+}
+
+/// Parses a stored body.
+pub(crate) fn parse<T: DeserializeOwned>(
+    body: &str,
+    table: &'static str,
+    id: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(body).map_err(|source| StoreError::Corrupt {
+        table,
+        id: id.to_string(),
+        source,
+    })
+}

@@ -1,0 +1,485 @@
+//! The embedded SQLite backend (the default).
+//!
+//! One connection in WAL mode with `synchronous=NORMAL`: a commit is atomic
+//! and survives a crash of the process, but the last commits before a power
+//! failure or OS crash can be lost (they are in the WAL, not yet synced). The
+//! inputs of such commits were acknowledged, so the broker will not redeliver
+//! them; see docs/performance.md ("Store") for the trade-off and how to choose
+//! `synchronous=FULL` instead.
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::types::Value;
+use rusqlite::{Connection, TransactionBehavior, params, params_from_iter};
+use tocsin_tracker::{Alert, Expectation, StateRecord};
+
+use crate::migrate::{self, Migration};
+use crate::query::{ExpectationCursor, check_limit};
+use crate::rows::{self, UNSETTLED, micros};
+use crate::{
+    AlertQuery, Batch, ExpectationQuery, OutboxMessage, Page, PendingOutbox, Store, StoreError,
+};
+
+/// How long a writer waits for another connection's lock before `SQLITE_BUSY`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The SQLite store.
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+fn sq(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |source| StoreError::Sqlite { op, source }
+}
+
+const UPSERT_EXPECTATION: &str = "INSERT INTO expectations \
+    (id, status, document_kind, encounter_kind, site, deadline, ended_at, body) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+    ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
+    document_kind = excluded.document_kind, encounter_kind = excluded.encounter_kind, \
+    site = excluded.site, deadline = excluded.deadline, ended_at = excluded.ended_at, \
+    body = excluded.body";
+const INSERT_ALERT: &str = "INSERT INTO alerts \
+    (alert_id, kind, raised_at, document_kind, encounter_kind, site, body) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (alert_id) DO NOTHING";
+const DELETE_STATE: &str = "DELETE FROM state WHERE namespace = ?1 AND key = ?2";
+const PUT_STATE: &str = "INSERT INTO state (namespace, key, value) VALUES (?1, ?2, ?3) \
+    ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value";
+const INSERT_OUTBOX: &str = "INSERT INTO outbox \
+    (id, exchange, routing_key, content_type, body, created_at) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING";
+const INSERT_INPUT: &str = "INSERT INTO inputs (id, outcome, reason, processed_at) \
+    VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING";
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path`, creating its
+    /// parent directories, and migrates it.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        if let Some(parent) = path.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
+                path: parent.display().to_string(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path).map_err(sq("open"))?;
+        Self::init(conn, true)
+    }
+
+    /// A private in-memory database (tests, `check-config`).
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        let conn = Connection::open_in_memory().map_err(sq("open"))?;
+        Self::init(conn, false)
+    }
+
+    fn init(conn: Connection, wal: bool) -> Result<Self, StoreError> {
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(sq("configure"))?;
+        if wal {
+            let mode: String = conn
+                .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+                .map_err(sq("enable WAL"))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                tracing::warn!(journal_mode = %mode, "SQLite store could not switch to WAL");
+            }
+        }
+        conn.execute_batch(
+            "PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32000;",
+        )
+        .map_err(sq("configure"))?;
+        conn.set_prepared_statement_cache_capacity(64);
+        let mut store = Self { conn };
+        store.migrate(migrate::SQLITE)?;
+        Ok(store)
+    }
+
+    /// Applies the migrations newer than the database, in one transaction.
+    fn migrate(&mut self, migrations: &'static [Migration]) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sq("begin migration"))?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_version (\
+             version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+        )
+        .map_err(sq("create schema_version"))?;
+        let current: i64 = tx
+            .query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sq("read schema version"))?;
+        let known = migrate::latest(migrations);
+        if current > known {
+            return Err(StoreError::SchemaTooNew {
+                found: current,
+                known,
+            });
+        }
+        for m in migrations.iter().filter(|m| m.version > current) {
+            let fail = |source| StoreError::Migration {
+                version: m.version,
+                name: m.name,
+                source: Box::new(source),
+            };
+            tx.execute_batch(m.sql).map_err(|e| fail(sq("apply")(e)))?;
+            tx.execute(
+                "INSERT INTO schema_version (version, name, applied_at) VALUES (?1, ?2, ?3)",
+                params![m.version, m.name, micros(Utc::now())],
+            )
+            .map_err(|e| fail(sq("record")(e)))?;
+            tracing::info!(
+                version = m.version,
+                name = m.name,
+                "applied SQLite migration"
+            );
+        }
+        tx.commit().map_err(sq("commit migration"))
+    }
+
+    /// The schema version of the open database.
+    pub fn schema_version(&mut self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sq("read schema version"))
+    }
+
+    fn visit_expectations(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        f: &mut dyn FnMut(Expectation) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut st = self.conn.prepare_cached(sql).map_err(sq("prepare"))?;
+        let mut cursor = st
+            .query(params_from_iter(params.iter()))
+            .map_err(sq("query expectations"))?;
+        while let Some(row) = cursor.next().map_err(sq("read expectations"))? {
+            let id: String = row.get(0).map_err(sq("read expectations"))?;
+            let body: String = row.get(1).map_err(sq("read expectations"))?;
+            f(rows::parse(&body, "expectations", &id)?)?;
+        }
+        Ok(())
+    }
+}
+
+impl Store for SqliteStore {
+    fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let now = micros(Utc::now());
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sq("begin"))?;
+        if !batch.expectations.is_empty() {
+            let mut st = tx
+                .prepare_cached(UPSERT_EXPECTATION)
+                .map_err(sq("prepare"))?;
+            for e in &batch.expectations {
+                let body = rows::expectation_body(e)?;
+                st.execute(params![
+                    e.id.0,
+                    e.status.as_str(),
+                    e.document_kind.as_str(),
+                    e.encounter.kind.as_str(),
+                    e.encounter.site,
+                    micros(e.deadline),
+                    micros(e.encounter.ended_at),
+                    body
+                ])
+                .map_err(sq("upsert expectation"))?;
+            }
+        }
+        if !batch.alerts.is_empty() {
+            let mut st = tx.prepare_cached(INSERT_ALERT).map_err(sq("prepare"))?;
+            for a in &batch.alerts {
+                let body = rows::alert_body(a)?;
+                st.execute(params![
+                    a.alert_id,
+                    a.kind.as_str(),
+                    micros(a.raised_at),
+                    a.document_kind.as_str(),
+                    a.encounter.kind.as_str(),
+                    a.encounter.site,
+                    body
+                ])
+                .map_err(sq("insert alert"))?;
+            }
+        }
+        if !batch.state_deletes.is_empty() {
+            let mut st = tx.prepare_cached(DELETE_STATE).map_err(sq("prepare"))?;
+            for (ns, key) in &batch.state_deletes {
+                st.execute(params![ns, key]).map_err(sq("delete state"))?;
+            }
+        }
+        if !batch.state_puts.is_empty() {
+            let mut st = tx.prepare_cached(PUT_STATE).map_err(sq("prepare"))?;
+            for r in &batch.state_puts {
+                let value = rows::state_body(r)?;
+                st.execute(params![r.namespace, r.key, value])
+                    .map_err(sq("put state"))?;
+            }
+        }
+        if !batch.outbox.is_empty() {
+            let mut st = tx.prepare_cached(INSERT_OUTBOX).map_err(sq("prepare"))?;
+            for m in &batch.outbox {
+                st.execute(params![
+                    m.id,
+                    m.exchange,
+                    m.routing_key,
+                    m.content_type,
+                    m.body,
+                    now
+                ])
+                .map_err(sq("insert outbox message"))?;
+            }
+        }
+        if !batch.inputs.is_empty() {
+            let mut st = tx.prepare_cached(INSERT_INPUT).map_err(sq("prepare"))?;
+            for i in &batch.inputs {
+                st.execute(params![i.id, i.outcome.as_str(), i.reason, now])
+                    .map_err(sq("insert input"))?;
+            }
+        }
+        tx.commit().map_err(sq("commit"))
+    }
+
+    fn visit_unsettled(
+        &mut self,
+        f: &mut dyn FnMut(Expectation) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let params: Vec<Value> = UNSETTLED
+            .iter()
+            .map(|s| Value::Text(s.to_string()))
+            .collect();
+        self.visit_expectations(
+            "SELECT id, body FROM expectations WHERE status IN (?1, ?2)",
+            &params,
+            f,
+        )
+    }
+
+    fn load_state(&mut self) -> Result<Vec<StateRecord>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT namespace, key, value FROM state ORDER BY namespace, key")
+            .map_err(sq("prepare"))?;
+        let mut cursor = st.query([]).map_err(sq("query state"))?;
+        let mut out = Vec::new();
+        while let Some(row) = cursor.next().map_err(sq("read state"))? {
+            let namespace: String = row.get(0).map_err(sq("read state"))?;
+            let key: String = row.get(1).map_err(sq("read state"))?;
+            let value: String = row.get(2).map_err(sq("read state"))?;
+            let value = rows::parse(&value, "state", &format!("{namespace}/{key}"))?;
+            out.push(StateRecord {
+                namespace,
+                key,
+                value,
+            });
+        }
+        Ok(out)
+    }
+
+    fn outbox_pending(&mut self, limit: usize) -> Result<Vec<PendingOutbox>, StoreError> {
+        let limit = check_limit(limit)?;
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, id, exchange, routing_key, content_type, body FROM outbox \
+                 WHERE published_at IS NULL ORDER BY seq LIMIT ?1",
+            )
+            .map_err(sq("prepare"))?;
+        let mapped = st
+            .query_map([limit], |r| {
+                Ok(PendingOutbox {
+                    seq: r.get(0)?,
+                    message: OutboxMessage {
+                        id: r.get(1)?,
+                        exchange: r.get(2)?,
+                        routing_key: r.get(3)?,
+                        content_type: r.get(4)?,
+                        body: r.get(5)?,
+                    },
+                })
+            })
+            .map_err(sq("query outbox"))?;
+        mapped.collect::<Result<_, _>>().map_err(sq("read outbox"))
+    }
+
+    fn outbox_mark_published(&mut self, seqs: &[i64]) -> Result<(), StoreError> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let now = micros(Utc::now());
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sq("begin"))?;
+        {
+            let mut st = tx
+                .prepare_cached(
+                    "UPDATE outbox SET published_at = ?1 WHERE seq = ?2 AND published_at IS NULL",
+                )
+                .map_err(sq("prepare"))?;
+            for seq in seqs {
+                st.execute(params![now, seq])
+                    .map_err(sq("mark outbox published"))?;
+            }
+        }
+        tx.commit().map_err(sq("commit"))
+    }
+
+    fn outbox_len(&mut self) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .conn
+            .prepare_cached("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            .map_err(sq("prepare"))?
+            .query_row([], |r| r.get(0))
+            .map_err(sq("count outbox"))?;
+        Ok(n.max(0) as u64)
+    }
+
+    fn outbox_prune(&mut self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < ?1",
+                [micros(before)],
+            )
+            .map_err(sq("prune outbox"))?;
+        Ok(n as u64)
+    }
+
+    fn inputs_processed(&mut self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT 1 FROM inputs WHERE id = ?1")
+            .map_err(sq("prepare"))?;
+        let mut out = Vec::new();
+        for id in ids {
+            if st.exists([id]).map_err(sq("query inputs"))? {
+                out.push(id.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    fn expectations(&mut self, q: &ExpectationQuery) -> Result<Page<Expectation>, StoreError> {
+        let limit = check_limit(q.limit)?;
+        let mut sql = String::from("SELECT id, body, deadline FROM expectations WHERE 1 = 1");
+        let mut params: Vec<Value> = Vec::new();
+        let mut filter = |sql: &mut String, column: &str, value: Value| {
+            params.push(value);
+            sql.push_str(&format!(" AND {column} = ?{}", params.len()));
+        };
+        if let Some(s) = q.status {
+            filter(&mut sql, "status", Value::Text(s.as_str().into()));
+        }
+        if let Some(d) = q.document_kind {
+            filter(&mut sql, "document_kind", Value::Text(d.as_str().into()));
+        }
+        if let Some(k) = q.encounter_kind {
+            filter(&mut sql, "encounter_kind", Value::Text(k.as_str().into()));
+        }
+        if let Some(site) = &q.site {
+            filter(&mut sql, "site", Value::Text(site.clone()));
+        }
+        if let Some(c) = &q.cursor {
+            let c = ExpectationCursor::decode(c)?;
+            params.push(Value::Integer(c.deadline_us));
+            params.push(Value::Text(c.id));
+            sql.push_str(&format!(
+                " AND (deadline, id) > (?{}, ?{})",
+                params.len() - 1,
+                params.len()
+            ));
+        }
+        params.push(Value::Integer(limit + 1));
+        sql.push_str(&format!(" ORDER BY deadline, id LIMIT ?{}", params.len()));
+
+        let mut st = self.conn.prepare_cached(&sql).map_err(sq("prepare"))?;
+        let mut cursor = st
+            .query(params_from_iter(params.iter()))
+            .map_err(sq("query expectations"))?;
+        let mut items = Vec::new();
+        let mut last: Option<ExpectationCursor> = None;
+        let mut more = false;
+        while let Some(row) = cursor.next().map_err(sq("read expectations"))? {
+            if items.len() as i64 == limit {
+                more = true;
+                break;
+            }
+            let id: String = row.get(0).map_err(sq("read expectations"))?;
+            let body: String = row.get(1).map_err(sq("read expectations"))?;
+            let deadline_us: i64 = row.get(2).map_err(sq("read expectations"))?;
+            items.push(rows::parse(&body, "expectations", &id)?);
+            last = Some(ExpectationCursor { deadline_us, id });
+        }
+        Ok(Page {
+            items,
+            next_cursor: if more { last.map(|c| c.encode()) } else { None },
+        })
+    }
+
+    fn alerts(&mut self, q: &AlertQuery) -> Result<Vec<Alert>, StoreError> {
+        let limit = check_limit(q.limit)?;
+        let mut sql = String::from("SELECT alert_id, body FROM alerts WHERE 1 = 1");
+        let mut params: Vec<Value> = Vec::new();
+        if let Some(since) = q.since {
+            params.push(Value::Integer(micros(since)));
+            sql.push_str(&format!(" AND raised_at >= ?{}", params.len()));
+        }
+        if let Some(kind) = q.kind {
+            params.push(Value::Text(kind.as_str().into()));
+            sql.push_str(&format!(" AND kind = ?{}", params.len()));
+        }
+        params.push(Value::Integer(limit));
+        sql.push_str(&format!(
+            " ORDER BY raised_at, alert_id LIMIT ?{}",
+            params.len()
+        ));
+        let mut st = self.conn.prepare_cached(&sql).map_err(sq("prepare"))?;
+        let mut cursor = st
+            .query(params_from_iter(params.iter()))
+            .map_err(sq("query alerts"))?;
+        let mut out = Vec::new();
+        while let Some(row) = cursor.next().map_err(sq("read alerts"))? {
+            let id: String = row.get(0).map_err(sq("read alerts"))?;
+            let body: String = row.get(1).map_err(sq("read alerts"))?;
+            out.push(rows::parse(&body, "alerts", &id)?);
+        }
+        Ok(out)
+    }
+
+    fn visit_ended_between(
+        &mut self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        f: &mut dyn FnMut(Expectation) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.visit_expectations(
+            "SELECT id, body FROM expectations WHERE ended_at >= ?1 AND ended_at < ?2 \
+             ORDER BY ended_at, id",
+            &[Value::Integer(micros(from)), Value::Integer(micros(to))],
+            f,
+        )
+    }
+
+    fn ping(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+            .map(|_| ())
+            .map_err(sq("ping"))
+    }
+}
