@@ -53,7 +53,9 @@ pub fn decode<'a>(value: &'a str, seps: &Separators) -> Cow<'a, str> {
 }
 
 fn push_hex(hex: &str, esc: char, out: &mut String) {
-    let bytes: Option<Vec<u8>> = (hex.len() % 2 == 0)
+    let bytes: Option<Vec<u8>> = hex
+        .len()
+        .is_multiple_of(2)
         .then(|| {
             (0..hex.len())
                 .step_by(2)

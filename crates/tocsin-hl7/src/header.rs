@@ -13,7 +13,7 @@ const LAST_REQUIRED_MSH_FIELD: usize = 12;
 pub(crate) struct Header {
     /// MSH-9.1, e.g. `ADT`.
     pub code: String,
-    /// MSH-9.2, e.g. `A03` (empty for a bare `ACK`).
+    /// MSH-9.2, else EVN-1 for ADT, e.g. `A03` (empty for a bare `ACK`).
     pub trigger: String,
     /// `ADT^A03`, or `ACK` when there is no trigger.
     pub message_type: String,
@@ -39,14 +39,23 @@ impl Header {
             });
         }
         let version = msh.value(12).ok_or_else(|| missing("MSH-12"))?.into_owned();
-        if !cfg.supported_versions.iter().any(|v| *v == version) {
+        if !cfg.supported_versions.contains(&version) {
             return Err(Hl7Error::UnsupportedVersion {
                 version: version.chars().take(16).collect(),
                 supported: cfg.supported_versions.join(", "),
             });
         }
         let code = msh.comp(9, 1).ok_or_else(|| missing("MSH-9"))?.into_owned();
-        let trigger = msh.comp(9, 2).map(|t| t.into_owned()).unwrap_or_default();
+        // HL7 v2.3 ADT may leave the trigger out of MSH-9 and give it in EVN-1.
+        let trigger = msh
+            .comp(9, 2)
+            .or_else(|| {
+                (code == "ADT")
+                    .then(|| p.segment("EVN").and_then(|e| e.value(1)))
+                    .flatten()
+            })
+            .map(|t| t.into_owned())
+            .unwrap_or_default();
         let message_type = if trigger.is_empty() {
             code.clone()
         } else {

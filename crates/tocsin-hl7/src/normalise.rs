@@ -25,7 +25,7 @@ pub fn normalise_message(msg: &[u8], cfg: &Hl7Config) -> Result<InterfaceEvent, 
         warnings: Vec::new(),
     };
     let code = ctx.header.code.clone();
-    let trigger = adt_trigger(&ctx);
+    let trigger = ctx.header.trigger.clone();
     check_required_segments(&ctx, &code, &trigger)?;
 
     let event_type = event_type(&ctx, &code, &trigger);
@@ -84,18 +84,6 @@ pub fn normalise_message(msg: &[u8], cfg: &Hl7Config) -> Result<InterfaceEvent, 
         merge,
         warnings: ctx.warnings,
     })
-}
-
-/// The trigger event: MSH-9.2, else (HL7 v2.3 ADT) EVN-1.
-fn adt_trigger(ctx: &Ctx<'_, '_>) -> String {
-    if !ctx.header.trigger.is_empty() || ctx.header.code != "ADT" {
-        return ctx.header.trigger.clone();
-    }
-    ctx.p
-        .segment("EVN")
-        .and_then(|e| e.value(1))
-        .map(|t| t.into_owned())
-        .unwrap_or_default()
 }
 
 /// Rejects messages whose type needs a segment they lack: an encounter ADT

@@ -1,0 +1,202 @@
+//! ADT fixtures, asserted field by field.
+
+mod common;
+
+use common::{load, ok, utc};
+use tocsin_event::{EncounterKind, EventId, EventType, Format, Identifier, WarningCode};
+use tocsin_hl7::{Hl7Config, normalise_message, split_messages};
+
+fn rxx(value: &str) -> Identifier {
+    Identifier {
+        system: "RXX".into(),
+        value: value.into(),
+    }
+}
+
+#[test]
+fn a03_discharge_every_field() {
+    let ev = ok("adt_a03_discharge.hl7");
+    let bytes = load("adt_a03_discharge.hl7");
+    let raw = split_messages(&bytes)[0].bytes;
+    assert_eq!(ev.event_id, EventId::derive(Format::Hl7v2, raw, 0));
+    assert_eq!(ev.event_type, EventType::EncounterEnded);
+    // Discharge time PV1-45 14:00 GMT (January): the A03 occurred then.
+    assert_eq!(ev.occurred_at, utc("2024-01-15T14:00:00Z"));
+    assert_eq!(ev.source.format, Format::Hl7v2);
+    assert_eq!(ev.source.message_id, "MSG-A03");
+    assert_eq!(ev.source.message_type, "ADT^A03");
+    assert_eq!(ev.source.sending_facility.as_deref(), Some("RXX01"));
+    assert_eq!(ev.source.sequence, 0);
+    assert_eq!(ev.patient.nhs_number.as_deref(), Some("9434765919"));
+    assert_eq!(ev.patient.local_ids, vec![rxx("RXX1234567")]);
+    assert_eq!(ev.gp_practice.as_deref(), Some("B86001"));
+    let enc = ev.encounter.expect("encounter");
+    assert_eq!(enc.id.as_deref(), Some("V0001234"));
+    assert_eq!(enc.kind, Some(EncounterKind::Inpatient));
+    assert_eq!(enc.started_at, Some(utc("2024-01-10T09:15:00Z")));
+    assert_eq!(enc.ended_at, Some(utc("2024-01-15T14:00:00Z")));
+    assert_eq!(enc.site.as_deref(), Some("RXX01"));
+    assert_eq!(enc.specialty.as_deref(), Some("430"));
+    assert!(ev.document.is_none() && ev.ack.is_none() && ev.merge.is_none());
+    assert!(ev.warnings.is_empty(), "{:?}", ev.warnings);
+}
+
+#[test]
+fn a03_discharge_time_fallbacks() {
+    // No PV1-45: EVN-6 (14:25), else EVN-2 (14:30).
+    let ev = ok("adt_a03_discharge_time_from_evn6.hl7");
+    assert_eq!(
+        ev.encounter.unwrap().ended_at,
+        Some(utc("2024-01-15T14:25:00Z"))
+    );
+    assert_eq!(ev.occurred_at, utc("2024-01-15T14:25:00Z"));
+    let ev = ok("adt_a03_discharge_time_from_evn2.hl7");
+    assert_eq!(
+        ev.encounter.unwrap().ended_at,
+        Some(utc("2024-01-15T14:30:00Z"))
+    );
+}
+
+#[test]
+fn v23_trigger_from_evn_and_day_case() {
+    let ev = ok("adt_a03_v23_trigger_in_evn.hl7");
+    assert_eq!(ev.event_type, EventType::EncounterEnded);
+    assert_eq!(ev.source.message_type, "ADT^A03");
+    let enc = ev.encounter.unwrap();
+    assert_eq!(enc.kind, Some(EncounterKind::DayCase));
+    assert_eq!(enc.ended_at, Some(utc("2024-01-15T12:00:00Z")));
+}
+
+#[test]
+fn event_types_per_trigger() {
+    let cases = [
+        ("adt_a01_admit.hl7", EventType::EncounterStarted),
+        ("adt_a02_transfer.hl7", EventType::EncounterUpdated),
+        ("adt_a04_register_v25.hl7", EventType::EncounterStarted),
+        ("adt_a08_update.hl7", EventType::EncounterUpdated),
+        ("adt_a11_cancel_admit.hl7", EventType::EncounterCancelled),
+        (
+            "adt_a13_cancel_discharge.hl7",
+            EventType::EncounterDischargeCancelled,
+        ),
+        ("adt_a31_update_person.hl7", EventType::EncounterUpdated),
+        ("adt_a34_merge.hl7", EventType::PatientMerged),
+        ("adt_a40_merge.hl7", EventType::PatientMerged),
+        ("adt_a28_unknown_trigger.hl7", EventType::Other),
+        ("zzz_unknown_message_type.hl7", EventType::Other),
+    ];
+    for (name, expected) in cases {
+        assert_eq!(ok(name).event_type, expected, "{name}");
+    }
+}
+
+#[test]
+fn a01_summer_event_time_and_a02_site() {
+    let ev = ok("adt_a01_admit.hl7");
+    // EVN-2 09:15 BST = 08:15 UTC.
+    assert_eq!(ev.occurred_at, utc("2024-07-10T08:15:00Z"));
+    assert_eq!(ev.encounter.unwrap().ended_at, None);
+    let enc = ok("adt_a02_transfer.hl7").encounter.unwrap();
+    assert_eq!(enc.site.as_deref(), Some("RXX01"));
+}
+
+#[test]
+fn a04_v25_outpatient_with_gp_in_xon_component_10_and_site_from_pv1_3() {
+    let ev = ok("adt_a04_register_v25.hl7");
+    assert_eq!(ev.gp_practice.as_deref(), Some("B86002"));
+    let enc = ev.encounter.unwrap();
+    assert_eq!(enc.id.as_deref(), Some("OP998877"));
+    assert_eq!(enc.kind, Some(EncounterKind::Outpatient));
+    assert_eq!(enc.specialty.as_deref(), Some("CARDIO"));
+    // PV1-39 empty: facility of the assigned location (PV1-3.4).
+    assert_eq!(enc.site.as_deref(), Some("RXX01"));
+}
+
+#[test]
+fn a31_has_no_encounter() {
+    let ev = ok("adt_a31_update_person.hl7");
+    assert!(ev.encounter.is_none());
+    assert_eq!(ev.patient.nhs_number.as_deref(), Some("9434765919"));
+}
+
+#[test]
+fn merges_carry_the_retired_identifiers() {
+    let m = ok("adt_a34_merge.hl7").merge.expect("merge");
+    assert_eq!(m.prior_nhs_number, None);
+    assert_eq!(m.prior_local_ids, vec![rxx("RXX7654321")]);
+    assert_eq!(m.prior_encounter_id, None);
+    let m = ok("adt_a40_merge.hl7").merge.expect("merge");
+    assert_eq!(m.prior_nhs_number.as_deref(), Some("4010232137"));
+    assert_eq!(m.prior_local_ids, vec![rxx("RXX7654321")]);
+    assert_eq!(m.prior_encounter_id.as_deref(), Some("V0009999"));
+}
+
+#[test]
+fn invalid_nhs_number_is_null_with_warning() {
+    let ev = ok("nhs_number_invalid.hl7");
+    assert_eq!(ev.patient.nhs_number, None);
+    assert_eq!(
+        ev.patient.local_ids,
+        vec![
+            rxx("RXX1234567"),
+            Identifier {
+                system: "local".into(),
+                value: "LOCAL1".into()
+            }
+        ]
+    );
+    assert_eq!(ev.warnings.len(), 1);
+    let w = &ev.warnings[0];
+    assert_eq!(w.code, WarningCode::InvalidNhsNumber);
+    assert_eq!(w.raw.as_deref(), Some("9434765918"));
+    assert_eq!(w.location.as_deref(), Some("PID-3"));
+    assert!(!w.message.contains("9434765918"), "message is patient-free");
+}
+
+#[test]
+fn nhs_number_by_assigning_authority_with_spaces() {
+    let ev = ok("nhs_number_by_authority_only.hl7");
+    assert_eq!(ev.patient.nhs_number.as_deref(), Some("4857773457"));
+    assert_eq!(ev.patient.local_ids, vec![rxx("RXX1234567")]);
+}
+
+#[test]
+fn unmapped_patient_class_is_other_with_warning() {
+    let ev = ok("patient_class_unmapped.hl7");
+    assert_eq!(ev.encounter.unwrap().kind, Some(EncounterKind::Other));
+    assert_eq!(ev.warnings.len(), 1);
+    assert_eq!(ev.warnings[0].code, WarningCode::UnmappedCode);
+    assert_eq!(ev.warnings[0].raw.as_deref(), Some("Z"));
+    assert_eq!(ev.warnings[0].location.as_deref(), Some("PV1-2"));
+}
+
+#[test]
+fn patient_class_table_comes_from_configuration() {
+    let mut cfg = Hl7Config::default();
+    cfg.patient_class
+        .insert("Z".into(), EncounterKind::MentalHealth);
+    let bytes = load("patient_class_unmapped.hl7");
+    let ev = normalise_message(&bytes, &cfg).unwrap();
+    assert_eq!(
+        ev.encounter.unwrap().kind,
+        Some(EncounterKind::MentalHealth)
+    );
+    assert!(ev.warnings.is_empty());
+}
+
+#[test]
+fn unreadable_optional_timestamp_is_a_warning() {
+    let ev = ok("time_bad_optional_timestamp.hl7");
+    assert_eq!(ev.encounter.unwrap().started_at, None);
+    assert_eq!(ev.warnings.len(), 1);
+    assert_eq!(ev.warnings[0].code, WarningCode::BadTimestamp);
+    assert_eq!(ev.warnings[0].location.as_deref(), Some("PV1-44"));
+    assert_eq!(ev.warnings[0].raw.as_deref(), Some("20241345"));
+}
+
+#[test]
+fn same_bytes_same_event_id_and_different_messages_differ() {
+    let a = ok("adt_a08_update.hl7");
+    assert_eq!(a.event_id, ok("adt_a08_update.hl7").event_id);
+    assert_ne!(a.event_id, ok("adt_a02_transfer.hl7").event_id);
+}

@@ -1,0 +1,149 @@
+//! MDM, ORU, SIU and ACK fixtures.
+
+mod common;
+
+use common::{ok, utc};
+use tocsin_event::{DocumentKind, EncounterKind, EventType, WarningCode};
+
+#[test]
+fn mdm_t02_discharge_summary_every_field() {
+    let ev = ok("mdm_t02_discharge_summary.hl7");
+    assert_eq!(ev.event_type, EventType::DocumentIssued);
+    assert_eq!(ev.source.message_type, "MDM^T02");
+    assert_eq!(ev.occurred_at, utc("2024-01-16T09:30:00Z"));
+    let doc = ev.document.expect("document");
+    assert_eq!(doc.id, "DOC-1001");
+    assert_eq!(doc.kind, DocumentKind::DischargeSummary);
+    assert_eq!(doc.type_code.as_deref(), Some("DS"));
+    // MSH-7 of the transmitting message.
+    assert_eq!(doc.issued_at, utc("2024-01-16T09:30:00Z"));
+    // TXA-6 origination 16:30 (TXA-4 17:00 is only the fallback).
+    assert_eq!(doc.authored_at, Some(utc("2024-01-15T16:30:00Z")));
+    // MSH-6 B86001 looks like an ODS code.
+    assert_eq!(doc.recipient.as_deref(), Some("B86001"));
+    assert_eq!(doc.replaces, None);
+    // The visit, so the tracker can match by visit number.
+    let enc = ev.encounter.expect("encounter");
+    assert_eq!(enc.id.as_deref(), Some("V0001234"));
+    assert_eq!(enc.kind, Some(EncounterKind::Inpatient));
+    assert_eq!(ev.patient.nhs_number.as_deref(), Some("9434765919"));
+    assert_eq!(ev.gp_practice.as_deref(), Some("B86001"));
+    assert!(ev.warnings.is_empty());
+}
+
+#[test]
+fn mdm_t04_clinic_letter_without_ods_recipient() {
+    let ev = ok("mdm_t04_clinic_letter.hl7");
+    assert_eq!(ev.event_type, EventType::DocumentIssued);
+    let doc = ev.document.unwrap();
+    assert_eq!(doc.kind, DocumentKind::ClinicLetter);
+    assert_eq!(doc.id, "DOC-2001");
+    // MSH-6 "TOCSIN" is an application name, not an ODS code.
+    assert_eq!(doc.recipient, None);
+}
+
+#[test]
+fn replacements_name_their_parent() {
+    for (name, id) in [
+        ("mdm_t06_addendum.hl7", "DOC-1002"),
+        ("mdm_t08_edit.hl7", "DOC-1003"),
+        ("mdm_t10_replace.hl7", "DOC-1004"),
+    ] {
+        let ev = ok(name);
+        assert_eq!(ev.event_type, EventType::DocumentReplaced, "{name}");
+        let doc = ev.document.unwrap();
+        assert_eq!(doc.id, id);
+        assert_eq!(doc.replaces.as_deref(), Some("DOC-1001"));
+        assert_eq!(doc.kind, DocumentKind::DischargeSummary, "{name}");
+    }
+}
+
+#[test]
+fn t11_cancels_the_document() {
+    let ev = ok("mdm_t11_cancel.hl7");
+    assert_eq!(ev.event_type, EventType::DocumentCancelled);
+    assert_eq!(ev.document.unwrap().id, "DOC-1001");
+}
+
+#[test]
+fn unmapped_document_type_is_other_with_warning() {
+    let ev = ok("mdm_t02_unmapped_type.hl7");
+    let doc = ev.document.unwrap();
+    assert_eq!(doc.kind, DocumentKind::Other);
+    assert_eq!(doc.type_code.as_deref(), Some("XRAY"));
+    assert_eq!(ev.warnings.len(), 1);
+    assert_eq!(ev.warnings[0].code, WarningCode::UnmappedCode);
+    assert_eq!(ev.warnings[0].location.as_deref(), Some("TXA-2"));
+}
+
+#[test]
+fn oru_with_text_obx_is_a_document() {
+    let ev = ok("oru_r01_document_in_obx.hl7");
+    assert_eq!(ev.event_type, EventType::DocumentIssued);
+    let doc = ev.document.unwrap();
+    assert_eq!(doc.id, "FL-77");
+    assert_eq!(doc.kind, DocumentKind::DischargeSummary);
+    assert_eq!(doc.type_code.as_deref(), Some("DS"));
+    assert_eq!(doc.issued_at, utc("2024-01-17T10:15:00Z"));
+    assert_eq!(doc.authored_at, Some(utc("2024-01-17T09:00:00Z")));
+    assert_eq!(doc.recipient.as_deref(), Some("B86001"));
+}
+
+#[test]
+fn oru_with_txa_uses_txa() {
+    let ev = ok("oru_r01_with_txa.hl7");
+    assert_eq!(ev.event_type, EventType::DocumentIssued);
+    let doc = ev.document.unwrap();
+    assert_eq!(doc.id, "DOC-4001");
+    assert_eq!(doc.kind, DocumentKind::ClinicLetter);
+}
+
+#[test]
+fn oru_lab_result_is_other_without_document() {
+    let ev = ok("oru_r01_lab_result.hl7");
+    assert_eq!(ev.event_type, EventType::Other);
+    assert!(ev.document.is_none());
+}
+
+#[test]
+fn siu_appointments() {
+    for (name, ty) in [
+        ("siu_s12_booked.hl7", EventType::AppointmentBooked),
+        ("siu_s15_cancelled.hl7", EventType::AppointmentCancelled),
+        ("siu_s26_missed.hl7", EventType::AppointmentMissed),
+    ] {
+        let ev = ok(name);
+        assert_eq!(ev.event_type, ty, "{name}");
+        let appt = ev.appointment.expect("appointment");
+        assert_eq!(appt.id.as_deref(), Some("APPT-5566"));
+        // SCH-11.4 09:30 GMT.
+        assert_eq!(appt.starts_at, Some(utc("2024-02-20T09:30:00Z")));
+        assert_eq!(ev.encounter.unwrap().id.as_deref(), Some("OP5566"));
+        assert_eq!(ev.occurred_at, utc("2024-02-01T09:00:00Z"));
+    }
+}
+
+#[test]
+fn acknowledgements() {
+    for (code, ty, text) in [
+        ("AA", EventType::DeliveryAcknowledged, None),
+        ("CA", EventType::DeliveryAcknowledged, None),
+        ("AE", EventType::DeliveryFailed, Some("Unknown patient")),
+        ("AR", EventType::DeliveryFailed, Some("Unknown patient")),
+        ("CE", EventType::DeliveryFailed, Some("Unknown patient")),
+        ("CR", EventType::DeliveryFailed, Some("Unknown patient")),
+    ] {
+        let ev = ok(&format!("ack_{}.hl7", code.to_lowercase()));
+        assert_eq!(ev.event_type, ty, "{code}");
+        let ack = ev.ack.expect("ack");
+        assert_eq!(ack.of_message_id, "MSG-T02");
+        assert_eq!(ack.code, code);
+        assert_eq!(ack.text.as_deref(), text);
+        assert_eq!(ev.source.message_id, format!("ACK-{code}"));
+        assert_eq!(ev.source.sending_facility.as_deref(), Some("B86001"));
+    }
+    let ev = ok("ack_bare_type.hl7");
+    assert_eq!(ev.source.message_type, "ACK");
+    assert_eq!(ev.event_type, EventType::DeliveryAcknowledged);
+    assert_eq!(ev.ack.unwrap().of_message_id, "MSG-T04");
+}
