@@ -1,0 +1,357 @@
+//! The batched consumer: takes input from the input queues in batches
+//! bounded by size and time, and settles them only when the caller says so
+//! (after its commit), by acknowledgement, requeue, or dead-lettering.
+
+use crate::config::AmqpConfig;
+use crate::delivery::Delivery;
+use crate::error::AmqpError;
+use crate::publisher::long_string;
+use futures_core::Stream;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
+    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Confirmation, Connection};
+use std::collections::BTreeSet;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
+use std::time::Duration;
+
+static NEXT_CONSUMER_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Header naming why tocsin dead-lettered a message.
+pub const ERROR_HEADER: &str = "x-tocsin-error";
+/// Header naming where in the message the error is, when known.
+pub const ERROR_LOCATION_HEADER: &str = "x-tocsin-error-location";
+/// Header keeping the exchange the message originally came through.
+pub const ORIGINAL_EXCHANGE_HEADER: &str = "x-tocsin-original-exchange";
+/// Header keeping the routing key the message was originally published with.
+pub const ORIGINAL_ROUTING_KEY_HEADER: &str = "x-tocsin-original-routing-key";
+
+/// Consumes tocsin's input queues on one channel and hands out batches.
+///
+/// Delivery tags still open are tracked so that [`BatchConsumer::ack_through`]
+/// can acknowledge a whole committed batch with one `multiple` ack, skipping
+/// tags already settled one by one (dead-lettered or requeued), which the
+/// broker would otherwise reject as unknown.
+pub struct BatchConsumer {
+    id: u64,
+    channel: Channel,
+    dead_channel: Channel,
+    consumers: Vec<lapin::Consumer>,
+    /// Per consumer: its stream ended after [`BatchConsumer::stop`].
+    finished: Vec<bool>,
+    stopped: bool,
+    next_poll: usize,
+    open: BTreeSet<u64>,
+    dead_letter_queue: String,
+}
+
+impl std::fmt::Debug for BatchConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchConsumer")
+            .field("id", &self.id)
+            .field(
+                "queues",
+                &self.consumers.iter().map(|c| c.queue()).collect::<Vec<_>>(),
+            )
+            .field("open", &self.open.len())
+            .finish()
+    }
+}
+
+impl BatchConsumer {
+    /// Start consuming every input queue (`prefetch` unacknowledged messages
+    /// at most, shared by the channel) and open a confirm-mode channel for
+    /// dead-lettering. The topology must already be declared.
+    pub async fn start(connection: &Connection, config: &AmqpConfig) -> Result<Self, AmqpError> {
+        let lost = |op| move |e: lapin::Error| AmqpError::from_lapin(op, &e);
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(lost("channel.open"))?;
+        channel
+            .basic_qos(config.prefetch, BasicQosOptions::default())
+            .await
+            .map_err(lost("basic.qos"))?;
+        let dead_channel = connection
+            .create_channel()
+            .await
+            .map_err(lost("channel.open"))?;
+        dead_channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(lost("confirm.select"))?;
+        let id = NEXT_CONSUMER_ID.fetch_add(1, Ordering::Relaxed);
+        let mut consumers = Vec::new();
+        for queue in config.input_queues() {
+            let tag = format!("{}.{id}.{queue}", config.connection_name);
+            let consumer = channel
+                .basic_consume(
+                    queue.into(),
+                    tag.into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(lost("basic.consume"))?;
+            consumers.push(consumer);
+        }
+        Ok(Self {
+            id,
+            channel,
+            dead_channel,
+            finished: vec![false; consumers.len()],
+            consumers,
+            stopped: false,
+            next_poll: 0,
+            open: BTreeSet::new(),
+            dead_letter_queue: config.dead_letter_queue.clone(),
+        })
+    }
+
+    /// Up to `max` deliveries: returns when `max` have arrived or `max_wait`
+    /// has passed since the call, whichever comes first, possibly with none
+    /// (so the caller can advance its clock while the queues are idle).
+    ///
+    /// An error means the channel or connection is gone: deliveries not yet
+    /// acknowledged will be redelivered by the broker to the next consumer.
+    /// After [`BatchConsumer::stop`] it returns what was already received,
+    /// then empty batches at once.
+    pub async fn next_batch(
+        &mut self,
+        max: usize,
+        max_wait: Duration,
+    ) -> Result<Vec<Delivery>, AmqpError> {
+        let mut batch = Vec::with_capacity(max.min(1024));
+        let deadline = tokio::time::sleep(max_wait);
+        tokio::pin!(deadline);
+        while batch.len() < max {
+            tokio::select! {
+                biased;
+                next = self.next_delivery() => {
+                    let Some(delivery) = next? else { break };
+                    self.open.insert(delivery.delivery_tag);
+                    batch.push(Delivery { inner: delivery, consumer_id: self.id });
+                }
+                () = &mut deadline => break,
+            }
+        }
+        Ok(batch)
+    }
+
+    /// The next delivery from any input queue, polling them in turn so one
+    /// busy queue cannot starve the others; `None` once stopped and drained.
+    async fn next_delivery(&mut self) -> Result<Option<lapin::message::Delivery>, AmqpError> {
+        std::future::poll_fn(|cx| {
+            let n = self.consumers.len();
+            for i in 0..n {
+                let idx = (self.next_poll + i) % n;
+                if self.finished[idx] {
+                    continue;
+                }
+                match Pin::new(&mut self.consumers[idx]).poll_next(cx) {
+                    Poll::Ready(Some(Ok(delivery))) => {
+                        self.next_poll = (idx + 1) % n;
+                        return Poll::Ready(Ok(Some(delivery)));
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        return Poll::Ready(Err(AmqpError::from_lapin("consume", &e)));
+                    }
+                    Poll::Ready(None) if self.stopped => self.finished[idx] = true,
+                    Poll::Ready(None) => {
+                        return Poll::Ready(Err(AmqpError::ConnectionLost {
+                            operation: "consume",
+                            reason: format!(
+                                "consumer on queue {} was cancelled",
+                                self.consumers[idx].queue()
+                            ),
+                        }));
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            if self.finished.iter().all(|f| *f) {
+                Poll::Ready(Ok(None))
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    fn check_owner(&self, delivery: &Delivery) -> Result<(), AmqpError> {
+        if delivery.consumer_id == self.id {
+            Ok(())
+        } else {
+            Err(AmqpError::StaleDelivery {
+                delivery_tag: delivery.delivery_tag(),
+            })
+        }
+    }
+
+    /// The highest open tag not above `tag`, removing every open tag up to it.
+    fn take_through(&mut self, tag: u64) -> Option<u64> {
+        let highest = self.open.range(..=tag).next_back().copied()?;
+        let rest = self.open.split_off(&(highest + 1));
+        self.open = rest;
+        Some(highest)
+    }
+
+    /// Acknowledge every open delivery up to and including `last` with one
+    /// `multiple` ack. Call it only once the batch's effects are committed.
+    pub async fn ack_through(&mut self, last: &Delivery) -> Result<(), AmqpError> {
+        self.check_owner(last)?;
+        let Some(tag) = self.take_through(last.delivery_tag()) else {
+            return Ok(());
+        };
+        self.channel
+            .basic_ack(tag, BasicAckOptions { multiple: true })
+            .await
+            .map_err(|e| AmqpError::from_lapin("basic.ack", &e))
+    }
+
+    /// Acknowledge one delivery.
+    pub async fn ack(&mut self, delivery: &Delivery) -> Result<(), AmqpError> {
+        self.check_owner(delivery)?;
+        if !self.open.remove(&delivery.delivery_tag()) {
+            return Ok(());
+        }
+        self.channel
+            .basic_ack(delivery.delivery_tag(), BasicAckOptions { multiple: false })
+            .await
+            .map_err(|e| AmqpError::from_lapin("basic.ack", &e))
+    }
+
+    /// Return one delivery to its queue after a passing failure (the store
+    /// briefly down). The quorum queue counts returns and dead-letters the
+    /// message once it exceeds the delivery limit, so this cannot loop forever.
+    pub async fn requeue(&mut self, delivery: &Delivery) -> Result<(), AmqpError> {
+        self.check_owner(delivery)?;
+        if !self.open.remove(&delivery.delivery_tag()) {
+            return Ok(());
+        }
+        self.nack(delivery.delivery_tag(), false).await
+    }
+
+    /// Return every open delivery up to and including `last` to its queue
+    /// (a whole batch whose commit failed for a passing reason).
+    pub async fn requeue_through(&mut self, last: &Delivery) -> Result<(), AmqpError> {
+        self.check_owner(last)?;
+        let Some(tag) = self.take_through(last.delivery_tag()) else {
+            return Ok(());
+        };
+        self.nack(tag, true).await
+    }
+
+    async fn nack(&self, tag: u64, multiple: bool) -> Result<(), AmqpError> {
+        self.channel
+            .basic_nack(
+                tag,
+                BasicNackOptions {
+                    multiple,
+                    requeue: true,
+                },
+            )
+            .await
+            .map_err(|e| AmqpError::from_lapin("basic.nack", &e))
+    }
+
+    /// Send a message that cannot be processed to the dead-letter queue and
+    /// acknowledge it, so it is never redelivered in a loop.
+    ///
+    /// The body goes unchanged, with the original properties and headers,
+    /// plus `x-tocsin-error` (`reason`), `x-tocsin-error-location` (when
+    /// `location` is given) and the original exchange and routing key. It is
+    /// made persistent. The original is acknowledged only after the broker
+    /// confirms the dead-letter copy; if that fails the original stays
+    /// unacknowledged and will be redelivered.
+    pub async fn dead_letter(
+        &mut self,
+        delivery: &Delivery,
+        reason: &str,
+        location: Option<&str>,
+    ) -> Result<(), AmqpError> {
+        self.check_owner(delivery)?;
+        let mut headers = delivery.headers().cloned().unwrap_or_default();
+        headers.insert(ERROR_HEADER.into(), long_string(reason));
+        if let Some(location) = location {
+            headers.insert(ERROR_LOCATION_HEADER.into(), long_string(location));
+        }
+        headers.insert(
+            ORIGINAL_EXCHANGE_HEADER.into(),
+            long_string(delivery.exchange()),
+        );
+        headers.insert(
+            ORIGINAL_ROUTING_KEY_HEADER.into(),
+            long_string(delivery.routing_key()),
+        );
+        let properties = delivery
+            .properties()
+            .clone()
+            .with_headers(headers)
+            .with_delivery_mode(2);
+        let lost = |op| move |e: lapin::Error| AmqpError::from_lapin(op, &e);
+        let confirmation = self
+            .dead_channel
+            .basic_publish(
+                "".into(),
+                self.dead_letter_queue.as_str().into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                delivery.body(),
+                properties,
+            )
+            .await
+            .map_err(lost("basic.publish"))?
+            .await
+            .map_err(lost("publisher confirm"))?;
+        let message_id = delivery.message_id().unwrap_or("").to_owned();
+        match confirmation {
+            Confirmation::Ack(None) => {}
+            Confirmation::Ack(Some(returned)) => {
+                return Err(AmqpError::Unroutable {
+                    message_id,
+                    exchange: String::new(),
+                    routing_key: self.dead_letter_queue.clone(),
+                    reply: returned.reply_text.to_string(),
+                });
+            }
+            Confirmation::Nack(_) | Confirmation::NotRequested => {
+                return Err(AmqpError::Nacked {
+                    message_id,
+                    exchange: String::new(),
+                });
+            }
+        }
+        tracing::debug!(
+            delivery_tag = delivery.delivery_tag(),
+            queue = %self.dead_letter_queue,
+            "input dead-lettered"
+        );
+        self.ack(delivery).await
+    }
+
+    /// Deliveries received and not yet settled.
+    #[must_use]
+    pub fn open_deliveries(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Stop receiving new deliveries (shutdown): the broker stops pushing,
+    /// deliveries already received can still be settled.
+    pub async fn stop(&mut self) -> Result<(), AmqpError> {
+        self.stopped = true;
+        for consumer in &self.consumers {
+            self.channel
+                .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+                .await
+                .map_err(|e| AmqpError::from_lapin("basic.cancel", &e))?;
+        }
+        Ok(())
+    }
+}

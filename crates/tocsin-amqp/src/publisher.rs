@@ -1,0 +1,146 @@
+//! Publishing with publisher confirms: the outbox hands over a batch of
+//! events or alerts and learns, once the call returns, that the broker has
+//! taken responsibility for every one of them, or that it must try again.
+
+use crate::error::AmqpError;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{BasicProperties, Channel, Confirmation, Connection};
+
+/// A string header value.
+pub(crate) fn long_string(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()))
+}
+
+/// One message to publish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutgoingMessage {
+    /// Target exchange (`tocsin.events`, `tocsin.alerts`, or "" for a queue).
+    pub exchange: String,
+    /// Routing key, e.g. `hl7.admission` or `overdue.discharge_summary.inpatient`.
+    pub routing_key: String,
+    /// The AMQP `message_id`: the event or alert id, so subscribers can
+    /// drop the duplicates an at-least-once outbox may produce.
+    pub message_id: String,
+    /// The AMQP `content_type`, e.g. `application/json`.
+    pub content_type: Option<String>,
+    /// The body.
+    pub body: Vec<u8>,
+    /// Extra headers.
+    pub headers: Option<FieldTable>,
+    /// Fail the publish when no queue is bound to receive it. Leave it off
+    /// for exchanges that may legitimately have no subscriber yet.
+    pub mandatory: bool,
+}
+
+impl OutgoingMessage {
+    /// A JSON message without extra headers, not mandatory.
+    #[must_use]
+    pub fn json(
+        exchange: impl Into<String>,
+        routing_key: impl Into<String>,
+        message_id: impl Into<String>,
+        body: Vec<u8>,
+    ) -> Self {
+        Self {
+            exchange: exchange.into(),
+            routing_key: routing_key.into(),
+            message_id: message_id.into(),
+            content_type: Some("application/json".to_owned()),
+            body,
+            headers: None,
+            mandatory: false,
+        }
+    }
+
+    fn properties(&self) -> BasicProperties {
+        let mut props = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_message_id(self.message_id.as_str().into())
+            .with_app_id("tocsin".into());
+        if let Some(ct) = &self.content_type {
+            props = props.with_content_type(ct.as_str().into());
+        }
+        if let Some(headers) = &self.headers {
+            props = props.with_headers(headers.clone());
+        }
+        props
+    }
+}
+
+/// A confirm-mode channel for publishing.
+#[derive(Debug)]
+pub struct Publisher {
+    channel: Channel,
+}
+
+impl Publisher {
+    /// Open a channel on `connection` and put it in confirm mode.
+    pub async fn open(connection: &Connection) -> Result<Self, AmqpError> {
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(|e| AmqpError::from_lapin("channel.open", &e))?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(|e| AmqpError::from_lapin("confirm.select", &e))?;
+        Ok(Self { channel })
+    }
+
+    /// True while the channel can publish.
+    #[must_use]
+    pub fn is_open(&self) -> bool {
+        self.channel.status().connected()
+    }
+
+    /// Publish `messages` (persistent, `message_id` set) without waiting
+    /// between them, then wait for every confirm.
+    ///
+    /// Returns `Ok` only when the broker has confirmed all of them. On error
+    /// some may have been delivered: the caller republishes the whole batch,
+    /// and subscribers deduplicate by `message_id`. A nack gives
+    /// [`AmqpError::Nacked`]; a mandatory message with no route gives
+    /// [`AmqpError::Unroutable`]; a lost link gives
+    /// [`AmqpError::ConnectionLost`].
+    pub async fn publish_confirmed(&self, messages: &[OutgoingMessage]) -> Result<(), AmqpError> {
+        let mut pending = Vec::with_capacity(messages.len());
+        for m in messages {
+            let confirm = self
+                .channel
+                .basic_publish(
+                    m.exchange.as_str().into(),
+                    m.routing_key.as_str().into(),
+                    BasicPublishOptions {
+                        mandatory: m.mandatory,
+                        ..BasicPublishOptions::default()
+                    },
+                    &m.body,
+                    m.properties(),
+                )
+                .await
+                .map_err(|e| AmqpError::from_lapin("basic.publish", &e))?;
+            pending.push(confirm);
+        }
+        let mut first_error = None;
+        for (m, confirm) in messages.iter().zip(pending) {
+            let outcome = match confirm.await {
+                Ok(Confirmation::Ack(None)) => continue,
+                Ok(Confirmation::Ack(Some(returned))) => AmqpError::Unroutable {
+                    message_id: m.message_id.clone(),
+                    exchange: m.exchange.clone(),
+                    routing_key: m.routing_key.clone(),
+                    reply: returned.reply_text.to_string(),
+                },
+                Ok(Confirmation::Nack(_) | Confirmation::NotRequested) => AmqpError::Nacked {
+                    message_id: m.message_id.clone(),
+                    exchange: m.exchange.clone(),
+                },
+                Err(e) => AmqpError::from_lapin("publisher confirm", &e),
+            };
+            // Keep awaiting the rest so no confirm is left dangling.
+            first_error.get_or_insert(outcome);
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}

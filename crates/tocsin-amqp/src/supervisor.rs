@@ -1,0 +1,300 @@
+//! The connection supervisor: connects with jittered backoff, declares the
+//! topology on every (re)connection, tells readiness and metrics whether the
+//! link is up, and never gives up on a broker that is away.
+
+use crate::backoff::Backoff;
+use crate::config::AmqpConfig;
+use crate::consumer::BatchConsumer;
+use crate::error::AmqpError;
+use crate::publisher::Publisher;
+use crate::topology::declare_topology;
+use lapin::uri::AMQPUri;
+use lapin::{Connection, ConnectionProperties, Event};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// How often a broker that stays unreachable is reported at warn level.
+const STILL_DOWN_WARN_EVERY: Duration = Duration::from_secs(60);
+/// How often the link watcher checks the connection status as a backstop
+/// to the connection's error events.
+const STATUS_POLL: Duration = Duration::from_millis(500);
+
+/// Whether tocsin has a usable link to the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    /// Not connected yet since start.
+    Connecting,
+    /// Connected and the topology declared (or checked).
+    Up,
+    /// The link was lost; reconnecting.
+    Down,
+}
+
+impl LinkState {
+    /// 1 when up, 0 otherwise: the value of the `tocsin_amqp_connected` gauge.
+    #[must_use]
+    pub fn gauge(self) -> i64 {
+        i64::from(self == LinkState::Up)
+    }
+}
+
+/// Owns the connection policy. Call [`Supervisor::connect`] at start and
+/// again whenever a [`Session`] is lost.
+#[derive(Debug)]
+pub struct Supervisor {
+    config: Arc<AmqpConfig>,
+    uri: AMQPUri,
+    state: watch::Sender<LinkState>,
+    generation: Arc<AtomicU64>,
+}
+
+impl Supervisor {
+    /// Validate the configuration (reading the password file) and prepare.
+    pub fn new(config: AmqpConfig) -> Result<Self, AmqpError> {
+        config.validate()?;
+        let uri = config.connection_uri()?;
+        let (state, _) = watch::channel(LinkState::Connecting);
+        Ok(Self {
+            config: Arc::new(config),
+            uri,
+            state,
+            generation: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// The configuration in force.
+    #[must_use]
+    pub fn config(&self) -> &AmqpConfig {
+        &self.config
+    }
+
+    /// Follow the link state (readiness probe, `tocsin_amqp_connected`).
+    #[must_use]
+    pub fn subscribe(&self) -> watch::Receiver<LinkState> {
+        self.state.subscribe()
+    }
+
+    /// The link state now.
+    #[must_use]
+    pub fn state(&self) -> LinkState {
+        *self.state.borrow()
+    }
+
+    /// Connect, retrying with jittered exponential backoff until it works,
+    /// then return the session. Never fails: an absent broker is reported
+    /// once clearly (what was tried, how to start RabbitMQ), then quietly at
+    /// debug level, with a warning every minute while it stays away.
+    pub async fn connect(&self) -> Session {
+        let url = self.config.url.redacted();
+        let mut backoff = Backoff::new(self.config.reconnect.clone());
+        let started = Instant::now();
+        let mut attempts = 0u64;
+        let mut last_warn: Option<Instant> = None;
+        loop {
+            attempts += 1;
+            match self.try_connect().await {
+                Ok(session) => {
+                    if attempts > 1 {
+                        tracing::info!(
+                            url = %url,
+                            attempts,
+                            waited_s = started.elapsed().as_secs(),
+                            "connected to RabbitMQ"
+                        );
+                    } else {
+                        tracing::info!(url = %url, "connected to RabbitMQ");
+                    }
+                    return session;
+                }
+                Err(error) => {
+                    let delay = backoff.next_delay();
+                    match last_warn {
+                        None => {
+                            tracing::warn!(
+                                "cannot connect to RabbitMQ at {url} as connection '{}': {error}; {}; retrying in the background",
+                                self.config.connection_name,
+                                hint(&error)
+                            );
+                            last_warn = Some(Instant::now());
+                        }
+                        Some(t) if t.elapsed() >= STILL_DOWN_WARN_EVERY => {
+                            tracing::warn!(
+                                "still cannot connect to RabbitMQ at {url} after {attempts} attempts over {}s: {error}",
+                                started.elapsed().as_secs()
+                            );
+                            last_warn = Some(Instant::now());
+                        }
+                        Some(_) => tracing::debug!(
+                            attempts,
+                            retry_in_ms = delay.as_millis() as u64,
+                            "RabbitMQ connection attempt failed: {error}"
+                        ),
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    /// One attempt: connect (bounded by `connect_timeout_ms`), declare or
+    /// check the topology, and start watching the link.
+    pub async fn try_connect(&self) -> Result<Session, AmqpError> {
+        let url = self.config.url.redacted();
+        let props = ConnectionProperties::default()
+            .with_connection_name(self.config.connection_name.as_str().into());
+        let attempt = Connection::connect_uri(self.uri.clone(), props);
+        let connection = match tokio::time::timeout(self.config.connect_timeout(), attempt).await {
+            Ok(Ok(c)) => Arc::new(c),
+            Ok(Err(e)) => {
+                return Err(AmqpError::Connect {
+                    url,
+                    reason: e.to_string(),
+                });
+            }
+            Err(_) => {
+                return Err(AmqpError::Connect {
+                    url,
+                    reason: format!("no answer within {} ms", self.config.connect_timeout_ms),
+                });
+            }
+        };
+        declare_topology(&connection, &self.config).await?;
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let (lost_tx, lost_rx) = watch::channel(false);
+        let watcher = tokio::spawn(watch_link(
+            Arc::clone(&connection),
+            self.state.clone(),
+            Arc::clone(&self.generation),
+            generation,
+            lost_tx,
+            url,
+        ));
+        self.state.send_replace(LinkState::Up);
+        Ok(Session {
+            connection,
+            config: Arc::clone(&self.config),
+            lost: lost_rx,
+            watcher,
+            state: self.state.clone(),
+            current: Arc::clone(&self.generation),
+            generation,
+        })
+    }
+}
+
+fn hint(error: &AmqpError) -> &'static str {
+    let text = error.to_string();
+    if text.contains("ACCESS_REFUSED") || text.contains("ACCESS-REFUSED") {
+        "check the user and password (url, password_file) and the user's permissions on the vhost"
+    } else if text.contains("NOT_ALLOWED") || text.contains("NOT-ALLOWED") {
+        "check that the vhost in the URL exists (rabbitmqctl list_vhosts)"
+    } else if matches!(error, AmqpError::Connect { .. }) {
+        "is RabbitMQ running? start a local one with `rabbitmq-server -detached`, or set TOCSIN_AMQP_URL to the trust's broker"
+    } else {
+        "fix the broker topology or the [amqp] configuration"
+    }
+}
+
+/// Marks the link down (once) when the connection reports an error or its
+/// status leaves `connected`; exits when the session is dropped.
+async fn watch_link(
+    connection: Arc<Connection>,
+    state: watch::Sender<LinkState>,
+    current: Arc<AtomicU64>,
+    generation: u64,
+    lost: watch::Sender<bool>,
+    url: String,
+) {
+    let mut events = std::pin::pin!(connection.events_listener());
+    let mut poll = tokio::time::interval(STATUS_POLL);
+    let reason = loop {
+        tokio::select! {
+            event = std::future::poll_fn(|cx| futures_core::Stream::poll_next(events.as_mut(), cx)) => {
+                match event {
+                    Some(Event::Error(e)) => break e.to_string(),
+                    Some(_) => {}
+                    None => break "connection closed".to_owned(),
+                }
+            }
+            _ = poll.tick() => {
+                let status = connection.status();
+                if !status.connected() {
+                    let what = if status.closed() { "closed" } else if status.errored() { "failed" } else { "not connected" };
+                    break format!("connection {what}");
+                }
+            }
+        }
+    };
+    lost.send_replace(true);
+    if current.load(Ordering::SeqCst) == generation {
+        state.send_replace(LinkState::Down);
+        tracing::warn!("lost connection to RabbitMQ at {url}: {reason}; reconnecting");
+    }
+}
+
+/// One live connection with its topology declared. Open a consumer and
+/// publishers from it; when [`Session::lost`] resolves (or an operation
+/// fails with [`AmqpError::ConnectionLost`]) drop it and ask the supervisor
+/// for a new one.
+#[derive(Debug)]
+pub struct Session {
+    connection: Arc<Connection>,
+    config: Arc<AmqpConfig>,
+    lost: watch::Receiver<bool>,
+    watcher: tokio::task::JoinHandle<()>,
+    state: watch::Sender<LinkState>,
+    current: Arc<AtomicU64>,
+    generation: u64,
+}
+
+impl Session {
+    /// Start consuming the input queues.
+    pub async fn consumer(&self) -> Result<BatchConsumer, AmqpError> {
+        BatchConsumer::start(&self.connection, &self.config).await
+    }
+
+    /// Open a confirm-mode publisher.
+    pub async fn publisher(&self) -> Result<Publisher, AmqpError> {
+        Publisher::open(&self.connection).await
+    }
+
+    /// The underlying connection (for tools such as the null clients).
+    #[must_use]
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    /// True until the link is seen to be lost.
+    #[must_use]
+    pub fn is_open(&self) -> bool {
+        !*self.lost.borrow() && self.connection.status().connected()
+    }
+
+    /// Resolves once the link is lost.
+    pub async fn lost(&self) {
+        let mut rx = self.lost.clone();
+        // An error means the watcher ended, which only happens once lost.
+        let _ = rx.wait_for(|lost| *lost).await;
+    }
+
+    /// Close the connection cleanly (shutdown). Unacknowledged deliveries
+    /// return to their queues.
+    pub async fn close(self) -> Result<(), AmqpError> {
+        self.watcher.abort();
+        if self.current.load(Ordering::SeqCst) == self.generation {
+            self.state.send_replace(LinkState::Down);
+        }
+        self.connection
+            .close(200, "tocsin shutting down".into())
+            .await
+            .map_err(|e| AmqpError::from_lapin("connection.close", &e))
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.watcher.abort();
+    }
+}

@@ -1,0 +1,217 @@
+//! Declaring (or, in passive mode, checking) tocsin's queues, exchanges and
+//! bindings, so a fresh broker needs no manual setup and a locked-down one
+//! gets a clear list of what its administrators must create.
+
+use crate::config::AmqpConfig;
+use crate::error::AmqpError;
+use crate::publisher::long_string;
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, Connection, ErrorKind, ExchangeKind};
+
+/// The arguments of every input queue: a quorum queue whose messages go to
+/// the dead-letter queue (through the default exchange) once they have been
+/// returned `delivery_limit` times, so a poison message cannot loop forever.
+#[must_use]
+pub fn input_queue_arguments(config: &AmqpConfig) -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), long_string("quorum"));
+    args.insert(
+        "x-delivery-limit".into(),
+        AMQPValue::LongLongInt(i64::from(config.delivery_limit)),
+    );
+    args.insert("x-dead-letter-exchange".into(), long_string(""));
+    args.insert(
+        "x-dead-letter-routing-key".into(),
+        long_string(&config.dead_letter_queue),
+    );
+    args
+}
+
+fn durable_queue() -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    }
+}
+
+fn durable_exchange() -> ExchangeDeclareOptions {
+    ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    }
+}
+
+/// Declare the topology, or in passive mode check it exists.
+///
+/// Declaring is idempotent: run it on every (re)connection. It fails with
+/// [`AmqpError::Declare`] naming the piece when something exists with other
+/// arguments (say, `tocsin.inbound` as a classic queue), and in passive mode
+/// with [`AmqpError::TopologyMissing`] listing every missing piece.
+///
+/// It takes the connection rather than a channel because the broker closes
+/// a channel on the first failed check; each check gets its own channel so
+/// that all missing pieces are reported at once. Bindings cannot be checked
+/// passively in AMQP 0-9-1, so passive mode checks the exchanges they name.
+pub async fn declare_topology(
+    connection: &Connection,
+    config: &AmqpConfig,
+) -> Result<(), AmqpError> {
+    if config.passive {
+        check_topology(connection, config).await
+    } else {
+        let channel = open(connection).await?;
+        let result = declare_all(&channel, config).await;
+        if channel.status().connected() {
+            // Best effort: the connection may be going away anyway.
+            let _ = channel.close(200, "topology declared".into()).await;
+        }
+        result
+    }
+}
+
+async fn open(connection: &Connection) -> Result<Channel, AmqpError> {
+    connection
+        .create_channel()
+        .await
+        .map_err(|e| AmqpError::from_lapin("channel.open", &e))
+}
+
+async fn declare_all(channel: &Channel, config: &AmqpConfig) -> Result<(), AmqpError> {
+    let failed = |what: String| move |e: lapin::Error| declare_error(what, &e);
+    for exchange in [&config.events_exchange, &config.alerts_exchange] {
+        channel
+            .exchange_declare(
+                exchange.as_str().into(),
+                ExchangeKind::Topic,
+                durable_exchange(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(failed(format!("topic exchange {exchange}")))?;
+    }
+    let dead = &config.dead_letter_queue;
+    channel
+        .queue_declare(dead.as_str().into(), durable_queue(), FieldTable::default())
+        .await
+        .map_err(failed(format!("queue {dead}")))?;
+    let args = input_queue_arguments(config);
+    for queue in config.input_queues() {
+        channel
+            .queue_declare(queue.into(), durable_queue(), args.clone())
+            .await
+            .map_err(failed(format!("quorum queue {queue}")))?;
+    }
+    for b in &config.bindings {
+        let queue = b.queue.as_deref().unwrap_or(&config.input_queue);
+        channel
+            .queue_bind(
+                queue.into(),
+                b.exchange.as_str().into(),
+                b.routing_key.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(failed(format!(
+                "binding of queue {queue} to exchange {} with key '{}' (the exchange belongs to the integration engine and must exist)",
+                b.exchange, b.routing_key
+            )))?;
+    }
+    Ok(())
+}
+
+fn declare_error(what: String, error: &lapin::Error) -> AmqpError {
+    match AmqpError::from_lapin("declare", error) {
+        lost @ AmqpError::ConnectionLost { .. } => lost,
+        _ => AmqpError::Declare {
+            what,
+            reason: error.to_string(),
+        },
+    }
+}
+
+fn is_not_found(error: &lapin::Error) -> bool {
+    matches!(error.kind(), ErrorKind::ProtocolError(e)
+        if *e.kind() == AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND))
+}
+
+async fn check_topology(connection: &Connection, config: &AmqpConfig) -> Result<(), AmqpError> {
+    let mut exchanges = vec![
+        config.events_exchange.clone(),
+        config.alerts_exchange.clone(),
+    ];
+    for b in &config.bindings {
+        if !exchanges.contains(&b.exchange) {
+            exchanges.push(b.exchange.clone());
+        }
+    }
+    let mut queues = vec![config.dead_letter_queue.as_str()];
+    queues.extend(config.input_queues());
+
+    let mut missing = Vec::new();
+    for exchange in &exchanges {
+        let channel = open(connection).await?;
+        let options = ExchangeDeclareOptions {
+            passive: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        let result = channel
+            .exchange_declare(
+                exchange.as_str().into(),
+                ExchangeKind::Topic,
+                options,
+                FieldTable::default(),
+            )
+            .await;
+        settle_check(
+            &channel,
+            result,
+            format!("exchange {exchange}"),
+            &mut missing,
+        )
+        .await?;
+    }
+    for queue in queues {
+        let channel = open(connection).await?;
+        let options = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        let result = channel
+            .queue_declare(queue.into(), options, FieldTable::default())
+            .await
+            .map(|_| ());
+        settle_check(&channel, result, format!("queue {queue}"), &mut missing).await?;
+    }
+    if !config.bindings.is_empty() {
+        tracing::debug!(
+            "passive mode: bindings cannot be checked over AMQP 0-9-1, only their exchanges"
+        );
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(AmqpError::TopologyMissing { missing })
+    }
+}
+
+async fn settle_check(
+    channel: &Channel,
+    result: lapin::Result<()>,
+    what: String,
+    missing: &mut Vec<String>,
+) -> Result<(), AmqpError> {
+    match result {
+        Ok(()) => {
+            let _ = channel.close(200, "checked".into()).await;
+            Ok(())
+        }
+        Err(e) if is_not_found(&e) => {
+            missing.push(what);
+            Ok(())
+        }
+        Err(e) => Err(declare_error(what, &e)),
+    }
+}

@@ -1,0 +1,463 @@
+//! The adapter against the real local RabbitMQ, each test in its own vhost.
+
+mod common;
+
+use common::{WAIT, depth, inputs, next_raw, publish, raw_consumer, take};
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{BasicProperties, ExchangeKind};
+use std::collections::BTreeSet;
+use std::time::Duration;
+use tocsin_amqp::test_support::TestVhost;
+use tocsin_amqp::{
+    AmqpConfig, AmqpError, BindingConfig, LinkState, OutgoingMessage, Supervisor, declare_topology,
+};
+
+fn text(v: &AMQPValue) -> String {
+    match v {
+        AMQPValue::LongString(s) => String::from_utf8(s.as_bytes().to_vec()).unwrap(),
+        AMQPValue::ShortString(s) => s.as_str().to_owned(),
+        other => panic!("not a string header: {other:?}"),
+    }
+}
+
+async fn connect(config: AmqpConfig) -> (Supervisor, tocsin_amqp::Session) {
+    let supervisor = Supervisor::new(config).expect("valid config");
+    let session = tokio::time::timeout(WAIT, supervisor.try_connect())
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    (supervisor, session)
+}
+
+#[tokio::test]
+async fn topology_is_idempotent_and_passive_mode_lists_what_is_missing() {
+    let vhost = TestVhost::create("topology");
+
+    // Passive mode on an empty vhost: every piece is named, nothing created.
+    let passive = AmqpConfig {
+        passive: true,
+        ..vhost.config()
+    };
+    let supervisor = Supervisor::new(passive.clone()).unwrap();
+    let err = supervisor.try_connect().await.unwrap_err();
+    let AmqpError::TopologyMissing { missing } = &err else {
+        panic!("expected TopologyMissing, got {err}");
+    };
+    assert_eq!(
+        missing,
+        &[
+            "exchange tocsin.events",
+            "exchange tocsin.alerts",
+            "queue tocsin.dead",
+            "queue tocsin.inbound",
+        ]
+    );
+    assert_eq!(supervisor.state(), LinkState::Connecting);
+
+    // Declaring twice is fine, and afterwards the passive check passes.
+    let (_s, session) = connect(vhost.config()).await;
+    declare_topology(session.connection(), &vhost.config())
+        .await
+        .unwrap();
+    declare_topology(session.connection(), &passive)
+        .await
+        .unwrap();
+    assert_eq!(depth(session.connection(), "tocsin.inbound").await, 0);
+    assert_eq!(depth(session.connection(), "tocsin.dead").await, 0);
+
+    // The input queue really is a quorum queue with our arguments.
+    let listed = tocsin_amqp::test_support::rabbitmqctl(&[
+        "list_queues",
+        "-p",
+        vhost.name(),
+        "name",
+        "type",
+        "durable",
+        "arguments",
+    ]);
+    let line = listed
+        .lines()
+        .find(|l| l.starts_with("tocsin.inbound"))
+        .unwrap();
+    assert!(line.contains("quorum") && line.contains("true"), "{line}");
+    assert!(
+        line.contains("x-delivery-limit") && line.contains("tocsin.dead"),
+        "{line}"
+    );
+
+    // A queue that exists with other arguments is reported by name.
+    let other = AmqpConfig {
+        delivery_limit: 9,
+        ..vhost.config()
+    };
+    let err = declare_topology(session.connection(), &other)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AmqpError::Declare { what, .. } if what == "quorum queue tocsin.inbound"),
+        "{err}"
+    );
+
+    // A binding to an engine exchange that does not exist names the binding.
+    let bound = AmqpConfig {
+        bindings: vec![BindingConfig {
+            exchange: "engine.adt".into(),
+            routing_key: "ADT.#".into(),
+            queue: None,
+        }],
+        ..vhost.config()
+    };
+    let err = declare_topology(session.connection(), &bound)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("exchange engine.adt"), "{err}");
+    let err = declare_topology(
+        session.connection(),
+        &AmqpConfig {
+            passive: true,
+            ..bound.clone()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, AmqpError::TopologyMissing { missing } if missing == &["exchange engine.adt"]),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn bindings_route_engine_traffic_into_the_input_queue() {
+    let vhost = TestVhost::create("bindings");
+    let (_s, bootstrap) = connect(vhost.config()).await;
+    let channel = bootstrap.connection().create_channel().await.unwrap();
+    channel
+        .exchange_declare(
+            "engine.adt".into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let config = AmqpConfig {
+        bindings: vec![BindingConfig {
+            exchange: "engine.adt".into(),
+            routing_key: "ADT.#".into(),
+            queue: None,
+        }],
+        ..vhost.config()
+    };
+    let (_s2, session) = connect(config).await;
+    let publisher = session.publisher().await.unwrap();
+    let mut routed = inputs("ADT.A01", 0..1);
+    routed[0].exchange = "engine.adt".into();
+    publish(&publisher, &routed).await;
+    let mut unrouted = inputs("ORU.R01", 1..2);
+    unrouted[0].exchange = "engine.adt".into();
+    let err = publisher.publish_confirmed(&unrouted).await.unwrap_err();
+    assert!(
+        matches!(err, AmqpError::Unroutable { ref message_id, .. } if message_id == "m-1"),
+        "{err}"
+    );
+    assert_eq!(depth(session.connection(), "tocsin.inbound").await, 1);
+}
+
+#[tokio::test]
+async fn batches_are_bounded_and_acknowledged_only_after_commit() {
+    let vhost = TestVhost::create("batches");
+    let mut config = vhost.config();
+    config.prefetch = 100;
+    config.batch_size = 64;
+    let (_s, session) = connect(config.clone()).await;
+    let publisher = session.publisher().await.unwrap();
+    let sent = inputs("tocsin.inbound", 0..250);
+    publish(&publisher, &sent).await;
+
+    // First consumer takes a batch and "crashes" before committing.
+    let mut first = session.consumer().await.unwrap();
+    let lost = take(&mut first, 30, 30).await;
+    let lost_ids: BTreeSet<String> = lost[0]
+        .iter()
+        .map(|d| d.message_id().unwrap().to_owned())
+        .collect();
+    assert!(lost[0].iter().all(|d| !d.redelivered()));
+    drop(lost);
+    drop(first);
+    let (_s2, session2) = connect(config).await;
+    drop(session);
+
+    let mut consumer = session2.consumer().await.unwrap();
+    let mut seen = BTreeSet::new();
+    let mut redelivered = BTreeSet::new();
+    let mut largest = 0;
+    while seen.len() < 250 {
+        // prefetch (100) < 250: this only finishes because each batch is acknowledged.
+        let batch = tokio::time::timeout(WAIT, consumer.next_batch(64, Duration::from_millis(50)))
+            .await
+            .expect("next_batch in time")
+            .unwrap();
+        assert!(batch.len() <= 64);
+        if batch.is_empty() {
+            continue;
+        }
+        largest = largest.max(batch.len());
+        for d in &batch {
+            assert_eq!(d.content_type(), Some("x-application/hl7-v2+er7"));
+            let id = d.message_id().unwrap().to_owned();
+            let n: usize = id[2..].parse().unwrap();
+            assert_eq!(d.body(), sent[n].body.as_slice());
+            if d.redelivered() {
+                redelivered.insert(id.clone());
+            }
+            assert!(seen.insert(id), "duplicate delivery");
+        }
+        // "commit", then acknowledge the batch with one multiple ack
+        consumer.ack_through(batch.last().unwrap()).await.unwrap();
+    }
+    assert!(largest > 1, "deliveries should come in batches");
+    assert_eq!(seen.len(), 250);
+    // Everything the first consumer held unacknowledged (its prefetch window
+    // of 100, including the batch in hand) comes back, marked redelivered.
+    assert!(redelivered.is_superset(&lost_ids));
+    let window: BTreeSet<String> = (0..100).map(|i| format!("m-{i}")).collect();
+    assert_eq!(redelivered, window);
+    assert_eq!(consumer.open_deliveries(), 0);
+    assert!(
+        consumer
+            .next_batch(10, Duration::from_millis(100))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(depth(session2.connection(), "tocsin.inbound").await, 0);
+}
+
+#[tokio::test]
+async fn dead_letter_keeps_the_body_and_headers_and_adds_the_reason() {
+    let vhost = TestVhost::create("deadletter");
+    let (_s, session) = connect(vhost.config()).await;
+    let publisher = session.publisher().await.unwrap();
+    let body: Vec<u8> = b"MSH|^~\\&|\xff\x00 not valid\r\n\x01".to_vec();
+    let mut headers = FieldTable::default();
+    headers.insert(
+        "x-trust".into(),
+        AMQPValue::LongString(LongString::from(b"RX1".to_vec())),
+    );
+    headers.insert("x-seq".into(), AMQPValue::LongInt(42));
+    publish(
+        &publisher,
+        &[
+            OutgoingMessage {
+                headers: Some(headers),
+                body: body.clone(),
+                message_id: "bad-1".into(),
+                ..inputs("tocsin.inbound", 0..1).remove(0)
+            },
+            inputs("tocsin.inbound", 1..2).remove(0),
+        ],
+    )
+    .await;
+
+    let mut consumer = session.consumer().await.unwrap();
+    let batch = take(&mut consumer, 2, 10)
+        .await
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>();
+    let bad = batch
+        .iter()
+        .find(|d| d.message_id() == Some("bad-1"))
+        .unwrap();
+    assert_eq!(bad.header_str("x-trust"), Some("RX1"));
+    consumer
+        .dead_letter(bad, "MSH-9 missing message type", Some("MSH-9"))
+        .await
+        .unwrap();
+    // The good one is committed and acknowledged with the batch.
+    consumer.ack_through(batch.last().unwrap()).await.unwrap();
+    assert_eq!(consumer.open_deliveries(), 0);
+
+    let mut dead = raw_consumer(session.connection(), "tocsin.dead").await;
+    let got = next_raw(&mut dead).await;
+    assert_eq!(got.data, body, "body unchanged byte for byte");
+    let props = &got.properties;
+    assert_eq!(props.message_id().as_ref().unwrap().as_str(), "bad-1");
+    assert_eq!(
+        props.content_type().as_ref().unwrap().as_str(),
+        "x-application/hl7-v2+er7"
+    );
+    assert_eq!(*props.delivery_mode(), Some(2));
+    let h = props.headers().as_ref().unwrap().inner();
+    assert_eq!(text(&h["x-trust"]), "RX1");
+    assert_eq!(h["x-seq"], AMQPValue::LongInt(42));
+    assert_eq!(text(&h["x-tocsin-error"]), "MSH-9 missing message type");
+    assert_eq!(text(&h["x-tocsin-error-location"]), "MSH-9");
+    assert_eq!(text(&h["x-tocsin-original-routing-key"]), "tocsin.inbound");
+    assert_eq!(depth(session.connection(), "tocsin.inbound").await, 0);
+    assert!(
+        consumer
+            .next_batch(5, Duration::from_millis(200))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a dead-lettered message is not redelivered"
+    );
+}
+
+#[tokio::test]
+async fn requeued_messages_come_back_until_the_delivery_limit_dead_letters_them() {
+    let vhost = TestVhost::create("requeue");
+    let config = AmqpConfig {
+        delivery_limit: 2,
+        ..vhost.config()
+    };
+    let (_s, session) = connect(config).await;
+    let publisher = session.publisher().await.unwrap();
+    publish(&publisher, &inputs("tocsin.inbound", 0..3)).await;
+    let mut consumer = session.consumer().await.unwrap();
+
+    // A whole batch fails for a passing reason and is requeued at once.
+    let batch = take(&mut consumer, 3, 3)
+        .await
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>();
+    consumer
+        .requeue_through(batch.last().unwrap())
+        .await
+        .unwrap();
+    let again = take(&mut consumer, 3, 3)
+        .await
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>();
+    assert!(again.iter().all(|d| d.redelivered()));
+    assert!(
+        again.iter().all(|d| d.delivery_count() == Some(1)),
+        "{again:?}"
+    );
+    // Two recover; m-0 keeps failing.
+    let mut deliveries_of_m0 = 2;
+    for d in &again {
+        if d.message_id() == Some("m-0") {
+            consumer.requeue(d).await.unwrap();
+        } else {
+            consumer.ack(d).await.unwrap();
+        }
+    }
+    let mut dead = raw_consumer(session.connection(), "tocsin.dead").await;
+    loop {
+        let batch = consumer
+            .next_batch(1, Duration::from_millis(300))
+            .await
+            .unwrap();
+        let Some(d) = batch.first() else { break };
+        assert_eq!(d.message_id(), Some("m-0"));
+        deliveries_of_m0 += 1;
+        assert!(deliveries_of_m0 <= 3, "delivery limit not enforced");
+        consumer.requeue(d).await.unwrap();
+    }
+    assert_eq!(
+        deliveries_of_m0, 3,
+        "delivered once plus delivery_limit (2) times"
+    );
+    let got = next_raw(&mut dead).await;
+    assert_eq!(
+        got.properties.message_id().as_ref().unwrap().as_str(),
+        "m-0"
+    );
+    let h = got.properties.headers().as_ref().unwrap().inner();
+    let reason = match &h["x-first-death-reason"] {
+        v => text(v),
+    };
+    assert_eq!(reason, "delivery_limit");
+    assert!(h.contains_key("x-death"));
+    assert_eq!(depth(session.connection(), "tocsin.inbound").await, 0);
+}
+
+#[tokio::test]
+async fn publish_confirmed_returns_after_the_broker_holds_every_message() {
+    let vhost = TestVhost::create("confirms");
+    let (_s, session) = connect(vhost.config()).await;
+    let channel = session.connection().create_channel().await.unwrap();
+    channel
+        .queue_declare(
+            "subscriber".into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            "subscriber".into(),
+            "tocsin.events".into(),
+            "hl7.*".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let publisher = session.publisher().await.unwrap();
+    let events: Vec<OutgoingMessage> = (0..200)
+        .map(|i| {
+            OutgoingMessage::json(
+                "tocsin.events",
+                "hl7.admission",
+                format!("evt-{i:04}"),
+                format!("{{\"n\":{i}}}").into_bytes(),
+            )
+        })
+        .collect();
+    publisher.publish_confirmed(&events).await.unwrap();
+    // Confirmed means enqueued: counted at once, no waiting.
+    assert_eq!(depth(session.connection(), "subscriber").await, 200);
+
+    let mut reader = raw_consumer(session.connection(), "subscriber").await;
+    for expected in &events {
+        let got = next_raw(&mut reader).await;
+        assert_eq!(
+            got.properties.message_id().as_ref().map(|s| s.as_str()),
+            Some(expected.message_id.as_str())
+        );
+        assert_eq!(got.data, expected.body);
+        assert_eq!(*got.properties.delivery_mode(), Some(2));
+    }
+
+    // Not mandatory: an event nobody subscribes to is fine.
+    let stray = OutgoingMessage::json("tocsin.events", "fhir.document", "evt-x", b"{}".to_vec());
+    publisher
+        .publish_confirmed(std::slice::from_ref(&stray))
+        .await
+        .unwrap();
+    // Mandatory: the same is an error naming the message.
+    let err = publisher
+        .publish_confirmed(&[OutgoingMessage {
+            mandatory: true,
+            ..stray
+        }])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AmqpError::Unroutable { message_id, routing_key, .. }
+            if message_id == "evt-x" && routing_key == "fhir.document"),
+        "{err}"
+    );
+    // Publishing to an exchange that does not exist fails, not hangs.
+    let err = publisher
+        .publish_confirmed(&[OutgoingMessage::json(
+            "nowhere",
+            "k",
+            "evt-y",
+            b"{}".to_vec(),
+        )])
+        .await
+        .unwrap_err();
+    assert!(!publisher.is_open(), "the broker closes the channel: {err}");
+    let _ = BasicProperties::default();
+}
