@@ -279,17 +279,16 @@ impl Tracker {
     /// jumps beyond the ceiling or too far ahead.
     fn advance_for_event(&mut self, at: DateTime<Utc>, fx: &mut Vec<Effect>) {
         let mut t = ms(at) - self.config.allowed_lateness.as_secs() * 1000;
-        if let Some(c) = self.clock
-            && t > c + self.config.max_clock_jump.as_secs() * 1000
-        {
-            self.counters.future_events_capped += 1;
-            return;
-        }
         if let Some(ceil) = self.ceiling
             && t > ceil
         {
             self.counters.future_events_capped += 1;
             t = ceil;
+        } else if let Some(c) = self.clock
+            && t > c + self.config.max_clock_jump.as_secs() * 1000
+        {
+            self.counters.future_events_capped += 1;
+            return;
         }
         self.set_clock(t, fx);
     }

@@ -1,0 +1,682 @@
+//! Scenario tests: one per contract rule and tracker behaviour, with
+//! constructed interface events.
+
+mod common;
+
+use common::*;
+use tocsin_event::{DocumentKind as D, EncounterKind as K, EventType};
+use tocsin_tracker::{
+    AlertKind as A, ConfigDuration, DeliveryStatus, Effect, ExpectationStatus as S, MatchMethod,
+    Policy, Tracker, TrackerConfig,
+};
+
+const NHS: &str = "9434765919";
+const NHS2: &str = "9434765870";
+
+fn tracker() -> Tracker {
+    Tracker::new(Policy::default_contract(), strict())
+}
+
+#[test]
+fn discharge_summary_on_time_settles_without_alerts() {
+    let mut tr = tracker();
+    let fx = tr.apply(&end(
+        "m1",
+        "V1",
+        K::Inpatient,
+        t("2024-01-10T10:00:00Z"),
+        NHS,
+    ));
+    let e = &changed(&fx)[0];
+    assert_eq!(e.status, S::Open);
+    assert_eq!(e.rule.id, "discharge-summary-24h");
+    assert_eq!(e.deadline, t("2024-01-11T10:00:00Z"));
+    assert_eq!(tr.open_count(), 1);
+    assert_eq!(tr.next_deadline(), Some(t("2024-01-11T10:00:00Z")));
+
+    // Issued exactly at the deadline is on time.
+    let fx = tr.apply(&doc(
+        "m2",
+        Some("V1"),
+        D::DischargeSummary,
+        t("2024-01-11T10:00:00Z"),
+        Some(NHS),
+    ));
+    assert!(kinds(&fx).is_empty());
+    let e = &changed(&fx)[0];
+    assert_eq!(e.status, S::OnTime);
+    let s = e.settlement.as_ref().unwrap();
+    assert_eq!(
+        (s.delay_seconds, s.matched_by),
+        (86_400, MatchMethod::EncounterId)
+    );
+    assert_eq!(s.message_id, "m2");
+    assert_eq!(tr.open_count(), 0);
+    assert!(kinds(&tr.advance_to(t("2024-02-01T00:00:00Z"))).is_empty());
+}
+
+#[test]
+fn missing_document_raises_overdue_once_when_the_clock_passes_the_deadline() {
+    let mut tr = tracker();
+    tr.apply(&end(
+        "m1",
+        "V1",
+        K::Emergency,
+        t("2024-01-10T10:00:00Z"),
+        NHS,
+    ));
+    // At the deadline itself the clock has not passed it.
+    assert!(kinds(&tr.advance_to(t("2024-01-11T10:00:00Z"))).is_empty());
+    let fx = tr.advance_to(t("2024-01-11T10:00:01Z"));
+    let a = alerts(&fx);
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].kind, A::Overdue);
+    assert_eq!(a[0].alert_id, format!("{}:overdue", a[0].expectation_id.0));
+    assert_eq!(a[0].patient.nhs_number.as_deref(), Some(NHS));
+    assert_eq!(a[0].gp_practice.as_deref(), Some("A81001"));
+    assert_eq!(a[0].rule.clause, "SC11.6");
+    assert_eq!(changed(&fx)[0].status, S::Overdue);
+    assert_eq!(changed(&fx)[0].alerts_raised, vec![A::Overdue]);
+    assert!(kinds(&tr.advance_to(t("2024-03-01T00:00:00Z"))).is_empty());
+    assert_eq!(tr.open_count(), 1);
+    let g: Vec<_> = tr.gauges().collect();
+    assert_eq!(g.len(), 1);
+    assert_eq!((g[0].2.open, g[0].2.overdue), (0, 1));
+}
+
+#[test]
+fn late_document_meets_the_overdue_already_raised_then_late_and_resolved() {
+    let mut tr = tracker();
+    tr.apply(&end(
+        "m1",
+        "V1",
+        K::Inpatient,
+        t("2024-01-10T10:00:00Z"),
+        NHS,
+    ));
+    // One input past the deadline: overdue fires before the document applies.
+    let fx = tr.apply(&doc(
+        "m2",
+        Some("V1"),
+        D::DischargeSummary,
+        t("2024-01-11T13:00:00Z"),
+        Some(NHS),
+    ));
+    assert_eq!(kinds(&fx), vec![A::Overdue, A::Late, A::Resolved]);
+    let a = alerts(&fx);
+    assert_eq!(a[1].delay_seconds, Some(27 * 3600));
+    assert_eq!(a[1].document.as_ref().unwrap().id, "DOC-m2");
+    let last = changed(&fx).pop().unwrap();
+    assert_eq!(last.status, S::Late);
+    assert_eq!(last.alerts_raised, vec![A::Overdue, A::Late, A::Resolved]);
+}
+
+#[test]
+fn within_allowed_lateness_a_late_document_is_late_but_never_overdue() {
+    let cfg = TrackerConfig {
+        allowed_lateness: ConfigDuration::hours(1),
+        ..TrackerConfig::default()
+    };
+    let mut tr = Tracker::new(Policy::default_contract(), cfg);
+    tr.apply(&end(
+        "m1",
+        "V1",
+        K::Inpatient,
+        t("2024-01-10T10:00:00Z"),
+        NHS,
+    ));
+    let fx = tr.apply(&doc(
+        "m2",
+        Some("V1"),
+        D::DischargeSummary,
+        t("2024-01-11T10:30:00Z"),
+        Some(NHS),
+    ));
+    assert_eq!(kinds(&fx), vec![A::Late]);
+    assert_eq!(tr.clock(), Some(t("2024-01-11T09:30:00Z")));
+}
+
+#[test]
+fn discharge_cancelled_a13_and_visit_cancelled_a11_withdraw_the_expectation() {
+    for ty in [
+        EventType::EncounterDischargeCancelled,
+        EventType::EncounterCancelled,
+    ] {
+        let mut tr = tracker();
+        tr.apply(&end("m1", "V1", K::DayCase, t("2024-01-10T10:00:00Z"), NHS));
+        let fx = tr.apply(&cancel("m2", ty, "V1", t("2024-01-10T11:00:00Z")));
+        assert_eq!(changed(&fx)[0].status, S::Cancelled, "{ty:?}");
+        assert_eq!(tr.open_count(), 0);
+        assert!(kinds(&tr.advance_to(t("2024-02-01T00:00:00Z"))).is_empty());
+        // A cancellation naming nothing open is counted, not an error.
+        tr.apply(&cancel("m3", ty, "V9", t("2024-02-01T00:00:00Z")));
+        assert_eq!(tr.counters().cancellations_unmatched, 1);
+    }
+}
+
+#[test]
+fn clinic_letter_periods_are_judged_by_the_attendance_end_date() {
+    for (ended, rule, days) in [
+        ("2017-06-01T10:00:00Z", "clinic-letter-14d", 14),
+        ("2018-06-01T10:00:00Z", "clinic-letter-10d", 10),
+        ("2019-06-01T10:00:00Z", "clinic-letter-7d", 7),
+        ("2026-06-01T10:00:00Z", "clinic-letter-7d", 7),
+    ] {
+        let mut tr = tracker();
+        let fx = tr.apply(&end("m1", "OP1", K::Outpatient, t(ended), NHS));
+        let e = &changed(&fx)[0];
+        assert_eq!(e.rule.id, rule);
+        assert_eq!(e.document_kind, D::ClinicLetter);
+        assert_eq!(e.deadline - t(ended), chrono::Duration::days(days));
+    }
+    // An attendance before the contract creates nothing.
+    let mut tr = tracker();
+    assert!(
+        changed(&tr.apply(&end(
+            "m1",
+            "OP1",
+            K::Outpatient,
+            t("2016-06-01T10:00:00Z"),
+            NHS
+        )))
+        .is_empty()
+    );
+}
+
+#[test]
+fn document_before_discharge_settles_when_the_end_event_comes() {
+    let mut tr = tracker();
+    let fx = tr.apply(&doc(
+        "m1",
+        Some("V1"),
+        D::DischargeSummary,
+        t("2024-01-10T09:00:00Z"),
+        Some(NHS),
+    ));
+    assert!(changed(&fx).is_empty());
+    assert_eq!(tr.pending_document_count(), 1);
+    let fx = tr.apply(&end(
+        "m2",
+        "V1",
+        K::Inpatient,
+        t("2024-01-10T10:00:00Z"),
+        NHS,
+    ));
+    let e = changed(&fx);
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].status, S::OnTime);
+    assert_eq!(e[0].settlement.as_ref().unwrap().delay_seconds, -3600);
+    assert!(fx.iter().any(
+        |f| matches!(f, Effect::StateDeleted { namespace, .. } if namespace == "pending_document")
+    ));
+    assert_eq!(tr.pending_document_count(), 0);
+}
+
+#[test]
+fn a_withdrawn_waiting_document_settles_nothing() {
+    let mut tr = tracker();
+    tr.apply(&doc(
+        "m1",
+        Some("V1"),
+        D::DischargeSummary,
+        t("2024-01-10T09:00:00Z"),
+        Some(NHS),
+    ));
+    let mut c = doc(
+        "m2",
+        Some("V1"),
+        D::DischargeSummary,
+        t("2024-01-10T09:30:00Z"),
+        Some(NHS),
+    );
+    c.event_type = EventType::DocumentCancelled;
+    c.document.as_mut().unwrap().id = "DOC-m1".into();
+    tr.apply(&c);
+    assert_eq!(tr.pending_document_count(), 0);
+    let fx = tr.apply(&end(
+        "m3",
+        "V1",
+        K::Inpatient,
+        t("2024-01-10T10:00:00Z"),
+        NHS,
+    ));
+    assert_eq!(changed(&fx)[0].status, S::Open);
+}
+
+#[test]
+fn exact_duplicates_change_nothing() {
+    let mut tr = tracker();
+    let e = end("m1", "V1", K::Inpatient, t("2024-01-10T10:00:00Z"), NHS);
+    assert!(!tr.apply(&e).is_empty());
+    assert!(tr.apply(&e).is_empty());
+    let d = doc(
+        "m2",
+        Some("V1"),
+        D::DischargeSummary,
+        t("2024-01-10T12:00:00Z"),
+        Some(NHS),
+    );
+    assert_eq!(changed(&tr.apply(&d)).len(), 1);
+    assert!(tr.apply(&d).is_empty());
+    assert_eq!(tr.counters().duplicates, 2);
+    // Same message id but another event of the message is not a duplicate.
+    let mut other = d.clone();
+    other.source.sequence = 1;
+    assert!(!tr.apply(&other).is_empty());
+    // A repeated discharge under a new message id keeps the first expectation.
+    let mut tr = tracker();
+    tr.apply(&e);
+    assert!(
+        changed(&tr.apply(&end(
+            "m9",
+            "V1",
+            K::Inpatient,
+            t("2024-01-10T10:05:00Z"),
+            NHS
+        )))
+        .is_empty()
+    );
+    assert_eq!((tr.open_count(), tr.counters().repeated_ends), (1, 1));
+}
+
+#[test]
+fn duplicate_keys_are_forgotten_after_the_horizon() {
+    let cfg = TrackerConfig {
+        duplicate_horizon: ConfigDuration::days(1),
+        ..strict()
+    };
+    let mut tr = Tracker::new(Policy::default_contract(), cfg);
+    let e = doc("m1", None, D::Other, t("2024-01-10T10:00:00Z"), Some(NHS));
+    tr.apply(&e);
+    let fx = tr.advance_to(t("2024-01-12T00:00:00Z"));
+    assert!(
+        fx.iter()
+            .any(|f| matches!(f, Effect::StateDeleted { namespace, .. } if namespace == "seen"))
+    );
+    assert!(
+        !tr.apply(&e).is_empty(),
+        "older than the horizon: treated as new"
+    );
+}
+
+#[test]
+fn matching_by_patient_takes_the_nearest_open_expectation_within_the_window() {
+    let mut tr = tracker();
+    tr.apply(&end(
+        "m1",
+        "OP1",
+        K::Outpatient,
+        t("2024-01-01T10:00:00Z"),
+        NHS,
+    ));
+    tr.apply(&end(
+        "m2",
+        "OP2",
+        K::Outpatient,
+        t("2024-01-05T10:00:00Z"),
+        NHS,
+    ));
+    tr.apply(&end(
+        "m3",
+        "OP3",
+        K::Outpatient,
+        t("2024-01-05T11:00:00Z"),
+        NHS2,
+    ));
+    // No encounter named: same NHS number and kind, nearest end (OP2).
+    let fx = tr.apply(&doc(
+        "m4",
+        None,
+        D::ClinicLetter,
+        t("2024-01-06T10:00:00Z"),
+        Some(NHS),
+    ));
+    let e = &changed(&fx)[0];
+    assert_eq!(e.encounter.id.as_deref(), Some("OP2"));
+    assert_eq!(
+        e.settlement.as_ref().unwrap().matched_by,
+        MatchMethod::PatientWindow
+    );
+    // A discharge summary does not settle a clinic letter expectation.
+    let fx = tr.apply(&doc(
+        "m5",
+        None,
+        D::DischargeSummary,
+        t("2024-01-06T11:00:00Z"),
+        Some(NHS),
+    ));
+    assert!(changed(&fx).is_empty());
+    // Outside the window (more than 30 days after the end): no match, it waits.
+    let fx = tr.apply(&doc(
+        "m6",
+        None,
+        D::ClinicLetter,
+        t("2024-02-05T10:00:00Z"),
+        Some(NHS2),
+    ));
+    assert!(
+        changed(&fx)
+            .iter()
+            .all(|e| e.encounter.id.as_deref() != Some("OP3") || e.status != S::OnTime)
+    );
+    // A document naming another encounter never settles this one by patient.
+    let mut tr = tracker();
+    tr.apply(&end(
+        "m1",
+        "OP1",
+        K::Outpatient,
+        t("2024-01-01T10:00:00Z"),
+        NHS,
+    ));
+    let fx = tr.apply(&doc(
+        "m2",
+        Some("OPX"),
+        D::ClinicLetter,
+        t("2024-01-02T10:00:00Z"),
+        Some(NHS),
+    ));
+    assert!(changed(&fx).is_empty());
+    assert_eq!(tr.pending_document_count(), 1);
+}
+
+#[test]
+fn matching_by_local_id_when_no_nhs_number() {
+    let mut tr = tracker();
+    let e = with_local(
+        end("m1", "OP1", K::Outpatient, t("2024-01-01T10:00:00Z"), NHS),
+        "MRN",
+        "H123",
+    );
+    tr.apply(&e);
+    let d = with_local(
+        doc("m2", None, D::ClinicLetter, t("2024-01-02T10:00:00Z"), None),
+        "MRN",
+        "H123",
+    );
+    let fx = tr.apply(&d);
+    assert_eq!(
+        changed(&fx)[0].settlement.as_ref().unwrap().matched_by,
+        MatchMethod::PatientWindow
+    );
+    let d = with_local(
+        doc("m3", None, D::ClinicLetter, t("2024-01-02T10:00:00Z"), None),
+        "OTHER",
+        "H123",
+    );
+    assert!(changed(&tr.apply(&d)).is_empty());
+}
+
+#[test]
+fn matching_by_fhir_reference() {
+    let mut tr = tracker();
+    let mut e = end("m1", "V1", K::Inpatient, t("2024-01-10T10:00:00Z"), NHS);
+    let enc = e.encounter.as_mut().unwrap();
+    enc.id = None;
+    enc.reference = Some("Encounter/abc".into());
+    tr.apply(&e);
+    let mut d = doc(
+        "m2",
+        None,
+        D::DischargeSummary,
+        t("2024-01-10T12:00:00Z"),
+        None,
+    );
+    d.encounter = Some(tocsin_event::Encounter {
+        reference: Some("Encounter/abc".into()),
+        ..Default::default()
+    });
+    let fx = tr.apply(&d);
+    assert_eq!(
+        changed(&fx)[0].settlement.as_ref().unwrap().matched_by,
+        MatchMethod::FhirReference
+    );
+}
+
+#[test]
+fn acknowledgements_attach_to_the_transmission_and_failure_raises_an_alert() {
+    let mut tr = tracker();
+    tr.apply(&end(
+        "m1",
+        "V1",
+        K::Inpatient,
+        t("2024-01-10T10:00:00Z"),
+        NHS,
+    ));
+    tr.apply(&doc(
+        "m2",
+        Some("V1"),
+        D::DischargeSummary,
+        t("2024-01-10T12:00:00Z"),
+        Some(NHS),
+    ));
+    assert_eq!(tr.transmission_count(), 1);
+    let fx = tr.apply(&ack("a1", "m2", true, t("2024-01-10T12:01:00Z")));
+    assert_eq!(kinds(&fx), vec![A::DeliveryFailed]);
+    assert_eq!(changed(&fx)[0].delivery, Some(DeliveryStatus::Failed));
+    assert!(alerts(&fx)[0].document.is_none());
+    // A second failure does not repeat the alert; an ack for nothing is counted.
+    assert!(kinds(&tr.apply(&ack("a2", "m2", true, t("2024-01-10T12:02:00Z")))).is_empty());
+    tr.apply(&ack("a3", "nope", false, t("2024-01-10T12:03:00Z")));
+    assert_eq!(tr.counters().acks_unmatched, 1);
+
+    let mut tr = tracker();
+    tr.apply(&end(
+        "m1",
+        "V1",
+        K::Inpatient,
+        t("2024-01-10T10:00:00Z"),
+        NHS,
+    ));
+    tr.apply(&doc(
+        "m2",
+        Some("V1"),
+        D::DischargeSummary,
+        t("2024-01-10T12:00:00Z"),
+        Some(NHS),
+    ));
+    let fx = tr.apply(&ack("a1", "m2", false, t("2024-01-10T12:01:00Z")));
+    assert!(kinds(&fx).is_empty());
+    assert_eq!(changed(&fx)[0].delivery, Some(DeliveryStatus::Acknowledged));
+    // The transmission is forgotten after the acknowledgement horizon.
+    tr.advance_to(t("2024-01-20T00:00:00Z"));
+    assert_eq!(tr.transmission_count(), 0);
+}
+
+#[test]
+fn unconfirmed_is_off_by_default_and_raised_when_configured() {
+    let run_with = |cfg: TrackerConfig| {
+        let mut tr = Tracker::new(Policy::default_contract(), cfg);
+        tr.apply(&end(
+            "m1",
+            "V1",
+            K::Inpatient,
+            t("2024-01-10T10:00:00Z"),
+            NHS,
+        ));
+        tr.apply(&doc(
+            "m2",
+            Some("V1"),
+            D::DischargeSummary,
+            t("2024-01-10T12:00:00Z"),
+            Some(NHS),
+        ));
+        kinds(&tr.advance_to(t("2024-01-12T00:00:00Z")))
+    };
+    assert!(run_with(strict()).is_empty());
+    let cfg = TrackerConfig {
+        unconfirmed_after: Some(ConfigDuration::hours(4)),
+        ..strict()
+    };
+    assert_eq!(run_with(cfg), vec![A::Unconfirmed]);
+}
+
+#[test]
+fn twenty_four_hours_across_the_change_to_summer_time_is_elapsed_time() {
+    // Clocks went forward at 01:00 UTC on Sunday 31 March 2024.
+    let mut tr = tracker();
+    let ended = t("2024-03-30T12:00:00+00:00"); // noon GMT, Saturday
+    let fx = tr.apply(&end("m1", "V1", K::Inpatient, ended, NHS));
+    let deadline = changed(&fx)[0].deadline;
+    assert_eq!(deadline, t("2024-03-31T13:00:00+01:00")); // 1 pm BST, 24 h later
+    // 12:30 BST on Sunday is 23.5 h after discharge: on time.
+    let fx = tr.apply(&doc(
+        "m2",
+        Some("V1"),
+        D::DischargeSummary,
+        t("2024-03-31T12:30:00+01:00"),
+        Some(NHS),
+    ));
+    assert_eq!(changed(&fx)[0].status, S::OnTime);
+}
+
+#[test]
+fn merge_rekeys_open_expectations_and_does_not_cancel() {
+    let mut tr = tracker();
+    tr.apply(&end(
+        "m1",
+        "OP1",
+        K::Outpatient,
+        t("2024-01-01T10:00:00Z"),
+        NHS2,
+    ));
+    let fx = tr.apply(&merge("m2", NHS, NHS2, t("2024-01-01T11:00:00Z")));
+    let e = &changed(&fx)[0];
+    assert_eq!(e.status, S::Open);
+    assert_eq!(e.patient.nhs_number.as_deref(), Some(NHS));
+    assert_eq!(tr.counters().merges_applied, 1);
+    // A letter under the surviving number now matches by patient.
+    let fx = tr.apply(&doc(
+        "m3",
+        None,
+        D::ClinicLetter,
+        t("2024-01-02T10:00:00Z"),
+        Some(NHS),
+    ));
+    assert_eq!(changed(&fx)[0].status, S::OnTime);
+}
+
+#[test]
+fn replacement_does_not_move_the_first_transmission() {
+    let mut tr = tracker();
+    tr.apply(&end(
+        "m1",
+        "V1",
+        K::Inpatient,
+        t("2024-01-10T10:00:00Z"),
+        NHS,
+    ));
+    tr.apply(&doc(
+        "m2",
+        Some("V1"),
+        D::DischargeSummary,
+        t("2024-01-10T12:00:00Z"),
+        Some(NHS),
+    ));
+    let mut r = doc(
+        "m3",
+        Some("V1"),
+        D::DischargeSummary,
+        t("2024-01-12T12:00:00Z"),
+        Some(NHS),
+    );
+    r.event_type = EventType::DocumentReplaced;
+    let fx = tr.apply(&r);
+    assert!(changed(&fx).is_empty() && kinds(&fx).is_empty());
+    assert_eq!(tr.counters().replacements_unmatched, 1);
+    assert_eq!(tr.pending_document_count(), 0);
+}
+
+#[test]
+fn due_soon_warns_before_the_deadline() {
+    let text = include_str!("../../../config/policies/nhs-standard-contract.toml")
+        .replace("# due_soon = \"20h\"", "due_soon = \"20h\"");
+    let mut tr = Tracker::new(Policy::from_toml(&text).unwrap(), strict());
+    tr.apply(&end(
+        "m1",
+        "V1",
+        K::Inpatient,
+        t("2024-01-10T10:00:00Z"),
+        NHS,
+    ));
+    assert_eq!(tr.next_deadline(), Some(t("2024-01-11T06:00:00Z")));
+    let fx = tr.advance_to(t("2024-01-11T07:00:00Z"));
+    assert_eq!(kinds(&fx), vec![A::DueSoon]);
+    assert_eq!(tr.next_deadline(), Some(t("2024-01-11T10:00:00Z")));
+    assert_eq!(
+        kinds(&tr.advance_to(t("2024-01-12T00:00:00Z"))),
+        vec![A::Overdue]
+    );
+}
+
+#[test]
+fn exclusions_create_no_expectation() {
+    let text = include_str!("../../../config/policies/nhs-standard-contract.toml").replace(
+        "# [[rule.exclude]]\n# reason = \"Maternity discharges are covered by the maternity pathway\"\n# specialties = [\"501\"]",
+        "[[rule.exclude]]\nreason = \"maternity\"\nspecialties = [\"501\"]",
+    );
+    let mut tr = Tracker::new(Policy::from_toml(&text).unwrap(), strict());
+    let mut e = end("m1", "V1", K::Inpatient, t("2024-01-10T10:00:00Z"), NHS);
+    e.encounter.as_mut().unwrap().specialty = Some("501".into());
+    assert!(changed(&tr.apply(&e)).is_empty());
+    assert_eq!(tr.counters().excluded, 1);
+}
+
+#[test]
+fn a_far_future_event_does_not_move_the_clock() {
+    let mut tr = tracker();
+    tr.apply(&end(
+        "m1",
+        "V1",
+        K::Inpatient,
+        t("2024-01-10T10:00:00Z"),
+        NHS,
+    ));
+    let fx = tr.apply(&doc(
+        "m2",
+        None,
+        D::Other,
+        t("2099-01-01T00:00:00Z"),
+        Some(NHS2),
+    ));
+    assert!(kinds(&fx).is_empty());
+    assert_eq!(tr.clock(), Some(t("2024-01-10T10:00:00Z")));
+    assert_eq!(tr.counters().future_events_capped, 1);
+    // With a ceiling (live mode: wall clock), even the first event is capped.
+    let mut tr = tracker();
+    tr.set_ceiling(Some(t("2024-01-10T12:00:00Z")));
+    tr.apply(&end(
+        "m1",
+        "V1",
+        K::Inpatient,
+        t("2024-01-10T10:00:00Z"),
+        NHS,
+    ));
+    tr.apply(&doc(
+        "m2",
+        None,
+        D::Other,
+        t("2030-01-01T00:00:00Z"),
+        Some(NHS2),
+    ));
+    assert_eq!(tr.clock(), Some(t("2024-01-10T12:00:00Z")));
+}
+
+#[test]
+fn a_discharge_read_after_its_deadline_is_judged_at_once() {
+    let mut tr = tracker();
+    tr.apply(&doc(
+        "m0",
+        None,
+        D::Other,
+        t("2024-01-20T00:00:00Z"),
+        Some(NHS2),
+    ));
+    let fx = tr.apply(&end(
+        "m1",
+        "V1",
+        K::Inpatient,
+        t("2024-01-10T10:00:00Z"),
+        NHS,
+    ));
+    assert_eq!(kinds(&fx), vec![A::Overdue]);
+}
