@@ -137,8 +137,17 @@ pub struct Batch {
     pub outbox: Vec<OutboxMessage>,
     /// The inputs whose effects these are.
     pub inputs: Vec<InputRecord>,
-    expectation_index: HashMap<String, usize>,
-    put_index: HashMap<(String, String), usize>,
+    /// Bookkeeping for the `push_*` methods; leave it at its default (struct
+    /// literals take `..Default::default()`).
+    pub index: BatchIndex,
+}
+
+/// Where the `push_*` methods of a [`Batch`] find earlier writes to the same
+/// expectation or state record. Opaque.
+#[derive(Debug, Clone, Default)]
+pub struct BatchIndex {
+    expectations: HashMap<String, usize>,
+    puts: HashMap<(String, String), usize>,
 }
 
 impl Batch {
@@ -170,13 +179,14 @@ impl Batch {
     /// Adds an expectation's new state, replacing an earlier state of the same
     /// expectation in this batch.
     pub fn push_expectation(&mut self, e: Expectation) {
-        if let Some(&i) = self.expectation_index.get(&e.id.0)
+        if let Some(&i) = self.index.expectations.get(&e.id.0)
             && self.expectations.get(i).is_some_and(|old| old.id == e.id)
         {
             self.expectations[i] = e;
             return;
         }
-        self.expectation_index
+        self.index
+            .expectations
             .insert(e.id.0.clone(), self.expectations.len());
         self.expectations.push(e);
     }
@@ -185,7 +195,7 @@ impl Batch {
     /// batch. An earlier delete stays: deletes are applied first.
     pub fn push_state_put(&mut self, r: StateRecord) {
         let key = (r.namespace.clone(), r.key.clone());
-        if let Some(&i) = self.put_index.get(&key)
+        if let Some(&i) = self.index.puts.get(&key)
             && self
                 .state_puts
                 .get(i)
@@ -194,7 +204,7 @@ impl Batch {
             self.state_puts[i] = r;
             return;
         }
-        self.put_index.insert(key, self.state_puts.len());
+        self.index.puts.insert(key, self.state_puts.len());
         self.state_puts.push(r);
     }
 
@@ -202,7 +212,7 @@ impl Batch {
     /// this batch.
     pub fn push_state_delete(&mut self, namespace: String, key: String) {
         let k = (namespace, key);
-        if let Some(i) = self.put_index.remove(&k)
+        if let Some(i) = self.index.puts.remove(&k)
             && self
                 .state_puts
                 .get(i)
@@ -210,7 +220,8 @@ impl Batch {
         {
             self.state_puts.swap_remove(i);
             if let Some(moved) = self.state_puts.get(i) {
-                self.put_index
+                self.index
+                    .puts
                     .insert((moved.namespace.clone(), moved.key.clone()), i);
             }
         } else {
@@ -223,9 +234,10 @@ impl Batch {
     }
 
     fn rebuild_put_index(&mut self) {
-        self.put_index.clear();
+        self.index.puts.clear();
         for (i, r) in self.state_puts.iter().enumerate() {
-            self.put_index
+            self.index
+                .puts
                 .insert((r.namespace.clone(), r.key.clone()), i);
         }
     }
@@ -268,8 +280,8 @@ impl Batch {
         self.state_deletes.clear();
         self.outbox.clear();
         self.inputs.clear();
-        self.expectation_index.clear();
-        self.put_index.clear();
+        self.index.expectations.clear();
+        self.index.puts.clear();
     }
 
     /// The expectations to write, the last state of each id only (for

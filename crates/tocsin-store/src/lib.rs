@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 use tocsin_tracker::{Alert, Expectation, StateRecord};
 
 pub use batch::{
-    Batch, InputOutcome, InputRecord, JSON_CONTENT_TYPE, OutboxMessage, PendingOutbox,
+    Batch, BatchIndex, InputOutcome, InputRecord, JSON_CONTENT_TYPE, OutboxMessage, PendingOutbox,
 };
 pub use error::{StoreError, redact_url};
 pub use pg::PostgresStore;

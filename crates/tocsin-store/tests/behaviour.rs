@@ -1,0 +1,686 @@
+//! One behavioural suite for the store, run against SQLite (a temporary file)
+//! and PostgreSQL (a database of its own on 127.0.0.1:5432, created and
+//! dropped by each test; the tests fail when PostgreSQL is unreachable).
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::{Backend, Spec, alert, at, expect_err, expectation, message, open_expectation};
+use serde_json::json;
+use tocsin_event::{DocumentKind, EncounterKind};
+use tocsin_store::{
+    AlertQuery, Batch, ExpectationQuery, InputOutcome, InputRecord, StoreError, migrate,
+};
+use tocsin_tracker::{AlertKind, Effect, Expectation, ExpectationStatus, StateRecord};
+
+/// Generates one test per backend for each behaviour function.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $( #[test] fn $name() { super::$name(&super::common::Sqlite::new()); } )*
+        }
+        mod on_postgres {
+            $( #[test] fn $name() { super::$name(&super::common::Postgres::new()); } )*
+        }
+    };
+}
+
+on_both!(
+    reload_after_restart_finds_unsettled_expectations_and_state,
+    later_states_of_an_expectation_replace_earlier_ones,
+    state_records_are_deleted,
+    repeated_alert_and_outbox_ids_are_ignored,
+    outbox_is_read_in_commit_order_and_marked_published,
+    pending_outbox_survives_reopen,
+    expectation_queries_filter_and_page,
+    alert_queries_filter_by_since_and_kind,
+    ended_between_is_half_open,
+    migrations_are_idempotent_on_reopen,
+    newer_schema_is_refused,
+    processed_inputs_are_recognised,
+    published_outbox_rows_are_pruned,
+    empty_batch_and_ping,
+);
+
+fn state(ns: &str, key: &str, value: serde_json::Value) -> StateRecord {
+    StateRecord {
+        namespace: ns.into(),
+        key: key.into(),
+        value,
+    }
+}
+
+fn spec(id: &'static str, status: ExpectationStatus, ended_at: i64) -> Spec {
+    Spec {
+        id,
+        status,
+        document_kind: DocumentKind::DischargeSummary,
+        encounter_kind: EncounterKind::Inpatient,
+        site: Some("RXX01"),
+        ended_at,
+        deadline: ended_at + 24 * 60,
+    }
+}
+
+fn sorted_by_id(mut v: Vec<Expectation>) -> Vec<Expectation> {
+    v.sort_by(|a, b| a.id.cmp(&b.id));
+    v
+}
+
+fn reload_after_restart_finds_unsettled_expectations_and_state(b: &dyn Backend) {
+    let all: Vec<Expectation> = [
+        spec("e-open", ExpectationStatus::Open, 0),
+        spec("e-overdue", ExpectationStatus::Overdue, 10),
+        spec("e-on-time", ExpectationStatus::OnTime, 20),
+        spec("e-late", ExpectationStatus::Late, 30),
+        spec("e-cancelled", ExpectationStatus::Cancelled, 40),
+    ]
+    .iter()
+    .map(expectation)
+    .collect();
+    let records = vec![
+        state(
+            "clock",
+            "event_time",
+            json!({"at": "2019-03-31T01:00:00.25Z"}),
+        ),
+        state(
+            "pending_document",
+            "DOC-1",
+            json!({"kind": "discharge_summary", "n": 1.5}),
+        ),
+        state("seen", "hl7v2:MSG1", json!(true)),
+    ];
+    {
+        let mut store = b.open();
+        let mut batch = Batch::default();
+        for e in &all {
+            batch.push_expectation(e.clone());
+        }
+        for r in &records {
+            batch.push_state_put(r.clone());
+        }
+        store.commit(&batch).expect("commit");
+    }
+    let mut store = b.open();
+    let unsettled = sorted_by_id(store.load_unsettled().expect("load unsettled"));
+    let expected: Vec<Expectation> = sorted_by_id(
+        all.iter()
+            .filter(|e| e.status.is_unsettled())
+            .cloned()
+            .collect(),
+    );
+    assert_eq!(unsettled, expected, "{}: unsettled after reopen", b.name());
+    let overdue = unsettled.iter().find(|e| e.id.0 == "e-overdue").unwrap();
+    assert_eq!(overdue.deadline, at(10 + 24 * 60), "deadline intact");
+    assert_eq!(overdue.alerts_raised, [AlertKind::Overdue]);
+    let mut loaded = store.load_state().expect("load state");
+    loaded.sort_by(|a, b| (&a.namespace, &a.key).cmp(&(&b.namespace, &b.key)));
+    assert_eq!(loaded, records, "{}: state after reopen", b.name());
+}
+
+fn later_states_of_an_expectation_replace_earlier_ones(b: &dyn Backend) {
+    let mut store = b.open();
+    store
+        .commit(&Batch::from_effects([Effect::ExpectationChanged(
+            open_expectation("e1", 0),
+        )]))
+        .expect("commit open");
+    // A later batch settles it.
+    let mut settled = expectation(&spec("e1", ExpectationStatus::Late, 0));
+    settled.deadline = at(5);
+    store
+        .commit(&Batch::from_effects([Effect::ExpectationChanged(
+            settled.clone(),
+        )]))
+        .expect("commit settled");
+    assert!(store.load_unsettled().unwrap().is_empty());
+    let page = store
+        .expectations(&ExpectationQuery {
+            status: Some(ExpectationStatus::Late),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(page.items, vec![settled]);
+
+    // Two states of one expectation in one batch, pushed through effects and
+    // directly onto the vector: the last wins either way.
+    let mut batch = Batch::from_effects([
+        Effect::ExpectationChanged(expectation(&spec("e2", ExpectationStatus::Open, 0))),
+        Effect::ExpectationChanged(expectation(&spec("e2", ExpectationStatus::Overdue, 0))),
+    ]);
+    assert_eq!(batch.expectations.len(), 1, "coalesced");
+    batch
+        .expectations
+        .push(expectation(&spec("e3", ExpectationStatus::Open, 0)));
+    batch
+        .expectations
+        .push(expectation(&spec("e3", ExpectationStatus::Cancelled, 0)));
+    store.commit(&batch).expect("commit with repeats");
+    let unsettled = store.load_unsettled().unwrap();
+    assert_eq!(unsettled.len(), 1);
+    assert_eq!(unsettled[0].id.0, "e2");
+    assert_eq!(unsettled[0].status, ExpectationStatus::Overdue);
+}
+
+fn state_records_are_deleted(b: &dyn Backend) {
+    let mut store = b.open();
+    store
+        .commit(&Batch::from_effects([
+            Effect::StatePut(state("seen", "a", json!(1))),
+            Effect::StatePut(state("seen", "b", json!(2))),
+            Effect::StatePut(state("pending", "y", json!("old"))),
+        ]))
+        .unwrap();
+    let batch = Batch::from_effects([
+        Effect::StateDeleted {
+            namespace: "seen".into(),
+            key: "a".into(),
+        },
+        // Put then delete in one batch: gone.
+        Effect::StatePut(state("seen", "x", json!(3))),
+        Effect::StateDeleted {
+            namespace: "seen".into(),
+            key: "x".into(),
+        },
+        // Delete then put in one batch: the put stands.
+        Effect::StateDeleted {
+            namespace: "pending".into(),
+            key: "y".into(),
+        },
+        Effect::StatePut(state("pending", "y", json!("new"))),
+        // Put twice: the last wins.
+        Effect::StatePut(state("seen", "b", json!(20))),
+        Effect::StatePut(state("seen", "b", json!(21))),
+    ]);
+    store.commit(&batch).unwrap();
+    drop(store);
+    let mut loaded = b.open().load_state().unwrap();
+    loaded.sort_by(|a, b| (&a.namespace, &a.key).cmp(&(&b.namespace, &b.key)));
+    assert_eq!(
+        loaded,
+        vec![
+            state("pending", "y", json!("new")),
+            state("seen", "b", json!(21)),
+        ],
+        "{}",
+        b.name()
+    );
+}
+
+fn repeated_alert_and_outbox_ids_are_ignored(b: &dyn Backend) {
+    let mut store = b.open();
+    let first = alert("al-1", AlertKind::Overdue, 100);
+    let mut batch = Batch::default();
+    batch.alerts.push(first.clone());
+    batch.push_outbox(message("al-1"));
+    store.commit(&batch).unwrap();
+
+    // The same input replayed: same ids, even with other content.
+    let mut replay = Batch::default();
+    let mut changed = alert("al-1", AlertKind::Overdue, 200);
+    changed.gp_practice = Some("B99999".into());
+    replay.alerts.push(changed.clone());
+    replay.alerts.push(changed);
+    replay.push_outbox(message("al-1"));
+    let mut other = message("al-1");
+    other.body = b"different".to_vec();
+    replay.push_outbox(other);
+    replay.alerts.push(alert("al-2", AlertKind::Late, 300));
+    replay.push_outbox(message("al-2"));
+    store.commit(&replay).unwrap();
+
+    let alerts = store.alerts(&AlertQuery::default()).unwrap();
+    assert_eq!(alerts.len(), 2, "{}", b.name());
+    assert_eq!(alerts[0], first, "the first version stands");
+    assert_eq!(alerts[1].alert_id, "al-2");
+    let pending = store.outbox_pending(10).unwrap();
+    let ids: Vec<&str> = pending.iter().map(|p| p.message.id.as_str()).collect();
+    assert_eq!(ids, ["al-1", "al-2"]);
+    assert_eq!(pending[0].message, message("al-1"));
+    assert_eq!(store.outbox_len().unwrap(), 2);
+}
+
+fn outbox_is_read_in_commit_order_and_marked_published(b: &dyn Backend) {
+    let mut store = b.open();
+    let ids = ["m-c", "m-a", "m-e", "m-b", "m-d"];
+    // Ids are not in sorted order, so seq order is what the test sees.
+    store
+        .commit(&Batch {
+            outbox: ids[..3].iter().map(|id| message(id)).collect(),
+            ..Default::default()
+        })
+        .unwrap();
+    store
+        .commit(&Batch {
+            outbox: ids[3..].iter().map(|id| message(id)).collect(),
+            ..Default::default()
+        })
+        .unwrap();
+    let pending = store.outbox_pending(100).unwrap();
+    let got: Vec<&str> = pending.iter().map(|p| p.message.id.as_str()).collect();
+    assert_eq!(got, ids, "{}: commit order", b.name());
+    assert!(pending.windows(2).all(|w| w[0].seq < w[1].seq));
+    for p in &pending {
+        assert_eq!(p.message, message(&p.message.id), "content intact");
+    }
+    let first_two = store.outbox_pending(2).unwrap();
+    assert_eq!(first_two, pending[..2].to_vec(), "limit");
+
+    store
+        .outbox_mark_published(&[pending[0].seq, pending[2].seq])
+        .unwrap();
+    let rest: Vec<String> = store
+        .outbox_pending(100)
+        .unwrap()
+        .into_iter()
+        .map(|p| p.message.id)
+        .collect();
+    assert_eq!(rest, ["m-a", "m-b", "m-d"]);
+    assert_eq!(store.outbox_len().unwrap(), 3);
+    // Marking again changes nothing; re-queuing a published id does nothing.
+    store.outbox_mark_published(&[pending[0].seq]).unwrap();
+    store
+        .commit(&Batch {
+            outbox: vec![message("m-c")],
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(store.outbox_len().unwrap(), 3);
+    assert!(matches!(
+        store.outbox_pending(0),
+        Err(StoreError::InvalidQuery { .. })
+    ));
+}
+
+fn pending_outbox_survives_reopen(b: &dyn Backend) {
+    let before = {
+        let mut store = b.open();
+        let mut batch = Batch::default();
+        for id in ["p1", "p2", "p3"] {
+            batch.push_outbox(message(id));
+        }
+        store.commit(&batch).unwrap();
+        store.outbox_pending(10).unwrap()
+    };
+    let mut store = b.open();
+    assert_eq!(store.outbox_pending(10).unwrap(), before, "{}", b.name());
+    store.outbox_mark_published(&[before[0].seq]).unwrap();
+    drop(store);
+    let mut store = b.open();
+    let after: Vec<String> = store
+        .outbox_pending(10)
+        .unwrap()
+        .into_iter()
+        .map(|p| p.message.id)
+        .collect();
+    assert_eq!(after, ["p2", "p3"]);
+    assert_eq!(store.outbox_len().unwrap(), 2);
+}
+
+/// A fixture set with every facet varied and some deadlines equal, so that
+/// the id tie-break matters for paging.
+fn query_fixtures() -> Vec<Expectation> {
+    use DocumentKind::*;
+    use EncounterKind::*;
+    use ExpectationStatus::*;
+    let statuses = [Open, Overdue, OnTime, Late, Cancelled];
+    let docs = [DischargeSummary, ClinicLetter];
+    let encounters = [Inpatient, Outpatient, Emergency];
+    let sites = [Some("RXX01"), Some("RXX02"), None];
+    let mut out = Vec::new();
+    for i in 0..30usize {
+        let id: &'static str = Box::leak(format!("q{:02}", (i * 7) % 30).into_boxed_str());
+        out.push(expectation(&Spec {
+            id,
+            status: statuses[i % 5],
+            document_kind: docs[i % 2],
+            encounter_kind: encounters[i % 3],
+            site: sites[(i / 2) % 3],
+            ended_at: (i as i64 % 4) * 60,
+            // Only 6 distinct deadlines over 30 rows.
+            deadline: 1000 + (i as i64 % 6) * 10,
+        }));
+    }
+    out
+}
+
+fn all_pages(store: &mut dyn tocsin_store::Store, q: &ExpectationQuery) -> Vec<Expectation> {
+    let mut q = q.clone();
+    let mut out = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = store.expectations(&q).expect("page");
+        pages += 1;
+        assert!(page.items.len() <= q.limit);
+        out.extend(page.items);
+        match page.next_cursor {
+            Some(c) => q.cursor = Some(c),
+            None => break,
+        }
+        assert!(pages < 100, "paging does not end");
+    }
+    out
+}
+
+fn expectation_queries_filter_and_page(b: &dyn Backend) {
+    let fixtures = query_fixtures();
+    let mut store = b.open();
+    let mut batch = Batch::default();
+    for e in &fixtures {
+        batch.push_expectation(e.clone());
+    }
+    store.commit(&batch).unwrap();
+
+    let mut sorted = fixtures.clone();
+    sorted.sort_by(|a, b| (a.deadline, &a.id).cmp(&(b.deadline, &b.id)));
+
+    let queries = vec![
+        ExpectationQuery::default(),
+        ExpectationQuery {
+            status: Some(ExpectationStatus::Open),
+            ..Default::default()
+        },
+        ExpectationQuery {
+            document_kind: Some(DocumentKind::ClinicLetter),
+            ..Default::default()
+        },
+        ExpectationQuery {
+            encounter_kind: Some(EncounterKind::Emergency),
+            ..Default::default()
+        },
+        ExpectationQuery {
+            site: Some("RXX02".into()),
+            ..Default::default()
+        },
+        ExpectationQuery {
+            status: Some(ExpectationStatus::Late),
+            document_kind: Some(DocumentKind::DischargeSummary),
+            encounter_kind: Some(EncounterKind::Outpatient),
+            site: Some("RXX01".into()),
+            ..Default::default()
+        },
+    ];
+    for (n, q) in queries.iter().enumerate() {
+        let expected: Vec<Expectation> = sorted
+            .iter()
+            .filter(|e| q.status.is_none_or(|s| e.status == s))
+            .filter(|e| q.document_kind.is_none_or(|d| e.document_kind == d))
+            .filter(|e| q.encounter_kind.is_none_or(|k| e.encounter.kind == k))
+            .filter(|e| {
+                q.site
+                    .as_deref()
+                    .is_none_or(|s| e.encounter.site.as_deref() == Some(s))
+            })
+            .cloned()
+            .collect();
+        assert!(
+            n == 5 || !expected.is_empty(),
+            "query {n} selects something"
+        );
+        let whole = store.expectations(q).unwrap();
+        assert_eq!(whole.items, expected, "{}: query {n} in one page", b.name());
+        assert_eq!(whole.next_cursor, None);
+        for limit in [1, 4, 7] {
+            let paged = all_pages(store.as_mut(), &ExpectationQuery { limit, ..q.clone() });
+            assert_eq!(
+                paged,
+                expected,
+                "{}: query {n} in pages of {limit}",
+                b.name()
+            );
+        }
+    }
+    // Exactly one page's worth: no cursor offered for an empty next page.
+    let exact = store
+        .expectations(&ExpectationQuery {
+            limit: 30,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(exact.items.len(), 30);
+    assert_eq!(exact.next_cursor, None);
+
+    let e = expect_err(
+        store.expectations(&ExpectationQuery {
+            cursor: Some("not-a-cursor".into()),
+            ..Default::default()
+        }),
+        "bad cursor",
+    );
+    assert!(matches!(e, StoreError::InvalidCursor { .. }), "{e}");
+    assert!(!e.is_transient());
+    let e = expect_err(
+        store.expectations(&ExpectationQuery {
+            limit: 0,
+            ..Default::default()
+        }),
+        "zero limit",
+    );
+    assert!(matches!(e, StoreError::InvalidQuery { .. }), "{e}");
+}
+
+fn alert_queries_filter_by_since_and_kind(b: &dyn Backend) {
+    let mut store = b.open();
+    let alerts = vec![
+        alert("a-3", AlertKind::Late, 30),
+        alert("a-1", AlertKind::Overdue, 10),
+        alert("a-2b", AlertKind::Overdue, 20),
+        alert("a-2a", AlertKind::Resolved, 20),
+        alert("a-4", AlertKind::DeliveryFailed, 40),
+    ];
+    store
+        .commit(&Batch::from_effects(
+            alerts.iter().cloned().map(Effect::AlertRaised),
+        ))
+        .unwrap();
+    let ids = |q: AlertQuery, store: &mut dyn tocsin_store::Store| -> Vec<String> {
+        store
+            .alerts(&q)
+            .unwrap()
+            .into_iter()
+            .map(|a| a.alert_id)
+            .collect()
+    };
+    let s = store.as_mut();
+    assert_eq!(
+        ids(AlertQuery::default(), s),
+        ["a-1", "a-2a", "a-2b", "a-3", "a-4"],
+        "{}: raised_at then id",
+        b.name()
+    );
+    assert_eq!(
+        ids(
+            AlertQuery {
+                since: Some(at(20)),
+                ..Default::default()
+            },
+            s
+        ),
+        ["a-2a", "a-2b", "a-3", "a-4"],
+        "since is inclusive"
+    );
+    assert_eq!(
+        ids(
+            AlertQuery {
+                kind: Some(AlertKind::Overdue),
+                ..Default::default()
+            },
+            s
+        ),
+        ["a-1", "a-2b"]
+    );
+    assert_eq!(
+        ids(
+            AlertQuery {
+                since: Some(at(15)),
+                kind: Some(AlertKind::Overdue),
+                limit: 10,
+            },
+            s
+        ),
+        ["a-2b"]
+    );
+    assert_eq!(
+        ids(
+            AlertQuery {
+                limit: 2,
+                ..Default::default()
+            },
+            s
+        ),
+        ["a-1", "a-2a"]
+    );
+    let full = s.alerts(&AlertQuery::default()).unwrap();
+    assert_eq!(full[0], alerts[1], "alert body intact");
+}
+
+fn ended_between_is_half_open(b: &dyn Backend) {
+    let mut store = b.open();
+    let mut batch = Batch::default();
+    for (id, ended) in [
+        ("x-before", 99),
+        ("x-from", 100),
+        ("x-mid", 150),
+        ("x-to", 200),
+    ] {
+        batch.push_expectation(open_expectation(id, ended));
+    }
+    batch.push_expectation(expectation(&spec(
+        "x-settled",
+        ExpectationStatus::OnTime,
+        120,
+    )));
+    store.commit(&batch).unwrap();
+    let got: Vec<String> = store
+        .expectations_ended_between(at(100), at(200))
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id.0)
+        .collect();
+    assert_eq!(got, ["x-from", "x-settled", "x-mid"], "{}", b.name());
+    // The visitor stops at the first error and passes it on.
+    let mut seen = 0;
+    let e = expect_err(
+        store.visit_ended_between(at(0), at(1000), &mut |_| {
+            seen += 1;
+            Err(StoreError::InvalidQuery { reason: "stop" })
+        }),
+        "visitor error",
+    );
+    assert!(matches!(e, StoreError::InvalidQuery { reason: "stop" }));
+    assert_eq!(seen, 1);
+}
+
+fn migrations_are_idempotent_on_reopen(b: &dyn Backend) {
+    let known = migrate::latest(migrate::SQLITE);
+    {
+        let mut store = b.open();
+        store
+            .commit(&Batch::from_effects([Effect::ExpectationChanged(
+                open_expectation("keep", 0),
+            )]))
+            .unwrap();
+    }
+    for _ in 0..2 {
+        let mut store = b.open();
+        assert_eq!(store.load_unsettled().unwrap().len(), 1, "{}", b.name());
+    }
+    assert_eq!(b.raw_i64("SELECT COUNT(*) FROM schema_version"), known);
+    assert_eq!(b.raw_i64("SELECT MAX(version) FROM schema_version"), known);
+}
+
+fn newer_schema_is_refused(b: &dyn Backend) {
+    drop(b.open());
+    let known = migrate::latest(migrate::SQLITE);
+    b.raw_execute(&format!(
+        "INSERT INTO schema_version (version, name, applied_at) VALUES ({}, 'from_the_future', {})",
+        known + 1,
+        if b.name() == "SQLite" { "0" } else { "now()" }
+    ));
+    let e = expect_err(tocsin_store::open(&b.url()).map(|_| ()), "newer schema");
+    match &e {
+        StoreError::SchemaTooNew { found, known: k } => {
+            assert_eq!((*found, *k), (known + 1, known));
+        }
+        other => panic!("{}: expected SchemaTooNew, got {other}", b.name()),
+    }
+    assert!(!e.is_transient());
+    assert!(e.to_string().contains("newer"), "{e}");
+}
+
+fn processed_inputs_are_recognised(b: &dyn Backend) {
+    let mut store = b.open();
+    let input = |id: &str, outcome, reason: Option<&str>| InputRecord {
+        id: id.into(),
+        outcome,
+        reason: reason.map(str::to_string),
+    };
+    store
+        .commit(&Batch {
+            inputs: vec![
+                input("amqp:1", InputOutcome::Ok, None),
+                input("amqp:2", InputOutcome::Rejected, Some("MSH-9 missing")),
+            ],
+            ..Default::default()
+        })
+        .unwrap();
+    // A redelivery recorded again is ignored, not an error.
+    store
+        .commit(&Batch {
+            inputs: vec![input("amqp:2", InputOutcome::Ok, None)],
+            ..Default::default()
+        })
+        .unwrap();
+    let asked: Vec<String> = ["amqp:3", "amqp:2", "amqp:1"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(
+        store.inputs_processed(&asked).unwrap(),
+        ["amqp:2", "amqp:1"],
+        "{}",
+        b.name()
+    );
+    assert!(store.inputs_processed(&[]).unwrap().is_empty());
+    assert_eq!(
+        b.raw_i64("SELECT COUNT(*) FROM inputs WHERE id = 'amqp:2' AND outcome = 'rejected'"),
+        1,
+        "the first record stands"
+    );
+}
+
+fn published_outbox_rows_are_pruned(b: &dyn Backend) {
+    let mut store = b.open();
+    store
+        .commit(&Batch {
+            outbox: vec![message("old"), message("waiting")],
+            ..Default::default()
+        })
+        .unwrap();
+    let pending = store.outbox_pending(10).unwrap();
+    store.outbox_mark_published(&[pending[0].seq]).unwrap();
+    assert_eq!(store.outbox_prune(at(0)).unwrap(), 0, "nothing that old");
+    let far_future = chrono::Utc::now() + chrono::Duration::days(1);
+    assert_eq!(store.outbox_prune(far_future).unwrap(), 1, "{}", b.name());
+    assert_eq!(store.outbox_len().unwrap(), 1, "unpublished rows are kept");
+    let ids: HashSet<String> = store
+        .outbox_pending(10)
+        .unwrap()
+        .into_iter()
+        .map(|p| p.message.id)
+        .collect();
+    assert_eq!(ids, HashSet::from(["waiting".to_string()]));
+}
+
+fn empty_batch_and_ping(b: &dyn Backend) {
+    let mut store = b.open();
+    let batch = Batch::default();
+    assert!(batch.is_empty());
+    store.commit(&batch).unwrap();
+    store.ping().unwrap();
+    assert_eq!(store.outbox_len().unwrap(), 0);
+    assert!(store.load_unsettled().unwrap().is_empty());
+    assert!(store.load_state().unwrap().is_empty());
+}
