@@ -1,0 +1,422 @@
+//! Events from bundles: documents, messages (R4 and ITK3) and collections.
+
+use chrono::{DateTime, Utc};
+use tocsin_event::{Ack, Document, DocumentKind, EventType, Warning, WarningCode};
+
+use crate::events::{Ctx, Draft, document_kind, first_value, other, unmapped};
+use crate::prepare::{Entry, Prepared, Scope};
+use crate::subject::unresolved;
+use crate::view::MessageHeaderView;
+use crate::{FhirConfig, FhirError};
+
+/// Bundle types whose entries each stand alone.
+const COLLECTIONS: &[&str] = &["transaction", "batch", "collection", "searchset", "history"];
+
+impl Ctx<'_> {
+    /// The events of a bundle entry that is itself a bundle, or of the input.
+    pub fn bundle(&mut self, e: &Entry, scope: &Scope<'_>) -> Result<(), FhirError> {
+        let Some(b) = e.bundle.as_deref() else {
+            return Ok(());
+        };
+        match b.view.bundle_type.as_str() {
+            "document" => {
+                let d = self.document(b, scope)?;
+                self.push(d);
+            }
+            "message" => {
+                let d = self.message(b, scope)?;
+                self.push(d);
+            }
+            t if COLLECTIONS.contains(&t) => {
+                let before = self.events.len();
+                let inner = Scope {
+                    entries: &b.entries,
+                    parent: Some(scope),
+                };
+                for entry in &b.entries {
+                    match entry.rtype.as_str() {
+                        "Encounter" | "DocumentReference" => self.resource(entry, &inner)?,
+                        "Bundle" => self.bundle(entry, &inner)?,
+                        _ => {}
+                    }
+                }
+                if self.events.len() == before {
+                    self.push(bundle_other(e, b));
+                }
+            }
+            _ => self.push(bundle_other(e, b)),
+        }
+        Ok(())
+    }
+
+    /// A document bundle: the Composition (first entry) gives the event.
+    fn document(&mut self, b: &Prepared, outer: &Scope<'_>) -> Result<Draft, FhirError> {
+        let scope = Scope {
+            entries: &b.entries,
+            parent: Some(outer),
+        };
+        let comp = b
+            .entries
+            .first()
+            .filter(|e| e.rtype == "Composition")
+            .ok_or_else(|| FhirError::InvalidResource {
+                resource_type: "Bundle".into(),
+                location: format!("{}.entry[0].resource", b.loc),
+                message: "a document bundle's first entry must be a Composition".into(),
+            })?;
+        self.composition(comp, &scope, Some(b))
+    }
+
+    /// The document event of a Composition, resolving its references in
+    /// `scope`; `bundle` is the document bundle holding it, if any (a
+    /// Composition may also sit directly in a message).
+    fn composition(
+        &mut self,
+        comp_entry: &Entry,
+        scope: &Scope<'_>,
+        bundle: Option<&Prepared>,
+    ) -> Result<Draft, FhirError> {
+        let c = self
+            .env
+            .reader
+            .composition(&comp_entry.value)
+            .map_err(|err| FhirError::invalid("Composition", &comp_entry.loc, &err))?;
+        let cscope = Scope {
+            entries: &comp_entry.contained,
+            parent: Some(scope),
+        };
+        let at = &comp_entry.loc;
+        let mut warnings = Vec::new();
+        let (kind, type_code) =
+            document_kind(self.env.cfg, &c.types, &format!("{at}.type"), &mut warnings);
+        let subject = self
+            .env
+            .subject(c.subject.as_ref(), &cscope, &format!("{at}.subject"))?;
+        let encounter = match &c.encounter {
+            Some(r) => Some(self.env.encounter_ref(
+                r,
+                &cscope,
+                &format!("{at}.encounter"),
+                &mut warnings,
+            )?),
+            None => None,
+        };
+        let bundle_time = bundle.and_then(|b| b.view.timestamp.or(b.view.meta.last_updated));
+        let issued_at = match (bundle_time, c.date) {
+            (Some(t), _) => t,
+            (None, Some(t)) => {
+                if let Some(b) = bundle {
+                    warnings.push(Warning {
+                        code: WarningCode::BadTimestamp,
+                        message: "the bundle has no timestamp or meta.lastUpdated; issued_at is \
+                                  Composition.date"
+                            .into(),
+                        raw: None,
+                        location: Some(b.loc.clone()),
+                    });
+                }
+                t
+            }
+            (None, None) => {
+                return Err(FhirError::MissingTimestamp {
+                    resource_type: "Composition".into(),
+                    location: at.clone(),
+                    what: "Bundle.timestamp, meta.lastUpdated and Composition.date are absent"
+                        .into(),
+                });
+            }
+        };
+        let replaces = c.replaces.as_ref().map(|r| {
+            r.identifier
+                .as_ref()
+                .and_then(|i| i.value.clone())
+                .or_else(|| r.reference.clone())
+                .unwrap_or_default()
+        });
+        let event_type = match (c.status.as_str(), &replaces) {
+            ("entered-in-error", _) => EventType::DocumentCancelled,
+            (_, Some(_)) => EventType::DocumentReplaced,
+            _ => EventType::DocumentIssued,
+        };
+        let bundle_ident = bundle.and_then(|b| first_value(&b.view.identifier));
+        let doc_id = bundle_ident
+            .clone()
+            .or_else(|| first_value(&c.identifier))
+            .or_else(|| c.meta.id.clone())
+            .or_else(|| bundle.and_then(|b| b.view.meta.id.clone()))
+            .unwrap_or_default();
+        let mut sending_facility = match &c.custodian {
+            Some(r) => self.env.ods_of(r, &cscope)?,
+            None => None,
+        };
+        for a in &c.authors {
+            if sending_facility.is_some() {
+                break;
+            }
+            sending_facility = self.env.ods_of(a, &cscope)?;
+        }
+        Ok(Draft {
+            event_type,
+            occurred_at: issued_at,
+            message_id: bundle_ident.or_else(|| bundle.and_then(|b| b.view.meta.id.clone())),
+            message_type: "Bundle/document".into(),
+            sending_facility,
+            subject,
+            encounter,
+            document: Some(Document {
+                id: doc_id,
+                kind,
+                type_code,
+                issued_at,
+                authored_at: c.date,
+                recipient: None,
+                replaces,
+            }),
+            ack: None,
+            warnings,
+        })
+    }
+
+    /// A message bundle: MessageHeader first; a document event for the
+    /// payload of a document message, an acknowledgement for a response.
+    fn message(&mut self, b: &Prepared, outer: &Scope<'_>) -> Result<Draft, FhirError> {
+        let scope = Scope {
+            entries: &b.entries,
+            parent: Some(outer),
+        };
+        let mh_entry = b
+            .entries
+            .first()
+            .filter(|e| e.rtype == "MessageHeader")
+            .ok_or_else(|| FhirError::InvalidResource {
+                resource_type: "Bundle".into(),
+                location: format!("{}.entry[0].resource", b.loc),
+                message: "a message bundle's first entry must be a MessageHeader".into(),
+            })?;
+        let mh = self
+            .env
+            .reader
+            .message_header(&mh_entry.value)
+            .map_err(|err| FhirError::invalid("MessageHeader", &mh_entry.loc, &err))?;
+        let sent_at = mh
+            .timestamp
+            .or(b.view.timestamp)
+            .or(b.view.meta.last_updated)
+            .ok_or_else(|| FhirError::MissingTimestamp {
+                resource_type: "Bundle".into(),
+                location: b.loc.clone(),
+                what: "MessageHeader.timestamp (STU3), Bundle.timestamp (R4) and \
+                       meta.lastUpdated are absent"
+                    .into(),
+            })?;
+        let message_id = mh
+            .meta
+            .id
+            .clone()
+            .or_else(|| first_value(&b.view.identifier))
+            .or_else(|| b.view.meta.id.clone());
+        let event_code = mh.event.as_ref().and_then(|c| c.code.clone());
+        let message_type = event_code
+            .clone()
+            .unwrap_or_else(|| "Bundle/message".into());
+        let mut sending_facility = match &mh.sender {
+            Some(s) => self.env.ods_of(s, &scope)?,
+            None => None,
+        };
+        if sending_facility.is_none() {
+            sending_facility = mh.source_endpoint.clone().filter(|s| !s.is_empty());
+        }
+        let base = Draft {
+            message_id,
+            message_type,
+            sending_facility,
+            occurred_at: sent_at,
+            ..message_skeleton()
+        };
+        if let Some((of_message_id, code)) = &mh.response {
+            return Ok(self.response(base, &mh, of_message_id, code, &scope, &mh_entry.loc));
+        }
+        let kind = mh.event.as_ref().and_then(|c| {
+            let code = c.code.as_deref()?;
+            FhirConfig::lookup(&self.env.cfg.itk_event, c.system.as_deref(), code).copied()
+        });
+        match kind {
+            Some(kind) => self.document_message(base, kind, &mh, sent_at, &scope, &mh_entry.loc),
+            None => {
+                let mut d = base;
+                if let Some(code) = &event_code {
+                    d.warnings.push(unmapped(
+                        "message event",
+                        code,
+                        &format!("{}.event", mh_entry.loc),
+                        "itk_event",
+                    ));
+                }
+                Ok(d)
+            }
+        }
+    }
+
+    fn response(
+        &self,
+        mut d: Draft,
+        mh: &MessageHeaderView,
+        of_message_id: &str,
+        code: &str,
+        scope: &Scope<'_>,
+        at: &str,
+    ) -> Draft {
+        d.event_type = match self.env.cfg.response_code.get(code) {
+            Some(t) => *t,
+            None => {
+                d.warnings.push(unmapped(
+                    "response code",
+                    code,
+                    &format!("{at}.response.code"),
+                    "response_code",
+                ));
+                EventType::Other
+            }
+        };
+        let text = mh
+            .response_details
+            .as_ref()
+            .and_then(|r| r.reference.as_deref())
+            .and_then(|r| scope.resolve(r))
+            .and_then(|e| outcome_text(&e.value));
+        d.ack = Some(Ack {
+            of_message_id: of_message_id.to_owned(),
+            code: code.to_owned(),
+            text,
+        });
+        d
+    }
+
+    fn document_message(
+        &mut self,
+        base: Draft,
+        kind: DocumentKind,
+        mh: &MessageHeaderView,
+        sent_at: DateTime<Utc>,
+        scope: &Scope<'_>,
+        at: &str,
+    ) -> Result<Draft, FhirError> {
+        let event_code = mh.event.as_ref().and_then(|c| c.code.clone());
+        let focus = mh
+            .focus
+            .iter()
+            .filter_map(|f| f.reference.as_deref())
+            .find_map(|r| scope.resolve(r));
+        let payload = match focus {
+            Some(e) if e.rtype == "Bundle" => match e.bundle.as_deref() {
+                Some(nested) if nested.view.bundle_type == "document" => {
+                    Some(self.document(nested, scope)?)
+                }
+                _ => None,
+            },
+            Some(e) if e.rtype == "Composition" => Some(self.composition(e, scope, None)?),
+            Some(e) if e.rtype == "DocumentReference" => {
+                let inner = Scope {
+                    entries: &e.contained,
+                    parent: Some(scope),
+                };
+                Some(self.document_reference(e, &inner)?)
+            }
+            _ => None,
+        };
+        let mut d = match payload {
+            Some(p) => Draft {
+                event_type: p.event_type,
+                subject: p.subject,
+                encounter: p.encounter,
+                document: p.document,
+                warnings: p.warnings,
+                ..base
+            },
+            None => {
+                let mut d = base;
+                d.event_type = EventType::DocumentIssued;
+                let r = mh.focus.first().and_then(|f| f.reference.clone());
+                d.warnings.push(match r {
+                    Some(r) => unresolved(&r, &format!("{at}.focus")),
+                    None => Warning {
+                        code: WarningCode::UnresolvedReference,
+                        message: "the message names no document in MessageHeader.focus".into(),
+                        raw: None,
+                        location: Some(format!("{at}.focus")),
+                    },
+                });
+                d
+            }
+        };
+        let mut recipient = None;
+        for r in &mh.receivers {
+            recipient = self.env.ods_of(r, scope)?;
+            if recipient.is_some() {
+                break;
+            }
+        }
+        let recipient = recipient.or_else(|| {
+            mh.destination_endpoints
+                .iter()
+                .find_map(|ep| self.env.cfg.ods_from_endpoint(ep).map(str::to_owned))
+        });
+        let doc = d.document.get_or_insert_with(|| Document {
+            id: d.message_id.clone().unwrap_or_default(),
+            kind,
+            type_code: None,
+            issued_at: sent_at,
+            authored_at: None,
+            recipient: None,
+            replaces: None,
+        });
+        // The message event is the sender's statement of what it sends.
+        if doc.kind != kind {
+            d.warnings.retain(|w| w.code != WarningCode::UnmappedCode);
+        }
+        doc.kind = kind;
+        if doc.type_code.is_none() {
+            doc.type_code = event_code;
+        }
+        doc.issued_at = sent_at;
+        doc.recipient = recipient;
+        d.occurred_at = sent_at;
+        Ok(d)
+    }
+}
+
+/// An event for a bundle that carries nothing tocsin tracks.
+fn bundle_other(e: &Entry, b: &Prepared) -> Draft {
+    Draft {
+        message_id: first_value(&b.view.identifier).or_else(|| b.view.meta.id.clone()),
+        message_type: format!("Bundle/{}", b.view.bundle_type),
+        ..other(e)
+    }
+}
+
+/// The skeleton of a message's event, before its kind is known.
+fn message_skeleton() -> Draft {
+    Draft {
+        event_type: EventType::Other,
+        occurred_at: DateTime::<Utc>::UNIX_EPOCH,
+        message_id: None,
+        message_type: String::new(),
+        sending_facility: None,
+        subject: Default::default(),
+        encounter: None,
+        document: None,
+        ack: None,
+        warnings: Vec::new(),
+    }
+}
+
+/// The human text of an OperationOutcome (ITK response details).
+fn outcome_text(v: &serde_json::Value) -> Option<String> {
+    let issue = v.get("issue")?.as_array()?.first()?;
+    issue
+        .pointer("/details/text")
+        .or_else(|| issue.pointer("/details/coding/0/display"))
+        .or_else(|| issue.get("diagnostics"))
+        .and_then(|s| s.as_str())
+        .map(str::to_owned)
+}

@@ -1,0 +1,124 @@
+//! The `[fhir]` section of `config/mappings.toml`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use tocsin_event::{DocumentKind, EncounterKind, EventType};
+
+/// The checked-in code tables, compiled in as the default configuration.
+const CHECKED_IN: &str = include_str!("../../../config/mappings.toml");
+
+/// Section `[fhir]` of `config/mappings.toml`: every code table and limit the
+/// FHIR normaliser uses, so that no mapping lives in code.
+///
+/// Keys of the code tables are `"system|code"` or a bare `"code"`; the
+/// `system|code` form is tried first, so a trust can map one system's code
+/// without capturing the same code in another system.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FhirConfig {
+    /// Zone for date-only values and for date-times sent without an offset.
+    pub timezone: chrono_tz::Tz,
+    /// Largest accepted resource (a whole Bundle counts as one), in bytes.
+    pub max_resource_bytes: usize,
+    /// Identifier system of the NHS number.
+    pub nhs_number_system: String,
+    /// Identifier systems whose values are ODS codes.
+    pub ods_systems: Vec<String>,
+    /// Endpoint prefixes after which an ITK address carries an ODS code.
+    pub ods_endpoint_prefixes: Vec<String>,
+    /// `Encounter.status` code to event type.
+    pub encounter_status: BTreeMap<String, EventType>,
+    /// `Encounter.class` code to encounter kind.
+    pub encounter_class: BTreeMap<String, EncounterKind>,
+    /// Document type code (SNOMED CT or local) to document kind.
+    pub document_type: BTreeMap<String, DocumentKind>,
+    /// Message event code (ITK3 `ITK003D`...) of a document message to kind.
+    pub itk_event: BTreeMap<String, DocumentKind>,
+    /// `MessageHeader.response.code` to event type.
+    pub response_code: BTreeMap<String, EventType>,
+}
+
+/// The file layout: only `[fhir]` is read, other sections belong to others.
+#[derive(Deserialize)]
+struct MappingsFile {
+    fhir: FhirConfig,
+}
+
+impl FhirConfig {
+    /// Reads the `[fhir]` section of a mappings file (a trust's copy of
+    /// `config/mappings.toml`).
+    pub fn from_mappings_toml(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str::<MappingsFile>(text).map(|f| f.fhir)
+    }
+
+    /// Looks a coding up in a `system|code` / `code` keyed table.
+    pub(crate) fn lookup<'a, T>(
+        table: &'a BTreeMap<String, T>,
+        system: Option<&str>,
+        code: &str,
+    ) -> Option<&'a T> {
+        if let Some(system) = system {
+            let key = format!("{system}|{code}");
+            if let Some(v) = table.get(&key) {
+                return Some(v);
+            }
+        }
+        table.get(code)
+    }
+
+    /// Whether an identifier system holds ODS codes.
+    pub(crate) fn is_ods_system(&self, system: Option<&str>) -> bool {
+        system.is_some_and(|s| self.ods_systems.iter().any(|o| o == s))
+    }
+
+    /// The ODS code carried by an ITK endpoint address, if it has one.
+    pub(crate) fn ods_from_endpoint<'a>(&self, endpoint: &'a str) -> Option<&'a str> {
+        self.ods_endpoint_prefixes
+            .iter()
+            .find_map(|p| endpoint.strip_prefix(p.as_str()))
+            .filter(|s| !s.is_empty())
+    }
+}
+
+impl Default for FhirConfig {
+    /// The checked-in `config/mappings.toml` `[fhir]` section.
+    fn default() -> Self {
+        Self::from_mappings_toml(CHECKED_IN)
+            .expect("the checked-in config/mappings.toml has a valid [fhir] section")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checked_in_section_parses_with_the_documented_defaults() {
+        let cfg = FhirConfig::default();
+        assert_eq!(cfg.timezone, chrono_tz::Europe::London);
+        assert_eq!(cfg.encounter_class["IMP"], EncounterKind::Inpatient);
+        assert_eq!(cfg.encounter_class["SS"], EncounterKind::DayCase);
+        assert_eq!(
+            FhirConfig::lookup(
+                &cfg.document_type,
+                Some("http://snomed.info/sct"),
+                "373942005"
+            ),
+            Some(&DocumentKind::DischargeSummary)
+        );
+        // A bare SNOMED code from another system is not captured.
+        assert_eq!(
+            FhirConfig::lookup(&cfg.document_type, Some("urn:other"), "373942005"),
+            None
+        );
+        assert_eq!(cfg.itk_event["ITK006D"], DocumentKind::ClinicLetter);
+        assert_eq!(cfg.response_code["fatal-error"], EventType::DeliveryFailed);
+    }
+
+    #[test]
+    fn unknown_keys_in_the_section_are_rejected() {
+        let text = CHECKED_IN.replace("[fhir]\n", "[fhir]\nsurprise = 1\n");
+        assert!(FhirConfig::from_mappings_toml(&text).is_err());
+    }
+}

@@ -1,0 +1,155 @@
+//! Why a FHIR input was rejected.
+
+use thiserror::Error;
+
+/// Why a FHIR input could not be normalised. `Display` is the human reason;
+/// [`FhirError::reason_code`] the metric label; [`FhirError::location`] where.
+///
+/// Messages never carry patient data: values quoted by the JSON decoder are
+/// redacted before they get here.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum FhirError {
+    /// The input is larger than `max_resource_bytes`.
+    #[error("FHIR resource of {size} bytes exceeds the limit of {limit} bytes")]
+    Oversized {
+        /// Size of the input.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The input is FHIR XML, which tocsin does not read yet.
+    #[error("FHIR XML is not supported yet; send FHIR JSON")]
+    XmlNotSupported,
+    /// The input is not well-formed JSON.
+    #[error("malformed JSON at line {line}, column {column}: {message}")]
+    MalformedJson {
+        /// 1-based line of the fault.
+        line: usize,
+        /// 1-based column of the fault.
+        column: usize,
+        /// The decoder's explanation.
+        message: String,
+    },
+    /// Well-formed JSON that is not a FHIR resource.
+    #[error("not a FHIR resource: {reason}")]
+    NotFhir {
+        /// What is missing or wrong.
+        reason: String,
+        /// Where, for nested content (e.g. a bundle entry).
+        location: Option<String>,
+    },
+    /// A FHIR version other than R4 (read with R4B models) or STU3.
+    #[error("unsupported FHIR version: {detail}")]
+    UnsupportedVersion {
+        /// The evidence for the version.
+        detail: String,
+        /// Where the evidence was found.
+        location: Option<String>,
+    },
+    /// A resource tocsin uses that does not conform to its FHIR model.
+    #[error("invalid {resource_type} at {location}: {message}")]
+    InvalidResource {
+        /// The resource type.
+        resource_type: String,
+        /// Where, e.g. `Bundle.entry[2].resource`.
+        location: String,
+        /// What the model rejected (values redacted).
+        message: String,
+    },
+    /// A resource carries none of the times an event needs.
+    #[error("{resource_type} at {location} has no usable time: {what}")]
+    MissingTimestamp {
+        /// The resource type.
+        resource_type: String,
+        /// Where.
+        location: String,
+        /// Which elements were tried.
+        what: String,
+    },
+}
+
+impl FhirError {
+    /// The snake_case reason, for metric labels and dead-letter headers.
+    pub fn reason_code(&self) -> &'static str {
+        match self {
+            Self::Oversized { .. } => "oversized",
+            Self::XmlNotSupported => "fhir_xml_unsupported",
+            Self::MalformedJson { .. } => "malformed_json",
+            Self::NotFhir { .. } => "not_fhir",
+            Self::UnsupportedVersion { .. } => "unsupported_fhir_version",
+            Self::InvalidResource { .. } => "invalid_resource",
+            Self::MissingTimestamp { .. } => "missing_timestamp",
+        }
+    }
+
+    /// Where in the input the problem is: a FHIR path such as
+    /// `Bundle.entry[2].resource`, or `line:column` for malformed JSON.
+    pub fn location(&self) -> Option<String> {
+        match self {
+            Self::Oversized { .. } | Self::XmlNotSupported => None,
+            Self::MalformedJson { line, column, .. } => Some(format!("{line}:{column}")),
+            Self::NotFhir { location, .. } | Self::UnsupportedVersion { location, .. } => {
+                location.clone()
+            }
+            Self::InvalidResource { location, .. } | Self::MissingTimestamp { location, .. } => {
+                Some(location.clone())
+            }
+        }
+    }
+
+    /// Wraps a model deserialisation failure, redacting quoted values.
+    pub(crate) fn invalid(resource_type: &str, location: &str, err: &serde_json::Error) -> Self {
+        Self::InvalidResource {
+            resource_type: resource_type.to_owned(),
+            location: location.to_owned(),
+            message: redact(&err.to_string()),
+        }
+    }
+}
+
+/// Removes quoted values from a serde message (`invalid type: string "…"`),
+/// which could hold patient data. Field names (in backticks) are kept.
+pub(crate) fn redact(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut in_quote = false;
+    for c in message.chars() {
+        match (c, in_quote) {
+            ('"', false) => {
+                in_quote = true;
+                out.push_str("\"…");
+            }
+            ('"', true) => {
+                in_quote = false;
+                out.push('"');
+            }
+            (_, true) => {}
+            (c, false) => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_drops_quoted_values_but_keeps_field_names() {
+        assert_eq!(
+            redact("invalid type: string \"9434765919\", expected u32 for `total`"),
+            "invalid type: string \"…\", expected u32 for `total`"
+        );
+    }
+
+    #[test]
+    fn reason_codes_and_locations() {
+        let e = FhirError::MalformedJson {
+            line: 3,
+            column: 7,
+            message: "EOF".into(),
+        };
+        assert_eq!(e.reason_code(), "malformed_json");
+        assert_eq!(e.location().as_deref(), Some("3:7"));
+        assert!(e.to_string().contains("line 3, column 7"));
+    }
+}

@@ -1,0 +1,358 @@
+//! Events from single resources (Encounter, DocumentReference, anything
+//! else), and the context that numbers and identifies them.
+
+use chrono::{DateTime, Utc};
+use tocsin_event::{
+    Ack, Document, DocumentKind, Encounter, EventId, EventType, Format, InterfaceEvent, Source,
+    Warning, WarningCode,
+};
+
+use crate::prepare::{Entry, Scope};
+use crate::subject::{Env, Subject};
+use crate::view::{Code, Ident, Meta};
+use crate::{FhirConfig, FhirError};
+
+/// An event before it is numbered.
+pub(crate) struct Draft {
+    pub event_type: EventType,
+    pub occurred_at: DateTime<Utc>,
+    pub message_id: Option<String>,
+    pub message_type: String,
+    pub sending_facility: Option<String>,
+    pub subject: Subject,
+    pub encounter: Option<Encounter>,
+    pub document: Option<Document>,
+    pub ack: Option<Ack>,
+    pub warnings: Vec<Warning>,
+}
+
+/// The state of one `normalise_json` call.
+pub(crate) struct Ctx<'a> {
+    pub env: Env<'a>,
+    pub format: Format,
+    pub raw: &'a [u8],
+    pub events: Vec<InterfaceEvent>,
+}
+
+impl Ctx<'_> {
+    /// Numbers a draft and adds it to the output.
+    pub fn push(&mut self, d: Draft) {
+        let sequence = u32::try_from(self.events.len()).unwrap_or(u32::MAX);
+        let event_id = EventId::derive(self.format, self.raw, sequence);
+        let message_id = d
+            .message_id
+            .unwrap_or_else(|| format!("sha256:{}", EventId::derive(self.format, self.raw, 0)));
+        let mut warnings = d.subject.warnings;
+        warnings.extend(d.warnings);
+        self.events.push(InterfaceEvent {
+            event_id,
+            event_type: d.event_type,
+            occurred_at: d.occurred_at,
+            source: Source {
+                format: self.format,
+                message_id,
+                message_type: d.message_type,
+                sending_facility: d.sending_facility,
+                sequence,
+            },
+            patient: d.subject.patient,
+            encounter: d.encounter,
+            document: d.document,
+            appointment: None,
+            gp_practice: d.subject.gp_practice,
+            ack: d.ack,
+            merge: None,
+            warnings,
+        });
+    }
+
+    /// One event for a standalone (or collection-entry) resource.
+    pub fn resource(&mut self, e: &Entry, scope: &Scope<'_>) -> Result<(), FhirError> {
+        let inner = Scope {
+            entries: &e.contained,
+            parent: Some(scope),
+        };
+        let draft = match e.rtype.as_str() {
+            "Encounter" => self.encounter(e, &inner)?,
+            "DocumentReference" => self.document_reference(e, &inner)?,
+            "Patient" => Draft {
+                subject: self.env.patient(e, scope)?,
+                ..other(e)
+            },
+            _ => other(e),
+        };
+        self.push(draft);
+        Ok(())
+    }
+
+    fn encounter(&mut self, e: &Entry, scope: &Scope<'_>) -> Result<Draft, FhirError> {
+        let mut warnings = Vec::new();
+        let reference = e.id.as_ref().map(|id| format!("Encounter/{id}"));
+        let (enc, v) = self.env.encounter_of(e, scope, reference, &mut warnings)?;
+        let event_type = self
+            .env
+            .cfg
+            .encounter_status
+            .get(&v.status)
+            .copied()
+            .unwrap_or_else(|| {
+                warnings.push(unmapped(
+                    "encounter status",
+                    &v.status,
+                    &e.loc,
+                    "encounter_status",
+                ));
+                EventType::Other
+            });
+        let preferred = match event_type {
+            EventType::EncounterEnded => v.end,
+            EventType::EncounterStarted => v.start,
+            _ => None,
+        };
+        let occurred_at = match preferred {
+            Some(t) => t,
+            None => {
+                let fallback = v.meta.last_updated.or(v.end).or(v.start);
+                if matches!(
+                    event_type,
+                    EventType::EncounterEnded | EventType::EncounterStarted
+                ) && fallback.is_some()
+                {
+                    warnings.push(Warning {
+                        code: WarningCode::BadTimestamp,
+                        message: "the period bound for this status is missing; occurred_at \
+                                  taken from meta.lastUpdated or the other bound"
+                            .into(),
+                        raw: None,
+                        location: Some(format!("{}.period", e.loc)),
+                    });
+                }
+                fallback.ok_or_else(|| FhirError::MissingTimestamp {
+                    resource_type: "Encounter".into(),
+                    location: e.loc.clone(),
+                    what: "period.start, period.end and meta.lastUpdated are all absent".into(),
+                })?
+            }
+        };
+        let subject = self
+            .env
+            .subject(v.subject.as_ref(), scope, &format!("{}.subject", e.loc))?;
+        let sending_facility = match &v.service_provider {
+            Some(sp) => self.env.ods_of(sp, scope)?,
+            None => None,
+        };
+        Ok(Draft {
+            event_type,
+            occurred_at,
+            message_id: standalone_id("Encounter", &v.meta),
+            message_type: "Encounter".into(),
+            sending_facility,
+            subject,
+            encounter: Some(enc),
+            document: None,
+            ack: None,
+            warnings,
+        })
+    }
+
+    /// A DocumentReference's event (also used for one a message points at).
+    pub fn document_reference(&mut self, e: &Entry, scope: &Scope<'_>) -> Result<Draft, FhirError> {
+        let v = self
+            .env
+            .reader
+            .document_reference(&e.value)
+            .map_err(|err| FhirError::invalid("DocumentReference", &e.loc, &err))?;
+        let mut warnings = Vec::new();
+        let (kind, type_code) = document_kind(self.env.cfg, &v.types, &e.loc, &mut warnings);
+        let replaces = v
+            .relates_to
+            .iter()
+            .find(|(code, _)| code == "replaces")
+            .map(|(_, t)| {
+                t.identifier
+                    .as_ref()
+                    .and_then(|i| i.value.clone())
+                    .or_else(|| t.reference.clone())
+                    .unwrap_or_default()
+            });
+        let event_type = match (v.status.as_str(), &replaces) {
+            ("entered-in-error", _) => EventType::DocumentCancelled,
+            ("current", Some(_)) => EventType::DocumentReplaced,
+            ("current", None) => EventType::DocumentIssued,
+            _ => EventType::Other,
+        };
+        let issued_at = match v.date.or(v.meta.last_updated) {
+            Some(t) => {
+                if v.date.is_none() {
+                    warnings.push(Warning {
+                        code: WarningCode::BadTimestamp,
+                        message: "DocumentReference has no date; issued_at is meta.lastUpdated"
+                            .into(),
+                        raw: None,
+                        location: Some(format!("{}.date", e.loc)),
+                    });
+                }
+                t
+            }
+            None => {
+                return Err(FhirError::MissingTimestamp {
+                    resource_type: "DocumentReference".into(),
+                    location: e.loc.clone(),
+                    what: "date (STU3: indexed) and meta.lastUpdated are absent".into(),
+                });
+            }
+        };
+        let subject = self
+            .env
+            .subject(v.subject.as_ref(), scope, &format!("{}.subject", e.loc))?;
+        let encounter = match v.encounters.first() {
+            Some(r) => Some(self.env.encounter_ref(
+                r,
+                scope,
+                &format!("{}.context.encounter", e.loc),
+                &mut warnings,
+            )?),
+            None => None,
+        };
+        let doc_id = first_value(v.master_identifier.iter().chain(&v.identifiers))
+            .or_else(|| v.meta.id.clone())
+            .unwrap_or_default();
+        let sending_facility = match &v.custodian {
+            Some(c) => self.env.ods_of(c, scope)?,
+            None => None,
+        };
+        Ok(Draft {
+            event_type,
+            occurred_at: issued_at,
+            message_id: standalone_id("DocumentReference", &v.meta),
+            message_type: "DocumentReference".into(),
+            sending_facility,
+            subject,
+            encounter,
+            document: Some(Document {
+                id: doc_id,
+                kind,
+                type_code,
+                issued_at,
+                authored_at: v.created,
+                recipient: None,
+                replaces,
+            }),
+            ack: None,
+            warnings,
+        })
+    }
+}
+
+/// The `other` event for a resource tocsin does not use: nothing is dropped.
+pub(crate) fn other(e: &Entry) -> Draft {
+    let (occurred_at, warnings) = match any_time(e) {
+        Some(t) => (t, Vec::new()),
+        None => (
+            DateTime::<Utc>::UNIX_EPOCH,
+            vec![Warning {
+                code: WarningCode::BadTimestamp,
+                message: "the resource carries no time tocsin reads; occurred_at is the Unix epoch"
+                    .into(),
+                raw: None,
+                location: Some(e.loc.clone()),
+            }],
+        ),
+    };
+    let meta = Meta {
+        id: e.id.clone(),
+        version_id: e
+            .value
+            .pointer("/meta/versionId")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
+        last_updated: None,
+    };
+    Draft {
+        event_type: EventType::Other,
+        occurred_at,
+        message_id: standalone_id(&e.rtype, &meta),
+        message_type: e.rtype.clone(),
+        sending_facility: None,
+        subject: Subject::default(),
+        encounter: None,
+        document: None,
+        ack: None,
+        warnings,
+    }
+}
+
+/// The first time among the elements most resources carry.
+fn any_time(e: &Entry) -> Option<DateTime<Utc>> {
+    const POINTERS: &[&str] = &[
+        "/meta/lastUpdated",
+        "/timestamp",
+        "/date",
+        "/issued",
+        "/recorded",
+        "/authoredOn",
+        "/effectiveDateTime",
+        "/period/start",
+    ];
+    let v = e
+        .bundle
+        .as_ref()
+        .map(|b| b.view.timestamp.or(b.view.meta.last_updated));
+    if let Some(t) = v {
+        return t;
+    }
+    POINTERS.iter().find_map(|p| {
+        let s = e.value.pointer(p)?.as_str()?;
+        let d: fhir_sdk::DateTime = s.parse().ok()?;
+        crate::time::datetime_utc(&d, chrono_tz::UTC)
+    })
+}
+
+/// `Type/id/_history/version` (or `Type/id`) of a standalone resource.
+pub(crate) fn standalone_id(rtype: &str, meta: &Meta) -> Option<String> {
+    let id = meta.id.as_ref()?;
+    Some(match &meta.version_id {
+        Some(v) => format!("{rtype}/{id}/_history/{v}"),
+        None => format!("{rtype}/{id}"),
+    })
+}
+
+/// The first non-empty identifier value.
+pub(crate) fn first_value<'a>(ids: impl IntoIterator<Item = &'a Ident>) -> Option<String> {
+    ids.into_iter()
+        .find_map(|i| i.value.clone().filter(|v| !v.is_empty()))
+}
+
+/// Document kind and the code it came from, through `[fhir.document_type]`.
+pub(crate) fn document_kind(
+    cfg: &FhirConfig,
+    types: &[Code],
+    loc: &str,
+    warnings: &mut Vec<Warning>,
+) -> (DocumentKind, Option<String>) {
+    for c in types {
+        if let Some(code) = &c.code
+            && let Some(k) = FhirConfig::lookup(&cfg.document_type, c.system.as_deref(), code)
+        {
+            return (*k, Some(code.clone()));
+        }
+    }
+    let first = types.iter().find_map(|c| c.code.clone());
+    warnings.push(unmapped(
+        "document type",
+        first.as_deref().unwrap_or("(none)"),
+        loc,
+        "document_type",
+    ));
+    (DocumentKind::Other, first)
+}
+
+/// The warning for a code with no mapping.
+pub(crate) fn unmapped(what: &str, code: &str, loc: &str, table: &str) -> Warning {
+    Warning {
+        code: WarningCode::UnmappedCode,
+        message: format!("{what} {code} has no mapping in [fhir.{table}]"),
+        raw: Some(code.to_owned()),
+        location: Some(loc.to_owned()),
+    }
+}

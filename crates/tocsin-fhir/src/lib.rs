@@ -1,0 +1,113 @@
+//! FHIR R4 (UK Core) and STU3 (ITK3 Transfer of Care) JSON into interface
+//! events.
+//!
+//! Trusts send discharge summaries and clinic letters as FHIR: UK Core R4
+//! resources and documents from modern EPRs, ITK3 Transfer of Care messages
+//! (STU3) over MESH. [`normalise_json`] turns one FHIR JSON resource (a
+//! Bundle counts as one) into the same [`InterfaceEvent`]s the HL7 v2
+//! normaliser produces, so a FHIR document and an HL7 discharge for the same
+//! visit meet in one expectation. Splitting NDJSON and detecting XML is the
+//! ingest crate's job.
+//!
+//! Resources are read through fhir-sdk's models: R4B models for R4 (see the
+//! crate README for the differences met and how they are handled) and STU3
+//! models for ITK3. Code tables come from [`FhirConfig`].
+
+mod bundle;
+mod common;
+mod config;
+mod error;
+mod events;
+mod prepare;
+mod r4;
+mod stu3;
+mod subject;
+mod time;
+mod version;
+mod view;
+
+pub use config::FhirConfig;
+pub use error::FhirError;
+
+use tocsin_event::{Format, InterfaceEvent};
+
+use crate::events::Ctx;
+use crate::prepare::Scope;
+use crate::subject::Env;
+use crate::version::Version;
+use crate::view::Reader;
+
+/// Normalises one FHIR JSON resource of any type, bundles included, into
+/// interface events (several for a collection, transaction or batch bundle;
+/// one `other` event for a resource type tocsin does not track).
+///
+/// The FHIR version is told from the content, since FHIR JSON does not name
+/// it: declared `meta.profile`s first (UK Core means R4; CareConnect / ITK3
+/// `/STU3/` profiles mean STU3), then elements that exist in one version
+/// only (STU3 `MessageHeader.event` and `timestamp`,
+/// `DocumentReference.indexed`; R4 `MessageHeader.eventCoding`,
+/// `Bundle.timestamp`, `DocumentReference.date`...), else R4. R5 or DSTU2
+/// content is rejected as [`FhirError::UnsupportedVersion`].
+///
+/// Errors: oversized input, XML, malformed JSON (with line and column), JSON
+/// that is not a FHIR resource, an unsupported version, a resource tocsin
+/// uses that does not conform to its model, and a resource without the time
+/// its event needs. Nothing panics, whatever the input.
+pub fn normalise_json(bytes: &[u8], cfg: &FhirConfig) -> Result<Vec<InterfaceEvent>, FhirError> {
+    if bytes.len() > cfg.max_resource_bytes {
+        return Err(FhirError::Oversized {
+            size: bytes.len(),
+            limit: cfg.max_resource_bytes,
+        });
+    }
+    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    if body.trim_ascii_start().starts_with(b"<") {
+        return Err(FhirError::XmlNotSupported);
+    }
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| FhirError::MalformedJson {
+            line: e.line(),
+            column: e.column(),
+            message: error::redact(&strip_position(&e.to_string())),
+        })?;
+    let rtype = prepare::resource_type(&value, "$").map_err(|e| match e {
+        FhirError::NotFhir { reason, .. } => FhirError::NotFhir {
+            reason,
+            location: None,
+        },
+        other => other,
+    })?;
+    let version = version::detect(&value, &rtype)?;
+    let (format, reader): (Format, Box<dyn Reader>) = match version {
+        Version::R4 => (Format::FhirR4, Box::new(r4::R4 { tz: cfg.timezone })),
+        Version::Stu3 => (Format::FhirStu3, Box::new(stu3::Stu3 { tz: cfg.timezone })),
+    };
+    let root = prepare::entry(value, None, rtype, reader.as_ref(), cfg.timezone, 0)?;
+    let mut ctx = Ctx {
+        env: Env {
+            cfg,
+            reader: reader.as_ref(),
+        },
+        format,
+        raw: bytes,
+        events: Vec::new(),
+    };
+    let top = Scope {
+        entries: &[],
+        parent: None,
+    };
+    if root.bundle.is_some() {
+        ctx.bundle(&root, &top)?;
+    } else {
+        ctx.resource(&root, &top)?;
+    }
+    Ok(ctx.events)
+}
+
+/// serde_json appends " at line L column C"; the position is kept separately.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}

@@ -1,0 +1,214 @@
+//! Splitting a resource into the parts that are read through fhir-sdk.
+//!
+//! fhir-sdk's `Bundle` reads every entry through its `Resource` enum, which
+//! knows only its own version's resource types: an R4 bundle holding a type
+//! R4B dropped (e.g. `MedicinalProduct`) would be rejected whole, as would one
+//! odd entry tocsin never looks at. So bundles are taken apart here: the
+//! bundle shell (without entry resources) goes to the model, and each entry
+//! resource is kept as JSON and read through its own model only when tocsin
+//! uses it. `contained` resources are split off the same way (and reachable
+//! as `#id`).
+
+use serde_json::Value;
+
+use crate::FhirError;
+use crate::time::tolerate_times;
+use crate::view::{BundleView, Reader};
+
+/// Resource types read through a model; others are kept as raw JSON.
+const MODELLED: &[&str] = &[
+    "Encounter",
+    "DocumentReference",
+    "Composition",
+    "MessageHeader",
+    "Patient",
+    "Organization",
+];
+
+/// Bundles nested deeper than this are rejected (a message holds a document:
+/// two levels; a collection of messages: three).
+const MAX_BUNDLE_DEPTH: usize = 6;
+
+/// One resource with its place in the input.
+pub(crate) struct Entry {
+    /// `Bundle.entry.fullUrl`, or `#id` for a contained resource.
+    pub full_url: Option<String>,
+    pub rtype: String,
+    pub id: Option<String>,
+    /// The resource JSON, after the tolerant pre-pass if modelled (`Null`
+    /// for bundles, which are in `bundle`).
+    pub value: Value,
+    /// A nested bundle, already taken apart.
+    pub bundle: Option<Box<Prepared>>,
+    /// Its contained resources.
+    pub contained: Vec<Entry>,
+    /// FHIR path, e.g. `Bundle.entry[2].resource`.
+    pub loc: String,
+}
+
+/// A bundle taken apart.
+pub(crate) struct Prepared {
+    pub view: BundleView,
+    pub entries: Vec<Entry>,
+    pub loc: String,
+}
+
+/// Where references are looked up: a list of entries, then the enclosing
+/// scope (a contained resource's parent bundle).
+#[derive(Clone, Copy)]
+pub(crate) struct Scope<'a> {
+    pub entries: &'a [Entry],
+    pub parent: Option<&'a Scope<'a>>,
+}
+
+impl<'a> Scope<'a> {
+    /// Finds the entry a literal reference points at: by `fullUrl`
+    /// (`urn:uuid:` included), by `#id` for contained resources, or by
+    /// `Type/id` (also as the tail of an absolute URL).
+    pub fn resolve(&self, reference: &str) -> Option<&'a Entry> {
+        let relative = relative_part(reference);
+        let found = self.entries.iter().find(|e| {
+            e.full_url.as_deref() == Some(reference)
+                || relative.is_some_and(|(t, id)| {
+                    e.rtype == t && e.id.as_deref() == Some(id)
+                        || e.full_url
+                            .as_deref()
+                            .and_then(relative_part)
+                            .is_some_and(|(ft, fid)| ft == t && fid == id)
+                })
+        });
+        found.or_else(|| self.parent.and_then(|p| p.resolve(reference)))
+    }
+}
+
+/// `(Type, id)` of a `Type/id` reference or URL tail (`_history` dropped).
+fn relative_part(reference: &str) -> Option<(&str, &str)> {
+    let path = reference.split("/_history/").next()?;
+    let mut parts = path.rsplitn(3, '/');
+    let id = parts.next()?;
+    let rtype = parts.next()?;
+    (rtype.starts_with(|c: char| c.is_ascii_uppercase()) && !id.is_empty()).then_some((rtype, id))
+}
+
+/// The `resourceType` of a JSON value that should be a resource.
+pub(crate) fn resource_type(v: &Value, loc: &str) -> Result<String, FhirError> {
+    let not_fhir = |reason: &str| FhirError::NotFhir {
+        reason: reason.to_owned(),
+        location: Some(loc.to_owned()),
+    };
+    let obj = v
+        .as_object()
+        .ok_or_else(|| not_fhir("a resource must be a JSON object"))?;
+    let rt = obj
+        .get("resourceType")
+        .ok_or_else(|| not_fhir("no resourceType"))?
+        .as_str()
+        .ok_or_else(|| not_fhir("resourceType is not a string"))?;
+    if rt.is_empty()
+        || !rt.starts_with(|c: char| c.is_ascii_uppercase())
+        || !rt.chars().all(|c| c.is_ascii_alphanumeric())
+    {
+        return Err(not_fhir("resourceType is not a FHIR resource type name"));
+    }
+    Ok(rt.to_owned())
+}
+
+/// Prepares one resource (see the module documentation).
+pub(crate) fn entry(
+    mut value: Value,
+    full_url: Option<String>,
+    loc: String,
+    reader: &dyn Reader,
+    tz: chrono_tz::Tz,
+    depth: usize,
+) -> Result<Entry, FhirError> {
+    let rtype = resource_type(&value, &loc)?;
+    let id = value.get("id").and_then(Value::as_str).map(str::to_owned);
+    if rtype == "Bundle" {
+        let prepared = bundle(value, loc.clone(), reader, tz, depth + 1)?;
+        return Ok(Entry {
+            full_url,
+            rtype,
+            id,
+            value: Value::Null,
+            bundle: Some(Box::new(prepared)),
+            contained: Vec::new(),
+            loc,
+        });
+    }
+    let mut contained = Vec::new();
+    if MODELLED.contains(&rtype.as_str()) {
+        if let Some(Value::Array(items)) = value.as_object_mut().and_then(|o| o.remove("contained"))
+        {
+            for (i, c) in items.into_iter().enumerate() {
+                let cid = c.get("id").and_then(Value::as_str).map(|s| format!("#{s}"));
+                let cloc = format!("{loc}.contained[{i}]");
+                let mut e = entry(c, cid, cloc, reader, tz, depth + 1)?;
+                // Contained resources do not nest further.
+                e.contained.clear();
+                contained.push(e);
+            }
+        }
+        tolerate_times(&mut value, tz);
+    }
+    Ok(Entry {
+        full_url,
+        rtype,
+        id,
+        value,
+        bundle: None,
+        contained,
+        loc,
+    })
+}
+
+/// Takes a bundle apart: the shell through the model, entries one by one.
+pub(crate) fn bundle(
+    mut value: Value,
+    loc: String,
+    reader: &dyn Reader,
+    tz: chrono_tz::Tz,
+    depth: usize,
+) -> Result<Prepared, FhirError> {
+    if depth > MAX_BUNDLE_DEPTH {
+        return Err(FhirError::InvalidResource {
+            resource_type: "Bundle".into(),
+            location: loc,
+            message: format!("bundles nested more than {MAX_BUNDLE_DEPTH} deep"),
+        });
+    }
+    let mut resources = Vec::new();
+    if let Some(Value::Array(entries)) = value.get_mut("entry") {
+        for e in entries.iter_mut() {
+            resources.push(e.as_object_mut().and_then(|o| o.remove("resource")));
+        }
+    }
+    tolerate_times(&mut value, tz);
+    let view = reader
+        .bundle(&value)
+        .map_err(|e| FhirError::invalid("Bundle", &loc, &e))?;
+    let mut entries = Vec::with_capacity(resources.len());
+    for (i, r) in resources.into_iter().enumerate() {
+        let Some(r) = r else { continue };
+        let full_url = view.full_urls.get(i).cloned().flatten();
+        let eloc = format!("{loc}.entry[{i}].resource");
+        entries.push(entry(r, full_url, eloc, reader, tz, depth)?);
+    }
+    Ok(Prepared { view, entries, loc })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_references() {
+        assert_eq!(relative_part("Patient/1"), Some(("Patient", "1")));
+        assert_eq!(
+            relative_part("https://x.nhs.uk/fhir/Patient/1/_history/2"),
+            Some(("Patient", "1"))
+        );
+        assert_eq!(relative_part("urn:uuid:abc"), None);
+        assert_eq!(relative_part("#c1"), None);
+    }
+}

@@ -1,0 +1,175 @@
+//! FHIR R4 JSON read through fhir-sdk's R4B models.
+//!
+//! R4B (4.3) kept R4's (4.0.1) Encounter, DocumentReference, Composition,
+//! MessageHeader, Patient, Organization and Bundle: the elements tocsin reads
+//! have the same names, types and code sets. The differences that matter
+//! here, and how they are handled, are listed in the crate README.
+
+use chrono_tz::Tz;
+use fhir_sdk::r4b::resources::{
+    Bundle, Composition, CompositionRelatesToTarget, DocumentReference, Encounter, MessageHeader,
+    MessageHeaderEvent, Organization, Patient,
+};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::common::conversions;
+use crate::time::{datetime_utc, instant_utc};
+use crate::view::{
+    BundleView, CompositionView, DocRefView, EncounterView, MessageHeaderView, OrganizationView,
+    PatientView, Reader,
+};
+
+conversions!(r4b);
+
+/// The R4 reader.
+pub(crate) struct R4 {
+    pub tz: Tz,
+}
+
+impl Reader for R4 {
+    fn encounter(&self, v: &Value) -> Result<EncounterView, serde_json::Error> {
+        let e = Encounter::deserialize(v)?;
+        let period = e.period.as_ref();
+        Ok(EncounterView {
+            meta: meta(&e.id, &e.meta),
+            identifiers: idents(&e.identifier),
+            status: e.status.as_ref().to_owned(),
+            class: Some(code(&e.class)),
+            start: period
+                .and_then(|p| p.start.as_ref())
+                .and_then(|d| datetime_utc(d, self.tz)),
+            end: period
+                .and_then(|p| p.end.as_ref())
+                .and_then(|d| datetime_utc(d, self.tz)),
+            subject: e.subject.as_ref().map(reference),
+            service_provider: e.service_provider.as_ref().map(reference),
+            locations: e
+                .location
+                .iter()
+                .flatten()
+                .map(|l| reference(&l.location))
+                .collect(),
+            specialty: e
+                .service_type
+                .as_ref()
+                .and_then(|s| codes(s).into_iter().find_map(|c| c.code)),
+        })
+    }
+
+    fn document_reference(&self, v: &Value) -> Result<DocRefView, serde_json::Error> {
+        let d = DocumentReference::deserialize(v)?;
+        Ok(DocRefView {
+            meta: meta(&d.id, &d.meta),
+            master_identifier: d.master_identifier.as_ref().map(ident),
+            identifiers: idents(&d.identifier),
+            status: d.status.as_ref().to_owned(),
+            types: d.r#type.as_ref().map(codes).unwrap_or_default(),
+            date: d.date.as_ref().and_then(instant_utc),
+            created: None,
+            subject: d.subject.as_ref().map(reference),
+            encounters: d
+                .context
+                .as_ref()
+                .map(|c| refs(&c.encounter))
+                .unwrap_or_default(),
+            relates_to: d
+                .relates_to
+                .iter()
+                .flatten()
+                .map(|r| (r.code.as_ref().to_owned(), reference(&r.target)))
+                .collect(),
+            custodian: d.custodian.as_ref().map(reference),
+        })
+    }
+
+    fn composition(&self, v: &Value) -> Result<CompositionView, serde_json::Error> {
+        let c = Composition::deserialize(v)?;
+        Ok(CompositionView {
+            meta: meta(&c.id, &c.meta),
+            identifier: c.identifier.as_ref().map(ident),
+            status: c.status.as_ref().to_owned(),
+            types: codes(&c.r#type),
+            subject: c.subject.as_ref().map(reference),
+            encounter: c.encounter.as_ref().map(reference),
+            date: datetime_utc(&c.date, self.tz),
+            custodian: c.custodian.as_ref().map(reference),
+            authors: refs(&c.author),
+            replaces: c.relates_to.iter().flatten().find_map(|r| {
+                (r.code.as_ref() == "replaces").then(|| match &r.target {
+                    CompositionRelatesToTarget::Reference(t) => reference(t),
+                    CompositionRelatesToTarget::Identifier(i) => crate::view::Ref {
+                        reference: None,
+                        identifier: Some(ident(i)),
+                    },
+                })
+            }),
+        })
+    }
+
+    fn message_header(&self, v: &Value) -> Result<MessageHeaderView, serde_json::Error> {
+        let m = MessageHeader::deserialize(v)?;
+        Ok(MessageHeaderView {
+            meta: meta(&m.id, &m.meta),
+            event: match &m.event {
+                MessageHeaderEvent::Coding(c) => Some(code(c)),
+                MessageHeaderEvent::Uri(_) => None,
+            },
+            timestamp: None,
+            receivers: m
+                .destination
+                .iter()
+                .flatten()
+                .filter_map(|d| d.receiver.as_ref().map(reference))
+                .collect(),
+            destination_endpoints: m
+                .destination
+                .iter()
+                .flatten()
+                .map(|d| d.endpoint.clone())
+                .collect(),
+            sender: m.sender.as_ref().map(reference),
+            source_endpoint: Some(m.source.endpoint.clone()),
+            response: m
+                .response
+                .as_ref()
+                .map(|r| (r.identifier.clone(), r.code.as_ref().to_owned())),
+            response_details: m
+                .response
+                .as_ref()
+                .and_then(|r| r.details.as_ref())
+                .map(reference),
+            focus: refs(&m.focus),
+        })
+    }
+
+    fn patient(&self, v: &Value) -> Result<PatientView, serde_json::Error> {
+        let p = Patient::deserialize(v)?;
+        Ok(PatientView {
+            identifiers: idents(&p.identifier),
+            general_practitioners: refs(&p.general_practitioner),
+        })
+    }
+
+    fn organization(&self, v: &Value) -> Result<OrganizationView, serde_json::Error> {
+        let o = Organization::deserialize(v)?;
+        Ok(OrganizationView {
+            identifiers: idents(&o.identifier),
+        })
+    }
+
+    fn bundle(&self, v: &Value) -> Result<BundleView, serde_json::Error> {
+        let b = Bundle::deserialize(v)?;
+        Ok(BundleView {
+            meta: meta(&b.id, &b.meta),
+            identifier: b.identifier.as_ref().map(ident),
+            bundle_type: b.r#type.as_ref().to_owned(),
+            timestamp: b.timestamp.as_ref().and_then(instant_utc),
+            full_urls: b
+                .entry
+                .iter()
+                .map(|e| e.as_ref().and_then(|e| e.full_url.clone()))
+                .collect(),
+        })
+    }
+}

@@ -1,0 +1,261 @@
+//! Who and what an event concerns: patients, encounters and organisations
+//! resolved from references.
+
+use tocsin_event::{
+    Encounter, EncounterKind, Identifier, Patient, Warning, WarningCode, validate_nhs_number,
+};
+
+use crate::prepare::{Entry, Scope};
+use crate::view::{EncounterView, Ident, Ref};
+use crate::{FhirConfig, FhirError, view::Reader};
+
+/// What the normaliser knows while building one event.
+pub(crate) struct Env<'a> {
+    pub cfg: &'a FhirConfig,
+    pub reader: &'a dyn Reader,
+}
+
+/// The patient, GP practice and warnings found through a subject reference.
+#[derive(Default)]
+pub(crate) struct Subject {
+    pub patient: Patient,
+    pub gp_practice: Option<String>,
+    pub warnings: Vec<Warning>,
+}
+
+impl Env<'_> {
+    /// Reads a modelled entry, turning model errors into typed errors.
+    fn read<T>(
+        &self,
+        e: &Entry,
+        f: impl Fn(&dyn Reader, &serde_json::Value) -> Result<T, serde_json::Error>,
+    ) -> Result<T, FhirError> {
+        f(self.reader, &e.value).map_err(|err| FhirError::invalid(&e.rtype, &e.loc, &err))
+    }
+
+    /// The patient a subject reference names: through the Patient resource
+    /// it resolves to, else through its logical identifier.
+    pub fn subject(
+        &self,
+        r: Option<&Ref>,
+        scope: &Scope<'_>,
+        at: &str,
+    ) -> Result<Subject, FhirError> {
+        let mut s = Subject::default();
+        let Some(r) = r else {
+            return Ok(s);
+        };
+        let resolved = r
+            .reference
+            .as_deref()
+            .and_then(|x| scope.resolve(x))
+            .filter(|e| e.rtype == "Patient");
+        if let Some(e) = resolved {
+            s = self.patient(e, scope)?;
+        } else if let Some(id) = &r.identifier {
+            self.add_identifier(&mut s, id, &format!("{at}.identifier"));
+        } else if let Some(text) = &r.reference {
+            s.warnings.push(unresolved(text, at));
+        }
+        Ok(s)
+    }
+
+    /// The patient and GP practice of a Patient resource.
+    pub fn patient(&self, e: &Entry, scope: &Scope<'_>) -> Result<Subject, FhirError> {
+        let mut s = Subject::default();
+        let p = self.read(e, |rd, v| rd.patient(v))?;
+        for (i, id) in p.identifiers.iter().enumerate() {
+            self.add_identifier(&mut s, id, &format!("{}.identifier[{i}]", e.loc));
+        }
+        let inner = Scope {
+            entries: &e.contained,
+            parent: Some(scope),
+        };
+        s.gp_practice = p
+            .general_practitioners
+            .iter()
+            .find_map(|g| self.ods_of(g, &inner).transpose())
+            .transpose()?;
+        Ok(s)
+    }
+
+    fn add_identifier(&self, s: &mut Subject, id: &Ident, at: &str) {
+        let Some(value) = id.value.as_deref().filter(|v| !v.is_empty()) else {
+            return;
+        };
+        if id.system.as_deref() == Some(self.cfg.nhs_number_system.as_str()) {
+            if s.patient.nhs_number.is_some() {
+                return;
+            }
+            match validate_nhs_number(value) {
+                Ok(n) => s.patient.nhs_number = Some(n),
+                Err(e) => s.warnings.push(Warning {
+                    code: WarningCode::InvalidNhsNumber,
+                    message: format!("NHS number ignored: {e}"),
+                    raw: Some(value.to_owned()),
+                    location: Some(at.to_owned()),
+                }),
+            }
+        } else {
+            let system = id
+                .system
+                .clone()
+                .or_else(|| id.type_code.clone())
+                .unwrap_or_else(|| "unknown".to_owned());
+            s.patient.local_ids.push(Identifier {
+                system,
+                value: value.to_owned(),
+            });
+        }
+    }
+
+    /// The ODS code of an organisation reference: its identifier if that is
+    /// an ODS code, else the ODS identifier of the Organization it resolves to.
+    pub fn ods_of(&self, r: &Ref, scope: &Scope<'_>) -> Result<Option<String>, FhirError> {
+        if let Some(id) = &r.identifier
+            && self.cfg.is_ods_system(id.system.as_deref())
+            && let Some(v) = &id.value
+        {
+            return Ok(Some(v.clone()));
+        }
+        let Some(e) = r
+            .reference
+            .as_deref()
+            .and_then(|x| scope.resolve(x))
+            .filter(|e| e.rtype == "Organization")
+        else {
+            return Ok(None);
+        };
+        let org = self.read(e, |rd, v| rd.organization(v))?;
+        Ok(org
+            .identifiers
+            .iter()
+            .find(|i| self.cfg.is_ods_system(i.system.as_deref()))
+            .and_then(|i| i.value.clone()))
+    }
+
+    /// An Encounter resource read into the event model (kind mapped).
+    pub fn encounter_of(
+        &self,
+        e: &Entry,
+        scope: &Scope<'_>,
+        reference: Option<String>,
+        warnings: &mut Vec<Warning>,
+    ) -> Result<(Encounter, EncounterView), FhirError> {
+        let v = self.read(e, |rd, v| rd.encounter(v))?;
+        let kind = match &v.class {
+            Some(c) => match c.code.as_deref().and_then(|code| {
+                FhirConfig::lookup(&self.cfg.encounter_class, c.system.as_deref(), code)
+            }) {
+                Some(k) => Some(*k),
+                None => {
+                    warnings.push(Warning {
+                        code: WarningCode::UnmappedCode,
+                        message: format!(
+                            "encounter class {} has no mapping in [fhir.encounter_class]",
+                            c.code.as_deref().unwrap_or("(no code)")
+                        ),
+                        raw: c.code.clone(),
+                        location: Some(format!("{}.class", e.loc)),
+                    });
+                    Some(EncounterKind::Other)
+                }
+            },
+            None => None,
+        };
+        let inner = Scope {
+            entries: &e.contained,
+            parent: Some(scope),
+        };
+        let site = self.site(&v, &inner)?;
+        let enc = Encounter {
+            id: v.identifiers.iter().find_map(|i| i.value.clone()),
+            reference,
+            kind,
+            started_at: v.start,
+            ended_at: v.end,
+            site,
+            specialty: v.specialty.clone(),
+        };
+        Ok((enc, v))
+    }
+
+    /// Site: the ODS code of the first location that has one, else the
+    /// service provider's ODS code.
+    fn site(&self, v: &EncounterView, scope: &Scope<'_>) -> Result<Option<String>, FhirError> {
+        for l in &v.locations {
+            if let Some(id) = &l.identifier
+                && let Some(val) = &id.value
+            {
+                return Ok(Some(val.clone()));
+            }
+            if let Some(e) = l.reference.as_deref().and_then(|x| scope.resolve(x))
+                && e.rtype == "Location"
+                && let Some(code) = location_ods(&e.value, self.cfg)
+            {
+                return Ok(Some(code));
+            }
+        }
+        match &v.service_provider {
+            Some(sp) => self.ods_of(sp, scope),
+            None => Ok(None),
+        }
+    }
+
+    /// The encounter a document names (Composition.encounter,
+    /// DocumentReference.context.encounter).
+    pub fn encounter_ref(
+        &self,
+        r: &Ref,
+        scope: &Scope<'_>,
+        at: &str,
+        warnings: &mut Vec<Warning>,
+    ) -> Result<Encounter, FhirError> {
+        let resolved = r
+            .reference
+            .as_deref()
+            .and_then(|x| scope.resolve(x))
+            .filter(|e| e.rtype == "Encounter");
+        let mut enc = match resolved {
+            Some(e) => {
+                self.encounter_of(e, scope, r.reference.clone(), warnings)?
+                    .0
+            }
+            None => Encounter {
+                reference: r.reference.clone(),
+                ..Encounter::default()
+            },
+        };
+        if enc.id.is_none() {
+            enc.id = r.identifier.as_ref().and_then(|i| i.value.clone());
+        }
+        if resolved.is_none()
+            && enc.id.is_none()
+            && let Some(text) = &r.reference
+        {
+            warnings.push(unresolved(text, at));
+        }
+        Ok(enc)
+    }
+}
+
+/// The ODS site code of a Location (read as JSON: tocsin needs one field).
+fn location_ods(v: &serde_json::Value, cfg: &FhirConfig) -> Option<String> {
+    v.get("identifier")?.as_array()?.iter().find_map(|i| {
+        let system = i.get("system")?.as_str()?;
+        cfg.is_ods_system(Some(system))
+            .then(|| i.get("value")?.as_str().map(str::to_owned))?
+    })
+}
+
+/// The warning for a reference that leads nowhere.
+pub(crate) fn unresolved(reference: &str, at: &str) -> Warning {
+    Warning {
+        code: WarningCode::UnresolvedReference,
+        message: format!(
+            "reference {reference} does not resolve within the message and carries no identifier"
+        ),
+        raw: None,
+        location: Some(at.to_owned()),
+    }
+}

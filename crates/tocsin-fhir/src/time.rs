@@ -1,0 +1,189 @@
+//! FHIR times into UTC, and the tolerant pre-pass for date-times sent
+//! without an offset.
+//!
+//! fhir-sdk reads `dateTime` and `instant` strictly (RFC 3339: seconds and an
+//! offset are required once a time is given), as the FHIR specification
+//! says. Some senders omit the offset or the seconds. Before a resource goes
+//! to its model, [`tolerate_times`] rewrites such values: an offset-less time
+//! is local time in the configured zone (as for HL7), and missing seconds are
+//! `:00`. Date-only values stay as they are and are read as local midnight.
+
+use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, SecondsFormat, TimeZone, Utc};
+use chrono_tz::Tz;
+use fhir_sdk::{Date, Instant};
+use serde_json::Value;
+
+/// Keys whose string values are never times (free text, codes, identifiers),
+/// so the pre-pass leaves them alone even if they look like one.
+const NOT_TIMES: &[&str] = &[
+    "div",
+    "value",
+    "display",
+    "text",
+    "reference",
+    "code",
+    "system",
+    "url",
+    "data",
+    "title",
+    "description",
+    "id",
+    "fullUrl",
+];
+
+/// Rewrites, in place, every date-time string that lacks an offset or seconds
+/// (see the module documentation). Other values are untouched.
+pub(crate) fn tolerate_times(value: &mut Value, tz: Tz) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                if let Value::String(s) = v {
+                    if !NOT_TIMES.contains(&k.as_str())
+                        && let Some(fixed) = fix_datetime(s, tz)
+                    {
+                        *s = fixed;
+                    }
+                } else {
+                    tolerate_times(v, tz);
+                }
+            }
+        }
+        Value::Array(items) => {
+            for v in items {
+                if let Value::String(s) = v {
+                    if let Some(fixed) = fix_datetime(s, tz) {
+                        *s = fixed;
+                    }
+                } else {
+                    tolerate_times(v, tz);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The RFC 3339 form of a FHIR-like date-time that lacks an offset or
+/// seconds; `None` when the value needs no fixing or is not a date-time.
+fn fix_datetime(s: &str, tz: Tz) -> Option<String> {
+    let b = s.as_bytes();
+    if b.len() < 16 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
+        return None;
+    }
+    // Split a trailing zone designator off the clock part.
+    let zone_at = s[11..].find(['Z', 'z', '+', '-']).map(|i| i + 11);
+    let (clock, zone) = match zone_at {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, ""),
+    };
+    let naive = NaiveDateTime::parse_from_str(clock, "%Y-%m-%dT%H:%M:%S%.f")
+        .or_else(|_| NaiveDateTime::parse_from_str(clock, "%Y-%m-%dT%H:%M"))
+        .ok()?;
+    let has_seconds = clock.len() > 16;
+    match (zone.is_empty(), has_seconds) {
+        (false, true) => None,
+        (false, false) => Some(format!("{clock}:00{zone}")),
+        (true, _) => Some(
+            local_to_utc(naive, tz)
+                .with_timezone(&tz)
+                .to_rfc3339_opts(SecondsFormat::AutoSi, false),
+        ),
+    }
+}
+
+/// A wall-clock time in `tz` as UTC. An ambiguous time (the repeated hour in
+/// autumn) is the earlier reading; a time in the spring gap is read with the
+/// offset in force before the gap.
+pub(crate) fn local_to_utc(naive: NaiveDateTime, tz: Tz) -> DateTime<Utc> {
+    let local = tz
+        .from_local_datetime(&naive)
+        .earliest()
+        .or_else(|| {
+            tz.from_local_datetime(&(naive + Duration::hours(1)))
+                .earliest()
+        })
+        // Unreachable for real zones (gaps are at most an hour); reading the
+        // clock as UTC keeps this total without panicking.
+        .map(|d| d.with_timezone(&Utc));
+    local.unwrap_or_else(|| naive.and_utc())
+}
+
+/// A FHIR `instant` in UTC.
+pub(crate) fn instant_utc(i: &Instant) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(i.0.unix_timestamp(), i.0.nanosecond())
+}
+
+/// A FHIR `dateTime` in UTC: a partial date is the start of its period in
+/// local time.
+pub(crate) fn datetime_utc(d: &fhir_sdk::DateTime, tz: Tz) -> Option<DateTime<Utc>> {
+    match d {
+        fhir_sdk::DateTime::DateTime(i) => instant_utc(i),
+        fhir_sdk::DateTime::Date(date) => date_utc(date, tz),
+    }
+}
+
+/// A FHIR `date` as local midnight (of its first day) in UTC.
+pub(crate) fn date_utc(d: &Date, tz: Tz) -> Option<DateTime<Utc>> {
+    let date = match d {
+        Date::Year(y) => NaiveDate::from_ymd_opt(*y, 1, 1),
+        Date::YearMonth(y, m) => NaiveDate::from_ymd_opt(*y, u8::from(*m).into(), 1),
+        Date::Date(d) => {
+            NaiveDate::from_ymd_opt(d.year(), u8::from(d.month()).into(), d.day().into())
+        }
+    }?;
+    Some(local_to_utc(date.and_hms_opt(0, 0, 0)?, tz))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono_tz::Europe::London;
+
+    #[test]
+    fn offsetless_times_are_local_with_summer_time() {
+        assert_eq!(
+            fix_datetime("2024-07-01T10:00:00", London).as_deref(),
+            Some("2024-07-01T10:00:00+01:00")
+        );
+        assert_eq!(
+            fix_datetime("2024-01-01T10:00", London).as_deref(),
+            Some("2024-01-01T10:00:00+00:00")
+        );
+        assert_eq!(
+            fix_datetime("2024-01-01T10:00+02:00", London).as_deref(),
+            Some("2024-01-01T10:00:00+02:00")
+        );
+        assert_eq!(fix_datetime("2024-01-01T10:00:00Z", London), None);
+        assert_eq!(fix_datetime("2024-01-01", London), None);
+        assert_eq!(fix_datetime("not a time at all..", London), None);
+    }
+
+    #[test]
+    fn ambiguous_and_missing_hours() {
+        // 27 Oct 2024 01:30 happens twice in London: the earlier (BST) reading.
+        let t = NaiveDateTime::parse_from_str("2024-10-27T01:30:00", "%Y-%m-%dT%H:%M:%S").unwrap();
+        assert_eq!(
+            local_to_utc(t, London).to_rfc3339(),
+            "2024-10-27T00:30:00+00:00"
+        );
+        // 31 Mar 2024 01:30 does not exist in London: read with GMT.
+        let t = NaiveDateTime::parse_from_str("2024-03-31T01:30:00", "%Y-%m-%dT%H:%M:%S").unwrap();
+        assert_eq!(
+            local_to_utc(t, London).to_rfc3339(),
+            "2024-03-31T01:30:00+00:00"
+        );
+    }
+
+    #[test]
+    fn prepass_skips_text_fields() {
+        let mut v = serde_json::json!({
+            "start": "2024-07-01T10:00:00",
+            "value": "2024-07-01T10:00:00",
+            "x": ["2024-07-01T10:00:00"]
+        });
+        tolerate_times(&mut v, London);
+        assert_eq!(v["start"], "2024-07-01T10:00:00+01:00");
+        assert_eq!(v["value"], "2024-07-01T10:00:00");
+        assert_eq!(v["x"][0], "2024-07-01T10:00:00+01:00");
+    }
+}
