@@ -142,6 +142,12 @@ impl SqliteStore {
         tx.commit().map_err(sq("commit migration"))
     }
 
+    /// How long a write waits for another connection's lock before failing
+    /// with a transient "database is locked" error (default 5 s).
+    pub fn set_busy_timeout(&mut self, timeout: Duration) -> Result<(), StoreError> {
+        self.conn.busy_timeout(timeout).map_err(sq("configure"))
+    }
+
     /// The schema version of the open database.
     pub fn schema_version(&mut self) -> Result<i64, StoreError> {
         self.conn

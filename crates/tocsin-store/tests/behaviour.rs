@@ -41,6 +41,7 @@ on_both!(
     processed_inputs_are_recognised,
     published_outbox_rows_are_pruned,
     empty_batch_and_ping,
+    unreadable_bodies_are_reported_with_their_row,
 );
 
 fn state(ns: &str, key: &str, value: serde_json::Value) -> StateRecord {
@@ -376,7 +377,7 @@ fn expectation_queries_filter_and_page(b: &dyn Backend) {
     let mut sorted = fixtures.clone();
     sorted.sort_by(|a, b| (a.deadline, &a.id).cmp(&(b.deadline, &b.id)));
 
-    let queries = vec![
+    let queries = [
         ExpectationQuery::default(),
         ExpectationQuery {
             status: Some(ExpectationStatus::Open),
@@ -463,7 +464,7 @@ fn expectation_queries_filter_and_page(b: &dyn Backend) {
 
 fn alert_queries_filter_by_since_and_kind(b: &dyn Backend) {
     let mut store = b.open();
-    let alerts = vec![
+    let alerts = [
         alert("a-3", AlertKind::Late, 30),
         alert("a-1", AlertKind::Overdue, 10),
         alert("a-2b", AlertKind::Overdue, 20),
@@ -683,4 +684,28 @@ fn empty_batch_and_ping(b: &dyn Backend) {
     assert_eq!(store.outbox_len().unwrap(), 0);
     assert!(store.load_unsettled().unwrap().is_empty());
     assert!(store.load_state().unwrap().is_empty());
+}
+
+fn unreadable_bodies_are_reported_with_their_row(b: &dyn Backend) {
+    let mut store = b.open();
+    store
+        .commit(&Batch::from_effects([
+            Effect::ExpectationChanged(open_expectation("good", 0)),
+            Effect::ExpectationChanged(open_expectation("bad", 0)),
+        ]))
+        .unwrap();
+    b.raw_execute("UPDATE expectations SET body = '{\"id\": 42}' WHERE id = 'bad'");
+    let e = expect_err(store.load_unsettled(), "corrupt body");
+    match &e {
+        StoreError::Corrupt { table, id, .. } => {
+            assert_eq!(
+                (*table, id.as_str()),
+                ("expectations", "bad"),
+                "{}",
+                b.name()
+            )
+        }
+        other => panic!("{}: expected Corrupt, got {other}", b.name()),
+    }
+    assert!(!e.is_transient());
 }

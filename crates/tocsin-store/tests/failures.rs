@@ -1,0 +1,128 @@
+//! Failure handling: which errors are transient, reconnection after a lost
+//! PostgreSQL connection, a locked SQLite database, bad URLs, and passwords
+//! kept out of error messages.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Backend, Postgres, Sqlite, expect_err, open_expectation};
+use tocsin_store::{Batch, PostgresStore, SqliteStore, Store, StoreError};
+use tocsin_tracker::Effect;
+
+fn batch(id: &'static str) -> Batch {
+    Batch::from_effects([Effect::ExpectationChanged(open_expectation(id, 0))])
+}
+
+fn unsettled_ids(store: &mut dyn Store) -> Vec<String> {
+    let mut ids: Vec<String> = store
+        .load_unsettled()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id.0)
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn postgres_connection_terminated_is_transient_and_the_store_reconnects() {
+    let db = Postgres::new();
+    let mut store = PostgresStore::connect(&db.url()).expect("connect");
+    store.commit(&batch("before")).unwrap();
+    let pid = store.backend_pid().unwrap();
+
+    db.terminate(pid);
+    let e = expect_err(store.commit(&batch("after")), "commit on a dead connection");
+    assert!(
+        e.is_transient(),
+        "terminated connection must be transient: {e}"
+    );
+    assert!(matches!(e, StoreError::Postgres { .. }), "{e}");
+
+    // The caller retries: the store connects again and the batch goes in.
+    store
+        .commit(&batch("after"))
+        .expect("retry after reconnect");
+    assert_ne!(store.backend_pid().unwrap(), pid, "a new connection");
+    assert_eq!(unsettled_ids(&mut store), ["after", "before"]);
+
+    // Readiness reports the drop once, then recovers.
+    let pid = store.backend_pid().unwrap();
+    db.terminate(pid);
+    assert!(store.ping().unwrap_err().is_transient());
+    store.ping().expect("ping after reconnect");
+}
+
+#[test]
+fn sqlite_locked_by_another_writer_is_transient() {
+    let s = Sqlite::new();
+    let mut store = SqliteStore::open(&s.path).expect("open");
+    store.set_busy_timeout(Duration::from_millis(20)).unwrap();
+    let locker = rusqlite::Connection::open(&s.path).unwrap();
+    locker.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+    let e = expect_err(store.commit(&batch("x")), "commit while locked");
+    assert!(e.is_transient(), "busy must be transient: {e}");
+    assert!(matches!(e, StoreError::Sqlite { .. }), "{e}");
+
+    locker.execute_batch("COMMIT").unwrap();
+    store.commit(&batch("x")).expect("retry once unlocked");
+    assert_eq!(unsettled_ids(&mut store), ["x"]);
+}
+
+#[test]
+fn unreachable_postgres_is_transient_and_the_password_is_not_shown() {
+    let e = expect_err(
+        tocsin_store::open("postgres://tocsin:hunter2@127.0.0.1:1/tocsin?connect_timeout=5")
+            .map(|_| ()),
+        "connect to a closed port",
+    );
+    assert!(matches!(e, StoreError::PostgresConnect { .. }), "{e}");
+    assert!(e.is_transient(), "{e}");
+    let shown = format!("{e} {e:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("tocsin:***@127.0.0.1:1"), "{shown}");
+}
+
+#[test]
+fn missing_postgres_database_is_not_transient() {
+    let db = Postgres::new();
+    let url = format!("{}_missing", db.url());
+    let e = expect_err(tocsin_store::open(&url).map(|_| ()), "missing database");
+    assert!(!e.is_transient(), "{e}");
+}
+
+#[test]
+fn bad_urls_are_refused_with_the_reason() {
+    for (url, needle) in [
+        ("mysql://u:hunter2@h/d", "expected sqlite://"),
+        ("sqlite://", "no file path"),
+        ("postgres://u:hunter2@h:notaport/d", "invalid"),
+    ] {
+        let e = expect_err(tocsin_store::open(url).map(|_| ()), url);
+        assert!(matches!(e, StoreError::InvalidUrl { .. }), "{url}: {e}");
+        let shown = e.to_string();
+        assert!(shown.contains(needle), "{url}: {shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!e.is_transient());
+    }
+}
+
+#[test]
+fn sqlite_url_creates_parent_directories_and_memory_works() {
+    let s = Sqlite::new();
+    assert!(!s.path.parent().unwrap().exists());
+    let mut store = tocsin_store::open(&s.url()).expect("open");
+    store.commit(&batch("x")).unwrap();
+    assert!(s.path.exists());
+    let journal: String = rusqlite::Connection::open(&s.path)
+        .unwrap()
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(journal, "wal");
+
+    let mut mem = tocsin_store::open("sqlite::memory:").expect("memory store");
+    mem.commit(&batch("m")).unwrap();
+    assert_eq!(unsettled_ids(mem.as_mut()), ["m"]);
+}
