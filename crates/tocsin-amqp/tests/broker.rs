@@ -3,9 +3,9 @@
 mod common;
 
 use common::{WAIT, depth, inputs, next_raw, publish, raw_consumer, take};
+use lapin::ExchangeKind;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{BasicProperties, ExchangeKind};
 use std::collections::BTreeSet;
 use std::time::Duration;
 use tocsin_amqp::test_support::TestVhost;
@@ -369,10 +369,7 @@ async fn requeued_messages_come_back_until_the_delivery_limit_dead_letters_them(
         "m-0"
     );
     let h = got.properties.headers().as_ref().unwrap().inner();
-    let reason = match &h["x-first-death-reason"] {
-        v => text(v),
-    };
-    assert_eq!(reason, "delivery_limit");
+    assert_eq!(text(&h["x-first-death-reason"]), "delivery_limit");
     assert!(h.contains_key("x-death"));
     assert_eq!(depth(session.connection(), "tocsin.inbound").await, 0);
 }
@@ -459,5 +456,4 @@ async fn publish_confirmed_returns_after_the_broker_holds_every_message() {
         .await
         .unwrap_err();
     assert!(!publisher.is_open(), "the broker closes the channel: {err}");
-    let _ = BasicProperties::default();
 }
