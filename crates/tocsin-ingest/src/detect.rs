@@ -1,0 +1,64 @@
+//! Telling formats apart by content.
+
+use crate::IngestError;
+
+/// The format of an input, as a transport says it (file name, AMQP
+/// `content_type`) or as the content shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentHint {
+    /// HL7 v2 ER7, possibly MLLP-framed or batched.
+    Hl7,
+    /// One FHIR JSON resource (any type, including Bundles).
+    FhirJson,
+    /// Newline-delimited FHIR JSON, one resource per line.
+    Ndjson,
+    /// FHIR XML (not read yet: rejected with a reason that says so).
+    FhirXml,
+}
+
+impl ContentHint {
+    /// The hint a file name gives, if any (`.hl7`, `.er7`, `.json`,
+    /// `.ndjson`, `.xml`). Content detection decides the rest.
+    pub fn from_file_name(name: &str) -> Option<Self> {
+        let ext = name.rsplit_once('.')?.1.to_ascii_lowercase();
+        match ext.as_str() {
+            "ndjson" | "jsonl" => Some(Self::Ndjson),
+            "xml" => Some(Self::FhirXml),
+            _ => None,
+        }
+    }
+}
+
+/// Detects the format from the first bytes of the content.
+///
+/// HL7 starts with `MSH`, `FHS` or `BHS` (after an optional MLLP start block
+/// 0x0B); JSON with `{`, and is NDJSON when its first line is a complete JSON
+/// object and another line follows; XML with `<`. A UTF-8 byte-order mark and
+/// leading white space are skipped.
+pub fn detect(bytes: &[u8]) -> Result<ContentHint, IngestError> {
+    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let body = body.trim_ascii_start();
+    let body = body.strip_prefix(b"\x0B").unwrap_or(body);
+    if body.is_empty() {
+        return Err(IngestError::Empty);
+    }
+    if body.starts_with(b"MSH") || body.starts_with(b"FHS") || body.starts_with(b"BHS") {
+        return Ok(ContentHint::Hl7);
+    }
+    match body[0] {
+        b'{' => {
+            let mut lines = body
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.trim_ascii().is_empty());
+            let first = lines.next().unwrap_or_default();
+            let first_is_object = serde_json::from_slice::<serde::de::IgnoredAny>(first).is_ok();
+            if first_is_object && lines.next().is_some() {
+                Ok(ContentHint::Ndjson)
+            } else {
+                Ok(ContentHint::FhirJson)
+            }
+        }
+        b'<' => Ok(ContentHint::FhirXml),
+        _ => Err(IngestError::Unrecognised),
+    }
+}

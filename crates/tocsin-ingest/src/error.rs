@@ -1,0 +1,57 @@
+//! One error type for every way an input can fail to normalise.
+
+use thiserror::Error;
+
+/// Why a unit of input could not be normalised.
+#[derive(Debug, Error)]
+pub enum IngestError {
+    /// The input is empty (or only white space).
+    #[error("the input is empty")]
+    Empty,
+    /// The input is larger than the configured limit.
+    #[error("the input is {size} bytes, over the configured limit of {limit} bytes")]
+    Oversized {
+        /// Size of the input in bytes.
+        size: usize,
+        /// The configured limit (`[ingest] max_input_bytes`).
+        limit: usize,
+    },
+    /// Neither HL7 v2 nor FHIR JSON nor FHIR XML.
+    #[error(
+        "not a recognised format: expected HL7 v2 (starting MSH, FHS or BHS), FHIR JSON or NDJSON"
+    )]
+    Unrecognised,
+    /// FHIR XML is recognised but not read yet.
+    #[error("FHIR XML is not read yet: send FHIR as JSON (application/fhir+json)")]
+    FhirXmlUnsupported,
+    /// The HL7 normaliser refused the message.
+    #[error("HL7 v2: {0}")]
+    Hl7(#[from] tocsin_hl7::Hl7Error),
+    /// The FHIR normaliser refused the resource.
+    #[error("FHIR: {0}")]
+    Fhir(#[from] tocsin_fhir::FhirError),
+}
+
+impl IngestError {
+    /// A short snake_case reason, fit for a metric label or a dead-letter
+    /// header (never carries patient data).
+    pub fn reason_code(&self) -> &'static str {
+        match self {
+            Self::Empty => "empty",
+            Self::Oversized { .. } => "oversized",
+            Self::Unrecognised => "unrecognised_format",
+            Self::FhirXmlUnsupported => "fhir_xml_unsupported",
+            Self::Hl7(e) => e.reason_code(),
+            Self::Fhir(e) => e.reason_code(),
+        }
+    }
+
+    /// Where in the unit the problem lies (`PID-3`, `Bundle.entry[2]`), when known.
+    pub fn location(&self) -> Option<String> {
+        match self {
+            Self::Hl7(e) => e.location(),
+            Self::Fhir(e) => e.location(),
+            _ => None,
+        }
+    }
+}

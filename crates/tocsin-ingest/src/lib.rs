@@ -1,0 +1,134 @@
+//! Ingestion: from raw bytes (a file, an AMQP body) to interface events.
+//!
+//! The gateway's three entry points (`tocsin normalise`, `tocsin replay` and
+//! the live consumer) all read input through [`ingest`], so a message is
+//! judged the same way wherever it comes from. This crate tells formats apart
+//! (by an optional hint, else by content), splits the input into units (HL7
+//! messages, NDJSON lines, one FHIR resource) and hands each unit to its
+//! normaliser. It does no I/O.
+
+mod config;
+mod detect;
+mod error;
+
+pub use config::{ConfigError, IngestConfig};
+pub use detect::{ContentHint, detect};
+pub use error::IngestError;
+
+use tocsin_event::InterfaceEvent;
+
+/// Where in an input a unit sits, for error reports (`file:position`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    /// The whole input (one FHIR resource).
+    Whole,
+    /// The n-th HL7 message (1-based) starting at a byte offset.
+    Message {
+        /// 1-based message number within the input.
+        index: usize,
+        /// Byte offset of the message's start.
+        offset: usize,
+    },
+    /// A 1-based line of an NDJSON input.
+    Line(usize),
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Whole => f.write_str("whole input"),
+            Self::Message { index, offset } => write!(f, "message {index} (byte {offset})"),
+            Self::Line(n) => write!(f, "line {n}"),
+        }
+    }
+}
+
+/// One unit of input and what became of it.
+#[derive(Debug)]
+pub struct Unit {
+    /// Where the unit sits in its input.
+    pub position: Position,
+    /// Its events, or why it could not be normalised.
+    pub outcome: Result<Vec<InterfaceEvent>, IngestError>,
+}
+
+/// Normalises a whole input. Never panics and never stops early: every unit
+/// is either normalised or reported with its reason, in input order.
+pub fn ingest(bytes: &[u8], hint: Option<ContentHint>, cfg: &IngestConfig) -> Vec<Unit> {
+    if bytes.len() > cfg.max_input_bytes {
+        return vec![Unit {
+            position: Position::Whole,
+            outcome: Err(IngestError::Oversized {
+                size: bytes.len(),
+                limit: cfg.max_input_bytes,
+            }),
+        }];
+    }
+    let kind = match hint {
+        Some(h) => h,
+        None => match detect(bytes) {
+            Ok(h) => h,
+            Err(e) => {
+                return vec![Unit {
+                    position: Position::Whole,
+                    outcome: Err(e),
+                }];
+            }
+        },
+    };
+    match kind {
+        ContentHint::Hl7 => ingest_hl7(bytes, cfg),
+        ContentHint::FhirJson => vec![Unit {
+            position: Position::Whole,
+            outcome: tocsin_fhir::normalise_json(bytes, &cfg.fhir).map_err(IngestError::from),
+        }],
+        ContentHint::Ndjson => ingest_ndjson(bytes, cfg),
+        ContentHint::FhirXml => vec![Unit {
+            position: Position::Whole,
+            outcome: Err(IngestError::FhirXmlUnsupported),
+        }],
+    }
+}
+
+fn ingest_hl7(bytes: &[u8], cfg: &IngestConfig) -> Vec<Unit> {
+    let messages = tocsin_hl7::split_messages(bytes);
+    if messages.is_empty() {
+        return vec![Unit {
+            position: Position::Whole,
+            outcome: Err(IngestError::Empty),
+        }];
+    }
+    messages
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| Unit {
+            position: Position::Message {
+                index: i + 1,
+                offset: m.offset,
+            },
+            outcome: tocsin_hl7::normalise_message(m.bytes, &cfg.hl7)
+                .map(|e| vec![e])
+                .map_err(IngestError::from),
+        })
+        .collect()
+}
+
+fn ingest_ndjson(bytes: &[u8], cfg: &IngestConfig) -> Vec<Unit> {
+    let units: Vec<Unit> = bytes
+        .split(|b| *b == b'\n')
+        .enumerate()
+        .filter(|(_, line)| !line.trim_ascii().is_empty())
+        .map(|(i, line)| Unit {
+            position: Position::Line(i + 1),
+            outcome: tocsin_fhir::normalise_json(line.trim_ascii(), &cfg.fhir)
+                .map_err(IngestError::from),
+        })
+        .collect();
+    if units.is_empty() {
+        return vec![Unit {
+            position: Position::Whole,
+            outcome: Err(IngestError::Empty),
+        }];
+    }
+    units
+}

@@ -1,0 +1,167 @@
+//! Format detection, splitting and dispatch, on the project's fixtures.
+
+use std::path::PathBuf;
+
+use tocsin_event::{EventType, Format};
+use tocsin_ingest::{ContentHint, IngestConfig, IngestError, Position, detect, ingest};
+
+fn fixture(rel: &str) -> Vec<u8> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(rel);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn only_events(bytes: &[u8], hint: Option<ContentHint>) -> Vec<tocsin_event::InterfaceEvent> {
+    ingest(bytes, hint, &IngestConfig::default())
+        .into_iter()
+        .flat_map(|u| u.outcome.unwrap_or_else(|e| panic!("{}: {e}", u.position)))
+        .collect()
+}
+
+#[test]
+fn an_hl7_discharge_and_a_fhir_document_for_the_same_visit_share_the_encounter_id() {
+    let hl7 = only_events(&fixture("cross-format/adt-a03-V123456.hl7"), None);
+    let fhir = only_events(
+        &fixture("fhir/cross-format/discharge-summary-bundle-V123456.json"),
+        None,
+    );
+    assert_eq!(hl7.len(), 1);
+    assert_eq!(fhir.len(), 1);
+    assert_eq!(hl7[0].event_type, EventType::EncounterEnded);
+    assert_eq!(hl7[0].source.format, Format::Hl7v2);
+    assert_eq!(fhir[0].event_type, EventType::DocumentIssued);
+    assert_eq!(fhir[0].source.format, Format::FhirR4);
+    let hl7_id = hl7[0].encounter.as_ref().and_then(|e| e.id.clone());
+    let fhir_id = fhir[0].encounter.as_ref().and_then(|e| e.id.clone());
+    assert_eq!(hl7_id.as_deref(), Some("V123456"));
+    assert_eq!(hl7_id, fhir_id);
+    assert_eq!(hl7[0].patient.nhs_number, fhir[0].patient.nhs_number);
+}
+
+#[test]
+fn content_decides_the_format_whatever_the_file_is_called() {
+    assert_eq!(
+        detect(&fixture("hl7/adt_a03_discharge.hl7")).unwrap(),
+        ContentHint::Hl7
+    );
+    assert_eq!(
+        detect(&fixture("hl7/framing_mllp.hl7")).unwrap(),
+        ContentHint::Hl7
+    );
+    assert_eq!(
+        detect(&fixture("hl7/framing_batch_fhs_bhs.hl7")).unwrap(),
+        ContentHint::Hl7
+    );
+    assert_eq!(
+        detect(&fixture("fhir/r4/encounter-finished-inpatient.json")).unwrap(),
+        ContentHint::FhirJson
+    );
+    assert_eq!(
+        detect(&fixture("fhir/ndjson/mixed-resources.ndjson")).unwrap(),
+        ContentHint::Ndjson
+    );
+    assert_eq!(
+        detect(b"\xEF\xBB\xBF  {\"resourceType\":\"Patient\"}").unwrap(),
+        ContentHint::FhirJson
+    );
+    assert_eq!(
+        detect(b"<Encounter xmlns=\"http://hl7.org/fhir\"/>").unwrap(),
+        ContentHint::FhirXml
+    );
+    assert!(matches!(detect(b"   \n"), Err(IngestError::Empty)));
+    assert!(matches!(
+        detect(b"\x00\x01binary"),
+        Err(IngestError::Unrecognised)
+    ));
+}
+
+#[test]
+fn ndjson_gives_one_unit_per_line_with_line_numbers() {
+    let bytes = fixture("fhir/ndjson/mixed-resources.ndjson");
+    let lines = bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.trim_ascii().is_empty())
+        .count();
+    let units = ingest(&bytes, None, &IngestConfig::default());
+    assert_eq!(units.len(), lines);
+    assert_eq!(units[0].position, Position::Line(1));
+}
+
+#[test]
+fn a_bad_line_in_ndjson_is_reported_and_the_rest_still_normalise() {
+    let good = std::str::from_utf8(&fixture("fhir/r4/encounter-finished-inpatient.json"))
+        .unwrap()
+        .replace('\n', "");
+    let input = format!("{good}\n{{not json\n{good}\n");
+    let units = ingest(
+        input.as_bytes(),
+        Some(ContentHint::Ndjson),
+        &IngestConfig::default(),
+    );
+    assert_eq!(units.len(), 3);
+    assert!(units[0].outcome.is_ok());
+    let err = units[1].outcome.as_ref().unwrap_err();
+    assert_eq!(units[1].position, Position::Line(2));
+    assert_eq!(err.reason_code(), "malformed_json");
+    assert!(units[2].outcome.is_ok());
+}
+
+#[test]
+fn several_hl7_messages_keep_their_order_and_positions() {
+    let units = ingest(
+        &fixture("hl7/framing_several_messages.hl7"),
+        None,
+        &IngestConfig::default(),
+    );
+    assert!(units.len() > 1);
+    for (i, u) in units.iter().enumerate() {
+        match u.position {
+            Position::Message { index, .. } => assert_eq!(index, i + 1),
+            other => panic!("unexpected position {other:?}"),
+        }
+        assert!(u.outcome.is_ok(), "{}", u.position);
+    }
+}
+
+#[test]
+fn fhir_xml_is_refused_with_a_reason_that_says_so() {
+    let units = ingest(
+        &fixture("fhir/rejected/encounter.xml"),
+        None,
+        &IngestConfig::default(),
+    );
+    assert_eq!(units.len(), 1);
+    let err = units[0].outcome.as_ref().unwrap_err();
+    assert_eq!(err.reason_code(), "fhir_xml_unsupported");
+    assert!(err.to_string().contains("XML is not read yet"));
+}
+
+#[test]
+fn oversized_input_is_refused_before_parsing() {
+    let cfg = IngestConfig {
+        max_input_bytes: 10,
+        ..IngestConfig::default()
+    };
+    let units = ingest(&fixture("hl7/adt_a03_discharge.hl7"), None, &cfg);
+    assert_eq!(units.len(), 1);
+    assert_eq!(
+        units[0].outcome.as_ref().unwrap_err().reason_code(),
+        "oversized"
+    );
+}
+
+#[test]
+fn checked_in_mappings_file_loads() {
+    let text = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config/mappings.toml"),
+    )
+    .unwrap();
+    let cfg = IngestConfig::from_mappings_toml(&text, 1024).unwrap();
+    assert_eq!(cfg.max_input_bytes, 1024);
+    let bad = text.replace("I = \"inpatient\"", "I = \"in-patient\"");
+    let err = IngestConfig::from_mappings_toml(&bad, 1024)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("line"), "{err}");
+}
