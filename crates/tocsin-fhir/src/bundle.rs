@@ -31,6 +31,7 @@ impl Ctx<'_> {
                 let before = self.events.len();
                 let inner = Scope {
                     entries: &b.entries,
+                    from_bundle: true,
                     parent: Some(scope),
                 };
                 for entry in &b.entries {
@@ -53,6 +54,7 @@ impl Ctx<'_> {
     fn document(&mut self, b: &Prepared, outer: &Scope<'_>) -> Result<Draft, FhirError> {
         let scope = Scope {
             entries: &b.entries,
+            from_bundle: true,
             parent: Some(outer),
         };
         let comp = b
@@ -83,6 +85,7 @@ impl Ctx<'_> {
             .map_err(|err| FhirError::invalid("Composition", &comp_entry.loc, &err))?;
         let cscope = Scope {
             entries: &comp_entry.contained,
+            from_bundle: false,
             parent: Some(scope),
         };
         let at = &comp_entry.loc;
@@ -182,6 +185,7 @@ impl Ctx<'_> {
     fn message(&mut self, b: &Prepared, outer: &Scope<'_>) -> Result<Draft, FhirError> {
         let scope = Scope {
             entries: &b.entries,
+            from_bundle: true,
             parent: Some(outer),
         };
         let mh_entry = b
@@ -318,6 +322,7 @@ impl Ctx<'_> {
             Some(e) if e.rtype == "DocumentReference" => {
                 let inner = Scope {
                     entries: &e.contained,
+                    from_bundle: false,
                     parent: Some(scope),
                 };
                 Some(self.document_reference(e, &inner)?)

@@ -70,6 +70,7 @@ impl Ctx<'_> {
     pub fn resource(&mut self, e: &Entry, scope: &Scope<'_>) -> Result<(), FhirError> {
         let inner = Scope {
             entries: &e.contained,
+            from_bundle: false,
             parent: Some(scope),
         };
         let draft = match e.rtype.as_str() {

@@ -94,6 +94,7 @@ pub fn normalise_json(bytes: &[u8], cfg: &FhirConfig) -> Result<Vec<InterfaceEve
     };
     let top = Scope {
         entries: &[],
+        from_bundle: false,
         parent: None,
     };
     if root.bundle.is_some() {

@@ -59,9 +59,17 @@ pub(crate) struct Prepared {
 pub(crate) struct Scope<'a> {
     pub entries: &'a [Entry],
     pub parent: Option<&'a Scope<'a>>,
+    /// Whether `entries` are a bundle's (else contained resources or none).
+    pub from_bundle: bool,
 }
 
 impl<'a> Scope<'a> {
+    /// Whether this scope lies within a bundle, where every reference is
+    /// expected to resolve (a document bundle is self-contained).
+    pub fn in_bundle(&self) -> bool {
+        self.from_bundle || self.parent.is_some_and(|p| p.in_bundle())
+    }
+
     /// Finds the entry a literal reference points at: by `fullUrl`
     /// (`urn:uuid:` included), by `#id` for contained resources, or by
     /// `Type/id` (also as the tail of an absolute URL).

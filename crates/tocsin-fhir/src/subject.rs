@@ -69,6 +69,7 @@ impl Env<'_> {
         }
         let inner = Scope {
             entries: &e.contained,
+            from_bundle: false,
             parent: Some(scope),
         };
         s.gp_practice = p
@@ -165,6 +166,7 @@ impl Env<'_> {
         };
         let inner = Scope {
             entries: &e.contained,
+            from_bundle: false,
             parent: Some(scope),
         };
         let site = self.site(&v, &inner)?;
@@ -232,6 +234,7 @@ impl Env<'_> {
         if resolved.is_none()
             && enc.id.is_none()
             && let Some(text) = &r.reference
+            && (scope.in_bundle() || is_local(text))
         {
             warnings.push(unresolved(text, at));
         }
@@ -246,6 +249,13 @@ fn location_ods(v: &serde_json::Value, cfg: &FhirConfig) -> Option<String> {
         cfg.is_ods_system(Some(system))
             .then(|| i.get("value")?.as_str().map(str::to_owned))?
     })
+}
+
+/// Whether a reference only means something inside its message
+/// (`urn:uuid:`, `urn:oid:`, `#contained`), unlike `Encounter/123`, which
+/// other messages can name too.
+fn is_local(reference: &str) -> bool {
+    reference.starts_with("urn:") || reference.starts_with('#')
 }
 
 /// The warning for a reference that leads nowhere.

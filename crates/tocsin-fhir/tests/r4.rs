@@ -1,0 +1,278 @@
+//! R4 (UK Core) resources and bundles, field by field.
+
+mod common;
+
+use common::{events, load, one, t};
+use tocsin_event::{
+    DocumentKind, EncounterKind, EventId, EventType, Format, Identifier, WarningCode,
+};
+use tocsin_fhir::{FhirConfig, normalise_json};
+
+const MRN: &str = "https://fhir.rxx.nhs.uk/Id/local-patient-identifier";
+
+#[test]
+fn finished_inpatient_encounter() {
+    let e = one("r4/encounter-finished-inpatient.json");
+    assert_eq!(e.event_type, EventType::EncounterEnded);
+    assert_eq!(e.occurred_at, t("2024-01-15T14:00:00Z"));
+    assert_eq!(e.source.format, Format::FhirR4);
+    assert_eq!(e.source.message_id, "Encounter/enc-1");
+    assert_eq!(e.source.message_type, "Encounter");
+    assert_eq!(e.source.sending_facility.as_deref(), Some("RXX"));
+    assert_eq!(e.source.sequence, 0);
+    assert_eq!(
+        e.event_id,
+        EventId::derive(Format::FhirR4, &load("r4/encounter-finished-inpatient.json"), 0)
+    );
+    // Subject named by a logical NHS number identifier.
+    assert_eq!(e.patient.nhs_number.as_deref(), Some("9434765919"));
+    let enc = e.encounter.unwrap();
+    assert_eq!(enc.id.as_deref(), Some("V123456"));
+    assert_eq!(enc.reference.as_deref(), Some("Encounter/enc-1"));
+    assert_eq!(enc.kind, Some(EncounterKind::Inpatient));
+    assert_eq!(enc.started_at, Some(t("2024-01-10T09:15:00Z")));
+    assert_eq!(enc.ended_at, Some(t("2024-01-15T14:00:00Z")));
+    assert_eq!(enc.site.as_deref(), Some("RXX01"));
+    assert_eq!(enc.specialty.as_deref(), Some("300"));
+    assert!(e.document.is_none() && e.ack.is_none());
+    assert!(e.warnings.is_empty(), "{:?}", e.warnings);
+}
+
+#[test]
+fn in_progress_outpatient_with_offsetless_time_is_local_summer_time() {
+    let e = one("r4/encounter-in-progress-outpatient-offsetless.json");
+    assert_eq!(e.event_type, EventType::EncounterStarted);
+    // 10:30 London in July is 09:30 UTC.
+    assert_eq!(e.occurred_at, t("2024-07-01T09:30:00Z"));
+    assert_eq!(e.source.message_id, "Encounter/enc-2/_history/3");
+    let enc = e.encounter.unwrap();
+    assert_eq!(enc.kind, Some(EncounterKind::Outpatient));
+    assert_eq!(enc.started_at, Some(t("2024-07-01T09:30:00Z")));
+    assert_eq!(enc.ended_at, None);
+}
+
+#[test]
+fn entered_in_error_encounter_is_cancelled_at_its_last_update() {
+    let e = one("r4/encounter-entered-in-error.json");
+    assert_eq!(e.event_type, EventType::EncounterCancelled);
+    assert_eq!(e.occurred_at, t("2024-02-01T09:00:00Z"));
+    let enc = e.encounter.unwrap();
+    assert_eq!(enc.kind, Some(EncounterKind::Emergency));
+    assert_eq!(enc.id.as_deref(), Some("V300001"));
+}
+
+#[test]
+fn unmapped_encounter_class_is_other_with_a_warning() {
+    let e = one("r4/encounter-unmapped-class.json");
+    assert_eq!(e.encounter.unwrap().kind, Some(EncounterKind::Other));
+    assert_eq!(e.warnings.len(), 1);
+    assert_eq!(e.warnings[0].code, WarningCode::UnmappedCode);
+    assert_eq!(e.warnings[0].raw.as_deref(), Some("XYZ"));
+    assert_eq!(e.warnings[0].location.as_deref(), Some("Encounter.class"));
+}
+
+#[test]
+fn current_document_reference_with_contained_patient() {
+    let e = one("r4/documentreference-current-clinic-letter.json");
+    assert_eq!(e.event_type, EventType::DocumentIssued);
+    assert_eq!(e.occurred_at, t("2024-01-15T15:00:00Z"));
+    assert_eq!(e.source.message_id, "DocumentReference/letter-1/_history/1");
+    assert_eq!(e.source.message_type, "DocumentReference");
+    assert_eq!(e.source.sending_facility.as_deref(), Some("RXX"));
+    assert_eq!(e.patient.nhs_number.as_deref(), Some("9434765919"));
+    assert_eq!(
+        e.patient.local_ids,
+        vec![Identifier {
+            system: MRN.into(),
+            value: "RXX1234567".into()
+        }]
+    );
+    assert_eq!(e.gp_practice.as_deref(), Some("B86001"));
+    let enc = e.encounter.unwrap();
+    assert_eq!(enc.id.as_deref(), Some("V200001"));
+    assert_eq!(enc.reference, None);
+    let d = e.document.unwrap();
+    assert_eq!(d.id, "DOC-letter-1");
+    assert_eq!(d.kind, DocumentKind::ClinicLetter);
+    assert_eq!(d.type_code.as_deref(), Some("371531000"));
+    assert_eq!(d.issued_at, t("2024-01-15T15:00:00Z"));
+    assert_eq!(d.replaces, None);
+    assert!(e.warnings.is_empty(), "{:?}", e.warnings);
+}
+
+#[test]
+fn replacing_document_reference() {
+    let e = one("r4/documentreference-replaces.json");
+    assert_eq!(e.event_type, EventType::DocumentReplaced);
+    let d = e.document.unwrap();
+    assert_eq!(d.id, "DOC-letter-2");
+    assert_eq!(d.replaces.as_deref(), Some("DOC-letter-1"));
+}
+
+#[test]
+fn entered_in_error_document_reference_names_its_encounter_by_reference() {
+    let e = one("r4/documentreference-entered-in-error.json");
+    assert_eq!(e.event_type, EventType::DocumentCancelled);
+    let enc = e.encounter.unwrap();
+    assert_eq!(enc.reference.as_deref(), Some("Encounter/enc-2"));
+    assert_eq!(enc.id, None);
+    // A standalone resource may name an encounter held elsewhere: the
+    // reference itself correlates, so this is no warning.
+    assert!(e.warnings.is_empty(), "{:?}", e.warnings);
+}
+
+#[test]
+fn discharge_summary_document_bundle() {
+    let e = one("r4/bundle-document-discharge-summary.json");
+    assert_eq!(e.event_type, EventType::DocumentIssued);
+    assert_eq!(e.occurred_at, t("2024-01-15T14:30:00Z"));
+    assert_eq!(e.source.message_id, "RXX-DS-2024-000123");
+    assert_eq!(e.source.message_type, "Bundle/document");
+    assert_eq!(e.source.sending_facility.as_deref(), Some("RXX"));
+    assert_eq!(e.patient.nhs_number.as_deref(), Some("9434765919"));
+    assert_eq!(e.patient.local_ids.len(), 1);
+    // GP resolved through the bundle's Organization entry (urn:uuid).
+    assert_eq!(e.gp_practice.as_deref(), Some("B86001"));
+    let enc = e.encounter.unwrap();
+    assert_eq!(enc.id.as_deref(), Some("V123456"));
+    assert_eq!(
+        enc.reference.as_deref(),
+        Some("urn:uuid:9a1b0000-0000-4000-8000-000000000003")
+    );
+    assert_eq!(enc.kind, Some(EncounterKind::Inpatient));
+    assert_eq!(enc.ended_at, Some(t("2024-01-15T14:00:00Z")));
+    let d = e.document.unwrap();
+    assert_eq!(d.id, "RXX-DS-2024-000123");
+    assert_eq!(d.kind, DocumentKind::DischargeSummary);
+    assert_eq!(d.type_code.as_deref(), Some("373942005"));
+    assert_eq!(d.issued_at, t("2024-01-15T14:30:00Z"));
+    assert_eq!(d.authored_at, Some(t("2024-01-15T13:45:00Z")));
+    assert_eq!(d.recipient, None);
+    assert!(e.warnings.is_empty(), "{:?}", e.warnings);
+}
+
+#[test]
+fn unresolved_bundle_references_give_what_resolved_and_warnings() {
+    let e = one("r4/bundle-document-unresolved-references.json");
+    assert_eq!(e.event_type, EventType::DocumentIssued);
+    assert_eq!(e.patient.nhs_number, None);
+    assert_eq!(
+        e.encounter.as_ref().unwrap().reference.as_deref(),
+        Some("Encounter/not-in-bundle")
+    );
+    assert_eq!(e.document.as_ref().unwrap().kind, DocumentKind::DischargeSummary);
+    let w: Vec<_> = e
+        .warnings
+        .iter()
+        .map(|w| (w.code, w.location.as_deref().unwrap()))
+        .collect();
+    assert_eq!(
+        w,
+        vec![
+            (WarningCode::UnresolvedReference, "Bundle.entry[0].resource.subject"),
+            (WarningCode::UnresolvedReference, "Bundle.entry[0].resource.encounter"),
+        ]
+    );
+}
+
+#[test]
+fn r4_message_carrying_a_document_bundle() {
+    let e = one("r4/bundle-message-itk003d.json");
+    assert_eq!(e.event_type, EventType::DocumentIssued);
+    // R4 MessageHeader has no timestamp: Bundle.timestamp is the send time.
+    assert_eq!(e.occurred_at, t("2024-01-15T14:35:00Z"));
+    assert_eq!(e.source.message_id, "3f0a2d8e-1111-4a7b-9c1d-000000000001");
+    assert_eq!(e.source.message_type, "ITK003D");
+    assert_eq!(e.source.sending_facility.as_deref(), Some("RXX"));
+    assert_eq!(e.patient.nhs_number.as_deref(), Some("9434765919"));
+    assert_eq!(e.encounter.unwrap().id.as_deref(), Some("V123456"));
+    let d = e.document.unwrap();
+    assert_eq!(d.id, "RXX-DS-2024-000125");
+    assert_eq!(d.kind, DocumentKind::DischargeSummary);
+    assert_eq!(d.issued_at, t("2024-01-15T14:35:00Z"));
+    assert_eq!(d.authored_at, Some(t("2024-01-15T13:45:00Z")));
+    assert_eq!(d.recipient.as_deref(), Some("B86001"));
+    assert!(e.warnings.is_empty(), "{:?}", e.warnings);
+}
+
+#[test]
+fn transaction_gives_one_event_per_tracked_entry_in_order() {
+    let ev = events("r4/bundle-transaction.json");
+    let kinds: Vec<_> = ev.iter().map(|e| (e.event_type, e.source.sequence)).collect();
+    assert_eq!(
+        kinds,
+        vec![(EventType::EncounterEnded, 0), (EventType::DocumentIssued, 1)]
+    );
+    assert_ne!(ev[0].event_id, ev[1].event_id);
+    // Both resolve the Patient entry by its urn:uuid fullUrl.
+    for e in &ev {
+        assert_eq!(e.patient.nhs_number.as_deref(), Some("9434765919"));
+        assert_eq!(e.gp_practice.as_deref(), Some("B86001"));
+    }
+    assert_eq!(ev[0].source.message_id, "Encounter/enc-9");
+    assert_eq!(
+        ev[1].source.message_id,
+        "DocumentReference/letter-9/_history/1"
+    );
+}
+
+#[test]
+fn bundle_with_nothing_tracked_is_one_other_event() {
+    let e = one("r4/bundle-collection-nothing-tracked.json");
+    assert_eq!(e.event_type, EventType::Other);
+    assert_eq!(e.source.message_type, "Bundle/collection");
+    assert_eq!(e.source.message_id, "coll-1");
+    assert_eq!(e.occurred_at, t("2024-03-01T10:00:00Z"));
+}
+
+#[test]
+fn untracked_resource_type_is_other_not_an_error() {
+    let e = one("r4/observation-other.json");
+    assert_eq!(e.event_type, EventType::Other);
+    assert_eq!(e.source.message_type, "Observation");
+    assert_eq!(e.source.message_id, "Observation/obs-2/_history/2");
+    assert_eq!(e.occurred_at, t("2024-03-02T11:00:00Z"));
+    assert!(e.warnings.is_empty());
+}
+
+#[test]
+fn invalid_nhs_number_is_null_with_the_raw_value_in_a_warning() {
+    let e = one("r4/patient-invalid-nhs-number.json");
+    assert_eq!(e.event_type, EventType::Other);
+    assert_eq!(e.patient.nhs_number, None);
+    assert_eq!(e.gp_practice.as_deref(), Some("B86001"));
+    let w = &e.warnings[0];
+    assert_eq!(w.code, WarningCode::InvalidNhsNumber);
+    assert_eq!(w.raw.as_deref(), Some("9434765918"));
+    assert_eq!(w.location.as_deref(), Some("Patient.identifier[0]"));
+    // No time in a bare Patient: flagged, deterministic.
+    assert_eq!(e.warnings[1].code, WarningCode::BadTimestamp);
+    assert_eq!(e.occurred_at, chrono::DateTime::UNIX_EPOCH);
+}
+
+#[test]
+fn same_bytes_same_events_and_any_change_a_new_id() {
+    let bytes = load("r4/bundle-document-discharge-summary.json");
+    let cfg = FhirConfig::default();
+    let a = normalise_json(&bytes, &cfg).unwrap();
+    assert_eq!(a, normalise_json(&bytes, &cfg).unwrap());
+    let mut spaced = bytes.clone();
+    spaced.push(b' ');
+    let b = normalise_json(&spaced, &cfg).unwrap();
+    assert_ne!(a[0].event_id, b[0].event_id);
+    assert_eq!(a[0].document, b[0].document);
+}
+
+#[test]
+fn mappings_come_from_configuration() {
+    let mut cfg = FhirConfig::default();
+    cfg.document_type.insert(
+        "http://snomed.info/sct|371531000".into(),
+        DocumentKind::DischargeSummary,
+    );
+    cfg.encounter_class.insert("IMP".into(), EncounterKind::MentalHealth);
+    let d = normalise_json(&load("r4/documentreference-current-clinic-letter.json"), &cfg).unwrap();
+    assert_eq!(d[0].document.as_ref().unwrap().kind, DocumentKind::DischargeSummary);
+    let e = normalise_json(&load("r4/encounter-finished-inpatient.json"), &cfg).unwrap();
+    assert_eq!(e[0].encounter.as_ref().unwrap().kind, Some(EncounterKind::MentalHealth));
+}
