@@ -43,11 +43,6 @@ pub struct TrackerConfig {
     /// open expectation waits for its encounter's end. Default `30d`.
     #[serde(default = "d_pending_document_horizon")]
     pub pending_document_horizon: ConfigDuration,
-    /// An event more than this far ahead of the clock does not move it (it is
-    /// counted in `Counters::future_events_capped`), so one message stamped
-    /// years ahead cannot fire every deadline. Default `30d`.
-    #[serde(default = "d_max_clock_jump")]
-    pub max_clock_jump: ConfigDuration,
 }
 
 fn d_allowed_lateness() -> ConfigDuration {
@@ -68,9 +63,6 @@ fn d_duplicate_horizon() -> ConfigDuration {
 fn d_pending_document_horizon() -> ConfigDuration {
     ConfigDuration::days(30)
 }
-fn d_max_clock_jump() -> ConfigDuration {
-    ConfigDuration::days(30)
-}
 
 impl Default for TrackerConfig {
     fn default() -> Self {
@@ -82,7 +74,6 @@ impl Default for TrackerConfig {
             ack_horizon: d_ack_horizon(),
             duplicate_horizon: d_duplicate_horizon(),
             pending_document_horizon: d_pending_document_horizon(),
-            max_clock_jump: d_max_clock_jump(),
         }
     }
 }

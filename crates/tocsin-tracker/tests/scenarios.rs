@@ -293,9 +293,11 @@ fn duplicate_keys_are_forgotten_after_the_horizon() {
         fx.iter()
             .any(|f| matches!(f, Effect::StateDeleted { namespace, .. } if namespace == "seen"))
     );
-    assert!(
-        !tr.apply(&e).is_empty(),
-        "older than the horizon: treated as new"
+    // Its key is gone, but so is its time: it is ignored as stale, not re-applied.
+    assert!(tr.apply(&e).is_empty());
+    assert_eq!(
+        (tr.counters().duplicates, tr.counters().stale_events),
+        (0, 1)
     );
 }
 
@@ -622,8 +624,9 @@ fn exclusions_create_no_expectation() {
 }
 
 #[test]
-fn a_far_future_event_does_not_move_the_clock() {
+fn a_far_future_event_moves_the_clock_only_to_the_ceiling() {
     let mut tr = tracker();
+    tr.set_ceiling(Some(t("2024-01-10T12:00:00Z")));
     tr.apply(&end(
         "m1",
         "V1",
@@ -638,12 +641,11 @@ fn a_far_future_event_does_not_move_the_clock() {
         t("2099-01-01T00:00:00Z"),
         Some(NHS2),
     ));
-    assert!(kinds(&fx).is_empty());
-    assert_eq!(tr.clock(), Some(t("2024-01-10T10:00:00Z")));
+    assert!(kinds(&fx).is_empty(), "the discharge is not overdue");
+    assert_eq!(tr.clock(), Some(t("2024-01-10T12:00:00Z")));
     assert_eq!(tr.counters().future_events_capped, 1);
-    // With a ceiling (live mode: wall clock), even the first event is capped.
+    // A gap of months in the traffic is not mistaken for a bad clock.
     let mut tr = tracker();
-    tr.set_ceiling(Some(t("2024-01-10T12:00:00Z")));
     tr.apply(&end(
         "m1",
         "V1",
@@ -651,14 +653,36 @@ fn a_far_future_event_does_not_move_the_clock() {
         t("2024-01-10T10:00:00Z"),
         NHS,
     ));
-    tr.apply(&doc(
+    let fx = tr.apply(&doc(
         "m2",
         None,
         D::Other,
-        t("2030-01-01T00:00:00Z"),
+        t("2024-06-01T00:00:00Z"),
         Some(NHS2),
     ));
-    assert_eq!(tr.clock(), Some(t("2024-01-10T12:00:00Z")));
+    assert_eq!(kinds(&fx), vec![A::Overdue]);
+}
+
+#[test]
+fn events_older_than_the_duplicate_horizon_are_ignored_and_counted() {
+    let mut tr = tracker();
+    tr.apply(&end(
+        "m1",
+        "V1",
+        K::Inpatient,
+        t("2024-03-10T10:00:00Z"),
+        NHS,
+    ));
+    let fx = tr.apply(&end(
+        "m2",
+        "V2",
+        K::Inpatient,
+        t("2024-01-10T10:00:00Z"),
+        NHS2,
+    ));
+    assert!(fx.is_empty());
+    assert_eq!(tr.counters().stale_events, 1);
+    assert_eq!(tr.open_count(), 1);
 }
 
 #[test]

@@ -23,6 +23,10 @@ pub(crate) struct PendingDocument {
     pub patient: Patient,
     pub encounter_id: Option<String>,
     pub encounter_ref: Option<String>,
+    /// An acknowledgement that came while the document waited: applied when
+    /// it settles an expectation.
+    #[serde(default)]
+    pub delivery: Option<DeliveryStatus>,
 }
 
 /// What a document offers for matching.
@@ -62,6 +66,10 @@ pub(crate) fn patient_keys(p: &Patient) -> Vec<u64> {
 
 fn doc_key(id: &str) -> u64 {
     key_hash(&["doc", id])
+}
+
+fn msg_key(id: &str) -> u64 {
+    key_hash(&["msg", id])
 }
 
 impl Tracker {
@@ -178,6 +186,7 @@ impl Tracker {
             patient: ev.patient.clone(),
             encounter_id: view.encounter_id.map(str::to_string),
             encounter_ref: view.encounter_ref.map(str::to_string),
+            delivery: None,
         };
         fx.push(Effect::StatePut(StateRecord {
             namespace: namespaces::PENDING_DOCUMENT.into(),
@@ -189,11 +198,12 @@ impl Tracker {
 
     pub(crate) fn insert_pending(&mut self, p: PendingDocument) {
         let expiry = ms(p.document.issued_at) + self.pending_horizon();
-        let (id, r, keys, dk) = (
+        let (id, r, keys, dk, mk) = (
             p.encounter_id.as_deref().map(enc_key),
             p.encounter_ref.as_deref().map(ref_key),
             p.patient_keys(),
             doc_key(&p.document.id),
+            msg_key(&p.message_id),
         );
         let slot = self.pending.insert(p);
         if let Some(k) = id {
@@ -206,6 +216,7 @@ impl Tracker {
             self.pending_by_patient.insert(k, slot);
         }
         self.pending_by_document.insert(dk, slot);
+        self.pending_by_message.insert(mk, slot);
         self.pending_expiry.insert((expiry, slot));
     }
 
@@ -271,7 +282,44 @@ impl Tracker {
             return false;
         };
         self.settle(slot, &p.document, method, &p.message_id, &p.event_id, fx);
+        if let Some(status) = p.delivery {
+            self.record_delivery(&p.message_id, status, fx);
+        }
         true
+    }
+
+    /// An acknowledgement for a document still waiting for its encounter:
+    /// kept with it. Returns whether any waiting document was named.
+    pub(super) fn ack_pending(
+        &mut self,
+        message_id: &str,
+        failed: bool,
+        fx: &mut Vec<Effect>,
+    ) -> bool {
+        let slots: Vec<u32> = self
+            .pending_by_message
+            .get(msg_key(message_id))
+            .filter(|s| {
+                self.pending
+                    .get(*s)
+                    .is_some_and(|p| p.message_id == message_id)
+            })
+            .collect();
+        for s in &slots {
+            let Some(p) = self.pending.get_mut(*s) else {
+                continue;
+            };
+            p.delivery = Some(match (failed, p.delivery) {
+                (true, _) | (false, Some(DeliveryStatus::Failed)) => DeliveryStatus::Failed,
+                (false, _) => DeliveryStatus::Acknowledged,
+            });
+            fx.push(Effect::StatePut(StateRecord {
+                namespace: namespaces::PENDING_DOCUMENT.into(),
+                key: p.event_id.to_string(),
+                value: serde_json::to_value(&*p).unwrap_or_default(),
+            }));
+        }
+        !slots.is_empty()
     }
 
     /// Settles an open expectation with a document.

@@ -307,23 +307,44 @@ impl Tracker {
         }
     }
 
-    /// An acknowledgement attaches to the transmission it names.
+    /// An acknowledgement attaches to the transmission it names (or to the
+    /// waiting document it carried, applied when that settles).
     pub(super) fn on_delivery(&mut self, ev: &InterfaceEvent, fx: &mut Vec<Effect>) {
         let Some(ack) = &ev.ack else {
             self.counters.acks_unmatched += 1;
             return;
         };
         let failed = ev.event_type == tocsin_event::EventType::DeliveryFailed;
-        let raised_at = self.clock.map_or(ev.occurred_at, from_ms);
-        let Some(t) = self.transmissions.get_mut(&ack.of_message_id) else {
-            self.counters.acks_unmatched += 1;
-            return;
+        let status = if failed {
+            DeliveryStatus::Failed
+        } else {
+            DeliveryStatus::Acknowledged
         };
+        if !self.record_delivery(&ack.of_message_id, status, fx)
+            && !self.ack_pending(&ack.of_message_id, failed, fx)
+        {
+            self.counters.acks_unmatched += 1;
+        }
+    }
+
+    /// Records a delivery outcome on a remembered transmission; a failure is
+    /// final and raises `delivery_failed` once. Returns whether the
+    /// transmission is remembered.
+    pub(crate) fn record_delivery(
+        &mut self,
+        message_id: &str,
+        outcome: DeliveryStatus,
+        fx: &mut Vec<Effect>,
+    ) -> bool {
+        let raised_at = self.clock.map(from_ms);
+        let Some(t) = self.transmissions.get_mut(message_id) else {
+            return false;
+        };
+        let failed = outcome == DeliveryStatus::Failed;
         for exp in &mut t.expectations {
-            let status = match (failed, exp.delivery) {
-                (true, _) => DeliveryStatus::Failed,
-                (false, Some(DeliveryStatus::Failed)) => DeliveryStatus::Failed,
-                (false, _) => DeliveryStatus::Acknowledged,
+            let status = match exp.delivery {
+                Some(DeliveryStatus::Failed) => DeliveryStatus::Failed,
+                _ => outcome,
             };
             let alert = failed && !exp.alerts_raised.contains(&AlertKind::DeliveryFailed);
             if exp.delivery == Some(status) && !alert {
@@ -338,15 +359,16 @@ impl Tracker {
                 fx.push(Effect::AlertRaised(build_alert(
                     exp,
                     AlertKind::DeliveryFailed,
-                    raised_at,
+                    raised_at.unwrap_or(t.issued_at),
                     None,
                 )));
             }
         }
         fx.push(Effect::StatePut(StateRecord {
             namespace: namespaces::TRANSMISSION.into(),
-            key: ack.of_message_id.clone(),
+            key: message_id.to_string(),
             value: serde_json::to_value(&*t).unwrap_or_default(),
         }));
+        true
     }
 }

@@ -54,8 +54,11 @@ pub(crate) struct RuleInfo {
 pub struct Counters {
     /// Exact duplicates ignored (same format, message id and sequence).
     pub duplicates: u64,
-    /// Events stamped too far ahead of the clock (or past the ceiling) that
-    /// did not move it.
+    /// Events older than the duplicate horizon behind the clock, ignored
+    /// because they can no longer be told apart from duplicates.
+    pub stale_events: u64,
+    /// Events stamped past the ceiling (see [`Tracker::set_ceiling`]): they
+    /// moved the clock only as far as the ceiling.
     pub future_events_capped: u64,
     /// Encounter-end events without an encounter kind (no rule can apply).
     pub ends_without_kind: u64,
@@ -73,7 +76,8 @@ pub struct Counters {
     pub replacements_unmatched: u64,
     /// Document events without a document.
     pub documents_missing: u64,
-    /// Acknowledgements naming no remembered transmission.
+    /// Acknowledgements naming no remembered transmission (nor a waiting
+    /// document).
     pub acks_unmatched: u64,
     /// Cancellations naming no open expectation.
     pub cancellations_unmatched: u64,
@@ -107,6 +111,7 @@ pub struct Tracker {
     pending_by_reference: MultiIndex,
     pending_by_patient: MultiIndex,
     pending_by_document: MultiIndex,
+    pending_by_message: MultiIndex,
     pending_expiry: BTreeSet<(i64, u32)>,
     transmissions: HashMap<String, Transmission>,
     /// `(instant, 0 = unconfirmed check | 1 = forget, message id)`.
@@ -146,6 +151,7 @@ impl Tracker {
             pending_by_reference: MultiIndex::default(),
             pending_by_patient: MultiIndex::default(),
             pending_by_document: MultiIndex::default(),
+            pending_by_message: MultiIndex::default(),
             pending_expiry: BTreeSet::new(),
             transmissions: HashMap::new(),
             tx_timers: BTreeSet::new(),
@@ -177,6 +183,15 @@ impl Tracker {
             && self.seen.contains_key(h)
         {
             self.counters.duplicates += 1;
+            return fx;
+        }
+        // Older than the duplicate horizon: its key may have been forgotten,
+        // so it cannot be told apart from a duplicate. Ignore and count it.
+        if tracked
+            && let Some(c) = self.clock
+            && ms(event.occurred_at) < c - self.config.duplicate_horizon.as_secs() * 1000
+        {
+            self.counters.stale_events += 1;
             return fx;
         }
         self.advance_for_event(event.occurred_at, &mut fx);
@@ -214,10 +229,12 @@ impl Tracker {
         fx
     }
 
-    /// Sets the latest instant that event times may move the clock to (live
-    /// mode: the wall clock plus a tolerated skew; replay: `--until`). Events
-    /// stamped later move the clock only this far and are counted in
-    /// [`Counters::future_events_capped`]. `None` removes the ceiling.
+    /// Sets the latest instant that event times may move the clock to, so a
+    /// message stamped years ahead cannot fire every deadline. Live mode sets
+    /// it to the wall clock plus a tolerated skew at each tick; replay sets it
+    /// to `--until`. Events stamped later move the clock only this far and are
+    /// counted in [`Counters::future_events_capped`]. Without a ceiling (the
+    /// default) event times are trusted. `None` removes it.
     pub fn set_ceiling(&mut self, ceiling: Option<DateTime<Utc>>) {
         self.ceiling = ceiling.map(ms);
     }
@@ -275,8 +292,8 @@ impl Tracker {
         self.config.pending_document_horizon.as_secs() * 1000
     }
 
-    /// Moves the clock for an event time, less the allowed lateness, refusing
-    /// jumps beyond the ceiling or too far ahead.
+    /// Moves the clock for an event time, less the allowed lateness, never
+    /// beyond the ceiling.
     fn advance_for_event(&mut self, at: DateTime<Utc>, fx: &mut Vec<Effect>) {
         let mut t = ms(at) - self.config.allowed_lateness.as_secs() * 1000;
         if let Some(ceil) = self.ceiling
@@ -284,11 +301,6 @@ impl Tracker {
         {
             self.counters.future_events_capped += 1;
             t = ceil;
-        } else if let Some(c) = self.clock
-            && t > c + self.config.max_clock_jump.as_secs() * 1000
-        {
-            self.counters.future_events_capped += 1;
-            return;
         }
         self.set_clock(t, fx);
     }

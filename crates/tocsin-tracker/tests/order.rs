@@ -1,0 +1,269 @@
+//! Order independence and restart: the same messages give the same alerts
+//! whatever order they arrive in (within the tolerated disorder), and a
+//! tracker rebuilt from stored state carries on exactly as one that never
+//! stopped.
+
+mod common;
+
+use chrono::{DateTime, Duration, Utc};
+use common::*;
+use proptest::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+use tocsin_event::{DocumentKind as D, EncounterKind as K, InterfaceEvent};
+use tocsin_tracker::{AlertKind, Policy, Tracker};
+
+/// One generated encounter: its kind, end (hours after the base), and
+/// optionally a document (delay in hours, whether it names the encounter)
+/// and an acknowledgement of it (failed or not).
+#[derive(Debug, Clone)]
+struct Case {
+    kind: K,
+    end_h: i64,
+    doc: Option<(i64, bool)>,
+    ack: Option<bool>,
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    (
+        prop_oneof![Just(K::Inpatient), Just(K::Outpatient), Just(K::Emergency)],
+        0i64..1500,
+        proptest::option::weighted(0.8, (-20i64..400, any::<bool>())),
+        proptest::option::of(any::<bool>()),
+    )
+        .prop_map(|(kind, end_h, doc, ack)| Case {
+            kind,
+            end_h,
+            doc,
+            ack,
+        })
+}
+
+struct Msg {
+    ev: InterfaceEvent,
+    /// The instant the clock must not have passed when this message is
+    /// applied: the deadline for ends and on-time documents, and for every
+    /// message its time plus the duplicate horizon.
+    must_beat: Option<DateTime<Utc>>,
+    /// Index of the message that must come first (an ack's document).
+    after: Option<usize>,
+}
+
+fn messages(cases: &[Case], dup_every: usize) -> Vec<Msg> {
+    let base = t("2024-01-01T00:00:00Z");
+    let mut out = Vec::new();
+    for (i, c) in cases.iter().enumerate() {
+        let ended = base + Duration::hours(c.end_h);
+        let due = if c.kind == K::Outpatient {
+            Duration::days(7)
+        } else {
+            Duration::hours(24)
+        };
+        let deadline = ended + due;
+        let nhs = format!("P{i}");
+        let visit = format!("V{i}");
+        out.push(Msg {
+            ev: end(&format!("end{i}"), &visit, c.kind, ended, &nhs),
+            must_beat: Some(deadline),
+            after: None,
+        });
+        if let Some((delay, named)) = c.doc {
+            let issued = ended + Duration::hours(delay);
+            let kind = if c.kind == K::Outpatient {
+                D::ClinicLetter
+            } else {
+                D::DischargeSummary
+            };
+            let visit = named.then_some(visit.as_str());
+            let d_idx = out.len();
+            out.push(Msg {
+                ev: doc(&format!("doc{i}"), visit, kind, issued, Some(&nhs)),
+                must_beat: (issued <= deadline).then_some(deadline),
+                after: None,
+            });
+            if let Some(failed) = c.ack {
+                // Acknowledgements attach within the ack horizon (7 days).
+                out.push(Msg {
+                    ev: ack(
+                        &format!("ack{i}"),
+                        &format!("doc{i}"),
+                        failed,
+                        issued + Duration::minutes(3),
+                    ),
+                    must_beat: Some(issued + Duration::days(7)),
+                    after: Some(d_idx),
+                });
+            }
+        }
+    }
+    // Exact duplicates of some messages (same message id and content).
+    let n = out.len();
+    for i in (0..n).step_by(dup_every.max(1)) {
+        out.push(Msg {
+            ev: out[i].ev.clone(),
+            must_beat: None,
+            after: Some(i),
+        });
+    }
+    // Disorder is tolerated up to the duplicate horizon (30 days by
+    // default): an older message is ignored as a possible duplicate.
+    for m in &mut out {
+        let stale = m.ev.occurred_at + Duration::days(30);
+        m.must_beat = Some(m.must_beat.map_or(stale, |d| d.min(stale)));
+    }
+    out
+}
+
+/// An order of the messages, guided by `keys`, in which no message is applied
+/// once the clock has passed the instant it must beat, and each ack (and
+/// duplicate) follows its original.
+fn allowed_order(msgs: &[Msg], keys: &[u32]) -> Vec<usize> {
+    let mut done = vec![false; msgs.len()];
+    let mut order = Vec::with_capacity(msgs.len());
+    while order.len() < msgs.len() {
+        let limit = msgs
+            .iter()
+            .enumerate()
+            .filter(|(i, m)| !done[*i] && m.must_beat.is_some())
+            .filter_map(|(_, m)| m.must_beat)
+            .min();
+        let pick = (0..msgs.len())
+            .filter(|&i| !done[i])
+            .filter(|&i| msgs[i].after.is_none_or(|a| done[a]))
+            .filter(|&i| limit.is_none_or(|l| msgs[i].ev.occurred_at <= l))
+            .min_by_key(|&i| (keys[i % keys.len()], i))
+            .expect("the earliest message is always allowed");
+        done[pick] = true;
+        order.push(pick);
+    }
+    order
+}
+
+fn outcome(
+    msgs: &[Msg],
+    order: &[usize],
+) -> (BTreeSet<(String, AlertKind)>, BTreeMap<String, String>) {
+    let mut tr = Tracker::new(Policy::default_contract(), strict());
+    let mut store = Store::default();
+    for &i in order {
+        let fx = tr.apply(&msgs[i].ev);
+        store.commit(&fx);
+    }
+    store.commit(&tr.advance_to(t("2025-01-01T00:00:00Z")));
+    let alerts = store
+        .alerts
+        .values()
+        .map(|a| (a.alert_id.clone(), a.kind))
+        .collect();
+    let status = store
+        .expectations
+        .values()
+        .map(|e| (e.id.0.clone(), e.status.as_str().to_string()))
+        .collect();
+    (alerts, status)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Any order in which each encounter's end (and each document issued in
+    /// time) is applied before the clock passes its deadline, each
+    /// acknowledgement after its document and within the ack horizon, and
+    /// nothing later than the
+    /// duplicate horizon, gives the same alerts and the same final states as
+    /// reading in event-time order.
+    #[test]
+    fn same_alerts_in_any_tolerated_order(
+        cases in proptest::collection::vec(case(), 1..40),
+        keys in proptest::collection::vec(any::<u32>(), 1..200),
+        dup_every in 3usize..9,
+    ) {
+        let msgs = messages(&cases, dup_every);
+        let mut chrono_order: Vec<usize> = (0..msgs.len()).collect();
+        chrono_order.sort_by_key(|&i| (msgs[i].ev.occurred_at, msgs[i].after.is_some(), i));
+        let shuffled = allowed_order(&msgs, &keys);
+        let a = outcome(&msgs, &chrono_order);
+        let b = outcome(&msgs, &shuffled);
+        prop_assert!(!a.1.is_empty());
+        prop_assert_eq!(a, b);
+    }
+}
+
+#[test]
+fn restore_after_restart_gives_the_same_subsequent_alerts() {
+    let cases: Vec<Case> = (0..30)
+        .map(|i| Case {
+            kind: [K::Inpatient, K::Outpatient, K::Emergency][i % 3],
+            end_h: (i as i64) * 7,
+            doc: match i % 5 {
+                0 => None,
+                1 => Some((-3, true)),
+                2 => Some((30, false)),
+                3 => Some((200, true)),
+                _ => Some((5, true)),
+            },
+            ack: (i % 4 == 0).then_some(i % 8 == 0),
+        })
+        .collect();
+    let msgs = messages(&cases, 5);
+    let mut order: Vec<usize> = (0..msgs.len()).collect();
+    order.sort_by_key(|&i| (msgs[i].ev.occurred_at, msgs[i].after.is_some(), i));
+    let until = t("2024-03-01T00:00:00Z");
+    for cut in [1, order.len() / 3, order.len() / 2, order.len() - 1] {
+        // A tracker that never stops.
+        let mut a = Tracker::new(Policy::default_contract(), strict());
+        let mut sa = Store::default();
+        for &i in &order {
+            sa.commit(&a.apply(&msgs[i].ev));
+        }
+        sa.commit(&a.advance_to(until));
+
+        // One that stops after `cut` messages and is rebuilt from its store.
+        let mut b = Tracker::new(Policy::default_contract(), strict());
+        let mut sb = Store::default();
+        for &i in &order[..cut] {
+            sb.commit(&b.apply(&msgs[i].ev));
+        }
+        let mut b = Tracker::restore(
+            Policy::default_contract(),
+            strict(),
+            sb.unsettled(),
+            sb.records(),
+        )
+        .expect("restores");
+        assert_eq!(b.clock(), a_clock_after(&msgs, &order[..cut]));
+        for &i in &order[cut..] {
+            sb.commit(&b.apply(&msgs[i].ev));
+        }
+        sb.commit(&b.advance_to(until));
+        assert!(!sa.alerts.is_empty());
+        assert_eq!(sa.alerts, sb.alerts, "cut at {cut}");
+        assert_eq!(sa.expectations, sb.expectations, "cut at {cut}");
+        assert_eq!(sa.state, sb.state, "cut at {cut}");
+    }
+}
+
+fn a_clock_after(msgs: &[Msg], applied: &[usize]) -> Option<DateTime<Utc>> {
+    applied.iter().map(|&i| msgs[i].ev.occurred_at).max()
+}
+
+#[test]
+fn restore_refuses_unknown_state() {
+    let rec = tocsin_tracker::StateRecord {
+        namespace: "mystery".into(),
+        key: "k".into(),
+        value: serde_json::Value::Null,
+    };
+    let e = Tracker::restore(Policy::default_contract(), strict(), vec![], vec![rec])
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("mystery"), "{e}");
+    let rec = tocsin_tracker::StateRecord {
+        namespace: "clock".into(),
+        key: "event_time".into(),
+        value: serde_json::Value::String("yesterday".into()),
+    };
+    let e = Tracker::restore(Policy::default_contract(), strict(), vec![], vec![rec])
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("yesterday"), "{e}");
+}
