@@ -8,7 +8,9 @@ use tocsin_fhir::{FhirConfig, FhirError, normalise_json};
 
 /// Path of a file under `tests/fixtures/fhir/`.
 pub fn fixture_path(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/fhir").join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/fhir")
+        .join(rel)
 }
 
 /// The bytes of a fixture.

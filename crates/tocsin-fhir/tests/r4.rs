@@ -22,7 +22,11 @@ fn finished_inpatient_encounter() {
     assert_eq!(e.source.sequence, 0);
     assert_eq!(
         e.event_id,
-        EventId::derive(Format::FhirR4, &load("r4/encounter-finished-inpatient.json"), 0)
+        EventId::derive(
+            Format::FhirR4,
+            &load("r4/encounter-finished-inpatient.json"),
+            0
+        )
     );
     // Subject named by a logical NHS number identifier.
     assert_eq!(e.patient.nhs_number.as_deref(), Some("9434765919"));
@@ -160,7 +164,10 @@ fn unresolved_bundle_references_give_what_resolved_and_warnings() {
         e.encounter.as_ref().unwrap().reference.as_deref(),
         Some("Encounter/not-in-bundle")
     );
-    assert_eq!(e.document.as_ref().unwrap().kind, DocumentKind::DischargeSummary);
+    assert_eq!(
+        e.document.as_ref().unwrap().kind,
+        DocumentKind::DischargeSummary
+    );
     let w: Vec<_> = e
         .warnings
         .iter()
@@ -169,8 +176,14 @@ fn unresolved_bundle_references_give_what_resolved_and_warnings() {
     assert_eq!(
         w,
         vec![
-            (WarningCode::UnresolvedReference, "Bundle.entry[0].resource.subject"),
-            (WarningCode::UnresolvedReference, "Bundle.entry[0].resource.encounter"),
+            (
+                WarningCode::UnresolvedReference,
+                "Bundle.entry[0].resource.subject"
+            ),
+            (
+                WarningCode::UnresolvedReference,
+                "Bundle.entry[0].resource.encounter"
+            ),
         ]
     );
 }
@@ -198,10 +211,16 @@ fn r4_message_carrying_a_document_bundle() {
 #[test]
 fn transaction_gives_one_event_per_tracked_entry_in_order() {
     let ev = events("r4/bundle-transaction.json");
-    let kinds: Vec<_> = ev.iter().map(|e| (e.event_type, e.source.sequence)).collect();
+    let kinds: Vec<_> = ev
+        .iter()
+        .map(|e| (e.event_type, e.source.sequence))
+        .collect();
     assert_eq!(
         kinds,
-        vec![(EventType::EncounterEnded, 0), (EventType::DocumentIssued, 1)]
+        vec![
+            (EventType::EncounterEnded, 0),
+            (EventType::DocumentIssued, 1)
+        ]
     );
     assert_ne!(ev[0].event_id, ev[1].event_id);
     // Both resolve the Patient entry by its urn:uuid fullUrl.
@@ -270,9 +289,20 @@ fn mappings_come_from_configuration() {
         "http://snomed.info/sct|371531000".into(),
         DocumentKind::DischargeSummary,
     );
-    cfg.encounter_class.insert("IMP".into(), EncounterKind::MentalHealth);
-    let d = normalise_json(&load("r4/documentreference-current-clinic-letter.json"), &cfg).unwrap();
-    assert_eq!(d[0].document.as_ref().unwrap().kind, DocumentKind::DischargeSummary);
+    cfg.encounter_class
+        .insert("IMP".into(), EncounterKind::MentalHealth);
+    let d = normalise_json(
+        &load("r4/documentreference-current-clinic-letter.json"),
+        &cfg,
+    )
+    .unwrap();
+    assert_eq!(
+        d[0].document.as_ref().unwrap().kind,
+        DocumentKind::DischargeSummary
+    );
     let e = normalise_json(&load("r4/encounter-finished-inpatient.json"), &cfg).unwrap();
-    assert_eq!(e[0].encounter.as_ref().unwrap().kind, Some(EncounterKind::MentalHealth));
+    assert_eq!(
+        e[0].encounter.as_ref().unwrap().kind,
+        Some(EncounterKind::MentalHealth)
+    );
 }

@@ -1,0 +1,51 @@
+//! R4 JSON that fhir-sdk's R4B models (or their strict date parsing) would
+//! refuse, and which tocsin accepts as documented in the crate README.
+
+mod common;
+
+use common::{load, t};
+use serde_json::json;
+use tocsin_event::EventType;
+use tocsin_fhir::{FhirConfig, normalise_json};
+
+fn run(v: &serde_json::Value) -> Vec<tocsin_event::InterfaceEvent> {
+    normalise_json(&serde_json::to_vec(v).unwrap(), &FhirConfig::default())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn r4_only_resource_types_in_entries_and_contained_are_tolerated() {
+    // MedicinalProduct exists in R4 but not R4B: fhir-sdk's Bundle (through
+    // its Resource enum) would reject the whole bundle.
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&load("r4/bundle-document-discharge-summary.json")).unwrap();
+    doc["entry"].as_array_mut().unwrap().push(json!({
+        "fullUrl": "urn:uuid:ffff0000-0000-4000-8000-000000000001",
+        "resource": {"resourceType": "MedicinalProduct", "id": "mp"}
+    }));
+    doc["entry"][0]["resource"]["contained"] =
+        json!([{"resourceType": "SubstanceSpecification", "id": "ss"}]);
+    let ev = run(&doc);
+    assert_eq!(ev[0].event_type, EventType::DocumentIssued);
+    assert!(ev[0].warnings.is_empty(), "{:?}", ev[0].warnings);
+}
+
+#[test]
+fn offsetless_instants_are_local_time() {
+    // Bundle.timestamp is an instant: fhir-sdk requires an offset.
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&load("r4/bundle-document-discharge-summary.json")).unwrap();
+    doc["timestamp"] = "2024-06-15T14:30:00".into();
+    doc["meta"]["lastUpdated"] = "2024-06-15T14:30".into();
+    let ev = run(&doc);
+    assert_eq!(ev[0].occurred_at, t("2024-06-15T13:30:00Z"));
+}
+
+#[test]
+fn date_only_period_end_is_local_midnight() {
+    let mut enc: serde_json::Value =
+        serde_json::from_slice(&load("r4/encounter-finished-inpatient.json")).unwrap();
+    enc["period"]["end"] = "2024-07-02".into();
+    let ev = run(&enc);
+    assert_eq!(ev[0].occurred_at, t("2024-07-01T23:00:00Z"));
+}

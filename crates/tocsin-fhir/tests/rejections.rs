@@ -1,0 +1,111 @@
+//! Bad input: each rejection has its reason code, location and a message
+//! that says why, and holds no patient data.
+
+mod common;
+
+use common::{load, rejected};
+use tocsin_fhir::{FhirConfig, FhirError, normalise_json};
+
+#[test]
+fn malformed_json_names_line_and_column() {
+    let e = rejected("rejected/malformed.json");
+    assert_eq!(e.reason_code(), "malformed_json");
+    assert!(
+        matches!(e, FhirError::MalformedJson { line: 5, .. }),
+        "{e:?}"
+    );
+    assert_eq!(e.location().as_deref(), Some("5:0"));
+    assert!(e.to_string().contains("EOF while parsing"), "{e}");
+}
+
+#[test]
+fn json_without_resource_type_is_not_fhir() {
+    let e = rejected("rejected/not-fhir.json");
+    assert_eq!(e.reason_code(), "not_fhir");
+    assert!(e.to_string().contains("no resourceType"), "{e}");
+    for (body, why) in [
+        (&b"[1,2]"[..], "JSON object"),
+        (b"{\"resourceType\": 7}", "not a string"),
+        (b"{\"resourceType\": \"encounter\"}", "resource type name"),
+    ] {
+        let e = normalise_json(body, &FhirConfig::default()).unwrap_err();
+        assert_eq!(e.reason_code(), "not_fhir");
+        assert!(e.to_string().contains(why), "{e}");
+    }
+}
+
+#[test]
+fn r5_and_dstu2_are_unsupported_versions() {
+    let e = rejected("rejected/r5-encounter.json");
+    assert_eq!(e.reason_code(), "unsupported_fhir_version");
+    assert!(e.to_string().contains("R5"), "{e}");
+    assert_eq!(e.location().as_deref(), Some("Encounter"));
+    let e = rejected("rejected/dstu2-encounter.json");
+    assert_eq!(e.reason_code(), "unsupported_fhir_version");
+    assert!(e.to_string().contains("DSTU2"), "{e}");
+}
+
+#[test]
+fn resource_the_model_rejects_is_invalid_with_its_location() {
+    let e = rejected("rejected/invalid-encounter-status.json");
+    assert_eq!(e.reason_code(), "invalid_resource");
+    assert_eq!(e.location().as_deref(), Some("Encounter"));
+    assert!(e.to_string().contains("discharged"), "{e}");
+}
+
+#[test]
+fn document_bundle_must_start_with_a_composition() {
+    let e = rejected("rejected/document-bundle-without-composition.json");
+    assert_eq!(e.reason_code(), "invalid_resource");
+    assert_eq!(e.location().as_deref(), Some("Bundle.entry[0].resource"));
+    assert!(e.to_string().contains("Composition"), "{e}");
+}
+
+#[test]
+fn invalid_entry_deep_in_a_bundle_is_located() {
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&load("r4/bundle-transaction.json")).unwrap();
+    v["entry"][1]["resource"]["status"] = "bogus".into();
+    let e = normalise_json(&serde_json::to_vec(&v).unwrap(), &FhirConfig::default()).unwrap_err();
+    assert_eq!(e.reason_code(), "invalid_resource");
+    assert_eq!(e.location().as_deref(), Some("Bundle.entry[1].resource"));
+}
+
+#[test]
+fn xml_is_refused_with_a_message_that_says_so() {
+    let e = rejected("rejected/encounter.xml");
+    assert_eq!(e.reason_code(), "fhir_xml_unsupported");
+    assert!(e.to_string().contains("XML is not supported"), "{e}");
+}
+
+#[test]
+fn oversized_input_is_refused_before_parsing() {
+    let cfg = FhirConfig {
+        max_resource_bytes: 100,
+        ..FhirConfig::default()
+    };
+    let e = normalise_json(&load("r4/encounter-finished-inpatient.json"), &cfg).unwrap_err();
+    assert_eq!(e.reason_code(), "oversized");
+    assert!(e.to_string().contains("limit of 100 bytes"), "{e}");
+}
+
+#[test]
+fn missing_times_are_a_typed_error() {
+    let body = br#"{"resourceType":"Encounter","status":"finished","class":{"code":"IMP"}}"#;
+    let e = normalise_json(body, &FhirConfig::default()).unwrap_err();
+    assert_eq!(e.reason_code(), "missing_timestamp");
+    assert_eq!(e.location().as_deref(), Some("Encounter"));
+}
+
+#[test]
+fn error_messages_do_not_carry_patient_values() {
+    let body = br#"{"resourceType":"Encounter","status":"finished","class":{"code":"IMP"},
+        "period":{"end":"2024-01-01T00:00:00Z"},"subject":"9434765919 TESTER"}"#;
+    let e = normalise_json(body, &FhirConfig::default()).unwrap_err();
+    assert_eq!(e.reason_code(), "invalid_resource");
+    let text = e.to_string();
+    assert!(
+        !text.contains("9434765919") && !text.contains("TESTER"),
+        "{text}"
+    );
+}

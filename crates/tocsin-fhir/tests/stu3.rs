@@ -1,0 +1,96 @@
+//! STU3: ITK3 Transfer of Care messages and responses, CareConnect resources.
+
+mod common;
+
+use common::{one, t};
+use tocsin_event::{DocumentKind, EncounterKind, EventType, Format};
+
+#[test]
+fn itk3_edischarge_message() {
+    let e = one("stu3/itk3-edischarge-ITK003D.json");
+    assert_eq!(e.event_type, EventType::DocumentIssued);
+    assert_eq!(e.source.format, Format::FhirStu3);
+    assert_eq!(e.source.message_id, "7d0e0000-0000-4000-8000-000000000003");
+    assert_eq!(e.source.message_type, "ITK003D");
+    // Sender resolved to its Organization's ODS code.
+    assert_eq!(e.source.sending_facility.as_deref(), Some("RXX"));
+    assert_eq!(e.occurred_at, t("2024-01-15T14:40:00Z"));
+    assert_eq!(e.patient.nhs_number.as_deref(), Some("9434765919"));
+    assert_eq!(e.gp_practice.as_deref(), Some("B86001"));
+    let enc = e.encounter.unwrap();
+    assert_eq!(enc.id.as_deref(), Some("V123456"));
+    assert_eq!(enc.kind, Some(EncounterKind::Inpatient));
+    assert_eq!(enc.ended_at, Some(t("2024-01-15T14:00:00Z")));
+    assert_eq!(enc.site.as_deref(), Some("RXX"));
+    let d = e.document.unwrap();
+    // The nested document bundle's identifier.
+    assert_eq!(d.id, "d5000000-0000-4000-8000-000000000003");
+    assert_eq!(d.kind, DocumentKind::DischargeSummary);
+    assert_eq!(d.type_code.as_deref(), Some("373942005"));
+    // issued_at is the MessageHeader timestamp, not the document's.
+    assert_eq!(d.issued_at, t("2024-01-15T14:40:00Z"));
+    assert_eq!(d.authored_at, Some(t("2024-01-15T13:45:00Z")));
+    // MessageHeader.receiver -> Organization entry -> ODS code.
+    assert_eq!(d.recipient.as_deref(), Some("B86001"));
+    assert!(e.warnings.is_empty(), "{:?}", e.warnings);
+}
+
+#[test]
+fn itk3_outpatient_letter_message() {
+    let e = one("stu3/itk3-outpatient-letter-ITK006D.json");
+    assert_eq!(e.event_type, EventType::DocumentIssued);
+    assert_eq!(e.source.message_type, "ITK006D");
+    let enc = e.encounter.unwrap();
+    assert_eq!(enc.kind, Some(EncounterKind::Outpatient));
+    assert_eq!(enc.id.as_deref(), Some("V200001"));
+    assert_eq!(enc.started_at, Some(t("2024-07-01T09:30:00Z")));
+    let d = e.document.unwrap();
+    assert_eq!(d.kind, DocumentKind::ClinicLetter);
+    assert_eq!(d.recipient.as_deref(), Some("B86001"));
+}
+
+#[test]
+fn itk3_response_ok_acknowledges_the_original_message() {
+    let e = one("stu3/itk3-response-ok-ITK008M.json");
+    assert_eq!(e.event_type, EventType::DeliveryAcknowledged);
+    assert_eq!(e.source.message_type, "ITK008M");
+    assert_eq!(e.source.message_id, "8e0f0000-0000-4000-8000-000000000001");
+    assert_eq!(e.source.sending_facility.as_deref(), Some("B86001"));
+    assert_eq!(e.occurred_at, t("2024-01-15T14:41:30Z"));
+    let ack = e.ack.unwrap();
+    assert_eq!(ack.of_message_id, "7d0e0000-0000-4000-8000-000000000003");
+    assert_eq!(ack.code, "ok");
+    assert_eq!(ack.text.as_deref(), Some("Success"));
+    assert!(e.document.is_none());
+    assert_eq!(e.patient.nhs_number, None);
+}
+
+#[test]
+fn itk3_response_fatal_error_is_a_failed_delivery() {
+    let e = one("stu3/itk3-response-fatal-error-ITK008M.json");
+    assert_eq!(e.event_type, EventType::DeliveryFailed);
+    let ack = e.ack.unwrap();
+    assert_eq!(ack.of_message_id, "7d0e0000-0000-4000-8000-000000000006");
+    assert_eq!(ack.code, "fatal-error");
+    assert_eq!(
+        ack.text.as_deref(),
+        Some("Patient not registered at this practice")
+    );
+}
+
+#[test]
+fn stu3_document_reference_uses_indexed_and_created() {
+    let e = one("stu3/documentreference.json");
+    assert_eq!(e.source.format, Format::FhirStu3);
+    assert_eq!(e.event_type, EventType::DocumentIssued);
+    assert_eq!(e.patient.nhs_number.as_deref(), Some("9434765919"));
+    let d = e.document.unwrap();
+    assert_eq!(d.id, "DOC-STU3-1");
+    assert_eq!(d.kind, DocumentKind::DischargeSummary);
+    assert_eq!(d.issued_at, t("2024-01-15T14:10:00Z"));
+    assert_eq!(d.authored_at, Some(t("2024-01-15T13:00:00Z")));
+    assert_eq!(
+        e.encounter.unwrap().reference.as_deref(),
+        Some("Encounter/itk-enc-1")
+    );
+}
