@@ -1,1 +1,351 @@
-//! Compliance report (in progress).
+//! The compliance report: a pure summary of expectations, used by
+//! `tocsin replay --report` and the HTTP API.
+//!
+//! Per group (any of month of encounter end, document kind, encounter kind,
+//! site): `expected` (every expectation not cancelled), `on_time`, `late`,
+//! `missing` (overdue: deadline passed, no document), `pending` (open, not
+//! yet due), `cancelled`, `pct_on_time` = on_time / (on_time + late +
+//! missing), and the median and 90th-centile delay (nearest rank, in seconds
+//! from the encounter's end to the document's first issue) over settled ones.
+
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::str::FromStr;
+use tocsin_event::{DocumentKind, EncounterKind};
+
+use crate::model::{Expectation, ExpectationStatus};
+
+/// A dimension to group the report by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupBy {
+    /// Calendar month (`YYYY-MM`) of the encounter's end.
+    Month,
+    /// Document kind expected.
+    DocumentKind,
+    /// Encounter kind.
+    EncounterKind,
+    /// Site of the encounter.
+    Site,
+}
+
+impl GroupBy {
+    /// Every dimension, in the order the issue's report lists them.
+    pub const ALL: [GroupBy; 4] = [
+        GroupBy::Month,
+        GroupBy::DocumentKind,
+        GroupBy::EncounterKind,
+        GroupBy::Site,
+    ];
+
+    /// The column name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Month => "month",
+            Self::DocumentKind => "document_kind",
+            Self::EncounterKind => "encounter_kind",
+            Self::Site => "site",
+        }
+    }
+}
+
+/// An unknown grouping name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown report grouping `{0}` (use month, document_kind, encounter_kind or site)")]
+pub struct UnknownGroupBy(pub String);
+
+impl FromStr for GroupBy {
+    type Err = UnknownGroupBy;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        GroupBy::ALL
+            .into_iter()
+            .find(|g| g.as_str() == s)
+            .ok_or_else(|| UnknownGroupBy(s.to_string()))
+    }
+}
+
+/// One row of the report. Dimension fields not grouped by are `None` (and
+/// omitted from JSON); a grouped site that is unknown is `"(none)"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComplianceRow {
+    /// `YYYY-MM` of the encounter's end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub month: Option<String>,
+    /// Document kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document_kind: Option<DocumentKind>,
+    /// Encounter kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encounter_kind: Option<EncounterKind>,
+    /// Site.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    /// Expectations not cancelled.
+    pub expected: u64,
+    /// Settled by the deadline.
+    pub on_time: u64,
+    /// Settled after the deadline.
+    pub late: u64,
+    /// Deadline passed, still missing.
+    pub missing: u64,
+    /// Open, not yet due.
+    pub pending: u64,
+    /// Withdrawn.
+    pub cancelled: u64,
+    /// Percentage on time of those decided (on time, late or missing).
+    pub pct_on_time: Option<f64>,
+    /// Median delay in seconds (settled ones).
+    pub median_delay_seconds: Option<i64>,
+    /// 90th-centile delay in seconds (settled ones).
+    pub p90_delay_seconds: Option<i64>,
+}
+
+type Key = (
+    Option<String>,
+    Option<DocumentKind>,
+    Option<EncounterKind>,
+    Option<String>,
+);
+
+#[derive(Default)]
+struct Acc {
+    on_time: u64,
+    late: u64,
+    missing: u64,
+    pending: u64,
+    cancelled: u64,
+    delays: Vec<i64>,
+}
+
+/// The report with months in UTC.
+pub fn report<'a>(
+    expectations: impl IntoIterator<Item = &'a Expectation>,
+    group_by: &[GroupBy],
+) -> Vec<ComplianceRow> {
+    report_in_zone(expectations, group_by, Tz::UTC)
+}
+
+/// The report with months taken in a zone (the policy's, so that a
+/// discharge at 00:30 BST on 1 April counts in April).
+pub fn report_in_zone<'a>(
+    expectations: impl IntoIterator<Item = &'a Expectation>,
+    group_by: &[GroupBy],
+    zone: Tz,
+) -> Vec<ComplianceRow> {
+    let by = |g| group_by.contains(&g);
+    let mut groups: BTreeMap<Key, Acc> = BTreeMap::new();
+    for e in expectations {
+        let key: Key = (
+            by(GroupBy::Month).then(|| {
+                e.encounter
+                    .ended_at
+                    .with_timezone(&zone)
+                    .format("%Y-%m")
+                    .to_string()
+            }),
+            by(GroupBy::DocumentKind).then_some(e.document_kind),
+            by(GroupBy::EncounterKind).then_some(e.encounter.kind),
+            by(GroupBy::Site).then(|| e.encounter.site.clone().unwrap_or_else(|| "(none)".into())),
+        );
+        let acc = groups.entry(key).or_default();
+        match e.status {
+            ExpectationStatus::OnTime => acc.on_time += 1,
+            ExpectationStatus::Late => acc.late += 1,
+            ExpectationStatus::Overdue => acc.missing += 1,
+            ExpectationStatus::Open => acc.pending += 1,
+            ExpectationStatus::Cancelled => acc.cancelled += 1,
+        }
+        if let (ExpectationStatus::OnTime | ExpectationStatus::Late, Some(s)) =
+            (e.status, &e.settlement)
+        {
+            acc.delays.push(s.delay_seconds);
+        }
+    }
+    groups
+        .into_iter()
+        .map(|((month, document_kind, encounter_kind, site), mut a)| {
+            a.delays.sort_unstable();
+            let decided = a.on_time + a.late + a.missing;
+            ComplianceRow {
+                month,
+                document_kind,
+                encounter_kind,
+                site,
+                expected: decided + a.pending,
+                on_time: a.on_time,
+                late: a.late,
+                missing: a.missing,
+                pending: a.pending,
+                cancelled: a.cancelled,
+                pct_on_time: (decided > 0).then(|| 100.0 * a.on_time as f64 / decided as f64),
+                median_delay_seconds: nearest_rank(&a.delays, 50),
+                p90_delay_seconds: nearest_rank(&a.delays, 90),
+            }
+        })
+        .collect()
+}
+
+/// The nearest-rank percentile of sorted values.
+fn nearest_rank(sorted: &[i64], pct: usize) -> Option<i64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (pct * sorted.len()).div_ceil(100).max(1);
+    sorted.get(rank - 1).copied()
+}
+
+/// How to render the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportFormat {
+    /// Aligned text columns for a terminal.
+    Table,
+    /// RFC 4180 CSV with a header.
+    Csv,
+    /// A JSON array of row objects.
+    Json,
+}
+
+impl FromStr for ReportFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "table" => Ok(Self::Table),
+            "csv" => Ok(Self::Csv),
+            "json" => Ok(Self::Json),
+            _ => Err(format!(
+                "unknown report format `{s}` (use table, csv or json)"
+            )),
+        }
+    }
+}
+
+/// Renders rows in a format; the columns follow `group_by`.
+pub fn render(rows: &[ComplianceRow], group_by: &[GroupBy], format: ReportFormat) -> String {
+    match format {
+        ReportFormat::Json => to_json(rows),
+        ReportFormat::Csv => to_csv(rows, group_by),
+        ReportFormat::Table => to_table(rows, group_by),
+    }
+}
+
+/// A JSON array of the rows.
+pub fn to_json(rows: &[ComplianceRow]) -> String {
+    serde_json::to_string_pretty(rows).unwrap_or_else(|_| "[]".into()) + "\n"
+}
+
+const MEASURES: [&str; 9] = [
+    "expected",
+    "on_time",
+    "late",
+    "missing",
+    "pending",
+    "cancelled",
+    "pct_on_time",
+    "median_delay_seconds",
+    "p90_delay_seconds",
+];
+
+fn cells(r: &ComplianceRow, group_by: &[GroupBy]) -> Vec<String> {
+    let mut out: Vec<String> = GroupBy::ALL
+        .into_iter()
+        .filter(|g| group_by.contains(g))
+        .map(|g| match g {
+            GroupBy::Month => r.month.clone().unwrap_or_default(),
+            GroupBy::DocumentKind => r
+                .document_kind
+                .map(|k| k.as_str().to_string())
+                .unwrap_or_default(),
+            GroupBy::EncounterKind => r
+                .encounter_kind
+                .map(|k| k.as_str().to_string())
+                .unwrap_or_default(),
+            GroupBy::Site => r.site.clone().unwrap_or_default(),
+        })
+        .collect();
+    let opt = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
+    out.extend([
+        r.expected.to_string(),
+        r.on_time.to_string(),
+        r.late.to_string(),
+        r.missing.to_string(),
+        r.pending.to_string(),
+        r.cancelled.to_string(),
+        r.pct_on_time.map(|p| format!("{p:.1}")).unwrap_or_default(),
+        opt(r.median_delay_seconds),
+        opt(r.p90_delay_seconds),
+    ]);
+    out
+}
+
+fn header(group_by: &[GroupBy]) -> Vec<String> {
+    GroupBy::ALL
+        .into_iter()
+        .filter(|g| group_by.contains(g))
+        .map(|g| g.as_str().to_string())
+        .chain(MEASURES.iter().map(|m| m.to_string()))
+        .collect()
+}
+
+/// CSV with a header row; fields quoted when they need it.
+pub fn to_csv(rows: &[ComplianceRow], group_by: &[GroupBy]) -> String {
+    let quote = |f: &str| {
+        if f.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", f.replace('"', "\"\""))
+        } else {
+            f.to_string()
+        }
+    };
+    let mut out = String::new();
+    for line in std::iter::once(header(group_by)).chain(rows.iter().map(|r| cells(r, group_by))) {
+        let fields: Vec<String> = line.iter().map(|f| quote(f)).collect();
+        out.push_str(&fields.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// Aligned columns for a terminal.
+pub fn to_table(rows: &[ComplianceRow], group_by: &[GroupBy]) -> String {
+    let lines: Vec<Vec<String>> = std::iter::once(header(group_by))
+        .chain(rows.iter().map(|r| cells(r, group_by)))
+        .collect();
+    let widths: Vec<usize> = (0..lines[0].len())
+        .map(|i| {
+            lines
+                .iter()
+                .map(|l| l[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for l in &lines {
+        let mut line = String::new();
+        for (i, (cell, w)) in l.iter().zip(&widths).enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            let _ = write!(line, "{cell:<w$}");
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nearest_rank;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<i64> = (1..=10).collect();
+        assert_eq!(nearest_rank(&v, 50), Some(5));
+        assert_eq!(nearest_rank(&v, 90), Some(9));
+        assert_eq!(nearest_rank(&[7], 90), Some(7));
+        assert_eq!(nearest_rank(&[], 50), None);
+    }
+}

@@ -1,0 +1,136 @@
+//! The compliance report over expectations produced by the tracker itself.
+
+mod common;
+
+use common::*;
+use tocsin_event::{DocumentKind as D, EncounterKind as K, EventType};
+use tocsin_tracker::compliance::{GroupBy, ReportFormat, render, report, report_in_zone};
+use tocsin_tracker::{Policy, Tracker};
+
+const NHS: &str = "9434765919";
+
+fn store() -> Store {
+    let mut tr = Tracker::new(Policy::default_contract(), strict());
+    let mut s = Store::default();
+    let base = t("2024-01-10T10:00:00Z");
+    // Ten January discharges: delays 1..=10 hours on time; two late (30 h,
+    // 40 h); one missing; one cancelled.
+    for i in 0..10 {
+        s.commit(&tr.apply(&end(
+            &format!("e{i}"),
+            &format!("V{i}"),
+            K::Inpatient,
+            base,
+            NHS,
+        )));
+        s.commit(&tr.apply(&doc(
+            &format!("d{i}"),
+            Some(&format!("V{i}")),
+            D::DischargeSummary,
+            base + h(i + 1),
+            Some(NHS),
+        )));
+    }
+    for (i, delay) in [(10, 30), (11, 40)] {
+        s.commit(&tr.apply(&end(
+            &format!("e{i}"),
+            &format!("V{i}"),
+            K::Inpatient,
+            base,
+            NHS,
+        )));
+        s.commit(&tr.apply(&doc(
+            &format!("d{i}"),
+            Some(&format!("V{i}")),
+            D::DischargeSummary,
+            base + h(delay),
+            Some(NHS),
+        )));
+    }
+    s.commit(&tr.apply(&end("e12", "V12", K::Inpatient, base, NHS)));
+    s.commit(&tr.apply(&end("e13", "V13", K::Inpatient, base, NHS)));
+    s.commit(&tr.apply(&cancel(
+        "c13",
+        EventType::EncounterDischargeCancelled,
+        "V13",
+        base + h(1),
+    )));
+    // One February outpatient attendance, still open (not yet due).
+    s.commit(&tr.apply(&end(
+        "e14",
+        "OP1",
+        K::Outpatient,
+        t("2024-02-20T10:00:00Z"),
+        NHS,
+    )));
+    s.commit(&tr.advance_to(t("2024-02-21T00:00:00Z")));
+    s
+}
+
+#[test]
+fn report_counts_states_and_delays_per_group() {
+    let s = store();
+    let rows = report(
+        s.expectations.values(),
+        &[GroupBy::Month, GroupBy::DocumentKind],
+    );
+    assert_eq!(rows.len(), 2);
+    let jan = &rows[0];
+    assert_eq!(jan.month.as_deref(), Some("2024-01"));
+    assert_eq!(jan.document_kind, Some(D::DischargeSummary));
+    assert_eq!(jan.encounter_kind, None);
+    assert_eq!(
+        (
+            jan.expected,
+            jan.on_time,
+            jan.late,
+            jan.missing,
+            jan.pending,
+            jan.cancelled
+        ),
+        (13, 10, 2, 1, 0, 1)
+    );
+    assert!((jan.pct_on_time.unwrap() - 100.0 * 10.0 / 13.0).abs() < 1e-9);
+    // Delays 1..=10, 30, 40 hours; nearest rank: the 6th of 12 is 6 h, the 11th 30 h.
+    assert_eq!(jan.median_delay_seconds, Some(6 * 3600));
+    assert_eq!(jan.p90_delay_seconds, Some(30 * 3600));
+    let feb = &rows[1];
+    assert_eq!((feb.expected, feb.pending, feb.pct_on_time), (1, 1, None));
+    assert_eq!(feb.document_kind, Some(D::ClinicLetter));
+}
+
+#[test]
+fn report_renders_as_csv_table_and_json() {
+    let s = store();
+    let g = [GroupBy::Month, GroupBy::EncounterKind, GroupBy::Site];
+    let rows = report_in_zone(s.expectations.values(), &g, chrono_tz::Europe::London);
+    let csv = render(&rows, &g, ReportFormat::Csv);
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "month,encounter_kind,site,expected,on_time,late,missing,pending,cancelled,pct_on_time,median_delay_seconds,p90_delay_seconds"
+    );
+    assert_eq!(
+        lines.next().unwrap(),
+        "2024-01,inpatient,RXX01,13,10,2,1,0,1,76.9,21600,108000"
+    );
+    assert_eq!(
+        lines.next().unwrap(),
+        "2024-02,outpatient,RXX01,1,0,0,0,1,0,,,"
+    );
+    let table = render(&rows, &g, ReportFormat::Table);
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("2024-01  inpatient       RXX01"),
+        "{table}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&render(&rows, &g, ReportFormat::Json)).unwrap();
+    assert_eq!(json[0]["site"], "RXX01");
+    assert!(json[0].get("document_kind").is_none());
+    assert_eq!("site".parse::<GroupBy>().unwrap(), GroupBy::Site);
+    assert!("ward".parse::<GroupBy>().is_err());
+}
