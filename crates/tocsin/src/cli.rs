@@ -1,0 +1,75 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// tocsin watches that discharge summaries and clinic letters reach GPs on
+/// time: it normalises HL7 v2 and FHIR traffic, tracks every expected
+/// document, and raises alerts for late and missing ones.
+#[derive(Debug, Parser)]
+#[command(name = "tocsin", version, about)]
+pub struct Cli {
+    /// The configuration file (default: config/tocsin.toml if present, else
+    /// the built-in defaults).
+    #[arg(long, global = true, env = "TOCSIN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Normalise HL7 v2 and FHIR files into interface events, one JSON line
+    /// each on stdout; rejected inputs go to stderr. Exit 0 when every input
+    /// normalised, 1 when any was rejected, 2 on a usage error.
+    Normalise {
+        /// Files or directories (read recursively, in file-name order).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Replay archived traffic through the tracker, as the live gateway
+    /// would judge it, and report compliance.
+    Replay(ReplayArgs),
+    /// Run the live gateway: consume the input queues, track expectations,
+    /// publish events and alerts. Stops cleanly on SIGTERM or SIGINT.
+    Run,
+    /// Validate the configuration, mappings and policy, and say what is wrong.
+    CheckConfig,
+}
+
+/// Arguments of `tocsin replay`.
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// Advance the clock to this time (RFC 3339) after the last input, so
+    /// that every deadline before it fires.
+    #[arg(long, value_parser = parse_rfc3339)]
+    pub until: chrono::DateTime<chrono::Utc>,
+    /// Write every alert as a JSON line to this file.
+    #[arg(long)]
+    pub alerts: PathBuf,
+    /// Also write every interface event as a JSON line to this file.
+    #[arg(long)]
+    pub events: Option<PathBuf>,
+    /// Write the compliance report to this file (default: stdout).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Report format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: crate::commands::ReportFormat,
+    /// Keep the replay's state in this store (`sqlite://PATH` or
+    /// `postgres://...`); default: a temporary SQLite file, removed after.
+    #[arg(long)]
+    pub store: Option<String>,
+    /// Files or directories (read recursively, in file-name order).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+fn parse_rfc3339(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time (e.g. 2026-01-31T23:59:59Z): {e}"))
+}

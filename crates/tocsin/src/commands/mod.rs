@@ -1,0 +1,25 @@
+//! One module per subcommand.
+
+mod check_config;
+mod normalise;
+mod replay;
+mod run;
+
+pub use replay::ReportFormat;
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command};
+use crate::config::Config;
+
+/// Runs the chosen subcommand. An `Err` is a failure of the command itself
+/// (exit 2); rejected inputs are reported by the command and give exit 1.
+pub fn dispatch(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Normalise { paths } => normalise::run(&config, &paths),
+        Command::Replay(args) => replay::run(&config, &args),
+        Command::Run => run::run(config),
+        Command::CheckConfig => check_config::run(&config),
+    }
+}

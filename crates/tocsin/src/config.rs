@@ -1,0 +1,332 @@
+//! The configuration file: `config/tocsin.toml` and the files it names.
+//!
+//! Paths inside the file are relative to the file's own directory. With no
+//! `--config` and no `config/tocsin.toml` in the working directory, the
+//! checked-in files compiled into the binary are used, so `tocsin normalise`
+//! works anywhere.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+use tocsin_amqp::AmqpConfig;
+use tocsin_ingest::IngestConfig;
+use tocsin_tracker::{Policy, TrackerConfig};
+
+/// The checked-in configuration, compiled in as the default.
+pub const DEFAULT_CONFIG: &str = include_str!("../../../config/tocsin.toml");
+/// The checked-in code tables, compiled in as the default.
+pub const DEFAULT_MAPPINGS: &str = include_str!("../../../config/mappings.toml");
+
+/// Why the configuration cannot be used. Each names the file and, for syntax
+/// and type errors, the line and the reason.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// A file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file is not valid TOML or has a wrong key or value.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// The parser's explanation, with line and column.
+        message: String,
+    },
+}
+
+/// The main configuration file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    /// Path of the code tables (relative to this file).
+    mappings: PathBuf,
+    /// Path of the contract policy (relative to this file).
+    policy: PathBuf,
+    #[serde(default)]
+    ingest: IngestSection,
+    #[serde(default)]
+    tracker: TrackerConfig,
+    #[serde(default)]
+    store: StoreSection,
+    #[serde(default)]
+    amqp: AmqpConfig,
+    #[serde(default)]
+    http: HttpSection,
+    #[serde(default)]
+    events: EventsSection,
+    #[serde(default)]
+    log: LogSection,
+    #[serde(default)]
+    gateway: GatewaySection,
+}
+
+/// `[gateway]`: the live gateway's own settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewaySection {
+    /// On SIGTERM or SIGINT, how long to finish the batch in hand, commit,
+    /// acknowledge and flush the outbox before exiting anyway, in seconds.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for GatewaySection {
+    fn default() -> Self {
+        Self {
+            shutdown_timeout_secs: 10,
+        }
+    }
+}
+
+/// `[store]`: where durable state lives.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    /// `sqlite://PATH` (relative paths are relative to the working
+    /// directory) or `postgres://USER@HOST/DB`. `TOCSIN_STORE_URL` overrides.
+    pub url: String,
+    /// A file holding the PostgreSQL password, kept out of the URL.
+    pub password_file: Option<PathBuf>,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://data/tocsin.sqlite".into(),
+            password_file: None,
+        }
+    }
+}
+
+/// `[http]`: the health, metrics and API listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    /// Listen address. `TOCSIN_HTTP_ADDR` overrides.
+    pub addr: String,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:9860".into(),
+        }
+    }
+}
+
+/// `[events]`: publishing normalised interface events.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsSection {
+    /// Publish every interface event to the events exchange.
+    /// `TOCSIN_EVENTS_PUBLISH` overrides.
+    pub publish: bool,
+}
+
+impl Default for EventsSection {
+    fn default() -> Self {
+        Self { publish: true }
+    }
+}
+
+/// `[log]`: logging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// Level or `tracing` filter (`info`, `tocsin=debug,lapin=warn`).
+    /// `TOCSIN_LOG` overrides.
+    pub level: String,
+    /// `text` for people, `json` for log shippers.
+    pub format: LogFormat,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[ingest]`: limits on what is read at all.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct IngestSection {
+    max_input_bytes: usize,
+}
+
+impl Default for IngestSection {
+    fn default() -> Self {
+        Self {
+            max_input_bytes: tocsin_ingest::IngestConfig::default().max_input_bytes,
+        }
+    }
+}
+
+/// The loaded configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// Where the configuration came from, for messages.
+    pub origin: String,
+    /// Normaliser settings and code tables.
+    pub ingest: IngestConfig,
+    /// The contract policy.
+    pub policy: Policy,
+    /// Tracker settings.
+    pub tracker: TrackerConfig,
+    /// Store settings.
+    pub store: StoreSection,
+    /// Broker settings.
+    pub amqp: AmqpConfig,
+    /// HTTP listener settings.
+    pub http: HttpSection,
+    /// Event publishing settings.
+    pub events: EventsSection,
+    /// Logging settings.
+    pub log: LogSection,
+    /// Gateway settings.
+    pub gateway: GatewaySection,
+}
+
+impl Config {
+    /// Loads `--config PATH`, else `config/tocsin.toml` in the working
+    /// directory when present, else the compiled-in defaults.
+    pub fn load(explicit: Option<&Path>) -> Result<Self, ConfigError> {
+        let default_path = Path::new("config/tocsin.toml");
+        match explicit {
+            Some(p) => Self::from_file(p),
+            None if default_path.exists() => Self::from_file(default_path),
+            None => Self::built_in(),
+        }
+    }
+
+    fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = read(path)?;
+        let file: ConfigFile = parse(&text, &path.display().to_string())?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mappings_path = dir.join(&file.mappings);
+        let mappings = read(&mappings_path)?;
+        let policy_path = dir.join(&file.policy);
+        let policy = read(&policy_path)?;
+        Self::assemble(
+            path.display().to_string(),
+            file,
+            &mappings,
+            &mappings_path.display().to_string(),
+            (policy, policy_path.display().to_string()),
+        )
+    }
+
+    fn built_in() -> Result<Self, ConfigError> {
+        let file: ConfigFile = parse(DEFAULT_CONFIG, "built-in tocsin.toml")?;
+        Self::assemble(
+            "built-in defaults".into(),
+            file,
+            DEFAULT_MAPPINGS,
+            "built-in mappings.toml",
+            (
+                DEFAULT_POLICY.to_string(),
+                "built-in nhs-standard-contract.toml".into(),
+            ),
+        )
+    }
+
+    fn assemble(
+        origin: String,
+        file: ConfigFile,
+        mappings: &str,
+        mappings_origin: &str,
+        policy_text: (String, String),
+    ) -> Result<Self, ConfigError> {
+        let ingest = IngestConfig::from_mappings_toml(mappings, file.ingest.max_input_bytes)
+            .map_err(|e| ConfigError::Invalid {
+                path: mappings_origin.to_string(),
+                message: e.to_string(),
+            })?;
+        let policy = Policy::from_toml(&policy_text.0).map_err(|e| ConfigError::Invalid {
+            path: policy_text.1.clone(),
+            message: e.to_string(),
+        })?;
+        let mut config = Self {
+            origin,
+            ingest,
+            policy,
+            tracker: file.tracker,
+            store: file.store,
+            amqp: file.amqp,
+            http: file.http,
+            events: file.events,
+            log: file.log,
+            gateway: file.gateway,
+        };
+        config.apply_env(|k| std::env::var(k).ok())?;
+        config.amqp.validate().map_err(|e| ConfigError::Invalid {
+            path: config.origin.clone(),
+            message: format!("[amqp] {e}"),
+        })?;
+        Ok(config)
+    }
+
+    /// Applies the environment overrides of the most used keys.
+    fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(url) = var("TOCSIN_AMQP_URL") {
+            self.amqp.url = tocsin_amqp::SecretUrl::new(url);
+        }
+        if let Some(url) = var("TOCSIN_STORE_URL") {
+            self.store.url = url;
+        }
+        if let Some(addr) = var("TOCSIN_HTTP_ADDR") {
+            self.http.addr = addr;
+        }
+        if let Some(level) = var("TOCSIN_LOG") {
+            self.log.level = level;
+        }
+        if let Some(v) = var("TOCSIN_EVENTS_PUBLISH") {
+            self.events.publish = match v.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => true,
+                "false" | "0" | "no" | "off" => false,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        path: "TOCSIN_EVENTS_PUBLISH".into(),
+                        message: format!("expected true or false, got {v:?}"),
+                    });
+                }
+            };
+        }
+        Ok(())
+    }
+}
+
+/// The checked-in contract policy, compiled in as the default.
+pub const DEFAULT_POLICY: &str =
+    include_str!("../../../config/policies/nhs-standard-contract.toml");
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn parse<T: serde::de::DeserializeOwned>(text: &str, origin: &str) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Invalid {
+        path: origin.to_string(),
+        message: e.to_string(),
+    })
+}

@@ -1,0 +1,177 @@
+//! `tocsin run`: the live gateway.
+//!
+//! Consumes the input queues in batches, normalises each message, applies
+//! the events to the tracker, commits the effects together with the outbox
+//! (events and alerts to publish) and only then acknowledges the inputs.
+//! The outbox is published with publisher confirms. When the input is
+//! drained the tracker's clock follows the wall clock, so deadlines fire on
+//! time. Broker and store outages are waited out; SIGTERM and SIGINT finish
+//! the batch in hand and exit.
+
+mod http;
+mod pipeline;
+mod shutdown;
+mod store;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tocsin_amqp::{LinkState, Supervisor};
+use tocsin_tracker::Tracker;
+
+use crate::config::Config;
+use crate::internal_events::{Metrics, StoreFailed, StoreRecovered};
+
+pub use store::StoreHandle;
+
+/// What `/readyz` looks at.
+#[derive(Clone)]
+pub struct Readiness {
+    /// The broker link.
+    pub link: tokio::sync::watch::Receiver<LinkState>,
+    /// Consuming the input queues.
+    pub consuming: Arc<AtomicBool>,
+    /// The metrics, whose `tocsin_store_up` says whether the store answers.
+    pub metrics: Arc<Metrics>,
+}
+
+impl Readiness {
+    /// Ready: connected, topology declared, consuming, and the store up.
+    pub fn is_ready(&self) -> bool {
+        *self.link.borrow() == LinkState::Up
+            && self.consuming.load(Ordering::SeqCst)
+            && self.metrics.store_up.get() == 1
+    }
+}
+
+/// Runs the gateway until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let metrics = Arc::new(Metrics::new()?);
+    let mut stop = shutdown::listen()?;
+    let supervisor = Supervisor::new(config.amqp.clone())?;
+    let readiness = Readiness {
+        link: supervisor.subscribe(),
+        consuming: Arc::new(AtomicBool::new(false)),
+        metrics: metrics.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind(&config.http.addr)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot listen on {} (TOCSIN_HTTP_ADDR): {e}",
+                config.http.addr
+            )
+        })?;
+    tracing::info!(addr = %config.http.addr, "serving /healthz, /readyz and /metrics");
+    tokio::spawn(http::serve(listener, readiness.clone()));
+    spawn_link_gauge(&supervisor, metrics.clone());
+
+    let Some(store) = open_store(&config, &metrics, &mut stop).await else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let tracker = restore_tracker(&config, &store).await?;
+    tracing::info!(
+        open_expectations = tracker.open_count(),
+        "tracker restored from the store"
+    );
+
+    let mut pipeline = pipeline::Pipeline::new(
+        &config,
+        tracker,
+        store,
+        metrics.clone(),
+        readiness.consuming.clone(),
+    );
+    let grace = Duration::from_secs(config.gateway.shutdown_timeout_secs);
+    loop {
+        let session = tokio::select! {
+            s = supervisor.connect() => s,
+            () = stop.requested() => break,
+        };
+        match pipeline.serve(&session, &mut stop, grace).await {
+            pipeline::Ended::Shutdown { clean } => {
+                if let Err(e) = session.close().await {
+                    tracing::debug!(error = %e, "closing the broker connection");
+                }
+                tracing::info!(clean, "gateway stopped");
+                return Ok(if clean {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                });
+            }
+            pipeline::Ended::LinkLost(reason) => {
+                tracing::warn!(%reason, "broker link lost; reconnecting (uncommitted inputs will be redelivered)");
+            }
+        }
+    }
+    tracing::info!("gateway stopped before connecting to the broker");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the store, waiting out a store that is not there yet. `None` when
+/// a shutdown was asked for first.
+async fn open_store(
+    config: &Config,
+    metrics: &Metrics,
+    stop: &mut shutdown::Stop,
+) -> Option<StoreHandle> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let url = config.store.url.clone();
+        let opened = tokio::task::spawn_blocking(move || tocsin_store::open(&url))
+            .await
+            .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()));
+        match opened {
+            Ok(store) => {
+                StoreRecovered.emit(metrics);
+                tracing::info!(store = %tocsin_store::redact_url(&config.store.url), "store open");
+                return Some(StoreHandle::new(store));
+            }
+            Err(error) => {
+                StoreFailed {
+                    operation: "open",
+                    error: &error,
+                    transient: error.is_transient(),
+                }
+                .emit(metrics);
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = stop.requested() => return None,
+                }
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+async fn restore_tracker(
+    config: &Config,
+    store: &StoreHandle,
+) -> Result<Tracker, Box<dyn std::error::Error>> {
+    let (expectations, state) = store
+        .call(|s| Ok((s.load_unsettled()?, s.load_state()?)))
+        .await?;
+    Ok(Tracker::restore(
+        config.policy.clone(),
+        config.tracker.clone(),
+        expectations,
+        state,
+    )?)
+}
+
+/// Mirrors the broker link state into `tocsin_amqp_connected`.
+fn spawn_link_gauge(supervisor: &Supervisor, metrics: Arc<Metrics>) {
+    let mut link = supervisor.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let state = *link.borrow_and_update();
+            metrics.amqp_connected.set(state.gauge());
+            if link.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+}

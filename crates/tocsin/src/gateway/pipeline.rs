@@ -1,0 +1,458 @@
+//! One connection's worth of consuming: batches in, effects committed,
+//! inputs acknowledged, outbox published.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+use tocsin_amqp::{
+    BatchConsumer, Delivery, InputFormat, OutgoingMessage, Publisher, Session, format_hint,
+};
+use tocsin_ingest::{ContentHint, IngestConfig, detect, ingest};
+use tocsin_store::{Batch, InputOutcome, InputRecord, OutboxMessage};
+use tocsin_tracker::{Effect, Tracker};
+
+use super::StoreHandle;
+use super::shutdown::Stop;
+use crate::config::Config;
+use crate::internal_events::{
+    AlertRaised, BatchCommitted, ClockAdvanced, EventApplied, MessageReceived, MessageRejected,
+    Metrics, OutboxPublishFailed, OutboxPublished, StoreFailed, StoreRecovered,
+};
+
+/// How far ahead of the wall clock a message's time may move the engine's
+/// clock (clock skew between the trust's systems).
+const FUTURE_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// Most outbox messages published in one confirmed round.
+const OUTBOX_ROUND: usize = 1000;
+
+/// Why [`Pipeline::serve`] returned.
+pub enum Ended {
+    /// A stop was asked for; `clean` when everything in hand was committed,
+    /// acknowledged and published within the grace period.
+    Shutdown {
+        /// Whether the shutdown finished its work in time.
+        clean: bool,
+    },
+    /// The broker link was lost; reconnect and serve again.
+    LinkLost(String),
+}
+
+/// A message that could not be normalised, to dead-letter after the commit.
+struct Rejection {
+    index: usize,
+    reason: String,
+    location: Option<String>,
+}
+
+/// The consuming loop's state, kept across reconnections.
+pub struct Pipeline {
+    tracker: Tracker,
+    store: StoreHandle,
+    metrics: Arc<Metrics>,
+    consuming: Arc<AtomicBool>,
+    ingest: IngestConfig,
+    publish_events: bool,
+    events_exchange: String,
+    alerts_exchange: String,
+    batch_size: usize,
+    flush_interval: Duration,
+}
+
+impl Pipeline {
+    /// Prepares the pipeline around a restored tracker.
+    pub fn new(
+        config: &Config,
+        tracker: Tracker,
+        store: StoreHandle,
+        metrics: Arc<Metrics>,
+        consuming: Arc<AtomicBool>,
+    ) -> Self {
+        Self {
+            tracker,
+            store,
+            metrics,
+            consuming,
+            ingest: config.ingest.clone(),
+            publish_events: config.events.publish,
+            events_exchange: config.amqp.events_exchange.clone(),
+            alerts_exchange: config.amqp.alerts_exchange.clone(),
+            batch_size: config.amqp.batch_size,
+            flush_interval: config.amqp.flush_interval(),
+        }
+    }
+
+    /// Serves one broker session until the link is lost or a stop is asked.
+    pub async fn serve(&mut self, session: &Session, stop: &mut Stop, grace: Duration) -> Ended {
+        let (mut consumer, publisher) = match open(session).await {
+            Ok(pair) => pair,
+            Err(e) => return Ended::LinkLost(e.to_string()),
+        };
+        // Whatever an earlier run committed but did not publish goes first.
+        if let Err(e) = self.flush_outbox(&publisher).await {
+            return Ended::LinkLost(e);
+        }
+        self.consuming.store(true, Ordering::SeqCst);
+        let ended = loop {
+            if stop.is_requested() {
+                break self.shut_down(&mut consumer, &publisher, grace).await;
+            }
+            let batch = match consumer
+                .next_batch(self.batch_size, self.flush_interval)
+                .await
+            {
+                Ok(b) => b,
+                Err(e) => break Ended::LinkLost(e.to_string()),
+            };
+            let step = if batch.is_empty() {
+                self.idle(&consumer).await
+            } else {
+                self.process(&mut consumer, batch).await
+            };
+            if let Err(e) = step {
+                break Ended::LinkLost(e);
+            }
+            if let Err(e) = self.flush_outbox(&publisher).await {
+                break Ended::LinkLost(e);
+            }
+        };
+        self.consuming.store(false, Ordering::SeqCst);
+        ended
+    }
+
+    /// Stop consuming, finish what was received, flush the outbox.
+    async fn shut_down(
+        &mut self,
+        consumer: &mut BatchConsumer,
+        publisher: &Publisher,
+        grace: Duration,
+    ) -> Ended {
+        let work = async {
+            consumer.stop().await.map_err(|e| e.to_string())?;
+            loop {
+                let rest = consumer
+                    .next_batch(self.batch_size, Duration::ZERO)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if rest.is_empty() {
+                    break;
+                }
+                self.process(consumer, rest).await?;
+            }
+            self.flush_outbox(publisher).await
+        };
+        match tokio::time::timeout(grace, work).await {
+            Ok(Ok(())) => Ended::Shutdown { clean: true },
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "shutdown could not finish; unacknowledged inputs will be redelivered");
+                Ended::Shutdown { clean: false }
+            }
+            Err(_) => {
+                tracing::warn!(
+                    grace_secs = grace.as_secs(),
+                    "shutdown timed out; unacknowledged inputs will be redelivered"
+                );
+                Ended::Shutdown { clean: false }
+            }
+        }
+    }
+
+    /// No input arrived for a flush interval: the queues are drained, so the
+    /// clock may follow the wall clock and fire what has fallen due.
+    async fn idle(&mut self, consumer: &BatchConsumer) -> Result<(), String> {
+        if consumer.open_deliveries() > 0 {
+            return Ok(());
+        }
+        let now = Utc::now();
+        let due = self.tracker.next_deadline().is_some_and(|d| d <= now);
+        self.report_clock();
+        if !due {
+            return Ok(());
+        }
+        let effects = self.tracker.advance_to(now);
+        let mut batch = Batch::default();
+        self.absorb(effects, &mut batch);
+        self.commit(&batch).await;
+        Ok(())
+    }
+
+    /// Normalises and applies a batch, commits it, then settles the inputs.
+    async fn process(
+        &mut self,
+        consumer: &mut BatchConsumer,
+        deliveries: Vec<Delivery>,
+    ) -> Result<(), String> {
+        let received = Instant::now();
+        // A message stamped in the future may not move the clock past the
+        // wall clock (plus a little skew between systems).
+        self.tracker.set_ceiling(Some(Utc::now() + FUTURE_SKEW));
+        let mut batch = Batch::default();
+        let mut rejections = Vec::new();
+        for (index, delivery) in deliveries.iter().enumerate() {
+            if let Some(r) = self.apply_delivery(index, delivery, &mut batch) {
+                rejections.push(r);
+            }
+        }
+        self.commit(&batch).await;
+        BatchCommitted {
+            inputs: deliveries.len(),
+            receive_to_commit: received.elapsed(),
+        }
+        .emit(&self.metrics);
+        for r in &rejections {
+            consumer
+                .dead_letter(&deliveries[r.index], &r.reason, r.location.as_deref())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        if let Some(last) = deliveries.last() {
+            consumer
+                .ack_through(last)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        self.report_clock();
+        Ok(())
+    }
+
+    /// Normalises one delivery into the batch; returns its rejection, if any.
+    fn apply_delivery(
+        &mut self,
+        index: usize,
+        delivery: &Delivery,
+        batch: &mut Batch,
+    ) -> Option<Rejection> {
+        let hint = format_hint(delivery.content_type())
+            .map(content_hint)
+            .or_else(|| detect(delivery.body()).ok());
+        MessageReceived {
+            format: format_label(hint),
+        }
+        .emit(&self.metrics);
+        let mut rejection: Option<Rejection> = None;
+        let mut rejected_units = 0usize;
+        for unit in ingest(delivery.body(), hint, &self.ingest) {
+            match unit.outcome {
+                Ok(events) => {
+                    for event in events {
+                        if self.publish_events {
+                            push_outbox(
+                                batch,
+                                OutboxMessage::for_event(&self.events_exchange, &event),
+                            );
+                        }
+                        let effects = self.tracker.apply(&event);
+                        EventApplied { event: &event }.emit(&self.metrics);
+                        self.absorb(effects, batch);
+                    }
+                }
+                Err(e) => {
+                    rejected_units += 1;
+                    let location = e.location();
+                    MessageRejected {
+                        reason: e.reason_code(),
+                        location: location.as_deref(),
+                        delivery_tag: delivery.delivery_tag(),
+                    }
+                    .emit(&self.metrics);
+                    if rejection.is_none() {
+                        rejection = Some(Rejection {
+                            index,
+                            reason: format!("{}: {} ({})", e.reason_code(), e, unit.position),
+                            location,
+                        });
+                    }
+                }
+            }
+        }
+        if let Some(r) = rejection.as_mut()
+            && rejected_units > 1
+        {
+            r.reason.push_str(&format!(
+                "; {rejected_units} units of this message were rejected"
+            ));
+        }
+        batch.push_input(InputRecord {
+            id: input_id(delivery),
+            outcome: if rejection.is_some() {
+                InputOutcome::Rejected
+            } else {
+                InputOutcome::Ok
+            },
+            reason: rejection.as_ref().map(|r| r.reason.clone()),
+        });
+        rejection
+    }
+
+    /// Adds a tracker's effects to a batch, queueing alerts for publishing.
+    fn absorb(&self, effects: Vec<Effect>, batch: &mut Batch) {
+        for effect in effects {
+            if let Effect::AlertRaised(alert) = &effect {
+                AlertRaised { alert }.emit(&self.metrics);
+                push_outbox(
+                    batch,
+                    OutboxMessage::for_alert(&self.alerts_exchange, alert),
+                );
+            }
+            batch.push_effect(effect);
+        }
+    }
+
+    /// Commits a batch, retrying for as long as the store's failure is
+    /// transient. A permanent failure is a bug or a broken database: the
+    /// process exits so that a restart rebuilds the tracker from the store
+    /// (the inputs, unacknowledged, are redelivered).
+    async fn commit(&self, batch: &Batch) {
+        if batch.is_empty() {
+            return;
+        }
+        let mut delay = Duration::from_millis(50);
+        loop {
+            let b = batch.clone();
+            match self.store.call(move |s| s.commit(&b)).await {
+                Ok(()) => {
+                    StoreRecovered.emit(&self.metrics);
+                    return;
+                }
+                Err(error) => {
+                    let transient = error.is_transient();
+                    StoreFailed {
+                        operation: "commit",
+                        error: &error,
+                        transient,
+                    }
+                    .emit(&self.metrics);
+                    if !transient {
+                        tracing::error!(
+                            "exiting: a restart rebuilds the state from the store and the inputs are redelivered"
+                        );
+                        std::process::exit(3);
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Publishes everything pending in the outbox with confirms, marking
+    /// each round published once the broker has confirmed it.
+    async fn flush_outbox(&self, publisher: &Publisher) -> Result<(), String> {
+        loop {
+            let pending = match self.store.call(|s| s.outbox_pending(OUTBOX_ROUND)).await {
+                Ok(p) => p,
+                Err(error) => {
+                    // The next flush retries; inputs are not held back by it.
+                    StoreFailed {
+                        operation: "outbox read",
+                        error: &error,
+                        transient: error.is_transient(),
+                    }
+                    .emit(&self.metrics);
+                    return Ok(());
+                }
+            };
+            if pending.is_empty() {
+                self.metrics.outbox_pending.set(0);
+                return Ok(());
+            }
+            let messages: Vec<OutgoingMessage> = pending
+                .iter()
+                .map(|p| OutgoingMessage {
+                    exchange: p.message.exchange.clone(),
+                    routing_key: p.message.routing_key.clone(),
+                    message_id: p.message.id.clone(),
+                    content_type: Some(p.message.content_type.clone()),
+                    body: p.message.body.clone(),
+                    headers: None,
+                    mandatory: false,
+                })
+                .collect();
+            if let Err(error) = publisher.publish_confirmed(&messages).await {
+                OutboxPublishFailed { error: &error }.emit(&self.metrics);
+                return Err(error.to_string());
+            }
+            let seqs: Vec<i64> = pending.iter().map(|p| p.seq).collect();
+            let count = seqs.len();
+            let marked = self
+                .store
+                .call(move |s| {
+                    s.outbox_mark_published(&seqs)?;
+                    s.outbox_len()
+                })
+                .await;
+            match marked {
+                Ok(left) => OutboxPublished {
+                    count,
+                    pending: left,
+                }
+                .emit(&self.metrics),
+                Err(error) => {
+                    StoreFailed {
+                        operation: "outbox mark",
+                        error: &error,
+                        transient: error.is_transient(),
+                    }
+                    .emit(&self.metrics);
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn report_clock(&self) {
+        if let Some(clock) = self.tracker.clock() {
+            let lag = (Utc::now() - clock).num_milliseconds() as f64 / 1000.0;
+            ClockAdvanced { lag_seconds: lag }.emit(&self.metrics);
+        }
+    }
+}
+
+async fn open(session: &Session) -> Result<(BatchConsumer, Publisher), tocsin_amqp::AmqpError> {
+    let publisher = session.publisher().await?;
+    let consumer = session.consumer().await?;
+    Ok((consumer, publisher))
+}
+
+fn push_outbox(batch: &mut Batch, message: Result<OutboxMessage, tocsin_store::StoreError>) {
+    match message {
+        Ok(m) => batch.push_outbox(m),
+        // Serialising our own types cannot fail in practice; if it ever
+        // does, say so loudly rather than lose the message silently.
+        Err(e) => tracing::error!(error = %e, "cannot queue a message for publishing"),
+    }
+}
+
+/// The input's identity for the `inputs` audit table: its AMQP message id,
+/// else a hash of its body.
+fn input_id(delivery: &Delivery) -> String {
+    match delivery.message_id() {
+        Some(id) if !id.is_empty() => format!("amqp:{id}"),
+        _ => {
+            let digest = Sha256::digest(delivery.body());
+            format!("sha256:{}", hex::encode(&digest[..16]))
+        }
+    }
+}
+
+fn content_hint(f: InputFormat) -> ContentHint {
+    match f {
+        InputFormat::Hl7 => ContentHint::Hl7,
+        InputFormat::FhirJson => ContentHint::FhirJson,
+        InputFormat::Ndjson => ContentHint::Ndjson,
+        InputFormat::FhirXml => ContentHint::FhirXml,
+    }
+}
+
+fn format_label(hint: Option<ContentHint>) -> &'static str {
+    match hint {
+        Some(ContentHint::Hl7) => "hl7v2",
+        Some(ContentHint::FhirJson) => "fhir-json",
+        Some(ContentHint::Ndjson) => "ndjson",
+        Some(ContentHint::FhirXml) => "fhir-xml",
+        None => "unknown",
+    }
+}

@@ -1,0 +1,192 @@
+//! The gateway's vocabulary of observable happenings.
+//!
+//! In the manner of Vector's `internal_events`: each happening is a named
+//! type whose `emit` writes its log line and updates its metrics together,
+//! so instrumentation reads as a list of things that happen rather than
+//! counter calls scattered through the code. Log lines and labels carry no
+//! patient data: ids here are hashes, reasons are fixed codes.
+
+mod metrics;
+
+pub use metrics::Metrics;
+
+use std::time::Duration;
+
+use tocsin_event::InterfaceEvent;
+use tocsin_tracker::Alert;
+
+/// An input message arrived from the broker.
+pub struct MessageReceived<'a> {
+    /// `hl7v2`, `fhir-json`, `ndjson`, `fhir-xml` or `unknown`.
+    pub format: &'a str,
+}
+
+impl MessageReceived<'_> {
+    /// Counts it.
+    pub fn emit(self, m: &Metrics) {
+        m.messages_received.with_label_values(&[self.format]).inc();
+    }
+}
+
+/// An input (or one unit of it) could not be normalised.
+pub struct MessageRejected<'a> {
+    /// The fixed reason code (`truncated_msh`, `malformed_json`...).
+    pub reason: &'a str,
+    /// Where in the message, when known (`PID-3`): structure, not data.
+    pub location: Option<&'a str>,
+    /// The AMQP delivery tag, to find it in broker logs.
+    pub delivery_tag: u64,
+}
+
+impl MessageRejected<'_> {
+    /// Logs it (warn) and counts it.
+    pub fn emit(self, m: &Metrics) {
+        tracing::warn!(
+            reason = self.reason,
+            location = self.location.unwrap_or("-"),
+            delivery_tag = self.delivery_tag,
+            "input rejected: dead-lettered with its reason"
+        );
+        m.messages_rejected.with_label_values(&[self.reason]).inc();
+    }
+}
+
+/// An interface event was normalised and applied.
+pub struct EventApplied<'a> {
+    /// The event.
+    pub event: &'a InterfaceEvent,
+}
+
+impl EventApplied<'_> {
+    /// Counts it; logs its id and type at debug.
+    pub fn emit(self, m: &Metrics) {
+        tracing::debug!(event_id = %self.event.event_id, r#type = self.event.event_type.as_str(), "event applied");
+        m.events
+            .with_label_values(&[self.event.event_type.as_str()])
+            .inc();
+    }
+}
+
+/// The tracker raised an alert.
+pub struct AlertRaised<'a> {
+    /// The alert.
+    pub alert: &'a Alert,
+}
+
+impl AlertRaised<'_> {
+    /// Logs it (info: ids are hashes, no patient data) and counts it.
+    pub fn emit(self, m: &Metrics) {
+        let a = self.alert;
+        tracing::info!(
+            alert_id = %a.alert_id,
+            kind = a.kind.as_str(),
+            document_kind = a.document_kind.as_str(),
+            encounter_kind = a.encounter.kind.as_str(),
+            deadline = %a.deadline.to_rfc3339(),
+            "alert raised"
+        );
+        m.alerts_emitted.with_label_values(&[a.kind.as_str()]).inc();
+    }
+}
+
+/// A batch of inputs was committed to the store.
+pub struct BatchCommitted {
+    /// Inputs in the batch.
+    pub inputs: usize,
+    /// From the first receipt in the batch to the commit.
+    pub receive_to_commit: Duration,
+}
+
+impl BatchCommitted {
+    /// Observes the batch size and latency.
+    pub fn emit(self, m: &Metrics) {
+        tracing::debug!(
+            inputs = self.inputs,
+            millis = self.receive_to_commit.as_millis() as u64,
+            "batch committed"
+        );
+        m.batch_size.observe(self.inputs as f64);
+        m.processing_seconds
+            .observe(self.receive_to_commit.as_secs_f64());
+    }
+}
+
+/// The store failed; the work will be retried.
+pub struct StoreFailed<'a> {
+    /// What was being done.
+    pub operation: &'a str,
+    /// The error (redacted by the store).
+    pub error: &'a tocsin_store::StoreError,
+    /// Whether it is expected to pass.
+    pub transient: bool,
+}
+
+impl StoreFailed<'_> {
+    /// Logs it and marks the store down.
+    pub fn emit(self, m: &Metrics) {
+        if self.transient {
+            tracing::warn!(operation = self.operation, error = %self.error, "store unavailable; retrying");
+        } else {
+            tracing::error!(operation = self.operation, error = %self.error, "store failed");
+        }
+        m.store_up.set(0);
+    }
+}
+
+/// The store answered again.
+pub struct StoreRecovered;
+
+impl StoreRecovered {
+    /// Marks the store up.
+    pub fn emit(self, m: &Metrics) {
+        if m.store_up.get() == 0 {
+            tracing::info!("store available");
+        }
+        m.store_up.set(1);
+    }
+}
+
+/// Outbox messages were confirmed by the broker.
+pub struct OutboxPublished {
+    /// How many.
+    pub count: usize,
+    /// How many still wait.
+    pub pending: u64,
+}
+
+impl OutboxPublished {
+    /// Counts them and sets the pending gauge.
+    pub fn emit(self, m: &Metrics) {
+        m.deliveries
+            .with_label_values(&["amqp_confirmed"])
+            .inc_by(self.count as u64);
+        m.outbox_pending.set(self.pending as i64);
+    }
+}
+
+/// Publishing from the outbox failed; it will be retried.
+pub struct OutboxPublishFailed<'a> {
+    /// The error (the URL in it is redacted).
+    pub error: &'a tocsin_amqp::AmqpError,
+}
+
+impl OutboxPublishFailed<'_> {
+    /// Logs and counts it.
+    pub fn emit(self, m: &Metrics) {
+        tracing::warn!(error = %self.error, "publishing from the outbox failed; will retry");
+        m.deliveries.with_label_values(&["amqp_failed"]).inc();
+    }
+}
+
+/// The engine's event-time clock moved.
+pub struct ClockAdvanced {
+    /// Wall clock minus engine clock, in seconds.
+    pub lag_seconds: f64,
+}
+
+impl ClockAdvanced {
+    /// Sets the lag gauge.
+    pub fn emit(self, m: &Metrics) {
+        m.clock_lag_seconds.set(self.lag_seconds);
+    }
+}
