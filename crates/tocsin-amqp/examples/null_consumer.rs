@@ -35,6 +35,9 @@ struct Args {
     /// Stop when nothing arrives for this many milliseconds.
     #[arg(long, default_value_t = 5000)]
     idle_ms: u64,
+    /// Largest batch taken by `--via-adapter` (acknowledged as one).
+    #[arg(long, default_value_t = 250)]
+    batch: u64,
     /// Drain through tocsin-amqp's BatchConsumer instead of raw lapin.
     #[arg(long)]
     via_adapter: bool,
@@ -47,7 +50,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         url: SecretUrl::new(args.url.clone()),
         input_queue: args.queue.clone(),
         prefetch: args.prefetch,
-        batch_size: usize::from(args.prefetch),
+        batch_size: args.batch as usize,
         connection_name: "tocsin-null-consumer".into(),
         ..AmqpConfig::default()
     };
@@ -59,7 +62,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if args.via_adapter {
         let mut consumer = session.consumer().await?;
         while got < args.count {
-            let want = (args.count - got).min(u64::from(args.prefetch)) as usize;
+            let want = (args.count - got).min(args.batch) as usize;
             let batch = consumer.next_batch(want, Duration::from_millis(20)).await?;
             let Some(last) = batch.last() else {
                 if start.is_some_and(|s: Instant| s.elapsed() > idle) {

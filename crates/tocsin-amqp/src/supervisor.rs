@@ -286,10 +286,17 @@ impl Session {
         if self.current.load(Ordering::SeqCst) == self.generation {
             self.state.send_replace(LinkState::Down);
         }
-        self.connection
+        match self
+            .connection
             .close(200, "tocsin shutting down".into())
             .await
-            .map_err(|e| AmqpError::from_lapin("connection.close", &e))
+        {
+            Ok(()) => Ok(()),
+            // lapin reports channels dropped just before as errors, though
+            // the connection closes all the same.
+            Err(_) if !self.connection.status().connected() => Ok(()),
+            Err(e) => Err(AmqpError::from_lapin("connection.close", &e)),
+        }
     }
 }
 

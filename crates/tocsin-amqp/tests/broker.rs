@@ -185,7 +185,7 @@ async fn batches_are_bounded_and_acknowledged_only_after_commit() {
     assert!(lost[0].iter().all(|d| !d.redelivered()));
     drop(lost);
     drop(first);
-    let (_s2, session2) = connect(config).await;
+    let (supervisor2, session2) = connect(config).await;
     drop(session);
 
     let mut consumer = session2.consumer().await.unwrap();
@@ -232,6 +232,11 @@ async fn batches_are_bounded_and_acknowledged_only_after_commit() {
             .is_empty()
     );
     assert_eq!(depth(session2.connection(), "tocsin.inbound").await, 0);
+    // Shutdown: the consumer is dropped, the session closes cleanly.
+    drop(consumer);
+    assert_eq!(supervisor2.state(), LinkState::Up);
+    session2.close().await.unwrap();
+    assert_eq!(supervisor2.state(), LinkState::Down);
 }
 
 #[tokio::test]
