@@ -36,6 +36,9 @@ pub enum Command {
     /// Run the live gateway: consume the input queues, track expectations,
     /// publish events and alerts. Stops cleanly on SIGTERM or SIGINT.
     Run,
+    /// Publish files to the gateway's input queue (one message each), as the
+    /// integration engine would: for trying tocsin out.
+    Send(crate::commands::SendArgs),
     /// Validate the configuration, mappings and policy, and say what is wrong.
     CheckConfig,
 }

@@ -4,6 +4,9 @@ mod check_config;
 mod normalise;
 mod replay;
 mod run;
+mod send;
+
+pub use send::SendArgs;
 
 pub use replay::ReportFormat;
 
@@ -20,6 +23,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Normalise { paths } => normalise::run(&config, &paths),
         Command::Replay(args) => replay::run(&config, &args),
         Command::Run => run::run(config),
+        Command::Send(args) => send::run(&config, &args),
         Command::CheckConfig => check_config::run(&config),
     }
 }
