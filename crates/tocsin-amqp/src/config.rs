@@ -127,7 +127,8 @@ pub struct AmqpConfig {
     pub delivery_limit: u32,
     /// Bindings of the input queues to the integration engine's exchanges.
     pub bindings: Vec<BindingConfig>,
-    /// Unacknowledged messages the broker may push ahead (basic.qos).
+    /// Unacknowledged messages the broker may push ahead, per input queue
+    /// (basic.qos). Keep `batch_size` at half of it or less.
     pub prefetch: u16,
     /// Most messages committed together.
     pub batch_size: usize,

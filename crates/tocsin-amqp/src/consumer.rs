@@ -3,9 +3,9 @@
 //! (after its commit), by acknowledgement, requeue, or dead-lettering.
 
 use crate::config::AmqpConfig;
+use crate::dead_letter::{Rejection, dead_letter_properties};
 use crate::delivery::Delivery;
 use crate::error::AmqpError;
-use crate::publisher::long_string;
 use futures_core::Stream;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
@@ -20,15 +20,6 @@ use std::task::Poll;
 use std::time::Duration;
 
 static NEXT_CONSUMER_ID: AtomicU64 = AtomicU64::new(1);
-
-/// Header naming why tocsin dead-lettered a message.
-pub const ERROR_HEADER: &str = "x-tocsin-error";
-/// Header naming where in the message the error is, when known.
-pub const ERROR_LOCATION_HEADER: &str = "x-tocsin-error-location";
-/// Header keeping the exchange the message originally came through.
-pub const ORIGINAL_EXCHANGE_HEADER: &str = "x-tocsin-original-exchange";
-/// Header keeping the routing key the message was originally published with.
-pub const ORIGINAL_ROUTING_KEY_HEADER: &str = "x-tocsin-original-routing-key";
 
 /// Consumes tocsin's input queues on one channel and hands out batches.
 ///
@@ -64,7 +55,7 @@ impl std::fmt::Debug for BatchConsumer {
 
 impl BatchConsumer {
     /// Start consuming every input queue (`prefetch` unacknowledged messages
-    /// at most, shared by the channel) and open a confirm-mode channel for
+    /// at most per queue) and open a confirm-mode channel for
     /// dead-lettering. The topology must already be declared.
     pub async fn start(connection: &Connection, config: &AmqpConfig) -> Result<Self, AmqpError> {
         let lost = |op| move |e: lapin::Error| AmqpError::from_lapin(op, &e);
@@ -265,7 +256,9 @@ impl BatchConsumer {
     /// The body goes unchanged, with the original properties and headers,
     /// plus `x-tocsin-error` (`reason`), `x-tocsin-error-location` (when
     /// `location` is given) and the original exchange and routing key. It is
-    /// made persistent. The original is acknowledged only after the broker
+    /// made persistent; `expiration` and `user_id` move to headers (see
+    /// [`crate::ORIGINAL_EXPIRATION_HEADER`]). `reason` and `location` are
+    /// stored in the message, never logged here. The original is acknowledged only after the broker
     /// confirms the dead-letter copy; if that fails the original stays
     /// unacknowledged and will be redelivered.
     pub async fn dead_letter(
@@ -275,24 +268,15 @@ impl BatchConsumer {
         location: Option<&str>,
     ) -> Result<(), AmqpError> {
         self.check_owner(delivery)?;
-        let mut headers = delivery.headers().cloned().unwrap_or_default();
-        headers.insert(ERROR_HEADER.into(), long_string(reason));
-        if let Some(location) = location {
-            headers.insert(ERROR_LOCATION_HEADER.into(), long_string(location));
-        }
-        headers.insert(
-            ORIGINAL_EXCHANGE_HEADER.into(),
-            long_string(delivery.exchange()),
+        let properties = dead_letter_properties(
+            delivery.properties(),
+            Rejection {
+                reason,
+                location,
+                exchange: delivery.exchange(),
+                routing_key: delivery.routing_key(),
+            },
         );
-        headers.insert(
-            ORIGINAL_ROUTING_KEY_HEADER.into(),
-            long_string(delivery.routing_key()),
-        );
-        let properties = delivery
-            .properties()
-            .clone()
-            .with_headers(headers)
-            .with_delivery_mode(2);
         let lost = |op| move |e: lapin::Error| AmqpError::from_lapin(op, &e);
         let confirmation = self
             .dead_channel

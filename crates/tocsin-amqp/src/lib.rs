@@ -40,6 +40,7 @@
 mod backoff;
 mod config;
 mod consumer;
+mod dead_letter;
 mod delivery;
 mod error;
 mod format;
@@ -52,9 +53,10 @@ pub mod test_support;
 
 pub use backoff::{Backoff, BackoffConfig};
 pub use config::{AmqpConfig, BindingConfig, DEFAULT_URL, SecretUrl, redact_url};
-pub use consumer::{
-    BatchConsumer, ERROR_HEADER, ERROR_LOCATION_HEADER, ORIGINAL_EXCHANGE_HEADER,
-    ORIGINAL_ROUTING_KEY_HEADER,
+pub use consumer::BatchConsumer;
+pub use dead_letter::{
+    ERROR_HEADER, ERROR_LOCATION_HEADER, ORIGINAL_EXCHANGE_HEADER, ORIGINAL_EXPIRATION_HEADER,
+    ORIGINAL_ROUTING_KEY_HEADER, ORIGINAL_USER_ID_HEADER,
 };
 pub use delivery::Delivery;
 pub use error::AmqpError;

@@ -462,3 +462,55 @@ async fn publish_confirmed_returns_after_the_broker_holds_every_message() {
         .unwrap_err();
     assert!(!publisher.is_open(), "the broker closes the channel: {err}");
 }
+
+#[tokio::test]
+async fn stop_drains_what_was_received_and_leaves_the_rest_queued() {
+    let vhost = TestVhost::create("stop");
+    let mut config = vhost.config();
+    config.prefetch = 10;
+    config.batch_size = 5;
+    let (supervisor, session) = connect(config).await;
+    let publisher = session.publisher().await.unwrap();
+    publish(&publisher, &inputs("tocsin.inbound", 0..30)).await;
+    let mut consumer = session.consumer().await.unwrap();
+    let mut received = take(&mut consumer, 5, 5)
+        .await
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>();
+
+    // SIGTERM: stop consuming, finish what is in hand, acknowledge, close.
+    consumer.stop().await.unwrap();
+    loop {
+        // Returns at once when drained, not after max_wait.
+        let rest = tokio::time::timeout(WAIT, consumer.next_batch(100, Duration::from_secs(600)))
+            .await
+            .expect("a stopped consumer does not wait for max_wait")
+            .unwrap();
+        if rest.is_empty() {
+            break;
+        }
+        received.extend(rest);
+    }
+    assert!(
+        received.len() <= 10,
+        "never more than the prefetch: {}",
+        received.len()
+    );
+    consumer
+        .ack_through(received.last().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(consumer.open_deliveries(), 0);
+    let acked = received.len() as u32;
+    drop(received);
+    drop(consumer);
+    session.close().await.unwrap();
+    assert_eq!(supervisor.state(), LinkState::Down);
+
+    let (_s, again) = connect(vhost.config()).await;
+    assert_eq!(
+        depth(again.connection(), "tocsin.inbound").await,
+        30 - acked
+    );
+}
