@@ -22,7 +22,7 @@ impl Ctx<'_, '_> {
     /// `None` plus a `bad_timestamp` warning keeping the raw text.
     pub(crate) fn timestamp(
         &mut self,
-        seg: Option<Seg<'_, '_>>,
+        seg: Option<Seg<'_>>,
         field: usize,
     ) -> Option<DateTime<Utc>> {
         let seg = seg?;

@@ -18,7 +18,7 @@ pub(crate) fn patient(ctx: &mut Ctx<'_, '_>) -> Patient {
 }
 
 /// The identifiers a merge (A34, A40) retired: MRG-1 and the visit in MRG-5.
-pub(crate) fn merge(ctx: &mut Ctx<'_, '_>, mrg: Seg<'_, '_>) -> Merge {
+pub(crate) fn merge(ctx: &mut Ctx<'_, '_>, mrg: Seg<'_>) -> Merge {
     let (prior_nhs_number, prior_local_ids) = identifiers(ctx, mrg, 1);
     Merge {
         prior_nhs_number,
@@ -32,12 +32,13 @@ pub(crate) fn merge(ctx: &mut Ctx<'_, '_>, mrg: Seg<'_, '_>) -> Merge {
 /// with an `invalid_nhs_number` warning that keeps the raw value.
 fn identifiers(
     ctx: &mut Ctx<'_, '_>,
-    seg: Seg<'_, '_>,
+    seg: Seg<'_>,
     field: usize,
 ) -> (Option<String>, Vec<Identifier>) {
     let mut nhs = None;
     let mut local = Vec::new();
-    for rep in seg.repeats(field) {
+    let parsed = seg.field(field);
+    for rep in parsed.iter().flat_map(|f| f.repeats()) {
         let Some(value) = rep.comp(1) else { continue };
         if is_nhs(ctx, &rep) {
             match validate_nhs_number(&value) {
