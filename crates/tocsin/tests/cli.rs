@@ -1,0 +1,377 @@
+//! The command line as a user meets it: `tocsin normalise`, `tocsin replay`
+//! and `tocsin check-config`, run as real processes on the project's
+//! fixtures.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn fixture(rel: &str) -> PathBuf {
+    root().join("tests/fixtures").join(rel)
+}
+
+fn tocsin(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(args)
+        .current_dir(root())
+        .env_remove("TOCSIN_CONFIG")
+        .output()
+        .expect("run tocsin")
+}
+
+fn json_lines(bytes: &[u8]) -> Vec<Value> {
+    std::str::from_utf8(bytes)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[test]
+fn normalise_prints_one_json_line_per_event_and_exits_0() {
+    let a03 = fixture("hl7/adt_a03_discharge.hl7");
+    let several = fixture("hl7/framing_several_messages.hl7");
+    let out = tocsin(&[
+        "normalise",
+        a03.to_str().unwrap(),
+        several.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = json_lines(&out.stdout);
+    assert!(events.len() >= 3);
+    assert_eq!(events[0]["type"], "encounter_ended");
+    assert_eq!(events[0]["source"]["message_id"], "MSG-A03");
+    assert!(out.stderr.is_empty());
+    // Deterministic: the same input gives the same ids.
+    let again = json_lines(&tocsin(&["normalise", a03.to_str().unwrap()]).stdout);
+    assert_eq!(again[0]["event_id"], events[0]["event_id"]);
+}
+
+#[test]
+fn normalise_reports_rejections_on_stderr_keeps_going_and_exits_1() {
+    let bad = fixture("hl7/reject_truncated_msh.hl7");
+    let good = fixture("hl7/adt_a03_discharge.hl7");
+    let json = fixture("fhir/r4/encounter-finished-inpatient.json");
+    let out = tocsin(&[
+        "normalise",
+        bad.to_str().unwrap(),
+        good.to_str().unwrap(),
+        json.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let events = json_lines(&out.stdout);
+    assert_eq!(
+        events.len(),
+        2,
+        "the inputs after the bad one still normalise"
+    );
+    assert_eq!(events[1]["source"]["format"], "fhir-r4");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("reject_truncated_msh.hl7: message 1 (byte 0): "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("MSH"), "{stderr}");
+}
+
+#[test]
+fn normalise_usage_errors_exit_2() {
+    assert_eq!(tocsin(&["normalise"]).status.code(), Some(2));
+    assert_eq!(
+        tocsin(&["normalise", "--no-such-flag", "x"]).status.code(),
+        Some(2)
+    );
+    let missing = tocsin(&["normalise", "/nonexistent/file.hl7"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/file.hl7"));
+}
+
+#[test]
+fn normalise_reads_directories_in_file_name_order() {
+    let out = tocsin(&["normalise", fixture("scenarios/late").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let types: Vec<String> = json_lines(&out.stdout)
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(types, ["encounter_ended", "document_issued"]);
+}
+
+#[test]
+fn check_config_accepts_the_shipped_configuration_and_names_the_line_of_a_bad_one() {
+    let ok = tocsin(&["check-config", "--config", "config/tocsin.toml"]);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("tocsin.toml");
+    let text = std::fs::read_to_string(root().join("config/tocsin.toml")).unwrap();
+    let text = text.replace(
+        "mappings = \"mappings.toml\"",
+        &format!("mappings = {:?}", root().join("config/mappings.toml")),
+    );
+    let text = text.replace(
+        "policy = \"policies/nhs-standard-contract.toml\"",
+        &format!(
+            "policy = {:?}",
+            root().join("config/policies/nhs-standard-contract.toml")
+        ),
+    );
+    std::fs::write(
+        &bad,
+        format!("{text}\n[ingest]\nmax_input_bytes = \"lots\"\n"),
+    )
+    .unwrap();
+    let out = tocsin(&["check-config", "--config", bad.to_str().unwrap()]);
+    assert_ne!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("tocsin.toml") && stderr.contains("line"),
+        "{stderr}"
+    );
+}
+
+/// Replays one scenario directory; returns the alerts and the JSON report.
+fn replay(scenario: &str, until: &str) -> (Vec<Value>, Value, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let alerts = dir.path().join("alerts.jsonl");
+    let report = dir.path().join("report.json");
+    let out = tocsin(&[
+        "replay",
+        "--until",
+        until,
+        "--alerts",
+        alerts.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+        "--format",
+        "json",
+        fixture(&format!("scenarios/{scenario}")).to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let alerts = json_lines(&std::fs::read(&alerts).unwrap());
+    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    (alerts, report, String::from_utf8(out.stderr).unwrap())
+}
+
+fn kinds(alerts: &[Value]) -> Vec<&str> {
+    alerts.iter().map(|a| a["kind"].as_str().unwrap()).collect()
+}
+
+fn only_row(report: &Value) -> &Value {
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{report}");
+    &rows[0]
+}
+
+#[test]
+fn replay_on_time_summary_raises_nothing_and_counts_on_time() {
+    let (alerts, report, _) = replay("on-time", "2024-06-01T00:00:00Z");
+    assert!(alerts.is_empty(), "{alerts:?}");
+    let row = only_row(&report);
+    assert_eq!(
+        (row["expected"].as_u64(), row["on_time"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(row["month"], "2024-01");
+}
+
+#[test]
+fn replay_missing_summary_is_overdue_once_the_clock_passes_the_deadline() {
+    let (alerts, report, _) = replay("missing", "2024-06-01T00:00:00Z");
+    assert_eq!(kinds(&alerts), ["overdue"]);
+    assert_eq!(alerts[0]["deadline"], "2024-01-16T14:00:00Z");
+    assert_eq!(alerts[0]["rule"]["id"], "discharge-summary-24h");
+    assert_eq!(alerts[0]["patient"]["nhs_number"], "9434765919");
+    assert_eq!(only_row(&report)["missing"], 1);
+    // Before the deadline nothing is due yet.
+    let (alerts, _, _) = replay("missing", "2024-01-16T13:00:00Z");
+    assert!(alerts.is_empty(), "{alerts:?}");
+}
+
+#[test]
+fn replay_late_summary_meets_the_overdue_already_raised_then_late_and_resolved() {
+    let (alerts, report, _) = replay("late", "2024-06-01T00:00:00Z");
+    assert_eq!(kinds(&alerts), ["overdue", "late", "resolved"]);
+    assert_eq!(alerts[1]["delay_seconds"], 158_400);
+    assert_eq!(alerts[1]["document"]["id"], "DOC-LT");
+    assert_eq!(alerts[1]["document"]["matched_by"], "encounter_id");
+    assert_eq!(only_row(&report)["late"], 1);
+}
+
+#[test]
+fn replay_cancelled_discharge_raises_nothing() {
+    let (alerts, report, _) = replay("cancelled", "2024-06-01T00:00:00Z");
+    assert!(alerts.is_empty(), "{alerts:?}");
+    assert_eq!(only_row(&report)["cancelled"], 1);
+}
+
+#[test]
+fn replay_judges_clinic_letters_by_the_rule_in_force_at_the_attendance() {
+    // Letters 9 days after attendances: within 14 days (2018), 10 days
+    // (2019), but not 7 days (2020).
+    let (alerts, report, _) = replay("clinic-letter-periods", "2024-06-01T00:00:00Z");
+    let rows = report["rows"].as_array().unwrap();
+    let by_month: Vec<(String, u64, u64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["month"].as_str().unwrap().to_string(),
+                r["on_time"].as_u64().unwrap(),
+                r["late"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        by_month,
+        [
+            ("2018-03".to_string(), 1, 0),
+            ("2019-03".to_string(), 1, 0),
+            ("2020-03".to_string(), 0, 1)
+        ]
+    );
+    assert!(
+        alerts.iter().all(|a| a["encounter"]["id"] == "OP2020"),
+        "{alerts:?}"
+    );
+    assert_eq!(kinds(&alerts), ["overdue", "late", "resolved"]);
+}
+
+#[test]
+fn replay_counts_24_real_hours_across_the_change_to_summer_time() {
+    // Discharge 12:00 GMT on 30 March 2024; the summary at 12:30 BST on 31
+    // March is 23.5 real hours later: on time.
+    let (alerts, report, _) = replay("summer-time", "2024-06-01T00:00:00Z");
+    assert!(alerts.is_empty(), "{alerts:?}");
+    let row = only_row(&report);
+    assert_eq!(row["on_time"], 1);
+    assert_eq!(row["median_delay_seconds"], 84_600);
+}
+
+#[test]
+fn replay_settles_an_hl7_discharge_with_a_fhir_document() {
+    let (alerts, report, _) = replay("hl7-discharge-fhir-document", "2024-06-01T00:00:00Z");
+    assert!(alerts.is_empty(), "{alerts:?}");
+    assert_eq!(only_row(&report)["on_time"], 1);
+}
+
+#[test]
+fn replay_reports_junk_and_carries_on() {
+    let (alerts, report, stderr) = replay("junk-in-the-middle", "2024-06-01T00:00:00Z");
+    assert!(alerts.is_empty(), "{alerts:?}");
+    assert_eq!(only_row(&report)["on_time"], 1);
+    let rejected = report["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 1);
+    assert!(
+        rejected[0]["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("02-junk.hl7")
+    );
+    assert_eq!(rejected[0]["reason"], "unrecognised_format");
+    assert!(stderr.contains("02-junk.hl7"), "{stderr}");
+}
+
+#[test]
+fn replay_ignores_exact_duplicates() {
+    let (alerts, _, _) = replay("duplicates", "2024-06-01T00:00:00Z");
+    assert_eq!(kinds(&alerts), ["overdue", "late", "resolved"]);
+}
+
+#[test]
+fn replay_raises_delivery_failed_when_the_gp_system_refuses() {
+    let (alerts, report, _) = replay("delivery-failure", "2024-06-01T00:00:00Z");
+    assert_eq!(kinds(&alerts), ["delivery_failed"]);
+    assert_eq!(only_row(&report)["on_time"], 1);
+}
+
+#[test]
+fn replay_matches_a_summary_without_visit_number_by_patient_and_window() {
+    let (alerts, report, _) = replay("patient-window", "2024-06-01T00:00:00Z");
+    assert!(alerts.is_empty(), "{alerts:?}");
+    assert_eq!(only_row(&report)["on_time"], 1);
+}
+
+#[test]
+fn replay_usage_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let alerts = dir.path().join("a.jsonl");
+    let bad_time = tocsin(&[
+        "replay",
+        "--until",
+        "yesterday",
+        "--alerts",
+        alerts.to_str().unwrap(),
+        "x",
+    ]);
+    assert_eq!(bad_time.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_time.stderr).contains("RFC 3339"));
+    let missing = tocsin(&[
+        "replay",
+        "--until",
+        "2024-01-01T00:00:00Z",
+        "--alerts",
+        alerts.to_str().unwrap(),
+        "/nonexistent",
+    ]);
+    assert_eq!(missing.status.code(), Some(2));
+}
+
+#[test]
+fn replay_csv_and_table_reports_carry_the_same_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let alerts = dir.path().join("a.jsonl");
+    let run = |format: &str| {
+        let out = tocsin(&[
+            "replay",
+            "--until",
+            "2024-06-01T00:00:00Z",
+            "--alerts",
+            alerts.to_str().unwrap(),
+            "--format",
+            format,
+            fixture("scenarios/junk-in-the-middle").to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(0));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let csv = run("csv");
+    let mut lines = csv.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("month,document_kind,encounter_kind,site,expected,on_time,late")
+    );
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("2024-01,discharge_summary,inpatient,RXX01,1,1,0")
+    );
+    assert!(csv.contains("\nfile,position,reason,location\n"));
+    let table = run("table");
+    assert!(
+        table.contains("discharge_summary") && table.contains("Rejected inputs (1)"),
+        "{table}"
+    );
+}
