@@ -1,0 +1,156 @@
+//! The gateway's store as the tests see it: a temporary SQLite file or a
+//! PostgreSQL database created for the test and dropped after it, read with
+//! plain SQL (on a thread of its own, off the async runtime, since the
+//! synchronous PostgreSQL client runs a runtime of its own).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Where PostgreSQL is for the tests: a database they may connect to in
+/// order to create and drop their own.
+fn admin_url() -> String {
+    std::env::var("TOCSIN_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// The test's store.
+pub enum TestStore {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database, dropped with the value.
+    Postgres {
+        /// Its name.
+        db: String,
+    },
+}
+
+fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(f).join().expect("store helper thread")
+}
+
+impl TestStore {
+    /// A SQLite file in `dir`.
+    pub fn sqlite(dir: &Path) -> Self {
+        Self::Sqlite(dir.join("store").join("tocsin.sqlite"))
+    }
+
+    /// A fresh PostgreSQL database; panics when PostgreSQL is unreachable.
+    pub async fn postgres() -> Self {
+        let db = format!(
+            "tocsin_gateway_test_{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_micros())
+                .unwrap_or(0)
+        );
+        let name = db.clone();
+        off_runtime(move || {
+            let admin = admin_url();
+            let mut client =
+                postgres::Client::connect(&admin, postgres::NoTls).unwrap_or_else(|e| {
+                    panic!(
+                        "PostgreSQL is unreachable ({e}); these tests need it on 127.0.0.1:5432 \
+                         with trust authentication (or TOCSIN_TEST_POSTGRES_URL) and do not skip"
+                    )
+                });
+            client
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .expect("create test database");
+        });
+        Self::Postgres { db }
+    }
+
+    /// The URL for `TOCSIN_STORE_URL`.
+    pub fn url(&self) -> String {
+        match self {
+            Self::Sqlite(p) => format!("sqlite://{}", p.display()),
+            Self::Postgres { db } => {
+                let base = admin_url();
+                let cut = base.rfind('/').expect("admin URL names a database");
+                format!("{}/{db}", &base[..cut])
+            }
+        }
+    }
+
+    /// Runs a query returning rows of one text column.
+    pub async fn strings(&self, sql: &str) -> Vec<String> {
+        let sql = sql.to_owned();
+        match self {
+            Self::Sqlite(p) => {
+                let p = p.clone();
+                off_runtime(move || {
+                    if !p.exists() {
+                        return Vec::new();
+                    }
+                    let conn = rusqlite::Connection::open(&p).expect("open SQLite store");
+                    conn.busy_timeout(std::time::Duration::from_secs(10))
+                        .expect("busy timeout");
+                    let mut st = match conn.prepare(&sql) {
+                        Ok(st) => st,
+                        // Not migrated yet: no tables, no rows.
+                        Err(e) if e.to_string().contains("no such table") => return Vec::new(),
+                        Err(e) => panic!("{sql}: {e}"),
+                    };
+                    st.query_map([], |r| r.get::<_, String>(0))
+                        .expect("query")
+                        .map(|r| r.expect("row"))
+                        .collect()
+                })
+            }
+            Self::Postgres { .. } => {
+                let url = self.url();
+                off_runtime(move || {
+                    let mut c = postgres::Client::connect(&url, postgres::NoTls)
+                        .expect("connect to the test database");
+                    match c.query(&sql, &[]) {
+                        Ok(rows) => rows.iter().map(|r| r.get::<_, String>(0)).collect(),
+                        Err(e) if e.to_string().contains("does not exist") => Vec::new(),
+                        Err(e) => panic!("{sql}: {e}"),
+                    }
+                })
+            }
+        }
+    }
+
+    /// `count(*)` of `from` (a table and an optional `WHERE` clause).
+    pub async fn count(&self, from: &str) -> usize {
+        let rows = self
+            .strings(&format!("SELECT CAST(count(*) AS TEXT) FROM {from}"))
+            .await;
+        rows.first().map_or(0, |n| n.parse().expect("a count"))
+    }
+
+    /// Ids in the `inputs` audit table.
+    pub async fn input_ids(&self) -> Vec<String> {
+        self.strings("SELECT id FROM inputs").await
+    }
+
+    /// Outbox messages not yet confirmed by the broker.
+    pub async fn outbox_pending(&self) -> usize {
+        self.count("outbox WHERE published_at IS NULL").await
+    }
+}
+
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        if let Self::Postgres { db } = self {
+            let db = db.clone();
+            off_runtime(
+                move || match postgres::Client::connect(&admin_url(), postgres::NoTls) {
+                    Ok(mut c) => {
+                        if let Err(e) =
+                            c.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                        {
+                            eprintln!("could not drop test database {db}: {e}");
+                        }
+                    }
+                    Err(e) => eprintln!("could not drop test database {db}: {e}"),
+                },
+            );
+        }
+    }
+}

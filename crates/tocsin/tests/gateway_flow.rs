@@ -1,0 +1,300 @@
+//! The live gateway (`tocsin run`, the real binary) against the real broker
+//! and store: HL7 and FHIR traffic in, events and alerts out on the
+//! exchanges; events publishing switched off; bad input dead-lettered
+//! intact. Each test has its own vhost, store, and HTTP port.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{FHIR, HL7, Seen, Tuning, World, fixture, input};
+use tocsin_amqp::{AMQPValue, FieldTable, LongString, OutgoingMessage};
+
+/// The traffic of the core flow: a discharge (A03) with its matching FHIR
+/// discharge summary bundle, an acknowledgement, and a discharge for which
+/// no document ever comes.
+fn core_traffic() -> Vec<OutgoingMessage> {
+    vec![
+        input(
+            "in-a03-documented",
+            Some(HL7),
+            fixture("cross-format/adt-a03-V123456.hl7"),
+        ),
+        input(
+            "in-bundle",
+            Some(FHIR),
+            fixture("fhir/cross-format/discharge-summary-bundle-V123456.json"),
+        ),
+        input("in-ack", Some(HL7), fixture("hl7/ack_aa.hl7")),
+        input(
+            "in-a03-undocumented",
+            Some(HL7),
+            fixture("hl7/adt_a03_discharge.hl7"),
+        ),
+    ]
+}
+
+fn routing_keys(seen: &[Seen]) -> Vec<String> {
+    let mut keys: Vec<String> = seen.iter().map(|s| s.routing_key.clone()).collect();
+    keys.sort();
+    keys
+}
+
+/// Publishes the core traffic and checks what comes out on both exchanges
+/// and what the store holds; then stops the gateway with SIGTERM.
+async fn core_flow(world: World) {
+    let mut events = world.observe("tocsin.events").await;
+    let mut alerts = world.observe("tocsin.alerts").await;
+    let mut gateway = world.start(&[]);
+    gateway.wait_ready().await;
+    let before = chrono::Utc::now();
+
+    world.publish(&core_traffic()).await;
+
+    // Every event, routed `<format>.<type>`, with its event id as message id.
+    events.until("four events", |s| s.len() >= 4).await;
+    assert_eq!(
+        routing_keys(&events.seen),
+        [
+            "fhir-r4.document_issued",
+            "hl7v2.delivery_acknowledged",
+            "hl7v2.encounter_ended",
+            "hl7v2.encounter_ended",
+        ]
+    );
+    for e in &events.seen {
+        let body = e.json();
+        assert_eq!(e.message_id, body["event_id"].as_str().unwrap(), "{body}");
+        assert_eq!(
+            e.routing_key,
+            format!(
+                "{}.{}",
+                body["source"]["format"].as_str().unwrap(),
+                body["type"].as_str().unwrap()
+            )
+        );
+        assert_eq!(e.content_type, "application/json");
+    }
+
+    // The documented discharge is settled on time (no alert); the
+    // undocumented one, due in January 2024 by event time, goes overdue as
+    // soon as the input is drained, because the clock then follows the wall
+    // clock.
+    alerts.until("the overdue alert", |s| !s.is_empty()).await;
+    assert_eq!(alerts.seen.len(), 1, "{:?}", alerts.seen);
+    let alert = &alerts.seen[0];
+    let body = alert.json();
+    assert_eq!(alert.routing_key, "overdue.discharge_summary.inpatient");
+    assert_eq!(alert.message_id, body["alert_id"].as_str().unwrap());
+    assert_eq!(body["kind"], "overdue");
+    assert_eq!(body["encounter"]["id"], "V0001234", "{body}");
+    let raised: chrono::DateTime<chrono::Utc> =
+        body["raised_at"].as_str().unwrap().parse().unwrap();
+    assert!(
+        raised >= before - chrono::TimeDelta::seconds(1),
+        "raised at {raised}, by the wall clock, not by the 2024 event time"
+    );
+
+    // Every input is in the store's audit table, and the input queue is empty.
+    world.wait_empty("tocsin.inbound").await;
+    let mut ids = world.store.input_ids().await;
+    ids.sort();
+    assert_eq!(
+        ids,
+        [
+            "amqp:in-a03-documented",
+            "amqp:in-a03-undocumented",
+            "amqp:in-ack",
+            "amqp:in-bundle",
+        ]
+    );
+    assert_eq!(world.depth("tocsin.dead").await, 0);
+
+    gateway.sigterm();
+    let status = gateway.wait_exit(Duration::from_secs(15)).await;
+    assert!(status.success(), "exit status {status}");
+    assert_eq!(world.store.outbox_pending().await, 0);
+    // Nothing was published twice.
+    events.take().await;
+    alerts.take().await;
+    assert!(events.duplicates().is_empty(), "{:?}", events.duplicates());
+    assert_eq!(alerts.seen.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hl7_and_fhir_traffic_gives_events_and_alerts_on_sqlite() {
+    core_flow(World::sqlite("flow-sqlite", Tuning::default()).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hl7_and_fhir_traffic_gives_events_and_alerts_on_postgres() {
+    core_flow(World::postgres("flow-pg", Tuning::default()).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_publish_false_publishes_alerts_only() {
+    let world = World::sqlite("alerts-only", Tuning::default()).await;
+    let mut events = world.observe("tocsin.events").await;
+    let mut alerts = world.observe("tocsin.alerts").await;
+    let mut gateway = world.start(&[("TOCSIN_EVENTS_PUBLISH", "false")]);
+    gateway.wait_ready().await;
+    world.publish(&core_traffic()).await;
+
+    alerts.until("the overdue alert", |s| !s.is_empty()).await;
+    assert_eq!(
+        alerts.seen[0].routing_key,
+        "overdue.discharge_summary.inpatient"
+    );
+    world.wait_empty("tocsin.inbound").await;
+    assert_eq!(world.store.input_ids().await.len(), 4);
+    // The alert left through the outbox after every input was committed
+    // (it fires only once the input is drained); the outbox holds no event
+    // and none reached the exchange.
+    assert_eq!(world.store.outbox_pending().await, 0);
+    assert_eq!(
+        world
+            .store
+            .count("outbox WHERE exchange = 'tocsin.events'")
+            .await,
+        0
+    );
+    assert_eq!(events.take().await, 0);
+    assert!(events.seen.is_empty());
+}
+
+/// A message's properties as the integration engine might send them.
+fn with_headers(mut m: OutgoingMessage, trace: &str) -> OutgoingMessage {
+    let mut h = FieldTable::default();
+    h.insert(
+        "x-trace-id".into(),
+        AMQPValue::LongString(LongString::from(trace.as_bytes().to_vec())),
+    );
+    h.insert("x-engine-hop".into(), AMQPValue::LongLongInt(3));
+    m.headers = Some(h);
+    m
+}
+
+/// What tocsin-ingest says about `body`: the first rejected unit's reason
+/// code and location.
+fn expected_rejection(
+    body: &[u8],
+    hint: Option<tocsin_ingest::ContentHint>,
+) -> (String, Option<String>) {
+    let config = tocsin_ingest::IngestConfig::from_mappings_toml(
+        &String::from_utf8(std::fs::read(common::repo().join("config/mappings.toml")).unwrap())
+            .unwrap(),
+        64 << 20,
+    )
+    .unwrap();
+    let units = tocsin_ingest::ingest(body, hint, &config);
+    let e = units
+        .into_iter()
+        .find_map(|u| u.outcome.err())
+        .expect("the fixture is rejected");
+    (e.reason_code().to_string(), e.location())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_lands_in_the_dead_letter_queue_intact() {
+    let world = World::sqlite("dead", Tuning::default()).await;
+    let mut events = world.observe("tocsin.events").await;
+    let mut dead = world.reader("tocsin.dead").await;
+    let mut gateway = world.start(&[]);
+    gateway.wait_ready().await;
+
+    let bad = [
+        (
+            "bad-malformed-segment",
+            Some(HL7),
+            "hl7/reject_malformed_segment.hl7",
+            Some(tocsin_ingest::ContentHint::Hl7),
+        ),
+        (
+            "bad-no-pv1",
+            Some(HL7),
+            "hl7/reject_a03_no_pv1.hl7",
+            Some(tocsin_ingest::ContentHint::Hl7),
+        ),
+        (
+            "bad-json",
+            Some(FHIR),
+            "fhir/rejected/malformed.json",
+            Some(tocsin_ingest::ContentHint::FhirJson),
+        ),
+        ("bad-binary", None, "hl7/reject_binary.bin", None),
+    ];
+    let mut messages: Vec<OutgoingMessage> = bad
+        .iter()
+        .map(|(id, ct, path, _)| {
+            with_headers(input(id, *ct, fixture(path)), &format!("trace-{id}"))
+        })
+        .collect();
+    // A good message after them: the stream goes on.
+    messages.push(input("good-ack", Some(HL7), fixture("hl7/ack_aa.hl7")));
+    world.publish(&messages).await;
+
+    dead.until("four dead letters", |s| s.len() >= 4).await;
+    events
+        .until("the good message's event", |s| !s.is_empty())
+        .await;
+    world.wait_empty("tocsin.inbound").await;
+    let by_id: BTreeMap<&str, &Seen> = dead
+        .seen
+        .iter()
+        .map(|s| (s.message_id.as_str(), s))
+        .collect();
+    assert_eq!(by_id.len(), 4, "each bad message dead-lettered once");
+    for ((id, ct, path, hint), sent) in bad.iter().zip(&messages) {
+        let got = by_id
+            .get(id)
+            .unwrap_or_else(|| panic!("{id} not dead-lettered"));
+        assert_eq!(got.body, sent.body, "{id}: body byte-for-byte");
+        assert_eq!(
+            got.content_type,
+            ct.unwrap_or(""),
+            "{id}: content type kept"
+        );
+        assert_eq!(
+            got.headers["x-trace-id"],
+            format!("trace-{id}"),
+            "{id}: original header kept"
+        );
+        assert!(
+            got.headers.contains_key("x-engine-hop"),
+            "{id}: original header kept"
+        );
+        let (reason, location) = expected_rejection(&sent.body, *hint);
+        let error = &got.headers["x-tocsin-error"];
+        assert!(
+            error.starts_with(&format!("{reason}:")),
+            "{id} ({path}): x-tocsin-error {error:?}, expected reason {reason}"
+        );
+        assert_eq!(
+            got.headers.get("x-tocsin-error-location"),
+            location.as_ref(),
+            "{id}: location"
+        );
+        assert_eq!(
+            got.headers["x-tocsin-original-routing-key"],
+            "tocsin.inbound"
+        );
+    }
+    // Each was recorded as rejected (with its reason), the good one as ok.
+    assert_eq!(
+        world.store.count("inputs WHERE outcome = 'rejected'").await,
+        4
+    );
+    assert_eq!(
+        world
+            .store
+            .strings("SELECT id FROM inputs WHERE outcome = 'ok'")
+            .await,
+        ["amqp:good-ack"]
+    );
+    // Never requeued in a loop: still exactly four once the input is drained.
+    dead.take().await;
+    assert_eq!(dead.seen.len(), 4);
+    assert_eq!(world.depth("tocsin.dead").await, 0);
+    drop(gateway);
+}
