@@ -59,6 +59,8 @@ struct ConfigFile {
     #[serde(default)]
     http: HttpSection,
     #[serde(default)]
+    metrics: crate::internal_events::MetricLabels,
+    #[serde(default)]
     events: EventsSection,
     #[serde(default)]
     log: LogSection,
@@ -109,12 +111,20 @@ impl Default for StoreSection {
 pub struct HttpSection {
     /// Listen address. `TOCSIN_HTTP_ADDR` overrides.
     pub addr: String,
+    /// The environment variable holding the bearer token `/api/v1` asks
+    /// for (the token itself never sits in the file). Unset, empty or no
+    /// variable named: the API is open, and a warning says so at start.
+    pub api_token_env: Option<String>,
+    /// Most items one `/api/v1` page may hold (`limit` above it is a 400).
+    pub api_max_limit: usize,
 }
 
 impl Default for HttpSection {
     fn default() -> Self {
         Self {
             addr: "127.0.0.1:9860".into(),
+            api_token_env: Some("TOCSIN_API_TOKEN".into()),
+            api_max_limit: 1000,
         }
     }
 }
@@ -196,6 +206,8 @@ pub struct Config {
     pub amqp: AmqpConfig,
     /// HTTP listener settings.
     pub http: HttpSection,
+    /// Optional metric labels.
+    pub metrics: crate::internal_events::MetricLabels,
     /// Event publishing settings.
     pub events: EventsSection,
     /// Logging settings.
@@ -271,6 +283,7 @@ impl Config {
             store: file.store,
             amqp: file.amqp,
             http: file.http,
+            metrics: file.metrics,
             events: file.events,
             log: file.log,
             gateway: file.gateway,
@@ -280,6 +293,13 @@ impl Config {
             path: config.origin.clone(),
             message: format!("[amqp] {e}"),
         })?;
+        config
+            .metrics
+            .validate()
+            .map_err(|message| ConfigError::Invalid {
+                path: config.origin.clone(),
+                message,
+            })?;
         Ok(config)
     }
 

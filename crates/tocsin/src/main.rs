@@ -1,5 +1,6 @@
 //! The `tocsin` command line: `normalise`, `replay`, `run` and `check-config`.
 
+mod api;
 mod cli;
 mod commands;
 mod config;

@@ -22,7 +22,7 @@ use tocsin_amqp::{LinkState, Supervisor};
 use tocsin_tracker::Tracker;
 
 use crate::config::Config;
-use crate::internal_events::{Metrics, StoreFailed, StoreRecovered};
+use crate::internal_events::{Metrics, StoreFailed, StoreRecovered, TrackerObserved};
 
 pub use store::StoreHandle;
 
@@ -48,7 +48,7 @@ impl Readiness {
 
 /// Runs the gateway until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let metrics = Arc::new(Metrics::new()?);
+    let metrics = Arc::new(Metrics::with_labels(config.metrics.clone())?);
     let mut stop = shutdown::listen()?;
     let supervisor = Supervisor::new(config.amqp.clone())?;
     let readiness = Readiness {
@@ -64,14 +64,16 @@ pub async fn run(config: Config) -> Result<ExitCode, Box<dyn std::error::Error>>
                 config.http.addr
             )
         })?;
-    tracing::info!(addr = %config.http.addr, "serving /healthz, /readyz and /metrics");
-    tokio::spawn(http::serve(listener, readiness.clone()));
+    let api = crate::api::Api::new(&config.http, &config.policy);
+    tokio::spawn(http::serve(listener, readiness.clone(), api.clone()));
     spawn_link_gauge(&supervisor, metrics.clone());
 
     let Some(store) = open_store(&config, &metrics, &mut stop).await else {
         return Ok(ExitCode::SUCCESS);
     };
+    api.attach_store(store.clone());
     let tracker = restore_tracker(&config, &store).await?;
+    TrackerObserved { tracker: &tracker }.emit(&metrics);
     tracing::info!(
         open_expectations = tracker.open_count(),
         "tracker restored from the store"

@@ -18,8 +18,9 @@ use super::StoreHandle;
 use super::shutdown::Stop;
 use crate::config::Config;
 use crate::internal_events::{
-    AlertRaised, BatchCommitted, ClockAdvanced, EventApplied, MessageReceived, MessageRejected,
-    Metrics, OutboxPublishFailed, OutboxPublished, StoreFailed, StoreRecovered,
+    AlertRaised, BatchCommitted, ClockAdvanced, DocumentSettled, EventApplied, MessageReceived,
+    MessageRejected, Metrics, OutboxPublishFailed, OutboxPublished, StoreFailed, StoreRecovered,
+    TrackerObserved,
 };
 
 /// How far ahead of the wall clock a message's time may move the engine's
@@ -290,6 +291,11 @@ impl Pipeline {
     /// Adds a tracker's effects to a batch, queueing alerts for publishing.
     fn absorb(&self, effects: Vec<Effect>, batch: &mut Batch) {
         for effect in effects {
+            if let Effect::ExpectationChanged(e) = &effect
+                && let Some(settled) = DocumentSettled::from_change(e)
+            {
+                settled.emit(&self.metrics);
+            }
             if let Effect::AlertRaised(alert) = &effect {
                 AlertRaised { alert }.emit(&self.metrics);
                 push_outbox(
@@ -315,6 +321,10 @@ impl Pipeline {
             match self.store.call(move |s| s.commit(&b)).await {
                 Ok(()) => {
                     StoreRecovered.emit(&self.metrics);
+                    TrackerObserved {
+                        tracker: &self.tracker,
+                    }
+                    .emit(&self.metrics);
                     return;
                 }
                 Err(error) => {

@@ -1,6 +1,25 @@
 //! The Prometheus metrics behind the internal events, in one registry.
 
-use prometheus::{Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
+
+use super::labels::{self, MetricLabels};
+
+/// Buckets of `tocsin_document_delay_seconds`: the contract's limits (1 h,
+/// 6 h, 24 h, 48 h, 7 d, 10 d, 14 d, 28 d), so that "within the limit" is one
+/// bucket boundary.
+pub const DELAY_BUCKETS_SECONDS: [f64; 8] = [
+    3_600.0,
+    21_600.0,
+    86_400.0,
+    172_800.0,
+    604_800.0,
+    864_000.0,
+    1_209_600.0,
+    2_419_200.0,
+];
 
 /// Every metric the gateway exports, registered in its own registry (not the
 /// process-global one, so that tests can run several).
@@ -29,11 +48,24 @@ pub struct Metrics {
     pub amqp_connected: IntGauge,
     /// `tocsin_store_up`.
     pub store_up: IntGauge,
+    /// `tocsin_expectations_open{document_kind,encounter_kind}`.
+    pub expectations_open: IntGaugeVec,
+    /// `tocsin_expectations_overdue{document_kind,encounter_kind}`.
+    pub expectations_overdue: IntGaugeVec,
+    /// `tocsin_documents_total{document_kind,outcome[,site][,specialty]}`.
+    pub documents: IntCounterVec,
+    /// `tocsin_document_delay_seconds{document_kind[,site][,specialty]}`.
+    pub document_delay_seconds: HistogramVec,
+    /// Which optional labels the per-document metrics carry.
+    pub labels: MetricLabels,
 }
 
 impl Metrics {
-    /// Creates and registers every metric.
-    pub fn new() -> Result<Self, prometheus::Error> {
+    /// Creates and registers every metric, with the optional labels the
+    /// configuration asks for. Every series whose label values are known in
+    /// advance starts at zero, so dashboards and alert rules see it before
+    /// the first event.
+    pub fn with_labels(labels: MetricLabels) -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let counter =
             |name: &str, help: &str, label: &str| -> Result<IntCounterVec, prometheus::Error> {
@@ -105,6 +137,69 @@ impl Metrics {
             "Wall clock minus the engine's event-time clock, in seconds.",
         )?;
         registry.register(Box::new(clock_lag_seconds.clone()))?;
+        let gauge_vec = |name: &str, help: &str, names: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), names)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok::<_, prometheus::Error>(g)
+        };
+        let expectations_open = gauge_vec(
+            "tocsin_expectations_open",
+            "Expectations waiting for their document, deadline not yet passed.",
+            &["document_kind", "encounter_kind"],
+        )?;
+        let expectations_overdue = gauge_vec(
+            "tocsin_expectations_overdue",
+            "Expectations whose deadline passed with the document still missing.",
+            &["document_kind", "encounter_kind"],
+        )?;
+        let build_info = gauge_vec(
+            "tocsin_build_info",
+            "Always 1; the version of the running tocsin is in the label.",
+            &["version"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        let documents = IntCounterVec::new(
+            Opts::new(
+                "tocsin_documents_total",
+                "Documents that settled an expectation, by whether they were on time.",
+            ),
+            &labels.document_label_names(&["document_kind", "outcome"]),
+        )?;
+        registry.register(Box::new(documents.clone()))?;
+        let document_delay_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "tocsin_document_delay_seconds",
+                "Time from the encounter's end to the settling document's first issue.",
+            )
+            .buckets(DELAY_BUCKETS_SECONDS.to_vec()),
+            &labels.document_label_names(&["document_kind"]),
+        )?;
+        registry.register(Box::new(document_delay_seconds.clone()))?;
+        for d in labels::document_kinds() {
+            for e in labels::encounter_kinds() {
+                expectations_open.with_label_values(&[d.as_str(), e.as_str()]);
+                expectations_overdue.with_label_values(&[d.as_str(), e.as_str()]);
+            }
+            // With site or specialty labels the combinations are many; their
+            // series start with the first document instead.
+            if !labels.site_label && !labels.specialty_label {
+                for o in labels::OUTCOMES {
+                    documents.with_label_values(&[d.as_str(), o]);
+                }
+                document_delay_seconds.with_label_values(&[d.as_str()]);
+            }
+        }
+        for k in labels::alert_kinds() {
+            alerts_emitted.with_label_values(&[k.as_str()]);
+        }
+        for f in labels::FORMATS {
+            messages_received.with_label_values(&[f]);
+        }
+        for r in labels::DELIVERY_RESULTS {
+            deliveries.with_label_values(&[r]);
+        }
         Ok(Self {
             registry,
             messages_received,
@@ -118,6 +213,64 @@ impl Metrics {
             clock_lag_seconds,
             amqp_connected,
             store_up,
+            expectations_open,
+            expectations_overdue,
+            documents,
+            document_delay_seconds,
+            labels,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus::{Encoder, TextEncoder};
+
+    fn render(m: &Metrics) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&m.registry.gather(), &mut buf)
+            .unwrap();
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn series_with_known_labels_exist_before_any_event() {
+        let text = render(&Metrics::with_labels(MetricLabels::default()).unwrap());
+        for series in [
+            "tocsin_expectations_open{document_kind=\"discharge_summary\",encounter_kind=\"inpatient\"} 0",
+            "tocsin_expectations_overdue{document_kind=\"clinic_letter\",encounter_kind=\"outpatient\"} 0",
+            "tocsin_documents_total{document_kind=\"discharge_summary\",outcome=\"late\"} 0",
+            "tocsin_document_delay_seconds_bucket{document_kind=\"clinic_letter\",le=\"2419200\"} 0",
+            "tocsin_alerts_emitted_total{kind=\"overdue\"} 0",
+            "tocsin_build_info{version=\"",
+        ] {
+            assert!(text.contains(series), "missing {series} in\n{text}");
+        }
+        for le in [
+            "3600", "21600", "86400", "172800", "604800", "864000", "1209600",
+        ] {
+            assert!(
+                text.contains(&format!("document_kind=\"other\",le=\"{le}\"")),
+                "bucket {le}"
+            );
+        }
+    }
+
+    #[test]
+    fn site_label_only_when_configured() {
+        let plain = render(&Metrics::with_labels(MetricLabels::default()).unwrap());
+        assert!(!plain.contains("site="));
+        let m = Metrics::with_labels(MetricLabels {
+            site_label: true,
+            sites: vec!["RXX01".into()],
+            ..MetricLabels::default()
+        })
+        .unwrap();
+        m.documents
+            .with_label_values(&["discharge_summary", "on_time", "RXX01"])
+            .inc();
+        assert!(render(&m).contains("outcome=\"on_time\",site=\"RXX01\"} 1"));
     }
 }

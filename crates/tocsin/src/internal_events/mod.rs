@@ -6,9 +6,15 @@
 //! counter calls scattered through the code. Log lines and labels carry no
 //! patient data: ids here are hashes, reasons are fixed codes.
 
+mod http;
+pub mod labels;
 mod metrics;
+mod tracking;
 
+pub use http::{ApiOpen, HttpListening};
+pub use labels::MetricLabels;
 pub use metrics::Metrics;
+pub use tracking::{DocumentSettled, TrackerObserved};
 
 use std::time::Duration;
 

@@ -1,0 +1,160 @@
+//! The JSON API under `/api/v1` for operations teams and contract managers:
+//! expectations, alerts and the compliance report, read from the store.
+//! Documented in `schemas/openapi.json`.
+//!
+//! With a token configured (`[http] api_token_env` names the variable that
+//! holds it) every request needs `Authorization: Bearer <token>`; without
+//! one the API is open and a warning says so at start. Responses carry
+//! patient identifiers (they are for clinical and operations teams), which
+//! is why the token matters.
+
+mod error;
+mod params;
+mod routes;
+
+use std::sync::{Arc, OnceLock};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use sha2::{Digest, Sha256};
+use tocsin_tracker::Policy;
+
+use crate::config::HttpSection;
+use crate::gateway::StoreHandle;
+use crate::internal_events::ApiOpen;
+
+pub use error::ApiError;
+#[cfg(test)]
+pub use routes::ROUTES;
+
+/// The API's shared state: the store once it is open, the token's digest,
+/// and what reports need from the policy.
+#[derive(Clone)]
+pub struct Api {
+    store: Arc<OnceLock<StoreHandle>>,
+    /// SHA-256 of the token, compared in constant time.
+    token: Option<[u8; 32]>,
+    max_limit: usize,
+    policy: Arc<Policy>,
+}
+
+impl Api {
+    /// Reads the token from the environment variable the configuration
+    /// names; warns once when there is none.
+    pub fn new(http: &HttpSection, policy: &Policy) -> Self {
+        Self::with_env(http, policy, |k| std::env::var(k).ok())
+    }
+
+    fn with_env(http: &HttpSection, policy: &Policy, var: impl Fn(&str) -> Option<String>) -> Self {
+        let token = http
+            .api_token_env
+            .as_deref()
+            .and_then(&var)
+            .filter(|t| !t.trim().is_empty());
+        if token.is_none() {
+            ApiOpen {
+                token_env: http.api_token_env.as_deref(),
+            }
+            .emit();
+        }
+        Self {
+            store: Arc::new(OnceLock::new()),
+            token: token.map(|t| Sha256::digest(t.trim().as_bytes()).into()),
+            max_limit: http.api_max_limit.max(1),
+            policy: Arc::new(policy.clone()),
+        }
+    }
+
+    /// Whether requests need a bearer token.
+    pub fn has_token(&self) -> bool {
+        self.token.is_some()
+    }
+
+    /// Makes the store available once it has opened; until then the API
+    /// answers 503.
+    pub fn attach_store(&self, store: StoreHandle) {
+        // A second attach (there is none) would keep the first store.
+        let _ = self.store.set(store);
+    }
+
+    fn store(&self) -> Result<&StoreHandle, ApiError> {
+        self.store
+            .get()
+            .ok_or_else(|| ApiError::Unavailable("the store is not open yet".into()))
+    }
+
+    /// The `/api/v1` routes, token-checked, to nest in the listener.
+    pub fn router(&self) -> Router {
+        routes::router()
+            .route_layer(middleware::from_fn_with_state(self.clone(), authorise))
+            .fallback(|uri: axum::http::Uri| async move { ApiError::NotFound(uri.path().into()) })
+            .with_state(self.clone())
+    }
+}
+
+/// Lets a request through when no token is configured or it bears the
+/// token.
+async fn authorise(
+    State(api): State<Api>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let Some(expected) = api.token else {
+        return Ok(next.run(request).await);
+    };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or(ApiError::Unauthorized(
+            "this API needs `Authorization: Bearer <token>`",
+        ))?
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then_some(token.trim())
+        })
+        .ok_or(ApiError::Unauthorized(
+            "the Authorization header is not `Bearer <token>`",
+        ))?;
+    let digest: [u8; 32] = Sha256::digest(given.as_bytes()).into();
+    // Compare digests in constant time: no early exit on the first
+    // differing byte.
+    let differs = digest
+        .iter()
+        .zip(expected.iter())
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    if differs != 0 {
+        return Err(ApiError::Unauthorized("wrong bearer token"));
+    }
+    Ok(next.run(request).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comes_from_the_named_variable_and_blank_means_none() {
+        let http = HttpSection::default();
+        let policy =
+            Policy::from_toml(crate::config::DEFAULT_POLICY).expect("the built-in policy loads");
+        let api = Api::with_env(&http, &policy, |k| {
+            (k == "TOCSIN_API_TOKEN").then(|| "s3cret".to_string())
+        });
+        assert!(api.has_token());
+        let api = Api::with_env(&http, &policy, |_| Some("  ".to_string()));
+        assert!(!api.has_token());
+        let none = HttpSection {
+            api_token_env: None,
+            ..HttpSection::default()
+        };
+        let api = Api::with_env(&none, &policy, |_| Some("s3cret".to_string()));
+        assert!(!api.has_token());
+    }
+}

@@ -1,0 +1,174 @@
+//! Query parameters, read strictly: an unknown or repeated parameter, or a
+//! value outside its closed set, is a 400 naming the parameter and why.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use serde::de::DeserializeOwned;
+use tocsin_tracker::compliance::GroupBy;
+
+use super::error::ApiError;
+
+/// The parameters of one request, checked against the names a route takes.
+pub struct Params(BTreeMap<String, String>);
+
+impl Params {
+    /// Collects `pairs`, refusing names not in `allowed` and repeats.
+    pub fn new(pairs: Vec<(String, String)>, allowed: &[&str]) -> Result<Self, ApiError> {
+        let mut map = BTreeMap::new();
+        for (name, value) in pairs {
+            if !allowed.contains(&name.as_str()) {
+                return Err(ApiError::bad(
+                    &name,
+                    format!(
+                        "unknown parameter (this route takes {})",
+                        allowed.join(", ")
+                    ),
+                ));
+            }
+            if map.insert(name.clone(), value).is_some() {
+                return Err(ApiError::bad(&name, "given more than once"));
+            }
+        }
+        Ok(Self(map))
+    }
+
+    /// The raw value; an empty value counts as absent (`?status=`).
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// A value from one of the model's snake_case enums (status, kinds).
+    pub fn closed<T: DeserializeOwned>(
+        &self,
+        name: &str,
+        choices: &str,
+    ) -> Result<Option<T>, ApiError> {
+        self.text(name)
+            .map(|v| {
+                serde_json::from_value(serde_json::Value::String(v.to_string())).map_err(|_| {
+                    ApiError::bad(name, format!("unknown value {v:?} (use one of {choices})"))
+                })
+            })
+            .transpose()
+    }
+
+    /// A page size between 1 and `max`, `default` when absent.
+    pub fn limit(&self, default: usize, max: usize) -> Result<usize, ApiError> {
+        let Some(v) = self.text("limit") else {
+            return Ok(default.min(max));
+        };
+        let n: usize = v
+            .parse()
+            .map_err(|_| ApiError::bad("limit", format!("{v:?} is not a whole number")))?;
+        if n == 0 || n > max {
+            return Err(ApiError::bad("limit", format!("{n} is outside 1..={max}")));
+        }
+        Ok(n)
+    }
+
+    /// A time: RFC 3339, or a date (`2024-01-31`) meaning its midnight in
+    /// `zone` (the policy's zone, the one reports count months in).
+    pub fn time<Z: TimeZone>(
+        &self,
+        name: &str,
+        zone: &Z,
+    ) -> Result<Option<DateTime<Utc>>, ApiError> {
+        let Some(v) = self.text(name) else {
+            return Ok(None);
+        };
+        if let Ok(t) = DateTime::parse_from_rfc3339(v) {
+            return Ok(Some(t.with_timezone(&Utc)));
+        }
+        let date = NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| {
+            ApiError::bad(
+                name,
+                format!("{v:?} is neither an RFC 3339 time (2024-01-31T09:00:00Z) nor a date (2024-01-31)"),
+            )
+        })?;
+        let midnight = date.and_hms_opt(0, 0, 0).unwrap_or_default();
+        zone.from_local_datetime(&midnight)
+            .earliest()
+            .map(|t| Some(t.with_timezone(&Utc)))
+            .ok_or_else(|| ApiError::bad(name, format!("midnight of {v} does not exist locally")))
+    }
+
+    /// `group_by=month,document_kind,...`; every dimension when absent.
+    /// Returned in the report's column order, whatever order was asked.
+    pub fn group_by(&self) -> Result<Vec<GroupBy>, ApiError> {
+        let Some(v) = self.text("group_by") else {
+            return Ok(GroupBy::ALL.to_vec());
+        };
+        let mut chosen = Vec::new();
+        for part in v.split(',') {
+            let g: GroupBy =
+                part.trim()
+                    .parse()
+                    .map_err(|e: tocsin_tracker::compliance::UnknownGroupBy| {
+                        ApiError::bad("group_by", e.to_string())
+                    })?;
+            chosen.push(g);
+        }
+        Ok(GroupBy::ALL
+            .into_iter()
+            .filter(|g| chosen.contains(g))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(q: &[(&str, &str)], allowed: &[&str]) -> Result<Params, ApiError> {
+        Params::new(
+            q.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+            allowed,
+        )
+    }
+
+    #[test]
+    fn unknown_and_repeated_parameters_are_named() {
+        let e = params(&[("stauts", "open")], &["status"]).err().unwrap();
+        assert!(e.to_string().contains("`stauts`"), "{e}");
+        let e = params(&[("status", "open"), ("status", "late")], &["status"])
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("more than once"), "{e}");
+    }
+
+    #[test]
+    fn dates_are_midnight_in_the_zone() {
+        let p = params(&[("from", "2024-07-01")], &["from"]).unwrap();
+        let bst = chrono::FixedOffset::east_opt(3600).unwrap();
+        assert_eq!(
+            p.time("from", &bst).unwrap().unwrap().to_rfc3339(),
+            "2024-06-30T23:00:00+00:00"
+        );
+        let p = params(&[("from", "July")], &["from"]).unwrap();
+        assert!(p.time("from", &Utc).is_err());
+    }
+
+    #[test]
+    fn limits_outside_the_range_are_refused() {
+        for bad in ["0", "1001", "-1", "ten"] {
+            let p = params(&[("limit", bad)], &["limit"]).unwrap();
+            assert!(p.limit(100, 1000).is_err(), "{bad}");
+        }
+        let p = params(&[], &["limit"]).unwrap();
+        assert_eq!(p.limit(100, 1000).unwrap(), 100);
+    }
+
+    #[test]
+    fn group_by_follows_the_report_order() {
+        let p = params(&[("group_by", "site,month")], &["group_by"]).unwrap();
+        assert_eq!(p.group_by().unwrap(), [GroupBy::Month, GroupBy::Site]);
+        let p = params(&[("group_by", "month,ward")], &["group_by"]).unwrap();
+        assert!(p.group_by().unwrap_err().to_string().contains("ward"));
+    }
+}

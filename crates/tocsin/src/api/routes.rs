@@ -1,0 +1,193 @@
+//! The `/api/v1` handlers: each reads its parameters strictly, asks the
+//! store on a blocking thread, and answers JSON (or CSV for the report).
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tocsin_event::{DocumentKind, EncounterKind};
+use tocsin_store::{AlertQuery, ExpectationQuery};
+use tocsin_tracker::compliance::{self, ComplianceRow, GroupBy};
+use tocsin_tracker::{Alert, AlertKind, Expectation, ExpectationStatus};
+
+use super::Api;
+use super::error::ApiError;
+use super::params::Params;
+
+/// Every route, relative to `/api/v1`. The OpenAPI test checks each is
+/// documented.
+pub const ROUTES: [&str; 3] = ["/expectations", "/alerts", "/compliance"];
+
+const STATUSES: &str = "open, overdue, on_time, late, cancelled";
+const DOCUMENT_KINDS: &str = "discharge_summary, clinic_letter, other";
+const ENCOUNTER_KINDS: &str = "inpatient, day_case, emergency, outpatient, mental_health, other";
+const ALERT_KINDS: &str = "due_soon, overdue, late, resolved, delivery_failed, unconfirmed";
+const DEFAULT_LIMIT: usize = 100;
+
+/// The routes, before authorisation and state are attached.
+pub fn router() -> Router<Api> {
+    Router::new()
+        .route(ROUTES[0], get(expectations))
+        .route(ROUTES[1], get(alerts))
+        .route(ROUTES[2], get(report))
+}
+
+type Pairs = Result<Query<Vec<(String, String)>>, QueryRejection>;
+
+fn params(q: Pairs, allowed: &[&str]) -> Result<Params, ApiError> {
+    let Query(pairs) = q.map_err(|e| ApiError::bad("(query string)", e.body_text()))?;
+    Params::new(pairs, allowed)
+}
+
+/// A page of expectations.
+#[derive(Serialize)]
+struct ExpectationPage {
+    items: Vec<Expectation>,
+    next_cursor: Option<String>,
+}
+
+async fn expectations(State(api): State<Api>, q: Pairs) -> Result<Json<ExpectationPage>, ApiError> {
+    let p = params(
+        q,
+        &[
+            "status",
+            "document_kind",
+            "encounter_kind",
+            "site",
+            "limit",
+            "cursor",
+        ],
+    )?;
+    let query = ExpectationQuery {
+        status: p.closed::<ExpectationStatus>("status", STATUSES)?,
+        document_kind: p.closed::<DocumentKind>("document_kind", DOCUMENT_KINDS)?,
+        encounter_kind: p.closed::<EncounterKind>("encounter_kind", ENCOUNTER_KINDS)?,
+        site: p.text("site").map(str::to_string),
+        limit: p.limit(DEFAULT_LIMIT, api.max_limit)?,
+        cursor: p.text("cursor").map(str::to_string),
+    };
+    let page = api.store()?.call(move |s| s.expectations(&query)).await?;
+    Ok(Json(ExpectationPage {
+        items: page.items,
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// Alerts in the order they were raised.
+#[derive(Serialize)]
+struct AlertList {
+    items: Vec<Alert>,
+}
+
+async fn alerts(State(api): State<Api>, q: Pairs) -> Result<Json<AlertList>, ApiError> {
+    let p = params(q, &["since", "kind", "limit"])?;
+    let query = AlertQuery {
+        since: p.time("since", &api.policy.timezone())?,
+        kind: p.closed::<AlertKind>("kind", ALERT_KINDS)?,
+        limit: p.limit(DEFAULT_LIMIT, api.max_limit)?,
+    };
+    let items = api.store()?.call(move |s| s.alerts(&query)).await?;
+    Ok(Json(AlertList { items }))
+}
+
+/// The compliance report as JSON.
+#[derive(Serialize)]
+struct Report {
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    group_by: Vec<GroupBy>,
+    rows: Vec<ComplianceRow>,
+}
+
+async fn report(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    q: Pairs,
+) -> Result<Response, ApiError> {
+    let p = params(q, &["from", "to", "group_by"])?;
+    let zone = api.policy.timezone();
+    let from = p.time("from", &zone)?;
+    let to = p.time("to", &zone)?;
+    if let (Some(f), Some(t)) = (from, to)
+        && f >= t
+    {
+        return Err(ApiError::bad("to", "must be after `from`"));
+    }
+    let group_by = p.group_by()?;
+    let (lo, hi) = (
+        from.unwrap_or(DateTime::<Utc>::MIN_UTC),
+        to.unwrap_or(DateTime::<Utc>::MAX_UTC),
+    );
+    // The same figures as `tocsin replay --report`: expectations whose
+    // encounter ended in [from, to), months in the policy's zone.
+    let mut expectations = api
+        .store()?
+        .call(move |s| s.expectations_ended_between(lo, hi))
+        .await?;
+    // The report reads no patient keys: drop them before they linger.
+    for e in &mut expectations {
+        e.patient = Default::default();
+    }
+    let rows = compliance::report_in_zone(expectations.iter(), &group_by, zone);
+    if wants_csv(&headers) {
+        return Ok((
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            compliance::to_csv(&rows, &group_by),
+        )
+            .into_response());
+    }
+    Ok(Json(Report {
+        from,
+        to,
+        group_by,
+        rows,
+    })
+    .into_response())
+}
+
+/// Whether `Accept` prefers CSV (`text/csv` listed, `application/json` not
+/// listed before it).
+fn wants_csv(headers: &HeaderMap) -> bool {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let types: Vec<&str> = accept
+        .split(',')
+        .map(|t| t.split(';').next().unwrap_or("").trim())
+        .collect();
+    let csv = types
+        .iter()
+        .position(|t| t.eq_ignore_ascii_case("text/csv"));
+    let json = types
+        .iter()
+        .position(|t| t.eq_ignore_ascii_case("application/json"));
+    match (csv, json) {
+        (Some(c), Some(j)) => c < j,
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn csv_only_when_asked_for_first() {
+        let with = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::ACCEPT, HeaderValue::from_static(v));
+            wants_csv(&h)
+        };
+        assert!(with("text/csv"));
+        assert!(with("text/csv;q=0.9, application/json;q=0.5"));
+        assert!(!with("application/json, text/csv"));
+        assert!(!with("*/*"));
+        assert!(!wants_csv(&HeaderMap::new()));
+    }
+}

@@ -1,0 +1,45 @@
+//! Happenings of the HTTP listener and API.
+
+use std::net::SocketAddr;
+
+/// The HTTP listener is bound.
+pub struct HttpListening {
+    /// The address actually bound (the port is known even when `:0` was
+    /// configured).
+    pub addr: SocketAddr,
+    /// Whether `/api/v1` asks for a bearer token.
+    pub api_token: bool,
+}
+
+impl HttpListening {
+    /// Logs it (info).
+    pub fn emit(self) {
+        tracing::info!(
+            addr = %self.addr,
+            api_auth = if self.api_token { "bearer" } else { "none" },
+            "serving /healthz, /readyz, /metrics and /api/v1"
+        );
+    }
+}
+
+/// No API token is configured: `/api/v1` answers anyone who can reach the
+/// listener. Said once, at start.
+pub struct ApiOpen<'a> {
+    /// The environment variable that would hold the token, if one is named.
+    pub token_env: Option<&'a str>,
+}
+
+impl ApiOpen<'_> {
+    /// Logs it (warn).
+    pub fn emit(self) {
+        match self.token_env {
+            Some(var) => tracing::warn!(
+                env = var,
+                "no API token: {var} is unset or empty, so /api/v1 (which returns patient identifiers) is open to anyone who can reach the listener"
+            ),
+            None => tracing::warn!(
+                "no API token configured ([http] api_token_env), so /api/v1 (which returns patient identifiers) is open to anyone who can reach the listener"
+            ),
+        }
+    }
+}

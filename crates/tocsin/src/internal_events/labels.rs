@@ -1,0 +1,183 @@
+//! The closed sets that metric label values come from.
+//!
+//! A label value is either a fixed code from the domain model (document
+//! kind, encounter kind, alert kind, outcome) or, for site and specialty,
+//! a value the configuration lists; anything else is `other` and a missing
+//! value `unknown`. So no identifier or free text from a message can reach a
+//! label, and the number of series stays bounded.
+
+use serde::Deserialize;
+use tocsin_event::{DocumentKind, EncounterKind};
+use tocsin_tracker::AlertKind;
+
+/// `[metrics]` in `config/tocsin.toml`: optional site and specialty labels.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricLabels {
+    /// Add a `site` label to `tocsin_documents_total` and
+    /// `tocsin_document_delay_seconds`.
+    pub site_label: bool,
+    /// The sites that get their own label value (ODS site codes); others are
+    /// `other`, none `unknown`.
+    pub sites: Vec<String>,
+    /// Add a `specialty` label to the same two metrics.
+    pub specialty_label: bool,
+    /// The specialties that get their own label value; others are `other`,
+    /// none `unknown`.
+    pub specialties: Vec<String>,
+}
+
+/// Label value for a site or specialty: listed, `other` or `unknown`.
+fn listed<'a>(allowed: &'a [String], value: Option<&str>) -> &'a str {
+    match value {
+        None => "unknown",
+        Some(v) => allowed
+            .iter()
+            .find(|a| a.as_str() == v)
+            .map_or("other", String::as_str),
+    }
+}
+
+impl MetricLabels {
+    /// The label names of the per-document metrics, in order.
+    pub fn document_label_names(&self, first: &[&'static str]) -> Vec<&'static str> {
+        let mut names = first.to_vec();
+        if self.site_label {
+            names.push("site");
+        }
+        if self.specialty_label {
+            names.push("specialty");
+        }
+        names
+    }
+
+    /// Appends the site and specialty label values the configuration asks
+    /// for.
+    pub fn push_document_values<'a>(
+        &'a self,
+        values: &mut Vec<&'a str>,
+        site: Option<&str>,
+        specialty: Option<&str>,
+    ) {
+        if self.site_label {
+            values.push(listed(&self.sites, site));
+        }
+        if self.specialty_label {
+            values.push(listed(&self.specialties, specialty));
+        }
+    }
+
+    /// Checks the lists hold usable label values.
+    pub fn validate(&self) -> Result<(), String> {
+        for (what, list) in [("sites", &self.sites), ("specialties", &self.specialties)] {
+            for v in list {
+                if v.is_empty() || v == "other" || v == "unknown" {
+                    return Err(format!(
+                        "[metrics] {what}: {v:?} is not usable as a label value (empty, `other` and `unknown` are reserved)"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every document kind. A new kind fails to compile here until it is listed.
+pub fn document_kinds() -> [DocumentKind; 3] {
+    let all = [
+        DocumentKind::DischargeSummary,
+        DocumentKind::ClinicLetter,
+        DocumentKind::Other,
+    ];
+    for k in all {
+        match k {
+            DocumentKind::DischargeSummary | DocumentKind::ClinicLetter | DocumentKind::Other => {}
+        }
+    }
+    all
+}
+
+/// Every encounter kind. A new kind fails to compile here until it is listed.
+pub fn encounter_kinds() -> [EncounterKind; 6] {
+    let all = [
+        EncounterKind::Inpatient,
+        EncounterKind::DayCase,
+        EncounterKind::Emergency,
+        EncounterKind::Outpatient,
+        EncounterKind::MentalHealth,
+        EncounterKind::Other,
+    ];
+    for k in all {
+        match k {
+            EncounterKind::Inpatient
+            | EncounterKind::DayCase
+            | EncounterKind::Emergency
+            | EncounterKind::Outpatient
+            | EncounterKind::MentalHealth
+            | EncounterKind::Other => {}
+        }
+    }
+    all
+}
+
+/// Every alert kind. A new kind fails to compile here until it is listed.
+pub fn alert_kinds() -> [AlertKind; 6] {
+    let all = [
+        AlertKind::DueSoon,
+        AlertKind::Overdue,
+        AlertKind::Late,
+        AlertKind::Resolved,
+        AlertKind::DeliveryFailed,
+        AlertKind::Unconfirmed,
+    ];
+    for k in all {
+        match k {
+            AlertKind::DueSoon
+            | AlertKind::Overdue
+            | AlertKind::Late
+            | AlertKind::Resolved
+            | AlertKind::DeliveryFailed
+            | AlertKind::Unconfirmed => {}
+        }
+    }
+    all
+}
+
+/// Input formats counted by `tocsin_messages_received_total`.
+pub const FORMATS: [&str; 5] = ["hl7v2", "fhir-json", "ndjson", "fhir-xml", "unknown"];
+
+/// Results counted by `tocsin_deliveries_total`.
+pub const DELIVERY_RESULTS: [&str; 2] = ["amqp_confirmed", "amqp_failed"];
+
+/// Outcomes counted by `tocsin_documents_total`.
+pub const OUTCOMES: [&str; 2] = ["on_time", "late"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unlisted_and_missing_values_never_reach_a_label() {
+        let labels = MetricLabels {
+            site_label: true,
+            sites: vec!["RXX01".into()],
+            specialty_label: true,
+            specialties: vec![],
+        };
+        let mut v = Vec::new();
+        labels.push_document_values(&mut v, Some("RXX01"), Some("Cardiology Ward 7"));
+        assert_eq!(v, ["RXX01", "other"]);
+        let mut v = Vec::new();
+        labels.push_document_values(&mut v, None, None);
+        assert_eq!(v, ["unknown", "unknown"]);
+    }
+
+    #[test]
+    fn reserved_values_are_refused() {
+        let labels = MetricLabels {
+            sites: vec!["other".into()],
+            ..MetricLabels::default()
+        };
+        assert!(labels.validate().unwrap_err().contains("reserved"));
+    }
+}

@@ -1,0 +1,95 @@
+//! Happenings of the tracker as operations teams see them: documents
+//! settling expectations, and the open and overdue counts.
+
+use tocsin_tracker::{DeliveryStatus, Expectation, ExpectationStatus, Tracker};
+
+use super::Metrics;
+use super::labels;
+
+/// A document settled an expectation (on time or late).
+///
+/// Derived from the tracker's effects: an `ExpectationChanged` whose status
+/// is `on_time` or `late` is the settlement only when it carries the fresh
+/// transmission's state (delivery pending, no `unconfirmed` alert yet);
+/// later changes to a settled expectation (an acknowledgement, a failure,
+/// the unconfirmed check) carry a different delivery state and are not
+/// counted again.
+pub struct DocumentSettled<'a> {
+    /// The expectation as settled.
+    pub expectation: &'a Expectation,
+}
+
+impl DocumentSettled<'_> {
+    /// Recognises the settlement among a tracker's effects.
+    pub fn from_change(expectation: &Expectation) -> Option<DocumentSettled<'_>> {
+        let settled = matches!(
+            expectation.status,
+            ExpectationStatus::OnTime | ExpectationStatus::Late
+        );
+        let fresh = expectation.delivery == Some(DeliveryStatus::Pending)
+            && !expectation
+                .alerts_raised
+                .contains(&tocsin_tracker::AlertKind::Unconfirmed);
+        (settled && fresh && expectation.settlement.is_some())
+            .then_some(DocumentSettled { expectation })
+    }
+
+    /// Logs it at debug (ids are the expectation's hash, no patient data)
+    /// and counts it with its delay.
+    pub fn emit(self, m: &Metrics) {
+        let e = self.expectation;
+        let Some(s) = &e.settlement else {
+            return;
+        };
+        let outcome = e.status.as_str();
+        tracing::debug!(
+            expectation_id = %e.id.0,
+            document_kind = e.document_kind.as_str(),
+            outcome,
+            delay_seconds = s.delay_seconds,
+            "document settled an expectation"
+        );
+        let site = e.encounter.site.as_deref();
+        let specialty = e.encounter.specialty.as_deref();
+        let mut values = vec![e.document_kind.as_str(), outcome];
+        m.labels.push_document_values(&mut values, site, specialty);
+        m.documents.with_label_values(&values).inc();
+        let mut values = vec![e.document_kind.as_str()];
+        m.labels.push_document_values(&mut values, site, specialty);
+        // A document issued before the encounter's end was not late by any
+        // amount: it counts in the first bucket.
+        m.document_delay_seconds
+            .with_label_values(&values)
+            .observe(s.delay_seconds.max(0) as f64);
+    }
+}
+
+/// The tracker's open and overdue counts, after a restore or a commit.
+pub struct TrackerObserved<'a> {
+    /// The tracker.
+    pub tracker: &'a Tracker,
+}
+
+impl TrackerObserved<'_> {
+    /// Sets `tocsin_expectations_open` and `tocsin_expectations_overdue` for
+    /// every document kind and encounter kind (zero where the tracker has
+    /// none, so a count that drops to nothing is seen to).
+    pub fn emit(self, m: &Metrics) {
+        let mut counts = std::collections::BTreeMap::new();
+        for (d, e, g) in self.tracker.gauges() {
+            counts.insert((d, e), g);
+        }
+        for d in labels::document_kinds() {
+            for e in labels::encounter_kinds() {
+                let g = counts.get(&(d, e)).copied().unwrap_or_default();
+                let l = [d.as_str(), e.as_str()];
+                m.expectations_open
+                    .with_label_values(&l)
+                    .set(i64::try_from(g.open).unwrap_or(i64::MAX));
+                m.expectations_overdue
+                    .with_label_values(&l)
+                    .set(i64::try_from(g.overdue).unwrap_or(i64::MAX));
+            }
+        }
+    }
+}
