@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod store;
+pub mod traffic;
 
 use std::collections::BTreeMap;
 use std::fs::File;
