@@ -1,0 +1,296 @@
+//! `/metrics` of a real gateway (the `tocsin` binary, the local RabbitMQ, a
+//! real store) after a ward's traffic: every metric the issue lists, with
+//! the figures the traffic implies, no identifier anywhere, label values
+//! only from closed sets, and `promtool check metrics` silent.
+
+mod common;
+mod observability_support;
+
+use std::collections::BTreeSet;
+
+use common::{Gateway, Tuning, WAIT, World, poll};
+use observability_support::traffic::{Ward, ward};
+use observability_support::{Scrape, assert_promtool_ok, get, run_promtool};
+
+/// Publishes the ward's traffic and waits until the gateway has taken all
+/// of it and its clock has caught up (the overdue expectation is counted).
+async fn feed(world: &World, gateway: &mut Gateway, w: &Ward) -> Scrape {
+    gateway.wait_ready().await;
+    let messages: Vec<_> = w
+        .messages
+        .iter()
+        .map(|m| common::input(&m.id, m.content_type, m.body.clone()))
+        .collect();
+    world.publish(&messages).await;
+    let port = world.port;
+    let total = messages.len() as f64;
+    poll("the traffic to be processed and judged", WAIT, || async {
+        let s = Scrape::parse(&get(port, "/metrics", &[]).body);
+        let received = s.sum("tocsin_messages_received_total", &[]);
+        let overdue = s.sum("tocsin_expectations_overdue", &[]);
+        if received == total && overdue == 1.0 {
+            Ok(s)
+        } else {
+            Err(format!("{received} received, {overdue} overdue"))
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_reflect_the_traffic_and_carry_no_identifiers() {
+    let world = World::sqlite("obs-metrics", Tuning::default()).await;
+    let mut gateway = world.start(&[]);
+    let w = ward("A");
+    let s = feed(&world, &mut gateway, &w).await;
+
+    // Every metric the issue lists, with help text and the right type.
+    for (name, kind) in [
+        ("tocsin_messages_received_total", "counter"),
+        ("tocsin_messages_rejected_total", "counter"),
+        ("tocsin_events_total", "counter"),
+        ("tocsin_expectations_open", "gauge"),
+        ("tocsin_expectations_overdue", "gauge"),
+        ("tocsin_documents_total", "counter"),
+        ("tocsin_document_delay_seconds", "histogram"),
+        ("tocsin_alerts_emitted_total", "counter"),
+        ("tocsin_deliveries_total", "counter"),
+        ("tocsin_processing_seconds", "histogram"),
+        ("tocsin_batch_size", "histogram"),
+        ("tocsin_outbox_pending", "gauge"),
+        ("tocsin_clock_lag_seconds", "gauge"),
+        ("tocsin_amqp_connected", "gauge"),
+        ("tocsin_store_up", "gauge"),
+        ("tocsin_build_info", "gauge"),
+    ] {
+        assert_eq!(s.types.get(name).map(String::as_str), Some(kind), "{name}");
+        assert!(
+            s.help.get(name).is_some_and(|h| h.len() > 10),
+            "{name} has no help text"
+        );
+    }
+    for sample in &s.samples {
+        assert!(sample.name.starts_with("tocsin_"), "{}", sample.name);
+    }
+
+    // The figures the traffic implies.
+    let ds = ("document_kind", "discharge_summary");
+    assert_eq!(
+        s.value("tocsin_messages_received_total", &[("format", "hl7v2")]),
+        8.0
+    );
+    assert_eq!(
+        s.value("tocsin_messages_received_total", &[("format", "unknown")]),
+        1.0
+    );
+    assert_eq!(s.sum("tocsin_messages_rejected_total", &[]), 1.0);
+    assert_eq!(
+        s.value(
+            "tocsin_messages_rejected_total",
+            &[("reason", "unrecognised_format")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        s.value("tocsin_events_total", &[("type", "encounter_ended")]),
+        5.0
+    );
+    assert_eq!(
+        s.value("tocsin_events_total", &[("type", "document_issued")]),
+        2.0
+    );
+    assert_eq!(
+        s.value(
+            "tocsin_expectations_open",
+            &[ds, ("encounter_kind", "emergency")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        s.value(
+            "tocsin_expectations_open",
+            &[
+                ("document_kind", "clinic_letter"),
+                ("encounter_kind", "outpatient")
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(s.sum("tocsin_expectations_open", &[]), 2.0);
+    assert_eq!(
+        s.value(
+            "tocsin_expectations_overdue",
+            &[ds, ("encounter_kind", "inpatient")]
+        ),
+        1.0
+    );
+    // The acknowledgement of the on-time summary does not count it again.
+    assert_eq!(
+        s.value("tocsin_documents_total", &[ds, ("outcome", "on_time")]),
+        1.0
+    );
+    assert_eq!(
+        s.value("tocsin_documents_total", &[ds, ("outcome", "late")]),
+        1.0
+    );
+    // Delays of 2 h and 60 h: the first bucket holding each.
+    let bucket = |le| s.value("tocsin_document_delay_seconds_bucket", &[ds, ("le", le)]);
+    assert_eq!(bucket("3600"), 0.0);
+    assert_eq!(bucket("21600"), 1.0);
+    assert_eq!(bucket("172800"), 1.0);
+    assert_eq!(bucket("604800"), 2.0);
+    assert_eq!(bucket("+Inf"), 2.0);
+    assert_eq!(
+        s.value("tocsin_document_delay_seconds_sum", &[ds]),
+        (2 * 3600 + 60 * 3600) as f64
+    );
+    for le in [
+        "3600", "21600", "86400", "172800", "604800", "864000", "1209600", "2419200",
+    ] {
+        bucket(le);
+    }
+    assert_eq!(
+        s.value("tocsin_alerts_emitted_total", &[("kind", "overdue")]),
+        2.0
+    );
+    assert_eq!(
+        s.value("tocsin_alerts_emitted_total", &[("kind", "late")]),
+        1.0
+    );
+    assert_eq!(
+        s.value("tocsin_alerts_emitted_total", &[("kind", "resolved")]),
+        1.0
+    );
+    assert_eq!(s.value("tocsin_amqp_connected", &[]), 1.0);
+    assert_eq!(s.value("tocsin_store_up", &[]), 1.0);
+    assert_eq!(
+        s.value(
+            "tocsin_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        1.0
+    );
+    assert!(s.value("tocsin_batch_size_count", &[]) >= 1.0);
+    assert!(s.value("tocsin_processing_seconds_count", &[]) >= 1.0);
+    // The clock has caught up with the wall clock: lag within a minute.
+    assert!(s.value("tocsin_clock_lag_seconds", &[]).abs() < 60.0);
+
+    // No identifier of the traffic, anywhere in the text.
+    for id in &w.identifiers {
+        assert!(!s.text.contains(id.as_str()), "{id} appears in /metrics");
+    }
+    // Sites and specialties are labels only when configured.
+    for v in ["RXX01", "RXX02", "CARDIO", "site=", "specialty="] {
+        assert!(!s.text.contains(v), "{v} appears in /metrics");
+    }
+    assert_closed_labels(&s, &[]);
+
+    // promtool accepts the exposition without a word.
+    let out = run_promtool(&["check", "metrics"], Some(&s.text));
+    assert_promtool_ok("check metrics", &out);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.trim().is_empty(),
+        "promtool check metrics complains:\n{said}"
+    );
+}
+
+/// With `[metrics] site_label` on, sites listed get their own value, the
+/// rest `other`; specialties stay out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn site_labels_only_from_the_configured_list() {
+    let world = World::sqlite("obs-sites", Tuning::default()).await;
+    let mut config = std::fs::read_to_string(&world.config_path).unwrap();
+    config.push_str("\n[metrics]\nsite_label = true\nsites = [\"RXX01\"]\n");
+    std::fs::write(&world.config_path, config).unwrap();
+    let mut gateway = world.start(&[]);
+    let w = ward("B");
+    let s = feed(&world, &mut gateway, &w).await;
+
+    let ds = ("document_kind", "discharge_summary");
+    assert_eq!(
+        s.value(
+            "tocsin_documents_total",
+            &[ds, ("outcome", "on_time"), ("site", "RXX01")]
+        ),
+        1.0
+    );
+    // RXX02 is not listed: `other`, never its own value.
+    assert_eq!(
+        s.value(
+            "tocsin_documents_total",
+            &[ds, ("outcome", "late"), ("site", "other")]
+        ),
+        1.0
+    );
+    assert!(!s.text.contains("RXX02"));
+    assert!(!s.text.contains("specialty="));
+    for id in &w.identifiers {
+        assert!(!s.text.contains(id.as_str()), "{id} appears in /metrics");
+    }
+    assert_closed_labels(&s, &["RXX01"]);
+    assert_promtool_ok(
+        "check metrics",
+        &run_promtool(&["check", "metrics"], Some(&s.text)),
+    );
+}
+
+/// Every label value comes from a closed set: the model's kinds and codes,
+/// the configured sites, fixed reason codes, bucket bounds.
+fn assert_closed_labels(s: &Scrape, sites: &[&str]) {
+    let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    let document_kinds = set(&["discharge_summary", "clinic_letter", "other"]);
+    let encounter_kinds = set(&[
+        "inpatient",
+        "day_case",
+        "emergency",
+        "outpatient",
+        "mental_health",
+        "other",
+    ]);
+    let mut site_values = set(sites);
+    site_values.extend(["other".to_string(), "unknown".to_string()]);
+    let code = |v: &str| {
+        !v.is_empty()
+            && v.len() <= 40
+            && v.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    };
+    for sample in &s.samples {
+        for (k, v) in &sample.labels {
+            let ok = match k.as_str() {
+                "document_kind" => document_kinds.contains(v),
+                "encounter_kind" => encounter_kinds.contains(v),
+                "outcome" => ["on_time", "late"].contains(&v.as_str()),
+                "kind" => [
+                    "due_soon",
+                    "overdue",
+                    "late",
+                    "resolved",
+                    "delivery_failed",
+                    "unconfirmed",
+                ]
+                .contains(&v.as_str()),
+                "format" => {
+                    ["hl7v2", "fhir-json", "ndjson", "fhir-xml", "unknown"].contains(&v.as_str())
+                }
+                "result" => ["amqp_confirmed", "amqp_failed"].contains(&v.as_str()),
+                "site" => site_values.contains(v),
+                // Fixed codes from the normalisers and the event model.
+                "reason" | "type" => code(v),
+                "version" => v == env!("CARGO_PKG_VERSION"),
+                "le" => v == "+Inf" || v.parse::<f64>().is_ok(),
+                _ => false,
+            };
+            assert!(
+                ok,
+                "{}: label {k}={v:?} is not from a closed set",
+                sample.name
+            );
+        }
+    }
+}
