@@ -1,0 +1,217 @@
+//! The generator's output: deterministic, realistic in shape and size,
+//! distinct identifiers, and every message accepted by tocsin-ingest.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+
+use tocsin_event::{EventType, InterfaceEvent, validate_nhs_number};
+use tocsin_ingest::{ContentHint, IngestConfig, ingest};
+use tocsin_loadgen::{Generator, Message, MessageFormat, MessageKind, Options, Profile};
+
+fn hint(m: &Message) -> ContentHint {
+    match m.format() {
+        MessageFormat::Hl7 => ContentHint::Hl7,
+        MessageFormat::FhirJson => ContentHint::FhirJson,
+    }
+}
+
+fn normalise(m: &Message, cfg: &IngestConfig) -> Vec<InterfaceEvent> {
+    let units = ingest(&m.body, Some(hint(m)), cfg);
+    assert_eq!(units.len(), 1, "{}: one unit per message", m.file_name());
+    match units.into_iter().next().map(|u| u.outcome) {
+        Some(Ok(events)) => events,
+        Some(Err(e)) => panic!(
+            "{} rejected: {e}\n{}",
+            m.file_name(),
+            String::from_utf8_lossy(&m.body)
+        ),
+        None => unreachable!(),
+    }
+}
+
+#[test]
+fn the_same_seed_gives_byte_identical_output_and_another_seed_does_not() {
+    let (a, sa) = common::generate(42, 2);
+    let (b, sb) = common::generate(42, 2);
+    assert_eq!(sa, sb);
+    assert_eq!(a, b);
+    let (c, _) = common::generate(43, 2);
+    assert_ne!(a.first().map(|m| &m.body), c.first().map(|m| &m.body));
+}
+
+#[test]
+fn every_message_normalises_to_the_event_its_kind_promises() {
+    let (messages, stats) = common::generate(7, 2);
+    assert_eq!(stats.messages, messages.len() as u64);
+    let cfg = IngestConfig::default();
+    let mut kinds: HashMap<MessageKind, usize> = HashMap::new();
+    for m in &messages {
+        let events = normalise(m, &cfg);
+        let expected = match m.kind {
+            MessageKind::Admission | MessageKind::Registration => EventType::EncounterStarted,
+            MessageKind::Transfer => EventType::EncounterUpdated,
+            MessageKind::Discharge => EventType::EncounterEnded,
+            MessageKind::Hl7Document | MessageKind::FhirDocument | MessageKind::Itk3Document => {
+                EventType::DocumentIssued
+            }
+            MessageKind::Hl7Ack | MessageKind::Itk3Response => {
+                let ok = events.iter().all(|e| {
+                    matches!(
+                        e.event_type,
+                        EventType::DeliveryAcknowledged | EventType::DeliveryFailed
+                    )
+                });
+                assert!(
+                    ok,
+                    "{}: {:?}",
+                    m.file_name(),
+                    events.iter().map(|e| e.event_type).collect::<Vec<_>>()
+                );
+                *kinds.entry(m.kind).or_default() += 1;
+                continue;
+            }
+        };
+        assert!(
+            events.iter().any(|e| e.event_type == expected),
+            "{}: expected {expected:?}, got {:?}",
+            m.file_name(),
+            events.iter().map(|e| e.event_type).collect::<Vec<_>>()
+        );
+        for e in &events {
+            assert!(
+                e.warnings.is_empty(),
+                "{}: warnings {:?}",
+                m.file_name(),
+                e.warnings
+            );
+        }
+        *kinds.entry(m.kind).or_default() += 1;
+    }
+    // Every kind of message appears in two days of traffic.
+    for k in [
+        MessageKind::Admission,
+        MessageKind::Registration,
+        MessageKind::Transfer,
+        MessageKind::Discharge,
+        MessageKind::Hl7Document,
+        MessageKind::FhirDocument,
+        MessageKind::Itk3Document,
+        MessageKind::Hl7Ack,
+        MessageKind::Itk3Response,
+    ] {
+        assert!(
+            kinds.get(&k).is_some_and(|n| *n > 0),
+            "no {k:?} in {kinds:?}"
+        );
+    }
+}
+
+#[test]
+fn messages_come_in_time_order_and_file_names_sort_the_same_way() {
+    let (messages, _) = common::generate(3, 2);
+    assert!(messages.windows(2).all(|w| w[0].time <= w[1].time));
+    let mut names: Vec<String> = messages.iter().map(Message::file_name).collect();
+    let in_order = names.clone();
+    names.sort();
+    assert_eq!(names, in_order);
+    // Times advance over the days planned, with stays reaching back before them.
+    let first = messages.first().map(|m| m.time).unwrap();
+    let last = messages.last().map(|m| m.time).unwrap();
+    assert!(
+        last - first > chrono::TimeDelta::days(2),
+        "{first} .. {last}"
+    );
+}
+
+#[test]
+fn message_sizes_are_those_of_real_traffic() {
+    let (messages, _) = common::generate(5, 1);
+    let sizes = |k: MessageKind| -> Vec<usize> {
+        messages
+            .iter()
+            .filter(|m| m.kind == k)
+            .map(|m| m.body.len())
+            .collect()
+    };
+    for k in [
+        MessageKind::Admission,
+        MessageKind::Discharge,
+        MessageKind::Transfer,
+        MessageKind::Registration,
+    ] {
+        let s = sizes(k);
+        let (min, max) = (s.iter().min().unwrap(), s.iter().max().unwrap());
+        assert!(*min >= 600 && *max <= 1600, "{k:?}: {min}..{max} bytes");
+    }
+    for k in [MessageKind::FhirDocument, MessageKind::Itk3Document] {
+        let s = sizes(k);
+        assert!(s.iter().all(|n| *n >= 4000), "{k:?}: {:?}", s.iter().min());
+    }
+    let mdm = sizes(MessageKind::Hl7Document);
+    assert!(mdm.iter().all(|n| *n >= 1500), "{:?}", mdm.iter().min());
+}
+
+#[test]
+fn identifiers_are_distinct_and_nhs_numbers_valid() {
+    let (messages, stats) = common::generate(11, 2);
+    let cfg = IngestConfig::default();
+    let mut message_ids = HashSet::new();
+    let mut documents = HashSet::new();
+    let mut visits_ended = HashSet::new();
+    for m in &messages {
+        for e in normalise(m, &cfg) {
+            if let Some(n) = &e.patient.nhs_number {
+                assert_eq!(validate_nhs_number(n).as_deref(), Ok(n.as_str()));
+                assert!(
+                    n.starts_with("999"),
+                    "synthetic numbers stay in the test range: {n}"
+                );
+            }
+            let id = e.source.message_id.clone();
+            assert!(
+                message_ids.insert((id.clone(), e.event_type)),
+                "message id {id} repeated"
+            );
+            if e.event_type == EventType::DocumentIssued {
+                let doc = e
+                    .document
+                    .as_ref()
+                    .map(|d| d.id.clone())
+                    .unwrap_or_default();
+                assert!(documents.insert(doc.clone()), "document {doc} repeated");
+            }
+            if e.event_type == EventType::EncounterEnded {
+                let visit = e
+                    .encounter
+                    .as_ref()
+                    .and_then(|x| x.id.clone())
+                    .unwrap_or_default();
+                assert!(
+                    visits_ended.insert(visit.clone()),
+                    "visit {visit} ended twice"
+                );
+            }
+        }
+    }
+    assert_eq!(visits_ended.len() as u64, stats.encounters);
+    assert_eq!(documents.len() as u64, stats.on_time + stats.late);
+}
+
+#[test]
+fn a_message_count_bounds_an_open_ended_run() {
+    let opts = Options {
+        seed: 9,
+        days: None,
+        max_messages: Some(500),
+        ..Options::default()
+    };
+    let g = Generator::new(common::small_profile(50.0, 50.0), opts).unwrap();
+    assert_eq!(g.count(), 500);
+    let unbounded = Options {
+        days: None,
+        max_messages: None,
+        ..Options::default()
+    };
+    assert!(Generator::new(Profile::default(), unbounded).is_err());
+}
