@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
 use tocsin_event::{DocumentKind, EncounterKind};
 use tocsin_store::{AlertQuery, ExpectationQuery};
@@ -118,9 +118,11 @@ async fn report(
         return Err(ApiError::bad("to", "must be after `from`"));
     }
     let group_by = p.group_by()?;
+    // No bound: a range every store can hold (PostgreSQL's timestamps stop
+    // far short of chrono's extremes).
     let (lo, hi) = (
-        from.unwrap_or(DateTime::<Utc>::MIN_UTC),
-        to.unwrap_or(DateTime::<Utc>::MAX_UTC),
+        from.unwrap_or_else(|| new_year(1900)),
+        to.unwrap_or_else(|| new_year(10_000)),
     );
     // The same figures as `tocsin replay --report`: expectations whose
     // encounter ended in [from, to), months in the policy's zone.
@@ -147,6 +149,13 @@ async fn report(
         rows,
     })
     .into_response())
+}
+
+/// Midnight UTC on the first of January of `year`.
+fn new_year(year: i32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(year, 1, 1, 0, 0, 0)
+        .earliest()
+        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
 }
 
 /// Whether `Accept` prefers CSV (`text/csv` listed, `application/json` not

@@ -1,0 +1,450 @@
+//! `/api/v1` of a real gateway over SQLite and PostgreSQL, after a ward's
+//! traffic: filters, cursor paging, 400s that name the parameter, bearer
+//! authentication, the compliance report as JSON and CSV with the same
+//! figures as `tocsin replay`, and every response checked against
+//! `schemas/openapi.json`.
+
+mod common;
+mod observability_support;
+
+use std::process::Command;
+
+use common::{Gateway, Tuning, WAIT, World, poll};
+use observability_support::openapi::OpenApi;
+use observability_support::traffic::{Ward, ward};
+use observability_support::{Response, Scrape, get};
+use serde_json::Value;
+
+const TOKEN: &str = "tok-7d1f0c2a-obs";
+const AUTH: (&str, &str) = ("Authorization", "Bearer tok-7d1f0c2a-obs");
+
+async fn feed(world: &World, gateway: &mut Gateway, w: &Ward) {
+    gateway.wait_ready().await;
+    let messages: Vec<_> = w
+        .messages
+        .iter()
+        .map(|m| common::input(&m.id, m.content_type, m.body.clone()))
+        .collect();
+    world.publish(&messages).await;
+    let port = world.port;
+    let total = messages.len() as f64;
+    poll("the traffic to be processed and judged", WAIT, || async {
+        let s = Scrape::parse(&get(port, "/metrics", &[]).body);
+        let received = s.sum("tocsin_messages_received_total", &[]);
+        let overdue = s.sum("tocsin_expectations_overdue", &[]);
+        if received == total && overdue == 1.0 {
+            Ok(())
+        } else {
+            Err(format!("{received} received, {overdue} overdue"))
+        }
+    })
+    .await;
+}
+
+/// `GET /api/v1{path}` with the token; checks the status and, for JSON,
+/// the body against the OpenAPI document.
+fn api(port: u16, doc: &OpenApi, path: &str, status: u16) -> Response {
+    let r = get(port, &format!("/api/v1{path}"), &[AUTH]);
+    assert_eq!(r.status, status, "GET /api/v1{path}: {}", r.body);
+    let route = format!("/api/v1{}", path.split('?').next().unwrap());
+    if r.header("content-type") == Some("application/json") {
+        let errors = doc.errors(
+            doc.response_schema(&route, status, "application/json"),
+            &r.json(),
+        );
+        assert!(
+            errors.is_empty(),
+            "GET /api/v1{path} breaks its schema: {errors:#?}"
+        );
+    }
+    r
+}
+
+fn items(r: &Response) -> Vec<Value> {
+    r.json()["items"].as_array().expect("items").clone()
+}
+
+fn field<'a>(v: &'a Value, path: &[&str]) -> &'a str {
+    path.iter()
+        .fold(v, |v, k| &v[*k])
+        .as_str()
+        .unwrap_or_else(|| panic!("{path:?} in {v}"))
+}
+
+/// A 400 naming `parameter`, in the documented error shape.
+fn bad(port: u16, doc: &OpenApi, path: &str, parameter: &str) {
+    let r = api(port, doc, path, 400);
+    let body = r.json();
+    assert_eq!(body["error"], "bad_parameter", "{path}: {body}");
+    assert_eq!(body["parameter"], parameter, "{path}: {body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| m.len() > 20),
+        "{path}: a reason, not just a code: {body}"
+    );
+}
+
+async fn exercise(world: World) {
+    let doc = OpenApi::load();
+    let mut gateway = world.start(&[("TOCSIN_API_TOKEN", TOKEN)]);
+    let w = ward(if matches!(world.store, common::TestStore::Sqlite(_)) {
+        "S"
+    } else {
+        "P"
+    });
+    feed(&world, &mut gateway, &w).await;
+    let port = world.port;
+
+    authentication(port, &doc);
+    filters_and_paging(port, &doc);
+    bad_parameters(port, &doc);
+    alerts(port, &doc, &w);
+    compliance(&world, port, &doc, &w);
+
+    // Every documented route answers (none is documented but missing), and
+    // an unknown one is a JSON 404.
+    for path in doc.0["paths"].as_object().unwrap().keys() {
+        let r = get(port, path, &[AUTH]);
+        assert_eq!(r.status, 200, "documented {path} answers {}", r.status);
+        for p in doc.parameters(path) {
+            let r = get(port, &format!("{path}?{p}="), &[AUTH]);
+            assert_eq!(
+                r.status, 200,
+                "documented parameter {p} of {path}: {}",
+                r.body
+            );
+        }
+    }
+    let r = get(port, "/api/v1/patients", &[AUTH]);
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["error"], "not_found");
+}
+
+fn authentication(port: u16, doc: &OpenApi) {
+    let unauthorised = doc.response_schema("/api/v1/expectations", 401, "application/json");
+    for headers in [
+        vec![],
+        vec![("Authorization", "Bearer wrong-token")],
+        vec![("Authorization", "Basic dG9jc2luOnRvY3Npbg==")],
+        vec![("Authorization", "Bearer")],
+    ] {
+        for route in [
+            "/api/v1/expectations",
+            "/api/v1/alerts",
+            "/api/v1/compliance",
+        ] {
+            let r = get(port, route, &headers);
+            assert_eq!(r.status, 401, "{route} with {headers:?}");
+            assert_eq!(
+                r.header("www-authenticate"),
+                Some("Bearer realm=\"tocsin\"")
+            );
+            assert_eq!(r.json()["error"], "unauthorized");
+            assert!(doc.errors(unauthorised, &r.json()).is_empty());
+            // A refusal says nothing about the data.
+            assert!(!r.body.contains("items"));
+        }
+    }
+    // The scheme name is case-insensitive.
+    let r = get(
+        port,
+        "/api/v1/alerts",
+        &[("Authorization", &format!("bearer {TOKEN}"))],
+    );
+    assert_eq!(r.status, 200);
+    for open in ["/metrics", "/healthz", "/readyz"] {
+        assert_eq!(get(port, open, &[]).status, 200, "{open} needs no token");
+    }
+}
+
+fn filters_and_paging(port: u16, doc: &OpenApi) {
+    let all = items(&api(port, doc, "/expectations?limit=1000", 200));
+    assert_eq!(all.len(), 5);
+    let count = |status: &str| all.iter().filter(|e| e["status"] == status).count();
+    assert_eq!(
+        [
+            count("on_time"),
+            count("late"),
+            count("overdue"),
+            count("open")
+        ],
+        [1, 1, 1, 2]
+    );
+    // Earliest deadline first.
+    let deadlines: Vec<&str> = all.iter().map(|e| field(e, &["deadline"])).collect();
+    let parsed: Vec<chrono::DateTime<chrono::Utc>> =
+        deadlines.iter().map(|d| d.parse().unwrap()).collect();
+    assert!(parsed.windows(2).all(|p| p[0] <= p[1]), "{deadlines:?}");
+
+    for (query, expect) in [
+        ("status=overdue", 1),
+        ("status=open", 2),
+        ("document_kind=clinic_letter", 1),
+        ("document_kind=discharge_summary", 4),
+        ("encounter_kind=emergency", 1),
+        ("site=RXX02", 2),
+        ("status=open&site=RXX01", 1),
+        ("status=cancelled", 0),
+        ("site=NOWHERE", 0),
+    ] {
+        let got = items(&api(port, doc, &format!("/expectations?{query}"), 200));
+        assert_eq!(got.len(), expect, "{query}");
+        for e in &got {
+            for pair in query.split('&') {
+                let (k, v) = pair.split_once('=').unwrap();
+                let actual = match k {
+                    "status" => field(e, &["status"]),
+                    "document_kind" => field(e, &["document_kind"]),
+                    "encounter_kind" => field(e, &["encounter", "kind"]),
+                    "site" => field(e, &["encounter", "site"]),
+                    _ => unreachable!(),
+                };
+                assert_eq!(actual, v, "{query} returned {e}");
+            }
+        }
+    }
+
+    // Pages of two: 2, 2, 1, in the same order as the whole list.
+    let mut cursor: Option<String> = None;
+    let mut paged = Vec::new();
+    let mut sizes = Vec::new();
+    loop {
+        let q = match &cursor {
+            Some(c) => format!("/expectations?limit=2&cursor={c}"),
+            None => "/expectations?limit=2".to_string(),
+        };
+        let page = api(port, doc, &q, 200).json();
+        let got = page["items"].as_array().unwrap().clone();
+        sizes.push(got.len());
+        paged.extend(got);
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(sizes, [2, 2, 1]);
+    let ids = |v: &[Value]| v.iter().map(|e| e["id"].clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&paged), ids(&all));
+    // A filter holds across pages too.
+    let first = api(
+        port,
+        doc,
+        "/expectations?document_kind=discharge_summary&limit=3",
+        200,
+    )
+    .json();
+    let c = first["next_cursor"].as_str().expect("a second page");
+    let rest = items(&api(
+        port,
+        doc,
+        &format!("/expectations?document_kind=discharge_summary&limit=3&cursor={c}"),
+        200,
+    ));
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0]["document_kind"], "discharge_summary");
+}
+
+fn bad_parameters(port: u16, doc: &OpenApi) {
+    for (path, parameter) in [
+        ("/expectations?status=lost", "status"),
+        ("/expectations?document_kind=letter", "document_kind"),
+        ("/expectations?encounter_kind=ward", "encounter_kind"),
+        ("/expectations?limit=0", "limit"),
+        ("/expectations?limit=ten", "limit"),
+        ("/expectations?limit=1001", "limit"),
+        ("/expectations?cursor=zz", "cursor"),
+        ("/expectations?cursor=6531", "cursor"),
+        ("/expectations?colour=red", "colour"),
+        ("/expectations?status=open&status=late", "status"),
+        ("/alerts?since=yesterday", "since"),
+        ("/alerts?kind=missing", "kind"),
+        ("/alerts?limit=-1", "limit"),
+        ("/compliance?group_by=month,ward", "group_by"),
+        ("/compliance?from=2024-13-01", "from"),
+        ("/compliance?from=2024-02-01&to=2024-01-01", "to"),
+        ("/compliance?format=csv", "format"),
+    ] {
+        bad(port, doc, path, parameter);
+    }
+}
+
+fn alerts(port: u16, doc: &OpenApi, w: &Ward) {
+    let all = items(&api(port, doc, "/alerts", 200));
+    let kinds: Vec<&str> = all.iter().map(|a| field(a, &["kind"])).collect();
+    let mut sorted = kinds.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, ["late", "overdue", "overdue", "resolved"]);
+    let raised: Vec<&str> = all.iter().map(|a| field(a, &["raised_at"])).collect();
+    let mut in_order = raised.clone();
+    in_order.sort_unstable();
+    assert_eq!(raised, in_order, "alerts come oldest first");
+    assert_eq!(items(&api(port, doc, "/alerts?kind=overdue", 200)).len(), 2);
+    assert_eq!(
+        items(&api(port, doc, "/alerts?kind=due_soon", 200)).len(),
+        0
+    );
+    assert_eq!(items(&api(port, doc, "/alerts?limit=3", 200)).len(), 3);
+    // `since` is inclusive: from the last alert's own time, it and no
+    // earlier one.
+    let last = all.last().unwrap();
+    let since = field(last, &["raised_at"]).replace('+', "%2B");
+    let tail = items(&api(port, doc, &format!("/alerts?since={since}"), 200));
+    assert!(tail.iter().any(|a| a["alert_id"] == last["alert_id"]));
+    assert!(tail.len() < all.len());
+    let later = (w.now + chrono::TimeDelta::hours(1)).format("%Y-%m-%dT%H:%M:%SZ");
+    assert!(items(&api(port, doc, &format!("/alerts?since={later}"), 200)).is_empty());
+    let tomorrow = (w.now + chrono::TimeDelta::days(2)).format("%Y-%m-%d");
+    assert!(items(&api(port, doc, &format!("/alerts?since={tomorrow}"), 200)).is_empty());
+}
+
+fn compliance(world: &World, port: u16, doc: &OpenApi, w: &Ward) {
+    let report = api(port, doc, "/compliance?group_by=document_kind", 200).json();
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(report["group_by"], serde_json::json!(["document_kind"]));
+    let row = |kind: &str| {
+        rows.iter()
+            .find(|r| r["document_kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} row in {report}"))
+    };
+    let ds = row("discharge_summary");
+    assert_eq!(
+        [
+            &ds["expected"],
+            &ds["on_time"],
+            &ds["late"],
+            &ds["missing"],
+            &ds["pending"]
+        ],
+        [4, 1, 1, 1, 1]
+    );
+    assert_eq!(ds["median_delay_seconds"], 2 * 3600);
+    assert_eq!(ds["p90_delay_seconds"], 60 * 3600);
+    assert_eq!(row("clinic_letter")["pending"], 1);
+
+    // A range that holds none of the encounters.
+    let later = (w.now + chrono::TimeDelta::days(1)).format("%Y-%m-%d");
+    let empty = api(port, doc, &format!("/compliance?from={later}"), 200).json();
+    assert_eq!(empty["rows"], serde_json::json!([]));
+    // Only the encounters that ended in the last 40 hours (1, 4, 5).
+    let from = (w.now - chrono::TimeDelta::hours(40)).format("%Y-%m-%dT%H:%M:%SZ");
+    let recent = api(
+        port,
+        doc,
+        &format!("/compliance?from={from}&group_by=site"),
+        200,
+    )
+    .json();
+    let expected: u64 = recent["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["expected"].as_u64().unwrap())
+        .sum();
+    assert_eq!(expected, 3);
+
+    // The default report, JSON and CSV, is what `tocsin replay` says of
+    // the same traffic judged at the same time.
+    let (replay_json, replay_csv) = replay(world, w);
+    let live = api(port, doc, "/compliance", 200).json();
+    assert_eq!(live["rows"], replay_json["rows"], "API and replay disagree");
+    let csv = get(port, "/api/v1/compliance", &[AUTH, ("Accept", "text/csv")]);
+    assert_eq!(csv.status, 200);
+    assert_eq!(csv.header("content-type"), Some("text/csv; charset=utf-8"));
+    assert_eq!(csv.body, replay_csv);
+    assert!(
+        csv.body
+            .starts_with("month,document_kind,encounter_kind,site,expected,")
+    );
+    let narrow = get(
+        port,
+        "/api/v1/compliance?group_by=encounter_kind",
+        &[AUTH, ("Accept", "text/csv")],
+    );
+    let lines: Vec<&str> = narrow.body.lines().collect();
+    assert!(
+        lines[0].starts_with("encounter_kind,expected,"),
+        "{}",
+        narrow.body
+    );
+    // inpatient, emergency, outpatient.
+    assert_eq!(lines.len(), 4, "{}", narrow.body);
+}
+
+/// `tocsin replay` of the ward's HL7 messages, clock advanced to now: the
+/// report as JSON and as CSV.
+fn replay(world: &World, w: &Ward) -> (Value, String) {
+    let dir = world.dir.path().join("replay");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (i, m) in w.messages.iter().enumerate() {
+        if m.content_type.is_some() {
+            std::fs::write(dir.join(format!("{i:02}.hl7")), &m.body).unwrap();
+        }
+    }
+    let until = chrono::Utc::now().to_rfc3339();
+    let run = |format: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+            .arg("--config")
+            .arg(&world.config_path)
+            .args(["replay", "--until", &until, "--format", format, "--alerts"])
+            .arg(world.dir.path().join(format!("alerts-{format}.ndjson")))
+            .arg(&dir)
+            .env_remove("TOCSIN_STORE_URL")
+            .output()
+            .expect("run tocsin replay");
+        assert!(
+            out.status.success(),
+            "replay failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let json: Value = serde_json::from_str(&run("json")).unwrap();
+    assert_eq!(json["rejected"], serde_json::json!([]));
+    (json, run("csv"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_over_sqlite() {
+    exercise(World::sqlite("obs-api-sqlite", Tuning::default()).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_over_postgres() {
+    exercise(World::postgres("obs-api-pg", Tuning::default()).await).await;
+}
+
+/// No token in the environment: the API answers anyone, and the gateway
+/// warned about it once, at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_without_a_token_is_open_and_says_so_once() {
+    let world = World::sqlite("obs-api-open", Tuning::default()).await;
+    let mut gateway = world.start(&[]);
+    gateway.wait_ready().await;
+    let r = get(world.port, "/api/v1/expectations", &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["items"], serde_json::json!([]));
+    let r = get(
+        world.port,
+        "/api/v1/alerts",
+        &[("Authorization", "Bearer anything")],
+    );
+    assert_eq!(r.status, 200);
+    let warnings: Vec<_> = gateway
+        .log_json()
+        .into_iter()
+        .filter(|l| {
+            l["level"] == "WARN"
+                && l["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("no API token"))
+        })
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", gateway.log());
+    assert_eq!(warnings[0]["fields"]["env"], "TOCSIN_API_TOKEN");
+    // The token never reaches the log when there is one.
+    drop(gateway);
+    let gateway = world.start(&[("TOCSIN_API_TOKEN", TOKEN)]);
+    let mut gateway = gateway;
+    gateway.wait_ready().await;
+    assert!(!gateway.log().contains(TOKEN));
+    assert!(gateway.log_messages("no API token").is_empty());
+}
