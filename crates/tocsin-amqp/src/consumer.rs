@@ -9,7 +9,7 @@ use crate::error::AmqpError;
 use futures_core::Stream;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
-    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Confirmation, Connection};
@@ -318,6 +318,36 @@ impl BatchConsumer {
             "input dead-lettered"
         );
         self.ack(delivery).await
+    }
+
+    /// Messages ready in the input queues and not yet delivered to a
+    /// consumer (a passive declare of each, on the consuming channel).
+    ///
+    /// An empty batch alone does not prove the queues drained: the broker
+    /// may be slower than the flush interval, as with a backlog after an
+    /// outage. The gateway asks this before its clock follows the wall
+    /// clock. Deliveries the broker sent before answering are in the
+    /// consumer's buffer once this returns (frames on a channel keep their
+    /// order), so a zero-wait [`BatchConsumer::next_batch`] afterwards takes
+    /// them.
+    pub async fn backlog(&self) -> Result<u64, AmqpError> {
+        let mut total = 0u64;
+        for consumer in &self.consumers {
+            let queue = self
+                .channel
+                .queue_declare(
+                    consumer.queue(),
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| AmqpError::from_lapin("queue.declare (passive)", &e))?;
+            total += u64::from(queue.message_count());
+        }
+        Ok(total)
     }
 
     /// Deliveries received and not yet settled.

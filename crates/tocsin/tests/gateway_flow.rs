@@ -298,3 +298,71 @@ async fn bad_input_lands_in_the_dead_letter_queue_intact() {
     assert_eq!(world.depth("tocsin.dead").await, 0);
     drop(gateway);
 }
+
+/// A backlog waiting when the gateway starts (as after an outage) is read
+/// one message at a time with a 1 ms flush interval, so the consumer often
+/// comes back empty-handed while the queue still holds messages. The clock
+/// must not jump to the wall clock then: the documented discharge's summary
+/// is still in the queue, and an overdue alert for it would be false. Only
+/// the discharge that really has no document goes overdue, once drained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_raises_no_premature_overdue_alert() {
+    let world = World::sqlite(
+        "backlog",
+        Tuning {
+            prefetch: 1,
+            batch_size: 1,
+            flush_interval_ms: 1,
+            ..Tuning::default()
+        },
+    )
+    .await;
+    let mut alerts = world.observe("tocsin.alerts").await;
+    let ack = String::from_utf8(fixture("hl7/ack_aa.hl7")).unwrap();
+    let mut backlog = vec![input(
+        "in-a03-documented",
+        Some(HL7),
+        fixture("cross-format/adt-a03-V123456.hl7"),
+    )];
+    for i in 0..300 {
+        let body = ack
+            .replace("ACK-AA", &format!("FILL-{i}"))
+            .replace("MSG-T02", &format!("UNKNOWN-{i}"))
+            .replace("20240116093500", "20240115120500");
+        backlog.push(input(&format!("in-fill-{i}"), Some(HL7), body.into_bytes()));
+    }
+    backlog.push(input(
+        "in-bundle",
+        Some(FHIR),
+        fixture("fhir/cross-format/discharge-summary-bundle-V123456.json"),
+    ));
+    backlog.push(input(
+        "in-a03-undocumented",
+        Some(HL7),
+        fixture("hl7/adt_a03_discharge.hl7"),
+    ));
+    world.publish(&backlog).await;
+
+    let mut gateway = world.start(&[]);
+    // Alerts leave the outbox in the order they were raised, so once the
+    // genuine overdue has arrived any premature one would have too.
+    alerts
+        .until("the undocumented discharge's overdue alert", |s| {
+            s.iter().any(|a| a.json()["encounter"]["id"] == "V0001234")
+        })
+        .await;
+    world.wait_empty("tocsin.inbound").await;
+    alerts.take().await;
+    let encounters: Vec<String> = alerts
+        .seen
+        .iter()
+        .map(|a| format!("{} {}", a.routing_key, a.json()["encounter"]["id"]))
+        .collect();
+    assert_eq!(
+        encounters,
+        ["overdue.discharge_summary.inpatient \"V0001234\""],
+        "only the undocumented discharge goes overdue"
+    );
+    assert_eq!(world.store.input_ids().await.len(), backlog.len());
+    assert!(gateway.try_exit().is_none(), "{}", gateway.log());
+}

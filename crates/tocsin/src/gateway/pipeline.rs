@@ -109,7 +109,7 @@ impl Pipeline {
                 Err(e) => break Ended::LinkLost(e.to_string()),
             };
             let step = if batch.is_empty() {
-                self.idle(&consumer).await
+                self.idle(&mut consumer).await
             } else {
                 self.process(&mut consumer, batch).await
             };
@@ -161,9 +161,13 @@ impl Pipeline {
         }
     }
 
-    /// No input arrived for a flush interval: the queues are drained, so the
-    /// clock may follow the wall clock and fire what has fallen due.
-    async fn idle(&mut self, consumer: &BatchConsumer) -> Result<(), String> {
+    /// No input arrived for a flush interval. Once the broker confirms the
+    /// queues are drained, the clock follows the wall clock and fires what
+    /// has fallen due. An empty batch alone is not proof: after an outage
+    /// the broker may deliver a backlog slower than the flush interval, and
+    /// moving the clock to now then would raise false overdue alerts (and
+    /// make the rest of the backlog look stale).
+    async fn idle(&mut self, consumer: &mut BatchConsumer) -> Result<(), String> {
         if consumer.open_deliveries() > 0 {
             return Ok(());
         }
@@ -174,6 +178,17 @@ impl Pipeline {
         ClockAdvanced { lag_seconds: 0.0 }.emit(&self.metrics);
         if !due {
             return Ok(());
+        }
+        if consumer.backlog().await.map_err(|e| e.to_string())? > 0 {
+            return Ok(());
+        }
+        // Whatever the broker delivered before answering goes first.
+        let late = consumer
+            .next_batch(self.batch_size, Duration::ZERO)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !late.is_empty() {
+            return self.process(consumer, late).await;
         }
         let effects = self.tracker.advance_to(now);
         let mut batch = Batch::default();
