@@ -104,6 +104,27 @@ impl Publisher {
     /// [`AmqpError::Unroutable`]; a lost link gives
     /// [`AmqpError::ConnectionLost`].
     pub async fn publish_confirmed(&self, messages: &[OutgoingMessage]) -> Result<(), AmqpError> {
+        let outcomes = self.publish_each_confirmed(messages).await?;
+        outcomes
+            .into_iter()
+            .find_map(Result::err)
+            .map_or(Ok(()), Err)
+    }
+
+    /// Publish `messages` like [`Publisher::publish_confirmed`], but tell
+    /// for each one whether the broker took it (`Ok`), nacked it
+    /// ([`AmqpError::Nacked`]) or returned it unroutable
+    /// ([`AmqpError::Unroutable`]), so that an outbox can mark what was
+    /// confirmed and keep only what the broker refused for a later try,
+    /// rather than republishing (or blocking on) the whole batch.
+    ///
+    /// The outer error is a lost link or channel: the fate of the messages
+    /// not yet confirmed is then unknown, and the caller publishes them
+    /// again once reconnected.
+    pub async fn publish_each_confirmed(
+        &self,
+        messages: &[OutgoingMessage],
+    ) -> Result<Vec<Result<(), AmqpError>>, AmqpError> {
         let mut pending = Vec::with_capacity(messages.len());
         for m in messages {
             let confirm = self
@@ -122,25 +143,29 @@ impl Publisher {
                 .map_err(|e| AmqpError::from_lapin("basic.publish", &e))?;
             pending.push(confirm);
         }
-        let mut first_error = None;
+        let mut outcomes = Vec::with_capacity(messages.len());
+        let mut lost = None;
         for (m, confirm) in messages.iter().zip(pending) {
             let outcome = match confirm.await {
-                Ok(Confirmation::Ack(None)) => continue,
-                Ok(Confirmation::Ack(Some(returned))) => AmqpError::Unroutable {
+                Ok(Confirmation::Ack(None)) => Ok(()),
+                Ok(Confirmation::Ack(Some(returned))) => Err(AmqpError::Unroutable {
                     message_id: m.message_id.clone(),
                     exchange: m.exchange.clone(),
                     routing_key: m.routing_key.clone(),
                     reply: returned.reply_text.to_string(),
-                },
-                Ok(Confirmation::Nack(_) | Confirmation::NotRequested) => AmqpError::Nacked {
+                }),
+                Ok(Confirmation::Nack(_) | Confirmation::NotRequested) => Err(AmqpError::Nacked {
                     message_id: m.message_id.clone(),
                     exchange: m.exchange.clone(),
-                },
-                Err(e) => AmqpError::from_lapin("publisher confirm", &e),
+                }),
+                Err(e) => {
+                    // Keep awaiting the rest so no confirm is left dangling.
+                    lost.get_or_insert(AmqpError::from_lapin("publisher confirm", &e));
+                    continue;
+                }
             };
-            // Keep awaiting the rest so no confirm is left dangling.
-            first_error.get_or_insert(outcome);
+            outcomes.push(outcome);
         }
-        first_error.map_or(Ok(()), Err)
+        lost.map_or(Ok(outcomes), Err)
     }
 }

@@ -366,3 +366,101 @@ async fn a_backlog_raises_no_premature_overdue_alert() {
     assert_eq!(world.store.input_ids().await.len(), backlog.len());
     assert!(gateway.try_exit().is_none(), "{}", gateway.log());
 }
+
+/// A broker that refuses the outbox's messages (a queue bound to the events
+/// exchange at its length limit with `reject-publish`, so every event is
+/// nacked) must not wedge the gateway: it goes on consuming and committing,
+/// publishes what the broker takes (the alert), keeps the refused events in
+/// the outbox, and publishes them once the broker takes them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_nacks_the_outbox_does_not_wedge_the_gateway() {
+    let world = World::sqlite("nack", Tuning::default()).await;
+    let mut events = world.observe("tocsin.events").await;
+    let mut alerts = world.observe("tocsin.alerts").await;
+    let ch = world.session.connection().create_channel().await.unwrap();
+    let mut args = FieldTable::default();
+    args.insert("x-max-length".into(), AMQPValue::LongLongInt(0));
+    args.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString(LongString::from(b"reject-publish".to_vec())),
+    );
+    ch.queue_declare(
+        "test.refuse".into(),
+        lapin::options::QueueDeclareOptions::default(),
+        args,
+    )
+    .await
+    .unwrap();
+    ch.queue_bind(
+        "test.refuse".into(),
+        "tocsin.events".into(),
+        "#".into(),
+        lapin::options::QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+
+    let mut gateway = world.start(&[]);
+    gateway.wait_ready().await;
+    world.publish(&core_traffic()).await;
+
+    // Consuming went on, and the alert (not refused) was published.
+    alerts.until("the overdue alert", |s| !s.is_empty()).await;
+    world.wait_empty("tocsin.inbound").await;
+    assert_eq!(world.store.input_ids().await.len(), 4);
+    common::poll(
+        "the four refused events to stay pending",
+        common::WAIT,
+        || async {
+            match world.store.outbox_pending().await {
+                4 => Ok(()),
+                n => Err(format!("{n} pending")),
+            }
+        },
+    )
+    .await;
+    assert!(
+        !gateway
+            .log_messages("publishing from the outbox failed")
+            .is_empty(),
+        "the refusal is logged\n{}",
+        gateway.log()
+    );
+    gateway.wait_ready().await;
+
+    // The broker takes them again: they are published.
+    ch.queue_delete(
+        "test.refuse".into(),
+        lapin::options::QueueDeleteOptions::default(),
+    )
+    .await
+    .unwrap();
+    common::poll("the outbox to empty", common::WAIT, || async {
+        match world.store.outbox_pending().await {
+            0 => Ok(()),
+            n => Err(format!("{n} pending")),
+        }
+    })
+    .await;
+    // (A nacked message may still have reached the other bound queues, so
+    // the observer can hold copies: subscribers deduplicate by message id.)
+    events.take().await;
+    let ids: std::collections::BTreeSet<&str> =
+        events.seen.iter().map(|s| s.message_id.as_str()).collect();
+    let expected: std::collections::BTreeSet<String> = world
+        .store
+        .strings("SELECT id FROM outbox WHERE exchange = 'tocsin.events'")
+        .await
+        .into_iter()
+        .collect();
+    assert_eq!(expected.len(), 4);
+    assert_eq!(ids, expected.iter().map(String::as_str).collect());
+    alerts.take().await;
+    assert_eq!(
+        alerts.seen.len(),
+        1,
+        "the confirmed alert was not republished"
+    );
+    assert!(gateway.try_exit().is_none());
+}

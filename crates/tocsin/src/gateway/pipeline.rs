@@ -30,6 +30,11 @@ const FUTURE_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 /// Most outbox messages published in one confirmed round.
 const OUTBOX_ROUND: usize = 1000;
 
+/// First and longest wait before publishing again what the broker refused
+/// (nacked or returned): consuming goes on meanwhile.
+const OUTBOX_RETRY_MIN: Duration = Duration::from_millis(200);
+const OUTBOX_RETRY_MAX: Duration = Duration::from_secs(30);
+
 /// Why [`Pipeline::serve`] returned.
 pub enum Ended {
     /// A stop was asked for; `clean` when everything in hand was committed,
@@ -61,6 +66,10 @@ pub struct Pipeline {
     alerts_exchange: String,
     batch_size: usize,
     flush_interval: Duration,
+    /// After the broker refused outbox messages: not before this instant,
+    /// and the wait after the next refusal.
+    outbox_hold: Option<Instant>,
+    outbox_delay: Duration,
 }
 
 impl Pipeline {
@@ -83,6 +92,8 @@ impl Pipeline {
             alerts_exchange: config.amqp.alerts_exchange.clone(),
             batch_size: config.amqp.batch_size,
             flush_interval: config.amqp.flush_interval(),
+            outbox_hold: None,
+            outbox_delay: OUTBOX_RETRY_MIN,
         }
     }
 
@@ -143,6 +154,8 @@ impl Pipeline {
                 }
                 self.process(consumer, rest).await?;
             }
+            // One more try at whatever the broker refused earlier.
+            self.outbox_hold = None;
             self.flush_outbox(publisher).await
         };
         match tokio::time::timeout(grace, work).await {
@@ -366,8 +379,15 @@ impl Pipeline {
     }
 
     /// Publishes everything pending in the outbox with confirms, marking
-    /// each round published once the broker has confirmed it.
-    async fn flush_outbox(&self, publisher: &Publisher) -> Result<(), String> {
+    /// published what the broker confirmed. What it refused (nacked, say a
+    /// bound queue at its length limit with `reject-publish`) stays pending
+    /// and is tried again after a growing wait, while consuming goes on: a
+    /// refusing broker delays publishing but never wedges the loop. An
+    /// error is a lost link.
+    async fn flush_outbox(&mut self, publisher: &Publisher) -> Result<(), String> {
+        if self.outbox_hold.is_some_and(|t| Instant::now() < t) {
+            return Ok(());
+        }
         loop {
             let pending = match self.store.call(|s| s.outbox_pending(OUTBOX_ROUND)).await {
                 Ok(p) => p,
@@ -398,11 +418,34 @@ impl Pipeline {
                     mandatory: false,
                 })
                 .collect();
-            if let Err(error) = publisher.publish_confirmed(&messages).await {
-                OutboxPublishFailed { error: &error }.emit(&self.metrics);
-                return Err(error.to_string());
+            let outcomes = match publisher.publish_each_confirmed(&messages).await {
+                Ok(o) => o,
+                Err(error) => {
+                    OutboxPublishFailed { error: &error }.emit(&self.metrics);
+                    return Err(error.to_string());
+                }
+            };
+            let mut seqs = Vec::with_capacity(pending.len());
+            let mut refused = None;
+            for (p, outcome) in pending.iter().zip(outcomes) {
+                match outcome {
+                    Ok(()) => seqs.push(p.seq),
+                    Err(error) => {
+                        refused.get_or_insert(error);
+                    }
+                }
             }
-            let seqs: Vec<i64> = pending.iter().map(|p| p.seq).collect();
+            if let Some(error) = &refused {
+                OutboxPublishFailed { error }.emit(&self.metrics);
+                self.outbox_hold = Some(Instant::now() + self.outbox_delay);
+                self.outbox_delay = (self.outbox_delay * 2).min(OUTBOX_RETRY_MAX);
+            } else {
+                self.outbox_hold = None;
+                self.outbox_delay = OUTBOX_RETRY_MIN;
+            }
+            if seqs.is_empty() {
+                return Ok(());
+            }
             let count = seqs.len();
             let marked = self
                 .store
@@ -412,11 +455,16 @@ impl Pipeline {
                 })
                 .await;
             match marked {
-                Ok(left) => OutboxPublished {
-                    count,
-                    pending: left,
+                Ok(left) => {
+                    OutboxPublished {
+                        count,
+                        pending: left,
+                    }
+                    .emit(&self.metrics);
+                    if refused.is_some() {
+                        return Ok(());
+                    }
                 }
-                .emit(&self.metrics),
                 Err(error) => {
                     StoreFailed {
                         operation: "outbox mark",

@@ -95,7 +95,7 @@ pub fn discharges(prefix: &str, encounters: u32) -> Traffic {
             junk.push(id);
         }
     }
-    timed.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    timed.sort_by_key(|a| (a.0, a.1));
     Traffic {
         messages: timed.into_iter().map(|(_, _, m)| m).collect(),
         junk,
