@@ -19,6 +19,12 @@ bash scripts/services.sh
 
 say "test tools"
 python3 -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+# promtool (Debian `prometheus`) and amtool (`prometheus-alertmanager`) for
+# the observability and deploy tests, which fail without them.
+if ! command -v promtool >/dev/null 2>&1 || ! command -v amtool >/dev/null 2>&1; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus prometheus-alertmanager
+fi
 
 say "cargo fmt --check"
 cargo fmt --all -- --check
