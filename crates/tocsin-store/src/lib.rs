@@ -32,7 +32,7 @@ pub use batch::{
 pub use error::{StoreError, redact_url};
 pub use pg::PostgresStore;
 pub use query::{AlertQuery, ExpectationQuery, Page};
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, Synchronous};
 
 /// The durable store, whichever backend holds it.
 ///
@@ -123,20 +123,16 @@ pub trait Store: Send {
 }
 
 /// Opens the store a URL names, creating and migrating it as needed:
-/// `sqlite://PATH` (parent directories are created), `sqlite::memory:`, or
-/// `postgres://...` / `postgresql://...`.
+/// `sqlite://PATH` (parent directories are created; `?synchronous=full` or
+/// `?synchronous=off` changes the durability setting, see [`Synchronous`]),
+/// `sqlite::memory:`, or `postgres://...` / `postgresql://...`.
 pub fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
     if url == "sqlite::memory:" {
         return Ok(Box::new(SqliteStore::open_in_memory()?));
     }
-    if let Some(path) = url.strip_prefix("sqlite://") {
-        if path.is_empty() {
-            return Err(StoreError::InvalidUrl {
-                url: redact_url(url),
-                reason: "no file path after sqlite://".into(),
-            });
-        }
-        return Ok(Box::new(SqliteStore::open(path)?));
+    if let Some(rest) = url.strip_prefix("sqlite://") {
+        let (path, sync) = sqlite_options(url, rest)?;
+        return Ok(Box::new(SqliteStore::open_with(path, sync)?));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Ok(Box::new(PostgresStore::connect(url)?));
@@ -145,4 +141,33 @@ pub fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
         url: redact_url(url),
         reason: "expected sqlite://PATH, sqlite::memory: or postgres://...".into(),
     })
+}
+
+/// Splits `PATH[?synchronous=normal|full|off]`.
+fn sqlite_options<'a>(url: &str, rest: &'a str) -> Result<(&'a str, Synchronous), StoreError> {
+    let invalid = |reason: String| StoreError::InvalidUrl {
+        url: redact_url(url),
+        reason,
+    };
+    let (path, query) = match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    };
+    if path.is_empty() {
+        return Err(invalid("no file path after sqlite://".into()));
+    }
+    let mut sync = Synchronous::Normal;
+    for pair in query.into_iter().flat_map(|q| q.split('&')) {
+        match pair.split_once('=') {
+            Some(("synchronous", v)) => {
+                sync = Synchronous::parse(v).ok_or_else(|| {
+                    invalid(format!(
+                        "synchronous must be normal, full or off, not `{v}`"
+                    ))
+                })?
+            }
+            _ => return Err(invalid(format!("unknown option `{pair}`"))),
+        }
+    }
+    Ok((path, sync))
 }

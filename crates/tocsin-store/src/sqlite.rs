@@ -25,6 +25,43 @@ use crate::{
 /// How long a writer waits for another connection's lock before `SQLITE_BUSY`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How hard SQLite works to make a commit survive a power failure
+/// (`PRAGMA synchronous`). Chosen with `?synchronous=` on the store URL.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Synchronous {
+    /// The default: a commit survives a crash of tocsin, but the last commits
+    /// before a power failure or OS crash may be lost (the database stays
+    /// consistent). Syncs only at WAL checkpoints.
+    #[default]
+    Normal,
+    /// Every commit is synced to disk before it returns: nothing acknowledged
+    /// is lost on power failure, at the cost of an fsync per commit.
+    Full,
+    /// Never syncs. Only for throwaway databases (a one-off `tocsin replay`):
+    /// an OS crash can corrupt the file.
+    Off,
+}
+
+impl Synchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Self::Normal => "NORMAL",
+            Self::Full => "FULL",
+            Self::Off => "OFF",
+        }
+    }
+
+    /// Reads `normal`, `full` or `off` (any case).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "normal" => Some(Self::Normal),
+            "full" => Some(Self::Full),
+            "off" => Some(Self::Off),
+            _ => None,
+        }
+    }
+}
+
 /// The SQLite store.
 pub struct SqliteStore {
     conn: Connection,
@@ -55,8 +92,13 @@ const INSERT_INPUT: &str = "INSERT INTO inputs (id, outcome, reason, processed_a
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path`, creating its
-    /// parent directories, and migrates it.
+    /// parent directories, and migrates it; `synchronous=NORMAL`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, Synchronous::Normal)
+    }
+
+    /// As [`SqliteStore::open`], with the given durability setting.
+    pub fn open_with(path: impl AsRef<Path>, sync: Synchronous) -> Result<Self, StoreError> {
         let path = path.as_ref();
         if let Some(parent) = path.parent()
             && !parent.as_os_str().is_empty()
@@ -67,16 +109,16 @@ impl SqliteStore {
             })?;
         }
         let conn = Connection::open(path).map_err(sq("open"))?;
-        Self::init(conn, true)
+        Self::init(conn, true, sync)
     }
 
     /// A private in-memory database (tests, `check-config`).
     pub fn open_in_memory() -> Result<Self, StoreError> {
         let conn = Connection::open_in_memory().map_err(sq("open"))?;
-        Self::init(conn, false)
+        Self::init(conn, false, Synchronous::Normal)
     }
 
-    fn init(conn: Connection, wal: bool) -> Result<Self, StoreError> {
+    fn init(conn: Connection, wal: bool, sync: Synchronous) -> Result<Self, StoreError> {
         conn.busy_timeout(BUSY_TIMEOUT).map_err(sq("configure"))?;
         if wal {
             let mode: String = conn
@@ -86,9 +128,10 @@ impl SqliteStore {
                 tracing::warn!(journal_mode = %mode, "SQLite store could not switch to WAL");
             }
         }
-        conn.execute_batch(
-            "PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32000;",
-        )
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous = {}; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32000;",
+            sync.pragma()
+        ))
         .map_err(sq("configure"))?;
         conn.set_prepared_statement_cache_capacity(64);
         let mut store = Self { conn };
@@ -146,6 +189,13 @@ impl SqliteStore {
     /// with a transient "database is locked" error (default 5 s).
     pub fn set_busy_timeout(&mut self, timeout: Duration) -> Result<(), StoreError> {
         self.conn.busy_timeout(timeout).map_err(sq("configure"))
+    }
+
+    /// The connection's `PRAGMA synchronous` (0 off, 1 normal, 2 full).
+    pub fn synchronous(&mut self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .map_err(sq("read synchronous"))
     }
 
     /// The schema version of the open database.

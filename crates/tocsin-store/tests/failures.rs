@@ -98,6 +98,14 @@ fn bad_urls_are_refused_with_the_reason() {
     for (url, needle) in [
         ("mysql://u:hunter2@h/d", "expected sqlite://"),
         ("sqlite://", "no file path"),
+        (
+            "sqlite:///tmp/x.db?synchronous=sometimes",
+            "normal, full or off",
+        ),
+        (
+            "sqlite:///tmp/x.db?cache=shared",
+            "unknown option `cache=shared`",
+        ),
         ("postgres://u:hunter2@h:notaport/d", "invalid"),
     ] {
         let e = expect_err(tocsin_store::open(url).map(|_| ()), url);
@@ -121,6 +129,19 @@ fn sqlite_url_creates_parent_directories_and_memory_works() {
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
     assert_eq!(journal, "wal");
+    drop(store);
+    // synchronous is per connection: check the store's own setting.
+    let mut full = SqliteStore::open_with(&s.path, tocsin_store::Synchronous::Full).unwrap();
+    assert_eq!(full.synchronous().unwrap(), 2, "FULL");
+    let mut normal = SqliteStore::open(&s.path).unwrap();
+    assert_eq!(normal.synchronous().unwrap(), 1, "NORMAL");
+    let url = format!("{}?synchronous=full", s.url());
+    let mut via_url = tocsin_store::open(&url).unwrap();
+    assert_eq!(
+        unsettled_ids(via_url.as_mut()),
+        ["x"],
+        "same file via options URL"
+    );
 
     let mut mem = tocsin_store::open("sqlite::memory:").expect("memory store");
     mem.commit(&batch("m")).unwrap();
