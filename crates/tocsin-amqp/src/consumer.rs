@@ -267,6 +267,23 @@ impl BatchConsumer {
         reason: &str,
         location: Option<&str>,
     ) -> Result<(), AmqpError> {
+        self.copy_to_dead_letter(delivery, reason, location).await?;
+        self.ack(delivery).await
+    }
+
+    /// The first half of [`BatchConsumer::dead_letter`]: publish the copy to
+    /// the dead-letter queue and wait for the broker's confirm, but leave the
+    /// original open, to be acknowledged with its batch
+    /// ([`BatchConsumer::ack_through`]) once the caller has committed. A
+    /// caller that records rejected inputs can so copy first and commit
+    /// after: a redelivered input found in its records was dead-lettered
+    /// already.
+    pub async fn copy_to_dead_letter(
+        &mut self,
+        delivery: &Delivery,
+        reason: &str,
+        location: Option<&str>,
+    ) -> Result<(), AmqpError> {
         self.check_owner(delivery)?;
         let properties = dead_letter_properties(
             delivery.properties(),
@@ -317,7 +334,7 @@ impl BatchConsumer {
             queue = %self.dead_letter_queue,
             "input dead-lettered"
         );
-        self.ack(delivery).await
+        Ok(())
     }
 
     /// Messages ready in the input queues and not yet delivered to a

@@ -1,6 +1,7 @@
 //! One connection's worth of consuming: batches in, effects committed,
 //! inputs acknowledged, outbox published.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -220,11 +221,36 @@ impl Pipeline {
         // A message stamped in the future may not move the clock past the
         // wall clock (plus a little skew between systems).
         self.tracker.set_ceiling(Some(Utc::now() + FUTURE_SKEW));
+        let settled = self.already_committed(&deliveries).await;
         let mut batch = Batch::default();
         let mut rejections = Vec::new();
         for (index, delivery) in deliveries.iter().enumerate() {
+            if settled.contains(&index) {
+                continue;
+            }
             if let Some(r) = self.apply_delivery(index, delivery, &mut batch) {
                 rejections.push(r);
+            }
+        }
+        // Dead-letter copies go before the commit, so that a rejected input
+        // found in the store on redelivery was dead-lettered already. If a
+        // copy fails, the batch's effects are committed all the same, but
+        // not the records of the inputs not yet copied, so that their
+        // redelivery dead-letters them.
+        let mut copy_failed = None;
+        for (copied, r) in rejections.iter().enumerate() {
+            let delivery = &deliveries[r.index];
+            if let Err(e) = consumer
+                .copy_to_dead_letter(delivery, &r.reason, r.location.as_deref())
+                .await
+            {
+                let uncopied: HashSet<String> = rejections[copied..]
+                    .iter()
+                    .map(|r| input_id(&deliveries[r.index]))
+                    .collect();
+                batch.inputs.retain(|i| !uncopied.contains(&i.id));
+                copy_failed = Some(e.to_string());
+                break;
             }
         }
         self.commit(&batch).await;
@@ -233,11 +259,8 @@ impl Pipeline {
             receive_to_commit: received.elapsed(),
         }
         .emit(&self.metrics);
-        for r in &rejections {
-            consumer
-                .dead_letter(&deliveries[r.index], &r.reason, r.location.as_deref())
-                .await
-                .map_err(|e| e.to_string())?;
+        if let Some(e) = copy_failed {
+            return Err(e);
         }
         if let Some(last) = deliveries.last() {
             consumer
@@ -247,6 +270,52 @@ impl Pipeline {
         }
         self.report_clock();
         Ok(())
+    }
+
+    /// Indexes of redelivered inputs whose effects are already committed
+    /// (their acknowledgement was lost with a crash or the link): they are
+    /// acknowledged with the batch without being applied or dead-lettered
+    /// again. Only redeliveries are looked up, so an id the integration
+    /// engine reuses for a new message is never taken for a processed one.
+    /// If the store cannot say, everything is processed again, which is
+    /// safe (effects and the outbox are idempotent by id).
+    async fn already_committed(&self, deliveries: &[Delivery]) -> HashSet<usize> {
+        let redelivered: Vec<(usize, String)> = deliveries
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.redelivered())
+            .map(|(i, d)| (i, input_id(d)))
+            .collect();
+        if redelivered.is_empty() {
+            return HashSet::new();
+        }
+        let ids: Vec<String> = redelivered.iter().map(|(_, id)| id.clone()).collect();
+        match self.store.call(move |s| s.inputs_processed(&ids)).await {
+            Ok(found) => {
+                let found: HashSet<String> = found.into_iter().collect();
+                let settled: HashSet<usize> = redelivered
+                    .into_iter()
+                    .filter(|(_, id)| found.contains(id))
+                    .map(|(i, _)| i)
+                    .collect();
+                if !settled.is_empty() {
+                    tracing::debug!(
+                        count = settled.len(),
+                        "redelivered inputs already committed; acknowledging them without processing again"
+                    );
+                }
+                settled
+            }
+            Err(error) => {
+                StoreFailed {
+                    operation: "inputs lookup",
+                    error: &error,
+                    transient: error.is_transient(),
+                }
+                .emit(&self.metrics);
+                HashSet::new()
+            }
+        }
     }
 
     /// Normalises one delivery into the batch; returns its rejection, if any.

@@ -8,6 +8,7 @@
 //! on a queue) until a bounded deadline, and fails with what it saw.
 #![allow(dead_code)]
 
+pub mod accounting;
 pub mod store;
 pub mod traffic;
 
@@ -233,19 +234,15 @@ impl World {
         }
     }
 
+    /// A new client session, after the broker dropped the old one.
+    pub async fn reconnect(&mut self) {
+        self.session = connect(&self.vhost.config()).await;
+        self.publisher = self.session.publisher().await.expect("test publisher");
+    }
+
     /// Reads an existing queue (such as `tocsin.dead`).
     pub async fn reader(&self, queue: &str) -> Observer {
-        let channel = self
-            .session
-            .connection()
-            .create_channel()
-            .await
-            .expect("channel");
-        Observer {
-            queue: queue.to_owned(),
-            channel,
-            seen: Vec::new(),
-        }
+        reader_on(&self.session, queue).await
     }
 
     /// Publishes input messages with confirms.
@@ -272,6 +269,20 @@ impl World {
             }
         })
         .await;
+    }
+}
+
+/// Reads an existing queue over `session` (a new one after a broker restart).
+pub async fn reader_on(session: &Session, queue: &str) -> Observer {
+    let channel = session
+        .connection()
+        .create_channel()
+        .await
+        .expect("channel");
+    Observer {
+        queue: queue.to_owned(),
+        channel,
+        seen: Vec::new(),
     }
 }
 

@@ -1,0 +1,88 @@
+//! The broker restarted (`rabbitmqctl stop_app` / `start_app`) while the
+//! gateway consumes a stream: `/readyz` answers 503 while the broker is
+//! away, the gateway reconnects by itself and finishes, and every input is
+//! accounted for.
+//!
+//! Stopping the broker affects every user of it, so this test takes the
+//! broker lock exclusively (the other gateway tests hold it shared), is the
+//! only test in this binary, and restarts the broker from a drop guard
+//! however it ends.
+
+mod common;
+
+use std::time::Instant;
+
+use common::accounting::{account, stop, wait_done};
+use common::traffic::discharges;
+use common::{BrokerLock, POLL, Tuning, WAIT, World, reader_on};
+use tocsin_amqp::test_support::BrokerStopped;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_restart_in_mid_stream_reconnects_and_finishes() {
+    let lock = BrokerLock::exclusive();
+    let tuning = Tuning {
+        prefetch: 100,
+        batch_size: 50,
+        ..Tuning::default()
+    };
+    let mut world = World::new("broker-restart", tuning, false, Some(lock)).await;
+    // Observer queues are durable and the messages persistent: they survive
+    // the restart, to be read afterwards on a new connection.
+    world.observe("tocsin.events").await;
+    world.observe("tocsin.alerts").await;
+    let traffic = discharges("r", 2000);
+    let total = traffic.messages.len();
+    world.publish(&traffic.messages).await;
+
+    let mut gateway = world.start(&[]);
+    gateway.wait_ready().await;
+    let deadline = Instant::now() + WAIT;
+    while world.store.count("inputs").await < total / 4 {
+        assert!(Instant::now() < deadline, "{}", gateway.log());
+        tokio::time::sleep(POLL).await;
+    }
+
+    let mut broker = BrokerStopped::stop();
+    let at_stop = world.store.count("inputs").await;
+    assert!(
+        at_stop < total,
+        "the gateway finished all {total} inputs before the broker stopped; the test must stop it in mid-stream"
+    );
+    gateway.wait_status("/readyz", 503).await;
+    assert_eq!(
+        gateway.get("/healthz"),
+        Some(200),
+        "alive while the broker is away"
+    );
+    broker.start();
+    gateway.wait_ready().await;
+    eprintln!("broker stopped with {at_stop}/{total} inputs committed");
+
+    wait_done(&world, &traffic).await;
+    assert!(
+        !gateway
+            .log_messages("lost connection to RabbitMQ")
+            .is_empty(),
+        "the loss is logged\n{}",
+        gateway.log()
+    );
+    stop(gateway).await;
+
+    // The test's own connection died with the broker: read on a new one.
+    world.reconnect().await;
+    let mut events = reader_on(&world.session, "test.observe.tocsin.events").await;
+    let mut alerts = reader_on(&world.session, "test.observe.tocsin.alerts").await;
+    let mut dead = world.reader("tocsin.dead").await;
+    let (ev, al, de) = account(&world, &traffic, &mut events, &mut alerts, &mut dead).await;
+    eprintln!(
+        "after a broker restart: {ev} event ids, {al} alert ids, {de} dead letters published more than once \
+         (of {} events, {} alerts, {} dead letters)",
+        events.seen.len(),
+        alerts.seen.len(),
+        dead.seen.len()
+    );
+    // Publishes the broker took but whose confirms were lost with the link
+    // are published again after reconnecting (at most one outbox round),
+    // as is a dead letter whose original's ack was lost.
+    assert!(ev <= 1000 && al <= 1000 && de <= 1, "{ev} {al} {de}");
+}
