@@ -2,7 +2,7 @@
 //! and `tocsin check-config`, run as real processes on the project's
 //! fixtures.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use serde_json::Value;
