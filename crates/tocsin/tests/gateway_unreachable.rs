@@ -1,0 +1,151 @@
+//! A broker that cannot be reached at start: the gateway says once, clearly,
+//! what it tried and how to start RabbitMQ (never the password), keeps
+//! running and retrying (`/healthz` 200, `/readyz` 503), and becomes ready
+//! once the broker (here: the vhost) is there.
+
+mod common;
+
+use std::time::Instant;
+
+use common::{BrokerLock, Gateway, POLL, WAIT, free_port, repo};
+use tocsin_amqp::test_support::{TestVhost, rabbitmqctl};
+
+/// A working directory with a configuration for a gateway that is not
+/// given a World (no vhost of its own).
+fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tocsin.toml");
+    let c = repo().join("config");
+    std::fs::write(
+        &config,
+        format!(
+            "mappings = \"{}\"\npolicy = \"{}\"\n[amqp]\nconnect_timeout_ms = 2000\n\
+             [amqp.reconnect]\nmin_ms = 20\nmax_ms = 100\n[log]\nlevel = \"info\"\nformat = \"json\"\n",
+            c.join("mappings.toml").display(),
+            c.join("policies/nhs-standard-contract.toml").display()
+        ),
+    )
+    .unwrap();
+    (dir, config)
+}
+
+/// Waits until the gateway has logged at least `n` lines containing `text`.
+async fn logged(gateway: &mut Gateway, text: &str, n: usize) {
+    let deadline = Instant::now() + WAIT;
+    while gateway.log_messages(text).len() < n {
+        assert!(gateway.try_exit().is_none(), "exited\n{}", gateway.log());
+        assert!(
+            Instant::now() < deadline,
+            "waiting for {n} lines with {text:?}\n{}",
+            gateway.log()
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absent_broker_is_reported_once_and_retried() {
+    let (dir, config) = setup();
+    let (amqp_port, http_port) = (free_port(), free_port());
+    let url = format!("amqp://guest:s3cret-pw@127.0.0.1:{amqp_port}/%2f");
+    let env = [
+        ("TOCSIN_AMQP_URL".to_string(), url),
+        (
+            "TOCSIN_STORE_URL".to_string(),
+            format!("sqlite://{}/s.sqlite", dir.path().display()),
+        ),
+        (
+            "TOCSIN_HTTP_ADDR".to_string(),
+            format!("127.0.0.1:{http_port}"),
+        ),
+        // Debug for the adapter, to count the quiet retries.
+        (
+            "TOCSIN_LOG".to_string(),
+            "info,tocsin_amqp=debug".to_string(),
+        ),
+    ];
+    let mut gateway = Gateway::start(&config, dir.path(), http_port, &env);
+    gateway.wait_status("/healthz", 200).await;
+    assert_eq!(gateway.get("/readyz"), Some(503));
+    // Several attempts later...
+    logged(&mut gateway, "RabbitMQ connection attempt failed", 5).await;
+    assert_eq!(
+        gateway.get("/readyz"),
+        Some(503),
+        "not ready without a broker"
+    );
+    assert!(gateway.try_exit().is_none(), "keeps running");
+    // ...one clear line at warn level: what was tried, and what to do.
+    let warnings: Vec<String> = gateway
+        .log_json()
+        .into_iter()
+        .filter(|l| l["level"] == "WARN")
+        .filter_map(|l| l["fields"]["message"].as_str().map(str::to_owned))
+        .filter(|m| m.contains("RabbitMQ"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    let line = &warnings[0];
+    let tried = format!("amqp://guest:***@127.0.0.1:{amqp_port}/%2f");
+    assert!(line.contains(&tried), "names the URL tried: {line}");
+    assert!(
+        line.contains("rabbitmq-server -detached"),
+        "says how: {line}"
+    );
+    assert!(line.contains("TOCSIN_AMQP_URL"), "{line}");
+    assert!(
+        !gateway.log().contains("s3cret-pw"),
+        "the password never reaches the log"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_vhost_is_retried_until_it_exists() {
+    let _lock = BrokerLock::shared();
+    // Create the test's vhost (to own its name and its deletion), then
+    // remove it so that the gateway starts against a vhost not yet there.
+    let vhost = TestVhost::create("late-vhost");
+    rabbitmqctl(&["delete_vhost", vhost.name()]);
+    let (dir, config) = setup();
+    let http_port = free_port();
+    let env = [
+        ("TOCSIN_AMQP_URL".to_string(), vhost.url()),
+        (
+            "TOCSIN_STORE_URL".to_string(),
+            format!("sqlite://{}/s.sqlite", dir.path().display()),
+        ),
+        (
+            "TOCSIN_HTTP_ADDR".to_string(),
+            format!("127.0.0.1:{http_port}"),
+        ),
+    ];
+    let mut gateway = Gateway::start(&config, dir.path(), http_port, &env);
+    logged(&mut gateway, "cannot connect to RabbitMQ", 1).await;
+    let line = gateway.log_messages("cannot connect to RabbitMQ")[0]["fields"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(line.contains(vhost.name()), "{line}");
+    assert!(
+        line.contains("check that the vhost in the URL exists"),
+        "says what to check: {line}"
+    );
+    assert_eq!(gateway.get("/readyz"), Some(503));
+    assert_eq!(gateway.get("/healthz"), Some(200));
+
+    rabbitmqctl(&["add_vhost", vhost.name()]);
+    rabbitmqctl(&[
+        "set_permissions",
+        "-p",
+        vhost.name(),
+        "guest",
+        ".*",
+        ".*",
+        ".*",
+    ]);
+    gateway.wait_ready().await;
+    assert!(
+        !gateway.log_messages("connected to RabbitMQ").is_empty(),
+        "{}",
+        gateway.log()
+    );
+}
