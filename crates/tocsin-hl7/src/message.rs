@@ -77,7 +77,7 @@ pub(crate) fn prepare(msg: &[u8], cfg: &Hl7Config) -> Result<String, Hl7Error> {
             out.push('\r');
         }
         out.push_str(line);
-        if line.chars().count() == 3 {
+        if line.len() <= 12 && line.chars().count() == 3 {
             out.push(field_sep);
         }
     }
@@ -250,13 +250,13 @@ impl<'a> Seg<'a> {
     pub(crate) fn comp(&self, field: usize, comp: usize) -> Option<Cow<'a, str>> {
         let raw = self.raw(field);
         let s = &self.d.seps;
-        if !raw.contains([s.component, s.repetition, s.subcomponent]) {
-            // No structure to parse: the value is component 1.
-            return if comp == 1 {
-                nonempty(escape::decode(raw, s))
-            } else {
-                None
-            };
+        if !raw.contains([s.repetition, s.subcomponent]) {
+            // Components only (the common case): split them directly rather
+            // than build hl7-parser's vectors for the whole field.
+            return raw
+                .split(s.component)
+                .nth(comp.saturating_sub(1))
+                .and_then(|c| nonempty(escape::decode(c, s)));
         }
         self.field(field)?.repeats().next()?.comp(comp)
     }
