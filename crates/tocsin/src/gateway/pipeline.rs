@@ -453,6 +453,14 @@ impl Pipeline {
     /// and is tried again after a growing wait, while consuming goes on: a
     /// refusing broker delays publishing but never wedges the loop. An
     /// error is a lost link.
+    ///
+    /// Delivery is at least once: from the moment the broker routes a
+    /// message until its row is marked published, a crash (or a lost link,
+    /// which loses the confirms) leaves it pending, and it is published
+    /// again on restart. That is at most the one round in flight (up to
+    /// `OUTBOX_ROUND` messages, in practice one batch's events and alerts);
+    /// subscribers drop the copies by `message_id` (the event or alert id).
+    /// The kill -9 tests measure it (tests/gateway_crash.rs).
     async fn flush_outbox(&mut self, publisher: &Publisher) -> Result<(), String> {
         if self.outbox_hold.is_some_and(|t| Instant::now() < t) {
             return Ok(());
