@@ -11,6 +11,51 @@
 //! - [`Tracker`]: the state machine ([`Tracker::apply`], [`Tracker::advance_to`],
 //!   [`Tracker::restore`]).
 //! - [`compliance`]: the pure compliance report over expectations.
+//!
+//! # Decisions
+//!
+//! - **Clock.** Event time, not arrival: each input first moves the clock to
+//!   its `occurred_at` less `allowed_lateness` (never backwards), firing every
+//!   timer strictly before it; a deadline fires only once the clock has
+//!   passed it. A document issued exactly at its deadline is on time.
+//!   [`Tracker::set_ceiling`] caps how far an event may move the clock (live:
+//!   wall clock plus skew; replay: `--until`), counted in
+//!   [`Counters::future_events_capped`].
+//! - **Correlation**, in order: encounter id, FHIR reference, then the same
+//!   patient (NHS number when the document has one, else any local id) and
+//!   document kind, issued within `match_window_before`/`_after` of the
+//!   encounter's end, nearest end first. A document that names an encounter
+//!   never settles a *different* named encounter by patient. The document
+//!   kind must always agree.
+//! - **Early documents** (before the end event) wait as `pending_document`
+//!   state for `pending_document_horizon`; an end event takes the
+//!   first-issued matching one. Acknowledgements of a waiting document wait
+//!   with it.
+//! - **Replacements** (`document_replaced`) settle an open expectation if
+//!   they are the first transmission seen; otherwise they change nothing (the
+//!   first transmission time never moves) and never wait.
+//! - **Withdrawn documents** (`document_cancelled`): a waiting copy is
+//!   forgotten; an expectation already settled stays settled (the contract
+//!   measures the first transmission; a replacement normally follows).
+//! - **Cancellation**: A13 and A11/FHIR cancelled withdraw the encounter's
+//!   open expectations (`cancelled`); settled ones are left alone.
+//! - **Merges** re-key open expectations (NHS number, local ids, and for
+//!   account merges the visit number); they never cancel. Waiting documents
+//!   are not re-keyed.
+//! - **Repeated discharges** (a second A03 for an open expectation under a new
+//!   message id) keep the first end time ([`Counters::repeated_ends`]).
+//! - **Duplicates**: a 128-bit hash of (format, sequence, message id) is kept
+//!   for `duplicate_horizon` of event time. An event older than the clock
+//!   less that horizon is ignored ([`Counters::stale_events`]): it can no
+//!   longer be told from a duplicate. The horizon is therefore also the
+//!   largest disorder tolerated.
+//! - **Acknowledgements** attach to the settling transmission (its
+//!   `source.message_id`) for `ack_horizon`; failure is final and raises
+//!   `delivery_failed` once; `unconfirmed` (off unless `unconfirmed_after`
+//!   is set) fires when none came in time.
+//! - **Alerts** have id `<expectation id>:<kind>` and are never raised twice
+//!   for one expectation (`alerts_raised`). `late` comes with every document
+//!   issued after its deadline; `resolved` follows when `overdue` was raised.
 
 mod alert;
 mod compact;
