@@ -303,5 +303,11 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.watcher.abort();
+        // A session dropped after an operation failed (before the watcher
+        // saw the loss) must not leave the link reported up while the
+        // supervisor reconnects.
+        if self.current.load(Ordering::SeqCst) == self.generation {
+            self.state.send_replace(LinkState::Down);
+        }
     }
 }

@@ -534,12 +534,19 @@ impl Gateway {
 
     /// The HTTP status of `GET path`, or `None` when nothing answers.
     pub fn get(&self, path: &str) -> Option<u16> {
+        self.fetch(path).map(|(status, _)| status)
+    }
+
+    /// The HTTP status and body of `GET path`.
+    pub fn fetch(&self, path: &str) -> Option<(u16, String)> {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
         write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
         let mut text = String::new();
         s.read_to_string(&mut text).ok()?;
-        text.split_whitespace().nth(1)?.parse().ok()
+        let status = text.split_whitespace().nth(1)?.parse().ok()?;
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+        Some((status, body))
     }
 
     /// Waits until `GET path` answers `status`.
