@@ -82,7 +82,7 @@ impl Tracker {
             (Some(a), Some(b)) => Some(b.eq_str(a)),
             _ => None,
         };
-        let ref_eq = match (d.encounter_ref, &o.encounter_ref) {
+        let ref_eq = match (d.encounter_ref, o.encounter_ref()) {
             (Some(a), Some(b)) => Some(b.eq_str(a)),
             _ => None,
         };
@@ -253,7 +253,7 @@ impl Tracker {
         if let Some(id) = &o.encounter_id {
             cands.extend(self.pending_by_encounter.get(enc_key(&id.to_string())));
         }
-        if let Some(r) = &o.encounter_ref {
+        if let Some(r) = o.encounter_ref() {
             cands.extend(self.pending_by_reference.get(ref_key(&r.to_string())));
         }
         if let Some(n) = &o.nhs {

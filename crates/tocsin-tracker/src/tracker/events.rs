@@ -4,7 +4,7 @@
 use sha2::{Digest, Sha256};
 use tocsin_event::{Encounter, InterfaceEvent};
 
-use super::open::{Open, from_ms, ms};
+use super::open::{NO_TIME, Open, from_ms, ms};
 use super::{Effect, Tracker, build_alert, enc_key, local_key, namespaces, nhs_key, ref_key};
 use crate::AlertKind;
 use crate::compact::CStr;
@@ -55,7 +55,7 @@ impl Tracker {
             return;
         };
         let enc = o.encounter_id.as_ref().map(|i| enc_key(&i.to_string()));
-        let r = o.encounter_ref.as_ref().map(|i| ref_key(&i.to_string()));
+        let r = o.encounter_ref().map(|i| ref_key(&i.to_string()));
         let pk = self.open_patient_keys(o);
         let timer = o.next_timer();
         for (ix, key) in [(&mut self.by_encounter, enc), (&mut self.by_reference, r)] {
@@ -128,7 +128,7 @@ impl Tracker {
             out.extend(self.by_reference.get(ref_key(r)).filter(|s| {
                 self.open
                     .get(*s)
-                    .and_then(|o| o.encounter_ref.as_ref())
+                    .and_then(|o| o.encounter_ref())
                     .is_some_and(|x| x.eq_str(r))
             }));
         }
@@ -176,11 +176,13 @@ impl Tracker {
                 self.counters.repeated_ends += 1;
                 continue;
             }
+            let (created_by, extras) =
+                Open::pack_rare(enc.reference.as_deref(), ev.event_id.as_str());
             let o = Open {
                 id,
-                created_by: CStr::new(ev.event_id.as_str()),
+                created_by,
+                extras,
                 encounter_id: enc.id.as_deref().map(CStr::new),
-                encounter_ref: enc.reference.as_deref().map(CStr::new),
                 nhs: ev.patient.nhs_number.as_deref().map(CStr::new),
                 local_ids: ev
                     .patient
@@ -190,7 +192,7 @@ impl Tracker {
                     .collect(),
                 ended_at: ms(ended_at),
                 deadline: ms(ended_at + due_after),
-                due_soon_at: due_soon.map(|d| ms(ended_at + d)),
+                due_soon: due_soon.map_or(NO_TIME, |d| ms(ended_at + d)),
                 site: enc.site.as_deref().map(|s| self.syms.intern(s)),
                 specialty: enc.specialty.as_deref().map(|s| self.syms.intern(s)),
                 gp: ev.gp_practice.as_deref().map(|s| self.syms.intern(s)),

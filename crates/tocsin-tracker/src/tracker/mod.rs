@@ -338,7 +338,7 @@ impl Tracker {
         let Some(o) = self.open.get(slot) else {
             return;
         };
-        let kind = if o.due_soon_at == Some(at) && !o.raised(AlertKind::DueSoon) && !o.overdue {
+        let kind = if o.due_soon_at() == Some(at) && !o.raised(AlertKind::DueSoon) && !o.overdue {
             AlertKind::DueSoon
         } else if o.deadline == at && !o.overdue {
             AlertKind::Overdue
