@@ -93,7 +93,12 @@ pub struct Alert {
     pub gp_practice: Option<String>,
     /// When the document is or was due.
     pub deadline: DateTime<Utc>,
-    /// The engine's event-time clock when the alert was raised.
+    /// When, in event time, the alert's condition arose: the deadline (or
+    /// warning point, or confirmation limit) for `overdue`, `due_soon` and
+    /// `unconfirmed`; the document's issue, not before the deadline, for
+    /// `late` and `resolved`; the engine's clock at the acknowledgement for
+    /// `delivery_failed`. It does not depend on when the input was read, so a
+    /// replay and the live gateway raise identical alerts.
     pub raised_at: DateTime<Utc>,
     /// The rule behind the expectation.
     pub rule: RuleRef,

@@ -200,6 +200,9 @@ fn replay_missing_summary_is_overdue_once_the_clock_passes_the_deadline() {
     let (alerts, report, _) = replay("missing", "2024-06-01T00:00:00Z");
     assert_eq!(kinds(&alerts), ["overdue"]);
     assert_eq!(alerts[0]["deadline"], "2024-01-16T14:00:00Z");
+    // Raised as of the deadline, not of --until: a live gateway would have
+    // raised the same alert.
+    assert_eq!(alerts[0]["raised_at"], "2024-01-16T14:00:00Z");
     assert_eq!(alerts[0]["rule"]["id"], "discharge-summary-24h");
     assert_eq!(alerts[0]["patient"]["nhs_number"], "9434765919");
     assert_eq!(only_row(&report)["missing"], 1);
@@ -213,6 +216,8 @@ fn replay_late_summary_meets_the_overdue_already_raised_then_late_and_resolved()
     let (alerts, report, _) = replay("late", "2024-06-01T00:00:00Z");
     assert_eq!(kinds(&alerts), ["overdue", "late", "resolved"]);
     assert_eq!(alerts[1]["delay_seconds"], 158_400);
+    assert_eq!(alerts[0]["raised_at"], "2024-01-16T14:00:00Z");
+    assert_eq!(alerts[1]["raised_at"], "2024-01-17T10:00:00Z");
     assert_eq!(alerts[1]["document"]["id"], "DOC-LT");
     assert_eq!(alerts[1]["document"]["matched_by"], "encounter_id");
     assert_eq!(only_row(&report)["late"], 1);

@@ -362,7 +362,9 @@ impl Tracker {
         }
         kinds.retain(|k| !exp.alerts_raised.contains(k));
         exp.alerts_raised.extend(kinds.iter().copied());
-        let raised_at = self.clock.map_or(issued_at, from_ms);
+        // When the document settled it (never before the deadline it missed):
+        // independent of when the input was read.
+        let raised_at = issued_at.max(exp.deadline);
         let adoc = AlertDocument {
             id: doc.id.clone(),
             issued_at,

@@ -345,7 +345,9 @@ impl Tracker {
         } else {
             return;
         };
-        let raised_at = self.clock.unwrap_or(at);
+        // The instant the condition arose, not the clock at firing: the same
+        // alert whether the input is read live or replayed at once.
+        let raised_at = at;
         let (doc_kind, enc_kind) = (self.rule_info(o).document_kind, o.kind);
         let Some(o) = self.open.get_mut(slot) else {
             return;

@@ -119,7 +119,7 @@ impl Tracker {
             }
             return;
         }
-        let raised_at = from_ms(self.clock.unwrap_or(at));
+        let raised_at = from_ms(at);
         let Some(t) = self.transmissions.get_mut(&id) else {
             return;
         };
