@@ -166,3 +166,44 @@ async fn sigterm_in_mid_stream_exits_0_in_time_and_loses_nothing() {
         "a clean stop publishes nothing twice"
     );
 }
+
+/// The PostgreSQL store's connections terminated twice in mid-stream (a
+/// store outage as the gateway sees it): the gateway retries, reconnects to
+/// the store and finishes without exiting, and every input is accounted for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_connections_lost_in_mid_stream_are_waited_out() {
+    let world = World::postgres("store-outage", tuning()).await;
+    let mut events = world.observe("tocsin.events").await;
+    let mut alerts = world.observe("tocsin.alerts").await;
+    let mut dead = world.reader("tocsin.dead").await;
+    let traffic = discharges("s", 2000);
+    let total = traffic.messages.len();
+    world.publish(&traffic.messages).await;
+
+    let mut gateway = world.start(&[]);
+    for round in 1..=2 {
+        committed_at_least(&world, &mut gateway, total * round / 3).await;
+        let terminated = world.store.terminate_connections().await;
+        assert!(terminated > 0, "the gateway holds a store connection");
+    }
+    common::accounting::wait_done(&world, &traffic).await;
+    assert!(gateway.try_exit().is_none(), "{}", gateway.log());
+    let failures = gateway.log_messages("store unavailable; retrying");
+    assert!(
+        !failures.is_empty(),
+        "the outage was seen\n{}",
+        gateway.log()
+    );
+    eprintln!(
+        "store outage: {} failed operations retried: {:?}",
+        failures.len(),
+        failures
+            .iter()
+            .map(|f| f["fields"]["operation"].as_str().unwrap_or("?").to_owned())
+            .collect::<Vec<_>>()
+    );
+    common::accounting::stop(gateway).await;
+    let (ev, al, de) = account(&world, &traffic, &mut events, &mut alerts, &mut dead).await;
+    // No crash and no broker trouble: nothing is published twice.
+    assert_eq!((ev, al, de), (0, 0, 0));
+}

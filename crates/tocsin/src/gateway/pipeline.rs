@@ -71,6 +71,9 @@ pub struct Pipeline {
     /// and the wait after the next refusal.
     outbox_hold: Option<Instant>,
     outbox_delay: Duration,
+    /// Outbox rows the broker confirmed whose marking failed (the store
+    /// briefly away): marked before anything is published again.
+    unmarked: Vec<i64>,
 }
 
 impl Pipeline {
@@ -95,6 +98,7 @@ impl Pipeline {
             flush_interval: config.amqp.flush_interval(),
             outbox_hold: None,
             outbox_delay: OUTBOX_RETRY_MIN,
+            unmarked: Vec::new(),
         }
     }
 
@@ -462,7 +466,7 @@ impl Pipeline {
     /// subscribers drop the copies by `message_id` (the event or alert id).
     /// The kill -9 tests measure it (tests/gateway_crash.rs).
     async fn flush_outbox(&mut self, publisher: &Publisher) -> Result<(), String> {
-        if self.outbox_hold.is_some_and(|t| Instant::now() < t) {
+        if self.outbox_hold.is_some_and(|t| Instant::now() < t) || !self.mark_unmarked().await {
             return Ok(());
         }
         loop {
@@ -524,6 +528,7 @@ impl Pipeline {
                 return Ok(());
             }
             let count = seqs.len();
+            let confirmed = seqs.clone();
             let marked = self
                 .store
                 .call(move |s| {
@@ -549,8 +554,39 @@ impl Pipeline {
                         transient: error.is_transient(),
                     }
                     .emit(&self.metrics);
+                    // The broker has them: mark them before publishing
+                    // anything again, rather than publish them twice.
+                    self.unmarked.extend(confirmed);
                     return Ok(());
                 }
+            }
+        }
+    }
+
+    /// Marks what the broker confirmed but the store could not record at
+    /// the time; false while the store still fails.
+    async fn mark_unmarked(&mut self) -> bool {
+        if self.unmarked.is_empty() {
+            return true;
+        }
+        let seqs = self.unmarked.clone();
+        match self
+            .store
+            .call(move |s| s.outbox_mark_published(&seqs))
+            .await
+        {
+            Ok(()) => {
+                self.unmarked.clear();
+                true
+            }
+            Err(error) => {
+                StoreFailed {
+                    operation: "outbox mark",
+                    error: &error,
+                    transient: error.is_transient(),
+                }
+                .emit(&self.metrics);
+                false
             }
         }
     }

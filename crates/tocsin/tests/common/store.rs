@@ -127,6 +127,26 @@ impl TestStore {
         rows.first().map_or(0, |n| n.parse().expect("a count"))
     }
 
+    /// Terminates every server connection to the test's PostgreSQL
+    /// database (a store outage, as the gateway sees it); returns how many.
+    pub async fn terminate_connections(&self) -> usize {
+        let Self::Postgres { db } = self else {
+            panic!("only a PostgreSQL store has connections to terminate");
+        };
+        let db = db.clone();
+        off_runtime(move || {
+            let mut c = postgres::Client::connect(&admin_url(), postgres::NoTls)
+                .expect("admin PostgreSQL connection");
+            c.query(
+                "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity \
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+                &[&db],
+            )
+            .expect("pg_terminate_backend")
+            .len()
+        })
+    }
+
     /// Ids in the `inputs` audit table.
     pub async fn input_ids(&self) -> Vec<String> {
         self.strings("SELECT id FROM inputs").await
