@@ -137,6 +137,9 @@ pub struct Batch {
     pub outbox: Vec<OutboxMessage>,
     /// The inputs whose effects these are.
     pub inputs: Vec<InputRecord>,
+    /// Webhook deliveries of the batch's alerts (a repeated subscriber and
+    /// alert id is ignored).
+    pub deliveries: Vec<crate::QueuedDelivery>,
     /// Bookkeeping for the `push_*` methods; leave it at its default (struct
     /// literals take `..Default::default()`).
     pub index: BatchIndex,
@@ -252,6 +255,11 @@ impl Batch {
         self.inputs.push(r);
     }
 
+    /// Queues a webhook delivery of one of the batch's alerts.
+    pub fn push_delivery(&mut self, d: crate::QueuedDelivery) {
+        self.deliveries.push(d);
+    }
+
     /// True when a commit would write nothing.
     pub fn is_empty(&self) -> bool {
         self.expectations.is_empty()
@@ -260,6 +268,7 @@ impl Batch {
             && self.state_deletes.is_empty()
             && self.outbox.is_empty()
             && self.inputs.is_empty()
+            && self.deliveries.is_empty()
     }
 
     /// Rows a commit writes (for the batch-size metric).
@@ -270,6 +279,7 @@ impl Batch {
             + self.state_deletes.len()
             + self.outbox.len()
             + self.inputs.len()
+            + self.deliveries.len()
     }
 
     /// Empties the batch, keeping its allocations for the next one.
@@ -280,6 +290,7 @@ impl Batch {
         self.state_deletes.clear();
         self.outbox.clear();
         self.inputs.clear();
+        self.deliveries.clear();
         self.index.expectations.clear();
         self.index.puts.clear();
     }

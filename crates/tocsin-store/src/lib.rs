@@ -16,6 +16,7 @@
 //! runtime internally and must not be called from inside an async task.
 
 mod batch;
+mod deliveries;
 mod error;
 pub mod migrate;
 mod pg;
@@ -28,6 +29,9 @@ use tocsin_tracker::{Alert, Expectation, StateRecord};
 
 pub use batch::{
     Batch, BatchIndex, InputOutcome, InputRecord, JSON_CONTENT_TYPE, OutboxMessage, PendingOutbox,
+};
+pub use deliveries::{
+    AlertGroup, DeliveryCounts, DeliveryOutcome, PendingDelivery, QueuedDelivery,
 };
 pub use error::{StoreError, redact_url};
 pub use pg::PostgresStore;
@@ -120,6 +124,42 @@ pub trait Store: Send {
 
     /// Checks the store answers (readiness).
     fn ping(&mut self) -> Result<(), StoreError>;
+
+    /// Up to `limit` pending webhook deliveries of `subscriber` due by
+    /// `now`, oldest due first (see [`deliveries`](crate::QueuedDelivery)).
+    fn deliveries_due(
+        &mut self,
+        subscriber: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<PendingDelivery>, StoreError>;
+
+    /// When the next pending delivery of `subscriber` falls due, if any.
+    fn delivery_next_due(&mut self, subscriber: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Records an attempt on a pending delivery at `now`: delivered and
+    /// failed rows are settled for good (never due again); a retry is due
+    /// again at its time. A row already settled is left as it is.
+    fn delivery_record(
+        &mut self,
+        seq: i64,
+        outcome: &DeliveryOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// How many deliveries of `subscriber` are pending, delivered, failed.
+    fn delivery_counts(&mut self, subscriber: &str) -> Result<DeliveryCounts, StoreError>;
+
+    /// Overdue expectations grouped by document kind, encounter kind and
+    /// site (what Alertmanager is told is firing).
+    fn overdue_groups(&mut self) -> Result<Vec<AlertGroup>, StoreError>;
+
+    /// Alerts of one kind raised since a time, grouped the same way.
+    fn alert_groups(
+        &mut self,
+        kind: tocsin_tracker::AlertKind,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<AlertGroup>, StoreError>;
 }
 
 /// Opens the store a URL names, creating and migrating it as needed:

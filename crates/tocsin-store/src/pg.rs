@@ -381,6 +381,7 @@ impl Store for PostgresStore {
                 tx.execute(&st, &[&i_id, &i_outcome, &i_reason])
                     .map_err(pg("insert inputs"))?;
             }
+            crate::deliveries::pg::insert(&mut tx, &batch.deliveries)?;
             tx.commit().map_err(pg("commit"))
         })
     }
@@ -627,5 +628,44 @@ impl Store for PostgresStore {
 
     fn ping(&mut self) -> Result<(), StoreError> {
         self.with_conn(|c| c.client.is_valid(PING_TIMEOUT).map_err(pg("ping")))
+    }
+
+    fn deliveries_due(
+        &mut self,
+        subscriber: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<crate::PendingDelivery>, StoreError> {
+        let limit = check_limit(limit)?;
+        self.with_conn(|c| crate::deliveries::pg::due(&mut c.client, subscriber, now, limit))
+    }
+
+    fn delivery_next_due(&mut self, subscriber: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.with_conn(|c| crate::deliveries::pg::next_due(&mut c.client, subscriber))
+    }
+
+    fn delivery_record(
+        &mut self,
+        seq: i64,
+        outcome: &crate::DeliveryOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.with_conn(|c| crate::deliveries::pg::record(&mut c.client, seq, outcome, now))
+    }
+
+    fn delivery_counts(&mut self, subscriber: &str) -> Result<crate::DeliveryCounts, StoreError> {
+        self.with_conn(|c| crate::deliveries::pg::counts(&mut c.client, subscriber))
+    }
+
+    fn overdue_groups(&mut self) -> Result<Vec<crate::AlertGroup>, StoreError> {
+        self.with_conn(|c| crate::deliveries::pg::overdue_groups(&mut c.client))
+    }
+
+    fn alert_groups(
+        &mut self,
+        kind: tocsin_tracker::AlertKind,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<crate::AlertGroup>, StoreError> {
+        self.with_conn(|c| crate::deliveries::pg::alert_groups(&mut c.client, kind.as_str(), since))
     }
 }

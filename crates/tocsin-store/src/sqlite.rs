@@ -308,6 +308,7 @@ impl Store for SqliteStore {
                     .map_err(sq("insert input"))?;
             }
         }
+        crate::deliveries::sqlite::insert(&tx, &batch.deliveries, now)?;
         tx.commit().map_err(sq("commit"))
     }
 
@@ -537,5 +538,43 @@ impl Store for SqliteStore {
             .query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
             .map(|_| ())
             .map_err(sq("ping"))
+    }
+
+    fn deliveries_due(
+        &mut self,
+        subscriber: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<crate::PendingDelivery>, StoreError> {
+        crate::deliveries::sqlite::due(&self.conn, subscriber, now, check_limit(limit)?)
+    }
+
+    fn delivery_next_due(&mut self, subscriber: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        crate::deliveries::sqlite::next_due(&self.conn, subscriber)
+    }
+
+    fn delivery_record(
+        &mut self,
+        seq: i64,
+        outcome: &crate::DeliveryOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        crate::deliveries::sqlite::record(&self.conn, seq, outcome, now)
+    }
+
+    fn delivery_counts(&mut self, subscriber: &str) -> Result<crate::DeliveryCounts, StoreError> {
+        crate::deliveries::sqlite::counts(&self.conn, subscriber)
+    }
+
+    fn overdue_groups(&mut self) -> Result<Vec<crate::AlertGroup>, StoreError> {
+        crate::deliveries::sqlite::overdue_groups(&self.conn)
+    }
+
+    fn alert_groups(
+        &mut self,
+        kind: tocsin_tracker::AlertKind,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<crate::AlertGroup>, StoreError> {
+        crate::deliveries::sqlite::alert_groups(&self.conn, kind.as_str(), since)
     }
 }

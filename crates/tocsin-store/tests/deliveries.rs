@@ -1,0 +1,187 @@
+//! The delivery queue and the Alertmanager groups, on both backends
+//! (PostgreSQL on 127.0.0.1:5432 in a database of its own; the tests fail
+//! when it is unreachable).
+
+mod common;
+
+use chrono::Duration;
+use common::{Backend, Spec, alert, at, expectation};
+use tocsin_event::{DocumentKind, EncounterKind};
+use tocsin_store::{Batch, DeliveryCounts, DeliveryOutcome, QueuedDelivery};
+use tocsin_tracker::{AlertKind, ExpectationStatus};
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $( #[test] fn $name() { super::$name(&super::common::Sqlite::new()); } )*
+        }
+        mod on_postgres {
+            $( #[test] fn $name() { super::$name(&super::common::Postgres::new()); } )*
+        }
+    };
+}
+
+on_both!(
+    deliveries_commit_with_their_alert_and_survive_reopen,
+    attempts_settle_or_reschedule_and_settled_rows_are_never_due_again,
+    subscribers_have_their_own_queues,
+    overdue_and_alert_groups_count_without_patients,
+);
+
+fn queued(subscriber: &str, alert_id: &str) -> QueuedDelivery {
+    QueuedDelivery {
+        subscriber: subscriber.into(),
+        alert_id: alert_id.into(),
+        body: format!("{{\"alert_id\":\"{alert_id}\"}}").into_bytes(),
+    }
+}
+
+fn deliveries_commit_with_their_alert_and_survive_reopen(b: &dyn Backend) {
+    let mut store = b.open();
+    let mut batch = Batch::default();
+    batch.alerts.push(alert("a1", AlertKind::Overdue, 0));
+    batch.push_delivery(queued("ward", "a1"));
+    store.commit(&batch).unwrap();
+    // A replayed commit (same alert, same subscriber) queues nothing new.
+    store.commit(&batch).unwrap();
+    drop(store);
+
+    let mut store = b.open();
+    let far = chrono::Utc::now() + Duration::hours(1);
+    let due = store.deliveries_due("ward", far, 10).unwrap();
+    assert_eq!(due.len(), 1, "{}", b.name());
+    assert_eq!(due[0].alert_id, "a1");
+    assert_eq!(due[0].body, b"{\"alert_id\":\"a1\"}");
+    assert_eq!(due[0].attempts, 0);
+    assert!(store.delivery_next_due("ward").unwrap().is_some());
+}
+
+fn attempts_settle_or_reschedule_and_settled_rows_are_never_due_again(b: &dyn Backend) {
+    let mut store = b.open();
+    let mut batch = Batch::default();
+    for id in ["a1", "a2", "a3"] {
+        batch.push_delivery(queued("ward", id));
+    }
+    store.commit(&batch).unwrap();
+    let now = chrono::Utc::now() + Duration::seconds(1);
+    let due = store.deliveries_due("ward", now, 10).unwrap();
+    let ids: Vec<&str> = due.iter().map(|d| d.alert_id.as_str()).collect();
+    assert_eq!(ids, ["a1", "a2", "a3"], "commit order");
+
+    let later = now + Duration::minutes(5);
+    store
+        .delivery_record(due[0].seq, &DeliveryOutcome::Delivered, now)
+        .unwrap();
+    store
+        .delivery_record(
+            due[1].seq,
+            &DeliveryOutcome::Retry {
+                at: later,
+                error: "HTTP 503".into(),
+            },
+            now,
+        )
+        .unwrap();
+    store
+        .delivery_record(
+            due[2].seq,
+            &DeliveryOutcome::Failed {
+                error: "timed out".into(),
+            },
+            now,
+        )
+        .unwrap();
+    assert!(store.deliveries_due("ward", now, 10).unwrap().is_empty());
+    let next = store.delivery_next_due("ward").unwrap().unwrap();
+    assert_eq!(next.timestamp_millis(), later.timestamp_millis());
+    let again = store.deliveries_due("ward", later, 10).unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].alert_id, "a2");
+    assert_eq!(again[0].attempts, 1);
+
+    // Recording on a settled row changes nothing: a delivered alert stays
+    // delivered whatever a late duplicate attempt reports.
+    store
+        .delivery_record(
+            due[0].seq,
+            &DeliveryOutcome::Retry {
+                at: now,
+                error: "late".into(),
+            },
+            now,
+        )
+        .unwrap();
+    assert_eq!(
+        store.delivery_counts("ward").unwrap(),
+        DeliveryCounts {
+            pending: 1,
+            delivered: 1,
+            failed: 1
+        }
+    );
+}
+
+fn subscribers_have_their_own_queues(b: &dyn Backend) {
+    let mut store = b.open();
+    let mut batch = Batch::default();
+    batch.push_delivery(queued("ward", "a1"));
+    batch.push_delivery(queued("letters", "a1"));
+    batch.push_delivery(queued("letters", "a2"));
+    store.commit(&batch).unwrap();
+    let now = chrono::Utc::now() + Duration::seconds(1);
+    assert_eq!(store.deliveries_due("ward", now, 10).unwrap().len(), 1);
+    assert_eq!(store.deliveries_due("letters", now, 10).unwrap().len(), 2);
+    assert_eq!(store.deliveries_due("letters", now, 1).unwrap().len(), 1);
+    assert!(store.deliveries_due("nobody", now, 10).unwrap().is_empty());
+    assert!(store.delivery_next_due("nobody").unwrap().is_none());
+}
+
+fn overdue_and_alert_groups_count_without_patients(b: &dyn Backend) {
+    let mut store = b.open();
+    let spec = |id, status, site, deadline| Spec {
+        id,
+        status,
+        document_kind: DocumentKind::DischargeSummary,
+        encounter_kind: EncounterKind::Inpatient,
+        site,
+        ended_at: deadline - 24 * 60,
+        deadline,
+    };
+    let mut batch = Batch::default();
+    for s in [
+        spec("e1", ExpectationStatus::Overdue, Some("RXX01"), 10),
+        spec("e2", ExpectationStatus::Overdue, Some("RXX01"), 20),
+        spec("e3", ExpectationStatus::Overdue, None, 30),
+        spec("e4", ExpectationStatus::Open, Some("RXX01"), 40),
+        spec("e5", ExpectationStatus::Late, Some("RXX01"), 5),
+    ] {
+        batch.push_expectation(expectation(&s));
+    }
+    batch.alerts.push(alert("f1", AlertKind::DeliveryFailed, 100));
+    batch.alerts.push(alert("f2", AlertKind::DeliveryFailed, 200));
+    batch.alerts.push(alert("o1", AlertKind::Overdue, 200));
+    store.commit(&batch).unwrap();
+
+    let groups = store.overdue_groups().unwrap();
+    assert_eq!(groups.len(), 2, "{groups:?}");
+    let site = groups
+        .iter()
+        .find(|g| g.site.as_deref() == Some("RXX01"))
+        .unwrap();
+    assert_eq!(site.count, 2);
+    assert_eq!(site.document_kind, "discharge_summary");
+    assert_eq!(site.encounter_kind, "inpatient");
+    assert_eq!(site.first, at(10));
+    assert_eq!(site.last, at(20));
+    let none = groups.iter().find(|g| g.site.is_none()).unwrap();
+    assert_eq!(none.count, 1);
+
+    let failed = store
+        .alert_groups(AlertKind::DeliveryFailed, at(150))
+        .unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].count, 1, "only f2 is recent enough");
+    assert_eq!(failed[0].last, at(200));
+    let all = store.alert_groups(AlertKind::DeliveryFailed, at(0)).unwrap();
+    assert_eq!(all[0].count, 2);
+}
