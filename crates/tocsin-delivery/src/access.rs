@@ -1,0 +1,46 @@
+//! How the workers reach the store: on a blocking thread, never on the
+//! async runtime (the PostgreSQL backend must not be called from a task).
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use tocsin_store::{Store, StoreError};
+
+/// Something that runs a closure against the store off the runtime. The
+/// gateway's store handle implements it, so the workers share its
+/// connection; [`SharedStore`] is a ready-made one.
+pub trait StoreAccess: Clone + Send + Sync + 'static {
+    /// Runs `f` with the store on a blocking thread.
+    fn call<R, F>(&self, f: F) -> impl Future<Output = Result<R, StoreError>> + Send
+    where
+        F: FnOnce(&mut dyn Store) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static;
+}
+
+/// One store connection behind a mutex, called with `spawn_blocking`.
+#[derive(Clone)]
+pub struct SharedStore(Arc<Mutex<Box<dyn Store>>>);
+
+impl SharedStore {
+    /// Wraps an open store.
+    pub fn new(store: Box<dyn Store>) -> Self {
+        Self(Arc::new(Mutex::new(store)))
+    }
+}
+
+impl StoreAccess for SharedStore {
+    async fn call<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&mut dyn Store) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let inner = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            // Each call is one transaction, so a poisoned lock is safe.
+            let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
+            f(guard.as_mut())
+        })
+        .await
+        .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
+    }
+}

@@ -1,0 +1,404 @@
+//! The `[[webhooks]]` and `[alertmanager]` sections as written, and their
+//! resolved form (secrets read from their files, durations checked).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tocsin_event::{DocumentKind, EncounterKind};
+use tocsin_tracker::AlertKind;
+
+use crate::error::ConfigError;
+use crate::filter::Filters;
+
+/// One `[[webhooks]]` entry as written in `tocsin.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSection {
+    /// The subscriber's name: unique, used in metrics and logs.
+    pub name: String,
+    /// Where alerts are POSTed (`https://...`; `http://` only on loopback).
+    pub url: String,
+    /// The HMAC-SHA256 signing secret (prefer `secret_file`).
+    pub secret: Option<String>,
+    /// A file holding the signing secret (trailing newline ignored),
+    /// relative to the configuration file.
+    pub secret_file: Option<PathBuf>,
+    /// How long one attempt may take, in seconds.
+    #[serde(default = "defaults::timeout")]
+    pub timeout_secs: f64,
+    /// First wait before retrying a refused delivery, in seconds; doubled
+    /// after each failure.
+    #[serde(default = "defaults::retry_initial")]
+    pub retry_initial_secs: f64,
+    /// Longest wait between two attempts, in seconds.
+    #[serde(default = "defaults::retry_max")]
+    pub retry_max_secs: f64,
+    /// How long after its commit a delivery is retried before it is marked
+    /// failed, in seconds.
+    #[serde(default = "defaults::max_age")]
+    pub max_age_secs: f64,
+    /// How often the store is looked at for new alerts when nothing is
+    /// due, in seconds.
+    #[serde(default = "defaults::webhook_poll")]
+    pub poll_interval_secs: f64,
+    /// Which alerts this subscriber receives (empty lists: all).
+    #[serde(default)]
+    pub filters: FilterSection,
+    /// Replace the NHS number with a keyed hash (HMAC-SHA256 with
+    /// `nhs_number_key`), for subscribers that must not hold it.
+    #[serde(default)]
+    pub hash_nhs_number: bool,
+    /// The key of that hash (prefer `nhs_number_key_file`).
+    pub nhs_number_key: Option<String>,
+    /// A file holding the key, relative to the configuration file.
+    pub nhs_number_key_file: Option<PathBuf>,
+}
+
+/// A webhook's filters as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterSection {
+    /// Alert kinds (`overdue`, `resolved`...).
+    #[serde(default)]
+    pub alert_kinds: Vec<AlertKind>,
+    /// Document kinds (`discharge_summary`, `clinic_letter`, `other`).
+    #[serde(default)]
+    pub document_kinds: Vec<DocumentKind>,
+    /// Encounter kinds (`inpatient`, `outpatient`...).
+    #[serde(default)]
+    pub encounter_kinds: Vec<EncounterKind>,
+    /// Sites, as the messages name them.
+    #[serde(default)]
+    pub sites: Vec<String>,
+}
+
+/// `[alertmanager]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerSection {
+    /// Alertmanager's base URL (`http://127.0.0.1:9093`); the alerts go to
+    /// `<url>/api/v2/alerts`. Unset: Alertmanager is not told anything.
+    pub url: Option<String>,
+    /// How often firing alerts are posted again so that Alertmanager does
+    /// not let them expire, in seconds. Each carries `endsAt` four
+    /// intervals ahead, so alerts of a stopped gateway resolve by
+    /// themselves.
+    #[serde(default = "defaults::resend")]
+    pub resend_interval_secs: f64,
+    /// How often the store is read for changes, in seconds.
+    #[serde(default = "defaults::poll")]
+    pub poll_interval_secs: f64,
+    /// How long one post may take, in seconds.
+    #[serde(default = "defaults::timeout")]
+    pub timeout_secs: f64,
+    /// The base URL of tocsin's own API as operators reach it
+    /// (`https://tocsin.trust.nhs.uk`), for the links in annotations.
+    #[serde(default = "defaults::api_base")]
+    pub api_base_url: String,
+    /// How long a `delivery_failed` alert keeps firing, in seconds (a
+    /// failed transmission has no later "resolved").
+    #[serde(default = "defaults::failed_for")]
+    pub delivery_failed_for_secs: f64,
+    /// `severity` label of the overdue alert.
+    #[serde(default = "defaults::severity_overdue")]
+    pub severity_overdue: String,
+    /// `severity` label of the delivery-failed alert.
+    #[serde(default = "defaults::severity_failed")]
+    pub severity_delivery_failed: String,
+}
+
+impl Default for AlertmanagerSection {
+    fn default() -> Self {
+        Self {
+            url: None,
+            resend_interval_secs: defaults::resend(),
+            poll_interval_secs: defaults::poll(),
+            timeout_secs: defaults::timeout(),
+            api_base_url: defaults::api_base(),
+            delivery_failed_for_secs: defaults::failed_for(),
+            severity_overdue: defaults::severity_overdue(),
+            severity_delivery_failed: defaults::severity_failed(),
+        }
+    }
+}
+
+mod defaults {
+    pub fn timeout() -> f64 {
+        10.0
+    }
+    pub fn retry_initial() -> f64 {
+        5.0
+    }
+    pub fn retry_max() -> f64 {
+        600.0
+    }
+    pub fn webhook_poll() -> f64 {
+        1.0
+    }
+    pub fn max_age() -> f64 {
+        86_400.0
+    }
+    pub fn resend() -> f64 {
+        60.0
+    }
+    pub fn poll() -> f64 {
+        5.0
+    }
+    pub fn api_base() -> String {
+        "http://127.0.0.1:9860".into()
+    }
+    pub fn failed_for() -> f64 {
+        86_400.0
+    }
+    pub fn severity_overdue() -> String {
+        "warning".into()
+    }
+    pub fn severity_failed() -> String {
+        "critical".into()
+    }
+}
+
+/// A webhook subscriber, ready to use.
+#[derive(Clone)]
+pub struct Webhook {
+    /// Unique name (metrics label, logs).
+    pub name: String,
+    /// Where to POST.
+    pub url: reqwest::Url,
+    /// The signing secret.
+    pub secret: Vec<u8>,
+    /// Per-attempt time limit.
+    pub timeout: Duration,
+    /// First retry wait.
+    pub retry_initial: Duration,
+    /// Longest retry wait.
+    pub retry_max: Duration,
+    /// Give up this long after the commit.
+    pub max_age: Duration,
+    /// Look for new deliveries this often when idle.
+    pub poll: Duration,
+    /// Which alerts it receives.
+    pub filters: Filters,
+    /// The NHS-number hash key, when the subscriber asks for the hash.
+    pub nhs_number_key: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Webhook {
+    /// Never shows the secret or the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook")
+            .field("name", &self.name)
+            .field("url", &crate::redact(&self.url))
+            .field("timeout", &self.timeout)
+            .field("max_age", &self.max_age)
+            .field("hash_nhs_number", &self.nhs_number_key.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Alertmanager, ready to use.
+#[derive(Debug, Clone)]
+pub struct Alertmanager {
+    /// `<url>/api/v2/alerts`.
+    pub alerts_url: reqwest::Url,
+    /// Re-post firing alerts this often.
+    pub resend_interval: Duration,
+    /// Read the store this often.
+    pub poll_interval: Duration,
+    /// Per-post time limit.
+    pub timeout: Duration,
+    /// tocsin's API base for links.
+    pub api_base: reqwest::Url,
+    /// How long a delivery failure fires.
+    pub delivery_failed_for: Duration,
+    /// `severity` of the overdue alert.
+    pub severity_overdue: String,
+    /// `severity` of the delivery-failed alert.
+    pub severity_delivery_failed: String,
+}
+
+/// Every delivery channel beyond AMQP, resolved.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryConfig {
+    /// Webhook subscribers.
+    pub webhooks: Vec<Webhook>,
+    /// Alertmanager, when configured.
+    pub alertmanager: Option<Alertmanager>,
+}
+
+impl DeliveryConfig {
+    /// Checks the sections and reads the secret files (paths relative to
+    /// `dir`, the configuration file's directory).
+    pub fn resolve(
+        webhooks: &[WebhookSection],
+        alertmanager: &AlertmanagerSection,
+        dir: &Path,
+    ) -> Result<Self, ConfigError> {
+        let mut out = Vec::with_capacity(webhooks.len());
+        for (i, w) in webhooks.iter().enumerate() {
+            if out.iter().any(|o: &Webhook| o.name == w.name) {
+                return Err(ConfigError::DuplicateName {
+                    name: w.name.clone(),
+                });
+            }
+            out.push(resolve_webhook(i, w, dir)?);
+        }
+        let alertmanager = match &alertmanager.url {
+            None => None,
+            Some(url) => Some(resolve_alertmanager(url, alertmanager)?),
+        };
+        Ok(Self {
+            webhooks: out,
+            alertmanager,
+        })
+    }
+}
+
+fn resolve_webhook(index: usize, w: &WebhookSection, dir: &Path) -> Result<Webhook, ConfigError> {
+    let at = |key: &'static str, reason: String| ConfigError::Webhook {
+        index,
+        name: w.name.clone(),
+        key,
+        reason,
+    };
+    if w.name.is_empty()
+        || !w
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(at(
+            "name",
+            "use letters, digits, '-', '_' or '.' (it becomes a metric label)".into(),
+        ));
+    }
+    let url = parse_url(&w.url).map_err(|r| at("url", r))?;
+    let signing = secret(w.secret.as_deref(), w.secret_file.as_deref(), dir)
+        .map_err(|r| at("secret", r))?
+        .ok_or_else(|| at("secret", "set secret or secret_file".into()))?;
+    let key = secret(
+        w.nhs_number_key.as_deref(),
+        w.nhs_number_key_file.as_deref(),
+        dir,
+    )
+    .map_err(|r| at("nhs_number_key", r))?;
+    let nhs_number_key = match (w.hash_nhs_number, key) {
+        (true, Some(k)) => Some(k),
+        (true, None) => {
+            return Err(at(
+                "nhs_number_key",
+                "hash_nhs_number = true needs nhs_number_key or nhs_number_key_file".into(),
+            ));
+        }
+        (false, _) => None,
+    };
+    let dur = |key: &'static str, v: f64| duration(v).map_err(|r| at(key, r));
+    let retry_initial = dur("retry_initial_secs", w.retry_initial_secs)?;
+    let retry_max = dur("retry_max_secs", w.retry_max_secs)?;
+    if retry_max < retry_initial {
+        return Err(at(
+            "retry_max_secs",
+            "must not be shorter than retry_initial_secs".into(),
+        ));
+    }
+    Ok(Webhook {
+        name: w.name.clone(),
+        url,
+        secret: signing,
+        timeout: dur("timeout_secs", w.timeout_secs)?,
+        retry_initial,
+        retry_max,
+        max_age: dur("max_age_secs", w.max_age_secs)?,
+        poll: dur("poll_interval_secs", w.poll_interval_secs)?,
+        filters: Filters::from(&w.filters),
+        nhs_number_key,
+    })
+}
+
+fn resolve_alertmanager(url: &str, s: &AlertmanagerSection) -> Result<Alertmanager, ConfigError> {
+    let at = |key: &'static str, reason: String| ConfigError::Alertmanager { key, reason };
+    let base = parse_url(url).map_err(|r| at("url", r))?;
+    let alerts_url = join(&base, "api/v2/alerts").map_err(|r| at("url", r))?;
+    let api_base = parse_url(&s.api_base_url).map_err(|r| at("api_base_url", r))?;
+    let dur = |key: &'static str, v: f64| duration(v).map_err(|r| at(key, r));
+    for (key, v) in [
+        ("severity_overdue", &s.severity_overdue),
+        ("severity_delivery_failed", &s.severity_delivery_failed),
+    ] {
+        if v.is_empty() {
+            return Err(at(key, "must not be empty".into()));
+        }
+    }
+    Ok(Alertmanager {
+        alerts_url,
+        resend_interval: dur("resend_interval_secs", s.resend_interval_secs)?,
+        poll_interval: dur("poll_interval_secs", s.poll_interval_secs)?,
+        timeout: dur("timeout_secs", s.timeout_secs)?,
+        api_base,
+        delivery_failed_for: dur("delivery_failed_for_secs", s.delivery_failed_for_secs)?,
+        severity_overdue: s.severity_overdue.clone(),
+        severity_delivery_failed: s.severity_delivery_failed.clone(),
+    })
+}
+
+/// `base` with `path` appended under its own path.
+pub(crate) fn join(base: &reqwest::Url, path: &str) -> Result<reqwest::Url, String> {
+    let mut s = base.as_str().trim_end_matches('/').to_string();
+    s.push('/');
+    s.push_str(path);
+    reqwest::Url::parse(&s).map_err(|e| e.to_string())
+}
+
+fn parse_url(s: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(s).map_err(|e| format!("not a URL ({e})"))?;
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if is_loopback(&url) => Ok(url),
+        "http" => Err(
+            "plain http is allowed only on loopback (alerts carry patient data): use https".into(),
+        ),
+        other => Err(format!("scheme {other:?} is not http or https")),
+    }
+}
+
+fn is_loopback(url: &reqwest::Url) -> bool {
+    match url.host_str() {
+        Some("localhost" | "[::1]") => true,
+        Some(h) => h
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|a| a.is_loopback()),
+        None => false,
+    }
+}
+
+fn duration(secs: f64) -> Result<Duration, String> {
+    if secs.is_finite() && secs > 0.0 && secs < 1e9 {
+        Ok(Duration::from_secs_f64(secs))
+    } else {
+        Err(format!("{secs} is not a positive number of seconds"))
+    }
+}
+
+/// The secret given inline or in a file; both is an error, neither `None`.
+fn secret(
+    inline: Option<&str>,
+    file: Option<&Path>,
+    dir: &Path,
+) -> Result<Option<Vec<u8>>, String> {
+    let value = match (inline, file) {
+        (Some(_), Some(_)) => return Err("give the value or the file, not both".into()),
+        (Some(s), None) => s.to_string(),
+        (None, Some(f)) => {
+            let path = dir.join(f);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            text.trim_end_matches(['\n', '\r']).to_string()
+        }
+        (None, None) => return Ok(None),
+    };
+    if value.is_empty() {
+        return Err("is empty".into());
+    }
+    Ok(Some(value.into_bytes()))
+}

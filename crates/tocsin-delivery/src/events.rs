@@ -1,0 +1,216 @@
+//! What delivery does that someone may want to see, in the gateway's
+//! Vector-style vocabulary: each happening is a type whose `emit` writes its
+//! log line and its metrics together. Logs carry the subscriber's name and
+//! the alert id (a hash), never the body, the URL's query or a secret.
+
+use std::time::Duration;
+
+use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+
+/// The delivery metrics, registered in the gateway's registry.
+pub struct DeliveryMetrics {
+    /// `tocsin_webhook_deliveries_total{subscriber,result}`, result one of
+    /// `delivered`, `retried`, `failed`.
+    pub webhook_deliveries: IntCounterVec,
+    /// `tocsin_alertmanager_posts_total{result}`, result `ok` or `error`.
+    pub alertmanager_posts: IntCounterVec,
+    /// `tocsin_alertmanager_alerts_firing`: alerts Alertmanager was last
+    /// told are firing.
+    pub alertmanager_firing: IntGauge,
+}
+
+/// Results of `tocsin_webhook_deliveries_total`.
+pub const WEBHOOK_RESULTS: [&str; 3] = ["delivered", "retried", "failed"];
+
+impl DeliveryMetrics {
+    /// Creates the metrics in `registry`, every configured subscriber's
+    /// series at zero (so alert rules see them before the first alert).
+    pub fn register(registry: &Registry, subscribers: &[&str]) -> Result<Self, prometheus::Error> {
+        let webhook_deliveries = IntCounterVec::new(
+            Opts::new(
+                "tocsin_webhook_deliveries_total",
+                "Webhook delivery attempts, by subscriber and result (delivered, retried, failed).",
+            ),
+            &["subscriber", "result"],
+        )?;
+        registry.register(Box::new(webhook_deliveries.clone()))?;
+        for s in subscribers {
+            for r in WEBHOOK_RESULTS {
+                webhook_deliveries.with_label_values(&[s, r]);
+            }
+        }
+        let alertmanager_posts = IntCounterVec::new(
+            Opts::new(
+                "tocsin_alertmanager_posts_total",
+                "Posts of alerts to Alertmanager's API, by result (ok, error).",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(alertmanager_posts.clone()))?;
+        for r in ["ok", "error"] {
+            alertmanager_posts.with_label_values(&[r]);
+        }
+        let alertmanager_firing = IntGauge::new(
+            "tocsin_alertmanager_alerts_firing",
+            "Alerts Alertmanager was last told are firing (groups of overdue documents and delivery failures).",
+        )?;
+        registry.register(Box::new(alertmanager_firing.clone()))?;
+        Ok(Self {
+            webhook_deliveries,
+            alertmanager_posts,
+            alertmanager_firing,
+        })
+    }
+
+    /// Metrics in a registry of their own (tests, tools).
+    pub fn unregistered(subscribers: &[&str]) -> Self {
+        Self::register(&Registry::new(), subscribers).expect("a fresh registry accepts them")
+    }
+}
+
+/// A subscriber accepted an alert (2xx).
+pub struct WebhookDelivered<'a> {
+    /// The subscriber's name.
+    pub subscriber: &'a str,
+    /// The alert.
+    pub alert_id: &'a str,
+    /// Which attempt it was (1 for the first).
+    pub attempt: u32,
+    /// The HTTP status.
+    pub status: u16,
+}
+
+impl WebhookDelivered<'_> {
+    /// Logs it (debug) and counts it.
+    pub fn emit(self, m: &DeliveryMetrics) {
+        tracing::debug!(
+            subscriber = self.subscriber,
+            alert_id = self.alert_id,
+            attempt = self.attempt,
+            status = self.status,
+            "webhook delivered"
+        );
+        m.webhook_deliveries
+            .with_label_values(&[self.subscriber, "delivered"])
+            .inc();
+    }
+}
+
+/// An attempt was refused or timed out; it will be tried again.
+pub struct WebhookRetried<'a> {
+    /// The subscriber's name.
+    pub subscriber: &'a str,
+    /// The alert.
+    pub alert_id: &'a str,
+    /// Which attempt failed.
+    pub attempt: u32,
+    /// Why (status or transport error, no URL).
+    pub error: &'a str,
+    /// Wait before the next attempt.
+    pub next_in: Duration,
+}
+
+impl WebhookRetried<'_> {
+    /// Logs it (warn) and counts it.
+    pub fn emit(self, m: &DeliveryMetrics) {
+        tracing::warn!(
+            subscriber = self.subscriber,
+            alert_id = self.alert_id,
+            attempt = self.attempt,
+            error = self.error,
+            retry_in_secs = self.next_in.as_secs_f64(),
+            "webhook delivery failed; will retry"
+        );
+        m.webhook_deliveries
+            .with_label_values(&[self.subscriber, "retried"])
+            .inc();
+    }
+}
+
+/// A delivery was given up: still refused when it reached its maximum age.
+pub struct WebhookFailed<'a> {
+    /// The subscriber's name.
+    pub subscriber: &'a str,
+    /// The alert.
+    pub alert_id: &'a str,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last reason.
+    pub error: &'a str,
+}
+
+impl WebhookFailed<'_> {
+    /// Logs it (error) and counts it.
+    pub fn emit(self, m: &DeliveryMetrics) {
+        tracing::error!(
+            subscriber = self.subscriber,
+            alert_id = self.alert_id,
+            attempts = self.attempts,
+            error = self.error,
+            "webhook delivery given up after its maximum age; marked failed"
+        );
+        m.webhook_deliveries
+            .with_label_values(&[self.subscriber, "failed"])
+            .inc();
+    }
+}
+
+/// Alertmanager accepted a post.
+pub struct AlertmanagerPosted {
+    /// Firing alerts in it.
+    pub firing: usize,
+    /// Resolved alerts in it.
+    pub resolved: usize,
+}
+
+impl AlertmanagerPosted {
+    /// Logs it (debug), counts it and sets the firing gauge.
+    pub fn emit(self, m: &DeliveryMetrics) {
+        tracing::debug!(
+            firing = self.firing,
+            resolved = self.resolved,
+            "alerts posted to Alertmanager"
+        );
+        m.alertmanager_posts.with_label_values(&["ok"]).inc();
+        m.alertmanager_firing.set(self.firing as i64);
+    }
+}
+
+/// A post to Alertmanager failed; the next round tries again.
+pub struct AlertmanagerPostFailed<'a> {
+    /// Why.
+    pub error: &'a str,
+}
+
+impl AlertmanagerPostFailed<'_> {
+    /// Logs it (warn) and counts it.
+    pub fn emit(self, m: &DeliveryMetrics) {
+        tracing::warn!(
+            error = self.error,
+            "posting to Alertmanager failed; will retry"
+        );
+        m.alertmanager_posts.with_label_values(&["error"]).inc();
+    }
+}
+
+/// The store failed under a delivery worker; it tries again later.
+pub struct DeliveryStoreFailed<'a> {
+    /// What the worker was doing.
+    pub operation: &'a str,
+    /// Whose worker (`alertmanager` for that one).
+    pub worker: &'a str,
+    /// The store's error (redacted by the store).
+    pub error: &'a tocsin_store::StoreError,
+}
+
+impl DeliveryStoreFailed<'_> {
+    /// Logs it (warn).
+    pub fn emit(self) {
+        tracing::warn!(
+            operation = self.operation,
+            worker = self.worker,
+            error = %self.error,
+            "delivery worker: store unavailable; retrying"
+        );
+    }
+}
