@@ -1,0 +1,374 @@
+//! Webhook delivery against real HTTP receivers on loopback, through a real
+//! store (SQLite file): signatures, retries, timeouts, maximum age,
+//! isolation between subscribers, filters and the NHS-number hash.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{
+    Behaviour, NHS_NUMBER, Receiver, TempStore, alert, commit_alerts, counts, delivered_metric,
+    wait_until, webhook,
+};
+use tocsin_delivery::config::Webhook;
+use tocsin_delivery::{Delivery, DeliveryConfig, DeliveryMetrics, Filters, Router, sign};
+use tocsin_event::{DocumentKind, EncounterKind};
+use tocsin_store::DeliveryCounts;
+use tocsin_tracker::AlertKind;
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+fn delivery(hooks: Vec<Webhook>) -> (Delivery, Arc<DeliveryMetrics>) {
+    let names: Vec<&str> = hooks.iter().map(|w| w.name.as_str()).collect();
+    let metrics = Arc::new(DeliveryMetrics::unregistered(&names));
+    let d = Delivery::with_metrics(
+        DeliveryConfig {
+            webhooks: hooks,
+            alertmanager: None,
+        },
+        metrics.clone(),
+    );
+    (d, metrics)
+}
+
+#[tokio::test]
+async fn signed_alert_is_delivered_once_with_its_headers() {
+    let rx = Receiver::start(b"s3cret", Behaviour::Accept).await;
+    let (d, metrics) = delivery(vec![webhook("ward", &rx.url, b"s3cret")]);
+    let tmp = TempStore::new();
+    let store = tmp.open();
+    let a = alert(1, AlertKind::Overdue, Some("RXX01"));
+    commit_alerts(&store, &d.router(), std::slice::from_ref(&a)).await;
+    let _workers = d.spawn(store.clone()).unwrap();
+
+    wait_until("delivered", LIMIT, || async {
+        counts(&store, "ward").await.delivered == 1
+    })
+    .await;
+    let got = rx.answered();
+    assert_eq!(got.len(), 1, "one request, never re-sent after the 2xx");
+    let r = &got[0];
+    assert!(r.signature_valid);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.idempotency_key.as_deref(), Some(a.alert_id.as_str()));
+    assert_eq!(r.content_type.as_deref(), Some("application/json"));
+    assert_eq!(r.attempt.as_deref(), Some("1"));
+    let body: tocsin_tracker::Alert = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(body, a, "the alert JSON as on the AMQP exchange");
+    assert_eq!(delivered_metric(&metrics, "ward", "delivered"), 1);
+    assert_eq!(delivered_metric(&metrics, "ward", "retried"), 0);
+}
+
+#[tokio::test]
+async fn a_body_signed_with_another_secret_is_refused_by_the_receiver() {
+    // The receiver knows the right secret; tocsin is configured with a
+    // wrong one, so every request fails verification (401) and the
+    // delivery ends failed at its maximum age.
+    let rx = Receiver::start(b"right", Behaviour::Accept).await;
+    let mut hook = webhook("ward", &rx.url, b"wrong");
+    hook.max_age = Duration::from_millis(400);
+    let (d, metrics) = delivery(vec![hook]);
+    let tmp = TempStore::new();
+    let store = tmp.open();
+    commit_alerts(&store, &d.router(), &[alert(1, AlertKind::Overdue, None)]).await;
+    let _workers = d.spawn(store.clone()).unwrap();
+
+    wait_until("failed", LIMIT, || async {
+        counts(&store, "ward").await.failed == 1
+    })
+    .await;
+    let got = rx.answered();
+    assert!(got.len() >= 2, "retried before giving up: {}", got.len());
+    assert!(got.iter().all(|r| !r.signature_valid && r.status == 401));
+    // And the receiver's check is what refuses it: the right secret verifies.
+    let header = sign::signature(b"right", &got[0].body);
+    assert!(sign::verify(b"right", &got[0].body, &header));
+    assert_eq!(delivered_metric(&metrics, "ward", "failed"), 1);
+    assert_eq!(delivered_metric(&metrics, "ward", "delivered"), 0);
+}
+
+#[tokio::test]
+async fn a_slow_server_times_out_then_the_retry_succeeds() {
+    let rx = Receiver::start(b"k", Behaviour::SlowFirst(1, Duration::from_secs(3))).await;
+    let mut hook = webhook("slow", &rx.url, b"k");
+    hook.timeout = Duration::from_millis(300);
+    let (d, metrics) = delivery(vec![hook]);
+    let tmp = TempStore::new();
+    let store = tmp.open();
+    let a = alert(1, AlertKind::Overdue, None);
+    commit_alerts(&store, &d.router(), std::slice::from_ref(&a)).await;
+    let _workers = d.spawn(store.clone()).unwrap();
+
+    wait_until("delivered", LIMIT, || async {
+        counts(&store, "slow").await.delivered == 1
+    })
+    .await;
+    assert_eq!(
+        delivered_metric(&metrics, "slow", "retried"),
+        1,
+        "the timeout"
+    );
+    assert_eq!(delivered_metric(&metrics, "slow", "delivered"), 1);
+    assert_eq!(rx.arrived(), 2);
+    // The second attempt says so, with the same idempotency key.
+    let second = rx
+        .answered()
+        .into_iter()
+        .find(|r| r.attempt.as_deref() == Some("2"))
+        .expect("second attempt answered");
+    assert_eq!(second.idempotency_key.as_deref(), Some(a.alert_id.as_str()));
+}
+
+#[tokio::test]
+async fn a_server_slower_than_the_timeout_until_the_maximum_age_is_marked_failed() {
+    let rx = Receiver::start(b"k", Behaviour::AlwaysSlow(Duration::from_secs(3))).await;
+    let mut hook = webhook("slow", &rx.url, b"k");
+    hook.timeout = Duration::from_millis(200);
+    hook.max_age = Duration::from_millis(700);
+    let (d, metrics) = delivery(vec![hook]);
+    let tmp = TempStore::new();
+    let store = tmp.open();
+    commit_alerts(&store, &d.router(), &[alert(1, AlertKind::Overdue, None)]).await;
+    let _workers = d.spawn(store.clone()).unwrap();
+
+    wait_until("failed", LIMIT, || async {
+        counts(&store, "slow").await.failed == 1
+    })
+    .await;
+    assert_eq!(delivered_metric(&metrics, "slow", "failed"), 1);
+    assert_eq!(delivered_metric(&metrics, "slow", "delivered"), 0);
+    assert!(delivered_metric(&metrics, "slow", "retried") >= 1);
+}
+
+#[tokio::test]
+async fn a_server_that_fails_then_recovers_gets_each_alert_exactly_once() {
+    let rx = Receiver::start(b"k", Behaviour::FailFirst(3)).await;
+    let (d, metrics) = delivery(vec![webhook("ward", &rx.url, b"k")]);
+    let tmp = TempStore::new();
+    let store = tmp.open();
+    let alerts: Vec<_> = (1..=5)
+        .map(|n| alert(n, AlertKind::Overdue, Some("RXX01")))
+        .collect();
+    commit_alerts(&store, &d.router(), &alerts).await;
+    let _workers = d.spawn(store.clone()).unwrap();
+
+    wait_until("all delivered", LIMIT, || async {
+        counts(&store, "ward").await.delivered == 5
+    })
+    .await;
+    let mut accepted = rx.accepted_keys();
+    accepted.sort();
+    let mut expected: Vec<String> = alerts.iter().map(|a| a.alert_id.clone()).collect();
+    expected.sort();
+    assert_eq!(accepted, expected, "each alert accepted exactly once");
+    assert_eq!(delivered_metric(&metrics, "ward", "retried"), 3);
+    assert_eq!(
+        counts(&store, "ward").await,
+        DeliveryCounts {
+            pending: 0,
+            delivered: 5,
+            failed: 0
+        }
+    );
+    // Nothing more is sent once everything is settled.
+    let before = rx.arrived();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx.arrived(), before);
+}
+
+#[tokio::test]
+async fn a_server_that_never_recovers_is_marked_failed_after_the_maximum_age() {
+    let rx = Receiver::start(b"k", Behaviour::AlwaysFail).await;
+    let mut hook = webhook("down", &rx.url, b"k");
+    hook.max_age = Duration::from_millis(600);
+    let (d, metrics) = delivery(vec![hook]);
+    let tmp = TempStore::new();
+    let store = tmp.open();
+    commit_alerts(
+        &store,
+        &d.router(),
+        &[
+            alert(1, AlertKind::Overdue, None),
+            alert(2, AlertKind::Overdue, None),
+        ],
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let _workers = d.spawn(store.clone()).unwrap();
+
+    wait_until("both failed", LIMIT, || async {
+        counts(&store, "down").await.failed == 2
+    })
+    .await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(600),
+        "not given up before the maximum age"
+    );
+    assert_eq!(delivered_metric(&metrics, "down", "failed"), 2);
+    assert!(rx.answered().iter().all(|r| r.status == 503));
+    // Failed rows are not tried again.
+    let before = rx.arrived();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx.arrived(), before);
+}
+
+#[tokio::test]
+async fn a_subscriber_that_is_down_holds_no_other_back() {
+    // "stuck" answers nothing for 30 s (its timeout is 20 s); "ward" must
+    // get every alert while stuck's first request still hangs.
+    let stuck = Receiver::start(b"k", Behaviour::AlwaysSlow(Duration::from_secs(30))).await;
+    let ward = Receiver::start(b"k", Behaviour::Accept).await;
+    let mut stuck_hook = webhook("stuck", &stuck.url, b"k");
+    stuck_hook.timeout = Duration::from_secs(20);
+    let (d, _metrics) = delivery(vec![stuck_hook, webhook("ward", &ward.url, b"k")]);
+    let tmp = TempStore::new();
+    let store = tmp.open();
+    let alerts: Vec<_> = (1..=10)
+        .map(|n| alert(n, AlertKind::Overdue, None))
+        .collect();
+    commit_alerts(&store, &d.router(), &alerts).await;
+    let _workers = d.spawn(store.clone()).unwrap();
+
+    wait_until("ward has all ten", LIMIT, || async {
+        counts(&store, "ward").await.delivered == 10
+    })
+    .await;
+    assert_eq!(ward.accepted_keys().len(), 10);
+    assert!(
+        stuck.answered().is_empty(),
+        "stuck has answered nothing yet"
+    );
+    assert_eq!(counts(&store, "stuck").await.pending, 10);
+}
+
+#[tokio::test]
+async fn filters_choose_the_subscribers() {
+    let discharge = Receiver::start(b"k", Behaviour::Accept).await;
+    let site = Receiver::start(b"k", Behaviour::Accept).await;
+    let mut only_overdue_discharge = webhook("discharge", &discharge.url, b"k");
+    only_overdue_discharge.filters = Filters {
+        alert_kinds: vec![AlertKind::Overdue],
+        document_kinds: vec![DocumentKind::DischargeSummary],
+        encounter_kinds: vec![EncounterKind::Inpatient, EncounterKind::DayCase],
+        sites: vec![],
+    };
+    let mut only_site = webhook("site", &site.url, b"k");
+    only_site.filters = Filters {
+        sites: vec!["RXX02".into()],
+        ..Filters::default()
+    };
+    let (d, _) = delivery(vec![only_overdue_discharge, only_site]);
+    let tmp = TempStore::new();
+    let store = tmp.open();
+
+    let overdue_rxx01 = alert(1, AlertKind::Overdue, Some("RXX01"));
+    let late_rxx02 = alert(2, AlertKind::Late, Some("RXX02"));
+    let mut letter = alert(3, AlertKind::Overdue, Some("RXX02"));
+    letter.document_kind = DocumentKind::ClinicLetter;
+    let mut emergency = alert(4, AlertKind::Overdue, None);
+    emergency.encounter.kind = EncounterKind::Emergency;
+    let all = [
+        overdue_rxx01.clone(),
+        late_rxx02.clone(),
+        letter.clone(),
+        emergency,
+    ];
+    commit_alerts(&store, &d.router(), &all).await;
+    let _workers = d.spawn(store.clone()).unwrap();
+
+    wait_until("both subscribers settled", LIMIT, || async {
+        counts(&store, "discharge").await.delivered == 1
+            && counts(&store, "site").await.delivered == 2
+    })
+    .await;
+    assert_eq!(discharge.accepted_keys(), [overdue_rxx01.alert_id]);
+    let mut site_keys = site.accepted_keys();
+    site_keys.sort();
+    assert_eq!(site_keys, [late_rxx02.alert_id, letter.alert_id]);
+    // Nothing was queued for what the filters refused.
+    assert_eq!(counts(&store, "discharge").await.pending, 0);
+    assert_eq!(counts(&store, "site").await.pending, 0);
+}
+
+#[test]
+fn an_alert_without_a_site_never_matches_a_site_filter() {
+    let mut hook = webhook("site", "http://127.0.0.1:1/", b"k");
+    hook.filters.sites = vec!["RXX01".into()];
+    let router = Router::new(vec![hook]);
+    assert!(
+        router
+            .plan(&alert(1, AlertKind::Overdue, None))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        router
+            .plan(&alert(1, AlertKind::Overdue, Some("RXX01")))
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_nhs_number_is_replaced_by_its_keyed_hash_for_a_subscriber_that_asks() {
+    let clinical = Receiver::start(b"k", Behaviour::Accept).await;
+    let analytics = Receiver::start(b"k", Behaviour::Accept).await;
+    let mut hashed = webhook("analytics", &analytics.url, b"k");
+    hashed.nhs_number_key = Some(b"pseudonym-key".to_vec());
+    let (d, _) = delivery(vec![webhook("clinical", &clinical.url, b"k"), hashed]);
+    let tmp = TempStore::new();
+    let store = tmp.open();
+    commit_alerts(
+        &store,
+        &d.router(),
+        &[alert(1, AlertKind::Overdue, Some("RXX01"))],
+    )
+    .await;
+    let _workers = d.spawn(store.clone()).unwrap();
+
+    wait_until("both delivered", LIMIT, || async {
+        counts(&store, "clinical").await.delivered == 1
+            && counts(&store, "analytics").await.delivered == 1
+    })
+    .await;
+    let plain = &clinical.answered()[0].body;
+    let hashed_body = &analytics.answered()[0].body;
+    let plain: serde_json::Value = serde_json::from_slice(plain).unwrap();
+    assert_eq!(plain["patient"]["nhs_number"], NHS_NUMBER);
+    assert!(
+        !String::from_utf8_lossy(hashed_body).contains(NHS_NUMBER),
+        "the number appears nowhere in the hashed body"
+    );
+    let hashed_json: serde_json::Value = serde_json::from_slice(hashed_body).unwrap();
+    assert_eq!(
+        hashed_json["patient"]["nhs_number"],
+        sign::nhs_number_hash(b"pseudonym-key", NHS_NUMBER)
+    );
+    // Everything else is the same alert.
+    let mut without = hashed_json.clone();
+    without["patient"]["nhs_number"] = plain["patient"]["nhs_number"].clone();
+    assert_eq!(without, plain);
+}
+
+#[tokio::test]
+async fn deliveries_committed_before_a_restart_are_sent_after_it() {
+    let rx = Receiver::start(b"k", Behaviour::Accept).await;
+    let hook = webhook("ward", &rx.url, b"k");
+    let tmp = TempStore::new();
+    {
+        // Committed, then the process "stops" before any worker ran.
+        let (d, _) = delivery(vec![hook.clone()]);
+        let store = tmp.open();
+        commit_alerts(&store, &d.router(), &[alert(7, AlertKind::Overdue, None)]).await;
+    }
+    let (d, _) = delivery(vec![hook]);
+    let store = tmp.open();
+    let _workers = d.spawn(store.clone()).unwrap();
+    wait_until("delivered after the restart", LIMIT, || async {
+        counts(&store, "ward").await.delivered == 1
+    })
+    .await;
+    assert_eq!(rx.accepted_keys(), ["exp0007:overdue"]);
+}
