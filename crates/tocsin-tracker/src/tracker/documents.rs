@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tocsin_event::{Document, EventId, EventType, InterfaceEvent, Patient};
 
-use super::open::{Open, from_ms, ms};
+use super::open::{Open, ms};
 use super::state::Transmission;
 use super::{Effect, Tracker, build_alert, enc_key, local_key, namespaces, nhs_key, ref_key};
 use crate::compact::key_hash;
