@@ -66,6 +66,10 @@ struct ConfigFile {
     log: LogSection,
     #[serde(default)]
     gateway: GatewaySection,
+    #[serde(default)]
+    webhooks: Vec<tocsin_delivery::WebhookSection>,
+    #[serde(default)]
+    alertmanager: tocsin_delivery::AlertmanagerSection,
 }
 
 /// `[gateway]`: the live gateway's own settings.
@@ -214,6 +218,9 @@ pub struct Config {
     pub log: LogSection,
     /// Gateway settings.
     pub gateway: GatewaySection,
+    /// Webhook subscribers and Alertmanager (`[[webhooks]]`,
+    /// `[alertmanager]`), secrets read.
+    pub delivery: tocsin_delivery::DeliveryConfig,
 }
 
 impl Config {
@@ -236,18 +243,22 @@ impl Config {
         let mappings = read(&mappings_path)?;
         let policy_path = dir.join(&file.policy);
         let policy = read(&policy_path)?;
-        Self::assemble(
+        let delivery = delivery(&file, dir, &path.display().to_string())?;
+        let mut config = Self::assemble(
             path.display().to_string(),
             file,
             &mappings,
             &mappings_path.display().to_string(),
             (policy, policy_path.display().to_string()),
-        )
+        )?;
+        config.delivery = delivery;
+        Ok(config)
     }
 
     fn built_in() -> Result<Self, ConfigError> {
         let file: ConfigFile = parse(DEFAULT_CONFIG, "built-in tocsin.toml")?;
-        Self::assemble(
+        let delivery = delivery(&file, Path::new("."), "built-in tocsin.toml")?;
+        let mut config = Self::assemble(
             "built-in defaults".into(),
             file,
             DEFAULT_MAPPINGS,
@@ -256,7 +267,9 @@ impl Config {
                 DEFAULT_POLICY.to_string(),
                 "built-in nhs-standard-contract.toml".into(),
             ),
-        )
+        )?;
+        config.delivery = delivery;
+        Ok(config)
     }
 
     fn assemble(
@@ -287,6 +300,7 @@ impl Config {
             events: file.events,
             log: file.log,
             gateway: file.gateway,
+            delivery: Default::default(),
         };
         config.apply_env(|k| std::env::var(k).ok())?;
         config.amqp.validate().map_err(|e| ConfigError::Invalid {
@@ -336,6 +350,21 @@ impl Config {
 /// The checked-in contract policy, compiled in as the default.
 pub const DEFAULT_POLICY: &str =
     include_str!("../../../config/policies/nhs-standard-contract.toml");
+
+/// `[[webhooks]]` and `[alertmanager]`, checked, their secret files read
+/// relative to the configuration file's directory.
+fn delivery(
+    file: &ConfigFile,
+    dir: &Path,
+    origin: &str,
+) -> Result<tocsin_delivery::DeliveryConfig, ConfigError> {
+    tocsin_delivery::DeliveryConfig::resolve(&file.webhooks, &file.alertmanager, dir).map_err(|e| {
+        ConfigError::Invalid {
+            path: origin.to_string(),
+            message: e.to_string(),
+        }
+    })
+}
 
 fn read(path: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

@@ -8,6 +8,7 @@
 //! time. Broker and store outages are waited out; SIGTERM and SIGINT finish
 //! the batch in hand and exit.
 
+mod delivery;
 mod http;
 mod pipeline;
 mod shutdown;
@@ -72,6 +73,9 @@ pub async fn run(config: Config) -> Result<ExitCode, Box<dyn std::error::Error>>
         return Ok(ExitCode::SUCCESS);
     };
     api.attach_store(store.clone());
+    // Webhooks and Alertmanager: their own tasks, fed by the store; they
+    // stop when `_delivery` is dropped at return.
+    let _delivery = delivery::spawn(&config, &metrics, &store)?;
     let tracker = restore_tracker(&config, &store).await?;
     TrackerObserved { tracker: &tracker }.emit(&metrics);
     tracing::info!(

@@ -74,6 +74,8 @@ pub struct Pipeline {
     /// Outbox rows the broker confirmed whose marking failed (the store
     /// briefly away): marked before anything is published again.
     unmarked: Vec<i64>,
+    /// Which webhook subscribers receive each alert (queued in its commit).
+    router: tocsin_delivery::Router,
 }
 
 impl Pipeline {
@@ -99,6 +101,7 @@ impl Pipeline {
             outbox_hold: None,
             outbox_delay: OUTBOX_RETRY_MIN,
             unmarked: Vec::new(),
+            router: tocsin_delivery::Router::new(config.delivery.webhooks.clone()),
         }
     }
 
@@ -405,6 +408,13 @@ impl Pipeline {
                     batch,
                     OutboxMessage::for_alert(&self.alerts_exchange, alert),
                 );
+                match self.router.plan(alert) {
+                    Ok(deliveries) => deliveries.into_iter().for_each(|d| batch.push_delivery(d)),
+                    // As for the outbox: say so loudly rather than lose it.
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot queue an alert for webhook delivery")
+                    }
+                }
             }
             batch.push_effect(effect);
         }
