@@ -207,3 +207,55 @@ async fn store_connections_lost_in_mid_stream_are_waited_out() {
     // No crash and no broker trouble: nothing is published twice.
     assert_eq!((ev, al, de), (0, 0, 0));
 }
+
+/// SIGTERM while a commit hangs (the store stops answering: here a table
+/// lock held by the test): the stop still ends the process within the
+/// configured time (exit 1: the batch in hand could not be committed). The
+/// input was not acknowledged, so a restart with the store back processes
+/// it and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_a_commit_hangs_exits_within_the_grace_period() {
+    let grace = 3;
+    let world = World::postgres(
+        "store-hangs",
+        Tuning {
+            shutdown_timeout_secs: grace,
+            ..tuning()
+        },
+    )
+    .await;
+    let mut gateway = world.start(&[]);
+    gateway.wait_ready().await;
+    let lock = world.store.lock_table("inputs");
+    let traffic = discharges("h", 1);
+    world.publish(&traffic.messages).await;
+    common::poll("the gateway's commit to wait on the lock", WAIT, || async {
+        match world.store.waiting_on_locks().await {
+            0 => Err("no backend waiting".to_string()),
+            _ => Ok(()),
+        }
+    })
+    .await;
+
+    let asked = Instant::now();
+    gateway.sigterm();
+    let status = gateway.wait_exit(Duration::from_secs(grace + 5)).await;
+    let took = asked.elapsed();
+    assert_eq!(status.code(), Some(1), "{status}\n{}", gateway.log());
+    assert!(
+        took < Duration::from_secs(grace + 1),
+        "took {took:?} for a grace of {grace} s"
+    );
+    assert!(
+        !gateway
+            .log_messages("stop not finished within the grace period")
+            .is_empty(),
+        "{}",
+        gateway.log()
+    );
+
+    drop(lock);
+    assert_eq!(world.store.count("inputs").await, 0, "nothing committed");
+    common::accounting::finish(&world, &traffic).await;
+    assert_eq!(world.store.input_ids().await.len(), traffic.messages.len());
+}

@@ -51,6 +51,8 @@ impl Readiness {
 pub async fn run(config: Config) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let metrics = Arc::new(Metrics::with_labels(config.metrics.clone())?);
     let mut stop = shutdown::listen()?;
+    let grace = Duration::from_secs(config.gateway.shutdown_timeout_secs);
+    shutdown::enforce_deadline(&stop, grace);
     let supervisor = Supervisor::new(config.amqp.clone())?;
     let readiness = Readiness {
         link: supervisor.subscribe(),
@@ -90,7 +92,6 @@ pub async fn run(config: Config) -> Result<ExitCode, Box<dyn std::error::Error>>
         metrics.clone(),
         readiness.consuming.clone(),
     );
-    let grace = Duration::from_secs(config.gateway.shutdown_timeout_secs);
     loop {
         let session = tokio::select! {
             s = supervisor.connect() => s,

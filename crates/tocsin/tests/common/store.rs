@@ -147,6 +147,53 @@ impl TestStore {
         })
     }
 
+    /// Takes an `ACCESS EXCLUSIVE` lock on `table` in a transaction of
+    /// the test's own and holds it until the returned guard is dropped: the
+    /// gateway's commits wait on it, as on a store that has stopped
+    /// answering.
+    pub fn lock_table(&self, table: &str) -> HeldLock {
+        let url = self.url();
+        let sql = format!("BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE");
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel::<()>();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let mut c = postgres::Client::connect(&url, postgres::NoTls)
+                .expect("connect to the test database");
+            c.batch_execute(&sql).expect("lock the table");
+            let _ = locked_tx.send(());
+            let _ = release_rx.recv();
+            let _ = c.batch_execute("ROLLBACK");
+        });
+        locked_rx
+            .recv_timeout(super::WAIT)
+            .expect("the table lock is taken");
+        HeldLock {
+            release: Some(release_tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Server processes on the test's database waiting for a lock.
+    pub async fn waiting_on_locks(&self) -> usize {
+        let Self::Postgres { db } = self else {
+            return 0;
+        };
+        let db = db.clone();
+        off_runtime(move || {
+            let mut c = postgres::Client::connect(&admin_url(), postgres::NoTls)
+                .expect("admin PostgreSQL connection");
+            let n: i64 = c
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity \
+                     WHERE datname = $1 AND wait_event_type = 'Lock'",
+                    &[&db],
+                )
+                .expect("pg_stat_activity")
+                .get(0);
+            usize::try_from(n).unwrap_or(0)
+        })
+    }
+
     /// Ids in the `inputs` audit table.
     pub async fn input_ids(&self) -> Vec<String> {
         self.strings("SELECT id FROM inputs").await
@@ -174,6 +221,21 @@ impl Drop for TestStore {
                     Err(e) => eprintln!("could not drop test database {db}: {e}"),
                 },
             );
+        }
+    }
+}
+
+/// A table lock held by the test; released when dropped.
+pub struct HeldLock {
+    release: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        drop(self.release.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }
