@@ -1,0 +1,318 @@
+//! Alertmanager delivery against the real `prometheus-alertmanager`
+//! (Debian's package; `scripts/test.sh` installs it) on a loopback port,
+//! with a temporary configuration whose webhook receiver, also on loopback,
+//! records Alertmanager's own notifications. The tests fail when the binary
+//! is missing.
+
+mod common;
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::routing::post;
+use chrono::{TimeZone, Utc};
+use common::{NHS_NUMBER, TempStore, wait_until};
+use serde_json::Value;
+use tocsin_delivery::config::Alertmanager;
+use tocsin_delivery::{Delivery, DeliveryConfig, DeliveryMetrics, SharedStore, StoreAccess};
+use tocsin_event::{DocumentKind, EncounterKind, EventId, Identifier};
+use tocsin_store::Batch;
+use tocsin_tracker::{
+    EncounterSummary, Expectation, ExpectationId, ExpectationStatus, PatientKeys, RuleRef,
+};
+
+const LIMIT: Duration = Duration::from_secs(30);
+const BINARY: &str = "prometheus-alertmanager";
+
+/// Identifiers that must never reach Alertmanager.
+const PATIENT_DATA: [&str; 5] = [NHS_NUMBER, "VISIT-77", "H12345", "A81001", "0badc0de"];
+
+/// A running Alertmanager, killed on drop.
+struct RunningAlertmanager {
+    _child: tokio::process::Child,
+    _dir: tempfile::TempDir,
+    base: String,
+}
+
+/// Notifications Alertmanager sent to its webhook receiver.
+#[derive(Clone, Default)]
+struct Notifications(Arc<Mutex<Vec<Value>>>);
+
+impl Notifications {
+    fn all(&self) -> Vec<Value> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+async fn notified(State(n): State<Notifications>, Json(v): Json<Value>) -> &'static str {
+    n.0.lock().unwrap().push(v);
+    "ok"
+}
+
+fn free_port() -> u16 {
+    // Alertmanager takes an address, not a socket: ask the kernel for a
+    // free port and hand it over.
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start_alertmanager() -> (RunningAlertmanager, Notifications) {
+    let notifications = Notifications::default();
+    let app = axum::Router::new()
+        .route("/notify", post(notified))
+        .with_state(notifications.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("alertmanager.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "route:\n  receiver: hook\n  group_by: ['alertname', 'site']\n  group_wait: 200ms\n  \
+             group_interval: 500ms\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    \
+             webhook_configs:\n      - url: http://{hook}/notify\n        send_resolved: true\n"
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let child = tokio::process::Command::new(BINARY)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.path={}", dir.path().join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--cluster.listen-address=")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {BINARY} ({e}): install it with `apt-get install -y prometheus-alertmanager` \
+                 (scripts/test.sh does)"
+            )
+        });
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let ready = format!("{base}/-/ready");
+    wait_until("Alertmanager ready", LIMIT, || {
+        let c = client.clone();
+        let url = ready.clone();
+        async move {
+            c.get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        }
+    })
+    .await;
+    (
+        RunningAlertmanager {
+            _child: child,
+            _dir: dir,
+            base,
+        },
+        notifications,
+    )
+}
+
+async fn active_alerts(base: &str) -> Vec<Value> {
+    let body = reqwest::get(format!("{base}/api/v2/alerts"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    v.as_array().cloned().unwrap_or_default()
+}
+
+fn config(base: &str, resend: Duration) -> Alertmanager {
+    Alertmanager {
+        alerts_url: reqwest::Url::parse(&format!("{base}/api/v2/alerts")).unwrap(),
+        resend_interval: resend,
+        poll_interval: Duration::from_millis(100),
+        timeout: Duration::from_secs(5),
+        api_base: reqwest::Url::parse("https://tocsin.example.nhs.uk/").unwrap(),
+        delivery_failed_for: Duration::from_secs(3600),
+        severity_overdue: "warning".into(),
+        severity_delivery_failed: "critical".into(),
+    }
+}
+
+fn expectation(status: ExpectationStatus) -> Expectation {
+    let deadline = Utc.with_ymd_and_hms(2026, 3, 2, 10, 0, 0).unwrap();
+    Expectation {
+        id: ExpectationId("0badc0de".into()),
+        status,
+        document_kind: DocumentKind::DischargeSummary,
+        encounter: EncounterSummary {
+            id: Some("VISIT-77".into()),
+            reference: None,
+            kind: EncounterKind::Inpatient,
+            ended_at: deadline - chrono::Duration::hours(24),
+            site: Some("RXX01".into()),
+            specialty: None,
+        },
+        patient: PatientKeys {
+            nhs_number: Some(NHS_NUMBER.into()),
+            local_ids: vec![Identifier {
+                system: "MR".into(),
+                value: "H12345".into(),
+            }],
+        },
+        gp_practice: Some("A81001".into()),
+        rule: RuleRef {
+            id: "discharge-summary-24h".into(),
+            clause: "SC11.6".into(),
+        },
+        deadline,
+        due_soon_at: None,
+        created_by: EventId::from_string("evt-1".to_string()),
+        settlement: None,
+        delivery: None,
+        alerts_raised: vec![],
+    }
+}
+
+async fn put(store: &SharedStore, e: Expectation) {
+    let mut batch = Batch::default();
+    batch.push_expectation(e);
+    store.call(move |s| s.commit(&batch)).await.unwrap();
+}
+
+fn start(
+    store: &SharedStore,
+    am: Alertmanager,
+) -> (tocsin_delivery::Workers, Arc<DeliveryMetrics>) {
+    let metrics = Arc::new(DeliveryMetrics::unregistered(&[]));
+    let d = Delivery::with_metrics(
+        DeliveryConfig {
+            webhooks: vec![],
+            alertmanager: Some(am),
+        },
+        metrics.clone(),
+    );
+    (d.spawn(store.clone()).unwrap(), metrics)
+}
+
+fn assert_no_patient_data(what: &str, v: &Value) {
+    let text = v.to_string();
+    for id in PATIENT_DATA {
+        assert!(!text.contains(id), "{what} carries {id:?}: {text}");
+    }
+}
+
+#[tokio::test]
+async fn an_overdue_then_resolved_group_fires_then_resolves_without_patient_data() {
+    let (am, notifications) = start_alertmanager().await;
+    let tmp = TempStore::new();
+    let store = tmp.open();
+    // A long resend interval: the alert's own endsAt is minutes away, so
+    // its resolution below can only come from tocsin's resolved post.
+    let (_workers, metrics) = start(&store, config(&am.base, Duration::from_secs(60)));
+
+    put(&store, expectation(ExpectationStatus::Overdue)).await;
+    wait_until("the alert is active in Alertmanager", LIMIT, || async {
+        !active_alerts(&am.base).await.is_empty()
+    })
+    .await;
+    let alerts = active_alerts(&am.base).await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let a = &alerts[0];
+    assert_eq!(a["status"]["state"], "active");
+    let labels = a["labels"].as_object().unwrap();
+    let mut names: Vec<&str> = labels.keys().map(String::as_str).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "alertname",
+            "document_kind",
+            "encounter_kind",
+            "severity",
+            "site"
+        ]
+    );
+    assert_eq!(labels["alertname"], "TocsinDocumentOverdue");
+    assert_eq!(labels["document_kind"], "discharge_summary");
+    assert_eq!(labels["encounter_kind"], "inpatient");
+    assert_eq!(labels["site"], "RXX01");
+    assert_eq!(labels["severity"], "warning");
+    let ann = &a["annotations"];
+    assert!(
+        ann["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("1 discharge_summary"),
+        "{ann}"
+    );
+    assert_eq!(
+        ann["expectations_url"],
+        "https://tocsin.example.nhs.uk/api/v1/expectations?status=overdue&document_kind=discharge_summary&encounter_kind=inpatient&site=RXX01"
+    );
+    assert_eq!(
+        ann["alerts_url"],
+        "https://tocsin.example.nhs.uk/api/v1/alerts?kind=overdue"
+    );
+    assert_no_patient_data("the active alert", a);
+    let fingerprint = a["fingerprint"].clone();
+
+    // The document arrives late: the expectation is settled, the group
+    // empties, and tocsin posts the same alert with endsAt now.
+    put(&store, expectation(ExpectationStatus::Late)).await;
+    wait_until("Alertmanager notifies the resolution", LIMIT, || async {
+        notifications
+            .all()
+            .iter()
+            .any(|n| n["status"] == "resolved")
+    })
+    .await;
+    assert!(active_alerts(&am.base).await.is_empty());
+    let all = notifications.all();
+    let firing = all.iter().find(|n| n["status"] == "firing").unwrap();
+    let resolved = all.iter().find(|n| n["status"] == "resolved").unwrap();
+    assert_eq!(firing["alerts"][0]["fingerprint"], fingerprint);
+    assert_eq!(
+        resolved["alerts"][0]["fingerprint"], fingerprint,
+        "the same alert, ended"
+    );
+    assert_eq!(resolved["alerts"][0]["status"], "resolved");
+    for n in &all {
+        assert_no_patient_data("a notification", n);
+    }
+    assert!(metrics.alertmanager_posts.with_label_values(&["ok"]).get() >= 2);
+    assert_eq!(metrics.alertmanager_firing.get(), 0);
+}
+
+#[tokio::test]
+async fn a_firing_group_is_posted_again_each_resend_interval() {
+    let (am, _notifications) = start_alertmanager().await;
+    let tmp = TempStore::new();
+    let store = tmp.open();
+    let (_workers, _metrics) = start(&store, config(&am.base, Duration::from_millis(500)));
+    put(&store, expectation(ExpectationStatus::Overdue)).await;
+
+    wait_until("active", LIMIT, || async {
+        !active_alerts(&am.base).await.is_empty()
+    })
+    .await;
+    let first = active_alerts(&am.base).await[0]["endsAt"].clone();
+    // Each re-post moves endsAt (four intervals ahead of the post).
+    wait_until("endsAt moved by a re-post", LIMIT, || async {
+        active_alerts(&am.base)
+            .await
+            .first()
+            .is_some_and(|a| a["endsAt"] != first)
+    })
+    .await;
+    let alerts = active_alerts(&am.base).await;
+    assert_eq!(alerts.len(), 1, "still one alert: {alerts:?}");
+    assert_eq!(alerts[0]["status"]["state"], "active");
+}
