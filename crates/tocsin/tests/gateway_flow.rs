@@ -89,11 +89,21 @@ async fn core_flow(world: World) {
     assert_eq!(alert.message_id, body["alert_id"].as_str().unwrap());
     assert_eq!(body["kind"], "overdue");
     assert_eq!(body["encounter"]["id"], "V0001234", "{body}");
-    let raised: chrono::DateTime<chrono::Utc> =
-        body["raised_at"].as_str().unwrap().parse().unwrap();
+    // Its deadline lies after every event's time, so event time alone
+    // could not have fired it: the wall clock did, once the input drained.
+    let at = |v: &serde_json::Value| -> chrono::DateTime<chrono::Utc> {
+        v.as_str().unwrap().parse().unwrap()
+    };
+    let latest_event = events
+        .seen
+        .iter()
+        .map(|e| at(&e.json()["occurred_at"]))
+        .max()
+        .unwrap();
+    let deadline = at(&body["deadline"]);
     assert!(
-        raised >= before - chrono::TimeDelta::seconds(1),
-        "raised at {raised}, by the wall clock, not by the 2024 event time"
+        deadline > latest_event && deadline < before,
+        "deadline {deadline}: after the last event ({latest_event}), before the wall clock"
     );
 
     // Every input is in the store's audit table, and the input queue is empty.
