@@ -17,12 +17,15 @@ use tocsin_tracker::StateRecord;
 
 const PER_KIND: usize = 500;
 
-/// A batch of fresh rows: batch `n` never repeats an earlier batch's ids.
+/// A batch of fresh rows: batch `n` never repeats an earlier batch's ids,
+/// and its encounters end after those of batch `n - 1`, as in real traffic
+/// (event time moves forward), so deadline and encounter-end index inserts
+/// land near the right edge of their indexes.
 fn batch(n: u64) -> Batch {
     let mut b = Batch::default();
     for i in 0..PER_KIND {
         let id: &'static str = Box::leak(format!("bench-{n}-{i}").into_boxed_str());
-        let e = open_expectation(id, (i % 1440) as i64);
+        let e = open_expectation(id, (n as i64) * PER_KIND as i64 + i as i64);
         b.push_state_put(StateRecord {
             namespace: "seen".into(),
             key: format!("hl7v2:MSG-{n}-{i}"),
