@@ -63,8 +63,9 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
         Some(url) => url.clone(),
         None => {
             scratch = tempfile::tempdir()?;
+            // A scratch store, thrown away after the run, needs no fsync.
             format!(
-                "sqlite://{}",
+                "sqlite://{}?synchronous=off",
                 scratch.path().join("replay.sqlite").display()
             )
         }
