@@ -161,15 +161,9 @@ fn collect(v: &Value, loc: &str, depth: usize, ev: &mut Evidence) {
                 ev.r4_shapes += 1;
             }
         }
-        Some("Composition") => {
-            if has("class") {
-                ev.stu3_shapes += 1;
-            }
-        }
-        Some("Patient") => {
-            if has("careProvider") {
-                unsupported(ev, "Patient.careProvider is FHIR DSTU2", loc.to_owned());
-            }
+        Some("Composition") if has("class") => ev.stu3_shapes += 1,
+        Some("Patient") if has("careProvider") => {
+            unsupported(ev, "Patient.careProvider is FHIR DSTU2", loc.to_owned());
         }
         Some("Bundle") => {
             if has("timestamp") {
