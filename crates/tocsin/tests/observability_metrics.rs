@@ -282,7 +282,13 @@ fn assert_closed_labels(s: &Scrape, sites: &[&str]) {
                 "format" => {
                     ["hl7v2", "fhir-json", "ndjson", "fhir-xml", "unknown"].contains(&v.as_str())
                 }
-                "result" => ["amqp_confirmed", "amqp_failed"].contains(&v.as_str()),
+                "result" => match sample.name.as_str() {
+                    "tocsin_webhook_deliveries_total" => {
+                        ["delivered", "retried", "failed"].contains(&v.as_str())
+                    }
+                    "tocsin_alertmanager_posts_total" => ["ok", "error"].contains(&v.as_str()),
+                    _ => ["amqp_confirmed", "amqp_failed"].contains(&v.as_str()),
+                },
                 "site" => site_values.contains(v),
                 // Fixed codes from the normalisers and the event model.
                 "reason" | "type" => code(v),
