@@ -39,6 +39,10 @@ pub enum Command {
     /// Publish files to the gateway's input queue (one message each), as the
     /// integration engine would: for trying tocsin out.
     Send(crate::commands::SendArgs),
+    /// Generate synthetic trust traffic from a seed (admissions, discharges,
+    /// attendances, documents, acknowledgements) into files for `replay`,
+    /// or publish it to the input queue: for benchmarks and trials.
+    Loadgen(crate::commands::LoadgenArgs),
     /// Validate the configuration, mappings and policy, and say what is wrong.
     CheckConfig,
 }

@@ -1,11 +1,13 @@
 //! One module per subcommand.
 
 mod check_config;
+mod loadgen;
 mod normalise;
 mod replay;
 mod run;
 mod send;
 
+pub use loadgen::LoadgenArgs;
 pub use send::SendArgs;
 
 pub use replay::ReportFormat;
@@ -24,6 +26,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Replay(args) => replay::run(&config, &args),
         Command::Run => run::run(config),
         Command::Send(args) => send::run(&config, &args),
+        Command::Loadgen(args) => loadgen::run(&config, &args),
         Command::CheckConfig => check_config::run(&config),
     }
 }
