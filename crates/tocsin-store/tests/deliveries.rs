@@ -157,8 +157,12 @@ fn overdue_and_alert_groups_count_without_patients(b: &dyn Backend) {
     ] {
         batch.push_expectation(expectation(&s));
     }
-    batch.alerts.push(alert("f1", AlertKind::DeliveryFailed, 100));
-    batch.alerts.push(alert("f2", AlertKind::DeliveryFailed, 200));
+    batch
+        .alerts
+        .push(alert("f1", AlertKind::DeliveryFailed, 100));
+    batch
+        .alerts
+        .push(alert("f2", AlertKind::DeliveryFailed, 200));
     batch.alerts.push(alert("o1", AlertKind::Overdue, 200));
     store.commit(&batch).unwrap();
 
@@ -182,6 +186,8 @@ fn overdue_and_alert_groups_count_without_patients(b: &dyn Backend) {
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].count, 1, "only f2 is recent enough");
     assert_eq!(failed[0].last, at(200));
-    let all = store.alert_groups(AlertKind::DeliveryFailed, at(0)).unwrap();
+    let all = store
+        .alert_groups(AlertKind::DeliveryFailed, at(0))
+        .unwrap();
     assert_eq!(all[0].count, 2);
 }
