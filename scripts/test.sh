@@ -5,9 +5,9 @@
 #
 # It starts the local RabbitMQ and PostgreSQL when they are down, installs the
 # test tools it needs (the Python `hl7` package for the differential test,
-# promtool), then runs cargo fmt --check, clippy with warnings as errors, the
-# whole test suite (cargo-nextest when installed, else cargo test) and
-# compiles the benchmarks. Tests that need a server fail, not skip, when it
+# promtool), then runs cargo fmt --check, clippy with warnings as errors,
+# compiles the benchmarks, runs the doc tests and, last, the whole test suite
+# (cargo-nextest when installed, else cargo test). Tests that need a server fail, not skip, when it
 # cannot be reached.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,14 +32,17 @@ cargo fmt --all -- --check
 say "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+say "benchmarks compile"
+cargo bench --workspace --locked --no-run
+
+say "doc tests"
+# nextest does not run doc tests.
+cargo test --workspace --locked --doc
+
+# The whole suite last, so its summary closes the output.
 say "tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
 else
   cargo test --workspace --locked --no-fail-fast
 fi
-# Doc tests are not run by nextest.
-cargo test --workspace --locked --doc
-
-say "benchmarks compile"
-cargo bench --workspace --locked --no-run
