@@ -21,7 +21,7 @@ WORK=${WORK:-$(mktemp -d)}
 KEEP=${KEEP:-}
 [ -n "$KEEP" ] || trap 'rm -rf "$WORK"' EXIT
 
-cargo build -q --release -p tocsin
+[ -n "${SKIP_BUILD:-}" ] || cargo build -q --release -p tocsin
 TOCSIN=target/release/tocsin
 echo "bench machine cpus=$(nproc) model=\"$(lscpu | sed -n 's/^Model name: *//p')\" kernel=$(uname -r) load=\"$(cut -d' ' -f1-3 /proc/loadavg)\""
 

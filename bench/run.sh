@@ -37,8 +37,10 @@ trap cleanup EXIT
 
 echo "bench machine cpus=$(nproc) model=\"$(lscpu | sed -n 's/^Model name: *//p')\" mem=$(free -g | awk '/Mem:/{print $2}')G kernel=$(uname -r) load=\"$(cut -d' ' -f1-3 /proc/loadavg)\" n=$N"
 
-cargo build -q --release -p tocsin -p tocsin-amqp --examples
-cargo build -q --release -p tocsin-loadgen --example bench_queue
+if [ -z "${SKIP_BUILD:-}" ]; then
+    cargo build -q --release -p tocsin -p tocsin-amqp --bins --examples
+    cargo build -q --release -p tocsin-loadgen --example bench_queue
+fi
 B=target/release
 TOCSIN=$B/tocsin
 
