@@ -21,6 +21,14 @@ pub struct FhirConfig {
     pub timezone: chrono_tz::Tz,
     /// Largest accepted resource (a whole Bundle counts as one), in bytes.
     pub max_resource_bytes: usize,
+    /// Largest accepted FHIR XML resource, in bytes (XML is wordier than
+    /// JSON). Absent from older mappings files: 16 MiB.
+    #[serde(default = "default_xml_max_bytes")]
+    pub xml_max_bytes: usize,
+    /// Deepest accepted nesting of FHIR XML elements (narrative markup
+    /// included). Absent from older mappings files: 100.
+    #[serde(default = "default_xml_max_depth")]
+    pub xml_max_depth: usize,
     /// Identifier system of the NHS number.
     pub nhs_number_system: String,
     /// Identifier systems whose values are ODS codes.
@@ -37,6 +45,14 @@ pub struct FhirConfig {
     pub itk_event: BTreeMap<String, DocumentKind>,
     /// `MessageHeader.response.code` to event type.
     pub response_code: BTreeMap<String, EventType>,
+}
+
+fn default_xml_max_bytes() -> usize {
+    16 * 1024 * 1024
+}
+
+fn default_xml_max_depth() -> usize {
+    100
 }
 
 /// The file layout: only `[fhir]` is read, other sections belong to others.

@@ -25,9 +25,11 @@ mod subject;
 mod time;
 mod version;
 mod view;
+mod xml;
 
 pub use config::FhirConfig;
 pub use error::FhirError;
+pub use xml::XmlError;
 
 use tocsin_event::{Format, InterfaceEvent};
 
@@ -111,4 +113,59 @@ fn strip_position(message: &str) -> String {
         Some(i) => message[..i].to_owned(),
         None => message.to_owned(),
     }
+}
+
+/// Normalises one FHIR XML resource (R4 or STU3, bundles included) into the
+/// same interface events its JSON form gives: the XML is converted to JSON
+/// (module `xml`) and read by the JSON path. Only `event_id`, and a
+/// `source.message_id` that falls back to a hash of the input, differ, since
+/// both identify the received bytes.
+///
+/// Hostile XML is refused, never expanded: DTDs (so external entities and
+/// entity expansion), unknown entity references, nesting deeper than
+/// `xml_max_depth`, input larger than `xml_max_bytes`.
+pub fn normalise_xml(bytes: &[u8], cfg: &FhirConfig) -> Result<Vec<InterfaceEvent>, XmlError> {
+    xml::normalise(bytes, cfg)
+}
+
+/// The JSON path from an already parsed resource, for the XML reader; `raw`
+/// is the received input, from which event ids are derived.
+pub(crate) fn normalise_value(
+    value: serde_json::Value,
+    raw: &[u8],
+    cfg: &FhirConfig,
+) -> Result<Vec<InterfaceEvent>, FhirError> {
+    let rtype = prepare::resource_type(&value, "$").map_err(|e| match e {
+        FhirError::NotFhir { reason, .. } => FhirError::NotFhir {
+            reason,
+            location: None,
+        },
+        other => other,
+    })?;
+    let version = version::detect(&value, &rtype)?;
+    let (format, reader): (Format, Box<dyn Reader>) = match version {
+        Version::R4 => (Format::FhirR4, Box::new(r4::R4 { tz: cfg.timezone })),
+        Version::Stu3 => (Format::FhirStu3, Box::new(stu3::Stu3 { tz: cfg.timezone })),
+    };
+    let root = prepare::entry(value, None, rtype, reader.as_ref(), cfg.timezone, 0)?;
+    let mut ctx = Ctx {
+        env: Env {
+            cfg,
+            reader: reader.as_ref(),
+        },
+        format,
+        raw,
+        events: Vec::new(),
+    };
+    let top = Scope {
+        entries: &[],
+        from_bundle: false,
+        parent: None,
+    };
+    if root.bundle.is_some() {
+        ctx.bundle(&root, &top)?;
+    } else {
+        ctx.resource(&root, &top)?;
+    }
+    Ok(ctx.events)
 }
