@@ -12,7 +12,7 @@ pub enum ContentHint {
     FhirJson,
     /// Newline-delimited FHIR JSON, one resource per line.
     Ndjson,
-    /// FHIR XML (not read yet: rejected with a reason that says so).
+    /// One FHIR XML resource (R4 or STU3, any type, including Bundles).
     FhirXml,
 }
 

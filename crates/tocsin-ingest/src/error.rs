@@ -18,18 +18,19 @@ pub enum IngestError {
     },
     /// Neither HL7 v2 nor FHIR JSON nor FHIR XML.
     #[error(
-        "not a recognised format: expected HL7 v2 (starting MSH, FHS or BHS), FHIR JSON or NDJSON"
+        "not a recognised format: expected HL7 v2 (starting MSH, FHS or BHS), FHIR JSON, NDJSON or FHIR XML"
     )]
     Unrecognised,
-    /// FHIR XML is recognised but not read yet.
-    #[error("FHIR XML is not read yet: send FHIR as JSON (application/fhir+json)")]
-    FhirXmlUnsupported,
     /// The HL7 normaliser refused the message.
     #[error("HL7 v2: {0}")]
     Hl7(#[from] tocsin_hl7::Hl7Error),
     /// The FHIR normaliser refused the resource.
     #[error("FHIR: {0}")]
     Fhir(#[from] tocsin_fhir::FhirError),
+    /// The FHIR XML reader refused the resource (hostile or malformed XML,
+    /// or whatever the JSON form would be refused for).
+    #[error("FHIR XML: {0}")]
+    FhirXml(#[from] tocsin_fhir::XmlError),
 }
 
 impl IngestError {
@@ -40,9 +41,9 @@ impl IngestError {
             Self::Empty => "empty",
             Self::Oversized { .. } => "oversized",
             Self::Unrecognised => "unrecognised_format",
-            Self::FhirXmlUnsupported => "fhir_xml_unsupported",
             Self::Hl7(e) => e.reason_code(),
             Self::Fhir(e) => e.reason_code(),
+            Self::FhirXml(e) => e.reason_code(),
         }
     }
 
@@ -51,6 +52,7 @@ impl IngestError {
         match self {
             Self::Hl7(e) => e.location(),
             Self::Fhir(e) => e.location(),
+            Self::FhirXml(e) => e.location(),
             _ => None,
         }
     }

@@ -85,7 +85,7 @@ pub fn ingest(bytes: &[u8], hint: Option<ContentHint>, cfg: &IngestConfig) -> Ve
         ContentHint::Ndjson => ingest_ndjson(bytes, cfg),
         ContentHint::FhirXml => vec![Unit {
             position: Position::Whole,
-            outcome: Err(IngestError::FhirXmlUnsupported),
+            outcome: tocsin_fhir::normalise_xml(bytes, &cfg.fhir).map_err(IngestError::from),
         }],
     }
 }

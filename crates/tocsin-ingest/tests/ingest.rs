@@ -125,16 +125,48 @@ fn several_hl7_messages_keep_their_order_and_positions() {
 }
 
 #[test]
-fn fhir_xml_is_refused_with_a_reason_that_says_so() {
-    let units = ingest(
-        &fixture("fhir/rejected/encounter.xml"),
+fn fhir_xml_is_read_by_content_or_hint_and_gives_the_events_of_its_json_form() {
+    let json = only_events(
+        &fixture("fhir/cross-format/discharge-summary-bundle-V123456.json"),
         None,
-        &IngestConfig::default(),
     );
-    assert_eq!(units.len(), 1);
+    let xml_bytes = fixture("fhir/xml/twins/cross-format/discharge-summary-bundle-V123456.xml");
+    for hint in [None, Some(ContentHint::FhirXml)] {
+        let xml = only_events(&xml_bytes, hint);
+        assert_eq!(xml.len(), 1);
+        assert_eq!(xml[0].event_type, EventType::DocumentIssued);
+        assert_eq!(xml[0].source.format, Format::FhirR4);
+        assert_eq!(xml[0].encounter, json[0].encounter);
+        assert_eq!(xml[0].document, json[0].document);
+        assert_eq!(xml[0].patient, json[0].patient);
+        assert_eq!(xml[0].occurred_at, json[0].occurred_at);
+        assert_ne!(xml[0].event_id, json[0].event_id, "ids identify the bytes");
+    }
+}
+
+#[test]
+fn fhir_xml_is_judged_like_json_and_hostile_xml_is_refused_with_its_reason() {
+    let cfg = IngestConfig::default();
+    // Read, then refused for what the resource lacks, as its JSON form would be.
+    let units = ingest(&fixture("fhir/rejected/encounter.xml"), None, &cfg);
     let err = units[0].outcome.as_ref().unwrap_err();
-    assert_eq!(err.reason_code(), "fhir_xml_unsupported");
-    assert!(err.to_string().contains("XML is not read yet"));
+    assert!(matches!(err, IngestError::FhirXml(_)), "{err:?}");
+    let json = ingest(
+        br#"{"resourceType": "Encounter", "status": "finished"}"#,
+        None,
+        &cfg,
+    );
+    let json_err = json[0].outcome.as_ref().unwrap_err();
+    assert_eq!(err.reason_code(), "invalid_resource");
+    assert_eq!(err.reason_code(), json_err.reason_code());
+    assert_eq!(err.location().as_deref(), Some("Encounter"));
+    assert_eq!(err.location(), json_err.location());
+    let dtd = b"<?xml version=\"1.0\"?>\n<!DOCTYPE Encounter [<!ENTITY x SYSTEM \"file:///etc/passwd\">]>\n<Encounter xmlns=\"http://hl7.org/fhir\"><status value=\"&x;\"/></Encounter>";
+    let units = ingest(dtd, None, &cfg);
+    let err = units[0].outcome.as_ref().unwrap_err();
+    assert_eq!(err.reason_code(), "xml_dtd_refused");
+    assert_eq!(err.location().as_deref(), Some("2:1"));
+    assert!(err.to_string().starts_with("FHIR XML: "), "{err}");
 }
 
 #[test]

@@ -141,10 +141,10 @@ impl<'a> Conv<'a> {
                 }
                 Event::CData(_) => return Err(self.not_fhir("CDATA outside an XHTML narrative")),
                 Event::GeneralRef(r) => {
-                    self.check_ref(&r)?;
+                    self.check_ref(&r, start)?;
                     return Err(self.not_fhir("text outside an XHTML narrative"));
                 }
-                Event::DocType(_) => return Err(self.refused(XmlRefusal::Dtd)),
+                Event::DocType(_) => return Err(self.refused(XmlRefusal::Dtd, start)),
                 Event::Decl(d) => {
                     if let Some(Ok(enc)) = d.encoding()
                         && !enc.eq_ignore_ascii_case("utf-8")
@@ -166,7 +166,7 @@ impl<'a> Conv<'a> {
     /// An element starts (`empty`: and ends at once).
     fn open(&mut self, e: &BytesStart<'_>, start: usize, empty: bool) -> Result<(), XmlError> {
         if self.stack.len() >= self.max_depth {
-            return Err(self.refused(XmlRefusal::Depth(self.max_depth)));
+            return Err(self.refused(XmlRefusal::Depth(self.max_depth), start));
         }
         let name = e.local_name().into_inner().to_owned();
         let attrs = self.attributes(e)?;
@@ -373,18 +373,19 @@ impl<'a> Conv<'a> {
         let mut depth = 0usize;
         if !empty {
             loop {
+                let at = self.reader.buffer_position() as usize;
                 let event = self.reader.read_event().map_err(|e| self.xml_error(e))?;
                 match event {
                     Event::Start(_) => {
                         depth += 1;
                         if self.stack.len() + depth >= self.max_depth {
-                            return Err(self.refused(XmlRefusal::Depth(self.max_depth)));
+                            return Err(self.refused(XmlRefusal::Depth(self.max_depth), at));
                         }
                     }
                     Event::End(_) if depth == 0 => break,
                     Event::End(_) => depth -= 1,
-                    Event::GeneralRef(r) => self.check_ref(&r)?,
-                    Event::DocType(_) => return Err(self.refused(XmlRefusal::Dtd)),
+                    Event::GeneralRef(r) => self.check_ref(&r, at)?,
+                    Event::DocType(_) => return Err(self.refused(XmlRefusal::Dtd, at)),
                     Event::Eof => {
                         return Err(self.malformed("the document ends inside a narrative"));
                     }
@@ -402,11 +403,11 @@ impl<'a> Conv<'a> {
     }
 
     /// Only character references and the five predefined entities are read.
-    fn check_ref(&self, r: &quick_xml::events::BytesRef<'_>) -> Result<(), XmlError> {
+    fn check_ref(&self, r: &quick_xml::events::BytesRef<'_>, at: usize) -> Result<(), XmlError> {
         if r.is_char_ref() || matches!(&**r, "lt" | "gt" | "amp" | "apos" | "quot") {
             Ok(())
         } else {
-            Err(self.refused(XmlRefusal::Entity))
+            Err(self.refused(XmlRefusal::Entity, at))
         }
     }
 
@@ -457,7 +458,7 @@ impl<'a> Conv<'a> {
     fn xml_error(&self, e: quick_xml::Error) -> XmlError {
         match e {
             quick_xml::Error::Escape(EscapeError::UnrecognizedEntity(..)) => {
-                self.refused(XmlRefusal::Entity)
+                self.refused(XmlRefusal::Entity, self.reader.buffer_position() as usize)
             }
             other => self.malformed(&crate::error::redact(&other.to_string())),
         }
@@ -481,8 +482,9 @@ impl<'a> Conv<'a> {
         }
     }
 
-    fn refused(&self, what: XmlRefusal) -> XmlError {
-        let (line, column) = self.position(self.reader.buffer_position());
+    /// A refusal of the construct starting at `offset`.
+    fn refused(&self, what: XmlRefusal, offset: usize) -> XmlError {
+        let (line, column) = self.position(offset as u64);
         match what {
             XmlRefusal::Dtd => XmlError::DtdRefused { line, column },
             XmlRefusal::Entity => XmlError::EntityRefused { line, column },
