@@ -154,3 +154,85 @@ pub(crate) fn to_json(bytes: &[u8], cfg: &FhirConfig) -> Result<serde_json::Valu
         Ok(r4.value)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn json_of(xml: &str) -> serde_json::Value {
+        to_json(xml.as_bytes(), &FhirConfig::default()).expect("converts")
+    }
+
+    #[test]
+    fn primitives_extensions_and_lists_follow_the_json_rules() {
+        let v = json_of(
+            r#"<?xml version="1.0"?><Patient xmlns="http://hl7.org/fhir">
+              <id value="p1"/>
+              <meta><profile value="https://fhir.hl7.org.uk/StructureDefinition/UKCore-Patient"/></meta>
+              <text><status value="generated"/><div xmlns="http://www.w3.org/1999/xhtml"><p>A &amp; B</p></div></text>
+              <contained><Organization><id value="o1"/><active value="true"/></Organization></contained>
+              <extension url="https://example.org/x"><valueDecimal value="1.5"/></extension>
+              <active value="false"/>
+              <name id="n1"><family value="Smith"/><given value="Ann"/>
+                <given value="Marie"><extension url="https://example.org/y"><valueInteger value="2"/></extension></given>
+              </name>
+              <birthDate><extension url="https://example.org/absent"><valueCode value="unknown"/></extension></birthDate>
+              <multipleBirthInteger value="2"/>
+            </Patient>"#,
+        );
+        assert_eq!(
+            v,
+            json!({
+                "resourceType": "Patient",
+                "id": "p1",
+                "meta": {"profile": ["https://fhir.hl7.org.uk/StructureDefinition/UKCore-Patient"]},
+                "text": {"status": "generated",
+                         "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>A &amp; B</p></div>"},
+                "contained": [{"resourceType": "Organization", "id": "o1", "active": true}],
+                "extension": [{"url": "https://example.org/x", "valueDecimal": 1.5}],
+                "active": false,
+                "name": [{"id": "n1", "family": "Smith", "given": ["Ann", "Marie"],
+                          "_given": [null, {"extension": [
+                              {"url": "https://example.org/y", "valueInteger": 2}]}]}],
+                "_birthDate": {"extension": [{"url": "https://example.org/absent", "valueCode": "unknown"}]},
+                "multipleBirthInteger": 2
+            })
+        );
+    }
+
+    #[test]
+    fn the_version_decides_which_elements_repeat() {
+        let docref = |extra: &str| {
+            format!(
+                r#"<DocumentReference xmlns="http://hl7.org/fhir"><status value="current"/>{extra}
+                <context><encounter><reference value="Encounter/e1"/></encounter></context></DocumentReference>"#
+            )
+        };
+        // R4 (no STU3 evidence): context.encounter is a list.
+        let r4 = json_of(&docref(r#"<date value="2024-01-15T10:00:00Z"/>"#));
+        assert_eq!(
+            r4["context"]["encounter"],
+            json!([{"reference": "Encounter/e1"}])
+        );
+        // STU3 (indexed): one reference, as STU3 JSON has it.
+        let stu3 = json_of(&docref(r#"<indexed value="2024-01-15T10:00:00Z"/>"#));
+        assert_eq!(
+            stu3["context"]["encounter"],
+            json!({"reference": "Encounter/e1"})
+        );
+        // No evidence either way: R4, as for JSON.
+        let none = json_of(&docref(""));
+        assert!(none["context"]["encounter"].is_array());
+    }
+
+    #[test]
+    fn unknown_elements_are_kept_by_shape_for_the_json_path_to_judge() {
+        let v = json_of(
+            r#"<Encounter xmlns="http://hl7.org/fhir"><status value="finished"/>
+               <class value="inpatient"/><patient><reference value="Patient/1"/></patient></Encounter>"#,
+        );
+        assert_eq!(v["class"], json!("inpatient"));
+        assert_eq!(v["patient"], json!({"reference": "Patient/1"}));
+    }
+}
