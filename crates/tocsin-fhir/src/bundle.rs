@@ -42,10 +42,10 @@ impl Ctx<'_> {
                     }
                 }
                 if self.events.len() == before {
-                    self.push(bundle_other(e, b));
+                    self.push(bundle_other(e, b, self.env.cfg.timezone));
                 }
             }
-            _ => self.push(bundle_other(e, b)),
+            _ => self.push(bundle_other(e, b, self.env.cfg.timezone)),
         }
         Ok(())
     }
@@ -81,7 +81,7 @@ impl Ctx<'_> {
         let c = self
             .env
             .reader
-            .composition(&comp_entry.value)
+            .composition(&comp_entry.text)
             .map_err(|err| FhirError::invalid("Composition", &comp_entry.loc, &err))?;
         let cscope = Scope {
             entries: &comp_entry.contained,
@@ -200,7 +200,7 @@ impl Ctx<'_> {
         let mh = self
             .env
             .reader
-            .message_header(&mh_entry.value)
+            .message_header(&mh_entry.text)
             .map_err(|err| FhirError::invalid("MessageHeader", &mh_entry.loc, &err))?;
         let sent_at = mh
             .timestamp
@@ -287,7 +287,7 @@ impl Ctx<'_> {
             .as_ref()
             .and_then(|r| r.reference.as_deref())
             .and_then(|r| scope.resolve(r))
-            .and_then(|e| outcome_text(&e.value));
+            .and_then(|e| outcome_text(&e.value(self.env.cfg.timezone)));
         d.ack = Some(Ack {
             of_message_id: of_message_id.to_owned(),
             code: code.to_owned(),
@@ -391,11 +391,11 @@ impl Ctx<'_> {
 }
 
 /// An event for a bundle that carries nothing tocsin tracks.
-fn bundle_other(e: &Entry, b: &Prepared) -> Draft {
+fn bundle_other(e: &Entry, b: &Prepared, tz: chrono_tz::Tz) -> Draft {
     Draft {
         message_id: first_value(&b.view.identifier).or_else(|| b.view.meta.id.clone()),
         message_type: format!("Bundle/{}", b.view.bundle_type),
-        ..other(e)
+        ..other(e, tz)
     }
 }
 

@@ -78,9 +78,9 @@ impl Ctx<'_> {
             "DocumentReference" => self.document_reference(e, &inner)?,
             "Patient" => Draft {
                 subject: self.env.patient(e, scope)?,
-                ..other(e)
+                ..other(e, self.env.cfg.timezone)
             },
-            _ => other(e),
+            _ => other(e, self.env.cfg.timezone),
         };
         self.push(draft);
         Ok(())
@@ -161,7 +161,7 @@ impl Ctx<'_> {
         let v = self
             .env
             .reader
-            .document_reference(&e.value)
+            .document_reference(&e.text)
             .map_err(|err| FhirError::invalid("DocumentReference", &e.loc, &err))?;
         let mut warnings = Vec::new();
         let (kind, type_code) = document_kind(self.env.cfg, &v.types, &e.loc, &mut warnings);
@@ -246,8 +246,9 @@ impl Ctx<'_> {
 }
 
 /// The `other` event for a resource tocsin does not use: nothing is dropped.
-pub(crate) fn other(e: &Entry) -> Draft {
-    let (occurred_at, warnings) = match any_time(e) {
+pub(crate) fn other(e: &Entry, tz: chrono_tz::Tz) -> Draft {
+    let value = e.value(tz);
+    let (occurred_at, warnings) = match any_time(e, &value) {
         Some(t) => (t, Vec::new()),
         None => (
             DateTime::<Utc>::UNIX_EPOCH,
@@ -262,8 +263,7 @@ pub(crate) fn other(e: &Entry) -> Draft {
     };
     let meta = Meta {
         id: e.id.clone(),
-        version_id: e
-            .value
+        version_id: value
             .pointer("/meta/versionId")
             .and_then(|v| v.as_str())
             .map(str::to_owned),
@@ -284,7 +284,7 @@ pub(crate) fn other(e: &Entry) -> Draft {
 }
 
 /// The first time among the elements most resources carry.
-fn any_time(e: &Entry) -> Option<DateTime<Utc>> {
+fn any_time(e: &Entry, value: &serde_json::Value) -> Option<DateTime<Utc>> {
     const POINTERS: &[&str] = &[
         "/meta/lastUpdated",
         "/timestamp",
@@ -303,7 +303,7 @@ fn any_time(e: &Entry) -> Option<DateTime<Utc>> {
         return t;
     }
     POINTERS.iter().find_map(|p| {
-        let s = e.value.pointer(p)?.as_str()?;
+        let s = value.pointer(p)?.as_str()?;
         let d: fhir_sdk::DateTime = s.parse().ok()?;
         crate::time::datetime_utc(&d, chrono_tz::UTC)
     })

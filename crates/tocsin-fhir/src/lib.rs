@@ -20,6 +20,7 @@ mod error;
 mod events;
 mod prepare;
 mod r4;
+mod raw;
 mod stu3;
 mod subject;
 mod time;
@@ -31,6 +32,7 @@ pub use config::FhirConfig;
 pub use error::FhirError;
 pub use xml::XmlError;
 
+use serde_json::value::RawValue;
 use tocsin_event::{Format, InterfaceEvent};
 
 use crate::events::Ctx;
@@ -66,32 +68,44 @@ pub fn normalise_json(bytes: &[u8], cfg: &FhirConfig) -> Result<Vec<InterfaceEve
     if body.trim_ascii_start().starts_with(b"<") {
         return Err(FhirError::XmlNotSupported);
     }
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| FhirError::MalformedJson {
-            line: e.line(),
-            column: e.column(),
-            message: error::redact(&strip_position(&e.to_string())),
-        })?;
-    let rtype = prepare::resource_type(&value, "$").map_err(|e| match e {
+    // One pass checks the syntax and splits nothing yet; nesting is not
+    // limited by it (serde_json skips raw values without recursion), so an
+    // input that is no object is parsed as a tree for serde_json's limits.
+    let root: &RawValue = serde_json::from_slice(body).map_err(malformed)?;
+    if raw::kind(root) != raw::Kind::Object {
+        serde_json::from_slice::<serde_json::Value>(body).map_err(malformed)?;
+    }
+    normalise_raw(root, bytes, cfg)
+}
+
+/// The JSON path from the resource's text (checked JSON, not yet taken
+/// apart); `raw` is the received input, from which event ids are derived.
+fn normalise_raw(
+    root: &RawValue,
+    raw: &[u8],
+    cfg: &FhirConfig,
+) -> Result<Vec<InterfaceEvent>, FhirError> {
+    let (obj, rtype) = prepare::resource(root, "$").map_err(|e| match e {
         FhirError::NotFhir { reason, .. } => FhirError::NotFhir {
             reason,
             location: None,
         },
         other => other,
     })?;
-    let version = version::detect(&value, &rtype)?;
+    let version = version::detect_raw(&obj, &rtype)?;
     let (format, reader): (Format, Box<dyn Reader>) = match version {
         Version::R4 => (Format::FhirR4, Box::new(r4::R4 { tz: cfg.timezone })),
         Version::Stu3 => (Format::FhirStu3, Box::new(stu3::Stu3 { tz: cfg.timezone })),
     };
-    let root = prepare::entry(value, None, rtype, reader.as_ref(), cfg.timezone, 0)?;
+    let loc = rtype.clone();
+    let root = prepare::entry_of(root, obj, rtype, None, loc, reader.as_ref(), 0)?;
     let mut ctx = Ctx {
         env: Env {
             cfg,
             reader: reader.as_ref(),
         },
         format,
-        raw: bytes,
+        raw,
         events: Vec::new(),
     };
     let top = Scope {
@@ -105,6 +119,15 @@ pub fn normalise_json(bytes: &[u8], cfg: &FhirConfig) -> Result<Vec<InterfaceEve
         ctx.resource(&root, &top)?;
     }
     Ok(ctx.events)
+}
+
+/// A serde_json syntax error as a typed error.
+fn malformed(e: serde_json::Error) -> FhirError {
+    FhirError::MalformedJson {
+        line: e.line(),
+        column: e.column(),
+        message: error::redact(&strip_position(&e.to_string())),
+    }
 }
 
 /// serde_json appends " at line L column C"; the position is kept separately.
@@ -135,37 +158,8 @@ pub(crate) fn normalise_value(
     raw: &[u8],
     cfg: &FhirConfig,
 ) -> Result<Vec<InterfaceEvent>, FhirError> {
-    let rtype = prepare::resource_type(&value, "$").map_err(|e| match e {
-        FhirError::NotFhir { reason, .. } => FhirError::NotFhir {
-            reason,
-            location: None,
-        },
-        other => other,
-    })?;
-    let version = version::detect(&value, &rtype)?;
-    let (format, reader): (Format, Box<dyn Reader>) = match version {
-        Version::R4 => (Format::FhirR4, Box::new(r4::R4 { tz: cfg.timezone })),
-        Version::Stu3 => (Format::FhirStu3, Box::new(stu3::Stu3 { tz: cfg.timezone })),
-    };
-    let root = prepare::entry(value, None, rtype, reader.as_ref(), cfg.timezone, 0)?;
-    let mut ctx = Ctx {
-        env: Env {
-            cfg,
-            reader: reader.as_ref(),
-        },
-        format,
-        raw,
-        events: Vec::new(),
-    };
-    let top = Scope {
-        entries: &[],
-        from_bundle: false,
-        parent: None,
-    };
-    if root.bundle.is_some() {
-        ctx.bundle(&root, &top)?;
-    } else {
-        ctx.resource(&root, &top)?;
-    }
-    Ok(ctx.events)
+    // The XML reader builds a tree; the JSON path reads text.
+    let text = value.to_string();
+    let root: &RawValue = serde_json::from_str(&text).map_err(malformed)?;
+    normalise_raw(root, raw, cfg)
 }

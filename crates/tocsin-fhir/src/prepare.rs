@@ -10,8 +10,10 @@
 //! as `#id`).
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::FhirError;
+use crate::raw::{self, Obj};
 use crate::time::tolerate_times;
 use crate::view::{BundleView, Reader};
 
@@ -25,6 +27,14 @@ const MODELLED: &[&str] = &[
     "Organization",
 ];
 
+/// Elements of a modelled resource that never reach its model: contained
+/// resources (split off, see the module documentation), the narrative
+/// (`text`), the resource's own extensions and a Composition's sections.
+/// tocsin reads none of them, and reading them costs more than the rest of
+/// the resource (UK Core extensions carry `value[x]`, which serde reads
+/// through a buffer).
+const NOT_READ: &[&str] = &["contained", "text", "extension", "section"];
+
 /// Bundles nested deeper than this are rejected (a message holds a document:
 /// two levels; a collection of messages: three).
 const MAX_BUNDLE_DEPTH: usize = 6;
@@ -35,15 +45,30 @@ pub(crate) struct Entry {
     pub full_url: Option<String>,
     pub rtype: String,
     pub id: Option<String>,
-    /// The resource JSON, after the tolerant pre-pass if modelled (`Null`
-    /// for bundles, which are in `bundle`).
-    pub value: Value,
+    /// The JSON text a model reads: for a modelled resource, its members
+    /// but [`NOT_READ`]; for others the resource as sent; empty for bundles,
+    /// which are in `bundle`.
+    pub text: String,
     /// A nested bundle, already taken apart.
     pub bundle: Option<Box<Prepared>>,
     /// Its contained resources.
     pub contained: Vec<Entry>,
     /// FHIR path, e.g. `Bundle.entry[2].resource`.
     pub loc: String,
+}
+
+impl Entry {
+    /// The resource as a JSON tree, for the few elements read without a
+    /// model (times of `other` resources, a Location's ODS code, an
+    /// OperationOutcome's text): modelled resources after the tolerant
+    /// date-time pre-pass, as their model would see them.
+    pub fn value(&self, tz: chrono_tz::Tz) -> Value {
+        let mut v = serde_json::from_str(&self.text).unwrap_or(Value::Null);
+        if MODELLED.contains(&self.rtype.as_str()) {
+            tolerate_times(&mut v, tz);
+        }
+        v
+    }
 }
 
 /// A bundle taken apart.
@@ -98,84 +123,100 @@ fn relative_part(reference: &str) -> Option<(&str, &str)> {
     (rtype.starts_with(|c: char| c.is_ascii_uppercase()) && !id.is_empty()).then_some((rtype, id))
 }
 
-/// The `resourceType` of a JSON value that should be a resource.
-pub(crate) fn resource_type(v: &Value, loc: &str) -> Result<String, FhirError> {
+/// A raw value that should be a resource, as an object with its
+/// `resourceType`.
+pub(crate) fn resource<'de>(v: &'de RawValue, loc: &str) -> Result<(Obj<'de>, String), FhirError> {
     let not_fhir = |reason: &str| FhirError::NotFhir {
         reason: reason.to_owned(),
         location: Some(loc.to_owned()),
     };
-    let obj = v
-        .as_object()
-        .ok_or_else(|| not_fhir("a resource must be a JSON object"))?;
+    let obj = raw::obj(v).ok_or_else(|| not_fhir("a resource must be a JSON object"))?;
     let rt = obj
         .get("resourceType")
-        .ok_or_else(|| not_fhir("no resourceType"))?
-        .as_str()
-        .ok_or_else(|| not_fhir("resourceType is not a string"))?;
+        .ok_or_else(|| not_fhir("no resourceType"))?;
+    let rt = raw::string(rt).ok_or_else(|| not_fhir("resourceType is not a string"))?;
     if rt.is_empty()
         || !rt.starts_with(|c: char| c.is_ascii_uppercase())
         || !rt.chars().all(|c| c.is_ascii_alphanumeric())
     {
         return Err(not_fhir("resourceType is not a FHIR resource type name"));
     }
-    Ok(rt.to_owned())
+    let rt = rt.into_owned();
+    Ok((obj, rt))
 }
 
 /// Prepares one resource (see the module documentation).
 pub(crate) fn entry(
-    mut value: Value,
+    value: &RawValue,
     full_url: Option<String>,
     loc: String,
     reader: &dyn Reader,
-    tz: chrono_tz::Tz,
     depth: usize,
 ) -> Result<Entry, FhirError> {
-    let rtype = resource_type(&value, &loc)?;
-    let id = value.get("id").and_then(Value::as_str).map(str::to_owned);
+    let (obj, rtype) = resource(value, &loc)?;
+    entry_of(value, obj, rtype, full_url, loc, reader, depth)
+}
+
+/// Prepares one resource already split into its members.
+pub(crate) fn entry_of(
+    value: &RawValue,
+    obj: Obj<'_>,
+    rtype: String,
+    full_url: Option<String>,
+    loc: String,
+    reader: &dyn Reader,
+    depth: usize,
+) -> Result<Entry, FhirError> {
+    let id = obj.str("id").map(|s| s.into_owned());
     if rtype == "Bundle" {
-        let prepared = bundle(value, loc.clone(), reader, tz, depth + 1)?;
+        let prepared = bundle(&obj, loc.clone(), reader, depth + 1)?;
         return Ok(Entry {
             full_url,
             rtype,
             id,
-            value: Value::Null,
+            text: String::new(),
             bundle: Some(Box::new(prepared)),
             contained: Vec::new(),
             loc,
         });
     }
     let mut contained = Vec::new();
-    if MODELLED.contains(&rtype.as_str()) {
-        if let Some(Value::Array(items)) = value.as_object_mut().and_then(|o| o.remove("contained"))
-        {
+    let text = if MODELLED.contains(&rtype.as_str()) {
+        if let Some(items) = obj.get("contained").and_then(raw::array) {
             for (i, c) in items.into_iter().enumerate() {
-                let cid = c.get("id").and_then(Value::as_str).map(|s| format!("#{s}"));
+                let cid = raw::obj(c).and_then(|o| o.str("id").map(|s| format!("#{s}")));
                 let cloc = format!("{loc}.contained[{i}]");
-                let mut e = entry(c, cid, cloc, reader, tz, depth + 1)?;
+                let mut e = entry(c, cid, cloc, reader, depth + 1)?;
                 // Contained resources do not nest further.
                 e.contained.clear();
                 contained.push(e);
             }
         }
-        tolerate_times(&mut value, tz);
-    }
+        if obj.has_any(NOT_READ) {
+            obj.to_json(NOT_READ, &[])
+        } else {
+            value.get().to_owned()
+        }
+    } else {
+        value.get().to_owned()
+    };
     Ok(Entry {
         full_url,
         rtype,
         id,
-        value,
+        text,
         bundle: None,
         contained,
         loc,
     })
 }
 
-/// Takes a bundle apart: the shell through the model, entries one by one.
+/// Takes a bundle apart: the shell (its entries without their resources)
+/// through the model, then the entries' resources one by one.
 pub(crate) fn bundle(
-    mut value: Value,
+    obj: &Obj<'_>,
     loc: String,
     reader: &dyn Reader,
-    tz: chrono_tz::Tz,
     depth: usize,
 ) -> Result<Prepared, FhirError> {
     if depth > MAX_BUNDLE_DEPTH {
@@ -186,21 +227,38 @@ pub(crate) fn bundle(
         });
     }
     let mut resources = Vec::new();
-    if let Some(Value::Array(entries)) = value.get_mut("entry") {
-        for e in entries.iter_mut() {
-            resources.push(e.as_object_mut().and_then(|o| o.remove("resource")));
+    let shell = match obj.get("entry").and_then(raw::array) {
+        Some(entries) => {
+            let mut list = String::from("[");
+            for (i, e) in entries.iter().enumerate() {
+                if i > 0 {
+                    list.push(',');
+                }
+                match raw::obj(e) {
+                    Some(o) => {
+                        resources.push(o.get("resource"));
+                        list.push_str(&o.to_json(&["resource"], &[]));
+                    }
+                    None => {
+                        resources.push(None);
+                        list.push_str(e.get());
+                    }
+                }
+            }
+            list.push(']');
+            obj.to_json(&["entry"], &[("entry", &list)])
         }
-    }
-    tolerate_times(&mut value, tz);
+        None => obj.to_json(&[], &[]),
+    };
     let view = reader
-        .bundle(&value)
+        .bundle(&shell)
         .map_err(|e| FhirError::invalid("Bundle", &loc, &e))?;
     let mut entries = Vec::with_capacity(resources.len());
     for (i, r) in resources.into_iter().enumerate() {
         let Some(r) = r else { continue };
         let full_url = view.full_urls.get(i).cloned().flatten();
         let eloc = format!("{loc}.entry[{i}].resource");
-        entries.push(entry(r, full_url, eloc, reader, tz, depth)?);
+        entries.push(entry(r, full_url, eloc, reader, depth)?);
     }
     Ok(Prepared { view, entries, loc })
 }

@@ -6,11 +6,9 @@ use fhir_sdk::stu3::resources::{
     Bundle, Composition, CompositionRelatesToTarget, DocumentReference, Encounter, MessageHeader,
     Organization, Patient,
 };
-use serde::Deserialize;
-use serde_json::Value;
 
 use crate::common::conversions;
-use crate::time::{datetime_utc, instant_utc};
+use crate::time::{datetime_utc, instant_utc, model};
 use crate::view::{
     BundleView, CompositionView, DocRefView, EncounterView, MessageHeaderView, OrganizationView,
     PatientView, Reader,
@@ -24,8 +22,8 @@ pub(crate) struct Stu3 {
 }
 
 impl Reader for Stu3 {
-    fn encounter(&self, v: &Value) -> Result<EncounterView, serde_json::Error> {
-        let e = Encounter::deserialize(v)?;
+    fn encounter(&self, v: &str) -> Result<EncounterView, serde_json::Error> {
+        let e: Encounter = model(v, self.tz)?;
         let period = e.period.as_ref();
         Ok(EncounterView {
             meta: meta(&e.id, &e.meta),
@@ -52,8 +50,8 @@ impl Reader for Stu3 {
         })
     }
 
-    fn document_reference(&self, v: &Value) -> Result<DocRefView, serde_json::Error> {
-        let d = DocumentReference::deserialize(v)?;
+    fn document_reference(&self, v: &str) -> Result<DocRefView, serde_json::Error> {
+        let d: DocumentReference = model(v, self.tz)?;
         Ok(DocRefView {
             meta: meta(&d.id, &d.meta),
             master_identifier: d.master_identifier.as_ref().map(ident),
@@ -80,8 +78,8 @@ impl Reader for Stu3 {
         })
     }
 
-    fn composition(&self, v: &Value) -> Result<CompositionView, serde_json::Error> {
-        let c = Composition::deserialize(v)?;
+    fn composition(&self, v: &str) -> Result<CompositionView, serde_json::Error> {
+        let c: Composition = model(v, self.tz)?;
         Ok(CompositionView {
             meta: meta(&c.id, &c.meta),
             identifier: c.identifier.as_ref().map(ident),
@@ -104,8 +102,8 @@ impl Reader for Stu3 {
         })
     }
 
-    fn message_header(&self, v: &Value) -> Result<MessageHeaderView, serde_json::Error> {
-        let m = MessageHeader::deserialize(v)?;
+    fn message_header(&self, v: &str) -> Result<MessageHeaderView, serde_json::Error> {
+        let m: MessageHeader = model(v, self.tz)?;
         Ok(MessageHeaderView {
             meta: meta(&m.id, &m.meta),
             event: Some(code(&m.event)),
@@ -132,23 +130,23 @@ impl Reader for Stu3 {
         })
     }
 
-    fn patient(&self, v: &Value) -> Result<PatientView, serde_json::Error> {
-        let p = Patient::deserialize(v)?;
+    fn patient(&self, v: &str) -> Result<PatientView, serde_json::Error> {
+        let p: Patient = model(v, self.tz)?;
         Ok(PatientView {
             identifiers: idents(&p.identifier),
             general_practitioners: refs(&p.general_practitioner),
         })
     }
 
-    fn organization(&self, v: &Value) -> Result<OrganizationView, serde_json::Error> {
-        let o = Organization::deserialize(v)?;
+    fn organization(&self, v: &str) -> Result<OrganizationView, serde_json::Error> {
+        let o: Organization = model(v, self.tz)?;
         Ok(OrganizationView {
             identifiers: idents(&o.identifier),
         })
     }
 
-    fn bundle(&self, v: &Value) -> Result<BundleView, serde_json::Error> {
-        let b = Bundle::deserialize(v)?;
+    fn bundle(&self, v: &str) -> Result<BundleView, serde_json::Error> {
+        let b: Bundle = model(v, self.tz)?;
         Ok(BundleView {
             meta: meta(&b.id, &b.meta),
             identifier: b.identifier.as_ref().map(ident),

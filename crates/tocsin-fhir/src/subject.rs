@@ -28,9 +28,9 @@ impl Env<'_> {
     fn read<T>(
         &self,
         e: &Entry,
-        f: impl Fn(&dyn Reader, &serde_json::Value) -> Result<T, serde_json::Error>,
+        f: impl Fn(&dyn Reader, &str) -> Result<T, serde_json::Error>,
     ) -> Result<T, FhirError> {
-        f(self.reader, &e.value).map_err(|err| FhirError::invalid(&e.rtype, &e.loc, &err))
+        f(self.reader, &e.text).map_err(|err| FhirError::invalid(&e.rtype, &e.loc, &err))
     }
 
     /// The patient a subject reference names: through the Patient resource
@@ -193,7 +193,7 @@ impl Env<'_> {
             }
             if let Some(e) = l.reference.as_deref().and_then(|x| scope.resolve(x))
                 && e.rtype == "Location"
-                && let Some(code) = location_ods(&e.value, self.cfg)
+                && let Some(code) = location_ods(&e.value(self.cfg.timezone), self.cfg)
             {
                 return Ok(Some(code));
             }

@@ -11,6 +11,7 @@
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, SecondsFormat, TimeZone, Utc};
 use chrono_tz::Tz;
 use fhir_sdk::{Date, Instant};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// Keys whose string values are never times (free text, codes, identifiers),
@@ -30,6 +31,25 @@ const NOT_TIMES: &[&str] = &[
     "id",
     "fullUrl",
 ];
+
+/// Reads a fhir-sdk model from the JSON text of one resource.
+///
+/// Text the model accepts is read straight from the input in one pass.
+/// Text it refuses is read again through a `Value` after [`tolerate_times`]
+/// (a date-time sent without an offset or seconds is the usual reason), and
+/// that second result, success or error, stands. The pre-pass only rewrites
+/// strings shaped like a date-time without an offset or seconds; a strict
+/// model refuses those wherever it expects a `dateTime` or `instant`, and
+/// the other elements tocsin reads (ids, codes, identifiers, references,
+/// URLs) cannot validly hold one. So conforming text reads the same either
+/// way, and the one-pass route is taken whenever it can be.
+pub(crate) fn model<T: DeserializeOwned>(text: &str, tz: Tz) -> Result<T, serde_json::Error> {
+    serde_json::from_str(text).or_else(|_| {
+        let mut value: Value = serde_json::from_str(text)?;
+        tolerate_times(&mut value, tz);
+        T::deserialize(&value)
+    })
+}
 
 /// Rewrites, in place, every date-time string that lacks an offset or seconds
 /// (see the module documentation). Other values are untouched.

@@ -22,9 +22,8 @@
 //! `Patient.careProvider`, `MessageHeader.data`; R5 and DSTU2 profile paths)
 //! is rejected as an unsupported version, wherever it appears.
 
-use serde_json::Value;
-
 use crate::FhirError;
+use crate::raw::{self, Kind, Obj};
 
 /// The FHIR versions tocsin reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,8 +44,18 @@ struct Evidence {
 /// How deep nested bundles are searched for evidence.
 const MAX_DEPTH: usize = 4;
 
+/// Decides the version of a resource tree (the XML reader's form): as
+/// [`detect_raw`] on its text.
+pub(crate) fn detect(resource: &serde_json::Value, root: &str) -> Result<Version, FhirError> {
+    let text = resource.to_string();
+    match serde_json::from_str::<Obj>(&text) {
+        Ok(obj) => detect_raw(&obj, root),
+        Err(_) => Ok(Version::R4),
+    }
+}
+
 /// Decides the version of a resource (see the module documentation).
-pub(crate) fn detect(resource: &Value, root: &str) -> Result<Version, FhirError> {
+pub(crate) fn detect_raw(resource: &Obj<'_>, root: &str) -> Result<Version, FhirError> {
     let mut ev = Evidence::default();
     collect(resource, root, 0, &mut ev);
     if let Some((detail, location)) = ev.unsupported {
@@ -68,17 +77,17 @@ pub(crate) fn detect(resource: &Value, root: &str) -> Result<Version, FhirError>
     })
 }
 
-fn collect(v: &Value, loc: &str, depth: usize, ev: &mut Evidence) {
-    let Some(obj) = v.as_object() else { return };
+fn collect(obj: &Obj<'_>, loc: &str, depth: usize, ev: &mut Evidence) {
     let unsupported = |ev: &mut Evidence, what: &str, at: String| {
         ev.unsupported.get_or_insert_with(|| (what.to_owned(), at));
     };
     if let Some(profiles) = obj
         .get("meta")
+        .and_then(raw::obj)
         .and_then(|m| m.get("profile"))
-        .and_then(Value::as_array)
+        .and_then(raw::array)
     {
-        for p in profiles.iter().filter_map(Value::as_str) {
+        for p in profiles.into_iter().filter_map(raw::string) {
             if p.contains("/R5/") || p.contains("hl7.org/fhir/5.0") {
                 unsupported(
                     ev,
@@ -98,8 +107,8 @@ fn collect(v: &Value, loc: &str, depth: usize, ev: &mut Evidence) {
             }
         }
     }
-    let has = |k: &str| obj.contains_key(k);
-    match obj.get("resourceType").and_then(Value::as_str) {
+    let has = |k: &str| obj.has(k);
+    match obj.str("resourceType").as_deref() {
         Some("MessageHeader") => {
             if has("eventCanonical") {
                 unsupported(
@@ -119,17 +128,19 @@ fn collect(v: &Value, loc: &str, depth: usize, ev: &mut Evidence) {
             }
         }
         Some("DocumentReference") => {
-            match obj.get("context") {
-                Some(Value::Array(_)) => unsupported(
+            match obj.get("context").map(|c| (raw::kind(c), c)) {
+                Some((Kind::Array, _)) => unsupported(
                     ev,
                     "DocumentReference.context as a list is FHIR R5",
                     loc.to_owned(),
                 ),
-                Some(Value::Object(c)) => match c.get("encounter") {
-                    Some(Value::Object(_)) => ev.stu3_shapes += 1,
-                    Some(Value::Array(_)) => ev.r4_shapes += 1,
-                    _ => {}
-                },
+                Some((Kind::Object, c)) => {
+                    match raw::obj(c).and_then(|c| c.get("encounter")).map(raw::kind) {
+                        Some(Kind::Object) => ev.stu3_shapes += 1,
+                        Some(Kind::Array) => ev.r4_shapes += 1,
+                        _ => {}
+                    }
+                }
                 _ => {}
             }
             if has("indexed") || has("class") {
@@ -140,14 +151,15 @@ fn collect(v: &Value, loc: &str, depth: usize, ev: &mut Evidence) {
             }
         }
         Some("Encounter") => {
-            if matches!(obj.get("class"), Some(Value::Array(_))) || has("actualPeriod") {
+            let class = obj.get("class").map(raw::kind);
+            if class == Some(Kind::Array) || has("actualPeriod") {
                 unsupported(
                     ev,
                     "Encounter.class as a list / actualPeriod is FHIR R5",
                     loc.to_owned(),
                 );
             }
-            if has("patient") || matches!(obj.get("class"), Some(Value::String(_))) {
+            if has("patient") || class == Some(Kind::String) {
                 unsupported(
                     ev,
                     "Encounter.patient / class as a code is FHIR DSTU2",
@@ -170,11 +182,14 @@ fn collect(v: &Value, loc: &str, depth: usize, ev: &mut Evidence) {
                 ev.r4_shapes += 1;
             }
             if depth < MAX_DEPTH
-                && let Some(entries) = obj.get("entry").and_then(Value::as_array)
+                && let Some(entries) = obj.get("entry").and_then(raw::array)
             {
-                for (i, e) in entries.iter().enumerate() {
-                    if let Some(r) = e.get("resource") {
-                        collect(r, &format!("{loc}.entry[{i}].resource"), depth + 1, ev);
+                for (i, e) in entries.into_iter().enumerate() {
+                    if let Some(r) = raw::obj(e)
+                        .and_then(|e| e.get("resource"))
+                        .and_then(raw::obj)
+                    {
+                        collect(&r, &format!("{loc}.entry[{i}].resource"), depth + 1, ev);
                     }
                 }
             }

@@ -126,16 +126,16 @@ pub(crate) struct BundleView {
     pub full_urls: Vec<Option<String>>,
 }
 
-/// Reads resources of one FHIR version into views. The JSON has been through
-/// the tolerant pre-pass; errors are the model's deserialisation errors.
+/// Reads resources of one FHIR version into views, from the JSON text of
+/// one resource (read through [`crate::time::model`], so date-times without
+/// an offset are tolerated); errors are the model's deserialisation errors.
 pub(crate) trait Reader {
-    fn encounter(&self, v: &serde_json::Value) -> Result<EncounterView, serde_json::Error>;
-    fn document_reference(&self, v: &serde_json::Value) -> Result<DocRefView, serde_json::Error>;
-    fn composition(&self, v: &serde_json::Value) -> Result<CompositionView, serde_json::Error>;
-    fn message_header(&self, v: &serde_json::Value)
-    -> Result<MessageHeaderView, serde_json::Error>;
-    fn patient(&self, v: &serde_json::Value) -> Result<PatientView, serde_json::Error>;
-    fn organization(&self, v: &serde_json::Value) -> Result<OrganizationView, serde_json::Error>;
+    fn encounter(&self, v: &str) -> Result<EncounterView, serde_json::Error>;
+    fn document_reference(&self, v: &str) -> Result<DocRefView, serde_json::Error>;
+    fn composition(&self, v: &str) -> Result<CompositionView, serde_json::Error>;
+    fn message_header(&self, v: &str) -> Result<MessageHeaderView, serde_json::Error>;
+    fn patient(&self, v: &str) -> Result<PatientView, serde_json::Error>;
+    fn organization(&self, v: &str) -> Result<OrganizationView, serde_json::Error>;
     /// A bundle whose entries have had `resource` removed.
-    fn bundle(&self, v: &serde_json::Value) -> Result<BundleView, serde_json::Error>;
+    fn bundle(&self, v: &str) -> Result<BundleView, serde_json::Error>;
 }
