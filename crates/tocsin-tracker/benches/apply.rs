@@ -1,5 +1,9 @@
-//! Cost of `Tracker::apply` with 1,000 and 1,000,000 open expectations, and
+//! Cost of `Tracker::apply` with 1,000 to 1,000,000 open expectations, and
 //! the memory each open expectation takes.
+//!
+//! `TOCSIN_BENCH_OPEN` (comma-separated, default `1000,10000,100000,1000000`)
+//! chooses the sizes, e.g. `TOCSIN_BENCH_OPEN=1000` for a quick run or for
+//! `valgrind --tool=callgrind`.
 //!
 //! Each measured iteration applies two messages: a discharge (creating an
 //! expectation) and its discharge summary (settling an older one), so the
@@ -159,11 +163,20 @@ fn report_memory(n: u64) {
     drop(tr);
 }
 
+/// The open-expectation counts to measure.
+fn sizes() -> Vec<u64> {
+    std::env::var("TOCSIN_BENCH_OPEN")
+        .unwrap_or_else(|_| "1000,10000,100000,1000000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
+}
+
 fn bench_apply(c: &mut Criterion) {
     let mut g = c.benchmark_group("apply");
     g.throughput(Throughput::Elements(2));
     g.sample_size(20);
-    for n in [1_000u64, 1_000_000] {
+    for n in sizes() {
         report_memory(n);
         let mut tr = filled(n);
         let mut next = n;

@@ -2,9 +2,10 @@
 //! hundred bytes rather than the kilobyte its serde form would: small strings
 //! kept inline, repeated codes interned, and indexes of `(hash, slot)` pairs.
 
-use std::collections::{BTreeSet, HashMap};
+use hashbrown::HashTable;
+use std::collections::HashMap;
 use std::fmt;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::num::NonZeroU32;
 
 const INLINE: usize = 22;
@@ -30,6 +31,23 @@ impl CStr {
             return Self::Inline(s.len() as u8, buf);
         }
         Self::Heap(s.into())
+    }
+
+    /// Calls `f` with the string, rendered on the stack when packed: for
+    /// index keys, without allocating.
+    pub(crate) fn with_str<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+        match self {
+            Self::Hex(h) => {
+                let mut buf = [0u8; 32];
+                for (i, b) in h.iter().enumerate() {
+                    buf[2 * i] = HEX[(b >> 4) as usize];
+                    buf[2 * i + 1] = HEX[(b & 0xf) as usize];
+                }
+                f(std::str::from_utf8(&buf).unwrap_or(""))
+            }
+            Self::Inline(n, b) => f(std::str::from_utf8(&b[..*n as usize]).unwrap_or("")),
+            Self::Heap(b) => f(b),
+        }
     }
 
     /// Compares with a `&str` without allocating.
@@ -63,6 +81,8 @@ impl fmt::Debug for CStr {
         write!(f, "{:?}", self.to_string())
     }
 }
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Packs 32 lowercase hex digits into 16 bytes.
 pub(crate) fn pack_hex(s: &str) -> Option<[u8; 16]> {
@@ -127,7 +147,14 @@ pub(crate) fn key_hash(parts: &[&str]) -> u64 {
     h.finish()
 }
 
-struct FxHasher(u64);
+/// FxHash as a `HashMap` hasher, for maps keyed by values that are already
+/// hashes (duplicate keys) or short strings (message ids): much cheaper than
+/// the default SipHash, and these keys are not chosen by an attacker who
+/// could exploit collisions (they come from the trust's own systems).
+pub(crate) type FxBuild = BuildHasherDefault<FxHasher>;
+
+#[derive(Default)]
+pub(crate) struct FxHasher(u64);
 
 impl Hasher for FxHasher {
     fn write(&mut self, bytes: &[u8]) {
@@ -141,25 +168,99 @@ impl Hasher for FxHasher {
     fn write_u8(&mut self, i: u8) {
         self.write(&[i]);
     }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_u128(&mut self, i: u128) {
+        self.write_u64(i as u64);
+        self.write_u64((i >> 64) as u64);
+    }
     fn finish(&self) -> u64 {
         self.0
     }
 }
 
-/// A many-to-many index from a key hash to slots: `(hash, slot)` pairs in a
-/// B-tree, about 24 bytes an entry, logarithmic lookups.
+/// A many-to-many index from a key hash to slots: `(folded key, slot)`
+/// pairs in an open-addressing hash table (9 bytes a bucket), so a lookup
+/// costs the same with a thousand entries or millions. The key is folded to
+/// 32 bits: a rare false hit is harmless, since every hit is checked against
+/// the slot's own fields.
 #[derive(Default)]
-pub(crate) struct MultiIndex(BTreeSet<(u64, u32)>);
+pub(crate) struct MultiIndex(HashTable<(u32, u32)>);
+
+/// Folds a 64-bit key hash to the 32 bits kept in a [`MultiIndex`].
+fn fold(key: u64) -> u32 {
+    (key ^ (key >> 32)) as u32
+}
+
+/// The table hash of a folded key (murmur3's finaliser: every bit mixed,
+/// since the table uses the low bits for the bucket and the top 7 as tag).
+fn spread(k: u32) -> u64 {
+    let mut h = u64::from(k);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
 
 impl MultiIndex {
     pub(crate) fn insert(&mut self, key: u64, slot: u32) {
-        self.0.insert((key, slot));
+        let k = fold(key);
+        self.0.insert_unique(spread(k), (k, slot), |e| spread(e.0));
     }
     pub(crate) fn remove(&mut self, key: u64, slot: u32) {
-        self.0.remove(&(key, slot));
+        let k = fold(key);
+        if let Ok(e) = self.0.find_entry(spread(k), |e| *e == (k, slot)) {
+            e.remove();
+        }
     }
-    pub(crate) fn get(&self, key: u64) -> impl Iterator<Item = u32> + '_ {
-        self.0.range((key, 0)..=(key, u32::MAX)).map(|&(_, s)| s)
+    /// The slots under a key, ascending, each once.
+    pub(crate) fn get(&self, key: u64) -> impl Iterator<Item = u32> + use<> {
+        let k = fold(key);
+        let mut out: Vec<u32> = self
+            .0
+            .iter_hash(spread(k))
+            .filter(|e| e.0 == k)
+            .map(|e| e.1)
+            .collect();
+        if out.len() > 1 {
+            out.sort_unstable();
+            out.dedup();
+        }
+        out.into_iter()
+    }
+}
+
+/// A min-heap of `(instant, slot)` timers with lazy deletion: removing an
+/// expectation leaves its timer in the heap, and the owner skips timers that
+/// no longer match the slot's state when they come up (and drops them from
+/// the top after every change, so the earliest timer is always a live one).
+/// 16 bytes a timer and constant-time inserts for deadlines that mostly grow,
+/// where a B-tree costs a search (and cache misses) per insert and remove.
+#[derive(Default)]
+pub(crate) struct TimerHeap(std::collections::BinaryHeap<std::cmp::Reverse<(i64, u32)>>);
+
+impl TimerHeap {
+    pub(crate) fn push(&mut self, at: i64, slot: u32) {
+        self.0.push(std::cmp::Reverse((at, slot)));
+    }
+    pub(crate) fn peek(&self) -> Option<(i64, u32)> {
+        self.0.peek().map(|r| r.0)
+    }
+    pub(crate) fn pop(&mut self) -> Option<(i64, u32)> {
+        self.0.pop().map(|r| r.0)
+    }
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+    /// Keeps only the timers `live` accepts, each once.
+    pub(crate) fn retain(&mut self, mut live: impl FnMut(i64, u32) -> bool) {
+        let mut v = std::mem::take(&mut self.0).into_vec();
+        v.retain(|r| live(r.0.0, r.0.1));
+        v.sort_unstable();
+        v.dedup();
+        self.0 = v.into();
     }
 }
 
@@ -235,6 +336,7 @@ mod tests {
             assert_eq!(c.to_string(), s);
             assert!(c.eq_str(s));
             assert!(!c.eq_str("other"));
+            assert_eq!(c.with_str(str::to_string), s);
         }
         assert!(matches!(
             CStr::new("0123456789abcdef0123456789abcdef"),
@@ -252,6 +354,18 @@ mod tests {
         assert_eq!(ix.get(7).collect::<Vec<_>>(), vec![1, 3]);
         ix.remove(7, 1);
         assert_eq!(ix.get(7).collect::<Vec<_>>(), vec![3]);
+        ix.insert(7, 3);
+        assert_eq!(ix.get(7).collect::<Vec<_>>(), vec![3], "each slot once");
+        assert_eq!(ix.get(9).count(), 0);
+        let mut t = TimerHeap::default();
+        for (at, slot) in [(5, 1), (3, 2), (5, 0), (3, 2)] {
+            t.push(at, slot);
+        }
+        t.retain(|_, slot| slot != 1);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.pop(), Some((3, 2)));
+        assert_eq!(t.pop(), Some((5, 0)));
+        assert_eq!(t.pop(), None);
         let mut s = Slab::default();
         let a = s.insert("a");
         let b = s.insert("b");

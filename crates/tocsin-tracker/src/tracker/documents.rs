@@ -251,18 +251,18 @@ impl Tracker {
         };
         let mut cands: Vec<u32> = Vec::new();
         if let Some(id) = &o.encounter_id {
-            cands.extend(self.pending_by_encounter.get(enc_key(&id.to_string())));
+            cands.extend(self.pending_by_encounter.get(id.with_str(enc_key)));
         }
         if let Some(r) = o.encounter_ref() {
-            cands.extend(self.pending_by_reference.get(ref_key(&r.to_string())));
+            cands.extend(self.pending_by_reference.get(r.with_str(ref_key)));
         }
         if let Some(n) = &o.nhs {
-            cands.extend(self.pending_by_patient.get(nhs_key(&n.to_string())));
+            cands.extend(self.pending_by_patient.get(n.with_str(nhs_key)));
         }
         for (s, v) in o.local_ids.iter() {
             cands.extend(
                 self.pending_by_patient
-                    .get(local_key(self.syms.name(*s), &v.to_string())),
+                    .get(v.with_str(|v| local_key(self.syms.name(*s), v))),
             );
         }
         cands.sort_unstable();

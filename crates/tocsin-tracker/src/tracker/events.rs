@@ -41,23 +41,25 @@ impl Tracker {
     fn open_patient_keys(&self, o: &Open) -> Vec<u64> {
         o.nhs
             .iter()
-            .map(|n| nhs_key(&n.to_string()))
+            .map(|n| n.with_str(nhs_key))
             .chain(
                 o.local_ids
                     .iter()
-                    .map(|(s, v)| local_key(self.syms.name(*s), &v.to_string())),
+                    .map(|(s, v)| v.with_str(|v| local_key(self.syms.name(*s), v))),
             )
             .collect()
     }
 
+    /// Adds or removes an open slot's index keys (encounter id, FHIR
+    /// reference, patient). Its timer is pushed by `insert_open` and
+    /// `fire_open` and goes stale by itself (see `drop_stale_timers`).
     fn index_open(&mut self, slot: u32, add: bool) {
         let Some(o) = self.open.get(slot) else {
             return;
         };
-        let enc = o.encounter_id.as_ref().map(|i| enc_key(&i.to_string()));
-        let r = o.encounter_ref().map(|i| ref_key(&i.to_string()));
+        let enc = o.encounter_id.as_ref().map(|i| i.with_str(enc_key));
+        let r = o.encounter_ref().map(|i| i.with_str(ref_key));
         let pk = self.open_patient_keys(o);
-        let timer = o.next_timer();
         for (ix, key) in [(&mut self.by_encounter, enc), (&mut self.by_reference, r)] {
             if let Some(k) = key {
                 if add {
@@ -74,13 +76,6 @@ impl Tracker {
                 self.by_patient.remove(k, slot)
             }
         }
-        if let Some(t) = timer {
-            if add {
-                self.timers.insert((t, slot));
-            } else {
-                self.timers.remove(&(t, slot));
-            }
-        }
     }
 
     pub(crate) fn insert_open(&mut self, o: Open) -> u32 {
@@ -93,8 +88,12 @@ impl Tracker {
         } else {
             g.open += 1
         }
+        let timer = o.next_timer();
         let slot = self.open.insert(o);
         self.index_open(slot, true);
+        if let Some(t) = timer {
+            self.timers.push(t, slot);
+        }
         slot
     }
 

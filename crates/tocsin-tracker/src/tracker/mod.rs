@@ -12,10 +12,11 @@ mod open;
 mod state;
 
 use chrono::{DateTime, Utc};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use tocsin_event::{DocumentKind, EncounterKind, EventType, InterfaceEvent};
 
-use crate::compact::{MultiIndex, Slab, Symbols, key_hash};
+use crate::compact::{FxBuild, MultiIndex, Slab, Symbols, TimerHeap, key_hash};
 use crate::config::TrackerConfig;
 use crate::model::{Effect, Expectation, StateRecord};
 use crate::policy::Policy;
@@ -104,8 +105,10 @@ pub struct Tracker {
     by_encounter: MultiIndex,
     by_reference: MultiIndex,
     by_patient: MultiIndex,
-    /// `(instant, slot)`: the next timer of each open expectation.
-    timers: BTreeSet<(i64, u32)>,
+    /// `(instant, slot)`: the next timer of each open expectation, and stale
+    /// timers of expectations since settled or moved on (skipped when they
+    /// come up; the top is always live, see [`Tracker::drop_stale_timers`]).
+    timers: TimerHeap,
     pending: Slab<PendingDocument>,
     pending_by_encounter: MultiIndex,
     pending_by_reference: MultiIndex,
@@ -113,11 +116,13 @@ pub struct Tracker {
     pending_by_document: MultiIndex,
     pending_by_message: MultiIndex,
     pending_expiry: BTreeSet<(i64, u32)>,
-    transmissions: HashMap<String, Transmission>,
+    transmissions: HashMap<String, Transmission, FxBuild>,
     /// `(instant, 0 = unconfirmed check | 1 = forget, message id)`.
     tx_timers: BTreeSet<(i64, u8, String)>,
-    seen: HashMap<u128, i64>,
-    seen_expiry: BTreeSet<(i64, u128)>,
+    seen: HashMap<u128, i64, FxBuild>,
+    /// `(event time, key)` of every key remembered, oldest first; an entry
+    /// whose time no longer matches `seen` is skipped.
+    seen_expiry: BinaryHeap<Reverse<(i64, u128)>>,
     clock: Option<i64>,
     ceiling: Option<i64>,
     counters: Counters,
@@ -145,7 +150,7 @@ impl Tracker {
             by_encounter: MultiIndex::default(),
             by_reference: MultiIndex::default(),
             by_patient: MultiIndex::default(),
-            timers: BTreeSet::new(),
+            timers: TimerHeap::default(),
             pending: Slab::default(),
             pending_by_encounter: MultiIndex::default(),
             pending_by_reference: MultiIndex::default(),
@@ -153,10 +158,10 @@ impl Tracker {
             pending_by_document: MultiIndex::default(),
             pending_by_message: MultiIndex::default(),
             pending_expiry: BTreeSet::new(),
-            transmissions: HashMap::new(),
+            transmissions: HashMap::default(),
             tx_timers: BTreeSet::new(),
-            seen: HashMap::new(),
-            seen_expiry: BTreeSet::new(),
+            seen: HashMap::default(),
+            seen_expiry: BinaryHeap::new(),
             clock: None,
             ceiling: None,
             counters: Counters::default(),
@@ -218,6 +223,7 @@ impl Tracker {
         if let Some(c) = self.clock {
             self.fire_due(c, &mut fx);
         }
+        self.drop_stale_timers();
         fx
     }
 
@@ -226,6 +232,7 @@ impl Tracker {
     pub fn advance_to(&mut self, now: DateTime<Utc>) -> Vec<Effect> {
         let mut fx = Vec::new();
         self.set_clock(ms(now), &mut fx);
+        self.drop_stale_timers();
         fx
     }
 
@@ -241,7 +248,7 @@ impl Tracker {
 
     /// When the earliest timer falls; it fires once the clock is past it.
     pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
-        let a = self.timers.first().map(|t| t.0);
+        let a = self.timers.peek().map(|t| t.0);
         let b = self.tx_timers.first().map(|t| t.0);
         [a, b].into_iter().flatten().min().map(from_ms)
     }
@@ -319,10 +326,48 @@ impl Tracker {
         }));
     }
 
+    /// Whether a timer in the heap is the slot's next timer (else stale).
+    fn timer_live(&self, at: i64, slot: u32) -> bool {
+        self.open.get(slot).and_then(Open::next_timer) == Some(at)
+    }
+
+    /// Drops stale timers from the top of the heap, so that the earliest
+    /// timer is a live one ([`Tracker::next_deadline`] reads it); and
+    /// rebuilds the heap when stale timers outnumber live ones, so memory
+    /// stays proportional to the open expectations. Called at the end of
+    /// every public method that changes the tracker.
+    pub(crate) fn drop_stale_timers(&mut self) {
+        if self.timers.len() > 2 * self.open.len() + 1024 {
+            let open = &self.open;
+            self.timers
+                .retain(|at, slot| open.get(slot).and_then(Open::next_timer) == Some(at));
+        }
+        while let Some((at, slot)) = self.timers.peek() {
+            if self.timer_live(at, slot) {
+                break;
+            }
+            self.timers.pop();
+        }
+    }
+
+    /// The earliest live timer before `now`, dropping stale ones above it.
+    fn next_open_timer(&mut self, now: i64) -> Option<(i64, u32)> {
+        while let Some((at, slot)) = self.timers.peek() {
+            if at >= now {
+                return None;
+            }
+            if self.timer_live(at, slot) {
+                return Some((at, slot));
+            }
+            self.timers.pop();
+        }
+        None
+    }
+
     /// Fires every timer strictly before `now`, in time order.
     fn fire_due(&mut self, now: i64, fx: &mut Vec<Effect>) {
         loop {
-            let next_open = self.timers.first().copied().filter(|t| t.0 < now);
+            let next_open = self.next_open_timer(now);
             let next_tx = self.tx_timers.first().cloned().filter(|t| t.0 < now);
             match (next_open, next_tx) {
                 (None, None) => break,
@@ -334,7 +379,7 @@ impl Tracker {
     }
 
     fn fire_open(&mut self, (at, slot): (i64, u32), fx: &mut Vec<Effect>) {
-        self.timers.remove(&(at, slot));
+        self.timers.pop();
         let Some(o) = self.open.get(slot) else {
             return;
         };
@@ -360,7 +405,7 @@ impl Tracker {
             g.overdue += 1;
         }
         if let Some(next) = o.next_timer() {
-            self.timers.insert((next, slot));
+            self.timers.push(next, slot);
         }
         let Some(o) = self.open.get(slot) else {
             return;

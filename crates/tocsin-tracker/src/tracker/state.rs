@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::cmp::Reverse;
 use tocsin_event::InterfaceEvent;
 
 use super::documents::PendingDocument;
@@ -65,10 +66,9 @@ pub(crate) fn seen_key(ev: &InterfaceEvent) -> u128 {
 
 impl Tracker {
     pub(super) fn remember_seen(&mut self, h: u128, at: i64, fx: &mut Vec<Effect>) {
-        if let Some(old) = self.seen.insert(h, at) {
-            self.seen_expiry.remove(&(old, h));
-        }
-        self.seen_expiry.insert((at, h));
+        // A key seen before keeps a stale expiry entry, skipped by `prune`.
+        self.seen.insert(h, at);
+        self.seen_expiry.push(Reverse((at, h)));
         fx.push(Effect::StatePut(StateRecord {
             namespace: namespaces::SEEN.into(),
             key: format!("{h:032x}"),
@@ -79,11 +79,11 @@ impl Tracker {
     /// Forgets what has aged past its horizon (by event time).
     pub(super) fn prune(&mut self, now: i64, fx: &mut Vec<Effect>) {
         let horizon = now - self.config.duplicate_horizon.as_secs() * 1000;
-        while let Some(&(at, h)) = self.seen_expiry.first() {
+        while let Some(&Reverse((at, h))) = self.seen_expiry.peek() {
             if at >= horizon {
                 break;
             }
-            self.seen_expiry.remove(&(at, h));
+            self.seen_expiry.pop();
             if self.seen.get(&h) == Some(&at) {
                 self.seen.remove(&h);
                 fx.push(Effect::StateDeleted {
@@ -172,6 +172,7 @@ impl Tracker {
         for rec in state {
             t.restore_record(rec)?;
         }
+        t.drop_stale_timers();
         Ok(t)
     }
 
@@ -212,7 +213,7 @@ impl Tracker {
                 let h = u128::from_str_radix(&rec.key, 16)
                     .map_err(|_| bad("key is not 32 hex digits".into()))?;
                 self.seen.insert(h, at);
-                self.seen_expiry.insert((at, h));
+                self.seen_expiry.push(Reverse((at, h)));
             }
             namespaces::PENDING_DOCUMENT => {
                 let p: PendingDocument =
