@@ -7,6 +7,9 @@
 #   bench/run.sh                 # N=100000 messages per drain
 #   N=20000 bench/run.sh         # a quicker run
 #   SKIP_PG=1 bench/run.sh       # without the PostgreSQL runs
+#   SKIP_SINGLE=1 bench/run.sh   # without the events-on run in the single
+#                                # format (the default is ndjson)
+#   SKIP_LATENCY=1 bench/run.sh  # without the latency run
 #
 # Needs RabbitMQ on 127.0.0.1:5672 (guest/guest, rabbitmqctl on the PATH)
 # and PostgreSQL on 127.0.0.1:5432 (trust auth, user postgres). Prints one
@@ -41,7 +44,7 @@ if [ -z "${SKIP_BUILD:-}" ]; then
     cargo build -q --release -p tocsin -p tocsin-amqp --bins --examples
     cargo build -q --release -p tocsin-loadgen --example bench_queue
 fi
-B=target/release
+B=${CARGO_TARGET_DIR:-target}/release
 TOCSIN=$B/tocsin
 
 rabbitmqctl -q delete_vhost "$VHOST" >/dev/null 2>&1 || true
@@ -63,13 +66,15 @@ metric_sum() { # name: sum of a metric over its labels, from the gateway
 
 declare -A R
 
-# gateway NAME STORE_URL EVENTS(true|false): drain the backlog through
-# `tocsin run`, timed from the first committed input to the N-th.
+# gateway NAME STORE_URL EVENTS(true|false) [FORMAT]: drain the backlog
+# through `tocsin run`, timed from the first committed input to the N-th.
+# FORMAT is the events format (ndjson, the default, or single).
 gateway() {
-    local name=$1 store=$2 events=$3
+    local name=$1 store=$2 events=$3 format=${4:-ndjson}
     fill
     if [ "$events" = true ]; then $B/examples/bench_queue subscribe --queue "$EVENTS_QUEUE" >/dev/null; fi
-    TOCSIN_STORE_URL=$store TOCSIN_EVENTS_PUBLISH=$events TOCSIN_HTTP_ADDR=127.0.0.1:$HTTP_PORT \
+    TOCSIN_STORE_URL=$store TOCSIN_EVENTS_PUBLISH=$events TOCSIN_EVENTS_FORMAT=$format \
+        TOCSIN_HTTP_ADDR=127.0.0.1:$HTTP_PORT \
         $TOCSIN run >"$WORK/$name.log" 2>&1 &
     GW_PID=$!
     local done=0 start= end now first=0
@@ -99,6 +104,9 @@ fill; line=$($B/examples/null_relay --count "$N"); echo "bench $line"; R[null_re
 # (3) the gateway: SQLite, then PostgreSQL; events off, then on.
 gateway sqlite_events_off "sqlite://$WORK/off.sqlite" false
 gateway sqlite_events_on "sqlite://$WORK/on.sqlite" true
+if [ -z "${SKIP_SINGLE:-}" ]; then
+    gateway sqlite_events_on_single "sqlite://$WORK/single.sqlite" true single
+fi
 if [ -z "${SKIP_PG:-}" ]; then
     for ev in false true; do
         psql -q -h 127.0.0.1 -U "$PGUSER" -d postgres -c "DROP DATABASE IF EXISTS $PGDB" -c "CREATE DATABASE $PGDB" >/dev/null
@@ -111,11 +119,12 @@ fi
 # from the gateway's tocsin_processing_seconds histogram (per batch, receive
 # of its first input to commit), interpolated within buckets as
 # Prometheus's histogram_quantile does.
+if [ -z "${SKIP_LATENCY:-}" ]; then
 half=$(( ${R[sqlite_events_on]} / 2 ))
 [ "$half" -gt 0 ] || half=1
 seconds=${LATENCY_SECONDS:-30}
 $B/examples/bench_queue subscribe --queue "$EVENTS_QUEUE" >/dev/null
-TOCSIN_STORE_URL="sqlite://$WORK/lat.sqlite" TOCSIN_EVENTS_PUBLISH=true TOCSIN_HTTP_ADDR=127.0.0.1:$HTTP_PORT \
+TOCSIN_STORE_URL="sqlite://$WORK/lat.sqlite" TOCSIN_EVENTS_PUBLISH=true TOCSIN_EVENTS_FORMAT=ndjson TOCSIN_HTTP_ADDR=127.0.0.1:$HTTP_PORT \
     $TOCSIN run >"$WORK/latency.log" 2>&1 &
 GW_PID=$!
 until curl -sf "http://127.0.0.1:$HTTP_PORT/metrics" >/dev/null; do sleep 0.1; done
@@ -135,11 +144,15 @@ quantile() {
                   prev_le=les[i]; prev_c=cs[i] } }' "$WORK/buckets"
 }
 echo "bench latency rate=$half messages=$want p50_ms=$(quantile 0.5) p99_ms=$(quantile 0.99) batches=$(tail -1 "$WORK/buckets" | awk '{print $NF}') peak_rss_kib=$hwm"
+fi
 
 # Ratios.
 ratio() { awk -v a="${R[$1]:-0}" -v b="${R[$2]:-0}" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a" }'; }
 echo "bench ratio sqlite_events_off/null_consumer=$(ratio sqlite_events_off null_consumer) (target >= 0.8, goal 0.9)"
 echo "bench ratio sqlite_events_on/null_relay=$(ratio sqlite_events_on null_relay) (target >= 0.8, goal 0.9)"
+if [ -z "${SKIP_SINGLE:-}" ]; then
+    echo "bench ratio sqlite_events_on_single/null_relay=$(ratio sqlite_events_on_single null_relay) (events format single)"
+fi
 if [ -z "${SKIP_PG:-}" ]; then
     echo "bench ratio postgres_events_off/null_consumer=$(ratio postgres_events_off null_consumer) (target >= 0.5)"
     echo "bench ratio postgres_events_on/null_relay=$(ratio postgres_events_on null_relay) (target >= 0.5)"

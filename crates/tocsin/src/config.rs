@@ -140,11 +140,47 @@ pub struct EventsSection {
     /// Publish every interface event to the events exchange.
     /// `TOCSIN_EVENTS_PUBLISH` overrides.
     pub publish: bool,
+    /// How events are packed into AMQP messages. `TOCSIN_EVENTS_FORMAT`
+    /// overrides.
+    pub format: EventsFormat,
 }
 
 impl Default for EventsSection {
     fn default() -> Self {
-        Self { publish: true }
+        Self {
+            publish: true,
+            format: EventsFormat::Ndjson,
+        }
+    }
+}
+
+/// `[events] format`: one AMQP message per event, or per batch and type.
+///
+/// Exists because the broker persists and confirms every message on a
+/// durable subscriber queue: one message per event caps the gateway at the
+/// broker's relay rate, while a batch's events of one routing key in one
+/// NDJSON message cost the broker one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventsFormat {
+    /// The default: for each committed batch, one message per routing key
+    /// (`<format>.<type>`), its body the batch's events of that key, one
+    /// JSON object a line (`application/x-ndjson`), each exactly the body
+    /// `single` would publish.
+    Ndjson,
+    /// One message per event, its body the event (`application/json`),
+    /// its `message_id` the event id.
+    Single,
+}
+
+impl std::str::FromStr for EventsFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "ndjson" => Ok(Self::Ndjson),
+            "single" => Ok(Self::Single),
+            _ => Err(format!("expected ndjson or single, got {s:?}")),
+        }
     }
 }
 
@@ -342,6 +378,12 @@ impl Config {
                     });
                 }
             };
+        }
+        if let Some(v) = var("TOCSIN_EVENTS_FORMAT") {
+            self.events.format = v.parse().map_err(|message| ConfigError::Invalid {
+                path: "TOCSIN_EVENTS_FORMAT".into(),
+                message,
+            })?;
         }
         Ok(())
     }

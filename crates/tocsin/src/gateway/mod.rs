@@ -9,7 +9,9 @@
 //! the batch in hand and exit.
 
 mod delivery;
+mod events;
 mod http;
+mod outbox;
 mod pipeline;
 mod shutdown;
 mod store;

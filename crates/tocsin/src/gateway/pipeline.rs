@@ -8,33 +8,24 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use sha2::{Digest, Sha256};
-use tocsin_amqp::{
-    BatchConsumer, Delivery, InputFormat, OutgoingMessage, Publisher, Session, format_hint,
-};
+use tocsin_amqp::{BatchConsumer, Delivery, InputFormat, Session, format_hint};
 use tocsin_ingest::{ContentHint, IngestConfig, detect, ingest};
 use tocsin_store::{Batch, InputOutcome, InputRecord, OutboxMessage};
 use tocsin_tracker::{Effect, Tracker};
 
 use super::StoreHandle;
+use super::events::EventPacker;
+use super::outbox::{Relay, RelayHandle};
 use super::shutdown::Stop;
 use crate::config::Config;
 use crate::internal_events::{
     AlertRaised, BatchCommitted, ClockAdvanced, DocumentSettled, EventApplied, MessageReceived,
-    MessageRejected, Metrics, OutboxPublishFailed, OutboxPublished, StoreFailed, StoreRecovered,
-    TrackerObserved,
+    MessageRejected, Metrics, StoreFailed, StoreRecovered, TrackerObserved,
 };
 
 /// How far ahead of the wall clock a message's time may move the engine's
 /// clock (clock skew between the trust's systems).
 const FUTURE_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
-
-/// Most outbox messages published in one confirmed round.
-const OUTBOX_ROUND: usize = 1000;
-
-/// First and longest wait before publishing again what the broker refused
-/// (nacked or returned): consuming goes on meanwhile.
-const OUTBOX_RETRY_MIN: Duration = Duration::from_millis(200);
-const OUTBOX_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// Why [`Pipeline::serve`] returned.
 pub enum Ended {
@@ -62,18 +53,15 @@ pub struct Pipeline {
     metrics: Arc<Metrics>,
     consuming: Arc<AtomicBool>,
     ingest: IngestConfig,
-    publish_events: bool,
-    events_exchange: String,
+    /// Packs the events to publish, when they are published.
+    events: Option<EventPacker>,
     alerts_exchange: String,
     batch_size: usize,
     flush_interval: Duration,
-    /// After the broker refused outbox messages: not before this instant,
-    /// and the wait after the next refusal.
-    outbox_hold: Option<Instant>,
-    outbox_delay: Duration,
-    /// Outbox rows the broker confirmed whose marking failed (the store
-    /// briefly away): marked before anything is published again.
-    unmarked: Vec<i64>,
+    /// The outbox relay's state between sessions (`None` while it runs).
+    relay: Option<Relay>,
+    /// The running relay of the current session.
+    relay_handle: Option<RelayHandle>,
     /// Which webhook subscribers receive each alert (queued in its commit).
     router: tocsin_delivery::Router,
 }
@@ -88,19 +76,19 @@ impl Pipeline {
         consuming: Arc<AtomicBool>,
     ) -> Self {
         Self {
+            relay: Some(Relay::new(store.clone(), metrics.clone())),
+            relay_handle: None,
             tracker,
             store,
             metrics,
             consuming,
             ingest: config.ingest.clone(),
-            publish_events: config.events.publish,
-            events_exchange: config.amqp.events_exchange.clone(),
+            events: config.events.publish.then(|| {
+                EventPacker::new(config.events.format, config.amqp.events_exchange.clone())
+            }),
             alerts_exchange: config.amqp.alerts_exchange.clone(),
             batch_size: config.amqp.batch_size,
             flush_interval: config.amqp.flush_interval(),
-            outbox_hold: None,
-            outbox_delay: OUTBOX_RETRY_MIN,
-            unmarked: Vec::new(),
             router: tocsin_delivery::Router::new(config.delivery.webhooks.clone()),
         }
     }
@@ -111,14 +99,17 @@ impl Pipeline {
             Ok(pair) => pair,
             Err(e) => return Ended::LinkLost(e.to_string()),
         };
-        // Whatever an earlier run committed but did not publish goes first.
-        if let Err(e) = self.flush_outbox(&publisher).await {
-            return Ended::LinkLost(e);
-        }
+        // The relay publishes whatever an earlier run committed but did not
+        // publish first, then what each commit queues, on its own channel.
+        let relay = self
+            .relay
+            .take()
+            .unwrap_or_else(|| Relay::new(self.store.clone(), self.metrics.clone()));
+        self.relay_handle = Some(relay.spawn(publisher));
         self.consuming.store(true, Ordering::SeqCst);
-        let ended = loop {
+        let mut ended = loop {
             if stop.is_requested() {
-                break self.shut_down(&mut consumer, &publisher, grace).await;
+                break self.shut_down(&mut consumer, grace).await;
             }
             let batch = match consumer
                 .next_batch(self.batch_size, self.flush_interval)
@@ -135,21 +126,28 @@ impl Pipeline {
             if let Err(e) = step {
                 break Ended::LinkLost(e);
             }
-            if let Err(e) = self.flush_outbox(&publisher).await {
-                break Ended::LinkLost(e);
+            if self
+                .relay_handle
+                .as_ref()
+                .is_some_and(RelayHandle::has_stopped)
+            {
+                break Ended::LinkLost("the outbox relay's channel was lost".into());
             }
         };
         self.consuming.store(false, Ordering::SeqCst);
+        if let Some(handle) = self.relay_handle.take() {
+            let (relay, error) = handle.stop(&self.store, &self.metrics).await;
+            self.relay = Some(relay);
+            if let (Some(e), Ended::Shutdown { clean }) = (error, &mut ended) {
+                tracing::warn!(error = %e, "the outbox relay stopped with an error");
+                *clean = false;
+            }
+        }
         ended
     }
 
     /// Stop consuming, finish what was received, flush the outbox.
-    async fn shut_down(
-        &mut self,
-        consumer: &mut BatchConsumer,
-        publisher: &Publisher,
-        grace: Duration,
-    ) -> Ended {
+    async fn shut_down(&mut self, consumer: &mut BatchConsumer, grace: Duration) -> Ended {
         let work = async {
             consumer.stop().await.map_err(|e| e.to_string())?;
             loop {
@@ -162,9 +160,12 @@ impl Pipeline {
                 }
                 self.process(consumer, rest).await?;
             }
-            // One more try at whatever the broker refused earlier.
-            self.outbox_hold = None;
-            self.flush_outbox(publisher).await
+            // Everything committed, including one more try at whatever the
+            // broker refused earlier.
+            match &self.relay_handle {
+                Some(relay) => relay.drain().await,
+                None => Ok(()),
+            }
         };
         match tokio::time::timeout(grace, work).await {
             Ok(Ok(())) => Ended::Shutdown { clean: true },
@@ -214,7 +215,7 @@ impl Pipeline {
         let effects = self.tracker.advance_to(now);
         let mut batch = Batch::default();
         self.absorb(effects, &mut batch);
-        self.commit(&batch).await;
+        self.commit(batch).await;
         Ok(())
     }
 
@@ -239,6 +240,9 @@ impl Pipeline {
                 rejections.push(r);
             }
         }
+        if let Some(events) = &mut self.events {
+            events.finish(&mut batch);
+        }
         // Dead-letter copies go before the commit, so that a rejected input
         // found in the store on redelivery was dead-lettered already. If a
         // copy fails, the batch's effects are committed all the same, but
@@ -260,7 +264,7 @@ impl Pipeline {
                 break;
             }
         }
-        self.commit(&batch).await;
+        self.commit(batch).await;
         BatchCommitted {
             inputs: deliveries.len(),
             receive_to_commit: received.elapsed(),
@@ -345,11 +349,12 @@ impl Pipeline {
             match unit.outcome {
                 Ok(events) => {
                     for event in events {
-                        if self.publish_events {
-                            push_outbox(
-                                batch,
-                                OutboxMessage::for_event(&self.events_exchange, &event),
-                            );
+                        if let Some(packer) = &mut self.events
+                            && let Err(e) = packer.push(&event, batch)
+                        {
+                            // Serialising our own types cannot fail in
+                            // practice; if it ever does, say so loudly.
+                            tracing::error!(error = %e, "cannot queue an event for publishing");
                         }
                         let effects = self.tracker.apply(&event);
                         EventApplied { event: &event }.emit(&self.metrics);
@@ -424,10 +429,13 @@ impl Pipeline {
     /// transient. A permanent failure is a bug or a broken database: the
     /// process exits so that a restart rebuilds the tracker from the store
     /// (the inputs, unacknowledged, are redelivered).
-    async fn commit(&self, batch: &Batch) {
+    /// Once committed, the relay is woken if the batch queued messages.
+    async fn commit(&self, batch: Batch) {
         if batch.is_empty() {
             return;
         }
+        let has_outbox = !batch.outbox.is_empty();
+        let batch = Arc::new(batch);
         let mut delay = Duration::from_millis(50);
         loop {
             let b = batch.clone();
@@ -438,6 +446,9 @@ impl Pipeline {
                         tracker: &self.tracker,
                     }
                     .emit(&self.metrics);
+                    if has_outbox && let Some(relay) = &self.relay_handle {
+                        relay.wake();
+                    }
                     return;
                 }
                 Err(error) => {
@@ -461,146 +472,6 @@ impl Pipeline {
         }
     }
 
-    /// Publishes everything pending in the outbox with confirms, marking
-    /// published what the broker confirmed. What it refused (nacked, say a
-    /// bound queue at its length limit with `reject-publish`) stays pending
-    /// and is tried again after a growing wait, while consuming goes on: a
-    /// refusing broker delays publishing but never wedges the loop. An
-    /// error is a lost link.
-    ///
-    /// Delivery is at least once: from the moment the broker routes a
-    /// message until its row is marked published, a crash (or a lost link,
-    /// which loses the confirms) leaves it pending, and it is published
-    /// again on restart. That is at most the one round in flight (up to
-    /// `OUTBOX_ROUND` messages, in practice one batch's events and alerts);
-    /// subscribers drop the copies by `message_id` (the event or alert id).
-    /// The kill -9 tests measure it (tests/gateway_crash.rs).
-    async fn flush_outbox(&mut self, publisher: &Publisher) -> Result<(), String> {
-        if self.outbox_hold.is_some_and(|t| Instant::now() < t) || !self.mark_unmarked().await {
-            return Ok(());
-        }
-        loop {
-            let pending = match self.store.call(|s| s.outbox_pending(OUTBOX_ROUND)).await {
-                Ok(p) => p,
-                Err(error) => {
-                    // The next flush retries; inputs are not held back by it.
-                    StoreFailed {
-                        operation: "outbox read",
-                        error: &error,
-                        transient: error.is_transient(),
-                    }
-                    .emit(&self.metrics);
-                    return Ok(());
-                }
-            };
-            if pending.is_empty() {
-                self.metrics.outbox_pending.set(0);
-                return Ok(());
-            }
-            let messages: Vec<OutgoingMessage> = pending
-                .iter()
-                .map(|p| OutgoingMessage {
-                    exchange: p.message.exchange.clone(),
-                    routing_key: p.message.routing_key.clone(),
-                    message_id: p.message.id.clone(),
-                    content_type: Some(p.message.content_type.clone()),
-                    body: p.message.body.clone(),
-                    headers: None,
-                    mandatory: false,
-                })
-                .collect();
-            let outcomes = match publisher.publish_each_confirmed(&messages).await {
-                Ok(o) => o,
-                Err(error) => {
-                    OutboxPublishFailed { error: &error }.emit(&self.metrics);
-                    return Err(error.to_string());
-                }
-            };
-            let mut seqs = Vec::with_capacity(pending.len());
-            let mut refused = None;
-            for (p, outcome) in pending.iter().zip(outcomes) {
-                match outcome {
-                    Ok(()) => seqs.push(p.seq),
-                    Err(error) => {
-                        refused.get_or_insert(error);
-                    }
-                }
-            }
-            if let Some(error) = &refused {
-                OutboxPublishFailed { error }.emit(&self.metrics);
-                self.outbox_hold = Some(Instant::now() + self.outbox_delay);
-                self.outbox_delay = (self.outbox_delay * 2).min(OUTBOX_RETRY_MAX);
-            } else {
-                self.outbox_hold = None;
-                self.outbox_delay = OUTBOX_RETRY_MIN;
-            }
-            if seqs.is_empty() {
-                return Ok(());
-            }
-            let count = seqs.len();
-            let confirmed = seqs.clone();
-            let marked = self
-                .store
-                .call(move |s| {
-                    s.outbox_mark_published(&seqs)?;
-                    s.outbox_len()
-                })
-                .await;
-            match marked {
-                Ok(left) => {
-                    OutboxPublished {
-                        count,
-                        pending: left,
-                    }
-                    .emit(&self.metrics);
-                    if refused.is_some() {
-                        return Ok(());
-                    }
-                }
-                Err(error) => {
-                    StoreFailed {
-                        operation: "outbox mark",
-                        error: &error,
-                        transient: error.is_transient(),
-                    }
-                    .emit(&self.metrics);
-                    // The broker has them: mark them before publishing
-                    // anything again, rather than publish them twice.
-                    self.unmarked.extend(confirmed);
-                    return Ok(());
-                }
-            }
-        }
-    }
-
-    /// Marks what the broker confirmed but the store could not record at
-    /// the time; false while the store still fails.
-    async fn mark_unmarked(&mut self) -> bool {
-        if self.unmarked.is_empty() {
-            return true;
-        }
-        let seqs = self.unmarked.clone();
-        match self
-            .store
-            .call(move |s| s.outbox_mark_published(&seqs))
-            .await
-        {
-            Ok(()) => {
-                self.unmarked.clear();
-                true
-            }
-            Err(error) => {
-                StoreFailed {
-                    operation: "outbox mark",
-                    error: &error,
-                    transient: error.is_transient(),
-                }
-                .emit(&self.metrics);
-                false
-            }
-        }
-    }
-
     fn report_clock(&self) {
         if let Some(clock) = self.tracker.clock() {
             let lag = (Utc::now() - clock).num_milliseconds() as f64 / 1000.0;
@@ -609,7 +480,9 @@ impl Pipeline {
     }
 }
 
-async fn open(session: &Session) -> Result<(BatchConsumer, Publisher), tocsin_amqp::AmqpError> {
+async fn open(
+    session: &Session,
+) -> Result<(BatchConsumer, tocsin_amqp::Publisher), tocsin_amqp::AmqpError> {
     let publisher = session.publisher().await?;
     let consumer = session.consumer().await?;
     Ok((consumer, publisher))

@@ -187,6 +187,9 @@ impl World {
                 "TOCSIN_HTTP_ADDR".into(),
                 format!("127.0.0.1:{}", self.port),
             ),
+            // One message per event, which these tests count by message
+            // id; tests/gateway_event_batches.rs covers the NDJSON default.
+            ("TOCSIN_EVENTS_FORMAT".into(), "single".into()),
         ]
     }
 

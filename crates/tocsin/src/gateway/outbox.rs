@@ -1,0 +1,291 @@
+//! The outbox relay: its own task and its own confirm-mode channel, woken
+//! after each commit that queued messages, so that waiting for the broker's
+//! confirms overlaps with consuming the next batches instead of holding them
+//! up.
+
+use std::time::{Duration, Instant};
+
+use tocsin_amqp::{OutgoingMessage, Publisher};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::StoreHandle;
+use crate::internal_events::{Metrics, OutboxPublishFailed, OutboxPublished, StoreFailed};
+use std::sync::Arc;
+
+/// Most outbox messages published in one confirmed round.
+const OUTBOX_ROUND: usize = 1000;
+
+/// First and longest wait before publishing again what the broker refused
+/// (nacked or returned): consuming goes on meanwhile.
+const OUTBOX_RETRY_MIN: Duration = Duration::from_millis(200);
+const OUTBOX_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// How long a relay whose link is gone may take to notice before it is
+/// abandoned (its confirmed-but-unmarked rows are then published again,
+/// which at-least-once allows).
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// What the relay keeps across broker sessions.
+pub struct Relay {
+    store: StoreHandle,
+    metrics: Arc<Metrics>,
+    /// After the broker refused outbox messages: not before this instant,
+    /// and the wait after the next refusal.
+    hold: Option<Instant>,
+    delay: Duration,
+    /// Outbox rows the broker confirmed whose marking failed (the store
+    /// briefly away): marked before anything is published again.
+    unmarked: Vec<i64>,
+}
+
+enum Command {
+    /// Something was committed to the outbox.
+    Wake,
+    /// Publish everything pending now, ignoring any hold, and say how it
+    /// went (shutdown).
+    Drain(oneshot::Sender<Result<(), String>>),
+}
+
+/// The running relay of one broker session.
+pub struct RelayHandle {
+    tx: mpsc::Sender<Command>,
+    task: JoinHandle<(Relay, Result<(), String>)>,
+}
+
+impl RelayHandle {
+    /// Tells the relay the outbox has new rows. Never waits: a wake already
+    /// queued covers this one.
+    pub fn wake(&self) {
+        let _ = self.tx.try_send(Command::Wake);
+    }
+
+    /// Publishes everything pending, ignoring any hold after a refusal.
+    pub async fn drain(&self) -> Result<(), String> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::Drain(reply))
+            .await
+            .map_err(|_| "the outbox relay has stopped".to_string())?;
+        answer
+            .await
+            .map_err(|_| "the outbox relay has stopped".to_string())?
+    }
+
+    /// True once the relay task ended (its link lost).
+    pub fn has_stopped(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Ends the relay and returns its state, with the error that ended it
+    /// early, if any.
+    pub async fn stop(
+        self,
+        store: &StoreHandle,
+        metrics: &Arc<Metrics>,
+    ) -> (Relay, Option<String>) {
+        let Self { tx, mut task } = self;
+        drop(tx);
+        match tokio::time::timeout(STOP_WAIT, &mut task).await {
+            Ok(Ok((relay, result))) => (relay, result.err()),
+            Ok(Err(join)) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+            Ok(Err(_)) => (Relay::new(store.clone(), metrics.clone()), None),
+            Err(_) => {
+                task.abort();
+                (
+                    Relay::new(store.clone(), metrics.clone()),
+                    Some("the outbox relay did not stop in time".into()),
+                )
+            }
+        }
+    }
+}
+
+impl Relay {
+    /// A relay with nothing held.
+    pub fn new(store: StoreHandle, metrics: Arc<Metrics>) -> Self {
+        Self {
+            store,
+            metrics,
+            hold: None,
+            delay: OUTBOX_RETRY_MIN,
+            unmarked: Vec::new(),
+        }
+    }
+
+    /// Runs the relay on `publisher` until the handle is stopped or the
+    /// link is lost. It publishes whatever an earlier run left pending first.
+    pub fn spawn(self, publisher: Publisher) -> RelayHandle {
+        // Two commands are enough: a queued wake covers any later one.
+        let (tx, rx) = mpsc::channel(2);
+        let task = tokio::spawn(self.run(publisher, rx));
+        RelayHandle { tx, task }
+    }
+
+    async fn run(
+        mut self,
+        publisher: Publisher,
+        mut rx: mpsc::Receiver<Command>,
+    ) -> (Self, Result<(), String>) {
+        if let Err(e) = self.flush(&publisher).await {
+            return (self, Err(e));
+        }
+        loop {
+            let command = match self.hold {
+                Some(until) => tokio::select! {
+                    c = rx.recv() => c,
+                    () = tokio::time::sleep_until(until.into()) => Some(Command::Wake),
+                },
+                None => rx.recv().await,
+            };
+            let result = match command {
+                None => return (self, Ok(())),
+                Some(Command::Wake) => self.flush(&publisher).await,
+                Some(Command::Drain(reply)) => {
+                    self.hold = None;
+                    let result = self.flush(&publisher).await;
+                    let _ = reply.send(result.clone());
+                    result
+                }
+            };
+            if let Err(e) = result {
+                return (self, Err(e));
+            }
+        }
+    }
+
+    /// Publishes everything pending in the outbox with confirms, marking
+    /// published what the broker confirmed. What it refused (nacked, say a
+    /// bound queue at its length limit with `reject-publish`) stays pending
+    /// and is tried again after a growing wait, while consuming goes on: a
+    /// refusing broker delays publishing but never wedges the gateway. An
+    /// error is a lost link.
+    ///
+    /// Delivery is at least once: from the moment the broker routes a
+    /// message until its row is marked published, a crash (or a lost link,
+    /// which loses the confirms) leaves it pending, and it is published
+    /// again on restart. That is at most the one round in flight (up to
+    /// `OUTBOX_ROUND` messages); subscribers drop the copies by
+    /// `message_id` (the event or alert id; in NDJSON, each line's
+    /// `event_id`). The kill -9 tests measure it (tests/gateway_crash.rs).
+    async fn flush(&mut self, publisher: &Publisher) -> Result<(), String> {
+        if self.hold.is_some_and(|t| Instant::now() < t) || !self.mark_unmarked().await {
+            return Ok(());
+        }
+        loop {
+            let pending = match self.store.call(|s| s.outbox_pending(OUTBOX_ROUND)).await {
+                Ok(p) => p,
+                Err(error) => {
+                    // The next wake retries; inputs are not held back by it.
+                    self.store_failed("outbox read", &error);
+                    return Ok(());
+                }
+            };
+            if pending.is_empty() {
+                self.metrics.outbox_pending.set(0);
+                return Ok(());
+            }
+            let seqs: Vec<i64> = pending.iter().map(|p| p.seq).collect();
+            let messages: Vec<OutgoingMessage> = pending
+                .into_iter()
+                .map(|p| OutgoingMessage {
+                    exchange: p.message.exchange,
+                    routing_key: p.message.routing_key,
+                    message_id: p.message.id,
+                    content_type: Some(p.message.content_type),
+                    body: p.message.body,
+                    headers: None,
+                    mandatory: false,
+                })
+                .collect();
+            let outcomes = match publisher.publish_each_confirmed(&messages).await {
+                Ok(o) => o,
+                Err(error) => {
+                    OutboxPublishFailed { error: &error }.emit(&self.metrics);
+                    return Err(error.to_string());
+                }
+            };
+            let mut confirmed = Vec::with_capacity(seqs.len());
+            let mut refused = None;
+            for (seq, outcome) in seqs.into_iter().zip(outcomes) {
+                match outcome {
+                    Ok(()) => confirmed.push(seq),
+                    Err(error) => {
+                        refused.get_or_insert(error);
+                    }
+                }
+            }
+            if let Some(error) = &refused {
+                OutboxPublishFailed { error }.emit(&self.metrics);
+                self.hold = Some(Instant::now() + self.delay);
+                self.delay = (self.delay * 2).min(OUTBOX_RETRY_MAX);
+            } else {
+                self.hold = None;
+                self.delay = OUTBOX_RETRY_MIN;
+            }
+            if confirmed.is_empty() {
+                return Ok(());
+            }
+            let count = confirmed.len();
+            let marking = confirmed.clone();
+            let marked = self
+                .store
+                .call(move |s| {
+                    s.outbox_mark_published(&marking)?;
+                    s.outbox_len()
+                })
+                .await;
+            match marked {
+                Ok(left) => {
+                    OutboxPublished {
+                        count,
+                        pending: left,
+                    }
+                    .emit(&self.metrics);
+                    if refused.is_some() {
+                        return Ok(());
+                    }
+                }
+                Err(error) => {
+                    self.store_failed("outbox mark", &error);
+                    // The broker has them: mark them before publishing
+                    // anything again, rather than publish them twice.
+                    self.unmarked.extend(confirmed);
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn store_failed(&self, operation: &'static str, error: &tocsin_store::StoreError) {
+        StoreFailed {
+            operation,
+            error,
+            transient: error.is_transient(),
+        }
+        .emit(&self.metrics);
+    }
+
+    /// Marks what the broker confirmed but the store could not record at
+    /// the time; false while the store still fails.
+    async fn mark_unmarked(&mut self) -> bool {
+        if self.unmarked.is_empty() {
+            return true;
+        }
+        let seqs = self.unmarked.clone();
+        match self
+            .store
+            .call(move |s| s.outbox_mark_published(&seqs))
+            .await
+        {
+            Ok(()) => {
+                self.unmarked.clear();
+                true
+            }
+            Err(error) => {
+                self.store_failed("outbox mark", &error);
+                false
+            }
+        }
+    }
+}
