@@ -175,8 +175,12 @@ impl Hasher for FxHasher {
         self.write_u64(i as u64);
         self.write_u64((i >> 64) as u64);
     }
+    /// Mixed once more at the end: FxHash's multiply leaves the low bits
+    /// depending only on the low bytes of the input, and hash tables pick
+    /// the bucket by the low bits, so keys sharing a prefix (`MDM…` message
+    /// ids) would crowd into a few buckets.
     fn finish(&self) -> u64 {
-        self.0
+        fmix64(self.0)
     }
 }
 
@@ -193,10 +197,14 @@ fn fold(key: u64) -> u32 {
     (key ^ (key >> 32)) as u32
 }
 
-/// The table hash of a folded key (murmur3's finaliser: every bit mixed,
-/// since the table uses the low bits for the bucket and the top 7 as tag).
+/// The table hash of a folded key (every bit mixed, since the table uses
+/// the low bits for the bucket and the top 7 as tag).
 fn spread(k: u32) -> u64 {
-    let mut h = u64::from(k);
+    fmix64(u64::from(k))
+}
+
+/// Murmur3's 64-bit finaliser: every output bit depends on every input bit.
+fn fmix64(mut h: u64) -> u64 {
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
     h ^= h >> 33;
