@@ -5,15 +5,29 @@
 //! same tracker core the gateway runs, with the clock following the events'
 //! own times. The clock is then advanced to `--until`. Every alert is written
 //! as a JSON line to `--alerts`; a compliance report follows.
+//!
+//! The work runs as a pipeline of threads joined by bounded channels, so
+//! that normalising, tracking and storing overlap on a multi-core machine
+//! while the tracker still sees every event in input order:
+//!
+//! - readers (one per core, at most [`MAX_READERS`]): file `i` is read and
+//!   normalised by reader `i mod n`;
+//! - the calling thread takes the readers' output file by file in input
+//!   order, reports rejected inputs and applies each event to the tracker;
+//! - a writer writes the alerts and commits the effects to the store, one
+//!   transaction per [`COMMIT_EVERY`] events.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use chrono::{DateTime, Utc};
-use tocsin_ingest::{ContentHint, ingest};
-use tocsin_store::Batch;
+use tocsin_event::InterfaceEvent;
+use tocsin_ingest::{ContentHint, IngestConfig, ingest};
+use tocsin_store::{Batch, Store};
 use tocsin_tracker::{Effect, Tracker, compliance};
 
 use crate::cli::ReplayArgs;
@@ -34,6 +48,16 @@ fn report_to() -> DateTime<Utc> {
 /// How many events' effects go into one store transaction.
 const COMMIT_EVERY: usize = 20_000;
 
+/// How many events' effects the tracker hands the writer at a time.
+const EFFECTS_CHUNK: usize = 1_000;
+
+/// Most reader threads (normalising is the costliest stage; more threads
+/// than cores only add switching).
+const MAX_READERS: usize = 4;
+
+/// Files each reader may hold normalised ahead of the tracker.
+const READ_AHEAD: usize = 32;
+
 /// One rejected unit of input, for stderr and the report.
 #[derive(Debug, serde::Serialize)]
 pub struct Rejected {
@@ -49,11 +73,25 @@ pub struct Rejected {
     pub location: Option<String>,
 }
 
+/// One unit of a normalised file, in file order.
+enum Unit {
+    Events(Vec<InterfaceEvent>),
+    Rejected(Rejected),
+}
+
+/// What the tracker hands the writer.
+enum ToWriter {
+    /// Effects of this many events, in order.
+    Effects(Vec<Effect>, usize),
+    /// Everything is in: commit the rest.
+    Finish,
+}
+
 /// Runs a replay.
 pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let files = inputs::expand(&args.paths)?;
     let until: DateTime<Utc> = args.until;
-    let mut alerts_out = BufWriter::new(create(&args.alerts)?);
+    let alerts_out = BufWriter::new(create(&args.alerts)?);
     let mut events_out = match &args.events {
         Some(p) => Some(BufWriter::new(create(p)?)),
         None => None,
@@ -70,60 +108,50 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
             )
         }
     };
-    let mut store = tocsin_store::open(&store_url)?;
+    let store = tocsin_store::open(&store_url)?;
     let mut tracker = Tracker::new(config.policy.clone(), config.tracker.clone());
     // Nothing stamped after --until may move the clock past it.
     tracker.set_ceiling(Some(until));
-    let mut batch = Batch::default();
-    let mut pending_events = 0usize;
     let mut rejected = Vec::new();
-    let mut alert_count = 0usize;
+    let readers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, MAX_READERS)
+        .min(files.len().max(1));
 
-    for file in &files {
-        let bytes =
-            std::fs::read(file).map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
-        let hint = file
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(ContentHint::from_file_name);
-        for unit in ingest(&bytes, hint, &config.ingest) {
-            let events = match unit.outcome {
-                Ok(events) => events,
-                Err(e) => {
-                    let r = Rejected {
-                        file: file.display().to_string(),
-                        position: unit.position.to_string(),
-                        reason: e.reason_code().to_string(),
-                        message: super::normalise::describe(&e),
-                        location: e.location(),
-                    };
-                    report_rejected(&r);
-                    rejected.push(r);
-                    continue;
-                }
-            };
-            for event in events {
-                if let Some(out) = events_out.as_mut() {
-                    serde_json::to_writer(&mut *out, &event)?;
-                    out.write_all(b"\n")?;
-                }
-                let effects = tracker.apply(&event);
-                alert_count += write_alerts(&mut alerts_out, &effects)?;
-                batch.extend_effects(effects);
-                pending_events += 1;
-                if pending_events >= COMMIT_EVERY {
-                    store.commit(&batch)?;
-                    batch.clear();
-                    pending_events = 0;
-                }
-            }
+    let (mut store, alert_count) = std::thread::scope(|s| -> Result<_, String> {
+        let mut from_readers = Vec::new();
+        for r in 0..readers {
+            let (tx, rx) = sync_channel(READ_AHEAD);
+            let mine: Vec<&PathBuf> = files.iter().skip(r).step_by(readers).collect();
+            let ingest_cfg = &config.ingest;
+            s.spawn(move || read_files(mine, ingest_cfg, tx));
+            from_readers.push(rx);
         }
-    }
-    let effects = tracker.advance_to(until);
-    alert_count += write_alerts(&mut alerts_out, &effects)?;
-    batch.extend_effects(effects);
-    store.commit(&batch)?;
-    alerts_out.flush()?;
+        let (to_writer, writer_rx) = sync_channel(4);
+        let writer = s.spawn(move || write_effects(store, alerts_out, writer_rx));
+        let tracked = track(
+            &mut tracker,
+            &files,
+            &from_readers,
+            &to_writer,
+            &mut events_out,
+            &mut rejected,
+            until,
+        );
+        if tracked.is_ok() {
+            // A send fails only when the writer has stopped on an error,
+            // which its join reports.
+            let _ = to_writer.send(ToWriter::Finish);
+        }
+        drop(to_writer);
+        // Unblock readers still sending after an error.
+        drop(from_readers);
+        let written = writer
+            .join()
+            .map_err(|_| "replay writer thread panicked".to_string())?;
+        tracked?;
+        written
+    })?;
     if let Some(out) = events_out.as_mut() {
         out.flush()?;
     }
@@ -149,6 +177,184 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
     Ok(ExitCode::SUCCESS)
 }
 
+/// A reader: normalises its share of the files in order and sends each
+/// file's units as one message; stops after the first file it cannot read
+/// (sending the error) or when the tracker has stopped listening.
+fn read_files(files: Vec<&PathBuf>, cfg: &IngestConfig, tx: SyncSender<Result<Vec<Unit>, String>>) {
+    for file in files {
+        let units = std::fs::read(file)
+            .map_err(|e| format!("{}: cannot read: {e}", file.display()))
+            .map(|bytes| normalise_file(file, &bytes, cfg));
+        let failed = units.is_err();
+        if tx.send(units).is_err() || failed {
+            return;
+        }
+    }
+}
+
+fn normalise_file(file: &Path, bytes: &[u8], cfg: &IngestConfig) -> Vec<Unit> {
+    let hint = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(ContentHint::from_file_name);
+    ingest(bytes, hint, cfg)
+        .into_iter()
+        .map(|unit| match unit.outcome {
+            Ok(events) => Unit::Events(events),
+            Err(e) => Unit::Rejected(Rejected {
+                file: file.display().to_string(),
+                position: unit.position.to_string(),
+                reason: e.reason_code().to_string(),
+                message: super::normalise::describe(&e),
+                location: e.location(),
+            }),
+        })
+        .collect()
+}
+
+/// The tracking stage: takes the files in input order from the readers,
+/// applies every event, hands the effects to the writer in chunks, and
+/// finally advances the clock to `until`.
+fn track(
+    tracker: &mut Tracker,
+    files: &[PathBuf],
+    from_readers: &[Receiver<Result<Vec<Unit>, String>>],
+    to_writer: &SyncSender<ToWriter>,
+    events_out: &mut Option<BufWriter<File>>,
+    rejected: &mut Vec<Rejected>,
+    until: DateTime<Utc>,
+) -> Result<(), String> {
+    let writer_gone = || "replay writer stopped".to_string();
+    let mut chunk = Vec::new();
+    let mut chunk_events = 0usize;
+    for (i, file) in files.iter().enumerate() {
+        let received = from_readers[i % from_readers.len()]
+            .recv()
+            .map_err(|_| format!("{}: reader stopped", file.display()));
+        let units = match received {
+            Ok(Ok(units)) => units,
+            Ok(Err(e)) | Err(e) => {
+                // The alerts of the events already applied are still written
+                // (nothing more is committed), as when the run stops early.
+                let _ = to_writer.send(ToWriter::Effects(chunk, chunk_events));
+                return Err(e);
+            }
+        };
+        for unit in units {
+            let events = match unit {
+                Unit::Events(events) => events,
+                Unit::Rejected(r) => {
+                    report_rejected(&r);
+                    rejected.push(r);
+                    continue;
+                }
+            };
+            for event in events {
+                if let Some(out) = events_out.as_mut() {
+                    write_line(out, &event).map_err(|e| format!("--events: {e}"))?;
+                }
+                chunk.extend(tracker.apply(&event));
+                chunk_events += 1;
+                if chunk_events >= EFFECTS_CHUNK {
+                    let full = std::mem::take(&mut chunk);
+                    to_writer
+                        .send(ToWriter::Effects(full, chunk_events))
+                        .map_err(|_| writer_gone())?;
+                    chunk_events = 0;
+                }
+            }
+        }
+    }
+    chunk.extend(tracker.advance_to(until));
+    to_writer
+        .send(ToWriter::Effects(chunk, chunk_events))
+        .map_err(|_| writer_gone())
+}
+
+/// The writing stage: alerts to their file in order, effects to the store in
+/// transactions of [`COMMIT_EVERY`] events. Commits the rest only on
+/// [`ToWriter::Finish`] (not when the tracker stopped on an error). Returns
+/// the store and the number of alerts written.
+fn write_effects(
+    mut store: Box<dyn Store>,
+    mut alerts_out: BufWriter<File>,
+    rx: Receiver<ToWriter>,
+) -> Result<(Box<dyn Store>, usize), String> {
+    let mut batch = Batch::default();
+    let mut puts = PutKeys::default();
+    let mut pending_events = 0usize;
+    let mut alert_count = 0usize;
+    let commit = |store: &mut Box<dyn Store>, batch: &mut Batch| {
+        store
+            .commit(batch)
+            .map_err(|e| format!("store commit: {e}"))?;
+        batch.clear();
+        Ok::<_, String>(())
+    };
+    while let Ok(msg) = rx.recv() {
+        let (effects, events) = match msg {
+            ToWriter::Effects(effects, events) => (effects, events),
+            ToWriter::Finish => {
+                commit(&mut store, &mut batch)?;
+                alerts_out.flush().map_err(|e| format!("--alerts: {e}"))?;
+                return Ok((store, alert_count));
+            }
+        };
+        alert_count +=
+            write_alerts(&mut alerts_out, &effects).map_err(|e| format!("--alerts: {e}"))?;
+        for effect in effects {
+            puts.push(&mut batch, effect);
+        }
+        pending_events += events;
+        if pending_events >= COMMIT_EVERY {
+            commit(&mut store, &mut batch)?;
+            puts.clear();
+            pending_events = 0;
+        }
+    }
+    Err("replay stopped before the end of its input".into())
+}
+
+/// The state records the current batch puts. `Batch::push_state_delete`
+/// looks for an earlier put of the record in its own index and, when there
+/// is none, scans and reindexes every put of the batch (for vectors filled
+/// directly): in a long replay most deletes (seen keys 30 days on,
+/// transmissions after the acknowledgement horizon) find no put in their
+/// batch, and that scan made each commit quadratic. Knowing the batch's
+/// puts, the writer pushes such deletes straight onto `state_deletes`, which
+/// is what the scan ends with; the batch's contents are the same.
+#[derive(Default)]
+struct PutKeys(HashSet<(String, String)>);
+
+impl PutKeys {
+    fn push(&mut self, batch: &mut Batch, effect: Effect) {
+        match effect {
+            Effect::StatePut(r) => {
+                self.0.insert((r.namespace.clone(), r.key.clone()));
+                batch.push_state_put(r);
+            }
+            Effect::StateDeleted { namespace, key } => {
+                let k = (namespace, key);
+                if self.0.remove(&k) {
+                    batch.push_state_delete(k.0, k.1);
+                } else {
+                    batch.state_deletes.push(k);
+                }
+            }
+            other => batch.push_effect(other),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+fn write_line(out: &mut impl Write, value: &impl serde::Serialize) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, value)?;
+    out.write_all(b"\n")
+}
+
 fn create(p: &Path) -> Result<File, String> {
     File::create(p).map_err(|e| format!("{}: cannot create: {e}", p.display()))
 }
@@ -161,8 +367,7 @@ fn write_alerts(out: &mut impl Write, effects: &[Effect]) -> std::io::Result<usi
     let mut n = 0;
     for effect in effects {
         if let Effect::AlertRaised(alert) = effect {
-            serde_json::to_writer(&mut *out, alert)?;
-            out.write_all(b"\n")?;
+            write_line(out, alert)?;
             n += 1;
         }
     }
