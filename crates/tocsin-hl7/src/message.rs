@@ -1,34 +1,40 @@
 //! From raw bytes to a parsed message with decoded field access.
 //!
-//! hl7-parser reads the separators (`parser::parse_msh`) and the structure
-//! of each field the normaliser reads (`parser::parse_field_with_separators`).
-//! Around it tocsin works around what hl7-parser does not do:
+//! hl7-parser reads the separators declared in MSH-1/MSH-2
+//! (`parser::parse_msh`). Around it tocsin works around what hl7-parser does
+//! not do:
 //! - `Message::parse` stops silently at the first line it cannot parse (an
 //!   empty line, a bare segment name, a line that is not a segment) and
-//!   returns the segments before it; tocsin drops blank lines, gives a bare
-//!   segment name its field separator, and rejects any other such line
-//!   (`malformed_segment`) rather than lose the rest of the message;
-//! - `Message::parse` allocates for every field of the message; tocsin
-//!   splits segments and fields itself and parses only the fields it reads
-//!   (see [`Parsed`]);
+//!   returns the segments before it; tocsin drops blank lines, reads a bare
+//!   segment name as a segment with no fields, and rejects any other such
+//!   line (`malformed_segment`) rather than lose the rest of the message;
+//! - `Message::parse` (and `parse_field_with_separators`, for one field)
+//!   builds vectors for every field, repetition, component and subcomponent,
+//!   which dominated the cost of a message; tocsin splits segments and fields
+//!   once and repetitions, components and subcomponents on demand, by the
+//!   same rules (a test checks the splitting against hl7-parser's
+//!   `parse_field_with_separators` on random fields);
 //! - it reads `str` only; tocsin reads UTF-8, and any other bytes as latin-1
 //!   (ISO-8859-1, common in UK feeds for `£` and accented names);
 //! - it treats segment separators as `\r` (or, leniently, `\n`/`\r\n`, but
-//!   not a mix); tocsin splits lines itself and rejoins them with `\r`;
+//!   not a mix); tocsin splits lines on any of them;
 //! - it accepts any five ASCII characters as separators; tocsin requires
 //!   five distinct punctuation characters (`bad_separators`).
 
 use std::borrow::Cow;
+use std::ops::Range;
 
-use hl7_parser::message::{Field, Repeat, Separators};
+use hl7_parser::message::Separators;
 
 use crate::{Hl7Config, Hl7Error, escape};
 
 const MLLP_START: u8 = 0x0B;
 const MLLP_END: u8 = 0x1C;
 
-/// Checks size and content and returns the message as `\r`-separated text.
-pub(crate) fn prepare(msg: &[u8], cfg: &Hl7Config) -> Result<String, Hl7Error> {
+/// Checks size and content and returns the message text (MLLP framing, a
+/// byte-order mark and surrounding white space removed; latin-1 decoded when
+/// the bytes are not UTF-8). Borrowed unless latin-1 decoding was needed.
+pub(crate) fn prepare<'m>(msg: &'m [u8], cfg: &Hl7Config) -> Result<Cow<'m, str>, Hl7Error> {
     if msg.len() > cfg.max_message_bytes {
         return Err(Hl7Error::Oversized {
             size: msg.len(),
@@ -50,45 +56,47 @@ pub(crate) fn prepare(msg: &[u8], cfg: &Hl7Config) -> Result<String, Hl7Error> {
     if body.is_empty() {
         return Err(Hl7Error::Empty);
     }
-    if let Some(i) = body
-        .iter()
-        .position(|&b| (b < 0x20 && !matches!(b, b'\t' | b'\r' | b'\n')) || b == 0x7F)
-    {
+    if let Some(i) = first_control_byte(body) {
         return Err(Hl7Error::Binary {
             byte: body[i],
             offset: start + i,
         });
     }
-    let text: Cow<'_, str> = match std::str::from_utf8(body) {
+    let text: Cow<'m, str> = match std::str::from_utf8(body) {
         Ok(s) => Cow::Borrowed(s),
         Err(_) => Cow::Owned(body.iter().map(|&b| char::from(b)).collect()),
     };
     if !text.starts_with("MSH") {
         return Err(Hl7Error::NotHl7);
     }
-    let field_sep = check_separators(&text)?;
+    check_separators(&text)?;
+    Ok(text)
+}
 
-    let mut out = String::with_capacity(text.len() + 8);
-    for line in text.split(['\r', '\n']) {
-        if line.trim().is_empty() {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push('\r');
-        }
-        out.push_str(line);
-        if line.len() <= 12 && line.chars().count() == 3 {
-            out.push(field_sep);
-        }
-    }
-    Ok(out)
+/// The position of the first control byte other than tab, CR and LF.
+fn first_control_byte(body: &[u8]) -> Option<usize> {
+    let bad = |b: u8| (b < 0x20 && !matches!(b, b'\t' | b'\r' | b'\n')) || b == 0x7F;
+    // Test whole chunks without an early exit (which the compiler can
+    // vectorise), and look for the position only in a chunk that has one.
+    const CHUNK: usize = 32;
+    body.chunks(CHUNK).enumerate().find_map(|(n, chunk)| {
+        chunk
+            .iter()
+            .fold(false, |found, &b| found | bad(b))
+            .then(|| n * CHUNK + chunk.iter().position(|&b| bad(b)).unwrap_or_default())
+    })
+}
+
+/// The lines of a message: split on `\r`, `\n` or both.
+fn lines(text: &str) -> impl Iterator<Item = &str> {
+    text.split('\r').flat_map(|l| l.split('\n'))
 }
 
 /// MSH-1 and MSH-2 must declare five distinct, non-alphanumeric ASCII
 /// characters (hl7-parser would otherwise mis-split or reject the message
-/// without saying why). Returns the field separator.
-fn check_separators(text: &str) -> Result<char, Hl7Error> {
-    let first_line = text.split(['\r', '\n']).next().unwrap_or_default();
+/// without saying why).
+fn check_separators(text: &str) -> Result<(), Hl7Error> {
+    let first_line = lines(text).next().unwrap_or_default();
     let seps: Vec<char> = first_line.chars().skip(3).take(5).collect();
     if seps.len() < 5 {
         let location = if seps.is_empty() { "MSH-1" } else { "MSH-2" };
@@ -111,61 +119,74 @@ fn check_separators(text: &str) -> Result<char, Hl7Error> {
             });
         }
     }
-    Ok(seps[0])
+    Ok(())
 }
 
-/// A message split into segments, each checked to be a segment.
+/// A message split into segments and fields, each line checked to be a
+/// segment.
 ///
-/// hl7-parser's `Message::parse` builds vectors for every field, repetition,
-/// component and subcomponent of the whole message, which costs tens of
-/// microseconds on a typical ADT; the normaliser reads about twenty fields.
-/// So tocsin splits segments and fields itself and hands only the fields it
-/// reads to hl7-parser (`parse_field_with_separators`), with the separators
-/// hl7-parser read from MSH (`parse_msh`).
+/// All the fields of the message live in one vector (one allocation);
+/// repetitions, components and subcomponents are split only for the fields
+/// the normaliser reads.
 pub(crate) struct Parsed<'a> {
     segments: Vec<SegData<'a>>,
-}
-
-/// A segment's text, split into fields once.
-struct SegData<'a> {
-    name: &'a str,
-    line: &'a str,
-    /// The fields as written: index 0 is the name (for MSH, index 1 is MSH-2,
-    /// the encoding characters).
+    /// The fields of every segment as written, segment after segment: index
+    /// 0 of a segment's range is its name (for MSH, index 1 is MSH-2, the
+    /// encoding characters).
     fields: Vec<&'a str>,
     seps: Separators,
 }
 
-impl<'a> SegData<'a> {
-    fn new(name: &'a str, line: &'a str, seps: Separators) -> Self {
-        Self {
-            name,
-            line,
-            fields: line.split(seps.field).collect(),
-            seps,
-        }
-    }
+/// A segment's name, text and range in [`Parsed::fields`].
+struct SegData<'a> {
+    name: &'a str,
+    line: &'a str,
+    fields: Range<usize>,
 }
 
 impl<'a> Parsed<'a> {
-    /// Splits text from [`prepare`] (segments separated by `\r`, MSH first).
+    /// Splits text from [`prepare`] (MSH first, checked by
+    /// [`check_separators`]). Blank lines are skipped; a line holding only a
+    /// three-character name is a segment with no fields.
     pub(crate) fn parse(text: &'a str) -> Result<Self, Hl7Error> {
-        let mut lines = text.split('\r');
+        let mut lines = lines(text).filter(|l| !l.trim().is_empty());
         let first = lines.next().unwrap_or_default();
+        // MSH, the field separator and MSH-2 (ASCII: checked by prepare).
+        let msh_start = first.get(..8).unwrap_or(first);
         let (seps, _) =
-            hl7_parser::parser::parse_msh(first).map_err(|_| Hl7Error::MalformedSegment {
+            hl7_parser::parser::parse_msh(msh_start).map_err(|_| Hl7Error::MalformedSegment {
                 index: 1,
                 name: "MSH".to_owned(),
                 detail: "the MSH segment cannot be parsed",
             })?;
-        let mut segments = vec![SegData::new("MSH", first, seps)];
+        let sep = seps.field;
+        let mut fields = Vec::with_capacity(text.matches(sep).count() + 16);
+        let mut segments = Vec::with_capacity(16);
+        let mut push = |name: &'a str, line: &'a str, bare: bool| {
+            let from = fields.len();
+            fields.extend(line.split(sep));
+            if bare {
+                fields.push("");
+            }
+            segments.push(SegData {
+                name,
+                line,
+                fields: from..fields.len(),
+            });
+        };
+        push("MSH", first, false);
         for (i, line) in lines.enumerate() {
             let name = line
                 .get(..3)
                 .filter(|n| n.chars().all(|c| c.is_ascii_alphanumeric()));
-            let rest_ok = line.get(3..).is_some_and(|r| r.starts_with(seps.field));
+            let bare = line.len() <= 12 && line.chars().count() == 3;
+            let rest_ok = if bare {
+                line.len() == 3
+            } else {
+                line.get(3..).is_some_and(|r| r.starts_with(sep))
+            };
             match name {
-                Some(name) if rest_ok => segments.push(SegData::new(name, line, seps)),
+                Some(name) if rest_ok => push(name, line, bare),
                 _ => {
                     return Err(Hl7Error::MalformedSegment {
                         index: i + 2,
@@ -179,7 +200,20 @@ impl<'a> Parsed<'a> {
                 }
             }
         }
-        Ok(Self { segments })
+        Ok(Self {
+            segments,
+            fields,
+            seps,
+        })
+    }
+
+    fn seg<'p>(&'p self, d: &'p SegData<'a>) -> Seg<'p> {
+        Seg {
+            name: d.name,
+            line: d.line,
+            fields: &self.fields[d.fields.clone()],
+            seps: &self.seps,
+        }
     }
 
     /// The first segment of that name.
@@ -187,7 +221,7 @@ impl<'a> Parsed<'a> {
         self.segments
             .iter()
             .find(|s| s.name == name)
-            .map(|d| Seg { d })
+            .map(|d| self.seg(d))
     }
 
     /// Every segment of that name, in order.
@@ -195,70 +229,55 @@ impl<'a> Parsed<'a> {
         self.segments
             .iter()
             .filter(move |s| s.name == name)
-            .map(|d| Seg { d })
+            .map(|d| self.seg(d))
     }
 }
 
 /// One segment with its message's separators, for decoded access.
 #[derive(Clone, Copy)]
 pub(crate) struct Seg<'a> {
-    d: &'a SegData<'a>,
+    name: &'a str,
+    line: &'a str,
+    fields: &'a [&'a str],
+    seps: &'a Separators,
 }
 
 impl<'a> Seg<'a> {
     /// The segment's name, e.g. `PV1`.
     pub(crate) fn name(&self) -> &'a str {
-        self.d.name
+        self.name
     }
 
     /// The field as written (repetitions, components and escapes included);
     /// empty when the segment is shorter.
     pub(crate) fn raw(&self, field: usize) -> &'a str {
-        let d = self.d;
         match field {
             0 => "",
             // MSH-1 is the field separator itself; MSH-2 is index 1.
-            1 if d.name == "MSH" => d.line.get(3..4).unwrap_or_default(),
-            n if d.name == "MSH" => d.fields.get(n - 1).copied().unwrap_or_default(),
-            n => d.fields.get(n).copied().unwrap_or_default(),
+            1 if self.name == "MSH" => self.line.get(3..4).unwrap_or_default(),
+            n if self.name == "MSH" => self.fields.get(n - 1).copied().unwrap_or_default(),
+            n => self.fields.get(n).copied().unwrap_or_default(),
         }
     }
 
     /// Number of fields present (MSH counts MSH-1 and MSH-2).
     pub(crate) fn field_count(&self) -> usize {
-        let parts = self.d.fields.len();
-        if self.d.name == "MSH" {
-            parts
-        } else {
-            parts - 1
-        }
+        let parts = self.fields.len();
+        if self.name == "MSH" { parts } else { parts - 1 }
     }
 
-    /// The field's structure, parsed by hl7-parser.
-    pub(crate) fn field(&self, field: usize) -> Option<Fld<'a>> {
-        let raw = self.raw(field);
-        hl7_parser::parser::parse_field_with_separators(raw, self.d.seps)
-            .ok()
-            .map(|f| Fld {
-                f,
-                seps: self.d.seps,
-            })
+    /// The repetitions of a field (an empty field has one, empty).
+    pub(crate) fn repeats(&self, field: usize) -> impl Iterator<Item = Rep<'a>> + use<'a> {
+        let seps = self.seps;
+        self.raw(field)
+            .split(seps.repetition)
+            .map(move |raw| Rep { raw, seps })
     }
 
     /// Component `comp` of the first repetition, decoded and trimmed; `None`
     /// when empty or the HL7 null `""`.
     pub(crate) fn comp(&self, field: usize, comp: usize) -> Option<Cow<'a, str>> {
-        let raw = self.raw(field);
-        let s = &self.d.seps;
-        if !raw.contains([s.repetition, s.subcomponent]) {
-            // Components only (the common case): split them directly rather
-            // than build hl7-parser's vectors for the whole field.
-            return raw
-                .split(s.component)
-                .nth(comp.saturating_sub(1))
-                .and_then(|c| nonempty(escape::decode(c, s)));
-        }
-        self.field(field)?.repeats().next()?.comp(comp)
+        self.repeats(field).next()?.comp(comp)
     }
 
     /// The first component of the first repetition (the usual value).
@@ -269,50 +288,40 @@ impl<'a> Seg<'a> {
     /// Component `comp` of repetition `rep` (1-based), decoded but not
     /// trimmed; empty when absent. For raw comparisons.
     pub(crate) fn decoded_component(&self, field: usize, rep: usize, comp: usize) -> String {
-        self.field(field)
-            .and_then(|f| {
-                f.f.repeats
-                    .get(rep.saturating_sub(1))
-                    .and_then(|r| r.component(comp))
-                    .map(|c| escape::decode(c.raw_value(), &self.d.seps).into_owned())
-            })
+        self.repeats(field)
+            .nth(rep.wrapping_sub(1))
+            .and_then(|r| r.component(comp))
+            .map(|c| escape::decode(c, self.seps).into_owned())
             .unwrap_or_default()
     }
 }
 
-/// One field, parsed into repetitions, components and subcomponents.
-pub(crate) struct Fld<'a> {
-    f: Field<'a>,
-    seps: Separators,
-}
-
-impl<'a> Fld<'a> {
-    /// The repetitions of the field.
-    pub(crate) fn repeats(&self) -> impl Iterator<Item = Rep<'_, 'a>> {
-        self.f.repeats.iter().map(|rep| Rep {
-            rep,
-            seps: &self.seps,
-        })
-    }
-}
-
-/// One repetition of a field.
+/// One repetition of a field, as written.
 #[derive(Clone, Copy)]
-pub(crate) struct Rep<'p, 'a> {
-    rep: &'p Repeat<'a>,
-    seps: &'p Separators,
+pub(crate) struct Rep<'a> {
+    raw: &'a str,
+    seps: &'a Separators,
 }
 
-impl<'a> Rep<'_, 'a> {
+impl<'a> Rep<'a> {
+    /// Component `comp` (1-based) as written, subcomponents included.
+    fn component(&self, comp: usize) -> Option<&'a str> {
+        self.raw
+            .split(self.seps.component)
+            .nth(comp.wrapping_sub(1))
+    }
+
     /// Component `comp`, decoded and trimmed; `None` when empty.
     pub(crate) fn comp(&self, comp: usize) -> Option<Cow<'a, str>> {
-        let raw = self.rep.component(comp)?.raw_value();
-        nonempty(escape::decode(raw, self.seps))
+        nonempty(escape::decode(self.component(comp)?, self.seps))
     }
 
     /// Subcomponent `sub` of component `comp`, decoded and trimmed.
     pub(crate) fn sub(&self, comp: usize, sub: usize) -> Option<Cow<'a, str>> {
-        let raw = self.rep.component(comp)?.subcomponent(sub)?.raw_value();
+        let raw = self
+            .component(comp)?
+            .split(self.seps.subcomponent)
+            .nth(sub.wrapping_sub(1))?;
         nonempty(escape::decode(raw, self.seps))
     }
 }
@@ -327,4 +336,55 @@ fn nonempty(v: Cow<'_, str>) -> Option<Cow<'_, str>> {
         Cow::Owned(s) if s.len() == trimmed.len() => Cow::Owned(s),
         Cow::Owned(s) => Cow::Owned(s.trim().to_owned()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// tocsin's splitting of a field into repetitions, components and
+        /// subcomponents agrees with hl7-parser's `parse_field_with_separators`.
+        #[test]
+        fn splitting_agrees_with_hl7_parser(raw in "[ab^~&\\\\é ]{0,24}") {
+            let text = format!("MSH|^~\\&|\rZZZ|{raw}");
+            let parsed = Parsed::parse(&text).unwrap();
+            let seg = parsed.segment("ZZZ").unwrap();
+            let theirs = hl7_parser::parser::parse_field_with_separators(&raw, *seg.seps).unwrap();
+            let mine: Vec<Rep<'_>> = seg.repeats(1).collect();
+            prop_assert_eq!(mine.len(), theirs.repeats.len());
+            for (m, t) in mine.iter().zip(&theirs.repeats) {
+                prop_assert_eq!(m.raw, t.raw_value());
+                for c in 1..=t.components().count() + 1 {
+                    let tc = t.component(c);
+                    prop_assert_eq!(m.component(c), tc.map(|x| x.raw_value()));
+                    let Some(tc) = tc else { continue };
+                    for s in 1..=tc.subcomponents().count() + 1 {
+                        let ts = tc.subcomponent(s).map(|x| x.raw_value());
+                        let ms = m.component(c).and_then(|x| x.split('&').nth(s - 1));
+                        prop_assert_eq!(ms, ts);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bare_segments_blank_lines_and_mixed_line_ends() {
+        let text = "MSH|^~\\&|A\n\nEVN|x\r\nNTE\r  \rPV1|1|I";
+        let p = Parsed::parse(text).unwrap();
+        let names: Vec<&str> = p.segments.iter().map(|s| s.name).collect();
+        assert_eq!(names, ["MSH", "EVN", "NTE", "PV1"]);
+        assert_eq!(p.segment("NTE").unwrap().raw(1), "");
+        assert_eq!(p.segment("PV1").unwrap().value(2).as_deref(), Some("I"));
+        assert_eq!(p.segment("MSH").unwrap().raw(3), "A");
+        let bad = Parsed::parse("MSH|^~\\&|A\rEVN|x\rPV\u{e9}");
+        assert!(matches!(
+            bad,
+            Err(Hl7Error::MalformedSegment { index: 3, .. })
+        ));
+    }
 }

@@ -37,8 +37,7 @@ fn identifiers(
 ) -> (Option<String>, Vec<Identifier>) {
     let mut nhs = None;
     let mut local = Vec::new();
-    let parsed = seg.field(field);
-    for rep in parsed.iter().flat_map(|f| f.repeats()) {
+    for rep in seg.repeats(field) {
         let Some(value) = rep.comp(1) else { continue };
         if is_nhs(ctx, &rep) {
             match validate_nhs_number(&value) {
@@ -72,7 +71,7 @@ fn identifiers(
     (nhs, local)
 }
 
-fn is_nhs(ctx: &Ctx<'_, '_>, rep: &Rep<'_, '_>) -> bool {
+fn is_nhs(ctx: &Ctx<'_, '_>, rep: &Rep<'_>) -> bool {
     let cfg = ctx.cfg;
     let by_type = rep.comp(5).is_some_and(|t| {
         cfg.nhs_identifier_types

@@ -41,7 +41,7 @@ pub fn raw_fields(msg: &[u8], cfg: &Hl7Config) -> Result<BTreeMap<String, String
         let key = format!("{name}-{field}");
         out.insert(format!("{key}.1"), seg.decoded_component(field, 1, 1));
         if name == "PID" {
-            let reps = seg.field(field).map_or(0, |f| f.repeats().count());
+            let reps = seg.repeats(field).count();
             for r in 1..=reps {
                 for c in [1, 5] {
                     out.insert(

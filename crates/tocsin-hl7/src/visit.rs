@@ -31,10 +31,7 @@ pub(crate) fn encounter(ctx: &mut Ctx<'_, '_>, discharge: bool) -> Option<Encoun
     // PV1-39 servicing facility, else the facility of the assigned location.
     let site = pv1
         .value(39)
-        .or_else(|| {
-            pv1.field(3)
-                .and_then(|f| f.repeats().next().and_then(|r| r.sub(4, 1)))
-        })
+        .or_else(|| pv1.repeats(3).next().and_then(|r| r.sub(4, 1)))
         .map(|v| v.into_owned());
     Some(Encounter {
         id: pv1.value(19).map(|v| v.into_owned()),
