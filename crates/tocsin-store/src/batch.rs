@@ -227,8 +227,12 @@ impl Batch {
                     .puts
                     .insert((moved.namespace.clone(), moved.key.clone()), i);
             }
-        } else {
-            // Fallback for puts pushed directly onto the vector.
+        } else if self.index.puts.len() != self.state_puts.len() {
+            // Puts were pushed directly onto the vector, so the index cannot
+            // be trusted: rescan. When every put came through
+            // `push_state_put` the index is exact, and a record put in no
+            // earlier write of this batch (the common case: expiring a key
+            // written long ago) costs one lookup, not a scan of the batch.
             self.state_puts
                 .retain(|old| !(old.namespace == k.0 && old.key == k.1));
             self.rebuild_put_index();
@@ -331,4 +335,66 @@ fn last_of_each<'a, T>(items: &'a [T], key: impl Fn(&'a T) -> &'a str) -> Vec<&'
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(ns: &str, key: &str, v: i64) -> StateRecord {
+        StateRecord {
+            namespace: ns.to_string(),
+            key: key.to_string(),
+            value: serde_json::json!(v),
+        }
+    }
+
+    fn keys(b: &Batch) -> Vec<(String, i64)> {
+        let mut k: Vec<_> = b
+            .state_puts
+            .iter()
+            .map(|r| (r.key.clone(), r.value.as_i64().unwrap_or(-1)))
+            .collect();
+        k.sort();
+        k
+    }
+
+    #[test]
+    fn a_delete_cancels_an_earlier_put_and_keeps_the_index_exact() {
+        let mut b = Batch::default();
+        b.push_state_put(put("seen", "a", 1));
+        b.push_state_put(put("seen", "b", 2));
+        b.push_state_put(put("seen", "c", 3));
+        b.push_state_delete("seen".into(), "a".into());
+        assert_eq!(keys(&b), vec![("b".into(), 2), ("c".into(), 3)]);
+        // The record moved into the freed slot is still found by a later put.
+        b.push_state_put(put("seen", "c", 30));
+        assert_eq!(keys(&b), vec![("b".into(), 2), ("c".into(), 30)]);
+        assert_eq!(b.state_puts.len(), 2);
+        assert_eq!(b.state_deletes, vec![("seen".into(), "a".into())]);
+    }
+
+    #[test]
+    fn deleting_a_record_not_put_in_the_batch_leaves_the_puts_alone() {
+        let mut b = Batch::default();
+        b.push_state_put(put("seen", "a", 1));
+        b.push_state_delete("seen".into(), "old".into());
+        b.push_state_delete("clock".into(), "a".into());
+        assert_eq!(keys(&b), vec![("a".into(), 1)]);
+        assert_eq!(b.state_deletes.len(), 2);
+        // Still coalescing afterwards.
+        b.push_state_put(put("seen", "a", 5));
+        assert_eq!(keys(&b), vec![("a".into(), 5)]);
+    }
+
+    #[test]
+    fn puts_pushed_directly_onto_the_vector_are_still_cancelled() {
+        let mut b = Batch::default();
+        b.push_state_put(put("seen", "a", 1));
+        b.state_puts.push(put("seen", "direct", 2));
+        b.push_state_delete("seen".into(), "direct".into());
+        assert_eq!(keys(&b), vec![("a".into(), 1)]);
+        b.push_state_put(put("seen", "a", 3));
+        assert_eq!(keys(&b), vec![("a".into(), 3)]);
+    }
 }
