@@ -12,7 +12,7 @@
 mod id;
 mod nhs_number;
 
-pub use id::EventId;
+pub use id::{EventId, EventIdSeed};
 pub use nhs_number::{NhsNumberError, validate_nhs_number};
 
 use chrono::{DateTime, Utc};

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use tocsin_event::{
-    Ack, Document, DocumentKind, Encounter, EventId, EventType, Format, InterfaceEvent, Source,
+    Ack, Document, DocumentKind, Encounter, EventIdSeed, EventType, Format, InterfaceEvent, Source,
     Warning, WarningCode,
 };
 
@@ -30,7 +30,9 @@ pub(crate) struct Draft {
 pub(crate) struct Ctx<'a> {
     pub env: Env<'a>,
     pub format: Format,
-    pub raw: &'a [u8],
+    /// The input's hash state: each event's id finishes it with the
+    /// event's sequence number (the input is hashed once, not per event).
+    pub ids: EventIdSeed,
     pub events: Vec<InterfaceEvent>,
 }
 
@@ -38,10 +40,10 @@ impl Ctx<'_> {
     /// Numbers a draft and adds it to the output.
     pub fn push(&mut self, d: Draft) {
         let sequence = u32::try_from(self.events.len()).unwrap_or(u32::MAX);
-        let event_id = EventId::derive(self.format, self.raw, sequence);
+        let event_id = self.ids.derive(sequence);
         let message_id = d
             .message_id
-            .unwrap_or_else(|| format!("sha256:{}", EventId::derive(self.format, self.raw, 0)));
+            .unwrap_or_else(|| format!("sha256:{}", self.ids.derive(0)));
         let mut warnings = d.subject.warnings;
         warnings.extend(d.warnings);
         self.events.push(InterfaceEvent {

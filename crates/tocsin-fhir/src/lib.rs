@@ -105,7 +105,7 @@ fn normalise_raw(
             reader: reader.as_ref(),
         },
         format,
-        raw,
+        ids: tocsin_event::EventIdSeed::new(format, raw),
         events: Vec::new(),
     };
     let top = Scope {
