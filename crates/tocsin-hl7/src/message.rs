@@ -89,7 +89,52 @@ fn first_control_byte(body: &[u8]) -> Option<usize> {
 
 /// The lines of a message: split on `\r`, `\n` or both.
 fn lines(text: &str) -> impl Iterator<Item = &str> {
-    text.split('\r').flat_map(|l| l.split('\n'))
+    SplitAt {
+        rest: Some(text),
+        find: |b: &[u8]| memchr::memchr2(b'\r', b'\n', b),
+    }
+}
+
+/// `str::split` at ASCII bytes, found with the `memchr` crate's vectorised
+/// search: splitting every segment into fields and every field into
+/// components is the largest cost of normalising, and `str::split` with a
+/// `char` pattern searches a byte at a time. Only for ASCII separators
+/// (`check_separators` refuses others), so each cut is a char boundary.
+struct SplitAt<'a, F> {
+    rest: Option<&'a str>,
+    find: F,
+}
+
+impl<'a, F: Fn(&[u8]) -> Option<usize>> Iterator for SplitAt<'a, F> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let rest = self.rest?;
+        match (self.find)(rest.as_bytes()) {
+            Some(i) => {
+                self.rest = rest.get(i + 1..);
+                rest.get(..i)
+            }
+            None => {
+                self.rest = None;
+                Some(rest)
+            }
+        }
+    }
+}
+
+/// Splits at one separator character; see [`SplitAt`].
+fn split(text: &str, sep: char) -> impl Iterator<Item = &str> {
+    // A non-ASCII separator never gets here; if one did, u8::MAX matches no
+    // byte of UTF-8 text and the text stays whole.
+    let byte = u8::try_from(sep)
+        .ok()
+        .filter(u8::is_ascii)
+        .unwrap_or(u8::MAX);
+    SplitAt {
+        rest: Some(text),
+        find: move |b: &[u8]| memchr::memchr(byte, b),
+    }
 }
 
 /// MSH-1 and MSH-2 must declare five distinct, non-alphanumeric ASCII
@@ -160,11 +205,13 @@ impl<'a> Parsed<'a> {
                 detail: "the MSH segment cannot be parsed",
             })?;
         let sep = seps.field;
-        let mut fields = Vec::with_capacity(text.matches(sep).count() + 16);
+        let sep_byte = u8::try_from(sep).unwrap_or(u8::MAX);
+        let mut fields =
+            Vec::with_capacity(memchr::memchr_iter(sep_byte, text.as_bytes()).count() + 16);
         let mut segments = Vec::with_capacity(16);
         let mut push = |name: &'a str, line: &'a str, bare: bool| {
             let from = fields.len();
-            fields.extend(line.split(sep));
+            fields.extend(split(line, sep));
             if bare {
                 fields.push("");
             }
@@ -269,9 +316,7 @@ impl<'a> Seg<'a> {
     /// The repetitions of a field (an empty field has one, empty).
     pub(crate) fn repeats(&self, field: usize) -> impl Iterator<Item = Rep<'a>> + use<'a> {
         let seps = self.seps;
-        self.raw(field)
-            .split(seps.repetition)
-            .map(move |raw| Rep { raw, seps })
+        split(self.raw(field), seps.repetition).map(move |raw| Rep { raw, seps })
     }
 
     /// Component `comp` of the first repetition, decoded and trimmed; `None`
@@ -306,9 +351,7 @@ pub(crate) struct Rep<'a> {
 impl<'a> Rep<'a> {
     /// Component `comp` (1-based) as written, subcomponents included.
     fn component(&self, comp: usize) -> Option<&'a str> {
-        self.raw
-            .split(self.seps.component)
-            .nth(comp.wrapping_sub(1))
+        split(self.raw, self.seps.component).nth(comp.wrapping_sub(1))
     }
 
     /// Component `comp`, decoded and trimmed; `None` when empty.
@@ -318,10 +361,7 @@ impl<'a> Rep<'a> {
 
     /// Subcomponent `sub` of component `comp`, decoded and trimmed.
     pub(crate) fn sub(&self, comp: usize, sub: usize) -> Option<Cow<'a, str>> {
-        let raw = self
-            .component(comp)?
-            .split(self.seps.subcomponent)
-            .nth(sub.wrapping_sub(1))?;
+        let raw = split(self.component(comp)?, self.seps.subcomponent).nth(sub.wrapping_sub(1))?;
         nonempty(escape::decode(raw, self.seps))
     }
 }
