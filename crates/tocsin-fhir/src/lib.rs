@@ -32,7 +32,6 @@ pub use config::FhirConfig;
 pub use error::FhirError;
 pub use xml::XmlError;
 
-use serde_json::value::RawValue;
 use tocsin_event::{Format, InterfaceEvent};
 
 use crate::events::Ctx;
@@ -68,20 +67,16 @@ pub fn normalise_json(bytes: &[u8], cfg: &FhirConfig) -> Result<Vec<InterfaceEve
     if body.trim_ascii_start().starts_with(b"<") {
         return Err(FhirError::XmlNotSupported);
     }
-    // One pass checks the syntax and splits nothing yet; nesting is not
-    // limited by it (serde_json skips raw values without recursion), so an
-    // input that is no object is parsed as a tree for serde_json's limits.
-    let root: &RawValue = serde_json::from_slice(body).map_err(malformed)?;
-    if raw::kind(root) != raw::Kind::Object {
-        serde_json::from_slice::<serde_json::Value>(body).map_err(malformed)?;
-    }
-    normalise_raw(root, bytes, cfg)
+    // One pass checks the syntax and takes the resource apart (module
+    // `raw`); its only errors are syntax errors.
+    let root = raw::parse(body).map_err(malformed)?;
+    normalise_parsed(&root, bytes, cfg)
 }
 
-/// The JSON path from the resource's text (checked JSON, not yet taken
-/// apart); `raw` is the received input, from which event ids are derived.
-fn normalise_raw(
-    root: &RawValue,
+/// The JSON path from the parsed input; `raw` is the received input, from
+/// which event ids are derived.
+fn normalise_parsed(
+    root: &raw::Val<'_>,
     raw: &[u8],
     cfg: &FhirConfig,
 ) -> Result<Vec<InterfaceEvent>, FhirError> {
@@ -92,13 +87,13 @@ fn normalise_raw(
         },
         other => other,
     })?;
-    let version = version::detect_raw(&obj, &rtype)?;
+    let version = version::detect_raw(obj, &rtype)?;
     let (format, reader): (Format, Box<dyn Reader>) = match version {
         Version::R4 => (Format::FhirR4, Box::new(r4::R4 { tz: cfg.timezone })),
         Version::Stu3 => (Format::FhirStu3, Box::new(stu3::Stu3 { tz: cfg.timezone })),
     };
     let loc = rtype.clone();
-    let root = prepare::entry_of(root, obj, rtype, None, loc, reader.as_ref(), 0)?;
+    let root = prepare::entry_of(obj, rtype, None, loc, reader.as_ref(), 0)?;
     let mut ctx = Ctx {
         env: Env {
             cfg,
@@ -159,7 +154,16 @@ pub(crate) fn normalise_value(
     cfg: &FhirConfig,
 ) -> Result<Vec<InterfaceEvent>, FhirError> {
     // The XML reader builds a tree; the JSON path reads text.
-    let text = value.to_string();
-    let root: &RawValue = serde_json::from_str(&text).map_err(malformed)?;
-    normalise_raw(root, raw, cfg)
+    normalise_text(&value.to_string(), raw, cfg)
+}
+
+/// The JSON path from JSON text made by the XML reader (not the received
+/// bytes); `raw` is the received input, from which event ids are derived.
+pub(crate) fn normalise_text(
+    text: &str,
+    raw: &[u8],
+    cfg: &FhirConfig,
+) -> Result<Vec<InterfaceEvent>, FhirError> {
+    let root = raw::parse(text.as_bytes()).map_err(malformed)?;
+    normalise_parsed(&root, raw, cfg)
 }

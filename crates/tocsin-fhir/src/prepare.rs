@@ -10,71 +10,146 @@
 //! as `#id`).
 
 use serde_json::Value;
-use serde_json::value::RawValue;
 
 use crate::FhirError;
-use crate::raw::{self, Obj};
+use crate::raw::{self, Obj, Val};
 use crate::time::tolerate_times;
 use crate::view::{BundleView, Reader};
 
-/// Resource types read through a model; others are kept as raw JSON.
-const MODELLED: &[&str] = &[
-    "Encounter",
-    "DocumentReference",
-    "Composition",
-    "MessageHeader",
-    "Patient",
-    "Organization",
+/// Resource types read through a model, each with the members its model is
+/// given: those tocsin reads (R4 and STU3 names; see `r4.rs`, `stu3.rs`) and
+/// those the model requires. Everything else (narrative, extensions,
+/// names, addresses, sections, contained resources, which are split off:
+/// see the module documentation) never reaches the model, so it costs one
+/// scan of the input and nothing more, and cannot make a resource tocsin
+/// can read be rejected. Other resource types are kept as JSON.
+const MODELLED: &[(&str, &[&str])] = &[
+    (
+        "Encounter",
+        &[
+            "identifier",
+            "status",
+            "class",
+            "period",
+            "subject",
+            "serviceProvider",
+            "location",
+            "serviceType",
+        ],
+    ),
+    (
+        "DocumentReference",
+        &[
+            "masterIdentifier",
+            "identifier",
+            "status",
+            "type",
+            "date",
+            "indexed",
+            "created",
+            "subject",
+            "context",
+            "relatesTo",
+            "custodian",
+            "content",
+        ],
+    ),
+    (
+        "Composition",
+        &[
+            "identifier",
+            "status",
+            "type",
+            "subject",
+            "encounter",
+            "date",
+            "custodian",
+            "author",
+            "relatesTo",
+            "title",
+        ],
+    ),
+    (
+        "MessageHeader",
+        &[
+            "event",
+            "eventCoding",
+            "eventUri",
+            "timestamp",
+            "destination",
+            "receiver",
+            "sender",
+            "source",
+            "response",
+            "focus",
+        ],
+    ),
+    ("Patient", &["identifier", "generalPractitioner"]),
+    ("Organization", &["identifier"]),
 ];
 
-/// Elements of a modelled resource that never reach its model: contained
-/// resources (split off, see the module documentation), the narrative
-/// (`text`), the resource's own extensions and a Composition's sections.
-/// tocsin reads none of them, and reading them costs more than the rest of
-/// the resource (UK Core extensions carry `value[x]`, which serde reads
-/// through a buffer).
-const NOT_READ: &[&str] = &["contained", "text", "extension", "section"];
+/// Members every modelled resource's model is given.
+const ALWAYS: &[&str] = &["resourceType", "id", "meta"];
+
+/// The members a modelled resource type's model is given, if it is one.
+fn modelled(rtype: &str) -> Option<&'static [&'static str]> {
+    MODELLED
+        .iter()
+        .find(|(t, _)| *t == rtype)
+        .map(|(_, keep)| *keep)
+}
+
+/// Whether member `key` (or `_key`, its primitive extension) reaches the
+/// model of a resource whose own members to keep are `keep`.
+fn kept(keep: &[&str], key: &str) -> bool {
+    let name = key.strip_prefix('_').unwrap_or(key);
+    ALWAYS.contains(&name) || keep.contains(&name)
+}
 
 /// Bundles nested deeper than this are rejected (a message holds a document:
 /// two levels; a collection of messages: three).
 const MAX_BUNDLE_DEPTH: usize = 6;
 
 /// One resource with its place in the input.
-pub(crate) struct Entry {
+pub(crate) struct Entry<'a> {
     /// `Bundle.entry.fullUrl`, or `#id` for a contained resource.
     pub full_url: Option<String>,
     pub rtype: String,
     pub id: Option<String>,
-    /// The JSON text a model reads: for a modelled resource, its members
-    /// but [`NOT_READ`]; for others the resource as sent; empty for bundles,
-    /// which are in `bundle`.
+    /// The resource as parsed.
+    pub obj: &'a Obj<'a>,
+    /// The JSON text a model reads: for a modelled resource, the members
+    /// its model is given (see [`MODELLED`]); empty for others (see
+    /// [`Entry::value`]) and for bundles, which are in `bundle`.
     pub text: String,
     /// A nested bundle, already taken apart.
-    pub bundle: Option<Box<Prepared>>,
+    pub bundle: Option<Box<Prepared<'a>>>,
     /// Its contained resources.
-    pub contained: Vec<Entry>,
+    pub contained: Vec<Entry<'a>>,
     /// FHIR path, e.g. `Bundle.entry[2].resource`.
     pub loc: String,
 }
 
-impl Entry {
+impl Entry<'_> {
     /// The resource as a JSON tree, for the few elements read without a
     /// model (times of `other` resources, a Location's ODS code, an
     /// OperationOutcome's text): modelled resources after the tolerant
     /// date-time pre-pass, as their model would see them.
     pub fn value(&self, tz: chrono_tz::Tz) -> Value {
-        let mut v = serde_json::from_str(&self.text).unwrap_or(Value::Null);
-        if MODELLED.contains(&self.rtype.as_str()) {
+        if modelled(&self.rtype).is_some() {
+            let mut v = serde_json::from_str(&self.text).unwrap_or(Value::Null);
             tolerate_times(&mut v, tz);
+            v
+        } else {
+            serde_json::from_str(&self.obj.to_json(&[], &[])).unwrap_or(Value::Null)
         }
-        v
     }
 }
 
 /// A bundle taken apart.
-pub(crate) struct Prepared {
+pub(crate) struct Prepared<'a> {
     pub view: BundleView,
-    pub entries: Vec<Entry>,
+    pub entries: Vec<Entry<'a>>,
     pub loc: String,
 }
 
@@ -82,7 +157,7 @@ pub(crate) struct Prepared {
 /// scope (a contained resource's parent bundle).
 #[derive(Clone, Copy)]
 pub(crate) struct Scope<'a> {
-    pub entries: &'a [Entry],
+    pub entries: &'a [Entry<'a>],
     pub parent: Option<&'a Scope<'a>>,
     /// Whether `entries` are a bundle's (else contained resources or none).
     pub from_bundle: bool,
@@ -98,7 +173,7 @@ impl<'a> Scope<'a> {
     /// Finds the entry a literal reference points at: by `fullUrl`
     /// (`urn:uuid:` included), by `#id` for contained resources, or by
     /// `Type/id` (also as the tail of an absolute URL).
-    pub fn resolve(&self, reference: &str) -> Option<&'a Entry> {
+    pub fn resolve(&self, reference: &str) -> Option<&'a Entry<'a>> {
         let relative = relative_part(reference);
         let found = self.entries.iter().find(|e| {
             e.full_url.as_deref() == Some(reference)
@@ -123,18 +198,25 @@ fn relative_part(reference: &str) -> Option<(&str, &str)> {
     (rtype.starts_with(|c: char| c.is_ascii_uppercase()) && !id.is_empty()).then_some((rtype, id))
 }
 
-/// A raw value that should be a resource, as an object with its
-/// `resourceType`.
-pub(crate) fn resource<'de>(v: &'de RawValue, loc: &str) -> Result<(Obj<'de>, String), FhirError> {
+/// A value that should be a resource, as an object with its `resourceType`.
+pub(crate) fn resource<'v, 'de>(
+    v: &'v Val<'de>,
+    loc: &str,
+) -> Result<(&'v Obj<'de>, String), FhirError> {
     let not_fhir = |reason: &str| FhirError::NotFhir {
         reason: reason.to_owned(),
         location: Some(loc.to_owned()),
     };
-    let obj = raw::obj(v).ok_or_else(|| not_fhir("a resource must be a JSON object"))?;
+    let obj = v
+        .as_obj()
+        .ok_or_else(|| not_fhir("a resource must be a JSON object"))?;
     let rt = obj
         .get("resourceType")
         .ok_or_else(|| not_fhir("no resourceType"))?;
-    let rt = raw::string(rt).ok_or_else(|| not_fhir("resourceType is not a string"))?;
+    let rt = rt
+        .raw()
+        .and_then(raw::string)
+        .ok_or_else(|| not_fhir("resourceType is not a string"))?;
     if rt.is_empty()
         || !rt.starts_with(|c: char| c.is_ascii_uppercase())
         || !rt.chars().all(|c| c.is_ascii_alphanumeric())
@@ -146,31 +228,31 @@ pub(crate) fn resource<'de>(v: &'de RawValue, loc: &str) -> Result<(Obj<'de>, St
 }
 
 /// Prepares one resource (see the module documentation).
-pub(crate) fn entry(
-    value: &RawValue,
+pub(crate) fn entry<'a>(
+    value: &'a Val<'a>,
     full_url: Option<String>,
     loc: String,
     reader: &dyn Reader,
     depth: usize,
-) -> Result<Entry, FhirError> {
+) -> Result<Entry<'a>, FhirError> {
     let (obj, rtype) = resource(value, &loc)?;
-    entry_of(value, obj, rtype, full_url, loc, reader, depth)
+    entry_of(obj, rtype, full_url, loc, reader, depth)
 }
 
 /// Prepares one resource already split into its members.
-pub(crate) fn entry_of(
-    value: &RawValue,
-    obj: Obj<'_>,
+pub(crate) fn entry_of<'a>(
+    obj: &'a Obj<'a>,
     rtype: String,
     full_url: Option<String>,
     loc: String,
     reader: &dyn Reader,
     depth: usize,
-) -> Result<Entry, FhirError> {
+) -> Result<Entry<'a>, FhirError> {
     let id = obj.str("id").map(|s| s.into_owned());
     if rtype == "Bundle" {
-        let prepared = bundle(&obj, loc.clone(), reader, depth + 1)?;
+        let prepared = bundle(obj, loc.clone(), reader, depth + 1)?;
         return Ok(Entry {
+            obj,
             full_url,
             rtype,
             id,
@@ -181,10 +263,12 @@ pub(crate) fn entry_of(
         });
     }
     let mut contained = Vec::new();
-    let text = if MODELLED.contains(&rtype.as_str()) {
-        if let Some(items) = obj.get("contained").and_then(raw::array) {
-            for (i, c) in items.into_iter().enumerate() {
-                let cid = raw::obj(c).and_then(|o| o.str("id").map(|s| format!("#{s}")));
+    let text = if let Some(keep) = modelled(&rtype) {
+        if let Some(items) = obj.get("contained").and_then(Val::as_list) {
+            for (i, c) in items.iter().enumerate() {
+                let cid = c
+                    .as_obj()
+                    .and_then(|o| o.str("id").map(|s| format!("#{s}")));
                 let cloc = format!("{loc}.contained[{i}]");
                 let mut e = entry(c, cid, cloc, reader, depth + 1)?;
                 // Contained resources do not nest further.
@@ -192,15 +276,12 @@ pub(crate) fn entry_of(
                 contained.push(e);
             }
         }
-        if obj.has_any(NOT_READ) {
-            obj.to_json(NOT_READ, &[])
-        } else {
-            value.get().to_owned()
-        }
+        obj.to_json_keeping(&|k| kept(keep, k))
     } else {
-        value.get().to_owned()
+        String::new()
     };
     Ok(Entry {
+        obj,
         full_url,
         rtype,
         id,
@@ -213,12 +294,12 @@ pub(crate) fn entry_of(
 
 /// Takes a bundle apart: the shell (its entries without their resources)
 /// through the model, then the entries' resources one by one.
-pub(crate) fn bundle(
-    obj: &Obj<'_>,
+pub(crate) fn bundle<'a>(
+    obj: &'a Obj<'a>,
     loc: String,
     reader: &dyn Reader,
     depth: usize,
-) -> Result<Prepared, FhirError> {
+) -> Result<Prepared<'a>, FhirError> {
     if depth > MAX_BUNDLE_DEPTH {
         return Err(FhirError::InvalidResource {
             resource_type: "Bundle".into(),
@@ -227,21 +308,21 @@ pub(crate) fn bundle(
         });
     }
     let mut resources = Vec::new();
-    let shell = match obj.get("entry").and_then(raw::array) {
+    let shell = match obj.get("entry").and_then(Val::as_list) {
         Some(entries) => {
             let mut list = String::from("[");
             for (i, e) in entries.iter().enumerate() {
                 if i > 0 {
                     list.push(',');
                 }
-                match raw::obj(e) {
+                match e.as_obj() {
                     Some(o) => {
                         resources.push(o.get("resource"));
                         list.push_str(&o.to_json(&["resource"], &[]));
                     }
                     None => {
                         resources.push(None);
-                        list.push_str(e.get());
+                        list.push_str(&e.to_json());
                     }
                 }
             }

@@ -1,17 +1,42 @@
-//! JSON objects taken apart one level at a time, borrowing from the input.
+//! A FHIR resource taken apart in one pass, borrowing from the input.
 //!
-//! The input is parsed once into [`RawValue`]s (text slices the parser has
-//! checked); a resource's top-level object becomes an [`Obj`] of keys and
-//! raw values. Only the resources tocsin reads go through their fhir-sdk
-//! model, straight from the text, and only with the elements tocsin may
-//! read: no `serde_json::Value` tree is built on the way (see
-//! [`Obj::to_json`] and [`crate::time::model`]).
+//! The input is parsed once. A resource's members are kept as
+//! [`RawValue`]s (text slices the parser has checked), except the members
+//! that hold further resources, which are taken apart in the same pass: a
+//! resource's `entry` (a bundle's entries, each with its `resource`) and
+//! `contained`. So a bundle nested in a message is read once, not once per
+//! level, and the members tocsin never reads (a narrative `div`, sections)
+//! are skipped over once. Only the resources tocsin reads go through their
+//! fhir-sdk model, from text rebuilt out of the kept slices ([`Obj::to_json`]);
+//! no `serde_json::Value` tree is built on the way (see
+//! [`crate::time::model`]).
 
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde::de::{Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
+
+/// Which members of an object hold resources, and so are taken apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ctx {
+    /// A resource (or any object met where one may be): `entry` holds
+    /// entries, `contained` resources.
+    Resource,
+    /// A bundle entry: `resource` holds a resource.
+    Entry,
+}
+
+impl Ctx {
+    /// The context of the member `key`, if it is taken apart.
+    fn member(self, key: &str) -> Option<Ctx> {
+        match (self, key) {
+            (Ctx::Resource, "entry") => Some(Ctx::Entry),
+            (Ctx::Resource, "contained") | (Ctx::Entry, "resource") => Some(Ctx::Resource),
+            _ => None,
+        }
+    }
+}
 
 /// A JSON object key, borrowed unless it holds escapes.
 struct Key<'de>(Cow<'de, str>);
@@ -35,36 +60,238 @@ impl<'de> Deserialize<'de> for Key<'de> {
     }
 }
 
-/// The members of one JSON object, in input order, each value still text.
-/// A repeated key keeps its last value, as `serde_json::Value` does.
-#[derive(Debug, Default)]
+/// A member's value: text as sent, or, for members that hold resources,
+/// taken apart.
+#[derive(Debug)]
+pub(crate) enum Val<'de> {
+    /// Checked JSON text, not taken apart.
+    Raw(&'de RawValue),
+    /// An object taken apart.
+    Obj(Obj<'de>),
+    /// An array taken apart.
+    List(Vec<Val<'de>>),
+    /// A scalar where an object or array was expected, as JSON text.
+    Scalar(String),
+}
+
+impl<'de> Val<'de> {
+    /// The object, if this is one taken apart (see [`Ctx`]).
+    pub fn as_obj(&self) -> Option<&Obj<'de>> {
+        match self {
+            Val::Obj(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// The elements, if this is an array taken apart.
+    pub fn as_list(&self) -> Option<&[Val<'de>]> {
+        match self {
+            Val::List(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// The text, if this value was kept as sent.
+    pub fn raw(&self) -> Option<&'de RawValue> {
+        match self {
+            Val::Raw(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// What the value is.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Val::Raw(r) => kind(r),
+            Val::Obj(_) => Kind::Object,
+            Val::List(_) => Kind::Array,
+            Val::Scalar(s) if s.starts_with('"') => Kind::String,
+            Val::Scalar(_) => Kind::Other,
+        }
+    }
+
+    /// The value as JSON text.
+    pub fn to_json(&self) -> String {
+        let mut out = String::with_capacity(self.len_hint());
+        self.write(&mut out);
+        out
+    }
+
+    /// Appends the value as JSON text.
+    fn write(&self, out: &mut String) {
+        match self {
+            Val::Raw(r) => out.push_str(r.get()),
+            Val::Obj(o) => o.write(out, &[], &[]),
+            Val::List(items) => {
+                out.push('[');
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    v.write(out);
+                }
+                out.push(']');
+            }
+            Val::Scalar(s) => out.push_str(s),
+        }
+    }
+
+    /// An upper bound guess of the text's length, to size buffers.
+    fn len_hint(&self) -> usize {
+        match self {
+            Val::Raw(r) => r.get().len(),
+            Val::Obj(o) => o.len_hint(),
+            Val::List(items) => items.iter().map(|v| v.len_hint() + 1).sum::<usize>() + 2,
+            Val::Scalar(s) => s.len(),
+        }
+    }
+}
+
+impl Clone for Val<'_> {
+    fn clone(&self) -> Self {
+        match self {
+            Val::Raw(r) => Val::Raw(r),
+            Val::Obj(o) => Val::Obj(o.clone()),
+            Val::List(l) => Val::List(l.clone()),
+            Val::Scalar(s) => Val::Scalar(s.clone()),
+        }
+    }
+}
+
+/// Parses a value in a context: objects and arrays taken apart, anything
+/// else kept as JSON text. It accepts every JSON value, so the only errors
+/// it passes on are the parser's own (syntax, nesting limit).
+struct Seed(Ctx);
+
+impl<'de> DeserializeSeed<'de> for Seed {
+    type Value = Val<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Val<'de>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Seed {
+    type Value = Val<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Val<'de>, A::Error> {
+        ObjVisitor(self.0).visit_map(map).map(Val::Obj)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Val<'de>, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(8));
+        while let Some(v) = seq.next_element_seed(Seed(self.0))? {
+            items.push(v);
+        }
+        Ok(Val::List(items))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Val<'de>, E> {
+        Ok(Val::Scalar(quote(s)))
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Val<'de>, E> {
+        Ok(Val::Scalar(b.to_string()))
+    }
+    fn visit_i64<E>(self, n: i64) -> Result<Val<'de>, E> {
+        Ok(Val::Scalar(n.to_string()))
+    }
+    fn visit_u64<E>(self, n: u64) -> Result<Val<'de>, E> {
+        Ok(Val::Scalar(n.to_string()))
+    }
+    fn visit_f64<E>(self, n: f64) -> Result<Val<'de>, E> {
+        Ok(Val::Scalar(
+            serde_json::Number::from_f64(n).map_or_else(|| "null".to_owned(), |n| n.to_string()),
+        ))
+    }
+    fn visit_unit<E>(self) -> Result<Val<'de>, E> {
+        Ok(Val::Scalar("null".to_owned()))
+    }
+}
+
+/// The members of one JSON object, in input order (see the module
+/// documentation for which are taken apart). A repeated key keeps its last
+/// value, as `serde_json::Value` does.
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Obj<'de> {
-    fields: Vec<(Cow<'de, str>, &'de RawValue)>,
+    fields: Vec<(Cow<'de, str>, Val<'de>)>,
+}
+
+/// Reads an object's members in a context.
+struct ObjVisitor(Ctx);
+
+impl<'de> Visitor<'de> for ObjVisitor {
+    type Value = Obj<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Obj<'de>, A::Error> {
+        let mut fields: Vec<(Cow<'de, str>, Val<'de>)> =
+            Vec::with_capacity(map.size_hint().unwrap_or(16));
+        // A one-word filter of the keys seen so far: a repeated key is
+        // looked for among the members only when its bit is already set.
+        let mut seen = 0u64;
+        while let Some(Key(k)) = map.next_key()? {
+            let v = match self.0.member(&k) {
+                Some(ctx) => map.next_value_seed(Seed(ctx))?,
+                None => Val::Raw(map.next_value()?),
+            };
+            let bit = key_bit(&k);
+            let slot = if seen & bit != 0 {
+                fields.iter_mut().find(|(name, _)| *name == k)
+            } else {
+                None
+            };
+            seen |= bit;
+            match slot {
+                Some(slot) => slot.1 = v,
+                None => fields.push((k, v)),
+            }
+        }
+        Ok(Obj { fields })
+    }
 }
 
 impl<'de> Deserialize<'de> for Obj<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Obj<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Obj<'de>, A::Error> {
-                let mut fields: Vec<(Cow<'de, str>, &'de RawValue)> =
-                    Vec::with_capacity(map.size_hint().unwrap_or(16));
-                while let Some(Key(k)) = map.next_key()? {
-                    let v: &'de RawValue = map.next_value()?;
-                    match fields.iter_mut().find(|(name, _)| *name == k) {
-                        Some(slot) => slot.1 = v,
-                        None => fields.push((k, v)),
-                    }
-                }
-                Ok(Obj { fields })
-            }
-        }
-        d.deserialize_map(V)
+        d.deserialize_map(ObjVisitor(Ctx::Resource))
     }
+}
+
+/// The bit of a key in [`ObjVisitor`]'s filter of keys seen (equal keys,
+/// equal bits).
+fn key_bit(k: &str) -> u64 {
+    let b = k.as_bytes();
+    let h = b.len()
+        ^ usize::from(b.first().copied().unwrap_or(0)) << 2
+        ^ usize::from(b.last().copied().unwrap_or(0)) << 1;
+    1 << (h % 64)
+}
+
+/// Parses one whole input (a resource, or whatever JSON was sent) in one
+/// pass; errors are serde_json's syntax errors only.
+///
+/// UTF-8 is checked once, up front (vectorised), so the parser need not
+/// check each kept slice again; input that is not UTF-8 is parsed from the
+/// bytes so that the error names the line and column where it goes wrong.
+pub(crate) fn parse(text: &[u8]) -> Result<Val<'_>, serde_json::Error> {
+    match std::str::from_utf8(text) {
+        Ok(s) => parse_from(serde_json::Deserializer::from_str(s)),
+        Err(_) => parse_from(serde_json::Deserializer::from_slice(text)),
+    }
+}
+
+fn parse_from<'de, R: serde_json::de::Read<'de>>(
+    mut de: serde_json::Deserializer<R>,
+) -> Result<Val<'de>, serde_json::Error> {
+    let v = Seed(Ctx::Resource).deserialize(&mut de)?;
+    de.end()?;
+    Ok(v)
+}
+
+/// A string as a JSON string literal.
+fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    push_key(&mut out, s);
+    out
 }
 
 /// What a raw value is, from its first character.
@@ -111,8 +338,13 @@ pub(crate) fn string(v: &RawValue) -> Option<Cow<'_, str>> {
 
 impl<'de> Obj<'de> {
     /// The value of a member.
-    pub fn get(&self, key: &str) -> Option<&'de RawValue> {
-        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    pub fn get(&self, key: &str) -> Option<&Val<'de>> {
+        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// The text of a member kept as sent.
+    pub fn raw(&self, key: &str) -> Option<&'de RawValue> {
+        self.get(key).and_then(Val::raw)
     }
 
     /// Whether the object has a member.
@@ -122,44 +354,67 @@ impl<'de> Obj<'de> {
 
     /// The string value of a member, if it is a string.
     pub fn str(&self, key: &str) -> Option<Cow<'de, str>> {
-        self.get(key).and_then(string)
-    }
-
-    /// Whether any member is among `keys`.
-    pub fn has_any(&self, keys: &[&str]) -> bool {
-        self.fields.iter().any(|(k, _)| keys.contains(&k.as_ref()))
+        self.raw(key).and_then(string)
     }
 
     /// The object as JSON text without the members named in `skip`, with
     /// `extra` members (already JSON) appended: the kept members' text is
     /// copied as sent, nothing is re-serialised.
     pub fn to_json(&self, skip: &[&str], extra: &[(&str, &str)]) -> String {
-        let size = self
-            .fields
-            .iter()
-            .map(|(k, v)| k.len() + v.get().len() + 4)
-            .sum::<usize>()
+        let size = self.len_hint()
             + extra
                 .iter()
                 .map(|(k, v)| k.len() + v.len() + 4)
                 .sum::<usize>();
-        let mut out = String::with_capacity(size + 2);
+        let mut out = String::with_capacity(size);
+        self.write(&mut out, skip, extra);
+        out
+    }
+
+    /// The object as JSON text with only the members `keep` accepts.
+    pub fn to_json_keeping(&self, keep: &dyn Fn(&str) -> bool) -> String {
+        let mut out = String::with_capacity(self.len_hint());
+        self.write_with(&mut out, keep, &[]);
+        out
+    }
+
+    /// Appends the object as JSON text (see [`Obj::to_json`]).
+    fn write(&self, out: &mut String, skip: &[&str], extra: &[(&str, &str)]) {
+        self.write_with(out, &|k| !skip.contains(&k), extra);
+    }
+
+    /// Appends the members `keep` accepts, then `extra`, as a JSON object.
+    fn write_with(&self, out: &mut String, keep: &dyn Fn(&str) -> bool, extra: &[(&str, &str)]) {
         out.push('{');
-        let kept = self
-            .fields
-            .iter()
-            .filter(|(k, _)| !skip.contains(&k.as_ref()))
-            .map(|(k, v)| (k.as_ref(), v.get()));
-        for (k, v) in kept.chain(extra.iter().copied()) {
-            if out.len() > 1 {
+        let mut first = true;
+        for (k, v) in self.fields.iter().filter(|(k, _)| keep(k)) {
+            if !first {
                 out.push(',');
             }
-            push_key(&mut out, k);
+            first = false;
+            push_key(out, k);
+            out.push(':');
+            v.write(out);
+        }
+        for (k, v) in extra {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            push_key(out, k);
             out.push(':');
             out.push_str(v);
         }
         out.push('}');
-        out
+    }
+
+    /// An upper bound guess of the text's length, to size buffers.
+    fn len_hint(&self) -> usize {
+        self.fields
+            .iter()
+            .map(|(k, v)| k.len() + v.len_hint() + 4)
+            .sum::<usize>()
+            + 2
     }
 }
 
@@ -182,13 +437,30 @@ mod tests {
     #[test]
     fn objects_keep_order_last_duplicate_and_skip_members() {
         let o: Obj = serde_json::from_str(r#"{"a":1,"b\n":[2, 3],"a":{"x":"y"},"c":"d"}"#).unwrap();
-        assert_eq!(o.get("a").unwrap().get(), r#"{"x":"y"}"#);
+        assert_eq!(o.raw("a").unwrap().get(), r#"{"x":"y"}"#);
         assert_eq!(o.str("c").as_deref(), Some("d"));
-        assert_eq!(kind(o.get("b\n").unwrap()), Kind::Array);
+        assert_eq!(o.get("b\n").unwrap().kind(), Kind::Array);
         let text = o.to_json(&["c"], &[("e", "[]")]);
         assert_eq!(text, r#"{"a":{"x":"y"},"b\n":[2, 3],"e":[]}"#);
         let back: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(back["b\n"][1], 3);
+    }
+
+    #[test]
+    fn every_repeated_key_keeps_its_last_value_among_many_keys() {
+        // 200 members over 70 names: the seen-keys filter has 64 bits, so
+        // names share bits and repeats are found through the member list.
+        let members: Vec<String> = (0..200)
+            .map(|i| format!("\"k{}\":{i}", (i * 7) % 70))
+            .collect();
+        let text = format!("{{{}}}", members.join(","));
+        let o: Obj = serde_json::from_str(&text).unwrap();
+        let tree: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let names = tree.as_object().unwrap();
+        assert_eq!(o.fields.len(), names.len());
+        for (name, value) in names {
+            assert_eq!(o.raw(name).unwrap().get(), value.to_string(), "{name}");
+        }
     }
 
     #[test]

@@ -23,7 +23,7 @@
 //! is rejected as an unsupported version, wherever it appears.
 
 use crate::FhirError;
-use crate::raw::{self, Kind, Obj};
+use crate::raw::{self, Kind, Obj, Val};
 
 /// The FHIR versions tocsin reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,9 +82,9 @@ fn collect(obj: &Obj<'_>, loc: &str, depth: usize, ev: &mut Evidence) {
         ev.unsupported.get_or_insert_with(|| (what.to_owned(), at));
     };
     if let Some(profiles) = obj
-        .get("meta")
+        .raw("meta")
         .and_then(raw::obj)
-        .and_then(|m| m.get("profile"))
+        .and_then(|m| m.raw("profile"))
         .and_then(raw::array)
     {
         for p in profiles.into_iter().filter_map(raw::string) {
@@ -128,14 +128,18 @@ fn collect(obj: &Obj<'_>, loc: &str, depth: usize, ev: &mut Evidence) {
             }
         }
         Some("DocumentReference") => {
-            match obj.get("context").map(|c| (raw::kind(c), c)) {
+            match obj.get("context").map(|c| (c.kind(), c)) {
                 Some((Kind::Array, _)) => unsupported(
                     ev,
                     "DocumentReference.context as a list is FHIR R5",
                     loc.to_owned(),
                 ),
                 Some((Kind::Object, c)) => {
-                    match raw::obj(c).and_then(|c| c.get("encounter")).map(raw::kind) {
+                    let encounter = c
+                        .raw()
+                        .and_then(raw::obj)
+                        .and_then(|c| c.get("encounter").map(Val::kind));
+                    match encounter {
                         Some(Kind::Object) => ev.stu3_shapes += 1,
                         Some(Kind::Array) => ev.r4_shapes += 1,
                         _ => {}
@@ -151,7 +155,7 @@ fn collect(obj: &Obj<'_>, loc: &str, depth: usize, ev: &mut Evidence) {
             }
         }
         Some("Encounter") => {
-            let class = obj.get("class").map(raw::kind);
+            let class = obj.get("class").map(Val::kind);
             if class == Some(Kind::Array) || has("actualPeriod") {
                 unsupported(
                     ev,
@@ -182,14 +186,15 @@ fn collect(obj: &Obj<'_>, loc: &str, depth: usize, ev: &mut Evidence) {
                 ev.r4_shapes += 1;
             }
             if depth < MAX_DEPTH
-                && let Some(entries) = obj.get("entry").and_then(raw::array)
+                && let Some(entries) = obj.get("entry").and_then(Val::as_list)
             {
-                for (i, e) in entries.into_iter().enumerate() {
-                    if let Some(r) = raw::obj(e)
+                for (i, e) in entries.iter().enumerate() {
+                    if let Some(r) = e
+                        .as_obj()
                         .and_then(|e| e.get("resource"))
-                        .and_then(raw::obj)
+                        .and_then(Val::as_obj)
                     {
-                        collect(&r, &format!("{loc}.entry[{i}].resource"), depth + 1, ev);
+                        collect(r, &format!("{loc}.entry[{i}].resource"), depth + 1, ev);
                     }
                 }
             }

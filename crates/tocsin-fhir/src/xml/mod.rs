@@ -8,14 +8,25 @@
 //! the received bytes) and a `source.message_id` that falls back to a hash
 //! of those bytes. docs/fhir-xml.md tells why this means was chosen.
 //!
-//! The version decides the tables (`DocumentReference.context.encounter`
-//! repeats in R4, not in STU3), and XML, like JSON, does not name it. So the
-//! R4 form is made first and the version told from it by the JSON path's own
-//! rules; should those call for STU3, the STU3 form is made. The one element
-//! whose JSON shape is itself evidence and whose XML is not is left out for
-//! that decision (see [`convert::Mode::Detect`]).
+//! The conversion is a streaming pass (`stream`) that writes the JSON text
+//! as it reads the XML, and tells the version from the same evidence the
+//! JSON path uses while it writes the R4 form (`DocumentReference.context.
+//! encounter` repeats in R4, not in STU3, so the version decides the
+//! tables); an STU3 resource is written again with the STU3 tables. Input
+//! that pass does not handle (every error, and rare shapes such as a repeat
+//! apart from its siblings) goes to the tree-building converter (`convert`),
+//! which reads it the way it always has: so errors, hostile input included,
+//! are reported by one piece of code, and the streaming pass can be checked
+//! against the tree one (see the tests). docs/fhir-xml.md tells more.
+//!
+//! The tree converter tells the version the old way: the R4 form is made
+//! first and the version told from it by the JSON path's own rules; should
+//! those call for STU3, the STU3 form is made. The one element whose JSON
+//! shape is itself evidence and whose XML is not is left out for that
+//! decision (see [`convert::Mode::Detect`]).
 
 mod convert;
+mod stream;
 mod types;
 
 use thiserror::Error;
@@ -124,11 +135,28 @@ impl XmlError {
 
 /// See [`crate::normalise_xml`].
 pub(crate) fn normalise(bytes: &[u8], cfg: &FhirConfig) -> Result<Vec<InterfaceEvent>, XmlError> {
-    let value = to_json(bytes, cfg)?;
-    Ok(crate::normalise_value(value, bytes, cfg)?)
+    match fast_json(bytes, cfg)? {
+        Some(text) => Ok(crate::normalise_text(&text, bytes, cfg)?),
+        None => Ok(crate::normalise_value(to_json(bytes, cfg)?, bytes, cfg)?),
+    }
 }
 
-/// The JSON form of a FHIR XML resource, in the tables of its version.
+/// The JSON text of a FHIR XML resource from the streaming pass, or `None`
+/// where that pass gives up (the tree converter then reads it).
+fn fast_json(bytes: &[u8], cfg: &FhirConfig) -> Result<Option<String>, XmlError> {
+    if bytes.len() > cfg.xml_max_bytes {
+        return Err(XmlError::Oversized {
+            size: bytes.len(),
+            limit: cfg.xml_max_bytes,
+        });
+    }
+    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    Ok(stream::to_json_text(body, cfg.xml_max_depth).ok())
+}
+
+/// The JSON form of a FHIR XML resource, in the tables of its version, as
+/// a tree (the tree converter: the fallback and the streaming pass's
+/// reference).
 pub(crate) fn to_json(bytes: &[u8], cfg: &FhirConfig) -> Result<serde_json::Value, XmlError> {
     if bytes.len() > cfg.xml_max_bytes {
         return Err(XmlError::Oversized {

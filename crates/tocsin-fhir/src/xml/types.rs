@@ -6,7 +6,38 @@
 //! on first use, into maps.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
+
+/// FNV-1a: the tables are looked up once per XML element with short,
+/// trusted keys (the tables' own names; input names only look up), where
+/// the default SipHash costs more than the rest of the lookup. Flooding is
+/// no concern: the maps are built from the generated tables, never from
+/// input.
+pub(crate) struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = self.0;
+        for &b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type Map<V> = HashMap<&'static str, V, BuildHasherDefault<Fnv>>;
 
 /// How an element becomes JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +73,7 @@ pub(crate) type TypeId = u32;
 /// The elements of one type (resource, data type or backbone element).
 #[derive(Debug, Default)]
 pub(crate) struct TypeDef {
-    fields: HashMap<&'static str, Field>,
+    fields: Map<Field>,
 }
 
 impl TypeDef {
@@ -56,7 +87,7 @@ impl TypeDef {
 #[derive(Debug)]
 pub(crate) struct Table {
     defs: Vec<TypeDef>,
-    by_name: HashMap<&'static str, TypeId>,
+    by_name: Map<TypeId>,
 }
 
 impl Table {
@@ -85,7 +116,7 @@ impl Table {
     /// Reads a generated table (see `generate.py` for the format).
     fn parse(text: &'static str) -> Table {
         let lines = text.lines().filter(|l| !l.starts_with('#'));
-        let by_name: HashMap<&'static str, TypeId> = lines
+        let by_name: Map<TypeId> = lines
             .clone()
             .filter_map(|l| l.strip_prefix('@'))
             .zip(0..)
