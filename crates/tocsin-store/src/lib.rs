@@ -66,8 +66,23 @@ pub trait Store: Send {
         Ok(out)
     }
 
+    /// Calls `f` for every auxiliary state record, in namespace and key
+    /// order, without holding them all in memory (a store behind a million
+    /// open expectations holds millions of seen keys).
+    fn visit_state(
+        &mut self,
+        f: &mut dyn FnMut(StateRecord) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+
     /// Every auxiliary state record, to rebuild the tracker.
-    fn load_state(&mut self) -> Result<Vec<StateRecord>, StoreError>;
+    fn load_state(&mut self) -> Result<Vec<StateRecord>, StoreError> {
+        let mut out = Vec::new();
+        self.visit_state(&mut |r| {
+            out.push(r);
+            Ok(())
+        })?;
+        Ok(out)
+    }
 
     /// Up to `limit` messages not yet confirmed by the broker, in commit
     /// (`seq`) order.

@@ -398,28 +398,33 @@ impl Store for PostgresStore {
         )
     }
 
-    fn load_state(&mut self) -> Result<Vec<StateRecord>, StoreError> {
+    fn visit_state(
+        &mut self,
+        f: &mut dyn FnMut(StateRecord) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         self.with_conn(|c| {
             let st = prepare(
                 &mut c.client,
                 &mut c.statements,
                 "SELECT namespace, key, value FROM state ORDER BY namespace, key",
             )?;
-            let found_rows = c.client.query(&st, &[]).map_err(pg("query state"))?;
-            found_rows
-                .iter()
-                .map(|row| {
-                    let namespace: String = row.get(0);
-                    let key: String = row.get(1);
-                    let value: &str = row.get(2);
-                    let value = rows::parse(value, "state", &format!("{namespace}/{key}"))?;
-                    Ok(StateRecord {
-                        namespace,
-                        key,
-                        value,
-                    })
-                })
-                .collect()
+            let no_params: [&(dyn ToSql + Sync); 0] = [];
+            let mut cursor = c
+                .client
+                .query_raw(&st, no_params.iter().copied())
+                .map_err(pg("query state"))?;
+            while let Some(row) = cursor.next().map_err(pg("read state"))? {
+                let namespace: String = row.get(0);
+                let key: String = row.get(1);
+                let value: &str = row.get(2);
+                let value = rows::parse(value, "state", &format!("{namespace}/{key}"))?;
+                f(StateRecord {
+                    namespace,
+                    key,
+                    value,
+                })?;
+            }
+            Ok(())
         })
     }
 

@@ -327,25 +327,27 @@ impl Store for SqliteStore {
         )
     }
 
-    fn load_state(&mut self) -> Result<Vec<StateRecord>, StoreError> {
+    fn visit_state(
+        &mut self,
+        f: &mut dyn FnMut(StateRecord) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let mut st = self
             .conn
             .prepare_cached("SELECT namespace, key, value FROM state ORDER BY namespace, key")
             .map_err(sq("prepare"))?;
         let mut cursor = st.query([]).map_err(sq("query state"))?;
-        let mut out = Vec::new();
         while let Some(row) = cursor.next().map_err(sq("read state"))? {
             let namespace: String = row.get(0).map_err(sq("read state"))?;
             let key: String = row.get(1).map_err(sq("read state"))?;
             let value: String = row.get(2).map_err(sq("read state"))?;
             let value = rows::parse(&value, "state", &format!("{namespace}/{key}"))?;
-            out.push(StateRecord {
+            f(StateRecord {
                 namespace,
                 key,
                 value,
-            });
+            })?;
         }
-        Ok(out)
+        Ok(())
     }
 
     fn outbox_pending(&mut self, limit: usize) -> Result<Vec<PendingOutbox>, StoreError> {

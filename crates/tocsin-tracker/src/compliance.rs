@@ -109,7 +109,7 @@ type Key = (
     Option<String>,
 );
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Acc {
     on_time: u64,
     late: u64,
@@ -134,22 +134,57 @@ pub fn report_in_zone<'a>(
     group_by: &[GroupBy],
     zone: Tz,
 ) -> Vec<ComplianceRow> {
-    let by = |g| group_by.contains(&g);
-    let mut groups: BTreeMap<Key, Acc> = BTreeMap::new();
+    let mut builder = ReportBuilder::new(group_by, zone);
     for e in expectations {
+        builder.add(e);
+    }
+    builder.finish()
+}
+
+/// The report built one expectation at a time, so that a caller streaming
+/// expectations from the store (`Store::visit_ended_between`) never holds
+/// them all: a million expectations as values take about a gigabyte, the
+/// builder a few counters a group and one delay per settled expectation.
+/// [`report_in_zone`] is this over an iterator; the rows are the same.
+#[derive(Debug)]
+pub struct ReportBuilder {
+    month: bool,
+    document_kind: bool,
+    encounter_kind: bool,
+    site: bool,
+    zone: Tz,
+    groups: BTreeMap<Key, Acc>,
+}
+
+impl ReportBuilder {
+    /// An empty report grouped by `group_by`, months taken in `zone`.
+    pub fn new(group_by: &[GroupBy], zone: Tz) -> Self {
+        Self {
+            month: group_by.contains(&GroupBy::Month),
+            document_kind: group_by.contains(&GroupBy::DocumentKind),
+            encounter_kind: group_by.contains(&GroupBy::EncounterKind),
+            site: group_by.contains(&GroupBy::Site),
+            zone,
+            groups: BTreeMap::new(),
+        }
+    }
+
+    /// Counts one expectation.
+    pub fn add(&mut self, e: &Expectation) {
         let key: Key = (
-            by(GroupBy::Month).then(|| {
+            self.month.then(|| {
                 e.encounter
                     .ended_at
-                    .with_timezone(&zone)
+                    .with_timezone(&self.zone)
                     .format("%Y-%m")
                     .to_string()
             }),
-            by(GroupBy::DocumentKind).then_some(e.document_kind),
-            by(GroupBy::EncounterKind).then_some(e.encounter.kind),
-            by(GroupBy::Site).then(|| e.encounter.site.clone().unwrap_or_else(|| "(none)".into())),
+            self.document_kind.then_some(e.document_kind),
+            self.encounter_kind.then_some(e.encounter.kind),
+            self.site
+                .then(|| e.encounter.site.clone().unwrap_or_else(|| "(none)".into())),
         );
-        let acc = groups.entry(key).or_default();
+        let acc = self.groups.entry(key).or_default();
         match e.status {
             ExpectationStatus::OnTime => acc.on_time += 1,
             ExpectationStatus::Late => acc.late += 1,
@@ -163,28 +198,32 @@ pub fn report_in_zone<'a>(
             acc.delays.push(s.delay_seconds);
         }
     }
-    groups
-        .into_iter()
-        .map(|((month, document_kind, encounter_kind, site), mut a)| {
-            a.delays.sort_unstable();
-            let decided = a.on_time + a.late + a.missing;
-            ComplianceRow {
-                month,
-                document_kind,
-                encounter_kind,
-                site,
-                expected: decided + a.pending,
-                on_time: a.on_time,
-                late: a.late,
-                missing: a.missing,
-                pending: a.pending,
-                cancelled: a.cancelled,
-                pct_on_time: (decided > 0).then(|| 100.0 * a.on_time as f64 / decided as f64),
-                median_delay_seconds: nearest_rank(&a.delays, 50),
-                p90_delay_seconds: nearest_rank(&a.delays, 90),
-            }
-        })
-        .collect()
+
+    /// The rows, in group order.
+    pub fn finish(self) -> Vec<ComplianceRow> {
+        self.groups
+            .into_iter()
+            .map(|((month, document_kind, encounter_kind, site), mut a)| {
+                a.delays.sort_unstable();
+                let decided = a.on_time + a.late + a.missing;
+                ComplianceRow {
+                    month,
+                    document_kind,
+                    encounter_kind,
+                    site,
+                    expected: decided + a.pending,
+                    on_time: a.on_time,
+                    late: a.late,
+                    missing: a.missing,
+                    pending: a.pending,
+                    cancelled: a.cancelled,
+                    pct_on_time: (decided > 0).then(|| 100.0 * a.on_time as f64 / decided as f64),
+                    median_delay_seconds: nearest_rank(&a.delays, 50),
+                    p90_delay_seconds: nearest_rank(&a.delays, 90),
+                }
+            })
+            .collect()
+    }
 }
 
 /// The nearest-rank percentile of sorted values.

@@ -76,4 +76,6 @@ pub use model::{
     MatchMethod, PatientKeys, RuleRef, Settlement, StateRecord,
 };
 pub use policy::{Applicability, EncounterFacts, Exclusion, Policy, PolicyError, Rule};
-pub use tracker::{Counters, Gauge, RestoreError, Tracker, alert_id, expectation_id, namespaces};
+pub use tracker::{
+    Counters, Gauge, RestoreError, Restoring, Tracker, alert_id, expectation_id, namespaces,
+};

@@ -30,7 +30,10 @@ async fn broker_restart_in_mid_stream_reconnects_and_finishes() {
     // the restart, to be read afterwards on a new connection.
     world.observe("tocsin.events").await;
     world.observe("tocsin.alerts").await;
-    let traffic = discharges("r", 2000);
+    // Enough traffic that the gateway is still busy when `rabbitmqctl
+    // stop_app` (an Erlang VM of its own, seconds on a loaded machine) has
+    // taken effect: with 2,000 discharges a loaded run once finished first.
+    let traffic = discharges("r", 4000);
     let total = traffic.messages.len();
     world.publish(&traffic.messages).await;
 

@@ -23,10 +23,10 @@ use crate::policy::Policy;
 use crate::{Alert, AlertDocument, AlertEncounter, AlertKind, AlertPatient};
 use documents::PendingDocument;
 use open::{Open, from_ms, ms};
-use state::Transmission;
+use state::{SeenKey, Transmission};
 
 pub use events::expectation_id;
-pub use state::RestoreError;
+pub use state::{RestoreError, Restoring};
 
 /// Namespaces of the auxiliary state records the tracker puts and deletes.
 pub mod namespaces {
@@ -119,10 +119,10 @@ pub struct Tracker {
     transmissions: HashMap<String, Transmission, FxBuild>,
     /// `(instant, 0 = unconfirmed check | 1 = forget, message id)`.
     tx_timers: BTreeSet<(i64, u8, String)>,
-    seen: HashMap<u128, i64, FxBuild>,
+    seen: HashMap<SeenKey, i64, FxBuild>,
     /// `(event time, key)` of every key remembered, oldest first; an entry
     /// whose time no longer matches `seen` is skipped.
-    seen_expiry: BinaryHeap<Reverse<(i64, u128)>>,
+    seen_expiry: BinaryHeap<Reverse<(i64, SeenKey)>>,
     clock: Option<i64>,
     ceiling: Option<i64>,
     counters: Counters,

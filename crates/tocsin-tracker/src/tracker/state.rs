@@ -50,9 +50,16 @@ pub enum RestoreError {
     },
 }
 
+/// A duplicate key: 128 bits, most significant word first (so keys order
+/// as the `u128` they print as). Two words rather than a `u128` because a
+/// `u128` is 16-byte aligned: a seen-map entry with its time takes 24 bytes
+/// instead of 32, and so does an expiry-heap entry; there is one of each for
+/// every tracked message of the last 30 days.
+pub(crate) type SeenKey = [u64; 2];
+
 /// The duplicate key of an event: a 128-bit hash of its format, sequence and
 /// message id (stored as 32 hex digits in the `seen` namespace).
-pub(crate) fn seen_key(ev: &InterfaceEvent) -> u128 {
+pub(crate) fn seen_key(ev: &InterfaceEvent) -> SeenKey {
     let mut h = Sha256::new();
     h.update(ev.source.format.as_str().as_bytes());
     h.update([0]);
@@ -61,17 +68,26 @@ pub(crate) fn seen_key(ev: &InterfaceEvent) -> u128 {
     let d = h.finalize();
     let mut b = [0u8; 16];
     b.copy_from_slice(&d[..16]);
-    u128::from_be_bytes(b)
+    split_key(u128::from_be_bytes(b))
+}
+
+fn split_key(h: u128) -> SeenKey {
+    [(h >> 64) as u64, h as u64]
+}
+
+/// The key as stored: 32 lowercase hex digits.
+fn key_hex(k: SeenKey) -> String {
+    format!("{:016x}{:016x}", k[0], k[1])
 }
 
 impl Tracker {
-    pub(super) fn remember_seen(&mut self, h: u128, at: i64, fx: &mut Vec<Effect>) {
+    pub(super) fn remember_seen(&mut self, h: SeenKey, at: i64, fx: &mut Vec<Effect>) {
         // A key seen before keeps a stale expiry entry, skipped by `prune`.
         self.seen.insert(h, at);
         self.seen_expiry.push(Reverse((at, h)));
         fx.push(Effect::StatePut(StateRecord {
             namespace: namespaces::SEEN.into(),
-            key: format!("{h:032x}"),
+            key: key_hex(h),
             value: serde_json::Value::String(from_ms(at).to_rfc3339()),
         }));
     }
@@ -88,7 +104,7 @@ impl Tracker {
                 self.seen.remove(&h);
                 fx.push(Effect::StateDeleted {
                     namespace: namespaces::SEEN.into(),
-                    key: format!("{h:032x}"),
+                    key: key_hex(h),
                 });
             }
         }
@@ -151,29 +167,22 @@ impl Tracker {
     /// Rebuilds a tracker after a restart from the store's unsettled
     /// expectations and every auxiliary state record it holds. Settled
     /// expectations passed in are ignored (transmissions carry what
-    /// acknowledgements need).
+    /// acknowledgements need). [`Restoring`] does the same one record at a
+    /// time, for callers streaming from the store.
     pub fn restore(
         policy: Policy,
         config: TrackerConfig,
         expectations: Vec<Expectation>,
         state: Vec<StateRecord>,
     ) -> Result<Tracker, RestoreError> {
-        let mut t = Tracker::new(policy, config);
+        let mut r = Restoring::new(policy, config);
         for e in expectations {
-            if !e.status.is_unsettled() {
-                continue;
-            }
-            let id =
-                pack_hex(&e.id.0).ok_or_else(|| RestoreError::BadExpectationId(e.id.0.clone()))?;
-            let rule = t.rule_index(&e);
-            let o = t.compact(&e, id, rule);
-            t.insert_open(o);
+            r.expectation(&e)?;
         }
         for rec in state {
-            t.restore_record(rec)?;
+            r.record(rec)?;
         }
-        t.drop_stale_timers();
-        Ok(t)
+        Ok(r.finish())
     }
 
     fn rule_index(&mut self, e: &Expectation) -> u16 {
@@ -211,6 +220,7 @@ impl Tracker {
             namespaces::SEEN => {
                 let at = time(&rec.value)?;
                 let h = u128::from_str_radix(&rec.key, 16)
+                    .map(split_key)
                     .map_err(|_| bad("key is not 32 hex digits".into()))?;
                 self.seen.insert(h, at);
                 self.seen_expiry.push(Reverse((at, h)));
@@ -234,5 +244,74 @@ impl Tracker {
             }
         }
         Ok(())
+    }
+}
+
+/// A tracker being rebuilt one stored row at a time: every unsettled
+/// expectation first, then every auxiliary state record, then
+/// [`Restoring::finish`]. Exists so that a restart with a million open
+/// expectations need not first load them all as values (about a gigabyte,
+/// against some 300 bytes each in the tracker): the gateway streams them
+/// from the store into this. [`Tracker::restore`] is this over two vectors.
+pub struct Restoring {
+    t: Tracker,
+}
+
+impl Restoring {
+    /// An empty tracker to restore into.
+    pub fn new(policy: Policy, config: TrackerConfig) -> Self {
+        Self {
+            t: Tracker::new(policy, config),
+        }
+    }
+
+    /// Adds one stored expectation (ignored unless unsettled). Pass every
+    /// expectation before the first state record.
+    pub fn expectation(&mut self, e: &Expectation) -> Result<(), RestoreError> {
+        if !e.status.is_unsettled() {
+            return Ok(());
+        }
+        let id = pack_hex(&e.id.0).ok_or_else(|| RestoreError::BadExpectationId(e.id.0.clone()))?;
+        let rule = self.t.rule_index(e);
+        let o = self.t.compact(e, id, rule);
+        self.t.insert_open(o);
+        Ok(())
+    }
+
+    /// Adds one auxiliary state record.
+    pub fn record(&mut self, rec: StateRecord) -> Result<(), RestoreError> {
+        self.t.restore_record(rec)
+    }
+
+    /// The restored tracker.
+    pub fn finish(mut self) -> Tracker {
+        self.t.drop_stale_timers();
+        self.t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SeenKey, key_hex, split_key};
+
+    #[test]
+    fn a_split_key_prints_and_orders_as_the_u128() {
+        let keys = [
+            0u128,
+            1,
+            u128::from(u64::MAX),
+            1 << 64,
+            u128::MAX,
+            0x0123_4567_89ab_cdef_0011_2233_4455_6677,
+        ];
+        for &k in &keys {
+            assert_eq!(key_hex(split_key(k)), format!("{k:032x}"));
+        }
+        for &a in &keys {
+            for &b in &keys {
+                assert_eq!(split_key(a).cmp(&split_key(b)), a.cmp(&b));
+            }
+        }
+        assert_eq!(std::mem::size_of::<(SeenKey, i64)>(), 24);
     }
 }

@@ -126,15 +126,21 @@ async fn report(
     );
     // The same figures as `tocsin replay --report`: expectations whose
     // encounter ended in [from, to), months in the policy's zone.
-    let mut expectations = api
+    // Streamed through a builder on the store's thread: the range may hold
+    // a million expectations, about a gigabyte as values. (The report reads
+    // no patient keys, and no expectation outlives its row.)
+    let by = group_by.clone();
+    let rows = api
         .store()?
-        .call(move |s| s.expectations_ended_between(lo, hi))
+        .call(move |s| {
+            let mut report = compliance::ReportBuilder::new(&by, zone);
+            s.visit_ended_between(lo, hi, &mut |e| {
+                report.add(&e);
+                Ok(())
+            })?;
+            Ok(report.finish())
+        })
         .await?;
-    // The report reads no patient keys: drop them before they linger.
-    for e in &mut expectations {
-        e.patient = Default::default();
-    }
-    let rows = compliance::report_in_zone(expectations.iter(), &group_by, zone);
     if wants_csv(&headers) {
         return Ok((
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tocsin_amqp::{LinkState, Supervisor};
-use tocsin_tracker::Tracker;
+use tocsin_tracker::{RestoreError, Restoring, Tracker};
 
 use crate::config::Config;
 use crate::internal_events::{Metrics, StoreFailed, StoreRecovered, TrackerObserved};
@@ -160,15 +160,34 @@ async fn restore_tracker(
     config: &Config,
     store: &StoreHandle,
 ) -> Result<Tracker, Box<dyn std::error::Error>> {
-    let (expectations, state) = store
-        .call(|s| Ok((s.load_unsettled()?, s.load_state()?)))
+    // Streamed row by row into the tracker: loading a million unsettled
+    // expectations and their seen keys as values first took gigabytes.
+    let mut restoring = Restoring::new(config.policy.clone(), config.tracker.clone());
+    let restored = store
+        .call(move |s| {
+            // The first bad row is the answer; the rows after it are read
+            // and skipped (the visit has no way to stop early but an error
+            // of the store's own).
+            let mut failed: Option<RestoreError> = None;
+            s.visit_unsettled(&mut |e| {
+                if failed.is_none() {
+                    failed = restoring.expectation(&e).err();
+                }
+                Ok(())
+            })?;
+            s.visit_state(&mut |rec| {
+                if failed.is_none() {
+                    failed = restoring.record(rec).err();
+                }
+                Ok(())
+            })?;
+            Ok(match failed {
+                Some(e) => Err(e),
+                None => Ok(restoring.finish()),
+            })
+        })
         .await?;
-    Ok(Tracker::restore(
-        config.policy.clone(),
-        config.tracker.clone(),
-        expectations,
-        state,
-    )?)
+    Ok(restored?)
 }
 
 /// Mirrors the broker link state into `tocsin_amqp_connected`.
