@@ -373,6 +373,16 @@ impl BatchConsumer {
         self.open.len()
     }
 
+    /// Close both channels and wait for the broker's close-ok (shutdown,
+    /// after [`BatchConsumer::stop`] and the last acknowledgement).
+    /// Deliveries still open return to their queues. See
+    /// [`crate::Publisher::close`] for why closing beats dropping.
+    pub async fn close(self) -> Result<(), AmqpError> {
+        let consuming = crate::publisher::close_channel(&self.channel, "consumer").await;
+        let dead = crate::publisher::close_channel(&self.dead_channel, "dead-letter").await;
+        consuming.and(dead)
+    }
+
     /// Stop receiving new deliveries (shutdown): the broker stops pushing,
     /// deliveries already received can still be settled.
     pub async fn stop(&mut self) -> Result<(), AmqpError> {

@@ -75,6 +75,16 @@ pub struct Publisher {
 }
 
 impl Publisher {
+    /// Close the channel and wait for the broker's close-ok (shutdown).
+    ///
+    /// Dropping a lapin channel closes it from a background task instead;
+    /// if the connection is closed at that moment, lapin takes the late
+    /// channel close for a connection error and the connection close may
+    /// never finish. Closing first, then dropping, avoids that race.
+    pub async fn close(self) -> Result<(), AmqpError> {
+        close_channel(&self.channel, "publisher").await
+    }
+
     /// Open a channel on `connection` and put it in confirm mode.
     pub async fn open(connection: &Connection) -> Result<Self, AmqpError> {
         let channel = connection
@@ -168,4 +178,16 @@ impl Publisher {
         }
         lost.map_or(Ok(outcomes), Err)
     }
+}
+
+/// Close `channel` with a success code, unless it is already closed or
+/// closing (then there is nothing to do).
+pub(crate) async fn close_channel(channel: &Channel, what: &'static str) -> Result<(), AmqpError> {
+    if !channel.status().connected() {
+        return Ok(());
+    }
+    channel
+        .close(200, format!("tocsin {what} done").into())
+        .await
+        .map_err(|e| AmqpError::from_lapin("channel.close", &e))
 }

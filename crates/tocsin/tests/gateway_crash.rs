@@ -148,6 +148,15 @@ async fn sigterm_in_mid_stream_exits_0_in_time_and_loses_nothing() {
         "{}",
         gateway.log()
     );
+    // A clean stop logs no error: channels are closed before the connection
+    // is, so lapin never meets a late channel close (the race that once
+    // hung the connection close until the grace period ran out).
+    let errors: Vec<_> = gateway
+        .log_json()
+        .into_iter()
+        .filter(|l| l["level"] == "ERROR")
+        .collect();
+    assert!(errors.is_empty(), "errors logged: {errors:?}");
     let committed = world.store.count("inputs").await;
     let waiting = world.depth("tocsin.inbound").await as usize;
     assert!(committed < total, "stopped in mid-stream");

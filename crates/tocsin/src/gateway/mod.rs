@@ -55,6 +55,7 @@ pub async fn run(config: Config) -> Result<ExitCode, Box<dyn std::error::Error>>
     let mut stop = shutdown::listen()?;
     let grace = Duration::from_secs(config.gateway.shutdown_timeout_secs);
     shutdown::enforce_deadline(&stop, grace);
+    let budget = shutdown::Budget::new(grace);
     let supervisor = Supervisor::new(config.amqp.clone())?;
     let readiness = Readiness {
         link: supervisor.subscribe(),
@@ -99,10 +100,18 @@ pub async fn run(config: Config) -> Result<ExitCode, Box<dyn std::error::Error>>
             s = supervisor.connect() => s,
             () = stop.requested() => break,
         };
-        match pipeline.serve(&session, &mut stop, grace).await {
+        match pipeline.serve(&session, &mut stop, budget).await {
             pipeline::Ended::Shutdown { clean } => {
-                if let Err(e) = session.close().await {
-                    tracing::debug!(error = %e, "closing the broker connection");
+                // Everything is settled by now; closing only says goodbye,
+                // so a close that hangs (lapin can, after a channel-close
+                // race) must not hold the exit.
+                match tokio::time::timeout(budget.close(), session.close()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::debug!(error = %e, "closing the broker connection"),
+                    Err(_) => tracing::info!(
+                        waited_secs = budget.close().as_secs_f64(),
+                        "the broker did not confirm the connection close in time; exiting all the same"
+                    ),
                 }
                 tracing::info!(clean, "gateway stopped");
                 return Ok(if clean {

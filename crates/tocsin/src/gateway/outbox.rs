@@ -24,7 +24,7 @@ const OUTBOX_RETRY_MAX: Duration = Duration::from_secs(30);
 /// How long a relay whose link is gone may take to notice before it is
 /// abandoned (its confirmed-but-unmarked rows are then published again,
 /// which at-least-once allows).
-const STOP_WAIT: Duration = Duration::from_secs(5);
+pub(super) const STOP_WAIT: Duration = Duration::from_secs(5);
 
 /// What the relay keeps across broker sessions.
 pub struct Relay {
@@ -83,10 +83,11 @@ impl RelayHandle {
         self,
         store: &StoreHandle,
         metrics: &Arc<Metrics>,
+        wait: Duration,
     ) -> (Relay, Option<String>) {
         let Self { tx, mut task } = self;
         drop(tx);
-        match tokio::time::timeout(STOP_WAIT, &mut task).await {
+        match tokio::time::timeout(wait, &mut task).await {
             Ok(Ok((relay, result))) => (relay, result.err()),
             Ok(Err(join)) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
             Ok(Err(_)) => (Relay::new(store.clone(), metrics.clone()), None),
@@ -139,7 +140,14 @@ impl Relay {
                 None => rx.recv().await,
             };
             let result = match command {
-                None => return (self, Ok(())),
+                None => {
+                    // Closed here, before the connection is: see
+                    // `Publisher::close`.
+                    if let Err(e) = publisher.close().await {
+                        tracing::debug!(error = %e, "closing the outbox relay's channel");
+                    }
+                    return (self, Ok(()));
+                }
                 Some(Command::Wake) => self.flush(&publisher).await,
                 Some(Command::Drain(reply)) => {
                     self.hold = None;

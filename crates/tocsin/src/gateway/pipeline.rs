@@ -16,7 +16,7 @@ use tocsin_tracker::{Effect, Tracker};
 use super::StoreHandle;
 use super::events::EventPacker;
 use super::outbox::{Relay, RelayHandle};
-use super::shutdown::Stop;
+use super::shutdown::{Budget, Stop};
 use crate::config::Config;
 use crate::internal_events::{
     AlertRaised, BatchCommitted, ClockAdvanced, DocumentSettled, EventApplied, MessageReceived,
@@ -94,7 +94,7 @@ impl Pipeline {
     }
 
     /// Serves one broker session until the link is lost or a stop is asked.
-    pub async fn serve(&mut self, session: &Session, stop: &mut Stop, grace: Duration) -> Ended {
+    pub async fn serve(&mut self, session: &Session, stop: &mut Stop, budget: Budget) -> Ended {
         let (mut consumer, publisher) = match open(session).await {
             Ok(pair) => pair,
             Err(e) => return Ended::LinkLost(e.to_string()),
@@ -109,7 +109,7 @@ impl Pipeline {
         self.consuming.store(true, Ordering::SeqCst);
         let mut ended = loop {
             if stop.is_requested() {
-                break self.shut_down(&mut consumer, grace).await;
+                break self.shut_down(&mut consumer, budget).await;
             }
             let batch = match consumer
                 .next_batch(self.batch_size, self.flush_interval)
@@ -136,20 +136,36 @@ impl Pipeline {
         };
         self.consuming.store(false, Ordering::SeqCst);
         if let Some(handle) = self.relay_handle.take() {
-            let (relay, error) = handle.stop(&self.store, &self.metrics).await;
+            let wait = match ended {
+                Ended::Shutdown { .. } => budget.relay(),
+                Ended::LinkLost(_) => super::outbox::STOP_WAIT,
+            };
+            let (relay, error) = handle.stop(&self.store, &self.metrics, wait).await;
             self.relay = Some(relay);
+            tracing::debug!("outbox relay stopped");
             if let (Some(e), Ended::Shutdown { clean }) = (error, &mut ended) {
                 tracing::warn!(error = %e, "the outbox relay stopped with an error");
                 *clean = false;
+            }
+        }
+        if matches!(ended, Ended::Shutdown { .. }) {
+            // Closed here, before the connection is (see
+            // `Publisher::close`); a close that does not finish in time is
+            // left to the connection close.
+            match tokio::time::timeout(budget.close(), consumer.close()).await {
+                Ok(Ok(())) => tracing::debug!("consuming channels closed"),
+                Ok(Err(e)) => tracing::debug!(error = %e, "closing the consuming channels"),
+                Err(_) => tracing::debug!("closing the consuming channels timed out"),
             }
         }
         ended
     }
 
     /// Stop consuming, finish what was received, flush the outbox.
-    async fn shut_down(&mut self, consumer: &mut BatchConsumer, grace: Duration) -> Ended {
+    async fn shut_down(&mut self, consumer: &mut BatchConsumer, budget: Budget) -> Ended {
         let work = async {
             consumer.stop().await.map_err(|e| e.to_string())?;
+            tracing::debug!("shutdown: stopped consuming");
             loop {
                 let rest = consumer
                     .next_batch(self.batch_size, Duration::ZERO)
@@ -160,6 +176,7 @@ impl Pipeline {
                 }
                 self.process(consumer, rest).await?;
             }
+            tracing::debug!("shutdown: deliveries in hand committed and acknowledged");
             // Everything committed, including one more try at whatever the
             // broker refused earlier.
             match &self.relay_handle {
@@ -167,7 +184,7 @@ impl Pipeline {
                 None => Ok(()),
             }
         };
-        match tokio::time::timeout(grace, work).await {
+        match tokio::time::timeout(budget.work(), work).await {
             Ok(Ok(())) => Ended::Shutdown { clean: true },
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "shutdown could not finish; unacknowledged inputs will be redelivered");
@@ -175,7 +192,7 @@ impl Pipeline {
             }
             Err(_) => {
                 tracing::warn!(
-                    grace_secs = grace.as_secs(),
+                    waited_secs = budget.work().as_secs_f64(),
                     "shutdown timed out; unacknowledged inputs will be redelivered"
                 );
                 Ended::Shutdown { clean: false }

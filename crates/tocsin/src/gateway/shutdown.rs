@@ -41,6 +41,39 @@ pub fn listen() -> std::io::Result<Stop> {
     Ok(Stop(rx))
 }
 
+/// How the grace period is shared between the steps of a stop, so that
+/// each step gives up on its own (and says which) well before
+/// [`enforce_deadline`] ends the process. A step that hangs, such as a
+/// lapin connection close that never completes after a channel-close race,
+/// then costs its share, not the whole stop.
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    grace: Duration,
+}
+
+impl Budget {
+    /// Shares `grace` (the configured `shutdown_timeout_secs`).
+    pub fn new(grace: Duration) -> Self {
+        Self { grace }
+    }
+
+    /// Finishing the deliveries in hand and draining the outbox: 60 %.
+    pub fn work(self) -> Duration {
+        self.grace.mul_f64(0.6)
+    }
+
+    /// Waiting for the outbox relay task to end: 15 %.
+    pub fn relay(self) -> Duration {
+        self.grace.mul_f64(0.15)
+    }
+
+    /// Closing the broker connection: 10 %, at most two seconds (it only
+    /// tells the broker goodbye; everything is settled by then).
+    pub fn close(self) -> Duration {
+        self.grace.mul_f64(0.1).min(Duration::from_secs(2))
+    }
+}
+
 /// Ends the process `grace` after a stop is asked for, whatever the gateway
 /// is stuck on (a commit retried while the store stays away, a restore, a
 /// broker that does not answer): the stop finishes in time, with exit code 1
