@@ -2,27 +2,11 @@
 //! and `tocsin check-config`, run as real processes on the project's
 //! fixtures.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod cli_support;
 
-fn fixture(rel: &str) -> PathBuf {
-    root().join("tests/fixtures").join(rel)
-}
-
-fn tocsin(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tocsin"))
-        .args(args)
-        .current_dir(root())
-        .env_remove("TOCSIN_CONFIG")
-        .output()
-        .expect("run tocsin")
-}
+use cli_support::{fixture, root, tocsin};
 
 fn json_lines(bytes: &[u8]) -> Vec<Value> {
     std::str::from_utf8(bytes)

@@ -5,26 +5,13 @@
 //! exactly as with the JSON one.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod cli_support;
 
-fn fixture(rel: &str) -> PathBuf {
-    root().join("tests/fixtures").join(rel)
-}
-
-fn tocsin(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tocsin"))
-        .args(args)
-        .current_dir(root())
-        .env_remove("TOCSIN_CONFIG")
-        .output()
-        .expect("run tocsin")
-}
+use cli_support::{fixture, tocsin};
 
 /// The printed events with `event_id` blanked.
 fn events_without_ids(out: &Output) -> Vec<Value> {

@@ -11,33 +11,13 @@ use std::time::{Duration, Instant};
 
 use common::accounting::{account, finish};
 use common::traffic::discharges;
-use common::{Gateway, Tuning, WAIT, World};
+use common::{Tuning, WAIT, World};
 
 fn tuning() -> Tuning {
     Tuning {
         prefetch: 200,
         batch_size: 100,
         ..Tuning::default()
-    }
-}
-
-/// Waits until at least `n` inputs are committed; returns how many.
-async fn committed_at_least(world: &World, gateway: &mut Gateway, n: usize) -> usize {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(exit) = gateway.try_exit() {
-            panic!("gateway exited early ({exit})\n{}", gateway.log());
-        }
-        let c = world.store.count("inputs").await;
-        if c >= n {
-            return c;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {n} inputs committed; {c} are\n{}",
-            gateway.log()
-        );
-        tokio::time::sleep(common::POLL).await;
     }
 }
 
@@ -69,7 +49,7 @@ async fn kill_9_in_mid_stream(world: World) {
     for round in 1..=kills {
         let mut gateway = world.start(&[]);
         let target = total * round / (kills + 1);
-        committed_at_least(&world, &mut gateway, target).await;
+        world.committed_at_least(&mut gateway, target).await;
         gateway.kill9();
         let at_kill = world.store.count("inputs").await;
         assert!(
@@ -133,7 +113,7 @@ async fn sigterm_in_mid_stream_exits_0_in_time_and_loses_nothing() {
     world.publish(&traffic.messages).await;
 
     let mut gateway = world.start(&[]);
-    committed_at_least(&world, &mut gateway, total / 4).await;
+    world.committed_at_least(&mut gateway, total / 4).await;
     let asked = Instant::now();
     gateway.sigterm();
     let status = gateway.wait_exit(Duration::from_secs(grace + 5)).await;
@@ -191,7 +171,9 @@ async fn store_connections_lost_in_mid_stream_are_waited_out() {
 
     let mut gateway = world.start(&[]);
     for round in 1..=2 {
-        committed_at_least(&world, &mut gateway, total * round / 3).await;
+        world
+            .committed_at_least(&mut gateway, total * round / 3)
+            .await;
         let terminated = world.store.terminate_connections().await;
         assert!(terminated > 0, "the gateway holds a store connection");
     }

@@ -8,11 +8,10 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
 
 use common::accounting::{account, stop, wait_done};
 use common::traffic::{Traffic, discharges};
-use common::{Gateway, Observer, Seen, Tuning, WAIT, World};
+use common::{Observer, Seen, Tuning, World};
 
 const NDJSON: [(&str, &str); 1] = [("TOCSIN_EVENTS_FORMAT", "ndjson")];
 
@@ -120,21 +119,6 @@ async fn ndjson_batches_carry_each_event_exactly_as_single_messages() {
     );
 }
 
-/// Waits until at least `n` inputs are committed.
-async fn committed_at_least(world: &World, gateway: &mut Gateway, n: usize) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(exit) = gateway.try_exit() {
-            panic!("gateway exited early ({exit})\n{}", gateway.log());
-        }
-        if world.store.count("inputs").await >= n {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out\n{}", gateway.log());
-        tokio::time::sleep(common::POLL).await;
-    }
-}
-
 /// Kill -9 twice in mid-stream with NDJSON batches: every input accounted
 /// for, every outbox message published, and every event of the committed
 /// inputs on the subscriber queue; a repeated batch repeats whole (the
@@ -158,7 +142,9 @@ async fn kill_9_with_ndjson_batches_loses_no_event() {
     world.publish(&traffic.messages).await;
     for round in 1..=2 {
         let mut gateway = world.start(&NDJSON);
-        committed_at_least(&world, &mut gateway, total * round / 3).await;
+        world
+            .committed_at_least(&mut gateway, total * round / 3)
+            .await;
         gateway.kill9();
         assert!(
             world.store.count("inputs").await < total,

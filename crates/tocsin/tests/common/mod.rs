@@ -143,6 +143,27 @@ pub struct World {
 }
 
 impl World {
+    /// Waits until at least `n` inputs are committed in the store; returns
+    /// how many are. Fails if the gateway exits first or the wait runs out.
+    pub async fn committed_at_least(&self, gateway: &mut Gateway, n: usize) -> usize {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(exit) = gateway.try_exit() {
+                panic!("gateway exited early ({exit})\n{}", gateway.log());
+            }
+            let c = self.store.count("inputs").await;
+            if c >= n {
+                return c;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {n} inputs committed; {c} are\n{}",
+                gateway.log()
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     /// A world with a SQLite store, holding the shared broker lock.
     pub async fn sqlite(label: &str, tuning: Tuning) -> Self {
         Self::new(label, tuning, false, Some(BrokerLock::shared())).await
