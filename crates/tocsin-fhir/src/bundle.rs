@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use tocsin_event::{Ack, Document, DocumentKind, EventType, Warning, WarningCode};
 
 use crate::events::{Ctx, Draft, document_kind, first_value, other, unmapped};
+use crate::loc::Loc;
 use crate::prepare::{Entry, Prepared, Scope};
 use crate::subject::unresolved;
 use crate::view::MessageHeaderView;
@@ -35,7 +36,7 @@ impl Ctx<'_> {
                     parent: Some(scope),
                 };
                 for entry in &b.entries {
-                    match entry.rtype.as_str() {
+                    match &*entry.rtype {
                         "Encounter" | "DocumentReference" => self.resource(entry, &inner)?,
                         "Bundle" => self.bundle(entry, &inner)?,
                         _ => {}
@@ -90,16 +91,20 @@ impl Ctx<'_> {
         };
         let at = &comp_entry.loc;
         let mut warnings = Vec::new();
-        let (kind, type_code) =
-            document_kind(self.env.cfg, &c.types, &format!("{at}.type"), &mut warnings);
-        let subject = self
-            .env
-            .subject(c.subject.as_ref(), &cscope, &format!("{at}.subject"))?;
+        let (kind, type_code) = document_kind(
+            self.env.cfg,
+            &c.types,
+            &format_args!("{at}.type"),
+            &mut warnings,
+        );
+        let subject =
+            self.env
+                .subject(c.subject.as_ref(), &cscope, &format_args!("{at}.subject"))?;
         let encounter = match &c.encounter {
             Some(r) => Some(self.env.encounter_ref(
                 r,
                 &cscope,
-                &format!("{at}.encounter"),
+                &format_args!("{at}.encounter"),
                 &mut warnings,
             )?),
             None => None,
@@ -115,7 +120,7 @@ impl Ctx<'_> {
                                   Composition.date"
                             .into(),
                         raw: None,
-                        location: Some(b.loc.clone()),
+                        location: Some(b.loc.to_string()),
                     });
                 }
                 t
@@ -123,7 +128,7 @@ impl Ctx<'_> {
             (None, None) => {
                 return Err(FhirError::MissingTimestamp {
                     resource_type: "Composition".into(),
-                    location: at.clone(),
+                    location: at.to_string(),
                     what: "Bundle.timestamp, meta.lastUpdated and Composition.date are absent"
                         .into(),
                 });
@@ -208,7 +213,7 @@ impl Ctx<'_> {
             .or(b.view.meta.last_updated)
             .ok_or_else(|| FhirError::MissingTimestamp {
                 resource_type: "Bundle".into(),
-                location: b.loc.clone(),
+                location: b.loc.to_string(),
                 what: "MessageHeader.timestamp (STU3), Bundle.timestamp (R4) and \
                        meta.lastUpdated are absent"
                     .into(),
@@ -252,7 +257,7 @@ impl Ctx<'_> {
                     d.warnings.push(unmapped(
                         "message event",
                         code,
-                        &format!("{}.event", mh_entry.loc),
+                        &format_args!("{}.event", mh_entry.loc),
                         "itk_event",
                     ));
                 }
@@ -268,7 +273,7 @@ impl Ctx<'_> {
         of_message_id: &str,
         code: &str,
         scope: &Scope<'_>,
-        at: &str,
+        at: &Loc,
     ) -> Draft {
         d.event_type = match self.env.cfg.response_code.get(code) {
             Some(t) => *t,
@@ -276,7 +281,7 @@ impl Ctx<'_> {
                 d.warnings.push(unmapped(
                     "response code",
                     code,
-                    &format!("{at}.response.code"),
+                    &format_args!("{at}.response.code"),
                     "response_code",
                 ));
                 EventType::Other
@@ -303,7 +308,7 @@ impl Ctx<'_> {
         mh: &MessageHeaderView,
         sent_at: DateTime<Utc>,
         scope: &Scope<'_>,
-        at: &str,
+        at: &Loc,
     ) -> Result<Draft, FhirError> {
         let event_code = mh.event.as_ref().and_then(|c| c.code.clone());
         let focus = mh
@@ -343,7 +348,7 @@ impl Ctx<'_> {
                 d.event_type = EventType::DocumentIssued;
                 let r = mh.focus.first().and_then(|f| f.reference.clone());
                 d.warnings.push(match r {
-                    Some(r) => unresolved(&r, &format!("{at}.focus")),
+                    Some(r) => unresolved(&r, &format_args!("{at}.focus")),
                     None => Warning {
                         code: WarningCode::UnresolvedReference,
                         message: "the message names no document in MessageHeader.focus".into(),

@@ -98,10 +98,14 @@ impl FhirError {
     }
 
     /// Wraps a model deserialisation failure, redacting quoted values.
-    pub(crate) fn invalid(resource_type: &str, location: &str, err: &serde_json::Error) -> Self {
+    pub(crate) fn invalid(
+        resource_type: &str,
+        location: &dyn std::fmt::Display,
+        err: &serde_json::Error,
+    ) -> Self {
         Self::InvalidResource {
             resource_type: resource_type.to_owned(),
-            location: location.to_owned(),
+            location: location.to_string(),
             message: redact(&err.to_string()),
         }
     }

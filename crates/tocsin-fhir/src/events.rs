@@ -1,6 +1,8 @@
 //! Events from single resources (Encounter, DocumentReference, anything
 //! else), and the context that numbers and identifies them.
 
+use std::fmt;
+
 use chrono::{DateTime, Utc};
 use tocsin_event::{
     Ack, Document, DocumentKind, Encounter, EventIdSeed, EventType, Format, InterfaceEvent, Source,
@@ -75,7 +77,7 @@ impl Ctx<'_> {
             from_bundle: false,
             parent: Some(scope),
         };
-        let draft = match e.rtype.as_str() {
+        let draft = match &*e.rtype {
             "Encounter" => self.encounter(e, &inner)?,
             "DocumentReference" => self.document_reference(e, &inner)?,
             "Patient" => Draft {
@@ -132,14 +134,16 @@ impl Ctx<'_> {
                 }
                 fallback.ok_or_else(|| FhirError::MissingTimestamp {
                     resource_type: "Encounter".into(),
-                    location: e.loc.clone(),
+                    location: e.loc.to_string(),
                     what: "period.start, period.end and meta.lastUpdated are all absent".into(),
                 })?
             }
         };
-        let subject = self
-            .env
-            .subject(v.subject.as_ref(), scope, &format!("{}.subject", e.loc))?;
+        let subject = self.env.subject(
+            v.subject.as_ref(),
+            scope,
+            &format_args!("{}.subject", e.loc),
+        )?;
         let sending_facility = match &v.service_provider {
             Some(sp) => self.env.ods_of(sp, scope)?,
             None => None,
@@ -200,19 +204,21 @@ impl Ctx<'_> {
             None => {
                 return Err(FhirError::MissingTimestamp {
                     resource_type: "DocumentReference".into(),
-                    location: e.loc.clone(),
+                    location: e.loc.to_string(),
                     what: "date (STU3: indexed) and meta.lastUpdated are absent".into(),
                 });
             }
         };
-        let subject = self
-            .env
-            .subject(v.subject.as_ref(), scope, &format!("{}.subject", e.loc))?;
+        let subject = self.env.subject(
+            v.subject.as_ref(),
+            scope,
+            &format_args!("{}.subject", e.loc),
+        )?;
         let encounter = match v.encounters.first() {
             Some(r) => Some(self.env.encounter_ref(
                 r,
                 scope,
-                &format!("{}.context.encounter", e.loc),
+                &format_args!("{}.context.encounter", e.loc),
                 &mut warnings,
             )?),
             None => None,
@@ -259,12 +265,12 @@ pub(crate) fn other(e: &Entry, tz: chrono_tz::Tz) -> Draft {
                 message: "the resource carries no time tocsin reads; occurred_at is the Unix epoch"
                     .into(),
                 raw: None,
-                location: Some(e.loc.clone()),
+                location: Some(e.loc.to_string()),
             }],
         ),
     };
     let meta = Meta {
-        id: e.id.clone(),
+        id: e.id.as_deref().map(str::to_owned),
         version_id: value
             .pointer("/meta/versionId")
             .and_then(|v| v.as_str())
@@ -275,7 +281,7 @@ pub(crate) fn other(e: &Entry, tz: chrono_tz::Tz) -> Draft {
         event_type: EventType::Other,
         occurred_at,
         message_id: standalone_id(&e.rtype, &meta),
-        message_type: e.rtype.clone(),
+        message_type: e.rtype.to_string(),
         sending_facility: None,
         subject: Subject::default(),
         encounter: None,
@@ -330,7 +336,7 @@ pub(crate) fn first_value<'a>(ids: impl IntoIterator<Item = &'a Ident>) -> Optio
 pub(crate) fn document_kind(
     cfg: &FhirConfig,
     types: &[Code],
-    loc: &str,
+    loc: &dyn fmt::Display,
     warnings: &mut Vec<Warning>,
 ) -> (DocumentKind, Option<String>) {
     for c in types {
@@ -351,11 +357,11 @@ pub(crate) fn document_kind(
 }
 
 /// The warning for a code with no mapping.
-pub(crate) fn unmapped(what: &str, code: &str, loc: &str, table: &str) -> Warning {
+pub(crate) fn unmapped(what: &str, code: &str, loc: &dyn fmt::Display, table: &str) -> Warning {
     Warning {
         code: WarningCode::UnmappedCode,
         message: format!("{what} {code} has no mapping in [fhir.{table}]"),
         raw: Some(code.to_owned()),
-        location: Some(loc.to_owned()),
+        location: Some(loc.to_string()),
     }
 }

@@ -18,6 +18,7 @@ mod common;
 mod config;
 mod error;
 mod events;
+mod loc;
 mod prepare;
 mod r4;
 mod raw;
@@ -80,7 +81,7 @@ fn normalise_parsed(
     raw: &[u8],
     cfg: &FhirConfig,
 ) -> Result<Vec<InterfaceEvent>, FhirError> {
-    let (obj, rtype) = prepare::resource(root, "$").map_err(|e| match e {
+    let (obj, rtype) = prepare::resource(root, &"$").map_err(|e| match e {
         FhirError::NotFhir { reason, .. } => FhirError::NotFhir {
             reason,
             location: None,
@@ -92,7 +93,7 @@ fn normalise_parsed(
         Version::R4 => (Format::FhirR4, Box::new(r4::R4 { tz: cfg.timezone })),
         Version::Stu3 => (Format::FhirStu3, Box::new(stu3::Stu3 { tz: cfg.timezone })),
     };
-    let loc = rtype.clone();
+    let loc = loc::Loc::root(rtype.clone());
     let root = prepare::entry_of(obj, rtype, None, loc, reader.as_ref(), 0)?;
     let mut ctx = Ctx {
         env: Env {

@@ -9,9 +9,12 @@
 //! uses it. `contained` resources are split off the same way (and reachable
 //! as `#id`).
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use crate::FhirError;
+use crate::loc::Loc;
 use crate::raw::{self, Obj, Val};
 use crate::time::tolerate_times;
 use crate::view::{BundleView, Reader};
@@ -113,9 +116,9 @@ const MAX_BUNDLE_DEPTH: usize = 6;
 /// One resource with its place in the input.
 pub(crate) struct Entry<'a> {
     /// `Bundle.entry.fullUrl`, or `#id` for a contained resource.
-    pub full_url: Option<String>,
-    pub rtype: String,
-    pub id: Option<String>,
+    pub full_url: Option<Cow<'a, str>>,
+    pub rtype: Cow<'a, str>,
+    pub id: Option<Cow<'a, str>>,
     /// The resource as parsed.
     pub obj: &'a Obj<'a>,
     /// The JSON text a model reads: for a modelled resource, the members
@@ -127,7 +130,7 @@ pub(crate) struct Entry<'a> {
     /// Its contained resources.
     pub contained: Vec<Entry<'a>>,
     /// FHIR path, e.g. `Bundle.entry[2].resource`.
-    pub loc: String,
+    pub loc: Loc<'a>,
 }
 
 impl Entry<'_> {
@@ -150,7 +153,7 @@ impl Entry<'_> {
 pub(crate) struct Prepared<'a> {
     pub view: BundleView,
     pub entries: Vec<Entry<'a>>,
-    pub loc: String,
+    pub loc: Loc<'a>,
 }
 
 /// Where references are looked up: a list of entries, then the enclosing
@@ -201,11 +204,11 @@ fn relative_part(reference: &str) -> Option<(&str, &str)> {
 /// A value that should be a resource, as an object with its `resourceType`.
 pub(crate) fn resource<'v, 'de>(
     v: &'v Val<'de>,
-    loc: &str,
-) -> Result<(&'v Obj<'de>, String), FhirError> {
+    loc: &dyn std::fmt::Display,
+) -> Result<(&'v Obj<'de>, Cow<'de, str>), FhirError> {
     let not_fhir = |reason: &str| FhirError::NotFhir {
         reason: reason.to_owned(),
-        location: Some(loc.to_owned()),
+        location: Some(loc.to_string()),
     };
     let obj = v
         .as_obj()
@@ -223,15 +226,14 @@ pub(crate) fn resource<'v, 'de>(
     {
         return Err(not_fhir("resourceType is not a FHIR resource type name"));
     }
-    let rt = rt.into_owned();
     Ok((obj, rt))
 }
 
 /// Prepares one resource (see the module documentation).
 pub(crate) fn entry<'a>(
     value: &'a Val<'a>,
-    full_url: Option<String>,
-    loc: String,
+    full_url: Option<Cow<'a, str>>,
+    loc: Loc<'a>,
     reader: &dyn Reader,
     depth: usize,
 ) -> Result<Entry<'a>, FhirError> {
@@ -242,13 +244,13 @@ pub(crate) fn entry<'a>(
 /// Prepares one resource already split into its members.
 pub(crate) fn entry_of<'a>(
     obj: &'a Obj<'a>,
-    rtype: String,
-    full_url: Option<String>,
-    loc: String,
+    rtype: Cow<'a, str>,
+    full_url: Option<Cow<'a, str>>,
+    loc: Loc<'a>,
     reader: &dyn Reader,
     depth: usize,
 ) -> Result<Entry<'a>, FhirError> {
-    let id = obj.str("id").map(|s| s.into_owned());
+    let id = obj.str("id");
     if rtype == "Bundle" {
         let prepared = bundle(obj, loc.clone(), reader, depth + 1)?;
         return Ok(Entry {
@@ -268,8 +270,8 @@ pub(crate) fn entry_of<'a>(
             for (i, c) in items.iter().enumerate() {
                 let cid = c
                     .as_obj()
-                    .and_then(|o| o.str("id").map(|s| format!("#{s}")));
-                let cloc = format!("{loc}.contained[{i}]");
+                    .and_then(|o| o.str("id").map(|s| Cow::Owned(format!("#{s}"))));
+                let cloc = loc.contained(i);
                 let mut e = entry(c, cid, cloc, reader, depth + 1)?;
                 // Contained resources do not nest further.
                 e.contained.clear();
@@ -296,38 +298,51 @@ pub(crate) fn entry_of<'a>(
 /// through the model, then the entries' resources one by one.
 pub(crate) fn bundle<'a>(
     obj: &'a Obj<'a>,
-    loc: String,
+    loc: Loc<'a>,
     reader: &dyn Reader,
     depth: usize,
 ) -> Result<Prepared<'a>, FhirError> {
     if depth > MAX_BUNDLE_DEPTH {
         return Err(FhirError::InvalidResource {
             resource_type: "Bundle".into(),
-            location: loc,
+            location: loc.to_string(),
             message: format!("bundles nested more than {MAX_BUNDLE_DEPTH} deep"),
         });
     }
     let mut resources = Vec::new();
+    // The shell is written straight into one buffer: the bundle's members
+    // but `entry`, then each entry without its `resource`.
     let shell = match obj.get("entry").and_then(Val::as_list) {
         Some(entries) => {
-            let mut list = String::from("[");
+            resources.reserve_exact(entries.len());
+            let mut out = String::with_capacity(256 + 128 * entries.len());
+            obj.write_with(&mut out, &|k| k != "entry", &[]);
+            out.pop(); // the closing brace
+            if out.len() > 1 {
+                out.push(',');
+            }
+            out.push_str("\"entry\":[");
             for (i, e) in entries.iter().enumerate() {
                 if i > 0 {
-                    list.push(',');
+                    out.push(',');
                 }
                 match e.as_obj() {
                     Some(o) => {
-                        resources.push(o.get("resource"));
-                        list.push_str(&o.to_json(&["resource"], &[]));
+                        // The entries borrow `fullUrl` from the input; the
+                        // model reads the same member (rejecting a bundle
+                        // whose `fullUrl` is neither a string nor null) and,
+                        // like this parse, keeps the last of a repeated one.
+                        resources.push(o.get("resource").map(|r| (r, o.str("fullUrl"))));
+                        o.write_with(&mut out, &|k| k != "resource", &[]);
                     }
                     None => {
                         resources.push(None);
-                        list.push_str(&e.to_json());
+                        e.write(&mut out);
                     }
                 }
             }
-            list.push(']');
-            obj.to_json(&["entry"], &[("entry", &list)])
+            out.push_str("]}");
+            out
         }
         None => obj.to_json(&[], &[]),
     };
@@ -336,10 +351,8 @@ pub(crate) fn bundle<'a>(
         .map_err(|e| FhirError::invalid("Bundle", &loc, &e))?;
     let mut entries = Vec::with_capacity(resources.len());
     for (i, r) in resources.into_iter().enumerate() {
-        let Some(r) = r else { continue };
-        let full_url = view.full_urls.get(i).cloned().flatten();
-        let eloc = format!("{loc}.entry[{i}].resource");
-        entries.push(entry(r, full_url, eloc, reader, depth)?);
+        let Some((r, full_url)) = r else { continue };
+        entries.push(entry(r, full_url, loc.entry(i), reader, depth)?);
     }
     Ok(Prepared { view, entries, loc })
 }

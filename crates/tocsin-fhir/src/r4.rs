@@ -163,11 +163,6 @@ impl Reader for R4 {
             identifier: b.identifier.as_ref().map(ident),
             bundle_type: b.r#type.as_ref().to_owned(),
             timestamp: b.timestamp.as_ref().and_then(instant_utc),
-            full_urls: b
-                .entry
-                .iter()
-                .map(|e| e.as_ref().and_then(|e| e.full_url.clone()))
-                .collect(),
         })
     }
 }

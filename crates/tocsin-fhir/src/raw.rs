@@ -110,15 +110,8 @@ impl<'de> Val<'de> {
         }
     }
 
-    /// The value as JSON text.
-    pub fn to_json(&self) -> String {
-        let mut out = String::with_capacity(self.len_hint());
-        self.write(&mut out);
-        out
-    }
-
     /// Appends the value as JSON text.
-    fn write(&self, out: &mut String) {
+    pub fn write(&self, out: &mut String) {
         match self {
             Val::Raw(r) => out.push_str(r.get()),
             Val::Obj(o) => o.write(out, &[], &[]),
@@ -384,7 +377,12 @@ impl<'de> Obj<'de> {
     }
 
     /// Appends the members `keep` accepts, then `extra`, as a JSON object.
-    fn write_with(&self, out: &mut String, keep: &dyn Fn(&str) -> bool, extra: &[(&str, &str)]) {
+    pub fn write_with(
+        &self,
+        out: &mut String,
+        keep: &dyn Fn(&str) -> bool,
+        extra: &[(&str, &str)],
+    ) {
         out.push('{');
         let mut first = true;
         for (k, v) in self.fields.iter().filter(|(k, _)| keep(k)) {

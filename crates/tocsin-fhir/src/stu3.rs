@@ -153,11 +153,6 @@ impl Reader for Stu3 {
             bundle_type: b.r#type.as_ref().to_owned(),
             // STU3 bundles have no timestamp.
             timestamp: None,
-            full_urls: b
-                .entry
-                .iter()
-                .map(|e| e.as_ref().and_then(|e| e.full_url.clone()))
-                .collect(),
         })
     }
 }

@@ -1,6 +1,8 @@
 //! Who and what an event concerns: patients, encounters and organisations
 //! resolved from references.
 
+use std::fmt;
+
 use tocsin_event::{
     Encounter, EncounterKind, Identifier, Patient, Warning, WarningCode, validate_nhs_number,
 };
@@ -39,7 +41,7 @@ impl Env<'_> {
         &self,
         r: Option<&Ref>,
         scope: &Scope<'_>,
-        at: &str,
+        at: &dyn fmt::Display,
     ) -> Result<Subject, FhirError> {
         let mut s = Subject::default();
         let Some(r) = r else {
@@ -53,7 +55,7 @@ impl Env<'_> {
         if let Some(e) = resolved {
             s = self.patient(e, scope)?;
         } else if let Some(id) = &r.identifier {
-            self.add_identifier(&mut s, id, &format!("{at}.identifier"));
+            self.add_identifier(&mut s, id, &format_args!("{at}.identifier"));
         } else if let Some(text) = &r.reference {
             s.warnings.push(unresolved(text, at));
         }
@@ -65,7 +67,7 @@ impl Env<'_> {
         let mut s = Subject::default();
         let p = self.read(e, |rd, v| rd.patient(v))?;
         for (i, id) in p.identifiers.iter().enumerate() {
-            self.add_identifier(&mut s, id, &format!("{}.identifier[{i}]", e.loc));
+            self.add_identifier(&mut s, id, &format_args!("{}.identifier[{i}]", e.loc));
         }
         let inner = Scope {
             entries: &e.contained,
@@ -80,7 +82,7 @@ impl Env<'_> {
         Ok(s)
     }
 
-    fn add_identifier(&self, s: &mut Subject, id: &Ident, at: &str) {
+    fn add_identifier(&self, s: &mut Subject, id: &Ident, at: &dyn fmt::Display) {
         let Some(value) = id.value.as_deref().filter(|v| !v.is_empty()) else {
             return;
         };
@@ -94,7 +96,7 @@ impl Env<'_> {
                     code: WarningCode::InvalidNhsNumber,
                     message: format!("NHS number ignored: {e}"),
                     raw: Some(value.to_owned()),
-                    location: Some(at.to_owned()),
+                    location: Some(at.to_string()),
                 }),
             }
         } else {
@@ -210,7 +212,7 @@ impl Env<'_> {
         &self,
         r: &Ref,
         scope: &Scope<'_>,
-        at: &str,
+        at: &dyn fmt::Display,
         warnings: &mut Vec<Warning>,
     ) -> Result<Encounter, FhirError> {
         let resolved = r
@@ -259,13 +261,13 @@ fn is_local(reference: &str) -> bool {
 }
 
 /// The warning for a reference that leads nowhere.
-pub(crate) fn unresolved(reference: &str, at: &str) -> Warning {
+pub(crate) fn unresolved(reference: &str, at: &dyn fmt::Display) -> Warning {
     Warning {
         code: WarningCode::UnresolvedReference,
         message: format!(
             "reference {reference} does not resolve within the message and carries no identifier"
         ),
         raw: None,
-        location: Some(at.to_owned()),
+        location: Some(at.to_string()),
     }
 }

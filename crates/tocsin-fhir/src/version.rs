@@ -22,7 +22,11 @@
 //! `Patient.careProvider`, `MessageHeader.data`; R5 and DSTU2 profile paths)
 //! is rejected as an unsupported version, wherever it appears.
 
+use std::borrow::Cow;
+use std::fmt;
+
 use crate::FhirError;
+use crate::loc::Loc;
 use crate::raw::{self, Kind, Obj, Val};
 
 /// The FHIR versions tocsin reads.
@@ -57,7 +61,7 @@ pub(crate) fn detect(resource: &serde_json::Value, root: &str) -> Result<Version
 /// Decides the version of a resource (see the module documentation).
 pub(crate) fn detect_raw(resource: &Obj<'_>, root: &str) -> Result<Version, FhirError> {
     let mut ev = Evidence::default();
-    collect(resource, root, 0, &mut ev);
+    collect(resource, &Loc::root(Cow::Borrowed(root)), 0, &mut ev);
     if let Some((detail, location)) = ev.unsupported {
         return Err(FhirError::UnsupportedVersion {
             detail,
@@ -77,9 +81,10 @@ pub(crate) fn detect_raw(resource: &Obj<'_>, root: &str) -> Result<Version, Fhir
     })
 }
 
-fn collect(obj: &Obj<'_>, loc: &str, depth: usize, ev: &mut Evidence) {
-    let unsupported = |ev: &mut Evidence, what: &str, at: String| {
-        ev.unsupported.get_or_insert_with(|| (what.to_owned(), at));
+fn collect(obj: &Obj<'_>, loc: &Loc<'_>, depth: usize, ev: &mut Evidence) {
+    let unsupported = |ev: &mut Evidence, what: &str, at: &dyn fmt::Display| {
+        ev.unsupported
+            .get_or_insert_with(|| (what.to_owned(), at.to_string()));
     };
     if let Some(profiles) = obj
         .raw("meta")
@@ -92,13 +97,13 @@ fn collect(obj: &Obj<'_>, loc: &str, depth: usize, ev: &mut Evidence) {
                 unsupported(
                     ev,
                     &format!("profile {p} is FHIR R5"),
-                    format!("{loc}.meta.profile"),
+                    &format_args!("{loc}.meta.profile"),
                 );
             } else if p.contains("/DSTU2/") || p.contains("hl7.org/fhir/1.0") {
                 unsupported(
                     ev,
                     &format!("profile {p} is FHIR DSTU2"),
-                    format!("{loc}.meta.profile"),
+                    &format_args!("{loc}.meta.profile"),
                 );
             } else if p.contains("/STU3/") || p.contains("CareConnect-") {
                 ev.stu3_profiles += 1;
@@ -111,14 +116,10 @@ fn collect(obj: &Obj<'_>, loc: &str, depth: usize, ev: &mut Evidence) {
     match obj.str("resourceType").as_deref() {
         Some("MessageHeader") => {
             if has("eventCanonical") {
-                unsupported(
-                    ev,
-                    "MessageHeader.eventCanonical is FHIR R5",
-                    loc.to_owned(),
-                );
+                unsupported(ev, "MessageHeader.eventCanonical is FHIR R5", loc);
             }
             if has("data") {
-                unsupported(ev, "MessageHeader.data is FHIR DSTU2", loc.to_owned());
+                unsupported(ev, "MessageHeader.data is FHIR DSTU2", loc);
             }
             if has("event") || has("timestamp") {
                 ev.stu3_shapes += 1;
@@ -129,11 +130,9 @@ fn collect(obj: &Obj<'_>, loc: &str, depth: usize, ev: &mut Evidence) {
         }
         Some("DocumentReference") => {
             match obj.get("context").map(|c| (c.kind(), c)) {
-                Some((Kind::Array, _)) => unsupported(
-                    ev,
-                    "DocumentReference.context as a list is FHIR R5",
-                    loc.to_owned(),
-                ),
+                Some((Kind::Array, _)) => {
+                    unsupported(ev, "DocumentReference.context as a list is FHIR R5", loc)
+                }
                 Some((Kind::Object, c)) => {
                     let encounter = c
                         .raw()
@@ -160,15 +159,11 @@ fn collect(obj: &Obj<'_>, loc: &str, depth: usize, ev: &mut Evidence) {
                 unsupported(
                     ev,
                     "Encounter.class as a list / actualPeriod is FHIR R5",
-                    loc.to_owned(),
+                    loc,
                 );
             }
             if has("patient") || class == Some(Kind::String) {
-                unsupported(
-                    ev,
-                    "Encounter.patient / class as a code is FHIR DSTU2",
-                    loc.to_owned(),
-                );
+                unsupported(ev, "Encounter.patient / class as a code is FHIR DSTU2", loc);
             }
             if has("reason") || has("incomingReferral") {
                 ev.stu3_shapes += 1;
@@ -179,7 +174,7 @@ fn collect(obj: &Obj<'_>, loc: &str, depth: usize, ev: &mut Evidence) {
         }
         Some("Composition") if has("class") => ev.stu3_shapes += 1,
         Some("Patient") if has("careProvider") => {
-            unsupported(ev, "Patient.careProvider is FHIR DSTU2", loc.to_owned());
+            unsupported(ev, "Patient.careProvider is FHIR DSTU2", loc);
         }
         Some("Bundle") => {
             if has("timestamp") {
@@ -194,7 +189,7 @@ fn collect(obj: &Obj<'_>, loc: &str, depth: usize, ev: &mut Evidence) {
                         .and_then(|e| e.get("resource"))
                         .and_then(Val::as_obj)
                     {
-                        collect(r, &format!("{loc}.entry[{i}].resource"), depth + 1, ev);
+                        collect(r, &loc.entry(i), depth + 1, ev);
                     }
                 }
             }

@@ -115,7 +115,8 @@ pub(crate) struct OrganizationView {
     pub identifiers: Vec<Ident>,
 }
 
-/// A Bundle without its entries' resources (those are read one by one).
+/// A Bundle without its entries' resources (those are read one by one;
+/// their `fullUrl`s are borrowed from the input, see `prepare::bundle`).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct BundleView {
     pub meta: Meta,
@@ -123,7 +124,6 @@ pub(crate) struct BundleView {
     pub bundle_type: String,
     /// R4 only.
     pub timestamp: Option<DateTime<Utc>>,
-    pub full_urls: Vec<Option<String>>,
 }
 
 /// Reads resources of one FHIR version into views, from the JSON text of

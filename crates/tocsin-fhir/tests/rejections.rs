@@ -109,3 +109,48 @@ fn error_messages_do_not_carry_patient_values() {
         "{text}"
     );
 }
+
+/// A minimal document bundle: a Composition whose subject is
+/// `urn:uuid:p1`, then a Patient entry with the `fullUrl` given (JSON text).
+fn document_with_patient_full_url(full_url: &str) -> String {
+    format!(
+        r#"{{"resourceType":"Bundle","type":"document","timestamp":"2024-01-01T10:00:00Z",
+        "entry":[
+          {{"fullUrl":"urn:uuid:c1","resource":{{"resourceType":"Composition",
+            "status":"final","type":{{"coding":[{{"code":"x"}}]}},
+            "subject":{{"reference":"urn:uuid:p1"}},"date":"2024-01-01T10:00:00Z",
+            "author":[{{"display":"a"}}],"title":"t"}}}},
+          {{"fullUrl":{full_url},"resource":{{"resourceType":"Patient",
+            "identifier":[{{"system":"https://fhir.nhs.uk/Id/nhs-number",
+            "value":"9434765919"}}]}}}}]}}"#
+    )
+}
+
+#[test]
+fn entry_full_urls_are_read_as_the_bundle_model_reads_them() {
+    let cfg = FhirConfig::default();
+    // Escaped or not, the fullUrl is the string it encodes.
+    for full_url in [r#""urn:uuid:p1""#, r#""urn:uuid:p\u0031""#] {
+        let events = normalise_json(document_with_patient_full_url(full_url).as_bytes(), &cfg)
+            .unwrap_or_else(|e| panic!("{full_url}: {e}"));
+        assert_eq!(
+            events[0].patient.nhs_number.as_deref(),
+            Some("9434765919"),
+            "{full_url}"
+        );
+    }
+    // A null fullUrl names nothing, nor does a repeated one whose last
+    // value is another: the last value counts, as in the model's reading.
+    for full_url in ["null", r#""urn:uuid:p1","fullUrl":"urn:uuid:p2""#] {
+        let events =
+            normalise_json(document_with_patient_full_url(full_url).as_bytes(), &cfg).unwrap();
+        assert_eq!(events[0].patient.nhs_number, None, "{full_url}");
+    }
+    let last = r#""urn:uuid:p2","fullUrl":"urn:uuid:p1""#;
+    let events = normalise_json(document_with_patient_full_url(last).as_bytes(), &cfg).unwrap();
+    assert_eq!(events[0].patient.nhs_number.as_deref(), Some("9434765919"));
+    // A fullUrl that is not a string fails the model.
+    let e = normalise_json(document_with_patient_full_url("7").as_bytes(), &cfg).unwrap_err();
+    assert_eq!(e.reason_code(), "invalid_resource");
+    assert_eq!(e.location().as_deref(), Some("Bundle"));
+}
