@@ -161,10 +161,14 @@ async fn dashboard_and_rules_query_only_metrics_a_real_gateway_exports() {
     let scrape = poll("the traffic to be processed", WAIT, || async {
         let s = Scrape::parse(&get(port, "/metrics", &[]).body);
         let received = s.sum("tocsin_messages_received_total", &[]);
-        if received == total && s.sum("tocsin_expectations_overdue", &[]) == 1.0 {
+        let committed = s.committed_inputs();
+        if received == total
+            && committed == total
+            && s.sum("tocsin_expectations_overdue", &[]) == 1.0
+        {
             Ok(s)
         } else {
-            Err(format!("{received} received"))
+            Err(format!("{received} received, {committed} committed"))
         }
     })
     .await;

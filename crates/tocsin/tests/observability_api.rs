@@ -32,10 +32,13 @@ async fn feed(world: &World, gateway: &mut Gateway, w: &Ward) {
         let s = Scrape::parse(&get(port, "/metrics", &[]).body);
         let received = s.sum("tocsin_messages_received_total", &[]);
         let overdue = s.sum("tocsin_expectations_overdue", &[]);
-        if received == total && overdue == 1.0 {
+        let committed = s.committed_inputs();
+        if received == total && committed == total && overdue == 1.0 {
             Ok(())
         } else {
-            Err(format!("{received} received, {overdue} overdue"))
+            Err(format!(
+                "{received} received, {committed} committed, {overdue} overdue"
+            ))
         }
     })
     .await;

@@ -32,11 +32,12 @@ async fn feed(world: &World, gateway: &mut Gateway, w: &Ward) -> Scrape {
         // Once drained the engine's clock follows the wall clock: the lag
         // drops from hours (the traffic's times) to nothing.
         let lag = s.value("tocsin_clock_lag_seconds", &[]);
-        if received == total && overdue == 1.0 && lag.abs() < 60.0 {
+        let committed = s.committed_inputs();
+        if received == total && committed == total && overdue == 1.0 && lag.abs() < 60.0 {
             Ok(s)
         } else {
             Err(format!(
-                "{received} received, {overdue} overdue, lag {lag} s"
+                "{received} received, {committed} committed, {overdue} overdue, lag {lag} s"
             ))
         }
     })

@@ -134,6 +134,14 @@ impl Scrape {
         self.matching(name, labels).map(|s| s.value).sum()
     }
 
+    /// Inputs committed to the store (the sum of the batch-size histogram,
+    /// observed after each commit). Waiting on messages received is not
+    /// enough before reading the store: a message is counted received when
+    /// it is processed, before its batch commits.
+    pub fn committed_inputs(&self) -> f64 {
+        self.sum("tocsin_batch_size_sum", &[])
+    }
+
     fn matching<'a>(
         &'a self,
         name: &'a str,
