@@ -64,6 +64,21 @@ pub struct Pipeline {
     relay_handle: Option<RelayHandle>,
     /// Which webhook subscribers receive each alert (queued in its commit).
     router: tocsin_delivery::Router,
+    /// The last batch's commit, running on the store's thread while the
+    /// next batch is normalised and applied; at most one at a time.
+    in_flight: Option<InFlight>,
+}
+
+/// A batch whose commit is under way: its inputs are acknowledged once it
+/// lands ([`Pipeline::settle`]), never before.
+struct InFlight {
+    /// The commit; it returns the time from receiving the batch's first
+    /// input to the commit.
+    commit: tokio::task::JoinHandle<Duration>,
+    /// The batch's last delivery: acknowledging through it settles the batch.
+    last: Option<Delivery>,
+    inputs: usize,
+    has_outbox: bool,
 }
 
 impl Pipeline {
@@ -90,6 +105,7 @@ impl Pipeline {
             batch_size: config.amqp.batch_size,
             flush_interval: config.amqp.flush_interval(),
             router: tocsin_delivery::Router::new(config.delivery.webhooks.clone()),
+            in_flight: None,
         }
     }
 
@@ -135,6 +151,12 @@ impl Pipeline {
             }
         };
         self.consuming.store(false, Ordering::SeqCst);
+        if let Ended::LinkLost(_) = ended {
+            // The commit lands all the same (the tracker is ahead of the
+            // store otherwise); its acknowledgement is lost with the link,
+            // so its inputs are redelivered and found already committed.
+            let _ = self.settle(&mut consumer).await;
+        }
         if let Some(handle) = self.relay_handle.take() {
             let wait = match ended {
                 Ended::Shutdown { .. } => budget.relay(),
@@ -176,6 +198,7 @@ impl Pipeline {
                 }
                 self.process(consumer, rest).await?;
             }
+            self.settle(consumer).await?;
             tracing::debug!("shutdown: deliveries in hand committed and acknowledged");
             // Everything committed, including one more try at whatever the
             // broker refused earlier.
@@ -207,6 +230,9 @@ impl Pipeline {
     /// moving the clock to now then would raise false overdue alerts (and
     /// make the rest of the backlog look stale).
     async fn idle(&mut self, consumer: &mut BatchConsumer) -> Result<(), String> {
+        // Nothing new came: the batch in flight is acknowledged now rather
+        // than with the next one.
+        self.settle(consumer).await?;
         if consumer.open_deliveries() > 0 {
             return Ok(());
         }
@@ -232,7 +258,7 @@ impl Pipeline {
         let effects = self.tracker.advance_to(now);
         let mut batch = Batch::default();
         self.absorb(effects, &mut batch);
-        self.commit(batch).await;
+        self.commit_now(batch).await;
         Ok(())
     }
 
@@ -281,22 +307,75 @@ impl Pipeline {
                 break;
             }
         }
-        self.commit(batch).await;
-        BatchCommitted {
-            inputs: deliveries.len(),
-            receive_to_commit: received.elapsed(),
-        }
-        .emit(&self.metrics);
+        // One commit in flight: the previous batch's lands (and its inputs
+        // are acknowledged) before this one's starts, so commits stay in
+        // order and a retried commit never overtakes a later one. This
+        // batch is committed even if that acknowledgement fails: the
+        // tracker has applied it, and its inputs, redelivered, are then
+        // found committed.
+        let settled = self.settle(consumer).await;
+        let inputs = deliveries.len();
+        let mut deliveries = deliveries;
+        // After a failed dead-letter copy nothing is acknowledged: the
+        // inputs not yet copied are redelivered and dead-lettered then.
+        let last = if copy_failed.is_none() {
+            deliveries.pop()
+        } else {
+            None
+        };
+        let has_outbox = !batch.outbox.is_empty();
+        let (store, metrics) = (self.store.clone(), self.metrics.clone());
+        self.in_flight = Some(InFlight {
+            commit: tokio::spawn(async move {
+                commit(store, metrics, batch).await;
+                received.elapsed()
+            }),
+            last,
+            inputs,
+            has_outbox,
+        });
+        settled?;
         if let Some(e) = copy_failed {
+            self.settle(consumer).await?;
             return Err(e);
         }
-        if let Some(last) = deliveries.last() {
+        self.report_clock();
+        Ok(())
+    }
+
+    /// Waits for the commit in flight, if any, then acknowledges its inputs
+    /// and wakes the relay if it queued messages. An error means the
+    /// acknowledgement could not be sent (the link is lost); the commit
+    /// itself always lands or ends the process.
+    async fn settle(&mut self, consumer: &mut BatchConsumer) -> Result<(), String> {
+        let Some(f) = self.in_flight.take() else {
+            return Ok(());
+        };
+        // A panic in the commit task is a bug: carry it on.
+        let receive_to_commit = f
+            .commit
+            .await
+            .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()));
+        TrackerObserved {
+            tracker: &self.tracker,
+        }
+        .emit(&self.metrics);
+        if f.has_outbox
+            && let Some(relay) = &self.relay_handle
+        {
+            relay.wake();
+        }
+        BatchCommitted {
+            inputs: f.inputs,
+            receive_to_commit,
+        }
+        .emit(&self.metrics);
+        if let Some(last) = &f.last {
             consumer
                 .ack_through(last)
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        self.report_clock();
         Ok(())
     }
 
@@ -442,50 +521,18 @@ impl Pipeline {
         }
     }
 
-    /// Commits a batch, retrying for as long as the store's failure is
-    /// transient. A permanent failure is a bug or a broken database: the
-    /// process exits so that a restart rebuilds the tracker from the store
-    /// (the inputs, unacknowledged, are redelivered).
-    /// Once committed, the relay is woken if the batch queued messages.
-    async fn commit(&self, batch: Batch) {
-        if batch.is_empty() {
-            return;
-        }
+    /// Commits a batch now (the clock's own effects, when idle), after any
+    /// commit in flight (the caller settles first), then wakes the relay if
+    /// the batch queued messages.
+    async fn commit_now(&self, batch: Batch) {
         let has_outbox = !batch.outbox.is_empty();
-        let batch = Arc::new(batch);
-        let mut delay = Duration::from_millis(50);
-        loop {
-            let b = batch.clone();
-            match self.store.call(move |s| s.commit(&b)).await {
-                Ok(()) => {
-                    StoreRecovered.emit(&self.metrics);
-                    TrackerObserved {
-                        tracker: &self.tracker,
-                    }
-                    .emit(&self.metrics);
-                    if has_outbox && let Some(relay) = &self.relay_handle {
-                        relay.wake();
-                    }
-                    return;
-                }
-                Err(error) => {
-                    let transient = error.is_transient();
-                    StoreFailed {
-                        operation: "commit",
-                        error: &error,
-                        transient,
-                    }
-                    .emit(&self.metrics);
-                    if !transient {
-                        tracing::error!(
-                            "exiting: a restart rebuilds the state from the store and the inputs are redelivered"
-                        );
-                        std::process::exit(3);
-                    }
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-            }
+        commit(self.store.clone(), self.metrics.clone(), batch).await;
+        TrackerObserved {
+            tracker: &self.tracker,
+        }
+        .emit(&self.metrics);
+        if has_outbox && let Some(relay) = &self.relay_handle {
+            relay.wake();
         }
     }
 
@@ -493,6 +540,45 @@ impl Pipeline {
         if let Some(clock) = self.tracker.clock() {
             let lag = (Utc::now() - clock).num_milliseconds() as f64 / 1000.0;
             ClockAdvanced { lag_seconds: lag }.emit(&self.metrics);
+        }
+    }
+}
+
+/// Commits a batch, retrying for as long as the store's failure is
+/// transient. A permanent failure is a bug or a broken database: the
+/// process exits so that a restart rebuilds the tracker from the store
+/// (the inputs, unacknowledged, are redelivered). Owns what it needs, so
+/// that it can run as a task while the next batch is prepared.
+async fn commit(store: StoreHandle, metrics: Arc<Metrics>, batch: Batch) {
+    if batch.is_empty() {
+        return;
+    }
+    let batch = Arc::new(batch);
+    let mut delay = Duration::from_millis(50);
+    loop {
+        let b = batch.clone();
+        match store.call(move |s| s.commit(&b)).await {
+            Ok(()) => {
+                StoreRecovered.emit(&metrics);
+                return;
+            }
+            Err(error) => {
+                let transient = error.is_transient();
+                StoreFailed {
+                    operation: "commit",
+                    error: &error,
+                    transient,
+                }
+                .emit(&metrics);
+                if !transient {
+                    tracing::error!(
+                        "exiting: a restart rebuilds the state from the store and the inputs are redelivered"
+                    );
+                    std::process::exit(3);
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
         }
     }
 }
