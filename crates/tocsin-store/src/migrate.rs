@@ -4,6 +4,8 @@
 //! than the highest version in its `schema_version` table, and refuses a
 //! database whose version is newer than the last one listed here.
 
+use crate::StoreError;
+
 /// One schema change.
 #[derive(Debug, Clone, Copy)]
 pub struct Migration {
@@ -46,6 +48,52 @@ pub const POSTGRES: &[Migration] = &[
 /// The newest schema version this code knows.
 pub fn latest(migrations: &[Migration]) -> i64 {
     migrations.last().map(|m| m.version).unwrap_or(0)
+}
+
+/// One backend's side of a migration, inside the transaction it opened:
+/// what the version check and the apply loop of [`apply_pending`] need, so
+/// that both backends judge versions and report failures alike.
+pub(crate) trait SchemaTx {
+    /// The highest version recorded (0 for a new database), creating the
+    /// `schema_version` table when it is missing.
+    fn current_version(&mut self) -> Result<i64, StoreError>;
+    /// Runs one migration's SQL (`Err` from this step is reported as `apply`).
+    fn apply(&mut self, m: &Migration) -> Result<(), StoreError>;
+    /// Records one migration as applied.
+    fn record(&mut self, m: &Migration) -> Result<(), StoreError>;
+}
+
+/// Applies every migration newer than the database, in order, refusing a
+/// database newer than this code. The caller commits.
+pub(crate) fn apply_pending(
+    tx: &mut impl SchemaTx,
+    migrations: &[Migration],
+    backend: &'static str,
+) -> Result<(), StoreError> {
+    let current = tx.current_version()?;
+    let known = latest(migrations);
+    if current > known {
+        return Err(StoreError::SchemaTooNew {
+            found: current,
+            known,
+        });
+    }
+    for m in migrations.iter().filter(|m| m.version > current) {
+        let fail = |source| StoreError::Migration {
+            version: m.version,
+            name: m.name,
+            source: Box::new(source),
+        };
+        tx.apply(m).map_err(fail)?;
+        tx.record(m).map_err(fail)?;
+        tracing::info!(
+            backend,
+            version = m.version,
+            name = m.name,
+            "applied schema migration"
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

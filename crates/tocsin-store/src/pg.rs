@@ -160,43 +160,7 @@ impl PostgresStore {
             let mut tx = c.client.transaction().map_err(pg("begin migration"))?;
             tx.query("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
                 .map_err(pg("lock for migration"))?;
-            tx.batch_execute(
-                "CREATE TABLE IF NOT EXISTS schema_version (version bigint PRIMARY KEY, \
-                 name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
-            )
-            .map_err(pg("create schema_version"))?;
-            let current: i64 = tx
-                .query_one(
-                    "SELECT COALESCE(MAX(version), 0)::bigint FROM schema_version",
-                    &[],
-                )
-                .map_err(pg("read schema version"))?
-                .get(0);
-            let known = migrate::latest(migrations);
-            if current > known {
-                return Err(StoreError::SchemaTooNew {
-                    found: current,
-                    known,
-                });
-            }
-            for m in migrations.iter().filter(|m| m.version > current) {
-                let fail = |source| StoreError::Migration {
-                    version: m.version,
-                    name: m.name,
-                    source: Box::new(source),
-                };
-                tx.batch_execute(m.sql).map_err(|e| fail(pg("apply")(e)))?;
-                tx.execute(
-                    "INSERT INTO schema_version (version, name) VALUES ($1, $2)",
-                    &[&m.version, &m.name],
-                )
-                .map_err(|e| fail(pg("record")(e)))?;
-                tracing::info!(
-                    version = m.version,
-                    name = m.name,
-                    "applied PostgreSQL migration"
-                );
-            }
+            migrate::apply_pending(&mut PgSchema(&mut tx), migrations, "postgresql")?;
             tx.commit().map_err(pg("commit migration"))
         })
     }
@@ -224,6 +188,42 @@ impl PostgresStore {
 }
 
 /// A prepared statement for `sql`, from the cache when there is one.
+/// PostgreSQL's side of [`migrate::apply_pending`].
+struct PgSchema<'a, 'b>(&'a mut postgres::Transaction<'b>);
+
+impl migrate::SchemaTx for PgSchema<'_, '_> {
+    fn current_version(&mut self) -> Result<i64, StoreError> {
+        self.0
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version bigint PRIMARY KEY, \
+                 name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
+            )
+            .map_err(pg("create schema_version"))?;
+        Ok(self
+            .0
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0)::bigint FROM schema_version",
+                &[],
+            )
+            .map_err(pg("read schema version"))?
+            .get(0))
+    }
+
+    fn apply(&mut self, m: &Migration) -> Result<(), StoreError> {
+        self.0.batch_execute(m.sql).map_err(pg("apply"))
+    }
+
+    fn record(&mut self, m: &Migration) -> Result<(), StoreError> {
+        self.0
+            .execute(
+                "INSERT INTO schema_version (version, name) VALUES ($1, $2)",
+                &[&m.version, &m.name],
+            )
+            .map(drop)
+            .map_err(pg("record"))
+    }
+}
+
 fn prepare(
     client: &mut impl postgres::GenericClient,
     cache: &mut HashMap<String, Statement>,
@@ -416,13 +416,7 @@ impl Store for PostgresStore {
             while let Some(row) = cursor.next().map_err(pg("read state"))? {
                 let namespace: String = row.get(0);
                 let key: String = row.get(1);
-                let value: &str = row.get(2);
-                let value = rows::parse(value, "state", &format!("{namespace}/{key}"))?;
-                f(StateRecord {
-                    namespace,
-                    key,
-                    value,
-                })?;
+                f(rows::state_record(namespace, key, row.get(2))?)?;
             }
             Ok(())
         })

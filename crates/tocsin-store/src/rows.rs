@@ -42,6 +42,20 @@ pub(crate) fn state_body(r: &tocsin_tracker::StateRecord) -> Result<String, Stor
     })
 }
 
+/// A stored state row as the tracker's record (the same for both backends).
+pub(crate) fn state_record(
+    namespace: String,
+    key: String,
+    value: &str,
+) -> Result<tocsin_tracker::StateRecord, StoreError> {
+    let value = parse(value, "state", &format!("{namespace}/{key}"))?;
+    Ok(tocsin_tracker::StateRecord {
+        namespace,
+        key,
+        value,
+    })
+}
+
 /// Parses a stored body.
 pub(crate) fn parse<T: DeserializeOwned>(
     body: &str,

@@ -145,43 +145,7 @@ impl SqliteStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sq("begin migration"))?;
-        tx.execute_batch(
-            "CREATE TABLE IF NOT EXISTS schema_version (\
-             version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
-        )
-        .map_err(sq("create schema_version"))?;
-        let current: i64 = tx
-            .query_row(
-                "SELECT COALESCE(MAX(version), 0) FROM schema_version",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(sq("read schema version"))?;
-        let known = migrate::latest(migrations);
-        if current > known {
-            return Err(StoreError::SchemaTooNew {
-                found: current,
-                known,
-            });
-        }
-        for m in migrations.iter().filter(|m| m.version > current) {
-            let fail = |source| StoreError::Migration {
-                version: m.version,
-                name: m.name,
-                source: Box::new(source),
-            };
-            tx.execute_batch(m.sql).map_err(|e| fail(sq("apply")(e)))?;
-            tx.execute(
-                "INSERT INTO schema_version (version, name, applied_at) VALUES (?1, ?2, ?3)",
-                params![m.version, m.name, micros(Utc::now())],
-            )
-            .map_err(|e| fail(sq("record")(e)))?;
-            tracing::info!(
-                version = m.version,
-                name = m.name,
-                "applied SQLite migration"
-            );
-        }
+        migrate::apply_pending(&mut SqliteSchema(&tx), migrations, "sqlite")?;
         tx.commit().map_err(sq("commit migration"))
     }
 
@@ -340,12 +304,7 @@ impl Store for SqliteStore {
             let namespace: String = row.get(0).map_err(sq("read state"))?;
             let key: String = row.get(1).map_err(sq("read state"))?;
             let value: String = row.get(2).map_err(sq("read state"))?;
-            let value = rows::parse(&value, "state", &format!("{namespace}/{key}"))?;
-            f(StateRecord {
-                namespace,
-                key,
-                value,
-            })?;
+            f(rows::state_record(namespace, key, &value)?)?;
         }
         Ok(())
     }
@@ -578,5 +537,40 @@ impl Store for SqliteStore {
         since: DateTime<Utc>,
     ) -> Result<Vec<crate::AlertGroup>, StoreError> {
         crate::deliveries::sqlite::alert_groups(&self.conn, kind.as_str(), since)
+    }
+}
+
+/// SQLite's side of [`migrate::apply_pending`].
+struct SqliteSchema<'a, 'b>(&'a rusqlite::Transaction<'b>);
+
+impl migrate::SchemaTx for SqliteSchema<'_, '_> {
+    fn current_version(&mut self) -> Result<i64, StoreError> {
+        self.0
+            .execute_batch(
+                "CREATE TABLE IF NOT EXISTS schema_version (\
+                 version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+            )
+            .map_err(sq("create schema_version"))?;
+        self.0
+            .query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sq("read schema version"))
+    }
+
+    fn apply(&mut self, m: &Migration) -> Result<(), StoreError> {
+        self.0.execute_batch(m.sql).map_err(sq("apply"))
+    }
+
+    fn record(&mut self, m: &Migration) -> Result<(), StoreError> {
+        self.0
+            .execute(
+                "INSERT INTO schema_version (version, name, applied_at) VALUES (?1, ?2, ?3)",
+                params![m.version, m.name, micros(Utc::now())],
+            )
+            .map(drop)
+            .map_err(sq("record"))
     }
 }
