@@ -17,7 +17,6 @@
 //! - a writer writes the alerts and commits the effects to the store, one
 //!   transaction per [`COMMIT_EVERY`] events.
 
-use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -128,11 +127,17 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
             let (tx, rx) = sync_channel(READ_AHEAD);
             let mine: Vec<&PathBuf> = files.iter().skip(r).step_by(readers).collect();
             let ingest_cfg = &config.ingest;
-            s.spawn(move || read_files(mine, ingest_cfg, tx));
+            std::thread::Builder::new()
+                .name(format!("replay-read-{r}"))
+                .spawn_scoped(s, move || read_files(mine, ingest_cfg, tx))
+                .map_err(|e| format!("cannot start a replay reader: {e}"))?;
             from_readers.push(rx);
         }
         let (to_writer, writer_rx) = sync_channel(4);
-        let writer = s.spawn(move || write_effects(store, alerts_out, writer_rx));
+        let writer = std::thread::Builder::new()
+            .name("replay-write".into())
+            .spawn_scoped(s, move || write_effects(store, alerts_out, writer_rx))
+            .map_err(|e| format!("cannot start the replay writer: {e}"))?;
         let tracked = track(
             &mut tracker,
             &files,
@@ -291,7 +296,6 @@ fn write_effects(
     rx: Receiver<ToWriter>,
 ) -> Result<(Box<dyn Store>, usize), String> {
     let mut batch = Batch::default();
-    let mut puts = PutKeys::default();
     let mut pending_events = 0usize;
     let mut alert_count = 0usize;
     let commit = |store: &mut Box<dyn Store>, batch: &mut Batch| {
@@ -313,51 +317,15 @@ fn write_effects(
         alert_count +=
             write_alerts(&mut alerts_out, &effects).map_err(|e| format!("--alerts: {e}"))?;
         for effect in effects {
-            puts.push(&mut batch, effect);
+            batch.push_effect(effect);
         }
         pending_events += events;
         if pending_events >= COMMIT_EVERY {
             commit(&mut store, &mut batch)?;
-            puts.clear();
             pending_events = 0;
         }
     }
     Err("replay stopped before the end of its input".into())
-}
-
-/// The state records the current batch puts. `Batch::push_state_delete`
-/// looks for an earlier put of the record in its own index and, when there
-/// is none, scans and reindexes every put of the batch (for vectors filled
-/// directly): in a long replay most deletes (seen keys 30 days on,
-/// transmissions after the acknowledgement horizon) find no put in their
-/// batch, and that scan made each commit quadratic. Knowing the batch's
-/// puts, the writer pushes such deletes straight onto `state_deletes`, which
-/// is what the scan ends with; the batch's contents are the same.
-#[derive(Default)]
-struct PutKeys(HashSet<(String, String)>);
-
-impl PutKeys {
-    fn push(&mut self, batch: &mut Batch, effect: Effect) {
-        match effect {
-            Effect::StatePut(r) => {
-                self.0.insert((r.namespace.clone(), r.key.clone()));
-                batch.push_state_put(r);
-            }
-            Effect::StateDeleted { namespace, key } => {
-                let k = (namespace, key);
-                if self.0.remove(&k) {
-                    batch.push_state_delete(k.0, k.1);
-                } else {
-                    batch.state_deletes.push(k);
-                }
-            }
-            other => batch.push_effect(other),
-        }
-    }
-
-    fn clear(&mut self) {
-        self.0.clear();
-    }
 }
 
 fn write_line(out: &mut impl Write, value: &impl serde::Serialize) -> std::io::Result<()> {
