@@ -26,6 +26,26 @@ impl SharedStore {
     pub fn new(store: Box<dyn Store>) -> Self {
         Self(Arc::new(Mutex::new(store)))
     }
+
+    /// Runs `f` with the store on a blocking thread (also the
+    /// [`StoreAccess`] method, callable without the trait in scope).
+    pub async fn call<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&mut dyn Store) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let inner = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock cannot leave the store half
+            // written (each call is one transaction), so a poisoned lock is
+            // still safe to use.
+            let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
+            f(guard.as_mut())
+        })
+        .await
+        // A panic in the store is a bug: carry it on rather than hide it.
+        .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
+    }
 }
 
 impl StoreAccess for SharedStore {
@@ -34,13 +54,6 @@ impl StoreAccess for SharedStore {
         F: FnOnce(&mut dyn Store) -> Result<R, StoreError> + Send + 'static,
         R: Send + 'static,
     {
-        let inner = self.0.clone();
-        tokio::task::spawn_blocking(move || {
-            // Each call is one transaction, so a poisoned lock is safe.
-            let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
-            f(guard.as_mut())
-        })
-        .await
-        .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
+        SharedStore::call(self, f).await
     }
 }

@@ -17,7 +17,7 @@ use chrono::{TimeZone, Utc};
 use common::{NHS_NUMBER, TempStore, wait_until};
 use serde_json::Value;
 use tocsin_delivery::config::Alertmanager;
-use tocsin_delivery::{Delivery, DeliveryConfig, DeliveryMetrics, SharedStore, StoreAccess};
+use tocsin_delivery::{Delivery, DeliveryConfig, DeliveryMetrics, SharedStore};
 use tocsin_event::{DocumentKind, EncounterKind, EventId, Identifier};
 use tocsin_store::Batch;
 use tocsin_tracker::{

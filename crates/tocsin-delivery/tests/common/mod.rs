@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use chrono::{TimeZone, Utc};
 use tocsin_delivery::config::Webhook;
-use tocsin_delivery::{Filters, SharedStore, StoreAccess, sign};
+use tocsin_delivery::{Filters, SharedStore, sign};
 use tocsin_event::{DocumentKind, EncounterKind};
 use tocsin_store::{Batch, DeliveryCounts};
 use tocsin_tracker::{Alert, AlertEncounter, AlertKind, AlertPatient, ExpectationId, RuleRef};

@@ -2,22 +2,11 @@
 //! with the gateway and fed by its store: the pipeline commits one delivery
 //! row per subscriber with each alert, the workers send them.
 
-use tocsin_delivery::{Delivery, StoreAccess, Workers};
-use tocsin_store::{Store, StoreError};
+use tocsin_delivery::{Delivery, Workers};
 
 use super::StoreHandle;
 use crate::config::Config;
 use crate::internal_events::Metrics;
-
-impl StoreAccess for StoreHandle {
-    async fn call<R, F>(&self, f: F) -> Result<R, StoreError>
-    where
-        F: FnOnce(&mut dyn Store) -> Result<R, StoreError> + Send + 'static,
-        R: Send + 'static,
-    {
-        StoreHandle::call(self, f).await
-    }
-}
 
 /// Registers the delivery metrics and starts one worker per webhook
 /// subscriber and one for Alertmanager, when configured.
