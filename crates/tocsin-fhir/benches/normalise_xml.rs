@@ -7,7 +7,7 @@
 //! STU3 profiles near the start telling the first pass's tables; see
 //! src/xml/stream.rs). Target: 10,000 XML bundles a second on one core.
 //! The XML-to-JSON step alone is not public; its share is measured with
-//! callgrind on `examples/repeat_xml` (docs/performance.md).
+//! callgrind on `examples/repeat` with an `.xml` file (docs/performance.md).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
