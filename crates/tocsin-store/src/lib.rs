@@ -96,9 +96,17 @@ pub trait Store: Send {
     /// How many messages wait to be published.
     fn outbox_len(&mut self) -> Result<u64, StoreError>;
 
-    /// Deletes messages published before `before`, returning how many. After
-    /// this, a message with one of their ids would be queued again.
-    fn outbox_prune(&mut self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Deletes up to `limit` messages published before `before`, returning
+    /// how many. After this, a message with one of their ids would be queued
+    /// again. Bounded so that housekeeping never holds the store for long:
+    /// callers repeat while a call deletes `limit` rows.
+    fn outbox_prune(&mut self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError>;
+
+    /// Deletes up to `limit` processed-input records committed before
+    /// `before`, returning how many. After this, a redelivery of one of
+    /// those inputs is processed again (the tracker's duplicate keys still
+    /// recognise its events within their own horizon).
+    fn inputs_prune(&mut self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError>;
 
     /// Of the given input ids, those already committed (to recognise a
     /// redelivery of an input whose effects are stored but whose

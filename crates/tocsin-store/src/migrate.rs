@@ -29,6 +29,11 @@ pub const SQLITE: &[Migration] = &[
         name: "deliveries",
         sql: include_str!("../migrations/sqlite/0002_deliveries.sql"),
     },
+    Migration {
+        version: 3,
+        name: "retention",
+        sql: include_str!("../migrations/sqlite/0003_retention.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order.
@@ -42,6 +47,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 2,
         name: "deliveries",
         sql: include_str!("../migrations/postgres/0002_deliveries.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "retention",
+        sql: include_str!("../migrations/postgres/0003_retention.sql"),
     },
 ];
 

@@ -21,7 +21,7 @@ use tocsin_tracker::{Alert, Expectation, StateRecord};
 
 use crate::migrate::{self, Migration};
 use crate::query::{ExpectationCursor, check_limit};
-use crate::rows::{self, UNSETTLED};
+use crate::rows::{self, UNSETTLED, limit_param};
 use crate::{
     AlertQuery, Batch, ExpectationQuery, OutboxMessage, Page, PendingOutbox, Store, StoreError,
     redact_url,
@@ -482,14 +482,27 @@ impl Store for PostgresStore {
         })
     }
 
-    fn outbox_prune(&mut self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+    fn outbox_prune(&mut self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
         self.with_conn(|c| {
             c.client
                 .execute(
-                    "DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < $1",
-                    &[&before],
+                    "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox \
+                     WHERE published_at IS NOT NULL AND published_at < $1 LIMIT $2)",
+                    &[&before, &limit_param(limit)],
                 )
                 .map_err(pg("prune outbox"))
+        })
+    }
+
+    fn inputs_prune(&mut self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
+        self.with_conn(|c| {
+            c.client
+                .execute(
+                    "DELETE FROM inputs WHERE id IN (SELECT id FROM inputs \
+                     WHERE processed_at < $1 LIMIT $2)",
+                    &[&before, &limit_param(limit)],
+                )
+                .map_err(pg("prune inputs"))
         })
     }
 

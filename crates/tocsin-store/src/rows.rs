@@ -15,6 +15,11 @@ pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
+/// A row limit as SQL's 64-bit integer (saturating: `usize::MAX` is "no limit").
+pub(crate) fn limit_param(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
 /// An expectation's JSON body.
 pub(crate) fn expectation_body(e: &Expectation) -> Result<String, StoreError> {
     serde_json::to_string(e).map_err(|source| StoreError::Serialise {

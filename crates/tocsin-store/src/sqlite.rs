@@ -17,7 +17,7 @@ use tocsin_tracker::{Alert, Expectation, StateRecord};
 
 use crate::migrate::{self, Migration};
 use crate::query::{ExpectationCursor, check_limit};
-use crate::rows::{self, UNSETTLED, micros};
+use crate::rows::{self, UNSETTLED, limit_param, micros};
 use crate::{
     AlertQuery, Batch, ExpectationQuery, OutboxMessage, Page, PendingOutbox, Store, StoreError,
 };
@@ -368,14 +368,27 @@ impl Store for SqliteStore {
         Ok(n.max(0) as u64)
     }
 
-    fn outbox_prune(&mut self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+    fn outbox_prune(&mut self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
         let n = self
             .conn
             .execute(
-                "DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < ?1",
-                [micros(before)],
+                "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox \
+                 WHERE published_at IS NOT NULL AND published_at < ?1 LIMIT ?2)",
+                params![micros(before), limit_param(limit)],
             )
             .map_err(sq("prune outbox"))?;
+        Ok(n as u64)
+    }
+
+    fn inputs_prune(&mut self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "DELETE FROM inputs WHERE id IN (SELECT id FROM inputs \
+                 WHERE processed_at < ?1 LIMIT ?2)",
+                params![micros(before), limit_param(limit)],
+            )
+            .map_err(sq("prune inputs"))?;
         Ok(n as u64)
     }
 

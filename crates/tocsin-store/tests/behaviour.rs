@@ -40,6 +40,7 @@ on_both!(
     newer_schema_is_refused,
     processed_inputs_are_recognised,
     published_outbox_rows_are_pruned,
+    processed_inputs_are_pruned_a_chunk_at_a_time,
     empty_batch_and_ping,
     unreadable_bodies_are_reported_with_their_row,
 );
@@ -662,9 +663,18 @@ fn published_outbox_rows_are_pruned(b: &dyn Backend) {
         .unwrap();
     let pending = store.outbox_pending(10).unwrap();
     store.outbox_mark_published(&[pending[0].seq]).unwrap();
-    assert_eq!(store.outbox_prune(at(0)).unwrap(), 0, "nothing that old");
+    assert_eq!(
+        store.outbox_prune(at(0), 10).unwrap(),
+        0,
+        "nothing that old"
+    );
     let far_future = chrono::Utc::now() + chrono::Duration::days(1);
-    assert_eq!(store.outbox_prune(far_future).unwrap(), 1, "{}", b.name());
+    assert_eq!(
+        store.outbox_prune(far_future, 10).unwrap(),
+        1,
+        "{}",
+        b.name()
+    );
     assert_eq!(store.outbox_len().unwrap(), 1, "unpublished rows are kept");
     let ids: HashSet<String> = store
         .outbox_pending(10)
@@ -673,6 +683,50 @@ fn published_outbox_rows_are_pruned(b: &dyn Backend) {
         .map(|p| p.message.id)
         .collect();
     assert_eq!(ids, HashSet::from(["waiting".to_string()]));
+}
+
+fn processed_inputs_are_pruned_a_chunk_at_a_time(b: &dyn Backend) {
+    let mut store = b.open();
+    let ids: Vec<String> = (0..5).map(|i| format!("amqp:{i}")).collect();
+    store
+        .commit(&Batch {
+            inputs: ids
+                .iter()
+                .map(|id| InputRecord {
+                    id: id.clone(),
+                    outcome: InputOutcome::Ok,
+                    reason: None,
+                })
+                .collect(),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(
+        store.inputs_prune(at(0), 10).unwrap(),
+        0,
+        "nothing that old"
+    );
+    let far_future = chrono::Utc::now() + chrono::Duration::days(1);
+    assert_eq!(
+        store.inputs_prune(far_future, 2).unwrap(),
+        2,
+        "{}",
+        b.name()
+    );
+    assert_eq!(
+        store.inputs_processed(&ids).unwrap().len(),
+        3,
+        "{}",
+        b.name()
+    );
+    assert_eq!(
+        store.inputs_prune(far_future, 10).unwrap(),
+        3,
+        "{}",
+        b.name()
+    );
+    assert!(store.inputs_processed(&ids).unwrap().is_empty());
+    assert_eq!(store.inputs_prune(far_future, 10).unwrap(), 0);
 }
 
 fn empty_batch_and_ping(b: &dyn Backend) {

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use thiserror::Error;
 use tocsin_amqp::AmqpConfig;
 use tocsin_ingest::IngestConfig;
-use tocsin_tracker::{Policy, TrackerConfig};
+use tocsin_tracker::{ConfigDuration, Policy, TrackerConfig};
 
 /// The checked-in configuration, compiled in as the default.
 pub const DEFAULT_CONFIG: &str = include_str!("../../../config/tocsin.toml");
@@ -98,6 +98,14 @@ pub struct StoreSection {
     pub url: String,
     /// A file holding the PostgreSQL password, kept out of the URL.
     pub password_file: Option<PathBuf>,
+    /// How long (by the wall clock) published outbox messages and the ids
+    /// of processed inputs are kept: they only serve deduplication of a
+    /// broker redelivery or a republish, and would otherwise grow with every
+    /// message. Expectations, alerts and deliveries are the compliance
+    /// record and are never pruned. Default `7d`; `0s` keeps everything.
+    pub retention: ConfigDuration,
+    /// How often housekeeping looks for rows past `retention`. Default `1h`.
+    pub housekeeping_every: ConfigDuration,
 }
 
 impl Default for StoreSection {
@@ -105,6 +113,8 @@ impl Default for StoreSection {
         Self {
             url: "sqlite://data/tocsin.sqlite".into(),
             password_file: None,
+            retention: ConfigDuration::days(7),
+            housekeeping_every: ConfigDuration::hours(1),
         }
     }
 }
@@ -350,6 +360,12 @@ impl Config {
                 path: config.origin.clone(),
                 message,
             })?;
+        if config.store.housekeeping_every.as_secs() < 1 {
+            return Err(ConfigError::Invalid {
+                path: config.origin.clone(),
+                message: "[store] housekeeping_every must be at least 1s".into(),
+            });
+        }
         Ok(config)
     }
 

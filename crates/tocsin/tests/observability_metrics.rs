@@ -68,6 +68,7 @@ async fn metrics_reflect_the_traffic_and_carry_no_identifiers() {
         ("tocsin_clock_lag_seconds", "gauge"),
         ("tocsin_amqp_connected", "gauge"),
         ("tocsin_store_up", "gauge"),
+        ("tocsin_store_pruned_rows_total", "counter"),
         ("tocsin_build_info", "gauge"),
     ] {
         assert_eq!(s.types.get(name).map(String::as_str), Some(kind), "{name}");
@@ -290,6 +291,7 @@ fn assert_closed_labels(s: &Scrape, sites: &[&str]) {
                     "tocsin_alertmanager_posts_total" => ["ok", "error"].contains(&v.as_str()),
                     _ => ["amqp_confirmed", "amqp_failed"].contains(&v.as_str()),
                 },
+                "table" => ["outbox", "inputs"].contains(&v.as_str()),
                 "site" => site_values.contains(v),
                 // Fixed codes from the normalisers and the event model.
                 "reason" | "type" => code(v),

@@ -10,6 +10,7 @@
 
 mod delivery;
 mod events;
+mod housekeeping;
 mod http;
 mod outbox;
 mod pipeline;
@@ -81,6 +82,9 @@ pub async fn run(config: Config) -> Result<ExitCode, Box<dyn std::error::Error>>
     // Webhooks and Alertmanager: their own tasks, fed by the store; they
     // stop when `_delivery` is dropped at return.
     let _delivery = delivery::spawn(&config, &metrics, &store)?;
+    // Deletes what only served deduplication once past retention; stops
+    // when `_housekeeping` is dropped at return.
+    let _housekeeping = housekeeping::spawn(&config.store, store.clone(), metrics.clone());
     let tracker = restore_tracker(&config, &store).await?;
     TrackerObserved { tracker: &tracker }.emit(&metrics);
     tracing::info!(

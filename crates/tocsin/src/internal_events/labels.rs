@@ -149,6 +149,9 @@ pub const FORMATS: [&str; 5] = ["hl7v2", "fhir-json", "ndjson", "fhir-xml", "unk
 /// Results counted by `tocsin_deliveries_total`.
 pub const DELIVERY_RESULTS: [&str; 2] = ["amqp_confirmed", "amqp_failed"];
 
+/// Tables counted by `tocsin_store_pruned_rows_total`.
+pub const PRUNED_TABLES: [&str; 2] = ["outbox", "inputs"];
+
 /// Outcomes counted by `tocsin_documents_total`.
 pub const OUTCOMES: [&str; 2] = ["on_time", "late"];
 

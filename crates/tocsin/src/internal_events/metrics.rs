@@ -48,6 +48,8 @@ pub struct Metrics {
     pub amqp_connected: IntGauge,
     /// `tocsin_store_up`.
     pub store_up: IntGauge,
+    /// `tocsin_store_pruned_rows_total{table}`.
+    pub store_pruned_rows: IntCounterVec,
     /// `tocsin_expectations_open{document_kind,encounter_kind}`.
     pub expectations_open: IntGaugeVec,
     /// `tocsin_expectations_overdue{document_kind,encounter_kind}`.
@@ -97,6 +99,11 @@ impl Metrics {
             "tocsin_deliveries_total",
             "Outbox messages (events and alerts) delivered or failed, by result.",
             "result",
+        )?;
+        let store_pruned_rows = counter(
+            "tocsin_store_pruned_rows_total",
+            "Rows deleted by housekeeping once past [store] retention, by table (outbox, inputs).",
+            "table",
         )?;
         let processing_seconds = Histogram::with_opts(
             HistogramOpts::new(
@@ -200,6 +207,9 @@ impl Metrics {
         for r in labels::DELIVERY_RESULTS {
             deliveries.with_label_values(&[r]);
         }
+        for t in labels::PRUNED_TABLES {
+            store_pruned_rows.with_label_values(&[t]);
+        }
         Ok(Self {
             registry,
             messages_received,
@@ -213,6 +223,7 @@ impl Metrics {
             clock_lag_seconds,
             amqp_connected,
             store_up,
+            store_pruned_rows,
             expectations_open,
             expectations_overdue,
             documents,

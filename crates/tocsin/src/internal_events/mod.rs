@@ -139,6 +139,53 @@ impl StoreFailed<'_> {
     }
 }
 
+/// Housekeeping deleted rows past `[store] retention` from one table.
+pub struct StorePruned<'a> {
+    /// `outbox` or `inputs`.
+    pub table: &'a str,
+    /// How many rows went.
+    pub rows: u64,
+    /// The cut-off: rows older than this went.
+    pub before: chrono::DateTime<chrono::Utc>,
+}
+
+impl StorePruned<'_> {
+    /// Logs it (info when anything went) and counts the rows.
+    pub fn emit(self, m: &Metrics) {
+        if self.rows > 0 {
+            tracing::info!(
+                table = self.table,
+                rows = self.rows,
+                before = %self.before.to_rfc3339(),
+                "store housekeeping: deleted rows past retention"
+            );
+        }
+        m.store_pruned_rows
+            .with_label_values(&[self.table])
+            .inc_by(self.rows);
+    }
+}
+
+/// Housekeeping could not delete rows past retention; it tries again at its
+/// next round. Nothing is lost: the rows stay.
+pub struct StorePruneFailed<'a> {
+    /// `outbox` or `inputs`.
+    pub table: &'a str,
+    /// The error (redacted by the store).
+    pub error: &'a tocsin_store::StoreError,
+}
+
+impl StorePruneFailed<'_> {
+    /// Logs it (warn). The store's health is the pipeline's to judge.
+    pub fn emit(self) {
+        tracing::warn!(
+            table = self.table,
+            error = %self.error,
+            "store housekeeping failed; will try again at the next round"
+        );
+    }
+}
+
 /// The store answered again.
 pub struct StoreRecovered;
 
