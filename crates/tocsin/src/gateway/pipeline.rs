@@ -356,15 +356,7 @@ impl Pipeline {
             .commit
             .await
             .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()));
-        TrackerObserved {
-            tracker: &self.tracker,
-        }
-        .emit(&self.metrics);
-        if f.has_outbox
-            && let Some(relay) = &self.relay_handle
-        {
-            relay.wake();
-        }
+        self.after_commit(f.has_outbox);
         BatchCommitted {
             inputs: f.inputs,
             receive_to_commit,
@@ -527,6 +519,12 @@ impl Pipeline {
     async fn commit_now(&self, batch: Batch) {
         let has_outbox = !batch.outbox.is_empty();
         commit(self.store.clone(), self.metrics.clone(), batch).await;
+        self.after_commit(has_outbox);
+    }
+
+    /// What follows every commit: the tracker's gauges now match the store,
+    /// and the relay is woken when the commit queued messages.
+    fn after_commit(&self, has_outbox: bool) {
         TrackerObserved {
             tracker: &self.tracker,
         }
