@@ -34,6 +34,11 @@ pub const SQLITE: &[Migration] = &[
         name: "retention",
         sql: include_str!("../migrations/sqlite/0003_retention.sql"),
     },
+    Migration {
+        version: 4,
+        name: "seen_key_time",
+        sql: include_str!("../migrations/sqlite/0004_seen_key_time.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order.
@@ -52,6 +57,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 3,
         name: "retention",
         sql: include_str!("../migrations/postgres/0003_retention.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "seen_key_time",
+        sql: include_str!("../migrations/postgres/0004_seen_key_time.sql"),
     },
 ];
 

@@ -41,6 +41,7 @@ on_both!(
     processed_inputs_are_recognised,
     published_outbox_rows_are_pruned,
     processed_inputs_are_pruned_a_chunk_at_a_time,
+    seen_keys_gain_their_time_on_upgrade,
     empty_batch_and_ping,
     unreadable_bodies_are_reported_with_their_row,
 );
@@ -683,6 +684,48 @@ fn published_outbox_rows_are_pruned(b: &dyn Backend) {
         .map(|p| p.message.id)
         .collect();
     assert_eq!(ids, HashSet::from(["waiting".to_string()]));
+}
+
+fn seen_keys_gain_their_time_on_upgrade(b: &dyn Backend) {
+    drop(b.open());
+    // A store as version 3 left it: duplicate keys of 32 hex digits.
+    b.raw_execute("DELETE FROM schema_version WHERE version >= 4");
+    let legacy = "0123456789abcdef0011223344556677";
+    let current = format!("{:016x}{legacy}", 5);
+    b.raw_execute(&format!(
+        "INSERT INTO state (namespace, key, value) VALUES \
+         ('seen', '{legacy}', '\"2025-01-06T10:00:00.123+00:00\"'), \
+         ('seen', 'fedcba98765432100011223344556677', '\"1969-12-31T23:59:59+00:00\"'), \
+         ('seen', '{current}', '\"1970-01-01T00:00:00.005+00:00\"'), \
+         ('transmission', '{legacy}', '{{}}')"
+    ));
+    let mut store = b.open();
+    let mut keys: Vec<(String, String)> = store
+        .load_state()
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.namespace, r.key))
+        .collect();
+    keys.sort();
+    let seen = |k: String| ("seen".to_string(), k);
+    assert_eq!(
+        keys,
+        [
+            // Already in the new form: unchanged.
+            seen(current),
+            // 2025-01-06T10:00:00.123Z is 1,736,157,600,123 ms.
+            seen(format!("{:016x}{legacy}", 1_736_157_600_123_i64)),
+            // Before 1970: the two's-complement word.
+            seen(format!(
+                "{:016x}fedcba98765432100011223344556677",
+                -1000_i64
+            )),
+            // Other namespaces keep their keys.
+            ("transmission".to_string(), legacy.to_string()),
+        ],
+        "{}",
+        b.name()
+    );
 }
 
 fn processed_inputs_are_pruned_a_chunk_at_a_time(b: &dyn Backend) {

@@ -58,7 +58,7 @@ pub enum RestoreError {
 pub(crate) type SeenKey = [u64; 2];
 
 /// The duplicate key of an event: a 128-bit hash of its format, sequence and
-/// message id (stored as 32 hex digits in the `seen` namespace).
+/// message id (stored, after the time it was seen, in the `seen` namespace).
 pub(crate) fn seen_key(ev: &InterfaceEvent) -> SeenKey {
     let mut h = Sha256::new();
     h.update(ev.source.format.as_str().as_bytes());
@@ -75,19 +75,43 @@ fn split_key(h: u128) -> SeenKey {
     [(h >> 64) as u64, h as u64]
 }
 
-/// The key as stored: 32 lowercase hex digits.
-fn key_hex(k: SeenKey) -> String {
-    format!("{:016x}{:016x}", k[0], k[1])
+/// The key as stored: 48 lowercase hex digits, the time it was seen (event
+/// time, milliseconds, as a 64-bit two's-complement word) then the 128-bit
+/// key. The time comes first so that the store's index on `(namespace, key)`
+/// receives new keys at its end and loses expired ones at its start: a
+/// commit then touches a few pages of the `seen` records instead of one
+/// random page for each message, which made every commit rewrite most of
+/// the table (docs/performance.md, replay pipeline).
+fn key_hex(at: i64, k: SeenKey) -> String {
+    format!("{:016x}{:016x}{:016x}", at as u64, k[0], k[1])
+}
+
+/// Reads a stored key back: `(seen at, key)`. Keys of stores written before
+/// the time prefix (32 digits) are rewritten by the store's migration 4.
+fn parse_key_hex(s: &str) -> Option<(i64, SeenKey)> {
+    if s.len() != 48 || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    let word = |i: usize| u64::from_str_radix(&s[16 * i..16 * (i + 1)], 16).ok();
+    Some((word(0)? as i64, [word(1)?, word(2)?]))
 }
 
 impl Tracker {
     pub(super) fn remember_seen(&mut self, h: SeenKey, at: i64, fx: &mut Vec<Effect>) {
-        // A key seen before keeps a stale expiry entry, skipped by `prune`.
-        self.seen.insert(h, at);
+        // A key seen before keeps a stale expiry entry, skipped by `prune`;
+        // its stored record (keyed by the earlier time) goes now.
+        if let Some(earlier) = self.seen.insert(h, at)
+            && earlier != at
+        {
+            fx.push(Effect::StateDeleted {
+                namespace: namespaces::SEEN.into(),
+                key: key_hex(earlier, h),
+            });
+        }
         self.seen_expiry.push(Reverse((at, h)));
         fx.push(Effect::StatePut(StateRecord {
             namespace: namespaces::SEEN.into(),
-            key: key_hex(h),
+            key: key_hex(at, h),
             value: serde_json::Value::String(from_ms(at).to_rfc3339()),
         }));
     }
@@ -104,7 +128,7 @@ impl Tracker {
                 self.seen.remove(&h);
                 fx.push(Effect::StateDeleted {
                     namespace: namespaces::SEEN.into(),
-                    key: key_hex(h),
+                    key: key_hex(at, h),
                 });
             }
         }
@@ -218,10 +242,10 @@ impl Tracker {
         match rec.namespace.as_str() {
             namespaces::CLOCK if rec.key == "event_time" => self.clock = Some(time(&rec.value)?),
             namespaces::SEEN => {
-                let at = time(&rec.value)?;
-                let h = u128::from_str_radix(&rec.key, 16)
-                    .map(split_key)
-                    .map_err(|_| bad("key is not 32 hex digits".into()))?;
+                // The time in the key is the one its deletion will name; the
+                // value repeats it for people reading the store.
+                let (at, h) = parse_key_hex(&rec.key)
+                    .ok_or_else(|| bad("key is not 48 lowercase hex digits".into()))?;
                 self.seen.insert(h, at);
                 self.seen_expiry.push(Reverse((at, h)));
             }
@@ -292,7 +316,29 @@ impl Restoring {
 
 #[cfg(test)]
 mod tests {
-    use super::{SeenKey, key_hex, split_key};
+    use super::{SeenKey, key_hex, parse_key_hex, split_key};
+
+    #[test]
+    fn stored_keys_read_back_and_order_by_time_first() {
+        let h = split_key(0x0123_4567_89ab_cdef_0011_2233_4455_6677);
+        for at in [0, 1, 1_736_157_600_000, i64::MAX, -1, i64::MIN] {
+            let k = key_hex(at, h);
+            assert_eq!(k.len(), 48);
+            assert_eq!(parse_key_hex(&k), Some((at, h)), "{k}");
+        }
+        // Later times sort after earlier ones whatever the hash.
+        let (early, late) = (1_736_157_600_000, 1_736_157_600_001);
+        assert!(key_hex(early, split_key(u128::MAX)) < key_hex(late, split_key(0)));
+        for bad in [
+            "",
+            "0123456789abcdef0011223344556677",
+            "0000019447f0b6000123456789abcdef001122334455667G",
+            "0000019447F0B6000123456789ABCDEF0011223344556677",
+            "+000019447f0b6000123456789abcdef0011223344556677",
+        ] {
+            assert_eq!(parse_key_hex(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn a_split_key_prints_and_orders_as_the_u128() {
@@ -305,7 +351,7 @@ mod tests {
             0x0123_4567_89ab_cdef_0011_2233_4455_6677,
         ];
         for &k in &keys {
-            assert_eq!(key_hex(split_key(k)), format!("{k:032x}"));
+            assert_eq!(key_hex(0, split_key(k)), format!("{:016x}{k:032x}", 0));
         }
         for &a in &keys {
             for &b in &keys {
