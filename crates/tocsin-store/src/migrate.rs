@@ -17,53 +17,33 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
+/// One backend's list: `(version, file prefix, name)` triples whose SQL is read from
+/// `migrations/<dir>/<NNNN>_<name>.sql`, the same list for both backends.
+macro_rules! migrations {
+    ($dir:literal: $(($version:literal, $file:literal, $name:literal)),* $(,)?) => {
+        &[$(Migration {
+            version: $version,
+            name: $name,
+            sql: include_str!(concat!("../migrations/", $dir, "/", $file, "_", $name, ".sql")),
+        }),*]
+    };
+}
+
 /// SQLite migrations, in order.
-pub const SQLITE: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "initial",
-        sql: include_str!("../migrations/sqlite/0001_initial.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "deliveries",
-        sql: include_str!("../migrations/sqlite/0002_deliveries.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "retention",
-        sql: include_str!("../migrations/sqlite/0003_retention.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "seen_key_time",
-        sql: include_str!("../migrations/sqlite/0004_seen_key_time.sql"),
-    },
-];
+pub const SQLITE: &[Migration] = migrations!("sqlite":
+    (1, "0001", "initial"),
+    (2, "0002", "deliveries"),
+    (3, "0003", "retention"),
+    (4, "0004", "seen_key_time"),
+);
 
 /// PostgreSQL migrations, in order.
-pub const POSTGRES: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "initial",
-        sql: include_str!("../migrations/postgres/0001_initial.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "deliveries",
-        sql: include_str!("../migrations/postgres/0002_deliveries.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "retention",
-        sql: include_str!("../migrations/postgres/0003_retention.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "seen_key_time",
-        sql: include_str!("../migrations/postgres/0004_seen_key_time.sql"),
-    },
-];
+pub const POSTGRES: &[Migration] = migrations!("postgres":
+    (1, "0001", "initial"),
+    (2, "0002", "deliveries"),
+    (3, "0003", "retention"),
+    (4, "0004", "seen_key_time"),
+);
 
 /// The newest schema version this code knows.
 pub fn latest(migrations: &[Migration]) -> i64 {
