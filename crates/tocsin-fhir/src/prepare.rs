@@ -10,6 +10,7 @@
 //! as `#id`).
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 
 use serde_json::Value;
 
@@ -131,6 +132,12 @@ pub(crate) struct Entry<'a> {
     pub contained: Vec<Entry<'a>>,
     /// FHIR path, e.g. `Bundle.entry[2].resource`.
     pub loc: Loc<'a>,
+    /// What `Env::ods_of` found in this entry as an Organization (its ODS
+    /// code, or the model's error), once read: one Organization is often
+    /// named several times in a bundle (GP practice, custodian, service
+    /// provider, sender, recipient), and is read through its model only the
+    /// first time. Entries live for one normalisation, so the cache does too.
+    pub ods: OnceCell<Result<Option<String>, FhirError>>,
 }
 
 impl Entry<'_> {
@@ -262,6 +269,7 @@ pub(crate) fn entry_of<'a>(
             bundle: Some(Box::new(prepared)),
             contained: Vec::new(),
             loc,
+            ods: OnceCell::new(),
         });
     }
     let mut contained = Vec::new();
@@ -291,6 +299,7 @@ pub(crate) fn entry_of<'a>(
         bundle: None,
         contained,
         loc,
+        ods: OnceCell::new(),
     })
 }
 
