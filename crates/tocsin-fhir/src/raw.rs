@@ -319,16 +319,25 @@ pub(crate) fn obj(v: &RawValue) -> Option<Obj<'_>> {
 pub(crate) fn string(v: &RawValue) -> Option<Cow<'_, str>> {
     #[derive(serde::Deserialize)]
     struct S<'a>(#[serde(borrow)] Cow<'a, str>);
-    (kind(v) == Kind::String)
-        .then(|| serde_json::from_str::<S>(v.get()).ok().map(|s| s.0))
-        .flatten()
+    if kind(v) != Kind::String {
+        return None;
+    }
+    // A string the parser has checked that holds no backslash holds no
+    // escape: its value is the text between the quotes. Most do.
+    let text = v.get();
+    if let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"'))
+        && !inner.contains('\\')
+    {
+        return Some(Cow::Borrowed(inner));
+    }
+    serde_json::from_str::<S>(text).ok().map(|s| s.0)
 }
 
 /// The string elements of the array member `key` of a raw object, in
 /// order, other elements skipped: what [`obj`], then the member's elements
-/// read as raw values, then [`string`] on each element give (the last of a repeated
-/// member counts, as in [`Obj`]), but in one scan of the object's text,
-/// building no [`Obj`]. `None` if `v` is not an object, lacks the member,
+/// read as raw values, then [`string`] on each element give (the last of a
+/// repeated member counts, as in [`Obj`]), but in one scan of the object's
+/// text, building no [`Obj`]. `None` if `v` is not an object, lacks the member,
 /// or the member is not an array. For `meta.profile`, read on every
 /// resource by version detection.
 pub(crate) fn member_strings<'a>(v: &'a RawValue, key: &str) -> Option<Vec<Cow<'a, str>>> {
@@ -635,5 +644,35 @@ mod tests {
         let v: &RawValue = serde_json::from_str(r#""a\"b""#).unwrap();
         assert_eq!(string(v).as_deref(), Some("a\"b"));
         assert!(obj(v).is_none());
+    }
+
+    #[test]
+    fn strings_read_as_serde_json_reads_them() {
+        let cases = [
+            r#""""#,
+            r#""Patient""#,
+            r#""urn:uuid:9a1b0000-0000-4000-8000-000000000002""#,
+            r#""caf\u00e9 \n \\ \/ \"""#,
+            r#""\\""#,
+            r#""\ud83d\ude00 é 😀""#,
+            r#""a\"""#,
+            r#""\"""#,
+        ];
+        for text in cases {
+            let v: &RawValue = serde_json::from_str(text).unwrap();
+            let expected: String = serde_json::from_str(text).unwrap();
+            let got = string(v).unwrap();
+            assert_eq!(got, expected, "{text}");
+            // Borrowed exactly when there is nothing to unescape.
+            assert_eq!(
+                matches!(got, Cow::Borrowed(_)),
+                !text.contains('\\'),
+                "{text}"
+            );
+        }
+        for text in ["1", "null", "[\"a\"]", "{\"a\":\"b\"}", "true"] {
+            let v: &RawValue = serde_json::from_str(text).unwrap();
+            assert_eq!(string(v), None, "{text}");
+        }
     }
 }
