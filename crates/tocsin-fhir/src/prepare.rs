@@ -201,6 +201,11 @@ impl<'a> Scope<'a> {
 
 /// `(Type, id)` of a `Type/id` reference or URL tail (`_history` dropped).
 fn relative_part(reference: &str) -> Option<(&str, &str)> {
+    // Without a `/` there is no `Type/id` (and no `/_history/`): so it is
+    // for `urn:uuid:` and `#id`, which are most references in a bundle.
+    if !reference.contains('/') {
+        return None;
+    }
     let path = reference.split("/_history/").next()?;
     let mut parts = path.rsplitn(3, '/');
     let id = parts.next()?;
@@ -379,5 +384,11 @@ mod tests {
         );
         assert_eq!(relative_part("urn:uuid:abc"), None);
         assert_eq!(relative_part("#c1"), None);
+        assert_eq!(relative_part("Patient"), None);
+        assert_eq!(relative_part("Patient/"), None);
+        assert_eq!(relative_part("patient/1"), None);
+        assert_eq!(relative_part("/1"), None);
+        assert_eq!(relative_part("Patient/1/_history/"), Some(("Patient", "1")));
+        assert_eq!(relative_part("a/Patient/1"), Some(("Patient", "1")));
     }
 }
