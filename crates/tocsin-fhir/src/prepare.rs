@@ -10,6 +10,7 @@
 //! as `#id`).
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 
 use serde_json::Value;
 
@@ -131,6 +132,12 @@ pub(crate) struct Entry<'a> {
     pub contained: Vec<Entry<'a>>,
     /// FHIR path, e.g. `Bundle.entry[2].resource`.
     pub loc: Loc<'a>,
+    /// What `Env::ods_of` found in this entry as an Organization (its ODS
+    /// code, or the model's error), once read: one Organization is often
+    /// named several times in a bundle (GP practice, custodian, service
+    /// provider, sender, recipient), and is read through its model only the
+    /// first time. Entries live for one normalisation, so the cache does too.
+    pub ods: OnceCell<Result<Option<String>, FhirError>>,
 }
 
 impl Entry<'_> {
@@ -194,6 +201,11 @@ impl<'a> Scope<'a> {
 
 /// `(Type, id)` of a `Type/id` reference or URL tail (`_history` dropped).
 fn relative_part(reference: &str) -> Option<(&str, &str)> {
+    // Without a `/` there is no `Type/id` (and no `/_history/`): so it is
+    // for `urn:uuid:` and `#id`, which are most references in a bundle.
+    if !reference.contains('/') {
+        return None;
+    }
     let path = reference.split("/_history/").next()?;
     let mut parts = path.rsplitn(3, '/');
     let id = parts.next()?;
@@ -262,6 +274,7 @@ pub(crate) fn entry_of<'a>(
             bundle: Some(Box::new(prepared)),
             contained: Vec::new(),
             loc,
+            ods: OnceCell::new(),
         });
     }
     let mut contained = Vec::new();
@@ -291,6 +304,7 @@ pub(crate) fn entry_of<'a>(
         bundle: None,
         contained,
         loc,
+        ods: OnceCell::new(),
     })
 }
 
@@ -370,5 +384,11 @@ mod tests {
         );
         assert_eq!(relative_part("urn:uuid:abc"), None);
         assert_eq!(relative_part("#c1"), None);
+        assert_eq!(relative_part("Patient"), None);
+        assert_eq!(relative_part("Patient/"), None);
+        assert_eq!(relative_part("patient/1"), None);
+        assert_eq!(relative_part("/1"), None);
+        assert_eq!(relative_part("Patient/1/_history/"), Some(("Patient", "1")));
+        assert_eq!(relative_part("a/Patient/1"), Some(("Patient", "1")));
     }
 }

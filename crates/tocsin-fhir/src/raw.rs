@@ -14,7 +14,9 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 use serde_json::value::RawValue;
 
 /// Which members of an object hold resources, and so are taken apart.
@@ -313,20 +315,143 @@ pub(crate) fn obj(v: &RawValue) -> Option<Obj<'_>> {
         .flatten()
 }
 
-/// The elements of a raw array, if it is one.
-pub(crate) fn array(v: &RawValue) -> Option<Vec<&RawValue>> {
-    (kind(v) == Kind::Array)
-        .then(|| serde_json::from_str(v.get()).ok())
-        .flatten()
-}
-
 /// A raw string's value, if it is a string.
 pub(crate) fn string(v: &RawValue) -> Option<Cow<'_, str>> {
     #[derive(serde::Deserialize)]
     struct S<'a>(#[serde(borrow)] Cow<'a, str>);
-    (kind(v) == Kind::String)
-        .then(|| serde_json::from_str::<S>(v.get()).ok().map(|s| s.0))
-        .flatten()
+    if kind(v) != Kind::String {
+        return None;
+    }
+    // A string the parser has checked that holds no backslash holds no
+    // escape: its value is the text between the quotes. Most do.
+    let text = v.get();
+    if let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"'))
+        && !inner.contains('\\')
+    {
+        return Some(Cow::Borrowed(inner));
+    }
+    serde_json::from_str::<S>(text).ok().map(|s| s.0)
+}
+
+/// The string elements of the array member `key` of a raw object, in
+/// order, other elements skipped: what [`obj`], then the member's elements
+/// read as raw values, then [`string`] on each element give (the last of a
+/// repeated member counts, as in [`Obj`]), but in one scan of the object's
+/// text, building no [`Obj`]. `None` if `v` is not an object, lacks the member,
+/// or the member is not an array. For `meta.profile`, read on every
+/// resource by version detection.
+pub(crate) fn member_strings<'a>(v: &'a RawValue, key: &str) -> Option<Vec<Cow<'a, str>>> {
+    if kind(v) != Kind::Object {
+        return None;
+    }
+    let mut de = serde_json::Deserializer::from_str(v.get());
+    de.deserialize_map(MemberStrings(key)).ok().flatten()
+}
+
+/// Finds a member of an object and reads it with [`Strings`]; every other
+/// member is skipped (serde_json skips without recursion, so nesting is
+/// no more limited than in [`parse`]).
+struct MemberStrings<'k>(&'k str);
+
+impl<'de> Visitor<'de> for MemberStrings<'_> {
+    type Value = Option<Vec<Cow<'de, str>>>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(Key(k)) = map.next_key()? {
+            if k == self.0 {
+                found = map.next_value_seed(Strings)?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Visitor methods for values that are not what is looked for: `None`,
+/// with objects and arrays skipped whole.
+macro_rules! none_for_other_values {
+    () => {
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+    };
+}
+
+/// An array's string elements (see [`member_strings`]); `None` for any
+/// other value.
+struct Strings;
+
+impl<'de> DeserializeSeed<'de> for Strings {
+    type Value = Option<Vec<Cow<'de, str>>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Strings {
+    type Value = Option<Vec<Cow<'de, str>>>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(1));
+        while let Some(s) = seq.next_element_seed(Element)? {
+            out.extend(s);
+        }
+        Ok(Some(out))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    none_for_other_values!();
+}
+
+/// An array element: its text if it is a string, else `None`.
+struct Element;
+
+impl<'de> DeserializeSeed<'de> for Element {
+    type Value = Option<Cow<'de, str>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Element {
+    type Value = Option<Cow<'de, str>>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Borrowed(s)))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Owned(s.to_owned())))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    none_for_other_values!();
 }
 
 impl<'de> Obj<'de> {
@@ -462,9 +587,92 @@ mod tests {
     }
 
     #[test]
+    fn member_strings_are_what_the_object_and_array_reading_gives() {
+        // The reading it replaces in version detection.
+        fn array(v: &RawValue) -> Option<Vec<&RawValue>> {
+            (kind(v) == Kind::Array)
+                .then(|| serde_json::from_str(v.get()).ok())
+                .flatten()
+        }
+        fn by_obj<'a>(v: &'a RawValue, key: &str) -> Option<Vec<Cow<'a, str>>> {
+            obj(v)
+                .and_then(|o| o.raw(key))
+                .and_then(array)
+                .map(|items| items.into_iter().filter_map(string).collect())
+        }
+        let deep = format!("{}1{}", "[".repeat(300), "]".repeat(300));
+        let cases = [
+            r#"{"profile":["a","b"]}"#.to_owned(),
+            r#"{"versionId":"1","profile":["https://x/STU3/y"],"lastUpdated":"2024"}"#.to_owned(),
+            r#"{"profile":[]}"#.to_owned(),
+            r#"{"profile":"not a list"}"#.to_owned(),
+            r#"{"profile":{"a":["b"]}}"#.to_owned(),
+            r#"{"profile":null}"#.to_owned(),
+            r#"{"tag":[{"profile":["x"]}]}"#.to_owned(),
+            r#"{}"#.to_owned(),
+            // Elements that are not strings are skipped, escapes undone.
+            r#"{"profile":[1,"a\/b\u0041",null,{"x":["y"]},["z"],true,-2.5e3,"c"]}"#.to_owned(),
+            // An escaped key is the same key; the last repeat counts.
+            r#"{"pro\u0066ile":["a"]}"#.to_owned(),
+            r#"{"profile":["a"],"profile":["b","c"]}"#.to_owned(),
+            r#"{"profile":["a"],"profile":"b"}"#.to_owned(),
+            r#"{"profile":"b","profile":["a"]}"#.to_owned(),
+            // Nesting deeper than serde_json's recursion limit.
+            format!(r#"{{"x":{deep},"profile":[{deep},"a"]}}"#),
+            r#"["profile"]"#.to_owned(),
+            r#""profile""#.to_owned(),
+            r#"7"#.to_owned(),
+        ];
+        for text in &cases {
+            let v: &RawValue = serde_json::from_str(text).unwrap();
+            assert_eq!(member_strings(v, "profile"), by_obj(v, "profile"), "{text}");
+        }
+        let v: &RawValue = serde_json::from_str(&cases[8]).unwrap();
+        assert_eq!(
+            member_strings(v, "profile").unwrap(),
+            ["a/bA", "c"].map(Cow::Borrowed)
+        );
+        let v: &RawValue = serde_json::from_str(&cases[10]).unwrap();
+        assert_eq!(
+            member_strings(v, "profile").unwrap(),
+            ["b", "c"].map(Cow::Borrowed)
+        );
+    }
+
+    #[test]
     fn escaped_strings_are_unescaped() {
         let v: &RawValue = serde_json::from_str(r#""a\"b""#).unwrap();
         assert_eq!(string(v).as_deref(), Some("a\"b"));
         assert!(obj(v).is_none());
+    }
+
+    #[test]
+    fn strings_read_as_serde_json_reads_them() {
+        let cases = [
+            r#""""#,
+            r#""Patient""#,
+            r#""urn:uuid:9a1b0000-0000-4000-8000-000000000002""#,
+            r#""caf\u00e9 \n \\ \/ \"""#,
+            r#""\\""#,
+            r#""\ud83d\ude00 é 😀""#,
+            r#""a\"""#,
+            r#""\"""#,
+        ];
+        for text in cases {
+            let v: &RawValue = serde_json::from_str(text).unwrap();
+            let expected: String = serde_json::from_str(text).unwrap();
+            let got = string(v).unwrap();
+            assert_eq!(got, expected, "{text}");
+            // Borrowed exactly when there is nothing to unescape.
+            assert_eq!(
+                matches!(got, Cow::Borrowed(_)),
+                !text.contains('\\'),
+                "{text}"
+            );
+        }
+        for text in ["1", "null", "[\"a\"]", "{\"a\":\"b\"}", "true"] {
+            let v: &RawValue = serde_json::from_str(text).unwrap();
+            assert_eq!(string(v), None, "{text}");
+        }
     }
 }

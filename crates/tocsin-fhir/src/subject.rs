@@ -129,12 +129,18 @@ impl Env<'_> {
         else {
             return Ok(None);
         };
-        let org = self.read(e, |rd, v| rd.organization(v))?;
-        Ok(org
-            .identifiers
-            .iter()
-            .find(|i| self.cfg.is_ods_system(i.system.as_deref()))
-            .and_then(|i| i.value.clone()))
+        // Read through the model once per entry; later references to the
+        // same Organization get the same code, or the same error.
+        e.ods
+            .get_or_init(|| {
+                let org = self.read(e, |rd, v| rd.organization(v))?;
+                Ok(org
+                    .identifiers
+                    .iter()
+                    .find(|i| self.cfg.is_ods_system(i.system.as_deref()))
+                    .and_then(|i| i.value.clone()))
+            })
+            .clone()
     }
 
     /// An Encounter resource read into the event model (kind mapped).
@@ -269,5 +275,124 @@ pub(crate) fn unresolved(reference: &str, at: &dyn fmt::Display) -> Warning {
         ),
         raw: None,
         location: Some(at.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+    use std::cell::Cell;
+
+    use super::*;
+    use crate::loc::Loc;
+    use crate::view::{
+        BundleView, CompositionView, DocRefView, MessageHeaderView, OrganizationView, PatientView,
+    };
+    use crate::{prepare, r4, raw};
+
+    /// The R4 reader, counting the Organizations it reads.
+    struct Counting {
+        inner: r4::R4,
+        organizations: Cell<usize>,
+    }
+
+    impl Reader for Counting {
+        fn encounter(&self, v: &str) -> Result<EncounterView, serde_json::Error> {
+            self.inner.encounter(v)
+        }
+        fn document_reference(&self, v: &str) -> Result<DocRefView, serde_json::Error> {
+            self.inner.document_reference(v)
+        }
+        fn composition(&self, v: &str) -> Result<CompositionView, serde_json::Error> {
+            self.inner.composition(v)
+        }
+        fn message_header(&self, v: &str) -> Result<MessageHeaderView, serde_json::Error> {
+            self.inner.message_header(v)
+        }
+        fn patient(&self, v: &str) -> Result<PatientView, serde_json::Error> {
+            self.inner.patient(v)
+        }
+        fn organization(&self, v: &str) -> Result<OrganizationView, serde_json::Error> {
+            self.organizations.set(self.organizations.get() + 1);
+            self.inner.organization(v)
+        }
+        fn bundle(&self, v: &str) -> Result<BundleView, serde_json::Error> {
+            self.inner.bundle(v)
+        }
+    }
+
+    fn reference(to: &str) -> Ref {
+        Ref {
+            reference: Some(to.to_owned()),
+            identifier: None,
+        }
+    }
+
+    #[test]
+    fn each_organization_is_read_once_and_keeps_its_code_or_error() {
+        let text = r#"{"resourceType":"Bundle","type":"collection","entry":[
+            {"fullUrl":"urn:uuid:a","resource":{"resourceType":"Organization",
+             "identifier":[{"system":"https://fhir.nhs.uk/Id/ods-organization-code","value":"B86001"}]}},
+            {"fullUrl":"urn:uuid:b","resource":{"resourceType":"Organization",
+             "identifier":[{"system":"https://fhir.nhs.uk/Id/ods-organization-code","value":"RXX"}]}},
+            {"fullUrl":"urn:uuid:c","resource":{"resourceType":"Organization","identifier":"not a list"}}]}"#;
+        let cfg = FhirConfig::default();
+        let reader = Counting {
+            inner: r4::R4 { tz: cfg.timezone },
+            organizations: Cell::new(0),
+        };
+        let root = raw::parse(text.as_bytes()).unwrap();
+        let (obj, rtype) = prepare::resource(&root, &"$").unwrap();
+        let e = prepare::entry_of(
+            obj,
+            rtype,
+            None,
+            Loc::root(Cow::Borrowed("Bundle")),
+            &reader,
+            0,
+        )
+        .unwrap();
+        let b = e.bundle.as_deref().unwrap();
+        let scope = Scope {
+            entries: &b.entries,
+            from_bundle: true,
+            parent: None,
+        };
+        let env = Env {
+            cfg: &cfg,
+            reader: &reader,
+        };
+        let ods = |to: &str| env.ods_of(&reference(to), &scope);
+
+        // One Organization named twice (GP practice and custodian): one read.
+        assert_eq!(ods("urn:uuid:a").unwrap().as_deref(), Some("B86001"));
+        assert_eq!(ods("urn:uuid:a").unwrap().as_deref(), Some("B86001"));
+        assert_eq!(reader.organizations.get(), 1);
+        // Another Organization has its own code.
+        assert_eq!(ods("urn:uuid:b").unwrap().as_deref(), Some("RXX"));
+        assert_eq!(reader.organizations.get(), 2);
+        // A malformed one gives the same error each time, read once.
+        let first = ods("urn:uuid:c").unwrap_err();
+        assert_eq!(first.reason_code(), "invalid_resource");
+        assert_eq!(
+            first.location().as_deref(),
+            Some("Bundle.entry[2].resource")
+        );
+        assert_eq!(ods("urn:uuid:c").unwrap_err(), first);
+        assert_eq!(reader.organizations.get(), 3);
+        // An ODS identifier on the reference itself reads nothing.
+        let logical = Ref {
+            reference: Some("urn:uuid:c".to_owned()),
+            identifier: Some(Ident {
+                system: Some("https://fhir.nhs.uk/Id/ods-organization-code".to_owned()),
+                value: Some("Y01".to_owned()),
+                type_code: None,
+            }),
+        };
+        assert_eq!(
+            env.ods_of(&logical, &scope).unwrap().as_deref(),
+            Some("Y01")
+        );
+        assert_eq!(reader.organizations.get(), 3);
     }
 }

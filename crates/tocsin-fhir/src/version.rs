@@ -86,13 +86,12 @@ fn collect(obj: &Obj<'_>, loc: &Loc<'_>, depth: usize, ev: &mut Evidence) {
         ev.unsupported
             .get_or_insert_with(|| (what.to_owned(), at.to_string()));
     };
+    // `meta.profile`'s strings, read from `meta`'s text in one scan.
     if let Some(profiles) = obj
         .raw("meta")
-        .and_then(raw::obj)
-        .and_then(|m| m.raw("profile"))
-        .and_then(raw::array)
+        .and_then(|m| raw::member_strings(m, "profile"))
     {
-        for p in profiles.into_iter().filter_map(raw::string) {
+        for p in profiles {
             if p.contains("/R5/") || p.contains("hl7.org/fhir/5.0") {
                 unsupported(
                     ev,

@@ -306,3 +306,59 @@ fn mappings_come_from_configuration() {
         Some(EncounterKind::MentalHealth)
     );
 }
+
+/// The discharge summary with its Patient's GP practice and its
+/// Composition's custodian both pointing at `org` (a `fullUrl`), after
+/// `edit` has changed the bundle.
+fn discharge_with_gp_and_custodian(
+    org: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> Vec<u8> {
+    let mut b: serde_json::Value =
+        serde_json::from_slice(&load("r4/bundle-document-discharge-summary.json")).unwrap();
+    b["entry"][1]["resource"]["generalPractitioner"][0]["reference"] = org.into();
+    b["entry"][0]["resource"]["custodian"]["reference"] = org.into();
+    edit(&mut b);
+    serde_json::to_vec(&b).unwrap()
+}
+
+#[test]
+fn one_organization_as_gp_practice_and_custodian_gives_both_its_code() {
+    let org = "urn:uuid:9a1b0000-0000-4000-8000-000000000005";
+    let bytes = discharge_with_gp_and_custodian(org, |_| {});
+    let e = normalise_json(&bytes, &FhirConfig::default()).unwrap();
+    assert_eq!(e[0].gp_practice.as_deref(), Some("RXX"));
+    assert_eq!(e[0].source.sending_facility.as_deref(), Some("RXX"));
+    // The other Organization as both: its own code, for both.
+    let org = "urn:uuid:9a1b0000-0000-4000-8000-000000000004";
+    let bytes = discharge_with_gp_and_custodian(org, |_| {});
+    let e = normalise_json(&bytes, &FhirConfig::default()).unwrap();
+    assert_eq!(e[0].gp_practice.as_deref(), Some("B86001"));
+    assert_eq!(e[0].source.sending_facility.as_deref(), Some("B86001"));
+}
+
+#[test]
+fn a_malformed_organization_named_twice_gives_the_error_it_gives_once() {
+    let org = "urn:uuid:9a1b0000-0000-4000-8000-000000000005";
+    let break_org = |b: &mut serde_json::Value| {
+        b["entry"][4]["resource"]["identifier"] = "not a list".into();
+    };
+    let cfg = FhirConfig::default();
+    let twice = normalise_json(&discharge_with_gp_and_custodian(org, break_org), &cfg).unwrap_err();
+    assert_eq!(twice.reason_code(), "invalid_resource");
+    assert_eq!(
+        twice.location().as_deref(),
+        Some("Bundle.entry[4].resource")
+    );
+    // Named by the custodian only (the GP practice is the other one).
+    let once = normalise_json(
+        &discharge_with_gp_and_custodian(org, |b| {
+            break_org(b);
+            b["entry"][1]["resource"]["generalPractitioner"][0]["reference"] =
+                "urn:uuid:9a1b0000-0000-4000-8000-000000000004".into();
+        }),
+        &cfg,
+    )
+    .unwrap_err();
+    assert_eq!(once, twice);
+}
