@@ -187,7 +187,6 @@ impl PostgresStore {
     }
 }
 
-/// A prepared statement for `sql`, from the cache when there is one.
 /// PostgreSQL's side of [`migrate::apply_pending`].
 struct PgSchema<'a, 'b>(&'a mut postgres::Transaction<'b>);
 
@@ -224,6 +223,7 @@ impl migrate::SchemaTx for PgSchema<'_, '_> {
     }
 }
 
+/// A prepared statement for `sql`, from the cache when there is one.
 fn prepare(
     client: &mut impl postgres::GenericClient,
     cache: &mut HashMap<String, Statement>,
