@@ -98,16 +98,11 @@ fn parse_key_hex(s: &str) -> Option<(i64, SeenKey)> {
 
 impl Tracker {
     pub(super) fn remember_seen(&mut self, h: SeenKey, at: i64, fx: &mut Vec<Effect>) {
-        // A key seen before keeps a stale expiry entry, skipped by `prune`;
-        // its stored record (keyed by the earlier time) goes now.
-        if let Some(earlier) = self.seen.insert(h, at)
-            && earlier != at
-        {
-            fx.push(Effect::StateDeleted {
-                namespace: namespaces::SEEN.into(),
-                key: key_hex(earlier, h),
-            });
-        }
+        // Only a key not in `seen` comes here (`apply` drops a duplicate
+        // first), so no stored record under an earlier time is left behind.
+        // A key that expired and came back keeps a stale expiry entry,
+        // skipped by `prune`.
+        self.seen.insert(h, at);
         self.seen_expiry.push(Reverse((at, h)));
         fx.push(Effect::StatePut(StateRecord {
             namespace: namespaces::SEEN.into(),
