@@ -13,7 +13,7 @@ use common::{Backend, Postgres, Sqlite, open_expectation};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
 use tocsin_store::{Batch, SqliteStore, Store, Synchronous};
-use tocsin_tracker::StateRecord;
+use tocsin_tracker::{JsonText, StateRecord};
 
 const PER_KIND: usize = 500;
 
@@ -29,7 +29,9 @@ fn batch(n: u64) -> Batch {
         b.push_state_put(StateRecord {
             namespace: "seen".into(),
             key: format!("hl7v2:MSG-{n}-{i}"),
-            value: json!({"at": "2019-03-31T00:00:00Z", "event": format!("evt-{n}-{i}")}),
+            value: JsonText::of(
+                &json!({"at": "2019-03-31T00:00:00Z", "event": format!("evt-{n}-{i}")}),
+            ),
         });
         b.push_outbox(tocsin_store::OutboxMessage {
             id: format!("evt-{n}-{i}"),

@@ -150,7 +150,45 @@ pub struct Batch {
 #[derive(Debug, Clone, Default)]
 pub struct BatchIndex {
     expectations: HashMap<String, usize>,
-    puts: HashMap<(String, String), usize>,
+    /// Position of each put, by namespace then key: looked up by `&str`, so
+    /// a lookup builds no key (a replay pushes a put for nearly every event).
+    puts: HashMap<String, HashMap<String, usize>>,
+    /// How many positions `puts` holds.
+    put_entries: usize,
+}
+
+impl BatchIndex {
+    fn put_position(&self, namespace: &str, key: &str) -> Option<usize> {
+        self.puts.get(namespace)?.get(key).copied()
+    }
+
+    fn set_put_position(&mut self, namespace: &str, key: &str, i: usize) {
+        let fresh = match self.puts.get_mut(namespace) {
+            Some(keys) => keys.insert(key.to_string(), i).is_none(),
+            None => {
+                let keys = HashMap::from([(key.to_string(), i)]);
+                self.puts.insert(namespace.to_string(), keys);
+                true
+            }
+        };
+        if fresh {
+            self.put_entries += 1;
+        }
+    }
+
+    fn take_put_position(&mut self, namespace: &str, key: &str) -> Option<usize> {
+        let i = self.puts.get_mut(namespace)?.remove(key)?;
+        self.put_entries -= 1;
+        Some(i)
+    }
+
+    /// Forgets every position, keeping the maps' capacity for the next batch.
+    fn clear_puts(&mut self) {
+        for keys in self.puts.values_mut() {
+            keys.clear();
+        }
+        self.put_entries = 0;
+    }
 }
 
 impl Batch {
@@ -197,55 +235,50 @@ impl Batch {
     /// Adds a state put, replacing an earlier put of the same record in this
     /// batch. An earlier delete stays: deletes are applied first.
     pub fn push_state_put(&mut self, r: StateRecord) {
-        let key = (r.namespace.clone(), r.key.clone());
-        if let Some(&i) = self.index.puts.get(&key)
+        if let Some(i) = self.index.put_position(&r.namespace, &r.key)
             && self
                 .state_puts
                 .get(i)
-                .is_some_and(|old| old.namespace == key.0 && old.key == key.1)
+                .is_some_and(|old| old.namespace == r.namespace && old.key == r.key)
         {
             self.state_puts[i] = r;
             return;
         }
-        self.index.puts.insert(key, self.state_puts.len());
+        self.index
+            .set_put_position(&r.namespace, &r.key, self.state_puts.len());
         self.state_puts.push(r);
     }
 
     /// Adds a state delete, cancelling an earlier put of the same record in
     /// this batch.
     pub fn push_state_delete(&mut self, namespace: String, key: String) {
-        let k = (namespace, key);
-        if let Some(i) = self.index.puts.remove(&k)
+        if let Some(i) = self.index.take_put_position(&namespace, &key)
             && self
                 .state_puts
                 .get(i)
-                .is_some_and(|old| old.namespace == k.0 && old.key == k.1)
+                .is_some_and(|old| old.namespace == namespace && old.key == key)
         {
             self.state_puts.swap_remove(i);
             if let Some(moved) = self.state_puts.get(i) {
-                self.index
-                    .puts
-                    .insert((moved.namespace.clone(), moved.key.clone()), i);
+                self.index.set_put_position(&moved.namespace, &moved.key, i);
             }
-        } else if self.index.puts.len() != self.state_puts.len() {
+        } else if self.index.put_entries != self.state_puts.len() {
             // Puts were pushed directly onto the vector, so the index cannot
             // be trusted: rescan. When every put came through
             // `push_state_put` the index is exact, and a record put in no
             // earlier write of this batch (the common case: expiring a key
             // written long ago) costs one lookup, not a scan of the batch.
             self.state_puts
-                .retain(|old| !(old.namespace == k.0 && old.key == k.1));
+                .retain(|old| !(old.namespace == namespace && old.key == key));
             self.rebuild_put_index();
         }
-        self.state_deletes.push(k);
+        self.state_deletes.push((namespace, key));
     }
 
     fn rebuild_put_index(&mut self) {
-        self.index.puts.clear();
+        self.index.clear_puts();
         for (i, r) in self.state_puts.iter().enumerate() {
-            self.index
-                .puts
-                .insert((r.namespace.clone(), r.key.clone()), i);
+            self.index.set_put_position(&r.namespace, &r.key, i);
         }
     }
 
@@ -296,7 +329,7 @@ impl Batch {
         self.inputs.clear();
         self.deliveries.clear();
         self.index.expectations.clear();
-        self.index.puts.clear();
+        self.index.clear_puts();
     }
 
     /// The expectations to write, the last state of each id only (for
@@ -345,7 +378,7 @@ mod tests {
         StateRecord {
             namespace: ns.to_string(),
             key: key.to_string(),
-            value: serde_json::json!(v),
+            value: tocsin_tracker::JsonText::of(&v),
         }
     }
 
@@ -353,7 +386,7 @@ mod tests {
         let mut k: Vec<_> = b
             .state_puts
             .iter()
-            .map(|r| (r.key.clone(), r.value.as_i64().unwrap_or(-1)))
+            .map(|r| (r.key.clone(), r.value.decode().unwrap_or(-1)))
             .collect();
         k.sort();
         k

@@ -308,10 +308,7 @@ impl Store for PostgresStore {
         let puts = batch.distinct_state_puts();
         let put_ns: Vec<&str> = puts.iter().map(|r| r.namespace.as_str()).collect();
         let put_key: Vec<&str> = puts.iter().map(|r| r.key.as_str()).collect();
-        let put_value = puts
-            .iter()
-            .map(|r| rows::state_body(r))
-            .collect::<Result<Vec<_>, _>>()?;
+        let put_value: Vec<&str> = puts.iter().map(|r| rows::state_body(r)).collect();
         let del_ns: Vec<&str> = batch.state_deletes.iter().map(|d| d.0.as_str()).collect();
         let del_key: Vec<&str> = batch.state_deletes.iter().map(|d| d.1.as_str()).collect();
         let o = &batch.outbox;

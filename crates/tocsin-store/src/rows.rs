@@ -38,22 +38,22 @@ pub(crate) fn alert_body(a: &Alert) -> Result<String, StoreError> {
     })
 }
 
-/// A state record's JSON value.
-pub(crate) fn state_body(r: &tocsin_tracker::StateRecord) -> Result<String, StoreError> {
-    serde_json::to_string(&r.value).map_err(|source| StoreError::Serialise {
-        what: "state record",
-        id: format!("{}/{}", r.namespace, r.key),
-        source,
-    })
+/// A state record's JSON value, as the tracker wrote it.
+pub(crate) fn state_body(r: &tocsin_tracker::StateRecord) -> &str {
+    r.value.as_str()
 }
 
 /// A stored state row as the tracker's record (the same for both backends).
 pub(crate) fn state_record(
     namespace: String,
     key: String,
-    value: &str,
+    value: String,
 ) -> Result<tocsin_tracker::StateRecord, StoreError> {
-    let value = parse(value, "state", &format!("{namespace}/{key}"))?;
+    let value = tocsin_tracker::JsonText::parse(value).map_err(|source| StoreError::Corrupt {
+        table: "state",
+        id: format!("{namespace}/{key}"),
+        source,
+    })?;
     Ok(tocsin_tracker::StateRecord {
         namespace,
         key,

@@ -62,6 +62,27 @@ impl Synchronous {
     }
 }
 
+/// How a connection journals its commits.
+#[derive(Debug, Clone, Copy)]
+enum Journal {
+    /// Write-ahead log: the store's normal mode.
+    Wal,
+    /// SQLite's own default (in-memory databases keep theirs in memory).
+    Default,
+    /// No journal at all: scratch files only ([`SqliteStore::open_scratch`]).
+    Off,
+}
+
+impl Journal {
+    fn pragma(self) -> Option<&'static str> {
+        match self {
+            Self::Wal => Some("wal"),
+            Self::Default => None,
+            Self::Off => Some("off"),
+        }
+    }
+}
+
 /// The SQLite store.
 pub struct SqliteStore {
     conn: Connection,
@@ -109,23 +130,35 @@ impl SqliteStore {
             })?;
         }
         let conn = Connection::open(path).map_err(sq("open"))?;
-        Self::init(conn, true, sync)
+        Self::init(conn, Journal::Wal, sync)
+    }
+
+    /// A throwaway database file for one run, such as `tocsin replay`'s
+    /// default store: no rollback journal and no syncing, so each commit
+    /// writes its pages once instead of to the WAL and again at the
+    /// checkpoint (a quarter of the 30-day replay's time, docs/performance.md,
+    /// "Sixth session"). The price: a crash or a failed commit can leave the
+    /// file corrupt, so use it only for a new file that is deleted after the
+    /// run and abandon the run on any store error.
+    pub fn open_scratch(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let conn = Connection::open(path.as_ref()).map_err(sq("open"))?;
+        Self::init(conn, Journal::Off, Synchronous::Off)
     }
 
     /// A private in-memory database (tests, `check-config`).
     pub fn open_in_memory() -> Result<Self, StoreError> {
         let conn = Connection::open_in_memory().map_err(sq("open"))?;
-        Self::init(conn, false, Synchronous::Normal)
+        Self::init(conn, Journal::Default, Synchronous::Normal)
     }
 
-    fn init(conn: Connection, wal: bool, sync: Synchronous) -> Result<Self, StoreError> {
+    fn init(conn: Connection, journal: Journal, sync: Synchronous) -> Result<Self, StoreError> {
         conn.busy_timeout(BUSY_TIMEOUT).map_err(sq("configure"))?;
-        if wal {
+        if let Some(want) = journal.pragma() {
             let mode: String = conn
-                .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-                .map_err(sq("enable WAL"))?;
-            if !mode.eq_ignore_ascii_case("wal") {
-                tracing::warn!(journal_mode = %mode, "SQLite store could not switch to WAL");
+                .query_row(&format!("PRAGMA journal_mode = {want}"), [], |r| r.get(0))
+                .map_err(sq("set the journal mode"))?;
+            if !mode.eq_ignore_ascii_case(want) {
+                tracing::warn!(journal_mode = %mode, wanted = want, "SQLite store could not switch its journal mode");
             }
         }
         conn.execute_batch(&format!(
@@ -153,6 +186,13 @@ impl SqliteStore {
     /// with a transient "database is locked" error (default 5 s).
     pub fn set_busy_timeout(&mut self, timeout: Duration) -> Result<(), StoreError> {
         self.conn.busy_timeout(timeout).map_err(sq("configure"))
+    }
+
+    /// The connection's `PRAGMA journal_mode` (`wal`, `off`, `memory`...).
+    pub fn journal_mode(&mut self) -> Result<String, StoreError> {
+        self.conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .map_err(sq("read journal_mode"))
     }
 
     /// The connection's `PRAGMA synchronous` (0 off, 1 normal, 2 full).
@@ -246,8 +286,7 @@ impl Store for SqliteStore {
         if !batch.state_puts.is_empty() {
             let mut st = tx.prepare_cached(PUT_STATE).map_err(sq("prepare"))?;
             for r in &batch.state_puts {
-                let value = rows::state_body(r)?;
-                st.execute(params![r.namespace, r.key, value])
+                st.execute(params![r.namespace, r.key, rows::state_body(r)])
                     .map_err(sq("put state"))?;
             }
         }
@@ -304,7 +343,7 @@ impl Store for SqliteStore {
             let namespace: String = row.get(0).map_err(sq("read state"))?;
             let key: String = row.get(1).map_err(sq("read state"))?;
             let value: String = row.get(2).map_err(sq("read state"))?;
-            f(rows::state_record(namespace, key, &value)?)?;
+            f(rows::state_record(namespace, key, value)?)?;
         }
         Ok(())
     }

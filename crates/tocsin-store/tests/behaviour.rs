@@ -50,7 +50,7 @@ fn state(ns: &str, key: &str, value: serde_json::Value) -> StateRecord {
     StateRecord {
         namespace: ns.into(),
         key: key.into(),
-        value,
+        value: tocsin_tracker::JsonText::of(&value),
     }
 }
 
@@ -805,4 +805,39 @@ fn unreadable_bodies_are_reported_with_their_row(b: &dyn Backend) {
         other => panic!("{}: expected Corrupt, got {other}", b.name()),
     }
     assert!(!e.is_transient());
+
+    // A state value is stored as the tracker's JSON text and checked when
+    // read back.
+    store
+        .commit(&Batch::from_effects([Effect::StatePut(state(
+            "pending_document",
+            "doc-1",
+            serde_json::json!({"document_id": "doc-1"}),
+        ))]))
+        .unwrap();
+    let mut read = Vec::new();
+    store
+        .visit_state(&mut |r| {
+            read.push(r);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(read.len(), 1, "{}", b.name());
+    assert_eq!(
+        read[0].value.as_str(),
+        r#"{"document_id":"doc-1"}"#,
+        "{}",
+        b.name()
+    );
+    b.raw_execute("UPDATE state SET value = '{\"document_id\":' WHERE key = 'doc-1'");
+    let e = expect_err(store.visit_state(&mut |_| Ok(())), "corrupt state value");
+    match &e {
+        StoreError::Corrupt { table, id, .. } => assert_eq!(
+            (*table, id.as_str()),
+            ("state", "pending_document/doc-1"),
+            "{}",
+            b.name()
+        ),
+        other => panic!("{}: expected Corrupt, got {other}", b.name()),
+    }
 }

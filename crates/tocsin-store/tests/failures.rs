@@ -147,3 +147,32 @@ fn sqlite_url_creates_parent_directories_and_memory_works() {
     mem.commit(&batch("m")).unwrap();
     assert_eq!(unsettled_ids(mem.as_mut()), ["m"]);
 }
+
+#[test]
+fn scratch_store_keeps_no_journal_and_reads_back_what_it_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("replay.sqlite");
+    let mut scratch = SqliteStore::open_scratch(&path).expect("open scratch");
+    assert_eq!(scratch.journal_mode().unwrap(), "off");
+    assert_eq!(scratch.synchronous().unwrap(), 0, "OFF");
+    scratch.commit(&batch("a")).unwrap();
+    scratch.commit(&batch("b")).unwrap();
+    assert_eq!(unsettled_ids(&mut scratch), ["a", "b"]);
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["replay.sqlite"],
+        "no -wal or -journal file beside it"
+    );
+
+    // The boxed form `tocsin replay` uses is the same store.
+    drop(scratch);
+    let other = dir.path().join("other.sqlite");
+    let mut boxed = tocsin_store::open_scratch(&other).expect("open boxed scratch");
+    boxed.commit(&batch("c")).unwrap();
+    assert_eq!(unsettled_ids(boxed.as_mut()), ["c"]);
+}

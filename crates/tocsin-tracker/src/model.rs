@@ -168,14 +168,48 @@ pub struct Expectation {
 /// encounter ended, a transmission awaiting acknowledgement, a message key
 /// already seen, the clock). The store keeps these as opaque JSON records so
 /// that the tracker can be rebuilt after a restart.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateRecord {
     /// Which kind of state, e.g. `pending_document`, `seen`, `clock`.
     pub namespace: String,
     /// The record's key within its namespace.
     pub key: String,
     /// The record itself.
-    pub value: serde_json::Value,
+    pub value: JsonText,
+}
+
+/// A state record's value as JSON text: the tracker writes it once and the
+/// store keeps it as it is. Built as a `serde_json::Value` tree instead, a
+/// transmission record (the settled expectations it carries) cost an
+/// allocation per field in the tracker, a walk back to text in the store and
+/// a free per field after, about a tenth of a replay's time
+/// (docs/performance.md, "Sixth session").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonText(String);
+
+impl JsonText {
+    /// The JSON of a value. tocsin's own state types always serialise (they
+    /// have string keys only); should one ever fail, the record is `null`,
+    /// which restoring reports as a bad record rather than guessing.
+    pub fn of<T: Serialize + ?Sized>(value: &T) -> Self {
+        Self(serde_json::to_string(value).unwrap_or_else(|_| "null".into()))
+    }
+
+    /// Text read back from a store, checked to be exactly one JSON value.
+    pub fn parse(text: String) -> Result<Self, serde_json::Error> {
+        serde_json::from_str::<serde::de::IgnoredAny>(&text)?;
+        Ok(Self(text))
+    }
+
+    /// The JSON text, as stored.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Reads the value back as a `T`.
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(&self.0)
+    }
 }
 
 /// What the core asks its driver to do. The driver persists every effect of

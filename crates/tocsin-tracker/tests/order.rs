@@ -251,7 +251,7 @@ fn restore_refuses_unknown_state() {
     let rec = tocsin_tracker::StateRecord {
         namespace: "mystery".into(),
         key: "k".into(),
-        value: serde_json::Value::Null,
+        value: tocsin_tracker::JsonText::of(&serde_json::Value::Null),
     };
     let e = Tracker::restore(Policy::default_contract(), strict(), vec![], vec![rec])
         .err()
@@ -260,10 +260,35 @@ fn restore_refuses_unknown_state() {
     let rec = tocsin_tracker::StateRecord {
         namespace: "clock".into(),
         key: "event_time".into(),
-        value: serde_json::Value::String("yesterday".into()),
+        value: tocsin_tracker::JsonText::of("yesterday"),
     };
     let e = Tracker::restore(Policy::default_contract(), strict(), vec![], vec![rec])
         .err()
         .unwrap();
     assert!(e.to_string().contains("yesterday"), "{e}");
+    let rec = tocsin_tracker::StateRecord {
+        namespace: "clock".into(),
+        key: "event_time".into(),
+        value: tocsin_tracker::JsonText::of(&1_700_000_000),
+    };
+    let e = Tracker::restore(Policy::default_contract(), strict(), vec![], vec![rec])
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("expected an RFC 3339 string"), "{e}");
+}
+
+#[test]
+fn state_text_is_checked_when_read_back_and_decodes_to_what_was_written() {
+    use tocsin_tracker::JsonText;
+    assert!(JsonText::parse("{\"a\": 1".into()).is_err(), "unterminated");
+    assert!(JsonText::parse("1 2".into()).is_err(), "two values");
+    let t = JsonText::parse("  {\"a\": [1, \"b\"]} ".into()).unwrap();
+    let v: serde_json::Value = t.decode().unwrap();
+    assert_eq!(v, serde_json::json!({"a": [1, "b"]}));
+    let written = JsonText::of(&serde_json::json!({"when": "2025-01-06T10:00:00Z"}));
+    assert_eq!(written.as_str(), r#"{"when":"2025-01-06T10:00:00Z"}"#);
+    assert_eq!(
+        JsonText::parse(written.as_str().to_string()).unwrap(),
+        written
+    );
 }

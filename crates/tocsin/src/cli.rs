@@ -67,7 +67,9 @@ pub struct ReplayArgs {
     #[arg(long, value_enum, default_value = "table")]
     pub format: crate::commands::ReportFormat,
     /// Keep the replay's state in this store (`sqlite://PATH` or
-    /// `postgres://...`); default: a temporary SQLite file, removed after.
+    /// `postgres://...`); default: a temporary SQLite file, removed after
+    /// (written without a journal, which makes the replay about a quarter
+    /// faster).
     #[arg(long)]
     pub store: Option<String>,
     /// Files or directories (read recursively, in file-name order).

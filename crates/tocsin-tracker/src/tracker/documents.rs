@@ -10,7 +10,9 @@ use super::open::{Open, ms};
 use super::state::Transmission;
 use super::{Effect, Tracker, build_alert, enc_key, local_key, namespaces, nhs_key, ref_key};
 use crate::compact::key_hash;
-use crate::model::{DeliveryStatus, ExpectationStatus, MatchMethod, Settlement, StateRecord};
+use crate::model::{
+    DeliveryStatus, ExpectationStatus, JsonText, MatchMethod, Settlement, StateRecord,
+};
 use crate::{AlertDocument, AlertKind};
 
 /// A document that matched no open expectation, kept (as auxiliary state)
@@ -191,7 +193,7 @@ impl Tracker {
         fx.push(Effect::StatePut(StateRecord {
             namespace: namespaces::PENDING_DOCUMENT.into(),
             key: p.event_id.to_string(),
-            value: serde_json::to_value(&p).unwrap_or_default(),
+            value: JsonText::of(&p),
         }));
         self.insert_pending(p);
     }
@@ -316,7 +318,7 @@ impl Tracker {
             fx.push(Effect::StatePut(StateRecord {
                 namespace: namespaces::PENDING_DOCUMENT.into(),
                 key: p.event_id.to_string(),
-                value: serde_json::to_value(&*p).unwrap_or_default(),
+                value: JsonText::of(&*p),
             }));
         }
         !slots.is_empty()
@@ -395,7 +397,7 @@ impl Tracker {
             });
         t.expectations.push(exp);
         let fresh = t.expectations.len() == 1;
-        let value = serde_json::to_value(&*t).unwrap_or_default();
+        let value = JsonText::of(&*t);
         if fresh {
             self.schedule_transmission(message_id, issued_at);
         }

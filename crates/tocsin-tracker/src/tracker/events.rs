@@ -8,7 +8,7 @@ use super::open::{NO_TIME, Open, from_ms, ms};
 use super::{Effect, Tracker, build_alert, enc_key, local_key, namespaces, nhs_key, ref_key};
 use crate::AlertKind;
 use crate::compact::CStr;
-use crate::model::{DeliveryStatus, ExpectationId, ExpectationStatus, StateRecord};
+use crate::model::{DeliveryStatus, ExpectationId, ExpectationStatus, JsonText, StateRecord};
 use crate::policy::{Applicability, EncounterFacts};
 
 /// The deterministic id of the expectation a rule creates for an encounter:
@@ -368,7 +368,7 @@ impl Tracker {
         fx.push(Effect::StatePut(StateRecord {
             namespace: namespaces::TRANSMISSION.into(),
             key: message_id.to_string(),
-            value: serde_json::to_value(&*t).unwrap_or_default(),
+            value: JsonText::of(&*t),
         }));
         true
     }

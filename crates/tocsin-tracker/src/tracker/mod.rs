@@ -18,7 +18,7 @@ use tocsin_event::{DocumentKind, EncounterKind, EventType, InterfaceEvent};
 
 use crate::compact::{FxBuild, MultiIndex, Slab, Symbols, TimerHeap, key_hash};
 use crate::config::TrackerConfig;
-use crate::model::{Effect, Expectation, StateRecord};
+use crate::model::{Effect, Expectation, JsonText, StateRecord};
 use crate::policy::Policy;
 use crate::{Alert, AlertDocument, AlertEncounter, AlertKind, AlertPatient};
 use documents::PendingDocument;
@@ -174,6 +174,15 @@ impl Tracker {
     /// An exact duplicate of a message already seen changes nothing.
     pub fn apply(&mut self, event: &InterfaceEvent) -> Vec<Effect> {
         let mut fx = Vec::new();
+        self.apply_into(event, &mut fx);
+        fx
+    }
+
+    /// As [`Tracker::apply`], appending the effects to `fx`: a caller that
+    /// gathers many events' effects (the replay hands them to its writer a
+    /// thousand events at a time) saves a vector and a copy of every effect
+    /// per event.
+    pub fn apply_into(&mut self, event: &InterfaceEvent, fx: &mut Vec<Effect>) {
         let tracked = !matches!(
             event.event_type,
             EventType::Other
@@ -188,7 +197,7 @@ impl Tracker {
             && self.seen.contains_key(h)
         {
             self.counters.duplicates += 1;
-            return fx;
+            return;
         }
         // Older than the duplicate horizon: its key may have been forgotten,
         // so it cannot be told apart from a duplicate. Ignore and count it.
@@ -197,34 +206,31 @@ impl Tracker {
             && ms(event.occurred_at) < c - self.config.duplicate_horizon.as_secs() * 1000
         {
             self.counters.stale_events += 1;
-            return fx;
+            return;
         }
-        self.advance_for_event(event.occurred_at, &mut fx);
+        self.advance_for_event(event.occurred_at, fx);
         match event.event_type {
-            EventType::EncounterEnded => self.on_encounter_ended(event, &mut fx),
+            EventType::EncounterEnded => self.on_encounter_ended(event, fx),
             EventType::EncounterDischargeCancelled | EventType::EncounterCancelled => {
-                self.on_encounter_cancelled(event, &mut fx)
+                self.on_encounter_cancelled(event, fx)
             }
-            EventType::PatientMerged => self.on_patient_merged(event, &mut fx),
-            EventType::DocumentIssued | EventType::DocumentReplaced => {
-                self.on_document(event, &mut fx)
-            }
-            EventType::DocumentCancelled => self.on_document_cancelled(event, &mut fx),
+            EventType::PatientMerged => self.on_patient_merged(event, fx),
+            EventType::DocumentIssued | EventType::DocumentReplaced => self.on_document(event, fx),
+            EventType::DocumentCancelled => self.on_document_cancelled(event, fx),
             EventType::DeliveryAcknowledged | EventType::DeliveryFailed => {
-                self.on_delivery(event, &mut fx)
+                self.on_delivery(event, fx)
             }
             _ => {}
         }
         if let Some(h) = seen_key {
-            self.remember_seen(h, ms(event.occurred_at), &mut fx);
+            self.remember_seen(h, ms(event.occurred_at), fx);
         }
         // An expectation created with its deadline already behind the clock
         // (a discharge read late) is judged at once, not at the next input.
         if let Some(c) = self.clock {
-            self.fire_due(c, &mut fx);
+            self.fire_due(c, fx);
         }
         self.drop_stale_timers();
-        fx
     }
 
     /// Advances the clock (live mode: the wall clock once caught up; replay:
@@ -322,7 +328,7 @@ impl Tracker {
         fx.push(Effect::StatePut(StateRecord {
             namespace: namespaces::CLOCK.into(),
             key: "event_time".into(),
-            value: serde_json::Value::String(from_ms(t).to_rfc3339()),
+            value: JsonText::of(&from_ms(t).to_rfc3339()),
         }));
     }
 

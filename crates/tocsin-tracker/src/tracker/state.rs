@@ -14,7 +14,7 @@ use super::{Effect, RuleInfo, Tracker, build_alert, namespaces};
 use crate::AlertKind;
 use crate::compact::pack_hex;
 use crate::config::TrackerConfig;
-use crate::model::{DeliveryStatus, Expectation, StateRecord};
+use crate::model::{DeliveryStatus, Expectation, JsonText, StateRecord};
 use crate::policy::Policy;
 
 /// A settling transmission remembered so acknowledgements can attach.
@@ -107,7 +107,7 @@ impl Tracker {
         fx.push(Effect::StatePut(StateRecord {
             namespace: namespaces::SEEN.into(),
             key: key_hex(at, h),
-            value: serde_json::Value::String(from_ms(at).to_rfc3339()),
+            value: JsonText::of(&from_ms(at).to_rfc3339()),
         }));
     }
 
@@ -178,7 +178,7 @@ impl Tracker {
             fx.push(Effect::StatePut(StateRecord {
                 namespace: namespaces::TRANSMISSION.into(),
                 key: id,
-                value: serde_json::to_value(&*t).unwrap_or_default(),
+                value: JsonText::of(&*t),
             }));
         }
     }
@@ -226,11 +226,11 @@ impl Tracker {
             key: rec.key.clone(),
             reason,
         };
-        let time = |v: &serde_json::Value| -> Result<i64, RestoreError> {
-            let s = v
-                .as_str()
-                .ok_or_else(|| bad("expected an RFC 3339 string".into()))?;
-            DateTime::parse_from_rfc3339(s)
+        let time = |v: &JsonText| -> Result<i64, RestoreError> {
+            let s: String = v
+                .decode()
+                .map_err(|_| bad("expected an RFC 3339 string".into()))?;
+            DateTime::parse_from_rfc3339(&s)
                 .map(|d| ms(d.with_timezone(&Utc)))
                 .map_err(|e| bad(format!("bad time `{s}`: {e}")))
         };
@@ -245,13 +245,11 @@ impl Tracker {
                 self.seen_expiry.push(Reverse((at, h)));
             }
             namespaces::PENDING_DOCUMENT => {
-                let p: PendingDocument =
-                    serde_json::from_value(rec.value.clone()).map_err(|e| bad(e.to_string()))?;
+                let p: PendingDocument = rec.value.decode().map_err(|e| bad(e.to_string()))?;
                 self.insert_pending(p);
             }
             namespaces::TRANSMISSION => {
-                let tx: Transmission =
-                    serde_json::from_value(rec.value.clone()).map_err(|e| bad(e.to_string()))?;
+                let tx: Transmission = rec.value.decode().map_err(|e| bad(e.to_string()))?;
                 self.schedule_transmission(&rec.key, tx.issued_at);
                 self.transmissions.insert(rec.key.clone(), tx);
             }

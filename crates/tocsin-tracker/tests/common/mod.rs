@@ -166,7 +166,7 @@ pub fn changed(fx: &[Effect]) -> Vec<Expectation> {
 #[derive(Default, Clone)]
 pub struct Store {
     pub expectations: BTreeMap<String, Expectation>,
-    pub state: BTreeMap<(String, String), serde_json::Value>,
+    pub state: BTreeMap<(String, String), tocsin_tracker::JsonText>,
     pub alerts: BTreeMap<String, Alert>,
 }
 

@@ -100,18 +100,15 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
         None => None,
     };
     let scratch;
-    let store_url = match &args.store {
-        Some(url) => url.clone(),
+    let store = match &args.store {
+        Some(url) => tocsin_store::open(url)?,
         None => {
+            // Thrown away after the run, which stops on any store error: it
+            // needs neither a journal nor fsync.
             scratch = tempfile::tempdir()?;
-            // A scratch store, thrown away after the run, needs no fsync.
-            format!(
-                "sqlite://{}?synchronous=off",
-                scratch.path().join("replay.sqlite").display()
-            )
+            tocsin_store::open_scratch(&scratch.path().join("replay.sqlite"))?
         }
     };
-    let store = tocsin_store::open(&store_url)?;
     let mut tracker = Tracker::new(config.policy.clone(), config.tracker.clone());
     // Nothing stamped after --until may move the clock past it.
     tracker.set_ceiling(Some(until));
@@ -268,10 +265,13 @@ fn track(
                 if let Some(out) = events_out.as_mut() {
                     write_line(out, &event).map_err(|e| format!("--events: {e}"))?;
                 }
-                chunk.extend(tracker.apply(&event));
+                tracker.apply_into(&event, &mut chunk);
                 chunk_events += 1;
                 if chunk_events >= EFFECTS_CHUNK {
-                    let full = std::mem::take(&mut chunk);
+                    // The next chunk starts at this one's size, so it does
+                    // not grow (and copy its effects) by doubling.
+                    let next = Vec::with_capacity(chunk.len());
+                    let full = std::mem::replace(&mut chunk, next);
                     to_writer
                         .send(ToWriter::Effects(full, chunk_events))
                         .map_err(|_| writer_gone())?;
