@@ -272,9 +272,19 @@ impl TimerHeap {
     }
 }
 
-/// A vector of slots with a free list, so slot numbers stay small (`u32`).
+/// log2 of the slots in one chunk of a [`Slab`].
+const SLAB_CHUNK_BITS: u32 = 14;
+/// Slots in one chunk of a [`Slab`] (16,384: some 2.5 MB of open records).
+const SLAB_CHUNK: usize = 1 << SLAB_CHUNK_BITS;
+
+/// Slots with a free list, so slot numbers stay small (`u32`). The slots
+/// live in fixed-size chunks rather than one vector: a million open
+/// expectations are about 160 MB of slots, and growing a single vector past
+/// that meant allocating a 320 MB one and copying into it with both
+/// resident, the largest step in a 1M-open replay's peak memory
+/// (docs/performance.md, "Sixth session"). A chunk never moves.
 pub(crate) struct Slab<T> {
-    items: Vec<Option<T>>,
+    chunks: Vec<Vec<Option<T>>>,
     free: Vec<u32>,
     len: usize,
 }
@@ -282,26 +292,38 @@ pub(crate) struct Slab<T> {
 impl<T> Default for Slab<T> {
     fn default() -> Self {
         Self {
-            items: Vec::new(),
+            chunks: Vec::new(),
             free: Vec::new(),
             len: 0,
         }
     }
 }
 
+/// Where slot `i` lives: (chunk, position in it).
+fn slab_place(i: u32) -> (usize, usize) {
+    let i = i as usize;
+    (i >> SLAB_CHUNK_BITS, i & (SLAB_CHUNK - 1))
+}
+
 impl<T> Slab<T> {
     pub(crate) fn insert(&mut self, v: T) -> u32 {
         self.len += 1;
         if let Some(i) = self.free.pop() {
-            self.items[i as usize] = Some(v);
-            i
-        } else {
-            self.items.push(Some(v));
-            (self.items.len() - 1) as u32
+            let (c, k) = slab_place(i);
+            self.chunks[c][k] = Some(v);
+            return i;
         }
+        if self.chunks.last().is_none_or(|c| c.len() == SLAB_CHUNK) {
+            self.chunks.push(Vec::with_capacity(SLAB_CHUNK));
+        }
+        let c = self.chunks.len() - 1;
+        let chunk = &mut self.chunks[c];
+        chunk.push(Some(v));
+        (c * SLAB_CHUNK + chunk.len() - 1) as u32
     }
     pub(crate) fn remove(&mut self, i: u32) -> Option<T> {
-        let v = self.items.get_mut(i as usize)?.take();
+        let (c, k) = slab_place(i);
+        let v = self.chunks.get_mut(c)?.get_mut(k)?.take();
         if v.is_some() {
             self.len -= 1;
             self.free.push(i);
@@ -309,17 +331,20 @@ impl<T> Slab<T> {
         v
     }
     pub(crate) fn get(&self, i: u32) -> Option<&T> {
-        self.items.get(i as usize)?.as_ref()
+        let (c, k) = slab_place(i);
+        self.chunks.get(c)?.get(k)?.as_ref()
     }
     pub(crate) fn get_mut(&mut self, i: u32) -> Option<&mut T> {
-        self.items.get_mut(i as usize)?.as_mut()
+        let (c, k) = slab_place(i);
+        self.chunks.get_mut(c)?.get_mut(k)?.as_mut()
     }
     pub(crate) fn len(&self) -> usize {
         self.len
     }
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &T)> {
-        self.items
+        self.chunks
             .iter()
+            .flatten()
             .enumerate()
             .filter_map(|(i, v)| v.as_ref().map(|v| (i as u32, v)))
     }
@@ -381,5 +406,33 @@ mod tests {
         assert_eq!(s.insert("c"), a);
         assert_eq!(s.get(b), Some(&"b"));
         assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn slab_slots_cross_chunks_and_are_reused() {
+        let n = 2 * SLAB_CHUNK + 5;
+        let mut s = Slab::default();
+        let slots: Vec<u32> = (0..n).map(|v| s.insert(v)).collect();
+        assert_eq!(slots, (0..n as u32).collect::<Vec<_>>(), "dense from 0");
+        assert_eq!(s.len(), n);
+        for i in [0, SLAB_CHUNK - 1, SLAB_CHUNK, 2 * SLAB_CHUNK + 4] {
+            assert_eq!(s.get(i as u32), Some(&i));
+        }
+        assert_eq!(s.get(n as u32), None, "past the end");
+        assert_eq!(s.remove(SLAB_CHUNK as u32), Some(SLAB_CHUNK));
+        assert_eq!(s.remove(SLAB_CHUNK as u32), None, "removed once");
+        assert_eq!(s.get(SLAB_CHUNK as u32), None);
+        *s.get_mut(3).unwrap() = 33;
+        assert_eq!(s.insert(7), SLAB_CHUNK as u32, "the freed slot first");
+        let seen: Vec<(u32, usize)> = s
+            .iter()
+            .filter(|&(i, _)| i < 4 || i == SLAB_CHUNK as u32)
+            .map(|(i, v)| (i, *v))
+            .collect();
+        assert_eq!(
+            seen,
+            [(0, 0), (1, 1), (2, 2), (3, 33), (SLAB_CHUNK as u32, 7)]
+        );
+        assert_eq!(s.iter().count(), n);
     }
 }
