@@ -67,9 +67,9 @@ pub struct ReplayArgs {
     #[arg(long, value_enum, default_value = "table")]
     pub format: crate::commands::ReportFormat,
     /// Keep the replay's state in this store (`sqlite://PATH` or
-    /// `postgres://...`); default: a temporary SQLite file, removed after
-    /// (written without a journal, which makes the replay about a quarter
-    /// faster).
+    /// `postgres://...`), all of it, so that a gateway can carry on from it;
+    /// default: a temporary SQLite file holding only the expectations the
+    /// report reads, written without a journal and removed after.
     #[arg(long)]
     pub store: Option<String>,
     /// Files or directories (read recursively, in file-name order).

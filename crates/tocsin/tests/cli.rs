@@ -208,6 +208,63 @@ fn replay_late_summary_meets_the_overdue_already_raised_then_late_and_resolved()
 }
 
 #[test]
+fn replay_into_a_kept_store_judges_alike_and_keeps_what_a_gateway_needs() {
+    // Within the 30-day duplicate horizon, so the duplicate keys are kept.
+    const UNTIL: &str = "2024-01-20T00:00:00Z";
+    let (scratch_alerts, scratch_report, _) = replay("late", UNTIL);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("kept.sqlite");
+    let alerts = dir.path().join("alerts.jsonl");
+    let report = dir.path().join("report.json");
+    let out = tocsin(&[
+        "replay",
+        "--until",
+        UNTIL,
+        "--alerts",
+        alerts.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+        "--format",
+        "json",
+        "--store",
+        &format!("sqlite://{}", db.display()),
+        fixture("scenarios/late").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kept_alerts = json_lines(&std::fs::read(&alerts).unwrap());
+    let kept_report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(
+        kept_alerts, scratch_alerts,
+        "the store does not change the judgement"
+    );
+    assert_eq!(kept_report, scratch_report);
+    assert_eq!(kinds(&kept_alerts), ["overdue", "late", "resolved"]);
+
+    // The kept store holds the alerts and the tracker's state (a duplicate
+    // key for each tracked message), not only the expectations.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(
+        count("SELECT count(*) FROM alerts"),
+        kept_alerts.len() as i64
+    );
+    assert_eq!(count("SELECT count(*) FROM expectations"), 1);
+    assert_eq!(
+        count("SELECT count(*) FROM state WHERE namespace = 'seen'"),
+        2
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM state WHERE namespace = 'clock'"),
+        1
+    );
+}
+
+#[test]
 fn replay_cancelled_discharge_raises_nothing() {
     let (alerts, report, _) = replay("cancelled", "2024-06-01T00:00:00Z");
     assert!(alerts.is_empty(), "{alerts:?}");

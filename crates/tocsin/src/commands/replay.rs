@@ -82,6 +82,19 @@ enum Unit {
     Rejected(Rejected),
 }
 
+/// What the writer stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    /// Every effect, as the gateway would: a store named with `--store`,
+    /// from which a gateway can carry on.
+    Everything,
+    /// Only expectations, which the report reads: the scratch store, deleted
+    /// after the run. Its state records (a duplicate key for every message,
+    /// transmissions, the clock) and alerts (already in `--alerts`) were
+    /// most of its rows and would only be deleted unread.
+    Expectations,
+}
+
 /// What the tracker hands the writer.
 enum ToWriter {
     /// Effects of this many events, in order.
@@ -100,6 +113,13 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
         None => None,
     };
     let scratch;
+    // A kept store gets everything a gateway would need to carry on from
+    // it; the scratch store only what the report reads.
+    let keep = if args.store.is_some() {
+        Keep::Everything
+    } else {
+        Keep::Expectations
+    };
     let store = match &args.store {
         Some(url) => tocsin_store::open(url)?,
         None => {
@@ -133,7 +153,7 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
         let (to_writer, writer_rx) = sync_channel(4);
         let writer = std::thread::Builder::new()
             .name("replay-write".into())
-            .spawn_scoped(s, move || write_effects(store, alerts_out, writer_rx))
+            .spawn_scoped(s, move || write_effects(store, keep, alerts_out, writer_rx))
             .map_err(|e| format!("cannot start the replay writer: {e}"))?;
         let tracked = track(
             &mut tracker,
@@ -286,12 +306,13 @@ fn track(
         .map_err(|_| writer_gone())
 }
 
-/// The writing stage: alerts to their file in order, effects to the store in
-/// transactions of [`COMMIT_EVERY`] events. Commits the rest only on
+/// The writing stage: alerts to their file in order, effects (those `keep`
+/// names) to the store in transactions of [`COMMIT_EVERY`] events. Commits the rest only on
 /// [`ToWriter::Finish`] (not when the tracker stopped on an error). Returns
 /// the store and the number of alerts written.
 fn write_effects(
     mut store: Box<dyn Store>,
+    keep: Keep,
     mut alerts_out: BufWriter<File>,
     rx: Receiver<ToWriter>,
 ) -> Result<(Box<dyn Store>, usize), String> {
@@ -317,7 +338,9 @@ fn write_effects(
         alert_count +=
             write_alerts(&mut alerts_out, &effects).map_err(|e| format!("--alerts: {e}"))?;
         for effect in effects {
-            batch.push_effect(effect);
+            if keep == Keep::Everything || matches!(effect, Effect::ExpectationChanged(_)) {
+                batch.push_effect(effect);
+            }
         }
         pending_events += events;
         if pending_events >= COMMIT_EVERY {
