@@ -19,8 +19,9 @@ use clap::Parser;
 /// the tracker's arena (`free`, `_int_free` and `unlink_chunk` led the
 /// profile). jemalloc frees across threads without that lock: the 30-day
 /// replay went from 20.4 s to 14.4 s and the 1M-open one from 41.8 s to
-/// 26.8 s, for a higher peak while tables grow (docs/performance.md,
-/// "Sixth session").
+/// 26.8 s (docs/performance.md, "Sixth session"). It copies a large vector
+/// that grows where glibc remapped it, so the tracker keeps its biggest
+/// table, the open records, in chunks that never move.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

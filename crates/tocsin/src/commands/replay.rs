@@ -15,7 +15,9 @@
 //! - the calling thread takes the readers' output file by file in input
 //!   order, reports rejected inputs and applies each event to the tracker;
 //! - a writer writes the alerts and commits the effects to the store, one
-//!   transaction per [`COMMIT_EVERY`] events.
+//!   transaction per [`COMMIT_EVERY`] events: every effect to a store named
+//!   with `--store`, only the expectations to the default scratch store,
+//!   which is deleted after the report has read them.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
