@@ -8,6 +8,9 @@
 #   bench/replay-year.sh              # the full year and 1k/10k/100k/1M open
 #   DAYS=30 OPEN="1000 100000" bench/replay-year.sh   # quicker
 #   SKIP_BUILD=1 TOCSIN=/path/to/tocsin bench/replay-year.sh   # a given binary
+#   STORE=scratch bench/replay-year.sh   # replay's default store (a temporary
+#                                        # file holding only expectations)
+#                                        # instead of a kept --store file
 #
 # The year is written packed (one HL7 file and one NDJSON file per 5-minute
 # window, --pack-seconds 300), which the tracker judges exactly as one file
@@ -18,6 +21,8 @@ cd "$(dirname "$0")/.."
 DAYS=${DAYS:-365}
 OPEN=${OPEN:-"1000 10000 100000 1000000"}
 SEED=${SEED:-1}
+STORE=${STORE:-kept}
+case "$STORE" in kept|scratch) ;; *) echo "STORE must be kept or scratch, not $STORE" >&2; exit 2 ;; esac
 WORK=${WORK:-$(mktemp -d)}
 KEEP=${KEEP:-}
 [ -n "$KEEP" ] || trap 'rm -rf "$WORK"' EXIT
@@ -32,15 +37,17 @@ field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p"; }
 replay() {
     local name=$1 dir=$2 until=$3 messages=$4
     rm -f "$WORK/$name.sqlite"*
+    local store=()
+    [ "$STORE" = scratch ] || store=(--store "sqlite://$WORK/$name.sqlite")
     /usr/bin/time -f "elapsed=%e user=%U sys=%S maxrss_kib=%M" -o "$WORK/$name.time" \
         $TOCSIN replay --until "$until" --alerts "$WORK/$name.alerts" --report "$WORK/$name.report" --format csv \
-        --store "sqlite://$WORK/$name.sqlite" "$dir" 2>"$WORK/$name.stderr"
+        "${store[@]}" "$dir" 2>"$WORK/$name.stderr"
     local t elapsed rss cpu
     t=$(cat "$WORK/$name.time"); elapsed=$(echo "$t" | field elapsed); rss=$(echo "$t" | field maxrss_kib)
     cpu=$(awk -v u="$(echo "$t" | field user)" -v s="$(echo "$t" | field sys)" 'BEGIN{printf "%.2f", u+s}')
     # cpu_seconds beside seconds: on a shared machine, wall time above CPU
     # time / cores means the replay waited for CPU, not for itself.
-    echo "bench replay=$name messages=$messages seconds=$elapsed cpu_seconds=$cpu load=\"$(cut -d' ' -f1-3 /proc/loadavg)\" rate=$(awk -v m="$messages" -v s="$elapsed" 'BEGIN{printf "%.0f", m/s}') peak_rss_kib=$rss alerts=$(wc -l <"$WORK/$name.alerts") rejected=$(grep -c . "$WORK/$name.stderr" | awk '{print $1-1}')"
+    echo "bench replay=$name store=$STORE messages=$messages seconds=$elapsed cpu_seconds=$cpu load=\"$(cut -d' ' -f1-3 /proc/loadavg)\" rate=$(awk -v m="$messages" -v s="$elapsed" 'BEGIN{printf "%.0f", m/s}') peak_rss_kib=$rss alerts=$(wc -l <"$WORK/$name.alerts") rejected=$(grep -c . "$WORK/$name.stderr" | awk '{print $1-1}')"
 }
 
 # The year.
