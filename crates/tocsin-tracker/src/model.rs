@@ -190,7 +190,8 @@ pub struct JsonText(String);
 impl JsonText {
     /// The JSON of a value. tocsin's own state types always serialise (they
     /// have string keys only); should one ever fail, the record is `null`,
-    /// which restoring reports as a bad record rather than guessing.
+    /// which restoring refuses as a bad record wherever it reads the value
+    /// (a `seen` record's time is read from its key instead).
     pub fn of<T: Serialize + ?Sized>(value: &T) -> Self {
         Self(serde_json::to_string(value).unwrap_or_else(|_| "null".into()))
     }

@@ -8,11 +8,11 @@ use tocsin_event::{Document, EventId, EventType, InterfaceEvent, Patient};
 
 use super::open::{Open, ms};
 use super::state::Transmission;
-use super::{Effect, Tracker, build_alert, enc_key, local_key, namespaces, nhs_key, ref_key};
-use crate::compact::key_hash;
-use crate::model::{
-    DeliveryStatus, ExpectationStatus, JsonText, MatchMethod, Settlement, StateRecord,
+use super::{
+    Effect, Tracker, build_alert, enc_key, local_key, namespaces, nhs_key, put_state, ref_key,
 };
+use crate::compact::key_hash;
+use crate::model::{DeliveryStatus, ExpectationStatus, MatchMethod, Settlement};
 use crate::{AlertDocument, AlertKind};
 
 /// A document that matched no open expectation, kept (as auxiliary state)
@@ -190,11 +190,11 @@ impl Tracker {
             encounter_ref: view.encounter_ref.map(str::to_string),
             delivery: None,
         };
-        fx.push(Effect::StatePut(StateRecord {
-            namespace: namespaces::PENDING_DOCUMENT.into(),
-            key: p.event_id.to_string(),
-            value: JsonText::of(&p),
-        }));
+        fx.push(put_state(
+            namespaces::PENDING_DOCUMENT,
+            p.event_id.to_string(),
+            &p,
+        ));
         self.insert_pending(p);
     }
 
@@ -315,11 +315,11 @@ impl Tracker {
                 (true, _) | (false, Some(DeliveryStatus::Failed)) => DeliveryStatus::Failed,
                 (false, _) => DeliveryStatus::Acknowledged,
             });
-            fx.push(Effect::StatePut(StateRecord {
-                namespace: namespaces::PENDING_DOCUMENT.into(),
-                key: p.event_id.to_string(),
-                value: JsonText::of(&*p),
-            }));
+            fx.push(put_state(
+                namespaces::PENDING_DOCUMENT,
+                p.event_id.to_string(),
+                &*p,
+            ));
         }
         !slots.is_empty()
     }
@@ -397,15 +397,11 @@ impl Tracker {
             });
         t.expectations.push(exp);
         let fresh = t.expectations.len() == 1;
-        let value = JsonText::of(&*t);
+        let put = put_state(namespaces::TRANSMISSION, message_id.to_string(), &*t);
         if fresh {
             self.schedule_transmission(message_id, issued_at);
         }
-        fx.push(Effect::StatePut(StateRecord {
-            namespace: namespaces::TRANSMISSION.into(),
-            key: message_id.to_string(),
-            value,
-        }));
+        fx.push(put);
     }
 
     /// A withdrawn document: a waiting copy is forgotten. A document that has

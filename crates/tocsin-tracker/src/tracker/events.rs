@@ -5,10 +5,12 @@ use sha2::{Digest, Sha256};
 use tocsin_event::{Encounter, InterfaceEvent};
 
 use super::open::{NO_TIME, Open, from_ms, ms};
-use super::{Effect, Tracker, build_alert, enc_key, local_key, namespaces, nhs_key, ref_key};
+use super::{
+    Effect, Tracker, build_alert, enc_key, local_key, namespaces, nhs_key, put_state, ref_key,
+};
 use crate::AlertKind;
 use crate::compact::CStr;
-use crate::model::{DeliveryStatus, ExpectationId, ExpectationStatus, JsonText, StateRecord};
+use crate::model::{DeliveryStatus, ExpectationId, ExpectationStatus};
 use crate::policy::{Applicability, EncounterFacts};
 
 /// The deterministic id of the expectation a rule creates for an encounter:
@@ -365,11 +367,11 @@ impl Tracker {
                 )));
             }
         }
-        fx.push(Effect::StatePut(StateRecord {
-            namespace: namespaces::TRANSMISSION.into(),
-            key: message_id.to_string(),
-            value: JsonText::of(&*t),
-        }));
+        fx.push(put_state(
+            namespaces::TRANSMISSION,
+            message_id.to_string(),
+            &*t,
+        ));
         true
     }
 }

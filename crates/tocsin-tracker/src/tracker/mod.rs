@@ -40,6 +40,16 @@ pub mod namespaces {
     pub const TRANSMISSION: &str = "transmission";
 }
 
+/// The effect that stores one auxiliary state record: `value`, as JSON
+/// text, under `namespace` and `key`.
+fn put_state(namespace: &str, key: String, value: &(impl serde::Serialize + ?Sized)) -> Effect {
+    Effect::StatePut(StateRecord {
+        namespace: namespace.into(),
+        key,
+        value: JsonText::of(value),
+    })
+}
+
 /// A rule as the tracker refers to it (policy rules first, then rules named
 /// by restored expectations but no longer in the policy).
 #[derive(Debug, Clone)]
@@ -325,11 +335,11 @@ impl Tracker {
         self.clock = Some(t);
         self.fire_due(t, fx);
         self.prune(t, fx);
-        fx.push(Effect::StatePut(StateRecord {
-            namespace: namespaces::CLOCK.into(),
-            key: "event_time".into(),
-            value: JsonText::of(&from_ms(t).to_rfc3339()),
-        }));
+        fx.push(put_state(
+            namespaces::CLOCK,
+            "event_time".into(),
+            &from_ms(t).to_rfc3339(),
+        ));
     }
 
     /// Whether a timer in the heap is the slot's next timer (else stale).

@@ -10,7 +10,7 @@ use tocsin_event::InterfaceEvent;
 
 use super::documents::PendingDocument;
 use super::open::{from_ms, ms};
-use super::{Effect, RuleInfo, Tracker, build_alert, namespaces};
+use super::{Effect, RuleInfo, Tracker, build_alert, namespaces, put_state};
 use crate::AlertKind;
 use crate::compact::pack_hex;
 use crate::config::TrackerConfig;
@@ -104,11 +104,11 @@ impl Tracker {
         // skipped by `prune`.
         self.seen.insert(h, at);
         self.seen_expiry.push(Reverse((at, h)));
-        fx.push(Effect::StatePut(StateRecord {
-            namespace: namespaces::SEEN.into(),
-            key: key_hex(at, h),
-            value: JsonText::of(&from_ms(at).to_rfc3339()),
-        }));
+        fx.push(put_state(
+            namespaces::SEEN,
+            key_hex(at, h),
+            &from_ms(at).to_rfc3339(),
+        ));
     }
 
     /// Forgets what has aged past its horizon (by event time).
@@ -175,11 +175,7 @@ impl Tracker {
             }
         }
         if any {
-            fx.push(Effect::StatePut(StateRecord {
-                namespace: namespaces::TRANSMISSION.into(),
-                key: id,
-                value: JsonText::of(&*t),
-            }));
+            fx.push(put_state(namespaces::TRANSMISSION, id, &*t));
         }
     }
 
