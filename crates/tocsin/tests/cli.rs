@@ -6,7 +6,7 @@ use serde_json::Value;
 
 mod cli_support;
 
-use cli_support::{fixture, root, tocsin};
+use cli_support::{fixture, replay_json, root, tocsin};
 
 fn json_lines(bytes: &[u8]) -> Vec<Value> {
     std::str::from_utf8(bytes)
@@ -129,32 +129,11 @@ fn check_config_accepts_the_shipped_configuration_and_names_the_line_of_a_bad_on
     );
 }
 
-/// Replays one scenario directory; returns the alerts and the JSON report.
+/// Replays one scenario directory; returns the alerts, the JSON report and
+/// stderr.
 fn replay(scenario: &str, until: &str) -> (Vec<Value>, Value, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let alerts = dir.path().join("alerts.jsonl");
-    let report = dir.path().join("report.json");
-    let out = tocsin(&[
-        "replay",
-        "--until",
-        until,
-        "--alerts",
-        alerts.to_str().unwrap(),
-        "--report",
-        report.to_str().unwrap(),
-        "--format",
-        "json",
-        fixture(&format!("scenarios/{scenario}")).to_str().unwrap(),
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let alerts = json_lines(&std::fs::read(&alerts).unwrap());
-    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
-    (alerts, report, String::from_utf8(out.stderr).unwrap())
+    let r = replay_json(&fixture(&format!("scenarios/{scenario}")), until, &[]);
+    (json_lines(r.alerts.as_bytes()), r.report, r.stderr)
 }
 
 fn kinds(alerts: &[Value]) -> Vec<&str> {
@@ -214,35 +193,14 @@ fn replay_into_a_kept_store_judges_alike_and_keeps_what_a_gateway_needs() {
     let (scratch_alerts, scratch_report, _) = replay("late", UNTIL);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("kept.sqlite");
-    let alerts = dir.path().join("alerts.jsonl");
-    let report = dir.path().join("report.json");
-    let out = tocsin(&[
-        "replay",
-        "--until",
-        UNTIL,
-        "--alerts",
-        alerts.to_str().unwrap(),
-        "--report",
-        report.to_str().unwrap(),
-        "--format",
-        "json",
-        "--store",
-        &format!("sqlite://{}", db.display()),
-        fixture("scenarios/late").to_str().unwrap(),
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let kept_alerts = json_lines(&std::fs::read(&alerts).unwrap());
-    let kept_report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let url = format!("sqlite://{}", db.display());
+    let kept = replay_json(&fixture("scenarios/late"), UNTIL, &["--store", &url]);
+    let kept_alerts = json_lines(kept.alerts.as_bytes());
     assert_eq!(
         kept_alerts, scratch_alerts,
         "the store does not change the judgement"
     );
-    assert_eq!(kept_report, scratch_report);
+    assert_eq!(kept.report, scratch_report);
     assert_eq!(kinds(&kept_alerts), ["overdue", "late", "resolved"]);
 
     // The kept store holds the alerts and the tracker's state (a duplicate

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 mod cli_support;
 
-use cli_support::{fixture, tocsin};
+use cli_support::{fixture, replay_json, tocsin};
 
 /// The printed events with `event_id` blanked.
 fn events_without_ids(out: &Output) -> Vec<Value> {
@@ -96,30 +96,9 @@ fn replay_with(document: &str) -> (String, Value) {
     let name = PathBuf::from(document);
     let ext = name.extension().unwrap().to_str().unwrap();
     std::fs::copy(fixture(document), input.join(format!("2-summary.{ext}"))).unwrap();
-    let alerts = dir.path().join("alerts.jsonl");
-    let report = dir.path().join("report.json");
-    let out = tocsin(&[
-        "replay",
-        "--until",
-        "2024-06-01T00:00:00Z",
-        "--alerts",
-        alerts.to_str().unwrap(),
-        "--report",
-        report.to_str().unwrap(),
-        "--format",
-        "json",
-        input.to_str().unwrap(),
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (
-        std::fs::read_to_string(&alerts).unwrap(),
-        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap(),
-    )
+    let r = replay_json(&input, "2024-06-01T00:00:00Z", &[]);
+    assert!(r.stderr.contains(" 0 rejected input(s)"), "{}", r.stderr);
+    (r.alerts, r.report)
 }
 
 #[test]

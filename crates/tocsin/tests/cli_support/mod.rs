@@ -2,7 +2,7 @@
 //! and the real `tocsin` binary run to completion from the root, without
 //! the caller's `TOCSIN_CONFIG`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The repository root (fixtures and `config/` are found from it).
@@ -23,4 +23,47 @@ pub fn tocsin(args: &[&str]) -> Output {
         .env_remove("TOCSIN_CONFIG")
         .output()
         .expect("run tocsin")
+}
+
+/// What one `tocsin replay` run wrote.
+pub struct Replayed {
+    /// The `--alerts` file, as written (one JSON object a line).
+    pub alerts: String,
+    /// The `--report`, in its JSON form.
+    pub report: serde_json::Value,
+    /// What it printed on stderr.
+    pub stderr: String,
+}
+
+/// Runs `tocsin replay --until UNTIL` over `input` with a JSON report and the
+/// `extra` arguments, asserts that it exits 0, and returns what it wrote.
+pub fn replay_json(input: &Path, until: &str, extra: &[&str]) -> Replayed {
+    let dir = tempfile::tempdir().unwrap();
+    let alerts = dir.path().join("alerts.jsonl");
+    let report = dir.path().join("report.json");
+    let mut args = vec![
+        "replay",
+        "--until",
+        until,
+        "--alerts",
+        alerts.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+        "--format",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    args.push(input.to_str().unwrap());
+    let out = tocsin(&args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Replayed {
+        alerts: std::fs::read_to_string(&alerts).unwrap(),
+        report: serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
 }
