@@ -309,9 +309,9 @@ fn track(
 }
 
 /// The writing stage: alerts to their file in order, effects (those `keep`
-/// names) to the store in transactions of [`COMMIT_EVERY`] events. Commits the rest only on
-/// [`ToWriter::Finish`] (not when the tracker stopped on an error). Returns
-/// the store and the number of alerts written.
+/// names) to the store in transactions of [`COMMIT_EVERY`] events. Commits
+/// the rest only on [`ToWriter::Finish`] (not when the tracker stopped on an
+/// error). Returns the store and the number of alerts written.
 fn write_effects(
     mut store: Box<dyn Store>,
     keep: Keep,
