@@ -107,6 +107,75 @@ pub(crate) fn hex16(b: &[u8; 16]) -> String {
     hex::encode(b)
 }
 
+/// An NHS number in 8 bytes rather than the 24 of a [`CStr`]: the
+/// normalisers hand the tracker ten validated digits, kept here as their
+/// value. Anything else (an event built by hand, a store written by another
+/// tool) is interned in the tracker's [`Symbols`] and marked by the top bit,
+/// so any string still round-trips.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Nhs(u64);
+
+/// The top bit: the low 32 bits are a [`Sym`].
+const NHS_INTERNED: u64 = 1 << 63;
+
+impl Nhs {
+    /// No NHS number.
+    pub(crate) const NONE: Self = Self(u64::MAX);
+
+    pub(crate) fn new(s: Option<&str>, syms: &mut Symbols) -> Self {
+        match s {
+            None => Self::NONE,
+            Some(s) => match pack_digits10(s) {
+                Some(v) => Self(v),
+                None => Self(NHS_INTERNED | u64::from(syms.intern(s).get())),
+            },
+        }
+    }
+
+    /// Calls `f` with the number, rendered on the stack when packed.
+    pub(crate) fn with_str<R>(self, syms: &Symbols, f: impl FnOnce(&str) -> R) -> Option<R> {
+        if self == Self::NONE {
+            None
+        } else if self.0 & NHS_INTERNED != 0 {
+            Some(f(syms.name(self.sym()?)))
+        } else {
+            let mut buf = [b'0'; 10];
+            let mut v = self.0;
+            for b in buf.iter_mut().rev() {
+                *b = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+            Some(f(std::str::from_utf8(&buf).unwrap_or("")))
+        }
+    }
+
+    /// Compares with a `&str` without allocating.
+    pub(crate) fn eq_str(self, syms: &Symbols, s: &str) -> bool {
+        if self == Self::NONE {
+            return false;
+        }
+        match pack_digits10(s) {
+            Some(v) => self.0 == v,
+            None => self.0 & NHS_INTERNED != 0 && self.sym() == syms.lookup(s),
+        }
+    }
+
+    fn sym(self) -> Option<Sym> {
+        NonZeroU32::new(self.0 as u32)
+    }
+
+    pub(crate) fn to_string(self, syms: &Symbols) -> Option<String> {
+        self.with_str(syms, str::to_string)
+    }
+}
+
+/// The value of exactly ten ASCII digits.
+fn pack_digits10(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    (b.len() == 10 && b.iter().all(u8::is_ascii_digit))
+        .then(|| b.iter().fold(0u64, |v, d| v * 10 + u64::from(d - b'0')))
+}
+
 /// An interned code (site, specialty, GP practice, identifier system).
 pub(crate) type Sym = NonZeroU32;
 
@@ -376,6 +445,36 @@ mod tests {
             CStr::Hex(_)
         ));
         assert_eq!(std::mem::size_of::<CStr>(), 24);
+    }
+
+    #[test]
+    fn nhs_numbers_pack_into_eight_bytes_and_round_trip() {
+        let mut syms = Symbols::default();
+        for s in [
+            "9434765919",
+            "0000000000",
+            "0123456789",
+            "943 476 5919",
+            "12345",
+            "",
+        ] {
+            let n = Nhs::new(Some(s), &mut syms);
+            assert!(n != Nhs::NONE);
+            assert_eq!(n.to_string(&syms).as_deref(), Some(s));
+            assert!(n.eq_str(&syms, s));
+            assert!(!n.eq_str(&syms, "9434765918"));
+            assert!(!n.eq_str(&syms, "other"));
+        }
+        assert!(matches!(
+            Nhs::new(Some("0123456789"), &mut syms),
+            Nhs(123_456_789)
+        ));
+        assert_eq!(syms.names.len(), 3, "only the odd ones are interned");
+        let none = Nhs::new(None, &mut syms);
+        assert!(none == Nhs::NONE);
+        assert_eq!(none.to_string(&syms), None);
+        assert!(!none.eq_str(&syms, "9434765919"));
+        assert_eq!(std::mem::size_of::<Nhs>(), 8);
     }
 
     #[test]

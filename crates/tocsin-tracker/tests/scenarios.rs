@@ -301,6 +301,76 @@ fn duplicate_keys_are_forgotten_after_the_horizon() {
     );
 }
 
+/// Keys are swept a 32nd of the horizon at a time; a key past the horizon
+/// but not yet swept must judge as if it were gone, and its stored record
+/// must not outlive the key that replaces it.
+#[test]
+fn a_message_id_reused_after_the_horizon_is_applied_before_its_old_key_is_swept() {
+    let cfg = TrackerConfig {
+        duplicate_horizon: ConfigDuration::days(1),
+        ..strict()
+    };
+    let mut tr = Tracker::new(Policy::default_contract(), cfg);
+    let mut store = Store::default();
+    let seen_keys = |s: &Store| s.state.keys().filter(|(ns, _)| ns == "seen").count();
+    store.commit(&tr.apply(&end(
+        "m1",
+        "V1",
+        K::Outpatient,
+        t("2024-01-10T10:00:00Z"),
+        NHS,
+    )));
+    // The clock reaches a day later: m1's key is exactly at the horizon,
+    // so it is live and survives this sweep.
+    store.commit(&tr.apply(&doc(
+        "m2",
+        None,
+        D::Other,
+        t("2024-01-11T10:00:00Z"),
+        Some(NHS),
+    )));
+    assert_eq!(seen_keys(&store), 2);
+    // Twenty minutes on, m1's key is dead, but the next sweep is due only
+    // when the horizon has moved 45 minutes past the last one: the key is
+    // still held. A message reusing the id is new, not a duplicate.
+    store.commit(&tr.apply(&doc(
+        "m3",
+        None,
+        D::Other,
+        t("2024-01-11T10:20:00Z"),
+        Some(NHS),
+    )));
+    assert_eq!(seen_keys(&store), 3, "no sweep yet");
+    let fx = tr.apply(&end(
+        "m1",
+        "V2",
+        K::Outpatient,
+        t("2024-01-11T10:30:00Z"),
+        NHS2,
+    ));
+    assert_eq!(changed(&fx).len(), 1, "V2's expectation is created");
+    assert_eq!(tr.counters().duplicates, 0);
+    assert_eq!(tr.open_count(), 2);
+    store.commit(&fx);
+    assert_eq!(
+        seen_keys(&store),
+        3,
+        "m1's old record went with its new one"
+    );
+    // Read again at once, it is a duplicate.
+    assert!(
+        changed(&tr.apply(&end(
+            "m1",
+            "V2",
+            K::Outpatient,
+            t("2024-01-11T10:30:00Z"),
+            NHS2
+        )))
+        .is_empty()
+    );
+    assert_eq!(tr.counters().duplicates, 1);
+}
+
 #[test]
 fn matching_by_patient_takes_the_nearest_open_expectation_within_the_window() {
     let mut tr = tracker();
@@ -555,6 +625,77 @@ fn merge_rekeys_open_expectations_and_does_not_cancel() {
         Some(NHS),
     ));
     assert_eq!(changed(&fx)[0].status, S::OnTime);
+}
+
+/// The compact open record keeps one local id inline and the rest aside,
+/// and an NHS number that is not ten digits in the symbol table: every
+/// id must still come back, match, re-key on a merge and survive restore.
+#[test]
+fn every_local_id_and_an_odd_nhs_number_survive_merge_and_restore() {
+    let mut tr = tracker();
+    let mut store = Store::default();
+    let mut e = end("m1", "OP1", K::Outpatient, t("2024-01-01T10:00:00Z"), NHS);
+    e.patient.nhs_number = Some("not ten digits".into());
+    let e = with_local(
+        with_local(with_local(e, "MRN", "H1"), "PAS", "P1"),
+        "ED",
+        "E1",
+    );
+    let fx = tr.apply(&e);
+    store.commit(&fx);
+    let created = &changed(&fx)[0];
+    assert_eq!(
+        created.patient.nhs_number.as_deref(),
+        Some("not ten digits")
+    );
+    let ids = |e: &tocsin_tracker::Expectation| -> Vec<(String, String)> {
+        e.patient
+            .local_ids
+            .iter()
+            .map(|i| (i.system.clone(), i.value.clone()))
+            .collect()
+    };
+    let pair = |s: &str, v: &str| (s.to_string(), v.to_string());
+    assert_eq!(
+        ids(created),
+        [pair("MRN", "H1"), pair("PAS", "P1"), pair("ED", "E1")]
+    );
+    // The second id is retired by a merge; the survivor's id is added.
+    let mut m = merge("m2", NHS, "9434765870", t("2024-01-01T11:00:00Z"));
+    m.merge.as_mut().unwrap().prior_local_ids = vec![tocsin_event::Identifier {
+        system: "PAS".into(),
+        value: "P1".into(),
+    }];
+    let m = with_local(m, "PAS", "P2");
+    let fx = tr.apply(&m);
+    store.commit(&fx);
+    let merged = &changed(&fx)[0];
+    assert_eq!(
+        ids(merged),
+        [pair("MRN", "H1"), pair("ED", "E1"), pair("PAS", "P2")]
+    );
+    assert_eq!(merged.patient.nhs_number.as_deref(), Some("not ten digits"));
+    // Rebuilt from the store, a letter naming only the third id settles it.
+    let mut tr = Tracker::restore(
+        Policy::default_contract(),
+        strict(),
+        store.unsettled(),
+        store.records(),
+    )
+    .expect("restores");
+    let d = with_local(
+        doc("m3", None, D::ClinicLetter, t("2024-01-02T10:00:00Z"), None),
+        "PAS",
+        "P2",
+    );
+    let fx = tr.apply(&d);
+    let settled = &changed(&fx)[0];
+    assert_eq!(settled.status, S::OnTime);
+    assert_eq!(ids(settled), ids(merged));
+    assert_eq!(
+        settled.patient.nhs_number.as_deref(),
+        Some("not ten digits")
+    );
 }
 
 #[test]

@@ -105,13 +105,11 @@ impl Tracker {
             return None;
         }
         let same_patient = match &d.patient.nhs_number {
-            Some(n) => o.nhs.as_ref().is_some_and(|m| m.eq_str(n)),
+            Some(n) => o.nhs.eq_str(&self.syms, n),
             None => d.patient.local_ids.iter().any(|i| {
-                self.syms.lookup(&i.system).is_some_and(|sys| {
-                    o.local_ids
-                        .iter()
-                        .any(|(s, v)| *s == sys && v.eq_str(&i.value))
-                })
+                self.syms
+                    .lookup(&i.system)
+                    .is_some_and(|sys| o.local_ids().any(|(s, v)| s == sys && v.eq_str(&i.value)))
             }),
         };
         same_patient.then_some(MatchMethod::PatientWindow)
@@ -258,13 +256,13 @@ impl Tracker {
         if let Some(r) = o.encounter_ref() {
             cands.extend(self.pending_by_reference.get(r.with_str(ref_key)));
         }
-        if let Some(n) = &o.nhs {
-            cands.extend(self.pending_by_patient.get(n.with_str(nhs_key)));
+        if let Some(k) = o.nhs.with_str(&self.syms, nhs_key) {
+            cands.extend(self.pending_by_patient.get(k));
         }
-        for (s, v) in o.local_ids.iter() {
+        for (s, v) in o.local_ids() {
             cands.extend(
                 self.pending_by_patient
-                    .get(v.with_str(|v| local_key(self.syms.name(*s), v))),
+                    .get(v.with_str(|v| local_key(self.syms.name(s), v))),
             );
         }
         cands.sort_unstable();

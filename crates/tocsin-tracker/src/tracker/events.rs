@@ -9,7 +9,7 @@ use super::{
     Effect, Tracker, build_alert, enc_key, local_key, namespaces, nhs_key, put_state, ref_key,
 };
 use crate::AlertKind;
-use crate::compact::CStr;
+use crate::compact::{CStr, Nhs};
 use crate::model::{DeliveryStatus, ExpectationId, ExpectationStatus};
 use crate::policy::{Applicability, EncounterFacts};
 
@@ -42,12 +42,11 @@ impl Tracker {
     /// Index keys of an open slot's patient.
     fn open_patient_keys(&self, o: &Open) -> Vec<u64> {
         o.nhs
-            .iter()
-            .map(|n| n.with_str(nhs_key))
+            .with_str(&self.syms, nhs_key)
+            .into_iter()
             .chain(
-                o.local_ids
-                    .iter()
-                    .map(|(s, v)| v.with_str(|v| local_key(self.syms.name(*s), v))),
+                o.local_ids()
+                    .map(|(s, v)| v.with_str(|v| local_key(self.syms.name(s), v))),
             )
             .collect()
     }
@@ -177,31 +176,24 @@ impl Tracker {
                 self.counters.repeated_ends += 1;
                 continue;
             }
-            let (created_by, extras) =
-                Open::pack_rare(enc.reference.as_deref(), ev.event_id.as_str());
-            let o = Open {
+            let nhs = Nhs::new(ev.patient.nhs_number.as_deref(), &mut self.syms);
+            let local_ids = self.intern_local_ids(&ev.patient.local_ids);
+            let mut o = Open::new(
                 id,
-                created_by,
-                extras,
-                encounter_id: enc.id.as_deref().map(CStr::new),
-                nhs: ev.patient.nhs_number.as_deref().map(CStr::new),
-                local_ids: ev
-                    .patient
-                    .local_ids
-                    .iter()
-                    .map(|i| (self.syms.intern(&i.system), CStr::new(&i.value)))
-                    .collect(),
-                ended_at: ms(ended_at),
-                deadline: ms(ended_at + due_after),
-                due_soon: due_soon.map_or(NO_TIME, |d| ms(ended_at + d)),
-                site: enc.site.as_deref().map(|s| self.syms.intern(s)),
-                specialty: enc.specialty.as_deref().map(|s| self.syms.intern(s)),
-                gp: ev.gp_practice.as_deref().map(|s| self.syms.intern(s)),
-                rule,
-                kind,
-                overdue: false,
-                alerts: 0,
-            };
+                enc.reference.as_deref(),
+                ev.event_id.as_str(),
+                nhs,
+                local_ids,
+            );
+            o.encounter_id = enc.id.as_deref().map(CStr::new);
+            o.ended_at = ms(ended_at);
+            o.deadline = ms(ended_at + due_after);
+            o.due_soon = due_soon.map_or(NO_TIME, |d| ms(ended_at + d));
+            o.site = enc.site.as_deref().map(|s| self.syms.intern(s));
+            o.specialty = enc.specialty.as_deref().map(|s| self.syms.intern(s));
+            o.gp = ev.gp_practice.as_deref().map(|s| self.syms.intern(s));
+            o.rule = rule;
+            o.kind = kind;
             let slot = self.insert_open(o);
             if !self.settle_from_pending(slot, fx)
                 && let Some(o) = self.open.get(slot)
@@ -270,19 +262,18 @@ impl Tracker {
             };
             let mut touched = false;
             if let Some(p) = &m.prior_nhs_number
-                && o.nhs.as_ref().is_some_and(|n| n.eq_str(p))
+                && o.nhs.eq_str(&self.syms, p)
             {
                 if let Some(n) = &ev.patient.nhs_number {
-                    o.nhs = Some(CStr::new(n));
+                    o.nhs = Nhs::new(Some(n), &mut self.syms);
                 }
                 touched = true;
             }
-            let before = o.local_ids.len();
+            let before = o.local_ids().count();
             let mut ids: Vec<_> = o
-                .local_ids
-                .iter()
+                .local_ids()
                 .filter(|(sys, v)| !prior_ids.iter().any(|(ps, pv)| ps == sys && v.eq_str(pv)))
-                .cloned()
+                .map(|(s, v)| (s, v.clone()))
                 .collect();
             if ids.len() != before || touched {
                 for sid in &survivor_ids {
@@ -290,7 +281,7 @@ impl Tracker {
                         ids.push(sid.clone());
                     }
                 }
-                o.local_ids = ids.into_boxed_slice();
+                o.set_local_ids(ids);
                 touched = true;
             }
             if let (Some(p), Some(n)) = (&m.prior_encounter_id, new_enc)

@@ -12,8 +12,7 @@ mod open;
 mod state;
 
 use chrono::{DateTime, Utc};
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use tocsin_event::{DocumentKind, EncounterKind, EventType, InterfaceEvent};
 
 use crate::compact::{FxBuild, MultiIndex, Slab, Symbols, TimerHeap, key_hash};
@@ -129,10 +128,12 @@ pub struct Tracker {
     transmissions: HashMap<String, Transmission, FxBuild>,
     /// `(instant, 0 = unconfirmed check | 1 = forget, message id)`.
     tx_timers: BTreeSet<(i64, u8, String)>,
+    /// Duplicate keys with the event time each was seen at. A key older
+    /// than the horizon is dead (see [`Tracker::is_duplicate`]) and is
+    /// dropped by the next sweep (see [`Tracker::prune`]).
     seen: HashMap<SeenKey, i64, FxBuild>,
-    /// `(event time, key)` of every key remembered, oldest first; an entry
-    /// whose time no longer matches `seen` is skipped.
-    seen_expiry: BinaryHeap<Reverse<(i64, SeenKey)>>,
+    /// The horizon at or past which `seen` is next swept.
+    next_seen_sweep: i64,
     clock: Option<i64>,
     ceiling: Option<i64>,
     counters: Counters,
@@ -171,7 +172,7 @@ impl Tracker {
             transmissions: HashMap::default(),
             tx_timers: BTreeSet::new(),
             seen: HashMap::default(),
-            seen_expiry: BinaryHeap::new(),
+            next_seen_sweep: i64::MIN,
             clock: None,
             ceiling: None,
             counters: Counters::default(),
@@ -204,7 +205,7 @@ impl Tracker {
         );
         let seen_key = tracked.then(|| state::seen_key(event));
         if let Some(h) = &seen_key
-            && self.seen.contains_key(h)
+            && self.is_duplicate(h)
         {
             self.counters.duplicates += 1;
             return;

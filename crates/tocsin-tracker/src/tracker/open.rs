@@ -5,18 +5,21 @@ use chrono::{DateTime, Utc};
 use tocsin_event::{EncounterKind, EventId, Identifier};
 
 use super::{RuleInfo, Tracker};
-use crate::compact::{CStr, Sym, hex16, pack_hex};
+use crate::compact::{CStr, Nhs, Sym, hex16, pack_hex};
 use crate::model::{EncounterSummary, Expectation, ExpectationId, ExpectationStatus, PatientKeys};
 use crate::{AlertKind, RuleRef};
 
-/// An open or overdue expectation, 152 bytes inline (checked by a test).
+/// An open or overdue expectation, 144 bytes inline (checked by a test),
+/// with nothing on the heap for the usual one hospital number.
 pub(crate) struct Open {
     pub id: [u8; 16],
     pub encounter_id: Option<CStr>,
-    pub nhs: Option<CStr>,
-    pub local_ids: Box<[(Sym, CStr)]>,
-    /// What most expectations lack: a FHIR reference, or a creating event id
-    /// that is not 32 lowercase hex digits.
+    pub nhs: Nhs,
+    /// The first local patient id's value (its system is `local_sys`);
+    /// further ones are in `extras`. Empty when there is none.
+    pub local_val: CStr,
+    /// What most expectations lack: a FHIR reference, a creating event id
+    /// that is not 32 lowercase hex digits, a second local patient id.
     pub extras: Option<Box<Extras>>,
     /// The creating event's id, packed (when it is hex; else in `extras`).
     pub created_by: [u8; 16],
@@ -25,6 +28,8 @@ pub(crate) struct Open {
     pub deadline: i64,
     /// `NO_TIME` when the rule has no due-soon point.
     pub due_soon: i64,
+    /// The first local patient id's system; `None` when there is none.
+    pub local_sys: Option<Sym>,
     pub site: Option<Sym>,
     pub specialty: Option<Sym>,
     pub gp: Option<Sym>,
@@ -40,6 +45,14 @@ pub(crate) struct Open {
 pub(crate) struct Extras {
     pub encounter_ref: Option<CStr>,
     pub created_by: Option<Box<str>>,
+    /// Local patient ids after the first.
+    pub more_local_ids: Box<[(Sym, CStr)]>,
+}
+
+impl Extras {
+    fn is_empty(&self) -> bool {
+        self.encounter_ref.is_none() && self.created_by.is_none() && self.more_local_ids.is_empty()
+    }
 }
 
 /// Marks an absent instant in compact fields.
@@ -67,19 +80,85 @@ pub(crate) fn from_ms(t: i64) -> DateTime<Utc> {
 }
 
 impl Open {
-    /// Builds the rarely present fields, boxed only when needed.
-    pub(crate) fn pack_rare(
+    /// The compact form of a new expectation's patient and rare fields;
+    /// `rule`, `kind` and the times are the caller's to set.
+    pub(crate) fn new(
+        id: [u8; 16],
         encounter_ref: Option<&str>,
         created_by: &str,
-    ) -> ([u8; 16], Option<Box<Extras>>) {
+        nhs: Nhs,
+        local_ids: Vec<(Sym, CStr)>,
+    ) -> Self {
         let packed = pack_hex(created_by);
         let extras = Extras {
             encounter_ref: encounter_ref.map(CStr::new),
             created_by: packed.is_none().then(|| created_by.into()),
+            more_local_ids: Box::default(),
         };
-        let boxed = (extras.encounter_ref.is_some() || extras.created_by.is_some())
-            .then(|| Box::new(extras));
-        (packed.unwrap_or_default(), boxed)
+        let mut o = Open {
+            id,
+            encounter_id: None,
+            nhs,
+            local_val: CStr::new(""),
+            extras: (!extras.is_empty()).then(|| Box::new(extras)),
+            created_by: packed.unwrap_or_default(),
+            ended_at: NO_TIME,
+            deadline: NO_TIME,
+            due_soon: NO_TIME,
+            local_sys: None,
+            site: None,
+            specialty: None,
+            gp: None,
+            rule: 0,
+            kind: EncounterKind::Other,
+            overdue: false,
+            alerts: 0,
+        };
+        o.set_local_ids(local_ids);
+        o
+    }
+
+    /// The local patient ids, in the order given.
+    pub(crate) fn local_ids(&self) -> impl Iterator<Item = (Sym, &CStr)> {
+        let more = self
+            .extras
+            .as_ref()
+            .map_or(&[][..], |x| &x.more_local_ids[..]);
+        self.local_sys
+            .map(|s| (s, &self.local_val))
+            .into_iter()
+            .chain(more.iter().map(|(s, v)| (*s, v)))
+    }
+
+    /// Replaces the local patient ids: the first inline, the rest boxed.
+    pub(crate) fn set_local_ids(&mut self, ids: Vec<(Sym, CStr)>) {
+        let mut ids = ids.into_iter();
+        match ids.next() {
+            Some((s, v)) => {
+                self.local_sys = Some(s);
+                self.local_val = v;
+            }
+            None => {
+                self.local_sys = None;
+                self.local_val = CStr::new("");
+            }
+        }
+        let more: Box<[(Sym, CStr)]> = ids.collect();
+        match &mut self.extras {
+            Some(x) => {
+                x.more_local_ids = more;
+                if x.is_empty() {
+                    self.extras = None;
+                }
+            }
+            None if !more.is_empty() => {
+                self.extras = Some(Box::new(Extras {
+                    more_local_ids: more,
+                    ..Extras::default()
+                }))
+            }
+            None => {}
+        }
     }
 
     pub(crate) fn encounter_ref(&self) -> Option<&CStr> {
@@ -143,12 +222,11 @@ impl Tracker {
                 specialty: sym(o.specialty),
             },
             patient: PatientKeys {
-                nhs_number: o.nhs.as_ref().map(ToString::to_string),
+                nhs_number: o.nhs.to_string(&self.syms),
                 local_ids: o
-                    .local_ids
-                    .iter()
+                    .local_ids()
                     .map(|(s, v)| Identifier {
-                        system: self.syms.name(*s).to_string(),
+                        system: self.syms.name(s).to_string(),
                         value: v.to_string(),
                     })
                     .collect(),
@@ -170,30 +248,34 @@ impl Tracker {
     /// The compact form of a durable expectation (for restore).
     pub(crate) fn compact(&mut self, e: &Expectation, id: [u8; 16], rule: u16) -> Open {
         let enc = &e.encounter;
-        let (created_by, extras) = Open::pack_rare(enc.reference.as_deref(), e.created_by.as_str());
-        Open {
+        let nhs = Nhs::new(e.patient.nhs_number.as_deref(), &mut self.syms);
+        let local_ids = self.intern_local_ids(&e.patient.local_ids);
+        let mut o = Open::new(
             id,
-            created_by,
-            extras,
-            encounter_id: enc.id.as_deref().map(CStr::new),
-            nhs: e.patient.nhs_number.as_deref().map(CStr::new),
-            local_ids: e
-                .patient
-                .local_ids
-                .iter()
-                .map(|i| (self.syms.intern(&i.system), CStr::new(&i.value)))
-                .collect(),
-            ended_at: ms(enc.ended_at),
-            deadline: ms(e.deadline),
-            due_soon: e.due_soon_at.map_or(NO_TIME, ms),
-            site: enc.site.as_deref().map(|s| self.syms.intern(s)),
-            specialty: enc.specialty.as_deref().map(|s| self.syms.intern(s)),
-            gp: e.gp_practice.as_deref().map(|s| self.syms.intern(s)),
-            rule,
-            kind: enc.kind,
-            overdue: e.status == ExpectationStatus::Overdue,
-            alerts: e.alerts_raised.iter().fold(0, |a, k| a | alert_bit(*k)),
-        }
+            enc.reference.as_deref(),
+            e.created_by.as_str(),
+            nhs,
+            local_ids,
+        );
+        o.encounter_id = enc.id.as_deref().map(CStr::new);
+        o.ended_at = ms(enc.ended_at);
+        o.deadline = ms(e.deadline);
+        o.due_soon = e.due_soon_at.map_or(NO_TIME, ms);
+        o.site = enc.site.as_deref().map(|s| self.syms.intern(s));
+        o.specialty = enc.specialty.as_deref().map(|s| self.syms.intern(s));
+        o.gp = e.gp_practice.as_deref().map(|s| self.syms.intern(s));
+        o.rule = rule;
+        o.kind = enc.kind;
+        o.overdue = e.status == ExpectationStatus::Overdue;
+        o.alerts = e.alerts_raised.iter().fold(0, |a, k| a | alert_bit(*k));
+        o
+    }
+
+    /// Local patient ids in their compact form.
+    pub(crate) fn intern_local_ids(&mut self, ids: &[Identifier]) -> Vec<(Sym, CStr)> {
+        ids.iter()
+            .map(|i| (self.syms.intern(&i.system), CStr::new(&i.value)))
+            .collect()
     }
 }
 
@@ -201,7 +283,7 @@ impl Tracker {
 mod tests {
     #[test]
     fn open_expectation_stays_compact() {
-        assert_eq!(std::mem::size_of::<super::Open>(), 152);
-        assert_eq!(std::mem::size_of::<Option<super::Open>>(), 152);
+        assert_eq!(std::mem::size_of::<super::Open>(), 144);
+        assert_eq!(std::mem::size_of::<Option<super::Open>>(), 144);
     }
 }

@@ -5,7 +5,6 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::cmp::Reverse;
 use tocsin_event::InterfaceEvent;
 
 use super::documents::PendingDocument;
@@ -53,8 +52,8 @@ pub enum RestoreError {
 /// A duplicate key: 128 bits, most significant word first (so keys order
 /// as the `u128` they print as). Two words rather than a `u128` because a
 /// `u128` is 16-byte aligned: a seen-map entry with its time takes 24 bytes
-/// instead of 32, and so does an expiry-heap entry; there is one of each for
-/// every tracked message of the last 30 days.
+/// instead of 32, and there is one for every tracked message of the last
+/// 30 days.
 pub(crate) type SeenKey = [u64; 2];
 
 /// The duplicate key of an event: a 128-bit hash of its format, sequence and
@@ -70,6 +69,9 @@ pub(crate) fn seen_key(ev: &InterfaceEvent) -> SeenKey {
     b.copy_from_slice(&d[..16]);
     split_key(u128::from_be_bytes(b))
 }
+
+/// How many times per duplicate horizon the dead keys are swept out.
+const SEEN_SWEEPS_PER_HORIZON: i64 = 32;
 
 fn split_key(h: u128) -> SeenKey {
     [(h >> 64) as u64, h as u64]
@@ -97,13 +99,29 @@ fn parse_key_hex(s: &str) -> Option<(i64, SeenKey)> {
 }
 
 impl Tracker {
+    /// Whether a message with this key was seen within the duplicate
+    /// horizon. A key past the horizon may still be in `seen` until the next
+    /// sweep; it no longer counts, exactly as if it had been dropped when the
+    /// clock passed it.
+    pub(super) fn is_duplicate(&self, h: &SeenKey) -> bool {
+        self.seen.get(h).is_some_and(|&at| {
+            self.clock
+                .is_none_or(|c| at >= c - self.config.duplicate_horizon.as_secs() * 1000)
+        })
+    }
+
     pub(super) fn remember_seen(&mut self, h: SeenKey, at: i64, fx: &mut Vec<Effect>) {
-        // Only a key not in `seen` comes here (`apply` drops a duplicate
-        // first), so no stored record under an earlier time is left behind.
-        // A key that expired and came back keeps a stale expiry entry,
-        // skipped by `prune`.
-        self.seen.insert(h, at);
-        self.seen_expiry.push(Reverse((at, h)));
+        // A live key never comes here (`apply` drops a duplicate first), but
+        // a dead one not yet swept may: its stored record, under its old
+        // time, goes with it.
+        if let Some(old) = self.seen.insert(h, at)
+            && old != at
+        {
+            fx.push(Effect::StateDeleted {
+                namespace: namespaces::SEEN.into(),
+                key: key_hex(old, h),
+            });
+        }
         fx.push(put_state(
             namespaces::SEEN,
             key_hex(at, h),
@@ -112,20 +130,34 @@ impl Tracker {
     }
 
     /// Forgets what has aged past its horizon (by event time).
+    ///
+    /// Duplicate keys are swept in one pass over `seen` each time the
+    /// horizon moves on by a 32nd of itself (some 22 hours at the default 30
+    /// days), not one by one from an expiry queue: the queue cost 24 bytes
+    /// for every message of the horizon, as much as the keys themselves,
+    /// and most of a million-open tracker's memory beside its open records
+    /// (docs/performance.md, "Seventh session"). A dead key waiting for its
+    /// sweep is not a duplicate ([`Tracker::is_duplicate`]), so judging is
+    /// as exact as before; only its stored record lives on until the sweep.
     pub(super) fn prune(&mut self, now: i64, fx: &mut Vec<Effect>) {
-        let horizon = now - self.config.duplicate_horizon.as_secs() * 1000;
-        while let Some(&Reverse((at, h))) = self.seen_expiry.peek() {
-            if at >= horizon {
-                break;
-            }
-            self.seen_expiry.pop();
-            if self.seen.get(&h) == Some(&at) {
-                self.seen.remove(&h);
-                fx.push(Effect::StateDeleted {
-                    namespace: namespaces::SEEN.into(),
-                    key: key_hex(at, h),
-                });
-            }
+        let span = self.config.duplicate_horizon.as_secs() * 1000;
+        let horizon = now - span;
+        if horizon >= self.next_seen_sweep {
+            let mut dead: Vec<(i64, SeenKey)> = Vec::new();
+            self.seen.retain(|h, at| {
+                let live = *at >= horizon;
+                if !live {
+                    dead.push((*at, *h));
+                }
+                live
+            });
+            // Oldest first, as the store's index holds them.
+            dead.sort_unstable();
+            fx.extend(dead.into_iter().map(|(at, h)| Effect::StateDeleted {
+                namespace: namespaces::SEEN.into(),
+                key: key_hex(at, h),
+            }));
+            self.next_seen_sweep = horizon.saturating_add((span / SEEN_SWEEPS_PER_HORIZON).max(1));
         }
         self.expire_pending(now, fx);
     }
@@ -238,7 +270,6 @@ impl Tracker {
                 let (at, h) = parse_key_hex(&rec.key)
                     .ok_or_else(|| bad("key is not 48 lowercase hex digits".into()))?;
                 self.seen.insert(h, at);
-                self.seen_expiry.push(Reverse((at, h)));
             }
             namespaces::PENDING_DOCUMENT => {
                 let p: PendingDocument = rec.value.decode().map_err(|e| bad(e.to_string()))?;
