@@ -8,29 +8,74 @@ use std::fmt;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::num::NonZeroU32;
 
-const INLINE: usize = 22;
+/// The longest string a [`CStr`] keeps inline.
+const INLINE: usize = 15;
 
-/// A string stored inline when short (most visit numbers, NHS numbers, local
-/// ids), packed when it is 32 lowercase hex digits (event and expectation
-/// ids), and boxed otherwise. 24 bytes.
+/// The length of an inline [`CStr`]: an enum of the sixteen values 0 to 15,
+/// so that the byte's other 240 values are free to tell the boxed forms
+/// apart and a `CStr` (and an `Option` of one) fits in 16 bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Len {
+    L0,
+    L1,
+    L2,
+    L3,
+    L4,
+    L5,
+    L6,
+    L7,
+    L8,
+    L9,
+    L10,
+    L11,
+    L12,
+    L13,
+    L14,
+    L15,
+}
+
+const LENS: [Len; INLINE + 1] = [
+    Len::L0,
+    Len::L1,
+    Len::L2,
+    Len::L3,
+    Len::L4,
+    Len::L5,
+    Len::L6,
+    Len::L7,
+    Len::L8,
+    Len::L9,
+    Len::L10,
+    Len::L11,
+    Len::L12,
+    Len::L13,
+    Len::L14,
+    Len::L15,
+];
+
+/// A string stored inline when short (visit numbers and hospital numbers
+/// mostly are), boxed as 16 bytes when it is 32 lowercase hex digits, and
+/// boxed as it is otherwise. 16 bytes: two of them sit in every open
+/// expectation (its visit number and its first local patient id).
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) enum CStr {
-    Hex([u8; 16]),
-    Inline(u8, [u8; INLINE]),
-    Heap(Box<str>),
+    Inline(Len, [u8; INLINE]),
+    Hex(Box<[u8; 16]>),
+    Heap(Box<Box<str>>),
 }
 
 impl CStr {
     pub(crate) fn new(s: &str) -> Self {
-        if let Some(h) = pack_hex(s) {
-            return Self::Hex(h);
-        }
         if s.len() <= INLINE {
             let mut buf = [0u8; INLINE];
             buf[..s.len()].copy_from_slice(s.as_bytes());
-            return Self::Inline(s.len() as u8, buf);
+            return Self::Inline(LENS[s.len()], buf);
         }
-        Self::Heap(s.into())
+        if let Some(h) = pack_hex(s) {
+            return Self::Hex(Box::new(h));
+        }
+        Self::Heap(Box::new(s.into()))
     }
 
     /// Calls `f` with the string, rendered on the stack when packed: for
@@ -53,9 +98,9 @@ impl CStr {
     /// Compares with a `&str` without allocating.
     pub(crate) fn eq_str(&self, s: &str) -> bool {
         match self {
-            Self::Hex(h) => pack_hex(s).is_some_and(|p| &p == h),
+            Self::Hex(h) => pack_hex(s).is_some_and(|p| p == **h),
             Self::Inline(n, b) => &b[..*n as usize] == s.as_bytes(),
-            Self::Heap(b) => &**b == s,
+            Self::Heap(b) => &***b == s,
         }
     }
 }
@@ -64,7 +109,7 @@ impl fmt::Display for CStr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Hex(h) => {
-                for b in h {
+                for b in h.iter() {
                     write!(f, "{b:02x}")?;
                 }
                 Ok(())
@@ -432,6 +477,8 @@ mod tests {
             "0123456789abcdef0123456789abcdef",
             "0123456789ABCDEF0123456789ABCDEF",
             "a-rather-long-visit-number-from-some-pas-system",
+            "123456789012345",
+            "1234567890123456",
             "ünïcödé",
         ] {
             let c = CStr::new(s);
@@ -444,7 +491,10 @@ mod tests {
             CStr::new("0123456789abcdef0123456789abcdef"),
             CStr::Hex(_)
         ));
-        assert_eq!(std::mem::size_of::<CStr>(), 24);
+        assert!(matches!(CStr::new("123456789012345"), CStr::Inline(..)));
+        assert!(matches!(CStr::new("1234567890123456"), CStr::Heap(_)));
+        assert_eq!(std::mem::size_of::<CStr>(), 16);
+        assert_eq!(std::mem::size_of::<Option<CStr>>(), 16);
     }
 
     #[test]
