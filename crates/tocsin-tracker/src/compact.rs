@@ -358,20 +358,38 @@ impl MultiIndex {
 /// expectation leaves its timer in the heap, and the owner skips timers that
 /// no longer match the slot's state when they come up (and drops them from
 /// the top after every change, so the earliest timer is always a live one).
-/// 16 bytes a timer and constant-time inserts for deadlines that mostly grow,
+/// 12 bytes a timer and constant-time inserts for deadlines that mostly grow,
 /// where a B-tree costs a search (and cache misses) per insert and remove.
 #[derive(Default)]
-pub(crate) struct TimerHeap(std::collections::BinaryHeap<std::cmp::Reverse<(i64, u32)>>);
+pub(crate) struct TimerHeap(std::collections::BinaryHeap<std::cmp::Reverse<Timer>>);
+
+/// A timer as three 32-bit words, the instant's high and low words (biased
+/// so that they order as the signed instant does) then the slot: 12 bytes,
+/// where an `(i64, u32)` is padded to 16. Words compare in order, so timers
+/// order by `(instant, slot)`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Timer([u32; 3]);
+
+impl Timer {
+    fn new(at: i64, slot: u32) -> Self {
+        let u = (at as u64) ^ (1 << 63);
+        Self([(u >> 32) as u32, u as u32, slot])
+    }
+    fn get(self) -> (i64, u32) {
+        let u = (u64::from(self.0[0]) << 32) | u64::from(self.0[1]);
+        ((u ^ (1 << 63)) as i64, self.0[2])
+    }
+}
 
 impl TimerHeap {
     pub(crate) fn push(&mut self, at: i64, slot: u32) {
-        self.0.push(std::cmp::Reverse((at, slot)));
+        self.0.push(std::cmp::Reverse(Timer::new(at, slot)));
     }
     pub(crate) fn peek(&self) -> Option<(i64, u32)> {
-        self.0.peek().map(|r| r.0)
+        self.0.peek().map(|r| r.0.get())
     }
     pub(crate) fn pop(&mut self) -> Option<(i64, u32)> {
-        self.0.pop().map(|r| r.0)
+        self.0.pop().map(|r| r.0.get())
     }
     pub(crate) fn len(&self) -> usize {
         self.0.len()
@@ -379,7 +397,10 @@ impl TimerHeap {
     /// Keeps only the timers `live` accepts, each once.
     pub(crate) fn retain(&mut self, mut live: impl FnMut(i64, u32) -> bool) {
         let mut v = std::mem::take(&mut self.0).into_vec();
-        v.retain(|r| live(r.0.0, r.0.1));
+        v.retain(|r| {
+            let (at, slot) = r.0.get();
+            live(at, slot)
+        });
         v.sort_unstable();
         v.dedup();
         self.0 = v.into();
@@ -548,6 +569,35 @@ mod tests {
         assert_eq!(t.pop(), Some((3, 2)));
         assert_eq!(t.pop(), Some((5, 0)));
         assert_eq!(t.pop(), None);
+        // Instants before the epoch, across a word boundary and at the ends
+        // of the range come back whole and in order.
+        let at = [
+            i64::MIN,
+            -1_700_000_000_000,
+            -1,
+            0,
+            (1 << 32) - 1,
+            1 << 32,
+            1_764_000_000_123,
+            i64::MAX,
+        ];
+        for (i, a) in at.iter().rev().enumerate() {
+            t.push(*a, i as u32);
+            t.push(*a, u32::MAX);
+        }
+        assert_eq!(std::mem::size_of::<Timer>(), 12);
+        let mut popped = Vec::new();
+        while let Some(x) = t.pop() {
+            popped.push(x);
+        }
+        let mut want: Vec<(i64, u32)> = at
+            .iter()
+            .rev()
+            .enumerate()
+            .flat_map(|(i, a)| [(*a, i as u32), (*a, u32::MAX)])
+            .collect();
+        want.sort_unstable();
+        assert_eq!(popped, want);
         let mut s = Slab::default();
         let a = s.insert("a");
         let b = s.insert("b");
