@@ -10,7 +10,7 @@ use common::*;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use tocsin_event::{DocumentKind as D, EncounterKind as K, InterfaceEvent};
-use tocsin_tracker::{AlertKind, Policy, Tracker};
+use tocsin_tracker::{AlertKind, ConfigDuration, Effect, Policy, Tracker, TrackerConfig};
 
 /// One generated encounter: its kind, end (hours after the base), and
 /// optionally a document (delay in hours, whether it names the encounter)
@@ -240,6 +240,59 @@ fn restore_after_restart_gives_the_same_subsequent_alerts() {
         assert_eq!(sa.expectations, sb.expectations, "cut at {cut}");
         assert_eq!(sa.state, sb.state, "cut at {cut}");
     }
+}
+
+/// Replay into its temporary store turns state records off; judging must
+/// not change, and none may be built.
+#[test]
+fn state_records_off_judges_alike_and_builds_none() {
+    let cases: Vec<Case> = (0..30)
+        .map(|i| Case {
+            kind: [K::Inpatient, K::Outpatient, K::Emergency][i % 3],
+            end_h: (i as i64) * 7,
+            doc: match i % 4 {
+                0 => None,
+                1 => Some((-3, true)),
+                2 => Some((30, false)),
+                _ => Some((200, true)),
+            },
+            ack: (i % 3 == 0).then_some(i % 6 == 0),
+        })
+        .collect();
+    let msgs = messages(&cases, 5);
+    let mut order: Vec<usize> = (0..msgs.len()).collect();
+    order.sort_by_key(|&i| (msgs[i].ev.occurred_at, msgs[i].after.is_some(), i));
+    let run = |records: bool| {
+        let cfg = TrackerConfig {
+            unconfirmed_after: Some(ConfigDuration::from_secs(3600).unwrap()),
+            ..strict()
+        };
+        let mut tr = Tracker::new(Policy::default_contract(), cfg);
+        tr.set_state_records(records);
+        let mut fx = Vec::new();
+        for &i in &order {
+            fx.extend(tr.apply(&msgs[i].ev));
+        }
+        fx.extend(tr.advance_to(t("2024-03-01T00:00:00Z")));
+        fx
+    };
+    let state = |fx: &[Effect]| {
+        fx.iter()
+            .filter(|f| matches!(f, Effect::StatePut(_) | Effect::StateDeleted { .. }))
+            .count()
+    };
+    let judged = |fx: &[Effect]| -> Vec<String> {
+        fx.iter()
+            .filter(|f| !matches!(f, Effect::StatePut(_) | Effect::StateDeleted { .. }))
+            .map(|f| format!("{f:?}"))
+            .collect()
+    };
+    let (on, off) = (run(true), run(false));
+    assert!(state(&on) > 0);
+    assert_eq!(state(&off), 0);
+    let kinds: BTreeSet<_> = alerts(&on).iter().map(|a| a.kind).collect();
+    assert!(kinds.len() >= 4, "a varied run: {kinds:?}");
+    assert_eq!(judged(&on), judged(&off));
 }
 
 fn a_clock_after(msgs: &[Msg], applied: &[usize]) -> Option<DateTime<Utc>> {

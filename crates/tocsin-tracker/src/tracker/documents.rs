@@ -188,11 +188,13 @@ impl Tracker {
             encounter_ref: view.encounter_ref.map(str::to_string),
             delivery: None,
         };
-        fx.push(put_state(
-            namespaces::PENDING_DOCUMENT,
-            p.event_id.to_string(),
-            &p,
-        ));
+        if self.state_records {
+            fx.push(put_state(
+                namespaces::PENDING_DOCUMENT,
+                p.event_id.to_string(),
+                &p,
+            ));
+        }
         self.insert_pending(p);
     }
 
@@ -235,10 +237,12 @@ impl Tracker {
             .remove(doc_key(&p.document.id), slot);
         self.pending_expiry
             .remove(&(ms(p.document.issued_at) + self.pending_horizon(), slot));
-        fx.push(Effect::StateDeleted {
-            namespace: namespaces::PENDING_DOCUMENT.into(),
-            key: p.event_id.to_string(),
-        });
+        if self.state_records {
+            fx.push(Effect::StateDeleted {
+                namespace: namespaces::PENDING_DOCUMENT.into(),
+                key: p.event_id.to_string(),
+            });
+        }
         Some(p)
     }
 
@@ -313,11 +317,13 @@ impl Tracker {
                 (true, _) | (false, Some(DeliveryStatus::Failed)) => DeliveryStatus::Failed,
                 (false, _) => DeliveryStatus::Acknowledged,
             });
-            fx.push(put_state(
-                namespaces::PENDING_DOCUMENT,
-                p.event_id.to_string(),
-                &*p,
-            ));
+            if self.state_records {
+                fx.push(put_state(
+                    namespaces::PENDING_DOCUMENT,
+                    p.event_id.to_string(),
+                    &*p,
+                ));
+            }
         }
         !slots.is_empty()
     }
@@ -395,11 +401,16 @@ impl Tracker {
             });
         t.expectations.push(exp);
         let fresh = t.expectations.len() == 1;
-        let put = put_state(namespaces::TRANSMISSION, message_id.to_string(), &*t);
+        if self.state_records {
+            fx.push(put_state(
+                namespaces::TRANSMISSION,
+                message_id.to_string(),
+                &*t,
+            ));
+        }
         if fresh {
             self.schedule_transmission(message_id, issued_at);
         }
-        fx.push(put);
     }
 
     /// A withdrawn document: a waiting copy is forgotten. A document that has

@@ -358,11 +358,13 @@ impl Tracker {
                 )));
             }
         }
-        fx.push(put_state(
-            namespaces::TRANSMISSION,
-            message_id.to_string(),
-            &*t,
-        ));
+        if self.state_records {
+            fx.push(put_state(
+                namespaces::TRANSMISSION,
+                message_id.to_string(),
+                &*t,
+            ));
+        }
         true
     }
 }

@@ -134,6 +134,9 @@ pub struct Tracker {
     seen: HashMap<SeenKey, i64, FxBuild>,
     /// The horizon at or past which `seen` is next swept.
     next_seen_sweep: i64,
+    /// Whether effects carry the auxiliary state records (see
+    /// [`Tracker::set_state_records`]).
+    state_records: bool,
     clock: Option<i64>,
     ceiling: Option<i64>,
     counters: Counters,
@@ -173,6 +176,7 @@ impl Tracker {
             tx_timers: BTreeSet::new(),
             seen: HashMap::default(),
             next_seen_sweep: i64::MIN,
+            state_records: true,
             clock: None,
             ceiling: None,
             counters: Counters::default(),
@@ -251,6 +255,19 @@ impl Tracker {
         self.set_clock(ms(now), &mut fx);
         self.drop_stale_timers();
         fx
+    }
+
+    /// Whether effects include the auxiliary state records: the clock, the
+    /// duplicate keys, documents waiting for their encounter, transmissions
+    /// awaiting acknowledgement ([`Effect::StatePut`] and
+    /// [`Effect::StateDeleted`]). A store needs them so that a tracker can be
+    /// restored from it ([`Tracker::restore`]); they are on by default. A
+    /// caller that will never restore turns them off and the tracker does
+    /// not build them: `tocsin replay` into its temporary store, which
+    /// keeps only expectations. Judging is the same either way; only these
+    /// effects are left out.
+    pub fn set_state_records(&mut self, on: bool) {
+        self.state_records = on;
     }
 
     /// Sets the latest instant that event times may move the clock to, so a
@@ -336,11 +353,13 @@ impl Tracker {
         self.clock = Some(t);
         self.fire_due(t, fx);
         self.prune(t, fx);
-        fx.push(put_state(
-            namespaces::CLOCK,
-            "event_time".into(),
-            &from_ms(t).to_rfc3339(),
-        ));
+        if self.state_records {
+            fx.push(put_state(
+                namespaces::CLOCK,
+                "event_time".into(),
+                &from_ms(t).to_rfc3339(),
+            ));
+        }
     }
 
     /// Whether a timer in the heap is the slot's next timer (else stale).

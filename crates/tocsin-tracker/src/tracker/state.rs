@@ -114,7 +114,11 @@ impl Tracker {
         // A live key never comes here (`apply` drops a duplicate first), but
         // a dead one not yet swept may: its stored record, under its old
         // time, goes with it.
-        if let Some(old) = self.seen.insert(h, at)
+        let old = self.seen.insert(h, at);
+        if !self.state_records {
+            return;
+        }
+        if let Some(old) = old
             && old != at
         {
             fx.push(Effect::StateDeleted {
@@ -144,9 +148,10 @@ impl Tracker {
         let horizon = now - span;
         if horizon >= self.next_seen_sweep {
             let mut dead: Vec<(i64, SeenKey)> = Vec::new();
+            let records = self.state_records;
             self.seen.retain(|h, at| {
                 let live = *at >= horizon;
-                if !live {
+                if !live && records {
                     dead.push((*at, *h));
                 }
                 live
@@ -178,7 +183,7 @@ impl Tracker {
         self.tx_timers.remove(&timer);
         let (at, what, id) = timer;
         if what == 1 {
-            if self.transmissions.remove(&id).is_some() {
+            if self.transmissions.remove(&id).is_some() && self.state_records {
                 fx.push(Effect::StateDeleted {
                     namespace: namespaces::TRANSMISSION.into(),
                     key: id,
@@ -206,7 +211,7 @@ impl Tracker {
                 any = true;
             }
         }
-        if any {
+        if any && self.state_records {
             fx.push(put_state(namespaces::TRANSMISSION, id, &*t));
         }
     }

@@ -93,7 +93,8 @@ enum Keep {
     /// Only expectations, which the report reads: the scratch store, deleted
     /// after the run. Its state records (a duplicate key for every message,
     /// transmissions, the clock) and alerts (already in `--alerts`) were
-    /// most of its rows and would only be deleted unread.
+    /// most of its rows and would only be deleted unread; the tracker does
+    /// not even build the state records ([`Tracker::set_state_records`]).
     Expectations,
 }
 
@@ -134,6 +135,8 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
     let mut tracker = Tracker::new(config.policy.clone(), config.tracker.clone());
     // Nothing stamped after --until may move the clock past it.
     tracker.set_ceiling(Some(until));
+    // The scratch store would drop the state records unread: not built.
+    tracker.set_state_records(keep == Keep::Everything);
     let mut rejected = Vec::new();
     let readers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
