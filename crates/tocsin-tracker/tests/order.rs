@@ -188,9 +188,10 @@ proptest! {
     }
 }
 
-#[test]
-fn restore_after_restart_gives_the_same_subsequent_alerts() {
-    let cases: Vec<Case> = (0..30)
+/// Thirty encounters of three kinds: documents missing, early, late, on
+/// time; some acknowledged, some failed.
+fn mixed_cases() -> Vec<Case> {
+    (0..30)
         .map(|i| Case {
             kind: [K::Inpatient, K::Outpatient, K::Emergency][i % 3],
             end_h: (i as i64) * 7,
@@ -203,8 +204,12 @@ fn restore_after_restart_gives_the_same_subsequent_alerts() {
             },
             ack: (i % 4 == 0).then_some(i % 8 == 0),
         })
-        .collect();
-    let msgs = messages(&cases, 5);
+        .collect()
+}
+
+#[test]
+fn restore_after_restart_gives_the_same_subsequent_alerts() {
+    let msgs = messages(&mixed_cases(), 5);
     let mut order: Vec<usize> = (0..msgs.len()).collect();
     order.sort_by_key(|&i| (msgs[i].ev.occurred_at, msgs[i].after.is_some(), i));
     let until = t("2024-03-01T00:00:00Z");
@@ -246,20 +251,7 @@ fn restore_after_restart_gives_the_same_subsequent_alerts() {
 /// not change, and none may be built.
 #[test]
 fn state_records_off_judges_alike_and_builds_none() {
-    let cases: Vec<Case> = (0..30)
-        .map(|i| Case {
-            kind: [K::Inpatient, K::Outpatient, K::Emergency][i % 3],
-            end_h: (i as i64) * 7,
-            doc: match i % 4 {
-                0 => None,
-                1 => Some((-3, true)),
-                2 => Some((30, false)),
-                _ => Some((200, true)),
-            },
-            ack: (i % 3 == 0).then_some(i % 6 == 0),
-        })
-        .collect();
-    let msgs = messages(&cases, 5);
+    let msgs = messages(&mixed_cases(), 5);
     let mut order: Vec<usize> = (0..msgs.len()).collect();
     order.sort_by_key(|&i| (msgs[i].ev.occurred_at, msgs[i].after.is_some(), i));
     let run = |records: bool| {
