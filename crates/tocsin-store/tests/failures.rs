@@ -169,6 +169,33 @@ fn scratch_store_keeps_no_journal_and_reads_back_what_it_committed() {
         "no -wal or -journal file beside it"
     );
 
+    // Only the report's index on expectations: the gateway's (by status,
+    // by deadline) would be updated on every write and never read.
+    let expectation_indexes = |path: &std::path::Path| -> Vec<String> {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        let mut q = conn
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'index' \
+                 AND tbl_name = 'expectations' AND sql IS NOT NULL ORDER BY name",
+            )
+            .unwrap();
+        q.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(expectation_indexes(&path), ["expectations_ended_at"]);
+    let kept = dir.path().join("kept").join("store.sqlite");
+    drop(SqliteStore::open(&kept).expect("open a kept store"));
+    assert_eq!(
+        expectation_indexes(&kept),
+        [
+            "expectations_deadline",
+            "expectations_ended_at",
+            "expectations_status_deadline"
+        ]
+    );
+
     // The boxed form `tocsin replay` uses is the same store.
     drop(scratch);
     let other = dir.path().join("other.sqlite");
