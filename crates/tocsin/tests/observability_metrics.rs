@@ -64,6 +64,7 @@ async fn metrics_reflect_the_traffic_and_carry_no_identifiers() {
         ("tocsin_deliveries_total", "counter"),
         ("tocsin_processing_seconds", "histogram"),
         ("tocsin_batch_size", "histogram"),
+        ("tocsin_pipeline_stage_seconds", "histogram"),
         ("tocsin_outbox_pending", "gauge"),
         ("tocsin_clock_lag_seconds", "gauge"),
         ("tocsin_amqp_connected", "gauge"),
@@ -180,6 +181,13 @@ async fn metrics_reflect_the_traffic_and_carry_no_identifiers() {
     );
     assert!(s.value("tocsin_batch_size_count", &[]) >= 1.0);
     assert!(s.value("tocsin_processing_seconds_count", &[]) >= 1.0);
+    // Each stage of the pipeline timed once a batch at least.
+    for stage in ["receive", "process", "commit", "settle"] {
+        assert!(
+            s.value("tocsin_pipeline_stage_seconds_count", &[("stage", stage)]) >= 1.0,
+            "{stage} timed"
+        );
+    }
 
     // No identifier of the traffic, anywhere in the text.
     for id in &w.identifiers {
@@ -292,6 +300,7 @@ fn assert_closed_labels(s: &Scrape, sites: &[&str]) {
                     _ => ["amqp_confirmed", "amqp_failed"].contains(&v.as_str()),
                 },
                 "table" => ["outbox", "inputs"].contains(&v.as_str()),
+                "stage" => ["receive", "process", "commit", "settle"].contains(&v.as_str()),
                 "site" => site_values.contains(v),
                 // Fixed codes from the normalisers and the event model.
                 "reason" | "type" => code(v),

@@ -20,7 +20,8 @@ use super::shutdown::{Budget, Stop};
 use crate::config::Config;
 use crate::internal_events::{
     AlertRaised, BatchCommitted, ClockAdvanced, DocumentSettled, EventApplied, MessageReceived,
-    MessageRejected, Metrics, StoreFailed, StoreRecovered, TrackerObserved,
+    MessageRejected, Metrics, PipelineStage, StageTimed, StoreFailed, StoreRecovered,
+    TrackerObserved,
 };
 
 /// How far ahead of the wall clock a message's time may move the engine's
@@ -127,6 +128,7 @@ impl Pipeline {
             if stop.is_requested() {
                 break self.shut_down(&mut consumer, budget).await;
             }
+            let waited = Instant::now();
             let batch = match consumer
                 .next_batch(self.batch_size, self.flush_interval)
                 .await
@@ -134,6 +136,13 @@ impl Pipeline {
                 Ok(b) => b,
                 Err(e) => break Ended::LinkLost(e.to_string()),
             };
+            if !batch.is_empty() {
+                StageTimed {
+                    stage: PipelineStage::Receive,
+                    took: waited.elapsed(),
+                }
+                .emit(&self.metrics);
+            }
             let step = if batch.is_empty() {
                 self.idle(&mut consumer).await
             } else {
@@ -307,13 +316,24 @@ impl Pipeline {
                 break;
             }
         }
+        StageTimed {
+            stage: PipelineStage::Process,
+            took: received.elapsed(),
+        }
+        .emit(&self.metrics);
         // One commit in flight: the previous batch's lands (and its inputs
         // are acknowledged) before this one's starts, so commits stay in
         // order and a retried commit never overtakes a later one. This
         // batch is committed even if that acknowledgement fails: the
         // tracker has applied it, and its inputs, redelivered, are then
         // found committed.
+        let settling = Instant::now();
         let settled = self.settle(consumer).await;
+        StageTimed {
+            stage: PipelineStage::Settle,
+            took: settling.elapsed(),
+        }
+        .emit(&self.metrics);
         let inputs = deliveries.len();
         let mut deliveries = deliveries;
         // After a failed dead-letter copy nothing is acknowledged: the
@@ -327,7 +347,13 @@ impl Pipeline {
         let (store, metrics) = (self.store.clone(), self.metrics.clone());
         self.in_flight = Some(InFlight {
             commit: tokio::spawn(async move {
-                commit(store, metrics, batch).await;
+                let started = Instant::now();
+                commit(store, metrics.clone(), batch).await;
+                StageTimed {
+                    stage: PipelineStage::Commit,
+                    took: started.elapsed(),
+                }
+                .emit(&metrics);
                 received.elapsed()
             }),
             last,

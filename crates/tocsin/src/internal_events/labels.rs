@@ -152,6 +152,37 @@ pub const DELIVERY_RESULTS: [&str; 2] = ["amqp_confirmed", "amqp_failed"];
 /// Tables counted by `tocsin_store_pruned_rows_total`.
 pub const PRUNED_TABLES: [&str; 2] = ["outbox", "inputs"];
 
+/// A stage of the gateway's pipeline, timed by
+/// `tocsin_pipeline_stage_seconds{stage}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PipelineStage {
+    /// Waiting for a batch of input from the broker.
+    Receive,
+    /// Normalising and applying a batch (and dead-lettering what failed).
+    Process,
+    /// The store transaction of a batch, on the store's thread, while the
+    /// next batch is received and processed.
+    Commit,
+    /// Waiting for the previous batch's commit to land, then acknowledging
+    /// its inputs.
+    Settle,
+}
+
+impl PipelineStage {
+    /// Every stage, for pre-registering the label values.
+    pub const ALL: [Self; 4] = [Self::Receive, Self::Process, Self::Commit, Self::Settle];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Receive => "receive",
+            Self::Process => "process",
+            Self::Commit => "commit",
+            Self::Settle => "settle",
+        }
+    }
+}
+
 /// Outcomes counted by `tocsin_documents_total`.
 pub const OUTCOMES: [&str; 2] = ["on_time", "late"];
 

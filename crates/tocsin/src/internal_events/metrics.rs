@@ -40,6 +40,8 @@ pub struct Metrics {
     pub processing_seconds: Histogram,
     /// `tocsin_batch_size`.
     pub batch_size: Histogram,
+    /// `tocsin_pipeline_stage_seconds{stage}`: where a batch's time goes.
+    pub pipeline_stage_seconds: HistogramVec,
     /// `tocsin_outbox_pending`.
     pub outbox_pending: IntGauge,
     /// `tocsin_clock_lag_seconds`.
@@ -125,6 +127,22 @@ impl Metrics {
             ]),
         )?;
         registry.register(Box::new(batch_size.clone()))?;
+        let pipeline_stage_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "tocsin_pipeline_stage_seconds",
+                "Time a batch spends in each stage of the gateway's pipeline: receive (waiting for input), \
+                 process (normalise and apply), commit (the store transaction, beside the next batch), \
+                 settle (waiting for the previous commit, then acknowledging).",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+            &["stage"],
+        )?;
+        registry.register(Box::new(pipeline_stage_seconds.clone()))?;
+        for stage in labels::PipelineStage::ALL {
+            pipeline_stage_seconds.with_label_values(&[stage.as_str()]);
+        }
         let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
             let g = IntGauge::new(name, help)?;
             registry.register(Box::new(g.clone()))?;
@@ -219,6 +237,7 @@ impl Metrics {
             deliveries,
             processing_seconds,
             batch_size,
+            pipeline_stage_seconds,
             outbox_pending,
             clock_lag_seconds,
             amqp_connected,

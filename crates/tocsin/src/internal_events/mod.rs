@@ -12,7 +12,7 @@ mod metrics;
 mod tracking;
 
 pub use http::{ApiOpen, HttpListening};
-pub use labels::MetricLabels;
+pub use labels::{MetricLabels, PipelineStage};
 pub use metrics::Metrics;
 pub use tracking::{DocumentSettled, TrackerObserved};
 
@@ -114,6 +114,31 @@ impl BatchCommitted {
         m.batch_size.observe(self.inputs as f64);
         m.processing_seconds
             .observe(self.receive_to_commit.as_secs_f64());
+    }
+}
+
+/// A batch finished one stage of the pipeline. The four stages' sums say
+/// what the gateway waits for when it drains a backlog: the broker
+/// (receive), its own CPU (process), the store (commit, and settle when the
+/// commit outlasts the next batch's processing).
+pub struct StageTimed {
+    /// Which stage.
+    pub stage: PipelineStage,
+    /// How long the batch spent in it.
+    pub took: Duration,
+}
+
+impl StageTimed {
+    /// Observes the stage's time (and traces it).
+    pub fn emit(self, m: &Metrics) {
+        tracing::trace!(
+            stage = self.stage.as_str(),
+            micros = self.took.as_micros() as u64,
+            "pipeline stage"
+        );
+        m.pipeline_stage_seconds
+            .with_label_values(&[self.stage.as_str()])
+            .observe(self.took.as_secs_f64());
     }
 }
 
