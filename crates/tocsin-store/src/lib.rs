@@ -16,6 +16,7 @@
 //! runtime internally and must not be called from inside an async task.
 
 mod batch;
+mod checkpoint;
 mod deliveries;
 mod error;
 pub mod migrate;

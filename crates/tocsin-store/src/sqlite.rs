@@ -1,6 +1,7 @@
 //! The embedded SQLite backend (the default).
 //!
-//! One connection in WAL mode with `synchronous=NORMAL`: a commit is atomic
+//! One connection in WAL mode with `synchronous=NORMAL` (and a second that
+//! checkpoints the WAL beside it, see `checkpoint.rs`): a commit is atomic
 //! and survives a crash of the process, but the last commits before a power
 //! failure or OS crash can be lost (they are in the WAL, not yet synced). The
 //! inputs of such commits were acknowledged, so the broker will not redeliver
@@ -15,6 +16,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, TransactionBehavior, params, params_from_iter};
 use tocsin_tracker::{Alert, Expectation, StateRecord};
 
+use crate::checkpoint::{self, Checkpointer};
 use crate::migrate::{self, Migration};
 use crate::query::{ExpectationCursor, check_limit};
 use crate::rows::{self, UNSETTLED, limit_param, micros};
@@ -86,6 +88,9 @@ impl Journal {
 /// The SQLite store.
 pub struct SqliteStore {
     conn: Connection,
+    /// Checkpoints a file store's WAL beside the commits; `None` for the
+    /// scratch and in-memory stores, which have no WAL.
+    _checkpointer: Option<Checkpointer>,
 }
 
 fn sq(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -130,7 +135,24 @@ impl SqliteStore {
             })?;
         }
         let conn = Connection::open(path).map_err(sq("open"))?;
-        Self::init(conn, Journal::Wal, sync)
+        let mut store = Self::init(conn, Journal::Wal, sync)?;
+        match Checkpointer::start(path, BUSY_TIMEOUT) {
+            Ok(c) => {
+                store
+                    .conn
+                    .execute_batch(&format!(
+                        "PRAGMA wal_autocheckpoint = {};",
+                        checkpoint::WRITER_PAGES
+                    ))
+                    .map_err(sq("configure"))?;
+                store._checkpointer = Some(c);
+            }
+            Err(reason) => tracing::warn!(
+                %reason,
+                "SQLite store without background WAL checkpoints: commits will checkpoint it themselves"
+            ),
+        }
+        Ok(store)
     }
 
     /// A throwaway database file for one run, such as `tocsin replay`'s
@@ -180,7 +202,10 @@ impl SqliteStore {
         ))
         .map_err(sq("configure"))?;
         conn.set_prepared_statement_cache_capacity(64);
-        let mut store = Self { conn };
+        let mut store = Self {
+            conn,
+            _checkpointer: None,
+        };
         store.migrate(migrate::SQLITE)?;
         Ok(store)
     }

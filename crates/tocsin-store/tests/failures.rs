@@ -203,3 +203,34 @@ fn scratch_store_keeps_no_journal_and_reads_back_what_it_committed() {
     boxed.commit(&batch("c")).unwrap();
     assert_eq!(unsettled_ids(boxed.as_mut()), ["c"]);
 }
+
+/// A file store's WAL is checkpointed by a thread of its own, not by the
+/// commit that happens to cross SQLite's threshold: the database file takes
+/// the committed pages while nothing else touches the store.
+#[test]
+fn file_store_checkpoints_its_wal_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.sqlite");
+    let mut store = SqliteStore::open(&path).expect("open");
+    assert_eq!(store.journal_mode().unwrap(), "wal");
+    let batch = Batch::from_effects((0..200).map(|i| {
+        let mut e = open_expectation("e", i);
+        e.id = tocsin_tracker::ExpectationId(format!("e{i:03}"));
+        Effect::ExpectationChanged(e)
+    }));
+    store.commit(&batch).unwrap();
+    // 200 expectations and the schema are far more than this many pages,
+    // and far fewer than the 10,000 past which the writer checkpoints.
+    let pages = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len()) / 4096;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while pages(&path) < 40 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint: the database file has {} pages, the WAL {}",
+            pages(&path),
+            pages(&dir.path().join("store.sqlite-wal"))
+        );
+        std::thread::yield_now();
+    }
+    assert_eq!(unsettled_ids(&mut store).len(), 200);
+}
