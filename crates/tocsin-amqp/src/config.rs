@@ -128,7 +128,11 @@ pub struct AmqpConfig {
     /// Bindings of the input queues to the integration engine's exchanges.
     pub bindings: Vec<BindingConfig>,
     /// Unacknowledged messages the broker may push ahead, per input queue
-    /// (basic.qos). Keep `batch_size` at half of it or less.
+    /// (basic.qos). The default, four batches, holds one batch committing,
+    /// one being processed and two arriving, so that the pipeline never
+    /// waits for the broker to start sending after an acknowledgement (at
+    /// two batches that wait was 40 % of a backlog drain; docs/performance.md,
+    /// "Seventh session"). `batch_size` may not exceed it.
     pub prefetch: u16,
     /// Most messages committed together.
     pub batch_size: usize,
@@ -154,7 +158,7 @@ impl Default for AmqpConfig {
             alerts_exchange: "tocsin.alerts".to_owned(),
             delivery_limit: 5,
             bindings: Vec::new(),
-            prefetch: 1000,
+            prefetch: 2000,
             batch_size: 500,
             flush_interval_ms: 20,
             connect_timeout_ms: 10_000,
@@ -319,7 +323,7 @@ mod tests {
         assert_eq!(cfg.dead_letter_queue, "tocsin.dead");
         assert_eq!(cfg.events_exchange, "tocsin.events");
         assert_eq!(cfg.alerts_exchange, "tocsin.alerts");
-        assert_eq!(cfg.prefetch, 1000);
+        assert_eq!(cfg.prefetch, 2000);
         assert!(!cfg.passive);
         cfg.validate().unwrap();
     }
@@ -365,7 +369,7 @@ mod tests {
         assert!(bad(AmqpConfig { prefetch: 0, ..d() }).contains("prefetch"));
         assert!(
             bad(AmqpConfig {
-                batch_size: 2000,
+                batch_size: 2001,
                 ..d()
             })
             .contains("batch_size")
