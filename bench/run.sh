@@ -89,14 +89,17 @@ gateway() {
         if [ -z "$start" ] && [ "${done:-0}" -gt 0 ]; then start=$now; first=$done; fi
     done
     end=$(date +%s.%N)
-    local hwm
+    local hwm stages
     hwm=$(awk '/VmHWM/{print $2}' "/proc/$GW_PID/status")
+    # Seconds spent in each pipeline stage over the drain (batch sums).
+    stages=$(curl -s "http://127.0.0.1:$HTTP_PORT/metrics" | awk -F'[{}" ]+' \
+        '$1 == "tocsin_pipeline_stage_seconds_sum" { printf "%s%s=%.2f", sep, $3, $NF; sep="," }')
     kill -TERM "$GW_PID"; wait "$GW_PID" || true; GW_PID=
     local rate
     rate=$(awk -v n="$N" -v f="$first" -v s="$start" -v e="$end" 'BEGIN{printf "%.0f", (n-f)/(e-s)}')
     local extra=""
     if [ "$events" = true ]; then extra=" events_queued=$($B/examples/bench_queue depth --queue "$EVENTS_QUEUE" | field messages)"; fi
-    echo "bench gateway=$name messages=$N rate=$rate peak_rss_kib=$hwm$extra"
+    echo "bench gateway=$name messages=$N rate=$rate peak_rss_kib=$hwm stage_seconds=$stages$extra"
     R[$name]=$rate
 }
 
