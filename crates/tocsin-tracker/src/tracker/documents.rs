@@ -6,11 +6,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tocsin_event::{Document, EventId, EventType, InterfaceEvent, Patient};
 
+use super::effects::Effects;
 use super::open::{Open, ms};
 use super::state::Transmission;
-use super::{
-    Effect, Tracker, build_alert, enc_key, local_key, namespaces, nhs_key, put_state, ref_key,
-};
+use super::{Effect, Tracker, build_alert, enc_key, local_key, namespaces, nhs_key, ref_key};
 use crate::compact::key_hash;
 use crate::model::{DeliveryStatus, ExpectationStatus, MatchMethod, Settlement};
 use crate::{AlertDocument, AlertKind};
@@ -157,7 +156,7 @@ impl Tracker {
         best(&mut slots.into_iter(), MatchMethod::PatientWindow)
     }
 
-    pub(super) fn on_document(&mut self, ev: &InterfaceEvent, fx: &mut Vec<Effect>) {
+    pub(super) fn on_document(&mut self, ev: &InterfaceEvent, fx: &mut Effects<'_>) {
         let Some(doc) = &ev.document else {
             self.counters.documents_missing += 1;
             return;
@@ -188,13 +187,7 @@ impl Tracker {
             encounter_ref: view.encounter_ref.map(str::to_string),
             delivery: None,
         };
-        if self.state_records {
-            fx.push(put_state(
-                namespaces::PENDING_DOCUMENT,
-                p.event_id.to_string(),
-                &p,
-            ));
-        }
+        fx.put_state(namespaces::PENDING_DOCUMENT, &p.event_id, &p);
         self.insert_pending(p);
     }
 
@@ -222,7 +215,7 @@ impl Tracker {
         self.pending_expiry.insert((expiry, slot));
     }
 
-    fn remove_pending(&mut self, slot: u32, fx: &mut Vec<Effect>) -> Option<PendingDocument> {
+    fn remove_pending(&mut self, slot: u32, fx: &mut Effects<'_>) -> Option<PendingDocument> {
         let p = self.pending.remove(slot)?;
         if let Some(id) = &p.encounter_id {
             self.pending_by_encounter.remove(enc_key(id), slot);
@@ -237,19 +230,14 @@ impl Tracker {
             .remove(doc_key(&p.document.id), slot);
         self.pending_expiry
             .remove(&(ms(p.document.issued_at) + self.pending_horizon(), slot));
-        if self.state_records {
-            fx.push(Effect::StateDeleted {
-                namespace: namespaces::PENDING_DOCUMENT.into(),
-                key: p.event_id.to_string(),
-            });
-        }
+        fx.delete_state(namespaces::PENDING_DOCUMENT, &p.event_id);
         Some(p)
     }
 
     /// After an expectation is created: settle it with the first-issued
     /// waiting document that matches (encounter id, then reference, then
     /// patient and window). Returns whether it was settled.
-    pub(super) fn settle_from_pending(&mut self, slot: u32, fx: &mut Vec<Effect>) -> bool {
+    pub(super) fn settle_from_pending(&mut self, slot: u32, fx: &mut Effects<'_>) -> bool {
         let Some(o) = self.open.get(slot) else {
             return false;
         };
@@ -298,7 +286,7 @@ impl Tracker {
         &mut self,
         message_id: &str,
         failed: bool,
-        fx: &mut Vec<Effect>,
+        fx: &mut Effects<'_>,
     ) -> bool {
         let slots: Vec<u32> = self
             .pending_by_message
@@ -317,13 +305,7 @@ impl Tracker {
                 (true, _) | (false, Some(DeliveryStatus::Failed)) => DeliveryStatus::Failed,
                 (false, _) => DeliveryStatus::Acknowledged,
             });
-            if self.state_records {
-                fx.push(put_state(
-                    namespaces::PENDING_DOCUMENT,
-                    p.event_id.to_string(),
-                    &*p,
-                ));
-            }
+            fx.put_state(namespaces::PENDING_DOCUMENT, &p.event_id, &*p);
         }
         !slots.is_empty()
     }
@@ -336,7 +318,7 @@ impl Tracker {
         method: MatchMethod,
         message_id: &str,
         event_id: &EventId,
-        fx: &mut Vec<Effect>,
+        fx: &mut Effects<'_>,
     ) {
         let Some(o) = self.remove_open(slot) else {
             return;
@@ -390,7 +372,7 @@ impl Tracker {
         message_id: &str,
         issued_at: DateTime<Utc>,
         exp: crate::Expectation,
-        fx: &mut Vec<Effect>,
+        fx: &mut Effects<'_>,
     ) {
         let t = self
             .transmissions
@@ -401,13 +383,7 @@ impl Tracker {
             });
         t.expectations.push(exp);
         let fresh = t.expectations.len() == 1;
-        if self.state_records {
-            fx.push(put_state(
-                namespaces::TRANSMISSION,
-                message_id.to_string(),
-                &*t,
-            ));
-        }
+        fx.put_state(namespaces::TRANSMISSION, message_id, &*t);
         if fresh {
             self.schedule_transmission(message_id, issued_at);
         }
@@ -416,7 +392,7 @@ impl Tracker {
     /// A withdrawn document: a waiting copy is forgotten. A document that has
     /// already settled an expectation stays counted: the contract measures
     /// the first transmission, and a replacement usually follows.
-    pub(super) fn on_document_cancelled(&mut self, ev: &InterfaceEvent, fx: &mut Vec<Effect>) {
+    pub(super) fn on_document_cancelled(&mut self, ev: &InterfaceEvent, fx: &mut Effects<'_>) {
         let Some(doc) = &ev.document else {
             self.counters.documents_missing += 1;
             return;
@@ -436,7 +412,7 @@ impl Tracker {
     }
 
     /// Forgets waiting documents issued more than the horizon before `now`.
-    pub(super) fn expire_pending(&mut self, now: i64, fx: &mut Vec<Effect>) {
+    pub(super) fn expire_pending(&mut self, now: i64, fx: &mut Effects<'_>) {
         while let Some(&(at, slot)) = self.pending_expiry.first() {
             if at >= now {
                 break;

@@ -4,10 +4,9 @@
 use sha2::{Digest, Sha256};
 use tocsin_event::{Encounter, InterfaceEvent};
 
-use super::open::{NO_TIME, Open, from_ms, ms};
-use super::{
-    Effect, Tracker, build_alert, enc_key, local_key, namespaces, nhs_key, put_state, ref_key,
-};
+use super::effects::Effects;
+use super::open::{NO_TIME, Open, OpenFacts, from_ms, ms};
+use super::{Effect, Tracker, build_alert, enc_key, local_key, namespaces, nhs_key, ref_key};
 use crate::AlertKind;
 use crate::compact::{CStr, Nhs};
 use crate::model::{DeliveryStatus, ExpectationId, ExpectationStatus};
@@ -137,7 +136,7 @@ impl Tracker {
         out
     }
 
-    pub(super) fn on_encounter_ended(&mut self, ev: &InterfaceEvent, fx: &mut Vec<Effect>) {
+    pub(super) fn on_encounter_ended(&mut self, ev: &InterfaceEvent, fx: &mut Effects<'_>) {
         let Some(enc) = &ev.encounter else {
             self.counters.ends_without_kind += 1;
             return;
@@ -176,24 +175,22 @@ impl Tracker {
                 self.counters.repeated_ends += 1;
                 continue;
             }
-            let nhs = Nhs::new(ev.patient.nhs_number.as_deref(), &mut self.syms);
-            let local_ids = self.intern_local_ids(&ev.patient.local_ids);
-            let mut o = Open::new(
+            let o = self.new_open(OpenFacts {
                 id,
-                enc.reference.as_deref(),
-                ev.event_id.as_str(),
-                nhs,
-                local_ids,
-            );
-            o.encounter_id = enc.id.as_deref().map(CStr::new);
-            o.ended_at = ms(ended_at);
-            o.deadline = ms(ended_at + due_after);
-            o.due_soon = due_soon.map_or(NO_TIME, |d| ms(ended_at + d));
-            o.site = enc.site.as_deref().map(|s| self.syms.intern(s));
-            o.specialty = enc.specialty.as_deref().map(|s| self.syms.intern(s));
-            o.gp = ev.gp_practice.as_deref().map(|s| self.syms.intern(s));
-            o.rule = rule;
-            o.kind = kind;
+                rule,
+                created_by: ev.event_id.as_str(),
+                kind,
+                encounter_id: enc.id.as_deref(),
+                encounter_ref: enc.reference.as_deref(),
+                ended_at: ms(ended_at),
+                deadline: ms(ended_at + due_after),
+                due_soon: due_soon.map_or(NO_TIME, |d| ms(ended_at + d)),
+                site: enc.site.as_deref(),
+                specialty: enc.specialty.as_deref(),
+                gp_practice: ev.gp_practice.as_deref(),
+                nhs_number: ev.patient.nhs_number.as_deref(),
+                local_ids: &ev.patient.local_ids,
+            });
             let slot = self.insert_open(o);
             if !self.settle_from_pending(slot, fx)
                 && let Some(o) = self.open.get(slot)
@@ -205,7 +202,7 @@ impl Tracker {
 
     /// A13 (discharge cancelled), A11 or FHIR cancelled / entered-in-error:
     /// the encounter's open expectations are withdrawn.
-    pub(super) fn on_encounter_cancelled(&mut self, ev: &InterfaceEvent, fx: &mut Vec<Effect>) {
+    pub(super) fn on_encounter_cancelled(&mut self, ev: &InterfaceEvent, fx: &mut Effects<'_>) {
         let slots = ev
             .encounter
             .as_ref()
@@ -226,7 +223,7 @@ impl Tracker {
     /// A merge re-keys open expectations from the retired identifiers to the
     /// surviving patient (and, for an account merge, the retired visit number
     /// to the surviving one); it never cancels.
-    pub(super) fn on_patient_merged(&mut self, ev: &InterfaceEvent, fx: &mut Vec<Effect>) {
+    pub(super) fn on_patient_merged(&mut self, ev: &InterfaceEvent, fx: &mut Effects<'_>) {
         let Some(m) = &ev.merge else {
             return;
         };
@@ -303,7 +300,7 @@ impl Tracker {
 
     /// An acknowledgement attaches to the transmission it names (or to the
     /// waiting document it carried, applied when that settles).
-    pub(super) fn on_delivery(&mut self, ev: &InterfaceEvent, fx: &mut Vec<Effect>) {
+    pub(super) fn on_delivery(&mut self, ev: &InterfaceEvent, fx: &mut Effects<'_>) {
         let Some(ack) = &ev.ack else {
             self.counters.acks_unmatched += 1;
             return;
@@ -324,11 +321,11 @@ impl Tracker {
     /// Records a delivery outcome on a remembered transmission; a failure is
     /// final and raises `delivery_failed` once. Returns whether the
     /// transmission is remembered.
-    pub(crate) fn record_delivery(
+    pub(super) fn record_delivery(
         &mut self,
         message_id: &str,
         outcome: DeliveryStatus,
-        fx: &mut Vec<Effect>,
+        fx: &mut Effects<'_>,
     ) -> bool {
         let raised_at = self.clock.map(from_ms);
         let Some(t) = self.transmissions.get_mut(message_id) else {
@@ -358,13 +355,7 @@ impl Tracker {
                 )));
             }
         }
-        if self.state_records {
-            fx.push(put_state(
-                namespaces::TRANSMISSION,
-                message_id.to_string(),
-                &*t,
-            ));
-        }
+        fx.put_state(namespaces::TRANSMISSION, message_id, &*t);
         true
     }
 }

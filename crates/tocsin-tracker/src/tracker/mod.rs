@@ -7,6 +7,7 @@
 //! passed it, and always before the input that moved the clock is applied.
 
 mod documents;
+mod effects;
 pub(crate) mod events;
 mod open;
 mod state;
@@ -17,12 +18,13 @@ use tocsin_event::{DocumentKind, EncounterKind, EventType, InterfaceEvent};
 
 use crate::compact::{FxBuild, MultiIndex, Slab, Symbols, TimerHeap, key_hash};
 use crate::config::TrackerConfig;
-use crate::model::{Effect, Expectation, JsonText, StateRecord};
+use crate::model::{Effect, Expectation};
 use crate::policy::Policy;
 use crate::{Alert, AlertDocument, AlertEncounter, AlertKind, AlertPatient};
 use documents::PendingDocument;
+use effects::Effects;
 use open::{Open, from_ms, ms};
-use state::{SeenKey, Transmission};
+use state::{Rfc3339, SeenKey, Transmission};
 
 pub use events::expectation_id;
 pub use state::{RestoreError, Restoring};
@@ -37,16 +39,6 @@ pub mod namespaces {
     pub const PENDING_DOCUMENT: &str = "pending_document";
     /// Settling transmissions awaiting acknowledgement (key: message id).
     pub const TRANSMISSION: &str = "transmission";
-}
-
-/// The effect that stores one auxiliary state record: `value`, as JSON
-/// text, under `namespace` and `key`.
-fn put_state(namespace: &str, key: String, value: &(impl serde::Serialize + ?Sized)) -> Effect {
-    Effect::StatePut(StateRecord {
-        namespace: namespace.into(),
-        key,
-        value: JsonText::of(value),
-    })
 }
 
 /// A rule as the tracker refers to it (policy rules first, then rules named
@@ -197,7 +189,8 @@ impl Tracker {
     /// gathers many events' effects (the replay hands them to its writer a
     /// thousand events at a time) saves a vector and a copy of every effect
     /// per event.
-    pub fn apply_into(&mut self, event: &InterfaceEvent, fx: &mut Vec<Effect>) {
+    pub fn apply_into(&mut self, event: &InterfaceEvent, out: &mut Vec<Effect>) {
+        let fx = &mut Effects::new(out, self.state_records);
         let tracked = !matches!(
             event.event_type,
             EventType::Other
@@ -251,10 +244,10 @@ impl Tracker {
     /// Advances the clock (live mode: the wall clock once caught up; replay:
     /// `--until`), firing every timer it passes. The clock never goes back.
     pub fn advance_to(&mut self, now: DateTime<Utc>) -> Vec<Effect> {
-        let mut fx = Vec::new();
-        self.set_clock(ms(now), &mut fx);
+        let mut out = Vec::new();
+        self.set_clock(ms(now), &mut Effects::new(&mut out, self.state_records));
         self.drop_stale_timers();
-        fx
+        out
     }
 
     /// Whether effects include the auxiliary state records: the clock, the
@@ -335,7 +328,7 @@ impl Tracker {
 
     /// Moves the clock for an event time, less the allowed lateness, never
     /// beyond the ceiling.
-    fn advance_for_event(&mut self, at: DateTime<Utc>, fx: &mut Vec<Effect>) {
+    fn advance_for_event(&mut self, at: DateTime<Utc>, fx: &mut Effects<'_>) {
         let mut t = ms(at) - self.config.allowed_lateness.as_secs() * 1000;
         if let Some(ceil) = self.ceiling
             && t > ceil
@@ -346,20 +339,14 @@ impl Tracker {
         self.set_clock(t, fx);
     }
 
-    fn set_clock(&mut self, t: i64, fx: &mut Vec<Effect>) {
+    fn set_clock(&mut self, t: i64, fx: &mut Effects<'_>) {
         if self.clock.is_some_and(|c| c >= t) {
             return;
         }
         self.clock = Some(t);
         self.fire_due(t, fx);
         self.prune(t, fx);
-        if self.state_records {
-            fx.push(put_state(
-                namespaces::CLOCK,
-                "event_time".into(),
-                &from_ms(t).to_rfc3339(),
-            ));
-        }
+        fx.put_state(namespaces::CLOCK, "event_time", &Rfc3339(t));
     }
 
     /// Whether a timer in the heap is the slot's next timer (else stale).
@@ -401,7 +388,7 @@ impl Tracker {
     }
 
     /// Fires every timer strictly before `now`, in time order.
-    fn fire_due(&mut self, now: i64, fx: &mut Vec<Effect>) {
+    fn fire_due(&mut self, now: i64, fx: &mut Effects<'_>) {
         loop {
             let next_open = self.next_open_timer(now);
             let next_tx = self.tx_timers.first().cloned().filter(|t| t.0 < now);
@@ -414,7 +401,7 @@ impl Tracker {
         }
     }
 
-    fn fire_open(&mut self, (at, slot): (i64, u32), fx: &mut Vec<Effect>) {
+    fn fire_open(&mut self, (at, slot): (i64, u32), fx: &mut Effects<'_>) {
         self.timers.pop();
         let Some(o) = self.open.get(slot) else {
             return;

@@ -245,38 +245,74 @@ impl Tracker {
         }
     }
 
+    /// The compact form of a new open expectation: the one place where the
+    /// fields of an encounter's end (as read, or as stored) become an
+    /// [`Open`], its strings interned or packed.
+    pub(crate) fn new_open(&mut self, f: OpenFacts<'_>) -> Open {
+        let nhs = Nhs::new(f.nhs_number, &mut self.syms);
+        let local_ids = f
+            .local_ids
+            .iter()
+            .map(|i| (self.syms.intern(&i.system), CStr::new(&i.value)))
+            .collect();
+        let mut o = Open::new(f.id, f.encounter_ref, f.created_by, nhs, local_ids);
+        o.encounter_id = f.encounter_id.map(CStr::new);
+        o.ended_at = f.ended_at;
+        o.deadline = f.deadline;
+        o.due_soon = f.due_soon;
+        o.site = f.site.map(|s| self.syms.intern(s));
+        o.specialty = f.specialty.map(|s| self.syms.intern(s));
+        o.gp = f.gp_practice.map(|s| self.syms.intern(s));
+        o.rule = f.rule;
+        o.kind = f.kind;
+        o
+    }
+
     /// The compact form of a durable expectation (for restore).
     pub(crate) fn compact(&mut self, e: &Expectation, id: [u8; 16], rule: u16) -> Open {
         let enc = &e.encounter;
-        let nhs = Nhs::new(e.patient.nhs_number.as_deref(), &mut self.syms);
-        let local_ids = self.intern_local_ids(&e.patient.local_ids);
-        let mut o = Open::new(
+        let mut o = self.new_open(OpenFacts {
             id,
-            enc.reference.as_deref(),
-            e.created_by.as_str(),
-            nhs,
-            local_ids,
-        );
-        o.encounter_id = enc.id.as_deref().map(CStr::new);
-        o.ended_at = ms(enc.ended_at);
-        o.deadline = ms(e.deadline);
-        o.due_soon = e.due_soon_at.map_or(NO_TIME, ms);
-        o.site = enc.site.as_deref().map(|s| self.syms.intern(s));
-        o.specialty = enc.specialty.as_deref().map(|s| self.syms.intern(s));
-        o.gp = e.gp_practice.as_deref().map(|s| self.syms.intern(s));
-        o.rule = rule;
-        o.kind = enc.kind;
+            rule,
+            created_by: e.created_by.as_str(),
+            kind: enc.kind,
+            encounter_id: enc.id.as_deref(),
+            encounter_ref: enc.reference.as_deref(),
+            ended_at: ms(enc.ended_at),
+            deadline: ms(e.deadline),
+            due_soon: e.due_soon_at.map_or(NO_TIME, ms),
+            site: enc.site.as_deref(),
+            specialty: enc.specialty.as_deref(),
+            gp_practice: e.gp_practice.as_deref(),
+            nhs_number: e.patient.nhs_number.as_deref(),
+            local_ids: &e.patient.local_ids,
+        });
         o.overdue = e.status == ExpectationStatus::Overdue;
         o.alerts = e.alerts_raised.iter().fold(0, |a, k| a | alert_bit(*k));
         o
     }
+}
 
-    /// Local patient ids in their compact form.
-    pub(crate) fn intern_local_ids(&mut self, ids: &[Identifier]) -> Vec<(Sym, CStr)> {
-        ids.iter()
-            .map(|i| (self.syms.intern(&i.system), CStr::new(&i.value)))
-            .collect()
-    }
+/// What an open expectation is made from, borrowed from the encounter-end
+/// event (a new expectation) or from the stored expectation (a restore).
+/// Times are milliseconds since the epoch; `due_soon` is `NO_TIME` when
+/// the rule has none.
+pub(crate) struct OpenFacts<'a> {
+    pub id: [u8; 16],
+    /// Index into the tracker's rules.
+    pub rule: u16,
+    pub created_by: &'a str,
+    pub kind: EncounterKind,
+    pub encounter_id: Option<&'a str>,
+    pub encounter_ref: Option<&'a str>,
+    pub ended_at: i64,
+    pub deadline: i64,
+    pub due_soon: i64,
+    pub site: Option<&'a str>,
+    pub specialty: Option<&'a str>,
+    pub gp_practice: Option<&'a str>,
+    pub nhs_number: Option<&'a str>,
+    pub local_ids: &'a [Identifier],
 }
 
 #[cfg(test)]

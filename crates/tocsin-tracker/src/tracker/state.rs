@@ -8,8 +8,9 @@ use sha2::{Digest, Sha256};
 use tocsin_event::InterfaceEvent;
 
 use super::documents::PendingDocument;
+use super::effects::Effects;
 use super::open::{from_ms, ms};
-use super::{Effect, RuleInfo, Tracker, build_alert, namespaces, put_state};
+use super::{Effect, RuleInfo, Tracker, build_alert, namespaces};
 use crate::AlertKind;
 use crate::compact::pack_hex;
 use crate::config::TrackerConfig;
@@ -84,8 +85,28 @@ fn split_key(h: u128) -> SeenKey {
 /// commit then touches a few pages of the `seen` records instead of one
 /// random page for each message, which made every commit rewrite most of
 /// the table (docs/performance.md, replay pipeline).
+struct StoredKey(i64, SeenKey);
+
+/// An event time stored as its RFC 3339 text, formatted only when a record
+/// is built.
+pub(super) struct Rfc3339(pub i64);
+
+impl Serialize for Rfc3339 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&from_ms(self.0).to_rfc3339())
+    }
+}
+
+impl std::fmt::Display for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let StoredKey(at, k) = *self;
+        write!(f, "{:016x}{:016x}{:016x}", at as u64, k[0], k[1])
+    }
+}
+
+#[cfg(test)]
 fn key_hex(at: i64, k: SeenKey) -> String {
-    format!("{:016x}{:016x}{:016x}", at as u64, k[0], k[1])
+    StoredKey(at, k).to_string()
 }
 
 /// Reads a stored key back: `(seen at, key)`. Keys of stores written before
@@ -110,27 +131,16 @@ impl Tracker {
         })
     }
 
-    pub(super) fn remember_seen(&mut self, h: SeenKey, at: i64, fx: &mut Vec<Effect>) {
+    pub(super) fn remember_seen(&mut self, h: SeenKey, at: i64, fx: &mut Effects<'_>) {
         // A live key never comes here (`apply` drops a duplicate first), but
         // a dead one not yet swept may: its stored record, under its old
         // time, goes with it.
-        let old = self.seen.insert(h, at);
-        if !self.state_records {
-            return;
-        }
-        if let Some(old) = old
+        if let Some(old) = self.seen.insert(h, at)
             && old != at
         {
-            fx.push(Effect::StateDeleted {
-                namespace: namespaces::SEEN.into(),
-                key: key_hex(old, h),
-            });
+            fx.delete_state(namespaces::SEEN, StoredKey(old, h));
         }
-        fx.push(put_state(
-            namespaces::SEEN,
-            key_hex(at, h),
-            &from_ms(at).to_rfc3339(),
-        ));
+        fx.put_state(namespaces::SEEN, StoredKey(at, h), &Rfc3339(at));
     }
 
     /// Forgets what has aged past its horizon (by event time).
@@ -143,12 +153,12 @@ impl Tracker {
     /// (docs/performance.md, "Seventh session"). A dead key waiting for its
     /// sweep is not a duplicate ([`Tracker::is_duplicate`]), so judging is
     /// as exact as before; only its stored record lives on until the sweep.
-    pub(super) fn prune(&mut self, now: i64, fx: &mut Vec<Effect>) {
+    pub(super) fn prune(&mut self, now: i64, fx: &mut Effects<'_>) {
         let span = self.config.duplicate_horizon.as_secs() * 1000;
         let horizon = now - span;
         if horizon >= self.next_seen_sweep {
             let mut dead: Vec<(i64, SeenKey)> = Vec::new();
-            let records = self.state_records;
+            let records = fx.keeps_state();
             self.seen.retain(|h, at| {
                 let live = *at >= horizon;
                 if !live && records {
@@ -158,10 +168,9 @@ impl Tracker {
             });
             // Oldest first, as the store's index holds them.
             dead.sort_unstable();
-            fx.extend(dead.into_iter().map(|(at, h)| Effect::StateDeleted {
-                namespace: namespaces::SEEN.into(),
-                key: key_hex(at, h),
-            }));
+            for (at, h) in dead {
+                fx.delete_state(namespaces::SEEN, StoredKey(at, h));
+            }
             self.next_seen_sweep = horizon.saturating_add((span / SEEN_SWEEPS_PER_HORIZON).max(1));
         }
         self.expire_pending(now, fx);
@@ -179,15 +188,12 @@ impl Tracker {
             .insert((t + forget * 1000, 1, message_id.to_string()));
     }
 
-    pub(super) fn fire_tx(&mut self, timer: (i64, u8, String), fx: &mut Vec<Effect>) {
+    pub(super) fn fire_tx(&mut self, timer: (i64, u8, String), fx: &mut Effects<'_>) {
         self.tx_timers.remove(&timer);
         let (at, what, id) = timer;
         if what == 1 {
-            if self.transmissions.remove(&id).is_some() && self.state_records {
-                fx.push(Effect::StateDeleted {
-                    namespace: namespaces::TRANSMISSION.into(),
-                    key: id,
-                });
+            if self.transmissions.remove(&id).is_some() {
+                fx.delete_state(namespaces::TRANSMISSION, id);
             }
             return;
         }
@@ -211,8 +217,8 @@ impl Tracker {
                 any = true;
             }
         }
-        if any && self.state_records {
-            fx.push(put_state(namespaces::TRANSMISSION, id, &*t));
+        if any {
+            fx.put_state(namespaces::TRANSMISSION, id, &*t);
         }
     }
 
