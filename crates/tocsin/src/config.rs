@@ -437,3 +437,62 @@ fn parse<T: serde::de::DeserializeOwned>(text: &str, origin: &str) -> Result<T, 
         message: e.to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `config/tocsin.toml` is where an integration team reads what each
+    /// setting does and what it is by default: every value it sets must be
+    /// the default the code would use without it, so the two cannot drift.
+    #[test]
+    fn the_shipped_file_spells_out_the_defaults() {
+        let file: ConfigFile = parse(DEFAULT_CONFIG, "config/tocsin.toml").unwrap();
+        let same = |section: &str, written: String, default: String| {
+            assert_eq!(written, default, "[{section}] in config/tocsin.toml");
+        };
+        assert_eq!(file.tracker, TrackerConfig::default(), "[tracker]");
+        assert_eq!(file.metrics, Default::default(), "[metrics]");
+        same(
+            "ingest",
+            format!("{:?}", file.ingest),
+            format!("{:?}", IngestSection::default()),
+        );
+        same(
+            "store",
+            format!("{:?}", file.store),
+            format!("{:?}", StoreSection::default()),
+        );
+        same(
+            "amqp",
+            format!("{:?}", file.amqp),
+            format!("{:?}", AmqpConfig::default()),
+        );
+        same(
+            "http",
+            format!("{:?}", file.http),
+            format!("{:?}", HttpSection::default()),
+        );
+        same(
+            "events",
+            format!("{:?}", file.events),
+            format!("{:?}", EventsSection::default()),
+        );
+        same(
+            "log",
+            format!("{:?}", file.log),
+            format!("{:?}", LogSection::default()),
+        );
+        same(
+            "gateway",
+            format!("{:?}", file.gateway),
+            format!("{:?}", GatewaySection::default()),
+        );
+        same(
+            "alertmanager",
+            format!("{:?}", file.alertmanager),
+            format!("{:?}", tocsin_delivery::AlertmanagerSection::default()),
+        );
+        assert!(file.webhooks.is_empty(), "[[webhooks]]");
+    }
+}
