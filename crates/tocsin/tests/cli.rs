@@ -297,8 +297,18 @@ fn replay_reports_junk_and_carries_on() {
 
 #[test]
 fn replay_ignores_exact_duplicates() {
-    let (alerts, _, _) = replay("duplicates", "2024-06-01T00:00:00Z");
+    let (alerts, report, stderr) = replay("duplicates", "2024-06-01T00:00:00Z");
     assert_eq!(kinds(&alerts), ["overdue", "late", "resolved"]);
+    // Ignored, and said so: the report and the summary count them.
+    assert_eq!(report["notices"]["duplicate"], 2, "{report}");
+    assert_eq!(report["notices"]["stale_event"], 0, "{report}");
+    assert!(
+        stderr.contains("replay: tracker notices: duplicate=2\n"),
+        "{stderr}"
+    );
+    let (_, on_time, stderr) = replay("on-time", "2024-06-01T00:00:00Z");
+    assert_eq!(on_time["notices"]["duplicate"], 0, "{on_time}");
+    assert!(!stderr.contains("tracker notices"), "{stderr}");
 }
 
 #[test]
@@ -344,7 +354,7 @@ fn replay_usage_errors_exit_2() {
 fn replay_csv_and_table_reports_carry_the_same_figures() {
     let dir = tempfile::tempdir().unwrap();
     let alerts = dir.path().join("a.jsonl");
-    let run = |format: &str| {
+    let run_on = |scenario: &str, format: &str| {
         let out = tocsin(&[
             "replay",
             "--until",
@@ -353,11 +363,12 @@ fn replay_csv_and_table_reports_carry_the_same_figures() {
             alerts.to_str().unwrap(),
             "--format",
             format,
-            fixture("scenarios/junk-in-the-middle").to_str().unwrap(),
+            fixture(&format!("scenarios/{scenario}")).to_str().unwrap(),
         ]);
         assert_eq!(out.status.code(), Some(0));
         String::from_utf8(out.stdout).unwrap()
     };
+    let run = |format: &str| run_on("junk-in-the-middle", format);
     let csv = run("csv");
     let mut lines = csv.lines();
     assert!(
@@ -376,6 +387,15 @@ fn replay_csv_and_table_reports_carry_the_same_figures() {
     let table = run("table");
     assert!(
         table.contains("discharge_summary") && table.contains("Rejected inputs (1)"),
+        "{table}"
+    );
+    assert!(!csv.contains("notice") && !table.contains("notices"));
+    // The tracker's notices follow, only those that happened.
+    let csv = run_on("duplicates", "csv");
+    assert!(csv.ends_with("\nnotice,count\nduplicate,2\n"), "{csv}");
+    let table = run_on("duplicates", "table");
+    assert!(
+        table.ends_with("\nTracker notices (counted, not acted on):\n  duplicate: 2\n"),
         "{table}"
     );
 }

@@ -70,6 +70,7 @@ async fn metrics_reflect_the_traffic_and_carry_no_identifiers() {
         ("tocsin_amqp_connected", "gauge"),
         ("tocsin_store_up", "gauge"),
         ("tocsin_store_pruned_rows_total", "counter"),
+        ("tocsin_tracker_notices_total", "counter"),
         ("tocsin_build_info", "gauge"),
     ] {
         assert_eq!(s.types.get(name).map(String::as_str), Some(kind), "{name}");
@@ -211,6 +212,40 @@ async fn metrics_reflect_the_traffic_and_carry_no_identifiers() {
         said.trim().is_empty(),
         "promtool check metrics complains:\n{said}"
     );
+
+    // What the tracker tolerates is counted, not lost: the ward's traffic
+    // needed none of it; a repeated discharge (same HL7 message, a new
+    // broker message) and an acknowledgement of a message never seen now
+    // count one each.
+    for notice in ["duplicate", "ack_unmatched", "stale_event"] {
+        assert_eq!(
+            s.value("tocsin_tracker_notices_total", &[("notice", notice)]),
+            0.0,
+            "{notice}"
+        );
+    }
+    let repeat = &w.messages[0];
+    let ack = format!(
+        "MSH|^~\\&|GPSYS|B86001|PAS|RXX01|{}||ACK^T02^ACK|NOTICEACK1|P|2.4\rMSA|AA|NEVERSENT1\r",
+        w.now.format("%Y%m%d%H%M%S+0000")
+    );
+    let hl7 = Some("x-application/hl7-v2+er7");
+    world
+        .publish(&[
+            common::input("notice-repeat", repeat.content_type, repeat.body.clone()),
+            common::input("notice-ack", hl7, ack.into_bytes()),
+        ])
+        .await;
+    let port = world.port;
+    poll("the tracker's notices to be counted", WAIT, || async {
+        let s = Scrape::parse(&get(port, "/metrics", &[]).body);
+        let n = |notice| s.value("tocsin_tracker_notices_total", &[("notice", notice)]);
+        match (n("duplicate"), n("ack_unmatched")) {
+            (1.0, 1.0) => Ok(()),
+            other => Err(format!("duplicate and ack_unmatched at {other:?}")),
+        }
+    })
+    .await;
 }
 
 /// With `[metrics] site_label` on, sites listed get their own value, the
@@ -301,6 +336,10 @@ fn assert_closed_labels(s: &Scrape, sites: &[&str]) {
                 },
                 "table" => ["outbox", "inputs"].contains(&v.as_str()),
                 "stage" => ["receive", "process", "commit", "settle"].contains(&v.as_str()),
+                "notice" => tocsin_tracker::Counters::default()
+                    .named()
+                    .iter()
+                    .any(|(n, _)| n == v),
                 "site" => site_values.contains(v),
                 // Fixed codes from the normalisers and the event model.
                 "reason" | "type" => code(v),

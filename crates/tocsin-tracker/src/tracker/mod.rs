@@ -87,6 +87,45 @@ pub struct Counters {
     pub merges_applied: u64,
 }
 
+impl Counters {
+    /// Every counter with its name, for a metric label or a report: the
+    /// names are stable (operators' dashboards use them) and carry no
+    /// patient data.
+    pub fn named(&self) -> [(&'static str, u64); 13] {
+        // Destructured so that a new counter cannot be left out.
+        let Counters {
+            duplicates,
+            stale_events,
+            future_events_capped,
+            ends_without_kind,
+            repeated_ends,
+            excluded,
+            documents_pending,
+            pending_expired,
+            replacements_unmatched,
+            documents_missing,
+            acks_unmatched,
+            cancellations_unmatched,
+            merges_applied,
+        } = *self;
+        [
+            ("duplicate", duplicates),
+            ("stale_event", stale_events),
+            ("future_event_capped", future_events_capped),
+            ("end_without_kind", ends_without_kind),
+            ("repeated_end", repeated_ends),
+            ("excluded", excluded),
+            ("document_pending", documents_pending),
+            ("pending_document_expired", pending_expired),
+            ("replacement_unmatched", replacements_unmatched),
+            ("document_missing", documents_missing),
+            ("ack_unmatched", acks_unmatched),
+            ("cancellation_unmatched", cancellations_unmatched),
+            ("merge_applied", merges_applied),
+        ]
+    }
+}
+
 /// Open and overdue counts for one document kind and encounter kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Gauge {

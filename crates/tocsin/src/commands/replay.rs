@@ -191,6 +191,7 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
     // through a builder rather than loading them: as values they take about
     // 900 bytes each, and with a million open expectations that vector
     // beside the tracker was two thirds of the replay's peak memory.
+    let notices = tracker.counters().named();
     drop(tracker);
     let mut report =
         compliance::ReportBuilder::new(&compliance::GroupBy::ALL, config.policy.timezone());
@@ -199,7 +200,7 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
         Ok(())
     })?;
     let rows = report.finish();
-    let rendered = render_report(&rows, &rejected, args.format)?;
+    let rendered = render_report(&rows, &rejected, &notices, args.format)?;
     match &args.report {
         Some(p) => std::fs::write(p, rendered).map_err(|e| format!("{}: {e}", p.display()))?,
         None => print!("{rendered}"),
@@ -211,6 +212,14 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
         rejected.len(),
         until.to_rfc3339()
     );
+    let noticed: Vec<String> = notices
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(name, n)| format!("{name}={n}"))
+        .collect();
+    if !noticed.is_empty() {
+        eprintln!("replay: tracker notices: {}", noticed.join(" "));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -391,16 +400,28 @@ pub enum ReportFormat {
     Json,
 }
 
+/// What the tracker counted instead of acting on
+/// ([`tocsin_tracker::Counters::named`]).
+type Notices = [(&'static str, u64)];
+
 fn render_report(
     rows: &[compliance::ComplianceRow],
     rejected: &[Rejected],
+    notices: &Notices,
     format: ReportFormat,
 ) -> Result<String, Box<dyn std::error::Error>> {
+    let noticed = notices.iter().filter(|(_, n)| *n > 0);
     Ok(match format {
         ReportFormat::Json => {
-            let mut s = serde_json::to_string_pretty(
-                &serde_json::json!({ "rows": rows, "rejected": rejected }),
-            )?;
+            let notices: serde_json::Map<String, serde_json::Value> = notices
+                .iter()
+                .map(|(name, n)| (name.to_string(), (*n).into()))
+                .collect();
+            let mut s = serde_json::to_string_pretty(&serde_json::json!({
+                "rows": rows,
+                "rejected": rejected,
+                "notices": notices,
+            }))?;
             s.push('\n');
             s
         }
@@ -418,6 +439,13 @@ fn render_report(
                     ));
                 }
             }
+            let mut noticed = noticed.peekable();
+            if noticed.peek().is_some() {
+                s.push_str("\nnotice,count\n");
+                for (name, n) in noticed {
+                    s.push_str(&format!("{name},{n}\n"));
+                }
+            }
             s
         }
         ReportFormat::Table => {
@@ -426,6 +454,13 @@ fn render_report(
                 s.push_str(&format!("\nRejected inputs ({}):\n", rejected.len()));
                 for r in rejected {
                     s.push_str(&format!("  {}: {}: {}\n", r.file, r.position, r.message));
+                }
+            }
+            let mut noticed = noticed.peekable();
+            if noticed.peek().is_some() {
+                s.push_str("\nTracker notices (counted, not acted on):\n");
+                for (name, n) in noticed {
+                    s.push_str(&format!("  {name}: {n}\n"));
                 }
             }
             s

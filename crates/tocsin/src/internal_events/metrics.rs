@@ -52,6 +52,8 @@ pub struct Metrics {
     pub store_up: IntGauge,
     /// `tocsin_store_pruned_rows_total{table}`.
     pub store_pruned_rows: IntCounterVec,
+    /// `tocsin_tracker_notices_total{notice}`: what the tracker tolerated.
+    pub tracker_notices: IntCounterVec,
     /// `tocsin_expectations_open{document_kind,encounter_kind}`.
     pub expectations_open: IntGaugeVec,
     /// `tocsin_expectations_overdue{document_kind,encounter_kind}`.
@@ -106,6 +108,12 @@ impl Metrics {
             "tocsin_store_pruned_rows_total",
             "Rows deleted by housekeeping once past [store] retention, by table (outbox, inputs).",
             "table",
+        )?;
+        let tracker_notices = counter(
+            "tocsin_tracker_notices_total",
+            "Inputs and timers the tracker counted instead of acting on them (duplicate, stale_event, \
+             pending_document_expired, ack_unmatched, ...), by notice.",
+            "notice",
         )?;
         let processing_seconds = Histogram::with_opts(
             HistogramOpts::new(
@@ -228,6 +236,9 @@ impl Metrics {
         for t in labels::PRUNED_TABLES {
             store_pruned_rows.with_label_values(&[t]);
         }
+        for (notice, _) in tocsin_tracker::Counters::default().named() {
+            tracker_notices.with_label_values(&[notice]);
+        }
         Ok(Self {
             registry,
             messages_received,
@@ -243,6 +254,7 @@ impl Metrics {
             amqp_connected,
             store_up,
             store_pruned_rows,
+            tracker_notices,
             expectations_open,
             expectations_overdue,
             documents,
@@ -274,6 +286,7 @@ mod tests {
             "tocsin_documents_total{document_kind=\"discharge_summary\",outcome=\"late\"} 0",
             "tocsin_document_delay_seconds_bucket{document_kind=\"clinic_letter\",le=\"2419200\"} 0",
             "tocsin_alerts_emitted_total{kind=\"overdue\"} 0",
+            "tocsin_tracker_notices_total{notice=\"stale_event\"} 0",
             "tocsin_build_info{version=\"",
         ] {
             assert!(text.contains(series), "missing {series} in\n{text}");

@@ -64,7 +64,8 @@ impl DocumentSettled<'_> {
     }
 }
 
-/// The tracker's open and overdue counts, after a restore or a commit.
+/// The tracker's open and overdue counts and what it has tolerated, after
+/// a restore or a commit.
 pub struct TrackerObserved<'a> {
     /// The tracker.
     pub tracker: &'a Tracker,
@@ -73,8 +74,15 @@ pub struct TrackerObserved<'a> {
 impl TrackerObserved<'_> {
     /// Sets `tocsin_expectations_open` and `tocsin_expectations_overdue` for
     /// every document kind and encounter kind (zero where the tracker has
-    /// none, so a count that drops to nothing is seen to).
+    /// none, so a count that drops to nothing is seen to), and brings
+    /// `tocsin_tracker_notices_total` up to the tracker's own counters.
     pub fn emit(self, m: &Metrics) {
+        // The tracker's counters only grow, from zero when it was built at
+        // start, as the metric's do: the difference is what is new.
+        for (notice, count) in self.tracker.counters().named() {
+            let c = m.tracker_notices.with_label_values(&[notice]);
+            c.inc_by(count.saturating_sub(c.get()));
+        }
         let mut counts = std::collections::BTreeMap::new();
         for (d, e, g) in self.tracker.gauges() {
             counts.insert((d, e), g);
