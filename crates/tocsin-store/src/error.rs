@@ -33,7 +33,7 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
     /// Connecting to PostgreSQL failed.
-    #[error("cannot connect to PostgreSQL at `{url}`: {source}")]
+    #[error("cannot connect to PostgreSQL at `{url}`: {}", with_causes(.source))]
     PostgresConnect {
         /// The URL, password redacted.
         url: String,
@@ -166,15 +166,36 @@ pub(crate) fn pg_transient(e: &postgres::Error) -> bool {
         return true;
     }
     // No server error: an I/O failure (refused, reset, timed out) is passing;
-    // a configuration or protocol error is not.
+    // a configuration or protocol error is not, nor a TLS refusal (an
+    // untrusted certificate, a wrong host name), though the TLS layer
+    // reports it as I/O: retrying cannot mend it.
     let mut source = e.source();
     while let Some(s) = source {
-        if s.is::<std::io::Error>() {
-            return true;
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return !io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>());
         }
         source = s.source();
     }
     false
+}
+
+/// An error and its causes, `: `-separated: the client's own message is
+/// often only the stage that failed ("error performing TLS handshake"), the
+/// reason (an untrusted certificate, a refused connection) is its cause.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.ends_with(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
 }
 
 /// The server's message with its SQLSTATE, for operators.

@@ -21,6 +21,7 @@ mod deliveries;
 mod error;
 pub mod migrate;
 mod pg;
+mod pg_tls;
 mod query;
 mod rows;
 mod sqlite;

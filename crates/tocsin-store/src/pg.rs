@@ -16,10 +16,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
-use postgres::{Client, Config, NoTls, Statement};
+use postgres::{Client, Config, Statement};
 use tocsin_tracker::{Alert, Expectation, StateRecord};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::migrate::{self, Migration};
+use crate::pg_tls;
 use crate::query::{ExpectationCursor, check_limit};
 use crate::rows::{self, UNSETTLED, limit_param};
 use crate::{
@@ -70,17 +72,24 @@ struct Conn {
 /// The PostgreSQL store.
 pub struct PostgresStore {
     config: Config,
+    /// TLS as the URL's `sslmode` asks (see `pg_tls`).
+    tls: MakeRustlsConnect,
     url: String,
     conn: Option<Conn>,
 }
 
 impl PostgresStore {
     /// Connects to the database a `postgres://` URL names and migrates it.
+    /// TLS follows the URL's `sslmode` and `sslrootcert`, as in libpq
+    /// (`prefer` by default; `verify-full` authenticates the server).
     pub fn connect(url: &str) -> Result<Self, StoreError> {
-        let mut config = Config::from_str(url).map_err(|e| StoreError::InvalidUrl {
+        let invalid = |reason: String| StoreError::InvalidUrl {
             url: redact_url(url),
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        let (client_url, tls) = pg_tls::split_url(url).map_err(invalid)?;
+        let tls = pg_tls::connector(&tls).map_err(invalid)?;
+        let mut config = Config::from_str(&client_url).map_err(|e| invalid(e.to_string()))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -89,6 +98,7 @@ impl PostgresStore {
         }
         let mut store = Self {
             config,
+            tls,
             url: redact_url(url),
             conn: None,
         };
@@ -122,13 +132,12 @@ impl PostgresStore {
 
     fn conn(&mut self) -> Result<&mut Conn, StoreError> {
         if self.conn.is_none() {
-            let client =
-                self.config
-                    .connect(NoTls)
-                    .map_err(|source| StoreError::PostgresConnect {
-                        url: self.url.clone(),
-                        source,
-                    })?;
+            let client = self.config.connect(self.tls.clone()).map_err(|source| {
+                StoreError::PostgresConnect {
+                    url: self.url.clone(),
+                    source,
+                }
+            })?;
             self.conn = Some(Conn {
                 client,
                 statements: HashMap::new(),
