@@ -118,9 +118,9 @@ pub trait Store: Send {
     /// One page of expectations, in deadline order, filtered.
     fn expectations(&mut self, q: &ExpectationQuery) -> Result<Page<Expectation>, StoreError>;
 
-    /// Alerts raised since a time, optionally of one kind, in `raised_at`
-    /// order.
-    fn alerts(&mut self, q: &AlertQuery) -> Result<Vec<Alert>, StoreError>;
+    /// One page of alerts raised since a time, optionally of one kind, in
+    /// `raised_at` order (then id).
+    fn alerts(&mut self, q: &AlertQuery) -> Result<Page<Alert>, StoreError>;
 
     /// Calls `f` for every expectation whose encounter ended in
     /// `[from, to)`, in order of encounter end, without holding them all in

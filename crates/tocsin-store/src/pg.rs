@@ -22,7 +22,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::migrate::{self, Migration};
 use crate::pg_tls;
-use crate::query::{ExpectationCursor, check_limit};
+use crate::query::{Cursor, List, check_limit};
 use crate::rows::{self, UNSETTLED, limit_param};
 use crate::{
     AlertQuery, Batch, ExpectationQuery, OutboxMessage, Page, PendingOutbox, Store, StoreError,
@@ -58,6 +58,43 @@ const INSERT_OUTBOX: &str = "INSERT INTO outbox (id, exchange, routing_key, cont
     ON CONFLICT (id) DO NOTHING";
 const INSERT_INPUTS: &str = "INSERT INTO inputs (id, outcome, reason) \
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT (id) DO NOTHING";
+
+/// Runs a keyset-paged query (rows of id, JSON body and position, `limit +
+/// 1` of them asked for) and makes the page and the cursor of the next.
+fn keyset_page<T: serde::de::DeserializeOwned>(
+    c: &mut Conn,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    limit: i64,
+    list: List,
+) -> Result<Page<T>, StoreError> {
+    let st = prepare(&mut c.client, &mut c.statements, sql)?;
+    let found = c.client.query(&st, params).map_err(pg(list.ops().0))?;
+    let more = found.len() as i64 > limit;
+    let mut items = Vec::with_capacity(found.len().min(limit as usize));
+    let mut last = None;
+    for row in found.iter().take(limit as usize) {
+        let id: String = row.get(0);
+        let body: &str = row.get(1);
+        let position: DateTime<Utc> = row.get(2);
+        items.push(rows::parse(body, list.table(), &id)?);
+        last = Some(Cursor {
+            position_us: position.timestamp_micros(),
+            id,
+        });
+    }
+    Ok(Page {
+        items,
+        next_cursor: Cursor::next(last, more, list),
+    })
+}
+
+/// A cursor's position as the timestamp the keyset compares with.
+fn cursor_time(c: &Cursor) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::<Utc>::from_timestamp_micros(c.position_us).ok_or(StoreError::InvalidCursor {
+        reason: "cursor position out of range",
+    })
+}
 
 fn pg(op: &'static str) -> impl FnOnce(postgres::Error) -> StoreError {
     move |source| StoreError::Postgres { op, source }
@@ -554,13 +591,8 @@ impl Store for PostgresStore {
             filter(&mut sql, "site", site.clone());
         }
         if let Some(cursor) = &q.cursor {
-            let cursor = ExpectationCursor::decode(cursor)?;
-            let deadline = DateTime::<Utc>::from_timestamp_micros(cursor.deadline_us).ok_or(
-                StoreError::InvalidCursor {
-                    reason: "cursor position out of range",
-                },
-            )?;
-            params.push(Box::new(deadline));
+            let cursor = Cursor::decode(cursor, List::Expectations)?;
+            params.push(Box::new(cursor_time(&cursor)?));
             params.push(Box::new(cursor.id));
             sql.push_str(&format!(
                 " AND (deadline, id) > (${}, ${})",
@@ -572,35 +604,12 @@ impl Store for PostgresStore {
         sql.push_str(&format!(" ORDER BY deadline, id LIMIT ${}", params.len()));
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref()).collect();
 
-        self.with_conn(|c| {
-            let st = prepare(&mut c.client, &mut c.statements, &sql)?;
-            let found_rows = c
-                .client
-                .query(&st, &refs)
-                .map_err(pg("query expectations"))?;
-            let more = found_rows.len() as i64 > limit;
-            let mut items = Vec::with_capacity(found_rows.len().min(limit as usize));
-            let mut last = None;
-            for row in found_rows.iter().take(limit as usize) {
-                let id: String = row.get(0);
-                let body: &str = row.get(1);
-                let deadline: DateTime<Utc> = row.get(2);
-                items.push(rows::parse(body, "expectations", &id)?);
-                last = Some(ExpectationCursor {
-                    deadline_us: deadline.timestamp_micros(),
-                    id,
-                });
-            }
-            Ok(Page {
-                items,
-                next_cursor: if more { last.map(|c| c.encode()) } else { None },
-            })
-        })
+        self.with_conn(|c| keyset_page(c, &sql, &refs, limit, List::Expectations))
     }
 
-    fn alerts(&mut self, q: &AlertQuery) -> Result<Vec<Alert>, StoreError> {
+    fn alerts(&mut self, q: &AlertQuery) -> Result<Page<Alert>, StoreError> {
         let limit = check_limit(q.limit)?;
-        let mut sql = String::from("SELECT alert_id, body FROM alerts WHERE true");
+        let mut sql = String::from("SELECT alert_id, body, raised_at FROM alerts WHERE true");
         let mut params: Vec<Box<dyn ToSql + Sync>> = Vec::new();
         if let Some(since) = q.since {
             params.push(Box::new(since));
@@ -610,24 +619,23 @@ impl Store for PostgresStore {
             params.push(Box::new(kind.as_str().to_string()));
             sql.push_str(&format!(" AND kind = ${}", params.len()));
         }
-        params.push(Box::new(limit));
+        if let Some(cursor) = &q.cursor {
+            let cursor = Cursor::decode(cursor, List::Alerts)?;
+            params.push(Box::new(cursor_time(&cursor)?));
+            params.push(Box::new(cursor.id));
+            sql.push_str(&format!(
+                " AND (raised_at, alert_id) > (${}, ${})",
+                params.len() - 1,
+                params.len()
+            ));
+        }
+        params.push(Box::new(limit + 1));
         sql.push_str(&format!(
             " ORDER BY raised_at, alert_id LIMIT ${}",
             params.len()
         ));
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref()).collect();
-        self.with_conn(|c| {
-            let st = prepare(&mut c.client, &mut c.statements, &sql)?;
-            let found_rows = c.client.query(&st, &refs).map_err(pg("query alerts"))?;
-            found_rows
-                .iter()
-                .map(|row| {
-                    let id: &str = row.get(0);
-                    let body: &str = row.get(1);
-                    rows::parse(body, "alerts", id)
-                })
-                .collect()
-        })
+        self.with_conn(|c| keyset_page(c, &sql, &refs, limit, List::Alerts))
     }
 
     fn visit_ended_between(

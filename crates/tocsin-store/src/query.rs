@@ -47,6 +47,10 @@ pub struct AlertQuery {
     pub kind: Option<AlertKind>,
     /// At most this many (at least 1).
     pub limit: usize,
+    /// Continue after the page that returned this cursor. Alerts raised at
+    /// the same instant (every deadline of one minute) are many, so a page
+    /// cannot be continued by time alone.
+    pub cursor: Option<String>,
 }
 
 impl Default for AlertQuery {
@@ -55,6 +59,7 @@ impl Default for AlertQuery {
             since: None,
             kind: None,
             limit: 100,
+            cursor: None,
         }
     }
 }
@@ -68,23 +73,61 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
-/// Where a page of expectations ended: the sort key of its last row.
+/// Where a page ended: the sort key of its last row, a time in
+/// microseconds (an expectation's deadline, an alert's `raised_at`) then an
+/// id.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ExpectationCursor {
-    pub deadline_us: i64,
+pub(crate) struct Cursor {
+    pub position_us: i64,
     pub id: String,
 }
 
-const CURSOR_VERSION: &str = "e1";
+/// Which list a cursor belongs to, and the version of its form: a cursor
+/// of one list is refused by the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum List {
+    Expectations,
+    Alerts,
+}
 
-impl ExpectationCursor {
-    /// The opaque text handed to clients.
-    pub fn encode(&self) -> String {
-        hex::encode(format!("{CURSOR_VERSION}|{}|{}", self.deadline_us, self.id))
+impl List {
+    fn tag(self) -> &'static str {
+        match self {
+            List::Expectations => "e1",
+            List::Alerts => "a1",
+        }
     }
 
-    /// Reads a cursor a client sent back.
-    pub fn decode(s: &str) -> Result<Self, StoreError> {
+    /// The table the list reads.
+    pub fn table(self) -> &'static str {
+        match self {
+            List::Expectations => "expectations",
+            List::Alerts => "alerts",
+        }
+    }
+
+    /// What the store was doing, for errors: querying, reading rows.
+    pub fn ops(self) -> (&'static str, &'static str) {
+        match self {
+            List::Expectations => ("query expectations", "read expectations"),
+            List::Alerts => ("query alerts", "read alerts"),
+        }
+    }
+}
+
+impl Cursor {
+    /// The opaque text handed to clients.
+    pub fn encode(&self, list: List) -> String {
+        hex::encode(format!("{}|{}|{}", list.tag(), self.position_us, self.id))
+    }
+
+    /// The cursor of the next page: the last row's, when more rows follow.
+    pub fn next(last: Option<Cursor>, more: bool, list: List) -> Option<String> {
+        last.filter(|_| more).map(|c| c.encode(list))
+    }
+
+    /// Reads a cursor a client sent back for `list`.
+    pub fn decode(s: &str, list: List) -> Result<Self, StoreError> {
         let bytes = hex::decode(s).map_err(|_| StoreError::InvalidCursor {
             reason: "not a cursor this server issued (not hex)",
         })?;
@@ -98,16 +141,16 @@ impl ExpectationCursor {
                 reason: "not a cursor this server issued (wrong shape)",
             });
         };
-        if version != CURSOR_VERSION {
+        if version != list.tag() {
             return Err(StoreError::InvalidCursor {
-                reason: "cursor from another version of tocsin",
+                reason: "cursor of another list, or from another version of tocsin",
             });
         }
-        let deadline_us = deadline.parse().map_err(|_| StoreError::InvalidCursor {
+        let position_us = deadline.parse().map_err(|_| StoreError::InvalidCursor {
             reason: "not a cursor this server issued (bad position)",
         })?;
         Ok(Self {
-            deadline_us,
+            position_us,
             id: id.to_string(),
         })
     }
@@ -131,11 +174,30 @@ mod tests {
 
     #[test]
     fn cursor_round_trips_ids_with_separators() {
-        let c = ExpectationCursor {
-            deadline_us: -5,
+        let c = Cursor {
+            position_us: -5,
             id: "a|b|c".into(),
         };
-        assert_eq!(ExpectationCursor::decode(&c.encode()).unwrap(), c);
+        for list in [List::Expectations, List::Alerts] {
+            assert_eq!(Cursor::decode(&c.encode(list), list).unwrap(), c);
+        }
+    }
+
+    #[test]
+    fn a_cursor_of_one_list_is_refused_by_the_other() {
+        let c = Cursor {
+            position_us: 7,
+            id: "x".into(),
+        };
+        for (from, to) in [
+            (List::Expectations, List::Alerts),
+            (List::Alerts, List::Expectations),
+        ] {
+            assert!(matches!(
+                Cursor::decode(&c.encode(from), to),
+                Err(StoreError::InvalidCursor { .. })
+            ));
+        }
     }
 
     #[test]
@@ -148,7 +210,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    ExpectationCursor::decode(bad),
+                    Cursor::decode(bad, List::Expectations),
                     Err(StoreError::InvalidCursor { .. })
                 ),
                 "{bad}"

@@ -18,7 +18,7 @@ use tocsin_tracker::{Alert, Expectation, StateRecord};
 
 use crate::checkpoint::{self, Checkpointer};
 use crate::migrate::{self, Migration};
-use crate::query::{ExpectationCursor, check_limit};
+use crate::query::{Cursor, List, check_limit};
 use crate::rows::{self, UNSETTLED, limit_param, micros};
 use crate::{
     AlertQuery, Batch, ExpectationQuery, OutboxMessage, Page, PendingOutbox, Store, StoreError,
@@ -115,6 +115,41 @@ const INSERT_OUTBOX: &str = "INSERT INTO outbox \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING";
 const INSERT_INPUT: &str = "INSERT INTO inputs (id, outcome, reason, processed_at) \
     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING";
+
+/// Runs a keyset-paged query (rows of id, JSON body and position in
+/// microseconds, `limit + 1` of them asked for) and makes the page and the
+/// cursor of the next.
+fn keyset_page<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    sql: &str,
+    params: &[Value],
+    limit: i64,
+    list: List,
+) -> Result<Page<T>, StoreError> {
+    let (query_op, read_op) = list.ops();
+    let mut st = conn.prepare_cached(sql).map_err(sq("prepare"))?;
+    let mut found = st
+        .query(params_from_iter(params.iter()))
+        .map_err(sq(query_op))?;
+    let mut items = Vec::new();
+    let mut last = None;
+    let mut more = false;
+    while let Some(row) = found.next().map_err(sq(read_op))? {
+        if items.len() as i64 == limit {
+            more = true;
+            break;
+        }
+        let id: String = row.get(0).map_err(sq(read_op))?;
+        let body: String = row.get(1).map_err(sq(read_op))?;
+        let position_us: i64 = row.get(2).map_err(sq(read_op))?;
+        items.push(rows::parse(&body, list.table(), &id)?);
+        last = Some(Cursor { position_us, id });
+    }
+    Ok(Page {
+        items,
+        next_cursor: Cursor::next(last, more, list),
+    })
+}
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path`, creating its
@@ -504,8 +539,8 @@ impl Store for SqliteStore {
             filter(&mut sql, "site", Value::Text(site.clone()));
         }
         if let Some(c) = &q.cursor {
-            let c = ExpectationCursor::decode(c)?;
-            params.push(Value::Integer(c.deadline_us));
+            let c = Cursor::decode(c, List::Expectations)?;
+            params.push(Value::Integer(c.position_us));
             params.push(Value::Text(c.id));
             sql.push_str(&format!(
                 " AND (deadline, id) > (?{}, ?{})",
@@ -516,33 +551,12 @@ impl Store for SqliteStore {
         params.push(Value::Integer(limit + 1));
         sql.push_str(&format!(" ORDER BY deadline, id LIMIT ?{}", params.len()));
 
-        let mut st = self.conn.prepare_cached(&sql).map_err(sq("prepare"))?;
-        let mut cursor = st
-            .query(params_from_iter(params.iter()))
-            .map_err(sq("query expectations"))?;
-        let mut items = Vec::new();
-        let mut last: Option<ExpectationCursor> = None;
-        let mut more = false;
-        while let Some(row) = cursor.next().map_err(sq("read expectations"))? {
-            if items.len() as i64 == limit {
-                more = true;
-                break;
-            }
-            let id: String = row.get(0).map_err(sq("read expectations"))?;
-            let body: String = row.get(1).map_err(sq("read expectations"))?;
-            let deadline_us: i64 = row.get(2).map_err(sq("read expectations"))?;
-            items.push(rows::parse(&body, "expectations", &id)?);
-            last = Some(ExpectationCursor { deadline_us, id });
-        }
-        Ok(Page {
-            items,
-            next_cursor: if more { last.map(|c| c.encode()) } else { None },
-        })
+        keyset_page(&self.conn, &sql, &params, limit, List::Expectations)
     }
 
-    fn alerts(&mut self, q: &AlertQuery) -> Result<Vec<Alert>, StoreError> {
+    fn alerts(&mut self, q: &AlertQuery) -> Result<Page<Alert>, StoreError> {
         let limit = check_limit(q.limit)?;
-        let mut sql = String::from("SELECT alert_id, body FROM alerts WHERE 1 = 1");
+        let mut sql = String::from("SELECT alert_id, body, raised_at FROM alerts WHERE 1 = 1");
         let mut params: Vec<Value> = Vec::new();
         if let Some(since) = q.since {
             params.push(Value::Integer(micros(since)));
@@ -552,22 +566,22 @@ impl Store for SqliteStore {
             params.push(Value::Text(kind.as_str().into()));
             sql.push_str(&format!(" AND kind = ?{}", params.len()));
         }
-        params.push(Value::Integer(limit));
+        if let Some(c) = &q.cursor {
+            let c = Cursor::decode(c, List::Alerts)?;
+            params.push(Value::Integer(c.position_us));
+            params.push(Value::Text(c.id));
+            sql.push_str(&format!(
+                " AND (raised_at, alert_id) > (?{}, ?{})",
+                params.len() - 1,
+                params.len()
+            ));
+        }
+        params.push(Value::Integer(limit + 1));
         sql.push_str(&format!(
             " ORDER BY raised_at, alert_id LIMIT ?{}",
             params.len()
         ));
-        let mut st = self.conn.prepare_cached(&sql).map_err(sq("prepare"))?;
-        let mut cursor = st
-            .query(params_from_iter(params.iter()))
-            .map_err(sq("query alerts"))?;
-        let mut out = Vec::new();
-        while let Some(row) = cursor.next().map_err(sq("read alerts"))? {
-            let id: String = row.get(0).map_err(sq("read alerts"))?;
-            let body: String = row.get(1).map_err(sq("read alerts"))?;
-            out.push(rows::parse(&body, "alerts", &id)?);
-        }
-        Ok(out)
+        keyset_page(&self.conn, &sql, &params, limit, List::Alerts)
     }
 
     fn visit_ended_between(

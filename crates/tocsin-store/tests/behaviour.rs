@@ -234,7 +234,7 @@ fn repeated_alert_and_outbox_ids_are_ignored(b: &dyn Backend) {
     replay.push_outbox(message("al-2"));
     store.commit(&replay).unwrap();
 
-    let alerts = store.alerts(&AlertQuery::default()).unwrap();
+    let alerts = store.alerts(&AlertQuery::default()).unwrap().items;
     assert_eq!(alerts.len(), 2, "{}", b.name());
     assert_eq!(alerts[0], first, "the first version stands");
     assert_eq!(alerts[1].alert_id, "al-2");
@@ -482,6 +482,7 @@ fn alert_queries_filter_by_since_and_kind(b: &dyn Backend) {
         store
             .alerts(&q)
             .unwrap()
+            .items
             .into_iter()
             .map(|a| a.alert_id)
             .collect()
@@ -520,6 +521,7 @@ fn alert_queries_filter_by_since_and_kind(b: &dyn Backend) {
                 since: Some(at(15)),
                 kind: Some(AlertKind::Overdue),
                 limit: 10,
+                cursor: None,
             },
             s
         ),
@@ -536,7 +538,80 @@ fn alert_queries_filter_by_since_and_kind(b: &dyn Backend) {
         ["a-1", "a-2a"]
     );
     let full = s.alerts(&AlertQuery::default()).unwrap();
-    assert_eq!(full[0], alerts[1], "alert body intact");
+    assert_eq!(full.items[0], alerts[1], "alert body intact");
+    assert_eq!(full.next_cursor, None, "{}: one page holds all", b.name());
+
+    // Two at a time: the pages join up with nothing skipped or repeated,
+    // across the two alerts raised at the same instant, and the last page
+    // says there is no more.
+    let mut paged = Vec::new();
+    let mut cursor = None;
+    let mut pages = 0;
+    loop {
+        let page = s
+            .alerts(&AlertQuery {
+                limit: 2,
+                cursor: cursor.take(),
+                ..Default::default()
+            })
+            .unwrap();
+        pages += 1;
+        paged.extend(page.items.into_iter().map(|a| a.alert_id));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(paged, ["a-1", "a-2a", "a-2b", "a-3", "a-4"], "{}", b.name());
+    assert_eq!(pages, 3);
+    // Filters hold across pages.
+    let first = s
+        .alerts(&AlertQuery {
+            kind: Some(AlertKind::Overdue),
+            limit: 1,
+            ..Default::default()
+        })
+        .unwrap();
+    let second = s
+        .alerts(&AlertQuery {
+            kind: Some(AlertKind::Overdue),
+            limit: 1,
+            cursor: first.next_cursor.clone(),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(first.items[0].alert_id, "a-1");
+    assert_eq!(second.items[0].alert_id, "a-2b");
+    assert_eq!(second.next_cursor, None);
+    // An expectation cursor means nothing here.
+    let mut two = Batch::default();
+    two.push_expectation(open_expectation("x-1", 0));
+    two.push_expectation(open_expectation("x-2", 1));
+    s.commit(&two).unwrap();
+    let expectation_cursor = s
+        .expectations(&ExpectationQuery {
+            limit: 1,
+            ..Default::default()
+        })
+        .unwrap()
+        .next_cursor
+        .expect("a second page of expectations");
+    let e = expect_err(
+        s.alerts(&AlertQuery {
+            cursor: Some(expectation_cursor),
+            ..Default::default()
+        }),
+        "an expectation cursor for alerts",
+    );
+    assert!(matches!(e, StoreError::InvalidCursor { .. }), "{e}");
+    let e = expect_err(
+        s.alerts(&AlertQuery {
+            cursor: Some("zz".into()),
+            ..Default::default()
+        }),
+        "a bad alert cursor",
+    );
+    assert!(matches!(e, StoreError::InvalidCursor { .. }), "{e}");
 }
 
 fn ended_between_is_half_open(b: &dyn Backend) {

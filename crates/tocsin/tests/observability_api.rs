@@ -207,23 +207,7 @@ fn filters_and_paging(port: u16, doc: &OpenApi) {
     }
 
     // Pages of two: 2, 2, 1, in the same order as the whole list.
-    let mut cursor: Option<String> = None;
-    let mut paged = Vec::new();
-    let mut sizes = Vec::new();
-    loop {
-        let q = match &cursor {
-            Some(c) => format!("/expectations?limit=2&cursor={c}"),
-            None => "/expectations?limit=2".to_string(),
-        };
-        let page = api(port, doc, &q, 200).json();
-        let got = page["items"].as_array().unwrap().clone();
-        sizes.push(got.len());
-        paged.extend(got);
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_string()),
-            None => break,
-        }
-    }
+    let (paged, sizes) = follow_pages(port, doc, "/expectations?limit=2");
     assert_eq!(sizes, [2, 2, 1]);
     let ids = |v: &[Value]| v.iter().map(|e| e["id"].clone()).collect::<Vec<_>>();
     assert_eq!(ids(&paged), ids(&all));
@@ -244,6 +228,31 @@ fn filters_and_paging(port: u16, doc: &OpenApi) {
     ));
     assert_eq!(rest.len(), 1);
     assert_eq!(rest[0]["document_kind"], "discharge_summary");
+    // A cursor of this list means nothing to the alerts.
+    bad(port, doc, &format!("/alerts?cursor={c}"), "cursor");
+}
+
+/// Follows `next_cursor` from `first` (a path with a `limit`) to the last
+/// page: every item in order, and each page's size.
+fn follow_pages(port: u16, doc: &OpenApi, first: &str) -> (Vec<Value>, Vec<usize>) {
+    let mut cursor: Option<String> = None;
+    let mut paged = Vec::new();
+    let mut sizes = Vec::new();
+    loop {
+        let q = match &cursor {
+            Some(c) => format!("{first}&cursor={c}"),
+            None => first.to_string(),
+        };
+        let page = api(port, doc, &q, 200).json();
+        let got = page["items"].as_array().unwrap().clone();
+        sizes.push(got.len());
+        paged.extend(got);
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    (paged, sizes)
 }
 
 fn bad_parameters(port: u16, doc: &OpenApi) {
@@ -261,6 +270,7 @@ fn bad_parameters(port: u16, doc: &OpenApi) {
         ("/alerts?since=yesterday", "since"),
         ("/alerts?kind=missing", "kind"),
         ("/alerts?limit=-1", "limit"),
+        ("/alerts?cursor=zz", "cursor"),
         ("/compliance?group_by=month,ward", "group_by"),
         ("/compliance?from=2024-13-01", "from"),
         ("/compliance?from=2024-02-01&to=2024-01-01", "to"),
@@ -286,6 +296,12 @@ fn alerts(port: u16, doc: &OpenApi, w: &Ward) {
         0
     );
     assert_eq!(items(&api(port, doc, "/alerts?limit=3", 200)).len(), 3);
+    // Pages of three: 3, 1, the whole list in order; and one page for all.
+    let (paged, sizes) = follow_pages(port, doc, "/alerts?limit=3");
+    assert_eq!(sizes, [3, 1]);
+    let ids = |v: &[Value]| v.iter().map(|a| a["alert_id"].clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&paged), ids(&all));
+    assert!(api(port, doc, "/alerts", 200).json()["next_cursor"].is_null());
     // `since` is inclusive: from the last alert's own time, it and no
     // earlier one.
     let last = all.last().unwrap();

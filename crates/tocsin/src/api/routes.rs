@@ -77,21 +77,26 @@ async fn expectations(State(api): State<Api>, q: Pairs) -> Result<Json<Expectati
     }))
 }
 
-/// Alerts in the order they were raised.
+/// A page of alerts, in the order they were raised.
 #[derive(Serialize)]
-struct AlertList {
+struct AlertPage {
     items: Vec<Alert>,
+    next_cursor: Option<String>,
 }
 
-async fn alerts(State(api): State<Api>, q: Pairs) -> Result<Json<AlertList>, ApiError> {
-    let p = params(q, &["since", "kind", "limit"])?;
+async fn alerts(State(api): State<Api>, q: Pairs) -> Result<Json<AlertPage>, ApiError> {
+    let p = params(q, &["since", "kind", "limit", "cursor"])?;
     let query = AlertQuery {
         since: p.time("since", &api.policy.timezone())?,
         kind: p.closed::<AlertKind>("kind", ALERT_KINDS)?,
         limit: p.limit(DEFAULT_LIMIT, api.max_limit)?,
+        cursor: p.text("cursor").map(str::to_string),
     };
-    let items = api.store()?.call(move |s| s.alerts(&query)).await?;
-    Ok(Json(AlertList { items }))
+    let page = api.store()?.call(move |s| s.alerts(&query)).await?;
+    Ok(Json(AlertPage {
+        items: page.items,
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// The compliance report as JSON.
