@@ -59,17 +59,55 @@ const INSERT_OUTBOX: &str = "INSERT INTO outbox (id, exchange, routing_key, cont
 const INSERT_INPUTS: &str = "INSERT INTO inputs (id, outcome, reason) \
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT (id) DO NOTHING";
 
-/// Runs a keyset-paged query (rows of id, JSON body and position, `limit +
-/// 1` of them asked for) and makes the page and the cursor of the next.
+/// A query's parameters, built up with its conditions.
+type Params = Vec<Box<dyn ToSql + Sync>>;
+
+/// One page of a list: its rows that pass `filters` (SQL conditions, each
+/// starting ` AND `, over `params`), after `cursor`, in the list's key
+/// order, with the cursor of the next page.
 fn keyset_page<T: serde::de::DeserializeOwned>(
-    c: &mut Conn,
-    sql: &str,
-    params: &[&(dyn ToSql + Sync)],
+    store: &mut PostgresStore,
+    list: List,
+    mut filters: String,
+    mut params: Params,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Result<Page<T>, StoreError> {
+    let limit = check_limit(limit)?;
+    let (position, id) = list.keys();
+    if let Some(c) = cursor {
+        let c = Cursor::decode(c, list)?;
+        params.push(Box::new(cursor_time(&c)?));
+        params.push(Box::new(c.id));
+        filters.push_str(&format!(
+            " AND ({position}, {id}) > (${}, ${})",
+            params.len() - 1,
+            params.len()
+        ));
+    }
+    // One row more than the page: whether another page follows.
+    params.push(Box::new(limit + 1));
+    let sql = format!(
+        "SELECT {id}, body, {position} FROM {} WHERE true{filters} \
+         ORDER BY {position}, {id} LIMIT ${}",
+        list.table(),
+        params.len()
+    );
+    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref()).collect();
+    store.with_conn(|c| {
+        let st = prepare(&mut c.client, &mut c.statements, &sql)?;
+        let found = c.client.query(&st, &refs).map_err(pg(list.ops().0))?;
+        page_of_rows(&found, limit, list)
+    })
+}
+
+/// The page of at most `limit` of `found`, and the cursor of the next
+/// when there are more.
+fn page_of_rows<T: serde::de::DeserializeOwned>(
+    found: &[postgres::Row],
     limit: i64,
     list: List,
 ) -> Result<Page<T>, StoreError> {
-    let st = prepare(&mut c.client, &mut c.statements, sql)?;
-    let found = c.client.query(&st, params).map_err(pg(list.ops().0))?;
     let more = found.len() as i64 > limit;
     let mut items = Vec::with_capacity(found.len().min(limit as usize));
     let mut last = None;
@@ -571,71 +609,41 @@ impl Store for PostgresStore {
     }
 
     fn expectations(&mut self, q: &ExpectationQuery) -> Result<Page<Expectation>, StoreError> {
-        let limit = check_limit(q.limit)?;
-        let mut sql = String::from("SELECT id, body, deadline FROM expectations WHERE true");
-        let mut params: Vec<Box<dyn ToSql + Sync>> = Vec::new();
-        let mut filter = |sql: &mut String, column: &str, value: String| {
+        let mut filters = String::new();
+        let mut params: Params = Vec::new();
+        let mut filter = |filters: &mut String, column: &str, value: String| {
             params.push(Box::new(value));
-            sql.push_str(&format!(" AND {column} = ${}", params.len()));
+            filters.push_str(&format!(" AND {column} = ${}", params.len()));
         };
         if let Some(s) = q.status {
-            filter(&mut sql, "status", s.as_str().into());
+            filter(&mut filters, "status", s.as_str().into());
         }
         if let Some(d) = q.document_kind {
-            filter(&mut sql, "document_kind", d.as_str().into());
+            filter(&mut filters, "document_kind", d.as_str().into());
         }
         if let Some(k) = q.encounter_kind {
-            filter(&mut sql, "encounter_kind", k.as_str().into());
+            filter(&mut filters, "encounter_kind", k.as_str().into());
         }
         if let Some(site) = &q.site {
-            filter(&mut sql, "site", site.clone());
+            filter(&mut filters, "site", site.clone());
         }
-        if let Some(cursor) = &q.cursor {
-            let cursor = Cursor::decode(cursor, List::Expectations)?;
-            params.push(Box::new(cursor_time(&cursor)?));
-            params.push(Box::new(cursor.id));
-            sql.push_str(&format!(
-                " AND (deadline, id) > (${}, ${})",
-                params.len() - 1,
-                params.len()
-            ));
-        }
-        params.push(Box::new(limit + 1));
-        sql.push_str(&format!(" ORDER BY deadline, id LIMIT ${}", params.len()));
-        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref()).collect();
-
-        self.with_conn(|c| keyset_page(c, &sql, &refs, limit, List::Expectations))
+        let cursor = q.cursor.as_deref();
+        keyset_page(self, List::Expectations, filters, params, cursor, q.limit)
     }
 
     fn alerts(&mut self, q: &AlertQuery) -> Result<Page<Alert>, StoreError> {
-        let limit = check_limit(q.limit)?;
-        let mut sql = String::from("SELECT alert_id, body, raised_at FROM alerts WHERE true");
-        let mut params: Vec<Box<dyn ToSql + Sync>> = Vec::new();
+        let mut filters = String::new();
+        let mut params: Params = Vec::new();
         if let Some(since) = q.since {
             params.push(Box::new(since));
-            sql.push_str(&format!(" AND raised_at >= ${}", params.len()));
+            filters.push_str(&format!(" AND raised_at >= ${}", params.len()));
         }
         if let Some(kind) = q.kind {
             params.push(Box::new(kind.as_str().to_string()));
-            sql.push_str(&format!(" AND kind = ${}", params.len()));
+            filters.push_str(&format!(" AND kind = ${}", params.len()));
         }
-        if let Some(cursor) = &q.cursor {
-            let cursor = Cursor::decode(cursor, List::Alerts)?;
-            params.push(Box::new(cursor_time(&cursor)?));
-            params.push(Box::new(cursor.id));
-            sql.push_str(&format!(
-                " AND (raised_at, alert_id) > (${}, ${})",
-                params.len() - 1,
-                params.len()
-            ));
-        }
-        params.push(Box::new(limit + 1));
-        sql.push_str(&format!(
-            " ORDER BY raised_at, alert_id LIMIT ${}",
-            params.len()
-        ));
-        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref()).collect();
-        self.with_conn(|c| keyset_page(c, &sql, &refs, limit, List::Alerts))
+        let cursor = q.cursor.as_deref();
+        keyset_page(self, List::Alerts, filters, params, cursor, q.limit)
     }
 
     fn visit_ended_between(

@@ -106,6 +106,15 @@ impl List {
         }
     }
 
+    /// The columns the list is ordered by, and a page continued after: the
+    /// position (a time) and the id.
+    pub fn keys(self) -> (&'static str, &'static str) {
+        match self {
+            List::Expectations => ("deadline", "id"),
+            List::Alerts => ("raised_at", "alert_id"),
+        }
+    }
+
     /// What the store was doing, for errors: querying, reading rows.
     pub fn ops(self) -> (&'static str, &'static str) {
         match self {

@@ -116,18 +116,39 @@ const INSERT_OUTBOX: &str = "INSERT INTO outbox \
 const INSERT_INPUT: &str = "INSERT INTO inputs (id, outcome, reason, processed_at) \
     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING";
 
-/// Runs a keyset-paged query (rows of id, JSON body and position in
-/// microseconds, `limit + 1` of them asked for) and makes the page and the
-/// cursor of the next.
+/// One page of a list: its rows that pass `filters` (SQL conditions, each
+/// starting ` AND `, over `params`), after `cursor`, in the list's key
+/// order, with the cursor of the next page.
 fn keyset_page<T: serde::de::DeserializeOwned>(
     conn: &Connection,
-    sql: &str,
-    params: &[Value],
-    limit: i64,
     list: List,
+    mut filters: String,
+    mut params: Vec<Value>,
+    cursor: Option<&str>,
+    limit: usize,
 ) -> Result<Page<T>, StoreError> {
+    let limit = check_limit(limit)?;
+    let (position, id) = list.keys();
+    if let Some(c) = cursor {
+        let c = Cursor::decode(c, list)?;
+        params.push(Value::Integer(c.position_us));
+        params.push(Value::Text(c.id));
+        filters.push_str(&format!(
+            " AND ({position}, {id}) > (?{}, ?{})",
+            params.len() - 1,
+            params.len()
+        ));
+    }
+    // One row more than the page: whether another page follows.
+    params.push(Value::Integer(limit + 1));
+    let sql = format!(
+        "SELECT {id}, body, {position} FROM {} WHERE 1 = 1{filters} \
+         ORDER BY {position}, {id} LIMIT ?{}",
+        list.table(),
+        params.len()
+    );
     let (query_op, read_op) = list.ops();
-    let mut st = conn.prepare_cached(sql).map_err(sq("prepare"))?;
+    let mut st = conn.prepare_cached(&sql).map_err(sq("prepare"))?;
     let mut found = st
         .query(params_from_iter(params.iter()))
         .map_err(sq(query_op))?;
@@ -519,69 +540,56 @@ impl Store for SqliteStore {
     }
 
     fn expectations(&mut self, q: &ExpectationQuery) -> Result<Page<Expectation>, StoreError> {
-        let limit = check_limit(q.limit)?;
-        let mut sql = String::from("SELECT id, body, deadline FROM expectations WHERE 1 = 1");
+        let mut filters = String::new();
         let mut params: Vec<Value> = Vec::new();
-        let mut filter = |sql: &mut String, column: &str, value: Value| {
+        let mut filter = |filters: &mut String, column: &str, value: Value| {
             params.push(value);
-            sql.push_str(&format!(" AND {column} = ?{}", params.len()));
+            filters.push_str(&format!(" AND {column} = ?{}", params.len()));
         };
         if let Some(s) = q.status {
-            filter(&mut sql, "status", Value::Text(s.as_str().into()));
+            filter(&mut filters, "status", Value::Text(s.as_str().into()));
         }
         if let Some(d) = q.document_kind {
-            filter(&mut sql, "document_kind", Value::Text(d.as_str().into()));
+            filter(
+                &mut filters,
+                "document_kind",
+                Value::Text(d.as_str().into()),
+            );
         }
         if let Some(k) = q.encounter_kind {
-            filter(&mut sql, "encounter_kind", Value::Text(k.as_str().into()));
+            filter(
+                &mut filters,
+                "encounter_kind",
+                Value::Text(k.as_str().into()),
+            );
         }
         if let Some(site) = &q.site {
-            filter(&mut sql, "site", Value::Text(site.clone()));
+            filter(&mut filters, "site", Value::Text(site.clone()));
         }
-        if let Some(c) = &q.cursor {
-            let c = Cursor::decode(c, List::Expectations)?;
-            params.push(Value::Integer(c.position_us));
-            params.push(Value::Text(c.id));
-            sql.push_str(&format!(
-                " AND (deadline, id) > (?{}, ?{})",
-                params.len() - 1,
-                params.len()
-            ));
-        }
-        params.push(Value::Integer(limit + 1));
-        sql.push_str(&format!(" ORDER BY deadline, id LIMIT ?{}", params.len()));
-
-        keyset_page(&self.conn, &sql, &params, limit, List::Expectations)
+        let cursor = q.cursor.as_deref();
+        keyset_page(
+            &self.conn,
+            List::Expectations,
+            filters,
+            params,
+            cursor,
+            q.limit,
+        )
     }
 
     fn alerts(&mut self, q: &AlertQuery) -> Result<Page<Alert>, StoreError> {
-        let limit = check_limit(q.limit)?;
-        let mut sql = String::from("SELECT alert_id, body, raised_at FROM alerts WHERE 1 = 1");
+        let mut filters = String::new();
         let mut params: Vec<Value> = Vec::new();
         if let Some(since) = q.since {
             params.push(Value::Integer(micros(since)));
-            sql.push_str(&format!(" AND raised_at >= ?{}", params.len()));
+            filters.push_str(&format!(" AND raised_at >= ?{}", params.len()));
         }
         if let Some(kind) = q.kind {
             params.push(Value::Text(kind.as_str().into()));
-            sql.push_str(&format!(" AND kind = ?{}", params.len()));
+            filters.push_str(&format!(" AND kind = ?{}", params.len()));
         }
-        if let Some(c) = &q.cursor {
-            let c = Cursor::decode(c, List::Alerts)?;
-            params.push(Value::Integer(c.position_us));
-            params.push(Value::Text(c.id));
-            sql.push_str(&format!(
-                " AND (raised_at, alert_id) > (?{}, ?{})",
-                params.len() - 1,
-                params.len()
-            ));
-        }
-        params.push(Value::Integer(limit + 1));
-        sql.push_str(&format!(
-            " ORDER BY raised_at, alert_id LIMIT ?{}",
-            params.len()
-        ));
-        keyset_page(&self.conn, &sql, &params, limit, List::Alerts)
+        let cursor = q.cursor.as_deref();
+        keyset_page(&self.conn, List::Alerts, filters, params, cursor, q.limit)
     }
 
     fn visit_ended_between(
