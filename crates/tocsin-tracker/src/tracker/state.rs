@@ -87,6 +87,13 @@ fn split_key(h: u128) -> SeenKey {
 /// the table (docs/performance.md, replay pipeline).
 struct StoredKey(i64, SeenKey);
 
+impl std::fmt::Display for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let StoredKey(at, k) = *self;
+        write!(f, "{:016x}{:016x}{:016x}", at as u64, k[0], k[1])
+    }
+}
+
 /// An event time stored as its RFC 3339 text, formatted only when a record
 /// is built.
 pub(super) struct Rfc3339(pub i64);
@@ -94,13 +101,6 @@ pub(super) struct Rfc3339(pub i64);
 impl Serialize for Rfc3339 {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(&from_ms(self.0).to_rfc3339())
-    }
-}
-
-impl std::fmt::Display for StoredKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let StoredKey(at, k) = *self;
-        write!(f, "{:016x}{:016x}{:016x}", at as u64, k[0], k[1])
     }
 }
 
