@@ -676,13 +676,7 @@ fn every_local_id_and_an_odd_nhs_number_survive_merge_and_restore() {
     );
     assert_eq!(merged.patient.nhs_number.as_deref(), Some("not ten digits"));
     // Rebuilt from the store, a letter naming only the third id settles it.
-    let mut tr = Tracker::restore(
-        Policy::default_contract(),
-        strict(),
-        store.unsettled(),
-        store.records(),
-    )
-    .expect("restores");
+    let mut tr = store.restored();
     let d = with_local(
         doc("m3", None, D::ClinicLetter, t("2024-01-02T10:00:00Z"), None),
         "PAS",
@@ -844,4 +838,98 @@ fn a_discharge_read_after_its_deadline_is_judged_at_once() {
         NHS,
     ));
     assert_eq!(kinds(&fx), vec![A::Overdue]);
+}
+
+/// A trust that changes a rule's durations and restarts: expectations
+/// already open keep the deadline and due-soon point they were created
+/// with (the tracker keeps only the encounter's end and derives both from
+/// the rule, so a restore must not let the new policy move them), while
+/// discharges read after the restart follow the new policy.
+#[test]
+fn a_policy_changed_across_a_restart_moves_no_open_deadline() {
+    let contract = include_str!("../../../config/policies/nhs-standard-contract.toml");
+    let before = contract.replace("# due_soon = \"20h\"", "due_soon = \"20h\"");
+    let after = contract.replacen("due_after = \"24h\"", "due_after = \"48h\"", 1);
+    assert_ne!(after, contract, "the rule's duration changed");
+    let mut tr = Tracker::new(Policy::from_toml(&before).unwrap(), strict());
+    let mut store = Store::default();
+    store.commit(&tr.apply(&end(
+        "m1",
+        "V1",
+        K::Inpatient,
+        t("2024-01-10T10:00:00Z"),
+        NHS,
+    )));
+    let mut tr = Tracker::restore(
+        Policy::from_toml(&after).unwrap(),
+        strict(),
+        store.unsettled(),
+        store.records(),
+    )
+    .expect("restores");
+    assert_eq!(tr.next_deadline(), Some(t("2024-01-11T06:00:00Z")));
+    let fx = tr.apply(&end(
+        "m2",
+        "V2",
+        K::Inpatient,
+        t("2024-01-10T12:00:00Z"),
+        NHS2,
+    ));
+    let new = &changed(&fx)[0];
+    assert_eq!(new.deadline, t("2024-01-12T12:00:00Z"), "the new policy");
+    assert_eq!(new.due_soon_at, None);
+    let fx = tr.advance_to(t("2024-01-11T11:00:00Z"));
+    assert_eq!(kinds(&fx), vec![A::DueSoon, A::Overdue]);
+    let old = changed(&fx).pop().unwrap();
+    assert_eq!(old.encounter.id.as_deref(), Some("V1"));
+    assert_eq!(old.deadline, t("2024-01-11T10:00:00Z"), "as created");
+    assert_eq!(old.due_soon_at, Some(t("2024-01-11T06:00:00Z")));
+    assert_eq!(old.rule.id, "discharge-summary-24h");
+    let fx = tr.advance_to(t("2024-01-12T13:00:00Z"));
+    assert_eq!(kinds(&fx), vec![A::Overdue]);
+    assert_eq!(changed(&fx)[0].encounter.id.as_deref(), Some("V2"));
+}
+
+/// An account merge moves an open expectation to the surviving visit
+/// number. Its id is the one it was created with, before and after a
+/// restart, so the store holds one expectation throughout and a summary
+/// naming the new visit number settles that one.
+#[test]
+fn an_account_merge_keeps_the_expectation_id_across_a_restore() {
+    let mut tr = tracker();
+    let mut store = Store::default();
+    let fx = tr.apply(&end(
+        "m1",
+        "V1",
+        K::Inpatient,
+        t("2024-01-10T10:00:00Z"),
+        NHS,
+    ));
+    store.commit(&fx);
+    let created = changed(&fx)[0].id.clone();
+    let mut m = merge("m2", NHS, NHS, t("2024-01-10T11:00:00Z"));
+    m.merge.as_mut().unwrap().prior_encounter_id = Some("V1".into());
+    m.encounter = Some(tocsin_event::Encounter {
+        id: Some("V9".into()),
+        ..Default::default()
+    });
+    let fx = tr.apply(&m);
+    store.commit(&fx);
+    let moved = &changed(&fx)[0];
+    assert_eq!(moved.encounter.id.as_deref(), Some("V9"));
+    assert_eq!(moved.id, created, "re-keyed, not re-made");
+    let mut tr = store.restored();
+    assert_eq!(tr.open_expectations()[0].id, created);
+    let fx = tr.apply(&doc(
+        "m3",
+        Some("V9"),
+        D::DischargeSummary,
+        t("2024-01-10T20:00:00Z"),
+        Some(NHS),
+    ));
+    store.commit(&fx);
+    let settled = &changed(&fx)[0];
+    assert_eq!(settled.status, S::OnTime);
+    assert_eq!(settled.id, created);
+    assert_eq!(store.expectations.len(), 1);
 }

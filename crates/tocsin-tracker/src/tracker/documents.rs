@@ -122,22 +122,16 @@ impl Tracker {
             slots
                 .filter_map(|s| self.open.get(s).map(|o| (s, o)))
                 .filter(|(_, o)| self.match_method(o, d) == Some(want))
-                .min_by_key(|(_, o)| ((d.issued_at - o.ended_at).abs(), o.id))
+                .min_by_key(|(_, o)| ((d.issued_at - o.ended_at).abs(), self.open_id(o)))
                 .map(|(s, _)| (s, want))
         };
         if let Some(id) = d.encounter_id
-            && let Some(hit) = best(
-                &mut self.by_encounter.get(enc_key(id)),
-                MatchMethod::EncounterId,
-            )
+            && let Some(hit) = best(&mut self.index.get(enc_key(id)), MatchMethod::EncounterId)
         {
             return Some(hit);
         }
         if let Some(r) = d.encounter_ref
-            && let Some(hit) = best(
-                &mut self.by_reference.get(ref_key(r)),
-                MatchMethod::FhirReference,
-            )
+            && let Some(hit) = best(&mut self.index.get(ref_key(r)), MatchMethod::FhirReference)
         {
             return Some(hit);
         }
@@ -150,7 +144,7 @@ impl Tracker {
                 .map(|i| local_key(&i.system, &i.value))
                 .collect(),
         };
-        let mut slots: Vec<u32> = keys.iter().flat_map(|k| self.by_patient.get(*k)).collect();
+        let mut slots: Vec<u32> = keys.iter().flat_map(|k| self.index.get(*k)).collect();
         slots.sort_unstable();
         slots.dedup();
         best(&mut slots.into_iter(), MatchMethod::PatientWindow)

@@ -5,7 +5,7 @@ use sha2::{Digest, Sha256};
 use tocsin_event::{Encounter, InterfaceEvent};
 
 use super::effects::Effects;
-use super::open::{NO_TIME, Open, OpenFacts, from_ms, ms};
+use super::open::{Open, OpenFacts, from_ms, ms};
 use super::{Effect, Tracker, build_alert, enc_key, local_key, namespaces, nhs_key, ref_key};
 use crate::AlertKind;
 use crate::compact::{CStr, Nhs};
@@ -16,14 +16,24 @@ use crate::policy::{Applicability, EncounterFacts};
 /// the same discharge read twice yields the same expectation.
 pub fn expectation_id(rule_id: &str, encounter: &Encounter, event_id: &str) -> ExpectationId {
     ExpectationId(hex::encode(expectation_id_bytes(
-        rule_id, encounter, event_id,
+        rule_id,
+        encounter.id.as_deref(),
+        encounter.reference.as_deref(),
+        event_id,
     )))
 }
 
-fn expectation_id_bytes(rule_id: &str, enc: &Encounter, event_id: &str) -> [u8; 16] {
-    let (tag, ident) = match (&enc.id, &enc.reference) {
-        (Some(id), _) => ("id", id.as_str()),
-        (None, Some(r)) => ("ref", r.as_str()),
+/// [`expectation_id`] as 16 bytes, from the encounter's id and FHIR
+/// reference as the creating event gave them.
+pub(crate) fn expectation_id_bytes(
+    rule_id: &str,
+    encounter_id: Option<&str>,
+    encounter_ref: Option<&str>,
+    event_id: &str,
+) -> [u8; 16] {
+    let (tag, ident) = match (encounter_id, encounter_ref) {
+        (Some(id), _) => ("id", id),
+        (None, Some(r)) => ("ref", r),
         (None, None) => ("event", event_id),
     };
     let mut h = Sha256::new();
@@ -60,20 +70,11 @@ impl Tracker {
         let enc = o.encounter_id.as_ref().map(|i| i.with_str(enc_key));
         let r = o.encounter_ref().map(|i| i.with_str(ref_key));
         let pk = self.open_patient_keys(o);
-        for (ix, key) in [(&mut self.by_encounter, enc), (&mut self.by_reference, r)] {
-            if let Some(k) = key {
-                if add {
-                    ix.insert(k, slot)
-                } else {
-                    ix.remove(k, slot)
-                }
-            }
-        }
-        for k in pk {
+        for k in enc.into_iter().chain(r).chain(pk) {
             if add {
-                self.by_patient.insert(k, slot)
+                self.index.insert(k, slot)
             } else {
-                self.by_patient.remove(k, slot)
+                self.index.remove(k, slot)
             }
         }
     }
@@ -88,7 +89,7 @@ impl Tracker {
         } else {
             g.open += 1
         }
-        let timer = o.next_timer();
+        let timer = self.next_timer(&o);
         let slot = self.open.insert(o);
         self.index_open(slot, true);
         if let Some(t) = timer {
@@ -116,7 +117,7 @@ impl Tracker {
     fn open_for_encounter(&self, enc: &Encounter) -> Vec<u32> {
         let mut out: Vec<u32> = Vec::new();
         if let Some(id) = &enc.id {
-            out.extend(self.by_encounter.get(enc_key(id)).filter(|s| {
+            out.extend(self.index.get(enc_key(id)).filter(|s| {
                 self.open
                     .get(*s)
                     .and_then(|o| o.encounter_id.as_ref())
@@ -124,7 +125,7 @@ impl Tracker {
             }));
         }
         if let Some(r) = &enc.reference {
-            out.extend(self.by_reference.get(ref_key(r)).filter(|s| {
+            out.extend(self.index.get(ref_key(r)).filter(|s| {
                 self.open
                     .get(*s)
                     .and_then(|o| o.encounter_ref())
@@ -157,34 +158,31 @@ impl Tracker {
         for (idx, rule, app) in self.policy.applicable(&facts) {
             match app {
                 Applicability::Excluded(_) => self.counters.excluded += 1,
-                Applicability::Applies => todo.push((
-                    idx as u16,
-                    rule.id.clone(),
-                    rule.due_after.delta(),
-                    rule.due_soon.map(|d| d.delta()),
-                )),
+                Applicability::Applies => todo.push((idx as u16, rule.id.clone())),
             }
         }
         let existing = self.open_for_encounter(enc);
-        for (rule, rule_id, due_after, due_soon) in todo {
-            let id = expectation_id_bytes(&rule_id, enc, ev.event_id.as_str());
+        for (rule, rule_id) in todo {
+            let id = expectation_id_bytes(
+                &rule_id,
+                enc.id.as_deref(),
+                enc.reference.as_deref(),
+                ev.event_id.as_str(),
+            );
             if existing
                 .iter()
-                .any(|s| self.open.get(*s).is_some_and(|o| o.id == id))
+                .any(|s| self.open.get(*s).is_some_and(|o| self.open_id(o) == id))
             {
                 self.counters.repeated_ends += 1;
                 continue;
             }
             let o = self.new_open(OpenFacts {
-                id,
                 rule,
                 created_by: ev.event_id.as_str(),
                 kind,
                 encounter_id: enc.id.as_deref(),
                 encounter_ref: enc.reference.as_deref(),
                 ended_at: ms(ended_at),
-                deadline: ms(ended_at + due_after),
-                due_soon: due_soon.map_or(NO_TIME, |d| ms(ended_at + d)),
                 site: enc.site.as_deref(),
                 specialty: enc.specialty.as_deref(),
                 gp_practice: ev.gp_practice.as_deref(),
@@ -229,14 +227,14 @@ impl Tracker {
         };
         let mut slots: Vec<u32> = Vec::new();
         if let Some(n) = &m.prior_nhs_number {
-            slots.extend(self.by_patient.get(nhs_key(n)));
+            slots.extend(self.index.get(nhs_key(n)));
         }
         for i in &m.prior_local_ids {
-            slots.extend(self.by_patient.get(local_key(&i.system, &i.value)));
+            slots.extend(self.index.get(local_key(&i.system, &i.value)));
         }
         let new_enc = ev.encounter.as_ref().and_then(|e| e.id.as_deref());
         if let (Some(p), Some(_)) = (&m.prior_encounter_id, new_enc) {
-            slots.extend(self.by_encounter.get(enc_key(p)));
+            slots.extend(self.index.get(enc_key(p)));
         }
         slots.sort_unstable();
         slots.dedup();
@@ -254,6 +252,12 @@ impl Tracker {
         let mut changed = 0;
         for s in slots {
             self.index_open(s, false);
+            // The id as it was made, kept before a re-keyed encounter id
+            // would derive another.
+            let id = match (&m.prior_encounter_id, new_enc) {
+                (Some(_), Some(_)) => self.open.get(s).map(|o| self.open_id(o)),
+                _ => None,
+            };
             let Some(o) = self.open.get_mut(s) else {
                 continue;
             };
@@ -284,6 +288,9 @@ impl Tracker {
             if let (Some(p), Some(n)) = (&m.prior_encounter_id, new_enc)
                 && o.encounter_id.as_ref().is_some_and(|e| e.eq_str(p))
             {
+                if let Some(id) = id {
+                    o.pin_id(id);
+                }
                 o.encounter_id = Some(CStr::new(n));
                 touched = true;
             }

@@ -42,12 +42,23 @@ pub mod namespaces {
 }
 
 /// A rule as the tracker refers to it (policy rules first, then rules named
-/// by restored expectations but no longer in the policy).
+/// by restored expectations but no longer in the policy, or stored with
+/// other durations than the policy's now gives).
+///
+/// The rule's durations live here, not in every open expectation: an
+/// expectation keeps only its encounter's end, and its deadline and due-soon
+/// point are that plus the rule's offsets (16 bytes less for each of a
+/// million open expectations).
 #[derive(Debug, Clone)]
 pub(crate) struct RuleInfo {
     pub id: String,
     pub clause: String,
     pub document_kind: DocumentKind,
+    /// Milliseconds from the encounter's end to the deadline.
+    pub due_after: i64,
+    /// Milliseconds from the encounter's end to the due-soon point, or
+    /// `NO_TIME` when the rule has none.
+    pub due_soon: i64,
 }
 
 /// Things the tracker noticed and tolerated, for metrics: nothing is dropped
@@ -142,9 +153,15 @@ pub struct Tracker {
     rules: Vec<RuleInfo>,
     syms: Symbols,
     open: Slab<Open>,
-    by_encounter: MultiIndex,
-    by_reference: MultiIndex,
-    by_patient: MultiIndex,
+    /// Every open slot under each of its keys: encounter id, FHIR
+    /// reference, NHS number and local patient ids. The keys are hashed
+    /// with their kind (`enc_key`, `ref_key`, `nhs_key`, `local_key`) and
+    /// every hit is checked against the slot's own fields, so one table
+    /// serves all four lookups. One table rather than one for each: a hash
+    /// table doubles when it fills, so each sits between half and seven
+    /// eighths full, and at a million open expectations three tables wasted
+    /// some 19 MB more than one (docs/performance.md, ninth session).
+    index: MultiIndex,
     /// `(instant, slot)`: the next timer of each open expectation, and stale
     /// timers of expectations since settled or moved on (skipped when they
     /// come up; the top is always live, see [`Tracker::drop_stale_timers`]).
@@ -184,6 +201,10 @@ impl Tracker {
                 id: r.id.clone(),
                 clause: r.clause.clone(),
                 document_kind: r.document_kind,
+                due_after: r.due_after.delta().num_milliseconds(),
+                due_soon: r
+                    .due_soon
+                    .map_or(open::NO_TIME, |d| d.delta().num_milliseconds()),
             })
             .collect();
         Self {
@@ -192,9 +213,7 @@ impl Tracker {
             rules,
             syms: Symbols::default(),
             open: Slab::default(),
-            by_encounter: MultiIndex::default(),
-            by_reference: MultiIndex::default(),
-            by_patient: MultiIndex::default(),
+            index: MultiIndex::default(),
             timers: TimerHeap::default(),
             pending: Slab::default(),
             pending_by_encounter: MultiIndex::default(),
@@ -390,7 +409,7 @@ impl Tracker {
 
     /// Whether a timer in the heap is the slot's next timer (else stale).
     fn timer_live(&self, at: i64, slot: u32) -> bool {
-        self.open.get(slot).and_then(Open::next_timer) == Some(at)
+        self.open.get(slot).and_then(|o| self.next_timer(o)) == Some(at)
     }
 
     /// Drops stale timers from the top of the heap, so that the earliest
@@ -400,9 +419,12 @@ impl Tracker {
     /// every public method that changes the tracker.
     pub(crate) fn drop_stale_timers(&mut self) {
         if self.timers.len() > 2 * self.open.len() + 1024 {
-            let open = &self.open;
-            self.timers
-                .retain(|at, slot| open.get(slot).and_then(Open::next_timer) == Some(at));
+            let (open, rules) = (&self.open, &self.rules);
+            self.timers.retain(|at, slot| {
+                open.get(slot)
+                    .and_then(|o| o.next_timer(&rules[o.rule as usize]))
+                    == Some(at)
+            });
         }
         while let Some((at, slot)) = self.timers.peek() {
             if self.timer_live(at, slot) {
@@ -445,9 +467,11 @@ impl Tracker {
         let Some(o) = self.open.get(slot) else {
             return;
         };
-        let kind = if o.due_soon_at() == Some(at) && !o.raised(AlertKind::DueSoon) && !o.overdue {
+        let rule = self.rule_info(o);
+        let kind = if o.due_soon_at(rule) == Some(at) && !o.raised(AlertKind::DueSoon) && !o.overdue
+        {
             AlertKind::DueSoon
-        } else if o.deadline == at && !o.overdue {
+        } else if o.deadline(rule) == at && !o.overdue {
             AlertKind::Overdue
         } else {
             return;
@@ -455,7 +479,8 @@ impl Tracker {
         // The instant the condition arose, not the clock at firing: the same
         // alert whether the input is read live or replayed at once.
         let raised_at = at;
-        let (doc_kind, enc_kind) = (self.rule_info(o).document_kind, o.kind);
+        let (doc_kind, enc_kind) = (rule.document_kind, o.kind);
+        let rule = &self.rules[o.rule as usize];
         let Some(o) = self.open.get_mut(slot) else {
             return;
         };
@@ -466,7 +491,7 @@ impl Tracker {
             g.open = g.open.saturating_sub(1);
             g.overdue += 1;
         }
-        if let Some(next) = o.next_timer() {
+        if let Some(next) = o.next_timer(rule) {
             self.timers.push(next, slot);
         }
         let Some(o) = self.open.get(slot) else {

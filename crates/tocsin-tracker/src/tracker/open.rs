@@ -4,15 +4,19 @@
 use chrono::{DateTime, Utc};
 use tocsin_event::{EncounterKind, EventId, Identifier};
 
+use super::events::expectation_id_bytes;
 use super::{RuleInfo, Tracker};
 use crate::compact::{CStr, Nhs, Sym, hex16, pack_hex};
 use crate::model::{EncounterSummary, Expectation, ExpectationId, ExpectationStatus, PatientKeys};
 use crate::{AlertKind, RuleRef};
 
-/// An open or overdue expectation, 128 bytes inline (checked by a test),
-/// with nothing on the heap for the usual one hospital number.
+/// An open or overdue expectation, 96 bytes inline (checked by a test),
+/// with nothing on the heap for the usual one hospital number. What can be
+/// derived is not kept: the deadline and due-soon point are the encounter's
+/// end plus the rule's offsets (see [`RuleInfo`]), and the id is derived as
+/// it was made, from the rule, the encounter and the creating event
+/// ([`Tracker::open_id`]).
 pub(crate) struct Open {
-    pub id: [u8; 16],
     pub encounter_id: Option<CStr>,
     pub nhs: Nhs,
     /// The first local patient id's value (its system is `local_sys`);
@@ -25,9 +29,6 @@ pub(crate) struct Open {
     pub created_by: [u8; 16],
     /// Milliseconds since the epoch.
     pub ended_at: i64,
-    pub deadline: i64,
-    /// `NO_TIME` when the rule has no due-soon point.
-    pub due_soon: i64,
     /// The first local patient id's system; `None` when there is none.
     pub local_sys: Option<Sym>,
     pub site: Option<Sym>,
@@ -43,6 +44,9 @@ pub(crate) struct Open {
 /// The rarely present fields of an open expectation.
 #[derive(Default)]
 pub(crate) struct Extras {
+    /// The id, when deriving it would not give it back: an encounter id
+    /// re-keyed by a merge, or a store written by another tool.
+    pub id: Option<[u8; 16]>,
     pub encounter_ref: Option<CStr>,
     pub created_by: Option<Box<str>>,
     /// Local patient ids after the first.
@@ -51,7 +55,10 @@ pub(crate) struct Extras {
 
 impl Extras {
     fn is_empty(&self) -> bool {
-        self.encounter_ref.is_none() && self.created_by.is_none() && self.more_local_ids.is_empty()
+        self.id.is_none()
+            && self.encounter_ref.is_none()
+            && self.created_by.is_none()
+            && self.more_local_ids.is_empty()
     }
 }
 
@@ -83,7 +90,6 @@ impl Open {
     /// The compact form of a new expectation's patient and rare fields;
     /// `rule`, `kind` and the times are the caller's to set.
     pub(crate) fn new(
-        id: [u8; 16],
         encounter_ref: Option<&str>,
         created_by: &str,
         nhs: Nhs,
@@ -91,20 +97,18 @@ impl Open {
     ) -> Self {
         let packed = pack_hex(created_by);
         let extras = Extras {
+            id: None,
             encounter_ref: encounter_ref.map(CStr::new),
             created_by: packed.is_none().then(|| created_by.into()),
             more_local_ids: Box::default(),
         };
         let mut o = Open {
-            id,
             encounter_id: None,
             nhs,
             local_val: CStr::new(""),
             extras: (!extras.is_empty()).then(|| Box::new(extras)),
             created_by: packed.unwrap_or_default(),
             ended_at: NO_TIME,
-            deadline: NO_TIME,
-            due_soon: NO_TIME,
             local_sys: None,
             site: None,
             specialty: None,
@@ -161,12 +165,25 @@ impl Open {
         }
     }
 
+    /// Keeps `id` as this expectation's id from now on, whatever the fields
+    /// it was derived from become (unless an id is kept already).
+    pub(crate) fn pin_id(&mut self, id: [u8; 16]) {
+        let x = self.extras.get_or_insert_with(Box::default);
+        x.id.get_or_insert(id);
+    }
+
     pub(crate) fn encounter_ref(&self) -> Option<&CStr> {
         self.extras.as_ref()?.encounter_ref.as_ref()
     }
 
-    pub(crate) fn due_soon_at(&self) -> Option<i64> {
-        (self.due_soon != NO_TIME).then_some(self.due_soon)
+    /// When the document is due, by `rule` (this expectation's).
+    pub(crate) fn deadline(&self, rule: &RuleInfo) -> i64 {
+        self.ended_at.saturating_add(rule.due_after)
+    }
+
+    /// The due-soon point, by `rule` (this expectation's), if it has one.
+    pub(crate) fn due_soon_at(&self, rule: &RuleInfo) -> Option<i64> {
+        (rule.due_soon != NO_TIME).then(|| self.ended_at.saturating_add(rule.due_soon))
     }
 
     fn created_by(&self) -> String {
@@ -180,13 +197,13 @@ impl Open {
         self.alerts & alert_bit(k) != 0
     }
 
-    /// The next instant at which a timer of this expectation is due.
-    pub(crate) fn next_timer(&self) -> Option<i64> {
-        match self.due_soon_at() {
-            Some(t) if !self.raised(AlertKind::DueSoon) && !self.overdue && t < self.deadline => {
-                Some(t)
-            }
-            _ if !self.overdue => Some(self.deadline),
+    /// The next instant at which a timer of this expectation is due, by
+    /// `rule` (this expectation's).
+    pub(crate) fn next_timer(&self, rule: &RuleInfo) -> Option<i64> {
+        let deadline = self.deadline(rule);
+        match self.due_soon_at(rule) {
+            Some(t) if !self.raised(AlertKind::DueSoon) && !self.overdue && t < deadline => Some(t),
+            _ if !self.overdue => Some(deadline),
             _ => None,
         }
     }
@@ -205,12 +222,35 @@ impl Tracker {
         &self.rules[o.rule as usize]
     }
 
+    /// The id of `o`: derived as [`expectation_id`] made it when the
+    /// encounter ended, unless one is pinned (see [`Open::pin_id`]).
+    ///
+    /// [`expectation_id`]: super::expectation_id
+    pub(crate) fn open_id(&self, o: &Open) -> [u8; 16] {
+        if let Some(id) = o.extras.as_ref().and_then(|x| x.id) {
+            return id;
+        }
+        let enc = o.encounter_id.as_ref().map(ToString::to_string);
+        let r = o.encounter_ref().map(ToString::to_string);
+        expectation_id_bytes(
+            &self.rule_info(o).id,
+            enc.as_deref(),
+            r.as_deref(),
+            &o.created_by(),
+        )
+    }
+
+    /// The next instant at which a timer of `o` is due.
+    pub(crate) fn next_timer(&self, o: &Open) -> Option<i64> {
+        o.next_timer(self.rule_info(o))
+    }
+
     /// The durable form of an open slot.
     pub(crate) fn materialise(&self, o: &Open) -> Expectation {
         let rule = self.rule_info(o);
         let sym = |s: Option<Sym>| s.map(|s| self.syms.name(s).to_string());
         Expectation {
-            id: ExpectationId(hex16(&o.id)),
+            id: ExpectationId(hex16(&self.open_id(o))),
             status: o.status(),
             document_kind: rule.document_kind,
             encounter: EncounterSummary {
@@ -236,8 +276,8 @@ impl Tracker {
                 id: rule.id.clone(),
                 clause: rule.clause.clone(),
             },
-            deadline: from_ms(o.deadline),
-            due_soon_at: o.due_soon_at().map(from_ms),
+            deadline: from_ms(o.deadline(rule)),
+            due_soon_at: o.due_soon_at(rule).map(from_ms),
             created_by: EventId::from_string(o.created_by()),
             settlement: None,
             delivery: None,
@@ -255,11 +295,9 @@ impl Tracker {
             .iter()
             .map(|i| (self.syms.intern(&i.system), CStr::new(&i.value)))
             .collect();
-        let mut o = Open::new(f.id, f.encounter_ref, f.created_by, nhs, local_ids);
+        let mut o = Open::new(f.encounter_ref, f.created_by, nhs, local_ids);
         o.encounter_id = f.encounter_id.map(CStr::new);
         o.ended_at = f.ended_at;
-        o.deadline = f.deadline;
-        o.due_soon = f.due_soon;
         o.site = f.site.map(|s| self.syms.intern(s));
         o.specialty = f.specialty.map(|s| self.syms.intern(s));
         o.gp = f.gp_practice.map(|s| self.syms.intern(s));
@@ -272,21 +310,21 @@ impl Tracker {
     pub(crate) fn compact(&mut self, e: &Expectation, id: [u8; 16], rule: u16) -> Open {
         let enc = &e.encounter;
         let mut o = self.new_open(OpenFacts {
-            id,
             rule,
             created_by: e.created_by.as_str(),
             kind: enc.kind,
             encounter_id: enc.id.as_deref(),
             encounter_ref: enc.reference.as_deref(),
             ended_at: ms(enc.ended_at),
-            deadline: ms(e.deadline),
-            due_soon: e.due_soon_at.map_or(NO_TIME, ms),
             site: enc.site.as_deref(),
             specialty: enc.specialty.as_deref(),
             gp_practice: e.gp_practice.as_deref(),
             nhs_number: e.patient.nhs_number.as_deref(),
             local_ids: &e.patient.local_ids,
         });
+        if self.open_id(&o) != id {
+            o.pin_id(id);
+        }
         o.overdue = e.status == ExpectationStatus::Overdue;
         o.alerts = e.alerts_raised.iter().fold(0, |a, k| a | alert_bit(*k));
         o
@@ -295,10 +333,9 @@ impl Tracker {
 
 /// What an open expectation is made from, borrowed from the encounter-end
 /// event (a new expectation) or from the stored expectation (a restore).
-/// Times are milliseconds since the epoch; `due_soon` is `NO_TIME` when
-/// the rule has none.
+/// Times are milliseconds since the epoch; the deadline and due-soon point
+/// follow from `rule`.
 pub(crate) struct OpenFacts<'a> {
-    pub id: [u8; 16],
     /// Index into the tracker's rules.
     pub rule: u16,
     pub created_by: &'a str,
@@ -306,8 +343,6 @@ pub(crate) struct OpenFacts<'a> {
     pub encounter_id: Option<&'a str>,
     pub encounter_ref: Option<&'a str>,
     pub ended_at: i64,
-    pub deadline: i64,
-    pub due_soon: i64,
     pub site: Option<&'a str>,
     pub specialty: Option<&'a str>,
     pub gp_practice: Option<&'a str>,
@@ -319,7 +354,7 @@ pub(crate) struct OpenFacts<'a> {
 mod tests {
     #[test]
     fn open_expectation_stays_compact() {
-        assert_eq!(std::mem::size_of::<super::Open>(), 128);
-        assert_eq!(std::mem::size_of::<Option<super::Open>>(), 128);
+        assert_eq!(std::mem::size_of::<super::Open>(), 96);
+        assert_eq!(std::mem::size_of::<Option<super::Open>>(), 96);
     }
 }

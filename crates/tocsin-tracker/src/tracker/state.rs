@@ -9,7 +9,7 @@ use tocsin_event::InterfaceEvent;
 
 use super::documents::PendingDocument;
 use super::effects::Effects;
-use super::open::{from_ms, ms};
+use super::open::{NO_TIME, from_ms, ms};
 use super::{Effect, RuleInfo, Tracker, build_alert, namespaces};
 use crate::AlertKind;
 use crate::compact::pack_hex;
@@ -40,6 +40,10 @@ pub enum RestoreError {
         /// What is wrong.
         reason: String,
     },
+    /// More than 65,536 distinct rules (by name and durations) among the
+    /// policy and the stored expectations: not a store tocsin wrote.
+    #[error("expectation under rule `{0}`: more than 65,536 distinct rules and durations")]
+    TooManyRules(String),
     /// A record in a namespace the tracker does not use.
     #[error("state record {namespace}/{key}: unknown namespace")]
     UnknownNamespace {
@@ -243,20 +247,35 @@ impl Tracker {
         Ok(r.finish())
     }
 
-    fn rule_index(&mut self, e: &Expectation) -> u16 {
-        if let Some(i) = self
-            .rules
-            .iter()
-            .position(|r| r.id == e.rule.id && r.document_kind == e.document_kind)
-        {
-            return i as u16;
+    /// The rule a stored expectation is kept under: the policy's rule of
+    /// that id and document kind when its durations gave the stored deadline
+    /// and due-soon point, else a rule of the same name with the stored
+    /// durations (a policy changed since, or a rule since removed), so that
+    /// a restore never moves a deadline.
+    fn rule_index(&mut self, e: &Expectation) -> Result<u16, RestoreError> {
+        let ended = ms(e.encounter.ended_at);
+        let due_after = ms(e.deadline).saturating_sub(ended);
+        let due_soon = e
+            .due_soon_at
+            .map_or(NO_TIME, |t| ms(t).saturating_sub(ended));
+        if let Some(i) = self.rules.iter().position(|r| {
+            r.id == e.rule.id
+                && r.document_kind == e.document_kind
+                && r.due_after == due_after
+                && r.due_soon == due_soon
+        }) {
+            return Ok(i as u16);
         }
+        let i = u16::try_from(self.rules.len())
+            .map_err(|_| RestoreError::TooManyRules(e.rule.id.clone()))?;
         self.rules.push(RuleInfo {
             id: e.rule.id.clone(),
             clause: e.rule.clause.clone(),
             document_kind: e.document_kind,
+            due_after,
+            due_soon,
         });
-        (self.rules.len() - 1) as u16
+        Ok(i)
     }
 
     fn restore_record(&mut self, rec: StateRecord) -> Result<(), RestoreError> {
@@ -327,7 +346,7 @@ impl Restoring {
             return Ok(());
         }
         let id = pack_hex(&e.id.0).ok_or_else(|| RestoreError::BadExpectationId(e.id.0.clone()))?;
-        let rule = self.t.rule_index(e);
+        let rule = self.t.rule_index(e)?;
         let o = self.t.compact(e, id, rule);
         self.t.insert_open(o);
         Ok(())

@@ -9,7 +9,8 @@ use tocsin_event::{
     InterfaceEvent, Merge, Patient, Source,
 };
 use tocsin_tracker::{
-    Alert, AlertKind, ConfigDuration, Effect, Expectation, StateRecord, Tracker, TrackerConfig,
+    Alert, AlertKind, ConfigDuration, Effect, Expectation, Policy, StateRecord, Tracker,
+    TrackerConfig,
 };
 
 pub fn t(s: &str) -> DateTime<Utc> {
@@ -197,6 +198,18 @@ impl Store {
             .filter(|e| e.status.is_unsettled())
             .cloned()
             .collect()
+    }
+
+    /// A tracker rebuilt from this store under the contract policy, as
+    /// after a restart.
+    pub fn restored(&self) -> Tracker {
+        Tracker::restore(
+            Policy::default_contract(),
+            strict(),
+            self.unsettled(),
+            self.records(),
+        )
+        .expect("restores")
     }
 
     pub fn records(&self) -> Vec<StateRecord> {
