@@ -172,6 +172,19 @@ fn keyset_page<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// The page cache of a kept store (the gateway's, or `replay --store`), in
+/// KiB. Its writes land at random in the expectations table, which the OS
+/// caches anyway; what must stay in SQLite's cache are the B-trees' interior
+/// pages, about 4 MB at a million expectations. The gateway's page cache
+/// fills as it reads every open expectation at start, so this is resident
+/// from the first minute: at 32 MB it was a tenth of the gateway's memory
+/// with a million open expectations (docs/performance.md, ninth session).
+const KEPT_CACHE_KIB: u32 = 8 * 1024;
+
+/// The page cache of a scratch store, in KiB: a replay's only store, read
+/// back for its report.
+const SCRATCH_CACHE_KIB: u32 = 32_000;
+
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path`, creating its
     /// parent directories, and migrates it; `synchronous=NORMAL`.
@@ -191,7 +204,7 @@ impl SqliteStore {
             })?;
         }
         let conn = Connection::open(path).map_err(sq("open"))?;
-        let mut store = Self::init(conn, Journal::Wal, sync)?;
+        let mut store = Self::init(conn, Journal::Wal, sync, KEPT_CACHE_KIB)?;
         match Checkpointer::start(path, BUSY_TIMEOUT) {
             Ok(c) => {
                 store
@@ -225,7 +238,7 @@ impl SqliteStore {
     /// expectations back by the end of their encounter, for the report.
     pub fn open_scratch(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let conn = Connection::open(path.as_ref()).map_err(sq("open"))?;
-        let store = Self::init(conn, Journal::Off, Synchronous::Off)?;
+        let store = Self::init(conn, Journal::Off, Synchronous::Off, SCRATCH_CACHE_KIB)?;
         store
             .conn
             .execute_batch(
@@ -239,10 +252,20 @@ impl SqliteStore {
     /// A private in-memory database (tests, `check-config`).
     pub fn open_in_memory() -> Result<Self, StoreError> {
         let conn = Connection::open_in_memory().map_err(sq("open"))?;
-        Self::init(conn, Journal::Default, Synchronous::Normal)
+        Self::init(
+            conn,
+            Journal::Default,
+            Synchronous::Normal,
+            SCRATCH_CACHE_KIB,
+        )
     }
 
-    fn init(conn: Connection, journal: Journal, sync: Synchronous) -> Result<Self, StoreError> {
+    fn init(
+        conn: Connection,
+        journal: Journal,
+        sync: Synchronous,
+        cache_kib: u32,
+    ) -> Result<Self, StoreError> {
         conn.busy_timeout(BUSY_TIMEOUT).map_err(sq("configure"))?;
         if let Some(want) = journal.pragma() {
             let mode: String = conn
@@ -253,7 +276,7 @@ impl SqliteStore {
             }
         }
         conn.execute_batch(&format!(
-            "PRAGMA synchronous = {}; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32000;",
+            "PRAGMA synchronous = {}; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -{cache_kib};",
             sync.pragma()
         ))
         .map_err(sq("configure"))?;
@@ -294,6 +317,15 @@ impl SqliteStore {
         self.conn
             .query_row("PRAGMA synchronous", [], |r| r.get(0))
             .map_err(sq("read synchronous"))
+    }
+
+    /// The connection's page cache limit in KiB (`PRAGMA cache_size`, set
+    /// as a size, not a page count).
+    pub fn cache_kib(&mut self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("PRAGMA cache_size", [], |r| r.get::<_, i64>(0))
+            .map(|n| -n)
+            .map_err(sq("read cache_size"))
     }
 
     /// The schema version of the open database.

@@ -155,6 +155,11 @@ fn scratch_store_keeps_no_journal_and_reads_back_what_it_committed() {
     let mut scratch = SqliteStore::open_scratch(&path).expect("open scratch");
     assert_eq!(scratch.journal_mode().unwrap(), "off");
     assert_eq!(scratch.synchronous().unwrap(), 0, "OFF");
+    assert_eq!(
+        scratch.cache_kib().unwrap(),
+        32_000,
+        "the report reads it back"
+    );
     scratch.commit(&batch("a")).unwrap();
     scratch.commit(&batch("b")).unwrap();
     assert_eq!(unsettled_ids(&mut scratch), ["a", "b"]);
@@ -213,6 +218,11 @@ fn file_store_checkpoints_its_wal_in_the_background() {
     let path = dir.path().join("store.sqlite");
     let mut store = SqliteStore::open(&path).expect("open");
     assert_eq!(store.journal_mode().unwrap(), "wal");
+    assert_eq!(
+        store.cache_kib().unwrap(),
+        8 * 1024,
+        "a kept store's cache holds the B-trees' interior pages, not the table"
+    );
     let batch = Batch::from_effects((0..200).map(|i| {
         let mut e = open_expectation("e", i);
         e.id = tocsin_tracker::ExpectationId(format!("e{i:03}"));
