@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use tocsin_event::InterfaceEvent;
-use tocsin_tracker::{Alert, Effect, Expectation, StateRecord};
+use tocsin_tracker::{Alert, Effect, Expectation, StateRange, StateRecord};
 
 use crate::StoreError;
 
@@ -121,8 +121,9 @@ pub struct InputRecord {
 /// `push_*` methods: they coalesce repeated writes to the same expectation or
 /// state record (the last wins) and keep puts and deletes of one state record
 /// disjoint, so the commit writes each row once. A commit applies
-/// `state_deletes` before `state_puts`; code that pushes onto the vectors
-/// directly must keep the two disjoint itself.
+/// `state_range_deletes`, then `state_deletes`, then `state_puts`; code that
+/// pushes onto the vectors directly must keep puts out of the deletes
+/// itself.
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
     /// Expectations created or changed (stored whole; upserted by id).
@@ -133,6 +134,8 @@ pub struct Batch {
     pub state_puts: Vec<StateRecord>,
     /// Auxiliary state records to delete, as `(namespace, key)`.
     pub state_deletes: Vec<(String, String)>,
+    /// Ranges of auxiliary state records to delete.
+    pub state_range_deletes: Vec<StateRange>,
     /// Messages to publish (a repeated id is ignored).
     pub outbox: Vec<OutboxMessage>,
     /// The inputs whose effects these are.
@@ -214,6 +217,7 @@ impl Batch {
             Effect::AlertRaised(a) => self.alerts.push(a),
             Effect::StatePut(r) => self.push_state_put(r),
             Effect::StateDeleted { namespace, key } => self.push_state_delete(namespace, key),
+            Effect::StateRangeDeleted(r) => self.push_state_range_delete(r),
         }
     }
 
@@ -275,6 +279,20 @@ impl Batch {
         self.state_deletes.push((namespace, key));
     }
 
+    /// Adds a range delete, cancelling the earlier puts in this batch that
+    /// fall in it (later ones stand: the range goes first at commit). Rare
+    /// (the tracker sweeps its duplicate keys a few times a day), so the
+    /// batch's puts are scanned.
+    pub fn push_state_range_delete(&mut self, r: StateRange) {
+        let before = self.state_puts.len();
+        self.state_puts
+            .retain(|p| !r.contains(&p.namespace, &p.key));
+        if self.state_puts.len() != before {
+            self.rebuild_put_index();
+        }
+        self.state_range_deletes.push(r);
+    }
+
     fn rebuild_put_index(&mut self) {
         self.index.clear_puts();
         for (i, r) in self.state_puts.iter().enumerate() {
@@ -303,6 +321,7 @@ impl Batch {
             && self.alerts.is_empty()
             && self.state_puts.is_empty()
             && self.state_deletes.is_empty()
+            && self.state_range_deletes.is_empty()
             && self.outbox.is_empty()
             && self.inputs.is_empty()
             && self.deliveries.is_empty()
@@ -314,6 +333,7 @@ impl Batch {
             + self.alerts.len()
             + self.state_puts.len()
             + self.state_deletes.len()
+            + self.state_range_deletes.len()
             + self.outbox.len()
             + self.inputs.len()
             + self.deliveries.len()
@@ -325,6 +345,7 @@ impl Batch {
         self.alerts.clear();
         self.state_puts.clear();
         self.state_deletes.clear();
+        self.state_range_deletes.clear();
         self.outbox.clear();
         self.inputs.clear();
         self.deliveries.clear();

@@ -49,6 +49,10 @@ const INSERT_ALERTS: &str = "INSERT INTO alerts \
     $6::text[], $7::text[]) ON CONFLICT (alert_id) DO NOTHING";
 const DELETE_STATE: &str = "DELETE FROM state s USING unnest($1::text[], $2::text[]) AS d(ns, k) \
     WHERE s.namespace = d.ns AND s.key = d.k";
+/// Keys are lowercase hex and ASCII names, which sort alike in every
+/// collation, so the primary key's index serves the range.
+const DELETE_STATE_RANGE: &str =
+    "DELETE FROM state WHERE namespace = $1 AND key >= $2 AND key < $3";
 const PUT_STATE: &str = "INSERT INTO state (namespace, key, value) \
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) \
     ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value";
@@ -441,6 +445,11 @@ impl Store for PostgresStore {
                     ],
                 )
                 .map_err(pg("insert alerts"))?;
+            }
+            for r in &batch.state_range_deletes {
+                let st = prepare(&mut tx, cache, DELETE_STATE_RANGE)?;
+                tx.execute(&st, &[&r.namespace, &r.from, &r.to])
+                    .map_err(pg("delete a range of state"))?;
             }
             if !del_ns.is_empty() {
                 let st = prepare(&mut tx, cache, DELETE_STATE)?;

@@ -108,6 +108,8 @@ const INSERT_ALERT: &str = "INSERT INTO alerts \
     (alert_id, kind, raised_at, document_kind, encounter_kind, site, body) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (alert_id) DO NOTHING";
 const DELETE_STATE: &str = "DELETE FROM state WHERE namespace = ?1 AND key = ?2";
+const DELETE_STATE_RANGE: &str =
+    "DELETE FROM state WHERE namespace = ?1 AND key >= ?2 AND key < ?3";
 const PUT_STATE: &str = "INSERT INTO state (namespace, key, value) VALUES (?1, ?2, ?3) \
     ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value";
 const INSERT_OUTBOX: &str = "INSERT INTO outbox \
@@ -402,6 +404,13 @@ impl Store for SqliteStore {
                 ])
                 .map_err(sq("insert alert"))?;
             }
+        }
+        for r in &batch.state_range_deletes {
+            let mut st = tx
+                .prepare_cached(DELETE_STATE_RANGE)
+                .map_err(sq("prepare"))?;
+            st.execute(params![r.namespace, r.from, r.to])
+                .map_err(sq("delete a range of state"))?;
         }
         if !batch.state_deletes.is_empty() {
             let mut st = tx.prepare_cached(DELETE_STATE).map_err(sq("prepare"))?;

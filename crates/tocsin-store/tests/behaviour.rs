@@ -12,7 +12,7 @@ use tocsin_event::{DocumentKind, EncounterKind};
 use tocsin_store::{
     AlertQuery, Batch, ExpectationQuery, InputOutcome, InputRecord, StoreError, migrate,
 };
-use tocsin_tracker::{AlertKind, Effect, Expectation, ExpectationStatus, StateRecord};
+use tocsin_tracker::{AlertKind, Effect, Expectation, ExpectationStatus, StateRange, StateRecord};
 
 /// Generates one test per backend for each behaviour function.
 macro_rules! on_both {
@@ -30,6 +30,7 @@ on_both!(
     reload_after_restart_finds_unsettled_expectations_and_state,
     later_states_of_an_expectation_replace_earlier_ones,
     state_records_are_deleted,
+    state_ranges_are_deleted,
     repeated_alert_and_outbox_ids_are_ignored,
     outbox_is_read_in_commit_order_and_marked_published,
     pending_outbox_survives_reopen,
@@ -199,13 +200,59 @@ fn state_records_are_deleted(b: &dyn Backend) {
     ]);
     store.commit(&batch).unwrap();
     drop(store);
-    let mut loaded = b.open().load_state().unwrap();
-    loaded.sort_by(|a, b| (&a.namespace, &a.key).cmp(&(&b.namespace, &b.key)));
     assert_eq!(
-        loaded,
+        reloaded_state(b),
         vec![
             state("pending", "y", json!("new")),
             state("seen", "b", json!(21)),
+        ],
+        "{}",
+        b.name()
+    );
+}
+
+/// Every state record, read back by a new connection, by namespace and key.
+fn reloaded_state(b: &dyn Backend) -> Vec<StateRecord> {
+    let mut loaded = b.open().load_state().unwrap();
+    loaded.sort_by(|a, b| (&a.namespace, &a.key).cmp(&(&b.namespace, &b.key)));
+    loaded
+}
+
+/// The tracker forgets its expired duplicate keys by a range of their
+/// time-prefixed keys: only that namespace's keys in `[from, to)` go, and a
+/// put earlier in the batch goes with them while a later one stands.
+fn state_ranges_are_deleted(b: &dyn Backend) {
+    let mut store = b.open();
+    let keys = ["0001a", "0001b", "0002", "0003", "8000", "ffff"];
+    store
+        .commit(&Batch::from_effects(
+            keys.iter()
+                .map(|k| Effect::StatePut(state("seen", k, json!(k))))
+                .chain([Effect::StatePut(state("pending", "0001a", json!(0)))]),
+        ))
+        .unwrap();
+    let range = |from: &str, to: &str| {
+        Effect::StateRangeDeleted(StateRange {
+            namespace: "seen".into(),
+            from: from.into(),
+            to: to.into(),
+        })
+    };
+    let batch = Batch::from_effects([
+        Effect::StatePut(state("seen", "0001c", json!("earlier"))),
+        range("0000", "0003"),
+        range("8000", "g"),
+        Effect::StatePut(state("seen", "0002a", json!("later"))),
+    ]);
+    assert_eq!(batch.state_puts.len(), 1, "the earlier put is cancelled");
+    store.commit(&batch).unwrap();
+    drop(store);
+    assert_eq!(
+        reloaded_state(b),
+        vec![
+            state("pending", "0001a", json!(0)),
+            state("seen", "0002a", json!("later")),
+            state("seen", "0003", json!("0003")),
         ],
         "{}",
         b.name()

@@ -73,7 +73,7 @@ pub use config::TrackerConfig;
 pub use duration::{ConfigDuration, DurationError};
 pub use model::{
     DeliveryStatus, Effect, EncounterSummary, Expectation, ExpectationId, ExpectationStatus,
-    JsonText, MatchMethod, PatientKeys, RuleRef, Settlement, StateRecord,
+    JsonText, MatchMethod, PatientKeys, RuleRef, Settlement, StateRange, StateRecord,
 };
 pub use policy::{Applicability, EncounterFacts, Exclusion, Policy, PolicyError, Rule};
 pub use tracker::{

@@ -178,6 +178,29 @@ pub struct StateRecord {
     pub value: JsonText,
 }
 
+/// The auxiliary state records of one namespace whose keys sort (byte by
+/// byte) at or after `from` and before `to`: how the tracker forgets the
+/// duplicate keys that have aged past their horizon, whose stored keys
+/// begin with the time they were seen. One range for every key, so that the
+/// tracker need not keep each key whole to name it, and the store deletes
+/// them in one statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateRange {
+    /// Namespace of the records.
+    pub namespace: String,
+    /// The first key in the range.
+    pub from: String,
+    /// The first key past the range.
+    pub to: String,
+}
+
+impl StateRange {
+    /// Whether the range holds this record.
+    pub fn contains(&self, namespace: &str, key: &str) -> bool {
+        self.namespace == namespace && self.from.as_str() <= key && key < self.to.as_str()
+    }
+}
+
 /// A state record's value as JSON text: the tracker writes it once and the
 /// store keeps it as it is. Built as a `serde_json::Value` tree instead, a
 /// transmission record (the settled expectations it carries) cost an
@@ -230,4 +253,6 @@ pub enum Effect {
         /// Key of the record.
         key: String,
     },
+    /// Delete every auxiliary state record in a range of keys.
+    StateRangeDeleted(StateRange),
 }

@@ -270,12 +270,26 @@ fn state_records_off_judges_alike_and_builds_none() {
     };
     let state = |fx: &[Effect]| {
         fx.iter()
-            .filter(|f| matches!(f, Effect::StatePut(_) | Effect::StateDeleted { .. }))
+            .filter(|f| {
+                matches!(
+                    f,
+                    Effect::StatePut(_)
+                        | Effect::StateDeleted { .. }
+                        | Effect::StateRangeDeleted(_)
+                )
+            })
             .count()
     };
     let judged = |fx: &[Effect]| -> Vec<String> {
         fx.iter()
-            .filter(|f| !matches!(f, Effect::StatePut(_) | Effect::StateDeleted { .. }))
+            .filter(|f| {
+                !matches!(
+                    f,
+                    Effect::StatePut(_)
+                        | Effect::StateDeleted { .. }
+                        | Effect::StateRangeDeleted(_)
+                )
+            })
             .map(|f| format!("{f:?}"))
             .collect()
     };

@@ -4,7 +4,7 @@ use std::fmt::Display;
 
 use serde::Serialize;
 
-use crate::model::{Effect, JsonText, StateRecord};
+use crate::model::{Effect, JsonText, StateRange, StateRecord};
 
 /// The effects of one call, and whether the auxiliary state records belong
 /// among them (see [`super::Tracker::set_state_records`]).
@@ -25,17 +25,14 @@ impl<'a> Effects<'a> {
         Self { out, state_records }
     }
 
-    /// Whether state records are kept: for a caller that would otherwise
-    /// gather keys only to have them dropped.
-    pub(super) fn keeps_state(&self) -> bool {
-        self.state_records
-    }
-
     /// A judging effect (an expectation changed, an alert raised): always
     /// kept.
     pub(super) fn push(&mut self, effect: Effect) {
         debug_assert!(
-            !matches!(effect, Effect::StatePut(_) | Effect::StateDeleted { .. }),
+            !matches!(
+                effect,
+                Effect::StatePut(_) | Effect::StateDeleted { .. } | Effect::StateRangeDeleted(_)
+            ),
             "state records go through put_state and delete_state"
         );
         self.out.push(effect);
@@ -72,6 +69,23 @@ impl<'a> Effects<'a> {
                 namespace: namespace.into(),
                 key: key.to_string(),
             });
+        }
+    }
+
+    /// Deletes every auxiliary state record of `namespace` with a key at or
+    /// after `from` and before `to`.
+    pub(super) fn delete_state_range(
+        &mut self,
+        namespace: &str,
+        from: impl Display,
+        to: impl Display,
+    ) {
+        if self.state_records {
+            self.out.push(Effect::StateRangeDeleted(StateRange {
+                namespace: namespace.into(),
+                from: from.to_string(),
+                to: to.to_string(),
+            }));
         }
     }
 }

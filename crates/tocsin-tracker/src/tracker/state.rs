@@ -55,10 +55,8 @@ pub enum RestoreError {
 }
 
 /// A duplicate key: 128 bits, most significant word first (so keys order
-/// as the `u128` they print as). Two words rather than a `u128` because a
-/// `u128` is 16-byte aligned: a seen-map entry with its time takes 24 bytes
-/// instead of 32, and there is one for every tracked message of the last
-/// 30 days.
+/// as the `u128` they print as). The store keeps both words; the tracker's
+/// map keeps the first (see `Tracker::seen`).
 pub(crate) type SeenKey = [u64; 2];
 
 /// The duplicate key of an event: a 128-bit hash of its format, sequence and
@@ -123,13 +121,29 @@ fn parse_key_hex(s: &str) -> Option<(i64, SeenKey)> {
     Some((word(0)? as i64, [word(1)?, word(2)?]))
 }
 
+/// The ranges of stored keys seen before `horizon`. A key begins with its
+/// time as 16 hex digits of the two's-complement word, so the times from 0
+/// up sort in order, and the times before 1970 (`8…` to `f…`) after them,
+/// also in order. A range bound of 16 digits sorts before every 48-digit
+/// key it begins, so a key seen exactly at the horizon stays.
+fn dead_seen_ranges(horizon: i64) -> Vec<(String, String)> {
+    let word = |t: i64| format!("{:016x}", t as u64);
+    let before_1970 = word(i64::MIN);
+    if horizon >= 0 {
+        // "g" sorts after every hex digit: the end of the namespace.
+        vec![(word(0), word(horizon)), (before_1970, "g".into())]
+    } else {
+        vec![(before_1970, word(horizon))]
+    }
+}
+
 impl Tracker {
     /// Whether a message with this key was seen within the duplicate
     /// horizon. A key past the horizon may still be in `seen` until the next
     /// sweep; it no longer counts, exactly as if it had been dropped when the
     /// clock passed it.
     pub(super) fn is_duplicate(&self, h: &SeenKey) -> bool {
-        self.seen.get(h).is_some_and(|&at| {
+        self.seen.get(&h[0]).is_some_and(|&at| {
             self.clock
                 .is_none_or(|c| at >= c - self.config.duplicate_horizon.as_secs() * 1000)
         })
@@ -138,8 +152,8 @@ impl Tracker {
     pub(super) fn remember_seen(&mut self, h: SeenKey, at: i64, fx: &mut Effects<'_>) {
         // A live key never comes here (`apply` drops a duplicate first), but
         // a dead one not yet swept may: its stored record, under its old
-        // time, goes with it.
-        if let Some(old) = self.seen.insert(h, at)
+        // time and the same whole key, goes with it.
+        if let Some(old) = self.seen.insert(h[0], at)
             && old != at
         {
             fx.delete_state(namespaces::SEEN, StoredKey(old, h));
@@ -157,23 +171,16 @@ impl Tracker {
     /// (docs/performance.md, "Seventh session"). A dead key waiting for its
     /// sweep is not a duplicate ([`Tracker::is_duplicate`]), so judging is
     /// as exact as before; only its stored record lives on until the sweep.
+    /// The sweep deletes the stored records by the time that begins their
+    /// keys, in one range ([`dead_seen_ranges`]), so the map need not keep
+    /// each key whole.
     pub(super) fn prune(&mut self, now: i64, fx: &mut Effects<'_>) {
         let span = self.config.duplicate_horizon.as_secs() * 1000;
         let horizon = now - span;
         if horizon >= self.next_seen_sweep {
-            let mut dead: Vec<(i64, SeenKey)> = Vec::new();
-            let records = fx.keeps_state();
-            self.seen.retain(|h, at| {
-                let live = *at >= horizon;
-                if !live && records {
-                    dead.push((*at, *h));
-                }
-                live
-            });
-            // Oldest first, as the store's index holds them.
-            dead.sort_unstable();
-            for (at, h) in dead {
-                fx.delete_state(namespaces::SEEN, StoredKey(at, h));
+            self.seen.retain(|_, at| *at >= horizon);
+            for (from, to) in dead_seen_ranges(horizon) {
+                fx.delete_state_range(namespaces::SEEN, from, to);
             }
             self.next_seen_sweep = horizon.saturating_add((span / SEEN_SWEEPS_PER_HORIZON).max(1));
         }
@@ -299,7 +306,11 @@ impl Tracker {
                 // value repeats it for people reading the store.
                 let (at, h) = parse_key_hex(&rec.key)
                     .ok_or_else(|| bad("key is not 48 lowercase hex digits".into()))?;
-                self.seen.insert(h, at);
+                // A key reused after its horizon may be stored twice (once
+                // under each time) until the next sweep, or two keys may
+                // share a first word: the later time is the one that judges.
+                let t = self.seen.entry(h[0]).or_insert(at);
+                *t = (*t).max(at);
             }
             namespaces::PENDING_DOCUMENT => {
                 let p: PendingDocument = rec.value.decode().map_err(|e| bad(e.to_string()))?;
@@ -366,7 +377,7 @@ impl Restoring {
 
 #[cfg(test)]
 mod tests {
-    use super::{SeenKey, key_hex, parse_key_hex, split_key};
+    use super::{dead_seen_ranges, key_hex, parse_key_hex, split_key};
 
     #[test]
     fn stored_keys_read_back_and_order_by_time_first() {
@@ -408,6 +419,30 @@ mod tests {
                 assert_eq!(split_key(a).cmp(&split_key(b)), a.cmp(&b));
             }
         }
-        assert_eq!(std::mem::size_of::<(SeenKey, i64)>(), 24);
+    }
+
+    #[test]
+    fn dead_ranges_hold_the_keys_before_the_horizon_and_no_other() {
+        let h = split_key(0x0123_4567_89ab_cdef_0011_2233_4455_6677);
+        let horizon = 1_736_157_600_000;
+        let held = |horizon: i64, at: i64| {
+            let k = key_hex(at, h);
+            dead_seen_ranges(horizon)
+                .iter()
+                .any(|(from, to)| from.as_str() <= k.as_str() && k.as_str() < to.as_str())
+        };
+        for at in [0, 1, horizon - 1, -1, i64::MIN, -1_700_000_000_000] {
+            assert!(held(horizon, at), "{at} is before {horizon}");
+        }
+        for at in [horizon, horizon + 1, i64::MAX] {
+            assert!(!held(horizon, at), "{at} is not before {horizon}");
+        }
+        let horizon = -1_000;
+        for at in [i64::MIN, -1_001] {
+            assert!(held(horizon, at), "{at} is before {horizon}");
+        }
+        for at in [-1_000, -1, 0, 1_736_157_600_000] {
+            assert!(!held(horizon, at), "{at} is not before {horizon}");
+        }
     }
 }

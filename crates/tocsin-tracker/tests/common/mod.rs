@@ -188,6 +188,9 @@ impl Store {
                 Effect::StateDeleted { namespace, key } => {
                     self.state.remove(&(namespace.clone(), key.clone()));
                 }
+                Effect::StateRangeDeleted(r) => {
+                    self.state.retain(|(ns, key), _| !r.contains(ns, key));
+                }
             }
         }
     }
