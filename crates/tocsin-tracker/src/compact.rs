@@ -224,12 +224,23 @@ fn pack_digits10(s: &str) -> Option<u64> {
 /// An interned code (site, specialty, GP practice, identifier system).
 pub(crate) type Sym = NonZeroU32;
 
-/// Interns the codes that repeat across many expectations.
+/// Interns the codes that repeat across many expectations, and the
+/// combinations of an encounter's site, specialty and GP practice
+/// ([`Context`]).
 #[derive(Default)]
 pub(crate) struct Symbols {
     ids: HashMap<Box<str>, Sym>,
     names: Vec<Box<str>>,
+    context_ids: HashMap<Context, u32, FxBuild>,
+    contexts: Vec<Context>,
 }
+
+/// An encounter's site, specialty and GP practice, interned together as one
+/// `u32` in an open expectation instead of three: a trust has tens of sites
+/// and specialties and some thousands of practices, and their combinations
+/// repeat across many expectations, so each is stored once (8 bytes less
+/// for each of a million open expectations).
+pub(crate) type Context = [Option<Sym>; 3];
 
 impl Symbols {
     pub(crate) fn intern(&mut self, s: &str) -> Sym {
@@ -248,6 +259,23 @@ impl Symbols {
 
     pub(crate) fn name(&self, id: Sym) -> &str {
         self.names.get(id.get() as usize - 1).map_or("", |s| s)
+    }
+
+    /// The id of a combination of site, specialty and GP practice.
+    pub(crate) fn intern_context(&mut self, c: Context) -> u32 {
+        if let Some(&id) = self.context_ids.get(&c) {
+            return id;
+        }
+        let id = self.contexts.len() as u32;
+        self.contexts.push(c);
+        self.context_ids.insert(c, id);
+        id
+    }
+
+    /// The combination an id stands for (none of the three for an unknown
+    /// id, which `intern_context` never gives).
+    pub(crate) fn context(&self, id: u32) -> Context {
+        self.contexts.get(id as usize).copied().unwrap_or_default()
     }
 }
 
@@ -546,6 +574,22 @@ mod tests {
         assert_eq!(none.to_string(&syms), None);
         assert!(!none.eq_str(&syms, "9434765919"));
         assert_eq!(std::mem::size_of::<Nhs>(), 8);
+    }
+
+    #[test]
+    fn contexts_are_interned_once_and_read_back() {
+        let mut syms = Symbols::default();
+        let (a, b) = (Some(syms.intern("RXX01")), Some(syms.intern("A81001")));
+        let one = syms.intern_context([a, None, b]);
+        let two = syms.intern_context([a, b, None]);
+        let none = syms.intern_context([None, None, None]);
+        assert_eq!(syms.intern_context([a, None, b]), one, "the same id again");
+        assert_ne!(one, two, "the order of the three counts");
+        assert_eq!(syms.context(one), [a, None, b]);
+        assert_eq!(syms.context(two), [a, b, None]);
+        assert_eq!(syms.context(none), [None, None, None]);
+        assert_eq!(syms.contexts.len(), 3);
+        assert_eq!(syms.context(99), [None, None, None], "unknown id");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::compact::{CStr, Nhs, Sym, hex16, pack_hex};
 use crate::model::{EncounterSummary, Expectation, ExpectationId, ExpectationStatus, PatientKeys};
 use crate::{AlertKind, RuleRef};
 
-/// An open or overdue expectation, 96 bytes inline (checked by a test),
+/// An open or overdue expectation, 88 bytes inline (checked by a test),
 /// with nothing on the heap for the usual one hospital number. What can be
 /// derived is not kept: the deadline and due-soon point are the encounter's
 /// end plus the rule's offsets (see [`RuleInfo`]), and the id is derived as
@@ -31,9 +31,9 @@ pub(crate) struct Open {
     pub ended_at: i64,
     /// The first local patient id's system; `None` when there is none.
     pub local_sys: Option<Sym>,
-    pub site: Option<Sym>,
-    pub specialty: Option<Sym>,
-    pub gp: Option<Sym>,
+    /// The encounter's site, specialty and GP practice (see
+    /// [`crate::compact::Context`]).
+    pub context: u32,
     pub rule: u16,
     pub kind: EncounterKind,
     pub overdue: bool,
@@ -110,9 +110,7 @@ impl Open {
             created_by: packed.unwrap_or_default(),
             ended_at: NO_TIME,
             local_sys: None,
-            site: None,
-            specialty: None,
-            gp: None,
+            context: 0,
             rule: 0,
             kind: EncounterKind::Other,
             overdue: false,
@@ -249,6 +247,7 @@ impl Tracker {
     pub(crate) fn materialise(&self, o: &Open) -> Expectation {
         let rule = self.rule_info(o);
         let sym = |s: Option<Sym>| s.map(|s| self.syms.name(s).to_string());
+        let [site, specialty, gp] = self.syms.context(o.context);
         Expectation {
             id: ExpectationId(hex16(&self.open_id(o))),
             status: o.status(),
@@ -258,8 +257,8 @@ impl Tracker {
                 reference: o.encounter_ref().map(ToString::to_string),
                 kind: o.kind,
                 ended_at: from_ms(o.ended_at),
-                site: sym(o.site),
-                specialty: sym(o.specialty),
+                site: sym(site),
+                specialty: sym(specialty),
             },
             patient: PatientKeys {
                 nhs_number: o.nhs.to_string(&self.syms),
@@ -271,7 +270,7 @@ impl Tracker {
                     })
                     .collect(),
             },
-            gp_practice: sym(o.gp),
+            gp_practice: sym(gp),
             rule: RuleRef {
                 id: rule.id.clone(),
                 clause: rule.clause.clone(),
@@ -298,9 +297,9 @@ impl Tracker {
         let mut o = Open::new(f.encounter_ref, f.created_by, nhs, local_ids);
         o.encounter_id = f.encounter_id.map(CStr::new);
         o.ended_at = f.ended_at;
-        o.site = f.site.map(|s| self.syms.intern(s));
-        o.specialty = f.specialty.map(|s| self.syms.intern(s));
-        o.gp = f.gp_practice.map(|s| self.syms.intern(s));
+        let mut sym = |s: Option<&str>| s.map(|s| self.syms.intern(s));
+        let context = [sym(f.site), sym(f.specialty), sym(f.gp_practice)];
+        o.context = self.syms.intern_context(context);
         o.rule = f.rule;
         o.kind = f.kind;
         o
@@ -354,7 +353,7 @@ pub(crate) struct OpenFacts<'a> {
 mod tests {
     #[test]
     fn open_expectation_stays_compact() {
-        assert_eq!(std::mem::size_of::<super::Open>(), 96);
-        assert_eq!(std::mem::size_of::<Option<super::Open>>(), 96);
+        assert_eq!(std::mem::size_of::<super::Open>(), 88);
+        assert_eq!(std::mem::size_of::<Option<super::Open>>(), 88);
     }
 }
