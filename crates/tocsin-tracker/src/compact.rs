@@ -235,12 +235,13 @@ pub(crate) struct Symbols {
     contexts: Vec<Context>,
 }
 
-/// An encounter's site, specialty and GP practice, interned together as one
-/// `u32` in an open expectation instead of three: a trust has tens of sites
-/// and specialties and some thousands of practices, and their combinations
-/// repeat across many expectations, so each is stored once (8 bytes less
-/// for each of a million open expectations).
-pub(crate) type Context = [Option<Sym>; 3];
+/// An encounter's site, specialty and GP practice, and the system of its
+/// patient's first local id, interned together as one `u32` in an open
+/// expectation instead of four: a trust has tens of sites and specialties,
+/// some thousands of practices and a few identifier systems, and their
+/// combinations repeat across many expectations, so each is stored once
+/// (12 bytes less for each of a million open expectations).
+pub(crate) type Context = [Option<Sym>; 4];
 
 impl Symbols {
     pub(crate) fn intern(&mut self, s: &str) -> Sym {
@@ -580,16 +581,20 @@ mod tests {
     fn contexts_are_interned_once_and_read_back() {
         let mut syms = Symbols::default();
         let (a, b) = (Some(syms.intern("RXX01")), Some(syms.intern("A81001")));
-        let one = syms.intern_context([a, None, b]);
-        let two = syms.intern_context([a, b, None]);
-        let none = syms.intern_context([None, None, None]);
-        assert_eq!(syms.intern_context([a, None, b]), one, "the same id again");
-        assert_ne!(one, two, "the order of the three counts");
-        assert_eq!(syms.context(one), [a, None, b]);
-        assert_eq!(syms.context(two), [a, b, None]);
-        assert_eq!(syms.context(none), [None, None, None]);
+        let one = syms.intern_context([a, None, b, None]);
+        let two = syms.intern_context([a, b, None, None]);
+        let none = syms.intern_context([None; 4]);
+        assert_eq!(
+            syms.intern_context([a, None, b, None]),
+            one,
+            "the same id again"
+        );
+        assert_ne!(one, two, "the order counts");
+        assert_eq!(syms.context(one), [a, None, b, None]);
+        assert_eq!(syms.context(two), [a, b, None, None]);
+        assert_eq!(syms.context(none), [None; 4]);
         assert_eq!(syms.contexts.len(), 3);
-        assert_eq!(syms.context(99), [None, None, None], "unknown id");
+        assert_eq!(syms.context(99), [None; 4], "unknown id");
     }
 
     #[test]

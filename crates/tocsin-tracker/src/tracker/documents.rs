@@ -106,9 +106,10 @@ impl Tracker {
         let same_patient = match &d.patient.nhs_number {
             Some(n) => o.nhs.eq_str(&self.syms, n),
             None => d.patient.local_ids.iter().any(|i| {
-                self.syms
-                    .lookup(&i.system)
-                    .is_some_and(|sys| o.local_ids().any(|(s, v)| s == sys && v.eq_str(&i.value)))
+                self.syms.lookup(&i.system).is_some_and(|sys| {
+                    o.local_ids(&self.syms)
+                        .any(|(s, v)| s == sys && v.eq_str(&i.value))
+                })
             }),
         };
         same_patient.then_some(MatchMethod::PatientWindow)
@@ -245,7 +246,7 @@ impl Tracker {
         if let Some(k) = o.nhs.with_str(&self.syms, nhs_key) {
             cands.extend(self.pending_by_patient.get(k));
         }
-        for (s, v) in o.local_ids() {
+        for (s, v) in o.local_ids(&self.syms) {
             cands.extend(
                 self.pending_by_patient
                     .get(v.with_str(|v| local_key(self.syms.name(s), v))),
@@ -317,7 +318,7 @@ impl Tracker {
         let Some(o) = self.remove_open(slot) else {
             return;
         };
-        let was_overdue = o.overdue;
+        let was_overdue = o.overdue();
         let mut exp = self.materialise(&o);
         let issued_at = doc.issued_at;
         let delay = (issued_at - exp.encounter.ended_at).num_seconds();

@@ -54,7 +54,7 @@ impl Tracker {
             .with_str(&self.syms, nhs_key)
             .into_iter()
             .chain(
-                o.local_ids()
+                o.local_ids(&self.syms)
                     .map(|(s, v)| v.with_str(|v| local_key(self.syms.name(s), v))),
             )
             .collect()
@@ -84,7 +84,7 @@ impl Tracker {
             .gauges
             .entry((self.rule_info(&o).document_kind, o.kind))
             .or_default();
-        if o.overdue {
+        if o.overdue() {
             g.overdue += 1
         } else {
             g.open += 1
@@ -105,7 +105,7 @@ impl Tracker {
             .gauges
             .entry((self.rule_info(&o).document_kind, o.kind))
             .or_default();
-        if o.overdue {
+        if o.overdue() {
             g.overdue = g.overdue.saturating_sub(1)
         } else {
             g.open = g.open.saturating_sub(1)
@@ -270,9 +270,9 @@ impl Tracker {
                 }
                 touched = true;
             }
-            let before = o.local_ids().count();
+            let before = o.local_ids(&self.syms).count();
             let mut ids: Vec<_> = o
-                .local_ids()
+                .local_ids(&self.syms)
                 .filter(|(sys, v)| !prior_ids.iter().any(|(ps, pv)| ps == sys && v.eq_str(pv)))
                 .map(|(s, v)| (s, v.clone()))
                 .collect();
@@ -282,7 +282,7 @@ impl Tracker {
                         ids.push(sid.clone());
                     }
                 }
-                o.set_local_ids(ids);
+                o.set_local_ids(ids, &mut self.syms);
                 touched = true;
             }
             if let (Some(p), Some(n)) = (&m.prior_encounter_id, new_enc)

@@ -471,14 +471,14 @@ impl Tracker {
             return;
         };
         let rule = self.rule_info(o);
-        let kind = if o.due_soon_at(rule) == Some(at) && !o.raised(AlertKind::DueSoon) && !o.overdue
-        {
-            AlertKind::DueSoon
-        } else if o.deadline(rule) == at && !o.overdue {
-            AlertKind::Overdue
-        } else {
-            return;
-        };
+        let kind =
+            if o.due_soon_at(rule) == Some(at) && !o.raised(AlertKind::DueSoon) && !o.overdue() {
+                AlertKind::DueSoon
+            } else if o.deadline(rule) == at && !o.overdue() {
+                AlertKind::Overdue
+            } else {
+                return;
+            };
         // The instant the condition arose, not the clock at firing: the same
         // alert whether the input is read live or replayed at once.
         let raised_at = at;
@@ -489,7 +489,7 @@ impl Tracker {
         };
         o.alerts |= open::alert_bit(kind);
         if kind == AlertKind::Overdue {
-            o.overdue = true;
+            o.set_overdue();
             let g = self.gauges.entry((doc_kind, enc_kind)).or_default();
             g.open = g.open.saturating_sub(1);
             g.overdue += 1;

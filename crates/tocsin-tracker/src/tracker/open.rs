@@ -6,11 +6,11 @@ use tocsin_event::{EncounterKind, EventId, Identifier};
 
 use super::events::expectation_id_bytes;
 use super::{RuleInfo, Tracker};
-use crate::compact::{CStr, Nhs, Sym, hex16, pack_hex};
+use crate::compact::{CStr, Nhs, Sym, Symbols, hex16, pack_hex};
 use crate::model::{EncounterSummary, Expectation, ExpectationId, ExpectationStatus, PatientKeys};
 use crate::{AlertKind, RuleRef};
 
-/// An open or overdue expectation, 88 bytes inline (checked by a test),
+/// An open or overdue expectation, 80 bytes inline (checked by a test),
 /// with nothing on the heap for the usual one hospital number. What can be
 /// derived is not kept: the deadline and due-soon point are the encounter's
 /// end plus the rule's offsets (see [`RuleInfo`]), and the id is derived as
@@ -19,8 +19,8 @@ use crate::{AlertKind, RuleRef};
 pub(crate) struct Open {
     pub encounter_id: Option<CStr>,
     pub nhs: Nhs,
-    /// The first local patient id's value (its system is `local_sys`);
-    /// further ones are in `extras`. Empty when there is none.
+    /// The first local patient id's value (its system is the fourth of
+    /// `context`); further ones are in `extras`. Empty when there is none.
     pub local_val: CStr,
     /// What most expectations lack: a FHIR reference, a creating event id
     /// that is not 32 lowercase hex digits, a second local patient id.
@@ -29,15 +29,12 @@ pub(crate) struct Open {
     pub created_by: [u8; 16],
     /// Milliseconds since the epoch.
     pub ended_at: i64,
-    /// The first local patient id's system; `None` when there is none.
-    pub local_sys: Option<Sym>,
-    /// The encounter's site, specialty and GP practice (see
-    /// [`crate::compact::Context`]).
+    /// The encounter's site, specialty and GP practice, and the first local
+    /// patient id's system (see [`crate::compact::Context`]).
     pub context: u32,
     pub rule: u16,
     pub kind: EncounterKind,
-    pub overdue: bool,
-    /// Bit set of [`AlertKind`]s already raised.
+    /// Bit set of [`AlertKind`]s already raised, and [`OVERDUE`].
     pub alerts: u8,
 }
 
@@ -65,6 +62,10 @@ impl Extras {
 /// Marks an absent instant in compact fields.
 pub(crate) const NO_TIME: i64 = i64::MIN;
 
+/// The bit of [`Open::alerts`] that marks an overdue expectation (the
+/// alert kinds take the six low bits).
+pub(crate) const OVERDUE: u8 = 1 << 7;
+
 pub(crate) fn alert_bit(k: AlertKind) -> u8 {
     1 << (k as u8)
 }
@@ -89,12 +90,7 @@ pub(crate) fn from_ms(t: i64) -> DateTime<Utc> {
 impl Open {
     /// The compact form of a new expectation's patient and rare fields;
     /// `rule`, `kind` and the times are the caller's to set.
-    pub(crate) fn new(
-        encounter_ref: Option<&str>,
-        created_by: &str,
-        nhs: Nhs,
-        local_ids: Vec<(Sym, CStr)>,
-    ) -> Self {
+    pub(crate) fn new(encounter_ref: Option<&str>, created_by: &str, nhs: Nhs) -> Self {
         let packed = pack_hex(created_by);
         let extras = Extras {
             id: None,
@@ -102,49 +98,56 @@ impl Open {
             created_by: packed.is_none().then(|| created_by.into()),
             more_local_ids: Box::default(),
         };
-        let mut o = Open {
+        Open {
             encounter_id: None,
             nhs,
             local_val: CStr::new(""),
             extras: (!extras.is_empty()).then(|| Box::new(extras)),
             created_by: packed.unwrap_or_default(),
             ended_at: NO_TIME,
-            local_sys: None,
             context: 0,
             rule: 0,
             kind: EncounterKind::Other,
-            overdue: false,
             alerts: 0,
-        };
-        o.set_local_ids(local_ids);
-        o
+        }
+    }
+
+    /// Whether the deadline has passed with the document still missing.
+    pub(crate) fn overdue(&self) -> bool {
+        self.alerts & OVERDUE != 0
+    }
+
+    pub(crate) fn set_overdue(&mut self) {
+        self.alerts |= OVERDUE;
     }
 
     /// The local patient ids, in the order given.
-    pub(crate) fn local_ids(&self) -> impl Iterator<Item = (Sym, &CStr)> {
+    pub(crate) fn local_ids(&self, syms: &Symbols) -> impl Iterator<Item = (Sym, &CStr)> {
         let more = self
             .extras
             .as_ref()
             .map_or(&[][..], |x| &x.more_local_ids[..]);
-        self.local_sys
+        syms.context(self.context)[3]
             .map(|s| (s, &self.local_val))
             .into_iter()
             .chain(more.iter().map(|(s, v)| (*s, v)))
     }
 
     /// Replaces the local patient ids: the first inline, the rest boxed.
-    pub(crate) fn set_local_ids(&mut self, ids: Vec<(Sym, CStr)>) {
+    pub(crate) fn set_local_ids(&mut self, ids: Vec<(Sym, CStr)>, syms: &mut Symbols) {
         let mut ids = ids.into_iter();
+        let mut context = syms.context(self.context);
         match ids.next() {
             Some((s, v)) => {
-                self.local_sys = Some(s);
+                context[3] = Some(s);
                 self.local_val = v;
             }
             None => {
-                self.local_sys = None;
+                context[3] = None;
                 self.local_val = CStr::new("");
             }
         }
+        self.context = syms.intern_context(context);
         let more: Box<[(Sym, CStr)]> = ids.collect();
         match &mut self.extras {
             Some(x) => {
@@ -200,14 +203,16 @@ impl Open {
     pub(crate) fn next_timer(&self, rule: &RuleInfo) -> Option<i64> {
         let deadline = self.deadline(rule);
         match self.due_soon_at(rule) {
-            Some(t) if !self.raised(AlertKind::DueSoon) && !self.overdue && t < deadline => Some(t),
-            _ if !self.overdue => Some(deadline),
+            Some(t) if !self.raised(AlertKind::DueSoon) && !self.overdue() && t < deadline => {
+                Some(t)
+            }
+            _ if !self.overdue() => Some(deadline),
             _ => None,
         }
     }
 
     pub(crate) fn status(&self) -> ExpectationStatus {
-        if self.overdue {
+        if self.overdue() {
             ExpectationStatus::Overdue
         } else {
             ExpectationStatus::Open
@@ -247,7 +252,7 @@ impl Tracker {
     pub(crate) fn materialise(&self, o: &Open) -> Expectation {
         let rule = self.rule_info(o);
         let sym = |s: Option<Sym>| s.map(|s| self.syms.name(s).to_string());
-        let [site, specialty, gp] = self.syms.context(o.context);
+        let [site, specialty, gp, _] = self.syms.context(o.context);
         Expectation {
             id: ExpectationId(hex16(&self.open_id(o))),
             status: o.status(),
@@ -263,7 +268,7 @@ impl Tracker {
             patient: PatientKeys {
                 nhs_number: o.nhs.to_string(&self.syms),
                 local_ids: o
-                    .local_ids()
+                    .local_ids(&self.syms)
                     .map(|(s, v)| Identifier {
                         system: self.syms.name(s).to_string(),
                         value: v.to_string(),
@@ -294,12 +299,13 @@ impl Tracker {
             .iter()
             .map(|i| (self.syms.intern(&i.system), CStr::new(&i.value)))
             .collect();
-        let mut o = Open::new(f.encounter_ref, f.created_by, nhs, local_ids);
+        let mut o = Open::new(f.encounter_ref, f.created_by, nhs);
         o.encounter_id = f.encounter_id.map(CStr::new);
         o.ended_at = f.ended_at;
         let mut sym = |s: Option<&str>| s.map(|s| self.syms.intern(s));
-        let context = [sym(f.site), sym(f.specialty), sym(f.gp_practice)];
+        let context = [sym(f.site), sym(f.specialty), sym(f.gp_practice), None];
         o.context = self.syms.intern_context(context);
+        o.set_local_ids(local_ids, &mut self.syms);
         o.rule = f.rule;
         o.kind = f.kind;
         o
@@ -324,8 +330,10 @@ impl Tracker {
         if self.open_id(&o) != id {
             o.pin_id(id);
         }
-        o.overdue = e.status == ExpectationStatus::Overdue;
         o.alerts = e.alerts_raised.iter().fold(0, |a, k| a | alert_bit(*k));
+        if e.status == ExpectationStatus::Overdue {
+            o.set_overdue();
+        }
         o
     }
 }
@@ -353,7 +361,7 @@ pub(crate) struct OpenFacts<'a> {
 mod tests {
     #[test]
     fn open_expectation_stays_compact() {
-        assert_eq!(std::mem::size_of::<super::Open>(), 88);
-        assert_eq!(std::mem::size_of::<Option<super::Open>>(), 88);
+        assert_eq!(std::mem::size_of::<super::Open>(), 80);
+        assert_eq!(std::mem::size_of::<Option<super::Open>>(), 80);
     }
 }
