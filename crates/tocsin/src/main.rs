@@ -25,17 +25,6 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// jemalloc's options, read once at start (the C `const char *malloc_conf`,
-/// under the `_rjem_` prefix tikv-jemalloc-sys builds with; the environment
-/// variable `_RJEM_MALLOC_CONF` still adds to it). `background_thread` lets
-/// a thread of jemalloc's own return freed pages to the system as they age
-/// (after 10 s). Without it jemalloc returns them only while the process
-/// allocates, so a gateway that has just restored a million open
-/// expectations and then waits on its queues could hold the restore's freed
-/// pages, some 12 MB, indefinitely (docs/performance.md, ninth session).
-#[unsafe(export_name = "_rjem_malloc_conf")]
-static MALLOC_CONF: &[u8; 23] = b"background_thread:true\0";
-
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match commands::dispatch(cli) {
