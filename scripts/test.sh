@@ -33,7 +33,11 @@ say "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 say "benchmarks compile"
-cargo bench --workspace --locked --no-run
+# Only the criterion targets (`--bench '*'`): plain `cargo bench` would also
+# build every library's and binary's unit tests in the optimised profile, a
+# second release compile of tocsin-fhir (about 20 minutes on a cold cache)
+# for tests that the suite below runs anyway.
+cargo bench --workspace --locked --bench '*' --no-run
 
 say "doc tests"
 # nextest does not run doc tests.
