@@ -43,12 +43,31 @@ const NOT_TIMES: &[&str] = &[
 /// the other elements tocsin reads (ids, codes, identifiers, references,
 /// URLs) cannot validly hold one. So conforming text reads the same either
 /// way, and the one-pass route is taken whenever it can be.
+///
+/// Both routes read text with the same deserialiser: the rewritten `Value`
+/// is written out and read again rather than handed to `T::deserialize`.
+/// Deserialising from a `Value` would instantiate every model's serde code a
+/// second time, for `&Value`, which doubled the crate's optimised build (the
+/// fhir-sdk models are large); the extra write costs only the rare
+/// tolerated input. Its errors carry no position, as a `Value`'s would not:
+/// a line and column of the rewritten text would point nowhere in the input.
 pub(crate) fn model<T: DeserializeOwned>(text: &str, tz: Tz) -> Result<T, serde_json::Error> {
     serde_json::from_str(text).or_else(|_| {
         let mut value: Value = serde_json::from_str(text)?;
         tolerate_times(&mut value, tz);
-        T::deserialize(&value)
+        serde_json::from_str(&value.to_string()).map_err(without_position)
     })
+}
+
+/// The error's message without the ` at line L column C` that serde_json
+/// appends when it knows a position.
+fn without_position(e: serde_json::Error) -> serde_json::Error {
+    let text = e.to_string();
+    let message = match text.rsplit_once(" at line ") {
+        Some((message, _)) if e.line() != 0 => message.to_owned(),
+        _ => text,
+    };
+    serde::de::Error::custom(message)
 }
 
 /// Rewrites, in place, every date-time string that lacks an offset or seconds
@@ -205,5 +224,33 @@ mod tests {
         assert_eq!(v["start"], "2024-07-01T10:00:00+01:00");
         assert_eq!(v["value"], "2024-07-01T10:00:00");
         assert_eq!(v["x"][0], "2024-07-01T10:00:00+01:00");
+    }
+
+    #[test]
+    fn tolerated_text_reads_as_if_sent_with_offsets() {
+        use fhir_sdk::r4b::resources::Encounter;
+        let text = |start: &str| {
+            format!(
+                r#"{{"resourceType":"Encounter","status":"finished",
+                "class":{{"code":"IMP"}},"period":{{"start":"{start}"}}}}"#
+            )
+        };
+        let tolerated: Encounter = model(&text("2024-07-01T10:00"), London).unwrap();
+        let strict: Encounter = model(&text("2024-07-01T10:00:00+01:00"), London).unwrap();
+        assert_eq!(tolerated, strict);
+    }
+
+    #[test]
+    fn errors_after_the_prepass_name_no_position() {
+        use fhir_sdk::r4b::resources::Encounter;
+        // The offset-less time sends it through the pre-pass; the status is
+        // what the model then refuses.
+        let text = r#"{"resourceType":"Encounter","status":"no-such-status",
+            "class":{"code":"IMP"},"period":{"start":"2024-07-01T10:00"}}"#;
+        let e = model::<Encounter>(text, London).unwrap_err();
+        let message = e.to_string();
+        assert!(message.contains("no-such-status"), "{message}");
+        assert!(!message.contains(" at line "), "{message}");
+        assert_eq!(e.line(), 0);
     }
 }
