@@ -47,9 +47,9 @@ const NOT_TIMES: &[&str] = &[
 /// Both routes read text with the same deserialiser: the rewritten `Value`
 /// is written out and read again rather than handed to `T::deserialize`.
 /// Deserialising from a `Value` would instantiate every model's serde code a
-/// second time, for `&Value`, which doubled the crate's optimised build (the
-/// fhir-sdk models are large); the extra write costs only the rare
-/// tolerated input. Its errors carry no position, as a `Value`'s would not:
+/// second time, for `&Value`: the fhir-sdk models are large, and this crate
+/// is already the slowest of the workspace to compile. The extra write costs
+/// only the rare tolerated input. Its errors carry no position, as a `Value`'s would not:
 /// a line and column of the rewritten text would point nowhere in the input.
 pub(crate) fn model<T: DeserializeOwned>(text: &str, tz: Tz) -> Result<T, serde_json::Error> {
     serde_json::from_str(text).or_else(|_| {
