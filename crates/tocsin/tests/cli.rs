@@ -223,6 +223,59 @@ fn replay_into_a_kept_store_judges_alike_and_keeps_what_a_gateway_needs() {
 }
 
 #[test]
+fn replay_of_generated_traffic_reports_alike_from_final_states_and_a_kept_store() {
+    // The scratch store is given only each expectation's final state (the
+    // unsettled ones at the end); a kept store every change as it happens.
+    // Cut off while letters are still due, some overdue, some settled and
+    // acknowledged, the two must report the same figures and alerts.
+    let dir = tempfile::tempdir().unwrap();
+    let traffic = dir.path().join("traffic");
+    let out = tocsin(&[
+        "loadgen",
+        "--seed",
+        "11",
+        "--days",
+        "6",
+        "--discharges-per-day",
+        "15",
+        "--attendances-per-day",
+        "25",
+        "--late-share",
+        "0.2",
+        "--missing-share",
+        "0.1",
+        "--pack-seconds",
+        "300",
+        "--out",
+        traffic.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    const UNTIL: &str = "2025-01-12T12:00:00Z";
+    let scratch = replay_json(&traffic, UNTIL, &[]);
+    let url = format!("sqlite://{}", dir.path().join("kept.sqlite").display());
+    let kept = replay_json(&traffic, UNTIL, &["--store", &url]);
+    assert_eq!(kept.report, scratch.report);
+    assert_eq!(kept.alerts, scratch.alerts);
+    let total = |field: &str| -> u64 {
+        scratch.report["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r[field].as_u64().unwrap())
+            .sum()
+    };
+    for field in ["on_time", "late", "missing", "pending"] {
+        assert!(total(field) > 0, "no {field} in {}", scratch.report);
+    }
+    assert!(kinds(&json_lines(scratch.alerts.as_bytes())).contains(&"resolved"));
+}
+
+#[test]
 fn replay_cancelled_discharge_raises_nothing() {
     let (alerts, report, _) = replay("cancelled", "2024-06-01T00:00:00Z");
     assert!(alerts.is_empty(), "{alerts:?}");

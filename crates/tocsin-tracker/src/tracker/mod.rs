@@ -375,7 +375,14 @@ impl Tracker {
     /// The durable form of every unsettled expectation (for the HTTP API and
     /// for checks after a restore).
     pub fn open_expectations(&self) -> Vec<Expectation> {
-        self.open.iter().map(|(_, o)| self.materialise(o)).collect()
+        self.unsettled().collect()
+    }
+
+    /// The durable form of every unsettled expectation, one at a time: a
+    /// replay that stores only final states writes these at its end, and a
+    /// million of them as one vector would be some 900 MB.
+    pub fn unsettled(&self) -> impl Iterator<Item = Expectation> + '_ {
+        self.open.iter().map(|(_, o)| self.materialise(o))
     }
 
     /// The policy in force.

@@ -16,8 +16,9 @@
 //!   order, reports rejected inputs and applies each event to the tracker;
 //! - a writer writes the alerts and commits the effects to the store, one
 //!   transaction per [`COMMIT_EVERY`] events: every effect to a store named
-//!   with `--store`, only the expectations to the default scratch store,
-//!   which is deleted after the report has read them.
+//!   with `--store`; to the default scratch store, which is deleted after
+//!   the report has read it, only each expectation's final state (settled
+//!   ones as they settle, the still unsettled ones at the end).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -90,18 +91,36 @@ enum Keep {
     /// Every effect, as the gateway would: a store named with `--store`,
     /// from which a gateway can carry on.
     Everything,
-    /// Only expectations, which the report reads: the scratch store, deleted
-    /// after the run. Its state records (a duplicate key for every message,
-    /// transmissions, the clock) and alerts (already in `--alerts`) were
-    /// most of its rows and would only be deleted unread; the tracker does
-    /// not even build the state records ([`Tracker::set_state_records`]).
-    Expectations,
+    /// Only each expectation's final state, which the report reads: the
+    /// scratch store, deleted after the run. Its state records (a duplicate
+    /// key for every message, transmissions, the clock) and alerts (already
+    /// in `--alerts`) were most of its rows and would only be deleted
+    /// unread; the tracker does not even build the state records
+    /// ([`Tracker::set_state_records`]). An unsettled expectation's states
+    /// (open, overdue) are not written as they happen, since most are
+    /// overwritten when the document comes; the tracker holds every
+    /// unsettled expectation, and hands them over once at the end.
+    FinalStates,
+}
+
+impl Keep {
+    /// Whether the writer stores this effect as it comes.
+    fn stores(self, effect: &Effect) -> bool {
+        match (self, effect) {
+            (Keep::Everything, _) => true,
+            (Keep::FinalStates, Effect::ExpectationChanged(e)) => !e.status.is_unsettled(),
+            (Keep::FinalStates, _) => false,
+        }
+    }
 }
 
 /// What the tracker hands the writer.
 enum ToWriter {
     /// Effects of this many events, in order.
     Effects(Vec<Effect>, usize),
+    /// Expectations still unsettled after the last input and `--until`
+    /// (only for [`Keep::FinalStates`], which skipped their changes).
+    Unsettled(Vec<tocsin_tracker::Expectation>),
     /// Everything is in: commit the rest.
     Finish,
 }
@@ -121,7 +140,7 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
     let keep = if args.store.is_some() {
         Keep::Everything
     } else {
-        Keep::Expectations
+        Keep::FinalStates
     };
     let store = match &args.store {
         Some(url) => tocsin_store::open(url)?,
@@ -168,7 +187,14 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
             &mut events_out,
             &mut rejected,
             until,
-        );
+        )
+        .and_then(|()| {
+            if keep == Keep::FinalStates {
+                send_unsettled(&tracker, &to_writer)
+            } else {
+                Ok(())
+            }
+        });
         if tracked.is_ok() {
             // A send fails only when the writer has stopped on an error,
             // which its join reports.
@@ -320,6 +346,23 @@ fn track(
         .map_err(|_| writer_gone())
 }
 
+/// Hands the writer every expectation the tracker still holds, in chunks.
+fn send_unsettled(tracker: &Tracker, to_writer: &SyncSender<ToWriter>) -> Result<(), String> {
+    let mut chunk = Vec::with_capacity(EFFECTS_CHUNK);
+    for exp in tracker.unsettled() {
+        chunk.push(exp);
+        if chunk.len() >= EFFECTS_CHUNK {
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(EFFECTS_CHUNK));
+            to_writer
+                .send(ToWriter::Unsettled(full))
+                .map_err(|_| "replay writer stopped".to_string())?;
+        }
+    }
+    to_writer
+        .send(ToWriter::Unsettled(chunk))
+        .map_err(|_| "replay writer stopped".to_string())
+}
+
 /// The writing stage: alerts to their file in order, effects (those `keep`
 /// names) to the store in transactions of [`COMMIT_EVERY`] events. Commits
 /// the rest only on [`ToWriter::Finish`] (not when the tracker stopped on an
@@ -341,22 +384,31 @@ fn write_effects(
         Ok::<_, String>(())
     };
     while let Ok(msg) = rx.recv() {
-        let (effects, events) = match msg {
-            ToWriter::Effects(effects, events) => (effects, events),
+        match msg {
+            ToWriter::Effects(effects, events) => {
+                alert_count += write_alerts(&mut alerts_out, &effects)
+                    .map_err(|e| format!("--alerts: {e}"))?;
+                for effect in effects {
+                    if keep.stores(&effect) {
+                        batch.push_effect(effect);
+                    }
+                }
+                pending_events += events;
+            }
+            ToWriter::Unsettled(expectations) => {
+                // Counted like events, so that a million of them are not
+                // held in one batch.
+                pending_events += expectations.len();
+                for exp in expectations {
+                    batch.push_effect(Effect::ExpectationChanged(exp));
+                }
+            }
             ToWriter::Finish => {
                 commit(&mut store, &mut batch)?;
                 alerts_out.flush().map_err(|e| format!("--alerts: {e}"))?;
                 return Ok((store, alert_count));
             }
-        };
-        alert_count +=
-            write_alerts(&mut alerts_out, &effects).map_err(|e| format!("--alerts: {e}"))?;
-        for effect in effects {
-            if keep == Keep::Everything || matches!(effect, Effect::ExpectationChanged(_)) {
-                batch.push_effect(effect);
-            }
         }
-        pending_events += events;
         if pending_events >= COMMIT_EVERY {
             commit(&mut store, &mut batch)?;
             pending_events = 0;
