@@ -10,7 +10,10 @@ use common::*;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use tocsin_event::{DocumentKind as D, EncounterKind as K, InterfaceEvent};
-use tocsin_tracker::{AlertKind, ConfigDuration, Effect, Policy, Tracker, TrackerConfig};
+use tocsin_tracker::{
+    AlertKind, ConfigDuration, Effect, Expectation, ExpectationStatus, Policy, Tracker,
+    TrackerConfig,
+};
 
 /// One generated encounter: its kind, end (hours after the base), and
 /// optionally a document (delay in hours, whether it names the encounter)
@@ -299,6 +302,65 @@ fn state_records_off_judges_alike_and_builds_none() {
     let kinds: BTreeSet<_> = alerts(&on).iter().map(|a| a.kind).collect();
     assert!(kinds.len() >= 4, "a varied run: {kinds:?}");
     assert_eq!(judged(&on), judged(&off));
+}
+
+/// Replay's temporary store takes only final states: with unsettled
+/// changes off, the alerts and the settled changes are the same, none of
+/// an open or overdue expectation is built, and the settled changes plus
+/// what `unsettled` hands over at the end are every expectation's last
+/// state.
+#[test]
+fn unsettled_changes_off_leaves_the_final_states_alike() {
+    let msgs = messages(&mixed_cases(), 5);
+    let mut order: Vec<usize> = (0..msgs.len()).collect();
+    order.sort_by_key(|&i| (msgs[i].ev.occurred_at, msgs[i].after.is_some(), i));
+    // Cut off 250 hours in, while some are still open and some overdue.
+    let until = t("2024-01-11T10:00:00Z");
+    let run = |changes: bool| {
+        let mut tr = Tracker::new(Policy::default_contract(), strict());
+        tr.set_unsettled_changes(changes);
+        let mut fx = Vec::new();
+        for &i in &order {
+            if msgs[i].ev.occurred_at <= until {
+                fx.extend(tr.apply(&msgs[i].ev));
+            }
+        }
+        fx.extend(tr.advance_to(until));
+        let unsettled: Vec<Expectation> = tr.unsettled().collect();
+        (fx, unsettled)
+    };
+    let changed = |fx: &[Effect]| -> Vec<Expectation> {
+        fx.iter()
+            .filter_map(|f| match f {
+                Effect::ExpectationChanged(e) => Some(e.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let ((on, on_unsettled), (off, off_unsettled)) = (run(true), run(false));
+    assert_eq!(alerts(&on), alerts(&off));
+    let settled = |v: Vec<Expectation>| -> Vec<Expectation> {
+        v.into_iter().filter(|e| !e.status.is_unsettled()).collect()
+    };
+    assert_eq!(settled(changed(&on)), changed(&off));
+    assert!(changed(&off).iter().all(|e| !e.status.is_unsettled()));
+    assert_eq!(on_unsettled, off_unsettled);
+    let last = |v: Vec<Expectation>| -> BTreeMap<String, Expectation> {
+        v.into_iter().map(|e| (e.id.0.clone(), e)).collect()
+    };
+    let mut final_off = changed(&off);
+    final_off.extend(off_unsettled.iter().cloned());
+    assert_eq!(last(changed(&on)), last(final_off));
+    let statuses: BTreeSet<_> = off_unsettled.iter().map(|e| e.status.as_str()).collect();
+    assert_eq!(
+        statuses,
+        BTreeSet::from([
+            ExpectationStatus::Open.as_str(),
+            ExpectationStatus::Overdue.as_str()
+        ]),
+        "cut off while some are open and some overdue"
+    );
+    assert!(!changed(&off).is_empty(), "and some settled");
 }
 
 fn a_clock_after(msgs: &[Msg], applied: &[usize]) -> Option<DateTime<Utc>> {

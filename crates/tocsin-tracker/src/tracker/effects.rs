@@ -6,27 +6,44 @@ use serde::Serialize;
 
 use crate::model::{Effect, JsonText, StateRange, StateRecord};
 
-/// The effects of one call, and whether the auxiliary state records belong
-/// among them (see [`super::Tracker::set_state_records`]).
+/// The effects of one call, and which optional ones belong among them: the
+/// auxiliary state records ([`super::Tracker::set_state_records`]) and the
+/// changes of expectations that stay unsettled
+/// ([`super::Tracker::set_unsettled_changes`]).
 ///
 /// Every function of the tracker writes through this rather than to a bare
-/// vector, so that the switch is honoured in one place: a state record is
-/// neither keyed nor serialised when it would only be dropped (replay into
-/// its temporary store), while the effects that judge (expectations
-/// changed, alerts raised) are always kept.
+/// vector, so that the switches are honoured in one place: a state record
+/// is neither keyed nor serialised when it would only be dropped (replay
+/// into its temporary store), while alerts and settled expectations are
+/// always kept.
 pub(super) struct Effects<'a> {
     out: &'a mut Vec<Effect>,
-    state_records: bool,
+    switches: Switches,
+}
+
+/// Which optional effects a tracker returns.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Switches {
+    /// Auxiliary state records.
+    pub state_records: bool,
+    /// Changes of expectations that stay open or overdue.
+    pub unsettled_changes: bool,
 }
 
 impl<'a> Effects<'a> {
-    /// Appends to `out`; state records only if `state_records`.
-    pub(super) fn new(out: &'a mut Vec<Effect>, state_records: bool) -> Self {
-        Self { out, state_records }
+    /// Appends to `out` what `switches` asks for.
+    pub(super) fn new(out: &'a mut Vec<Effect>, switches: Switches) -> Self {
+        Self { out, switches }
     }
 
-    /// A judging effect (an expectation changed, an alert raised): always
-    /// kept.
+    /// Whether a change to an expectation that stays unsettled is kept:
+    /// callers check before building one that would only be dropped.
+    pub(super) fn wants_unsettled(&self) -> bool {
+        self.switches.unsettled_changes
+    }
+
+    /// A judging effect (an expectation changed, an alert raised): kept,
+    /// except an unsettled expectation's change when those are off.
     pub(super) fn push(&mut self, effect: Effect) {
         debug_assert!(
             !matches!(
@@ -35,6 +52,12 @@ impl<'a> Effects<'a> {
             ),
             "state records go through put_state and delete_state"
         );
+        if let Effect::ExpectationChanged(e) = &effect
+            && e.status.is_unsettled()
+            && !self.switches.unsettled_changes
+        {
+            return;
+        }
         self.out.push(effect);
     }
 
@@ -53,7 +76,7 @@ impl<'a> Effects<'a> {
         key: impl Display,
         value: &(impl Serialize + ?Sized),
     ) {
-        if self.state_records {
+        if self.switches.state_records {
             self.out.push(Effect::StatePut(StateRecord {
                 namespace: namespace.into(),
                 key: key.to_string(),
@@ -64,7 +87,7 @@ impl<'a> Effects<'a> {
 
     /// Deletes one auxiliary state record.
     pub(super) fn delete_state(&mut self, namespace: &str, key: impl Display) {
-        if self.state_records {
+        if self.switches.state_records {
             self.out.push(Effect::StateDeleted {
                 namespace: namespace.into(),
                 key: key.to_string(),
@@ -80,7 +103,7 @@ impl<'a> Effects<'a> {
         from: impl Display,
         to: impl Display,
     ) {
-        if self.state_records {
+        if self.switches.state_records {
             self.out.push(Effect::StateRangeDeleted(StateRange {
                 namespace: namespace.into(),
                 from: from.to_string(),

@@ -191,6 +191,7 @@ impl Tracker {
             });
             let slot = self.insert_open(o);
             if !self.settle_from_pending(slot, fx)
+                && fx.wants_unsettled()
                 && let Some(o) = self.open.get(slot)
             {
                 fx.push(Effect::ExpectationChanged(self.materialise(o)));
@@ -297,7 +298,9 @@ impl Tracker {
             self.index_open(s, true);
             if touched && let Some(o) = self.open.get(s) {
                 changed += 1;
-                fx.push(Effect::ExpectationChanged(self.materialise(o)));
+                if fx.wants_unsettled() {
+                    fx.push(Effect::ExpectationChanged(self.materialise(o)));
+                }
             }
         }
         if changed > 0 {

@@ -22,7 +22,7 @@ use crate::model::{Effect, Expectation};
 use crate::policy::Policy;
 use crate::{Alert, AlertDocument, AlertEncounter, AlertKind, AlertPatient};
 use documents::PendingDocument;
-use effects::Effects;
+use effects::{Effects, Switches};
 use open::{Open, from_ms, ms};
 use state::{Rfc3339, Transmission};
 
@@ -185,9 +185,9 @@ pub struct Tracker {
     seen: HashMap<u64, i64, FxBuild>,
     /// The horizon at or past which `seen` is next swept.
     next_seen_sweep: i64,
-    /// Whether effects carry the auxiliary state records (see
-    /// [`Tracker::set_state_records`]).
-    state_records: bool,
+    /// Which optional effects are returned (see
+    /// [`Tracker::set_state_records`], [`Tracker::set_unsettled_changes`]).
+    switches: Switches,
     clock: Option<i64>,
     ceiling: Option<i64>,
     counters: Counters,
@@ -229,7 +229,10 @@ impl Tracker {
             tx_timers: BTreeSet::new(),
             seen: HashMap::default(),
             next_seen_sweep: i64::MIN,
-            state_records: true,
+            switches: Switches {
+                state_records: true,
+                unsettled_changes: true,
+            },
             clock: None,
             ceiling: None,
             counters: Counters::default(),
@@ -251,7 +254,7 @@ impl Tracker {
     /// thousand events at a time) saves a vector and a copy of every effect
     /// per event.
     pub fn apply_into(&mut self, event: &InterfaceEvent, out: &mut Vec<Effect>) {
-        let fx = &mut Effects::new(out, self.state_records);
+        let fx = &mut Effects::new(out, self.switches);
         let tracked = !matches!(
             event.event_type,
             EventType::Other
@@ -306,7 +309,7 @@ impl Tracker {
     /// `--until`), firing every timer it passes. The clock never goes back.
     pub fn advance_to(&mut self, now: DateTime<Utc>) -> Vec<Effect> {
         let mut out = Vec::new();
-        self.set_clock(ms(now), &mut Effects::new(&mut out, self.state_records));
+        self.set_clock(ms(now), &mut Effects::new(&mut out, self.switches));
         self.drop_stale_timers();
         out
     }
@@ -321,7 +324,19 @@ impl Tracker {
     /// keeps only expectations. Judging is the same either way; only these
     /// effects are left out.
     pub fn set_state_records(&mut self, on: bool) {
-        self.state_records = on;
+        self.switches.state_records = on;
+    }
+
+    /// Whether effects include the changes of expectations that stay
+    /// unsettled: created, re-keyed by a merge, turned overdue (the alerts
+    /// themselves are always returned). On by default: a store must hold
+    /// every open expectation for a restart. A caller that reads the
+    /// unsettled ones once at the end instead ([`Tracker::unsettled`]) turns
+    /// them off and the tracker does not build them: `tocsin replay` into its
+    /// temporary store, where most would be overwritten by the settled
+    /// state. Judging is the same either way.
+    pub fn set_unsettled_changes(&mut self, on: bool) {
+        self.switches.unsettled_changes = on;
     }
 
     /// Sets the latest instant that event times may move the clock to, so a

@@ -96,10 +96,10 @@ enum Keep {
     /// key for every message, transmissions, the clock) and alerts (already
     /// in `--alerts`) were most of its rows and would only be deleted
     /// unread; the tracker does not even build the state records
-    /// ([`Tracker::set_state_records`]). An unsettled expectation's states
-    /// (open, overdue) are not written as they happen, since most are
-    /// overwritten when the document comes; the tracker holds every
-    /// unsettled expectation, and hands them over once at the end.
+    /// ([`Tracker::set_state_records`]). Nor does it build an unsettled
+    /// expectation's changes (open, overdue: most would be overwritten when
+    /// the document comes, [`Tracker::set_unsettled_changes`]); it holds
+    /// every unsettled expectation, and hands them over once at the end.
     FinalStates,
 }
 
@@ -108,7 +108,9 @@ impl Keep {
     fn stores(self, effect: &Effect) -> bool {
         match (self, effect) {
             (Keep::Everything, _) => true,
-            (Keep::FinalStates, Effect::ExpectationChanged(e)) => !e.status.is_unsettled(),
+            // The tracker returns only settled ones
+            // (`Tracker::set_unsettled_changes`).
+            (Keep::FinalStates, Effect::ExpectationChanged(_)) => true,
             (Keep::FinalStates, _) => false,
         }
     }
@@ -156,6 +158,9 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
     tracker.set_ceiling(Some(until));
     // The scratch store would drop the state records unread: not built.
     tracker.set_state_records(keep == Keep::Everything);
+    // ...nor the changes of unsettled expectations: they are read once at
+    // the end (`send_unsettled`).
+    tracker.set_unsettled_changes(keep == Keep::Everything);
     let mut rejected = Vec::new();
     let readers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
