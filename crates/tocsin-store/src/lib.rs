@@ -27,6 +27,7 @@ mod rows;
 mod sqlite;
 
 use chrono::{DateTime, Utc};
+use tocsin_tracker::compliance::ReportFacts;
 use tocsin_tracker::{Alert, Expectation, StateRecord};
 
 pub use batch::{
@@ -130,6 +131,17 @@ pub trait Store: Send {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         f: &mut dyn FnMut(Expectation) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+
+    /// Calls `f` with what a compliance report reads ([`ReportFacts`]) of
+    /// every expectation whose encounter ended in `[from, to)`, in no set
+    /// order (the report's figures do not depend on it): the report without
+    /// rebuilding each whole expectation from its body or sorting them.
+    fn visit_report_facts(
+        &mut self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        f: &mut dyn FnMut(&ReportFacts<'_>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError>;
 
     /// Every expectation whose encounter ended in `[from, to)`, for

@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
 use postgres::{Client, Config, Statement};
+use tocsin_tracker::compliance::ReportFacts;
 use tocsin_tracker::{Alert, Expectation, StateRecord};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -259,6 +260,19 @@ impl PostgresStore {
         params: &[&(dyn ToSql + Sync)],
         f: &mut dyn FnMut(Expectation) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
+        self.visit_bodies(sql, params, &mut |id, body| {
+            f(rows::parse(body, "expectations", id)?)
+        })
+    }
+
+    /// Calls `f` with the id and body of each row `sql` selects (`id, body`
+    /// from `expectations`), borrowed from the row.
+    fn visit_bodies(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        f: &mut dyn FnMut(&str, &str) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         self.with_conn(|c| {
             let st = prepare(&mut c.client, &mut c.statements, sql)?;
             let mut cursor = c
@@ -266,9 +280,7 @@ impl PostgresStore {
                 .query_raw(&st, params.iter().copied())
                 .map_err(pg("query expectations"))?;
             while let Some(row) = cursor.next().map_err(pg("read expectations"))? {
-                let id: &str = row.get(0);
-                let body: &str = row.get(1);
-                f(rows::parse(body, "expectations", id)?)?;
+                f(row.get(0), row.get(1))?;
             }
             Ok(())
         })
@@ -666,6 +678,19 @@ impl Store for PostgresStore {
              ORDER BY ended_at, id",
             &[&from, &to],
             f,
+        )
+    }
+
+    fn visit_report_facts(
+        &mut self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        f: &mut dyn FnMut(&ReportFacts<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.visit_bodies(
+            "SELECT id, body FROM expectations WHERE ended_at >= $1 AND ended_at < $2",
+            &[&from, &to],
+            &mut |id, body| f(&rows::parse_borrowed(body, "expectations", id)?),
         )
     }
 

@@ -14,6 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rusqlite::types::Value;
 use rusqlite::{Connection, TransactionBehavior, params, params_from_iter};
+use tocsin_tracker::compliance::ReportFacts;
 use tocsin_tracker::{Alert, Expectation, StateRecord};
 
 use crate::checkpoint::{self, Checkpointer};
@@ -347,14 +348,30 @@ impl SqliteStore {
         params: &[Value],
         f: &mut dyn FnMut(Expectation) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
+        self.visit_bodies(sql, params, &mut |id, body| {
+            f(rows::parse(body, "expectations", id)?)
+        })
+    }
+
+    /// Calls `f` with the id and body of each row `sql` selects (`id, body`
+    /// from `expectations`), borrowed from the row.
+    fn visit_bodies(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        f: &mut dyn FnMut(&str, &str) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let mut st = self.conn.prepare_cached(sql).map_err(sq("prepare"))?;
         let mut cursor = st
             .query(params_from_iter(params.iter()))
             .map_err(sq("query expectations"))?;
         while let Some(row) = cursor.next().map_err(sq("read expectations"))? {
-            let id: String = row.get(0).map_err(sq("read expectations"))?;
-            let body: String = row.get(1).map_err(sq("read expectations"))?;
-            f(rows::parse(&body, "expectations", &id)?)?;
+            let id = row.get_ref(0).and_then(|v| Ok(v.as_str()?));
+            let body = row.get_ref(1).and_then(|v| Ok(v.as_str()?));
+            f(
+                id.map_err(sq("read expectations"))?,
+                body.map_err(sq("read expectations"))?,
+            )?;
         }
         Ok(())
     }
@@ -644,6 +661,19 @@ impl Store for SqliteStore {
              ORDER BY ended_at, id",
             &[Value::Integer(micros(from)), Value::Integer(micros(to))],
             f,
+        )
+    }
+
+    fn visit_report_facts(
+        &mut self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        f: &mut dyn FnMut(&ReportFacts<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.visit_bodies(
+            "SELECT id, body FROM expectations WHERE ended_at >= ?1 AND ended_at < ?2",
+            &[Value::Integer(micros(from)), Value::Integer(micros(to))],
+            &mut |id, body| f(&rows::parse_borrowed(body, "expectations", id)?),
         )
     }
 

@@ -12,6 +12,7 @@ use tocsin_event::{DocumentKind, EncounterKind};
 use tocsin_store::{
     AlertQuery, Batch, ExpectationQuery, InputOutcome, InputRecord, StoreError, migrate,
 };
+use tocsin_tracker::compliance::ReportFacts;
 use tocsin_tracker::{AlertKind, Effect, Expectation, ExpectationStatus, StateRange, StateRecord};
 
 /// Generates one test per backend for each behaviour function.
@@ -685,6 +686,25 @@ fn ended_between_is_half_open(b: &dyn Backend) {
         .map(|e| e.id.0)
         .collect();
     assert_eq!(got, ["x-from", "x-settled", "x-mid"], "{}", b.name());
+    // The report's facts of the same range, in any order: those of the
+    // stored expectations.
+    let mut facts = Vec::new();
+    store
+        .visit_report_facts(at(100), at(200), &mut |f| {
+            facts.push(format!("{f:?}"));
+            Ok(())
+        })
+        .unwrap();
+    let mut want: Vec<String> = store
+        .expectations_ended_between(at(100), at(200))
+        .unwrap()
+        .iter()
+        .map(|e| format!("{:?}", ReportFacts::of(e)))
+        .collect();
+    facts.sort();
+    want.sort();
+    assert_eq!(facts, want, "{}", b.name());
+    assert!(facts.iter().any(|f| f.contains("OnTime")), "{facts:?}");
     // The visitor stops at the first error and passes it on.
     let mut seen = 0;
     let e = expect_err(
@@ -914,6 +934,15 @@ fn unreadable_bodies_are_reported_with_their_row(b: &dyn Backend) {
         ]))
         .unwrap();
     b.raw_execute("UPDATE expectations SET body = '{\"id\": 42}' WHERE id = 'bad'");
+    let e = expect_err(
+        store.visit_report_facts(at(-1), at(1), &mut |_| Ok(())),
+        "corrupt body for the report",
+    );
+    assert!(
+        matches!(&e, StoreError::Corrupt { table: "expectations", id, .. } if id == "bad"),
+        "{}: {e}",
+        b.name()
+    );
     let e = expect_err(store.load_unsettled(), "corrupt body");
     match &e {
         StoreError::Corrupt { table, id, .. } => {

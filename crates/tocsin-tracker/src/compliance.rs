@@ -141,8 +141,68 @@ pub fn report_in_zone<'a>(
     builder.finish()
 }
 
+/// What the report reads of an expectation: its status, kinds, encounter
+/// end and site, and the settling delay.
+///
+/// It exists so that a report over a store need not rebuild whole
+/// expectations: deserialised from a stored body, it skips the patient,
+/// rule, document and alert fields unread, parses one time instead of
+/// five, and borrows the site, where a whole [`Expectation`] was about
+/// half of a replay's report phase (docs/performance.md, "Eleventh
+/// session"). Field names follow [`Expectation`]'s JSON, so either reads
+/// the same body.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ReportFacts<'a> {
+    /// Where the expectation stands.
+    pub status: ExpectationStatus,
+    /// The document kind expected.
+    pub document_kind: DocumentKind,
+    /// The encounter's kind, end and site.
+    #[serde(borrow)]
+    pub encounter: EncounterFacts<'a>,
+    /// The settling document's delay, once there is one.
+    pub settlement: Option<SettlementFacts>,
+}
+
+/// The encounter facts a report groups by.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct EncounterFacts<'a> {
+    /// Encounter kind.
+    pub kind: EncounterKind,
+    /// When the encounter ended (its month groups the report).
+    pub ended_at: chrono::DateTime<chrono::Utc>,
+    /// Site, when known (borrowed from the body unless it holds escapes).
+    #[serde(borrow)]
+    pub site: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// The settlement fact a report measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct SettlementFacts {
+    /// Seconds from the encounter's end to the document's first issue.
+    pub delay_seconds: i64,
+}
+
+impl<'a> ReportFacts<'a> {
+    /// The facts of an expectation held as a value.
+    pub fn of(e: &'a Expectation) -> Self {
+        Self {
+            status: e.status,
+            document_kind: e.document_kind,
+            encounter: EncounterFacts {
+                kind: e.encounter.kind,
+                ended_at: e.encounter.ended_at,
+                site: e.encounter.site.as_deref().map(std::borrow::Cow::Borrowed),
+            },
+            settlement: e.settlement.as_ref().map(|s| SettlementFacts {
+                delay_seconds: s.delay_seconds,
+            }),
+        }
+    }
+}
+
 /// The report built one expectation at a time, so that a caller streaming
-/// expectations from the store (`Store::visit_ended_between`) never holds
+/// expectations from the store (`Store::visit_report_facts`) never holds
 /// them all: a million expectations as values take about a gigabyte, the
 /// builder a few counters a group and one delay per settled expectation.
 /// [`report_in_zone`] is this over an iterator; the rows are the same.
@@ -171,6 +231,11 @@ impl ReportBuilder {
 
     /// Counts one expectation.
     pub fn add(&mut self, e: &Expectation) {
+        self.add_facts(&ReportFacts::of(e));
+    }
+
+    /// Counts one expectation from the facts the report reads.
+    pub fn add_facts(&mut self, e: &ReportFacts<'_>) {
         let key: Key = (
             self.month.then(|| {
                 e.encounter
@@ -182,7 +247,7 @@ impl ReportBuilder {
             self.document_kind.then_some(e.document_kind),
             self.encounter_kind.then_some(e.encounter.kind),
             self.site
-                .then(|| e.encounter.site.clone().unwrap_or_else(|| "(none)".into())),
+                .then(|| e.encounter.site.as_deref().unwrap_or("(none)").to_string()),
         );
         let acc = self.groups.entry(key).or_default();
         match e.status {

@@ -134,3 +134,49 @@ fn report_renders_as_csv_table_and_json() {
     assert_eq!("site".parse::<GroupBy>().unwrap(), GroupBy::Site);
     assert!("ward".parse::<GroupBy>().is_err());
 }
+
+/// A store's report reads only the facts from each stored body: they must
+/// be those of the expectation, and the report the same as from values,
+/// for every state (on time, late, missing, pending, cancelled).
+#[test]
+fn facts_read_from_stored_bodies_give_the_same_report() {
+    use tocsin_tracker::compliance::{ReportBuilder, ReportFacts};
+    let s = store();
+    let bodies: Vec<String> = s
+        .expectations
+        .values()
+        .map(|e| serde_json::to_string(e).unwrap())
+        .collect();
+    let zone: chrono_tz::Tz = "Europe/London".parse().unwrap();
+    let mut from_bodies = ReportBuilder::new(&GroupBy::ALL, zone);
+    for (e, body) in s.expectations.values().zip(&bodies) {
+        let facts: ReportFacts<'_> = serde_json::from_str(body).unwrap();
+        assert_eq!(facts, ReportFacts::of(e));
+        from_bodies.add_facts(&facts);
+    }
+    let rows = from_bodies.finish();
+    assert_eq!(
+        rows,
+        report_in_zone(s.expectations.values(), &GroupBy::ALL, zone)
+    );
+    let total = |f: fn(&tocsin_tracker::compliance::ComplianceRow) -> u64| -> u64 {
+        rows.iter().map(f).sum()
+    };
+    assert_eq!(
+        [
+            total(|r| r.on_time),
+            total(|r| r.late),
+            total(|r| r.missing),
+            total(|r| r.pending),
+            total(|r| r.cancelled)
+        ],
+        [10, 2, 1, 1, 1]
+    );
+
+    // A site with an escape in its JSON is read, not refused.
+    let mut e = s.expectations.values().next().unwrap().clone();
+    e.encounter.site = Some("R\"X\\01".into());
+    let body = serde_json::to_string(&e).unwrap();
+    let facts: ReportFacts<'_> = serde_json::from_str(&body).unwrap();
+    assert_eq!(facts.encounter.site.as_deref(), Some("R\"X\\01"));
+}

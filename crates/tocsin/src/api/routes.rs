@@ -139,8 +139,8 @@ async fn report(
         .store()?
         .call(move |s| {
             let mut report = compliance::ReportBuilder::new(&by, zone);
-            s.visit_ended_between(lo, hi, &mut |e| {
-                report.add(&e);
+            s.visit_report_facts(lo, hi, &mut |e| {
+                report.add_facts(e);
                 Ok(())
             })?;
             Ok(report.finish())

@@ -218,7 +218,7 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
         out.flush()?;
     }
 
-    // The tracker is done with; the report streams the stored expectations
+    // The tracker is done with; the report streams the stored expectations' facts
     // through a builder rather than loading them: as values they take about
     // 900 bytes each, and with a million open expectations that vector
     // beside the tracker was two thirds of the replay's peak memory.
@@ -226,8 +226,8 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
     drop(tracker);
     let mut report =
         compliance::ReportBuilder::new(&compliance::GroupBy::ALL, config.policy.timezone());
-    store.visit_ended_between(REPORT_FROM, report_to(), &mut |e| {
-        report.add(&e);
+    store.visit_report_facts(REPORT_FROM, report_to(), &mut |e| {
+        report.add_facts(e);
         Ok(())
     })?;
     let rows = report.finish();
