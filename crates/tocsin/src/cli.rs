@@ -68,8 +68,9 @@ pub struct ReplayArgs {
     pub format: crate::commands::ReportFormat,
     /// Keep the replay's state in this store (`sqlite://PATH` or
     /// `postgres://...`), all of it, so that a gateway can carry on from it;
-    /// default: a temporary SQLite file holding only the expectations the
-    /// report reads, written without a journal and removed after.
+    /// default: a temporary SQLite file holding only what the report reads
+    /// (each expectation's final state), written without a journal and
+    /// removed after.
     #[arg(long)]
     pub store: Option<String>,
     /// Files or directories (read recursively, in file-name order).
