@@ -213,8 +213,7 @@ fn mixed_cases() -> Vec<Case> {
 #[test]
 fn restore_after_restart_gives_the_same_subsequent_alerts() {
     let msgs = messages(&mixed_cases(), 5);
-    let mut order: Vec<usize> = (0..msgs.len()).collect();
-    order.sort_by_key(|&i| (msgs[i].ev.occurred_at, msgs[i].after.is_some(), i));
+    let order = in_time_order(&msgs);
     let until = t("2024-03-01T00:00:00Z");
     for cut in [1, order.len() / 3, order.len() / 2, order.len() - 1] {
         // A tracker that never stops.
@@ -255,8 +254,7 @@ fn restore_after_restart_gives_the_same_subsequent_alerts() {
 #[test]
 fn state_records_off_judges_alike_and_builds_none() {
     let msgs = messages(&mixed_cases(), 5);
-    let mut order: Vec<usize> = (0..msgs.len()).collect();
-    order.sort_by_key(|&i| (msgs[i].ev.occurred_at, msgs[i].after.is_some(), i));
+    let order = in_time_order(&msgs);
     let run = |records: bool| {
         let cfg = TrackerConfig {
             unconfirmed_after: Some(ConfigDuration::from_secs(3600).unwrap()),
@@ -312,8 +310,7 @@ fn state_records_off_judges_alike_and_builds_none() {
 #[test]
 fn unsettled_changes_off_leaves_the_final_states_alike() {
     let msgs = messages(&mixed_cases(), 5);
-    let mut order: Vec<usize> = (0..msgs.len()).collect();
-    order.sort_by_key(|&i| (msgs[i].ev.occurred_at, msgs[i].after.is_some(), i));
+    let order = in_time_order(&msgs);
     // Cut off 250 hours in, while some are still open and some overdue.
     let until = t("2024-01-11T10:00:00Z");
     let run = |changes: bool| {
@@ -361,6 +358,14 @@ fn unsettled_changes_off_leaves_the_final_states_alike() {
         "cut off while some are open and some overdue"
     );
     assert!(!changed(&off).is_empty(), "and some settled");
+}
+
+/// The messages' indexes in event-time order (an acknowledgement after the
+/// document it names when both share a time).
+fn in_time_order(msgs: &[Msg]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..msgs.len()).collect();
+    order.sort_by_key(|&i| (msgs[i].ev.occurred_at, msgs[i].after.is_some(), i));
+    order
 }
 
 fn a_clock_after(msgs: &[Msg], applied: &[usize]) -> Option<DateTime<Utc>> {

@@ -218,9 +218,9 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
         out.flush()?;
     }
 
-    // The tracker is done with; the report streams the stored expectations' facts
-    // through a builder rather than loading them: as values they take about
-    // 900 bytes each, and with a million open expectations that vector
+    // The tracker is done with; the report streams the stored expectations'
+    // facts through a builder rather than loading them: as values they take
+    // about 900 bytes each, and with a million open expectations that vector
     // beside the tracker was two thirds of the replay's peak memory.
     let notices = tracker.counters().named();
     drop(tracker);
@@ -301,7 +301,6 @@ fn track(
     rejected: &mut Vec<Rejected>,
     until: DateTime<Utc>,
 ) -> Result<(), String> {
-    let writer_gone = || "replay writer stopped".to_string();
     let mut chunk = Vec::new();
     let mut chunk_events = 0usize;
     for (i, file) in files.iter().enumerate() {
@@ -360,12 +359,17 @@ fn send_unsettled(tracker: &Tracker, to_writer: &SyncSender<ToWriter>) -> Result
             let full = std::mem::replace(&mut chunk, Vec::with_capacity(EFFECTS_CHUNK));
             to_writer
                 .send(ToWriter::Unsettled(full))
-                .map_err(|_| "replay writer stopped".to_string())?;
+                .map_err(|_| writer_gone())?;
         }
     }
     to_writer
         .send(ToWriter::Unsettled(chunk))
-        .map_err(|_| "replay writer stopped".to_string())
+        .map_err(|_| writer_gone())
+}
+
+/// The error of a send to a writer that has stopped (its join reports why).
+fn writer_gone() -> String {
+    "replay writer stopped".to_string()
 }
 
 /// The writing stage: alerts to their file in order, effects (those `keep`
