@@ -64,6 +64,11 @@ const MAX_READERS: usize = 4;
 /// look-ahead was 67 MB of a 1M-open replay's peak).
 const READ_AHEAD: usize = 8;
 
+/// Files each reader has the kernel fetch ahead of the one it reads
+/// ([`inputs::read_ahead`]): enough to cover a disk's latency while a file
+/// is normalised, few enough to stay in the page cache until read.
+const FETCH_AHEAD: usize = 4;
+
 /// One rejected unit of input, for stderr and the report.
 #[derive(Debug, serde::Serialize)]
 pub struct Rejected {
@@ -171,7 +176,12 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
         let mut from_readers = Vec::new();
         for r in 0..readers {
             let (tx, rx) = sync_channel(READ_AHEAD);
-            let mine: Vec<&PathBuf> = files.iter().skip(r).step_by(readers).collect();
+            let mine: Vec<&Path> = files
+                .iter()
+                .skip(r)
+                .step_by(readers)
+                .map(PathBuf::as_path)
+                .collect();
             let ingest_cfg = &config.ingest;
             std::thread::Builder::new()
                 .name(format!("replay-read-{r}"))
@@ -257,9 +267,9 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
 /// A reader: normalises its share of the files in order and sends each
 /// file's units as one message; stops after the first file it cannot read
 /// (sending the error) or when the tracker has stopped listening.
-fn read_files(files: Vec<&PathBuf>, cfg: &IngestConfig, tx: SyncSender<Result<Vec<Unit>, String>>) {
-    for file in files {
-        let units = std::fs::read(file)
+fn read_files(files: Vec<&Path>, cfg: &IngestConfig, tx: SyncSender<Result<Vec<Unit>, String>>) {
+    for (file, bytes) in inputs::read_ahead(files, FETCH_AHEAD) {
+        let units = bytes
             .map_err(|e| format!("{}: cannot read: {e}", file.display()))
             .map(|bytes| normalise_file(file, &bytes, cfg));
         let failed = units.is_err();
