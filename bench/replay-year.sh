@@ -8,9 +8,10 @@
 #   bench/replay-year.sh              # the full year and 1k/10k/100k/1M open
 #   DAYS=30 OPEN="1000 100000" bench/replay-year.sh   # quicker
 #   SKIP_BUILD=1 TOCSIN=/path/to/tocsin bench/replay-year.sh   # a given binary
-#   STORE=scratch bench/replay-year.sh   # replay's default store (a temporary
-#                                        # file holding only expectations)
-#                                        # instead of a kept --store file
+#   STORE=none bench/replay-year.sh   # replay's default: no store, the report
+#                                     # built in memory (`scratch`, its former
+#                                     # name, still works) instead of a kept
+#                                     # --store file
 #
 # The year is written packed (one HL7 file and one NDJSON file per 5-minute
 # window, --pack-seconds 300), which the tracker judges exactly as one file
@@ -22,7 +23,7 @@ DAYS=${DAYS:-365}
 OPEN=${OPEN:-"1000 10000 100000 1000000"}
 SEED=${SEED:-1}
 STORE=${STORE:-kept}
-case "$STORE" in kept|scratch) ;; *) echo "STORE must be kept or scratch, not $STORE" >&2; exit 2 ;; esac
+case "$STORE" in kept|none) ;; scratch) STORE=none ;; *) echo "STORE must be kept or none, not $STORE" >&2; exit 2 ;; esac
 WORK=${WORK:-$(mktemp -d)}
 KEEP=${KEEP:-}
 [ -n "$KEEP" ] || trap 'rm -rf "$WORK"' EXIT
@@ -38,7 +39,7 @@ replay() {
     local name=$1 dir=$2 until=$3 messages=$4
     rm -f "$WORK/$name.sqlite"*
     local store=()
-    [ "$STORE" = scratch ] || store=(--store "sqlite://$WORK/$name.sqlite")
+    [ "$STORE" = none ] || store=(--store "sqlite://$WORK/$name.sqlite")
     /usr/bin/time -f "elapsed=%e user=%U sys=%S maxrss_kib=%M" -o "$WORK/$name.time" \
         $TOCSIN replay --until "$until" --alerts "$WORK/$name.alerts" --report "$WORK/$name.report" --format csv \
         "${store[@]}" "$dir" 2>"$WORK/$name.stderr"

@@ -17,6 +17,9 @@ use tocsin_event::{DocumentKind, EncounterKind};
 
 use crate::model::{Expectation, ExpectationStatus};
 
+mod latest;
+pub use latest::LatestFacts;
+
 /// A dimension to group the report by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -68,9 +68,8 @@ pub struct ReplayArgs {
     pub format: crate::commands::ReportFormat,
     /// Keep the replay's state in this store (`sqlite://PATH` or
     /// `postgres://...`), all of it, so that a gateway can carry on from it;
-    /// default: a temporary SQLite file holding only what the report reads
-    /// (each expectation's final state), written without a journal and
-    /// removed after.
+    /// default: no store, only what the report reads (each expectation's
+    /// latest state) held in memory, some 40 bytes a settled expectation.
     #[arg(long)]
     pub store: Option<String>,
     /// Files or directories (read recursively, in file-name order).

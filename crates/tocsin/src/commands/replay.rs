@@ -14,14 +14,15 @@
 //!   normalised by reader `i mod n`;
 //! - the calling thread takes the readers' output file by file in input
 //!   order, reports rejected inputs and applies each event to the tracker;
-//! - a writer writes the alerts and commits the effects to the store, one
-//!   transaction per [`COMMIT_EVERY`] events: every effect to a store named
-//!   with `--store`; to the default scratch store, which is deleted after
-//!   the report has read it, only each expectation's final state (settled
-//!   ones as they settle, the still unsettled ones at the end).
+//! - a writer writes the alerts and keeps what the report reads: with
+//!   `--store`, every effect committed to that store, one transaction per
+//!   [`COMMIT_EVERY`] events, and the report read back from it; without,
+//!   only each expectation's latest report facts, in memory (settled ones
+//!   as they settle and change, the still unsettled ones at the end).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -30,21 +31,22 @@ use chrono::{DateTime, Utc};
 use tocsin_event::InterfaceEvent;
 use tocsin_ingest::{ContentHint, IngestConfig, ingest};
 use tocsin_store::{Batch, Store};
-use tocsin_tracker::{Effect, Tracker, compliance};
+use tocsin_tracker::compliance::{LatestFacts, ReportBuilder, ReportFacts};
+use tocsin_tracker::{Effect, Expectation, Tracker, compliance};
 
 use crate::cli::ReplayArgs;
 use crate::config::Config;
 use crate::inputs;
 
-/// The report covers encounters that ended from here (every store can hold it;
-/// PostgreSQL's timestamps start at 4713 BC, not at chrono's minimum).
-const REPORT_FROM: DateTime<Utc> = DateTime::<Utc>::UNIX_EPOCH;
-
-/// ...up to here (the year 10000, within every store's range).
-fn report_to() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("9999-12-31T23:59:59Z")
+/// The encounter ends the report covers: from 1970 (every store can hold
+/// it; PostgreSQL's timestamps start at 4713 BC, not at chrono's minimum)
+/// up to the year 10000 (within every store's range). A run without a store
+/// keeps to the same range, so that it reports as a run with one.
+fn report_range() -> Range<DateTime<Utc>> {
+    let to = DateTime::parse_from_rfc3339("9999-12-31T23:59:59Z")
         .map(|t| t.with_timezone(&Utc))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
+    DateTime::<Utc>::UNIX_EPOCH..to
 }
 
 /// How many events' effects go into one store transaction.
@@ -90,34 +92,69 @@ enum Unit {
     Rejected(Rejected),
 }
 
-/// What the writer stores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Keep {
-    /// Every effect, as the gateway would: a store named with `--store`,
-    /// from which a gateway can carry on.
-    Everything,
-    /// Only each expectation's final state, which the report reads: the
-    /// scratch store, deleted after the run. Its state records (a duplicate
-    /// key for every message, transmissions, the clock) and alerts (already
-    /// in `--alerts`) were most of its rows and would only be deleted
-    /// unread; the tracker does not even build the state records
-    /// ([`Tracker::set_state_records`]). Nor does it build an unsettled
-    /// expectation's changes (open, overdue: most would be overwritten when
-    /// the document comes, [`Tracker::set_unsettled_changes`]); it holds
-    /// every unsettled expectation, and hands them over once at the end.
-    FinalStates,
+/// Where the writer keeps what the report reads.
+enum Sink {
+    /// A store named with `--store`: every effect, as the gateway would, so
+    /// that a gateway can carry on from it; the report is read back from it.
+    Store(Box<dyn Store>),
+    /// No store named: only each expectation's latest report facts, in
+    /// memory. The tracker builds neither the state records (a duplicate key
+    /// for every message, transmissions, the clock: [`Tracker::set_state_records`])
+    /// nor an unsettled expectation's changes (open, overdue: most would be
+    /// replaced when the document comes, [`Tracker::set_unsettled_changes`]);
+    /// it holds every unsettled expectation and hands them over once at the
+    /// end. Alerts are in `--alerts` already.
+    Report(Box<FinalReport>),
 }
 
-impl Keep {
-    /// Whether the writer stores this effect as it comes.
-    fn stores(self, effect: &Effect) -> bool {
-        match (self, effect) {
-            (Keep::Everything, _) => true,
-            // The tracker returns only settled ones
-            // (`Tracker::set_unsettled_changes`).
-            (Keep::FinalStates, Effect::ExpectationChanged(_)) => true,
-            (Keep::FinalStates, _) => false,
+/// The report of a run without a store, built as the writer goes.
+///
+/// A settled expectation may change again (acknowledged, delivery failed,
+/// cancelled, re-keyed), so its facts are kept by id until the end, each
+/// replacing the last ([`LatestFacts`]); an unsettled one handed over at the
+/// end changes no more and is counted at once, so that a million open
+/// expectations are not held twice.
+struct FinalReport {
+    latest: LatestFacts,
+    report: ReportBuilder,
+    range: Range<DateTime<Utc>>,
+}
+
+impl FinalReport {
+    fn new(report: ReportBuilder) -> Self {
+        Self {
+            latest: LatestFacts::new(),
+            report,
+            range: report_range(),
         }
+    }
+
+    /// A settled expectation's latest state.
+    fn changed(&mut self, e: &Expectation) {
+        self.latest.keep(e);
+    }
+
+    /// An expectation's last state.
+    fn last(&mut self, e: &Expectation) {
+        self.latest.forget(&e.id);
+        add_in_range(&mut self.report, &self.range, &ReportFacts::of(e));
+    }
+
+    fn finish(self) -> Vec<compliance::ComplianceRow> {
+        let Self {
+            latest,
+            mut report,
+            range,
+        } = self;
+        latest.visit(&mut |facts| add_in_range(&mut report, &range, facts));
+        report.finish()
+    }
+}
+
+/// Counts an expectation whose encounter ended within the report's range.
+fn add_in_range(report: &mut ReportBuilder, range: &Range<DateTime<Utc>>, e: &ReportFacts<'_>) {
+    if range.contains(&e.encounter.ended_at) {
+        report.add_facts(e);
     }
 }
 
@@ -126,7 +163,7 @@ enum ToWriter {
     /// Effects of this many events, in order.
     Effects(Vec<Effect>, usize),
     /// Expectations still unsettled after the last input and `--until`
-    /// (only for [`Keep::FinalStates`], which skipped their changes).
+    /// (only for [`Sink::Report`], whose tracker skipped their changes).
     Unsettled(Vec<tocsin_tracker::Expectation>),
     /// Everything is in: commit the rest.
     Finish,
@@ -141,38 +178,30 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
         Some(p) => Some(BufWriter::new(create(p)?)),
         None => None,
     };
-    let scratch;
+    let new_report =
+        || compliance::ReportBuilder::new(&compliance::GroupBy::ALL, config.policy.timezone());
     // A kept store gets everything a gateway would need to carry on from
-    // it; the scratch store only what the report reads.
-    let keep = if args.store.is_some() {
-        Keep::Everything
-    } else {
-        Keep::FinalStates
+    // it; without one, only what the report reads is kept.
+    let sink = match &args.store {
+        Some(url) => Sink::Store(tocsin_store::open(url)?),
+        None => Sink::Report(Box::new(FinalReport::new(new_report()))),
     };
-    let store = match &args.store {
-        Some(url) => tocsin_store::open(url)?,
-        None => {
-            // Thrown away after the run, which stops on any store error: it
-            // needs neither a journal nor fsync.
-            scratch = tempfile::tempdir()?;
-            tocsin_store::open_scratch(&scratch.path().join("replay.sqlite"))?
-        }
-    };
+    let kept_store = matches!(sink, Sink::Store(_));
     let mut tracker = Tracker::new(config.policy.clone(), config.tracker.clone());
     // Nothing stamped after --until may move the clock past it.
     tracker.set_ceiling(Some(until));
-    // The scratch store would drop the state records unread: not built.
-    tracker.set_state_records(keep == Keep::Everything);
-    // ...nor the changes of unsettled expectations: they are read once at
-    // the end (`send_unsettled`).
-    tracker.set_unsettled_changes(keep == Keep::Everything);
+    // Without a store, the state records would be dropped unread: not built.
+    tracker.set_state_records(kept_store);
+    // ...nor the changes of unsettled expectations: they are counted once
+    // at the end (`send_unsettled`).
+    tracker.set_unsettled_changes(kept_store);
     let mut rejected = Vec::new();
     let readers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, MAX_READERS)
         .min(files.len().max(1));
 
-    let (mut store, alert_count) = std::thread::scope(|s| -> Result<_, String> {
+    let (sink, alert_count) = std::thread::scope(|s| -> Result<_, String> {
         let mut from_readers = Vec::new();
         for r in 0..readers {
             let (tx, rx) = sync_channel(READ_AHEAD);
@@ -192,7 +221,7 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
         let (to_writer, writer_rx) = sync_channel(4);
         let writer = std::thread::Builder::new()
             .name("replay-write".into())
-            .spawn_scoped(s, move || write_effects(store, keep, alerts_out, writer_rx))
+            .spawn_scoped(s, move || write_effects(sink, alerts_out, writer_rx))
             .map_err(|e| format!("cannot start the replay writer: {e}"))?;
         let tracked = track(
             &mut tracker,
@@ -204,7 +233,7 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
             until,
         )
         .and_then(|()| {
-            if keep == Keep::FinalStates {
+            if !kept_store {
                 send_unsettled(&tracker, &to_writer)
             } else {
                 Ok(())
@@ -228,19 +257,24 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
         out.flush()?;
     }
 
-    // The tracker is done with; the report streams the stored expectations'
-    // facts through a builder rather than loading them: as values they take
-    // about 900 bytes each, and with a million open expectations that vector
+    // The tracker is done with; the report streams a kept store's facts
+    // through a builder rather than loading them: as values they take about
+    // 900 bytes each, and with a million open expectations that vector
     // beside the tracker was two thirds of the replay's peak memory.
     let notices = tracker.counters().named();
     drop(tracker);
-    let mut report =
-        compliance::ReportBuilder::new(&compliance::GroupBy::ALL, config.policy.timezone());
-    store.visit_report_facts(REPORT_FROM, report_to(), &mut |e| {
-        report.add_facts(e);
-        Ok(())
-    })?;
-    let rows = report.finish();
+    let rows = match sink {
+        Sink::Store(mut store) => {
+            let mut report = new_report();
+            let range = report_range();
+            store.visit_report_facts(range.start, range.end, &mut |e| {
+                report.add_facts(e);
+                Ok(())
+            })?;
+            report.finish()
+        }
+        Sink::Report(report) => report.finish(),
+    };
     let rendered = render_report(&rows, &rejected, &notices, args.format)?;
     match &args.report {
         Some(p) => std::fs::write(p, rendered).map_err(|e| format!("{}: {e}", p.display()))?,
@@ -382,23 +416,25 @@ fn writer_gone() -> String {
     "replay writer stopped".to_string()
 }
 
-/// The writing stage: alerts to their file in order, effects (those `keep`
-/// names) to the store in transactions of [`COMMIT_EVERY`] events. Commits
-/// the rest only on [`ToWriter::Finish`] (not when the tracker stopped on an
-/// error). Returns the store and the number of alerts written.
+/// The writing stage: alerts to their file in order, and what the report
+/// reads to `sink`: into a store, every effect in transactions of
+/// [`COMMIT_EVERY`] events, the rest committed only on [`ToWriter::Finish`]
+/// (not when the tracker stopped on an error). Returns the sink and the
+/// number of alerts written.
 fn write_effects(
-    mut store: Box<dyn Store>,
-    keep: Keep,
+    mut sink: Sink,
     mut alerts_out: BufWriter<File>,
     rx: Receiver<ToWriter>,
-) -> Result<(Box<dyn Store>, usize), String> {
+) -> Result<(Sink, usize), String> {
     let mut batch = Batch::default();
     let mut pending_events = 0usize;
     let mut alert_count = 0usize;
-    let commit = |store: &mut Box<dyn Store>, batch: &mut Batch| {
-        store
-            .commit(batch)
-            .map_err(|e| format!("store commit: {e}"))?;
+    let commit = |sink: &mut Sink, batch: &mut Batch| {
+        if let Sink::Store(store) = sink {
+            store
+                .commit(batch)
+                .map_err(|e| format!("store commit: {e}"))?;
+        }
         batch.clear();
         Ok::<_, String>(())
     };
@@ -407,29 +443,47 @@ fn write_effects(
             ToWriter::Effects(effects, events) => {
                 alert_count += write_alerts(&mut alerts_out, &effects)
                     .map_err(|e| format!("--alerts: {e}"))?;
-                for effect in effects {
-                    if keep.stores(&effect) {
-                        batch.push_effect(effect);
+                match &mut sink {
+                    Sink::Store(_) => {
+                        for effect in effects {
+                            batch.push_effect(effect);
+                        }
+                        pending_events += events;
+                    }
+                    // The tracker hands over only settled expectations'
+                    // changes here (`Tracker::set_unsettled_changes`).
+                    Sink::Report(report) => {
+                        for effect in &effects {
+                            if let Effect::ExpectationChanged(e) = effect {
+                                report.changed(e);
+                            }
+                        }
                     }
                 }
-                pending_events += events;
             }
-            ToWriter::Unsettled(expectations) => {
-                // Counted like events, so that a million of them are not
-                // held in one batch.
-                pending_events += expectations.len();
-                for exp in expectations {
-                    batch.push_effect(Effect::ExpectationChanged(exp));
+            ToWriter::Unsettled(expectations) => match &mut sink {
+                Sink::Store(_) => {
+                    // Counted like events, so that a million of them are not
+                    // held in one batch.
+                    pending_events += expectations.len();
+                    for exp in expectations {
+                        batch.push_effect(Effect::ExpectationChanged(exp));
+                    }
                 }
-            }
+                Sink::Report(report) => {
+                    for exp in &expectations {
+                        report.last(exp);
+                    }
+                }
+            },
             ToWriter::Finish => {
-                commit(&mut store, &mut batch)?;
+                commit(&mut sink, &mut batch)?;
                 alerts_out.flush().map_err(|e| format!("--alerts: {e}"))?;
-                return Ok((store, alert_count));
+                return Ok((sink, alert_count));
             }
         }
         if pending_events >= COMMIT_EVERY {
-            commit(&mut store, &mut batch)?;
+            commit(&mut sink, &mut batch)?;
             pending_events = 0;
         }
     }
