@@ -220,13 +220,6 @@ pub fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
     })
 }
 
-/// Opens a throwaway SQLite store in a new file: see
-/// [`SqliteStore::open_scratch`] for what it gives up. For runs that delete
-/// the file afterwards and stop on the first store error.
-pub fn open_scratch(path: &std::path::Path) -> Result<Box<dyn Store>, StoreError> {
-    Ok(Box::new(SqliteStore::open_scratch(path)?))
-}
-
 /// Splits `PATH[?synchronous=normal|full|off]`.
 fn sqlite_options<'a>(url: &str, rest: &'a str) -> Result<(&'a str, Synchronous), StoreError> {
     let invalid = |reason: String| StoreError::InvalidUrl {

@@ -72,8 +72,6 @@ enum Journal {
     Wal,
     /// SQLite's own default (in-memory databases keep theirs in memory).
     Default,
-    /// No journal at all: scratch files only ([`SqliteStore::open_scratch`]).
-    Off,
 }
 
 impl Journal {
@@ -81,7 +79,6 @@ impl Journal {
         match self {
             Self::Wal => Some("wal"),
             Self::Default => None,
-            Self::Off => Some("off"),
         }
     }
 }
@@ -90,7 +87,7 @@ impl Journal {
 pub struct SqliteStore {
     conn: Connection,
     /// Checkpoints a file store's WAL beside the commits; `None` for the
-    /// scratch and in-memory stores, which have no WAL.
+    /// in-memory store, which has no WAL.
     _checkpointer: Option<Checkpointer>,
 }
 
@@ -184,9 +181,8 @@ fn keyset_page<T: serde::de::DeserializeOwned>(
 /// with a million open expectations (docs/performance.md, ninth session).
 const KEPT_CACHE_KIB: u32 = 8 * 1024;
 
-/// The page cache of a scratch store, in KiB: a replay's only store, read
-/// back for its report.
-const SCRATCH_CACHE_KIB: u32 = 32_000;
+/// The page cache limit of an in-memory store (tests, `check-config`), in KiB.
+const MEMORY_CACHE_KIB: u32 = 32_000;
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path`, creating its
@@ -227,36 +223,6 @@ impl SqliteStore {
         Ok(store)
     }
 
-    /// A throwaway database file for one run, such as `tocsin replay`'s
-    /// default store: no rollback journal and no syncing, so each commit
-    /// writes its pages once instead of to the WAL and again at the
-    /// checkpoint (a quarter of the 30-day replay's time, docs/performance.md,
-    /// "Sixth session"). The price: a crash or a failed commit can leave the
-    /// file corrupt, so use it only for a new file that is deleted after the
-    /// run and abandon the run on any store error.
-    ///
-    /// It also lacks the secondary indexes on expectations (by status, by
-    /// deadline, by encounter end): each was one more B-tree to update on
-    /// every expectation written, and a replay reads expectations back only
-    /// once, for a report over every encounter, which one pass over the
-    /// table in storage order serves better than a seek into the table for
-    /// each index entry (the year's report took some 4 s that way,
-    /// docs/performance.md, "Twelfth session"). Every query still answers
-    /// correctly, by scanning.
-    pub fn open_scratch(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let conn = Connection::open(path.as_ref()).map_err(sq("open"))?;
-        let store = Self::init(conn, Journal::Off, Synchronous::Off, SCRATCH_CACHE_KIB)?;
-        store
-            .conn
-            .execute_batch(
-                "DROP INDEX IF EXISTS expectations_status_deadline; \
-                 DROP INDEX IF EXISTS expectations_deadline; \
-                 DROP INDEX IF EXISTS expectations_ended_at;",
-            )
-            .map_err(sq("drop the secondary indexes"))?;
-        Ok(store)
-    }
-
     /// A private in-memory database (tests, `check-config`).
     pub fn open_in_memory() -> Result<Self, StoreError> {
         let conn = Connection::open_in_memory().map_err(sq("open"))?;
@@ -264,7 +230,7 @@ impl SqliteStore {
             conn,
             Journal::Default,
             Synchronous::Normal,
-            SCRATCH_CACHE_KIB,
+            MEMORY_CACHE_KIB,
         )
     }
 
