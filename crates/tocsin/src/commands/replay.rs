@@ -201,6 +201,8 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
         .clamp(1, MAX_READERS)
         .min(files.len().max(1));
 
+    // What each reader leaves in the page cache (`inputs::read_ahead`).
+    let keep_cached = inputs::cache_share(readers);
     let (sink, alert_count) = std::thread::scope(|s| -> Result<_, String> {
         let mut from_readers = Vec::new();
         for r in 0..readers {
@@ -214,7 +216,7 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
             let ingest_cfg = &config.ingest;
             std::thread::Builder::new()
                 .name(format!("replay-read-{r}"))
-                .spawn_scoped(s, move || read_files(mine, ingest_cfg, tx))
+                .spawn_scoped(s, move || read_files(mine, keep_cached, ingest_cfg, tx))
                 .map_err(|e| format!("cannot start a replay reader: {e}"))?;
             from_readers.push(rx);
         }
@@ -301,8 +303,13 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
 /// A reader: normalises its share of the files in order and sends each
 /// file's units as one message; stops after the first file it cannot read
 /// (sending the error) or when the tracker has stopped listening.
-fn read_files(files: Vec<&Path>, cfg: &IngestConfig, tx: SyncSender<Result<Vec<Unit>, String>>) {
-    for (file, bytes) in inputs::read_ahead(files, FETCH_AHEAD) {
+fn read_files(
+    files: Vec<&Path>,
+    keep_cached: u64,
+    cfg: &IngestConfig,
+    tx: SyncSender<Result<Vec<Unit>, String>>,
+) {
+    for (file, bytes) in inputs::read_ahead(files, FETCH_AHEAD, keep_cached) {
         let units = bytes
             .map_err(|e| format!("{}: cannot read: {e}", file.display()))
             .map(|bytes| normalise_file(file, &bytes, cfg));
