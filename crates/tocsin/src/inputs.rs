@@ -55,9 +55,10 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
 /// Once `keep_cached` bytes have been read, each file read after is
 /// dropped from the page cache (`POSIX_FADV_DONTNEED`): input larger than
 /// the cache would otherwise make the kernel reclaim older pages to fit
-/// each new one, which cost a year's replay from the disk a sixth of its
-/// CPU (docs/performance.md, "Thirteenth session"), while input that fits
-/// stays cached for the next run. Advice only: what is read is the same.
+/// each new one (dropping them saved a year's replay from the disk about a
+/// tenth of its CPU, docs/performance.md, "Thirteenth session"), while
+/// input that fits stays cached for the next run. Advice only: what is
+/// read is the same.
 ///
 /// Yields each path with its bytes or the error opening or reading it.
 pub fn read_ahead<'a>(
