@@ -164,7 +164,7 @@ enum ToWriter {
     Effects(Vec<Effect>, usize),
     /// Expectations still unsettled after the last input and `--until`
     /// (only for [`Sink::Report`], whose tracker skipped their changes).
-    Unsettled(Vec<tocsin_tracker::Expectation>),
+    Unsettled(Vec<Expectation>),
     /// Everything is in: commit the rest.
     Finish,
 }
@@ -468,21 +468,15 @@ fn write_effects(
                     }
                 }
             }
-            ToWriter::Unsettled(expectations) => match &mut sink {
-                Sink::Store(_) => {
-                    // Counted like events, so that a million of them are not
-                    // held in one batch.
-                    pending_events += expectations.len();
-                    for exp in expectations {
-                        batch.push_effect(Effect::ExpectationChanged(exp));
-                    }
-                }
-                Sink::Report(report) => {
+            ToWriter::Unsettled(expectations) => {
+                // Sent only without a store (`send_unsettled`): a store has
+                // had every change of these already.
+                if let Sink::Report(report) = &mut sink {
                     for exp in &expectations {
                         report.last(exp);
                     }
                 }
-            },
+            }
             ToWriter::Finish => {
                 commit(&mut sink, &mut batch)?;
                 alerts_out.flush().map_err(|e| format!("--alerts: {e}"))?;
