@@ -24,6 +24,17 @@ pub enum StoreError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A store built aside (`tocsin replay --store` with a new file) could
+    /// not be prepared or moved into place.
+    #[error("cannot {op} store file {path}: {source}")]
+    Build {
+        /// What the store was doing (`sync`, `rename into place`...).
+        op: &'static str,
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// A SQLite operation failed.
     #[error("SQLite {op} failed: {source}")]
     Sqlite {

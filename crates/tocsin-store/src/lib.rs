@@ -16,6 +16,7 @@
 //! runtime internally and must not be called from inside an async task.
 
 mod batch;
+mod build;
 mod checkpoint;
 mod deliveries;
 mod error;
@@ -52,6 +53,13 @@ pub trait Store: Send {
     /// input never queues the same alert twice). Idempotent, so a batch whose
     /// commit failed transiently can be committed again.
     fn commit(&mut self, batch: &Batch) -> Result<(), StoreError>;
+
+    /// Closes the store once its writer is done. A store built aside
+    /// ([`open_for_build`]) is synced and moved into place here, and is
+    /// discarded if dropped instead; for any other store this is a drop.
+    fn close(self: Box<Self>) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// Calls `f` for every unsettled (open or overdue) expectation.
     fn visit_unsettled(
@@ -218,6 +226,22 @@ pub fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
         url: redact_url(url),
         reason: "expected sqlite://PATH, sqlite::memory: or postgres://...".into(),
     })
+}
+
+/// Opens the store a URL names for one writer that loads it in bulk
+/// (`tocsin replay --store`): a SQLite file that does not exist yet is
+/// built aside and appears only when [`Store::close`] completes it (see
+/// [`SqliteStore::build`]); any other store opens as with [`open`]. The
+/// `?synchronous=` option does not apply to a build, which syncs once, at
+/// the end.
+pub fn open_for_build(url: &str) -> Result<Box<dyn Store>, StoreError> {
+    if let Some(rest) = url.strip_prefix("sqlite://") {
+        let (path, _) = sqlite_options(url, rest)?;
+        if !std::path::Path::new(path).exists() {
+            return Ok(Box::new(SqliteStore::build(path)?));
+        }
+    }
+    open(url)
 }
 
 /// Splits `PATH[?synchronous=normal|full|off]`.

@@ -17,6 +17,7 @@ use rusqlite::{Connection, TransactionBehavior, params, params_from_iter};
 use tocsin_tracker::compliance::ReportFacts;
 use tocsin_tracker::{Alert, Expectation, StateRecord};
 
+use crate::build::Building;
 use crate::checkpoint::{self, Checkpointer};
 use crate::migrate::{self, Migration};
 use crate::query::{Cursor, List, check_limit};
@@ -72,6 +73,9 @@ enum Journal {
     Wal,
     /// SQLite's own default (in-memory databases keep theirs in memory).
     Default,
+    /// None: a store built aside ([`crate::build`]), where a crash loses
+    /// only the partial file.
+    Off,
 }
 
 impl Journal {
@@ -79,6 +83,7 @@ impl Journal {
         match self {
             Self::Wal => Some("wal"),
             Self::Default => None,
+            Self::Off => Some("off"),
         }
     }
 }
@@ -87,8 +92,19 @@ impl Journal {
 pub struct SqliteStore {
     conn: Connection,
     /// Checkpoints a file store's WAL beside the commits; `None` for the
-    /// in-memory store, which has no WAL.
+    /// in-memory store and a store built aside, which have no WAL.
     _checkpointer: Option<Checkpointer>,
+    /// For a store built aside: where it goes when [`Store::close`]d.
+    building: Option<Building>,
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // Closed without `Store::close`: the build did not finish.
+        if let Some(b) = &self.building {
+            b.abandon();
+        }
+    }
 }
 
 fn sq(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -194,14 +210,7 @@ impl SqliteStore {
     /// As [`SqliteStore::open`], with the given durability setting.
     pub fn open_with(path: impl AsRef<Path>, sync: Synchronous) -> Result<Self, StoreError> {
         let path = path.as_ref();
-        if let Some(parent) = path.parent()
-            && !parent.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
-                path: parent.display().to_string(),
-                source,
-            })?;
-        }
+        create_parent(path)?;
         let conn = Connection::open(path).map_err(sq("open"))?;
         let mut store = Self::init(conn, Journal::Wal, sync, KEPT_CACHE_KIB)?;
         match Checkpointer::start(path, BUSY_TIMEOUT) {
@@ -220,6 +229,22 @@ impl SqliteStore {
                 "SQLite store without background WAL checkpoints: commits will checkpoint it themselves"
             ),
         }
+        Ok(store)
+    }
+
+    /// Builds a new store for `path` aside, at `path` + `.partial`, with no
+    /// journal and no syncs; [`Store::close`] syncs it and renames it to
+    /// `path`, and dropping it unclosed removes it: a crash or an error
+    /// leaves `path` as it was.
+    /// For a bulk load into a store that does not exist yet
+    /// ([`crate::open_for_build`]).
+    pub fn build(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        create_parent(path)?;
+        let building = Building::new(path)?;
+        let conn = Connection::open(building.partial()).map_err(sq("open"))?;
+        let mut store = Self::init(conn, Journal::Off, Synchronous::Off, KEPT_CACHE_KIB)?;
+        store.building = Some(building);
         Ok(store)
     }
 
@@ -258,6 +283,7 @@ impl SqliteStore {
         let mut store = Self {
             conn,
             _checkpointer: None,
+            building: None,
         };
         store.migrate(migrate::SQLITE)?;
         Ok(store)
@@ -348,7 +374,30 @@ impl SqliteStore {
     }
 }
 
+/// Creates the parent directories of a store file.
+fn create_parent(path: &Path) -> Result<(), StoreError> {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
+                path: parent.display().to_string(),
+                source,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 impl Store for SqliteStore {
+    fn close(mut self: Box<Self>) -> Result<(), StoreError> {
+        let Some(building) = self.building.take() else {
+            return Ok(());
+        };
+        // The connection closes here; nothing is left to write (every
+        // commit has returned), so the file is complete.
+        drop(self);
+        building.finish()
+    }
+
     fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());

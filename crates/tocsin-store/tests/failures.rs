@@ -6,34 +6,22 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Backend, Postgres, Sqlite, expect_err, open_expectation};
+use common::{Backend, Postgres, Sqlite, expect_err, open_batch, open_expectation, unsettled_ids};
 use tocsin_store::{Batch, PostgresStore, SqliteStore, Store, StoreError};
 use tocsin_tracker::Effect;
-
-fn batch(id: &'static str) -> Batch {
-    Batch::from_effects([Effect::ExpectationChanged(open_expectation(id, 0))])
-}
-
-fn unsettled_ids(store: &mut dyn Store) -> Vec<String> {
-    let mut ids: Vec<String> = store
-        .load_unsettled()
-        .unwrap()
-        .into_iter()
-        .map(|e| e.id.0)
-        .collect();
-    ids.sort();
-    ids
-}
 
 #[test]
 fn postgres_connection_terminated_is_transient_and_the_store_reconnects() {
     let db = Postgres::new();
     let mut store = PostgresStore::connect(&db.url()).expect("connect");
-    store.commit(&batch("before")).unwrap();
+    store.commit(&open_batch("before")).unwrap();
     let pid = store.backend_pid().unwrap();
 
     db.terminate(pid);
-    let e = expect_err(store.commit(&batch("after")), "commit on a dead connection");
+    let e = expect_err(
+        store.commit(&open_batch("after")),
+        "commit on a dead connection",
+    );
     assert!(
         e.is_transient(),
         "terminated connection must be transient: {e}"
@@ -42,7 +30,7 @@ fn postgres_connection_terminated_is_transient_and_the_store_reconnects() {
 
     // The caller retries: the store connects again and the batch goes in.
     store
-        .commit(&batch("after"))
+        .commit(&open_batch("after"))
         .expect("retry after reconnect");
     assert_ne!(store.backend_pid().unwrap(), pid, "a new connection");
     assert_eq!(unsettled_ids(&mut store), ["after", "before"]);
@@ -62,12 +50,12 @@ fn sqlite_locked_by_another_writer_is_transient() {
     let locker = rusqlite::Connection::open(&s.path).unwrap();
     locker.execute_batch("BEGIN IMMEDIATE").unwrap();
 
-    let e = expect_err(store.commit(&batch("x")), "commit while locked");
+    let e = expect_err(store.commit(&open_batch("x")), "commit while locked");
     assert!(e.is_transient(), "busy must be transient: {e}");
     assert!(matches!(e, StoreError::Sqlite { .. }), "{e}");
 
     locker.execute_batch("COMMIT").unwrap();
-    store.commit(&batch("x")).expect("retry once unlocked");
+    store.commit(&open_batch("x")).expect("retry once unlocked");
     assert_eq!(unsettled_ids(&mut store), ["x"]);
 }
 
@@ -122,7 +110,7 @@ fn sqlite_url_creates_parent_directories_and_memory_works() {
     let s = Sqlite::new();
     assert!(!s.path.parent().unwrap().exists());
     let mut store = tocsin_store::open(&s.url()).expect("open");
-    store.commit(&batch("x")).unwrap();
+    store.commit(&open_batch("x")).unwrap();
     assert!(s.path.exists());
     let journal: String = rusqlite::Connection::open(&s.path)
         .unwrap()
@@ -144,7 +132,7 @@ fn sqlite_url_creates_parent_directories_and_memory_works() {
     );
 
     let mut mem = tocsin_store::open("sqlite::memory:").expect("memory store");
-    mem.commit(&batch("m")).unwrap();
+    mem.commit(&open_batch("m")).unwrap();
     assert_eq!(unsettled_ids(mem.as_mut()), ["m"]);
 }
 

@@ -67,9 +67,11 @@ pub struct ReplayArgs {
     #[arg(long, value_enum, default_value = "table")]
     pub format: crate::commands::ReportFormat,
     /// Keep the replay's state in this store (`sqlite://PATH` or
-    /// `postgres://...`), all of it, so that a gateway can carry on from it;
-    /// default: no store, only what the report reads (each expectation's
-    /// latest state) held in memory, some 40 bytes a settled expectation.
+    /// `postgres://...`), all of it, so that a gateway can carry on from it.
+    /// A SQLite file that does not exist yet is built as `PATH.partial` and
+    /// renamed to PATH only when the replay succeeds. Default: no store,
+    /// only what the report reads (each expectation's latest state) held in
+    /// memory, some 40 bytes a settled expectation.
     #[arg(long)]
     pub store: Option<String>,
     /// Files or directories (read recursively, in file-name order).

@@ -202,6 +202,9 @@ fn replay_into_a_kept_store_judges_alike_and_keeps_what_a_gateway_needs() {
     );
     assert_eq!(kept.report, scratch_report);
     assert_eq!(kinds(&kept_alerts), ["overdue", "late", "resolved"]);
+    // Built aside as `kept.sqlite.partial`, renamed once complete.
+    assert!(db.exists());
+    assert!(!dir.path().join("kept.sqlite.partial").exists());
 
     // The kept store holds the alerts and the tracker's state (a duplicate
     // key for each tracked message), not only the expectations.

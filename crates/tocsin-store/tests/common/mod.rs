@@ -237,6 +237,25 @@ pub fn open_expectation(id: &'static str, ended_at: i64) -> Expectation {
     })
 }
 
+/// A batch that opens one expectation.
+pub fn open_batch(id: &'static str) -> tocsin_store::Batch {
+    tocsin_store::Batch::from_effects([tocsin_tracker::Effect::ExpectationChanged(
+        open_expectation(id, 0),
+    )])
+}
+
+/// The ids of a store's unsettled expectations, sorted.
+pub fn unsettled_ids(store: &mut dyn Store) -> Vec<String> {
+    let mut ids: Vec<String> = store
+        .load_unsettled()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id.0)
+        .collect();
+    ids.sort();
+    ids
+}
+
 pub fn alert(id: &str, kind: AlertKind, raised_at: i64) -> Alert {
     Alert {
         alert_id: id.to_string(),

@@ -15,10 +15,13 @@
 //! - the calling thread takes the readers' output file by file in input
 //!   order, reports rejected inputs and applies each event to the tracker;
 //! - a writer writes the alerts and keeps what the report reads: with
-//!   `--store`, every effect committed to that store, one transaction per
-//!   [`COMMIT_EVERY`] events, and the report read back from it; without,
-//!   only each expectation's latest report facts, in memory (settled ones
-//!   as they settle and change, the still unsettled ones at the end).
+//!   `--store`, every effect, batched into one transaction per
+//!   [`COMMIT_EVERY`] events that a committing thread of its own writes
+//!   while the next batch is built, and the report read back from the
+//!   store (a new SQLite file is built aside and renamed into place at the
+//!   end, see `tocsin_store::open_for_build`); without, only each
+//!   expectation's latest report facts, in memory (settled ones as they
+//!   settle and change, the still unsettled ones at the end).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -49,8 +52,13 @@ fn report_range() -> Range<DateTime<Utc>> {
     DateTime::<Utc>::UNIX_EPOCH..to
 }
 
-/// How many events' effects go into one store transaction.
-const COMMIT_EVERY: usize = 20_000;
+/// How many events' effects go into one store transaction. Larger
+/// transactions write each B-tree page they touch once for more rows, and
+/// cancel more writes within themselves (a duplicate key put and expired in
+/// the same batch): at 100,000 a month's replay with a store took 5.0 to
+/// 5.3 s against 5.8 to 6.1 at 20,000 (docs/performance.md, "Fourteenth
+/// session"), for some 90 MB more memory while a batch is built.
+const COMMIT_EVERY: usize = 100_000;
 
 /// How many events' effects the tracker hands the writer at a time.
 const EFFECTS_CHUNK: usize = 1_000;
@@ -183,7 +191,7 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
     // A kept store gets everything a gateway would need to carry on from
     // it; without one, only what the report reads is kept.
     let sink = match &args.store {
-        Some(url) => Sink::Store(tocsin_store::open(url)?),
+        Some(url) => Sink::Store(tocsin_store::open_for_build(url)?),
         None => Sink::Report(Box::new(FinalReport::new(new_report()))),
     };
     let kept_store = matches!(sink, Sink::Store(_));
@@ -273,6 +281,8 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
                 report.add_facts(e);
                 Ok(())
             })?;
+            // A store built aside appears under its name only now.
+            store.close()?;
             report.finish()
         }
         Sink::Report(report) => report.finish(),
@@ -424,68 +434,118 @@ fn writer_gone() -> String {
 }
 
 /// The writing stage: alerts to their file in order, and what the report
-/// reads to `sink`: into a store, every effect in transactions of
-/// [`COMMIT_EVERY`] events, the rest committed only on [`ToWriter::Finish`]
-/// (not when the tracker stopped on an error). Returns the sink and the
-/// number of alerts written.
+/// reads to `sink`. Returns the sink and the number of alerts written.
 fn write_effects(
-    mut sink: Sink,
+    sink: Sink,
+    alerts_out: BufWriter<File>,
+    rx: Receiver<ToWriter>,
+) -> Result<(Sink, usize), String> {
+    match sink {
+        Sink::Store(store) => write_to_store(store, alerts_out, rx),
+        Sink::Report(report) => write_to_report(*report, alerts_out, rx),
+    }
+}
+
+/// Into a store: every effect, in transactions of [`COMMIT_EVERY`] events,
+/// the rest committed only on [`ToWriter::Finish`] (not when the tracker
+/// stopped on an error). The commits run on a thread of their own
+/// ([`commit_batches`]), so that this thread builds the next batch while
+/// the store writes the last: with the commit inline, the tracker waited on
+/// every commit.
+fn write_to_store(
+    store: Box<dyn Store>,
     mut alerts_out: BufWriter<File>,
     rx: Receiver<ToWriter>,
 ) -> Result<(Sink, usize), String> {
-    let mut batch = Batch::default();
-    let mut pending_events = 0usize;
-    let mut alert_count = 0usize;
-    let commit = |sink: &mut Sink, batch: &mut Batch| {
-        if let Sink::Store(store) = sink {
-            store
-                .commit(batch)
-                .map_err(|e| format!("store commit: {e}"))?;
-        }
-        batch.clear();
-        Ok::<_, String>(())
-    };
-    while let Ok(msg) = rx.recv() {
-        match msg {
-            ToWriter::Effects(effects, events) => {
-                alert_count += write_alerts(&mut alerts_out, &effects)
-                    .map_err(|e| format!("--alerts: {e}"))?;
-                match &mut sink {
-                    Sink::Store(_) => {
-                        for effect in effects {
-                            batch.push_effect(effect);
-                        }
+    std::thread::scope(|s| {
+        let (to_commit, commits) = sync_channel::<Batch>(1);
+        let committer = std::thread::Builder::new()
+            .name("replay-commit".into())
+            .spawn_scoped(s, move || commit_batches(store, commits))
+            .map_err(|e| format!("cannot start the replay committer: {e}"))?;
+        let written = (|| {
+            let mut batch = Batch::default();
+            let mut pending_events = 0usize;
+            let mut alert_count = 0usize;
+            let committer_gone = |_| "replay committer stopped".to_string();
+            while let Ok(msg) = rx.recv() {
+                match msg {
+                    ToWriter::Effects(effects, events) => {
+                        alert_count += write_alerts(&mut alerts_out, &effects)
+                            .map_err(|e| format!("--alerts: {e}"))?;
+                        batch.extend_effects(effects);
                         pending_events += events;
                     }
-                    // The tracker hands over only settled expectations'
-                    // changes here (`Tracker::set_unsettled_changes`).
-                    Sink::Report(report) => {
-                        for effect in &effects {
-                            if let Effect::ExpectationChanged(e) = effect {
-                                report.changed(e);
-                            }
-                        }
+                    // Sent only without a store (`send_unsettled`): a store
+                    // has had every change of these already.
+                    ToWriter::Unsettled(_) => {}
+                    ToWriter::Finish => {
+                        to_commit.send(batch).map_err(committer_gone)?;
+                        alerts_out.flush().map_err(|e| format!("--alerts: {e}"))?;
+                        return Ok(alert_count);
+                    }
+                }
+                if pending_events >= COMMIT_EVERY {
+                    to_commit
+                        .send(std::mem::take(&mut batch))
+                        .map_err(committer_gone)?;
+                    pending_events = 0;
+                }
+            }
+            Err("replay stopped before the end of its input".to_string())
+        })();
+        drop(to_commit);
+        // The committer's own error explains a "committer stopped".
+        let store = committer
+            .join()
+            .map_err(|_| "replay committer thread panicked".to_string())??;
+        Ok((Sink::Store(store), written?))
+    })
+}
+
+/// The committing stage of a kept store: commits each batch in turn until
+/// the writer hangs up, then hands the store back.
+fn commit_batches(
+    mut store: Box<dyn Store>,
+    batches: Receiver<Batch>,
+) -> Result<Box<dyn Store>, String> {
+    for batch in batches {
+        store
+            .commit(&batch)
+            .map_err(|e| format!("store commit: {e}"))?;
+    }
+    Ok(store)
+}
+
+/// Without a store: only each expectation's latest report facts. The
+/// tracker hands over only settled expectations' changes as it goes
+/// (`Tracker::set_unsettled_changes`), the unsettled ones at the end.
+fn write_to_report(
+    mut report: FinalReport,
+    mut alerts_out: BufWriter<File>,
+    rx: Receiver<ToWriter>,
+) -> Result<(Sink, usize), String> {
+    let mut alert_count = 0usize;
+    while let Ok(msg) = rx.recv() {
+        match msg {
+            ToWriter::Effects(effects, _) => {
+                alert_count += write_alerts(&mut alerts_out, &effects)
+                    .map_err(|e| format!("--alerts: {e}"))?;
+                for effect in &effects {
+                    if let Effect::ExpectationChanged(e) = effect {
+                        report.changed(e);
                     }
                 }
             }
             ToWriter::Unsettled(expectations) => {
-                // Sent only without a store (`send_unsettled`): a store has
-                // had every change of these already.
-                if let Sink::Report(report) = &mut sink {
-                    for exp in &expectations {
-                        report.last(exp);
-                    }
+                for exp in &expectations {
+                    report.last(exp);
                 }
             }
             ToWriter::Finish => {
-                commit(&mut sink, &mut batch)?;
                 alerts_out.flush().map_err(|e| format!("--alerts: {e}"))?;
-                return Ok((sink, alert_count));
+                return Ok((Sink::Report(Box::new(report)), alert_count));
             }
-        }
-        if pending_events >= COMMIT_EVERY {
-            commit(&mut sink, &mut batch)?;
-            pending_events = 0;
         }
     }
     Err("replay stopped before the end of its input".into())
