@@ -20,6 +20,7 @@ mod build;
 mod checkpoint;
 mod deliveries;
 mod error;
+mod held;
 pub mod migrate;
 mod pg;
 mod pg_tls;
@@ -38,6 +39,7 @@ pub use deliveries::{
     AlertGroup, DeliveryCounts, DeliveryOutcome, PendingDelivery, QueuedDelivery,
 };
 pub use error::{StoreError, redact_url};
+pub use held::HeldState;
 pub use pg::PostgresStore;
 pub use query::{AlertQuery, ExpectationQuery, Page};
 pub use sqlite::{SqliteStore, Synchronous};
@@ -228,20 +230,34 @@ pub fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
     })
 }
 
+/// How [`open_for_build`] opened its store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildMode {
+    /// A new SQLite file, built aside: nothing reads it before
+    /// [`Store::close`] puts it in place, so its commits need not be states
+    /// a gateway could carry on from, only its end. The loader may hold back
+    /// what would be written and replaced again (state records in a
+    /// [`HeldState`], unsettled expectations) and write it once, last.
+    Aside,
+    /// An existing SQLite file, PostgreSQL or memory, written in place:
+    /// every commit must be a state a gateway could carry on from.
+    InPlace,
+}
+
 /// Opens the store a URL names for one writer that loads it in bulk
 /// (`tocsin replay --store`): a SQLite file that does not exist yet is
 /// built aside and appears only when [`Store::close`] completes it (see
 /// [`SqliteStore::build`]); any other store opens as with [`open`]. The
 /// `?synchronous=` option does not apply to a build, which syncs once, at
 /// the end.
-pub fn open_for_build(url: &str) -> Result<Box<dyn Store>, StoreError> {
+pub fn open_for_build(url: &str) -> Result<(Box<dyn Store>, BuildMode), StoreError> {
     if let Some(rest) = url.strip_prefix("sqlite://") {
         let (path, _) = sqlite_options(url, rest)?;
         if !std::path::Path::new(path).exists() {
-            return Ok(Box::new(SqliteStore::build(path)?));
+            return Ok((Box::new(SqliteStore::build(path)?), BuildMode::Aside));
         }
     }
-    open(url)
+    Ok((open(url)?, BuildMode::InPlace))
 }
 
 /// Splits `PATH[?synchronous=normal|full|off]`.

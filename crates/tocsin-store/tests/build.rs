@@ -7,6 +7,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use tocsin_store::{BuildMode, Store};
+
 use common::{Backend, Sqlite, open_batch, unsettled_ids};
 
 fn partial(path: &Path) -> PathBuf {
@@ -15,10 +17,17 @@ fn partial(path: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// Opens the store for a build, checking how.
+fn build(url: &str, mode: BuildMode) -> Box<dyn Store> {
+    let (store, opened) = tocsin_store::open_for_build(url).expect("open for a build");
+    assert_eq!(opened, mode, "{url}");
+    store
+}
+
 #[test]
 fn a_new_sqlite_store_appears_only_when_its_build_is_closed() {
     let s = Sqlite::new();
-    let mut store = tocsin_store::open_for_build(&s.url()).expect("build");
+    let mut store = build(&s.url(), BuildMode::Aside);
     store.commit(&open_batch("a")).unwrap();
     store.commit(&open_batch("b")).unwrap();
     assert!(!s.path.exists(), "not under its name while being built");
@@ -42,7 +51,7 @@ fn a_new_sqlite_store_appears_only_when_its_build_is_closed() {
 #[test]
 fn an_unfinished_build_leaves_nothing_behind() {
     let s = Sqlite::new();
-    let mut store = tocsin_store::open_for_build(&s.url()).expect("build");
+    let mut store = build(&s.url(), BuildMode::Aside);
     store.commit(&open_batch("a")).unwrap();
     drop(store);
     assert!(!s.path.exists());
@@ -54,7 +63,7 @@ fn a_stale_partial_file_is_replaced() {
     let s = Sqlite::new();
     std::fs::create_dir_all(s.path.parent().unwrap()).unwrap();
     std::fs::write(partial(&s.path), b"left by a killed replay, not a database").unwrap();
-    let mut store = tocsin_store::open_for_build(&s.url()).expect("build");
+    let mut store = build(&s.url(), BuildMode::Aside);
     store.commit(&open_batch("a")).unwrap();
     store.close().expect("close");
     assert_eq!(unsettled_ids(s.open().as_mut()), ["a"]);
@@ -64,7 +73,7 @@ fn a_stale_partial_file_is_replaced() {
 fn an_existing_store_is_written_in_place() {
     let s = Sqlite::new();
     s.open().commit(&open_batch("old")).unwrap();
-    let mut store = tocsin_store::open_for_build(&s.url()).expect("open");
+    let mut store = build(&s.url(), BuildMode::InPlace);
     store.commit(&open_batch("new")).unwrap();
     assert!(!partial(&s.path).exists(), "no build aside");
     // Committed in place: another connection sees it before the close.
@@ -75,7 +84,7 @@ fn an_existing_store_is_written_in_place() {
 
 #[test]
 fn memory_and_bad_urls_behave_as_with_open() {
-    let mut mem = tocsin_store::open_for_build("sqlite::memory:").expect("memory");
+    let mut mem = build("sqlite::memory:", BuildMode::InPlace);
     mem.commit(&open_batch("m")).unwrap();
     assert_eq!(unsettled_ids(mem.as_mut()), ["m"]);
     mem.close().unwrap();

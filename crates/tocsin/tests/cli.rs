@@ -260,10 +260,53 @@ fn replay_of_generated_traffic_reports_alike_from_final_states_and_a_kept_store(
     );
     const UNTIL: &str = "2025-01-12T12:00:00Z";
     let scratch = replay_json(&traffic, UNTIL, &[]);
-    let url = format!("sqlite://{}", dir.path().join("kept.sqlite").display());
+    let built = dir.path().join("kept.sqlite");
+    let url = format!("sqlite://{}", built.display());
     let kept = replay_json(&traffic, UNTIL, &["--store", &url]);
     assert_eq!(kept.report, scratch.report);
     assert_eq!(kept.alerts, scratch.alerts);
+
+    // A new store is built aside, from final states only; an existing one
+    // takes every change in place. Both must end holding the same rows.
+    let existing = dir.path().join("existing.sqlite");
+    let existing_url = format!("sqlite://{}", existing.display());
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    replay_json(&empty, "2024-01-01T00:00:00Z", &["--store", &existing_url]);
+    let in_place = replay_json(&traffic, UNTIL, &["--store", &existing_url]);
+    assert_eq!(in_place.report, scratch.report);
+    assert_eq!(in_place.alerts, scratch.alerts);
+    let rows = |db: &std::path::Path, sql: &str| -> Vec<Vec<String>> {
+        let conn = rusqlite::Connection::open(db).unwrap();
+        let mut st = conn.prepare(sql).unwrap();
+        let n = st.column_count();
+        st.query_map([], |r| {
+            (0..n)
+                .map(|i| r.get::<_, rusqlite::types::Value>(i).map(|v| format!("{v:?}")))
+                .collect()
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    };
+    for sql in [
+        "SELECT * FROM expectations ORDER BY id",
+        "SELECT * FROM alerts ORDER BY alert_id",
+        "SELECT * FROM state ORDER BY namespace, key",
+    ] {
+        let (a, b) = (rows(&built, sql), rows(&existing, sql));
+        assert!(!a.is_empty(), "{sql}: nothing stored");
+        assert_eq!(a, b, "{sql}");
+    }
+    // Cut off within the horizons: duplicate keys and transmissions
+    // awaiting acknowledgement are still held.
+    let namespaces = rows(&built, "SELECT DISTINCT namespace FROM state ORDER BY 1");
+    for ns in ["clock", "seen", "transmission"] {
+        assert!(
+            namespaces.iter().any(|r| r[0] == format!("Text({ns:?})")),
+            "{ns} in {namespaces:?}"
+        );
+    }
     let total = |field: &str| -> u64 {
         scratch.report["rows"]
             .as_array()

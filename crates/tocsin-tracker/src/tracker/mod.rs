@@ -332,9 +332,9 @@ impl Tracker {
     /// themselves are always returned). On by default: a store must hold
     /// every open expectation for a restart. A caller that reads the
     /// unsettled ones once at the end instead ([`Tracker::unsettled`]) turns
-    /// them off and the tracker does not build them: `tocsin replay` into its
-    /// temporary store, where most would be overwritten by the settled
-    /// state. Judging is the same either way.
+    /// them off and the tracker does not build them: `tocsin replay` without a
+    /// store, or into a store built aside, where most would be overwritten
+    /// by the settled state. Judging is the same either way.
     pub fn set_unsettled_changes(&mut self, on: bool) {
         self.switches.unsettled_changes = on;
     }

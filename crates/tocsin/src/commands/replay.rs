@@ -33,7 +33,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use chrono::{DateTime, Utc};
 use tocsin_event::InterfaceEvent;
 use tocsin_ingest::{ContentHint, IngestConfig, ingest};
-use tocsin_store::{Batch, Store};
+use tocsin_store::{Batch, BuildMode, HeldState, Store};
 use tocsin_tracker::compliance::{LatestFacts, ReportBuilder, ReportFacts};
 use tocsin_tracker::{Effect, Expectation, Tracker, compliance};
 
@@ -102,9 +102,11 @@ enum Unit {
 
 /// Where the writer keeps what the report reads.
 enum Sink {
-    /// A store named with `--store`: every effect, as the gateway would, so
+    /// A store named with `--store`: everything a gateway would keep, so
     /// that a gateway can carry on from it; the report is read back from it.
-    Store(Box<dyn Store>),
+    /// Written in place, every change as it happens; built aside, the
+    /// final state only (see [`write_to_store`]).
+    Store(Box<dyn Store>, BuildMode),
     /// No store named: only each expectation's latest report facts, in
     /// memory. The tracker builds neither the state records (a duplicate key
     /// for every message, transmissions, the clock: [`Tracker::set_state_records`])
@@ -171,7 +173,8 @@ enum ToWriter {
     /// Effects of this many events, in order.
     Effects(Vec<Effect>, usize),
     /// Expectations still unsettled after the last input and `--until`
-    /// (only for [`Sink::Report`], whose tracker skipped their changes).
+    /// (only when the tracker skipped their changes: without a store, or
+    /// into a store built aside).
     Unsettled(Vec<Expectation>),
     /// Everything is in: commit the rest.
     Finish,
@@ -191,18 +194,25 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
     // A kept store gets everything a gateway would need to carry on from
     // it; without one, only what the report reads is kept.
     let sink = match &args.store {
-        Some(url) => Sink::Store(tocsin_store::open_for_build(url)?),
+        Some(url) => {
+            let (store, mode) = tocsin_store::open_for_build(url)?;
+            Sink::Store(store, mode)
+        }
         None => Sink::Report(Box::new(FinalReport::new(new_report()))),
     };
-    let kept_store = matches!(sink, Sink::Store(_));
+    let kept_store = matches!(sink, Sink::Store(..));
+    // A store written in place must hold every open expectation after each
+    // commit; one built aside, only at the end.
+    let unsettled_as_they_change = matches!(sink, Sink::Store(_, BuildMode::InPlace));
     let mut tracker = Tracker::new(config.policy.clone(), config.tracker.clone());
     // Nothing stamped after --until may move the clock past it.
     tracker.set_ceiling(Some(until));
     // Without a store, the state records would be dropped unread: not built.
     tracker.set_state_records(kept_store);
-    // ...nor the changes of unsettled expectations: they are counted once
-    // at the end (`send_unsettled`).
-    tracker.set_unsettled_changes(kept_store);
+    // ...nor, unless a store written in place needs them, the changes of
+    // unsettled expectations: they are handed over once at the end
+    // (`send_unsettled`).
+    tracker.set_unsettled_changes(unsettled_as_they_change);
     let mut rejected = Vec::new();
     let readers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -243,7 +253,7 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
             until,
         )
         .and_then(|()| {
-            if !kept_store {
+            if !unsettled_as_they_change {
                 send_unsettled(&tracker, &to_writer)
             } else {
                 Ok(())
@@ -274,7 +284,7 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
     let notices = tracker.counters().named();
     drop(tracker);
     let rows = match sink {
-        Sink::Store(mut store) => {
+        Sink::Store(mut store, _) => {
             let mut report = new_report();
             let range = report_range();
             store.visit_report_facts(range.start, range.end, &mut |e| {
@@ -441,7 +451,7 @@ fn write_effects(
     rx: Receiver<ToWriter>,
 ) -> Result<(Sink, usize), String> {
     match sink {
-        Sink::Store(store) => write_to_store(store, alerts_out, rx),
+        Sink::Store(store, mode) => write_to_store(store, mode, alerts_out, rx),
         Sink::Report(report) => write_to_report(*report, alerts_out, rx),
     }
 }
@@ -451,9 +461,12 @@ fn write_effects(
 /// stopped on an error). The commits run on a thread of their own
 /// ([`commit_batches`]), so that this thread builds the next batch while
 /// the store writes the last: with the commit inline, the tracker waited on
-/// every commit.
+/// every commit. A store built aside is read by no one before the end, so
+/// the state records are held back ([`HeldState`]) and only those still
+/// current written, last, with the unsettled expectations.
 fn write_to_store(
     store: Box<dyn Store>,
+    mode: BuildMode,
     mut alerts_out: BufWriter<File>,
     rx: Receiver<ToWriter>,
 ) -> Result<(Sink, usize), String> {
@@ -467,19 +480,37 @@ fn write_to_store(
             let mut batch = Batch::default();
             let mut pending_events = 0usize;
             let mut alert_count = 0usize;
+            let mut held = (mode == BuildMode::Aside).then(HeldState::default);
             let committer_gone = |_| "replay committer stopped".to_string();
             while let Ok(msg) = rx.recv() {
                 match msg {
                     ToWriter::Effects(effects, events) => {
                         alert_count += write_alerts(&mut alerts_out, &effects)
                             .map_err(|e| format!("--alerts: {e}"))?;
-                        batch.extend_effects(effects);
+                        for effect in effects {
+                            let effect = match held.as_mut() {
+                                Some(held) => held.hold(effect),
+                                None => Some(effect),
+                            };
+                            if let Some(effect) = effect {
+                                batch.push_effect(effect);
+                            }
+                        }
                         pending_events += events;
                     }
-                    // Sent only without a store (`send_unsettled`): a store
-                    // has had every change of these already.
-                    ToWriter::Unsettled(_) => {}
+                    // Sent only when the tracker skipped their changes (a
+                    // store built aside); counted as events for the size
+                    // of a transaction.
+                    ToWriter::Unsettled(expectations) => {
+                        pending_events += expectations.len();
+                        for exp in expectations {
+                            batch.push_expectation(exp);
+                        }
+                    }
                     ToWriter::Finish => {
+                        for record in held.take().into_iter().flat_map(HeldState::into_records) {
+                            batch.push_state_put(record);
+                        }
                         to_commit.send(batch).map_err(committer_gone)?;
                         alerts_out.flush().map_err(|e| format!("--alerts: {e}"))?;
                         return Ok(alert_count);
@@ -499,7 +530,7 @@ fn write_to_store(
         let store = committer
             .join()
             .map_err(|_| "replay committer thread panicked".to_string())??;
-        Ok((Sink::Store(store), written?))
+        Ok((Sink::Store(store, mode), written?))
     })
 }
 
