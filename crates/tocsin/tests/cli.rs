@@ -282,7 +282,10 @@ fn replay_of_generated_traffic_reports_alike_from_final_states_and_a_kept_store(
         let n = st.column_count();
         st.query_map([], |r| {
             (0..n)
-                .map(|i| r.get::<_, rusqlite::types::Value>(i).map(|v| format!("{v:?}")))
+                .map(|i| {
+                    r.get::<_, rusqlite::types::Value>(i)
+                        .map(|v| format!("{v:?}"))
+                })
                 .collect()
         })
         .unwrap()
