@@ -15,13 +15,15 @@
 //! - the calling thread takes the readers' output file by file in input
 //!   order, reports rejected inputs and applies each event to the tracker;
 //! - a writer writes the alerts and keeps what the report reads: with
-//!   `--store`, every effect, batched into one transaction per
-//!   [`COMMIT_EVERY`] events that a committing thread of its own writes
-//!   while the next batch is built, and the report read back from the
-//!   store (a new SQLite file is built aside and renamed into place at the
-//!   end, see `tocsin_store::open_for_build`); without, only each
-//!   expectation's latest report facts, in memory (settled ones as they
-//!   settle and change, the still unsettled ones at the end).
+//!   `--store`, everything a gateway needs to carry on, batched into one
+//!   transaction per [`COMMIT_EVERY`] events that a committing thread of
+//!   its own writes while the next batch is built, and the report read
+//!   back from the store (an existing store takes every change as it
+//!   happens; a new SQLite file is built aside from final states and
+//!   renamed into place at the end, see `tocsin_store::open_for_build`);
+//!   without, only each expectation's latest report facts, in memory
+//!   (settled ones as they settle and change, the still unsettled ones at
+//!   the end).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -59,6 +61,16 @@ fn report_range() -> Range<DateTime<Utc>> {
 /// 5.3 s against 5.8 to 6.1 at 20,000 (docs/performance.md, "Fourteenth
 /// session"), for some 90 MB more memory while a batch is built.
 const COMMIT_EVERY: usize = 100_000;
+
+/// Most state records a store built aside holds back ([`HeldState`], some
+/// 170 bytes each: about 85 MB). Enough for the 30-day duplicate horizon of
+/// a large trust (430,000 keys); past it, as with a million open
+/// expectations and their keys, the records are written as they change.
+const HELD_STATE_LIMIT: usize = 500_000;
+
+/// How many unsettled expectations handed over at the end go into one
+/// transaction of a store built aside (10 MB of expectations).
+const UNSETTLED_COMMIT_EVERY: usize = 10_000;
 
 /// How many events' effects the tracker hands the writer at a time.
 const EFFECTS_CHUNK: usize = 1_000;
@@ -496,21 +508,32 @@ fn write_to_store(
                                 batch.push_effect(effect);
                             }
                         }
+                        // Past its bound, what is held goes into the batch
+                        // as it stands, and the state records are written
+                        // as they change from then on.
+                        if held.as_ref().is_some_and(|h| h.len() > HELD_STATE_LIMIT) {
+                            release_held(&mut held, &mut batch);
+                        }
                         pending_events += events;
                     }
                     // Sent only when the tracker skipped their changes (a
                     // store built aside); counted as events for the size
                     // of a transaction.
                     ToWriter::Unsettled(expectations) => {
-                        pending_events += expectations.len();
                         for exp in expectations {
                             batch.push_expectation(exp);
                         }
+                        // Whole expectations, some 900 bytes each: a
+                        // million open ones go in batches of their own size.
+                        if batch.expectations.len() >= UNSETTLED_COMMIT_EVERY {
+                            to_commit
+                                .send(std::mem::take(&mut batch))
+                                .map_err(committer_gone)?;
+                            pending_events = 0;
+                        }
                     }
                     ToWriter::Finish => {
-                        for record in held.take().into_iter().flat_map(HeldState::into_records) {
-                            batch.push_state_put(record);
-                        }
+                        release_held(&mut held, &mut batch);
                         to_commit.send(batch).map_err(committer_gone)?;
                         alerts_out.flush().map_err(|e| format!("--alerts: {e}"))?;
                         return Ok(alert_count);
@@ -532,6 +555,16 @@ fn write_to_store(
             .map_err(|_| "replay committer thread panicked".to_string())??;
         Ok((Sink::Store(store, mode), written?))
     })
+}
+
+/// Puts every state record held back into `batch` and stops holding: the
+/// batch then brings the store to the state the held records stand for (a
+/// store built aside starts with none), and later changes go into batches
+/// as they come.
+fn release_held(held: &mut Option<HeldState>, batch: &mut Batch) {
+    for record in held.take().into_iter().flat_map(HeldState::into_records) {
+        batch.push_state_put(record);
+    }
 }
 
 /// The committing stage of a kept store: commits each batch in turn until
