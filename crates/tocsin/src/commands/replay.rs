@@ -463,7 +463,7 @@ fn write_effects(
     rx: Receiver<ToWriter>,
 ) -> Result<(Sink, usize), String> {
     match sink {
-        Sink::Store(store, mode) => write_to_store(store, mode, alerts_out, rx),
+        Sink::Store(store, mode) => write_to_store(store, mode, HELD_STATE_LIMIT, alerts_out, rx),
         Sink::Report(report) => write_to_report(*report, alerts_out, rx),
     }
 }
@@ -475,10 +475,12 @@ fn write_effects(
 /// the store writes the last: with the commit inline, the tracker waited on
 /// every commit. A store built aside is read by no one before the end, so
 /// the state records are held back ([`HeldState`]) and only those still
-/// current written, last, with the unsettled expectations.
+/// current written, last, with the unsettled expectations; past
+/// `held_limit` records, they are written as they change instead.
 fn write_to_store(
     store: Box<dyn Store>,
     mode: BuildMode,
+    held_limit: usize,
     mut alerts_out: BufWriter<File>,
     rx: Receiver<ToWriter>,
 ) -> Result<(Sink, usize), String> {
@@ -511,7 +513,7 @@ fn write_to_store(
                         // Past its bound, what is held goes into the batch
                         // as it stands, and the state records are written
                         // as they change from then on.
-                        if held.as_ref().is_some_and(|h| h.len() > HELD_STATE_LIMIT) {
+                        if held.as_ref().is_some_and(|h| h.len() > held_limit) {
                             release_held(&mut held, &mut batch);
                         }
                         pending_events += events;
@@ -723,5 +725,81 @@ fn csv_field(s: &str) -> String {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tocsin_tracker::{JsonText, StateRange, StateRecord};
+
+    fn put(key: &str) -> Effect {
+        Effect::StatePut(StateRecord {
+            namespace: "seen".into(),
+            key: key.into(),
+            value: JsonText::of(key),
+        })
+    }
+
+    /// Writes `chunks` of effects into a new store built aside, holding back
+    /// at most `held_limit` state records, and returns the state keys it
+    /// ends with.
+    fn build_with(held_limit: usize, chunks: Vec<Vec<Effect>>) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("new.sqlite").display());
+        let (store, mode) = tocsin_store::open_for_build(&url).unwrap();
+        assert_eq!(mode, BuildMode::Aside);
+        let alerts = BufWriter::new(File::create(dir.path().join("alerts")).unwrap());
+        let (tx, rx) = sync_channel(chunks.len() + 1);
+        for effects in chunks {
+            let events = effects.len();
+            tx.send(ToWriter::Effects(effects, events)).unwrap();
+        }
+        tx.send(ToWriter::Finish).unwrap();
+        let (sink, _) = write_to_store(store, mode, held_limit, alerts, rx).unwrap();
+        let Sink::Store(store, _) = sink else {
+            panic!("the store comes back")
+        };
+        store.close().unwrap();
+        let mut keys: Vec<String> = tocsin_store::open(&url)
+            .unwrap()
+            .load_state()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.key)
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    #[test]
+    fn held_state_released_past_its_limit_ends_as_if_held_to_the_end() {
+        let effects = || {
+            vec![
+                vec![put("a"), put("b"), put("c")],
+                // Past a limit of 2 after the first chunk: released there,
+                // written as they come from then on.
+                vec![
+                    Effect::StateDeleted {
+                        namespace: "seen".into(),
+                        key: "a".into(),
+                    },
+                    Effect::StateRangeDeleted(StateRange {
+                        namespace: "seen".into(),
+                        from: "b".into(),
+                        to: "c".into(),
+                    }),
+                    put("d"),
+                    put("e"),
+                    Effect::StateDeleted {
+                        namespace: "seen".into(),
+                        key: "e".into(),
+                    },
+                ],
+            ]
+        };
+        let held_to_the_end = build_with(usize::MAX, effects());
+        assert_eq!(held_to_the_end, ["c", "d"]);
+        assert_eq!(build_with(2, effects()), held_to_the_end);
     }
 }
