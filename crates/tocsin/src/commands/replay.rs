@@ -519,8 +519,8 @@ fn write_to_store(
                         pending_events += events;
                     }
                     // Sent only when the tracker skipped their changes (a
-                    // store built aside); counted as events for the size
-                    // of a transaction.
+                    // store built aside); committed in transactions of
+                    // their own size, below.
                     ToWriter::Unsettled(expectations) => {
                         for exp in expectations {
                             batch.push_expectation(exp);
