@@ -35,6 +35,30 @@ pub enum StoreError {
         /// The cause.
         source: std::io::Error,
     },
+    /// Another run is building the same new store file: two replays into
+    /// one new file would each overwrite the other's work.
+    #[error(
+        "store file {path} is being built by another run (it holds {partial}); \
+         wait for that run to finish or name another file"
+    )]
+    BuildInProgress {
+        /// The store file.
+        path: String,
+        /// The file that run is building.
+        partial: String,
+    },
+    /// A file appeared under a built store's name while it was built (another
+    /// run, a gateway started on it): it is left alone, not overwritten.
+    #[error(
+        "store file {path} appeared while this run was building it; it is left as it \
+         was, and the store this run built is at {partial}"
+    )]
+    BuildTargetTaken {
+        /// The store file that appeared.
+        path: String,
+        /// Where the built store is left.
+        partial: String,
+    },
     /// A SQLite operation failed.
     #[error("SQLite {op} failed: {source}")]
     Sqlite {

@@ -244,17 +244,29 @@ impl SqliteStore {
     /// Builds a new store for `path` aside, at `path` + `.partial`, with no
     /// journal and no syncs; [`Store::close`] syncs it and renames it to
     /// `path`, and dropping it unclosed removes it: a crash or an error
-    /// leaves `path` as it was.
+    /// leaves `path` as it was. While it is built, another build of the same
+    /// `path` is refused ([`StoreError::BuildInProgress`]), and a file that
+    /// appears at `path` meanwhile is not overwritten
+    /// ([`StoreError::BuildTargetTaken`]).
     /// For a bulk load into a store that does not exist yet
     /// ([`crate::open_for_build`]).
     pub fn build(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref();
         create_parent(path)?;
         let building = Building::new(path)?;
-        let conn = Connection::open(building.partial()).map_err(sq("open"))?;
-        let mut store = Self::init(conn, Journal::Off, Synchronous::Off, BUILD_CACHE_KIB)?;
-        store.building = Some(building);
-        Ok(store)
+        let opened = Connection::open(building.partial())
+            .map_err(sq("open"))
+            .and_then(|conn| Self::init(conn, Journal::Off, Synchronous::Off, BUILD_CACHE_KIB));
+        match opened {
+            Ok(mut store) => {
+                store.building = Some(building);
+                Ok(store)
+            }
+            Err(e) => {
+                building.abandon();
+                Err(e)
+            }
+        }
     }
 
     /// A private in-memory database (tests, `check-config`).

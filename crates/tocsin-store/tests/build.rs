@@ -93,3 +93,59 @@ fn memory_and_bad_urls_behave_as_with_open() {
     };
     assert!(e.to_string().contains("no file path"), "{e}");
 }
+
+#[test]
+fn a_second_build_of_the_same_new_store_is_refused_while_the_first_runs() {
+    let s = Sqlite::new();
+    let mut first = build(&s.url(), BuildMode::Aside);
+    first.commit(&open_batch("a")).unwrap();
+
+    let Err(e) = tocsin_store::open_for_build(&s.url()) else {
+        panic!("a second build of the same file must be refused");
+    };
+    assert!(
+        matches!(e, tocsin_store::StoreError::BuildInProgress { .. }),
+        "{e:?}"
+    );
+    let message = e.to_string();
+    assert!(message.contains(&s.path.display().to_string()), "{message}");
+    assert!(message.contains("another run"), "{message}");
+
+    // The refused run took nothing from the first: its file and its rows
+    // are still there, and it completes.
+    first.commit(&open_batch("b")).unwrap();
+    assert_eq!(unsettled_ids(first.as_mut()), ["a", "b"]);
+    first.close().expect("close");
+    assert_eq!(unsettled_ids(s.open().as_mut()), ["a", "b"]);
+    // Once it is in place, a later run writes it in place.
+    build(&s.url(), BuildMode::InPlace).close().unwrap();
+}
+
+#[test]
+fn a_file_that_appears_under_the_name_during_a_build_is_not_overwritten() {
+    let s = Sqlite::new();
+    let mut built = build(&s.url(), BuildMode::Aside);
+    built.commit(&open_batch("built")).unwrap();
+    // Meanwhile a gateway starts on the same path and commits.
+    s.open().commit(&open_batch("gateway")).unwrap();
+
+    let Err(e) = built.close() else {
+        panic!("the build must not replace a store that appeared meanwhile");
+    };
+    assert!(
+        matches!(e, tocsin_store::StoreError::BuildTargetTaken { .. }),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .contains(&partial(&s.path).display().to_string()),
+        "the error says where the built store is: {e}"
+    );
+    assert_eq!(unsettled_ids(s.open().as_mut()), ["gateway"]);
+    // Nothing built is lost: the complete store is left at its partial name.
+    let kept = format!("sqlite://{}", partial(&s.path).display());
+    assert_eq!(
+        unsettled_ids(tocsin_store::open(&kept).unwrap().as_mut()),
+        ["built"]
+    );
+}

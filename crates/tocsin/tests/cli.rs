@@ -428,6 +428,36 @@ fn replay_matches_a_summary_without_visit_number_by_patient_and_window() {
 }
 
 #[test]
+fn replay_refuses_a_new_store_another_run_is_building() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("kept.sqlite");
+    // Another run's build in progress: its partial file, locked.
+    let partial = dir.path().join("kept.sqlite.partial");
+    std::fs::write(&partial, b"another run's build").unwrap();
+    let held = std::fs::File::open(&partial).unwrap();
+    held.lock().unwrap();
+
+    let alerts = dir.path().join("a.jsonl");
+    let url = format!("sqlite://{}", db.display());
+    let out = tocsin(&[
+        "replay",
+        "--until",
+        "2024-01-20T00:00:00Z",
+        "--alerts",
+        alerts.to_str().unwrap(),
+        "--store",
+        &url,
+        fixture("scenarios/late").to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("being built by another run"), "{stderr}");
+    // The other run's file is untouched, and nothing took the name.
+    assert_eq!(std::fs::read(&partial).unwrap(), b"another run's build");
+    assert!(!db.exists());
+}
+
+#[test]
 fn replay_usage_errors_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let alerts = dir.path().join("a.jsonl");
