@@ -36,6 +36,10 @@ pub(crate) struct Building {
     /// under it. SQLite's own locks are of another kind (`fcntl`) and do not
     /// meet it.
     file: File,
+    /// Set once [`Building::finish`] starts: from then on the partial file
+    /// is either renamed into place or kept for the user (a failed sync or
+    /// rename, [`StoreError::BuildTargetTaken`]), never removed on drop.
+    finishing: bool,
 }
 
 impl Building {
@@ -71,6 +75,7 @@ impl Building {
             partial,
             path: path.to_path_buf(),
             file,
+            finishing: false,
         })
     }
 
@@ -84,7 +89,8 @@ impl Building {
     /// ([`StoreError::BuildTargetTaken`]: that file is left alone and the
     /// built store stays at its partial name), then syncs the directory so
     /// that the rename survives a power failure too.
-    pub(crate) fn finish(self) -> Result<(), StoreError> {
+    pub(crate) fn finish(mut self) -> Result<(), StoreError> {
+        self.finishing = true;
         self.file
             .sync_all()
             .map_err(|e| build_error("sync", &self.partial, e))?;
@@ -110,10 +116,18 @@ impl Building {
         }
         Ok(())
     }
+}
 
-    /// Removes the partial file of a build that did not finish (while the
-    /// lock is still held: no other run is building it).
-    pub(crate) fn abandon(&self) {
+/// A build dropped before [`Building::finish`] (an error, a failed open or
+/// migration, a store dropped unclosed) did not finish: its partial file is
+/// removed, while the lock is still held, so no other run is building it.
+/// The owner closes its SQLite connection first (field order in
+/// `SqliteStore`).
+impl Drop for Building {
+    fn drop(&mut self) {
+        if self.finishing {
+            return;
+        }
         if let Err(e) = std::fs::remove_file(&self.partial) {
             tracing::warn!(path = %self.partial.display(), error = %e, "cannot remove an unfinished store");
         }

@@ -95,16 +95,9 @@ pub struct SqliteStore {
     /// in-memory store and a store built aside, which have no WAL.
     _checkpointer: Option<Checkpointer>,
     /// For a store built aside: where it goes when [`Store::close`]d.
+    /// Declared after `conn`, so that a store dropped unclosed closes its
+    /// connection before the unfinished file is removed.
     building: Option<Building>,
-}
-
-impl Drop for SqliteStore {
-    fn drop(&mut self) {
-        // Closed without `Store::close`: the build did not finish.
-        if let Some(b) = &self.building {
-            b.abandon();
-        }
-    }
 }
 
 fn sq(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -253,20 +246,12 @@ impl SqliteStore {
     pub fn build(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref();
         create_parent(path)?;
+        // Dropped on an error below, the build removes its partial file.
         let building = Building::new(path)?;
-        let opened = Connection::open(building.partial())
-            .map_err(sq("open"))
-            .and_then(|conn| Self::init(conn, Journal::Off, Synchronous::Off, BUILD_CACHE_KIB));
-        match opened {
-            Ok(mut store) => {
-                store.building = Some(building);
-                Ok(store)
-            }
-            Err(e) => {
-                building.abandon();
-                Err(e)
-            }
-        }
+        let conn = Connection::open(building.partial()).map_err(sq("open"))?;
+        let mut store = Self::init(conn, Journal::Off, Synchronous::Off, BUILD_CACHE_KIB)?;
+        store.building = Some(building);
+        Ok(store)
     }
 
     /// A private in-memory database (tests, `check-config`).
