@@ -50,6 +50,7 @@ pub struct AlertEncounter {
     /// Encounter kind.
     pub kind: EncounterKind,
     /// When it ended.
+    #[serde(serialize_with = "crate::time_text::serialize")]
     pub ended_at: DateTime<Utc>,
     /// Site, when known.
     pub site: Option<String>,
@@ -69,6 +70,7 @@ pub struct AlertDocument {
     /// The document's id.
     pub id: String,
     /// When it left the trust.
+    #[serde(serialize_with = "crate::time_text::serialize")]
     pub issued_at: DateTime<Utc>,
     /// How it was matched.
     pub matched_by: MatchMethod,
@@ -92,6 +94,7 @@ pub struct Alert {
     /// ODS code of the GP practice, when known.
     pub gp_practice: Option<String>,
     /// When the document is or was due.
+    #[serde(serialize_with = "crate::time_text::serialize")]
     pub deadline: DateTime<Utc>,
     /// When, in event time, the alert's condition arose: the deadline (or
     /// warning point, or confirmation limit) for `overdue`, `due_soon` and
@@ -99,6 +102,7 @@ pub struct Alert {
     /// `late` and `resolved`; the engine's clock at the acknowledgement for
     /// `delivery_failed`. It does not depend on when the input was read, so a
     /// replay and the live gateway raise identical alerts.
+    #[serde(serialize_with = "crate::time_text::serialize")]
     pub raised_at: DateTime<Utc>,
     /// The rule behind the expectation.
     pub rule: RuleRef,

@@ -64,6 +64,7 @@ mod config;
 mod duration;
 mod model;
 mod policy;
+mod time_text;
 mod tracker;
 
 pub use alert::{

@@ -85,6 +85,7 @@ pub struct EncounterSummary {
     /// Encounter kind.
     pub kind: EncounterKind,
     /// When the encounter ended: the start of the clock for the deadline.
+    #[serde(serialize_with = "crate::time_text::serialize")]
     pub ended_at: DateTime<Utc>,
     /// Site, for per-site reporting.
     pub site: Option<String>,
@@ -108,6 +109,7 @@ pub struct Settlement {
     /// The document's id.
     pub document_id: String,
     /// When it first left the trust (a later replacement does not move it).
+    #[serde(serialize_with = "crate::time_text::serialize")]
     pub issued_at: DateTime<Utc>,
     /// Seconds from the encounter's end to `issued_at` (negative if issued
     /// before the end).
@@ -151,8 +153,10 @@ pub struct Expectation {
     /// The rule that created it.
     pub rule: RuleRef,
     /// When the document is due.
+    #[serde(serialize_with = "crate::time_text::serialize")]
     pub deadline: DateTime<Utc>,
     /// When a `due_soon` warning falls, if the rule has one.
+    #[serde(serialize_with = "crate::time_text::serialize_option")]
     pub due_soon_at: Option<DateTime<Utc>>,
     /// The event that created it.
     pub created_by: EventId,

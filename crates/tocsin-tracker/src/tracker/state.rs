@@ -20,6 +20,7 @@ use crate::policy::Policy;
 /// A settling transmission remembered so acknowledgements can attach.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Transmission {
+    #[serde(serialize_with = "crate::time_text::serialize")]
     pub issued_at: DateTime<Utc>,
     pub expectations: Vec<Expectation>,
 }
@@ -102,7 +103,7 @@ pub(super) struct Rfc3339(pub i64);
 
 impl Serialize for Rfc3339 {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&from_ms(self.0).to_rfc3339())
+        s.serialize_str(&from_ms(self.0).to_rfc3339())
     }
 }
 
