@@ -22,7 +22,7 @@ pub(crate) fn limit_param(limit: usize) -> i64 {
 
 /// An expectation's JSON body.
 pub(crate) fn expectation_body(e: &Expectation) -> Result<String, StoreError> {
-    serde_json::to_string(e).map_err(|source| StoreError::Serialise {
+    tocsin_tracker::json_string(e).map_err(|source| StoreError::Serialise {
         what: "expectation",
         id: e.id.0.clone(),
         source,
@@ -31,7 +31,7 @@ pub(crate) fn expectation_body(e: &Expectation) -> Result<String, StoreError> {
 
 /// An alert's JSON body.
 pub(crate) fn alert_body(a: &Alert) -> Result<String, StoreError> {
-    serde_json::to_string(a).map_err(|source| StoreError::Serialise {
+    tocsin_tracker::json_string(a).map_err(|source| StoreError::Serialise {
         what: "alert",
         id: a.alert_id.clone(),
         source,

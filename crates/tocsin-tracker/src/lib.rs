@@ -74,7 +74,7 @@ pub use config::TrackerConfig;
 pub use duration::{ConfigDuration, DurationError};
 pub use model::{
     DeliveryStatus, Effect, EncounterSummary, Expectation, ExpectationId, ExpectationStatus,
-    JsonText, MatchMethod, PatientKeys, RuleRef, Settlement, StateRange, StateRecord,
+    JsonText, MatchMethod, PatientKeys, RuleRef, Settlement, StateRange, StateRecord, json_string,
 };
 pub use policy::{Applicability, EncounterFacts, Exclusion, Policy, PolicyError, Rule};
 pub use tracker::{

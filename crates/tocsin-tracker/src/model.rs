@@ -205,6 +205,27 @@ impl StateRange {
     }
 }
 
+/// `serde_json::to_string`, written into a buffer kept by the thread and
+/// copied out at its final length. `to_string` starts at 128 bytes and
+/// doubles: an expectation's or transmission's 800 bytes of JSON took three
+/// reallocations, each a copy.
+pub fn json_string<T: Serialize + ?Sized>(value: &T) -> Result<String, serde_json::Error> {
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUF.with_borrow_mut(|buf| {
+        buf.clear();
+        serde_json::to_writer(&mut *buf, value)?;
+        let text = std::str::from_utf8(buf).map(str::to_owned);
+        // Not kept past 64 KiB: one huge record must not pin its size.
+        if buf.capacity() > 1 << 16 {
+            *buf = Vec::new();
+        }
+        // serde_json writes UTF-8 only.
+        text.map_err(|_| serde::ser::Error::custom("serde_json wrote invalid UTF-8"))
+    })
+}
+
 /// A state record's value as JSON text: the tracker writes it once and the
 /// store keeps it as it is. Built as a `serde_json::Value` tree instead, a
 /// transmission record (the settled expectations it carries) cost an
@@ -220,7 +241,7 @@ impl JsonText {
     /// which restoring refuses as a bad record wherever it reads the value
     /// (a `seen` record's time is read from its key instead).
     pub fn of<T: Serialize + ?Sized>(value: &T) -> Self {
-        Self(serde_json::to_string(value).unwrap_or_else(|_| "null".into()))
+        Self(json_string(value).unwrap_or_else(|_| "null".into()))
     }
 
     /// Text read back from a store, checked to be exactly one JSON value.
@@ -259,4 +280,28 @@ pub enum Effect {
     },
     /// Delete every auxiliary state record in a range of keys.
     StateRangeDeleted(StateRange),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The thread's buffer never leaks one value's text into the next: a
+    /// long value, a short one after it, one past the 64 KiB the buffer
+    /// keeps, then a short one again, each exactly `serde_json::to_string`.
+    #[test]
+    fn json_string_is_to_string_value_after_value() {
+        let long = "é\"\n".repeat(10_000);
+        let values = [
+            serde_json::json!({"text": long}),
+            serde_json::json!({"n": 1}),
+            serde_json::json!(["x".repeat(100_000)]),
+            serde_json::json!("short"),
+        ];
+        for v in &values {
+            let ours = json_string(v).unwrap();
+            assert_eq!(ours, serde_json::to_string(v).unwrap());
+            assert_eq!(JsonText::of(v).as_str(), ours);
+        }
+    }
 }
