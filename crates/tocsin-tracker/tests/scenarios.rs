@@ -512,6 +512,14 @@ fn matching_by_fhir_reference() {
     );
 }
 
+/// Whether effects write a transmission record (what acknowledgements
+/// attach to after a restart).
+fn writes_transmission(fx: &[Effect]) -> bool {
+    fx.iter().any(|e| {
+        matches!(e, Effect::StatePut(r) if r.namespace == tocsin_tracker::namespaces::TRANSMISSION)
+    })
+}
+
 #[test]
 fn acknowledgements_attach_to_the_transmission_and_failure_raises_an_alert() {
     let mut tr = tracker();
@@ -534,8 +542,13 @@ fn acknowledgements_attach_to_the_transmission_and_failure_raises_an_alert() {
     assert_eq!(kinds(&fx), vec![A::DeliveryFailed]);
     assert_eq!(changed(&fx)[0].delivery, Some(DeliveryStatus::Failed));
     assert!(alerts(&fx)[0].document.is_none());
-    // A second failure does not repeat the alert; an ack for nothing is counted.
-    assert!(kinds(&tr.apply(&ack("a2", "m2", true, t("2024-01-10T12:02:00Z")))).is_empty());
+    assert!(writes_transmission(&fx));
+    // A second failure does not repeat the alert, nor rewrite the stored
+    // transmission; an ack for nothing is counted.
+    let again = tr.apply(&ack("a2", "m2", true, t("2024-01-10T12:02:00Z")));
+    assert!(kinds(&again).is_empty());
+    assert!(changed(&again).is_empty());
+    assert!(!writes_transmission(&again));
     tr.apply(&ack("a3", "nope", false, t("2024-01-10T12:03:00Z")));
     assert_eq!(tr.counters().acks_unmatched, 1);
 
@@ -557,6 +570,12 @@ fn acknowledgements_attach_to_the_transmission_and_failure_raises_an_alert() {
     let fx = tr.apply(&ack("a1", "m2", false, t("2024-01-10T12:01:00Z")));
     assert!(kinds(&fx).is_empty());
     assert_eq!(changed(&fx)[0].delivery, Some(DeliveryStatus::Acknowledged));
+    assert!(writes_transmission(&fx));
+    // The same outcome again (an infrastructure then a business response)
+    // changes nothing and writes nothing.
+    let again = tr.apply(&ack("a1b", "m2", false, t("2024-01-10T12:01:30Z")));
+    assert!(changed(&again).is_empty());
+    assert!(!writes_transmission(&again));
     // The transmission is forgotten after the acknowledgement horizon.
     tr.advance_to(t("2024-01-20T00:00:00Z"));
     assert_eq!(tr.transmission_count(), 0);

@@ -342,6 +342,7 @@ impl Tracker {
             return false;
         };
         let failed = outcome == DeliveryStatus::Failed;
+        let mut changed = false;
         for exp in &mut t.expectations {
             let status = match exp.delivery {
                 Some(DeliveryStatus::Failed) => DeliveryStatus::Failed,
@@ -351,6 +352,7 @@ impl Tracker {
             if exp.delivery == Some(status) && !alert {
                 continue;
             }
+            changed = true;
             exp.delivery = Some(status);
             if alert {
                 exp.alerts_raised.push(AlertKind::DeliveryFailed);
@@ -365,7 +367,11 @@ impl Tracker {
                 )));
             }
         }
-        fx.put_state(namespaces::TRANSMISSION, message_id, &*t);
+        // A repeated acknowledgement (the same outcome again, or any after
+        // a failure) leaves the stored record as it is: not rewritten.
+        if changed {
+            fx.put_state(namespaces::TRANSMISSION, message_id, &*t);
+        }
         true
     }
 }
