@@ -79,6 +79,18 @@ pub trait Store: Send {
         Ok(out)
     }
 
+    /// Calls `f` for each stored expectation among `ids`, whatever its
+    /// status, in no set order; an id not stored is skipped. A restart
+    /// needs the settled expectations that transmissions awaiting
+    /// acknowledgement name (`tocsin_tracker::Restoring::wanted`, a few
+    /// tens of thousands within the acknowledgement horizon): read by
+    /// primary key, not with every settled expectation in the store.
+    fn visit_expectations_by_id(
+        &mut self,
+        ids: &[String],
+        f: &mut dyn FnMut(Expectation) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+
     /// Calls `f` for every auxiliary state record, in namespace and key
     /// order, without holding them all in memory (a store behind a million
     /// open expectations holds millions of seen keys).

@@ -35,6 +35,8 @@ use crate::{
 const MIGRATION_LOCK: i64 = 0x746f_6373_696e;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
+/// Expectation ids looked up in one query by `visit_expectations_by_id`.
+const BY_ID_CHUNK: usize = 1_000;
 
 const UPSERT_EXPECTATIONS: &str = "INSERT INTO expectations \
     (id, status, document_kind, encounter_kind, site, deadline, ended_at, body) \
@@ -498,6 +500,22 @@ impl Store for PostgresStore {
             &[&statuses],
             f,
         )
+    }
+
+    fn visit_expectations_by_id(
+        &mut self,
+        ids: &[String],
+        f: &mut dyn FnMut(Expectation) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        // In chunks, so that no one query carries an unbounded array.
+        for chunk in ids.chunks(BY_ID_CHUNK) {
+            self.visit_expectations(
+                "SELECT id, body FROM expectations WHERE id = ANY($1)",
+                &[&chunk],
+                f,
+            )?;
+        }
+        Ok(())
     }
 
     fn visit_state(

@@ -508,6 +508,21 @@ impl Store for SqliteStore {
         )
     }
 
+    fn visit_expectations_by_id(
+        &mut self,
+        ids: &[String],
+        f: &mut dyn FnMut(Expectation) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        for id in ids {
+            self.visit_expectations(
+                "SELECT id, body FROM expectations WHERE id = ?1",
+                &[Value::Text(id.clone())],
+                f,
+            )?;
+        }
+        Ok(())
+    }
+
     fn visit_state(
         &mut self,
         f: &mut dyn FnMut(StateRecord) -> Result<(), StoreError>,

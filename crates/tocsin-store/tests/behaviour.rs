@@ -29,6 +29,7 @@ macro_rules! on_both {
 
 on_both!(
     reload_after_restart_finds_unsettled_expectations_and_state,
+    expectations_are_read_back_by_id,
     later_states_of_an_expectation_replace_earlier_ones,
     state_records_are_deleted,
     state_ranges_are_deleted,
@@ -123,6 +124,49 @@ fn reload_after_restart_finds_unsettled_expectations_and_state(b: &dyn Backend) 
     let mut loaded = store.load_state().expect("load state");
     loaded.sort_by(|a, b| (&a.namespace, &a.key).cmp(&(&b.namespace, &b.key)));
     assert_eq!(loaded, records, "{}: state after reopen", b.name());
+}
+
+/// What a restart reads for the transmissions awaiting acknowledgement:
+/// the named expectations, whatever their status, and nothing else; an id
+/// not stored is skipped. More ids than one PostgreSQL query takes.
+fn expectations_are_read_back_by_id(b: &dyn Backend) {
+    let all: Vec<Expectation> = [
+        spec("e-open", ExpectationStatus::Open, 0),
+        spec("e-on-time", ExpectationStatus::OnTime, 20),
+        spec("e-late", ExpectationStatus::Late, 30),
+        spec("e-cancelled", ExpectationStatus::Cancelled, 40),
+    ]
+    .iter()
+    .map(expectation)
+    .collect();
+    let mut store = b.open();
+    let mut batch = Batch::default();
+    for e in &all {
+        batch.push_expectation(e.clone());
+    }
+    store.commit(&batch).expect("commit");
+    let read = |store: &mut Box<dyn tocsin_store::Store>, ids: &[String]| {
+        let mut out = Vec::new();
+        store
+            .visit_expectations_by_id(ids, &mut |e| {
+                out.push(e);
+                Ok(())
+            })
+            .expect("read by id");
+        sorted_by_id(out)
+    };
+    let mut ids: Vec<String> = (0..2_500).map(|i| format!("absent-{i}")).collect();
+    ids.insert(1_700, "e-late".into());
+    ids.insert(3, "e-open".into());
+    ids.push("e-on-time".into());
+    let wanted: Vec<Expectation> = sorted_by_id(
+        all.iter()
+            .filter(|e| e.id.0 != "e-cancelled")
+            .cloned()
+            .collect(),
+    );
+    assert_eq!(read(&mut store, &ids), wanted, "{}", b.name());
+    assert!(read(&mut store, &[]).is_empty(), "{}", b.name());
 }
 
 fn later_states_of_an_expectation_replace_earlier_ones(b: &dyn Backend) {

@@ -994,3 +994,137 @@ fn a_key_stored_under_two_times_restores_as_the_later() {
         assert_eq!(tr.counters().duplicates, 1, "order {order}");
     }
 }
+
+/// A settled discharge whose summary went out as message `m2`, in a store,
+/// with the tracker that made it.
+fn settled_and_stored() -> (Tracker, Store) {
+    let mut tr = tracker();
+    let mut store = Store::default();
+    store.commit(&tr.apply(&end(
+        "m1",
+        "V1",
+        K::Inpatient,
+        t("2024-01-10T10:00:00Z"),
+        NHS,
+    )));
+    store.commit(&tr.apply(&doc(
+        "m2",
+        Some("V1"),
+        D::DischargeSummary,
+        t("2024-01-10T12:00:00Z"),
+        Some(NHS),
+    )));
+    (tr, store)
+}
+
+/// The stored transmission record of message `m2`.
+fn transmission_record(store: &Store) -> serde_json::Value {
+    let value = &store.state[&("transmission".to_string(), "m2".to_string())];
+    serde_json::from_str(value.as_str()).unwrap()
+}
+
+/// A transmission awaiting acknowledgement is stored by the ids of the
+/// expectations it settled (they are in the expectations table already),
+/// and after a restart an acknowledgement attaches to it exactly as it
+/// would have without one.
+#[test]
+fn a_transmission_is_stored_by_expectation_ids_and_acknowledged_after_a_restart() {
+    let (mut live, mut store) = settled_and_stored();
+    let settled = store.expectations.values().next().unwrap().clone();
+    assert_eq!(settled.status, S::OnTime);
+    assert_eq!(
+        transmission_record(&store),
+        serde_json::json!({
+            "issued_at": "2024-01-10T12:00:00Z",
+            "expectation_ids": [settled.id.0],
+        })
+    );
+    let mut restored = store.restored();
+    assert_eq!(restored.transmission_count(), 1);
+    let nack = ack("a1", "m2", true, t("2024-01-10T12:01:00Z"));
+    let fx = restored.apply(&nack);
+    // As if there had been no restart (a restored tracker also sweeps the
+    // duplicate keys once, which is no judgement).
+    let judged = |fx: &[Effect]| (alerts(fx), changed(fx), transmissions(fx));
+    assert_eq!(judged(&fx), judged(&live.apply(&nack)));
+    assert_eq!(kinds(&fx), vec![A::DeliveryFailed]);
+    let failed = &changed(&fx)[0];
+    assert_eq!(failed.delivery, Some(DeliveryStatus::Failed));
+    assert_eq!(failed.settlement, settled.settlement);
+    store.commit(&fx);
+    assert_eq!(
+        transmission_record(&store)["expectation_ids"],
+        serde_json::json!([settled.id.0])
+    );
+}
+
+/// Stores written before the change keep whole expectations in their
+/// transmission records: those still restore, with no expectation fetched.
+#[test]
+fn a_transmission_record_with_whole_expectations_still_restores() {
+    let (mut live, store) = settled_and_stored();
+    let settled = store.expectations.values().next().unwrap().clone();
+    let mut records = store.records();
+    let rec = records
+        .iter_mut()
+        .find(|r| r.namespace == "transmission")
+        .unwrap();
+    rec.value = tocsin_tracker::JsonText::of(&serde_json::json!({
+        "issued_at": "2024-01-10T12:00:00Z",
+        "expectations": [settled],
+    }));
+    let mut restored =
+        Tracker::restore(Policy::default_contract(), strict(), vec![], records).expect("restores");
+    assert_eq!(restored.transmission_count(), 1);
+    let nack = ack("a1", "m2", true, t("2024-01-10T12:01:00Z"));
+    let fx = restored.apply(&nack);
+    assert_eq!(kinds(&fx), vec![A::DeliveryFailed]);
+    let live = live.apply(&nack);
+    assert_eq!((alerts(&fx), changed(&fx)), (alerts(&live), changed(&live)));
+    // Rewritten in the current form.
+    assert_eq!(transmissions(&fx), transmissions(&live));
+}
+
+/// The transmission records effects write.
+fn transmissions(fx: &[Effect]) -> Vec<tocsin_tracker::StateRecord> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::StatePut(r) if r.namespace == "transmission" => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A transmission record whose expectation is not handed over, or that
+/// names none, is refused with the record and the reason.
+#[test]
+fn a_transmission_record_without_its_expectations_is_refused() {
+    let (_, store) = settled_and_stored();
+    let id = store.expectations.keys().next().unwrap().clone();
+    let e = Tracker::restore(
+        Policy::default_contract(),
+        strict(),
+        store.unsettled(),
+        store.records(),
+    )
+    .err()
+    .expect("refused");
+    let text = e.to_string();
+    assert!(
+        text.contains("transmission/m2") && text.contains(&id),
+        "{text}"
+    );
+
+    let mut records = store.records();
+    let rec = records
+        .iter_mut()
+        .find(|r| r.namespace == "transmission")
+        .unwrap();
+    rec.value = tocsin_tracker::JsonText::of(&serde_json::json!({
+        "issued_at": "2024-01-10T12:00:00Z",
+    }));
+    let e = Tracker::restore(Policy::default_contract(), strict(), store.all(), records)
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("expected one of"), "{e}");
+}

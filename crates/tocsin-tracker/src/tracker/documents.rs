@@ -378,7 +378,7 @@ impl Tracker {
             });
         t.expectations.push(exp);
         let fresh = t.expectations.len() == 1;
-        fx.put_state(namespaces::TRANSMISSION, message_id, &*t);
+        fx.put_state(namespaces::TRANSMISSION, message_id, &t.record());
         if fresh {
             self.schedule_transmission(message_id, issued_at);
         }

@@ -370,7 +370,7 @@ impl Tracker {
         // A repeated acknowledgement (the same outcome again, or any after
         // a failure) leaves the stored record as it is: not rewritten.
         if changed {
-            fx.put_state(namespaces::TRANSMISSION, message_id, &*t);
+            fx.put_state(namespaces::TRANSMISSION, message_id, &t.record());
         }
         true
     }

@@ -2,6 +2,8 @@
 //! acknowledgement; their pruning by event time, and the rebuild after a
 //! restart.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -18,11 +20,56 @@ use crate::model::{DeliveryStatus, Expectation, JsonText, StateRecord};
 use crate::policy::Policy;
 
 /// A settling transmission remembered so acknowledgements can attach.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Transmission {
-    #[serde(serialize_with = "crate::time_text::serialize")]
     pub issued_at: DateTime<Utc>,
     pub expectations: Vec<Expectation>,
+}
+
+impl Transmission {
+    /// Its stored record ([`TransmissionRecord`]).
+    pub(super) fn record(&self) -> TransmissionRecord<'_> {
+        TransmissionRecord {
+            issued_at: self.issued_at,
+            expectation_ids: &self.expectations,
+        }
+    }
+}
+
+/// A transmission as stored in the `transmission` namespace:
+/// `{"issued_at": ..., "expectation_ids": [...]}`.
+///
+/// Only the ids: the expectations themselves are in the store's
+/// `expectations` table, written by the same commit (every change to a
+/// transmission's expectations is an [`Effect::ExpectationChanged`] too),
+/// and a restore reads them back from there ([`Restoring::wanted`]). The
+/// record is rewritten at every settlement and acknowledgement; with whole
+/// expectations in it (some 840 bytes of JSON each) it was a fifth of what
+/// a replay into a store spent on the store (docs/performance.md,
+/// "Eighteenth session").
+#[derive(Serialize)]
+pub(super) struct TransmissionRecord<'a> {
+    #[serde(serialize_with = "crate::time_text::serialize")]
+    issued_at: DateTime<Utc>,
+    #[serde(serialize_with = "serialize_ids")]
+    expectation_ids: &'a [Expectation],
+}
+
+fn serialize_ids<S: serde::Serializer>(e: &&[Expectation], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(e.iter().map(|e| e.id.0.as_str()))
+}
+
+/// A stored transmission record as read back: the current form names its
+/// expectations by id; records written before it (tocsin 0.1 stores up to
+/// this change) carry the expectations whole, and still restore.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredTransmission {
+    issued_at: DateTime<Utc>,
+    #[serde(default)]
+    expectation_ids: Option<Vec<String>>,
+    #[serde(default)]
+    expectations: Option<Vec<Expectation>>,
 }
 
 /// Why the tracker could not be rebuilt from stored state.
@@ -31,6 +78,18 @@ pub enum RestoreError {
     /// A stored expectation's id is not one the tracker made.
     #[error("expectation `{0}`: id is not 32 lowercase hex digits")]
     BadExpectationId(String),
+    /// A transmission record names an expectation the store does not hold
+    /// (the two are written by the same commit, so this is not a store
+    /// tocsin left as it was).
+    #[error(
+        "state record transmission/{message_id}: expectation `{expectation}` is not in the store"
+    )]
+    MissingExpectation {
+        /// The transmission's message id (the record's key).
+        message_id: String,
+        /// The expectation it names.
+        expectation: String,
+    },
     /// A stored record could not be read.
     #[error("state record {namespace}/{key}: {reason}")]
     BadRecord {
@@ -230,15 +289,15 @@ impl Tracker {
             }
         }
         if any {
-            fx.put_state(namespaces::TRANSMISSION, id, &*t);
+            fx.put_state(namespaces::TRANSMISSION, id, &t.record());
         }
     }
 
-    /// Rebuilds a tracker after a restart from the store's unsettled
-    /// expectations and every auxiliary state record it holds. Settled
-    /// expectations passed in are ignored (transmissions carry what
-    /// acknowledgements need). [`Restoring`] does the same one record at a
-    /// time, for callers streaming from the store.
+    /// Rebuilds a tracker after a restart from the store's expectations
+    /// (every unsettled one, and the settled ones its transmission records
+    /// name; passing every stored expectation is simplest) and every
+    /// auxiliary state record it holds. [`Restoring`] does the same one
+    /// record at a time, for callers streaming from the store.
     pub fn restore(
         policy: Policy,
         config: TrackerConfig,
@@ -246,13 +305,16 @@ impl Tracker {
         state: Vec<StateRecord>,
     ) -> Result<Tracker, RestoreError> {
         let mut r = Restoring::new(policy, config);
-        for e in expectations {
-            r.expectation(&e)?;
+        for e in &expectations {
+            r.expectation(e)?;
         }
         for rec in state {
             r.record(rec)?;
         }
-        Ok(r.finish())
+        for e in expectations {
+            r.settled(e);
+        }
+        r.finish()
     }
 
     /// The rule a stored expectation is kept under: the policy's rule of
@@ -317,11 +379,6 @@ impl Tracker {
                 let p: PendingDocument = rec.value.decode().map_err(|e| bad(e.to_string()))?;
                 self.insert_pending(p);
             }
-            namespaces::TRANSMISSION => {
-                let tx: Transmission = rec.value.decode().map_err(|e| bad(e.to_string()))?;
-                self.schedule_transmission(&rec.key, tx.issued_at);
-                self.transmissions.insert(rec.key.clone(), tx);
-            }
             _ => {
                 return Err(RestoreError::UnknownNamespace {
                     namespace: rec.namespace,
@@ -334,13 +391,21 @@ impl Tracker {
 }
 
 /// A tracker being rebuilt one stored row at a time: every unsettled
-/// expectation first, then every auxiliary state record, then
-/// [`Restoring::finish`]. Exists so that a restart with a million open
-/// expectations need not first load them all as values (about a gigabyte,
-/// against some 300 bytes each in the tracker): the gateway streams them
-/// from the store into this. [`Tracker::restore`] is this over two vectors.
+/// expectation first, then every auxiliary state record, then the settled
+/// expectations the transmission records name ([`Restoring::wanted`],
+/// [`Restoring::settled`]), then [`Restoring::finish`]. Exists so that a
+/// restart with a million open expectations need not first load them all
+/// as values (about a gigabyte, against some 300 bytes each in the
+/// tracker): the gateway streams them from the store into this.
+/// [`Tracker::restore`] is this over two vectors.
 pub struct Restoring {
     t: Tracker,
+    /// Transmissions whose records name their expectations by id:
+    /// `(message id, issued at, expectation ids)`, waiting for those
+    /// expectations.
+    awaiting: Vec<(String, DateTime<Utc>, Vec<String>)>,
+    /// The settled expectations handed over for them, by id.
+    settled: HashMap<String, Expectation>,
 }
 
 impl Restoring {
@@ -348,6 +413,8 @@ impl Restoring {
     pub fn new(policy: Policy, config: TrackerConfig) -> Self {
         Self {
             t: Tracker::new(policy, config),
+            awaiting: Vec::new(),
+            settled: HashMap::new(),
         }
     }
 
@@ -366,13 +433,86 @@ impl Restoring {
 
     /// Adds one auxiliary state record.
     pub fn record(&mut self, rec: StateRecord) -> Result<(), RestoreError> {
+        if rec.namespace == namespaces::TRANSMISSION {
+            return self.transmission(rec);
+        }
         self.t.restore_record(rec)
     }
 
-    /// The restored tracker.
-    pub fn finish(mut self) -> Tracker {
+    /// A transmission record: ready at once in the form that carries its
+    /// expectations whole (stores written before [`TransmissionRecord`]),
+    /// else waiting for the expectations it names.
+    fn transmission(&mut self, rec: StateRecord) -> Result<(), RestoreError> {
+        let bad = |reason: String| RestoreError::BadRecord {
+            namespace: rec.namespace.clone(),
+            key: rec.key.clone(),
+            reason,
+        };
+        let stored: StoredTransmission = rec.value.decode().map_err(|e| bad(e.to_string()))?;
+        match (stored.expectations, stored.expectation_ids) {
+            (Some(expectations), None) => {
+                self.t.schedule_transmission(&rec.key, stored.issued_at);
+                let tx = Transmission {
+                    issued_at: stored.issued_at,
+                    expectations,
+                };
+                self.t.transmissions.insert(rec.key, tx);
+            }
+            (None, Some(ids)) => self.awaiting.push((rec.key, stored.issued_at, ids)),
+            _ => {
+                return Err(bad(
+                    "expected one of `expectation_ids` and `expectations`".into()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The ids of the expectations named by the transmission records added
+    /// so far, sorted, each once: after the last state record, fetch these
+    /// from the store (whatever their status) and pass each to
+    /// [`Restoring::settled`]. Within the acknowledgement horizon (7 days
+    /// by default) these are a few tens of thousands for a large trust.
+    pub fn wanted(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .awaiting
+            .iter()
+            .flat_map(|(_, _, ids)| ids.iter().cloned())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Adds a stored expectation a transmission record names (one of
+    /// [`Restoring::wanted`]); any other is ignored at the end.
+    pub fn settled(&mut self, e: Expectation) {
+        self.settled.insert(e.id.0.clone(), e);
+    }
+
+    /// The restored tracker; fails when a transmission record names an
+    /// expectation that was not handed over.
+    pub fn finish(mut self) -> Result<Tracker, RestoreError> {
+        for (message_id, issued_at, ids) in std::mem::take(&mut self.awaiting) {
+            let expectations = ids
+                .into_iter()
+                .map(|id| match self.settled.get(&id) {
+                    Some(e) => Ok(e.clone()),
+                    None => Err(RestoreError::MissingExpectation {
+                        message_id: message_id.clone(),
+                        expectation: id,
+                    }),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            self.t.schedule_transmission(&message_id, issued_at);
+            let tx = Transmission {
+                issued_at,
+                expectations,
+            };
+            self.t.transmissions.insert(message_id, tx);
+        }
         self.t.drop_stale_timers();
-        self.t
+        Ok(self.t)
     }
 }
 

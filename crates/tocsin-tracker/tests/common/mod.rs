@@ -203,13 +203,19 @@ impl Store {
             .collect()
     }
 
+    /// Every stored expectation.
+    pub fn all(&self) -> Vec<Expectation> {
+        self.expectations.values().cloned().collect()
+    }
+
     /// A tracker rebuilt from this store under the contract policy, as
-    /// after a restart.
+    /// after a restart: from every stored expectation (the unsettled ones
+    /// and those its transmission records name) and every state record.
     pub fn restored(&self) -> Tracker {
         Tracker::restore(
             Policy::default_contract(),
             strict(),
-            self.unsettled(),
+            self.all(),
             self.records(),
         )
         .expect("restores")

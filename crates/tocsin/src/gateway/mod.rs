@@ -194,10 +194,16 @@ async fn restore_tracker(
                 }
                 Ok(())
             })?;
-            Ok(match failed {
-                Some(e) => Err(e),
-                None => Ok(restoring.finish()),
-            })
+            if let Some(e) = failed {
+                return Ok(Err(e));
+            }
+            // Transmissions awaiting acknowledgement name the settled
+            // expectations they carry; those are read by id.
+            s.visit_expectations_by_id(&restoring.wanted(), &mut |e| {
+                restoring.settled(e);
+                Ok(())
+            })?;
+            Ok(restoring.finish())
         })
         .await?;
     Ok(restored?)
