@@ -150,9 +150,21 @@ fn split_key(h: u128) -> SeenKey {
 struct StoredKey(i64, SeenKey);
 
 impl std::fmt::Display for StoredKey {
+    /// Hexed by hand into one buffer and written once: `write!` with three
+    /// `{:016x}` took some 2,900 instructions a key, and the tracker makes
+    /// one for nearly every message (docs/performance.md, "Eighteenth
+    /// session").
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let StoredKey(at, k) = *self;
-        write!(f, "{:016x}{:016x}{:016x}", at as u64, k[0], k[1])
+        let mut text = [0u8; 48];
+        for (word, out) in [at as u64, k[0], k[1]].into_iter().zip(text.chunks_mut(16)) {
+            for (i, digit) in out.iter_mut().enumerate() {
+                *digit = DIGITS[(word >> (60 - 4 * i) & 0xf) as usize];
+            }
+        }
+        // Hex digits only: ASCII.
+        f.write_str(std::str::from_utf8(&text).map_err(|_| std::fmt::Error)?)
     }
 }
 
@@ -527,6 +539,8 @@ mod tests {
             let k = key_hex(at, h);
             assert_eq!(k.len(), 48);
             assert_eq!(parse_key_hex(&k), Some((at, h)), "{k}");
+            // The hand-made hex is what `format!` writes.
+            assert_eq!(k, format!("{:016x}{:016x}{:016x}", at as u64, h[0], h[1]));
         }
         // Later times sort after earlier ones whatever the hash.
         let (early, late) = (1_736_157_600_000, 1_736_157_600_001);
