@@ -35,6 +35,7 @@ pub const SQLITE: &[Migration] = migrations!("sqlite":
     (2, "0002", "deliveries"),
     (3, "0003", "retention"),
     (4, "0004", "seen_key_time"),
+    (5, "0005", "report_delay"),
 );
 
 /// PostgreSQL migrations, in order.
@@ -43,6 +44,7 @@ pub const POSTGRES: &[Migration] = migrations!("postgres":
     (2, "0002", "deliveries"),
     (3, "0003", "retention"),
     (4, "0004", "seen_key_time"),
+    (5, "0005", "report_delay"),
 );
 
 /// The newest schema version this code knows.

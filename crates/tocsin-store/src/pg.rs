@@ -39,13 +39,13 @@ const PING_TIMEOUT: Duration = Duration::from_secs(5);
 const BY_ID_CHUNK: usize = 1_000;
 
 const UPSERT_EXPECTATIONS: &str = "INSERT INTO expectations \
-    (id, status, document_kind, encounter_kind, site, deadline, ended_at, body) \
+    (id, status, document_kind, encounter_kind, site, deadline, ended_at, body, delay_seconds) \
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
-    $6::timestamptz[], $7::timestamptz[], $8::text[]) \
+    $6::timestamptz[], $7::timestamptz[], $8::text[], $9::bigint[]) \
     ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, \
     document_kind = EXCLUDED.document_kind, encounter_kind = EXCLUDED.encounter_kind, \
     site = EXCLUDED.site, deadline = EXCLUDED.deadline, ended_at = EXCLUDED.ended_at, \
-    body = EXCLUDED.body";
+    body = EXCLUDED.body, delay_seconds = EXCLUDED.delay_seconds";
 const INSERT_ALERTS: &str = "INSERT INTO alerts \
     (alert_id, kind, raised_at, document_kind, encounter_kind, site, body) \
     SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], \
@@ -349,6 +349,7 @@ struct Columns {
     e_deadline: Vec<DateTime<Utc>>,
     e_ended_at: Vec<DateTime<Utc>>,
     e_body: Vec<String>,
+    e_delay: Vec<Option<i64>>,
     a_id: Vec<String>,
     a_kind: Vec<&'static str>,
     a_raised_at: Vec<DateTime<Utc>>,
@@ -370,6 +371,7 @@ impl Columns {
             e_deadline: Vec::with_capacity(exps.len()),
             e_ended_at: Vec::with_capacity(exps.len()),
             e_body: Vec::with_capacity(exps.len()),
+            e_delay: Vec::with_capacity(exps.len()),
             a_id: Vec::with_capacity(batch.alerts.len()),
             a_kind: Vec::with_capacity(batch.alerts.len()),
             a_raised_at: Vec::with_capacity(batch.alerts.len()),
@@ -387,6 +389,7 @@ impl Columns {
             c.e_site.push(e.encounter.site.clone());
             c.e_deadline.push(e.deadline);
             c.e_ended_at.push(e.encounter.ended_at);
+            c.e_delay.push(rows::delay_seconds(e));
         }
         for a in &batch.alerts {
             c.a_body.push(rows::alert_body(a)?);
@@ -440,6 +443,7 @@ impl Store for PostgresStore {
                         &c.e_deadline,
                         &c.e_ended_at,
                         &c.e_body,
+                        &c.e_delay,
                     ],
                 )
                 .map_err(pg("upsert expectations"))?;
@@ -705,11 +709,31 @@ impl Store for PostgresStore {
         to: DateTime<Utc>,
         f: &mut dyn FnMut(&ReportFacts<'_>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        self.visit_bodies(
-            "SELECT id, body FROM expectations WHERE ended_at >= $1 AND ended_at < $2",
-            &[&from, &to],
-            &mut |id, body| f(&rows::parse_borrowed(body, "expectations", id)?),
-        )
+        // Columns only: no body is parsed.
+        self.with_conn(|c| {
+            let st = prepare(
+                &mut c.client,
+                &mut c.statements,
+                "SELECT id, status, document_kind, encounter_kind, site, ended_at, delay_seconds \
+                 FROM expectations WHERE ended_at >= $1 AND ended_at < $2",
+            )?;
+            let params: [&(dyn ToSql + Sync); 2] = [&from, &to];
+            let mut cursor = c
+                .client
+                .query_raw(&st, params.iter().copied())
+                .map_err(pg("query expectations"))?;
+            while let Some(row) = cursor.next().map_err(pg("read expectations"))? {
+                let id: &str = row.get(0);
+                f(&rows::report_facts(
+                    id,
+                    [row.get(1), row.get(2), row.get(3)],
+                    row.get(4),
+                    row.get(5),
+                    row.get(6),
+                )?)?;
+            }
+            Ok(())
+        })
     }
 
     fn ping(&mut self) -> Result<(), StoreError> {

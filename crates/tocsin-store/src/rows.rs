@@ -1,8 +1,12 @@
 //! Conversions shared by both backends: the indexed columns of stored
 //! values, times as microseconds, and JSON bodies.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
+use serde::de::value::StrDeserializer;
+use tocsin_tracker::compliance::{EncounterFacts, ReportFacts, SettlementFacts};
 use tocsin_tracker::{Alert, Expectation};
 
 use crate::StoreError;
@@ -81,5 +85,58 @@ pub(crate) fn parse_borrowed<'a, T: serde::Deserialize<'a>>(
         table,
         id: id.to_string(),
         source,
+    })
+}
+
+/// The settling document's delay, for the `delay_seconds` column (`None`
+/// while no document has settled the expectation).
+pub(crate) fn delay_seconds(e: &Expectation) -> Option<i64> {
+    e.settlement.as_ref().map(|s| s.delay_seconds)
+}
+
+/// A time column (microseconds since the epoch) as a time.
+pub(crate) fn time_column(
+    us: i64,
+    table: &'static str,
+    id: &str,
+    column: &'static str,
+) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_micros(us).ok_or_else(|| StoreError::InvalidColumn {
+        table,
+        id: id.to_string(),
+        column,
+    })
+}
+
+/// An expectation's report facts from its columns (both backends): the
+/// names in `[status, document_kind, encounter_kind]` are the snake_case
+/// ones the store writes; another is reported as a corrupt row.
+pub(crate) fn report_facts<'a>(
+    id: &str,
+    [status, document_kind, encounter_kind]: [&str; 3],
+    site: Option<&'a str>,
+    ended_at: DateTime<Utc>,
+    delay_seconds: Option<i64>,
+) -> Result<ReportFacts<'a>, StoreError> {
+    Ok(ReportFacts {
+        status: named(status, id)?,
+        document_kind: named(document_kind, id)?,
+        encounter: EncounterFacts {
+            kind: named(encounter_kind, id)?,
+            ended_at,
+            site: site.map(Cow::Borrowed),
+        },
+        settlement: delay_seconds.map(|delay_seconds| SettlementFacts { delay_seconds }),
+    })
+}
+
+/// A stored snake_case name as its enum (by the type's own `Deserialize`).
+fn named<T: DeserializeOwned>(name: &str, id: &str) -> Result<T, StoreError> {
+    T::deserialize(StrDeserializer::<serde_json::Error>::new(name)).map_err(|source| {
+        StoreError::Corrupt {
+            table: "expectations",
+            id: id.to_string(),
+            source,
+        }
     })
 }

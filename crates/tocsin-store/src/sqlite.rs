@@ -105,12 +105,12 @@ fn sq(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
 }
 
 const UPSERT_EXPECTATION: &str = "INSERT INTO expectations \
-    (id, status, document_kind, encounter_kind, site, deadline, ended_at, body) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+    (id, status, document_kind, encounter_kind, site, deadline, ended_at, body, delay_seconds) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
     ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
     document_kind = excluded.document_kind, encounter_kind = excluded.encounter_kind, \
     site = excluded.site, deadline = excluded.deadline, ended_at = excluded.ended_at, \
-    body = excluded.body";
+    body = excluded.body, delay_seconds = excluded.delay_seconds";
 const INSERT_ALERT: &str = "INSERT INTO alerts \
     (alert_id, kind, raised_at, document_kind, encounter_kind, site, body) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (alert_id) DO NOTHING";
@@ -380,6 +380,11 @@ impl SqliteStore {
     }
 }
 
+/// Column `i` of a row as text, borrowed from the row.
+fn str_at<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<&'r str> {
+    Ok(row.get_ref(i)?.as_str()?)
+}
+
 /// Creates the parent directories of a store file.
 fn create_parent(path: &Path) -> Result<(), StoreError> {
     match path.parent() {
@@ -427,7 +432,8 @@ impl Store for SqliteStore {
                     e.encounter.site,
                     micros(e.deadline),
                     micros(e.encounter.ended_at),
-                    body
+                    body,
+                    rows::delay_seconds(e)
                 ])
                 .map_err(sq("upsert expectation"))?;
             }
@@ -711,11 +717,40 @@ impl Store for SqliteStore {
         to: DateTime<Utc>,
         f: &mut dyn FnMut(&ReportFacts<'_>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        self.visit_bodies(
-            "SELECT id, body FROM expectations WHERE ended_at >= ?1 AND ended_at < ?2",
-            &[Value::Integer(micros(from)), Value::Integer(micros(to))],
-            &mut |id, body| f(&rows::parse_borrowed(body, "expectations", id)?),
-        )
+        // Columns only: no body is parsed.
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT id, status, document_kind, encounter_kind, site, ended_at, delay_seconds \
+                 FROM expectations WHERE ended_at >= ?1 AND ended_at < ?2",
+            )
+            .map_err(sq("prepare"))?;
+        let mut cursor = st
+            .query(params![micros(from), micros(to)])
+            .map_err(sq("query expectations"))?;
+        while let Some(row) = cursor.next().map_err(sq("read expectations"))? {
+            let columns = (|| {
+                Ok((
+                    str_at(row, 0)?,
+                    str_at(row, 1)?,
+                    str_at(row, 2)?,
+                    str_at(row, 3)?,
+                    row.get_ref(4)?.as_str_or_null()?,
+                    row.get::<_, i64>(5)?,
+                    row.get::<_, Option<i64>>(6)?,
+                ))
+            })();
+            let (id, status, document_kind, encounter_kind, site, ended_at, delay) =
+                columns.map_err(sq("read expectations"))?;
+            f(&rows::report_facts(
+                id,
+                [status, document_kind, encounter_kind],
+                site,
+                rows::time_column(ended_at, "expectations", id, "ended_at")?,
+                delay,
+            )?)?;
+        }
+        Ok(())
     }
 
     fn ping(&mut self) -> Result<(), StoreError> {

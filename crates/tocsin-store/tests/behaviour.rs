@@ -45,6 +45,7 @@ on_both!(
     published_outbox_rows_are_pruned,
     processed_inputs_are_pruned_a_chunk_at_a_time,
     seen_keys_gain_their_time_on_upgrade,
+    report_delay_is_taken_from_bodies_on_upgrade,
     empty_batch_and_ping,
     unreadable_bodies_are_reported_with_their_row,
 );
@@ -875,7 +876,10 @@ fn published_outbox_rows_are_pruned(b: &dyn Backend) {
 fn seen_keys_gain_their_time_on_upgrade(b: &dyn Backend) {
     drop(b.open());
     // A store as version 3 left it: duplicate keys of 32 hex digits.
-    b.raw_execute("DELETE FROM schema_version WHERE version >= 4");
+    b.raw_execute(
+        "DELETE FROM schema_version WHERE version >= 4; \
+         ALTER TABLE expectations DROP COLUMN delay_seconds",
+    );
     let legacy = "0123456789abcdef0011223344556677";
     let current = format!("{:016x}{legacy}", 5);
     b.raw_execute(&format!(
@@ -912,6 +916,61 @@ fn seen_keys_gain_their_time_on_upgrade(b: &dyn Backend) {
         "{}",
         b.name()
     );
+}
+
+/// A store as version 4 left it has no `delay_seconds` column: migration 5
+/// adds it and fills it from the bodies (a settled expectation's delay,
+/// NULL for the others), and the report, which now reads columns only,
+/// gives the facts the bodies hold.
+fn report_delay_is_taken_from_bodies_on_upgrade(b: &dyn Backend) {
+    let all: Vec<Expectation> = [
+        spec("d-open", ExpectationStatus::Open, 0),
+        spec("d-late", ExpectationStatus::Late, 10),
+        spec("d-cancelled", ExpectationStatus::Cancelled, 20),
+    ]
+    .iter()
+    .map(expectation)
+    .collect();
+    {
+        let mut store = b.open();
+        let mut batch = Batch::default();
+        for e in &all {
+            batch.push_expectation(e.clone());
+        }
+        store.commit(&batch).unwrap();
+    }
+    b.raw_execute(
+        "DELETE FROM schema_version WHERE version >= 5; \
+         ALTER TABLE expectations DROP COLUMN delay_seconds",
+    );
+    let mut store = b.open();
+    assert_eq!(
+        b.raw_i64("SELECT delay_seconds FROM expectations WHERE id = 'd-late'"),
+        1800,
+        "{}",
+        b.name()
+    );
+    assert_eq!(
+        b.raw_i64("SELECT count(*) FROM expectations WHERE delay_seconds IS NULL"),
+        2,
+        "{}",
+        b.name()
+    );
+    let mut facts = Vec::new();
+    store
+        .visit_report_facts(at(-1), at(100), &mut |f| {
+            facts.push(format!("{f:?}"));
+            Ok(())
+        })
+        .unwrap();
+    let mut want: Vec<String> = all
+        .iter()
+        .map(|e| format!("{:?}", ReportFacts::of(e)))
+        .collect();
+    facts.sort();
+    want.sort();
+    assert_eq!(facts, want, "{}", b.name());
+    assert!(facts.iter().any(|f| f.contains("1800")), "{facts:?}");
 }
 
 fn processed_inputs_are_pruned_a_chunk_at_a_time(b: &dyn Backend) {
@@ -977,16 +1036,20 @@ fn unreadable_bodies_are_reported_with_their_row(b: &dyn Backend) {
             Effect::ExpectationChanged(open_expectation("bad", 0)),
         ]))
         .unwrap();
-    b.raw_execute("UPDATE expectations SET body = '{\"id\": 42}' WHERE id = 'bad'");
+    b.raw_execute(
+        "UPDATE expectations SET body = '{\"id\": 42}', status = 'mislaid' WHERE id = 'bad'",
+    );
+    // The report reads the columns: an unknown status names its row.
     let e = expect_err(
         store.visit_report_facts(at(-1), at(1), &mut |_| Ok(())),
-        "corrupt body for the report",
+        "unknown status for the report",
     );
     assert!(
         matches!(&e, StoreError::Corrupt { table: "expectations", id, .. } if id == "bad"),
         "{}: {e}",
         b.name()
     );
+    b.raw_execute("UPDATE expectations SET status = 'open' WHERE id = 'bad'");
     let e = expect_err(store.load_unsettled(), "corrupt body");
     match &e {
         StoreError::Corrupt { table, id, .. } => {
