@@ -139,11 +139,7 @@ pub(crate) mod sqlite {
     }
 
     fn time(us: i64, table: &'static str, id: &str) -> Result<DateTime<Utc>, StoreError> {
-        DateTime::from_timestamp_micros(us).ok_or_else(|| StoreError::InvalidColumn {
-            table,
-            id: id.to_string(),
-            column: "time",
-        })
+        crate::rows::time_column(us, table, id, "time")
     }
 
     /// Inserts the deliveries of a commit (inside its transaction).

@@ -71,16 +71,6 @@ pub(crate) fn parse<T: DeserializeOwned>(
     table: &'static str,
     id: &str,
 ) -> Result<T, StoreError> {
-    parse_borrowed(body, table, id)
-}
-
-/// Parses a view that borrows from a stored body (such as
-/// [`tocsin_tracker::compliance::ReportFacts`]).
-pub(crate) fn parse_borrowed<'a, T: serde::Deserialize<'a>>(
-    body: &'a str,
-    table: &'static str,
-    id: &str,
-) -> Result<T, StoreError> {
     serde_json::from_str(body).map_err(|source| StoreError::Corrupt {
         table,
         id: id.to_string(),

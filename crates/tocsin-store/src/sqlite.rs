@@ -369,8 +369,8 @@ impl SqliteStore {
             .query(params_from_iter(params.iter()))
             .map_err(sq("query expectations"))?;
         while let Some(row) = cursor.next().map_err(sq("read expectations"))? {
-            let id = row.get_ref(0).and_then(|v| Ok(v.as_str()?));
-            let body = row.get_ref(1).and_then(|v| Ok(v.as_str()?));
+            let id = str_at(row, 0);
+            let body = str_at(row, 1);
             f(
                 id.map_err(sq("read expectations"))?,
                 body.map_err(sq("read expectations"))?,
