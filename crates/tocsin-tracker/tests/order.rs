@@ -230,8 +230,7 @@ fn restore_after_restart_gives_the_same_subsequent_alerts() {
         for &i in &order[..cut] {
             sb.commit(&b.apply(&msgs[i].ev));
         }
-        let mut b = Tracker::restore(Policy::default_contract(), strict(), sb.all(), sb.records())
-            .expect("restores");
+        let mut b = sb.restored();
         assert_eq!(b.clock(), a_clock_after(&msgs, &order[..cut]));
         for &i in &order[cut..] {
             sb.commit(&b.apply(&msgs[i].ev));
