@@ -21,7 +21,7 @@ impl Ctx<'_> {
         };
         match b.view.bundle_type.as_str() {
             "document" => {
-                let d = self.document(b, scope)?;
+                let d = self.document(b, scope, None)?;
                 self.push(d);
             }
             "message" => {
@@ -52,7 +52,13 @@ impl Ctx<'_> {
     }
 
     /// A document bundle: the Composition (first entry) gives the event.
-    fn document(&mut self, b: &Prepared, outer: &Scope<'_>) -> Result<Draft, FhirError> {
+    /// `sent_at` is the time of the message carrying it, if any.
+    fn document(
+        &mut self,
+        b: &Prepared,
+        outer: &Scope<'_>,
+        sent_at: Option<DateTime<Utc>>,
+    ) -> Result<Draft, FhirError> {
         let scope = Scope {
             entries: &b.entries,
             from_bundle: true,
@@ -67,17 +73,20 @@ impl Ctx<'_> {
                 location: format!("{}.entry[0].resource", b.loc),
                 message: "a document bundle's first entry must be a Composition".into(),
             })?;
-        self.composition(comp, &scope, Some(b))
+        self.composition(comp, &scope, Some(b), sent_at)
     }
 
     /// The document event of a Composition, resolving its references in
     /// `scope`; `bundle` is the document bundle holding it, if any (a
-    /// Composition may also sit directly in a message).
+    /// Composition may also sit directly in a message). In a message,
+    /// `sent_at` is the message's time: it is the document's `issued_at`,
+    /// whatever times the document itself carries or lacks.
     fn composition(
         &mut self,
         comp_entry: &Entry,
         scope: &Scope<'_>,
         bundle: Option<&Prepared>,
+        sent_at: Option<DateTime<Utc>>,
     ) -> Result<Draft, FhirError> {
         let c = self
             .env
@@ -110,7 +119,7 @@ impl Ctx<'_> {
             None => None,
         };
         let bundle_time = bundle.and_then(|b| b.view.timestamp.or(b.view.meta.last_updated));
-        let issued_at = match (bundle_time, c.date) {
+        let issued_at = match (sent_at.or(bundle_time), c.date) {
             (Some(t), _) => t,
             (None, Some(t)) => {
                 if let Some(b) = bundle {
@@ -319,18 +328,20 @@ impl Ctx<'_> {
         let payload = match focus {
             Some(e) if e.rtype == "Bundle" => match e.bundle.as_deref() {
                 Some(nested) if nested.view.bundle_type == "document" => {
-                    Some(self.document(nested, scope)?)
+                    Some(self.document(nested, scope, Some(sent_at))?)
                 }
                 _ => None,
             },
-            Some(e) if e.rtype == "Composition" => Some(self.composition(e, scope, None)?),
+            Some(e) if e.rtype == "Composition" => {
+                Some(self.composition(e, scope, None, Some(sent_at))?)
+            }
             Some(e) if e.rtype == "DocumentReference" => {
                 let inner = Scope {
                     entries: &e.contained,
                     from_bundle: false,
                     parent: Some(scope),
                 };
-                Some(self.document_reference(e, &inner)?)
+                Some(self.document_reference(e, &inner, Some(sent_at))?)
             }
             _ => None,
         };
@@ -388,7 +399,6 @@ impl Ctx<'_> {
         if doc.type_code.is_none() {
             doc.type_code = event_code;
         }
-        doc.issued_at = sent_at;
         doc.recipient = recipient;
         d.occurred_at = sent_at;
         Ok(d)

@@ -17,8 +17,9 @@ pub enum FhirError {
         /// The configured limit.
         limit: usize,
     },
-    /// The input is FHIR XML, which tocsin does not read yet.
-    #[error("FHIR XML is not supported yet; send FHIR JSON")]
+    /// XML handed to the JSON reader ([`crate::normalise_json`]); FHIR XML is
+    /// read by [`crate::normalise_xml`], where `tocsin_ingest` sends it.
+    #[error("this is XML, not FHIR JSON: read FHIR XML with normalise_xml")]
     XmlNotSupported,
     /// The input is not well-formed JSON.
     #[error("malformed JSON at line {line}, column {column}: {message}")]

@@ -79,7 +79,7 @@ impl Ctx<'_> {
         };
         let draft = match &*e.rtype {
             "Encounter" => self.encounter(e, &inner)?,
-            "DocumentReference" => self.document_reference(e, &inner)?,
+            "DocumentReference" => self.document_reference(e, &inner, None)?,
             "Patient" => Draft {
                 subject: self.env.patient(e, scope)?,
                 ..other(e, self.env.cfg.timezone)
@@ -162,8 +162,15 @@ impl Ctx<'_> {
         })
     }
 
-    /// A DocumentReference's event (also used for one a message points at).
-    pub fn document_reference(&mut self, e: &Entry, scope: &Scope<'_>) -> Result<Draft, FhirError> {
+    /// A DocumentReference's event (also used for one a message points at:
+    /// then `sent_at` is the message's time, which is the document's
+    /// `issued_at`, and its own times are not needed).
+    pub fn document_reference(
+        &mut self,
+        e: &Entry,
+        scope: &Scope<'_>,
+        sent_at: Option<DateTime<Utc>>,
+    ) -> Result<Draft, FhirError> {
         let v = self
             .env
             .reader
@@ -188,20 +195,18 @@ impl Ctx<'_> {
             ("current", None) => EventType::DocumentIssued,
             _ => EventType::Other,
         };
-        let issued_at = match v.date.or(v.meta.last_updated) {
-            Some(t) => {
-                if v.date.is_none() {
-                    warnings.push(Warning {
-                        code: WarningCode::BadTimestamp,
-                        message: "DocumentReference has no date; issued_at is meta.lastUpdated"
-                            .into(),
-                        raw: None,
-                        location: Some(format!("{}.date", e.loc)),
-                    });
-                }
+        let issued_at = match (sent_at, v.date, v.meta.last_updated) {
+            (Some(t), _, _) | (None, Some(t), _) => t,
+            (None, None, Some(t)) => {
+                warnings.push(Warning {
+                    code: WarningCode::BadTimestamp,
+                    message: "DocumentReference has no date; issued_at is meta.lastUpdated".into(),
+                    raw: None,
+                    location: Some(format!("{}.date", e.loc)),
+                });
                 t
             }
-            None => {
+            (None, None, None) => {
                 return Err(FhirError::MissingTimestamp {
                     resource_type: "DocumentReference".into(),
                     location: e.loc.to_string(),

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{events, load, one, t};
+use common::{edited, entry_of, events, load, one, t};
 use tocsin_event::{
     DocumentKind, EncounterKind, EventId, EventType, Format, Identifier, WarningCode,
 };
@@ -206,6 +206,39 @@ fn r4_message_carrying_a_document_bundle() {
     assert_eq!(d.authored_at, Some(t("2024-01-15T13:45:00Z")));
     assert_eq!(d.recipient.as_deref(), Some("B86001"));
     assert!(e.warnings.is_empty(), "{:?}", e.warnings);
+}
+
+#[test]
+fn a_message_dates_a_document_reference_that_carries_no_time_of_its_own() {
+    // The message's focus is a DocumentReference with neither date nor
+    // meta.lastUpdated. Alone it could not be dated (it is rejected); in a
+    // message it was issued when the message was sent.
+    let e = edited("r4/bundle-message-itk003d.json", |m| {
+        *entry_of(m, "Bundle") = serde_json::json!({
+            "resourceType": "DocumentReference",
+            "id": "r4-doc-undated",
+            "masterIdentifier": {"value": "RXX-DS-UNDATED"},
+            "status": "current",
+            "type": {"coding": [{"system": "http://snomed.info/sct", "code": "373942005"}]},
+            "subject": {"identifier": {
+                "system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9434765919"
+            }},
+            "content": [{"attachment": {"contentType": "application/pdf", "url": "Binary/ds"}}]
+        });
+    });
+    assert_eq!(e.event_type, EventType::DocumentIssued);
+    assert_eq!(e.occurred_at, t("2024-01-15T14:35:00Z"));
+    let d = e.document.unwrap();
+    assert_eq!(d.id, "RXX-DS-UNDATED");
+    assert_eq!(d.kind, DocumentKind::DischargeSummary);
+    assert_eq!(d.issued_at, t("2024-01-15T14:35:00Z"));
+    assert!(
+        e.warnings
+            .iter()
+            .all(|w| w.code != WarningCode::BadTimestamp),
+        "{:?}",
+        e.warnings
+    );
 }
 
 #[test]

@@ -72,10 +72,10 @@ fn invalid_entry_deep_in_a_bundle_is_located() {
 }
 
 #[test]
-fn xml_is_refused_with_a_message_that_says_so() {
+fn xml_given_to_the_json_reader_is_refused_with_where_to_send_it() {
     let e = rejected("rejected/encounter.xml");
     assert_eq!(e.reason_code(), "fhir_xml_unsupported");
-    assert!(e.to_string().contains("XML is not supported"), "{e}");
+    assert!(e.to_string().contains("normalise_xml"), "{e}");
 }
 
 #[test]

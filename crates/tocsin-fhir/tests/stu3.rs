@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{one, t};
+use common::{edited, entry_of, one, t};
 use tocsin_event::{DocumentKind, EncounterKind, EventType, Format};
 
 #[test]
@@ -93,4 +93,23 @@ fn stu3_document_reference_uses_indexed_and_created() {
         e.encounter.unwrap().reference.as_deref(),
         Some("Encounter/itk-enc-1")
     );
+}
+
+#[test]
+fn a_message_dates_its_document_even_when_the_document_bundle_has_no_time() {
+    // The document bundle inside the message carries neither timestamp nor
+    // meta.lastUpdated: the message's time is the issue time, so nothing is
+    // missing and there is nothing to warn about.
+    let e = edited("stu3/itk3-edischarge-ITK003D.json", |m| {
+        let nested = entry_of(m, "Bundle").as_object_mut().unwrap();
+        nested.remove("timestamp");
+        nested["meta"]
+            .as_object_mut()
+            .unwrap()
+            .remove("lastUpdated");
+    });
+    let d = e.document.unwrap();
+    assert_eq!(d.issued_at, t("2024-01-15T14:40:00Z"));
+    assert_eq!(d.authored_at, Some(t("2024-01-15T13:45:00Z")));
+    assert!(e.warnings.is_empty(), "{:?}", e.warnings);
 }
