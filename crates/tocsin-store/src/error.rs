@@ -160,9 +160,10 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Sqlite { source, .. } => sqlite_transient(source),
-            Self::PostgresConnect { source, .. } | Self::Postgres { source, .. } => {
-                pg_transient(source)
+            Self::PostgresConnect { source, .. } => {
+                pg_transient(source) || pg_not_accepting_connections(source)
             }
+            Self::Postgres { source, .. } => pg_transient(source),
             Self::Migration { source, .. } => source.is_transient(),
             _ => false,
         }
@@ -178,6 +179,16 @@ fn sqlite_transient(e: &rusqlite::Error) -> bool {
         ),
         None => false,
     }
+}
+
+/// A connection refused because the database does not accept connections
+/// for now (`ALTER DATABASE ... ALLOW_CONNECTIONS false`, as for
+/// maintenance): SQLSTATE 55000, which passes once the administrator allows
+/// them again. Only at connect: from a statement, 55000 means an object in
+/// the wrong state, which retrying does not mend.
+fn pg_not_accepting_connections(e: &postgres::Error) -> bool {
+    e.as_db_error()
+        .is_some_and(|db| db.code().code() == "55000")
 }
 
 /// PostgreSQL SQLSTATEs that describe a passing condition.

@@ -74,6 +74,28 @@ fn unreachable_postgres_is_transient_and_the_password_is_not_shown() {
 }
 
 #[test]
+fn postgres_not_accepting_connections_is_transient_until_it_does() {
+    let db = Postgres::new();
+    db.allow_connections(false);
+    let e = expect_err(
+        tocsin_store::open(&db.url()).map(|_| ()),
+        "connect while the database refuses connections",
+    );
+    assert!(matches!(e, StoreError::PostgresConnect { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("not currently accepting connections"),
+        "{e}"
+    );
+    assert!(e.is_transient(), "maintenance passes: {e}");
+
+    db.allow_connections(true);
+    let mut store = tocsin_store::open(&db.url()).expect("connect once allowed");
+    store.commit(&open_batch("x")).unwrap();
+    assert_eq!(unsettled_ids(store.as_mut()), ["x"]);
+}
+
+#[test]
 fn missing_postgres_database_is_not_transient() {
     let db = Postgres::new();
     let url = format!("{}_missing", db.url());

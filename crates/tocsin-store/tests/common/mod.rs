@@ -106,6 +106,19 @@ impl Postgres {
         postgres::Client::connect(&self.url(), postgres::NoTls).expect("raw PostgreSQL connection")
     }
 
+    /// Lets the database accept connections, or not (as an administrator
+    /// does for maintenance).
+    pub fn allow_connections(&self, allow: bool) {
+        let mut client = postgres::Client::connect(&self.admin, postgres::NoTls)
+            .expect("admin PostgreSQL connection");
+        client
+            .batch_execute(&format!(
+                "ALTER DATABASE {} WITH ALLOW_CONNECTIONS {allow}",
+                self.db
+            ))
+            .expect("ALTER DATABASE ... ALLOW_CONNECTIONS");
+    }
+
     /// Terminates a server process and waits until it is gone.
     pub fn terminate(&self, pid: i32) {
         let mut client = postgres::Client::connect(&self.admin, postgres::NoTls)
