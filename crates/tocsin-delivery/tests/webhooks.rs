@@ -171,10 +171,26 @@ async fn a_server_that_fails_then_recovers_gets_each_alert_exactly_once() {
             failed: 0
         }
     );
-    // Nothing more is sent once everything is settled.
-    let before = rx.arrived();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(rx.arrived(), before);
+    // Nothing more is sent once everything is settled: a new alert,
+    // delivered in a later round (rounds go in due order), is the only
+    // request after them.
+    let before = rx.answered().len();
+    let probe = alert(6, AlertKind::Overdue, Some("RXX01"));
+    commit_alerts(&store, &d.router(), std::slice::from_ref(&probe)).await;
+    wait_until("the new alert delivered", LIMIT, || async {
+        counts(&store, "ward").await.delivered == 6
+    })
+    .await;
+    assert_eq!(keys_since(&rx, before), [probe.alert_id]);
+}
+
+/// The idempotency keys (alert ids) of the requests answered after the
+/// first `before`.
+fn keys_since(rx: &Receiver, before: usize) -> Vec<String> {
+    rx.answered()[before..]
+        .iter()
+        .map(|r| r.idempotency_key.clone().unwrap_or_default())
+        .collect()
 }
 
 #[tokio::test]
@@ -207,10 +223,17 @@ async fn a_server_that_never_recovers_is_marked_failed_after_the_maximum_age() {
     );
     assert_eq!(delivered_metric(&metrics, "down", "failed"), 2);
     assert!(rx.answered().iter().all(|r| r.status == 503));
-    // Failed rows are not tried again.
-    let before = rx.arrived();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(rx.arrived(), before);
+    // Failed rows are not tried again: once a new alert has been tried (in
+    // a later round; rounds go in due order), every request since was for it.
+    let before = rx.answered().len();
+    let probe = alert(3, AlertKind::Overdue, None);
+    commit_alerts(&store, &d.router(), std::slice::from_ref(&probe)).await;
+    wait_until("the new alert tried", LIMIT, || async {
+        !keys_since(&rx, before).is_empty()
+    })
+    .await;
+    let since = keys_since(&rx, before);
+    assert!(since.iter().all(|k| *k == probe.alert_id), "{since:?}");
 }
 
 #[tokio::test]
