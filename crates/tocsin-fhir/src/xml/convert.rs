@@ -14,6 +14,11 @@
 //! holding `coding` children (R5's `Encounter.class`) becomes a list, as in
 //! R5 JSON.
 //!
+//! Every element must be in the FHIR namespace, as the root is, whether
+//! declared on it or on an ancestor (the XHTML narrative aside): an element
+//! of another vocabulary is refused, not read as the FHIR element of the
+//! same local name.
+//!
 //! Hostile input is refused, never expanded: a DOCTYPE (hence any DTD,
 //! external or expanding entity) is an error, entity references other than
 //! the five predefined ones and character references are errors, and
@@ -74,6 +79,14 @@ struct Frame {
     underscores: bool,
 }
 
+/// A namespace declaration in scope, made by the element at `depth` of the
+/// stack (`prefix` None: the default namespace).
+struct Binding {
+    depth: usize,
+    prefix: Option<String>,
+    ns: String,
+}
+
 /// The state of one conversion.
 struct Conv<'a> {
     input: &'a [u8],
@@ -87,6 +100,8 @@ struct Conv<'a> {
     coding_ctx: Option<TypeId>,
     ambiguous: bool,
     root: Option<Value>,
+    /// The namespace declarations of the open elements, innermost last.
+    bindings: Vec<Binding>,
 }
 
 /// Converts one FHIR XML resource to its JSON form using `table`'s types.
@@ -114,6 +129,7 @@ pub(crate) fn convert(
         coding_ctx: table.get("Coding"),
         ambiguous: false,
         root: None,
+        bindings: Vec::new(),
     };
     c.run()?;
     match c.root {
@@ -169,7 +185,10 @@ impl<'a> Conv<'a> {
             return Err(self.refused(XmlRefusal::Depth(self.max_depth), start));
         }
         let name = e.local_name().into_inner().to_owned();
-        let attrs = self.attributes(e)?;
+        let mut attrs = self.attributes(e)?;
+        let decls = std::mem::take(&mut attrs.decls);
+        let prefix = e.name().prefix().map(|p| p.into_inner());
+        let in_fhir = self.namespace_of(prefix, &decls) == Some(FHIR_NS);
         let frame = match self.stack.last() {
             None => {
                 if self.root.is_some() {
@@ -185,6 +204,7 @@ impl<'a> Conv<'a> {
                 Body::Wrapper(Some(_)) => {
                     return Err(self.not_fhir("a resource wrapper holds more than one resource"));
                 }
+                Body::Wrapper(None) if !in_fhir => return Err(self.foreign(&name)),
                 Body::Wrapper(None) => self.resource_frame(name),
                 Body::Object(_) | Body::Primitive { .. } => {
                     let field = parent
@@ -197,24 +217,62 @@ impl<'a> Conv<'a> {
                     {
                         self.ambiguous = true;
                         if self.mode == Mode::Detect {
-                            return self.skip_or_push(self.skip_frame(name), empty);
+                            return self.skip_or_push(self.skip_frame(name), decls, empty);
                         }
                     }
                     match field {
+                        // The narrative is XHTML, in its own namespace.
                         Some(f) if f.kind == Kind::Xhtml => {
                             let div = self.xhtml(start, empty)?;
                             return self.insert(name, Some(f), div, None);
                         }
+                        _ if !in_fhir => return Err(self.foreign(&name)),
                         Some(f) => self.field_frame(name, f, attrs)?,
                         None => generic_frame(name, attrs),
                     }
                 }
             },
         };
-        self.skip_or_push(frame, empty)
+        self.skip_or_push(frame, decls, empty)
     }
 
-    fn skip_or_push(&mut self, frame: Frame, empty: bool) -> Result<(), XmlError> {
+    /// The namespace of an element with `prefix` that makes the declarations
+    /// `decls`: its own, else the innermost open element's.
+    fn namespace_of<'s>(
+        &'s self,
+        prefix: Option<&str>,
+        decls: &'s [(Option<String>, String)],
+    ) -> Option<&'s str> {
+        let own = decls
+            .iter()
+            .find(|(p, _)| p.as_deref() == prefix)
+            .map(|(_, ns)| ns.as_str());
+        own.or_else(|| {
+            self.bindings
+                .iter()
+                .rev()
+                .find(|b| b.prefix.as_deref() == prefix)
+                .map(|b| b.ns.as_str())
+        })
+    }
+
+    /// An element below the root in another namespace (or none).
+    fn foreign(&self, name: &str) -> XmlError {
+        self.not_fhir(&format!("element `{name}` is not in the FHIR namespace"))
+    }
+
+    fn skip_or_push(
+        &mut self,
+        frame: Frame,
+        decls: Vec<(Option<String>, String)>,
+        empty: bool,
+    ) -> Result<(), XmlError> {
+        let depth = self.stack.len();
+        self.bindings.extend(
+            decls
+                .into_iter()
+                .map(|(prefix, ns)| Binding { depth, prefix, ns }),
+        );
         self.stack.push(frame);
         if empty { self.close() } else { Ok(()) }
     }
@@ -277,6 +335,13 @@ impl<'a> Conv<'a> {
         let Some(frame) = self.stack.pop() else {
             return Err(self.malformed("an end tag without a start tag"));
         };
+        while self
+            .bindings
+            .last()
+            .is_some_and(|b| b.depth >= self.stack.len())
+        {
+            self.bindings.pop();
+        }
         let (value, ext) = match frame.body {
             Body::Skip => return Ok(()),
             Body::Object(mut map) => {
@@ -418,12 +483,17 @@ impl<'a> Conv<'a> {
         for a in e.attributes() {
             let a = a.map_err(|err| self.xml_error(err.into()))?;
             let key = a.key.into_inner();
-            let is_ns = match &prefix {
-                None => key == "xmlns",
-                Some(p) => key.strip_prefix("xmlns:") == Some(p.as_str()),
+            let declares = match key.strip_prefix("xmlns") {
+                Some("") => Some(None),
+                Some(rest) => rest.strip_prefix(':').map(Some),
+                None => None,
             };
-            if is_ns {
-                out.ns = Some(a.value.into_owned());
+            if let Some(declared) = declares {
+                let ns = a.value.into_owned();
+                if declared == prefix.as_deref() {
+                    out.ns = Some(ns.clone());
+                }
+                out.decls.push((declared.map(str::to_owned), ns));
                 continue;
             }
             let slot = match key {
@@ -506,6 +576,8 @@ enum XmlRefusal {
 #[derive(Default)]
 struct Attrs {
     ns: Option<String>,
+    /// Every namespace declaration the element makes, as (prefix, name).
+    decls: Vec<(Option<String>, String)>,
     value: Option<String>,
     id: Option<String>,
     url: Option<String>,

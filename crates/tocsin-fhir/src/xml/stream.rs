@@ -241,12 +241,16 @@ struct Writer<'a> {
     element_ctx: Option<TypeId>,
     coding_ctx: Option<TypeId>,
     root_done: bool,
+    /// The root element's namespace prefix (None: the default namespace).
+    root_prefix: Option<&'a str>,
 }
 
 /// The `value`, `id` and `url` attributes, and the namespace declaration.
 #[derive(Default)]
 struct Attrs<'e> {
     ns: Option<std::borrow::Cow<'e, str>>,
+    /// Whether the element declares a namespace other than FHIR's.
+    foreign: bool,
     value: Option<std::borrow::Cow<'e, str>>,
     id: Option<std::borrow::Cow<'e, str>>,
     url: Option<std::borrow::Cow<'e, str>>,
@@ -270,6 +274,7 @@ impl<'a> Writer<'a> {
             element_ctx: table.get("Element"),
             coding_ctx: table.get("Coding"),
             root_done: false,
+            root_prefix: None,
         }
     }
 
@@ -305,14 +310,22 @@ impl<'a> Writer<'a> {
     }
 
     /// The element's name as it stands in the input (so borrowed for `'a`).
-    fn name_of(&self, e: &BytesStart<'_>, start: usize) -> Result<&'a str, Bail> {
+    /// The element's namespace prefix, if any, and its local name.
+    fn name_of(
+        &self,
+        e: &BytesStart<'_>,
+        start: usize,
+    ) -> Result<(Option<&'a str>, &'a str), Bail> {
         let len = e.name().into_inner().len();
         let text: &'a str = self.text;
         let qname = text.get(start + 1..start + 1 + len).ok_or(Bail)?;
         if qname != e.name().into_inner() {
             return Err(Bail);
         }
-        Ok(qname.rsplit_once(':').map_or(qname, |(_, local)| local))
+        Ok(match qname.rsplit_once(':') {
+            Some((prefix, local)) => (Some(prefix), local),
+            None => (None, qname),
+        })
     }
 
     /// An element starts (`empty`: and ends at once).
@@ -326,12 +339,17 @@ impl<'a> Writer<'a> {
         if self.stack.len() >= self.max_depth {
             return Err(Bail);
         }
-        let name = self.name_of(e, start)?;
+        let (prefix, name) = self.name_of(e, start)?;
         let attrs = attributes(e)?;
+        // Below the root, an element that may be in another namespace goes
+        // to the tree converter, which follows the declarations' scopes and
+        // refuses it (the XHTML narrative aside, checked below).
+        let foreign = attrs.foreign || prefix != self.root_prefix;
         let Some(parent) = self.stack.last_mut() else {
             if self.root_done || attrs.ns.as_deref() != Some(FHIR_NS) {
                 return Err(Bail);
             }
+            self.root_prefix = prefix;
             let role = match self.detect {
                 true => examined(0, name),
                 false => Role::None,
@@ -341,6 +359,7 @@ impl<'a> Writer<'a> {
         };
         match &mut parent.body {
             Body::Wrapper { filled: true } => return Err(Bail),
+            Body::Wrapper { .. } | Body::Generic { .. } if foreign => return Err(Bail),
             Body::Wrapper { filled } => {
                 *filled = true;
                 let role = match parent.role {
@@ -366,6 +385,9 @@ impl<'a> Writer<'a> {
             return Err(Bail);
         }
         let field = ctx.and_then(|c| self.table.def(c).field(name)).copied();
+        if foreign && !field.is_some_and(|f| f.kind == Kind::Xhtml) {
+            return Err(Bail);
+        }
         let f = match field {
             None => return self.generic(name, attrs, empty, ev),
             Some(f) if f.kind == Kind::Object && attrs.value.is_some() => {
@@ -892,12 +914,16 @@ fn attributes<'e>(e: &'e BytesStart<'_>) -> Result<Attrs<'e>, Bail> {
             return Err(Bail);
         }
         keys[n] = key;
-        let is_ns = match prefix {
-            None => key == "xmlns",
-            Some(p) => key.strip_prefix("xmlns:") == Some(p),
+        let declares = match key.strip_prefix("xmlns") {
+            Some("") => Some(None),
+            Some(rest) => rest.strip_prefix(':').map(Some),
+            None => None,
         };
-        if is_ns {
-            out.ns = Some(a.value);
+        if let Some(declared) = declares {
+            out.foreign |= *a.value != *FHIR_NS;
+            if declared == prefix {
+                out.ns = Some(a.value);
+            }
             continue;
         }
         let slot = match key {
@@ -1359,6 +1385,43 @@ mod tests {
         }
         xml.push_str("</Bundle>");
         xml
+    }
+
+    #[test]
+    fn elements_of_another_namespace_are_refused_by_the_tree_converter() {
+        for xml in [
+            // Declared on the element, or on an ancestor for a prefix.
+            r#"<Encounter xmlns="http://hl7.org/fhir"><status xmlns="urn:other" value="finished"/></Encounter>"#,
+            r#"<Encounter xmlns="http://hl7.org/fhir" xmlns:o="urn:other"><o:status value="finished"/></Encounter>"#,
+            // Inherited: the children of an element in another namespace.
+            r#"<Encounter xmlns="http://hl7.org/fhir"><meta xmlns="urn:other"><versionId value="1"/></meta></Encounter>"#,
+            // No namespace at all under a prefixed FHIR root.
+            r#"<f:Encounter xmlns:f="http://hl7.org/fhir"><status value="finished"/></f:Encounter>"#,
+            // A bundle entry's resource.
+            r#"<Bundle xmlns="http://hl7.org/fhir"><type value="collection"/><entry><resource><Encounter xmlns="urn:other"><status value="finished"/></Encounter></resource></entry></Bundle>"#,
+        ] {
+            assert_eq!(fast(xml), None, "{xml}");
+            let e = crate::xml::to_json(xml.as_bytes(), &FhirConfig::default()).unwrap_err();
+            assert_eq!(e.reason_code(), "not_fhir", "{xml}");
+            assert!(
+                e.to_string().contains("is not in the FHIR namespace"),
+                "{xml}: {e}"
+            );
+        }
+        // FHIR's namespace however it is declared: by a prefix, again on an
+        // entry's resource, beside an unused one.
+        for xml in [
+            r#"<f:Encounter xmlns:f="http://hl7.org/fhir"><f:status value="finished"/></f:Encounter>"#,
+            r#"<Bundle xmlns="http://hl7.org/fhir"><type value="collection"/><entry><resource><Encounter xmlns="http://hl7.org/fhir"><status value="finished"/></Encounter></resource></entry></Bundle>"#,
+            r#"<Encounter xmlns="http://hl7.org/fhir" xmlns:o="urn:other"><status value="finished"/></Encounter>"#,
+        ] {
+            let v = same(xml);
+            let status = match v["resourceType"].as_str() {
+                Some("Bundle") => &v["entry"][0]["resource"]["status"],
+                _ => &v["status"],
+            };
+            assert_eq!(*status, json!("finished"), "{xml}");
+        }
     }
 
     #[test]
