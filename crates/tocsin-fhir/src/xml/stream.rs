@@ -309,8 +309,8 @@ impl<'a> Writer<'a> {
         }
     }
 
-    /// The element's name as it stands in the input (so borrowed for `'a`).
-    /// The element's namespace prefix, if any, and its local name.
+    /// The element's namespace prefix, if any, and its local name, as they
+    /// stand in the input (so borrowed for `'a`).
     fn name_of(
         &self,
         e: &BytesStart<'_>,
