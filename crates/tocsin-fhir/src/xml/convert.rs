@@ -194,7 +194,7 @@ impl<'a> Conv<'a> {
                 if self.root.is_some() {
                     return Err(self.malformed("content after the root element"));
                 }
-                if attrs.ns.as_deref() != Some(FHIR_NS) {
+                if !in_fhir {
                     return Err(self.not_fhir("the root element is not in the FHIR namespace"));
                 }
                 self.resource_frame(name)
@@ -476,10 +476,10 @@ impl<'a> Conv<'a> {
         }
     }
 
-    /// The attributes FHIR XML uses: `value`, `id`, `url`, and the namespace.
+    /// The attributes FHIR XML uses: `value`, `id`, `url`, and the
+    /// namespace declarations.
     fn attributes(&self, e: &BytesStart<'_>) -> Result<Attrs, XmlError> {
         let mut out = Attrs::default();
-        let prefix = e.name().prefix().map(|p| p.into_inner().to_owned());
         for a in e.attributes() {
             let a = a.map_err(|err| self.xml_error(err.into()))?;
             let key = a.key.into_inner();
@@ -489,11 +489,8 @@ impl<'a> Conv<'a> {
                 None => None,
             };
             if let Some(declared) = declares {
-                let ns = a.value.into_owned();
-                if declared == prefix.as_deref() {
-                    out.ns = Some(ns.clone());
-                }
-                out.decls.push((declared.map(str::to_owned), ns));
+                out.decls
+                    .push((declared.map(str::to_owned), a.value.into_owned()));
                 continue;
             }
             let slot = match key {
@@ -575,7 +572,6 @@ enum XmlRefusal {
 
 #[derive(Default)]
 struct Attrs {
-    ns: Option<String>,
     /// Every namespace declaration the element makes, as (prefix, name).
     decls: Vec<(Option<String>, String)>,
     value: Option<String>,
