@@ -181,16 +181,7 @@ async fn a_server_that_fails_then_recovers_gets_each_alert_exactly_once() {
         counts(&store, "ward").await.delivered == 6
     })
     .await;
-    assert_eq!(keys_since(&rx, before), [probe.alert_id]);
-}
-
-/// The idempotency keys (alert ids) of the requests answered after the
-/// first `before`.
-fn keys_since(rx: &Receiver, before: usize) -> Vec<String> {
-    rx.answered()[before..]
-        .iter()
-        .map(|r| r.idempotency_key.clone().unwrap_or_default())
-        .collect()
+    assert_eq!(rx.keys_since(before), [probe.alert_id]);
 }
 
 #[tokio::test]
@@ -229,10 +220,10 @@ async fn a_server_that_never_recovers_is_marked_failed_after_the_maximum_age() {
     let probe = alert(3, AlertKind::Overdue, None);
     commit_alerts(&store, &d.router(), std::slice::from_ref(&probe)).await;
     wait_until("the new alert tried", LIMIT, || async {
-        !keys_since(&rx, before).is_empty()
+        !rx.keys_since(before).is_empty()
     })
     .await;
-    let since = keys_since(&rx, before);
+    let since = rx.keys_since(before);
     assert!(since.iter().all(|k| *k == probe.alert_id), "{since:?}");
 }
 

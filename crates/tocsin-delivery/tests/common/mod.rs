@@ -105,6 +105,15 @@ impl Receiver {
             .filter_map(|r| r.idempotency_key)
             .collect()
     }
+
+    /// The idempotency keys (alert ids) of the requests answered after the
+    /// first `before`, whatever their answer.
+    pub fn keys_since(&self, before: usize) -> Vec<String> {
+        self.answered()[before..]
+            .iter()
+            .map(|r| r.idempotency_key.clone().unwrap_or_default())
+            .collect()
+    }
 }
 
 async fn receive(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> StatusCode {

@@ -77,6 +77,12 @@ pub struct Postgres {
     admin: String,
 }
 
+/// Connects to the administration database at `admin` (where test
+/// databases are created, managed and dropped).
+fn admin_client(admin: &str) -> Result<postgres::Client, postgres::Error> {
+    postgres::Client::connect(admin, postgres::NoTls)
+}
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 impl Postgres {
@@ -88,7 +94,7 @@ impl Postgres {
             COUNTER.fetch_add(1, Ordering::SeqCst),
             Utc::now().timestamp_micros()
         );
-        let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap_or_else(|e| {
+        let mut client = admin_client(&admin).unwrap_or_else(|e| {
             panic!(
                 "PostgreSQL is unreachable at {} ({e}); these tests need it and do not skip. \
                  Start PostgreSQL on 127.0.0.1:5432 with trust authentication, or set \
@@ -106,11 +112,15 @@ impl Postgres {
         postgres::Client::connect(&self.url(), postgres::NoTls).expect("raw PostgreSQL connection")
     }
 
+    /// A connection to the administration database, to manage this one.
+    fn admin(&self) -> postgres::Client {
+        admin_client(&self.admin).expect("admin PostgreSQL connection")
+    }
+
     /// Lets the database accept connections, or not (as an administrator
     /// does for maintenance).
     pub fn allow_connections(&self, allow: bool) {
-        let mut client = postgres::Client::connect(&self.admin, postgres::NoTls)
-            .expect("admin PostgreSQL connection");
+        let mut client = self.admin();
         client
             .batch_execute(&format!(
                 "ALTER DATABASE {} WITH ALLOW_CONNECTIONS {allow}",
@@ -121,8 +131,7 @@ impl Postgres {
 
     /// Terminates a server process and waits until it is gone.
     pub fn terminate(&self, pid: i32) {
-        let mut client = postgres::Client::connect(&self.admin, postgres::NoTls)
-            .expect("admin PostgreSQL connection");
+        let mut client = self.admin();
         let done: bool = client
             .query_one("SELECT pg_terminate_backend($1, 10000)", &[&pid])
             .expect("pg_terminate_backend")
@@ -133,7 +142,7 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        match postgres::Client::connect(&self.admin, postgres::NoTls) {
+        match admin_client(&self.admin) {
             Ok(mut client) => {
                 if let Err(e) = client
                     .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db))
