@@ -74,6 +74,11 @@ pub struct ReplayArgs {
     /// memory, some 40 bytes a settled expectation.
     #[arg(long)]
     pub store: Option<String>,
+    /// Print a progress line on stderr every few seconds while the input is
+    /// read (files, events, rejected inputs, the clock, the rate), and once
+    /// when it is all read. `auto`: when stderr is a terminal.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: crate::commands::ProgressMode,
     /// Files or directories (read recursively, in file-name order).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,

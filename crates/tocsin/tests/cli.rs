@@ -398,6 +398,37 @@ fn replay_reports_junk_and_carries_on() {
 }
 
 #[test]
+fn replay_prints_progress_when_asked_and_not_into_a_pipe_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.jsonl");
+    let r = replay_json(
+        &fixture("scenarios/junk-in-the-middle"),
+        "2024-06-01T00:00:00Z",
+        &["--progress", "always", "--events", events.to_str().unwrap()],
+    );
+    let applied = std::fs::read_to_string(&events).unwrap().lines().count();
+    assert!(applied >= 2, "the discharge and its summary");
+    // Once the input is read (a run this short prints no earlier line):
+    // every file, every event applied, the junk file rejected.
+    let want = format!(
+        "replay: read 3 of 3 file(s), {applied} event(s), 1 rejected input(s), clock at 20"
+    );
+    let lines: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("replay: read "))
+        .collect();
+    assert_eq!(lines.len(), 1, "{}", r.stderr);
+    assert!(lines[0].starts_with(&want), "{}", r.stderr);
+    assert!(lines[0].ends_with(" event(s) a second"), "{}", r.stderr);
+
+    // stderr is a pipe here: `auto` prints none.
+    let (_, _, stderr) = replay("junk-in-the-middle", "2024-06-01T00:00:00Z");
+    assert!(!stderr.contains("replay: read "), "{stderr}");
+    assert!(stderr.contains("02-junk.hl7"), "{stderr}");
+}
+
+#[test]
 fn replay_ignores_exact_duplicates() {
     let (alerts, report, stderr) = replay("duplicates", "2024-06-01T00:00:00Z");
     assert_eq!(kinds(&alerts), ["overdue", "late", "resolved"]);

@@ -3,6 +3,7 @@
 mod check_config;
 mod loadgen;
 mod normalise;
+mod progress;
 mod replay;
 mod run;
 mod send;
@@ -10,6 +11,7 @@ mod send;
 pub use loadgen::LoadgenArgs;
 pub use send::SendArgs;
 
+pub use progress::ProgressMode;
 pub use replay::ReportFormat;
 
 use std::process::ExitCode;

@@ -13,7 +13,8 @@
 //! - readers (one per core, at most [`MAX_READERS`]): file `i` is read and
 //!   normalised by reader `i mod n`;
 //! - the calling thread takes the readers' output file by file in input
-//!   order, reports rejected inputs and applies each event to the tracker;
+//!   order, reports rejected inputs and applies each event to the tracker
+//!   (and prints progress, `--progress`, see `progress.rs`);
 //! - a writer writes the alerts and keeps what the report reads: with
 //!   `--store`, everything a gateway needs to carry on, batched into one
 //!   transaction per [`COMMIT_EVERY`] events that a committing thread of
@@ -40,6 +41,7 @@ use tocsin_tracker::compliance::{LatestFacts, ReportBuilder, ReportFacts};
 use tocsin_tracker::{Effect, Expectation, Tracker, compliance};
 
 use crate::cli::ReplayArgs;
+use crate::commands::progress::Progress;
 use crate::config::Config;
 use crate::inputs;
 
@@ -260,8 +262,11 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
             &files,
             &from_readers,
             &to_writer,
-            &mut events_out,
-            &mut rejected,
+            &mut Beside {
+                events_out: &mut events_out,
+                rejected: &mut rejected,
+                progress: Progress::new(args.progress, files.len()),
+            },
             until,
         )
         .and_then(|()| {
@@ -372,6 +377,16 @@ fn normalise_file(file: &Path, bytes: &[u8], cfg: &IngestConfig) -> Vec<Unit> {
         .collect()
 }
 
+/// What the tracking stage writes beside the effects it sends the writer.
+struct Beside<'a> {
+    /// `--events`: every event as a JSON line.
+    events_out: &'a mut Option<BufWriter<File>>,
+    /// The rejected inputs, for stderr and the report.
+    rejected: &'a mut Vec<Rejected>,
+    /// Progress lines on stderr (`--progress`).
+    progress: Progress,
+}
+
 /// The tracking stage: takes the files in input order from the readers,
 /// applies every event, hands the effects to the writer in chunks, and
 /// finally advances the clock to `until`.
@@ -380,10 +395,14 @@ fn track(
     files: &[PathBuf],
     from_readers: &[Receiver<Result<Vec<Unit>, String>>],
     to_writer: &SyncSender<ToWriter>,
-    events_out: &mut Option<BufWriter<File>>,
-    rejected: &mut Vec<Rejected>,
+    beside: &mut Beside<'_>,
     until: DateTime<Utc>,
 ) -> Result<(), String> {
+    let Beside {
+        events_out,
+        rejected,
+        progress,
+    } = beside;
     let mut chunk = Vec::new();
     let mut chunk_events = 0usize;
     for (i, file) in files.iter().enumerate() {
@@ -405,6 +424,7 @@ fn track(
                 Unit::Rejected(r) => {
                     report_rejected(&r);
                     rejected.push(r);
+                    progress.rejected();
                     continue;
                 }
             };
@@ -413,6 +433,7 @@ fn track(
                     write_line(out, &event).map_err(|e| format!("--events: {e}"))?;
                 }
                 tracker.apply_into(&event, &mut chunk);
+                progress.event();
                 chunk_events += 1;
                 if chunk_events >= EFFECTS_CHUNK {
                     // The next chunk starts at this one's size, so it does
@@ -426,7 +447,9 @@ fn track(
                 }
             }
         }
+        progress.file_done(tracker.clock());
     }
+    progress.finish(tracker.clock());
     chunk.extend(tracker.advance_to(until));
     to_writer
         .send(ToWriter::Effects(chunk, chunk_events))
