@@ -7,6 +7,8 @@
 //! inputs, the tracker's clock and the rate. They name no patient and no
 //! message content. By default they appear only when stderr is a terminal,
 //! so that a script reading stderr for rejected inputs sees only those.
+//! Lines come between files (the readers hand the tracker a file at a
+//! time), so an archive kept as one very large file shows few steps.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
