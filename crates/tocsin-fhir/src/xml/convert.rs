@@ -30,11 +30,8 @@ use quick_xml::escape::EscapeError;
 use quick_xml::events::{BytesStart, Event};
 use serde_json::{Map, Number, Value};
 
-use super::XmlError;
 use super::types::{Field, Kind, Table, TypeId};
-
-/// The FHIR XML namespace (the same for STU3 and R4).
-const FHIR_NS: &str = "http://hl7.org/fhir";
+use super::{FHIR_NS, XmlError, declared_prefix};
 
 /// Whether elements whose shape tells FHIR versions apart in JSON but not in
 /// XML are kept.
@@ -483,12 +480,7 @@ impl<'a> Conv<'a> {
         for a in e.attributes() {
             let a = a.map_err(|err| self.xml_error(err.into()))?;
             let key = a.key.into_inner();
-            let declares = match key.strip_prefix("xmlns") {
-                Some("") => Some(None),
-                Some(rest) => rest.strip_prefix(':').map(Some),
-                None => None,
-            };
-            if let Some(declared) = declares {
+            if let Some(declared) = declared_prefix(key) {
                 out.decls
                     .push((declared.map(str::to_owned), a.value.into_owned()));
                 continue;

@@ -37,6 +37,21 @@ use crate::{FhirConfig, FhirError};
 use convert::{Mode, convert};
 use types::Table;
 
+/// The FHIR XML namespace (the same for STU3 and R4).
+const FHIR_NS: &str = "http://hl7.org/fhir";
+
+/// What an attribute named `key` declares: `Some(None)` the default
+/// namespace (`xmlns`), `Some(Some(p))` prefix `p` (`xmlns:p`), `None` no
+/// namespace (an ordinary attribute). Both converters read declarations
+/// through it.
+fn declared_prefix(key: &str) -> Option<Option<&str>> {
+    match key.strip_prefix("xmlns") {
+        Some("") => Some(None),
+        Some(rest) => rest.strip_prefix(':').map(Some),
+        None => None,
+    }
+}
+
 /// Why a FHIR XML input was rejected: an XML reason, or (`Fhir`) whatever
 /// the JSON path rejects the same resource for. Positions are `line:column`
 /// in the XML. Messages never quote values.

@@ -39,9 +39,7 @@ use quick_xml::XmlVersion;
 use quick_xml::events::{BytesStart, Event};
 
 use super::types::{Field, Kind, Table, TypeId};
-
-/// The FHIR XML namespace (the same for STU3 and R4).
-const FHIR_NS: &str = "http://hl7.org/fhir";
+use super::{FHIR_NS, declared_prefix};
 
 /// How deep nested bundles are searched for version evidence (as
 /// `crate::version`'s `MAX_DEPTH`).
@@ -914,12 +912,7 @@ fn attributes<'e>(e: &'e BytesStart<'_>) -> Result<Attrs<'e>, Bail> {
             return Err(Bail);
         }
         keys[n] = key;
-        let declares = match key.strip_prefix("xmlns") {
-            Some("") => Some(None),
-            Some(rest) => rest.strip_prefix(':').map(Some),
-            None => None,
-        };
-        if let Some(declared) = declares {
+        if let Some(declared) = declared_prefix(key) {
             out.foreign |= *a.value != *FHIR_NS;
             if declared == prefix {
                 out.ns = Some(a.value);
