@@ -50,7 +50,6 @@ pub struct Progress {
     last: Instant,
     files_read: usize,
     events: u64,
-    rejected: u64,
 }
 
 impl Progress {
@@ -64,7 +63,6 @@ impl Progress {
             last: now,
             files_read: 0,
             events: 0,
-            rejected: 0,
         }
     }
 
@@ -73,29 +71,25 @@ impl Progress {
         self.events += 1;
     }
 
-    /// Counts a rejected input.
-    pub fn rejected(&mut self) {
-        self.rejected += 1;
-    }
-
-    /// Counts a file read to its end; prints a line if one is due. Looks
-    /// at the time once a file, not once an event.
-    pub fn file_done(&mut self, clock: Option<DateTime<Utc>>) {
+    /// Counts a file read to its end; prints a line if one is due, with
+    /// the tracker's clock and the inputs rejected so far. Looks at the
+    /// time once a file, not once an event.
+    pub fn file_done(&mut self, clock: Option<DateTime<Utc>>, rejected: usize) {
         self.files_read += 1;
         if self.on && self.last.elapsed() >= EVERY {
             self.last = Instant::now();
-            eprintln!("{}", self.line(clock));
+            eprintln!("{}", self.line(clock, rejected));
         }
     }
 
     /// Prints the last line, once every file is read.
-    pub fn finish(&self, clock: Option<DateTime<Utc>>) {
+    pub fn finish(&self, clock: Option<DateTime<Utc>>, rejected: usize) {
         if self.on {
-            eprintln!("{}", self.line(clock));
+            eprintln!("{}", self.line(clock, rejected));
         }
     }
 
-    fn line(&self, clock: Option<DateTime<Utc>>) -> String {
+    fn line(&self, clock: Option<DateTime<Utc>>, rejected: usize) -> String {
         let seconds = self.started.elapsed().as_secs_f64();
         let rate = if seconds > 0.0 {
             (self.events as f64 / seconds).round()
@@ -107,7 +101,7 @@ impl Progress {
             self.files_read,
             self.files,
             self.events,
-            self.rejected,
+            rejected,
             clock.map_or_else(|| "none yet".to_string(), |c| c.to_rfc3339()),
         )
     }
@@ -122,16 +116,15 @@ mod tests {
         let mut p = Progress::new(ProgressMode::Never, 3);
         p.event();
         p.event();
-        p.rejected();
-        p.file_done(None);
-        let line = p.line("2025-01-06T10:00:00Z".parse().ok());
+        p.file_done(None, 1);
+        let line = p.line("2025-01-06T10:00:00Z".parse().ok(), 1);
         assert!(
             line.starts_with(
                 "replay: read 1 of 3 file(s), 2 event(s), 1 rejected input(s), clock at 2025-01-06T10:00:00+00:00, "
             ),
             "{line}"
         );
-        assert!(p.line(None).contains("clock at none yet"));
+        assert!(p.line(None, 0).contains("clock at none yet"));
     }
 
     #[test]

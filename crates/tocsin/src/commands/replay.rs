@@ -424,7 +424,6 @@ fn track(
                 Unit::Rejected(r) => {
                     report_rejected(&r);
                     rejected.push(r);
-                    progress.rejected();
                     continue;
                 }
             };
@@ -447,9 +446,9 @@ fn track(
                 }
             }
         }
-        progress.file_done(tracker.clock());
+        progress.file_done(tracker.clock(), rejected.len());
     }
-    progress.finish(tracker.clock());
+    progress.finish(tracker.clock(), rejected.len());
     chunk.extend(tracker.advance_to(until));
     to_writer
         .send(ToWriter::Effects(chunk, chunk_events))
