@@ -921,7 +921,8 @@ fn seen_keys_gain_their_time_on_upgrade(b: &dyn Backend) {
 /// A store as version 4 left it has no `delay_seconds` column: migration 5
 /// adds it and fills it from the bodies (a settled expectation's delay,
 /// NULL for the others), and the report, which now reads columns only,
-/// gives the facts the bodies hold.
+/// gives the facts the bodies hold. A body that is not JSON, which tocsin
+/// never writes, leaves its row's delay NULL and does not stop the upgrade.
 fn report_delay_is_taken_from_bodies_on_upgrade(b: &dyn Backend) {
     let all: Vec<Expectation> = [
         spec("d-open", ExpectationStatus::Open, 0),
@@ -937,10 +938,12 @@ fn report_delay_is_taken_from_bodies_on_upgrade(b: &dyn Backend) {
         for e in &all {
             batch.push_expectation(e.clone());
         }
+        batch.push_expectation(expectation(&spec("d-mangled", ExpectationStatus::Late, 30)));
         store.commit(&batch).unwrap();
     }
     b.raw_execute(
-        "DELETE FROM schema_version WHERE version >= 5; \
+        "UPDATE expectations SET body = 'not json' WHERE id = 'd-mangled'; \
+         DELETE FROM schema_version WHERE version >= 5; \
          ALTER TABLE expectations DROP COLUMN delay_seconds",
     );
     let mut store = b.open();
@@ -952,10 +955,20 @@ fn report_delay_is_taken_from_bodies_on_upgrade(b: &dyn Backend) {
     );
     assert_eq!(
         b.raw_i64("SELECT count(*) FROM expectations WHERE delay_seconds IS NULL"),
-        2,
+        3,
+        "{}: the open, the cancelled and the mangled",
+        b.name()
+    );
+    assert_eq!(
+        b.raw_i64(
+            "SELECT count(*) FROM expectations WHERE id = 'd-mangled' AND delay_seconds IS NULL"
+        ),
+        1,
         "{}",
         b.name()
     );
+    // The mangled row has served; the report below is about the others.
+    b.raw_execute("DELETE FROM expectations WHERE id = 'd-mangled'");
     let mut facts = Vec::new();
     store
         .visit_report_facts(at(-1), at(100), &mut |f| {
