@@ -101,8 +101,8 @@ pub enum StoreError {
         table: &'static str,
         /// The row's key.
         id: String,
-        /// The cause.
-        source: serde_json::Error,
+        /// The cause, with the stored value withheld.
+        source: ParseFailure,
     },
     /// A stored column holds a value out of range (e.g. a timestamp).
     #[error("stored {table} row `{id}` has an invalid {column}")]
@@ -314,6 +314,70 @@ fn redact_key_value(s: &str) -> String {
     out
 }
 
+/// Why a stored body did not parse, as the store reports it: what was
+/// wrong and where, never the stored value itself. serde's data errors
+/// quote the value they met (`invalid type: string "...", expected u64`),
+/// and the bodies of the expectations and state tables hold NHS numbers and
+/// names, while a store error is logged and printed. Exists so that a
+/// damaged row cannot put patient data into a log.
+#[derive(Debug)]
+pub struct ParseFailure(serde_json::Error);
+
+impl From<serde_json::Error> for ParseFailure {
+    fn from(e: serde_json::Error) -> Self {
+        Self(e)
+    }
+}
+
+impl std::fmt::Display for ParseFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let e = &self.0;
+        let text = e.to_string();
+        // serde_json ends its message with " at line L column C" when it
+        // knows where.
+        let message = match text.rfind(" at line ") {
+            Some(i) if e.line() > 0 => &text[..i],
+            _ => text.as_str(),
+        };
+        match e.classify() {
+            // Syntax messages name the token expected, never the input.
+            serde_json::error::Category::Data => f.write_str(&withhold_value(message))?,
+            _ => f.write_str(message)?,
+        }
+        if e.line() > 0 {
+            write!(f, " at line {} column {}", e.line(), e.column())?;
+        }
+        Ok(())
+    }
+}
+
+/// The inner error is not offered as a source: printers that walk the
+/// chain would show its unredacted message.
+impl std::error::Error for ParseFailure {}
+
+/// A serde data error's message with any value it quotes taken out: field
+/// names and what was expected stay, since they come from the code's types.
+fn withhold_value(message: &str) -> String {
+    const KEPT: [&str; 4] = [
+        "missing field `",
+        "duplicate field `",
+        "unknown field `",
+        "invalid length ",
+    ];
+    if KEPT.iter().any(|k| message.starts_with(k)) {
+        return message.to_string();
+    }
+    for lead in ["invalid type", "invalid value", "unknown variant"] {
+        if message.starts_with(lead) {
+            if let Some(i) = message.rfind(", expected ") {
+                return format!("{lead} (value withheld){}", &message[i..]);
+            }
+            return format!("{lead} (value withheld)");
+        }
+    }
+    "invalid data (message withheld: it may quote the stored value)".to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,5 +414,66 @@ mod tests {
             reason: "bad port".into(),
         };
         assert!(!e.to_string().contains("topsecret"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod parse_failure_tests {
+    use super::ParseFailure;
+
+    /// `serde_json`'s own message for `text` read as `T`, and the store's.
+    fn both<T: serde::de::DeserializeOwned + std::fmt::Debug>(text: &str) -> (String, String) {
+        let e = serde_json::from_str::<T>(text).expect_err(text);
+        (e.to_string(), ParseFailure::from(e).to_string())
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Patient {
+        nhs_number: u64,
+        name: String,
+        kind: Kind,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Kind {
+        Inpatient,
+    }
+
+    #[test]
+    fn a_quoted_value_is_withheld_and_the_rest_kept() {
+        for (text, found) in [
+            (r#"{"nhs_number": "9434765919"}"#, "9434765919"),
+            (r#"{"nhs_number": 1, "name": 9434765919}"#, "9434765919"),
+            (
+                r#"{"nhs_number": 1, "name": "Smith", "kind": "Jane Smith"}"#,
+                "Jane Smith",
+            ),
+            (r#"{"nhs_number": -9434765919}"#, "9434765919"),
+        ] {
+            let (serde, ours) = both::<Patient>(text);
+            assert!(
+                serde.contains(found),
+                "the test needs serde to quote it: {serde}"
+            );
+            assert!(!ours.contains(found), "{ours}");
+            assert!(ours.contains("(value withheld), expected "), "{ours}");
+            assert!(ours.contains(" at line 1 column "), "{ours}");
+        }
+    }
+
+    #[test]
+    fn messages_that_quote_no_value_are_kept_whole() {
+        for text in [
+            r#"{"nhs_number": 1}"#,
+            r#"{"nhs_number": 1, "nhs_number": 2, "name": "x", "kind": "inpatient"}"#,
+            r#"{"nhs_number": "#,
+            r#"{"nhs_number" 1}"#,
+            r#"{"nhs_number": 1"#,
+        ] {
+            let (serde, ours) = both::<Patient>(text);
+            assert_eq!(ours, serde, "{text}");
+        }
     }
 }

@@ -38,7 +38,7 @@ pub use batch::{
 pub use deliveries::{
     AlertGroup, DeliveryCounts, DeliveryOutcome, PendingDelivery, QueuedDelivery,
 };
-pub use error::{StoreError, redact_url};
+pub use error::{ParseFailure, StoreError, redact_url};
 pub use held::HeldState;
 pub use pg::PostgresStore;
 pub use query::{AlertQuery, ExpectationQuery, Page};

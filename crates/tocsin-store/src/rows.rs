@@ -53,10 +53,10 @@ pub(crate) fn state_record(
     key: String,
     value: String,
 ) -> Result<tocsin_tracker::StateRecord, StoreError> {
-    let value = tocsin_tracker::JsonText::parse(value).map_err(|source| StoreError::Corrupt {
+    let value = tocsin_tracker::JsonText::parse(value).map_err(|e| StoreError::Corrupt {
         table: "state",
         id: format!("{namespace}/{key}"),
-        source,
+        source: e.into(),
     })?;
     Ok(tocsin_tracker::StateRecord {
         namespace,
@@ -71,10 +71,10 @@ pub(crate) fn parse<T: DeserializeOwned>(
     table: &'static str,
     id: &str,
 ) -> Result<T, StoreError> {
-    serde_json::from_str(body).map_err(|source| StoreError::Corrupt {
+    serde_json::from_str(body).map_err(|e| StoreError::Corrupt {
         table,
         id: id.to_string(),
-        source,
+        source: e.into(),
     })
 }
 
@@ -122,11 +122,11 @@ pub(crate) fn report_facts<'a>(
 
 /// A stored snake_case name as its enum (by the type's own `Deserialize`).
 fn named<T: DeserializeOwned>(name: &str, id: &str) -> Result<T, StoreError> {
-    T::deserialize(StrDeserializer::<serde_json::Error>::new(name)).map_err(|source| {
+    T::deserialize(StrDeserializer::<serde_json::Error>::new(name)).map_err(|e| {
         StoreError::Corrupt {
             table: "expectations",
             id: id.to_string(),
-            source,
+            source: e.into(),
         }
     })
 }
