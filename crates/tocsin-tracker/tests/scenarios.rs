@@ -1095,6 +1095,55 @@ fn transmissions(fx: &[Effect]) -> Vec<tocsin_tracker::StateRecord> {
         .collect()
 }
 
+/// The gateway's streaming restore goes on without an expectation a
+/// transmission record names and the store no longer holds: the
+/// transmission is kept without it, reported, acknowledged as before (with
+/// nothing left to mark), and forgotten at the acknowledgement horizon, so
+/// the damaged record leaves the store.
+#[test]
+fn a_streaming_restore_goes_on_without_a_missing_transmission_expectation() {
+    let (_, store) = settled_and_stored();
+    let id = store.expectations.keys().next().unwrap().clone();
+    let mut r = tocsin_tracker::Restoring::new(Policy::default_contract(), strict());
+    for e in store.unsettled() {
+        r.expectation(&e).unwrap();
+    }
+    for rec in store.records() {
+        r.record(rec).unwrap();
+    }
+    assert_eq!(r.wanted(), vec![id.clone()]);
+    // The store does not hand it over.
+    let (mut restored, dropped) = r.finish();
+    assert_eq!(dropped.len(), 1, "{dropped:?}");
+    assert_eq!(dropped[0].code(), "missing_expectation");
+    assert_eq!(dropped[0].record().as_deref(), Some("transmission/m2"));
+    assert!(dropped[0].to_string().contains(&id), "{}", dropped[0]);
+    assert_eq!(restored.transmission_count(), 1);
+
+    let fx = restored.apply(&ack("a1", "m2", true, t("2024-01-10T12:01:00Z")));
+    assert!(alerts(&fx).is_empty(), "{fx:?}");
+    assert!(changed(&fx).is_empty(), "{fx:?}");
+    assert_eq!(
+        restored.counters().acks_unmatched,
+        0,
+        "the transmission is known"
+    );
+
+    let horizon = strict().ack_horizon.as_secs();
+    let before = t("2024-01-10T12:00:00Z") + chrono::TimeDelta::seconds(horizon - 1);
+    let deleted = |fx: &[Effect]| {
+        fx.iter().any(|e| {
+            matches!(e, Effect::StateDeleted { namespace, key }
+                if namespace == "transmission" && key == "m2")
+        })
+    };
+    assert!(!deleted(&restored.advance_to(before)));
+    assert_eq!(restored.transmission_count(), 1);
+    let fx = restored.advance_to(before + chrono::TimeDelta::seconds(2));
+    assert!(deleted(&fx), "{fx:?}");
+    assert_eq!(restored.transmission_count(), 0);
+}
+
 /// A transmission record whose expectation is not handed over, or that
 /// names none, is refused with the record and the reason.
 #[test]

@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
-use common::{HL7, Tuning, World, fixture, input};
+use common::{Gateway, HL7, Tuning, World, fixture, input};
 
 /// The fixture's HL7 timestamps (`YYYYMMDDHHMMSS`, all in January 2024)
 /// moved by `by`, so that the traffic is recent: once the input is drained
@@ -32,15 +32,17 @@ fn shifted(rel: &str, by: TimeDelta) -> Vec<u8> {
     out.into_bytes()
 }
 
-async fn acknowledged_after_a_restart(world: World) {
-    // The acknowledgement (the fixtures' latest time, 2024-01-16 09:35)
-    // lands an hour ago; the discharge some 20 hours before it.
+/// How far to move the fixtures so that the acknowledgement (their latest
+/// time, 2024-01-16 09:35) lands an hour ago, the discharge some 20 hours
+/// before it.
+fn an_hour_ago() -> TimeDelta {
     let ack_time: DateTime<Utc> = "2024-01-16T09:35:00Z".parse().unwrap();
-    let by = (Utc::now() - TimeDelta::hours(1)).signed_duration_since(ack_time);
-    let mut alerts = world.observe("tocsin.alerts").await;
+    (Utc::now() - TimeDelta::hours(1)).signed_duration_since(ack_time)
+}
 
-    let mut gateway = world.start(&[]);
-    gateway.wait_ready().await;
+/// Publishes the discharge and its discharge summary, moved by `by`, and
+/// waits until both are committed.
+async fn discharged_and_summarised(world: &World, gateway: &mut Gateway, by: TimeDelta) {
     world
         .publish(&[
             input(
@@ -55,7 +57,16 @@ async fn acknowledged_after_a_restart(world: World) {
             ),
         ])
         .await;
-    world.committed_at_least(&mut gateway, 2).await;
+    world.committed_at_least(gateway, 2).await;
+}
+
+async fn acknowledged_after_a_restart(world: World) {
+    let by = an_hour_ago();
+    let mut alerts = world.observe("tocsin.alerts").await;
+
+    let mut gateway = world.start(&[]);
+    gateway.wait_ready().await;
+    discharged_and_summarised(&world, &mut gateway, by).await;
     let records = world
         .store
         .strings("SELECT value FROM state WHERE namespace = 'transmission'")
@@ -112,4 +123,109 @@ async fn an_acknowledgement_after_a_restart_attaches_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acknowledgement_after_a_restart_attaches_on_postgres() {
     acknowledged_after_a_restart(World::postgres("restore-ack-pg", Tuning::default()).await).await;
+}
+
+/// A store damaged by hand between two runs: the expectation a
+/// transmission awaiting acknowledgement names is gone, a waiting
+/// document's record is not one tocsin can read (it holds an NHS number),
+/// and a record sits in a namespace tocsin does not use. The gateway starts
+/// all the same: each record is logged at error level by its namespace and
+/// key (never its contents) and counted in
+/// `tocsin_restore_skipped_total{reason}`, and the acknowledgement reaches
+/// the transmission with nothing left in it to mark.
+async fn starts_over_damaged_state_records(world: World) {
+    let by = an_hour_ago();
+    let mut gateway = world.start(&[]);
+    gateway.wait_ready().await;
+    discharged_and_summarised(&world, &mut gateway, by).await;
+    gateway.sigterm();
+    let status = gateway.wait_exit(Duration::from_secs(15)).await;
+    assert!(status.success(), "exit status {status}\n{}", gateway.log());
+
+    let keys = world
+        .store
+        .strings("SELECT key FROM state WHERE namespace = 'transmission'")
+        .await;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let transmission = format!("transmission/{}", keys[0]);
+    let gone = world
+        .store
+        .strings("DELETE FROM expectations RETURNING id")
+        .await;
+    assert_eq!(gone.len(), 1, "{gone:?}");
+    let nhs = "9434765919";
+    let added = world
+        .store
+        .strings(&format!(
+            "INSERT INTO state (namespace, key, value) VALUES \
+             ('pending_document', 'doc-damaged', '{nhs}'), \
+             ('retired_namespace', 'k1', '{{}}') RETURNING key"
+        ))
+        .await;
+    assert_eq!(added.len(), 2, "{added:?}");
+
+    let mut gateway = world.start(&[]);
+    gateway.wait_ready().await;
+    let (_, metrics) = gateway.fetch("/metrics").expect("metrics answer");
+    for reason in ["missing_expectation", "bad_record", "unknown_namespace"] {
+        let series = format!("tocsin_restore_skipped_total{{reason=\"{reason}\"}} 1\n");
+        assert!(metrics.contains(&series), "no `{series}` in\n{metrics}");
+    }
+    let skipped: Vec<(String, String)> = gateway
+        .log_json()
+        .iter()
+        .filter(|l| l["level"] == "ERROR" && l["fields"]["reason"].is_string())
+        .map(|l| {
+            (
+                l["fields"]["reason"].as_str().unwrap().to_string(),
+                l["fields"]["record"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let mut want = vec![
+        (
+            "bad_record".to_string(),
+            "pending_document/doc-damaged".to_string(),
+        ),
+        ("missing_expectation".to_string(), transmission),
+        (
+            "unknown_namespace".to_string(),
+            "retired_namespace/k1".to_string(),
+        ),
+    ];
+    let mut got = skipped.clone();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "{}", gateway.log());
+    assert!(!gateway.log().contains(nhs), "{}", gateway.log());
+
+    // The acknowledgement finds its transmission: not unmatched, and with
+    // nothing in it to mark, no alert.
+    world
+        .publish(&[input("in-ack-ae", Some(HL7), shifted("hl7/ack_ae.hl7", by))])
+        .await;
+    world.committed_at_least(&mut gateway, 3).await;
+    assert_eq!(world.store.count("alerts").await, 0);
+    let (_, metrics) = gateway.fetch("/metrics").expect("metrics answer");
+    assert!(
+        metrics.contains("tocsin_tracker_notices_total{notice=\"ack_unmatched\"} 0\n"),
+        "{metrics}"
+    );
+    gateway.sigterm();
+    let status = gateway.wait_exit(Duration::from_secs(15)).await;
+    assert!(status.success(), "exit status {status}\n{}", gateway.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_state_record_is_skipped_and_counted_on_sqlite() {
+    starts_over_damaged_state_records(World::sqlite("restore-damaged", Tuning::default()).await)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_state_record_is_skipped_and_counted_on_postgres() {
+    starts_over_damaged_state_records(
+        World::postgres("restore-damaged-pg", Tuning::default()).await,
+    )
+    .await;
 }

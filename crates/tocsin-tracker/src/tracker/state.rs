@@ -114,6 +114,36 @@ pub enum RestoreError {
     },
 }
 
+impl RestoreError {
+    /// A fixed code for the kind of damage, for metric labels and logs:
+    /// `bad_expectation_id`, `missing_expectation`, `bad_record`,
+    /// `too_many_rules` or `unknown_namespace`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadExpectationId(_) => "bad_expectation_id",
+            Self::MissingExpectation { .. } => "missing_expectation",
+            Self::BadRecord { .. } => "bad_record",
+            Self::TooManyRules(_) => "too_many_rules",
+            Self::UnknownNamespace { .. } => "unknown_namespace",
+        }
+    }
+
+    /// The state record at fault as `namespace/key` (no patient data: keys
+    /// are message and document ids and hashes), or `None` for an
+    /// expectation.
+    pub fn record(&self) -> Option<String> {
+        match self {
+            Self::MissingExpectation { message_id, .. } => {
+                Some(format!("{}/{message_id}", namespaces::TRANSMISSION))
+            }
+            Self::BadRecord { namespace, key, .. } | Self::UnknownNamespace { namespace, key } => {
+                Some(format!("{namespace}/{key}"))
+            }
+            Self::BadExpectationId(_) | Self::TooManyRules(_) => None,
+        }
+    }
+}
+
 /// A duplicate key: 128 bits, most significant word first (so keys order
 /// as the `u128` they print as). The store keeps both words; the tracker's
 /// map keeps the first (see `Tracker::seen`).
@@ -326,7 +356,13 @@ impl Tracker {
         for e in expectations {
             r.settled(e);
         }
-        r.finish()
+        // Strict: what the streaming restore reports and goes on without
+        // is an error here.
+        let (tracker, dropped) = r.finish();
+        match dropped.into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(tracker),
+        }
     }
 
     /// The rule a stored expectation is kept under: the policy's rule of
@@ -443,7 +479,12 @@ impl Restoring {
         Ok(())
     }
 
-    /// Adds one auxiliary state record.
+    /// Adds one auxiliary state record. A record that fails is not taken
+    /// in part, so a caller may report it and go on: each is auxiliary (a
+    /// duplicate key, a document waiting for its encounter, a transmission
+    /// awaiting acknowledgement, the clock), and its loss costs at most a
+    /// repeated alert, an expectation that goes overdue when its document
+    /// is lost, or an acknowledgement that reaches nothing.
     pub fn record(&mut self, rec: StateRecord) -> Result<(), RestoreError> {
         if rec.namespace == namespaces::TRANSMISSION {
             return self.transmission(rec);
@@ -502,20 +543,26 @@ impl Restoring {
         self.settled.insert(e.id.0.clone(), e);
     }
 
-    /// The restored tracker; fails when a transmission record names an
-    /// expectation that was not handed over.
-    pub fn finish(mut self) -> Result<Tracker, RestoreError> {
+    /// The restored tracker, and a [`RestoreError::MissingExpectation`] for
+    /// each expectation a transmission record names that was not handed
+    /// over. Such a transmission is kept with the expectations that were:
+    /// an acknowledgement still reaches them, and its record is forgotten
+    /// at the acknowledgement horizon as any other, so a damaged record
+    /// leaves the store in due course. The loss is only that
+    /// expectation's delivery state: the caller reports it and goes on.
+    pub fn finish(mut self) -> (Tracker, Vec<RestoreError>) {
+        let mut dropped = Vec::new();
         for (message_id, issued_at, ids) in std::mem::take(&mut self.awaiting) {
-            let expectations = ids
-                .into_iter()
-                .map(|id| match self.settled.get(&id) {
-                    Some(e) => Ok(e.clone()),
-                    None => Err(RestoreError::MissingExpectation {
+            let mut expectations = Vec::with_capacity(ids.len());
+            for id in ids {
+                match self.settled.get(&id) {
+                    Some(e) => expectations.push(e.clone()),
+                    None => dropped.push(RestoreError::MissingExpectation {
                         message_id: message_id.clone(),
                         expectation: id,
                     }),
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+                }
+            }
             self.t.schedule_transmission(&message_id, issued_at);
             let tx = Transmission {
                 issued_at,
@@ -524,7 +571,7 @@ impl Restoring {
             self.t.transmissions.insert(message_id, tx);
         }
         self.t.drop_stale_timers();
-        Ok(self.t)
+        (self.t, dropped)
     }
 }
 

@@ -26,7 +26,9 @@ use tocsin_amqp::{LinkState, Supervisor};
 use tocsin_tracker::{RestoreError, Restoring, Tracker};
 
 use crate::config::Config;
-use crate::internal_events::{Metrics, StoreFailed, StoreRecovered, TrackerObserved};
+use crate::internal_events::{
+    Metrics, RestoreRecordSkipped, StoreFailed, StoreRecovered, TrackerObserved,
+};
 
 pub use store::StoreHandle;
 
@@ -85,7 +87,7 @@ pub async fn run(config: Config) -> Result<ExitCode, Box<dyn std::error::Error>>
     // Deletes what only served deduplication once past retention; stops
     // when `_housekeeping` is dropped at return.
     let _housekeeping = housekeeping::spawn(&config.store, store.clone(), metrics.clone());
-    let tracker = restore_tracker(&config, &store).await?;
+    let tracker = restore_tracker(&config, &store, &metrics).await?;
     TrackerObserved { tracker: &tracker }.emit(&metrics);
     tracing::info!(
         open_expectations = tracker.open_count(),
@@ -172,15 +174,18 @@ async fn open_store(
 async fn restore_tracker(
     config: &Config,
     store: &StoreHandle,
+    metrics: &Metrics,
 ) -> Result<Tracker, Box<dyn std::error::Error>> {
     // Streamed row by row into the tracker: loading a million unsettled
     // expectations and their seen keys as values first took gigabytes.
     let mut restoring = Restoring::new(config.policy.clone(), config.tracker.clone());
     let restored = store
         .call(move |s| {
-            // The first bad row is the answer; the rows after it are read
-            // and skipped (the visit has no way to stop early but an error
-            // of the store's own).
+            // An expectation that cannot be restored stops the start: it is
+            // what tocsin exists to track, and going on would lose its
+            // alert unseen. The first bad one is the answer; the rows after
+            // it are read and skipped (the visit has no way to stop early
+            // but an error of the store's own).
             let mut failed: Option<RestoreError> = None;
             s.visit_unsettled(&mut |e| {
                 if failed.is_none() {
@@ -188,25 +193,34 @@ async fn restore_tracker(
                 }
                 Ok(())
             })?;
-            s.visit_state(&mut |rec| {
-                if failed.is_none() {
-                    failed = restoring.record(rec).err();
-                }
-                Ok(())
-            })?;
             if let Some(e) = failed {
                 return Ok(Err(e));
             }
+            // A state record is auxiliary: one that cannot be used is
+            // reported and the restore goes on without it.
+            let mut skipped = Vec::new();
+            s.visit_state(&mut |rec| {
+                if let Err(e) = restoring.record(rec) {
+                    skipped.push(e);
+                }
+                Ok(())
+            })?;
             // Transmissions awaiting acknowledgement name the settled
             // expectations they carry; those are read by id.
             s.visit_expectations_by_id(&restoring.wanted(), &mut |e| {
                 restoring.settled(e);
                 Ok(())
             })?;
-            Ok(restoring.finish())
+            let (tracker, dropped) = restoring.finish();
+            skipped.extend(dropped);
+            Ok(Ok((tracker, skipped)))
         })
         .await?;
-    Ok(restored?)
+    let (tracker, skipped) = restored?;
+    for error in &skipped {
+        RestoreRecordSkipped { error }.emit(metrics);
+    }
+    Ok(tracker)
 }
 
 /// Mirrors the broker link state into `tocsin_amqp_connected`.

@@ -152,6 +152,11 @@ pub const DELIVERY_RESULTS: [&str; 2] = ["amqp_confirmed", "amqp_failed"];
 /// Tables counted by `tocsin_store_pruned_rows_total`.
 pub const PRUNED_TABLES: [&str; 2] = ["outbox", "inputs"];
 
+/// Reasons counted by `tocsin_restore_skipped_total`: the codes
+/// `tocsin_tracker::RestoreError::code` gives for a state record the
+/// restore went on without.
+pub const RESTORE_SKIPS: [&str; 3] = ["missing_expectation", "bad_record", "unknown_namespace"];
+
 /// A stage of the gateway's pipeline, timed by
 /// `tocsin_pipeline_stage_seconds{stage}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,6 +194,28 @@ pub const OUTCOMES: [&str; 2] = ["on_time", "late"];
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every error a state record can give at restore has its series.
+    #[test]
+    fn restore_skip_reasons_are_the_record_error_codes() {
+        use tocsin_tracker::RestoreError;
+        let (namespace, key) = ("n".to_string(), "k".to_string());
+        let errors = [
+            RestoreError::MissingExpectation {
+                message_id: key.clone(),
+                expectation: key.clone(),
+            },
+            RestoreError::BadRecord {
+                namespace: namespace.clone(),
+                key: key.clone(),
+                reason: String::new(),
+            },
+            RestoreError::UnknownNamespace { namespace, key },
+        ];
+        let codes: Vec<&str> = errors.iter().map(|e| e.code()).collect();
+        assert_eq!(codes, RESTORE_SKIPS);
+        assert!(errors.iter().all(|e| e.record().is_some()));
+    }
 
     #[test]
     fn unlisted_and_missing_values_never_reach_a_label() {

@@ -54,6 +54,9 @@ pub struct Metrics {
     pub store_pruned_rows: IntCounterVec,
     /// `tocsin_tracker_notices_total{notice}`: what the tracker tolerated.
     pub tracker_notices: IntCounterVec,
+    /// `tocsin_restore_skipped_total{reason}`: stored state records the
+    /// restore at start went on without.
+    pub restore_skipped: IntCounterVec,
     /// `tocsin_expectations_open{document_kind,encounter_kind}`.
     pub expectations_open: IntGaugeVec,
     /// `tocsin_expectations_overdue{document_kind,encounter_kind}`.
@@ -114,6 +117,12 @@ impl Metrics {
             "Inputs and timers the tracker counted instead of acting on them (duplicate, stale_event, \
              pending_document_expired, ack_unmatched, ...), by notice.",
             "notice",
+        )?;
+        let restore_skipped = counter(
+            "tocsin_restore_skipped_total",
+            "Stored state records the restore at start could not use and went on without \
+             (missing_expectation, bad_record, unknown_namespace): a damaged store; the log names each.",
+            "reason",
         )?;
         let processing_seconds = Histogram::with_opts(
             HistogramOpts::new(
@@ -239,6 +248,9 @@ impl Metrics {
         for (notice, _) in tocsin_tracker::Counters::default().named() {
             tracker_notices.with_label_values(&[notice]);
         }
+        for r in labels::RESTORE_SKIPS {
+            restore_skipped.with_label_values(&[r]);
+        }
         Ok(Self {
             registry,
             messages_received,
@@ -255,6 +267,7 @@ impl Metrics {
             store_up,
             store_pruned_rows,
             tracker_notices,
+            restore_skipped,
             expectations_open,
             expectations_overdue,
             documents,

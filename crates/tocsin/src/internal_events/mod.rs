@@ -211,6 +211,45 @@ impl StorePruneFailed<'_> {
     }
 }
 
+/// The restore at start could not use a stored state record and went on
+/// without it (`tocsin_tracker::Restoring::record`, `Restoring::finish`):
+/// the store was changed by something other than tocsin. What is lost is
+/// auxiliary (a duplicate key, a waiting document, an expectation's place
+/// in a transmission awaiting acknowledgement); refusing to start over it
+/// would stop every alert of the trust.
+pub struct RestoreRecordSkipped<'a> {
+    /// What was wrong with it.
+    pub error: &'a tocsin_tracker::RestoreError,
+}
+
+impl RestoreRecordSkipped<'_> {
+    /// Logs it (error: the store is damaged) with the record and the
+    /// reason code, and the reason's detail at debug only, since it may
+    /// quote the record's contents; counts it.
+    pub fn emit(self, m: &Metrics) {
+        let code = self.error.code();
+        let record = self.error.record().unwrap_or_default();
+        match self.error {
+            tocsin_tracker::RestoreError::MissingExpectation { expectation, .. } => {
+                tracing::error!(
+                    reason = code,
+                    record,
+                    expectation_id = expectation.as_str(),
+                    "restore: a stored record names an expectation the store does not hold; \
+                     going on without it"
+                )
+            }
+            _ => tracing::error!(
+                reason = code,
+                record,
+                "restore: a stored record could not be used; going on without it"
+            ),
+        }
+        tracing::debug!(reason = code, detail = %self.error, "restore: skipped record");
+        m.restore_skipped.with_label_values(&[code]).inc();
+    }
+}
+
 /// The store answered again.
 pub struct StoreRecovered;
 
