@@ -15,6 +15,8 @@
 //!   never be processed.
 //! * [`Publisher`]: [`Publisher::publish_confirmed`] for the outbox.
 //! * [`format_hint`]: the input format a `content_type` announces.
+//! * [`peek`] and [`redrive`]: the dead-letter queue, read in place, and
+//!   moved back to the input queue once the cause is mended.
 //!
 //! The usual loop:
 //!
@@ -45,6 +47,7 @@ mod delivery;
 mod error;
 mod format;
 mod publisher;
+mod redrive;
 mod supervisor;
 mod topology;
 
@@ -62,6 +65,7 @@ pub use delivery::Delivery;
 pub use error::AmqpError;
 pub use format::{InputFormat, format_hint};
 pub use publisher::{OutgoingMessage, Publisher};
+pub use redrive::{DeadLetter, Redriven, peek, redrive};
 pub use supervisor::{LinkState, Session, Supervisor};
 pub use topology::{declare_topology, input_queue_arguments};
 

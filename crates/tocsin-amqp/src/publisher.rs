@@ -156,27 +156,73 @@ impl Publisher {
         let mut outcomes = Vec::with_capacity(messages.len());
         let mut lost = None;
         for (m, confirm) in messages.iter().zip(pending) {
-            let outcome = match confirm.await {
-                Ok(Confirmation::Ack(None)) => Ok(()),
-                Ok(Confirmation::Ack(Some(returned))) => Err(AmqpError::Unroutable {
-                    message_id: m.message_id.clone(),
-                    exchange: m.exchange.clone(),
-                    routing_key: m.routing_key.clone(),
-                    reply: returned.reply_text.to_string(),
-                }),
-                Ok(Confirmation::Nack(_) | Confirmation::NotRequested) => Err(AmqpError::Nacked {
-                    message_id: m.message_id.clone(),
-                    exchange: m.exchange.clone(),
-                }),
+            match confirm.await {
+                Ok(c) => outcomes.push(judged(c, &m.message_id, &m.exchange, &m.routing_key)),
                 Err(e) => {
                     // Keep awaiting the rest so no confirm is left dangling.
                     lost.get_or_insert(AmqpError::from_lapin("publisher confirm", &e));
-                    continue;
                 }
-            };
-            outcomes.push(outcome);
+            }
         }
         lost.map_or(Ok(outcomes), Err)
+    }
+}
+
+impl Publisher {
+    /// Publishes one message with `properties` as given (a copy going
+    /// back as it first came: `redrive`), mandatory, and waits for its
+    /// confirm: `Ok` only when the broker has routed it and taken it.
+    pub(crate) async fn publish_raw(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), AmqpError> {
+        let message_id = properties
+            .message_id()
+            .as_ref()
+            .map_or_else(String::new, |s| s.to_string());
+        let confirm = self
+            .channel
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                body,
+                properties,
+            )
+            .await
+            .map_err(|e| AmqpError::from_lapin("basic.publish", &e))?;
+        match confirm.await {
+            Ok(c) => judged(c, &message_id, exchange, routing_key),
+            Err(e) => Err(AmqpError::from_lapin("publisher confirm", &e)),
+        }
+    }
+}
+
+/// A publisher confirm as the message's outcome: taken, or why not.
+fn judged(
+    confirmation: Confirmation,
+    message_id: &str,
+    exchange: &str,
+    routing_key: &str,
+) -> Result<(), AmqpError> {
+    match confirmation {
+        Confirmation::Ack(None) => Ok(()),
+        Confirmation::Ack(Some(returned)) => Err(AmqpError::Unroutable {
+            message_id: message_id.to_string(),
+            exchange: exchange.to_string(),
+            routing_key: routing_key.to_string(),
+            reply: returned.reply_text.to_string(),
+        }),
+        Confirmation::Nack(_) | Confirmation::NotRequested => Err(AmqpError::Nacked {
+            message_id: message_id.to_string(),
+            exchange: exchange.to_string(),
+        }),
     }
 }
 

@@ -45,6 +45,9 @@ pub enum Command {
     Loadgen(crate::commands::LoadgenArgs),
     /// Validate the configuration, mappings and policy, and say what is wrong.
     CheckConfig,
+    /// The dead-letter queue: `list` what is there and why (no bodies),
+    /// `redrive` it back to the input queue once the cause is mended.
+    DeadLetters(crate::commands::DeadLettersArgs),
 }
 
 /// Arguments of `tocsin replay`.

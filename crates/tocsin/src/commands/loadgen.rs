@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
-use tocsin_amqp::{OutgoingMessage, Supervisor};
+use tocsin_amqp::OutgoingMessage;
 use tocsin_loadgen::{Chunker, Generator, Options, Profile};
 
 use crate::config::Config;
@@ -185,10 +185,7 @@ fn publish(
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let supervisor = Supervisor::new(config.amqp.clone())?;
-        let session = supervisor.try_connect().await.map_err(|e| {
-            format!("{e}\nIs RabbitMQ running? Start it with `rabbitmq-server -detached`, or set TOCSIN_AMQP_URL.")
-        })?;
+        let session = super::broker_session(config).await?;
         let publisher = session.publisher().await?;
         let mut interval = tick.map(|t| {
             let mut i = tokio::time::interval(t);

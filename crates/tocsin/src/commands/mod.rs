@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 mod check_config;
+mod dead_letters;
 mod loadgen;
 mod normalise;
 mod progress;
@@ -8,6 +9,7 @@ mod replay;
 mod run;
 mod send;
 
+pub use dead_letters::DeadLettersArgs;
 pub use loadgen::LoadgenArgs;
 pub use send::SendArgs;
 
@@ -30,5 +32,19 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Send(args) => send::run(&config, &args),
         Command::Loadgen(args) => loadgen::run(&config, &args),
         Command::CheckConfig => check_config::run(&config),
+        Command::DeadLetters(args) => dead_letters::run(&config, &args),
     }
+}
+
+/// One connection to the configured broker for a command that talks to it
+/// once (`send`, `loadgen`, `dead-letters`): no retries, and a failure
+/// that says how to start RabbitMQ.
+async fn broker_session(
+    config: &Config,
+) -> Result<tocsin_amqp::Session, Box<dyn std::error::Error>> {
+    let supervisor = tocsin_amqp::Supervisor::new(config.amqp.clone())?;
+    let session = supervisor.try_connect().await.map_err(|e| {
+        format!("{e}\nIs RabbitMQ running? Start it with `rabbitmq-server -detached`, or set TOCSIN_AMQP_URL.")
+    })?;
+    Ok(session)
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use sha2::{Digest, Sha256};
-use tocsin_amqp::{OutgoingMessage, Supervisor};
+use tocsin_amqp::OutgoingMessage;
 
 use crate::config::Config;
 use crate::inputs;
@@ -58,10 +58,7 @@ pub fn run(config: &Config, args: &SendArgs) -> Result<ExitCode, Box<dyn std::er
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let supervisor = Supervisor::new(config.amqp.clone())?;
-        let session = supervisor.try_connect().await.map_err(|e| {
-            format!("{e}\nIs RabbitMQ running? Start it with `rabbitmq-server -detached`, or set TOCSIN_AMQP_URL.")
-        })?;
+        let session = super::broker_session(config).await?;
         let publisher = session.publisher().await?;
         publisher.publish_confirmed(&messages).await?;
         session.close().await?;

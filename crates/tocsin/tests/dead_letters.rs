@@ -1,0 +1,239 @@
+//! `tocsin dead-letters list|redrive` against the real broker and the real
+//! gateway: listing leaves the queue as it was; a redrive by reason moves
+//! only those messages, as they first came, and the gateway then processes
+//! them; what is left stays until it too is moved.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::{FHIR, HL7, Tuning, World, fixture, input, poll};
+use tocsin_amqp::{AMQPValue, FieldTable, LongString, OutgoingMessage};
+
+fn text(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()))
+}
+
+/// An input carrying an engine's own header, which must survive the trip.
+fn traced(mut m: OutgoingMessage) -> OutgoingMessage {
+    let mut h = FieldTable::default();
+    h.insert(
+        "x-trace-id".into(),
+        text(&format!("trace-{}", m.message_id)),
+    );
+    m.headers = Some(h);
+    m
+}
+
+/// Runs `tocsin dead-letters ARGS` with the world's configuration.
+fn dead_letters(world: &World, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tocsin"));
+    cmd.arg("--config")
+        .arg(&world.config_path)
+        .arg("dead-letters")
+        .args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("TOCSIN_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(world.env());
+    let out = cmd.output().expect("run tocsin dead-letters");
+    assert!(
+        out.status.success(),
+        "tocsin dead-letters {args:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+async fn depth_reaches(world: &World, queue: &str, n: u32) {
+    poll(
+        &format!("{queue} holding {n}"),
+        Duration::from_secs(30),
+        || async {
+            match world.depth(queue).await {
+                d if d == n => Ok(()),
+                d => Err(format!("{d} messages")),
+            }
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_listed_in_place_and_redriven_by_reason() {
+    let world = World::sqlite("dead-letters", Tuning::default()).await;
+    let mut gateway = world.start(&[]);
+    gateway.wait_ready().await;
+    world
+        .publish(&[
+            traced(input(
+                "bad-segment",
+                Some(HL7),
+                fixture("hl7/reject_malformed_segment.hl7"),
+            )),
+            traced(input(
+                "bad-no-pv1",
+                Some(HL7),
+                fixture("hl7/reject_a03_no_pv1.hl7"),
+            )),
+            traced(input(
+                "bad-json",
+                Some(FHIR),
+                fixture("fhir/rejected/malformed.json"),
+            )),
+        ])
+        .await;
+    // A good discharge dead-lettered with a reason of its own, as by a
+    // gateway whose mappings lacked a code since added.
+    let mut parked = traced(input(
+        "parked-a03",
+        Some(HL7),
+        fixture("hl7/adt_a03_discharge.hl7"),
+    ));
+    parked.routing_key = "tocsin.dead".into();
+    if let Some(h) = parked.headers.as_mut() {
+        h.insert(
+            "x-tocsin-error".into(),
+            text("unmapped_code: PV1-2 has no mapping (message 1)"),
+        );
+        h.insert("x-tocsin-error-location".into(), text("PV1-2"));
+    }
+    world.publish(&[parked]).await;
+    depth_reaches(&world, "tocsin.dead", 4).await;
+    world.committed_at_least(&mut gateway, 3).await;
+    gateway.sigterm();
+    let status = gateway.wait_exit(Duration::from_secs(15)).await;
+    assert!(status.success(), "exit status {status}\n{}", gateway.log());
+
+    // Listed, with reasons and no bodies, and left in place.
+    let out = dead_letters(&world, &["list", "--json"]);
+    let listed: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let ids: BTreeSet<&str> = listed
+        .iter()
+        .map(|l| l["message_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        BTreeSet::from(["bad-segment", "bad-no-pv1", "bad-json", "parked-a03"])
+    );
+    let parked_row = listed
+        .iter()
+        .find(|l| l["message_id"] == "parked-a03")
+        .unwrap();
+    assert_eq!(parked_row["code"], "unmapped_code", "{parked_row}");
+    assert_eq!(parked_row["location"], "PV1-2", "{parked_row}");
+    for row in &listed {
+        let code = row["code"].as_str().unwrap();
+        assert!(
+            !code.is_empty()
+                && code != "unknown"
+                && row["reason"].as_str().unwrap().starts_with(code),
+            "{row}"
+        );
+        assert!(row.get("body").is_none(), "{row}");
+    }
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("4 message(s) read from tocsin.dead and left in place")
+            && stderr.contains("unmapped_code 1"),
+        "{stderr}"
+    );
+    assert_eq!(world.depth("tocsin.dead").await, 4);
+    // In place means in order too: a second look sees the same sequence.
+    let order = |out: Output| -> Vec<String> {
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["message_id"].to_string()
+            })
+            .collect()
+    };
+    let first: Vec<String> = listed.iter().map(|l| l["message_id"].to_string()).collect();
+    assert_eq!(order(dead_letters(&world, &["list", "--json"])), first);
+    // The table form: a header line and one line a message.
+    let table = dead_letters(&world, &["list"]);
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert_eq!(table.lines().count(), 5, "{table}");
+    assert!(
+        table.lines().any(|l| l.starts_with("parked-a03\t")),
+        "{table}"
+    );
+
+    // Only the mended reason goes back; the gateway now tracks it.
+    let out = dead_letters(&world, &["redrive", "--reason", "unmapped_code"]);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("moved 1 message(s) from tocsin.dead to tocsin.inbound")
+            && stderr.contains("left 3 in tocsin.dead"),
+        "{stderr}"
+    );
+    assert_eq!(world.depth("tocsin.dead").await, 3);
+    assert_eq!(world.depth("tocsin.inbound").await, 1);
+    let mut gateway = world.start(&[]);
+    gateway.wait_ready().await;
+    world.committed_at_least(&mut gateway, 4).await;
+    assert_eq!(
+        world
+            .store
+            .strings("SELECT outcome FROM inputs WHERE id = 'amqp:parked-a03'")
+            .await,
+        vec!["ok".to_string()]
+    );
+    assert_eq!(world.store.count("expectations").await, 1);
+    assert_eq!(world.depth("tocsin.dead").await, 3);
+    gateway.sigterm();
+    let status = gateway.wait_exit(Duration::from_secs(15)).await;
+    assert!(status.success(), "exit status {status}\n{}", gateway.log());
+
+    // The rest, two and then whatever remains: back as they first came.
+    let out = dead_letters(&world, &["redrive", "--limit", "2"]);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("moved 2 message(s)"), "{stderr}");
+    assert_eq!(world.depth("tocsin.dead").await, 1);
+    let out = dead_letters(&world, &["redrive"]);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("moved 1 message(s)"), "{stderr}");
+    assert_eq!(world.depth("tocsin.dead").await, 0);
+    let mut inbound = world.reader("tocsin.inbound").await;
+    inbound.until("three inputs back", |s| s.len() >= 3).await;
+    for m in &inbound.seen {
+        assert_eq!(
+            m.headers.get("x-trace-id").map(String::as_str),
+            Some(format!("trace-{}", m.message_id).as_str()),
+            "{m:?}"
+        );
+        assert!(
+            !m.headers.keys().any(|k| k.starts_with("x-tocsin-")),
+            "{:?}",
+            m.headers
+        );
+    }
+    let back: BTreeSet<&str> = inbound.seen.iter().map(|m| m.message_id.as_str()).collect();
+    assert_eq!(
+        back,
+        BTreeSet::from(["bad-segment", "bad-no-pv1", "bad-json"])
+    );
+    let bodies: Vec<(&str, &[u8])> = inbound
+        .seen
+        .iter()
+        .map(|m| (m.message_id.as_str(), m.body.as_slice()))
+        .collect();
+    for (id, body) in bodies {
+        let file = match id {
+            "bad-segment" => "hl7/reject_malformed_segment.hl7",
+            "bad-no-pv1" => "hl7/reject_a03_no_pv1.hl7",
+            _ => "fhir/rejected/malformed.json",
+        };
+        assert_eq!(body, fixture(file).as_slice(), "{id}");
+    }
+}
