@@ -145,6 +145,12 @@ pub trait Store: Send {
     /// `raised_at` order (then id).
     fn alerts(&mut self, q: &AlertQuery) -> Result<Page<Alert>, StoreError>;
 
+    /// The stored alerts among `ids`, in `raised_at` order (then id); an
+    /// id not stored is skipped. An expectation's alerts have ids known in
+    /// advance (`tocsin_tracker::alert_id`, one a kind), so they are read
+    /// by primary key.
+    fn alerts_by_id(&mut self, ids: &[String]) -> Result<Vec<Alert>, StoreError>;
+
     /// Calls `f` for every expectation whose encounter ended in
     /// `[from, to)`, in order of encounter end, without holding them all in
     /// memory.

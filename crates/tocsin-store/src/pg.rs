@@ -651,6 +651,27 @@ impl Store for PostgresStore {
         })
     }
 
+    fn alerts_by_id(&mut self, ids: &[String]) -> Result<Vec<Alert>, StoreError> {
+        let mut out = Vec::new();
+        self.with_conn(|c| {
+            let st = prepare(
+                &mut c.client,
+                &mut c.statements,
+                "SELECT alert_id, body FROM alerts WHERE alert_id = ANY($1) \
+                 ORDER BY raised_at, alert_id",
+            )?;
+            // In chunks, so that no one query carries an unbounded array.
+            for chunk in ids.chunks(BY_ID_CHUNK) {
+                for row in c.client.query(&st, &[&chunk]).map_err(pg("query alerts"))? {
+                    let id: String = row.get(0);
+                    out.push(rows::parse(row.get(1), "alerts", &id)?);
+                }
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
     fn expectations(&mut self, q: &ExpectationQuery) -> Result<Page<Expectation>, StoreError> {
         let mut filters = String::new();
         let mut params: Params = Vec::new();

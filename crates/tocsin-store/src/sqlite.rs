@@ -644,6 +644,24 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
+    fn alerts_by_id(&mut self, ids: &[String]) -> Result<Vec<Alert>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT raised_at, body FROM alerts WHERE alert_id = ?1")
+            .map_err(sq("prepare"))?;
+        let mut found = Vec::new();
+        for id in ids {
+            let mut rows = st.query([id]).map_err(sq("query alerts"))?;
+            if let Some(row) = rows.next().map_err(sq("read alerts"))? {
+                let raised_at: i64 = row.get(0).map_err(sq("read alerts"))?;
+                let body: String = row.get(1).map_err(sq("read alerts"))?;
+                found.push((raised_at, id.clone(), rows::parse(&body, "alerts", id)?));
+            }
+        }
+        found.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        Ok(found.into_iter().map(|(_, _, a)| a).collect())
+    }
+
     fn expectations(&mut self, q: &ExpectationQuery) -> Result<Page<Expectation>, StoreError> {
         let mut filters = String::new();
         let mut params: Vec<Value> = Vec::new();

@@ -34,6 +34,7 @@ on_both!(
     state_records_are_deleted,
     state_ranges_are_deleted,
     repeated_alert_and_outbox_ids_are_ignored,
+    alerts_are_read_back_by_id_in_the_order_raised,
     outbox_is_read_in_commit_order_and_marked_published,
     pending_outbox_survives_reopen,
     expectation_queries_filter_and_page,
@@ -336,6 +337,38 @@ fn repeated_alert_and_outbox_ids_are_ignored(b: &dyn Backend) {
     assert_eq!(ids, ["al-1", "al-2"]);
     assert_eq!(pending[0].message, message("al-1"));
     assert_eq!(store.outbox_len().unwrap(), 2);
+}
+
+fn alerts_are_read_back_by_id_in_the_order_raised(b: &dyn Backend) {
+    let mut store = b.open();
+    let mut batch = Batch::default();
+    // Ids out of time order, so the order seen is the store's doing.
+    for (id, kind, at) in [
+        ("e1:resolved", AlertKind::Resolved, 300),
+        ("e1:overdue", AlertKind::Overdue, 100),
+        ("e1:late", AlertKind::Late, 300),
+        ("e2:overdue", AlertKind::Overdue, 200),
+    ] {
+        batch.alerts.push(alert(id, kind, at));
+    }
+    store.commit(&batch).unwrap();
+    let ask: Vec<String> = ["e1:resolved", "e1:due_soon", "e1:late", "e1:overdue"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let got: Vec<String> = store
+        .alerts_by_id(&ask)
+        .unwrap()
+        .into_iter()
+        .map(|a| a.alert_id)
+        .collect();
+    assert_eq!(
+        got,
+        ["e1:overdue", "e1:late", "e1:resolved"],
+        "{}",
+        b.name()
+    );
+    assert!(store.alerts_by_id(&[]).unwrap().is_empty(), "{}", b.name());
 }
 
 fn outbox_is_read_in_commit_order_and_marked_published(b: &dyn Backend) {

@@ -49,7 +49,7 @@ async fn feed(world: &World, gateway: &mut Gateway, w: &Ward) {
 fn api(port: u16, doc: &OpenApi, path: &str, status: u16) -> Response {
     let r = get(port, &format!("/api/v1{path}"), &[AUTH]);
     assert_eq!(r.status, status, "GET /api/v1{path}: {}", r.body);
-    let route = format!("/api/v1{}", path.split('?').next().unwrap());
+    let route = doc.route_for(&format!("/api/v1{}", path.split('?').next().unwrap()));
     if r.header("content-type") == Some("application/json") {
         let errors = doc.errors(
             doc.response_schema(&route, status, "application/json"),
@@ -101,11 +101,16 @@ async fn exercise(world: World) {
     filters_and_paging(port, &doc);
     bad_parameters(port, &doc);
     alerts(port, &doc, &w);
+    one_expectation(port, &doc);
     compliance(&world, port, &doc, &w);
 
     // Every documented route answers (none is documented but missing), and
     // an unknown one is a JSON 404.
+    // (A route with a path parameter is exercised above.)
     for path in doc.0["paths"].as_object().unwrap().keys() {
+        if path.contains('{') {
+            continue;
+        }
         let r = get(port, path, &[AUTH]);
         assert_eq!(r.status, 200, "documented {path} answers {}", r.status);
         for p in doc.parameters(path) {
@@ -313,6 +318,48 @@ fn alerts(port: u16, doc: &OpenApi, w: &Ward) {
     assert!(items(&api(port, doc, &format!("/alerts?since={later}"), 200)).is_empty());
     let tomorrow = (w.now + chrono::TimeDelta::days(2)).format("%Y-%m-%d");
     assert!(items(&api(port, doc, &format!("/alerts?since={tomorrow}"), 200)).is_empty());
+}
+
+/// Each expectation by its id, with exactly the alerts the alert list
+/// holds for it, in the order raised; an unknown id is a 404 and a query
+/// parameter a 400.
+fn one_expectation(port: u16, doc: &OpenApi) {
+    let all = items(&api(port, doc, "/expectations?limit=1000", 200));
+    let alerts = items(&api(port, doc, "/alerts?limit=1000", 200));
+    let mut with_alerts = 0;
+    for e in &all {
+        let id = field(e, &["id"]);
+        let detail = api(port, doc, &format!("/expectations/{id}"), 200).json();
+        assert_eq!(&detail["expectation"], e);
+        let want: Vec<&Value> = alerts
+            .iter()
+            .filter(|a| a["expectation_id"] == id)
+            .collect();
+        let got: Vec<&Value> = detail["alerts"].as_array().unwrap().iter().collect();
+        assert_eq!(got, want, "alerts of {id}");
+        with_alerts += usize::from(!got.is_empty());
+    }
+    // The overdue one, and the late one (overdue, late, resolved).
+    assert_eq!(with_alerts, 2);
+    let r = api(
+        port,
+        doc,
+        "/expectations/0123456789abcdef0123456789abcdef",
+        404,
+    );
+    assert_eq!(r.json()["error"], "not_found", "{}", r.body);
+    assert!(
+        r.body.contains("0123456789abcdef0123456789abcdef"),
+        "{}",
+        r.body
+    );
+    let id = field(&all[0], &["id"]);
+    bad(
+        port,
+        doc,
+        &format!("/expectations/{id}?status=open"),
+        "status",
+    );
 }
 
 fn compliance(world: &World, port: u16, doc: &OpenApi, w: &Ward) {

@@ -25,6 +25,9 @@ pub enum ApiError {
     /// No such route under `/api/v1` (404).
     #[error("no such API route: {0}")]
     NotFound(String),
+    /// The route exists but the item it names does not (404).
+    #[error("{0}")]
+    NoSuchItem(String),
     /// The store is not open yet or is unavailable for now (503).
     #[error("{0}")]
     Unavailable(String),
@@ -47,7 +50,7 @@ impl ApiError {
         match self {
             Self::BadParameter { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::NotFound(_) | Self::NoSuchItem(_) => StatusCode::NOT_FOUND,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -57,7 +60,7 @@ impl ApiError {
         match self {
             Self::BadParameter { .. } => "bad_parameter",
             Self::Unauthorized(_) => "unauthorized",
-            Self::NotFound(_) => "not_found",
+            Self::NotFound(_) | Self::NoSuchItem(_) => "not_found",
             Self::Unavailable(_) => "unavailable",
             Self::Store(_) => "store_failed",
         }

@@ -2,7 +2,7 @@
 //! store on a blocking thread, and answers JSON (or CSV for the report).
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -12,7 +12,9 @@ use serde::Serialize;
 use tocsin_event::{DocumentKind, EncounterKind};
 use tocsin_store::{AlertQuery, ExpectationQuery};
 use tocsin_tracker::compliance::{self, ComplianceRow, GroupBy};
-use tocsin_tracker::{Alert, AlertKind, Expectation, ExpectationStatus};
+use tocsin_tracker::{Alert, AlertKind, Expectation, ExpectationStatus, alert_id};
+
+use crate::internal_events::labels::alert_kinds;
 
 use super::Api;
 use super::error::ApiError;
@@ -20,7 +22,12 @@ use super::params::Params;
 
 /// Every route, relative to `/api/v1`. The OpenAPI test checks each is
 /// documented.
-pub const ROUTES: [&str; 3] = ["/expectations", "/alerts", "/compliance"];
+pub const ROUTES: [&str; 4] = [
+    "/expectations",
+    "/expectations/{id}",
+    "/alerts",
+    "/compliance",
+];
 
 const STATUSES: &str = "open, overdue, on_time, late, cancelled";
 const DOCUMENT_KINDS: &str = "discharge_summary, clinic_letter, other";
@@ -32,8 +39,9 @@ const DEFAULT_LIMIT: usize = 100;
 pub fn router() -> Router<Api> {
     Router::new()
         .route(ROUTES[0], get(expectations))
-        .route(ROUTES[1], get(alerts))
-        .route(ROUTES[2], get(report))
+        .route(ROUTES[1], get(expectation))
+        .route(ROUTES[2], get(alerts))
+        .route(ROUTES[3], get(report))
 }
 
 type Pairs = Result<Query<Vec<(String, String)>>, QueryRejection>;
@@ -75,6 +83,50 @@ async fn expectations(State(api): State<Api>, q: Pairs) -> Result<Json<Expectati
         items: page.items,
         next_cursor: page.next_cursor,
     }))
+}
+
+/// One expectation and every alert raised about it: what a discharge
+/// co-ordinator following an alert, or a trust answering a GP's "where is
+/// the summary?", needs in one answer.
+#[derive(Serialize)]
+struct ExpectationDetail {
+    expectation: Expectation,
+    alerts: Vec<Alert>,
+}
+
+async fn expectation(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    q: Pairs,
+) -> Result<Json<ExpectationDetail>, ApiError> {
+    params(q, &[])?;
+    let wanted = id.clone();
+    let detail = api
+        .store()?
+        .call(move |s| {
+            let mut found = None;
+            s.visit_expectations_by_id(std::slice::from_ref(&wanted), &mut |e| {
+                found = Some(e);
+                Ok(())
+            })?;
+            let Some(expectation) = found else {
+                return Ok(None);
+            };
+            // Alert ids are the expectation's id and the kind: read by key.
+            let ids: Vec<String> = alert_kinds()
+                .iter()
+                .map(|k| alert_id(&expectation.id, *k))
+                .collect();
+            let alerts = s.alerts_by_id(&ids)?;
+            Ok(Some(ExpectationDetail {
+                expectation,
+                alerts,
+            }))
+        })
+        .await?;
+    detail
+        .map(Json)
+        .ok_or_else(|| ApiError::NoSuchItem(format!("no expectation `{id}`")))
 }
 
 /// A page of alerts, in the order they were raised.

@@ -51,12 +51,35 @@ impl OpenApi {
         schema
     }
 
+    /// The documented path that `path` is: itself, or a templated one
+    /// whose `{name}` segments match any one segment.
+    pub fn route_for(&self, path: &str) -> String {
+        let paths = self.0["paths"].as_object().expect("paths");
+        if paths.contains_key(path) {
+            return path.to_string();
+        }
+        let segments: Vec<&str> = path.split('/').collect();
+        paths
+            .keys()
+            .find(|t| {
+                let ts: Vec<&str> = t.split('/').collect();
+                ts.len() == segments.len()
+                    && ts
+                        .iter()
+                        .zip(&segments)
+                        .all(|(t, s)| t == s || (t.starts_with('{') && t.ends_with('}')))
+            })
+            .cloned()
+            .unwrap_or_else(|| path.to_string())
+    }
+
     /// The documented query parameter names of `GET path`.
     pub fn parameters(&self, path: &str) -> Vec<String> {
         self.0["paths"][path]["get"]["parameters"]
             .as_array()
             .map(|ps| {
                 ps.iter()
+                    .filter(|p| p["in"] == "query")
                     .filter_map(|p| p["name"].as_str().map(str::to_string))
                     .collect()
             })
