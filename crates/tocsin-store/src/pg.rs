@@ -691,6 +691,22 @@ impl Store for PostgresStore {
         if let Some(site) = &q.site {
             filter(&mut filters, "site", site.clone());
         }
+        if let Some(n) = &q.nhs_number {
+            filter(
+                &mut filters,
+                "body::jsonb #>> '{patient,nhs_number}'",
+                n.clone(),
+            );
+        }
+        if let Some(v) = &q.encounter_id {
+            filter(&mut filters, "body::jsonb #>> '{encounter,id}'", v.clone());
+        }
+        for (bound, op) in [(q.ended_from, ">="), (q.ended_to, "<")] {
+            if let Some(t) = bound {
+                params.push(Box::new(t));
+                filters.push_str(&format!(" AND ended_at {op} ${}", params.len()));
+            }
+        }
         let cursor = q.cursor.as_deref();
         keyset_page(self, List::Expectations, filters, params, cursor, q.limit)
     }

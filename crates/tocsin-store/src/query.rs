@@ -19,6 +19,17 @@ pub struct ExpectationQuery {
     pub encounter_kind: Option<EncounterKind>,
     /// Only this site.
     pub site: Option<String>,
+    /// Only encounters that ended at or after this time.
+    pub ended_from: Option<DateTime<Utc>>,
+    /// Only encounters that ended before this time.
+    pub ended_to: Option<DateTime<Utc>>,
+    /// Only this patient. The store keeps no index by patient (tracking
+    /// would pay for it on every write): this reads the bodies of the
+    /// expectations the other filters leave, so give it an `ended_*`
+    /// window.
+    pub nhs_number: Option<String>,
+    /// Only this encounter (visit number), read as `nhs_number` is.
+    pub encounter_id: Option<String>,
     /// At most this many (at least 1).
     pub limit: usize,
     /// Continue after the page that returned this cursor.
@@ -32,6 +43,10 @@ impl Default for ExpectationQuery {
             document_kind: None,
             encounter_kind: None,
             site: None,
+            ended_from: None,
+            ended_to: None,
+            nhs_number: None,
+            encounter_id: None,
             limit: 100,
             cursor: None,
         }

@@ -131,6 +131,7 @@ const INSERT_INPUT: &str = "INSERT INTO inputs (id, outcome, reason, processed_a
 fn keyset_page<T: serde::de::DeserializeOwned>(
     conn: &Connection,
     list: List,
+    index: Option<&str>,
     mut filters: String,
     mut params: Vec<Value>,
     cursor: Option<&str>,
@@ -150,8 +151,9 @@ fn keyset_page<T: serde::de::DeserializeOwned>(
     }
     // One row more than the page: whether another page follows.
     params.push(Value::Integer(limit + 1));
+    let indexed_by = index.map_or_else(String::new, |i| format!(" INDEXED BY {i}"));
     let sql = format!(
-        "SELECT {id}, body, {position} FROM {} WHERE 1 = 1{filters} \
+        "SELECT {id}, body, {position} FROM {}{indexed_by} WHERE 1 = 1{filters} \
          ORDER BY {position}, {id} LIMIT ?{}",
         list.table(),
         params.len()
@@ -689,10 +691,35 @@ impl Store for SqliteStore {
         if let Some(site) = &q.site {
             filter(&mut filters, "site", Value::Text(site.clone()));
         }
+        if let Some(n) = &q.nhs_number {
+            filter(
+                &mut filters,
+                "json_extract(body, '$.patient.nhs_number')",
+                Value::Text(n.clone()),
+            );
+        }
+        if let Some(v) = &q.encounter_id {
+            filter(
+                &mut filters,
+                "json_extract(body, '$.encounter.id')",
+                Value::Text(v.clone()),
+            );
+        }
+        for (bound, op) in [(q.ended_from, ">="), (q.ended_to, "<")] {
+            if let Some(t) = bound {
+                params.push(Value::Integer(micros(t)));
+                filters.push_str(&format!(" AND ended_at {op} ?{}", params.len()));
+            }
+        }
+        // A window of encounter ends is read through its index and sorted,
+        // rather than the whole table in deadline order: a lookup by
+        // patient must not read every body in the store.
+        let windowed = q.ended_from.is_some() || q.ended_to.is_some();
         let cursor = q.cursor.as_deref();
         keyset_page(
             &self.conn,
             List::Expectations,
+            windowed.then_some("expectations_ended_at"),
             filters,
             params,
             cursor,
@@ -712,7 +739,15 @@ impl Store for SqliteStore {
             filters.push_str(&format!(" AND kind = ?{}", params.len()));
         }
         let cursor = q.cursor.as_deref();
-        keyset_page(&self.conn, List::Alerts, filters, params, cursor, q.limit)
+        keyset_page(
+            &self.conn,
+            List::Alerts,
+            None,
+            filters,
+            params,
+            cursor,
+            q.limit,
+        )
     }
 
     fn visit_ended_between(

@@ -461,7 +461,7 @@ fn query_fixtures() -> Vec<Expectation> {
     let mut out = Vec::new();
     for i in 0..30usize {
         let id: &'static str = Box::leak(format!("q{:02}", (i * 7) % 30).into_boxed_str());
-        out.push(expectation(&Spec {
+        let mut e = expectation(&Spec {
             id,
             status: statuses[i % 5],
             document_kind: docs[i % 2],
@@ -470,7 +470,10 @@ fn query_fixtures() -> Vec<Expectation> {
             ended_at: (i as i64 % 4) * 60,
             // Only 6 distinct deadlines over 30 rows.
             deadline: 1000 + (i as i64 % 6) * 10,
-        }));
+        });
+        e.patient.nhs_number =
+            [Some("9434765919"), Some("9434765870"), None][(i / 5) % 3].map(str::to_string);
+        out.push(e);
     }
     out
 }
@@ -530,6 +533,30 @@ fn expectation_queries_filter_and_page(b: &dyn Backend) {
             site: Some("RXX01".into()),
             ..Default::default()
         },
+        ExpectationQuery {
+            ended_from: Some(at(60)),
+            ended_to: Some(at(180)),
+            ..Default::default()
+        },
+        ExpectationQuery {
+            nhs_number: Some("9434765870".into()),
+            ended_from: Some(at(0)),
+            ended_to: Some(at(240)),
+            ..Default::default()
+        },
+        ExpectationQuery {
+            nhs_number: Some("9434765919".into()),
+            status: Some(ExpectationStatus::Open),
+            ended_from: Some(at(60)),
+            ended_to: Some(at(240)),
+            ..Default::default()
+        },
+        ExpectationQuery {
+            encounter_id: Some("V-q07".into()),
+            ended_from: Some(at(0)),
+            ended_to: Some(at(240)),
+            ..Default::default()
+        },
     ];
     for (n, q) in queries.iter().enumerate() {
         let expected: Vec<Expectation> = sorted
@@ -541,6 +568,18 @@ fn expectation_queries_filter_and_page(b: &dyn Backend) {
                 q.site
                     .as_deref()
                     .is_none_or(|s| e.encounter.site.as_deref() == Some(s))
+            })
+            .filter(|e| q.ended_from.is_none_or(|t| e.encounter.ended_at >= t))
+            .filter(|e| q.ended_to.is_none_or(|t| e.encounter.ended_at < t))
+            .filter(|e| {
+                q.nhs_number
+                    .as_deref()
+                    .is_none_or(|n| e.patient.nhs_number.as_deref() == Some(n))
+            })
+            .filter(|e| {
+                q.encounter_id
+                    .as_deref()
+                    .is_none_or(|v| e.encounter.id.as_deref() == Some(v))
             })
             .cloned()
             .collect();

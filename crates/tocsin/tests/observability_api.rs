@@ -102,6 +102,7 @@ async fn exercise(world: World) {
     bad_parameters(port, &doc);
     alerts(port, &doc, &w);
     one_expectation(port, &doc);
+    lookups(port, &doc);
     compliance(&world, port, &doc, &w);
 
     // Every documented route answers (none is documented but missing), and
@@ -360,6 +361,97 @@ fn one_expectation(port: u16, doc: &OpenApi) {
         &format!("/expectations/{id}?status=open"),
         "status",
     );
+}
+
+/// A patient's or an encounter's expectations in a window of encounter
+/// ends: exactly those of the whole list that match; a lookup without a
+/// bounded window, or with a malformed NHS number, is a 400.
+fn lookups(port: u16, doc: &OpenApi) {
+    let all = items(&api(port, doc, "/expectations?limit=1000", 200));
+    let ended = |e: &Value| -> chrono::DateTime<chrono::Utc> {
+        field(e, &["encounter", "ended_at"]).parse().unwrap()
+    };
+    let stamp = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let e = all
+        .iter()
+        .find(|e| e["patient"]["nhs_number"].is_string())
+        .expect("an expectation with an NHS number");
+    let nhs = field(e, &["patient", "nhs_number"]);
+    let visit = field(e, &["encounter", "id"]);
+    let (from, to) = (
+        ended(e) - chrono::TimeDelta::days(1),
+        ended(e) + chrono::TimeDelta::days(1),
+    );
+    let window = format!("ended_from={}&ended_to={}", stamp(from), stamp(to));
+    let in_window = |x: &&Value| ended(x) >= from && ended(x) < to;
+    let by_patient: Vec<Value> = all
+        .iter()
+        .filter(|x| x["patient"]["nhs_number"] == nhs)
+        .filter(in_window)
+        .cloned()
+        .collect();
+    let spaced = format!("{} {} {}", &nhs[..3], &nhs[3..6], &nhs[6..]).replace(' ', "%20");
+    for given in [nhs.to_string(), spaced] {
+        let got = items(&api(
+            port,
+            doc,
+            &format!("/expectations?nhs_number={given}&{window}"),
+            200,
+        ));
+        assert_eq!(got, by_patient, "{given}");
+    }
+    let by_visit: Vec<Value> = all
+        .iter()
+        .filter(|x| x["encounter"]["id"] == visit)
+        .filter(in_window)
+        .cloned()
+        .collect();
+    assert!(!by_visit.is_empty());
+    let got = items(&api(
+        port,
+        doc,
+        &format!("/expectations?encounter_id={visit}&{window}"),
+        200,
+    ));
+    assert_eq!(got, by_visit);
+    // The window alone is a filter too.
+    let got = items(&api(
+        port,
+        doc,
+        &format!("/expectations?{window}&limit=1000"),
+        200,
+    ));
+    let want: Vec<Value> = all.iter().filter(in_window).cloned().collect();
+    assert_eq!(got, want);
+
+    let wide = format!(
+        "ended_from={}&ended_to={}",
+        stamp(from - chrono::TimeDelta::days(100)),
+        stamp(to)
+    );
+    for (path, parameter) in [
+        (format!("/expectations?nhs_number={nhs}"), "ended_from"),
+        (
+            format!("/expectations?nhs_number={nhs}&ended_from={}", stamp(from)),
+            "ended_to",
+        ),
+        (format!("/expectations?nhs_number={nhs}&{wide}"), "ended_to"),
+        (format!("/expectations?encounter_id={visit}"), "ended_from"),
+        (
+            format!("/expectations?nhs_number=94347&{window}"),
+            "nhs_number",
+        ),
+        (
+            format!(
+                "/expectations?ended_from={}&ended_to={}",
+                stamp(to),
+                stamp(from)
+            ),
+            "ended_to",
+        ),
+    ] {
+        bad(port, doc, &path, parameter);
+    }
 }
 
 fn compliance(world: &World, port: u16, doc: &OpenApi, w: &Ward) {

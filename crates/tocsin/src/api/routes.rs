@@ -66,15 +66,35 @@ async fn expectations(State(api): State<Api>, q: Pairs) -> Result<Json<Expectati
             "document_kind",
             "encounter_kind",
             "site",
+            "ended_from",
+            "ended_to",
+            "nhs_number",
+            "encounter_id",
             "limit",
             "cursor",
         ],
     )?;
+    let zone = api.policy.timezone();
+    let (ended_from, ended_to) = (p.time("ended_from", &zone)?, p.time("ended_to", &zone)?);
+    if let (Some(f), Some(t)) = (ended_from, ended_to)
+        && f >= t
+    {
+        return Err(ApiError::bad("ended_to", "must be after `ended_from`"));
+    }
+    let nhs_number = p.text("nhs_number").map(nhs_number).transpose()?;
+    let encounter_id = p.text("encounter_id").map(str::to_string);
+    if nhs_number.is_some() || encounter_id.is_some() {
+        lookup_window(ended_from, ended_to)?;
+    }
     let query = ExpectationQuery {
         status: p.closed::<ExpectationStatus>("status", STATUSES)?,
         document_kind: p.closed::<DocumentKind>("document_kind", DOCUMENT_KINDS)?,
         encounter_kind: p.closed::<EncounterKind>("encounter_kind", ENCOUNTER_KINDS)?,
         site: p.text("site").map(str::to_string),
+        ended_from,
+        ended_to,
+        nhs_number,
+        encounter_id,
         limit: p.limit(DEFAULT_LIMIT, api.max_limit)?,
         cursor: p.text("cursor").map(str::to_string),
     };
@@ -83,6 +103,41 @@ async fn expectations(State(api): State<Api>, q: Pairs) -> Result<Json<Expectati
         items: page.items,
         next_cursor: page.next_cursor,
     }))
+}
+
+/// The longest window of encounter ends a lookup by patient or encounter
+/// may read: the store keeps no index by either (tracking would pay for it
+/// on every write), so such a lookup reads the bodies of the window.
+const LOOKUP_WINDOW_DAYS: i64 = 92;
+
+/// Refuses a lookup by patient or encounter without a bounded window.
+fn lookup_window(from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> Result<(), ApiError> {
+    let why = format!(
+        "a lookup by nhs_number or encounter_id needs ended_from and ended_to at most \
+         {LOOKUP_WINDOW_DAYS} days apart (when the encounter ended, roughly)"
+    );
+    match (from, to) {
+        (None, _) => Err(ApiError::bad("ended_from", why)),
+        (_, None) => Err(ApiError::bad("ended_to", why)),
+        (Some(f), Some(t)) if t - f > chrono::TimeDelta::days(LOOKUP_WINDOW_DAYS) => {
+            Err(ApiError::bad("ended_to", why))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// An NHS number as stored: ten digits (spaces, as people write it, are
+/// dropped).
+fn nhs_number(v: &str) -> Result<String, ApiError> {
+    let digits: String = v.chars().filter(|c| *c != ' ').collect();
+    if digits.len() == 10 && digits.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(digits)
+    } else {
+        Err(ApiError::bad(
+            "nhs_number",
+            "expected an NHS number: ten digits",
+        ))
+    }
 }
 
 /// One expectation and every alert raised about it: what a discharge
