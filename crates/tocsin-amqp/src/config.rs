@@ -118,6 +118,9 @@ pub struct AmqpConfig {
     pub extra_input_queues: Vec<String>,
     /// Where rejected input goes, unchanged (durable queue).
     pub dead_letter_queue: String,
+    /// How often, in seconds, the gateway counts the messages waiting in
+    /// the dead-letter queue (`tocsin_dead_letters`) while connected.
+    pub dead_letter_check_secs: u64,
     /// Topic exchange for normalised interface events.
     pub events_exchange: String,
     /// Topic exchange for alerts.
@@ -154,6 +157,7 @@ impl Default for AmqpConfig {
             input_queue: "tocsin.inbound".to_owned(),
             extra_input_queues: Vec::new(),
             dead_letter_queue: "tocsin.dead".to_owned(),
+            dead_letter_check_secs: 60,
             events_exchange: "tocsin.events".to_owned(),
             alerts_exchange: "tocsin.alerts".to_owned(),
             delivery_limit: 5,
@@ -177,6 +181,7 @@ impl fmt::Debug for AmqpConfig {
             .field("input_queue", &self.input_queue)
             .field("extra_input_queues", &self.extra_input_queues)
             .field("dead_letter_queue", &self.dead_letter_queue)
+            .field("dead_letter_check_secs", &self.dead_letter_check_secs)
             .field("events_exchange", &self.events_exchange)
             .field("alerts_exchange", &self.alerts_exchange)
             .field("delivery_limit", &self.delivery_limit)
@@ -216,6 +221,9 @@ impl AmqpConfig {
         }
         if self.delivery_limit == 0 {
             return bad("delivery_limit must be at least 1".into());
+        }
+        if self.dead_letter_check_secs == 0 {
+            return bad("dead_letter_check_secs must be at least 1".into());
         }
         if self.prefetch == 0 {
             return bad("prefetch must be at least 1 (0 would mean unlimited)".into());

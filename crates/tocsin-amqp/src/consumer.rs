@@ -9,7 +9,7 @@ use crate::error::AmqpError;
 use futures_core::Stream;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
-    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
+    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Confirmation, Connection};
@@ -350,19 +350,8 @@ impl BatchConsumer {
     pub async fn backlog(&self) -> Result<u64, AmqpError> {
         let mut total = 0u64;
         for consumer in &self.consumers {
-            let queue = self
-                .channel
-                .queue_declare(
-                    consumer.queue(),
-                    QueueDeclareOptions {
-                        passive: true,
-                        ..QueueDeclareOptions::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(|e| AmqpError::from_lapin("queue.declare (passive)", &e))?;
-            total += u64::from(queue.message_count());
+            let depth = crate::topology::depth_on(&self.channel, consumer.queue().as_str()).await?;
+            total += u64::from(depth);
         }
         Ok(total)
     }

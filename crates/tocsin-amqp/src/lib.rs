@@ -67,7 +67,7 @@ pub use format::{InputFormat, format_hint};
 pub use publisher::{OutgoingMessage, Publisher};
 pub use redrive::{DeadLetter, Redriven, peek, redrive};
 pub use supervisor::{LinkState, Session, Supervisor};
-pub use topology::{declare_topology, input_queue_arguments};
+pub use topology::{declare_topology, input_queue_arguments, queue_depth};
 
 /// The lapin types that appear in this crate's API (headers, properties).
 pub use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};

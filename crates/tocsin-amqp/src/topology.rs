@@ -71,6 +71,32 @@ pub async fn declare_topology(
     }
 }
 
+/// How many messages wait, ready, in `queue` (a passive declare on a
+/// channel of its own, closed after): for the gateway's count of its
+/// dead-letter queue.
+pub async fn queue_depth(connection: &Connection, queue: &str) -> Result<u32, AmqpError> {
+    let channel = open(connection).await?;
+    let depth = depth_on(&channel, queue).await?;
+    crate::publisher::close_channel(&channel, "queue depth").await?;
+    Ok(depth)
+}
+
+/// Ready messages in `queue`, by a passive declare on `channel`.
+pub(crate) async fn depth_on(channel: &Channel, queue: &str) -> Result<u32, AmqpError> {
+    let declared = channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| AmqpError::from_lapin("queue.declare (passive)", &e))?;
+    Ok(declared.message_count())
+}
+
 async fn open(connection: &Connection) -> Result<Channel, AmqpError> {
     connection
         .create_channel()

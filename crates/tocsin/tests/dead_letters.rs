@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{FHIR, HL7, Tuning, World, fixture, input, poll};
+use common::{FHIR, Gateway, HL7, Tuning, World, fixture, input, poll};
 use tocsin_amqp::{AMQPValue, FieldTable, LongString, OutgoingMessage};
 
 fn text(s: &str) -> AMQPValue {
@@ -64,6 +64,27 @@ async fn depth_reaches(world: &World, queue: &str, n: u32) {
     .await
 }
 
+/// Waits until the gateway's `tocsin_dead_letters` says `n`.
+async fn counted(gateway: &Gateway, n: u32) {
+    let want = format!("\ntocsin_dead_letters {n}\n");
+    poll(
+        &format!("tocsin_dead_letters {n}"),
+        Duration::from_secs(30),
+        || async {
+            match gateway.fetch("/metrics") {
+                Some((_, m)) if m.contains(&want) => Ok(()),
+                Some((_, m)) => Err(m
+                    .lines()
+                    .find(|l| l.starts_with("tocsin_dead_letters "))
+                    .unwrap_or("no tocsin_dead_letters line")
+                    .to_string()),
+                None => Err("no answer".into()),
+            }
+        },
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_are_listed_in_place_and_redriven_by_reason() {
     let world = World::sqlite("dead-letters", Tuning::default()).await;
@@ -106,6 +127,10 @@ async fn dead_letters_are_listed_in_place_and_redriven_by_reason() {
     world.publish(&[parked]).await;
     depth_reaches(&world, "tocsin.dead", 4).await;
     world.committed_at_least(&mut gateway, 3).await;
+    // The gateway counts what waits there.
+    counted(&gateway, 4).await;
+    let told = gateway.log_messages("inputs wait in the dead-letter queue");
+    assert!(!told.is_empty(), "{}", gateway.log());
     gateway.sigterm();
     let status = gateway.wait_exit(Duration::from_secs(15)).await;
     assert!(status.success(), "exit status {status}\n{}", gateway.log());
@@ -182,6 +207,7 @@ async fn dead_letters_are_listed_in_place_and_redriven_by_reason() {
     let mut gateway = world.start(&[]);
     gateway.wait_ready().await;
     world.committed_at_least(&mut gateway, 4).await;
+    counted(&gateway, 3).await;
     assert_eq!(
         world
             .store

@@ -1,7 +1,7 @@
 //! Helpers shared by the broker tests.
 #![allow(dead_code)]
 
-use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
+use lapin::options::BasicConsumeOptions;
 use lapin::types::FieldTable;
 use std::time::Duration;
 use tocsin_amqp::{BatchConsumer, Connection, Delivery, OutgoingMessage, Publisher};
@@ -34,20 +34,9 @@ pub async fn publish(publisher: &Publisher, messages: &[OutgoingMessage]) {
 
 /// Ready messages in `queue` (passive declare).
 pub async fn depth(connection: &Connection, queue: &str) -> u32 {
-    let channel = connection.create_channel().await.unwrap();
-    let q = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
+    tocsin_amqp::queue_depth(connection, queue)
         .await
-        .unwrap_or_else(|e| panic!("queue {queue} should exist: {e}"));
-    let _ = channel.close(200, "done".into()).await;
-    q.message_count()
+        .unwrap_or_else(|e| panic!("queue {queue} should exist: {e}"))
 }
 
 /// Take `n` deliveries in batches of at most `max`, checking each batch's bound.

@@ -27,7 +27,7 @@ use tocsin_tracker::{RestoreError, Restoring, Tracker};
 
 use crate::config::Config;
 use crate::internal_events::{
-    Metrics, RestoreRecordSkipped, StoreFailed, StoreRecovered, TrackerObserved,
+    DeadLettersCounted, Metrics, RestoreRecordSkipped, StoreFailed, StoreRecovered, TrackerObserved,
 };
 
 pub use store::StoreHandle;
@@ -106,7 +106,13 @@ pub async fn run(config: Config) -> Result<ExitCode, Box<dyn std::error::Error>>
             s = supervisor.connect() => s,
             () = stop.requested() => break,
         };
-        match pipeline.serve(&session, &mut stop, budget).await {
+        // The dead-letter count runs beside the pipeline on the same
+        // connection, and ends with it.
+        let ended = tokio::select! {
+            ended = pipeline.serve(&session, &mut stop, budget) => ended,
+            never = count_dead_letters(&session, &config.amqp, &metrics) => match never {},
+        };
+        match ended {
             pipeline::Ended::Shutdown { clean } => {
                 // Everything is settled by now; closing only says goodbye,
                 // so a close that hangs (lapin can, after a channel-close
@@ -221,6 +227,26 @@ async fn restore_tracker(
         RestoreRecordSkipped { error }.emit(metrics);
     }
     Ok(tracker)
+}
+
+/// Counts the dead-letter queue now and every `dead_letter_check_secs`
+/// into `tocsin_dead_letters`, for as long as it is polled. A failed count
+/// (the link going, a queue declared away) leaves the gauge as it was: the
+/// pipeline is the judge of the link.
+async fn count_dead_letters(
+    session: &tocsin_amqp::Session,
+    amqp: &tocsin_amqp::AmqpConfig,
+    metrics: &Metrics,
+) -> std::convert::Infallible {
+    let queue = amqp.dead_letter_queue.as_str();
+    let every = Duration::from_secs(amqp.dead_letter_check_secs);
+    loop {
+        match tocsin_amqp::queue_depth(session.connection(), queue).await {
+            Ok(waiting) => DeadLettersCounted { queue, waiting }.emit(metrics),
+            Err(error) => tracing::debug!(%error, queue, "cannot count the dead-letter queue"),
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 /// Mirrors the broker link state into `tocsin_amqp_connected`.

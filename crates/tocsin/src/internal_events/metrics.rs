@@ -50,6 +50,8 @@ pub struct Metrics {
     pub amqp_connected: IntGauge,
     /// `tocsin_store_up`.
     pub store_up: IntGauge,
+    /// `tocsin_dead_letters`: messages waiting in the dead-letter queue.
+    pub dead_letters: IntGauge,
     /// `tocsin_store_pruned_rows_total{table}`.
     pub store_pruned_rows: IntCounterVec,
     /// `tocsin_tracker_notices_total{notice}`: what the tracker tolerated.
@@ -174,6 +176,11 @@ impl Metrics {
             "1 while connected to the broker with the topology declared.",
         )?;
         let store_up = gauge("tocsin_store_up", "1 while the store answers.")?;
+        let dead_letters = gauge(
+            "tocsin_dead_letters",
+            "Messages waiting in the dead-letter queue, counted every [amqp] dead_letter_check_secs \
+             while connected: inputs tocsin is not tracking until they are redriven.",
+        )?;
         let clock_lag_seconds = Gauge::new(
             "tocsin_clock_lag_seconds",
             "Wall clock minus the engine's event-time clock, in seconds.",
@@ -265,6 +272,7 @@ impl Metrics {
             clock_lag_seconds,
             amqp_connected,
             store_up,
+            dead_letters,
             store_pruned_rows,
             tracker_notices,
             restore_skipped,

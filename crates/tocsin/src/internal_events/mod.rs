@@ -250,6 +250,31 @@ impl RestoreRecordSkipped<'_> {
     }
 }
 
+/// The dead-letter queue was counted.
+pub struct DeadLettersCounted<'a> {
+    /// The queue.
+    pub queue: &'a str,
+    /// Messages waiting in it.
+    pub waiting: u32,
+}
+
+impl DeadLettersCounted<'_> {
+    /// Sets `tocsin_dead_letters`; logs (info) when the count has grown,
+    /// with what to do about it.
+    pub fn emit(self, m: &Metrics) {
+        let waiting = i64::from(self.waiting);
+        if waiting > m.dead_letters.get() {
+            tracing::info!(
+                queue = self.queue,
+                waiting,
+                "inputs wait in the dead-letter queue, untracked: `tocsin dead-letters list` \
+                 shows why, `tocsin dead-letters redrive` sends them back once mended"
+            );
+        }
+        m.dead_letters.set(waiting);
+    }
+}
+
 /// The store answered again.
 pub struct StoreRecovered;
 

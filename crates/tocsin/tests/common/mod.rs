@@ -322,20 +322,9 @@ pub async fn connect(config: &AmqpConfig) -> Session {
 
 /// Ready messages in `queue` (passive declare on a channel of its own).
 pub async fn depth(connection: &lapin::Connection, queue: &str) -> u32 {
-    let ch = connection.create_channel().await.expect("channel");
-    let q = ch
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
+    tocsin_amqp::queue_depth(connection, queue)
         .await
-        .unwrap_or_else(|e| panic!("queue {queue} should exist: {e}"));
-    let _ = ch.close(200, "done".into()).await;
-    q.message_count()
+        .unwrap_or_else(|e| panic!("queue {queue} should exist: {e}"))
 }
 
 fn write_config(path: &Path, t: &Tuning) {
@@ -349,6 +338,7 @@ prefetch = {prefetch}
 batch_size = {batch}
 flush_interval_ms = {flush}
 connect_timeout_ms = 2000
+dead_letter_check_secs = 1
 
 [amqp.reconnect]
 min_ms = 50
