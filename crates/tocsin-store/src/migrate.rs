@@ -36,6 +36,7 @@ pub const SQLITE: &[Migration] = migrations!("sqlite":
     (3, "0003", "retention"),
     (4, "0004", "seen_key_time"),
     (5, "0005", "report_delay"),
+    (6, "0006", "report_specialty_practice"),
 );
 
 /// PostgreSQL migrations, in order.
@@ -45,6 +46,7 @@ pub const POSTGRES: &[Migration] = migrations!("postgres":
     (3, "0003", "retention"),
     (4, "0004", "seen_key_time"),
     (5, "0005", "report_delay"),
+    (6, "0006", "report_specialty_practice"),
 );
 
 /// The newest schema version this code knows.

@@ -39,13 +39,15 @@ const PING_TIMEOUT: Duration = Duration::from_secs(5);
 const BY_ID_CHUNK: usize = 1_000;
 
 const UPSERT_EXPECTATIONS: &str = "INSERT INTO expectations \
-    (id, status, document_kind, encounter_kind, site, deadline, ended_at, body, delay_seconds) \
+    (id, status, document_kind, encounter_kind, site, deadline, ended_at, body, delay_seconds, \
+    specialty, gp_practice) \
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
-    $6::timestamptz[], $7::timestamptz[], $8::text[], $9::bigint[]) \
+    $6::timestamptz[], $7::timestamptz[], $8::text[], $9::bigint[], $10::text[], $11::text[]) \
     ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, \
     document_kind = EXCLUDED.document_kind, encounter_kind = EXCLUDED.encounter_kind, \
     site = EXCLUDED.site, deadline = EXCLUDED.deadline, ended_at = EXCLUDED.ended_at, \
-    body = EXCLUDED.body, delay_seconds = EXCLUDED.delay_seconds";
+    body = EXCLUDED.body, delay_seconds = EXCLUDED.delay_seconds, \
+    specialty = EXCLUDED.specialty, gp_practice = EXCLUDED.gp_practice";
 const INSERT_ALERTS: &str = "INSERT INTO alerts \
     (alert_id, kind, raised_at, document_kind, encounter_kind, site, body) \
     SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], \
@@ -350,6 +352,8 @@ struct Columns {
     e_ended_at: Vec<DateTime<Utc>>,
     e_body: Vec<String>,
     e_delay: Vec<Option<i64>>,
+    e_specialty: Vec<Option<String>>,
+    e_gp_practice: Vec<Option<String>>,
     a_id: Vec<String>,
     a_kind: Vec<&'static str>,
     a_raised_at: Vec<DateTime<Utc>>,
@@ -372,6 +376,8 @@ impl Columns {
             e_ended_at: Vec::with_capacity(exps.len()),
             e_body: Vec::with_capacity(exps.len()),
             e_delay: Vec::with_capacity(exps.len()),
+            e_specialty: Vec::with_capacity(exps.len()),
+            e_gp_practice: Vec::with_capacity(exps.len()),
             a_id: Vec::with_capacity(batch.alerts.len()),
             a_kind: Vec::with_capacity(batch.alerts.len()),
             a_raised_at: Vec::with_capacity(batch.alerts.len()),
@@ -390,6 +396,8 @@ impl Columns {
             c.e_deadline.push(e.deadline);
             c.e_ended_at.push(e.encounter.ended_at);
             c.e_delay.push(rows::delay_seconds(e));
+            c.e_specialty.push(e.encounter.specialty.clone());
+            c.e_gp_practice.push(e.gp_practice.clone());
         }
         for a in &batch.alerts {
             c.a_body.push(rows::alert_body(a)?);
@@ -444,6 +452,8 @@ impl Store for PostgresStore {
                         &c.e_ended_at,
                         &c.e_body,
                         &c.e_delay,
+                        &c.e_specialty,
+                        &c.e_gp_practice,
                     ],
                 )
                 .map_err(pg("upsert expectations"))?;
@@ -751,8 +761,8 @@ impl Store for PostgresStore {
             let st = prepare(
                 &mut c.client,
                 &mut c.statements,
-                "SELECT id, status, document_kind, encounter_kind, site, ended_at, delay_seconds \
-                 FROM expectations WHERE ended_at >= $1 AND ended_at < $2",
+                "SELECT id, status, document_kind, encounter_kind, site, ended_at, delay_seconds, \
+                 specialty, gp_practice FROM expectations WHERE ended_at >= $1 AND ended_at < $2",
             )?;
             let params: [&(dyn ToSql + Sync); 2] = [&from, &to];
             let mut cursor = c
@@ -764,7 +774,7 @@ impl Store for PostgresStore {
                 f(&rows::report_facts(
                     id,
                     [row.get(1), row.get(2), row.get(3)],
-                    row.get(4),
+                    [row.get(4), row.get(7), row.get(8)],
                     row.get(5),
                     row.get(6),
                 )?)?;

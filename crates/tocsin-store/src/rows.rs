@@ -100,11 +100,12 @@ pub(crate) fn time_column(
 
 /// An expectation's report facts from its columns (both backends): the
 /// names in `[status, document_kind, encounter_kind]` are the snake_case
-/// ones the store writes; another is reported as a corrupt row.
+/// ones the store writes; another is reported as a corrupt row. The texts
+/// are `[site, specialty, gp_practice]`.
 pub(crate) fn report_facts<'a>(
     id: &str,
     [status, document_kind, encounter_kind]: [&str; 3],
-    site: Option<&'a str>,
+    [site, specialty, gp_practice]: [Option<&'a str>; 3],
     ended_at: DateTime<Utc>,
     delay_seconds: Option<i64>,
 ) -> Result<ReportFacts<'a>, StoreError> {
@@ -115,7 +116,9 @@ pub(crate) fn report_facts<'a>(
             kind: named(encounter_kind, id)?,
             ended_at,
             site: site.map(Cow::Borrowed),
+            specialty: specialty.map(Cow::Borrowed),
         },
+        gp_practice: gp_practice.map(Cow::Borrowed),
         settlement: delay_seconds.map(|delay_seconds| SettlementFacts { delay_seconds }),
     })
 }

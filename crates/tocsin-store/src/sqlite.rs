@@ -105,12 +105,14 @@ fn sq(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
 }
 
 const UPSERT_EXPECTATION: &str = "INSERT INTO expectations \
-    (id, status, document_kind, encounter_kind, site, deadline, ended_at, body, delay_seconds) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+    (id, status, document_kind, encounter_kind, site, deadline, ended_at, body, delay_seconds, \
+    specialty, gp_practice) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
     ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
     document_kind = excluded.document_kind, encounter_kind = excluded.encounter_kind, \
     site = excluded.site, deadline = excluded.deadline, ended_at = excluded.ended_at, \
-    body = excluded.body, delay_seconds = excluded.delay_seconds";
+    body = excluded.body, delay_seconds = excluded.delay_seconds, \
+    specialty = excluded.specialty, gp_practice = excluded.gp_practice";
 const INSERT_ALERT: &str = "INSERT INTO alerts \
     (alert_id, kind, raised_at, document_kind, encounter_kind, site, body) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (alert_id) DO NOTHING";
@@ -435,7 +437,9 @@ impl Store for SqliteStore {
                     micros(e.deadline),
                     micros(e.encounter.ended_at),
                     body,
-                    rows::delay_seconds(e)
+                    rows::delay_seconds(e),
+                    e.encounter.specialty,
+                    e.gp_practice
                 ])
                 .map_err(sq("upsert expectation"))?;
             }
@@ -774,8 +778,8 @@ impl Store for SqliteStore {
         let mut st = self
             .conn
             .prepare_cached(
-                "SELECT id, status, document_kind, encounter_kind, site, ended_at, delay_seconds \
-                 FROM expectations WHERE ended_at >= ?1 AND ended_at < ?2",
+                "SELECT id, status, document_kind, encounter_kind, site, ended_at, delay_seconds, \
+                 specialty, gp_practice FROM expectations WHERE ended_at >= ?1 AND ended_at < ?2",
             )
             .map_err(sq("prepare"))?;
         let mut cursor = st
@@ -791,14 +795,16 @@ impl Store for SqliteStore {
                     row.get_ref(4)?.as_str_or_null()?,
                     row.get::<_, i64>(5)?,
                     row.get::<_, Option<i64>>(6)?,
+                    row.get_ref(7)?.as_str_or_null()?,
+                    row.get_ref(8)?.as_str_or_null()?,
                 ))
             })();
-            let (id, status, document_kind, encounter_kind, site, ended_at, delay) =
+            let (id, status, document_kind, encounter_kind, site, ended_at, delay, sp, gp) =
                 columns.map_err(sq("read expectations"))?;
             f(&rows::report_facts(
                 id,
                 [status, document_kind, encounter_kind],
-                site,
+                [site, sp, gp],
                 rows::time_column(ended_at, "expectations", id, "ended_at")?,
                 delay,
             )?)?;

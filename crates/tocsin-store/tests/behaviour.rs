@@ -12,7 +12,7 @@ use tocsin_event::{DocumentKind, EncounterKind};
 use tocsin_store::{
     AlertQuery, Batch, ExpectationQuery, InputOutcome, InputRecord, StoreError, migrate,
 };
-use tocsin_tracker::compliance::ReportFacts;
+use tocsin_tracker::compliance::{GroupBy, ReportBuilder, ReportFacts};
 use tocsin_tracker::{AlertKind, Effect, Expectation, ExpectationStatus, StateRange, StateRecord};
 
 /// Generates one test per backend for each behaviour function.
@@ -47,6 +47,7 @@ on_both!(
     processed_inputs_are_pruned_a_chunk_at_a_time,
     seen_keys_gain_their_time_on_upgrade,
     report_delay_is_taken_from_bodies_on_upgrade,
+    specialty_and_practice_are_taken_from_bodies_on_upgrade,
     empty_batch_and_ping,
     unreadable_bodies_are_reported_with_their_row,
 );
@@ -945,13 +946,71 @@ fn published_outbox_rows_are_pruned(b: &dyn Backend) {
     assert_eq!(ids, HashSet::from(["waiting".to_string()]));
 }
 
+/// Takes a store back to schema version `v` as far as the upgrade tests
+/// need: the later versions forgotten, and the expectation columns they
+/// added dropped.
+fn back_to_version(b: &dyn Backend, v: i64) {
+    let mut sql = format!("DELETE FROM schema_version WHERE version > {v}");
+    for (added_in, column) in [(5, "delay_seconds"), (6, "specialty"), (6, "gp_practice")] {
+        if added_in > v {
+            sql.push_str(&format!("; ALTER TABLE expectations DROP COLUMN {column}"));
+        }
+    }
+    b.raw_execute(&sql);
+}
+
+/// A store as version 5 left it has no `specialty` or `gp_practice`
+/// columns: migration 6 adds them from the bodies, and a report grouped by
+/// them, which reads columns only, gives what the expectations hold.
+fn specialty_and_practice_are_taken_from_bodies_on_upgrade(b: &dyn Backend) {
+    let mut all: Vec<Expectation> = query_fixtures();
+    for (i, e) in all.iter_mut().enumerate() {
+        e.encounter.specialty = [Some("100"), Some("300"), None][i % 3].map(str::to_string);
+        e.gp_practice = [Some("A81001"), None][i % 2].map(str::to_string);
+    }
+    {
+        let mut store = b.open();
+        let mut batch = Batch::default();
+        for e in &all {
+            batch.push_expectation(e.clone());
+        }
+        store.commit(&batch).unwrap();
+    }
+    back_to_version(b, 5);
+    let mut store = b.open();
+    assert_eq!(
+        b.raw_i64("SELECT count(*) FROM expectations WHERE specialty = '300'"),
+        10,
+        "{}",
+        b.name()
+    );
+    let by = [
+        GroupBy::Specialty,
+        GroupBy::GpPractice,
+        GroupBy::DocumentKind,
+    ];
+    // Months are not grouped here, so any zone will do: the policy's.
+    let zone = tocsin_tracker::Policy::default_contract().timezone();
+    let mut from_columns = ReportBuilder::new(&by, zone);
+    store
+        .visit_report_facts(at(-1), at(1_000), &mut |f| {
+            from_columns.add_facts(f);
+            Ok(())
+        })
+        .unwrap();
+    let want = tocsin_tracker::compliance::report_in_zone(&all, &by, zone);
+    let got = from_columns.finish();
+    assert_eq!(got, want, "{}", b.name());
+    assert!(
+        got.iter().any(|r| r.specialty.as_deref() == Some("(none)")),
+        "{got:?}"
+    );
+}
+
 fn seen_keys_gain_their_time_on_upgrade(b: &dyn Backend) {
     drop(b.open());
     // A store as version 3 left it: duplicate keys of 32 hex digits.
-    b.raw_execute(
-        "DELETE FROM schema_version WHERE version >= 4; \
-         ALTER TABLE expectations DROP COLUMN delay_seconds",
-    );
+    back_to_version(b, 3);
     let legacy = "0123456789abcdef0011223344556677";
     let current = format!("{:016x}{legacy}", 5);
     b.raw_execute(&format!(
@@ -1013,11 +1072,8 @@ fn report_delay_is_taken_from_bodies_on_upgrade(b: &dyn Backend) {
         batch.push_expectation(expectation(&spec("d-mangled", ExpectationStatus::Late, 30)));
         store.commit(&batch).unwrap();
     }
-    b.raw_execute(
-        "UPDATE expectations SET body = 'not json' WHERE id = 'd-mangled'; \
-         DELETE FROM schema_version WHERE version >= 5; \
-         ALTER TABLE expectations DROP COLUMN delay_seconds",
-    );
+    b.raw_execute("UPDATE expectations SET body = 'not json' WHERE id = 'd-mangled'");
+    back_to_version(b, 4);
     let mut store = b.open();
     assert_eq!(
         b.raw_i64("SELECT delay_seconds FROM expectations WHERE id = 'd-late'"),

@@ -2,7 +2,7 @@
 //! `tocsin replay --report` and the HTTP API.
 //!
 //! Per group (any of month of encounter end, document kind, encounter kind,
-//! site): `expected` (every expectation not cancelled), `on_time`, `late`,
+//! site, specialty, GP practice): `expected` (every expectation not cancelled), `on_time`, `late`,
 //! `missing` (overdue: deadline passed, no document), `pending` (open, not
 //! yet due), `cancelled`, `pct_on_time` = on_time / (on_time + late +
 //! missing), and the median and 90th-centile delay (nearest rank, in seconds
@@ -32,11 +32,27 @@ pub enum GroupBy {
     EncounterKind,
     /// Site of the encounter.
     Site,
+    /// Specialty (treatment function code) of the encounter.
+    Specialty,
+    /// ODS code of the patient's GP practice: which practices are let down.
+    GpPractice,
 }
 
 impl GroupBy {
-    /// Every dimension, in the order the issue's report lists them.
-    pub const ALL: [GroupBy; 4] = [
+    /// Every dimension, in the order of a report's columns.
+    pub const ALL: [GroupBy; 6] = [
+        GroupBy::Month,
+        GroupBy::DocumentKind,
+        GroupBy::EncounterKind,
+        GroupBy::Site,
+        GroupBy::Specialty,
+        GroupBy::GpPractice,
+    ];
+
+    /// The report's usual dimensions (issue 4's: per month, document kind,
+    /// encounter kind and site): `tocsin replay --report`'s, and the API's
+    /// when it is given no `group_by`.
+    pub const STANDARD: [GroupBy; 4] = [
         GroupBy::Month,
         GroupBy::DocumentKind,
         GroupBy::EncounterKind,
@@ -50,13 +66,18 @@ impl GroupBy {
             Self::DocumentKind => "document_kind",
             Self::EncounterKind => "encounter_kind",
             Self::Site => "site",
+            Self::Specialty => "specialty",
+            Self::GpPractice => "gp_practice",
         }
     }
 }
 
 /// An unknown grouping name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown report grouping `{0}` (use month, document_kind, encounter_kind or site)")]
+#[error(
+    "unknown report grouping `{0}` (use month, document_kind, encounter_kind, site, specialty \
+     or gp_practice)"
+)]
 pub struct UnknownGroupBy(pub String);
 
 impl FromStr for GroupBy {
@@ -70,7 +91,8 @@ impl FromStr for GroupBy {
 }
 
 /// One row of the report. Dimension fields not grouped by are `None` (and
-/// omitted from JSON); a grouped site that is unknown is `"(none)"`.
+/// omitted from JSON); a grouped site, specialty or GP practice that is
+/// unknown is `"(none)"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ComplianceRow {
     /// `YYYY-MM` of the encounter's end.
@@ -85,6 +107,12 @@ pub struct ComplianceRow {
     /// Site.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub site: Option<String>,
+    /// Specialty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub specialty: Option<String>,
+    /// GP practice (ODS code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gp_practice: Option<String>,
     /// Expectations not cancelled.
     pub expected: u64,
     /// Settled by the deadline.
@@ -109,6 +137,8 @@ type Key = (
     Option<String>,
     Option<DocumentKind>,
     Option<EncounterKind>,
+    Option<String>,
+    Option<String>,
     Option<String>,
 );
 
@@ -145,7 +175,7 @@ pub fn report_in_zone<'a>(
 }
 
 /// What the report reads of an expectation: its status, kinds, encounter
-/// end and site, and the settling delay.
+/// end, site and specialty, GP practice, and the settling delay.
 ///
 /// It exists so that a report over a store need not rebuild whole
 /// expectations: deserialised from a stored body, it skips the patient,
@@ -160,9 +190,12 @@ pub struct ReportFacts<'a> {
     pub status: ExpectationStatus,
     /// The document kind expected.
     pub document_kind: DocumentKind,
-    /// The encounter's kind, end and site.
+    /// The encounter's kind, end, site and specialty.
     #[serde(borrow)]
     pub encounter: EncounterFacts<'a>,
+    /// The patient's GP practice, when known.
+    #[serde(borrow, default)]
+    pub gp_practice: Option<std::borrow::Cow<'a, str>>,
     /// The settling document's delay, once there is one.
     pub settlement: Option<SettlementFacts>,
 }
@@ -177,6 +210,9 @@ pub struct EncounterFacts<'a> {
     /// Site, when known (borrowed from the body unless it holds escapes).
     #[serde(borrow)]
     pub site: Option<std::borrow::Cow<'a, str>>,
+    /// Specialty, when known.
+    #[serde(borrow, default)]
+    pub specialty: Option<std::borrow::Cow<'a, str>>,
 }
 
 /// The settlement fact a report measures.
@@ -196,7 +232,13 @@ impl<'a> ReportFacts<'a> {
                 kind: e.encounter.kind,
                 ended_at: e.encounter.ended_at,
                 site: e.encounter.site.as_deref().map(std::borrow::Cow::Borrowed),
+                specialty: e
+                    .encounter
+                    .specialty
+                    .as_deref()
+                    .map(std::borrow::Cow::Borrowed),
             },
+            gp_practice: e.gp_practice.as_deref().map(std::borrow::Cow::Borrowed),
             settlement: e.settlement.as_ref().map(|s| SettlementFacts {
                 delay_seconds: s.delay_seconds,
             }),
@@ -215,6 +257,8 @@ pub struct ReportBuilder {
     document_kind: bool,
     encounter_kind: bool,
     site: bool,
+    specialty: bool,
+    gp_practice: bool,
     zone: Tz,
     groups: BTreeMap<Key, Acc>,
 }
@@ -227,6 +271,8 @@ impl ReportBuilder {
             document_kind: group_by.contains(&GroupBy::DocumentKind),
             encounter_kind: group_by.contains(&GroupBy::EncounterKind),
             site: group_by.contains(&GroupBy::Site),
+            specialty: group_by.contains(&GroupBy::Specialty),
+            gp_practice: group_by.contains(&GroupBy::GpPractice),
             zone,
             groups: BTreeMap::new(),
         }
@@ -249,8 +295,10 @@ impl ReportBuilder {
             }),
             self.document_kind.then_some(e.document_kind),
             self.encounter_kind.then_some(e.encounter.kind),
-            self.site
-                .then(|| e.encounter.site.as_deref().unwrap_or("(none)").to_string()),
+            self.site.then(|| known(e.encounter.site.as_deref())),
+            self.specialty
+                .then(|| known(e.encounter.specialty.as_deref())),
+            self.gp_practice.then(|| known(e.gp_practice.as_deref())),
         );
         let acc = self.groups.entry(key).or_default();
         match e.status {
@@ -271,27 +319,37 @@ impl ReportBuilder {
     pub fn finish(self) -> Vec<ComplianceRow> {
         self.groups
             .into_iter()
-            .map(|((month, document_kind, encounter_kind, site), mut a)| {
-                a.delays.sort_unstable();
-                let decided = a.on_time + a.late + a.missing;
-                ComplianceRow {
-                    month,
-                    document_kind,
-                    encounter_kind,
-                    site,
-                    expected: decided + a.pending,
-                    on_time: a.on_time,
-                    late: a.late,
-                    missing: a.missing,
-                    pending: a.pending,
-                    cancelled: a.cancelled,
-                    pct_on_time: (decided > 0).then(|| 100.0 * a.on_time as f64 / decided as f64),
-                    median_delay_seconds: nearest_rank(&a.delays, 50),
-                    p90_delay_seconds: nearest_rank(&a.delays, 90),
-                }
-            })
+            .map(
+                |((month, document_kind, encounter_kind, site, specialty, gp_practice), mut a)| {
+                    a.delays.sort_unstable();
+                    let decided = a.on_time + a.late + a.missing;
+                    ComplianceRow {
+                        month,
+                        document_kind,
+                        encounter_kind,
+                        site,
+                        specialty,
+                        gp_practice,
+                        expected: decided + a.pending,
+                        on_time: a.on_time,
+                        late: a.late,
+                        missing: a.missing,
+                        pending: a.pending,
+                        cancelled: a.cancelled,
+                        pct_on_time: (decided > 0)
+                            .then(|| 100.0 * a.on_time as f64 / decided as f64),
+                        median_delay_seconds: nearest_rank(&a.delays, 50),
+                        p90_delay_seconds: nearest_rank(&a.delays, 90),
+                    }
+                },
+            )
             .collect()
     }
+}
+
+/// A grouped text dimension's value: `"(none)"` when unknown.
+fn known(v: Option<&str>) -> String {
+    v.unwrap_or("(none)").to_string()
 }
 
 /// The nearest-rank percentile of sorted values.
@@ -370,6 +428,8 @@ fn cells(r: &ComplianceRow, group_by: &[GroupBy]) -> Vec<String> {
                 .map(|k| k.as_str().to_string())
                 .unwrap_or_default(),
             GroupBy::Site => r.site.clone().unwrap_or_default(),
+            GroupBy::Specialty => r.specialty.clone().unwrap_or_default(),
+            GroupBy::GpPractice => r.gp_practice.clone().unwrap_or_default(),
         })
         .collect();
     let opt = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();

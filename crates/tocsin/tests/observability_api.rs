@@ -104,6 +104,7 @@ async fn exercise(world: World) {
     one_expectation(port, &doc);
     lookups(port, &doc);
     compliance(&world, port, &doc, &w);
+    compliance_by_specialty_and_practice(port, &doc);
 
     // Every documented route answers (none is documented but missing), and
     // an unknown one is a JSON 404.
@@ -452,6 +453,55 @@ fn lookups(port: u16, doc: &OpenApi) {
     ] {
         bad(port, doc, &path, parameter);
     }
+}
+
+/// The report by specialty and GP practice counts each expectation of the
+/// list in its group (unknown ones under `(none)`), in the documented
+/// shape, columns in the report's order.
+fn compliance_by_specialty_and_practice(port: u16, doc: &OpenApi) {
+    let report = api(port, doc, "/compliance?group_by=gp_practice,specialty", 200).json();
+    assert_eq!(
+        report["group_by"],
+        serde_json::json!(["specialty", "gp_practice"])
+    );
+    let all = items(&api(port, doc, "/expectations?limit=1000", 200));
+    let text = |v: &Value| v.as_str().unwrap_or("(none)").to_string();
+    let mut want: std::collections::BTreeMap<(String, String), [u64; 4]> = Default::default();
+    for e in &all {
+        let key = (text(&e["encounter"]["specialty"]), text(&e["gp_practice"]));
+        let counts = want.entry(key).or_default();
+        let slot = match field(e, &["status"]) {
+            "on_time" => 0,
+            "late" => 1,
+            "overdue" => 2,
+            "open" => 3,
+            other => panic!("{other}"),
+        };
+        counts[slot] += 1;
+    }
+    let got: std::collections::BTreeMap<(String, String), [u64; 4]> = report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let n = |k: &str| r[k].as_u64().unwrap();
+            (
+                (text(&r["specialty"]), text(&r["gp_practice"])),
+                [n("on_time"), n("late"), n("missing"), n("pending")],
+            )
+        })
+        .collect();
+    assert_eq!(got, want, "{report}");
+    let csv = get(
+        port,
+        "/api/v1/compliance?group_by=gp_practice,specialty",
+        &[AUTH, ("Accept", "text/csv")],
+    );
+    assert!(
+        csv.body.starts_with("specialty,gp_practice,expected,"),
+        "{}",
+        csv.body
+    );
 }
 
 fn compliance(world: &World, port: u16, doc: &OpenApi, w: &Ward) {

@@ -100,7 +100,7 @@ impl Params {
     /// Returned in the report's column order, whatever order was asked.
     pub fn group_by(&self) -> Result<Vec<GroupBy>, ApiError> {
         let Some(v) = self.text("group_by") else {
-            return Ok(GroupBy::ALL.to_vec());
+            return Ok(GroupBy::STANDARD.to_vec());
         };
         let mut chosen = Vec::new();
         for part in v.split(',') {

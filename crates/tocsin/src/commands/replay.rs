@@ -204,7 +204,7 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
         None => None,
     };
     let new_report =
-        || compliance::ReportBuilder::new(&compliance::GroupBy::ALL, config.policy.timezone());
+        || compliance::ReportBuilder::new(&compliance::GroupBy::STANDARD, config.policy.timezone());
     // A kept store gets everything a gateway would need to carry on from
     // it; without one, only what the report reads is kept.
     let sink = match &args.store {
@@ -700,7 +700,7 @@ fn render_report(
             s
         }
         ReportFormat::Csv => {
-            let mut s = compliance::to_csv(rows, &compliance::GroupBy::ALL);
+            let mut s = compliance::to_csv(rows, &compliance::GroupBy::STANDARD);
             if !rejected.is_empty() {
                 s.push_str("\nfile,position,reason,location\n");
                 for r in rejected {
@@ -723,7 +723,7 @@ fn render_report(
             s
         }
         ReportFormat::Table => {
-            let mut s = compliance::to_table(rows, &compliance::GroupBy::ALL);
+            let mut s = compliance::to_table(rows, &compliance::GroupBy::STANDARD);
             if !rejected.is_empty() {
                 s.push_str(&format!("\nRejected inputs ({}):\n", rejected.len()));
                 for r in rejected {
