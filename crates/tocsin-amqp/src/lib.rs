@@ -65,7 +65,7 @@ pub use delivery::Delivery;
 pub use error::AmqpError;
 pub use format::{InputFormat, format_hint};
 pub use publisher::{OutgoingMessage, Publisher};
-pub use redrive::{DeadLetter, Redriven, peek, redrive};
+pub use redrive::{DeadLetter, Peeked, Redriven, peek, redrive};
 pub use supervisor::{LinkState, Session, Supervisor};
 pub use topology::{declare_topology, input_queue_arguments, queue_depth};
 

@@ -90,20 +90,30 @@ fn broker_reason(headers: Option<&FieldTable>) -> Option<String> {
     newest.inner().get("reason").and_then(as_text)
 }
 
+/// What a [`peek`] saw.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Peeked {
+    /// The messages read, from the head of the queue.
+    pub letters: Vec<DeadLetter>,
+    /// How many were in the queue when the first was read (more than
+    /// `letters` when the limit stopped the reading).
+    pub waiting: usize,
+}
+
 /// Reads up to `limit` messages from the head of `queue` and leaves every
 /// one where it was.
-pub async fn peek(
-    connection: &Connection,
-    queue: &str,
-    limit: usize,
-) -> Result<Vec<DeadLetter>, AmqpError> {
+pub async fn peek(connection: &Connection, queue: &str, limit: usize) -> Result<Peeked, AmqpError> {
     let channel = open(connection).await?;
-    let mut seen = Vec::new();
-    while seen.len() < limit {
+    let mut seen = Peeked::default();
+    while seen.letters.len() < limit {
         let Some(m) = get(&channel, queue).await? else {
             break;
         };
-        seen.push(DeadLetter::of(
+        if seen.letters.is_empty() {
+            // The broker counts what is left behind the one it hands over.
+            seen.waiting = m.message_count as usize + 1;
+        }
+        seen.letters.push(DeadLetter::of(
             &m.delivery.properties,
             m.delivery.data.len(),
         ));

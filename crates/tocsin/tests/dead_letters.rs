@@ -185,6 +185,14 @@ async fn dead_letters_are_listed_in_place_and_redriven_by_reason() {
     };
     let first: Vec<String> = listed.iter().map(|l| l["message_id"].to_string()).collect();
     assert_eq!(order(dead_letters(&world, &["list", "--json"])), first);
+    // A limit reads fewer and says how many wait.
+    let out = dead_letters(&world, &["list", "--limit", "2"]);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("2 message(s) read from tocsin.dead and left in place (of 4 waiting"),
+        "{stderr}"
+    );
+    assert_eq!(world.depth("tocsin.dead").await, 4);
     // The table form: a header line and one line a message.
     let table = dead_letters(&world, &["list"]);
     let table = String::from_utf8(table.stdout).unwrap();

@@ -6,7 +6,7 @@
 
 use std::process::ExitCode;
 
-use tocsin_amqp::DeadLetter;
+use tocsin_amqp::Peeked;
 
 use crate::config::Config;
 
@@ -61,8 +61,8 @@ pub fn run(
         let queue = config.amqp.dead_letter_queue.as_str();
         match &args.action {
             Action::List { limit, json } => {
-                let letters = tocsin_amqp::peek(session.connection(), queue, *limit).await?;
-                print_list(queue, &letters, *json)?;
+                let peeked = tocsin_amqp::peek(session.connection(), queue, *limit).await?;
+                print_list(queue, &peeked, *json)?;
             }
             Action::Redrive { reason, limit, to } => {
                 let to = to.as_deref().unwrap_or(&config.amqp.input_queue);
@@ -85,11 +85,8 @@ pub fn run(
     })
 }
 
-fn print_list(
-    queue: &str,
-    letters: &[DeadLetter],
-    json: bool,
-) -> Result<(), Box<dyn std::error::Error>> {
+fn print_list(queue: &str, peeked: &Peeked, json: bool) -> Result<(), Box<dyn std::error::Error>> {
+    let letters = &peeked.letters;
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     if json {
@@ -124,15 +121,19 @@ fn print_list(
         *by_code.entry(d.code()).or_default() += 1;
     }
     let counts: Vec<String> = by_code.iter().map(|(c, n)| format!("{c} {n}")).collect();
+    let more = if peeked.waiting > letters.len() {
+        format!(" (of {} waiting: --limit to read more)", peeked.waiting)
+    } else {
+        String::new()
+    };
+    let by_reason = if counts.is_empty() {
+        String::new()
+    } else {
+        format!("; by reason: {}", counts.join(", "))
+    };
     eprintln!(
-        "{} message(s) read from {queue} and left in place{}{}",
-        letters.len(),
-        if counts.is_empty() {
-            ""
-        } else {
-            "; by reason: "
-        },
-        counts.join(", ")
+        "{} message(s) read from {queue} and left in place{more}{by_reason}",
+        letters.len()
     );
     Ok(())
 }
