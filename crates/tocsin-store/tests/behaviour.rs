@@ -474,6 +474,13 @@ fn query_fixtures() -> Vec<Expectation> {
         });
         e.patient.nhs_number =
             [Some("9434765919"), Some("9434765870"), None][(i / 5) % 3].map(str::to_string);
+        // Visit numbers a LIKE pattern must escape, or cannot hold.
+        match i {
+            11 => e.encounter.id = Some("V_1%x".into()),
+            12 => e.encounter.id = Some("V_1%x\"q".into()),
+            13 => e.encounter.id = Some("VA1%x".into()),
+            _ => {}
+        }
         out.push(e);
     }
     out
@@ -549,6 +556,18 @@ fn expectation_queries_filter_and_page(b: &dyn Backend) {
             nhs_number: Some("9434765919".into()),
             status: Some(ExpectationStatus::Open),
             ended_from: Some(at(60)),
+            ended_to: Some(at(240)),
+            ..Default::default()
+        },
+        ExpectationQuery {
+            encounter_id: Some("V_1%x".into()),
+            ended_from: Some(at(0)),
+            ended_to: Some(at(240)),
+            ..Default::default()
+        },
+        ExpectationQuery {
+            encounter_id: Some("V_1%x\"q".into()),
+            ended_from: Some(at(0)),
             ended_to: Some(at(240)),
             ..Default::default()
         },
