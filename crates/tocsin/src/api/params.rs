@@ -9,6 +9,9 @@ use tocsin_tracker::compliance::GroupBy;
 
 use super::error::ApiError;
 
+/// A range of times, either end open: `[from, to)`.
+pub type Range = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// The parameters of one request, checked against the names a route takes.
 pub struct Params(BTreeMap<String, String>);
 
@@ -94,6 +97,18 @@ impl Params {
             .earliest()
             .map(|t| Some(t.with_timezone(&Utc)))
             .ok_or_else(|| ApiError::bad(name, format!("midnight of {v} does not exist locally")))
+    }
+
+    /// A half-open range of times, `[from, to)`, each end read as
+    /// [`Params::time`] and either absent; `to` must come after `from`.
+    pub fn range<Z: TimeZone>(&self, from: &str, to: &str, zone: &Z) -> Result<Range, ApiError> {
+        let (f, t) = (self.time(from, zone)?, self.time(to, zone)?);
+        if let (Some(f), Some(t)) = (f, t)
+            && f >= t
+        {
+            return Err(ApiError::bad(to, format!("must be after `{from}`")));
+        }
+        Ok((f, t))
     }
 
     /// `group_by=month,document_kind,...`; every dimension when absent.

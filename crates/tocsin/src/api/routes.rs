@@ -74,13 +74,7 @@ async fn expectations(State(api): State<Api>, q: Pairs) -> Result<Json<Expectati
             "cursor",
         ],
     )?;
-    let zone = api.policy.timezone();
-    let (ended_from, ended_to) = (p.time("ended_from", &zone)?, p.time("ended_to", &zone)?);
-    if let (Some(f), Some(t)) = (ended_from, ended_to)
-        && f >= t
-    {
-        return Err(ApiError::bad("ended_to", "must be after `ended_from`"));
-    }
+    let (ended_from, ended_to) = p.range("ended_from", "ended_to", &api.policy.timezone())?;
     let nhs_number = p.text("nhs_number").map(nhs_number).transpose()?;
     let encounter_id = p.text("encounter_id").map(str::to_string);
     if nhs_number.is_some() || encounter_id.is_some() {
@@ -222,13 +216,7 @@ async fn report(
 ) -> Result<Response, ApiError> {
     let p = params(q, &["from", "to", "group_by"])?;
     let zone = api.policy.timezone();
-    let from = p.time("from", &zone)?;
-    let to = p.time("to", &zone)?;
-    if let (Some(f), Some(t)) = (from, to)
-        && f >= t
-    {
-        return Err(ApiError::bad("to", "must be after `from`"));
-    }
+    let (from, to) = p.range("from", "to", &zone)?;
     let group_by = p.group_by()?;
     // No bound: a range every store can hold (PostgreSQL's timestamps stop
     // far short of chrono's extremes).
