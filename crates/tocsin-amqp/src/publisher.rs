@@ -166,9 +166,7 @@ impl Publisher {
         }
         lost.map_or(Ok(outcomes), Err)
     }
-}
 
-impl Publisher {
     /// Publishes one message with `properties` as given (a copy going
     /// back as it first came: `redrive`), mandatory, and waits for its
     /// confirm: `Ok` only when the broker has routed it and taken it.

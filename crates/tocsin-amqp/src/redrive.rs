@@ -22,6 +22,7 @@ use crate::dead_letter::{
 };
 use crate::error::AmqpError;
 use crate::publisher::{Publisher, close_channel};
+use crate::topology::open;
 
 /// One dead-lettered message as an operator sees it: where it came from and
 /// why it is here, never its body (which holds patient data).
@@ -172,13 +173,6 @@ pub async fn redrive(
     // What was left goes back in its place.
     close_channel(&channel, "dead-letter redrive").await?;
     Ok(done)
-}
-
-async fn open(connection: &Connection) -> Result<Channel, AmqpError> {
-    connection
-        .create_channel()
-        .await
-        .map_err(|e| AmqpError::from_lapin("channel.open", &e))
 }
 
 async fn get(

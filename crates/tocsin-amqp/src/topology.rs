@@ -97,7 +97,8 @@ pub(crate) async fn depth_on(channel: &Channel, queue: &str) -> Result<u32, Amqp
     Ok(declared.message_count())
 }
 
-async fn open(connection: &Connection) -> Result<Channel, AmqpError> {
+/// A new channel on `connection`.
+pub(crate) async fn open(connection: &Connection) -> Result<Channel, AmqpError> {
     connection
         .create_channel()
         .await
