@@ -59,6 +59,21 @@ impl GroupBy {
         GroupBy::Site,
     ];
 
+    /// A comma-separated list of column names (`site,month`), returned in
+    /// the report's column order whatever order it was written in, each
+    /// once: one reading for `tocsin replay --group-by` and the API's
+    /// `group_by`, so that both accept and refuse the same lists.
+    pub fn parse_list(list: &str) -> Result<Vec<GroupBy>, UnknownGroupBy> {
+        let chosen = list
+            .split(',')
+            .map(|part| part.trim().parse())
+            .collect::<Result<Vec<GroupBy>, _>>()?;
+        Ok(GroupBy::ALL
+            .into_iter()
+            .filter(|g| chosen.contains(g))
+            .collect())
+    }
+
     /// The column name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -505,7 +520,23 @@ pub fn to_table(rows: &[ComplianceRow], group_by: &[GroupBy]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::nearest_rank;
+    use super::{GroupBy, nearest_rank};
+
+    #[test]
+    fn a_group_by_list_comes_back_in_column_order_each_once() {
+        assert_eq!(
+            GroupBy::parse_list("gp_practice, month,site,month"),
+            Ok(vec![GroupBy::Month, GroupBy::Site, GroupBy::GpPractice])
+        );
+        assert_eq!(
+            GroupBy::parse_list("month,document_kind,encounter_kind,site").as_deref(),
+            Ok(&GroupBy::STANDARD[..])
+        );
+        let e = GroupBy::parse_list("month,ward").unwrap_err();
+        assert_eq!(e.0, "ward");
+        assert!(e.to_string().contains("gp_practice"), "{e}");
+        assert_eq!(GroupBy::parse_list("month,").unwrap_err().0, "");
+    }
 
     #[test]
     fn nearest_rank_percentiles() {

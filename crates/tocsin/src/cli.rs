@@ -69,12 +69,22 @@ pub struct ReplayArgs {
     /// Report format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: crate::commands::ReportFormat,
+    /// Group the report by these dimensions, comma-separated, in any order
+    /// (columns come in the order listed here): month, document_kind,
+    /// encounter_kind, site, specialty, gp_practice.
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_parser = parse_group_by,
+        default_value = "month,document_kind,encounter_kind,site"
+    )]
+    pub group_by: GroupByList,
     /// Keep the replay's state in this store (`sqlite://PATH` or
     /// `postgres://...`), all of it, so that a gateway can carry on from it.
     /// A SQLite file that does not exist yet is built as `PATH.partial` and
     /// renamed to PATH only when the replay succeeds. Default: no store,
     /// only what the report reads (each expectation's latest state) held in
-    /// memory, some 40 bytes a settled expectation.
+    /// memory, some 48 bytes a settled expectation.
     #[arg(long)]
     pub store: Option<String>,
     /// Print a progress line on stderr every few seconds while the input is
@@ -91,4 +101,14 @@ fn parse_rfc3339(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     chrono::DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&chrono::Utc))
         .map_err(|e| format!("{s:?} is not an RFC 3339 time (e.g. 2026-01-31T23:59:59Z): {e}"))
+}
+
+/// The dimensions of `--group-by`, in the report's column order.
+#[derive(Debug, Clone)]
+pub struct GroupByList(pub Vec<tocsin_tracker::compliance::GroupBy>);
+
+fn parse_group_by(s: &str) -> Result<GroupByList, String> {
+    tocsin_tracker::compliance::GroupBy::parse_list(s)
+        .map(GroupByList)
+        .map_err(|e| e.to_string())
 }

@@ -322,6 +322,68 @@ fn replay_of_generated_traffic_reports_alike_from_final_states_and_a_kept_store(
         assert!(total(field) > 0, "no {field} in {}", scratch.report);
     }
     assert!(kinds(&json_lines(scratch.alerts.as_bytes())).contains(&"resolved"));
+
+    // By every dimension, asked in another order: the same rows in memory
+    // and from a kept store's columns, every row grouped by all six, and
+    // the figures adding up to the usual report's.
+    let every = [
+        "--group-by",
+        "gp_practice,specialty,site,encounter_kind,document_kind,month",
+    ];
+    let scratch_all = replay_json(&traffic, UNTIL, &every);
+    let all_store = dir.path().join("all.sqlite");
+    let all_url = format!("sqlite://{}", all_store.display());
+    let kept_all = replay_json(
+        &traffic,
+        UNTIL,
+        &[&every[..], &["--store", &all_url]].concat(),
+    );
+    assert_eq!(kept_all.report, scratch_all.report);
+    let rows = scratch_all.report["rows"].as_array().unwrap();
+    for row in rows {
+        for dimension in [
+            "month",
+            "document_kind",
+            "encounter_kind",
+            "site",
+            "specialty",
+            "gp_practice",
+        ] {
+            assert!(row[dimension].is_string(), "{dimension} in {row}");
+        }
+    }
+    let distinct = |field: &str| -> std::collections::BTreeSet<&str> {
+        rows.iter().map(|r| r[field].as_str().unwrap()).collect()
+    };
+    assert!(
+        distinct("gp_practice").len() > 1,
+        "{:?}",
+        distinct("gp_practice")
+    );
+    assert!(
+        distinct("specialty").len() > 1,
+        "{:?}",
+        distinct("specialty")
+    );
+    assert!(!distinct("gp_practice").contains("(none)"));
+    for field in [
+        "expected",
+        "on_time",
+        "late",
+        "missing",
+        "pending",
+        "cancelled",
+    ] {
+        let sum = |report: &Value| -> u64 {
+            report["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r[field].as_u64().unwrap())
+                .sum()
+        };
+        assert_eq!(sum(&scratch_all.report), sum(&scratch.report), "{field}");
+    }
 }
 
 #[test]
@@ -511,14 +573,31 @@ fn replay_usage_errors_exit_2() {
         "/nonexistent",
     ]);
     assert_eq!(missing.status.code(), Some(2));
+    let bad_group = tocsin(&[
+        "replay",
+        "--until",
+        "2024-01-01T00:00:00Z",
+        "--alerts",
+        alerts.to_str().unwrap(),
+        "--group-by",
+        "month,ward",
+        "x",
+    ]);
+    assert_eq!(bad_group.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad_group.stderr);
+    assert!(
+        stderr.contains("`ward`") && stderr.contains("gp_practice"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn replay_csv_and_table_reports_carry_the_same_figures() {
     let dir = tempfile::tempdir().unwrap();
     let alerts = dir.path().join("a.jsonl");
-    let run_on = |scenario: &str, format: &str| {
-        let out = tocsin(&[
+    let run_with = |scenario: &str, format: &str, extra: &[&str]| {
+        let path = fixture(&format!("scenarios/{scenario}"));
+        let mut args = vec![
             "replay",
             "--until",
             "2024-06-01T00:00:00Z",
@@ -526,11 +605,14 @@ fn replay_csv_and_table_reports_carry_the_same_figures() {
             alerts.to_str().unwrap(),
             "--format",
             format,
-            fixture(&format!("scenarios/{scenario}")).to_str().unwrap(),
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        args.push(path.to_str().unwrap());
+        let out = tocsin(&args);
         assert_eq!(out.status.code(), Some(0));
         String::from_utf8(out.stdout).unwrap()
     };
+    let run_on = |scenario: &str, format: &str| run_with(scenario, format, &[]);
     let run = |format: &str| run_on("junk-in-the-middle", format);
     let csv = run("csv");
     let mut lines = csv.lines();
@@ -547,6 +629,25 @@ fn replay_csv_and_table_reports_carry_the_same_figures() {
             .starts_with("2024-01,discharge_summary,inpatient,RXX01,1,1,0")
     );
     assert!(csv.contains("\nfile,position,reason,location\n"));
+    let by_practice = run_with(
+        "junk-in-the-middle",
+        "csv",
+        &["--group-by", "gp_practice,document_kind"],
+    );
+    let mut lines = by_practice.lines();
+    assert_eq!(
+        lines.next(),
+        Some(
+            "document_kind,gp_practice,expected,on_time,late,missing,pending,cancelled,pct_on_time,median_delay_seconds,p90_delay_seconds"
+        )
+    );
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("discharge_summary,B86001,1,1,0,"),
+        "{by_practice}"
+    );
     let table = run("table");
     assert!(
         table.contains("discharge_summary") && table.contains("Rejected inputs (1)"),

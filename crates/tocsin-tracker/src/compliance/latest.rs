@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use tocsin_event::{DocumentKind, EncounterKind};
 
-use super::{EncounterFacts, ReportFacts, SettlementFacts};
+use super::{EncounterFacts, GroupBy, ReportFacts, SettlementFacts};
 use crate::compact::{FxBuild, Sym, Symbols, pack_hex};
 use crate::model::{Expectation, ExpectationId, ExpectationStatus};
 
@@ -21,17 +21,24 @@ use crate::model::{Expectation, ExpectationId, ExpectationStatus};
 /// file did that by upserting every change and reading all back, at a
 /// tenth to a sixth of the replay's CPU and a report phase on one core
 /// (docs/performance.md, "Thirteenth session"); here each costs one hash
-/// map entry of some 40 bytes and no serialising.
+/// map entry of some 48 bytes and no serialising.
+///
+/// Specialty and GP practice are kept only for a report that groups by
+/// them, so that the usual report does not pay for their interning.
 #[derive(Default)]
 pub struct LatestFacts {
     /// By the tracker's own ids (32 lowercase hex digits), packed.
     packed: HashMap<[u8; 16], Fact, FxBuild>,
     /// By any other id (never made by this tracker; kept for correctness).
     other: HashMap<Box<str>, Fact>,
-    sites: Symbols,
+    /// Sites, specialties and practices, interned (a trust has a few
+    /// hundred of each at most).
+    names: Symbols,
+    specialty: bool,
+    gp_practice: bool,
 }
 
-/// One expectation's facts, in 24 bytes.
+/// One expectation's facts, in 32 bytes.
 #[derive(Debug, Clone, Copy)]
 struct Fact {
     /// The encounter's end, in microseconds since 1970 (as the stores keep
@@ -41,6 +48,8 @@ struct Fact {
     /// The settling document's delay, when `settled`.
     delay_seconds: i64,
     site: Option<Sym>,
+    specialty: Option<Sym>,
+    gp_practice: Option<Sym>,
     status: ExpectationStatus,
     document_kind: DocumentKind,
     encounter_kind: EncounterKind,
@@ -48,9 +57,14 @@ struct Fact {
 }
 
 impl LatestFacts {
-    /// No facts yet.
-    pub fn new() -> Self {
-        Self::default()
+    /// No facts yet, to be reported by `group_by`: what no dimension there
+    /// reads is not kept.
+    pub fn new(group_by: &[GroupBy]) -> Self {
+        Self {
+            specialty: group_by.contains(&GroupBy::Specialty),
+            gp_practice: group_by.contains(&GroupBy::GpPractice),
+            ..Self::default()
+        }
     }
 
     /// Keeps `e`'s facts as its latest, replacing any kept before.
@@ -58,7 +72,20 @@ impl LatestFacts {
         let fact = Fact {
             ended_at_micros: e.encounter.ended_at.timestamp_micros(),
             delay_seconds: e.settlement.as_ref().map_or(0, |s| s.delay_seconds),
-            site: e.encounter.site.as_deref().map(|s| self.sites.intern(s)),
+            site: e.encounter.site.as_deref().map(|s| self.names.intern(s)),
+            specialty: self
+                .specialty
+                .then(|| {
+                    e.encounter
+                        .specialty
+                        .as_deref()
+                        .map(|s| self.names.intern(s))
+                })
+                .flatten(),
+            gp_practice: self
+                .gp_practice
+                .then(|| e.gp_practice.as_deref().map(|s| self.names.intern(s)))
+                .flatten(),
             status: e.status,
             document_kind: e.document_kind,
             encounter_kind: e.encounter.kind,
@@ -110,12 +137,10 @@ impl LatestFacts {
                 // Every value `keep` took from a DateTime converts back.
                 ended_at: DateTime::<Utc>::from_timestamp_micros(fact.ended_at_micros)
                     .unwrap_or_default(),
-                site: fact.site.map(|s| Cow::Borrowed(self.sites.name(s))),
-                // Not kept: `tocsin replay` reports by the standard
-                // dimensions only (some 40 bytes an expectation).
-                specialty: None,
+                site: fact.site.map(|s| Cow::Borrowed(self.names.name(s))),
+                specialty: fact.specialty.map(|s| Cow::Borrowed(self.names.name(s))),
             },
-            gp_practice: None,
+            gp_practice: fact.gp_practice.map(|s| Cow::Borrowed(self.names.name(s))),
             settlement: fact.settled.then_some(SettlementFacts {
                 delay_seconds: fact.delay_seconds,
             }),
@@ -191,7 +216,14 @@ mod tests {
     }
 
     fn rows_of(latest: &LatestFacts) -> Vec<crate::compliance::ComplianceRow> {
-        let mut b = ReportBuilder::new(&GroupBy::STANDARD, Tz::Europe__London);
+        rows_by(latest, &GroupBy::STANDARD)
+    }
+
+    fn rows_by(
+        latest: &LatestFacts,
+        group_by: &[GroupBy],
+    ) -> Vec<crate::compliance::ComplianceRow> {
+        let mut b = ReportBuilder::new(group_by, Tz::Europe__London);
         latest.visit(&mut |f| b.add_facts(f));
         b.finish()
     }
@@ -199,7 +231,7 @@ mod tests {
     #[test]
     fn each_expectation_counts_once_by_its_latest_state() {
         use ExpectationStatus::*;
-        let mut latest = LatestFacts::new();
+        let mut latest = LatestFacts::new(&GroupBy::STANDARD);
         // Settled, then handed over again (acknowledged): counted once.
         latest.keep(&expectation(&hex(1), OnTime, 1, Some("RX1"), Some(3_600)));
         latest.keep(&expectation(&hex(1), OnTime, 1, Some("RX1"), Some(3_600)));
@@ -246,7 +278,7 @@ mod tests {
 
     #[test]
     fn ends_far_from_1970_keep_their_month() {
-        let mut latest = LatestFacts::new();
+        let mut latest = LatestFacts::new(&GroupBy::STANDARD);
         let mut old = expectation(&hex(7), ExpectationStatus::Overdue, 0, None, None);
         old.encounter.ended_at = Utc.with_ymd_and_hms(1965, 12, 31, 23, 59, 59).unwrap()
             + chrono::Duration::nanoseconds(999_999_999);
@@ -254,6 +286,58 @@ mod tests {
         let rows = rows_of(&latest);
         assert_eq!(rows[0].month.as_deref(), Some("1965-12"));
         assert_eq!(rows[0].missing, 1);
-        assert!(LatestFacts::new().is_empty());
+        assert!(LatestFacts::new(&GroupBy::STANDARD).is_empty());
+    }
+
+    /// An expectation at `specialty` for a patient of `practice`.
+    fn at(
+        id: u8,
+        status: ExpectationStatus,
+        specialty: &str,
+        practice: Option<&str>,
+    ) -> Expectation {
+        let mut e = expectation(&hex(id), status, 1, Some("RX1"), Some(600));
+        e.encounter.specialty = Some(specialty.into());
+        e.gp_practice = practice.map(str::to_string);
+        e
+    }
+
+    #[test]
+    fn specialty_and_practice_are_kept_for_a_report_that_groups_by_them() {
+        use ExpectationStatus::*;
+        let kept = [
+            at(1, OnTime, "300", Some("B86001")),
+            at(2, Late, "300", Some("B86001")),
+            at(3, OnTime, "430", Some("B86002")),
+            at(4, OnTime, "430", None),
+        ];
+        let mut all = LatestFacts::new(&GroupBy::ALL);
+        let mut usual = LatestFacts::new(&GroupBy::STANDARD);
+        for e in &kept {
+            all.keep(e);
+            usual.keep(e);
+        }
+        let expected = report_in_zone(&kept, &GroupBy::ALL, Tz::Europe__London);
+        assert_eq!(rows_by(&all, &GroupBy::ALL), expected);
+        let practices: Vec<_> = expected
+            .iter()
+            .map(|r| (r.specialty.as_deref(), r.gp_practice.as_deref(), r.expected))
+            .collect();
+        assert_eq!(
+            practices,
+            [
+                (Some("300"), Some("B86001"), 2),
+                (Some("430"), Some("(none)"), 1),
+                (Some("430"), Some("B86002"), 1),
+            ]
+        );
+        // Not asked for, not kept: the usual report's facts carry neither.
+        usual.visit(&mut |f| {
+            assert_eq!(
+                (f.encounter.specialty.as_deref(), f.gp_practice.as_deref()),
+                (None, None)
+            );
+        });
+        assert_eq!(rows_of(&usual), rows_of(&all));
     }
 }

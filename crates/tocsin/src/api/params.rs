@@ -111,26 +111,13 @@ impl Params {
         Ok((f, t))
     }
 
-    /// `group_by=month,document_kind,...`; every dimension when absent.
-    /// Returned in the report's column order, whatever order was asked.
+    /// `group_by=month,document_kind,...` ([`GroupBy::parse_list`]); the
+    /// standard four ([`GroupBy::STANDARD`]) when absent.
     pub fn group_by(&self) -> Result<Vec<GroupBy>, ApiError> {
         let Some(v) = self.text("group_by") else {
             return Ok(GroupBy::STANDARD.to_vec());
         };
-        let mut chosen = Vec::new();
-        for part in v.split(',') {
-            let g: GroupBy =
-                part.trim()
-                    .parse()
-                    .map_err(|e: tocsin_tracker::compliance::UnknownGroupBy| {
-                        ApiError::bad("group_by", e.to_string())
-                    })?;
-            chosen.push(g);
-        }
-        Ok(GroupBy::ALL
-            .into_iter()
-            .filter(|g| chosen.contains(g))
-            .collect())
+        GroupBy::parse_list(v).map_err(|e| ApiError::bad("group_by", e.to_string()))
     }
 }
 

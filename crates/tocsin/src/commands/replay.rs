@@ -145,9 +145,9 @@ struct FinalReport {
 }
 
 impl FinalReport {
-    fn new(report: ReportBuilder) -> Self {
+    fn new(report: ReportBuilder, group_by: &[compliance::GroupBy]) -> Self {
         Self {
-            latest: LatestFacts::new(),
+            latest: LatestFacts::new(group_by),
             report,
             range: report_range(),
         }
@@ -203,8 +203,8 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
         Some(p) => Some(BufWriter::new(create(p)?)),
         None => None,
     };
-    let new_report =
-        || compliance::ReportBuilder::new(&compliance::GroupBy::STANDARD, config.policy.timezone());
+    let group_by = &args.group_by.0;
+    let new_report = || compliance::ReportBuilder::new(group_by, config.policy.timezone());
     // A kept store gets everything a gateway would need to carry on from
     // it; without one, only what the report reads is kept.
     let sink = match &args.store {
@@ -212,7 +212,7 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
             let (store, mode) = tocsin_store::open_for_build(url)?;
             Sink::Store(store, mode)
         }
-        None => Sink::Report(Box::new(FinalReport::new(new_report()))),
+        None => Sink::Report(Box::new(FinalReport::new(new_report(), group_by))),
     };
     let kept_store = matches!(sink, Sink::Store(..));
     // A store written in place must hold every open expectation after each
@@ -314,7 +314,7 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
         }
         Sink::Report(report) => report.finish(),
     };
-    let rendered = render_report(&rows, &rejected, &notices, args.format)?;
+    let rendered = render_report(&rows, group_by, &rejected, &notices, args.format)?;
     match &args.report {
         Some(p) => std::fs::write(p, rendered).map_err(|e| format!("{}: {e}", p.display()))?,
         None => print!("{rendered}"),
@@ -680,6 +680,7 @@ type Notices = [(&'static str, u64)];
 
 fn render_report(
     rows: &[compliance::ComplianceRow],
+    group_by: &[compliance::GroupBy],
     rejected: &[Rejected],
     notices: &Notices,
     format: ReportFormat,
@@ -700,7 +701,7 @@ fn render_report(
             s
         }
         ReportFormat::Csv => {
-            let mut s = compliance::to_csv(rows, &compliance::GroupBy::STANDARD);
+            let mut s = compliance::to_csv(rows, group_by);
             if !rejected.is_empty() {
                 s.push_str("\nfile,position,reason,location\n");
                 for r in rejected {
@@ -723,7 +724,7 @@ fn render_report(
             s
         }
         ReportFormat::Table => {
-            let mut s = compliance::to_table(rows, &compliance::GroupBy::STANDARD);
+            let mut s = compliance::to_table(rows, group_by);
             if !rejected.is_empty() {
                 s.push_str(&format!("\nRejected inputs ({}):\n", rejected.len()));
                 for r in rejected {
