@@ -720,8 +720,14 @@ impl Store for PostgresStore {
         if let Some(k) = q.encounter_kind {
             filter(&mut filters, "encounter_kind", k.as_str().into());
         }
-        if let Some(site) = &q.site {
-            filter(&mut filters, "site", site.clone());
+        for (column, value) in [
+            ("site", &q.site),
+            ("specialty", &q.specialty),
+            ("gp_practice", &q.gp_practice),
+        ] {
+            if let Some(v) = value {
+                filter(&mut filters, column, v.clone());
+            }
         }
         // Casting each body of the window to jsonb is what such a lookup
         // costs; a plain substring test, which PostgreSQL runs first as the

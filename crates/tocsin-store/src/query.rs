@@ -19,6 +19,12 @@ pub struct ExpectationQuery {
     pub encounter_kind: Option<EncounterKind>,
     /// Only this site.
     pub site: Option<String>,
+    /// Only this specialty (treatment function code), as the encounter
+    /// gave it.
+    pub specialty: Option<String>,
+    /// Only patients of this GP practice (ODS code): what a practice asking
+    /// after its letters, or a contract manager, looks for.
+    pub gp_practice: Option<String>,
     /// Only encounters that ended at or after this time.
     pub ended_from: Option<DateTime<Utc>>,
     /// Only encounters that ended before this time.
@@ -43,6 +49,8 @@ impl Default for ExpectationQuery {
             document_kind: None,
             encounter_kind: None,
             site: None,
+            specialty: None,
+            gp_practice: None,
             ended_from: None,
             ended_to: None,
             nhs_number: None,

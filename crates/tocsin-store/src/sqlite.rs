@@ -692,8 +692,14 @@ impl Store for SqliteStore {
                 Value::Text(k.as_str().into()),
             );
         }
-        if let Some(site) = &q.site {
-            filter(&mut filters, "site", Value::Text(site.clone()));
+        for (column, value) in [
+            ("site", &q.site),
+            ("specialty", &q.specialty),
+            ("gp_practice", &q.gp_practice),
+        ] {
+            if let Some(v) = value {
+                filter(&mut filters, column, Value::Text(v.clone()));
+            }
         }
         if let Some(n) = &q.nhs_number {
             filter(

@@ -474,6 +474,8 @@ fn query_fixtures() -> Vec<Expectation> {
         });
         e.patient.nhs_number =
             [Some("9434765919"), Some("9434765870"), None][(i / 5) % 3].map(str::to_string);
+        e.encounter.specialty = [Some("300"), Some("430"), None][(i / 3) % 3].map(str::to_string);
+        e.gp_practice = [Some("B86001"), None, Some("B86002")][(i / 4) % 3].map(str::to_string);
         // Visit numbers a LIKE pattern must escape, or cannot hold.
         match i {
             11 => e.encounter.id = Some("V_1%x".into()),
@@ -547,6 +549,16 @@ fn expectation_queries_filter_and_page(b: &dyn Backend) {
             ..Default::default()
         },
         ExpectationQuery {
+            gp_practice: Some("B86001".into()),
+            ..Default::default()
+        },
+        ExpectationQuery {
+            specialty: Some("430".into()),
+            gp_practice: Some("B86002".into()),
+            status: Some(ExpectationStatus::Overdue),
+            ..Default::default()
+        },
+        ExpectationQuery {
             nhs_number: Some("9434765870".into()),
             ended_from: Some(at(0)),
             ended_to: Some(at(240)),
@@ -588,6 +600,16 @@ fn expectation_queries_filter_and_page(b: &dyn Backend) {
                 q.site
                     .as_deref()
                     .is_none_or(|s| e.encounter.site.as_deref() == Some(s))
+            })
+            .filter(|e| {
+                q.specialty
+                    .as_deref()
+                    .is_none_or(|s| e.encounter.specialty.as_deref() == Some(s))
+            })
+            .filter(|e| {
+                q.gp_practice
+                    .as_deref()
+                    .is_none_or(|p| e.gp_practice.as_deref() == Some(p))
             })
             .filter(|e| q.ended_from.is_none_or(|t| e.encounter.ended_at >= t))
             .filter(|e| q.ended_to.is_none_or(|t| e.encounter.ended_at < t))

@@ -213,6 +213,31 @@ fn filters_and_paging(port: u16, doc: &OpenApi) {
         }
     }
 
+    // By practice and by specialty: each value the list holds selects just
+    // its own expectations, in the list's order; an unknown one, none.
+    // (These messages name no specialty; the store's own suite filters
+    // by both over varied values on both backends.)
+    for (param, pointer) in [
+        ("gp_practice", "/gp_practice"),
+        ("specialty", "/encounter/specialty"),
+    ] {
+        let of = |e: &Value| {
+            e.pointer(pointer)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        let values: std::collections::BTreeSet<String> = all.iter().filter_map(of).collect();
+        for v in values.iter().map(String::as_str).chain(["NOWHERE"]) {
+            let got = items(&api(port, doc, &format!("/expectations?{param}={v}"), 200));
+            let want: Vec<Value> = all
+                .iter()
+                .filter(|e| of(e).as_deref() == Some(v))
+                .cloned()
+                .collect();
+            assert_eq!(got, want, "{param}={v}");
+        }
+    }
+
     // Pages of two: 2, 2, 1, in the same order as the whole list.
     let (paged, sizes) = follow_pages(port, doc, "/expectations?limit=2");
     assert_eq!(sizes, [2, 2, 1]);
@@ -392,7 +417,8 @@ fn lookups(port: u16, doc: &OpenApi) {
         .cloned()
         .collect();
     let spaced = format!("{} {} {}", &nhs[..3], &nhs[3..6], &nhs[6..]).replace(' ', "%20");
-    for given in [nhs.to_string(), spaced] {
+    let hyphened = format!("{}-{}-{}", &nhs[..3], &nhs[3..6], &nhs[6..]);
+    for given in [nhs.to_string(), spaced, hyphened] {
         let got = items(&api(
             port,
             doc,
@@ -425,6 +451,8 @@ fn lookups(port: u16, doc: &OpenApi) {
     let want: Vec<Value> = all.iter().filter(in_window).cloned().collect();
     assert_eq!(got, want);
 
+    let last = nhs.as_bytes()[9] - b'0';
+    let mistyped = format!("{}{}", &nhs[..9], (last + 1) % 10);
     let wide = format!(
         "ended_from={}&ended_to={}",
         stamp(from - chrono::TimeDelta::days(100)),
@@ -440,6 +468,12 @@ fn lookups(port: u16, doc: &OpenApi) {
         (format!("/expectations?encounter_id={visit}"), "ended_from"),
         (
             format!("/expectations?nhs_number=94347&{window}"),
+            "nhs_number",
+        ),
+        // One digit mistyped: the check digit fails, and it is said so
+        // rather than answered with no expectations.
+        (
+            format!("/expectations?nhs_number={mistyped}&{window}"),
             "nhs_number",
         ),
         (

@@ -66,6 +66,8 @@ async fn expectations(State(api): State<Api>, q: Pairs) -> Result<Json<Expectati
             "document_kind",
             "encounter_kind",
             "site",
+            "specialty",
+            "gp_practice",
             "ended_from",
             "ended_to",
             "nhs_number",
@@ -85,6 +87,8 @@ async fn expectations(State(api): State<Api>, q: Pairs) -> Result<Json<Expectati
         document_kind: p.closed::<DocumentKind>("document_kind", DOCUMENT_KINDS)?,
         encounter_kind: p.closed::<EncounterKind>("encounter_kind", ENCOUNTER_KINDS)?,
         site: p.text("site").map(str::to_string),
+        specialty: p.text("specialty").map(str::to_string),
+        gp_practice: p.text("gp_practice").map(str::to_string),
         ended_from,
         ended_to,
         nhs_number,
@@ -120,18 +124,14 @@ fn lookup_window(from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> Resu
     }
 }
 
-/// An NHS number as stored: ten digits (spaces, as people write it, are
-/// dropped).
+/// An NHS number as stored: ten digits, spaces and hyphens (as people
+/// write it) dropped. One that fails the modulus-11 check is refused, not
+/// looked up: the normalisers never keep such a number, so it would match
+/// nothing and a mistyped number would look like a patient with no
+/// expectations.
 fn nhs_number(v: &str) -> Result<String, ApiError> {
-    let digits: String = v.chars().filter(|c| *c != ' ').collect();
-    if digits.len() == 10 && digits.bytes().all(|b| b.is_ascii_digit()) {
-        Ok(digits)
-    } else {
-        Err(ApiError::bad(
-            "nhs_number",
-            "expected an NHS number: ten digits",
-        ))
-    }
+    tocsin_event::validate_nhs_number(v)
+        .map_err(|e| ApiError::bad("nhs_number", format!("expected an NHS number: {e}")))
 }
 
 /// One expectation and every alert raised about it: what a discharge
