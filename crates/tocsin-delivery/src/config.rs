@@ -71,6 +71,12 @@ pub struct FilterSection {
     /// Sites, as the messages name them.
     #[serde(default)]
     pub sites: Vec<String>,
+    /// Specialties (treatment function codes, as the messages name them).
+    #[serde(default)]
+    pub specialties: Vec<String>,
+    /// GP practices (ODS codes) of the patients.
+    #[serde(default)]
+    pub gp_practices: Vec<String>,
 }
 
 /// `[alertmanager]` as written.

@@ -17,6 +17,12 @@ pub struct Filters {
     pub encounter_kinds: Vec<EncounterKind>,
     /// Sites (an alert with no site never matches a site filter).
     pub sites: Vec<String>,
+    /// Specialties: a clinical-letter team's own (an alert with no
+    /// specialty never matches).
+    pub specialties: Vec<String>,
+    /// GP practices (ODS codes): a practice's or a primary care network's
+    /// own (an alert with no practice never matches).
+    pub gp_practices: Vec<String>,
 }
 
 impl From<&FilterSection> for Filters {
@@ -26,6 +32,8 @@ impl From<&FilterSection> for Filters {
             document_kinds: s.document_kinds.clone(),
             encounter_kinds: s.encounter_kinds.clone(),
             sites: s.sites.clone(),
+            specialties: s.specialties.clone(),
+            gp_practices: s.gp_practices.clone(),
         }
     }
 }
@@ -36,14 +44,15 @@ impl Filters {
         fn any<T: PartialEq>(list: &[T], v: &T) -> bool {
             list.is_empty() || list.contains(v)
         }
+        /// A text the alert may lack: absent never matches a list.
+        fn known(list: &[String], v: Option<&String>) -> bool {
+            list.is_empty() || v.is_some_and(|v| list.contains(v))
+        }
         any(&self.alert_kinds, &alert.kind)
             && any(&self.document_kinds, &alert.document_kind)
             && any(&self.encounter_kinds, &alert.encounter.kind)
-            && (self.sites.is_empty()
-                || alert
-                    .encounter
-                    .site
-                    .as_ref()
-                    .is_some_and(|s| self.sites.contains(s)))
+            && known(&self.sites, alert.encounter.site.as_ref())
+            && known(&self.specialties, alert.encounter.specialty.as_ref())
+            && known(&self.gp_practices, alert.gp_practice.as_ref())
     }
 }

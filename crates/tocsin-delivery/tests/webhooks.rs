@@ -260,19 +260,39 @@ async fn a_subscriber_that_is_down_holds_no_other_back() {
 async fn filters_choose_the_subscribers() {
     let discharge = Receiver::start(b"k", Behaviour::Accept).await;
     let site = Receiver::start(b"k", Behaviour::Accept).await;
+    let cardiology = Receiver::start(b"k", Behaviour::Accept).await;
+    let practice = Receiver::start(b"k", Behaviour::Accept).await;
     let mut only_overdue_discharge = webhook("discharge", &discharge.url, b"k");
     only_overdue_discharge.filters = Filters {
         alert_kinds: vec![AlertKind::Overdue],
         document_kinds: vec![DocumentKind::DischargeSummary],
         encounter_kinds: vec![EncounterKind::Inpatient, EncounterKind::DayCase],
-        sites: vec![],
+        ..Filters::default()
     };
     let mut only_site = webhook("site", &site.url, b"k");
     only_site.filters = Filters {
         sites: vec!["RXX02".into()],
         ..Filters::default()
     };
-    let (d, _) = delivery(vec![only_overdue_discharge, only_site]);
+    // A clinical-letter team takes its specialty's letters; a practice,
+    // its own patients'.
+    let mut cardiology_letters = webhook("cardiology", &cardiology.url, b"k");
+    cardiology_letters.filters = Filters {
+        document_kinds: vec![DocumentKind::ClinicLetter],
+        specialties: vec!["320".into()],
+        ..Filters::default()
+    };
+    let mut one_practice = webhook("practice", &practice.url, b"k");
+    one_practice.filters = Filters {
+        gp_practices: vec!["B86002".into()],
+        ..Filters::default()
+    };
+    let (d, _) = delivery(vec![
+        only_overdue_discharge,
+        only_site,
+        cardiology_letters,
+        one_practice,
+    ]);
     let tmp = TempStore::new();
     let store = tmp.open();
 
@@ -280,23 +300,46 @@ async fn filters_choose_the_subscribers() {
     let late_rxx02 = alert(2, AlertKind::Late, Some("RXX02"));
     let mut letter = alert(3, AlertKind::Overdue, Some("RXX02"));
     letter.document_kind = DocumentKind::ClinicLetter;
+    letter.encounter.specialty = Some("320".into());
     let mut emergency = alert(4, AlertKind::Overdue, None);
     emergency.encounter.kind = EncounterKind::Emergency;
+    emergency.gp_practice = Some("B86002".into());
+    // A cardiology discharge, and a letter whose practice is unknown.
+    let mut cardiology_discharge = alert(5, AlertKind::Overdue, Some("RXX03"));
+    cardiology_discharge.encounter.specialty = Some("320".into());
+    let mut no_practice = alert(6, AlertKind::Overdue, Some("RXX03"));
+    no_practice.gp_practice = None;
     let all = [
         overdue_rxx01.clone(),
         late_rxx02.clone(),
         letter.clone(),
-        emergency,
+        emergency.clone(),
+        cardiology_discharge.clone(),
+        no_practice,
     ];
+    let no_practice_id = all[5].alert_id.clone();
     commit_alerts(&store, &d.router(), &all).await;
     let _workers = d.spawn(store.clone()).unwrap();
 
     wait_until("both subscribers settled", LIMIT, || async {
-        counts(&store, "discharge").await.delivered == 1
+        counts(&store, "discharge").await.delivered == 3
             && counts(&store, "site").await.delivered == 2
+            && counts(&store, "cardiology").await.delivered == 1
+            && counts(&store, "practice").await.delivered == 1
     })
     .await;
-    assert_eq!(discharge.accepted_keys(), [overdue_rxx01.alert_id]);
+    let mut discharge_keys = discharge.accepted_keys();
+    discharge_keys.sort();
+    assert_eq!(
+        discharge_keys,
+        [
+            overdue_rxx01.alert_id,
+            cardiology_discharge.alert_id,
+            no_practice_id
+        ]
+    );
+    assert_eq!(cardiology.accepted_keys(), [letter.alert_id.clone()]);
+    assert_eq!(practice.accepted_keys(), [emergency.alert_id]);
     let mut site_keys = site.accepted_keys();
     site_keys.sort();
     assert_eq!(site_keys, [late_rxx02.alert_id, letter.alert_id]);

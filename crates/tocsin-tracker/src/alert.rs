@@ -54,6 +54,11 @@ pub struct AlertEncounter {
     pub ended_at: DateTime<Utc>,
     /// Site, when known.
     pub site: Option<String>,
+    /// Specialty (treatment function code), when known: clinical-letter
+    /// teams are organised by specialty and take their own alerts by it.
+    /// Absent from alerts stored before it was added.
+    #[serde(default)]
+    pub specialty: Option<String>,
 }
 
 /// The patient an alert concerns (subscribers are clinical teams; the

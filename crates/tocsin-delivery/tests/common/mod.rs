@@ -186,6 +186,7 @@ pub fn alert(n: u32, kind: AlertKind, site: Option<&str>) -> Alert {
             kind: EncounterKind::Inpatient,
             ended_at: raised - chrono::Duration::hours(24),
             site: site.map(str::to_string),
+            specialty: Some("300".into()),
         },
         patient: AlertPatient {
             nhs_number: Some(NHS_NUMBER.into()),

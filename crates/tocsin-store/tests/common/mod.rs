@@ -289,6 +289,7 @@ pub fn alert(id: &str, kind: AlertKind, raised_at: i64) -> Alert {
             kind: EncounterKind::Inpatient,
             ended_at: at(raised_at - 24 * 60),
             site: Some("RXX01".into()),
+            specialty: None,
         },
         patient: AlertPatient {
             nhs_number: Some("9434765919".into()),

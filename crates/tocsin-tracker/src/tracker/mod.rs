@@ -556,6 +556,7 @@ pub(crate) fn build_alert(
             kind: e.encounter.kind,
             ended_at: e.encounter.ended_at,
             site: e.encounter.site.clone(),
+            specialty: e.encounter.specialty.clone(),
         },
         patient: AlertPatient {
             nhs_number: e.patient.nhs_number.clone(),
