@@ -38,6 +38,21 @@ pub const DELIVERY_FAILED_ALERTNAME: &str = "TocsinDeliveryFailed";
 /// `site` label value when the messages named none.
 pub const UNKNOWN_SITE: &str = "unknown";
 
+/// The API query that lists one group's cases: `first`, then the group's
+/// document kind, encounter kind and (when known) site, so that a link in
+/// an alert leads to that group's cases and no others.
+fn group_query<'a>(first: (&'a str, &'a str), g: &'a AlertGroup) -> Vec<(&'a str, &'a str)> {
+    let mut query = vec![
+        first,
+        ("document_kind", g.document_kind.as_str()),
+        ("encounter_kind", g.encounter_kind.as_str()),
+    ];
+    if let Some(s) = &g.site {
+        query.push(("site", s.as_str()));
+    }
+    query
+}
+
 /// One alert in Alertmanager's v2 `postableAlert` form.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -218,16 +233,11 @@ impl<S: StoreAccess> AlertmanagerWorker<S> {
 
     fn overdue_alert(&self, g: &AlertGroup, ends: DateTime<Utc>) -> PostableAlert {
         let site = g.site.as_deref().unwrap_or(UNKNOWN_SITE);
-        let alerts_url = self.api_url("api/v1/alerts", &[("kind", "overdue")]);
-        let mut query = vec![
-            ("status", "overdue"),
-            ("document_kind", g.document_kind.as_str()),
-            ("encounter_kind", g.encounter_kind.as_str()),
-        ];
-        if let Some(s) = &g.site {
-            query.push(("site", s.as_str()));
-        }
-        let expectations_url = self.api_url("api/v1/expectations", &query);
+        let alerts_url = self.api_url("api/v1/alerts", &group_query(("kind", "overdue"), g));
+        let expectations_url = self.api_url(
+            "api/v1/expectations",
+            &group_query(("status", "overdue"), g),
+        );
         let annotations = BTreeMap::from([
             (
                 "summary".to_string(),
@@ -259,10 +269,9 @@ impl<S: StoreAccess> AlertmanagerWorker<S> {
     fn failed_alert(&self, g: &AlertGroup, ends: DateTime<Utc>) -> PostableAlert {
         let site = g.site.as_deref().unwrap_or(UNKNOWN_SITE);
         let since = rfc3339(g.first);
-        let alerts_url = self.api_url(
-            "api/v1/alerts",
-            &[("kind", "delivery_failed"), ("since", since.as_str())],
-        );
+        let mut query = group_query(("kind", "delivery_failed"), g);
+        query.push(("since", since.as_str()));
+        let alerts_url = self.api_url("api/v1/alerts", &query);
         let annotations = BTreeMap::from([
             (
                 "summary".to_string(),

@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use axum::routing::post;
-use chrono::{TimeZone, Utc};
+use chrono::{SecondsFormat, TimeZone, Timelike, Utc};
 use common::{NHS_NUMBER, TempStore, wait_until};
 use serde_json::Value;
 use tocsin_delivery::config::Alertmanager;
@@ -21,7 +21,8 @@ use tocsin_delivery::{Delivery, DeliveryConfig, DeliveryMetrics, SharedStore};
 use tocsin_event::{DocumentKind, EncounterKind, EventId, Identifier};
 use tocsin_store::Batch;
 use tocsin_tracker::{
-    EncounterSummary, Expectation, ExpectationId, ExpectationStatus, PatientKeys, RuleRef,
+    AlertKind, Effect, EncounterSummary, Expectation, ExpectationId, ExpectationStatus,
+    PatientKeys, RuleRef,
 };
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -259,7 +260,7 @@ async fn an_overdue_then_resolved_group_fires_then_resolves_without_patient_data
     );
     assert_eq!(
         ann["alerts_url"],
-        "https://tocsin.example.nhs.uk/api/v1/alerts?kind=overdue"
+        "https://tocsin.example.nhs.uk/api/v1/alerts?kind=overdue&document_kind=discharge_summary&encounter_kind=inpatient&site=RXX01"
     );
     assert_no_patient_data("the active alert", a);
     let fingerprint = a["fingerprint"].clone();
@@ -315,4 +316,55 @@ async fn a_firing_group_is_posted_again_each_resend_interval() {
     let alerts = active_alerts(&am.base).await;
     assert_eq!(alerts.len(), 1, "still one alert: {alerts:?}");
     assert_eq!(alerts[0]["status"]["state"], "active");
+}
+
+/// A failed transmission fires `TocsinDeliveryFailed` for its group, and
+/// the group's link lists that group's failed alerts, not every site's.
+#[tokio::test]
+async fn a_failed_delivery_fires_its_group_with_a_link_to_that_group_only() {
+    let (am, _notifications) = start_alertmanager().await;
+    let tmp = TempStore::new();
+    let store = tmp.open();
+    let (_workers, _metrics) = start(&store, config(&am.base, Duration::from_secs(60)));
+    // Within the configured hour of failures, on a whole second.
+    let raised = Utc::now().with_nanosecond(0).unwrap() - chrono::Duration::minutes(10);
+    let mut failed = common::alert(7, AlertKind::DeliveryFailed, Some("RXX02"));
+    failed.raised_at = raised;
+    let batch = Batch::from_effects([Effect::AlertRaised(failed.clone())]);
+    store.call(move |s| s.commit(&batch)).await.unwrap();
+
+    wait_until("Alertmanager holds the failed group", LIMIT, || async {
+        active_alerts(&am.base).await.len() == 1
+    })
+    .await;
+    let alerts = active_alerts(&am.base).await;
+    let a = &alerts[0];
+    assert_eq!(a["labels"]["alertname"], "TocsinDeliveryFailed");
+    assert_eq!(a["labels"]["severity"], "critical");
+    assert_eq!(a["labels"]["site"], "RXX02");
+    let url = reqwest::Url::parse(a["annotations"]["alerts_url"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (url.host_str(), url.path()),
+        (Some("tocsin.example.nhs.uk"), "/api/v1/alerts")
+    );
+    let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    let since = raised.to_rfc3339_opts(SecondsFormat::Millis, true);
+    let want = [
+        ("kind", "delivery_failed"),
+        ("document_kind", "discharge_summary"),
+        ("encounter_kind", "inpatient"),
+        ("site", "RXX02"),
+        ("since", since.as_str()),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    assert_eq!(pairs, want);
+    assert_no_patient_data("the failed-delivery alert", a);
+    let text = a.to_string();
+    for id in [
+        failed.alert_id.as_str(),
+        failed.expectation_id.0.as_str(),
+        "V7",
+    ] {
+        assert!(!text.contains(id), "{id} in {text}");
+    }
 }

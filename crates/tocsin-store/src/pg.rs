@@ -711,23 +711,8 @@ impl Store for PostgresStore {
             params.push(Box::new(value));
             filters.push_str(&format!(" AND {column} = ${}", params.len()));
         };
-        if let Some(s) = q.status {
-            filter(&mut filters, "status", s.as_str().into());
-        }
-        if let Some(d) = q.document_kind {
-            filter(&mut filters, "document_kind", d.as_str().into());
-        }
-        if let Some(k) = q.encounter_kind {
-            filter(&mut filters, "encounter_kind", k.as_str().into());
-        }
-        for (column, value) in [
-            ("site", &q.site),
-            ("specialty", &q.specialty),
-            ("gp_practice", &q.gp_practice),
-        ] {
-            if let Some(v) = value {
-                filter(&mut filters, column, v.clone());
-            }
+        for (column, value) in q.equalities() {
+            filter(&mut filters, column, value.to_string());
         }
         // Casting each body of the window to jsonb is what such a lookup
         // costs; a plain substring test, which PostgreSQL runs first as the
@@ -766,9 +751,9 @@ impl Store for PostgresStore {
             params.push(Box::new(since));
             filters.push_str(&format!(" AND raised_at >= ${}", params.len()));
         }
-        if let Some(kind) = q.kind {
-            params.push(Box::new(kind.as_str().to_string()));
-            filters.push_str(&format!(" AND kind = ${}", params.len()));
+        for (column, value) in q.equalities() {
+            params.push(Box::new(value.to_string()));
+            filters.push_str(&format!(" AND {column} = ${}", params.len()));
         }
         let cursor = q.cursor.as_deref();
         keyset_page(self, List::Alerts, filters, params, cursor, q.limit)

@@ -61,6 +61,37 @@ impl Default for ExpectationQuery {
     }
 }
 
+impl ExpectationQuery {
+    /// The filters that are a column equal to a value, as (column, value),
+    /// those given only: each backend binds them in its own way.
+    pub(crate) fn equalities(&self) -> Vec<(&'static str, &str)> {
+        given([
+            ("status", self.status.map(ExpectationStatus::as_str)),
+            (
+                "document_kind",
+                self.document_kind.map(DocumentKind::as_str),
+            ),
+            (
+                "encounter_kind",
+                self.encounter_kind.map(EncounterKind::as_str),
+            ),
+            ("site", self.site.as_deref()),
+            ("specialty", self.specialty.as_deref()),
+            ("gp_practice", self.gp_practice.as_deref()),
+        ])
+    }
+}
+
+/// The filters of a list that were given.
+fn given<'a, const N: usize>(
+    filters: [(&'static str, Option<&'a str>); N],
+) -> Vec<(&'static str, &'a str)> {
+    filters
+        .into_iter()
+        .filter_map(|(column, value)| value.map(|v| (column, v)))
+        .collect()
+}
+
 /// Filters for listing alerts, in `raised_at` order (then `alert_id`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertQuery {
@@ -68,6 +99,12 @@ pub struct AlertQuery {
     pub since: Option<DateTime<Utc>>,
     /// Only this kind.
     pub kind: Option<AlertKind>,
+    /// Only this document kind.
+    pub document_kind: Option<DocumentKind>,
+    /// Only this encounter kind.
+    pub encounter_kind: Option<EncounterKind>,
+    /// Only this site: with the two above, one Alertmanager group's alerts.
+    pub site: Option<String>,
     /// At most this many (at least 1).
     pub limit: usize,
     /// Continue after the page that returned this cursor. Alerts raised at
@@ -81,9 +118,31 @@ impl Default for AlertQuery {
         Self {
             since: None,
             kind: None,
+            document_kind: None,
+            encounter_kind: None,
+            site: None,
             limit: 100,
             cursor: None,
         }
+    }
+}
+
+impl AlertQuery {
+    /// The filters that are a column equal to a value, as (column, value),
+    /// those given only (`since` is a range, not among them).
+    pub(crate) fn equalities(&self) -> Vec<(&'static str, &str)> {
+        given([
+            ("kind", self.kind.map(AlertKind::as_str)),
+            (
+                "document_kind",
+                self.document_kind.map(DocumentKind::as_str),
+            ),
+            (
+                "encounter_kind",
+                self.encounter_kind.map(EncounterKind::as_str),
+            ),
+            ("site", self.site.as_deref()),
+        ])
     }
 }
 

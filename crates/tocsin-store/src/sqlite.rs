@@ -675,31 +675,8 @@ impl Store for SqliteStore {
             params.push(value);
             filters.push_str(&format!(" AND {column} = ?{}", params.len()));
         };
-        if let Some(s) = q.status {
-            filter(&mut filters, "status", Value::Text(s.as_str().into()));
-        }
-        if let Some(d) = q.document_kind {
-            filter(
-                &mut filters,
-                "document_kind",
-                Value::Text(d.as_str().into()),
-            );
-        }
-        if let Some(k) = q.encounter_kind {
-            filter(
-                &mut filters,
-                "encounter_kind",
-                Value::Text(k.as_str().into()),
-            );
-        }
-        for (column, value) in [
-            ("site", &q.site),
-            ("specialty", &q.specialty),
-            ("gp_practice", &q.gp_practice),
-        ] {
-            if let Some(v) = value {
-                filter(&mut filters, column, Value::Text(v.clone()));
-            }
+        for (column, value) in q.equalities() {
+            filter(&mut filters, column, Value::Text(value.into()));
         }
         if let Some(n) = &q.nhs_number {
             filter(
@@ -744,9 +721,9 @@ impl Store for SqliteStore {
             params.push(Value::Integer(micros(since)));
             filters.push_str(&format!(" AND raised_at >= ?{}", params.len()));
         }
-        if let Some(kind) = q.kind {
-            params.push(Value::Text(kind.as_str().into()));
-            filters.push_str(&format!(" AND kind = ?{}", params.len()));
+        for (column, value) in q.equalities() {
+            params.push(Value::Text(value.into()));
+            filters.push_str(&format!(" AND {column} = ?{}", params.len()));
         }
         let cursor = q.cursor.as_deref();
         keyset_page(

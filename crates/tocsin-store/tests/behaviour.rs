@@ -673,13 +673,19 @@ fn expectation_queries_filter_and_page(b: &dyn Backend) {
 
 fn alert_queries_filter_by_since_and_kind(b: &dyn Backend) {
     let mut store = b.open();
-    let alerts = [
+    let mut alerts = [
         alert("a-3", AlertKind::Late, 30),
         alert("a-1", AlertKind::Overdue, 10),
         alert("a-2b", AlertKind::Overdue, 20),
         alert("a-2a", AlertKind::Resolved, 20),
         alert("a-4", AlertKind::DeliveryFailed, 40),
     ];
+    // Groups as Alertmanager has them: another site, a clinic letter after
+    // an attendance, a site unknown.
+    alerts[0].encounter.site = Some("RXX02".into());
+    alerts[2].document_kind = DocumentKind::ClinicLetter;
+    alerts[2].encounter.kind = EncounterKind::Outpatient;
+    alerts[4].encounter.site = None;
     store
         .commit(&Batch::from_effects(
             alerts.iter().cloned().map(Effect::AlertRaised),
@@ -728,12 +734,48 @@ fn alert_queries_filter_by_since_and_kind(b: &dyn Backend) {
                 since: Some(at(15)),
                 kind: Some(AlertKind::Overdue),
                 limit: 10,
-                cursor: None,
+                ..Default::default()
             },
             s
         ),
         ["a-2b"]
     );
+    for (q, want) in [
+        (
+            AlertQuery {
+                site: Some("RXX01".into()),
+                ..Default::default()
+            },
+            &["a-1", "a-2a", "a-2b"][..],
+        ),
+        (
+            AlertQuery {
+                document_kind: Some(DocumentKind::ClinicLetter),
+                ..Default::default()
+            },
+            &["a-2b"],
+        ),
+        (
+            AlertQuery {
+                kind: Some(AlertKind::Overdue),
+                document_kind: Some(DocumentKind::DischargeSummary),
+                encounter_kind: Some(EncounterKind::Inpatient),
+                site: Some("RXX01".into()),
+                ..Default::default()
+            },
+            &["a-1"],
+        ),
+        (
+            AlertQuery {
+                encounter_kind: Some(EncounterKind::Outpatient),
+                site: Some("RXX02".into()),
+                ..Default::default()
+            },
+            &[],
+        ),
+    ] {
+        assert_eq!(ids(q.clone(), s), want, "{}: {q:?}", b.name());
+    }
     assert_eq!(
         ids(
             AlertQuery {

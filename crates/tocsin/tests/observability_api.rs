@@ -301,6 +301,8 @@ fn bad_parameters(port: u16, doc: &OpenApi) {
         ("/expectations?status=open&status=late", "status"),
         ("/alerts?since=yesterday", "since"),
         ("/alerts?kind=missing", "kind"),
+        ("/alerts?document_kind=letter", "document_kind"),
+        ("/alerts?encounter_kind=ward", "encounter_kind"),
         ("/alerts?limit=-1", "limit"),
         ("/alerts?cursor=zz", "cursor"),
         ("/compliance?group_by=month,ward", "group_by"),
@@ -328,6 +330,44 @@ fn alerts(port: u16, doc: &OpenApi, w: &Ward) {
         0
     );
     assert_eq!(items(&api(port, doc, "/alerts?limit=3", 200)).len(), 3);
+    // By group, as an Alertmanager link asks: each alert's own kinds and
+    // site select it with exactly the alerts that share them.
+    for a in &all {
+        let (kind, doc_kind, enc_kind, site) = (
+            field(a, &["kind"]),
+            field(a, &["document_kind"]),
+            field(a, &["encounter", "kind"]),
+            field(a, &["encounter", "site"]),
+        );
+        let got = items(&api(
+            port,
+            doc,
+            &format!(
+                "/alerts?kind={kind}&document_kind={doc_kind}&encounter_kind={enc_kind}&site={site}"
+            ),
+            200,
+        ));
+        let want: Vec<Value> = all
+            .iter()
+            .filter(|b| {
+                (
+                    &b["kind"],
+                    &b["document_kind"],
+                    &b["encounter"]["kind"],
+                    &b["encounter"]["site"],
+                ) == (
+                    &a["kind"],
+                    &a["document_kind"],
+                    &a["encounter"]["kind"],
+                    &a["encounter"]["site"],
+                )
+            })
+            .cloned()
+            .collect();
+        assert!(want.contains(a));
+        assert_eq!(got, want, "the group of {a}");
+    }
+    assert!(items(&api(port, doc, "/alerts?site=NOWHERE", 200)).is_empty());
     // Pages of three: 3, 1, the whole list in order; and one page for all.
     let (paged, sizes) = follow_pages(port, doc, "/alerts?limit=3");
     assert_eq!(sizes, [3, 1]);

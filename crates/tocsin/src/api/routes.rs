@@ -186,10 +186,24 @@ struct AlertPage {
 }
 
 async fn alerts(State(api): State<Api>, q: Pairs) -> Result<Json<AlertPage>, ApiError> {
-    let p = params(q, &["since", "kind", "limit", "cursor"])?;
+    let p = params(
+        q,
+        &[
+            "since",
+            "kind",
+            "document_kind",
+            "encounter_kind",
+            "site",
+            "limit",
+            "cursor",
+        ],
+    )?;
     let query = AlertQuery {
         since: p.time("since", &api.policy.timezone())?,
         kind: p.closed::<AlertKind>("kind", ALERT_KINDS)?,
+        document_kind: p.closed::<DocumentKind>("document_kind", DOCUMENT_KINDS)?,
+        encounter_kind: p.closed::<EncounterKind>("encounter_kind", ENCOUNTER_KINDS)?,
+        site: p.text("site").map(str::to_string),
         limit: p.limit(DEFAULT_LIMIT, api.max_limit)?,
         cursor: p.text("cursor").map(str::to_string),
     };
