@@ -133,9 +133,12 @@ pub trait Store: Send {
     /// recognise its events within their own horizon).
     fn inputs_prune(&mut self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError>;
 
-    /// Of the given input ids, those already committed (to recognise a
-    /// redelivery of an input whose effects are stored but whose
-    /// acknowledgement was lost).
+    /// Of the given input ids, those already committed as applied (to
+    /// recognise a redelivery of an input whose effects are stored but
+    /// whose acknowledgement was lost). An id whose latest record is a
+    /// rejection is not among them: the same id may come back mended (a
+    /// redrive), and its redelivery must then be processed, not taken for
+    /// the rejection; a rejection redelivered is only dead-lettered again.
     fn inputs_processed(&mut self, ids: &[String]) -> Result<Vec<String>, StoreError>;
 
     /// One page of expectations, in deadline order, filtered.

@@ -65,8 +65,14 @@ const INSERT_OUTBOX: &str = "INSERT INTO outbox (id, exchange, routing_key, cont
     SELECT id, ex, rk, ct, body FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], \
     $5::bytea[]) WITH ORDINALITY AS t(id, ex, rk, ct, body, ord) ORDER BY ord \
     ON CONFLICT (id) DO NOTHING";
-const INSERT_INPUTS: &str = "INSERT INTO inputs (id, outcome, reason) \
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT (id) DO NOTHING";
+// The last record of an id in the batch wins, as a later commit's does:
+// an id twice in one statement would make `DO UPDATE` fail.
+const UPSERT_INPUTS: &str = "INSERT INTO inputs (id, outcome, reason) \
+    SELECT DISTINCT ON (id) id, outcome, reason \
+    FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS t(id, outcome, reason, ord) \
+    ORDER BY id, ord DESC \
+    ON CONFLICT (id) DO UPDATE SET outcome = EXCLUDED.outcome, reason = EXCLUDED.reason, \
+    processed_at = now()";
 
 /// A query's parameters, built up with its conditions.
 type Params = Vec<Box<dyn ToSql + Sync>>;
@@ -517,7 +523,7 @@ impl Store for PostgresStore {
                     .map_err(pg("insert outbox messages"))?;
             }
             if !i_id.is_empty() {
-                let st = prepare(&mut tx, cache, INSERT_INPUTS)?;
+                let st = prepare(&mut tx, cache, UPSERT_INPUTS)?;
                 tx.execute(&st, &[&i_id, &i_outcome, &i_reason])
                     .map_err(pg("insert inputs"))?;
             }
@@ -670,7 +676,7 @@ impl Store for PostgresStore {
             let st = prepare(
                 &mut c.client,
                 &mut c.statements,
-                "SELECT id FROM inputs WHERE id = ANY($1)",
+                "SELECT id FROM inputs WHERE id = ANY($1) AND outcome = 'ok'",
             )?;
             let found_rows = c.client.query(&st, &[&ids]).map_err(pg("query inputs"))?;
             let found: std::collections::HashSet<String> =

@@ -124,8 +124,9 @@ const PUT_STATE: &str = "INSERT INTO state (namespace, key, value) VALUES (?1, ?
 const INSERT_OUTBOX: &str = "INSERT INTO outbox \
     (id, exchange, routing_key, content_type, body, created_at) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING";
-const INSERT_INPUT: &str = "INSERT INTO inputs (id, outcome, reason, processed_at) \
-    VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING";
+const UPSERT_INPUT: &str = "INSERT INTO inputs (id, outcome, reason, processed_at) \
+    VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO UPDATE SET outcome = excluded.outcome, \
+    reason = excluded.reason, processed_at = excluded.processed_at";
 
 /// One page of a list: its rows that pass `filters` (SQL conditions, each
 /// starting ` AND `, over `params`), after `cursor`, in the list's key
@@ -495,7 +496,7 @@ impl Store for SqliteStore {
             }
         }
         if !batch.inputs.is_empty() {
-            let mut st = tx.prepare_cached(INSERT_INPUT).map_err(sq("prepare"))?;
+            let mut st = tx.prepare_cached(UPSERT_INPUT).map_err(sq("prepare"))?;
             for i in &batch.inputs {
                 st.execute(params![i.id, i.outcome.as_str(), i.reason, now])
                     .map_err(sq("insert input"))?;
@@ -639,7 +640,7 @@ impl Store for SqliteStore {
     fn inputs_processed(&mut self, ids: &[String]) -> Result<Vec<String>, StoreError> {
         let mut st = self
             .conn
-            .prepare_cached("SELECT 1 FROM inputs WHERE id = ?1")
+            .prepare_cached("SELECT 1 FROM inputs WHERE id = ?1 AND outcome = 'ok'")
             .map_err(sq("prepare"))?;
         let mut out = Vec::new();
         for id in ids {

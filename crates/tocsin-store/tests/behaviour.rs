@@ -963,6 +963,10 @@ fn processed_inputs_are_recognised(b: &dyn Backend) {
         outcome,
         reason: reason.map(str::to_string),
     };
+    let processed = |store: &mut Box<dyn tocsin_store::Store>, ids: &[&str]| {
+        let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+        store.inputs_processed(&ids).unwrap()
+    };
     store
         .commit(&Batch {
             inputs: vec![
@@ -972,29 +976,56 @@ fn processed_inputs_are_recognised(b: &dyn Backend) {
             ..Default::default()
         })
         .unwrap();
-    // A redelivery recorded again is ignored, not an error.
+    // Only what was applied counts: a rejected id may come back mended.
+    assert_eq!(
+        processed(&mut store, &["amqp:3", "amqp:2", "amqp:1"]),
+        ["amqp:1"],
+        "{}",
+        b.name()
+    );
+    assert!(store.inputs_processed(&[]).unwrap().is_empty());
+    // The same id again, mended (a redrive): its latest record stands and
+    // it counts as applied from then on.
     store
         .commit(&Batch {
             inputs: vec![input("amqp:2", InputOutcome::Ok, None)],
             ..Default::default()
         })
         .unwrap();
-    let asked: Vec<String> = ["amqp:3", "amqp:2", "amqp:1"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
     assert_eq!(
-        store.inputs_processed(&asked).unwrap(),
+        processed(&mut store, &["amqp:3", "amqp:2", "amqp:1"]),
         ["amqp:2", "amqp:1"],
         "{}",
         b.name()
     );
-    assert!(store.inputs_processed(&[]).unwrap().is_empty());
     assert_eq!(
-        b.raw_i64("SELECT COUNT(*) FROM inputs WHERE id = 'amqp:2' AND outcome = 'rejected'"),
+        b.raw_i64(
+            "SELECT COUNT(*) FROM inputs WHERE id = 'amqp:2' AND outcome = 'ok' \
+             AND reason IS NULL"
+        ),
         1,
-        "the first record stands"
+        "{}: the latest record stands",
+        b.name()
     );
+    // One id twice in one batch: the later record wins, as across commits.
+    store
+        .commit(&Batch {
+            inputs: vec![
+                input("amqp:4", InputOutcome::Ok, None),
+                input("amqp:4", InputOutcome::Rejected, Some("again")),
+                input("amqp:5", InputOutcome::Rejected, Some("first")),
+                input("amqp:5", InputOutcome::Ok, None),
+            ],
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(
+        processed(&mut store, &["amqp:4", "amqp:5"]),
+        ["amqp:5"],
+        "{}",
+        b.name()
+    );
+    assert_eq!(b.raw_i64("SELECT COUNT(*) FROM inputs"), 4, "{}", b.name());
 }
 
 fn published_outbox_rows_are_pruned(b: &dyn Backend) {

@@ -271,3 +271,109 @@ async fn dead_letters_are_listed_in_place_and_redriven_by_reason() {
         assert_eq!(body, fixture(file).as_slice(), "{id}");
     }
 }
+
+/// `tocsin_events_total{type="encounter_ended"}` of a running gateway.
+fn discharges_seen(gateway: &Gateway) -> Option<String> {
+    let (_, m) = gateway.fetch("/metrics")?;
+    m.lines()
+        .find(|l| l.starts_with("tocsin_events_total{type=\"encounter_ended\"}"))
+        .map(str::to_string)
+}
+
+/// A redriven input that the broker delivers again before the gateway
+/// committed it (the gateway killed in between) is processed, not taken for
+/// the rejection its message id was first recorded with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redriven_input_delivered_again_before_its_commit_is_processed() {
+    let world = World::sqlite("redrive-redelivered", Tuning::default()).await;
+    let mut gateway = world.start(&[]);
+    gateway.wait_ready().await;
+    // First rejected: recorded under its id as rejected, dead-lettered.
+    world
+        .publish(&[input(
+            "mended-a03",
+            Some(HL7),
+            fixture("hl7/reject_a03_no_pv1.hl7"),
+        )])
+        .await;
+    depth_reaches(&world, "tocsin.dead", 1).await;
+    world.committed_at_least(&mut gateway, 1).await;
+    gateway.sigterm();
+    let status = gateway.wait_exit(Duration::from_secs(15)).await;
+    assert!(status.success(), "exit status {status}\n{}", gateway.log());
+    assert_eq!(
+        world
+            .store
+            .strings("SELECT outcome FROM inputs WHERE id = 'amqp:mended-a03'")
+            .await,
+        ["rejected"]
+    );
+
+    // It comes back mended under the same id, as a redrive moves it, and is
+    // delivered once to a consumer that goes before acknowledging it, as a
+    // gateway killed before its commit would: the broker delivers it again,
+    // marked redelivered.
+    world
+        .publish(&[input(
+            "mended-a03",
+            Some(HL7),
+            fixture("hl7/adt_a03_discharge.hl7"),
+        )])
+        .await;
+    let channel = world
+        .session
+        .connection()
+        .create_channel()
+        .await
+        .expect("channel");
+    let first = channel
+        .basic_get(
+            "tocsin.inbound".into(),
+            lapin::options::BasicGetOptions { no_ack: false },
+        )
+        .await
+        .expect("basic.get")
+        .expect("the mended input is waiting");
+    assert!(!first.delivery.redelivered);
+    channel.close(200, "gone".into()).await.expect("close");
+
+    let mut gateway = world.start(&[]);
+    gateway.wait_ready().await;
+    poll(
+        "the mended discharge tracked",
+        Duration::from_secs(30),
+        || async {
+            match discharges_seen(&gateway) {
+                Some(l) if l.ends_with(" 1") => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    world.wait_empty("tocsin.inbound").await;
+    // Its record now says what became of it.
+    poll(
+        "the input recorded as applied",
+        Duration::from_secs(30),
+        || async {
+            match world
+                .store
+                .strings("SELECT outcome FROM inputs WHERE id = 'amqp:mended-a03'")
+                .await
+                .as_slice()
+            {
+                [o] if o == "ok" => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        world.depth("tocsin.dead").await,
+        1,
+        "not dead-lettered again"
+    );
+    gateway.sigterm();
+    let status = gateway.wait_exit(Duration::from_secs(15)).await;
+    assert!(status.success(), "exit status {status}\n{}", gateway.log());
+}

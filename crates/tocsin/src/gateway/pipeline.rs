@@ -295,11 +295,14 @@ impl Pipeline {
         if let Some(events) = &mut self.events {
             events.finish(&mut batch);
         }
-        // Dead-letter copies go before the commit, so that a rejected input
-        // found in the store on redelivery was dead-lettered already. If a
-        // copy fails, the batch's effects are committed all the same, but
-        // not the records of the inputs not yet copied, so that their
-        // redelivery dead-letters them.
+        // Dead-letter copies go before the commit. If a copy fails, the
+        // batch's effects are committed all the same, but not the records
+        // of the inputs not yet copied, and nothing is acknowledged: their
+        // redelivery dead-letters them. A rejected input is never taken for
+        // committed on redelivery (`inputs_processed` counts only applied
+        // ones), since its id may come back mended by a redrive; a
+        // rejection redelivered after a lost acknowledgement is therefore
+        // dead-lettered again, a duplicate rather than a loss.
         let mut copy_failed = None;
         for (copied, r) in rejections.iter().enumerate() {
             let delivery = &deliveries[r.index];
