@@ -21,12 +21,63 @@ use std::time::Duration;
 
 static NEXT_CONSUMER_ID: AtomicU64 = AtomicU64::new(1);
 
+/// What acknowledging one batch takes: the delivery tags of exactly its
+/// deliveries, kept while the batch is committed so that its
+/// acknowledgement covers them and nothing received after
+/// ([`BatchConsumer::ack_batch`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    consumer_id: u64,
+    tags: Vec<u64>,
+}
+
+impl Receipt {
+    /// The receipt of a batch from one [`BatchConsumer::next_batch`] (or
+    /// several from the same consumer); `None` when it is empty.
+    #[must_use]
+    pub fn of(batch: &[Delivery]) -> Option<Self> {
+        let first = batch.first()?;
+        Some(Self {
+            consumer_id: first.consumer_id,
+            tags: batch.iter().map(Delivery::delivery_tag).collect(),
+        })
+    }
+
+    /// How many deliveries it covers.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.tags.len()
+    }
+
+    /// Whether it covers none.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.tags.is_empty()
+    }
+}
+
+/// Removes a batch's tags (`mine`) from the open set and says how to
+/// acknowledge them: one `multiple` ack through the highest of them that
+/// lies below every other open tag, and the rest one by one, in order.
+/// Tags of `mine` no longer open (settled one by one) are skipped.
+fn plan_acks(open: &mut BTreeSet<u64>, mine: &[u64]) -> (Option<u64>, Vec<u64>) {
+    let mine: BTreeSet<u64> = mine.iter().copied().filter(|t| open.contains(t)).collect();
+    for t in &mine {
+        open.remove(t);
+    }
+    let others_from = open.first().copied().unwrap_or(u64::MAX);
+    let together = mine.range(..others_from).next_back().copied();
+    let alone = mine.range(others_from..).copied().collect();
+    (together, alone)
+}
+
 /// Consumes tocsin's input queues on one channel and hands out batches.
 ///
-/// Delivery tags still open are tracked so that [`BatchConsumer::ack_through`]
-/// can acknowledge a whole committed batch with one `multiple` ack, skipping
-/// tags already settled one by one (dead-lettered or requeued), which the
-/// broker would otherwise reject as unknown.
+/// Delivery tags still open are tracked so that [`BatchConsumer::ack_batch`]
+/// can acknowledge a whole committed batch with as few acks as its tags
+/// allow, never one that covers another batch's, and skipping tags already
+/// settled one by one (dead-lettered or requeued), which the broker would
+/// otherwise reject as unknown.
 pub struct BatchConsumer {
     id: u64,
     channel: Channel,
@@ -191,8 +242,43 @@ impl BatchConsumer {
         Some(highest)
     }
 
+    /// Acknowledge exactly the deliveries of one batch
+    /// ([`Receipt::of`]), once its effects are committed.
+    ///
+    /// Tags are numbered per channel in the order the broker sends them,
+    /// but with several input queues a batch takes from each queue's
+    /// buffer in turn, so its tags interleave with the next batch's (the
+    /// next batch may hold a lower tag than this one's highest). One
+    /// `multiple` ack covers this batch's tags below the lowest open tag of
+    /// any other batch; the rest are acknowledged one by one. From one
+    /// queue, that is always a single ack.
+    pub async fn ack_batch(&mut self, receipt: &Receipt) -> Result<(), AmqpError> {
+        if receipt.consumer_id != self.id {
+            return Err(AmqpError::StaleDelivery {
+                delivery_tag: receipt.tags.first().copied().unwrap_or_default(),
+            });
+        }
+        let (together, alone) = plan_acks(&mut self.open, &receipt.tags);
+        if let Some(tag) = together {
+            self.channel
+                .basic_ack(tag, BasicAckOptions { multiple: true })
+                .await
+                .map_err(|e| AmqpError::from_lapin("basic.ack", &e))?;
+        }
+        for tag in alone {
+            self.channel
+                .basic_ack(tag, BasicAckOptions { multiple: false })
+                .await
+                .map_err(|e| AmqpError::from_lapin("basic.ack", &e))?;
+        }
+        Ok(())
+    }
+
     /// Acknowledge every open delivery up to and including `last` with one
-    /// `multiple` ack. Call it only once the batch's effects are committed.
+    /// `multiple` ack. Call it only once the batch's effects are committed,
+    /// and only when consuming one queue: with several, a later batch's
+    /// deliveries can lie below `last` and would be acknowledged uncommitted
+    /// ([`BatchConsumer::ack_batch`] is exact).
     pub async fn ack_through(&mut self, last: &Delivery) -> Result<(), AmqpError> {
         self.check_owner(last)?;
         let Some(tag) = self.take_through(last.delivery_tag()) else {
@@ -383,5 +469,43 @@ impl BatchConsumer {
                 .map_err(|e| AmqpError::from_lapin("basic.cancel", &e))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod ack_plan_tests {
+    use super::plan_acks;
+    use std::collections::BTreeSet;
+
+    fn open(tags: &[u64]) -> BTreeSet<u64> {
+        tags.iter().copied().collect()
+    }
+
+    #[test]
+    fn one_queue_in_order_is_one_multiple_ack() {
+        let mut o = open(&[1, 2, 3, 4, 5]);
+        assert_eq!(plan_acks(&mut o, &[1, 2, 3]), (Some(3), vec![]));
+        assert_eq!(o, open(&[4, 5]));
+    }
+
+    #[test]
+    fn interleaved_batches_never_cover_each_other() {
+        // Queue A sent 1 to 3, queue B 4; the first batch took A1 and B4,
+        // the next A2 and A3.
+        let mut o = open(&[1, 2, 3, 4]);
+        assert_eq!(plan_acks(&mut o, &[1, 4]), (Some(1), vec![4]));
+        assert_eq!(o, open(&[2, 3]), "the next batch's stay open");
+        assert_eq!(plan_acks(&mut o, &[2, 3]), (Some(3), vec![]));
+        assert!(o.is_empty());
+    }
+
+    #[test]
+    fn tags_settled_one_by_one_are_skipped() {
+        // 2 was dead-lettered and acknowledged on its own.
+        let mut o = open(&[1, 3, 6, 7]);
+        assert_eq!(plan_acks(&mut o, &[1, 2, 3, 7]), (Some(3), vec![7]));
+        assert_eq!(o, open(&[6]));
+        assert_eq!(plan_acks(&mut o, &[9]), (None, vec![]));
+        assert_eq!(o, open(&[6]));
     }
 }

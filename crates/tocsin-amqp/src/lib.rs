@@ -10,7 +10,8 @@
 //!   state ([`LinkState`]) for readiness and the `tocsin_amqp_connected`
 //!   gauge. A [`Session`] is one live connection.
 //! * [`BatchConsumer`]: batches of [`Delivery`] bounded by size and time;
-//!   acknowledge after commit ([`BatchConsumer::ack_through`]), requeue after
+//!   acknowledge exactly a committed batch ([`Receipt`],
+//!   [`BatchConsumer::ack_batch`]), requeue after
 //!   a passing failure, or [`BatchConsumer::dead_letter`] a message that can
 //!   never be processed.
 //! * [`Publisher`]: [`Publisher::publish_confirmed`] for the outbox.
@@ -22,7 +23,7 @@
 //!
 //! ```no_run
 //! # async fn run(config: tocsin_amqp::AmqpConfig) -> Result<(), tocsin_amqp::AmqpError> {
-//! use tocsin_amqp::Supervisor;
+//! use tocsin_amqp::{Receipt, Supervisor};
 //! let supervisor = Supervisor::new(config)?;
 //! loop {
 //!     let session = supervisor.connect().await; // retries until the broker is there
@@ -30,8 +31,8 @@
 //!     let (max, wait) = (supervisor.config().batch_size, supervisor.config().flush_interval());
 //!     while let Ok(batch) = consumer.next_batch(max, wait).await {
 //!         // ... process and commit the batch, then:
-//!         if let Some(last) = batch.last() {
-//!             if consumer.ack_through(last).await.is_err() { break; }
+//!         if let Some(receipt) = Receipt::of(&batch) {
+//!             if consumer.ack_batch(&receipt).await.is_err() { break; }
 //!         }
 //!     }
 //!     // link lost: uncommitted deliveries come back after reconnecting
@@ -56,7 +57,7 @@ pub mod test_support;
 
 pub use backoff::{Backoff, BackoffConfig};
 pub use config::{AmqpConfig, BindingConfig, DEFAULT_URL, SecretUrl, redact_url};
-pub use consumer::BatchConsumer;
+pub use consumer::{BatchConsumer, Receipt};
 pub use dead_letter::{
     ERROR_HEADER, ERROR_LOCATION_HEADER, ORIGINAL_EXCHANGE_HEADER, ORIGINAL_EXPIRATION_HEADER,
     ORIGINAL_ROUTING_KEY_HEADER, ORIGINAL_USER_ID_HEADER,

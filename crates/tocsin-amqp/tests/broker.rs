@@ -514,3 +514,83 @@ async fn stop_drains_what_was_received_and_leaves_the_rest_queued() {
         30 - acked
     );
 }
+
+/// With two input queues a batch's tags interleave with the next batch's;
+/// acknowledging a committed batch must settle exactly its own deliveries,
+/// so that whatever the next batch holds comes back if it is never
+/// committed.
+#[tokio::test]
+async fn a_batch_acknowledgement_covers_only_its_own_deliveries_across_queues() {
+    let vhost = TestVhost::create("ack-two-queues");
+    let config = AmqpConfig {
+        extra_input_queues: vec!["tocsin.extra".into()],
+        ..vhost.config()
+    };
+    let (_s, session) = connect(config).await;
+    let publisher = session.publisher().await.unwrap();
+    // Each queue holds three before anything consumes, so the broker sends
+    // one queue's then the other's, and batches taken from each in turn
+    // hold tags from both ends.
+    publish(&publisher, &inputs("tocsin.inbound", 0..3)).await;
+    publish(&publisher, &inputs("tocsin.extra", 3..6)).await;
+    let mut consumer = session.consumer().await.unwrap();
+    for queue in ["tocsin.inbound", "tocsin.extra"] {
+        tokio::time::timeout(WAIT, async {
+            while depth(session.connection(), queue).await > 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("every input delivered to the consumer");
+    }
+    let batches = take(&mut consumer, 6, 2).await;
+    let first = &batches[0];
+    let ids = |b: &[tocsin_amqp::Delivery]| -> BTreeSet<String> {
+        b.iter()
+            .map(|d| d.message_id().unwrap().to_owned())
+            .collect()
+    };
+    // Only the first batch is committed and acknowledged.
+    let receipt = tocsin_amqp::Receipt::of(first).unwrap();
+    assert_eq!(receipt.len(), first.len());
+    consumer.ack_batch(&receipt).await.unwrap();
+    assert_eq!(consumer.open_deliveries(), 6 - first.len());
+    // The consumer goes: everything else comes back to its queue.
+    let unacked: BTreeSet<String> = batches[1..].iter().flat_map(|b| ids(b)).collect();
+    consumer.close().await.unwrap();
+    // The queues take their returns back in their own time: wait for as
+    // many as were left unacknowledged (an acknowledgement that covered
+    // some of them would leave fewer, and the wait would run out).
+    let ready = || async {
+        depth(session.connection(), "tocsin.inbound").await
+            + depth(session.connection(), "tocsin.extra").await
+    };
+    let returned = tokio::time::timeout(WAIT, async {
+        loop {
+            let n = ready().await as usize;
+            if n >= unacked.len() {
+                return n;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert_eq!(
+        returned,
+        Ok(unacked.len()),
+        "first batch {:?}: {} of {} back",
+        ids(first),
+        ready().await,
+        unacked.len()
+    );
+    let mut back = BTreeSet::new();
+    for queue in ["tocsin.inbound", "tocsin.extra"] {
+        let n = depth(session.connection(), queue).await;
+        let mut reader = raw_consumer(session.connection(), queue).await;
+        for _ in 0..n {
+            let d = next_raw(&mut reader).await;
+            back.insert(d.properties.message_id().as_ref().unwrap().to_string());
+        }
+    }
+    assert_eq!(back, unacked, "first batch {:?}", ids(first));
+}

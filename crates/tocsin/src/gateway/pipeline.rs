@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use sha2::{Digest, Sha256};
-use tocsin_amqp::{BatchConsumer, Delivery, InputFormat, Session, format_hint};
+use tocsin_amqp::{BatchConsumer, Delivery, InputFormat, Receipt, Session, format_hint};
 use tocsin_ingest::{ContentHint, IngestConfig, detect, ingest};
 use tocsin_store::{Batch, InputOutcome, InputRecord, OutboxMessage};
 use tocsin_tracker::{Effect, Tracker};
@@ -76,8 +76,9 @@ struct InFlight {
     /// The commit; it returns the time from receiving the batch's first
     /// input to the commit.
     commit: tokio::task::JoinHandle<Duration>,
-    /// The batch's last delivery: acknowledging through it settles the batch.
-    last: Option<Delivery>,
+    /// The batch's deliveries, acknowledged exactly once it is committed
+    /// (none after a failed dead-letter copy).
+    receipt: Option<Receipt>,
     inputs: usize,
     has_outbox: bool,
 }
@@ -338,11 +339,10 @@ impl Pipeline {
         }
         .emit(&self.metrics);
         let inputs = deliveries.len();
-        let mut deliveries = deliveries;
         // After a failed dead-letter copy nothing is acknowledged: the
         // inputs not yet copied are redelivered and dead-lettered then.
-        let last = if copy_failed.is_none() {
-            deliveries.pop()
+        let receipt = if copy_failed.is_none() {
+            Receipt::of(&deliveries)
         } else {
             None
         };
@@ -359,7 +359,7 @@ impl Pipeline {
                 .emit(&metrics);
                 received.elapsed()
             }),
-            last,
+            receipt,
             inputs,
             has_outbox,
         });
@@ -391,9 +391,9 @@ impl Pipeline {
             receive_to_commit,
         }
         .emit(&self.metrics);
-        if let Some(last) = &f.last {
+        if let Some(receipt) = &f.receipt {
             consumer
-                .ack_through(last)
+                .ack_batch(receipt)
                 .await
                 .map_err(|e| e.to_string())?;
         }
