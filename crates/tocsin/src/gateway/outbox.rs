@@ -17,7 +17,8 @@ use std::sync::Arc;
 const OUTBOX_ROUND: usize = 1000;
 
 /// First and longest wait before publishing again what the broker refused
-/// (nacked or returned): consuming goes on meanwhile.
+/// (nacked or returned), or trying again a store that failed: consuming
+/// goes on meanwhile.
 const OUTBOX_RETRY_MIN: Duration = Duration::from_millis(200);
 const OUTBOX_RETRY_MAX: Duration = Duration::from_secs(30);
 
@@ -30,8 +31,9 @@ pub(super) const STOP_WAIT: Duration = Duration::from_secs(5);
 pub struct Relay {
     store: StoreHandle,
     metrics: Arc<Metrics>,
-    /// After the broker refused outbox messages: not before this instant,
-    /// and the wait after the next refusal.
+    /// After the broker refused outbox messages, or the store failed: not
+    /// before this instant (then by itself, without waiting for a wake),
+    /// and the wait after the next failure.
     hold: Option<Instant>,
     delay: Duration,
     /// Outbox rows the broker confirmed whose marking failed (the store
@@ -184,13 +186,19 @@ impl Relay {
             let pending = match self.store.call(|s| s.outbox_pending(OUTBOX_ROUND)).await {
                 Ok(p) => p,
                 Err(error) => {
-                    // The next wake retries; inputs are not held back by it.
+                    // Tried again after a wait, not only at the next wake:
+                    // in a quiet hour the alerts just committed would
+                    // otherwise wait for the next input. Inputs are not
+                    // held back by it.
                     self.store_failed("outbox read", &error);
+                    self.back_off();
                     return Ok(());
                 }
             };
             if pending.is_empty() {
                 self.metrics.outbox_pending.set(0);
+                self.hold = None;
+                self.delay = OUTBOX_RETRY_MIN;
                 return Ok(());
             }
             let seqs: Vec<i64> = pending.iter().map(|p| p.seq).collect();
@@ -225,8 +233,7 @@ impl Relay {
             }
             if let Some(error) = &refused {
                 OutboxPublishFailed { error }.emit(&self.metrics);
-                self.hold = Some(Instant::now() + self.delay);
-                self.delay = (self.delay * 2).min(OUTBOX_RETRY_MAX);
+                self.back_off();
             } else {
                 self.hold = None;
                 self.delay = OUTBOX_RETRY_MIN;
@@ -259,6 +266,7 @@ impl Relay {
                     // The broker has them: mark them before publishing
                     // anything again, rather than publish them twice.
                     self.unmarked.extend(confirmed);
+                    self.back_off();
                     return Ok(());
                 }
             }
@@ -292,8 +300,113 @@ impl Relay {
             }
             Err(error) => {
                 self.store_failed("outbox mark", &error);
+                self.back_off();
                 false
             }
         }
+    }
+
+    /// Holds publishing for the current wait, then tries again by itself;
+    /// the next wait is twice as long, up to [`OUTBOX_RETRY_MAX`].
+    fn back_off(&mut self) {
+        self.hold = Some(Instant::now() + self.delay);
+        self.delay = (self.delay * 2).min(OUTBOX_RETRY_MAX);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::internal_events::MetricLabels;
+    use lapin::options::{BasicGetOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    use tocsin_amqp::Supervisor;
+    use tocsin_amqp::test_support::TestVhost;
+    use tocsin_store::{Batch, OutboxMessage};
+
+    const WAIT: Duration = Duration::from_secs(20);
+
+    /// Polls `check` until it holds, failing after [`WAIT`].
+    async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+        let deadline = Instant::now() + WAIT;
+        while !check().await {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A store that fails the relay's read in a quiet hour (no commit, so
+    /// no wake, follows) must be tried again by the relay itself: the
+    /// message committed before it reaches the broker once the store is
+    /// back, with nothing else happening.
+    #[tokio::test]
+    async fn a_failed_outbox_read_is_tried_again_without_a_wake() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tocsin.sqlite");
+        let mut store = tocsin_store::open(&format!("sqlite://{}", path.display())).unwrap();
+        let vhost = TestVhost::create("outbox-retry");
+        let session = Supervisor::new(vhost.config())
+            .unwrap()
+            .try_connect()
+            .await
+            .unwrap();
+        let channel = session.connection().create_channel().await.unwrap();
+        channel
+            .queue_declare(
+                "test.outbox".into(),
+                QueueDeclareOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        store
+            .commit(&Batch {
+                outbox: vec![OutboxMessage {
+                    id: "alert-1".into(),
+                    exchange: String::new(),
+                    routing_key: "test.outbox".into(),
+                    content_type: "application/json".into(),
+                    body: b"{}".to_vec(),
+                }],
+                ..Batch::default()
+            })
+            .unwrap();
+        // The store stops answering for the outbox: its table is away.
+        let side = rusqlite::Connection::open(&path).unwrap();
+        side.execute_batch("ALTER TABLE outbox RENAME TO outbox_away")
+            .unwrap();
+
+        let metrics = Arc::new(
+            crate::internal_events::Metrics::with_labels(MetricLabels::default()).unwrap(),
+        );
+        metrics.store_up.set(1);
+        let store = StoreHandle::new(store);
+        let handle =
+            Relay::new(store.clone(), metrics.clone()).spawn(session.publisher().await.unwrap());
+        until("the relay's read to fail", async || {
+            metrics.store_up.get() == 0
+        })
+        .await;
+        side.execute_batch("ALTER TABLE outbox_away RENAME TO outbox")
+            .unwrap();
+
+        until("the message to reach the broker", async || {
+            channel
+                .basic_get("test.outbox".into(), BasicGetOptions { no_ack: true })
+                .await
+                .unwrap()
+                .is_some_and(|m| {
+                    m.delivery
+                        .properties
+                        .message_id()
+                        .as_ref()
+                        .map(|id| id.as_str())
+                        == Some("alert-1")
+                })
+        })
+        .await;
+        assert!(!handle.has_stopped());
+        let (_, error) = handle.stop(&store, &metrics, Duration::from_secs(5)).await;
+        assert_eq!(error, None);
     }
 }
