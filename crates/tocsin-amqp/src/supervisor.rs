@@ -21,6 +21,13 @@ const STILL_DOWN_WARN_EVERY: Duration = Duration::from_secs(60);
 /// to the connection's error events.
 const STATUS_POLL: Duration = Duration::from_millis(500);
 
+/// Longest wait for the broker to confirm a connection close. lapin's
+/// close can wait for ever on a connection the broker has already let go
+/// (seen once, in a benchmark's teardown, with the broker listing no
+/// connection); the connection is dropped after it, which closes the
+/// socket, and unacknowledged deliveries return to their queues all the same.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
 /// Whether tocsin has a usable link to the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkState {
@@ -286,16 +293,20 @@ impl Session {
         if self.current.load(Ordering::SeqCst) == self.generation {
             self.state.send_replace(LinkState::Down);
         }
-        match self
-            .connection
-            .close(200, "tocsin shutting down".into())
-            .await
-        {
-            Ok(()) => Ok(()),
+        let closing = self.connection.close(200, "tocsin shutting down".into());
+        match tokio::time::timeout(CLOSE_WAIT, closing).await {
+            Ok(Ok(())) => Ok(()),
             // lapin reports channels dropped just before as errors, though
             // the connection closes all the same.
-            Err(_) if !self.connection.status().connected() => Ok(()),
-            Err(e) => Err(AmqpError::from_lapin("connection.close", &e)),
+            Ok(Err(_)) if !self.connection.status().connected() => Ok(()),
+            Ok(Err(e)) => Err(AmqpError::from_lapin("connection.close", &e)),
+            Err(_) => {
+                tracing::debug!(
+                    waited_secs = CLOSE_WAIT.as_secs(),
+                    "the broker did not confirm the connection close; dropping it"
+                );
+                Ok(())
+            }
         }
     }
 }
