@@ -1,7 +1,9 @@
 //! `tocsin dead-letters list|redrive` against the real broker and the real
 //! gateway: listing leaves the queue as it was; a redrive by reason moves
 //! only those messages, as they first came, and the gateway then processes
-//! them; what is left stays until it too is moved.
+//! them; what is left stays until it too is moved. Also how a redelivered
+//! input is judged by its own record: a redriven one, and a new message
+//! under a reused id.
 
 mod common;
 
@@ -219,7 +221,7 @@ async fn dead_letters_are_listed_in_place_and_redriven_by_reason() {
     assert_eq!(
         world
             .store
-            .strings("SELECT outcome FROM inputs WHERE id = 'amqp:parked-a03'")
+            .strings("SELECT outcome FROM inputs WHERE id LIKE 'amqp:parked-a03#%'")
             .await,
         vec!["ok".to_string()]
     );
@@ -272,6 +274,28 @@ async fn dead_letters_are_listed_in_place_and_redriven_by_reason() {
     }
 }
 
+/// Takes the waiting input off the input queue as a consumer that goes
+/// before acknowledging it (a gateway killed before its commit), so that
+/// the broker delivers it again, marked redelivered.
+async fn delivered_once_unacknowledged(world: &World) {
+    let channel = world
+        .session
+        .connection()
+        .create_channel()
+        .await
+        .expect("channel");
+    let first = channel
+        .basic_get(
+            "tocsin.inbound".into(),
+            lapin::options::BasicGetOptions { no_ack: false },
+        )
+        .await
+        .expect("basic.get")
+        .expect("an input is waiting");
+    assert!(!first.delivery.redelivered);
+    channel.close(200, "gone".into()).await.expect("close");
+}
+
 /// `tocsin_events_total{type="encounter_ended"}` of a running gateway.
 fn discharges_seen(gateway: &Gateway) -> Option<String> {
     let (_, m) = gateway.fetch("/metrics")?;
@@ -288,12 +312,13 @@ async fn a_redriven_input_delivered_again_before_its_commit_is_processed() {
     let world = World::sqlite("redrive-redelivered", Tuning::default()).await;
     let mut gateway = world.start(&[]);
     gateway.wait_ready().await;
-    // First rejected: recorded under its id as rejected, dead-lettered.
+    // First rejected, sent by a misconfigured engine as FHIR JSON:
+    // recorded under its id as rejected, dead-lettered.
     world
         .publish(&[input(
             "mended-a03",
-            Some(HL7),
-            fixture("hl7/reject_a03_no_pv1.hl7"),
+            Some(FHIR),
+            fixture("hl7/adt_a03_discharge.hl7"),
         )])
         .await;
     depth_reaches(&world, "tocsin.dead", 1).await;
@@ -304,12 +329,13 @@ async fn a_redriven_input_delivered_again_before_its_commit_is_processed() {
     assert_eq!(
         world
             .store
-            .strings("SELECT outcome FROM inputs WHERE id = 'amqp:mended-a03'")
+            .strings("SELECT outcome FROM inputs WHERE id LIKE 'amqp:mended-a03#%'")
             .await,
         ["rejected"]
     );
 
-    // It comes back mended under the same id, as a redrive moves it, and is
+    // It comes back mended (the same body and id, announced as HL7 now),
+    // so under the same record, and is
     // delivered once to a consumer that goes before acknowledging it, as a
     // gateway killed before its commit would: the broker delivers it again,
     // marked redelivered.
@@ -320,36 +346,11 @@ async fn a_redriven_input_delivered_again_before_its_commit_is_processed() {
             fixture("hl7/adt_a03_discharge.hl7"),
         )])
         .await;
-    let channel = world
-        .session
-        .connection()
-        .create_channel()
-        .await
-        .expect("channel");
-    let first = channel
-        .basic_get(
-            "tocsin.inbound".into(),
-            lapin::options::BasicGetOptions { no_ack: false },
-        )
-        .await
-        .expect("basic.get")
-        .expect("the mended input is waiting");
-    assert!(!first.delivery.redelivered);
-    channel.close(200, "gone".into()).await.expect("close");
+    delivered_once_unacknowledged(&world).await;
 
     let mut gateway = world.start(&[]);
     gateway.wait_ready().await;
-    poll(
-        "the mended discharge tracked",
-        Duration::from_secs(30),
-        || async {
-            match discharges_seen(&gateway) {
-                Some(l) if l.ends_with(" 1") => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        },
-    )
-    .await;
+    discharges_reach(&gateway, 1).await;
     world.wait_empty("tocsin.inbound").await;
     // Its record now says what became of it.
     poll(
@@ -358,7 +359,7 @@ async fn a_redriven_input_delivered_again_before_its_commit_is_processed() {
         || async {
             match world
                 .store
-                .strings("SELECT outcome FROM inputs WHERE id = 'amqp:mended-a03'")
+                .strings("SELECT outcome FROM inputs WHERE id LIKE 'amqp:mended-a03#%'")
                 .await
                 .as_slice()
             {
@@ -372,6 +373,69 @@ async fn a_redriven_input_delivered_again_before_its_commit_is_processed() {
         world.depth("tocsin.dead").await,
         1,
         "not dead-lettered again"
+    );
+    gateway.sigterm();
+    let status = gateway.wait_exit(Duration::from_secs(15)).await;
+    assert!(status.success(), "exit status {status}\n{}", gateway.log());
+}
+
+/// Waits until a running gateway has seen `n` discharges.
+async fn discharges_reach(gateway: &Gateway, n: u32) {
+    poll(
+        &format!("{n} discharge(s) tracked"),
+        Duration::from_secs(30),
+        || async {
+            match discharges_seen(gateway) {
+                Some(l) if l.ends_with(&format!(" {n}")) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await
+}
+
+/// An engine that reuses a message id for a new message (a counter that
+/// restarted): the new message, delivered again before its commit, is
+/// processed, not taken for the earlier message recorded under that id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_message_under_a_reused_id_delivered_again_is_processed() {
+    let world = World::sqlite("reused-id", Tuning::default()).await;
+    let mut gateway = world.start(&[]);
+    gateway.wait_ready().await;
+    world
+        .publish(&[input(
+            "reused-1",
+            Some(HL7),
+            fixture("hl7/adt_a03_discharge.hl7"),
+        )])
+        .await;
+    world.committed_at_least(&mut gateway, 1).await;
+    discharges_reach(&gateway, 1).await;
+    gateway.sigterm();
+    let status = gateway.wait_exit(Duration::from_secs(15)).await;
+    assert!(status.success(), "exit status {status}\n{}", gateway.log());
+
+    // Another discharge under the same id, delivered once to a consumer
+    // that goes before acknowledging it.
+    world
+        .publish(&[input(
+            "reused-1",
+            Some(HL7),
+            fixture("cross-format/adt-a03-V123456.hl7"),
+        )])
+        .await;
+    delivered_once_unacknowledged(&world).await;
+    let mut gateway = world.start(&[]);
+    gateway.wait_ready().await;
+    // The restarted gateway applied it: with the old lookup it saw none.
+    discharges_reach(&gateway, 1).await;
+    world.wait_empty("tocsin.inbound").await;
+    assert_eq!(
+        world
+            .store
+            .count("inputs WHERE outcome = 'ok' AND id LIKE 'amqp:reused-1#%'")
+            .await,
+        2
     );
     gateway.sigterm();
     let status = gateway.wait_exit(Duration::from_secs(15)).await;

@@ -627,15 +627,20 @@ fn push_outbox(batch: &mut Batch, message: Result<OutboxMessage, tocsin_store::S
     }
 }
 
-/// The input's identity for the `inputs` audit table: its AMQP message id,
-/// else a hash of its body.
+/// The input's identity for the `inputs` audit table: its AMQP message id
+/// with a digest of its body, else a digest of its body alone.
+///
+/// The body is part of it because integration engines can reuse message
+/// ids (a counter that restarts): a new message under an old id, delivered
+/// again after a crash before its commit, would otherwise be found under
+/// the earlier message's record and acknowledged unapplied. A broker
+/// redelivery always carries the same body, so it still finds its own
+/// record; so does a redrive, which moves the body unchanged.
 fn input_id(delivery: &Delivery) -> String {
+    let digest = Sha256::digest(delivery.body());
     match delivery.message_id() {
-        Some(id) if !id.is_empty() => format!("amqp:{id}"),
-        _ => {
-            let digest = Sha256::digest(delivery.body());
-            format!("sha256:{}", hex::encode(&digest[..16]))
-        }
+        Some(id) if !id.is_empty() => format!("amqp:{id}#{}", hex::encode(&digest[..8])),
+        _ => format!("sha256:{}", hex::encode(&digest[..16])),
     }
 }
 

@@ -84,13 +84,25 @@ pub async fn account(
         .iter()
         .map(|m| format!("amqp:{}", m.message_id))
         .collect();
-    let stored: BTreeSet<String> = world.store.input_ids().await.into_iter().collect();
+    // Stored as `amqp:<message id>#<body digest>`.
+    let message_of = |id: String| match id.split_once('#') {
+        Some((message, _)) => message.to_string(),
+        None => id,
+    };
+    let stored: BTreeSet<String> = world
+        .store
+        .input_ids()
+        .await
+        .into_iter()
+        .map(message_of)
+        .collect();
     assert_eq!(stored, published, "every input settled in the store");
     let rejected: BTreeSet<String> = world
         .store
         .strings("SELECT id FROM inputs WHERE outcome = 'rejected'")
         .await
         .into_iter()
+        .map(message_of)
         .collect();
     let junk: BTreeSet<String> = traffic.junk.iter().map(|j| format!("amqp:{j}")).collect();
     assert_eq!(rejected, junk, "exactly the junk was rejected");
