@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use common::accounting::stop;
 use common::{FHIR, Gateway, HL7, Tuning, World, fixture, input, poll};
 use tocsin_amqp::{AMQPValue, FieldTable, LongString, OutgoingMessage};
 
@@ -133,9 +134,7 @@ async fn dead_letters_are_listed_in_place_and_redriven_by_reason() {
     counted(&gateway, 4).await;
     let told = gateway.log_messages("inputs wait in the dead-letter queue");
     assert!(!told.is_empty(), "{}", gateway.log());
-    gateway.sigterm();
-    let status = gateway.wait_exit(Duration::from_secs(15)).await;
-    assert!(status.success(), "exit status {status}\n{}", gateway.log());
+    stop(gateway).await;
 
     // Listed, with reasons and no bodies, and left in place.
     let out = dead_letters(&world, &["list", "--json"]);
@@ -227,9 +226,7 @@ async fn dead_letters_are_listed_in_place_and_redriven_by_reason() {
     );
     assert_eq!(world.store.count("expectations").await, 1);
     assert_eq!(world.depth("tocsin.dead").await, 3);
-    gateway.sigterm();
-    let status = gateway.wait_exit(Duration::from_secs(15)).await;
-    assert!(status.success(), "exit status {status}\n{}", gateway.log());
+    stop(gateway).await;
 
     // The rest, two and then whatever remains: back as they first came.
     let out = dead_letters(&world, &["redrive", "--limit", "2"]);
@@ -274,10 +271,13 @@ async fn dead_letters_are_listed_in_place_and_redriven_by_reason() {
     }
 }
 
-/// Takes the waiting input off the input queue as a consumer that goes
-/// before acknowledging it (a gateway killed before its commit), so that
-/// the broker delivers it again, marked redelivered.
-async fn delivered_once_unacknowledged(world: &World) {
+/// Publishes one HL7 discharge under `message_id`, has it delivered once
+/// to a consumer that goes before acknowledging it (as a gateway killed
+/// before its commit), so that the broker delivers it again, marked
+/// redelivered, to a gateway started after; returns that gateway once it
+/// has tracked the discharge and the input queue is empty.
+async fn redelivered_to_a_new_gateway(world: &World, message_id: &str, body: Vec<u8>) -> Gateway {
+    world.publish(&[input(message_id, Some(HL7), body)]).await;
     let channel = world
         .session
         .connection()
@@ -294,6 +294,11 @@ async fn delivered_once_unacknowledged(world: &World) {
         .expect("an input is waiting");
     assert!(!first.delivery.redelivered);
     channel.close(200, "gone".into()).await.expect("close");
+    let mut gateway = world.start(&[]);
+    gateway.wait_ready().await;
+    discharges_reach(&gateway, 1).await;
+    world.wait_empty("tocsin.inbound").await;
+    gateway
 }
 
 /// `tocsin_events_total{type="encounter_ended"}` of a running gateway.
@@ -323,9 +328,7 @@ async fn a_redriven_input_delivered_again_before_its_commit_is_processed() {
         .await;
     depth_reaches(&world, "tocsin.dead", 1).await;
     world.committed_at_least(&mut gateway, 1).await;
-    gateway.sigterm();
-    let status = gateway.wait_exit(Duration::from_secs(15)).await;
-    assert!(status.success(), "exit status {status}\n{}", gateway.log());
+    stop(gateway).await;
     assert_eq!(
         world
             .store
@@ -334,24 +337,12 @@ async fn a_redriven_input_delivered_again_before_its_commit_is_processed() {
         ["rejected"]
     );
 
-    // It comes back mended (the same body and id, announced as HL7 now),
-    // so under the same record, and is
-    // delivered once to a consumer that goes before acknowledging it, as a
-    // gateway killed before its commit would: the broker delivers it again,
-    // marked redelivered.
-    world
-        .publish(&[input(
-            "mended-a03",
-            Some(HL7),
-            fixture("hl7/adt_a03_discharge.hl7"),
-        )])
-        .await;
-    delivered_once_unacknowledged(&world).await;
-
-    let mut gateway = world.start(&[]);
-    gateway.wait_ready().await;
-    discharges_reach(&gateway, 1).await;
-    world.wait_empty("tocsin.inbound").await;
+    // It comes back mended (the same body and id, announced as HL7 now, so
+    // under the same record), and is delivered again after a consumer that
+    // went before acknowledging it: the restarted gateway tracks it.
+    let gateway =
+        redelivered_to_a_new_gateway(&world, "mended-a03", fixture("hl7/adt_a03_discharge.hl7"))
+            .await;
     // Its record now says what became of it.
     poll(
         "the input recorded as applied",
@@ -374,9 +365,7 @@ async fn a_redriven_input_delivered_again_before_its_commit_is_processed() {
         1,
         "not dead-lettered again"
     );
-    gateway.sigterm();
-    let status = gateway.wait_exit(Duration::from_secs(15)).await;
-    assert!(status.success(), "exit status {status}\n{}", gateway.log());
+    stop(gateway).await;
 }
 
 /// Waits until a running gateway has seen `n` discharges.
@@ -411,25 +400,17 @@ async fn a_new_message_under_a_reused_id_delivered_again_is_processed() {
         .await;
     world.committed_at_least(&mut gateway, 1).await;
     discharges_reach(&gateway, 1).await;
-    gateway.sigterm();
-    let status = gateway.wait_exit(Duration::from_secs(15)).await;
-    assert!(status.success(), "exit status {status}\n{}", gateway.log());
+    stop(gateway).await;
 
     // Another discharge under the same id, delivered once to a consumer
     // that goes before acknowledging it.
-    world
-        .publish(&[input(
-            "reused-1",
-            Some(HL7),
-            fixture("cross-format/adt-a03-V123456.hl7"),
-        )])
-        .await;
-    delivered_once_unacknowledged(&world).await;
-    let mut gateway = world.start(&[]);
-    gateway.wait_ready().await;
-    // The restarted gateway applied it: with the old lookup it saw none.
-    discharges_reach(&gateway, 1).await;
-    world.wait_empty("tocsin.inbound").await;
+    // The restarted gateway applies it: with the old lookup it saw none.
+    let gateway = redelivered_to_a_new_gateway(
+        &world,
+        "reused-1",
+        fixture("cross-format/adt-a03-V123456.hl7"),
+    )
+    .await;
     assert_eq!(
         world
             .store
@@ -437,7 +418,5 @@ async fn a_new_message_under_a_reused_id_delivered_again_is_processed() {
             .await,
         2
     );
-    gateway.sigterm();
-    let status = gateway.wait_exit(Duration::from_secs(15)).await;
-    assert!(status.success(), "exit status {status}\n{}", gateway.log());
+    stop(gateway).await;
 }
