@@ -679,19 +679,14 @@ impl Store for SqliteStore {
         for (column, value) in q.equalities() {
             filter(&mut filters, column, Value::Text(value.into()));
         }
-        if let Some(n) = &q.nhs_number {
-            filter(
-                &mut filters,
-                "json_extract(body, '$.patient.nhs_number')",
-                Value::Text(n.clone()),
-            );
-        }
-        if let Some(v) = &q.encounter_id {
-            filter(
-                &mut filters,
-                "json_extract(body, '$.encounter.id')",
-                Value::Text(v.clone()),
-            );
+        for (value, path) in [
+            (&q.nhs_number, "$.patient.nhs_number"),
+            (&q.encounter_id, "$.encounter.id"),
+        ] {
+            if let Some(v) = value {
+                let column = format!("json_extract(body, '{path}')");
+                filter(&mut filters, &column, Value::Text(v.clone()));
+            }
         }
         for (bound, op) in [(q.ended_from, ">="), (q.ended_to, "<")] {
             if let Some(t) = bound {
