@@ -2,7 +2,7 @@
 //!
 //! One Alertmanager alert stands for a group of expectations sharing its
 //! labels (`alertname`, `document_kind`, `encounter_kind`, `site`,
-//! `severity`): `TocsinDocumentOverdue` fires while any expectation of the
+//! `severity`, and `specialty` when configured): `TocsinDocumentOverdue` fires while any expectation of the
 //! group is overdue, `TocsinDeliveryFailed` while any transmission of the
 //! group failed within the configured window. No label or annotation holds
 //! a patient, encounter, document or expectation identifier; the
@@ -35,12 +35,12 @@ use crate::events::{
 pub const OVERDUE_ALERTNAME: &str = "TocsinDocumentOverdue";
 /// `alertname` of a group of failed transmissions.
 pub const DELIVERY_FAILED_ALERTNAME: &str = "TocsinDeliveryFailed";
-/// `site` label value when the messages named none.
+/// `site` (and `specialty`) label value when the messages named none.
 pub const UNKNOWN_SITE: &str = "unknown";
 
 /// The API query that lists one group's cases: `first`, then the group's
-/// document kind, encounter kind and (when known) site, so that a link in
-/// an alert leads to that group's cases and no others.
+/// document kind, encounter kind and (when known) site and specialty, so
+/// that a link in an alert leads to that group's cases and no others.
 fn group_query<'a>(first: (&'a str, &'a str), g: &'a AlertGroup) -> Vec<(&'a str, &'a str)> {
     let mut query = vec![
         first,
@@ -50,6 +50,9 @@ fn group_query<'a>(first: (&'a str, &'a str), g: &'a AlertGroup) -> Vec<(&'a str
     if let Some(s) = &g.site {
         query.push(("site", s.as_str()));
     }
+    if let Some(s) = &g.specialty {
+        query.push(("specialty", s.as_str()));
+    }
     query
 }
 
@@ -58,7 +61,7 @@ fn group_query<'a>(first: (&'a str, &'a str), g: &'a AlertGroup) -> Vec<(&'a str
 #[serde(rename_all = "camelCase")]
 pub struct PostableAlert {
     /// Identity of the alert: alertname, document_kind, encounter_kind,
-    /// site, severity.
+    /// site, severity (and specialty, when configured).
     pub labels: BTreeMap<String, String>,
     /// `summary`, `description`, `alerts_url`, `expectations_url`.
     pub annotations: BTreeMap<String, String>,
@@ -78,7 +81,7 @@ struct Posted {
     alert: PostableAlert,
 }
 
-type Key = (&'static str, String, String, String);
+type Key = (&'static str, String, String, String, Option<String>);
 
 /// The Alertmanager worker.
 pub(crate) struct AlertmanagerWorker<S> {
@@ -125,12 +128,13 @@ impl<S: StoreAccess> AlertmanagerWorker<S> {
         last_resend: &mut Option<DateTime<Utc>>,
     ) -> Result<(), ()> {
         let since = now - chrono_duration(self.config.delivery_failed_for);
+        let grouping = self.config.grouping;
         let groups = self
             .store
             .call(move |s| {
                 Ok((
-                    s.overdue_groups()?,
-                    s.alert_groups(AlertKind::DeliveryFailed, since)?,
+                    s.overdue_groups(grouping)?,
+                    s.alert_groups(AlertKind::DeliveryFailed, since, grouping)?,
                 ))
             })
             .await;
@@ -232,7 +236,7 @@ impl<S: StoreAccess> AlertmanagerWorker<S> {
     }
 
     fn overdue_alert(&self, g: &AlertGroup, ends: DateTime<Utc>) -> PostableAlert {
-        let site = g.site.as_deref().unwrap_or(UNKNOWN_SITE);
+        let place = self.place(g);
         let alerts_url = self.api_url("api/v1/alerts", &group_query(("kind", "overdue"), g));
         let expectations_url = self.api_url(
             "api/v1/expectations",
@@ -242,8 +246,8 @@ impl<S: StoreAccess> AlertmanagerWorker<S> {
             (
                 "summary".to_string(),
                 format!(
-                    "{} {} document(s) overdue after {} encounters at site {}",
-                    g.count, g.document_kind, g.encounter_kind, site
+                    "{} {} document(s) overdue after {} encounters at {place}",
+                    g.count, g.document_kind, g.encounter_kind
                 ),
             ),
             (
@@ -267,7 +271,7 @@ impl<S: StoreAccess> AlertmanagerWorker<S> {
     }
 
     fn failed_alert(&self, g: &AlertGroup, ends: DateTime<Utc>) -> PostableAlert {
-        let site = g.site.as_deref().unwrap_or(UNKNOWN_SITE);
+        let place = self.place(g);
         let since = rfc3339(g.first);
         let mut query = group_query(("kind", "delivery_failed"), g);
         query.push(("since", since.as_str()));
@@ -276,8 +280,8 @@ impl<S: StoreAccess> AlertmanagerWorker<S> {
             (
                 "summary".to_string(),
                 format!(
-                    "{} {} transmission(s) to GPs failed after {} encounters at site {}",
-                    g.count, g.document_kind, g.encounter_kind, site
+                    "{} {} transmission(s) to GPs failed after {} encounters at {place}",
+                    g.count, g.document_kind, g.encounter_kind
                 ),
             ),
             (
@@ -304,8 +308,20 @@ impl<S: StoreAccess> AlertmanagerWorker<S> {
         }
     }
 
+    /// Where a group's encounters were, for a summary: `site RXX01`, and
+    /// `, specialty 130` when the groups are split by it.
+    fn place(&self, g: &AlertGroup) -> String {
+        let site = g.site.as_deref().unwrap_or(UNKNOWN_SITE);
+        if self.config.grouping.by_specialty {
+            let specialty = g.specialty.as_deref().unwrap_or(UNKNOWN_SITE);
+            format!("site {site}, specialty {specialty}")
+        } else {
+            format!("site {site}")
+        }
+    }
+
     fn labels(&self, alertname: &str, g: &AlertGroup, severity: &str) -> BTreeMap<String, String> {
-        BTreeMap::from([
+        let mut labels = BTreeMap::from([
             ("alertname".to_string(), alertname.to_string()),
             ("document_kind".to_string(), g.document_kind.clone()),
             ("encounter_kind".to_string(), g.encounter_kind.clone()),
@@ -314,7 +330,16 @@ impl<S: StoreAccess> AlertmanagerWorker<S> {
                 g.site.clone().unwrap_or_else(|| UNKNOWN_SITE.to_string()),
             ),
             ("severity".to_string(), severity.to_string()),
-        ])
+        ]);
+        if self.config.grouping.by_specialty {
+            labels.insert(
+                "specialty".to_string(),
+                g.specialty
+                    .clone()
+                    .unwrap_or_else(|| UNKNOWN_SITE.to_string()),
+            );
+        }
+        labels
     }
 
     fn api_url(&self, path: &str, query: &[(&str, &str)]) -> String {
@@ -335,6 +360,7 @@ fn key(alertname: &'static str, g: &AlertGroup) -> Key {
         g.document_kind.clone(),
         g.encounter_kind.clone(),
         g.site.clone().unwrap_or_default(),
+        g.specialty.clone(),
     )
 }
 

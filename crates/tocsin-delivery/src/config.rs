@@ -112,6 +112,13 @@ pub struct AlertmanagerSection {
     /// `severity` label of the delivery-failed alert.
     #[serde(default = "defaults::severity_failed")]
     pub severity_delivery_failed: String,
+    /// Split each alert by the encounter's specialty too (a `specialty`
+    /// label), so that Alertmanager routes can send a specialty's clinic
+    /// letters to the team that writes them. Off by default: turning it on
+    /// replaces every firing alert with its split, which resolves the old
+    /// ones and notifies the new.
+    #[serde(default)]
+    pub by_specialty: bool,
 }
 
 impl Default for AlertmanagerSection {
@@ -125,6 +132,7 @@ impl Default for AlertmanagerSection {
             delivery_failed_for_secs: defaults::failed_for(),
             severity_overdue: defaults::severity_overdue(),
             severity_delivery_failed: defaults::severity_failed(),
+            by_specialty: false,
         }
     }
 }
@@ -222,6 +230,8 @@ pub struct Alertmanager {
     pub severity_overdue: String,
     /// `severity` of the delivery-failed alert.
     pub severity_delivery_failed: String,
+    /// Groups split by specialty, with a `specialty` label.
+    pub grouping: tocsin_store::Grouping,
 }
 
 /// Every delivery channel beyond AMQP, resolved.
@@ -336,15 +346,28 @@ fn resolve_alertmanager(url: &str, s: &AlertmanagerSection) -> Result<Alertmanag
             return Err(at(key, "must not be empty".into()));
         }
     }
+    let resend_interval = dur("resend_interval_secs", s.resend_interval_secs)?;
+    let poll_interval = dur("poll_interval_secs", s.poll_interval_secs)?;
+    // Each post's endsAt is four resend intervals ahead; a poll slower than
+    // that would let firing alerts expire and fire again between rounds.
+    if poll_interval > resend_interval {
+        return Err(at(
+            "poll_interval_secs",
+            "must not be longer than resend_interval_secs".into(),
+        ));
+    }
     Ok(Alertmanager {
         alerts_url,
-        resend_interval: dur("resend_interval_secs", s.resend_interval_secs)?,
-        poll_interval: dur("poll_interval_secs", s.poll_interval_secs)?,
+        resend_interval,
+        poll_interval,
         timeout: dur("timeout_secs", s.timeout_secs)?,
         api_base,
         delivery_failed_for: dur("delivery_failed_for_secs", s.delivery_failed_for_secs)?,
         severity_overdue: s.severity_overdue.clone(),
         severity_delivery_failed: s.severity_delivery_failed.clone(),
+        grouping: tocsin_store::Grouping {
+            by_specialty: s.by_specialty,
+        },
     })
 }
 
@@ -407,4 +430,35 @@ fn secret(
         return Err("is empty".into());
     }
     Ok(Some(value.into_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alertmanager(poll: f64, resend: f64) -> AlertmanagerSection {
+        AlertmanagerSection {
+            url: Some("http://127.0.0.1:9093".into()),
+            poll_interval_secs: poll,
+            resend_interval_secs: resend,
+            ..Default::default()
+        }
+    }
+
+    /// A poll slower than the resend interval would let every firing alert
+    /// expire and fire again between two rounds: refused at load.
+    #[test]
+    fn an_alertmanager_poll_slower_than_its_resend_is_refused() {
+        let e = DeliveryConfig::resolve(&[], &alertmanager(300.0, 60.0), Path::new("."))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "[alertmanager] poll_interval_secs: must not be longer than resend_interval_secs"
+        );
+        let ok = DeliveryConfig::resolve(&[], &alertmanager(60.0, 60.0), Path::new("."))
+            .unwrap()
+            .alertmanager
+            .unwrap();
+        assert_eq!(ok.grouping, tocsin_store::Grouping::default());
+    }
 }

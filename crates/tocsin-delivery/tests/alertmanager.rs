@@ -144,6 +144,7 @@ fn config(base: &str, resend: Duration) -> Alertmanager {
         delivery_failed_for: Duration::from_secs(3600),
         severity_overdue: "warning".into(),
         severity_delivery_failed: "critical".into(),
+        grouping: Default::default(),
     }
 }
 
@@ -367,4 +368,72 @@ async fn a_failed_delivery_fires_its_group_with_a_link_to_that_group_only() {
     ] {
         assert!(!text.contains(id), "{id} in {text}");
     }
+}
+
+/// Split by specialty, each specialty's overdue documents are an alert of
+/// their own with a `specialty` label (`unknown` when the messages named
+/// none), and each alert's link lists that specialty's cases only.
+#[tokio::test]
+async fn groups_split_by_specialty_carry_it_as_a_label_and_in_their_links() {
+    let (am, _notifications) = start_alertmanager().await;
+    let tmp = TempStore::new();
+    let store = tmp.open();
+    let mut am_config = config(&am.base, Duration::from_secs(60));
+    am_config.grouping.by_specialty = true;
+    let (_workers, _metrics) = start(&store, am_config);
+    let mut batch = Batch::default();
+    for (id, specialty) in [
+        ("e-130a", Some("130")),
+        ("e-130b", Some("130")),
+        ("e-300", Some("300")),
+        ("e-none", None),
+    ] {
+        let mut e = expectation(ExpectationStatus::Overdue);
+        e.id = ExpectationId(id.into());
+        e.encounter.specialty = specialty.map(str::to_string);
+        batch.push_expectation(e);
+    }
+    store.call(move |s| s.commit(&batch)).await.unwrap();
+
+    wait_until("three groups are active", LIMIT, || async {
+        active_alerts(&am.base).await.len() == 3
+    })
+    .await;
+    let mut got: Vec<(String, String, String)> = active_alerts(&am.base)
+        .await
+        .iter()
+        .map(|a| {
+            assert_no_patient_data("a split alert", a);
+            assert_eq!(a["labels"]["site"], "RXX01");
+            (
+                a["labels"]["specialty"].as_str().unwrap().to_string(),
+                a["annotations"]["summary"].as_str().unwrap().to_string(),
+                a["annotations"]["expectations_url"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    let url = "https://tocsin.example.nhs.uk/api/v1/expectations?status=overdue&document_kind=discharge_summary&encounter_kind=inpatient&site=RXX01";
+    let want = [
+        (
+            "130",
+            "2 discharge_summary document(s) overdue after inpatient encounters at site RXX01, specialty 130",
+            format!("{url}&specialty=130"),
+        ),
+        (
+            "300",
+            "1 discharge_summary document(s) overdue after inpatient encounters at site RXX01, specialty 300",
+            format!("{url}&specialty=300"),
+        ),
+        (
+            "unknown",
+            "1 discharge_summary document(s) overdue after inpatient encounters at site RXX01, specialty unknown",
+            url.to_string(),
+        ),
+    ]
+    .map(|(l, s, u)| (l.to_string(), s.to_string(), u));
+    assert_eq!(got, want);
 }

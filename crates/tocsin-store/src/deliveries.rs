@@ -117,6 +117,9 @@ pub struct AlertGroup {
     pub encounter_kind: String,
     /// The site, when known.
     pub site: Option<String>,
+    /// The encounter's specialty, when known and the groups were asked to
+    /// be split by it ([`Grouping::by_specialty`]).
+    pub specialty: Option<String>,
     /// How many.
     pub count: u64,
     /// Earliest deadline (overdue groups) or raise time (alert groups).
@@ -125,12 +128,36 @@ pub struct AlertGroup {
     pub last: DateTime<Utc>,
 }
 
+/// How [`AlertGroup`]s are formed: always by document kind, encounter
+/// kind and site; by specialty too when asked, so that Alertmanager can
+/// route a specialty's clinic letters to the team that writes them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Grouping {
+    /// Split each group by the encounter's specialty.
+    pub by_specialty: bool,
+}
+
+impl Grouping {
+    /// The query of one backend: groups of `from` (a table and its `WHERE`
+    /// clause), first and last by `time`; without the split, the specialty
+    /// column is `null` (that backend's typed null).
+    fn sql(self, from: &str, time: &str, null: &str) -> String {
+        let specialty = if self.by_specialty { "specialty" } else { null };
+        format!(
+            "SELECT document_kind, encounter_kind, site, {specialty}, count(*), min({time}), \
+             max({time}) FROM {from} GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+        )
+    }
+}
+
 /// The SQLite side.
 pub(crate) mod sqlite {
     use chrono::{DateTime, Utc};
     use rusqlite::{Connection, OptionalExtension, params};
 
-    use super::{AlertGroup, DeliveryCounts, DeliveryOutcome, PendingDelivery, QueuedDelivery};
+    use super::{
+        AlertGroup, DeliveryCounts, DeliveryOutcome, Grouping, PendingDelivery, QueuedDelivery,
+    };
     use crate::StoreError;
     use crate::rows::micros;
 
@@ -279,15 +306,16 @@ pub(crate) mod sqlite {
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
                     r.get::<_, Option<String>>(2)?,
-                    r.get::<_, i64>(3)?,
+                    r.get::<_, Option<String>>(3)?,
                     r.get::<_, i64>(4)?,
                     r.get::<_, i64>(5)?,
+                    r.get::<_, i64>(6)?,
                 ))
             })
             .map_err(sq("query groups"))?;
         let mut out = Vec::new();
         for row in rows {
-            let (document_kind, encounter_kind, site, count, first, last) =
+            let (document_kind, encounter_kind, site, specialty, count, first, last) =
                 row.map_err(sq("read groups"))?;
             let first = time(first, "groups", &document_kind)?;
             let last = time(last, "groups", &document_kind)?;
@@ -295,6 +323,7 @@ pub(crate) mod sqlite {
                 document_kind,
                 encounter_kind,
                 site,
+                specialty,
                 count: count.max(0) as u64,
                 first,
                 last,
@@ -303,13 +332,13 @@ pub(crate) mod sqlite {
         Ok(out)
     }
 
-    pub(crate) fn overdue_groups(conn: &Connection) -> Result<Vec<AlertGroup>, StoreError> {
+    pub(crate) fn overdue_groups(
+        conn: &Connection,
+        grouping: Grouping,
+    ) -> Result<Vec<AlertGroup>, StoreError> {
         groups(
             conn,
-            "SELECT document_kind, encounter_kind, site, count(*), min(deadline), max(deadline) \
-             FROM expectations WHERE status = 'overdue' \
-             GROUP BY document_kind, encounter_kind, site \
-             ORDER BY document_kind, encounter_kind, site",
+            &grouping.sql("expectations WHERE status = 'overdue'", "deadline", "NULL"),
             [],
         )
     }
@@ -318,13 +347,15 @@ pub(crate) mod sqlite {
         conn: &Connection,
         kind: &str,
         since: DateTime<Utc>,
+        grouping: Grouping,
     ) -> Result<Vec<AlertGroup>, StoreError> {
         groups(
             conn,
-            "SELECT document_kind, encounter_kind, site, count(*), min(raised_at), max(raised_at) \
-             FROM alerts WHERE kind = ?1 AND raised_at >= ?2 \
-             GROUP BY document_kind, encounter_kind, site \
-             ORDER BY document_kind, encounter_kind, site",
+            &grouping.sql(
+                "alerts WHERE kind = ?1 AND raised_at >= ?2",
+                "raised_at",
+                "NULL",
+            ),
             params![kind, micros(since)],
         )
     }
@@ -335,7 +366,9 @@ pub(crate) mod pg {
     use chrono::{DateTime, Utc};
     use postgres::GenericClient;
 
-    use super::{AlertGroup, DeliveryCounts, DeliveryOutcome, PendingDelivery, QueuedDelivery};
+    use super::{
+        AlertGroup, DeliveryCounts, DeliveryOutcome, Grouping, PendingDelivery, QueuedDelivery,
+    };
     use crate::StoreError;
 
     fn pg(op: &'static str) -> impl FnOnce(postgres::Error) -> StoreError {
@@ -450,24 +483,25 @@ pub(crate) mod pg {
                 document_kind: r.get(0),
                 encounter_kind: r.get(1),
                 site: r.get(2),
-                count: r.get::<_, i64>(3).max(0) as u64,
-                first: r.get(4),
-                last: r.get(5),
+                specialty: r.get(3),
+                count: r.get::<_, i64>(4).max(0) as u64,
+                first: r.get(5),
+                last: r.get(6),
             })
             .collect()
     }
 
     pub(crate) fn overdue_groups(
         c: &mut impl GenericClient,
+        grouping: Grouping,
     ) -> Result<Vec<AlertGroup>, StoreError> {
+        let sql = grouping.sql(
+            "expectations WHERE status = 'overdue'",
+            "deadline",
+            "NULL::text",
+        );
         let rows = c
-            .query(
-                "SELECT document_kind, encounter_kind, site, count(*), min(deadline), \
-                 max(deadline) FROM expectations WHERE status = 'overdue' \
-                 GROUP BY document_kind, encounter_kind, site \
-                 ORDER BY document_kind, encounter_kind, site",
-                &[],
-            )
+            .query(sql.as_str(), &[])
             .map_err(pg("query overdue groups"))?;
         Ok(groups(rows))
     }
@@ -476,15 +510,15 @@ pub(crate) mod pg {
         c: &mut impl GenericClient,
         kind: &str,
         since: DateTime<Utc>,
+        grouping: Grouping,
     ) -> Result<Vec<AlertGroup>, StoreError> {
+        let sql = grouping.sql(
+            "alerts WHERE kind = $1 AND raised_at >= $2",
+            "raised_at",
+            "NULL::text",
+        );
         let rows = c
-            .query(
-                "SELECT document_kind, encounter_kind, site, count(*), min(raised_at), \
-                 max(raised_at) FROM alerts WHERE kind = $1 AND raised_at >= $2 \
-                 GROUP BY document_kind, encounter_kind, site \
-                 ORDER BY document_kind, encounter_kind, site",
-                &[&kind, &since],
-            )
+            .query(sql.as_str(), &[&kind, &since])
             .map_err(pg("query alert groups"))?;
         Ok(groups(rows))
     }

@@ -36,7 +36,7 @@ pub use batch::{
     Batch, BatchIndex, InputOutcome, InputRecord, JSON_CONTENT_TYPE, OutboxMessage, PendingOutbox,
 };
 pub use deliveries::{
-    AlertGroup, DeliveryCounts, DeliveryOutcome, PendingDelivery, QueuedDelivery,
+    AlertGroup, DeliveryCounts, DeliveryOutcome, Grouping, PendingDelivery, QueuedDelivery,
 };
 pub use error::{ParseFailure, StoreError, redact_url};
 pub use held::HeldState;
@@ -219,14 +219,16 @@ pub trait Store: Send {
     fn delivery_counts(&mut self, subscriber: &str) -> Result<DeliveryCounts, StoreError>;
 
     /// Overdue expectations grouped by document kind, encounter kind and
-    /// site (what Alertmanager is told is firing).
-    fn overdue_groups(&mut self) -> Result<Vec<AlertGroup>, StoreError>;
+    /// site, and by specialty when `grouping` says so (what Alertmanager is
+    /// told is firing).
+    fn overdue_groups(&mut self, grouping: Grouping) -> Result<Vec<AlertGroup>, StoreError>;
 
     /// Alerts of one kind raised since a time, grouped the same way.
     fn alert_groups(
         &mut self,
         kind: tocsin_tracker::AlertKind,
         since: DateTime<Utc>,
+        grouping: Grouping,
     ) -> Result<Vec<AlertGroup>, StoreError>;
 }
 

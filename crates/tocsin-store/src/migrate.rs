@@ -37,6 +37,7 @@ pub const SQLITE: &[Migration] = migrations!("sqlite":
     (4, "0004", "seen_key_time"),
     (5, "0005", "report_delay"),
     (6, "0006", "report_specialty_practice"),
+    (7, "0007", "alert_specialty"),
 );
 
 /// PostgreSQL migrations, in order.
@@ -47,6 +48,7 @@ pub const POSTGRES: &[Migration] = migrations!("postgres":
     (4, "0004", "seen_key_time"),
     (5, "0005", "report_delay"),
     (6, "0006", "report_specialty_practice"),
+    (7, "0007", "alert_specialty"),
 );
 
 /// The newest schema version this code knows.

@@ -49,9 +49,9 @@ const UPSERT_EXPECTATIONS: &str = "INSERT INTO expectations \
     body = EXCLUDED.body, delay_seconds = EXCLUDED.delay_seconds, \
     specialty = EXCLUDED.specialty, gp_practice = EXCLUDED.gp_practice";
 const INSERT_ALERTS: &str = "INSERT INTO alerts \
-    (alert_id, kind, raised_at, document_kind, encounter_kind, site, body) \
+    (alert_id, kind, raised_at, document_kind, encounter_kind, site, body, specialty) \
     SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], \
-    $6::text[], $7::text[]) ON CONFLICT (alert_id) DO NOTHING";
+    $6::text[], $7::text[], $8::text[]) ON CONFLICT (alert_id) DO NOTHING";
 const DELETE_STATE: &str = "DELETE FROM state s USING unnest($1::text[], $2::text[]) AS d(ns, k) \
     WHERE s.namespace = d.ns AND s.key = d.k";
 /// Keys are lowercase hex and ASCII names, which sort alike in every
@@ -389,6 +389,7 @@ struct Columns {
     a_encounter_kind: Vec<&'static str>,
     a_site: Vec<Option<String>>,
     a_body: Vec<String>,
+    a_specialty: Vec<Option<String>>,
 }
 
 impl Columns {
@@ -413,6 +414,7 @@ impl Columns {
             a_encounter_kind: Vec::with_capacity(batch.alerts.len()),
             a_site: Vec::with_capacity(batch.alerts.len()),
             a_body: Vec::with_capacity(batch.alerts.len()),
+            a_specialty: Vec::with_capacity(batch.alerts.len()),
         };
         for e in exps {
             c.e_body.push(rows::expectation_body(e)?);
@@ -435,6 +437,7 @@ impl Columns {
             c.a_document_kind.push(a.document_kind.as_str());
             c.a_encounter_kind.push(a.encounter.kind.as_str());
             c.a_site.push(a.encounter.site.clone());
+            c.a_specialty.push(a.encounter.specialty.clone());
         }
         Ok(c)
     }
@@ -498,6 +501,7 @@ impl Store for PostgresStore {
                         &c.a_encounter_kind,
                         &c.a_site,
                         &c.a_body,
+                        &c.a_specialty,
                     ],
                 )
                 .map_err(pg("insert alerts"))?;
@@ -843,16 +847,22 @@ impl Store for PostgresStore {
         self.with_conn(|c| crate::deliveries::pg::counts(&mut c.client, subscriber))
     }
 
-    fn overdue_groups(&mut self) -> Result<Vec<crate::AlertGroup>, StoreError> {
-        self.with_conn(|c| crate::deliveries::pg::overdue_groups(&mut c.client))
+    fn overdue_groups(
+        &mut self,
+        grouping: crate::Grouping,
+    ) -> Result<Vec<crate::AlertGroup>, StoreError> {
+        self.with_conn(|c| crate::deliveries::pg::overdue_groups(&mut c.client, grouping))
     }
 
     fn alert_groups(
         &mut self,
         kind: tocsin_tracker::AlertKind,
         since: DateTime<Utc>,
+        grouping: crate::Grouping,
     ) -> Result<Vec<crate::AlertGroup>, StoreError> {
-        self.with_conn(|c| crate::deliveries::pg::alert_groups(&mut c.client, kind.as_str(), since))
+        self.with_conn(|c| {
+            crate::deliveries::pg::alert_groups(&mut c.client, kind.as_str(), since, grouping)
+        })
     }
 }
 

@@ -105,6 +105,9 @@ pub struct AlertQuery {
     pub encounter_kind: Option<EncounterKind>,
     /// Only this site: with the two above, one Alertmanager group's alerts.
     pub site: Option<String>,
+    /// Only this specialty (the encounter's): with the three above, one
+    /// group's alerts when Alertmanager's groups are split by specialty.
+    pub specialty: Option<String>,
     /// At most this many (at least 1).
     pub limit: usize,
     /// Continue after the page that returned this cursor. Alerts raised at
@@ -121,6 +124,7 @@ impl Default for AlertQuery {
             document_kind: None,
             encounter_kind: None,
             site: None,
+            specialty: None,
             limit: 100,
             cursor: None,
         }
@@ -142,6 +146,7 @@ impl AlertQuery {
                 self.encounter_kind.map(EncounterKind::as_str),
             ),
             ("site", self.site.as_deref()),
+            ("specialty", self.specialty.as_deref()),
         ])
     }
 }

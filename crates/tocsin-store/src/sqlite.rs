@@ -114,8 +114,8 @@ const UPSERT_EXPECTATION: &str = "INSERT INTO expectations \
     body = excluded.body, delay_seconds = excluded.delay_seconds, \
     specialty = excluded.specialty, gp_practice = excluded.gp_practice";
 const INSERT_ALERT: &str = "INSERT INTO alerts \
-    (alert_id, kind, raised_at, document_kind, encounter_kind, site, body) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (alert_id) DO NOTHING";
+    (alert_id, kind, raised_at, document_kind, encounter_kind, site, body, specialty) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (alert_id) DO NOTHING";
 const DELETE_STATE: &str = "DELETE FROM state WHERE namespace = ?1 AND key = ?2";
 const DELETE_STATE_RANGE: &str =
     "DELETE FROM state WHERE namespace = ?1 AND key >= ?2 AND key < ?3";
@@ -456,7 +456,8 @@ impl Store for SqliteStore {
                     a.document_kind.as_str(),
                     a.encounter.kind.as_str(),
                     a.encounter.site,
-                    body
+                    body,
+                    a.encounter.specialty
                 ])
                 .map_err(sq("insert alert"))?;
             }
@@ -824,16 +825,20 @@ impl Store for SqliteStore {
         crate::deliveries::sqlite::counts(&self.conn, subscriber)
     }
 
-    fn overdue_groups(&mut self) -> Result<Vec<crate::AlertGroup>, StoreError> {
-        crate::deliveries::sqlite::overdue_groups(&self.conn)
+    fn overdue_groups(
+        &mut self,
+        grouping: crate::Grouping,
+    ) -> Result<Vec<crate::AlertGroup>, StoreError> {
+        crate::deliveries::sqlite::overdue_groups(&self.conn, grouping)
     }
 
     fn alert_groups(
         &mut self,
         kind: tocsin_tracker::AlertKind,
         since: DateTime<Utc>,
+        grouping: crate::Grouping,
     ) -> Result<Vec<crate::AlertGroup>, StoreError> {
-        crate::deliveries::sqlite::alert_groups(&self.conn, kind.as_str(), since)
+        crate::deliveries::sqlite::alert_groups(&self.conn, kind.as_str(), since, grouping)
     }
 }
 

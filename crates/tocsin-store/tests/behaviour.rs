@@ -48,6 +48,7 @@ on_both!(
     seen_keys_gain_their_time_on_upgrade,
     report_delay_is_taken_from_bodies_on_upgrade,
     specialty_and_practice_are_taken_from_bodies_on_upgrade,
+    alert_specialty_is_taken_from_bodies_on_upgrade,
     empty_batch_and_ping,
     unreadable_bodies_are_reported_with_their_row,
 );
@@ -685,6 +686,8 @@ fn alert_queries_filter_by_since_and_kind(b: &dyn Backend) {
     alerts[0].encounter.site = Some("RXX02".into());
     alerts[2].document_kind = DocumentKind::ClinicLetter;
     alerts[2].encounter.kind = EncounterKind::Outpatient;
+    alerts[2].encounter.specialty = Some("130".into());
+    alerts[1].encounter.specialty = Some("300".into());
     alerts[4].encounter.site = None;
     store
         .commit(&Batch::from_effects(
@@ -769,6 +772,28 @@ fn alert_queries_filter_by_since_and_kind(b: &dyn Backend) {
             AlertQuery {
                 encounter_kind: Some(EncounterKind::Outpatient),
                 site: Some("RXX02".into()),
+                ..Default::default()
+            },
+            &[],
+        ),
+        (
+            AlertQuery {
+                specialty: Some("130".into()),
+                ..Default::default()
+            },
+            &["a-2b"],
+        ),
+        (
+            AlertQuery {
+                kind: Some(AlertKind::Overdue),
+                specialty: Some("300".into()),
+                ..Default::default()
+            },
+            &["a-1"],
+        ),
+        (
+            AlertQuery {
+                specialty: Some("999".into()),
                 ..Default::default()
             },
             &[],
@@ -1061,16 +1086,57 @@ fn published_outbox_rows_are_pruned(b: &dyn Backend) {
 }
 
 /// Takes a store back to schema version `v` as far as the upgrade tests
-/// need: the later versions forgotten, and the expectation columns they
-/// added dropped.
+/// need: the later versions forgotten, and the columns they added dropped.
 fn back_to_version(b: &dyn Backend, v: i64) {
     let mut sql = format!("DELETE FROM schema_version WHERE version > {v}");
-    for (added_in, column) in [(5, "delay_seconds"), (6, "specialty"), (6, "gp_practice")] {
+    for (added_in, table, column) in [
+        (5, "expectations", "delay_seconds"),
+        (6, "expectations", "specialty"),
+        (6, "expectations", "gp_practice"),
+        (7, "alerts", "specialty"),
+    ] {
         if added_in > v {
-            sql.push_str(&format!("; ALTER TABLE expectations DROP COLUMN {column}"));
+            sql.push_str(&format!("; ALTER TABLE {table} DROP COLUMN {column}"));
         }
     }
     b.raw_execute(&sql);
+}
+
+/// A store as version 6 left it has no `specialty` column on its alerts:
+/// migration 7 takes it from their bodies, so that the alert list filters
+/// older alerts by specialty too.
+fn alert_specialty_is_taken_from_bodies_on_upgrade(b: &dyn Backend) {
+    let mut alerts = [
+        alert("u-1", AlertKind::Overdue, 10),
+        alert("u-2", AlertKind::Overdue, 20),
+        alert("u-3", AlertKind::Late, 30),
+    ];
+    alerts[0].encounter.specialty = Some("100".into());
+    alerts[2].encounter.specialty = Some("100".into());
+    {
+        let mut store = b.open();
+        store
+            .commit(&Batch::from_effects(
+                alerts.iter().cloned().map(Effect::AlertRaised),
+            ))
+            .unwrap();
+    }
+    back_to_version(b, 6);
+    let mut store = b.open();
+    assert_eq!(
+        b.raw_i64("SELECT count(*) FROM alerts WHERE specialty = '100'"),
+        2,
+        "{}",
+        b.name()
+    );
+    let page = store
+        .alerts(&AlertQuery {
+            specialty: Some("100".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    let ids: Vec<_> = page.items.iter().map(|a| a.alert_id.as_str()).collect();
+    assert_eq!(ids, ["u-1", "u-3"], "{}", b.name());
 }
 
 /// A store as version 5 left it has no `specialty` or `gp_practice`

@@ -7,7 +7,7 @@ mod common;
 use chrono::Duration;
 use common::{Backend, Spec, alert, at, expectation};
 use tocsin_event::{DocumentKind, EncounterKind};
-use tocsin_store::{Batch, DeliveryCounts, DeliveryOutcome, QueuedDelivery};
+use tocsin_store::{Batch, DeliveryCounts, DeliveryOutcome, Grouping, QueuedDelivery};
 use tocsin_tracker::{AlertKind, ExpectationStatus};
 
 macro_rules! on_both {
@@ -155,18 +155,24 @@ fn overdue_and_alert_groups_count_without_patients(b: &dyn Backend) {
         spec("e4", ExpectationStatus::Open, Some("RXX01"), 40),
         spec("e5", ExpectationStatus::Late, Some("RXX01"), 5),
     ] {
-        batch.push_expectation(expectation(&s));
+        let mut e = expectation(&s);
+        // Two specialties at RXX01: one group, or two when split.
+        if s.id == "e2" {
+            e.encounter.specialty = Some("101".into());
+        }
+        batch.push_expectation(e);
     }
     batch
         .alerts
         .push(alert("f1", AlertKind::DeliveryFailed, 100));
-    batch
-        .alerts
-        .push(alert("f2", AlertKind::DeliveryFailed, 200));
+    let mut f2 = alert("f2", AlertKind::DeliveryFailed, 200);
+    f2.encounter.specialty = Some("101".into());
+    batch.alerts.push(f2);
     batch.alerts.push(alert("o1", AlertKind::Overdue, 200));
     store.commit(&batch).unwrap();
 
-    let groups = store.overdue_groups().unwrap();
+    let whole = Grouping::default();
+    let groups = store.overdue_groups(whole).unwrap();
     assert_eq!(groups.len(), 2, "{groups:?}");
     let site = groups
         .iter()
@@ -180,14 +186,49 @@ fn overdue_and_alert_groups_count_without_patients(b: &dyn Backend) {
     let none = groups.iter().find(|g| g.site.is_none()).unwrap();
     assert_eq!(none.count, 1);
 
+    assert!(groups.iter().all(|g| g.specialty.is_none()), "{groups:?}");
     let failed = store
-        .alert_groups(AlertKind::DeliveryFailed, at(150))
+        .alert_groups(AlertKind::DeliveryFailed, at(150), whole)
         .unwrap();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].count, 1, "only f2 is recent enough");
     assert_eq!(failed[0].last, at(200));
     let all = store
-        .alert_groups(AlertKind::DeliveryFailed, at(0))
+        .alert_groups(AlertKind::DeliveryFailed, at(0), whole)
         .unwrap();
     assert_eq!(all[0].count, 2);
+
+    // Split by specialty: RXX01's two overdue are one each of 300 and 101.
+    let split = Grouping { by_specialty: true };
+    let groups = store.overdue_groups(split).unwrap();
+    // (PostgreSQL sorts nulls last, SQLite first: compare sorted.)
+    let mut counts: Vec<_> = groups
+        .iter()
+        .map(|g| (g.site.as_deref(), g.specialty.as_deref(), g.count))
+        .collect();
+    counts.sort();
+    assert_eq!(
+        counts,
+        [
+            (None, Some("300"), 1),
+            (Some("RXX01"), Some("101"), 1),
+            (Some("RXX01"), Some("300"), 1)
+        ],
+        "{}",
+        b.name()
+    );
+    let failed = store
+        .alert_groups(AlertKind::DeliveryFailed, at(0), split)
+        .unwrap();
+    let mut counts: Vec<_> = failed
+        .iter()
+        .map(|g| (g.specialty.as_deref(), g.count, g.last))
+        .collect();
+    counts.sort();
+    assert_eq!(
+        counts,
+        [(None, 1, at(100)), (Some("101"), 1, at(200))],
+        "{}",
+        b.name()
+    );
 }

@@ -368,6 +368,25 @@ fn alerts(port: u16, doc: &OpenApi, w: &Ward) {
         assert_eq!(got, want, "the group of {a}");
     }
     assert!(items(&api(port, doc, "/alerts?site=NOWHERE", 200)).is_empty());
+    // By specialty, as a split Alertmanager group's link asks.
+    let specialties: std::collections::BTreeSet<&str> = all
+        .iter()
+        .filter_map(|a| a["encounter"]["specialty"].as_str())
+        .collect();
+    assert!(
+        !specialties.is_empty(),
+        "the ward's alerts name a specialty: {all:?}"
+    );
+    for sp in specialties {
+        let got = items(&api(port, doc, &format!("/alerts?specialty={sp}"), 200));
+        let want: Vec<Value> = all
+            .iter()
+            .filter(|b| b["encounter"]["specialty"] == sp)
+            .cloned()
+            .collect();
+        assert_eq!(got, want, "specialty {sp}");
+    }
+    assert!(items(&api(port, doc, "/alerts?specialty=NOWHERE", 200)).is_empty());
     // Pages of three: 3, 1, the whole list in order; and one page for all.
     let (paged, sizes) = follow_pages(port, doc, "/alerts?limit=3");
     assert_eq!(sizes, [3, 1]);

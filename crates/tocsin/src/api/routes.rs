@@ -194,6 +194,7 @@ async fn alerts(State(api): State<Api>, q: Pairs) -> Result<Json<AlertPage>, Api
             "document_kind",
             "encounter_kind",
             "site",
+            "specialty",
             "limit",
             "cursor",
         ],
@@ -204,6 +205,7 @@ async fn alerts(State(api): State<Api>, q: Pairs) -> Result<Json<AlertPage>, Api
         document_kind: p.closed::<DocumentKind>("document_kind", DOCUMENT_KINDS)?,
         encounter_kind: p.closed::<EncounterKind>("encounter_kind", ENCOUNTER_KINDS)?,
         site: p.text("site").map(str::to_string),
+        specialty: p.text("specialty").map(str::to_string),
         limit: p.limit(DEFAULT_LIMIT, api.max_limit)?,
         cursor: p.text("cursor").map(str::to_string),
     };

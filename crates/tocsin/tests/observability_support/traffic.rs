@@ -67,6 +67,8 @@ struct Patient {
     specialty: &'static str,
 }
 
+/// PV1-10 is the hospital service (specialty), PV1-19 the visit number,
+/// PV1-39 the site, PV1-45 the discharge time.
 fn a03(p: &Patient, ctl: &str, ended: DateTime<Utc>) -> String {
     let t = ts(ended);
     [
@@ -78,7 +80,7 @@ fn a03(p: &Patient, ctl: &str, ended: DateTime<Utc>) -> String {
         ),
         "PD1|||LEEDS GP^^B86001".to_string(),
         format!(
-            "PV1|1|{}|WARD1^BED2^1^{}||||||{}||||||||||{}^^^RXX^VN||||||||||||||||||||{}|||||{}|{}",
+            "PV1|1|{}|WARD1^BED2^1^{}|||||||{}|||||||||{}^^^RXX^VN||||||||||||||||||||{}|||||{}|{}",
             p.class, p.site, p.specialty, p.visit, p.site, t, t
         ),
     ]
@@ -96,7 +98,7 @@ fn mdm(p: &Patient, ctl: &str, doc_type: &str, doc_id: &str, issued: DateTime<Ut
             p.nhs, p.mrn, p.family
         ),
         format!(
-            "PV1|1|{}|WARD1^BED2^1^{}||||||{}||||||||||{}^^^RXX^VN||||||||||||||||||||{}||||||",
+            "PV1|1|{}|WARD1^BED2^1^{}|||||||{}|||||||||{}^^^RXX^VN||||||||||||||||||||{}||||||",
             p.class, p.site, p.specialty, p.visit, p.site
         ),
         format!("TXA|1|{doc_type}|TX|{t}||{t}||||||{doc_id}^RXX|||||AU"),
