@@ -307,7 +307,18 @@ fn resolve_webhook(index: usize, w: &WebhookSection, dir: &Path) -> Result<Webho
                 "hash_nhs_number = true needs nhs_number_key or nhs_number_key_file".into(),
             ));
         }
-        (false, _) => None,
+        // A key without the flag is a half-made choice: sending the
+        // numbers in the clear would be the wrong half to guess.
+        (false, Some(_)) => {
+            return Err(at(
+                "hash_nhs_number",
+                "nhs_number_key or nhs_number_key_file is set but hash_nhs_number is not: \
+                 set hash_nhs_number = true to send keyed hashes, or remove the key to send \
+                 NHS numbers"
+                    .into(),
+            ));
+        }
+        (false, None) => None,
     };
     let dur = |key: &'static str, v: f64| duration(v).map_err(|r| at(key, r));
     let retry_initial = dur("retry_initial_secs", w.retry_initial_secs)?;
@@ -460,5 +471,36 @@ mod tests {
             .alertmanager
             .unwrap();
         assert_eq!(ok.grouping, tocsin_store::Grouping::default());
+    }
+
+    /// A key given without `hash_nhs_number` is a half-made choice: refused,
+    /// rather than sending the NHS numbers in the clear.
+    #[test]
+    fn an_nhs_number_key_without_the_hash_flag_is_refused() {
+        let hook = |hash: bool, key: Option<&str>| WebhookSection {
+            name: "gp-portal".into(),
+            url: "https://portal.example.nhs.uk/hook".into(),
+            secret: Some("signing".into()),
+            secret_file: None,
+            timeout_secs: 10.0,
+            retry_initial_secs: 5.0,
+            retry_max_secs: 600.0,
+            max_age_secs: 86_400.0,
+            poll_interval_secs: 1.0,
+            filters: FilterSection::default(),
+            hash_nhs_number: hash,
+            nhs_number_key: key.map(str::to_string),
+            nhs_number_key_file: None,
+        };
+        let resolve = |w: WebhookSection| {
+            DeliveryConfig::resolve(&[w], &AlertmanagerSection::default(), Path::new("."))
+        };
+        let e = resolve(hook(false, Some("k3y"))).unwrap_err().to_string();
+        assert!(e.contains("hash_nhs_number"), "{e}");
+        assert!(!e.contains("k3y"), "{e}");
+        let hooks = resolve(hook(true, Some("k3y"))).unwrap().webhooks;
+        assert_eq!(hooks[0].nhs_number_key.as_deref(), Some(&b"k3y"[..]));
+        let hooks = resolve(hook(false, None)).unwrap().webhooks;
+        assert_eq!(hooks[0].nhs_number_key, None);
     }
 }

@@ -5,7 +5,10 @@
 //! slow holds no other back. Within a subscriber deliveries go one at a
 //! time, oldest due first; after a refusal the worker pauses (doubling, up
 //! to the retry maximum) before probing again, so a dead endpoint costs one
-//! attempt per pause rather than one per queued alert.
+//! attempt per pause rather than one per queued alert. While it keeps
+//! refusing, deliveries that reach their maximum age are marked failed
+//! without a further attempt, so that a backlog is given up on time rather
+//! than one row per pause.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +49,7 @@ impl<S: StoreAccess> WebhookWorker<S> {
     /// Runs until the task is aborted.
     pub(crate) async fn run(self) {
         let mut refusals = 0u32;
+        let mut last_refusal = String::new();
         loop {
             let now = Utc::now();
             let name = self.hook.name.clone();
@@ -65,16 +69,51 @@ impl<S: StoreAccess> WebhookWorker<S> {
                 tokio::time::sleep(self.idle_wait(now).await).await;
                 continue;
             }
-            for d in due {
-                let refused = self.deliver(d).await;
-                if refused {
-                    refusals = refusals.saturating_add(1);
-                    tokio::time::sleep(backoff(&self.hook, refusals)).await;
-                    break;
+            // The subscriber refused the last attempt: what has reached its
+            // maximum age is given up now, not one row per pause.
+            let (expired, live): (Vec<_>, Vec<_>) = if refusals > 0 {
+                due.into_iter().partition(|d| now >= self.give_up_at(d))
+            } else {
+                (Vec::new(), due)
+            };
+            for d in expired {
+                self.give_up(d, &last_refusal, now).await;
+            }
+            for d in live {
+                match self.deliver(d).await {
+                    Some(error) => {
+                        refusals = refusals.saturating_add(1);
+                        last_refusal = error;
+                        tokio::time::sleep(backoff(&self.hook, refusals)).await;
+                        break;
+                    }
+                    None => refusals = 0,
                 }
-                refusals = 0;
             }
         }
+    }
+
+    /// When a delivery stops being retried: its commit plus the maximum age.
+    fn give_up_at(&self, d: &PendingDelivery) -> DateTime<Utc> {
+        d.created_at
+            + chrono::Duration::from_std(self.hook.max_age).unwrap_or(chrono::Duration::MAX)
+    }
+
+    /// Marks a delivery failed without another attempt: it reached its
+    /// maximum age while the subscriber was refusing.
+    async fn give_up(&self, d: PendingDelivery, last_refusal: &str, now: DateTime<Utc>) {
+        let error = format!(
+            "reached its maximum age while the subscriber was refusing (last refusal: {last_refusal})"
+        );
+        WebhookFailed {
+            subscriber: &self.hook.name,
+            alert_id: &d.alert_id,
+            attempts: d.attempts,
+            error: &error,
+        }
+        .emit(&self.metrics);
+        self.record(d.seq, DeliveryOutcome::Failed { error }, now)
+            .await;
     }
 
     /// How long to sleep with nothing due: until the next retry, but never
@@ -94,8 +133,9 @@ impl<S: StoreAccess> WebhookWorker<S> {
         }
     }
 
-    /// One attempt on one delivery, recorded. True when it was refused.
-    async fn deliver(&self, d: PendingDelivery) -> bool {
+    /// One attempt on one delivery, recorded. The reason when it was
+    /// refused.
+    async fn deliver(&self, d: PendingDelivery) -> Option<String> {
         let attempt = d.attempts.saturating_add(1);
         let result = self.post(&d, attempt).await;
         let now = Utc::now();
@@ -112,13 +152,16 @@ impl<S: StoreAccess> WebhookWorker<S> {
             }
             Err(error) => self.refused(&d, attempt, error.clone(), now),
         };
-        let seq = d.seq;
-        let recorded = outcome.clone();
-        // The attempt happened: record it, retrying while the store is away
-        // (an accepted alert left pending would be sent again).
+        self.record(d.seq, outcome, now).await;
+        result.err()
+    }
+
+    /// Records what became of a delivery, retrying while the store is away
+    /// (an accepted alert left pending would be sent again).
+    async fn record(&self, seq: i64, outcome: DeliveryOutcome, now: DateTime<Utc>) {
         let mut wait = Duration::from_millis(100);
         loop {
-            let o = recorded.clone();
+            let o = outcome.clone();
             match self
                 .store
                 .call(move |s| s.delivery_record(seq, &o, now))
@@ -132,7 +175,6 @@ impl<S: StoreAccess> WebhookWorker<S> {
                 }
             }
         }
-        result.is_err()
     }
 
     /// The outcome of a refused attempt: retry after the backoff, or give
@@ -144,8 +186,7 @@ impl<S: StoreAccess> WebhookWorker<S> {
         error: String,
         now: DateTime<Utc>,
     ) -> DeliveryOutcome {
-        let give_up_at = d.created_at
-            + chrono::Duration::from_std(self.hook.max_age).unwrap_or(chrono::Duration::MAX);
+        let give_up_at = self.give_up_at(d);
         if now >= give_up_at {
             WebhookFailed {
                 subscriber: &self.hook.name,

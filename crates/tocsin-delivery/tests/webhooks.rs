@@ -227,6 +227,38 @@ async fn a_server_that_never_recovers_is_marked_failed_after_the_maximum_age() {
     assert!(since.iter().all(|k| *k == probe.alert_id), "{since:?}");
 }
 
+/// A backlog for a subscriber that keeps refusing is given up as each
+/// delivery reaches its maximum age, without an attempt for each: one
+/// refused probe, then every row past its age marked failed together,
+/// rather than one row per pause (days late with a real backlog).
+#[tokio::test]
+async fn a_refusing_subscriber_s_backlog_is_given_up_at_its_maximum_age_without_more_attempts() {
+    let rx = Receiver::start(b"k", Behaviour::AlwaysFail).await;
+    let mut hook = webhook("down", &rx.url, b"k");
+    hook.max_age = Duration::from_millis(300);
+    hook.retry_initial = Duration::from_secs(1);
+    hook.retry_max = Duration::from_secs(1);
+    let (d, metrics) = delivery(vec![hook]);
+    let tmp = TempStore::new();
+    let store = tmp.open();
+    let alerts: Vec<_> = (1..=5)
+        .map(|n| alert(n, AlertKind::Overdue, None))
+        .collect();
+    commit_alerts(&store, &d.router(), &alerts).await;
+    let _workers = d.spawn(store.clone()).unwrap();
+
+    wait_until("all five failed", LIMIT, || async {
+        counts(&store, "down").await.failed == 5
+    })
+    .await;
+    assert_eq!(
+        rx.answered().len(),
+        1,
+        "one refused probe, then the rest given up without an attempt each"
+    );
+    assert_eq!(delivered_metric(&metrics, "down", "failed"), 5);
+}
+
 #[tokio::test]
 async fn a_subscriber_that_is_down_holds_no_other_back() {
     // "stuck" answers nothing for 30 s (its timeout is 20 s); "ward" must
