@@ -37,8 +37,8 @@ pub enum DurationError {
     /// A unit without a number, or junk.
     #[error("duration `{0}`: expected a number before each unit")]
     MissingNumber(String),
-    /// Too large to represent.
-    #[error("duration `{0}` is too large")]
+    /// Longer than [`ConfigDuration::MAX_SECS`].
+    #[error("duration `{0}` is too large (at most 36500d, a hundred years)")]
     Overflow(String),
     /// Negative.
     #[error("duration {0} is negative")]
@@ -46,10 +46,19 @@ pub enum DurationError {
 }
 
 impl ConfigDuration {
-    /// Builds from seconds (negative values are refused).
+    /// The longest duration read: a hundred years. Far beyond any deadline
+    /// or window, and short enough that adding it to any timestamp in
+    /// milliseconds cannot overflow (nor make chrono panic).
+    pub const MAX_SECS: i64 = 36_500 * 86_400;
+
+    /// Builds from seconds (negative values and more than
+    /// [`ConfigDuration::MAX_SECS`] are refused).
     pub fn from_secs(secs: i64) -> Result<Self, DurationError> {
         if secs < 0 {
             return Err(DurationError::Negative(secs));
+        }
+        if secs > Self::MAX_SECS {
+            return Err(DurationError::Overflow(secs.to_string()));
         }
         Ok(Self(TimeDelta::seconds(secs)))
     }
@@ -120,7 +129,7 @@ impl ConfigDuration {
             total = n
                 .checked_mul(scale)
                 .and_then(|v| total.checked_add(v))
-                .filter(|v| *v <= i64::MAX / 1000)
+                .filter(|v| *v <= Self::MAX_SECS)
                 .ok_or_else(|| DurationError::Overflow(text.to_string()))?;
             rest = rest[unit_len..].trim_start();
         }
@@ -210,5 +219,25 @@ mod tests {
             ConfigDuration::parse("99999999999999999d"),
             Err(DurationError::Overflow(_))
         ));
+        // A bare number of seconds is bounded alike (chrono would panic on
+        // this one), and so is a number written as TOML's integer.
+        for text in ["9223372036854776", "36501d"] {
+            assert!(
+                matches!(ConfigDuration::parse(text), Err(DurationError::Overflow(_))),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            ConfigDuration::parse("36500d").unwrap().as_secs(),
+            ConfigDuration::MAX_SECS
+        );
+        let e = toml::from_str::<toml::Value>("x = 9223372036854776")
+            .unwrap()
+            .get("x")
+            .cloned()
+            .unwrap()
+            .try_into::<ConfigDuration>()
+            .unwrap_err();
+        assert!(e.to_string().contains("too large"), "{e}");
     }
 }

@@ -43,7 +43,10 @@
 //!   account merges the visit number); they never cancel. Waiting documents
 //!   are not re-keyed.
 //! - **Repeated discharges** (a second A03 for an open expectation under a new
-//!   message id) keep the first end time ([`Counters::repeated_ends`]).
+//!   message id) keep the first end time; one that comes after the document
+//!   settled the expectation (a FHIR Encounter's later version) changes
+//!   nothing, for `duplicate_horizon` after the settlement or the last
+//!   repeat ([`Counters::repeated_ends`]).
 //! - **Duplicates**: a 128-bit hash of (format, sequence, message id) is kept
 //!   for `duplicate_horizon` of event time. An event older than the clock
 //!   less that horizon is ignored ([`Counters::stale_events`]): it can no

@@ -279,6 +279,166 @@ fn exact_duplicates_change_nothing() {
     assert_eq!((tr.open_count(), tr.counters().repeated_ends), (1, 1));
 }
 
+/// An end event repeated after the document settled the expectation (a
+/// FHIR Encounter's later version, an A03 sent again) changes nothing: no
+/// expectation opened again, no false `overdue`, also after a restart.
+/// A discharge cancelled (A13) and then discharged again is tracked anew.
+#[test]
+fn an_end_repeated_after_the_document_changes_nothing() {
+    let mut tr = tracker();
+    let mut store = Store::default();
+    let ended = t("2024-01-10T10:00:00Z");
+    store.commit(&tr.apply(&end("m1", "V1", K::Inpatient, ended, NHS)));
+    let fx = tr.apply(&doc(
+        "m2",
+        Some("V1"),
+        D::DischargeSummary,
+        t("2024-01-10T12:00:00Z"),
+        Some(NHS),
+    ));
+    assert_eq!(changed(&fx)[0].status, S::OnTime);
+    store.commit(&fx);
+    // The same end again under new message ids: one read at once, one a
+    // later version stamped days after, as a FHIR feed sends them.
+    let mut later = end("m3", "V1", K::Inpatient, ended, NHS);
+    later.occurred_at = t("2024-01-15T09:00:00Z");
+    for e in [end("m3b", "V1", K::Inpatient, ended, NHS), later] {
+        let fx = tr.apply(&e);
+        assert!(changed(&fx).is_empty(), "{fx:?}");
+        store.commit(&fx);
+    }
+    assert_eq!((tr.open_count(), tr.counters().repeated_ends), (0, 2));
+    let fx = tr.advance_to(t("2024-01-20T00:00:00Z"));
+    assert!(kinds(&fx).is_empty());
+    store.commit(&fx);
+    let stored: Vec<S> = store.all().iter().map(|e| e.status).collect();
+    assert_eq!(stored, [S::OnTime]);
+
+    // After a restart the settlement is still remembered.
+    let mut tr = store.restored();
+    let fx = tr.apply(&end("m4", "V1", K::Inpatient, ended, NHS));
+    assert!(changed(&fx).is_empty(), "{fx:?}");
+    assert!(kinds(&tr.advance_to(t("2024-02-01T00:00:00Z"))).is_empty());
+    assert_eq!(tr.open_count(), 0);
+
+    // Cancelled, then discharged again: a new obligation.
+    let mut tr = tracker();
+    tr.apply(&end("c1", "V2", K::Inpatient, ended, NHS));
+    tr.apply(&cancel(
+        "c2",
+        EventType::EncounterDischargeCancelled,
+        "V2",
+        t("2024-01-10T11:00:00Z"),
+    ));
+    let fx = tr.apply(&end(
+        "c3",
+        "V2",
+        K::Inpatient,
+        t("2024-01-12T10:00:00Z"),
+        NHS,
+    ));
+    assert_eq!(changed(&fx)[0].status, S::Open);
+    assert_eq!(tr.open_count(), 1);
+}
+
+/// An account merge moves an open expectation to the surviving visit; the
+/// surviving visit's own end event then finds it rather than opening a
+/// second one for the same discharge.
+#[test]
+fn an_end_for_the_surviving_visit_after_an_account_merge_is_a_repeat() {
+    let mut tr = tracker();
+    let ended = t("2024-01-10T10:00:00Z");
+    tr.apply(&end("m1", "V1", K::Inpatient, ended, NHS));
+    let mut m = merge("m2", NHS, NHS, t("2024-01-10T10:30:00Z"));
+    m.encounter = Some(tocsin_event::Encounter {
+        id: Some("V2".into()),
+        ..Default::default()
+    });
+    m.merge.as_mut().unwrap().prior_encounter_id = Some("V1".into());
+    tr.apply(&m);
+    let fx = tr.apply(&end("m3", "V2", K::Inpatient, ended, NHS));
+    assert!(changed(&fx).is_empty(), "{fx:?}");
+    assert_eq!((tr.open_count(), tr.counters().repeated_ends), (1, 1));
+}
+
+/// `delivery_failed` is raised at the failing acknowledgement's own time
+/// (never before the document's issue), whatever else was read before it:
+/// the same input gives the same alert whether read at once or over days.
+#[test]
+fn delivery_failed_is_raised_at_the_acknowledgements_time() {
+    let ended = t("2024-01-10T10:00:00Z");
+    let e = end("m1", "V1", K::Inpatient, ended, NHS);
+    let d = doc(
+        "m2",
+        Some("V1"),
+        D::DischargeSummary,
+        t("2024-01-10T12:00:00Z"),
+        Some(NHS),
+    );
+    let nack = ack("a1", "m2", true, t("2024-01-10T12:01:00Z"));
+    // A message stamped far later, read between the document and its ack.
+    let other = doc("x1", None, D::Other, t("2024-01-10T18:00:00Z"), Some(NHS2));
+    let lenient = || {
+        Tracker::new(
+            Policy::default_contract(),
+            TrackerConfig {
+                allowed_lateness: ConfigDuration::minutes(5),
+                ..strict()
+            },
+        )
+    };
+    let raised = |events: &[&tocsin_event::InterfaceEvent]| {
+        let mut tr = lenient();
+        let fx: Vec<Effect> = events.iter().flat_map(|e| tr.apply(e)).collect();
+        let failed: Vec<_> = alerts(&fx)
+            .into_iter()
+            .filter(|a| a.kind == A::DeliveryFailed)
+            .map(|a| a.raised_at)
+            .collect();
+        failed
+    };
+    let at = t("2024-01-10T12:01:00Z");
+    assert_eq!(raised(&[&e, &d, &nack]), [at]);
+    assert_eq!(raised(&[&e, &d, &other, &nack]), [at]);
+    // The document and its ack before the discharge: the ack waits with the
+    // document and raises its alert, at its own time, when the end comes.
+    assert_eq!(raised(&[&d, &nack, &e]), [at]);
+    // An acknowledgement stamped before the document (clocks apart) is
+    // raised at the document's issue.
+    let early = ack("a2", "m2", true, t("2024-01-10T11:00:00Z"));
+    assert_eq!(raised(&[&e, &d, &early]), [t("2024-01-10T12:00:00Z")]);
+}
+
+/// Live, the clock follows the wall clock less the allowed lateness, as it
+/// follows an event's time: a document stamped within the lateness after
+/// its deadline is `late` and never `overdue` first, live as in replay.
+#[test]
+fn the_live_clock_keeps_the_allowed_lateness() {
+    let cfg = TrackerConfig {
+        allowed_lateness: ConfigDuration::minutes(5),
+        ..strict()
+    };
+    let mut tr = Tracker::new(Policy::default_contract(), cfg);
+    tr.apply(&end(
+        "m1",
+        "V1",
+        K::Inpatient,
+        t("2024-01-10T10:00:00Z"),
+        NHS,
+    ));
+    let wall = t("2024-01-11T10:00:30Z");
+    assert_eq!(tr.engine_time_at(wall), t("2024-01-11T09:55:30Z"));
+    assert!(kinds(&tr.advance_to(tr.engine_time_at(wall))).is_empty());
+    let fx = tr.apply(&doc(
+        "m2",
+        Some("V1"),
+        D::DischargeSummary,
+        t("2024-01-11T10:02:00Z"),
+        Some(NHS),
+    ));
+    assert_eq!(kinds(&fx), [A::Late]);
+}
+
 #[test]
 fn duplicate_keys_are_forgotten_after_the_horizon() {
     let cfg = TrackerConfig {

@@ -28,6 +28,11 @@ pub(crate) struct PendingDocument {
     /// it settles an expectation.
     #[serde(default)]
     pub delivery: Option<DeliveryStatus>,
+    /// When the failure among those acknowledgements came (the time its
+    /// `delivery_failed` is raised at). Absent in records written before
+    /// it was kept: the document's issue time stands in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_at: Option<DateTime<Utc>>,
 }
 
 /// What a document offers for matching.
@@ -181,6 +186,7 @@ impl Tracker {
             encounter_id: view.encounter_id.map(str::to_string),
             encounter_ref: view.encounter_ref.map(str::to_string),
             delivery: None,
+            failed_at: None,
         };
         fx.put_state(namespaces::PENDING_DOCUMENT, &p.event_id, &p);
         self.insert_pending(p);
@@ -223,6 +229,7 @@ impl Tracker {
         }
         self.pending_by_document
             .remove(doc_key(&p.document.id), slot);
+        self.pending_by_message.remove(msg_key(&p.message_id), slot);
         self.pending_expiry
             .remove(&(ms(p.document.issued_at) + self.pending_horizon(), slot));
         fx.delete_state(namespaces::PENDING_DOCUMENT, &p.event_id);
@@ -270,7 +277,8 @@ impl Tracker {
         };
         self.settle(slot, &p.document, method, &p.message_id, &p.event_id, fx);
         if let Some(status) = p.delivery {
-            self.record_delivery(&p.message_id, status, fx);
+            let at = p.failed_at.unwrap_or(p.document.issued_at);
+            self.record_delivery(&p.message_id, status, at, fx);
         }
         true
     }
@@ -281,6 +289,7 @@ impl Tracker {
         &mut self,
         message_id: &str,
         failed: bool,
+        at: DateTime<Utc>,
         fx: &mut Effects<'_>,
     ) -> bool {
         let slots: Vec<u32> = self
@@ -296,6 +305,9 @@ impl Tracker {
             let Some(p) = self.pending.get_mut(*s) else {
                 continue;
             };
+            if failed && p.delivery != Some(DeliveryStatus::Failed) {
+                p.failed_at = Some(at);
+            }
             p.delivery = Some(match (failed, p.delivery) {
                 (true, _) | (false, Some(DeliveryStatus::Failed)) => DeliveryStatus::Failed,
                 (false, _) => DeliveryStatus::Acknowledged,
@@ -318,6 +330,9 @@ impl Tracker {
         let Some(o) = self.remove_open(slot) else {
             return;
         };
+        let settled = super::state::settled_key(&self.open_id(&o));
+        let seen_at = self.clock.unwrap_or_else(|| ms(doc.issued_at));
+        self.remember_seen(settled, seen_at, fx);
         let was_overdue = o.overdue();
         let mut exp = self.materialise(&o);
         let issued_at = doc.issued_at;

@@ -5,7 +5,7 @@ use sha2::{Digest, Sha256};
 use tocsin_event::{Encounter, InterfaceEvent};
 
 use super::effects::Effects;
-use super::open::{Open, OpenFacts, from_ms, ms};
+use super::open::{Open, OpenFacts, ms};
 use super::{Effect, Tracker, build_alert, enc_key, local_key, namespaces, nhs_key, ref_key};
 use crate::AlertKind;
 use crate::compact::{CStr, Nhs};
@@ -169,11 +169,24 @@ impl Tracker {
                 enc.reference.as_deref(),
                 ev.event_id.as_str(),
             );
+            // Open under this rule already: by the same id, or re-keyed to
+            // this encounter by an account merge, or created from the
+            // encounter's FHIR reference where this event names its id.
             if existing
                 .iter()
-                .any(|s| self.open.get(*s).is_some_and(|o| self.open_id(o) == id))
+                .any(|s| self.open.get(*s).is_some_and(|o| o.rule == rule))
             {
                 self.counters.repeated_ends += 1;
+                continue;
+            }
+            // Settled already: the repeat changes nothing, and keeps the
+            // settlement remembered while the feed goes on repeating it.
+            let settled = super::state::settled_key(&id);
+            if self.is_duplicate(&settled) {
+                self.counters.repeated_ends += 1;
+                if let Some(c) = self.clock {
+                    self.remember_seen(settled, c, fx);
+                }
                 continue;
             }
             let o = self.new_open(OpenFacts {
@@ -321,23 +334,25 @@ impl Tracker {
         } else {
             DeliveryStatus::Acknowledged
         };
-        if !self.record_delivery(&ack.of_message_id, status, fx)
-            && !self.ack_pending(&ack.of_message_id, failed, fx)
+        if !self.record_delivery(&ack.of_message_id, status, ev.occurred_at, fx)
+            && !self.ack_pending(&ack.of_message_id, failed, ev.occurred_at, fx)
         {
             self.counters.acks_unmatched += 1;
         }
     }
 
     /// Records a delivery outcome on a remembered transmission; a failure is
-    /// final and raises `delivery_failed` once. Returns whether the
+    /// final and raises `delivery_failed` once, raised at `at` (the
+    /// acknowledgement's own time, never before the document's issue):
+    /// what the messages say, not when they were read. Returns whether the
     /// transmission is remembered.
     pub(super) fn record_delivery(
         &mut self,
         message_id: &str,
         outcome: DeliveryStatus,
+        at: chrono::DateTime<chrono::Utc>,
         fx: &mut Effects<'_>,
     ) -> bool {
-        let raised_at = self.clock.map(from_ms);
         let Some(t) = self.transmissions.get_mut(message_id) else {
             return false;
         };
@@ -362,7 +377,7 @@ impl Tracker {
                 fx.push(Effect::AlertRaised(build_alert(
                     exp,
                     AlertKind::DeliveryFailed,
-                    raised_at.unwrap_or(t.issued_at),
+                    at.max(t.issued_at),
                     None,
                 )));
             }

@@ -75,8 +75,10 @@ pub struct Counters {
     pub future_events_capped: u64,
     /// Encounter-end events without an encounter kind (no rule can apply).
     pub ends_without_kind: u64,
-    /// Encounter-end events for which an identical expectation was already
-    /// open (a repeated discharge with a new message id): the first is kept.
+    /// Encounter-end events for which the expectation was already open (a
+    /// repeated discharge with a new message id: the first is kept) or
+    /// already settled within the duplicate horizon (a FHIR Encounter's
+    /// later version: nothing changes).
     pub repeated_ends: u64,
     /// Expectations not created because an exclusion matched.
     pub excluded: u64,
@@ -305,8 +307,18 @@ impl Tracker {
         self.drop_stale_timers();
     }
 
-    /// Advances the clock (live mode: the wall clock once caught up; replay:
-    /// `--until`), firing every timer it passes. The clock never goes back.
+    /// The engine time a wall-clock reading stands for in live mode: the
+    /// wall clock less the allowed lateness, as an event's time is, so that
+    /// a document stamped within the lateness after its deadline is judged
+    /// alike live and in replay (`late`, never `overdue` first).
+    pub fn engine_time_at(&self, wall: DateTime<Utc>) -> DateTime<Utc> {
+        wall.checked_sub_signed(self.config.allowed_lateness.delta())
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    }
+
+    /// Advances the clock (live mode: [`Tracker::engine_time_at`] the wall
+    /// clock once caught up; replay: `--until`), firing every timer it
+    /// passes. The clock never goes back.
     pub fn advance_to(&mut self, now: DateTime<Utc>) -> Vec<Effect> {
         let mut out = Vec::new();
         self.set_clock(ms(now), &mut Effects::new(&mut out, self.switches));

@@ -163,6 +163,21 @@ pub(crate) fn seen_key(ev: &InterfaceEvent) -> SeenKey {
     split_key(u128::from_be_bytes(b))
 }
 
+/// The key that remembers a settled expectation, beside the duplicate keys
+/// and for as long: an end event repeated after the document came (a FHIR
+/// Encounter's later version, an A03 sent again under a new message id)
+/// finds it and changes nothing, where it would otherwise open the
+/// expectation again and raise a false `overdue`.
+pub(crate) fn settled_key(expectation_id: &[u8; 16]) -> SeenKey {
+    let mut h = Sha256::new();
+    h.update(b"tocsin-settled\0");
+    h.update(expectation_id);
+    let d = h.finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    split_key(u128::from_be_bytes(b))
+}
+
 /// How many times per duplicate horizon the dead keys are swept out.
 const SEEN_SWEEPS_PER_HORIZON: i64 = 32;
 

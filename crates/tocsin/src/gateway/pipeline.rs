@@ -246,10 +246,11 @@ impl Pipeline {
         if consumer.open_deliveries() > 0 {
             return Ok(());
         }
-        let now = Utc::now();
+        // Drained: the engine's clock follows the wall clock, less the
+        // allowed lateness as an event's time is (it is moved only when a
+        // timer falls due, but nothing lies between), so no lag.
+        let now = self.tracker.engine_time_at(Utc::now());
         let due = self.tracker.next_deadline().is_some_and(|d| d <= now);
-        // Drained: the engine's clock follows the wall clock (it is moved
-        // only when a timer falls due, but nothing lies between), so no lag.
         ClockAdvanced { lag_seconds: 0.0 }.emit(&self.metrics);
         if !due {
             return Ok(());
