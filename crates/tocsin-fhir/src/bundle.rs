@@ -67,7 +67,7 @@ impl Ctx<'_> {
         let comp = b
             .entries
             .first()
-            .filter(|e| e.rtype == "Composition")
+            .filter(|e| b.first_has_resource && e.rtype == "Composition")
             .ok_or_else(|| FhirError::InvalidResource {
                 resource_type: "Bundle".into(),
                 location: format!("{}.entry[0].resource", b.loc),
@@ -205,7 +205,7 @@ impl Ctx<'_> {
         let mh_entry = b
             .entries
             .first()
-            .filter(|e| e.rtype == "MessageHeader")
+            .filter(|e| b.first_has_resource && e.rtype == "MessageHeader")
             .ok_or_else(|| FhirError::InvalidResource {
                 resource_type: "Bundle".into(),
                 location: format!("{}.entry[0].resource", b.loc),

@@ -112,23 +112,72 @@ impl FhirError {
     }
 }
 
-/// Removes quoted values from a serde message (`invalid type: string "…"`),
-/// which could hold patient data. Field names (in backticks) are kept.
+/// Removes values from a serde message, which could hold patient data,
+/// keeping its shape and the field names:
+/// - strings in double quotes (`invalid type: string "…"`), escapes within
+///   them included;
+/// - numbers, booleans, characters and enum variants, which serde writes in
+///   backticks (`invalid type: integer `…``), where a field name in
+///   backticks (`missing field `status``) is kept;
+/// - the code after fhir-sdk's `Unknown value: `, which has no quotes,
+///   unless it is a word of letters, `-`, `_` or `.` (`discharged`): such a
+///   code says what was wrong, and a number or text with spaces could be
+///   about a patient.
 pub(crate) fn redact(message: &str) -> String {
+    /// Words after which serde writes a value in backticks.
+    const VALUE_WORDS: [&str; 6] = [
+        "integer ",
+        "floating point ",
+        "boolean ",
+        "character ",
+        "variant ",
+        "value ",
+    ];
+    const UNKNOWN: &str = "Unknown value: ";
     let mut out = String::with_capacity(message.len());
-    let mut in_quote = false;
-    for c in message.chars() {
-        match (c, in_quote) {
-            ('"', false) => {
-                in_quote = true;
-                out.push_str("\"…");
+    let mut chars = message.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => {
+                out.push_str("\"…\"");
+                let mut escaped = false;
+                for (_, q) in chars.by_ref() {
+                    match (q, escaped) {
+                        ('\\', false) => escaped = true,
+                        ('"', false) => break,
+                        _ => escaped = false,
+                    }
+                }
             }
-            ('"', true) => {
-                in_quote = false;
-                out.push('"');
+            '`' if VALUE_WORDS.iter().any(|w| out.ends_with(w)) => {
+                out.push_str("`…`");
+                for (_, q) in chars.by_ref() {
+                    if q == '`' {
+                        break;
+                    }
+                }
             }
-            (_, true) => {}
-            (c, false) => out.push(c),
+            _ if message[i..].starts_with(UNKNOWN) => {
+                let rest = &message[i + UNKNOWN.len()..];
+                let skip = rest.find(" at line ").unwrap_or(rest.len());
+                let code = &rest[..skip];
+                out.push_str(UNKNOWN);
+                if !code.is_empty()
+                    && code.len() <= 64
+                    && code
+                        .chars()
+                        .all(|c| c.is_ascii_alphabetic() || matches!(c, '-' | '_' | '.'))
+                {
+                    out.push_str(code);
+                } else {
+                    out.push('…');
+                }
+                let resume = i + UNKNOWN.len() + skip;
+                while chars.peek().is_some_and(|(j, _)| *j < resume) {
+                    chars.next();
+                }
+            }
+            c => out.push(c),
         }
     }
     out
@@ -140,10 +189,36 @@ mod tests {
 
     #[test]
     fn redaction_drops_quoted_values_but_keeps_field_names() {
-        assert_eq!(
-            redact("invalid type: string \"9434765919\", expected u32 for `total`"),
-            "invalid type: string \"…\", expected u32 for `total`"
-        );
+        for (message, redacted) in [
+            (
+                "invalid type: string \"9434765919\", expected u32 for `total`",
+                "invalid type: string \"…\", expected u32 for `total`",
+            ),
+            (
+                "invalid type: integer `9434765919`, expected a string",
+                "invalid type: integer `…`, expected a string",
+            ),
+            (
+                "invalid type: string \"Patient \\\"9434765919\\\" TESTER\", expected a map",
+                "invalid type: string \"…\", expected a map",
+            ),
+            (
+                "Unknown value: 9434765919 TESTER at line 1 column 40",
+                "Unknown value: … at line 1 column 40",
+            ),
+            ("Unknown value: 9434765919", "Unknown value: …"),
+            (
+                "Unknown value: no-such-status at line 1 column 9",
+                "Unknown value: no-such-status at line 1 column 9",
+            ),
+            (
+                "unknown variant `TESTER`, expected one of `a`, `b`",
+                "unknown variant `…`, expected one of `a`, `b`",
+            ),
+            ("missing field `status`", "missing field `status`"),
+        ] {
+            assert_eq!(redact(message), redacted, "{message}");
+        }
     }
 
     #[test]

@@ -151,7 +151,7 @@ impl Ctx<'_> {
         Ok(Draft {
             event_type,
             occurred_at,
-            message_id: standalone_id("Encounter", &v.meta),
+            message_id: standalone_id("Encounter", &v.meta, Some(&v.status)),
             message_type: "Encounter".into(),
             sending_facility,
             subject,
@@ -238,7 +238,7 @@ impl Ctx<'_> {
         Ok(Draft {
             event_type,
             occurred_at: issued_at,
-            message_id: standalone_id("DocumentReference", &v.meta),
+            message_id: standalone_id("DocumentReference", &v.meta, Some(&v.status)),
             message_type: "DocumentReference".into(),
             sending_facility,
             subject,
@@ -285,7 +285,7 @@ pub(crate) fn other(e: &Entry, tz: chrono_tz::Tz) -> Draft {
     Draft {
         event_type: EventType::Other,
         occurred_at,
-        message_id: standalone_id(&e.rtype, &meta),
+        message_id: standalone_id(&e.rtype, &meta, None),
         message_type: e.rtype.to_string(),
         sending_facility: None,
         subject: Subject::default(),
@@ -322,13 +322,28 @@ fn any_time(e: &Entry, value: &serde_json::Value) -> Option<DateTime<Utc>> {
     })
 }
 
-/// `Type/id/_history/version` (or `Type/id`) of a standalone resource.
-pub(crate) fn standalone_id(rtype: &str, meta: &Meta) -> Option<String> {
+/// The message id of a standalone resource, which the tracker's duplicate
+/// key is made of, so it must tell apart the versions that mean different
+/// things: `Type/id/_history/version`; without a version, `Type/id@` and
+/// `meta.lastUpdated`; else `Type/id`. A withdrawing status (`cancelled`,
+/// `entered-in-error`) is added after `#`: a server that corrects a
+/// resource without a new version or time would otherwise have its
+/// cancellation dropped as a duplicate of the version it cancels.
+pub(crate) fn standalone_id(rtype: &str, meta: &Meta, status: Option<&str>) -> Option<String> {
     let id = meta.id.as_ref()?;
-    Some(match &meta.version_id {
-        Some(v) => format!("{rtype}/{id}/_history/{v}"),
-        None => format!("{rtype}/{id}"),
-    })
+    let mut out = match (&meta.version_id, meta.last_updated) {
+        (Some(v), _) => format!("{rtype}/{id}/_history/{v}"),
+        (None, Some(t)) => format!(
+            "{rtype}/{id}@{}",
+            t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+        ),
+        (None, None) => format!("{rtype}/{id}"),
+    };
+    if let Some(st @ ("cancelled" | "entered-in-error")) = status {
+        out.push('#');
+        out.push_str(st);
+    }
+    Some(out)
 }
 
 /// The first non-empty identifier value.

@@ -159,7 +159,12 @@ impl Entry<'_> {
 /// A bundle taken apart.
 pub(crate) struct Prepared<'a> {
     pub view: BundleView,
+    /// The entries that hold a resource (entries without one are skipped).
     pub entries: Vec<Entry<'a>>,
+    /// Whether the bundle's first entry holds a resource: when it does not,
+    /// `entries[0]` is not the first entry, which a document or message
+    /// bundle must begin with.
+    pub first_has_resource: bool,
     pub loc: Loc<'a>,
 }
 
@@ -363,12 +368,18 @@ pub(crate) fn bundle<'a>(
     let view = reader
         .bundle(&shell)
         .map_err(|e| FhirError::invalid("Bundle", &loc, &e))?;
+    let first_has_resource = resources.first().is_some_and(Option::is_some);
     let mut entries = Vec::with_capacity(resources.len());
     for (i, r) in resources.into_iter().enumerate() {
         let Some((r, full_url)) = r else { continue };
         entries.push(entry(r, full_url, loc.entry(i), reader, depth)?);
     }
-    Ok(Prepared { view, entries, loc })
+    Ok(Prepared {
+        view,
+        entries,
+        first_has_resource,
+        loc,
+    })
 }
 
 #[cfg(test)]

@@ -65,6 +65,50 @@ fn entered_in_error_encounter_is_cancelled_at_its_last_update() {
     assert_eq!(enc.id.as_deref(), Some("V300001"));
 }
 
+/// The message id is the tracker's duplicate key: versions that mean
+/// different things must differ in it, and the same version must not.
+#[test]
+fn message_ids_tell_apart_the_versions_that_differ() {
+    // Without a version: by lastUpdated, and a withdrawing status.
+    let e = one("r4/encounter-entered-in-error.json");
+    assert_eq!(
+        e.source.message_id,
+        "Encounter/enc-3@2024-02-01T09:00:00Z#entered-in-error"
+    );
+    // The same encounter finished, then withdrawn, with no version or time
+    // at all: still two ids, so the withdrawal is not taken for a repeat.
+    let finished = edited("r4/encounter-finished-inpatient.json", |_| {});
+    let withdrawn = edited("r4/encounter-finished-inpatient.json", |v| {
+        v["status"] = "entered-in-error".into();
+    });
+    assert_eq!(finished.source.message_id, "Encounter/enc-1");
+    assert_eq!(withdrawn.event_type, EventType::EncounterCancelled);
+    assert_eq!(
+        withdrawn.source.message_id,
+        "Encounter/enc-1#entered-in-error"
+    );
+    // A later update of the same resource without a version.
+    let updated = edited("r4/encounter-finished-inpatient.json", |v| {
+        v["meta"]["lastUpdated"] = "2024-01-15T15:00:00.250+01:00".into();
+    });
+    assert_eq!(
+        updated.source.message_id,
+        "Encounter/enc-1@2024-01-15T14:00:00.250Z"
+    );
+    // One version number for two statuses (the fixtures' letter-1 is
+    // current, then entered in error, both as version 1).
+    let current = one("r4/documentreference-current-clinic-letter.json");
+    let withdrawn = one("r4/documentreference-entered-in-error.json");
+    assert_eq!(withdrawn.event_type, EventType::DocumentCancelled);
+    assert_eq!(
+        (current.source.message_id, withdrawn.source.message_id),
+        (
+            "DocumentReference/letter-1/_history/1".to_string(),
+            "DocumentReference/letter-1/_history/1#entered-in-error".to_string()
+        )
+    );
+}
+
 #[test]
 fn unmapped_encounter_class_is_other_with_a_warning() {
     let e = one("r4/encounter-unmapped-class.json");

@@ -61,6 +61,31 @@ fn document_bundle_must_start_with_a_composition() {
     assert!(e.to_string().contains("Composition"), "{e}");
 }
 
+/// An entry without a resource first: the Composition (or MessageHeader)
+/// after it is not the bundle's first entry, so the bundle is refused.
+#[test]
+fn a_resourceless_first_entry_does_not_let_the_second_stand_first() {
+    for (fixture, first) in [
+        ("r4/bundle-document-discharge-summary.json", "Composition"),
+        ("r4/bundle-message-itk003d.json", "MessageHeader"),
+    ] {
+        let mut v: serde_json::Value = serde_json::from_slice(&load(fixture)).unwrap();
+        v["entry"]
+            .as_array_mut()
+            .unwrap()
+            .insert(0, serde_json::json!({"fullUrl": "urn:uuid:empty"}));
+        let e =
+            normalise_json(&serde_json::to_vec(&v).unwrap(), &FhirConfig::default()).unwrap_err();
+        assert_eq!(e.reason_code(), "invalid_resource", "{fixture}: {e}");
+        assert_eq!(
+            e.location().as_deref(),
+            Some("Bundle.entry[0].resource"),
+            "{fixture}"
+        );
+        assert!(e.to_string().contains(first), "{e}");
+    }
+}
+
 #[test]
 fn invalid_entry_deep_in_a_bundle_is_located() {
     let mut v: serde_json::Value =
@@ -99,15 +124,29 @@ fn missing_times_are_a_typed_error() {
 
 #[test]
 fn error_messages_do_not_carry_patient_values() {
-    let body = br#"{"resourceType":"Encounter","status":"finished","class":{"code":"IMP"},
-        "period":{"end":"2024-01-01T00:00:00Z"},"subject":"9434765919 TESTER"}"#;
-    let e = normalise_json(body, &FhirConfig::default()).unwrap_err();
-    assert_eq!(e.reason_code(), "invalid_resource");
-    let text = e.to_string();
-    assert!(
-        !text.contains("9434765919") && !text.contains("TESTER"),
-        "{text}"
-    );
+    let bodies: [&[u8]; 4] = [
+        br#"{"resourceType":"Encounter","status":"finished","class":{"code":"IMP"},
+        "period":{"end":"2024-01-01T00:00:00Z"},"subject":"9434765919 TESTER"}"#,
+        // A quote escaped inside the value.
+        br#"{"resourceType":"Encounter","status":"finished","class":{"code":"IMP"},
+        "period":{"end":"2024-01-01T00:00:00Z"},"subject":"Patient \"9434765919\" TESTER"}"#,
+        // A number where a string belongs: serde writes it in backticks.
+        br#"{"resourceType":"Encounter","status":"finished","class":{"code":"IMP"},
+        "period":{"end":"2024-01-01T00:00:00Z"},
+        "identifier":[{"system":"https://fhir.nhs.uk/Id/nhs-number","value":9434765919}]}"#,
+        // A code the model does not know: fhir-sdk writes it unquoted.
+        br#"{"resourceType":"Encounter","status":"9434765919 TESTER","class":{"code":"IMP"},
+        "period":{"end":"2024-01-01T00:00:00Z"}}"#,
+    ];
+    for body in bodies {
+        let e = normalise_json(body, &FhirConfig::default()).unwrap_err();
+        let text = e.to_string();
+        assert_eq!(e.reason_code(), "invalid_resource", "{text}");
+        assert!(
+            !text.contains("9434765919") && !text.contains("TESTER"),
+            "{text}"
+        );
+    }
 }
 
 /// A minimal document bundle: a Composition whose subject is
