@@ -95,6 +95,40 @@ fn lines(text: &str) -> impl Iterator<Item = &str> {
     }
 }
 
+/// When `line` continues the segment before it rather than starting one:
+/// it follows a bare line feed (not a carriage return, nor CR LF) and does
+/// not begin with a segment name (an upper-case letter, two upper-case
+/// letters or digits) and the field separator or the line's end. Senders
+/// that end segments with `\r` put line feeds inside letter text; read as a
+/// segment break, the text after one would refuse the whole message, and
+/// the letter's tracking with it. Returns the segment's text joined with
+/// the line, line breaks included.
+fn continuation<'a>(
+    text: &'a str,
+    last: Option<&SegData<'a>>,
+    line: &'a str,
+    sep: u8,
+) -> Option<&'a str> {
+    let last = last?;
+    let bytes = text.as_bytes();
+    let start = (line.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+    let from = (last.line.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+    let after_bare_lf = start >= 1
+        && bytes.get(start - 1) == Some(&b'\n')
+        && (start < 2 || bytes.get(start - 2) != Some(&b'\r'));
+    let l = line.as_bytes();
+    let named = l.len() >= 3
+        && l[0].is_ascii_uppercase()
+        && l[1..3]
+            .iter()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        && (l.len() == 3 || l[3] == sep);
+    if !after_bare_lf || named {
+        return None;
+    }
+    text.get(from..start + line.len())
+}
+
 /// `str::split` at ASCII bytes, found with the `memchr` crate's vectorised
 /// search: splitting every segment into fields and every field into
 /// components is the largest cost of normalising, and `str::split` with a
@@ -208,8 +242,12 @@ impl<'a> Parsed<'a> {
         let sep_byte = u8::try_from(sep).unwrap_or(u8::MAX);
         let mut fields =
             Vec::with_capacity(memchr::memchr_iter(sep_byte, text.as_bytes()).count() + 16);
-        let mut segments = Vec::with_capacity(16);
-        let mut push = |name: &'a str, line: &'a str, bare: bool| {
+        let mut segments: Vec<SegData<'a>> = Vec::with_capacity(16);
+        let push = |segments: &mut Vec<SegData<'a>>,
+                    fields: &mut Vec<&'a str>,
+                    name: &'a str,
+                    line: &'a str,
+                    bare: bool| {
             let from = fields.len();
             fields.extend(split(line, sep));
             if bare {
@@ -221,8 +259,17 @@ impl<'a> Parsed<'a> {
                 fields: from..fields.len(),
             });
         };
-        push("MSH", first, false);
+        push(&mut segments, &mut fields, "MSH", first, false);
         for (i, line) in lines.enumerate() {
+            if let Some(joined) = continuation(text, segments.last(), line, sep_byte) {
+                // A bare line feed inside a field (letter text), not a
+                // segment break: the line belongs to the segment before.
+                if let Some(last) = segments.pop() {
+                    fields.truncate(last.fields.start);
+                    push(&mut segments, &mut fields, last.name, joined, false);
+                }
+                continue;
+            }
             let name = line
                 .get(..3)
                 .filter(|n| n.chars().all(|c| c.is_ascii_alphanumeric()));
@@ -236,14 +283,26 @@ impl<'a> Parsed<'a> {
                 line.as_bytes().get(3) == Some(&sep_byte)
             };
             match name {
-                Some(name) if rest_ok => push(name, line, bare),
+                Some(name) if rest_ok => push(&mut segments, &mut fields, name, line, bare),
                 _ => {
                     return Err(Hl7Error::MalformedSegment {
                         index: i + 2,
+                        // Only what a segment name could be (no lower case
+                        // letters): the line may be free text about the
+                        // patient.
                         name: line
                             .chars()
                             .take(3)
-                            .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+                            .map(|c| {
+                                if c.is_ascii_uppercase()
+                                    || c.is_ascii_digit()
+                                    || c.is_ascii_punctuation()
+                                {
+                                    c
+                                } else {
+                                    '?'
+                                }
+                            })
                             .collect(),
                         detail: "a segment starts with a three-character name and the field separator",
                     });
@@ -424,6 +483,25 @@ mod tests {
         assert_eq!(p.segment("NTE").unwrap().raw(1), "");
         assert_eq!(p.segment("PV1").unwrap().value(2).as_deref(), Some("I"));
         assert_eq!(p.segment("MSH").unwrap().raw(3), "A");
+        // A line feed inside a field of a message whose segments end with
+        // `\r` is text, not a segment break (blank lines in it too); a line
+        // that names a segment after one is still a segment.
+        let text =
+            "MSH|^~\\&|A\rOBX|1|TX|DS||Dear Dr Jones,\n\nPlan: review\nYes||||||F\rNTE|1\nPV1|1|I";
+        let p = Parsed::parse(text).unwrap();
+        let names: Vec<&str> = p.segments.iter().map(|s| s.name).collect();
+        assert_eq!(names, ["MSH", "OBX", "NTE", "PV1"]);
+        let obx = p.segment("OBX").unwrap();
+        assert_eq!(obx.raw(5), "Dear Dr Jones,\n\nPlan: review\nYes");
+        assert_eq!(obx.raw(11), "F");
+        // After a carriage return a line must still be a segment, and the
+        // error quotes nothing of it that could be text about a patient.
+        match Parsed::parse("MSH|^~\\&|A\rEVN|x\rPlan: review") {
+            Err(Hl7Error::MalformedSegment { index, name, .. }) => {
+                assert_eq!((index, name.as_str()), (3, "P??"));
+            }
+            other => panic!("{:?}", other.err()),
+        }
         let bad = Parsed::parse("MSH|^~\\&|A\rEVN|x\rPV\u{e9}");
         assert!(matches!(
             bad,

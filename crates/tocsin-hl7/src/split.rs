@@ -14,6 +14,7 @@ pub struct RawMessage<'a> {
 }
 
 const MLLP_START: u8 = 0x0B;
+const BOM: &[u8] = b"\xEF\xBB\xBF";
 const MLLP_END: u8 = 0x1C;
 
 /// Envelope segments of HL7 batch files: dropped, as they carry no event.
@@ -29,8 +30,12 @@ const ENVELOPE: [&[u8]; 4] = [b"FHS", b"BHS", b"BTS", b"FTS"];
 /// rejects with a reason.
 pub fn split_messages(input: &[u8]) -> Vec<RawMessage<'_>> {
     let mut out = Vec::new();
+    // A UTF-8 byte-order mark opening the input (as format detection
+    // allows) is not a message: left in, it hid the batch header after it
+    // and came back as a junk unit of its own.
+    let begin = if input.starts_with(BOM) { BOM.len() } else { 0 };
     if memchr::memchr(MLLP_START, input).is_some() {
-        let mut pos = 0;
+        let mut pos = begin;
         while pos < input.len() {
             match memchr::memchr(MLLP_START, &input[pos..]) {
                 Some(rel) => {
@@ -51,7 +56,7 @@ pub fn split_messages(input: &[u8]) -> Vec<RawMessage<'_>> {
             }
         }
     } else {
-        split_unframed(input, 0, input.len(), &mut out);
+        split_unframed(input, begin, input.len(), &mut out);
     }
     out
 }
@@ -128,6 +133,14 @@ mod tests {
             texts(input),
             vec![(18, "MSH|a\rPID|1".to_owned()), (30, "MSH|b".to_owned())]
         );
+    }
+
+    #[test]
+    fn a_byte_order_mark_before_the_batch_or_the_frame_is_no_unit() {
+        let input = b"\xEF\xBB\xBFFHS|^~\\&\rBHS|^~\\&\rMSH|a\rPID|1\rBTS|1\rFTS|1\r";
+        assert_eq!(texts(input), vec![(21, "MSH|a\rPID|1".to_owned())]);
+        let framed = b"\xEF\xBB\xBF\x0bMSH|a\r\x1c\r";
+        assert_eq!(texts(framed), vec![(4, "MSH|a".to_owned())]);
     }
 
     #[test]
