@@ -434,13 +434,76 @@ fn read(path: &Path) -> Result<String, ConfigError> {
 fn parse<T: serde::de::DeserializeOwned>(text: &str, origin: &str) -> Result<T, ConfigError> {
     toml::from_str(text).map_err(|e| ConfigError::Invalid {
         path: origin.to_string(),
-        message: e.to_string(),
+        message: explain(&e, text),
     })
+}
+
+/// Keys whose values are secrets or may hold one (a password in a URL): an
+/// error on their line names the key and never the value.
+const SECRET_KEY_PARTS: [&str; 5] = ["secret", "key", "token", "password", "url"];
+
+/// A TOML error as the line, column and reason, without the source line
+/// that toml's own message quotes: that line may hold a signing secret, a
+/// hash key or a password, and start-up errors go to the journal. The
+/// reason itself may quote a wrong value (`invalid type: integer 1234`),
+/// so on a secret's line only the key is named.
+fn explain(e: &toml::de::Error, text: &str) -> String {
+    let Some(span) = e.span() else {
+        return e.message().to_string();
+    };
+    let start = span.start.min(text.len());
+    let before = text.get(..start).unwrap_or("");
+    let line_no = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"'))
+        .unwrap_or("");
+    let secret = !key.is_empty()
+        && SECRET_KEY_PARTS
+            .iter()
+            .any(|part| key.to_ascii_lowercase().contains(part));
+    if secret {
+        format!(
+            "line {line_no}, column {column}: the value of `{key}` is not valid here \
+             (not shown: it may be a secret)"
+        )
+    } else {
+        format!(
+            "line {line_no}, column {column}: {}",
+            e.message().trim_end()
+        )
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A wrong line is told by number and reason; the line itself, which
+    /// toml would quote, is not, and on a secret's line neither is the
+    /// value.
+    #[test]
+    fn errors_name_the_line_and_never_quote_a_secret() {
+        let text =
+            "[amqp]\nprefetch = 10\n\n[[webhooks]]\nname = \"ward\"\nsecret = 0xdeadbeefcafe\n";
+        let e = parse::<ConfigFile>(text, "t.toml").unwrap_err().to_string();
+        assert!(e.starts_with("t.toml: line 6, column "), "{e}");
+        assert!(e.contains("`secret`"), "{e}");
+        assert!(!e.contains("deadbeef"), "{e}");
+        let text = "[[webhooks]]\nname = \"ward\"\nurl = \"https://a.example\"\nsecret = \"s3cr3t-value\"\nsecrte = \"s3cr3t-value\"\n";
+        let e = parse::<ConfigFile>(text, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("line 5"), "{e}");
+        assert!(!e.contains("s3cr3t"), "{e}");
+        // An ordinary key keeps toml's reason, which names what was wrong.
+        let text = "[amqp]\nprefetch = \"many\"\n";
+        let e = parse::<ConfigFile>(text, "t.toml").unwrap_err().to_string();
+        assert!(e.starts_with("t.toml: line 2, column "), "{e}");
+        assert!(e.contains("invalid type"), "{e}");
+        assert!(!e.contains('|'), "no quoted source: {e}");
+    }
 
     /// `config/tocsin.toml` is where an integration team reads what each
     /// setting does and what it is by default: every value it sets must be
