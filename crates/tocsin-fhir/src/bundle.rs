@@ -152,6 +152,19 @@ impl Ctx<'_> {
         });
         let event_type = match (c.status.as_str(), &replaces) {
             ("entered-in-error", _) => EventType::DocumentCancelled,
+            // A draft has not left the trust: it is no transmission, and
+            // counting it would hide the missing final document.
+            ("preliminary", _) => {
+                warnings.push(Warning {
+                    code: WarningCode::Other,
+                    message: "the Composition is preliminary, not final: the document is not \
+                              taken as a transmission"
+                        .into(),
+                    raw: Some(c.status.clone()),
+                    location: Some(format!("{}.status", comp_entry.loc)),
+                });
+                EventType::Other
+            }
             (_, Some(_)) => EventType::DocumentReplaced,
             _ => EventType::DocumentIssued,
         };

@@ -169,6 +169,33 @@ fn entered_in_error_document_reference_names_its_encounter_by_reference() {
     assert!(e.warnings.is_empty(), "{:?}", e.warnings);
 }
 
+/// A preliminary Composition is a draft that has not left the trust: the
+/// bundle's event is `other`, with a warning at the Composition's status.
+#[test]
+fn a_preliminary_composition_is_no_transmission() {
+    let e = edited("r4/bundle-document-discharge-summary.json", |v| {
+        entry_of(v, "Composition")["status"] = "preliminary".into();
+    });
+    assert_eq!(e.event_type, EventType::Other);
+    assert!(e.document.is_some());
+    let w: Vec<_> = e
+        .warnings
+        .iter()
+        .filter(|w| w.raw.as_deref() == Some("preliminary"))
+        .collect();
+    assert_eq!(w.len(), 1, "{:?}", e.warnings);
+    assert_eq!(w[0].code, WarningCode::Other);
+    assert!(
+        w[0].location
+            .as_deref()
+            .is_some_and(|l| l.ends_with(".status")),
+        "{:?}",
+        w[0].location
+    );
+    let final_ = one("r4/bundle-document-discharge-summary.json");
+    assert_eq!(final_.event_type, EventType::DocumentIssued);
+}
+
 #[test]
 fn discharge_summary_document_bundle() {
     let e = one("r4/bundle-document-discharge-summary.json");

@@ -36,6 +36,13 @@ pub struct Hl7Config {
     pub patient_class: BTreeMap<String, EncounterKind>,
     /// TXA-2 document type (or OBR-4 service code for ORU) to document kind.
     pub document_type: BTreeMap<String, DocumentKind>,
+    /// TXA-17 completion statuses of a document that is not final (HL7
+    /// table 0271: dictated, documented, incomplete, in progress,
+    /// pre-authenticated): such a document has not left the trust, so its
+    /// message is `other`, with a warning, and settles nothing. Absent from
+    /// an older copy of the mappings file: these five.
+    #[serde(default = "default_draft_statuses")]
+    pub draft_statuses: Vec<String>,
 }
 
 /// Why a mappings file could not be read as HL7 configuration.
@@ -72,6 +79,10 @@ impl Hl7Config {
     pub fn document_kind(&self, code: &str) -> Option<DocumentKind> {
         lookup(&self.document_type, code)
     }
+}
+
+fn default_draft_statuses() -> Vec<String> {
+    ["DI", "DO", "IN", "IP", "PA"].map(String::from).to_vec()
 }
 
 fn lookup<T: Copy>(table: &BTreeMap<String, T>, code: &str) -> Option<T> {

@@ -20,6 +20,18 @@ pub(crate) fn oru_carries_document(ctx: &Ctx<'_, '_>) -> bool {
         })
 }
 
+/// TXA-17 (completion status, first component) when it is one of the
+/// configured draft statuses: the document is not final.
+pub(crate) fn draft_status(ctx: &Ctx<'_, '_>) -> Option<String> {
+    let status = ctx.p.segment("TXA")?.value(17)?;
+    let status = status.trim();
+    ctx.cfg
+        .draft_statuses
+        .iter()
+        .any(|d| d.eq_ignore_ascii_case(status))
+        .then(|| status.to_string())
+}
+
 /// The document described by TXA (MDM, and ORU when it has a TXA).
 ///
 /// - id: TXA-12 (unique document number, first component), required;

@@ -1,6 +1,6 @@
 //! One HL7 message to one interface event.
 
-use tocsin_event::{Ack, EventId, EventType, Format, InterfaceEvent, Source};
+use tocsin_event::{Ack, EventId, EventType, Format, InterfaceEvent, Source, WarningCode};
 
 use crate::context::Ctx;
 use crate::header::{Header, missing};
@@ -11,7 +11,8 @@ use crate::{Hl7Config, Hl7Error, document, patient, visit};
 /// AMQP body holding one message; MLLP framing is tolerated).
 ///
 /// The event type follows MSH-9 (see [`event_type`]); unknown types and
-/// triggers give `other`, never an error. `event_id` is derived from the raw
+/// triggers give `other`, never an error; so does a document whose TXA-17
+/// completion status is a draft's (`[hl7] draft_statuses`), with a warning. `event_id` is derived from the raw
 /// bytes, so a redelivered message gets the same id. `occurred_at` is EVN-2,
 /// else MSH-7; for an A03 it is the discharge time (PV1-45, EVN-6, EVN-2).
 pub fn normalise_message(msg: &[u8], cfg: &Hl7Config) -> Result<InterfaceEvent, Hl7Error> {
@@ -28,7 +29,7 @@ pub fn normalise_message(msg: &[u8], cfg: &Hl7Config) -> Result<InterfaceEvent, 
     let trigger = ctx.header.trigger.clone();
     check_required_segments(&ctx, &code, &trigger)?;
 
-    let event_type = event_type(&ctx, &code, &trigger);
+    let mut event_type = event_type(&ctx, &code, &trigger);
     let patient = patient::patient(&mut ctx);
     let discharge = code == "ADT" && trigger == "A03";
     let encounter = visit::encounter(&mut ctx, discharge);
@@ -46,6 +47,22 @@ pub fn normalise_message(msg: &[u8], cfg: &Hl7Config) -> Result<InterfaceEvent, 
         EventType::DocumentIssued => Some(document::from_obr(&mut ctx)),
         _ => None,
     };
+    if matches!(
+        event_type,
+        EventType::DocumentIssued | EventType::DocumentReplaced
+    ) && let Some(status) = document::draft_status(&ctx)
+    {
+        ctx.warn(
+            WarningCode::Other,
+            format!(
+                "TXA-17 completion status {status} is not final: the document is not taken as a \
+                 transmission"
+            ),
+            Some(status),
+            "TXA-17".into(),
+        );
+        event_type = EventType::Other;
+    }
     let merge = match parsed.segment("MRG") {
         Some(mrg) if event_type == EventType::PatientMerged => Some(patient::merge(&mut ctx, mrg)),
         _ => None,

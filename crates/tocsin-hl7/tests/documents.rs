@@ -31,6 +31,48 @@ fn mdm_t02_discharge_summary_every_field() {
     assert!(ev.warnings.is_empty());
 }
 
+/// A document whose TXA-17 completion status is a draft's has not left the
+/// trust: its message is `other`, with a warning at TXA-17, and carries the
+/// document for whoever reads the events. Authenticated (AU, LA) or empty
+/// is final.
+#[test]
+fn a_draft_completion_status_is_no_transmission() {
+    let bytes = common::load("mdm_t02_discharge_summary.hl7");
+    let text = String::from_utf8(bytes).unwrap();
+    assert!(
+        text.contains("DOC-1001^RXX|||||AU\r"),
+        "the fixture's TXA-17 is AU"
+    );
+    let with = |status: &str| {
+        let edited = text.replace("DOC-1001^RXX|||||AU", &format!("DOC-1001^RXX|||||{status}"));
+        tocsin_hl7::normalise_message(edited.as_bytes(), &tocsin_hl7::Hl7Config::default()).unwrap()
+    };
+    for status in ["IP", "DI", "DO", "IN", "PA", "ip"] {
+        let ev = with(status);
+        assert_eq!(ev.event_type, EventType::Other, "{status}");
+        assert_eq!(ev.document.as_ref().unwrap().id, "DOC-1001");
+        assert_eq!(ev.warnings.len(), 1, "{status}");
+        let w = &ev.warnings[0];
+        assert_eq!(
+            (w.code, w.location.as_deref(), w.raw.as_deref()),
+            (WarningCode::Other, Some("TXA-17"), Some(status))
+        );
+    }
+    for status in ["AU", "LA", ""] {
+        let ev = with(status);
+        assert_eq!(ev.event_type, EventType::DocumentIssued, "{status:?}");
+        assert!(ev.warnings.is_empty(), "{status:?}");
+    }
+    // Configured otherwise, a trust's own list decides.
+    let cfg = tocsin_hl7::Hl7Config {
+        draft_statuses: vec![],
+        ..Default::default()
+    };
+    let edited = text.replace("DOC-1001^RXX|||||AU", "DOC-1001^RXX|||||IP");
+    let ev = tocsin_hl7::normalise_message(edited.as_bytes(), &cfg).unwrap();
+    assert_eq!(ev.event_type, EventType::DocumentIssued);
+}
+
 #[test]
 fn mdm_t04_clinic_letter_without_ods_recipient() {
     let ev = ok("mdm_t04_clinic_letter.hl7");
