@@ -22,7 +22,7 @@
 //!   wall clock plus skew; replay: `--until`), counted in
 //!   [`Counters::future_events_capped`].
 //! - **Correlation**, in order: encounter id, FHIR reference, then the same
-//!   patient (NHS number when the document has one, else any local id) and
+//!   patient (NHS number when both sides have one, else any local id) and
 //!   document kind, issued within `match_window_before`/`_after` of the
 //!   encounter's end, nearest end first. A document that names an encounter
 //!   never settles a *different* named encounter by patient. The document

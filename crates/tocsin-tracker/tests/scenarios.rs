@@ -646,6 +646,58 @@ fn matching_by_local_id_when_no_nhs_number() {
     assert!(changed(&tr.apply(&d)).is_empty());
 }
 
+/// An expectation without an NHS number (an A03 whose number failed its
+/// check, a temporary record) meets a document that has both the number and
+/// the same hospital number; two NHS numbers that differ never match, even
+/// with a shared local id.
+#[test]
+fn matching_by_local_id_when_only_the_document_has_an_nhs_number() {
+    let mut tr = tracker();
+    let mut e = with_local(
+        end("m1", "OP1", K::Outpatient, t("2024-01-01T10:00:00Z"), NHS),
+        "MRN",
+        "H123",
+    );
+    e.patient.nhs_number = None;
+    tr.apply(&e);
+    let d = with_local(
+        doc(
+            "m2",
+            None,
+            D::ClinicLetter,
+            t("2024-01-02T10:00:00Z"),
+            Some(NHS),
+        ),
+        "MRN",
+        "H123",
+    );
+    let fx = tr.apply(&d);
+    assert_eq!(
+        changed(&fx)[0].settlement.as_ref().unwrap().matched_by,
+        MatchMethod::PatientWindow
+    );
+
+    let mut tr = tracker();
+    tr.apply(&with_local(
+        end("m1", "OP1", K::Outpatient, t("2024-01-01T10:00:00Z"), NHS),
+        "MRN",
+        "H123",
+    ));
+    let d = with_local(
+        doc(
+            "m2",
+            None,
+            D::ClinicLetter,
+            t("2024-01-02T10:00:00Z"),
+            Some(NHS2),
+        ),
+        "MRN",
+        "H123",
+    );
+    assert!(changed(&tr.apply(&d)).is_empty());
+    assert_eq!(tr.open_count(), 1);
+}
+
 #[test]
 fn matching_by_fhir_reference() {
     let mut tr = tracker();

@@ -108,7 +108,15 @@ impl Tracker {
         if d.issued_at < o.ended_at - before || d.issued_at > o.ended_at + after {
             return None;
         }
-        let same_patient = match &d.patient.nhs_number {
+        // By NHS number when both sides have one; else by local id (an
+        // expectation from an A03 whose NHS number failed its check, or
+        // from a temporary record, still meets the document that has both).
+        let both_nhs = d
+            .patient
+            .nhs_number
+            .as_deref()
+            .filter(|_| o.nhs.with_str(&self.syms, |_| ()).is_some());
+        let same_patient = match both_nhs {
             Some(n) => o.nhs.eq_str(&self.syms, n),
             None => d.patient.local_ids.iter().any(|i| {
                 self.syms.lookup(&i.system).is_some_and(|sys| {
@@ -141,15 +149,18 @@ impl Tracker {
         {
             return Some(hit);
         }
-        let keys: Vec<u64> = match &d.patient.nhs_number {
-            Some(n) => vec![nhs_key(n)],
-            None => d
-                .patient
-                .local_ids
-                .iter()
-                .map(|i| local_key(&i.system, &i.value))
-                .collect(),
-        };
+        let keys: Vec<u64> = d
+            .patient
+            .nhs_number
+            .iter()
+            .map(|n| nhs_key(n))
+            .chain(
+                d.patient
+                    .local_ids
+                    .iter()
+                    .map(|i| local_key(&i.system, &i.value)),
+            )
+            .collect();
         let mut slots: Vec<u32> = keys.iter().flat_map(|k| self.index.get(*k)).collect();
         slots.sort_unstable();
         slots.dedup();
