@@ -205,7 +205,7 @@ impl<'a> Scope<'a> {
 }
 
 /// `(Type, id)` of a `Type/id` reference or URL tail (`_history` dropped).
-fn relative_part(reference: &str) -> Option<(&str, &str)> {
+pub(crate) fn relative_part(reference: &str) -> Option<(&str, &str)> {
     // Without a `/` there is no `Type/id` (and no `/_history/`): so it is
     // for `urn:uuid:` and `#id`, which are most references in a bundle.
     if !reference.contains('/') {

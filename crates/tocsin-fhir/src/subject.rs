@@ -226,13 +226,23 @@ impl Env<'_> {
             .as_deref()
             .and_then(|x| scope.resolve(x))
             .filter(|e| e.rtype == "Encounter");
+        // The reference as the Encounter's own event gives it
+        // (`Encounter/id`), so that the two correlate: not a `urn:uuid:`
+        // of the bundle, an absolute URL or a versioned reference.
+        let reference = match resolved.and_then(|e| e.id.as_deref()) {
+            Some(id) => Some(format!("Encounter/{id}")),
+            None => r
+                .reference
+                .as_deref()
+                .map(|text| match crate::prepare::relative_part(text) {
+                    Some(("Encounter", id)) => format!("Encounter/{id}"),
+                    _ => text.to_string(),
+                }),
+        };
         let mut enc = match resolved {
-            Some(e) => {
-                self.encounter_of(e, scope, r.reference.clone(), warnings)?
-                    .0
-            }
+            Some(e) => self.encounter_of(e, scope, reference, warnings)?.0,
             None => Encounter {
-                reference: r.reference.clone(),
+                reference,
                 ..Encounter::default()
             },
         };

@@ -109,6 +109,27 @@ fn message_ids_tell_apart_the_versions_that_differ() {
     );
 }
 
+/// An encounter named by an absolute or versioned URL correlates with the
+/// Encounter's own event, which carries `Encounter/id`.
+#[test]
+fn encounter_references_are_read_as_type_and_id() {
+    for written in [
+        "https://fhir.rxx.nhs.uk/R4/Encounter/enc-2",
+        "Encounter/enc-2/_history/7",
+        "https://fhir.rxx.nhs.uk/R4/Encounter/enc-2/_history/7",
+    ] {
+        let e = edited("r4/documentreference-entered-in-error.json", |v| {
+            v["context"]["encounter"][0]["reference"] = written.into();
+        });
+        let enc = e.encounter.unwrap();
+        assert_eq!(
+            enc.reference.as_deref(),
+            Some("Encounter/enc-2"),
+            "{written}"
+        );
+    }
+}
+
 #[test]
 fn unmapped_encounter_class_is_other_with_a_warning() {
     let e = one("r4/encounter-unmapped-class.json");
@@ -210,10 +231,9 @@ fn discharge_summary_document_bundle() {
     assert_eq!(e.gp_practice.as_deref(), Some("B86001"));
     let enc = e.encounter.unwrap();
     assert_eq!(enc.id.as_deref(), Some("V123456"));
-    assert_eq!(
-        enc.reference.as_deref(),
-        Some("urn:uuid:9a1b0000-0000-4000-8000-000000000003")
-    );
+    // The bundle's urn:uuid names the Encounter entry: the reference is the
+    // one that Encounter's own event carries, so the two correlate.
+    assert_eq!(enc.reference.as_deref(), Some("Encounter/enc-1"));
     assert_eq!(enc.kind, Some(EncounterKind::Inpatient));
     assert_eq!(enc.ended_at, Some(t("2024-01-15T14:00:00Z")));
     let d = e.document.unwrap();
