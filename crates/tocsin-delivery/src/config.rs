@@ -460,8 +460,8 @@ mod tests {
     /// expire and fire again between two rounds: refused at load.
     #[test]
     fn an_alertmanager_poll_slower_than_its_resend_is_refused() {
-        let e = DeliveryConfig::resolve(&[], &alertmanager(300.0, 60.0), Path::new("."))
-            .unwrap_err();
+        let e =
+            DeliveryConfig::resolve(&[], &alertmanager(300.0, 60.0), Path::new(".")).unwrap_err();
         assert_eq!(
             e.to_string(),
             "[alertmanager] poll_interval_secs: must not be longer than resend_interval_secs"

@@ -416,6 +416,95 @@ async fn a_broker_that_nacks_the_outbox_does_not_wedge_the_gateway() {
     let world = World::sqlite("nack", Tuning::default()).await;
     let mut events = world.observe("tocsin.events").await;
     let mut alerts = world.observe("tocsin.alerts").await;
+    let ch = refuse_events(&world).await;
+
+    let mut gateway = world.start(&[]);
+    gateway.wait_ready().await;
+    world.publish(&core_traffic()).await;
+
+    // Consuming went on, and the alert (not refused) was published.
+    alerts.until("the overdue alert", |s| !s.is_empty()).await;
+    world.wait_empty("tocsin.inbound").await;
+    assert_eq!(world.store.input_ids().await.len(), 4);
+    wait_outbox(&world, 4).await;
+    assert!(
+        !gateway
+            .log_messages("publishing from the outbox failed")
+            .is_empty(),
+        "the refusal is logged\n{}",
+        gateway.log()
+    );
+    gateway.wait_ready().await;
+
+    // The broker takes them again: they are published.
+    ch.queue_delete(
+        "test.refuse".into(),
+        lapin::options::QueueDeleteOptions::default(),
+    )
+    .await
+    .unwrap();
+    wait_outbox(&world, 0).await;
+    // (A nacked message may still have reached the other bound queues, so
+    // the observer can hold copies: subscribers deduplicate by message id.)
+    events.take().await;
+    let ids: std::collections::BTreeSet<&str> =
+        events.seen.iter().map(|s| s.message_id.as_str()).collect();
+    let expected: std::collections::BTreeSet<String> = world
+        .store
+        .strings("SELECT id FROM outbox WHERE exchange = 'tocsin.events'")
+        .await
+        .into_iter()
+        .collect();
+    assert_eq!(expected.len(), 4);
+    assert_eq!(ids, expected.iter().map(String::as_str).collect());
+    alerts.take().await;
+    assert_eq!(
+        alerts.seen.len(),
+        1,
+        "the confirmed alert was not republished"
+    );
+    assert!(gateway.try_exit().is_none());
+}
+
+/// A shutdown that leaves refused messages in the outbox is not clean: the
+/// gateway says what is left and exits 1, and the next start publishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_that_leaves_the_outbox_unpublished_is_not_clean() {
+    let world = World::sqlite("nackstop", Tuning::default()).await;
+    let ch = refuse_events(&world).await;
+    let mut gateway = world.start(&[]);
+    gateway.wait_ready().await;
+    world.publish(&core_traffic()).await;
+    world.wait_empty("tocsin.inbound").await;
+    wait_outbox(&world, 4).await;
+
+    gateway.sigterm();
+    let status = gateway.wait_exit(Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(1), "{}", gateway.log());
+    assert!(
+        gateway.log().contains("remain in the outbox"),
+        "what is left is said\n{}",
+        gateway.log()
+    );
+
+    // Nothing lost: the broker takes them again and the next start
+    // publishes them.
+    ch.queue_delete(
+        "test.refuse".into(),
+        lapin::options::QueueDeleteOptions::default(),
+    )
+    .await
+    .unwrap();
+    let mut gateway = world.start(&[]);
+    gateway.wait_ready().await;
+    wait_outbox(&world, 0).await;
+    common::accounting::stop(gateway).await;
+}
+
+/// Binds a queue at its length limit with `reject-publish` to the events
+/// exchange, so that the broker nacks every event; deleting it (on the
+/// returned channel) makes the broker take them again.
+async fn refuse_events(world: &World) -> lapin::Channel {
     let ch = world.session.connection().create_channel().await.unwrap();
     let mut args = FieldTable::default();
     args.insert("x-max-length".into(), AMQPValue::LongLongInt(0));
@@ -439,67 +528,20 @@ async fn a_broker_that_nacks_the_outbox_does_not_wedge_the_gateway() {
     )
     .await
     .unwrap();
+    ch
+}
 
-    let mut gateway = world.start(&[]);
-    gateway.wait_ready().await;
-    world.publish(&core_traffic()).await;
-
-    // Consuming went on, and the alert (not refused) was published.
-    alerts.until("the overdue alert", |s| !s.is_empty()).await;
-    world.wait_empty("tocsin.inbound").await;
-    assert_eq!(world.store.input_ids().await.len(), 4);
+/// Waits until the outbox holds `n` unpublished messages.
+async fn wait_outbox(world: &World, n: usize) {
     common::poll(
-        "the four refused events to stay pending",
+        &format!("{n} messages pending in the outbox"),
         common::WAIT,
         || async {
             match world.store.outbox_pending().await {
-                4 => Ok(()),
-                n => Err(format!("{n} pending")),
+                m if m == n => Ok(()),
+                m => Err(format!("{m} pending")),
             }
         },
     )
     .await;
-    assert!(
-        !gateway
-            .log_messages("publishing from the outbox failed")
-            .is_empty(),
-        "the refusal is logged\n{}",
-        gateway.log()
-    );
-    gateway.wait_ready().await;
-
-    // The broker takes them again: they are published.
-    ch.queue_delete(
-        "test.refuse".into(),
-        lapin::options::QueueDeleteOptions::default(),
-    )
-    .await
-    .unwrap();
-    common::poll("the outbox to empty", common::WAIT, || async {
-        match world.store.outbox_pending().await {
-            0 => Ok(()),
-            n => Err(format!("{n} pending")),
-        }
-    })
-    .await;
-    // (A nacked message may still have reached the other bound queues, so
-    // the observer can hold copies: subscribers deduplicate by message id.)
-    events.take().await;
-    let ids: std::collections::BTreeSet<&str> =
-        events.seen.iter().map(|s| s.message_id.as_str()).collect();
-    let expected: std::collections::BTreeSet<String> = world
-        .store
-        .strings("SELECT id FROM outbox WHERE exchange = 'tocsin.events'")
-        .await
-        .into_iter()
-        .collect();
-    assert_eq!(expected.len(), 4);
-    assert_eq!(ids, expected.iter().map(String::as_str).collect());
-    alerts.take().await;
-    assert_eq!(
-        alerts.seen.len(),
-        1,
-        "the confirmed alert was not republished"
-    );
-    assert!(gateway.try_exit().is_none());
 }

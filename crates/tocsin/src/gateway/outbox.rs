@@ -154,7 +154,15 @@ impl Relay {
                 Some(Command::Drain(reply)) => {
                     self.hold = None;
                     let result = self.flush(&publisher).await;
-                    let _ = reply.send(result.clone());
+                    // A flush that met a refusal or a store failure returns
+                    // Ok (it waits and tries again); a drain must say that
+                    // something is left, so that shutdown is not reported
+                    // clean while events and alerts wait in the outbox.
+                    let answer = match &result {
+                        Ok(()) => self.left_behind().await,
+                        Err(e) => Err(e.clone()),
+                    };
+                    let _ = reply.send(answer);
                     result
                 }
             };
@@ -270,6 +278,25 @@ impl Relay {
                     return Ok(());
                 }
             }
+        }
+    }
+
+    /// After a drain's flush: `Err` when anything is left to publish or to
+    /// mark (it goes at the next start, from the store).
+    async fn left_behind(&self) -> Result<(), String> {
+        if !self.unmarked.is_empty() {
+            return Err(format!(
+                "{} published message(s) could not be marked in the store; they are published \
+                 again at the next start",
+                self.unmarked.len()
+            ));
+        }
+        match self.store.call(|s| s.outbox_len()).await {
+            Ok(0) => Ok(()),
+            Ok(n) => Err(format!(
+                "{n} message(s) remain in the outbox; they are published at the next start"
+            )),
+            Err(error) => Err(format!("cannot read the outbox: {error}")),
         }
     }
 

@@ -220,7 +220,11 @@ impl Pipeline {
         match tokio::time::timeout(budget.work(), work).await {
             Ok(Ok(())) => Ended::Shutdown { clean: true },
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, "shutdown could not finish; unacknowledged inputs will be redelivered");
+                tracing::warn!(
+                    error = %e,
+                    "shutdown could not finish; what is left (unacknowledged inputs, unpublished \
+                     events and alerts) is taken up at the next start"
+                );
                 Ended::Shutdown { clean: false }
             }
             Err(_) => {
