@@ -17,6 +17,9 @@ pub struct DeliveryMetrics {
     /// `tocsin_alertmanager_alerts_firing`: alerts Alertmanager was last
     /// told are firing.
     pub alertmanager_firing: IntGauge,
+    /// `tocsin_webhook_unconfigured_pending`: deliveries pending at start
+    /// for subscribers no longer configured (no worker sends them).
+    pub webhook_unconfigured_pending: IntGauge,
 }
 
 /// Results of `tocsin_webhook_deliveries_total`.
@@ -55,10 +58,16 @@ impl DeliveryMetrics {
             "Alerts Alertmanager was last told are firing (groups of overdue documents and delivery failures).",
         )?;
         registry.register(Box::new(alertmanager_firing.clone()))?;
+        let webhook_unconfigured_pending = IntGauge::new(
+            "tocsin_webhook_unconfigured_pending",
+            "Webhook deliveries pending at start for subscribers no longer configured (renamed or removed): no worker sends them.",
+        )?;
+        registry.register(Box::new(webhook_unconfigured_pending.clone()))?;
         Ok(Self {
             webhook_deliveries,
             alertmanager_posts,
             alertmanager_firing,
+            webhook_unconfigured_pending,
         })
     }
 
@@ -211,6 +220,26 @@ impl DeliveryStoreFailed<'_> {
             worker = self.worker,
             error = %self.error,
             "delivery worker: store unavailable; retrying"
+        );
+    }
+}
+
+/// Deliveries wait for a subscriber that is no longer configured.
+pub struct UnconfiguredSubscriberPending<'a> {
+    /// The name they were queued under.
+    pub subscriber: &'a str,
+    /// How many.
+    pub pending: u64,
+}
+
+impl UnconfiguredSubscriberPending<'_> {
+    /// Logs it (warn); the gauge is set for all of them at once.
+    pub fn emit(self) {
+        tracing::warn!(
+            subscriber = self.subscriber,
+            pending = self.pending,
+            "webhook deliveries are pending for a subscriber that is not configured: \
+             no worker sends them; restore its [[webhooks]] entry to deliver them"
         );
     }
 }

@@ -23,6 +23,7 @@ pub mod events;
 mod filter;
 mod route;
 pub mod sign;
+mod unconfigured;
 mod webhook;
 
 use std::sync::Arc;
@@ -69,8 +70,9 @@ impl Delivery {
     }
 
     /// Starts one task per webhook subscriber and one for Alertmanager
-    /// (when configured). They run until the returned [`Workers`] is
-    /// dropped.
+    /// (when configured), and a short one that tells of deliveries pending
+    /// for subscribers no longer configured. They run until the returned
+    /// [`Workers`] is dropped.
     pub fn spawn<S: StoreAccess>(&self, store: S) -> Result<Workers, reqwest::Error> {
         let mut tasks = Vec::new();
         for hook in &self.config.webhooks {
@@ -82,6 +84,15 @@ impl Delivery {
             };
             tasks.push(tokio::spawn(worker.run()));
         }
+        tasks.push(tokio::spawn(unconfigured::report(
+            store.clone(),
+            self.config
+                .webhooks
+                .iter()
+                .map(|w| w.name.clone())
+                .collect(),
+            self.metrics.clone(),
+        )));
         if let Some(am) = &self.config.alertmanager {
             let worker = alertmanager::AlertmanagerWorker {
                 client: alertmanager::client(am)?,

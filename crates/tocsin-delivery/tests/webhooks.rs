@@ -259,6 +259,40 @@ async fn a_refusing_subscriber_s_backlog_is_given_up_at_its_maximum_age_without_
     assert_eq!(delivered_metric(&metrics, "down", "failed"), 5);
 }
 
+/// Deliveries queued for a subscriber that was then renamed or removed have
+/// no worker: at start they are counted (gauge, warning) and kept pending,
+/// and a subscriber still configured is not counted among them.
+#[tokio::test]
+async fn deliveries_for_a_subscriber_no_longer_configured_are_told_at_start() {
+    let rx = Receiver::start(b"k", Behaviour::Accept).await;
+    let tmp = TempStore::new();
+    let store = tmp.open();
+    let (before, _) = delivery(vec![
+        webhook("ward-a", "http://127.0.0.1:9/", b"k"),
+        webhook("letters", &rx.url, b"k"),
+    ]);
+    let alerts: Vec<_> = (1..=3)
+        .map(|n| alert(n, AlertKind::Overdue, None))
+        .collect();
+    commit_alerts(&store, &before.router(), &alerts).await;
+
+    // "ward-a" renamed "ward-b": its three deliveries have no worker.
+    let (after, metrics) = delivery(vec![
+        webhook("ward-b", "http://127.0.0.1:9/", b"k"),
+        webhook("letters", &rx.url, b"k"),
+    ]);
+    let _workers = after.spawn(store.clone()).unwrap();
+    wait_until("the letters subscriber has its three", LIMIT, || async {
+        counts(&store, "letters").await.delivered == 3
+    })
+    .await;
+    wait_until("the unconfigured deliveries are counted", LIMIT, || async {
+        metrics.webhook_unconfigured_pending.get() == 3
+    })
+    .await;
+    assert_eq!(counts(&store, "ward-a").await.pending, 3, "kept pending");
+}
+
 #[tokio::test]
 async fn a_subscriber_that_is_down_holds_no_other_back() {
     // "stuck" answers nothing for 30 s (its timeout is 20 s); "ward" must

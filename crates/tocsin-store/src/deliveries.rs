@@ -294,6 +294,23 @@ pub(crate) mod sqlite {
         Ok(c)
     }
 
+    pub(crate) fn pending_by_subscriber(
+        conn: &Connection,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut st = conn
+            .prepare_cached(super::PENDING_BY_SUBSCRIBER)
+            .map_err(sq("prepare"))?;
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(sq("count pending deliveries"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (subscriber, n) = row.map_err(sq("count pending deliveries"))?;
+            out.push((subscriber, n.max(0) as u64));
+        }
+        Ok(out)
+    }
+
     fn groups(
         conn: &Connection,
         sql: &str,
@@ -477,6 +494,18 @@ pub(crate) mod pg {
         Ok(out)
     }
 
+    pub(crate) fn pending_by_subscriber(
+        c: &mut impl GenericClient,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows = c
+            .query(super::PENDING_BY_SUBSCRIBER, &[])
+            .map_err(pg("count pending deliveries"))?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get::<_, i64>(1).max(0) as u64))
+            .collect())
+    }
+
     fn groups(rows: Vec<postgres::Row>) -> Vec<AlertGroup> {
         rows.iter()
             .map(|r| AlertGroup {
@@ -523,6 +552,10 @@ pub(crate) mod pg {
         Ok(groups(rows))
     }
 }
+
+/// Pending deliveries by subscriber, the same text on both backends.
+const PENDING_BY_SUBSCRIBER: &str = "SELECT subscriber, count(*) FROM deliveries \
+     WHERE status = 'pending' GROUP BY subscriber ORDER BY subscriber";
 
 fn add_count(c: &mut DeliveryCounts, status: &str, n: i64) {
     let n = n.max(0) as u64;

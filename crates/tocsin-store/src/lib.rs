@@ -218,6 +218,11 @@ pub trait Store: Send {
     /// How many deliveries of `subscriber` are pending, delivered, failed.
     fn delivery_counts(&mut self, subscriber: &str) -> Result<DeliveryCounts, StoreError>;
 
+    /// How many deliveries each subscriber has pending, by name: a name
+    /// that is no longer configured has no worker, so its deliveries would
+    /// wait unseen.
+    fn pending_deliveries_by_subscriber(&mut self) -> Result<Vec<(String, u64)>, StoreError>;
+
     /// Overdue expectations grouped by document kind, encounter kind and
     /// site, and by specialty when `grouping` says so (what Alertmanager is
     /// told is firing).

@@ -847,6 +847,10 @@ impl Store for PostgresStore {
         self.with_conn(|c| crate::deliveries::pg::counts(&mut c.client, subscriber))
     }
 
+    fn pending_deliveries_by_subscriber(&mut self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.with_conn(|c| crate::deliveries::pg::pending_by_subscriber(&mut c.client))
+    }
+
     fn overdue_groups(
         &mut self,
         grouping: crate::Grouping,

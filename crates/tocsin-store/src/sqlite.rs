@@ -825,6 +825,10 @@ impl Store for SqliteStore {
         crate::deliveries::sqlite::counts(&self.conn, subscriber)
     }
 
+    fn pending_deliveries_by_subscriber(&mut self) -> Result<Vec<(String, u64)>, StoreError> {
+        crate::deliveries::sqlite::pending_by_subscriber(&self.conn)
+    }
+
     fn overdue_groups(
         &mut self,
         grouping: crate::Grouping,

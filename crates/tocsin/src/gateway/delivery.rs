@@ -17,7 +17,7 @@ pub fn spawn(
 ) -> Result<Workers, Box<dyn std::error::Error>> {
     let delivery = Delivery::new(config.delivery.clone(), &metrics.registry)?;
     let workers = delivery.spawn(store.clone())?;
-    if !workers.is_empty() {
+    if !config.delivery.webhooks.is_empty() || config.delivery.alertmanager.is_some() {
         tracing::info!(
             webhooks = config.delivery.webhooks.len(),
             alertmanager = config.delivery.alertmanager.is_some(),
