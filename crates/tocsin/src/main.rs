@@ -8,6 +8,7 @@ mod gateway;
 mod inputs;
 mod internal_events;
 mod logging;
+mod restore;
 
 use std::process::ExitCode;
 

@@ -207,7 +207,7 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
     let new_report = || compliance::ReportBuilder::new(group_by, config.policy.timezone());
     // A kept store gets everything a gateway would need to carry on from
     // it; without one, only what the report reads is kept.
-    let sink = match &args.store {
+    let mut sink = match &args.store {
         Some(url) => {
             let (store, mode) = tocsin_store::open_for_build(url)?;
             Sink::Store(store, mode)
@@ -218,7 +218,25 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
     // A store written in place must hold every open expectation after each
     // commit; one built aside, only at the end.
     let unsettled_as_they_change = matches!(sink, Sink::Store(_, BuildMode::InPlace));
-    let mut tracker = Tracker::new(config.policy.clone(), config.tracker.clone());
+    // A store that exists already (an earlier month's replay) is carried on
+    // from, as a gateway would: its open expectations, duplicate keys,
+    // waiting documents and clock. A new tracker would leave its open
+    // expectations unsettled by this run's documents, and overwrite its
+    // settled ones with a repeated discharge.
+    let mut tracker = match &mut sink {
+        Sink::Store(store, BuildMode::InPlace) => {
+            let (tracker, skipped) = crate::restore::from_store(
+                store.as_mut(),
+                config.policy.clone(),
+                config.tracker.clone(),
+            )??;
+            for error in &skipped {
+                eprintln!("the store's record could not be used and is left out: {error}");
+            }
+            tracker
+        }
+        _ => Tracker::new(config.policy.clone(), config.tracker.clone()),
+    };
     // Nothing stamped after --until may move the clock past it.
     tracker.set_ceiling(Some(until));
     // Without a store, the state records would be dropped unread: not built.

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tocsin_amqp::{LinkState, Supervisor};
-use tocsin_tracker::{RestoreError, Restoring, Tracker};
+use tocsin_tracker::Tracker;
 
 use crate::config::Config;
 use crate::internal_events::{
@@ -182,45 +182,9 @@ async fn restore_tracker(
     store: &StoreHandle,
     metrics: &Metrics,
 ) -> Result<Tracker, Box<dyn std::error::Error>> {
-    // Streamed row by row into the tracker: loading a million unsettled
-    // expectations and their seen keys as values first took gigabytes.
-    let mut restoring = Restoring::new(config.policy.clone(), config.tracker.clone());
+    let (policy, tracker_config) = (config.policy.clone(), config.tracker.clone());
     let restored = store
-        .call(move |s| {
-            // An expectation that cannot be restored stops the start: it is
-            // what tocsin exists to track, and going on would lose its
-            // alert unseen. The first bad one is the answer; the rows after
-            // it are read and skipped (the visit has no way to stop early
-            // but an error of the store's own).
-            let mut failed: Option<RestoreError> = None;
-            s.visit_unsettled(&mut |e| {
-                if failed.is_none() {
-                    failed = restoring.expectation(&e).err();
-                }
-                Ok(())
-            })?;
-            if let Some(e) = failed {
-                return Ok(Err(e));
-            }
-            // A state record is auxiliary: one that cannot be used is
-            // reported and the restore goes on without it.
-            let mut skipped = Vec::new();
-            s.visit_state(&mut |rec| {
-                if let Err(e) = restoring.record(rec) {
-                    skipped.push(e);
-                }
-                Ok(())
-            })?;
-            // Transmissions awaiting acknowledgement name the settled
-            // expectations they carry; those are read by id.
-            s.visit_expectations_by_id(&restoring.wanted(), &mut |e| {
-                restoring.settled(e);
-                Ok(())
-            })?;
-            let (tracker, dropped) = restoring.finish();
-            skipped.extend(dropped);
-            Ok(Ok((tracker, skipped)))
-        })
+        .call(move |s| crate::restore::from_store(s, policy, tracker_config))
         .await?;
     let (tracker, skipped) = restored?;
     for error in &skipped {
