@@ -9,6 +9,7 @@
 //! returns a transient error and drops the connection; the next operation
 //! connects again. The caller retries (a commit is idempotent).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
@@ -369,6 +370,25 @@ fn prepare(
     Ok(st)
 }
 
+/// A value from a message as PostgreSQL's `text` can hold it. It cannot
+/// hold NUL (U+0000), which a message can carry (HL7 `\X00\`, a JSON
+/// `\u0000`, an AMQP message id), and refuses the whole commit with an
+/// error that is not transient: the gateway would stop, and stop again at
+/// every redelivery. NUL is written as U+FFFD instead (SQLite keeps it).
+/// Bodies need nothing: JSON escapes it.
+fn text(s: &str) -> Cow<'_, str> {
+    if s.contains('\0') {
+        Cow::Owned(s.replace('\0', "\u{FFFD}"))
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+/// [`text`] of an optional value, owned for a column array.
+fn owned_text(s: &Option<String>) -> Option<String> {
+    s.as_deref().map(|v| text(v).into_owned())
+}
+
 /// The batch as column arrays, built before the transaction starts.
 struct Columns {
     e_id: Vec<String>,
@@ -422,12 +442,12 @@ impl Columns {
             c.e_status.push(e.status.as_str());
             c.e_document_kind.push(e.document_kind.as_str());
             c.e_encounter_kind.push(e.encounter.kind.as_str());
-            c.e_site.push(e.encounter.site.clone());
+            c.e_site.push(owned_text(&e.encounter.site));
             c.e_deadline.push(e.deadline);
             c.e_ended_at.push(e.encounter.ended_at);
             c.e_delay.push(rows::delay_seconds(e));
-            c.e_specialty.push(e.encounter.specialty.clone());
-            c.e_gp_practice.push(e.gp_practice.clone());
+            c.e_specialty.push(owned_text(&e.encounter.specialty));
+            c.e_gp_practice.push(owned_text(&e.gp_practice));
         }
         for a in &batch.alerts {
             c.a_body.push(rows::alert_body(a)?);
@@ -436,8 +456,8 @@ impl Columns {
             c.a_raised_at.push(a.raised_at);
             c.a_document_kind.push(a.document_kind.as_str());
             c.a_encounter_kind.push(a.encounter.kind.as_str());
-            c.a_site.push(a.encounter.site.clone());
-            c.a_specialty.push(a.encounter.specialty.clone());
+            c.a_site.push(owned_text(&a.encounter.site));
+            c.a_specialty.push(owned_text(&a.encounter.specialty));
         }
         Ok(c)
     }
@@ -451,10 +471,12 @@ impl Store for PostgresStore {
         let c = Columns::of(batch)?;
         let puts = batch.distinct_state_puts();
         let put_ns: Vec<&str> = puts.iter().map(|r| r.namespace.as_str()).collect();
-        let put_key: Vec<&str> = puts.iter().map(|r| r.key.as_str()).collect();
+        let put_keys: Vec<Cow<'_, str>> = puts.iter().map(|r| text(&r.key)).collect();
+        let put_key: Vec<&str> = put_keys.iter().map(AsRef::as_ref).collect();
         let put_value: Vec<&str> = puts.iter().map(|r| rows::state_body(r)).collect();
         let del_ns: Vec<&str> = batch.state_deletes.iter().map(|d| d.0.as_str()).collect();
-        let del_key: Vec<&str> = batch.state_deletes.iter().map(|d| d.1.as_str()).collect();
+        let del_keys: Vec<Cow<'_, str>> = batch.state_deletes.iter().map(|d| text(&d.1)).collect();
+        let del_key: Vec<&str> = del_keys.iter().map(AsRef::as_ref).collect();
         let o = &batch.outbox;
         let o_id: Vec<&str> = o.iter().map(|m| m.id.as_str()).collect();
         let o_ex: Vec<&str> = o.iter().map(|m| m.exchange.as_str()).collect();
@@ -462,9 +484,12 @@ impl Store for PostgresStore {
         let o_ct: Vec<&str> = o.iter().map(|m| m.content_type.as_str()).collect();
         let o_body: Vec<&[u8]> = o.iter().map(|m| m.body.as_slice()).collect();
         let i = &batch.inputs;
-        let i_id: Vec<&str> = i.iter().map(|r| r.id.as_str()).collect();
+        let i_ids: Vec<Cow<'_, str>> = i.iter().map(|r| text(&r.id)).collect();
+        let i_id: Vec<&str> = i_ids.iter().map(AsRef::as_ref).collect();
         let i_outcome: Vec<&str> = i.iter().map(|r| r.outcome.as_str()).collect();
-        let i_reason: Vec<Option<&str>> = i.iter().map(|r| r.reason.as_deref()).collect();
+        let i_reasons: Vec<Option<Cow<'_, str>>> =
+            i.iter().map(|r| r.reason.as_deref().map(text)).collect();
+        let i_reason: Vec<Option<&str>> = i_reasons.iter().map(|r| r.as_deref()).collect();
 
         self.with_conn(|conn| {
             let mut tx = conn.client.transaction().map_err(pg("begin"))?;
@@ -682,13 +707,19 @@ impl Store for PostgresStore {
                 &mut c.statements,
                 "SELECT id FROM inputs WHERE id = ANY($1) AND outcome = 'ok'",
             )?;
-            let found_rows = c.client.query(&st, &[&ids]).map_err(pg("query inputs"))?;
+            let stored: Vec<Cow<'_, str>> = ids.iter().map(|id| text(id)).collect();
+            let wanted: Vec<&str> = stored.iter().map(AsRef::as_ref).collect();
+            let found_rows = c
+                .client
+                .query(&st, &[&wanted])
+                .map_err(pg("query inputs"))?;
             let found: std::collections::HashSet<String> =
                 found_rows.iter().map(|r| r.get(0)).collect();
             Ok(ids
                 .iter()
-                .filter(|id| found.contains(*id))
-                .cloned()
+                .zip(&wanted)
+                .filter(|(_, w)| found.contains(**w))
+                .map(|(id, _)| id.clone())
                 .collect())
         })
     }

@@ -49,6 +49,7 @@ on_both!(
     report_delay_is_taken_from_bodies_on_upgrade,
     specialty_and_practice_are_taken_from_bodies_on_upgrade,
     alert_specialty_is_taken_from_bodies_on_upgrade,
+    values_holding_nul_are_committed,
     empty_batch_and_ping,
     unreadable_bodies_are_reported_with_their_row,
 );
@@ -979,6 +980,60 @@ fn newer_schema_is_refused(b: &dyn Backend) {
     }
     assert!(!e.is_transient());
     assert!(e.to_string().contains("newer"), "{e}");
+}
+
+/// A NUL character from a message (HL7 `\X00\`, a JSON `\u0000`, an AMQP
+/// message id) in a column, a state key or an input record is committed
+/// (PostgreSQL's text cannot hold it and refused the whole batch, a
+/// permanent error that stopped the gateway at every redelivery), and the
+/// input is still recognised as processed.
+fn values_holding_nul_are_committed(b: &dyn Backend) {
+    let mut store = b.open();
+    let mut e = expectation(&spec("nul-1", ExpectationStatus::Open, 0));
+    e.encounter.site = Some("RX\0X".into());
+    e.encounter.specialty = Some("100\0".into());
+    e.gp_practice = Some("\0B86001".into());
+    let mut a = alert("nul-a", AlertKind::Overdue, 10);
+    a.encounter.site = Some("RX\0X".into());
+    a.encounter.specialty = Some("100\0".into());
+    let mut batch = Batch::default();
+    batch.push_expectation(e);
+    batch.alerts.push(a);
+    batch.push_state_put(state("transmission", "MSG\01", serde_json::json!({"n": 1})));
+    batch.inputs = vec![
+        InputRecord {
+            id: "amqp:id\0with-nul#00".into(),
+            outcome: InputOutcome::Ok,
+            reason: None,
+        },
+        InputRecord {
+            id: "amqp:other".into(),
+            outcome: InputOutcome::Rejected,
+            reason: Some("segment 5 (\0) cannot be parsed".into()),
+        },
+    ];
+    store
+        .commit(&batch)
+        .unwrap_or_else(|e| panic!("{}: {e}", b.name()));
+    assert_eq!(
+        store
+            .inputs_processed(&["amqp:id\0with-nul#00".to_string()])
+            .unwrap(),
+        ["amqp:id\0with-nul#00"],
+        "{}",
+        b.name()
+    );
+    assert_eq!(b.raw_i64("SELECT count(*) FROM expectations"), 1);
+    assert_eq!(b.raw_i64("SELECT count(*) FROM alerts"), 1);
+    // The state record is there, under its key as this store can hold it.
+    let mut keys = Vec::new();
+    store
+        .visit_state(&mut |r| {
+            keys.push(r.key);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{}: {keys:?}", b.name());
 }
 
 fn processed_inputs_are_recognised(b: &dyn Backend) {
