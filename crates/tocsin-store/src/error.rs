@@ -259,16 +259,17 @@ fn describe_pg(e: &postgres::Error) -> String {
 pub fn redact_url(url: &str) -> String {
     if let Some(scheme_end) = url.find("://") {
         let rest = &url[scheme_end + 3..];
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        let authority = &rest[..authority_end];
         let mut out = url.to_string();
-        if let Some(at) = authority.rfind('@') {
-            let userinfo = &authority[..at];
-            if let Some(colon) = userinfo.find(':') {
-                let start = scheme_end + 3 + colon + 1;
-                let end = scheme_end + 3 + at;
-                out.replace_range(start..end, "***");
-            }
+        // The password runs from the first `:` to the last `@`, not to the
+        // first `/` or `?`: an unencoded password may hold either (a base64
+        // one often has `/`), and a client that reads it so would connect
+        // while this printed it whole. Cutting too much (an `@` in a query
+        // value) only hides more.
+        if let (Some(colon), Some(at)) = (rest.find(':'), rest.rfind('@'))
+            && colon < at
+            && !rest[..colon].contains(['/', '?', '@'])
+        {
+            out.replace_range(scheme_end + 3 + colon + 1..scheme_end + 3 + at, "***");
         }
         return redact_query_password(&out);
     }
@@ -405,6 +406,20 @@ mod tests {
             "sqlite://data/tocsin.db"
         );
         assert_eq!(redact_url("postgres://u@h/d"), "postgres://u@h/d");
+        // Unencoded `/` and `?` in the password.
+        for url in [
+            "postgres://tocsin:s3cr/t+x@db/tocsin",
+            "postgres://tocsin:a?b/c@db:5432/tocsin?sslmode=require",
+        ] {
+            let shown = redact_url(url);
+            assert!(shown.starts_with("postgres://tocsin:***@db"), "{shown}");
+            assert!(!shown.contains("s3cr") && !shown.contains("a?b"), "{shown}");
+        }
+        assert_eq!(
+            redact_url("postgres://db:5432/tocsin"),
+            "postgres://db:5432/tocsin",
+            "a port is no password"
+        );
     }
 
     #[test]

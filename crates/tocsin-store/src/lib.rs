@@ -242,6 +242,19 @@ pub trait Store: Send {
 /// `?synchronous=off` changes the durability setting, see [`Synchronous`]),
 /// `sqlite::memory:`, or `postgres://...` / `postgresql://...`.
 pub fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
+    open_with(url, None)
+}
+
+/// As [`open`], with a PostgreSQL password given apart from the URL
+/// (`[store] password_file`), so that it is never part of a string that
+/// could be logged. A password for a SQLite store is refused.
+pub fn open_with(url: &str, password: Option<&str>) -> Result<Box<dyn Store>, StoreError> {
+    if password.is_some() && !is_postgres(url) {
+        return Err(StoreError::InvalidUrl {
+            url: redact_url(url),
+            reason: "a password (password_file) applies to a postgres:// store only".into(),
+        });
+    }
     if url == "sqlite::memory:" {
         return Ok(Box::new(SqliteStore::open_in_memory()?));
     }
@@ -249,8 +262,8 @@ pub fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
         let (path, sync) = sqlite_options(url, rest)?;
         return Ok(Box::new(SqliteStore::open_with(path, sync)?));
     }
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok(Box::new(PostgresStore::connect(url)?));
+    if is_postgres(url) {
+        return Ok(Box::new(PostgresStore::connect_with(url, password)?));
     }
     Err(StoreError::InvalidUrl {
         url: redact_url(url),
@@ -278,14 +291,23 @@ pub enum BuildMode {
 /// [`SqliteStore::build`]); any other store opens as with [`open`]. The
 /// `?synchronous=` option does not apply to a build, which syncs once, at
 /// the end.
-pub fn open_for_build(url: &str) -> Result<(Box<dyn Store>, BuildMode), StoreError> {
-    if let Some(rest) = url.strip_prefix("sqlite://") {
+pub fn open_for_build(
+    url: &str,
+    password: Option<&str>,
+) -> Result<(Box<dyn Store>, BuildMode), StoreError> {
+    if let Some(rest) = url.strip_prefix("sqlite://")
+        && password.is_none()
+    {
         let (path, _) = sqlite_options(url, rest)?;
         if !std::path::Path::new(path).exists() {
             return Ok((Box::new(SqliteStore::build(path)?), BuildMode::Aside));
         }
     }
-    Ok((open(url)?, BuildMode::InPlace))
+    Ok((open_with(url, password)?, BuildMode::InPlace))
+}
+
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 /// Splits `PATH[?synchronous=normal|full|off]`.

@@ -196,19 +196,17 @@ impl PostgresStore {
     /// TLS follows the URL's `sslmode` and `sslrootcert`, as in libpq
     /// (`prefer` by default; `verify-full` authenticates the server).
     pub fn connect(url: &str) -> Result<Self, StoreError> {
-        let invalid = |reason: String| StoreError::InvalidUrl {
+        Self::connect_with(url, None)
+    }
+
+    /// As [`PostgresStore::connect`], with the password given apart from
+    /// the URL (it replaces one the URL holds).
+    pub fn connect_with(url: &str, password: Option<&str>) -> Result<Self, StoreError> {
+        let (config, tls) = client_config(url, password)?;
+        let tls = pg_tls::connector(&tls).map_err(|reason| StoreError::InvalidUrl {
             url: redact_url(url),
             reason,
-        };
-        let (client_url, tls) = pg_tls::split_url(url).map_err(invalid)?;
-        let tls = pg_tls::connector(&tls).map_err(invalid)?;
-        let mut config = Config::from_str(&client_url).map_err(|e| invalid(e.to_string()))?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        if config.get_application_name().is_none() {
-            config.application_name("tocsin");
-        }
+        })?;
         let mut store = Self {
             config,
             tls,
@@ -368,6 +366,30 @@ fn prepare(
     let st = client.prepare(sql).map_err(pg("prepare"))?;
     cache.insert(sql.to_string(), st.clone());
     Ok(st)
+}
+
+/// The client's settings from the URL and a password given apart (which
+/// replaces the URL's), with tocsin's defaults, and the TLS options.
+fn client_config(
+    url: &str,
+    password: Option<&str>,
+) -> Result<(Config, pg_tls::TlsOptions), StoreError> {
+    let invalid = |reason: String| StoreError::InvalidUrl {
+        url: redact_url(url),
+        reason,
+    };
+    let (client_url, tls) = pg_tls::split_url(url).map_err(invalid)?;
+    let mut config = Config::from_str(&client_url).map_err(|e| invalid(e.to_string()))?;
+    if let Some(p) = password {
+        config.password(p);
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("tocsin");
+    }
+    Ok((config, tls))
 }
 
 /// A value from a message as PostgreSQL's `text` can hold it. It cannot
@@ -903,7 +925,27 @@ impl Store for PostgresStore {
 
 #[cfg(test)]
 mod tests {
-    use super::body_pattern;
+    use super::{Cow, body_pattern, client_config, text};
+
+    /// `[store] password_file`'s password reaches the client as given, any
+    /// characters at all, replacing one in the URL; without it the URL's
+    /// stands.
+    #[test]
+    fn a_password_given_apart_is_the_one_used() {
+        let (c, _) = client_config("postgres://tocsin@db/tocsin", Some("s3cr/t?x@y")).unwrap();
+        assert_eq!(c.get_password(), Some(&b"s3cr/t?x@y"[..]));
+        let (c, _) = client_config("postgres://tocsin:old@db/tocsin", Some("new")).unwrap();
+        assert_eq!(c.get_password(), Some(&b"new"[..]));
+        let (c, _) = client_config("postgres://tocsin:old@db/tocsin", None).unwrap();
+        assert_eq!(c.get_password(), Some(&b"old"[..]));
+        assert_eq!(c.get_application_name(), Some("tocsin"));
+    }
+
+    #[test]
+    fn nul_is_replaced_only_where_it_is() {
+        assert!(matches!(text("RXX01"), Cow::Borrowed("RXX01")));
+        assert_eq!(text("R\0X"), "R\u{FFFD}X");
+    }
 
     #[test]
     fn body_patterns_escape_wildcards_and_give_up_on_json_escapes() {

@@ -60,9 +60,13 @@ pub(crate) fn split_url(url: &str) -> Result<(String, TlsOptions), String> {
         verify: Verify::Nothing,
         root_cert: None,
     };
-    let Some((base, query)) = url.split_once('?') else {
+    // The query begins after the credentials: an unencoded password may
+    // hold a `?`.
+    let host_from = url.rfind('@').map_or(0, |at| at + 1);
+    let Some(q) = url[host_from..].find('?').map(|q| host_from + q) else {
         return Ok((url.to_string(), opts));
     };
+    let (base, query) = (&url[..q], &url[q + 1..]);
     let mut kept = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -263,6 +267,17 @@ mod tests {
                 "{url}"
             );
         }
+    }
+
+    /// An unencoded `?` in the password is not the query's start.
+    #[test]
+    fn a_question_mark_in_the_password_is_not_the_query() {
+        let (url, o) = split_url("postgres://u:a?b/c@h/db?sslmode=require").unwrap();
+        assert_eq!(url, "postgres://u:a?b/c@h/db?sslmode=require");
+        assert_eq!(o.mode, SslMode::Require);
+        let (url, o) = split_url("postgres://u:a?b@h/db").unwrap();
+        assert_eq!(url, "postgres://u:a?b@h/db");
+        assert_eq!(o.mode, SslMode::Prefer);
     }
 
     #[test]

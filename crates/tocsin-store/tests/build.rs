@@ -19,7 +19,7 @@ fn partial(path: &Path) -> PathBuf {
 
 /// Opens the store for a build, checking how.
 fn build(url: &str, mode: BuildMode) -> Box<dyn Store> {
-    let (store, opened) = tocsin_store::open_for_build(url).expect("open for a build");
+    let (store, opened) = tocsin_store::open_for_build(url, None).expect("open for a build");
     assert_eq!(opened, mode, "{url}");
     store
 }
@@ -88,7 +88,7 @@ fn memory_and_bad_urls_behave_as_with_open() {
     mem.commit(&open_batch("m")).unwrap();
     assert_eq!(unsettled_ids(mem.as_mut()), ["m"]);
     mem.close().unwrap();
-    let Err(e) = tocsin_store::open_for_build("sqlite://") else {
+    let Err(e) = tocsin_store::open_for_build("sqlite://", None) else {
         panic!("an empty path must be refused");
     };
     assert!(e.to_string().contains("no file path"), "{e}");
@@ -100,7 +100,7 @@ fn a_second_build_of_the_same_new_store_is_refused_while_the_first_runs() {
     let mut first = build(&s.url(), BuildMode::Aside);
     first.commit(&open_batch("a")).unwrap();
 
-    let Err(e) = tocsin_store::open_for_build(&s.url()) else {
+    let Err(e) = tocsin_store::open_for_build(&s.url(), None) else {
         panic!("a second build of the same file must be refused");
     };
     assert!(

@@ -108,6 +108,23 @@ pub struct StoreSection {
     pub housekeeping_every: ConfigDuration,
 }
 
+impl StoreSection {
+    /// The PostgreSQL password from `password_file`, read now (a trailing
+    /// newline ignored), or `None` when no file is named.
+    pub fn password(&self) -> Result<Option<String>, String> {
+        let Some(path) = &self.password_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("[store] password_file {}: {e}", path.display()))?;
+        let password = text.trim_end_matches(['\r', '\n']);
+        if password.is_empty() {
+            return Err(format!("[store] password_file {} is empty", path.display()));
+        }
+        Ok(Some(password.to_string()))
+    }
+}
+
 impl Default for StoreSection {
     fn default() -> Self {
         Self {
@@ -481,6 +498,39 @@ fn explain(e: &toml::de::Error, text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `[store] password_file` is read whole, its trailing newline
+    /// dropped; an empty or missing file is an error naming it.
+    #[test]
+    fn the_store_password_is_read_from_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pg-password");
+        let section = |file: Option<std::path::PathBuf>| StoreSection {
+            password_file: file,
+            ..StoreSection::default()
+        };
+        assert_eq!(section(None).password(), Ok(None));
+        std::fs::write(&path, "s3cr/t?x\n").unwrap();
+        assert_eq!(
+            section(Some(path.clone())).password(),
+            Ok(Some("s3cr/t?x".to_string()))
+        );
+        std::fs::write(&path, "\n").unwrap();
+        let e = section(Some(path.clone())).password().unwrap_err();
+        assert!(e.contains("is empty"), "{e}");
+        let e = section(Some(dir.path().join("absent")))
+            .password()
+            .unwrap_err();
+        assert!(
+            e.contains("[store] password_file") && e.contains("absent"),
+            "{e}"
+        );
+        // A password for a SQLite store is refused rather than ignored.
+        let e = tocsin_store::open_with("sqlite::memory:", Some("x"))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("postgres:// store only"), "{e}");
+    }
 
     /// A wrong line is told by number and reason; the line itself, which
     /// toml would quote, is not, and on a secret's line neither is the

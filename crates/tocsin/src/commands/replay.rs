@@ -209,7 +209,8 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
     // it; without one, only what the report reads is kept.
     let mut sink = match &args.store {
         Some(url) => {
-            let (store, mode) = tocsin_store::open_for_build(url)?;
+            let password = config.store.password()?;
+            let (store, mode) = tocsin_store::open_for_build(url, password.as_deref())?;
             Sink::Store(store, mode)
         }
         None => Sink::Report(Box::new(FinalReport::new(new_report(), group_by))),
@@ -788,7 +789,7 @@ mod tests {
     fn build_with(held_limit: usize, chunks: Vec<Vec<Effect>>) -> Vec<String> {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("new.sqlite").display());
-        let (store, mode) = tocsin_store::open_for_build(&url).unwrap();
+        let (store, mode) = tocsin_store::open_for_build(&url, None).unwrap();
         assert_eq!(mode, BuildMode::Aside);
         let alerts = BufWriter::new(File::create(dir.path().join("alerts")).unwrap());
         let (tx, rx) = sync_channel(chunks.len() + 1);

@@ -151,9 +151,18 @@ async fn open_store(
     let mut delay = Duration::from_millis(200);
     loop {
         let url = config.store.url.clone();
-        let opened = tokio::task::spawn_blocking(move || tocsin_store::open(&url))
-            .await
-            .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()));
+        // Read at each attempt: a secret mounted or rotated meanwhile is
+        // taken up, and an unreadable file is told like a store that fails.
+        let password = config.store.password();
+        let opened = tokio::task::spawn_blocking(move || {
+            let password = password.map_err(|reason| tocsin_store::StoreError::InvalidUrl {
+                url: tocsin_store::redact_url(&url),
+                reason,
+            })?;
+            tocsin_store::open_with(&url, password.as_deref())
+        })
+        .await
+        .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()));
         match opened {
             Ok(store) => {
                 StoreRecovered.emit(metrics);
