@@ -791,8 +791,10 @@ impl Store for PostgresStore {
                     filters.push_str(&format!(" AND body LIKE ${}", params.len()));
                 }
                 params.push(Box::new(v.clone()));
+                // A body may hold the JSON escape of NUL, which jsonb
+                // refuses: the whole query would fail for that one row.
                 filters.push_str(&format!(
-                    " AND body::jsonb #>> '{path}' = ${}",
+                    " AND replace(body, '\\u0000', '\\ufffd')::jsonb #>> '{path}' = ${}",
                     params.len()
                 ));
             }

@@ -1025,6 +1025,19 @@ fn values_holding_nul_are_committed(b: &dyn Backend) {
     );
     assert_eq!(b.raw_i64("SELECT count(*) FROM expectations"), 1);
     assert_eq!(b.raw_i64("SELECT count(*) FROM alerts"), 1);
+    // Its body holds the JSON escape of NUL, which PostgreSQL's jsonb
+    // refuses: a lookup by patient must still find it, not fail.
+    let page = store
+        .expectations(&ExpectationQuery {
+            nhs_number: Some("9434765919".into()),
+            ..Default::default()
+        })
+        .unwrap_or_else(|e| panic!("{}: {e}", b.name()));
+    assert_eq!(page.items.len(), 1, "{}", b.name());
+    assert_eq!(
+        page.items[0].encounter.site.as_deref().map(|s| s.len()),
+        Some(4)
+    );
     // The state record is there, under its key as this store can hold it.
     let mut keys = Vec::new();
     store
