@@ -389,8 +389,36 @@ fn client_config(
     if config.get_application_name().is_none() {
         config.application_name("tocsin");
     }
+    // A connection the network dropped without a word (a failover, a
+    // firewall forgetting it) would hold the one shared connection, and
+    // with it the pipeline and the API, for as long as the kernel waits:
+    // hours by default. Unless the URL says otherwise, keepalives find it
+    // within a minute of silence, and data left unacknowledged for half a
+    // minute ends it; the next operation then connects again.
+    if config.get_keepalives_idle() == DEFAULT_KEEPALIVES_IDLE {
+        config
+            .keepalives(true)
+            .keepalives_idle(KEEPALIVES_IDLE)
+            .keepalives_interval(KEEPALIVES_INTERVAL)
+            .keepalives_retries(KEEPALIVES_RETRIES);
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(TCP_USER_TIMEOUT);
+    }
     Ok((config, tls))
 }
+
+/// The PostgreSQL client's own keepalive idle time (two hours), which
+/// tells that the URL left it alone.
+const DEFAULT_KEEPALIVES_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
+/// Silence on the connection before the first keepalive probe.
+const KEEPALIVES_IDLE: Duration = Duration::from_secs(30);
+/// Between probes.
+const KEEPALIVES_INTERVAL: Duration = Duration::from_secs(10);
+/// Probes unanswered before the connection is given up.
+const KEEPALIVES_RETRIES: u32 = 3;
+/// How long sent data may stay unacknowledged.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A value from a message as PostgreSQL's `text` can hold it. It cannot
 /// hold NUL (U+0000), which a message can carry (HL7 `\X00\`, a JSON
@@ -941,6 +969,27 @@ mod tests {
         let (c, _) = client_config("postgres://tocsin:old@db/tocsin", None).unwrap();
         assert_eq!(c.get_password(), Some(&b"old"[..]));
         assert_eq!(c.get_application_name(), Some("tocsin"));
+    }
+
+    /// A dead connection is found within a minute, unless the URL chooses.
+    #[test]
+    fn keepalives_and_a_user_timeout_unless_the_url_sets_them() {
+        let (c, _) = client_config("postgres://tocsin@db/tocsin", None).unwrap();
+        assert_eq!(c.get_keepalives_idle(), std::time::Duration::from_secs(30));
+        assert_eq!(
+            c.get_tcp_user_timeout(),
+            Some(&std::time::Duration::from_secs(30))
+        );
+        let (c, _) = client_config(
+            "postgres://tocsin@db/tocsin?keepalives_idle=600&tcp_user_timeout=5",
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.get_keepalives_idle(), std::time::Duration::from_secs(600));
+        assert_eq!(
+            c.get_tcp_user_timeout(),
+            Some(&std::time::Duration::from_secs(5))
+        );
     }
 
     #[test]
