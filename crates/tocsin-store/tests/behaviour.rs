@@ -999,7 +999,11 @@ fn values_holding_nul_are_committed(b: &dyn Backend) {
     let mut batch = Batch::default();
     batch.push_expectation(e);
     batch.alerts.push(a);
-    batch.push_state_put(state("transmission", "MSG\0-1", serde_json::json!({"n": 1})));
+    batch.push_state_put(state(
+        "transmission",
+        "MSG\0-1",
+        serde_json::json!({"n": 1}),
+    ));
     batch.inputs = vec![
         InputRecord {
             id: "amqp:id\0with-nul#00".into(),

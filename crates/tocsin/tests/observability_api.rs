@@ -446,6 +446,8 @@ fn one_expectation(port: u16, doc: &OpenApi) {
         &format!("/expectations/{id}?status=open"),
         "status",
     );
+    // A path that does not decode is answered in the same shape.
+    bad(port, doc, "/expectations/%FF", "(path)");
 }
 
 /// A patient's or an encounter's expectations in a window of encounter

@@ -1,7 +1,7 @@
 //! The `/api/v1` handlers: each reads its parameters strictly, asks the
 //! store on a blocking thread, and answers JSON (or CSV for the report).
 
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
@@ -145,9 +145,12 @@ struct ExpectationDetail {
 
 async fn expectation(
     State(api): State<Api>,
-    Path(id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     q: Pairs,
 ) -> Result<Json<ExpectationDetail>, ApiError> {
+    // A path that does not decode (`%FF`) is answered in the API's own
+    // error shape, not axum's plain text.
+    let Path(id) = path.map_err(|e| ApiError::bad("(path)", e.body_text()))?;
     params(q, &[])?;
     let wanted = id.clone();
     let detail = api
@@ -286,18 +289,22 @@ fn wants_csv(headers: &HeaderMap) -> bool {
     let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let types: Vec<&str> = accept
-        .split(',')
-        .map(|t| t.split(';').next().unwrap_or("").trim())
-        .collect();
-    let csv = types
-        .iter()
-        .position(|t| t.eq_ignore_ascii_case("text/csv"));
-    let json = types
-        .iter()
-        .position(|t| t.eq_ignore_ascii_case("application/json"));
-    match (csv, json) {
-        (Some(c), Some(j)) => c < j,
+    // A media type's weight (`q`, 1 when absent) and its place in the list.
+    let weight = |name: &str| -> Option<(f32, usize)> {
+        accept.split(',').enumerate().find_map(|(i, range)| {
+            let mut parts = range.split(';');
+            if !parts.next()?.trim().eq_ignore_ascii_case(name) {
+                return None;
+            }
+            let q = parts
+                .find_map(|p| p.trim().strip_prefix("q=")?.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            Some((q, i))
+        })
+    };
+    match (weight("text/csv"), weight("application/json")) {
+        (Some((csv, _)), _) if csv <= 0.0 => false,
+        (Some((csv, c)), Some((json, j))) => csv > json || (csv == json && c < j),
         (Some(_), None) => true,
         _ => false,
     }
@@ -318,6 +325,10 @@ mod tests {
         assert!(with("text/csv"));
         assert!(with("text/csv;q=0.9, application/json;q=0.5"));
         assert!(!with("application/json, text/csv"));
+        // Weights decide before order; an equal weight goes by order.
+        assert!(!with("text/csv;q=0.1, application/json"));
+        assert!(with("application/json;q=0.5, text/csv"));
+        assert!(!with("text/csv;q=0"));
         assert!(!with("*/*"));
         assert!(!wants_csv(&HeaderMap::new()));
     }
