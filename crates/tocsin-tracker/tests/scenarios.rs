@@ -339,6 +339,40 @@ fn an_end_repeated_after_the_document_changes_nothing() {
     ));
     assert_eq!(changed(&fx)[0].status, S::Open);
     assert_eq!(tr.open_count(), 1);
+
+    // Settled, then the discharge cancelled (recorded in error), then the
+    // real discharge days later: a new obligation, not a repeat, also
+    // after a restart between them.
+    let mut tr = tracker();
+    let mut store = Store::default();
+    store.commit(&tr.apply(&end("d1", "V3", K::Inpatient, ended, NHS)));
+    store.commit(&tr.apply(&doc(
+        "d2",
+        Some("V3"),
+        D::DischargeSummary,
+        t("2024-01-10T12:00:00Z"),
+        Some(NHS),
+    )));
+    store.commit(&tr.apply(&cancel(
+        "d3",
+        EventType::EncounterDischargeCancelled,
+        "V3",
+        t("2024-01-10T13:00:00Z"),
+    )));
+    let mut tr = store.restored();
+    let fx = tr.apply(&end(
+        "d4",
+        "V3",
+        K::Inpatient,
+        t("2024-01-14T10:00:00Z"),
+        NHS,
+    ));
+    let opened = changed(&fx);
+    assert_eq!(opened.len(), 1, "{fx:?}");
+    assert_eq!(
+        (opened[0].status, opened[0].deadline),
+        (S::Open, t("2024-01-15T10:00:00Z"))
+    );
 }
 
 /// An account merge moves an open expectation to the surviving visit; the
@@ -401,8 +435,16 @@ fn delivery_failed_is_raised_at_the_acknowledgements_time() {
     assert_eq!(raised(&[&e, &d, &nack]), [at]);
     assert_eq!(raised(&[&e, &d, &other, &nack]), [at]);
     // The document and its ack before the discharge: the ack waits with the
-    // document and raises its alert, at its own time, when the end comes.
+    // document and raises its alert, at its own time, when the end comes;
+    // if the end event comes later still (a discharge recorded late), at
+    // the end event's time, when the failure became known to concern it.
     assert_eq!(raised(&[&d, &nack, &e]), [at]);
+    let mut recorded_late = e.clone();
+    recorded_late.occurred_at = t("2024-01-12T09:00:00Z");
+    assert_eq!(
+        raised(&[&d, &nack, &recorded_late]),
+        [t("2024-01-12T09:00:00Z")]
+    );
     // An acknowledgement stamped before the document (clocks apart) is
     // raised at the document's issue.
     let early = ack("a2", "m2", true, t("2024-01-10T11:00:00Z"));

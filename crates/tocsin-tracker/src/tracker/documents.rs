@@ -250,7 +250,16 @@ impl Tracker {
     /// After an expectation is created: settle it with the first-issued
     /// waiting document that matches (encounter id, then reference, then
     /// patient and window). Returns whether it was settled.
-    pub(super) fn settle_from_pending(&mut self, slot: u32, fx: &mut Effects<'_>) -> bool {
+    /// `ended_event_at` is the time of the end event that created it: a
+    /// failure that waited with the document is raised then at the
+    /// earliest, when it becomes known to concern this expectation (and
+    /// within Alertmanager's window of recent failures).
+    pub(super) fn settle_from_pending(
+        &mut self,
+        slot: u32,
+        ended_event_at: DateTime<Utc>,
+        fx: &mut Effects<'_>,
+    ) -> bool {
         let Some(o) = self.open.get(slot) else {
             return false;
         };
@@ -288,7 +297,10 @@ impl Tracker {
         };
         self.settle(slot, &p.document, method, &p.message_id, &p.event_id, fx);
         if let Some(status) = p.delivery {
-            let at = p.failed_at.unwrap_or(p.document.issued_at);
+            let at = p
+                .failed_at
+                .unwrap_or(p.document.issued_at)
+                .max(ended_event_at);
             self.record_delivery(&p.message_id, status, at, fx);
         }
         true

@@ -203,7 +203,7 @@ impl Tracker {
                 local_ids: &ev.patient.local_ids,
             });
             let slot = self.insert_open(o);
-            if !self.settle_from_pending(slot, fx)
+            if !self.settle_from_pending(slot, ev.occurred_at, fx)
                 && fx.wants_unsettled()
                 && let Some(o) = self.open.get(slot)
             {
@@ -228,6 +228,23 @@ impl Tracker {
                 let mut exp = self.materialise(&o);
                 exp.status = ExpectationStatus::Cancelled;
                 fx.push(Effect::ExpectationChanged(exp));
+            }
+        }
+        // A settled expectation stays settled, but the encounter's end no
+        // longer stands: a discharge recorded again later is a new
+        // obligation, not a repeat of the settled one.
+        if let Some(enc) = &ev.encounter
+            && (enc.id.is_some() || enc.reference.is_some())
+        {
+            let rule_ids: Vec<String> = self.rules.iter().map(|r| r.id.clone()).collect();
+            for rule_id in rule_ids {
+                let id = expectation_id_bytes(
+                    &rule_id,
+                    enc.id.as_deref(),
+                    enc.reference.as_deref(),
+                    ev.event_id.as_str(),
+                );
+                self.forget_seen(super::state::settled_key(&id), fx);
             }
         }
     }

@@ -266,6 +266,14 @@ impl Tracker {
         })
     }
 
+    /// Forgets a key (a settlement that no longer stands), with its stored
+    /// record.
+    pub(super) fn forget_seen(&mut self, h: SeenKey, fx: &mut Effects<'_>) {
+        if let Some(at) = self.seen.remove(&h[0]) {
+            fx.delete_state(namespaces::SEEN, StoredKey(at, h));
+        }
+    }
+
     pub(super) fn remember_seen(&mut self, h: SeenKey, at: i64, fx: &mut Effects<'_>) {
         // A live key never comes here (`apply` drops a duplicate first), but
         // a dead one not yet swept may: its stored record, under its old
