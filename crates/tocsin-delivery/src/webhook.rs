@@ -5,10 +5,10 @@
 //! slow holds no other back. Within a subscriber deliveries go one at a
 //! time, oldest due first; after a refusal the worker pauses (doubling, up
 //! to the retry maximum) before probing again, so a dead endpoint costs one
-//! attempt per pause rather than one per queued alert. While it keeps
-//! refusing, deliveries that reach their maximum age are marked failed
-//! without a further attempt, so that a backlog is given up on time rather
-//! than one row per pause.
+//! attempt per pause rather than one per queued alert. When it refuses,
+//! the other due deliveries that reached their maximum age are marked
+//! failed without an attempt each, so that a backlog is given up on time
+//! rather than one row per pause.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,7 +49,6 @@ impl<S: StoreAccess> WebhookWorker<S> {
     /// Runs until the task is aborted.
     pub(crate) async fn run(self) {
         let mut refusals = 0u32;
-        let mut last_refusal = String::new();
         loop {
             let now = Utc::now();
             let name = self.hook.name.clone();
@@ -69,21 +68,21 @@ impl<S: StoreAccess> WebhookWorker<S> {
                 tokio::time::sleep(self.idle_wait(now).await).await;
                 continue;
             }
-            // The subscriber refused the last attempt: what has reached its
-            // maximum age is given up now, not one row per pause.
-            let (expired, live): (Vec<_>, Vec<_>) = if refusals > 0 {
-                due.into_iter().partition(|d| now >= self.give_up_at(d))
-            } else {
-                (Vec::new(), due)
-            };
-            for d in expired {
-                self.give_up(d, &last_refusal, now).await;
-            }
-            for d in live {
+            // The first due delivery is attempted whatever its age (a row
+            // that reached its maximum age gets its last attempt). If the
+            // subscriber refuses it, the others that reached their maximum
+            // age are given up now, without an attempt each: a backlog is
+            // given up on time, not one row per pause. If it accepts, the
+            // rest go in order as usual.
+            let mut due = due.into_iter();
+            while let Some(d) = due.next() {
                 match self.deliver(d).await {
                     Some(error) => {
                         refusals = refusals.saturating_add(1);
-                        last_refusal = error;
+                        let now = Utc::now();
+                        for d in due.by_ref().filter(|d| now >= self.give_up_at(d)) {
+                            self.give_up(d, &error, now).await;
+                        }
                         tokio::time::sleep(backoff(&self.hook, refusals)).await;
                         break;
                     }

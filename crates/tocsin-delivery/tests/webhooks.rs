@@ -228,7 +228,7 @@ async fn a_server_that_never_recovers_is_marked_failed_after_the_maximum_age() {
 }
 
 /// A backlog for a subscriber that keeps refusing is given up as each
-/// delivery reaches its maximum age, without an attempt for each: one
+/// delivery reaches its maximum age, without an attempt for each: a
 /// refused probe, then every row past its age marked failed together,
 /// rather than one row per pause (days late with a real backlog).
 #[tokio::test]
@@ -251,10 +251,13 @@ async fn a_refusing_subscriber_s_backlog_is_given_up_at_its_maximum_age_without_
         counts(&store, "down").await.failed == 5
     })
     .await;
-    assert_eq!(
-        rx.answered().len(),
-        1,
-        "one refused probe, then the rest given up without an attempt each"
+    // One refused probe per pause (the first due delivery gets its last
+    // attempt when it has reached its age), then the rest given up without
+    // an attempt each: one or two requests, never one per delivery.
+    let requests = rx.answered().len();
+    assert!(
+        (1..=2).contains(&requests),
+        "{requests} requests for five deliveries"
     );
     assert_eq!(delivered_metric(&metrics, "down", "failed"), 5);
 }
