@@ -160,9 +160,9 @@ pub struct Source {
     pub format: Format,
     /// The message's own identifier, used to recognise duplicates: MSH-10 for
     /// HL7; MessageHeader id for FHIR messages; Bundle.identifier (else
-    /// Bundle.id) for document bundles; `Type/id/_history/version` (else
-    /// `Type/id@lastUpdated`, else `Type/id`) for standalone resources, with
-    /// `#cancelled` or `#entered-in-error` after it for a withdrawal.
+    /// Bundle.id) for document bundles; `Type/id/_history/version` (or
+    /// `Type/id`) for standalone resources, with `#cancelled` or
+    /// `#entered-in-error` after it for a withdrawal.
     pub message_id: String,
     /// Message type, e.g. `ADT^A03`, `MDM^T02`, `Bundle/document`,
     /// `ITK003D`, `Encounter`.

@@ -323,21 +323,17 @@ fn any_time(e: &Entry, value: &serde_json::Value) -> Option<DateTime<Utc>> {
 }
 
 /// The message id of a standalone resource, which the tracker's duplicate
-/// key is made of, so it must tell apart the versions that mean different
-/// things: `Type/id/_history/version`; without a version, `Type/id@` and
-/// `meta.lastUpdated`; else `Type/id`. A withdrawing status (`cancelled`,
-/// `entered-in-error`) is added after `#`: a server that corrects a
-/// resource without a new version or time would otherwise have its
-/// cancellation dropped as a duplicate of the version it cancels.
+/// key is made of: `Type/id/_history/version`, else `Type/id`. A
+/// withdrawing status (`cancelled`, `entered-in-error`) is added after `#`:
+/// a server that withdraws a resource without a new version would
+/// otherwise have the withdrawal dropped as a duplicate of the version it
+/// withdraws. Every other id is as tocsin has always written it, so that a
+/// resource sent again after an upgrade is still known.
 pub(crate) fn standalone_id(rtype: &str, meta: &Meta, status: Option<&str>) -> Option<String> {
     let id = meta.id.as_ref()?;
-    let mut out = match (&meta.version_id, meta.last_updated) {
-        (Some(v), _) => format!("{rtype}/{id}/_history/{v}"),
-        (None, Some(t)) => format!(
-            "{rtype}/{id}@{}",
-            t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-        ),
-        (None, None) => format!("{rtype}/{id}"),
+    let mut out = match &meta.version_id {
+        Some(v) => format!("{rtype}/{id}/_history/{v}"),
+        None => format!("{rtype}/{id}"),
     };
     if let Some(st @ ("cancelled" | "entered-in-error")) = status {
         out.push('#');

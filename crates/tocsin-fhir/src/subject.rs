@@ -226,19 +226,22 @@ impl Env<'_> {
             .as_deref()
             .and_then(|x| scope.resolve(x))
             .filter(|e| e.rtype == "Encounter");
-        // The reference as the Encounter's own event gives it
-        // (`Encounter/id`), so that the two correlate: not a `urn:uuid:`
-        // of the bundle, an absolute URL or a versioned reference.
-        let reference = match resolved.and_then(|e| e.id.as_deref()) {
-            Some(id) => Some(format!("Encounter/{id}")),
-            None => r
-                .reference
-                .as_deref()
-                .map(|text| match crate::prepare::relative_part(text) {
-                    Some(("Encounter", id)) => format!("Encounter/{id}"),
-                    _ => text.to_string(),
-                }),
+        // A server's reference as the Encounter's own event gives it
+        // (`Encounter/id`), so that the two correlate: an absolute URL or a
+        // versioned reference is cut to its type and id, and so is an entry
+        // whose fullUrl is a server's URL. A `urn:uuid:` or a contained
+        // `#id` is local to its message and stays as written: its
+        // resource's `id` may be anything, and read as `Encounter/id` it
+        // could name another patient's encounter on the server.
+        let server_ref = |text: &str| match crate::prepare::relative_part(text) {
+            Some(("Encounter", id)) => Some(format!("Encounter/{id}")),
+            _ => None,
         };
+        let reference = resolved
+            .and_then(|e| e.full_url.as_deref())
+            .and_then(server_ref)
+            .or_else(|| r.reference.as_deref().and_then(server_ref))
+            .or_else(|| r.reference.clone());
         let mut enc = match resolved {
             Some(e) => self.encounter_of(e, scope, reference, warnings)?.0,
             None => Encounter {
