@@ -37,10 +37,10 @@ pub struct Hl7Config {
     /// TXA-2 document type (or OBR-4 service code for ORU) to document kind.
     pub document_type: BTreeMap<String, DocumentKind>,
     /// TXA-17 completion statuses of a document that is not final (HL7
-    /// table 0271: dictated, documented, incomplete, in progress,
-    /// pre-authenticated): such a document has not left the trust, so its
-    /// message is `other`, with a warning, and settles nothing. Absent from
-    /// an older copy of the mappings file: these five.
+    /// table 0271: dictated, incomplete, in progress by default): such a
+    /// document has not left the trust, so its message is `other`, with a
+    /// warning, and settles nothing. Absent from an older copy of the
+    /// mappings file: these three.
     #[serde(default = "default_draft_statuses")]
     pub draft_statuses: Vec<String>,
 }
@@ -82,7 +82,7 @@ impl Hl7Config {
 }
 
 fn default_draft_statuses() -> Vec<String> {
-    ["DI", "DO", "IN", "IP", "PA"].map(String::from).to_vec()
+    ["DI", "IN", "IP"].map(String::from).to_vec()
 }
 
 fn lookup<T: Copy>(table: &BTreeMap<String, T>, code: &str) -> Option<T> {

@@ -98,7 +98,8 @@ fn lines(text: &str) -> impl Iterator<Item = &str> {
 /// When `line` continues the segment before it rather than starting one:
 /// it follows a bare line feed (not a carriage return, nor CR LF) and does
 /// not begin with a segment name (an upper-case letter, two upper-case
-/// letters or digits) and the field separator or the line's end. Senders
+/// letters or digits) and the field separator: after a line feed a bare
+/// three-letter line is text (`TTO`, `ECG`), not an empty segment. Senders
 /// that end segments with `\r` put line feeds inside letter text; read as a
 /// segment break, the text after one would refuse the whole message, and
 /// the letter's tracking with it. Returns the segment's text joined with
@@ -122,7 +123,7 @@ fn continuation<'a>(
         && l[1..3]
             .iter()
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
-        && (l.len() == 3 || l[3] == sep);
+        && l.get(3) == Some(&sep);
     if !after_bare_lf || named {
         return None;
     }
@@ -486,13 +487,15 @@ mod tests {
         // A line feed inside a field of a message whose segments end with
         // `\r` is text, not a segment break (blank lines in it too); a line
         // that names a segment after one is still a segment.
-        let text =
-            "MSH|^~\\&|A\rOBX|1|TX|DS||Dear Dr Jones,\n\nPlan: review\nYes||||||F\rNTE|1\nPV1|1|I";
+        let text = "MSH|^~\\&|A\rOBX|1|TX|DS||Dear Dr Jones,\n\nPlan: review\nYes\nTTO\nFollow up||||||F\rNTE|1\nPV1|1|I";
         let p = Parsed::parse(text).unwrap();
         let names: Vec<&str> = p.segments.iter().map(|s| s.name).collect();
         assert_eq!(names, ["MSH", "OBX", "NTE", "PV1"]);
         let obx = p.segment("OBX").unwrap();
-        assert_eq!(obx.raw(5), "Dear Dr Jones,\n\nPlan: review\nYes");
+        assert_eq!(
+            obx.raw(5),
+            "Dear Dr Jones,\n\nPlan: review\nYes\nTTO\nFollow up"
+        );
         assert_eq!(obx.raw(11), "F");
         // After a carriage return a line must still be a segment, and the
         // error quotes nothing of it that could be text about a patient.

@@ -47,7 +47,7 @@ fn a_draft_completion_status_is_no_transmission() {
         let edited = text.replace("DOC-1001^RXX|||||AU", &format!("DOC-1001^RXX|||||{status}"));
         tocsin_hl7::normalise_message(edited.as_bytes(), &tocsin_hl7::Hl7Config::default()).unwrap()
     };
-    for status in ["IP", "DI", "DO", "IN", "PA", "ip"] {
+    for status in ["IP", "DI", "IN", "ip"] {
         let ev = with(status);
         assert_eq!(ev.event_type, EventType::Other, "{status}");
         assert_eq!(ev.document.as_ref().unwrap().id, "DOC-1001");
@@ -58,7 +58,9 @@ fn a_draft_completion_status_is_no_transmission() {
             (WarningCode::Other, Some("TXA-17"), Some(status))
         );
     }
-    for status in ["AU", "LA", ""] {
+    // DO (documented) and PA (pre-authenticated) count as final unless a
+    // trust lists them.
+    for status in ["AU", "LA", "DO", "PA", ""] {
         let ev = with(status);
         assert_eq!(ev.event_type, EventType::DocumentIssued, "{status:?}");
         assert!(ev.warnings.is_empty(), "{status:?}");
