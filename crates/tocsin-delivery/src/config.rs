@@ -115,8 +115,8 @@ pub struct AlertmanagerSection {
     /// Split each alert by the encounter's specialty too (a `specialty`
     /// label), so that Alertmanager routes can send a specialty's clinic
     /// letters to the team that writes them. Off by default: turning it on
-    /// replaces every firing alert with its split, which resolves the old
-    /// ones and notifies the new.
+    /// replaces every firing alert with its split, which notifies the new
+    /// ones; the old ones resolve at their last `endsAt`.
     #[serde(default)]
     pub by_specialty: bool,
 }
@@ -359,12 +359,15 @@ fn resolve_alertmanager(url: &str, s: &AlertmanagerSection) -> Result<Alertmanag
     }
     let resend_interval = dur("resend_interval_secs", s.resend_interval_secs)?;
     let poll_interval = dur("poll_interval_secs", s.poll_interval_secs)?;
-    // Each post's endsAt is four resend intervals ahead; a poll slower than
-    // that would let firing alerts expire and fire again between rounds.
-    if poll_interval > resend_interval {
+    // Each post's endsAt is four resend intervals ahead, and posts come at
+    // most once a poll: a poll that long or longer would let firing alerts
+    // expire and fire again between rounds.
+    if poll_interval >= resend_interval.saturating_mul(4) {
         return Err(at(
             "poll_interval_secs",
-            "must not be longer than resend_interval_secs".into(),
+            "must be shorter than four resend intervals (4 × resend_interval_secs): \
+             firing alerts would expire between polls"
+                .into(),
         ));
     }
     Ok(Alertmanager {
@@ -456,17 +459,20 @@ mod tests {
         }
     }
 
-    /// A poll slower than the resend interval would let every firing alert
-    /// expire and fire again between two rounds: refused at load.
+    /// A poll four resend intervals long or longer would let every firing
+    /// alert expire and fire again between two rounds: refused at load.
     #[test]
     fn an_alertmanager_poll_slower_than_its_resend_is_refused() {
         let e =
             DeliveryConfig::resolve(&[], &alertmanager(300.0, 60.0), Path::new(".")).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "[alertmanager] poll_interval_secs: must not be longer than resend_interval_secs"
+        assert!(
+            e.to_string()
+                .starts_with("[alertmanager] poll_interval_secs: must be shorter than four"),
+            "{e}"
         );
-        let ok = DeliveryConfig::resolve(&[], &alertmanager(60.0, 60.0), Path::new("."))
+        // Slower than the resend, but not enough for an alert to expire:
+        // left as it is.
+        let ok = DeliveryConfig::resolve(&[], &alertmanager(200.0, 60.0), Path::new("."))
             .unwrap()
             .alertmanager
             .unwrap();

@@ -395,12 +395,17 @@ fn client_config(
     // hours by default. Unless the URL says otherwise, keepalives find it
     // within a minute of silence, and data left unacknowledged for half a
     // minute ends it; the next operation then connects again.
-    if config.get_keepalives_idle() == DEFAULT_KEEPALIVES_IDLE {
-        config
-            .keepalives(true)
-            .keepalives_idle(KEEPALIVES_IDLE)
-            .keepalives_interval(KEEPALIVES_INTERVAL)
-            .keepalives_retries(KEEPALIVES_RETRIES);
+    // Each only where the URL left it alone (`keepalives=0` turns them off).
+    if config.get_keepalives() {
+        if config.get_keepalives_idle() == DEFAULT_KEEPALIVES_IDLE {
+            config.keepalives_idle(KEEPALIVES_IDLE);
+        }
+        if config.get_keepalives_interval().is_none() {
+            config.keepalives_interval(KEEPALIVES_INTERVAL);
+        }
+        if config.get_keepalives_retries().is_none() {
+            config.keepalives_retries(KEEPALIVES_RETRIES);
+        }
     }
     if config.get_tcp_user_timeout().is_none() {
         config.tcp_user_timeout(TCP_USER_TIMEOUT);
@@ -990,6 +995,9 @@ mod tests {
             c.get_tcp_user_timeout(),
             Some(&std::time::Duration::from_secs(5))
         );
+        let (c, _) = client_config("postgres://tocsin@db/tocsin?keepalives=0", None).unwrap();
+        assert!(!c.get_keepalives());
+        assert_eq!(c.get_keepalives_interval(), None);
     }
 
     #[test]

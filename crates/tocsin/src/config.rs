@@ -109,12 +109,25 @@ pub struct StoreSection {
 }
 
 impl StoreSection {
+    /// `password_file` when the store is not PostgreSQL's, which has no use
+    /// for it (said at start, not refused: a setting left from a move to
+    /// SQLite must not keep the gateway from starting).
+    pub fn ignored_password_file(&self) -> Option<&std::path::Path> {
+        let postgres = self.url.starts_with("postgres://") || self.url.starts_with("postgresql://");
+        self.password_file.as_deref().filter(|_| !postgres)
+    }
+
     /// The PostgreSQL password from `password_file`, read now (a trailing
     /// newline ignored), or `None` when no file is named.
+    /// Only a PostgreSQL store takes one: for another it is `None` (see
+    /// [`StoreSection::ignored_password_file`]).
     pub fn password(&self) -> Result<Option<String>, String> {
         let Some(path) = &self.password_file else {
             return Ok(None);
         };
+        if self.ignored_password_file().is_some() {
+            return Ok(None);
+        }
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("[store] password_file {}: {e}", path.display()))?;
         let password = text.trim_end_matches(['\r', '\n']);
@@ -478,10 +491,10 @@ fn explain(e: &toml::de::Error, text: &str) -> String {
         .split_once('=')
         .map(|(k, _)| k.trim().trim_matches('"'))
         .unwrap_or("");
-    let secret = !key.is_empty()
-        && SECRET_KEY_PARTS
-            .iter()
-            .any(|part| key.to_ascii_lowercase().contains(part));
+    // The whole line, not only its first key: an inline table
+    // (`webhooks = [{ secret = 123 }]`) holds the secret under another.
+    let lower = line.to_ascii_lowercase();
+    let secret = SECRET_KEY_PARTS.iter().any(|part| lower.contains(part));
     if secret {
         format!(
             "line {line_no}, column {column}: the value of `{key}` is not valid here \
@@ -506,6 +519,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pg-password");
         let section = |file: Option<std::path::PathBuf>| StoreSection {
+            url: "postgres://tocsin@db/tocsin".into(),
             password_file: file,
             ..StoreSection::default()
         };
@@ -525,7 +539,16 @@ mod tests {
             e.contains("[store] password_file") && e.contains("absent"),
             "{e}"
         );
-        // A password for a SQLite store is refused rather than ignored.
+        // For a SQLite store the file is ignored (and said to be), so that a
+        // setting left from PostgreSQL does not stop the gateway; the store
+        // itself refuses a password it has no use for.
+        let sqlite = StoreSection {
+            password_file: Some(dir.path().join("absent")),
+            ..StoreSection::default()
+        };
+        assert_eq!(sqlite.password(), Ok(None));
+        assert!(sqlite.ignored_password_file().is_some());
+        assert!(section(Some(path)).ignored_password_file().is_none());
         let e = tocsin_store::open_with("sqlite::memory:", Some("x"))
             .err()
             .unwrap();
@@ -547,6 +570,10 @@ mod tests {
         let e = parse::<ConfigFile>(text, "t.toml").unwrap_err().to_string();
         assert!(e.contains("line 5"), "{e}");
         assert!(!e.contains("s3cr3t"), "{e}");
+        // An inline table holding a secret under another key.
+        let text = "webhooks = [{ name = \"ward\", secret = 0xdeadbeefcafe }]\n";
+        let e = parse::<ConfigFile>(text, "t.toml").unwrap_err().to_string();
+        assert!(!e.contains("deadbeef"), "{e}");
         // An ordinary key keeps toml's reason, which names what was wrong.
         let text = "[amqp]\nprefetch = \"many\"\n";
         let e = parse::<ConfigFile>(text, "t.toml").unwrap_err().to_string();

@@ -4,8 +4,17 @@ use std::process::ExitCode;
 
 use crate::config::Config;
 
-/// Loading the configuration already validated it; report what was checked.
+/// Loading the configuration already validated it; what is read only when
+/// used (the store's password file) is read here too, so that a file the
+/// gateway could not read is found before it starts.
 pub fn run(config: &Config) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    config.store.password()?;
+    if let Some(path) = config.store.ignored_password_file() {
+        eprintln!(
+            "note: [store] password_file {} is ignored: the store is not PostgreSQL",
+            path.display()
+        );
+    }
     println!("configuration OK: {}", config.origin);
     Ok(ExitCode::SUCCESS)
 }

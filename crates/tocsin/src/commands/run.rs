@@ -15,6 +15,12 @@ pub fn run(config: Config) -> Result<ExitCode, Box<dyn std::error::Error>> {
         version = env!("CARGO_PKG_VERSION"),
         "tocsin starting"
     );
+    if let Some(path) = config.store.ignored_password_file() {
+        tracing::warn!(
+            password_file = %path.display(),
+            "[store] password_file is ignored: the store is not PostgreSQL"
+        );
+    }
     return_freed_pages_in_background();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
