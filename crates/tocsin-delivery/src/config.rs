@@ -12,7 +12,7 @@ use crate::error::ConfigError;
 use crate::filter::Filters;
 
 /// One `[[webhooks]]` entry as written in `tocsin.toml`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookSection {
     /// The subscriber's name: unique, used in metrics and logs.
@@ -55,6 +55,29 @@ pub struct WebhookSection {
     pub nhs_number_key_file: Option<PathBuf>,
 }
 
+impl std::fmt::Debug for WebhookSection {
+    /// Every setting, but the secret and the hash key only as whether they
+    /// are set: a debug line must never carry them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |v: &Option<String>| if v.is_some() { "***" } else { "(none)" };
+        f.debug_struct("WebhookSection")
+            .field("name", &self.name)
+            .field("url", &tocsin_store::redact_url(&self.url))
+            .field("secret", &set(&self.secret))
+            .field("secret_file", &self.secret_file)
+            .field("timeout_secs", &self.timeout_secs)
+            .field("retry_initial_secs", &self.retry_initial_secs)
+            .field("retry_max_secs", &self.retry_max_secs)
+            .field("max_age_secs", &self.max_age_secs)
+            .field("poll_interval_secs", &self.poll_interval_secs)
+            .field("filters", &self.filters)
+            .field("hash_nhs_number", &self.hash_nhs_number)
+            .field("nhs_number_key", &set(&self.nhs_number_key))
+            .field("nhs_number_key_file", &self.nhs_number_key_file)
+            .finish()
+    }
+}
+
 /// A webhook's filters as written.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -80,7 +103,7 @@ pub struct FilterSection {
 }
 
 /// `[alertmanager]` as written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertmanagerSection {
     /// Alertmanager's base URL (`http://127.0.0.1:9093`); the alerts go to
@@ -119,6 +142,26 @@ pub struct AlertmanagerSection {
     /// ones; the old ones resolve at their last `endsAt`.
     #[serde(default)]
     pub by_specialty: bool,
+}
+
+impl std::fmt::Debug for AlertmanagerSection {
+    /// Every setting, the URL without a password it may hold.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlertmanagerSection")
+            .field("url", &self.url.as_deref().map(tocsin_store::redact_url))
+            .field("resend_interval_secs", &self.resend_interval_secs)
+            .field("poll_interval_secs", &self.poll_interval_secs)
+            .field("timeout_secs", &self.timeout_secs)
+            .field(
+                "api_base_url",
+                &tocsin_store::redact_url(&self.api_base_url),
+            )
+            .field("delivery_failed_for_secs", &self.delivery_failed_for_secs)
+            .field("severity_overdue", &self.severity_overdue)
+            .field("severity_delivery_failed", &self.severity_delivery_failed)
+            .field("by_specialty", &self.by_specialty)
+            .finish()
+    }
 }
 
 impl Default for AlertmanagerSection {
@@ -212,7 +255,7 @@ impl std::fmt::Debug for Webhook {
 }
 
 /// Alertmanager, ready to use.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Alertmanager {
     /// `<url>/api/v2/alerts`.
     pub alerts_url: reqwest::Url,
@@ -232,6 +275,23 @@ pub struct Alertmanager {
     pub severity_delivery_failed: String,
     /// Groups split by specialty, with a `specialty` label.
     pub grouping: tocsin_store::Grouping,
+}
+
+impl std::fmt::Debug for Alertmanager {
+    /// Never shows a password or query the URL may hold.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Alertmanager")
+            .field("alerts_url", &crate::redact(&self.alerts_url))
+            .field("resend_interval", &self.resend_interval)
+            .field("poll_interval", &self.poll_interval)
+            .field("timeout", &self.timeout)
+            .field("api_base", &crate::redact(&self.api_base))
+            .field("delivery_failed_for", &self.delivery_failed_for)
+            .field("severity_overdue", &self.severity_overdue)
+            .field("severity_delivery_failed", &self.severity_delivery_failed)
+            .field("grouping", &self.grouping)
+            .finish()
+    }
 }
 
 /// Every delivery channel beyond AMQP, resolved.
@@ -477,6 +537,50 @@ mod tests {
             .alertmanager
             .unwrap();
         assert_eq!(ok.grouping, tocsin_store::Grouping::default());
+    }
+
+    /// Debug output (a future log line, a panic message) never carries a
+    /// secret.
+    #[test]
+    fn debug_output_never_shows_a_secret() {
+        let section = WebhookSection {
+            name: "gp-portal".into(),
+            url: "https://user:urlpass@portal.example.nhs.uk/hook".into(),
+            secret: Some("signing-s3cret".into()),
+            secret_file: None,
+            timeout_secs: 10.0,
+            retry_initial_secs: 5.0,
+            retry_max_secs: 600.0,
+            max_age_secs: 86_400.0,
+            poll_interval_secs: 1.0,
+            filters: FilterSection::default(),
+            hash_nhs_number: true,
+            nhs_number_key: Some("hash-k3y".into()),
+            nhs_number_key_file: None,
+        };
+        let text = format!("{section:?}");
+        for secret in ["signing-s3cret", "hash-k3y", "urlpass"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+        assert!(text.contains("gp-portal"), "{text}");
+        let resolved = DeliveryConfig::resolve(
+            &[section],
+            &AlertmanagerSection {
+                url: Some("https://am:ampass@alertmanager.example.nhs.uk".into()),
+                ..Default::default()
+            },
+            Path::new("."),
+        )
+        .unwrap();
+        let section = AlertmanagerSection {
+            url: Some("https://am:ampass@alertmanager.example.nhs.uk".into()),
+            ..Default::default()
+        };
+        assert!(!format!("{section:?}").contains("ampass"));
+        let text = format!("{resolved:?}");
+        for secret in ["signing-s3cret", "hash-k3y", "urlpass", "ampass"] {
+            assert!(!text.contains(secret), "{text}");
+        }
     }
 
     /// A key given without `hash_nhs_number` is a half-made choice: refused,
