@@ -17,9 +17,6 @@ const MLLP_START: u8 = 0x0B;
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 const MLLP_END: u8 = 0x1C;
 
-/// Envelope segments of HL7 batch files: dropped, as they carry no event.
-const ENVELOPE: [&[u8]; 4] = [b"FHS", b"BHS", b"BTS", b"FTS"];
-
 /// Splits a file or message body into messages.
 ///
 /// Accepts MLLP frames (`0x0B ... 0x1C 0x0D`), FHS/BHS/BTS/FTS batch
@@ -33,7 +30,12 @@ pub fn split_messages(input: &[u8]) -> Vec<RawMessage<'_>> {
     // A UTF-8 byte-order mark opening the input (as format detection
     // allows) is not a message: left in, it hid the batch header after it
     // and came back as a junk unit of its own.
-    let begin = if input.starts_with(BOM) { BOM.len() } else { 0 };
+    let mut begin = if input.starts_with(BOM) { BOM.len() } else { 0 };
+    // White space opening the input, which format detection skips too: left
+    // in, `  MSH|...` was no message start and came back as junk.
+    while input.get(begin).is_some_and(u8::is_ascii_whitespace) {
+        begin += 1;
+    }
     if memchr::memchr(MLLP_START, input).is_some() {
         let mut pos = begin;
         while pos < input.len() {
@@ -62,7 +64,8 @@ pub fn split_messages(input: &[u8]) -> Vec<RawMessage<'_>> {
 }
 
 /// Splits `input[start..end]` (no MLLP framing inside) at lines starting
-/// with `MSH`, dropping blank lines and envelope segments.
+/// with `MSH` and its field separator, dropping blank lines and envelope
+/// segments.
 fn split_unframed<'a>(input: &'a [u8], start: usize, end: usize, out: &mut Vec<RawMessage<'a>>) {
     // The message being gathered: its start and the end of its last line.
     let mut current: Option<(usize, usize)> = None;
@@ -74,6 +77,9 @@ fn split_unframed<'a>(input: &'a [u8], start: usize, end: usize, out: &mut Vec<R
             });
         }
     };
+    // The field separator the last MSH, FHS or BHS line declared: a BTS or
+    // FTS line must use it.
+    let mut sep = b'|';
     let mut pos = start;
     while pos < end {
         // memchr2, not a byte-by-byte search: a packed replay file is
@@ -84,12 +90,26 @@ fn split_unframed<'a>(input: &'a [u8], start: usize, end: usize, out: &mut Vec<R
         while next < end && (input[next] == b'\r' || input[next] == b'\n') {
             next += 1;
         }
-        if line.starts_with(b"MSH") {
+        let after_bare_lf =
+            pos > start && input[pos - 1] == b'\n' && (pos < 2 || input[pos - 2] != b'\r');
+        if let Some(declared) = header(line, b"MSH") {
+            sep = declared;
             flush(&mut current, out);
             current = Some((pos, line_end));
         } else if line.iter().all(u8::is_ascii_whitespace) {
             // blank line: belongs to nothing
-        } else if ENVELOPE.iter().any(|e| line.starts_with(e)) {
+        } else if let Some(declared) = header(line, b"FHS").or_else(|| header(line, b"BHS")) {
+            sep = declared;
+            flush(&mut current, out);
+        } else if [b"BTS", b"FTS"].iter().any(|name| {
+            line.starts_with(*name)
+                && match line.get(3) {
+                    Some(b) => *b == sep,
+                    // A bare `BTS` ends a batch, unless it follows a line
+                    // feed inside a message: then it is a line of text.
+                    None => !(after_bare_lf && current.is_some()),
+                }
+        }) {
             flush(&mut current, out);
         } else {
             match current.as_mut() {
@@ -100,6 +120,18 @@ fn split_unframed<'a>(input: &'a [u8], start: usize, end: usize, out: &mut Vec<R
         pos = next;
     }
     flush(&mut current, out);
+}
+
+/// The field separator `line` declares if it is a segment `name` that
+/// declares one (MSH, FHS, BHS): the name followed by an ASCII punctuation
+/// character. A line of letter text that merely begins with the same three
+/// letters (`BTS guidelines followed.`, `MSHA`) is text, not a segment:
+/// taken for an envelope, it cut the message before it and was lost.
+fn header(line: &[u8], name: &[u8; 3]) -> Option<u8> {
+    line.starts_with(name)
+        .then(|| line.get(3).copied())
+        .flatten()
+        .filter(u8::is_ascii_punctuation)
 }
 
 #[cfg(test)]
@@ -141,6 +173,7 @@ mod tests {
         assert_eq!(texts(input), vec![(21, "MSH|a\rPID|1".to_owned())]);
         let framed = b"\xEF\xBB\xBF\x0bMSH|a\r\x1c\r";
         assert_eq!(texts(framed), vec![(4, "MSH|a".to_owned())]);
+        assert_eq!(texts(b" \r\n\tMSH|a\r"), vec![(4, "MSH|a".to_owned())]);
     }
 
     #[test]
@@ -155,6 +188,32 @@ mod tests {
                 (29, "MSH|c".to_owned()),
             ]
         );
+    }
+
+    #[test]
+    fn letter_text_that_begins_like_a_header_stays_in_its_message() {
+        // Segments end with CR; the letter's lines with LF. Lines of text
+        // beginning BTS, FTS, FHS, BHS or MSH are not segments.
+        let input = b"MSH|^~\\&|a\rOBX|1|TX|DS||Plan:\nBTS guidelines followed.\nFTS\nMSHA review\nBHS team||||||F\rPV1|1\rMSH|^~\\&|b\rBTS|1\r";
+        let got = texts(input);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(
+            got[0].1,
+            "MSH|^~\\&|a\rOBX|1|TX|DS||Plan:\nBTS guidelines followed.\nFTS\nMSHA review\nBHS team||||||F\rPV1|1"
+        );
+        assert_eq!(got[1].1, "MSH|^~\\&|b");
+        // A bare BTS line between messages still ends the batch, and an
+        // envelope uses the separator its header declared.
+        let batch = b"BHS#^~\\&\rMSH#^~\\&#a\rBTS\rMSH#^~\\&#b\rBTS#1\rFTS#1";
+        assert_eq!(
+            texts(batch),
+            vec![
+                (9, "MSH#^~\\&#a".to_owned()),
+                (24, "MSH#^~\\&#b".to_owned())
+            ]
+        );
+        // With `|` declared, `BTS#1` would be text of the message before.
+        assert_eq!(texts(b"MSH|a\rBTS#1")[0].1, "MSH|a\rBTS#1");
     }
 
     #[test]
