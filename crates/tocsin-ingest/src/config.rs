@@ -13,7 +13,8 @@ pub struct IngestConfig {
     pub hl7: Hl7Config,
     /// FHIR settings and code tables (`[fhir]` of the mappings file).
     pub fhir: FhirConfig,
-    /// Largest input (file or AMQP body) read at all, in bytes.
+    /// Largest unit of input, in bytes: a whole FHIR resource (file or AMQP
+    /// body) or one NDJSON line ([`crate::ingest`]).
     pub max_input_bytes: usize,
 }
 

@@ -36,6 +36,11 @@ impl ContentHint {
 /// object and another line follows; XML with `<`. A UTF-8 byte-order mark and
 /// leading white space are skipped.
 pub fn detect(bytes: &[u8]) -> Result<ContentHint, IngestError> {
+    if let Some(looks_like) = not_text(bytes) {
+        return Err(IngestError::Unrecognised {
+            looks_like: Some(looks_like),
+        });
+    }
     let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let body = body.trim_ascii_start();
     let body = body.strip_prefix(b"\x0B").unwrap_or(body);
@@ -51,14 +56,41 @@ pub fn detect(bytes: &[u8]) -> Result<ContentHint, IngestError> {
                 .split(|b| *b == b'\n')
                 .filter(|l| !l.trim_ascii().is_empty());
             let first = lines.next().unwrap_or_default();
-            let first_is_object = serde_json::from_slice::<serde::de::IgnoredAny>(first).is_ok();
-            if first_is_object && lines.next().is_some() {
-                Ok(ContentHint::Ndjson)
+            let is_object = |l: &[u8]| serde_json::from_slice::<serde::de::IgnoredAny>(l).is_ok();
+            let ndjson = match lines.next() {
+                None => false,
+                Some(_) if is_object(first) => true,
+                // A first line cut short: NDJSON still when the second line
+                // is a whole object at the line's start, which no line of
+                // one JSON document can be. Read as one document, every
+                // resource in the file was refused with the first.
+                Some(second) => second.starts_with(b"{") && is_object(second),
+            };
+            Ok(if ndjson {
+                ContentHint::Ndjson
             } else {
-                Ok(ContentHint::FhirJson)
-            }
+                ContentHint::FhirJson
+            })
         }
         b'<' => Ok(ContentHint::FhirXml),
-        _ => Err(IngestError::Unrecognised),
+        b'[' => Err(IngestError::Unrecognised {
+            looks_like: Some("a JSON array: send one resource or Bundle per input, or NDJSON"),
+        }),
+        _ => Err(IngestError::Unrecognised { looks_like: None }),
+    }
+}
+
+/// What an input that is not text of any kind tocsin reads looks like, by
+/// its first bytes: archives must be unpacked and UTF-16 converted first,
+/// and saying so spares the reader a hunt.
+fn not_text(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(b"\x1f\x8b") {
+        Some("gzip-compressed: decompress it first")
+    } else if bytes.starts_with(b"PK\x03\x04") {
+        Some("a zip archive: unpack it first")
+    } else if bytes.starts_with(b"\xFF\xFE") || bytes.starts_with(b"\xFE\xFF") {
+        Some("UTF-16 text: convert it to UTF-8")
+    } else {
+        None
     }
 }

@@ -18,9 +18,15 @@ pub enum IngestError {
     },
     /// Neither HL7 v2 nor FHIR JSON nor FHIR XML.
     #[error(
-        "not a recognised format: expected HL7 v2 (starting MSH, FHS or BHS), FHIR JSON, NDJSON or FHIR XML"
+        "not a recognised format{}: expected HL7 v2 (starting MSH, FHS or BHS), FHIR JSON, NDJSON or FHIR XML",
+        .looks_like.map(|l| format!(" ({l})")).unwrap_or_default()
     )]
-    Unrecognised,
+    Unrecognised {
+        /// What the input looks like instead, when detection can tell (a
+        /// compressed archive, UTF-16 text, a JSON array), so that the
+        /// reader knows what to do with it.
+        looks_like: Option<&'static str>,
+    },
     /// The HL7 normaliser refused the message.
     #[error("HL7 v2: {0}")]
     Hl7(#[from] tocsin_hl7::Hl7Error),
@@ -40,7 +46,7 @@ impl IngestError {
         match self {
             Self::Empty => "empty",
             Self::Oversized { .. } => "oversized",
-            Self::Unrecognised => "unrecognised_format",
+            Self::Unrecognised { .. } => "unrecognised_format",
             Self::Hl7(e) => e.reason_code(),
             Self::Fhir(e) => e.reason_code(),
             Self::FhirXml(e) => e.reason_code(),

@@ -54,16 +54,20 @@ pub struct Unit {
 
 /// Normalises a whole input. Never panics and never stops early: every unit
 /// is either normalised or reported with its reason, in input order.
+///
+/// `max_input_bytes` bounds each unit: a whole FHIR resource, one NDJSON
+/// line (HL7 messages have their own `[hl7] max_message_bytes`). A batch
+/// file or a bulk export larger than the limit is read unit by unit: an
+/// archive's 200 MB NDJSON file was refused whole, every resource in it
+/// with it.
 pub fn ingest(bytes: &[u8], hint: Option<ContentHint>, cfg: &IngestConfig) -> Vec<Unit> {
-    if bytes.len() > cfg.max_input_bytes {
-        return vec![Unit {
-            position: Position::Whole,
-            outcome: Err(IngestError::Oversized {
-                size: bytes.len(),
-                limit: cfg.max_input_bytes,
-            }),
-        }];
-    }
+    let oversized = |size: usize, position: Position| Unit {
+        position,
+        outcome: Err(IngestError::Oversized {
+            size,
+            limit: cfg.max_input_bytes,
+        }),
+    };
     let kind = match hint {
         Some(h) => h,
         None => match detect(bytes) {
@@ -78,11 +82,14 @@ pub fn ingest(bytes: &[u8], hint: Option<ContentHint>, cfg: &IngestConfig) -> Ve
     };
     match kind {
         ContentHint::Hl7 => ingest_hl7(bytes, cfg),
+        ContentHint::Ndjson => ingest_ndjson(bytes, cfg),
+        _ if bytes.len() > cfg.max_input_bytes => {
+            vec![oversized(bytes.len(), Position::Whole)]
+        }
         ContentHint::FhirJson => vec![Unit {
             position: Position::Whole,
             outcome: tocsin_fhir::normalise_json(bytes, &cfg.fhir).map_err(IngestError::from),
         }],
-        ContentHint::Ndjson => ingest_ndjson(bytes, cfg),
         ContentHint::FhirXml => vec![Unit {
             position: Position::Whole,
             outcome: tocsin_fhir::normalise_xml(bytes, &cfg.fhir).map_err(IngestError::from),
@@ -120,8 +127,14 @@ fn ingest_ndjson(bytes: &[u8], cfg: &IngestConfig) -> Vec<Unit> {
         .filter(|(_, line)| !line.trim_ascii().is_empty())
         .map(|(i, line)| Unit {
             position: Position::Line(i + 1),
-            outcome: tocsin_fhir::normalise_json(line.trim_ascii(), &cfg.fhir)
-                .map_err(IngestError::from),
+            outcome: if line.len() > cfg.max_input_bytes {
+                Err(IngestError::Oversized {
+                    size: line.len(),
+                    limit: cfg.max_input_bytes,
+                })
+            } else {
+                tocsin_fhir::normalise_json(line.trim_ascii(), &cfg.fhir).map_err(IngestError::from)
+            },
         })
         .collect();
     if units.is_empty() {

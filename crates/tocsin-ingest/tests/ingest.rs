@@ -72,8 +72,29 @@ fn content_decides_the_format_whatever_the_file_is_called() {
     assert!(matches!(detect(b"   \n"), Err(IngestError::Empty)));
     assert!(matches!(
         detect(b"\x00\x01binary"),
-        Err(IngestError::Unrecognised)
+        Err(IngestError::Unrecognised { looks_like: None })
     ));
+    // What an archive holds instead of text is named, with what to do.
+    for (bytes, says) in [
+        (
+            &b"\x1f\x8b\x08\x00\x00\x00\x00\x00"[..],
+            "gzip-compressed: decompress it first",
+        ),
+        (b"PK\x03\x04\x14\x00", "a zip archive"),
+        (b"\xFF\xFEM\x00S\x00H\x00", "UTF-16 text"),
+        (b"[{\"resourceType\":\"Patient\"}]", "a JSON array"),
+    ] {
+        let e = detect(bytes).unwrap_err();
+        assert_eq!(e.reason_code(), "unrecognised_format");
+        assert!(e.to_string().contains(says), "{e}");
+    }
+    // NDJSON whose first line is cut short is still NDJSON: its other
+    // lines are read.
+    let cut = b"{\"resourceType\":\"Enc\n{\"resourceType\":\"Patient\",\"id\":\"p\"}\n";
+    assert_eq!(detect(cut).unwrap(), ContentHint::Ndjson);
+    // A pretty-printed resource is one document.
+    let pretty = b"{\n  \"resourceType\": \"Patient\",\n  \"id\": \"p\"\n}\n";
+    assert_eq!(detect(pretty).unwrap(), ContentHint::FhirJson);
 }
 
 #[test]
@@ -171,16 +192,70 @@ fn fhir_xml_is_judged_like_json_and_hostile_xml_is_refused_with_its_reason() {
 
 #[test]
 fn oversized_input_is_refused_before_parsing() {
+    let json = fixture("fhir/r4/encounter-finished-inpatient.json");
     let cfg = IngestConfig {
-        max_input_bytes: 10,
+        max_input_bytes: json.len() - 1,
         ..IngestConfig::default()
     };
-    let units = ingest(&fixture("hl7/adt_a03_discharge.hl7"), None, &cfg);
+    let units = ingest(&json, None, &cfg);
     assert_eq!(units.len(), 1);
     assert_eq!(
         units[0].outcome.as_ref().unwrap_err().reason_code(),
         "oversized"
     );
+}
+
+#[test]
+fn a_batch_or_bulk_export_over_the_limit_is_read_unit_by_unit() {
+    // An NDJSON export larger than the limit: each line within it is read,
+    // a line over it is refused alone.
+    let line = String::from_utf8(fixture("fhir/r4/encounter-finished-inpatient.json"))
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let long = format!(
+        "{{\"resourceType\":\"Basic\",\"id\":\"{}\"}}",
+        "x".repeat(line.len())
+    );
+    let export = format!("{line}\n{long}\n{line}\n");
+    let cfg = IngestConfig {
+        max_input_bytes: line.len() + 1,
+        ..IngestConfig::default()
+    };
+    let units = ingest(export.as_bytes(), None, &cfg);
+    let outcomes: Vec<_> = units
+        .iter()
+        .map(|u| {
+            (
+                u.position,
+                u.outcome.as_ref().map_err(|e| e.reason_code()).is_ok(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            (Position::Line(1), true),
+            (Position::Line(2), false),
+            (Position::Line(3), true)
+        ]
+    );
+    assert_eq!(
+        units[1].outcome.as_ref().unwrap_err().reason_code(),
+        "oversized"
+    );
+    // An HL7 batch larger than the limit: every message is read (each has
+    // its own `[hl7] max_message_bytes`).
+    let a03 = fixture("hl7/adt_a03_discharge.hl7");
+    let batch = [&a03[..], b"\r", &a03[..]].concat();
+    let cfg = IngestConfig {
+        max_input_bytes: a03.len(),
+        ..IngestConfig::default()
+    };
+    let units = ingest(&batch, None, &cfg);
+    assert_eq!(units.len(), 2);
+    assert!(units.iter().all(|u| u.outcome.is_ok()), "{units:?}");
 }
 
 #[test]
