@@ -306,6 +306,15 @@ pub fn open_for_build(
     Ok((open_with(url, password)?, BuildMode::InPlace))
 }
 
+/// The file a `sqlite://PATH[?options]` URL names, for a command that must
+/// keep its own store out of what it reads (`replay --store` inside the
+/// archive directory). `None` for any other URL.
+pub fn sqlite_file(url: &str) -> Option<&std::path::Path> {
+    let rest = url.strip_prefix("sqlite://")?;
+    let path = rest.split_once('?').map_or(rest, |(p, _)| p);
+    (!path.is_empty()).then(|| std::path::Path::new(path))
+}
+
 fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
@@ -337,4 +346,22 @@ fn sqlite_options<'a>(url: &str, rest: &'a str) -> Result<(&'a str, Synchronous)
         }
     }
     Ok((path, sync))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_file_a_sqlite_url_names() {
+        let file = |u| sqlite_file(u).map(|p| p.to_str().unwrap().to_owned());
+        assert_eq!(file("sqlite://a/b.db").as_deref(), Some("a/b.db"));
+        assert_eq!(
+            file("sqlite:///var/t.db?synchronous=full").as_deref(),
+            Some("/var/t.db")
+        );
+        assert_eq!(file("sqlite::memory:"), None);
+        assert_eq!(file("sqlite://"), None);
+        assert_eq!(file("postgres://h/db"), None);
+    }
 }

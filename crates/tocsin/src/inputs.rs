@@ -1,28 +1,153 @@
 //! Walking the paths given on the command line: files as they are,
 //! directories recursively in file-name order.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
+use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+/// The files a command will read, and what it passed over on the way.
+///
+/// It exists so that nothing in an archive is left out unseen: every entry
+/// of a directory is either read or listed here with the reason it was not
+/// ([`Expanded::tell`]).
+#[derive(Debug, Default)]
+pub struct Expanded {
+    /// The files to read, in order.
+    pub files: Vec<PathBuf>,
+    /// What was found and not read, in the order found.
+    pub skipped: Vec<(PathBuf, Skip)>,
+    /// Each file's identity, where it could be read ([`identity`]).
+    ids: Vec<Option<(u64, u64)>>,
+}
+
+/// Why an entry under a directory was not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// Its name starts with `.` (`.git`, `.DS_Store`, an editor's swap file).
+    Hidden,
+    /// Neither a regular file nor a directory: a named pipe, a socket or a
+    /// device would block the run or never end.
+    NotAFile,
+    /// The same file or directory reached a second time (a symbolic link
+    /// to something read already, a link loop, a path given twice): read
+    /// once only.
+    AlreadyRead,
+    /// One of this run's own output files (`replay --alerts` and the like).
+    Output,
+}
+
+impl fmt::Display for Skip {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Hidden => "hidden",
+            Self::NotAFile => "not a regular file",
+            Self::AlreadyRead => "already read by another path",
+            Self::Output => "an output of this run",
+        })
+    }
+}
+
+impl Expanded {
+    /// Passes over the files that are, or belong to, this run's outputs:
+    /// an alerts file from the last run in the archive directory would
+    /// otherwise be truncated and then read as input. `outputs` are files;
+    /// `prefixes` also cover files beside them whose names extend theirs
+    /// with `-` or `.` (a SQLite store's `-wal`, `-shm` and `.partial`).
+    /// Compared as files, not names: a link to an output is one too.
+    pub fn exclude_outputs(&mut self, outputs: &[&Path], prefixes: &[&Path]) {
+        let mut found: HashSet<(u64, u64)> = HashSet::new();
+        for p in outputs.iter().chain(prefixes) {
+            if let Ok(meta) = std::fs::metadata(p) {
+                found.insert(identity(&meta));
+            }
+        }
+        for p in prefixes {
+            let (Some(name), Some(dir)) = (p.file_name(), p.parent()) else {
+                continue;
+            };
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            let name = name.as_encoded_bytes();
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let other = entry.file_name();
+                let other = other.as_encoded_bytes();
+                if other.starts_with(name)
+                    && matches!(other.get(name.len()), Some(b'-' | b'.'))
+                    && let Ok(meta) = std::fs::metadata(entry.path())
+                {
+                    found.insert(identity(&meta));
+                }
+            }
+        }
+        if found.is_empty() {
+            return;
+        }
+        let files = std::mem::take(&mut self.files);
+        let ids = std::mem::take(&mut self.ids);
+        for (f, id) in files.into_iter().zip(ids) {
+            if id.is_some_and(|id| found.contains(&id)) {
+                self.skipped.push((f, Skip::Output));
+            } else {
+                self.files.push(f);
+                self.ids.push(id);
+            }
+        }
+    }
+
+    /// Writes to stderr, after `command: `, what was passed over: a count
+    /// of hidden entries, and each other entry by name. Nothing when
+    /// nothing was.
+    pub fn tell(&self, command: &str) {
+        let hidden = self
+            .skipped
+            .iter()
+            .filter(|(_, s)| *s == Skip::Hidden)
+            .count();
+        if hidden > 0 {
+            eprintln!(
+                "{command}: skipped {hidden} hidden entr{} (names starting with '.')",
+                if hidden == 1 { "y" } else { "ies" }
+            );
+        }
+        for (path, why) in self.skipped.iter().filter(|(_, s)| *s != Skip::Hidden) {
+            eprintln!("{command}: skipped {}: {why}", path.display());
+        }
+    }
+}
+
 /// Expands paths into the files to read, in order: each path in the order
-/// given; a directory's files recursively, sorted by path. Hidden files
-/// (starting with `.`) inside directories are skipped.
-pub fn expand(paths: &[PathBuf]) -> io::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
+/// given; a directory's entries recursively, sorted by name (byte order).
+///
+/// Under a directory only regular files are read (symbolic links are
+/// followed), hidden entries (names starting with `.`) are passed over, and
+/// each file or directory is read once however many paths lead to it, so a
+/// link loop ends. A path named on the command line is read whatever it is
+/// (`<(zcat archive.gz)` is a pipe). What is passed over is listed in
+/// [`Expanded::skipped`]. Fails, naming the path, only when a path given or
+/// a directory under one cannot be read.
+pub fn expand(paths: &[PathBuf]) -> io::Result<Expanded> {
+    let mut out = Expanded::default();
+    let mut seen = HashSet::new();
     for p in paths {
         let meta = std::fs::metadata(p).map_err(|e| with_path(e, p))?;
-        if meta.is_dir() {
-            walk(p, &mut out)?;
+        if !seen.insert(identity(&meta)) {
+            out.skipped.push((p.clone(), Skip::AlreadyRead));
+        } else if meta.is_dir() {
+            walk(p, &mut out, &mut seen)?;
         } else {
-            out.push(p.clone());
+            out.files.push(p.clone());
+            out.ids.push(Some(identity(&meta)));
         }
     }
     Ok(out)
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
+fn walk(dir: &Path, out: &mut Expanded, seen: &mut HashSet<(u64, u64)>) -> io::Result<()> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| with_path(e, dir))?
         .map(|e| e.map(|e| e.path()))
@@ -32,18 +157,50 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
     for p in entries {
         let hidden = p
             .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with('.'));
+            .is_some_and(|n| n.as_encoded_bytes().starts_with(b"."));
         if hidden {
+            out.skipped.push((p, Skip::Hidden));
             continue;
         }
-        if p.is_dir() {
-            walk(&p, out)?;
+        // Followed through links; a link that leads nowhere is kept as a
+        // file, so that reading it reports why.
+        let Ok(meta) = std::fs::metadata(&p) else {
+            out.files.push(p);
+            out.ids.push(None);
+            continue;
+        };
+        if !meta.is_dir() && !meta.is_file() {
+            out.skipped.push((p, Skip::NotAFile));
+        } else if !seen.insert(identity(&meta)) {
+            out.skipped.push((p, Skip::AlreadyRead));
+        } else if meta.is_dir() {
+            walk(&p, out, seen)?;
         } else {
-            out.push(p);
+            out.files.push(p);
+            out.ids.push(Some(identity(&meta)));
         }
     }
     Ok(())
+}
+
+/// What makes a file the same file whatever path reached it.
+fn identity(meta: &std::fs::Metadata) -> (u64, u64) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        (meta.dev(), meta.ino())
+    }
+    #[cfg(not(unix))]
+    {
+        // No identity to compare: every path counts as a new file (and a
+        // link loop is cut by the system's own path length limit).
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let _ = meta;
+        (
+            u64::MAX,
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        )
+    }
 }
 
 /// Reads files in order, each whole, while the kernel is already fetching
@@ -60,6 +217,10 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
 /// input that fits stays cached for the next run. Advice only: what is
 /// read is the same.
 ///
+/// A file larger than a quarter of the machine's memory is not read: it
+/// is refused with an error that says so (to split it), where reading it
+/// whole would end the run out of memory.
+///
 /// Yields each path with its bytes or the error opening or reading it.
 pub fn read_ahead<'a>(
     files: impl IntoIterator<Item = &'a Path>,
@@ -72,6 +233,7 @@ pub fn read_ahead<'a>(
         depth,
         keep_cached,
         read: 0,
+        largest: cache_share(1),
     }
 }
 
@@ -104,6 +266,8 @@ struct ReadAhead<'a, I> {
     keep_cached: u64,
     /// Bytes read so far.
     read: u64,
+    /// Largest file read.
+    largest: u64,
 }
 
 impl<'a, I: Iterator<Item = &'a Path>> Iterator for ReadAhead<'a, I> {
@@ -117,9 +281,18 @@ impl<'a, I: Iterator<Item = &'a Path>> Iterator for ReadAhead<'a, I> {
             self.opened.push_back((path, open_ahead(path)));
         }
         let (path, file) = self.opened.pop_front()?;
-        let bytes = file.and_then(|mut f| {
+        let largest = self.largest;
+        let bytes = file.and_then(|f| {
             let mut bytes = Vec::new();
-            f.read_to_end(&mut bytes)?;
+            // Through `take`: a pipe has no length to check first.
+            (&f).take(largest.saturating_add(1))
+                .read_to_end(&mut bytes)?;
+            if bytes.len() as u64 > largest {
+                return Err(io::Error::other(format!(
+                    "larger than {largest} bytes, a quarter of this machine's memory: \
+                     split it into smaller files"
+                )));
+            }
             self.read = self.read.saturating_add(bytes.len() as u64);
             if self.read > self.keep_cached {
                 drop_cached(&f);
@@ -185,6 +358,49 @@ mod tests {
             }
         }
         assert_eq!(read_ahead([], 4, 0).count(), 0);
+    }
+
+    #[test]
+    fn outputs_and_a_stores_companion_files_are_passed_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = [
+            "a.hl7",
+            "alerts.jsonl",
+            "alerts.jsonl.old",
+            "s.db",
+            "s.db-wal",
+            "s.db.partial",
+            "s.dbx",
+        ];
+        for n in names {
+            std::fs::write(dir.path().join(n), b"x").unwrap();
+        }
+        let mut expanded = expand(&[dir.path().to_path_buf()]).unwrap();
+        assert_eq!(expanded.files.len(), names.len());
+        // Named as the command was given them: relative to elsewhere.
+        let alerts = dir.path().join("sub/../alerts.jsonl");
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        expanded.exclude_outputs(&[&alerts], &[&dir.path().join("s.db")]);
+        let left: Vec<_> = expanded
+            .files
+            .iter()
+            .map(|f| f.file_name().unwrap().to_str().unwrap())
+            .collect();
+        assert_eq!(left, ["a.hl7", "alerts.jsonl.old", "s.dbx"]);
+        let passed: Vec<_> = expanded
+            .skipped
+            .iter()
+            .map(|(f, why)| (f.file_name().unwrap().to_str().unwrap(), *why))
+            .collect();
+        assert_eq!(
+            passed,
+            [
+                ("alerts.jsonl", Skip::Output),
+                ("s.db", Skip::Output),
+                ("s.db-wal", Skip::Output),
+                ("s.db.partial", Skip::Output),
+            ]
+        );
     }
 
     #[test]

@@ -461,6 +461,72 @@ fn replay_reports_junk_and_carries_on() {
 }
 
 #[test]
+fn replay_reads_each_file_once_says_what_it_passed_over_and_lists_an_unreadable_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    let year = archive.join("2024");
+    std::fs::create_dir_all(&year).unwrap();
+    for name in ["01-a03.hl7", "02-mdm.hl7"] {
+        std::fs::copy(fixture(&format!("scenarios/late/{name}")), year.join(name)).unwrap();
+    }
+    // A file removed after it was linked: found, and cannot be read.
+    std::os::unix::fs::symlink(year.join("gone.hl7"), year.join("03-gone.hl7")).unwrap();
+    // What an archive collects besides messages.
+    std::fs::write(year.join(".DS_Store"), b"\0\0\0\x01Bud1").unwrap();
+    std::os::unix::fs::symlink("..", year.join("loop")).unwrap();
+    std::os::unix::fs::symlink("2024", archive.join("current")).unwrap();
+    let _socket = std::os::unix::net::UnixListener::bind(year.join("ctl.sock")).unwrap();
+    // The last run's alerts, kept in the archive and written again now.
+    let alerts = archive.join("alerts.jsonl");
+    std::fs::write(&alerts, b"{\"not\": \"an input\"}\n").unwrap();
+    let report = dir.path().join("report.json");
+
+    let out = tocsin(&[
+        "replay",
+        "--until",
+        "2024-06-01T00:00:00Z",
+        "--alerts",
+        alerts.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+        "--format",
+        "json",
+        archive.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The run finished and said a file could not be read.
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("1 file(s) could not be read"), "{stderr}");
+    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let rejected = report["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 1, "{report}");
+    assert_eq!(rejected[0]["reason"], "unreadable");
+    assert!(
+        rejected[0]["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("2024/03-gone.hl7"),
+        "{report}"
+    );
+    // The rest was judged as the scenario alone is, each file once: the
+    // links to the year read nothing twice.
+    let alerts = json_lines(&std::fs::read(&alerts).unwrap());
+    assert_eq!(kinds(&alerts), ["overdue", "late", "resolved"]);
+    assert_eq!(report["notices"]["duplicate"], 0, "{report}");
+    assert_eq!(only_row(&report)["late"], 1, "{report}");
+    // Everything passed over is said.
+    for said in [
+        "replay: skipped 1 hidden entry (names starting with '.')",
+        "2024/loop: already read by another path",
+        "archive/current: already read by another path",
+        "2024/ctl.sock: not a regular file",
+        "archive/alerts.jsonl: an output of this run",
+    ] {
+        assert!(stderr.contains(said), "{said}: {stderr}");
+    }
+}
+
+#[test]
 fn replay_prints_progress_when_asked_and_not_into_a_pipe_by_default() {
     let dir = tempfile::tempdir().unwrap();
     let events = dir.path().join("events.jsonl");

@@ -12,12 +12,14 @@ use crate::inputs;
 /// Normalises every file, printing one JSON line per event in input order and
 /// one line per rejected unit on stderr (`file: position: reason`).
 pub fn run(config: &Config, paths: &[PathBuf]) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let files = inputs::expand(paths)?;
+    let expanded = inputs::expand(paths)?;
+    expanded.tell("normalise");
+    let files = expanded.files;
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut rejected = 0usize;
-    for file in &files {
-        let bytes = match std::fs::read(file) {
+    for (file, bytes) in inputs::read_ahead(files.iter().map(PathBuf::as_path), 1, u64::MAX) {
+        let bytes = match bytes {
             Ok(b) => b,
             Err(e) => {
                 eprintln!("{}: cannot read: {e}", file.display());

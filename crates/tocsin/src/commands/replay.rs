@@ -35,7 +35,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use chrono::{DateTime, Utc};
 use tocsin_event::InterfaceEvent;
-use tocsin_ingest::{ContentHint, IngestConfig, ingest};
+use tocsin_ingest::{ContentHint, IngestConfig, Position, ingest};
 use tocsin_store::{Batch, BuildMode, HeldState, Store};
 use tocsin_tracker::compliance::{LatestFacts, ReportBuilder, ReportFacts};
 use tocsin_tracker::{Effect, Expectation, Tracker, compliance};
@@ -196,7 +196,22 @@ enum ToWriter {
 
 /// Runs a replay.
 pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let files = inputs::expand(&args.paths)?;
+    let mut expanded = inputs::expand(&args.paths)?;
+    // This run's outputs, when they sit among its inputs (an alerts file
+    // left in the archive directory by the last run), are not read.
+    let outputs: Vec<&Path> = [
+        Some(&args.alerts),
+        args.events.as_ref(),
+        args.report.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .map(PathBuf::as_path)
+    .collect();
+    let store_file = args.store.as_deref().and_then(tocsin_store::sqlite_file);
+    expanded.exclude_outputs(&outputs, store_file.as_slice());
+    expanded.tell("replay");
+    let files = expanded.files;
     let until: DateTime<Utc> = args.until;
     let alerts_out = BufWriter::new(create(&args.alerts)?);
     let mut events_out = match &args.events {
@@ -368,24 +383,39 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
     if !noticed.is_empty() {
         eprintln!("replay: tracker notices: {}", noticed.join(" "));
     }
+    let unreadable = rejected.iter().filter(|r| r.reason == UNREADABLE).count();
+    if unreadable > 0 {
+        eprintln!(
+            "replay: {unreadable} file(s) could not be read (listed above and in the report); \
+             the rest was judged and written"
+        );
+        return Ok(ExitCode::from(1));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
+/// The reason code of a file that could not be read (`replay` lists it
+/// with the rejected inputs and exits 1).
+pub const UNREADABLE: &str = "unreadable";
+
 /// A reader: normalises its share of the files in order and sends each
-/// file's units as one message; stops after the first file it cannot read
-/// (sending the error) or when the tracker has stopped listening.
-fn read_files(
-    files: Vec<&Path>,
-    keep_cached: u64,
-    cfg: &IngestConfig,
-    tx: SyncSender<Result<Vec<Unit>, String>>,
-) {
+/// file's units as one message, until the tracker stops listening. A file
+/// it cannot read (removed since the walk, no permission, a link to
+/// nothing) is one rejected unit with reason [`UNREADABLE`]: stopping the
+/// run hours in, without a report, lost what had been judged so far.
+fn read_files(files: Vec<&Path>, keep_cached: u64, cfg: &IngestConfig, tx: SyncSender<Vec<Unit>>) {
     for (file, bytes) in inputs::read_ahead(files, FETCH_AHEAD, keep_cached) {
-        let units = bytes
-            .map_err(|e| format!("{}: cannot read: {e}", file.display()))
-            .map(|bytes| normalise_file(file, &bytes, cfg));
-        let failed = units.is_err();
-        if tx.send(units).is_err() || failed {
+        let units = match bytes {
+            Ok(bytes) => normalise_file(file, &bytes, cfg),
+            Err(e) => vec![Unit::Rejected(Rejected {
+                file: file.display().to_string(),
+                position: Position::Whole.to_string(),
+                reason: UNREADABLE.to_string(),
+                message: format!("cannot read: {e}"),
+                location: None,
+            })],
+        };
+        if tx.send(units).is_err() {
             return;
         }
     }
@@ -427,7 +457,7 @@ struct Beside<'a> {
 fn track(
     tracker: &mut Tracker,
     files: &[PathBuf],
-    from_readers: &[Receiver<Result<Vec<Unit>, String>>],
+    from_readers: &[Receiver<Vec<Unit>>],
     to_writer: &SyncSender<ToWriter>,
     beside: &mut Beside<'_>,
     until: DateTime<Utc>,
@@ -444,8 +474,8 @@ fn track(
             .recv()
             .map_err(|_| format!("{}: reader stopped", file.display()));
         let units = match received {
-            Ok(Ok(units)) => units,
-            Ok(Err(e)) | Err(e) => {
+            Ok(units) => units,
+            Err(e) => {
                 // The alerts of the events already applied are still written
                 // (nothing more is committed), as when the run stops early.
                 let _ = to_writer.send(ToWriter::Effects(chunk, chunk_events));

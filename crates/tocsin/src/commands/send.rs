@@ -33,7 +33,9 @@ pub struct SendArgs {
 
 /// Publishes each file as one persistent message, with publisher confirms.
 pub fn run(config: &Config, args: &SendArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let files = inputs::expand(&args.paths)?;
+    let expanded = inputs::expand(&args.paths)?;
+    expanded.tell("send");
+    let files = expanded.files;
     let routing_key = args
         .routing_key
         .clone()
