@@ -2,7 +2,7 @@
 //! run's identifier tag, and per-patient demographics derived from the seed
 //! (so nothing per patient is stored).
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use chrono_tz::Tz;
 
 use crate::ids::NhsNumbers;
@@ -15,8 +15,12 @@ use crate::rng::Rng;
 pub(crate) struct Ctx {
     pub(crate) profile: Profile,
     pub(crate) seed: u64,
-    /// Four hex digits from the seed, in every identifier, so that two runs
-    /// with different seeds can share a queue without clashing.
+    /// Eight hex digits from the seed and the first day, in every
+    /// identifier, so that runs with different seeds or starts (January's
+    /// traffic, then February's) can share a queue or a store without
+    /// clashing: four digits from the seed alone gave two seeds in a
+    /// few hundred the same tag, and a second month every identifier of the
+    /// first, its encounters taken for repeats.
     pub(crate) tag: String,
     /// The same as a number, for UUIDs.
     pub(crate) tag_num: u32,
@@ -44,14 +48,15 @@ pub(crate) struct Patient<'a> {
 }
 
 impl Ctx {
-    pub(crate) fn new(profile: Profile, seed: u64) -> Self {
-        let tag_num = (Rng::derive(seed, 0x7441_4721).next_u64() >> 48) as u32;
+    pub(crate) fn new(profile: Profile, seed: u64, start: NaiveDate) -> Self {
+        let day = u64::try_from(start.num_days_from_ce()).unwrap_or_default();
+        let tag_num = (Rng::derive(seed, 0x7441_4721 ^ (day << 32)).next_u64() >> 32) as u32;
         let nhs = NhsNumbers::new(seed, profile.patients);
         let trust_lower = profile.trust.to_ascii_lowercase();
         Self {
             profile,
             seed,
-            tag: format!("{tag_num:04X}"),
+            tag: format!("{tag_num:08X}"),
             tag_num,
             nhs,
             trust_lower,

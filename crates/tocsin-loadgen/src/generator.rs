@@ -117,7 +117,7 @@ impl Generator {
         let lead = Duration::seconds(profile.max_lead_seconds());
         Ok(Self {
             rng: Rng::derive(opts.seed, 0x504C_414E),
-            ctx: Ctx::new(profile, opts.seed),
+            ctx: Ctx::new(profile, opts.seed, opts.start),
             opts,
             heap: BinaryHeap::new(),
             next_day: 0,
@@ -137,6 +137,24 @@ impl Generator {
     /// 200 bytes each).
     pub fn pending(&self) -> usize {
         self.heap.len()
+    }
+
+    /// The instant at `hour` and `second` past it, local time, on `day`:
+    /// the hour weights are the trust's clock hours, also on the days the
+    /// clocks change (counted from midnight, a 23:xx discharge fell on the
+    /// next day in spring and every hour came an hour early in autumn). A
+    /// time in the spring gap moves on an hour; in the autumn repeat, the
+    /// first.
+    fn local_time(&self, day: u32, hour: u32, second: u32) -> DateTime<Utc> {
+        let date = self.opts.start + Duration::days(i64::from(day));
+        let tz = self.ctx.profile.timezone;
+        let at = |h: u32| {
+            date.and_hms_opt(h, second / 60, second % 60)
+                .and_then(|t| tz.from_local_datetime(&t).earliest())
+        };
+        at(hour)
+            .or_else(|| at(hour + 1))
+            .map_or_else(|| self.day_start(day), |t| t.with_timezone(&Utc))
     }
 
     fn day_start(&self, day: u32) -> DateTime<Utc> {
@@ -162,7 +180,6 @@ impl Generator {
     }
 
     fn plan_day(&mut self, day: u32) {
-        let start = self.day_start(day);
         let weekday = (self.opts.start + Duration::days(i64::from(day)))
             .weekday()
             .num_days_from_monday() as usize;
@@ -185,8 +202,9 @@ impl Generator {
             } else {
                 (EncounterKind::Outpatient, &v.outpatient_hour_weights)
             };
-            let offset = self.rng.weighted(hours) as i64 * 3600 + self.rng.below(3600) as i64;
-            let end = start + Duration::seconds(offset);
+            let hour = self.rng.weighted(hours) as u32;
+            let second = self.rng.below(3600) as u32;
+            let end = self.local_time(day, hour, second);
             let index = self.next_encounter;
             self.next_encounter += 1;
             let e = plan::encounter(
@@ -197,7 +215,6 @@ impl Generator {
                 end,
                 self.ctx.nhs.len(),
             );
-            self.record(&e);
             self.push(e.start, Step::Start, e);
             if let Some(t) = e.transfer {
                 self.push(t, Step::Transfer, e);
@@ -288,6 +305,12 @@ impl Iterator for Generator {
             self.next_day += 1;
         }
         let Reverse(p) = self.heap.pop()?;
+        // Counted when its end is handed out, not when planned: planning
+        // runs a longest stay ahead, and a run cut short by a message count
+        // reported encounters it never sent.
+        if matches!(p.step, Step::End) {
+            self.record(&p.encounter);
+        }
         let (kind, body) = self.render(&p);
         let seq = self.stats.messages;
         self.stats.messages += 1;

@@ -29,6 +29,15 @@ impl Adt {
             Self::A04 => "A04",
         }
     }
+    /// MSH-9.3, the message structure (v2.4's table 0354): A04 shares
+    /// A01's; a receiver that checks it refused `ADT_A01` on an A02 or A03.
+    fn structure(self) -> &'static str {
+        match self {
+            Self::A01 | Self::A04 => "ADT_A01",
+            Self::A02 => "ADT_A02",
+            Self::A03 => "ADT_A03",
+        }
+    }
     fn step(self) -> char {
         match self {
             Self::A01 | Self::A04 => 'S',
@@ -133,7 +142,7 @@ pub(crate) fn adt(ctx: &Ctx, e: &Encounter, trigger: Adt, at: DateTime<Utc>) -> 
         ctx,
         e,
         &ts,
-        &format!("ADT^{code}^ADT_A01"),
+        &format!("ADT^{code}^{}", trigger.structure()),
         &ctx.message_id(e, trigger.step()),
         &ctx.profile.trust,
     );

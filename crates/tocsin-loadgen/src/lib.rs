@@ -12,7 +12,8 @@
 //! same seed, profile and options give byte-identical output on every
 //! platform (the random generator is written out here). Identifiers (message
 //! ids, visit and document numbers, UUIDs) are distinct within a run and
-//! carry a tag from the seed; NHS numbers come from the 999 test range with
+//! carry a tag from the seed and the first day, so that runs of other
+//! seeds or months do not clash; NHS numbers come from the 999 test range with
 //! valid check digits. Every figure (volumes, shares, timings, codes) comes
 //! from the [`Profile`], by default `config/loadgen.toml`.
 //!

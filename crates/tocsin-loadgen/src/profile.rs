@@ -181,8 +181,48 @@ impl Profile {
     }
 
     /// Checks what serde cannot: non-empty lists, shares in range, ranges
-    /// ordered, HL7-safe words.
+    /// ordered and bounded, HL7-safe words and codes, traffic on some day,
+    /// a late document later than its deadline.
     pub fn validate(&self) -> Result<(), ProfileError> {
+        let d = &self.discharges;
+        let docs = &self.documents;
+        let codes: [(&str, &str); 15] = [
+            ("trust", &self.trust),
+            ("discharges.inpatient_class", &d.inpatient_class),
+            ("discharges.day_case_class", &d.day_case_class),
+            ("discharges.emergency_class", &d.emergency_class),
+            ("discharges.outpatient_class", &d.outpatient_class),
+            ("discharges.inpatient_fhir_class", &d.inpatient_fhir_class),
+            ("discharges.day_case_fhir_class", &d.day_case_fhir_class),
+            ("discharges.emergency_fhir_class", &d.emergency_fhir_class),
+            ("discharges.outpatient_fhir_class", &d.outpatient_fhir_class),
+            (
+                "documents.hl7_discharge_summary",
+                &docs.hl7_discharge_summary,
+            ),
+            ("documents.hl7_clinic_letter", &docs.hl7_clinic_letter),
+            (
+                "documents.snomed_discharge_summary",
+                &docs.snomed_discharge_summary,
+            ),
+            ("documents.snomed_clinic_letter", &docs.snomed_clinic_letter),
+            (
+                "documents.itk_discharge_summary",
+                &docs.itk_discharge_summary,
+            ),
+            ("documents.itk_clinic_letter", &docs.itk_clinic_letter),
+        ];
+        for (key, code) in codes {
+            // Codes go into identifiers and URLs too: no white space.
+            if code.is_empty() || code.contains(DELIMITERS) || code.contains(char::is_whitespace) {
+                return Err(ProfileError::Invalid(
+                    key.into(),
+                    format!(
+                        "{code:?} must be a non-empty code without spaces or HL7, JSON or XML delimiters"
+                    ),
+                ));
+            }
+        }
         let lists: [(&str, &[String]); 12] = [
             ("sites", &self.sites),
             ("gp_practices", &self.gp_practices),
@@ -204,10 +244,16 @@ impl Profile {
                     "must not be empty".into(),
                 ));
             }
-            if let Some(w) = list
-                .iter()
-                .find(|w| w.contains(['|', '~', '\\', '&', '\r', '\n', '"', '<']))
-            {
+            // A diagnosis is `code^text`: one component separator, no more.
+            let bad = |w: &&String| {
+                if key == "names.diagnoses" {
+                    w.matches('^').count() > 1
+                        || w.contains(|c| c != '^' && DELIMITERS.contains(&c))
+                } else {
+                    w.contains(DELIMITERS)
+                }
+            };
+            if let Some(w) = list.iter().find(bad) {
                 return Err(ProfileError::Invalid(
                     key.into(),
                     format!("{w:?} holds an HL7, JSON or XML delimiter"),
@@ -268,6 +314,13 @@ impl Profile {
                     format!("[{lo}, {hi}] is not an ordered range"),
                 ));
             }
+            // Past this, stays and delays overflow the calendar's arithmetic.
+            if hi > MAX_SPAN {
+                return Err(ProfileError::Invalid(
+                    key.into(),
+                    format!("{hi} is over {MAX_SPAN}"),
+                ));
+            }
         }
         if d.on_time_fraction[1] >= 1.0 {
             return Err(ProfileError::Invalid(
@@ -275,10 +328,13 @@ impl Profile {
                 "an on-time document must come before the deadline (max < 1)".into(),
             ));
         }
-        if d.late_multiple[0] <= 1.0 {
+        // Times in messages are whole seconds: a late document must come at
+        // least a second after the shorter deadline, or it reads as on time.
+        let shortest = d.discharge_summary_due_hours.min(d.clinic_letter_due_hours) * 3600.0;
+        if shortest > 0.0 && (d.late_multiple[0] - 1.0) * shortest < 1.0 {
             return Err(ProfileError::Invalid(
                 "documents.late_multiple".into(),
-                "a late document must come after the deadline (min > 1)".into(),
+                "a late document must come at least a second after the deadline (min > 1)".into(),
             ));
         }
         if d.text_words[0] > d.text_words[1] {
@@ -342,12 +398,44 @@ impl Profile {
                 d.clinic_letter_due_hours,
             ),
         ] {
-            if !(v.is_finite() && v >= 0.0) {
+            if !(v.is_finite() && (0.0..=MAX_SPAN).contains(&v)) {
                 return Err(ProfileError::Invalid(
                     key.into(),
-                    format!("{v} is not a non-negative number"),
+                    format!("{v} is not a number between 0 and {MAX_SPAN}"),
                 ));
             }
+        }
+        for (key, v) in [
+            (
+                "documents.discharge_summary_due_hours",
+                d.discharge_summary_due_hours,
+            ),
+            (
+                "documents.clinic_letter_due_hours",
+                d.clinic_letter_due_hours,
+            ),
+        ] {
+            if v <= 0.0 {
+                return Err(ProfileError::Invalid(
+                    key.into(),
+                    "a deadline must be after the encounter's end (over 0)".into(),
+                ));
+            }
+        }
+        // Some day of the week must have traffic: a run bounded by a message
+        // count would otherwise plan empty days until the calendar overflowed.
+        let v = &self.volumes;
+        let busiest = (0..7)
+            .map(|i| {
+                v.discharges_per_day * v.discharge_weekday_factors[i]
+                    + v.outpatient_attendances_per_day * v.outpatient_weekday_factors[i]
+            })
+            .fold(0.0, f64::max);
+        if busiest <= 0.0 {
+            return Err(ProfileError::Invalid(
+                "volumes".into(),
+                "no day of the week has any discharges or attendances".into(),
+            ));
         }
         Ok(())
     }
@@ -363,6 +451,16 @@ impl Profile {
         (hours * 3600.0).ceil() as i64 + 1
     }
 }
+
+/// What no word, name or code may hold: HL7's separators (field,
+/// component, repetition, escape, subcomponent), line ends, and what JSON
+/// and XML would have to escape. Generated text is written as it is.
+const DELIMITERS: [char; 9] = ['|', '^', '~', '\\', '&', '\r', '\n', '"', '<'];
+
+/// Largest value of a stay, delay or deadline range, in its own unit
+/// (hours, minutes, seconds): ten years of hours. Larger values overflow
+/// the date arithmetic.
+const MAX_SPAN: f64 = 87_600.0;
 
 #[cfg(test)]
 mod tests {
@@ -382,8 +480,47 @@ mod tests {
 
     #[test]
     fn delimiters_in_words_are_refused() {
-        let text = DEFAULT_PROFILE_TOML.replace("\"SMITH\"", "\"SM|ITH\"");
-        let e = Profile::from_toml(&text).unwrap_err().to_string();
-        assert!(e.contains("names.family"), "{e}");
+        for bad in ["SM|ITH", "SM^ITH"] {
+            let text = DEFAULT_PROFILE_TOML.replace("\"SMITH\"", &format!("\"{bad}\""));
+            let e = Profile::from_toml(&text).unwrap_err().to_string();
+            assert!(e.contains("names.family"), "{e}");
+        }
+        let p = Profile {
+            trust: "R&X".into(),
+            ..Profile::default()
+        };
+        let e = p.validate().unwrap_err().to_string();
+        assert!(e.contains("trust"), "{e}");
+    }
+
+    #[test]
+    fn profiles_that_would_mislead_or_never_end_are_refused() {
+        let refused = |edit: &dyn Fn(&mut Profile), key: &str| {
+            let mut p = Profile::default();
+            edit(&mut p);
+            let e = p.validate().unwrap_err().to_string();
+            assert!(e.contains(key), "{key}: {e}");
+        };
+        // A "late" document that would be stamped in the deadline's second.
+        refused(
+            &|p| p.documents.late_multiple = [1.000_000_1, 2.0],
+            "documents.late_multiple",
+        );
+        refused(
+            &|p| p.documents.clinic_letter_due_hours = 0.0,
+            "documents.clinic_letter_due_hours",
+        );
+        refused(
+            &|p| p.discharges.inpatient_stay_hours = [12.0, 1e12],
+            "discharges.inpatient_stay_hours",
+        );
+        refused(
+            &|p| {
+                p.volumes.discharges_per_day = 0.0;
+                p.volumes.outpatient_weekday_factors = [0.0; 7];
+            },
+            "volumes",
+        );
+        Profile::default().validate().unwrap();
     }
 }

@@ -48,6 +48,18 @@ fn every_message_normalises_to_the_event_its_kind_promises() {
     let mut kinds: HashMap<MessageKind, usize> = HashMap::new();
     for m in &messages {
         let events = normalise(m, &cfg);
+        // MSH-9 names the trigger and its message structure (v2.4).
+        let msh9 = match m.kind {
+            MessageKind::Admission => Some("ADT^A01^ADT_A01"),
+            MessageKind::Registration => Some("ADT^A04^ADT_A01"),
+            MessageKind::Transfer => Some("ADT^A02^ADT_A02"),
+            MessageKind::Discharge => Some("ADT^A03^ADT_A03"),
+            _ => None,
+        };
+        if let Some(msh9) = msh9 {
+            let text = String::from_utf8_lossy(&m.body);
+            assert_eq!(text.split('|').nth(8), Some(msh9), "{}", m.file_name());
+        }
         let expected = match m.kind {
             MessageKind::Admission | MessageKind::Registration => EventType::EncounterStarted,
             MessageKind::Transfer => EventType::EncounterUpdated,
@@ -206,12 +218,81 @@ fn a_message_count_bounds_an_open_ended_run() {
         max_messages: Some(500),
         ..Options::default()
     };
-    let g = Generator::new(common::small_profile(50.0, 50.0), opts).unwrap();
-    assert_eq!(g.count(), 500);
+    let mut g = Generator::new(common::small_profile(50.0, 50.0), opts).unwrap();
+    let messages: Vec<Message> = g.by_ref().collect();
+    assert_eq!(messages.len(), 500);
+    // The counts are of what was sent: encounters whose end went out, not
+    // the days planned ahead of them.
+    let ends = messages
+        .iter()
+        .filter(|m| m.kind == MessageKind::Discharge)
+        .count() as u64;
+    let stats = g.stats();
+    assert_eq!(stats.encounters, ends);
+    assert_eq!(stats.on_time + stats.late + stats.missing, ends);
     let unbounded = Options {
         days: None,
         max_messages: None,
         ..Options::default()
     };
     assert!(Generator::new(Profile::default(), unbounded).is_err());
+}
+
+#[test]
+fn hours_of_the_day_are_the_trusts_clock_hours_when_the_clocks_change() {
+    // Every discharge at 23:xx local time and no clinics, over both changes
+    // of 2025 (30 March, 26 October).
+    let mut p = common::small_profile(40.0, 0.0);
+    p.volumes.discharge_hour_weights = [0.0; 24];
+    p.volumes.discharge_hour_weights[23] = 1.0;
+    for start in ["2025-03-29", "2025-10-25"] {
+        let start: chrono::NaiveDate = start.parse().unwrap();
+        let opts = Options {
+            seed: 5,
+            start,
+            days: Some(3),
+            ..Options::default()
+        };
+        let mut per_day = [0usize; 3];
+        for m in Generator::new(p.clone(), opts).unwrap() {
+            if m.kind != MessageKind::Discharge {
+                continue;
+            }
+            let local = m.time.with_timezone(&chrono_tz::Europe::London);
+            assert_eq!(chrono::Timelike::hour(&local), 23, "{local}");
+            per_day[(local.date_naive() - start).num_days() as usize] += 1;
+        }
+        assert!(per_day.iter().all(|n| *n > 0), "{start}: {per_day:?}");
+    }
+}
+
+#[test]
+fn runs_of_other_seeds_or_months_share_no_identifier() {
+    // MSH-10 of every HL7 message, and every document bundle's first
+    // UUID-shaped id, of one day.
+    let ids = |seed: u64, start: &str| -> HashSet<String> {
+        let opts = Options {
+            seed,
+            start: start.parse().unwrap(),
+            days: Some(1),
+            ..Options::default()
+        };
+        Generator::new(common::small_profile(30.0, 30.0), opts)
+            .unwrap()
+            .filter(|m| m.format() == MessageFormat::Hl7)
+            .map(|m| {
+                String::from_utf8_lossy(&m.body)
+                    .split('|')
+                    .nth(9)
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    let a = ids(215, "2025-01-06");
+    assert!(a.len() > 50);
+    // Seeds 215 and 670 shared a four-digit tag.
+    for other in [ids(670, "2025-01-06"), ids(215, "2025-02-03")] {
+        assert!(a.is_disjoint(&other), "{:?}", a.intersection(&other).next());
+    }
 }

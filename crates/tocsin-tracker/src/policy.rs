@@ -107,7 +107,10 @@ pub struct Rule {
 }
 
 impl Rule {
-    fn in_force_on(&self, d: NaiveDate) -> bool {
+    /// Whether the rule applies to an encounter that ended on local date
+    /// `d` (also for tools that plan traffic against the policy, such as
+    /// `tocsin loadgen`).
+    pub fn in_force_on(&self, d: NaiveDate) -> bool {
         self.effective_from <= d && self.effective_to.is_none_or(|to| d < to)
     }
 }

@@ -259,6 +259,21 @@ fn replay_of_generated_traffic_reports_alike_from_final_states_and_a_kept_store(
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A second run into the same directory would mix its files with the
+    // first's: refused, the first's left as they were.
+    let files = std::fs::read_dir(&traffic).unwrap().count();
+    let again = tocsin(&[
+        "loadgen",
+        "--seed",
+        "12",
+        "--days",
+        "1",
+        "--out",
+        traffic.to_str().unwrap(),
+    ]);
+    assert_ne!(again.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
+    assert_eq!(std::fs::read_dir(&traffic).unwrap().count(), files);
     const UNTIL: &str = "2025-01-12T12:00:00Z";
     let scratch = replay_json(&traffic, UNTIL, &[]);
     let built = dir.path().join("kept.sqlite");

@@ -46,8 +46,9 @@ pub struct LoadgenArgs {
     /// Traffic profile (default: the compiled-in config/loadgen.toml).
     #[arg(long)]
     pub profile: Option<PathBuf>,
-    /// Write files into this directory: one per message, named so that
-    /// file-name order is time order (`tocsin replay DIR` reads them so).
+    /// Write files into this directory (new or empty): one per message,
+    /// named so that file-name order is time order (`tocsin replay DIR`
+    /// reads them so).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// With --out: pack each window of this many seconds into one HL7 file
@@ -63,7 +64,8 @@ pub struct LoadgenArgs {
     /// allow).
     #[arg(long, requires = "publish", value_parser = clap::value_parser!(u32).range(1..))]
     pub rate: Option<u32>,
-    /// With --publish: messages per confirmed batch at full speed.
+    /// With --publish: messages per confirmed batch at full speed, and the
+    /// most in one batch at a set rate.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     pub batch: u32,
     /// With --publish: routing key (default: the configured input queue) on
@@ -98,6 +100,9 @@ pub fn run(config: &Config, args: &LoadgenArgs) -> Result<ExitCode, Box<dyn std:
         .attendances_per_day
         .unwrap_or(v.outpatient_attendances_per_day);
     profile.validate()?;
+    for warning in deadline_mismatches(&config.policy, &profile, args.start, args.days) {
+        eprintln!("loadgen: {warning}");
+    }
     let opts = Options {
         seed: args.seed,
         start: args.start,
@@ -126,6 +131,70 @@ pub fn run(config: &Config, args: &LoadgenArgs) -> Result<ExitCode, Box<dyn std:
     Ok(ExitCode::SUCCESS)
 }
 
+/// Where the policy would judge the generated documents by another
+/// deadline than the profile plans them by, one line per document kind at
+/// the first day it does: before April 2019 the clinic letter rule gave 10
+/// or 14 days, and letters planned late at 7 to 10 days were judged on
+/// time, the run's own counts of late and missing no longer what the
+/// tracker reports. Days checked: the run's, or a year from `start` for a
+/// run bounded by a message count.
+fn deadline_mismatches(
+    policy: &tocsin_tracker::Policy,
+    profile: &Profile,
+    start: NaiveDate,
+    days: Option<u32>,
+) -> Vec<String> {
+    use tocsin_event::{DocumentKind, EncounterKind};
+    let d = &profile.documents;
+    let planned = [
+        (
+            DocumentKind::DischargeSummary,
+            EncounterKind::Inpatient,
+            d.discharge_summary_due_hours,
+            "documents.discharge_summary_due_hours",
+        ),
+        (
+            DocumentKind::ClinicLetter,
+            EncounterKind::Outpatient,
+            d.clinic_letter_due_hours,
+            "documents.clinic_letter_due_hours",
+        ),
+    ];
+    let mut out = Vec::new();
+    for (doc, enc, hours, key) in planned {
+        let due = (hours * 3600.0).round() as i64;
+        let first_differing = (0..days.unwrap_or(366)).find_map(|i| {
+            let day = start.checked_add_days(chrono::Days::new(u64::from(i)))?;
+            let rules: Vec<_> = policy
+                .rules()
+                .iter()
+                .filter(|r| {
+                    r.document_kind == doc && r.encounter_kinds.contains(&enc) && r.in_force_on(day)
+                })
+                .collect();
+            if rules.is_empty() {
+                Some(format!(
+                    "from {day} the policy expects no {} after an {} encounter: those planned are not tracked",
+                    doc.as_str(),
+                    enc.as_str()
+                ))
+            } else {
+                rules.iter().find(|r| r.due_after.as_secs() != due).map(|r| {
+                    format!(
+                        "from {day} the policy's rule `{}` gives a {} {} s to come, the profile plans by {due} s \
+                         ({key}): documents planned late or on time may be judged otherwise",
+                        r.id,
+                        doc.as_str(),
+                        r.due_after.as_secs()
+                    )
+                })
+            }
+        });
+        out.extend(first_differing);
+    }
+    out
+}
+
 fn write(dir: &Path, name: &str, body: &[u8]) -> Result<(), String> {
     let path = dir.join(name);
     std::fs::write(&path, body).map_err(|e| format!("{}: cannot write: {e}", path.display()))
@@ -137,6 +206,17 @@ fn write_files(
     pack: Option<u32>,
 ) -> Result<u64, Box<dyn std::error::Error>> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: cannot create: {e}", dir.display()))?;
+    // Another run's files left beside this one's would be replayed with
+    // them, their encounters judged with no word of where they came from.
+    let mut entries =
+        std::fs::read_dir(dir).map_err(|e| format!("{}: cannot read: {e}", dir.display()))?;
+    if entries.next().is_some() {
+        return Err(format!(
+            "{}: not empty; give a new or empty directory (replay reads every file in it)",
+            dir.display()
+        )
+        .into());
+    }
     let mut bytes = 0u64;
     match pack {
         None => {
@@ -161,6 +241,18 @@ fn write_files(
     Ok(bytes)
 }
 
+/// The batch and the time between batches that send `rate` messages a
+/// second: a batch every 20 ms, of at most `max_batch`.
+fn paced(rate: u32, max_batch: u32) -> (usize, Duration) {
+    let batch = (rate as usize)
+        .div_ceil(50)
+        .clamp(1, (max_batch as usize).max(1));
+    (
+        batch,
+        Duration::from_secs_f64(batch as f64 / f64::from(rate.max(1))),
+    )
+}
+
 fn publish(
     config: &Config,
     args: &LoadgenArgs,
@@ -170,14 +262,14 @@ fn publish(
         .routing_key
         .clone()
         .unwrap_or_else(|| config.amqp.input_queue.clone());
-    // At a set rate, send a small batch every 20 ms; else large batches.
+    // At a set rate, send a small batch every 20 ms (or `--batch`, sooner,
+    // for rates over 50 batches a second: a very high rate held some
+    // millions of messages in memory at once); else large batches.
     let (batch, tick) = match args.rate {
-        Some(r) => (
-            (r as usize).div_ceil(50).max(1),
-            Some(Duration::from_secs_f64(
-                (r as usize).div_ceil(50).max(1) as f64 / f64::from(r),
-            )),
-        ),
+        Some(r) => {
+            let (batch, tick) = paced(r, args.batch);
+            (batch, Some(tick))
+        }
         None => (args.batch as usize, None),
     };
     let seed = args.seed;
@@ -189,7 +281,10 @@ fn publish(
         let publisher = session.publisher().await?;
         let mut interval = tick.map(|t| {
             let mut i = tokio::time::interval(t);
-            i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            // After a stall (the broker blocking publishers), carry on at
+            // the set rate rather than catch up in a burst, which would
+            // measure the burst and not the rate asked for.
+            i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             i
         });
         let mut bytes = 0u64;
@@ -219,4 +314,44 @@ fn publish(
         session.close().await?;
         Ok::<_, Box<dyn std::error::Error>>(bytes)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_set_rate_is_batches_every_20_ms_of_at_most_the_batch_size() {
+        assert_eq!(paced(500, 1000), (10, Duration::from_millis(20)));
+        assert_eq!(paced(1, 1000), (1, Duration::from_secs(1)));
+        // 4 billion a second in batches of 1,000, not 80 million.
+        let (batch, tick) = paced(4_000_000_000, 1000);
+        assert_eq!(batch, 1000);
+        assert!((249..=251).contains(&tick.as_nanos()), "{tick:?}");
+    }
+
+    #[test]
+    fn a_run_judged_by_another_deadline_than_planned_is_warned_of() {
+        let policy = tocsin_tracker::Policy::default_contract();
+        let profile = Profile::default();
+        let day = |s: &str| s.parse::<NaiveDate>().unwrap();
+        // The default profile plans by today's 7-day clinic letter rule.
+        assert!(deadline_mismatches(&policy, &profile, day("2025-01-06"), Some(30)).is_empty());
+        // In June 2018 the 10-day rule was in force.
+        let w = deadline_mismatches(&policy, &profile, day("2018-06-04"), Some(1));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("from 2018-06-04") && w[0].contains("clinic_letter"),
+            "{w:?}"
+        );
+        assert!(w[0].contains("864000 s"), "{w:?}");
+        // A count-bounded run from March 2019 reaches the 7-day rule's
+        // start, and is told of the days before.
+        let w = deadline_mismatches(&policy, &profile, day("2019-03-01"), None);
+        assert_eq!(w.len(), 1, "{w:?}");
+        // Before April 2017 no document is expected at all.
+        let w = deadline_mismatches(&policy, &profile, day("2016-01-01"), Some(1));
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[1].contains("expects no clinic_letter"), "{w:?}");
+    }
 }
