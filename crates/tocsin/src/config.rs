@@ -229,7 +229,9 @@ impl std::str::FromStr for EventsFormat {
 #[serde(deny_unknown_fields, default)]
 pub struct LogSection {
     /// Level or `tracing` filter (`info`, `tocsin=debug,lapin=warn`).
-    /// `TOCSIN_LOG` overrides.
+    /// `TOCSIN_LOG` overrides. lapin's returned-message warning, which
+    /// prints message bodies, stays off unless named at `debug` or `trace`
+    /// (see `logging`).
     pub level: String,
     /// `text` for people, `json` for log shippers.
     pub format: LogFormat,

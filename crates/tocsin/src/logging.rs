@@ -1,21 +1,178 @@
 //! Logging setup: `tracing` to stderr, as text or JSON.
 
+use tracing::Subscriber;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{Directive, filter_fn};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{LogFormat, LogSection};
+
+/// lapin's module that warns "Server returned us a message" with the whole
+/// returned message, body and headers included, when the broker returns a
+/// `mandatory` publish. The gateway publishes dead-letter copies as
+/// mandatory, so an unroutable copy (`tocsin.dead` deleted) would write an
+/// HL7 or FHIR body, NHS numbers and names, at warn level.
+const RETURNED_MESSAGES: &str = "lapin::returned_messages";
 
 /// Installs the global subscriber. The filter is a level (`info`) or a
 /// `tracing` directive list (`tocsin=debug,lapin=warn`).
 pub fn init(log: &LogSection) -> Result<(), Box<dyn std::error::Error>> {
+    subscriber(log, std::io::stderr)?
+        .try_init()
+        .map_err(|e| format!("cannot install the logger: {e}"))?;
+    Ok(())
+}
+
+/// The subscriber [`init`] installs, writing to `writer`; separate so that
+/// tests can see what it lets through.
+///
+/// Whatever the configured level, lapin's returned-message warning
+/// ([`RETURNED_MESSAGES`]) is dropped: the tocsin code that publishes
+/// mandatory messages reports a returned one itself, without the body. Only
+/// a directive naming that target at `debug` or `trace`
+/// (`lapin::returned_messages=debug`) lets it through, as a deliberate act
+/// of debugging; `debug` for everything does not. It is dropped by a filter
+/// beside the `EnvFilter` rather than by a directive within it, because a
+/// span directive (`[io_loop]=warn`, lapin's I/O thread runs in that span)
+/// enables every event inside the span whatever the target directives say.
+fn subscriber<W>(log: &LogSection, writer: W) -> Result<Box<dyn Subscriber + Send + Sync>, String>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter =
         EnvFilter::try_new(&log.level).map_err(|e| format!("[log] level {:?}: {e}", log.level))?;
+    let returned_allowed = returned_messages_requested(&log.level);
+    let hide_returned =
+        filter_fn(move |meta| returned_allowed || !is_returned_messages_target(meta.target()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match log.format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+        .with_writer(writer);
+    Ok(match log.format {
+        LogFormat::Text => Box::new(builder.finish().with(hide_returned)),
+        LogFormat::Json => Box::new(builder.json().finish().with(hide_returned)),
+    })
+}
+
+fn is_returned_messages_target(target: &str) -> bool {
+    target
+        .strip_prefix(RETURNED_MESSAGES)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+}
+
+/// Whether the filter names [`RETURNED_MESSAGES`] itself at `debug` or
+/// `trace`. Directives are split on commas as `EnvFilter` splits them.
+fn returned_messages_requested(level: &str) -> bool {
+    level
+        .split(',')
+        .filter_map(|d| d.trim().parse::<Directive>().ok())
+        .map(|d| d.to_string())
+        .any(|d| {
+            d == format!("{RETURNED_MESSAGES}=debug") || d == format!("{RETURNED_MESSAGES}=trace")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
-    .map_err(|e| format!("cannot install the logger: {e}"))?;
-    Ok(())
+
+    /// What the subscriber built for `level` and `format` writes for
+    /// lapin's returned-message warning (emitted as lapin does, in its I/O
+    /// loop's span) and for an ordinary lapin warning.
+    fn logged(level: &str, format: LogFormat) -> String {
+        let out = Captured::default();
+        let sink = out.clone();
+        let log = LogSection {
+            level: level.into(),
+            format,
+        };
+        let subscriber = subscriber(&log, move || sink.clone()).unwrap();
+        tracing::subscriber::with_default(subscriber, || {
+            let io_loop = tracing::span!(target: "lapin::io_loop", tracing::Level::INFO, "io_loop");
+            let _entered = io_loop.enter();
+            tracing::warn!(
+                target: "lapin::returned_messages",
+                message = "MSH|^~\\&|PAS|RXX|||20240101||ADT^A01|1|P|2.4\rPID|||9434765919^^^NHS||SMITH^JANE",
+                "Server returned us a message"
+            );
+            tracing::warn!(target: "lapin::channel", "an ordinary lapin warning");
+        });
+        String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn returned_messages_never_print_whatever_the_level() {
+        for level in [
+            "info",
+            "warn",
+            "debug",
+            "trace",
+            "lapin=trace",
+            "warn,lapin::returned_messages=warn",
+            "lapin::returned_messages=info,lapin=debug",
+            "info,[io_loop]=warn",
+            "warn,lapin::returned_messages[io_loop]=warn",
+        ] {
+            for format in [LogFormat::Text, LogFormat::Json] {
+                let text = logged(level, format);
+                assert!(
+                    text.contains("an ordinary lapin warning"),
+                    "{level:?} {format:?} should log lapin's other warnings:\n{text}"
+                );
+                assert!(
+                    !text.contains("9434765919") && !text.contains("returned us"),
+                    "{level:?} {format:?} logged a returned message:\n{text}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn naming_the_target_at_debug_shows_returned_messages() {
+        for level in [
+            "lapin::returned_messages=debug",
+            "info,lapin::returned_messages=TRACE",
+        ] {
+            let text = logged(level, LogFormat::Text);
+            assert!(
+                text.contains("Server returned us a message"),
+                "{level:?}:\n{text}"
+            );
+        }
+        assert!(!returned_messages_requested("lapin=debug"));
+        assert!(!returned_messages_requested(
+            "lapin::returned_messages=warn"
+        ));
+        assert!(!returned_messages_requested(
+            "lapin::returned_messages_x=debug"
+        ));
+        assert!(is_returned_messages_target("lapin::returned_messages"));
+        assert!(!is_returned_messages_target("lapin::returned_messages_x"));
+    }
+
+    #[test]
+    fn a_bad_level_is_named() {
+        let log = LogSection {
+            level: "lapin=loud".into(),
+            format: LogFormat::Text,
+        };
+        let err = subscriber(&log, std::io::sink).err().unwrap();
+        assert!(err.contains("[log] level"), "{err}");
+    }
 }
