@@ -60,24 +60,37 @@ impl fmt::Debug for SecretUrl {
 
 /// Mask the password in a URL's user-info. Text that is not a URL at all is
 /// replaced whole, since it could be anything, a password included.
+///
+/// The user-info runs from `://` to the LAST `@`, not to the first `/`, `?`
+/// or `#`: an unencoded password may hold any of them (a base64 one often
+/// has `/`), and cutting there would leave it whole in the output. The
+/// password runs from the first `:` after the user name to that `@`. A user
+/// name that itself holds `/`, `?` or `#` cannot be told apart from the
+/// host, so the whole user-info is masked then. An `@` further on (in a
+/// query value) only makes this mask more than the user-info. The store's
+/// `tocsin_store::redact_url` cuts the user-info the same way; keep them
+/// alike.
 #[must_use]
 pub fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return "<not a URL>".to_owned();
     };
-    let (scheme, rest) = (&url[..scheme_end], &url[scheme_end + 3..]);
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rfind('@') {
-        Some(at) => {
-            let (userinfo, host) = (&authority[..at], &authority[at + 1..]);
-            match userinfo.split_once(':') {
-                Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
-                None => url.to_owned(),
-            }
-        }
-        None => url.to_owned(),
+    let start = scheme_end + 3;
+    let rest = &url[start..];
+    let Some(at) = rest.rfind('@') else {
+        return url.to_owned();
+    };
+    let Some(colon) = rest[..at].find(':') else {
+        // A user name alone: no password to hide.
+        return url.to_owned();
+    };
+    let mut out = url.to_owned();
+    if rest[..colon].contains(['/', '?', '#']) {
+        out.replace_range(start..start + at, "***");
+    } else {
+        out.replace_range(start + colon + 1..start + at, "***");
     }
+    out
 }
 
 /// A binding of one of tocsin's input queues to an exchange owned by the
@@ -321,6 +334,62 @@ mod tests {
             "amqp://127.0.0.1:5672/%2f"
         );
         assert_eq!(redact_url("amqp://a:b@c@h/v"), "amqp://a:***@h/v");
+        assert_eq!(redact_url("amqp://tocsin@h/v"), "amqp://tocsin@h/v");
+        assert_eq!(redact_url("amqp://h:5672/v"), "amqp://h:5672/v");
+    }
+
+    /// An unencoded `/`, `?`, `#` or `@` in the password: the user-info
+    /// still ends at the last `@`, so the password is masked whole, and a
+    /// URL the parser then refuses is reported without it.
+    #[test]
+    fn reserved_characters_in_the_password_are_masked_too() {
+        for (url, shown) in [
+            (
+                "amqp://tocsin:ab/cd@rabbit/trust",
+                "amqp://tocsin:***@rabbit/trust",
+            ),
+            (
+                "amqp://tocsin:ab?cd@rabbit:5672/trust",
+                "amqp://tocsin:***@rabbit:5672/trust",
+            ),
+            (
+                "amqp://tocsin:ab#cd@rabbit/trust",
+                "amqp://tocsin:***@rabbit/trust",
+            ),
+            (
+                "amqps://tocsin:ab@cd@rabbit/trust?heartbeat=10",
+                "amqps://tocsin:***@rabbit/trust?heartbeat=10",
+            ),
+            (
+                "amqp://tocsin:/?#@:x@rabbit/trust",
+                "amqp://tocsin:***@rabbit/trust",
+            ),
+            // A user name with `/` cannot be told from a host: all goes.
+            (
+                "amqp://to/csin:abcd@rabbit/trust",
+                "amqp://***@rabbit/trust",
+            ),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+            let cfg = AmqpConfig {
+                url: SecretUrl::new(url),
+                ..AmqpConfig::default()
+            };
+            assert!(!format!("{cfg:?}").contains("cd@"), "{url}");
+            if let Err(e) = cfg.connection_uri() {
+                let msg = e.to_string();
+                assert!(!msg.contains("ab/cd") && !msg.contains("abcd"), "{msg}");
+                assert!(!msg.contains("ab?cd") && !msg.contains("ab#cd"), "{msg}");
+            }
+        }
+        // The review's case fails to parse: the error names the URL masked.
+        let cfg = AmqpConfig {
+            url: SecretUrl::new("amqp://tocsin:ab/cd@rabbit/trust"),
+            ..AmqpConfig::default()
+        };
+        let msg = cfg.validate().unwrap_err().to_string();
+        assert!(msg.contains("amqp://tocsin:***@rabbit/trust"), "{msg}");
+        assert!(!msg.contains("ab/cd"), "{msg}");
     }
 
     #[test]

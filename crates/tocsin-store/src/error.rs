@@ -259,17 +259,24 @@ fn describe_pg(e: &postgres::Error) -> String {
 pub fn redact_url(url: &str) -> String {
     if let Some(scheme_end) = url.find("://") {
         let rest = &url[scheme_end + 3..];
+        let start = scheme_end + 3;
         let mut out = url.to_string();
-        // The password runs from the first `:` to the last `@`, not to the
-        // first `/` or `?`: an unencoded password may hold either (a base64
-        // one often has `/`), and a client that reads it so would connect
-        // while this printed it whole. Cutting too much (an `@` in a query
-        // value) only hides more.
-        if let (Some(colon), Some(at)) = (rest.find(':'), rest.rfind('@'))
-            && colon < at
-            && !rest[..colon].contains(['/', '?', '@'])
+        // The user-info runs to the last `@`, and the password from the
+        // first `:` to it, not to the first `/`, `?` or `#`: an unencoded
+        // password may hold any of them (a base64 one often has `/`), and
+        // a client that reads it so would connect while this printed it
+        // whole. A user name holding `/`, `?` or `#` cannot be told from a
+        // host, so the whole user-info goes then. Cutting too much (an `@`
+        // in a query value) only hides more. `tocsin_amqp::redact_url`
+        // cuts the same way; keep them alike.
+        if let Some(at) = rest.rfind('@')
+            && let Some(colon) = rest[..at].find(':')
         {
-            out.replace_range(scheme_end + 3 + colon + 1..scheme_end + 3 + at, "***");
+            if rest[..colon].contains(['/', '?', '#']) {
+                out.replace_range(start..start + at, "***");
+            } else {
+                out.replace_range(start + colon + 1..start + at, "***");
+            }
         }
         return redact_query_password(&out);
     }
@@ -415,6 +422,20 @@ mod tests {
             assert!(shown.starts_with("postgres://tocsin:***@db"), "{shown}");
             assert!(!shown.contains("s3cr") && !shown.contains("a?b"), "{shown}");
         }
+        // `#` and `@` in the password; an `@` in the user name.
+        assert_eq!(
+            redact_url("postgres://tocsin:a#b@c@db/tocsin"),
+            "postgres://tocsin:***@db/tocsin"
+        );
+        assert_eq!(
+            redact_url("postgres://me@trust:s3cret@db/tocsin"),
+            "postgres://me@trust:***@db/tocsin"
+        );
+        // A user name with `/` cannot be told from a host: all goes.
+        assert_eq!(
+            redact_url("postgres://to/csin:s3cret@db/tocsin"),
+            "postgres://***@db/tocsin"
+        );
         assert_eq!(
             redact_url("postgres://db:5432/tocsin"),
             "postgres://db:5432/tocsin",
