@@ -49,12 +49,25 @@ impl LinkState {
 
 /// Owns the connection policy. Call [`Supervisor::connect`] at start and
 /// again whenever a [`Session`] is lost.
-#[derive(Debug)]
 pub struct Supervisor {
     config: Arc<AmqpConfig>,
     uri: AMQPUri,
     state: watch::Sender<LinkState>,
     generation: Arc<AtomicU64>,
+}
+
+/// By hand, not derived: the parsed URI holds the password in clear (the
+/// URL's, or the one read from `password_file`), and lapin's `AMQPUri`
+/// prints it in its `Debug`.
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor")
+            .field("config", &self.config)
+            .field("uri", &crate::config::redact_url(&self.uri.to_string()))
+            .field("state", &*self.state.borrow())
+            .field("generation", &self.generation.load(Ordering::SeqCst))
+            .finish()
+    }
 }
 
 impl Supervisor {
@@ -320,5 +333,39 @@ impl Drop for Session {
         if self.current.load(Ordering::SeqCst) == self.generation {
             self.state.send_replace(LinkState::Down);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SecretUrl;
+
+    #[test]
+    fn debug_never_shows_the_password() {
+        let config = AmqpConfig {
+            url: SecretUrl::new("amqp://tocsin:pa%2Fss%40word@broker.nhs.example:5671/trust"),
+            ..AmqpConfig::default()
+        };
+        let shown = format!("{:?}", Supervisor::new(config).unwrap());
+        assert!(shown.contains("broker.nhs.example"), "{shown}");
+        assert!(shown.contains("tocsin:***@"), "{shown}");
+        for secret in ["pa%2Fss%40word", "pa/ss@word", "pa%2Fss", "ss@word"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+
+        // The password from a file never came from the URL: still hidden.
+        let dir = std::env::temp_dir().join(format!("tocsin-sup-debug-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("pw");
+        std::fs::write(&path, "from-the-file\n").unwrap();
+        let config = AmqpConfig {
+            password_file: Some(path),
+            ..AmqpConfig::default()
+        };
+        let shown = format!("{:?}", Supervisor::new(config).unwrap());
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(!shown.contains("from-the-file"), "{shown}");
+        assert!(!shown.contains("guest:guest"), "{shown}");
     }
 }
