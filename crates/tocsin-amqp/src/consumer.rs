@@ -15,7 +15,8 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Confirmation, Connection};
 use std::collections::BTreeSet;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -89,6 +90,9 @@ pub struct BatchConsumer {
     next_poll: usize,
     open: BTreeSet<u64>,
     dead_letter_queue: String,
+    /// Set once anything is acknowledged: tells the session it did useful
+    /// work, which resets the reconnect backoff (see `Supervisor::connect`).
+    acknowledged: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for BatchConsumer {
@@ -151,6 +155,7 @@ impl BatchConsumer {
             next_poll: 0,
             open: BTreeSet::new(),
             dead_letter_queue: config.dead_letter_queue.clone(),
+            acknowledged: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -224,6 +229,21 @@ impl BatchConsumer {
         .await
     }
 
+    /// Report acknowledgements to `flag` (the session's).
+    pub(crate) fn report_acks_to(&mut self, flag: Arc<AtomicBool>) {
+        self.acknowledged = flag;
+    }
+
+    /// `basic.ack`, noting that something was acknowledged.
+    async fn send_ack(&self, tag: u64, multiple: bool) -> Result<(), AmqpError> {
+        self.channel
+            .basic_ack(tag, BasicAckOptions { multiple })
+            .await
+            .map_err(|e| AmqpError::from_lapin("basic.ack", &e))?;
+        self.acknowledged.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
     fn check_owner(&self, delivery: &Delivery) -> Result<(), AmqpError> {
         if delivery.consumer_id == self.id {
             Ok(())
@@ -260,16 +280,10 @@ impl BatchConsumer {
         }
         let (together, alone) = plan_acks(&mut self.open, &receipt.tags);
         if let Some(tag) = together {
-            self.channel
-                .basic_ack(tag, BasicAckOptions { multiple: true })
-                .await
-                .map_err(|e| AmqpError::from_lapin("basic.ack", &e))?;
+            self.send_ack(tag, true).await?;
         }
         for tag in alone {
-            self.channel
-                .basic_ack(tag, BasicAckOptions { multiple: false })
-                .await
-                .map_err(|e| AmqpError::from_lapin("basic.ack", &e))?;
+            self.send_ack(tag, false).await?;
         }
         Ok(())
     }
@@ -284,10 +298,7 @@ impl BatchConsumer {
         let Some(tag) = self.take_through(last.delivery_tag()) else {
             return Ok(());
         };
-        self.channel
-            .basic_ack(tag, BasicAckOptions { multiple: true })
-            .await
-            .map_err(|e| AmqpError::from_lapin("basic.ack", &e))
+        self.send_ack(tag, true).await
     }
 
     /// Acknowledge one delivery.
@@ -296,10 +307,7 @@ impl BatchConsumer {
         if !self.open.remove(&delivery.delivery_tag()) {
             return Ok(());
         }
-        self.channel
-            .basic_ack(delivery.delivery_tag(), BasicAckOptions { multiple: false })
-            .await
-            .map_err(|e| AmqpError::from_lapin("basic.ack", &e))
+        self.send_ack(delivery.delivery_tag(), false).await
     }
 
     /// Return one delivery to its queue after a passing failure (the store

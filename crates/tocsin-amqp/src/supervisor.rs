@@ -10,8 +10,8 @@ use crate::publisher::Publisher;
 use crate::topology::declare_topology;
 use lapin::uri::AMQPUri;
 use lapin::{Connection, ConnectionProperties, Event};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -47,6 +47,60 @@ impl LinkState {
     }
 }
 
+/// How a session ended, as far as the reconnect policy is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SessionEnd {
+    /// It acknowledged something, or stayed up at least as long as the
+    /// longest backoff delay: reconnect at once, backoff from the start.
+    Healthy,
+    /// It ended soon after connecting with nothing acknowledged: whatever
+    /// ended it (a dead-letter queue refusing copies, basic.consume
+    /// refused, a channel error at the first publish) will most likely
+    /// end the next one the same way, so back off as for a failed attempt.
+    Failed,
+}
+
+/// Judges a session that has ended. Staying up `healthy_after` (the
+/// longest backoff delay) is enough on its own: a link lost after that is
+/// not reconnected faster than the backoff would allow at its ceiling, and
+/// an idle gateway acknowledges nothing yet is healthy.
+fn session_end(acknowledged: bool, lived: Duration, healthy_after: Duration) -> SessionEnd {
+    if acknowledged || lived >= healthy_after {
+        SessionEnd::Healthy
+    } else {
+        SessionEnd::Failed
+    }
+}
+
+/// The pause before the first attempt of [`Supervisor::connect`], given
+/// how the previous session ended (`None`: the first connection, or no
+/// session ended since the last one). A healthy end restarts the backoff;
+/// a failed one takes its next delay, so sessions that fail at once are
+/// spaced out like failed connection attempts, up to `max_ms`.
+fn wait_before_connect(previous: Option<SessionEnd>, backoff: &mut Backoff) -> Duration {
+    match previous {
+        None => Duration::ZERO,
+        Some(SessionEnd::Healthy) => {
+            backoff.reset();
+            Duration::ZERO
+        }
+        Some(SessionEnd::Failed) => backoff.next_delay(),
+    }
+}
+
+/// The reconnect state shared by a supervisor and its sessions: one
+/// backoff for connection attempts and sessions alike, reset only after a
+/// healthy session, and how the last session ended.
+#[derive(Debug)]
+struct Retry {
+    backoff: Backoff,
+    ended: Option<SessionEnd>,
+}
+
+fn lock(retry: &Mutex<Retry>) -> std::sync::MutexGuard<'_, Retry> {
+    retry.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// Owns the connection policy. Call [`Supervisor::connect`] at start and
 /// again whenever a [`Session`] is lost.
 pub struct Supervisor {
@@ -54,6 +108,7 @@ pub struct Supervisor {
     uri: AMQPUri,
     state: watch::Sender<LinkState>,
     generation: Arc<AtomicU64>,
+    retry: Arc<Mutex<Retry>>,
 }
 
 /// By hand, not derived: the parsed URI holds the password in clear (the
@@ -66,6 +121,7 @@ impl std::fmt::Debug for Supervisor {
             .field("uri", &crate::config::redact_url(&self.uri.to_string()))
             .field("state", &*self.state.borrow())
             .field("generation", &self.generation.load(Ordering::SeqCst))
+            .field("retry", &*lock(&self.retry))
             .finish()
     }
 }
@@ -76,11 +132,16 @@ impl Supervisor {
         config.validate()?;
         let uri = config.connection_uri()?;
         let (state, _) = watch::channel(LinkState::Connecting);
+        let retry = Retry {
+            backoff: Backoff::new(config.reconnect.clone()),
+            ended: None,
+        };
         Ok(Self {
             config: Arc::new(config),
             uri,
             state,
             generation: Arc::new(AtomicU64::new(0)),
+            retry: Arc::new(Mutex::new(retry)),
         })
     }
 
@@ -106,16 +167,36 @@ impl Supervisor {
     /// then return the session. Never fails: an absent broker is reported
     /// once clearly (what was tried, how to start RabbitMQ), then quietly at
     /// debug level, with a warning every minute while it stays away.
+    ///
+    /// The backoff lives as long as the supervisor: when the previous
+    /// session ended soon after connecting with nothing acknowledged, this
+    /// first waits its next delay, so a session that fails at once (the
+    /// dead-letter queue refusing every copy, say) is not reconnected in a
+    /// tight loop. Only a healthy session (one that acknowledged input, or
+    /// stayed up as long as `reconnect.max_ms`) starts the backoff over.
     pub async fn connect(&self) -> Session {
         let url = self.config.url.redacted();
-        let mut backoff = Backoff::new(self.config.reconnect.clone());
+        let pause = {
+            let mut retry = lock(&self.retry);
+            let previous = retry.ended.take();
+            wait_before_connect(previous, &mut retry.backoff)
+        };
+        if !pause.is_zero() {
+            tracing::debug!(
+                wait_ms = pause.as_millis() as u64,
+                "the last RabbitMQ session failed soon after connecting; waiting before reconnecting"
+            );
+            tokio::time::sleep(pause).await;
+        }
+        let mut waited = pause;
         let started = Instant::now();
         let mut attempts = 0u64;
         let mut last_warn: Option<Instant> = None;
         loop {
             attempts += 1;
             match self.try_connect().await {
-                Ok(session) => {
+                Ok(mut session) => {
+                    session.waited = waited;
                     if attempts > 1 {
                         tracing::info!(
                             url = %url,
@@ -129,7 +210,8 @@ impl Supervisor {
                     return session;
                 }
                 Err(error) => {
-                    let delay = backoff.next_delay();
+                    let delay = lock(&self.retry).backoff.next_delay();
+                    waited += delay;
                     match last_warn {
                         None => {
                             tracing::warn!(
@@ -200,6 +282,10 @@ impl Supervisor {
             state: self.state.clone(),
             current: Arc::clone(&self.generation),
             generation,
+            retry: Arc::clone(&self.retry),
+            opened: Instant::now(),
+            acknowledged: Arc::new(AtomicBool::new(false)),
+            waited: Duration::ZERO,
         })
     }
 }
@@ -267,12 +353,30 @@ pub struct Session {
     state: watch::Sender<LinkState>,
     current: Arc<AtomicU64>,
     generation: u64,
+    /// Where the session says, when dropped, how it ended.
+    retry: Arc<Mutex<Retry>>,
+    opened: Instant,
+    /// Set by its consumers once they acknowledge a delivery.
+    acknowledged: Arc<AtomicBool>,
+    waited: Duration,
 }
 
 impl Session {
-    /// Start consuming the input queues.
+    /// Start consuming the input queues. An acknowledgement through it marks
+    /// the session healthy (see [`Supervisor::connect`]).
     pub async fn consumer(&self) -> Result<BatchConsumer, AmqpError> {
-        BatchConsumer::start(&self.connection, &self.config).await
+        let mut consumer = BatchConsumer::start(&self.connection, &self.config).await?;
+        consumer.report_acks_to(Arc::clone(&self.acknowledged));
+        Ok(consumer)
+    }
+
+    /// How long [`Supervisor::connect`] backed off before this session
+    /// (pauses and delays between failed attempts; zero for the first
+    /// session and after a healthy one): the reconnect policy as it acted,
+    /// for tests and diagnostics, without timing it from outside.
+    #[must_use]
+    pub fn waited(&self) -> Duration {
+        self.waited
     }
 
     /// Open a confirm-mode publisher.
@@ -327,6 +431,12 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.watcher.abort();
+        let end = session_end(
+            self.acknowledged.load(Ordering::SeqCst),
+            self.opened.elapsed(),
+            Duration::from_millis(self.config.reconnect.max_ms),
+        );
+        lock(&self.retry).ended = Some(end);
         // A session dropped after an operation failed (before the watcher
         // saw the loss) must not leave the link reported up while the
         // supervisor reconnects.
@@ -339,7 +449,45 @@ impl Drop for Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backoff::BackoffConfig;
     use crate::config::SecretUrl;
+
+    #[test]
+    fn sessions_that_fail_at_once_back_off_and_a_healthy_one_starts_over() {
+        let mut backoff = Backoff::new(BackoffConfig {
+            min_ms: 100,
+            max_ms: 1000,
+            jitter: 0.0,
+        });
+        let ms = |d: Duration| d.as_millis() as u64;
+        let failed = Some(SessionEnd::Failed);
+        assert_eq!(ms(wait_before_connect(None, &mut backoff)), 0, "first");
+        let waits: Vec<u64> = (0..6)
+            .map(|_| ms(wait_before_connect(failed, &mut backoff)))
+            .collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1000, 1000]);
+        // A failed connection attempt continues the same sequence.
+        assert_eq!(ms(backoff.next_delay()), 1000);
+        let healthy = Some(SessionEnd::Healthy);
+        assert_eq!(ms(wait_before_connect(healthy, &mut backoff)), 0);
+        assert_eq!(ms(wait_before_connect(failed, &mut backoff)), 100);
+        // No session ended since the last connect: nothing to wait for.
+        assert_eq!(ms(wait_before_connect(None, &mut backoff)), 0);
+        assert_eq!(ms(wait_before_connect(failed, &mut backoff)), 200);
+    }
+
+    #[test]
+    fn a_session_is_healthy_once_it_acknowledged_or_lasted() {
+        let max = Duration::from_secs(30);
+        let short = Duration::from_millis(5);
+        assert_eq!(session_end(false, short, max), SessionEnd::Failed);
+        assert_eq!(session_end(true, short, max), SessionEnd::Healthy);
+        assert_eq!(session_end(false, max, max), SessionEnd::Healthy);
+        assert_eq!(
+            session_end(false, max - Duration::from_millis(1), max),
+            SessionEnd::Failed
+        );
+    }
 
     #[test]
     fn debug_never_shows_the_password() {

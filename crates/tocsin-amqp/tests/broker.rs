@@ -594,3 +594,98 @@ async fn a_batch_acknowledgement_covers_only_its_own_deliveries_across_queues() 
     }
     assert_eq!(back, unacked, "first batch {:?}", ids(first));
 }
+
+/// A session that fails right after connecting (here the dead-letter queue
+/// refuses every copy, under a max-length 0 reject-publish policy, and the
+/// input has to be dead-lettered) is not reconnected at once, for ever:
+/// the supervisor's one backoff spaces such sessions out like failed
+/// connection attempts, and only a session that acknowledged something
+/// starts it over. Read from the supervisor's own account
+/// (`Session::waited`), and checked against the time `connect` took.
+#[tokio::test]
+async fn sessions_that_fail_at_once_are_reconnected_with_backoff() {
+    let vhost = TestVhost::create("session-backoff");
+    tocsin_amqp::test_support::rabbitmqctl(&[
+        "set_policy",
+        "-p",
+        vhost.name(),
+        "--apply-to",
+        "queues",
+        "dead-letters-refused",
+        "^tocsin\\.dead$",
+        r#"{"max-length":0,"overflow":"reject-publish"}"#,
+    ]);
+    let mut config = vhost.config();
+    // Sessions here last far less than max_ms, so none counts as healthy
+    // for having lasted; the input is returned many times.
+    config.reconnect = tocsin_amqp::BackoffConfig {
+        min_ms: 10,
+        max_ms: 10_000,
+        jitter: 0.0,
+    };
+    config.delivery_limit = 1000;
+    let supervisor = Supervisor::new(config).unwrap();
+    let connect = || async {
+        let started = std::time::Instant::now();
+        let session = tokio::time::timeout(WAIT, supervisor.connect())
+            .await
+            .expect("connect in time");
+        assert!(
+            started.elapsed() >= session.waited(),
+            "waited {:?} is said but connect took {:?}",
+            session.waited(),
+            started.elapsed()
+        );
+        session
+    };
+    let ms = |s: &tocsin_amqp::Session| s.waited().as_millis() as u64;
+
+    // The first session puts in an input that must be dead-lettered, and
+    // acknowledges nothing.
+    let session = connect().await;
+    assert_eq!(ms(&session), 0, "the first connection waits for nothing");
+    let publisher = session.publisher().await.unwrap();
+    publish(&publisher, &inputs("tocsin.inbound", 0..1)).await;
+    drop(publisher);
+    session.close().await.unwrap();
+
+    // Each next session takes the input, fails to dead-letter it, and ends.
+    let mut waits = Vec::new();
+    for _ in 0..4 {
+        let session = connect().await;
+        waits.push(ms(&session));
+        let mut consumer = session.consumer().await.unwrap();
+        let input = take(&mut consumer, 1, 1).await.remove(0).remove(0);
+        let refused = consumer.copy_to_dead_letter(&input, "bad", None).await;
+        assert!(
+            matches!(refused, Err(AmqpError::Nacked { .. })),
+            "the policy should refuse the copy: {refused:?}"
+        );
+        drop(input);
+        drop(consumer);
+        session.close().await.unwrap();
+    }
+    assert_eq!(
+        waits,
+        [10, 20, 40, 80],
+        "sessions that fail at once back off"
+    );
+
+    // A session that acknowledges (the input, dead-lettered by hand) is
+    // healthy: the next connects at once, and the next failure backs off
+    // from the start again.
+    let session = connect().await;
+    assert_eq!(ms(&session), 160);
+    let mut consumer = session.consumer().await.unwrap();
+    let input = take(&mut consumer, 1, 1).await.remove(0).remove(0);
+    consumer.ack(&input).await.unwrap();
+    drop(consumer);
+    session.close().await.unwrap();
+
+    let session = connect().await;
+    assert_eq!(ms(&session), 0, "after a healthy session");
+    session.close().await.unwrap();
+    let session = connect().await;
+    assert_eq!(ms(&session), 10, "the backoff started over");
+    session.close().await.unwrap();
+}

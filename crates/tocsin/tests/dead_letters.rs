@@ -420,3 +420,100 @@ async fn a_new_message_under_a_reused_id_delivered_again_is_processed() {
     );
     stop(gateway).await;
 }
+
+/// A dead-letter queue that refuses every copy (a max-length 0,
+/// reject-publish policy) ends each session as soon as the input that has
+/// to be dead-lettered comes in. The gateway must not reconnect at once
+/// for ever: sessions are spaced out by the supervisor's backoff, read from
+/// the gateway's own log timestamps (`[amqp.reconnect]` without jitter, so
+/// the gap before the k-th reconnection is at least min_ms * 2^(k-1)).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_queue_refusing_copies_makes_the_gateway_back_off() {
+    let world = World::sqlite("dead-refused", Tuning::default()).await;
+    tocsin_amqp::test_support::rabbitmqctl(&[
+        "set_policy",
+        "-p",
+        world.vhost.name(),
+        "--apply-to",
+        "queues",
+        "dead-letters-refused",
+        "^tocsin\\.dead$",
+        r#"{"max-length":0,"overflow":"reject-publish"}"#,
+    ]);
+    poll(
+        "the policy on tocsin.dead",
+        Duration::from_secs(30),
+        || async {
+            let listed = tocsin_amqp::test_support::rabbitmqctl(&[
+                "list_queues",
+                "-p",
+                world.vhost.name(),
+                "name",
+                "policy",
+            ]);
+            if listed
+                .lines()
+                .any(|l| l.starts_with("tocsin.dead") && l.contains("dead-letters-refused"))
+            {
+                Ok(())
+            } else {
+                Err(listed)
+            }
+        },
+    )
+    .await;
+    let config = std::fs::read_to_string(&world.config_path).unwrap();
+    let min_ms = 300;
+    let config = config.replace(
+        "min_ms = 50\nmax_ms = 500\n",
+        &format!("min_ms = {min_ms}\nmax_ms = 30000\njitter = 0.0\n"),
+    );
+    assert!(config.contains("jitter = 0.0"), "{config}");
+    std::fs::write(&world.config_path, config).unwrap();
+    world
+        .publish(&[input(
+            "bad-segment",
+            Some(HL7),
+            fixture("hl7/reject_malformed_segment.hl7"),
+        )])
+        .await;
+
+    let gateway = world.start(&[]);
+    let connects = 4;
+    let seen = &gateway;
+    let times = poll(
+        "the gateway to connect four times",
+        Duration::from_secs(30),
+        || async move {
+            let times: Vec<chrono::DateTime<chrono::FixedOffset>> = seen
+                .log_messages("connected to RabbitMQ")
+                .iter()
+                .map(|l| chrono::DateTime::parse_from_rfc3339(l["timestamp"].as_str().unwrap()))
+                .collect::<Result<_, _>>()
+                .unwrap();
+            if times.len() >= connects {
+                Ok(times)
+            } else {
+                Err(format!("{} connections\n{}", times.len(), seen.log()))
+            }
+        },
+    )
+    .await;
+    let lost = gateway.log_messages("broker link lost");
+    assert!(
+        lost.len() >= connects - 1,
+        "each session should end with the refused copy\n{}",
+        gateway.log()
+    );
+    for (k, pair) in times.windows(2).take(connects - 1).enumerate() {
+        let gap = (pair[1] - pair[0]).num_milliseconds();
+        let least = min_ms << k;
+        assert!(
+            gap >= least,
+            "reconnection {} came {gap} ms after the one before, not {least}\n{}",
+            k + 1,
+            gateway.log()
+        );
+    }
+    stop(gateway).await;
+}

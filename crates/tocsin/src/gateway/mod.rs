@@ -102,6 +102,10 @@ pub async fn run(config: Config) -> Result<ExitCode, Box<dyn std::error::Error>>
         readiness.consuming.clone(),
     );
     loop {
+        // A session that ended soon after connecting with nothing
+        // acknowledged (a dead-letter copy refused, basic.consume refused)
+        // makes `connect` back off first, so such a failure is not retried
+        // in a tight loop; a healthy session starts the backoff over.
         let session = tokio::select! {
             s = supervisor.connect() => s,
             () = stop.requested() => break,
