@@ -59,17 +59,70 @@ impl Receipt {
 
 /// Removes a batch's tags (`mine`) from the open set and says how to
 /// acknowledge them: one `multiple` ack through the highest of them that
-/// lies below every other open tag, and the rest one by one, in order.
-/// Tags of `mine` no longer open (settled one by one) are skipped.
-fn plan_acks(open: &mut BTreeSet<u64>, mine: &[u64]) -> (Option<u64>, Vec<u64>) {
+/// lies below every other open tag and below `unreceived_from`, and the
+/// rest one by one, in order. Tags of `mine` no longer open (settled one by
+/// one) are skipped.
+///
+/// `unreceived_from` is the lowest tag not yet taken from any queue's
+/// buffer ([`Received::lowest_missing`]): the broker has sent it (a higher
+/// tag arrived) or will, and a `multiple` ack through a tag above it would
+/// settle it unprocessed.
+fn plan_acks(
+    open: &mut BTreeSet<u64>,
+    mine: &[u64],
+    unreceived_from: u64,
+) -> (Option<u64>, Vec<u64>) {
     let mine: BTreeSet<u64> = mine.iter().copied().filter(|t| open.contains(t)).collect();
     for t in &mine {
         open.remove(t);
     }
-    let others_from = open.first().copied().unwrap_or(u64::MAX);
+    let others_from = open
+        .first()
+        .copied()
+        .unwrap_or(u64::MAX)
+        .min(unreceived_from);
     let together = mine.range(..others_from).next_back().copied();
     let alone = mine.range(others_from..).copied().collect();
     (together, alone)
+}
+
+/// Which delivery tags of a channel have been taken from the consumers'
+/// buffers. The broker numbers a channel's deliveries 1, 2, 3, ... across
+/// all its consumers, and lapin buffers them per consumer, so with several
+/// input queues a tag can be taken while lower ones still wait in another
+/// queue's buffer. Those are the tags below the highest taken that were
+/// not taken yet; this keeps the lowest of them.
+#[derive(Debug)]
+struct Received {
+    /// Every tag below this was taken.
+    lowest_missing: u64,
+    /// Tags taken above `lowest_missing`.
+    above: BTreeSet<u64>,
+}
+
+impl Received {
+    fn new() -> Self {
+        Self {
+            lowest_missing: 1,
+            above: BTreeSet::new(),
+        }
+    }
+
+    /// Note that `tag` was taken from a buffer.
+    fn note(&mut self, tag: u64) {
+        if tag < self.lowest_missing {
+            return;
+        }
+        self.above.insert(tag);
+        while self.above.remove(&self.lowest_missing) {
+            self.lowest_missing += 1;
+        }
+    }
+
+    /// The lowest tag not taken yet: still in a buffer, or not yet sent.
+    fn lowest_missing(&self) -> u64 {
+        self.lowest_missing
+    }
 }
 
 /// Consumes tocsin's input queues on one channel and hands out batches.
@@ -89,6 +142,9 @@ pub struct BatchConsumer {
     stopped: bool,
     next_poll: usize,
     open: BTreeSet<u64>,
+    /// The tags taken so far, to keep a `multiple` ack below any still
+    /// buffered ([`plan_acks`]).
+    received: Received,
     dead_letter_queue: String,
     /// Set once anything is acknowledged: tells the session it did useful
     /// work, which resets the reconnect backoff (see `Supervisor::connect`).
@@ -154,6 +210,7 @@ impl BatchConsumer {
             stopped: false,
             next_poll: 0,
             open: BTreeSet::new(),
+            received: Received::new(),
             dead_letter_queue: config.dead_letter_queue.clone(),
             acknowledged: Arc::new(AtomicBool::new(false)),
         })
@@ -181,6 +238,7 @@ impl BatchConsumer {
                 next = self.next_delivery() => {
                     let Some(delivery) = next? else { break };
                     self.open.insert(delivery.delivery_tag);
+                    self.received.note(delivery.delivery_tag);
                     batch.push(Delivery { inner: delivery, consumer_id: self.id });
                 }
                 () = &mut deadline => break,
@@ -268,9 +326,11 @@ impl BatchConsumer {
     /// Tags are numbered per channel in the order the broker sends them,
     /// but with several input queues a batch takes from each queue's
     /// buffer in turn, so its tags interleave with the next batch's (the
-    /// next batch may hold a lower tag than this one's highest). One
-    /// `multiple` ack covers this batch's tags below the lowest open tag of
-    /// any other batch; the rest are acknowledged one by one. From one
+    /// next batch may hold a lower tag than this one's highest), and a
+    /// lower tag may even still wait in another queue's buffer, not yet in
+    /// any batch. One `multiple` ack covers this batch's tags below the
+    /// lowest open tag of any other batch and below the lowest tag not yet
+    /// taken from a buffer; the rest are acknowledged one by one. From one
     /// queue, that is always a single ack.
     pub async fn ack_batch(&mut self, receipt: &Receipt) -> Result<(), AmqpError> {
         if receipt.consumer_id != self.id {
@@ -278,7 +338,11 @@ impl BatchConsumer {
                 delivery_tag: receipt.tags.first().copied().unwrap_or_default(),
             });
         }
-        let (together, alone) = plan_acks(&mut self.open, &receipt.tags);
+        let (together, alone) = plan_acks(
+            &mut self.open,
+            &receipt.tags,
+            self.received.lowest_missing(),
+        );
         if let Some(tag) = together {
             self.send_ack(tag, true).await?;
         }
@@ -482,7 +546,7 @@ impl BatchConsumer {
 
 #[cfg(test)]
 mod ack_plan_tests {
-    use super::plan_acks;
+    use super::{Received, plan_acks};
     use std::collections::BTreeSet;
 
     fn open(tags: &[u64]) -> BTreeSet<u64> {
@@ -492,7 +556,7 @@ mod ack_plan_tests {
     #[test]
     fn one_queue_in_order_is_one_multiple_ack() {
         let mut o = open(&[1, 2, 3, 4, 5]);
-        assert_eq!(plan_acks(&mut o, &[1, 2, 3]), (Some(3), vec![]));
+        assert_eq!(plan_acks(&mut o, &[1, 2, 3], 6), (Some(3), vec![]));
         assert_eq!(o, open(&[4, 5]));
     }
 
@@ -501,9 +565,9 @@ mod ack_plan_tests {
         // Queue A sent 1 to 3, queue B 4; the first batch took A1 and B4,
         // the next A2 and A3.
         let mut o = open(&[1, 2, 3, 4]);
-        assert_eq!(plan_acks(&mut o, &[1, 4]), (Some(1), vec![4]));
+        assert_eq!(plan_acks(&mut o, &[1, 4], 5), (Some(1), vec![4]));
         assert_eq!(o, open(&[2, 3]), "the next batch's stay open");
-        assert_eq!(plan_acks(&mut o, &[2, 3]), (Some(3), vec![]));
+        assert_eq!(plan_acks(&mut o, &[2, 3], 5), (Some(3), vec![]));
         assert!(o.is_empty());
     }
 
@@ -511,9 +575,40 @@ mod ack_plan_tests {
     fn tags_settled_one_by_one_are_skipped() {
         // 2 was dead-lettered and acknowledged on its own.
         let mut o = open(&[1, 3, 6, 7]);
-        assert_eq!(plan_acks(&mut o, &[1, 2, 3, 7]), (Some(3), vec![7]));
+        assert_eq!(plan_acks(&mut o, &[1, 2, 3, 7], 8), (Some(3), vec![7]));
         assert_eq!(o, open(&[6]));
-        assert_eq!(plan_acks(&mut o, &[9]), (None, vec![]));
+        assert_eq!(plan_acks(&mut o, &[9], 10), (None, vec![]));
         assert_eq!(o, open(&[6]));
+    }
+
+    #[test]
+    fn tags_still_in_another_queues_buffer_are_never_covered() {
+        // Queue A sent 1 to 3, queue B 4 to 6; the only batch drawn took
+        // A1 and B4, while A2 and A3 still wait in A's buffer: nothing
+        // else is open, yet a multiple ack through 4 would settle them.
+        let mut received = Received::new();
+        for tag in [1, 4] {
+            received.note(tag);
+        }
+        assert_eq!(received.lowest_missing(), 2);
+        let mut o = open(&[1, 4]);
+        assert_eq!(
+            plan_acks(&mut o, &[1, 4], received.lowest_missing()),
+            (Some(1), vec![4])
+        );
+        assert!(o.is_empty());
+    }
+
+    #[test]
+    fn the_lowest_missing_tag_follows_the_gaps() {
+        let mut r = Received::new();
+        assert_eq!(r.lowest_missing(), 1);
+        for (tag, lowest) in [(3, 1), (1, 2), (2, 4), (6, 4), (4, 5), (5, 7), (7, 8)] {
+            r.note(tag);
+            assert_eq!(r.lowest_missing(), lowest, "after {tag}");
+        }
+        assert!(r.above.is_empty());
+        r.note(2);
+        assert_eq!(r.lowest_missing(), 8, "a tag seen again changes nothing");
     }
 }

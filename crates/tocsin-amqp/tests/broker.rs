@@ -689,3 +689,92 @@ async fn sessions_that_fail_at_once_are_reconnected_with_backoff() {
     assert_eq!(ms(&session), 10, "the backoff started over");
     session.close().await.unwrap();
 }
+
+/// With two input queues, the broker may have sent lower tags that still
+/// wait in the other queue's buffer, in no batch yet. Acknowledging a
+/// batch with nothing drawn after it (as the gateway settles its batch in
+/// flight when the outbox relay stops) must not cover them: exactly the
+/// deliveries outside the batch come back once the consumer goes.
+#[tokio::test]
+async fn a_batch_acknowledgement_never_covers_deliveries_still_buffered() {
+    let vhost = TestVhost::create("ack-buffered");
+    let config = AmqpConfig {
+        extra_input_queues: vec!["tocsin.extra".into()],
+        ..vhost.config()
+    };
+    let (_s, session) = connect(config).await;
+    let publisher = session.publisher().await.unwrap();
+    // Each queue holds three before anything consumes, so the broker sends
+    // one queue's (tags 1 to 3) then the other's (4 to 6).
+    publish(&publisher, &inputs("tocsin.inbound", 0..3)).await;
+    publish(&publisher, &inputs("tocsin.extra", 3..6)).await;
+    let mut consumer = session.consumer().await.unwrap();
+    for queue in ["tocsin.inbound", "tocsin.extra"] {
+        tokio::time::timeout(WAIT, async {
+            while depth(session.connection(), queue).await > 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("every input delivered to the consumer");
+    }
+    // One batch of two takes the first of each queue's buffer; the other
+    // four stay buffered, never drawn.
+    let batch = take(&mut consumer, 2, 2).await.remove(0);
+    let mut tags: Vec<u64> = batch.iter().map(|d| d.delivery_tag()).collect();
+    tags.sort_unstable();
+    assert_eq!(batch.len(), 2);
+    assert!(
+        tags[1] > tags[0] + 1,
+        "the scenario needs a batch whose tags leave a gap (still buffered): {tags:?}"
+    );
+    let taken: BTreeSet<String> = batch
+        .iter()
+        .map(|d| d.message_id().unwrap().to_owned())
+        .collect();
+    let receipt = tocsin_amqp::Receipt::of(&batch).unwrap();
+    consumer.ack_batch(&receipt).await.unwrap();
+    assert_eq!(consumer.open_deliveries(), 0);
+    drop(batch);
+    consumer.close().await.unwrap();
+
+    // The queues take their returns back in their own time: wait for the
+    // four left unacknowledged (an acknowledgement that covered buffered
+    // ones leaves fewer, and the wait runs out).
+    let unacked: BTreeSet<String> = (0..6)
+        .map(|i| format!("m-{i}"))
+        .filter(|id| !taken.contains(id))
+        .collect();
+    assert_eq!(unacked.len(), 4);
+    let ready = || async {
+        depth(session.connection(), "tocsin.inbound").await
+            + depth(session.connection(), "tocsin.extra").await
+    };
+    let returned = tokio::time::timeout(WAIT, async {
+        loop {
+            let n = ready().await as usize;
+            if n >= unacked.len() {
+                return n;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert_eq!(
+        returned,
+        Ok(unacked.len()),
+        "batch {taken:?} (tags {tags:?}): {} of {} back",
+        ready().await,
+        unacked.len()
+    );
+    let mut back = BTreeSet::new();
+    for queue in ["tocsin.inbound", "tocsin.extra"] {
+        let n = depth(session.connection(), queue).await;
+        let mut reader = raw_consumer(session.connection(), queue).await;
+        for _ in 0..n {
+            let d = next_raw(&mut reader).await;
+            back.insert(d.properties.message_id().as_ref().unwrap().to_string());
+        }
+    }
+    assert_eq!(back, unacked, "batch {taken:?}");
+}
