@@ -542,6 +542,61 @@ fn replay_reads_each_file_once_says_what_it_passed_over_and_lists_an_unreadable_
 }
 
 #[test]
+fn replay_reads_gzip_archives_as_the_files_they_hold() {
+    use std::io::Write;
+    let gz = |bytes: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    std::fs::create_dir(&archive).unwrap();
+    let a03 = std::fs::read(fixture("scenarios/late/01-a03.hl7")).unwrap();
+    let mdm = std::fs::read(fixture("scenarios/late/02-mdm.hl7")).unwrap();
+    std::fs::write(archive.join("01-a03.hl7.gz"), gz(&a03)).unwrap();
+    // Two members, as `cat a.gz b.gz` makes: read as one file.
+    let (first, second) = mdm.split_at(mdm.len() / 2);
+    std::fs::write(archive.join("02-mdm.gz"), [gz(first), gz(second)].concat()).unwrap();
+    let packed = replay_json(&archive, "2024-06-01T00:00:00Z", &[]);
+    let plain = replay_json(&fixture("scenarios/late"), "2024-06-01T00:00:00Z", &[]);
+    assert_eq!(
+        kinds(&json_lines(packed.alerts.as_bytes())),
+        ["overdue", "late", "resolved"]
+    );
+    assert_eq!(packed.alerts, plain.alerts);
+    assert_eq!(packed.report["rows"], plain.report["rows"]);
+
+    // A corrupt one is listed, not the end of the run.
+    let mut cut = gz(&a03);
+    cut.truncate(cut.len() / 2);
+    std::fs::write(archive.join("03-cut.hl7.gz"), cut).unwrap();
+    let alerts = dir.path().join("a.jsonl");
+    let report = dir.path().join("r.json");
+    let out = tocsin(&[
+        "replay",
+        "--until",
+        "2024-06-01T00:00:00Z",
+        "--alerts",
+        alerts.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+        "--format",
+        "json",
+        archive.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let rejected = &report["rejected"][0];
+    assert_eq!(rejected["reason"], "unreadable", "{report}");
+    assert!(
+        rejected["message"].as_str().unwrap().contains("gzip"),
+        "{report}"
+    );
+    assert_eq!(report["rows"], plain.report["rows"]);
+}
+
+#[test]
 fn replay_prints_progress_when_asked_and_not_into_a_pipe_by_default() {
     let dir = tempfile::tempdir().unwrap();
     let events = dir.path().join("events.jsonl");

@@ -545,3 +545,38 @@ async fn wait_outbox(world: &World, n: usize) {
     )
     .await;
 }
+
+/// `tocsin send` publishes each file as one message with its content type,
+/// and a gzip-compressed file decompressed, as replay reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_publishes_files_and_gzip_archives_decompressed() {
+    use std::io::Write;
+    let world = World::sqlite("send", Tuning::default()).await;
+    let mut observer = world.observe("amq.topic").await;
+    let a03 = fixture("hl7/adt_a03_discharge.hl7");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&a03).unwrap();
+    std::fs::write(world.dir.path().join("a.hl7"), &a03).unwrap();
+    std::fs::write(world.dir.path().join("b.hl7.gz"), gz.finish().unwrap()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(["send", "--config"])
+        .arg(&world.config_path)
+        .args(["--exchange", "amq.topic", "--routing-key", "sent"])
+        .arg(world.dir.path().join("a.hl7"))
+        .arg(world.dir.path().join("b.hl7.gz"))
+        .env("TOCSIN_AMQP_URL", world.vhost.url())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Confirmed before send exits: both are in the queue now.
+    observer.take().await;
+    assert_eq!(observer.seen.len(), 2);
+    for seen in &observer.seen {
+        assert_eq!(seen.body, a03);
+        assert_eq!(seen.content_type, "x-application/hl7-v2+er7");
+    }
+}

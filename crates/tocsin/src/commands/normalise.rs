@@ -27,10 +27,7 @@ pub fn run(config: &Config, paths: &[PathBuf]) -> Result<ExitCode, Box<dyn std::
                 continue;
             }
         };
-        let hint = file
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(ContentHint::from_file_name);
+        let hint = inputs::format_name(file).and_then(ContentHint::from_file_name);
         for unit in ingest(&bytes, hint, &config.ingest) {
             match unit.outcome {
                 Ok(events) => {

@@ -422,10 +422,7 @@ fn read_files(files: Vec<&Path>, keep_cached: u64, cfg: &IngestConfig, tx: SyncS
 }
 
 fn normalise_file(file: &Path, bytes: &[u8], cfg: &IngestConfig) -> Vec<Unit> {
-    let hint = file
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(ContentHint::from_file_name);
+    let hint = inputs::format_name(file).and_then(ContentHint::from_file_name);
     ingest(bytes, hint, cfg)
         .into_iter()
         .map(|unit| match unit.outcome {

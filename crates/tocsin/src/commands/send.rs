@@ -41,9 +41,9 @@ pub fn run(config: &Config, args: &SendArgs) -> Result<ExitCode, Box<dyn std::er
         .clone()
         .unwrap_or_else(|| config.amqp.input_queue.clone());
     let mut messages = Vec::with_capacity(files.len());
-    for file in &files {
-        let body =
-            std::fs::read(file).map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
+    // Read as replay reads them: a `.gz` file is sent decompressed.
+    for (file, body) in inputs::read_ahead(files.iter().map(PathBuf::as_path), 1, u64::MAX) {
+        let body = body.map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
         let content_type = args.content_type.clone().or_else(|| content_type_for(file));
         let digest = Sha256::digest(&body);
         messages.push(OutgoingMessage {
@@ -74,7 +74,8 @@ pub fn run(config: &Config, args: &SendArgs) -> Result<ExitCode, Box<dyn std::er
 }
 
 fn content_type_for(path: &std::path::Path) -> Option<String> {
-    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+    let (_, ext) = inputs::format_name(path)?.rsplit_once('.')?;
+    let ext = ext.to_ascii_lowercase();
     let ct = match ext.as_str() {
         "hl7" | "er7" => "x-application/hl7-v2+er7",
         "json" => "application/fhir+json",
