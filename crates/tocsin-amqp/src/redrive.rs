@@ -186,11 +186,14 @@ async fn get(
 }
 
 /// The properties a dead letter's copy goes back with: the original's
-/// (persistent), less the headers dead-lettering added. The recorded
+/// (persistent), less the headers dead-lettering added and the count of
+/// deliveries the input queue stamped on it (`x-delivery-count`, copied
+/// with the original's headers): a message going back as first sent has
+/// not been delivered yet. The recorded
 /// `expiration` and `user_id` are not restored: the copy must not expire
 /// on the way, and the broker refuses a `user_id` not the publisher's own.
 fn as_first_sent(p: &BasicProperties) -> BasicProperties {
-    const ADDED: [&str; 7] = [
+    const ADDED: [&str; 8] = [
         ERROR_HEADER,
         ERROR_LOCATION_HEADER,
         ORIGINAL_EXCHANGE_HEADER,
@@ -198,6 +201,7 @@ fn as_first_sent(p: &BasicProperties) -> BasicProperties {
         ORIGINAL_EXPIRATION_HEADER,
         ORIGINAL_USER_ID_HEADER,
         "x-death",
+        "x-delivery-count",
     ];
     let mut out = p.clone().with_delivery_mode(2);
     if let Some(headers) = p.headers() {
@@ -270,6 +274,7 @@ mod tests {
             (ORIGINAL_USER_ID_HEADER, long_string("engine")),
             ("x-death", AMQPValue::FieldArray(FieldArray::default())),
             ("x-first-death-reason", long_string("rejected")),
+            ("x-delivery-count", AMQPValue::LongLongInt(3)),
         ])
         .with_content_type("x-application/hl7-v2+er7".into())
         .with_correlation_id("c-1".into())
