@@ -61,8 +61,13 @@ pub async fn declare_topology(
     if config.passive {
         check_topology(connection, config).await
     } else {
+        // A dead-letter queue that exists is used as it is: an operator may
+        // have declared it a quorum queue (deploy/README.md, "Dead
+        // letters"), which tocsin's own declaration would refuse as
+        // inequivalent.
+        let declare_dead = !queue_exists(connection, &config.dead_letter_queue).await?;
         let channel = open(connection).await?;
-        let result = declare_all(&channel, config).await;
+        let result = declare_all(&channel, config, declare_dead).await;
         if channel.status().connected() {
             // Best effort: the connection may be going away anyway.
             let _ = channel.close(200, "topology declared".into()).await;
@@ -97,6 +102,30 @@ pub(crate) async fn depth_on(channel: &Channel, queue: &str) -> Result<u32, Amqp
     Ok(declared.message_count())
 }
 
+/// Whether `queue` exists, by a passive declare on a channel of its own
+/// (the broker closes a channel whose check fails).
+async fn queue_exists(connection: &Connection, queue: &str) -> Result<bool, AmqpError> {
+    let channel = open(connection).await?;
+    let checked = channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await;
+    match checked {
+        Ok(_) => {
+            crate::publisher::close_channel(&channel, "queue check").await?;
+            Ok(true)
+        }
+        Err(e) if is_not_found(&e) => Ok(false),
+        Err(e) => Err(AmqpError::from_lapin("queue.declare (passive)", &e)),
+    }
+}
+
 /// A new channel on `connection`.
 pub(crate) async fn open(connection: &Connection) -> Result<Channel, AmqpError> {
     connection
@@ -105,7 +134,11 @@ pub(crate) async fn open(connection: &Connection) -> Result<Channel, AmqpError> 
         .map_err(|e| AmqpError::from_lapin("channel.open", &e))
 }
 
-async fn declare_all(channel: &Channel, config: &AmqpConfig) -> Result<(), AmqpError> {
+async fn declare_all(
+    channel: &Channel,
+    config: &AmqpConfig,
+    declare_dead: bool,
+) -> Result<(), AmqpError> {
     let failed = |what: String| move |e: lapin::Error| declare_error(what, &e);
     for exchange in [&config.events_exchange, &config.alerts_exchange] {
         channel
@@ -119,10 +152,12 @@ async fn declare_all(channel: &Channel, config: &AmqpConfig) -> Result<(), AmqpE
             .map_err(failed(format!("topic exchange {exchange}")))?;
     }
     let dead = &config.dead_letter_queue;
-    channel
-        .queue_declare(dead.as_str().into(), durable_queue(), FieldTable::default())
-        .await
-        .map_err(failed(format!("queue {dead}")))?;
+    if declare_dead {
+        channel
+            .queue_declare(dead.as_str().into(), durable_queue(), FieldTable::default())
+            .await
+            .map_err(failed(format!("queue {dead}")))?;
+    }
     let args = input_queue_arguments(config);
     for queue in config.input_queues() {
         channel

@@ -778,3 +778,51 @@ async fn a_batch_acknowledgement_never_covers_deliveries_still_buffered() {
     }
     assert_eq!(back, unacked, "batch {taken:?}");
 }
+
+/// deploy/README.md tells an operator who needs dead letters replicated to
+/// declare `tocsin.dead` as a quorum queue before tocsin's first start, and
+/// that tocsin then uses it as it is: its own declaration (durable, no
+/// arguments) must be accepted on the existing quorum queue.
+#[tokio::test]
+async fn a_dead_letter_queue_declared_quorum_by_hand_is_used_as_it_is() {
+    let vhost = TestVhost::create("quorum-dead");
+    // A session on other queues, to declare the operator's queue with.
+    let elsewhere = AmqpConfig {
+        input_queue: "elsewhere.in".into(),
+        dead_letter_queue: "elsewhere.dead".into(),
+        ..vhost.config()
+    };
+    let (_s, session) = connect(elsewhere).await;
+    let channel = session.connection().create_channel().await.unwrap();
+    let mut quorum = FieldTable::default();
+    quorum.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    channel
+        .queue_declare(
+            "tocsin.dead".into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            quorum,
+        )
+        .await
+        .unwrap();
+    declare_topology(session.connection(), &vhost.config())
+        .await
+        .expect("tocsin's declaration accepts the quorum dead-letter queue");
+    let listed = tocsin_amqp::test_support::rabbitmqctl(&[
+        "list_queues",
+        "-p",
+        vhost.name(),
+        "name",
+        "type",
+    ]);
+    let line = listed
+        .lines()
+        .find(|l| l.starts_with("tocsin.dead"))
+        .unwrap();
+    assert!(line.contains("quorum"), "{line}");
+}
