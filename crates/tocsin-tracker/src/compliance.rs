@@ -471,22 +471,51 @@ fn header(group_by: &[GroupBy]) -> Vec<String> {
         .collect()
 }
 
-/// CSV with a header row; fields quoted when they need it.
+/// CSV with a header row; fields quoted when they need it, and the
+/// grouping columns (text from messages) kept from running as formulas
+/// ([`csv_text`]).
 pub fn to_csv(rows: &[ComplianceRow], group_by: &[GroupBy]) -> String {
-    let quote = |f: &str| {
-        if f.contains([',', '"', '\n', '\r']) {
-            format!("\"{}\"", f.replace('"', "\"\""))
-        } else {
-            f.to_string()
-        }
-    };
+    let texts = header(group_by).len() - MEASURES.len();
     let mut out = String::new();
     for line in std::iter::once(header(group_by)).chain(rows.iter().map(|r| cells(r, group_by))) {
-        let fields: Vec<String> = line.iter().map(|f| quote(f)).collect();
+        let fields: Vec<String> = line
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                if i < texts {
+                    csv_text(f)
+                } else {
+                    csv_quoted(f)
+                }
+            })
+            .collect();
         out.push_str(&fields.join(","));
         out.push('\n');
     }
     out
+}
+
+/// One CSV cell of text that came from messages (a site, a specialty, a GP
+/// practice, a file name). Contract teams open these reports in a
+/// spreadsheet, which runs a cell beginning `=`, `+`, `-`, `@`, a tab or a
+/// carriage return as a formula: a PV1-39 of `=HYPERLINK(...)` would run
+/// on their machine. Such a cell is prefixed with `'` (OWASP's advice for
+/// CSV injection), then quoted when it needs it.
+pub fn csv_text(text: &str) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        csv_quoted(&format!("'{text}"))
+    } else {
+        csv_quoted(text)
+    }
+}
+
+/// A CSV cell quoted when it holds a separator, a quote or a line break.
+fn csv_quoted(f: &str) -> String {
+    if f.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", f.replace('"', "\"\""))
+    } else {
+        f.to_string()
+    }
 }
 
 /// Aligned columns for a terminal.
@@ -520,7 +549,40 @@ pub fn to_table(rows: &[ComplianceRow], group_by: &[GroupBy]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{GroupBy, nearest_rank};
+    use super::{ComplianceRow, GroupBy, nearest_rank, to_csv};
+
+    #[test]
+    fn text_from_messages_never_runs_as_a_formula_and_numbers_stay_numbers() {
+        let row = ComplianceRow {
+            month: Some("2025-01".into()),
+            document_kind: None,
+            encounter_kind: None,
+            site: Some("=HYPERLINK(\"http://x\",\"y\")".into()),
+            specialty: Some("-2+3".into()),
+            gp_practice: Some("@SUM(A1)".into()),
+            expected: 2,
+            on_time: 1,
+            late: 1,
+            missing: 0,
+            pending: 0,
+            cancelled: 0,
+            pct_on_time: Some(50.0),
+            median_delay_seconds: Some(-5),
+            p90_delay_seconds: Some(-5),
+        };
+        let group_by = [
+            GroupBy::Month,
+            GroupBy::Site,
+            GroupBy::Specialty,
+            GroupBy::GpPractice,
+        ];
+        let csv = to_csv(&[row], &group_by);
+        let line = csv.lines().nth(1).unwrap();
+        assert_eq!(
+            line,
+            "2025-01,\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",'-2+3,'@SUM(A1),2,1,1,0,0,0,50.0,-5,-5"
+        );
+    }
 
     #[test]
     fn a_group_by_list_comes_back_in_column_order_each_once() {

@@ -768,10 +768,10 @@ fn render_report(
                 for r in rejected {
                     s.push_str(&format!(
                         "{},{},{},{}\n",
-                        csv_field(&r.file),
-                        csv_field(&r.position),
-                        csv_field(&r.reason),
-                        csv_field(r.location.as_deref().unwrap_or(""))
+                        compliance::csv_text(&r.file),
+                        compliance::csv_text(&r.position),
+                        compliance::csv_text(&r.reason),
+                        compliance::csv_text(r.location.as_deref().unwrap_or(""))
                     ));
                 }
             }
@@ -802,14 +802,6 @@ fn render_report(
             s
         }
     })
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
 }
 
 #[cfg(test)]
