@@ -306,6 +306,26 @@ pub fn open_for_build(
     Ok((open_with(url, password)?, BuildMode::InPlace))
 }
 
+/// Checks a store URL without opening anything: its scheme, a SQLite
+/// URL's path and options, a PostgreSQL URL's settings. `check-config`
+/// and start-up call it, so that a URL that can never work is refused
+/// with its reason at once rather than retried as if the store were down.
+pub fn check_url(url: &str) -> Result<(), StoreError> {
+    if url == "sqlite::memory:" {
+        return Ok(());
+    }
+    if let Some(rest) = url.strip_prefix("sqlite://") {
+        return sqlite_options(url, rest).map(|_| ());
+    }
+    if is_postgres(url) {
+        return pg::check_url(url);
+    }
+    Err(StoreError::InvalidUrl {
+        url: redact_url(url),
+        reason: "expected sqlite://PATH, sqlite::memory: or postgres://...".into(),
+    })
+}
+
 /// The file a `sqlite://PATH[?options]` URL names, for a command that must
 /// keep its own store out of what it reads (`replay --store` inside the
 /// archive directory). `None` for any other URL.
@@ -363,5 +383,26 @@ mod tests {
         assert_eq!(file("sqlite::memory:"), None);
         assert_eq!(file("sqlite://"), None);
         assert_eq!(file("postgres://h/db"), None);
+    }
+
+    #[test]
+    fn a_url_that_can_never_work_is_refused_unopened() {
+        for ok in [
+            "sqlite::memory:",
+            "sqlite:///var/lib/tocsin/t.db?synchronous=full",
+            "postgres://tocsin@db.trust.nhs.uk:5432/tocsin?sslmode=require",
+        ] {
+            check_url(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for (bad, says) in [
+            ("mysql://x", "expected sqlite://PATH"),
+            ("sqlite://", "no file path"),
+            ("sqlite://t.db?synchronous=sometimes", "synchronous"),
+            ("postgres://u:s3cret@h:notaport/db", ""),
+        ] {
+            let e = check_url(bad).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+            assert!(!e.contains("s3cret"), "{e}");
+        }
     }
 }

@@ -368,6 +368,11 @@ fn prepare(
     Ok(st)
 }
 
+/// Checks a PostgreSQL URL's settings without connecting ([`crate::check_url`]).
+pub(crate) fn check_url(url: &str) -> Result<(), StoreError> {
+    client_config(url, None).map(|_| ())
+}
+
 /// The client's settings from the URL and a password given apart (which
 /// replaces the URL's), with tocsin's defaults, and the TLS options.
 fn client_config(

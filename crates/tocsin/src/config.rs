@@ -392,6 +392,20 @@ impl Config {
                 path: config.origin.clone(),
                 message,
             })?;
+        // Settings that can never work are refused here, for check-config
+        // and before a gateway starts: a malformed store URL was retried
+        // for ever as if the store were down, and a bad log filter passed
+        // check-config and then stopped `run`.
+        tocsin_store::check_url(&config.store.url).map_err(|e| ConfigError::Invalid {
+            path: config.origin.clone(),
+            message: format!("[store] url: {e}"),
+        })?;
+        tracing_subscriber::EnvFilter::try_new(&config.log.level).map_err(|e| {
+            ConfigError::Invalid {
+                path: config.origin.clone(),
+                message: format!("[log] level {:?}: {e}", config.log.level),
+            }
+        })?;
         if config.store.housekeeping_every.as_secs() < 1 {
             return Err(ConfigError::Invalid {
                 path: config.origin.clone(),

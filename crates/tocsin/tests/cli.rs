@@ -129,6 +129,34 @@ fn check_config_accepts_the_shipped_configuration_and_names_the_line_of_a_bad_on
     );
 }
 
+#[test]
+fn check_config_refuses_a_store_url_or_log_level_that_can_never_work() {
+    for (env, value, says) in [
+        (
+            "TOCSIN_STORE_URL",
+            "mysql://tocsin:s3cret@db/tocsin",
+            "[store] url",
+        ),
+        (
+            "TOCSIN_STORE_URL",
+            "sqlite://t.db?synchronous=sometimes",
+            "synchronous",
+        ),
+        ("TOCSIN_LOG", "tocsin=[", "[log] level"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
+            .args(["check-config", "--config", "config/tocsin.toml"])
+            .current_dir(root())
+            .env(env, value)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{value}: {stderr}");
+        assert!(stderr.contains(says), "{value}: {stderr}");
+        assert!(!stderr.contains("s3cret"), "{stderr}");
+    }
+}
+
 /// Replays one scenario directory; returns the alerts, the JSON report and
 /// stderr.
 fn replay(scenario: &str, until: &str) -> (Vec<Value>, Value, String) {
