@@ -344,7 +344,16 @@ fn compose_wires_the_six_services_together() {
             .unwrap()
             .contains("@postgres:5432/")
     );
-    assert!(env.get("TOCSIN_API_TOKEN").is_some());
+    // The API serves NHS numbers: compose refuses to start without a token
+    // (`${VAR:?message}`), and publishes the port on loopback only.
+    assert!(
+        env["TOCSIN_API_TOKEN"]
+            .as_str()
+            .unwrap()
+            .starts_with("${TOCSIN_API_TOKEN:?"),
+        "{env:?}"
+    );
+    assert_eq!(tocsin["ports"], serde_json::json!(["127.0.0.1:9860:9860"]));
     let addr = env["TOCSIN_HTTP_ADDR"].as_str().unwrap();
     let port = addr.rsplit(':').next().unwrap();
     assert_eq!(tocsin["build"]["dockerfile"], "deploy/Dockerfile");
