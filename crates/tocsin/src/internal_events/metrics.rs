@@ -96,7 +96,7 @@ impl Metrics {
         )?;
         let events = counter(
             "tocsin_events_total",
-            "Interface events normalised and applied, by type.",
+            "Interface events normalised and handed to the tracker, by type (those it counted instead of acting on, as duplicates or stale, also in tocsin_tracker_notices_total).",
             "type",
         )?;
         let alerts_emitted = counter(

@@ -57,7 +57,8 @@ impl MessageRejected<'_> {
     }
 }
 
-/// An interface event was normalised and applied.
+/// An interface event was normalised and handed to the tracker (which may
+/// count it as a duplicate or stale instead of acting on it).
 pub struct EventApplied<'a> {
     /// The event.
     pub event: &'a InterfaceEvent,
