@@ -149,3 +149,27 @@ async fn a_missing_vhost_is_retried_until_it_exists() {
         gateway.log()
     );
 }
+
+/// A PostgreSQL store that goes away while no input comes: `/readyz` and
+/// `tocsin_store_up` follow it without waiting for the next message, and
+/// come back with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_goes_away_in_a_quiet_hour_makes_the_gateway_unready() {
+    let world = common::World::postgres("store-quiet", common::Tuning::default()).await;
+    let mut gateway = world.start(&[]);
+    gateway.wait_ready().await;
+    world.store.allow_connections(false).await;
+    world.store.terminate_connections().await;
+    // No input at all: only the gateway's own check can notice.
+    gateway.wait_status("/readyz", 503).await;
+    assert!(
+        !gateway
+            .log_messages("store unavailable; retrying")
+            .is_empty()
+            || !gateway.log_messages("store failed").is_empty(),
+        "{}",
+        gateway.log()
+    );
+    world.store.allow_connections(true).await;
+    gateway.wait_ready().await;
+}

@@ -87,6 +87,9 @@ pub async fn run(config: Config) -> Result<ExitCode, Box<dyn std::error::Error>>
     // Deletes what only served deduplication once past retention; stops
     // when `_housekeeping` is dropped at return.
     let _housekeeping = housekeeping::spawn(&config.store, store.clone(), metrics.clone());
+    // Keeps `tocsin_store_up` and /readyz true in a quiet hour too; stops
+    // when `_store_watch` is dropped at return.
+    let _store_watch = watch_store(store.clone(), metrics.clone());
     let tracker = restore_tracker(&config, &store, &metrics).await?;
     TrackerObserved { tracker: &tracker }.emit(&metrics);
     tracing::info!(
@@ -224,6 +227,49 @@ async fn count_dead_letters(
         }
         tokio::time::sleep(every).await;
     }
+}
+
+/// How often [`watch_store`] asks the store whether it answers.
+const STORE_CHECK_EVERY: Duration = Duration::from_secs(15);
+
+/// How long a check may wait behind other work (a commit, a long API
+/// query) before it decides nothing: busy is not down.
+const STORE_CHECK_PATIENCE: Duration = Duration::from_secs(10);
+
+/// A task that ends when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Pings the store every [`STORE_CHECK_EVERY`]. `tocsin_store_up`, and with
+/// it `/readyz` and `TocsinStoreDown`, changed only when a commit or the
+/// outbox relay used the store: a PostgreSQL server that went away in a
+/// quiet night left the gateway saying ready until the next message. A
+/// failed ping marks the store down (the next use reconnects), an answer
+/// marks it up, and a ping that waited past [`STORE_CHECK_PATIENCE`]
+/// changes nothing.
+fn watch_store(store: StoreHandle, metrics: Arc<Metrics>) -> AbortOnDrop {
+    AbortOnDrop(tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(STORE_CHECK_EVERY);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            match tokio::time::timeout(STORE_CHECK_PATIENCE, store.call(|s| s.ping())).await {
+                Ok(Ok(())) => StoreRecovered.emit(&metrics),
+                Ok(Err(error)) => StoreFailed {
+                    operation: "ping",
+                    transient: error.is_transient(),
+                    error: &error,
+                }
+                .emit(&metrics),
+                Err(_) => {}
+            }
+        }
+    }))
 }
 
 /// Mirrors the broker link state into `tocsin_amqp_connected`.

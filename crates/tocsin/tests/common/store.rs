@@ -147,6 +147,22 @@ impl TestStore {
         })
     }
 
+    /// Lets new connections to the test's PostgreSQL database in, or keeps
+    /// them out (with [`TestStore::terminate_connections`]: the database
+    /// gone, as the gateway sees it).
+    pub async fn allow_connections(&self, allowed: bool) {
+        let Self::Postgres { db } = self else {
+            panic!("only a PostgreSQL store takes connections");
+        };
+        let sql = format!("ALTER DATABASE \"{db}\" WITH ALLOW_CONNECTIONS {allowed}");
+        off_runtime(move || {
+            let mut c = postgres::Client::connect(&admin_url(), postgres::NoTls)
+                .expect("admin PostgreSQL connection");
+            c.batch_execute(&sql)
+                .expect("ALTER DATABASE ... ALLOW_CONNECTIONS");
+        })
+    }
+
     /// Takes an `ACCESS EXCLUSIVE` lock on `table` in a transaction of
     /// the test's own and holds it until the returned guard is dropped: the
     /// gateway's commits wait on it, as on a store that has stopped
