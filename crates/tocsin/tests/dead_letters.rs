@@ -515,5 +515,15 @@ async fn a_dead_letter_queue_refusing_copies_makes_the_gateway_back_off() {
             gateway.log()
         );
     }
-    stop(gateway).await;
+    // It stops when asked. While a session holds the input whose copy the
+    // queue refuses, that input cannot be settled: the shutdown is then
+    // not clean (exit 1), as documented; between sessions it is (0).
+    let mut gateway = gateway;
+    gateway.sigterm();
+    let status = gateway.wait_exit(Duration::from_secs(15)).await;
+    assert!(
+        matches!(status.code(), Some(0 | 1)),
+        "stop: {status}\n{}",
+        gateway.log()
+    );
 }
