@@ -751,3 +751,40 @@ async fn api_without_a_token_is_open_and_says_so_once() {
     assert!(!gateway.log().contains(TOKEN));
     assert!(gateway.log_messages("no API token").is_empty());
 }
+
+/// An API read that waits (here on a lock, as a long report would on its
+/// work) holds back nothing of the pipeline: inputs are committed beside
+/// it, on the pipeline's own store connection, and the read then answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_read_that_waits_holds_back_no_commit() {
+    let world = World::postgres("api-own-connection", Tuning::default()).await;
+    let mut gateway = world.start(&[]);
+    gateway.wait_ready().await;
+    let lock = world.store.lock_table("alerts");
+    let port = world.port;
+    let read = std::thread::spawn(move || get(port, "/api/v1/alerts?limit=10", &[]));
+    poll("the API's read to wait on the lock", WAIT, || async {
+        match world.store.waiting_on_locks().await {
+            0 => Err("no backend waiting".to_string()),
+            _ => Ok(()),
+        }
+    })
+    .await;
+    // An acknowledgement of nothing tocsin sent: committed (its input
+    // record), no alert written.
+    world
+        .publish(&[common::input(
+            "api-beside-ack",
+            Some(common::HL7),
+            common::fixture("hl7/ack_aa.hl7"),
+        )])
+        .await;
+    world.committed_at_least(&mut gateway, 1).await;
+    assert!(
+        !read.is_finished(),
+        "the read waited on the lock throughout"
+    );
+    drop(lock);
+    let answered = read.join().unwrap();
+    assert_eq!(answered.status, 200, "{}", answered.body);
+}

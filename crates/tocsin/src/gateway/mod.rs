@@ -80,7 +80,7 @@ pub async fn run(config: Config) -> Result<ExitCode, Box<dyn std::error::Error>>
     let Some(store) = open_store(&config, &metrics, &mut stop).await else {
         return Ok(ExitCode::SUCCESS);
     };
-    api.attach_store(store.clone());
+    api.attach_store(open_api_store(&config, &store).await);
     // Webhooks and Alertmanager: their own tasks, fed by the store; they
     // stop when `_delivery` is dropped at return.
     let _delivery = delivery::spawn(&config, &metrics, &store)?;
@@ -189,6 +189,37 @@ async fn open_store(
                 }
                 delay = (delay * 2).min(Duration::from_secs(10));
             }
+        }
+    }
+}
+
+/// The API's own connection to the store. Its reads (a report over a year,
+/// a filter no index serves) took the one connection the pipeline commits
+/// on, so an impatient client's retries held back commits, acknowledgements
+/// and the clock. A second connection reads beside the writer (SQLite in
+/// WAL mode, PostgreSQL alike). A private in-memory database has only the
+/// one connection; and if the second cannot be opened, the API shares the
+/// pipeline's, as before, and says so.
+async fn open_api_store(config: &Config, pipeline: &StoreHandle) -> StoreHandle {
+    if config.store.url == "sqlite::memory:" {
+        return pipeline.clone();
+    }
+    let url = config.store.url.clone();
+    let password = config.store.password();
+    let opened = tokio::task::spawn_blocking(move || {
+        let password = password.map_err(|reason| tocsin_store::StoreError::InvalidUrl {
+            url: tocsin_store::redact_url(&url),
+            reason,
+        })?;
+        tocsin_store::open_with(&url, password.as_deref())
+    })
+    .await
+    .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()));
+    match opened {
+        Ok(store) => StoreHandle::new(store),
+        Err(error) => {
+            tracing::warn!(%error, "the API shares the pipeline's store connection: its own could not be opened");
+            pipeline.clone()
         }
     }
 }
