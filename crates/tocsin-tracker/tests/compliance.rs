@@ -180,3 +180,41 @@ fn facts_read_from_stored_bodies_give_the_same_report() {
     let facts: ReportFacts<'_> = serde_json::from_str(&body).unwrap();
     assert_eq!(facts.encounter.site.as_deref(), Some("R\"X\\01"));
 }
+
+#[test]
+fn a_document_issued_before_the_end_counts_as_no_delay_and_a_near_total_is_not_100() {
+    let mut tr = Tracker::new(Policy::default_contract(), strict());
+    let mut s = Store::default();
+    let base = t("2024-03-04T10:00:00Z");
+    // Three summaries written an hour before the discharge was stamped,
+    // one two hours after: delays -1, -1, -1, +2 h.
+    for (i, issued) in [(0, -1), (1, -1), (2, -1), (3, 2)] {
+        s.commit(&tr.apply(&doc(
+            &format!("d{i}"),
+            Some(&format!("V{i}")),
+            D::DischargeSummary,
+            base + h(issued),
+            Some(NHS),
+        )));
+        s.commit(&tr.apply(&end(
+            &format!("e{i}"),
+            &format!("V{i}"),
+            K::Inpatient,
+            base,
+            NHS,
+        )));
+    }
+    let rows = report(s.expectations.values(), &[GroupBy::Month]);
+    assert_eq!(rows[0].on_time, 4);
+    // Nearest rank over 0, 0, 0, 2 h: nobody waited a negative time.
+    assert_eq!(rows[0].median_delay_seconds, Some(0));
+    assert_eq!(rows[0].p90_delay_seconds, Some(2 * 3600));
+
+    // 99.95 % on time is shown as 99.9, not 100.0, in CSV and table.
+    let mut row = rows[0].clone();
+    row.pct_on_time = Some(100.0 * 1999.0 / 2000.0);
+    for format in [ReportFormat::Csv, ReportFormat::Table] {
+        let text = render(std::slice::from_ref(&row), &[GroupBy::Month], format);
+        assert!(text.contains("99.9") && !text.contains("100.0"), "{text}");
+    }
+}

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tocsin_event::{DocumentKind, EncounterKind};
 use tocsin_store::{AlertQuery, ExpectationQuery};
@@ -237,12 +237,9 @@ async fn report(
     let zone = api.policy.timezone();
     let (from, to) = p.range("from", "to", &zone)?;
     let group_by = p.group_by()?;
-    // No bound: a range every store can hold (PostgreSQL's timestamps stop
-    // far short of chrono's extremes).
-    let (lo, hi) = (
-        from.unwrap_or_else(|| new_year(1900)),
-        to.unwrap_or_else(|| new_year(10_000)),
-    );
+    // No bound: the range `tocsin replay` reports on too.
+    let whole = compliance::whole_range();
+    let (lo, hi) = (from.unwrap_or(whole.start), to.unwrap_or(whole.end));
     // The same figures as `tocsin replay --report`: expectations whose
     // encounter ended in [from, to), months in the policy's zone.
     // Streamed through a builder on the store's thread: the range may hold
@@ -277,12 +274,6 @@ async fn report(
 }
 
 /// Midnight UTC on the first of January of `year`.
-fn new_year(year: i32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(year, 1, 1, 0, 0, 0)
-        .earliest()
-        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
-}
-
 /// Whether `Accept` prefers CSV (`text/csv` listed, `application/json` not
 /// listed before it).
 fn wants_csv(headers: &HeaderMap) -> bool {

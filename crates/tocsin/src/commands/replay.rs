@@ -45,15 +45,11 @@ use crate::commands::progress::Progress;
 use crate::config::Config;
 use crate::inputs;
 
-/// The encounter ends the report covers: from 1970 (every store can hold
-/// it; PostgreSQL's timestamps start at 4713 BC, not at chrono's minimum)
-/// up to the year 10000 (within every store's range). A run without a store
-/// keeps to the same range, so that it reports as a run with one.
+/// The encounter ends the report covers: [`compliance::whole_range`], as
+/// the API's report. A run without a store keeps to the same range, so that
+/// it reports as a run with one.
 fn report_range() -> Range<DateTime<Utc>> {
-    let to = DateTime::parse_from_rfc3339("9999-12-31T23:59:59Z")
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC);
-    DateTime::<Utc>::UNIX_EPOCH..to
+    compliance::whole_range()
 }
 
 /// How many events' effects go into one store transaction. Larger
