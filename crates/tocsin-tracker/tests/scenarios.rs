@@ -1431,3 +1431,62 @@ fn a_transmission_record_without_its_expectations_is_refused() {
         .expect("refused");
     assert!(e.to_string().contains("expected one of"), "{e}");
 }
+
+/// A summary settles a discharge; the discharge is cancelled (recorded in
+/// error) and recorded again days later, and its new summary never comes.
+/// The first summary's acknowledgement, arriving after, must not write the
+/// old settlement over the new, overdue expectation (same id), nor raise
+/// anything for it; also after a restart in between.
+#[test]
+fn an_acknowledgement_of_a_cancelled_discharges_summary_leaves_the_new_discharge_alone() {
+    for restart in [false, true] {
+        let mut tr = tracker();
+        let mut store = Store::default();
+        store.commit(&tr.apply(&end(
+            "e1",
+            "V9",
+            K::Inpatient,
+            t("2024-01-10T10:00:00Z"),
+            NHS,
+        )));
+        store.commit(&tr.apply(&doc(
+            "d1",
+            Some("V9"),
+            D::DischargeSummary,
+            t("2024-01-10T12:00:00Z"),
+            Some(NHS),
+        )));
+        store.commit(&tr.apply(&cancel(
+            "c1",
+            EventType::EncounterDischargeCancelled,
+            "V9",
+            t("2024-01-10T13:00:00Z"),
+        )));
+        store.commit(&tr.apply(&end(
+            "e2",
+            "V9",
+            K::Inpatient,
+            t("2024-01-14T10:00:00Z"),
+            NHS,
+        )));
+        let fx = tr.advance_to(t("2024-01-15T11:00:00Z"));
+        assert_eq!(kinds(&fx), [A::Overdue]);
+        store.commit(&fx);
+        if restart {
+            tr = store.restored();
+        }
+        for failed in [false, true] {
+            let fx = tr.apply(&ack(
+                &format!("a{failed}"),
+                "d1",
+                failed,
+                t("2024-01-15T12:00:00Z"),
+            ));
+            assert!(changed(&fx).is_empty(), "restart {restart}: {fx:?}");
+            assert!(kinds(&fx).is_empty(), "restart {restart}: {fx:?}");
+            store.commit(&fx);
+        }
+        let stored: Vec<S> = store.all().iter().map(|e| e.status).collect();
+        assert_eq!(stored, [S::Overdue], "restart {restart}");
+    }
+}

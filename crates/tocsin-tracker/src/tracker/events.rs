@@ -244,7 +244,9 @@ impl Tracker {
                     enc.reference.as_deref(),
                     ev.event_id.as_str(),
                 );
-                self.forget_seen(super::state::settled_key(&id), fx);
+                if self.forget_seen(super::state::settled_key(&id), fx) {
+                    self.detach_from_transmissions(&hex::encode(id), fx);
+                }
             }
         }
     }

@@ -268,9 +268,43 @@ impl Tracker {
 
     /// Forgets a key (a settlement that no longer stands), with its stored
     /// record.
-    pub(super) fn forget_seen(&mut self, h: SeenKey, fx: &mut Effects<'_>) {
-        if let Some(at) = self.seen.remove(&h[0]) {
-            fx.delete_state(namespaces::SEEN, StoredKey(at, h));
+    /// Forgets a key; whether it was remembered.
+    pub(super) fn forget_seen(&mut self, h: SeenKey, fx: &mut Effects<'_>) -> bool {
+        match self.seen.remove(&h[0]) {
+            Some(at) => {
+                fx.delete_state(namespaces::SEEN, StoredKey(at, h));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Lets the transmissions that settled expectation `id` go of it, once
+    /// its discharge was cancelled. Each holds a copy of the expectation as
+    /// it settled; an acknowledgement (or an `unconfirmed` timer) coming
+    /// later wrote that copy back over whatever took the id since, the
+    /// discharge recorded again: an overdue summary read as on time, in
+    /// the old discharge's month. A cancellation after settlement is rare,
+    /// so this scans; records are rewritten in message-id order.
+    pub(super) fn detach_from_transmissions(&mut self, id: &str, fx: &mut Effects<'_>) {
+        let mut touched: Vec<String> = self
+            .transmissions
+            .iter()
+            .filter(|(_, t)| t.expectations.iter().any(|e| e.id.0 == id))
+            .map(|(m, _)| m.clone())
+            .collect();
+        touched.sort_unstable();
+        for message_id in touched {
+            let Some(t) = self.transmissions.get_mut(&message_id) else {
+                continue;
+            };
+            t.expectations.retain(|e| e.id.0 != id);
+            if t.expectations.is_empty() {
+                self.transmissions.remove(&message_id);
+                fx.delete_state(namespaces::TRANSMISSION, message_id);
+            } else {
+                fx.put_state(namespaces::TRANSMISSION, &message_id, &t.record());
+            }
         }
     }
 
