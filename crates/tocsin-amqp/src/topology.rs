@@ -88,7 +88,16 @@ pub async fn queue_depth(connection: &Connection, queue: &str) -> Result<u32, Am
 
 /// Ready messages in `queue`, by a passive declare on `channel`.
 pub(crate) async fn depth_on(channel: &Channel, queue: &str) -> Result<u32, AmqpError> {
-    let declared = channel
+    let declared = passive_declare(channel, queue)
+        .await
+        .map_err(|e| AmqpError::from_lapin("queue.declare (passive)", &e))?;
+    Ok(declared.message_count())
+}
+
+/// A passive `queue.declare`: the queue's state if it exists (the broker
+/// closes the channel if not).
+async fn passive_declare(channel: &Channel, queue: &str) -> Result<lapin::Queue, lapin::Error> {
+    channel
         .queue_declare(
             queue.into(),
             QueueDeclareOptions {
@@ -98,25 +107,13 @@ pub(crate) async fn depth_on(channel: &Channel, queue: &str) -> Result<u32, Amqp
             FieldTable::default(),
         )
         .await
-        .map_err(|e| AmqpError::from_lapin("queue.declare (passive)", &e))?;
-    Ok(declared.message_count())
 }
 
 /// Whether `queue` exists, by a passive declare on a channel of its own
 /// (the broker closes a channel whose check fails).
 async fn queue_exists(connection: &Connection, queue: &str) -> Result<bool, AmqpError> {
     let channel = open(connection).await?;
-    let checked = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await;
-    match checked {
+    match passive_declare(&channel, queue).await {
         Ok(_) => {
             crate::publisher::close_channel(&channel, "queue check").await?;
             Ok(true)

@@ -157,20 +157,7 @@ async fn open_store(
 ) -> Option<StoreHandle> {
     let mut delay = Duration::from_millis(200);
     loop {
-        let url = config.store.url.clone();
-        // Read at each attempt: a secret mounted or rotated meanwhile is
-        // taken up, and an unreadable file is told like a store that fails.
-        let password = config.store.password();
-        let opened = tokio::task::spawn_blocking(move || {
-            let password = password.map_err(|reason| tocsin_store::StoreError::InvalidUrl {
-                url: tocsin_store::redact_url(&url),
-                reason,
-            })?;
-            tocsin_store::open_with(&url, password.as_deref())
-        })
-        .await
-        .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()));
-        match opened {
+        match open_configured(config).await {
             Ok(store) => {
                 StoreRecovered.emit(metrics);
                 tracing::info!(store = %tocsin_store::redact_url(&config.store.url), "store open");
@@ -193,6 +180,26 @@ async fn open_store(
     }
 }
 
+/// One attempt to open the configured store, off the async runtime. The
+/// password file is read at each attempt: a secret mounted or rotated
+/// meanwhile is taken up, and an unreadable file is told like a store that
+/// fails.
+async fn open_configured(
+    config: &Config,
+) -> Result<Box<dyn tocsin_store::Store>, tocsin_store::StoreError> {
+    let url = config.store.url.clone();
+    let password = config.store.password();
+    tokio::task::spawn_blocking(move || {
+        let password = password.map_err(|reason| tocsin_store::StoreError::InvalidUrl {
+            url: tocsin_store::redact_url(&url),
+            reason,
+        })?;
+        tocsin_store::open_with(&url, password.as_deref())
+    })
+    .await
+    .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
+}
+
 /// The API's own connection to the store. Its reads (a report over a year,
 /// a filter no index serves) took the one connection the pipeline commits
 /// on, so an impatient client's retries held back commits, acknowledgements
@@ -204,18 +211,7 @@ async fn open_api_store(config: &Config, pipeline: &StoreHandle) -> StoreHandle 
     if config.store.url == "sqlite::memory:" {
         return pipeline.clone();
     }
-    let url = config.store.url.clone();
-    let password = config.store.password();
-    let opened = tokio::task::spawn_blocking(move || {
-        let password = password.map_err(|reason| tocsin_store::StoreError::InvalidUrl {
-            url: tocsin_store::redact_url(&url),
-            reason,
-        })?;
-        tocsin_store::open_with(&url, password.as_deref())
-    })
-    .await
-    .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()));
-    match opened {
+    match open_configured(config).await {
         Ok(store) => StoreHandle::new(store),
         Err(error) => {
             tracing::warn!(%error, "the API shares the pipeline's store connection: its own could not be opened");
