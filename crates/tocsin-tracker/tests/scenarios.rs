@@ -1490,3 +1490,61 @@ fn an_acknowledgement_of_a_cancelled_discharges_summary_leaves_the_new_discharge
         assert_eq!(stored, [S::Overdue], "restart {restart}");
     }
 }
+
+/// Two visits of one stay, both discharged, then merged (the duplicate
+/// account retired): one discharge, one expected summary. The retired
+/// visit's expectation is withdrawn whether the survivor's is open or
+/// settled already, so one summary leaves nothing missing.
+#[test]
+fn an_account_merge_of_two_discharged_visits_expects_one_summary() {
+    let ended = t("2024-01-10T10:00:00Z");
+    let merged = |msg: &str| {
+        let mut m = merge(msg, NHS, NHS, t("2024-01-10T11:00:00Z"));
+        m.encounter = Some(tocsin_event::Encounter {
+            id: Some("V2".into()),
+            ..Default::default()
+        });
+        m.merge.as_mut().unwrap().prior_encounter_id = Some("V1".into());
+        m
+    };
+    let summary = doc(
+        "d1",
+        Some("V2"),
+        D::DischargeSummary,
+        t("2024-01-10T12:00:00Z"),
+        Some(NHS),
+    );
+    for settled_first in [false, true] {
+        let mut tr = tracker();
+        let mut store = Store::default();
+        store.commit(&tr.apply(&end("e1", "V1", K::Inpatient, ended, NHS)));
+        store.commit(&tr.apply(&end("e2", "V2", K::Inpatient, ended, NHS)));
+        if settled_first {
+            store.commit(&tr.apply(&summary));
+        }
+        let fx = tr.apply(&merged("m1"));
+        let withdrawn: Vec<_> = changed(&fx)
+            .into_iter()
+            .filter(|e| e.status == S::Cancelled)
+            .collect();
+        assert_eq!(withdrawn.len(), 1, "{fx:?}");
+        assert_eq!(withdrawn[0].encounter.id.as_deref(), Some("V1"));
+        store.commit(&fx);
+        if !settled_first {
+            store.commit(&tr.apply(&summary));
+        }
+        let fx = tr.advance_to(t("2024-01-20T00:00:00Z"));
+        assert!(
+            kinds(&fx).is_empty(),
+            "settled first {settled_first}: {fx:?}"
+        );
+        store.commit(&fx);
+        let mut stored: Vec<S> = store.all().iter().map(|e| e.status).collect();
+        stored.sort_by_key(|s| format!("{s:?}"));
+        assert_eq!(
+            stored,
+            [S::Cancelled, S::OnTime],
+            "settled first {settled_first}"
+        );
+    }
+}

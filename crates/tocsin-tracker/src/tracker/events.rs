@@ -253,7 +253,10 @@ impl Tracker {
 
     /// A merge re-keys open expectations from the retired identifiers to the
     /// surviving patient (and, for an account merge, the retired visit number
-    /// to the surviving one); it never cancels.
+    /// to the surviving one); it never cancels an obligation. One case is
+    /// withdrawn: the retired visit's expectation when the surviving visit
+    /// has its own under the same rule, the same discharge recorded twice
+    /// (the survivor's stands).
     pub(super) fn on_patient_merged(&mut self, ev: &InterfaceEvent, fx: &mut Effects<'_>) {
         let Some(m) = &ev.merge else {
             return;
@@ -284,6 +287,22 @@ impl Tracker {
             .collect();
         let mut changed = 0;
         for s in slots {
+            // Two visits both discharged under a rule, merged: the retired
+            // visit's expectation duplicates the survivor's (open, or
+            // settled already). Moved beside it, one document settled one
+            // and the other went missing, the discharge counted twice in
+            // the report. It is withdrawn instead.
+            if let (Some(p), Some(n)) = (&m.prior_encounter_id, new_enc)
+                && self.survivor_has_its_own(s, p, n)
+            {
+                if let Some(o) = self.remove_open(s) {
+                    let mut exp = self.materialise(&o);
+                    exp.status = ExpectationStatus::Cancelled;
+                    fx.push(Effect::ExpectationChanged(exp));
+                    changed += 1;
+                }
+                continue;
+            }
             self.index_open(s, false);
             // The id as it was made, kept before a re-keyed encounter id
             // would derive another.
@@ -338,6 +357,33 @@ impl Tracker {
         if changed > 0 {
             self.counters.merges_applied += 1;
         }
+    }
+
+    /// Whether open slot `s`, of retired visit `prior`, has a twin under the
+    /// same rule on surviving visit `survivor`: open there, or settled
+    /// there (its settlement still remembered).
+    fn survivor_has_its_own(&self, s: u32, prior: &str, survivor: &str) -> bool {
+        let Some(rule) = self
+            .open
+            .get(s)
+            .filter(|o| o.encounter_id.as_ref().is_some_and(|e| e.eq_str(prior)))
+            .map(|o| o.rule)
+        else {
+            return false;
+        };
+        let open_twin = self.index.get(enc_key(survivor)).any(|x| {
+            x != s
+                && self.open.get(x).is_some_and(|o| {
+                    o.rule == rule && o.encounter_id.as_ref().is_some_and(|e| e.eq_str(survivor))
+                })
+        });
+        let settled = super::state::settled_key(&expectation_id_bytes(
+            &self.rules[usize::from(rule)].id,
+            Some(survivor),
+            None,
+            "",
+        ));
+        open_twin || self.is_duplicate(&settled)
     }
 
     /// An acknowledgement attaches to the transmission it names (or to the
