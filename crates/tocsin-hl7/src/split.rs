@@ -80,6 +80,10 @@ fn split_unframed<'a>(input: &'a [u8], start: usize, end: usize, out: &mut Vec<R
     // The field separator the last MSH, FHS or BHS line declared: a BTS or
     // FTS line must use it.
     let mut sep = b'|';
+    // Whether segments end with CR here: only then is a line after a bare
+    // line feed inside a message letter text. In a file of LF-ended
+    // segments every line follows one.
+    let cr_ended = memchr::memchr(b'\r', &input[start..end]).is_some();
     let mut pos = start;
     while pos < end {
         // memchr2, not a byte-by-byte search: a packed replay file is
@@ -90,8 +94,10 @@ fn split_unframed<'a>(input: &'a [u8], start: usize, end: usize, out: &mut Vec<R
         while next < end && (input[next] == b'\r' || input[next] == b'\n') {
             next += 1;
         }
-        let after_bare_lf =
-            pos > start && input[pos - 1] == b'\n' && (pos < 2 || input[pos - 2] != b'\r');
+        let after_bare_lf = cr_ended
+            && pos > start
+            && input[pos - 1] == b'\n'
+            && (pos < 2 || input[pos - 2] != b'\r');
         if let Some(declared) = header(line, b"MSH") {
             sep = declared;
             flush(&mut current, out);
@@ -211,6 +217,11 @@ mod tests {
                 (9, "MSH#^~\\&#a".to_owned()),
                 (24, "MSH#^~\\&#b".to_owned())
             ]
+        );
+        // In a file of LF-ended segments a bare BTS still ends the batch.
+        assert_eq!(
+            texts(b"BHS|^~\\&\nMSH|^~\\&|a\nPID|1\nBTS\nFTS\n"),
+            vec![(9, "MSH|^~\\&|a\nPID|1".to_owned())]
         );
         // With `|` declared, `BTS#1` would be text of the message before.
         assert_eq!(texts(b"MSH|a\rBTS#1")[0].1, "MSH|a\rBTS#1");

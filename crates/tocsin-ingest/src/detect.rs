@@ -61,10 +61,11 @@ pub fn detect(bytes: &[u8]) -> Result<ContentHint, IngestError> {
                 None => false,
                 Some(_) if is_object(first) => true,
                 // A first line cut short: NDJSON still when the second line
-                // is a whole object at the line's start, which no line of
-                // one JSON document can be. Read as one document, every
-                // resource in the file was refused with the first.
-                Some(second) => second.starts_with(b"{") && is_object(second),
+                // is a whole object at the line's start and the whole is
+                // not one document (a Bundle can lay an entry out so).
+                // Read as one document, every resource in the file was
+                // refused with the first.
+                Some(second) => second.starts_with(b"{") && is_object(second) && !is_object(body),
             };
             Ok(if ndjson {
                 ContentHint::Ndjson

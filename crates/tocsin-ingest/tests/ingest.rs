@@ -92,6 +92,9 @@ fn content_decides_the_format_whatever_the_file_is_called() {
     // lines are read.
     let cut = b"{\"resourceType\":\"Enc\n{\"resourceType\":\"Patient\",\"id\":\"p\"}\n";
     assert_eq!(detect(cut).unwrap(), ContentHint::Ndjson);
+    // A Bundle whose one entry sits on a line of its own is one document.
+    let laid_out = b"{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":[\n{\"resource\":{\"resourceType\":\"Patient\"}}\n]}\n";
+    assert_eq!(detect(laid_out).unwrap(), ContentHint::FhirJson);
     // A pretty-printed resource is one document.
     let pretty = b"{\n  \"resourceType\": \"Patient\",\n  \"id\": \"p\"\n}\n";
     assert_eq!(detect(pretty).unwrap(), ContentHint::FhirJson);

@@ -59,8 +59,8 @@ impl Expanded {
     pub fn exclude_outputs(&mut self, outputs: &[&Path], prefixes: &[&Path]) {
         let mut found: HashSet<(u64, u64)> = HashSet::new();
         for p in outputs.iter().chain(prefixes) {
-            if let Ok(meta) = std::fs::metadata(p) {
-                found.insert(identity(&meta));
+            if let Some(id) = std::fs::metadata(p).ok().and_then(|m| identity(&m)) {
+                found.insert(id);
             }
         }
         for p in prefixes {
@@ -78,9 +78,11 @@ impl Expanded {
                 let other = other.as_encoded_bytes();
                 if other.starts_with(name)
                     && matches!(other.get(name.len()), Some(b'-' | b'.'))
-                    && let Ok(meta) = std::fs::metadata(entry.path())
+                    && let Some(id) = std::fs::metadata(entry.path())
+                        .ok()
+                        .and_then(|m| identity(&m))
                 {
-                    found.insert(identity(&meta));
+                    found.insert(id);
                 }
             }
         }
@@ -135,13 +137,13 @@ pub fn expand(paths: &[PathBuf]) -> io::Result<Expanded> {
     let mut seen = HashSet::new();
     for p in paths {
         let meta = std::fs::metadata(p).map_err(|e| with_path(e, p))?;
-        if !seen.insert(identity(&meta)) {
+        if identity(&meta).is_some_and(|id| !seen.insert(id)) {
             out.skipped.push((p.clone(), Skip::AlreadyRead));
         } else if meta.is_dir() {
             walk(p, &mut out, &mut seen)?;
         } else {
             out.files.push(p.clone());
-            out.ids.push(Some(identity(&meta)));
+            out.ids.push(identity(&meta));
         }
     }
     Ok(out)
@@ -171,35 +173,33 @@ fn walk(dir: &Path, out: &mut Expanded, seen: &mut HashSet<(u64, u64)>) -> io::R
         };
         if !meta.is_dir() && !meta.is_file() {
             out.skipped.push((p, Skip::NotAFile));
-        } else if !seen.insert(identity(&meta)) {
+        } else if identity(&meta).is_some_and(|id| !seen.insert(id)) {
             out.skipped.push((p, Skip::AlreadyRead));
         } else if meta.is_dir() {
             walk(&p, out, seen)?;
         } else {
             out.files.push(p);
-            out.ids.push(Some(identity(&meta)));
+            out.ids.push(identity(&meta));
         }
     }
     Ok(())
 }
 
-/// What makes a file the same file whatever path reached it.
-fn identity(meta: &std::fs::Metadata) -> (u64, u64) {
+/// What makes a file the same file whatever path reached it: its device
+/// and inode. `None` where there is none to trust (an inode of 0, as some
+/// FUSE and network file systems report for every file; systems without
+/// inodes): such a file is read however many paths reach it, rather than
+/// every file after the first passed over as read already.
+fn identity(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        (meta.dev(), meta.ino())
+        (meta.ino() != 0).then(|| (meta.dev(), meta.ino()))
     }
     #[cfg(not(unix))]
     {
-        // No identity to compare: every path counts as a new file (and a
-        // link loop is cut by the system's own path length limit).
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let _ = meta;
-        (
-            u64::MAX,
-            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        )
+        None
     }
 }
 
@@ -294,7 +294,7 @@ impl<'a, I: Iterator<Item = &'a Path>> Iterator for ReadAhead<'a, I> {
             if self.read > self.keep_cached {
                 drop_cached(&f);
             }
-            if bytes.starts_with(GZIP_MAGIC) {
+            if bytes.len() as u64 <= largest && bytes.starts_with(GZIP_MAGIC) {
                 bytes = gunzip(&bytes, largest)?;
             }
             if bytes.len() as u64 > largest {
@@ -315,7 +315,10 @@ const GZIP_MAGIC: &[u8] = b"\x1f\x8b";
 /// Decompresses a gzip file (every member, as `zcat` does), to at most
 /// `largest + 1` bytes so that the size check after sees an oversized one.
 fn gunzip(compressed: &[u8], largest: u64) -> io::Result<Vec<u8>> {
-    let mut plain = Vec::with_capacity(compressed.len().saturating_mul(8));
+    // A guess at the ratio, never past the limit: a large file's
+    // reservation alone could exceed the machine's memory.
+    let guess = compressed.len().saturating_mul(4);
+    let mut plain = Vec::with_capacity(guess.min(usize::try_from(largest).unwrap_or(usize::MAX)));
     flate2::read::MultiGzDecoder::new(compressed)
         .take(largest.saturating_add(1))
         .read_to_end(&mut plain)

@@ -276,23 +276,34 @@ impl Drop for AbortOnDrop {
 /// it `/readyz` and `TocsinStoreDown`, changed only when a commit or the
 /// outbox relay used the store: a PostgreSQL server that went away in a
 /// quiet night left the gateway saying ready until the next message. A
-/// failed ping marks the store down (the next use reconnects), an answer
-/// marks it up, and a ping that waited past [`STORE_CHECK_PATIENCE`]
-/// changes nothing.
+/// failed ping marks the store down (the next use reconnects); an answer
+/// marks it up again only after a failed ping of its own, never over a
+/// commit's failure: a store that answers reads but refuses writes (a full
+/// disk, a read-only replica after a failover) stays down. A ping that
+/// waited past [`STORE_CHECK_PATIENCE`] changes nothing.
 fn watch_store(store: StoreHandle, metrics: Arc<Metrics>) -> AbortOnDrop {
     AbortOnDrop(tokio::spawn(async move {
         let mut ticks = tokio::time::interval(STORE_CHECK_EVERY);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failed_last = false;
         loop {
             ticks.tick().await;
             match tokio::time::timeout(STORE_CHECK_PATIENCE, store.call(|s| s.ping())).await {
-                Ok(Ok(())) => StoreRecovered.emit(&metrics),
-                Ok(Err(error)) => StoreFailed {
-                    operation: "ping",
-                    transient: error.is_transient(),
-                    error: &error,
+                Ok(Ok(())) => {
+                    if failed_last {
+                        StoreRecovered.emit(&metrics);
+                    }
+                    failed_last = false;
                 }
-                .emit(&metrics),
+                Ok(Err(error)) => {
+                    StoreFailed {
+                        operation: "ping",
+                        transient: error.is_transient(),
+                        error: &error,
+                    }
+                    .emit(&metrics);
+                    failed_last = true;
+                }
                 Err(_) => {}
             }
         }
