@@ -98,8 +98,12 @@ async fn broker_restart_in_mid_stream_reconnects_and_finishes() {
     );
     // Publishes the broker took but whose confirms were lost with the link
     // are published again after reconnecting (at most one outbox round), as
-    // are the dead-letter copies of the batch in hand whose confirms were
-    // lost (with this traffic at most 1 in a batch of 50; a redelivered
-    // input already committed is not copied again).
-    assert!(ev <= 1000 && al <= 1000 && de <= 1, "{ev} {al} {de}");
+    // are the dead-letter copies of the inputs in hand whose
+    // acknowledgements were lost: the batch being processed and the one
+    // committed but not yet acknowledged (the pipeline acknowledges a batch
+    // once it has drawn the next). A rejected input is copied again even
+    // when its rejection was committed (deploy/README.md, "Dead letters":
+    // only an applied input counts as done), so with this traffic (one
+    // rejected input in 76) at most 2.
+    assert!(ev <= 1000 && al <= 1000 && de <= 2, "{ev} {al} {de}");
 }
