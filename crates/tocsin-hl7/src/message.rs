@@ -95,6 +95,13 @@ fn lines(text: &str) -> impl Iterator<Item = &str> {
     }
 }
 
+/// Whether the line starting at `at` follows a bare line feed: a `\n` not
+/// preceded by `\r`. Where segments end with `\r`, such a line feed is
+/// inside letter text, not a segment break (here and in the splitter).
+pub(crate) fn follows_bare_lf(bytes: &[u8], at: usize) -> bool {
+    at >= 1 && bytes.get(at - 1) == Some(&b'\n') && (at < 2 || bytes.get(at - 2) != Some(&b'\r'))
+}
+
 /// When `line` continues the segment before it rather than starting one:
 /// it follows a bare line feed (not a carriage return, nor CR LF) and does
 /// not begin with a segment name (an upper-case letter, two upper-case
@@ -114,9 +121,7 @@ fn continuation<'a>(
     let bytes = text.as_bytes();
     let start = (line.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
     let from = (last.line.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
-    let after_bare_lf = start >= 1
-        && bytes.get(start - 1) == Some(&b'\n')
-        && (start < 2 || bytes.get(start - 2) != Some(&b'\r'));
+    let after_bare_lf = follows_bare_lf(bytes, start);
     let l = line.as_bytes();
     let named = l.len() >= 3
         && l[0].is_ascii_uppercase()

@@ -1,5 +1,7 @@
 //! Splitting a file or message body into single HL7 messages.
 
+use crate::message::follows_bare_lf;
+
 /// One message's bytes within a larger input, with where it starts.
 ///
 /// It exists so that a rejected message can be reported by its position in
@@ -94,10 +96,7 @@ fn split_unframed<'a>(input: &'a [u8], start: usize, end: usize, out: &mut Vec<R
         while next < end && (input[next] == b'\r' || input[next] == b'\n') {
             next += 1;
         }
-        let after_bare_lf = cr_ended
-            && pos > start
-            && input[pos - 1] == b'\n'
-            && (pos < 2 || input[pos - 2] != b'\r');
+        let after_bare_lf = cr_ended && pos > start && follows_bare_lf(input, pos);
         if let Some(declared) = header(line, b"MSH") {
             sep = declared;
             flush(&mut current, out);
