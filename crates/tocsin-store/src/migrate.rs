@@ -38,6 +38,7 @@ pub const SQLITE: &[Migration] = migrations!("sqlite":
     (5, "0005", "report_delay"),
     (6, "0006", "report_specialty_practice"),
     (7, "0007", "alert_specialty"),
+    (8, "0008", "alert_seq"),
 );
 
 /// PostgreSQL migrations, in order.
@@ -49,6 +50,7 @@ pub const POSTGRES: &[Migration] = migrations!("postgres":
     (5, "0005", "report_delay"),
     (6, "0006", "report_specialty_practice"),
     (7, "0007", "alert_specialty"),
+    (8, "0008", "alert_seq"),
 );
 
 /// The newest schema version this code knows.

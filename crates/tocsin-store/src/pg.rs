@@ -93,7 +93,11 @@ fn keyset_page<T: serde::de::DeserializeOwned>(
     let (position, id) = list.keys();
     if let Some(c) = cursor {
         let c = Cursor::decode(c, list)?;
-        params.push(Box::new(cursor_time(&c)?));
+        if list.position_is_time() {
+            params.push(Box::new(cursor_time(&c)?));
+        } else {
+            params.push(Box::new(c.position_us));
+        }
         params.push(Box::new(c.id));
         filters.push_str(&format!(
             " AND ({position}, {id}) > (${}, ${})",
@@ -113,7 +117,7 @@ fn keyset_page<T: serde::de::DeserializeOwned>(
     store.with_conn(|c| {
         let st = prepare(&mut c.client, &mut c.statements, &sql)?;
         let found = c.client.query(&st, &refs).map_err(pg(list.ops().0))?;
-        page_of_rows(&found, limit, list)
+        page_of_rows(&found, limit, list, cursor)
     })
 }
 
@@ -145,6 +149,7 @@ fn page_of_rows<T: serde::de::DeserializeOwned>(
     found: &[postgres::Row],
     limit: i64,
     list: List,
+    cursor: Option<&str>,
 ) -> Result<Page<T>, StoreError> {
     let more = found.len() as i64 > limit;
     let mut items = Vec::with_capacity(found.len().min(limit as usize));
@@ -152,17 +157,15 @@ fn page_of_rows<T: serde::de::DeserializeOwned>(
     for row in found.iter().take(limit as usize) {
         let id: String = row.get(0);
         let body: &str = row.get(1);
-        let position: DateTime<Utc> = row.get(2);
+        let position_us = if list.position_is_time() {
+            row.get::<_, DateTime<Utc>>(2).timestamp_micros()
+        } else {
+            row.get(2)
+        };
         items.push(rows::parse(body, list.table(), &id)?);
-        last = Some(Cursor {
-            position_us: position.timestamp_micros(),
-            id,
-        });
+        last = Some(Cursor { position_us, id });
     }
-    Ok(Page {
-        items,
-        next_cursor: Cursor::next(last, more, list),
-    })
+    Ok(Cursor::page(items, last, more, list, cursor))
 }
 
 /// A cursor's position as the timestamp the keyset compares with.
@@ -859,7 +862,14 @@ impl Store for PostgresStore {
             filters.push_str(&format!(" AND {column} = ${}", params.len()));
         }
         let cursor = q.cursor.as_deref();
-        keyset_page(self, List::Alerts, filters, params, cursor, q.limit)
+        keyset_page(
+            self,
+            List::of_alerts(q.order),
+            filters,
+            params,
+            cursor,
+            q.limit,
+        )
     }
 
     fn visit_ended_between(

@@ -92,9 +92,27 @@ fn given<'a, const N: usize>(
         .collect()
 }
 
-/// Filters for listing alerts, in `raised_at` order (then `alert_id`).
+/// The order an alert list comes in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertOrder {
+    /// By `raised_at` (then `alert_id`): the time the messages give, for
+    /// looking alerts up. Alerts are recorded out of this order (a backlog
+    /// brings alerts raised hours ago), so a poller cannot follow it.
+    #[default]
+    Raised,
+    /// In the order the store recorded them: for a system that polls the
+    /// list and must see every alert once. Each page carries a
+    /// [`Page::resume_cursor`] to ask later for what was recorded since.
+    Recorded,
+}
+
+/// Filters for listing alerts, in `raised_at` order (then `alert_id`)
+/// unless [`AlertOrder::Recorded`] is asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertQuery {
+    /// The order of the list.
+    pub order: AlertOrder,
     /// Only alerts raised at or after this time.
     pub since: Option<DateTime<Utc>>,
     /// Only this kind.
@@ -119,6 +137,7 @@ pub struct AlertQuery {
 impl Default for AlertQuery {
     fn default() -> Self {
         Self {
+            order: AlertOrder::Raised,
             since: None,
             kind: None,
             document_kind: None,
@@ -158,11 +177,16 @@ pub struct Page<T> {
     pub items: Vec<T>,
     /// Pass as `cursor` to get the next page; `None` on the last page.
     pub next_cursor: Option<String>,
+    /// Only in an alert list in [`AlertOrder::Recorded`], and there always:
+    /// pass as `cursor` later to get the alerts recorded since this page
+    /// (after its last item, or where the request's cursor was when the
+    /// page is empty).
+    pub resume_cursor: Option<String>,
 }
 
 /// Where a page ended: the sort key of its last row, a time in
-/// microseconds (an expectation's deadline, an alert's `raised_at`) then an
-/// id.
+/// microseconds (an expectation's deadline, an alert's `raised_at`) or an
+/// alert's recorded sequence number, then an id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Cursor {
     pub position_us: i64,
@@ -175,13 +199,23 @@ pub(crate) struct Cursor {
 pub(crate) enum List {
     Expectations,
     Alerts,
+    AlertsRecorded,
 }
 
 impl List {
+    /// The list an alert query reads.
+    pub fn of_alerts(order: AlertOrder) -> Self {
+        match order {
+            AlertOrder::Raised => List::Alerts,
+            AlertOrder::Recorded => List::AlertsRecorded,
+        }
+    }
+
     fn tag(self) -> &'static str {
         match self {
             List::Expectations => "e1",
             List::Alerts => "a1",
+            List::AlertsRecorded => "r1",
         }
     }
 
@@ -189,24 +223,30 @@ impl List {
     pub fn table(self) -> &'static str {
         match self {
             List::Expectations => "expectations",
-            List::Alerts => "alerts",
+            List::Alerts | List::AlertsRecorded => "alerts",
         }
     }
 
     /// The columns the list is ordered by, and a page continued after: the
-    /// position (a time) and the id.
+    /// position (a time, or the recorded sequence) and the id.
     pub fn keys(self) -> (&'static str, &'static str) {
         match self {
             List::Expectations => ("deadline", "id"),
             List::Alerts => ("raised_at", "alert_id"),
+            List::AlertsRecorded => ("seq", "alert_id"),
         }
+    }
+
+    /// Whether the position is a time (the other kind is a plain number).
+    pub fn position_is_time(self) -> bool {
+        !matches!(self, List::AlertsRecorded)
     }
 
     /// What the store was doing, for errors: querying, reading rows.
     pub fn ops(self) -> (&'static str, &'static str) {
         match self {
             List::Expectations => ("query expectations", "read expectations"),
-            List::Alerts => ("query alerts", "read alerts"),
+            List::Alerts | List::AlertsRecorded => ("query alerts", "read alerts"),
         }
     }
 }
@@ -220,6 +260,32 @@ impl Cursor {
     /// The cursor of the next page: the last row's, when more rows follow.
     pub fn next(last: Option<Cursor>, more: bool, list: List) -> Option<String> {
         last.filter(|_| more).map(|c| c.encode(list))
+    }
+
+    /// The page of `items` ending at `last`, read with the request's
+    /// `cursor`: its next cursor, and in the recorded order its resume
+    /// cursor (the last row's, else the request's, else the start).
+    pub fn page<T>(
+        items: Vec<T>,
+        last: Option<Cursor>,
+        more: bool,
+        list: List,
+        cursor: Option<&str>,
+    ) -> Page<T> {
+        let resume_cursor = (list == List::AlertsRecorded).then(|| match (&last, cursor) {
+            (Some(c), _) => c.encode(list),
+            (None, Some(given)) => given.to_string(),
+            (None, None) => Cursor {
+                position_us: 0,
+                id: String::new(),
+            }
+            .encode(list),
+        });
+        Page {
+            items,
+            next_cursor: Cursor::next(last, more, list),
+            resume_cursor,
+        }
     }
 
     /// Reads a cursor a client sent back for `list`.
@@ -274,7 +340,7 @@ mod tests {
             position_us: -5,
             id: "a|b|c".into(),
         };
-        for list in [List::Expectations, List::Alerts] {
+        for list in [List::Expectations, List::Alerts, List::AlertsRecorded] {
             assert_eq!(Cursor::decode(&c.encode(list), list).unwrap(), c);
         }
     }
@@ -288,6 +354,8 @@ mod tests {
         for (from, to) in [
             (List::Expectations, List::Alerts),
             (List::Alerts, List::Expectations),
+            (List::Alerts, List::AlertsRecorded),
+            (List::AlertsRecorded, List::Alerts),
         ] {
             assert!(matches!(
                 Cursor::decode(&c.encode(from), to),

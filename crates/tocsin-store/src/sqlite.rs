@@ -113,9 +113,13 @@ const UPSERT_EXPECTATION: &str = "INSERT INTO expectations \
     site = excluded.site, deadline = excluded.deadline, ended_at = excluded.ended_at, \
     body = excluded.body, delay_seconds = excluded.delay_seconds, \
     specialty = excluded.specialty, gp_practice = excluded.gp_practice";
+/// An alert takes the next recorded sequence number (`order=recorded`):
+/// the store has one writer, so the highest so far is this commit's to
+/// extend.
 const INSERT_ALERT: &str = "INSERT INTO alerts \
-    (alert_id, kind, raised_at, document_kind, encounter_kind, site, body, specialty) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (alert_id) DO NOTHING";
+    (alert_id, kind, raised_at, document_kind, encounter_kind, site, body, specialty, seq) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, (SELECT COALESCE(MAX(seq), 0) + 1 FROM alerts)) \
+    ON CONFLICT (alert_id) DO NOTHING";
 const DELETE_STATE: &str = "DELETE FROM state WHERE namespace = ?1 AND key = ?2";
 const DELETE_STATE_RANGE: &str =
     "DELETE FROM state WHERE namespace = ?1 AND key >= ?2 AND key < ?3";
@@ -180,10 +184,7 @@ fn keyset_page<T: serde::de::DeserializeOwned>(
         items.push(rows::parse(&body, list.table(), &id)?);
         last = Some(Cursor { position_us, id });
     }
-    Ok(Page {
-        items,
-        next_cursor: Cursor::next(last, more, list),
-    })
+    Ok(Cursor::page(items, last, more, list, cursor))
 }
 
 /// The page cache of a kept store (the gateway's, or `replay --store`), in
@@ -725,7 +726,7 @@ impl Store for SqliteStore {
         let cursor = q.cursor.as_deref();
         keyset_page(
             &self.conn,
-            List::Alerts,
+            List::of_alerts(q.order),
             None,
             filters,
             params,

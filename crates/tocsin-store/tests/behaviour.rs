@@ -10,10 +10,12 @@ use common::{Backend, Spec, alert, at, expect_err, expectation, message, open_ex
 use serde_json::json;
 use tocsin_event::{DocumentKind, EncounterKind};
 use tocsin_store::{
-    AlertQuery, Batch, ExpectationQuery, InputOutcome, InputRecord, StoreError, migrate,
+    AlertOrder, AlertQuery, Batch, ExpectationQuery, InputOutcome, InputRecord, StoreError, migrate,
 };
 use tocsin_tracker::compliance::{GroupBy, ReportBuilder, ReportFacts};
-use tocsin_tracker::{AlertKind, Effect, Expectation, ExpectationStatus, StateRange, StateRecord};
+use tocsin_tracker::{
+    Alert, AlertKind, Effect, Expectation, ExpectationStatus, StateRange, StateRecord,
+};
 
 /// Generates one test per backend for each behaviour function.
 macro_rules! on_both {
@@ -49,6 +51,8 @@ on_both!(
     report_delay_is_taken_from_bodies_on_upgrade,
     specialty_and_practice_are_taken_from_bodies_on_upgrade,
     alert_specialty_is_taken_from_bodies_on_upgrade,
+    alerts_are_polled_in_the_order_recorded,
+    alerts_are_numbered_on_upgrade,
     values_holding_nul_are_committed,
     empty_batch_and_ping,
     unreadable_bodies_are_reported_with_their_row,
@@ -1157,15 +1161,148 @@ fn published_outbox_rows_are_pruned(b: &dyn Backend) {
     assert_eq!(ids, HashSet::from(["waiting".to_string()]));
 }
 
+/// Alerts recorded out of `raised_at` order (a backlog brings alerts
+/// raised long ago) come in the order recorded with `order=recorded`, and a
+/// poller resuming from a page's `resume_cursor` gets exactly the alerts
+/// recorded since, whatever their `raised_at`, each once.
+fn alerts_are_polled_in_the_order_recorded(b: &dyn Backend) {
+    let mut store = b.open();
+    let commit = |store: &mut Box<dyn tocsin_store::Store>, alerts: &[Alert]| {
+        store
+            .commit(&Batch::from_effects(
+                alerts.iter().cloned().map(Effect::AlertRaised),
+            ))
+            .unwrap();
+    };
+    commit(
+        &mut store,
+        &[
+            alert("r-1", AlertKind::Overdue, 50),
+            alert("r-2", AlertKind::Overdue, 40),
+        ],
+    );
+    commit(&mut store, &[alert("r-3", AlertKind::Late, 10)]);
+    let poll = |store: &mut Box<dyn tocsin_store::Store>, q: AlertQuery| {
+        let page = store.alerts(&q).unwrap();
+        let ids: Vec<String> = page.items.iter().map(|a| a.alert_id.clone()).collect();
+        (ids, page.next_cursor, page.resume_cursor)
+    };
+    let recorded = |cursor: Option<String>, limit: usize| AlertQuery {
+        order: AlertOrder::Recorded,
+        cursor,
+        limit,
+        ..Default::default()
+    };
+    let (ids, next, resume) = poll(&mut store, recorded(None, 2));
+    assert_eq!(ids, ["r-1", "r-2"], "{}: in commit order", b.name());
+    assert_eq!(next, resume, "more to read now: both cursors say where");
+    let (ids, next, resume) = poll(&mut store, recorded(resume, 2));
+    assert_eq!(ids, ["r-3"], "{}", b.name());
+    assert_eq!(next, None, "the last page for now");
+    let resume = resume.expect("a resume cursor on the last page");
+    let (ids, _, again) = poll(&mut store, recorded(Some(resume.clone()), 2));
+    assert!(ids.is_empty(), "{}: nothing recorded since", b.name());
+    assert_eq!(
+        again.as_deref(),
+        Some(resume.as_str()),
+        "an empty page keeps the place"
+    );
+    // Raised earlier than everything listed so far, recorded later; a
+    // repeat of a recorded alert is no new alert.
+    commit(
+        &mut store,
+        &[
+            alert("r-0", AlertKind::Overdue, 1),
+            alert("r-1", AlertKind::Overdue, 50),
+        ],
+    );
+    let (ids, _, _) = poll(&mut store, recorded(Some(resume.clone()), 10));
+    assert_eq!(ids, ["r-0"], "{}", b.name());
+    // Filters apply in this order too.
+    let (ids, _, _) = poll(
+        &mut store,
+        AlertQuery {
+            kind: Some(AlertKind::Overdue),
+            ..recorded(None, 10)
+        },
+    );
+    assert_eq!(ids, ["r-1", "r-2", "r-0"], "{}", b.name());
+    // The default order is unchanged, and the two orders' cursors are not
+    // interchangeable.
+    let (ids, _, resume_raised) = poll(&mut store, AlertQuery::default());
+    assert_eq!(ids, ["r-0", "r-3", "r-2", "r-1"]);
+    assert_eq!(resume_raised, None, "only the recorded order resumes");
+    assert!(matches!(
+        store.alerts(&AlertQuery {
+            cursor: Some(resume),
+            ..Default::default()
+        }),
+        Err(StoreError::InvalidCursor { .. })
+    ));
+    drop(store);
+    // After a restart the numbering goes on from where it was.
+    let mut store = b.open();
+    commit(&mut store, &[alert("r-4", AlertKind::Late, 5)]);
+    let (ids, _, _) = poll(&mut store, recorded(None, 10));
+    assert_eq!(ids, ["r-1", "r-2", "r-3", "r-0", "r-4"], "{}", b.name());
+}
+
+/// A store as version 7 left it has no recorded order: migration 8 numbers
+/// its alerts in `raised_at` order, and alerts recorded after the upgrade
+/// follow them.
+fn alerts_are_numbered_on_upgrade(b: &dyn Backend) {
+    {
+        let mut store = b.open();
+        store
+            .commit(&Batch::from_effects(
+                [
+                    alert("n-2", AlertKind::Overdue, 20),
+                    alert("n-1", AlertKind::Overdue, 10),
+                ]
+                .into_iter()
+                .map(Effect::AlertRaised),
+            ))
+            .unwrap();
+    }
+    back_to_version(b, 7);
+    let mut store = b.open();
+    store
+        .commit(&Batch::from_effects([Effect::AlertRaised(alert(
+            "n-0",
+            AlertKind::Late,
+            5,
+        ))]))
+        .unwrap();
+    let page = store
+        .alerts(&AlertQuery {
+            order: AlertOrder::Recorded,
+            ..Default::default()
+        })
+        .unwrap();
+    let ids: Vec<_> = page.items.iter().map(|a| a.alert_id.as_str()).collect();
+    assert_eq!(ids, ["n-1", "n-2", "n-0"], "{}", b.name());
+    assert_eq!(
+        b.raw_i64("SELECT count(DISTINCT seq) FROM alerts WHERE seq IS NOT NULL"),
+        3,
+        "{}",
+        b.name()
+    );
+}
+
 /// Takes a store back to schema version `v` as far as the upgrade tests
-/// need: the later versions forgotten, and the columns they added dropped.
+/// need: the later versions forgotten, and the columns they added dropped
+/// (with their indexes, which SQLite will not drop by itself).
 fn back_to_version(b: &dyn Backend, v: i64) {
     let mut sql = format!("DELETE FROM schema_version WHERE version > {v}");
+    if v < 8 {
+        sql.push_str("; DROP INDEX alerts_by_seq");
+    }
     for (added_in, table, column) in [
         (5, "expectations", "delay_seconds"),
         (6, "expectations", "specialty"),
         (6, "expectations", "gp_practice"),
         (7, "alerts", "specialty"),
+        (8, "alerts", "seq"),
     ] {
         if added_in > v {
             sql.push_str(&format!("; ALTER TABLE {table} DROP COLUMN {column}"));

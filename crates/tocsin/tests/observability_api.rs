@@ -305,6 +305,7 @@ fn bad_parameters(port: u16, doc: &OpenApi) {
         ("/alerts?encounter_kind=ward", "encounter_kind"),
         ("/alerts?limit=-1", "limit"),
         ("/alerts?cursor=zz", "cursor"),
+        ("/alerts?order=newest", "order"),
         ("/compliance?group_by=month,ward", "group_by"),
         ("/compliance?from=2024-13-01", "from"),
         ("/compliance?from=2024-02-01&to=2024-01-01", "to"),
@@ -404,6 +405,36 @@ fn alerts(port: u16, doc: &OpenApi, w: &Ward) {
     assert!(items(&api(port, doc, &format!("/alerts?since={later}"), 200)).is_empty());
     let tomorrow = (w.now + chrono::TimeDelta::days(2)).format("%Y-%m-%d");
     assert!(items(&api(port, doc, &format!("/alerts?since={tomorrow}"), 200)).is_empty());
+    // In the order recorded, as a poller reads: the same alerts, pages of
+    // three, and a resume cursor that gives nothing more until something
+    // new is recorded.
+    let (recorded, sizes) = follow_pages(port, doc, "/alerts?order=recorded&limit=3");
+    assert_eq!(sizes, [3, 1]);
+    let mut want = ids(&all);
+    let mut got = ids(&recorded);
+    want.sort_by_key(|v| v.to_string());
+    got.sort_by_key(|v| v.to_string());
+    assert_eq!(got, want);
+    let first = api(port, doc, "/alerts?order=recorded", 200).json();
+    assert!(first["next_cursor"].is_null());
+    let resume = first["resume_cursor"].as_str().expect("a resume cursor");
+    let later = api(
+        port,
+        doc,
+        &format!("/alerts?order=recorded&cursor={resume}"),
+        200,
+    )
+    .json();
+    assert_eq!(later["items"], serde_json::json!([]));
+    assert_eq!(later["resume_cursor"].as_str(), Some(resume));
+    assert!(
+        api(port, doc, "/alerts", 200)
+            .json()
+            .get("resume_cursor")
+            .is_none(),
+        "only the recorded order resumes"
+    );
+    bad(port, doc, &format!("/alerts?cursor={resume}"), "cursor");
 }
 
 /// Each expectation by its id, with exactly the alerts the alert list

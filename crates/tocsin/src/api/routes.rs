@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tocsin_event::{DocumentKind, EncounterKind};
-use tocsin_store::{AlertQuery, ExpectationQuery};
+use tocsin_store::{AlertOrder, AlertQuery, ExpectationQuery};
 use tocsin_tracker::compliance::{self, ComplianceRow, GroupBy};
 use tocsin_tracker::{Alert, AlertKind, Expectation, ExpectationStatus, alert_id};
 
@@ -181,17 +181,22 @@ async fn expectation(
         .ok_or_else(|| ApiError::NoSuchItem(format!("no expectation `{id}`")))
 }
 
-/// A page of alerts, in the order they were raised.
+/// A page of alerts, in the order they were raised or, with
+/// `order=recorded`, the order the store recorded them.
 #[derive(Serialize)]
 struct AlertPage {
     items: Vec<Alert>,
     next_cursor: Option<String>,
+    /// With `order=recorded` only: the cursor to poll with later.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resume_cursor: Option<String>,
 }
 
 async fn alerts(State(api): State<Api>, q: Pairs) -> Result<Json<AlertPage>, ApiError> {
     let p = params(
         q,
         &[
+            "order",
             "since",
             "kind",
             "document_kind",
@@ -203,6 +208,9 @@ async fn alerts(State(api): State<Api>, q: Pairs) -> Result<Json<AlertPage>, Api
         ],
     )?;
     let query = AlertQuery {
+        order: p
+            .closed::<AlertOrder>("order", "raised, recorded")?
+            .unwrap_or_default(),
         since: p.time("since", &api.policy.timezone())?,
         kind: p.closed::<AlertKind>("kind", ALERT_KINDS)?,
         document_kind: p.closed::<DocumentKind>("document_kind", DOCUMENT_KINDS)?,
@@ -216,6 +224,7 @@ async fn alerts(State(api): State<Api>, q: Pairs) -> Result<Json<AlertPage>, Api
     Ok(Json(AlertPage {
         items: page.items,
         next_cursor: page.next_cursor,
+        resume_cursor: page.resume_cursor,
     }))
 }
 
