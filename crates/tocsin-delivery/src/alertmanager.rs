@@ -153,7 +153,7 @@ impl<S: StoreAccess> AlertmanagerWorker<S> {
         let ends = now + chrono_duration(self.config.resend_interval * 4);
         let mut firing: BTreeMap<Key, Posted> = BTreeMap::new();
         for g in &overdue {
-            let alert = self.overdue_alert(g, ends);
+            let alert = self.overdue_alert(g, now, ends);
             firing.insert(
                 key(OVERDUE_ALERTNAME, g),
                 Posted {
@@ -163,7 +163,7 @@ impl<S: StoreAccess> AlertmanagerWorker<S> {
             );
         }
         for g in &failed {
-            let alert = self.failed_alert(g, ends);
+            let alert = self.failed_alert(g, now, ends);
             firing.insert(
                 key(DELIVERY_FAILED_ALERTNAME, g),
                 Posted {
@@ -235,7 +235,12 @@ impl<S: StoreAccess> AlertmanagerWorker<S> {
         ))
     }
 
-    fn overdue_alert(&self, g: &AlertGroup, ends: DateTime<Utc>) -> PostableAlert {
+    fn overdue_alert(
+        &self,
+        g: &AlertGroup,
+        now: DateTime<Utc>,
+        ends: DateTime<Utc>,
+    ) -> PostableAlert {
         let place = self.place(g);
         let alerts_url = self.api_url("api/v1/alerts", &group_query(("kind", "overdue"), g));
         let expectations_url = self.api_url(
@@ -264,13 +269,18 @@ impl<S: StoreAccess> AlertmanagerWorker<S> {
         PostableAlert {
             labels: self.labels(OVERDUE_ALERTNAME, g, &self.config.severity_overdue),
             annotations,
-            starts_at: rfc3339(g.first),
+            starts_at: starts_at(g, now),
             ends_at: rfc3339(ends),
             generator_url: alerts_url,
         }
     }
 
-    fn failed_alert(&self, g: &AlertGroup, ends: DateTime<Utc>) -> PostableAlert {
+    fn failed_alert(
+        &self,
+        g: &AlertGroup,
+        now: DateTime<Utc>,
+        ends: DateTime<Utc>,
+    ) -> PostableAlert {
         let place = self.place(g);
         let since = rfc3339(g.first);
         let mut query = group_query(("kind", "delivery_failed"), g);
@@ -302,7 +312,7 @@ impl<S: StoreAccess> AlertmanagerWorker<S> {
                 &self.config.severity_delivery_failed,
             ),
             annotations,
-            starts_at: since,
+            starts_at: starts_at(g, now),
             ends_at: rfc3339(ends),
             generator_url: alerts_url,
         }
@@ -362,6 +372,16 @@ fn key(alertname: &'static str, g: &AlertGroup) -> Key {
         g.site.clone().unwrap_or_default(),
         g.specialty.clone(),
     )
+}
+
+/// A group's `startsAt`: its earliest alert, but never after `now`.
+/// The times are the messages' own (a deadline, an acknowledgement's
+/// stamp), which may lie ahead of the wall clock (an engine writing local
+/// summer time with a `Z`, the tracker's clock allowed a few minutes ahead),
+/// and Alertmanager refuses the whole post when an alert starts after it
+/// ends.
+fn starts_at(g: &AlertGroup, now: DateTime<Utc>) -> String {
+    rfc3339(g.first.min(now))
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {

@@ -370,6 +370,40 @@ async fn a_failed_delivery_fires_its_group_with_a_link_to_that_group_only() {
     }
 }
 
+/// A failure stamped ahead of the wall clock (an engine writing local
+/// summer time with a `Z`) still pages: Alertmanager refuses an alert whose
+/// start is after its end, so the start sent is never later than now.
+#[tokio::test]
+async fn a_failure_stamped_in_the_future_still_fires() {
+    let (am, _notifications) = start_alertmanager().await;
+    let tmp = TempStore::new();
+    let store = tmp.open();
+    let (_workers, metrics) = start(&store, config(&am.base, Duration::from_secs(60)));
+    let ahead = Utc::now().with_nanosecond(0).unwrap() + chrono::Duration::hours(1);
+    let mut failed = common::alert(8, AlertKind::DeliveryFailed, Some("RXX03"));
+    failed.raised_at = ahead;
+    let batch = Batch::from_effects([Effect::AlertRaised(failed)]);
+    store.call(move |s| s.commit(&batch)).await.unwrap();
+
+    wait_until("Alertmanager holds the failed group", LIMIT, || async {
+        active_alerts(&am.base).await.len() == 1
+    })
+    .await;
+    let alerts = active_alerts(&am.base).await;
+    assert_eq!(alerts[0]["labels"]["alertname"], "TocsinDeliveryFailed");
+    let starts =
+        chrono::DateTime::parse_from_rfc3339(alerts[0]["startsAt"].as_str().unwrap()).unwrap();
+    assert!(starts < ahead, "started {starts}, stamped {ahead}");
+    assert_eq!(
+        metrics
+            .alertmanager_posts
+            .with_label_values(&["error"])
+            .get(),
+        0,
+        "no post was refused"
+    );
+}
+
 /// Split by specialty, each specialty's overdue documents are an alert of
 /// their own with a `specialty` label (`unknown` when the messages named
 /// none), and each alert's link lists that specialty's cases only.
