@@ -405,7 +405,7 @@ fn resolve_webhook(index: usize, w: &WebhookSection, dir: &Path) -> Result<Webho
 
 fn resolve_alertmanager(url: &str, s: &AlertmanagerSection) -> Result<Alertmanager, ConfigError> {
     let at = |key: &'static str, reason: String| ConfigError::Alertmanager { key, reason };
-    let base = parse_url(url).map_err(|r| at("url", r))?;
+    let base = parse_alertmanager_url(url).map_err(|r| at("url", r))?;
     let alerts_url = join(&base, "api/v2/alerts").map_err(|r| at("url", r))?;
     let api_base = parse_url(&s.api_base_url).map_err(|r| at("api_base_url", r))?;
     let dur = |key: &'static str, v: f64| duration(v).map_err(|r| at(key, r));
@@ -461,6 +461,18 @@ fn parse_url(s: &str) -> Result<reqwest::Url, String> {
         "http" => Err(
             "plain http is allowed only on loopback (alerts carry patient data): use https".into(),
         ),
+        other => Err(format!("scheme {other:?} is not http or https")),
+    }
+}
+
+/// Alertmanager's URL: plain http is allowed anywhere, since what is posted
+/// there carries no patient identifier (groups, counts and links), and
+/// Alertmanager inside a cluster or a monitoring network is usually
+/// reached so.
+fn parse_alertmanager_url(s: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(s).map_err(|e| format!("not a URL ({e})"))?;
+    match url.scheme() {
+        "https" | "http" => Ok(url),
         other => Err(format!("scheme {other:?} is not http or https")),
     }
 }
@@ -537,6 +549,57 @@ mod tests {
             .alertmanager
             .unwrap();
         assert_eq!(ok.grouping, tocsin_store::Grouping::default());
+    }
+
+    /// Alertmanager is reached over plain http in most clusters, and what
+    /// tocsin posts there names no patient: allowed off loopback, where a
+    /// webhook (which carries NHS numbers) is refused.
+    #[test]
+    fn plain_http_is_refused_for_webhooks_only() {
+        let am = AlertmanagerSection {
+            url: Some("http://alertmanager.monitoring:9093".into()),
+            ..alertmanager(5.0, 60.0)
+        };
+        let ok = DeliveryConfig::resolve(&[], &am, Path::new("."))
+            .unwrap()
+            .alertmanager
+            .unwrap();
+        assert_eq!(
+            ok.alerts_url.as_str(),
+            "http://alertmanager.monitoring:9093/api/v2/alerts"
+        );
+        let hook = WebhookSection {
+            name: "ward".into(),
+            url: "http://hooks.monitoring:8080/tocsin".into(),
+            secret: Some("s".into()),
+            secret_file: None,
+            timeout_secs: 10.0,
+            retry_initial_secs: 5.0,
+            retry_max_secs: 600.0,
+            max_age_secs: 86_400.0,
+            poll_interval_secs: 1.0,
+            filters: FilterSection::default(),
+            hash_nhs_number: false,
+            nhs_number_key: None,
+            nhs_number_key_file: None,
+        };
+        let e = DeliveryConfig::resolve(&[hook], &AlertmanagerSection::default(), Path::new("."))
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("plain http is allowed only on loopback"),
+            "{e}"
+        );
+        let e = DeliveryConfig::resolve(
+            &[],
+            &AlertmanagerSection {
+                url: Some("ftp://alertmanager:9093".into()),
+                ..alertmanager(5.0, 60.0)
+            },
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("is not http or https"), "{e}");
     }
 
     /// Debug output (a future log line, a panic message) never carries a
