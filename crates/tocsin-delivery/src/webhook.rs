@@ -3,12 +3,20 @@
 //!
 //! Each subscriber has a task of its own, so a subscriber that is down or
 //! slow holds no other back. Within a subscriber deliveries go one at a
-//! time, oldest due first; after a refusal the worker pauses (doubling, up
-//! to the retry maximum) before probing again, so a dead endpoint costs one
+//! time, in the order committed; after a refusal the worker pauses
+//! (doubling, up to the retry maximum, longer when a 429 or 503 asks with
+//! `Retry-After`) before probing again, so a dead endpoint costs one
 //! attempt per pause rather than one per queued alert. When it refuses,
 //! the other due deliveries that reached their maximum age are marked
 //! failed without an attempt each, so that a backlog is given up on time
 //! rather than one row per pause.
+//!
+//! A refusal of the subscriber as a whole (unreachable, a timeout, 5xx,
+//! 401, 404, 429...) leaves the delivery due, so that once the subscriber
+//! is back the backlog goes in commit order: an `overdue` before the
+//! `resolved` that follows it. A refusal of that one alert's body (400,
+//! 409, 413, 422) puts the delivery back by its own backoff without a
+//! pause, so that it holds the others back not at all.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,14 +84,19 @@ impl<S: StoreAccess> WebhookWorker<S> {
             // rest go in order as usual.
             let mut due = due.into_iter();
             while let Some(d) = due.next() {
-                match self.deliver(d).await {
-                    Some(error) => {
+                let pause_for = |r: &Refusal| pause(&self.hook, refusals.saturating_add(1), r);
+                match self.deliver(d, pause_for).await {
+                    // The subscriber is up and refused this alert only: it
+                    // waits its own backoff, the others go on.
+                    Some((refusal, _)) if refusal.of_this_alert() => {}
+                    Some((refusal, pause)) => {
                         refusals = refusals.saturating_add(1);
                         let now = Utc::now();
+                        let error = refusal.to_string();
                         for d in due.by_ref().filter(|d| now >= self.give_up_at(d)) {
                             self.give_up(d, &error, now).await;
                         }
-                        tokio::time::sleep(backoff(&self.hook, refusals)).await;
+                        tokio::time::sleep(pause).await;
                         break;
                     }
                     None => refusals = 0,
@@ -132,27 +145,35 @@ impl<S: StoreAccess> WebhookWorker<S> {
         }
     }
 
-    /// One attempt on one delivery, recorded. The reason when it was
-    /// refused.
-    async fn deliver(&self, d: PendingDelivery) -> Option<String> {
+    /// One attempt on one delivery, recorded. When it was refused, why, and
+    /// the worker's pause before its next attempt (`pause` of the refusal).
+    async fn deliver(
+        &self,
+        d: PendingDelivery,
+        pause: impl Fn(&Refusal) -> Duration,
+    ) -> Option<(Refusal, Duration)> {
         let attempt = d.attempts.saturating_add(1);
         let result = self.post(&d, attempt).await;
         let now = Utc::now();
-        let outcome = match &result {
+        let (outcome, refused) = match result {
             Ok(status) => {
                 WebhookDelivered {
                     subscriber: &self.hook.name,
                     alert_id: &d.alert_id,
                     attempt,
-                    status: *status,
+                    status,
                 }
                 .emit(&self.metrics);
-                DeliveryOutcome::Delivered
+                (DeliveryOutcome::Delivered, None)
             }
-            Err(error) => self.refused(&d, attempt, error.clone(), now),
+            Err(refusal) => {
+                let pause = pause(&refusal);
+                let outcome = self.refused(&d, attempt, &refusal, now, pause);
+                (outcome, Some((refusal, pause)))
+            }
         };
         self.record(d.seq, outcome, now).await;
-        result.err()
+        refused
     }
 
     /// Records what became of a delivery, retrying while the store is away
@@ -176,15 +197,20 @@ impl<S: StoreAccess> WebhookWorker<S> {
         }
     }
 
-    /// The outcome of a refused attempt: retry after the backoff, or give
-    /// up once the delivery has reached its maximum age.
+    /// The outcome of a refused attempt: retry, or give up once the
+    /// delivery has reached its maximum age. A refusal of the subscriber
+    /// leaves the delivery due (the worker's `pause` spaces the attempts,
+    /// and the backlog keeps its order); a refusal of this alert puts it
+    /// back by its own backoff.
     fn refused(
         &self,
         d: &PendingDelivery,
         attempt: u32,
-        error: String,
+        refusal: &Refusal,
         now: DateTime<Utc>,
+        pause: Duration,
     ) -> DeliveryOutcome {
+        let error = refusal.to_string();
         let give_up_at = self.give_up_at(d);
         if now >= give_up_at {
             WebhookFailed {
@@ -196,24 +222,29 @@ impl<S: StoreAccess> WebhookWorker<S> {
             .emit(&self.metrics);
             return DeliveryOutcome::Failed { error };
         }
-        let wait = backoff(&self.hook, attempt);
-        let at = (now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX))
-            .min(give_up_at);
+        let (wait, at) = if refusal.of_this_alert() {
+            let wait = backoff(&self.hook, attempt);
+            let at = (now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX))
+                .min(give_up_at);
+            ((at - now).to_std().unwrap_or(Duration::ZERO), at)
+        } else {
+            (pause, now)
+        };
         WebhookRetried {
             subscriber: &self.hook.name,
             alert_id: &d.alert_id,
             attempt,
             error: &error,
-            next_in: (at - now).to_std().unwrap_or(Duration::ZERO),
+            next_in: wait,
         }
         .emit(&self.metrics);
         DeliveryOutcome::Retry { at, error }
     }
 
     /// POSTs the body; the status on a 2xx, else why not.
-    async fn post(&self, d: &PendingDelivery, attempt: u32) -> Result<u16, String> {
+    async fn post(&self, d: &PendingDelivery, attempt: u32) -> Result<u16, Refusal> {
         let idempotency = HeaderValue::from_str(&d.alert_id)
-            .map_err(|_| "the alert id is not a valid header value".to_string())?;
+            .map_err(|_| Refusal::Unsendable("the alert id is not a valid header value"))?;
         let response = self
             .client
             .post(self.hook.url.clone())
@@ -225,12 +256,15 @@ impl<S: StoreAccess> WebhookWorker<S> {
             .body(d.body.clone())
             .send()
             .await
-            .map_err(|e| describe(&e, self.hook.timeout))?;
+            .map_err(|e| Refusal::Transport(describe(&e, self.hook.timeout)))?;
         let status = response.status();
         if status.is_success() {
             Ok(status.as_u16())
         } else {
-            Err(format!("HTTP {}", status.as_u16()))
+            Err(Refusal::Status {
+                code: status.as_u16(),
+                retry_after: retry_after(response.headers(), Utc::now()),
+            })
         }
     }
 
@@ -242,6 +276,85 @@ impl<S: StoreAccess> WebhookWorker<S> {
         }
         .emit();
     }
+}
+
+/// Why a subscriber did not take a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// It answered with this status (not 2xx), perhaps saying when to come
+    /// back.
+    Status {
+        /// The HTTP status.
+        code: u16,
+        /// Its `Retry-After`, when it gave one that could be read.
+        retry_after: Option<Duration>,
+    },
+    /// No answer: cannot connect, timed out, the connection broke.
+    Transport(String),
+    /// This alert could not be made into a request.
+    Unsendable(&'static str),
+}
+
+impl Refusal {
+    /// Whether the subscriber refused this alert rather than everything:
+    /// 400, 409, 413 or 422, which judge the request's body. Any other
+    /// refusal (unreachable, 5xx, 401 and 403 for credentials, 404 for a
+    /// wrong URL, 408, 429, a redirect) would meet the next delivery too.
+    pub(crate) fn of_this_alert(&self) -> bool {
+        matches!(
+            self,
+            Refusal::Status {
+                code: 400 | 409 | 413 | 422,
+                ..
+            } | Refusal::Unsendable(_)
+        )
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Status {
+                code,
+                retry_after: Some(after),
+            } => write!(f, "HTTP {code} (Retry-After {} s)", after.as_secs()),
+            Refusal::Status { code, .. } => write!(f, "HTTP {code}"),
+            Refusal::Transport(why) => f.write_str(why),
+            Refusal::Unsendable(why) => f.write_str(why),
+        }
+    }
+}
+
+/// A `Retry-After` header's wait from `now`: seconds, or an HTTP date.
+fn retry_after(headers: &reqwest::header::HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
+    let text = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = DateTime::parse_from_rfc2822(text).ok()?;
+    Some(
+        (at.with_timezone(&Utc) - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// The worker's pause after its `n`th refusal in a row: the backoff, or
+/// longer when the subscriber asked so with `Retry-After`, at most the
+/// retry maximum.
+pub(crate) fn pause(hook: &Webhook, n: u32, refusal: &Refusal) -> Duration {
+    let asked = match refusal {
+        Refusal::Status {
+            retry_after: Some(after),
+            ..
+        } => *after,
+        _ => Duration::ZERO,
+    };
+    backoff(hook, n).max(asked.min(hook.retry_max))
 }
 
 /// The wait after the `n`th refusal: the initial wait doubled `n - 1`
@@ -292,6 +405,61 @@ mod tests {
             filters: Filters::default(),
             nhs_number_key: None,
         }
+    }
+
+    #[test]
+    fn only_a_refusal_of_the_alert_itself_is_put_back_alone() {
+        let status = |code| Refusal::Status {
+            code,
+            retry_after: None,
+        };
+        for code in [400, 409, 413, 422] {
+            assert!(status(code).of_this_alert(), "{code}");
+        }
+        for code in [301, 401, 403, 404, 408, 415, 429, 500, 502, 503] {
+            assert!(!status(code).of_this_alert(), "{code}");
+        }
+        assert!(!Refusal::Transport("cannot connect".into()).of_this_alert());
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_a_date_and_capped() {
+        let now = DateTime::parse_from_rfc3339("2026-12-06T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let headers = |v: &str| {
+            let mut h = reqwest::header::HeaderMap::new();
+            h.insert(reqwest::header::RETRY_AFTER, v.parse().unwrap());
+            h
+        };
+        assert_eq!(
+            retry_after(&headers("120"), now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            retry_after(&headers("Sun, 06 Dec 2026 10:01:30 GMT"), now),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            retry_after(&headers("Sun, 06 Dec 2026 09:00:00 GMT"), now),
+            Some(Duration::ZERO),
+            "a date passed: no wait of its own"
+        );
+        assert_eq!(retry_after(&headers("soon"), now), None);
+        assert_eq!(retry_after(&reqwest::header::HeaderMap::new(), now), None);
+        let h = hook(100, 1000);
+        let asked = |secs| Refusal::Status {
+            code: 429,
+            retry_after: Some(Duration::from_secs(secs)),
+        };
+        assert_eq!(pause(&h, 1, &asked(0)), Duration::from_millis(100));
+        assert_eq!(
+            pause(&h, 1, &asked(3600)),
+            Duration::from_millis(1000),
+            "at most the retry maximum"
+        );
+        let h = hook(100, 600_000);
+        assert_eq!(pause(&h, 1, &asked(60)), Duration::from_secs(60));
     }
 
     #[test]

@@ -184,6 +184,115 @@ async fn a_server_that_fails_then_recovers_gets_each_alert_exactly_once() {
     assert_eq!(rx.keys_since(before), [probe.alert_id]);
 }
 
+/// Alerts committed while the subscriber is down arrive, once it is back,
+/// in the order they were committed: an `overdue` before the `resolved`
+/// that follows it, however often the first was refused.
+#[tokio::test]
+async fn after_an_outage_the_backlog_arrives_in_commit_order() {
+    let rx = Receiver::start(b"k", Behaviour::FailFirst(6)).await;
+    let (d, _metrics) = delivery(vec![webhook("ward", &rx.url, b"k")]);
+    let tmp = TempStore::new();
+    let store = tmp.open();
+    let _workers = d.spawn(store.clone()).unwrap();
+    let overdue = alert(1, AlertKind::Overdue, Some("RXX01"));
+    commit_alerts(&store, &d.router(), std::slice::from_ref(&overdue)).await;
+    wait_until("the first alert refused twice", LIMIT, || async {
+        rx.answered().len() >= 2
+    })
+    .await;
+    let later = [
+        alert(1, AlertKind::Resolved, Some("RXX01")),
+        alert(2, AlertKind::Overdue, Some("RXX01")),
+    ];
+    for a in &later {
+        commit_alerts(&store, &d.router(), std::slice::from_ref(a)).await;
+    }
+    wait_until("all delivered", LIMIT, || async {
+        counts(&store, "ward").await.delivered == 3
+    })
+    .await;
+    let want: Vec<String> = std::iter::once(&overdue)
+        .chain(&later)
+        .map(|a| a.alert_id.clone())
+        .collect();
+    assert_eq!(rx.accepted_keys(), want);
+    let refused: Vec<String> = rx
+        .answered()
+        .into_iter()
+        .filter(|r| r.status != 200)
+        .filter_map(|r| r.idempotency_key)
+        .collect();
+    assert_eq!(
+        refused,
+        vec![overdue.alert_id.clone(); 6],
+        "while refused, the oldest is the probe"
+    );
+}
+
+/// A subscriber that answers 429 with `Retry-After` is left alone that
+/// long, though the configured backoff is much shorter.
+#[tokio::test]
+async fn a_retry_after_is_waited_for() {
+    let rx = Receiver::start(b"k", Behaviour::TooManyFirst(1, 1)).await;
+    let mut hook = webhook("ward", &rx.url, b"k");
+    hook.retry_max = Duration::from_secs(5);
+    let (d, _metrics) = delivery(vec![hook]);
+    let tmp = TempStore::new();
+    let store = tmp.open();
+    commit_alerts(&store, &d.router(), &[alert(1, AlertKind::Overdue, None)]).await;
+    let _workers = d.spawn(store.clone()).unwrap();
+    wait_until("delivered", LIMIT, || async {
+        counts(&store, "ward").await.delivered == 1
+    })
+    .await;
+    let answered = rx.answered();
+    assert_eq!(
+        answered.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [429, 200]
+    );
+    let waited = answered[1].arrived_at - answered[0].arrived_at;
+    assert!(
+        waited >= Duration::from_millis(950),
+        "asked for 1 s, waited {waited:?} (backoff 50 ms)"
+    );
+}
+
+/// An alert whose body the subscriber refuses (422) waits its own backoff
+/// while the alerts after it are delivered: one bad alert holds no other
+/// up.
+#[tokio::test]
+async fn an_alert_refused_for_its_body_holds_no_other_up() {
+    let bad = alert(1, AlertKind::Overdue, None);
+    let rx = Receiver::start(b"k", Behaviour::RefuseKey(bad.alert_id.clone())).await;
+    let mut hook = webhook("ward", &rx.url, b"k");
+    hook.retry_initial = Duration::from_secs(30);
+    hook.retry_max = Duration::from_secs(30);
+    let (d, metrics) = delivery(vec![hook]);
+    let tmp = TempStore::new();
+    let store = tmp.open();
+    let good = [
+        alert(2, AlertKind::Overdue, None),
+        alert(3, AlertKind::Overdue, None),
+    ];
+    commit_alerts(&store, &d.router(), std::slice::from_ref(&bad)).await;
+    commit_alerts(&store, &d.router(), &good).await;
+    let _workers = d.spawn(store.clone()).unwrap();
+    wait_until("the two others delivered", LIMIT, || async {
+        counts(&store, "ward").await.delivered == 2
+    })
+    .await;
+    assert_eq!(
+        rx.accepted_keys(),
+        good.iter().map(|a| a.alert_id.clone()).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        counts(&store, "ward").await.pending,
+        1,
+        "the refused one waits"
+    );
+    assert_eq!(delivered_metric(&metrics, "ward", "retried"), 1);
+}
+
 #[tokio::test]
 async fn a_server_that_never_recovers_is_marked_failed_after_the_maximum_age() {
     let rx = Receiver::start(b"k", Behaviour::AlwaysFail).await;

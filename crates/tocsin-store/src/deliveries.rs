@@ -201,7 +201,7 @@ pub(crate) mod sqlite {
             .prepare_cached(
                 "SELECT seq, subscriber, alert_id, body, attempts, created_at FROM deliveries \
                  WHERE status = 'pending' AND subscriber = ?1 AND next_attempt_at <= ?2 \
-                 ORDER BY next_attempt_at, seq LIMIT ?3",
+                 ORDER BY seq LIMIT ?3",
             )
             .map_err(sq("prepare"))?;
         let rows = st
@@ -392,10 +392,13 @@ pub(crate) mod pg {
         move |source| StoreError::Postgres { op, source }
     }
 
-    /// Inserts the deliveries of a commit (inside its transaction).
+    /// Inserts the deliveries of a commit (inside its transaction), due
+    /// at `now`: the gateway's clock, which the workers compare with, not
+    /// the database server's, which may differ by minutes.
     pub(crate) fn insert(
         tx: &mut impl GenericClient,
         rows: &[QueuedDelivery],
+        now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
@@ -404,11 +407,11 @@ pub(crate) mod pg {
         let alert_id: Vec<&str> = rows.iter().map(|d| d.alert_id.as_str()).collect();
         let body: Vec<&[u8]> = rows.iter().map(|d| d.body.as_slice()).collect();
         tx.execute(
-            "INSERT INTO deliveries (subscriber, alert_id, body) \
-             SELECT s, a, b FROM unnest($1::text[], $2::text[], $3::bytea[]) \
+            "INSERT INTO deliveries (subscriber, alert_id, body, created_at, next_attempt_at) \
+             SELECT s, a, b, $4, $4 FROM unnest($1::text[], $2::text[], $3::bytea[]) \
              WITH ORDINALITY AS t(s, a, b, ord) ORDER BY ord \
              ON CONFLICT (subscriber, alert_id) DO NOTHING",
-            &[&subscriber, &alert_id, &body],
+            &[&subscriber, &alert_id, &body, &now],
         )
         .map_err(pg("insert deliveries"))?;
         Ok(())
@@ -424,7 +427,7 @@ pub(crate) mod pg {
             .query(
                 "SELECT seq, subscriber, alert_id, body, attempts, created_at FROM deliveries \
                  WHERE status = 'pending' AND subscriber = $1 AND next_attempt_at <= $2 \
-                 ORDER BY next_attempt_at, seq LIMIT $3",
+                 ORDER BY seq LIMIT $3",
                 &[&subscriber, &now, &limit],
             )
             .map_err(pg("query deliveries"))?;

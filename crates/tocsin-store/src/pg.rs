@@ -619,7 +619,7 @@ impl Store for PostgresStore {
                 tx.execute(&st, &[&i_id, &i_outcome, &i_reason])
                     .map_err(pg("insert inputs"))?;
             }
-            crate::deliveries::pg::insert(&mut tx, &batch.deliveries)?;
+            crate::deliveries::pg::insert(&mut tx, &batch.deliveries, Utc::now())?;
             tx.commit().map_err(pg("commit"))
         })
     }

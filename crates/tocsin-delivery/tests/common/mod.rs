@@ -24,7 +24,7 @@ use tocsin_tracker::{Alert, AlertEncounter, AlertKind, AlertPatient, Expectation
 pub const NHS_NUMBER: &str = "9434765919";
 
 /// How a receiver answers.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub enum Behaviour {
     /// 200 to every correctly signed request.
     Accept,
@@ -36,6 +36,10 @@ pub enum Behaviour {
     SlowFirst(usize, Duration),
     /// Every request answered only after `delay`.
     AlwaysSlow(Duration),
+    /// 429 with `Retry-After: <secs>` to the first `n` requests, then 200.
+    TooManyFirst(usize, u64),
+    /// 422 to the alert with this idempotency key, 200 to the others.
+    RefuseKey(String),
 }
 
 /// One request as the receiver saw it.
@@ -48,6 +52,8 @@ pub struct Received {
     pub body: Vec<u8>,
     /// What the receiver answered.
     pub status: u16,
+    /// When it arrived.
+    pub arrived_at: std::time::Instant,
 }
 
 struct Inner {
@@ -116,8 +122,14 @@ impl Receiver {
     }
 }
 
-async fn receive(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn receive(
+    State(inner): State<Arc<Inner>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, HeaderMap) {
+    let arrived_at = std::time::Instant::now();
     let n = inner.arrived.fetch_add(1, Ordering::SeqCst);
+    let mut answer_headers = HeaderMap::new();
     let header = |name: &str| {
         headers
             .get(name)
@@ -129,21 +141,30 @@ async fn receive(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Byte
     let status = if !signature_valid {
         StatusCode::UNAUTHORIZED
     } else {
-        match inner.behaviour {
+        match &inner.behaviour {
             Behaviour::Accept => StatusCode::OK,
-            Behaviour::FailFirst(k) if n < k => StatusCode::SERVICE_UNAVAILABLE,
+            Behaviour::FailFirst(k) if n < *k => StatusCode::SERVICE_UNAVAILABLE,
             Behaviour::FailFirst(_) => StatusCode::OK,
             Behaviour::AlwaysFail => StatusCode::SERVICE_UNAVAILABLE,
             Behaviour::SlowFirst(k, delay) => {
-                if n < k {
-                    tokio::time::sleep(delay).await;
+                if n < *k {
+                    tokio::time::sleep(*delay).await;
                 }
                 StatusCode::OK
             }
             Behaviour::AlwaysSlow(delay) => {
-                tokio::time::sleep(delay).await;
+                tokio::time::sleep(*delay).await;
                 StatusCode::OK
             }
+            Behaviour::TooManyFirst(k, secs) if n < *k => {
+                answer_headers.insert("retry-after", secs.to_string().parse().unwrap());
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            Behaviour::TooManyFirst(..) => StatusCode::OK,
+            Behaviour::RefuseKey(key) if header("idempotency-key").as_ref() == Some(key) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            Behaviour::RefuseKey(_) => StatusCode::OK,
         }
     };
     inner.answered.lock().unwrap().push(Received {
@@ -153,8 +174,9 @@ async fn receive(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Byte
         signature_valid,
         body: body.to_vec(),
         status: status.as_u16(),
+        arrived_at,
     });
-    status
+    (status, answer_headers)
 }
 
 /// A webhook with test-sized timings.
