@@ -281,6 +281,13 @@ impl PostgresStore {
     fn migrate(&mut self, migrations: &'static [Migration]) -> Result<(), StoreError> {
         self.with_conn(|c| {
             let mut tx = c.client.transaction().map_err(pg("begin migration"))?;
+            // A migration that rewrites every row takes minutes on a large
+            // store: a `statement_timeout` set for the role or the database
+            // (ordinary for service accounts) would cancel it every time, and
+            // every retry would rewrite the table again. Within this
+            // transaction only.
+            tx.batch_execute("SET LOCAL statement_timeout = 0")
+                .map_err(pg("lift the statement timeout for migration"))?;
             tx.query("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
                 .map_err(pg("lock for migration"))?;
             migrate::apply_pending(&mut PgSchema(&mut tx), migrations, "postgresql")?;

@@ -193,3 +193,43 @@ fn file_store_checkpoints_its_wal_in_the_background() {
     }
     assert_eq!(unsettled_ids(&mut store).len(), 200);
 }
+
+/// A `statement_timeout` set for the database or the role (usual for
+/// service accounts) shorter than a migration that rewrites every row does
+/// not cancel the migration: it lifts the timeout for its own transaction.
+/// Before, the upgrade was cancelled at every start and retried for ever,
+/// rewriting the table each time.
+#[test]
+fn a_statement_timeout_does_not_cancel_a_long_migration() {
+    let db = Postgres::new();
+    {
+        let mut store = PostgresStore::connect(&db.url()).expect("connect");
+        let mut batch = Batch::default();
+        for i in 0..20_000 {
+            let mut e = open_expectation("bulk", i);
+            e.id = tocsin_tracker::ExpectationId(format!("bulk-{i}"));
+            e.encounter.specialty = Some("300".into());
+            batch.push_expectation(e);
+        }
+        store.commit(&batch).unwrap();
+    }
+    // Back to version 5: migrations 6 to 8 run again at the next open, and
+    // 6 rewrites all 20,000 rows.
+    db.raw_execute(
+        "DELETE FROM schema_version WHERE version > 5; \
+         ALTER TABLE expectations DROP COLUMN specialty, DROP COLUMN gp_practice; \
+         ALTER TABLE alerts DROP COLUMN specialty, DROP COLUMN seq; \
+         DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET statement_timeout = %L', \
+         current_database(), '5ms'); END $$",
+    );
+    let store = PostgresStore::connect(&db.url());
+    assert!(store.is_ok(), "{:?}", store.err());
+    db.raw_execute(
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I RESET statement_timeout', \
+         current_database()); END $$",
+    );
+    assert_eq!(
+        db.raw_i64("SELECT count(*) FROM expectations WHERE specialty = '300'"),
+        20_000
+    );
+}
