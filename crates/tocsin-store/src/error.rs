@@ -24,8 +24,9 @@ pub enum StoreError {
         /// The cause.
         source: std::io::Error,
     },
-    /// A store built aside (`tocsin replay --store` with a new file) could
-    /// not be prepared or moved into place.
+    /// A store file's companion could not be handled: a store built aside
+    /// (`tocsin replay --store` with a new file) prepared or moved into
+    /// place, or the writer's lock file (`PATH.lock`) opened.
     #[error("cannot {op} store file {path}: {source}")]
     Build {
         /// What the store was doing (`sync`, `rename into place`...).
@@ -34,6 +35,19 @@ pub enum StoreError {
         path: String,
         /// The cause.
         source: std::io::Error,
+    },
+    /// Another process writes this store (a second `tocsin run` on the same
+    /// configuration, `tocsin replay --store` on a gateway's store): two
+    /// writers would each track half the traffic (false `overdue` alerts),
+    /// overwrite each other's expectations and send every alert twice.
+    #[error(
+        "store {store} is in use by another writer ({how}): stop that tocsin (a gateway or          `replay --store`) or name another store"
+    )]
+    InUse {
+        /// The store (redacted URL or file).
+        store: String,
+        /// What holds it: the lock file, or PostgreSQL's advisory lock.
+        how: String,
     },
     /// Another run is building the same new store file: two replays into
     /// one new file would each overwrite the other's work.
@@ -165,6 +179,10 @@ impl StoreError {
             }
             Self::Postgres { source, .. } => pg_transient(source),
             Self::Migration { source, .. } => source.is_transient(),
+            // The other writer may be a gateway that is stopping (a restart)
+            // or a dead session the server has not noticed yet: waiting is
+            // right, and nothing is written meanwhile.
+            Self::InUse { .. } => true,
             _ => false,
         }
     }

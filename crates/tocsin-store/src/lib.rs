@@ -190,6 +190,18 @@ pub trait Store: Send {
         Ok(out)
     }
 
+    /// Claims the store for this connection's process as its one writer,
+    /// for as long as the store is open: a second writer (another `tocsin
+    /// run`, `replay --store` on a gateway's store) is refused with
+    /// [`StoreError::InUse`]. Readers (the API's connection) do not claim.
+    /// A SQLite file is claimed by an exclusive lock on `PATH.lock` beside
+    /// it; PostgreSQL by a session advisory lock, taken again whenever the
+    /// connection is made again. A private in-memory store has no other
+    /// writer.
+    fn claim_writer(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Checks the store answers (readiness).
     fn ping(&mut self) -> Result<(), StoreError>;
 

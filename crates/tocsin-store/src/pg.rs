@@ -34,6 +34,9 @@ use crate::{
 /// Key of the advisory lock that serialises migrations between gateways
 /// starting at once ("tocsin" in ASCII).
 const MIGRATION_LOCK: i64 = 0x746f_6373_696e;
+/// Key of the session advisory lock a store's one writer holds
+/// ([`Store::claim_writer`]): "tocsinW".
+const WRITER_LOCK: i64 = 0x746f_6373_696e_57;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// Expectation ids looked up in one query by `visit_expectations_by_id`.
@@ -192,6 +195,9 @@ pub struct PostgresStore {
     tls: MakeRustlsConnect,
     url: String,
     conn: Option<Conn>,
+    /// Whether this store is the database's writer: each connection it
+    /// makes takes the writer lock first.
+    writer: bool,
 }
 
 impl PostgresStore {
@@ -215,6 +221,7 @@ impl PostgresStore {
             tls,
             url: redact_url(url),
             conn: None,
+            writer: false,
         };
         store.migrate(migrate::POSTGRES)?;
         Ok(store)
@@ -246,12 +253,27 @@ impl PostgresStore {
 
     fn conn(&mut self) -> Result<&mut Conn, StoreError> {
         if self.conn.is_none() {
-            let client = self.config.connect(self.tls.clone()).map_err(|source| {
+            let mut client = self.config.connect(self.tls.clone()).map_err(|source| {
                 StoreError::PostgresConnect {
                     url: self.url.clone(),
                     source,
                 }
             })?;
+            // A writer's lock lives with its session: a new connection
+            // takes it again, and finds it taken if another writer came in
+            // meanwhile (or the server still keeps the old session).
+            if self.writer {
+                let taken: bool = client
+                    .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])
+                    .map_err(pg("take the writer lock"))?
+                    .get(0);
+                if !taken {
+                    return Err(StoreError::InUse {
+                        store: self.url.clone(),
+                        how: "another session holds its writer advisory lock".into(),
+                    });
+                }
+            }
             self.conn = Some(Conn {
                 client,
                 statements: HashMap::new(),
@@ -924,6 +946,22 @@ impl Store for PostgresStore {
             }
             Ok(())
         })
+    }
+
+    fn claim_writer(&mut self) -> Result<(), StoreError> {
+        if self.writer {
+            return Ok(());
+        }
+        // The connection made at open took no lock: the next one does.
+        self.writer = true;
+        self.conn = None;
+        match self.conn() {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                self.writer = false;
+                Err(e)
+            }
+        }
     }
 
     fn ping(&mut self) -> Result<(), StoreError> {

@@ -98,6 +98,12 @@ pub struct SqliteStore {
     /// Declared after `conn`, so that a store dropped unclosed closes its
     /// connection before the unfinished file is removed.
     building: Option<Building>,
+    /// A file store's path, for [`Store::claim_writer`].
+    path: Option<std::path::PathBuf>,
+    /// `PATH.lock`, held with an exclusive `flock` while this store is its
+    /// writer. A file of its own: a second descriptor on the database
+    /// itself would drop SQLite's `fcntl` locks when closed.
+    writer_lock: Option<std::fs::File>,
 }
 
 fn sq(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -221,6 +227,7 @@ impl SqliteStore {
         create_parent(path)?;
         let conn = Connection::open(path).map_err(sq("open"))?;
         let mut store = Self::init(conn, Journal::Wal, sync, KEPT_CACHE_KIB)?;
+        store.path = Some(path.to_path_buf());
         match Checkpointer::start(path, BUSY_TIMEOUT) {
             Ok(c) => {
                 store
@@ -296,6 +303,8 @@ impl SqliteStore {
             conn,
             _checkpointer: None,
             building: None,
+            path: None,
+            writer_lock: None,
         };
         store.migrate(migrate::SQLITE)?;
         Ok(store)
@@ -791,6 +800,45 @@ impl Store for SqliteStore {
             )?)?;
         }
         Ok(())
+    }
+
+    fn claim_writer(&mut self) -> Result<(), StoreError> {
+        let Some(path) = &self.path else {
+            // In memory, or built aside under a lock of its own.
+            return Ok(());
+        };
+        if self.writer_lock.is_some() {
+            return Ok(());
+        }
+        let mut name = path.clone().into_os_string();
+        name.push(".lock");
+        let lock_path = std::path::PathBuf::from(name);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|source| StoreError::Build {
+                op: "open the writer lock of",
+                path: path.display().to_string(),
+                source,
+            })?;
+        match file.try_lock() {
+            Ok(()) => {
+                self.writer_lock = Some(file);
+                Ok(())
+            }
+            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse {
+                store: path.display().to_string(),
+                how: format!("{} is locked", lock_path.display()),
+            }),
+            Err(std::fs::TryLockError::Error(source)) => Err(StoreError::Build {
+                op: "lock the writer lock of",
+                path: path.display().to_string(),
+                source,
+            }),
+        }
     }
 
     fn ping(&mut self) -> Result<(), StoreError> {

@@ -53,6 +53,7 @@ on_both!(
     alert_specialty_is_taken_from_bodies_on_upgrade,
     alerts_are_polled_in_the_order_recorded,
     alerts_are_numbered_on_upgrade,
+    a_store_has_one_writer,
     values_holding_nul_are_committed,
     empty_batch_and_ping,
     unreadable_bodies_are_reported_with_their_row,
@@ -1287,6 +1288,33 @@ fn alerts_are_numbered_on_upgrade(b: &dyn Backend) {
         "{}",
         b.name()
     );
+}
+
+/// A store claimed by one writer refuses a second claim (another gateway,
+/// `replay --store` on a gateway's store) until the first lets go; readers
+/// (the API's connection) need no claim and read beside it.
+fn a_store_has_one_writer(b: &dyn Backend) {
+    let mut first = b.open();
+    first.claim_writer().unwrap();
+    first.claim_writer().expect("claiming again is a no-op");
+    let mut second = b.open();
+    let e = expect_err(second.claim_writer(), "a second writer");
+    assert!(matches!(e, StoreError::InUse { .. }), "{}: {e}", b.name());
+    assert!(e.is_transient(), "waited out, as a restart needs");
+    assert!(e.to_string().contains("in use by another writer"), "{e}");
+    let mut reader = b.open();
+    first.commit(&common::open_batch("written")).unwrap();
+    assert_eq!(
+        reader
+            .expectations(&ExpectationQuery::default())
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    drop(first);
+    second.claim_writer().expect("the first writer let go");
+    second.commit(&common::open_batch("second")).unwrap();
 }
 
 /// Takes a store back to schema version `v` as far as the upgrade tests

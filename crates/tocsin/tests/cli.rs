@@ -715,6 +715,53 @@ fn replay_refuses_a_new_store_another_run_is_building() {
     assert!(!db.exists());
 }
 
+/// A replay into a store a gateway is writing (the writer's lock held) is
+/// refused before it writes anything: the two would each track half the
+/// traffic. Once the writer has let go, the same replay goes in.
+#[test]
+fn replay_refuses_a_store_another_writer_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("live.sqlite");
+    let mut gateway = tocsin_store::SqliteStore::open(&db).unwrap();
+    tocsin_store::Store::claim_writer(&mut gateway).unwrap();
+
+    let alerts = dir.path().join("a.jsonl");
+    let url = format!("sqlite://{}", db.display());
+    let replay_into_it = || {
+        tocsin(&[
+            "replay",
+            "--until",
+            "2024-01-20T00:00:00Z",
+            "--alerts",
+            alerts.to_str().unwrap(),
+            "--store",
+            &url,
+            fixture("scenarios/late").to_str().unwrap(),
+        ])
+    };
+    let out = replay_into_it();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("in use by another writer"), "{stderr}");
+    let expectations = || {
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .query_row("SELECT count(*) FROM expectations", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap()
+    };
+    assert_eq!(expectations(), 0, "nothing written");
+    drop(gateway);
+    let out = replay_into_it();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(expectations() > 0);
+}
+
 #[test]
 fn replay_usage_errors_exit_2() {
     let dir = tempfile::tempdir().unwrap();

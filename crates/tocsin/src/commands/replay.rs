@@ -226,7 +226,12 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
             } else {
                 None
             };
-            let (store, mode) = tocsin_store::open_for_build(url, password.as_deref())?;
+            let (mut store, mode) = tocsin_store::open_for_build(url, password.as_deref())?;
+            // A store written in place must have no other writer: a
+            // gateway running on it would judge half the traffic each.
+            if mode == BuildMode::InPlace {
+                store.claim_writer()?;
+            }
             Sink::Store(store, mode)
         }
         None => Sink::Report(Box::new(FinalReport::new(new_report(), group_by))),
@@ -247,8 +252,14 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
                 config.policy.clone(),
                 config.tracker.clone(),
             )??;
+            // The code and the record's name only: a record's parse error
+            // quotes its values, which may be a patient's.
             for error in &skipped {
-                eprintln!("the store's record could not be used and is left out: {error}");
+                eprintln!(
+                    "the store's record {} could not be used ({}) and is left out",
+                    error.record().unwrap_or_else(|| "-".into()),
+                    error.code()
+                );
             }
             // Said, because inputs the store has already seen change
             // nothing: replaying the same files again writes no alerts.

@@ -157,7 +157,7 @@ async fn open_store(
 ) -> Option<StoreHandle> {
     let mut delay = Duration::from_millis(200);
     loop {
-        match open_configured(config).await {
+        match open_writer(config).await {
             Ok(store) => {
                 StoreRecovered.emit(metrics);
                 tracing::info!(store = %tocsin_store::redact_url(&config.store.url), "store open");
@@ -198,6 +198,20 @@ async fn open_configured(
     })
     .await
     .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
+}
+
+/// The pipeline's connection: the configured store, claimed as its one
+/// writer. Another writer (a second gateway on the same configuration,
+/// `replay --store` on this store) is waited out like a store that is
+/// down, and said at each attempt: a gateway restarted while the old one
+/// is still stopping starts once that one has let go.
+async fn open_writer(
+    config: &Config,
+) -> Result<Box<dyn tocsin_store::Store>, tocsin_store::StoreError> {
+    let mut store = open_configured(config).await?;
+    tokio::task::spawn_blocking(move || store.claim_writer().map(|()| store))
+        .await
+        .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
 }
 
 /// The API's own connection to the store. Its reads (a report over a year,
