@@ -11,7 +11,7 @@ use tocsin_event::{
 
 use crate::prepare::{Entry, Scope};
 use crate::subject::{Env, Subject};
-use crate::view::{Code, Ident, Meta};
+use crate::view::{Code, EncounterView, Ident, Meta};
 use crate::{FhirConfig, FhirError};
 
 /// An event before it is numbered.
@@ -109,36 +109,7 @@ impl Ctx<'_> {
                 ));
                 EventType::Other
             });
-        let preferred = match event_type {
-            EventType::EncounterEnded => v.end,
-            EventType::EncounterStarted => v.start,
-            _ => None,
-        };
-        let occurred_at = match preferred {
-            Some(t) => t,
-            None => {
-                let fallback = v.meta.last_updated.or(v.end).or(v.start);
-                if matches!(
-                    event_type,
-                    EventType::EncounterEnded | EventType::EncounterStarted
-                ) && fallback.is_some()
-                {
-                    warnings.push(Warning {
-                        code: WarningCode::BadTimestamp,
-                        message: "the period bound for this status is missing; occurred_at \
-                                  taken from meta.lastUpdated or the other bound"
-                            .into(),
-                        raw: None,
-                        location: Some(format!("{}.period", e.loc)),
-                    });
-                }
-                fallback.ok_or_else(|| FhirError::MissingTimestamp {
-                    resource_type: "Encounter".into(),
-                    location: e.loc.to_string(),
-                    what: "period.start, period.end and meta.lastUpdated are all absent".into(),
-                })?
-            }
-        };
+        let occurred_at = encounter_time(e, &v, event_type, &mut warnings)?;
         let subject = self.env.subject(
             v.subject.as_ref(),
             scope,
@@ -255,6 +226,65 @@ impl Ctx<'_> {
             ack: None,
             warnings,
         })
+    }
+}
+
+/// When an Encounter's event happened: the period bound its status calls
+/// for, else meta.lastUpdated or the other bound (with a warning).
+///
+/// A planned encounter has not happened: its period is the plan, often
+/// weeks ahead, and as occurred_at it would move the tracker's clock past
+/// every open deadline. Its time is meta.lastUpdated (when the plan was
+/// written); without one, the Unix epoch, the time [`other`] gives a
+/// resource with none, with the same warning.
+fn encounter_time(
+    e: &Entry,
+    v: &EncounterView,
+    event_type: EventType,
+    warnings: &mut Vec<Warning>,
+) -> Result<DateTime<Utc>, FhirError> {
+    if v.status == "planned" {
+        return Ok(v.meta.last_updated.unwrap_or_else(|| {
+            warnings.push(Warning {
+                code: WarningCode::BadTimestamp,
+                message: "a planned Encounter's period is no time it happened, and it has no \
+                          meta.lastUpdated; occurred_at is the Unix epoch"
+                    .into(),
+                raw: None,
+                location: Some(e.loc.to_string()),
+            });
+            DateTime::<Utc>::UNIX_EPOCH
+        }));
+    }
+    let preferred = match event_type {
+        EventType::EncounterEnded => v.end,
+        EventType::EncounterStarted => v.start,
+        _ => None,
+    };
+    match preferred {
+        Some(t) => Ok(t),
+        None => {
+            let fallback = v.meta.last_updated.or(v.end).or(v.start);
+            if matches!(
+                event_type,
+                EventType::EncounterEnded | EventType::EncounterStarted
+            ) && fallback.is_some()
+            {
+                warnings.push(Warning {
+                    code: WarningCode::BadTimestamp,
+                    message: "the period bound for this status is missing; occurred_at \
+                              taken from meta.lastUpdated or the other bound"
+                        .into(),
+                    raw: None,
+                    location: Some(format!("{}.period", e.loc)),
+                });
+            }
+            fallback.ok_or_else(|| FhirError::MissingTimestamp {
+                resource_type: "Encounter".into(),
+                location: e.loc.to_string(),
+                what: "period.start, period.end and meta.lastUpdated are all absent".into(),
+            })
+        }
     }
 }
 

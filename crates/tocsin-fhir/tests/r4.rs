@@ -65,6 +65,49 @@ fn entered_in_error_encounter_is_cancelled_at_its_last_update() {
     assert_eq!(enc.id.as_deref(), Some("V300001"));
 }
 
+/// A planned encounter has not started: it is `other`, and its time is
+/// when the plan was written, never its planned start, which (weeks ahead)
+/// would move the tracker's clock past every open deadline. STU3 alike.
+#[test]
+fn a_planned_encounter_is_other_at_its_last_update_not_its_planned_start() {
+    let stu3_profile = "https://fhir.hl7.org.uk/STU3/StructureDefinition/CareConnect-Encounter-1";
+    for profile in [None, Some(stu3_profile)] {
+        let planned = |last_updated: Option<&str>| {
+            edited("r4/encounter-in-progress-outpatient-offsetless.json", |v| {
+                v["status"] = "planned".into();
+                v["period"]["start"] = "2024-09-01T10:30:00Z".into();
+                if let Some(p) = profile {
+                    v["meta"]["profile"] = serde_json::json!([p]);
+                }
+                if let Some(t) = last_updated {
+                    v["meta"]["lastUpdated"] = t.into();
+                }
+            })
+        };
+        let e = planned(Some("2024-07-01T08:00:00Z"));
+        let format = if profile.is_some() {
+            Format::FhirStu3
+        } else {
+            Format::FhirR4
+        };
+        assert_eq!(e.source.format, format);
+        assert_eq!(e.event_type, EventType::Other, "{profile:?}");
+        assert_eq!(e.occurred_at, t("2024-07-01T08:00:00Z"), "{profile:?}");
+        // The encounter is still described, planned start included.
+        let enc = e.encounter.as_ref().unwrap();
+        assert_eq!(enc.started_at, Some(t("2024-09-01T10:30:00Z")));
+        assert!(e.warnings.is_empty(), "{:?}", e.warnings);
+        // Without meta.lastUpdated: the epoch, as for any resource without
+        // a time, with a warning; the planned start is still not used.
+        let e = planned(None);
+        assert_eq!(e.event_type, EventType::Other, "{profile:?}");
+        assert_eq!(e.occurred_at, chrono::DateTime::UNIX_EPOCH, "{profile:?}");
+        assert_eq!(e.warnings.len(), 1, "{:?}", e.warnings);
+        assert_eq!(e.warnings[0].code, WarningCode::BadTimestamp);
+        assert_eq!(e.warnings[0].location.as_deref(), Some("Encounter"));
+    }
+}
+
 /// The message id is the tracker's duplicate key: versions that mean
 /// different things must differ in it, and the same version must not.
 #[test]
