@@ -162,6 +162,20 @@ impl Ctx<'_> {
             });
         let event_type = match (v.status.as_str(), &replaces) {
             ("entered-in-error", _) => EventType::DocumentCancelled,
+            // A draft has not left the trust, as for a preliminary
+            // Composition: no transmission, or it would hide the missing
+            // final document.
+            ("current", _) if v.doc_status.as_deref() == Some("preliminary") => {
+                warnings.push(Warning {
+                    code: WarningCode::Other,
+                    message: "the DocumentReference's docStatus is preliminary, not final: the \
+                              document is not taken as a transmission"
+                        .into(),
+                    raw: v.doc_status.clone(),
+                    location: Some(format!("{}.docStatus", e.loc)),
+                });
+                EventType::Other
+            }
             ("current", Some(_)) => EventType::DocumentReplaced,
             ("current", None) => EventType::DocumentIssued,
             _ => EventType::Other,

@@ -47,6 +47,7 @@ const MODELLED: &[(&str, &[&str])] = &[
             "masterIdentifier",
             "identifier",
             "status",
+            "docStatus",
             "type",
             "date",
             "indexed",

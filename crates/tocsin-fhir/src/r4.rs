@@ -62,6 +62,7 @@ impl Reader for R4 {
             master_identifier: d.master_identifier.as_ref().map(ident),
             identifiers: idents(&d.identifier),
             status: d.status.as_ref().to_owned(),
+            doc_status: d.doc_status.as_ref().map(|s| s.as_ref().to_owned()),
             types: d.r#type.as_ref().map(codes).unwrap_or_default(),
             date: d.date.as_ref().and_then(instant_utc),
             created: None,

@@ -57,6 +57,7 @@ impl Reader for Stu3 {
             master_identifier: d.master_identifier.as_ref().map(ident),
             identifiers: idents(&d.identifier),
             status: d.status.as_ref().to_owned(),
+            doc_status: d.doc_status.as_ref().map(|s| s.as_ref().to_owned()),
             types: codes(&d.r#type),
             date: instant_utc(&d.indexed),
             created: d.created.as_ref().and_then(|c| datetime_utc(c, self.tz)),

@@ -58,6 +58,8 @@ pub(crate) struct DocRefView {
     pub master_identifier: Option<Ident>,
     pub identifiers: Vec<Ident>,
     pub status: String,
+    /// `docStatus` (preliminary, final, amended, entered-in-error), if sent.
+    pub doc_status: Option<String>,
     pub types: Vec<Code>,
     /// R4 `date`; STU3 `indexed`.
     pub date: Option<DateTime<Utc>>,

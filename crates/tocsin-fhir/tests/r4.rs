@@ -6,7 +6,7 @@ use common::{edited, entry_of, events, load, one, t};
 use tocsin_event::{
     DocumentKind, EncounterKind, EventId, EventType, Format, Identifier, WarningCode,
 };
-use tocsin_fhir::{FhirConfig, normalise_json};
+use tocsin_fhir::{FhirConfig, normalise_json, normalise_xml};
 
 const MRN: &str = "https://fhir.rxx.nhs.uk/Id/local-patient-identifier";
 
@@ -264,6 +264,62 @@ fn a_preliminary_composition_is_no_transmission() {
     );
     let final_ = one("r4/bundle-document-discharge-summary.json");
     assert_eq!(final_.event_type, EventType::DocumentIssued);
+}
+
+/// A DocumentReference whose docStatus is preliminary is a draft: as for a
+/// preliminary Composition, `other` with a warning at its docStatus, so it
+/// settles no expectation. Final, amended or no docStatus: issued. The XML
+/// form gives the same.
+#[test]
+fn a_preliminary_document_reference_is_no_transmission() {
+    let with = |doc_status: Option<&str>| {
+        edited("r4/documentreference-current-clinic-letter.json", |v| {
+            if let Some(s) = doc_status {
+                v["docStatus"] = s.into();
+            }
+        })
+    };
+    let e = with(Some("preliminary"));
+    assert_eq!(e.event_type, EventType::Other);
+    assert!(e.document.is_some());
+    let w: Vec<_> = e
+        .warnings
+        .iter()
+        .filter(|w| w.raw.as_deref() == Some("preliminary"))
+        .collect();
+    assert_eq!(w.len(), 1, "{:?}", e.warnings);
+    assert_eq!(w[0].code, WarningCode::Other);
+    assert_eq!(
+        w[0].location.as_deref(),
+        Some("DocumentReference.docStatus")
+    );
+    let preliminary_warnings = e.warnings.clone();
+    for final_ in [None, Some("final"), Some("amended")] {
+        let e = with(final_);
+        assert_eq!(e.event_type, EventType::DocumentIssued, "{final_:?}");
+        assert!(e.warnings.is_empty(), "{final_:?}: {:?}", e.warnings);
+    }
+    // A docStatus outside its code set is refused, as Composition.status is.
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&load("r4/documentreference-current-clinic-letter.json")).unwrap();
+    v["docStatus"] = "draft".into();
+    let err = normalise_json(&serde_json::to_vec(&v).unwrap(), &FhirConfig::default()).unwrap_err();
+    assert_eq!(err.reason_code(), "invalid_resource");
+    // The XML twin with a preliminary docStatus.
+    let xml = String::from_utf8(load(
+        "xml/twins/r4/documentreference-current-clinic-letter.xml",
+    ))
+    .unwrap()
+    .replacen(
+        r#"<status value="current"/>"#,
+        r#"<status value="current"/><docStatus value="preliminary"/>"#,
+        1,
+    );
+    assert!(xml.contains("docStatus"));
+    let x = normalise_xml(xml.as_bytes(), &FhirConfig::default()).unwrap();
+    assert_eq!(x.len(), 1);
+    assert_eq!(x[0].event_type, EventType::Other);
+    assert_eq!(x[0].warnings, preliminary_warnings);
 }
 
 #[test]

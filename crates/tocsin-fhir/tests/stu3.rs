@@ -3,7 +3,7 @@
 mod common;
 
 use common::{edited, entry_of, one, t};
-use tocsin_event::{DocumentKind, EncounterKind, EventType, Format};
+use tocsin_event::{DocumentKind, EncounterKind, EventType, Format, WarningCode};
 
 #[test]
 fn itk3_edischarge_message() {
@@ -93,6 +93,28 @@ fn stu3_document_reference_uses_indexed_and_created() {
         e.encounter.unwrap().reference.as_deref(),
         Some("Encounter/itk-enc-1")
     );
+}
+
+/// STU3 DocumentReference has docStatus too: a preliminary one is a draft,
+/// `other` with a warning, as in R4.
+#[test]
+fn stu3_preliminary_document_reference_is_no_transmission() {
+    let e = edited("stu3/documentreference.json", |v| {
+        v["docStatus"] = "preliminary".into();
+    });
+    assert_eq!(e.source.format, Format::FhirStu3);
+    assert_eq!(e.event_type, EventType::Other);
+    let w = e
+        .warnings
+        .iter()
+        .find(|w| w.raw.as_deref() == Some("preliminary"))
+        .expect("a warning for the draft");
+    assert_eq!(w.code, WarningCode::Other);
+    assert_eq!(w.location.as_deref(), Some("DocumentReference.docStatus"));
+    let e = edited("stu3/documentreference.json", |v| {
+        v["docStatus"] = "final".into();
+    });
+    assert_eq!(e.event_type, EventType::DocumentIssued);
 }
 
 #[test]
