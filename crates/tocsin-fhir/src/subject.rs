@@ -279,14 +279,16 @@ fn is_local(reference: &str) -> bool {
     reference.starts_with("urn:") || reference.starts_with('#')
 }
 
-/// The warning for a reference that leads nowhere.
+/// The warning for a reference that leads nowhere. The reference text is
+/// kept in `raw`, never in the message: a PDS Patient's id is its NHS
+/// number (`.../Patient/9434765919`), and a conditional reference
+/// (`Patient?identifier=...|9434765919`) carries one too.
 pub(crate) fn unresolved(reference: &str, at: &dyn fmt::Display) -> Warning {
     Warning {
         code: WarningCode::UnresolvedReference,
-        message: format!(
-            "reference {reference} does not resolve within the message and carries no identifier"
-        ),
-        raw: None,
+        message: "the reference does not resolve within the message and carries no identifier"
+            .into(),
+        raw: Some(reference.to_owned()),
         location: Some(at.to_string()),
     }
 }

@@ -386,6 +386,54 @@ fn unresolved_bundle_references_give_what_resolved_and_warnings() {
     );
 }
 
+/// Unresolved references go to `raw`, never to the message: a PDS
+/// Patient's id is its NHS number, and conditional references carry one.
+#[test]
+fn unresolved_references_keep_patient_identifiers_out_of_warning_messages() {
+    const NHS: &str = "9434765919";
+    let pds = format!("https://api.service.nhs.uk/personal-demographics/FHIR/R4/Patient/{NHS}");
+    let conditional = format!("Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{NHS}");
+    let encounter = format!("Encounter?patient={NHS}");
+    let mut checked = 0;
+    let mut check = |e: &tocsin_event::InterfaceEvent, references: &[&str]| {
+        let unresolved: Vec<_> = e
+            .warnings
+            .iter()
+            .filter(|w| w.code == WarningCode::UnresolvedReference)
+            .collect();
+        assert_eq!(unresolved.len(), references.len(), "{:?}", e.warnings);
+        for (w, r) in unresolved.iter().zip(references) {
+            assert_eq!(w.raw.as_deref(), Some(*r));
+            assert!(w.location.is_some());
+        }
+        for w in &e.warnings {
+            assert!(!w.message.contains(NHS), "{w:?}");
+        }
+        checked += 1;
+    };
+    // A document's subject and encounter (subject.rs: subject, encounter_ref).
+    for subject in [&pds, &conditional] {
+        let e = edited("r4/bundle-document-unresolved-references.json", |v| {
+            let c = entry_of(v, "Composition");
+            c["subject"]["reference"] = subject.as_str().into();
+            c["encounter"]["reference"] = encounter.as_str().into();
+        });
+        check(&e, &[subject, &encounter]);
+    }
+    // A standalone DocumentReference's subject.
+    let e = edited("r4/documentreference-current-clinic-letter.json", |v| {
+        v["subject"] = serde_json::json!({ "reference": pds });
+        v["contained"] = serde_json::json!([]);
+    });
+    check(&e, &[&pds]);
+    // A message whose focus resolves nowhere (bundle.rs: document_message).
+    let e = edited("r4/bundle-message-itk003d.json", |v| {
+        entry_of(v, "MessageHeader")["focus"] = serde_json::json!([{ "reference": pds }]);
+    });
+    check(&e, &[&pds]);
+    assert_eq!(checked, 4);
+}
+
 #[test]
 fn r4_message_carrying_a_document_bundle() {
     let e = one("r4/bundle-message-itk003d.json");
