@@ -268,6 +268,7 @@ pub(crate) fn entry_of<'a>(
     reader: &dyn Reader,
     depth: usize,
 ) -> Result<Entry<'a>, FhirError> {
+    refuse_repeats(obj, &rtype, &loc)?;
     let id = obj.str("id");
     if rtype == "Bundle" {
         let prepared = bundle(obj, loc.clone(), reader, depth + 1)?;
@@ -314,6 +315,25 @@ pub(crate) fn entry_of<'a>(
     })
 }
 
+/// Refuses an object (a resource or a bundle entry) that gives a member
+/// more than once: which value the sender meant is unknown, and FHIR XML
+/// giving one element twice is refused too (as `invalid_resource`). The
+/// error names the member, never a value.
+fn refuse_repeats(
+    obj: &Obj<'_>,
+    rtype: &str,
+    loc: &dyn std::fmt::Display,
+) -> Result<(), FhirError> {
+    match obj.repeated() {
+        Some(key) => Err(FhirError::InvalidResource {
+            resource_type: rtype.to_owned(),
+            location: format!("{loc}.{key}"),
+            message: format!("member `{key}` is given more than once"),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Takes a bundle apart: the shell (its entries without their resources)
 /// through the model, then the entries' resources one by one.
 pub(crate) fn bundle<'a>(
@@ -350,8 +370,9 @@ pub(crate) fn bundle<'a>(
                     Some(o) => {
                         // The entries borrow `fullUrl` from the input; the
                         // model reads the same member (rejecting a bundle
-                        // whose `fullUrl` is neither a string nor null) and,
-                        // like this parse, keeps the last of a repeated one.
+                        // whose `fullUrl` is neither a string nor null).
+                        // An entry giving a member twice is refused.
+                        refuse_repeats(o, "Bundle", &format_args!("{loc}.entry[{i}]"))?;
                         resources.push(o.get("resource").map(|r| (r, o.str("fullUrl"))));
                         o.write_with(&mut out, &|k| k != "resource", &[]);
                     }

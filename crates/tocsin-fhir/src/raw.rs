@@ -204,10 +204,13 @@ impl<'de> Visitor<'de> for Seed {
 
 /// The members of one JSON object, in input order (see the module
 /// documentation for which are taken apart). A repeated key keeps its last
-/// value, as `serde_json::Value` does.
+/// value, as `serde_json::Value` does, and the first key repeated is noted
+/// ([`Obj::repeated`]): the resources and bundle entries tocsin reads are
+/// refused for it (`prepare`), as FHIR XML giving one element twice is.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Obj<'de> {
     fields: Vec<(Cow<'de, str>, Val<'de>)>,
+    repeated: Option<Cow<'de, str>>,
 }
 
 /// Reads an object's members in a context.
@@ -224,6 +227,7 @@ impl<'de> Visitor<'de> for ObjVisitor {
         // A one-word filter of the keys seen so far: a repeated key is
         // looked for among the members only when its bit is already set.
         let mut seen = 0u64;
+        let mut repeated = None;
         while let Some(Key(k)) = map.next_key()? {
             let v = match self.0.member(&k) {
                 Some(ctx) => map.next_value_seed(Seed(ctx))?,
@@ -237,11 +241,16 @@ impl<'de> Visitor<'de> for ObjVisitor {
             };
             seen |= bit;
             match slot {
-                Some(slot) => slot.1 = v,
+                Some(slot) => {
+                    if repeated.is_none() {
+                        repeated = Some(k);
+                    }
+                    slot.1 = v;
+                }
                 None => fields.push((k, v)),
             }
         }
-        Ok(Obj { fields })
+        Ok(Obj { fields, repeated })
     }
 }
 
@@ -460,6 +469,12 @@ impl<'de> Obj<'de> {
         self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
+    /// The name of the first member given more than once, if any (its
+    /// last value is the one kept).
+    pub fn repeated(&self) -> Option<&str> {
+        self.repeated.as_deref()
+    }
+
     /// The text of a member kept as sent.
     pub fn raw(&self, key: &str) -> Option<&'de RawValue> {
         self.get(key).and_then(Val::raw)
@@ -561,6 +576,7 @@ mod tests {
     fn objects_keep_order_last_duplicate_and_skip_members() {
         let o: Obj = serde_json::from_str(r#"{"a":1,"b\n":[2, 3],"a":{"x":"y"},"c":"d"}"#).unwrap();
         assert_eq!(o.raw("a").unwrap().get(), r#"{"x":"y"}"#);
+        assert_eq!(o.repeated(), Some("a"));
         assert_eq!(o.str("c").as_deref(), Some("d"));
         assert_eq!(o.get("b\n").unwrap().kind(), Kind::Array);
         let text = o.to_json(&["c"], &[("e", "[]")]);
@@ -581,6 +597,8 @@ mod tests {
         let tree: serde_json::Value = serde_json::from_str(&text).unwrap();
         let names = tree.as_object().unwrap();
         assert_eq!(o.fields.len(), names.len());
+        // The first repeat: member 70 is the first of a name already seen.
+        assert_eq!(o.repeated(), Some("k0"));
         for (name, value) in names {
             assert_eq!(o.raw(name).unwrap().get(), value.to_string(), "{name}");
         }

@@ -178,18 +178,85 @@ fn entry_full_urls_are_read_as_the_bundle_model_reads_them() {
             "{full_url}"
         );
     }
-    // A null fullUrl names nothing, nor does a repeated one whose last
-    // value is another: the last value counts, as in the model's reading.
-    for full_url in ["null", r#""urn:uuid:p1","fullUrl":"urn:uuid:p2""#] {
-        let events =
-            normalise_json(document_with_patient_full_url(full_url).as_bytes(), &cfg).unwrap();
-        assert_eq!(events[0].patient.nhs_number, None, "{full_url}");
-    }
-    let last = r#""urn:uuid:p2","fullUrl":"urn:uuid:p1""#;
-    let events = normalise_json(document_with_patient_full_url(last).as_bytes(), &cfg).unwrap();
-    assert_eq!(events[0].patient.nhs_number.as_deref(), Some("9434765919"));
+    // A null fullUrl names nothing.
+    let events = normalise_json(document_with_patient_full_url("null").as_bytes(), &cfg).unwrap();
+    assert_eq!(events[0].patient.nhs_number, None);
+    // A repeated one is refused (see duplicate_json_members_are_refused).
+    let twice = r#""urn:uuid:p2","fullUrl":"urn:uuid:p1""#;
+    let e = normalise_json(document_with_patient_full_url(twice).as_bytes(), &cfg).unwrap_err();
+    assert_eq!(e.reason_code(), "invalid_resource");
+    assert_eq!(e.location().as_deref(), Some("Bundle.entry[1].fullUrl"));
     // A fullUrl that is not a string fails the model.
     let e = normalise_json(document_with_patient_full_url("7").as_bytes(), &cfg).unwrap_err();
     assert_eq!(e.reason_code(), "invalid_resource");
     assert_eq!(e.location().as_deref(), Some("Bundle"));
+}
+
+/// A member given twice in one object is refused, as FHIR XML giving one
+/// element twice is (`invalid_resource`): which value the sender meant is
+/// unknown. The error names the member and where, never a value.
+#[test]
+fn duplicate_json_members_are_refused() {
+    let cfg = FhirConfig::default();
+    let encounter = |members: &str| {
+        format!(
+            r#"{{"resourceType":"Encounter","id":"e1","meta":{{"lastUpdated":"2024-01-15T14:00:00Z"}},
+            "class":{{"code":"IMP"}},"period":{{"start":"2024-01-10T09:00:00Z"}},{members}}}"#
+        )
+    };
+    let cases = [
+        // A standalone resource's own member.
+        (
+            encounter(r#""status":"in-progress","status":"finished""#),
+            "Encounter.status",
+        ),
+        // The repeated member holds patient data: only its name is told.
+        (
+            encounter(
+                r#""status":"finished","subject":{"reference":"Patient/9434765919"},
+                "subject":{"reference":"Patient/9434765918"}"#,
+            ),
+            "Encounter.subject",
+        ),
+        // A bundle's own member, an entry's member and an entry's resource's.
+        (
+            r#"{"resourceType":"Bundle","type":"collection","type":"document","entry":[]}"#
+                .to_owned(),
+            "Bundle.type",
+        ),
+        (
+            document_with_patient_full_url(
+                r#""urn:uuid:p1","resource":{"resourceType":"Patient"}"#,
+            ),
+            "Bundle.entry[1].resource",
+        ),
+        (
+            document_with_patient_full_url(r#""urn:uuid:p1""#).replace(
+                r#""status":"final","#,
+                r#""status":"preliminary","status":"final","#,
+            ),
+            "Bundle.entry[0].resource.status",
+        ),
+        // A contained resource's member.
+        (
+            encounter(
+                r#""status":"finished","contained":[{"resourceType":"Patient","id":"p",
+                "gender":"male","gender":"female"}]"#,
+            ),
+            "Encounter.contained[0].gender",
+        ),
+    ];
+    for (text, location) in &cases {
+        let e = normalise_json(text.as_bytes(), &cfg).unwrap_err();
+        assert_eq!(e.reason_code(), "invalid_resource", "{text}: {e}");
+        assert_eq!(e.location().as_deref(), Some(*location), "{text}");
+        let shown = e.to_string();
+        assert!(shown.contains("more than once"), "{shown}");
+        for value in ["9434765919", "9434765918", "finished", "female", "document"] {
+            assert!(!shown.contains(value), "{shown}");
+        }
+    }
+    // The same resource without repeats is read.
+    let ok = normalise_json(encounter(r#""status":"finished""#).as_bytes(), &cfg).unwrap();
+    assert_eq!(ok.len(), 1);
 }
