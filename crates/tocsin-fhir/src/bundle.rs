@@ -254,8 +254,14 @@ impl Ctx<'_> {
             Some(s) => self.env.ods_of(s, &scope)?,
             None => None,
         };
+        // Without a sender, the source endpoint: the ODS code it carries
+        // (as for the recipient's destination endpoint), else as sent.
         if sending_facility.is_none() {
-            sending_facility = mh.source_endpoint.clone().filter(|s| !s.is_empty());
+            sending_facility = mh
+                .source_endpoint
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .map(|ep| self.env.cfg.ods_from_endpoint(ep).unwrap_or(ep).to_owned());
         }
         let base = Draft {
             message_id,

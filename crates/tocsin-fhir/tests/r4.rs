@@ -454,6 +454,34 @@ fn r4_message_carrying_a_document_bundle() {
     assert!(e.warnings.is_empty(), "{:?}", e.warnings);
 }
 
+/// Without a sender, the sending facility is the ODS code the source
+/// endpoint carries, read as the recipient's destination endpoint is; an
+/// endpoint that carries none is kept as sent.
+#[test]
+fn a_message_without_sender_takes_the_ods_code_of_its_source_endpoint() {
+    let from = |endpoint: &str| {
+        edited("r4/bundle-message-itk003d.json", |v| {
+            let mh = entry_of(v, "MessageHeader");
+            mh.as_object_mut().unwrap().remove("sender");
+            mh["source"]["endpoint"] = endpoint.into();
+        })
+        .source
+        .sending_facility
+    };
+    assert_eq!(
+        from("urn:nhs-uk:addressing:ods:RBA").as_deref(),
+        Some("RBA")
+    );
+    assert_eq!(from("RXXOT001").as_deref(), Some("RXXOT001"));
+    assert_eq!(
+        from("urn:nhs-uk:addressing:mesh:X26OT001").as_deref(),
+        Some("urn:nhs-uk:addressing:mesh:X26OT001")
+    );
+    // With a sender, the sender's code, as before.
+    let e = one("r4/bundle-message-itk003d.json");
+    assert_eq!(e.source.sending_facility.as_deref(), Some("RXX"));
+}
+
 #[test]
 fn a_message_dates_a_document_reference_that_carries_no_time_of_its_own() {
     // The message's focus is a DocumentReference with neither date nor
