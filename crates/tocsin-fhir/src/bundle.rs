@@ -5,7 +5,7 @@ use tocsin_event::{Ack, Document, DocumentKind, EventType, Warning, WarningCode}
 
 use crate::events::{Ctx, Draft, document_kind, first_value, other, unmapped};
 use crate::loc::Loc;
-use crate::prepare::{Entry, Prepared, Scope};
+use crate::prepare::{Entry, Prepared, Resourceless, Scope};
 use crate::subject::unresolved;
 use crate::view::MessageHeaderView;
 use crate::{FhirConfig, FhirError};
@@ -42,8 +42,13 @@ impl Ctx<'_> {
                         _ => {}
                     }
                 }
+                let warnings = b.resourceless.iter().map(|r| resourceless(b, r));
                 if self.events.len() == before {
-                    self.push(bundle_other(e, b, self.env.cfg.timezone));
+                    let mut d = bundle_other(e, b, self.env.cfg.timezone);
+                    d.warnings.extend(warnings);
+                    self.push(d);
+                } else {
+                    self.events[before].warnings.extend(warnings);
                 }
             }
             _ => self.push(bundle_other(e, b, self.env.cfg.timezone)),
@@ -430,6 +435,23 @@ fn bundle_other(e: &Entry, b: &Prepared, tz: chrono_tz::Tz) -> Draft {
         message_id: first_value(&b.view.identifier).or_else(|| b.view.meta.id.clone()),
         message_type: format!("Bundle/{}", b.view.bundle_type),
         ..other(e, tz)
+    }
+}
+
+/// The warning for an entry without a resource that changes something (a
+/// DELETE): tocsin takes no event from it, and says so. It names the entry
+/// and the resource type, never the id (a Patient's may be its NHS number).
+fn resourceless(b: &Prepared, r: &Resourceless) -> Warning {
+    let method = r.method.as_deref().unwrap_or("(none)");
+    let rtype = r.rtype.as_deref().unwrap_or("(unknown type)");
+    Warning {
+        code: WarningCode::Other,
+        message: format!(
+            "entry without a resource (request {method}, resource type {rtype}) is not read: \
+             tocsin takes no event from it"
+        ),
+        raw: None,
+        location: Some(format!("{}.entry[{}]", b.loc, r.index)),
     }
 }
 

@@ -166,7 +166,62 @@ pub(crate) struct Prepared<'a> {
     /// `entries[0]` is not the first entry, which a document or message
     /// bundle must begin with.
     pub first_has_resource: bool,
+    /// The entries without a resource that change something (a DELETE in
+    /// a transaction or history bundle), so that they are not passed over
+    /// in silence.
+    pub resourceless: Vec<Resourceless>,
     pub loc: Loc<'a>,
+}
+
+/// A bundle entry without a resource whose request is not a read.
+pub(crate) struct Resourceless {
+    /// The entry's index in `Bundle.entry`.
+    pub index: usize,
+    /// `request.method`, e.g. `DELETE`, if given as an HTTP verb.
+    pub method: Option<String>,
+    /// The resource type `request.url` names, if it names one (never its
+    /// id, which for a Patient may be an NHS number).
+    pub rtype: Option<String>,
+}
+
+impl Resourceless {
+    /// What a resourceless entry asks for, from its `request` (a raw
+    /// member): `None` for a read (GET, HEAD), which changes nothing.
+    fn of(index: usize, entry: &Obj<'_>) -> Option<Self> {
+        let request = entry.raw("request").and_then(raw::obj);
+        let method = request
+            .as_ref()
+            .and_then(|r| r.str("method"))
+            .map(|m| m.into_owned())
+            // An HTTP verb, or not told (it goes into a warning message).
+            .filter(|m| m.len() <= 8 && m.chars().all(|c| c.is_ascii_uppercase()));
+        if matches!(method.as_deref(), Some("GET" | "HEAD")) {
+            return None;
+        }
+        let rtype = request
+            .as_ref()
+            .and_then(|r| r.str("url"))
+            .and_then(|url| url_type(&url).map(str::to_owned));
+        Some(Resourceless {
+            index,
+            method,
+            rtype,
+        })
+    }
+}
+
+/// The resource type a request URL names: `Patient` in `Patient/1`,
+/// `Patient/1/_history/2`, `https://x/fhir/Patient/1` and the conditional
+/// `Patient?identifier=...`.
+fn url_type(url: &str) -> Option<&str> {
+    let path = url.split('?').next()?;
+    let rtype = match relative_part(path) {
+        Some((t, _)) => t,
+        None => path.rsplit('/').next()?,
+    };
+    (rtype.starts_with(|c: char| c.is_ascii_uppercase())
+        && rtype.chars().all(|c| c.is_ascii_alphanumeric()))
+    .then_some(rtype)
 }
 
 /// Where references are looked up: a list of entries, then the enclosing
@@ -350,6 +405,7 @@ pub(crate) fn bundle<'a>(
         });
     }
     let mut resources = Vec::new();
+    let mut resourceless = Vec::new();
     // The shell is written straight into one buffer: the bundle's members
     // but `entry`, then each entry without its `resource`.
     let shell = match obj.get("entry").and_then(Val::as_list) {
@@ -373,7 +429,11 @@ pub(crate) fn bundle<'a>(
                         // whose `fullUrl` is neither a string nor null).
                         // An entry giving a member twice is refused.
                         refuse_repeats(o, "Bundle", &format_args!("{loc}.entry[{i}]"))?;
-                        resources.push(o.get("resource").map(|r| (r, o.str("fullUrl"))));
+                        let r = o.get("resource");
+                        if r.is_none() {
+                            resourceless.extend(Resourceless::of(i, o));
+                        }
+                        resources.push(r.map(|r| (r, o.str("fullUrl"))));
                         o.write_with(&mut out, &|k| k != "resource", &[]);
                     }
                     None => {
@@ -400,6 +460,7 @@ pub(crate) fn bundle<'a>(
         view,
         entries,
         first_has_resource,
+        resourceless,
         loc,
     })
 }
@@ -423,5 +484,21 @@ mod tests {
         assert_eq!(relative_part("/1"), None);
         assert_eq!(relative_part("Patient/1/_history/"), Some(("Patient", "1")));
         assert_eq!(relative_part("a/Patient/1"), Some(("Patient", "1")));
+    }
+
+    #[test]
+    fn request_urls_name_their_resource_type() {
+        for url in [
+            "Patient/9434765919",
+            "Patient/9434765919/_history/2",
+            "https://x.nhs.uk/fhir/Patient/9434765919",
+            "Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9434765919",
+            "Patient",
+        ] {
+            assert_eq!(url_type(url), Some("Patient"), "{url}");
+        }
+        for url in ["", "9434765919", "patient/1", "?x=1", "Patient-1/"] {
+            assert_eq!(url_type(url), None, "{url}");
+        }
     }
 }

@@ -542,6 +542,77 @@ fn transaction_gives_one_event_per_tracked_entry_in_order() {
     );
 }
 
+/// A DELETE entry (no resource) in a transaction or history bundle gives
+/// no event, but a warning naming the entry and its resource type, never
+/// its id (a PDS Patient's id is an NHS number); reads (GET) carry nothing
+/// and give none.
+#[test]
+fn delete_entries_are_not_dropped_in_silence() {
+    let delete = |url: &str| serde_json::json!({ "request": { "method": "DELETE", "url": url } });
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&load("r4/bundle-transaction.json")).unwrap();
+    let entries = v["entry"].as_array_mut().unwrap();
+    entries.insert(1, delete("Patient/9434765919"));
+    entries.push(delete("Encounter?identifier=V9"));
+    entries
+        .push(serde_json::json!({ "request": { "method": "GET", "url": "Patient/9434765919" } }));
+    let ev = normalise_json(&serde_json::to_vec(&v).unwrap(), &FhirConfig::default()).unwrap();
+    let kinds: Vec<_> = ev.iter().map(|e| e.event_type).collect();
+    assert_eq!(
+        kinds,
+        [EventType::EncounterEnded, EventType::DocumentIssued]
+    );
+    let w: Vec<_> = ev
+        .iter()
+        .flat_map(|e| &e.warnings)
+        .filter(|w| w.code == WarningCode::Other)
+        .collect();
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert_eq!(w[0].location.as_deref(), Some("Bundle.entry[1]"));
+    assert!(
+        w[0].message.contains("DELETE, resource type Patient"),
+        "{}",
+        w[0].message
+    );
+    assert_eq!(w[1].location.as_deref(), Some("Bundle.entry[5]"));
+    assert!(
+        w[1].message.contains("DELETE, resource type Encounter"),
+        "{}",
+        w[1].message
+    );
+    for w in ev.iter().flat_map(|e| &e.warnings) {
+        assert!(!w.message.contains("9434765919"), "{w:?}");
+        assert_eq!(w.raw, None);
+    }
+
+    // A history bundle of deletions alone: its one `other` event carries them.
+    let history = serde_json::json!({
+        "resourceType": "Bundle", "type": "history",
+        "meta": { "lastUpdated": "2024-03-01T10:00:00Z" },
+        "entry": [
+            { "request": { "method": "DELETE", "url": "DocumentReference/letter-9/_history/2" },
+              "response": { "status": "204" } }
+        ]
+    });
+    let ev = normalise_json(
+        &serde_json::to_vec(&history).unwrap(),
+        &FhirConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].event_type, EventType::Other);
+    assert_eq!(ev[0].warnings.len(), 1, "{:?}", ev[0].warnings);
+    assert_eq!(
+        ev[0].warnings[0].location.as_deref(),
+        Some("Bundle.entry[0]")
+    );
+    assert!(
+        ev[0].warnings[0]
+            .message
+            .contains("DELETE, resource type DocumentReference")
+    );
+}
+
 #[test]
 fn bundle_with_nothing_tracked_is_one_other_event() {
     let e = one("r4/bundle-collection-nothing-tracked.json");
