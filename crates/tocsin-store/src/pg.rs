@@ -36,7 +36,7 @@ use crate::{
 const MIGRATION_LOCK: i64 = 0x746f_6373_696e;
 /// Key of the session advisory lock a store's one writer holds
 /// ([`Store::claim_writer`]): "tocsinW".
-const WRITER_LOCK: i64 = 0x746f_6373_696e_57;
+const WRITER_LOCK: i64 = 0x0074_6f63_7369_6e57;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// Expectation ids looked up in one query by `visit_expectations_by_id`.
