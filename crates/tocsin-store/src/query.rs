@@ -311,6 +311,11 @@ impl Cursor {
         let position_us = deadline.parse().map_err(|_| StoreError::InvalidCursor {
             reason: "not a cursor this server issued (bad position)",
         })?;
+        if id.contains('\0') {
+            return Err(StoreError::InvalidCursor {
+                reason: "not a cursor this server issued (NUL in its id)",
+            });
+        }
         Ok(Self {
             position_us,
             id: id.to_string(),
@@ -371,6 +376,7 @@ mod tests {
             &hex::encode("e1|x"),
             &hex::encode("e9|1|a"),
             &hex::encode("e1|one|a"),
+            &hex::encode("e1|1|a\0b"),
         ] {
             assert!(
                 matches!(

@@ -306,6 +306,8 @@ fn bad_parameters(port: u16, doc: &OpenApi) {
         ("/alerts?limit=-1", "limit"),
         ("/alerts?cursor=zz", "cursor"),
         ("/alerts?order=newest", "order"),
+        ("/alerts?site=R%00X", "site"),
+        ("/expectations?gp_practice=B86%00", "gp_practice"),
         ("/compliance?group_by=month,ward", "group_by"),
         ("/compliance?from=2024-13-01", "from"),
         ("/compliance?from=2024-02-01&to=2024-01-01", "to"),
@@ -479,6 +481,9 @@ fn one_expectation(port: u16, doc: &OpenApi) {
     );
     // A path that does not decode is answered in the same shape.
     bad(port, doc, "/expectations/%FF", "(path)");
+    // An id holding a NUL names nothing (PostgreSQL refused it: a 500).
+    let r = api(port, doc, "/expectations/ab%00cd", 404);
+    assert_eq!(r.json()["error"], "not_found", "{}", r.body);
 }
 
 /// A patient's or an encounter's expectations in a window of encounter

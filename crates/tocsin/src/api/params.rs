@@ -29,6 +29,11 @@ impl Params {
                     ),
                 ));
             }
+            // No identifier, code or time holds one, and PostgreSQL
+            // refuses it in a parameter (a 500 rather than an answer).
+            if value.contains('\0') {
+                return Err(ApiError::bad(&name, "holds a NUL character"));
+            }
             if map.insert(name.clone(), value).is_some() {
                 return Err(ApiError::bad(&name, "given more than once"));
             }

@@ -152,6 +152,11 @@ async fn expectation(
     // error shape, not axum's plain text.
     let Path(id) = path.map_err(|e| ApiError::bad("(path)", e.body_text()))?;
     params(q, &[])?;
+    // No expectation's id holds a NUL, and PostgreSQL refuses one in a
+    // parameter.
+    if id.contains('\0') {
+        return Err(ApiError::NoSuchItem("no expectation with that id".into()));
+    }
     let wanted = id.clone();
     let detail = api
         .store()?
