@@ -705,15 +705,19 @@ impl Store for SqliteStore {
                 filters.push_str(&format!(" AND ended_at {op} ?{}", params.len()));
             }
         }
-        // A window of encounter ends is read through its index and sorted,
-        // rather than the whole table in deadline order: a lookup by
-        // patient must not read every body in the store.
+        // A lookup by patient or visit reads its window of encounter ends
+        // through that index and sorts it, rather than the whole table in
+        // deadline order: it must not read every body in the store. Other
+        // filters are left to the planner: forced through the window, a
+        // year's `status=open` page read and sorted the whole year (0.6 to
+        // 1.1 s a page on 1.4 million expectations, against 3 ms).
         let windowed = q.ended_from.is_some() || q.ended_to.is_some();
+        let by_body = q.nhs_number.is_some() || q.encounter_id.is_some();
         let cursor = q.cursor.as_deref();
         keyset_page(
             &self.conn,
             List::Expectations,
-            windowed.then_some("expectations_ended_at"),
+            (windowed && by_body).then_some("expectations_ended_at"),
             filters,
             params,
             cursor,
