@@ -824,3 +824,40 @@ async fn an_api_read_that_waits_holds_back_no_commit() {
     let answered = read.join().unwrap();
     assert_eq!(answered.status, 200, "{}", answered.body);
 }
+
+/// Alert delivery reads on a connection of its own: an Alertmanager poll
+/// that waits (here on a lock; in life, reading a standing backlog of
+/// overdue expectations) holds back no commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_delivery_read_that_waits_holds_back_no_commit() {
+    let world = World::postgres("delivery-own-connection", Tuning::default()).await;
+    let mut text = std::fs::read_to_string(&world.config_path).unwrap();
+    // Nothing listens there: the poll never gets as far as posting.
+    text.push_str("\n[alertmanager]\nurl = \"http://127.0.0.1:9\"\npoll_interval_secs = 0.05\n");
+    std::fs::write(&world.config_path, text).unwrap();
+    let mut gateway = world.start(&[]);
+    gateway.wait_ready().await;
+    let lock = world.store.lock_table("expectations");
+    poll(
+        "the Alertmanager poll to wait on the lock",
+        WAIT,
+        || async {
+            match world.store.waiting_on_locks().await {
+                0 => Err("no backend waiting".to_string()),
+                _ => Ok(()),
+            }
+        },
+    )
+    .await;
+    // An acknowledgement of nothing tocsin sent: committed (its input
+    // record), no expectation touched.
+    world
+        .publish(&[common::input(
+            "delivery-beside-ack",
+            Some(common::HL7),
+            common::fixture("hl7/ack_aa.hl7"),
+        )])
+        .await;
+    world.committed_at_least(&mut gateway, 1).await;
+    drop(lock);
+}

@@ -80,10 +80,19 @@ pub async fn run(config: Config) -> Result<ExitCode, Box<dyn std::error::Error>>
     let Some(store) = open_store(&config, &metrics, &mut stop).await else {
         return Ok(ExitCode::SUCCESS);
     };
-    api.attach_store(open_api_store(&config, &store).await);
-    // Webhooks and Alertmanager: their own tasks, fed by the store; they
+    api.attach_store(open_side_store(&config, &store, "the API").await);
+    // Webhooks and Alertmanager: their own tasks, fed by the store on a
+    // connection of their own (Alertmanager's poll reads every overdue
+    // expectation: 0.4 to 1.5 s with a standing backlog, every few seconds,
+    // that held back the pipeline's commits on a shared connection); they
     // stop when `_delivery` is dropped at return.
-    let _delivery = delivery::spawn(&config, &metrics, &store)?;
+    let delivering = !config.delivery.webhooks.is_empty() || config.delivery.alertmanager.is_some();
+    let delivery_store = if delivering {
+        open_side_store(&config, &store, "alert delivery").await
+    } else {
+        store.clone()
+    };
+    let _delivery = delivery::spawn(&config, &metrics, &delivery_store)?;
     // Deletes what only served deduplication once past retention; stops
     // when `_housekeeping` is dropped at return.
     let _housekeeping = housekeeping::spawn(&config.store, store.clone(), metrics.clone());
@@ -214,21 +223,21 @@ async fn open_writer(
         .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
 }
 
-/// The API's own connection to the store. Its reads (a report over a year,
-/// a filter no index serves) took the one connection the pipeline commits
-/// on, so an impatient client's retries held back commits, acknowledgements
-/// and the clock. A second connection reads beside the writer (SQLite in
-/// WAL mode, PostgreSQL alike). A private in-memory database has only the
-/// one connection; and if the second cannot be opened, the API shares the
-/// pipeline's, as before, and says so.
-async fn open_api_store(config: &Config, pipeline: &StoreHandle) -> StoreHandle {
+/// A connection of its own for `user` (the API, alert delivery). Their
+/// reads (a report over a year, a filter no index serves, every overdue
+/// expectation) took the one connection the pipeline commits on, and held
+/// back commits, acknowledgements and the clock. Another connection works
+/// beside the writer (SQLite in WAL mode, PostgreSQL alike) and claims
+/// nothing. A private in-memory database has only the one connection; and
+/// if another cannot be opened, `user` shares the pipeline's and says so.
+async fn open_side_store(config: &Config, pipeline: &StoreHandle, user: &str) -> StoreHandle {
     if config.store.url == "sqlite::memory:" {
         return pipeline.clone();
     }
     match open_configured(config).await {
         Ok(store) => StoreHandle::new(store),
         Err(error) => {
-            tracing::warn!(%error, "the API shares the pipeline's store connection: its own could not be opened");
+            tracing::warn!(%error, user, "sharing the pipeline's store connection: a connection of its own could not be opened");
             pipeline.clone()
         }
     }
