@@ -39,6 +39,7 @@ pub const SQLITE: &[Migration] = migrations!("sqlite":
     (6, "0006", "report_specialty_practice"),
     (7, "0007", "alert_specialty"),
     (8, "0008", "alert_seq"),
+    (9, "0009", "refill_nul_bodies"),
 );
 
 /// PostgreSQL migrations, in order.
@@ -51,6 +52,7 @@ pub const POSTGRES: &[Migration] = migrations!("postgres":
     (6, "0006", "report_specialty_practice"),
     (7, "0007", "alert_specialty"),
     (8, "0008", "alert_seq"),
+    (9, "0009", "refill_nul_bodies"),
 );
 
 /// The newest schema version this code knows.

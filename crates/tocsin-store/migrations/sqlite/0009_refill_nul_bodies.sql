@@ -1,0 +1,5 @@
+-- tocsin store, SQLite, version 9: nothing to do. On PostgreSQL this
+-- version fills the columns versions 5 to 7 left NULL for bodies holding an
+-- escaped NUL (`\u0000`), which jsonb refuses; SQLite's json_extract read
+-- them, so its columns are filled already. The version is kept the same on
+-- both backends.
