@@ -1079,6 +1079,42 @@ fn a_far_future_event_moves_the_clock_only_to_the_ceiling() {
     assert_eq!(kinds(&fx), vec![A::Overdue]);
 }
 
+/// Only what the tracker acts on moves its clock. An event it does not act
+/// on (an admission, a planned or pre-admitted visit, anything mapped to
+/// `other`) may carry a time weeks ahead (the planned date): in a replay,
+/// whose ceiling is `--until`, it moved the clock there and fired every open
+/// deadline early, so summaries sent on time met an `overdue` already
+/// raised.
+#[test]
+fn an_event_the_tracker_does_not_act_on_moves_no_clock() {
+    for ty in [
+        EventType::Other,
+        EventType::EncounterStarted,
+        EventType::AppointmentBooked,
+    ] {
+        let mut tr = tracker();
+        tr.apply(&end(
+            "m1",
+            "V1",
+            K::Inpatient,
+            t("2024-01-10T10:00:00Z"),
+            NHS,
+        ));
+        let fx = tr.apply(&base("m2", ty, t("2024-03-01T09:00:00Z"), Some(NHS2)));
+        assert!(kinds(&fx).is_empty(), "{ty:?}: {fx:?}");
+        assert_eq!(tr.clock(), Some(t("2024-01-10T10:00:00Z")), "{ty:?}");
+        let fx = tr.apply(&doc(
+            "m3",
+            Some("V1"),
+            D::DischargeSummary,
+            t("2024-01-11T09:00:00Z"),
+            Some(NHS),
+        ));
+        assert!(kinds(&fx).is_empty(), "{ty:?}: on time, no alert");
+        assert_eq!(changed(&fx)[0].status, S::OnTime, "{ty:?}");
+    }
+}
+
 #[test]
 fn events_older_than_the_duplicate_horizon_are_ignored_and_counted() {
     let mut tr = tracker();

@@ -282,7 +282,13 @@ impl Tracker {
             self.counters.stale_events += 1;
             return;
         }
-        self.advance_for_event(event.occurred_at, fx);
+        // Only what the tracker acts on moves its clock: an admission, a
+        // booking or an `other` event may carry a planned time weeks ahead,
+        // which would fire every open deadline early in a replay (whose
+        // ceiling is `--until`).
+        if tracked {
+            self.advance_for_event(event.occurred_at, fx);
+        }
         match event.event_type {
             EventType::EncounterEnded => self.on_encounter_ended(event, fx),
             EventType::EncounterDischargeCancelled | EventType::EncounterCancelled => {
