@@ -200,6 +200,25 @@ pub struct PostgresStore {
     writer: bool,
 }
 
+/// The synchronous client closes its connection by blocking on a runtime of
+/// its own, which panics on a thread that is driving an async runtime (the
+/// gateway's main thread, where the last handle of its store may be
+/// dropped at exit). It is closed on a thread of its own instead, which
+/// works wherever the store is dropped.
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let closed = std::thread::Builder::new()
+                .name("pg-close".into())
+                .spawn(move || drop(conn))
+                .map(|t| t.join());
+            if let Ok(Err(_)) = closed {
+                tracing::debug!("closing a PostgreSQL connection panicked");
+            }
+        }
+    }
+}
+
 impl PostgresStore {
     /// Connects to the database a `postgres://` URL names and migrates it.
     /// TLS follows the URL's `sslmode` and `sslrootcert`, as in libpq
