@@ -580,3 +580,28 @@ async fn send_publishes_files_and_gzip_archives_decompressed() {
         assert_eq!(seen.content_type, "x-application/hl7-v2+er7");
     }
 }
+
+/// A store a newer tocsin has migrated (a downgrade) is refused at once,
+/// with exit 2 and the reason, rather than retried every 10 s for ever
+/// while the gateway sits not ready: no wait can mend it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_from_a_newer_tocsin_stops_the_gateway() {
+    let world = World::sqlite("newer-store", Tuning::default()).await;
+    let common::TestStore::Sqlite(path) = &world.store else {
+        panic!("a SQLite world");
+    };
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL, \
+             applied_at INTEGER NOT NULL); \
+             INSERT INTO schema_version VALUES (999, 'from_a_later_tocsin', 0);",
+        )
+        .unwrap();
+    let mut gateway = world.start(&[]);
+    let status = gateway.wait_exit(common::WAIT).await;
+    let log = gateway.log();
+    assert_eq!(status.code(), Some(2), "{log}");
+    assert!(log.contains("newer than this tocsin knows"), "{log}");
+}

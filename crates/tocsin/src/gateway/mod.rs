@@ -77,7 +77,7 @@ pub async fn run(config: Config) -> Result<ExitCode, Box<dyn std::error::Error>>
     tokio::spawn(http::serve(listener, readiness.clone(), api.clone()));
     spawn_link_gauge(&supervisor, metrics.clone());
 
-    let Some(store) = open_store(&config, &metrics, &mut stop).await else {
+    let Some(store) = open_store(&config, &metrics, &mut stop).await? else {
         return Ok(ExitCode::SUCCESS);
     };
     api.attach_store(open_side_store(&config, &store, "the API").await);
@@ -86,13 +86,16 @@ pub async fn run(config: Config) -> Result<ExitCode, Box<dyn std::error::Error>>
     // expectation: 0.4 to 1.5 s with a standing backlog, every few seconds,
     // that held back the pipeline's commits on a shared connection); they
     // stop when `_delivery` is dropped at return.
+    // No handle is kept here: the last handle of a PostgreSQL store must
+    // not be dropped on this thread, whose runtime its client cannot block
+    // (the tasks holding the others drop them off it).
     let delivering = !config.delivery.webhooks.is_empty() || config.delivery.alertmanager.is_some();
-    let delivery_store = if delivering {
-        open_side_store(&config, &store, "alert delivery").await
+    let _delivery = if delivering {
+        let side = open_side_store(&config, &store, "alert delivery").await;
+        delivery::spawn(&config, &metrics, &side)?
     } else {
-        store.clone()
+        delivery::spawn(&config, &metrics, &store)?
     };
-    let _delivery = delivery::spawn(&config, &metrics, &delivery_store)?;
     // Deletes what only served deduplication once past retention; stops
     // when `_housekeeping` is dropped at return.
     let _housekeeping = housekeeping::spawn(&config.store, store.clone(), metrics.clone());
@@ -158,20 +161,23 @@ pub async fn run(config: Config) -> Result<ExitCode, Box<dyn std::error::Error>>
 }
 
 /// Opens the store, waiting out a store that is not there yet. `None` when
-/// a shutdown was asked for first.
+/// a shutdown was asked for first; an error for a store no wait can mend:
+/// one a newer tocsin has migrated (a downgrade), which this version must
+/// not write.
 async fn open_store(
     config: &Config,
     metrics: &Metrics,
     stop: &mut shutdown::Stop,
-) -> Option<StoreHandle> {
+) -> Result<Option<StoreHandle>, tocsin_store::StoreError> {
     let mut delay = Duration::from_millis(200);
     loop {
         match open_writer(config).await {
             Ok(store) => {
                 StoreRecovered.emit(metrics);
                 tracing::info!(store = %tocsin_store::redact_url(&config.store.url), "store open");
-                return Some(StoreHandle::new(store));
+                return Ok(Some(StoreHandle::new(store)));
             }
+            Err(error @ tocsin_store::StoreError::SchemaTooNew { .. }) => return Err(error),
             Err(error) => {
                 StoreFailed {
                     operation: "open",
@@ -181,7 +187,7 @@ async fn open_store(
                 .emit(metrics);
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
-                    () = stop.requested() => return None,
+                    () = stop.requested() => return Ok(None),
                 }
                 delay = (delay * 2).min(Duration::from_secs(10));
             }
