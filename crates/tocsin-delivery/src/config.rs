@@ -531,6 +531,25 @@ mod tests {
         }
     }
 
+    /// A webhook section as a trust writes one, with secrets to look for.
+    fn webhook_section(url: &str) -> WebhookSection {
+        WebhookSection {
+            name: "gp-portal".into(),
+            url: url.into(),
+            secret: Some("signing-s3cret".into()),
+            secret_file: None,
+            timeout_secs: 10.0,
+            retry_initial_secs: 5.0,
+            retry_max_secs: 600.0,
+            max_age_secs: 86_400.0,
+            poll_interval_secs: 1.0,
+            filters: FilterSection::default(),
+            hash_nhs_number: true,
+            nhs_number_key: Some("hash-k3y".into()),
+            nhs_number_key_file: None,
+        }
+    }
+
     /// A poll four resend intervals long or longer would let every firing
     /// alert expire and fire again between two rounds: refused at load.
     #[test]
@@ -570,18 +589,10 @@ mod tests {
         );
         let hook = WebhookSection {
             name: "ward".into(),
-            url: "http://hooks.monitoring:8080/tocsin".into(),
             secret: Some("s".into()),
-            secret_file: None,
-            timeout_secs: 10.0,
-            retry_initial_secs: 5.0,
-            retry_max_secs: 600.0,
-            max_age_secs: 86_400.0,
-            poll_interval_secs: 1.0,
-            filters: FilterSection::default(),
             hash_nhs_number: false,
             nhs_number_key: None,
-            nhs_number_key_file: None,
+            ..webhook_section("http://hooks.monitoring:8080/tocsin")
         };
         let e = DeliveryConfig::resolve(&[hook], &AlertmanagerSection::default(), Path::new("."))
             .unwrap_err();
@@ -606,21 +617,7 @@ mod tests {
     /// secret.
     #[test]
     fn debug_output_never_shows_a_secret() {
-        let section = WebhookSection {
-            name: "gp-portal".into(),
-            url: "https://user:urlpass@portal.example.nhs.uk/hook".into(),
-            secret: Some("signing-s3cret".into()),
-            secret_file: None,
-            timeout_secs: 10.0,
-            retry_initial_secs: 5.0,
-            retry_max_secs: 600.0,
-            max_age_secs: 86_400.0,
-            poll_interval_secs: 1.0,
-            filters: FilterSection::default(),
-            hash_nhs_number: true,
-            nhs_number_key: Some("hash-k3y".into()),
-            nhs_number_key_file: None,
-        };
+        let section = webhook_section("https://user:urlpass@portal.example.nhs.uk/hook");
         let text = format!("{section:?}");
         for secret in ["signing-s3cret", "hash-k3y", "urlpass"] {
             assert!(!text.contains(secret), "{text}");

@@ -799,23 +799,7 @@ async fn an_api_read_that_waits_holds_back_no_commit() {
     let lock = world.store.lock_table("alerts");
     let port = world.port;
     let read = std::thread::spawn(move || get(port, "/api/v1/alerts?limit=10", &[]));
-    poll("the API's read to wait on the lock", WAIT, || async {
-        match world.store.waiting_on_locks().await {
-            0 => Err("no backend waiting".to_string()),
-            _ => Ok(()),
-        }
-    })
-    .await;
-    // An acknowledgement of nothing tocsin sent: committed (its input
-    // record), no alert written.
-    world
-        .publish(&[common::input(
-            "api-beside-ack",
-            Some(common::HL7),
-            common::fixture("hl7/ack_aa.hl7"),
-        )])
-        .await;
-    world.committed_at_least(&mut gateway, 1).await;
+    commit_beside_a_waiting_read(&world, &mut gateway, "the API's read").await;
     assert!(
         !read.is_finished(),
         "the read waited on the lock throughout"
@@ -823,6 +807,27 @@ async fn an_api_read_that_waits_holds_back_no_commit() {
     drop(lock);
     let answered = read.join().unwrap();
     assert_eq!(answered.status, 200, "{}", answered.body);
+}
+
+/// Waits until `reader` waits on a lock the test holds, then sees an
+/// acknowledgement of nothing tocsin sent committed beside it (its input
+/// record only: no alert or expectation written).
+async fn commit_beside_a_waiting_read(world: &World, gateway: &mut common::Gateway, reader: &str) {
+    poll(&format!("{reader} to wait on the lock"), WAIT, || async {
+        match world.store.waiting_on_locks().await {
+            0 => Err("no backend waiting".to_string()),
+            _ => Ok(()),
+        }
+    })
+    .await;
+    world
+        .publish(&[common::input(
+            &format!("beside-{}", world.port),
+            Some(common::HL7),
+            common::fixture("hl7/ack_aa.hl7"),
+        )])
+        .await;
+    world.committed_at_least(gateway, 1).await;
 }
 
 /// Alert delivery reads on a connection of its own: an Alertmanager poll
@@ -838,26 +843,6 @@ async fn an_alert_delivery_read_that_waits_holds_back_no_commit() {
     let mut gateway = world.start(&[]);
     gateway.wait_ready().await;
     let lock = world.store.lock_table("expectations");
-    poll(
-        "the Alertmanager poll to wait on the lock",
-        WAIT,
-        || async {
-            match world.store.waiting_on_locks().await {
-                0 => Err("no backend waiting".to_string()),
-                _ => Ok(()),
-            }
-        },
-    )
-    .await;
-    // An acknowledgement of nothing tocsin sent: committed (its input
-    // record), no expectation touched.
-    world
-        .publish(&[common::input(
-            "delivery-beside-ack",
-            Some(common::HL7),
-            common::fixture("hl7/ack_aa.hl7"),
-        )])
-        .await;
-    world.committed_at_least(&mut gateway, 1).await;
+    commit_beside_a_waiting_read(&world, &mut gateway, "the Alertmanager poll").await;
     drop(lock);
 }
