@@ -211,6 +211,13 @@ const KEPT_CACHE_KIB: u32 = 8 * 1024;
 /// session").
 const BUILD_CACHE_KIB: u32 = 64 * 1024;
 
+/// What a kept store's WAL file is cut back to once a checkpoint has
+/// emptied it. The file otherwise stays at its largest: after a migration
+/// that rewrites every row (one transaction the size of the table, gigabytes
+/// for a year) or a backlog drained while a long read held checkpoints
+/// back, until the gateway stopped.
+const WAL_SIZE_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
+
 /// The page cache limit of an in-memory store (tests, `check-config`), in KiB.
 const MEMORY_CACHE_KIB: u32 = 32_000;
 
@@ -233,8 +240,9 @@ impl SqliteStore {
                 store
                     .conn
                     .execute_batch(&format!(
-                        "PRAGMA wal_autocheckpoint = {};",
-                        checkpoint::WRITER_PAGES
+                        "PRAGMA wal_autocheckpoint = {}; PRAGMA journal_size_limit = {};",
+                        checkpoint::WRITER_PAGES,
+                        WAL_SIZE_LIMIT_BYTES
                     ))
                     .map_err(sq("configure"))?;
                 store._checkpointer = Some(c);

@@ -233,3 +233,44 @@ fn a_statement_timeout_does_not_cancel_a_long_migration() {
         20_000
     );
 }
+
+/// A kept store's WAL file is cut back once a checkpoint has emptied it:
+/// after one very large transaction (a migration rewriting every row, a
+/// backlog drained while a read held checkpoints back) it no longer stays
+/// at its largest until the gateway stops.
+#[test]
+fn a_wal_grown_by_a_large_transaction_is_cut_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.sqlite");
+    let wal = dir.path().join("store.sqlite-wal");
+    let mut store = SqliteStore::open(&path).expect("open");
+    let mut batch = Batch::default();
+    for i in 0..120_000 {
+        let mut e = open_expectation("big", i);
+        e.id = tocsin_tracker::ExpectationId(format!("big{i:06}"));
+        batch.push_expectation(e);
+    }
+    store.commit(&batch).unwrap();
+    let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let limit = 64 * 1024 * 1024;
+    assert!(size(&wal) > limit, "the WAL reached {} bytes", size(&wal));
+    // The background checkpointer copies it into the database; the next
+    // commit then starts the log over and cuts the file back.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut n = 0;
+    while size(&wal) > limit {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the WAL stayed at {} bytes",
+            size(&wal)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        n += 1;
+        let mut e = open_expectation("small", 0);
+        e.id = tocsin_tracker::ExpectationId(format!("small{n}"));
+        let mut small = Batch::default();
+        small.push_expectation(e);
+        store.commit(&small).unwrap();
+    }
+    assert_eq!(unsettled_ids(&mut store).len(), 120_000 + n);
+}
