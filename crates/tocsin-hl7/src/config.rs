@@ -43,6 +43,12 @@ pub struct Hl7Config {
     /// mappings file: these three.
     #[serde(default = "default_draft_statuses")]
     pub draft_statuses: Vec<String>,
+    /// PV1-2 patient classes for which an ADT^A04 (registration) marks the
+    /// attendance itself, an `encounter_ended`, for a trust whose PAS sends
+    /// no A03 when an outpatient leaves clinic. Empty by default: where A03
+    /// follows, the attendance ends with it.
+    #[serde(default)]
+    pub a04_attendance_classes: Vec<String>,
 }
 
 /// Why a mappings file could not be read as HL7 configuration.
@@ -72,6 +78,14 @@ impl Hl7Config {
     /// ASCII case. `None` when the table has no entry.
     pub fn encounter_kind(&self, code: &str) -> Option<EncounterKind> {
         lookup(&self.patient_class, code)
+    }
+
+    /// Whether an A04 of this PV1-2 patient class marks an attendance
+    /// (`a04_attendance_classes`, ignoring ASCII case).
+    pub fn a04_is_attendance(&self, class: &str) -> bool {
+        self.a04_attendance_classes
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(class))
     }
 
     /// The document kind for a TXA-2 (or OBR-4) code: exact match first, then

@@ -32,7 +32,25 @@ pub fn normalise_message(msg: &[u8], cfg: &Hl7Config) -> Result<InterfaceEvent, 
     let mut event_type = event_type(&ctx, &code, &trigger);
     let patient = patient::patient(&mut ctx);
     let discharge = code == "ADT" && trigger == "A03";
-    let encounter = visit::encounter(&mut ctx, discharge);
+    // An A04 of a configured patient class is the attendance itself, for a
+    // PAS that sends no A03 when the patient leaves clinic.
+    let attendance = code == "ADT"
+        && trigger == "A04"
+        && parsed
+            .segment("PV1")
+            .and_then(|pv1| pv1.value(2))
+            .is_some_and(|class| ctx.cfg.a04_is_attendance(&class));
+    if attendance {
+        event_type = EventType::EncounterEnded;
+    }
+    let ending = if discharge {
+        visit::Ending::Discharge
+    } else if attendance {
+        visit::Ending::Attendance
+    } else {
+        visit::Ending::None
+    };
+    let encounter = visit::encounter(&mut ctx, ending);
     let appointment = if code == "SIU" {
         visit::appointment(&mut ctx)
     } else {
@@ -72,7 +90,7 @@ pub fn normalise_message(msg: &[u8], cfg: &Hl7Config) -> Result<InterfaceEvent, 
 
     let evn = parsed.segment("EVN");
     let occurred_at = match encounter.as_ref().and_then(|e| e.ended_at) {
-        Some(t) if discharge => t,
+        Some(t) if discharge || attendance => t,
         _ => ctx.timestamp(evn, 2).unwrap_or(ctx.header.sent_at),
     };
     let Header {

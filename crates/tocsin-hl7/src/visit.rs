@@ -4,11 +4,23 @@ use tocsin_event::{Appointment, Encounter, EncounterKind, WarningCode};
 
 use crate::context::Ctx;
 
+/// Which end, if any, a message marks: where its encounter's end is read
+/// from when PV1-45 (discharge date/time) is empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// Not an end: PV1-45 only.
+    None,
+    /// An A03: EVN-6 (event occurred), else EVN-2 (recorded).
+    Discharge,
+    /// An A04 taken as an outpatient attendance: PV1-44 (the attendance's
+    /// start), else as a discharge.
+    Attendance,
+}
+
 /// The encounter from PV1, or `None` when the message has no PV1.
 ///
-/// `discharge` asks for the discharge fallbacks of an A03: without PV1-45 the
-/// end is EVN-6 (event occurred), else EVN-2 (recorded).
-pub(crate) fn encounter(ctx: &mut Ctx<'_, '_>, discharge: bool) -> Option<Encounter> {
+/// `ending` says which fallbacks fill an empty PV1-45 (see [`Ending`]).
+pub(crate) fn encounter(ctx: &mut Ctx<'_, '_>, ending: Ending) -> Option<Encounter> {
     let pv1 = ctx.p.segment("PV1")?;
     let evn = ctx.p.segment("EVN");
     let kind = match pv1.value(2) {
@@ -25,8 +37,13 @@ pub(crate) fn encounter(ctx: &mut Ctx<'_, '_>, discharge: bool) -> Option<Encoun
     };
     let started_at = ctx.timestamp(Some(pv1), 44);
     let mut ended_at = ctx.timestamp(Some(pv1), 45);
-    if discharge && ended_at.is_none() {
-        ended_at = ctx.timestamp(evn, 6).or_else(|| ctx.timestamp(evn, 2));
+    if ended_at.is_none() {
+        if ending == Ending::Attendance {
+            ended_at = started_at;
+        }
+        if ending != Ending::None && ended_at.is_none() {
+            ended_at = ctx.timestamp(evn, 6).or_else(|| ctx.timestamp(evn, 2));
+        }
     }
     // PV1-39 servicing facility, else the facility of the assigned location.
     let site = pv1

@@ -112,6 +112,44 @@ fn a04_v25_outpatient_with_gp_in_xon_component_10_and_site_from_pv1_3() {
     assert_eq!(enc.site.as_deref(), Some("RXX01"));
 }
 
+/// A trust whose PAS sends no A03 when an outpatient leaves clinic lists
+/// the class in `a04_attendance_classes`: its A04 is then the attendance
+/// (`encounter_ended` at PV1-44, the clinic time, when PV1-45 is empty),
+/// and the clinic letter is expected from it. By default, and for other
+/// classes, an A04 stays a registration.
+#[test]
+fn an_a04_of_a_configured_class_is_the_attendance() {
+    let bytes = load("adt_a04_register_v25.hl7");
+    let raw = split_messages(&bytes)[0].bytes;
+    let by_default = normalise_message(raw, &Hl7Config::default()).unwrap();
+    assert_eq!(by_default.event_type, EventType::EncounterStarted);
+    let cfg = Hl7Config {
+        a04_attendance_classes: vec!["o".into()],
+        ..Hl7Config::default()
+    };
+    let ev = normalise_message(raw, &cfg).unwrap();
+    assert_eq!(ev.event_type, EventType::EncounterEnded);
+    let enc = ev.encounter.unwrap();
+    assert_eq!(enc.kind, Some(EncounterKind::Outpatient));
+    // PV1-44 10:00 GMT (March, before the change to summer time).
+    assert_eq!(enc.ended_at, Some(utc("2024-03-12T10:00:00Z")));
+    assert_eq!(ev.occurred_at, utc("2024-03-12T10:00:00Z"));
+    // Without PV1-44: EVN-2, the registration's time.
+    let text = String::from_utf8(raw.to_vec()).unwrap();
+    let no_pv1_44 = text.replace("||20240312100000|", "|||");
+    assert_ne!(no_pv1_44, text);
+    let ev = normalise_message(no_pv1_44.as_bytes(), &cfg).unwrap();
+    assert_eq!(
+        ev.encounter.unwrap().ended_at,
+        Some(utc("2024-03-12T10:15:00Z"))
+    );
+    // An inpatient registration is no attendance.
+    let inpatient = text.replace("PV1|1|O|", "PV1|1|I|");
+    let ev = normalise_message(inpatient.as_bytes(), &cfg).unwrap();
+    assert_eq!(ev.event_type, EventType::EncounterStarted);
+    assert_eq!(ev.encounter.unwrap().ended_at, None);
+}
+
 #[test]
 fn a31_has_no_encounter() {
     let ev = ok("adt_a31_update_person.hl7");
