@@ -136,10 +136,15 @@ pub struct Redriven {
 
 /// Moves messages from `queue` to `to_queue` (through the default
 /// exchange, so no binding is needed): those whose [`DeadLetter::code`] is
-/// `only` (every one when `None`), reading at most `limit`. Each copy keeps
-/// the original's properties and headers, less the ones tocsin or the
-/// broker added when dead-lettering it, so it is processed as it first
-/// came.
+/// `only` (every one when `None`), reading at most `limit`, and never more
+/// than were waiting when it began. Each copy keeps the original's
+/// properties and headers, less the ones tocsin or the broker added when
+/// dead-lettering it, so it is processed as it first came.
+///
+/// The bound matters while a gateway runs: a message whose cause is not
+/// mended comes back to the tail of `queue` as soon as it is redriven, and
+/// a redrive reading "until the queue is empty" never ended, moving the same
+/// messages round for ever (and a kill mid-way could leave one twice).
 pub async fn redrive(
     connection: &Connection,
     queue: &str,
@@ -150,10 +155,15 @@ pub async fn redrive(
     let channel = open(connection).await?;
     let publisher = Publisher::open(connection).await?;
     let mut done = Redriven::default();
-    while done.moved + done.left < limit {
+    let mut bound = limit;
+    while done.moved + done.left < bound {
         let Some(m) = get(&channel, queue).await? else {
             break;
         };
+        if done.moved + done.left == 0 {
+            // The broker counts what is left behind the one it hands over.
+            bound = bound.min(m.message_count as usize + 1);
+        }
         let d = &m.delivery;
         let letter = DeadLetter::of(&d.properties, d.data.len());
         if only.is_some_and(|code| code != letter.code()) {

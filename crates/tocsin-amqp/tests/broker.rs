@@ -826,3 +826,70 @@ async fn a_dead_letter_queue_declared_quorum_by_hand_is_used_as_it_is() {
         .unwrap();
     assert!(line.contains("quorum"), "{line}");
 }
+
+/// A redrive moves at most what was waiting when it began. While a gateway
+/// runs, a message whose cause is not mended comes straight back to the
+/// dead-letter queue's tail; here a queue whose messages expire at once
+/// into the dead-letter queue plays that gateway. The redrive used to read
+/// "until the queue is empty" and never ended.
+#[tokio::test]
+async fn a_redrive_moves_what_was_waiting_and_ends() {
+    let vhost = TestVhost::create("redrive-bounded");
+    let (_s, session) = connect(vhost.config()).await;
+    let channel = session.connection().create_channel().await.unwrap();
+    let dead = "test.dead";
+    channel
+        .queue_declare(
+            dead.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut bounce = FieldTable::default();
+    bounce.insert("x-message-ttl".into(), AMQPValue::LongInt(0));
+    bounce.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(LongString::from("")),
+    );
+    bounce.insert(
+        "x-dead-letter-routing-key".into(),
+        AMQPValue::LongString(LongString::from(dead)),
+    );
+    channel
+        .queue_declare(
+            "test.bounce".into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            bounce,
+        )
+        .await
+        .unwrap();
+    let publisher = tocsin_amqp::Publisher::open(session.connection())
+        .await
+        .unwrap();
+    publish(&publisher, &inputs(dead, 0..3)).await;
+    let done = tokio::time::timeout(
+        WAIT,
+        tocsin_amqp::redrive(session.connection(), dead, "test.bounce", None, usize::MAX),
+    )
+    .await
+    .expect("the redrive ends")
+    .unwrap();
+    assert_eq!((done.moved, done.left), (3, 0));
+    // Each came back once, and nothing was doubled.
+    let deadline = std::time::Instant::now() + WAIT;
+    while depth(session.connection(), dead).await < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the bounced messages came back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(depth(session.connection(), dead).await, 3);
+}

@@ -228,6 +228,22 @@ async fn dead_letters_are_listed_in_place_and_redriven_by_reason() {
     assert_eq!(world.depth("tocsin.dead").await, 3);
     stop(gateway).await;
 
+    // Redriven into itself nothing would move (and with a bound, nothing
+    // would be gained): refused, and nothing is taken.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tocsin"));
+    cmd.arg("--config")
+        .arg(&world.config_path)
+        .args(["dead-letters", "redrive", "--to", "tocsin.dead"])
+        .envs(world.env());
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is the dead-letter queue itself"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(world.depth("tocsin.dead").await, 3);
+
     // The rest, two and then whatever remains: back as they first came.
     let out = dead_letters(&world, &["redrive", "--limit", "2"]);
     let stderr = String::from_utf8(out.stderr).unwrap();

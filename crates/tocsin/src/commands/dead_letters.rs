@@ -66,6 +66,12 @@ pub fn run(
             }
             Action::Redrive { reason, limit, to } => {
                 let to = to.as_deref().unwrap_or(&config.amqp.input_queue);
+                if to == queue {
+                    return Err(format!(
+                        "--to {to} is the dead-letter queue itself: nothing would move"
+                    )
+                    .into());
+                }
                 let done = tocsin_amqp::redrive(
                     session.connection(),
                     queue,
