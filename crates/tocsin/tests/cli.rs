@@ -726,6 +726,8 @@ fn replay_refuses_a_store_another_writer_holds() {
     tocsin_store::Store::claim_writer(&mut gateway).unwrap();
 
     let alerts = dir.path().join("a.jsonl");
+    // The last run's alerts, which a refused run must leave as they were.
+    std::fs::write(&alerts, "{\"last\":\"run\"}\n").unwrap();
     let url = format!("sqlite://{}", db.display());
     let replay_into_it = || {
         tocsin(&[
@@ -743,6 +745,11 @@ fn replay_refuses_a_store_another_writer_holds() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("in use by another writer"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&alerts).unwrap(),
+        "{\"last\":\"run\"}\n",
+        "the last run's alerts are kept"
+    );
     let expectations = || {
         rusqlite::Connection::open(&db)
             .unwrap()

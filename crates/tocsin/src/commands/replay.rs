@@ -209,11 +209,6 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
     expanded.tell("replay");
     let files = expanded.files;
     let until: DateTime<Utc> = args.until;
-    let alerts_out = BufWriter::new(create(&args.alerts)?);
-    let mut events_out = match &args.events {
-        Some(p) => Some(BufWriter::new(create(p)?)),
-        None => None,
-    };
     let group_by = &args.group_by.0;
     let new_report = || compliance::ReportBuilder::new(group_by, config.policy.timezone());
     // A kept store gets everything a gateway would need to carry on from
@@ -235,6 +230,14 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
             Sink::Store(store, mode)
         }
         None => Sink::Report(Box::new(FinalReport::new(new_report(), group_by))),
+    };
+    // Created only once the store is open and claimed: a refused run (a
+    // store in use, a URL that cannot work) leaves the last run's files as
+    // they were.
+    let alerts_out = BufWriter::new(create(&args.alerts)?);
+    let mut events_out = match &args.events {
+        Some(p) => Some(BufWriter::new(create(p)?)),
+        None => None,
     };
     let kept_store = matches!(sink, Sink::Store(..));
     // A store written in place must hold every open expectation after each
