@@ -406,6 +406,10 @@ impl Config {
                 message: format!("[log] level {:?}: {e}", config.log.level),
             }
         })?;
+        check_listen_addr(&config.http.addr).map_err(|message| ConfigError::Invalid {
+            path: config.origin.clone(),
+            message,
+        })?;
         if config.store.housekeeping_every.as_secs() < 1 {
             return Err(ConfigError::Invalid {
                 path: config.origin.clone(),
@@ -522,6 +526,23 @@ fn explain(e: &toml::de::Error, text: &str) -> String {
             e.message().trim_end()
         )
     }
+}
+
+/// Checks `[http] addr` (or `TOCSIN_HTTP_ADDR`) is `HOST:PORT`, without
+/// resolving the host: `localhost9860` passed check-config and then stopped
+/// `run` ("invalid socket address"), and under systemd a restart loop.
+fn check_listen_addr(addr: &str) -> Result<(), String> {
+    if addr.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let bad = || {
+        format!("[http] addr (or TOCSIN_HTTP_ADDR) {addr:?} is not HOST:PORT (e.g. 127.0.0.1:9860)")
+    };
+    let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || host.contains(':') || port.parse::<u16>().is_err() {
+        return Err(bad());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -143,6 +143,8 @@ fn check_config_refuses_a_store_url_or_log_level_that_can_never_work() {
             "synchronous",
         ),
         ("TOCSIN_LOG", "tocsin=[", "[log] level"),
+        ("TOCSIN_HTTP_ADDR", "localhost9860", "[http] addr"),
+        ("TOCSIN_HTTP_ADDR", "127.0.0.1:http", "[http] addr"),
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
             .args(["check-config", "--config", "config/tocsin.toml"])
