@@ -100,6 +100,27 @@ pub enum AmqpError {
 }
 
 impl AmqpError {
+    /// What to do about it, for an operator: the gateway logs it with each
+    /// failed connection, and the one-shot commands (`send`,
+    /// `dead-letters`, `loadgen --publish`) print it under the error.
+    pub fn hint(&self) -> &'static str {
+        let text = self.to_string();
+        if text.contains("ACCESS_REFUSED") || text.contains("ACCESS-REFUSED") {
+            "check the user and password (url, password_file) and the user's permissions on the vhost"
+        } else if text.contains("NOT_ALLOWED") || text.contains("NOT-ALLOWED") {
+            "check that the vhost in the URL exists (rabbitmqctl list_vhosts)"
+        } else if text.contains("PRECONDITION_FAILED") || text.contains("PRECONDITION-FAILED") {
+            "a queue or exchange exists with other arguments than [amqp] asks: [amqp] \
+             delivery_limit and dead_letter_queue are fixed when the input queue is first \
+             declared, so put them back, or change them with a RabbitMQ policy (deploy/README.md)"
+        } else if matches!(self, AmqpError::Connect { .. }) {
+            "is RabbitMQ running? start a local one with `rabbitmq-server -detached`, or set \
+             TOCSIN_AMQP_URL to the trust's broker"
+        } else {
+            "fix the broker topology or the [amqp] configuration"
+        }
+    }
+
     /// Classify a lapin error from `operation`: connection and channel
     /// failures become [`AmqpError::ConnectionLost`] so callers know to wait
     /// for the supervisor, anything else stays a [`AmqpError::Broker`].

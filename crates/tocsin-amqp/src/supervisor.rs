@@ -217,7 +217,7 @@ impl Supervisor {
                             tracing::warn!(
                                 "cannot connect to RabbitMQ at {url} as connection '{}': {error}; {}; retrying in the background",
                                 self.config.connection_name,
-                                hint(&error)
+                                error.hint()
                             );
                             last_warn = Some(Instant::now());
                         }
@@ -287,19 +287,6 @@ impl Supervisor {
             acknowledged: Arc::new(AtomicBool::new(false)),
             waited: Duration::ZERO,
         })
-    }
-}
-
-fn hint(error: &AmqpError) -> &'static str {
-    let text = error.to_string();
-    if text.contains("ACCESS_REFUSED") || text.contains("ACCESS-REFUSED") {
-        "check the user and password (url, password_file) and the user's permissions on the vhost"
-    } else if text.contains("NOT_ALLOWED") || text.contains("NOT-ALLOWED") {
-        "check that the vhost in the URL exists (rabbitmqctl list_vhosts)"
-    } else if matches!(error, AmqpError::Connect { .. }) {
-        "is RabbitMQ running? start a local one with `rabbitmq-server -detached`, or set TOCSIN_AMQP_URL to the trust's broker"
-    } else {
-        "fix the broker topology or the [amqp] configuration"
     }
 }
 

@@ -884,3 +884,33 @@ fn replay_csv_and_table_reports_carry_the_same_figures() {
         "{table}"
     );
 }
+
+/// A one-shot command that cannot reach the broker says what to do about
+/// the failure it met, not "Is RabbitMQ running?" for every one: a wrong
+/// password, a vhost that does not exist.
+#[test]
+fn send_says_what_to_do_about_the_broker_error_it_met() {
+    for (url, says) in [
+        (
+            "amqp://guest:not-the-password@127.0.0.1:5672/%2f",
+            "check the user and password",
+        ),
+        (
+            "amqp://guest:guest@127.0.0.1:5672/tocsin-no-such-vhost",
+            "check that the vhost in the URL exists",
+        ),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
+            .args(["send", "tests/fixtures/hl7/adt_a03_discharge.hl7"])
+            .current_dir(root())
+            .env_remove("TOCSIN_CONFIG")
+            .env("TOCSIN_AMQP_URL", url)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(says), "{url}: {stderr}");
+        assert!(!stderr.contains("Is RabbitMQ running"), "{stderr}");
+        assert!(!stderr.contains("not-the-password"), "{stderr}");
+    }
+}

@@ -38,13 +38,15 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
 
 /// One connection to the configured broker for a command that talks to it
 /// once (`send`, `loadgen`, `dead-letters`): no retries, and a failure
-/// that says how to start RabbitMQ.
+/// that says what to do about it (start RabbitMQ, check the password, the
+/// vhost, the topology), as the gateway's log does.
 async fn broker_session(
     config: &Config,
 ) -> Result<tocsin_amqp::Session, Box<dyn std::error::Error>> {
     let supervisor = tocsin_amqp::Supervisor::new(config.amqp.clone())?;
-    let session = supervisor.try_connect().await.map_err(|e| {
-        format!("{e}\nIs RabbitMQ running? Start it with `rabbitmq-server -detached`, or set TOCSIN_AMQP_URL.")
-    })?;
+    let session = supervisor
+        .try_connect()
+        .await
+        .map_err(|e| format!("{e}\n{}", e.hint()))?;
     Ok(session)
 }
