@@ -315,8 +315,17 @@ impl Config {
 
     fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = read(path)?;
-        let file: ConfigFile = parse(&text, &path.display().to_string())?;
+        let mut file: ConfigFile = parse(&text, &path.display().to_string())?;
         let dir = path.parent().unwrap_or(Path::new("."));
+        // Relative to this file's directory, as the file's header says and
+        // as mappings, policy and webhook secrets are: read from the working
+        // directory, a path that check-config passed from /etc/tocsin failed
+        // in the service (WorkingDirectory=/var/lib/tocsin).
+        for secret in [&mut file.amqp.password_file, &mut file.store.password_file] {
+            if let Some(p) = secret.as_mut().filter(|p| p.is_relative()) {
+                *p = dir.join(&*p);
+            }
+        }
         let mappings_path = dir.join(&file.mappings);
         let mappings = read(&mappings_path)?;
         let policy_path = dir.join(&file.policy);

@@ -914,3 +914,45 @@ fn send_says_what_to_do_about_the_broker_error_it_met() {
         assert!(!stderr.contains("not-the-password"), "{stderr}");
     }
 }
+
+/// `password_file` (broker and store) is relative to the configuration
+/// file's directory, as the file's header says and as the mappings and
+/// policy are: checked from elsewhere (a service's working directory), the
+/// same configuration finds its secrets.
+#[test]
+fn password_files_are_found_beside_the_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(root().join("config/tocsin.toml")).unwrap();
+    let text = text
+        .replace(
+            "mappings = \"mappings.toml\"",
+            &format!("mappings = {:?}", root().join("config/mappings.toml")),
+        )
+        .replace(
+            "policy = \"policies/nhs-standard-contract.toml\"",
+            &format!(
+                "policy = {:?}",
+                root().join("config/policies/nhs-standard-contract.toml")
+            ),
+        )
+        .replace("[amqp]\n", "[amqp]\npassword_file = \"amqp-password\"\n")
+        .replace("[store]\n", "[store]\npassword_file = \"store-password\"\n");
+    let config = dir.path().join("tocsin.toml");
+    std::fs::write(&config, text).unwrap();
+    std::fs::write(dir.path().join("amqp-password"), "guest\n").unwrap();
+    std::fs::write(dir.path().join("store-password"), "s3cret\n").unwrap();
+    // Run from the repository root, not the configuration's directory.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(["check-config", "--config", config.to_str().unwrap()])
+        .current_dir(root())
+        .env_remove("TOCSIN_CONFIG")
+        .env(
+            "TOCSIN_STORE_URL",
+            "postgres://tocsin@127.0.0.1:5432/tocsin",
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+}
