@@ -1079,6 +1079,40 @@ fn a_far_future_event_moves_the_clock_only_to_the_ceiling() {
     assert_eq!(kinds(&fx), vec![A::Overdue]);
 }
 
+/// A document of a kind no rule expects (`other`: a type with no mapping, a
+/// lab result's text comment) can settle nothing: it is counted, not kept
+/// waiting for an encounter (a lab feed's thousands a day filled the
+/// pending store for its whole horizon).
+#[test]
+fn a_document_of_a_kind_no_rule_expects_is_counted_not_kept() {
+    let mut tr = tracker();
+    let fx = tr.apply(&doc(
+        "m1",
+        Some("V1"),
+        D::Other,
+        t("2024-01-10T09:00:00Z"),
+        Some(NHS),
+    ));
+    assert!(kinds(&fx).is_empty() && changed(&fx).is_empty(), "{fx:?}");
+    assert!(
+        !fx.iter()
+            .any(|e| matches!(e, Effect::StatePut(r) if r.namespace == "pending_document")),
+        "{fx:?}"
+    );
+    assert_eq!(tr.counters().documents_untracked_kind, 1);
+    assert_eq!(tr.counters().documents_pending, 0);
+    assert_eq!(tr.pending_document_count(), 0);
+    // A summary waiting for its discharge is still kept.
+    tr.apply(&doc(
+        "m2",
+        Some("V1"),
+        D::DischargeSummary,
+        t("2024-01-10T09:30:00Z"),
+        Some(NHS),
+    ));
+    assert_eq!(tr.pending_document_count(), 1);
+}
+
 /// Only what the tracker acts on moves its clock. An event it does not act
 /// on (an admission, a planned or pre-admitted visit, anything mapped to
 /// `other`) may carry a time weeks ahead (the planned date): in a replay,

@@ -172,6 +172,13 @@ impl Tracker {
             self.counters.documents_missing += 1;
             return;
         };
+        // A kind no rule expects can settle nothing: kept waiting, a lab
+        // feed's text results (thousands a day) filled the pending store
+        // for the whole pending horizon.
+        if !self.rules.iter().any(|r| r.document_kind == doc.kind) {
+            self.counters.documents_untracked_kind += 1;
+            return;
+        }
         let enc = ev.encounter.as_ref();
         let view = DocView {
             kind: doc.kind,

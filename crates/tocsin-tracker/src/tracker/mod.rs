@@ -91,6 +91,10 @@ pub struct Counters {
     pub replacements_unmatched: u64,
     /// Document events without a document.
     pub documents_missing: u64,
+    /// Documents of a kind no rule expects (`other`: a type with no mapping,
+    /// a lab result's text comment): they can settle nothing, so they are
+    /// not kept waiting for an encounter.
+    pub documents_untracked_kind: u64,
     /// Acknowledgements naming no remembered transmission (nor a waiting
     /// document).
     pub acks_unmatched: u64,
@@ -104,7 +108,7 @@ impl Counters {
     /// Every counter with its name, for a metric label or a report: the
     /// names are stable (operators' dashboards use them) and carry no
     /// patient data.
-    pub fn named(&self) -> [(&'static str, u64); 13] {
+    pub fn named(&self) -> [(&'static str, u64); 14] {
         // Destructured so that a new counter cannot be left out.
         let Counters {
             duplicates,
@@ -117,6 +121,7 @@ impl Counters {
             pending_expired,
             replacements_unmatched,
             documents_missing,
+            documents_untracked_kind,
             acks_unmatched,
             cancellations_unmatched,
             merges_applied,
@@ -132,6 +137,7 @@ impl Counters {
             ("pending_document_expired", pending_expired),
             ("replacement_unmatched", replacements_unmatched),
             ("document_missing", documents_missing),
+            ("document_kind_untracked", documents_untracked_kind),
             ("ack_unmatched", acks_unmatched),
             ("cancellation_unmatched", cancellations_unmatched),
             ("merge_applied", merges_applied),
