@@ -14,6 +14,12 @@ pub enum NhsNumberError {
     /// The modulus-11 check digit does not match.
     #[error("the NHS number check digit does not match (modulus 11)")]
     CheckDigit,
+    /// Ten of one digit (`0000000000`, `9999999999`): it passes the check
+    /// digit, but systems send it as a placeholder for a patient not yet
+    /// traced, and every such patient would share it (one's document
+    /// settling another's discharge).
+    #[error("ten of one digit is a placeholder for an untraced patient, not an NHS number")]
+    Placeholder,
 }
 
 /// Validates an NHS number by the modulus-11 algorithm and returns it as ten
@@ -52,6 +58,9 @@ pub fn validate_nhs_number(raw: &str) -> Result<String, NhsNumberError> {
     if check != digits[9] {
         return Err(NhsNumberError::CheckDigit);
     }
+    if digits.iter().all(|d| *d == digits[0]) {
+        return Err(NhsNumberError::Placeholder);
+    }
     Ok(digits.iter().map(|d| char::from(b'0' + *d as u8)).collect())
 }
 
@@ -65,6 +74,18 @@ mod tests {
         assert_eq!(validate_nhs_number("9434765919").unwrap(), "9434765919");
         assert_eq!(validate_nhs_number("943 476 5919").unwrap(), "9434765919");
         assert_eq!(validate_nhs_number("943-476-5919").unwrap(), "9434765919");
+    }
+
+    #[test]
+    fn placeholders_of_one_digit_are_refused_though_their_check_digit_matches() {
+        for d in '0'..='9' {
+            let n: String = std::iter::repeat_n(d, 10).collect();
+            assert_eq!(
+                validate_nhs_number(&n),
+                Err(NhsNumberError::Placeholder),
+                "{n}"
+            );
+        }
     }
 
     #[test]

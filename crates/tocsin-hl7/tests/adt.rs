@@ -150,6 +150,21 @@ fn an_a04_of_a_configured_class_is_the_attendance() {
     assert_eq!(ev.encounter.unwrap().ended_at, None);
 }
 
+/// A placeholder of ten of one digit passes the check digit, but every
+/// untraced patient sent with it would share it: it is no NHS number.
+#[test]
+fn a_placeholder_nhs_number_is_null_with_warning() {
+    let bytes = load("adt_a04_register_v25.hl7");
+    let text = String::from_utf8(split_messages(&bytes)[0].bytes.to_vec()).unwrap();
+    let placeholder = text.replace("9434765919^^^NHS^NH", "0000000000^^^NHS^NH");
+    assert_ne!(placeholder, text);
+    let ev = normalise_message(placeholder.as_bytes(), &Hl7Config::default()).unwrap();
+    assert_eq!(ev.patient.nhs_number, None);
+    assert_eq!(ev.warnings.len(), 1, "{:?}", ev.warnings);
+    assert_eq!(ev.warnings[0].code, WarningCode::InvalidNhsNumber);
+    assert_eq!(ev.warnings[0].raw.as_deref(), Some("0000000000"));
+}
+
 #[test]
 fn a31_has_no_encounter() {
     let ev = ok("adt_a31_update_person.hl7");
