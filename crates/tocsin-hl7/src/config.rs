@@ -130,6 +130,8 @@ mod tests {
         assert_eq!(cfg.encounter_kind("D"), Some(EncounterKind::DayCase));
         assert_eq!(cfg.encounter_kind("E"), Some(EncounterKind::Emergency));
         assert_eq!(cfg.encounter_kind("O"), Some(EncounterKind::Outpatient));
+        // Obstetrics (HL7 table 0004): a maternity discharge needs its summary.
+        assert_eq!(cfg.encounter_kind("B"), Some(EncounterKind::Inpatient));
         assert_eq!(cfg.encounter_kind("Q"), None);
         assert_eq!(
             cfg.document_kind("DS"),

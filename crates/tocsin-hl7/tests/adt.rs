@@ -41,6 +41,20 @@ fn a03_discharge_every_field() {
     assert!(ev.warnings.is_empty(), "{:?}", ev.warnings);
 }
 
+/// A maternity stay (PV1-2 `B`, obstetrics in HL7 table 0004) is an
+/// inpatient stay by default: its discharge needs a summary to the GP.
+#[test]
+fn an_obstetric_discharge_is_an_inpatient_one() {
+    let bytes = load("adt_a03_discharge.hl7");
+    let text = String::from_utf8(split_messages(&bytes)[0].bytes.to_vec()).unwrap();
+    let maternity = text.replace("PV1|1|I|", "PV1|1|B|");
+    assert_ne!(maternity, text);
+    let ev = normalise_message(maternity.as_bytes(), &Hl7Config::default()).unwrap();
+    assert_eq!(ev.event_type, EventType::EncounterEnded);
+    assert_eq!(ev.encounter.unwrap().kind, Some(EncounterKind::Inpatient));
+    assert!(ev.warnings.is_empty(), "{:?}", ev.warnings);
+}
+
 #[test]
 fn a03_discharge_time_fallbacks() {
     // No PV1-45: EVN-6 (14:25), else EVN-2 (14:30).
