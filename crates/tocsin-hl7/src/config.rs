@@ -43,6 +43,15 @@ pub struct Hl7Config {
     /// mappings file: these three.
     #[serde(default = "default_draft_statuses")]
     pub draft_statuses: Vec<String>,
+    /// Result statuses of an ORU^R01 document without TXA (OBR-25, else the
+    /// content OBX's OBX-11) that are not final: preliminary, unverified,
+    /// partial, pending (HL7 tables 0123 and 0085: A, I, O, P, R, S by
+    /// default). As with `draft_statuses`, such a message is `other`, with
+    /// a warning, and settles nothing. `C` (correction) is always an
+    /// amendment and `X`, `D`, `W` (cancelled, deleted, wrong patient) a
+    /// withdrawal; `F` and anything else are final.
+    #[serde(default = "default_draft_result_statuses")]
+    pub draft_result_statuses: Vec<String>,
     /// PV1-2 patient classes for which an ADT^A04 (registration) marks the
     /// attendance itself, an `encounter_ended`, for a trust whose PAS sends
     /// no A03 when an outpatient leaves clinic. Empty by default: where A03
@@ -97,6 +106,10 @@ impl Hl7Config {
 
 fn default_draft_statuses() -> Vec<String> {
     ["DI", "IN", "IP"].map(String::from).to_vec()
+}
+
+fn default_draft_result_statuses() -> Vec<String> {
+    ["A", "I", "O", "P", "R", "S"].map(String::from).to_vec()
 }
 
 fn lookup<T: Copy>(table: &BTreeMap<String, T>, code: &str) -> Option<T> {

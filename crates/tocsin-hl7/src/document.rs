@@ -5,19 +5,76 @@ use tocsin_event::{Document, DocumentKind, WarningCode};
 use crate::Hl7Error;
 use crate::context::Ctx;
 use crate::header::missing;
+use crate::message::Seg;
 
 /// Whether an ORU^R01 carries a document: it has a TXA, or an OBX whose value
 /// type (OBX-2) is one of `document_value_types` (TX, FT, ED by default).
 pub(crate) fn oru_carries_document(ctx: &Ctx<'_, '_>) -> bool {
-    ctx.p.segment("TXA").is_some()
-        || ctx.p.segments("OBX").any(|obx| {
-            obx.value(2).is_some_and(|t| {
-                ctx.cfg
-                    .document_value_types
-                    .iter()
-                    .any(|v| v.eq_ignore_ascii_case(&t))
-            })
+    ctx.p.segment("TXA").is_some() || content_obx(ctx).is_some()
+}
+
+/// The first OBX whose value type (OBX-2) is one of `document_value_types`:
+/// the one that holds the document's text.
+fn content_obx<'p>(ctx: &Ctx<'p, '_>) -> Option<Seg<'p>> {
+    ctx.p.segments("OBX").find(|obx| {
+        obx.value(2).is_some_and(|t| {
+            ctx.cfg
+                .document_value_types
+                .iter()
+                .any(|v| v.eq_ignore_ascii_case(&t))
         })
+    })
+}
+
+/// What the result status of an ORU^R01 document without TXA says of it. A
+/// results feed sends a letter as preliminary, then final, then perhaps
+/// corrected: only the final one is the transmission the contract counts.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ResultStatus {
+    /// `F`, no status, or one not named below: the document was sent.
+    Final,
+    /// `C`: an amendment of a document already sent.
+    Corrected,
+    /// `X`, `D` or `W` (cancelled, deleted, sent for the wrong patient).
+    Withdrawn,
+    /// One of `[hl7] draft_result_statuses`: not sent as final yet.
+    Draft {
+        /// The status as sent.
+        status: String,
+        /// `OBR-25` or `OBX-11`.
+        location: &'static str,
+    },
+}
+
+/// The result status of an ORU^R01 without TXA: OBR-25 of the first OBR
+/// (HL7 table 0123), else OBX-11 of the OBX holding the text (table 0085).
+pub(crate) fn oru_result_status(ctx: &Ctx<'_, '_>) -> ResultStatus {
+    let read = ctx
+        .p
+        .segment("OBR")
+        .and_then(|obr| obr.value(25))
+        .map(|v| (v, "OBR-25"))
+        .or_else(|| content_obx(ctx)?.value(11).map(|v| (v, "OBX-11")));
+    let Some((status, location)) = read else {
+        return ResultStatus::Final;
+    };
+    let status = status.trim();
+    match status.to_ascii_uppercase().as_str() {
+        "C" => ResultStatus::Corrected,
+        "X" | "D" | "W" => ResultStatus::Withdrawn,
+        _ if ctx
+            .cfg
+            .draft_result_statuses
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(status)) =>
+        {
+            ResultStatus::Draft {
+                status: status.to_owned(),
+                location,
+            }
+        }
+        _ => ResultStatus::Final,
+    }
 }
 
 /// TXA-17 (completion status, first component) when it is one of the

@@ -3,6 +3,7 @@
 use tocsin_event::{Ack, EventId, EventType, Format, InterfaceEvent, Source, WarningCode};
 
 use crate::context::Ctx;
+use crate::document::ResultStatus;
 use crate::header::{Header, missing};
 use crate::message::{Parsed, prepare};
 use crate::{Hl7Config, Hl7Error, document, patient, visit};
@@ -12,8 +13,11 @@ use crate::{Hl7Config, Hl7Error, document, patient, visit};
 ///
 /// The event type follows MSH-9 (see [`event_type`]); unknown types and
 /// triggers give `other`, never an error; so does a document whose TXA-17
-/// completion status is a draft's (`[hl7] draft_statuses`), with a warning. `event_id` is derived from the raw
-/// bytes, so a redelivered message gets the same id. `occurred_at` is EVN-2,
+/// completion status is a draft's (`[hl7] draft_statuses`), or an ORU
+/// document's result status a preliminary one (`draft_result_statuses`),
+/// with a warning. An ORU result status `C` is a replacement and `X`, `D`
+/// or `W` a cancellation. `event_id` is derived from the raw bytes, so a
+/// redelivered message gets the same id. `occurred_at` is EVN-2,
 /// else MSH-7; for an A03 it is the discharge time (PV1-45, EVN-6, EVN-2).
 pub fn normalise_message(msg: &[u8], cfg: &Hl7Config) -> Result<InterfaceEvent, Hl7Error> {
     let text = prepare(msg, cfg)?;
@@ -56,28 +60,47 @@ pub fn normalise_message(msg: &[u8], cfg: &Hl7Config) -> Result<InterfaceEvent, 
     } else {
         None
     };
+    let has_txa = parsed.segment("TXA").is_some();
+    // A document not yet final: its status, where it was read and what that
+    // field is called.
+    let mut draft = None;
+    if event_type == EventType::DocumentIssued && code == "ORU" && !has_txa {
+        match document::oru_result_status(&ctx) {
+            ResultStatus::Final => {}
+            ResultStatus::Corrected => event_type = EventType::DocumentReplaced,
+            ResultStatus::Withdrawn => event_type = EventType::DocumentCancelled,
+            ResultStatus::Draft { status, location } => {
+                draft = Some((status, location, "result status"));
+            }
+        }
+    }
     let document = match event_type {
         EventType::DocumentIssued | EventType::DocumentReplaced | EventType::DocumentCancelled
-            if parsed.segment("TXA").is_some() || code == "MDM" =>
+            if has_txa || code == "MDM" =>
         {
             Some(document::from_txa(&mut ctx)?)
         }
-        EventType::DocumentIssued => Some(document::from_obr(&mut ctx)),
+        EventType::DocumentIssued | EventType::DocumentReplaced | EventType::DocumentCancelled => {
+            Some(document::from_obr(&mut ctx))
+        }
         _ => None,
     };
     if matches!(
         event_type,
         EventType::DocumentIssued | EventType::DocumentReplaced
-    ) && let Some(status) = document::draft_status(&ctx)
-    {
+    ) {
+        draft = draft
+            .or_else(|| document::draft_status(&ctx).map(|s| (s, "TXA-17", "completion status")));
+    }
+    if let Some((status, location, what)) = draft {
         ctx.warn(
             WarningCode::Other,
             format!(
-                "TXA-17 completion status {status} is not final: the document is not taken as a \
+                "{location} {what} {status} is not final: the document is not taken as a \
                  transmission"
             ),
             Some(status),
-            "TXA-17".into(),
+            location.into(),
         );
         event_type = EventType::Other;
     }

@@ -133,6 +133,62 @@ fn oru_with_text_obx_is_a_document() {
     assert_eq!(doc.recipient.as_deref(), Some("B86001"));
 }
 
+/// An ORU^R01 letter without TXA is judged by its result status: OBR-25,
+/// else OBX-11 of the OBX holding its text. A preliminary one has not been
+/// sent as final and settles nothing; a correction amends; a cancelled,
+/// deleted or wrong-patient one withdraws the document.
+#[test]
+fn an_oru_document_follows_its_result_status() {
+    let text = String::from_utf8(common::load("oru_r01_document_in_obx.hl7")).unwrap();
+    let obr = "OBR|1|PL-77|FL-77|DS^Discharge summary|||20240117090000";
+    let obx_final = "Line two||||||F";
+    assert!(text.contains(obr) && text.contains(obx_final));
+    // OBR-25 is the 25th field: eighteen more bars after OBR-7.
+    let with_obr25 = |status: &str| text.replace(obr, &format!("{obr}{}{status}", "|".repeat(18)));
+    let with_obx11 = |status: &str| text.replace(obx_final, &format!("Line two||||||{status}"));
+    let run = |edited: String| {
+        tocsin_hl7::normalise_message(edited.as_bytes(), &tocsin_hl7::Hl7Config::default()).unwrap()
+    };
+    for (status, location) in [
+        (with_obr25("P"), "OBR-25"),
+        (with_obr25("r"), "OBR-25"),
+        (with_obr25("A"), "OBR-25"),
+        (with_obx11("P"), "OBX-11"),
+        (with_obx11("S"), "OBX-11"),
+    ] {
+        let ev = run(status);
+        assert_eq!(ev.event_type, EventType::Other, "{location}");
+        assert_eq!(ev.document.as_ref().unwrap().id, "FL-77");
+        assert_eq!(ev.warnings.len(), 1, "{:?}", ev.warnings);
+        assert_eq!(ev.warnings[0].code, WarningCode::Other);
+        assert_eq!(ev.warnings[0].location.as_deref(), Some(location));
+    }
+    // OBR-25 decides over OBX-11: a final report whose OBX says otherwise.
+    let both = with_obr25("F").replace(obx_final, "Line two||||||P");
+    assert_eq!(run(both).event_type, EventType::DocumentIssued);
+    for (edited, ty) in [
+        (with_obr25("F"), EventType::DocumentIssued),
+        (with_obx11("U"), EventType::DocumentIssued),
+        (with_obr25("C"), EventType::DocumentReplaced),
+        (with_obx11("C"), EventType::DocumentReplaced),
+        (with_obr25("X"), EventType::DocumentCancelled),
+        (with_obx11("W"), EventType::DocumentCancelled),
+        (with_obx11("D"), EventType::DocumentCancelled),
+    ] {
+        let ev = run(edited);
+        assert_eq!(ev.event_type, ty);
+        assert_eq!(ev.document.as_ref().unwrap().id, "FL-77");
+        assert!(ev.warnings.is_empty(), "{:?}", ev.warnings);
+    }
+    // A trust's own list decides what is preliminary.
+    let cfg = tocsin_hl7::Hl7Config {
+        draft_result_statuses: vec![],
+        ..Default::default()
+    };
+    let ev = tocsin_hl7::normalise_message(with_obr25("P").as_bytes(), &cfg).unwrap();
+    assert_eq!(ev.event_type, EventType::DocumentIssued);
+}
+
 #[test]
 fn oru_with_txa_uses_txa() {
     let ev = ok("oru_r01_with_txa.hl7");

@@ -216,6 +216,22 @@ fn replay_late_summary_meets_the_overdue_already_raised_then_late_and_resolved()
     assert_eq!(only_row(&report)["late"], 1);
 }
 
+/// A summary sent as an ORU result: preliminary (OBR-25 `P`) before the
+/// deadline, final after it. The preliminary one is no transmission, so the
+/// summary is late, not on time.
+#[test]
+fn replay_judges_a_result_letter_by_its_final_not_its_preliminary() {
+    let (alerts, report, _) = replay("preliminary-result", "2024-06-01T00:00:00Z");
+    assert_eq!(kinds(&alerts), ["overdue", "late", "resolved"]);
+    assert_eq!(alerts[1]["document"]["id"], "DOC-PR");
+    assert_eq!(alerts[1]["raised_at"], "2024-01-17T10:00:00Z");
+    let row = only_row(&report);
+    assert_eq!(
+        (row["late"].as_u64(), row["on_time"].as_u64()),
+        (Some(1), Some(0))
+    );
+}
+
 #[test]
 fn replay_into_a_kept_store_judges_alike_and_keeps_what_a_gateway_needs() {
     // Within the 30-day duplicate horizon, so the duplicate keys are kept.
