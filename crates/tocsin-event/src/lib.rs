@@ -80,7 +80,8 @@ pub enum EventType {
     EncounterDischargeCancelled,
     /// Admission or visit cancelled (A11; FHIR Encounter cancelled or entered-in-error).
     EncounterCancelled,
-    /// Patient or account merge (A34, A40).
+    /// Patient or visit merge, or a changed identifier: re-keys what was
+    /// known under the old one (HL7 A34, A36, A39, A40, A42, A46, A47, A50).
     PatientMerged,
     /// Appointment booked (SIU S12).
     AppointmentBooked,

@@ -152,7 +152,8 @@ fn check_required_segments(ctx: &Ctx<'_, '_>, code: &str, trigger: &str) -> Resu
     let needs: &[&'static str] = match (code, trigger) {
         ("ADT", "A01" | "A02" | "A03" | "A04" | "A08" | "A11" | "A13") => &["PID", "PV1"],
         ("ADT", "A31") => &["PID"],
-        ("ADT", "A34" | "A40") => &["PID", "MRG"],
+        ("ADT", "A34" | "A36" | "A39" | "A40" | "A46" | "A47") => &["PID", "MRG"],
+        ("ADT", "A42" | "A50") => &["PID", "MRG", "PV1"],
         ("MDM", "T02" | "T04" | "T06" | "T08" | "T10" | "T11") => &["PID", "TXA"],
         ("MDM", _) => &["TXA"],
         ("SIU", "S12" | "S15" | "S26") => &["SCH"],
@@ -179,7 +180,13 @@ fn event_type(ctx: &Ctx<'_, '_>, code: &str, trigger: &str) -> EventType {
         ("ADT", "A03") => EncounterEnded,
         ("ADT", "A13") => EncounterDischargeCancelled,
         ("ADT", "A11") => EncounterCancelled,
-        ("ADT", "A34" | "A40") => PatientMerged,
+        // Merges and identifier changes re-key: the patient's (A34, A36,
+        // A39, A40; A46, A47 change the identifier) or the visit's (A42
+        // merges one visit into another, A50 renumbers it, MRG-5 naming the
+        // old number and PV1-19 the new). A44 and A45 move one account or
+        // visit to another patient and stay `other`: re-keying every
+        // expectation of the prior patient would move the wrong ones.
+        ("ADT", "A34" | "A36" | "A39" | "A40" | "A42" | "A46" | "A47" | "A50") => PatientMerged,
         ("SIU", "S12") => AppointmentBooked,
         ("SIU", "S15") => AppointmentCancelled,
         ("SIU", "S26") => AppointmentMissed,

@@ -17,7 +17,8 @@ pub(crate) fn patient(ctx: &mut Ctx<'_, '_>) -> Patient {
     }
 }
 
-/// The identifiers a merge (A34, A40) retired: MRG-1 and the visit in MRG-5.
+/// The identifiers a merge or identifier change (A34, A36, A39, A40, A42,
+/// A46, A47, A50) retired: MRG-1 and the visit in MRG-5.
 pub(crate) fn merge(ctx: &mut Ctx<'_, '_>, mrg: Seg<'_>) -> Merge {
     let (prior_nhs_number, prior_local_ids) = identifiers(ctx, mrg, 1);
     Merge {

@@ -198,6 +198,42 @@ fn merges_carry_the_retired_identifiers() {
     assert_eq!(m.prior_encounter_id.as_deref(), Some("V0009999"));
 }
 
+/// A visit renumbered (A50) or merged into another (A42) re-keys it: MRG-5
+/// names the old number, PV1-19 the new. A changed patient identifier
+/// (A47) re-keys the patient as a merge does. A moved visit (A45) stays
+/// `other`: it is not the whole prior patient that moves.
+#[test]
+fn visit_renumbering_and_identifier_changes_are_merges() {
+    let text = String::from_utf8(load("adt_a40_merge.hl7")).unwrap();
+    let pv1 = "PV1|1|I|WARD1||||||||||||||||V0001234^^^RXX^VN";
+    for trigger in ["A50", "A42"] {
+        let msg = text.replace("A40", trigger) + pv1 + "\r";
+        let ev = normalise_message(msg.as_bytes(), &Hl7Config::default()).unwrap();
+        assert_eq!(ev.event_type, EventType::PatientMerged, "{trigger}");
+        let m = ev.merge.expect("merge");
+        assert_eq!(m.prior_encounter_id.as_deref(), Some("V0009999"));
+        assert_eq!(ev.encounter.unwrap().id.as_deref(), Some("V0001234"));
+        // Without PV1 the new visit number is unknown: refused, not ignored.
+        let without = text.replace("A40", trigger);
+        assert!(
+            normalise_message(without.as_bytes(), &Hl7Config::default()).is_err(),
+            "{trigger}"
+        );
+    }
+    for trigger in ["A47", "A46", "A39", "A36"] {
+        let msg = text.replace("A40", trigger);
+        let ev = normalise_message(msg.as_bytes(), &Hl7Config::default()).unwrap();
+        assert_eq!(ev.event_type, EventType::PatientMerged, "{trigger}");
+        assert_eq!(ev.merge.unwrap().prior_local_ids, vec![rxx("RXX7654321")]);
+    }
+    for trigger in ["A45", "A44"] {
+        let msg = text.replace("A40", trigger);
+        let ev = normalise_message(msg.as_bytes(), &Hl7Config::default()).unwrap();
+        assert_eq!(ev.event_type, EventType::Other, "{trigger}");
+        assert!(ev.merge.is_none());
+    }
+}
+
 #[test]
 fn invalid_nhs_number_is_null_with_warning() {
     let ev = ok("nhs_number_invalid.hl7");

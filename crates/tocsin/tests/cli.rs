@@ -232,6 +232,17 @@ fn replay_judges_a_result_letter_by_its_final_not_its_preliminary() {
     );
 }
 
+/// A visit renumbered after discharge (A50): the expectation follows the new
+/// number, and the summary naming it matches by visit number, not by the
+/// weaker patient-and-window fallback.
+#[test]
+fn replay_follows_a_renumbered_visit() {
+    let (alerts, _, _) = replay("visit-renumbered", "2024-06-01T00:00:00Z");
+    assert_eq!(kinds(&alerts), ["overdue", "late", "resolved"]);
+    assert_eq!(alerts[1]["encounter"]["id"], "V11B");
+    assert_eq!(alerts[1]["document"]["matched_by"], "encounter_id");
+}
+
 #[test]
 fn replay_into_a_kept_store_judges_alike_and_keeps_what_a_gateway_needs() {
     // Within the 30-day duplicate horizon, so the duplicate keys are kept.
