@@ -18,7 +18,8 @@ use crate::{Hl7Config, Hl7Error, document, patient, visit};
 /// with a warning. An ORU result status `C` is a replacement and `X`, `D`
 /// or `W` a cancellation. `event_id` is derived from the raw bytes, so a
 /// redelivered message gets the same id. `occurred_at` is EVN-2,
-/// else MSH-7; for an A03 it is the discharge time (PV1-45, EVN-6, EVN-2).
+/// else MSH-7; for an A03 it is the discharge time (PV1-45, EVN-6, EVN-2;
+/// a PV1-45 of a date only takes EVN-6, else EVN-2, on that day).
 pub fn normalise_message(msg: &[u8], cfg: &Hl7Config) -> Result<InterfaceEvent, Hl7Error> {
     let text = prepare(msg, cfg)?;
     let parsed = Parsed::parse(&text)?;

@@ -44,6 +44,20 @@ pub(crate) fn encounter(ctx: &mut Ctx<'_, '_>, ending: Ending) -> Option<Encount
         if ending != Ending::None && ended_at.is_none() {
             ended_at = ctx.timestamp(evn, 6).or_else(|| ctx.timestamp(evn, 2));
         }
+    } else if ending != Ending::None
+        && let Some(day) = ended_at
+        && pv1.value(45).is_some_and(|raw| date_only(&raw))
+    {
+        // A PAS that keeps the discharge date without its time: midnight
+        // would start the 24 hours up to a day early. The event's own time
+        // (EVN-6, else EVN-2) on that same local day is the better reading.
+        let tz = ctx.cfg.timezone;
+        let precise = ctx.timestamp(evn, 6).or_else(|| ctx.timestamp(evn, 2));
+        if let Some(t) = precise
+            && t.with_timezone(&tz).date_naive() == day.with_timezone(&tz).date_naive()
+        {
+            ended_at = Some(t);
+        }
     }
     // PV1-39 servicing facility, else the facility of the assigned location.
     let site = pv1
@@ -59,6 +73,11 @@ pub(crate) fn encounter(ctx: &mut Ctx<'_, '_>, ending: Ending) -> Option<Encount
         site,
         specialty: pv1.value(10).map(|v| v.into_owned()),
     })
+}
+
+/// Whether an HL7 timestamp gives a date at most (`YYYY[MM[DD]]`), no hour.
+fn date_only(raw: &str) -> bool {
+    raw.trim().bytes().take_while(u8::is_ascii_digit).count() <= 8
 }
 
 /// The appointment of an SIU message: SCH-1 placer id (else SCH-2 filler

@@ -55,6 +55,40 @@ fn an_obstetric_discharge_is_an_inpatient_one() {
     assert!(ev.warnings.is_empty(), "{:?}", ev.warnings);
 }
 
+/// A PV1-45 that gives only the date: the event's own time on that day
+/// (EVN-6, else EVN-2) is the discharge time, not midnight, which would
+/// start the 24 hours up to a day early. On another day it is not taken.
+#[test]
+fn a_date_only_discharge_takes_the_event_time_of_that_day() {
+    let bytes = load("adt_a03_discharge.hl7");
+    let text = String::from_utf8(split_messages(&bytes)[0].bytes.to_vec()).unwrap();
+    assert!(
+        text.contains("|20240115140000\r")
+            && text.contains("EVN|A03|20240115143000|||U123^WARD^CLERK|20240115142500\r")
+    );
+    let date_only = text.replace("|20240115140000\r", "|20240115\r");
+    let ev = normalise_message(date_only.as_bytes(), &Hl7Config::default()).unwrap();
+    // EVN-6 14:25 GMT on 15 January.
+    assert_eq!(
+        ev.encounter.unwrap().ended_at,
+        Some(utc("2024-01-15T14:25:00Z"))
+    );
+    assert_eq!(ev.occurred_at, utc("2024-01-15T14:25:00Z"));
+    // EVN-6 on the next day: the date stands, at midnight.
+    let other_day = date_only.replace("|20240115142500\r", "|20240116002500\r");
+    let ev = normalise_message(other_day.as_bytes(), &Hl7Config::default()).unwrap();
+    assert_eq!(
+        ev.encounter.unwrap().ended_at,
+        Some(utc("2024-01-15T00:00:00Z"))
+    );
+    // A precise PV1-45 is kept whatever EVN-6 says.
+    let ev = normalise_message(text.as_bytes(), &Hl7Config::default()).unwrap();
+    assert_eq!(
+        ev.encounter.unwrap().ended_at,
+        Some(utc("2024-01-15T14:00:00Z"))
+    );
+}
+
 #[test]
 fn a03_discharge_time_fallbacks() {
     // No PV1-45: EVN-6 (14:25), else EVN-2 (14:30).
