@@ -70,7 +70,8 @@ pub struct InterfaceEvent {
 )]
 #[serde(rename_all = "snake_case")]
 pub enum EventType {
-    /// Admission or registration (ADT A01, A04; FHIR Encounter planned/in-progress).
+    /// Admission or registration (ADT A01, A04; FHIR Encounter arrived,
+    /// triaged or in-progress; a planned one is `other`).
     EncounterStarted,
     /// Transfer or update (A02, A08, A31).
     EncounterUpdated,
