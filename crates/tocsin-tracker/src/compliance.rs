@@ -482,9 +482,9 @@ fn cells(r: &ComplianceRow, group_by: &[GroupBy]) -> Vec<String> {
     out
 }
 
-/// A percentage to one decimal, rounded down: 1,999 on time of 2,000
-/// (99.95 %) read "100.0" in the CSV and the table, which says every one
-/// was on time.
+/// A percentage to one decimal, rounded down: rounded to the nearest,
+/// 1,999 on time of 2,000 (99.95 %) would read "100.0", which says every
+/// one was on time; rounded down it reads "99.9".
 fn pct_text(p: f64) -> String {
     format!("{:.1}", (p * 10.0).floor() / 10.0)
 }

@@ -1039,6 +1039,36 @@ fn exclusions_create_no_expectation() {
     assert_eq!(tr.counters().excluded, 1);
 }
 
+/// Judged as at `until` (a replay's `--until`): a summary sent after it
+/// had not been sent by then, so it is not applied and the discharge is
+/// overdue, as a report at that instant must say; the event is counted.
+#[test]
+fn an_event_after_until_is_not_applied() {
+    let mut tr = tracker();
+    let until = t("2024-01-12T00:00:00Z");
+    tr.set_until(Some(until));
+    tr.set_ceiling(Some(until));
+    tr.apply(&end(
+        "m1",
+        "V1",
+        K::Inpatient,
+        t("2024-01-10T10:00:00Z"),
+        NHS,
+    ));
+    let fx = tr.apply(&doc(
+        "m2",
+        Some("V1"),
+        D::DischargeSummary,
+        t("2024-01-13T09:00:00Z"),
+        Some(NHS),
+    ));
+    assert!(fx.is_empty(), "{fx:?}");
+    assert_eq!(tr.counters().after_until, 1);
+    assert_eq!(tr.pending_document_count(), 0);
+    assert_eq!(kinds(&tr.advance_to(until)), vec![A::Overdue]);
+    assert_eq!(tr.open_count(), 1);
+}
+
 #[test]
 fn a_far_future_event_moves_the_clock_only_to_the_ceiling() {
     let mut tr = tracker();

@@ -53,8 +53,10 @@ pub enum Command {
 /// Arguments of `tocsin replay`.
 #[derive(Debug, clap::Args)]
 pub struct ReplayArgs {
-    /// Advance the clock to this time (RFC 3339) after the last input, so
-    /// that every deadline before it fires.
+    /// Judge as at this time (RFC 3339): advance the clock to it after the
+    /// last input, so that every deadline before it fires. An input
+    /// stamped later had not happened by then: it is not applied (counted
+    /// as the notice `after_until`).
     #[arg(long, value_parser = parse_rfc3339)]
     pub until: chrono::DateTime<chrono::Utc>,
     /// Write every alert as a JSON line to this file.

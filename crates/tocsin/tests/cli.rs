@@ -243,6 +243,22 @@ fn replay_follows_a_renumbered_visit() {
     assert_eq!(alerts[1]["document"]["matched_by"], "encounter_id");
 }
 
+/// The report is as at `--until`: a summary sent after it had not been
+/// sent by then, so the discharge is missing, not late, and the summary is
+/// counted as `after_until` rather than applied.
+#[test]
+fn replay_judges_as_at_until_and_leaves_later_inputs_unapplied() {
+    let (alerts, report, stderr) = replay("late", "2024-01-17T09:00:00Z");
+    assert_eq!(kinds(&alerts), ["overdue"]);
+    let row = only_row(&report);
+    assert_eq!(
+        (row["missing"].as_u64(), row["late"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert_eq!(report["notices"]["after_until"], 1, "{report}");
+    assert!(stderr.contains("after_until=1"), "{stderr}");
+}
+
 #[test]
 fn replay_into_a_kept_store_judges_alike_and_keeps_what_a_gateway_needs() {
     // Within the 30-day duplicate horizon, so the duplicate keys are kept.

@@ -73,6 +73,10 @@ pub struct Counters {
     /// Events stamped past the ceiling (see [`Tracker::set_ceiling`]): they
     /// moved the clock only as far as the ceiling.
     pub future_events_capped: u64,
+    /// Events stamped after the instant a replay judges as at (see
+    /// [`Tracker::set_until`]): not applied, since as of then they had not
+    /// happened.
+    pub after_until: u64,
     /// Encounter-end events without an encounter kind (no rule can apply).
     pub ends_without_kind: u64,
     /// Encounter-end events for which the expectation was already open (a
@@ -108,12 +112,13 @@ impl Counters {
     /// Every counter with its name, for a metric label or a report: the
     /// names are stable (operators' dashboards use them) and carry no
     /// patient data.
-    pub fn named(&self) -> [(&'static str, u64); 14] {
+    pub fn named(&self) -> [(&'static str, u64); 15] {
         // Destructured so that a new counter cannot be left out.
         let Counters {
             duplicates,
             stale_events,
             future_events_capped,
+            after_until,
             ends_without_kind,
             repeated_ends,
             excluded,
@@ -130,6 +135,7 @@ impl Counters {
             ("duplicate", duplicates),
             ("stale_event", stale_events),
             ("future_event_capped", future_events_capped),
+            ("after_until", after_until),
             ("end_without_kind", ends_without_kind),
             ("repeated_end", repeated_ends),
             ("excluded", excluded),
@@ -198,6 +204,8 @@ pub struct Tracker {
     switches: Switches,
     clock: Option<i64>,
     ceiling: Option<i64>,
+    /// The instant a replay judges as at ([`Tracker::set_until`]).
+    until: Option<i64>,
     counters: Counters,
     gauges: BTreeMap<(DocumentKind, EncounterKind), Gauge>,
 }
@@ -243,6 +251,7 @@ impl Tracker {
             },
             clock: None,
             ceiling: None,
+            until: None,
             counters: Counters::default(),
             gauges: BTreeMap::new(),
         }
@@ -272,6 +281,10 @@ impl Tracker {
                 | EventType::AppointmentCancelled
                 | EventType::AppointmentMissed
         );
+        if tracked && self.until.is_some_and(|u| ms(event.occurred_at) > u) {
+            self.counters.after_until += 1;
+            return;
+        }
         let seen_key = tracked.then(|| state::seen_key(event));
         if let Some(h) = &seen_key
             && self.is_duplicate(h)
@@ -371,6 +384,17 @@ impl Tracker {
     /// default) event times are trusted. `None` removes it.
     pub fn set_ceiling(&mut self, ceiling: Option<DateTime<Utc>>) {
         self.ceiling = ceiling.map(ms);
+    }
+
+    /// Judges as at `until`, as `tocsin replay --until` does: an event the
+    /// tracker would act on that is stamped later had not happened by then,
+    /// so it is not applied (counted in [`Counters::after_until`]).
+    /// Applied, a document sent after `until` would count as on time or
+    /// late while an expectation whose deadline passes after `until`
+    /// without one stays not yet due: the report as at `until` would lean
+    /// towards on time. Live mode sets none.
+    pub fn set_until(&mut self, until: Option<DateTime<Utc>>) {
+        self.until = until.map(ms);
     }
 
     /// When the earliest timer falls; it fires once the clock is past it.

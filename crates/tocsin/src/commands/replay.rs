@@ -278,7 +278,9 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
         }
         _ => Tracker::new(config.policy.clone(), config.tracker.clone()),
     };
-    // Nothing stamped after --until may move the clock past it.
+    // Judged as at --until: what is stamped later is not applied, and
+    // nothing may move the clock past it.
+    tracker.set_until(Some(until));
     tracker.set_ceiling(Some(until));
     // Without a store, the state records would be dropped unread: not built.
     tracker.set_state_records(kept_store);
@@ -739,9 +741,13 @@ fn write_alerts(out: &mut impl Write, effects: &[Effect]) -> std::io::Result<usi
 pub enum ReportFormat {
     /// An aligned text table for people.
     Table,
-    /// CSV: the figures, then (after a blank line) the rejected inputs.
+    /// CSV: the figures; then, each after a blank line with its own header
+    /// row, the rejected inputs (`file,position,reason,location`) and the
+    /// notices (`notice,count`), when there are any. Percentages rounded
+    /// down to one decimal.
     Csv,
-    /// One JSON object: `{"rows": [...], "rejected": [...]}`.
+    /// One JSON object: `{"rows": [...], "rejected": [...], "notices":
+    /// {...}}`; `pct_on_time` is the exact ratio, not rounded.
     Json,
 }
 
