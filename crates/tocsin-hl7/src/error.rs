@@ -26,6 +26,13 @@ pub enum Hl7Error {
         /// Its offset within the message.
         offset: usize,
     },
+    /// The last message of an MLLP frame whose end block (0x1C) never
+    /// came: the input ended inside the frame, so the message may be cut
+    /// short (a discharge time lost with the end of PV1).
+    #[error(
+        "MLLP frame has no end block (0x1C): the input ended inside it, so the message may be cut short"
+    )]
+    UnterminatedFrame,
     /// Does not start with an MSH segment.
     #[error("not an HL7 v2 message: it does not start with an MSH segment")]
     NotHl7,
@@ -89,6 +96,7 @@ impl Hl7Error {
         match self {
             Self::Oversized { .. } => "oversized",
             Self::Empty => "empty",
+            Self::UnterminatedFrame => "unterminated_frame",
             Self::Binary { .. } => "binary",
             Self::NotHl7 => "not_hl7",
             Self::TruncatedMsh { .. } => "truncated_msh",
@@ -105,7 +113,7 @@ impl Hl7Error {
     /// `segment 4`, `byte 17`), when there is such a place.
     pub fn location(&self) -> Option<String> {
         match self {
-            Self::Oversized { .. } | Self::Empty | Self::NotHl7 => None,
+            Self::Oversized { .. } | Self::Empty | Self::NotHl7 | Self::UnterminatedFrame => None,
             Self::Binary { offset, .. } => Some(format!("byte {offset}")),
             Self::TruncatedMsh { location } => Some(location.clone()),
             Self::BadSeparators { .. } => Some("MSH-2".to_owned()),

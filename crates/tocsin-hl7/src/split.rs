@@ -13,6 +13,11 @@ pub struct RawMessage<'a> {
     /// The message: from its `MSH` to the end of its last segment, MLLP
     /// framing and batch envelope segments removed.
     pub bytes: &'a [u8],
+    /// It is the last message of an MLLP frame that has no end block
+    /// (0x1C): the input ended first (a file rotated in the middle of a
+    /// frame), so the message may be cut short and is not to be trusted
+    /// ([`crate::Hl7Error::UnterminatedFrame`]).
+    pub unterminated_frame: bool,
 }
 
 const MLLP_START: u8 = 0x0B;
@@ -38,16 +43,31 @@ pub fn split_messages(input: &[u8]) -> Vec<RawMessage<'_>> {
     while input.get(begin).is_some_and(u8::is_ascii_whitespace) {
         begin += 1;
     }
-    if memchr::memchr(MLLP_START, input).is_some() {
+    // Framed when a start block opens the input, or start and end blocks
+    // both occur (a leftover end block or junk before the first frame). A
+    // lone 0x0B inside unframed text is a stray byte: taken for a frame
+    // start, it cut its message short and the shortened message was
+    // accepted. Left in, the normaliser refuses that message as binary.
+    let framed = input.get(begin) == Some(&MLLP_START)
+        || (memchr::memchr(MLLP_START, input).is_some()
+            && memchr::memchr(MLLP_END, input).is_some());
+    if framed {
         let mut pos = begin;
         while pos < input.len() {
             match memchr::memchr(MLLP_START, &input[pos..]) {
                 Some(rel) => {
                     split_unframed(input, pos, pos + rel, &mut out);
                     let start = pos + rel + 1;
-                    let end = memchr::memchr(MLLP_END, &input[start..])
-                        .map_or(input.len(), |e| start + e);
+                    let end_block = memchr::memchr(MLLP_END, &input[start..]);
+                    let end = end_block.map_or(input.len(), |e| start + e);
+                    let before = out.len();
                     split_unframed(input, start, end, &mut out);
+                    if end_block.is_none()
+                        && out.len() > before
+                        && let Some(last) = out.last_mut()
+                    {
+                        last.unterminated_frame = true;
+                    }
                     pos = (end + 1).min(input.len());
                     if input.get(pos) == Some(&b'\r') {
                         pos += 1;
@@ -76,6 +96,7 @@ fn split_unframed<'a>(input: &'a [u8], start: usize, end: usize, out: &mut Vec<R
             out.push(RawMessage {
                 offset: s,
                 bytes: &input[s..e],
+                unterminated_frame: false,
             });
         }
     };

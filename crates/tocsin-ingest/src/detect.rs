@@ -17,8 +17,10 @@ pub enum ContentHint {
 }
 
 impl ContentHint {
-    /// The hint a file name gives, if any (`.hl7`, `.er7`, `.json`,
-    /// `.ndjson`, `.xml`). Content detection decides the rest.
+    /// The hint a file name gives, if any (`.ndjson`, `.jsonl`, `.xml`, in
+    /// any case). Content detection decides the rest: `.json` may hold one
+    /// resource or NDJSON, and an `.hl7` file holding no message at all is
+    /// better refused as no format than as a message.
     pub fn from_file_name(name: &str) -> Option<Self> {
         let ext = name.rsplit_once('.')?.1.to_ascii_lowercase();
         match ext.as_str() {
@@ -29,62 +31,105 @@ impl ContentHint {
     }
 }
 
-/// Detects the format from the first bytes of the content.
+/// Detects the format from the content.
 ///
-/// HL7 starts with `MSH`, `FHS` or `BHS` (after an optional MLLP start block
-/// 0x0B); JSON with `{`, and is NDJSON when its first line is a complete JSON
-/// object and another line follows; XML with `<`. A UTF-8 byte-order mark and
-/// leading white space are skipped.
+/// JSON starts with `{`, and is NDJSON when its first line is a complete
+/// JSON object and another line follows, or when the whole is not one
+/// document and a later line (of the first [`NDJSON_PROBE_LINES`]) is a
+/// complete object; XML starts with `<`; HL7 is any other text with a line
+/// or MLLP frame starting `MSH`, `FHS` or `BHS` in its first
+/// [`HL7_PROBE_BYTES`]: text before the first message (a header line, an
+/// end block left over from the previous file) becomes a unit of its own,
+/// rejected with its reason, and the messages after it are read. A UTF-8
+/// byte-order mark and leading white space are skipped.
 pub fn detect(bytes: &[u8]) -> Result<ContentHint, IngestError> {
     if let Some(looks_like) = not_text(bytes) {
         return Err(IngestError::Unrecognised {
             looks_like: Some(looks_like),
         });
     }
-    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let body = body.trim_ascii_start();
-    let body = body.strip_prefix(b"\x0B").unwrap_or(body);
+    let body = content(bytes);
     if body.is_empty() {
         return Err(IngestError::Empty);
     }
-    if body.starts_with(b"MSH") || body.starts_with(b"FHS") || body.starts_with(b"BHS") {
-        return Ok(ContentHint::Hl7);
-    }
     match body[0] {
-        b'{' => {
-            let mut lines = body
-                .split(|b| *b == b'\n')
-                .filter(|l| !l.trim_ascii().is_empty());
-            let first = lines.next().unwrap_or_default();
-            let is_object = |l: &[u8]| serde_json::from_slice::<serde::de::IgnoredAny>(l).is_ok();
-            let ndjson = match lines.next() {
-                None => false,
-                Some(_) if is_object(first) => true,
-                // A first line cut short: NDJSON still when the second line
-                // is a whole object at the line's start and the whole is
-                // not one document (a Bundle can lay an entry out so).
-                // Read as one document, every resource in the file was
-                // refused with the first.
-                Some(second) => second.starts_with(b"{") && is_object(second) && !is_object(body),
-            };
-            Ok(if ndjson {
-                ContentHint::Ndjson
-            } else {
-                ContentHint::FhirJson
-            })
-        }
+        b'{' => Ok(if is_ndjson(body) {
+            ContentHint::Ndjson
+        } else {
+            ContentHint::FhirJson
+        }),
         b'<' => Ok(ContentHint::FhirXml),
         b'[' => Err(IngestError::Unrecognised {
             looks_like: Some("a JSON array: send one resource or Bundle per input, or NDJSON"),
         }),
+        _ if has_hl7_start(body) => Ok(ContentHint::Hl7),
         _ => Err(IngestError::Unrecognised { looks_like: None }),
     }
+}
+
+/// The content less a UTF-8 byte-order mark and leading white space: empty
+/// when there is nothing else.
+pub(crate) fn content(bytes: &[u8]) -> &[u8] {
+    bytes
+        .strip_prefix(b"\xEF\xBB\xBF")
+        .unwrap_or(bytes)
+        .trim_ascii_start()
+}
+
+/// How far into an input detection looks for an HL7 message start.
+pub const HL7_PROBE_BYTES: usize = 64 * 1024;
+
+/// How many non-blank lines of a JSON input detection looks at for a
+/// complete object, when the whole is not one document.
+pub const NDJSON_PROBE_LINES: usize = 100;
+
+/// Whether a segment of HL7 starts at the input's start or at the start of
+/// a line or MLLP frame within the first [`HL7_PROBE_BYTES`]: `MSH`, `FHS`
+/// or `BHS` and then a field separator (not a letter, digit or white
+/// space).
+fn has_hl7_start(body: &[u8]) -> bool {
+    let probe = &body[..body.len().min(HL7_PROBE_BYTES)];
+    let starts_here = |at: usize| {
+        let rest = probe[at..].trim_ascii_start();
+        rest.len() > 3
+            && matches!(&rest[..3], b"MSH" | b"FHS" | b"BHS")
+            && !rest[3].is_ascii_alphanumeric()
+            && !rest[3].is_ascii_whitespace()
+    };
+    starts_here(0)
+        || probe
+            .iter()
+            .enumerate()
+            .any(|(i, b)| matches!(b, b'\r' | b'\n' | 0x0B) && starts_here(i + 1))
+}
+
+/// Whether JSON content (starting `{`) is NDJSON rather than one document.
+fn is_ndjson(body: &[u8]) -> bool {
+    let is_object = |l: &[u8]| serde_json::from_slice::<serde::de::IgnoredAny>(l).is_ok();
+    let mut lines = body
+        .split(|b| *b == b'\n')
+        .map(|l| content(l).trim_ascii_end())
+        .filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or_default();
+    let mut rest = lines.take(NDJSON_PROBE_LINES).peekable();
+    if rest.peek().is_none() {
+        return false;
+    }
+    // The usual case, decided without reading the whole input.
+    if is_object(first) {
+        return true;
+    }
+    // A first line cut short (or two): NDJSON still when a later line is a
+    // whole object and the whole is not one document (a pretty-printed
+    // Bundle's lines are no objects of their own). Read as one document,
+    // every resource in the file was refused with the first.
+    !is_object(body) && rest.any(|l| l.starts_with(b"{") && is_object(l))
 }
 
 /// What an input that is not text of any kind tocsin reads looks like, by
 /// its first bytes: archives must be unpacked and UTF-16 converted first,
 /// and saying so spares the reader a hunt.
-fn not_text(bytes: &[u8]) -> Option<&'static str> {
+pub(crate) fn not_text(bytes: &[u8]) -> Option<&'static str> {
     if bytes.starts_with(b"\x1f\x8b") {
         Some("gzip-compressed: decompress it first")
     } else if bytes.starts_with(b"PK\x03\x04") {

@@ -68,6 +68,23 @@ pub fn ingest(bytes: &[u8], hint: Option<ContentHint>, cfg: &IngestConfig) -> Ve
             limit: cfg.max_input_bytes,
         }),
     };
+    // Whatever the hint says: a gzip body named `.ndjson`, or a UTF-16
+    // file, is refused once with what to do about it, not line by line
+    // as malformed JSON; an empty one is empty, whatever its format.
+    let whole = |e: IngestError| {
+        vec![Unit {
+            position: Position::Whole,
+            outcome: Err(e),
+        }]
+    };
+    if let Some(looks_like) = detect::not_text(bytes) {
+        return whole(IngestError::Unrecognised {
+            looks_like: Some(looks_like),
+        });
+    }
+    if detect::content(bytes).is_empty() {
+        return whole(IngestError::Empty);
+    }
     let kind = match hint {
         Some(h) => h,
         None => match detect(bytes) {
@@ -113,9 +130,13 @@ fn ingest_hl7(bytes: &[u8], cfg: &IngestConfig) -> Vec<Unit> {
                 index: i + 1,
                 offset: m.offset,
             },
-            outcome: tocsin_hl7::normalise_message(m.bytes, &cfg.hl7)
-                .map(|e| vec![e])
-                .map_err(IngestError::from),
+            outcome: if m.unterminated_frame {
+                Err(IngestError::from(tocsin_hl7::Hl7Error::UnterminatedFrame))
+            } else {
+                tocsin_hl7::normalise_message(m.bytes, &cfg.hl7)
+                    .map(|e| vec![e])
+                    .map_err(IngestError::from)
+            },
         })
         .collect()
 }
@@ -133,7 +154,10 @@ fn ingest_ndjson(bytes: &[u8], cfg: &IngestConfig) -> Vec<Unit> {
                     limit: cfg.max_input_bytes,
                 })
             } else {
-                tocsin_fhir::normalise_json(line.trim_ascii(), &cfg.fhir).map_err(IngestError::from)
+                // A line may open with a byte-order mark: `cat` of files
+                // each written with one.
+                tocsin_fhir::normalise_json(detect::content(line).trim_ascii_end(), &cfg.fhir)
+                    .map_err(IngestError::from)
             },
         })
         .collect();

@@ -275,3 +275,133 @@ fn checked_in_mappings_file_loads() {
         .to_string();
     assert!(err.contains("line"), "{err}");
 }
+
+/// What an archive's HL7 files really hold before their first message (a
+/// header line, an end block left over from the file before, a frame start
+/// on a line of its own) is a rejected unit of its own, and the messages
+/// after it are read: the whole file was refused, every message with it.
+#[test]
+fn text_before_the_first_hl7_message_does_not_hide_the_messages() {
+    let a03 = fixture("hl7/adt_a03_discharge.hl7");
+    let framed = |prefix: &[u8]| [prefix, &a03, b"\x1c\r"].concat();
+    for (input, junk_units) in [
+        (
+            [&b"archived by engine 2024-01-15\r\n"[..], &a03].concat(),
+            1,
+        ),
+        (framed(b"\x1c\r\x0b"), 1),
+        (framed(b"\x0b\r\n"), 0),
+    ] {
+        assert_eq!(detect(&input).unwrap(), ContentHint::Hl7);
+        let units = ingest(&input, None, &IngestConfig::default());
+        let rejected = units.iter().filter(|u| u.outcome.is_err()).count();
+        let events: usize = units
+            .iter()
+            .filter_map(|u| u.outcome.as_ref().ok())
+            .map(Vec::len)
+            .sum();
+        assert_eq!(
+            (rejected, events),
+            (junk_units, 1),
+            "{:?}",
+            String::from_utf8_lossy(&input[..12])
+        );
+    }
+    // Text with no message start anywhere is still no format at all.
+    assert!(matches!(
+        detect(b"hello\r\nworld\r\n"),
+        Err(IngestError::Unrecognised { looks_like: None })
+    ));
+}
+
+/// NDJSON whose first lines are damaged, whose lines are indented, or
+/// where `cat` of files written with byte-order marks left one at a line's
+/// start: each good line is read, each bad one reported by its number.
+#[test]
+fn damaged_ndjson_is_still_read_line_by_line() {
+    let good = std::str::from_utf8(&fixture("fhir/r4/encounter-finished-inpatient.json"))
+        .unwrap()
+        .replace('\n', "");
+    for (input, bad) in [
+        (
+            format!("{{\"cut\n{{\"also cut\n{good}\n{good}\n{good}\n"),
+            vec![1, 2],
+        ),
+        (format!("{{\"cut\n  {good}\n"), vec![1]),
+        (format!("{{\"cut\n\u{feff}{good}\n"), vec![1]),
+    ] {
+        assert_eq!(
+            detect(input.as_bytes()).unwrap(),
+            ContentHint::Ndjson,
+            "{input:.30}"
+        );
+        let units = ingest(input.as_bytes(), None, &IngestConfig::default());
+        let refused: Vec<Position> = units
+            .iter()
+            .filter(|u| u.outcome.is_err())
+            .map(|u| u.position)
+            .collect();
+        assert_eq!(
+            refused,
+            bad.into_iter().map(Position::Line).collect::<Vec<_>>()
+        );
+        assert!(units.iter().any(|u| u.outcome.is_ok()));
+    }
+}
+
+/// A file name's hint does not stop an archive, UTF-16 text or an empty
+/// file being named for what it is, once: a gzip file named `.ndjson` was
+/// refused line by line as malformed JSON, an empty `.xml` as not FHIR.
+#[test]
+fn a_hint_does_not_hide_what_the_content_is() {
+    let gzip = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\n\n\n\n";
+    for hint in [ContentHint::Ndjson, ContentHint::Hl7, ContentHint::FhirXml] {
+        let units = ingest(gzip, Some(hint), &IngestConfig::default());
+        assert_eq!(units.len(), 1, "{hint:?}");
+        let e = units[0].outcome.as_ref().unwrap_err();
+        assert!(e.to_string().contains("gzip-compressed"), "{e}");
+        for empty in [&b""[..], b" \n\t", b"\xEF\xBB\xBF\n"] {
+            let units = ingest(empty, Some(hint), &IngestConfig::default());
+            assert_eq!(units.len(), 1);
+            assert!(
+                matches!(units[0].outcome, Err(IngestError::Empty)),
+                "{hint:?}"
+            );
+        }
+    }
+}
+
+/// An MLLP frame the input ends inside (a file rotated mid-frame) is
+/// refused, not read as a message that lost its end; a stray 0x0B inside an
+/// unframed message refuses that message whole, instead of cutting it
+/// short and accepting the rest.
+#[test]
+fn a_frame_without_its_end_and_a_stray_start_byte_are_refused() {
+    let a03 = fixture("hl7/adt_a03_discharge.hl7");
+    // Cut inside PV1, before its discharge time (PV1-45).
+    let cut = a03.windows(9).position(|w| w == b"|||||2024").unwrap();
+    let truncated = [&b"\x0b"[..], &a03[..cut]].concat();
+    let units = ingest(&truncated, None, &IngestConfig::default());
+    assert_eq!(units.len(), 1);
+    let e = units[0].outcome.as_ref().unwrap_err();
+    assert_eq!(e.reason_code(), "unterminated_frame", "{e}");
+    // A complete frame before it is read.
+    let two = [&b"\x0b"[..], &a03, b"\x1c\r", &truncated].concat();
+    let units = ingest(&two, None, &IngestConfig::default());
+    assert_eq!(units.len(), 2);
+    assert!(units[0].outcome.is_ok());
+    assert_eq!(
+        units[1].outcome.as_ref().unwrap_err().reason_code(),
+        "unterminated_frame"
+    );
+
+    let text = String::from_utf8(a03.clone()).unwrap();
+    let stray = text.replace("DG1|1|", "NTE|1||see\u{b}note\rDG1|1|");
+    assert_ne!(stray, text);
+    let units = ingest(stray.as_bytes(), None, &IngestConfig::default());
+    assert_eq!(units.len(), 1, "one message, not cut in two");
+    assert_eq!(
+        units[0].outcome.as_ref().unwrap_err().reason_code(),
+        "binary"
+    );
+}

@@ -1,6 +1,7 @@
 //! Walking the paths given on the command line: files as they are,
 //! directories recursively in file-name order.
 
+use std::borrow::Cow;
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::fs::File;
@@ -18,6 +19,10 @@ pub struct Expanded {
     pub files: Vec<PathBuf>,
     /// What was found and not read, in the order found.
     pub skipped: Vec<(PathBuf, Skip)>,
+    /// Directories whose entries could not be listed (no permission, an
+    /// I/O error), with why: the commands report them as unreadable inputs
+    /// and read everything else, as they do a file that cannot be read.
+    pub unreadable: Vec<(PathBuf, io::Error)>,
     /// Each file's identity, where it could be read ([`identity`]).
     ids: Vec<Option<(u64, u64)>>,
 }
@@ -130,8 +135,9 @@ impl Expanded {
 /// each file or directory is read once however many paths lead to it, so a
 /// link loop ends. A path named on the command line is read whatever it is
 /// (`<(zcat archive.gz)` is a pipe). What is passed over is listed in
-/// [`Expanded::skipped`]. Fails, naming the path, only when a path given or
-/// a directory under one cannot be read.
+/// [`Expanded::skipped`]; a directory that cannot be listed in
+/// [`Expanded::unreadable`]. Fails, naming the path, only when a path given
+/// does not exist or cannot be looked at.
 pub fn expand(paths: &[PathBuf]) -> io::Result<Expanded> {
     let mut out = Expanded::default();
     let mut seen = HashSet::new();
@@ -150,11 +156,26 @@ pub fn expand(paths: &[PathBuf]) -> io::Result<Expanded> {
 }
 
 fn walk(dir: &Path, out: &mut Expanded, seen: &mut HashSet<(u64, u64)>) -> io::Result<()> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| with_path(e, dir))?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<io::Result<_>>()
-        .map_err(|e| with_path(e, dir))?;
+    // A directory that cannot be listed, or whose listing fails part way,
+    // is reported and the rest of the archive read: stopping the whole run
+    // for one directory without permission read nothing at all.
+    let listing = match std::fs::read_dir(dir) {
+        Ok(listing) => listing,
+        Err(e) => {
+            out.unreadable.push((dir.to_path_buf(), e));
+            return Ok(());
+        }
+    };
+    let mut entries: Vec<PathBuf> = Vec::new();
+    for entry in listing {
+        match entry {
+            Ok(e) => entries.push(e.path()),
+            Err(e) => {
+                out.unreadable.push((dir.to_path_buf(), e));
+                break;
+            }
+        }
+    }
     entries.sort();
     for p in entries {
         let hidden = p
@@ -314,23 +335,51 @@ const GZIP_MAGIC: &[u8] = b"\x1f\x8b";
 
 /// Decompresses a gzip file (every member, as `zcat` does), to at most
 /// `largest + 1` bytes so that the size check after sees an oversized one.
+/// NUL bytes after the last member, with which tape and backup tools pad a
+/// file to their block size, end it as they end `zcat`'s reading.
 fn gunzip(compressed: &[u8], largest: u64) -> io::Result<Vec<u8>> {
     // A guess at the ratio, never past the limit: a large file's
     // reservation alone could exceed the machine's memory.
     let guess = compressed.len().saturating_mul(4);
     let mut plain = Vec::with_capacity(guess.min(usize::try_from(largest).unwrap_or(usize::MAX)));
-    flate2::read::MultiGzDecoder::new(compressed)
-        .take(largest.saturating_add(1))
-        .read_to_end(&mut plain)
-        .map_err(|e| io::Error::new(e.kind(), format!("gzip: {e}")))?;
+    let limit = largest.saturating_add(1);
+    let mut rest = compressed;
+    while !rest.is_empty() && !rest.iter().all(|b| *b == 0) {
+        // The buffered decoder takes from `rest` only the member's bytes,
+        // so `rest` is left at the next member (or the padding).
+        let mut member = flate2::bufread::GzDecoder::new(rest);
+        let room = limit.saturating_sub(plain.len() as u64);
+        (&mut member)
+            .take(room)
+            .read_to_end(&mut plain)
+            .map_err(|e| io::Error::new(e.kind(), format!("gzip: {e}")))?;
+        if plain.len() as u64 >= limit {
+            break;
+        }
+        rest = member.into_inner();
+    }
     Ok(plain)
 }
 
 /// The name that tells a file's format (`.ndjson`, `.xml`): its own, less
-/// a `.gz` ending, so that `events.ndjson.gz` reads as NDJSON.
-pub fn format_name(path: &Path) -> Option<&str> {
-    let name = path.file_name()?.to_str()?;
-    Some(name.strip_suffix(".gz").unwrap_or(name))
+/// a `.gz` ending in any case, so that `events.ndjson.gz` and
+/// `EVENTS.NDJSON.GZ` read as NDJSON. A name that is not UTF-8 is read
+/// lossily: its ending is what counts, and `café.ndjson` in Latin-1 is
+/// still NDJSON.
+pub fn format_name(path: &Path) -> Option<Cow<'_, str>> {
+    let name = path.file_name()?.to_string_lossy();
+    let plain = name
+        .len()
+        .checked_sub(3)
+        .filter(|&cut| name.is_char_boundary(cut) && name[cut..].eq_ignore_ascii_case(".gz"));
+    Some(match (plain, name) {
+        (Some(cut), Cow::Borrowed(n)) => Cow::Borrowed(&n[..cut]),
+        (Some(cut), Cow::Owned(mut n)) => {
+            n.truncate(cut);
+            Cow::Owned(n)
+        }
+        (None, name) => name,
+    })
 }
 
 /// Opens a file and asks the kernel to start reading it in.
@@ -435,10 +484,20 @@ mod tests {
 
     #[test]
     fn a_gz_ending_does_not_hide_the_format_name() {
-        let name = |p: &str| format_name(Path::new(p)).map(str::to_owned);
+        let name = |p: &str| format_name(Path::new(p)).map(Cow::into_owned);
         assert_eq!(name("a/events.ndjson.gz").as_deref(), Some("events.ndjson"));
         assert_eq!(name("b.xml").as_deref(), Some("b.xml"));
         assert_eq!(name("c.gz").as_deref(), Some("c"));
+        assert_eq!(name("D.NDJSON.GZ").as_deref(), Some("D.NDJSON"));
+        assert_eq!(name("e.Gz").as_deref(), Some("e"));
+        assert_eq!(name("gz").as_deref(), Some("gz"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStrExt;
+            let latin1 = Path::new(std::ffi::OsStr::from_bytes(b"caf\xe9.ndjson.gz"));
+            let n = format_name(latin1).unwrap();
+            assert!(n.ends_with(".ndjson"), "{n}");
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! fixtures.
 
 use serde_json::Value;
+use std::process::Command;
 
 mod cli_support;
 
@@ -628,9 +629,12 @@ fn replay_reads_gzip_archives_as_the_files_they_hold() {
     let a03 = std::fs::read(fixture("scenarios/late/01-a03.hl7")).unwrap();
     let mdm = std::fs::read(fixture("scenarios/late/02-mdm.hl7")).unwrap();
     std::fs::write(archive.join("01-a03.hl7.gz"), gz(&a03)).unwrap();
-    // Two members, as `cat a.gz b.gz` makes: read as one file.
+    // Two members, as `cat a.gz b.gz` makes, then the NUL padding a tape
+    // or backup tool leaves, under an upper-case ending: read as one file,
+    // as zcat reads it.
     let (first, second) = mdm.split_at(mdm.len() / 2);
-    std::fs::write(archive.join("02-mdm.gz"), [gz(first), gz(second)].concat()).unwrap();
+    let padded = [gz(first), gz(second), vec![0; 512]].concat();
+    std::fs::write(archive.join("02-mdm.hl7.GZ"), padded).unwrap();
     let packed = replay_json(&archive, "2024-06-01T00:00:00Z", &[]);
     let plain = replay_json(&fixture("scenarios/late"), "2024-06-01T00:00:00Z", &[]);
     assert_eq!(
@@ -667,6 +671,72 @@ fn replay_reads_gzip_archives_as_the_files_they_hold() {
         "{report}"
     );
     assert_eq!(report["rows"], plain.report["rows"]);
+}
+
+/// A directory under an archive that cannot be listed is reported as
+/// unreadable and everything else is read (exit 1), by `normalise` and
+/// `replay` alike: it used to stop the run before anything was read. Run
+/// as root (who reads any directory), the command runs without the
+/// capabilities that let it.
+#[test]
+fn a_directory_that_cannot_be_listed_is_reported_and_the_rest_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    std::fs::create_dir_all(archive.join("a")).unwrap();
+    std::fs::create_dir_all(archive.join("b")).unwrap();
+    std::fs::copy(
+        fixture("scenarios/late/01-a03.hl7"),
+        archive.join("a/01-a03.hl7"),
+    )
+    .unwrap();
+    std::fs::set_permissions(archive.join("b"), std::fs::Permissions::from_mode(0o000)).unwrap();
+    let root = String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout).unwrap();
+    let run = |args: &[&str]| {
+        let mut cmd = if root.trim() == "0" {
+            let mut c = Command::new("setpriv");
+            c.args(["--bounding-set", "-dac_override,-dac_read_search"])
+                .arg(env!("CARGO_BIN_EXE_tocsin"));
+            c
+        } else {
+            Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        };
+        cmd.args(args).env_remove("TOCSIN_CONFIG").output().unwrap()
+    };
+    let arch = archive.to_str().unwrap();
+    let out = run(&["normalise", arch]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(json_lines(&out.stdout).len(), 1, "{stderr}");
+    assert!(stderr.contains("b: cannot read the directory"), "{stderr}");
+
+    let alerts = dir.path().join("a.jsonl");
+    let report = dir.path().join("r.json");
+    let out = run(&[
+        "replay",
+        "--until",
+        "2024-06-01T00:00:00Z",
+        "--alerts",
+        alerts.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+        "--format",
+        "json",
+        arch,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(report["rejected"][0]["reason"], "unreadable", "{report}");
+    assert!(
+        report["rejected"][0]["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("b"),
+        "{report}"
+    );
+    assert_eq!(report["rows"][0]["missing"], 1, "{report}");
+    std::fs::set_permissions(archive.join("b"), std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 #[test]

@@ -14,10 +14,14 @@ use crate::inputs;
 pub fn run(config: &Config, paths: &[PathBuf]) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let expanded = inputs::expand(paths)?;
     expanded.tell("normalise");
+    let mut rejected = 0usize;
+    for (dir, e) in &expanded.unreadable {
+        eprintln!("{}: cannot read the directory: {e}", dir.display());
+        rejected += 1;
+    }
     let files = expanded.files;
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    let mut rejected = 0usize;
     for (file, bytes) in inputs::read_ahead(files.iter().map(PathBuf::as_path), 1, u64::MAX) {
         let bytes = match bytes {
             Ok(b) => b,
@@ -27,7 +31,7 @@ pub fn run(config: &Config, paths: &[PathBuf]) -> Result<ExitCode, Box<dyn std::
                 continue;
             }
         };
-        let hint = inputs::format_name(file).and_then(ContentHint::from_file_name);
+        let hint = inputs::format_name(file).and_then(|n| ContentHint::from_file_name(&n));
         for unit in ingest(&bytes, hint, &config.ingest) {
             match unit.outcome {
                 Ok(events) => {

@@ -207,6 +207,19 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
     let store_file = args.store.as_deref().and_then(tocsin_store::sqlite_file);
     expanded.exclude_outputs(&outputs, store_file.as_slice());
     expanded.tell("replay");
+    // Directories that could not be listed are rejected inputs, as a file
+    // that cannot be read is: listed, and the run exits 1.
+    let unlisted: Vec<Rejected> = expanded
+        .unreadable
+        .iter()
+        .map(|(dir, e)| Rejected {
+            file: dir.display().to_string(),
+            position: Position::Whole.to_string(),
+            reason: UNREADABLE.to_string(),
+            message: format!("cannot read the directory: {e}"),
+            location: None,
+        })
+        .collect();
     let files = expanded.files;
     let until: DateTime<Utc> = args.until;
     let group_by = &args.group_by.0;
@@ -288,7 +301,10 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
     // unsettled expectations: they are handed over once at the end
     // (`send_unsettled`).
     tracker.set_unsettled_changes(unsettled_as_they_change);
-    let mut rejected = Vec::new();
+    for r in &unlisted {
+        report_rejected(r);
+    }
+    let mut rejected = unlisted;
     let readers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, MAX_READERS)
@@ -434,7 +450,7 @@ fn read_files(files: Vec<&Path>, keep_cached: u64, cfg: &IngestConfig, tx: SyncS
 }
 
 fn normalise_file(file: &Path, bytes: &[u8], cfg: &IngestConfig) -> Vec<Unit> {
-    let hint = inputs::format_name(file).and_then(ContentHint::from_file_name);
+    let hint = inputs::format_name(file).and_then(|n| ContentHint::from_file_name(&n));
     ingest(bytes, hint, cfg)
         .into_iter()
         .map(|unit| match unit.outcome {

@@ -74,8 +74,8 @@ pub fn run(config: &Config, args: &SendArgs) -> Result<ExitCode, Box<dyn std::er
 }
 
 fn content_type_for(path: &std::path::Path) -> Option<String> {
-    let (_, ext) = inputs::format_name(path)?.rsplit_once('.')?;
-    let ext = ext.to_ascii_lowercase();
+    let name = inputs::format_name(path)?;
+    let ext = name.rsplit_once('.')?.1.to_ascii_lowercase();
     let ct = match ext.as_str() {
         "hl7" | "er7" => "x-application/hl7-v2+er7",
         "json" => "application/fhir+json",
