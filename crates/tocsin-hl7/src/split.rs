@@ -43,6 +43,14 @@ pub fn split_messages(input: &[u8]) -> Vec<RawMessage<'_>> {
     while input.get(begin).is_some_and(u8::is_ascii_whitespace) {
         begin += 1;
     }
+    // NUL padding (tape and backup tools fill a file to their block size)
+    // and a DOS end-of-file mark (0x1A) closing the input belong to no
+    // message: left in, they made the last message binary, refused.
+    let mut stop = input.len();
+    while stop > begin && matches!(input[stop - 1], 0x00 | 0x1A) {
+        stop -= 1;
+    }
+    let input = &input[..stop];
     // Framed when a start block opens the input, or start and end blocks
     // both occur (a leftover end block or junk before the first frame). A
     // lone 0x0B inside unframed text is a stray byte: taken for a frame
@@ -200,6 +208,33 @@ mod tests {
         let framed = b"\xEF\xBB\xBF\x0bMSH|a\r\x1c\r";
         assert_eq!(texts(framed), vec![(4, "MSH|a".to_owned())]);
         assert_eq!(texts(b" \r\n\tMSH|a\r"), vec![(4, "MSH|a".to_owned())]);
+    }
+
+    #[test]
+    fn nul_padding_and_an_end_of_file_mark_close_no_message() {
+        for tail in [&b"\x00\x00\x00"[..], b"\x1a", b"\r\x1a\x00\x00"] {
+            let input = [&b"MSH|a\rPID|1\r"[..], tail].concat();
+            assert_eq!(
+                texts(&input),
+                vec![(0, "MSH|a\rPID|1".to_owned())],
+                "{tail:?}"
+            );
+        }
+        // Inside a message they stay, for the normaliser to refuse.
+        assert_eq!(texts(b"MSH|a\x00\rPID|1\r").len(), 1);
+        assert!(texts(b"MSH|a\x00\rPID|1\r")[0].1.contains('\0'));
+    }
+
+    #[test]
+    fn only_a_frame_the_input_ends_inside_is_unterminated() {
+        let input = b"\x0bMSH|a\r\x1c\r\x0bMSH|b\rPID|1\r";
+        let flags: Vec<bool> = split_messages(input)
+            .iter()
+            .map(|m| m.unterminated_frame)
+            .collect();
+        assert_eq!(flags, [false, true]);
+        // Unframed input has no frames to leave unterminated.
+        assert!(!split_messages(b"MSH|a\rPID|1")[0].unterminated_frame);
     }
 
     #[test]
