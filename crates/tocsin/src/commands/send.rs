@@ -21,8 +21,9 @@ pub struct SendArgs {
     #[arg(long)]
     pub routing_key: Option<String>,
     /// AMQP content type (default: from each file's name: `.hl7`/`.er7` HL7
-    /// v2, `.json` FHIR JSON, `.ndjson` NDJSON, `.xml` FHIR XML; otherwise
-    /// none, and the gateway detects the format from the content).
+    /// v2, `.json` FHIR JSON (NDJSON when its content is), `.ndjson`
+    /// NDJSON, `.xml` FHIR XML; otherwise none, and the gateway detects the
+    /// format from the content).
     #[arg(long)]
     pub content_type: Option<String>,
     /// Files or directories (read recursively, in file-name order); each
@@ -35,6 +36,11 @@ pub struct SendArgs {
 pub fn run(config: &Config, args: &SendArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let expanded = inputs::expand(&args.paths)?;
     expanded.tell("send");
+    // As a file that cannot be read stops the send, so does a directory
+    // that cannot be listed: nothing is published short of what was asked.
+    if let Some((dir, e)) = expanded.unreadable.first() {
+        return Err(format!("{}: cannot read the directory: {e}", dir.display()).into());
+    }
     let files = expanded.files;
     let routing_key = args
         .routing_key
@@ -44,7 +50,10 @@ pub fn run(config: &Config, args: &SendArgs) -> Result<ExitCode, Box<dyn std::er
     // Read as replay reads them: a `.gz` file is sent decompressed.
     for (file, body) in inputs::read_ahead(files.iter().map(PathBuf::as_path), 1, u64::MAX) {
         let body = body.map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
-        let content_type = args.content_type.clone().or_else(|| content_type_for(file));
+        let content_type = args
+            .content_type
+            .clone()
+            .or_else(|| content_type_for(file, &body));
         let digest = Sha256::digest(&body);
         messages.push(OutgoingMessage {
             exchange: args.exchange.clone(),
@@ -73,15 +82,45 @@ pub fn run(config: &Config, args: &SendArgs) -> Result<ExitCode, Box<dyn std::er
     })
 }
 
-fn content_type_for(path: &std::path::Path) -> Option<String> {
+/// The content type a file's name announces; for `.json`, which may hold
+/// one resource or NDJSON, its content decides, as `normalise` and `replay`
+/// decide: labelled FHIR JSON, an NDJSON file was refused whole live.
+fn content_type_for(path: &std::path::Path, body: &[u8]) -> Option<String> {
     let name = inputs::format_name(path)?;
     let ext = name.rsplit_once('.')?.1.to_ascii_lowercase();
     let ct = match ext.as_str() {
         "hl7" | "er7" => "x-application/hl7-v2+er7",
+        "json" if tocsin_ingest::detect(body).ok() == Some(tocsin_ingest::ContentHint::Ndjson) => {
+            "application/x-ndjson"
+        }
         "json" => "application/fhir+json",
         "ndjson" | "jsonl" => "application/x-ndjson",
         "xml" => "application/fhir+xml",
         _ => return None,
     };
     Some(ct.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn a_json_file_is_labelled_by_its_content() {
+        let one = br#"{"resourceType":"Encounter","status":"finished"}"#;
+        let lines = b"{\"resourceType\":\"Encounter\"}\n{\"resourceType\":\"Patient\"}\n";
+        let ct = |name: &str, body: &[u8]| content_type_for(Path::new(name), body);
+        assert_eq!(ct("a.json", one).as_deref(), Some("application/fhir+json"));
+        assert_eq!(ct("b.json", lines).as_deref(), Some("application/x-ndjson"));
+        assert_eq!(
+            ct("c.JSON.gz", lines).as_deref(),
+            Some("application/x-ndjson")
+        );
+        assert_eq!(
+            ct("d.hl7", lines).as_deref(),
+            Some("x-application/hl7-v2+er7")
+        );
+        assert_eq!(ct("e.txt", one), None);
+    }
 }
