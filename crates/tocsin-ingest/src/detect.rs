@@ -134,9 +134,29 @@ pub(crate) fn not_text(bytes: &[u8]) -> Option<&'static str> {
         Some("gzip-compressed: decompress it first")
     } else if bytes.starts_with(b"PK\x03\x04") {
         Some("a zip archive: unpack it first")
-    } else if bytes.starts_with(b"\xFF\xFE") || bytes.starts_with(b"\xFE\xFF") {
+    } else if bytes.starts_with(b"\xFF\xFE")
+        || bytes.starts_with(b"\xFE\xFF")
+        || utf16_without_bom(bytes)
+    {
         Some("UTF-16 text: convert it to UTF-8")
+    } else if bytes.get(257..262) == Some(b"ustar") {
+        // A tar archive (a `.tar.gz` arrives here decompressed) names its
+        // magic at byte 257 of its first header.
+        Some("a tar archive: unpack it first")
     } else {
         None
     }
+}
+
+/// UTF-16 text without a byte-order mark: its first characters are ASCII
+/// (`MSH`, `{`, `<`), each with a NUL beside it (after it little-endian,
+/// before it big-endian).
+fn utf16_without_bom(bytes: &[u8]) -> bool {
+    let Some(head) = bytes.get(..8) else {
+        return false;
+    };
+    let pairs = || head.chunks_exact(2);
+    let le = pairs().all(|p| p[0] != 0 && p[0].is_ascii() && p[1] == 0);
+    let be = pairs().all(|p| p[0] == 0 && p[1] != 0 && p[1].is_ascii());
+    le || be
 }

@@ -82,12 +82,23 @@ fn content_decides_the_format_whatever_the_file_is_called() {
         ),
         (b"PK\x03\x04\x14\x00", "a zip archive"),
         (b"\xFF\xFEM\x00S\x00H\x00", "UTF-16 text"),
+        (b"M\x00S\x00H\x00|\x00^\x00", "UTF-16 text"),
+        (b"\x00{\x00\"\x00r\x00e", "UTF-16 text"),
         (b"[{\"resourceType\":\"Patient\"}]", "a JSON array"),
     ] {
         let e = detect(bytes).unwrap_err();
         assert_eq!(e.reason_code(), "unrecognised_format");
         assert!(e.to_string().contains(says), "{e}");
     }
+    // A tar archive (a .tar.gz arrives decompressed) says so.
+    let mut tar = vec![0u8; 512];
+    tar[..10].copy_from_slice(b"01-a03.hl7");
+    tar[257..263].copy_from_slice(b"ustar\0");
+    let e = detect(&tar).unwrap_err();
+    assert!(
+        e.to_string().contains("a tar archive: unpack it first"),
+        "{e}"
+    );
     // NDJSON whose first line is cut short is still NDJSON: its other
     // lines are read.
     let cut = b"{\"resourceType\":\"Enc\n{\"resourceType\":\"Patient\",\"id\":\"p\"}\n";
