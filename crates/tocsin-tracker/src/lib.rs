@@ -26,10 +26,13 @@
 //!   document kind, issued within `match_window_before`/`_after` of the
 //!   encounter's end, nearest end first. A document that names an encounter
 //!   never settles a *different* named encounter by patient. The document
-//!   kind must always agree.
+//!   kind must always agree, and so must the NHS numbers when both sides
+//!   have one: visit numbers collide across patients and systems.
 //! - **Early documents** (before the end event) wait as `pending_document`
 //!   state for `pending_document_horizon`; an end event takes the
-//!   first-issued matching one. Acknowledgements of a waiting document wait
+//!   first-issued matching one, except one matched by patient only that
+//!   was issued before the encounter began (a copy of the last stay's
+//!   summary is not the next stay's). Acknowledgements of a waiting document wait
 //!   with it.
 //! - **Replacements** (`document_replaced`) settle an open expectation if
 //!   they are the first transmission seen; otherwise they change nothing (the
@@ -40,8 +43,11 @@
 //! - **Cancellation**: A13 and A11/FHIR cancelled withdraw the encounter's
 //!   open expectations (`cancelled`); settled ones are left alone.
 //! - **Merges** re-key open expectations (NHS number, local ids, and for
-//!   account merges the visit number); they never cancel. Waiting documents
-//!   are not re-keyed.
+//!   account merges the visit number); they never cancel. An expectation
+//!   without an NHS number takes the survivor's. Waiting documents are not
+//!   re-keyed, but a re-keyed expectation takes one waiting under its new
+//!   keys. A settled expectation whose visit was renumbered meets an end
+//!   re-sent under the new number as a repeat.
 //! - **Repeated discharges** (a second A03 for an open expectation under a new
 //!   message id) keep the first end time; one that comes after the document
 //!   settled the expectation (a FHIR Encounter's later version) changes

@@ -395,6 +395,219 @@ fn an_end_for_the_surviving_visit_after_an_account_merge_is_a_repeat() {
     assert_eq!((tr.open_count(), tr.counters().repeated_ends), (1, 1));
 }
 
+/// After the merge renumbers the visit and a summary settles it, the end
+/// re-sent under the new number is a repeat: it opened the discharge
+/// again, one on time and one overdue.
+#[test]
+fn an_end_resent_under_a_renumbered_visit_after_its_summary_is_a_repeat() {
+    let mut tr = tracker();
+    let ended = t("2024-01-10T10:00:00Z");
+    tr.apply(&end("m1", "V1", K::Inpatient, ended, NHS));
+    let mut m = merge("m2", NHS, NHS, t("2024-01-10T10:30:00Z"));
+    m.encounter = Some(tocsin_event::Encounter {
+        id: Some("V2".into()),
+        ..Default::default()
+    });
+    m.merge.as_mut().unwrap().prior_encounter_id = Some("V1".into());
+    tr.apply(&m);
+    let fx = tr.apply(&doc(
+        "m3",
+        Some("V2"),
+        D::DischargeSummary,
+        t("2024-01-10T15:00:00Z"),
+        Some(NHS),
+    ));
+    assert_eq!(changed(&fx)[0].status, S::OnTime);
+    let fx = tr.apply(&end("m4", "V2", K::Inpatient, ended, NHS));
+    assert!(changed(&fx).is_empty(), "{fx:?}");
+    assert_eq!((tr.open_count(), tr.counters().repeated_ends), (0, 1));
+    assert!(kinds(&tr.advance_to(t("2024-02-01T00:00:00Z"))).is_empty());
+}
+
+/// Visit numbers collide across patients (and PAS systems): a summary for
+/// another patient that names the same visit number settles nothing.
+#[test]
+fn a_document_for_another_patient_never_settles_by_visit_number() {
+    let mut tr = tracker();
+    tr.apply(&end(
+        "m1",
+        "100",
+        K::Inpatient,
+        t("2024-01-10T10:00:00Z"),
+        NHS,
+    ));
+    let fx = tr.apply(&doc(
+        "m2",
+        Some("100"),
+        D::DischargeSummary,
+        t("2024-01-10T15:00:00Z"),
+        Some(NHS2),
+    ));
+    assert!(changed(&fx).is_empty(), "{fx:?}");
+    assert_eq!((tr.open_count(), tr.pending_document_count()), (1, 1));
+    assert_eq!(
+        kinds(&tr.advance_to(t("2024-01-12T00:00:00Z"))),
+        vec![A::Overdue]
+    );
+    // Without an NHS number on one side the visit number still decides.
+    let mut tr = tracker();
+    tr.apply(&end(
+        "m1",
+        "100",
+        K::Inpatient,
+        t("2024-01-10T10:00:00Z"),
+        NHS,
+    ));
+    let fx = tr.apply(&doc(
+        "m2",
+        Some("100"),
+        D::DischargeSummary,
+        t("2024-01-10T15:00:00Z"),
+        None,
+    ));
+    assert_eq!(changed(&fx)[0].status, S::OnTime);
+}
+
+/// A copy of the last stay's summary (no visit number, sent again to a
+/// second recipient) waits, and the patient's next stay, which began after
+/// it was issued, does not take it: that discharge is still owed its own.
+#[test]
+fn a_waiting_document_issued_before_a_stay_began_does_not_settle_it() {
+    let mut tr = tracker();
+    tr.apply(&end(
+        "m1",
+        "V1",
+        K::Inpatient,
+        t("2024-01-10T10:00:00Z"),
+        NHS,
+    ));
+    tr.apply(&doc(
+        "m2",
+        None,
+        D::DischargeSummary,
+        t("2024-01-10T16:00:00Z"),
+        Some(NHS),
+    ));
+    let mut copy = doc(
+        "m3",
+        None,
+        D::DischargeSummary,
+        t("2024-01-10T16:05:00Z"),
+        Some(NHS),
+    );
+    copy.document.as_mut().unwrap().id = "DOC-m2".into();
+    tr.apply(&copy);
+    assert_eq!(tr.pending_document_count(), 1, "the copy waits");
+    let mut readmitted = end("m4", "V2", K::Inpatient, t("2024-01-11T18:00:00Z"), NHS);
+    readmitted.encounter.as_mut().unwrap().started_at = Some(t("2024-01-11T08:00:00Z"));
+    let fx = tr.apply(&readmitted);
+    assert!(changed(&fx).iter().all(|e| e.status != S::OnTime), "{fx:?}");
+    assert_eq!(tr.open_count(), 1);
+    assert_eq!(
+        kinds(&tr.advance_to(t("2024-01-13T00:00:00Z"))),
+        vec![A::Overdue]
+    );
+    // Without a start time it is taken, as before.
+    let mut tr = tracker();
+    tr.apply(&doc(
+        "m3",
+        None,
+        D::DischargeSummary,
+        t("2024-01-10T16:05:00Z"),
+        Some(NHS),
+    ));
+    let fx = tr.apply(&end(
+        "m4",
+        "V2",
+        K::Inpatient,
+        t("2024-01-11T18:00:00Z"),
+        NHS,
+    ));
+    assert_eq!(changed(&fx).last().unwrap().status, S::OnTime);
+}
+
+/// A discharge recorded under a temporary record with no NHS number, then
+/// merged into the traced patient: the expectation takes the survivor's
+/// NHS number, so a summary carrying only that number (and no visit) meets
+/// it; and a summary that came first under the traced record, waiting,
+/// is taken when the merge re-keys the expectation.
+#[test]
+fn a_merge_gives_a_temporary_record_the_survivors_number_and_its_waiting_summary() {
+    for summary_first in [false, true] {
+        let mut tr = tracker();
+        let mut e = end("m1", "V1", K::Inpatient, t("2024-01-10T10:00:00Z"), NHS);
+        e.patient.nhs_number = None;
+        tr.apply(&with_local(e, "RXX", "TEMP1"));
+        let summary = doc(
+            "m3",
+            None,
+            D::DischargeSummary,
+            t("2024-01-10T15:00:00Z"),
+            Some(NHS),
+        );
+        if summary_first {
+            let fx = tr.apply(&summary);
+            assert!(changed(&fx).is_empty(), "no patient in common yet");
+        }
+        let mut m = merge("m2", NHS, NHS, t("2024-01-10T14:00:00Z"));
+        let mm = m.merge.as_mut().unwrap();
+        mm.prior_nhs_number = None;
+        mm.prior_local_ids = vec![tocsin_event::Identifier {
+            system: "RXX".into(),
+            value: "TEMP1".into(),
+        }];
+        let m = with_local(m, "RXX", "REAL1");
+        let fx = tr.apply(&m);
+        let fx = if summary_first {
+            fx
+        } else {
+            tr.apply(&summary)
+        };
+        let settled = changed(&fx);
+        assert_eq!(
+            settled.last().map(|e| e.status),
+            Some(S::OnTime),
+            "summary first: {summary_first}: {fx:?}"
+        );
+        assert_eq!(tr.open_count(), 0);
+    }
+}
+
+/// An A13 after the summary settled the discharge acts on it (the
+/// discharge may be recorded again): it is no unmatched cancellation.
+#[test]
+fn a_cancellation_of_a_settled_discharge_is_not_counted_unmatched() {
+    let mut tr = tracker();
+    tr.apply(&end(
+        "m1",
+        "V1",
+        K::Inpatient,
+        t("2024-01-10T10:00:00Z"),
+        NHS,
+    ));
+    tr.apply(&doc(
+        "m2",
+        Some("V1"),
+        D::DischargeSummary,
+        t("2024-01-10T15:00:00Z"),
+        Some(NHS),
+    ));
+    tr.apply(&cancel(
+        "m3",
+        EventType::EncounterDischargeCancelled,
+        "V1",
+        t("2024-01-10T16:00:00Z"),
+    ));
+    assert_eq!(tr.counters().cancellations_unmatched, 0);
+    tr.apply(&cancel(
+        "m4",
+        EventType::EncounterDischargeCancelled,
+        "V9",
+        t("2024-01-10T16:01:00Z"),
+    ));
+    assert_eq!(tr.counters().cancellations_unmatched, 1);
+}
+
 /// `delivery_failed` is raised at the failing acknowledgement's own time
 /// (never before the document's issue), whatever else was read before it:
 /// the same input gives the same alert whether read at once or over days.

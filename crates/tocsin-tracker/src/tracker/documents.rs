@@ -84,6 +84,16 @@ impl Tracker {
         if self.rule_info(o).document_kind != d.kind {
             return None;
         }
+        // Two patients' visits can share a number (only PV1-19's first
+        // component is kept, and numbering collides across systems): a
+        // document for one patient never settles another's discharge,
+        // whatever visit it names.
+        if let Some(n) = d.patient.nhs_number.as_deref()
+            && o.nhs.with_str(&self.syms, |_| ()).is_some()
+            && !o.nhs.eq_str(&self.syms, n)
+        {
+            return None;
+        }
         let id_eq = match (d.encounter_id, &o.encounter_id) {
             (Some(a), Some(b)) => Some(b.eq_str(a)),
             _ => None,
@@ -260,13 +270,22 @@ impl Tracker {
     /// `ended_event_at` is the time of the end event that created it: a
     /// failure that waited with the document is raised then at the
     /// earliest, when it becomes known to concern this expectation (and
-    /// within Alertmanager's window of recent failures).
+    /// within Alertmanager's window of recent failures). `started_at` is
+    /// when the encounter began, if the end event says: a document matched
+    /// only by patient and issued before then (less the allowed lateness,
+    /// for senders' clocks) is about an earlier stay, such as a copy of
+    /// the last discharge's summary sent to a second recipient, and does
+    /// not settle this one.
     pub(super) fn settle_from_pending(
         &mut self,
         slot: u32,
         ended_event_at: DateTime<Utc>,
+        started_at: Option<DateTime<Utc>>,
         fx: &mut Effects<'_>,
     ) -> bool {
+        let began = started_at
+            .map(|t| ms(t) - self.config.allowed_lateness.as_secs() * 1000)
+            .unwrap_or(i64::MIN);
         let Some(o) = self.open.get(slot) else {
             return false;
         };
@@ -293,7 +312,11 @@ impl Tracker {
             .filter_map(|c| {
                 let p = self.pending.get(c)?;
                 let m = self.match_method(o, &p.view())?;
-                Some((m as u8, ms(p.document.issued_at), p.event_id.clone(), c, m))
+                let issued = ms(p.document.issued_at);
+                if m == MatchMethod::PatientWindow && issued < began {
+                    return None;
+                }
+                Some((m as u8, issued, p.event_id.clone(), c, m))
             })
             .min();
         let Some((_, _, _, pslot, method)) = best else {
@@ -360,9 +383,15 @@ impl Tracker {
         let Some(o) = self.remove_open(slot) else {
             return;
         };
-        let settled = super::state::settled_key(&self.open_id(&o));
         let seen_at = self.clock.unwrap_or_else(|| ms(doc.issued_at));
-        self.remember_seen(settled, seen_at, fx);
+        let (id, derived) = (self.open_id(&o), self.derived_id(&o));
+        self.remember_seen(super::state::settled_key(&id), seen_at, fx);
+        // A visit renumbered (A50) keeps the id it was made under; an end
+        // re-sent under the new number derives another, which must meet
+        // the settlement too, or it opens the discharge again.
+        if derived != id {
+            self.remember_seen(super::state::settled_key(&derived), seen_at, fx);
+        }
         let was_overdue = o.overdue();
         let mut exp = self.materialise(&o);
         let issued_at = doc.issued_at;

@@ -203,7 +203,7 @@ impl Tracker {
                 local_ids: &ev.patient.local_ids,
             });
             let slot = self.insert_open(o);
-            if !self.settle_from_pending(slot, ev.occurred_at, fx)
+            if !self.settle_from_pending(slot, ev.occurred_at, enc.started_at, fx)
                 && fx.wants_unsettled()
                 && let Some(o) = self.open.get(slot)
             {
@@ -220,9 +220,7 @@ impl Tracker {
             .as_ref()
             .map(|e| self.open_for_encounter(e))
             .unwrap_or_default();
-        if slots.is_empty() {
-            self.counters.cancellations_unmatched += 1;
-        }
+        let mut matched = !slots.is_empty();
         for s in slots {
             if let Some(o) = self.remove_open(s) {
                 let mut exp = self.materialise(&o);
@@ -246,8 +244,13 @@ impl Tracker {
                 );
                 if self.forget_seen(super::state::settled_key(&id), fx) {
                     self.detach_from_transmissions(&hex::encode(id), fx);
+                    matched = true;
                 }
             }
+        }
+        // Counted only when it named nothing open and nothing settled.
+        if !matched {
+            self.counters.cancellations_unmatched += 1;
         }
     }
 
@@ -286,6 +289,7 @@ impl Tracker {
             .filter_map(|i| self.syms.lookup(&i.system).map(|s| (s, i.value.as_str())))
             .collect();
         let mut changed = 0;
+        let mut rekeyed = Vec::new();
         for s in slots {
             // Two visits both discharged under a rule, merged: the retired
             // visit's expectation duplicates the survivor's (open, or
@@ -314,12 +318,19 @@ impl Tracker {
                 continue;
             };
             let mut touched = false;
+            let had_nhs = o.nhs.with_str(&self.syms, |_| ()).is_some();
             if let Some(p) = &m.prior_nhs_number
                 && o.nhs.eq_str(&self.syms, p)
             {
                 if let Some(n) = &ev.patient.nhs_number {
                     o.nhs = Nhs::new(Some(n), &mut self.syms);
                 }
+                touched = true;
+            } else if !had_nhs && let Some(n) = &ev.patient.nhs_number {
+                // A temporary record without an NHS number merged into the
+                // traced one: the expectation takes the survivor's number,
+                // or a summary carrying only that number never meets it.
+                o.nhs = Nhs::new(Some(n), &mut self.syms);
                 touched = true;
             }
             let before = o.local_ids(&self.syms).count();
@@ -352,10 +363,17 @@ impl Tracker {
                 if fx.wants_unsettled() {
                     fx.push(Effect::ExpectationChanged(self.materialise(o)));
                 }
+                rekeyed.push(s);
             }
         }
         if changed > 0 {
             self.counters.merges_applied += 1;
+        }
+        // Under its new keys an expectation may meet a document that came
+        // under them first and waits (the summary sent under the traced
+        // record before the PAS merged the temporary one).
+        for s in rekeyed {
+            self.settle_from_pending(s, ev.occurred_at, None, fx);
         }
     }
 

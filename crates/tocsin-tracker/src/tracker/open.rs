@@ -233,6 +233,13 @@ impl Tracker {
         if let Some(id) = o.extras.as_ref().and_then(|x| x.id) {
             return id;
         }
+        self.derived_id(o)
+    }
+
+    /// The id an end event for `o`'s encounter as it now stands would
+    /// derive: its [`Tracker::open_id`] unless a merge re-keyed its visit
+    /// (the id stays pinned to the one it was made under).
+    pub(crate) fn derived_id(&self, o: &Open) -> [u8; 16] {
         let enc = o.encounter_id.as_ref().map(ToString::to_string);
         let r = o.encounter_ref().map(ToString::to_string);
         expectation_id_bytes(
