@@ -195,6 +195,11 @@ fn event_type(ctx: &Ctx<'_, '_>, code: &str, trigger: &str) -> EventType {
         ("MDM", "T06" | "T08" | "T10") => DocumentReplaced,
         ("MDM", "T11") => DocumentCancelled,
         ("ORU", "R01") if document::oru_carries_document(ctx) => DocumentIssued,
+        // An ACK names the trigger it acknowledges (MSH-9.2): one for an
+        // ADT or scheduling message (A.., S..) acknowledges no document,
+        // and its MSA-2 may repeat a document's message id by chance
+        // (each system numbers its own messages).
+        ("ACK", t) if acknowledges_no_document(t) => Other,
         ("ACK", _) => match ctx.p.segment("MSA").and_then(|m| m.value(1)).as_deref() {
             Some("AA" | "CA") => DeliveryAcknowledged,
             Some("AE" | "AR" | "CE" | "CR") => DeliveryFailed,
@@ -202,6 +207,14 @@ fn event_type(ctx: &Ctx<'_, '_>, code: &str, trigger: &str) -> EventType {
         },
         _ => Other,
     }
+}
+
+/// Whether an ACK's trigger (MSH-9.2) is an ADT or scheduling one (`A03`,
+/// `S12`): what it acknowledges is no document. A bare `ACK` or a document
+/// trigger (`T02`, `R01`) may acknowledge a document.
+fn acknowledges_no_document(trigger: &str) -> bool {
+    let b = trigger.as_bytes();
+    b.len() == 3 && matches!(b[0], b'A' | b'S') && b[1..].iter().all(u8::is_ascii_digit)
 }
 
 /// The acknowledgement of an ACK: MSA-2 (required) is the acknowledged

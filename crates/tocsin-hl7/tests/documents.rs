@@ -246,4 +246,21 @@ fn acknowledgements() {
     assert_eq!(ev.source.message_type, "ACK");
     assert_eq!(ev.event_type, EventType::DeliveryAcknowledged);
     assert_eq!(ev.ack.unwrap().of_message_id, "MSG-T04");
+    // An ACK of an ADT or scheduling message acknowledges no document,
+    // though its MSA-2 may repeat a document's message id by chance.
+    let text = String::from_utf8(common::load("ack_ae.hl7")).unwrap();
+    for trigger in ["A03", "S12", "A08"] {
+        let edited = text.replace("ACK^T02^ACK", &format!("ACK^{trigger}^ACK"));
+        let ev =
+            tocsin_hl7::normalise_message(edited.as_bytes(), &tocsin_hl7::Hl7Config::default())
+                .unwrap();
+        assert_eq!(ev.event_type, EventType::Other, "{trigger}");
+    }
+    for trigger in ["R01", "T10", "ACK"] {
+        let edited = text.replace("ACK^T02^ACK", &format!("ACK^{trigger}^ACK"));
+        let ev =
+            tocsin_hl7::normalise_message(edited.as_bytes(), &tocsin_hl7::Hl7Config::default())
+                .unwrap();
+        assert_eq!(ev.event_type, EventType::DeliveryFailed, "{trigger}");
+    }
 }
