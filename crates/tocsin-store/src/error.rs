@@ -41,7 +41,7 @@ pub enum StoreError {
     /// writers would each track half the traffic (false `overdue` alerts),
     /// overwrite each other's expectations and send every alert twice.
     #[error(
-        "store {store} is in use by another writer ({how}): stop that tocsin (a gateway or          `replay --store`) or name another store"
+        "store {store} is in use by another writer ({how}): stop that tocsin (a gateway or `replay --store`) or name another store"
     )]
     InUse {
         /// The store (redacted URL or file).

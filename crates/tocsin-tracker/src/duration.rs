@@ -24,10 +24,14 @@ pub enum DurationError {
     #[error("empty duration (write e.g. \"24h\", \"14d\" or a number of seconds)")]
     Empty,
     /// A number was not followed by a unit.
-    #[error("duration `{0}`: a number must be followed by a unit (s, m, h, d or w)")]
+    #[error(
+        "duration `{0}`: a number must be followed by a unit (s, m, h, d or w, or seconds, minutes, hours, days, weeks)"
+    )]
     MissingUnit(String),
     /// An unknown unit.
-    #[error("duration `{text}`: unknown unit `{unit}` (use s, m, h, d or w)")]
+    #[error(
+        "duration `{text}`: unknown unit `{unit}` (use s, m, h, d or w, or seconds, minutes, hours, days, weeks)"
+    )]
     UnknownUnit {
         /// The whole text.
         text: String,
@@ -114,8 +118,8 @@ impl ConfigDuration {
             }
             let unit = &rest[..unit_len];
             let scale = match unit {
-                "s" | "sec" | "secs" => 1,
-                "m" | "min" | "mins" => 60,
+                "s" | "sec" | "secs" | "second" | "seconds" => 1,
+                "m" | "min" | "mins" | "minute" | "minutes" => 60,
                 "h" | "hr" | "hrs" | "hour" | "hours" => 3600,
                 "d" | "day" | "days" => 86_400,
                 "w" | "week" | "weeks" => 604_800,
@@ -194,6 +198,16 @@ mod tests {
         assert_eq!(ConfigDuration::parse("1d 12h").unwrap().as_secs(), 129_600);
         assert_eq!(ConfigDuration::parse("90").unwrap().as_secs(), 90);
         assert_eq!(ConfigDuration::parse("2w").unwrap().as_secs(), 1_209_600);
+        // Words as people write them, singular or plural.
+        assert_eq!(ConfigDuration::parse("5 minutes").unwrap().as_secs(), 300);
+        assert_eq!(
+            ConfigDuration::parse("1 minute 30 seconds")
+                .unwrap()
+                .as_secs(),
+            90
+        );
+        assert_eq!(ConfigDuration::parse("1 second").unwrap().as_secs(), 1);
+        assert_eq!(ConfigDuration::parse("2 days").unwrap().as_secs(), 172_800);
         assert_eq!(ConfigDuration::parse("1d12h").unwrap().to_string(), "1d12h");
     }
 

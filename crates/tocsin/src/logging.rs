@@ -19,7 +19,13 @@ const RETURNED_MESSAGES: &str = "lapin::returned_messages";
 /// Installs the global subscriber. The filter is a level (`info`) or a
 /// `tracing` directive list (`tocsin=debug,lapin=warn`).
 pub fn init(log: &LogSection) -> Result<(), Box<dyn std::error::Error>> {
-    subscriber(log, std::io::stderr)?
+    // Colour only for a person at a terminal: in journald or a log file
+    // the escape codes are noise, and NO_COLOR (set, not empty) turns them
+    // off everywhere.
+    use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    subscriber(log, std::io::stderr, ansi)?
         .try_init()
         .map_err(|e| format!("cannot install the logger: {e}"))?;
     Ok(())
@@ -37,7 +43,11 @@ pub fn init(log: &LogSection) -> Result<(), Box<dyn std::error::Error>> {
 /// beside the `EnvFilter` rather than by a directive within it, because a
 /// span directive (`[io_loop]=warn`, lapin's I/O thread runs in that span)
 /// enables every event inside the span whatever the target directives say.
-fn subscriber<W>(log: &LogSection, writer: W) -> Result<Box<dyn Subscriber + Send + Sync>, String>
+fn subscriber<W>(
+    log: &LogSection,
+    writer: W,
+    ansi: bool,
+) -> Result<Box<dyn Subscriber + Send + Sync>, String>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
@@ -48,6 +58,7 @@ where
         filter_fn(move |meta| returned_allowed || !is_returned_messages_target(meta.target()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(writer);
     Ok(match log.format {
         LogFormat::Text => Box::new(builder.finish().with(hide_returned)),
@@ -102,7 +113,7 @@ mod tests {
             level: level.into(),
             format,
         };
-        let subscriber = subscriber(&log, move || sink.clone()).unwrap();
+        let subscriber = subscriber(&log, move || sink.clone(), false).unwrap();
         tracing::subscriber::with_default(subscriber, || {
             let io_loop = tracing::span!(target: "lapin::io_loop", tracing::Level::INFO, "io_loop");
             let _entered = io_loop.enter();
@@ -114,6 +125,15 @@ mod tests {
             tracing::warn!(target: "lapin::channel", "an ordinary lapin warning");
         });
         String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// Off a terminal (journald, a log file) the lines carry no colour
+    /// escape codes.
+    #[test]
+    fn text_logs_carry_no_escape_codes_off_a_terminal() {
+        let text = logged("info", LogFormat::Text);
+        assert!(text.contains("an ordinary lapin warning"), "{text}");
+        assert!(!text.contains('\u{1b}'), "{text:?}");
     }
 
     #[test]
@@ -172,7 +192,7 @@ mod tests {
             level: "lapin=loud".into(),
             format: LogFormat::Text,
         };
-        let err = subscriber(&log, std::io::sink).err().unwrap();
+        let err = subscriber(&log, std::io::sink, false).err().unwrap();
         assert!(err.contains("[log] level"), "{err}");
     }
 }

@@ -260,6 +260,32 @@ fn replay_judges_as_at_until_and_leaves_later_inputs_unapplied() {
     assert!(stderr.contains("after_until=1"), "{stderr}");
 }
 
+/// Paths given out of time order (by site or format, not by period): the
+/// later path's older traffic is stale when read and not applied. The
+/// replay says so, with what to do, not only in the notice counts.
+#[test]
+fn replay_warns_when_inputs_out_of_time_order_were_not_applied() {
+    // 2024's traffic first (the extra path goes before the input), then
+    // 2018 to 2020's.
+    let r = replay_json(
+        &fixture("scenarios/clinic-letter-periods"),
+        "2024-06-01T00:00:00Z",
+        &[fixture("scenarios/cancelled").to_str().unwrap()],
+    );
+    assert!(
+        r.report["notices"]["stale_event"].as_u64().unwrap() > 0,
+        "{}",
+        r.report
+    );
+    assert!(
+        r.stderr.contains("replay: warning: ") && r.stderr.contains("in time order"),
+        "{}",
+        r.stderr
+    );
+    let r = replay_json(&fixture("scenarios/late"), "2024-06-01T00:00:00Z", &[]);
+    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+}
+
 #[test]
 fn replay_into_a_kept_store_judges_alike_and_keeps_what_a_gateway_needs() {
     // Within the 30-day duplicate horizon, so the duplicate keys are kept.

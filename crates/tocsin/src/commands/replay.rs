@@ -411,6 +411,21 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
     if !noticed.is_empty() {
         eprintln!("replay: tracker notices: {}", noticed.join(" "));
     }
+    // Said aloud: a replay given its archive by site or by format, not in
+    // time order, loses the later paths' older traffic this way, and the
+    // report counts their discharges missing.
+    let stale = notices
+        .iter()
+        .find(|(name, _)| *name == "stale_event")
+        .map_or(0, |(_, n)| *n);
+    if stale > 0 {
+        eprintln!(
+            "replay: warning: {stale} input(s) were more than [tracker] duplicate_horizon ({}) \
+             older than the clock when read and were not applied (stale_event): give the paths \
+             in time order (each path's files are read in name order), not by site or format",
+            config.tracker.duplicate_horizon
+        );
+    }
     let unreadable = rejected.iter().filter(|r| r.reason == UNREADABLE).count();
     if unreadable > 0 {
         eprintln!(
