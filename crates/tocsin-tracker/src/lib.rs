@@ -53,7 +53,9 @@
 //!   settled the expectation (a FHIR Encounter's later version) changes
 //!   nothing, for `duplicate_horizon` after the settlement or the last
 //!   repeat ([`Counters::repeated_ends`]).
-//! - **Duplicates**: a 128-bit hash of (format, sequence, message id) is kept
+//! - **Duplicates**: a 128-bit hash of (format, sequence, message id,
+//!   message type, sending facility: a message id is unique only within
+//!   its sender) is kept
 //!   for `duplicate_horizon` of event time. An event older than the clock
 //!   less that horizon is ignored ([`Counters::stale_events`]): it can no
 //!   longer be told from a duplicate. The horizon is therefore also the

@@ -573,6 +573,30 @@ fn a_merge_gives_a_temporary_record_the_survivors_number_and_its_waiting_summary
     }
 }
 
+/// Each system numbers its own messages: the EPR's summary that happens to
+/// carry the PAS discharge's message id is no duplicate of it. A resend of
+/// the same message still is.
+#[test]
+fn a_message_id_repeated_by_another_kind_of_message_is_no_duplicate() {
+    let mut tr = tracker();
+    let mut a03 = end("1000", "V1", K::Inpatient, t("2024-01-10T10:00:00Z"), NHS);
+    a03.source.message_type = "ADT^A03".into();
+    tr.apply(&a03);
+    let mut mdm = doc(
+        "1000",
+        Some("V1"),
+        D::DischargeSummary,
+        t("2024-01-10T15:00:00Z"),
+        Some(NHS),
+    );
+    mdm.source.message_type = "MDM^T02".into();
+    let fx = tr.apply(&mdm);
+    assert_eq!(changed(&fx)[0].status, S::OnTime, "{fx:?}");
+    assert_eq!(tr.counters().duplicates, 0);
+    tr.apply(&mdm);
+    assert_eq!(tr.counters().duplicates, 1);
+}
+
 /// An A13 after the summary settled the discharge acts on it (the
 /// discharge may be recorded again): it is no unmatched cancellation.
 #[test]

@@ -65,7 +65,8 @@ pub(crate) struct RuleInfo {
 /// without being counted here.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counters {
-    /// Exact duplicates ignored (same format, message id and sequence).
+    /// Exact duplicates ignored (same format, message id, message type,
+    /// sending facility and sequence).
     pub duplicates: u64,
     /// Events older than the duplicate horizon behind the clock, ignored
     /// because they can no longer be told apart from duplicates.

@@ -149,14 +149,26 @@ impl RestoreError {
 /// map keeps the first (see `Tracker::seen`).
 pub(crate) type SeenKey = [u64; 2];
 
-/// The duplicate key of an event: a 128-bit hash of its format, sequence and
-/// message id (stored, after the time it was seen, in the `seen` namespace).
+/// The duplicate key of an event: a 128-bit hash of its format, sequence,
+/// message id, message type and sending facility (stored, after the time it
+/// was seen, in the `seen` namespace). A message id is unique only within
+/// its sender (HL7 MSH-10: each system numbers its own messages): keyed by
+/// the id alone, an EPR's summary numbered as the PAS's discharge before it
+/// was dropped as a duplicate. A resend of the same message agrees on all
+/// five.
 pub(crate) fn seen_key(ev: &InterfaceEvent) -> SeenKey {
     let mut h = Sha256::new();
     h.update(ev.source.format.as_str().as_bytes());
     h.update([0]);
     h.update(ev.source.sequence.to_be_bytes());
     h.update(ev.source.message_id.as_bytes());
+    h.update([0]);
+    h.update(ev.source.message_type.as_bytes());
+    h.update([0]);
+    if let Some(f) = &ev.source.sending_facility {
+        h.update([1]);
+        h.update(f.as_bytes());
+    }
     let d = h.finalize();
     let mut b = [0u8; 16];
     b.copy_from_slice(&d[..16]);
