@@ -41,7 +41,11 @@
 //!   forgotten; an expectation already settled stays settled (the contract
 //!   measures the first transmission; a replacement normally follows).
 //! - **Cancellation**: A13 and A11/FHIR cancelled withdraw the encounter's
-//!   open expectations (`cancelled`); settled ones are left alone.
+//!   open expectations (`cancelled`); settled ones are left alone, but the
+//!   end no longer stands: a discharge recorded again is owed anew, except
+//!   that the document that settled the first waits again and settles it
+//!   if issued within the match window before its end (A13 then A03 is
+//!   how a PAS corrects a discharge time).
 //! - **Merges** re-key open expectations (NHS number, local ids, and for
 //!   account merges the visit number); they never cancel. An expectation
 //!   without an NHS number takes the survivor's. Waiting documents are not

@@ -597,6 +597,57 @@ fn a_message_id_repeated_by_another_kind_of_message_is_no_duplicate() {
     assert_eq!(tr.counters().duplicates, 1);
 }
 
+/// A13 then A03 is how a PAS corrects a discharge time. When the summary
+/// was already sent, the corrected discharge is judged against it (on
+/// time here), not opened again as owed; a discharge recorded again long
+/// after (the patient stayed, went home days later) is owed its own.
+#[test]
+fn a_corrected_discharge_keeps_the_summary_already_sent() {
+    for (again, owed) in [
+        ("2024-01-10T14:30:00Z", false),
+        ("2024-01-20T10:00:00Z", true),
+    ] {
+        let mut tr = tracker();
+        tr.apply(&end(
+            "m1",
+            "V1",
+            K::Inpatient,
+            t("2024-01-10T14:00:00Z"),
+            NHS,
+        ));
+        tr.apply(&doc(
+            "m2",
+            Some("V1"),
+            D::DischargeSummary,
+            t("2024-01-10T16:00:00Z"),
+            Some(NHS),
+        ));
+        tr.apply(&cancel(
+            "m3",
+            EventType::EncounterDischargeCancelled,
+            "V1",
+            t("2024-01-10T16:30:00Z"),
+        ));
+        let fx = tr.apply(&end("m4", "V1", K::Inpatient, t(again), NHS));
+        let later = tr.advance_to(t("2024-02-01T00:00:00Z"));
+        if owed {
+            assert_eq!(tr.open_count(), 1, "{again}");
+            assert_eq!(kinds(&later), vec![A::Overdue], "{again}");
+        } else {
+            let settled = changed(&fx);
+            let last = settled.last().expect("settled");
+            assert_eq!(last.status, S::OnTime, "{fx:?}");
+            assert_eq!(last.encounter.ended_at, t(again));
+            assert_eq!(
+                last.settlement.as_ref().unwrap().matched_by,
+                MatchMethod::EncounterId
+            );
+            assert_eq!(tr.open_count(), 0);
+            assert!(kinds(&later).is_empty(), "{later:?}");
+        }
+    }
+}
+
 /// An A13 after the summary settled the discharge acts on it (the
 /// discharge may be recorded again): it is no unmatched cancellation.
 #[test]

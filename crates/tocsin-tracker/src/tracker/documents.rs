@@ -11,7 +11,7 @@ use super::open::{Open, ms};
 use super::state::Transmission;
 use super::{Effect, Tracker, build_alert, enc_key, local_key, namespaces, nhs_key, ref_key};
 use crate::compact::key_hash;
-use crate::model::{DeliveryStatus, ExpectationStatus, MatchMethod, Settlement};
+use crate::model::{DeliveryStatus, Expectation, ExpectationStatus, MatchMethod, Settlement};
 use crate::{AlertDocument, AlertKind};
 
 /// A document that matched no open expectation, kept (as auxiliary state)
@@ -33,6 +33,11 @@ pub(crate) struct PendingDocument {
     /// it was kept: the document's issue time stands in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_at: Option<DateTime<Utc>>,
+    /// It settled a discharge since cancelled (A13, A11) and waits for the
+    /// discharge recorded again: it settles only an end it was issued
+    /// within the match window of, whatever it matched by.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub revived: bool,
 }
 
 /// What a document offers for matching.
@@ -113,9 +118,7 @@ impl Tracker {
         if id_eq == Some(false) || ref_eq == Some(false) {
             return None;
         }
-        let before = self.config.match_window_before.as_secs() * 1000;
-        let after = self.config.match_window_after.as_secs() * 1000;
-        if d.issued_at < o.ended_at - before || d.issued_at > o.ended_at + after {
+        if !self.within_match_window(o, d.issued_at) {
             return None;
         }
         // By NHS number when both sides have one; else by local id (an
@@ -136,6 +139,79 @@ impl Tracker {
             }),
         };
         same_patient.then_some(MatchMethod::PatientWindow)
+    }
+
+    /// Whether a document issued at `issued` (ms) falls within the match
+    /// window around `o`'s encounter end.
+    fn within_match_window(&self, o: &Open, issued: i64) -> bool {
+        let before = self.config.match_window_before.as_secs() * 1000;
+        let after = self.config.match_window_after.as_secs() * 1000;
+        issued >= o.ended_at - before && issued <= o.ended_at + after
+    }
+
+    /// A discharge cancelled (A13, A11) after a document settled it: the
+    /// document waits again, for the discharge recorded again. A13 then A03
+    /// is how a PAS corrects a discharge time, and the summary already sent
+    /// is the one the corrected discharge had: forgotten, the corrected
+    /// discharge went overdue and the report counted it missing. It settles
+    /// only an end it was issued within the match window of (two days
+    /// before, by default), so a patient whose discharge was cancelled and
+    /// who went home a week later is owed a summary of the whole stay. Only
+    /// while the transmission is remembered (`ack_horizon`); its
+    /// acknowledgements are not carried over.
+    pub(super) fn revive_settling_document(&mut self, expectation_id: &str, fx: &mut Effects<'_>) {
+        let mut found: Vec<(&String, &Expectation)> = self
+            .transmissions
+            .iter()
+            .filter_map(|(m, t)| {
+                t.expectations
+                    .iter()
+                    .find(|e| e.id.0 == expectation_id)
+                    .map(|e| (m, e))
+            })
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(b.0));
+        let Some((message_id, exp)) = found.first() else {
+            return;
+        };
+        let Some(s) = exp.settlement.as_ref() else {
+            return;
+        };
+        if self
+            .pending_by_message
+            .get(msg_key(message_id))
+            .any(|slot| {
+                self.pending
+                    .get(slot)
+                    .is_some_and(|p| p.event_id == s.event_id)
+            })
+        {
+            return;
+        }
+        let p = PendingDocument {
+            event_id: s.event_id.clone(),
+            message_id: (*message_id).clone(),
+            document: Document {
+                id: s.document_id.clone(),
+                kind: exp.document_kind,
+                type_code: None,
+                issued_at: s.issued_at,
+                authored_at: None,
+                recipient: None,
+                replaces: None,
+            },
+            patient: Patient {
+                nhs_number: exp.patient.nhs_number.clone(),
+                local_ids: exp.patient.local_ids.clone(),
+            },
+            encounter_id: exp.encounter.id.clone(),
+            encounter_ref: exp.encounter.reference.clone(),
+            delivery: None,
+            failed_at: None,
+            revived: true,
+        };
+        fx.put_state(namespaces::PENDING_DOCUMENT, &p.event_id, &p);
+        self.insert_pending(p);
     }
 
     /// The open expectation a document settles: by encounter id, then FHIR
@@ -215,6 +291,7 @@ impl Tracker {
             encounter_ref: view.encounter_ref.map(str::to_string),
             delivery: None,
             failed_at: None,
+            revived: false,
         };
         fx.put_state(namespaces::PENDING_DOCUMENT, &p.event_id, &p);
         self.insert_pending(p);
@@ -314,6 +391,9 @@ impl Tracker {
                 let m = self.match_method(o, &p.view())?;
                 let issued = ms(p.document.issued_at);
                 if m == MatchMethod::PatientWindow && issued < began {
+                    return None;
+                }
+                if p.revived && !self.within_match_window(o, issued) {
                     return None;
                 }
                 Some((m as u8, issued, p.event_id.clone(), c, m))

@@ -230,7 +230,8 @@ impl Tracker {
         }
         // A settled expectation stays settled, but the encounter's end no
         // longer stands: a discharge recorded again later is a new
-        // obligation, not a repeat of the settled one.
+        // obligation, not a repeat of the settled one. Its document waits
+        // again, for a discharge recorded again soon after (a correction).
         if let Some(enc) = &ev.encounter
             && (enc.id.is_some() || enc.reference.is_some())
         {
@@ -243,7 +244,9 @@ impl Tracker {
                     ev.event_id.as_str(),
                 );
                 if self.forget_seen(super::state::settled_key(&id), fx) {
-                    self.detach_from_transmissions(&hex::encode(id), fx);
+                    let id = hex::encode(id);
+                    self.revive_settling_document(&id, fx);
+                    self.detach_from_transmissions(&id, fx);
                     matched = true;
                 }
             }
