@@ -276,6 +276,10 @@ impl Default for IngestSection {
 pub struct Config {
     /// Where the configuration came from, for messages.
     pub origin: String,
+    /// The environment variables that overrode keys of it
+    /// (`TOCSIN_STORE_URL`...), so that a message about such a key blames
+    /// the variable and not the file.
+    pub env_overrides: Vec<&'static str>,
     /// Normaliser settings and code tables.
     pub ingest: IngestConfig,
     /// The contract policy.
@@ -377,6 +381,7 @@ impl Config {
         })?;
         let mut config = Self {
             origin,
+            env_overrides: Vec::new(),
             ingest,
             policy,
             tracker: file.tracker,
@@ -406,17 +411,17 @@ impl Config {
         // for ever as if the store were down, and a bad log filter passed
         // check-config and then stopped `run`.
         tocsin_store::check_url(&config.store.url).map_err(|e| ConfigError::Invalid {
-            path: config.origin.clone(),
+            path: config.blame("TOCSIN_STORE_URL"),
             message: format!("[store] url: {e}"),
         })?;
         tracing_subscriber::EnvFilter::try_new(&config.log.level).map_err(|e| {
             ConfigError::Invalid {
-                path: config.origin.clone(),
+                path: config.blame("TOCSIN_LOG"),
                 message: format!("[log] level {:?}: {e}", config.log.level),
             }
         })?;
         check_listen_addr(&config.http.addr).map_err(|message| ConfigError::Invalid {
-            path: config.origin.clone(),
+            path: config.blame("TOCSIN_HTTP_ADDR"),
             message,
         })?;
         if config.store.housekeeping_every.as_secs() < 1 {
@@ -428,19 +433,35 @@ impl Config {
         Ok(config)
     }
 
+    /// What a message about a key should name: the environment variable
+    /// that set it, when one did (an engineer looking in the file for a
+    /// value set in /etc/tocsin/tocsin.env would not find it), else the
+    /// file.
+    fn blame(&self, var: &'static str) -> String {
+        if self.env_overrides.contains(&var) {
+            format!("{var} (environment, overriding {})", self.origin)
+        } else {
+            self.origin.clone()
+        }
+    }
+
     /// Applies the environment overrides of the most used keys.
     fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         if let Some(url) = var("TOCSIN_AMQP_URL") {
             self.amqp.url = tocsin_amqp::SecretUrl::new(url);
+            self.env_overrides.push("TOCSIN_AMQP_URL");
         }
         if let Some(url) = var("TOCSIN_STORE_URL") {
             self.store.url = url;
+            self.env_overrides.push("TOCSIN_STORE_URL");
         }
         if let Some(addr) = var("TOCSIN_HTTP_ADDR") {
             self.http.addr = addr;
+            self.env_overrides.push("TOCSIN_HTTP_ADDR");
         }
         if let Some(level) = var("TOCSIN_LOG") {
             self.log.level = level;
+            self.env_overrides.push("TOCSIN_LOG");
         }
         if let Some(v) = var("TOCSIN_EVENTS_PUBLISH") {
             self.events.publish = match v.trim().to_ascii_lowercase().as_str() {
@@ -453,12 +474,14 @@ impl Config {
                     });
                 }
             };
+            self.env_overrides.push("TOCSIN_EVENTS_PUBLISH");
         }
         if let Some(v) = var("TOCSIN_EVENTS_FORMAT") {
             self.events.format = v.parse().map_err(|message| ConfigError::Invalid {
                 path: "TOCSIN_EVENTS_FORMAT".into(),
                 message,
             })?;
+            self.env_overrides.push("TOCSIN_EVENTS_FORMAT");
         }
         Ok(())
     }

@@ -157,7 +157,32 @@ fn check_config_refuses_a_store_url_or_log_level_that_can_never_work() {
         assert_ne!(out.status.code(), Some(0), "{value}: {stderr}");
         assert!(stderr.contains(says), "{value}: {stderr}");
         assert!(!stderr.contains("s3cret"), "{stderr}");
+        // The variable is blamed, not the file that does not hold it.
+        assert!(
+            stderr.contains(&format!(
+                "{env} (environment, overriding config/tocsin.toml)"
+            )),
+            "{value}: {stderr}"
+        );
     }
+    // A good override is said, so no one wonders why the file's value is
+    // not the one in force.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(["check-config", "--config", "config/tocsin.toml"])
+        .current_dir(root())
+        .env("TOCSIN_LOG", "warn")
+        .env_remove("TOCSIN_AMQP_URL")
+        .env_remove("TOCSIN_STORE_URL")
+        .env_remove("TOCSIN_HTTP_ADDR")
+        .env_remove("TOCSIN_EVENTS_PUBLISH")
+        .env_remove("TOCSIN_EVENTS_FORMAT")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "configuration OK: config/tocsin.toml, with TOCSIN_LOG from the environment\n"
+    );
 }
 
 /// Replays one scenario directory; returns the alerts, the JSON report and

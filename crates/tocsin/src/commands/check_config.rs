@@ -15,6 +15,14 @@ pub fn run(config: &Config) -> Result<ExitCode, Box<dyn std::error::Error>> {
             path.display()
         );
     }
-    println!("configuration OK: {}", config.origin);
+    if config.env_overrides.is_empty() {
+        println!("configuration OK: {}", config.origin);
+    } else {
+        println!(
+            "configuration OK: {}, with {} from the environment",
+            config.origin,
+            config.env_overrides.join(", ")
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
