@@ -330,10 +330,19 @@ impl Config {
                 *p = dir.join(&*p);
             }
         }
+        // A file it names that cannot be read is blamed on the key that
+        // names it: "bad/nope.toml: No such file" left the reader to find
+        // which setting pointed there.
+        let named = |key: &str, p: &Path| {
+            read(p).map_err(|e| ConfigError::Invalid {
+                path: path.display().to_string(),
+                message: format!("{key} = {:?}: {e}", p.display().to_string()),
+            })
+        };
         let mappings_path = dir.join(&file.mappings);
-        let mappings = read(&mappings_path)?;
+        let mappings = named("mappings", &mappings_path)?;
         let policy_path = dir.join(&file.policy);
-        let policy = read(&policy_path)?;
+        let policy = named("policy", &policy_path)?;
         let delivery = delivery(&file, dir, &path.display().to_string())?;
         let mut config = Self::assemble(
             path.display().to_string(),

@@ -128,6 +128,22 @@ fn check_config_accepts_the_shipped_configuration_and_names_the_line_of_a_bad_on
         stderr.contains("tocsin.toml") && stderr.contains("line"),
         "{stderr}"
     );
+    // A file it names that cannot be read is blamed on the key naming it.
+    std::fs::write(
+        &bad,
+        text.replace(
+            &format!("mappings = {:?}", root().join("config/mappings.toml")),
+            "mappings = \"nope.toml\"",
+        ),
+    )
+    .unwrap();
+    let out = tocsin(&["check-config", "--config", bad.to_str().unwrap()]);
+    assert_ne!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("tocsin.toml: mappings = ") && stderr.contains("nope.toml"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -21,8 +21,9 @@ pub struct SendArgs {
     #[arg(long)]
     pub routing_key: Option<String>,
     /// AMQP content type (default: from each file's name: `.hl7`/`.er7` HL7
-    /// v2, `.json` FHIR JSON (NDJSON when its content is), `.ndjson`
-    /// NDJSON, `.xml` FHIR XML; otherwise none, and the gateway detects the
+    /// v2, `.json` FHIR JSON (NDJSON when its content is), `.ndjson` and
+    /// `.jsonl` NDJSON, `.xml` FHIR XML, any of them also `.gz`, which is
+    /// sent decompressed; otherwise none, and the gateway detects the
     /// format from the content).
     #[arg(long)]
     pub content_type: Option<String>,
