@@ -203,6 +203,16 @@ async fn dead_letters_are_listed_in_place_and_redriven_by_reason() {
         "{table}"
     );
 
+    // A reason no dead letter has moves nothing, and says so.
+    let out = dead_letters(&world, &["redrive", "--reason", "unmaped_code"]);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("moved 0 message(s)")
+            && stderr.contains("no dead letter waiting has reason \"unmaped_code\""),
+        "{stderr}"
+    );
+    assert_eq!(world.depth("tocsin.dead").await, 4);
+
     // Only the mended reason goes back; the gateway now tracks it.
     let out = dead_letters(&world, &["redrive", "--reason", "unmapped_code"]);
     let stderr = String::from_utf8(out.stderr).unwrap();

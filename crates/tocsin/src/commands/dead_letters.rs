@@ -84,6 +84,16 @@ pub fn run(
                     "moved {} message(s) from {queue} to {to}, confirmed by the broker; left {} in {queue}",
                     done.moved, done.left
                 );
+                // A misspelt reason moves nothing and looks like success.
+                if let Some(r) = reason
+                    && done.moved == 0
+                    && done.left > 0
+                {
+                    eprintln!(
+                        "no dead letter waiting has reason {r:?}: `tocsin dead-letters list` shows \
+                         the reasons of those waiting"
+                    );
+                }
             }
         }
         session.close().await?;
