@@ -415,6 +415,17 @@ fn replay_of_generated_traffic_reports_alike_from_final_states_and_a_kept_store(
     assert_ne!(again.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
     assert_eq!(std::fs::read_dir(&traffic).unwrap().count(), files);
+    // A count too small to reach any encounter's end says so.
+    let few = dir.path().join("few");
+    let out = tocsin(&["loadgen", "--count", "50", "--out", few.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("encounters=0")
+            && String::from_utf8_lossy(&out.stderr)
+                .contains("none of the 50 message(s) ended an encounter"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     const UNTIL: &str = "2025-01-12T12:00:00Z";
     let scratch = replay_json(&traffic, UNTIL, &[]);
     let built = dir.path().join("kept.sqlite");
