@@ -65,7 +65,9 @@
 //!   longer be told from a duplicate. The horizon is therefore also the
 //!   largest disorder tolerated.
 //! - **Acknowledgements** attach to the settling transmission (its
-//!   `source.message_id`) for `ack_horizon`; failure is final and raises
+//!   `source.message_id`) for `ack_horizon`; one read before its document
+//!   waits `allowed_lateness` of event time for it (state `early_ack`)
+//!   before it is counted unmatched; failure is final and raises
 //!   `delivery_failed` once; `unconfirmed` (off unless `unconfirmed_after`
 //!   is set) fires when none came in time.
 //! - **Alerts** have id `<expectation id>:<kind>` and are never raised twice

@@ -648,6 +648,61 @@ fn a_corrected_discharge_keeps_the_summary_already_sent() {
     }
 }
 
+/// A refusal read a moment before the summary it names (the engine copies
+/// the outbound message to tocsin after the GP system has answered) is
+/// held for the allowed lateness: the summary meets it, and
+/// `delivery_failed` is raised, whether the summary settles at once or
+/// waits for its discharge, and after a restart in between.
+#[test]
+fn an_acknowledgement_read_before_its_document_still_reaches_it() {
+    let config = TrackerConfig {
+        allowed_lateness: ConfigDuration::minutes(5),
+        ..TrackerConfig::default()
+    };
+    for (summary_first, restart) in [(false, false), (true, false), (false, true)] {
+        let mut tr = Tracker::new(Policy::default_contract(), config.clone());
+        let mut store = Store::default();
+        let discharge = end("m1", "V1", K::Inpatient, t("2024-01-10T10:00:00Z"), NHS);
+        let summary = doc(
+            "m2",
+            Some("V1"),
+            D::DischargeSummary,
+            t("2024-01-10T12:00:00Z"),
+            Some(NHS),
+        );
+        if !summary_first {
+            store.commit(&tr.apply(&discharge));
+        }
+        let fx = tr.apply(&ack("a1", "m2", true, t("2024-01-10T12:00:01Z")));
+        store.commit(&fx);
+        assert!(kinds(&fx).is_empty());
+        if restart {
+            tr = Tracker::restore(
+                Policy::default_contract(),
+                config.clone(),
+                store.all(),
+                store.records(),
+            )
+            .expect("restores");
+        }
+        let mut fx = tr.apply(&summary);
+        if summary_first {
+            fx.extend(tr.apply(&discharge));
+        }
+        assert_eq!(
+            kinds(&fx),
+            vec![A::DeliveryFailed],
+            "summary first: {summary_first}, restart: {restart}: {fx:?}"
+        );
+        assert_eq!(
+            changed(&fx).last().unwrap().delivery,
+            Some(DeliveryStatus::Failed)
+        );
+        tr.advance_to(t("2024-01-11T00:00:00Z"));
+        assert_eq!(tr.counters().acks_unmatched, 0);
+    }
+}
+
 /// An A13 after the summary settled the discharge acts on it (the
 /// discharge may be recorded again): it is no unmatched cancellation.
 #[test]
@@ -1092,6 +1147,8 @@ fn acknowledgements_attach_to_the_transmission_and_failure_raises_an_alert() {
     assert!(changed(&again).is_empty());
     assert!(!writes_transmission(&again));
     tr.apply(&ack("a3", "nope", false, t("2024-01-10T12:03:00Z")));
+    // Counted once the allowed lateness has passed without its document.
+    tr.advance_to(t("2024-01-10T13:00:00Z"));
     assert_eq!(tr.counters().acks_unmatched, 1);
 
     let mut tr = tracker();

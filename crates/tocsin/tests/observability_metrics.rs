@@ -225,9 +225,11 @@ async fn metrics_reflect_the_traffic_and_carry_no_identifiers() {
         );
     }
     let repeat = &w.messages[0];
+    // Stamped an hour ago: an acknowledgement waits the allowed lateness
+    // (5 minutes) for a document read after it, and only then counts.
     let ack = format!(
         "MSH|^~\\&|GPSYS|B86001|PAS|RXX01|{}||ACK^T02^ACK|NOTICEACK1|P|2.4\rMSA|AA|NEVERSENT1\r",
-        w.now.format("%Y%m%d%H%M%S+0000")
+        (w.now - chrono::TimeDelta::hours(1)).format("%Y%m%d%H%M%S+0000")
     );
     let hl7 = Some("x-application/hl7-v2+er7");
     world

@@ -293,8 +293,13 @@ impl Tracker {
             failed_at: None,
             revived: false,
         };
+        let message_id = p.message_id.clone();
         fx.put_state(namespaces::PENDING_DOCUMENT, &p.event_id, &p);
         self.insert_pending(p);
+        // Its acknowledgement, if it was read first, waits with it.
+        if let Some(held) = self.take_early_ack(&message_id, fx) {
+            self.ack_pending(&message_id, held.failed, held.at, fx);
+        }
     }
 
     pub(crate) fn insert_pending(&mut self, p: PendingDocument) {
@@ -535,6 +540,15 @@ impl Tracker {
         fx.put_state(namespaces::TRANSMISSION, message_id, &t.record());
         if fresh {
             self.schedule_transmission(message_id, issued_at);
+        }
+        // Its acknowledgement, if it was read first.
+        if let Some(held) = self.take_early_ack(message_id, fx) {
+            let status = if held.failed {
+                DeliveryStatus::Failed
+            } else {
+                DeliveryStatus::Acknowledged
+            };
+            self.record_delivery(message_id, status, held.at.max(issued_at), fx);
         }
     }
 

@@ -423,7 +423,7 @@ impl Tracker {
         if !self.record_delivery(&ack.of_message_id, status, ev.occurred_at, fx)
             && !self.ack_pending(&ack.of_message_id, failed, ev.occurred_at, fx)
         {
-            self.counters.acks_unmatched += 1;
+            self.hold_early_ack(&ack.of_message_id, failed, ev.occurred_at, fx);
         }
     }
 

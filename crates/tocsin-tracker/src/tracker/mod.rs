@@ -39,6 +39,9 @@ pub mod namespaces {
     pub const PENDING_DOCUMENT: &str = "pending_document";
     /// Settling transmissions awaiting acknowledgement (key: message id).
     pub const TRANSMISSION: &str = "transmission";
+    /// Acknowledgements read before the document they name (key: the named
+    /// message id), kept for the allowed lateness.
+    pub const EARLY_ACK: &str = "early_ack";
 }
 
 /// A rule as the tracker refers to it (policy rules first, then rules named
@@ -101,7 +104,8 @@ pub struct Counters {
     /// not kept waiting for an encounter.
     pub documents_untracked_kind: u64,
     /// Acknowledgements naming no remembered transmission (nor a waiting
-    /// document).
+    /// document), counted once the allowed lateness after them has passed
+    /// without their document (an acknowledgement may be read first).
     pub acks_unmatched: u64,
     /// Cancellations naming no open expectation.
     pub cancellations_unmatched: u64,
@@ -189,6 +193,10 @@ pub struct Tracker {
     pending_by_message: MultiIndex,
     pending_expiry: BTreeSet<(i64, u32)>,
     transmissions: HashMap<String, Transmission, FxBuild>,
+    /// Acknowledgements read before their document, by the message id they
+    /// name ([`state::EarlyAck`]), and when each stops waiting.
+    early_acks: HashMap<String, state::EarlyAck, FxBuild>,
+    early_ack_expiry: BTreeSet<(i64, String)>,
     /// `(instant, 0 = unconfirmed check | 1 = forget, message id)`.
     tx_timers: BTreeSet<(i64, u8, String)>,
     /// The first word of each duplicate key, with the event time it was
@@ -243,6 +251,8 @@ impl Tracker {
             pending_by_message: MultiIndex::default(),
             pending_expiry: BTreeSet::new(),
             transmissions: HashMap::default(),
+            early_acks: HashMap::default(),
+            early_ack_expiry: BTreeSet::new(),
             tx_timers: BTreeSet::new(),
             seen: HashMap::default(),
             next_seen_sweep: i64::MIN,
@@ -399,10 +409,13 @@ impl Tracker {
     }
 
     /// When the earliest timer falls; it fires once the clock is past it.
+    /// An acknowledgement held for its document counts as a timer: when it
+    /// stops waiting it is counted unmatched.
     pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
         let a = self.timers.peek().map(|t| t.0);
         let b = self.tx_timers.first().map(|t| t.0);
-        [a, b].into_iter().flatten().min().map(from_ms)
+        let c = self.early_ack_expiry.first().map(|t| t.0);
+        [a, b, c].into_iter().flatten().min().map(from_ms)
     }
 
     /// The event-time clock, once any input has set it.

@@ -36,6 +36,25 @@ impl Transmission {
     }
 }
 
+/// An acknowledgement read before the document it names, as held and as
+/// stored in the `early_ack` namespace: `{"failed": ..., "at": ...}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct EarlyAck {
+    /// A refusal (AE, AR...), else an acceptance.
+    pub failed: bool,
+    /// The acknowledgement's own time.
+    #[serde(serialize_with = "crate::time_text::serialize")]
+    pub at: DateTime<Utc>,
+}
+
+impl EarlyAck {
+    /// When it stops waiting for its document (event time, ms): the
+    /// allowed lateness after it.
+    fn expires(&self, config: &TrackerConfig) -> i64 {
+        ms(self.at) + config.allowed_lateness.as_secs() * 1000
+    }
+}
+
 /// A transmission as stored in the `transmission` namespace:
 /// `{"issued_at": ..., "expectation_ids": [...]}`.
 ///
@@ -345,6 +364,62 @@ impl Tracker {
     /// The sweep deletes the stored records by the time that begins their
     /// keys, in one range ([`dead_seen_ranges`]), so the map need not keep
     /// each key whole.
+    /// An acknowledgement that named no transmission and no waiting
+    /// document: kept for the allowed lateness, since its document may be
+    /// read after it (the engine copies the outbound message to tocsin
+    /// after the recipient has answered). A failure among several wins.
+    pub(super) fn hold_early_ack(
+        &mut self,
+        message_id: &str,
+        failed: bool,
+        at: DateTime<Utc>,
+        fx: &mut Effects<'_>,
+    ) {
+        if self
+            .early_acks
+            .get(message_id)
+            .is_some_and(|held| held.failed)
+        {
+            return;
+        }
+        if let Some(old) = self.early_acks.remove(message_id) {
+            self.early_ack_expiry
+                .remove(&(old.expires(&self.config), message_id.to_string()));
+        }
+        let held = EarlyAck { failed, at };
+        self.early_ack_expiry
+            .insert((held.expires(&self.config), message_id.to_string()));
+        fx.put_state(namespaces::EARLY_ACK, message_id, &held);
+        self.early_acks.insert(message_id.to_string(), held);
+    }
+
+    /// The acknowledgement held for `message_id`, taken (its document has
+    /// come).
+    pub(super) fn take_early_ack(
+        &mut self,
+        message_id: &str,
+        fx: &mut Effects<'_>,
+    ) -> Option<EarlyAck> {
+        let held = self.early_acks.remove(message_id)?;
+        self.early_ack_expiry
+            .remove(&(held.expires(&self.config), message_id.to_string()));
+        fx.delete_state(namespaces::EARLY_ACK, message_id);
+        Some(held)
+    }
+
+    fn expire_early_acks(&mut self, now: i64, fx: &mut Effects<'_>) {
+        while let Some((at, id)) = self.early_ack_expiry.first().cloned() {
+            if at >= now {
+                break;
+            }
+            self.early_ack_expiry.remove(&(at, id.clone()));
+            if self.early_acks.remove(&id).is_some() {
+                self.counters.acks_unmatched += 1;
+                fx.delete_state(namespaces::EARLY_ACK, id);
+            }
+        }
+    }
+
     pub(super) fn prune(&mut self, now: i64, fx: &mut Effects<'_>) {
         let span = self.config.duplicate_horizon.as_secs() * 1000;
         let horizon = now - span;
@@ -356,6 +431,7 @@ impl Tracker {
             self.next_seen_sweep = horizon.saturating_add((span / SEEN_SWEEPS_PER_HORIZON).max(1));
         }
         self.expire_pending(now, fx);
+        self.expire_early_acks(now, fx);
     }
 
     pub(super) fn schedule_transmission(&mut self, message_id: &str, issued_at: DateTime<Utc>) {
@@ -495,6 +571,12 @@ impl Tracker {
             namespaces::PENDING_DOCUMENT => {
                 let p: PendingDocument = rec.value.decode().map_err(|e| bad(e.to_string()))?;
                 self.insert_pending(p);
+            }
+            namespaces::EARLY_ACK => {
+                let held: EarlyAck = rec.value.decode().map_err(|e| bad(e.to_string()))?;
+                self.early_ack_expiry
+                    .insert((held.expires(&self.config), rec.key.clone()));
+                self.early_acks.insert(rec.key.clone(), held);
             }
             _ => {
                 return Err(RestoreError::UnknownNamespace {
