@@ -225,14 +225,9 @@ impl<S: StoreAccess> AlertmanagerWorker<S> {
         if status.is_success() {
             return Ok(());
         }
-        // Alertmanager explains a 400 in its body (no patient data is ever
-        // sent, so none can come back).
-        let text = response.text().await.unwrap_or_default();
-        Err(format!(
-            "HTTP {}: {}",
-            status.as_u16(),
-            text.chars().take(300).collect::<String>()
-        ))
+        // The status only, as for webhooks: the body is whatever the far
+        // end (or a proxy before it) sends back, and this is logged.
+        Err(format!("HTTP {}", status.as_u16()))
     }
 
     fn overdue_alert(

@@ -162,11 +162,14 @@ pub(crate) fn redact(message: &str) -> String {
                 let skip = rest.find(" at line ").unwrap_or(rest.len());
                 let code = &rest[..skip];
                 out.push_str(UNKNOWN);
+                // FHIR codes are lower case (`finished`, `in-progress`);
+                // a word with a capital may be a name put where a code
+                // belongs (`PRIVAZOOK`, `Smith`) and is not quoted.
                 if !code.is_empty()
                     && code.len() <= 64
                     && code
                         .chars()
-                        .all(|c| c.is_ascii_alphabetic() || matches!(c, '-' | '_' | '.'))
+                        .all(|c| c.is_ascii_lowercase() || matches!(c, '-' | '_' | '.'))
                 {
                     out.push_str(code);
                 } else {
@@ -207,6 +210,12 @@ mod tests {
                 "Unknown value: … at line 1 column 40",
             ),
             ("Unknown value: 9434765919", "Unknown value: …"),
+            // A name where a code belongs: codes are lower case.
+            ("Unknown value: PRIVAZOOK", "Unknown value: …"),
+            (
+                "Unknown value: Smith at line 1 column 9",
+                "Unknown value: … at line 1 column 9",
+            ),
             (
                 "Unknown value: no-such-status at line 1 column 9",
                 "Unknown value: no-such-status at line 1 column 9",

@@ -373,20 +373,38 @@ pub(crate) fn entry_of<'a>(
 /// Refuses an object (a resource or a bundle entry) that gives a member
 /// more than once: which value the sender meant is unknown, and FHIR XML
 /// giving one element twice is refused too (as `invalid_resource`). The
-/// error names the member, never a value.
+/// error names the member only when it is shaped like a FHIR element name
+/// (`fullUrl`, `_status`: lower camel case), never a value: the member's
+/// name is the sender's text, a broken or hostile one may put a patient's
+/// name there (`PRIVAZOOK`, `Smith`), and the reason and location are
+/// logged at warn.
 fn refuse_repeats(
     obj: &Obj<'_>,
     rtype: &str,
     loc: &dyn std::fmt::Display,
 ) -> Result<(), FhirError> {
     match obj.repeated() {
-        Some(key) => Err(FhirError::InvalidResource {
+        Some(key) if element_shaped(key) => Err(FhirError::InvalidResource {
             resource_type: rtype.to_owned(),
             location: format!("{loc}.{key}"),
             message: format!("member `{key}` is given more than once"),
         }),
+        Some(_) => Err(FhirError::InvalidResource {
+            resource_type: rtype.to_owned(),
+            location: loc.to_string(),
+            message: "a member (its name not shown) is given more than once".to_owned(),
+        }),
         None => Ok(()),
     }
+}
+
+/// Whether a member's name is shaped like a FHIR element's (an optional
+/// `_`, a lower-case letter, then letters and digits), and so safe to show.
+fn element_shaped(key: &str) -> bool {
+    let name = key.strip_prefix('_').unwrap_or(key);
+    name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
 /// Takes a bundle apart: the shell (its entries without their resources)

@@ -95,13 +95,13 @@ fn collect(obj: &Obj<'_>, loc: &Loc<'_>, depth: usize, ev: &mut Evidence) {
             if p.contains("/R5/") || p.contains("hl7.org/fhir/5.0") {
                 unsupported(
                     ev,
-                    &format!("profile {p} is FHIR R5"),
+                    "a profile in meta.profile is FHIR R5",
                     &format_args!("{loc}.meta.profile"),
                 );
             } else if p.contains("/DSTU2/") || p.contains("hl7.org/fhir/1.0") {
                 unsupported(
                     ev,
-                    &format!("profile {p} is FHIR DSTU2"),
+                    "a profile in meta.profile is FHIR DSTU2",
                     &format_args!("{loc}.meta.profile"),
                 );
             } else if p.contains("/STU3/") || p.contains("CareConnect-") {

@@ -256,6 +256,16 @@ fn duplicate_json_members_are_refused() {
             assert!(!shown.contains(value), "{shown}");
         }
     }
+    // A member not shaped like an element's name may be a patient's name:
+    // not shown, here or in the location.
+    let e = normalise_json(
+        encounter(r#""status":"finished","PRIVAZOOK":1,"PRIVAZOOK":2"#).as_bytes(),
+        &cfg,
+    )
+    .unwrap_err();
+    assert_eq!(e.reason_code(), "invalid_resource");
+    assert_eq!(e.location().as_deref(), Some("Encounter"));
+    assert!(!e.to_string().contains("PRIVAZOOK"), "{e}");
     // The same resource without repeats is read.
     let ok = normalise_json(encounter(r#""status":"finished""#).as_bytes(), &cfg).unwrap();
     assert_eq!(ok.len(), 1);

@@ -40,8 +40,17 @@ impl Header {
         }
         let version = msh.value(12).ok_or_else(|| missing("MSH-12"))?.into_owned();
         if !cfg.supported_versions.contains(&version) {
+            // Quoted only when it looks like a version (`2.6`, `231`): MSH-12
+            // holding something else may hold anything, a patient's
+            // number or name among it.
+            let looks_like_version = (1..=8).contains(&version.len())
+                && version.bytes().all(|b| b.is_ascii_digit() || b == b'.');
             return Err(Hl7Error::UnsupportedVersion {
-                version: version.chars().take(16).collect(),
+                version: if looks_like_version {
+                    version
+                } else {
+                    "(not shown: not a version number)".to_owned()
+                },
                 supported: cfg.supported_versions.join(", "),
             });
         }

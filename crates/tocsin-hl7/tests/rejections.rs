@@ -118,3 +118,22 @@ fn junk_before_a_message_is_reported_not_dropped() {
     );
     assert!(normalise_message(msgs[1].bytes, &cfg).is_ok());
 }
+
+/// MSH-12 is quoted in the reason only when it looks like a version: a
+/// field holding something else may hold a patient's number or name, and
+/// the reason reaches dead-letter headers and operators' screens.
+#[test]
+fn an_unsupported_version_is_quoted_only_when_it_looks_like_one() {
+    let text = String::from_utf8(load("reject_unsupported_version.hl7")).unwrap();
+    let said = |version: &str| {
+        let msg = text.replace("|P|2.6|", &format!("|P|{version}|"));
+        normalise_message(msg.as_bytes(), &Hl7Config::default())
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(said("2.6").contains("\"2.6\""), "{}", said("2.6"));
+    for hidden in ["4873219051", "PRIVAZOOK 487321"] {
+        let e = said(hidden);
+        assert!(!e.contains(hidden) && e.contains("not a version"), "{e}");
+    }
+}

@@ -54,8 +54,14 @@ where
     let filter =
         EnvFilter::try_new(&log.level).map_err(|e| format!("[log] level {:?}: {e}", log.level))?;
     let returned_allowed = returned_messages_requested(&log.level);
-    let hide_returned =
-        filter_fn(move |meta| returned_allowed || !is_returned_messages_target(meta.target()));
+    // lapin's I/O loop traces every frame it writes, the connection's
+    // StartOk among them, whose PLAIN response is the broker password as a
+    // byte list: at no level may a secret reach the log, so lapin's and
+    // its protocol crate's trace events are dropped whatever is asked.
+    let hide_returned = filter_fn(move |meta| {
+        (returned_allowed || !is_returned_messages_target(meta.target()))
+            && !(*meta.level() == tracing::Level::TRACE && is_amqp_frame_target(meta.target()))
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
@@ -63,6 +69,15 @@ where
     Ok(match log.format {
         LogFormat::Text => Box::new(builder.finish().with(hide_returned)),
         LogFormat::Json => Box::new(builder.json().finish().with(hide_returned)),
+    })
+}
+
+/// lapin's and amq-protocol's modules, whose trace events dump frames.
+fn is_amqp_frame_target(target: &str) -> bool {
+    ["lapin", "amq_protocol"].iter().any(|crate_name| {
+        target
+            .strip_prefix(crate_name)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::") || rest.starts_with('_'))
     })
 }
 
@@ -125,6 +140,39 @@ mod tests {
             tracing::warn!(target: "lapin::channel", "an ordinary lapin warning");
         });
         String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// lapin's frame dumps at trace carry the connection's PLAIN response,
+    /// the broker password: dropped at every level asked, `trace` too,
+    /// while its debug events still show.
+    #[test]
+    fn amqp_frame_traces_never_print() {
+        for level in ["trace", "lapin=trace", "info,lapin::io_loop=trace"] {
+            let out = Captured::default();
+            let sink = out.clone();
+            let log = LogSection {
+                level: level.into(),
+                format: LogFormat::Text,
+            };
+            let subscriber = subscriber(&log, move || sink.clone(), false).unwrap();
+            tracing::subscriber::with_default(subscriber, || {
+                tracing::trace!(
+                    target: "lapin::io_loop",
+                    next_msg = "StartOk(response: LongString([0, 103, 117, 101, 115, 116, 0, 112, 119]))",
+                    "will write to buffer"
+                );
+                tracing::trace!(target: "amq_protocol::frame", "a frame");
+                tracing::debug!(target: "lapin::channel", "a lapin debug line");
+            });
+            let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+            assert!(
+                !text.contains("StartOk") && !text.contains("a frame"),
+                "{level}: {text}"
+            );
+            if level != "info,lapin::io_loop=trace" {
+                assert!(text.contains("a lapin debug line"), "{level}: {text}");
+            }
+        }
     }
 
     /// Off a terminal (journald, a log file) the lines carry no colour

@@ -519,7 +519,7 @@ impl<'a> Conv<'a> {
             quick_xml::Error::Escape(EscapeError::UnrecognizedEntity(..)) => {
                 self.refused(XmlRefusal::Entity, self.reader.buffer_position() as usize)
             }
-            other => self.malformed(&crate::error::redact(&other.to_string())),
+            other => self.malformed(&unquote(&crate::error::redact(&other.to_string()))),
         }
     }
 
@@ -652,5 +652,59 @@ fn pad_underscores(map: &mut Map<String, Value>) {
         if let Some(Value::Array(u)) = map.get_mut(&k) {
             u.resize(len, Value::Null);
         }
+    }
+}
+
+/// The parser's message with each `quoted` span that is not an element
+/// name shaped like FHIR's (`</status>`, `<valueString>`: lower camel case)
+/// replaced by `…`: quick-xml quotes names and text from the input
+/// (`expected </X>, but </Y> was found`), and the input is the sender's, a
+/// patient's name or number possibly among it. The position is enough to
+/// find the rest.
+fn unquote(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(open) = rest.find('`') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('`') else {
+            out.push_str("`…");
+            return out;
+        };
+        let span = &after[..close];
+        let name = span
+            .trim_start_matches("</")
+            .trim_start_matches('<')
+            .trim_end_matches("/>")
+            .trim_end_matches('>');
+        let shaped = !name.is_empty()
+            && name.len() <= 64
+            && name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name.chars().all(|c| c.is_ascii_alphanumeric());
+        out.push('`');
+        out.push_str(if shaped { span } else { "…" });
+        out.push('`');
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod unquote_tests {
+    use super::unquote;
+
+    #[test]
+    fn only_element_shaped_names_stay_quoted() {
+        assert_eq!(
+            unquote("expected `</status>`, but `</Encounter>` was found"),
+            "expected `</status>`, but `…` was found"
+        );
+        assert_eq!(
+            unquote("expected `</PRIVAZOOK>`, but `</4873219051x>` was found"),
+            "expected `…`, but `…` was found"
+        );
+        assert_eq!(unquote("no quotes at all"), "no quotes at all");
+        assert_eq!(unquote("unclosed `9434765919"), "unclosed `…");
     }
 }
