@@ -32,7 +32,8 @@
 //!   state for `pending_document_horizon`; an end event takes the
 //!   first-issued matching one, except one matched by patient only that
 //!   was issued before the encounter began (a copy of the last stay's
-//!   summary is not the next stay's). Acknowledgements of a waiting document wait
+//!   summary is not the next stay's). A document that already settled an
+//!   expectation does not wait when it comes again (`document_repeated`). Acknowledgements of a waiting document wait
 //!   with it.
 //! - **Replacements** (`document_replaced`) settle an open expectation if
 //!   they are the first transmission seen; otherwise they change nothing (the

@@ -468,61 +468,54 @@ fn a_document_for_another_patient_never_settles_by_visit_number() {
     assert_eq!(changed(&fx)[0].status, S::OnTime);
 }
 
-/// A copy of the last stay's summary (no visit number, sent again to a
-/// second recipient) waits, and the patient's next stay, which began after
-/// it was issued, does not take it: that discharge is still owed its own.
+/// A copy of the last stay's summary (the same document, no visit number,
+/// sent again to a second recipient) settles nothing more and does not
+/// wait; and a document issued before a stay began, waiting, is not that
+/// stay's summary: the readmission is still owed its own.
 #[test]
 fn a_waiting_document_issued_before_a_stay_began_does_not_settle_it() {
+    let at = |s: &str| t(&format!("2024-01-{s}:00Z"));
     let mut tr = tracker();
-    tr.apply(&end(
-        "m1",
-        "V1",
-        K::Inpatient,
-        t("2024-01-10T10:00:00Z"),
-        NHS,
-    ));
+    tr.apply(&end("m1", "V1", K::Inpatient, at("10T10:00"), NHS));
     tr.apply(&doc(
         "m2",
         None,
         D::DischargeSummary,
-        t("2024-01-10T16:00:00Z"),
+        at("10T16:00"),
         Some(NHS),
     ));
-    let mut copy = doc(
-        "m3",
+    let mut copy = doc("m3", None, D::DischargeSummary, at("10T16:05"), Some(NHS));
+    copy.document.as_mut().unwrap().id = "DOC-m2".into();
+    let fx = tr.apply(&copy);
+    assert!(changed(&fx).is_empty() && kinds(&fx).is_empty(), "{fx:?}");
+    assert_eq!(tr.pending_document_count(), 0, "the copy does not wait");
+    assert_eq!(tr.counters().documents_repeated, 1);
+    // Another document, before the readmission began: it waits, and the
+    // readmission does not take it.
+    tr.apply(&doc(
+        "m5",
         None,
         D::DischargeSummary,
-        t("2024-01-10T16:05:00Z"),
+        at("10T17:00"),
         Some(NHS),
-    );
-    copy.document.as_mut().unwrap().id = "DOC-m2".into();
-    tr.apply(&copy);
-    assert_eq!(tr.pending_document_count(), 1, "the copy waits");
-    let mut readmitted = end("m4", "V2", K::Inpatient, t("2024-01-11T18:00:00Z"), NHS);
-    readmitted.encounter.as_mut().unwrap().started_at = Some(t("2024-01-11T08:00:00Z"));
+    ));
+    assert_eq!(tr.pending_document_count(), 1);
+    let mut readmitted = end("m4", "V2", K::Inpatient, at("11T18:00"), NHS);
+    readmitted.encounter.as_mut().unwrap().started_at = Some(at("11T08:00"));
     let fx = tr.apply(&readmitted);
     assert!(changed(&fx).iter().all(|e| e.status != S::OnTime), "{fx:?}");
     assert_eq!(tr.open_count(), 1);
-    assert_eq!(
-        kinds(&tr.advance_to(t("2024-01-13T00:00:00Z"))),
-        vec![A::Overdue]
-    );
+    assert_eq!(kinds(&tr.advance_to(at("13T00:00"))), vec![A::Overdue]);
     // Without a start time it is taken, as before.
     let mut tr = tracker();
     tr.apply(&doc(
-        "m3",
+        "m5",
         None,
         D::DischargeSummary,
-        t("2024-01-10T16:05:00Z"),
+        at("10T17:00"),
         Some(NHS),
     ));
-    let fx = tr.apply(&end(
-        "m4",
-        "V2",
-        K::Inpatient,
-        t("2024-01-11T18:00:00Z"),
-        NHS,
-    ));
+    let fx = tr.apply(&end("m4", "V2", K::Inpatient, at("11T18:00"), NHS));
     assert_eq!(changed(&fx).last().unwrap().status, S::OnTime);
 }
 

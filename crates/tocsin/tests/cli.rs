@@ -348,8 +348,9 @@ fn replay_into_a_kept_store_judges_alike_and_keeps_what_a_gateway_needs() {
     assert!(!dir.path().join("kept.sqlite.partial").exists());
 
     // The kept store holds the alerts and the tracker's state (a duplicate
-    // key for each tracked message, and one that remembers the settled
-    // expectation), not only the expectations.
+    // key for each tracked message, one that remembers the settled
+    // expectation and one its settling document), not only the
+    // expectations.
     let conn = rusqlite::Connection::open(&db).unwrap();
     let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
     assert_eq!(
@@ -359,7 +360,7 @@ fn replay_into_a_kept_store_judges_alike_and_keeps_what_a_gateway_needs() {
     assert_eq!(count("SELECT count(*) FROM expectations"), 1);
     assert_eq!(
         count("SELECT count(*) FROM state WHERE namespace = 'seen'"),
-        3
+        4
     );
     assert_eq!(
         count("SELECT count(*) FROM state WHERE namespace = 'clock'"),

@@ -281,6 +281,10 @@ impl Tracker {
             self.counters.replacements_unmatched += 1;
             return;
         }
+        if self.is_duplicate(&super::state::document_key(&doc.id)) {
+            self.counters.documents_repeated += 1;
+            return;
+        }
         self.counters.documents_pending += 1;
         let p = PendingDocument {
             event_id: ev.event_id.clone(),
@@ -471,6 +475,7 @@ impl Tracker {
         let seen_at = self.clock.unwrap_or_else(|| ms(doc.issued_at));
         let (id, derived) = (self.open_id(&o), self.derived_id(&o));
         self.remember_seen(super::state::settled_key(&id), seen_at, fx);
+        self.remember_seen(super::state::document_key(&doc.id), seen_at, fx);
         // A visit renumbered (A50) keeps the id it was made under; an end
         // re-sent under the new number derives another, which must meet
         // the settlement too, or it opens the discharge again.

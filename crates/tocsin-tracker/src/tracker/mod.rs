@@ -92,6 +92,10 @@ pub struct Counters {
     pub excluded: u64,
     /// Documents that matched no open expectation and wait for an encounter.
     pub documents_pending: u64,
+    /// Documents that matched no open expectation and had already settled
+    /// one (a copy to a second recipient, a status change): they settle
+    /// nothing more and do not wait.
+    pub documents_repeated: u64,
     /// Waiting documents that expired unmatched.
     pub pending_expired: u64,
     /// Replacement documents that matched no open expectation (ignored: a
@@ -117,7 +121,7 @@ impl Counters {
     /// Every counter with its name, for a metric label or a report: the
     /// names are stable (operators' dashboards use them) and carry no
     /// patient data.
-    pub fn named(&self) -> [(&'static str, u64); 15] {
+    pub fn named(&self) -> [(&'static str, u64); 16] {
         // Destructured so that a new counter cannot be left out.
         let Counters {
             duplicates,
@@ -128,6 +132,7 @@ impl Counters {
             repeated_ends,
             excluded,
             documents_pending,
+            documents_repeated,
             pending_expired,
             replacements_unmatched,
             documents_missing,
@@ -145,6 +150,7 @@ impl Counters {
             ("repeated_end", repeated_ends),
             ("excluded", excluded),
             ("document_pending", documents_pending),
+            ("document_repeated", documents_repeated),
             ("pending_document_expired", pending_expired),
             ("replacement_unmatched", replacements_unmatched),
             ("document_missing", documents_missing),

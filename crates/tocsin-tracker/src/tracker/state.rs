@@ -209,6 +209,21 @@ pub(crate) fn settled_key(expectation_id: &[u8; 16]) -> SeenKey {
     split_key(u128::from_be_bytes(b))
 }
 
+/// The key that remembers a document that settled an expectation, beside
+/// the duplicate keys and for as long: the same document sent again (a copy
+/// to a second recipient, an MDM T04 of its status changing) settles
+/// nothing more and does not wait, where waiting it could settle the
+/// patient's next stay.
+pub(crate) fn document_key(document_id: &str) -> SeenKey {
+    let mut h = Sha256::new();
+    h.update(b"tocsin-document\0");
+    h.update(document_id.as_bytes());
+    let d = h.finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    split_key(u128::from_be_bytes(b))
+}
+
 /// How many times per duplicate horizon the dead keys are swept out.
 const SEEN_SWEEPS_PER_HORIZON: i64 = 32;
 
