@@ -41,6 +41,10 @@ pub enum Skip {
     AlreadyRead,
     /// One of this run's own output files (`replay --alerts` and the like).
     Output,
+    /// An editor's or a merge tool's copy (`x.hl7~`, `#x.hl7#`, `x.bak`,
+    /// `x.orig`, `x.rej`): an earlier or half-edited version of a file
+    /// beside it, which would be judged as traffic.
+    Backup,
 }
 
 impl fmt::Display for Skip {
@@ -50,6 +54,7 @@ impl fmt::Display for Skip {
             Self::NotAFile => "not a regular file",
             Self::AlreadyRead => "already read by another path",
             Self::Output => "an output of this run",
+            Self::Backup => "an editor's backup copy (name it on the command line to read it)",
         })
     }
 }
@@ -185,6 +190,12 @@ fn walk(dir: &Path, out: &mut Expanded, seen: &mut HashSet<(u64, u64)>) -> io::R
             out.skipped.push((p, Skip::Hidden));
             continue;
         }
+        if p.file_name()
+            .is_some_and(|n| is_backup(n.as_encoded_bytes()))
+        {
+            out.skipped.push((p, Skip::Backup));
+            continue;
+        }
         // Followed through links; a link that leads nowhere is kept as a
         // file, so that reading it reports why.
         let Ok(meta) = std::fs::metadata(&p) else {
@@ -204,6 +215,16 @@ fn walk(dir: &Path, out: &mut Expanded, seen: &mut HashSet<(u64, u64)>) -> io::R
         }
     }
     Ok(())
+}
+
+/// Whether a file name is an editor's or a merge tool's backup copy.
+fn is_backup(name: &[u8]) -> bool {
+    let lower = name.to_ascii_lowercase();
+    name.ends_with(b"~")
+        || (name.len() > 1 && name.starts_with(b"#") && name.ends_with(b"#"))
+        || [&b".bak"[..], b".orig", b".rej"]
+            .iter()
+            .any(|ext| lower.ends_with(ext))
 }
 
 /// What makes a file the same file whatever path reached it: its device
@@ -437,6 +458,43 @@ mod tests {
             }
         }
         assert_eq!(read_ahead([], 4, 0).count(), 0);
+    }
+
+    #[test]
+    fn editor_backups_under_a_directory_are_passed_over_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = [
+            "a.hl7",
+            "a.hl7~",
+            "#a.hl7#",
+            "a.hl7.bak",
+            "b.HL7.BAK",
+            "a.hl7.orig",
+            "a.hl7.rej",
+            "backup.hl7",
+            "#",
+        ];
+        for n in names {
+            std::fs::write(dir.path().join(n), b"x").unwrap();
+        }
+        let expanded = expand(&[dir.path().to_path_buf()]).unwrap();
+        let read: Vec<_> = expanded
+            .files
+            .iter()
+            .map(|f| f.file_name().unwrap().to_str().unwrap())
+            .collect();
+        assert_eq!(read, ["#", "a.hl7", "backup.hl7"]);
+        assert_eq!(
+            expanded
+                .skipped
+                .iter()
+                .filter(|(_, why)| *why == Skip::Backup)
+                .count(),
+            6
+        );
+        // Named on the command line, a backup is read.
+        let given = expand(&[dir.path().join("a.hl7~")]).unwrap();
+        assert_eq!(given.files.len(), 1);
     }
 
     #[test]
