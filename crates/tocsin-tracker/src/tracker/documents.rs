@@ -157,23 +157,15 @@ impl Tracker {
     /// only an end it was issued within the match window of (two days
     /// before, by default), so a patient whose discharge was cancelled and
     /// who went home a week later is owed a summary of the whole stay. Only
-    /// while the transmission is remembered (`ack_horizon`); its
-    /// acknowledgements are not carried over.
-    pub(super) fn revive_settling_document(&mut self, expectation_id: &str, fx: &mut Effects<'_>) {
-        let mut found: Vec<(&String, &Expectation)> = self
-            .transmissions
-            .iter()
-            .filter_map(|(m, t)| {
-                t.expectations
-                    .iter()
-                    .find(|e| e.id.0 == expectation_id)
-                    .map(|e| (m, e))
-            })
-            .collect();
-        found.sort_by(|a, b| a.0.cmp(b.0));
-        let Some((message_id, exp)) = found.first() else {
-            return;
-        };
+    /// while the transmission is remembered (`ack_horizon`): `message_id`
+    /// and `exp` are what [`Tracker::detach_from_transmissions`] let go of.
+    /// Its acknowledgements are not carried over.
+    pub(super) fn revive_settling_document(
+        &mut self,
+        message_id: &str,
+        exp: &Expectation,
+        fx: &mut Effects<'_>,
+    ) {
         let Some(s) = exp.settlement.as_ref() else {
             return;
         };
@@ -190,7 +182,7 @@ impl Tracker {
         }
         let p = PendingDocument {
             event_id: s.event_id.clone(),
-            message_id: (*message_id).clone(),
+            message_id: message_id.to_owned(),
             document: Document {
                 id: s.document_id.clone(),
                 kind: exp.document_kind,

@@ -244,9 +244,11 @@ impl Tracker {
                     ev.event_id.as_str(),
                 );
                 if self.forget_seen(super::state::settled_key(&id), fx) {
-                    let id = hex::encode(id);
-                    self.revive_settling_document(&id, fx);
-                    self.detach_from_transmissions(&id, fx);
+                    if let Some((message_id, settled)) =
+                        self.detach_from_transmissions(&hex::encode(id), fx)
+                    {
+                        self.revive_settling_document(&message_id, &settled, fx);
+                    }
                     matched = true;
                 }
             }

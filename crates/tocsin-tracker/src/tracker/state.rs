@@ -200,13 +200,7 @@ pub(crate) fn seen_key(ev: &InterfaceEvent) -> SeenKey {
 /// finds it and changes nothing, where it would otherwise open the
 /// expectation again and raise a false `overdue`.
 pub(crate) fn settled_key(expectation_id: &[u8; 16]) -> SeenKey {
-    let mut h = Sha256::new();
-    h.update(b"tocsin-settled\0");
-    h.update(expectation_id);
-    let d = h.finalize();
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&d[..16]);
-    split_key(u128::from_be_bytes(b))
+    tagged_key(b"tocsin-settled\0", expectation_id)
 }
 
 /// The key that remembers a document that settled an expectation, beside
@@ -215,9 +209,16 @@ pub(crate) fn settled_key(expectation_id: &[u8; 16]) -> SeenKey {
 /// nothing more and does not wait, where waiting it could settle the
 /// patient's next stay.
 pub(crate) fn document_key(document_id: &str) -> SeenKey {
+    tagged_key(b"tocsin-document\0", document_id.as_bytes())
+}
+
+/// A key beside the duplicate keys, for something other than a message:
+/// the first 128 bits of SHA-256 over a tag and the bytes, so that no
+/// message's key can equal it.
+fn tagged_key(tag: &[u8], bytes: &[u8]) -> SeenKey {
     let mut h = Sha256::new();
-    h.update(b"tocsin-document\0");
-    h.update(document_id.as_bytes());
+    h.update(tag);
+    h.update(bytes);
     let d = h.finalize();
     let mut b = [0u8; 16];
     b.copy_from_slice(&d[..16]);
@@ -331,8 +332,13 @@ impl Tracker {
     /// later wrote that copy back over whatever took the id since, the
     /// discharge recorded again: an overdue summary read as on time, in
     /// the old discharge's month. A cancellation after settlement is rare,
-    /// so this scans; records are rewritten in message-id order.
-    pub(super) fn detach_from_transmissions(&mut self, id: &str, fx: &mut Effects<'_>) {
+    /// so this scans; records are rewritten in message-id order. Returns
+    /// the first transmission's message id and its copy, as it settled.
+    pub(super) fn detach_from_transmissions(
+        &mut self,
+        id: &str,
+        fx: &mut Effects<'_>,
+    ) -> Option<(String, Expectation)> {
         let mut touched: Vec<String> = self
             .transmissions
             .iter()
@@ -340,10 +346,16 @@ impl Tracker {
             .map(|(m, _)| m.clone())
             .collect();
         touched.sort_unstable();
+        let mut first = None;
         for message_id in touched {
             let Some(t) = self.transmissions.get_mut(&message_id) else {
                 continue;
             };
+            if first.is_none()
+                && let Some(e) = t.expectations.iter().find(|e| e.id.0 == id)
+            {
+                first = Some((message_id.clone(), e.clone()));
+            }
             t.expectations.retain(|e| e.id.0 != id);
             if t.expectations.is_empty() {
                 self.transmissions.remove(&message_id);
@@ -352,6 +364,7 @@ impl Tracker {
                 fx.put_state(namespaces::TRANSMISSION, &message_id, &t.record());
             }
         }
+        first
     }
 
     pub(super) fn remember_seen(&mut self, h: SeenKey, at: i64, fx: &mut Effects<'_>) {
