@@ -112,6 +112,16 @@ impl FhirError {
     }
 }
 
+/// Whether a name from the input is shaped like a FHIR element's (a
+/// lower-case letter, then letters and digits, at most 64), and so safe to
+/// show in a reason: a broken or hostile sender may put a patient's name
+/// where a name belongs (`PRIVAZOOK`, `Smith`).
+pub(crate) fn element_shaped(name: &str) -> bool {
+    name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
 /// Removes values from a serde message, which could hold patient data,
 /// keeping its shape and the field names:
 /// - strings in double quotes (`invalid type: string "…"`), escapes within

@@ -15,6 +15,7 @@ use std::cell::OnceCell;
 use serde_json::Value;
 
 use crate::FhirError;
+use crate::error::element_shaped;
 use crate::loc::Loc;
 use crate::raw::{self, Obj, Val};
 use crate::time::tolerate_times;
@@ -384,11 +385,13 @@ fn refuse_repeats(
     loc: &dyn std::fmt::Display,
 ) -> Result<(), FhirError> {
     match obj.repeated() {
-        Some(key) if element_shaped(key) => Err(FhirError::InvalidResource {
-            resource_type: rtype.to_owned(),
-            location: format!("{loc}.{key}"),
-            message: format!("member `{key}` is given more than once"),
-        }),
+        Some(key) if element_shaped(key.strip_prefix('_').unwrap_or(key)) => {
+            Err(FhirError::InvalidResource {
+                resource_type: rtype.to_owned(),
+                location: format!("{loc}.{key}"),
+                message: format!("member `{key}` is given more than once"),
+            })
+        }
         Some(_) => Err(FhirError::InvalidResource {
             resource_type: rtype.to_owned(),
             location: loc.to_string(),
@@ -396,15 +399,6 @@ fn refuse_repeats(
         }),
         None => Ok(()),
     }
-}
-
-/// Whether a member's name is shaped like a FHIR element's (an optional
-/// `_`, a lower-case letter, then letters and digits), and so safe to show.
-fn element_shaped(key: &str) -> bool {
-    let name = key.strip_prefix('_').unwrap_or(key);
-    name.len() <= 64
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
 /// Takes a bundle apart: the shell (its entries without their resources)

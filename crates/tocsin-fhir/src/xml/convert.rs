@@ -677,12 +677,12 @@ fn unquote(message: &str) -> String {
             .trim_start_matches('<')
             .trim_end_matches("/>")
             .trim_end_matches('>');
-        let shaped = !name.is_empty()
-            && name.len() <= 64
-            && name.starts_with(|c: char| c.is_ascii_lowercase())
-            && name.chars().all(|c| c.is_ascii_alphanumeric());
         out.push('`');
-        out.push_str(if shaped { span } else { "…" });
+        out.push_str(if crate::error::element_shaped(name) {
+            span
+        } else {
+            "…"
+        });
         out.push('`');
         rest = &after[close + 1..];
     }
