@@ -43,15 +43,7 @@ impl ContentHint {
 /// rejected with its reason, and the messages after it are read. A UTF-8
 /// byte-order mark and leading white space are skipped.
 pub fn detect(bytes: &[u8]) -> Result<ContentHint, IngestError> {
-    if let Some(looks_like) = not_text(bytes) {
-        return Err(IngestError::Unrecognised {
-            looks_like: Some(looks_like),
-        });
-    }
-    let body = content(bytes);
-    if body.is_empty() {
-        return Err(IngestError::Empty);
-    }
+    let body = text_content(bytes)?;
     match body[0] {
         b'{' => Ok(if is_ndjson(body) {
             ContentHint::Ndjson
@@ -65,6 +57,23 @@ pub fn detect(bytes: &[u8]) -> Result<ContentHint, IngestError> {
         _ if has_hl7_start(body) => Ok(ContentHint::Hl7),
         _ => Err(IngestError::Unrecognised { looks_like: None }),
     }
+}
+
+/// The content of an input that is text of some kind (less a byte-order
+/// mark and leading white space), never empty; else why not: an archive or
+/// UTF-16 text, named, or nothing at all. Checked whatever format a hint
+/// names.
+pub(crate) fn text_content(bytes: &[u8]) -> Result<&[u8], IngestError> {
+    if let Some(looks_like) = not_text(bytes) {
+        return Err(IngestError::Unrecognised {
+            looks_like: Some(looks_like),
+        });
+    }
+    let body = content(bytes);
+    if body.is_empty() {
+        return Err(IngestError::Empty);
+    }
+    Ok(body)
 }
 
 /// The content less a UTF-8 byte-order mark and leading white space: empty
@@ -129,7 +138,7 @@ fn is_ndjson(body: &[u8]) -> bool {
 /// What an input that is not text of any kind tocsin reads looks like, by
 /// its first bytes: archives must be unpacked and UTF-16 converted first,
 /// and saying so spares the reader a hunt.
-pub(crate) fn not_text(bytes: &[u8]) -> Option<&'static str> {
+fn not_text(bytes: &[u8]) -> Option<&'static str> {
     if bytes.starts_with(b"\x1f\x8b") {
         Some("gzip-compressed: decompress it first")
     } else if bytes.starts_with(b"PK\x03\x04") {

@@ -71,31 +71,18 @@ pub fn ingest(bytes: &[u8], hint: Option<ContentHint>, cfg: &IngestConfig) -> Ve
     // Whatever the hint says: a gzip body named `.ndjson`, or a UTF-16
     // file, is refused once with what to do about it, not line by line
     // as malformed JSON; an empty one is empty, whatever its format.
-    let whole = |e: IngestError| {
-        vec![Unit {
-            position: Position::Whole,
-            outcome: Err(e),
-        }]
-    };
-    if let Some(looks_like) = detect::not_text(bytes) {
-        return whole(IngestError::Unrecognised {
-            looks_like: Some(looks_like),
-        });
-    }
-    if detect::content(bytes).is_empty() {
-        return whole(IngestError::Empty);
-    }
     let kind = match hint {
-        Some(h) => h,
-        None => match detect(bytes) {
-            Ok(h) => h,
-            Err(e) => {
-                return vec![Unit {
-                    position: Position::Whole,
-                    outcome: Err(e),
-                }];
-            }
-        },
+        Some(h) => detect::text_content(bytes).map(|_| h),
+        None => detect(bytes),
+    };
+    let kind = match kind {
+        Ok(h) => h,
+        Err(e) => {
+            return vec![Unit {
+                position: Position::Whole,
+                outcome: Err(e),
+            }];
+        }
     };
     match kind {
         ContentHint::Hl7 => ingest_hl7(bytes, cfg),
