@@ -648,19 +648,9 @@ mod tests {
     #[test]
     fn an_nhs_number_key_without_the_hash_flag_is_refused() {
         let hook = |hash: bool, key: Option<&str>| WebhookSection {
-            name: "gp-portal".into(),
-            url: "https://portal.example.nhs.uk/hook".into(),
-            secret: Some("signing".into()),
-            secret_file: None,
-            timeout_secs: 10.0,
-            retry_initial_secs: 5.0,
-            retry_max_secs: 600.0,
-            max_age_secs: 86_400.0,
-            poll_interval_secs: 1.0,
-            filters: FilterSection::default(),
             hash_nhs_number: hash,
             nhs_number_key: key.map(str::to_string),
-            nhs_number_key_file: None,
+            ..webhook_section("https://portal.example.nhs.uk/hook")
         };
         let resolve = |w: WebhookSection| {
             DeliveryConfig::resolve(&[w], &AlertmanagerSection::default(), Path::new("."))

@@ -376,6 +376,7 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
     // 900 bytes each, and with a million open expectations that vector
     // beside the tracker was two thirds of the replay's peak memory.
     let notices = tracker.counters().named();
+    let stale = tracker.counters().stale_events;
     drop(tracker);
     let rows = match sink {
         Sink::Store(mut store, _) => {
@@ -414,10 +415,6 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
     // Said aloud: a replay given its archive by site or by format, not in
     // time order, loses the later paths' older traffic this way, and the
     // report counts their discharges missing.
-    let stale = notices
-        .iter()
-        .find(|(name, _)| *name == "stale_event")
-        .map_or(0, |(_, n)| *n);
     if stale > 0 {
         eprintln!(
             "replay: warning: {stale} input(s) were more than [tracker] duplicate_horizon ({}) \
