@@ -1,7 +1,6 @@
 //! Walking the paths given on the command line: files as they are,
 //! directories recursively in file-name order.
 
-use std::borrow::Cow;
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::fs::File;
@@ -387,20 +386,15 @@ fn gunzip(compressed: &[u8], largest: u64) -> io::Result<Vec<u8>> {
 /// `EVENTS.NDJSON.GZ` read as NDJSON. A name that is not UTF-8 is read
 /// lossily: its ending is what counts, and `café.ndjson` in Latin-1 is
 /// still NDJSON.
-pub fn format_name(path: &Path) -> Option<Cow<'_, str>> {
-    let name = path.file_name()?.to_string_lossy();
-    let plain = name
-        .len()
-        .checked_sub(3)
-        .filter(|&cut| name.is_char_boundary(cut) && name[cut..].eq_ignore_ascii_case(".gz"));
-    Some(match (plain, name) {
-        (Some(cut), Cow::Borrowed(n)) => Cow::Borrowed(&n[..cut]),
-        (Some(cut), Cow::Owned(mut n)) => {
-            n.truncate(cut);
-            Cow::Owned(n)
-        }
-        (None, name) => name,
-    })
+pub fn format_name(path: &Path) -> Option<String> {
+    let mut name = path.file_name()?.to_string_lossy().into_owned();
+    if let Some(cut) = name.len().checked_sub(3)
+        && name.is_char_boundary(cut)
+        && name[cut..].eq_ignore_ascii_case(".gz")
+    {
+        name.truncate(cut);
+    }
+    Some(name)
 }
 
 /// Opens a file and asks the kernel to start reading it in.
@@ -542,7 +536,7 @@ mod tests {
 
     #[test]
     fn a_gz_ending_does_not_hide_the_format_name() {
-        let name = |p: &str| format_name(Path::new(p)).map(Cow::into_owned);
+        let name = |p: &str| format_name(Path::new(p));
         assert_eq!(name("a/events.ndjson.gz").as_deref(), Some("events.ndjson"));
         assert_eq!(name("b.xml").as_deref(), Some("b.xml"));
         assert_eq!(name("c.gz").as_deref(), Some("c"));
