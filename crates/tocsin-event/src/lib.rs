@@ -82,7 +82,8 @@ pub enum EventType {
     /// Admission or visit cancelled (A11; FHIR Encounter cancelled or entered-in-error).
     EncounterCancelled,
     /// Patient or visit merge, or a changed identifier: re-keys what was
-    /// known under the old one (HL7 A34, A36, A39, A40, A42, A46, A47, A50).
+    /// known under the old one (HL7 A34, A36, A39, A40, A42, A46, A47, A50;
+    /// A45 moves one visit to another patient, merge scope `visit`).
     PatientMerged,
     /// Appointment booked (SIU S12).
     AppointmentBooked,
@@ -351,9 +352,26 @@ pub struct Merge {
     /// The retired local identifiers (MRG-1).
     #[serde(default)]
     pub prior_local_ids: Vec<Identifier>,
-    /// The retired visit number (MRG-5), for account merges.
+    /// The retired visit number (MRG-5), for account merges; for a visit
+    /// moved to another patient, the visit moved.
     #[serde(default)]
     pub prior_encounter_id: Option<String>,
+    /// What moves: the whole patient record (the default), or one visit.
+    #[serde(default)]
+    pub scope: MergeScope,
+}
+
+/// What a merge moves to the surviving patient.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MergeScope {
+    /// Everything filed under the retired identifiers (A34, A36, A39, A40,
+    /// A46, A47; A42 and A50 also re-key one visit number). FHIR has none.
+    #[default]
+    Patient,
+    /// One visit, filed under the wrong patient, moved to the right one
+    /// (A45): the retired patient keeps the rest of their record.
+    Visit,
 }
 
 /// Something tolerated during normalisation.

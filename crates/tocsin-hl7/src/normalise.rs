@@ -1,6 +1,8 @@
 //! One HL7 message to one interface event.
 
-use tocsin_event::{Ack, EventId, EventType, Format, InterfaceEvent, Source, WarningCode};
+use tocsin_event::{
+    Ack, EventId, EventType, Format, InterfaceEvent, MergeScope, Source, WarningCode,
+};
 
 use crate::context::Ctx;
 use crate::document::ResultStatus;
@@ -105,10 +107,22 @@ pub fn normalise_message(msg: &[u8], cfg: &Hl7Config) -> Result<InterfaceEvent, 
         );
         event_type = EventType::Other;
     }
-    let merge = match parsed.segment("MRG") {
+    let mut merge = match parsed.segment("MRG") {
         Some(mrg) if event_type == EventType::PatientMerged => Some(patient::merge(&mut ctx, mrg)),
         _ => None,
     };
+    // A45 moves one visit: MRG-5 names it (PV1-19 is the same visit, under
+    // the right patient); a move naming no visit would move nothing.
+    if let Some(m) = merge.as_mut().filter(|_| trigger == "A45") {
+        m.scope = MergeScope::Visit;
+        m.prior_encounter_id = m
+            .prior_encounter_id
+            .take()
+            .or_else(|| encounter.as_ref().and_then(|e| e.id.clone()));
+        if m.prior_encounter_id.is_none() {
+            return Err(missing("MRG-5"));
+        }
+    }
     let ack = ack(&ctx)?;
     let gp_practice = patient::gp_practice(&ctx);
 
@@ -154,7 +168,7 @@ fn check_required_segments(ctx: &Ctx<'_, '_>, code: &str, trigger: &str) -> Resu
         ("ADT", "A01" | "A02" | "A03" | "A04" | "A08" | "A11" | "A13") => &["PID", "PV1"],
         ("ADT", "A31") => &["PID"],
         ("ADT", "A34" | "A36" | "A39" | "A40" | "A46" | "A47") => &["PID", "MRG"],
-        ("ADT", "A42" | "A50") => &["PID", "MRG", "PV1"],
+        ("ADT", "A42" | "A45" | "A50") => &["PID", "MRG", "PV1"],
         ("MDM", "T02" | "T04" | "T06" | "T08" | "T10" | "T11") => &["PID", "TXA"],
         ("MDM", _) => &["TXA"],
         ("SIU", "S12" | "S15" | "S26") => &["SCH"],
@@ -184,10 +198,12 @@ fn event_type(ctx: &Ctx<'_, '_>, code: &str, trigger: &str) -> EventType {
         // Merges and identifier changes re-key: the patient's (A34, A36,
         // A39, A40; A46, A47 change the identifier) or the visit's (A42
         // merges one visit into another, A50 renumbers it, MRG-5 naming the
-        // old number and PV1-19 the new). A44 and A45 move one account or
-        // visit to another patient and stay `other`: re-keying every
-        // expectation of the prior patient would move the wrong ones.
-        ("ADT", "A34" | "A36" | "A39" | "A40" | "A42" | "A46" | "A47" | "A50") => PatientMerged,
+        // old number and PV1-19 the new). A45 moves one visit to another
+        // patient (merge scope `visit`). A44 moves an account (PID-18),
+        // which tocsin does not key by, and stays `other`.
+        ("ADT", "A34" | "A36" | "A39" | "A40" | "A42" | "A45" | "A46" | "A47" | "A50") => {
+            PatientMerged
+        }
         ("SIU", "S12") => AppointmentBooked,
         ("SIU", "S15") => AppointmentCancelled,
         ("SIU", "S26") => AppointmentMissed,

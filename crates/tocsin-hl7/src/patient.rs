@@ -1,6 +1,6 @@
 //! Patient identity (PID-3, MRG-1) and registered GP practice (PD1-3).
 
-use tocsin_event::{Identifier, Merge, Patient, WarningCode, validate_nhs_number};
+use tocsin_event::{Identifier, Merge, MergeScope, Patient, WarningCode, validate_nhs_number};
 
 use crate::context::Ctx;
 use crate::message::{Rep, Seg};
@@ -18,13 +18,15 @@ pub(crate) fn patient(ctx: &mut Ctx<'_, '_>) -> Patient {
 }
 
 /// The identifiers a merge or identifier change (A34, A36, A39, A40, A42,
-/// A46, A47, A50) retired: MRG-1 and the visit in MRG-5.
+/// A46, A47, A50) retired, or a visit move (A45) took from: MRG-1 and the
+/// visit in MRG-5.
 pub(crate) fn merge(ctx: &mut Ctx<'_, '_>, mrg: Seg<'_>) -> Merge {
     let (prior_nhs_number, prior_local_ids) = identifiers(ctx, mrg, 1);
     Merge {
         prior_nhs_number,
         prior_local_ids,
         prior_encounter_id: mrg.value(5).map(|v| v.into_owned()),
+        scope: MergeScope::Patient,
     }
 }
 

@@ -3,7 +3,9 @@
 mod common;
 
 use common::{load, ok, utc};
-use tocsin_event::{EncounterKind, EventId, EventType, Format, Identifier, WarningCode};
+use tocsin_event::{
+    EncounterKind, EventId, EventType, Format, Identifier, MergeScope, WarningCode,
+};
 use tocsin_hl7::{Hl7Config, normalise_message, split_messages};
 
 fn rxx(value: &str) -> Identifier {
@@ -234,8 +236,8 @@ fn merges_carry_the_retired_identifiers() {
 
 /// A visit renumbered (A50) or merged into another (A42) re-keys it: MRG-5
 /// names the old number, PV1-19 the new. A changed patient identifier
-/// (A47) re-keys the patient as a merge does. A moved visit (A45) stays
-/// `other`: it is not the whole prior patient that moves.
+/// (A47) re-keys the patient as a merge does. A moved account (A44) stays
+/// `other`: tocsin does not key by account number.
 #[test]
 fn visit_renumbering_and_identifier_changes_are_merges() {
     let text = String::from_utf8(load("adt_a40_merge.hl7")).unwrap();
@@ -260,12 +262,40 @@ fn visit_renumbering_and_identifier_changes_are_merges() {
         assert_eq!(ev.event_type, EventType::PatientMerged, "{trigger}");
         assert_eq!(ev.merge.unwrap().prior_local_ids, vec![rxx("RXX7654321")]);
     }
-    for trigger in ["A45", "A44"] {
-        let msg = text.replace("A40", trigger);
-        let ev = normalise_message(msg.as_bytes(), &Hl7Config::default()).unwrap();
-        assert_eq!(ev.event_type, EventType::Other, "{trigger}");
-        assert!(ev.merge.is_none());
-    }
+    let msg = text.replace("A40", "A44");
+    let ev = normalise_message(msg.as_bytes(), &Hl7Config::default()).unwrap();
+    assert_eq!(ev.event_type, EventType::Other);
+    assert!(ev.merge.is_none());
+}
+
+/// A visit moved to another patient (A45) is a merge of one visit: MRG-1
+/// the patient it was filed under, MRG-5 the visit, PID the right patient.
+/// Without MRG-5 the visit is PV1-19's; naming no visit, it is refused, a
+/// move of nothing.
+#[test]
+fn a_visit_moved_to_another_patient_is_a_merge_of_one_visit() {
+    let text = String::from_utf8(load("adt_a40_merge.hl7"))
+        .unwrap()
+        .replace("A40", "A45");
+    let pv1 = "PV1|1|I|WARD1||||||||||||||||V0009999^^^RXX^VN\r";
+    let ev = normalise_message((text.clone() + pv1).as_bytes(), &Hl7Config::default()).unwrap();
+    assert_eq!(ev.event_type, EventType::PatientMerged);
+    assert_eq!(ev.patient.nhs_number.as_deref(), Some("9434765919"));
+    let m = ev.merge.expect("merge");
+    assert_eq!(m.scope, MergeScope::Visit);
+    assert_eq!(m.prior_nhs_number.as_deref(), Some("4010232137"));
+    assert_eq!(m.prior_encounter_id.as_deref(), Some("V0009999"));
+
+    let no_mrg5 = text.replace("V0009999", "") + pv1;
+    let ev = normalise_message(no_mrg5.as_bytes(), &Hl7Config::default()).unwrap();
+    let m = ev.merge.expect("merge");
+    assert_eq!(m.prior_encounter_id.as_deref(), Some("V0009999"));
+
+    let nothing = text.replace("V0009999", "") + "PV1|1|I|WARD1\r";
+    let err = normalise_message(nothing.as_bytes(), &Hl7Config::default()).unwrap_err();
+    assert!(err.to_string().contains("MRG-5"), "{err}");
+    // PV1 is required, as for A42 and A50.
+    assert!(normalise_message(text.as_bytes(), &Hl7Config::default()).is_err());
 }
 
 #[test]

@@ -1986,3 +1986,113 @@ fn an_account_merge_of_two_discharged_visits_expects_one_summary() {
         );
     }
 }
+
+/// A45: visit `visit`, filed under patient `prior`, moved to `survivor`
+/// (registered with practice B82002).
+fn visit_move(
+    msg: &str,
+    survivor: &str,
+    prior: &str,
+    visit: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> tocsin_event::InterfaceEvent {
+    let mut e = merge(msg, survivor, prior, at);
+    e.gp_practice = Some("B82002".into());
+    e.encounter = Some(tocsin_event::Encounter {
+        id: Some(visit.into()),
+        ..Default::default()
+    });
+    let m = e.merge.as_mut().unwrap();
+    m.prior_encounter_id = Some(visit.into());
+    m.scope = tocsin_event::MergeScope::Visit;
+    e
+}
+
+/// A visit filed under the wrong patient and moved to the right one (A45):
+/// its open expectation takes the right patient's NHS number and GP
+/// practice, kept across a restart, and the right patient's summary then
+/// settles it. The wrong patient's other visit stays theirs. Before, A45
+/// was `other`: the summary sent under the right patient never met the
+/// discharge, which went overdue, its alert naming the wrong patient.
+#[test]
+fn a_visit_moved_to_another_patient_takes_that_patient() {
+    for restart in [false, true] {
+        let mut tr = tracker();
+        let mut store = Store::default();
+        let ended = t("2024-01-10T10:00:00Z");
+        store.commit(&tr.apply(&end("m1", "V1", K::Inpatient, ended, NHS)));
+        store.commit(&tr.apply(&end("m2", "V2", K::Inpatient, ended, NHS)));
+        let fx = tr.apply(&visit_move("m3", NHS2, NHS, "V1", t("2024-01-10T11:00:00Z")));
+        store.commit(&fx);
+        let moved = changed(&fx);
+        assert_eq!(moved.len(), 1, "{fx:?}");
+        assert_eq!(moved[0].encounter.id.as_deref(), Some("V1"));
+        assert_eq!(moved[0].patient.nhs_number.as_deref(), Some(NHS2));
+        assert_eq!(moved[0].gp_practice.as_deref(), Some("B82002"));
+        assert_eq!(tr.counters().merges_applied, 1);
+        if restart {
+            tr = store.restored();
+        }
+        let fx = tr.apply(&doc(
+            "m4",
+            Some("V1"),
+            D::DischargeSummary,
+            t("2024-01-10T15:00:00Z"),
+            Some(NHS2),
+        ));
+        let settled = changed(&fx);
+        assert_eq!(settled.len(), 1, "restart {restart}: {fx:?}");
+        assert_eq!(settled[0].status, S::OnTime);
+        assert_eq!(settled[0].encounter.id.as_deref(), Some("V1"));
+        // The wrong patient's own visit is still open, under their number.
+        let fx = tr.apply(&doc(
+            "m5",
+            None,
+            D::DischargeSummary,
+            t("2024-01-10T16:00:00Z"),
+            Some(NHS),
+        ));
+        let settled = changed(&fx);
+        assert_eq!(settled.len(), 1, "restart {restart}: {fx:?}");
+        assert_eq!(settled[0].encounter.id.as_deref(), Some("V2"));
+        assert_eq!(tr.open_count(), 0);
+    }
+}
+
+/// The summary written under the right patient comes first and waits (it
+/// names the visit, but the discharge is another patient's); the move
+/// then lets it settle the discharge, on time.
+#[test]
+fn a_summary_waiting_for_a_moved_visit_settles_it_at_the_move() {
+    let mut tr = tracker();
+    tr.apply(&end("m1", "V1", K::Inpatient, t("2024-01-10T10:00:00Z"), NHS));
+    let fx = tr.apply(&doc(
+        "m2",
+        Some("V1"),
+        D::DischargeSummary,
+        t("2024-01-10T15:00:00Z"),
+        Some(NHS2),
+    ));
+    assert!(changed(&fx).is_empty(), "another patient's: {fx:?}");
+    let fx = tr.apply(&visit_move("m3", NHS2, NHS, "V1", t("2024-01-10T16:00:00Z")));
+    let last = changed(&fx).pop().expect("settled");
+    assert_eq!(last.status, S::OnTime);
+    assert_eq!(last.patient.nhs_number.as_deref(), Some(NHS2));
+    assert_eq!(tr.open_count(), 0);
+}
+
+/// A move names the patient the visit was filed under: another patient's
+/// visit numbered alike (numbering collides across systems) stays put.
+#[test]
+fn a_visit_move_leaves_another_patients_visit_numbered_alike() {
+    const NHS3: &str = "4010232137";
+    let mut tr = tracker();
+    tr.apply(&end("m1", "V1", K::Inpatient, t("2024-01-10T10:00:00Z"), NHS3));
+    let fx = tr.apply(&visit_move("m2", NHS2, NHS, "V1", t("2024-01-10T11:00:00Z")));
+    assert!(changed(&fx).is_empty(), "{fx:?}");
+    assert_eq!(tr.counters().merges_applied, 0);
+    let fx = tr.advance_to(t("2024-01-11T11:00:00Z"));
+    let overdue = alerts(&fx);
+    assert_eq!(overdue.last().unwrap().kind, A::Overdue);
+    assert_eq!(overdue.last().unwrap().patient.nhs_number.as_deref(), Some(NHS3));
+}

@@ -2,7 +2,7 @@
 //! bookkeeping of open slots (indexes, timers, gauges).
 
 use sha2::{Digest, Sha256};
-use tocsin_event::{Encounter, InterfaceEvent};
+use tocsin_event::{Encounter, InterfaceEvent, Merge, MergeScope};
 
 use super::effects::Effects;
 use super::open::{Open, OpenFacts, ms};
@@ -265,21 +265,42 @@ impl Tracker {
     /// withdrawn: the retired visit's expectation when the surviving visit
     /// has its own under the same rule, the same discharge recorded twice
     /// (the survivor's stands).
+    ///
+    /// A visit move (A45, scope `visit`) re-keys only the expectations of
+    /// the visit moved that belong to the retired patient: they take the
+    /// surviving patient's NHS number, local ids and GP practice whole, the
+    /// visit having been filed under the wrong patient.
     pub(super) fn on_patient_merged(&mut self, ev: &InterfaceEvent, fx: &mut Effects<'_>) {
         let Some(m) = &ev.merge else {
             return;
         };
-        let mut slots: Vec<u32> = Vec::new();
-        if let Some(n) = &m.prior_nhs_number {
-            slots.extend(self.index.get(nhs_key(n)));
-        }
-        for i in &m.prior_local_ids {
-            slots.extend(self.index.get(local_key(&i.system, &i.value)));
-        }
+        let visit_move = m.scope == MergeScope::Visit;
         let new_enc = ev.encounter.as_ref().and_then(|e| e.id.as_deref());
-        if let (Some(p), Some(_)) = (&m.prior_encounter_id, new_enc) {
-            slots.extend(self.index.get(enc_key(p)));
+        let mut slots: Vec<u32> = Vec::new();
+        if visit_move {
+            if let Some(v) = &m.prior_encounter_id {
+                slots.extend(
+                    self.index
+                        .get(enc_key(v))
+                        .filter(|&s| self.moves_with_visit(s, v, m)),
+                );
+            }
+        } else {
+            if let Some(n) = &m.prior_nhs_number {
+                slots.extend(self.index.get(nhs_key(n)));
+            }
+            for i in &m.prior_local_ids {
+                slots.extend(self.index.get(local_key(&i.system, &i.value)));
+            }
+            if let (Some(p), Some(_)) = (&m.prior_encounter_id, new_enc) {
+                slots.extend(self.index.get(enc_key(p)));
+            }
         }
+        // The visit number changes (A42, A50; an A45 may renumber too).
+        let renumbered = match (&m.prior_encounter_id, new_enc) {
+            (Some(p), Some(n)) if p != n => Some((p.as_str(), n)),
+            _ => None,
+        };
         slots.sort_unstable();
         slots.dedup();
         let survivor_ids: Vec<_> = ev
@@ -301,7 +322,7 @@ impl Tracker {
             // settled already). Moved beside it, one document settled one
             // and the other went missing, the discharge counted twice in
             // the report. It is withdrawn instead.
-            if let (Some(p), Some(n)) = (&m.prior_encounter_id, new_enc)
+            if let Some((p, n)) = renumbered
                 && self.survivor_has_its_own(s, p, n)
             {
                 if let Some(o) = self.remove_open(s) {
@@ -315,45 +336,55 @@ impl Tracker {
             self.index_open(s, false);
             // The id as it was made, kept before a re-keyed encounter id
             // would derive another.
-            let id = match (&m.prior_encounter_id, new_enc) {
-                (Some(_), Some(_)) => self.open.get(s).map(|o| self.open_id(o)),
-                _ => None,
-            };
+            let id = renumbered.and_then(|_| self.open.get(s).map(|o| self.open_id(o)));
             let Some(o) = self.open.get_mut(s) else {
                 continue;
             };
             let mut touched = false;
-            let had_nhs = o.nhs.with_str(&self.syms, |_| ()).is_some();
-            if let Some(p) = &m.prior_nhs_number
-                && o.nhs.eq_str(&self.syms, p)
-            {
-                if let Some(n) = &ev.patient.nhs_number {
-                    o.nhs = Nhs::new(Some(n), &mut self.syms);
-                }
+            if visit_move {
+                // The visit was filed under the wrong patient: it takes the
+                // right one's identity whole, GP practice included (the
+                // retired patient's GP is not this patient's).
+                o.nhs = Nhs::new(ev.patient.nhs_number.as_deref(), &mut self.syms);
+                o.set_local_ids(survivor_ids.clone(), &mut self.syms);
+                o.set_gp_practice(ev.gp_practice.as_deref(), &mut self.syms);
                 touched = true;
-            } else if !had_nhs && let Some(n) = &ev.patient.nhs_number {
-                // A temporary record without an NHS number merged into the
-                // traced one: the expectation takes the survivor's number,
-                // or a summary carrying only that number never meets it.
-                o.nhs = Nhs::new(Some(n), &mut self.syms);
-                touched = true;
-            }
-            let before = o.local_ids(&self.syms).count();
-            let mut ids: Vec<_> = o
-                .local_ids(&self.syms)
-                .filter(|(sys, v)| !prior_ids.iter().any(|(ps, pv)| ps == sys && v.eq_str(pv)))
-                .map(|(s, v)| (s, v.clone()))
-                .collect();
-            if ids.len() != before || touched {
-                for sid in &survivor_ids {
-                    if !ids.contains(sid) {
-                        ids.push(sid.clone());
+            } else {
+                let had_nhs = o.nhs.with_str(&self.syms, |_| ()).is_some();
+                if let Some(p) = &m.prior_nhs_number
+                    && o.nhs.eq_str(&self.syms, p)
+                {
+                    if let Some(n) = &ev.patient.nhs_number {
+                        o.nhs = Nhs::new(Some(n), &mut self.syms);
                     }
+                    touched = true;
+                } else if !had_nhs && let Some(n) = &ev.patient.nhs_number {
+                    // A temporary record without an NHS number merged into
+                    // the traced one: the expectation takes the survivor's
+                    // number, or a summary carrying only that number never
+                    // meets it.
+                    o.nhs = Nhs::new(Some(n), &mut self.syms);
+                    touched = true;
                 }
-                o.set_local_ids(ids, &mut self.syms);
-                touched = true;
+                let before = o.local_ids(&self.syms).count();
+                let mut ids: Vec<_> = o
+                    .local_ids(&self.syms)
+                    .filter(|(sys, v)| {
+                        !prior_ids.iter().any(|(ps, pv)| ps == sys && v.eq_str(pv))
+                    })
+                    .map(|(s, v)| (s, v.clone()))
+                    .collect();
+                if ids.len() != before || touched {
+                    for sid in &survivor_ids {
+                        if !ids.contains(sid) {
+                            ids.push(sid.clone());
+                        }
+                    }
+                    o.set_local_ids(ids, &mut self.syms);
+                    touched = true;
+                }
             }
-            if let (Some(p), Some(n)) = (&m.prior_encounter_id, new_enc)
+            if let Some((p, n)) = renumbered
                 && o.encounter_id.as_ref().is_some_and(|e| e.eq_str(p))
             {
                 if let Some(id) = id {
@@ -380,6 +411,30 @@ impl Tracker {
         for s in rekeyed {
             self.settle_from_pending(s, ev.occurred_at, None, fx);
         }
+    }
+
+    /// Whether open slot `s` is of visit `visit` and of the patient a visit
+    /// move `m` takes it from: one of the retired identifiers is its own
+    /// (any, when the move names none). Another patient's visit numbered
+    /// alike stays where it is.
+    fn moves_with_visit(&self, s: u32, visit: &str, m: &Merge) -> bool {
+        let Some(o) = self.open.get(s) else {
+            return false;
+        };
+        if !o.encounter_id.as_ref().is_some_and(|e| e.eq_str(visit)) {
+            return false;
+        }
+        if m.prior_nhs_number.is_none() && m.prior_local_ids.is_empty() {
+            return true;
+        }
+        m.prior_nhs_number
+            .as_deref()
+            .is_some_and(|n| o.nhs.eq_str(&self.syms, n))
+            || o.local_ids(&self.syms).any(|(sys, v)| {
+                m.prior_local_ids
+                    .iter()
+                    .any(|i| self.syms.name(sys) == i.system && v.eq_str(&i.value))
+            })
     }
 
     /// Whether open slot `s`, of retired visit `prior`, has a twin under the

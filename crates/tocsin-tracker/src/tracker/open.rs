@@ -166,6 +166,13 @@ impl Open {
         }
     }
 
+    /// Replaces the GP practice (a visit moved to another patient).
+    pub(crate) fn set_gp_practice(&mut self, gp: Option<&str>, syms: &mut Symbols) {
+        let mut context = syms.context(self.context);
+        context[2] = gp.map(|g| syms.intern(g));
+        self.context = syms.intern_context(context);
+    }
+
     /// Keeps `id` as this expectation's id from now on, whatever the fields
     /// it was derived from become (unless an id is kept already).
     pub(crate) fn pin_id(&mut self, id: [u8; 16]) {

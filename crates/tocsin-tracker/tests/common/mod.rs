@@ -128,7 +128,7 @@ pub fn merge(msg: &str, survivor: &str, prior: &str, at: DateTime<Utc>) -> Inter
     e.merge = Some(Merge {
         prior_nhs_number: Some(prior.into()),
         prior_local_ids: vec![],
-        prior_encounter_id: None,
+        ..Merge::default()
     });
     e
 }
