@@ -173,6 +173,11 @@ pub struct Source {
     /// MSH-4, or the FHIR message source / bundle author organisation.
     #[serde(default)]
     pub sending_facility: Option<String>,
+    /// The sending system: MSH-3 (the PAS, the EPR, the letters system
+    /// behind one MSH-4, each numbering its own messages). Absent for FHIR,
+    /// whose message ids are unique without it.
+    #[serde(default)]
+    pub sending_application: Option<String>,
     /// 0-based position of this event among the events of its message
     /// (a collection bundle or NDJSON line yields several).
     #[serde(default)]

@@ -57,6 +57,7 @@ impl Ctx<'_> {
                 message_id,
                 message_type: d.message_type,
                 sending_facility: d.sending_facility,
+                sending_application: None,
                 sequence,
             },
             patient: d.subject.patient,

@@ -23,6 +23,8 @@ pub(crate) struct Header {
     pub sent_at: DateTime<Utc>,
     /// MSH-4.1.
     pub sending_facility: Option<String>,
+    /// MSH-3.1.
+    pub sending_application: Option<String>,
     /// MSH-6.1.
     pub receiving_facility: Option<String>,
     /// MSH-12.1.
@@ -84,6 +86,7 @@ impl Header {
             message_id,
             sent_at,
             sending_facility: msh.value(4).map(|v| v.into_owned()),
+            sending_application: msh.value(3).map(|v| v.into_owned()),
             receiving_facility: msh.value(6).map(|v| v.into_owned()),
             version,
         })

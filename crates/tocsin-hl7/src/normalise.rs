@@ -135,6 +135,7 @@ pub fn normalise_message(msg: &[u8], cfg: &Hl7Config) -> Result<InterfaceEvent, 
         message_type,
         message_id,
         sending_facility,
+        sending_application,
         ..
     } = ctx.header;
     Ok(InterfaceEvent {
@@ -146,6 +147,7 @@ pub fn normalise_message(msg: &[u8], cfg: &Hl7Config) -> Result<InterfaceEvent, 
             message_id,
             message_type,
             sending_facility,
+            sending_application,
             sequence: 0,
         },
         patient,

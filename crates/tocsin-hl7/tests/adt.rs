@@ -28,6 +28,7 @@ fn a03_discharge_every_field() {
     assert_eq!(ev.source.message_id, "MSG-A03");
     assert_eq!(ev.source.message_type, "ADT^A03");
     assert_eq!(ev.source.sending_facility.as_deref(), Some("RXX01"));
+    assert_eq!(ev.source.sending_application.as_deref(), Some("PAS"));
     assert_eq!(ev.source.sequence, 0);
     assert_eq!(ev.patient.nhs_number.as_deref(), Some("9434765919"));
     assert_eq!(ev.patient.local_ids, vec![rxx("RXX1234567")]);

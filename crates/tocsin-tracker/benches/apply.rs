@@ -72,6 +72,7 @@ fn event(msg: String, ty: EventType, at: DateTime<Utc>, i: u64) -> InterfaceEven
             message_id: msg,
             message_type: "bench".into(),
             sending_facility: None,
+            sending_application: None,
             sequence: 0,
         },
         patient: patient(i),

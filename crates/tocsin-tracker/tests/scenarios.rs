@@ -590,6 +590,41 @@ fn a_message_id_repeated_by_another_kind_of_message_is_no_duplicate() {
     assert_eq!(tr.counters().duplicates, 1);
 }
 
+/// Two systems behind one sending facility (MSH-4), each numbering its own
+/// messages: the letters system's summary that carries the EPR's message id
+/// and type is no duplicate of the EPR's, told apart by MSH-3. A resend
+/// from either still is.
+#[test]
+fn a_message_id_repeated_by_another_application_of_the_facility_is_no_duplicate() {
+    let mut tr = tracker();
+    let ended = t("2024-01-10T10:00:00Z");
+    tr.apply(&end("m1", "V1", K::Inpatient, ended, NHS));
+    tr.apply(&end("m2", "V2", K::Outpatient, ended, NHS2));
+    let from = |app: &str, visit: &str, kind: D, nhs: &str| {
+        let mut e = doc(
+            "2000",
+            Some(visit),
+            kind,
+            t("2024-01-10T15:00:00Z"),
+            Some(nhs),
+        );
+        e.source.message_type = "MDM^T02".into();
+        e.source.sending_facility = Some("RXX01".into());
+        e.source.sending_application = Some(app.into());
+        e
+    };
+    let epr = from("EPR", "V1", D::DischargeSummary, NHS);
+    let letters = from("LETTERS", "V2", D::ClinicLetter, NHS2);
+    assert_eq!(changed(&tr.apply(&epr))[0].status, S::OnTime);
+    let fx = tr.apply(&letters);
+    assert_eq!(changed(&fx)[0].status, S::OnTime, "{fx:?}");
+    assert_eq!(tr.counters().duplicates, 0);
+    tr.apply(&letters);
+    tr.apply(&epr);
+    assert_eq!(tr.counters().duplicates, 2);
+    assert_eq!(tr.open_count(), 0);
+}
+
 /// A13 then A03 is how a PAS corrects a discharge time. When the summary
 /// was already sent, the corrected discharge is judged against it (on
 /// time here), not opened again as owed; a discharge recorded again long
@@ -2022,7 +2057,13 @@ fn a_visit_moved_to_another_patient_takes_that_patient() {
         let ended = t("2024-01-10T10:00:00Z");
         store.commit(&tr.apply(&end("m1", "V1", K::Inpatient, ended, NHS)));
         store.commit(&tr.apply(&end("m2", "V2", K::Inpatient, ended, NHS)));
-        let fx = tr.apply(&visit_move("m3", NHS2, NHS, "V1", t("2024-01-10T11:00:00Z")));
+        let fx = tr.apply(&visit_move(
+            "m3",
+            NHS2,
+            NHS,
+            "V1",
+            t("2024-01-10T11:00:00Z"),
+        ));
         store.commit(&fx);
         let moved = changed(&fx);
         assert_eq!(moved.len(), 1, "{fx:?}");
@@ -2065,7 +2106,13 @@ fn a_visit_moved_to_another_patient_takes_that_patient() {
 #[test]
 fn a_summary_waiting_for_a_moved_visit_settles_it_at_the_move() {
     let mut tr = tracker();
-    tr.apply(&end("m1", "V1", K::Inpatient, t("2024-01-10T10:00:00Z"), NHS));
+    tr.apply(&end(
+        "m1",
+        "V1",
+        K::Inpatient,
+        t("2024-01-10T10:00:00Z"),
+        NHS,
+    ));
     let fx = tr.apply(&doc(
         "m2",
         Some("V1"),
@@ -2074,7 +2121,13 @@ fn a_summary_waiting_for_a_moved_visit_settles_it_at_the_move() {
         Some(NHS2),
     ));
     assert!(changed(&fx).is_empty(), "another patient's: {fx:?}");
-    let fx = tr.apply(&visit_move("m3", NHS2, NHS, "V1", t("2024-01-10T16:00:00Z")));
+    let fx = tr.apply(&visit_move(
+        "m3",
+        NHS2,
+        NHS,
+        "V1",
+        t("2024-01-10T16:00:00Z"),
+    ));
     let last = changed(&fx).pop().expect("settled");
     assert_eq!(last.status, S::OnTime);
     assert_eq!(last.patient.nhs_number.as_deref(), Some(NHS2));
@@ -2087,12 +2140,27 @@ fn a_summary_waiting_for_a_moved_visit_settles_it_at_the_move() {
 fn a_visit_move_leaves_another_patients_visit_numbered_alike() {
     const NHS3: &str = "4010232137";
     let mut tr = tracker();
-    tr.apply(&end("m1", "V1", K::Inpatient, t("2024-01-10T10:00:00Z"), NHS3));
-    let fx = tr.apply(&visit_move("m2", NHS2, NHS, "V1", t("2024-01-10T11:00:00Z")));
+    tr.apply(&end(
+        "m1",
+        "V1",
+        K::Inpatient,
+        t("2024-01-10T10:00:00Z"),
+        NHS3,
+    ));
+    let fx = tr.apply(&visit_move(
+        "m2",
+        NHS2,
+        NHS,
+        "V1",
+        t("2024-01-10T11:00:00Z"),
+    ));
     assert!(changed(&fx).is_empty(), "{fx:?}");
     assert_eq!(tr.counters().merges_applied, 0);
     let fx = tr.advance_to(t("2024-01-11T11:00:00Z"));
     let overdue = alerts(&fx);
     assert_eq!(overdue.last().unwrap().kind, A::Overdue);
-    assert_eq!(overdue.last().unwrap().patient.nhs_number.as_deref(), Some(NHS3));
+    assert_eq!(
+        overdue.last().unwrap().patient.nhs_number.as_deref(),
+        Some(NHS3)
+    );
 }

@@ -369,9 +369,7 @@ impl Tracker {
                 let before = o.local_ids(&self.syms).count();
                 let mut ids: Vec<_> = o
                     .local_ids(&self.syms)
-                    .filter(|(sys, v)| {
-                        !prior_ids.iter().any(|(ps, pv)| ps == sys && v.eq_str(pv))
-                    })
+                    .filter(|(sys, v)| !prior_ids.iter().any(|(ps, pv)| ps == sys && v.eq_str(pv)))
                     .map(|(s, v)| (s, v.clone()))
                     .collect();
                 if ids.len() != before || touched {

@@ -169,12 +169,13 @@ impl RestoreError {
 pub(crate) type SeenKey = [u64; 2];
 
 /// The duplicate key of an event: a 128-bit hash of its format, sequence,
-/// message id, message type and sending facility (stored, after the time it
-/// was seen, in the `seen` namespace). A message id is unique only within
-/// its sender (HL7 MSH-10: each system numbers its own messages): keyed by
+/// message id, message type, sending facility and sending application
+/// (stored, after the time it was seen, in the `seen` namespace). A message
+/// id is unique only within its sender (HL7 MSH-10: each system numbers its
+/// own messages, and several systems may stand behind one MSH-4): keyed by
 /// the id alone, an EPR's summary numbered as the PAS's discharge before it
 /// was dropped as a duplicate. A resend of the same message agrees on all
-/// five.
+/// six.
 pub(crate) fn seen_key(ev: &InterfaceEvent) -> SeenKey {
     let mut h = Sha256::new();
     h.update(ev.source.format.as_str().as_bytes());
@@ -187,6 +188,10 @@ pub(crate) fn seen_key(ev: &InterfaceEvent) -> SeenKey {
     if let Some(f) = &ev.source.sending_facility {
         h.update([1]);
         h.update(f.as_bytes());
+    }
+    if let Some(a) = &ev.source.sending_application {
+        h.update([2]);
+        h.update(a.as_bytes());
     }
     let d = h.finalize();
     let mut b = [0u8; 16];

@@ -39,6 +39,7 @@ pub fn base(msg: &str, ty: EventType, at: DateTime<Utc>, nhs: Option<&str>) -> I
             message_id: msg.to_string(),
             message_type: "test".into(),
             sending_facility: None,
+            sending_application: None,
             sequence: 0,
         },
         patient: Patient {
