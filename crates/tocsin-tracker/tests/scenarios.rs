@@ -1137,6 +1137,50 @@ fn matching_by_fhir_reference() {
     );
 }
 
+/// A document bundle's copy of the Encounter is named by its `urn:uuid:`
+/// fullUrl, minted by that message: it says nothing about which encounter
+/// `Encounter/e5` was, so the summary settles it by patient and window
+/// (before, the unequal references counted as two encounters and the
+/// discharge went overdue). Two resources' own addresses that differ still
+/// name two encounters.
+#[test]
+fn a_bundle_local_encounter_reference_is_no_other_encounter() {
+    for (named, settles) in [
+        ("urn:uuid:0c1f5e55-2f44-4bb1-9d4c-6d1b0b6c2a10", true),
+        ("Encounter/e6", false),
+    ] {
+        let mut tr = tracker();
+        let mut e = end("m1", "V1", K::Inpatient, t("2024-01-10T10:00:00Z"), NHS);
+        let enc = e.encounter.as_mut().unwrap();
+        enc.id = None;
+        enc.reference = Some("Encounter/e5".into());
+        tr.apply(&e);
+        let mut d = doc(
+            "m2",
+            None,
+            D::DischargeSummary,
+            t("2024-01-10T12:00:00Z"),
+            Some(NHS),
+        );
+        d.encounter = Some(tocsin_event::Encounter {
+            reference: Some(named.into()),
+            ..Default::default()
+        });
+        let fx = tr.apply(&d);
+        let settled = changed(&fx);
+        if settles {
+            assert_eq!(
+                settled[0].settlement.as_ref().unwrap().matched_by,
+                MatchMethod::PatientWindow,
+                "{named}"
+            );
+        } else {
+            assert!(settled.is_empty(), "{named}: {fx:?}");
+            assert_eq!(tr.open_count(), 1);
+        }
+    }
+}
+
 /// Whether effects write a transmission record (what acknowledgements
 /// attach to after a restart).
 fn writes_transmission(fx: &[Effect]) -> bool {

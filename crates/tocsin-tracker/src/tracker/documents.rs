@@ -75,6 +75,14 @@ pub(crate) fn patient_keys(p: &Patient) -> Vec<u64> {
         .collect()
 }
 
+/// Whether a FHIR reference is a bundle-local name (`urn:uuid:`,
+/// `urn:oid:`) rather than a resource's own address.
+fn is_bundle_local(reference: &str) -> bool {
+    reference
+        .get(..4)
+        .is_some_and(|p| p.eq_ignore_ascii_case("urn:"))
+}
+
 fn doc_key(id: &str) -> u64 {
     key_hash(&["doc", id])
 }
@@ -103,8 +111,15 @@ impl Tracker {
             (Some(a), Some(b)) => Some(b.eq_str(a)),
             _ => None,
         };
+        // A `urn:uuid:` (or other `urn:`) reference is a bundle's own name
+        // for the entry, minted afresh by each message: equal, it names the
+        // same encounter; unequal, it says nothing (a document bundle's
+        // copy of an Encounter sent before as `Encounter/e5`).
         let ref_eq = match (d.encounter_ref, o.encounter_ref()) {
-            (Some(a), Some(b)) => Some(b.eq_str(a)),
+            (Some(a), Some(b)) if b.eq_str(a) => Some(true),
+            (Some(a), Some(b)) if !is_bundle_local(a) && b.with_str(|b| !is_bundle_local(b)) => {
+                Some(false)
+            }
             _ => None,
         };
         if id_eq == Some(true) {
