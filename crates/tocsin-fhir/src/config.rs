@@ -35,6 +35,12 @@ pub struct FhirConfig {
     pub ods_systems: Vec<String>,
     /// Endpoint prefixes after which an ITK address carries an ODS code.
     pub ods_endpoint_prefixes: Vec<String>,
+    /// Identifier systems of the visit number (the value an HL7 feed sends
+    /// in PV1-19), in order of preference: an Encounter is known by the
+    /// first of these it carries, whatever order its identifiers come in.
+    /// Absent or empty (or none carried): by its first identifier.
+    #[serde(default)]
+    pub encounter_identifier_systems: Vec<String>,
     /// `Encounter.status` code to event type.
     pub encounter_status: BTreeMap<String, EventType>,
     /// `Encounter.class` code to encounter kind.

@@ -179,7 +179,7 @@ impl Env<'_> {
         };
         let site = self.site(&v, &inner)?;
         let enc = Encounter {
-            id: v.identifiers.iter().find_map(|i| i.value.clone()),
+            id: self.visit_number(&v.identifiers, &e.loc, warnings),
             reference,
             kind,
             started_at: v.start,
@@ -188,6 +188,40 @@ impl Env<'_> {
             specialty: v.specialty.clone(),
         };
         Ok((enc, v))
+    }
+
+    /// The visit number among an Encounter's identifiers: the first of the
+    /// configured visit-number systems it carries, else its first
+    /// identifier, with a warning when it has others (which one is the
+    /// visit number is then a guess, and two copies of the Encounter listing
+    /// them in different orders would not correlate).
+    fn visit_number(
+        &self,
+        ids: &[Ident],
+        loc: &dyn fmt::Display,
+        warnings: &mut Vec<Warning>,
+    ) -> Option<String> {
+        let valued = || ids.iter().filter(|i| i.value.is_some());
+        let preferred = self.cfg.encounter_identifier_systems.iter().find_map(|sys| {
+            valued().find(|i| i.system.as_deref() == Some(sys.as_str()))
+        });
+        if let Some(i) = preferred {
+            return i.value.clone();
+        }
+        let first = valued().next()?;
+        let count = valued().count();
+        if count > 1 {
+            warnings.push(Warning {
+                code: WarningCode::Other,
+                message: format!(
+                    "the Encounter has {count} identifiers, none of a system in [fhir] \
+                     encounter_identifier_systems: the first is taken as its visit number"
+                ),
+                raw: first.system.clone(),
+                location: Some(format!("{loc}.identifier")),
+            });
+        }
+        first.value.clone()
     }
 
     /// Site: the ODS code of the first location that has one, else the

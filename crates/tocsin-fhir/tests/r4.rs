@@ -179,6 +179,41 @@ fn encounter_references_are_read_as_type_and_id() {
     assert_eq!(e.encounter.unwrap().reference.as_deref(), Some("#enc-2"));
 }
 
+/// FHIR gives an Encounter's identifiers no order: the visit number is the
+/// identifier of a configured visit-number system wherever it is listed
+/// (before, the first was taken, and a copy listing them in another order,
+/// or a PAS spell number second, did not correlate). Without one
+/// configured, the first is taken with a warning.
+#[test]
+fn the_visit_number_is_the_identifier_of_the_configured_system() {
+    let two = |v: &mut serde_json::Value| {
+        v["identifier"] = serde_json::json!([
+            {"system": "https://fhir.rxx.nhs.uk/Id/epr-encounter", "value": "ENC-731552"},
+            {"system": "https://fhir.rxx.nhs.uk/Id/visit-number", "value": "V123456"}
+        ]);
+    };
+    let guessed = edited("r4/encounter-finished-inpatient.json", two);
+    assert_eq!(guessed.encounter.unwrap().id.as_deref(), Some("ENC-731552"));
+    let w = &guessed.warnings;
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].message.contains("encounter_identifier_systems"), "{w:?}");
+    assert_eq!(w[0].location.as_deref(), Some("Encounter.identifier"));
+
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&load("r4/encounter-finished-inpatient.json")).unwrap();
+    two(&mut json);
+    let mut cfg = FhirConfig::default();
+    cfg.encounter_identifier_systems = vec![
+        "https://fhir.rxx.nhs.uk/Id/spell-number".into(),
+        "https://fhir.rxx.nhs.uk/Id/visit-number".into(),
+    ];
+    let e = normalise_json(&serde_json::to_vec(&json).unwrap(), &cfg).unwrap();
+    assert_eq!(e[0].encounter.as_ref().unwrap().id.as_deref(), Some("V123456"));
+    assert!(e[0].warnings.is_empty(), "{:?}", e[0].warnings);
+    // One identifier: no choice, no warning.
+    assert!(one("r4/encounter-finished-inpatient.json").warnings.is_empty());
+}
+
 #[test]
 fn unmapped_encounter_class_is_other_with_a_warning() {
     let e = one("r4/encounter-unmapped-class.json");
