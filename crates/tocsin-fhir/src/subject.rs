@@ -202,9 +202,11 @@ impl Env<'_> {
         warnings: &mut Vec<Warning>,
     ) -> Option<String> {
         let valued = || ids.iter().filter(|i| i.value.is_some());
-        let preferred = self.cfg.encounter_identifier_systems.iter().find_map(|sys| {
-            valued().find(|i| i.system.as_deref() == Some(sys.as_str()))
-        });
+        let preferred = self
+            .cfg
+            .encounter_identifier_systems
+            .iter()
+            .find_map(|sys| valued().find(|i| i.system.as_deref() == Some(sys.as_str())));
         if let Some(i) = preferred {
             return i.value.clone();
         }

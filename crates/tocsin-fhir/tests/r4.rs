@@ -196,7 +196,10 @@ fn the_visit_number_is_the_identifier_of_the_configured_system() {
     assert_eq!(guessed.encounter.unwrap().id.as_deref(), Some("ENC-731552"));
     let w = &guessed.warnings;
     assert_eq!(w.len(), 1, "{w:?}");
-    assert!(w[0].message.contains("encounter_identifier_systems"), "{w:?}");
+    assert!(
+        w[0].message.contains("encounter_identifier_systems"),
+        "{w:?}"
+    );
     assert_eq!(w[0].location.as_deref(), Some("Encounter.identifier"));
 
     let mut json: serde_json::Value =
@@ -208,10 +211,17 @@ fn the_visit_number_is_the_identifier_of_the_configured_system() {
         "https://fhir.rxx.nhs.uk/Id/visit-number".into(),
     ];
     let e = normalise_json(&serde_json::to_vec(&json).unwrap(), &cfg).unwrap();
-    assert_eq!(e[0].encounter.as_ref().unwrap().id.as_deref(), Some("V123456"));
+    assert_eq!(
+        e[0].encounter.as_ref().unwrap().id.as_deref(),
+        Some("V123456")
+    );
     assert!(e[0].warnings.is_empty(), "{:?}", e[0].warnings);
     // One identifier: no choice, no warning.
-    assert!(one("r4/encounter-finished-inpatient.json").warnings.is_empty());
+    assert!(
+        one("r4/encounter-finished-inpatient.json")
+            .warnings
+            .is_empty()
+    );
 }
 
 #[test]

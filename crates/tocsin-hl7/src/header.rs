@@ -13,7 +13,7 @@ const LAST_REQUIRED_MSH_FIELD: usize = 12;
 pub(crate) struct Header {
     /// MSH-9.1, e.g. `ADT`.
     pub code: String,
-    /// MSH-9.2, else EVN-1 for ADT, e.g. `A03` (empty for a bare `ACK`).
+    /// MSH-9.2, else EVN-1 for ADT and MDM, e.g. `A03` (empty for a bare `ACK`).
     pub trigger: String,
     /// `ADT^A03`, or `ACK` when there is no trigger.
     pub message_type: String,
@@ -57,11 +57,12 @@ impl Header {
             });
         }
         let code = msh.comp(9, 1).ok_or_else(|| missing("MSH-9"))?.into_owned();
-        // HL7 v2.3 ADT may leave the trigger out of MSH-9 and give it in EVN-1.
+        // HL7 v2.3 ADT and MDM (both carry EVN) may leave the trigger out
+        // of MSH-9 and give it in EVN-1.
         let trigger = msh
             .comp(9, 2)
             .or_else(|| {
-                (code == "ADT")
+                matches!(code.as_str(), "ADT" | "MDM")
                     .then(|| p.segment("EVN").and_then(|e| e.value(1)))
                     .flatten()
             })

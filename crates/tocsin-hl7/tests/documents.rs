@@ -35,6 +35,22 @@ fn mdm_t02_discharge_summary_every_field() {
 /// trust: its message is `other`, with a warning at TXA-17, and carries the
 /// document for whoever reads the events. Authenticated (AU, LA) or empty
 /// is final.
+/// HL7 v2.3 MDM may give its trigger only in EVN-1, as ADT may: a summary
+/// sent as `MDM` with `EVN|T02` is a document, not `other` (which left its
+/// discharge overdue and counted missing).
+#[test]
+fn a_v23_mdm_takes_its_trigger_from_evn() {
+    let text = String::from_utf8(common::load("mdm_t02_discharge_summary.hl7"))
+        .unwrap()
+        .replace("MDM^T02^MDM_T02", "MDM")
+        .replace("|P|2.4|", "|P|2.3|");
+    let ev =
+        tocsin_hl7::normalise_message(text.as_bytes(), &tocsin_hl7::Hl7Config::default()).unwrap();
+    assert_eq!(ev.event_type, EventType::DocumentIssued);
+    assert_eq!(ev.source.message_type, "MDM^T02");
+    assert_eq!(ev.document.unwrap().kind, DocumentKind::DischargeSummary);
+}
+
 #[test]
 fn a_draft_completion_status_is_no_transmission() {
     let bytes = common::load("mdm_t02_discharge_summary.hl7");
