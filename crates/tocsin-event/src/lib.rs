@@ -262,6 +262,9 @@ pub struct Encounter {
     #[serde(default)]
     pub started_at: Option<DateTime<Utc>>,
     /// Discharge / end time (PV1-45, else EVN-6, else EVN-2; FHIR period.end).
+    /// Never later than the HL7 message was sent (more than an hour after
+    /// MSH-7, it gives way to EVN-6, EVN-2 or MSH-7, with a warning). On an
+    /// update (A08) only a PV1-45 with a time of day: it corrects the end.
     #[serde(default)]
     pub ended_at: Option<DateTime<Utc>>,
     /// Site (facility code) where care was given, for per-site reporting.

@@ -59,6 +59,35 @@ pub(crate) fn encounter(ctx: &mut Ctx<'_, '_>, ending: Ending) -> Option<Encount
             ended_at = Some(t);
         }
     }
+    if ending != Ending::None {
+        let from = if pv1.value(45).is_some() {
+            "PV1-45"
+        } else {
+            "EVN"
+        };
+        ended_at = ended_at.map(|t| not_after_sending(ctx, evn, t, from));
+    } else if let Some(t) = ended_at {
+        // An update (A08) giving the end corrects the discharge time (see
+        // the tracker): only a time it can stand by does. A date alone
+        // would move the end to midnight, up to a day early; one after the
+        // message was sent is no discharge yet.
+        if t > ctx.header.sent_at + END_AFTER_SENDING {
+            ctx.warn(
+                WarningCode::BadTimestamp,
+                format!(
+                    "the encounter's end ({}) is later than the message was sent (MSH-7 {}): \
+                     ignored",
+                    t.to_rfc3339(),
+                    ctx.header.sent_at.to_rfc3339()
+                ),
+                Some(t.to_rfc3339()),
+                "PV1-45".to_owned(),
+            );
+            ended_at = None;
+        } else if pv1.value(45).is_some_and(|raw| date_only(&raw)) {
+            ended_at = None;
+        }
+    }
     // PV1-39 servicing facility, else the facility of the assigned location.
     let site = pv1
         .value(39)
@@ -73,6 +102,47 @@ pub(crate) fn encounter(ctx: &mut Ctx<'_, '_>, ending: Ending) -> Option<Encount
         site,
         specialty: pv1.value(10).map(|v| v.into_owned()),
     })
+}
+
+/// How far after its message was sent (MSH-7) an end may fall: the systems'
+/// clocks differ a little, and a discharge may be keyed a few minutes ahead.
+const END_AFTER_SENDING: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
+/// An end no message can record: later than the message was sent (a typed
+/// date, `20240604` for `20240401`). Taken as it stands, it set the
+/// expectation weeks ahead and, in a replay, moved the clock there: summaries
+/// on time for other discharges were then stale and later discharges never
+/// tracked. The first of EVN-6, EVN-2 and MSH-7 that is not later stands in,
+/// with a warning.
+fn not_after_sending(
+    ctx: &mut Ctx<'_, '_>,
+    evn: Option<crate::message::Seg<'_>>,
+    end: chrono::DateTime<chrono::Utc>,
+    from: &str,
+) -> chrono::DateTime<chrono::Utc> {
+    let sent = ctx.header.sent_at;
+    let latest = sent + END_AFTER_SENDING;
+    if end <= latest {
+        return end;
+    }
+    let stand_in = [ctx.timestamp(evn, 6), ctx.timestamp(evn, 2)]
+        .into_iter()
+        .flatten()
+        .find(|t| *t <= latest)
+        .unwrap_or(sent);
+    ctx.warn(
+        WarningCode::BadTimestamp,
+        format!(
+            "the encounter's end ({}) is later than the message was sent (MSH-7 {}): \
+             {} taken instead",
+            end.to_rfc3339(),
+            sent.to_rfc3339(),
+            stand_in.to_rfc3339()
+        ),
+        Some(end.to_rfc3339()),
+        from.to_owned(),
+    );
+    stand_in
 }
 
 /// Whether an HL7 timestamp gives a date at most (`YYYY[MM[DD]]`), no hour.

@@ -368,3 +368,56 @@ fn same_bytes_same_event_id_and_different_messages_differ() {
     assert_eq!(a.event_id, ok("adt_a08_update.hl7").event_id);
     assert_ne!(a.event_id, ok("adt_a02_transfer.hl7").event_id);
 }
+
+/// A discharge no message can record: PV1-45 two months after the A03 was
+/// sent (a typed date). Taken as it stood, it set the deadline weeks ahead
+/// and moved a replay's clock there. EVN-6 stands in, with a warning; a
+/// time a few minutes after sending (clocks differ) stands as sent.
+#[test]
+fn a_discharge_later_than_its_message_takes_the_event_time() {
+    let text = String::from_utf8(load("adt_a03_discharge.hl7")).unwrap();
+    assert!(text.contains("20240115140000"), "fixture's PV1-45");
+    let typo = text.replace("20240115140000", "20240315140000");
+    let ev = normalise_message(typo.as_bytes(), &Hl7Config::default()).unwrap();
+    // EVN-6 of the fixture: 14:25 on the 15th, before MSH-7 (14:30).
+    assert_eq!(ev.occurred_at, utc("2024-01-15T14:25:00Z"));
+    assert_eq!(
+        ev.encounter.unwrap().ended_at,
+        Some(utc("2024-01-15T14:25:00Z"))
+    );
+    assert_eq!(ev.warnings.len(), 1, "{:?}", ev.warnings);
+    assert_eq!(ev.warnings[0].code, WarningCode::BadTimestamp);
+    assert_eq!(ev.warnings[0].location.as_deref(), Some("PV1-45"));
+
+    let ahead = text.replace("20240115140000", "20240115144000");
+    let ev = normalise_message(ahead.as_bytes(), &Hl7Config::default()).unwrap();
+    assert_eq!(ev.occurred_at, utc("2024-01-15T14:40:00Z"));
+    assert!(ev.warnings.is_empty(), "{:?}", ev.warnings);
+}
+
+/// An update (A08) giving PV1-45 carries it as the end (the tracker takes it
+/// as a corrected discharge time), but only a time it can stand by: a date
+/// alone (midnight, up to a day early) or a time after the message was sent
+/// (with a warning) is no end.
+#[test]
+fn an_update_carries_only_an_end_it_can_stand_by() {
+    let text = String::from_utf8(load("adt_a08_update.hl7")).unwrap();
+    let with_end = |pv1_45: &str| {
+        let msg = text.replace("|20240110091500|\r", &format!("|20240110091500|{pv1_45}\r"));
+        assert_ne!(msg, text);
+        normalise_message(msg.as_bytes(), &Hl7Config::default()).unwrap()
+    };
+    // MSH-7 of the fixture: 2024-01-12 08:30 (GMT).
+    let ev = with_end("20240112073000");
+    assert_eq!(ev.event_type, EventType::EncounterUpdated);
+    assert_eq!(
+        ev.encounter.unwrap().ended_at,
+        Some(utc("2024-01-12T07:30:00Z"))
+    );
+    let ev = with_end("20240112");
+    assert_eq!(ev.encounter.unwrap().ended_at, None);
+    assert!(ev.warnings.is_empty(), "{:?}", ev.warnings);
+    let ev = with_end("20240312073000");
+    assert_eq!(ev.encounter.unwrap().ended_at, None);
+    assert_eq!(ev.warnings[0].code, WarningCode::BadTimestamp);
+}

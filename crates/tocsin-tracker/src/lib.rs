@@ -48,19 +48,27 @@
 //!   if issued within the match window before its end (A13 then A03 is
 //!   how a PAS corrects a discharge time).
 //! - **Merges** re-key open expectations (NHS number, local ids, and for
-//!   account merges the visit number); they never cancel. An expectation
+//!   account merges the visit number); they never cancel. A visit moved to
+//!   another patient (A45, merge scope `visit`) re-keys only that visit's,
+//!   taking the new patient's identity and GP practice whole. An expectation
 //!   without an NHS number takes the survivor's. Waiting documents are not
 //!   re-keyed, but a re-keyed expectation takes one waiting under its new
 //!   keys. A settled expectation whose visit was renumbered meets an end
 //!   re-sent under the new number as a repeat.
+//! - **Corrected discharge times**: an A08 giving another end (PV1-45), or
+//!   a finished FHIR Encounter's later version with another period.end,
+//!   moves an open expectation's end and deadline, unless `overdue` was
+//!   raised already; the rule chosen by the first end is kept
+//!   ([`Counters::ends_corrected`]).
 //! - **Repeated discharges** (a second A03 for an open expectation under a new
-//!   message id) keep the first end time; one that comes after the document
+//!   message id) keep the first end time (its end may be only the time it
+//!   was recorded, which a resend moves); one that comes after the document
 //!   settled the expectation (a FHIR Encounter's later version) changes
 //!   nothing, for `duplicate_horizon` after the settlement or the last
 //!   repeat ([`Counters::repeated_ends`]).
 //! - **Duplicates**: a 128-bit hash of (format, sequence, message id,
-//!   message type, sending facility: a message id is unique only within
-//!   its sender) is kept
+//!   message type, sending facility and application: a message id is
+//!   unique only within its sender) is kept
 //!   for `duplicate_horizon` of event time. An event older than the clock
 //!   less that horizon is ignored ([`Counters::stale_events`]): it can no
 //!   longer be told from a duplicate. The horizon is therefore also the

@@ -2208,3 +2208,122 @@ fn a_visit_move_leaves_another_patients_visit_numbered_alike() {
         Some(NHS3)
     );
 }
+
+/// An update (A08) of visit `visit` giving its end as `ended`, recorded at
+/// `at`.
+fn end_update(
+    msg: &str,
+    visit: &str,
+    ended: chrono::DateTime<chrono::Utc>,
+    at: chrono::DateTime<chrono::Utc>,
+    nhs: &str,
+) -> tocsin_event::InterfaceEvent {
+    let mut e = base(msg, EventType::EncounterUpdated, at, Some(nhs));
+    e.encounter = Some(tocsin_event::Encounter {
+        id: Some(visit.into()),
+        kind: Some(K::Inpatient),
+        ended_at: Some(ended),
+        ..Default::default()
+    });
+    e
+}
+
+/// The PAS corrects a discharge time with an A08 (FHIR: a finished
+/// Encounter's later version): the deadline follows the corrected end,
+/// kept across a restart. A summary 23 hours after the corrected discharge
+/// is on time; judged by the first end it raised a false `overdue`, then
+/// `late`. (An HL7 A03 sent again keeps the first end: see
+/// `exact_duplicates_change_nothing`.)
+#[test]
+fn a_corrected_discharge_time_moves_the_deadline() {
+    for (how, restart) in [("a08", false), ("a08", true), ("fhir", false)] {
+        let mut tr = tracker();
+        let mut store = Store::default();
+        store.commit(&tr.apply(&end(
+            "m1",
+            "V1",
+            K::Inpatient,
+            t("2024-05-01T10:00:00Z"),
+            NHS,
+        )));
+        let corrected = t("2024-05-01T15:00:00Z");
+        let fix = match how {
+            "a08" => end_update("m2", "V1", corrected, t("2024-05-01T15:30:00Z"), NHS),
+            _ => {
+                let mut e = end("m2", "V1", K::Inpatient, corrected, NHS);
+                e.source.format = tocsin_event::Format::FhirR4;
+                e
+            }
+        };
+        let fx = tr.apply(&fix);
+        store.commit(&fx);
+        let moved = changed(&fx);
+        assert_eq!(moved.len(), 1, "{how}: {fx:?}");
+        assert_eq!(moved[0].deadline, t("2024-05-02T15:00:00Z"), "{how}");
+        assert_eq!(moved[0].encounter.ended_at, corrected);
+        assert_eq!(tr.counters().ends_corrected, 1);
+        assert_eq!(tr.next_deadline(), Some(t("2024-05-02T15:00:00Z")));
+        if restart {
+            tr = store.restored();
+            assert_eq!(tr.next_deadline(), Some(t("2024-05-02T15:00:00Z")));
+        }
+        let fx = tr.apply(&doc(
+            "m3",
+            Some("V1"),
+            D::DischargeSummary,
+            t("2024-05-02T14:00:00Z"),
+            Some(NHS),
+        ));
+        assert!(kinds(&fx).is_empty(), "{how} restart {restart}: {fx:?}");
+        let settled = changed(&fx);
+        assert_eq!(settled[0].status, S::OnTime, "{how} restart {restart}");
+        assert_eq!(
+            settled[0].settlement.as_ref().unwrap().delay_seconds,
+            23 * 3600
+        );
+    }
+}
+
+/// A correction stands only while nothing was raised against the first
+/// deadline: after `overdue` went out it changes nothing. Another
+/// patient's update naming the same visit number corrects nothing, and an
+/// update giving the same end is no correction.
+#[test]
+fn an_end_correction_leaves_raised_and_other_patients_alone() {
+    let mut tr = tracker();
+    tr.apply(&end(
+        "m1",
+        "V1",
+        K::Inpatient,
+        t("2024-05-01T10:00:00Z"),
+        NHS,
+    ));
+    let same = end_update(
+        "m2",
+        "V1",
+        t("2024-05-01T10:00:00Z"),
+        t("2024-05-01T11:00:00Z"),
+        NHS,
+    );
+    assert!(changed(&tr.apply(&same)).is_empty());
+    let other = end_update(
+        "m3",
+        "V1",
+        t("2024-05-01T15:00:00Z"),
+        t("2024-05-01T16:00:00Z"),
+        NHS2,
+    );
+    assert!(changed(&tr.apply(&other)).is_empty());
+    assert_eq!(tr.counters().ends_corrected, 0);
+    let fx = tr.advance_to(t("2024-05-02T11:00:00Z"));
+    assert_eq!(kinds(&fx), vec![A::Overdue]);
+    let late = end_update(
+        "m4",
+        "V1",
+        t("2024-05-01T15:00:00Z"),
+        t("2024-05-02T11:30:00Z"),
+        NHS,
+    );
+    assert!(changed(&tr.apply(&late)).is_empty());
+    assert_eq!(tr.counters().ends_corrected, 0);
+}

@@ -172,11 +172,18 @@ impl Tracker {
             // Open under this rule already: by the same id, or re-keyed to
             // this encounter by an account merge, or created from the
             // encounter's FHIR reference where this event names its id.
-            if existing
+            if let Some(&s) = existing
                 .iter()
-                .any(|s| self.open.get(*s).is_some_and(|o| o.rule == rule))
+                .find(|s| self.open.get(**s).is_some_and(|o| o.rule == rule))
             {
                 self.counters.repeated_ends += 1;
+                // A FHIR Encounter's later version states its end
+                // (period.end); an HL7 A03 sent again may give only the
+                // time it was recorded (EVN-2), which each resend moves: it
+                // keeps the first (a PAS corrects with A13 then A03, or A08).
+                if ev.source.format != tocsin_event::Format::Hl7v2 {
+                    self.correct_end(s, ended_at, fx);
+                }
                 continue;
             }
             // Settled already: the repeat changes nothing, and keeps the
@@ -207,6 +214,62 @@ impl Tracker {
                 && fx.wants_unsettled()
                 && let Some(o) = self.open.get(slot)
             {
+                fx.push(Effect::ExpectationChanged(self.materialise(o)));
+            }
+        }
+    }
+
+    /// An update (A08) giving the encounter's end: the end of its open
+    /// expectations, corrected. Only the end is read: an update's patient
+    /// class or site does not re-decide which rules apply.
+    pub(super) fn on_encounter_updated(&mut self, ev: &InterfaceEvent, fx: &mut Effects<'_>) {
+        let Some(enc) = &ev.encounter else {
+            return;
+        };
+        let Some(ended_at) = enc.ended_at else {
+            return;
+        };
+        // Visit numbers collide across systems: another patient's update
+        // corrects nothing here.
+        let nhs = ev.patient.nhs_number.as_deref();
+        for s in self.open_for_encounter(enc) {
+            let other_patient = self.open.get(s).is_some_and(|o| {
+                nhs.is_some_and(|n| o.nhs.with_str(&self.syms, |x| x != n).unwrap_or(false))
+            });
+            if !other_patient {
+                self.correct_end(s, ended_at, fx);
+            }
+        }
+    }
+
+    /// A later message gives open slot `s` another encounter end (the PAS
+    /// correcting a discharge time with an A08, a finished Encounter's later
+    /// version): the deadline and due-soon point follow
+    /// it. Judged by the first end, a summary sent within 24 hours of the
+    /// corrected discharge was `late` and raised a false `overdue`. Only
+    /// while nothing has been raised against the first deadline: once
+    /// `overdue` is out it stands (the contract team has seen it), and the
+    /// rule chosen by the first end is kept.
+    pub(super) fn correct_end(
+        &mut self,
+        s: u32,
+        ended_at: chrono::DateTime<chrono::Utc>,
+        fx: &mut Effects<'_>,
+    ) {
+        let new = ms(ended_at);
+        let Some(o) = self.open.get_mut(s) else {
+            return;
+        };
+        if o.ended_at == new || o.overdue() {
+            return;
+        }
+        o.ended_at = new;
+        self.counters.ends_corrected += 1;
+        if let Some(o) = self.open.get(s) {
+            if let Some(t) = self.next_timer(o) {
+                self.timers.push(t, s);
+            }
+            if fx.wants_unsettled() {
                 fx.push(Effect::ExpectationChanged(self.materialise(o)));
             }
         }

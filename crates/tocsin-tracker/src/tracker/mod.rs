@@ -115,13 +115,17 @@ pub struct Counters {
     pub cancellations_unmatched: u64,
     /// Merges that re-keyed at least one open expectation.
     pub merges_applied: u64,
+    /// Open expectations whose encounter end a later message corrected (an
+    /// A08 with another PV1-45, a finished Encounter's later version with
+    /// another period.end): their deadline moved.
+    pub ends_corrected: u64,
 }
 
 impl Counters {
     /// Every counter with its name, for a metric label or a report: the
     /// names are stable (operators' dashboards use them) and carry no
     /// patient data.
-    pub fn named(&self) -> [(&'static str, u64); 16] {
+    pub fn named(&self) -> [(&'static str, u64); 17] {
         // Destructured so that a new counter cannot be left out.
         let Counters {
             duplicates,
@@ -140,6 +144,7 @@ impl Counters {
             acks_unmatched,
             cancellations_unmatched,
             merges_applied,
+            ends_corrected,
         } = *self;
         [
             ("duplicate", duplicates),
@@ -158,6 +163,7 @@ impl Counters {
             ("ack_unmatched", acks_unmatched),
             ("cancellation_unmatched", cancellations_unmatched),
             ("merge_applied", merges_applied),
+            ("end_corrected", ends_corrected),
         ]
     }
 }
@@ -289,15 +295,22 @@ impl Tracker {
     /// per event.
     pub fn apply_into(&mut self, event: &InterfaceEvent, out: &mut Vec<Effect>) {
         let fx = &mut Effects::new(out, self.switches);
-        let tracked = !matches!(
-            event.event_type,
-            EventType::Other
-                | EventType::EncounterStarted
-                | EventType::EncounterUpdated
-                | EventType::AppointmentBooked
-                | EventType::AppointmentCancelled
-                | EventType::AppointmentMissed
-        );
+        // An update is acted on only when it gives an end (a corrected
+        // discharge time).
+        let tracked = match event.event_type {
+            EventType::EncounterUpdated => event
+                .encounter
+                .as_ref()
+                .is_some_and(|e| e.ended_at.is_some() && e.id.is_some()),
+            _ => !matches!(
+                event.event_type,
+                EventType::Other
+                    | EventType::EncounterStarted
+                    | EventType::AppointmentBooked
+                    | EventType::AppointmentCancelled
+                    | EventType::AppointmentMissed
+            ),
+        };
         if tracked && self.until.is_some_and(|u| ms(event.occurred_at) > u) {
             self.counters.after_until += 1;
             return;
@@ -327,6 +340,7 @@ impl Tracker {
         }
         match event.event_type {
             EventType::EncounterEnded => self.on_encounter_ended(event, fx),
+            EventType::EncounterUpdated if tracked => self.on_encounter_updated(event, fx),
             EventType::EncounterDischargeCancelled | EventType::EncounterCancelled => {
                 self.on_encounter_cancelled(event, fx)
             }
