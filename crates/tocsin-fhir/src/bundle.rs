@@ -354,6 +354,31 @@ impl Ctx<'_> {
                 Some(nested) if nested.view.bundle_type == "document" => {
                     Some(self.document(nested, scope, Some(sent_at))?)
                 }
+                // A collection payload (ITK3's `...C` events, e.g. ITK007C):
+                // its DocumentReference is the document, its references
+                // resolved among the collection's entries.
+                Some(nested) if nested.view.bundle_type == "collection" => {
+                    let collection = Scope {
+                        entries: &nested.entries,
+                        from_bundle: true,
+                        parent: Some(scope),
+                    };
+                    match nested
+                        .entries
+                        .iter()
+                        .find(|x| x.rtype == "DocumentReference")
+                    {
+                        Some(dr) => {
+                            let inner = Scope {
+                                entries: &dr.contained,
+                                from_bundle: false,
+                                parent: Some(&collection),
+                            };
+                            Some(self.document_reference(dr, &inner, Some(sent_at))?)
+                        }
+                        None => None,
+                    }
+                }
                 _ => None,
             },
             Some(e) if e.rtype == "Composition" => {

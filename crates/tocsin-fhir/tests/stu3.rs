@@ -49,6 +49,56 @@ fn itk3_outpatient_letter_message() {
     assert_eq!(d.recipient.as_deref(), Some("B86001"));
 }
 
+/// An ITK3 message whose payload is a collection (the `...C` events, as
+/// GP Connect Send Document's ITK007C) rather than a document bundle: its
+/// DocumentReference is the document, its subject resolved among the
+/// collection's entries. Before, the event had no patient, the message id
+/// for a document id and a false "does not resolve" warning.
+#[test]
+fn itk3_collection_payload_gives_its_document_reference() {
+    let e = edited("stu3/itk3-outpatient-letter-ITK006D.json", |v| {
+        let focus = v["entry"][0]["resource"]["focus"][0]["reference"].clone();
+        let collection = v["entry"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|x| x["fullUrl"] == focus)
+            .unwrap();
+        collection["resource"] = serde_json::json!({
+            "resourceType": "Bundle",
+            "id": "coll-1",
+            "type": "collection",
+            "entry": [
+                {"fullUrl": "urn:uuid:c0000000-0000-4000-8000-000000000001",
+                 "resource": {
+                    "resourceType": "DocumentReference",
+                    "id": "dr-1",
+                    "masterIdentifier": {"value": "LETTER-77"},
+                    "status": "current",
+                    "type": {"coding": [{"system": "http://snomed.info/sct",
+                                         "code": "371531000"}]},
+                    "subject": {"reference": "urn:uuid:c0000000-0000-4000-8000-000000000002"},
+                    "indexed": "2024-07-01T16:00:00+00:00",
+                    "content": [{"attachment": {"contentType": "application/pdf",
+                                                "url": "Binary/b1"}}]}},
+                {"fullUrl": "urn:uuid:c0000000-0000-4000-8000-000000000002",
+                 "resource": {
+                    "resourceType": "Patient",
+                    "id": "p-1",
+                    "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number",
+                                    "value": "9434765919"}]}}
+            ]
+        });
+    });
+    assert_eq!(e.event_type, EventType::DocumentIssued);
+    assert_eq!(e.patient.nhs_number.as_deref(), Some("9434765919"));
+    let d = e.document.unwrap();
+    assert_eq!(d.id, "LETTER-77");
+    assert_eq!(d.kind, DocumentKind::ClinicLetter);
+    assert_eq!(d.recipient.as_deref(), Some("B86001"));
+    assert!(e.warnings.is_empty(), "{:?}", e.warnings);
+}
+
 #[test]
 fn itk3_response_ok_acknowledges_the_original_message() {
     let e = one("stu3/itk3-response-ok-ITK008M.json");
