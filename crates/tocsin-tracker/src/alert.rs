@@ -69,7 +69,8 @@ pub struct AlertPatient {
     pub nhs_number: Option<String>,
 }
 
-/// The document a `late` or `resolved` alert reports.
+/// The document a `late`, `resolved`, `delivery_failed` or `unconfirmed`
+/// alert reports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct AlertDocument {
     /// The document's id.
@@ -111,9 +112,10 @@ pub struct Alert {
     pub raised_at: DateTime<Utc>,
     /// The rule behind the expectation.
     pub rule: RuleRef,
-    /// For `late` and `resolved`: the document.
+    /// For `late` and `resolved`: the document; for `delivery_failed` and
+    /// `unconfirmed`: the document transmitted.
     pub document: Option<AlertDocument>,
-    /// For `late` and `resolved`: seconds from the encounter's end to the
+    /// Whenever `document` is given: seconds from the encounter's end to the
     /// document's issue.
     pub delay_seconds: Option<i64>,
 }

@@ -1210,7 +1210,13 @@ fn acknowledgements_attach_to_the_transmission_and_failure_raises_an_alert() {
     let fx = tr.apply(&ack("a1", "m2", true, t("2024-01-10T12:01:00Z")));
     assert_eq!(kinds(&fx), vec![A::DeliveryFailed]);
     assert_eq!(changed(&fx)[0].delivery, Some(DeliveryStatus::Failed));
-    assert!(alerts(&fx)[0].document.is_none());
+    // It names the document refused, so the team knows which to send again.
+    let refused = alerts(&fx)[0].document.clone().expect("document");
+    assert_eq!(
+        (refused.id.as_str(), refused.issued_at),
+        ("DOC-m2", t("2024-01-10T12:00:00Z"))
+    );
+    assert_eq!(alerts(&fx)[0].delay_seconds, Some(2 * 3600));
     assert!(writes_transmission(&fx));
     // A second failure does not repeat the alert, nor rewrite the stored
     // transmission; an ack for nothing is counted.

@@ -582,7 +582,7 @@ impl Tracker {
                     exp,
                     AlertKind::DeliveryFailed,
                     at.max(t.issued_at),
-                    None,
+                    super::transmitted_document(exp),
                 )));
             }
         }

@@ -652,6 +652,18 @@ pub(crate) fn build_alert(
     }
 }
 
+/// The document an acknowledgement alert (`delivery_failed`, `unconfirmed`)
+/// is about: the transmission that settled the expectation. Without it the
+/// team told of a refused delivery could not tell which document to send
+/// again.
+pub(crate) fn transmitted_document(e: &Expectation) -> Option<AlertDocument> {
+    e.settlement.as_ref().map(|s| AlertDocument {
+        id: s.document_id.clone(),
+        issued_at: s.issued_at,
+        matched_by: s.matched_by,
+    })
+}
+
 /// Index key of an encounter id.
 pub(crate) fn enc_key(id: &str) -> u64 {
     key_hash(&["enc", id])

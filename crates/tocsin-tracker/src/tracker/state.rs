@@ -503,7 +503,7 @@ impl Tracker {
                     exp,
                     AlertKind::Unconfirmed,
                     raised_at,
-                    None,
+                    super::transmitted_document(exp),
                 )));
                 any = true;
             }
