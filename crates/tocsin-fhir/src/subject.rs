@@ -63,9 +63,26 @@ impl Env<'_> {
     }
 
     /// The patient and GP practice of a Patient resource.
+    ///
+    /// A Patient its model refuses for an element tocsin does not read
+    /// (`"use": "Official"`, a boolean sent as a string) is read for its
+    /// identifiers and GP practice alone, with a warning: the document that
+    /// left the trust is still the document, and refused for that it went
+    /// missing.
     pub fn patient(&self, e: &Entry, scope: &Scope<'_>) -> Result<Subject, FhirError> {
         let mut s = Subject::default();
-        let p = self.read(e, |rd, v| rd.patient(v))?;
+        let p = match self.read(e, |rd, v| rd.patient(v)) {
+            Ok(p) => p,
+            Err(err) => {
+                s.warnings.push(Warning {
+                    code: WarningCode::Other,
+                    message: format!("{err}: only its identifiers and GP practice were read"),
+                    raw: None,
+                    location: Some(e.loc.to_string()),
+                });
+                leniently(&e.value(self.cfg.timezone))
+            }
+        };
         for (i, id) in p.identifiers.iter().enumerate() {
             self.add_identifier(&mut s, id, &format_args!("{}.identifier[{i}]", e.loc));
         }
@@ -296,6 +313,33 @@ impl Env<'_> {
             warnings.push(unresolved(text, at));
         }
         Ok(enc)
+    }
+}
+
+/// What tocsin reads of a Patient (identifiers, GP practice references),
+/// taken from its JSON when its model refuses it.
+fn leniently(v: &serde_json::Value) -> crate::view::PatientView {
+    let text =
+        |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
+    let ident = |i: &serde_json::Value| Ident {
+        system: text(i, "system"),
+        value: text(i, "value"),
+        type_code: i
+            .get("type")
+            .and_then(|t| t.get("coding"))
+            .and_then(|c| c.get(0))
+            .and_then(|c| text(c, "code")),
+    };
+    let list = |k: &str| v.get(k).and_then(|x| x.as_array()).map_or(&[][..], |a| a);
+    crate::view::PatientView {
+        identifiers: list("identifier").iter().map(ident).collect(),
+        general_practitioners: list("generalPractitioner")
+            .iter()
+            .map(|g| Ref {
+                reference: text(g, "reference"),
+                identifier: g.get("identifier").map(ident),
+            })
+            .collect(),
     }
 }
 

@@ -398,6 +398,39 @@ fn discharge_summary_document_bundle() {
     assert!(e.warnings.is_empty(), "{:?}", e.warnings);
 }
 
+/// A Patient its model refuses for an element tocsin does not read (a code
+/// in the wrong case) no longer loses the whole document: its identifiers
+/// and GP practice are read from the JSON, with a warning. Before, the
+/// summary was refused and its discharge went overdue. (An Organization
+/// refused still refuses the message: see
+/// `a_malformed_organization_named_twice_gives_the_error_it_gives_once`.)
+#[test]
+fn a_miscoded_patient_element_tocsin_does_not_read_does_not_lose_the_document() {
+    let e = edited("r4/bundle-document-discharge-summary.json", |v| {
+        entry_of(v, "Patient")["identifier"][0]["use"] = "Official".into();
+    });
+    assert_eq!(e.event_type, EventType::DocumentIssued);
+    assert_eq!(e.patient.nhs_number.as_deref(), Some("9434765919"));
+    assert_eq!(e.gp_practice.as_deref(), Some("B86001"));
+    let w: Vec<_> = e
+        .warnings
+        .iter()
+        .map(|w| (w.code, w.location.as_deref()))
+        .collect();
+    assert_eq!(w, [(WarningCode::Other, Some("Bundle.entry[1].resource"))]);
+    assert!(
+        e.warnings[0].message.contains("invalid Patient"),
+        "{:?}",
+        e.warnings
+    );
+    // The refused value is not echoed.
+    assert!(
+        !e.warnings[0].message.contains("Official"),
+        "{:?}",
+        e.warnings
+    );
+}
+
 #[test]
 fn unresolved_bundle_references_give_what_resolved_and_warnings() {
     let e = one("r4/bundle-document-unresolved-references.json");
