@@ -29,6 +29,12 @@ pub struct Hl7Config {
     /// PID-3 assigning authorities (component 4, namespace or universal id)
     /// that mark an NHS number.
     pub nhs_assigning_authorities: Vec<String>,
+    /// Whether PID-2 (v2.3's "external patient id", where some older PAS
+    /// feeds send the NHS number) is read as the NHS number when PID-3
+    /// holds none. Off by default: elsewhere PID-2 may hold a local number
+    /// that passes the check digit by chance.
+    #[serde(default)]
+    pub nhs_number_in_pid2: bool,
     /// OBX-2 value types that carry document content, making an ORU^R01 a
     /// document transmission.
     pub document_value_types: Vec<String>,

@@ -10,7 +10,21 @@ pub(crate) fn patient(ctx: &mut Ctx<'_, '_>) -> Patient {
     let Some(pid) = ctx.p.segment("PID") else {
         return Patient::default();
     };
-    let (nhs_number, local_ids) = identifiers(ctx, pid, 3);
+    let (mut nhs_number, local_ids) = identifiers(ctx, pid, 3);
+    if nhs_number.is_none()
+        && ctx.cfg.nhs_number_in_pid2
+        && let Some(value) = pid.comp(2, 1)
+    {
+        match validate_nhs_number(&value) {
+            Ok(n) => nhs_number = Some(n),
+            Err(e) => ctx.warn(
+                WarningCode::InvalidNhsNumber,
+                format!("NHS number in PID-2 ignored: {e}"),
+                Some(value.into_owned()),
+                "PID-2".to_owned(),
+            ),
+        }
+    }
     Patient {
         nhs_number,
         local_ids,

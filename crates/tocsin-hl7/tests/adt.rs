@@ -421,3 +421,31 @@ fn an_update_carries_only_an_end_it_can_stand_by() {
     assert_eq!(ev.encounter.unwrap().ended_at, None);
     assert_eq!(ev.warnings[0].code, WarningCode::BadTimestamp);
 }
+
+/// Older v2.3 PAS feeds send the NHS number unmarked in PID-2. Read only
+/// when `[hl7] nhs_number_in_pid2` says so (elsewhere PID-2 may be a local
+/// number passing the check digit by chance), and only when PID-3 has none.
+#[test]
+fn an_nhs_number_in_pid2_is_read_when_configured() {
+    let text = String::from_utf8(load("adt_a03_discharge.hl7")).unwrap();
+    let moved = text.replace("PID|1||9434765919^^^NHS^NH~", "PID|1|9434765919|");
+    assert_ne!(moved, text);
+    let off = normalise_message(moved.as_bytes(), &Hl7Config::default()).unwrap();
+    assert_eq!(off.patient.nhs_number, None);
+    let on = Hl7Config {
+        nhs_number_in_pid2: true,
+        ..Hl7Config::default()
+    };
+    let ev = normalise_message(moved.as_bytes(), &on).unwrap();
+    assert_eq!(ev.patient.nhs_number.as_deref(), Some("9434765919"));
+    assert_eq!(ev.patient.local_ids, vec![rxx("RXX1234567")]);
+    let bad = moved.replace("PID|1|9434765919|", "PID|1|9434765918|");
+    let ev = normalise_message(bad.as_bytes(), &on).unwrap();
+    assert_eq!(ev.patient.nhs_number, None);
+    assert_eq!(ev.warnings[0].code, WarningCode::InvalidNhsNumber);
+    assert_eq!(ev.warnings[0].location.as_deref(), Some("PID-2"));
+    // PID-3's own NHS number wins.
+    let both = text.replace("PID|1||", "PID|1|4010232137|");
+    let ev = normalise_message(both.as_bytes(), &on).unwrap();
+    assert_eq!(ev.patient.nhs_number.as_deref(), Some("9434765919"));
+}
