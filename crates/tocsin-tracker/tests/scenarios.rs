@@ -2333,3 +2333,35 @@ fn an_end_correction_leaves_raised_and_other_patients_alone() {
     assert!(changed(&tr.apply(&late)).is_empty());
     assert_eq!(tr.counters().ends_corrected, 0);
 }
+
+/// Visit numbers collide across systems (the PAS and the ED system each
+/// number their own): an A11 for another patient's visit numbered alike
+/// withdraws nothing of this patient's, which stays owed. One naming no
+/// NHS number, or this patient's, still cancels.
+#[test]
+fn a_cancellation_for_another_patients_visit_numbered_alike_cancels_nothing() {
+    let mut tr = tracker();
+    tr.apply(&end(
+        "m1",
+        "12345",
+        K::Inpatient,
+        t("2024-02-05T14:00:00Z"),
+        NHS,
+    ));
+    let mut other = cancel(
+        "m2",
+        EventType::EncounterCancelled,
+        "12345",
+        t("2024-02-05T19:00:00Z"),
+    );
+    other.patient.nhs_number = Some(NHS2.into());
+    assert!(changed(&tr.apply(&other)).is_empty());
+    assert_eq!(tr.open_count(), 1);
+    assert_eq!(tr.counters().cancellations_unmatched, 1);
+    let mut own = other.clone();
+    own.source.message_id = "m3".into();
+    own.patient.nhs_number = Some(NHS.into());
+    let fx = tr.apply(&own);
+    assert_eq!(changed(&fx)[0].status, S::Cancelled);
+    assert_eq!(tr.open_count(), 0);
+}

@@ -229,17 +229,25 @@ impl Tracker {
         let Some(ended_at) = enc.ended_at else {
             return;
         };
-        // Visit numbers collide across systems: another patient's update
-        // corrects nothing here.
-        let nhs = ev.patient.nhs_number.as_deref();
         for s in self.open_for_encounter(enc) {
-            let other_patient = self.open.get(s).is_some_and(|o| {
-                nhs.is_some_and(|n| o.nhs.with_str(&self.syms, |x| x != n).unwrap_or(false))
-            });
-            if !other_patient {
+            if !self.of_another_patient(s, ev) {
                 self.correct_end(s, ended_at, fx);
             }
         }
+    }
+
+    /// Whether open slot `s` carries another NHS number than event `ev`:
+    /// visit numbers collide across systems (a PAS and an ED system each
+    /// numbering their own), so an update or a cancellation naming the
+    /// visit is not this patient's.
+    fn of_another_patient(&self, s: u32, ev: &InterfaceEvent) -> bool {
+        let Some(n) = ev.patient.nhs_number.as_deref() else {
+            return false;
+        };
+        self.open
+            .get(s)
+            .and_then(|o| o.nhs.with_str(&self.syms, |x| x != n))
+            .unwrap_or(false)
     }
 
     /// A later message gives open slot `s` another encounter end (the PAS
@@ -278,11 +286,14 @@ impl Tracker {
     /// A13 (discharge cancelled), A11 or FHIR cancelled / entered-in-error:
     /// the encounter's open expectations are withdrawn.
     pub(super) fn on_encounter_cancelled(&mut self, ev: &InterfaceEvent, fx: &mut Effects<'_>) {
-        let slots = ev
+        let slots: Vec<u32> = ev
             .encounter
             .as_ref()
             .map(|e| self.open_for_encounter(e))
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|&s| !self.of_another_patient(s, ev))
+            .collect();
         let mut matched = !slots.is_empty();
         for s in slots {
             if let Some(o) = self.remove_open(s) {
