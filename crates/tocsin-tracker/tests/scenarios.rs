@@ -2365,3 +2365,50 @@ fn a_cancellation_for_another_patients_visit_numbered_alike_cancels_nothing() {
     assert_eq!(changed(&fx)[0].status, S::Cancelled);
     assert_eq!(tr.open_count(), 0);
 }
+
+/// A13 then A03 (the PAS correcting a discharge time) after the summary was
+/// sent and accepted: the summary settles the corrected discharge with its
+/// acknowledgement, so no `unconfirmed` follows. Before, the acknowledgement
+/// was lost, and `unconfirmed` was raised stamped before the corrected
+/// discharge ended.
+#[test]
+fn a_corrected_discharge_keeps_the_acknowledgement_of_its_summary() {
+    let cfg = TrackerConfig {
+        unconfirmed_after: Some(ConfigDuration::hours(2)),
+        ..strict()
+    };
+    let mut tr = Tracker::new(Policy::default_contract(), cfg);
+    tr.apply(&end(
+        "m1",
+        "V1",
+        K::Inpatient,
+        t("2024-02-05T14:00:00Z"),
+        NHS,
+    ));
+    tr.apply(&doc(
+        "m2",
+        Some("V1"),
+        D::DischargeSummary,
+        t("2024-02-05T16:00:00Z"),
+        Some(NHS),
+    ));
+    tr.apply(&ack("a1", "m2", false, t("2024-02-05T16:01:00Z")));
+    tr.apply(&cancel(
+        "m3",
+        EventType::EncounterDischargeCancelled,
+        "V1",
+        t("2024-02-05T17:00:00Z"),
+    ));
+    let fx = tr.apply(&end(
+        "m4",
+        "V1",
+        K::Inpatient,
+        t("2024-02-06T10:00:00Z"),
+        NHS,
+    ));
+    let last = changed(&fx).pop().expect("settled");
+    assert_eq!(last.status, S::OnTime);
+    assert_eq!(last.delivery, Some(DeliveryStatus::Acknowledged));
+    let later = tr.advance_to(t("2024-02-10T00:00:00Z"));
+    assert!(kinds(&later).is_empty(), "{later:?}");
+}

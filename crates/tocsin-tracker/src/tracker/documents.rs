@@ -174,7 +174,9 @@ impl Tracker {
     /// who went home a week later is owed a summary of the whole stay. Only
     /// while the transmission is remembered (`ack_horizon`): `message_id`
     /// and `exp` are what [`Tracker::detach_from_transmissions`] let go of.
-    /// Its acknowledgements are not carried over.
+    /// Its delivery outcome (acknowledged, failed) is carried over: lost, a
+    /// document the GP system had accepted raised `unconfirmed` against
+    /// the corrected discharge, stamped before that discharge ended.
     pub(super) fn revive_settling_document(
         &mut self,
         message_id: &str,
@@ -213,7 +215,7 @@ impl Tracker {
             },
             encounter_id: exp.encounter.id.clone(),
             encounter_ref: exp.encounter.reference.clone(),
-            delivery: None,
+            delivery: exp.delivery.filter(|d| *d != DeliveryStatus::Pending),
             failed_at: None,
             revived: true,
         };
