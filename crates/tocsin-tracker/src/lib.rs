@@ -24,8 +24,11 @@
 //! - **Correlation**, in order: encounter id, FHIR reference, then the same
 //!   patient (NHS number when both sides have one, else any local id) and
 //!   document kind, issued within `match_window_before`/`_after` of the
-//!   encounter's end, nearest end first. A document that names an encounter
-//!   never settles a *different* named encounter by patient. The document
+//!   encounter's end, nearest end first, but never an encounter that ended
+//!   before the stay the document's message says it is about began (an
+//!   MDM's PV1-44). A document that names an encounter never settles a
+//!   *different* named encounter by patient (a `urn:` reference, local to
+//!   its bundle, names none). The document
 //!   kind must always agree, and so must the NHS numbers when both sides
 //!   have one: visit numbers collide across patients and systems.
 //! - **Early documents** (before the end event) wait as `pending_document`

@@ -2412,3 +2412,46 @@ fn a_corrected_discharge_keeps_the_acknowledgement_of_its_summary() {
     let later = tr.advance_to(t("2024-02-10T00:00:00Z"));
     assert!(kinds(&later).is_empty(), "{later:?}");
 }
+
+/// A summary without a visit number whose message gives its stay's start
+/// (an MDM's PV1-44) is about no encounter that ended before that start:
+/// read before its own A03, it waits for it rather than settling the
+/// patient's earlier stay, which stays owed. Before, matched by patient to
+/// the nearest end, it settled the earlier stay (`late`, `resolved`) and
+/// left its own overdue.
+#[test]
+fn a_summary_of_a_later_stay_does_not_settle_an_earlier_one() {
+    let mut tr = tracker();
+    tr.apply(&end(
+        "m1",
+        "V601",
+        K::Inpatient,
+        t("2024-02-10T10:00:00Z"),
+        NHS,
+    ));
+    let mut d = doc(
+        "m2",
+        None,
+        D::DischargeSummary,
+        t("2024-02-14T09:30:00Z"),
+        Some(NHS),
+    );
+    d.encounter = Some(tocsin_event::Encounter {
+        started_at: Some(t("2024-02-12T08:00:00Z")),
+        ..Default::default()
+    });
+    let fx = tr.apply(&d);
+    assert_eq!(kinds(&fx), vec![A::Overdue], "V601 is still owed: {fx:?}");
+    assert_eq!(tr.counters().documents_pending, 1);
+    let fx = tr.apply(&end(
+        "m3",
+        "V602",
+        K::Inpatient,
+        t("2024-02-14T10:00:00Z"),
+        NHS,
+    ));
+    let settled = changed(&fx).pop().expect("settled");
+    assert_eq!(settled.encounter.id.as_deref(), Some("V602"));
+    assert_eq!(settled.status, S::OnTime);
+    assert_eq!(tr.open_count(), 1, "V601 overdue");
+}

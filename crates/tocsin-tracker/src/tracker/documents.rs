@@ -38,6 +38,10 @@ pub(crate) struct PendingDocument {
     /// within the match window of, whatever it matched by.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub revived: bool,
+    /// When the stay the document is about began, when its message says
+    /// (an MDM's PV1-44): it is about no encounter that ended before then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stay_started_at: Option<DateTime<Utc>>,
 }
 
 /// What a document offers for matching.
@@ -47,6 +51,8 @@ pub(crate) struct DocView<'a> {
     pub encounter_id: Option<&'a str>,
     pub encounter_ref: Option<&'a str>,
     pub patient: &'a Patient,
+    /// The start of the stay the document is about (ms), when given.
+    pub stay_started_at: Option<i64>,
 }
 
 impl PendingDocument {
@@ -57,6 +63,7 @@ impl PendingDocument {
             encounter_id: self.encounter_id.as_deref(),
             encounter_ref: self.encounter_ref.as_deref(),
             patient: &self.patient,
+            stay_started_at: self.stay_started_at.map(ms),
         }
     }
 
@@ -134,6 +141,15 @@ impl Tracker {
             return None;
         }
         if !self.within_match_window(o, d.issued_at) {
+            return None;
+        }
+        // A document about a stay that began after this encounter ended
+        // (the summary of the next admission, written before its A03
+        // came) is not this encounter's: matched to the nearest end, it
+        // settled the earlier stay and left its own owed.
+        if let Some(began) = d.stay_started_at
+            && o.ended_at < began - self.config.allowed_lateness.as_secs() * 1000
+        {
             return None;
         }
         // By NHS number when both sides have one; else by local id (an
@@ -218,6 +234,7 @@ impl Tracker {
             delivery: exp.delivery.filter(|d| *d != DeliveryStatus::Pending),
             failed_at: None,
             revived: true,
+            stay_started_at: None,
         };
         fx.put_state(namespaces::PENDING_DOCUMENT, &p.event_id, &p);
         self.insert_pending(p);
@@ -281,6 +298,7 @@ impl Tracker {
             encounter_id: enc.and_then(|e| e.id.as_deref()),
             encounter_ref: enc.and_then(|e| e.reference.as_deref()),
             patient: &ev.patient,
+            stay_started_at: enc.and_then(|e| e.started_at).map(ms),
         };
         if let Some((slot, method)) = self.find_open_for(&view) {
             self.settle(slot, doc, method, &ev.source.message_id, &ev.event_id, fx);
@@ -305,6 +323,7 @@ impl Tracker {
             delivery: None,
             failed_at: None,
             revived: false,
+            stay_started_at: enc.and_then(|e| e.started_at),
         };
         let message_id = p.message_id.clone();
         fx.put_state(namespaces::PENDING_DOCUMENT, &p.event_id, &p);
