@@ -270,6 +270,12 @@ pub struct Encounter {
     /// Site (facility code) where care was given, for per-site reporting.
     #[serde(default)]
     pub site: Option<String>,
+    /// Where the patient went at the end (PV1-36 discharge disposition;
+    /// FHIR `hospitalization.dischargeDisposition` code), as sent: a policy
+    /// exclusion may name the codes of an attendance that ended in
+    /// admission, which the inpatient summary covers.
+    #[serde(default)]
+    pub discharge_disposition: Option<String>,
     /// Specialty / hospital service (PV1-10; FHIR serviceType).
     #[serde(default)]
     pub specialty: Option<String>,

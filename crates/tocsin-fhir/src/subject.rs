@@ -203,6 +203,7 @@ impl Env<'_> {
             ended_at: v.end,
             site,
             specialty: v.specialty.clone(),
+            discharge_disposition: discharge_disposition(e),
         };
         Ok((enc, v))
     }
@@ -341,6 +342,18 @@ fn leniently(v: &serde_json::Value) -> crate::view::PatientView {
             })
             .collect(),
     }
+}
+
+/// `hospitalization.dischargeDisposition`'s first code, read from the
+/// input rather than through the model: the rest of `hospitalization`
+/// (admission source, diet, arrangements) is nothing tocsin reads, and
+/// modelled, a miscoded part of it would lose the whole Encounter.
+fn discharge_disposition(e: &Entry) -> Option<String> {
+    let h: serde_json::Value = serde_json::from_str(e.obj.raw("hospitalization")?.get()).ok()?;
+    h.pointer("/dischargeDisposition/coding")?
+        .as_array()?
+        .iter()
+        .find_map(|c| c.get("code")?.as_str().map(str::to_owned))
 }
 
 /// The ODS site code of a Location (read as JSON: tocsin needs one field).

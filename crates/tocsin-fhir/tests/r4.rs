@@ -224,6 +224,25 @@ fn the_visit_number_is_the_identifier_of_the_configured_system() {
     );
 }
 
+/// `hospitalization.dischargeDisposition` is the encounter's discharge
+/// disposition (a policy may exclude an attendance that ended in
+/// admission by it).
+#[test]
+fn the_discharge_disposition_is_read() {
+    let e = edited("r4/encounter-finished-inpatient.json", |v| {
+        v["hospitalization"] = serde_json::json!({
+            "dischargeDisposition": {"coding": [{
+                "system": "https://fhir.hl7.org.uk/CodeSystem/UKCore-DischargeDestination",
+                "code": "19"
+            }]}
+        });
+    });
+    assert_eq!(
+        e.encounter.unwrap().discharge_disposition.as_deref(),
+        Some("19")
+    );
+}
+
 #[test]
 fn unmapped_encounter_class_is_other_with_a_warning() {
     let e = one("r4/encounter-unmapped-class.json");

@@ -101,6 +101,7 @@ pub(crate) fn encounter(ctx: &mut Ctx<'_, '_>, ending: Ending) -> Option<Encount
         ended_at,
         site,
         specialty: pv1.value(10).map(|v| v.into_owned()),
+        discharge_disposition: pv1.value(36).map(|v| v.into_owned()),
     })
 }
 

@@ -38,6 +38,8 @@ fn a03_discharge_every_field() {
     assert_eq!(enc.kind, Some(EncounterKind::Inpatient));
     assert_eq!(enc.started_at, Some(utc("2024-01-10T09:15:00Z")));
     assert_eq!(enc.ended_at, Some(utc("2024-01-15T14:00:00Z")));
+    // PV1-36, for a policy exclusion by discharge disposition.
+    assert_eq!(enc.discharge_disposition.as_deref(), Some("01"));
     assert_eq!(enc.site.as_deref(), Some("RXX01"));
     assert_eq!(enc.specialty.as_deref(), Some("430"));
     assert!(ev.document.is_none() && ev.ack.is_none() && ev.merge.is_none());

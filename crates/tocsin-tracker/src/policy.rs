@@ -63,19 +63,30 @@ pub struct Exclusion {
     /// Encounter kinds (patient classes) excluded.
     #[serde(default)]
     pub encounter_kinds: Vec<EncounterKind>,
+    /// Discharge dispositions (PV1-36, FHIR
+    /// hospitalization.dischargeDisposition codes) excluded: an emergency
+    /// attendance that ended in admission, whose summary is the stay's.
+    #[serde(default)]
+    pub discharge_dispositions: Vec<String>,
 }
 
 impl Exclusion {
     fn matches(&self, e: &EncounterFacts<'_>) -> bool {
-        let empty = self.specialties.is_empty()
-            && self.sites.is_empty()
-            && self.gp_practices.is_empty()
-            && self.encounter_kinds.is_empty();
-        !empty
+        !self.names_nothing()
             && list_matches(&self.specialties, e.specialty)
             && list_matches(&self.sites, e.site)
             && list_matches(&self.gp_practices, e.gp_practice)
+            && list_matches(&self.discharge_dispositions, e.discharge_disposition)
             && (self.encounter_kinds.is_empty() || self.encounter_kinds.contains(&e.kind))
+    }
+
+    /// Whether it names no condition at all (and so would match nothing).
+    fn names_nothing(&self) -> bool {
+        self.specialties.is_empty()
+            && self.sites.is_empty()
+            && self.gp_practices.is_empty()
+            && self.encounter_kinds.is_empty()
+            && self.discharge_dispositions.is_empty()
     }
 }
 
@@ -128,6 +139,8 @@ pub struct EncounterFacts<'a> {
     pub site: Option<&'a str>,
     /// GP practice ODS code.
     pub gp_practice: Option<&'a str>,
+    /// Discharge disposition code, as sent.
+    pub discharge_disposition: Option<&'a str>,
 }
 
 /// Whether a rule creates an expectation for an encounter.
@@ -375,13 +388,9 @@ fn check_exclusion(
     ex: &Exclusion,
     rule: Option<(&Range<usize>, &str)>,
 ) -> Result<(), PolicyError> {
-    if ex.specialties.is_empty()
-        && ex.sites.is_empty()
-        && ex.gp_practices.is_empty()
-        && ex.encounter_kinds.is_empty()
-    {
+    if ex.names_nothing() {
         let reason = format!(
-            "exclusion `{}` names no specialties, sites, gp_practices or encounter_kinds, so it would match nothing",
+            "exclusion `{}` names no specialties, sites, gp_practices, encounter_kinds or discharge_dispositions, so it would match nothing",
             ex.reason
         );
         return Err(match rule {

@@ -17,6 +17,7 @@ fn facts(kind: EncounterKind, ended: &str) -> EncounterFacts<'static> {
         specialty: None,
         site: None,
         gp_practice: None,
+        discharge_disposition: None,
     }
 }
 
@@ -168,4 +169,39 @@ fn invalid_policies_are_refused_with_line_and_reason() {
     // The error's Display names line and column.
     let e = Policy::from_toml(&base.replace("\"1d\"", "\"1x\"")).unwrap_err();
     assert!(e.to_string().starts_with("policy line 7, column"), "{e}");
+}
+
+/// An emergency attendance that ended in admission (PV1-36 as the trust's
+/// ED system codes it) is excluded when the policy lists that disposition:
+/// the stay's summary covers it. Other dispositions, and other kinds, are
+/// owed as before.
+#[test]
+fn an_exclusion_by_discharge_disposition() {
+    let text = TRUST.to_owned()
+        + "\n[[exclusion]]\nreason = \"admitted from ED\"\nencounter_kinds = [\"emergency\", \"inpatient\"]\ndischarge_dispositions = [\"ADM\", \"19\"]\n";
+    let p = Policy::from_toml(&text).unwrap();
+    let judged = |f: &EncounterFacts<'_>| -> Vec<Applicability<'static>> {
+        p.applicable(f)
+            .map(|(_, _, a)| match a {
+                Applicability::Applies => Applicability::Applies,
+                Applicability::Excluded(r) => Applicability::Excluded(if r == "admitted from ED" {
+                    "admitted"
+                } else {
+                    "other"
+                }),
+            })
+            .collect()
+    };
+    let mut f = facts(EncounterKind::Inpatient, "2024-02-05T13:00:00Z");
+    f.discharge_disposition = Some("ADM");
+    assert_eq!(judged(&f), [Applicability::Excluded("admitted")]);
+    f.discharge_disposition = Some("19");
+    assert_eq!(judged(&f), [Applicability::Excluded("admitted")]);
+    f.discharge_disposition = Some("HOME");
+    assert_eq!(judged(&f), [Applicability::Applies]);
+    f.discharge_disposition = None;
+    assert_eq!(judged(&f), [Applicability::Applies]);
+    let mut day_case = facts(EncounterKind::DayCase, "2024-02-05T13:00:00Z");
+    day_case.discharge_disposition = Some("ADM");
+    assert_eq!(judged(&day_case), [Applicability::Applies]);
 }

@@ -153,6 +153,7 @@ impl Tracker {
             specialty: enc.specialty.as_deref(),
             site: enc.site.as_deref(),
             gp_practice: ev.gp_practice.as_deref(),
+            discharge_disposition: enc.discharge_disposition.as_deref(),
         };
         let mut todo = Vec::new();
         for (idx, rule, app) in self.policy.applicable(&facts) {
