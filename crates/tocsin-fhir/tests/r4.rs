@@ -205,11 +205,13 @@ fn the_visit_number_is_the_identifier_of_the_configured_system() {
     let mut json: serde_json::Value =
         serde_json::from_slice(&load("r4/encounter-finished-inpatient.json")).unwrap();
     two(&mut json);
-    let mut cfg = FhirConfig::default();
-    cfg.encounter_identifier_systems = vec![
-        "https://fhir.rxx.nhs.uk/Id/spell-number".into(),
-        "https://fhir.rxx.nhs.uk/Id/visit-number".into(),
-    ];
+    let cfg = FhirConfig {
+        encounter_identifier_systems: vec![
+            "https://fhir.rxx.nhs.uk/Id/spell-number".into(),
+            "https://fhir.rxx.nhs.uk/Id/visit-number".into(),
+        ],
+        ..FhirConfig::default()
+    };
     let e = normalise_json(&serde_json::to_vec(&json).unwrap(), &cfg).unwrap();
     assert_eq!(
         e[0].encounter.as_ref().unwrap().id.as_deref(),
