@@ -2455,3 +2455,24 @@ fn a_summary_of_a_later_stay_does_not_settle_an_earlier_one() {
     assert_eq!(settled.status, S::OnTime);
     assert_eq!(tr.open_count(), 1, "V601 overdue");
 }
+
+/// A discharge whose patient class has no mapping (kind `other`, with the
+/// normaliser's unmapped_code warning) is counted as an end of no known
+/// kind, the notice operators are alerted on; one mapped to `other` on
+/// purpose is not. Before, both passed without a trace.
+#[test]
+fn an_end_of_an_unmapped_class_is_counted() {
+    let mut tr = tracker();
+    let mut unmapped = end("m1", "V1", K::Other, t("2024-02-05T14:00:00Z"), NHS);
+    unmapped.warnings.push(tocsin_event::Warning {
+        code: tocsin_event::WarningCode::UnmappedCode,
+        message: "patient class in PV1-2 has no mapping in [hl7.patient_class]".into(),
+        raw: Some("Z".into()),
+        location: Some("PV1-2".into()),
+    });
+    assert!(changed(&tr.apply(&unmapped)).is_empty());
+    assert_eq!(tr.counters().ends_without_kind, 1);
+    tr.apply(&end("m2", "V2", K::Other, t("2024-02-05T15:00:00Z"), NHS));
+    assert_eq!(tr.counters().ends_without_kind, 1);
+    assert_eq!(tr.open_count(), 0);
+}

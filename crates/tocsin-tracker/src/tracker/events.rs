@@ -146,6 +146,19 @@ impl Tracker {
             self.counters.ends_without_kind += 1;
             return;
         };
+        // A patient or encounter class with no mapping arrives as `other`
+        // with an unmapped_code warning (the only one an end carries): no
+        // rule covers it, so it is counted as an end of no known kind, or
+        // a trust whose PAS sends a local class would never learn that
+        // those discharges go unwatched.
+        if kind == tocsin_event::EncounterKind::Other
+            && ev
+                .warnings
+                .iter()
+                .any(|w| w.code == tocsin_event::WarningCode::UnmappedCode)
+        {
+            self.counters.ends_without_kind += 1;
+        }
         let ended_at = enc.ended_at.unwrap_or(ev.occurred_at);
         let facts = EncounterFacts {
             kind,

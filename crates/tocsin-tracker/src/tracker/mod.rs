@@ -81,7 +81,9 @@ pub struct Counters {
     /// [`Tracker::set_until`]): not applied, since as of then they had not
     /// happened.
     pub after_until: u64,
-    /// Encounter-end events without an encounter kind (no rule can apply).
+    /// Encounter-end events without an encounter kind, or whose class has no
+    /// mapping (kind `other` with an unmapped_code warning): no rule applies
+    /// unless a trust wrote one for `other`.
     pub ends_without_kind: u64,
     /// Encounter-end events for which the expectation was already open (a
     /// repeated discharge with a new message id: the first is kept) or
