@@ -423,10 +423,10 @@ impl Config {
             path: config.blame("TOCSIN_STORE_URL"),
             message: format!("[store] url: {e}"),
         })?;
-        tracing_subscriber::EnvFilter::try_new(&config.log.level).map_err(|e| {
+        crate::logging::parse_filter(&config.log.level).map_err(|message| {
             ConfigError::Invalid {
                 path: config.blame("TOCSIN_LOG"),
-                message: format!("[log] level {:?}: {e}", config.log.level),
+                message,
             }
         })?;
         check_listen_addr(&config.http.addr).map_err(|message| ConfigError::Invalid {

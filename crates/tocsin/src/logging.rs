@@ -51,8 +51,7 @@ fn subscriber<W>(
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let filter =
-        EnvFilter::try_new(&log.level).map_err(|e| format!("[log] level {:?}: {e}", log.level))?;
+    let filter = parse_filter(&log.level)?;
     let returned_allowed = returned_messages_requested(&log.level);
     // lapin's I/O loop traces every frame it writes, the connection's
     // StartOk among them, whose PLAIN response is the broker password as a
@@ -85,6 +84,28 @@ fn is_returned_messages_target(target: &str) -> bool {
     target
         .strip_prefix(RETURNED_MESSAGES)
         .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+}
+
+/// The log filter of `[log] level` / `TOCSIN_LOG`, refused when it does not
+/// parse or when a directive is a bare word that is no level: `EnvFilter`
+/// takes `warning` or `infoo` for a target name, enables that target alone,
+/// and the gateway logs nothing at all, its errors included.
+pub(crate) fn parse_filter(level: &str) -> Result<EnvFilter, String> {
+    let filter = EnvFilter::try_new(level).map_err(|e| format!("[log] level {level:?}: {e}"))?;
+    let levels = ["off", "error", "warn", "info", "debug", "trace"];
+    if let Some(word) = level.split(',').map(str::trim).find(|d| {
+        !d.is_empty()
+            && !d.contains(['=', '[', ':'])
+            && !levels.iter().any(|l| l.eq_ignore_ascii_case(d))
+            && d.parse::<u8>().is_err()
+    }) {
+        return Err(format!(
+            "[log] level {level:?}: `{word}` is not a level (off, error, warn, info, debug, \
+             trace); alone it would name a target and log nothing else (write \
+             `{word}=debug` to mean a target)"
+        ));
+    }
+    Ok(filter)
 }
 
 /// Whether the filter names [`RETURNED_MESSAGES`] itself at `debug` or
@@ -242,5 +263,20 @@ mod tests {
         };
         let err = subscriber(&log, std::io::sink, false).err().unwrap();
         assert!(err.contains("[log] level"), "{err}");
+        // Levels in any case, numbers, targets with levels and module paths
+        // pass; a bare word that is no level does not.
+        for good in [
+            "WARN",
+            "info,lapin=warn",
+            "tocsin::gateway",
+            "debug,[io_loop]=warn",
+            "",
+        ] {
+            assert!(parse_filter(good).is_ok(), "{good}");
+        }
+        for bad in ["warning", "infoo", "info, verbose"] {
+            let err = parse_filter(bad).err().unwrap();
+            assert!(err.contains("is not a level"), "{bad}: {err}");
+        }
     }
 }

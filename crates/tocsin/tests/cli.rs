@@ -160,6 +160,10 @@ fn check_config_refuses_a_store_url_or_log_level_that_can_never_work() {
             "synchronous",
         ),
         ("TOCSIN_LOG", "tocsin=[", "[log] level"),
+        // A bare word that is no level names a target: nothing else, its
+        // errors included, would be logged.
+        ("TOCSIN_LOG", "warning", "`warning` is not a level"),
+        ("TOCSIN_LOG", "info,infoo", "`infoo` is not a level"),
         ("TOCSIN_HTTP_ADDR", "localhost9860", "[http] addr"),
         ("TOCSIN_HTTP_ADDR", "127.0.0.1:http", "[http] addr"),
     ] {
