@@ -2476,3 +2476,40 @@ fn an_end_of_an_unmapped_class_is_counted() {
     assert_eq!(tr.counters().ends_without_kind, 1);
     assert_eq!(tr.open_count(), 0);
 }
+
+/// Two systems numbering visits alike (the PAS and the ED system): an end
+/// for another patient naming a visit number this patient's open
+/// expectation has is no repeat of it. It cannot be tracked beside it (its
+/// expectation would take the same id), so it is counted as a collision,
+/// the notice operators are alerted on, rather than passing as a repeat.
+#[test]
+fn an_end_for_another_patients_visit_numbered_alike_is_a_collision() {
+    let mut tr = tracker();
+    tr.apply(&end(
+        "m1",
+        "12345",
+        K::Inpatient,
+        t("2024-02-05T14:00:00Z"),
+        NHS,
+    ));
+    let fx = tr.apply(&end(
+        "m2",
+        "12345",
+        K::Emergency,
+        t("2024-02-05T18:00:00Z"),
+        NHS2,
+    ));
+    assert!(changed(&fx).is_empty(), "{fx:?}");
+    let c = tr.counters();
+    assert_eq!((c.visit_collisions, c.repeated_ends), (1, 0));
+    // This patient's own repeat is still a repeat.
+    tr.apply(&end(
+        "m3",
+        "12345",
+        K::Inpatient,
+        t("2024-02-05T14:00:00Z"),
+        NHS,
+    ));
+    let c = tr.counters();
+    assert_eq!((c.visit_collisions, c.repeated_ends), (1, 1));
+}

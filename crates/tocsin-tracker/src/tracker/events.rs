@@ -190,6 +190,10 @@ impl Tracker {
                 .iter()
                 .find(|s| self.open.get(**s).is_some_and(|o| o.rule == rule))
             {
+                if self.of_another_patient(s, ev) {
+                    self.counters.visit_collisions += 1;
+                    continue;
+                }
                 self.counters.repeated_ends += 1;
                 // A FHIR Encounter's later version states its end
                 // (period.end); an HL7 A03 sent again may give only the

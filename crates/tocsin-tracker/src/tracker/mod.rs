@@ -121,13 +121,18 @@ pub struct Counters {
     /// A08 with another PV1-45, a finished Encounter's later version with
     /// another period.end): their deadline moved.
     pub ends_corrected: u64,
+    /// Encounter ends naming a visit number an open expectation of another
+    /// patient (another NHS number) already has: two systems numbering
+    /// visits alike. The first is kept and this end makes none of its own
+    /// (its expectation would take the same id): a discharge not tracked.
+    pub visit_collisions: u64,
 }
 
 impl Counters {
     /// Every counter with its name, for a metric label or a report: the
     /// names are stable (operators' dashboards use them) and carry no
     /// patient data.
-    pub fn named(&self) -> [(&'static str, u64); 17] {
+    pub fn named(&self) -> [(&'static str, u64); 18] {
         // Destructured so that a new counter cannot be left out.
         let Counters {
             duplicates,
@@ -147,6 +152,7 @@ impl Counters {
             cancellations_unmatched,
             merges_applied,
             ends_corrected,
+            visit_collisions,
         } = *self;
         [
             ("duplicate", duplicates),
@@ -166,6 +172,7 @@ impl Counters {
             ("cancellation_unmatched", cancellations_unmatched),
             ("merge_applied", merges_applied),
             ("end_corrected", ends_corrected),
+            ("visit_collision", visit_collisions),
         ]
     }
 }
