@@ -445,6 +445,16 @@ fn client_config(
     if config.get_application_name().is_none() {
         config.application_name("tocsin");
     }
+    // The server's notices (`relation "schema_version" already exists, skipping`
+    // at every start) are informational: the driver logs them at info,
+    // where operators read them as something to act on. Debug instead.
+    config.notice_callback(|n| {
+        tracing::debug!(
+            severity = n.severity(),
+            "PostgreSQL notice: {}",
+            n.message()
+        )
+    });
     // A connection the network dropped without a word (a failover, a
     // firewall forgetting it) would hold the one shared connection, and
     // with it the pipeline and the API, for as long as the kernel waits:
