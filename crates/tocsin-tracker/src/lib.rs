@@ -49,7 +49,11 @@
 //!   end no longer stands: a discharge recorded again is owed anew, except
 //!   that the document that settled the first waits again and settles it
 //!   if issued within the match window before its end (A13 then A03 is
-//!   how a PAS corrects a discharge time).
+//!   how a PAS corrects a discharge time). An open expectation withdrawn
+//!   after alerts were raised about it is remembered: the discharge
+//!   recorded again is a new generation, with an id (and so alert ids) of
+//!   its own, the withdrawn one staying `cancelled` beside it; before, its
+//!   alerts repeated the withdrawn one's ids and were dropped as repeats.
 //! - **Merges** re-key open expectations (NHS number, local ids, and for
 //!   account merges the visit number); they never cancel. A visit moved to
 //!   another patient (A45, merge scope `visit`) re-keys only that visit's,

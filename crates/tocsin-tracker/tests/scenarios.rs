@@ -2513,3 +2513,98 @@ fn an_end_for_another_patients_visit_numbered_alike_is_a_collision() {
     let c = tr.counters();
     assert_eq!((c.visit_collisions, c.repeated_ends), (1, 1));
 }
+
+/// A discharge cancelled (A13) after its `overdue` went out, then recorded
+/// again days later and still without a summary: the second discharge's
+/// `overdue` is an alert of its own (another expectation id, so another
+/// alert id), not a repeat the store and subscribers drop. The withdrawn
+/// expectation stays cancelled in the store beside it; across a restart
+/// too. One cancelled before any alert keeps its id, as before.
+#[test]
+fn a_discharge_recorded_again_after_its_overdue_was_cancelled_alerts_anew() {
+    for restart in [false, true] {
+        let mut tr = tracker();
+        let mut store = Store::default();
+        store.commit(&tr.apply(&end(
+            "m1",
+            "V100",
+            K::Inpatient,
+            t("2024-02-05T14:00:00Z"),
+            NHS,
+        )));
+        let fx = tr.advance_to(t("2024-02-06T15:00:00Z"));
+        store.commit(&fx);
+        let first = alerts(&fx);
+        assert_eq!(first.len(), 1);
+        store.commit(&tr.apply(&cancel(
+            "m2",
+            EventType::EncounterDischargeCancelled,
+            "V100",
+            t("2024-02-07T09:00:00Z"),
+        )));
+        if restart {
+            tr = store.restored();
+        }
+        let fx = tr.apply(&end(
+            "m3",
+            "V100",
+            K::Inpatient,
+            t("2024-02-09T11:00:00Z"),
+            NHS,
+        ));
+        store.commit(&fx);
+        let second_exp = changed(&fx)[0].clone();
+        assert_ne!(second_exp.id, first[0].expectation_id, "restart {restart}");
+        let fx = tr.advance_to(t("2024-02-10T12:00:00Z"));
+        store.commit(&fx);
+        let second = alerts(&fx);
+        assert_eq!(second.len(), 1, "restart {restart}: {fx:?}");
+        assert_eq!(second[0].kind, A::Overdue);
+        assert_ne!(second[0].alert_id, first[0].alert_id, "restart {restart}");
+        assert_eq!(store.alerts.len(), 2);
+        let statuses: Vec<S> = store.expectations.values().map(|e| e.status).collect();
+        assert!(statuses.contains(&S::Cancelled) && statuses.contains(&S::Overdue));
+        // The summary, late, settles the second discharge; the first stays
+        // cancelled.
+        let fx = tr.apply(&doc(
+            "m4",
+            Some("V100"),
+            D::DischargeSummary,
+            t("2024-02-11T10:00:00Z"),
+            Some(NHS),
+        ));
+        let settled = changed(&fx).pop().unwrap();
+        assert_eq!(
+            (settled.id.clone(), settled.status),
+            (second_exp.id.clone(), S::Late)
+        );
+    }
+    // Cancelled before anything was raised: the discharge recorded again is
+    // the same expectation, as before.
+    let mut tr = tracker();
+    let first = changed(&tr.apply(&end(
+        "m1",
+        "V1",
+        K::Inpatient,
+        t("2024-02-05T14:00:00Z"),
+        NHS,
+    )))[0]
+        .id
+        .clone();
+    tr.apply(&cancel(
+        "m2",
+        EventType::EncounterDischargeCancelled,
+        "V1",
+        t("2024-02-05T16:00:00Z"),
+    ));
+    let again = changed(&tr.apply(&end(
+        "m3",
+        "V1",
+        K::Inpatient,
+        t("2024-02-05T18:00:00Z"),
+        NHS,
+    )))[0]
+        .id
+        .clone();
+    assert_eq!(again, first);
+}

@@ -177,12 +177,15 @@ impl Tracker {
         }
         let existing = self.open_for_encounter(enc);
         for (rule, rule_id) in todo {
-            let id = expectation_id_bytes(
+            let base = expectation_id_bytes(
                 &rule_id,
                 enc.id.as_deref(),
                 enc.reference.as_deref(),
                 ev.event_id.as_str(),
             );
+            // A discharge recorded again after its expectation was
+            // withdrawn with alerts raised is a new generation.
+            let id = self.generations(base).last().copied().unwrap_or(base);
             // Open under this rule already: by the same id, or re-keyed to
             // this encounter by an account merge, or created from the
             // encounter's FHIR reference where this event names its id.
@@ -214,7 +217,7 @@ impl Tracker {
                 }
                 continue;
             }
-            let o = self.new_open(OpenFacts {
+            let mut o = self.new_open(OpenFacts {
                 rule,
                 created_by: ev.event_id.as_str(),
                 kind,
@@ -227,6 +230,9 @@ impl Tracker {
                 nhs_number: ev.patient.nhs_number.as_deref(),
                 local_ids: &ev.patient.local_ids,
             });
+            if id != base {
+                o.pin_id(id);
+            }
             let slot = self.insert_open(o);
             if !self.settle_from_pending(slot, ev.occurred_at, enc.started_at, fx)
                 && fx.wants_unsettled()
@@ -317,6 +323,10 @@ impl Tracker {
             if let Some(o) = self.remove_open(s) {
                 let mut exp = self.materialise(&o);
                 exp.status = ExpectationStatus::Cancelled;
+                if o.alerts != 0 {
+                    let key = super::state::cancelled_key(&self.open_id(&o));
+                    self.remember_seen(key, ms(ev.occurred_at), fx);
+                }
                 fx.push(Effect::ExpectationChanged(exp));
             }
         }
@@ -329,19 +339,21 @@ impl Tracker {
         {
             let rule_ids: Vec<String> = self.rules.iter().map(|r| r.id.clone()).collect();
             for rule_id in rule_ids {
-                let id = expectation_id_bytes(
+                let base = expectation_id_bytes(
                     &rule_id,
                     enc.id.as_deref(),
                     enc.reference.as_deref(),
                     ev.event_id.as_str(),
                 );
-                if self.forget_seen(super::state::settled_key(&id), fx) {
-                    if let Some((message_id, settled)) =
-                        self.detach_from_transmissions(&hex::encode(id), fx)
-                    {
-                        self.revive_settling_document(&message_id, &settled, fx);
+                for id in self.generations(base) {
+                    if self.forget_seen(super::state::settled_key(&id), fx) {
+                        if let Some((message_id, settled)) =
+                            self.detach_from_transmissions(&hex::encode(id), fx)
+                        {
+                            self.revive_settling_document(&message_id, &settled, fx);
+                        }
+                        matched = true;
                     }
-                    matched = true;
                 }
             }
         }

@@ -217,6 +217,28 @@ pub(crate) fn document_key(document_id: &str) -> SeenKey {
     tagged_key(b"tocsin-document\0", document_id.as_bytes())
 }
 
+/// The key that remembers an open expectation withdrawn by a cancellation
+/// (A13, A11) after alerts were raised about it, beside the duplicate keys
+/// and for as long: the discharge recorded again takes the next
+/// generation's id ([`next_generation`]), or its alerts, under the same
+/// ids as the withdrawn one's, were dropped as repeats by the store and by
+/// subscribers (a missed `overdue`).
+pub(crate) fn cancelled_key(expectation_id: &[u8; 16]) -> SeenKey {
+    tagged_key(b"tocsin-cancelled\0", expectation_id)
+}
+
+/// The id of the expectation of a discharge recorded again after the one
+/// with id `id` was withdrawn with alerts raised.
+pub(crate) fn next_generation(id: &[u8; 16]) -> [u8; 16] {
+    let mut h = Sha256::new();
+    h.update(b"tocsin-generation\0");
+    h.update(id);
+    let d = h.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&d[..16]);
+    out
+}
+
 /// A key beside the duplicate keys, for something other than a message:
 /// the first 128 bits of SHA-256 over a tag and the bytes, so that no
 /// message's key can equal it.
@@ -311,6 +333,20 @@ impl Tracker {
     /// horizon. A key past the horizon may still be in `seen` until the next
     /// sweep; it no longer counts, exactly as if it had been dropped when the
     /// clock passed it.
+    /// The ids an encounter's expectation under one rule has had, derived
+    /// id first: one more for each withdrawal after alerts (see
+    /// [`cancelled_key`]) still remembered. The last is the current one.
+    pub(super) fn generations(&self, base: [u8; 16]) -> Vec<[u8; 16]> {
+        let mut out = vec![base];
+        while let Some(last) = out.last().copied()
+            && out.len() < 64
+            && self.is_duplicate(&cancelled_key(&last))
+        {
+            out.push(next_generation(&last));
+        }
+        out
+    }
+
     pub(super) fn is_duplicate(&self, h: &SeenKey) -> bool {
         self.seen.get(&h[0]).is_some_and(|&at| {
             self.clock
