@@ -195,6 +195,16 @@ impl Env<'_> {
             parent: Some(scope),
         };
         let site = self.site(&v, &inner)?;
+        if let Some(end) = date_only_end(e) {
+            warnings.push(Warning {
+                code: WarningCode::BadTimestamp,
+                message: "Encounter.period.end is a date without a time: local midnight at its \
+                          start is taken, which may start a deadline up to a day early"
+                    .into(),
+                raw: Some(end),
+                location: Some(format!("{}.period.end", e.loc)),
+            });
+        }
         let enc = Encounter {
             id: self.visit_number(&v.identifiers, &e.loc, warnings),
             reference,
@@ -342,6 +352,15 @@ fn leniently(v: &serde_json::Value) -> crate::view::PatientView {
             })
             .collect(),
     }
+}
+
+/// `period.end` as sent, when it gives a date (or month, or year) without
+/// a time of day: read from the input, as the model sees it already made
+/// local midnight.
+fn date_only_end(e: &Entry) -> Option<String> {
+    let period: serde_json::Value = serde_json::from_str(e.obj.raw("period")?.get()).ok()?;
+    let end = period.get("end")?.as_str()?;
+    (!end.contains('T')).then(|| end.to_owned())
 }
 
 /// `hospitalization.dischargeDisposition`'s first code, read from the

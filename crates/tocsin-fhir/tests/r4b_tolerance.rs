@@ -48,4 +48,24 @@ fn date_only_period_end_is_local_midnight() {
     enc["period"]["end"] = "2024-07-02".into();
     let ev = run(&enc);
     assert_eq!(ev[0].occurred_at, t("2024-07-01T23:00:00Z"));
+    // Said, since the deadline may start up to a day early.
+    let w: Vec<_> = ev[0]
+        .warnings
+        .iter()
+        .map(|w| (w.code, w.location.as_deref(), w.raw.as_deref()))
+        .collect();
+    assert_eq!(
+        w,
+        [(
+            tocsin_event::WarningCode::BadTimestamp,
+            Some("Encounter.period.end"),
+            Some("2024-07-02")
+        )]
+    );
+    // A time of day is no such case.
+    assert!(
+        run(&serde_json::from_slice(&load("r4/encounter-finished-inpatient.json")).unwrap())[0]
+            .warnings
+            .is_empty()
+    );
 }
