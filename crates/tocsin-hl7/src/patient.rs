@@ -15,15 +15,7 @@ pub(crate) fn patient(ctx: &mut Ctx<'_, '_>) -> Patient {
         && ctx.cfg.nhs_number_in_pid2
         && let Some(value) = pid.comp(2, 1)
     {
-        match validate_nhs_number(&value) {
-            Ok(n) => nhs_number = Some(n),
-            Err(e) => ctx.warn(
-                WarningCode::InvalidNhsNumber,
-                format!("NHS number in PID-2 ignored: {e}"),
-                Some(value.into_owned()),
-                "PID-2".to_owned(),
-            ),
-        }
+        nhs_number = checked_nhs(ctx, value, "PID", 2);
     }
     Patient {
         nhs_number,
@@ -44,6 +36,30 @@ pub(crate) fn merge(ctx: &mut Ctx<'_, '_>, mrg: Seg<'_>) -> Merge {
     }
 }
 
+/// An NHS number read from `segment`-`field`, when it passes the
+/// modulus-11 check; else `None`, with an `invalid_nhs_number` warning that
+/// keeps the raw value.
+fn checked_nhs(
+    ctx: &mut Ctx<'_, '_>,
+    value: std::borrow::Cow<'_, str>,
+    segment: &str,
+    field: usize,
+) -> Option<String> {
+    match validate_nhs_number(&value) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            let location = format!("{segment}-{field}");
+            ctx.warn(
+                WarningCode::InvalidNhsNumber,
+                format!("NHS number in {location} ignored: {e}"),
+                Some(value.into_owned()),
+                location,
+            );
+            None
+        }
+    }
+}
+
 /// Reads a CX list: the first valid NHS number, and every other identifier as
 /// a local id. An NHS-marked value failing the modulus-11 check is dropped
 /// with an `invalid_nhs_number` warning that keeps the raw value.
@@ -57,19 +73,8 @@ fn identifiers(
     for rep in seg.repeats(field) {
         let Some(value) = rep.comp(1) else { continue };
         if is_nhs(ctx, &rep) {
-            match validate_nhs_number(&value) {
-                Ok(n) => {
-                    nhs.get_or_insert(n);
-                }
-                Err(e) => {
-                    let location = format!("{}-{field}", seg.name());
-                    ctx.warn(
-                        WarningCode::InvalidNhsNumber,
-                        format!("NHS number in {location} ignored: {e}"),
-                        Some(value.into_owned()),
-                        location,
-                    );
-                }
+            if let Some(n) = checked_nhs(ctx, value, seg.name(), field) {
+                nhs.get_or_insert(n);
             }
             continue;
         }

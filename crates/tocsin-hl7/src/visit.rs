@@ -37,6 +37,12 @@ pub(crate) fn encounter(ctx: &mut Ctx<'_, '_>, ending: Ending) -> Option<Encount
     };
     let started_at = ctx.timestamp(Some(pv1), 44);
     let mut ended_at = ctx.timestamp(Some(pv1), 45);
+    // PV1-45 as sent: present (else the end came from EVN), and a date
+    // without a time of day.
+    let (end_sent, end_is_date) = match pv1.value(45) {
+        Some(raw) => (true, date_only(&raw)),
+        None => (false, false),
+    };
     if ended_at.is_none() {
         if ending == Ending::Attendance {
             ended_at = started_at;
@@ -46,7 +52,7 @@ pub(crate) fn encounter(ctx: &mut Ctx<'_, '_>, ending: Ending) -> Option<Encount
         }
     } else if ending != Ending::None
         && let Some(day) = ended_at
-        && pv1.value(45).is_some_and(|raw| date_only(&raw))
+        && end_is_date
     {
         // A PAS that keeps the discharge date without its time: midnight
         // would start the 24 hours up to a day early. The event's own time
@@ -60,11 +66,7 @@ pub(crate) fn encounter(ctx: &mut Ctx<'_, '_>, ending: Ending) -> Option<Encount
         }
     }
     if ending != Ending::None {
-        let from = if pv1.value(45).is_some() {
-            "PV1-45"
-        } else {
-            "EVN"
-        };
+        let from = if end_sent { "PV1-45" } else { "EVN" };
         ended_at = ended_at.map(|t| not_after_sending(ctx, evn, t, from));
     } else if let Some(t) = ended_at {
         // An update (A08) giving the end corrects the discharge time (see
@@ -72,19 +74,9 @@ pub(crate) fn encounter(ctx: &mut Ctx<'_, '_>, ending: Ending) -> Option<Encount
         // would move the end to midnight, up to a day early; one after the
         // message was sent is no discharge yet.
         if t > ctx.header.sent_at + END_AFTER_SENDING {
-            ctx.warn(
-                WarningCode::BadTimestamp,
-                format!(
-                    "the encounter's end ({}) is later than the message was sent (MSH-7 {}): \
-                     ignored",
-                    t.to_rfc3339(),
-                    ctx.header.sent_at.to_rfc3339()
-                ),
-                Some(t.to_rfc3339()),
-                "PV1-45".to_owned(),
-            );
+            warn_after_sending(ctx, t, "PV1-45", "ignored");
             ended_at = None;
-        } else if pv1.value(45).is_some_and(|raw| date_only(&raw)) {
+        } else if end_is_date {
             ended_at = None;
         }
     }
@@ -131,19 +123,30 @@ fn not_after_sending(
         .flatten()
         .find(|t| *t <= latest)
         .unwrap_or(sent);
+    let then = format!("{} taken instead", stand_in.to_rfc3339());
+    warn_after_sending(ctx, end, from, &then);
+    stand_in
+}
+
+/// The warning for an end later than its message was sent (read at
+/// `location`), saying what became of it (`then`).
+fn warn_after_sending(
+    ctx: &mut Ctx<'_, '_>,
+    end: chrono::DateTime<chrono::Utc>,
+    location: &str,
+    then: &str,
+) {
+    let message = format!(
+        "the encounter's end ({}) is later than the message was sent (MSH-7 {}): {then}",
+        end.to_rfc3339(),
+        ctx.header.sent_at.to_rfc3339()
+    );
     ctx.warn(
         WarningCode::BadTimestamp,
-        format!(
-            "the encounter's end ({}) is later than the message was sent (MSH-7 {}): \
-             {} taken instead",
-            end.to_rfc3339(),
-            sent.to_rfc3339(),
-            stand_in.to_rfc3339()
-        ),
+        message,
         Some(end.to_rfc3339()),
-        from.to_owned(),
+        location.to_owned(),
     );
-    stand_in
 }
 
 /// Whether an HL7 timestamp gives a date at most (`YYYY[MM[DD]]`), no hour.
