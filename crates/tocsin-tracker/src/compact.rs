@@ -194,6 +194,13 @@ impl Nhs {
         }
     }
 
+    /// Whether both this and `other` are known and differ: the mark of
+    /// another patient (visit numbers collide across systems, so a visit
+    /// number alone never says whose a message is).
+    pub(crate) fn differs(self, syms: &Symbols, other: Option<&str>) -> bool {
+        other.is_some_and(|n| self.with_str(syms, |x| x != n).unwrap_or(false))
+    }
+
     /// Compares with a `&str` without allocating.
     pub(crate) fn eq_str(self, syms: &Symbols, s: &str) -> bool {
         if self == Self::NONE {

@@ -108,10 +108,7 @@ impl Tracker {
         // component is kept, and numbering collides across systems): a
         // document for one patient never settles another's discharge,
         // whatever visit it names.
-        if let Some(n) = d.patient.nhs_number.as_deref()
-            && o.nhs.with_str(&self.syms, |_| ()).is_some()
-            && !o.nhs.eq_str(&self.syms, n)
-        {
+        if o.nhs.differs(&self.syms, d.patient.nhs_number.as_deref()) {
             return None;
         }
         let id_eq = match (d.encounter_id, &o.encounter_id) {

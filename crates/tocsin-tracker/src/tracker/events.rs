@@ -265,13 +265,9 @@ impl Tracker {
     /// numbering their own), so an update or a cancellation naming the
     /// visit is not this patient's.
     fn of_another_patient(&self, s: u32, ev: &InterfaceEvent) -> bool {
-        let Some(n) = ev.patient.nhs_number.as_deref() else {
-            return false;
-        };
         self.open
             .get(s)
-            .and_then(|o| o.nhs.with_str(&self.syms, |x| x != n))
-            .unwrap_or(false)
+            .is_some_and(|o| o.nhs.differs(&self.syms, ev.patient.nhs_number.as_deref()))
     }
 
     /// A later message gives open slot `s` another encounter end (the PAS
