@@ -230,26 +230,25 @@ pub(crate) fn cancelled_key(expectation_id: &[u8; 16]) -> SeenKey {
 /// The id of the expectation of a discharge recorded again after the one
 /// with id `id` was withdrawn with alerts raised.
 pub(crate) fn next_generation(id: &[u8; 16]) -> [u8; 16] {
-    let mut h = Sha256::new();
-    h.update(b"tocsin-generation\0");
-    h.update(id);
-    let d = h.finalize();
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&d[..16]);
-    out
+    tagged_digest(b"tocsin-generation\0", id)
 }
 
 /// A key beside the duplicate keys, for something other than a message:
 /// the first 128 bits of SHA-256 over a tag and the bytes, so that no
 /// message's key can equal it.
 fn tagged_key(tag: &[u8], bytes: &[u8]) -> SeenKey {
+    split_key(u128::from_be_bytes(tagged_digest(tag, bytes)))
+}
+
+/// The first 128 bits of SHA-256 over a tag and the bytes.
+fn tagged_digest(tag: &[u8], bytes: &[u8]) -> [u8; 16] {
     let mut h = Sha256::new();
     h.update(tag);
     h.update(bytes);
     let d = h.finalize();
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&d[..16]);
-    split_key(u128::from_be_bytes(b))
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&d[..16]);
+    out
 }
 
 /// How many times per duplicate horizon the dead keys are swept out.
@@ -329,10 +328,6 @@ fn dead_seen_ranges(horizon: i64) -> Vec<(String, String)> {
 }
 
 impl Tracker {
-    /// Whether a message with this key was seen within the duplicate
-    /// horizon. A key past the horizon may still be in `seen` until the next
-    /// sweep; it no longer counts, exactly as if it had been dropped when the
-    /// clock passed it.
     /// The ids an encounter's expectation under one rule has had, derived
     /// id first: one more for each withdrawal after alerts (see
     /// [`cancelled_key`]) still remembered. The last is the current one.
@@ -347,6 +342,10 @@ impl Tracker {
         out
     }
 
+    /// Whether a message with this key was seen within the duplicate
+    /// horizon. A key past the horizon may still be in `seen` until the next
+    /// sweep; it no longer counts, exactly as if it had been dropped when the
+    /// clock passed it.
     pub(super) fn is_duplicate(&self, h: &SeenKey) -> bool {
         self.seen.get(&h[0]).is_some_and(|&at| {
             self.clock
