@@ -30,11 +30,7 @@ impl Ctx<'_> {
             }
             t if COLLECTIONS.contains(&t) => {
                 let before = self.events.len();
-                let inner = Scope {
-                    entries: &b.entries,
-                    from_bundle: true,
-                    parent: Some(scope),
-                };
+                let inner = Scope::bundle(b, scope);
                 for entry in &b.entries {
                     match &*entry.rtype {
                         "Encounter" | "DocumentReference" => self.resource(entry, &inner)?,
@@ -64,11 +60,7 @@ impl Ctx<'_> {
         outer: &Scope<'_>,
         sent_at: Option<DateTime<Utc>>,
     ) -> Result<Draft, FhirError> {
-        let scope = Scope {
-            entries: &b.entries,
-            from_bundle: true,
-            parent: Some(outer),
-        };
+        let scope = Scope::bundle(b, outer);
         let comp = b
             .entries
             .first()
@@ -98,11 +90,7 @@ impl Ctx<'_> {
             .reader
             .composition(&comp_entry.text)
             .map_err(|err| FhirError::invalid("Composition", &comp_entry.loc, &err))?;
-        let cscope = Scope {
-            entries: &comp_entry.contained,
-            from_bundle: false,
-            parent: Some(scope),
-        };
+        let cscope = Scope::contained(comp_entry, scope);
         let at = &comp_entry.loc;
         let mut warnings = Vec::new();
         let (kind, type_code) = document_kind(
@@ -215,11 +203,7 @@ impl Ctx<'_> {
     /// A message bundle: MessageHeader first; a document event for the
     /// payload of a document message, an acknowledgement for a response.
     fn message(&mut self, b: &Prepared, outer: &Scope<'_>) -> Result<Draft, FhirError> {
-        let scope = Scope {
-            entries: &b.entries,
-            from_bundle: true,
-            parent: Some(outer),
-        };
+        let scope = Scope::bundle(b, outer);
         let mh_entry = b
             .entries
             .first()
@@ -358,22 +342,14 @@ impl Ctx<'_> {
                 // its DocumentReference is the document, its references
                 // resolved among the collection's entries.
                 Some(nested) if nested.view.bundle_type == "collection" => {
-                    let collection = Scope {
-                        entries: &nested.entries,
-                        from_bundle: true,
-                        parent: Some(scope),
-                    };
+                    let collection = Scope::bundle(nested, scope);
                     match nested
                         .entries
                         .iter()
                         .find(|x| x.rtype == "DocumentReference")
                     {
                         Some(dr) => {
-                            let inner = Scope {
-                                entries: &dr.contained,
-                                from_bundle: false,
-                                parent: Some(&collection),
-                            };
+                            let inner = Scope::contained(dr, &collection);
                             Some(self.document_reference(dr, &inner, Some(sent_at))?)
                         }
                         None => None,
@@ -385,11 +361,7 @@ impl Ctx<'_> {
                 Some(self.composition(e, scope, None, Some(sent_at))?)
             }
             Some(e) if e.rtype == "DocumentReference" => {
-                let inner = Scope {
-                    entries: &e.contained,
-                    from_bundle: false,
-                    parent: Some(scope),
-                };
+                let inner = Scope::contained(e, scope);
                 Some(self.document_reference(e, &inner, Some(sent_at))?)
             }
             _ => None,

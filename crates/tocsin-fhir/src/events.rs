@@ -73,11 +73,7 @@ impl Ctx<'_> {
 
     /// One event for a standalone (or collection-entry) resource.
     pub fn resource(&mut self, e: &Entry, scope: &Scope<'_>) -> Result<(), FhirError> {
-        let inner = Scope {
-            entries: &e.contained,
-            from_bundle: false,
-            parent: Some(scope),
-        };
+        let inner = Scope::contained(e, scope);
         let draft = match &*e.rtype {
             "Encounter" => self.encounter(e, &inner)?,
             "DocumentReference" => self.document_reference(e, &inner, None)?,

@@ -236,6 +236,24 @@ pub(crate) struct Scope<'a> {
 }
 
 impl<'a> Scope<'a> {
+    /// The scope of an entry's contained resources, within `parent`.
+    pub fn contained(entry: &'a Entry<'a>, parent: &'a Scope<'a>) -> Self {
+        Scope {
+            entries: &entry.contained,
+            from_bundle: false,
+            parent: Some(parent),
+        }
+    }
+
+    /// The scope of a bundle's entries, within `parent`.
+    pub fn bundle(bundle: &'a Prepared<'a>, parent: &'a Scope<'a>) -> Self {
+        Scope {
+            entries: &bundle.entries,
+            from_bundle: true,
+            parent: Some(parent),
+        }
+    }
+
     /// Whether this scope lies within a bundle, where every reference is
     /// expected to resolve (a document bundle is self-contained).
     pub fn in_bundle(&self) -> bool {

@@ -86,11 +86,7 @@ impl Env<'_> {
         for (i, id) in p.identifiers.iter().enumerate() {
             self.add_identifier(&mut s, id, &format_args!("{}.identifier[{i}]", e.loc));
         }
-        let inner = Scope {
-            entries: &e.contained,
-            from_bundle: false,
-            parent: Some(scope),
-        };
+        let inner = Scope::contained(e, scope);
         s.gp_practice = p
             .general_practitioners
             .iter()
@@ -189,13 +185,12 @@ impl Env<'_> {
             },
             None => None,
         };
-        let inner = Scope {
-            entries: &e.contained,
-            from_bundle: false,
-            parent: Some(scope),
-        };
+        let inner = Scope::contained(e, scope);
         let site = self.site(&v, &inner)?;
-        if let Some(end) = date_only_end(e) {
+        // Read again from the input only for an Encounter that has ended.
+        if v.end.is_some()
+            && let Some(end) = date_only_end(e)
+        {
             warnings.push(Warning {
                 code: WarningCode::BadTimestamp,
                 message: "Encounter.period.end is a date without a time: local midnight at its \
