@@ -23,7 +23,6 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use tocsin_store::AlertGroup;
-use tocsin_tracker::AlertKind;
 
 use crate::access::StoreAccess;
 use crate::config::{Alertmanager, join};
@@ -134,7 +133,7 @@ impl<S: StoreAccess> AlertmanagerWorker<S> {
             .call(move |s| {
                 Ok((
                     s.overdue_groups(grouping)?,
-                    s.alert_groups(AlertKind::DeliveryFailed, since, grouping)?,
+                    s.failed_delivery_groups(since, grouping)?,
                 ))
             })
             .await;

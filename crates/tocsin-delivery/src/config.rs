@@ -125,8 +125,9 @@ pub struct AlertmanagerSection {
     /// (`https://tocsin.trust.nhs.uk`), for the links in annotations.
     #[serde(default = "defaults::api_base")]
     pub api_base_url: String,
-    /// How long a `delivery_failed` alert keeps firing, in seconds (a
-    /// failed transmission has no later "resolved").
+    /// How long a `delivery_failed` alert keeps firing, in seconds, unless
+    /// the document is sent again and accepted first (a refusal is
+    /// otherwise never answered by a "resolved").
     #[serde(default = "defaults::failed_for")]
     pub delivery_failed_for_secs: f64,
     /// `severity` label of the overdue alert.

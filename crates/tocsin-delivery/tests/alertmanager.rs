@@ -21,8 +21,8 @@ use tocsin_delivery::{Delivery, DeliveryConfig, DeliveryMetrics, SharedStore};
 use tocsin_event::{DocumentKind, EncounterKind, EventId, Identifier};
 use tocsin_store::Batch;
 use tocsin_tracker::{
-    AlertKind, Effect, EncounterSummary, Expectation, ExpectationId, ExpectationStatus,
-    PatientKeys, RuleRef,
+    AlertKind, DeliveryStatus, Effect, EncounterSummary, Expectation, ExpectationId,
+    ExpectationStatus, PatientKeys, RuleRef,
 };
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -204,6 +204,24 @@ fn start(
     (d.spawn(store.clone()).unwrap(), metrics)
 }
 
+/// Waits for Alertmanager's first `resolved` notification and returns it,
+/// once no alert is active any more.
+async fn resolution(notifications: &Notifications, base: &str) -> Value {
+    wait_until("Alertmanager notifies the resolution", LIMIT, || async {
+        notifications
+            .all()
+            .iter()
+            .any(|n| n["status"] == "resolved")
+    })
+    .await;
+    assert!(active_alerts(base).await.is_empty());
+    notifications
+        .all()
+        .into_iter()
+        .find(|n| n["status"] == "resolved")
+        .expect("a resolved notification")
+}
+
 fn assert_no_patient_data(what: &str, v: &Value) {
     let text = v.to_string();
     for id in PATIENT_DATA {
@@ -269,17 +287,9 @@ async fn an_overdue_then_resolved_group_fires_then_resolves_without_patient_data
     // The document arrives late: the expectation is settled, the group
     // empties, and tocsin posts the same alert with endsAt now.
     put(&store, expectation(ExpectationStatus::Late)).await;
-    wait_until("Alertmanager notifies the resolution", LIMIT, || async {
-        notifications
-            .all()
-            .iter()
-            .any(|n| n["status"] == "resolved")
-    })
-    .await;
-    assert!(active_alerts(&am.base).await.is_empty());
+    let resolved = resolution(&notifications, &am.base).await;
     let all = notifications.all();
     let firing = all.iter().find(|n| n["status"] == "firing").unwrap();
-    let resolved = all.iter().find(|n| n["status"] == "resolved").unwrap();
     assert_eq!(firing["alerts"][0]["fingerprint"], fingerprint);
     assert_eq!(
         resolved["alerts"][0]["fingerprint"], fingerprint,
@@ -368,6 +378,48 @@ async fn a_failed_delivery_fires_its_group_with_a_link_to_that_group_only() {
     ] {
         assert!(!text.contains(id), "{id} in {text}");
     }
+}
+
+/// A failed transmission whose document was sent again and accepted (its
+/// expectation's delivery now acknowledged) no longer fires: tocsin posts
+/// the group resolved, before `delivery_failed_for_secs` has run out.
+#[tokio::test]
+async fn a_failed_delivery_accepted_on_resend_resolves() {
+    let (am, notifications) = start_alertmanager().await;
+    let tmp = TempStore::new();
+    let store = tmp.open();
+    let (_workers, metrics) = start(&store, config(&am.base, Duration::from_secs(60)));
+    let mut failed = common::alert(9, AlertKind::DeliveryFailed, Some("RXX01"));
+    failed.raised_at = Utc::now().with_nanosecond(0).unwrap() - chrono::Duration::minutes(5);
+    let mut e = expectation(ExpectationStatus::OnTime);
+    e.id = failed.expectation_id.clone();
+    e.delivery = Some(DeliveryStatus::Failed);
+    let mut batch = Batch::from_effects([Effect::AlertRaised(failed)]);
+    batch.push_expectation(e.clone());
+    store.call(move |s| s.commit(&batch)).await.unwrap();
+    wait_until("Alertmanager holds the failed group", LIMIT, || async {
+        active_alerts(&am.base).await.len() == 1
+    })
+    .await;
+
+    // The resend is pending: still failing.
+    e.delivery = Some(DeliveryStatus::Pending);
+    put(&store, e.clone()).await;
+    let since = Utc::now() - chrono::Duration::hours(1);
+    let groups = store
+        .call(move |s| s.failed_delivery_groups(since, Default::default()))
+        .await
+        .unwrap();
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    // Accepted: resolved.
+    e.delivery = Some(DeliveryStatus::Acknowledged);
+    put(&store, e).await;
+    let resolved = resolution(&notifications, &am.base).await;
+    assert_eq!(
+        resolved["alerts"][0]["labels"]["alertname"],
+        "TocsinDeliveryFailed"
+    );
+    assert_eq!(metrics.alertmanager_firing.get(), 0);
 }
 
 /// A failure stamped ahead of the wall clock (an engine writing local

@@ -10,10 +10,15 @@
 //! accepted an alert is never sent it twice by the queue.
 //!
 //! Alertmanager is level-triggered instead: it is told what is true now
-//! ([`crate::Store::overdue_groups`], [`crate::Store::alert_groups`]), so it
-//! needs no queue of its own.
+//! ([`crate::Store::overdue_groups`],
+//! [`crate::Store::failed_delivery_groups`]), so it needs no queue of its
+//! own.
 
 use chrono::{DateTime, Utc};
+
+/// An expectation's `delivery` once its document was accepted, as its body
+/// holds it: a failure it had is then no longer firing.
+const ACKNOWLEDGED: &str = "acknowledged";
 
 /// A delivery to write in the same commit as its alert.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,7 +161,8 @@ pub(crate) mod sqlite {
     use rusqlite::{Connection, OptionalExtension, params};
 
     use super::{
-        AlertGroup, DeliveryCounts, DeliveryOutcome, Grouping, PendingDelivery, QueuedDelivery,
+        ACKNOWLEDGED, AlertGroup, DeliveryCounts, DeliveryOutcome, Grouping, PendingDelivery,
+        QueuedDelivery,
     };
     use crate::StoreError;
     use crate::rows::micros;
@@ -360,20 +366,20 @@ pub(crate) mod sqlite {
         )
     }
 
-    pub(crate) fn alert_groups(
+    pub(crate) fn failed_delivery_groups(
         conn: &Connection,
-        kind: &str,
         since: DateTime<Utc>,
         grouping: Grouping,
     ) -> Result<Vec<AlertGroup>, StoreError> {
+        let from = format!(
+            "alerts WHERE kind = 'delivery_failed' AND raised_at >= ?1 AND NOT EXISTS \
+             (SELECT 1 FROM expectations e WHERE e.id = json_extract(alerts.body, \
+             '$.expectation_id') AND json_extract(e.body, '$.delivery') = '{ACKNOWLEDGED}')"
+        );
         groups(
             conn,
-            &grouping.sql(
-                "alerts WHERE kind = ?1 AND raised_at >= ?2",
-                "raised_at",
-                "NULL",
-            ),
-            params![kind, micros(since)],
+            &grouping.sql(&from, "raised_at", "NULL"),
+            params![micros(since)],
         )
     }
 }
@@ -384,7 +390,8 @@ pub(crate) mod pg {
     use postgres::GenericClient;
 
     use super::{
-        AlertGroup, DeliveryCounts, DeliveryOutcome, Grouping, PendingDelivery, QueuedDelivery,
+        ACKNOWLEDGED, AlertGroup, DeliveryCounts, DeliveryOutcome, Grouping, PendingDelivery,
+        QueuedDelivery,
     };
     use crate::StoreError;
 
@@ -538,20 +545,25 @@ pub(crate) mod pg {
         Ok(groups(rows))
     }
 
-    pub(crate) fn alert_groups(
+    pub(crate) fn failed_delivery_groups(
         c: &mut impl GenericClient,
-        kind: &str,
         since: DateTime<Utc>,
         grouping: Grouping,
     ) -> Result<Vec<AlertGroup>, StoreError> {
-        let sql = grouping.sql(
-            "alerts WHERE kind = $1 AND raised_at >= $2",
-            "raised_at",
-            "NULL::text",
+        // A body may hold the JSON escape of NUL, which jsonb refuses: read
+        // as tocsin's other lookups do, with U+FFFD in its place.
+        let json = |table: &str| format!("replace({table}.body, '\\u0000', '\\ufffd')::jsonb");
+        let from = format!(
+            "alerts WHERE kind = 'delivery_failed' AND raised_at >= $1 AND NOT EXISTS \
+             (SELECT 1 FROM expectations e WHERE e.id = {} ->> 'expectation_id' \
+             AND {} ->> 'delivery' = '{ACKNOWLEDGED}')",
+            json("alerts"),
+            json("e")
         );
+        let sql = grouping.sql(&from, "raised_at", "NULL::text");
         let rows = c
-            .query(sql.as_str(), &[&kind, &since])
-            .map_err(pg("query alert groups"))?;
+            .query(sql.as_str(), &[&since])
+            .map_err(pg("query failed delivery groups"))?;
         Ok(groups(rows))
     }
 }

@@ -240,10 +240,12 @@ pub trait Store: Send {
     /// told is firing).
     fn overdue_groups(&mut self, grouping: Grouping) -> Result<Vec<AlertGroup>, StoreError>;
 
-    /// Alerts of one kind raised since a time, grouped the same way.
-    fn alert_groups(
+    /// `delivery_failed` alerts raised since a time, grouped the same way,
+    /// leaving out those whose expectation's delivery has since been
+    /// acknowledged (the document sent again and accepted): what
+    /// Alertmanager is told is still failing.
+    fn failed_delivery_groups(
         &mut self,
-        kind: tocsin_tracker::AlertKind,
         since: DateTime<Utc>,
         grouping: Grouping,
     ) -> Result<Vec<AlertGroup>, StoreError>;

@@ -1035,14 +1035,13 @@ impl Store for PostgresStore {
         self.with_conn(|c| crate::deliveries::pg::overdue_groups(&mut c.client, grouping))
     }
 
-    fn alert_groups(
+    fn failed_delivery_groups(
         &mut self,
-        kind: tocsin_tracker::AlertKind,
         since: DateTime<Utc>,
         grouping: crate::Grouping,
     ) -> Result<Vec<crate::AlertGroup>, StoreError> {
         self.with_conn(|c| {
-            crate::deliveries::pg::alert_groups(&mut c.client, kind.as_str(), since, grouping)
+            crate::deliveries::pg::failed_delivery_groups(&mut c.client, since, grouping)
         })
     }
 }

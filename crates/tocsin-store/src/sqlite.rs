@@ -897,13 +897,12 @@ impl Store for SqliteStore {
         crate::deliveries::sqlite::overdue_groups(&self.conn, grouping)
     }
 
-    fn alert_groups(
+    fn failed_delivery_groups(
         &mut self,
-        kind: tocsin_tracker::AlertKind,
         since: DateTime<Utc>,
         grouping: crate::Grouping,
     ) -> Result<Vec<crate::AlertGroup>, StoreError> {
-        crate::deliveries::sqlite::alert_groups(&self.conn, kind.as_str(), since, grouping)
+        crate::deliveries::sqlite::failed_delivery_groups(&self.conn, since, grouping)
     }
 }
 

@@ -8,7 +8,7 @@ use chrono::Duration;
 use common::{Backend, Spec, alert, at, expectation};
 use tocsin_event::{DocumentKind, EncounterKind};
 use tocsin_store::{Batch, DeliveryCounts, DeliveryOutcome, Grouping, QueuedDelivery};
-use tocsin_tracker::{AlertKind, ExpectationStatus};
+use tocsin_tracker::{AlertKind, DeliveryStatus, ExpectationStatus};
 
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
@@ -26,6 +26,7 @@ on_both!(
     attempts_settle_or_reschedule_and_settled_rows_are_never_due_again,
     subscribers_have_their_own_queues,
     overdue_and_alert_groups_count_without_patients,
+    a_failed_delivery_accepted_on_resend_is_no_longer_grouped,
 );
 
 fn queued(subscriber: &str, alert_id: &str) -> QueuedDelivery {
@@ -187,15 +188,11 @@ fn overdue_and_alert_groups_count_without_patients(b: &dyn Backend) {
     assert_eq!(none.count, 1);
 
     assert!(groups.iter().all(|g| g.specialty.is_none()), "{groups:?}");
-    let failed = store
-        .alert_groups(AlertKind::DeliveryFailed, at(150), whole)
-        .unwrap();
+    let failed = store.failed_delivery_groups(at(150), whole).unwrap();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].count, 1, "only f2 is recent enough");
     assert_eq!(failed[0].last, at(200));
-    let all = store
-        .alert_groups(AlertKind::DeliveryFailed, at(0), whole)
-        .unwrap();
+    let all = store.failed_delivery_groups(at(0), whole).unwrap();
     assert_eq!(all[0].count, 2);
 
     // Split by specialty: RXX01's two overdue are one each of 300 and 101.
@@ -217,9 +214,7 @@ fn overdue_and_alert_groups_count_without_patients(b: &dyn Backend) {
         "{}",
         b.name()
     );
-    let failed = store
-        .alert_groups(AlertKind::DeliveryFailed, at(0), split)
-        .unwrap();
+    let failed = store.failed_delivery_groups(at(0), split).unwrap();
     let mut counts: Vec<_> = failed
         .iter()
         .map(|g| (g.specialty.as_deref(), g.count, g.last))
@@ -231,4 +226,39 @@ fn overdue_and_alert_groups_count_without_patients(b: &dyn Backend) {
         "{}",
         b.name()
     );
+}
+
+/// A `delivery_failed` alert stops counting in Alertmanager's groups once
+/// its expectation's delivery is acknowledged (the summary sent again and
+/// accepted); one whose resend is only pending, or failed again, still
+/// counts. A body holding the JSON escape of NUL does not stop the query.
+fn a_failed_delivery_accepted_on_resend_is_no_longer_grouped(b: &dyn Backend) {
+    let mut store = b.open();
+    let mut batch = Batch::default();
+    // `alert(id, ..)` names expectation `exp-{id}`.
+    for (id, expectation_id, delivery) in [
+        ("f1", "exp-f1", DeliveryStatus::Acknowledged),
+        ("f2", "exp-f2", DeliveryStatus::Pending),
+        ("f3", "exp-f3", DeliveryStatus::Failed),
+    ] {
+        let mut e = expectation(&Spec {
+            id: expectation_id,
+            status: ExpectationStatus::OnTime,
+            document_kind: DocumentKind::DischargeSummary,
+            encounter_kind: EncounterKind::Inpatient,
+            site: Some("RXX01"),
+            ended_at: 0,
+            deadline: 24 * 60,
+        });
+        e.delivery = Some(delivery);
+        e.gp_practice = Some("A81\u{0}001".into());
+        batch.push_expectation(e);
+        batch.alerts.push(alert(id, AlertKind::DeliveryFailed, 100));
+    }
+    store.commit(&batch).unwrap();
+    let failed = store
+        .failed_delivery_groups(at(0), Grouping::default())
+        .unwrap();
+    assert_eq!(failed.len(), 1, "{}: {failed:?}", b.name());
+    assert_eq!(failed[0].count, 2, "{}: f2 and f3, not f1", b.name());
 }

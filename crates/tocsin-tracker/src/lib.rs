@@ -83,9 +83,13 @@
 //! - **Acknowledgements** attach to the settling transmission (its
 //!   `source.message_id`) for `ack_horizon`; one read before its document
 //!   waits `allowed_lateness` of event time for it (state `early_ack`)
-//!   before it is counted unmatched; failure is final and raises
-//!   `delivery_failed` once; `unconfirmed` (off unless `unconfirmed_after`
-//!   is set) fires when none came in time.
+//!   before it is counted unmatched; a failure is final for its
+//!   transmission and raises `delivery_failed` once; the same document
+//!   sent again under another message id is the transmission the
+//!   expectation then waits on (delivery `pending`, then `acknowledged` or
+//!   `failed` by its own acknowledgement; [`Counters::deliveries_resent`]);
+//!   `unconfirmed` (off unless `unconfirmed_after` is set) fires when none
+//!   came in time.
 //! - **Alerts** have id `<expectation id>:<kind>` and are never raised twice
 //!   for one expectation (`alerts_raised`). `late` comes with every document
 //!   issued after its deadline; `resolved` follows when `overdue` was raised.

@@ -766,6 +766,100 @@ fn a_cancellation_of_a_settled_discharge_is_not_counted_unmatched() {
     assert_eq!(tr.counters().cancellations_unmatched, 1);
 }
 
+/// A summary the GP system refused, sent again by the engine once the
+/// fault is mended (same document, another message id): the resend is the
+/// transmission the expectation waits on, so its acceptance clears the
+/// failure, with or without a restart in between. The refused one's late
+/// acknowledgement no longer counts; a refused resend raises nothing new.
+#[test]
+fn a_refused_summary_sent_again_and_accepted_clears_the_failure() {
+    for restart in [false, true] {
+        let mut tr = tracker();
+        let mut store = Store::default();
+        let at = |s: &str| t(&format!("2024-01-10T{s}Z"));
+        let first = doc(
+            "m2",
+            Some("V1"),
+            D::DischargeSummary,
+            at("12:00:00"),
+            Some(NHS),
+        );
+        let mut again = doc(
+            "m3",
+            Some("V1"),
+            D::DischargeSummary,
+            at("14:00:00"),
+            Some(NHS),
+        );
+        again.document = first.document.clone();
+        again.document.as_mut().unwrap().issued_at = at("14:00:00");
+        store.commit(&tr.apply(&end("m1", "V1", K::Inpatient, at("10:00:00"), NHS)));
+        store.commit(&tr.apply(&first));
+        let fx = tr.apply(&ack("a1", "m2", true, at("12:01:00")));
+        assert_eq!(kinds(&fx), [A::DeliveryFailed]);
+        store.commit(&fx);
+
+        let fx = tr.apply(&again);
+        assert!(kinds(&fx).is_empty(), "{fx:?}");
+        let resent = changed(&fx);
+        assert_eq!(resent.len(), 1, "{fx:?}");
+        assert_eq!(resent[0].delivery, Some(DeliveryStatus::Pending));
+        let settlement = resent[0].settlement.as_ref().unwrap();
+        assert_eq!(
+            (settlement.message_id.as_str(), settlement.issued_at),
+            ("m2", at("12:00:00")),
+            "the first transmission still counts"
+        );
+        assert_eq!(resent[0].status, S::OnTime);
+        assert_eq!(tr.counters().deliveries_resent, 1);
+        assert_eq!(tr.counters().documents_repeated, 0);
+        store.commit(&fx);
+        if restart {
+            tr = store.restored();
+        }
+
+        // A late copy of the first refusal reaches nothing now.
+        let fx = tr.apply(&ack("a2", "m2", true, at("14:00:30")));
+        assert!(
+            changed(&fx).is_empty() && kinds(&fx).is_empty(),
+            "restart {restart}: {fx:?}"
+        );
+        let fx = tr.apply(&ack("a3", "m3", false, at("14:01:00")));
+        assert!(kinds(&fx).is_empty(), "{fx:?}");
+        let last = changed(&fx);
+        assert_eq!(last.len(), 1, "restart {restart}: {fx:?}");
+        assert_eq!(last[0].delivery, Some(DeliveryStatus::Acknowledged));
+        assert_eq!(last[0].alerts_raised, [A::DeliveryFailed]);
+        tr.advance_to(at("23:00:00"));
+        assert_eq!(tr.counters().acks_unmatched, 1, "restart {restart}");
+    }
+
+    // A resend refused too: failed again, no second alert; a third copy
+    // is the next resend.
+    let mut tr = tracker();
+    let at = |s: &str| t(&format!("2024-01-10T{s}Z"));
+    let copy = |msg: &str, time: &str| {
+        let mut d = doc(msg, Some("V1"), D::DischargeSummary, at(time), Some(NHS));
+        d.document.as_mut().unwrap().id = "DOC-S".into();
+        d
+    };
+    tr.apply(&end("m1", "V1", K::Inpatient, at("10:00:00"), NHS));
+    tr.apply(&copy("m2", "12:00:00"));
+    tr.apply(&ack("a1", "m2", true, at("12:01:00")));
+    tr.apply(&copy("m3", "13:00:00"));
+    let fx = tr.apply(&ack("a2", "m3", true, at("13:01:00")));
+    assert!(kinds(&fx).is_empty(), "{fx:?}");
+    assert_eq!(changed(&fx)[0].delivery, Some(DeliveryStatus::Failed));
+    tr.apply(&copy("m4", "15:00:00"));
+    let fx = tr.apply(&ack("a3", "m4", false, at("15:01:00")));
+    assert_eq!(changed(&fx)[0].delivery, Some(DeliveryStatus::Acknowledged));
+    assert_eq!(tr.counters().deliveries_resent, 2);
+    // A copy of a summary whose delivery did not fail is a repeat, as before.
+    tr.apply(&copy("m5", "16:00:00"));
+    assert_eq!(tr.counters().documents_repeated, 1);
+    assert_eq!(tr.counters().deliveries_resent, 2);
+}
+
 /// `delivery_failed` is raised at the failing acknowledgement's own time
 /// (never before the document's issue), whatever else was read before it:
 /// the same input gives the same alert whether read at once or over days.

@@ -876,6 +876,21 @@ fn replay_raises_delivery_failed_when_the_gp_system_refuses() {
     assert_eq!(only_row(&report)["on_time"], 1);
 }
 
+/// Refused, sent again by the engine under a new message id and accepted:
+/// one `delivery_failed`, the resend counted as such (not a repeat), and
+/// its acceptance reaches it (no unmatched acknowledgement).
+#[test]
+fn replay_takes_a_summary_sent_again_after_a_refusal_as_its_resend() {
+    let (alerts, report, stderr) = replay("delivery-resent", "2024-06-01T00:00:00Z");
+    assert_eq!(kinds(&alerts), ["delivery_failed"]);
+    assert_eq!(only_row(&report)["on_time"], 1);
+    let notices = &report["notices"];
+    assert_eq!(notices["delivery_resent"], 1, "{report}");
+    assert_eq!(notices["document_repeated"], 0, "{report}");
+    assert_eq!(notices["ack_unmatched"], 0, "{report}");
+    assert!(stderr.contains("delivery_resent=1"), "{stderr}");
+}
+
 #[test]
 fn replay_matches_a_summary_without_visit_number_by_patient_and_window() {
     let (alerts, report, _) = replay("patient-window", "2024-06-01T00:00:00Z");

@@ -301,6 +301,12 @@ impl Tracker {
             self.settle(slot, doc, method, &ev.source.message_id, &ev.event_id, fx);
             return;
         }
+        if !self.failed_transmissions.is_empty()
+            && self.resend_after_failure(doc, &ev.source.message_id, fx)
+        {
+            self.counters.deliveries_resent += 1;
+            return;
+        }
         if ev.event_type == EventType::DocumentReplaced {
             self.counters.replacements_unmatched += 1;
             return;
@@ -551,7 +557,7 @@ impl Tracker {
         self.remember_transmission(message_id, issued_at, exp, fx);
     }
 
-    fn remember_transmission(
+    pub(super) fn remember_transmission(
         &mut self,
         message_id: &str,
         issued_at: DateTime<Utc>,

@@ -610,6 +610,9 @@ impl Tracker {
             }
             changed = true;
             exp.delivery = Some(status);
+            if status == DeliveryStatus::Failed {
+                self.failed_transmissions.insert(message_id.to_string());
+            }
             if alert {
                 exp.alerts_raised.push(AlertKind::DeliveryFailed);
             }
@@ -627,6 +630,61 @@ impl Tracker {
         // a failure) leaves the stored record as it is: not rewritten.
         if changed {
             fx.put_state(namespaces::TRANSMISSION, message_id, &t.record());
+        }
+        true
+    }
+
+    /// A document sent again after its transmission was refused (the
+    /// engine's resend once the fault is mended), under another message
+    /// id: it becomes the transmission its expectation waits on, the
+    /// expectation's delivery `pending` again, so that the resend's
+    /// acknowledgement reaches it and an acceptance clears the failure (the
+    /// `delivery_failed` alert stays on record, and is not raised again if
+    /// the resend is refused too). The refused transmission is let go: a
+    /// late acknowledgement of it could otherwise undo the resend's, and
+    /// would not after a restart. Returns whether `doc` was such a resend.
+    pub(super) fn resend_after_failure(
+        &mut self,
+        doc: &tocsin_event::Document,
+        message_id: &str,
+        fx: &mut Effects<'_>,
+    ) -> bool {
+        let resends = |e: &crate::Expectation| {
+            e.delivery == Some(DeliveryStatus::Failed)
+                && e.settlement
+                    .as_ref()
+                    .is_some_and(|s| s.document_id == doc.id)
+        };
+        let Some(failed) = self
+            .failed_transmissions
+            .iter()
+            .find(|m| {
+                m.as_str() != message_id
+                    && self
+                        .transmissions
+                        .get(m.as_str())
+                        .is_some_and(|t| t.expectations.iter().any(resends))
+            })
+            .cloned()
+        else {
+            return false;
+        };
+        let Some(mut t) = self.transmissions.remove(&failed) else {
+            return false;
+        };
+        let (resent, kept): (Vec<_>, Vec<_>) = t.expectations.drain(..).partition(resends);
+        if kept.is_empty() {
+            self.failed_transmissions.remove(&failed);
+            fx.delete_state(namespaces::TRANSMISSION, failed);
+        } else {
+            t.expectations = kept;
+            fx.put_state(namespaces::TRANSMISSION, &failed, &t.record());
+            self.transmissions.insert(failed, t);
+        }
+        for mut exp in resent {
+            exp.delivery = Some(DeliveryStatus::Pending);
+            fx.push(Effect::ExpectationChanged(exp.clone()));
+            self.remember_transmission(message_id, doc.issued_at, exp, fx);
         }
         true
     }

@@ -126,13 +126,18 @@ pub struct Counters {
     /// visits alike. The first is kept and this end makes none of its own
     /// (its expectation would take the same id): a discharge not tracked.
     pub visit_collisions: u64,
+    /// Documents sent again after their transmission was refused (the
+    /// engine's resend once the fault is mended): the resend is the
+    /// transmission its expectation now waits on, and its acceptance
+    /// clears the failure.
+    pub deliveries_resent: u64,
 }
 
 impl Counters {
     /// Every counter with its name, for a metric label or a report: the
     /// names are stable (operators' dashboards use them) and carry no
     /// patient data.
-    pub fn named(&self) -> [(&'static str, u64); 18] {
+    pub fn named(&self) -> [(&'static str, u64); 19] {
         // Destructured so that a new counter cannot be left out.
         let Counters {
             duplicates,
@@ -153,6 +158,7 @@ impl Counters {
             merges_applied,
             ends_corrected,
             visit_collisions,
+            deliveries_resent,
         } = *self;
         [
             ("duplicate", duplicates),
@@ -173,6 +179,7 @@ impl Counters {
             ("merge_applied", merges_applied),
             ("end_corrected", ends_corrected),
             ("visit_collision", visit_collisions),
+            ("delivery_resent", deliveries_resent),
         ]
     }
 }
@@ -214,6 +221,10 @@ pub struct Tracker {
     pending_by_message: MultiIndex,
     pending_expiry: BTreeSet<(i64, u32)>,
     transmissions: HashMap<String, Transmission, FxBuild>,
+    /// Message ids of the remembered transmissions whose delivery failed:
+    /// few, and what a document sent again is looked for among (see
+    /// [`Tracker::resend_after_failure`]).
+    failed_transmissions: BTreeSet<String>,
     /// Acknowledgements read before their document, by the message id they
     /// name ([`state::EarlyAck`]), and when each stops waiting.
     early_acks: HashMap<String, state::EarlyAck, FxBuild>,
@@ -272,6 +283,7 @@ impl Tracker {
             pending_by_message: MultiIndex::default(),
             pending_expiry: BTreeSet::new(),
             transmissions: HashMap::default(),
+            failed_transmissions: BTreeSet::new(),
             early_acks: HashMap::default(),
             early_ack_expiry: BTreeSet::new(),
             tx_timers: BTreeSet::new(),

@@ -399,6 +399,7 @@ impl Tracker {
             t.expectations.retain(|e| e.id.0 != id);
             if t.expectations.is_empty() {
                 self.transmissions.remove(&message_id);
+                self.failed_transmissions.remove(&message_id);
                 fx.delete_state(namespaces::TRANSMISSION, message_id);
             } else {
                 fx.put_state(namespaces::TRANSMISSION, &message_id, &t.record());
@@ -518,6 +519,7 @@ impl Tracker {
         self.tx_timers.remove(&timer);
         let (at, what, id) = timer;
         if what == 1 {
+            self.failed_transmissions.remove(&id);
             if self.transmissions.remove(&id).is_some() {
                 fx.delete_state(namespaces::TRANSMISSION, id);
             }
@@ -789,6 +791,17 @@ impl Restoring {
             };
             self.t.transmissions.insert(message_id, tx);
         }
+        self.t.failed_transmissions = self
+            .t
+            .transmissions
+            .iter()
+            .filter(|(_, t)| {
+                t.expectations
+                    .iter()
+                    .any(|e| e.delivery == Some(DeliveryStatus::Failed))
+            })
+            .map(|(m, _)| m.clone())
+            .collect();
         self.t.drop_stale_timers();
         (self.t, dropped)
     }
