@@ -1,7 +1,7 @@
 //! Happenings of the tracker as operations teams see them: documents
 //! settling expectations, and the open and overdue counts.
 
-use tocsin_tracker::{DeliveryStatus, Expectation, ExpectationStatus, Tracker};
+use tocsin_tracker::{AlertKind, DeliveryStatus, Expectation, ExpectationStatus, Tracker};
 
 use super::Metrics;
 use super::labels;
@@ -10,9 +10,10 @@ use super::labels;
 ///
 /// Derived from the tracker's effects: an `ExpectationChanged` whose status
 /// is `on_time` or `late` is the settlement only when it carries the fresh
-/// transmission's state (delivery pending, no `unconfirmed` alert yet);
-/// later changes to a settled expectation (an acknowledgement, a failure,
-/// the unconfirmed check) carry a different delivery state and are not
+/// transmission's state (delivery pending, no `unconfirmed` or
+/// `delivery_failed` alert yet); later changes to a settled expectation (an
+/// acknowledgement, a failure, the unconfirmed check, a refused document
+/// sent again, pending once more) carry a different state and are not
 /// counted again.
 pub struct DocumentSettled<'a> {
     /// The expectation as settled.
@@ -29,7 +30,8 @@ impl DocumentSettled<'_> {
         let fresh = expectation.delivery == Some(DeliveryStatus::Pending)
             && !expectation
                 .alerts_raised
-                .contains(&tocsin_tracker::AlertKind::Unconfirmed);
+                .iter()
+                .any(|k| matches!(k, AlertKind::Unconfirmed | AlertKind::DeliveryFailed));
         (settled && fresh && expectation.settlement.is_some())
             .then_some(DocumentSettled { expectation })
     }
@@ -99,5 +101,48 @@ impl TrackerObserved<'_> {
                     .set(i64::try_from(g.overdue).unwrap_or(i64::MAX));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tocsin_ingest::{ContentHint, IngestConfig, ingest};
+    use tocsin_tracker::{Effect, Policy, Tracker, TrackerConfig};
+
+    use super::DocumentSettled;
+
+    /// A summary refused, sent again and accepted settled one expectation
+    /// once: the resend (delivery pending again) is not a second
+    /// settlement in `tocsin_documents_total`.
+    #[test]
+    fn a_resend_after_a_refusal_is_not_counted_settled_again() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/scenarios/delivery-resent"
+        );
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        assert_eq!(files.len(), 5, "{files:?}");
+        let mut tracker = Tracker::new(Policy::default_contract(), TrackerConfig::default());
+        let mut settled = Vec::new();
+        for f in files {
+            let bytes = std::fs::read(&f).unwrap();
+            for unit in ingest(&bytes, Some(ContentHint::Hl7), &IngestConfig::default()) {
+                for ev in unit.outcome.unwrap() {
+                    for fx in tracker.apply(&ev) {
+                        if let Effect::ExpectationChanged(e) = fx
+                            && DocumentSettled::from_change(&e).is_some()
+                        {
+                            settled.push(e.id);
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(tracker.counters().deliveries_resent, 1);
+        assert_eq!(settled.len(), 1, "{settled:?}");
     }
 }
