@@ -26,6 +26,11 @@ pub enum AlertKind {
     DeliveryFailed,
     /// No acknowledgement within the configured time (off by default).
     Unconfirmed,
+    /// The expectation was withdrawn (discharge cancelled, attendance
+    /// entered in error, a merged duplicate) after `due_soon` or `overdue`
+    /// was raised for it: subscribers who were told to chase the document
+    /// are told to stop.
+    Cancelled,
 }
 
 impl AlertKind {
@@ -38,6 +43,7 @@ impl AlertKind {
             Self::Resolved => "resolved",
             Self::DeliveryFailed => "delivery_failed",
             Self::Unconfirmed => "unconfirmed",
+            Self::Cancelled => "cancelled",
         }
     }
 }
@@ -106,8 +112,10 @@ pub struct Alert {
     /// warning point, or confirmation limit) for `overdue`, `due_soon` and
     /// `unconfirmed`; the document's issue, not before the deadline, for
     /// `late` and `resolved`; the engine's clock at the acknowledgement for
-    /// `delivery_failed`. It does not depend on when the input was read, so a
-    /// replay and the live gateway raise identical alerts.
+    /// `delivery_failed`; the cancelling message's time, not before the
+    /// alert it withdraws, for `cancelled`. It does not depend on when the
+    /// input was read, so a replay and the live gateway raise identical
+    /// alerts.
     #[serde(serialize_with = "crate::time_text::serialize")]
     pub raised_at: DateTime<Utc>,
     /// The rule behind the expectation.

@@ -136,6 +136,90 @@ fn within_allowed_lateness_a_late_document_is_late_but_never_overdue() {
     assert_eq!(tr.clock(), Some(t("2024-01-11T09:30:00Z")));
 }
 
+/// Subscribers told to chase a summary (`overdue`, or `due_soon` where a
+/// rule warns) are told when the discharge is withdrawn: `cancelled`, once,
+/// stamped at the cancelling message and never before the alert it
+/// withdraws, with no document. One withdrawn before any alert raises
+/// nothing, as before.
+#[test]
+fn a_withdrawal_after_overdue_or_due_soon_raises_cancelled_once() {
+    for ty in [
+        EventType::EncounterDischargeCancelled,
+        EventType::EncounterCancelled,
+    ] {
+        let mut tr = tracker();
+        tr.apply(&end(
+            "m1",
+            "V1",
+            K::Inpatient,
+            t("2024-01-10T10:00:00Z"),
+            NHS,
+        ));
+        let overdue = alerts(&tr.advance_to(t("2024-01-11T12:00:00Z")));
+        assert_eq!(overdue.len(), 1);
+        let fx = tr.apply(&cancel("m2", ty, "V1", t("2024-01-11T13:00:00Z")));
+        let withdrawn = alerts(&fx);
+        assert_eq!(withdrawn.len(), 1, "{ty:?}: {fx:?}");
+        let a = &withdrawn[0];
+        assert_eq!(a.kind, A::Cancelled);
+        assert_eq!(a.expectation_id, overdue[0].expectation_id);
+        assert_eq!(a.alert_id, format!("{}:cancelled", a.expectation_id.0));
+        assert_eq!(a.raised_at, t("2024-01-11T13:00:00Z"));
+        assert_eq!((a.document.clone(), a.delay_seconds), (None, None));
+        let exp = changed(&fx).pop().unwrap();
+        assert_eq!(exp.status, S::Cancelled);
+        assert_eq!(exp.alerts_raised, [A::Overdue, A::Cancelled]);
+        // The same cancellation again (another message id): nothing more.
+        let fx = tr.apply(&cancel("m3", ty, "V1", t("2024-01-11T14:00:00Z")));
+        assert!(kinds(&fx).is_empty(), "{fx:?}");
+    }
+
+    // Only `due_soon` raised: `cancelled`, not before the warning point.
+    let text = include_str!("../../../config/policies/nhs-standard-contract.toml")
+        .replace("# due_soon = \"20h\"", "due_soon = \"20h\"");
+    let mut tr = Tracker::new(Policy::from_toml(&text).unwrap(), strict());
+    tr.apply(&end(
+        "m1",
+        "V1",
+        K::Inpatient,
+        t("2024-01-10T10:00:00Z"),
+        NHS,
+    ));
+    assert_eq!(
+        kinds(&tr.advance_to(t("2024-01-11T07:00:00Z"))),
+        [A::DueSoon]
+    );
+    // Stamped before the warning (clocks apart): raised at the warning.
+    let fx = tr.apply(&cancel(
+        "m2",
+        EventType::EncounterDischargeCancelled,
+        "V1",
+        t("2024-01-11T05:00:00Z"),
+    ));
+    let withdrawn = alerts(&fx);
+    assert_eq!(withdrawn.len(), 1, "{fx:?}");
+    assert_eq!(withdrawn[0].kind, A::Cancelled);
+    assert_eq!(withdrawn[0].raised_at, t("2024-01-11T06:00:00Z"));
+
+    // Withdrawn before any alert: nothing to tell.
+    let mut tr = tracker();
+    tr.apply(&end(
+        "m1",
+        "V1",
+        K::Inpatient,
+        t("2024-01-10T10:00:00Z"),
+        NHS,
+    ));
+    let fx = tr.apply(&cancel(
+        "m2",
+        EventType::EncounterDischargeCancelled,
+        "V1",
+        t("2024-01-10T11:00:00Z"),
+    ));
+    assert_eq!(changed(&fx)[0].status, S::Cancelled);
+    assert!(kinds(&fx).is_empty(), "{fx:?}");
+}
+
 #[test]
 fn discharge_cancelled_a13_and_visit_cancelled_a11_withdraw_the_expectation() {
     for ty in [
@@ -2630,12 +2714,14 @@ fn a_discharge_recorded_again_after_its_overdue_was_cancelled_alerts_anew() {
         store.commit(&fx);
         let first = alerts(&fx);
         assert_eq!(first.len(), 1);
-        store.commit(&tr.apply(&cancel(
+        let fx = tr.apply(&cancel(
             "m2",
             EventType::EncounterDischargeCancelled,
             "V100",
             t("2024-02-07T09:00:00Z"),
-        )));
+        ));
+        assert_eq!(kinds(&fx), [A::Cancelled]);
+        store.commit(&fx);
         if restart {
             tr = store.restored();
         }
@@ -2655,7 +2741,8 @@ fn a_discharge_recorded_again_after_its_overdue_was_cancelled_alerts_anew() {
         assert_eq!(second.len(), 1, "restart {restart}: {fx:?}");
         assert_eq!(second[0].kind, A::Overdue);
         assert_ne!(second[0].alert_id, first[0].alert_id, "restart {restart}");
-        assert_eq!(store.alerts.len(), 2);
+        // The first's overdue and its cancellation, the second's overdue.
+        assert_eq!(store.alerts.len(), 3);
         let statuses: Vec<S> = store.expectations.values().map(|e| e.status).collect();
         assert!(statuses.contains(&S::Cancelled) && statuses.contains(&S::Overdue));
         // The summary, late, settles the second discharge; the first stays

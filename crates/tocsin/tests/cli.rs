@@ -869,6 +869,17 @@ fn replay_ignores_exact_duplicates() {
     assert!(!stderr.contains("tracker notices"), "{stderr}");
 }
 
+/// A discharge cancelled after its summary went overdue: `overdue`, then
+/// `cancelled` at the A13's time, and the report counts it cancelled.
+#[test]
+fn replay_raises_cancelled_for_a_discharge_withdrawn_after_overdue() {
+    let (alerts, report, _) = replay("cancelled-after-overdue", "2024-06-01T00:00:00Z");
+    assert_eq!(kinds(&alerts), ["overdue", "cancelled"]);
+    assert_eq!(alerts[1]["raised_at"], "2024-01-17T09:00:00Z");
+    assert_eq!(alerts[1]["document"], serde_json::Value::Null);
+    assert_eq!(only_row(&report)["cancelled"], 1);
+}
+
 #[test]
 fn replay_raises_delivery_failed_when_the_gp_system_refuses() {
     let (alerts, report, _) = replay("delivery-failure", "2024-06-01T00:00:00Z");

@@ -324,6 +324,7 @@ fn assert_closed_labels(s: &Scrape, sites: &[&str]) {
                     "resolved",
                     "delivery_failed",
                     "unconfirmed",
+                    "cancelled",
                 ]
                 .contains(&v.as_str()),
                 "format" => {

@@ -47,6 +47,28 @@ pub(crate) fn expectation_id_bytes(
     out
 }
 
+/// The `cancelled` alert for an expectation withdrawn at `at`, when
+/// subscribers were told to chase its document (`due_soon` or `overdue`
+/// raised), recorded in its `alerts_raised`; stamped no earlier than the
+/// alert it withdraws, so that it follows it in event time.
+fn withdrawn(
+    exp: &mut crate::Expectation,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Option<crate::Alert> {
+    let told = if exp.alerts_raised.contains(&AlertKind::Overdue) {
+        exp.deadline
+    } else if exp.alerts_raised.contains(&AlertKind::DueSoon) {
+        exp.due_soon_at.unwrap_or(at)
+    } else {
+        return None;
+    };
+    if exp.alerts_raised.contains(&AlertKind::Cancelled) {
+        return None;
+    }
+    exp.alerts_raised.push(AlertKind::Cancelled);
+    Some(build_alert(exp, AlertKind::Cancelled, at.max(told), None))
+}
+
 impl Tracker {
     /// Index keys of an open slot's patient.
     fn open_patient_keys(&self, o: &Open) -> Vec<u64> {
@@ -323,7 +345,9 @@ impl Tracker {
                     let key = super::state::cancelled_key(&self.open_id(&o));
                     self.remember_seen(key, ms(ev.occurred_at), fx);
                 }
+                let alert = withdrawn(&mut exp, ev.occurred_at);
                 fx.push(Effect::ExpectationChanged(exp));
+                fx.extend(alert.map(Effect::AlertRaised));
             }
         }
         // A settled expectation stays settled, but the encounter's end no
@@ -428,7 +452,9 @@ impl Tracker {
                 if let Some(o) = self.remove_open(s) {
                     let mut exp = self.materialise(&o);
                     exp.status = ExpectationStatus::Cancelled;
+                    let alert = withdrawn(&mut exp, ev.occurred_at);
                     fx.push(Effect::ExpectationChanged(exp));
+                    fx.extend(alert.map(Effect::AlertRaised));
                     changed += 1;
                 }
                 continue;

@@ -63,20 +63,21 @@ impl Extras {
 pub(crate) const NO_TIME: i64 = i64::MIN;
 
 /// The bit of [`Open::alerts`] that marks an overdue expectation (the
-/// alert kinds take the six low bits).
+/// alert kinds take the seven low bits).
 pub(crate) const OVERDUE: u8 = 1 << 7;
 
 pub(crate) fn alert_bit(k: AlertKind) -> u8 {
     1 << (k as u8)
 }
 
-pub(crate) const ALERT_KINDS: [AlertKind; 6] = [
+pub(crate) const ALERT_KINDS: [AlertKind; 7] = [
     AlertKind::DueSoon,
     AlertKind::Overdue,
     AlertKind::Late,
     AlertKind::Resolved,
     AlertKind::DeliveryFailed,
     AlertKind::Unconfirmed,
+    AlertKind::Cancelled,
 ];
 
 pub(crate) fn ms(t: DateTime<Utc>) -> i64 {

@@ -32,7 +32,8 @@ pub const ROUTES: [&str; 4] = [
 const STATUSES: &str = "open, overdue, on_time, late, cancelled";
 const DOCUMENT_KINDS: &str = "discharge_summary, clinic_letter, other";
 const ENCOUNTER_KINDS: &str = "inpatient, day_case, emergency, outpatient, mental_health, other";
-const ALERT_KINDS: &str = "due_soon, overdue, late, resolved, delivery_failed, unconfirmed";
+const ALERT_KINDS: &str =
+    "due_soon, overdue, late, resolved, delivery_failed, unconfirmed, cancelled";
 const DEFAULT_LIMIT: usize = 100;
 
 /// The routes, before authorisation and state are attached.

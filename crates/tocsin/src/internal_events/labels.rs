@@ -121,7 +121,7 @@ pub fn encounter_kinds() -> [EncounterKind; 6] {
 }
 
 /// Every alert kind. A new kind fails to compile here until it is listed.
-pub fn alert_kinds() -> [AlertKind; 6] {
+pub fn alert_kinds() -> [AlertKind; 7] {
     let all = [
         AlertKind::DueSoon,
         AlertKind::Overdue,
@@ -129,6 +129,7 @@ pub fn alert_kinds() -> [AlertKind; 6] {
         AlertKind::Resolved,
         AlertKind::DeliveryFailed,
         AlertKind::Unconfirmed,
+        AlertKind::Cancelled,
     ];
     for k in all {
         match k {
@@ -137,7 +138,8 @@ pub fn alert_kinds() -> [AlertKind; 6] {
             | AlertKind::Late
             | AlertKind::Resolved
             | AlertKind::DeliveryFailed
-            | AlertKind::Unconfirmed => {}
+            | AlertKind::Unconfirmed
+            | AlertKind::Cancelled => {}
         }
     }
     all
