@@ -10,7 +10,7 @@ use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 /// The delivery metrics, registered in the gateway's registry.
 pub struct DeliveryMetrics {
     /// `tocsin_webhook_deliveries_total{subscriber,result}`, result one of
-    /// `delivered`, `retried`, `failed`.
+    /// `delivered`, `retried`, `failed`, `withdrawn`.
     pub webhook_deliveries: IntCounterVec,
     /// `tocsin_alertmanager_posts_total{result}`, result `ok` or `error`.
     pub alertmanager_posts: IntCounterVec,
@@ -23,7 +23,7 @@ pub struct DeliveryMetrics {
 }
 
 /// Results of `tocsin_webhook_deliveries_total`.
-pub const WEBHOOK_RESULTS: [&str; 3] = ["delivered", "retried", "failed"];
+pub const WEBHOOK_RESULTS: [&str; 4] = ["delivered", "retried", "failed", "withdrawn"];
 
 impl DeliveryMetrics {
     /// Creates the metrics in `registry`, every configured subscriber's
@@ -32,7 +32,7 @@ impl DeliveryMetrics {
         let webhook_deliveries = IntCounterVec::new(
             Opts::new(
                 "tocsin_webhook_deliveries_total",
-                "Webhook delivery attempts, by subscriber and result (delivered, retried, failed).",
+                "Webhook delivery attempts, by subscriber and result (delivered, retried, failed; withdrawn: queued before the subscriber's filters excluded it, not sent).",
             ),
             &["subscriber", "result"],
         )?;
@@ -132,6 +132,33 @@ impl WebhookRetried<'_> {
         );
         m.webhook_deliveries
             .with_label_values(&[self.subscriber, "retried"])
+            .inc();
+    }
+}
+
+/// A queued delivery was not sent: the subscriber's settings changed since
+/// its alert was committed (its filters now exclude it, or it cannot be
+/// given the NHS number hashing asked for since).
+pub struct WebhookWithdrawn<'a> {
+    /// The subscriber's name.
+    pub subscriber: &'a str,
+    /// The alert.
+    pub alert_id: &'a str,
+    /// Why it is not sent.
+    pub reason: &'a str,
+}
+
+impl WebhookWithdrawn<'_> {
+    /// Logs it (info: the operator's own change did this) and counts it.
+    pub fn emit(self, m: &DeliveryMetrics) {
+        tracing::info!(
+            subscriber = self.subscriber,
+            alert_id = self.alert_id,
+            reason = self.reason,
+            "queued webhook delivery not sent: the subscriber's settings changed since it was queued"
+        );
+        m.webhook_deliveries
+            .with_label_values(&[self.subscriber, "withdrawn"])
             .inc();
     }
 }

@@ -50,8 +50,14 @@ pub fn verify(secret: &[u8], body: &[u8], header: &str) -> bool {
 pub fn nhs_number_hash(key: &[u8], nhs_number: &str) -> String {
     let mut m = mac(key);
     m.update(nhs_number.as_bytes());
-    format!("hmac-sha256:{}", hex::encode(m.finalize().into_bytes()))
+    format!(
+        "{NHS_NUMBER_HASH_PREFIX}{}",
+        hex::encode(m.finalize().into_bytes())
+    )
 }
+
+/// How a hashed NHS number begins, so that one is never hashed twice.
+pub const NHS_NUMBER_HASH_PREFIX: &str = "hmac-sha256:";
 
 #[cfg(test)]
 mod tests {

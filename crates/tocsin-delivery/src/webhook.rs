@@ -29,7 +29,9 @@ use crate::access::StoreAccess;
 use crate::config::Webhook;
 use crate::events::{
     DeliveryMetrics, DeliveryStoreFailed, WebhookDelivered, WebhookFailed, WebhookRetried,
+    WebhookWithdrawn,
 };
+use crate::route::{Current, current_body};
 use crate::sign::{ATTEMPT_HEADER, IDEMPOTENCY_HEADER, SIGNATURE_HEADER, signature};
 
 /// Most deliveries read from the store at once.
@@ -152,8 +154,23 @@ impl<S: StoreAccess> WebhookWorker<S> {
         d: PendingDelivery,
         pause: impl Fn(&Refusal) -> Duration,
     ) -> Option<(Refusal, Duration)> {
+        let body = match current_body(&self.hook, &d.body) {
+            Current::Send(body) => body,
+            Current::Withdrawn(reason) => {
+                WebhookWithdrawn {
+                    subscriber: &self.hook.name,
+                    alert_id: &d.alert_id,
+                    reason,
+                }
+                .emit(&self.metrics);
+                let error = format!("not sent: {reason}");
+                self.record(d.seq, DeliveryOutcome::Failed { error }, Utc::now())
+                    .await;
+                return None;
+            }
+        };
         let attempt = d.attempts.saturating_add(1);
-        let result = self.post(&d, attempt).await;
+        let result = self.post(&d, &body, attempt).await;
         let now = Utc::now();
         let (outcome, refused) = match result {
             Ok(status) => {
@@ -242,7 +259,7 @@ impl<S: StoreAccess> WebhookWorker<S> {
     }
 
     /// POSTs the body; the status on a 2xx, else why not.
-    async fn post(&self, d: &PendingDelivery, attempt: u32) -> Result<u16, Refusal> {
+    async fn post(&self, d: &PendingDelivery, body: &[u8], attempt: u32) -> Result<u16, Refusal> {
         let idempotency = HeaderValue::from_str(&d.alert_id)
             .map_err(|_| Refusal::Unsendable("the alert id is not a valid header value"))?;
         let response = self
@@ -251,9 +268,9 @@ impl<S: StoreAccess> WebhookWorker<S> {
             .header(CONTENT_TYPE, "application/json")
             .header(USER_AGENT, concat!("tocsin/", env!("CARGO_PKG_VERSION")))
             .header(IDEMPOTENCY_HEADER, idempotency)
-            .header(SIGNATURE_HEADER, signature(&self.hook.secret, &d.body))
+            .header(SIGNATURE_HEADER, signature(&self.hook.secret, body))
             .header(ATTEMPT_HEADER, attempt.to_string())
-            .body(d.body.clone())
+            .body(body.to_vec())
             .send()
             .await
             .map_err(|e| Refusal::Transport(describe(&e, self.hook.timeout)))?;

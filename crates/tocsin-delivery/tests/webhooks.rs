@@ -607,3 +607,66 @@ async fn deliveries_committed_before_a_restart_are_sent_after_it() {
     .await;
     assert_eq!(rx.accepted_keys(), ["exp0007:overdue"]);
 }
+
+/// Deliveries queued under a subscriber's old settings and sent after a
+/// restart under new ones: hashing asked for since hashes the backlog's
+/// NHS numbers (they were queued in the clear), and filters narrowed since
+/// withdraw what they now exclude (counted `withdrawn`, recorded failed
+/// with the reason, never posted). A number queued hashed is not hashed
+/// twice.
+#[tokio::test]
+async fn a_backlog_queued_under_old_settings_is_sent_under_the_new_ones() {
+    let rx = Receiver::start(b"k", Behaviour::Accept).await;
+    let before = webhook("practice", &rx.url, b"k");
+    let tmp = TempStore::new();
+    {
+        let (d, _) = delivery(vec![before.clone()]);
+        let store = tmp.open();
+        let mut elsewhere = alert(2, AlertKind::Overdue, Some("RXX01"));
+        elsewhere.gp_practice = Some("B86001".into());
+        commit_alerts(
+            &store,
+            &d.router(),
+            &[alert(1, AlertKind::Overdue, Some("RXX01")), elsewhere],
+        )
+        .await;
+        // Queued hashed already (a subscriber that always hashed).
+        let mut hashing = before.clone();
+        hashing.nhs_number_key = Some(b"pseudonym-key".to_vec());
+        let (d, _) = delivery(vec![hashing]);
+        commit_alerts(
+            &store,
+            &d.router(),
+            &[alert(3, AlertKind::Late, Some("RXX01"))],
+        )
+        .await;
+    }
+    let mut after = before;
+    after.nhs_number_key = Some(b"pseudonym-key".to_vec());
+    after.filters = Filters {
+        gp_practices: vec!["A81001".into()],
+        ..Filters::default()
+    };
+    let (d, metrics) = delivery(vec![after]);
+    let store = tmp.open();
+    let _workers = d.spawn(store.clone()).unwrap();
+    wait_until("the backlog settled", LIMIT, || async {
+        let c = counts(&store, "practice").await;
+        c.delivered + c.failed == 3
+    })
+    .await;
+    let c = counts(&store, "practice").await;
+    assert_eq!((c.delivered, c.failed), (2, 1));
+    assert_eq!(rx.accepted_keys(), ["exp0001:overdue", "exp0003:late"]);
+    let hash = sign::nhs_number_hash(b"pseudonym-key", NHS_NUMBER);
+    for a in rx.answered() {
+        assert!(
+            !String::from_utf8_lossy(&a.body).contains(NHS_NUMBER),
+            "the number in the clear"
+        );
+        let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+        assert_eq!(v["patient"]["nhs_number"], hash.as_str());
+    }
+    assert_eq!(delivered_metric(&metrics, "practice", "withdrawn"), 1);
+    assert_eq!(delivered_metric(&metrics, "practice", "failed"), 0);
+}

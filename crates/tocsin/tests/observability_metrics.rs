@@ -332,7 +332,7 @@ fn assert_closed_labels(s: &Scrape, sites: &[&str]) {
                 }
                 "result" => match sample.name.as_str() {
                     "tocsin_webhook_deliveries_total" => {
-                        ["delivered", "retried", "failed"].contains(&v.as_str())
+                        ["delivered", "retried", "failed", "withdrawn"].contains(&v.as_str())
                     }
                     "tocsin_alertmanager_posts_total" => ["ok", "error"].contains(&v.as_str()),
                     _ => ["amqp_confirmed", "amqp_failed"].contains(&v.as_str()),
