@@ -70,6 +70,18 @@ pub enum FhirError {
 }
 
 impl FhirError {
+    /// Every reason [`FhirError::reason_code`] gives, so that a metric's
+    /// series can exist at zero before the first rejection.
+    pub const REASON_CODES: [&'static str; 7] = [
+        "oversized",
+        "fhir_xml_unsupported",
+        "malformed_json",
+        "not_fhir",
+        "unsupported_fhir_version",
+        "invalid_resource",
+        "missing_timestamp",
+    ];
+
     /// The snake_case reason, for metric labels and dead-letter headers.
     pub fn reason_code(&self) -> &'static str {
         match self {
@@ -238,6 +250,53 @@ mod tests {
         ] {
             assert_eq!(redact(message), redacted, "{message}");
         }
+    }
+
+    /// Every variant's reason is listed (a new variant fails to compile
+    /// here until it is added below and to `REASON_CODES`).
+    #[test]
+    fn every_reason_code_is_listed() {
+        let s = String::new;
+        let all = [
+            FhirError::Oversized { size: 2, limit: 1 },
+            FhirError::XmlNotSupported,
+            FhirError::MalformedJson {
+                line: 1,
+                column: 1,
+                message: s(),
+            },
+            FhirError::NotFhir {
+                reason: s(),
+                location: None,
+            },
+            FhirError::UnsupportedVersion {
+                detail: s(),
+                location: None,
+            },
+            FhirError::InvalidResource {
+                resource_type: s(),
+                location: s(),
+                message: s(),
+            },
+            FhirError::MissingTimestamp {
+                resource_type: s(),
+                location: s(),
+                what: s(),
+            },
+        ];
+        for e in &all {
+            match e {
+                FhirError::Oversized { .. }
+                | FhirError::XmlNotSupported
+                | FhirError::MalformedJson { .. }
+                | FhirError::NotFhir { .. }
+                | FhirError::UnsupportedVersion { .. }
+                | FhirError::InvalidResource { .. }
+                | FhirError::MissingTimestamp { .. } => {}
+            }
+            assert!(FhirError::REASON_CODES.contains(&e.reason_code()), "{e:?}");
+        }
+        assert_eq!(all.len(), FhirError::REASON_CODES.len());
     }
 
     #[test]

@@ -91,6 +91,24 @@ pub enum Hl7Error {
 }
 
 impl Hl7Error {
+    /// Every reason [`Hl7Error::reason_code`] gives, so that a metric's
+    /// series can exist at zero before the first rejection (an alert rule
+    /// on its rate sees nothing of a series that appears already counting).
+    pub const REASON_CODES: [&'static str; 12] = [
+        "oversized",
+        "empty",
+        "unterminated_frame",
+        "binary",
+        "not_hl7",
+        "truncated_msh",
+        "bad_separators",
+        "unsupported_version",
+        "malformed_segment",
+        "missing_segment",
+        "missing_field",
+        "bad_timestamp",
+    ];
+
     /// A short snake_case reason, fit for a metric label.
     pub fn reason_code(&self) -> &'static str {
         match self {
@@ -124,5 +142,65 @@ impl Hl7Error {
                 Some(location.clone())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod reason_tests {
+    use super::Hl7Error;
+
+    /// Every variant's reason is listed (a new variant fails to compile
+    /// here until it is added to the list below and to `REASON_CODES`).
+    #[test]
+    fn every_reason_code_is_listed() {
+        let all = [
+            Hl7Error::Oversized { size: 2, limit: 1 },
+            Hl7Error::Empty,
+            Hl7Error::Binary { byte: 0, offset: 0 },
+            Hl7Error::UnterminatedFrame,
+            Hl7Error::NotHl7,
+            Hl7Error::TruncatedMsh {
+                location: String::new(),
+            },
+            Hl7Error::BadSeparators { detail: "" },
+            Hl7Error::UnsupportedVersion {
+                version: String::new(),
+                supported: String::new(),
+            },
+            Hl7Error::MalformedSegment {
+                index: 0,
+                name: String::new(),
+                detail: "",
+            },
+            Hl7Error::MissingSegment {
+                segment: "PID",
+                message_type: String::new(),
+            },
+            Hl7Error::MissingField {
+                location: String::new(),
+            },
+            Hl7Error::BadTimestamp {
+                location: String::new(),
+                reason: String::new(),
+            },
+        ];
+        for e in &all {
+            match e {
+                Hl7Error::Oversized { .. }
+                | Hl7Error::Empty
+                | Hl7Error::Binary { .. }
+                | Hl7Error::UnterminatedFrame
+                | Hl7Error::NotHl7
+                | Hl7Error::TruncatedMsh { .. }
+                | Hl7Error::BadSeparators { .. }
+                | Hl7Error::UnsupportedVersion { .. }
+                | Hl7Error::MalformedSegment { .. }
+                | Hl7Error::MissingSegment { .. }
+                | Hl7Error::MissingField { .. }
+                | Hl7Error::BadTimestamp { .. } => {}
+            }
+            assert!(Hl7Error::REASON_CODES.contains(&e.reason_code()), "{e:?}");
+        }
+        assert_eq!(all.len(), Hl7Error::REASON_CODES.len());
     }
 }

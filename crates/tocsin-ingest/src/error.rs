@@ -40,6 +40,23 @@ pub enum IngestError {
 }
 
 impl IngestError {
+    /// Every reason [`IngestError::reason_code`] can give, each once: the
+    /// gateway creates `tocsin_messages_rejected_total`'s series at zero
+    /// with them, so that an alert rule on its rate sees the first burst
+    /// of rejections (a series that appears already counting shows no
+    /// increase).
+    pub fn reason_codes() -> Vec<&'static str> {
+        let mut all: Vec<&'static str> = ["empty", "oversized", "unrecognised_format"]
+            .into_iter()
+            .chain(tocsin_hl7::Hl7Error::REASON_CODES)
+            .chain(tocsin_fhir::FhirError::REASON_CODES)
+            .chain(tocsin_fhir::XmlError::REASON_CODES)
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
+
     /// A short snake_case reason, fit for a metric label or a dead-letter
     /// header (never carries patient data).
     pub fn reason_code(&self) -> &'static str {

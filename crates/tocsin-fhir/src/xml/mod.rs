@@ -120,6 +120,17 @@ pub enum XmlError {
 }
 
 impl XmlError {
+    /// Every reason [`XmlError::reason_code`] gives of its own (the JSON
+    /// path's, through [`XmlError::Fhir`], are [`FhirError::REASON_CODES`]).
+    pub const REASON_CODES: [&'static str; 6] = [
+        "oversized",
+        "xml_dtd_refused",
+        "xml_entity_refused",
+        "xml_too_deep",
+        "malformed_xml",
+        "not_fhir",
+    ];
+
     /// The snake_case reason, for metric labels and dead-letter headers.
     pub fn reason_code(&self) -> &'static str {
         match self {
@@ -202,6 +213,45 @@ pub(crate) fn to_json(bytes: &[u8], cfg: &FhirConfig) -> Result<serde_json::Valu
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Every variant's reason is listed (a new variant fails to compile
+    /// here until it is added below and to `REASON_CODES`).
+    #[test]
+    fn every_reason_code_is_listed() {
+        let all = [
+            XmlError::Oversized { size: 2, limit: 1 },
+            XmlError::DtdRefused { line: 1, column: 1 },
+            XmlError::EntityRefused { line: 1, column: 1 },
+            XmlError::TooDeep {
+                limit: 1,
+                line: 1,
+                column: 1,
+            },
+            XmlError::Malformed {
+                line: 1,
+                column: 1,
+                message: String::new(),
+            },
+            XmlError::NotFhir {
+                reason: String::new(),
+                line: 1,
+                column: 1,
+            },
+            XmlError::Fhir(FhirError::XmlNotSupported),
+        ];
+        for e in &all {
+            let own = match e {
+                XmlError::Oversized { .. }
+                | XmlError::DtdRefused { .. }
+                | XmlError::EntityRefused { .. }
+                | XmlError::TooDeep { .. }
+                | XmlError::Malformed { .. }
+                | XmlError::NotFhir { .. } => XmlError::REASON_CODES.as_slice(),
+                XmlError::Fhir(_) => FhirError::REASON_CODES.as_slice(),
+            };
+            assert!(own.contains(&e.reason_code()), "{e:?}");
+        }
+    }
 
     fn json_of(xml: &str) -> serde_json::Value {
         to_json(xml.as_bytes(), &FhirConfig::default()).expect("converts")

@@ -246,6 +246,11 @@ impl Metrics {
         for f in labels::FORMATS {
             messages_received.with_label_values(&[f]);
         }
+        // At zero from the start, so that `TocsinDeadLettersGrowing` (a
+        // rate) sees the first burst of rejections of a kind.
+        for r in tocsin_ingest::IngestError::reason_codes() {
+            messages_rejected.with_label_values(&[r]);
+        }
         for r in labels::DELIVERY_RESULTS {
             deliveries.with_label_values(&[r]);
         }
@@ -308,6 +313,10 @@ mod tests {
             "tocsin_document_delay_seconds_bucket{document_kind=\"clinic_letter\",le=\"2419200\"} 0",
             "tocsin_alerts_emitted_total{kind=\"overdue\"} 0",
             "tocsin_tracker_notices_total{notice=\"stale_event\"} 0",
+            "tocsin_messages_rejected_total{reason=\"missing_field\"} 0",
+            "tocsin_messages_rejected_total{reason=\"malformed_json\"} 0",
+            "tocsin_messages_rejected_total{reason=\"xml_dtd_refused\"} 0",
+            "tocsin_messages_rejected_total{reason=\"unrecognised_format\"} 0",
             "tocsin_build_info{version=\"",
         ] {
             assert!(text.contains(series), "missing {series} in\n{text}");
