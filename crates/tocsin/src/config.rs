@@ -433,6 +433,18 @@ impl Config {
             path: config.blame("TOCSIN_HTTP_ADDR"),
             message,
         })?;
+        if let Some(var) = &config.http.api_token_env
+            && !is_variable_name(var)
+        {
+            // Not echoed: it may be the token itself.
+            return Err(ConfigError::Invalid {
+                path: config.origin.clone(),
+                message: "[http] api_token_env must name an environment variable (letters, \
+                          digits and _, not starting with a digit) that holds the token, not \
+                          hold the token itself"
+                    .into(),
+            });
+        }
         if config.store.housekeeping_every.as_secs() < 1 {
             return Err(ConfigError::Invalid {
                 path: config.origin.clone(),
@@ -567,6 +579,19 @@ fn explain(e: &toml::de::Error, text: &str) -> String {
             e.message().trim_end()
         )
     }
+}
+
+/// Whether `name` can be an environment variable's name: letters, digits
+/// and `_`, not starting with a digit. A token pasted into
+/// `[http] api_token_env` (base64 or a UUID: `-`, `+`, `/`, `=`) is not one,
+/// and would otherwise be written to the log as the name of the variable
+/// that "is unset".
+pub(crate) fn is_variable_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Checks `[http] addr` (or `TOCSIN_HTTP_ADDR`) is `HOST:PORT`, without

@@ -205,6 +205,48 @@ fn check_config_refuses_a_store_url_or_log_level_that_can_never_work() {
     );
 }
 
+/// A token pasted into `[http] api_token_env` instead of the name of the
+/// variable holding it is refused by check-config, and not repeated: it
+/// was accepted, and `run` then logged it at WARN as the name of an unset
+/// variable.
+#[test]
+fn check_config_refuses_a_token_in_place_of_the_variable_name_without_echoing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(root().join("config/tocsin.toml")).unwrap();
+    let path = dir.path().join("tocsin.toml");
+    for token in [
+        "Zm9vYmFyLXNlY3JldC10b2tlbg==",
+        "7f3c2a10-9b1e-4c55-a0f2-c0ffee123456",
+    ] {
+        let config = text
+            .replace(
+                "api_token_env = \"TOCSIN_API_TOKEN\"",
+                &format!("api_token_env = \"{token}\""),
+            )
+            .replace(
+                "mappings = \"mappings.toml\"",
+                &format!("mappings = {:?}", root().join("config/mappings.toml")),
+            )
+            .replace(
+                "policy = \"policies/",
+                &format!("policy = \"{}/config/policies/", root().display()),
+            );
+        assert!(
+            config.contains(token),
+            "the shipped file names the variable"
+        );
+        std::fs::write(&path, config).unwrap();
+        let out = tocsin(&["check-config", "--config", path.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("[http] api_token_env must name"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains(token), "{stderr}");
+    }
+}
+
 /// Replays one scenario directory; returns the alerts, the JSON report and
 /// stderr.
 fn replay(scenario: &str, until: &str) -> (Vec<Value>, Value, String) {

@@ -30,9 +30,14 @@ pub struct ApiOpen<'a> {
 }
 
 impl ApiOpen<'_> {
-    /// Logs it (warn).
+    /// Logs it (warn). The variable is named only when its name looks like
+    /// one (upper case, digits, `_`): a token pasted into
+    /// `[http] api_token_env` in place of a variable's name is not logged.
     pub fn emit(self) {
         match self.token_env {
+            Some(var) if !conventional_name(var) => tracing::warn!(
+                "no API token: the variable [http] api_token_env names is unset or empty (its name is not shown: it is not in upper case, and may be the token itself), so /api/v1 (which returns patient identifiers) is open to anyone who can reach the listener"
+            ),
             Some(var) => tracing::warn!(
                 env = var,
                 "no API token: {var} is unset or empty, so /api/v1 (which returns patient identifiers) is open to anyone who can reach the listener"
@@ -41,5 +46,25 @@ impl ApiOpen<'_> {
                 "no API token configured ([http] api_token_env), so /api/v1 (which returns patient identifiers) is open to anyone who can reach the listener"
             ),
         }
+    }
+}
+
+/// An environment variable's name as they are conventionally written.
+fn conventional_name(var: &str) -> bool {
+    !var.is_empty()
+        && var
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::conventional_name;
+
+    #[test]
+    fn only_upper_case_names_are_logged() {
+        assert!(conventional_name("TOCSIN_API_TOKEN"));
+        assert!(!conventional_name("s3cretTokenValue123456"));
+        assert!(!conventional_name(""));
     }
 }
