@@ -205,6 +205,33 @@ fn check_config_refuses_a_store_url_or_log_level_that_can_never_work() {
     );
 }
 
+/// A listening port another process holds (an old gateway still stopping)
+/// is worth a later start: exit 1, which the systemd unit restarts, not 2
+/// (a configuration no restart mends, which it does not restart). A
+/// listening address that cannot be parsed stays exit 2.
+#[test]
+fn run_exits_1_when_its_port_is_taken() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("s.sqlite").display());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(["run", "--config", "config/tocsin.toml"])
+        .current_dir(root())
+        .env("TOCSIN_HTTP_ADDR", &addr)
+        .env("TOCSIN_STORE_URL", &store)
+        .env("TOCSIN_LOG", "info")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot listen"), "{stderr}");
+    assert!(
+        !dir.path().join("s.sqlite").exists(),
+        "stopped before opening the store"
+    );
+}
+
 /// A token pasted into `[http] api_token_env` instead of the name of the
 /// variable holding it is refused by check-config, and not repeated: it
 /// was accepted, and `run` then logged it at WARN as the name of an unset

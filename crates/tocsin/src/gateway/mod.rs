@@ -65,14 +65,33 @@ pub async fn run(config: Config) -> Result<ExitCode, Box<dyn std::error::Error>>
         consuming: Arc::new(AtomicBool::new(false)),
         metrics: metrics.clone(),
     };
-    let listener = tokio::net::TcpListener::bind(&config.http.addr)
-        .await
-        .map_err(|e| {
-            format!(
+    let listener = match tokio::net::TcpListener::bind(&config.http.addr).await {
+        Ok(l) => l,
+        // Another process holds the port (an old gateway still stopping)
+        // or the address is not up yet (early in boot): a later start may
+        // succeed, so exit 1, which systemd's unit restarts, not 2 (a
+        // configuration no restart mends, which it does not).
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::AddrInUse | std::io::ErrorKind::AddrNotAvailable
+            ) =>
+        {
+            tracing::error!(
+                addr = %config.http.addr,
+                error = %e,
+                "cannot listen on [http] addr (TOCSIN_HTTP_ADDR) for now; exiting 1 to be started again"
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(e) => {
+            return Err(format!(
                 "cannot listen on {} (TOCSIN_HTTP_ADDR): {e}",
                 config.http.addr
             )
-        })?;
+            .into());
+        }
+    };
     let api = crate::api::Api::new(&config.http, &config.policy);
     tokio::spawn(http::serve(listener, readiness.clone(), api.clone()));
     spawn_link_gauge(&supervisor, metrics.clone());
