@@ -407,6 +407,25 @@ fn resolve_webhook(index: usize, w: &WebhookSection, dir: &Path) -> Result<Webho
 fn resolve_alertmanager(url: &str, s: &AlertmanagerSection) -> Result<Alertmanager, ConfigError> {
     let at = |key: &'static str, reason: String| ConfigError::Alertmanager { key, reason };
     let base = parse_alertmanager_url(url).map_err(|r| at("url", r))?;
+    // The API's own path given as the base: tocsin would post to
+    // .../api/v2/alerts/api/v2/alerts, refused by Alertmanager at every
+    // post, with check-config saying OK.
+    if base
+        .path()
+        .trim_end_matches('/')
+        .ends_with("/api/v2/alerts")
+        || base
+            .path()
+            .trim_end_matches('/')
+            .ends_with("/api/v1/alerts")
+    {
+        return Err(at(
+            "url",
+            "give Alertmanager's base URL (such as http://127.0.0.1:9093), without \
+             /api/v2/alerts, which tocsin adds"
+                .into(),
+        ));
+    }
     let alerts_url = join(&base, "api/v2/alerts").map_err(|r| at("url", r))?;
     let api_base = parse_url(&s.api_base_url).map_err(|r| at("api_base_url", r))?;
     let dur = |key: &'static str, v: f64| duration(v).map_err(|r| at(key, r));
@@ -572,6 +591,35 @@ mod tests {
     }
 
     /// Alertmanager is reached over plain http in most clusters, and what
+    /// The API's path given as Alertmanager's URL is refused, not posted
+    /// to as `.../api/v2/alerts/api/v2/alerts`.
+    #[test]
+    fn an_alertmanager_url_naming_the_api_path_is_refused() {
+        for url in [
+            "http://127.0.0.1:9093/api/v2/alerts",
+            "http://127.0.0.1:9093/api/v2/alerts/",
+            "http://am.example/prefix/api/v1/alerts",
+        ] {
+            let am = AlertmanagerSection {
+                url: Some(url.into()),
+                ..alertmanager(5.0, 60.0)
+            };
+            let e = DeliveryConfig::resolve(&[], &am, Path::new("."))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("base URL"), "{url}: {e}");
+        }
+        let am = AlertmanagerSection {
+            url: Some("http://am.example/prefix/".into()),
+            ..alertmanager(5.0, 60.0)
+        };
+        let ok = DeliveryConfig::resolve(&[], &am, Path::new(".")).unwrap();
+        assert_eq!(
+            ok.alertmanager.unwrap().alerts_url.as_str(),
+            "http://am.example/prefix/api/v2/alerts"
+        );
+    }
+
     /// tocsin posts there names no patient: allowed off loopback, where a
     /// webhook (which carries NHS numbers) is refused.
     #[test]

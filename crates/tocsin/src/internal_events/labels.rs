@@ -69,6 +69,23 @@ impl MetricLabels {
 
     /// Checks the lists hold usable label values.
     pub fn validate(&self) -> Result<(), String> {
+        // A list without its label was silently ignored: the operator
+        // expected per-site figures and got none.
+        for (what, list, label, on) in [
+            ("sites", &self.sites, "site_label", self.site_label),
+            (
+                "specialties",
+                &self.specialties,
+                "specialty_label",
+                self.specialty_label,
+            ),
+        ] {
+            if !list.is_empty() && !on {
+                return Err(format!(
+                    "[metrics] {what} is set but {label} is false: set {label} = true for the label, or empty {what}"
+                ));
+            }
+        }
         for (what, list) in [("sites", &self.sites), ("specialties", &self.specialties)] {
             for v in list {
                 if v.is_empty() || v == "other" || v == "unknown" {
@@ -238,9 +255,26 @@ mod tests {
     #[test]
     fn reserved_values_are_refused() {
         let labels = MetricLabels {
+            site_label: true,
             sites: vec!["other".into()],
             ..MetricLabels::default()
         };
         assert!(labels.validate().unwrap_err().contains("reserved"));
+    }
+
+    /// A list whose label is off is refused, not ignored.
+    #[test]
+    fn a_list_without_its_label_is_refused() {
+        let labels = MetricLabels {
+            specialties: vec!["320".into()],
+            ..MetricLabels::default()
+        };
+        let e = labels.validate().unwrap_err();
+        assert!(e.contains("specialty_label is false"), "{e}");
+        let on = MetricLabels {
+            specialty_label: true,
+            ..labels
+        };
+        assert_eq!(on.validate(), Ok(()));
     }
 }
