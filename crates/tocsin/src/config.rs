@@ -343,7 +343,7 @@ impl Config {
         let mappings = named("mappings", &mappings_path)?;
         let policy_path = dir.join(&file.policy);
         let policy = named("policy", &policy_path)?;
-        let delivery = delivery(&file, dir, &path.display().to_string())?;
+        let (delivery, am_env) = delivery(&mut file, dir, &path.display().to_string())?;
         let mut config = Self::assemble(
             path.display().to_string(),
             file,
@@ -352,12 +352,13 @@ impl Config {
             (policy, policy_path.display().to_string()),
         )?;
         config.delivery = delivery;
+        config.env_overrides.extend(am_env);
         Ok(config)
     }
 
     fn built_in() -> Result<Self, ConfigError> {
-        let file: ConfigFile = parse(DEFAULT_CONFIG, "built-in tocsin.toml")?;
-        let delivery = delivery(&file, Path::new("."), "built-in tocsin.toml")?;
+        let mut file: ConfigFile = parse(DEFAULT_CONFIG, "built-in tocsin.toml")?;
+        let (delivery, am_env) = delivery(&mut file, Path::new("."), "built-in tocsin.toml")?;
         let mut config = Self::assemble(
             "built-in defaults".into(),
             file,
@@ -369,6 +370,7 @@ impl Config {
             ),
         )?;
         config.delivery = delivery;
+        config.env_overrides.extend(am_env);
         Ok(config)
     }
 
@@ -513,18 +515,31 @@ pub const DEFAULT_POLICY: &str =
     include_str!("../../../config/policies/nhs-standard-contract.toml");
 
 /// `[[webhooks]]` and `[alertmanager]`, checked, their secret files read
-/// relative to the configuration file's directory.
+/// relative to the configuration file's directory. `TOCSIN_ALERTMANAGER_URL`
+/// overrides `[alertmanager] url` (empty: no Alertmanager), so that a
+/// container image's baked-in configuration can be pointed at one; the
+/// variable is returned when it did.
 fn delivery(
-    file: &ConfigFile,
+    file: &mut ConfigFile,
     dir: &Path,
     origin: &str,
-) -> Result<tocsin_delivery::DeliveryConfig, ConfigError> {
-    tocsin_delivery::DeliveryConfig::resolve(&file.webhooks, &file.alertmanager, dir).map_err(|e| {
-        ConfigError::Invalid {
-            path: origin.to_string(),
+) -> Result<(tocsin_delivery::DeliveryConfig, Option<&'static str>), ConfigError> {
+    const VAR: &str = "TOCSIN_ALERTMANAGER_URL";
+    let from_env = std::env::var(VAR).ok().map(|url| {
+        file.alertmanager.url = Some(url).filter(|u| !u.trim().is_empty());
+        VAR
+    });
+    tocsin_delivery::DeliveryConfig::resolve(&file.webhooks, &file.alertmanager, dir)
+        .map(|d| (d, from_env))
+        .map_err(|e| ConfigError::Invalid {
+            path: match (&e, from_env) {
+                (tocsin_delivery::ConfigError::Alertmanager { .. }, Some(var)) => {
+                    format!("{var} (environment, overriding {origin})")
+                }
+                _ => origin.to_string(),
+            },
             message: e.to_string(),
-        }
-    })
+        })
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {

@@ -166,6 +166,11 @@ fn check_config_refuses_a_store_url_or_log_level_that_can_never_work() {
         ("TOCSIN_LOG", "info,infoo", "`infoo` is not a level"),
         ("TOCSIN_HTTP_ADDR", "localhost9860", "[http] addr"),
         ("TOCSIN_HTTP_ADDR", "127.0.0.1:http", "[http] addr"),
+        (
+            "TOCSIN_ALERTMANAGER_URL",
+            "http://alertmanager:9093/api/v2/alerts",
+            "[alertmanager] url",
+        ),
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
             .args(["check-config", "--config", "config/tocsin.toml"])
@@ -196,12 +201,13 @@ fn check_config_refuses_a_store_url_or_log_level_that_can_never_work() {
         .env_remove("TOCSIN_HTTP_ADDR")
         .env_remove("TOCSIN_EVENTS_PUBLISH")
         .env_remove("TOCSIN_EVENTS_FORMAT")
+        .env("TOCSIN_ALERTMANAGER_URL", "http://alertmanager:9093")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "configuration OK: config/tocsin.toml, with TOCSIN_LOG from the environment\n"
+        "configuration OK: config/tocsin.toml, with TOCSIN_LOG, TOCSIN_ALERTMANAGER_URL from the environment\n"
     );
 }
 

@@ -344,6 +344,11 @@ fn compose_wires_the_six_services_together() {
             .unwrap()
             .contains("@postgres:5432/")
     );
+    // Alertmanager is told of overdue documents and failed deliveries: the
+    // image's configuration names none, so the environment does.
+    let port = services["alertmanager"]["ports"][0].as_str().unwrap();
+    assert!(port.ends_with(":9093"), "{port}");
+    assert_eq!(env["TOCSIN_ALERTMANAGER_URL"], "http://alertmanager:9093");
     // The API serves NHS numbers: compose refuses to start without a token
     // (`${VAR:?message}`), and publishes the port on loopback only.
     assert!(
