@@ -126,7 +126,7 @@ impl<S: StoreAccess> WebhookWorker<S> {
             error: &error,
         }
         .emit(&self.metrics);
-        self.record(d.seq, DeliveryOutcome::Failed { error }, now)
+        self.record(d.seq, DeliveryOutcome::GivenUp { error }, now)
             .await;
     }
 
@@ -164,7 +164,7 @@ impl<S: StoreAccess> WebhookWorker<S> {
                 }
                 .emit(&self.metrics);
                 let error = format!("not sent: {reason}");
-                self.record(d.seq, DeliveryOutcome::Failed { error }, Utc::now())
+                self.record(d.seq, DeliveryOutcome::GivenUp { error }, Utc::now())
                     .await;
                 return None;
             }

@@ -49,7 +49,7 @@ pub struct PendingDelivery {
     pub created_at: DateTime<Utc>,
 }
 
-/// What became of one attempt.
+/// What became of one attempt, or of a delivery not attempted again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeliveryOutcome {
     /// The subscriber accepted it (2xx): never sent again.
@@ -67,6 +67,13 @@ pub enum DeliveryOutcome {
         /// Why the last attempt failed.
         error: String,
     },
+    /// Given up without an attempt (stored `failed` as well): it reached
+    /// its maximum age while the subscriber was refusing others, or it is
+    /// no longer to be sent. Its attempts stay as they were.
+    GivenUp {
+        /// Why.
+        error: String,
+    },
 }
 
 impl DeliveryOutcome {
@@ -75,14 +82,24 @@ impl DeliveryOutcome {
         match self {
             Self::Delivered => "delivered",
             Self::Retry { .. } => "pending",
-            Self::Failed { .. } => "failed",
+            Self::Failed { .. } | Self::GivenUp { .. } => "failed",
+        }
+    }
+
+    /// Attempts it adds: one, unless it was given up without one.
+    fn attempts(&self) -> i32 {
+        match self {
+            Self::GivenUp { .. } => 0,
+            _ => 1,
         }
     }
 
     fn error(&self) -> Option<&str> {
         match self {
             Self::Delivered => None,
-            Self::Retry { error, .. } | Self::Failed { error } => Some(error),
+            Self::Retry { error, .. } | Self::Failed { error } | Self::GivenUp { error } => {
+                Some(error)
+            }
         }
     }
 
@@ -262,7 +279,7 @@ pub(crate) mod sqlite {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         conn.prepare_cached(
-            "UPDATE deliveries SET status = ?2, attempts = attempts + 1, \
+            "UPDATE deliveries SET status = ?2, attempts = attempts + ?6, \
              next_attempt_at = ?3, settled_at = ?4, last_error = ?5 \
              WHERE seq = ?1 AND status = 'pending'",
         )
@@ -272,7 +289,8 @@ pub(crate) mod sqlite {
             outcome.status(),
             micros(outcome.next_at(now)),
             outcome.settled(now).map(micros),
-            outcome.error()
+            outcome.error(),
+            outcome.attempts()
         ])
         .map_err(sq("record delivery"))?;
         Ok(())
@@ -472,7 +490,7 @@ pub(crate) mod pg {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         c.execute(
-            "UPDATE deliveries SET status = $2, attempts = attempts + 1, \
+            "UPDATE deliveries SET status = $2, attempts = attempts + $6, \
              next_attempt_at = $3, settled_at = $4, last_error = $5 \
              WHERE seq = $1 AND status = 'pending'",
             &[
@@ -481,6 +499,7 @@ pub(crate) mod pg {
                 &outcome.next_at(now),
                 &outcome.settled(now),
                 &outcome.error(),
+                &outcome.attempts(),
             ],
         )
         .map_err(pg("record delivery"))?;

@@ -60,14 +60,14 @@ fn deliveries_commit_with_their_alert_and_survive_reopen(b: &dyn Backend) {
 fn attempts_settle_or_reschedule_and_settled_rows_are_never_due_again(b: &dyn Backend) {
     let mut store = b.open();
     let mut batch = Batch::default();
-    for id in ["a1", "a2", "a3"] {
+    for id in ["a1", "a2", "a3", "a4"] {
         batch.push_delivery(queued("ward", id));
     }
     store.commit(&batch).unwrap();
     let now = chrono::Utc::now() + Duration::seconds(1);
     let due = store.deliveries_due("ward", now, 10).unwrap();
     let ids: Vec<&str> = due.iter().map(|d| d.alert_id.as_str()).collect();
-    assert_eq!(ids, ["a1", "a2", "a3"], "commit order");
+    assert_eq!(ids, ["a1", "a2", "a3", "a4"], "commit order");
 
     let later = now + Duration::minutes(5);
     store
@@ -92,6 +92,22 @@ fn attempts_settle_or_reschedule_and_settled_rows_are_never_due_again(b: &dyn Ba
             now,
         )
         .unwrap();
+    // Given up without an attempt: failed, its attempts as they were.
+    store
+        .delivery_record(
+            due[3].seq,
+            &DeliveryOutcome::GivenUp {
+                error: "reached its maximum age".into(),
+            },
+            now,
+        )
+        .unwrap();
+    let attempts = |id: &str| {
+        b.raw_i64(&format!(
+            "SELECT CAST(attempts AS BIGINT) FROM deliveries WHERE alert_id = '{id}'"
+        ))
+    };
+    assert_eq!((attempts("a3"), attempts("a4")), (1, 0), "{}", b.name());
     assert!(store.deliveries_due("ward", now, 10).unwrap().is_empty());
     let next = store.delivery_next_due("ward").unwrap().unwrap();
     assert_eq!(next.timestamp_millis(), later.timestamp_millis());
@@ -117,7 +133,7 @@ fn attempts_settle_or_reschedule_and_settled_rows_are_never_due_again(b: &dyn Ba
         DeliveryCounts {
             pending: 1,
             delivered: 1,
-            failed: 1
+            failed: 2
         }
     );
 }
