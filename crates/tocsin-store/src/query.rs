@@ -170,6 +170,29 @@ impl AlertQuery {
     }
 }
 
+/// The first second every backend can hold a time in: 0001-01-01T00:00:00Z.
+const EARLIEST_SECOND: i64 = -62_135_596_800;
+/// The last second every backend can hold a time in: 9999-12-31T23:59:59Z.
+const LATEST_SECOND: i64 = 253_402_300_799;
+
+/// Whether every backend can hold and compare `t`: the years 0001 to 9999,
+/// UTC (the four-digit years of RFC 3339).
+///
+/// SQLite keeps times as microseconds in an integer and answers for any
+/// time chrono holds, but PostgreSQL's timestamps end at 4713 BC and
+/// 294276 AD and it fails a query that names a time outside them. Callers
+/// refuse a time outside this range before it reaches a query (the API, as
+/// a bad parameter; a cursor, as [`StoreError::InvalidCursor`]), so both
+/// backends give the same answer to the same request.
+pub fn time_in_range(t: &DateTime<Utc>) -> bool {
+    (EARLIEST_SECOND..=LATEST_SECOND).contains(&t.timestamp())
+}
+
+/// [`time_in_range`] of a time as microseconds since the epoch.
+fn micros_in_range(us: i64) -> bool {
+    (EARLIEST_SECOND..=LATEST_SECOND).contains(&us.div_euclid(1_000_000))
+}
+
 /// One page of results.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {
@@ -311,6 +334,13 @@ impl Cursor {
         let position_us = deadline.parse().map_err(|_| StoreError::InvalidCursor {
             reason: "not a cursor this server issued (bad position)",
         })?;
+        // No row holds a time outside the range, so no cursor this server
+        // issued does; PostgreSQL would fail the query rather than answer.
+        if list.position_is_time() && !micros_in_range(position_us) {
+            return Err(StoreError::InvalidCursor {
+                reason: "not a cursor this server issued (time outside the years 0001 to 9999)",
+            });
+        }
         if id.contains('\0') {
             return Err(StoreError::InvalidCursor {
                 reason: "not a cursor this server issued (NUL in its id)",
@@ -386,6 +416,47 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn cursor_times_outside_the_years_every_backend_holds_are_refused() {
+        let at = |position_us: i64, list: List| {
+            Cursor::decode(
+                &Cursor {
+                    position_us,
+                    id: "x".into(),
+                }
+                .encode(list),
+                list,
+            )
+        };
+        let first = EARLIEST_SECOND * 1_000_000;
+        let last = LATEST_SECOND * 1_000_000 + 999_999;
+        for list in [List::Expectations, List::Alerts] {
+            for ok in [first, 0, last] {
+                assert!(at(ok, list).is_ok(), "{list:?} {ok}");
+            }
+            for bad in [
+                first - 1,
+                last + 1,
+                -250_000_000_000_000_000,
+                i64::MIN,
+                i64::MAX,
+            ] {
+                assert!(
+                    matches!(at(bad, list), Err(StoreError::InvalidCursor { .. })),
+                    "{list:?} {bad}"
+                );
+            }
+        }
+        // The recorded order's position is a sequence number, not a time.
+        assert!(at(i64::MAX, List::AlertsRecorded).is_ok());
+        let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        assert!(time_in_range(&t("0001-01-01T00:00:00Z")));
+        assert!(time_in_range(&t("9999-12-31T23:59:59.999999Z")));
+        assert!(!time_in_range(&t("0000-12-31T23:59:59.999999Z")));
+        let after = DateTime::from_timestamp(LATEST_SECOND + 1, 0).unwrap();
+        assert!(!time_in_range(&after));
     }
 
     #[test]

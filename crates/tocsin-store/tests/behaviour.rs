@@ -41,6 +41,7 @@ on_both!(
     pending_outbox_survives_reopen,
     expectation_queries_filter_and_page,
     alert_queries_filter_by_since_and_kind,
+    cursor_times_outside_the_years_both_hold_are_refused,
     ended_between_is_half_open,
     migrations_are_idempotent_on_reopen,
     newer_schema_is_refused,
@@ -893,6 +894,60 @@ fn alert_queries_filter_by_since_and_kind(b: &dyn Backend) {
         "a bad alert cursor",
     );
     assert!(matches!(e, StoreError::InvalidCursor { .. }), "{e}");
+}
+
+/// A cursor whose time is outside the years 0001 to 9999 is refused alike
+/// by both backends (PostgreSQL failed the query, a 500 in the API, while
+/// SQLite answered an empty page), and one at either end of the range is
+/// answered by both. The cursors are built as the store writes them:
+/// `<list>|<microseconds>|<id>`, hex-encoded.
+fn cursor_times_outside_the_years_both_hold_are_refused(b: &dyn Backend) {
+    let mut store = b.open();
+    let cursor = |list: &str, us: i64| Some(hex::encode(format!("{list}|{us}|x")));
+    for us in [
+        -250_000_000_000_000_000,
+        -62_135_596_800_000_001,
+        253_402_300_800_000_000,
+        i64::MAX,
+        i64::MIN,
+    ] {
+        let e = expect_err(
+            store.expectations(&ExpectationQuery {
+                cursor: cursor("e1", us),
+                ..Default::default()
+            }),
+            "an expectation cursor out of range",
+        );
+        assert!(
+            matches!(e, StoreError::InvalidCursor { .. }),
+            "{}: {us}: {e}",
+            b.name()
+        );
+        let e = expect_err(
+            store.alerts(&AlertQuery {
+                cursor: cursor("a1", us),
+                ..Default::default()
+            }),
+            "an alert cursor out of range",
+        );
+        assert!(
+            matches!(e, StoreError::InvalidCursor { .. }),
+            "{}: {us}: {e}",
+            b.name()
+        );
+    }
+    for us in [-62_135_596_800_000_000, 253_402_300_799_999_999] {
+        let page = store.expectations(&ExpectationQuery {
+            cursor: cursor("e1", us),
+            ..Default::default()
+        });
+        assert!(page.is_ok(), "{}: {us}: {page:?}", b.name());
+        let page = store.alerts(&AlertQuery {
+            cursor: cursor("a1", us),
+            ..Default::default()
+        });
+        assert!(page.is_ok(), "{}: {us}: {page:?}", b.name());
+    }
 }
 
 fn ended_between_is_half_open(b: &dyn Backend) {

@@ -315,6 +315,69 @@ fn bad_parameters(port: u16, doc: &OpenApi) {
     ] {
         bad(port, doc, path, parameter);
     }
+    times_outside_the_years_both_stores_hold(port, doc);
+}
+
+/// A time outside the years 0001 to 9999, given as a parameter or inside a
+/// cursor, is a 400 naming it on both backends: PostgreSQL failed such a
+/// query (a 500 and an ERROR in the log) where SQLite answered 200. Times
+/// at the ends of the range are answered.
+fn times_outside_the_years_both_stores_hold(port: u16, doc: &OpenApi) {
+    let cursor = |list: &str, us: i64| hex::encode(format!("{list}|{us}|x"));
+    let mut refused = vec![
+        (
+            "/expectations?ended_from=-5000-01-01".to_string(),
+            "ended_from",
+        ),
+        (
+            "/expectations?ended_to=%2B10000-01-01".to_string(),
+            "ended_to",
+        ),
+        ("/alerts?since=-5000-01-01".to_string(), "since"),
+        ("/alerts?since=0000-12-31T23:59:59Z".to_string(), "since"),
+        ("/compliance?from=-5000-01-01".to_string(), "from"),
+        ("/compliance?to=%2B10000-01-01".to_string(), "to"),
+    ];
+    for us in [-250_000_000_000_000_000, i64::MAX] {
+        refused.push((
+            format!("/expectations?cursor={}", cursor("e1", us)),
+            "cursor",
+        ));
+        refused.push((format!("/alerts?cursor={}", cursor("a1", us)), "cursor"));
+    }
+    for (path, parameter) in &refused {
+        bad(port, doc, path, parameter);
+    }
+    let (first, last) = ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z");
+    let all = items(&api(port, doc, "/expectations?limit=1000", 200));
+    let within = items(&api(
+        port,
+        doc,
+        &format!("/expectations?ended_from={first}&ended_to={last}&limit=1000"),
+        200,
+    ));
+    assert_eq!(within, all);
+    api(port, doc, &format!("/alerts?since={first}"), 200);
+    api(
+        port,
+        doc,
+        &format!("/compliance?from={first}&to={last}"),
+        200,
+    );
+    for us in [-62_135_596_800_000_000, 253_402_300_799_999_999] {
+        api(
+            port,
+            doc,
+            &format!("/expectations?cursor={}", cursor("e1", us)),
+            200,
+        );
+        api(
+            port,
+            doc,
+            &format!("/alerts?cursor={}", cursor("a1", us)),
+            200,
+        );
+    }
 }
 
 fn alerts(port: u16, doc: &OpenApi, w: &Ward) {

@@ -79,7 +79,10 @@ impl Params {
     }
 
     /// A time: RFC 3339, or a date (`2024-01-31`) meaning its midnight in
-    /// `zone` (the policy's zone, the one reports count months in).
+    /// `zone` (the policy's zone, the one reports count months in), within
+    /// the years 0001 to 9999 UTC ([`tocsin_store::time_in_range`]): outside
+    /// them PostgreSQL fails the query (a 500) where SQLite answers, so the
+    /// API refuses such a time itself and both backends answer alike.
     pub fn time<Z: TimeZone>(
         &self,
         name: &str,
@@ -88,20 +91,17 @@ impl Params {
         let Some(v) = self.text(name) else {
             return Ok(None);
         };
-        if let Ok(t) = DateTime::parse_from_rfc3339(v) {
-            return Ok(Some(t.with_timezone(&Utc)));
-        }
-        let date = NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| {
-            ApiError::bad(
+        let t = match DateTime::parse_from_rfc3339(v) {
+            Ok(t) => t.with_timezone(&Utc),
+            Err(_) => midnight(name, v, zone)?,
+        };
+        if !tocsin_store::time_in_range(&t) {
+            return Err(ApiError::bad(
                 name,
-                format!("{v:?} is neither an RFC 3339 time (2024-01-31T09:00:00Z) nor a date (2024-01-31)"),
-            )
-        })?;
-        let midnight = date.and_hms_opt(0, 0, 0).unwrap_or_default();
-        zone.from_local_datetime(&midnight)
-            .earliest()
-            .map(|t| Some(t.with_timezone(&Utc)))
-            .ok_or_else(|| ApiError::bad(name, format!("midnight of {v} does not exist locally")))
+                format!("{v:?} is outside the years 0001 to 9999 (UTC) the store can hold"),
+            ));
+        }
+        Ok(Some(t))
     }
 
     /// A half-open range of times, `[from, to)`, each end read as
@@ -124,6 +124,23 @@ impl Params {
         };
         GroupBy::parse_list(v).map_err(|e| ApiError::bad("group_by", e.to_string()))
     }
+}
+
+/// A date (`2024-01-31`) given as parameter `name`: its midnight in `zone`.
+fn midnight<Z: TimeZone>(name: &str, v: &str, zone: &Z) -> Result<DateTime<Utc>, ApiError> {
+    let date = NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| {
+        ApiError::bad(
+            name,
+            format!(
+                "{v:?} is neither an RFC 3339 time (2024-01-31T09:00:00Z) nor a date (2024-01-31)"
+            ),
+        )
+    })?;
+    let midnight = date.and_hms_opt(0, 0, 0).unwrap_or_default();
+    zone.from_local_datetime(&midnight)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| ApiError::bad(name, format!("midnight of {v} does not exist locally")))
 }
 
 #[cfg(test)]
@@ -159,6 +176,37 @@ mod tests {
         );
         let p = params(&[("from", "July")], &["from"]).unwrap();
         assert!(p.time("from", &Utc).is_err());
+    }
+
+    #[test]
+    fn times_outside_the_years_every_store_holds_are_refused() {
+        for bad in [
+            "-5000-01-01",
+            "+10000-01-01",
+            "0000-12-31",
+            "0000-12-31T23:59:59.999999Z",
+            "0001-01-01T00:30:00+01:00",
+        ] {
+            let p = params(&[("since", bad)], &["since"]).unwrap();
+            let e = p.time("since", &Utc).unwrap_err();
+            assert!(
+                matches!(&e, ApiError::BadParameter { parameter, reason }
+                    if parameter == "since" && reason.contains("0001 to 9999")),
+                "{bad}: {e}"
+            );
+        }
+        for ok in [
+            "0001-01-01",
+            "0001-01-01T00:00:00Z",
+            "9999-12-31T23:59:59.999999Z",
+        ] {
+            let p = params(&[("since", ok)], &["since"]).unwrap();
+            assert!(p.time("since", &Utc).unwrap().is_some(), "{ok}");
+        }
+        // A range's ends are each read as a time.
+        let p = params(&[("from", "-5000-01-01")], &["from", "to"]).unwrap();
+        let e = p.range("from", "to", &Utc).unwrap_err();
+        assert!(e.to_string().contains("`from`"), "{e}");
     }
 
     #[test]
