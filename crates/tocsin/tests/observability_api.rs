@@ -12,7 +12,7 @@ use std::process::Command;
 use common::{Gateway, Tuning, WAIT, World, poll};
 use observability_support::openapi::OpenApi;
 use observability_support::traffic::{Ward, ward};
-use observability_support::{Response, Scrape, get};
+use observability_support::{Response, Scrape, get, request};
 use serde_json::Value;
 
 const TOKEN: &str = "tok-7d1f0c2a-obs";
@@ -127,6 +127,48 @@ async fn exercise(world: World) {
     let r = get(port, "/api/v1/patients", &[AUTH]);
     assert_eq!(r.status, 404);
     assert_eq!(r.json()["error"], "not_found");
+    refusals_are_json(port, &doc);
+}
+
+/// Every refusal is the API's JSON error shape: a method a route does not
+/// take is a 405 that keeps `Allow` (it was an empty body), and the API's
+/// root, with or without its trailing slash, a 404 like any unknown path
+/// (`/api/v1/` was an empty body).
+fn refusals_are_json(port: u16, doc: &OpenApi) {
+    let error = &doc.0["components"]["schemas"]["Error"];
+    let id = field(
+        &items(&api(port, doc, "/expectations?limit=1", 200))[0],
+        &["id"],
+    )
+    .to_string();
+    for (method, path) in [
+        ("POST", "/api/v1/expectations".to_string()),
+        ("DELETE", format!("/api/v1/expectations/{id}")),
+        ("PUT", "/api/v1/alerts".to_string()),
+        ("PATCH", "/api/v1/compliance".to_string()),
+        ("OPTIONS", "/api/v1/compliance".to_string()),
+    ] {
+        let r = request(port, method, &path, &[AUTH]);
+        assert_eq!(r.status, 405, "{method} {path}: {}", r.body);
+        assert_eq!(r.header("allow"), Some("GET,HEAD"), "{method} {path}");
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        assert_eq!(r.json()["error"], "method_not_allowed", "{}", r.body);
+        assert!(r.body.contains(method), "{}", r.body);
+        let schema = doc.response_schema(&doc.route_for(&path), 405, "application/json");
+        assert!(doc.errors(schema, &r.json()).is_empty(), "{}", r.body);
+    }
+    for (method, path) in [
+        ("GET", "/api/v1/"),
+        ("GET", "/api/v1"),
+        ("GET", "/api/v1/expectations/"),
+        ("POST", "/api/v1/patients"),
+    ] {
+        let r = request(port, method, path, &[AUTH]);
+        assert_eq!(r.status, 404, "{method} {path}: {}", r.body);
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        assert_eq!(r.json()["error"], "not_found", "{}", r.body);
+        assert!(doc.errors(error, &r.json()).is_empty(), "{}", r.body);
+    }
 }
 
 fn authentication(port: u16, doc: &OpenApi) {

@@ -25,6 +25,15 @@ pub enum ApiError {
     /// No such route under `/api/v1` (404).
     #[error("no such API route: {0}")]
     NotFound(String),
+    /// The route exists but does not take the request's method (405): the
+    /// API only reads. The response keeps the `Allow` header axum adds.
+    #[error("method {method} is not allowed on {path} (this API only reads: GET)")]
+    MethodNotAllowed {
+        /// The method asked for.
+        method: String,
+        /// The path asked for.
+        path: String,
+    },
     /// The route exists but the item it names does not (404).
     #[error("{0}")]
     NoSuchItem(String),
@@ -51,6 +60,7 @@ impl ApiError {
             Self::BadParameter { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) | Self::NoSuchItem(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -61,6 +71,7 @@ impl ApiError {
             Self::BadParameter { .. } => "bad_parameter",
             Self::Unauthorized(_) => "unauthorized",
             Self::NotFound(_) | Self::NoSuchItem(_) => "not_found",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Unavailable(_) => "unavailable",
             Self::Store(_) => "store_failed",
         }

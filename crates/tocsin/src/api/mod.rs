@@ -15,8 +15,8 @@ mod routes;
 use std::sync::{Arc, OnceLock};
 
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::header;
+use axum::extract::{OriginalUri, Request, State};
+use axum::http::{Method, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use sha2::{Digest, Sha256};
@@ -86,12 +86,29 @@ impl Api {
             .ok_or_else(|| ApiError::Unavailable("the store is not open yet".into()))
     }
 
-    /// The `/api/v1` routes, token-checked, to nest in the listener.
+    /// The `/api/v1` routes, token-checked, to nest in the listener (with
+    /// `nest_service`, so that `/api/v1/` reaches the API's own 404 too).
+    /// Every refusal, a wrong method or path included, is the API's JSON
+    /// error shape.
     pub fn router(&self) -> Router {
         routes::router()
             .route_layer(middleware::from_fn_with_state(self.clone(), authorise))
-            .fallback(|uri: axum::http::Uri| async move { ApiError::NotFound(uri.path().into()) })
+            .method_not_allowed_fallback(method_not_allowed)
+            .fallback(not_found)
             .with_state(self.clone())
+    }
+}
+
+/// A path the API does not serve, whatever the method.
+async fn not_found(OriginalUri(uri): OriginalUri) -> ApiError {
+    ApiError::NotFound(uri.path().into())
+}
+
+/// A method a served path does not take; axum adds the `Allow` header.
+async fn method_not_allowed(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
+    ApiError::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().into(),
     }
 }
 

@@ -26,7 +26,9 @@ pub fn router(readiness: Readiness, api: &Api) -> Router {
         .route(ROUTES[1], get(readyz))
         .route(ROUTES[2], get(metrics))
         .with_state(readiness)
-        .nest(API_PREFIX, api.router())
+        // A service, not a nested router: `nest` leaves `/api/v1/` to this
+        // router's empty 404, where `nest_service` sends it to the API's.
+        .nest_service(API_PREFIX, api.router())
 }
 
 /// Serves until the process ends.
