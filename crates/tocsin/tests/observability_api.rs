@@ -196,6 +196,34 @@ fn authentication(port: u16, doc: &OpenApi) {
             assert!(!r.body.contains("items"));
         }
     }
+    // Anything under /api/v1, served or not and by any method, is the same
+    // 401 without the token: no route can be probed for. (A path the API
+    // does not serve answered 404 before the token was checked.)
+    let refusal = get(port, "/api/v1/expectations", &[]);
+    for (method, path) in [
+        ("GET", "/api/v1/patients"),
+        ("GET", "/api/v1/"),
+        ("GET", "/api/v1"),
+        ("GET", "/api/v1/expectations/x/y"),
+        ("POST", "/api/v1/expectations"),
+        ("DELETE", "/api/v1/alerts"),
+        ("POST", "/api/v1/patients"),
+    ] {
+        for headers in [vec![], vec![("Authorization", "Bearer wrong-token")]] {
+            let r = request(port, method, path, &headers);
+            assert_eq!(
+                r.status, 401,
+                "{method} {path} with {headers:?}: {}",
+                r.body
+            );
+            assert_eq!(r.json()["error"], "unauthorized", "{}", r.body);
+            assert!(doc.errors(unauthorised, &r.json()).is_empty());
+            assert_eq!(r.header("allow"), None, "{method} {path} names its methods");
+            if headers.is_empty() {
+                assert_eq!(r.body, refusal.body, "{method} {path}");
+            }
+        }
+    }
     // The scheme name is case-insensitive.
     let r = get(
         port,

@@ -90,12 +90,20 @@ impl Api {
     /// `nest_service`, so that `/api/v1/` reaches the API's own 404 too).
     /// Every refusal, a wrong method or path included, is the API's JSON
     /// error shape.
+    ///
+    /// The token is checked before routing, for every request under
+    /// `/api/v1`: a `route_layer` skips the fallbacks, so a caller without
+    /// the token could tell served paths (401) from others (404), and a
+    /// layer on each route still lets the 405 of a served path add its
+    /// `Allow` header to the 401.
     pub fn router(&self) -> Router {
-        routes::router()
-            .route_layer(middleware::from_fn_with_state(self.clone(), authorise))
+        let routes = routes::router()
             .method_not_allowed_fallback(method_not_allowed)
             .fallback(not_found)
-            .with_state(self.clone())
+            .with_state(self.clone());
+        Router::new()
+            .fallback_service(routes)
+            .layer(middleware::from_fn_with_state(self.clone(), authorise))
     }
 }
 
