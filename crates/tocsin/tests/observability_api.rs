@@ -821,6 +821,12 @@ fn compliance(world: &World, port: u16, doc: &OpenApi, w: &Ward) {
     let csv = get(port, "/api/v1/compliance", &[AUTH, ("Accept", "text/csv")]);
     assert_eq!(csv.status, 200);
     assert_eq!(csv.header("content-type"), Some("text/csv; charset=utf-8"));
+    // Both representations say they follow `Accept`, so a cache keeps them
+    // apart (neither did).
+    assert_eq!(csv.header("vary"), Some("Accept"));
+    let json = get(port, "/api/v1/compliance", &[AUTH]);
+    assert_eq!(json.header("content-type"), Some("application/json"));
+    assert_eq!(json.header("vary"), Some("Accept"));
     assert_eq!(csv.body, replay_csv);
     assert!(
         csv.body

@@ -272,20 +272,27 @@ async fn report(
             Ok(report.finish())
         })
         .await?;
+    // The representation follows `Accept`, so a cache must key on it: both
+    // say so, or a cache could hand a CSV to a client that asked for JSON.
+    let vary = [(header::VARY, "Accept")];
     if wants_csv(&headers) {
         return Ok((
+            vary,
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
             compliance::to_csv(&rows, &group_by),
         )
             .into_response());
     }
-    Ok(Json(Report {
-        from,
-        to,
-        group_by,
-        rows,
-    })
-    .into_response())
+    Ok((
+        vary,
+        Json(Report {
+            from,
+            to,
+            group_by,
+            rows,
+        }),
+    )
+        .into_response())
 }
 
 /// Midnight UTC on the first of January of `year`.
