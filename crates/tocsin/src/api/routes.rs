@@ -295,7 +295,6 @@ async fn report(
         .into_response())
 }
 
-/// Midnight UTC on the first of January of `year`.
 /// Whether `Accept` prefers CSV (`text/csv` listed, `application/json` not
 /// listed before it).
 fn wants_csv(headers: &HeaderMap) -> bool {
