@@ -38,19 +38,27 @@ pub const DELIVERY_FAILED_ALERTNAME: &str = "TocsinDeliveryFailed";
 pub const UNKNOWN_SITE: &str = "unknown";
 
 /// The API query that lists one group's cases: `first`, then the group's
-/// document kind, encounter kind and (when known) site and specialty, so
-/// that a link in an alert leads to that group's cases and no others.
-fn group_query<'a>(first: (&'a str, &'a str), g: &'a AlertGroup) -> Vec<(&'a str, &'a str)> {
+/// document kind, encounter kind, site and (when groups are split by it)
+/// specialty, so that a link in an alert leads to that group's cases and
+/// no others. A site or specialty the messages did not name is asked for
+/// as [`tocsin_store::NONE`]; left out, the unknown site's link listed
+/// every site's cases.
+fn group_query<'a>(
+    first: (&'a str, &'a str),
+    g: &'a AlertGroup,
+    by_specialty: bool,
+) -> Vec<(&'a str, &'a str)> {
     let mut query = vec![
         first,
         ("document_kind", g.document_kind.as_str()),
         ("encounter_kind", g.encounter_kind.as_str()),
+        ("site", g.site.as_deref().unwrap_or(tocsin_store::NONE)),
     ];
-    if let Some(s) = &g.site {
-        query.push(("site", s.as_str()));
-    }
-    if let Some(s) = &g.specialty {
-        query.push(("specialty", s.as_str()));
+    if by_specialty {
+        query.push((
+            "specialty",
+            g.specialty.as_deref().unwrap_or(tocsin_store::NONE),
+        ));
     }
     query
 }
@@ -236,10 +244,13 @@ impl<S: StoreAccess> AlertmanagerWorker<S> {
         ends: DateTime<Utc>,
     ) -> PostableAlert {
         let place = self.place(g);
-        let alerts_url = self.api_url("api/v1/alerts", &group_query(("kind", "overdue"), g));
+        let alerts_url = self.api_url(
+            "api/v1/alerts",
+            &group_query(("kind", "overdue"), g, self.config.grouping.by_specialty),
+        );
         let expectations_url = self.api_url(
             "api/v1/expectations",
-            &group_query(("status", "overdue"), g),
+            &group_query(("status", "overdue"), g, self.config.grouping.by_specialty),
         );
         let annotations = BTreeMap::from([
             (
@@ -277,7 +288,11 @@ impl<S: StoreAccess> AlertmanagerWorker<S> {
     ) -> PostableAlert {
         let place = self.place(g);
         let since = rfc3339(g.first);
-        let mut query = group_query(("kind", "delivery_failed"), g);
+        let mut query = group_query(
+            ("kind", "delivery_failed"),
+            g,
+            self.config.grouping.by_specialty,
+        );
         query.push(("since", since.as_str()));
         let alerts_url = self.api_url("api/v1/alerts", &query);
         let annotations = BTreeMap::from([

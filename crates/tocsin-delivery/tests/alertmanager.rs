@@ -517,7 +517,8 @@ async fn groups_split_by_specialty_carry_it_as_a_label_and_in_their_links() {
         (
             "unknown",
             "1 discharge_summary document(s) overdue after inpatient encounters at site RXX01, specialty unknown",
-            url.to_string(),
+            // Those with no specialty only, not the whole site's.
+            format!("{url}&specialty=%28none%29"),
         ),
     ]
     .map(|(l, s, u)| (l.to_string(), s.to_string(), u));

@@ -41,7 +41,7 @@ pub use deliveries::{
 pub use error::{ParseFailure, StoreError, redact_url};
 pub use held::HeldState;
 pub use pg::PostgresStore;
-pub use query::{AlertOrder, AlertQuery, ExpectationQuery, Page, time_in_range};
+pub use query::{AlertOrder, AlertQuery, ExpectationQuery, NONE, Page, time_in_range};
 pub use sqlite::{SqliteStore, Synchronous};
 
 /// The durable store, whichever backend holds it.

@@ -24,7 +24,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::migrate::{self, Migration};
 use crate::pg_tls;
-use crate::query::{Cursor, List, check_limit};
+use crate::query::{Cursor, Equality, List, check_limit};
 use crate::rows::{self, UNSETTLED, limit_param};
 use crate::{
     AlertQuery, Batch, ExpectationQuery, OutboxMessage, Page, PendingOutbox, Store, StoreError,
@@ -874,7 +874,10 @@ impl Store for PostgresStore {
             filters.push_str(&format!(" AND {column} = ${}", params.len()));
         };
         for (column, value) in q.equalities() {
-            filter(&mut filters, column, value.to_string());
+            match value {
+                Equality::Is(v) => filter(&mut filters, column, v.to_string()),
+                Equality::Missing => filters.push_str(&format!(" AND {column} IS NULL")),
+            }
         }
         // Casting each body of the window to jsonb is what such a lookup
         // costs; a plain substring test, which PostgreSQL runs first as the
@@ -916,8 +919,13 @@ impl Store for PostgresStore {
             filters.push_str(&format!(" AND raised_at >= ${}", params.len()));
         }
         for (column, value) in q.equalities() {
-            params.push(Box::new(value.to_string()));
-            filters.push_str(&format!(" AND {column} = ${}", params.len()));
+            match value {
+                Equality::Is(v) => {
+                    params.push(Box::new(v.to_string()));
+                    filters.push_str(&format!(" AND {column} = ${}", params.len()));
+                }
+                Equality::Missing => filters.push_str(&format!(" AND {column} IS NULL")),
+            }
         }
         let cursor = q.cursor.as_deref();
         keyset_page(

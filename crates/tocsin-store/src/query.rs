@@ -64,7 +64,7 @@ impl Default for ExpectationQuery {
 impl ExpectationQuery {
     /// The filters that are a column equal to a value, as (column, value),
     /// those given only: each backend binds them in its own way.
-    pub(crate) fn equalities(&self) -> Vec<(&'static str, &str)> {
+    pub(crate) fn equalities(&self) -> Vec<(&'static str, Equality<'_>)> {
         given([
             ("status", self.status.map(ExpectationStatus::as_str)),
             (
@@ -82,13 +82,38 @@ impl ExpectationQuery {
     }
 }
 
-/// The filters of a list that were given.
+/// The value of a site, specialty or GP practice filter that asks for the
+/// rows that have none: what the compliance report groups them under, so
+/// that a report row or an Alertmanager group of an unknown site can be
+/// drilled into (before, no value could select them, and a link left the
+/// site out and listed every site's cases).
+pub const NONE: &str = "(none)";
+
+/// One filter of a list: a column equal to a value, or without one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Equality<'a> {
+    /// `column = value`.
+    Is(&'a str),
+    /// `column IS NULL` (the filter's value was [`NONE`]).
+    Missing,
+}
+
+/// The filters of a list that were given; [`NONE`] asks for no value.
 fn given<'a, const N: usize>(
     filters: [(&'static str, Option<&'a str>); N],
-) -> Vec<(&'static str, &'a str)> {
+) -> Vec<(&'static str, Equality<'a>)> {
     filters
         .into_iter()
-        .filter_map(|(column, value)| value.map(|v| (column, v)))
+        .filter_map(|(column, value)| {
+            value.map(|v| {
+                let e = if v == NONE {
+                    Equality::Missing
+                } else {
+                    Equality::Is(v)
+                };
+                (column, e)
+            })
+        })
         .collect()
 }
 
@@ -153,7 +178,7 @@ impl Default for AlertQuery {
 impl AlertQuery {
     /// The filters that are a column equal to a value, as (column, value),
     /// those given only (`since` is a range, not among them).
-    pub(crate) fn equalities(&self) -> Vec<(&'static str, &str)> {
+    pub(crate) fn equalities(&self) -> Vec<(&'static str, Equality<'_>)> {
         given([
             ("kind", self.kind.map(AlertKind::as_str)),
             (

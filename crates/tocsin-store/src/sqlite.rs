@@ -20,7 +20,7 @@ use tocsin_tracker::{Alert, Expectation, StateRecord};
 use crate::build::Building;
 use crate::checkpoint::{self, Checkpointer};
 use crate::migrate::{self, Migration};
-use crate::query::{Cursor, List, check_limit};
+use crate::query::{Cursor, Equality, List, check_limit};
 use crate::rows::{self, UNSETTLED, limit_param, micros};
 use crate::{
     AlertQuery, Batch, ExpectationQuery, OutboxMessage, Page, PendingOutbox, Store, StoreError,
@@ -696,7 +696,10 @@ impl Store for SqliteStore {
             filters.push_str(&format!(" AND {column} = ?{}", params.len()));
         };
         for (column, value) in q.equalities() {
-            filter(&mut filters, column, Value::Text(value.into()));
+            match value {
+                Equality::Is(v) => filter(&mut filters, column, Value::Text(v.into())),
+                Equality::Missing => filters.push_str(&format!(" AND {column} IS NULL")),
+            }
         }
         for (value, path) in [
             (&q.nhs_number, "$.patient.nhs_number"),
@@ -741,8 +744,13 @@ impl Store for SqliteStore {
             filters.push_str(&format!(" AND raised_at >= ?{}", params.len()));
         }
         for (column, value) in q.equalities() {
-            params.push(Value::Text(value.into()));
-            filters.push_str(&format!(" AND {column} = ?{}", params.len()));
+            match value {
+                Equality::Is(v) => {
+                    params.push(Value::Text(v.into()));
+                    filters.push_str(&format!(" AND {column} = ?{}", params.len()));
+                }
+                Equality::Missing => filters.push_str(&format!(" AND {column} IS NULL")),
+            }
         }
         let cursor = q.cursor.as_deref();
         keyset_page(

@@ -283,13 +283,15 @@ fn filters_and_paging(port: u16, doc: &OpenApi) {
         }
     }
 
-    // By practice and by specialty: each value the list holds selects just
-    // its own expectations, in the list's order; an unknown one, none.
+    // By practice, specialty and site: each value the list holds selects
+    // just its own expectations, in the list's order; an unknown one, none;
+    // `(none)` (as the report names them) those that have no value.
     // (These messages name no specialty; the store's own suite filters
     // by both over varied values on both backends.)
     for (param, pointer) in [
         ("gp_practice", "/gp_practice"),
         ("specialty", "/encounter/specialty"),
+        ("site", "/encounter/site"),
     ] {
         let of = |e: &Value| {
             e.pointer(pointer)
@@ -297,14 +299,33 @@ fn filters_and_paging(port: u16, doc: &OpenApi) {
                 .map(str::to_string)
         };
         let values: std::collections::BTreeSet<String> = all.iter().filter_map(of).collect();
-        for v in values.iter().map(String::as_str).chain(["NOWHERE"]) {
-            let got = items(&api(port, doc, &format!("/expectations?{param}={v}"), 200));
+        for v in values
+            .iter()
+            .map(String::as_str)
+            .chain(["NOWHERE", "(none)"])
+        {
+            let asked = v.replace('(', "%28").replace(')', "%29");
+            let got = items(&api(
+                port,
+                doc,
+                &format!("/expectations?{param}={asked}"),
+                200,
+            ));
             let want: Vec<Value> = all
                 .iter()
-                .filter(|e| of(e).as_deref() == Some(v))
+                .filter(|e| match v {
+                    "(none)" => of(e).is_none(),
+                    _ => of(e).as_deref() == Some(v),
+                })
                 .cloned()
                 .collect();
             assert_eq!(got, want, "{param}={v}");
+        }
+        if param == "specialty" {
+            assert!(
+                !all.is_empty(),
+                "no specialty named: (none) selects them all"
+            );
         }
     }
 
