@@ -944,6 +944,82 @@ fn a_refused_summary_sent_again_and_accepted_clears_the_failure() {
     assert_eq!(tr.counters().deliveries_resent, 2);
 }
 
+/// A refused summary matched by patient (no visit number), the patient
+/// readmitted and discharged again, then the summary sent again: it is the
+/// refused one's resend, and settles nothing of the readmission (before, it
+/// settled the second discharge by patient and window, and the first
+/// stayed failed).
+#[test]
+fn a_resend_goes_to_the_refused_expectation_before_any_open_one() {
+    let mut tr = tracker();
+    let at = |s: &str| t(&format!("2024-01-{s}Z"));
+    let copy = |msg: &str, time: &str| {
+        let mut d = doc(msg, None, D::DischargeSummary, at(time), Some(NHS));
+        d.document.as_mut().unwrap().id = "DOC-T".into();
+        d
+    };
+    tr.apply(&end("m1", "VT1", K::Inpatient, at("15T14:00:00"), NHS));
+    let fx = tr.apply(&copy("t2", "16T09:30:00"));
+    let first = changed(&fx).pop().unwrap();
+    assert_eq!(
+        first.settlement.unwrap().matched_by,
+        MatchMethod::PatientWindow
+    );
+    assert_eq!(
+        kinds(&tr.apply(&ack("a1", "t2", true, at("16T09:35:00")))),
+        [A::DeliveryFailed]
+    );
+    tr.apply(&end("m3", "VT2", K::Inpatient, at("16T20:00:00"), NHS));
+    let fx = tr.apply(&copy("t5", "16T21:00:00"));
+    assert_eq!(tr.counters().deliveries_resent, 1);
+    let resent = changed(&fx);
+    assert_eq!(resent.len(), 1, "{fx:?}");
+    assert_eq!(resent[0].id, first.id);
+    assert_eq!(
+        tr.open_count(),
+        1,
+        "the readmission still waits for its own"
+    );
+    let fx = tr.apply(&ack("a2", "t5", false, at("16T21:05:00")));
+    let done = changed(&fx).pop().unwrap();
+    assert_eq!(
+        (done.id, done.delivery),
+        (first.id, Some(DeliveryStatus::Acknowledged))
+    );
+}
+
+/// A summary refused, its discharge cancelled (A13) and recorded again:
+/// the summary settles the discharge recorded again carrying its failure,
+/// and `delivery_failed`, told once, is not raised a second time.
+#[test]
+fn a_refused_summary_revived_by_a13_does_not_raise_delivery_failed_again() {
+    let mut tr = tracker();
+    let at = |s: &str| t(&format!("2024-01-10T{s}Z"));
+    tr.apply(&end("m1", "V1", K::Inpatient, at("10:00:00"), NHS));
+    tr.apply(&doc(
+        "m2",
+        Some("V1"),
+        D::DischargeSummary,
+        at("12:00:00"),
+        Some(NHS),
+    ));
+    assert_eq!(
+        kinds(&tr.apply(&ack("a1", "m2", true, at("12:01:00")))),
+        [A::DeliveryFailed]
+    );
+    tr.apply(&cancel(
+        "m3",
+        EventType::EncounterDischargeCancelled,
+        "V1",
+        at("13:00:00"),
+    ));
+    let fx = tr.apply(&end("m4", "V1", K::Inpatient, at("11:00:00"), NHS));
+    assert!(kinds(&fx).is_empty(), "{fx:?}");
+    let last = changed(&fx).pop().unwrap();
+    assert_eq!(last.delivery, Some(DeliveryStatus::Failed));
+    assert!(last.alerts_raised.contains(&A::DeliveryFailed));
+}
+
 /// `delivery_failed` is raised at the failing acknowledgement's own time
 /// (never before the document's issue), whatever else was read before it:
 /// the same input gives the same alert whether read at once or over days.

@@ -297,14 +297,19 @@ impl Tracker {
             patient: &ev.patient,
             stay_started_at: enc.and_then(|e| e.started_at).map(ms),
         };
-        if let Some((slot, method)) = self.find_open_for(&view) {
-            self.settle(slot, doc, method, &ev.source.message_id, &ev.event_id, fx);
-            return;
-        }
+        // A refused document sent again is its own expectation's resend,
+        // before anything else: matched by patient and window first, it
+        // settled a readmission's open discharge instead (the contract
+        // report crediting a summary never sent for it), and the refused
+        // one stayed failed.
         if !self.failed_transmissions.is_empty()
             && self.resend_after_failure(doc, &ev.source.message_id, fx)
         {
             self.counters.deliveries_resent += 1;
+            return;
+        }
+        if let Some((slot, method)) = self.find_open_for(&view) {
+            self.settle(slot, doc, method, &ev.source.message_id, &ev.event_id, fx);
             return;
         }
         if ev.event_type == EventType::DocumentReplaced {
@@ -447,6 +452,20 @@ impl Tracker {
         };
         self.settle(slot, &p.document, method, &p.message_id, &p.event_id, fx);
         if let Some(status) = p.delivery {
+            // A document revived by A13 whose refusal was told when it
+            // first failed: the discharge recorded again carries the
+            // failure without raising `delivery_failed` a second time (it
+            // was published twice under one alert id).
+            if p.revived
+                && status == DeliveryStatus::Failed
+                && let Some(t) = self.transmissions.get_mut(&p.message_id)
+            {
+                for e in &mut t.expectations {
+                    if !e.alerts_raised.contains(&AlertKind::DeliveryFailed) {
+                        e.alerts_raised.push(AlertKind::DeliveryFailed);
+                    }
+                }
+            }
             let at = p
                 .failed_at
                 .unwrap_or(p.document.issued_at)
