@@ -17,6 +17,14 @@ fn tracker() -> Tracker {
     Tracker::new(Policy::default_contract(), strict())
 }
 
+/// A tracker under the contract policy with its example warning point on:
+/// `due_soon` 20 hours after discharge.
+fn warning_tracker() -> Tracker {
+    let text = include_str!("../../../config/policies/nhs-standard-contract.toml")
+        .replace("# due_soon = \"20h\"", "due_soon = \"20h\"");
+    Tracker::new(Policy::from_toml(&text).unwrap(), strict())
+}
+
 #[test]
 fn discharge_summary_on_time_settles_without_alerts() {
     let mut tr = tracker();
@@ -175,9 +183,7 @@ fn a_withdrawal_after_overdue_or_due_soon_raises_cancelled_once() {
     }
 
     // Only `due_soon` raised: `cancelled`, not before the warning point.
-    let text = include_str!("../../../config/policies/nhs-standard-contract.toml")
-        .replace("# due_soon = \"20h\"", "due_soon = \"20h\"");
-    let mut tr = Tracker::new(Policy::from_toml(&text).unwrap(), strict());
+    let mut tr = warning_tracker();
     tr.apply(&end(
         "m1",
         "V1",
@@ -1683,9 +1689,7 @@ fn replacement_does_not_move_the_first_transmission() {
 
 #[test]
 fn due_soon_warns_before_the_deadline() {
-    let text = include_str!("../../../config/policies/nhs-standard-contract.toml")
-        .replace("# due_soon = \"20h\"", "due_soon = \"20h\"");
-    let mut tr = Tracker::new(Policy::from_toml(&text).unwrap(), strict());
+    let mut tr = warning_tracker();
     tr.apply(&end(
         "m1",
         "V1",
