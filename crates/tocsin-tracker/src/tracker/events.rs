@@ -636,8 +636,11 @@ impl Tracker {
             }
             changed = true;
             exp.delivery = Some(status);
-            if status == DeliveryStatus::Failed {
-                self.failed_transmissions.insert(message_id.to_string());
+            if status == DeliveryStatus::Failed
+                && let Some(s) = &exp.settlement
+            {
+                self.failed_transmissions
+                    .insert((s.document_id.clone(), message_id.to_string()));
             }
             if alert {
                 exp.alerts_raised.push(AlertKind::DeliveryFailed);
@@ -683,7 +686,9 @@ impl Tracker {
         };
         let Some(failed) = self
             .failed_transmissions
-            .iter()
+            .range((doc.id.clone(), String::new())..)
+            .take_while(|(d, _)| *d == doc.id)
+            .map(|(_, m)| m)
             .find(|m| {
                 m.as_str() != message_id
                     && self
@@ -695,12 +700,13 @@ impl Tracker {
         else {
             return false;
         };
+        self.failed_transmissions
+            .remove(&(doc.id.clone(), failed.clone()));
         let Some(mut t) = self.transmissions.remove(&failed) else {
             return false;
         };
         let (resent, kept): (Vec<_>, Vec<_>) = t.expectations.drain(..).partition(resends);
         if kept.is_empty() {
-            self.failed_transmissions.remove(&failed);
             fx.delete_state(namespaces::TRANSMISSION, failed);
         } else {
             t.expectations = kept;

@@ -221,10 +221,12 @@ pub struct Tracker {
     pending_by_message: MultiIndex,
     pending_expiry: BTreeSet<(i64, u32)>,
     transmissions: HashMap<String, Transmission, FxBuild>,
-    /// Message ids of the remembered transmissions whose delivery failed:
-    /// few, and what a document sent again is looked for among (see
-    /// [`Tracker::resend_after_failure`]).
-    failed_transmissions: BTreeSet<String>,
+    /// `(document id, message id)` of each remembered transmission whose
+    /// delivery failed: what a document sent again is looked up in, by its
+    /// id (see [`Tracker::resend_after_failure`]). An entry may outlive its
+    /// transmission's failure (each hit is checked against the
+    /// transmission); it goes with the transmission.
+    failed_transmissions: BTreeSet<(String, String)>,
     /// Acknowledgements read before their document, by the message id they
     /// name ([`state::EarlyAck`]), and when each stops waiting.
     early_acks: HashMap<String, state::EarlyAck, FxBuild>,

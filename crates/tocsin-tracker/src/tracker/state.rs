@@ -396,16 +396,42 @@ impl Tracker {
             {
                 first = Some((message_id.clone(), e.clone()));
             }
+            let documents: Vec<String> = t
+                .expectations
+                .iter()
+                .filter(|e| e.id.0 == id)
+                .filter_map(|e| e.settlement.as_ref().map(|s| s.document_id.clone()))
+                .collect();
             t.expectations.retain(|e| e.id.0 != id);
+            // Out of the index of failed transmissions, unless another of
+            // its expectations still failed with that document.
+            for d in documents {
+                let still = t.expectations.iter().any(|e| {
+                    e.delivery == Some(crate::DeliveryStatus::Failed)
+                        && e.settlement.as_ref().is_some_and(|s| s.document_id == d)
+                });
+                if !still {
+                    self.failed_transmissions.remove(&(d, message_id.clone()));
+                }
+            }
             if t.expectations.is_empty() {
                 self.transmissions.remove(&message_id);
-                self.failed_transmissions.remove(&message_id);
                 fx.delete_state(namespaces::TRANSMISSION, message_id);
             } else {
                 fx.put_state(namespaces::TRANSMISSION, &message_id, &t.record());
             }
         }
         first
+    }
+
+    /// Drops a transmission let go of from the index of failed ones.
+    fn forget_failed(&mut self, message_id: &str, t: &Transmission) {
+        for e in &t.expectations {
+            if let Some(s) = &e.settlement {
+                self.failed_transmissions
+                    .remove(&(s.document_id.clone(), message_id.to_string()));
+            }
+        }
     }
 
     pub(super) fn remember_seen(&mut self, h: SeenKey, at: i64, fx: &mut Effects<'_>) {
@@ -519,8 +545,8 @@ impl Tracker {
         self.tx_timers.remove(&timer);
         let (at, what, id) = timer;
         if what == 1 {
-            self.failed_transmissions.remove(&id);
-            if self.transmissions.remove(&id).is_some() {
+            if let Some(t) = self.transmissions.remove(&id) {
+                self.forget_failed(&id, &t);
                 fx.delete_state(namespaces::TRANSMISSION, id);
             }
             return;
@@ -795,12 +821,13 @@ impl Restoring {
             .t
             .transmissions
             .iter()
-            .filter(|(_, t)| {
+            .flat_map(|(m, t)| {
                 t.expectations
                     .iter()
-                    .any(|e| e.delivery == Some(DeliveryStatus::Failed))
+                    .filter(|e| e.delivery == Some(DeliveryStatus::Failed))
+                    .filter_map(|e| e.settlement.as_ref())
+                    .map(|s| (s.document_id.clone(), m.clone()))
             })
-            .map(|(m, _)| m.clone())
             .collect();
         self.t.drop_stale_timers();
         (self.t, dropped)
