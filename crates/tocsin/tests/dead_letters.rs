@@ -437,13 +437,22 @@ async fn a_new_message_under_a_reused_id_delivered_again_is_processed() {
         fixture("cross-format/adt-a03-V123456.hl7"),
     )
     .await;
-    assert_eq!(
-        world
-            .store
-            .count("inputs WHERE outcome = 'ok' AND id LIKE 'amqp:reused-1#%'")
-            .await,
-        2
-    );
+    // Applied (the metric) comes before committed: wait for the record.
+    poll(
+        "both messages under the id recorded as applied",
+        Duration::from_secs(30),
+        || async {
+            match world
+                .store
+                .count("inputs WHERE outcome = 'ok' AND id LIKE 'amqp:reused-1#%'")
+                .await
+            {
+                2 => Ok(()),
+                n => Err(format!("{n} recorded")),
+            }
+        },
+    )
+    .await;
     stop(gateway).await;
 }
 
