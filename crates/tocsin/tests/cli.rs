@@ -211,6 +211,73 @@ fn check_config_refuses_a_store_url_or_log_level_that_can_never_work() {
     );
 }
 
+/// A bulk export is read a piece at a time (the reader hands the tracker
+/// at most 1,024 units at once, so that a million-line file is not held as
+/// a million units' events): every line of a 2,500-line NDJSON file is
+/// applied in order across the pieces, and each junk line is reported at
+/// its own line number.
+#[test]
+fn replay_reads_a_bulk_export_across_pieces_in_order() {
+    let template: Value = serde_json::from_slice(
+        &std::fs::read(fixture("fhir/r4/encounter-finished-inpatient.json")).unwrap(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = Vec::new();
+    for i in 1..=2500 {
+        if [1, 1025, 2500].contains(&i) {
+            lines.push(format!("not a resource ({i})"));
+            continue;
+        }
+        let mut e = template.clone();
+        e["id"] = Value::from(format!("enc-{i}"));
+        e["identifier"][0]["value"] = Value::from(format!("VB{i:05}"));
+        lines.push(e.to_string());
+    }
+    let file = dir.path().join("export.ndjson");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let events = dir.path().join("events.jsonl");
+    let r = replay_json(
+        &file,
+        "2024-06-01T00:00:00Z",
+        &["--events", events.to_str().unwrap()],
+    );
+    let rejected: Vec<(&str, &str)> = r.report["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["position"].as_str().unwrap(),
+                x["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rejected,
+        [
+            ("line 1", "malformed_json"),
+            ("line 1025", "malformed_json"),
+            ("line 2500", "malformed_json")
+        ]
+    );
+    let visits: Vec<String> = std::fs::read_to_string(&events)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["encounter"]["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let want: Vec<String> = (2..2500)
+        .filter(|i| *i != 1025)
+        .map(|i| format!("VB{i:05}"))
+        .collect();
+    assert_eq!(visits, want, "every line applied once, in order");
+}
+
 /// A listening port another process holds (an old gateway still stopping)
 /// is worth a later start: exit 1, which the systemd unit restarts, not 2
 /// (a configuration no restart mends, which it does not restart). A

@@ -4,7 +4,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use tocsin_ingest::{ContentHint, ingest};
+use tocsin_ingest::{ContentHint, ingest_units};
 
 use crate::config::Config;
 use crate::inputs;
@@ -32,7 +32,7 @@ pub fn run(config: &Config, paths: &[PathBuf]) -> Result<ExitCode, Box<dyn std::
             }
         };
         let hint = inputs::format_name(file).and_then(|n| ContentHint::from_file_name(&n));
-        for unit in ingest(&bytes, hint, &config.ingest) {
+        for unit in ingest_units(&bytes, hint, &config.ingest) {
             match unit.outcome {
                 Ok(events) => {
                     for event in events {

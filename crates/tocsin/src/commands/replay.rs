@@ -35,7 +35,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use chrono::{DateTime, Utc};
 use tocsin_event::InterfaceEvent;
-use tocsin_ingest::{ContentHint, IngestConfig, Position, ingest};
+use tocsin_ingest::{ContentHint, IngestConfig, Position, ingest_units};
 use tocsin_store::{Batch, BuildMode, HeldState, Store};
 use tocsin_tracker::compliance::{LatestFacts, ReportBuilder, ReportFacts};
 use tocsin_tracker::{Effect, Expectation, Tracker, compliance};
@@ -443,39 +443,78 @@ pub const UNREADABLE: &str = "unreadable";
 /// it cannot read (removed since the walk, no permission, a link to
 /// nothing) is one rejected unit with reason [`UNREADABLE`]: stopping the
 /// run hours in, without a report, lost what had been judged so far.
-fn read_files(files: Vec<&Path>, keep_cached: u64, cfg: &IngestConfig, tx: SyncSender<Vec<Unit>>) {
+fn read_files(files: Vec<&Path>, keep_cached: u64, cfg: &IngestConfig, tx: SyncSender<Piece>) {
     for (file, bytes) in inputs::read_ahead(files, FETCH_AHEAD, keep_cached) {
-        let units = match bytes {
-            Ok(bytes) => normalise_file(file, &bytes, cfg),
-            Err(e) => vec![Unit::Rejected(Rejected {
-                file: file.display().to_string(),
-                position: Position::Whole.to_string(),
-                reason: UNREADABLE.to_string(),
-                message: format!("cannot read: {e}"),
-                location: None,
-            })],
+        let bytes = match bytes {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                let unit = Unit::Rejected(Rejected {
+                    file: file.display().to_string(),
+                    position: Position::Whole.to_string(),
+                    reason: UNREADABLE.to_string(),
+                    message: format!("cannot read: {e}"),
+                    location: None,
+                });
+                if tx.send(Piece::last(vec![unit])).is_err() {
+                    return;
+                }
+                continue;
+            }
         };
-        if tx.send(units).is_err() {
+        // A file's units go in pieces: a bulk export of a million
+        // resources was held whole, its events taking some 90 times the
+        // file's size.
+        let mut units = Vec::new();
+        for unit in normalise_file(file, &bytes, cfg) {
+            units.push(unit);
+            if units.len() >= PIECE_UNITS {
+                let piece = Piece {
+                    units: std::mem::take(&mut units),
+                    last: false,
+                };
+                if tx.send(piece).is_err() {
+                    return;
+                }
+            }
+        }
+        if tx.send(Piece::last(units)).is_err() {
             return;
         }
     }
 }
 
-fn normalise_file(file: &Path, bytes: &[u8], cfg: &IngestConfig) -> Vec<Unit> {
+/// What a reader sends the tracking stage: units of one file, in order;
+/// `last` on the file's final piece.
+struct Piece {
+    units: Vec<Unit>,
+    last: bool,
+}
+
+impl Piece {
+    fn last(units: Vec<Unit>) -> Self {
+        Self { units, last: true }
+    }
+}
+
+/// Most units in one [`Piece`].
+const PIECE_UNITS: usize = 1024;
+
+fn normalise_file<'a>(
+    file: &'a Path,
+    bytes: &'a [u8],
+    cfg: &'a IngestConfig,
+) -> impl Iterator<Item = Unit> + 'a {
     let hint = inputs::format_name(file).and_then(|n| ContentHint::from_file_name(&n));
-    ingest(bytes, hint, cfg)
-        .into_iter()
-        .map(|unit| match unit.outcome {
-            Ok(events) => Unit::Events(events),
-            Err(e) => Unit::Rejected(Rejected {
-                file: file.display().to_string(),
-                position: unit.position.to_string(),
-                reason: e.reason_code().to_string(),
-                message: super::normalise::describe(&e),
-                location: e.location(),
-            }),
-        })
-        .collect()
+    ingest_units(bytes, hint, cfg).map(move |unit| match unit.outcome {
+        Ok(events) => Unit::Events(events),
+        Err(e) => Unit::Rejected(Rejected {
+            file: file.display().to_string(),
+            position: unit.position.to_string(),
+            reason: e.reason_code().to_string(),
+            message: super::normalise::describe(&e),
+            location: e.location(),
+        }),
+    })
 }
 
 /// What the tracking stage writes beside the effects it sends the writer.
@@ -494,7 +533,7 @@ struct Beside<'a> {
 fn track(
     tracker: &mut Tracker,
     files: &[PathBuf],
-    from_readers: &[Receiver<Vec<Unit>>],
+    from_readers: &[Receiver<Piece>],
     to_writer: &SyncSender<ToWriter>,
     beside: &mut Beside<'_>,
     until: DateTime<Utc>,
@@ -507,43 +546,48 @@ fn track(
     let mut chunk = Vec::new();
     let mut chunk_events = 0usize;
     for (i, file) in files.iter().enumerate() {
-        let received = from_readers[i % from_readers.len()]
-            .recv()
-            .map_err(|_| format!("{}: reader stopped", file.display()));
-        let units = match received {
-            Ok(units) => units,
-            Err(e) => {
-                // The alerts of the events already applied are still written
-                // (nothing more is committed), as when the run stops early.
-                let _ = to_writer.send(ToWriter::Effects(chunk, chunk_events));
-                return Err(e);
-            }
-        };
-        for unit in units {
-            let events = match unit {
-                Unit::Events(events) => events,
-                Unit::Rejected(r) => {
-                    report_rejected(&r);
-                    rejected.push(r);
-                    continue;
+        let reader = &from_readers[i % from_readers.len()];
+        let mut last = false;
+        while !last {
+            let received = reader
+                .recv()
+                .map_err(|_| format!("{}: reader stopped", file.display()));
+            let piece = match received {
+                Ok(piece) => piece,
+                Err(e) => {
+                    // The alerts of the events already applied are still written
+                    // (nothing more is committed), as when the run stops early.
+                    let _ = to_writer.send(ToWriter::Effects(chunk, chunk_events));
+                    return Err(e);
                 }
             };
-            for event in events {
-                if let Some(out) = events_out.as_mut() {
-                    write_line(out, &event).map_err(|e| format!("--events: {e}"))?;
-                }
-                tracker.apply_into(&event, &mut chunk);
-                progress.event();
-                chunk_events += 1;
-                if chunk_events >= EFFECTS_CHUNK {
-                    // The next chunk starts at this one's size, so it does
-                    // not grow (and copy its effects) by doubling.
-                    let next = Vec::with_capacity(chunk.len());
-                    let full = std::mem::replace(&mut chunk, next);
-                    to_writer
-                        .send(ToWriter::Effects(full, chunk_events))
-                        .map_err(|_| writer_gone())?;
-                    chunk_events = 0;
+            last = piece.last;
+            for unit in piece.units {
+                let events = match unit {
+                    Unit::Events(events) => events,
+                    Unit::Rejected(r) => {
+                        report_rejected(&r);
+                        rejected.push(r);
+                        continue;
+                    }
+                };
+                for event in events {
+                    if let Some(out) = events_out.as_mut() {
+                        write_line(out, &event).map_err(|e| format!("--events: {e}"))?;
+                    }
+                    tracker.apply_into(&event, &mut chunk);
+                    progress.event();
+                    chunk_events += 1;
+                    if chunk_events >= EFFECTS_CHUNK {
+                        // The next chunk starts at this one's size, so it does
+                        // not grow (and copy its effects) by doubling.
+                        let next = Vec::with_capacity(chunk.len());
+                        let full = std::mem::replace(&mut chunk, next);
+                        to_writer
+                            .send(ToWriter::Effects(full, chunk_events))
+                            .map_err(|_| writer_gone())?;
+                        chunk_events = 0;
+                    }
                 }
             }
         }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 use tocsin_amqp::{BatchConsumer, Delivery, InputFormat, Receipt, Session, format_hint};
-use tocsin_ingest::{ContentHint, IngestConfig, detect, ingest};
+use tocsin_ingest::{ContentHint, IngestConfig, detect, ingest_units};
 use tocsin_store::{Batch, InputOutcome, InputRecord, OutboxMessage};
 use tocsin_tracker::{Effect, Tracker};
 
@@ -467,7 +467,7 @@ impl Pipeline {
         .emit(&self.metrics);
         let mut rejection: Option<Rejection> = None;
         let mut rejected_units = 0usize;
-        for unit in ingest(delivery.body(), hint, &self.ingest) {
+        for unit in ingest_units(delivery.body(), hint, &self.ingest) {
             match unit.outcome {
                 Ok(events) => {
                     for event in events {
