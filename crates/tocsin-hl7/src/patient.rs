@@ -62,7 +62,9 @@ fn checked_nhs(
 
 /// Reads a CX list: the first valid NHS number, and every other identifier as
 /// a local id. An NHS-marked value failing the modulus-11 check is dropped
-/// with an `invalid_nhs_number` warning that keeps the raw value.
+/// with an `invalid_nhs_number` warning that keeps the raw value; so is a
+/// second valid one that differs from the first (which patient the message
+/// is about is then in doubt, and it was dropped without a word).
 fn identifiers(
     ctx: &mut Ctx<'_, '_>,
     seg: Seg<'_>,
@@ -74,7 +76,21 @@ fn identifiers(
         let Some(value) = rep.comp(1) else { continue };
         if is_nhs(ctx, &rep) {
             if let Some(n) = checked_nhs(ctx, value, seg.name(), field) {
-                nhs.get_or_insert(n);
+                match &nhs {
+                    None => nhs = Some(n),
+                    Some(first) if *first != n => {
+                        let location = format!("{}-{field}", seg.name());
+                        ctx.warn(
+                            WarningCode::InvalidNhsNumber,
+                            format!(
+                                "a second, different NHS number in {location} ignored: the first is kept"
+                            ),
+                            Some(n),
+                            location,
+                        );
+                    }
+                    Some(_) => {}
+                }
             }
             continue;
         }

@@ -218,6 +218,34 @@ fn a_placeholder_nhs_number_is_null_with_warning() {
     assert_eq!(ev.warnings[0].raw.as_deref(), Some("0000000000"));
 }
 
+/// Two different valid NHS numbers in PID-3: the first is kept and the
+/// second is warned of (it was dropped without a word); the same number
+/// twice is no conflict.
+#[test]
+fn a_second_different_nhs_number_is_warned_of() {
+    let bytes = load("adt_a04_register_v25.hl7");
+    let text = String::from_utf8(split_messages(&bytes)[0].bytes.to_vec()).unwrap();
+    let two = text.replace(
+        "9434765919^^^NHS^NH",
+        "9434765919^^^NHS^NH~4010232137^^^NHS^NH",
+    );
+    assert_ne!(two, text);
+    let ev = normalise_message(two.as_bytes(), &Hl7Config::default()).unwrap();
+    assert_eq!(ev.patient.nhs_number.as_deref(), Some("9434765919"));
+    assert_eq!(ev.warnings.len(), 1, "{:?}", ev.warnings);
+    let w = &ev.warnings[0];
+    assert_eq!(w.code, WarningCode::InvalidNhsNumber);
+    assert_eq!(w.raw.as_deref(), Some("4010232137"));
+    assert_eq!(w.location.as_deref(), Some("PID-3"));
+    assert!(!w.message.contains("4010232137"), "message is patient-free");
+    let same = text.replace(
+        "9434765919^^^NHS^NH",
+        "9434765919^^^NHS^NH~943 476 5919^^^NHS^NH",
+    );
+    let ev = normalise_message(same.as_bytes(), &Hl7Config::default()).unwrap();
+    assert!(ev.warnings.is_empty(), "{:?}", ev.warnings);
+}
+
 #[test]
 fn a31_has_no_encounter() {
     let ev = ok("adt_a31_update_person.hl7");
