@@ -25,7 +25,16 @@ pub enum TimestampError {
     /// The date or time does not exist (month 13, 31 April, hour 24...).
     #[error("the date or time does not exist")]
     OutOfRange,
+    /// A year before [`EARLIEST_YEAR`]: a placeholder (`00000101`) or a
+    /// typing error, not a time anything in a hospital happened.
+    #[error("the year is before {EARLIEST_YEAR}")]
+    Implausible,
 }
+
+/// The earliest year a timestamp may name: older than any patient's birth.
+/// Year 0000 was read as a discharge time, and the discharge then went
+/// untracked without a word (no rule was in force then).
+pub const EARLIEST_YEAR: i32 = 1800;
 
 /// Parses an HL7 timestamp of any precision, from `YYYY` to fractional
 /// seconds, with or without a `+/-HHMM` offset.
@@ -64,6 +73,9 @@ pub fn parse_timestamp(raw: &str, tz: Tz) -> Result<DateTime<Utc>, TimestampErro
             .unwrap_or(default)
     };
     let year: i32 = digits[..4].parse().map_err(|_| TimestampError::Shape(n))?;
+    if year < EARLIEST_YEAR {
+        return Err(TimestampError::Implausible);
+    }
     let nanos = match fraction {
         None => 0,
         Some(f) if !f.is_empty() && f.len() <= 9 && f.bytes().all(|b| b.is_ascii_digit()) => {
@@ -126,6 +138,23 @@ mod tests {
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    /// A year before 1800 is no time anything in a hospital happened: a
+    /// placeholder refused, not a discharge in year 0.
+    #[test]
+    fn implausible_years_are_refused() {
+        for raw in ["00000101000000", "0000", "17991231235959+0000"] {
+            assert_eq!(
+                parse_timestamp(raw, London),
+                Err(TimestampError::Implausible),
+                "{raw}"
+            );
+        }
+        assert_eq!(
+            parse_timestamp("18000101000000+0000", London),
+            Ok(utc("1800-01-01T00:00:00Z"))
+        );
     }
 
     #[test]
