@@ -252,6 +252,11 @@ impl Policy {
         self.timezone
     }
 
+    /// Whether some rule, in force or not, covers encounters of `kind`.
+    pub fn covers(&self, kind: EncounterKind) -> bool {
+        self.rules.iter().any(|r| r.encounter_kinds.contains(&kind))
+    }
+
     /// The rules in force for an ended encounter (judged by the local date of
     /// its end), each with whether an exclusion suppresses it.
     pub fn applicable<'a>(

@@ -1707,6 +1707,35 @@ fn due_soon_warns_before_the_deadline() {
     );
 }
 
+/// A discharge before the earliest rule came into force (an archive from
+/// 2016) makes no expectation, and is counted `end_without_rule` rather
+/// than passing without a word; one of a kind no rule covers is not
+/// counted so (that is `end_without_kind`'s, for unmapped codes).
+#[test]
+fn an_end_before_any_rule_is_counted() {
+    let mut tr = tracker();
+    let fx = tr.apply(&end(
+        "m1",
+        "V1",
+        K::Inpatient,
+        t("2016-06-01T10:00:00Z"),
+        NHS,
+    ));
+    assert!(changed(&fx).is_empty(), "{fx:?}");
+    assert_eq!(tr.counters().ends_without_rule, 1);
+    tr.apply(&end("m2", "V2", K::Other, t("2016-06-01T11:00:00Z"), NHS));
+    assert_eq!(tr.counters().ends_without_rule, 1);
+    tr.apply(&end(
+        "m3",
+        "V3",
+        K::Inpatient,
+        t("2024-06-01T10:00:00Z"),
+        NHS,
+    ));
+    assert_eq!(tr.counters().ends_without_rule, 1, "a rule is in force");
+    assert_eq!(tr.open_count(), 1);
+}
+
 #[test]
 fn exclusions_create_no_expectation() {
     let text = include_str!("../../../config/policies/nhs-standard-contract.toml").replace(

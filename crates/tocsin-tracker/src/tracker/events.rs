@@ -191,11 +191,16 @@ impl Tracker {
             discharge_disposition: enc.discharge_disposition.as_deref(),
         };
         let mut todo = Vec::new();
+        let mut any = false;
         for (idx, rule, app) in self.policy.applicable(&facts) {
+            any = true;
             match app {
                 Applicability::Excluded(_) => self.counters.excluded += 1,
                 Applicability::Applies => todo.push((idx as u16, rule.id.clone())),
             }
+        }
+        if !any && self.policy.covers(kind) {
+            self.counters.ends_without_rule += 1;
         }
         let existing = self.open_for_encounter(enc);
         for (rule, rule_id) in todo {

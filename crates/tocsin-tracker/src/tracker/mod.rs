@@ -131,13 +131,18 @@ pub struct Counters {
     /// transmission its expectation now waits on, and its acceptance
     /// clears the failure.
     pub deliveries_resent: u64,
+    /// Encounter ends of a kind the policy covers, but on a date no rule is
+    /// in force (before the earliest `effective_from`, after an
+    /// `effective_to`): no expectation. A replay of archives older than
+    /// the rules made nothing of them without a word.
+    pub ends_without_rule: u64,
 }
 
 impl Counters {
     /// Every counter with its name, for a metric label or a report: the
     /// names are stable (operators' dashboards use them) and carry no
     /// patient data.
-    pub fn named(&self) -> [(&'static str, u64); 19] {
+    pub fn named(&self) -> [(&'static str, u64); 20] {
         // Destructured so that a new counter cannot be left out.
         let Counters {
             duplicates,
@@ -159,6 +164,7 @@ impl Counters {
             ends_corrected,
             visit_collisions,
             deliveries_resent,
+            ends_without_rule,
         } = *self;
         [
             ("duplicate", duplicates),
@@ -180,6 +186,7 @@ impl Counters {
             ("end_corrected", ends_corrected),
             ("visit_collision", visit_collisions),
             ("delivery_resent", deliveries_resent),
+            ("end_without_rule", ends_without_rule),
         ]
     }
 }
