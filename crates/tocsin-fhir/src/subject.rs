@@ -100,11 +100,27 @@ impl Env<'_> {
             return;
         };
         if id.system.as_deref() == Some(self.cfg.nhs_number_system.as_str()) {
-            if s.patient.nhs_number.is_some() {
-                return;
-            }
             match validate_nhs_number(value) {
-                Ok(n) => s.patient.nhs_number = Some(n),
+                // A second valid number that differs from the first: which
+                // patient this is is in doubt, and it was dropped without
+                // a word (as in HL7's PID-3).
+                Ok(n)
+                    if s.patient
+                        .nhs_number
+                        .as_ref()
+                        .is_some_and(|first| *first != n) =>
+                {
+                    s.warnings.push(Warning {
+                        code: WarningCode::InvalidNhsNumber,
+                        message: "a second, different NHS number ignored: the first is kept"
+                            .to_owned(),
+                        raw: Some(value.to_owned()),
+                        location: Some(at.to_string()),
+                    });
+                }
+                Ok(n) => {
+                    s.patient.nhs_number.get_or_insert(n);
+                }
                 Err(e) => s.warnings.push(Warning {
                     code: WarningCode::InvalidNhsNumber,
                     message: format!("NHS number ignored: {e}"),

@@ -746,6 +746,39 @@ fn invalid_nhs_number_is_null_with_the_raw_value_in_a_warning() {
     assert_eq!(e.occurred_at, chrono::DateTime::UNIX_EPOCH);
 }
 
+/// Two different valid NHS numbers: the first is kept and the second is
+/// warned of (it was dropped without a word); the same number twice is no
+/// conflict.
+#[test]
+fn a_second_different_nhs_number_is_warned_of() {
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&load("r4/patient-invalid-nhs-number.json")).unwrap();
+    let nhs =
+        |n: &str| serde_json::json!({"system": "https://fhir.nhs.uk/Id/nhs-number", "value": n});
+    v["identifier"] = serde_json::json!([nhs("9434765919"), nhs("4010232137")]);
+    let cfg = FhirConfig::default();
+    let e = &normalise_json(v.to_string().as_bytes(), &cfg).unwrap()[0];
+    assert_eq!(e.patient.nhs_number.as_deref(), Some("9434765919"));
+    let w: Vec<_> = e
+        .warnings
+        .iter()
+        .filter(|w| w.code == WarningCode::InvalidNhsNumber)
+        .collect();
+    assert_eq!(w.len(), 1, "{:?}", e.warnings);
+    assert_eq!(w[0].raw.as_deref(), Some("4010232137"));
+    assert_eq!(w[0].location.as_deref(), Some("Patient.identifier[1]"));
+    assert!(!w[0].message.contains("4010232137"));
+    v["identifier"] = serde_json::json!([nhs("9434765919"), nhs("943 476 5919")]);
+    let e = &normalise_json(v.to_string().as_bytes(), &cfg).unwrap()[0];
+    assert!(
+        e.warnings
+            .iter()
+            .all(|w| w.code != WarningCode::InvalidNhsNumber),
+        "{:?}",
+        e.warnings
+    );
+}
+
 #[test]
 fn same_bytes_same_events_and_any_change_a_new_id() {
     let bytes = load("r4/bundle-document-discharge-summary.json");
