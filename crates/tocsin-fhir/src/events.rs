@@ -283,8 +283,8 @@ fn encounter_time(
             {
                 warnings.push(Warning {
                     code: WarningCode::BadTimestamp,
-                    message: "the period bound for this status is missing; occurred_at \
-                              taken from meta.lastUpdated or the other bound"
+                    message: "the period bound for this status is missing (or before 1800); \
+                              occurred_at taken from meta.lastUpdated or the other bound"
                         .into(),
                     raw: None,
                     location: Some(format!("{}.period", e.loc)),

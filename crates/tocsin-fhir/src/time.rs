@@ -147,9 +147,22 @@ pub(crate) fn local_to_utc(naive: NaiveDateTime, tz: Tz) -> DateTime<Utc> {
     local.unwrap_or_else(|| naive.and_utc())
 }
 
+/// The earliest year a time may name, as for HL7's timestamps: older than
+/// any patient's birth. A
+/// `0000-01-01` period end was read as a discharge in year 0, which then
+/// went untracked.
+const EARLIEST_YEAR: i32 = 1800;
+
+/// `t`, unless it is before [`EARLIEST_YEAR`]: then no time, which callers
+/// treat as an absent one (a fallback with a warning, or a rejection).
+fn plausible(t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    use chrono::Datelike;
+    (t.year() >= EARLIEST_YEAR).then_some(t)
+}
+
 /// A FHIR `instant` in UTC.
 pub(crate) fn instant_utc(i: &Instant) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp(i.0.unix_timestamp(), i.0.nanosecond())
+    DateTime::from_timestamp(i.0.unix_timestamp(), i.0.nanosecond()).and_then(plausible)
 }
 
 /// A FHIR `dateTime` in UTC: a partial date is the start of its period in
@@ -170,13 +183,24 @@ pub(crate) fn date_utc(d: &Date, tz: Tz) -> Option<DateTime<Utc>> {
             NaiveDate::from_ymd_opt(d.year(), u8::from(d.month()).into(), d.day().into())
         }
     }?;
-    Some(local_to_utc(date.and_hms_opt(0, 0, 0)?, tz))
+    plausible(local_to_utc(date.and_hms_opt(0, 0, 0)?, tz))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono_tz::Europe::London;
+
+    /// A time before 1800 is no time at all.
+    #[test]
+    fn times_before_1800_are_none() {
+        assert_eq!(date_utc(&Date::Year(0), London), None);
+        assert_eq!(date_utc(&Date::Year(1799), London), None);
+        assert!(date_utc(&Date::Year(1800), London).is_some());
+        let instant = |s: &str| -> Instant { serde_json::from_value(Value::from(s)).unwrap() };
+        assert_eq!(instant_utc(&instant("0000-01-01T00:00:00Z")), None);
+        assert!(instant_utc(&instant("2024-01-01T00:00:00Z")).is_some());
+    }
 
     #[test]
     fn offsetless_times_are_local_with_summer_time() {

@@ -108,6 +108,27 @@ fn a_planned_encounter_is_other_at_its_last_update_not_its_planned_start() {
     }
 }
 
+/// A period end in year 0 (a placeholder) is no discharge time: the end is
+/// taken as absent, with a warning, and the event's time comes from the
+/// other bound (before, the discharge was dated year 0 and went
+/// untracked without a word).
+#[test]
+fn a_period_end_before_1800_is_no_end() {
+    let e = edited("r4/encounter-finished-inpatient.json", |v| {
+        v["period"]["end"] = "0000-01-01T00:00:00+00:00".into();
+    });
+    assert_eq!(e.event_type, EventType::EncounterEnded);
+    assert_eq!(e.encounter.as_ref().unwrap().ended_at, None);
+    assert_eq!(e.occurred_at, t("2024-01-10T09:15:00Z"));
+    assert!(
+        e.warnings
+            .iter()
+            .any(|w| w.code == WarningCode::BadTimestamp && w.message.contains("before 1800")),
+        "{:?}",
+        e.warnings
+    );
+}
+
 /// The message id is the tracker's duplicate key: versions that mean
 /// different things must differ in it, and the same version must not.
 #[test]
