@@ -994,6 +994,55 @@ fn a_resend_goes_to_the_refused_expectation_before_any_open_one() {
     );
 }
 
+/// The summary, its refusal, the engine's resend and the resend's
+/// acceptance all read before the discharge: when the discharge comes,
+/// the first copy settles it, refused, and the second is its resend,
+/// accepted, as in time order (before, the resend waited until it expired
+/// unmatched and the delivery stayed failed). A third copy after the
+/// acceptance is a repeat.
+#[test]
+fn copies_waiting_for_their_discharge_are_taken_as_resends_in_issue_order() {
+    let at = |s: &str| t(&format!("2024-01-10T{s}Z"));
+    let copy = |msg: &str, time: &str| {
+        let mut d = doc(msg, Some("V1"), D::DischargeSummary, at(time), Some(NHS));
+        d.document.as_mut().unwrap().id = "DOC-S".into();
+        d
+    };
+    let discharge = end("m1", "V1", K::Inpatient, at("09:00:00"), NHS);
+    let before = [
+        copy("m2", "09:30:00"),
+        ack("a1", "m2", true, at("09:35:00")),
+        copy("m4", "09:36:00"),
+        ack("a2", "m4", false, at("09:37:00")),
+        copy("m6", "09:40:00"),
+    ];
+    // Read in time order, the discharge first...
+    let mut in_order = tracker();
+    let mut fx = in_order.apply(&discharge);
+    for e in &before {
+        fx.extend(in_order.apply(e));
+    }
+    // ...and with the discharge read last.
+    let mut late = tracker();
+    let mut fx_late = Vec::new();
+    for e in &before {
+        fx_late.extend(late.apply(e));
+    }
+    fx_late.extend(late.apply(&discharge));
+    for (name, tr, fx) in [
+        ("in order", &in_order, &fx),
+        ("discharge last", &late, &fx_late),
+    ] {
+        assert_eq!(kinds(fx), [A::DeliveryFailed], "{name}");
+        let last = changed(fx).pop().unwrap();
+        assert_eq!(last.delivery, Some(DeliveryStatus::Acknowledged), "{name}");
+        assert_eq!(last.settlement.unwrap().message_id, "m2", "{name}");
+        assert_eq!(tr.counters().deliveries_resent, 1, "{name}");
+        assert_eq!(tr.counters().documents_repeated, 1, "{name}");
+        assert_eq!(tr.pending_document_count(), 0, "{name}");
+    }
+}
+
 /// A summary refused, its discharge cancelled (A13) and recorded again:
 /// the summary settles the discharge recorded again carrying its failure,
 /// and `delivery_failed`, told once, is not raised a second time.

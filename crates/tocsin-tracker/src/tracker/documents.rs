@@ -471,8 +471,55 @@ impl Tracker {
                 .unwrap_or(p.document.issued_at)
                 .max(ended_event_at);
             self.record_delivery(&p.message_id, status, at, fx);
+            if status == DeliveryStatus::Failed {
+                self.settle_waiting_copies(&p, ended_event_at, fx);
+            }
         }
         true
+    }
+
+    /// Other copies of a refused document that waited with it for the
+    /// encounter's end (the engine's resend, and its acknowledgement, read
+    /// before the discharge), taken in issue order as they would have been
+    /// had the end come first: a copy after a refusal is its resend, any
+    /// other a repeat. Left waiting, the resend expired unmatched and the
+    /// delivery stayed failed although the GP system had accepted it.
+    fn settle_waiting_copies(
+        &mut self,
+        settled: &PendingDocument,
+        ended_event_at: DateTime<Utc>,
+        fx: &mut Effects<'_>,
+    ) {
+        let mut copies: Vec<(i64, String, u32)> = self
+            .pending_by_document
+            .get(doc_key(&settled.document.id))
+            .filter_map(|s| {
+                let q = self.pending.get(s)?;
+                (q.document.id == settled.document.id && q.message_id != settled.message_id)
+                    .then(|| (ms(q.document.issued_at), q.event_id.as_str().to_owned(), s))
+            })
+            .collect();
+        copies.sort_unstable();
+        for (_, _, s) in copies {
+            let Some(q) = self.remove_pending(s, fx) else {
+                continue;
+            };
+            if !self.resend_after_failure(&q.document, &q.message_id, fx) {
+                self.counters.documents_repeated += 1;
+                if q.delivery.is_some() {
+                    self.counters.acks_unmatched += 1;
+                }
+                continue;
+            }
+            self.counters.deliveries_resent += 1;
+            if let Some(status) = q.delivery {
+                let at = q
+                    .failed_at
+                    .unwrap_or(q.document.issued_at)
+                    .max(ended_event_at);
+                self.record_delivery(&q.message_id, status, at, fx);
+            }
+        }
     }
 
     /// An acknowledgement for a document still waiting for its encounter:
