@@ -410,14 +410,10 @@ fn resolve_alertmanager(url: &str, s: &AlertmanagerSection) -> Result<Alertmanag
     // The API's own path given as the base: tocsin would post to
     // .../api/v2/alerts/api/v2/alerts, refused by Alertmanager at every
     // post, with check-config saying OK.
-    if base
-        .path()
-        .trim_end_matches('/')
-        .ends_with("/api/v2/alerts")
-        || base
-            .path()
-            .trim_end_matches('/')
-            .ends_with("/api/v1/alerts")
+    let path = base.path().trim_end_matches('/');
+    if ["/api/v2/alerts", "/api/v1/alerts", "/api/v2", "/api/v1"]
+        .iter()
+        .any(|api| path.ends_with(api))
     {
         return Err(at(
             "url",
@@ -599,6 +595,7 @@ mod tests {
             "http://127.0.0.1:9093/api/v2/alerts",
             "http://127.0.0.1:9093/api/v2/alerts/",
             "http://am.example/prefix/api/v1/alerts",
+            "http://127.0.0.1:9093/api/v2",
         ] {
             let am = AlertmanagerSection {
                 url: Some(url.into()),

@@ -67,16 +67,12 @@ pub async fn run(config: Config) -> Result<ExitCode, Box<dyn std::error::Error>>
     };
     let listener = match tokio::net::TcpListener::bind(&config.http.addr).await {
         Ok(l) => l,
-        // Another process holds the port (an old gateway still stopping)
-        // or the address is not up yet (early in boot): a later start may
-        // succeed, so exit 1, which systemd's unit restarts, not 2 (a
-        // configuration no restart mends, which it does not).
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::AddrInUse | std::io::ErrorKind::AddrNotAvailable
-            ) =>
-        {
+        // Another process holds the port (an old gateway still stopping):
+        // a later start may succeed, so exit 1, which systemd's unit
+        // restarts, not 2 (a configuration no restart mends, which it does
+        // not). An address not on this host stays 2: a typing error would
+        // otherwise be restarted for ever.
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
             tracing::error!(
                 addr = %config.http.addr,
                 error = %e,
