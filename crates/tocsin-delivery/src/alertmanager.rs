@@ -153,7 +153,7 @@ impl<S: StoreAccess> AlertmanagerWorker<S> {
                     worker: "alertmanager",
                     error: &error,
                 }
-                .emit();
+                .emit(&self.metrics);
                 return Err(());
             }
         };

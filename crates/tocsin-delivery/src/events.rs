@@ -20,6 +20,11 @@ pub struct DeliveryMetrics {
     /// `tocsin_webhook_unconfigured_pending`: deliveries pending at start
     /// for subscribers no longer configured (no worker sends them).
     pub webhook_unconfigured_pending: IntGauge,
+    /// `tocsin_delivery_store_errors_total{worker}`: store operations that
+    /// failed under a delivery worker (a subscriber's name, `alertmanager`
+    /// or `unconfigured`). The pipeline's store can be up while these fail
+    /// (a damaged table only they read): nothing is delivered meanwhile.
+    pub store_errors: IntCounterVec,
 }
 
 /// Results of `tocsin_webhook_deliveries_total`.
@@ -63,11 +68,27 @@ impl DeliveryMetrics {
             "Webhook deliveries pending at start for subscribers no longer configured (renamed or removed): no worker sends them.",
         )?;
         registry.register(Box::new(webhook_unconfigured_pending.clone()))?;
+        let store_errors = IntCounterVec::new(
+            Opts::new(
+                "tocsin_delivery_store_errors_total",
+                "Store operations that failed under an alert delivery worker, by worker (a webhook subscriber, alertmanager, unconfigured): nothing is delivered while they fail.",
+            ),
+            &["worker"],
+        )?;
+        registry.register(Box::new(store_errors.clone()))?;
+        for w in subscribers
+            .iter()
+            .copied()
+            .chain(["alertmanager", "unconfigured"])
+        {
+            store_errors.with_label_values(&[w]);
+        }
         Ok(Self {
             webhook_deliveries,
             alertmanager_posts,
             alertmanager_firing,
             webhook_unconfigured_pending,
+            store_errors,
         })
     }
 
@@ -240,14 +261,15 @@ pub struct DeliveryStoreFailed<'a> {
 }
 
 impl DeliveryStoreFailed<'_> {
-    /// Logs it (warn).
-    pub fn emit(self) {
+    /// Logs it (warn) and counts it.
+    pub fn emit(self, m: &DeliveryMetrics) {
         tracing::warn!(
             operation = self.operation,
             worker = self.worker,
             error = %self.error,
             "delivery worker: store unavailable; retrying"
         );
+        m.store_errors.with_label_values(&[self.worker]).inc();
     }
 }
 

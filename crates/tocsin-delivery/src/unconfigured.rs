@@ -45,10 +45,10 @@ pub(crate) async fn report<S: StoreAccess>(
             Err(error) => {
                 DeliveryStoreFailed {
                     operation: "count pending deliveries",
-                    worker: "unconfigured subscribers",
+                    worker: "unconfigured",
                     error: &error,
                 }
-                .emit();
+                .emit(&metrics);
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(MAX_WAIT);
             }

@@ -291,7 +291,7 @@ impl<S: StoreAccess> WebhookWorker<S> {
             worker: &self.hook.name,
             error,
         }
-        .emit();
+        .emit(&self.metrics);
     }
 }
 

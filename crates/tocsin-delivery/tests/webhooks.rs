@@ -12,7 +12,9 @@ use common::{
     wait_until, webhook,
 };
 use tocsin_delivery::config::Webhook;
-use tocsin_delivery::{Delivery, DeliveryConfig, DeliveryMetrics, Filters, Router, sign};
+use tocsin_delivery::{
+    Delivery, DeliveryConfig, DeliveryMetrics, Filters, Router, SharedStore, sign,
+};
 use tocsin_event::{DocumentKind, EncounterKind};
 use tocsin_store::DeliveryCounts;
 use tocsin_tracker::AlertKind;
@@ -669,4 +671,48 @@ async fn a_backlog_queued_under_old_settings_is_sent_under_the_new_ones() {
     }
     assert_eq!(delivered_metric(&metrics, "practice", "withdrawn"), 1);
     assert_eq!(delivered_metric(&metrics, "practice", "failed"), 0);
+}
+
+/// A delivery worker whose store operations fail (here its table dropped
+/// from a real PostgreSQL database under it; in the field, a SQLite file
+/// restored over a crashed one's WAL) counts each failure in
+/// `tocsin_delivery_store_errors_total{worker}`, which
+/// TocsinDeliveryStoreFailing watches: before, only a warning said that
+/// nothing was being delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_store_fails_counts_it() {
+    let admin = std::env::var("TOCSIN_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
+    let db = format!("tocsin_delivery_test_{}", std::process::id());
+    let url = format!("postgres://postgres@127.0.0.1:5432/{db}");
+    // The blocking PostgreSQL client and store are opened off the runtime.
+    let sql = |url: String, text: String| {
+        std::thread::spawn(move || {
+            postgres::Client::connect(&url, postgres::NoTls)
+                .and_then(|mut c| c.batch_execute(&text))
+                .expect("PostgreSQL at 127.0.0.1:5432")
+        })
+        .join()
+        .unwrap()
+    };
+    sql(admin.clone(), format!("DROP DATABASE IF EXISTS {db}"));
+    sql(admin.clone(), format!("CREATE DATABASE {db}"));
+    let opened = url.clone();
+    let store = std::thread::spawn(move || SharedStore::new(tocsin_store::open(&opened).unwrap()))
+        .join()
+        .unwrap();
+    sql(url.clone(), "DROP TABLE deliveries".into());
+
+    let rx = Receiver::start(b"k", Behaviour::Accept).await;
+    let (d, metrics) = delivery(vec![webhook("ward", &rx.url, b"k")]);
+    let workers = d.spawn(store.clone()).unwrap();
+    let errors = || metrics.store_errors.with_label_values(&["ward"]).get();
+    wait_until("the worker's store failures counted", LIMIT, || async {
+        errors() >= 2
+    })
+    .await;
+    assert!(rx.answered().is_empty());
+    drop(workers);
+    std::thread::spawn(move || drop(store)).join().unwrap();
+    sql(admin, format!("DROP DATABASE {db} WITH (FORCE)"));
 }

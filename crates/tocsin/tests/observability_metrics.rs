@@ -339,6 +339,9 @@ fn assert_closed_labels(s: &Scrape, sites: &[&str]) {
                 },
                 "table" => ["outbox", "inputs"].contains(&v.as_str()),
                 "stage" => ["receive", "process", "commit", "settle"].contains(&v.as_str()),
+                // Configured subscribers' names (none here) and the two
+                // fixed workers.
+                "worker" => ["alertmanager", "unconfigured"].contains(&v.as_str()),
                 "notice" => tocsin_tracker::Counters::default()
                     .named()
                     .iter()
