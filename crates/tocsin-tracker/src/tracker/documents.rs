@@ -56,6 +56,16 @@ pub(crate) struct DocView<'a> {
 }
 
 impl PendingDocument {
+    /// When its held acknowledgement counts once the encounter's end event
+    /// (at `ended_event_at`) let it settle: the failure's own time, else the
+    /// document's issue, never before the end event made it concern the
+    /// encounter.
+    fn delivery_at(&self, ended_event_at: DateTime<Utc>) -> DateTime<Utc> {
+        self.failed_at
+            .unwrap_or(self.document.issued_at)
+            .max(ended_event_at)
+    }
+
     fn view(&self) -> DocView<'_> {
         DocView {
             kind: self.document.kind,
@@ -466,11 +476,7 @@ impl Tracker {
                     }
                 }
             }
-            let at = p
-                .failed_at
-                .unwrap_or(p.document.issued_at)
-                .max(ended_event_at);
-            self.record_delivery(&p.message_id, status, at, fx);
+            self.record_delivery(&p.message_id, status, p.delivery_at(ended_event_at), fx);
             if status == DeliveryStatus::Failed {
                 self.settle_waiting_copies(&p, ended_event_at, fx);
             }
@@ -513,11 +519,7 @@ impl Tracker {
             }
             self.counters.deliveries_resent += 1;
             if let Some(status) = q.delivery {
-                let at = q
-                    .failed_at
-                    .unwrap_or(q.document.issued_at)
-                    .max(ended_event_at);
-                self.record_delivery(&q.message_id, status, at, fx);
+                self.record_delivery(&q.message_id, status, q.delivery_at(ended_event_at), fx);
             }
         }
     }

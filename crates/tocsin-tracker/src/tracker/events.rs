@@ -47,6 +47,19 @@ pub(crate) fn expectation_id_bytes(
     out
 }
 
+/// An open expectation withdrawn at `at`: its change to `cancelled`, and
+/// the `cancelled` alert when one is owed ([`withdrawn`]).
+fn push_withdrawn(
+    mut exp: crate::Expectation,
+    at: chrono::DateTime<chrono::Utc>,
+    fx: &mut Effects<'_>,
+) {
+    exp.status = ExpectationStatus::Cancelled;
+    let alert = withdrawn(&mut exp, at);
+    fx.push(Effect::ExpectationChanged(exp));
+    fx.extend(alert.map(Effect::AlertRaised));
+}
+
 /// The `cancelled` alert for an expectation withdrawn at `at`, when
 /// subscribers were told to chase its document (`due_soon` or `overdue`
 /// raised), recorded in its `alerts_raised`; stamped no earlier than the
@@ -344,15 +357,11 @@ impl Tracker {
         let mut matched = !slots.is_empty();
         for s in slots {
             if let Some(o) = self.remove_open(s) {
-                let mut exp = self.materialise(&o);
-                exp.status = ExpectationStatus::Cancelled;
                 if o.alerts != 0 {
                     let key = super::state::cancelled_key(&self.open_id(&o));
                     self.remember_seen(key, ms(ev.occurred_at), fx);
                 }
-                let alert = withdrawn(&mut exp, ev.occurred_at);
-                fx.push(Effect::ExpectationChanged(exp));
-                fx.extend(alert.map(Effect::AlertRaised));
+                push_withdrawn(self.materialise(&o), ev.occurred_at, fx);
             }
         }
         // A settled expectation stays settled, but the encounter's end no
@@ -455,11 +464,7 @@ impl Tracker {
                 && self.survivor_has_its_own(s, p, n)
             {
                 if let Some(o) = self.remove_open(s) {
-                    let mut exp = self.materialise(&o);
-                    exp.status = ExpectationStatus::Cancelled;
-                    let alert = withdrawn(&mut exp, ev.occurred_at);
-                    fx.push(Effect::ExpectationChanged(exp));
-                    fx.extend(alert.map(Effect::AlertRaised));
+                    push_withdrawn(self.materialise(&o), ev.occurred_at, fx);
                     changed += 1;
                 }
                 continue;
@@ -641,11 +646,9 @@ impl Tracker {
             }
             changed = true;
             exp.delivery = Some(status);
-            if status == DeliveryStatus::Failed
-                && let Some(s) = &exp.settlement
-            {
+            if let Some(d) = super::state::failed_document(exp) {
                 self.failed_transmissions
-                    .insert((s.document_id.clone(), message_id.to_string()));
+                    .insert((d.to_owned(), message_id.to_string()));
             }
             if alert {
                 exp.alerts_raised.push(AlertKind::DeliveryFailed);
@@ -683,12 +686,8 @@ impl Tracker {
         message_id: &str,
         fx: &mut Effects<'_>,
     ) -> bool {
-        let resends = |e: &crate::Expectation| {
-            e.delivery == Some(DeliveryStatus::Failed)
-                && e.settlement
-                    .as_ref()
-                    .is_some_and(|s| s.document_id == doc.id)
-        };
+        let resends =
+            |e: &crate::Expectation| super::state::failed_document(e) == Some(doc.id.as_str());
         let Some(failed) = self
             .failed_transmissions
             .range((doc.id.clone(), String::new())..)

@@ -26,6 +26,17 @@ pub(crate) struct Transmission {
     pub expectations: Vec<Expectation>,
 }
 
+/// The document an expectation's refused transmission carried: its
+/// settling document's id when its delivery failed. What the index of
+/// failed transmissions holds, and what a document sent again is matched
+/// against ([`Tracker::resend_after_failure`]).
+pub(crate) fn failed_document(e: &Expectation) -> Option<&str> {
+    e.settlement
+        .as_ref()
+        .filter(|_| e.delivery == Some(DeliveryStatus::Failed))
+        .map(|s| s.document_id.as_str())
+}
+
 impl Transmission {
     /// Its stored record ([`TransmissionRecord`]).
     pub(super) fn record(&self) -> TransmissionRecord<'_> {
@@ -400,17 +411,17 @@ impl Tracker {
                 .expectations
                 .iter()
                 .filter(|e| e.id.0 == id)
-                .filter_map(|e| e.settlement.as_ref().map(|s| s.document_id.clone()))
+                .filter_map(|e| failed_document(e).map(str::to_owned))
                 .collect();
             t.expectations.retain(|e| e.id.0 != id);
             // Out of the index of failed transmissions, unless another of
             // its expectations still failed with that document.
             for d in documents {
-                let still = t.expectations.iter().any(|e| {
-                    e.delivery == Some(crate::DeliveryStatus::Failed)
-                        && e.settlement.as_ref().is_some_and(|s| s.document_id == d)
-                });
-                if !still {
+                if !t
+                    .expectations
+                    .iter()
+                    .any(|e| failed_document(e) == Some(d.as_str()))
+                {
                     self.failed_transmissions.remove(&(d, message_id.clone()));
                 }
             }
@@ -426,11 +437,9 @@ impl Tracker {
 
     /// Drops a transmission let go of from the index of failed ones.
     fn forget_failed(&mut self, message_id: &str, t: &Transmission) {
-        for e in &t.expectations {
-            if let Some(s) = &e.settlement {
-                self.failed_transmissions
-                    .remove(&(s.document_id.clone(), message_id.to_string()));
-            }
+        for d in t.expectations.iter().filter_map(failed_document) {
+            self.failed_transmissions
+                .remove(&(d.to_owned(), message_id.to_string()));
         }
     }
 
@@ -824,9 +833,8 @@ impl Restoring {
             .flat_map(|(m, t)| {
                 t.expectations
                     .iter()
-                    .filter(|e| e.delivery == Some(DeliveryStatus::Failed))
-                    .filter_map(|e| e.settlement.as_ref())
-                    .map(|s| (s.document_id.clone(), m.clone()))
+                    .filter_map(failed_document)
+                    .map(|d| (d.to_owned(), m.clone()))
             })
             .collect();
         self.t.drop_stale_timers();
