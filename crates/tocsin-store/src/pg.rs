@@ -24,7 +24,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::migrate::{self, Migration};
 use crate::pg_tls;
-use crate::query::{Cursor, Equality, List, check_limit};
+use crate::query::{Cursor, List, check_limit};
 use crate::rows::{self, UNSETTLED, limit_param};
 use crate::{
     AlertQuery, Batch, ExpectationQuery, OutboxMessage, Page, PendingOutbox, Store, StoreError,
@@ -869,15 +869,11 @@ impl Store for PostgresStore {
     fn expectations(&mut self, q: &ExpectationQuery) -> Result<Page<Expectation>, StoreError> {
         let mut filters = String::new();
         let mut params: Params = Vec::new();
-        let mut filter = |filters: &mut String, column: &str, value: String| {
-            params.push(Box::new(value));
-            filters.push_str(&format!(" AND {column} = ${}", params.len()));
-        };
         for (column, value) in q.equalities() {
-            match value {
-                Equality::Is(v) => filter(&mut filters, column, v.to_string()),
-                Equality::Missing => filters.push_str(&format!(" AND {column} IS NULL")),
-            }
+            filters.push_str(&value.condition(column, |v| {
+                params.push(Box::new(v.to_string()));
+                format!("${}", params.len())
+            }));
         }
         // Casting each body of the window to jsonb is what such a lookup
         // costs; a plain substring test, which PostgreSQL runs first as the
@@ -919,13 +915,10 @@ impl Store for PostgresStore {
             filters.push_str(&format!(" AND raised_at >= ${}", params.len()));
         }
         for (column, value) in q.equalities() {
-            match value {
-                Equality::Is(v) => {
-                    params.push(Box::new(v.to_string()));
-                    filters.push_str(&format!(" AND {column} = ${}", params.len()));
-                }
-                Equality::Missing => filters.push_str(&format!(" AND {column} IS NULL")),
-            }
+            filters.push_str(&value.condition(column, |v| {
+                params.push(Box::new(v.to_string()));
+                format!("${}", params.len())
+            }));
         }
         let cursor = q.cursor.as_deref();
         keyset_page(

@@ -98,6 +98,17 @@ pub(crate) enum Equality<'a> {
     Missing,
 }
 
+impl Equality<'_> {
+    /// The SQL condition on `column`, ` AND ...`; `bind` binds the value
+    /// and returns its placeholder (`?3`, `$3`), each backend its own way.
+    pub(crate) fn condition(self, column: &str, bind: impl FnOnce(&str) -> String) -> String {
+        match self {
+            Self::Is(v) => format!(" AND {column} = {}", bind(v)),
+            Self::Missing => format!(" AND {column} IS NULL"),
+        }
+    }
+}
+
 /// The filters of a list that were given; [`NONE`] asks for no value.
 fn given<'a, const N: usize>(
     filters: [(&'static str, Option<&'a str>); N],

@@ -20,7 +20,7 @@ use tocsin_tracker::{Alert, Expectation, StateRecord};
 use crate::build::Building;
 use crate::checkpoint::{self, Checkpointer};
 use crate::migrate::{self, Migration};
-use crate::query::{Cursor, Equality, List, check_limit};
+use crate::query::{Cursor, List, check_limit};
 use crate::rows::{self, UNSETTLED, limit_param, micros};
 use crate::{
     AlertQuery, Batch, ExpectationQuery, OutboxMessage, Page, PendingOutbox, Store, StoreError,
@@ -691,16 +691,16 @@ impl Store for SqliteStore {
     fn expectations(&mut self, q: &ExpectationQuery) -> Result<Page<Expectation>, StoreError> {
         let mut filters = String::new();
         let mut params: Vec<Value> = Vec::new();
+        for (column, value) in q.equalities() {
+            filters.push_str(&value.condition(column, |v| {
+                params.push(Value::Text(v.into()));
+                format!("?{}", params.len())
+            }));
+        }
         let mut filter = |filters: &mut String, column: &str, value: Value| {
             params.push(value);
             filters.push_str(&format!(" AND {column} = ?{}", params.len()));
         };
-        for (column, value) in q.equalities() {
-            match value {
-                Equality::Is(v) => filter(&mut filters, column, Value::Text(v.into())),
-                Equality::Missing => filters.push_str(&format!(" AND {column} IS NULL")),
-            }
-        }
         for (value, path) in [
             (&q.nhs_number, "$.patient.nhs_number"),
             (&q.encounter_id, "$.encounter.id"),
@@ -744,13 +744,10 @@ impl Store for SqliteStore {
             filters.push_str(&format!(" AND raised_at >= ?{}", params.len()));
         }
         for (column, value) in q.equalities() {
-            match value {
-                Equality::Is(v) => {
-                    params.push(Value::Text(v.into()));
-                    filters.push_str(&format!(" AND {column} = ?{}", params.len()));
-                }
-                Equality::Missing => filters.push_str(&format!(" AND {column} IS NULL")),
-            }
+            filters.push_str(&value.condition(column, |v| {
+                params.push(Value::Text(v.into()));
+                format!("?{}", params.len())
+            }));
         }
         let cursor = q.cursor.as_deref();
         keyset_page(
