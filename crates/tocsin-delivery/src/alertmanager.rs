@@ -37,32 +37,6 @@ pub const DELIVERY_FAILED_ALERTNAME: &str = "TocsinDeliveryFailed";
 /// `site` (and `specialty`) label value when the messages named none.
 pub const UNKNOWN_SITE: &str = "unknown";
 
-/// The API query that lists one group's cases: `first`, then the group's
-/// document kind, encounter kind, site and (when groups are split by it)
-/// specialty, so that a link in an alert leads to that group's cases and
-/// no others. A site or specialty the messages did not name is asked for
-/// as [`tocsin_store::NONE`]; left out, the unknown site's link listed
-/// every site's cases.
-fn group_query<'a>(
-    first: (&'a str, &'a str),
-    g: &'a AlertGroup,
-    by_specialty: bool,
-) -> Vec<(&'a str, &'a str)> {
-    let mut query = vec![
-        first,
-        ("document_kind", g.document_kind.as_str()),
-        ("encounter_kind", g.encounter_kind.as_str()),
-        ("site", g.site.as_deref().unwrap_or(tocsin_store::NONE)),
-    ];
-    if by_specialty {
-        query.push((
-            "specialty",
-            g.specialty.as_deref().unwrap_or(tocsin_store::NONE),
-        ));
-    }
-    query
-}
-
 /// One alert in Alertmanager's v2 `postableAlert` form.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -237,6 +211,32 @@ impl<S: StoreAccess> AlertmanagerWorker<S> {
         Err(format!("HTTP {}", status.as_u16()))
     }
 
+    /// The API query that lists one group's cases: `first`, then the group's
+    /// document kind, encounter kind, site and (when groups are split by it)
+    /// specialty, so that a link in an alert leads to that group's cases and
+    /// no others. A site or specialty the messages did not name is asked for
+    /// as [`tocsin_store::NONE`]; left out, the unknown site's link listed
+    /// every site's cases.
+    fn group_query<'a>(
+        &self,
+        first: (&'a str, &'a str),
+        g: &'a AlertGroup,
+    ) -> Vec<(&'a str, &'a str)> {
+        let mut query = vec![
+            first,
+            ("document_kind", g.document_kind.as_str()),
+            ("encounter_kind", g.encounter_kind.as_str()),
+            ("site", g.site.as_deref().unwrap_or(tocsin_store::NONE)),
+        ];
+        if self.config.grouping.by_specialty {
+            query.push((
+                "specialty",
+                g.specialty.as_deref().unwrap_or(tocsin_store::NONE),
+            ));
+        }
+        query
+    }
+
     fn overdue_alert(
         &self,
         g: &AlertGroup,
@@ -244,13 +244,10 @@ impl<S: StoreAccess> AlertmanagerWorker<S> {
         ends: DateTime<Utc>,
     ) -> PostableAlert {
         let place = self.place(g);
-        let alerts_url = self.api_url(
-            "api/v1/alerts",
-            &group_query(("kind", "overdue"), g, self.config.grouping.by_specialty),
-        );
+        let alerts_url = self.api_url("api/v1/alerts", &self.group_query(("kind", "overdue"), g));
         let expectations_url = self.api_url(
             "api/v1/expectations",
-            &group_query(("status", "overdue"), g, self.config.grouping.by_specialty),
+            &self.group_query(("status", "overdue"), g),
         );
         let annotations = BTreeMap::from([
             (
@@ -288,11 +285,7 @@ impl<S: StoreAccess> AlertmanagerWorker<S> {
     ) -> PostableAlert {
         let place = self.place(g);
         let since = rfc3339(g.first);
-        let mut query = group_query(
-            ("kind", "delivery_failed"),
-            g,
-            self.config.grouping.by_specialty,
-        );
+        let mut query = self.group_query(("kind", "delivery_failed"), g);
         query.push(("since", since.as_str()));
         let alerts_url = self.api_url("api/v1/alerts", &query);
         let annotations = BTreeMap::from([

@@ -445,42 +445,47 @@ pub const UNREADABLE: &str = "unreadable";
 /// run hours in, without a report, lost what had been judged so far.
 fn read_files(files: Vec<&Path>, keep_cached: u64, cfg: &IngestConfig, tx: SyncSender<Piece>) {
     for (file, bytes) in inputs::read_ahead(files, FETCH_AHEAD, keep_cached) {
-        let bytes = match bytes {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                let unit = Unit::Rejected(Rejected {
+        let sent = match bytes {
+            Ok(bytes) => send_file(&tx, normalise_file(file, &bytes, cfg)),
+            Err(e) => send_file(
+                &tx,
+                std::iter::once(Unit::Rejected(Rejected {
                     file: file.display().to_string(),
                     position: Position::Whole.to_string(),
                     reason: UNREADABLE.to_string(),
                     message: format!("cannot read: {e}"),
                     location: None,
-                });
-                if tx.send(Piece::last(vec![unit])).is_err() {
-                    return;
-                }
-                continue;
-            }
+                })),
+            ),
         };
-        // A file's units go in pieces: a bulk export of a million
-        // resources was held whole, its events taking some 90 times the
-        // file's size.
-        let mut units = Vec::new();
-        for unit in normalise_file(file, &bytes, cfg) {
-            units.push(unit);
-            if units.len() >= PIECE_UNITS {
-                let piece = Piece {
-                    units: std::mem::take(&mut units),
-                    last: false,
-                };
-                if tx.send(piece).is_err() {
-                    return;
-                }
-            }
-        }
-        if tx.send(Piece::last(units)).is_err() {
+        if !sent {
             return;
         }
     }
+}
+
+/// Sends one file's units in pieces, the last marked: a bulk export of a
+/// million resources was held whole, its events taking some 90 times the
+/// file's size. Whether the tracking stage still listens.
+fn send_file(tx: &SyncSender<Piece>, units: impl Iterator<Item = Unit>) -> bool {
+    let mut piece = Vec::new();
+    for unit in units {
+        piece.push(unit);
+        if piece.len() >= PIECE_UNITS {
+            let full = Piece {
+                units: std::mem::take(&mut piece),
+                last: false,
+            };
+            if tx.send(full).is_err() {
+                return false;
+            }
+        }
+    }
+    tx.send(Piece {
+        units: piece,
+        last: true,
+    })
+    .is_ok()
 }
 
 /// What a reader sends the tracking stage: units of one file, in order;
@@ -488,12 +493,6 @@ fn read_files(files: Vec<&Path>, keep_cached: u64, cfg: &IngestConfig, tx: SyncS
 struct Piece {
     units: Vec<Unit>,
     last: bool,
-}
-
-impl Piece {
-    fn last(units: Vec<Unit>) -> Self {
-        Self { units, last: true }
-    }
 }
 
 /// Most units in one [`Piece`].
