@@ -72,17 +72,7 @@ pub fn ingest_units<'a>(
     bytes: &'a [u8],
     hint: Option<ContentHint>,
     cfg: &'a IngestConfig,
-) -> Box<dyn Iterator<Item = Unit> + Send + 'a> {
-    let one = |unit: Unit| -> Box<dyn Iterator<Item = Unit> + Send + 'a> {
-        Box::new(std::iter::once(unit))
-    };
-    let oversized = |size: usize, position: Position| Unit {
-        position,
-        outcome: Err(IngestError::Oversized {
-            size,
-            limit: cfg.max_input_bytes,
-        }),
-    };
+) -> Units<'a> {
     // Whatever the hint says: a gzip body named `.ndjson`, or a UTF-16
     // file, is refused once with what to do about it, not line by line
     // as malformed JSON; an empty one is empty, whatever its format.
@@ -92,43 +82,40 @@ pub fn ingest_units<'a>(
     };
     let kind = match kind {
         Ok(h) => h,
-        Err(e) => {
-            return one(Unit {
-                position: Position::Whole,
-                outcome: Err(e),
-            });
-        }
+        Err(e) => return whole(Err(e)),
     };
     match kind {
         ContentHint::Hl7 => ingest_hl7(bytes, cfg),
         ContentHint::Ndjson => ingest_ndjson(bytes, cfg),
-        _ if bytes.len() > cfg.max_input_bytes => one(oversized(bytes.len(), Position::Whole)),
-        ContentHint::FhirJson => one(Unit {
-            position: Position::Whole,
-            outcome: tocsin_fhir::normalise_json(bytes, &cfg.fhir).map_err(IngestError::from),
-        }),
-        ContentHint::FhirXml => one(Unit {
-            position: Position::Whole,
-            outcome: tocsin_fhir::normalise_xml(bytes, &cfg.fhir).map_err(IngestError::from),
-        }),
+        _ if bytes.len() > cfg.max_input_bytes => whole(Err(IngestError::Oversized {
+            size: bytes.len(),
+            limit: cfg.max_input_bytes,
+        })),
+        ContentHint::FhirJson => {
+            whole(tocsin_fhir::normalise_json(bytes, &cfg.fhir).map_err(IngestError::from))
+        }
+        ContentHint::FhirXml => {
+            whole(tocsin_fhir::normalise_xml(bytes, &cfg.fhir).map_err(IngestError::from))
+        }
     }
 }
 
-/// The one unit of an input with nothing in it.
-fn empty<'a>() -> Box<dyn Iterator<Item = Unit> + Send + 'a> {
+/// An input's units, normalised as they are taken ([`ingest_units`]).
+pub type Units<'a> = Box<dyn Iterator<Item = Unit> + Send + 'a>;
+
+/// The one unit of an input read whole (a FHIR resource, or an input
+/// refused whole).
+fn whole<'a>(outcome: Result<Vec<InterfaceEvent>, IngestError>) -> Units<'a> {
     Box::new(std::iter::once(Unit {
         position: Position::Whole,
-        outcome: Err(IngestError::Empty),
+        outcome,
     }))
 }
 
-fn ingest_hl7<'a>(
-    bytes: &'a [u8],
-    cfg: &'a IngestConfig,
-) -> Box<dyn Iterator<Item = Unit> + Send + 'a> {
+fn ingest_hl7<'a>(bytes: &'a [u8], cfg: &'a IngestConfig) -> Units<'a> {
     let messages = tocsin_hl7::split_messages(bytes);
     if messages.is_empty() {
-        return empty();
+        return whole(Err(IngestError::Empty));
     }
     Box::new(messages.into_iter().enumerate().map(move |(i, m)| Unit {
         position: Position::Message {
@@ -145,10 +132,7 @@ fn ingest_hl7<'a>(
     }))
 }
 
-fn ingest_ndjson<'a>(
-    bytes: &'a [u8],
-    cfg: &'a IngestConfig,
-) -> Box<dyn Iterator<Item = Unit> + Send + 'a> {
+fn ingest_ndjson<'a>(bytes: &'a [u8], cfg: &'a IngestConfig) -> Units<'a> {
     let lines = || {
         bytes
             .split(|b| *b == b'\n')
@@ -156,7 +140,7 @@ fn ingest_ndjson<'a>(
             .filter(|(_, line)| !line.trim_ascii().is_empty())
     };
     if lines().next().is_none() {
-        return empty();
+        return whole(Err(IngestError::Empty));
     }
     Box::new(lines().map(move |(i, line)| Unit {
         position: Position::Line(i + 1),
