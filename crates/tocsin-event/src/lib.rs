@@ -15,6 +15,12 @@ mod nhs_number;
 pub use id::{EventId, EventIdSeed};
 pub use nhs_number::{NhsNumberError, validate_nhs_number};
 
+/// The earliest year a message's time may name, in HL7 and FHIR alike:
+/// older than any patient's birth. A placeholder such as `00000101` was
+/// read as a discharge in year 0, which then went untracked without a
+/// word (no rule was in force then).
+pub const EARLIEST_YEAR: i32 = 1800;
+
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

@@ -147,17 +147,12 @@ pub(crate) fn local_to_utc(naive: NaiveDateTime, tz: Tz) -> DateTime<Utc> {
     local.unwrap_or_else(|| naive.and_utc())
 }
 
-/// The earliest year a time may name, as for HL7's timestamps: older than
-/// any patient's birth. A
-/// `0000-01-01` period end was read as a discharge in year 0, which then
-/// went untracked.
-const EARLIEST_YEAR: i32 = 1800;
-
-/// `t`, unless it is before [`EARLIEST_YEAR`]: then no time, which callers
-/// treat as an absent one (a fallback with a warning, or a rejection).
+/// `t`, unless it is before [`tocsin_event::EARLIEST_YEAR`] (a `0000-01-01`
+/// period end is no discharge time): then no time, which callers treat as
+/// an absent one (a fallback with a warning, or a rejection).
 fn plausible(t: DateTime<Utc>) -> Option<DateTime<Utc>> {
     use chrono::Datelike;
-    (t.year() >= EARLIEST_YEAR).then_some(t)
+    (t.year() >= tocsin_event::EARLIEST_YEAR).then_some(t)
 }
 
 /// A FHIR `instant` in UTC.

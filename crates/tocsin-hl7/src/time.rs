@@ -9,6 +9,7 @@ use chrono::{
     DateTime, Duration, FixedOffset, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc,
 };
 use chrono_tz::Tz;
+use tocsin_event::EARLIEST_YEAR;
 
 /// Why a timestamp cannot be read. The text is patient-free.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,11 +31,6 @@ pub enum TimestampError {
     #[error("the year is before {EARLIEST_YEAR}")]
     Implausible,
 }
-
-/// The earliest year a timestamp may name: older than any patient's birth.
-/// Year 0000 was read as a discharge time, and the discharge then went
-/// untracked without a word (no rule was in force then).
-pub const EARLIEST_YEAR: i32 = 1800;
 
 /// Parses an HL7 timestamp of any precision, from `YYYY` to fractional
 /// seconds, with or without a `+/-HHMM` offset.
