@@ -83,11 +83,13 @@
 //! - **Acknowledgements** attach to the settling transmission (its
 //!   `source.message_id`) for `ack_horizon`; one read before its document
 //!   waits `allowed_lateness` of event time for it (state `early_ack`)
-//!   before it is counted unmatched; a failure is final for its
-//!   transmission and raises `delivery_failed` once; the same document
-//!   sent again under another message id is the transmission the
+//!   before it is counted unmatched; a failure raises `delivery_failed`
+//!   once and stands against any acceptance timed before it; the same
+//!   document sent again under another message id is the transmission the
 //!   expectation then waits on (delivery `pending`, then `acknowledged` or
-//!   `failed` by its own acknowledgement; [`Counters::deliveries_resent`]);
+//!   `failed` by its own acknowledgement), and an acceptance timed after
+//!   the failure (the message sent again under the same id) clears it
+//!   ([`Counters::deliveries_resent`]);
 //!   `unconfirmed` (off unless `unconfirmed_after` is set) fires when none
 //!   came in time.
 //! - **Alerts** have id `<expectation id>:<kind>` and are never raised twice

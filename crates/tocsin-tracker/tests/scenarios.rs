@@ -950,6 +950,86 @@ fn a_refused_summary_sent_again_and_accepted_clears_the_failure() {
     assert_eq!(tr.counters().deliveries_resent, 2);
 }
 
+/// A summary refused (HL7 AE, an ITK3 `transient-error`) and sent again
+/// by the engine under the same message id, which tocsin drops as an
+/// exact duplicate: the acceptance that follows, timed after the refusal,
+/// clears the failure, with or without a restart in between (before, the
+/// failure was final for its transmission and TocsinDeliveryFailed fired
+/// for a day after the GP system had the summary). An acceptance timed
+/// before the refusal (a commit accept read after it) does not; a refusal
+/// of the retry fails it again without a second alert.
+#[test]
+fn a_refusal_then_an_acceptance_of_the_same_message_sent_again_clears_the_failure() {
+    for restart in [false, true] {
+        let mut tr = tracker();
+        let mut store = Store::default();
+        let at = |s: &str| t(&format!("2024-01-10T{s}Z"));
+        store.commit(&tr.apply(&end("m1", "V1", K::Inpatient, at("10:00:00"), NHS)));
+        let summary = doc(
+            "m2",
+            Some("V1"),
+            D::DischargeSummary,
+            at("12:00:00"),
+            Some(NHS),
+        );
+        store.commit(&tr.apply(&summary));
+        let fx = tr.apply(&ack("a1", "m2", true, at("12:05:00")));
+        assert_eq!(kinds(&fx), [A::DeliveryFailed]);
+        store.commit(&fx);
+        if restart {
+            tr = store.restored();
+        }
+        // The retry itself: an exact duplicate, changing nothing.
+        assert!(tr.apply(&summary).is_empty());
+        assert_eq!(tr.counters().duplicates, 1);
+
+        // Accepted before the refusal: a commit accept read late.
+        let fx = tr.apply(&ack("a2", "m2", false, at("12:04:00")));
+        assert!(changed(&fx).is_empty(), "restart {restart}: {fx:?}");
+        assert_eq!(tr.counters().deliveries_resent, 0);
+
+        let fx = tr.apply(&ack("a3", "m2", false, at("13:00:00")));
+        assert!(kinds(&fx).is_empty(), "{fx:?}");
+        let cleared = changed(&fx);
+        assert_eq!(cleared.len(), 1, "restart {restart}: {fx:?}");
+        assert_eq!(cleared[0].delivery, Some(DeliveryStatus::Acknowledged));
+        assert_eq!(cleared[0].alerts_raised, [A::DeliveryFailed]);
+        assert_eq!(tr.counters().deliveries_resent, 1);
+        store.commit(&fx);
+        if restart {
+            tr = store.restored();
+        }
+
+        // Refused again (another retry): failed, no second alert; accepted
+        // again after that, cleared again.
+        let fx = tr.apply(&ack("a4", "m2", true, at("14:00:00")));
+        assert!(kinds(&fx).is_empty(), "restart {restart}: {fx:?}");
+        assert_eq!(changed(&fx)[0].delivery, Some(DeliveryStatus::Failed));
+        store.commit(&fx);
+        if restart {
+            tr = store.restored();
+        }
+        let fx = tr.apply(&ack("a5", "m2", false, at("13:30:00")));
+        assert!(changed(&fx).is_empty(), "restart {restart}: {fx:?}");
+        let fx = tr.apply(&ack("a6", "m2", false, at("14:30:00")));
+        assert_eq!(changed(&fx)[0].delivery, Some(DeliveryStatus::Acknowledged));
+        assert_eq!(tr.counters().acks_unmatched, 0);
+
+        // A copy of the document now is a repeat, not a resend: the
+        // failure it would answer is gone.
+        let mut copy = doc(
+            "m3",
+            Some("V1"),
+            D::DischargeSummary,
+            at("15:00:00"),
+            Some(NHS),
+        );
+        copy.document = summary.document.clone();
+        tr.apply(&copy);
+        assert_eq!(tr.counters().documents_repeated, 1, "restart {restart}");
+    }
+}
+
 /// A refused summary matched by patient (no visit number), the patient
 /// readmitted and discharged again, then the summary sent again: it is the
 /// refused one's resend, and settles nothing of the readmission (before, it
@@ -1528,11 +1608,16 @@ fn acknowledgements_attach_to_the_transmission_and_failure_raises_an_alert() {
     assert_eq!(alerts(&fx)[0].delay_seconds, Some(2 * 3600));
     assert!(writes_transmission(&fx));
     // A second failure does not repeat the alert, nor rewrite the stored
-    // transmission; an ack for nothing is counted.
-    let again = tr.apply(&ack("a2", "m2", true, t("2024-01-10T12:02:00Z")));
+    // transmission when it is no later (a copy of the same refusal); a
+    // later one is kept as the refusal an acceptance must follow.
+    let again = tr.apply(&ack("a2", "m2", true, t("2024-01-10T12:01:00Z")));
     assert!(kinds(&again).is_empty());
     assert!(changed(&again).is_empty());
     assert!(!writes_transmission(&again));
+    let later = tr.apply(&ack("a4", "m2", true, t("2024-01-10T12:02:00Z")));
+    assert!(kinds(&later).is_empty() && changed(&later).is_empty());
+    assert!(writes_transmission(&later));
+    // An ack for nothing is counted.
     tr.apply(&ack("a3", "nope", false, t("2024-01-10T12:03:00Z")));
     // Counted once the allowed lateness has passed without its document.
     tr.advance_to(t("2024-01-10T13:00:00Z"));

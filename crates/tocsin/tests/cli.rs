@@ -1044,6 +1044,19 @@ fn replay_takes_a_summary_sent_again_after_a_refusal_as_its_resend() {
     assert!(stderr.contains("delivery_resent=1"), "{stderr}");
 }
 
+/// Refused, sent again under the same message id (dropped as an exact
+/// duplicate) and accepted after the refusal: one `delivery_failed`, the
+/// acceptance counted as the resend's, not unmatched.
+#[test]
+fn replay_takes_an_acceptance_after_a_refusal_of_the_same_message_as_its_resend() {
+    let (alerts, report, _) = replay("delivery-resent-same-id", "2024-06-01T00:00:00Z");
+    assert_eq!(kinds(&alerts), ["delivery_failed"]);
+    let notices = &report["notices"];
+    assert_eq!(notices["delivery_resent"], 1, "{report}");
+    assert_eq!(notices["duplicate"], 1, "{report}");
+    assert_eq!(notices["ack_unmatched"], 0, "{report}");
+}
+
 #[test]
 fn replay_matches_a_summary_without_visit_number_by_patient_and_window() {
     let (alerts, report, _) = replay("patient-window", "2024-06-01T00:00:00Z");

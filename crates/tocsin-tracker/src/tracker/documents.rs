@@ -638,6 +638,7 @@ impl Tracker {
             .or_insert_with(|| Transmission {
                 issued_at,
                 expectations: Vec::new(),
+                failed_at: None,
             });
         t.expectations.push(exp);
         let fresh = t.expectations.len() == 1;

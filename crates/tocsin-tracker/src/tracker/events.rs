@@ -618,11 +618,20 @@ impl Tracker {
         }
     }
 
-    /// Records a delivery outcome on a remembered transmission; a failure is
-    /// final and raises `delivery_failed` once, raised at `at` (the
-    /// acknowledgement's own time, never before the document's issue):
-    /// what the messages say, not when they were read. Returns whether the
+    /// Records a delivery outcome on a remembered transmission; a failure
+    /// raises `delivery_failed` once, raised at `at` (the acknowledgement's
+    /// own time, never before the document's issue): what the messages say,
+    /// not when they were read. A failure stands against any acceptance
+    /// timed at or before it (a commit accept or an ITK3 infrastructure
+    /// acknowledgement read after the refusal); an acceptance timed after it
+    /// is of the same message sent again under the same id (an HL7 resend
+    /// after AE or AR, an ITK3 retry after `transient-error`, which a
+    /// receiver's duplicate check would otherwise refuse), and clears it as
+    /// a resend under a new id does ([`Counters::deliveries_resent`]; the
+    /// alert stays on record and is not raised again). Returns whether the
     /// transmission is remembered.
+    ///
+    /// [`Counters::deliveries_resent`]: crate::Counters::deliveries_resent
     pub(super) fn record_delivery(
         &mut self,
         message_id: &str,
@@ -634,10 +643,32 @@ impl Tracker {
             return false;
         };
         let failed = outcome == DeliveryStatus::Failed;
+        let accepted_again = !failed && t.failed_at.is_some_and(|f| at > f);
         let mut changed = false;
+        if failed && t.failed_at.is_none_or(|f| at > f) {
+            t.failed_at = Some(at);
+            changed = true;
+        } else if accepted_again {
+            t.failed_at = None;
+            changed = true;
+            for d in t
+                .expectations
+                .iter()
+                .filter_map(super::state::failed_document)
+            {
+                self.failed_transmissions
+                    .remove(&(d.to_owned(), message_id.to_string()));
+            }
+            if t.expectations
+                .iter()
+                .any(|e| e.delivery == Some(DeliveryStatus::Failed))
+            {
+                self.counters.deliveries_resent += 1;
+            }
+        }
         for exp in &mut t.expectations {
             let status = match exp.delivery {
-                Some(DeliveryStatus::Failed) => DeliveryStatus::Failed,
+                Some(DeliveryStatus::Failed) if !accepted_again => DeliveryStatus::Failed,
                 _ => outcome,
             };
             let alert = failed && !exp.alerts_raised.contains(&AlertKind::DeliveryFailed);
@@ -663,8 +694,9 @@ impl Tracker {
                 )));
             }
         }
-        // A repeated acknowledgement (the same outcome again, or any after
-        // a failure) leaves the stored record as it is: not rewritten.
+        // A repeated acknowledgement (the same outcome again, or an
+        // acceptance timed before a failure) leaves the stored record as it
+        // is: not rewritten.
         if changed {
             fx.put_state(namespaces::TRANSMISSION, message_id, &t.record());
         }

@@ -127,9 +127,11 @@ pub struct Counters {
     /// (its expectation would take the same id): a discharge not tracked.
     pub visit_collisions: u64,
     /// Documents sent again after their transmission was refused (the
-    /// engine's resend once the fault is mended): the resend is the
-    /// transmission its expectation now waits on, and its acceptance
-    /// clears the failure.
+    /// engine's resend once the fault is mended): under a new message id,
+    /// the resend is the transmission its expectation now waits on, and
+    /// its acceptance clears the failure; under the same id (dropped as a
+    /// duplicate), counted when an acceptance timed after the refusal
+    /// clears it.
     pub deliveries_resent: u64,
     /// Encounter ends of a kind the policy covers, but on a date no rule is
     /// in force (before the earliest `effective_from`, after an

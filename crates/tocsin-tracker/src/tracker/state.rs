@@ -24,6 +24,11 @@ use crate::policy::Policy;
 pub(crate) struct Transmission {
     pub issued_at: DateTime<Utc>,
     pub expectations: Vec<Expectation>,
+    /// When the latest refusal of it was sent, while it stands refused: an
+    /// acceptance timed after it is of the same message sent again
+    /// ([`Tracker::record_delivery`]). Absent in records written before it
+    /// was kept: their failure stays final.
+    pub failed_at: Option<DateTime<Utc>>,
 }
 
 /// The document an expectation's refused transmission carried: its
@@ -43,6 +48,7 @@ impl Transmission {
         TransmissionRecord {
             issued_at: self.issued_at,
             expectation_ids: &self.expectations,
+            failed_at: self.failed_at,
         }
     }
 }
@@ -83,6 +89,11 @@ pub(super) struct TransmissionRecord<'a> {
     issued_at: DateTime<Utc>,
     #[serde(serialize_with = "serialize_ids")]
     expectation_ids: &'a [Expectation],
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::time_text::serialize_option"
+    )]
+    failed_at: Option<DateTime<Utc>>,
 }
 
 fn serialize_ids<S: serde::Serializer>(e: &&[Expectation], s: S) -> Result<S::Ok, S::Error> {
@@ -100,6 +111,8 @@ struct StoredTransmission {
     expectation_ids: Option<Vec<String>>,
     #[serde(default)]
     expectations: Option<Vec<Expectation>>,
+    #[serde(default)]
+    failed_at: Option<DateTime<Utc>>,
 }
 
 /// Why the tracker could not be rebuilt from stored state.
@@ -705,9 +718,9 @@ impl Tracker {
 pub struct Restoring {
     t: Tracker,
     /// Transmissions whose records name their expectations by id:
-    /// `(message id, issued at, expectation ids)`, waiting for those
-    /// expectations.
-    awaiting: Vec<(String, DateTime<Utc>, Vec<String>)>,
+    /// `(message id, the transmission without them, expectation ids)`,
+    /// waiting for those expectations.
+    awaiting: Vec<(String, Transmission, Vec<String>)>,
     /// The settled expectations handed over for them, by id.
     settled: HashMap<String, Expectation>,
 }
@@ -764,10 +777,18 @@ impl Restoring {
                 let tx = Transmission {
                     issued_at: stored.issued_at,
                     expectations,
+                    failed_at: stored.failed_at,
                 };
                 self.t.transmissions.insert(rec.key, tx);
             }
-            (None, Some(ids)) => self.awaiting.push((rec.key, stored.issued_at, ids)),
+            (None, Some(ids)) => {
+                let tx = Transmission {
+                    issued_at: stored.issued_at,
+                    expectations: Vec::with_capacity(ids.len()),
+                    failed_at: stored.failed_at,
+                };
+                self.awaiting.push((rec.key, tx, ids));
+            }
             _ => {
                 return Err(bad(
                     "expected one of `expectation_ids` and `expectations`".into()
@@ -808,22 +829,17 @@ impl Restoring {
     /// expectation's delivery state: the caller reports it and goes on.
     pub fn finish(mut self) -> (Tracker, Vec<RestoreError>) {
         let mut dropped = Vec::new();
-        for (message_id, issued_at, ids) in std::mem::take(&mut self.awaiting) {
-            let mut expectations = Vec::with_capacity(ids.len());
+        for (message_id, mut tx, ids) in std::mem::take(&mut self.awaiting) {
             for id in ids {
                 match self.settled.get(&id) {
-                    Some(e) => expectations.push(e.clone()),
+                    Some(e) => tx.expectations.push(e.clone()),
                     None => dropped.push(RestoreError::MissingExpectation {
                         message_id: message_id.clone(),
                         expectation: id,
                     }),
                 }
             }
-            self.t.schedule_transmission(&message_id, issued_at);
-            let tx = Transmission {
-                issued_at,
-                expectations,
-            };
+            self.t.schedule_transmission(&message_id, tx.issued_at);
             self.t.transmissions.insert(message_id, tx);
         }
         self.t.failed_transmissions = self
