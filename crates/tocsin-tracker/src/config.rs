@@ -43,6 +43,16 @@ pub struct TrackerConfig {
     /// open expectation waits for its encounter's end. Default `30d`.
     #[serde(default = "d_pending_document_horizon")]
     pub pending_document_horizon: ConfigDuration,
+    /// How far ahead of the clock one event may move it: an event stamped
+    /// further ahead moves it only when the next is too (a gap in the
+    /// feed), so that a mistyped year or a sender's wrong clock neither
+    /// raises `overdue` for everything open nor makes what follows it
+    /// stale. Default `30d`, the duplicate horizon: a jump past it is the
+    /// one whose harm cannot be undone (every event read after it older
+    /// than the horizon, ignored as stale); a shorter one at worst raises
+    /// `overdue` early, followed by `resolved`.
+    #[serde(default = "d_max_clock_jump")]
+    pub max_clock_jump: ConfigDuration,
 }
 
 fn d_allowed_lateness() -> ConfigDuration {
@@ -63,6 +73,9 @@ fn d_duplicate_horizon() -> ConfigDuration {
 fn d_pending_document_horizon() -> ConfigDuration {
     ConfigDuration::days(30)
 }
+fn d_max_clock_jump() -> ConfigDuration {
+    ConfigDuration::days(30)
+}
 
 impl Default for TrackerConfig {
     fn default() -> Self {
@@ -74,6 +87,7 @@ impl Default for TrackerConfig {
             ack_horizon: d_ack_horizon(),
             duplicate_horizon: d_duplicate_horizon(),
             pending_document_horizon: d_pending_document_horizon(),
+            max_clock_jump: d_max_clock_jump(),
         }
     }
 }

@@ -18,9 +18,12 @@
 //!   its `occurred_at` less `allowed_lateness` (never backwards), firing every
 //!   timer strictly before it; a deadline fires only once the clock has
 //!   passed it. A document issued exactly at its deadline is on time.
-//!   [`Tracker::set_ceiling`] caps how far an event may move the clock (live:
-//!   wall clock plus skew; replay: `--until`), counted in
-//!   [`Counters::future_events_capped`].
+//!   [`Tracker::set_ceiling`] caps the event time that may move the clock
+//!   (live: wall clock plus skew; replay: `--until`), counted in
+//!   [`Counters::future_events_capped`]. An event more than
+//!   `max_clock_jump` ahead of the clock moves it only when the next is
+//!   that far ahead too ([`Counters::clock_jumps_held`]): one bad
+//!   timestamp neither fires every deadline nor makes what follows stale.
 //! - **Correlation**, in order: encounter id, FHIR reference, then the same
 //!   patient (NHS number when both sides have one, else any local id) and
 //!   document kind, issued within `match_window_before`/`_after` of the

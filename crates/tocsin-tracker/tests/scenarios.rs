@@ -1934,7 +1934,30 @@ fn a_far_future_event_moves_the_clock_only_to_the_ceiling() {
     assert!(kinds(&fx).is_empty(), "the discharge is not overdue");
     assert_eq!(tr.clock(), Some(t("2024-01-10T12:00:00Z")));
     assert_eq!(tr.counters().future_events_capped, 1);
-    // A gap of months in the traffic is not mistaken for a bad clock.
+    // The cap is on the event's time, before the allowed lateness is taken
+    // off as from any event's: the live clock stays that far behind now
+    // (before, a message stamped ten minutes ahead put it at now plus the
+    // skew, and deadlines up to then fired early).
+    let mut tr = Tracker::new(Policy::default_contract(), TrackerConfig::default());
+    tr.set_ceiling(Some(t("2024-01-10T12:00:00Z")));
+    tr.apply(&doc(
+        "m2",
+        None,
+        D::Other,
+        t("2024-01-10T12:10:00Z"),
+        Some(NHS2),
+    ));
+    assert_eq!(tr.clock(), Some(t("2024-01-10T11:55:00Z")));
+}
+
+/// A discharge whose year was mistyped (2025 for 2024) among a day's
+/// traffic: before, it moved the clock a year on, raised `overdue` for
+/// every open expectation and made everything read after it stale (the
+/// real summary dropped, the discharge reported missing). Now it is applied
+/// but holds the clock until the next event confirms the jump, which the
+/// next does not: the summary settles its discharge on time.
+#[test]
+fn an_event_far_ahead_does_not_move_the_clock_alone() {
     let mut tr = tracker();
     tr.apply(&end(
         "m1",
@@ -1943,14 +1966,80 @@ fn a_far_future_event_moves_the_clock_only_to_the_ceiling() {
         t("2024-01-10T10:00:00Z"),
         NHS,
     ));
-    let fx = tr.apply(&doc(
+    let fx = tr.apply(&end(
         "m2",
-        None,
-        D::Other,
-        t("2024-06-01T00:00:00Z"),
-        Some(NHS2),
+        "V2",
+        K::Inpatient,
+        t("2025-01-10T11:00:00Z"),
+        NHS2,
     ));
-    assert_eq!(kinds(&fx), vec![A::Overdue]);
+    assert!(kinds(&fx).is_empty(), "{fx:?}");
+    assert_eq!(tr.clock(), Some(t("2024-01-10T10:00:00Z")));
+    assert_eq!(tr.counters().clock_jumps_held, 1);
+    let fx = tr.apply(&doc(
+        "m3",
+        Some("V1"),
+        D::DischargeSummary,
+        t("2024-01-11T09:00:00Z"),
+        Some(NHS),
+    ));
+    assert!(kinds(&fx).is_empty(), "{fx:?}");
+    assert_eq!(changed(&fx)[0].status, S::OnTime);
+    assert_eq!(tr.counters().stale_events, 0);
+    assert_eq!(tr.clock(), Some(t("2024-01-11T09:00:00Z")));
+    // The mistyped discharge is tracked as sent: due a year on.
+    assert_eq!(tr.open_count(), 1);
+}
+
+/// A gap of months in the traffic (an outage, an archive with months
+/// missing) is not mistaken for a bad clock: the second event past it
+/// confirms the jump, and the clock moves to its time, with or without a
+/// restart between them.
+#[test]
+fn an_event_far_ahead_moves_the_clock_when_the_next_confirms_it() {
+    for restart in [false, true] {
+        let mut tr = tracker();
+        let mut store = Store::default();
+        store.commit(&tr.apply(&end(
+            "m1",
+            "V1",
+            K::Inpatient,
+            t("2024-01-10T10:00:00Z"),
+            NHS,
+        )));
+        let fx = tr.apply(&doc(
+            "m2",
+            None,
+            D::Other,
+            t("2024-06-01T00:00:00Z"),
+            Some(NHS2),
+        ));
+        assert!(kinds(&fx).is_empty(), "{fx:?}");
+        store.commit(&fx);
+        if restart {
+            tr = store.restored();
+        }
+        let fx = tr.apply(&doc(
+            "m3",
+            None,
+            D::Other,
+            t("2024-06-01T02:00:00Z"),
+            Some(NHS2),
+        ));
+        assert_eq!(kinds(&fx), vec![A::Overdue], "restart {restart}");
+        assert_eq!(tr.clock(), Some(t("2024-06-01T02:00:00Z")));
+        assert_eq!(tr.counters().clock_jumps_held, u64::from(!restart));
+        store.commit(&fx);
+        // The held time is let go once the clock moves.
+        assert!(
+            !store
+                .state
+                .keys()
+                .any(|(ns, k)| ns == "clock" && k == "held_jump"),
+            "{:?}",
+            store.state.keys()
+        );
+    }
 }
 
 /// A document of a kind no rule expects (`other`: a type with no mapping, a

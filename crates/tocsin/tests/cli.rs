@@ -589,7 +589,12 @@ fn replay_of_generated_traffic_reports_alike_from_final_states_and_a_kept_store(
     std::fs::create_dir(&empty).unwrap();
     replay_json(&empty, "2024-01-01T00:00:00Z", &["--store", &existing_url]);
     let in_place = replay_json(&traffic, UNTIL, &["--store", &existing_url]);
-    assert_eq!(in_place.report, scratch.report);
+    // The store's clock stood a year before the traffic: its first event
+    // was held until the second confirmed the jump, and said so.
+    let mut report = in_place.report.clone();
+    assert_eq!(report["notices"]["clock_jump_held"], 1, "{report}");
+    report["notices"]["clock_jump_held"] = 0.into();
+    assert_eq!(report, scratch.report);
     assert_eq!(in_place.alerts, scratch.alerts);
     let rows = |db: &std::path::Path, sql: &str| -> Vec<Vec<String>> {
         let conn = rusqlite::Connection::open(db).unwrap();
@@ -1055,6 +1060,27 @@ fn replay_takes_an_acceptance_after_a_refusal_of_the_same_message_as_its_resend(
     assert_eq!(notices["delivery_resent"], 1, "{report}");
     assert_eq!(notices["duplicate"], 1, "{report}");
     assert_eq!(notices["ack_unmatched"], 0, "{report}");
+}
+
+/// A discharge whose year was mistyped among the day's traffic: before, it
+/// moved the clock a year on, raised `overdue` for the other discharge and
+/// made its summary stale (reported missing). It is held now, and said so.
+#[test]
+fn replay_is_not_thrown_a_year_ahead_by_one_mistyped_message() {
+    let (alerts, report, stderr) = replay("mistyped-year", "2025-06-01T00:00:00Z");
+    assert_eq!(kinds(&alerts), ["overdue"], "only the mistyped discharge");
+    assert_eq!(alerts[0]["deadline"], "2025-01-16T15:00:00Z");
+    let notices = &report["notices"];
+    assert_eq!(notices["clock_jump_held"], 1, "{report}");
+    assert_eq!(notices["stale_event"], 0, "{report}");
+    let on_time: u64 = report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["on_time"].as_u64().unwrap())
+        .sum();
+    assert_eq!(on_time, 1, "{report}");
+    assert!(stderr.contains("clock_jump_held=1"), "{stderr}");
 }
 
 #[test]

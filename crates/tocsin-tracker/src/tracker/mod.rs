@@ -31,7 +31,9 @@ pub use state::{RestoreError, Restoring};
 
 /// Namespaces of the auxiliary state records the tracker puts and deletes.
 pub mod namespaces {
-    /// The event-time clock (key `event_time`, value an RFC 3339 string).
+    /// The event-time clock (key `event_time`, value an RFC 3339 string;
+    /// key `held_jump` while an event far ahead of it waits to be
+    /// confirmed).
     pub const CLOCK: &str = "clock";
     /// Keys of messages already seen (value: the event time, RFC 3339).
     pub const SEEN: &str = "seen";
@@ -63,6 +65,9 @@ pub(crate) struct RuleInfo {
     /// `NO_TIME` when the rule has none.
     pub due_soon: i64,
 }
+
+/// The key of the clock record of an event held for being far ahead.
+const HELD_JUMP: &str = "held_jump";
 
 /// Things the tracker noticed and tolerated, for metrics: nothing is dropped
 /// without being counted here.
@@ -138,13 +143,20 @@ pub struct Counters {
     /// `effective_to`): no expectation. A replay of archives older than
     /// the rules made nothing of them without a word.
     pub ends_without_rule: u64,
+    /// Events stamped more than `max_clock_jump` ahead of the clock: applied,
+    /// but they move the clock only when the next event the tracker acts on
+    /// is that far ahead too (a gap in the feed), not when it falls back (a
+    /// mistyped year or a sender's wrong clock, which would otherwise have
+    /// raised `overdue` for every open expectation and made everything read
+    /// after it stale).
+    pub clock_jumps_held: u64,
 }
 
 impl Counters {
     /// Every counter with its name, for a metric label or a report: the
     /// names are stable (operators' dashboards use them) and carry no
     /// patient data.
-    pub fn named(&self) -> [(&'static str, u64); 20] {
+    pub fn named(&self) -> [(&'static str, u64); 21] {
         // Destructured so that a new counter cannot be left out.
         let Counters {
             duplicates,
@@ -167,6 +179,7 @@ impl Counters {
             visit_collisions,
             deliveries_resent,
             ends_without_rule,
+            clock_jumps_held,
         } = *self;
         [
             ("duplicate", duplicates),
@@ -189,6 +202,7 @@ impl Counters {
             ("visit_collision", visit_collisions),
             ("delivery_resent", deliveries_resent),
             ("end_without_rule", ends_without_rule),
+            ("clock_jump_held", clock_jumps_held),
         ]
     }
 }
@@ -255,6 +269,10 @@ pub struct Tracker {
     /// [`Tracker::set_state_records`], [`Tracker::set_unsettled_changes`]).
     switches: Switches,
     clock: Option<i64>,
+    /// The clock time (event time less the allowed lateness) of the last
+    /// event that was more than `max_clock_jump` ahead of the clock, while
+    /// the next one has not confirmed it ([`Counters::clock_jumps_held`]).
+    held_jump: Option<i64>,
     ceiling: Option<i64>,
     /// The instant a replay judges as at ([`Tracker::set_until`]).
     until: Option<i64>,
@@ -305,6 +323,7 @@ impl Tracker {
                 unsettled_changes: true,
             },
             clock: None,
+            held_jump: None,
             ceiling: None,
             until: None,
             counters: Counters::default(),
@@ -523,15 +542,34 @@ impl Tracker {
         self.config.pending_document_horizon.as_secs() * 1000
     }
 
-    /// Moves the clock for an event time, less the allowed lateness, never
-    /// beyond the ceiling.
+    /// Moves the clock for an event time (taken no later than the ceiling),
+    /// less the allowed lateness. An event more than `max_clock_jump` ahead
+    /// of the clock is held: it does not move the clock, and the next event
+    /// moves it only if it is that far ahead too (then to its own time, as
+    /// any event). One mistyped or wrongly clocked message thus neither
+    /// fires every open deadline nor makes what follows it stale, while a
+    /// gap in the feed (an outage, an archive with months missing) costs
+    /// one event's delay.
     fn advance_for_event(&mut self, at: DateTime<Utc>, fx: &mut Effects<'_>) {
-        let mut t = ms(at) - self.config.allowed_lateness.as_secs() * 1000;
+        let mut e = ms(at);
         if let Some(ceil) = self.ceiling
-            && t > ceil
+            && e > ceil
         {
             self.counters.future_events_capped += 1;
-            t = ceil;
+            e = ceil;
+        }
+        let t = e - self.config.allowed_lateness.as_secs() * 1000;
+        let jump = self.config.max_clock_jump.as_secs() * 1000;
+        let held = self.held_jump;
+        if held.is_none() && self.clock.is_some_and(|c| t - c > jump) {
+            self.counters.clock_jumps_held += 1;
+            self.held_jump = Some(t);
+            fx.put_state(namespaces::CLOCK, HELD_JUMP, &Rfc3339(t));
+            return;
+        }
+        if held.is_some() {
+            self.held_jump = None;
+            fx.delete_state(namespaces::CLOCK, HELD_JUMP);
         }
         self.set_clock(t, fx);
     }

@@ -675,6 +675,9 @@ impl Tracker {
         };
         match rec.namespace.as_str() {
             namespaces::CLOCK if rec.key == "event_time" => self.clock = Some(time(&rec.value)?),
+            namespaces::CLOCK if rec.key == super::HELD_JUMP => {
+                self.held_jump = Some(time(&rec.value)?)
+            }
             namespaces::SEEN => {
                 // The time in the key is the one its deletion will name; the
                 // value repeats it for people reading the store.
