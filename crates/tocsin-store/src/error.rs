@@ -49,6 +49,19 @@ pub enum StoreError {
         /// What holds it: the lock file, or PostgreSQL's advisory lock.
         how: String,
     },
+    /// The SQLite store's file can be read but not written (its or its
+    /// directory's permissions, a read-only filesystem). Opened anyway, the
+    /// gateway failed its first commit, exited, and was restarted onto the
+    /// same inputs until the broker dead-lettered them at their delivery
+    /// limit; refused at open, it waits (not ready) until the file is
+    /// writable again.
+    #[error(
+        "SQLite store {path} can be read but not written (file or directory permissions, a read-only filesystem): tocsin must write it"
+    )]
+    ReadOnly {
+        /// The store file.
+        path: String,
+    },
     /// Another run is building the same new store file: two replays into
     /// one new file would each overwrite the other's work.
     #[error(
@@ -183,6 +196,8 @@ impl StoreError {
             // or a dead session the server has not noticed yet: waiting is
             // right, and nothing is written meanwhile.
             Self::InUse { .. } => true,
+            // Mended from outside (permissions, a remount), as a full disk.
+            Self::ReadOnly { .. } => true,
             _ => false,
         }
     }
@@ -193,7 +208,14 @@ fn sqlite_transient(e: &rusqlite::Error) -> bool {
     match e.sqlite_error_code() {
         Some(code) => matches!(
             code,
-            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::DiskFull
+            ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::DiskFull
+                // Permissions or a filesystem remounted read-only: mended
+                // from outside, as a full disk is. Taken as permanent, a
+                // commit's failure made the gateway exit and be restarted
+                // onto the same inputs until the broker dead-lettered them.
+                | ErrorCode::ReadOnly
         ),
         None => false,
     }
@@ -224,6 +246,11 @@ pub(crate) fn pg_transient(e: &postgres::Error) -> bool {
                     | "57P02" // crash_shutdown
                     | "57P03" // cannot_connect_now
                     | "57014" // query_canceled (statement timeout)
+                    // read_only_sql_transaction: a read-only replica after a
+                    // failover, or `default_transaction_read_only` set for
+                    // maintenance; the connection is dropped and the next
+                    // one sees the database as it is then.
+                    | "25006"
             );
     }
     if e.is_closed() {
@@ -458,6 +485,40 @@ mod tests {
             redact_url("postgres://db:5432/tocsin"),
             "postgres://db:5432/tocsin",
             "a port is no password"
+        );
+    }
+
+    /// A write refused because the file may only be read (its permissions
+    /// or a read-only filesystem, here a connection opened read-only) waits
+    /// to be mended, as a full disk does: taken as permanent, the gateway
+    /// exited and was restarted onto the same inputs until the broker
+    /// dead-lettered them.
+    #[test]
+    fn a_write_to_a_read_only_sqlite_file_is_transient() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x INTEGER)")
+            .unwrap();
+        let ro = rusqlite::Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        assert!(ro.is_readonly(rusqlite::MAIN_DB).unwrap());
+        let source = ro.execute("INSERT INTO t VALUES (1)", []).unwrap_err();
+        let e = StoreError::Sqlite {
+            op: "commit",
+            source,
+        };
+        assert!(e.is_transient(), "{e}");
+        let e = StoreError::ReadOnly {
+            path: path.display().to_string(),
+        };
+        assert!(
+            e.is_transient() && e.to_string().contains("not written"),
+            "{e}"
         );
     }
 

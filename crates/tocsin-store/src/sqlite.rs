@@ -233,6 +233,13 @@ impl SqliteStore {
         let path = path.as_ref();
         create_parent(path)?;
         let conn = Connection::open(path).map_err(sq("open"))?;
+        // SQLite falls back to reading a file it may not write, and the
+        // first commit would fail: refused here, the gateway waits.
+        if conn.is_readonly(rusqlite::MAIN_DB).map_err(sq("open"))? {
+            return Err(StoreError::ReadOnly {
+                path: path.display().to_string(),
+            });
+        }
         let mut store = Self::init(conn, Journal::Wal, sync, KEPT_CACHE_KIB)?;
         store.path = Some(path.to_path_buf());
         match Checkpointer::start(path, BUSY_TIMEOUT) {

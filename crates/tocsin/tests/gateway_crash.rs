@@ -216,6 +216,49 @@ async fn store_connections_lost_in_mid_stream_are_waited_out() {
     assert_eq!((ev, al, de), (0, 0, 0));
 }
 
+/// The store turned read-only under the gateway (a failover onto a replica,
+/// a maintenance setting): commits fail with SQLSTATE 25006. Taken as
+/// permanent, the gateway exited (3) and, restarted by systemd onto the same
+/// unacknowledged inputs, each time, until the broker dead-lettered them at
+/// their delivery limit. Now it waits, as for a store that is down, and
+/// carries on when the store takes writes again: every input tracked, none
+/// dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_turned_read_only_is_waited_out() {
+    let world = World::postgres("store-read-only", tuning()).await;
+    let mut events = world.observe("tocsin.events").await;
+    let mut alerts = world.observe("tocsin.alerts").await;
+    let mut dead = world.reader("tocsin.dead").await;
+    let mut gateway = world.start(&[]);
+    gateway.wait_ready().await;
+    world.store.read_only(true).await;
+    world.store.terminate_connections().await;
+    let traffic = discharges("ro", 300);
+    world.publish(&traffic.messages).await;
+    common::poll("a commit refused as read-only", WAIT, || async {
+        let refused = gateway
+            .log_messages("store unavailable; retrying")
+            .iter()
+            .any(|f| {
+                f["fields"]["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("read-only"))
+            });
+        match refused {
+            true => Ok(()),
+            false => Err(gateway.log()),
+        }
+    })
+    .await;
+    assert!(gateway.try_exit().is_none(), "{}", gateway.log());
+    world.store.read_only(false).await;
+    common::accounting::wait_done(&world, &traffic).await;
+    assert!(gateway.try_exit().is_none(), "{}", gateway.log());
+    common::accounting::stop(gateway).await;
+    let (ev, al, de) = account(&world, &traffic, &mut events, &mut alerts, &mut dead).await;
+    assert_eq!((ev, al, de), (0, 0, 0));
+}
+
 /// SIGTERM while a commit hangs (the store stops answering: here a table
 /// lock held by the test): the stop still ends the process within the
 /// configured time (exit 1: the batch in hand could not be committed). The

@@ -163,6 +163,23 @@ impl TestStore {
         })
     }
 
+    /// Makes the test's PostgreSQL database refuse writes to new sessions
+    /// (`default_transaction_read_only`), as a replica promoted the wrong
+    /// way round or a maintenance window does, or accept them again. Existing
+    /// sessions keep what they had: terminate them to make it bite.
+    pub async fn read_only(&self, on: bool) {
+        let Self::Postgres { db } = self else {
+            panic!("only a PostgreSQL store has a read-only setting");
+        };
+        let sql = format!("ALTER DATABASE \"{db}\" SET default_transaction_read_only = {on}");
+        off_runtime(move || {
+            let mut c = postgres::Client::connect(&admin_url(), postgres::NoTls)
+                .expect("admin PostgreSQL connection");
+            c.batch_execute(&sql)
+                .expect("ALTER DATABASE ... SET default_transaction_read_only");
+        })
+    }
+
     /// Takes an `ACCESS EXCLUSIVE` lock on `table` in a transaction of
     /// the test's own and holds it until the returned guard is dropped: the
     /// gateway's commits wait on it, as on a store that has stopped
