@@ -1083,6 +1083,38 @@ fn replay_is_not_thrown_a_year_ahead_by_one_mistyped_message() {
     assert!(stderr.contains("clock_jump_held=1"), "{stderr}");
 }
 
+/// A store carried on from was judged as at its clock: a replay into it
+/// with an earlier --until wrote the later report and said it was as at
+/// --until. Refused (exit 2), the last run's outputs left as they were; the
+/// same --until again is carrying on, and allowed.
+#[test]
+fn replay_into_a_store_refuses_an_until_before_its_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("kept.sqlite").display());
+    let scenario = fixture("scenarios/late");
+    replay_json(&scenario, "2024-06-01T00:00:00Z", &["--store", &url]);
+    let alerts = dir.path().join("alerts.jsonl");
+    std::fs::write(&alerts, "last run's\n").unwrap();
+    let out = tocsin(&[
+        "replay",
+        "--until",
+        "2024-01-16T00:00:00Z",
+        "--alerts",
+        alerts.to_str().unwrap(),
+        "--store",
+        &url,
+        scenario.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--until 2024-01-16T00:00:00+00:00 is before the clock of the store"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&alerts).unwrap(), "last run's\n");
+    replay_json(&scenario, "2024-06-01T00:00:00Z", &["--store", &url]);
+}
+
 #[test]
 fn replay_matches_a_summary_without_visit_number_by_patient_and_window() {
     let (alerts, report, _) = replay("patient-window", "2024-06-01T00:00:00Z");

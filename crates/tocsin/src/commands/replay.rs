@@ -244,14 +244,6 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
         }
         None => Sink::Report(Box::new(FinalReport::new(new_report(), group_by))),
     };
-    // Created only once the store is open and claimed: a refused run (a
-    // store in use, a URL that cannot work) leaves the last run's files as
-    // they were.
-    let alerts_out = BufWriter::new(create(&args.alerts)?);
-    let mut events_out = match &args.events {
-        Some(p) => Some(BufWriter::new(create(p)?)),
-        None => None,
-    };
     let kept_store = matches!(sink, Sink::Store(..));
     // A store written in place must hold every open expectation after each
     // commit; one built aside, only at the end.
@@ -287,9 +279,34 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
                     clock.to_rfc3339()
                 );
             }
+            // Its expectations were judged as at its clock, which cannot go
+            // back: a report as at an earlier --until would have been the
+            // later one's, said to be as at --until.
+            if let Some(clock) = tracker.clock()
+                && clock > until
+            {
+                return Err(format!(
+                    "--until {} is before the clock of the store carried on from ({}): \
+                     what it holds was judged as at that time and cannot be judged as at \
+                     an earlier one; give --until at or after it, or replay without \
+                     --store (or into a new store) to judge as at {}",
+                    until.to_rfc3339(),
+                    clock.to_rfc3339(),
+                    until.to_rfc3339()
+                )
+                .into());
+            }
             tracker
         }
         _ => Tracker::new(config.policy.clone(), config.tracker.clone()),
+    };
+    // Created only once the store is open, claimed and carried on from: a
+    // refused run (a store in use, a URL that cannot work, an --until
+    // before its clock) leaves the last run's files as they were.
+    let alerts_out = BufWriter::new(create(&args.alerts)?);
+    let mut events_out = match &args.events {
+        Some(p) => Some(BufWriter::new(create(p)?)),
+        None => None,
     };
     // Judged as at --until: what is stamped later is not applied, and
     // nothing may move the clock past it.
