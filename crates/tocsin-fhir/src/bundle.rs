@@ -33,7 +33,9 @@ impl Ctx<'_> {
                 let inner = Scope::bundle(b, scope);
                 for entry in &b.entries {
                     match &*entry.rtype {
-                        "Encounter" | "DocumentReference" => self.resource(entry, &inner)?,
+                        "Encounter" | "DocumentReference" | "Composition" => {
+                            self.resource(entry, &inner)?
+                        }
                         "Bundle" => self.bundle(entry, &inner)?,
                         _ => {}
                     }
@@ -78,7 +80,7 @@ impl Ctx<'_> {
     /// Composition may also sit directly in a message). In a message,
     /// `sent_at` is the message's time: it is the document's `issued_at`,
     /// whatever times the document itself carries or lacks.
-    fn composition(
+    pub(crate) fn composition(
         &mut self,
         comp_entry: &Entry,
         scope: &Scope<'_>,
@@ -115,16 +117,26 @@ impl Ctx<'_> {
         let issued_at = match (sent_at.or(bundle_time), c.date) {
             (Some(t), _) => t,
             (None, Some(t)) => {
-                if let Some(b) = bundle {
-                    warnings.push(Warning {
+                warnings.push(match bundle {
+                    Some(b) => Warning {
                         code: WarningCode::BadTimestamp,
                         message: "the bundle has no timestamp or meta.lastUpdated; issued_at is \
                                   Composition.date"
                             .into(),
                         raw: None,
                         location: Some(b.loc.to_string()),
-                    });
-                }
+                    },
+                    // On its own or in a collection: no bundle or message
+                    // says when it was sent.
+                    None => Warning {
+                        code: WarningCode::Other,
+                        message: "a Composition outside a document bundle or message: \
+                                  issued_at is Composition.date, when it was written, not sent"
+                            .into(),
+                        raw: None,
+                        location: Some(format!("{}.date", comp_entry.loc)),
+                    },
+                });
                 t
             }
             (None, None) => {
@@ -182,7 +194,11 @@ impl Ctx<'_> {
             event_type,
             occurred_at: issued_at,
             message_id: bundle_ident.or_else(|| bundle.and_then(|b| b.view.meta.id.clone())),
-            message_type: "Bundle/document".into(),
+            message_type: match (bundle, sent_at) {
+                (None, None) => "Composition",
+                _ => "Bundle/document",
+            }
+            .into(),
             sending_facility,
             subject,
             encounter,

@@ -77,6 +77,11 @@ impl Ctx<'_> {
         let draft = match &*e.rtype {
             "Encounter" => self.encounter(e, &inner)?,
             "DocumentReference" => self.document_reference(e, &inner, None)?,
+            // A Composition on its own (an NDJSON line) or in a collection
+            // (a transaction storing it): the document, as a
+            // DocumentReference would be. Dropped before, without a word:
+            // its summary then went overdue.
+            "Composition" => self.composition(e, &inner, None, None)?,
             "Patient" => Draft {
                 subject: self.env.patient(e, scope)?,
                 ..other(e, self.env.cfg.timezone)

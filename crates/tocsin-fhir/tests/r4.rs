@@ -893,3 +893,51 @@ fn a_malformed_organization_named_twice_gives_the_error_it_gives_once() {
     .unwrap_err();
     assert_eq!(once, twice);
 }
+
+/// A Composition in a transaction or collection bundle (a discharge summary
+/// stored in a FHIR server together with its patient and encounter), or on
+/// its own: the document, as a DocumentReference there is. It was dropped
+/// without a word, and its discharge reported missing. No bundle or message
+/// says when it was sent, so its time is Composition.date, with a warning.
+#[test]
+fn a_composition_outside_a_document_bundle_is_the_document() {
+    let doc: serde_json::Value =
+        serde_json::from_slice(&load("r4/bundle-document-discharge-summary.json")).unwrap();
+    for kind in ["transaction", "collection"] {
+        let mut b = doc.clone();
+        b["type"] = kind.into();
+        let ev = normalise_json(&serde_json::to_vec(&b).unwrap(), &FhirConfig::default()).unwrap();
+        let issued: Vec<_> = ev
+            .iter()
+            .filter(|e| e.event_type == EventType::DocumentIssued)
+            .collect();
+        assert_eq!(issued.len(), 1, "{kind}: {ev:?}");
+        let e = issued[0];
+        let d = e.document.as_ref().unwrap();
+        assert_eq!(d.kind, DocumentKind::DischargeSummary);
+        assert_eq!(d.issued_at, t("2024-01-15T13:45:00Z"), "Composition.date");
+        assert_eq!(e.source.message_type, "Composition");
+        assert_eq!(e.patient.nhs_number.as_deref(), Some("9434765919"));
+        assert!(
+            e.warnings
+                .iter()
+                .any(|w| w.message.contains("outside a document bundle")
+                    && w.location.as_deref() == Some("Bundle.entry[0].resource.date")),
+            "{kind}: {:?}",
+            e.warnings
+        );
+    }
+    // On its own (an NDJSON line, say): the same document, its references
+    // to the bundle's other entries now unresolved.
+    let ev = normalise_json(
+        &serde_json::to_vec(&doc["entry"][0]["resource"]).unwrap(),
+        &FhirConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0].event_type, EventType::DocumentIssued);
+    assert_eq!(
+        ev[0].document.as_ref().unwrap().kind,
+        DocumentKind::DischargeSummary
+    );
+}
