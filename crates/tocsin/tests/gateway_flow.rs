@@ -501,10 +501,117 @@ async fn a_shutdown_that_leaves_the_outbox_unpublished_is_not_clean() {
     common::accounting::stop(gateway).await;
 }
 
+/// `tocsin_outbox_pending` follows the outbox while nothing is confirmed:
+/// when the broker refuses every message of every round (a reviewer saw it
+/// at 0 with hundreds waiting, and a round refused whole never set it),
+/// through a broker outage (here the test's vhost deleted), and from the
+/// start of a gateway that has not reached the broker yet. It goes back to
+/// 0 once the broker takes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pending_gauge_counts_what_the_broker_refuses_or_cannot_take() {
+    let world = World::sqlite("pending-gauge", Tuning::default()).await;
+    // Events and the alert alike: no round is ever confirmed in part.
+    refuse(&world, &["tocsin.events", "tocsin.alerts"]).await;
+    let mut gateway = world.start(&[]);
+    gateway.wait_ready().await;
+    world.publish(&core_traffic()).await;
+    world.wait_empty("tocsin.inbound").await;
+    // Four events and the overdue alert.
+    wait_outbox(&world, 5).await;
+    wait_gauge(&mut gateway, "tocsin_outbox_pending", 5).await;
+
+    // The broker goes away: the gauge keeps saying what waits.
+    vhost_away(&world);
+    gateway.wait_status("/readyz", 503).await;
+    wait_gauge(&mut gateway, "tocsin_amqp_connected", 0).await;
+    wait_gauge(&mut gateway, "tocsin_outbox_pending", 5).await;
+
+    // A gateway started while it is still away counts what the last one
+    // left before it ever connects.
+    gateway.kill9();
+    let mut gateway = world.start(&[]);
+    gateway.wait_status("/healthz", 200).await;
+    wait_gauge(&mut gateway, "tocsin_outbox_pending", 5).await;
+    assert!(
+        gateway.log_messages("connected to RabbitMQ").is_empty(),
+        "counted before connecting\n{}",
+        gateway.log()
+    );
+
+    // The broker is back, refusing nothing: all published, gauge 0.
+    vhost_back(&world);
+    gateway.wait_ready().await;
+    wait_outbox(&world, 0).await;
+    wait_gauge(&mut gateway, "tocsin_outbox_pending", 0).await;
+}
+
+/// Waits until the gateway's `/metrics` has the unlabelled `metric` at
+/// `value`.
+async fn wait_gauge(gateway: &mut common::Gateway, metric: &str, value: i64) {
+    let want = format!("{metric} {value}");
+    let deadline = std::time::Instant::now() + common::WAIT;
+    loop {
+        if let Some(exit) = gateway.try_exit() {
+            panic!(
+                "gateway exited ({exit}) while waiting for {want}\n{}",
+                gateway.log()
+            );
+        }
+        let metrics = gateway
+            .fetch("/metrics")
+            .map(|(_, m)| m)
+            .unwrap_or_default();
+        let line = metrics
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(metric))
+            .unwrap_or("no line")
+            .to_owned();
+        if line == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {want}; last seen: {line}\n{}",
+            gateway.log()
+        );
+        tokio::time::sleep(common::POLL).await;
+    }
+}
+
+/// A broker outage for this test's gateway alone: its vhost deleted, which
+/// closes every connection to it and refuses new ones, as a broker that is
+/// down does. The shared broker goes on serving the other tests.
+fn vhost_away(world: &World) {
+    tocsin_amqp::test_support::rabbitmqctl(&["delete_vhost", world.vhost.name()]);
+}
+
+/// The broker back after [`vhost_away`]: the vhost again, empty (the
+/// gateway declares its topology when it connects).
+fn vhost_back(world: &World) {
+    let name = world.vhost.name();
+    tocsin_amqp::test_support::rabbitmqctl(&["add_vhost", name]);
+    tocsin_amqp::test_support::rabbitmqctl(&[
+        "set_permissions",
+        "-p",
+        name,
+        "guest",
+        ".*",
+        ".*",
+        ".*",
+    ]);
+}
+
 /// Binds a queue at its length limit with `reject-publish` to the events
 /// exchange, so that the broker nacks every event; deleting it (on the
 /// returned channel) makes the broker take them again.
 async fn refuse_events(world: &World) -> lapin::Channel {
+    refuse(world, &["tocsin.events"]).await
+}
+
+/// Binds a queue at its length limit with `reject-publish` to each of
+/// `exchanges`, so that the broker nacks everything published there;
+/// deleting the queue (on the returned channel) makes it take them again.
+async fn refuse(world: &World, exchanges: &[&str]) -> lapin::Channel {
     let ch = world.session.connection().create_channel().await.unwrap();
     let mut args = FieldTable::default();
     args.insert("x-max-length".into(), AMQPValue::LongLongInt(0));
@@ -519,15 +626,17 @@ async fn refuse_events(world: &World) -> lapin::Channel {
     )
     .await
     .unwrap();
-    ch.queue_bind(
-        "test.refuse".into(),
-        "tocsin.events".into(),
-        "#".into(),
-        lapin::options::QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    for exchange in exchanges {
+        ch.queue_bind(
+            "test.refuse".into(),
+            (*exchange).into(),
+            "#".into(),
+            lapin::options::QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    }
     ch
 }
 

@@ -131,6 +131,10 @@ pub async fn run(config: Config) -> Result<ExitCode, Box<dyn std::error::Error>>
         metrics.clone(),
         readiness.consuming.clone(),
     );
+    // What an earlier run left unpublished is waiting already: the gauge
+    // says so from the start, not from the first round the broker confirms
+    // (never, while it stays away).
+    let _ = pipeline.outbox_left().await;
     loop {
         // A session that ended soon after connecting with nothing
         // acknowledged (a dead-letter copy refused, basic.consume refused)
@@ -168,6 +172,11 @@ pub async fn run(config: Config) -> Result<ExitCode, Box<dyn std::error::Error>>
             }
             pipeline::Ended::LinkLost(reason) => {
                 tracing::warn!(%reason, "broker link lost; reconnecting (uncommitted inputs will be redelivered)");
+                // Nothing changes the outbox until the broker is back (the
+                // last commit has landed): the gauge keeps this count
+                // through the outage, whatever the relay managed to count
+                // before its link went.
+                let _ = pipeline.outbox_left().await;
             }
         }
     }

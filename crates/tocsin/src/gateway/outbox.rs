@@ -10,7 +10,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::StoreHandle;
-use crate::internal_events::{Metrics, OutboxPublishFailed, OutboxPublished, StoreFailed};
+use crate::internal_events::{
+    Metrics, OutboxCounted, OutboxPublishFailed, OutboxPublished, StoreFailed,
+};
 use std::sync::Arc;
 
 /// Most outbox messages published in one confirmed round.
@@ -177,7 +179,10 @@ impl Relay {
     /// bound queue at its length limit with `reject-publish`) stays pending
     /// and is tried again after a growing wait, while consuming goes on: a
     /// refusing broker delays publishing but never wedges the gateway. An
-    /// error is a lost link.
+    /// error is a lost link. Each round ends by counting what is left into
+    /// `tocsin_outbox_pending`, whether the broker confirmed all of it, part
+    /// of it, none of it, or the link went (only a store that fails leaves
+    /// the gauge as it was).
     ///
     /// Delivery is at least once: from the moment the broker routes a
     /// message until its row is marked published, a crash (or a lost link,
@@ -191,7 +196,20 @@ impl Relay {
             return Ok(());
         }
         loop {
-            let pending = match self.store.call(|s| s.outbox_pending(OUTBOX_ROUND)).await {
+            let metrics = self.metrics.clone();
+            let read = self
+                .store
+                .call(move |s| {
+                    let pending = s.outbox_pending(OUTBOX_ROUND)?;
+                    // Set under the store's lock, as every count is (see
+                    // `count_pending`).
+                    if pending.is_empty() {
+                        OutboxCounted { pending: 0 }.emit(&metrics);
+                    }
+                    Ok(pending)
+                })
+                .await;
+            let pending = match read {
                 Ok(p) => p,
                 Err(error) => {
                     // Tried again after a wait, not only at the next wake:
@@ -204,7 +222,6 @@ impl Relay {
                 }
             };
             if pending.is_empty() {
-                self.metrics.outbox_pending.set(0);
                 self.hold = None;
                 self.delay = OUTBOX_RETRY_MIN;
                 return Ok(());
@@ -226,6 +243,11 @@ impl Relay {
                 Ok(o) => o,
                 Err(error) => {
                     OutboxPublishFailed { error: &error }.emit(&self.metrics);
+                    // The link is gone, and with it the relay until the
+                    // broker is back: the gauge must say what waits
+                    // meanwhile, commits since the last confirmed round
+                    // included.
+                    self.count().await;
                     return Err(error.to_string());
                 }
             };
@@ -247,29 +269,38 @@ impl Relay {
                 self.delay = OUTBOX_RETRY_MIN;
             }
             if confirmed.is_empty() {
+                // The broker refused the whole round: the backlog
+                // `TocsinOutboxBacklog` is there to see, so it is counted
+                // here too, not only after rounds the broker confirmed.
+                self.count().await;
                 return Ok(());
             }
             let count = confirmed.len();
             let marking = confirmed.clone();
+            let metrics = self.metrics.clone();
             let marked = self
                 .store
                 .call(move |s| {
                     s.outbox_mark_published(&marking)?;
-                    s.outbox_len()
-                })
-                .await;
-            match marked {
-                Ok(left) => {
+                    let left = s.outbox_len()?;
                     OutboxPublished {
                         count,
                         pending: left,
                     }
-                    .emit(&self.metrics);
+                    .emit(&metrics);
+                    Ok(())
+                })
+                .await;
+            match marked {
+                Ok(()) => {
                     if refused.is_some() {
                         return Ok(());
                     }
                 }
                 Err(error) => {
+                    // Not counted: the store that just failed would fail
+                    // the count too, and the rows are still pending in it,
+                    // as the gauge already says.
                     self.store_failed("outbox mark", &error);
                     // The broker has them: mark them before publishing
                     // anything again, rather than publish them twice.
@@ -298,6 +329,14 @@ impl Relay {
             )),
             Err(error) => Err(format!("cannot read the outbox: {error}")),
         }
+    }
+
+    /// Counts the outbox into `tocsin_outbox_pending` after a round that
+    /// marked nothing published. A count the store fails leaves the gauge
+    /// as it was.
+    async fn count(&self) {
+        let metrics = self.metrics.clone();
+        let _ = self.store.call(move |s| count_pending(s, &metrics)).await;
     }
 
     fn store_failed(&self, operation: &'static str, error: &tocsin_store::StoreError) {
@@ -339,6 +378,28 @@ impl Relay {
         self.hold = Some(Instant::now() + self.delay);
         self.delay = (self.delay * 2).min(OUTBOX_RETRY_MAX);
     }
+}
+
+/// Counts the rows waiting in the outbox into `tocsin_outbox_pending`, and
+/// returns the count. Called on the store's thread inside the call that
+/// changed the outbox (a commit, a round of the relay), under the store's
+/// lock: the gauge is then set in the order the counts were taken, so a
+/// commit's count and the relay's, taken one after the other, can never
+/// leave the older one showing. The count reads the `outbox_pending`
+/// partial index, which holds only the rows waiting: cheap while the relay
+/// keeps up, and no dearer than the relay's own count after each round when
+/// it does not. A count that fails leaves the gauge as it was: whoever
+/// uses the store next meets the failure and says so.
+pub(super) fn count_pending(
+    store: &mut dyn tocsin_store::Store,
+    metrics: &Metrics,
+) -> Result<u64, tocsin_store::StoreError> {
+    let counted = store.outbox_len();
+    match &counted {
+        Ok(pending) => OutboxCounted { pending: *pending }.emit(metrics),
+        Err(error) => tracing::debug!(%error, "cannot count the outbox"),
+    }
+    counted
 }
 
 #[cfg(test)]

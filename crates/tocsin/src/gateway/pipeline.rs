@@ -568,6 +568,17 @@ impl Pipeline {
         }
     }
 
+    /// Counts what waits in the outbox, setting `tocsin_outbox_pending`: at
+    /// start, before any broker session (rows an earlier run left are
+    /// waiting already), after a lost link, and at a stop while no session
+    /// runs, which must say what is left.
+    pub async fn outbox_left(&self) -> Result<u64, tocsin_store::StoreError> {
+        let metrics = self.metrics.clone();
+        self.store
+            .call(move |s| super::outbox::count_pending(s, &metrics))
+            .await
+    }
+
     fn report_clock(&self) {
         if let Some(clock) = self.tracker.clock() {
             let lag = (Utc::now() - clock).num_milliseconds() as f64 / 1000.0;
@@ -581,6 +592,12 @@ impl Pipeline {
 /// process exits so that a restart rebuilds the tracker from the store
 /// (the inputs, unacknowledged, are redelivered). Owns what it needs, so
 /// that it can run as a task while the next batch is prepared.
+///
+/// A commit that queued messages counts the outbox after it, in the same
+/// store call: the rows wait from their commit on, and while the broker is
+/// away or refusing them the relay confirms nothing, so a gauge set only
+/// after confirmed rounds stayed at 0 through an outage with hundreds
+/// waiting.
 async fn commit(store: StoreHandle, metrics: Arc<Metrics>, batch: Batch) {
     if batch.is_empty() {
         return;
@@ -588,8 +605,18 @@ async fn commit(store: StoreHandle, metrics: Arc<Metrics>, batch: Batch) {
     let batch = Arc::new(batch);
     let mut delay = Duration::from_millis(50);
     loop {
-        let b = batch.clone();
-        match store.call(move |s| s.commit(&b)).await {
+        let (b, counted) = (batch.clone(), metrics.clone());
+        let committed = store
+            .call(move |s| {
+                s.commit(&b)?;
+                if !b.outbox.is_empty() {
+                    // Its failure is not the commit's: the batch landed.
+                    let _ = super::outbox::count_pending(s, &counted);
+                }
+                Ok(())
+            })
+            .await;
+        match committed {
             Ok(()) => {
                 StoreRecovered.emit(&metrics);
                 return;

@@ -307,6 +307,24 @@ impl OutboxPublished {
     }
 }
 
+/// The rows waiting in the outbox were counted: after a commit that queued
+/// messages, and after every round of the relay, published, refused or cut
+/// short by a lost link. Counting only after confirmed rounds left the
+/// gauge at its last value, often 0, for as long as the broker was away or
+/// refused everything, which is when `TocsinOutboxBacklog` must see it.
+pub struct OutboxCounted {
+    /// Rows committed and not yet confirmed by the broker.
+    pub pending: u64,
+}
+
+impl OutboxCounted {
+    /// Sets the pending gauge.
+    pub fn emit(self, m: &Metrics) {
+        m.outbox_pending
+            .set(i64::try_from(self.pending).unwrap_or(i64::MAX));
+    }
+}
+
 /// Publishing from the outbox failed; it will be retried.
 pub struct OutboxPublishFailed<'a> {
     /// The error (the URL in it is redacted).
