@@ -545,6 +545,78 @@ async fn the_pending_gauge_counts_what_the_broker_refuses_or_cannot_take() {
     wait_gauge(&mut gateway, "tocsin_outbox_pending", 0).await;
 }
 
+/// A stop while the broker is away is clean only if the outbox is empty: a
+/// gateway that had been connected and is reconnecting says so (not
+/// "before connecting") and exits 1 naming what is left, as does one that
+/// never reached the broker with rows an earlier run left; the next start
+/// with the broker back publishes them, and then a stop exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_during_a_broker_outage_says_what_is_left_in_the_outbox() {
+    let world = World::sqlite("outage-stop", Tuning::default()).await;
+    refuse(&world, &["tocsin.events", "tocsin.alerts"]).await;
+    let mut gateway = world.start(&[]);
+    gateway.wait_ready().await;
+    world.publish(&core_traffic()).await;
+    world.wait_empty("tocsin.inbound").await;
+    wait_outbox(&world, 5).await;
+
+    vhost_away(&world);
+    gateway.wait_status("/readyz", 503).await;
+    wait_gauge(&mut gateway, "tocsin_amqp_connected", 0).await;
+    let status = sigterm_and_wait(&mut gateway).await;
+    assert_eq!(status.code(), Some(1), "{}", gateway.log());
+    assert_left_said(&gateway, "while reconnecting to the broker", 5);
+    assert!(
+        gateway.log_messages("before connecting").is_empty(),
+        "it had been connected\n{}",
+        gateway.log()
+    );
+
+    // Still away: a gateway that never connects stops unclean too.
+    let mut gateway = world.start(&[]);
+    gateway.wait_status("/healthz", 200).await;
+    let status = sigterm_and_wait(&mut gateway).await;
+    assert_eq!(status.code(), Some(1), "{}", gateway.log());
+    assert_left_said(&gateway, "before connecting to the broker", 5);
+
+    // Nothing was lost: back, the broker takes them, and a stop is clean.
+    vhost_back(&world);
+    let mut gateway = world.start(&[]);
+    gateway.wait_ready().await;
+    wait_outbox(&world, 0).await;
+    common::accounting::stop(gateway).await;
+}
+
+/// Sends SIGTERM and waits for the exit.
+async fn sigterm_and_wait(gateway: &mut common::Gateway) -> std::process::ExitStatus {
+    gateway.sigterm();
+    gateway.wait_exit(Duration::from_secs(30)).await
+}
+
+/// The gateway's last words: one warning saying it stopped `when`, naming
+/// the `left` messages in the outbox and that the next start publishes
+/// them.
+fn assert_left_said(gateway: &common::Gateway, when: &str, left: u64) {
+    let stopped: Vec<serde_json::Value> = gateway
+        .log_messages("gateway stopped")
+        .into_iter()
+        .filter(|l| l["level"] == "WARN")
+        .collect();
+    assert_eq!(stopped.len(), 1, "{}", gateway.log());
+    let fields = &stopped[0]["fields"];
+    let message = fields["message"].as_str().unwrap();
+    assert!(message.contains(when), "{message}");
+    assert!(
+        message.contains(&format!("{left} message(s) remain in the outbox")),
+        "{message}"
+    );
+    assert!(
+        message.contains("the next start publishes them"),
+        "{message}"
+    );
+    assert_eq!(fields["left"], left, "{message}");
+}
+
 /// Waits until the gateway's `/metrics` has the unlabelled `metric` at
 /// `value`.
 async fn wait_gauge(gateway: &mut common::Gateway, metric: &str, value: i64) {

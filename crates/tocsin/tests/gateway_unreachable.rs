@@ -96,6 +96,21 @@ async fn an_absent_broker_is_reported_once_and_retried() {
         !gateway.log().contains("s3cret-pw"),
         "the password never reaches the log"
     );
+    // A new store, so nothing waits in its outbox: a stop before ever
+    // connecting is clean, and says so.
+    gateway.sigterm();
+    let status = gateway.wait_exit(WAIT).await;
+    assert_eq!(status.code(), Some(0), "{}", gateway.log());
+    assert_eq!(
+        gateway
+            .log_messages(
+                "gateway stopped before connecting to the broker; nothing left to publish"
+            )
+            .len(),
+        1,
+        "{}",
+        gateway.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,7 +27,8 @@ use tocsin_tracker::Tracker;
 
 use crate::config::Config;
 use crate::internal_events::{
-    DeadLettersCounted, Metrics, RestoreRecordSkipped, StoreFailed, StoreRecovered, TrackerObserved,
+    DeadLettersCounted, Metrics, RestoreRecordSkipped, StoppedWithoutBroker, StoreFailed,
+    StoreRecovered, TrackerObserved,
 };
 
 pub use store::StoreHandle;
@@ -135,6 +136,7 @@ pub async fn run(config: Config) -> Result<ExitCode, Box<dyn std::error::Error>>
     // says so from the start, not from the first round the broker confirms
     // (never, while it stays away).
     let _ = pipeline.outbox_left().await;
+    let mut ever_connected = false;
     loop {
         // A session that ended soon after connecting with nothing
         // acknowledged (a dead-letter copy refused, basic.consume refused)
@@ -144,6 +146,7 @@ pub async fn run(config: Config) -> Result<ExitCode, Box<dyn std::error::Error>>
             s = supervisor.connect() => s,
             () = stop.requested() => break,
         };
+        ever_connected = true;
         // The dead-letter count runs beside the pipeline on the same
         // connection, and ends with it.
         let ended = tokio::select! {
@@ -180,8 +183,21 @@ pub async fn run(config: Config) -> Result<ExitCode, Box<dyn std::error::Error>>
             }
         }
     }
-    tracing::info!("gateway stopped before connecting to the broker");
-    Ok(ExitCode::SUCCESS)
+    // Stopped with no broker session. Exit 0 only when nothing waits in the
+    // outbox: the last session ended without publishing what it committed
+    // (or an earlier run left rows), and a clean exit would tell an upgrade
+    // that nothing is left while alerts wait in the store.
+    let left = pipeline.outbox_left().await;
+    StoppedWithoutBroker {
+        ever_connected,
+        left: &left,
+    }
+    .emit();
+    Ok(if matches!(left, Ok(0)) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// Opens the store, waiting out a store that is not there yet. `None` when

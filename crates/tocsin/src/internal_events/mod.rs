@@ -325,6 +325,51 @@ impl OutboxCounted {
     }
 }
 
+/// A stop (SIGTERM, SIGINT) came while the gateway had no broker session:
+/// before it ever connected, or while it reconnected after losing the link.
+/// Whatever the last session consumed was committed when it ended, and
+/// what it had not acknowledged is redelivered; what may be left is the
+/// outbox, which no session could publish. Told apart because a gateway
+/// that stopped mid-outage with alerts unpublished used to say it "stopped
+/// before connecting to the broker" and exit 0, which `deploy/README.md`
+/// ("Upgrading") promises only when everything was published.
+pub struct StoppedWithoutBroker<'a> {
+    /// Whether a session was ever opened (else: stopped before connecting).
+    pub ever_connected: bool,
+    /// What the outbox holds unpublished, or why it could not be counted.
+    pub left: &'a Result<u64, tocsin_store::StoreError>,
+}
+
+impl StoppedWithoutBroker<'_> {
+    /// Logs it: info when the outbox is empty (a clean stop), warn naming
+    /// what is left (or that the outbox could not be read) otherwise.
+    pub fn emit(self) {
+        let when = if self.ever_connected {
+            "while reconnecting to the broker"
+        } else {
+            "before connecting to the broker"
+        };
+        match self.left {
+            Ok(0) => tracing::info!(
+                clean = true,
+                "gateway stopped {when}; nothing left to publish"
+            ),
+            Ok(left) => tracing::warn!(
+                clean = false,
+                left,
+                "gateway stopped {when}: {left} message(s) remain in the outbox, unpublished; \
+                 nothing is lost: the next start publishes them (keep the store)"
+            ),
+            Err(error) => tracing::warn!(
+                clean = false,
+                %error,
+                "gateway stopped {when}: cannot count the outbox, so messages may remain in it \
+                 unpublished; nothing is lost: the next start publishes them (keep the store)"
+            ),
+        }
+    }
+}
+
 /// Publishing from the outbox failed; it will be retried.
 pub struct OutboxPublishFailed<'a> {
     /// The error (the URL in it is redacted).
