@@ -26,7 +26,9 @@ ENVELOPE = ("FHS", "BHS", "BTS", "FTS")
 
 def messages(raw: bytes):
     """Splits a file into message texts: MLLP bytes and blank lines removed,
-    batch envelope segments dropped, a new message at each MSH."""
+    batch envelope segments dropped, a new message at each MSH (after a
+    byte-order mark or white space, which `cat` of files and indentation
+    leave before it)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -37,7 +39,10 @@ def messages(raw: bytes):
     for line in text.split("\r"):
         if not line.strip() or line.startswith(ENVELOPE):
             continue
-        if line.startswith("MSH") or not out:
+        head = line.lstrip().lstrip("\ufeff").lstrip()
+        if head.startswith("MSH"):
+            out.append([head])
+        elif not out:
             out.append([line])
         else:
             out[-1].append(line)

@@ -28,10 +28,11 @@ const MLLP_END: u8 = 0x1C;
 ///
 /// Accepts MLLP frames (`0x0B ... 0x1C 0x0D`), FHS/BHS/BTS/FTS batch
 /// envelopes (dropped), several MSH-started messages in a row, and `\r`,
-/// `\n` or `\r\n` segment separators. Nothing is dropped silently: text that
-/// belongs to no message (junk before the first MSH, or bytes outside MLLP
-/// frames) comes back as a message of its own, which the normaliser then
-/// rejects with a reason.
+/// `\n` or `\r\n` segment separators, and a byte-order mark or white space
+/// before a message's `MSH` (left out of the message). Nothing is dropped
+/// silently: text that belongs to no message (junk before the first MSH, or
+/// bytes outside MLLP frames) comes back as a message of its own, which the
+/// normaliser then rejects with a reason.
 pub fn split_messages(input: &[u8]) -> Vec<RawMessage<'_>> {
     let mut out = Vec::new();
     // A UTF-8 byte-order mark opening the input (as format detection
@@ -126,13 +127,17 @@ fn split_unframed<'a>(input: &'a [u8], start: usize, end: usize, out: &mut Vec<R
             next += 1;
         }
         let after_bare_lf = cr_ended && pos > start && follows_bare_lf(input, pos);
-        if let Some(declared) = header(line, b"MSH") {
+        // A header may open its line after a byte-order mark or white space
+        // (`cat` of files each written with a mark, an indented message).
+        let lead = header_lead(line, after_bare_lf);
+        let head = &line[lead..];
+        if let Some(declared) = header(head, b"MSH") {
             sep = declared;
             flush(&mut current, out);
-            current = Some((pos, line_end));
+            current = Some((pos + lead, line_end));
         } else if line.iter().all(u8::is_ascii_whitespace) {
             // blank line: belongs to nothing
-        } else if let Some(declared) = header(line, b"FHS").or_else(|| header(line, b"BHS")) {
+        } else if let Some(declared) = header(head, b"FHS").or_else(|| header(head, b"BHS")) {
             sep = declared;
             flush(&mut current, out);
         } else if [b"BTS", b"FTS"].iter().any(|name| {
@@ -154,6 +159,31 @@ fn split_unframed<'a>(input: &'a [u8], start: usize, end: usize, out: &mut Vec<R
         pos = next;
     }
     flush(&mut current, out);
+}
+
+/// How many bytes before a header (MSH, FHS, BHS) on `line` are no part of
+/// it: ASCII white space, a UTF-8 byte-order mark, white space after it.
+///
+/// It exists because `cat` of files each written with a byte-order mark
+/// leaves one before every file's first MSH, and some engines indent
+/// messages: the input's start is stripped of both, but mid-input the line
+/// was no message start, so the message after it was glued onto the one
+/// before and both were refused as one ("segment 5 (?MS)"). Inside letter
+/// text (`text_line`: after a bare line feed where segments end with CR)
+/// an indented `MSH` is a line of the letter, so white space alone is not
+/// skipped there; a byte-order mark is never letter text and still is.
+fn header_lead(line: &[u8], text_line: bool) -> usize {
+    let space = |at: usize| {
+        line.get(at..)
+            .map_or(0, |rest| rest.len() - rest.trim_ascii_start().len())
+    };
+    let before = if text_line { 0 } else { space(0) };
+    if line[before..].starts_with(BOM) {
+        let after = before + BOM.len();
+        after + space(after)
+    } else {
+        before
+    }
 }
 
 /// The field separator `line` declares if it is a segment `name` that
@@ -208,6 +238,52 @@ mod tests {
         let framed = b"\xEF\xBB\xBF\x0bMSH|a\r\x1c\r";
         assert_eq!(texts(framed), vec![(4, "MSH|a".to_owned())]);
         assert_eq!(texts(b" \r\n\tMSH|a\r"), vec![(4, "MSH|a".to_owned())]);
+    }
+
+    #[test]
+    fn a_byte_order_mark_or_indentation_before_a_later_msh_starts_a_message() {
+        // `cat a.hl7 b.hl7` of files each written with a byte-order mark.
+        let cat = b"\xEF\xBB\xBFMSH|a\rPID|1\r\xEF\xBB\xBFMSH|b\rPID|2\r";
+        assert_eq!(
+            texts(cat),
+            vec![
+                (3, "MSH|a\rPID|1".to_owned()),
+                (18, "MSH|b\rPID|2".to_owned())
+            ]
+        );
+        // After a file without one, after CR LF, and an indented message.
+        assert_eq!(
+            texts(b"MSH|a\r\n\xEF\xBB\xBFMSH|b\r  \tMSH|c\r\xEF\xBB\xBF MSH|d"),
+            vec![
+                (0, "MSH|a".to_owned()),
+                (10, "MSH|b".to_owned()),
+                (19, "MSH|c".to_owned()),
+                (29, "MSH|d".to_owned()),
+            ]
+        );
+        // A batch file's header after a mark, and a frame's payload.
+        assert_eq!(
+            texts(b"MSH|a\r\xEF\xBB\xBFFHS|^~\\&\rBHS|^~\\&\rMSH|b\rBTS|1\rFTS|1\r"),
+            vec![(0, "MSH|a".to_owned()), (27, "MSH|b".to_owned())]
+        );
+        assert_eq!(
+            texts(b"\x0b\xEF\xBB\xBFMSH|a\r\x1c\r"),
+            vec![(4, "MSH|a".to_owned())]
+        );
+        // In letter text (after a bare line feed where segments end with
+        // CR) an indented MSH line is the letter's, a mark is not.
+        assert_eq!(
+            texts(b"MSH|a\rOBX|1|TX|||Seen.\n  MSH| see above\rPV1|1\n\xEF\xBB\xBFMSH|b\r"),
+            vec![
+                (
+                    0,
+                    "MSH|a\rOBX|1|TX|||Seen.\n  MSH| see above\rPV1|1".to_owned()
+                ),
+                (49, "MSH|b".to_owned()),
+            ]
+        );
+        // White space before anything else is no message start.
+        assert_eq!(texts(b"MSH|a\r  hello\r")[0].1, "MSH|a\r  hello");
     }
 
     #[test]

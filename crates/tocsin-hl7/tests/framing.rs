@@ -48,6 +48,21 @@ fn several_messages_in_order() {
     assert!(evs.windows(2).all(|w| w[0].0 < w[1].0));
 }
 
+/// `cat` of files each written with a byte-order mark, and a message
+/// indented after them: each message read on its own. They were one
+/// message, refused as "segment 5 (?MS) cannot be parsed".
+#[test]
+fn byte_order_marks_and_indentation_before_msh_start_messages() {
+    let evs = all("framing_cat_files_with_bom.hl7");
+    assert_eq!(ids(&evs), ["MSG-A01", "MSG-A03", "MSG-A08"]);
+    let bytes = load("framing_cat_files_with_bom.hl7");
+    for (offset, _) in &evs {
+        assert!(bytes[*offset..].starts_with(b"MSH|"), "offset {offset}");
+    }
+    // The mark is no part of the message: same event as without it.
+    assert_eq!(evs[1].1.event_id, ok("adt_a03_discharge.hl7").event_id);
+}
+
 #[test]
 fn line_endings_give_the_same_event_content() {
     let cr = ok("adt_a03_discharge.hl7");

@@ -95,11 +95,16 @@ pub const NDJSON_PROBE_LINES: usize = 100;
 /// Whether a segment of HL7 starts at the input's start or at the start of
 /// a line or MLLP frame within the first [`HL7_PROBE_BYTES`]: `MSH`, `FHS`
 /// or `BHS` and then a field separator (not a letter, digit or white
-/// space).
+/// space), after white space and a UTF-8 byte-order mark if any: an MLLP
+/// frame whose payload was written with a mark (`0x0B`, mark, `MSH`) made
+/// the whole input no format at all.
 fn has_hl7_start(body: &[u8]) -> bool {
     let probe = &body[..body.len().min(HL7_PROBE_BYTES)];
     let starts_here = |at: usize| {
         let rest = probe[at..].trim_ascii_start();
+        let rest = rest
+            .strip_prefix(b"\xEF\xBB\xBF")
+            .map_or(rest, <[u8]>::trim_ascii_start);
         rest.len() > 3
             && matches!(&rest[..3], b"MSH" | b"FHS" | b"BHS")
             && !rest[3].is_ascii_alphanumeric()

@@ -325,6 +325,38 @@ fn text_before_the_first_hl7_message_does_not_hide_the_messages() {
     ));
 }
 
+/// An MLLP frame whose payload opens with a byte-order mark, and files each
+/// written with one put end to end (`cat`): HL7, every message read. The
+/// frame made the whole input "not a recognised format"; the files were
+/// read as one message, refused, the second never mentioned.
+#[test]
+fn byte_order_marks_before_hl7_messages_hide_none_of_them() {
+    let a03 = fixture("hl7/adt_a03_discharge.hl7");
+    let bom = &b"\xEF\xBB\xBF"[..];
+    for (input, messages) in [
+        ([&b"\x0b"[..], bom, &a03, b"\x1c\r"].concat(), 1),
+        ([bom, &a03, bom, &a03].concat(), 2),
+        ([&a03[..], b"\r\n  ", &a03].concat(), 2),
+    ] {
+        assert_eq!(detect(&input).unwrap(), ContentHint::Hl7);
+        let units = ingest(&input, None, &IngestConfig::default());
+        assert_eq!(
+            units.len(),
+            messages,
+            "{:?}",
+            String::from_utf8_lossy(&input[..8])
+        );
+        for u in &units {
+            assert_eq!(
+                u.outcome.as_ref().map(Vec::len).ok(),
+                Some(1),
+                "{:?}",
+                u.position
+            );
+        }
+    }
+}
+
 /// NDJSON whose first lines are damaged, whose lines are indented, or
 /// where `cat` of files written with byte-order marks left one at a line's
 /// start: each good line is read, each bad one reported by its number.
