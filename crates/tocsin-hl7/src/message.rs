@@ -105,17 +105,26 @@ pub(crate) fn follows_bare_lf(bytes: &[u8], at: usize) -> bool {
 /// When `line` continues the segment before it rather than starting one:
 /// it follows a bare line feed (not a carriage return, nor CR LF) and does
 /// not begin with a segment name (an upper-case letter, two upper-case
-/// letters or digits) and the field separator: after a line feed a bare
-/// three-letter line is text (`TTO`, `ECG`), not an empty segment. Senders
-/// that end segments with `\r` put line feeds inside letter text; read as a
-/// segment break, the text after one would refuse the whole message, and
-/// the letter's tracking with it. Returns the segment's text joined with
-/// the line, line breaks included.
+/// letters or digits) and the field separator. Senders that end segments
+/// with `\r` put line feeds inside letter text; read as a segment break,
+/// the text after one would refuse the whole message, and the letter's
+/// tracking with it. Returns the segment's text joined with the line, line
+/// breaks included.
+///
+/// A line that is only a segment name is text where segments end with CR
+/// (`cr_ended`): after a line feed there, `TTO` or `ECG` is a line of the
+/// letter. Where no segment ends with CR (an LF-ended message) every line
+/// follows a line feed, and such a line is an empty segment (`EVN`, `PD1`,
+/// `ZU1`: an engine stripped its trailing separators): taken for text, it
+/// was glued onto the segment before, so MSH-12 read `2.4\nEVN` (refused as
+/// an unsupported version) and PV1-45 read its time and `\nZU1` (the
+/// discharge time fell back to EVN-6, wrong and silent).
 fn continuation<'a>(
     text: &'a str,
     last: Option<&SegData<'a>>,
     line: &'a str,
     sep: u8,
+    cr_ended: bool,
 ) -> Option<&'a str> {
     let last = last?;
     let bytes = text.as_bytes();
@@ -128,7 +137,10 @@ fn continuation<'a>(
         && l[1..3]
             .iter()
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
-        && l.get(3) == Some(&sep);
+        && match l.get(3) {
+            Some(b) => *b == sep,
+            None => !cr_ended,
+        };
     if !after_bare_lf || named {
         return None;
     }
@@ -266,8 +278,9 @@ impl<'a> Parsed<'a> {
             });
         };
         push(&mut segments, &mut fields, "MSH", first, false);
+        let cr_ended = memchr::memchr(b'\r', text.as_bytes()).is_some();
         for (i, line) in lines.enumerate() {
-            if let Some(joined) = continuation(text, segments.last(), line, sep_byte) {
+            if let Some(joined) = continuation(text, segments.last(), line, sep_byte, cr_ended) {
                 // A bare line feed inside a field (letter text), not a
                 // segment break: the line belongs to the segment before.
                 if let Some(last) = segments.pop() {
@@ -478,6 +491,36 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Where no segment ends with CR, a line that is only a segment name is
+    /// an empty segment, not text glued onto the segment before (MSH-12
+    /// read `2.4\nEVN`, PV1-45 its time and `\nZU1`, a bare PV1 vanished);
+    /// other lines after a line feed are still letter text.
+    #[test]
+    fn bare_segment_names_in_lf_ended_messages_are_segments() {
+        let text = "MSH|^~\\&|A|||||||||2.4\nEVN\nPID|1\nPD1\nPV1|1|I|||||||||||||||||||||||||||||||||||||||||||20240115140000\nZU1";
+        let p = Parsed::parse(text).unwrap();
+        let names: Vec<&str> = p.segments.iter().map(|s| s.name).collect();
+        assert_eq!(names, ["MSH", "EVN", "PID", "PD1", "PV1", "ZU1"]);
+        assert_eq!(p.segment("MSH").unwrap().raw(12), "2.4");
+        assert_eq!(p.segment("PV1").unwrap().raw(45), "20240115140000");
+        assert_eq!(p.segment("EVN").unwrap().raw(1), "");
+        let p = Parsed::parse("MSH|^~\\&|A\nPID|1\nPV1").unwrap();
+        assert!(p.segment("PV1").is_some());
+        assert_eq!(p.segment("PID").unwrap().raw(1), "1");
+        // Letter text after a line feed still continues its segment, in
+        // an LF-ended message as in a CR-ended one.
+        let text = "MSH|^~\\&|A\nOBX|1|TX|DS||Dear Dr Jones,\nPlan: review\nYes\nTTO:\nFollow up||||||F\nPV1|1|I";
+        let p = Parsed::parse(text).unwrap();
+        let names: Vec<&str> = p.segments.iter().map(|s| s.name).collect();
+        assert_eq!(names, ["MSH", "OBX", "PV1"]);
+        let obx = p.segment("OBX").unwrap();
+        assert_eq!(
+            obx.raw(5),
+            "Dear Dr Jones,\nPlan: review\nYes\nTTO:\nFollow up"
+        );
+        assert_eq!(obx.raw(11), "F");
     }
 
     #[test]

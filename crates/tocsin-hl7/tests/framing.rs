@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{load, ok};
+use common::{load, ok, utc};
 use tocsin_event::EventType;
 use tocsin_hl7::{Hl7Config, normalise_message, split_messages};
 
@@ -77,6 +77,26 @@ fn line_endings_give_the_same_event_content() {
         assert_eq!(ev.source, cr.source, "{name}");
         assert_eq!(ev.occurred_at, cr.occurred_at, "{name}");
         assert_eq!(ev.gp_practice, cr.gp_practice, "{name}");
+    }
+}
+
+/// LF-ended messages with segments that are only their name: they were
+/// glued onto the segment before, so the first was refused as "HL7
+/// version not supported" (MSH-12 `2.4\nEVN`) and the second took its
+/// discharge time from EVN-6 (PV1-45 `...\nZU1` unreadable), silently.
+#[test]
+fn bare_segment_names_in_lf_ended_messages_are_segments() {
+    for name in [
+        "line_endings_lf_bare_evn.hl7",
+        "line_endings_lf_bare_zsegment.hl7",
+    ] {
+        let ev = ok(name);
+        assert_eq!(ev.event_type, EventType::EncounterEnded, "{name}");
+        assert_eq!(
+            ev.encounter.and_then(|e| e.ended_at),
+            Some(utc("2024-01-15T14:00:00Z")),
+            "{name}: PV1-45, not EVN-6"
+        );
     }
 }
 
