@@ -63,6 +63,18 @@ pub(crate) fn encounter(ctx: &mut Ctx<'_, '_>, ending: Ending) -> Option<Encount
             && t.with_timezone(&tz).date_naive() == day.with_timezone(&tz).date_naive()
         {
             ended_at = Some(t);
+        } else {
+            // No event time that day (the A03 sent the next morning, or
+            // none at all): local midnight stands, said as FHIR says it.
+            ctx.warn(
+                WarningCode::BadTimestamp,
+                "PV1-45 is a date without a time and no event time (EVN-6, EVN-2) falls \
+                 on that day: local midnight at its start is taken, which may start the \
+                 deadline up to a day early"
+                    .to_owned(),
+                Some(day.to_rfc3339()),
+                "PV1-45".to_owned(),
+            );
         }
     }
     if ending != Ending::None {

@@ -79,12 +79,23 @@ fn a_date_only_discharge_takes_the_event_time_of_that_day() {
         Some(utc("2024-01-15T14:25:00Z"))
     );
     assert_eq!(ev.occurred_at, utc("2024-01-15T14:25:00Z"));
-    // EVN-6 on the next day: the date stands, at midnight.
+    assert!(ev.warnings.is_empty(), "{:?}", ev.warnings);
+    // EVN-6 on the next day: the date stands, at midnight, said (it was
+    // silent, where FHIR's date-only end was warned of).
     let other_day = date_only.replace("|20240115142500\r", "|20240116002500\r");
     let ev = normalise_message(other_day.as_bytes(), &Hl7Config::default()).unwrap();
     assert_eq!(
         ev.encounter.unwrap().ended_at,
         Some(utc("2024-01-15T00:00:00Z"))
+    );
+    assert!(
+        ev.warnings
+            .iter()
+            .any(|w| w.code == WarningCode::BadTimestamp
+                && w.location.as_deref() == Some("PV1-45")
+                && w.message.contains("up to a day early")),
+        "{:?}",
+        ev.warnings
     );
     // A precise PV1-45 is kept whatever EVN-6 says.
     let ev = normalise_message(text.as_bytes(), &Hl7Config::default()).unwrap();
