@@ -124,6 +124,21 @@ pub fn normalise_message(msg: &[u8], cfg: &Hl7Config) -> Result<InterfaceEvent, 
         }
     }
     let ack = ack(&ctx)?;
+    if event_type == EventType::Other
+        && let Some(a) = &ack
+        && !acknowledges_no_document(&trigger)
+    {
+        // An acknowledgement tocsin cannot read would leave its
+        // transmission unconfirmed, or its refusal unseen, without a word.
+        ctx.warn(
+            WarningCode::UnmappedCode,
+            "MSA-1 is not an acknowledgement code (AA, AE, AR, CA, CE, CR): the \
+             acknowledgement is not applied"
+                .to_owned(),
+            Some(a.code.clone()),
+            "MSA-1".to_owned(),
+        );
+    }
     let gp_practice = patient::gp_practice(&ctx);
 
     let evn = parsed.segment("EVN");
@@ -218,7 +233,7 @@ fn event_type(ctx: &Ctx<'_, '_>, code: &str, trigger: &str) -> EventType {
         // and its MSA-2 may repeat a document's message id by chance
         // (each system numbers its own messages).
         ("ACK", t) if acknowledges_no_document(t) => Other,
-        ("ACK", _) => match ctx.p.segment("MSA").and_then(|m| m.value(1)).as_deref() {
+        ("ACK", _) => match ack_code(ctx).as_deref() {
             Some("AA" | "CA") => DeliveryAcknowledged,
             Some("AE" | "AR" | "CE" | "CR") => DeliveryFailed,
             _ => Other,
@@ -233,6 +248,12 @@ fn event_type(ctx: &Ctx<'_, '_>, code: &str, trigger: &str) -> EventType {
 fn acknowledges_no_document(trigger: &str) -> bool {
     let b = trigger.as_bytes();
     b.len() == 3 && matches!(b[0], b'A' | b'S') && b[1..].iter().all(u8::is_ascii_digit)
+}
+
+/// MSA-1 as a code: trimmed and in capitals, as some engines send `aa`.
+fn ack_code(ctx: &Ctx<'_, '_>) -> Option<String> {
+    let m = ctx.p.segment("MSA")?;
+    Some(m.value(1)?.trim().to_ascii_uppercase())
 }
 
 /// The acknowledgement of an ACK: MSA-2 (required) is the acknowledged

@@ -258,6 +258,24 @@ fn acknowledgements() {
         assert_eq!(ev.source.message_id, format!("ACK-{code}"));
         assert_eq!(ev.source.sending_facility.as_deref(), Some("B86001"));
     }
+    // MSA-1 in lower case (some engines) is read as its capitals; one that
+    // is no acknowledgement code is warned of, not passed over in silence.
+    let text = String::from_utf8(common::load("ack_aa.hl7")).unwrap();
+    for (code, ty, warned) in [
+        ("aa", EventType::DeliveryAcknowledged, false),
+        (" ae", EventType::DeliveryFailed, false),
+        ("OK", EventType::Other, true),
+    ] {
+        let edited = text.replace("MSA|AA|", &format!("MSA|{code}|"));
+        let ev =
+            tocsin_hl7::normalise_message(edited.as_bytes(), &tocsin_hl7::Hl7Config::default())
+                .unwrap();
+        assert_eq!(ev.event_type, ty, "{code}");
+        let warning = ev.warnings.iter().find(|w| {
+            w.code == WarningCode::UnmappedCode && w.location.as_deref() == Some("MSA-1")
+        });
+        assert_eq!(warning.is_some(), warned, "{code}: {:?}", ev.warnings);
+    }
     let ev = ok("ack_bare_type.hl7");
     assert_eq!(ev.source.message_type, "ACK");
     assert_eq!(ev.event_type, EventType::DeliveryAcknowledged);
