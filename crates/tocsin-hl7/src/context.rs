@@ -7,7 +7,7 @@ use tocsin_event::{Warning, WarningCode};
 use crate::Hl7Config;
 use crate::header::Header;
 use crate::message::{Parsed, Seg};
-use crate::time::parse_timestamp;
+use crate::time::{ClockChange, parse_noting};
 
 /// One message being normalised.
 pub(crate) struct Ctx<'p, 'a> {
@@ -27,8 +27,31 @@ impl Ctx<'_, '_> {
     ) -> Option<DateTime<Utc>> {
         let seg = seg?;
         let raw = seg.value(field)?;
-        match parse_timestamp(&raw, self.cfg.timezone) {
-            Ok(t) => Some(t),
+        match parse_noting(&raw, self.cfg.timezone) {
+            Ok((t, None)) => Some(t),
+            Ok((t, Some(change))) => {
+                // Taken, and said: the sender's clock may have meant the
+                // other reading (an hour either way).
+                let location = format!("{}-{field}", seg.name());
+                let guess = match change {
+                    ClockChange::Repeated => {
+                        "falls in the hour the clocks repeat when summer time ends: \
+                         the first pass (summer time) is taken"
+                    }
+                    ClockChange::Missing => {
+                        "falls in the hour the clocks skip when summer time starts: \
+                         it is read with the offset before the change, an hour later \
+                         on the clock"
+                    }
+                };
+                self.warn(
+                    WarningCode::BadTimestamp,
+                    format!("local time in {location} {guess}; send an offset to be exact"),
+                    Some(raw.into_owned()),
+                    location,
+                );
+                Some(t)
+            }
             Err(e) => {
                 let location = format!("{}-{field}", seg.name());
                 self.warn(

@@ -26,4 +26,4 @@ pub use error::Hl7Error;
 pub use normalise::normalise_message;
 pub use raw::{RAW_FIELDS, raw_fields};
 pub use split::{RawMessage, split_messages};
-pub use time::{TimestampError, parse_timestamp};
+pub use time::{ClockChange, TimestampError, parse_noting, parse_timestamp};

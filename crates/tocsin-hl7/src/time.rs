@@ -46,6 +46,26 @@ pub enum TimestampError {
 ///   the gap, which shifts it forward by the gap's length (01:30 is read as
 ///   01:30 GMT, which the clocks show as 02:30 BST).
 pub fn parse_timestamp(raw: &str, tz: Tz) -> Result<DateTime<Utc>, TimestampError> {
+    parse_noting(raw, tz).map(|(t, _)| t)
+}
+
+/// A local time (no offset) that the zone's clock change makes a guess of:
+/// what [`parse_timestamp`] chose is right only if the sender meant it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockChange {
+    /// In the autumn's repeated hour: the earlier of two instants taken.
+    Repeated,
+    /// In the spring's gap, which no clock shows: read with the offset
+    /// before it.
+    Missing,
+}
+
+/// As [`parse_timestamp`], and whether the time fell in a clock change's
+/// repeated or missing hour, so that the guess can be told.
+pub fn parse_noting(
+    raw: &str,
+    tz: Tz,
+) -> Result<(DateTime<Utc>, Option<ClockChange>), TimestampError> {
     let raw = raw.trim();
     let (main, offset) = match raw.find(['+', '-']) {
         Some(i) => (&raw[..i], Some(&raw[i..])),
@@ -89,7 +109,7 @@ pub fn parse_timestamp(raw: &str, tz: Tz) -> Result<DateTime<Utc>, TimestampErro
             fixed
                 .from_local_datetime(&naive)
                 .single()
-                .map(|t| t.with_timezone(&Utc))
+                .map(|t| (t.with_timezone(&Utc), None))
                 .ok_or(TimestampError::OutOfRange)
         }
         None => Ok(resolve_local(naive, tz)),
@@ -112,17 +132,20 @@ fn parse_offset(o: &str) -> Result<FixedOffset, TimestampError> {
 
 /// Local wall-clock time in `tz` to UTC; see [`parse_timestamp`] for the
 /// repeated and missing hours.
-fn resolve_local(naive: NaiveDateTime, tz: Tz) -> DateTime<Utc> {
+fn resolve_local(naive: NaiveDateTime, tz: Tz) -> (DateTime<Utc>, Option<ClockChange>) {
     match tz.from_local_datetime(&naive) {
-        LocalResult::Single(t) => t.with_timezone(&Utc),
-        LocalResult::Ambiguous(earlier, _) => earlier.with_timezone(&Utc),
+        LocalResult::Single(t) => (t.with_timezone(&Utc), None),
+        LocalResult::Ambiguous(earlier, _) => {
+            (earlier.with_timezone(&Utc), Some(ClockChange::Repeated))
+        }
         LocalResult::None => {
             // In the gap: read with the offset in force a day before (the
             // offset before the gap), which moves the instant past the gap.
             let before = naive.and_utc() - Duration::days(1);
             let offset = tz.offset_from_utc_datetime(&before.naive_utc());
             let fixed = chrono::Offset::fix(&offset);
-            (naive - Duration::seconds(i64::from(fixed.local_minus_utc()))).and_utc()
+            let t = (naive - Duration::seconds(i64::from(fixed.local_minus_utc()))).and_utc();
+            (t, Some(ClockChange::Missing))
         }
     }
 }

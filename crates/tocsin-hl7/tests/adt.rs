@@ -490,3 +490,37 @@ fn an_nhs_number_in_pid2_is_read_when_configured() {
     let ev = normalise_message(both.as_bytes(), &on).unwrap();
     assert_eq!(ev.patient.nhs_number.as_deref(), Some("9434765919"));
 }
+
+/// A local discharge time (no offset) in the hour the clocks repeat in
+/// October, or skip in March: read as documented (the first pass; the
+/// offset before the gap), and now said with a warning at the field, where
+/// before the guess was silent though the README called it exact.
+#[test]
+fn a_local_time_in_a_clock_change_hour_is_warned_of() {
+    let bytes = load("adt_a03_discharge.hl7");
+    let text = String::from_utf8(split_messages(&bytes)[0].bytes.to_vec()).unwrap();
+    for (local, utc_reading, says) in [
+        ("20241027013000", "2024-10-27T00:30:00Z", "repeat"),
+        ("20240331013000", "2024-03-31T01:30:00Z", "skip"),
+        ("20240115140000", "2024-01-15T14:00:00Z", ""),
+    ] {
+        // The whole message on that day, its discharge at the hour.
+        let edited = text
+            .replace("|20240115140000\r", &format!("|{local}\r"))
+            .replace("20240115", &local[..8]);
+        let ev = normalise_message(edited.as_bytes(), &Hl7Config::default()).unwrap();
+        assert_eq!(ev.encounter.unwrap().ended_at, Some(utc(utc_reading)));
+        let warned: Vec<_> = ev
+            .warnings
+            .iter()
+            .filter(|w| w.location.as_deref() == Some("PV1-45"))
+            .collect();
+        if says.is_empty() {
+            assert!(warned.is_empty(), "{warned:?}");
+        } else {
+            assert_eq!(warned.len(), 1, "{local}: {:?}", ev.warnings);
+            assert_eq!(warned[0].code, WarningCode::BadTimestamp);
+            assert!(warned[0].message.contains(says), "{}", warned[0].message);
+        }
+    }
+}
