@@ -431,6 +431,23 @@ impl Ctx<'_> {
         // The message event is the sender's statement of what it sends.
         if doc.kind != kind {
             d.warnings.retain(|w| w.code != WarningCode::UnmappedCode);
+            // A document typed as the other kind: the sender's
+            // configuration disagrees with itself, and which is right is
+            // for the integration team to find (the event's `type_code`
+            // keeps the document's own code).
+            if doc.kind != DocumentKind::Other {
+                d.warnings.push(Warning {
+                    code: WarningCode::Other,
+                    message: format!(
+                        "the message event is for a {} but the document is typed as a {}: \
+                         the event's kind is taken",
+                        kind.as_str(),
+                        doc.kind.as_str()
+                    ),
+                    raw: event_code.clone(),
+                    location: Some(format!("{at}.event")),
+                });
+            }
         }
         doc.kind = kind;
         if doc.type_code.is_none() {

@@ -185,3 +185,30 @@ fn a_message_dates_its_document_even_when_the_document_bundle_has_no_time() {
     assert_eq!(d.authored_at, Some(t("2024-01-15T13:45:00Z")));
     assert!(e.warnings.is_empty(), "{:?}", e.warnings);
 }
+
+/// An ITK3 discharge message whose document is typed as a clinic letter:
+/// the message event's kind is taken, as before, and the disagreement is
+/// now said (it was hidden, with the event's `type_code` contradicting its
+/// kind), so the integration team can mend the sender's configuration.
+#[test]
+fn an_itk_event_at_odds_with_its_document_type_is_warned_of() {
+    let text = String::from_utf8(common::load("stu3/itk3-edischarge-ITK003D.json")).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&text.replace("373942005", "371531000")).unwrap();
+    let ev = tocsin_fhir::normalise_json(
+        &serde_json::to_vec(&json).unwrap(),
+        &tocsin_fhir::FhirConfig::default(),
+    )
+    .unwrap();
+    let e = &ev[0];
+    let d = e.document.as_ref().unwrap();
+    assert_eq!(d.kind, DocumentKind::DischargeSummary);
+    assert_eq!(d.type_code.as_deref(), Some("371531000"));
+    let w: Vec<_> = e
+        .warnings
+        .iter()
+        .filter(|w| w.message.contains("typed as a clinic_letter"))
+        .collect();
+    assert_eq!(w.len(), 1, "{:?}", e.warnings);
+    assert_eq!(w[0].raw.as_deref(), Some("ITK003D"));
+}
