@@ -168,7 +168,7 @@ struct RawPolicy {
     #[serde(default, rename = "rule")]
     rules: Vec<Spanned<RawRule>>,
     #[serde(default, rename = "exclusion")]
-    exclusions: Vec<Exclusion>,
+    exclusions: Vec<Spanned<Exclusion>>,
 }
 
 #[derive(Deserialize)]
@@ -185,7 +185,7 @@ struct RawRule {
     #[serde(default)]
     effective_to: Option<Spanned<toml::value::Datetime>>,
     #[serde(default)]
-    exclude: Vec<Exclusion>,
+    exclude: Vec<Spanned<Exclusion>>,
 }
 
 impl Policy {
@@ -226,7 +226,11 @@ impl Policy {
         Ok(Policy {
             timezone,
             rules: rules.into_iter().map(|(_, r)| r).collect(),
-            exclusions: raw.exclusions,
+            exclusions: raw
+                .exclusions
+                .into_iter()
+                .map(Spanned::into_inner)
+                .collect(),
         })
     }
 
@@ -343,7 +347,7 @@ fn compile_rule(
         }
     };
     for ex in &r.exclude {
-        check_exclusion(text, ex, Some((span, &id)))?;
+        check_exclusion(text, ex, Some(&id))?;
     }
     let rule = Rule {
         id,
@@ -354,7 +358,7 @@ fn compile_rule(
         due_soon: r.due_soon.map(Spanned::into_inner),
         effective_from,
         effective_to,
-        exclusions: r.exclude,
+        exclusions: r.exclude.into_iter().map(Spanned::into_inner).collect(),
     };
     for (_, e) in earlier {
         if e.document_kind != rule.document_kind {
@@ -388,20 +392,28 @@ fn compile_rule(
     Ok(rule)
 }
 
+/// An exclusion that names nothing is refused at its own table (a policy's
+/// `[[exclusion]]`, or a rule's `[[rule.exclude]]` with the rule's id): it
+/// was named without a line, or at the start of its rule.
 fn check_exclusion(
     text: &str,
-    ex: &Exclusion,
-    rule: Option<(&Range<usize>, &str)>,
+    ex: &Spanned<Exclusion>,
+    rule: Option<&str>,
 ) -> Result<(), PolicyError> {
-    if ex.names_nothing() {
+    let e = ex.get_ref();
+    if e.names_nothing() {
         let reason = format!(
             "exclusion `{}` names no specialties, sites, gp_practices, encounter_kinds or discharge_dispositions, so it would match nothing",
-            ex.reason
+            e.reason
         );
-        return Err(match rule {
-            Some((span, id)) => at(text, span, format!("rule `{id}`: {reason}")),
-            None => PolicyError::Whole { reason },
-        });
+        return Err(at(
+            text,
+            &ex.span(),
+            match rule {
+                Some(id) => format!("rule `{id}`: {reason}"),
+                None => reason,
+            },
+        ));
     }
     Ok(())
 }

@@ -156,14 +156,23 @@ fn invalid_policies_are_refused_with_line_and_reason() {
             .1
             .contains("no [[rule]]")
     );
+    // An exclusion that names nothing, at its own table: a rule's (it was
+    // placed at the rule's start) and the policy's (it had no line).
+    let (line, why) = err(&base.replace(
+        "specialties = [\"501\"]\nencounter_kinds = [\"inpatient\"]\n",
+        "",
+    ));
     assert!(
-        err(&base.replace(
-            "specialties = [\"501\"]\nencounter_kinds = [\"inpatient\"]\n",
-            ""
-        ))
-        .1
-        .contains("match nothing")
+        why.contains("match nothing") && why.contains("rule `ds`"),
+        "{why}"
     );
+    assert_eq!(line, 11, "{why}");
+    let (line, why) = err(&TRUST.replace("sites = [\"RXX99\"]\n", ""));
+    assert!(
+        why.contains("`private wing`") && why.contains("match nothing"),
+        "{why}"
+    );
+    assert_eq!(line, 16, "{why}");
     let (line, why) = err(&format!("timezone = \"Mars/Olympus\"\n{base}"));
     assert_eq!(line, 1, "{why}");
     // The error's Display names line and column.
