@@ -265,18 +265,36 @@ impl<'a> Scope<'a> {
     /// `Type/id` (also as the tail of an absolute URL).
     pub fn resolve(&self, reference: &str) -> Option<&'a Entry<'a>> {
         let relative = relative_part(reference);
+        let unversioned = |u: &'a str| u.split("/_history/").next().unwrap_or(u);
         let found = self.entries.iter().find(|e| {
-            e.full_url.as_deref() == Some(reference)
-                || relative.is_some_and(|(t, id)| {
-                    e.rtype == t && e.id.as_deref() == Some(id)
-                        || e.full_url
-                            .as_deref()
-                            .and_then(relative_part)
-                            .is_some_and(|(ft, fid)| ft == t && fid == id)
-                })
+            if e.full_url.as_deref() == Some(reference) {
+                return true;
+            }
+            // An absolute reference names one server: an entry whose
+            // fullUrl is on another server is not it, whatever its type and
+            // id (it picked another server's encounter).
+            if let Some(url) = e.full_url.as_deref()
+                && is_absolute(reference)
+                && is_absolute(url)
+            {
+                return unversioned(url) == reference.split("/_history/").next().unwrap_or("");
+            }
+            relative.is_some_and(|(t, id)| {
+                e.rtype == t && e.id.as_deref() == Some(id)
+                    || e.full_url
+                        .as_deref()
+                        .and_then(relative_part)
+                        .is_some_and(|(ft, fid)| ft == t && fid == id)
+            })
         });
         found.or_else(|| self.parent.and_then(|p| p.resolve(reference)))
     }
+}
+
+/// Whether a reference or fullUrl is an absolute URL (`https://...`), not
+/// `Type/id`, `urn:uuid:` or `#id`.
+fn is_absolute(s: &str) -> bool {
+    s.contains("://")
 }
 
 /// `(Type, id)` of a `Type/id` reference or URL tail (`_history` dropped).

@@ -941,3 +941,41 @@ fn a_composition_outside_a_document_bundle_is_the_document() {
         DocumentKind::DischargeSummary
     );
 }
+
+/// An absolute reference names one server: an entry whose fullUrl is the
+/// same type and id on another server is not it (it was taken, its visit
+/// number and times with it). The same server, with or without a version,
+/// and a relative reference still resolve.
+#[test]
+fn an_absolute_reference_does_not_resolve_to_another_servers_entry() {
+    let encounter_of = |reference: &str| {
+        let e = edited("r4/bundle-document-discharge-summary.json", |b| {
+            let enc = b["entry"]
+                .as_array_mut()
+                .unwrap()
+                .iter_mut()
+                .find(|e| e["resource"]["resourceType"] == "Encounter")
+                .unwrap();
+            enc["fullUrl"] = "https://srv/fhir/Encounter/enc1".into();
+            enc["resource"]["id"] = "enc1".into();
+            entry_of(b, "Composition")["encounter"] = serde_json::json!({ "reference": reference });
+        });
+        (e.encounter.unwrap(), e.warnings)
+    };
+    let (enc, warnings) = encounter_of("https://other/fhir/Encounter/enc1");
+    assert_eq!((enc.id, enc.kind), (None, None));
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.code == WarningCode::UnresolvedReference),
+        "{warnings:?}"
+    );
+    for same in [
+        "https://srv/fhir/Encounter/enc1",
+        "https://srv/fhir/Encounter/enc1/_history/2",
+        "Encounter/enc1",
+    ] {
+        let (enc, _) = encounter_of(same);
+        assert_eq!(enc.id.as_deref(), Some("V123456"), "{same}");
+    }
+}
