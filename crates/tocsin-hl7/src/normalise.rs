@@ -32,6 +32,9 @@ pub fn normalise_message(msg: &[u8], cfg: &Hl7Config) -> Result<InterfaceEvent, 
         header,
         warnings: Vec::new(),
     };
+    if matches!(text, std::borrow::Cow::Owned(_)) {
+        latin1_read(&mut ctx);
+    }
     let code = ctx.header.code.clone();
     let trigger = ctx.header.trigger.clone();
     check_required_segments(&ctx, &code, &trigger)?;
@@ -248,6 +251,30 @@ fn event_type(ctx: &Ctx<'_, '_>, code: &str, trigger: &str) -> EventType {
 fn acknowledges_no_document(trigger: &str) -> bool {
     let b = trigger.as_bytes();
     b.len() == 3 && matches!(b[0], b'A' | b'S') && b[1..].iter().all(u8::is_ascii_digit)
+}
+
+/// A message that is not UTF-8 is read as ISO 8859-1, byte for byte (see
+/// `prepare`). Said unless MSH-18 declares an 8859 character set: without
+/// one HL7 means ASCII, and under `UNICODE UTF-8` one stray byte has turned
+/// every other accented letter of the message into two (a visit number
+/// with one then matches nothing), which was silent.
+fn latin1_read(ctx: &mut Ctx<'_, '_>) {
+    let declared = ctx
+        .p
+        .segment("MSH")
+        .and_then(|m| m.value(18))
+        .map(|v| v.trim().to_ascii_uppercase());
+    if declared.as_deref().is_some_and(|d| d.starts_with("8859")) {
+        return;
+    }
+    ctx.warn(
+        WarningCode::Other,
+        "the message is not valid UTF-8 and MSH-18 declares no ISO 8859 character set: \
+         it is read as ISO 8859-1, byte for byte, so its non-ASCII characters may be wrong"
+            .to_owned(),
+        declared,
+        "MSH-18".to_owned(),
+    );
 }
 
 /// MSA-1 as a code: trimmed and in capitals, as some engines send `aa`.

@@ -127,4 +127,40 @@ fn latin1_bytes_are_read() {
     let ev = ok("encoding_latin1.hl7");
     assert_eq!(ev.source.message_id, "MSG-LATIN1");
     assert_eq!(ev.patient.local_ids[0].value, "RXX1234567");
+    // MSH-18 empty (ASCII, by HL7's default): the reading is a guess, and
+    // said; declared 8859/1 it is what the sender meant, and not warned of;
+    // declared UTF-8 (one stray byte), said.
+    let latin1 = |w: &tocsin_event::Warning| w.location.as_deref() == Some("MSH-18");
+    assert_eq!(
+        ev.warnings.iter().filter(|w| latin1(w)).count(),
+        1,
+        "{:?}",
+        ev.warnings
+    );
+    let bytes = common::load("encoding_latin1.hl7");
+    let with = |charset: &str| {
+        let text: Vec<u8> = bytes
+            .split(|&b| b == b'\r')
+            .enumerate()
+            .flat_map(|(i, seg)| {
+                let mut seg = seg.to_vec();
+                if i == 0 {
+                    seg.extend_from_slice(format!("|{charset}").as_bytes());
+                }
+                seg.push(b'\r');
+                seg
+            })
+            .collect();
+        tocsin_hl7::normalise_message(&text, &tocsin_hl7::Hl7Config::default()).unwrap()
+    };
+    let declared = with("8859/1");
+    assert!(
+        !declared.warnings.iter().any(latin1),
+        "{:?}",
+        declared.warnings
+    );
+    let utf8 = with("UNICODE UTF-8");
+    let w: Vec<_> = utf8.warnings.iter().filter(|w| latin1(w)).collect();
+    assert_eq!(w.len(), 1, "{:?}", utf8.warnings);
+    assert_eq!(w[0].raw.as_deref(), Some("UNICODE UTF-8"));
 }
