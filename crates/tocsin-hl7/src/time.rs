@@ -123,7 +123,8 @@ fn parse_offset(o: &str) -> Result<FixedOffset, TimestampError> {
     }
     let hh: i32 = rest[..2].parse().map_err(|_| TimestampError::Offset)?;
     let mm: i32 = rest[2..].parse().map_err(|_| TimestampError::Offset)?;
-    if hh > 14 || mm > 59 {
+    // ±14:00 at most, as the error says (+1459 was let through).
+    if hh * 60 + mm > 14 * 60 || mm > 59 {
         return Err(TimestampError::Offset);
     }
     let secs = (hh * 3600 + mm * 60) * if sign == "-" { -1 } else { 1 };
@@ -278,6 +279,15 @@ mod tests {
             parse_timestamp("20240101+01", London),
             Err(TimestampError::Offset)
         );
+        for beyond in ["20240101+1459", "20240101-1401", "20240101+1500"] {
+            assert_eq!(
+                parse_timestamp(beyond, London),
+                Err(TimestampError::Offset),
+                "{beyond}"
+            );
+        }
+        assert!(parse_timestamp("20240101+1400", London).is_ok());
+        assert!(parse_timestamp("20240101-1400", London).is_ok());
         assert_eq!(
             parse_timestamp("2024010112.5", London),
             Err(TimestampError::Shape(10))
