@@ -70,7 +70,21 @@ pub fn normalise_json(bytes: &[u8], cfg: &FhirConfig) -> Result<Vec<InterfaceEve
     }
     // One pass checks the syntax and takes the resource apart (module
     // `raw`); its only errors are syntax errors.
-    let root = raw::parse(body).map_err(malformed)?;
+    let root = raw::parse(body).map_err(|e| {
+        let mut err = malformed(e);
+        // Values one after another on one "line": an NDJSON file whose
+        // lines end in CR alone (old Mac), which the reader split on LF.
+        if let FhirError::MalformedJson { message, .. } = &mut err
+            && message.starts_with("trailing characters")
+            && body.windows(2).any(|w| w == b"\r{")
+        {
+            message.push_str(
+                " (values separated by carriage returns alone: NDJSON lines must end in \
+                 LF or CRLF)",
+            );
+        }
+        err
+    })?;
     normalise_parsed(&root, bytes, cfg)
 }
 

@@ -270,3 +270,23 @@ fn duplicate_json_members_are_refused() {
     let ok = normalise_json(encounter(r#""status":"finished""#).as_bytes(), &cfg).unwrap();
     assert_eq!(ok.len(), 1);
 }
+
+/// NDJSON whose lines end in CR alone reaches the reader as one line of
+/// several values: refused as malformed JSON, as before, and now told why
+/// (the bare "trailing characters" did not point at line endings).
+#[test]
+fn resources_separated_by_carriage_returns_alone_say_so() {
+    let one = r#"{"resourceType":"Observation","id":"a","status":"final","code":{"text":"x"}}"#;
+    let err = tocsin_fhir::normalise_json(
+        format!("{one}\r{one}\r").as_bytes(),
+        &tocsin_fhir::FhirConfig::default(),
+    )
+    .unwrap_err();
+    assert_eq!(err.reason_code(), "malformed_json");
+    assert!(err.to_string().contains("carriage returns alone"), "{err}");
+    // Another syntax error says nothing of line endings.
+    let err =
+        tocsin_fhir::normalise_json(b"{\"resourceType\":}", &tocsin_fhir::FhirConfig::default())
+            .unwrap_err();
+    assert!(!err.to_string().contains("carriage"), "{err}");
+}
