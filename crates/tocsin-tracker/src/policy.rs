@@ -40,6 +40,21 @@ pub enum PolicyError {
     },
 }
 
+/// A period in which no rule covers a document kind after an encounter
+/// kind that rules cover at other times ([`Policy::gaps`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyGap {
+    /// The document kind.
+    pub document_kind: DocumentKind,
+    /// The encounter kind.
+    pub encounter_kind: EncounterKind,
+    /// The first day (of the encounter's end, in the policy's zone) with
+    /// no rule.
+    pub from: NaiveDate,
+    /// The day a rule starts again, if one does.
+    pub to: Option<NaiveDate>,
+}
+
 /// A condition under which a rule creates no expectation.
 ///
 /// Every non-empty list must match (they combine with AND); an empty list
@@ -254,6 +269,61 @@ impl Policy {
     /// The zone in which effective dates are judged.
     pub fn timezone(&self) -> Tz {
         self.timezone
+    }
+
+    /// The periods, after a document kind and encounter kind's first rule
+    /// starts, in which no rule covers them: between one rule's
+    /// `effective_to` and the next's `effective_from`, or after the last
+    /// one's `effective_to` (`to` absent: from then on). An end in such a
+    /// period makes no expectation (counted `end_without_rule`), which a
+    /// trust editing its rules may not have meant: `check-config` says so.
+    pub fn gaps(&self) -> Vec<PolicyGap> {
+        let mut pairs: Vec<(DocumentKind, EncounterKind)> = self
+            .rules
+            .iter()
+            .flat_map(|r| r.encounter_kinds.iter().map(|k| (r.document_kind, *k)))
+            .collect();
+        pairs.sort_by_key(|(d, k)| (d.as_str(), k.as_str()));
+        pairs.dedup();
+        let mut gaps = Vec::new();
+        for (document_kind, encounter_kind) in pairs {
+            let mut periods: Vec<(NaiveDate, Option<NaiveDate>)> = self
+                .rules
+                .iter()
+                .filter(|r| {
+                    r.document_kind == document_kind && r.encounter_kinds.contains(&encounter_kind)
+                })
+                .map(|r| (r.effective_from, r.effective_to))
+                .collect();
+            periods.sort();
+            // Covered up to `until` (None: for good).
+            let mut until = Some(periods[0].0);
+            for (from, to) in periods {
+                if let Some(u) = until
+                    && from > u
+                {
+                    gaps.push(PolicyGap {
+                        document_kind,
+                        encounter_kind,
+                        from: u,
+                        to: Some(from),
+                    });
+                }
+                until = match (until, to) {
+                    (None, _) | (_, None) => None,
+                    (Some(u), Some(t)) => Some(u.max(t)),
+                };
+            }
+            if let Some(from) = until {
+                gaps.push(PolicyGap {
+                    document_kind,
+                    encounter_kind,
+                    from,
+                    to: None,
+                });
+            }
+        }
+        gaps
     }
 
     /// Whether some rule, in force or not, covers encounters of `kind`.

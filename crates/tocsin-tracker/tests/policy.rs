@@ -214,3 +214,47 @@ fn an_exclusion_by_discharge_disposition() {
     day_case.discharge_disposition = Some("ADM");
     assert_eq!(judged(&day_case), [Applicability::Applies]);
 }
+
+/// The contract policy covers every kind from its first rule on; a trust's
+/// policy with a gap between rules, or a last rule that ends, has its
+/// uncovered periods listed (for `check-config` to say: ends then make no
+/// expectation).
+#[test]
+fn gaps_between_rules_and_after_the_last_are_listed() {
+    assert_eq!(Policy::default_contract().gaps(), []);
+    let text = TRUST.replace(
+        "effective_from = 2017-04-01\n",
+        "effective_from = 2017-04-01\neffective_to = 2018-04-01\n",
+    ) + r#"
+[[rule]]
+id = "ds2"
+clause = "SC11.6"
+document_kind = "discharge_summary"
+encounter_kinds = ["inpatient"]
+due_after = "1d"
+effective_from = 2019-04-01
+"#;
+    let gaps = Policy::from_toml(&text).unwrap().gaps();
+    let d = |s: &str| s.parse::<chrono::NaiveDate>().unwrap();
+    let want = [
+        // Day cases: none after the first rule ends.
+        (EncounterKind::DayCase, d("2018-04-01"), None),
+        // Inpatients: a year without, then the second rule.
+        (
+            EncounterKind::Inpatient,
+            d("2018-04-01"),
+            Some(d("2019-04-01")),
+        ),
+    ];
+    let got: Vec<_> = gaps
+        .iter()
+        .map(|g| {
+            assert_eq!(
+                g.document_kind,
+                tocsin_event::DocumentKind::DischargeSummary
+            );
+            (g.encounter_kind, g.from, g.to)
+        })
+        .collect();
+    assert_eq!(got, want);
+}

@@ -146,6 +146,55 @@ fn check_config_accepts_the_shipped_configuration_and_names_the_line_of_a_bad_on
     );
 }
 
+/// Valid, but maybe not meant: a policy whose clinic-letter rule ends with
+/// none after it, and an HL7 zone other than the policy's. check-config
+/// accepts it (exit 0) and says both; the shipped configuration says
+/// nothing of the kind.
+#[test]
+fn check_config_notes_a_period_no_rule_covers_and_differing_zones() {
+    let ok = tocsin(&["check-config", "--config", "config/tocsin.toml"]);
+    assert!(!String::from_utf8_lossy(&ok.stderr).contains("note:"));
+    let dir = tempfile::tempdir().unwrap();
+    let policy =
+        std::fs::read_to_string(root().join("config/policies/nhs-standard-contract.toml")).unwrap();
+    let cut = "effective_from = 2019-04-01\n";
+    assert!(policy.contains(cut), "the 7-day rule starts 1 April 2019");
+    std::fs::write(
+        dir.path().join("policy.toml"),
+        policy.replacen(cut, &format!("{cut}effective_to = 2030-01-01\n"), 1),
+    )
+    .unwrap();
+    let mappings = std::fs::read_to_string(root().join("config/mappings.toml")).unwrap();
+    let zone = "timezone = \"Europe/London\"";
+    assert!(mappings.contains(zone));
+    std::fs::write(
+        dir.path().join("mappings.toml"),
+        mappings.replacen(zone, "timezone = \"Europe/Dublin\"", 1),
+    )
+    .unwrap();
+    let config = dir.path().join("tocsin.toml");
+    let text = std::fs::read_to_string(root().join("config/tocsin.toml"))
+        .unwrap()
+        .replace(
+            "policy = \"policies/nhs-standard-contract.toml\"",
+            "policy = \"policy.toml\"",
+        );
+    std::fs::write(&config, text).unwrap();
+    let out = tocsin(&["check-config", "--config", config.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(
+            "note: no rule expects a clinic_letter after outpatient encounters ending from 2030-01-01 on"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("note: the time zones differ ([hl7] timezone Europe/Dublin"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn check_config_refuses_a_store_url_or_log_level_that_can_never_work() {
     for (env, value, says) in [

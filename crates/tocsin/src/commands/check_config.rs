@@ -15,6 +15,9 @@ pub fn run(config: &Config) -> Result<ExitCode, Box<dyn std::error::Error>> {
             path.display()
         );
     }
+    for note in notes(config) {
+        eprintln!("note: {note}");
+    }
     if config.env_overrides.is_empty() {
         println!("configuration OK: {}", config.origin);
     } else {
@@ -25,4 +28,43 @@ pub fn run(config: &Config) -> Result<ExitCode, Box<dyn std::error::Error>> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What is valid but may not be what the trust meant: periods no rule
+/// covers (ends then make no expectation, counted `end_without_rule`), and
+/// time zones that differ between the HL7 reader, the FHIR reader and the
+/// policy (local times of one format, and a report's months, read in
+/// another zone than the rest).
+fn notes(config: &Config) -> Vec<String> {
+    let mut notes: Vec<String> = config
+        .policy
+        .gaps()
+        .iter()
+        .map(|g| {
+            let when = match g.to {
+                Some(to) => format!("from {} until {to}", g.from),
+                None => format!("from {} on", g.from),
+            };
+            format!(
+                "no rule expects a {} after {} encounters ending {when}: such ends make no \
+                 expectation (counted end_without_rule)",
+                g.document_kind.as_str(),
+                g.encounter_kind.as_str()
+            )
+        })
+        .collect();
+    let zones = [
+        ("[hl7] timezone", config.ingest.hl7.timezone),
+        ("[fhir] timezone", config.ingest.fhir.timezone),
+        ("the policy's timezone", config.policy.timezone()),
+    ];
+    if zones.iter().any(|(_, z)| *z != zones[0].1) {
+        let listed: Vec<String> = zones.iter().map(|(k, z)| format!("{k} {z}")).collect();
+        notes.push(format!(
+            "the time zones differ ({}): local times are read, and effective dates and a \
+             report's months judged, in different zones",
+            listed.join(", ")
+        ));
+    }
+    notes
 }
