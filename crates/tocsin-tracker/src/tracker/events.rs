@@ -651,14 +651,7 @@ impl Tracker {
         } else if accepted_again {
             t.failed_at = None;
             changed = true;
-            for d in t
-                .expectations
-                .iter()
-                .filter_map(super::state::failed_document)
-            {
-                self.failed_transmissions
-                    .remove(&(d.to_owned(), message_id.to_string()));
-            }
+            t.unindex_failed(message_id, &mut self.failed_transmissions);
             if t.expectations
                 .iter()
                 .any(|e| e.delivery == Some(DeliveryStatus::Failed))

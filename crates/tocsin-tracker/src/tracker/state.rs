@@ -43,6 +43,18 @@ pub(crate) fn failed_document(e: &Expectation) -> Option<&str> {
 }
 
 impl Transmission {
+    /// Takes this transmission (under `message_id`) out of the index of
+    /// failed ones: let go of, or its failure cleared.
+    pub(super) fn unindex_failed(
+        &self,
+        message_id: &str,
+        index: &mut std::collections::BTreeSet<(String, String)>,
+    ) {
+        for d in self.expectations.iter().filter_map(failed_document) {
+            index.remove(&(d.to_owned(), message_id.to_string()));
+        }
+    }
+
     /// Its stored record ([`TransmissionRecord`]).
     pub(super) fn record(&self) -> TransmissionRecord<'_> {
         TransmissionRecord {
@@ -448,14 +460,6 @@ impl Tracker {
         first
     }
 
-    /// Drops a transmission let go of from the index of failed ones.
-    fn forget_failed(&mut self, message_id: &str, t: &Transmission) {
-        for d in t.expectations.iter().filter_map(failed_document) {
-            self.failed_transmissions
-                .remove(&(d.to_owned(), message_id.to_string()));
-        }
-    }
-
     pub(super) fn remember_seen(&mut self, h: SeenKey, at: i64, fx: &mut Effects<'_>) {
         // A live key never comes here (`apply` drops a duplicate first), but
         // a dead one not yet swept may: its stored record, under its old
@@ -568,7 +572,7 @@ impl Tracker {
         let (at, what, id) = timer;
         if what == 1 {
             if let Some(t) = self.transmissions.remove(&id) {
-                self.forget_failed(&id, &t);
+                t.unindex_failed(&id, &mut self.failed_transmissions);
                 fx.delete_state(namespaces::TRANSMISSION, id);
             }
             return;
