@@ -335,8 +335,7 @@ impl Relay {
     /// marked nothing published. A count the store fails leaves the gauge
     /// as it was.
     async fn count(&self) {
-        let metrics = self.metrics.clone();
-        let _ = self.store.call(move |s| count_pending(s, &metrics)).await;
+        let _ = count_outbox(&self.store, &self.metrics).await;
     }
 
     fn store_failed(&self, operation: &'static str, error: &tocsin_store::StoreError) {
@@ -390,6 +389,17 @@ impl Relay {
 /// keeps up, and no dearer than the relay's own count after each round when
 /// it does not. A count that fails leaves the gauge as it was: whoever
 /// uses the store next meets the failure and says so.
+/// [`count_pending`] on the store's thread, for a caller outside a store
+/// call: the relay after a round, the gateway at start, after a lost link
+/// and at a stop without a broker session.
+pub(super) async fn count_outbox(
+    store: &StoreHandle,
+    metrics: &Arc<Metrics>,
+) -> Result<u64, tocsin_store::StoreError> {
+    let metrics = metrics.clone();
+    store.call(move |s| count_pending(s, &metrics)).await
+}
+
 pub(super) fn count_pending(
     store: &mut dyn tocsin_store::Store,
     metrics: &Metrics,

@@ -573,10 +573,7 @@ impl Pipeline {
     /// waiting already), after a lost link, and at a stop while no session
     /// runs, which must say what is left.
     pub async fn outbox_left(&self) -> Result<u64, tocsin_store::StoreError> {
-        let metrics = self.metrics.clone();
-        self.store
-            .call(move |s| super::outbox::count_pending(s, &metrics))
-            .await
+        super::outbox::count_outbox(&self.store, &self.metrics).await
     }
 
     fn report_clock(&self) {

@@ -303,7 +303,10 @@ impl OutboxPublished {
         m.deliveries
             .with_label_values(&["amqp_confirmed"])
             .inc_by(self.count as u64);
-        m.outbox_pending.set(self.pending as i64);
+        OutboxCounted {
+            pending: self.pending,
+        }
+        .emit(m);
     }
 }
 
