@@ -510,20 +510,11 @@ async fn a_shutdown_that_leaves_the_outbox_unpublished_is_not_clean() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pending_gauge_counts_what_the_broker_refuses_or_cannot_take() {
     let world = World::sqlite("pending-gauge", Tuning::default()).await;
-    // Events and the alert alike: no round is ever confirmed in part.
-    refuse(&world, &["tocsin.events", "tocsin.alerts"]).await;
-    let mut gateway = world.start(&[]);
-    gateway.wait_ready().await;
-    world.publish(&core_traffic()).await;
-    world.wait_empty("tocsin.inbound").await;
-    // Four events and the overdue alert.
-    wait_outbox(&world, 5).await;
+    let mut gateway = five_refused(&world).await;
     wait_gauge(&mut gateway, "tocsin_outbox_pending", 5).await;
 
     // The broker goes away: the gauge keeps saying what waits.
-    vhost_away(&world);
-    gateway.wait_status("/readyz", 503).await;
-    wait_gauge(&mut gateway, "tocsin_amqp_connected", 0).await;
+    broker_away(&world, &mut gateway).await;
     wait_gauge(&mut gateway, "tocsin_outbox_pending", 5).await;
 
     // A gateway started while it is still away counts what the last one
@@ -553,16 +544,8 @@ async fn the_pending_gauge_counts_what_the_broker_refuses_or_cannot_take() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_during_a_broker_outage_says_what_is_left_in_the_outbox() {
     let world = World::sqlite("outage-stop", Tuning::default()).await;
-    refuse(&world, &["tocsin.events", "tocsin.alerts"]).await;
-    let mut gateway = world.start(&[]);
-    gateway.wait_ready().await;
-    world.publish(&core_traffic()).await;
-    world.wait_empty("tocsin.inbound").await;
-    wait_outbox(&world, 5).await;
-
-    vhost_away(&world);
-    gateway.wait_status("/readyz", 503).await;
-    wait_gauge(&mut gateway, "tocsin_amqp_connected", 0).await;
+    let mut gateway = five_refused(&world).await;
+    broker_away(&world, &mut gateway).await;
     let status = sigterm_and_wait(&mut gateway).await;
     assert_eq!(status.code(), Some(1), "{}", gateway.log());
     assert_left_said(&gateway, "while reconnecting to the broker", 5);
@@ -585,6 +568,27 @@ async fn a_stop_during_a_broker_outage_says_what_is_left_in_the_outbox() {
     gateway.wait_ready().await;
     wait_outbox(&world, 0).await;
     common::accounting::stop(gateway).await;
+}
+
+/// A gateway whose core traffic's four events and overdue alert the broker
+/// refused (events and the alert alike: no round is ever confirmed in
+/// part), all five waiting in its outbox.
+async fn five_refused(world: &World) -> common::Gateway {
+    refuse(world, &["tocsin.events", "tocsin.alerts"]).await;
+    let mut gateway = world.start(&[]);
+    gateway.wait_ready().await;
+    world.publish(&core_traffic()).await;
+    world.wait_empty("tocsin.inbound").await;
+    wait_outbox(world, 5).await;
+    gateway
+}
+
+/// The broker gone (the test's vhost deleted), and the gateway seen to
+/// know it: not ready, not connected.
+async fn broker_away(world: &World, gateway: &mut common::Gateway) {
+    vhost_away(world);
+    gateway.wait_status("/readyz", 503).await;
+    wait_gauge(gateway, "tocsin_amqp_connected", 0).await;
 }
 
 /// Sends SIGTERM and waits for the exit.

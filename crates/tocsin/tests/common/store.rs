@@ -151,16 +151,8 @@ impl TestStore {
     /// them out (with [`TestStore::terminate_connections`]: the database
     /// gone, as the gateway sees it).
     pub async fn allow_connections(&self, allowed: bool) {
-        let Self::Postgres { db } = self else {
-            panic!("only a PostgreSQL store takes connections");
-        };
-        let sql = format!("ALTER DATABASE \"{db}\" WITH ALLOW_CONNECTIONS {allowed}");
-        off_runtime(move || {
-            let mut c = postgres::Client::connect(&admin_url(), postgres::NoTls)
-                .expect("admin PostgreSQL connection");
-            c.batch_execute(&sql)
-                .expect("ALTER DATABASE ... ALLOW_CONNECTIONS");
-        })
+        self.alter_database(&format!("WITH ALLOW_CONNECTIONS {allowed}"))
+            .await;
     }
 
     /// Makes the test's PostgreSQL database refuse writes to new sessions
@@ -168,15 +160,21 @@ impl TestStore {
     /// way round or a maintenance window does, or accept them again. Existing
     /// sessions keep what they had: terminate them to make it bite.
     pub async fn read_only(&self, on: bool) {
+        self.alter_database(&format!("SET default_transaction_read_only = {on}"))
+            .await;
+    }
+
+    /// `ALTER DATABASE <the test's database> <change>`, as the administrator.
+    async fn alter_database(&self, change: &str) {
         let Self::Postgres { db } = self else {
-            panic!("only a PostgreSQL store has a read-only setting");
+            panic!("only a PostgreSQL store is a database to alter");
         };
-        let sql = format!("ALTER DATABASE \"{db}\" SET default_transaction_read_only = {on}");
+        let sql = format!("ALTER DATABASE \"{db}\" {change}");
         off_runtime(move || {
             let mut c = postgres::Client::connect(&admin_url(), postgres::NoTls)
                 .expect("admin PostgreSQL connection");
             c.batch_execute(&sql)
-                .expect("ALTER DATABASE ... SET default_transaction_read_only");
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
         })
     }
 
