@@ -265,7 +265,6 @@ impl<'a> Scope<'a> {
     /// `Type/id` (also as the tail of an absolute URL).
     pub fn resolve(&self, reference: &str) -> Option<&'a Entry<'a>> {
         let relative = relative_part(reference);
-        let unversioned = |u: &'a str| u.split("/_history/").next().unwrap_or(u);
         let found = self.entries.iter().find(|e| {
             if e.full_url.as_deref() == Some(reference) {
                 return true;
@@ -277,7 +276,7 @@ impl<'a> Scope<'a> {
                 && is_absolute(reference)
                 && is_absolute(url)
             {
-                return unversioned(url) == reference.split("/_history/").next().unwrap_or("");
+                return unversioned(url) == unversioned(reference);
             }
             relative.is_some_and(|(t, id)| {
                 e.rtype == t && e.id.as_deref() == Some(id)
@@ -289,6 +288,11 @@ impl<'a> Scope<'a> {
         });
         found.or_else(|| self.parent.and_then(|p| p.resolve(reference)))
     }
+}
+
+/// A reference or fullUrl without its `/_history/` version.
+fn unversioned(reference: &str) -> &str {
+    reference.split("/_history/").next().unwrap_or(reference)
 }
 
 /// Whether a reference or fullUrl is an absolute URL (`https://...`), not
@@ -304,7 +308,7 @@ pub(crate) fn relative_part(reference: &str) -> Option<(&str, &str)> {
     if !reference.contains('/') {
         return None;
     }
-    let path = reference.split("/_history/").next()?;
+    let path = unversioned(reference);
     let mut parts = path.rsplitn(3, '/');
     let id = parts.next()?;
     let rtype = parts.next()?;
