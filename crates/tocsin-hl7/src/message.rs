@@ -112,7 +112,7 @@ pub(crate) fn follows_bare_lf(bytes: &[u8], at: usize) -> bool {
 /// breaks included.
 ///
 /// A line that is only a segment name is text where segments end with CR
-/// (`cr_ended`): after a line feed there, `TTO` or `ECG` is a line of the
+/// (any CR in the message): after a line feed there, `TTO` or `ECG` is a line of the
 /// letter. Where no segment ends with CR (an LF-ended message) every line
 /// follows a line feed, and such a line is an empty segment (`EVN`, `PD1`,
 /// `ZU1`: an engine stripped its trailing separators): taken for text, it
@@ -124,7 +124,6 @@ fn continuation<'a>(
     last: Option<&SegData<'a>>,
     line: &'a str,
     sep: u8,
-    cr_ended: bool,
 ) -> Option<&'a str> {
     let last = last?;
     let bytes = text.as_bytes();
@@ -139,7 +138,8 @@ fn continuation<'a>(
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
         && match l.get(3) {
             Some(b) => *b == sep,
-            None => !cr_ended,
+            // Looked for only here: a bare name is a rare line.
+            None => memchr::memchr(b'\r', bytes).is_none(),
         };
     if !after_bare_lf || named {
         return None;
@@ -278,9 +278,8 @@ impl<'a> Parsed<'a> {
             });
         };
         push(&mut segments, &mut fields, "MSH", first, false);
-        let cr_ended = memchr::memchr(b'\r', text.as_bytes()).is_some();
         for (i, line) in lines.enumerate() {
-            if let Some(joined) = continuation(text, segments.last(), line, sep_byte, cr_ended) {
+            if let Some(joined) = continuation(text, segments.last(), line, sep_byte) {
                 // A bare line feed inside a field (letter text), not a
                 // segment break: the line belongs to the segment before.
                 if let Some(last) = segments.pop() {
