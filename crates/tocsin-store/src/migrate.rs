@@ -40,6 +40,7 @@ pub const SQLITE: &[Migration] = migrations!("sqlite":
     (7, "0007", "alert_specialty"),
     (8, "0008", "alert_seq"),
     (9, "0009", "refill_nul_bodies"),
+    (10, "0010", "report_delivery"),
 );
 
 /// PostgreSQL migrations, in order.
@@ -53,6 +54,7 @@ pub const POSTGRES: &[Migration] = migrations!("postgres":
     (7, "0007", "alert_specialty"),
     (8, "0008", "alert_seq"),
     (9, "0009", "refill_nul_bodies"),
+    (10, "0010", "report_delivery"),
 );
 
 /// The newest schema version this code knows.

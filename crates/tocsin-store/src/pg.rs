@@ -44,14 +44,16 @@ const BY_ID_CHUNK: usize = 1_000;
 
 const UPSERT_EXPECTATIONS: &str = "INSERT INTO expectations \
     (id, status, document_kind, encounter_kind, site, deadline, ended_at, body, delay_seconds, \
-    specialty, gp_practice) \
+    specialty, gp_practice, delivery) \
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
-    $6::timestamptz[], $7::timestamptz[], $8::text[], $9::bigint[], $10::text[], $11::text[]) \
+    $6::timestamptz[], $7::timestamptz[], $8::text[], $9::bigint[], $10::text[], $11::text[], \
+    $12::text[]) \
     ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, \
     document_kind = EXCLUDED.document_kind, encounter_kind = EXCLUDED.encounter_kind, \
     site = EXCLUDED.site, deadline = EXCLUDED.deadline, ended_at = EXCLUDED.ended_at, \
     body = EXCLUDED.body, delay_seconds = EXCLUDED.delay_seconds, \
-    specialty = EXCLUDED.specialty, gp_practice = EXCLUDED.gp_practice";
+    specialty = EXCLUDED.specialty, gp_practice = EXCLUDED.gp_practice, \
+    delivery = EXCLUDED.delivery";
 const INSERT_ALERTS: &str = "INSERT INTO alerts \
     (alert_id, kind, raised_at, document_kind, encounter_kind, site, body, specialty) \
     SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], \
@@ -523,6 +525,7 @@ struct Columns {
     e_delay: Vec<Option<i64>>,
     e_specialty: Vec<Option<String>>,
     e_gp_practice: Vec<Option<String>>,
+    e_delivery: Vec<Option<&'static str>>,
     a_id: Vec<String>,
     a_kind: Vec<&'static str>,
     a_raised_at: Vec<DateTime<Utc>>,
@@ -548,6 +551,7 @@ impl Columns {
             e_delay: Vec::with_capacity(exps.len()),
             e_specialty: Vec::with_capacity(exps.len()),
             e_gp_practice: Vec::with_capacity(exps.len()),
+            e_delivery: Vec::with_capacity(exps.len()),
             a_id: Vec::with_capacity(batch.alerts.len()),
             a_kind: Vec::with_capacity(batch.alerts.len()),
             a_raised_at: Vec::with_capacity(batch.alerts.len()),
@@ -569,6 +573,7 @@ impl Columns {
             c.e_delay.push(rows::delay_seconds(e));
             c.e_specialty.push(owned_text(&e.encounter.specialty));
             c.e_gp_practice.push(owned_text(&e.gp_practice));
+            c.e_delivery.push(rows::delivery(e));
         }
         for a in &batch.alerts {
             c.a_body.push(rows::alert_body(a)?);
@@ -631,6 +636,7 @@ impl Store for PostgresStore {
                         &c.e_delay,
                         &c.e_specialty,
                         &c.e_gp_practice,
+                        &c.e_delivery,
                     ],
                 )
                 .map_err(pg("upsert expectations"))?;
@@ -957,7 +963,8 @@ impl Store for PostgresStore {
                 &mut c.client,
                 &mut c.statements,
                 "SELECT id, status, document_kind, encounter_kind, site, ended_at, delay_seconds, \
-                 specialty, gp_practice FROM expectations WHERE ended_at >= $1 AND ended_at < $2",
+                 specialty, gp_practice, delivery FROM expectations \
+                 WHERE ended_at >= $1 AND ended_at < $2",
             )?;
             let params: [&(dyn ToSql + Sync); 2] = [&from, &to];
             let mut cursor = c
@@ -972,6 +979,7 @@ impl Store for PostgresStore {
                     [row.get(4), row.get(7), row.get(8)],
                     row.get(5),
                     row.get(6),
+                    row.get(9),
                 )?)?;
             }
             Ok(())

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::de::value::StrDeserializer;
 use tocsin_tracker::compliance::{EncounterFacts, ReportFacts, SettlementFacts};
-use tocsin_tracker::{Alert, Expectation};
+use tocsin_tracker::{Alert, DeliveryStatus, Expectation};
 
 use crate::StoreError;
 
@@ -98,16 +98,23 @@ pub(crate) fn time_column(
     })
 }
 
+/// The settling transmission's delivery state, for the `delivery` column
+/// (`None` while nothing was sent).
+pub(crate) fn delivery(e: &Expectation) -> Option<&'static str> {
+    e.delivery.map(DeliveryStatus::as_str)
+}
+
 /// An expectation's report facts from its columns (both backends): the
-/// names in `[status, document_kind, encounter_kind]` are the snake_case
-/// ones the store writes; another is reported as a corrupt row. The texts
-/// are `[site, specialty, gp_practice]`.
+/// names in `[status, document_kind, encounter_kind]` and `delivery` are
+/// the snake_case ones the store writes; another is reported as a corrupt
+/// row. The texts are `[site, specialty, gp_practice]`.
 pub(crate) fn report_facts<'a>(
     id: &str,
     [status, document_kind, encounter_kind]: [&str; 3],
     [site, specialty, gp_practice]: [Option<&'a str>; 3],
     ended_at: DateTime<Utc>,
     delay_seconds: Option<i64>,
+    delivery: Option<&str>,
 ) -> Result<ReportFacts<'a>, StoreError> {
     Ok(ReportFacts {
         status: named(status, id)?,
@@ -120,6 +127,7 @@ pub(crate) fn report_facts<'a>(
         },
         gp_practice: gp_practice.map(Cow::Borrowed),
         settlement: delay_seconds.map(|delay_seconds| SettlementFacts { delay_seconds }),
+        delivery: delivery.map(|d| named(d, id)).transpose()?,
     })
 }
 

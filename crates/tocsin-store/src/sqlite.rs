@@ -112,13 +112,14 @@ fn sq(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
 
 const UPSERT_EXPECTATION: &str = "INSERT INTO expectations \
     (id, status, document_kind, encounter_kind, site, deadline, ended_at, body, delay_seconds, \
-    specialty, gp_practice) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+    specialty, gp_practice, delivery) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
     ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
     document_kind = excluded.document_kind, encounter_kind = excluded.encounter_kind, \
     site = excluded.site, deadline = excluded.deadline, ended_at = excluded.ended_at, \
     body = excluded.body, delay_seconds = excluded.delay_seconds, \
-    specialty = excluded.specialty, gp_practice = excluded.gp_practice";
+    specialty = excluded.specialty, gp_practice = excluded.gp_practice, \
+    delivery = excluded.delivery";
 /// An alert takes the next recorded sequence number (`order=recorded`):
 /// the store has one writer, so the highest so far is this commit's to
 /// extend.
@@ -465,7 +466,8 @@ impl Store for SqliteStore {
                     body,
                     rows::delay_seconds(e),
                     e.encounter.specialty,
-                    e.gp_practice
+                    e.gp_practice,
+                    rows::delivery(e)
                 ])
                 .map_err(sq("upsert expectation"))?;
             }
@@ -793,7 +795,8 @@ impl Store for SqliteStore {
             .conn
             .prepare_cached(
                 "SELECT id, status, document_kind, encounter_kind, site, ended_at, delay_seconds, \
-                 specialty, gp_practice FROM expectations WHERE ended_at >= ?1 AND ended_at < ?2",
+                 specialty, gp_practice, delivery FROM expectations \
+                 WHERE ended_at >= ?1 AND ended_at < ?2",
             )
             .map_err(sq("prepare"))?;
         let mut cursor = st
@@ -811,9 +814,10 @@ impl Store for SqliteStore {
                     row.get::<_, Option<i64>>(6)?,
                     row.get_ref(7)?.as_str_or_null()?,
                     row.get_ref(8)?.as_str_or_null()?,
+                    row.get_ref(9)?.as_str_or_null()?,
                 ))
             })();
-            let (id, status, document_kind, encounter_kind, site, ended_at, delay, sp, gp) =
+            let (id, status, document_kind, encounter_kind, site, ended_at, delay, sp, gp, sent) =
                 columns.map_err(sq("read expectations"))?;
             f(&rows::report_facts(
                 id,
@@ -821,6 +825,7 @@ impl Store for SqliteStore {
                 [site, sp, gp],
                 rows::time_column(ended_at, "expectations", id, "ended_at")?,
                 delay,
+                sent,
             )?)?;
         }
         Ok(())

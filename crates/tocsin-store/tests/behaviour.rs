@@ -10,7 +10,8 @@ use common::{Backend, Spec, alert, at, expect_err, expectation, message, open_ex
 use serde_json::json;
 use tocsin_event::{DocumentKind, EncounterKind};
 use tocsin_store::{
-    AlertOrder, AlertQuery, Batch, ExpectationQuery, InputOutcome, InputRecord, StoreError, migrate,
+    AlertOrder, AlertQuery, Batch, ExpectationQuery, InputOutcome, InputRecord, Store, StoreError,
+    migrate,
 };
 use tocsin_tracker::compliance::{GroupBy, ReportBuilder, ReportFacts};
 use tocsin_tracker::{
@@ -56,6 +57,7 @@ on_both!(
     alerts_are_numbered_on_upgrade,
     a_store_has_one_writer,
     columns_of_bodies_holding_nul_are_filled_on_upgrade,
+    delivery_is_taken_from_bodies_on_upgrade,
     values_holding_nul_are_committed,
     empty_batch_and_ping,
     unreadable_bodies_are_reported_with_their_row,
@@ -1409,6 +1411,109 @@ fn columns_of_bodies_holding_nul_are_filled_on_upgrade(b: &dyn Backend) {
     }
 }
 
+/// A store as version 9 left it has no `delivery` column: migration 10
+/// takes it from the bodies by a text search, which a site or an
+/// identifier quoting `"delivery":"failed"` (escaped in the body) does not
+/// fool, and a report, which reads columns only, counts the refused ones.
+fn delivery_is_taken_from_bodies_on_upgrade(b: &dyn Backend) {
+    use tocsin_tracker::DeliveryStatus::*;
+    let all: Vec<Expectation> = [
+        ("d-failed", ExpectationStatus::OnTime, Some(Failed)),
+        ("d-late-failed", ExpectationStatus::Late, Some(Failed)),
+        ("d-acked", ExpectationStatus::OnTime, Some(Acknowledged)),
+        ("d-pending", ExpectationStatus::Late, Some(Pending)),
+        ("d-untold", ExpectationStatus::OnTime, None),
+        ("d-open", ExpectationStatus::Open, None),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, (id, status, delivery))| {
+        let mut e = expectation(&spec(id, status, 10 * i as i64));
+        e.delivery = delivery;
+        e
+    })
+    .map(|mut e| {
+        if e.delivery == Some(Acknowledged) {
+            e.encounter.site = Some("RX\"delivery\":\"failed\"".into());
+            e.patient.local_ids[0].value = "\0\"delivery\":\"failed\"".into();
+        }
+        e
+    })
+    .collect();
+    commit_expectations(b, &all);
+    back_to_version(b, 9);
+    let mut store = b.open();
+    for (sql, want) in [
+        (
+            "SELECT count(*) FROM expectations WHERE delivery = 'failed'",
+            2,
+        ),
+        (
+            "SELECT count(*) FROM expectations WHERE delivery = 'acknowledged'",
+            1,
+        ),
+        (
+            "SELECT count(*) FROM expectations WHERE delivery = 'pending'",
+            1,
+        ),
+        (
+            "SELECT count(*) FROM expectations WHERE delivery IS NULL",
+            2,
+        ),
+    ] {
+        assert_eq!(b.raw_i64(sql), want, "{}: {sql}", b.name());
+    }
+    let zone = tocsin_tracker::Policy::default_contract().timezone();
+    let by = [GroupBy::DocumentKind];
+    let got = report_from_columns(store.as_mut(), &by);
+    assert_eq!(
+        got,
+        tocsin_tracker::compliance::report_in_zone(&all, &by, zone),
+        "{}",
+        b.name()
+    );
+    assert_eq!(got[0].delivery_failed, 2, "{got:?}");
+    // Written after the upgrade, a state change moves the column too.
+    let mut acked = all[0].clone();
+    acked.delivery = Some(Acknowledged);
+    let mut batch = Batch::default();
+    batch.push_expectation(acked);
+    store.commit(&batch).unwrap();
+    assert_eq!(
+        b.raw_i64("SELECT count(*) FROM expectations WHERE delivery = 'failed'"),
+        1,
+        "{}",
+        b.name()
+    );
+}
+
+/// Commits `all` in one batch to a store opened for it and closed after.
+fn commit_expectations(b: &dyn Backend, all: &[Expectation]) {
+    let mut store = b.open();
+    let mut batch = Batch::default();
+    for e in all {
+        batch.push_expectation(e.clone());
+    }
+    store.commit(&batch).unwrap();
+}
+
+/// The report a store gives from its columns alone, of every expectation
+/// the fixtures make, months in the policy's zone.
+fn report_from_columns(
+    store: &mut dyn Store,
+    by: &[GroupBy],
+) -> Vec<tocsin_tracker::compliance::ComplianceRow> {
+    let zone = tocsin_tracker::Policy::default_contract().timezone();
+    let mut from_columns = ReportBuilder::new(by, zone);
+    store
+        .visit_report_facts(at(-1), at(1_000), &mut |f| {
+            from_columns.add_facts(f);
+            Ok(())
+        })
+        .unwrap();
+    from_columns.finish()
+}
+
 /// Takes a store back to schema version `v` as far as the upgrade tests
 /// need: the later versions forgotten, and the columns they added dropped
 /// (with their indexes, which SQLite will not drop by itself).
@@ -1423,6 +1528,7 @@ fn back_to_version(b: &dyn Backend, v: i64) {
         (6, "expectations", "gp_practice"),
         (7, "alerts", "specialty"),
         (8, "alerts", "seq"),
+        (10, "expectations", "delivery"),
     ] {
         if added_in > v {
             sql.push_str(&format!("; ALTER TABLE {table} DROP COLUMN {column}"));
@@ -1477,14 +1583,7 @@ fn specialty_and_practice_are_taken_from_bodies_on_upgrade(b: &dyn Backend) {
         e.encounter.specialty = [Some("100"), Some("300"), None][i % 3].map(str::to_string);
         e.gp_practice = [Some("A81001"), None][i % 2].map(str::to_string);
     }
-    {
-        let mut store = b.open();
-        let mut batch = Batch::default();
-        for e in &all {
-            batch.push_expectation(e.clone());
-        }
-        store.commit(&batch).unwrap();
-    }
+    commit_expectations(b, &all);
     back_to_version(b, 5);
     let mut store = b.open();
     assert_eq!(
@@ -1500,15 +1599,8 @@ fn specialty_and_practice_are_taken_from_bodies_on_upgrade(b: &dyn Backend) {
     ];
     // Months are not grouped here, so any zone will do: the policy's.
     let zone = tocsin_tracker::Policy::default_contract().timezone();
-    let mut from_columns = ReportBuilder::new(&by, zone);
-    store
-        .visit_report_facts(at(-1), at(1_000), &mut |f| {
-            from_columns.add_facts(f);
-            Ok(())
-        })
-        .unwrap();
     let want = tocsin_tracker::compliance::report_in_zone(&all, &by, zone);
-    let got = from_columns.finish();
+    let got = report_from_columns(store.as_mut(), &by);
     assert_eq!(got, want, "{}", b.name());
     assert!(
         got.iter().any(|r| r.specialty.as_deref() == Some("(none)")),

@@ -213,11 +213,12 @@ fn a_statement_timeout_does_not_cancel_a_long_migration() {
         }
         store.commit(&batch).unwrap();
     }
-    // Back to version 5: migrations 6 to 8 run again at the next open, and
+    // Back to version 5: migrations 6 to 10 run again at the next open, and
     // 6 rewrites all 20,000 rows.
     db.raw_execute(
         "DELETE FROM schema_version WHERE version > 5; \
-         ALTER TABLE expectations DROP COLUMN specialty, DROP COLUMN gp_practice; \
+         ALTER TABLE expectations DROP COLUMN specialty, DROP COLUMN gp_practice, \
+         DROP COLUMN delivery; \
          ALTER TABLE alerts DROP COLUMN specialty, DROP COLUMN seq; \
          DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET statement_timeout = %L', \
          current_database(), '5ms'); END $$",

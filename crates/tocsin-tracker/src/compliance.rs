@@ -6,7 +6,10 @@
 //! `missing` (overdue: deadline passed, no document), `pending` (open, not
 //! yet due), `cancelled`, `pct_on_time` = on_time / (on_time + late +
 //! missing), and the median and 90th-centile delay (nearest rank, in seconds
-//! from the encounter's end to the document's first issue) over settled ones.
+//! from the encounter's end to the document's first issue) over settled ones,
+//! and `delivery_failed`: of those settled (on time or late), the ones whose
+//! transmission the recipient refused or that failed, and that no later
+//! acceptance has cleared (sent, but not received).
 
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
@@ -15,7 +18,7 @@ use std::fmt::Write as _;
 use std::str::FromStr;
 use tocsin_event::{DocumentKind, EncounterKind};
 
-use crate::model::{Expectation, ExpectationStatus};
+use crate::model::{DeliveryStatus, Expectation, ExpectationStatus};
 
 /// The encounter ends a report covers when not given a range: 1900 to the
 /// year 10,000, every date a message could carry and every store can hold
@@ -162,6 +165,11 @@ pub struct ComplianceRow {
     pub median_delay_seconds: Option<i64>,
     /// 90th-centile delay in seconds (settled ones).
     pub p90_delay_seconds: Option<i64>,
+    /// Of those settled (on time or late), how many the recipient refused
+    /// or failed to receive, with no later acceptance: sent, and counted
+    /// on time or late by when they were sent, but not received.
+    #[serde(default)]
+    pub delivery_failed: u64,
 }
 
 type Key = (
@@ -180,6 +188,7 @@ struct Acc {
     missing: u64,
     pending: u64,
     cancelled: u64,
+    delivery_failed: u64,
     delays: Vec<i64>,
 }
 
@@ -229,6 +238,9 @@ pub struct ReportFacts<'a> {
     pub gp_practice: Option<std::borrow::Cow<'a, str>>,
     /// The settling document's delay, once there is one.
     pub settlement: Option<SettlementFacts>,
+    /// Delivery state of the settling transmission, once there is one.
+    #[serde(default)]
+    pub delivery: Option<DeliveryStatus>,
 }
 
 /// The encounter facts a report groups by.
@@ -273,6 +285,7 @@ impl<'a> ReportFacts<'a> {
             settlement: e.settlement.as_ref().map(|s| SettlementFacts {
                 delay_seconds: s.delay_seconds,
             }),
+            delivery: e.delivery,
         }
     }
 }
@@ -347,6 +360,9 @@ impl ReportBuilder {
             // delay: counted as 0, as the delay histogram counts it, not as
             // a negative that pulls the median below what anyone waited.
             acc.delays.push(s.delay_seconds.max(0));
+            if e.delivery == Some(DeliveryStatus::Failed) {
+                acc.delivery_failed += 1;
+            }
         }
     }
 
@@ -375,6 +391,7 @@ impl ReportBuilder {
                             .then(|| 100.0 * a.on_time as f64 / decided as f64),
                         median_delay_seconds: nearest_rank(&a.delays, 50),
                         p90_delay_seconds: nearest_rank(&a.delays, 90),
+                        delivery_failed: a.delivery_failed,
                     }
                 },
             )
@@ -436,7 +453,7 @@ pub fn to_json(rows: &[ComplianceRow]) -> String {
     serde_json::to_string_pretty(rows).unwrap_or_else(|_| "[]".into()) + "\n"
 }
 
-const MEASURES: [&str; 9] = [
+const MEASURES: [&str; 10] = [
     "expected",
     "on_time",
     "late",
@@ -446,6 +463,7 @@ const MEASURES: [&str; 9] = [
     "pct_on_time",
     "median_delay_seconds",
     "p90_delay_seconds",
+    "delivery_failed",
 ];
 
 fn cells(r: &ComplianceRow, group_by: &[GroupBy]) -> Vec<String> {
@@ -478,6 +496,7 @@ fn cells(r: &ComplianceRow, group_by: &[GroupBy]) -> Vec<String> {
         r.pct_on_time.map(pct_text).unwrap_or_default(),
         opt(r.median_delay_seconds),
         opt(r.p90_delay_seconds),
+        r.delivery_failed.to_string(),
     ]);
     out
 }
@@ -596,6 +615,7 @@ mod tests {
             pct_on_time: Some(50.0),
             median_delay_seconds: Some(-5),
             p90_delay_seconds: Some(-5),
+            delivery_failed: 1,
         };
         let group_by = [
             GroupBy::Month,
@@ -607,7 +627,7 @@ mod tests {
         let line = csv.lines().nth(1).unwrap();
         assert_eq!(
             line,
-            "2025-01,\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",'-2+3,'@SUM(A1),2,1,1,0,0,0,50.0,-5,-5"
+            "2025-01,\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",'-2+3,'@SUM(A1),2,1,1,0,0,0,50.0,-5,-5,1"
         );
     }
 

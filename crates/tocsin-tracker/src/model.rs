@@ -134,6 +134,17 @@ pub enum DeliveryStatus {
     Failed,
 }
 
+impl DeliveryStatus {
+    /// The snake_case name used in the store and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Acknowledged => "acknowledged",
+            Self::Failed => "failed",
+        }
+    }
+}
+
 /// An obligation created by an encounter: this document kind, for this
 /// patient and encounter, due by this time, under this rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

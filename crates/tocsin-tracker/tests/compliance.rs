@@ -47,6 +47,14 @@ fn store() -> Store {
             Some(NHS),
         )));
     }
+    // Two summaries refused by the GP's system (ACK AE): one on time, one
+    // late; both still counted as sent on time or late, and as
+    // delivery_failed.
+    s.commit(&tr.apply(&ack("a0", "d0", true, base + h(2))));
+    s.commit(&tr.apply(&ack("a10", "d10", true, base + h(31))));
+    // One refused, then accepted when resent under the same id: delivered.
+    s.commit(&tr.apply(&ack("a1", "d1", true, base + h(3))));
+    s.commit(&tr.apply(&ack("a1b", "d1", false, base + h(4))));
     s.commit(&tr.apply(&end("e12", "V12", K::Inpatient, base, NHS)));
     s.commit(&tr.apply(&end("e13", "V13", K::Inpatient, base, NHS)));
     s.commit(&tr.apply(&cancel(
@@ -94,6 +102,7 @@ fn report_counts_states_and_delays_per_group() {
     // Delays 1..=10, 30, 40 hours; nearest rank: the 6th of 12 is 6 h, the 11th 30 h.
     assert_eq!(jan.median_delay_seconds, Some(6 * 3600));
     assert_eq!(jan.p90_delay_seconds, Some(30 * 3600));
+    assert_eq!(jan.delivery_failed, 2);
     let feb = &rows[1];
     assert_eq!((feb.expected, feb.pending, feb.pct_on_time), (1, 1, None));
     assert_eq!(feb.document_kind, Some(D::ClinicLetter));
@@ -108,15 +117,15 @@ fn report_renders_as_csv_table_and_json() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "month,encounter_kind,site,expected,on_time,late,missing,pending,cancelled,pct_on_time,median_delay_seconds,p90_delay_seconds"
+        "month,encounter_kind,site,expected,on_time,late,missing,pending,cancelled,pct_on_time,median_delay_seconds,p90_delay_seconds,delivery_failed"
     );
     assert_eq!(
         lines.next().unwrap(),
-        "2024-01,inpatient,RXX01,13,10,2,1,0,1,76.9,21600,108000"
+        "2024-01,inpatient,RXX01,13,10,2,1,0,1,76.9,21600,108000,2"
     );
     assert_eq!(
         lines.next().unwrap(),
-        "2024-02,outpatient,RXX01,1,0,0,0,1,0,,,"
+        "2024-02,outpatient,RXX01,1,0,0,0,1,0,,,,0"
     );
     let table = render(&rows, &g, ReportFormat::Table);
     assert!(

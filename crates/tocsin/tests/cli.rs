@@ -687,7 +687,7 @@ fn replay_of_generated_traffic_reports_alike_from_final_states_and_a_kept_store(
             .map(|r| r[field].as_u64().unwrap())
             .sum()
     };
-    for field in ["on_time", "late", "missing", "pending"] {
+    for field in ["on_time", "late", "missing", "pending", "delivery_failed"] {
         assert!(total(field) > 0, "no {field} in {}", scratch.report);
     }
     assert!(kinds(&json_lines(scratch.alerts.as_bytes())).contains(&"resolved"));
@@ -1080,7 +1080,9 @@ fn replay_raises_cancelled_for_a_discharge_withdrawn_after_overdue() {
 fn replay_raises_delivery_failed_when_the_gp_system_refuses() {
     let (alerts, report, _) = replay("delivery-failure", "2024-06-01T00:00:00Z");
     assert_eq!(kinds(&alerts), ["delivery_failed"]);
+    // Sent on time, and counted so, but not received.
     assert_eq!(only_row(&report)["on_time"], 1);
+    assert_eq!(only_row(&report)["delivery_failed"], 1);
 }
 
 /// Refused, sent again by the engine under a new message id and accepted:
@@ -1091,6 +1093,11 @@ fn replay_takes_a_summary_sent_again_after_a_refusal_as_its_resend() {
     let (alerts, report, stderr) = replay("delivery-resent", "2024-06-01T00:00:00Z");
     assert_eq!(kinds(&alerts), ["delivery_failed"]);
     assert_eq!(only_row(&report)["on_time"], 1);
+    assert_eq!(
+        only_row(&report)["delivery_failed"],
+        0,
+        "received in the end"
+    );
     let notices = &report["notices"];
     assert_eq!(notices["delivery_resent"], 1, "{report}");
     assert_eq!(notices["document_repeated"], 0, "{report}");
@@ -1105,6 +1112,11 @@ fn replay_takes_a_summary_sent_again_after_a_refusal_as_its_resend() {
 fn replay_takes_an_acceptance_after_a_refusal_of_the_same_message_as_its_resend() {
     let (alerts, report, _) = replay("delivery-resent-same-id", "2024-06-01T00:00:00Z");
     assert_eq!(kinds(&alerts), ["delivery_failed"]);
+    assert_eq!(
+        only_row(&report)["delivery_failed"],
+        0,
+        "received in the end"
+    );
     let notices = &report["notices"];
     assert_eq!(notices["delivery_resent"], 1, "{report}");
     assert_eq!(notices["duplicate"], 1, "{report}");
@@ -1343,7 +1355,7 @@ fn replay_csv_and_table_reports_carry_the_same_figures() {
     assert_eq!(
         lines.next(),
         Some(
-            "document_kind,gp_practice,expected,on_time,late,missing,pending,cancelled,pct_on_time,median_delay_seconds,p90_delay_seconds"
+            "document_kind,gp_practice,expected,on_time,late,missing,pending,cancelled,pct_on_time,median_delay_seconds,p90_delay_seconds,delivery_failed"
         )
     );
     assert!(

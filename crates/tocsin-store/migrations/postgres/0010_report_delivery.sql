@@ -1,0 +1,18 @@
+-- tocsin store, PostgreSQL, version 10: the settling transmission's
+-- delivery state (pending, acknowledged, failed) as a column of its own,
+-- NULL while nothing was sent, so that a compliance report counts the
+-- documents sent but refused (`delivery_failed`) from columns, as it reads
+-- the rest. Existing rows take it from their bodies. tocsin writes them as
+-- compact JSON, in which `"delivery":"failed"` can only be that key (a
+-- quote inside a string is escaped) and no nested object has a key of that
+-- name, so a text search finds it without the jsonb cast, which refuses a
+-- body holding an escaped NUL (version 9): the same on both backends, and
+-- no body can stop the upgrade.
+ALTER TABLE expectations ADD COLUMN delivery text;
+UPDATE expectations
+SET delivery = CASE
+    WHEN strpos(body, '"delivery":"failed"') > 0 THEN 'failed'
+    WHEN strpos(body, '"delivery":"acknowledged"') > 0 THEN 'acknowledged'
+    WHEN strpos(body, '"delivery":"pending"') > 0 THEN 'pending'
+END
+WHERE strpos(body, '"delivery":"') > 0;
