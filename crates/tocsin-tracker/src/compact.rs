@@ -177,6 +177,11 @@ impl Nhs {
         }
     }
 
+    /// Whether there is a number, without rendering it.
+    pub(crate) fn is_known(self) -> bool {
+        self != Self::NONE
+    }
+
     /// Calls `f` with the number, rendered on the stack when packed.
     pub(crate) fn with_str<R>(self, syms: &Symbols, f: impl FnOnce(&str) -> R) -> Option<R> {
         if self == Self::NONE {

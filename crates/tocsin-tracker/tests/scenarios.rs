@@ -558,6 +558,47 @@ fn a_document_for_another_patient_never_settles_by_visit_number() {
     assert_eq!(changed(&fx)[0].status, S::OnTime);
 }
 
+/// The same document come again after the patient's next discharge (an
+/// MDM T04 of its status changing, a DocumentReference's next version), with
+/// no visit number: it settled the first stay and settles nothing more, so
+/// the readmission's summary, never sent, goes overdue.
+#[test]
+fn a_settled_document_come_again_does_not_settle_the_next_stay() {
+    let at = |s: &str| t(&format!("2024-01-{s}:00Z"));
+    let mut tr = tracker();
+    tr.apply(&end("m1", "V1", K::Inpatient, at("15T14:00"), NHS));
+    let fx = tr.apply(&doc(
+        "m2",
+        None,
+        D::DischargeSummary,
+        at("16T09:00"),
+        Some(NHS),
+    ));
+    assert_eq!(changed(&fx)[0].status, S::OnTime);
+    tr.apply(&end("m3", "V2", K::Inpatient, at("20T12:00"), NHS));
+    let mut again = doc("m4", None, D::DischargeSummary, at("20T13:00"), Some(NHS));
+    again.document.as_mut().unwrap().id = "DOC-m2".into();
+    let fx = tr.apply(&again);
+    assert!(changed(&fx).is_empty() && kinds(&fx).is_empty(), "{fx:?}");
+    assert_eq!(tr.counters().documents_repeated, 1);
+    let fx = tr.advance_to(at("22T00:00"));
+    let overdue = alerts(&fx);
+    assert_eq!(kinds(&fx), [A::Overdue], "{fx:?}");
+    assert_eq!(overdue[0].encounter.id.as_deref(), Some("V2"));
+    // Named by its visit number, the same document settles what it names
+    // (a summary filed against the wrong stay, then moved).
+    let mut named = doc(
+        "m5",
+        Some("V2"),
+        D::DischargeSummary,
+        at("22T01:00"),
+        Some(NHS),
+    );
+    named.document.as_mut().unwrap().id = "DOC-m2".into();
+    let fx = tr.apply(&named);
+    assert_eq!(changed(&fx)[0].status, S::Late, "{fx:?}");
+}
+
 /// A copy of the last stay's summary (the same document, no visit number,
 /// sent again to a second recipient) settles nothing more and does not
 /// wait; and a document issued before a stay began, waiting, is not that
@@ -1723,6 +1764,57 @@ fn merge_rekeys_open_expectations_and_does_not_cancel() {
         Some(NHS),
     ));
     assert_eq!(changed(&fx)[0].status, S::OnTime);
+}
+
+/// An A40 whose MRG-1 names the retired hospital number only (no MRG NHS
+/// number): the retired record's expectation takes the survivor's NHS
+/// number with its hospital number, so the survivor's summary settles it
+/// and no alert names the retired number.
+#[test]
+fn a_merge_naming_only_the_retired_hospital_number_moves_the_nhs_number_too() {
+    // RXX:LOLD merged into RXX:LNEW, the NHS number NHS; MRG-1 only.
+    let retiring_lold = || {
+        let mut m = merge("m2", NHS, "", t("2024-01-10T11:00:00Z"));
+        let merge_of = m.merge.as_mut().unwrap();
+        merge_of.prior_nhs_number = None;
+        merge_of.prior_local_ids = vec![tocsin_event::Identifier {
+            system: "RXX".into(),
+            value: "LOLD".into(),
+        }];
+        with_local(m, "RXX", "LNEW")
+    };
+    let mut tr = tracker();
+    tr.apply(&with_local(
+        end("m1", "V1", K::Inpatient, t("2024-01-10T10:00:00Z"), NHS2),
+        "RXX",
+        "LOLD",
+    ));
+    let fx = tr.apply(&retiring_lold());
+    let e = &changed(&fx)[0];
+    assert_eq!(e.patient.nhs_number.as_deref(), Some(NHS));
+    assert_eq!(e.patient.local_ids[0].value, "LNEW");
+    // The survivor's summary, naming the visit, settles it.
+    let fx = tr.apply(&with_local(
+        doc(
+            "m3",
+            Some("V1"),
+            D::DischargeSummary,
+            t("2024-01-10T15:00:00Z"),
+            Some(NHS),
+        ),
+        "RXX",
+        "LNEW",
+    ));
+    assert_eq!(changed(&fx)[0].status, S::OnTime, "{fx:?}");
+    // Another patient's record, sharing no retired identifier, is untouched.
+    let mut tr = tracker();
+    tr.apply(&with_local(
+        end("m1", "V1", K::Inpatient, t("2024-01-10T10:00:00Z"), NHS2),
+        "RXX",
+        "LOTHER",
+    ));
+    let fx = tr.apply(&retiring_lold());
+    assert!(changed(&fx).is_empty(), "{fx:?}");
 }
 
 /// The compact open record keeps one local id inline and the rest aside,
@@ -3022,6 +3114,64 @@ fn an_end_for_another_patients_visit_numbered_alike_is_a_collision() {
     ));
     let c = tr.counters();
     assert_eq!((c.visit_collisions, c.repeated_ends), (1, 1));
+}
+
+/// The same collision when neither patient has an NHS number (untraced,
+/// or a number that failed its check): hospital numbers of the same issuer
+/// that differ tell them apart. The other patient's end, summary and
+/// cancellation leave this patient's expectation alone; with no issuer in
+/// common nothing tells them apart, and the visit number decides.
+#[test]
+fn hospital_numbers_of_one_issuer_tell_patients_apart_without_nhs_numbers() {
+    let untraced = |mut e: tocsin_event::InterfaceEvent, system: &str, value: &str| {
+        e.patient.nhs_number = None;
+        with_local(e, system, value)
+    };
+    let at = |s: &str| t(&format!("2024-02-05T{s}:00Z"));
+    let mut tr = tracker();
+    tr.apply(&untraced(
+        end("m1", "V100", K::Inpatient, at("14:00"), NHS),
+        "RXX",
+        "L1",
+    ));
+    let fx = tr.apply(&untraced(
+        end("m2", "V100", K::Emergency, at("15:00"), NHS),
+        "RXX",
+        "L2",
+    ));
+    assert!(changed(&fx).is_empty(), "{fx:?}");
+    assert_eq!(tr.counters().visit_collisions, 1);
+    // The other patient's summary naming the visit settles nothing.
+    let mut other_doc = doc("m3", Some("V100"), D::DischargeSummary, at("16:00"), None);
+    other_doc = untraced(other_doc, "RXX", "L2");
+    let fx = tr.apply(&other_doc);
+    assert!(changed(&fx).is_empty(), "{fx:?}");
+    // Nor does the other patient's cancellation withdraw it.
+    let fx = tr.apply(&untraced(
+        cancel(
+            "m4",
+            EventType::EncounterDischargeCancelled,
+            "V100",
+            at("16:30"),
+        ),
+        "RXX",
+        "L2",
+    ));
+    assert!(changed(&fx).is_empty() && kinds(&fx).is_empty(), "{fx:?}");
+    // This patient's own summary, carrying the number the PAS has since
+    // traced as well, settles it.
+    let own = with_local(
+        doc(
+            "m5",
+            Some("V100"),
+            D::DischargeSummary,
+            at("17:00"),
+            Some(NHS),
+        ),
+        "RXX",
+        "L1",
+    );
+    assert_eq!(changed(&tr.apply(&own))[0].status, S::OnTime);
 }
 
 /// A discharge cancelled (A13) after its `overdue` went out, then recorded

@@ -118,7 +118,7 @@ impl Tracker {
         // component is kept, and numbering collides across systems): a
         // document for one patient never settles another's discharge,
         // whatever visit it names.
-        if o.nhs.differs(&self.syms, d.patient.nhs_number.as_deref()) {
+        if self.patient_differs(o, d.patient) {
             return None;
         }
         let id_eq = match (d.encounter_id, &o.encounter_id) {
@@ -162,11 +162,7 @@ impl Tracker {
         // By NHS number when both sides have one; else by local id (an
         // expectation from an A03 whose NHS number failed its check, or
         // from a temporary record, still meets the document that has both).
-        let both_nhs = d
-            .patient
-            .nhs_number
-            .as_deref()
-            .filter(|_| o.nhs.with_str(&self.syms, |_| ()).is_some());
+        let both_nhs = d.patient.nhs_number.as_deref().filter(|_| o.nhs.is_known());
         let same_patient = match both_nhs {
             Some(n) => o.nhs.eq_str(&self.syms, n),
             None => d.patient.local_ids.iter().any(|i| {
@@ -319,6 +315,18 @@ impl Tracker {
             return;
         }
         if let Some((slot, method)) = self.find_open_for(&view) {
+            // A document that settled an expectation already, come again (an
+            // MDM T04 of its status changing, a DocumentReference's next
+            // version, a copy to a second recipient) settles nothing more by
+            // patient and window: so taken it settled the patient's next
+            // stay, crediting a summary never sent for it. Named by its
+            // encounter, it settles what it names.
+            if method == MatchMethod::PatientWindow
+                && self.is_duplicate(&super::state::document_key(&doc.id))
+            {
+                self.counters.documents_repeated += 1;
+                return;
+            }
             self.settle(slot, doc, method, &ev.source.message_id, &ev.event_id, fx);
             return;
         }

@@ -300,14 +300,45 @@ impl Tracker {
         }
     }
 
-    /// Whether open slot `s` carries another NHS number than event `ev`:
-    /// visit numbers collide across systems (a PAS and an ED system each
-    /// numbering their own), so an update or a cancellation naming the
-    /// visit is not this patient's.
+    /// Whether open slot `s` is of another patient than event `ev`
+    /// ([`Tracker::patient_differs`]): visit numbers collide across systems
+    /// (a PAS and an ED system each numbering their own), so an update or a
+    /// cancellation naming the visit is not this patient's.
     fn of_another_patient(&self, s: u32, ev: &InterfaceEvent) -> bool {
         self.open
             .get(s)
-            .is_some_and(|o| o.nhs.differs(&self.syms, ev.patient.nhs_number.as_deref()))
+            .is_some_and(|o| self.patient_differs(o, &ev.patient))
+    }
+
+    /// Whether open expectation `o` and a message's `patient` are two
+    /// patients: their NHS numbers differ; or, without an NHS number on
+    /// both sides, they hold hospital numbers of the same issuer and none
+    /// alike (an untraced patient, whose ED visit numbered like another's
+    /// stay, was taken for that patient by the visit number alone). With
+    /// nothing to tell them apart they are taken as one, as before.
+    pub(super) fn patient_differs(&self, o: &Open, patient: &tocsin_event::Patient) -> bool {
+        let theirs = patient.nhs_number.as_deref();
+        if o.nhs.differs(&self.syms, theirs) {
+            return true;
+        }
+        if theirs.is_some() && o.nhs.is_known() {
+            return false;
+        }
+        let mut same_issuer = false;
+        for i in &patient.local_ids {
+            let Some(sys) = self.syms.lookup(&i.system) else {
+                continue;
+            };
+            for (s, v) in o.local_ids(&self.syms) {
+                if s == sys {
+                    if v.eq_str(&i.value) {
+                        return false;
+                    }
+                    same_issuer = true;
+                }
+            }
+        }
+        same_issuer
     }
 
     /// A later message gives open slot `s` another encounter end (the PAS
@@ -487,12 +518,29 @@ impl Tracker {
                 touched = true;
             } else {
                 let had_nhs = o.nhs.with_str(&self.syms, |_| ()).is_some();
+                let retired_local = o
+                    .local_ids(&self.syms)
+                    .any(|(sys, v)| prior_ids.iter().any(|(ps, pv)| *ps == sys && v.eq_str(pv)));
                 if let Some(p) = &m.prior_nhs_number
                     && o.nhs.eq_str(&self.syms, p)
                 {
                     if let Some(n) = &ev.patient.nhs_number {
                         o.nhs = Nhs::new(Some(n), &mut self.syms);
                     }
+                    touched = true;
+                } else if retired_local
+                    && m.prior_nhs_number.is_none()
+                    && let Some(n) = &ev.patient.nhs_number
+                    && !o.nhs.eq_str(&self.syms, n)
+                {
+                    // MRG-1 naming the retired hospital number only (many a
+                    // PAS sends no MRG NHS number): this is the retired
+                    // record, and its NHS number goes with it. (An MRG
+                    // naming another NHS number than this record's leaves
+                    // the number alone: the two disagree on whose it is.) Kept, the
+                    // survivor's summary was refused as another patient's
+                    // and the overdue alert named the retired number.
+                    o.nhs = Nhs::new(Some(n), &mut self.syms);
                     touched = true;
                 } else if !had_nhs && let Some(n) = &ev.patient.nhs_number {
                     // A temporary record without an NHS number merged into
