@@ -124,7 +124,7 @@ impl Ctx<'_> {
         Ok(Draft {
             event_type,
             occurred_at,
-            message_id: standalone_id("Encounter", &v.meta, Some(&v.status)),
+            message_id: encounter_id(&v),
             message_type: "Encounter".into(),
             sending_facility,
             subject,
@@ -386,6 +386,24 @@ pub(crate) fn standalone_id(rtype: &str, meta: &Meta, status: Option<&str>) -> O
         out.push_str(st);
     }
     Some(out)
+}
+
+/// An Encounter's message id: [`standalone_id`], with the end it states
+/// added (`#end=...`) when it has no version. A server that corrects an
+/// Encounter's `period.end` without a `meta.versionId` (optional in FHIR)
+/// sent the same id twice, and the correction was dropped as a duplicate
+/// of the first: the deadline stayed on the wrong end. Sent again
+/// unchanged, it is still a duplicate; a withdrawal keeps its own mark.
+fn encounter_id(v: &EncounterView) -> Option<String> {
+    let mut id = standalone_id("Encounter", &v.meta, Some(&v.status))?;
+    if v.meta.version_id.is_none()
+        && !matches!(v.status.as_str(), "cancelled" | "entered-in-error")
+        && let Some(end) = v.end
+    {
+        id.push_str("#end=");
+        id.push_str(&end.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
+    }
+    Some(id)
 }
 
 /// The first non-empty identifier value.

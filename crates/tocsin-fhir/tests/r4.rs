@@ -16,7 +16,10 @@ fn finished_inpatient_encounter() {
     assert_eq!(e.event_type, EventType::EncounterEnded);
     assert_eq!(e.occurred_at, t("2024-01-15T14:00:00Z"));
     assert_eq!(e.source.format, Format::FhirR4);
-    assert_eq!(e.source.message_id, "Encounter/enc-1");
+    assert_eq!(
+        e.source.message_id,
+        "Encounter/enc-1#end=2024-01-15T14:00:00Z"
+    );
     assert_eq!(e.source.message_type, "Encounter");
     assert_eq!(e.source.sending_facility.as_deref(), Some("RXX"));
     assert_eq!(e.source.sequence, 0);
@@ -142,19 +145,30 @@ fn message_ids_tell_apart_the_versions_that_differ() {
     let withdrawn = edited("r4/encounter-finished-inpatient.json", |v| {
         v["status"] = "entered-in-error".into();
     });
-    assert_eq!(finished.source.message_id, "Encounter/enc-1");
+    assert_eq!(
+        finished.source.message_id,
+        "Encounter/enc-1#end=2024-01-15T14:00:00Z"
+    );
     assert_eq!(withdrawn.event_type, EventType::EncounterCancelled);
     assert_eq!(
         withdrawn.source.message_id,
         "Encounter/enc-1#entered-in-error"
     );
     // A later update of the same resource without a version keeps its id
-    // (as before this form existed, so a resend after an upgrade is still
-    // a duplicate); a repeated end is the tracker's to recognise.
+    // when it states the same end (a repeated end is the tracker's to
+    // recognise), and takes another when it corrects the end: dropped as a
+    // duplicate, the correction never moved the deadline.
     let updated = edited("r4/encounter-finished-inpatient.json", |v| {
         v["meta"]["lastUpdated"] = "2024-01-15T15:00:00.250+01:00".into();
     });
-    assert_eq!(updated.source.message_id, "Encounter/enc-1");
+    assert_eq!(updated.source.message_id, finished.source.message_id);
+    let corrected = edited("r4/encounter-finished-inpatient.json", |v| {
+        v["period"]["end"] = "2024-01-15T20:00:00Z".into();
+    });
+    assert_eq!(
+        corrected.source.message_id,
+        "Encounter/enc-1#end=2024-01-15T20:00:00Z"
+    );
     // One version number for two statuses (the fixtures' letter-1 is
     // current, then entered in error, both as version 1).
     let current = one("r4/documentreference-current-clinic-letter.json");
@@ -655,7 +669,10 @@ fn transaction_gives_one_event_per_tracked_entry_in_order() {
         assert_eq!(e.patient.nhs_number.as_deref(), Some("9434765919"));
         assert_eq!(e.gp_practice.as_deref(), Some("B86001"));
     }
-    assert_eq!(ev[0].source.message_id, "Encounter/enc-9");
+    assert_eq!(
+        ev[0].source.message_id,
+        "Encounter/enc-9#end=2024-01-15T14:00:00Z"
+    );
     assert_eq!(
         ev[1].source.message_id,
         "DocumentReference/letter-9/_history/1"
