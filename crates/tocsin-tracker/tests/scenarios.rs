@@ -1766,6 +1766,73 @@ fn merge_rekeys_open_expectations_and_does_not_cancel() {
     assert_eq!(changed(&fx)[0].status, S::OnTime);
 }
 
+/// The FHIR Encounter of a visit an HL7 A03 opened (its identifier the
+/// visit number) is a repeat of that end, and its reference is learnt: a
+/// DocumentReference naming only `Encounter/enc-500` settles that visit,
+/// not the patient's other stay that ended nearer the document.
+#[test]
+fn a_fhir_encounter_repeating_an_hl7_end_lends_it_its_reference() {
+    let at = |s: &str| t(&format!("2024-01-15T{s}:00Z"));
+    let mut tr = tracker();
+    tr.apply(&end("m1", "V500", K::Inpatient, at("14:00"), NHS));
+    tr.apply(&end("m2", "V501", K::Inpatient, at("20:00"), NHS));
+    let mut fhir = end("f1", "V500", K::Inpatient, at("14:00"), NHS);
+    fhir.source.format = tocsin_event::Format::FhirR4;
+    fhir.encounter.as_mut().unwrap().reference = Some("Encounter/enc-500".into());
+    tr.apply(&fhir);
+    assert_eq!(tr.counters().repeated_ends, 1);
+    let mut d = doc("m3", None, D::DischargeSummary, at("21:00"), Some(NHS));
+    d.encounter = Some(tocsin_event::Encounter {
+        reference: Some("Encounter/enc-500".into()),
+        ..Default::default()
+    });
+    let fx = tr.apply(&d);
+    let settled = &changed(&fx)[0];
+    assert_eq!(settled.encounter.id.as_deref(), Some("V500"), "{fx:?}");
+    assert_eq!(
+        settled.settlement.as_ref().unwrap().matched_by,
+        MatchMethod::FhirReference
+    );
+}
+
+/// An unverified patient discharged under a hospital number alone, then
+/// traced: the A31 carrying the NHS number beside the hospital number gives
+/// the open expectation the number, and the summary that came under the
+/// NHS number alone (waiting) settles it. Another patient's update, and
+/// one without an NHS number, change nothing.
+#[test]
+fn an_nhs_number_traced_after_discharge_is_learnt_from_an_a31() {
+    let at = |s: &str| t(&format!("2024-01-10T{s}:00Z"));
+    let untraced = |mut e: tocsin_event::InterfaceEvent| {
+        e.patient.nhs_number = None;
+        with_local(e, "RXX", "L100")
+    };
+    let update = |msg: &str, nhs: Option<&str>, local: &str, time: &str| {
+        with_local(
+            base(msg, EventType::EncounterUpdated, at(time), nhs),
+            "RXX",
+            local,
+        )
+    };
+    let mut tr = tracker();
+    tr.apply(&untraced(end("m1", "V1", K::Inpatient, at("10:00"), NHS)));
+    let fx = tr.apply(&doc(
+        "m2",
+        None,
+        D::DischargeSummary,
+        at("12:00"),
+        Some(NHS),
+    ));
+    assert!(changed(&fx).is_empty(), "waits: {fx:?}");
+    assert!(changed(&tr.apply(&update("m3", Some(NHS2), "L999", "12:30"))).is_empty());
+    assert!(changed(&tr.apply(&update("m4", None, "L100", "12:40"))).is_empty());
+    let fx = tr.apply(&update("m5", Some(NHS), "L100", "13:00"));
+    let last = changed(&fx).pop().expect("changed");
+    assert_eq!(last.patient.nhs_number.as_deref(), Some(NHS));
+    assert_eq!(last.status, S::OnTime, "{fx:?}");
+    assert_eq!(tr.counters().nhs_numbers_learnt, 1);
+}
+
 /// An A40 whose MRG-1 names the retired hospital number only (no MRG NHS
 /// number): the retired record's expectation takes the survivor's NHS
 /// number with its hospital number, so the survivor's summary settles it

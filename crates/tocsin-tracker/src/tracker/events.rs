@@ -238,6 +238,28 @@ impl Tracker {
                     continue;
                 }
                 self.counters.repeated_ends += 1;
+                // The FHIR Encounter of a visit the PAS's A03 opened: its
+                // reference is the one FHIR documents name it by. Not
+                // learnt, a DocumentReference naming `Encounter/x` matched
+                // by patient and window, and could settle the patient's
+                // other stay.
+                if let Some(r) = enc.reference.as_deref()
+                    && self
+                        .open
+                        .get(s)
+                        .is_some_and(|o| o.encounter_ref().is_none())
+                {
+                    self.index_open(s, false);
+                    if let Some(o) = self.open.get_mut(s) {
+                        o.learn_encounter_ref(r);
+                    }
+                    self.index_open(s, true);
+                    if fx.wants_unsettled()
+                        && let Some(o) = self.open.get(s)
+                    {
+                        fx.push(Effect::ExpectationChanged(self.materialise(o)));
+                    }
+                }
                 // A FHIR Encounter's later version states its end
                 // (period.end); an HL7 A03 sent again may give only the
                 // time it was recorded (EVN-2), which each resend moves: it
@@ -287,6 +309,7 @@ impl Tracker {
     /// expectations, corrected. Only the end is read: an update's patient
     /// class or site does not re-decide which rules apply.
     pub(super) fn on_encounter_updated(&mut self, ev: &InterfaceEvent, fx: &mut Effects<'_>) {
+        self.on_patient_identified(ev, fx);
         let Some(enc) = &ev.encounter else {
             return;
         };
@@ -297,6 +320,52 @@ impl Tracker {
             if !self.of_another_patient(s, ev) {
                 self.correct_end(s, ended_at, fx);
             }
+        }
+    }
+
+    /// A patient's NHS number come after their discharge (an unverified
+    /// patient traced, then an A31 or A08 carrying the number beside the
+    /// hospital number): the open expectations under that hospital number
+    /// that have no NHS number take it, and a document that came under the
+    /// number alone and waits settles them. Left without it, that summary
+    /// never met its discharge (a false `overdue`) and the alerts went out
+    /// with no NHS number. Nothing else about the patient is changed.
+    pub(super) fn on_patient_identified(&mut self, ev: &InterfaceEvent, fx: &mut Effects<'_>) {
+        let Some(nhs) = ev.patient.nhs_number.as_deref() else {
+            return;
+        };
+        let mut slots: Vec<u32> = Vec::new();
+        for i in &ev.patient.local_ids {
+            slots.extend(self.index.get(local_key(&i.system, &i.value)));
+        }
+        slots.sort_unstable();
+        slots.dedup();
+        for s in slots {
+            // The index is by hash: the slot must hold the id itself.
+            let untraced = self.open.get(s).is_some_and(|o| {
+                !o.nhs.is_known()
+                    && ev.patient.local_ids.iter().any(|i| {
+                        self.syms.lookup(&i.system).is_some_and(|sys| {
+                            o.local_ids(&self.syms)
+                                .any(|(s, v)| s == sys && v.eq_str(&i.value))
+                        })
+                    })
+            });
+            if !untraced {
+                continue;
+            }
+            self.index_open(s, false);
+            if let Some(o) = self.open.get_mut(s) {
+                o.nhs = Nhs::new(Some(nhs), &mut self.syms);
+            }
+            self.index_open(s, true);
+            self.counters.nhs_numbers_learnt += 1;
+            if fx.wants_unsettled()
+                && let Some(o) = self.open.get(s)
+            {
+                fx.push(Effect::ExpectationChanged(self.materialise(o)));
+            }
+            self.settle_from_pending(s, ev.occurred_at, None, fx);
         }
     }
 

@@ -122,6 +122,10 @@ pub struct Counters {
     pub cancellations_unmatched: u64,
     /// Merges that re-keyed at least one open expectation.
     pub merges_applied: u64,
+    /// Open expectations without an NHS number that took one from a later
+    /// message carrying it beside their hospital number (an A31 or A08
+    /// after the patient was traced).
+    pub nhs_numbers_learnt: u64,
     /// Open expectations whose encounter end a later message corrected (an
     /// A08 with another PV1-45, a finished Encounter's later version with
     /// another period.end): their deadline moved.
@@ -156,7 +160,7 @@ impl Counters {
     /// Every counter with its name, for a metric label or a report: the
     /// names are stable (operators' dashboards use them) and carry no
     /// patient data.
-    pub fn named(&self) -> [(&'static str, u64); 21] {
+    pub fn named(&self) -> [(&'static str, u64); 22] {
         // Destructured so that a new counter cannot be left out.
         let Counters {
             duplicates,
@@ -175,6 +179,7 @@ impl Counters {
             acks_unmatched,
             cancellations_unmatched,
             merges_applied,
+            nhs_numbers_learnt,
             ends_corrected,
             visit_collisions,
             deliveries_resent,
@@ -198,6 +203,7 @@ impl Counters {
             ("ack_unmatched", acks_unmatched),
             ("cancellation_unmatched", cancellations_unmatched),
             ("merge_applied", merges_applied),
+            ("nhs_number_learnt", nhs_numbers_learnt),
             ("end_corrected", ends_corrected),
             ("visit_collision", visit_collisions),
             ("delivery_resent", deliveries_resent),
@@ -392,6 +398,7 @@ impl Tracker {
         match event.event_type {
             EventType::EncounterEnded => self.on_encounter_ended(event, fx),
             EventType::EncounterUpdated if tracked => self.on_encounter_updated(event, fx),
+            EventType::EncounterUpdated => self.on_patient_identified(event, fx),
             EventType::EncounterDischargeCancelled | EventType::EncounterCancelled => {
                 self.on_encounter_cancelled(event, fx)
             }

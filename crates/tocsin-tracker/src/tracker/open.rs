@@ -181,6 +181,16 @@ impl Open {
         x.id.get_or_insert(id);
     }
 
+    /// Takes the FHIR reference a later end event names for this
+    /// expectation's encounter. Only for one keyed by its visit number, whose
+    /// id the reference does not change ([`expectation_id_bytes`]).
+    pub(crate) fn learn_encounter_ref(&mut self, reference: &str) {
+        if self.encounter_id.is_some() && self.encounter_ref().is_none() {
+            let x = self.extras.get_or_insert_with(Box::default);
+            x.encounter_ref = Some(CStr::new(reference));
+        }
+    }
+
     pub(crate) fn encounter_ref(&self) -> Option<&CStr> {
         self.extras.as_ref()?.encounter_ref.as_ref()
     }
