@@ -2109,6 +2109,35 @@ fn a_far_future_event_moves_the_clock_only_to_the_ceiling() {
     assert_eq!(tr.clock(), Some(t("2024-01-10T11:55:00Z")));
 }
 
+/// Live, a summary stamped two days ahead (a sender whose clock runs fast)
+/// read before its discharge's deadline: issued by the time it was read,
+/// so on time, issued at the ceiling; before, it was `late` by its stamp.
+#[test]
+fn a_document_stamped_past_the_ceiling_is_issued_at_the_ceiling() {
+    let mut tr = tracker();
+    let now = t("2024-01-10T12:05:00Z");
+    tr.set_ceiling(Some(now));
+    tr.apply(&end(
+        "m1",
+        "V1",
+        K::Inpatient,
+        t("2024-01-10T10:00:00Z"),
+        NHS,
+    ));
+    let fx = tr.apply(&doc(
+        "m2",
+        Some("V1"),
+        D::DischargeSummary,
+        t("2024-01-12T12:00:00Z"),
+        Some(NHS),
+    ));
+    let settled = &changed(&fx)[0];
+    assert_eq!(settled.status, S::OnTime, "{fx:?}");
+    let s = settled.settlement.as_ref().unwrap();
+    assert_eq!((s.issued_at, s.delay_seconds), (now, 2 * 3600 + 300));
+    assert!(kinds(&fx).is_empty(), "{fx:?}");
+}
+
 /// A discharge whose year was mistyped (2025 for 2024) among a day's
 /// traffic: before, it moved the clock a year on, raised `overdue` for
 /// every open expectation and made everything read after it stale (the

@@ -287,6 +287,23 @@ impl Tracker {
             self.counters.documents_missing += 1;
             return;
         };
+        // Live, a document stamped past the ceiling (the wall clock plus
+        // the tolerated skew: a sender whose clock or offset runs ahead)
+        // was issued by the time it was read: judged by its stamp, a
+        // summary received before its deadline was `late`. It is issued at
+        // the ceiling (the clock already moved only that far, and counted
+        // it as future_event_capped).
+        let capped;
+        let doc = match self.ceiling {
+            Some(c) if ms(doc.issued_at) > c => {
+                capped = Document {
+                    issued_at: super::open::from_ms(c),
+                    ..doc.clone()
+                };
+                &capped
+            }
+            _ => doc,
+        };
         // A kind no rule expects can settle nothing: kept waiting, a lab
         // feed's text results (thousands a day) filled the pending store
         // for the whole pending horizon.
