@@ -512,6 +512,27 @@ async fn the_pending_gauge_counts_what_the_broker_refuses_or_cannot_take() {
     let world = World::sqlite("pending-gauge", Tuning::default()).await;
     let mut gateway = five_refused(&world).await;
     wait_gauge(&mut gateway, "tocsin_outbox_pending", 5).await;
+    // Refusals are counted by message, as confirmations are: each refused
+    // round (the four events, or all five) counts four or five, where a
+    // round was counted as one. The rounds logged so far are read first, so
+    // the count read after covers at least them.
+    let rounds = gateway
+        .log_messages("publishing from the outbox failed")
+        .len() as u64;
+    assert!(rounds >= 1, "{}", gateway.log());
+    let metrics = gateway
+        .fetch("/metrics")
+        .map(|(_, m)| m)
+        .unwrap_or_default();
+    let failed: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with("tocsin_deliveries_total{result=\"amqp_failed\"}"))
+        .and_then(|l| l.split_whitespace().last()?.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        failed >= 4 * rounds,
+        "amqp_failed {failed} after {rounds} rounds"
+    );
 
     // The broker goes away: the gauge keeps saying what waits.
     broker_away(&world, &mut gateway).await;

@@ -242,7 +242,11 @@ impl Relay {
             let outcomes = match publisher.publish_each_confirmed(&messages).await {
                 Ok(o) => o,
                 Err(error) => {
-                    OutboxPublishFailed { error: &error }.emit(&self.metrics);
+                    OutboxPublishFailed {
+                        error: &error,
+                        messages: messages.len(),
+                    }
+                    .emit(&self.metrics);
                     // The link is gone, and with it the relay until the
                     // broker is back: the gauge must say what waits
                     // meanwhile, commits since the last confirmed round
@@ -253,16 +257,22 @@ impl Relay {
             };
             let mut confirmed = Vec::with_capacity(seqs.len());
             let mut refused = None;
+            let mut refusals = 0;
             for (seq, outcome) in seqs.into_iter().zip(outcomes) {
                 match outcome {
                     Ok(()) => confirmed.push(seq),
                     Err(error) => {
+                        refusals += 1;
                         refused.get_or_insert(error);
                     }
                 }
             }
             if let Some(error) = &refused {
-                OutboxPublishFailed { error }.emit(&self.metrics);
+                OutboxPublishFailed {
+                    error,
+                    messages: refusals,
+                }
+                .emit(&self.metrics);
                 self.back_off();
             } else {
                 self.hold = None;

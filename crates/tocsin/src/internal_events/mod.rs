@@ -375,15 +375,26 @@ impl StoppedWithoutBroker<'_> {
 
 /// Publishing from the outbox failed; it will be retried.
 pub struct OutboxPublishFailed<'a> {
-    /// The error (the URL in it is redacted).
+    /// The error (the URL in it is redacted): the first refusal's, or the
+    /// lost link's.
     pub error: &'a tocsin_amqp::AmqpError,
+    /// How many messages of the round were not confirmed: counted as
+    /// `amqp_failed` one by one, as `amqp_confirmed` counts them, so that a
+    /// refusal rate can be taken (a round of 1,000 refused counted 1).
+    pub messages: usize,
 }
 
 impl OutboxPublishFailed<'_> {
     /// Logs and counts it.
     pub fn emit(self, m: &Metrics) {
-        tracing::warn!(error = %self.error, "publishing from the outbox failed; will retry");
-        m.deliveries.with_label_values(&["amqp_failed"]).inc();
+        tracing::warn!(
+            error = %self.error,
+            messages = self.messages,
+            "publishing from the outbox failed; will retry"
+        );
+        m.deliveries
+            .with_label_values(&["amqp_failed"])
+            .inc_by(self.messages as u64);
     }
 }
 
