@@ -10,7 +10,9 @@ use thiserror::Error;
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum FhirError {
     /// The input is larger than `max_resource_bytes`.
-    #[error("FHIR resource of {size} bytes exceeds the limit of {limit} bytes")]
+    #[error(
+        "FHIR resource of {size} bytes exceeds the limit of {limit} bytes ([fhir] max_resource_bytes)"
+    )]
     Oversized {
         /// Size of the input.
         size: usize,

@@ -8,7 +8,9 @@
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Hl7Error {
     /// Larger than `max_message_bytes`.
-    #[error("message is {size} bytes, over the configured limit of {limit} bytes")]
+    #[error(
+        "message is {size} bytes, over the configured limit of {limit} bytes ([hl7] max_message_bytes)"
+    )]
     Oversized {
         /// Size of the message in bytes.
         size: usize,

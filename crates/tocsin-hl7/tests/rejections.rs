@@ -81,7 +81,7 @@ fn oversized_beyond_the_configured_limit() {
     assert_eq!(
         e.to_string(),
         format!(
-            "message is {} bytes, over the configured limit of 100 bytes",
+            "message is {} bytes, over the configured limit of 100 bytes ([hl7] max_message_bytes)",
             bytes.len()
         )
     );

@@ -9,7 +9,9 @@ pub enum IngestError {
     #[error("the input is empty")]
     Empty,
     /// The input is larger than the configured limit.
-    #[error("the input is {size} bytes, over the configured limit of {limit} bytes")]
+    #[error(
+        "the input is {size} bytes, over the configured limit of {limit} bytes ([ingest] max_input_bytes)"
+    )]
     Oversized {
         /// Size of the input in bytes.
         size: usize,

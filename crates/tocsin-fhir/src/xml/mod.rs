@@ -58,7 +58,7 @@ fn declared_prefix(key: &str) -> Option<Option<&str>> {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum XmlError {
     /// Larger than `xml_max_bytes`.
-    #[error("FHIR XML of {size} bytes exceeds the limit of {limit} bytes")]
+    #[error("FHIR XML of {size} bytes exceeds the limit of {limit} bytes ([fhir] xml_max_bytes)")]
     Oversized {
         /// Size of the input.
         size: usize,
