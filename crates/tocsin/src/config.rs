@@ -453,6 +453,29 @@ impl Config {
                 message: "[store] housekeeping_every must be at least 1s".into(),
             });
         }
+        // Valid numbers that can never work: each refused here rather than
+        // found in production.
+        let t = &config.tracker;
+        let never = if config.ingest.max_input_bytes == 0 {
+            Some("[ingest] max_input_bytes must be at least 1 (0 refuses every input)".to_string())
+        } else if config.http.api_max_limit == 0 {
+            Some("[http] api_max_limit must be at least 1 (a page of nothing)".to_string())
+        } else if t.duplicate_horizon.as_secs() < t.allowed_lateness.as_secs() {
+            Some(format!(
+                "[tracker] duplicate_horizon ({}) must be at least allowed_lateness ({}): an \
+                 input more than the horizon behind the clock is ignored as stale, so every \
+                 input read out of order would be",
+                t.duplicate_horizon, t.allowed_lateness
+            ))
+        } else {
+            None
+        };
+        if let Some(message) = never {
+            return Err(ConfigError::Invalid {
+                path: config.origin.clone(),
+                message,
+            });
+        }
         Ok(config)
     }
 

@@ -128,6 +128,31 @@ fn check_config_accepts_the_shipped_configuration_and_names_the_line_of_a_bad_on
         stderr.contains("tocsin.toml") && stderr.contains("line"),
         "{stderr}"
     );
+    // Numbers that parse but can never work are refused, each named.
+    for (from, to, says) in [
+        (
+            "max_input_bytes = 67108864",
+            "max_input_bytes = 0",
+            "[ingest] max_input_bytes must be at least 1",
+        ),
+        (
+            "api_max_limit = 1000",
+            "api_max_limit = 0",
+            "[http] api_max_limit must be at least 1",
+        ),
+        (
+            "duplicate_horizon = \"30d\"",
+            "duplicate_horizon = \"0s\"",
+            "[tracker] duplicate_horizon (0s) must be at least allowed_lateness (5m)",
+        ),
+    ] {
+        assert!(text.contains(from), "{from}");
+        std::fs::write(&bad, text.replace(from, to)).unwrap();
+        let out = tocsin(&["check-config", "--config", bad.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{to}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{to}: {stderr}");
+    }
     // A file it names that cannot be read is blamed on the key naming it.
     std::fs::write(
         &bad,
