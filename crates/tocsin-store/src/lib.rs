@@ -111,7 +111,19 @@ pub trait Store: Send {
 
     /// Up to `limit` messages not yet confirmed by the broker, in commit
     /// (`seq`) order.
-    fn outbox_pending(&mut self, limit: usize) -> Result<Vec<PendingOutbox>, StoreError>;
+    fn outbox_pending(&mut self, limit: usize) -> Result<Vec<PendingOutbox>, StoreError> {
+        self.outbox_pending_except(limit, &[])
+    }
+
+    /// As [`Store::outbox_pending`], leaving out the messages for
+    /// `exchanges`: the relay skips an exchange the broker is refusing (a
+    /// subscriber's queue at its length limit), so that what waits for it
+    /// does not hold back the others' (alerts behind events).
+    fn outbox_pending_except(
+        &mut self,
+        limit: usize,
+        exchanges: &[String],
+    ) -> Result<Vec<PendingOutbox>, StoreError>;
 
     /// Marks messages as confirmed by the broker: they are not returned by
     /// [`Store::outbox_pending`] again. Published rows are kept (their ids

@@ -740,16 +740,24 @@ impl Store for PostgresStore {
         })
     }
 
-    fn outbox_pending(&mut self, limit: usize) -> Result<Vec<PendingOutbox>, StoreError> {
+    fn outbox_pending_except(
+        &mut self,
+        limit: usize,
+        exchanges: &[String],
+    ) -> Result<Vec<PendingOutbox>, StoreError> {
         let limit = check_limit(limit)?;
         self.with_conn(|c| {
             let st = prepare(
                 &mut c.client,
                 &mut c.statements,
                 "SELECT seq, id, exchange, routing_key, content_type, body FROM outbox \
-                 WHERE published_at IS NULL ORDER BY seq LIMIT $1",
+                 WHERE published_at IS NULL AND exchange <> ALL($2::text[]) \
+                 ORDER BY seq LIMIT $1",
             )?;
-            let found_rows = c.client.query(&st, &[&limit]).map_err(pg("query outbox"))?;
+            let found_rows = c
+                .client
+                .query(&st, &[&limit, &exchanges])
+                .map_err(pg("query outbox"))?;
             Ok(found_rows
                 .iter()
                 .map(|r| PendingOutbox {

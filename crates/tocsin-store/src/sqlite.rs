@@ -582,17 +582,28 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn outbox_pending(&mut self, limit: usize) -> Result<Vec<PendingOutbox>, StoreError> {
+    fn outbox_pending_except(
+        &mut self,
+        limit: usize,
+        exchanges: &[String],
+    ) -> Result<Vec<PendingOutbox>, StoreError> {
         let limit = check_limit(limit)?;
+        // One placeholder an exchange left out (one or two at most).
+        let except: String = (0..exchanges.len())
+            .map(|i| format!(" AND exchange <> ?{}", i + 2))
+            .collect();
         let mut st = self
             .conn
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "SELECT seq, id, exchange, routing_key, content_type, body FROM outbox \
-                 WHERE published_at IS NULL ORDER BY seq LIMIT ?1",
-            )
+                 WHERE published_at IS NULL{except} ORDER BY seq LIMIT ?1"
+            ))
             .map_err(sq("prepare"))?;
+        let params: Vec<&dyn rusqlite::ToSql> = std::iter::once(&limit as &dyn rusqlite::ToSql)
+            .chain(exchanges.iter().map(|e| e as &dyn rusqlite::ToSql))
+            .collect();
         let mapped = st
-            .query_map([limit], |r| {
+            .query_map(params.as_slice(), |r| {
                 Ok(PendingOutbox {
                     seq: r.get(0)?,
                     message: OutboxMessage {

@@ -408,6 +408,46 @@ fn outbox_is_read_in_commit_order_and_marked_published(b: &dyn Backend) {
     }
     let first_two = store.outbox_pending(2).unwrap();
     assert_eq!(first_two, pending[..2].to_vec(), "limit");
+    // Left out by exchange: those for a refusing exchange are skipped, the
+    // rest come in order, within the limit.
+    let mut events = message("m-ev");
+    events.exchange = "tocsin.events".into();
+    let mut other = message("m-ev2");
+    other.exchange = "tocsin.events".into();
+    store
+        .commit(&Batch {
+            outbox: vec![events, other],
+            ..Default::default()
+        })
+        .unwrap();
+    let ids_of = |p: Vec<tocsin_store::PendingOutbox>| -> Vec<String> {
+        p.into_iter().map(|p| p.message.id).collect()
+    };
+    let skip_alerts = ["tocsin.alerts".to_string()];
+    assert_eq!(
+        ids_of(store.outbox_pending_except(100, &skip_alerts).unwrap()),
+        ["m-ev", "m-ev2"],
+        "{}",
+        b.name()
+    );
+    let skip_both = [skip_alerts[0].clone(), "tocsin.events".to_string()];
+    assert!(
+        store
+            .outbox_pending_except(100, &skip_both)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        ids_of(store.outbox_pending_except(1, &["nope".into()]).unwrap()),
+        ["m-c"]
+    );
+    let marking: Vec<i64> = store
+        .outbox_pending_except(100, &skip_alerts)
+        .unwrap()
+        .iter()
+        .map(|p| p.seq)
+        .collect();
+    store.outbox_mark_published(&marking).unwrap();
 
     store
         .outbox_mark_published(&[pending[0].seq, pending[2].seq])

@@ -3,6 +3,7 @@
 //! confirms overlaps with consuming the next batches instead of holding them
 //! up.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use tocsin_amqp::{OutgoingMessage, Publisher};
@@ -41,6 +42,12 @@ pub struct Relay {
     /// Outbox rows the broker confirmed whose marking failed (the store
     /// briefly away): marked before anything is published again.
     unmarked: Vec<i64>,
+    /// Exchanges the broker refused messages for (a subscriber's queue at
+    /// its length limit with `reject-publish`): not published to before
+    /// the instant, and the wait after the next refusal. Their messages
+    /// are skipped meanwhile, so that events refused by one subscriber's
+    /// queue do not hold back the alerts behind them.
+    refusing: HashMap<String, (Instant, Duration)>,
 }
 
 enum Command {
@@ -115,6 +122,7 @@ impl Relay {
             hold: None,
             delay: OUTBOX_RETRY_MIN,
             unmarked: Vec::new(),
+            refusing: HashMap::new(),
         }
     }
 
@@ -136,7 +144,7 @@ impl Relay {
             return (self, Err(e));
         }
         loop {
-            let command = match self.hold {
+            let command = match self.next_try() {
                 Some(until) => tokio::select! {
                     c = rx.recv() => c,
                     () = tokio::time::sleep_until(until.into()) => Some(Command::Wake),
@@ -155,6 +163,7 @@ impl Relay {
                 Some(Command::Wake) => self.flush(&publisher).await,
                 Some(Command::Drain(reply)) => {
                     self.hold = None;
+                    self.refusing.clear();
                     let result = self.flush(&publisher).await;
                     // A flush that met a refusal or a store failure returns
                     // Ok (it waits and tries again); a drain must say that
@@ -177,8 +186,10 @@ impl Relay {
     /// Publishes everything pending in the outbox with confirms, marking
     /// published what the broker confirmed. What it refused (nacked, say a
     /// bound queue at its length limit with `reject-publish`) stays pending
-    /// and is tried again after a growing wait, while consuming goes on: a
-    /// refusing broker delays publishing but never wedges the gateway. An
+    /// and its exchange is tried again after a growing wait, its messages
+    /// skipped meanwhile so that the other exchange's go (alerts are not
+    /// held behind refused events), while consuming goes on: a refusing
+    /// broker delays publishing but never wedges the gateway. An
     /// error is a lost link. Each round ends by counting what is left into
     /// `tocsin_outbox_pending`, whether the broker confirmed all of it, part
     /// of it, none of it, or the link went (only a store that fails leaves
@@ -196,15 +207,28 @@ impl Relay {
             return Ok(());
         }
         loop {
+            let now = Instant::now();
+            let skip: Vec<String> = self
+                .refusing
+                .iter()
+                .filter(|(_, (until, _))| *until > now)
+                .map(|(exchange, _)| exchange.clone())
+                .collect();
+            let skipping = !skip.is_empty();
             let metrics = self.metrics.clone();
             let read = self
                 .store
                 .call(move |s| {
-                    let pending = s.outbox_pending(OUTBOX_ROUND)?;
+                    let pending = s.outbox_pending_except(OUTBOX_ROUND, &skip)?;
                     // Set under the store's lock, as every count is (see
-                    // `count_pending`).
+                    // `count_pending`); with exchanges skipped, what waits
+                    // for them is counted.
                     if pending.is_empty() {
-                        OutboxCounted { pending: 0 }.emit(&metrics);
+                        if skipping {
+                            count_pending(s, &metrics)?;
+                        } else {
+                            OutboxCounted { pending: 0 }.emit(&metrics);
+                        }
                     }
                     Ok(pending)
                 })
@@ -224,9 +248,16 @@ impl Relay {
             if pending.is_empty() {
                 self.hold = None;
                 self.delay = OUTBOX_RETRY_MIN;
+                // An exchange whose hold has ended was read with the rest
+                // and has nothing waiting: no longer held (else its past
+                // hold would wake the relay at once, again and again).
+                self.refusing.retain(|_, (until, _)| *until > now);
                 return Ok(());
             }
-            let seqs: Vec<i64> = pending.iter().map(|p| p.seq).collect();
+            let seqs: Vec<(i64, String)> = pending
+                .iter()
+                .map(|p| (p.seq, p.message.exchange.clone()))
+                .collect();
             let messages: Vec<OutgoingMessage> = pending
                 .into_iter()
                 .map(|p| OutgoingMessage {
@@ -258,13 +289,30 @@ impl Relay {
             let mut confirmed = Vec::with_capacity(seqs.len());
             let mut refused = None;
             let mut refusals = 0;
-            for (seq, outcome) in seqs.into_iter().zip(outcomes) {
+            let mut refused_exchanges: Vec<String> = Vec::new();
+            let mut taking: Vec<String> = Vec::new();
+            for ((seq, exchange), outcome) in seqs.into_iter().zip(outcomes) {
                 match outcome {
-                    Ok(()) => confirmed.push(seq),
+                    Ok(()) => {
+                        confirmed.push(seq);
+                        if !taking.contains(&exchange) {
+                            taking.push(exchange);
+                        }
+                    }
                     Err(error) => {
                         refusals += 1;
                         refused.get_or_insert(error);
+                        if !refused_exchanges.contains(&exchange) {
+                            refused_exchanges.push(exchange);
+                        }
                     }
+                }
+            }
+            self.hold = None;
+            self.delay = OUTBOX_RETRY_MIN;
+            for exchange in &taking {
+                if !refused_exchanges.contains(exchange) {
+                    self.refusing.remove(exchange);
                 }
             }
             if let Some(error) = &refused {
@@ -273,17 +321,15 @@ impl Relay {
                     messages: refusals,
                 }
                 .emit(&self.metrics);
-                self.back_off();
-            } else {
-                self.hold = None;
-                self.delay = OUTBOX_RETRY_MIN;
+                for exchange in refused_exchanges {
+                    self.hold_exchange(exchange);
+                }
             }
             if confirmed.is_empty() {
-                // The broker refused the whole round: the backlog
-                // `TocsinOutboxBacklog` is there to see, so it is counted
-                // here too, not only after rounds the broker confirmed.
-                self.count().await;
-                return Ok(());
+                // The broker refused the whole round: its exchanges are
+                // held, and the next round reads past them (the outbox is
+                // counted when nothing else is left to try).
+                continue;
             }
             let count = confirmed.len();
             let marking = confirmed.clone();
@@ -302,11 +348,7 @@ impl Relay {
                 })
                 .await;
             match marked {
-                Ok(()) => {
-                    if refused.is_some() {
-                        return Ok(());
-                    }
-                }
+                Ok(()) => {}
                 Err(error) => {
                     // Not counted: the store that just failed would fail
                     // the count too, and the rows are still pending in it,
@@ -379,6 +421,29 @@ impl Relay {
                 false
             }
         }
+    }
+
+    /// Holds publishing to an exchange the broker refused for its current
+    /// wait (the first [`OUTBOX_RETRY_MIN`]), then tries it again by
+    /// itself; its next wait is twice as long, up to [`OUTBOX_RETRY_MAX`].
+    fn hold_exchange(&mut self, exchange: String) {
+        let now = Instant::now();
+        let (until, delay) = self
+            .refusing
+            .entry(exchange)
+            .or_insert((now, OUTBOX_RETRY_MIN));
+        *until = now + *delay;
+        *delay = (*delay * 2).min(OUTBOX_RETRY_MAX);
+    }
+
+    /// When the relay should try again by itself: after a store failure's
+    /// hold, or when the first refusing exchange's hold ends.
+    fn next_try(&self) -> Option<Instant> {
+        self.refusing
+            .values()
+            .map(|(until, _)| *until)
+            .chain(self.hold)
+            .min()
     }
 
     /// Holds publishing for the current wait, then tries again by itself;
