@@ -165,12 +165,7 @@ impl Tracker {
         let both_nhs = d.patient.nhs_number.as_deref().filter(|_| o.nhs.is_known());
         let same_patient = match both_nhs {
             Some(n) => o.nhs.eq_str(&self.syms, n),
-            None => d.patient.local_ids.iter().any(|i| {
-                self.syms.lookup(&i.system).is_some_and(|sys| {
-                    o.local_ids(&self.syms)
-                        .any(|(s, v)| s == sys && v.eq_str(&i.value))
-                })
-            }),
+            None => self.shares_local_id(o, d.patient),
         };
         same_patient.then_some(MatchMethod::PatientWindow)
     }

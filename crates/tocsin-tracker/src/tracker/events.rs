@@ -342,15 +342,10 @@ impl Tracker {
         slots.dedup();
         for s in slots {
             // The index is by hash: the slot must hold the id itself.
-            let untraced = self.open.get(s).is_some_and(|o| {
-                !o.nhs.is_known()
-                    && ev.patient.local_ids.iter().any(|i| {
-                        self.syms.lookup(&i.system).is_some_and(|sys| {
-                            o.local_ids(&self.syms)
-                                .any(|(s, v)| s == sys && v.eq_str(&i.value))
-                        })
-                    })
-            });
+            let untraced = self
+                .open
+                .get(s)
+                .is_some_and(|o| !o.nhs.is_known() && self.shares_local_id(o, &ev.patient));
             if !untraced {
                 continue;
             }
@@ -377,6 +372,17 @@ impl Tracker {
         self.open
             .get(s)
             .is_some_and(|o| self.patient_differs(o, &ev.patient))
+    }
+
+    /// Whether open expectation `o` holds one of `patient`'s hospital
+    /// numbers (the same issuer and value).
+    pub(super) fn shares_local_id(&self, o: &Open, patient: &tocsin_event::Patient) -> bool {
+        patient.local_ids.iter().any(|i| {
+            self.syms.lookup(&i.system).is_some_and(|sys| {
+                o.local_ids(&self.syms)
+                    .any(|(s, v)| s == sys && v.eq_str(&i.value))
+            })
+        })
     }
 
     /// Whether open expectation `o` and a message's `patient` are two
