@@ -592,7 +592,7 @@ impl Tracker {
                 o.set_gp_practice(ev.gp_practice.as_deref(), &mut self.syms);
                 touched = true;
             } else {
-                let had_nhs = o.nhs.with_str(&self.syms, |_| ()).is_some();
+                let had_nhs = o.nhs.is_known();
                 let retired_local = o
                     .local_ids(&self.syms)
                     .any(|(sys, v)| prior_ids.iter().any(|(ps, pv)| *ps == sys && v.eq_str(pv)));
