@@ -20,7 +20,8 @@ pub enum AlertKind {
     Overdue,
     /// The document came, after its deadline.
     Late,
-    /// A document settled an expectation for which `overdue` was raised.
+    /// A document settled an expectation for which `overdue` (or the
+    /// `due_soon` warning) was raised: stop chasing it.
     Resolved,
     /// The recipient refused the transmission, or it failed.
     DeliveryFailed,

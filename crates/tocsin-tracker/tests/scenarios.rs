@@ -2000,6 +2000,70 @@ fn due_soon_warns_before_the_deadline() {
     );
 }
 
+/// A summary that comes on time after the `due_soon` warning raises
+/// `resolved` (with its document and delay), stamped no earlier than the
+/// warning, so that a team chasing warnings can stop; one that comes
+/// before the warning raises nothing, as before.
+#[test]
+fn a_document_after_due_soon_raises_resolved_once() {
+    let discharged = || {
+        let mut tr = warning_tracker();
+        tr.apply(&end(
+            "m1",
+            "V1",
+            K::Inpatient,
+            t("2024-01-10T10:00:00Z"),
+            NHS,
+        ));
+        tr
+    };
+    let mut tr = discharged();
+    let warned = alerts(&tr.advance_to(t("2024-01-11T07:00:00Z")));
+    assert_eq!(warned.len(), 1);
+    let fx = tr.apply(&doc(
+        "m2",
+        Some("V1"),
+        D::DischargeSummary,
+        t("2024-01-11T08:00:00Z"),
+        Some(NHS),
+    ));
+    let a = alerts(&fx);
+    assert_eq!(kinds(&fx), vec![A::Resolved], "{fx:?}");
+    assert_eq!(a[0].expectation_id, warned[0].expectation_id);
+    assert_eq!(a[0].raised_at, t("2024-01-11T08:00:00Z"));
+    assert_eq!(a[0].delay_seconds, Some(22 * 3600));
+    assert_eq!(a[0].document.as_ref().unwrap().id, "DOC-m2");
+    let exp = changed(&fx).pop().unwrap();
+    assert_eq!(exp.status, S::OnTime);
+    assert_eq!(exp.alerts_raised, [A::DueSoon, A::Resolved]);
+
+    // Stamped before the warning but read after it: raised at the warning.
+    let mut tr = discharged();
+    tr.advance_to(t("2024-01-11T07:00:00Z"));
+    let fx = tr.apply(&doc(
+        "m2",
+        Some("V1"),
+        D::DischargeSummary,
+        t("2024-01-11T05:00:00Z"),
+        Some(NHS),
+    ));
+    let a = alerts(&fx);
+    assert_eq!(kinds(&fx), vec![A::Resolved]);
+    assert_eq!(a[0].raised_at, t("2024-01-11T06:00:00Z"));
+
+    // Before the warning: no alert at all, and none later.
+    let mut tr = discharged();
+    let fx = tr.apply(&doc(
+        "m2",
+        Some("V1"),
+        D::DischargeSummary,
+        t("2024-01-11T05:00:00Z"),
+        Some(NHS),
+    ));
+    assert!(kinds(&fx).is_empty(), "{fx:?}");
+    assert!(kinds(&tr.advance_to(t("2024-01-13T00:00:00Z"))).is_empty());
+}
+
 /// A discharge before the earliest rule came into force (an archive from
 /// 2016) makes no expectation, and is counted `end_without_rule` rather
 /// than passing without a word; one of a kind no rule covers is not

@@ -602,6 +602,10 @@ impl Tracker {
             self.remember_seen(super::state::settled_key(&derived), seen_at, fx);
         }
         let was_overdue = o.overdue();
+        // Subscribers told to chase the document (`overdue`, or the
+        // `due_soon` warning) hear that it came, as `cancelled` tells them
+        // when it is no longer owed.
+        let chased = was_overdue || o.raised(AlertKind::DueSoon);
         let mut exp = self.materialise(&o);
         let issued_at = doc.issued_at;
         let delay = (issued_at - exp.encounter.ended_at).num_seconds();
@@ -623,14 +627,19 @@ impl Tracker {
         if exp.status == ExpectationStatus::Late {
             kinds.push(AlertKind::Late);
         }
-        if was_overdue {
+        if chased {
             kinds.push(AlertKind::Resolved);
         }
         kinds.retain(|k| !exp.alerts_raised.contains(k));
         exp.alerts_raised.extend(kinds.iter().copied());
-        // When the document settled it (never before the deadline it missed):
+        // When the document settled it, never before the alert it answers
+        // (the deadline it missed, or the warning point it came after):
         // independent of when the input was read.
-        let raised_at = issued_at.max(exp.deadline);
+        let told = match exp.due_soon_at {
+            Some(warned) if !was_overdue => warned,
+            _ => exp.deadline,
+        };
+        let raised_at = issued_at.max(told);
         let adoc = AlertDocument {
             id: doc.id.clone(),
             issued_at,
