@@ -30,26 +30,7 @@ impl Ctx<'_, '_> {
         match parse_noting(&raw, self.cfg.timezone) {
             Ok((t, None)) => Some(t),
             Ok((t, Some(change))) => {
-                // Taken, and said: the sender's clock may have meant the
-                // other reading (an hour either way).
-                let location = format!("{}-{field}", seg.name());
-                let guess = match change {
-                    ClockChange::Repeated => {
-                        "falls in the hour the clocks repeat when summer time ends: \
-                         the first pass (summer time) is taken"
-                    }
-                    ClockChange::Missing => {
-                        "falls in the hour the clocks skip when summer time starts: \
-                         it is read with the offset before the change, an hour later \
-                         on the clock"
-                    }
-                };
-                self.warn(
-                    WarningCode::BadTimestamp,
-                    format!("local time in {location} {guess}; send an offset to be exact"),
-                    Some(raw.into_owned()),
-                    location,
-                );
+                self.clock_change(change, format!("{}-{field}", seg.name()), raw.into_owned());
                 Some(t)
             }
             Err(e) => {
@@ -63,6 +44,29 @@ impl Ctx<'_, '_> {
                 None
             }
         }
+    }
+
+    /// Warns that a local time without offset fell in a clock change's
+    /// hour: taken, and said, since the sender's clock may have meant the
+    /// other reading (an hour either way).
+    pub(crate) fn clock_change(&mut self, change: ClockChange, location: String, raw: String) {
+        let guess = match change {
+            ClockChange::Repeated => {
+                "falls in the hour the clocks repeat when summer time ends: \
+                 the first pass (summer time) is taken"
+            }
+            ClockChange::Missing => {
+                "falls in the hour the clocks skip when summer time starts: \
+                 it is read with the offset before the change, an hour later \
+                 on the clock"
+            }
+        };
+        self.warn(
+            WarningCode::BadTimestamp,
+            format!("local time in {location} {guess}; send an offset to be exact"),
+            Some(raw),
+            location,
+        );
     }
 
     /// Records a tolerated problem.

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::message::Parsed;
-use crate::time::parse_timestamp;
+use crate::time::{ClockChange, parse_noting};
 use crate::{Hl7Config, Hl7Error};
 
 /// Highest MSH field tocsin requires to be present (MSH-12, the version).
@@ -21,6 +21,9 @@ pub(crate) struct Header {
     pub message_id: String,
     /// MSH-7.
     pub sent_at: DateTime<Utc>,
+    /// MSH-7 as sent, with the clock change it fell in when it gave no
+    /// offset: the time taken is a guess, to be warned of.
+    pub sent_at_guess: Option<(String, ClockChange)>,
     /// MSH-4.1.
     pub sending_facility: Option<String>,
     /// MSH-3.1.
@@ -75,17 +78,19 @@ impl Header {
         };
         let message_id = msh.value(10).ok_or_else(|| missing("MSH-10"))?.into_owned();
         let raw_time = msh.value(7).ok_or_else(|| missing("MSH-7"))?;
-        let sent_at =
-            parse_timestamp(&raw_time, cfg.timezone).map_err(|e| Hl7Error::BadTimestamp {
+        let (sent_at, change) =
+            parse_noting(&raw_time, cfg.timezone).map_err(|e| Hl7Error::BadTimestamp {
                 location: "MSH-7".to_owned(),
                 reason: e.to_string(),
             })?;
+        let sent_at_guess = change.map(|c| (raw_time.into_owned(), c));
         Ok(Self {
             code,
             trigger,
             message_type,
             message_id,
             sent_at,
+            sent_at_guess,
             sending_facility: msh.value(4).map(|v| v.into_owned()),
             sending_application: msh.value(3).map(|v| v.into_owned()),
             receiving_facility: msh.value(6).map(|v| v.into_owned()),

@@ -35,6 +35,10 @@ pub fn normalise_message(msg: &[u8], cfg: &Hl7Config) -> Result<InterfaceEvent, 
     if matches!(text, std::borrow::Cow::Owned(_)) {
         latin1_read(&mut ctx);
     }
+    // MSH-7 is a document's issue time and many messages' event time.
+    if let Some((raw, change)) = ctx.header.sent_at_guess.take() {
+        ctx.clock_change(change, "MSH-7".to_owned(), raw);
+    }
     let code = ctx.header.code.clone();
     let trigger = ctx.header.trigger.clone();
     check_required_segments(&ctx, &code, &trigger)?;

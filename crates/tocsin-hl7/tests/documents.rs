@@ -298,3 +298,32 @@ fn acknowledgements() {
         assert_eq!(ev.event_type, EventType::DeliveryFailed, "{trigger}");
     }
 }
+
+/// A summary's MSH-7 (its issue time, by which it is on time or late)
+/// given without an offset in the hour the clocks repeat in October is
+/// read as the first pass, as other fields are, and now warned of at
+/// MSH-7 as they are: before, the guess there was silent.
+#[test]
+fn a_local_msh_7_in_a_clock_change_hour_is_warned_of() {
+    let text = String::from_utf8(common::load("mdm_t02_discharge_summary.hl7")).unwrap();
+    for (local, utc_reading, warned) in [
+        ("20241027013000", "2024-10-27T00:30:00Z", true),
+        ("20241027023000", "2024-10-27T02:30:00Z", false),
+        ("20241027013000+0000", "2024-10-27T01:30:00Z", false),
+    ] {
+        let edited = text.replacen("|20240116093000|", &format!("|{local}|"), 1);
+        let ev = tocsin_hl7::normalise_message(edited.as_bytes(), &Default::default()).unwrap();
+        assert_eq!(ev.document.unwrap().issued_at, utc(utc_reading));
+        let at: Vec<_> = ev
+            .warnings
+            .iter()
+            .filter(|w| w.location.as_deref() == Some("MSH-7"))
+            .collect();
+        assert_eq!(at.len(), usize::from(warned), "{local}: {:?}", ev.warnings);
+        if warned {
+            assert_eq!(at[0].code, WarningCode::BadTimestamp);
+            assert!(at[0].message.contains("repeat"), "{}", at[0].message);
+            assert_eq!(at[0].raw.as_deref(), Some(local));
+        }
+    }
+}
