@@ -237,10 +237,19 @@ impl Generator {
         } else {
             s.discharges += 1;
         }
+        // Owed until its document goes out (it may never: planned missing,
+        // or a message count ends the run first).
+        s.missing += 1;
+    }
+
+    /// Counts a document handed out by the outcome it was planned to have.
+    fn record_document(&mut self, e: &Encounter) {
+        let s = &mut self.stats;
+        s.missing = s.missing.saturating_sub(1);
         match e.outcome {
             Outcome::OnTime => s.on_time += 1,
             Outcome::Late => s.late += 1,
-            Outcome::Missing => s.missing += 1,
+            Outcome::Missing => {}
         }
     }
 
@@ -305,11 +314,13 @@ impl Iterator for Generator {
             self.next_day += 1;
         }
         let Reverse(p) = self.heap.pop()?;
-        // Counted when its end is handed out, not when planned: planning
-        // runs a longest stay ahead, and a run cut short by a message count
-        // reported encounters it never sent.
-        if matches!(p.step, Step::End) {
-            self.record(&p.encounter);
+        // Counted when its end or document is handed out, not when planned:
+        // planning runs a longest stay ahead, and a run cut short by a
+        // message count reported encounters and documents it never sent.
+        match p.step {
+            Step::End => self.record(&p.encounter),
+            Step::Document => self.record_document(&p.encounter),
+            _ => {}
         }
         let (kind, body) = self.render(&p);
         let seq = self.stats.messages;

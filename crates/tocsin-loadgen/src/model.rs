@@ -146,10 +146,11 @@ pub struct Stats {
     pub discharges: u64,
     /// Of those, outpatient attendances.
     pub attendances: u64,
-    /// Documents planned on time.
+    /// Documents handed out on time (by their deadline in the profile).
     pub on_time: u64,
-    /// Documents planned late.
+    /// Documents handed out late.
     pub late: u64,
-    /// Documents planned missing.
+    /// Encounters ended whose document was not handed out: planned
+    /// missing, or not reached before a message count ended the run.
     pub missing: u64,
 }
