@@ -180,15 +180,15 @@ impl Ctx<'_> {
             .or_else(|| c.meta.id.clone())
             .or_else(|| bundle.and_then(|b| b.view.meta.id.clone()))
             .unwrap_or_default();
-        let mut sending_facility = match &c.custodian {
-            Some(r) => self.env.ods_of(r, &cscope)?,
-            None => None,
-        };
+        let mut sending_facility = c
+            .custodian
+            .as_ref()
+            .and_then(|r| self.env.ods_of(r, &cscope, &mut warnings));
         for a in &c.authors {
             if sending_facility.is_some() {
                 break;
             }
-            sending_facility = self.env.ods_of(a, &cscope)?;
+            sending_facility = self.env.ods_of(a, &cscope, &mut warnings);
         }
         Ok(Draft {
             event_type,
@@ -255,10 +255,11 @@ impl Ctx<'_> {
         let message_type = event_code
             .clone()
             .unwrap_or_else(|| "Bundle/message".into());
-        let mut sending_facility = match &mh.sender {
-            Some(s) => self.env.ods_of(s, &scope)?,
-            None => None,
-        };
+        let mut warnings = Vec::new();
+        let mut sending_facility = mh
+            .sender
+            .as_ref()
+            .and_then(|s| self.env.ods_of(s, &scope, &mut warnings));
         // Without a sender, the source endpoint: the ODS code it carries
         // (as for the recipient's destination endpoint), else as sent.
         if sending_facility.is_none() {
@@ -273,6 +274,7 @@ impl Ctx<'_> {
             message_type,
             sending_facility,
             occurred_at: sent_at,
+            warnings,
             ..message_skeleton()
         };
         if let Some((of_message_id, code)) = &mh.response {
@@ -336,7 +338,7 @@ impl Ctx<'_> {
 
     fn document_message(
         &mut self,
-        base: Draft,
+        mut base: Draft,
         kind: DocumentKind,
         mh: &MessageHeaderView,
         sent_at: DateTime<Utc>,
@@ -383,14 +385,19 @@ impl Ctx<'_> {
             _ => None,
         };
         let mut d = match payload {
-            Some(p) => Draft {
-                event_type: p.event_type,
-                subject: p.subject,
-                encounter: p.encounter,
-                document: p.document,
-                warnings: p.warnings,
-                ..base
-            },
+            Some(p) => {
+                // The header's (its sender's), then the payload's, once each.
+                let mut warnings = std::mem::take(&mut base.warnings);
+                crate::subject::add_warnings(&mut warnings, p.warnings);
+                Draft {
+                    event_type: p.event_type,
+                    subject: p.subject,
+                    encounter: p.encounter,
+                    document: p.document,
+                    warnings,
+                    ..base
+                }
+            }
             None => {
                 let mut d = base;
                 d.event_type = EventType::DocumentIssued;
@@ -409,7 +416,7 @@ impl Ctx<'_> {
         };
         let mut recipient = None;
         for r in &mh.receivers {
-            recipient = self.env.ods_of(r, scope)?;
+            recipient = self.env.ods_of(r, scope, &mut d.warnings);
             if recipient.is_some() {
                 break;
             }

@@ -47,7 +47,7 @@ impl Ctx<'_> {
             .message_id
             .unwrap_or_else(|| format!("sha256:{}", self.ids.derive(0)));
         let mut warnings = d.subject.warnings;
-        warnings.extend(d.warnings);
+        crate::subject::add_warnings(&mut warnings, d.warnings);
         self.events.push(InterfaceEvent {
             event_id,
             event_type: d.event_type,
@@ -117,10 +117,10 @@ impl Ctx<'_> {
             scope,
             &format_args!("{}.subject", e.loc),
         )?;
-        let sending_facility = match &v.service_provider {
-            Some(sp) => self.env.ods_of(sp, scope)?,
-            None => None,
-        };
+        let sending_facility = v
+            .service_provider
+            .as_ref()
+            .and_then(|sp| self.env.ods_of(sp, scope, &mut warnings));
         Ok(Draft {
             event_type,
             occurred_at,
@@ -218,10 +218,10 @@ impl Ctx<'_> {
         let doc_id = first_value(v.master_identifier.iter().chain(&v.identifiers))
             .or_else(|| v.meta.id.clone())
             .unwrap_or_default();
-        let sending_facility = match &v.custodian {
-            Some(c) => self.env.ods_of(c, scope)?,
-            None => None,
-        };
+        let sending_facility = v
+            .custodian
+            .as_ref()
+            .and_then(|c| self.env.ods_of(c, scope, &mut warnings));
         Ok(Draft {
             event_type,
             occurred_at: issued_at,

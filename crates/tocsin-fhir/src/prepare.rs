@@ -135,11 +135,12 @@ pub(crate) struct Entry<'a> {
     /// FHIR path, e.g. `Bundle.entry[2].resource`.
     pub loc: Loc<'a>,
     /// What `Env::ods_of` found in this entry as an Organization (its ODS
-    /// code, or the model's error), once read: one Organization is often
-    /// named several times in a bundle (GP practice, custodian, service
-    /// provider, sender, recipient), and is read through its model only the
-    /// first time. Entries live for one normalisation, so the cache does too.
-    pub ods: OnceCell<Result<Option<String>, FhirError>>,
+    /// code, and the warning when its model refused it), once read: one
+    /// Organization is often named several times in a bundle (GP practice,
+    /// custodian, service provider, sender, recipient), and is read through
+    /// its model only the first time. Entries live for one normalisation,
+    /// so the cache does too.
+    pub ods: OnceCell<(Option<String>, Option<tocsin_event::Warning>)>,
 }
 
 impl Entry<'_> {

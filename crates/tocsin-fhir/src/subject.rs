@@ -74,12 +74,8 @@ impl Env<'_> {
         let p = match self.read(e, |rd, v| rd.patient(v)) {
             Ok(p) => p,
             Err(err) => {
-                s.warnings.push(Warning {
-                    code: WarningCode::Other,
-                    message: format!("{err}: only its identifiers and GP practice were read"),
-                    raw: None,
-                    location: Some(e.loc.to_string()),
-                });
+                s.warnings
+                    .push(read_leniently(&err, e, "its identifiers and GP practice"));
                 leniently(&e.value(self.cfg.timezone))
             }
         };
@@ -90,8 +86,7 @@ impl Env<'_> {
         s.gp_practice = p
             .general_practitioners
             .iter()
-            .find_map(|g| self.ods_of(g, &inner).transpose())
-            .transpose()?;
+            .find_map(|g| self.ods_of(g, &inner, &mut s.warnings));
         Ok(s)
     }
 
@@ -143,33 +138,47 @@ impl Env<'_> {
 
     /// The ODS code of an organisation reference: its identifier if that is
     /// an ODS code, else the ODS identifier of the Organization it resolves to.
-    pub fn ods_of(&self, r: &Ref, scope: &Scope<'_>) -> Result<Option<String>, FhirError> {
+    ///
+    /// An Organization its model refuses (an identifier's `use` in the
+    /// wrong case, a malformed period) is read for its identifiers from the
+    /// JSON, with a warning in `warnings`: a GP practice, custodian or
+    /// recipient is not worth the document, which refused went missing and
+    /// raised `overdue` for a summary that had been sent.
+    pub fn ods_of(
+        &self,
+        r: &Ref,
+        scope: &Scope<'_>,
+        warnings: &mut Vec<Warning>,
+    ) -> Option<String> {
         if let Some(id) = &r.identifier
             && self.cfg.is_ods_system(id.system.as_deref())
             && let Some(v) = &id.value
         {
-            return Ok(Some(v.clone()));
+            return Some(v.clone());
         }
-        let Some(e) = r
+        let e = r
             .reference
             .as_deref()
             .and_then(|x| scope.resolve(x))
-            .filter(|e| e.rtype == "Organization")
-        else {
-            return Ok(None);
-        };
+            .filter(|e| e.rtype == "Organization")?;
         // Read through the model once per entry; later references to the
-        // same Organization get the same code, or the same error.
-        e.ods
-            .get_or_init(|| {
-                let org = self.read(e, |rd, v| rd.organization(v))?;
-                Ok(org
-                    .identifiers
-                    .iter()
-                    .find(|i| self.cfg.is_ods_system(i.system.as_deref()))
-                    .and_then(|i| i.value.clone()))
-            })
-            .clone()
+        // same Organization get the same code, and the same warning.
+        let (code, warning) = e.ods.get_or_init(|| {
+            let (identifiers, warning) = match self.read(e, |rd, v| rd.organization(v)) {
+                Ok(org) => (org.identifiers, None),
+                Err(err) => (
+                    lenient_identifiers(&e.value(self.cfg.timezone)),
+                    Some(read_leniently(&err, e, "its identifiers")),
+                ),
+            };
+            let code = identifiers
+                .iter()
+                .find(|i| self.cfg.is_ods_system(i.system.as_deref()))
+                .and_then(|i| i.value.clone());
+            (code, warning)
+        });
+        add_warnings(warnings, warning.clone());
+        code.clone()
     }
 
     /// An Encounter resource read into the event model (kind mapped).
@@ -202,7 +211,7 @@ impl Env<'_> {
             None => None,
         };
         let inner = Scope::contained(e, scope);
-        let site = self.site(&v, &inner)?;
+        let site = self.site(&v, &inner, warnings);
         // Read again from the input only for an Encounter that has ended.
         if v.end.is_some()
             && let Some(end) = date_only_end(e)
@@ -267,24 +276,28 @@ impl Env<'_> {
 
     /// Site: the ODS code of the first location that has one, else the
     /// service provider's ODS code.
-    fn site(&self, v: &EncounterView, scope: &Scope<'_>) -> Result<Option<String>, FhirError> {
+    fn site(
+        &self,
+        v: &EncounterView,
+        scope: &Scope<'_>,
+        warnings: &mut Vec<Warning>,
+    ) -> Option<String> {
         for l in &v.locations {
             if let Some(id) = &l.identifier
                 && let Some(val) = &id.value
             {
-                return Ok(Some(val.clone()));
+                return Some(val.clone());
             }
             if let Some(e) = l.reference.as_deref().and_then(|x| scope.resolve(x))
                 && e.rtype == "Location"
                 && let Some(code) = location_ods(&e.value(self.cfg.timezone), self.cfg)
             {
-                return Ok(Some(code));
+                return Some(code);
             }
         }
-        match &v.service_provider {
-            Some(sp) => self.ods_of(sp, scope),
-            None => Ok(None),
-        }
+        v.service_provider
+            .as_ref()
+            .and_then(|sp| self.ods_of(sp, scope, warnings))
     }
 
     /// The encounter a document names (Composition.encounter,
@@ -340,10 +353,43 @@ impl Env<'_> {
 
 /// What tocsin reads of a Patient (identifiers, GP practice references),
 /// taken from its JSON when its model refuses it.
-fn leniently(v: &serde_json::Value) -> crate::view::PatientView {
+/// Adds `more` to `warnings`, leaving out any already there: one resource
+/// named from several places (an Organization as GP practice and as
+/// custodian) is warned of once.
+pub(crate) fn add_warnings(warnings: &mut Vec<Warning>, more: impl IntoIterator<Item = Warning>) {
+    for w in more {
+        if !warnings.contains(&w) {
+            warnings.push(w);
+        }
+    }
+}
+
+/// The warning for a resource its model refused and that was read from
+/// its JSON for `what` alone. The model's error names the element, not the
+/// value refused (which may be a patient's).
+fn read_leniently(err: &FhirError, e: &Entry, what: &str) -> Warning {
+    Warning {
+        code: WarningCode::Other,
+        message: format!("{err}: only {what} were read"),
+        raw: None,
+        location: Some(e.loc.to_string()),
+    }
+}
+
+/// A resource's `identifier` list read from its JSON, without its model.
+fn lenient_identifiers(v: &serde_json::Value) -> Vec<Ident> {
+    v.get("identifier")
+        .and_then(|x| x.as_array())
+        .map_or(&[][..], |a| a)
+        .iter()
+        .map(lenient_ident)
+        .collect()
+}
+
+fn lenient_ident(i: &serde_json::Value) -> Ident {
     let text =
         |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
-    let ident = |i: &serde_json::Value| Ident {
+    Ident {
         system: text(i, "system"),
         value: text(i, "value"),
         type_code: i
@@ -351,15 +397,24 @@ fn leniently(v: &serde_json::Value) -> crate::view::PatientView {
             .and_then(|t| t.get("coding"))
             .and_then(|c| c.get(0))
             .and_then(|c| text(c, "code")),
-    };
-    let list = |k: &str| v.get(k).and_then(|x| x.as_array()).map_or(&[][..], |a| a);
+    }
+}
+
+fn leniently(v: &serde_json::Value) -> crate::view::PatientView {
+    let practices = v
+        .get("generalPractitioner")
+        .and_then(|x| x.as_array())
+        .map_or(&[][..], |a| a);
     crate::view::PatientView {
-        identifiers: list("identifier").iter().map(ident).collect(),
-        general_practitioners: list("generalPractitioner")
+        identifiers: lenient_identifiers(v),
+        general_practitioners: practices
             .iter()
             .map(|g| Ref {
-                reference: text(g, "reference"),
-                identifier: g.get("identifier").map(ident),
+                reference: g
+                    .get("reference")
+                    .and_then(|x| x.as_str())
+                    .map(str::to_owned),
+                identifier: g.get("identifier").map(lenient_ident),
             })
             .collect(),
     }
@@ -500,24 +555,26 @@ mod tests {
             cfg: &cfg,
             reader: &reader,
         };
-        let ods = |to: &str| env.ods_of(&reference(to), &scope);
+        let mut warnings = Vec::new();
+        let mut ods = |to: &str| env.ods_of(&reference(to), &scope, &mut warnings);
 
         // One Organization named twice (GP practice and custodian): one read.
-        assert_eq!(ods("urn:uuid:a").unwrap().as_deref(), Some("B86001"));
-        assert_eq!(ods("urn:uuid:a").unwrap().as_deref(), Some("B86001"));
+        assert_eq!(ods("urn:uuid:a").as_deref(), Some("B86001"));
+        assert_eq!(ods("urn:uuid:a").as_deref(), Some("B86001"));
         assert_eq!(reader.organizations.get(), 1);
         // Another Organization has its own code.
-        assert_eq!(ods("urn:uuid:b").unwrap().as_deref(), Some("RXX"));
+        assert_eq!(ods("urn:uuid:b").as_deref(), Some("RXX"));
         assert_eq!(reader.organizations.get(), 2);
-        // A malformed one gives the same error each time, read once.
-        let first = ods("urn:uuid:c").unwrap_err();
-        assert_eq!(first.reason_code(), "invalid_resource");
+        // A malformed one: no code, and one warning however often it is
+        // named, read once.
+        assert_eq!(ods("urn:uuid:c"), None);
+        assert_eq!(ods("urn:uuid:c"), None);
+        assert_eq!(reader.organizations.get(), 3);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert_eq!(
-            first.location().as_deref(),
+            warnings[0].location.as_deref(),
             Some("Bundle.entry[2].resource")
         );
-        assert_eq!(ods("urn:uuid:c").unwrap_err(), first);
-        assert_eq!(reader.organizations.get(), 3);
         // An ODS identifier on the reference itself reads nothing.
         let logical = Ref {
             reference: Some("urn:uuid:c".to_owned()),
@@ -528,7 +585,7 @@ mod tests {
             }),
         };
         assert_eq!(
-            env.ods_of(&logical, &scope).unwrap().as_deref(),
+            env.ods_of(&logical, &scope, &mut Vec::new()).as_deref(),
             Some("Y01")
         );
         assert_eq!(reader.organizations.get(), 3);

@@ -458,8 +458,7 @@ fn discharge_summary_document_bundle() {
 /// in the wrong case) no longer loses the whole document: its identifiers
 /// and GP practice are read from the JSON, with a warning. Before, the
 /// summary was refused and its discharge went overdue. (An Organization
-/// refused still refuses the message: see
-/// `a_malformed_organization_named_twice_gives_the_error_it_gives_once`.)
+/// likewise: `a_malformed_organization_is_read_for_its_identifiers_with_one_warning`.)
 #[test]
 fn a_miscoded_patient_element_tocsin_does_not_read_does_not_lose_the_document() {
     let e = edited("r4/bundle-document-discharge-summary.json", |v| {
@@ -885,30 +884,56 @@ fn one_organization_as_gp_practice_and_custodian_gives_both_its_code() {
     assert_eq!(e[0].source.sending_facility.as_deref(), Some("B86001"));
 }
 
+/// An Organization its model refuses no longer loses the document it is
+/// the GP practice or custodian of (the summary was refused, and its
+/// discharge went overdue though it had been sent): it is read from its
+/// JSON for its identifiers alone, with one warning however often it is
+/// named, and its ODS code is still found when only another element was
+/// wrong.
 #[test]
-fn a_malformed_organization_named_twice_gives_the_error_it_gives_once() {
+fn a_malformed_organization_is_read_for_its_identifiers_with_one_warning() {
     let org = "urn:uuid:9a1b0000-0000-4000-8000-000000000005";
-    let break_org = |b: &mut serde_json::Value| {
+    let cfg = FhirConfig::default();
+    let warned = |e: &tocsin_event::InterfaceEvent| -> Vec<_> {
+        e.warnings
+            .iter()
+            .map(|w| (w.code, w.location.clone().unwrap_or_default()))
+            .collect()
+    };
+    let at = || vec![(WarningCode::Other, "Bundle.entry[4].resource".to_owned())];
+    // No identifier list at all: no code to find.
+    let unreadable = |b: &mut serde_json::Value| {
         b["entry"][4]["resource"]["identifier"] = "not a list".into();
     };
-    let cfg = FhirConfig::default();
-    let twice = normalise_json(&discharge_with_gp_and_custodian(org, break_org), &cfg).unwrap_err();
-    assert_eq!(twice.reason_code(), "invalid_resource");
+    let e = normalise_json(&discharge_with_gp_and_custodian(org, unreadable), &cfg).unwrap();
+    assert_eq!(e[0].event_type, EventType::DocumentIssued);
+    assert_eq!(e[0].document.as_ref().unwrap().id, "RXX-DS-2024-000123");
+    assert_eq!(e[0].patient.nhs_number.as_deref(), Some("9434765919"));
     assert_eq!(
-        twice.location().as_deref(),
-        Some("Bundle.entry[4].resource")
+        (
+            e[0].gp_practice.as_deref(),
+            e[0].source.sending_facility.as_deref()
+        ),
+        (None, None)
     );
-    // Named by the custodian only (the GP practice is the other one).
-    let once = normalise_json(
-        &discharge_with_gp_and_custodian(org, |b| {
-            break_org(b);
-            b["entry"][1]["resource"]["generalPractitioner"][0]["reference"] =
-                "urn:uuid:9a1b0000-0000-4000-8000-000000000004".into();
-        }),
-        &cfg,
-    )
-    .unwrap_err();
-    assert_eq!(once, twice);
+    assert_eq!(warned(&e[0]), at(), "{:?}", e[0].warnings);
+    assert!(
+        e[0].warnings[0].message.contains("invalid Organization")
+            && e[0].warnings[0]
+                .message
+                .contains("only its identifiers were read"),
+        "{:?}",
+        e[0].warnings
+    );
+    // A code in the wrong case beside the ODS identifier: the code is read.
+    let miscoded = |b: &mut serde_json::Value| {
+        b["entry"][4]["resource"]["identifier"][0]["use"] = "Official".into();
+    };
+    let e = normalise_json(&discharge_with_gp_and_custodian(org, miscoded), &cfg).unwrap();
+    assert_eq!(e[0].gp_practice.as_deref(), Some("RXX"));
+    assert_eq!(e[0].source.sending_facility.as_deref(), Some("RXX"));
+    assert_eq!(warned(&e[0]), at(), "{:?}", e[0].warnings);
+    assert!(!e[0].warnings[0].message.contains("Official"));
 }
 
 /// A Composition in a transaction or collection bundle (a discharge summary
