@@ -92,8 +92,9 @@ pub(crate) fn draft_status(ctx: &Ctx<'_, '_>) -> Option<String> {
 /// The document described by TXA (MDM, and ORU when it has a TXA).
 ///
 /// - id: TXA-12 (unique document number, first component), required;
-/// - kind: TXA-2 through `[hl7.document_type]` (unmapped: `other` and an
-///   `unmapped_code` warning); `type_code` keeps TXA-2 as sent;
+/// - kind: TXA-2 (its code, else its text) through `[hl7.document_type]`
+///   (unmapped or absent: `other` and an `unmapped_code` warning);
+///   `type_code` keeps what was looked up;
 /// - issued_at: MSH-7 of this message, the moment it left the trust;
 /// - authored_at: TXA-6 (origination), else TXA-4 (activity);
 /// - recipient: see [`recipient`];
@@ -107,8 +108,15 @@ pub(crate) fn from_txa(ctx: &mut Ctx<'_, '_>) -> Result<Document, Hl7Error> {
             message_type: ctx.header.message_type.clone(),
         })?;
     let id = txa.value(12).ok_or_else(|| missing("TXA-12"))?.into_owned();
-    let type_code = txa.value(2).map(|v| v.into_owned());
-    let kind = kind_of(ctx, type_code.as_deref(), "TXA-2");
+    // The code, else its text (`^Discharge Summary`), as OBR-4 is read.
+    let (type_code, location) = match txa.value(2) {
+        Some(code) => (Some(code.into_owned()), "TXA-2"),
+        None => match txa.comp(2, 2) {
+            Some(text) => (Some(text.into_owned()), "TXA-2.2"),
+            None => (None, "TXA-2"),
+        },
+    };
+    let kind = kind_of(ctx, type_code.as_deref(), location);
     let authored_at = ctx
         .timestamp(Some(txa), 6)
         .or_else(|| ctx.timestamp(Some(txa), 4));
@@ -138,13 +146,39 @@ pub(crate) fn from_obr(ctx: &mut Ctx<'_, '_>) -> Document {
     let type_code = obr
         .and_then(|o| o.comp(4, 1).or_else(|| o.comp(4, 2)))
         .map(|v| v.into_owned());
-    let location = if obr.is_some_and(|o| o.comp(4, 1).is_some()) {
-        "OBR-4"
-    } else {
+    let location = if obr.is_some_and(|o| o.comp(4, 1).is_none() && o.comp(4, 2).is_some()) {
         "OBR-4.2"
+    } else {
+        "OBR-4"
     };
     let kind = kind_of(ctx, type_code.as_deref(), location);
     let authored_at = ctx.timestamp(obr, 7);
+    // One event carries one document: a later OBR group that is a document
+    // too (its OBR-4 mapped) is said, not lost without a word. Other
+    // groups (a result's panels) are no documents.
+    let unread: Vec<(usize, String)> = ctx
+        .p
+        .segments("OBR")
+        .enumerate()
+        .skip(1)
+        .filter_map(|(i, o)| {
+            let code = o.comp(4, 1).or_else(|| o.comp(4, 2))?;
+            ctx.cfg
+                .document_kind(&code)
+                .map(|_| (i + 1, code.into_owned()))
+        })
+        .collect();
+    for (n, code) in unread {
+        ctx.warn(
+            WarningCode::Other,
+            format!(
+                "OBR group {n} is a document too ({code} in [hl7.document_type]) but one \
+                 message gives one document: only the first OBR's is read"
+            ),
+            Some(code),
+            format!("OBR[{n}]-4"),
+        );
+    }
     Document {
         id,
         kind,
@@ -158,6 +192,14 @@ pub(crate) fn from_obr(ctx: &mut Ctx<'_, '_>) -> Document {
 
 fn kind_of(ctx: &mut Ctx<'_, '_>, code: Option<&str>, location: &str) -> DocumentKind {
     let Some(code) = code else {
+        // Said, as an unmapped code is: a summary of no stated type is
+        // tracked as nothing, and its discharge goes overdue.
+        ctx.warn(
+            WarningCode::UnmappedCode,
+            format!("no document type in {location}: the document's kind is `other`"),
+            None,
+            location.to_owned(),
+        );
         return DocumentKind::Other;
     };
     ctx.cfg.document_kind(code).unwrap_or_else(|| {

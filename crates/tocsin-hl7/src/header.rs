@@ -59,7 +59,14 @@ impl Header {
                 supported: cfg.supported_versions.join(", "),
             });
         }
-        let code = msh.comp(9, 1).ok_or_else(|| missing("MSH-9"))?.into_owned();
+        // In capitals, trimmed, as MSA-1 and the mapped codes are read: an
+        // engine that sent `adt^a03` had its discharge read as `other`,
+        // tracked by nothing and warned of by nothing.
+        let code = msh
+            .comp(9, 1)
+            .ok_or_else(|| missing("MSH-9"))?
+            .trim()
+            .to_ascii_uppercase();
         // HL7 v2.3 ADT and MDM (both carry EVN) may leave the trigger out
         // of MSH-9 and give it in EVN-1.
         let trigger = msh
@@ -69,7 +76,7 @@ impl Header {
                     .then(|| p.segment("EVN").and_then(|e| e.value(1)))
                     .flatten()
             })
-            .map(|t| t.into_owned())
+            .map(|t| t.trim().to_ascii_uppercase())
             .unwrap_or_default();
         let message_type = if trigger.is_empty() {
             code.clone()

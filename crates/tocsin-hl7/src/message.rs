@@ -118,17 +118,20 @@ pub(crate) fn follows_bare_lf(bytes: &[u8], at: usize) -> bool {
 /// `ZU1`: an engine stripped its trailing separators): taken for text, it
 /// was glued onto the segment before, so MSH-12 read `2.4\nEVN` (refused as
 /// an unsupported version) and PV1-45 read its time and `\nZU1` (the
-/// discharge time fell back to EVN-6, wrong and silent).
+/// discharge time fell back to EVN-6, wrong and silent). Only a name HL7
+/// defines ([`SEGMENT_IDS`]) or a Z-segment's is taken so: a letter line
+/// `CXR` or `ECG` was read as an empty segment, cutting the letter and the
+/// fields after it (a draft's status: the draft was counted sent).
 fn continuation<'a>(
     text: &'a str,
-    last: Option<&SegData<'a>>,
+    last: &'a str,
     line: &'a str,
     sep: u8,
+    any_cr: bool,
 ) -> Option<&'a str> {
-    let last = last?;
     let bytes = text.as_bytes();
     let start = (line.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
-    let from = (last.line.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+    let from = (last.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
     let after_bare_lf = follows_bare_lf(bytes, start);
     let l = line.as_bytes();
     let named = l.len() >= 3
@@ -138,14 +141,35 @@ fn continuation<'a>(
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
         && match l.get(3) {
             Some(b) => *b == sep,
-            // Looked for only here: a bare name is a rare line.
-            None => memchr::memchr(b'\r', bytes).is_none(),
+            None => !any_cr && (l[0] == b'Z' || SEGMENT_IDS.binary_search(&&l[..3]).is_ok()),
         };
     if !after_bare_lf || named {
         return None;
     }
     text.get(from..start + line.len())
 }
+
+/// The segment names HL7 v2 defines (v2.1 to v2.8, sorted): in a message
+/// whose segments end with LF, a line of one of these alone is an empty
+/// segment, any other three capitals a line of letter text.
+const SEGMENT_IDS: &[&[u8]] = &[
+    b"ABS", b"ACC", b"ADD", b"ADJ", b"AFF", b"AIG", b"AIL", b"AIP", b"AIS", b"AL1", b"APR", b"ARQ",
+    b"ARV", b"AUT", b"BHS", b"BLC", b"BLG", b"BPO", b"BPX", b"BTS", b"BTX", b"BUI", b"CDM", b"CDO",
+    b"CER", b"CM0", b"CM1", b"CM2", b"CNS", b"CON", b"CSP", b"CSR", b"CSS", b"CTD", b"CTI", b"CTR",
+    b"DB1", b"DEV", b"DG1", b"DMI", b"DON", b"DPS", b"DRG", b"DSC", b"DSP", b"DST", b"ECD", b"ECR",
+    b"EDU", b"EQP", b"EQU", b"ERR", b"EVN", b"FAC", b"FHS", b"FT1", b"FTS", b"GOL", b"GP1", b"GP2",
+    b"GT1", b"IAM", b"IAR", b"IIM", b"ILT", b"IN1", b"IN2", b"IN3", b"INV", b"IPC", b"IPR", b"ISD",
+    b"ITM", b"IVC", b"IVT", b"LAN", b"LCC", b"LCH", b"LDP", b"LOC", b"LRL", b"MCP", b"MFA", b"MFE",
+    b"MFI", b"MRG", b"MSA", b"MSH", b"NCK", b"NDS", b"NK1", b"NPU", b"NSC", b"NST", b"NTE", b"OBR",
+    b"OBX", b"ODS", b"ODT", b"OH1", b"OH2", b"OH3", b"OH4", b"OM1", b"OM2", b"OM3", b"OM4", b"OM5",
+    b"OM6", b"OM7", b"ORC", b"ORG", b"OVR", b"PAC", b"PCE", b"PCR", b"PD1", b"PDA", b"PDC", b"PEO",
+    b"PES", b"PID", b"PKG", b"PMT", b"PR1", b"PRA", b"PRB", b"PRC", b"PRD", b"PRT", b"PSG", b"PSH",
+    b"PSL", b"PSS", b"PTH", b"PV1", b"PV2", b"PYE", b"QAK", b"QID", b"QPD", b"QRD", b"QRF", b"QRI",
+    b"RCP", b"RDF", b"RDT", b"REL", b"RF1", b"RFI", b"RGS", b"RMI", b"ROL", b"RQ1", b"RQD", b"RXA",
+    b"RXC", b"RXD", b"RXE", b"RXG", b"RXO", b"RXR", b"RXV", b"SAC", b"SCD", b"SCH", b"SCP", b"SDD",
+    b"SFT", b"SGH", b"SGT", b"SHP", b"SID", b"SLT", b"SPM", b"STF", b"STZ", b"TCC", b"TCD", b"TQ1",
+    b"TQ2", b"TXA", b"UAC", b"UB1", b"UB2", b"URD", b"URS", b"VAR", b"VND",
+];
 
 /// `str::split` at ASCII bytes, found with the `memchr` crate's vectorised
 /// search: splitting every segment into fields and every field into
@@ -277,15 +301,16 @@ impl<'a> Parsed<'a> {
                 fields: from..fields.len(),
             });
         };
-        push(&mut segments, &mut fields, "MSH", first, false);
+        // The segment being read: split into fields once its continuation
+        // lines are all known (re-split at each one, a letter of n lines
+        // cost n times its length: seconds for a wrapped base64 PDF).
+        let mut open: (&'a str, &'a str, bool) = ("MSH", first, false);
+        let any_cr = memchr::memchr(b'\r', text.as_bytes()).is_some();
         for (i, line) in lines.enumerate() {
-            if let Some(joined) = continuation(text, segments.last(), line, sep_byte) {
+            if let Some(joined) = continuation(text, open.1, line, sep_byte, any_cr) {
                 // A bare line feed inside a field (letter text), not a
                 // segment break: the line belongs to the segment before.
-                if let Some(last) = segments.pop() {
-                    fields.truncate(last.fields.start);
-                    push(&mut segments, &mut fields, last.name, joined, false);
-                }
+                open = (open.0, joined, false);
                 continue;
             }
             let name = line
@@ -301,7 +326,10 @@ impl<'a> Parsed<'a> {
                 line.as_bytes().get(3) == Some(&sep_byte)
             };
             match name {
-                Some(name) if rest_ok => push(&mut segments, &mut fields, name, line, bare),
+                Some(name) if rest_ok => {
+                    let (n, l, b) = std::mem::replace(&mut open, (name, line, bare));
+                    push(&mut segments, &mut fields, n, l, b);
+                }
                 _ => {
                     return Err(Hl7Error::MalformedSegment {
                         index: i + 2,
@@ -327,6 +355,8 @@ impl<'a> Parsed<'a> {
                 }
             }
         }
+        let (n, l, b) = open;
+        push(&mut segments, &mut fields, n, l, b);
         Ok(Self {
             segments,
             fields,
@@ -557,5 +587,44 @@ mod tests {
             bad,
             Err(Hl7Error::MalformedSegment { index: 3, .. })
         ));
+    }
+
+    /// A letter of many lines (a wrapped base64 PDF, tens of thousands of
+    /// line feeds) is one field, its segment split once: it was split again
+    /// at every line, seconds for one message. The fields after it and the
+    /// segments before and after are intact.
+    #[test]
+    fn a_letter_of_many_lines_is_one_field() {
+        let body: Vec<String> = (0..20_000).map(|i| format!("line {i} QUJDRA==")).collect();
+        let text = format!(
+            "MSH|^~\\&|A\rPID|1\rOBX|1|ED|PDF||{}||||||P\rNTE|1",
+            body.join("\n")
+        );
+        let p = Parsed::parse(&text).unwrap();
+        let names: Vec<&str> = p.segments.iter().map(|s| s.name).collect();
+        assert_eq!(names, ["MSH", "PID", "OBX", "NTE"]);
+        let obx = p.segment("OBX").unwrap();
+        assert_eq!(obx.raw(5), body.join("\n"));
+        assert_eq!(obx.raw(11), "P");
+    }
+
+    #[test]
+    fn segment_ids_are_sorted_for_the_binary_search() {
+        assert!(SEGMENT_IDS.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    /// In a message of LF-ended segments, a letter line of three capitals
+    /// that names no segment (`CXR`) is text of the letter, and the fields
+    /// after it (a draft's status) are read; an HL7 or Z-segment name alone
+    /// is still an empty segment.
+    #[test]
+    fn a_letter_line_of_three_capitals_is_text_unless_it_names_a_segment() {
+        let text = "MSH|^~\\&|A\nOBX|1|TX|CL||Findings:\nCXR\nClear.||||||P\nPD1\nZU1\nPV1|1|O";
+        let p = Parsed::parse(text).unwrap();
+        let names: Vec<&str> = p.segments.iter().map(|s| s.name).collect();
+        assert_eq!(names, ["MSH", "OBX", "PD1", "ZU1", "PV1"]);
+        let obx = p.segment("OBX").unwrap();
+        assert_eq!(obx.raw(5), "Findings:\nCXR\nClear.");
+        assert_eq!(obx.raw(11), "P");
     }
 }

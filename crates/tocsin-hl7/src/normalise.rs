@@ -118,6 +118,19 @@ pub fn normalise_message(msg: &[u8], cfg: &Hl7Config) -> Result<InterfaceEvent, 
         Some(mrg) if event_type == EventType::PatientMerged => Some(patient::merge(&mut ctx, mrg)),
         _ => None,
     };
+    // ADT_A39 lets the patient group repeat; one event carries one merge.
+    let pairs = parsed.segments("MRG").count();
+    if merge.is_some() && pairs > 1 {
+        ctx.warn(
+            WarningCode::Other,
+            format!(
+                "the message holds {pairs} merges (PID and MRG groups): only the first is \
+                 applied; send one merge a message"
+            ),
+            None,
+            "MRG[2]".to_owned(),
+        );
+    }
     // A45 moves one visit: MRG-5 names it (PV1-19 is the same visit, under
     // the right patient); a move naming no visit would move nothing.
     if let Some(m) = merge.as_mut().filter(|_| trigger == "A45") {
@@ -298,7 +311,11 @@ fn ack(ctx: &Ctx<'_, '_>) -> Result<Option<Ack>, Hl7Error> {
     };
     Ok(Some(Ack {
         of_message_id: msa.value(2).ok_or_else(|| missing("MSA-2"))?.into_owned(),
-        code: msa.value(1).ok_or_else(|| missing("MSA-1"))?.into_owned(),
+        code: msa
+            .value(1)
+            .ok_or_else(|| missing("MSA-1"))?
+            .trim()
+            .to_ascii_uppercase(),
         text: msa.value(3).map(|v| v.into_owned()),
     }))
 }

@@ -109,9 +109,11 @@ fn split_unframed<'a>(input: &'a [u8], start: usize, end: usize, out: &mut Vec<R
             });
         }
     };
-    // The field separator the last MSH, FHS or BHS line declared: a BTS or
-    // FTS line must use it.
+    // The field separator the last MSH, FHS or BHS line declared, and the
+    // last FHS or BHS's: a BTS or FTS line uses one of them (an envelope
+    // may declare another than its messages).
     let mut sep = b'|';
+    let mut envelope_sep = None;
     // Whether segments end with CR here: only then is a line after a bare
     // line feed inside a message letter text. In a file of LF-ended
     // segments every line follows one.
@@ -131,19 +133,33 @@ fn split_unframed<'a>(input: &'a [u8], start: usize, end: usize, out: &mut Vec<R
         // (`cat` of files each written with a mark, an indented message).
         let lead = header_lead(line, after_bare_lf);
         let head = &line[lead..];
-        if let Some(declared) = header(head, b"MSH") {
+        // Inside a message's letter text only a whole header opening starts
+        // one (`MSH|^~\&|`): `BHS: target BP 140/90.` is a line of the letter,
+        // and cut there, the message lost the fields after it (a draft's
+        // status, so the draft was counted sent).
+        // (A byte-order mark before it is never letter text.)
+        let in_text = after_bare_lf && current.is_some() && lead == 0;
+        let header = |name: &[u8; 3]| {
+            if in_text {
+                full_header(head, name)
+            } else {
+                header(head, name)
+            }
+        };
+        if let Some(declared) = header(b"MSH") {
             sep = declared;
             flush(&mut current, out);
             current = Some((pos + lead, line_end));
         } else if line.iter().all(u8::is_ascii_whitespace) {
             // blank line: belongs to nothing
-        } else if let Some(declared) = header(head, b"FHS").or_else(|| header(head, b"BHS")) {
+        } else if let Some(declared) = header(b"FHS").or_else(|| header(b"BHS")) {
             sep = declared;
+            envelope_sep = Some(declared);
             flush(&mut current, out);
         } else if [b"BTS", b"FTS"].iter().any(|name| {
             line.starts_with(*name)
                 && match line.get(3) {
-                    Some(b) => *b == sep,
+                    Some(b) => *b == sep || Some(*b) == envelope_sep,
                     // A bare `BTS` ends a batch, unless it follows a line
                     // feed inside a message: then it is a line of text.
                     None => !(after_bare_lf && current.is_some()),
@@ -198,6 +214,16 @@ fn header(line: &[u8], name: &[u8; 3]) -> Option<u8> {
         .filter(u8::is_ascii_punctuation)
 }
 
+/// As [`header`], for a line that may be letter text: the name, the
+/// separator, one to five encoding characters (punctuation) and the
+/// separator again, as every real header opens (`MSH|^~\&|`).
+fn full_header(line: &[u8], name: &[u8; 3]) -> Option<u8> {
+    let sep = header(line, name)?;
+    let rest = line.get(4..)?;
+    let n = memchr::memchr(sep, rest)?;
+    ((1..=5).contains(&n) && rest[..n].iter().all(u8::is_ascii_punctuation)).then_some(sep)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,13 +237,16 @@ mod tests {
 
     #[test]
     fn several_messages_any_line_ending() {
-        let input = b"MSH|a\r\nPID|1\r\nMSH|b\nPID|2\n\nMSH|c\rPID|3\r";
+        // (The last follows a bare line feed in input that has CRs: only a
+        // whole header opening, as every real one has, starts a message
+        // there; see `a_letter_line_opening_like_a_header_with_a_separator_is_text`.)
+        let input = b"MSH|a\r\nPID|1\r\nMSH|b\nPID|2\n\nMSH|^~\\&|c\rPID|3\r";
         assert_eq!(
             texts(input),
             vec![
                 (0, "MSH|a\r\nPID|1".to_owned()),
                 (14, "MSH|b\nPID|2".to_owned()),
-                (27, "MSH|c\rPID|3".to_owned()),
+                (27, "MSH|^~\\&|c\rPID|3".to_owned()),
             ]
         );
     }
@@ -356,6 +385,39 @@ mod tests {
         );
         // With `|` declared, `BTS#1` would be text of the message before.
         assert_eq!(texts(b"MSH|a\rBTS#1")[0].1, "MSH|a\rBTS#1");
+        // ...unless the envelope declared `#` for its own segments.
+        assert_eq!(
+            texts(b"FHS#^~\\&\rBHS#^~\\&\rMSH|^~\\&|a\rPID|1\rBTS#1\rFTS#1\r"),
+            vec![(18, "MSH|^~\\&|a\rPID|1".to_owned())]
+        );
+    }
+
+    /// A line of letter text after a line feed that opens like a header
+    /// with a separator (`BHS: target`, `MSH: ...`) stays in its message;
+    /// a whole header there (messages one a line, segments CR-ended) still
+    /// starts the next.
+    #[test]
+    fn a_letter_line_opening_like_a_header_with_a_separator_is_text() {
+        for line in [
+            "BHS: target BP 140/90.",
+            "MSH: see plan",
+            "FHS- none",
+            "MSH|",
+        ] {
+            let input =
+                format!("MSH|^~\\&|a\rOBX|1|FT|CL||Dear Dr Jones,\n{line}\nRegards||||||P\rPV1|1");
+            let got = texts(input.as_bytes());
+            assert_eq!(got.len(), 1, "{line}: {got:?}");
+            assert!(got[0].1.ends_with("Regards||||||P\rPV1|1"), "{got:?}");
+        }
+        let input = b"MSH|^~\\&|a\rPID|1\nMSH|^~\\&|b\rPID|2\n";
+        assert_eq!(
+            texts(input),
+            vec![
+                (0, "MSH|^~\\&|a\rPID|1".to_owned()),
+                (17, "MSH|^~\\&|b\rPID|2".to_owned())
+            ]
+        );
     }
 
     #[test]

@@ -524,3 +524,33 @@ fn a_local_time_in_a_clock_change_hour_is_warned_of() {
         }
     }
 }
+
+/// ADT_A39 lets the patient group repeat: an A40 merging two pairs applies
+/// the first and says, at the second MRG, that the other is not applied
+/// (it was dropped without a word). A lower-case `adt^a03` is read as the
+/// discharge it is.
+#[test]
+fn a_second_merge_in_one_message_is_warned_of_and_lower_case_types_are_read() {
+    let text = String::from_utf8(load("adt_a40_merge.hl7")).unwrap();
+    let one = text.trim_end_matches(['\r', '\n']);
+    let two = format!("{one}\rPID|1||4010232137^^^NHS^NH~RXX555^^^RXX^MR\rMRG|RXX888^^^RXX^MR\r");
+    let ev = normalise_message(one.as_bytes(), &Hl7Config::default()).unwrap();
+    assert!(ev.warnings.is_empty(), "{:?}", ev.warnings);
+    let ev = normalise_message(two.as_bytes(), &Hl7Config::default()).unwrap();
+    assert_eq!(ev.event_type, EventType::PatientMerged);
+    assert_eq!(ev.patient.nhs_number.as_deref(), Some("9434765919"));
+    let w: Vec<_> = ev
+        .warnings
+        .iter()
+        .map(|w| (w.code, w.location.as_deref()))
+        .collect();
+    assert_eq!(w, [(WarningCode::Other, Some("MRG[2]"))]);
+    assert!(ev.warnings[0].message.contains("2 merges"));
+
+    let a03 = String::from_utf8(load("adt_a03_discharge.hl7"))
+        .unwrap()
+        .replace("ADT^A03^ADT_A01", "adt^a03^adt_a01");
+    let ev = normalise_message(a03.as_bytes(), &Hl7Config::default()).unwrap();
+    assert_eq!(ev.event_type, EventType::EncounterEnded);
+    assert_eq!(ev.source.message_type, "ADT^A03");
+}

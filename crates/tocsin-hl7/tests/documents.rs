@@ -327,3 +327,77 @@ fn a_local_msh_7_in_a_clock_change_hour_is_warned_of() {
         }
     }
 }
+
+/// Fixture text with segments ended by CR, for editing.
+fn text(name: &str) -> String {
+    String::from_utf8(common::load(name)).unwrap()
+}
+
+fn normalise(text: &str) -> tocsin_event::InterfaceEvent {
+    tocsin_hl7::normalise_message(text.as_bytes(), &Default::default()).unwrap()
+}
+
+/// An engine that sends the message type or the acknowledgement code in
+/// lower case (`ack^t02`, `aa`) has them read as in capitals: the ACK was
+/// `other`, never applied, and said by nothing.
+#[test]
+fn a_lower_case_message_type_and_ack_code_are_read() {
+    let ack = text("ack_aa.hl7")
+        .replace("ACK^T02^ACK", "ack^t02^ack")
+        .replace("MSA|AA|", "MSA|aa|");
+    let ev = normalise(&ack);
+    assert_eq!(ev.event_type, EventType::DeliveryAcknowledged);
+    assert_eq!(ev.source.message_type, "ACK^T02");
+    let a = ev.ack.unwrap();
+    assert_eq!(
+        (a.code.as_str(), a.of_message_id.as_str()),
+        ("AA", "MSG-T02")
+    );
+}
+
+/// A summary whose TXA-2 gives only the type's text is looked up by it
+/// (as OBR-4.2 is), and one with no type at all is `other` with an
+/// `unmapped_code` warning, as an unmapped code is: before, both were
+/// `other` without a word and their discharges went overdue.
+#[test]
+fn a_txa_2_without_a_code_is_read_by_its_text_or_warned_of() {
+    let base = text("mdm_t02_discharge_summary.hl7");
+    let txa2 = |v: &str| base.replace("TXA|1|DS|", &format!("TXA|1|{v}|"));
+    let ev = normalise(&txa2("^DS"));
+    let doc = ev.document.unwrap();
+    assert_eq!(doc.kind, DocumentKind::DischargeSummary);
+    assert_eq!(doc.type_code.as_deref(), Some("DS"));
+    assert!(ev.warnings.is_empty(), "{:?}", ev.warnings);
+    for (v, location) in [("^Not a mapped text", "TXA-2.2"), ("", "TXA-2")] {
+        let ev = normalise(&txa2(v));
+        assert_eq!(ev.document.unwrap().kind, DocumentKind::Other, "{v}");
+        let w: Vec<_> = ev
+            .warnings
+            .iter()
+            .map(|w| (w.code, w.location.as_deref()))
+            .collect();
+        assert_eq!(w, [(WarningCode::UnmappedCode, Some(location))], "{v}");
+    }
+}
+
+/// One message gives one document: an ORU whose second OBR group is a
+/// document too is warned of at that group (it was lost without a word);
+/// a second group that is no document (a result panel) is not.
+#[test]
+fn a_second_document_in_an_oru_is_warned_of() {
+    let base = text("oru_r01_document_in_obx.hl7");
+    let two = format!(
+        "{}OBR|2|PL-78|FL-78|CL^Clinic letter|||20240117090000\rOBX|1|FT|CL||Text||||||F\r",
+        base.trim_end_matches(['\r', '\n']).to_owned() + "\r"
+    );
+    let ev = normalise(&two);
+    assert_eq!(ev.document.as_ref().unwrap().id, "FL-77");
+    let w: Vec<_> = ev
+        .warnings
+        .iter()
+        .map(|w| (w.code, w.location.as_deref(), w.raw.as_deref()))
+        .collect();
+    assert_eq!(w, [(WarningCode::Other, Some("OBR[2]-4"), Some("CL"))]);
+    let panel = two.replace("CL^Clinic letter", "FBC^Full blood count");
+    assert!(normalise(&panel).warnings.is_empty());
+}
