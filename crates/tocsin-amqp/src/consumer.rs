@@ -146,6 +146,9 @@ pub struct BatchConsumer {
     /// buffered ([`plan_acks`]).
     received: Received,
     dead_letter_queue: String,
+    /// Unacknowledged deliveries the broker may send each consumer
+    /// (`basic.qos`).
+    prefetch: usize,
     /// Set once anything is acknowledged: tells the session it did useful
     /// work, which resets the reconnect backoff (see `Supervisor::connect`).
     acknowledged: Arc<AtomicBool>,
@@ -212,6 +215,7 @@ impl BatchConsumer {
             open: BTreeSet::new(),
             received: Received::new(),
             dead_letter_queue: config.dead_letter_queue.clone(),
+            prefetch: usize::from(config.prefetch),
             acknowledged: Arc::new(AtomicBool::new(false)),
         })
     }
@@ -514,6 +518,15 @@ impl BatchConsumer {
         Ok(total)
     }
 
+    /// Whether, after [`BatchConsumer::stop`], every consumer has ended:
+    /// the broker has answered the cancel, and every delivery it sent
+    /// before has been taken. Until then an empty batch is no proof of it:
+    /// deliveries reach the buffer as they are read off the socket.
+    #[must_use]
+    pub fn drained(&self) -> bool {
+        self.stopped && self.finished.iter().all(|f| *f)
+    }
+
     /// Deliveries received and not yet settled.
     #[must_use]
     pub fn open_deliveries(&self) -> usize {
@@ -530,9 +543,38 @@ impl BatchConsumer {
         consuming.and(dead)
     }
 
-    /// Stop receiving new deliveries (shutdown): the broker stops pushing,
-    /// deliveries already received can still be settled.
-    pub async fn stop(&mut self) -> Result<(), AmqpError> {
+    /// Stop receiving new deliveries (shutdown), returning those taken
+    /// while stopping; with what was received before, they can all be
+    /// settled, and nothing goes back to the queue.
+    ///
+    /// A quorum queue may send deliveries after its `basic.cancel-ok`,
+    /// which lapin, the consumer gone, drops: unacknowledged, they went
+    /// back to the queue at channel close, behind the rest of the backlog,
+    /// and the restarted gateway read a hundred messages hours or days out
+    /// of order (false `overdue` for documents it had not reached yet,
+    /// refusals before their documents). So the broker's credit is used
+    /// up first: deliveries are taken, without acknowledging any, until
+    /// the prefetch is all in hand (the broker can then send no more) or
+    /// none has come for `quiet` (the queues are empty), and only then is
+    /// the consumer cancelled. Deliveries taken before and not yet
+    /// acknowledged count against the credit.
+    pub async fn stop(&mut self, quiet: Duration) -> Result<Vec<Delivery>, AmqpError> {
+        let credit = self.prefetch.saturating_mul(self.consumers.len());
+        let mut taken = Vec::new();
+        while self.open.len() < credit {
+            let more = self.next_batch(credit - self.open.len(), quiet).await?;
+            if more.is_empty() {
+                break;
+            }
+            taken.extend(more);
+        }
+        self.cancel().await?;
+        Ok(taken)
+    }
+
+    /// `basic.cancel` for every consumer: the broker stops pushing, and
+    /// each stream ends after the deliveries sent before the cancel.
+    async fn cancel(&mut self) -> Result<(), AmqpError> {
         self.stopped = true;
         for consumer in &self.consumers {
             self.channel

@@ -479,8 +479,15 @@ async fn stop_drains_what_was_received_and_leaves_the_rest_queued() {
         .flatten()
         .collect::<Vec<_>>();
 
-    // SIGTERM: stop consuming, finish what is in hand, acknowledge, close.
-    consumer.stop().await.unwrap();
+    // SIGTERM: stop consuming (the prefetch's credit used up first, so
+    // that nothing can come after the cancel), finish what is in hand,
+    // acknowledge, close.
+    received.extend(consumer.stop(Duration::from_millis(100)).await.unwrap());
+    assert_eq!(
+        received.len(),
+        10,
+        "the whole prefetch taken before the cancel"
+    );
     loop {
         // Returns at once when drained, not after max_wait.
         let rest = tokio::time::timeout(WAIT, consumer.next_batch(100, Duration::from_secs(600)))
@@ -492,11 +499,7 @@ async fn stop_drains_what_was_received_and_leaves_the_rest_queued() {
         }
         received.extend(rest);
     }
-    assert!(
-        received.len() <= 10,
-        "never more than the prefetch: {}",
-        received.len()
-    );
+    assert_eq!(received.len(), 10, "never more than the prefetch");
     consumer
         .ack_through(received.last().unwrap())
         .await

@@ -110,7 +110,13 @@ fn most_junk_in_a_row(traffic: &common::traffic::Traffic, window: usize) -> usiz
 
 /// SIGTERM in mid-stream: exit 0 within the configured time, every input
 /// received is committed and acknowledged, the rest is still in the queue,
-/// the outbox is flushed; a restart finishes with nothing published twice.
+/// never delivered and in its order, the outbox is flushed; a restart
+/// finishes with nothing published twice.
+///
+/// A large prefetch, as in production: the gateway once stopped taking
+/// deliveries at the first empty buffer, returning those still on their way
+/// (hundreds), which the quorum queue put back out of order; the restarted
+/// gateway then read days of backlog out of order and judged it wrongly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_in_mid_stream_exits_0_in_time_and_loses_nothing() {
     let grace = 5;
@@ -118,6 +124,7 @@ async fn sigterm_in_mid_stream_exits_0_in_time_and_loses_nothing() {
         "sigterm",
         Tuning {
             shutdown_timeout_secs: grace,
+            prefetch: 1000,
             ..tuning()
         },
     )
@@ -125,12 +132,12 @@ async fn sigterm_in_mid_stream_exits_0_in_time_and_loses_nothing() {
     let mut events = world.observe("tocsin.events").await;
     let mut alerts = world.observe("tocsin.alerts").await;
     let mut dead = world.reader("tocsin.dead").await;
-    let traffic = discharges("t", 1500);
+    let traffic = discharges("t", 3000);
     let total = traffic.messages.len();
     world.publish(&traffic.messages).await;
 
     let mut gateway = world.start(&[]);
-    world.committed_at_least(&mut gateway, total / 4).await;
+    world.committed_at_least(&mut gateway, total / 5).await;
     let asked = Instant::now();
     gateway.sigterm();
     let status = gateway.wait_exit(Duration::from_secs(grace + 5)).await;
@@ -163,6 +170,18 @@ async fn sigterm_in_mid_stream_exits_0_in_time_and_loses_nothing() {
         "every input is either committed or back in the queue"
     );
     assert_eq!(world.store.outbox_pending().await, 0, "outbox flushed");
+    // What is left was never delivered: the tail of the traffic, in order.
+    let mut inbound = world.reader("tocsin.inbound").await;
+    inbound.take().await;
+    let returned = inbound.seen.iter().filter(|s| s.redelivered).count();
+    assert_eq!(returned, 0, "deliveries returned to the queue by the stop");
+    let left: Vec<&str> = inbound.seen.iter().map(|s| s.message_id.as_str()).collect();
+    let tail: Vec<&str> = traffic.messages[committed..]
+        .iter()
+        .map(|m| m.message_id.as_str())
+        .collect();
+    assert!(left == tail, "the queue's order changed: {left:?}");
+    world.publish(&traffic.messages[committed..]).await;
 
     finish(&world, &traffic).await;
     let (ev, al, de) = account(&world, &traffic, &mut events, &mut alerts, &mut dead).await;

@@ -28,6 +28,11 @@ use crate::internal_events::{
 /// clock (clock skew between the trust's systems).
 const FUTURE_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 
+/// At a stop, how long no delivery may come before the input queues are
+/// taken to be empty (the broker's credit then cannot be used up):
+/// at least this, else the flush interval.
+const STOP_QUIET: Duration = Duration::from_millis(100);
+
 /// Why [`Pipeline::serve`] returned.
 pub enum Ended {
     /// A stop was asked for; `clean` when everything in hand was committed,
@@ -196,16 +201,26 @@ impl Pipeline {
     /// Stop consuming, finish what was received, flush the outbox.
     async fn shut_down(&mut self, consumer: &mut BatchConsumer, budget: Budget) -> Ended {
         let work = async {
-            consumer.stop().await.map_err(|e| e.to_string())?;
-            tracing::debug!("shutdown: stopped consuming");
-            loop {
+            // Nothing may be left unacknowledged at the channel's close: a
+            // delivery returned goes behind the backlog (see
+            // `BatchConsumer::stop`). So: the batch in flight acknowledged,
+            // the prefetch taken and the consumers cancelled, then
+            // everything taken processed, up to the end of each stream.
+            self.settle(consumer).await?;
+            let mut taken = consumer
+                .stop(self.flush_interval.max(STOP_QUIET))
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::debug!(taken = taken.len(), "shutdown: stopped consuming");
+            while !consumer.drained() {
                 let rest = consumer
-                    .next_batch(self.batch_size, Duration::ZERO)
+                    .next_batch(self.batch_size, self.flush_interval)
                     .await
                     .map_err(|e| e.to_string())?;
-                if rest.is_empty() {
-                    break;
-                }
+                taken.extend(rest);
+            }
+            while !taken.is_empty() {
+                let rest: Vec<Delivery> = taken.drain(..self.batch_size.min(taken.len())).collect();
                 self.process(consumer, rest).await?;
             }
             self.settle(consumer).await?;

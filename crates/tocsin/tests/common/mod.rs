@@ -369,6 +369,8 @@ pub struct Seen {
     pub content_type: String,
     pub headers: BTreeMap<String, String>,
     pub body: Vec<u8>,
+    /// Delivered before and returned to the queue unacknowledged.
+    pub redelivered: bool,
 }
 
 impl Seen {
@@ -435,6 +437,7 @@ impl Observer {
                     .map(|s| s.as_str().to_owned())
                     .unwrap_or_default(),
                 headers,
+                redelivered: d.redelivered,
                 body: d.data,
             });
             n += 1;
