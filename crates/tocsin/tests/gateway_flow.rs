@@ -736,8 +736,21 @@ async fn wait_gauge(gateway: &mut common::Gateway, metric: &str, value: i64) {
 /// A broker outage for this test's gateway alone: its vhost deleted, which
 /// closes every connection to it and refuses new ones, as a broker that is
 /// down does. The shared broker goes on serving the other tests.
+///
+/// Access is revoked and the connections closed first: a deletion takes
+/// the queues down before the connections, and a relay publishing in
+/// between had its held events confirmed (no queue left to refuse them),
+/// so the outbox the test counts shrank under it.
 fn vhost_away(world: &World) {
-    tocsin_amqp::test_support::rabbitmqctl(&["delete_vhost", world.vhost.name()]);
+    let name = world.vhost.name();
+    tocsin_amqp::test_support::rabbitmqctl(&["clear_permissions", "-p", name, "guest"]);
+    tocsin_amqp::test_support::rabbitmqctl(&[
+        "close_all_connections",
+        "--vhost",
+        name,
+        "test: broker away",
+    ]);
+    tocsin_amqp::test_support::rabbitmqctl(&["delete_vhost", name]);
 }
 
 /// The broker back after [`vhost_away`]: the vhost again, empty (the
