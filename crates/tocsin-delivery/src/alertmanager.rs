@@ -34,8 +34,12 @@ use crate::events::{
 pub const OVERDUE_ALERTNAME: &str = "TocsinDocumentOverdue";
 /// `alertname` of a group of failed transmissions.
 pub const DELIVERY_FAILED_ALERTNAME: &str = "TocsinDeliveryFailed";
-/// `site` (and `specialty`) label value when the messages named none.
-pub const UNKNOWN_SITE: &str = "unknown";
+/// `site` (and `specialty`) label value when the messages named none: the
+/// value the API's `site=` and `specialty=` take for it (the alert's links
+/// use it). It was `unknown`, which a PAS can send as a site code: the two
+/// groups then had one label set, posted in turn with their own counts,
+/// and the one that emptied resolved the other's alert.
+pub const UNKNOWN_SITE: &str = tocsin_store::NONE;
 
 /// One alert in Alertmanager's v2 `postableAlert` form.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
