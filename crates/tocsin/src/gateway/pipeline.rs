@@ -29,8 +29,8 @@ use crate::internal_events::{
 const FUTURE_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 
 /// At a stop, how long no delivery may come before the input queues are
-/// taken to be empty (the broker's credit then cannot be used up):
-/// at least this, else the flush interval.
+/// taken to be empty (the broker's credit then cannot be used up): this
+/// or the flush interval, whichever is longer.
 const STOP_QUIET: Duration = Duration::from_millis(100);
 
 /// Why [`Pipeline::serve`] returned.
