@@ -497,7 +497,8 @@ async fn a_refusing_events_queue_does_not_hold_back_the_alerts() {
         })
         .collect();
     world.publish(&backlog).await;
-    world.wait_empty("tocsin.inbound").await;
+    // All committed (an empty queue says only that all were delivered).
+    world.committed_at_least(&mut gateway, backlog.len()).await;
     alerts.until("overdue alerts", |s| !s.is_empty()).await;
     // The events are still refused and waiting, all of them.
     let waiting = world
