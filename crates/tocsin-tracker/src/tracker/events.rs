@@ -8,7 +8,7 @@ use super::effects::Effects;
 use super::open::{Open, OpenFacts, ms};
 use super::{Effect, Tracker, build_alert, enc_key, local_key, namespaces, nhs_key, ref_key};
 use crate::AlertKind;
-use crate::compact::{CStr, Nhs};
+use crate::compact::{CStr, Nhs, Symbols};
 use crate::model::{DeliveryStatus, ExpectationId, ExpectationStatus};
 use crate::policy::{Applicability, EncounterFacts};
 
@@ -93,6 +93,27 @@ impl Tracker {
                     .map(|(s, v)| v.with_str(|v| local_key(self.syms.name(s), v))),
             )
             .collect()
+    }
+
+    /// Changes an open slot's keys (its FHIR reference, its patient) by
+    /// `change`, re-indexing it around the change and reporting it to a
+    /// caller that wants unsettled expectations.
+    fn change_open(
+        &mut self,
+        slot: u32,
+        fx: &mut Effects<'_>,
+        change: impl FnOnce(&mut Open, &mut Symbols),
+    ) {
+        self.index_open(slot, false);
+        if let Some(o) = self.open.get_mut(slot) {
+            change(o, &mut self.syms);
+        }
+        self.index_open(slot, true);
+        if fx.wants_unsettled()
+            && let Some(o) = self.open.get(slot)
+        {
+            fx.push(Effect::ExpectationChanged(self.materialise(o)));
+        }
     }
 
     /// Adds or removes an open slot's index keys (encounter id, FHIR
@@ -249,16 +270,7 @@ impl Tracker {
                         .get(s)
                         .is_some_and(|o| o.encounter_ref().is_none())
                 {
-                    self.index_open(s, false);
-                    if let Some(o) = self.open.get_mut(s) {
-                        o.learn_encounter_ref(r);
-                    }
-                    self.index_open(s, true);
-                    if fx.wants_unsettled()
-                        && let Some(o) = self.open.get(s)
-                    {
-                        fx.push(Effect::ExpectationChanged(self.materialise(o)));
-                    }
+                    self.change_open(s, fx, |o, _| o.learn_encounter_ref(r));
                 }
                 // A FHIR Encounter's later version states its end
                 // (period.end); an HL7 A03 sent again may give only the
@@ -349,17 +361,8 @@ impl Tracker {
             if !untraced {
                 continue;
             }
-            self.index_open(s, false);
-            if let Some(o) = self.open.get_mut(s) {
-                o.nhs = Nhs::new(Some(nhs), &mut self.syms);
-            }
-            self.index_open(s, true);
+            self.change_open(s, fx, |o, syms| o.nhs = Nhs::new(Some(nhs), syms));
             self.counters.nhs_numbers_learnt += 1;
-            if fx.wants_unsettled()
-                && let Some(o) = self.open.get(s)
-            {
-                fx.push(Effect::ExpectationChanged(self.materialise(o)));
-            }
             self.settle_from_pending(s, ev.occurred_at, None, fx);
         }
     }
