@@ -427,13 +427,11 @@ impl Relay {
     /// wait (the first [`OUTBOX_RETRY_MIN`]), then tries it again by
     /// itself; its next wait is twice as long, up to [`OUTBOX_RETRY_MAX`].
     fn hold_exchange(&mut self, exchange: String) {
-        let now = Instant::now();
         let (until, delay) = self
             .refusing
             .entry(exchange)
-            .or_insert((now, OUTBOX_RETRY_MIN));
-        *until = now + *delay;
-        *delay = (*delay * 2).min(OUTBOX_RETRY_MAX);
+            .or_insert((Instant::now(), OUTBOX_RETRY_MIN));
+        *until = waited(delay);
     }
 
     /// When the relay should try again by itself: after a store failure's
@@ -449,9 +447,17 @@ impl Relay {
     /// Holds publishing for the current wait, then tries again by itself;
     /// the next wait is twice as long, up to [`OUTBOX_RETRY_MAX`].
     fn back_off(&mut self) {
-        self.hold = Some(Instant::now() + self.delay);
-        self.delay = (self.delay * 2).min(OUTBOX_RETRY_MAX);
+        self.hold = Some(waited(&mut self.delay));
     }
+}
+
+/// The end of a wait of `delay` from now, doubling `delay` for the next
+/// (up to [`OUTBOX_RETRY_MAX`]): the relay's own hold and each refusing
+/// exchange's.
+fn waited(delay: &mut Duration) -> Instant {
+    let until = Instant::now() + *delay;
+    *delay = (*delay * 2).min(OUTBOX_RETRY_MAX);
+    until
 }
 
 /// Counts the rows waiting in the outbox into `tocsin_outbox_pending`, and
