@@ -351,8 +351,6 @@ impl Env<'_> {
     }
 }
 
-/// What tocsin reads of a Patient (identifiers, GP practice references),
-/// taken from its JSON when its model refuses it.
 /// Adds `more` to `warnings`, leaving out any already there: one resource
 /// named from several places (an Organization as GP practice and as
 /// custodian) is warned of once.
@@ -378,46 +376,47 @@ fn read_leniently(err: &FhirError, e: &Entry, what: &str) -> Warning {
 
 /// A resource's `identifier` list read from its JSON, without its model.
 fn lenient_identifiers(v: &serde_json::Value) -> Vec<Ident> {
-    v.get("identifier")
-        .and_then(|x| x.as_array())
-        .map_or(&[][..], |a| a)
+    json_list(v, "identifier")
         .iter()
         .map(lenient_ident)
         .collect()
 }
 
 fn lenient_ident(i: &serde_json::Value) -> Ident {
-    let text =
-        |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
     Ident {
-        system: text(i, "system"),
-        value: text(i, "value"),
+        system: json_text(i, "system"),
+        value: json_text(i, "value"),
         type_code: i
             .get("type")
             .and_then(|t| t.get("coding"))
             .and_then(|c| c.get(0))
-            .and_then(|c| text(c, "code")),
+            .and_then(|c| json_text(c, "code")),
     }
 }
 
+/// What tocsin reads of a Patient (identifiers, GP practice references),
+/// taken from its JSON when its model refuses it.
 fn leniently(v: &serde_json::Value) -> crate::view::PatientView {
-    let practices = v
-        .get("generalPractitioner")
-        .and_then(|x| x.as_array())
-        .map_or(&[][..], |a| a);
     crate::view::PatientView {
         identifiers: lenient_identifiers(v),
-        general_practitioners: practices
+        general_practitioners: json_list(v, "generalPractitioner")
             .iter()
             .map(|g| Ref {
-                reference: g
-                    .get("reference")
-                    .and_then(|x| x.as_str())
-                    .map(str::to_owned),
+                reference: json_text(g, "reference"),
                 identifier: g.get("identifier").map(lenient_ident),
             })
             .collect(),
     }
+}
+
+/// Member `k` of `v` when it is a string.
+fn json_text(v: &serde_json::Value, k: &str) -> Option<String> {
+    v.get(k).and_then(|x| x.as_str()).map(str::to_owned)
+}
+
+/// Member `k` of `v` when it is an array, else none.
+fn json_list<'v>(v: &'v serde_json::Value, k: &str) -> &'v [serde_json::Value] {
+    v.get(k).and_then(|x| x.as_array()).map_or(&[][..], |a| a)
 }
 
 /// `period.end` as sent, when it gives a date (or month, or year) without
