@@ -108,15 +108,8 @@ pub(crate) fn from_txa(ctx: &mut Ctx<'_, '_>) -> Result<Document, Hl7Error> {
             message_type: ctx.header.message_type.clone(),
         })?;
     let id = txa.value(12).ok_or_else(|| missing("TXA-12"))?.into_owned();
-    // The code, else its text (`^Discharge Summary`), as OBR-4 is read.
-    let (type_code, location) = match txa.value(2) {
-        Some(code) => (Some(code.into_owned()), "TXA-2"),
-        None => match txa.comp(2, 2) {
-            Some(text) => (Some(text.into_owned()), "TXA-2.2"),
-            None => (None, "TXA-2"),
-        },
-    };
-    let kind = kind_of(ctx, type_code.as_deref(), location);
+    let (type_code, location) = type_of(Some(txa), "TXA", 2);
+    let kind = kind_of(ctx, type_code.as_deref(), &location);
     let authored_at = ctx
         .timestamp(Some(txa), 6)
         .or_else(|| ctx.timestamp(Some(txa), 4));
@@ -143,15 +136,8 @@ pub(crate) fn from_obr(ctx: &mut Ctx<'_, '_>) -> Document {
     let id = obr
         .and_then(|o| o.value(3).or_else(|| o.value(2)))
         .map_or_else(|| ctx.header.message_id.clone(), |v| v.into_owned());
-    let type_code = obr
-        .and_then(|o| o.comp(4, 1).or_else(|| o.comp(4, 2)))
-        .map(|v| v.into_owned());
-    let location = if obr.is_some_and(|o| o.comp(4, 1).is_none() && o.comp(4, 2).is_some()) {
-        "OBR-4.2"
-    } else {
-        "OBR-4"
-    };
-    let kind = kind_of(ctx, type_code.as_deref(), location);
+    let (type_code, location) = type_of(obr, "OBR", 4);
+    let kind = kind_of(ctx, type_code.as_deref(), &location);
     let authored_at = ctx.timestamp(obr, 7);
     // One event carries one document: a later OBR group that is a document
     // too (its OBR-4 mapped) is said, not lost without a word. Other
@@ -162,10 +148,8 @@ pub(crate) fn from_obr(ctx: &mut Ctx<'_, '_>) -> Document {
         .enumerate()
         .skip(1)
         .filter_map(|(i, o)| {
-            let code = o.comp(4, 1).or_else(|| o.comp(4, 2))?;
-            ctx.cfg
-                .document_kind(&code)
-                .map(|_| (i + 1, code.into_owned()))
+            let code = type_of(Some(o), "OBR", 4).0?;
+            ctx.cfg.document_kind(&code).map(|_| (i + 1, code))
         })
         .collect();
     for (n, code) in unread {
@@ -187,6 +171,19 @@ pub(crate) fn from_obr(ctx: &mut Ctx<'_, '_>) -> Document {
         authored_at,
         recipient: recipient(ctx),
         replaces: None,
+    }
+}
+
+/// A document type field (`name`-`field` of `seg`): its code (component
+/// 1), else its text (component 2: `^Discharge Summary`), with where it
+/// was read (`TXA-2`, `TXA-2.2`; the field when it holds neither).
+fn type_of(seg: Option<Seg<'_>>, name: &str, field: usize) -> (Option<String>, String) {
+    match seg.and_then(|s| s.comp(field, 1)) {
+        Some(code) => (Some(code.into_owned()), format!("{name}-{field}")),
+        None => match seg.and_then(|s| s.comp(field, 2)) {
+            Some(text) => (Some(text.into_owned()), format!("{name}-{field}.2")),
+            None => (None, format!("{name}-{field}")),
+        },
     }
 }
 

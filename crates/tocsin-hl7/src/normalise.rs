@@ -119,8 +119,13 @@ pub fn normalise_message(msg: &[u8], cfg: &Hl7Config) -> Result<InterfaceEvent, 
         _ => None,
     };
     // ADT_A39 lets the patient group repeat; one event carries one merge.
-    let pairs = parsed.segments("MRG").count();
-    if merge.is_some() && pairs > 1 {
+    // (Counted for a merge only: not every message's segments scanned.)
+    let pairs = if merge.is_some() {
+        parsed.segments("MRG").count()
+    } else {
+        0
+    };
+    if pairs > 1 {
         ctx.warn(
             WarningCode::Other,
             format!(
