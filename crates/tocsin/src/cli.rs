@@ -24,7 +24,8 @@ pub struct Cli {
 pub enum Command {
     /// Normalise HL7 v2 and FHIR files into interface events, one JSON line
     /// each on stdout; rejected inputs go to stderr. Exit 0 when every input
-    /// normalised, 1 when any was rejected, 2 on a usage error.
+    /// normalised, 1 when any was rejected or could not be read, 2 on a
+    /// usage error or a path that does not exist.
     Normalise {
         /// Files or directories (read recursively, in file-name order).
         #[arg(required = true)]
