@@ -41,6 +41,11 @@ pub enum DurationError {
     /// A unit without a number, or junk.
     #[error("duration `{0}`: expected a number before each unit")]
     MissingNumber(String),
+    /// A number with a fractional part (`1.5d`).
+    #[error(
+        "duration `{0}`: whole numbers only; combine units instead (`1d12h` for a day and a half, `90m` for an hour and a half)"
+    )]
+    Fraction(String),
     /// Longer than [`ConfigDuration::MAX_SECS`].
     #[error("duration `{0}` is too large (at most 36500d, a hundred years)")]
     Overflow(String),
@@ -112,6 +117,9 @@ impl ConfigDuration {
                 .parse()
                 .map_err(|_| DurationError::Overflow(text.to_string()))?;
             rest = rest[digits..].trim_start();
+            if rest.starts_with(['.', ',']) {
+                return Err(DurationError::Fraction(text.to_string()));
+            }
             let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
             if unit_len == 0 {
                 return Err(DurationError::MissingUnit(text.to_string()));
@@ -221,6 +229,13 @@ mod tests {
             ConfigDuration::parse("h"),
             Err(DurationError::MissingNumber(_))
         ));
+        // A policy author's `1.5d` was told a number must be followed by a
+        // unit: it is told to combine units.
+        for text in ["1.5d", "0,5h", "2.5"] {
+            let e = ConfigDuration::parse(text).unwrap_err();
+            assert_eq!(e, DurationError::Fraction(text.into()), "{text}");
+            assert!(e.to_string().contains("`1d12h`"), "{e}");
+        }
         assert!(matches!(
             ConfigDuration::parse("-5"),
             Err(DurationError::Negative(-5))

@@ -65,11 +65,13 @@
 //!   re-keyed, but a re-keyed expectation takes one waiting under its new
 //!   keys. A settled expectation whose visit was renumbered meets an end
 //!   re-sent under the new number as a repeat.
-//! - **Corrected discharge times**: an A08 giving another end (PV1-45), or
-//!   a finished FHIR Encounter's later version with another period.end,
-//!   moves an open expectation's end and deadline, unless `overdue` was
-//!   raised already; the rule chosen by the first end is kept
-//!   ([`Counters::ends_corrected`]).
+//! - **Corrected discharge times**: an A08 giving another end (PV1-45) or
+//!   a discharge disposition, or a finished FHIR Encounter's later version,
+//!   decides an open expectation again, unless `overdue` was raised
+//!   already: its end and deadline move, its rule follows the corrected
+//!   end across an effective date (keeping its id), and it is withdrawn
+//!   when no rule of its document kind applies any more (an exclusion now
+//!   matching) ([`Counters::ends_corrected`]).
 //! - **Repeated discharges** (a second A03 for an open expectation under a new
 //!   message id) keep the first end time (its end may be only the time it
 //!   was recorded, which a resend moves); one that comes after the document

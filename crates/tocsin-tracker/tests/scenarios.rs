@@ -3096,6 +3096,152 @@ fn an_end_correction_leaves_raised_and_other_patients_alone() {
     assert_eq!(tr.counters().ends_corrected, 0);
 }
 
+/// A correction of an attendance's end across a rule's effective date
+/// (00:30 BST on 1 April 2019, when the 7-day rule began, corrected to
+/// 23:30 the evening before, under the 10-day rule; and the reverse) takes
+/// the rule of the corrected date, by A08 or by a FHIR Encounter's later
+/// version, and keeps it across a restart; the expectation keeps its id,
+/// and the first end's A03 sent again is a repeat. Judged by the first
+/// end's rule, a letter sent on day 9 was `late` and raised `overdue`
+/// under a rule that did not apply, and the reverse was told a day late.
+#[test]
+fn a_corrected_end_across_an_effective_date_takes_that_dates_rule() {
+    let before = t("2019-03-31T22:30:00Z"); // 23:30 BST, 31 March
+    let after = t("2019-03-31T23:30:00Z"); // 00:30 BST, 1 April
+    for (how, restart) in [("a08", false), ("a08", true), ("fhir", false)] {
+        let mut tr = tracker();
+        let mut store = Store::default();
+        let fix = |msg: &str, visit: &str, ended, nhs| match how {
+            "a08" => end_update(msg, visit, ended, t("2019-04-01T09:00:00Z"), nhs),
+            _ => {
+                let mut e = end(msg, visit, K::Outpatient, ended, nhs);
+                e.source.format = tocsin_event::Format::FhirR4;
+                e
+            }
+        };
+        let fx = tr.apply(&end("m1", "V1", K::Outpatient, after, NHS));
+        store.commit(&fx);
+        let first = changed(&fx).pop().expect("created");
+        assert_eq!(first.rule.id, "clinic-letter-7d");
+        let fx = tr.apply(&fix("m2", "V1", before, NHS));
+        store.commit(&fx);
+        let moved = changed(&fx);
+        assert_eq!(moved.len(), 1, "{how}: {fx:?}");
+        assert_eq!(moved[0].rule.id, "clinic-letter-10d", "{how}");
+        assert_eq!(moved[0].id, first.id, "{how}: the id is kept");
+        assert_eq!(moved[0].deadline, t("2019-04-10T22:30:00Z"), "{how}");
+        // The other way: 10 days corrected to 7.
+        store.commit(&tr.apply(&end("m3", "V2", K::Outpatient, before, NHS2)));
+        let fx = tr.apply(&fix("m4", "V2", after, NHS2));
+        store.commit(&fx);
+        assert_eq!(changed(&fx)[0].rule.id, "clinic-letter-7d", "{how}");
+        if restart {
+            tr = store.restored();
+        }
+        // The A03 of the first end, sent again, is a repeat.
+        let fx = tr.apply(&end("m5", "V1", K::Outpatient, after, NHS));
+        assert!(changed(&fx).is_empty(), "{how}: {fx:?}");
+        assert_eq!(tr.open_count(), 2, "{how}");
+        let fx = tr.advance_to(t("2019-04-08T00:00:00Z"));
+        let overdue = alerts(&fx);
+        assert_eq!(overdue.len(), 1, "{how} restart {restart}: {fx:?}");
+        assert_eq!(overdue[0].kind, A::Overdue);
+        assert_eq!(overdue[0].rule.id, "clinic-letter-7d");
+        assert_eq!(overdue[0].encounter.id.as_deref(), Some("V2"));
+        let fx = tr.apply(&doc(
+            "m6",
+            Some("V1"),
+            D::ClinicLetter,
+            t("2019-04-09T12:00:00Z"),
+            Some(NHS),
+        ));
+        assert!(kinds(&fx).is_empty(), "{how} restart {restart}: {fx:?}");
+        let settled = changed(&fx).pop().expect("settled");
+        assert_eq!(settled.status, S::OnTime, "{how} restart {restart}");
+        assert_eq!(settled.rule.id, "clinic-letter-10d");
+        assert_eq!(settled.id, first.id);
+    }
+}
+
+/// Restored under a policy whose rule has other durations now (edited in
+/// place), an open expectation keeps the rule it was made under, and the
+/// tracker names it with how many keep it, for the gateway to say; under
+/// the same policy it names none.
+#[test]
+fn a_restore_names_the_rules_its_open_expectations_keep() {
+    let text = include_str!("../../../config/policies/nhs-standard-contract.toml").replacen(
+        "due_after = \"24h\"",
+        "due_after = \"48h\"",
+        1,
+    );
+    let mut tr = Tracker::new(Policy::from_toml(&text).unwrap(), strict());
+    let mut store = Store::default();
+    for (m, v) in [("m1", "V1"), ("m2", "V2")] {
+        store.commit(&tr.apply(&end(m, v, K::Inpatient, t("2024-05-01T10:00:00Z"), NHS)));
+    }
+    assert!(tr.rules_kept_from_store().is_empty());
+    let restored = store.restored();
+    assert_eq!(
+        restored.rules_kept_from_store(),
+        vec![("discharge-summary-24h".to_owned(), 2)]
+    );
+    assert_eq!(restored.next_deadline(), Some(t("2024-05-03T10:00:00Z")));
+    let mut store = Store::default();
+    store.commit(&tracker().apply(&end(
+        "m1",
+        "V1",
+        K::Inpatient,
+        t("2024-05-01T10:00:00Z"),
+        NHS,
+    )));
+    assert!(store.restored().rules_kept_from_store().is_empty());
+}
+
+/// An A08 giving a discharge disposition a policy exclusion names (an
+/// emergency attendance ending in admission, whose summary the inpatient
+/// stay's discharge will owe) withdraws the attendance's open expectation,
+/// with `cancelled` to whoever was warned, and counts it excluded: kept, it
+/// went overdue although the policy excludes it. An update giving none, or
+/// one no exclusion names, changes nothing. (An update is read only when it
+/// gives the end, as one sent after a discharge does.)
+#[test]
+fn an_update_whose_disposition_is_excluded_withdraws_the_expectation() {
+    let text = include_str!("../../../config/policies/nhs-standard-contract.toml")
+        .replace("# due_soon = \"20h\"", "due_soon = \"20h\"")
+        + "\n[[exclusion]]\nreason = \"admitted\"\nencounter_kinds = [\"emergency\"]\ndischarge_dispositions = [\"ADM\"]\n";
+    let mut tr = Tracker::new(Policy::from_toml(&text).unwrap(), strict());
+    let ended = t("2024-05-01T10:00:00Z");
+    let mut a03 = end("m1", "V1", K::Emergency, ended, NHS);
+    a03.encounter.as_mut().unwrap().discharge_disposition = Some("01".into());
+    assert_eq!(changed(&tr.apply(&a03)).len(), 1);
+    let update = |msg: &str, disposition: Option<&str>, at| {
+        let mut e = base(msg, EventType::EncounterUpdated, at, Some(NHS));
+        e.encounter = Some(tocsin_event::Encounter {
+            id: Some("V1".into()),
+            kind: Some(K::Emergency),
+            ended_at: Some(ended),
+            discharge_disposition: disposition.map(Into::into),
+            ..Default::default()
+        });
+        e
+    };
+    assert!(changed(&tr.apply(&update("m2", None, t("2024-05-01T11:00:00Z")))).is_empty());
+    let fx = tr.apply(&update("m3", Some("01"), t("2024-05-01T12:00:00Z")));
+    assert!(changed(&fx).is_empty(), "{fx:?}");
+    assert_eq!(
+        kinds(&tr.advance_to(t("2024-05-02T06:30:00Z"))),
+        vec![A::DueSoon]
+    );
+    let fx = tr.apply(&update("m4", Some("ADM"), t("2024-05-02T07:00:00Z")));
+    let withdrawn = changed(&fx);
+    assert_eq!(withdrawn.len(), 1, "{fx:?}");
+    assert_eq!(withdrawn[0].status, S::Cancelled);
+    assert_eq!(kinds(&fx), vec![A::Cancelled]);
+    assert_eq!(tr.counters().excluded, 1);
+    assert_eq!(tr.open_count(), 0);
+    assert!(kinds(&tr.advance_to(t("2024-05-03T00:00:00Z"))).is_empty());
+}
+
 /// Visit numbers collide across systems (the PAS and the ED system each
 /// number their own): an A11 for another patient's visit numbered alike
 /// withdraws nothing of this patient's, which stays owed. One naming no
@@ -3237,6 +3383,14 @@ fn an_end_of_an_unmapped_class_is_counted() {
     tr.apply(&end("m2", "V2", K::Other, t("2024-02-05T15:00:00Z"), NHS));
     assert_eq!(tr.counters().ends_without_kind, 1);
     assert_eq!(tr.open_count(), 0);
+    // A trust that wrote a rule for `other` tracks such ends: nothing to
+    // tell (the notice pages operators).
+    let text = include_str!("../../../config/policies/nhs-standard-contract.toml").to_owned()
+        + "\n[[rule]]\nid = \"other-2d\"\nclause = \"local\"\ndocument_kind = \"other\"\n\
+           encounter_kinds = [\"other\"]\ndue_after = \"2d\"\neffective_from = 2017-04-01\n";
+    let mut tr = Tracker::new(Policy::from_toml(&text).unwrap(), strict());
+    assert_eq!(changed(&tr.apply(&unmapped)).len(), 1);
+    assert_eq!(tr.counters().ends_without_kind, 0);
 }
 
 /// Two systems numbering visits alike (the PAS and the ED system): an end

@@ -202,19 +202,6 @@ impl Tracker {
             self.counters.ends_without_kind += 1;
             return;
         };
-        // A patient or encounter class with no mapping arrives as `other`
-        // with an unmapped_code warning (the only one an end carries): no
-        // rule covers it, so it is counted as an end of no known kind, or
-        // a trust whose PAS sends a local class would never learn that
-        // those discharges go unwatched.
-        if kind == tocsin_event::EncounterKind::Other
-            && ev
-                .warnings
-                .iter()
-                .any(|w| w.code == tocsin_event::WarningCode::UnmappedCode)
-        {
-            self.counters.ends_without_kind += 1;
-        }
         let ended_at = enc.ended_at.unwrap_or(ev.occurred_at);
         let facts = EncounterFacts {
             kind,
@@ -236,6 +223,35 @@ impl Tracker {
         if !any && self.policy.covers(kind) {
             self.counters.ends_without_rule += 1;
         }
+        // A patient or encounter class with no mapping arrives as `other`
+        // with an unmapped_code warning (the only one an end carries): when
+        // no rule covers it, it is counted as an end of no known kind, or
+        // a trust whose PAS sends a local class would never learn that
+        // those discharges go unwatched. (A trust that wrote a rule for
+        // `other` tracks it: nothing to tell.)
+        if !any
+            && kind == tocsin_event::EncounterKind::Other
+            && ev
+                .warnings
+                .iter()
+                .any(|w| w.code == tocsin_event::WarningCode::UnmappedCode)
+        {
+            self.counters.ends_without_kind += 1;
+        }
+        let existing = self.open_for_encounter(enc);
+        // A FHIR Encounter's later version states its end and disposition
+        // again: the open expectations it names are decided again (see
+        // [`Tracker::redecide`]), those no rule now applies to withdrawn.
+        // An HL7 A03 sent again may give only the time it was recorded
+        // (EVN-2), which each resend moves: it keeps the first (a PAS
+        // corrects with A13 then A03, or A08).
+        if ev.source.format != tocsin_event::Format::Hl7v2 {
+            for &s in &existing {
+                if !self.of_another_patient(s, ev) {
+                    self.redecide(s, ev, ended_at, fx);
+                }
+            }
+        }
         let existing = self.open_for_encounter(enc);
         for (rule, rule_id) in todo {
             let base = expectation_id_bytes(
@@ -247,13 +263,17 @@ impl Tracker {
             // A discharge recorded again after its expectation was
             // withdrawn with alerts raised is a new generation.
             let id = self.generations(base).last().copied().unwrap_or(base);
-            // Open under this rule already: by the same id, or re-keyed to
-            // this encounter by an account merge, or created from the
-            // encounter's FHIR reference where this event names its id.
-            if let Some(&s) = existing
-                .iter()
-                .find(|s| self.open.get(**s).is_some_and(|o| o.rule == rule))
-            {
+            // Open for this rule's document already: by the same id, or
+            // re-keyed to this encounter by an account merge, or created
+            // from the encounter's FHIR reference where this event names
+            // its id; under this rule, or under another of the document's
+            // rules that an end corrected across an effective date left.
+            let document_kind = self.rules[rule as usize].document_kind;
+            if let Some(&s) = existing.iter().find(|s| {
+                self.open
+                    .get(**s)
+                    .is_some_and(|o| self.rule_info(o).document_kind == document_kind)
+            }) {
                 if self.of_another_patient(s, ev) {
                     self.counters.visit_collisions += 1;
                     continue;
@@ -271,13 +291,6 @@ impl Tracker {
                         .is_some_and(|o| o.encounter_ref().is_none())
                 {
                     self.change_open(s, fx, |o, _| o.learn_encounter_ref(r));
-                }
-                // A FHIR Encounter's later version states its end
-                // (period.end); an HL7 A03 sent again may give only the
-                // time it was recorded (EVN-2), which each resend moves: it
-                // keeps the first (a PAS corrects with A13 then A03, or A08).
-                if ev.source.format != tocsin_event::Format::Hl7v2 {
-                    self.correct_end(s, ended_at, fx);
                 }
                 continue;
             }
@@ -317,9 +330,10 @@ impl Tracker {
         }
     }
 
-    /// An update (A08) giving the encounter's end: the end of its open
-    /// expectations, corrected. Only the end is read: an update's patient
-    /// class or site does not re-decide which rules apply.
+    /// An update (A08) giving the encounter's end: its open expectations
+    /// are decided again by that end and the update's discharge
+    /// disposition ([`Tracker::redecide`]). Only those two are read: an
+    /// update's patient class or site does not re-decide which rules apply.
     pub(super) fn on_encounter_updated(&mut self, ev: &InterfaceEvent, fx: &mut Effects<'_>) {
         self.on_patient_identified(ev, fx);
         let Some(enc) = &ev.encounter else {
@@ -330,7 +344,7 @@ impl Tracker {
         };
         for s in self.open_for_encounter(enc) {
             if !self.of_another_patient(s, ev) {
-                self.correct_end(s, ended_at, fx);
+                self.redecide(s, ev, ended_at, fx);
             }
         }
     }
@@ -419,29 +433,92 @@ impl Tracker {
         same_issuer
     }
 
-    /// A later message gives open slot `s` another encounter end (the PAS
-    /// correcting a discharge time with an A08, a finished Encounter's later
-    /// version): the deadline and due-soon point follow
-    /// it. Judged by the first end, a summary sent within 24 hours of the
-    /// corrected discharge was `late` and raised a false `overdue`. Only
-    /// while nothing has been raised against the first deadline: once
-    /// `overdue` is out it stands (the contract team has seen it), and the
-    /// rule chosen by the first end is kept.
-    pub(super) fn correct_end(
+    /// A later message about open slot `s`'s encounter (an A08, a
+    /// finished Encounter's later version) gives its end, perhaps another
+    /// (the PAS correcting a discharge time), and perhaps a discharge
+    /// disposition: the
+    /// expectation is decided again as its end event would have been
+    /// decided with them, keeping its encounter kind, site, specialty and
+    /// GP practice.
+    ///
+    /// - The deadline and due-soon point follow the corrected end: judged by
+    ///   the first, a summary sent within 24 hours of the corrected
+    ///   discharge was `late` and raised a false `overdue`.
+    /// - The rule follows it too, when the corrected end falls on another
+    ///   side of an effective date (a discharge keyed at 00:30 on 1 April,
+    ///   corrected to 23:30 the day before): judged by the first end's
+    ///   rule, the deadline and the report's rule were the wrong year's.
+    ///   The expectation keeps its id.
+    /// - When no rule of its document kind applies any more (an exclusion
+    ///   now matches, such as an emergency attendance's disposition
+    ///   corrected to admitted; or no rule is in force on the corrected
+    ///   date) it is withdrawn, as a cancelled discharge's is, and counted
+    ///   as `excluded` or `end_without_rule`.
+    ///
+    /// Only while nothing has been raised against the first deadline: once
+    /// `overdue` is out it stands (the contract team has seen it).
+    pub(super) fn redecide(
         &mut self,
         s: u32,
+        ev: &InterfaceEvent,
         ended_at: chrono::DateTime<chrono::Utc>,
         fx: &mut Effects<'_>,
     ) {
+        let Some(o) = self.open.get(s) else {
+            return;
+        };
+        let disposition = ev
+            .encounter
+            .as_ref()
+            .and_then(|e| e.discharge_disposition.as_deref());
         let new = ms(ended_at);
+        if o.overdue() || (o.ended_at == new && disposition.is_none()) {
+            return;
+        }
+        let document_kind = self.rule_info(o).document_kind;
+        let sym = |x: Option<crate::compact::Sym>| x.map(|x| self.syms.name(x));
+        let [site, specialty, gp_practice, _] = self.syms.context(o.context);
+        let facts = EncounterFacts {
+            kind: o.kind,
+            ended_at: super::open::from_ms(new),
+            specialty: sym(specialty),
+            site: sym(site),
+            gp_practice: sym(gp_practice),
+            discharge_disposition: disposition,
+        };
+        let decided = self
+            .policy
+            .applicable(&facts)
+            .find(|(_, r, _)| r.document_kind == document_kind)
+            .map(|(i, _, app)| (i as u16, app == Applicability::Applies));
+        let rule = match decided {
+            Some((rule, true)) => rule,
+            Some((_, false)) => {
+                self.counters.excluded += 1;
+                self.withdraw(s, ev.occurred_at, fx);
+                return;
+            }
+            None => {
+                self.counters.ends_without_rule += 1;
+                self.withdraw(s, ev.occurred_at, fx);
+                return;
+            }
+        };
+        if o.ended_at == new && o.rule == rule {
+            return;
+        }
+        let id = self.open_id(o);
         let Some(o) = self.open.get_mut(s) else {
             return;
         };
-        if o.ended_at == new || o.overdue() {
-            return;
+        if o.ended_at != new {
+            o.ended_at = new;
+            self.counters.ends_corrected += 1;
         }
-        o.ended_at = new;
-        self.counters.ends_corrected += 1;
+        if o.rule != rule {
+            o.pin_id(id);
+            o.rule = rule;
+        }
         if let Some(o) = self.open.get(s) {
             if let Some(t) = self.next_timer(o) {
                 self.timers.push(t, s);
@@ -449,6 +526,20 @@ impl Tracker {
             if fx.wants_unsettled() {
                 fx.push(Effect::ExpectationChanged(self.materialise(o)));
             }
+        }
+    }
+
+    /// Withdraws open slot `s` at `at` (its encounter cancelled, or no rule
+    /// applying to it any more): `cancelled` to whoever was told to chase
+    /// it, and, when something was raised, its id remembered as withdrawn,
+    /// so that the discharge recorded again is a new generation.
+    fn withdraw(&mut self, s: u32, at: chrono::DateTime<chrono::Utc>, fx: &mut Effects<'_>) {
+        if let Some(o) = self.remove_open(s) {
+            if o.alerts != 0 {
+                let key = super::state::cancelled_key(&self.open_id(&o));
+                self.remember_seen(key, ms(at), fx);
+            }
+            push_withdrawn(self.materialise(&o), at, fx);
         }
     }
 
@@ -465,13 +556,7 @@ impl Tracker {
             .collect();
         let mut matched = !slots.is_empty();
         for s in slots {
-            if let Some(o) = self.remove_open(s) {
-                if o.alerts != 0 {
-                    let key = super::state::cancelled_key(&self.open_id(&o));
-                    self.remember_seen(key, ms(ev.occurred_at), fx);
-                }
-                push_withdrawn(self.materialise(&o), ev.occurred_at, fx);
-            }
+            self.withdraw(s, ev.occurred_at, fx);
         }
         // A settled expectation stays settled, but the encounter's end no
         // longer stands: a discharge recorded again later is a new

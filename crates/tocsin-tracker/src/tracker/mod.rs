@@ -87,15 +87,16 @@ pub struct Counters {
     /// happened.
     pub after_until: u64,
     /// Encounter-end events without an encounter kind, or whose class has no
-    /// mapping (kind `other` with an unmapped_code warning): no rule applies
-    /// unless a trust wrote one for `other`.
+    /// mapping (kind `other` with an unmapped_code warning) that no rule
+    /// covers (a trust may write one for `other`): no expectation.
     pub ends_without_kind: u64,
     /// Encounter-end events for which the expectation was already open (a
     /// repeated discharge with a new message id: the first is kept) or
     /// already settled within the duplicate horizon (a FHIR Encounter's
     /// later version: nothing changes).
     pub repeated_ends: u64,
-    /// Expectations not created because an exclusion matched.
+    /// Expectations not created because an exclusion matched, or withdrawn
+    /// because one matched what a later message corrected.
     pub excluded: u64,
     /// Documents that matched no open expectation and wait for an encounter.
     pub documents_pending: u64,
@@ -128,7 +129,8 @@ pub struct Counters {
     pub nhs_numbers_learnt: u64,
     /// Open expectations whose encounter end a later message corrected (an
     /// A08 with another PV1-45, a finished Encounter's later version with
-    /// another period.end): their deadline moved.
+    /// another period.end): their deadline moved, and their rule with it
+    /// when the corrected end fell on another side of an effective date.
     pub ends_corrected: u64,
     /// Encounter ends naming a visit number an open expectation of another
     /// patient (another NHS number) already has: two systems numbering
@@ -144,8 +146,9 @@ pub struct Counters {
     pub deliveries_resent: u64,
     /// Encounter ends of a kind the policy covers, but on a date no rule is
     /// in force (before the earliest `effective_from`, after an
-    /// `effective_to`): no expectation. A replay of archives older than
-    /// the rules made nothing of them without a word.
+    /// `effective_to`): no expectation (or an open one withdrawn, its end
+    /// corrected to such a date). A replay of archives older than the
+    /// rules made nothing of them without a word.
     pub ends_without_rule: u64,
     /// Events stamped more than `max_clock_jump` ahead of the clock: applied,
     /// but they move the clock only when the next event the tracker acts on
@@ -504,6 +507,24 @@ impl Tracker {
     /// How many expectations are unsettled (open or overdue).
     pub fn open_count(&self) -> usize {
         self.open.len()
+    }
+
+    /// Rules that restored unsettled expectations keep although the policy
+    /// no longer has them as they were (removed, or its durations changed
+    /// since those expectations were made), each with how many keep it, in
+    /// rule id order. A restore never moves a deadline, so an edited policy
+    /// judges only encounters that end after it: the gateway and
+    /// `replay --store` say so at start, or a trust that edited a rule in
+    /// place would see the old deadlines raised without knowing why.
+    pub fn rules_kept_from_store(&self) -> Vec<(String, usize)> {
+        let in_policy = self.policy.rules().len();
+        let mut kept: BTreeMap<&str, usize> = BTreeMap::new();
+        for (_, o) in self.open.iter() {
+            if usize::from(o.rule) >= in_policy {
+                *kept.entry(self.rule_info(o).id.as_str()).or_default() += 1;
+            }
+        }
+        kept.into_iter().map(|(id, n)| (id.to_owned(), n)).collect()
     }
 
     /// Open and overdue counts by document kind and encounter kind, for the
