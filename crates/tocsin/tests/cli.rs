@@ -1201,6 +1201,56 @@ fn replay_into_a_store_refuses_an_until_before_its_clock() {
     replay_json(&scenario, "2024-06-01T00:00:00Z", &["--store", &url]);
 }
 
+/// A rule edited in place between two replays into one store: the open
+/// expectation made under the old rule keeps its deadline (a restore never
+/// moves one), and the replay carrying on says so, naming the rule, rather
+/// than judging by a policy the trust no longer has without a word.
+#[test]
+fn replay_into_a_store_says_which_rules_its_open_expectations_keep() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    let text = std::fs::read_to_string(root().join("config/policies/nhs-standard-contract.toml"))
+        .unwrap()
+        .replacen("due_after = \"24h\"", "due_after = \"48h\"", 1);
+    std::fs::write(&policy, text).unwrap();
+    let config = dir.path().join("tocsin.toml");
+    let text = std::fs::read_to_string(root().join("config/tocsin.toml"))
+        .unwrap()
+        .replace(
+            "mappings = \"mappings.toml\"",
+            &format!("mappings = {:?}", root().join("config/mappings.toml")),
+        )
+        .replace(
+            "policy = \"policies/nhs-standard-contract.toml\"",
+            &format!("policy = {policy:?}"),
+        );
+    std::fs::write(&config, text).unwrap();
+    let url = format!("sqlite://{}", dir.path().join("kept.sqlite").display());
+    let scenario = fixture("scenarios/late");
+    // Discharged 15 January 14:00 under the trust's 48 hours; the summary
+    // (17 January 10:00) not yet sent at --until.
+    let first = replay_json(
+        &scenario,
+        "2024-01-16T00:00:00Z",
+        &["--store", &url, "--config", config.to_str().unwrap()],
+    );
+    assert!(!first.stderr.contains("keep rule"), "{}", first.stderr);
+    // The trust goes back to the contract's 24 hours.
+    let carried = replay_json(&scenario, "2024-06-01T00:00:00Z", &["--store", &url]);
+    assert!(
+        carried.stderr.contains(
+            "1 open expectation(s) keep rule discharge-summary-24h as it was when they were made"
+        ),
+        "{}",
+        carried.stderr
+    );
+    let row = only_row(&carried.report);
+    assert_eq!(
+        (row["on_time"].as_u64(), row["late"].as_u64()),
+        (Some(1), Some(0))
+    );
+}
+
 #[test]
 fn replay_matches_a_summary_without_visit_number_by_patient_and_window() {
     let (alerts, report, _) = replay("patient-window", "2024-06-01T00:00:00Z");

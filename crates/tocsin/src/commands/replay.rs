@@ -279,6 +279,10 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
                     clock.to_rfc3339()
                 );
             }
+            for (rule, open) in tracker.rules_kept_from_store() {
+                let kept = crate::internal_events::RuleKeptFromStore { rule: &rule, open };
+                eprintln!("{}", kept.message());
+            }
             // Its expectations were judged as at its clock, which cannot go
             // back: a report as at an earlier --until would have been the
             // later one's, said to be as at --until.

@@ -27,8 +27,8 @@ use tocsin_tracker::Tracker;
 
 use crate::config::Config;
 use crate::internal_events::{
-    DeadLettersCounted, Metrics, RestoreRecordSkipped, StoppedWithoutBroker, StoreFailed,
-    StoreRecovered, TrackerObserved,
+    DeadLettersCounted, Metrics, RestoreRecordSkipped, RuleKeptFromStore, StoppedWithoutBroker,
+    StoreFailed, StoreRecovered, TrackerObserved,
 };
 
 pub use store::StoreHandle;
@@ -301,6 +301,9 @@ async fn restore_tracker(
     let (tracker, skipped) = restored?;
     for error in &skipped {
         RestoreRecordSkipped { error }.emit(metrics);
+    }
+    for (rule, open) in tracker.rules_kept_from_store() {
+        RuleKeptFromStore { rule: &rule, open }.emit();
     }
     Ok(tracker)
 }

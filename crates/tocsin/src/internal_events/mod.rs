@@ -212,6 +212,36 @@ impl StorePruneFailed<'_> {
     }
 }
 
+/// Restored open expectations keep a rule the policy no longer has as it
+/// was ([`tocsin_tracker::Tracker::rules_kept_from_store`]): a restore
+/// never moves a deadline, so a rule edited in place (or removed) judges
+/// only encounters that end after the edit. Said at start, or a trust that
+/// edited a rule sees the old deadlines raised without knowing why.
+pub struct RuleKeptFromStore<'a> {
+    /// The rule's id.
+    pub rule: &'a str,
+    /// How many unsettled expectations keep it.
+    pub open: usize,
+}
+
+impl RuleKeptFromStore<'_> {
+    /// Logs it (warn: what the policy now says is not what these are
+    /// judged by).
+    pub fn emit(self) {
+        tracing::warn!(rule = self.rule, open = self.open, "{}", self.message());
+    }
+
+    /// What it means, in words (for the log and `replay --store`).
+    pub fn message(&self) -> String {
+        format!(
+            "{} open expectation(s) keep rule {} as it was when they were made (the policy \
+             no longer has it, or gives it other durations now): their deadlines stand; \
+             the policy as it is judges encounters that end from now on",
+            self.open, self.rule
+        )
+    }
+}
+
 /// The restore at start could not use a stored state record and went on
 /// without it (`tocsin_tracker::Restoring::record`, `Restoring::finish`):
 /// the store was changed by something other than tocsin. What is lost is
