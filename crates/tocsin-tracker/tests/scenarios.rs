@@ -3186,6 +3186,20 @@ fn a_restore_names_the_rules_its_open_expectations_keep() {
         vec![("discharge-summary-24h".to_owned(), 2)]
     );
     assert_eq!(restored.next_deadline(), Some(t("2024-05-03T10:00:00Z")));
+    // An update repeating the end (with the disposition every A08 after a
+    // discharge carries) moves no deadline.
+    let mut restored = restored;
+    let mut update = end_update(
+        "m3",
+        "V1",
+        t("2024-05-01T10:00:00Z"),
+        t("2024-05-01T12:00:00Z"),
+        NHS,
+    );
+    update.encounter.as_mut().unwrap().discharge_disposition = Some("01".into());
+    assert!(changed(&restored.apply(&update)).is_empty());
+    assert_eq!(restored.rules_kept_from_store()[0].1, 2);
+    assert_eq!(restored.next_deadline(), Some(t("2024-05-03T10:00:00Z")));
     let mut store = Store::default();
     store.commit(&tracker().apply(&end(
         "m1",

@@ -449,11 +449,12 @@ impl Tracker {
     ///   corrected to 23:30 the day before): judged by the first end's
     ///   rule, the deadline and the report's rule were the wrong year's.
     ///   The expectation keeps its id.
-    /// - When no rule of its document kind applies any more (an exclusion
-    ///   now matches, such as an emergency attendance's disposition
-    ///   corrected to admitted; or no rule is in force on the corrected
-    ///   date) it is withdrawn, as a cancelled discharge's is, and counted
-    ///   as `excluded` or `end_without_rule`.
+    /// - When an exclusion now matches (an emergency attendance's
+    ///   disposition corrected to admitted), or no rule is in force on the
+    ///   corrected date, it is withdrawn, as a cancelled discharge's is,
+    ///   and counted as `excluded` or `end_without_rule`.
+    /// - An end not moved keeps its rule, even one a restore kept from an
+    ///   earlier policy: only an exclusion can withdraw it.
     ///
     /// Only while nothing has been raised against the first deadline: once
     /// `overdue` is out it stands (the contract team has seen it).
@@ -491,20 +492,26 @@ impl Tracker {
             .applicable(&facts)
             .find(|(_, r, _)| r.document_kind == document_kind)
             .map(|(i, _, app)| (i as u16, app == Applicability::Applies));
+        // An end not moved keeps its rule (one a restore kept from an
+        // earlier policy included: a restore never moves a deadline, and
+        // an update repeating the end is no reason to); only an exclusion
+        // matching the disposition withdraws it.
+        let moved = o.ended_at != new;
         let rule = match decided {
-            Some((rule, true)) => rule,
+            Some((rule, true)) if moved => rule,
             Some((_, false)) => {
                 self.counters.excluded += 1;
                 self.withdraw(s, ev.occurred_at, fx);
                 return;
             }
-            None => {
+            None if moved => {
                 self.counters.ends_without_rule += 1;
                 self.withdraw(s, ev.occurred_at, fx);
                 return;
             }
+            _ => o.rule,
         };
-        if o.ended_at == new && o.rule == rule {
+        if !moved && o.rule == rule {
             return;
         }
         let id = self.open_id(o);
