@@ -326,6 +326,34 @@ impl Policy {
         gaps
     }
 
+    /// Rules that can create no expectation: every encounter kind they
+    /// cover is excluded outright, by an exclusion (the rule's own or a
+    /// policy-wide one) that names encounter kinds and nothing else. Valid,
+    /// but a trust that wrote such an exclusion to narrow another rule may
+    /// not have meant it: `check-config` says so. Each with the reasons of
+    /// the exclusions that do it.
+    pub fn rules_excluded_outright(&self) -> Vec<(&Rule, Vec<&str>)> {
+        self.rules
+            .iter()
+            .filter_map(|r| {
+                let mut reasons: Vec<&str> = Vec::new();
+                for k in &r.encounter_kinds {
+                    let x = r.exclusions.iter().chain(&self.exclusions).find(|x| {
+                        x.encounter_kinds.contains(k)
+                            && x.specialties.is_empty()
+                            && x.sites.is_empty()
+                            && x.gp_practices.is_empty()
+                            && x.discharge_dispositions.is_empty()
+                    })?;
+                    if !reasons.contains(&x.reason.as_str()) {
+                        reasons.push(&x.reason);
+                    }
+                }
+                Some((r, reasons))
+            })
+            .collect()
+    }
+
     /// Whether some rule, in force or not, covers encounters of `kind`.
     pub fn covers(&self, kind: EncounterKind) -> bool {
         self.rules.iter().any(|r| r.encounter_kinds.contains(&kind))

@@ -215,6 +215,40 @@ fn an_exclusion_by_discharge_disposition() {
     assert_eq!(judged(&day_case), [Applicability::Applies]);
 }
 
+/// A rule every encounter kind of which an exclusion naming only kinds
+/// removes creates nothing: listed (for `check-config` to say), with the
+/// exclusion's reason. An exclusion with any other condition, or one
+/// leaving a kind of the rule, makes no such rule.
+#[test]
+fn rules_excluded_outright_are_listed() {
+    assert!(
+        Policy::default_contract()
+            .rules_excluded_outright()
+            .is_empty()
+    );
+    let ids = |text: &str| -> Vec<(String, Vec<String>)> {
+        Policy::from_toml(text)
+            .unwrap()
+            .rules_excluded_outright()
+            .into_iter()
+            .map(|(r, why)| (r.id.clone(), why.into_iter().map(str::to_owned).collect()))
+            .collect()
+    };
+    let some = "\n[[exclusion]]\nreason = \"no ED\"\nencounter_kinds = [\"emergency\"]\n";
+    assert!(ids(&format!("{TRUST}{some}")).is_empty());
+    let all =
+        "\n[[exclusion]]\nreason = \"not ours\"\nencounter_kinds = [\"inpatient\", \"day_case\"]\n";
+    assert_eq!(
+        ids(&format!("{TRUST}{all}")),
+        [("ds".to_owned(), vec!["not ours".to_owned()])]
+    );
+    let narrowed = format!("{TRUST}{all}").replace(
+        "reason = \"not ours\"\n",
+        "reason = \"not ours\"\nsites = [\"RXX09\"]\n",
+    );
+    assert!(ids(&narrowed).is_empty());
+}
+
 /// The contract policy covers every kind from its first rule on; a trust's
 /// policy with a gap between rules, or a last rule that ends, has its
 /// uncovered periods listed (for `check-config` to say: ends then make no

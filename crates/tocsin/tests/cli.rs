@@ -172,11 +172,12 @@ fn check_config_accepts_the_shipped_configuration_and_names_the_line_of_a_bad_on
 }
 
 /// Valid, but maybe not meant: a policy whose clinic-letter rule ends with
-/// none after it, and an HL7 zone other than the policy's. check-config
-/// accepts it (exit 0) and says both; the shipped configuration says
-/// nothing of the kind.
+/// none after it, an exclusion of every outpatient (so the clinic-letter
+/// rules can make nothing), and an HL7 zone other than the policy's.
+/// check-config accepts it (exit 0) and says each; the shipped
+/// configuration says nothing of the kind.
 #[test]
-fn check_config_notes_a_period_no_rule_covers_and_differing_zones() {
+fn check_config_notes_a_period_no_rule_covers_a_dead_rule_and_differing_zones() {
     let ok = tocsin(&["check-config", "--config", "config/tocsin.toml"]);
     assert!(!String::from_utf8_lossy(&ok.stderr).contains("note:"));
     let dir = tempfile::tempdir().unwrap();
@@ -186,7 +187,8 @@ fn check_config_notes_a_period_no_rule_covers_and_differing_zones() {
     assert!(policy.contains(cut), "the 7-day rule starts 1 April 2019");
     std::fs::write(
         dir.path().join("policy.toml"),
-        policy.replacen(cut, &format!("{cut}effective_to = 2030-01-01\n"), 1),
+        policy.replacen(cut, &format!("{cut}effective_to = 2030-01-01\n"), 1)
+            + "\n[[exclusion]]\nreason = \"no outpatients\"\nencounter_kinds = [\"outpatient\"]\n",
     )
     .unwrap();
     let mappings = std::fs::read_to_string(root().join("config/mappings.toml")).unwrap();
@@ -218,6 +220,15 @@ fn check_config_notes_a_period_no_rule_covers_and_differing_zones() {
         stderr.contains("note: the time zones differ ([hl7] timezone Europe/Dublin"),
         "{stderr}"
     );
+    for rule in ["clinic-letter-14d", "clinic-letter-10d", "clinic-letter-7d"] {
+        assert!(
+            stderr.contains(&format!(
+                "note: rule {rule} can create no expectation: every encounter kind it covers \
+                 is excluded outright (exclusion \"no outpatients\")"
+            )),
+            "{stderr}"
+        );
+    }
 }
 
 #[test]

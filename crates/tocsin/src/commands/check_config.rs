@@ -53,6 +53,14 @@ fn notes(config: &Config) -> Vec<String> {
             )
         })
         .collect();
+    for (rule, reasons) in config.policy.rules_excluded_outright() {
+        notes.push(format!(
+            "rule {} can create no expectation: every encounter kind it covers is excluded \
+             outright (exclusion \"{}\"), so its ends are counted excluded",
+            rule.id,
+            reasons.join("\", \"")
+        ));
+    }
     let zones = [
         ("[hl7] timezone", config.ingest.hl7.timezone),
         ("[fhir] timezone", config.ingest.fhir.timezone),
