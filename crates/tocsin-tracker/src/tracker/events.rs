@@ -238,7 +238,6 @@ impl Tracker {
         {
             self.counters.ends_without_kind += 1;
         }
-        let existing = self.open_for_encounter(enc);
         // A FHIR Encounter's later version states its end and disposition
         // again: the open expectations it names are decided again (see
         // [`Tracker::redecide`]), those no rule now applies to withdrawn.
@@ -246,7 +245,7 @@ impl Tracker {
         // (EVN-2), which each resend moves: it keeps the first (a PAS
         // corrects with A13 then A03, or A08).
         if ev.source.format != tocsin_event::Format::Hl7v2 {
-            for &s in &existing {
+            for s in self.open_for_encounter(enc) {
                 if !self.of_another_patient(s, ev) {
                     self.redecide(s, ev, ended_at, fx);
                 }
@@ -436,10 +435,9 @@ impl Tracker {
     /// A later message about open slot `s`'s encounter (an A08, a
     /// finished Encounter's later version) gives its end, perhaps another
     /// (the PAS correcting a discharge time), and perhaps a discharge
-    /// disposition: the
-    /// expectation is decided again as its end event would have been
-    /// decided with them, keeping its encounter kind, site, specialty and
-    /// GP practice.
+    /// disposition: the expectation is decided again as its end event
+    /// would have been decided with them, keeping its encounter kind, site,
+    /// specialty and GP practice.
     ///
     /// - The deadline and due-soon point follow the corrected end: judged by
     ///   the first, a summary sent within 24 hours of the corrected
