@@ -106,6 +106,10 @@ pub struct StoreSection {
     pub retention: ConfigDuration,
     /// How often housekeeping looks for rows past `retention`. Default `1h`.
     pub housekeeping_every: ConfigDuration,
+    /// How long the gateway's check of the store may wait behind other
+    /// work (a commit, an API query) before the store is marked down:
+    /// a commit held by a lock stops ingestion. Default `60s`.
+    pub unresponsive_after: ConfigDuration,
 }
 
 impl StoreSection {
@@ -145,6 +149,7 @@ impl Default for StoreSection {
             password_file: None,
             retention: ConfigDuration::days(7),
             housekeeping_every: ConfigDuration::hours(1),
+            unresponsive_after: ConfigDuration::minutes(1),
         }
     }
 }
@@ -447,11 +452,16 @@ impl Config {
                     .into(),
             });
         }
-        if config.store.housekeeping_every.as_secs() < 1 {
-            return Err(ConfigError::Invalid {
-                path: config.origin.clone(),
-                message: "[store] housekeeping_every must be at least 1s".into(),
-            });
+        for (key, d) in [
+            ("housekeeping_every", config.store.housekeeping_every),
+            ("unresponsive_after", config.store.unresponsive_after),
+        ] {
+            if d.as_secs() < 1 {
+                return Err(ConfigError::Invalid {
+                    path: config.origin.clone(),
+                    message: format!("[store] {key} must be at least 1s"),
+                });
+            }
         }
         // Valid numbers that can never work: each refused here rather than
         // found in production.

@@ -188,3 +188,43 @@ async fn a_store_that_goes_away_in_a_quiet_hour_makes_the_gateway_unready() {
     world.store.allow_connections(true).await;
     gateway.wait_ready().await;
 }
+
+/// A commit that hangs (a table lock held by the test, as a DBA's `VACUUM
+/// FULL`, a lost synchronous standby or hung storage would): once the
+/// gateway's check has waited `[store] unresponsive_after`, the store is
+/// marked down (`tocsin_store_up` 0, `/readyz` 503) with an error saying
+/// why; when the lock goes, the commit finishes, the store is up and the
+/// gateway ready again, and the input is committed. Before, ingestion
+/// stood still while the gateway said ready, the store up, and nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_that_hangs_marks_the_store_down_until_it_answers() {
+    let world = common::World::postgres("store-hung", common::Tuning::default()).await;
+    let mut config = std::fs::read_to_string(&world.config_path).unwrap();
+    config.push_str("\n[store]\nunresponsive_after = \"2s\"\n");
+    std::fs::write(&world.config_path, config).unwrap();
+    let mut gateway = world.start(&[]);
+    gateway.wait_ready().await;
+    let lock = world.store.lock_table("inputs");
+    let traffic = common::traffic::discharges("hung", 1);
+    world.publish(&traffic.messages).await;
+    common::poll("the gateway's commit to wait on the lock", WAIT, || async {
+        match world.store.waiting_on_locks().await {
+            0 => Err("no backend waiting".to_string()),
+            _ => Ok(()),
+        }
+    })
+    .await;
+    gateway.wait_status("/readyz", 503).await;
+    assert!(
+        !gateway.log_messages("store not answering").is_empty(),
+        "{}",
+        gateway.log()
+    );
+    let (_, metrics) = gateway.fetch("/metrics").expect("metrics");
+    assert!(metrics.contains("\ntocsin_store_up 0\n"), "{metrics}");
+    drop(lock);
+    gateway.wait_ready().await;
+    world
+        .committed_at_least(&mut gateway, traffic.messages.len())
+        .await;
+}

@@ -28,7 +28,7 @@ use tocsin_tracker::Tracker;
 use crate::config::Config;
 use crate::internal_events::{
     DeadLettersCounted, Metrics, RestoreRecordSkipped, RuleKeptFromStore, StoppedWithoutBroker,
-    StoreFailed, StoreRecovered, TrackerObserved,
+    StoreFailed, StoreRecovered, StoreUnresponsive, TrackerObserved,
 };
 
 pub use store::StoreHandle;
@@ -117,7 +117,11 @@ pub async fn run(config: Config) -> Result<ExitCode, Box<dyn std::error::Error>>
     let _housekeeping = housekeeping::spawn(&config.store, store.clone(), metrics.clone());
     // Keeps `tocsin_store_up` and /readyz true in a quiet hour too; stops
     // when `_store_watch` is dropped at return.
-    let _store_watch = watch_store(store.clone(), metrics.clone());
+    let _store_watch = watch_store(
+        store.clone(),
+        metrics.clone(),
+        Duration::from_secs(config.store.unresponsive_after.as_secs().unsigned_abs()),
+    );
     let tracker = restore_tracker(&config, &store, &metrics).await?;
     TrackerObserved { tracker: &tracker }.emit(&metrics);
     tracing::info!(
@@ -331,10 +335,6 @@ async fn count_dead_letters(
 /// How often [`watch_store`] asks the store whether it answers.
 const STORE_CHECK_EVERY: Duration = Duration::from_secs(15);
 
-/// How long a check may wait behind other work (a commit, a long API
-/// query) before it decides nothing: busy is not down.
-const STORE_CHECK_PATIENCE: Duration = Duration::from_secs(10);
-
 /// A task that ends when dropped.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -351,23 +351,41 @@ impl Drop for AbortOnDrop {
 /// failed ping marks the store down (the next use reconnects); an answer
 /// marks it up again only after a failed ping of its own, never over a
 /// commit's failure: a store that answers reads but refuses writes (a full
-/// disk, a read-only replica after a failover) stays down. A ping that
-/// waited past [`STORE_CHECK_PATIENCE`] changes nothing.
-fn watch_store(store: StoreHandle, metrics: Arc<Metrics>) -> AbortOnDrop {
+/// disk, a read-only replica after a failover) stays down.
+///
+/// A ping waits behind whatever holds the store (a commit, a long API
+/// query): busy is not down, but a ping still waiting after
+/// `[store] unresponsive_after` marks the store down until it answers. A
+/// commit waiting on a lock (a DBA's `VACUUM FULL`, a lost synchronous
+/// standby, hung storage) had stopped ingestion and the event clock with
+/// it, while the store was said up and the gateway ready, and no alert
+/// fired. One ping at a time: it is waited for, not given up and sent
+/// again, so that a hang does not gather blocked threads.
+fn watch_store(store: StoreHandle, metrics: Arc<Metrics>, patience: Duration) -> AbortOnDrop {
     AbortOnDrop(tokio::spawn(async move {
         let mut ticks = tokio::time::interval(STORE_CHECK_EVERY);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failed_last = false;
         loop {
             ticks.tick().await;
-            match tokio::time::timeout(STORE_CHECK_PATIENCE, store.call(|s| s.ping())).await {
-                Ok(Ok(())) => {
+            let ping = store.call(|s| s.ping());
+            tokio::pin!(ping);
+            let answer = match tokio::time::timeout(patience, &mut ping).await {
+                Ok(answer) => answer,
+                Err(_) => {
+                    StoreUnresponsive { waited: patience }.emit(&metrics);
+                    failed_last = true;
+                    ping.await
+                }
+            };
+            match answer {
+                Ok(()) => {
                     if failed_last {
                         StoreRecovered.emit(&metrics);
                     }
                     failed_last = false;
                 }
-                Ok(Err(error)) => {
+                Err(error) => {
                     StoreFailed {
                         operation: "ping",
                         transient: error.is_transient(),
@@ -376,7 +394,6 @@ fn watch_store(store: StoreHandle, metrics: Arc<Metrics>) -> AbortOnDrop {
                     .emit(&metrics);
                     failed_last = true;
                 }
-                Err(_) => {}
             }
         }
     }))

@@ -165,6 +165,31 @@ impl StoreFailed<'_> {
     }
 }
 
+/// The gateway's check of the store has waited `[store] unresponsive_after`
+/// behind work that does not finish (a commit waiting on a lock, a
+/// synchronous standby lost, hung storage): ingestion waits with it, so the
+/// store is marked down (`tocsin_store_up` 0, `/readyz` 503,
+/// `TocsinStoreDown`) until it answers.
+pub struct StoreUnresponsive {
+    /// How long the check has waited.
+    pub waited: std::time::Duration,
+}
+
+impl StoreUnresponsive {
+    /// Logs it (error: ingestion has stopped) and marks the store down.
+    pub fn emit(self, m: &Metrics) {
+        tracing::error!(
+            waited_secs = self.waited.as_secs(),
+            "store not answering: a store call has not finished for {} s, and ingestion \
+             waits for it (a commit or query held by a lock, a lost synchronous standby, \
+             hung storage: for PostgreSQL, pg_stat_activity shows what waits); marked down \
+             until it answers",
+            self.waited.as_secs()
+        );
+        m.store_up.set(0);
+    }
+}
+
 /// Housekeeping deleted rows past `[store] retention` from one table.
 pub struct StorePruned<'a> {
     /// `outbox` or `inputs`.
