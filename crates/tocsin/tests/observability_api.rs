@@ -969,6 +969,24 @@ async fn an_api_read_that_waits_holds_back_no_commit() {
     assert_eq!(answered.status, 200, "{}", answered.body);
 }
 
+/// PostgreSQL's connections terminated (a server restart, a failover):
+/// the first API request after it answers, the API's dead connection made
+/// again at once. It was a 503 quoting the server's "terminating
+/// connection due to administrator command", and only the next succeeded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_api_read_after_the_connections_are_cut_answers() {
+    let world = World::postgres("api-reconnect", Tuning::default()).await;
+    let mut gateway = world.start(&[]);
+    gateway.wait_ready().await;
+    for path in ["/api/v1/expectations?limit=1", "/api/v1/alerts?limit=1"] {
+        // The API's connection is open (its first read made sure), then cut.
+        assert_eq!(get(world.port, path, &[]).status, 200);
+        assert!(world.store.terminate_connections().await > 0);
+        let r = get(world.port, path, &[]);
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+    }
+}
+
 /// Waits until `reader` waits on a lock the test holds, then sees an
 /// acknowledgement of nothing tocsin sent committed beside it (its input
 /// record only: no alert or expectation written).

@@ -86,6 +86,26 @@ impl Api {
             .ok_or_else(|| ApiError::Unavailable("the store is not open yet".into()))
     }
 
+    /// Runs a read on the store, once more when it failed transiently: the
+    /// API's own connection, found dead after a PostgreSQL restart or
+    /// failover (its connections terminated), is made again by the next
+    /// call, so the first request after one was a 503 to a client that did
+    /// nothing wrong. A store still away answers 503 the second time.
+    async fn read<R, F>(&self, f: F) -> Result<R, ApiError>
+    where
+        F: Fn(&mut dyn tocsin_store::Store) -> Result<R, tocsin_store::StoreError>
+            + Clone
+            + Send
+            + 'static,
+        R: Send + 'static,
+    {
+        let store = self.store()?;
+        match store.call(f.clone()).await {
+            Err(e) if e.is_transient() => Ok(store.call(f).await?),
+            answer => Ok(answer?),
+        }
+    }
+
     /// The `/api/v1` routes, token-checked, to nest in the listener (with
     /// `nest_service`, so that `/api/v1/` reaches the API's own 404 too).
     /// Every refusal, a wrong method or path included, is the API's JSON

@@ -97,7 +97,7 @@ async fn expectations(State(api): State<Api>, q: Pairs) -> Result<Json<Expectati
         limit: p.limit(DEFAULT_LIMIT, api.max_limit)?,
         cursor: p.text("cursor").map(str::to_string),
     };
-    let page = api.store()?.call(move |s| s.expectations(&query)).await?;
+    let page = api.read(move |s| s.expectations(&query)).await?;
     Ok(Json(ExpectationPage {
         items: page.items,
         next_cursor: page.next_cursor,
@@ -160,8 +160,7 @@ async fn expectation(
     }
     let wanted = id.clone();
     let detail = api
-        .store()?
-        .call(move |s| {
+        .read(move |s| {
             let mut found = None;
             s.visit_expectations_by_id(std::slice::from_ref(&wanted), &mut |e| {
                 found = Some(e);
@@ -226,7 +225,7 @@ async fn alerts(State(api): State<Api>, q: Pairs) -> Result<Json<AlertPage>, Api
         limit: p.limit(DEFAULT_LIMIT, api.max_limit)?,
         cursor: p.text("cursor").map(str::to_string),
     };
-    let page = api.store()?.call(move |s| s.alerts(&query)).await?;
+    let page = api.read(move |s| s.alerts(&query)).await?;
     Ok(Json(AlertPage {
         items: page.items,
         next_cursor: page.next_cursor,
@@ -262,8 +261,7 @@ async fn report(
     // no patient keys, and no expectation outlives its row.)
     let by = group_by.clone();
     let rows = api
-        .store()?
-        .call(move |s| {
+        .read(move |s| {
             let mut report = compliance::ReportBuilder::new(&by, zone);
             s.visit_report_facts(lo, hi, &mut |e| {
                 report.add_facts(e);
