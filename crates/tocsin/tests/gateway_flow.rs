@@ -650,6 +650,50 @@ async fn a_stop_during_a_broker_outage_says_what_is_left_in_the_outbox() {
     common::accounting::stop(gateway).await;
 }
 
+/// The event clock stalls while the broker is away (rightly: what waits in
+/// the queue may be older), and `tocsin_clock_lag_seconds` shows it
+/// growing, as the dashboard's lag panel and `TocsinInputLagging` need; it
+/// read 0, "caught up", through the whole outage. Back, and drained, the
+/// lag is gone again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clock_lag_grows_while_the_broker_is_away() {
+    let world = World::sqlite("outage-lag", Tuning::default()).await;
+    let mut gateway = world.start(&[]);
+    gateway.wait_ready().await;
+    world.publish(&core_traffic()).await;
+    world.wait_empty("tocsin.inbound").await;
+    wait_lag(&mut gateway, "caught up", |lag| lag < 2.0).await;
+    broker_away(&world, &mut gateway).await;
+    wait_lag(&mut gateway, "growing with the outage", |lag| lag >= 3.0).await;
+    vhost_back(&world);
+    gateway.wait_ready().await;
+    wait_lag(&mut gateway, "caught up again", |lag| lag < 2.0).await;
+}
+
+/// Waits until the gateway's `tocsin_clock_lag_seconds` satisfies `ok`.
+async fn wait_lag(gateway: &mut common::Gateway, what: &str, ok: impl Fn(f64) -> bool) {
+    let deadline = std::time::Instant::now() + common::WAIT;
+    loop {
+        assert!(gateway.try_exit().is_none(), "exited\n{}", gateway.log());
+        let lag = gateway
+            .fetch("/metrics")
+            .map(|(_, m)| m)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("tocsin_clock_lag_seconds "))
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        if lag.is_some_and(&ok) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for the lag {what}; it is {lag:?}\n{}",
+            gateway.log()
+        );
+        tokio::time::sleep(common::POLL).await;
+    }
+}
+
 /// A gateway whose core traffic's four events and overdue alert the broker
 /// refused (events and the alert alike: no round is ever confirmed in
 /// part), all five waiting in its outbox.

@@ -270,7 +270,7 @@ impl Pipeline {
         // timer falls due, but nothing lies between), so no lag.
         let now = self.tracker.engine_time_at(Utc::now());
         let due = self.tracker.next_deadline().is_some_and(|d| d <= now);
-        ClockAdvanced { lag_seconds: 0.0 }.emit(&self.metrics);
+        ClockAdvanced { clock: Utc::now() }.emit(&self.metrics);
         if !due {
             return Ok(());
         }
@@ -593,8 +593,7 @@ impl Pipeline {
 
     fn report_clock(&self) {
         if let Some(clock) = self.tracker.clock() {
-            let lag = (Utc::now() - clock).num_milliseconds() as f64 / 1000.0;
-            ClockAdvanced { lag_seconds: lag }.emit(&self.metrics);
+            ClockAdvanced { clock }.emit(&self.metrics);
         }
     }
 }

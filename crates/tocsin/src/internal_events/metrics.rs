@@ -44,8 +44,15 @@ pub struct Metrics {
     pub pipeline_stage_seconds: HistogramVec,
     /// `tocsin_outbox_pending`.
     pub outbox_pending: IntGauge,
-    /// `tocsin_clock_lag_seconds`.
+    /// `tocsin_clock_lag_seconds`, set from `engine_clock_ms` at each
+    /// scrape ([`Metrics::refresh_clock_lag`]).
     pub clock_lag_seconds: Gauge,
+    /// The engine's event-time clock as last reported (milliseconds since
+    /// the epoch; the wall clock when it was caught up), `i64::MIN` before
+    /// any. Kept, not the lag, so that the lag grows while nothing moves
+    /// the clock (the broker away, a commit that hangs): set only when the
+    /// pipeline ran, the gauge read 0 through an outage, caught up.
+    pub engine_clock_ms: std::sync::atomic::AtomicI64,
     /// `tocsin_amqp_connected`.
     pub amqp_connected: IntGauge,
     /// `tocsin_store_up`.
@@ -72,6 +79,19 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Sets `tocsin_clock_lag_seconds` to `now` less the engine's clock
+    /// as last reported (nothing before any report): called at each
+    /// scrape, so the lag a stalled clock builds up is seen.
+    pub fn refresh_clock_lag(&self, now: chrono::DateTime<chrono::Utc>) {
+        let clock = self
+            .engine_clock_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if clock != i64::MIN {
+            let lag_ms = now.timestamp_millis().saturating_sub(clock);
+            self.clock_lag_seconds.set(lag_ms as f64 / 1000.0);
+        }
+    }
+
     /// Creates and registers every metric, with the optional labels the
     /// configuration asks for. Every series whose label values are known in
     /// advance starts at zero, so dashboards and alert rules see it before
@@ -275,6 +295,7 @@ impl Metrics {
             pipeline_stage_seconds,
             outbox_pending,
             clock_lag_seconds,
+            engine_clock_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
             amqp_connected,
             store_up,
             dead_letters,

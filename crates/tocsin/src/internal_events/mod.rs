@@ -453,15 +453,21 @@ impl OutboxPublishFailed<'_> {
     }
 }
 
-/// The engine's event-time clock moved.
+/// The engine's event-time clock moved, or was found caught up with the
+/// wall clock (the input drained).
 pub struct ClockAdvanced {
-    /// Wall clock minus engine clock, in seconds.
-    pub lag_seconds: f64,
+    /// The engine's clock; the wall clock when caught up.
+    pub clock: chrono::DateTime<chrono::Utc>,
 }
 
 impl ClockAdvanced {
-    /// Sets the lag gauge.
+    /// Keeps the clock for the lag gauge, which each scrape then sets from
+    /// it ([`Metrics::refresh_clock_lag`]), and sets the gauge now.
     pub fn emit(self, m: &Metrics) {
-        m.clock_lag_seconds.set(self.lag_seconds);
+        m.engine_clock_ms.store(
+            self.clock.timestamp_millis(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        m.refresh_clock_lag(chrono::Utc::now());
     }
 }
