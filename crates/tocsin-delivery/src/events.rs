@@ -194,21 +194,64 @@ pub struct WebhookFailed<'a> {
     pub attempts: u32,
     /// The last reason.
     pub error: &'a str,
+    /// Given up with others in one round, which [`WebhooksGivenUp`] says
+    /// once: this one is logged at debug only.
+    pub in_round: bool,
 }
 
 impl WebhookFailed<'_> {
-    /// Logs it (error) and counts it.
+    /// Logs it (error; debug when in a round said as a whole) and counts
+    /// it.
     pub fn emit(self, m: &DeliveryMetrics) {
-        tracing::error!(
-            subscriber = self.subscriber,
-            alert_id = self.alert_id,
-            attempts = self.attempts,
-            error = self.error,
-            "webhook delivery given up after its maximum age; marked failed"
-        );
+        if self.in_round {
+            tracing::debug!(
+                subscriber = self.subscriber,
+                alert_id = self.alert_id,
+                attempts = self.attempts,
+                error = self.error,
+                "webhook delivery given up after its maximum age; marked failed"
+            );
+        } else {
+            tracing::error!(
+                subscriber = self.subscriber,
+                alert_id = self.alert_id,
+                attempts = self.attempts,
+                error = self.error,
+                "webhook delivery given up after its maximum age; marked failed"
+            );
+        }
         m.webhook_deliveries
             .with_label_values(&[self.subscriber, "failed"])
             .inc();
+    }
+}
+
+/// A subscriber's backlog given up in one round: every delivery that had
+/// reached its maximum age while the subscriber refused, without an attempt
+/// each. One error line for the round, where one a delivery flooded the
+/// log (a review counted 21,000 lines in a minute); each alert id is at
+/// debug, each counted `failed`.
+pub struct WebhooksGivenUp<'a> {
+    /// The subscriber's name.
+    pub subscriber: &'a str,
+    /// How many were given up.
+    pub count: usize,
+    /// The subscriber's last refusal.
+    pub error: &'a str,
+}
+
+impl WebhooksGivenUp<'_> {
+    /// Logs it (error).
+    pub fn emit(self) {
+        tracing::error!(
+            subscriber = self.subscriber,
+            count = self.count,
+            error = self.error,
+            "{} webhook deliveries given up after their maximum age while the subscriber \
+             refused them; marked failed (alert ids at debug level; \
+             tocsin_webhook_deliveries_total{{result=\"failed\"}} counts them)",
+            self.count
+        );
     }
 }
 

@@ -29,7 +29,7 @@ use crate::access::StoreAccess;
 use crate::config::Webhook;
 use crate::events::{
     DeliveryMetrics, DeliveryStoreFailed, WebhookDelivered, WebhookFailed, WebhookRetried,
-    WebhookWithdrawn,
+    WebhookWithdrawn, WebhooksGivenUp,
 };
 use crate::route::{Current, current_body};
 use crate::sign::{ATTEMPT_HEADER, IDEMPOTENCY_HEADER, SIGNATURE_HEADER, signature};
@@ -95,8 +95,18 @@ impl<S: StoreAccess> WebhookWorker<S> {
                         refusals = refusals.saturating_add(1);
                         let now = Utc::now();
                         let error = refusal.to_string();
+                        let mut given_up = 0;
                         for d in due.by_ref().filter(|d| now >= self.give_up_at(d)) {
                             self.give_up(d, &error, now).await;
+                            given_up += 1;
+                        }
+                        if given_up > 0 {
+                            WebhooksGivenUp {
+                                subscriber: &self.hook.name,
+                                count: given_up,
+                                error: &error,
+                            }
+                            .emit();
                         }
                         tokio::time::sleep(pause).await;
                         break;
@@ -124,6 +134,7 @@ impl<S: StoreAccess> WebhookWorker<S> {
             alert_id: &d.alert_id,
             attempts: d.attempts,
             error: &error,
+            in_round: true,
         }
         .emit(&self.metrics);
         self.record(d.seq, DeliveryOutcome::GivenUp { error }, now)
@@ -235,6 +246,7 @@ impl<S: StoreAccess> WebhookWorker<S> {
                 alert_id: &d.alert_id,
                 attempts: attempt,
                 error: &error,
+                in_round: false,
             }
             .emit(&self.metrics);
             return DeliveryOutcome::Failed { error };

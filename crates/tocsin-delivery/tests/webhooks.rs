@@ -356,12 +356,41 @@ async fn a_refusing_subscriber_s_backlog_is_given_up_at_its_maximum_age_without_
         .map(|n| alert(n, AlertKind::Overdue, None))
         .collect();
     commit_alerts(&store, &d.router(), &alerts).await;
+    // The log at info, as a gateway runs: the workers are tasks of this
+    // test's one thread, so they log to its subscriber.
+    let log = Log::default();
+    let _logging = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(log.clone())
+            .finish(),
+    );
     let _workers = d.spawn(store.clone()).unwrap();
 
     wait_until("all five failed", LIMIT, || async {
         counts(&store, "down").await.failed == 5
     })
     .await;
+    // Said once for the round, not once a delivery (a review's backlog
+    // flooded the log with 21,000 lines in a minute): each delivery given
+    // up is in one line, its own (a last attempt refused) or its round's.
+    let text = log.text();
+    let own = text.matches("webhook delivery given up").count();
+    let rounds: Vec<usize> = text
+        .lines()
+        .filter(|l| l.contains("webhook deliveries given up"))
+        .map(|l| {
+            let n = l.split("count=").nth(1).expect("a count");
+            n.split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(own + rounds.iter().sum::<usize>(), 5, "{text}");
+    assert!(own + rounds.len() <= 2, "one line a round: {text}");
     // One refused probe per pause (the first due delivery gets its last
     // attempt when it has reached its age), then the rest given up without
     // an attempt each: one or two requests, never one per delivery.
@@ -371,6 +400,33 @@ async fn a_refusing_subscriber_s_backlog_is_given_up_at_its_maximum_age_without_
         "{requests} requests for five deliveries"
     );
     assert_eq!(delivered_metric(&metrics, "down", "failed"), 5);
+}
+
+/// What the workers logged, for the test to read.
+#[derive(Clone, Default)]
+struct Log(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Log {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+impl std::io::Write for Log {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Log {
+    type Writer = Log;
+    fn make_writer(&'a self) -> Log {
+        self.clone()
+    }
 }
 
 /// Deliveries queued for a subscriber that was then renamed or removed have
