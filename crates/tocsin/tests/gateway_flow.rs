@@ -664,6 +664,8 @@ async fn the_clock_lag_grows_while_the_broker_is_away() {
     world.wait_empty("tocsin.inbound").await;
     wait_lag(&mut gateway, "caught up", |lag| lag < 2.0).await;
     broker_away(&world, &mut gateway).await;
+    let (_, why) = gateway.fetch("/readyz").expect("readyz");
+    assert_eq!(why, "not ready: not connected to the broker\n");
     wait_lag(&mut gateway, "growing with the outage", |lag| lag >= 3.0).await;
     vhost_back(&world);
     gateway.wait_ready().await;

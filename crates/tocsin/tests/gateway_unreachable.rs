@@ -177,6 +177,11 @@ async fn a_store_that_goes_away_in_a_quiet_hour_makes_the_gateway_unready() {
     world.store.terminate_connections().await;
     // No input at all: only the gateway's own check can notice.
     gateway.wait_status("/readyz", 503).await;
+    let (_, why) = gateway.fetch("/readyz").expect("readyz");
+    assert!(
+        why.starts_with("not ready: the store is not answering"),
+        "{why}"
+    );
     assert!(
         !gateway
             .log_messages("store unavailable; retrying")

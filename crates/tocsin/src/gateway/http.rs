@@ -46,10 +46,14 @@ pub async fn serve(listener: tokio::net::TcpListener, readiness: Readiness, api:
 }
 
 async fn readyz(State(r): State<Readiness>) -> impl IntoResponse {
-    if r.is_ready() {
-        (StatusCode::OK, "ready\n")
+    let why = r.not_ready();
+    if why.is_empty() {
+        (StatusCode::OK, "ready\n".to_string())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", why.join("; ")),
+        )
     }
 }
 

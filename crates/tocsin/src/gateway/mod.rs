@@ -45,11 +45,20 @@ pub struct Readiness {
 }
 
 impl Readiness {
-    /// Ready: connected, topology declared, consuming, and the store up.
-    pub fn is_ready(&self) -> bool {
-        *self.link.borrow() == LinkState::Up
-            && self.consuming.load(Ordering::SeqCst)
-            && self.metrics.store_up.get() == 1
+    /// What keeps it from being ready (connected, topology declared,
+    /// consuming, and the store up), in words: `/readyz` says them, so
+    /// that whoever is paged knows which side to look at. Empty: ready.
+    pub fn not_ready(&self) -> Vec<&'static str> {
+        let mut why = Vec::new();
+        if self.metrics.store_up.get() != 1 {
+            why.push("the store is not answering");
+        }
+        if *self.link.borrow() != LinkState::Up {
+            why.push("not connected to the broker");
+        } else if !self.consuming.load(Ordering::SeqCst) {
+            why.push("not consuming the input queues");
+        }
+        why
     }
 }
 
