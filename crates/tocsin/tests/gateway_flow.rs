@@ -335,6 +335,16 @@ async fn bad_input_lands_in_the_dead_letter_queue_intact() {
     dead.take().await;
     assert_eq!(dead.seen.len(), 4);
     assert_eq!(world.depth("tocsin.dead").await, 0);
+    // Each rejection's log line names the message id `dead-letters list`
+    // prints, so that the two can be matched.
+    let logged: Vec<String> = gateway
+        .log_messages("input rejected")
+        .iter()
+        .map(|l| l["fields"]["message_id"].as_str().unwrap_or("-").to_owned())
+        .collect();
+    for (id, ..) in &bad {
+        assert!(logged.iter().any(|m| m == id), "{id} in {logged:?}");
+    }
     drop(gateway);
 }
 

@@ -505,6 +505,7 @@ impl Pipeline {
                         reason: e.reason_code(),
                         location: location.as_deref(),
                         delivery_tag: delivery.delivery_tag(),
+                        message_id: delivery.message_id(),
                     }
                     .emit(&self.metrics);
                     if rejection.is_none() {

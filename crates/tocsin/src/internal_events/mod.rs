@@ -42,6 +42,10 @@ pub struct MessageRejected<'a> {
     pub location: Option<&'a str>,
     /// The AMQP delivery tag, to find it in broker logs.
     pub delivery_tag: u64,
+    /// The AMQP message id the engine gave it, as `tocsin dead-letters
+    /// list` prints it, so that a log line and a dead letter can be
+    /// matched (an engine's id, not patient data).
+    pub message_id: Option<&'a str>,
 }
 
 impl MessageRejected<'_> {
@@ -50,6 +54,7 @@ impl MessageRejected<'_> {
         tracing::warn!(
             reason = self.reason,
             location = self.location.unwrap_or("-"),
+            message_id = self.message_id.unwrap_or("-"),
             delivery_tag = self.delivery_tag,
             "input rejected: dead-lettered with its reason"
         );
