@@ -445,13 +445,24 @@ pub struct OutboxPublishFailed<'a> {
 }
 
 impl OutboxPublishFailed<'_> {
-    /// Logs and counts it.
+    /// Logs and counts it; a refusal (nack) says where to look, since the
+    /// broker's own reason names no queue.
     pub fn emit(self, m: &Metrics) {
-        tracing::warn!(
-            error = %self.error,
-            messages = self.messages,
-            "publishing from the outbox failed; will retry"
-        );
+        if matches!(self.error, tocsin_amqp::AmqpError::Nacked { .. }) {
+            tracing::warn!(
+                error = %self.error,
+                messages = self.messages,
+                "publishing from the outbox failed; will retry (a refusal: most often a \
+                 queue bound to the exchange is full, with x-max-length and overflow \
+                 reject-publish, or the broker has a memory or disk alarm)"
+            );
+        } else {
+            tracing::warn!(
+                error = %self.error,
+                messages = self.messages,
+                "publishing from the outbox failed; will retry"
+            );
+        }
         m.deliveries
             .with_label_values(&["amqp_failed"])
             .inc_by(self.messages as u64);
