@@ -448,21 +448,18 @@ impl OutboxPublishFailed<'_> {
     /// Logs and counts it; a refusal (nack) says where to look, since the
     /// broker's own reason names no queue.
     pub fn emit(self, m: &Metrics) {
-        if matches!(self.error, tocsin_amqp::AmqpError::Nacked { .. }) {
-            tracing::warn!(
-                error = %self.error,
-                messages = self.messages,
-                "publishing from the outbox failed; will retry (a refusal: most often a \
-                 queue bound to the exchange is full, with x-max-length and overflow \
-                 reject-publish, or the broker has a memory or disk alarm)"
-            );
+        let hint = if matches!(self.error, tocsin_amqp::AmqpError::Nacked { .. }) {
+            " (a refusal: most often a queue bound to the exchange is full, with \
+             x-max-length and overflow reject-publish, or the broker has a memory or disk \
+             alarm)"
         } else {
-            tracing::warn!(
-                error = %self.error,
-                messages = self.messages,
-                "publishing from the outbox failed; will retry"
-            );
-        }
+            ""
+        };
+        tracing::warn!(
+            error = %self.error,
+            messages = self.messages,
+            "publishing from the outbox failed; will retry{hint}"
+        );
         m.deliveries
             .with_label_values(&["amqp_failed"])
             .inc_by(self.messages as u64);
@@ -477,13 +474,12 @@ pub struct ClockAdvanced {
 }
 
 impl ClockAdvanced {
-    /// Keeps the clock for the lag gauge, which each scrape then sets from
-    /// it ([`Metrics::refresh_clock_lag`]), and sets the gauge now.
+    /// Keeps the clock for the lag gauge, which each scrape sets from it
+    /// ([`Metrics::refresh_clock_lag`]).
     pub fn emit(self, m: &Metrics) {
         m.engine_clock_ms.store(
             self.clock.timestamp_millis(),
             std::sync::atomic::Ordering::Relaxed,
         );
-        m.refresh_clock_lag(chrono::Utc::now());
     }
 }
