@@ -299,13 +299,10 @@ async fn sigterm_while_a_commit_hangs_exits_within_the_grace_period() {
     let lock = world.store.lock_table("inputs");
     let traffic = discharges("h", 1);
     world.publish(&traffic.messages).await;
-    common::poll("the gateway's commit to wait on the lock", WAIT, || async {
-        match world.store.waiting_on_locks().await {
-            0 => Err("no backend waiting".to_string()),
-            _ => Ok(()),
-        }
-    })
-    .await;
+    world
+        .store
+        .wait_for_lock_waiter("the gateway's commit")
+        .await;
 
     let asked = Instant::now();
     gateway.sigterm();

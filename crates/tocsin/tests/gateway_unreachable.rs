@@ -212,13 +212,10 @@ async fn a_commit_that_hangs_marks_the_store_down_until_it_answers() {
     let lock = world.store.lock_table("inputs");
     let traffic = common::traffic::discharges("hung", 1);
     world.publish(&traffic.messages).await;
-    common::poll("the gateway's commit to wait on the lock", WAIT, || async {
-        match world.store.waiting_on_locks().await {
-            0 => Err("no backend waiting".to_string()),
-            _ => Ok(()),
-        }
-    })
-    .await;
+    world
+        .store
+        .wait_for_lock_waiter("the gateway's commit")
+        .await;
     gateway.wait_status("/readyz", 503).await;
     assert!(
         !gateway.log_messages("store not answering").is_empty(),

@@ -991,13 +991,7 @@ async fn the_first_api_read_after_the_connections_are_cut_answers() {
 /// acknowledgement of nothing tocsin sent committed beside it (its input
 /// record only: no alert or expectation written).
 async fn commit_beside_a_waiting_read(world: &World, gateway: &mut common::Gateway, reader: &str) {
-    poll(&format!("{reader} to wait on the lock"), WAIT, || async {
-        match world.store.waiting_on_locks().await {
-            0 => Err("no backend waiting".to_string()),
-            _ => Ok(()),
-        }
-    })
-    .await;
+    world.store.wait_for_lock_waiter(reader).await;
     world
         .publish(&[common::input(
             &format!("beside-{}", world.port),

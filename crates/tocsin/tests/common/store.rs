@@ -204,8 +204,25 @@ impl TestStore {
         }
     }
 
+    /// Waits until a server process on the test's database waits for a
+    /// lock (one a [`TestStore::lock_table`] holds): `who` names the one
+    /// expected to, for the failure message.
+    pub async fn wait_for_lock_waiter(&self, who: &str) {
+        super::poll(
+            &format!("{who} to wait on the lock"),
+            super::WAIT,
+            || async {
+                match self.waiting_on_locks().await {
+                    0 => Err("no backend waiting".to_string()),
+                    _ => Ok(()),
+                }
+            },
+        )
+        .await;
+    }
+
     /// Server processes on the test's database waiting for a lock.
-    pub async fn waiting_on_locks(&self) -> usize {
+    async fn waiting_on_locks(&self) -> usize {
         let Self::Postgres { db } = self else {
             return 0;
         };
