@@ -406,6 +406,21 @@ fn compile_rule(
             format!("rule `{id}`: encounter_kinds is empty"),
         ));
     }
+    let kinds = r.encounter_kinds.get_ref();
+    let twice = (1..kinds.len()).find(|&i| kinds[..i].contains(&kinds[i]));
+    if let Some(k) = twice.map(|i| kinds[i]) {
+        // Harmless as it stands, but most often a slip for another kind
+        // (`inpatient` twice where `day_case` was meant), whose encounters
+        // would then go untracked without a word.
+        return Err(at(
+            text,
+            &r.encounter_kinds.span(),
+            format!(
+                "rule `{id}`: encounter kind `{}` is listed twice in encounter_kinds",
+                k.as_str()
+            ),
+        ));
+    }
     if r.due_after.get_ref().as_secs() == 0 {
         return Err(at(
             text,

@@ -107,6 +107,13 @@ fn invalid_policies_are_refused_with_line_and_reason() {
     let (line, why) = err(&base.replace("\"day_case\"]", "\"daycase\"]"));
     assert_eq!(line, 6, "{why}");
     assert!(why.contains("daycase"), "{why}");
+    // A kind listed twice (a slip for another kind, left untracked).
+    let (line, why) = err(&base.replace("\"day_case\"]", "\"inpatient\"]"));
+    assert_eq!(line, 6, "{why}");
+    assert!(
+        why.contains("rule `ds`") && why.contains("`inpatient` is listed twice"),
+        "{why}"
+    );
     // Bad duration.
     let (line, why) = err(&base.replace("\"1d\"", "\"1 fortnight\""));
     assert_eq!(line, 7, "{why}");
