@@ -125,7 +125,7 @@ pub struct Alert {
     /// `unconfirmed`: the document transmitted.
     pub document: Option<AlertDocument>,
     /// Whenever `document` is given: seconds from the encounter's end to the
-    /// document's issue.
+    /// document's issue, rounded up to the whole second.
     pub delay_seconds: Option<i64>,
 }
 

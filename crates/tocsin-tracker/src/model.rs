@@ -111,8 +111,9 @@ pub struct Settlement {
     /// When it first left the trust (a later replacement does not move it).
     #[serde(serialize_with = "crate::time_text::serialize")]
     pub issued_at: DateTime<Utc>,
-    /// Seconds from the encounter's end to `issued_at` (negative if issued
-    /// before the end).
+    /// Seconds from the encounter's end to `issued_at`, rounded up to the
+    /// whole second (negative if issued before the end): a late document's
+    /// delay always exceeds the time its rule allows.
     pub delay_seconds: i64,
     /// How the document was matched.
     pub matched_by: MatchMethod,

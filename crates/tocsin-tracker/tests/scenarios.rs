@@ -63,6 +63,53 @@ fn discharge_summary_on_time_settles_without_alerts() {
     assert!(kinds(&tr.advance_to(t("2024-02-01T00:00:00Z"))).is_empty());
 }
 
+/// A document a fraction of a second past its deadline is late, and its
+/// delay (whole seconds, rounded up) says so: beyond the 24 hours allowed.
+#[test]
+fn a_document_a_fraction_of_a_second_late_shows_a_delay_beyond_the_limit() {
+    let mut tr = tracker();
+    tr.apply(&end(
+        "m1",
+        "V1",
+        K::Inpatient,
+        t("2024-01-10T10:00:00Z"),
+        NHS,
+    ));
+    tr.apply(&end(
+        "m2",
+        "V2",
+        K::Inpatient,
+        t("2024-01-10T10:00:00Z"),
+        NHS2,
+    ));
+    let fx = tr.apply(&doc(
+        "m3",
+        Some("V1"),
+        D::DischargeSummary,
+        t("2024-01-11T09:59:59.600Z"),
+        Some(NHS),
+    ));
+    let e = &changed(&fx)[0];
+    assert_eq!(e.status, S::OnTime);
+    assert_eq!(e.settlement.as_ref().unwrap().delay_seconds, 86_400);
+    let fx = tr.apply(&doc(
+        "m4",
+        Some("V2"),
+        D::DischargeSummary,
+        t("2024-01-11T10:00:00.400Z"),
+        Some(NHS2),
+    ));
+    let e = changed(&fx).pop().unwrap();
+    assert_eq!(e.status, S::Late);
+    assert_eq!(e.settlement.as_ref().unwrap().delay_seconds, 86_401);
+    let late = alerts(&fx);
+    let late = late
+        .iter()
+        .find(|a| a.kind == A::Late)
+        .expect("late raised");
+    assert_eq!(late.delay_seconds, Some(86_401));
+}
+
 #[test]
 fn missing_document_raises_overdue_once_when_the_clock_passes_the_deadline() {
     let mut tr = tracker();

@@ -608,7 +608,7 @@ impl Tracker {
         let chased = was_overdue || o.raised(AlertKind::DueSoon);
         let mut exp = self.materialise(&o);
         let issued_at = doc.issued_at;
-        let delay = (issued_at - exp.encounter.ended_at).num_seconds();
+        let delay = whole_seconds_after(exp.encounter.ended_at, issued_at);
         exp.status = if issued_at <= exp.deadline {
             ExpectationStatus::OnTime
         } else {
@@ -719,5 +719,18 @@ impl Tracker {
                 self.counters.pending_expired += 1;
             }
         }
+    }
+}
+
+/// Seconds from `start` to `end`, rounded up: a document issued a fraction
+/// of a second after its deadline shows a delay beyond the time its rule
+/// allows (whole seconds), as its `late` status says, rather than equal to it.
+fn whole_seconds_after(start: DateTime<Utc>, end: DateTime<Utc>) -> i64 {
+    let d = end - start;
+    let s = d.num_seconds();
+    if d > chrono::TimeDelta::seconds(s) {
+        s + 1
+    } else {
+        s
     }
 }
