@@ -71,7 +71,10 @@
 //!   already: its end and deadline move, its rule follows the corrected
 //!   end across an effective date (keeping its id), and it is withdrawn
 //!   when no rule of its document kind applies any more (an exclusion now
-//!   matching) ([`Counters::ends_corrected`]).
+//!   matching) ([`Counters::ends_corrected`]). Another encounter kind
+//!   (patient class) the policy has rules for moves it to the new kind's
+//!   rule, or withdraws it when the new kind owes no such document, and
+//!   opens what the new kind owes instead ([`Counters::kinds_corrected`]).
 //! - **Repeated discharges** (a second A03 for an open expectation under a new
 //!   message id) keep the first end time (its end may be only the time it
 //!   was recorded, which a resend moves); one that comes after the document

@@ -3029,6 +3029,7 @@ fn a_visit_move_leaves_another_patients_visit_numbered_alike() {
 fn end_update(
     msg: &str,
     visit: &str,
+    kind: K,
     ended: chrono::DateTime<chrono::Utc>,
     at: chrono::DateTime<chrono::Utc>,
     nhs: &str,
@@ -3036,7 +3037,7 @@ fn end_update(
     let mut e = base(msg, EventType::EncounterUpdated, at, Some(nhs));
     e.encounter = Some(tocsin_event::Encounter {
         id: Some(visit.into()),
-        kind: Some(K::Inpatient),
+        kind: Some(kind),
         ended_at: Some(ended),
         ..Default::default()
     });
@@ -3063,7 +3064,14 @@ fn a_corrected_discharge_time_moves_the_deadline() {
         )));
         let corrected = t("2024-05-01T15:00:00Z");
         let fix = match how {
-            "a08" => end_update("m2", "V1", corrected, t("2024-05-01T15:30:00Z"), NHS),
+            "a08" => end_update(
+                "m2",
+                "V1",
+                K::Inpatient,
+                corrected,
+                t("2024-05-01T15:30:00Z"),
+                NHS,
+            ),
             _ => {
                 let mut e = end("m2", "V1", K::Inpatient, corrected, NHS);
                 e.source.format = tocsin_event::Format::FhirR4;
@@ -3116,6 +3124,7 @@ fn an_end_correction_leaves_raised_and_other_patients_alone() {
     let same = end_update(
         "m2",
         "V1",
+        K::Inpatient,
         t("2024-05-01T10:00:00Z"),
         t("2024-05-01T11:00:00Z"),
         NHS,
@@ -3124,6 +3133,7 @@ fn an_end_correction_leaves_raised_and_other_patients_alone() {
     let other = end_update(
         "m3",
         "V1",
+        K::Inpatient,
         t("2024-05-01T15:00:00Z"),
         t("2024-05-01T16:00:00Z"),
         NHS2,
@@ -3135,6 +3145,7 @@ fn an_end_correction_leaves_raised_and_other_patients_alone() {
     let late = end_update(
         "m4",
         "V1",
+        K::Inpatient,
         t("2024-05-01T15:00:00Z"),
         t("2024-05-02T11:30:00Z"),
         NHS,
@@ -3159,7 +3170,14 @@ fn a_corrected_end_across_an_effective_date_takes_that_dates_rule() {
         let mut tr = tracker();
         let mut store = Store::default();
         let fix = |msg: &str, visit: &str, ended, nhs| match how {
-            "a08" => end_update(msg, visit, ended, t("2019-04-01T09:00:00Z"), nhs),
+            "a08" => end_update(
+                msg,
+                visit,
+                K::Outpatient,
+                ended,
+                t("2019-04-01T09:00:00Z"),
+                nhs,
+            ),
             _ => {
                 let mut e = end(msg, visit, K::Outpatient, ended, nhs);
                 e.source.format = tocsin_event::Format::FhirR4;
@@ -3239,6 +3257,7 @@ fn a_restore_names_the_rules_its_open_expectations_keep() {
     let mut update = end_update(
         "m3",
         "V1",
+        K::Inpatient,
         t("2024-05-01T10:00:00Z"),
         t("2024-05-01T12:00:00Z"),
         NHS,
@@ -3645,4 +3664,132 @@ fn a_discharge_recorded_again_after_its_overdue_was_cancelled_alerts_anew() {
         .id
         .clone();
     assert_eq!(again, first);
+}
+
+/// The open gauges above zero, as (document kind, encounter kind, open).
+fn open_gauges(tr: &Tracker) -> Vec<(D, K, u64)> {
+    let mut g: Vec<_> = tr
+        .gauges()
+        .filter(|(_, _, g)| g.open + g.overdue > 0)
+        .map(|(d, k, g)| (d, k, g.open))
+        .collect();
+    g.sort_by_key(|(d, k, _)| (d.as_str(), k.as_str()));
+    g
+}
+
+/// An outpatient attendance whose class the PAS corrects to a day case
+/// after its end (an A08, or a FHIR Encounter's later version) owes a
+/// discharge summary within 24 hours, not a clinic letter within 7 days:
+/// the letter's expectation is withdrawn and the summary's opened, kept
+/// across a restart and settled by the summary. The update sent again
+/// changes nothing more.
+#[test]
+fn a_class_corrected_after_the_end_owes_what_the_new_kind_owes() {
+    for (how, restart) in [("a08", false), ("a08", true), ("fhir", false)] {
+        let mut tr = tracker();
+        let mut store = Store::default();
+        let ended = t("2024-05-01T10:00:00Z");
+        store.commit(&tr.apply(&end("m1", "V1", K::Outpatient, ended, NHS)));
+        assert_eq!(open_gauges(&tr), vec![(D::ClinicLetter, K::Outpatient, 1)]);
+        let fix = |msg: &str, at| match how {
+            "a08" => end_update(msg, "V1", K::DayCase, ended, at, NHS),
+            _ => {
+                let mut e = end(msg, "V1", K::DayCase, ended, NHS);
+                e.occurred_at = at;
+                e.source.format = tocsin_event::Format::FhirR4;
+                e
+            }
+        };
+        let fx = tr.apply(&fix("m2", t("2024-05-01T11:00:00Z")));
+        store.commit(&fx);
+        let c = changed(&fx);
+        assert_eq!(c.len(), 2, "{how}: {fx:?}");
+        assert_eq!(
+            (c[0].status, c[0].document_kind),
+            (S::Cancelled, D::ClinicLetter),
+            "{how}"
+        );
+        assert_eq!(
+            (c[1].status, c[1].document_kind),
+            (S::Open, D::DischargeSummary)
+        );
+        assert_eq!(c[1].encounter.kind, K::DayCase);
+        assert_eq!(c[1].deadline, t("2024-05-02T10:00:00Z"));
+        assert!(kinds(&fx).is_empty(), "nothing was raised to withdraw");
+        assert_eq!(tr.counters().kinds_corrected, 1, "{how}");
+        assert_eq!(
+            open_gauges(&tr),
+            vec![(D::DischargeSummary, K::DayCase, 1)],
+            "{how}"
+        );
+        if restart {
+            tr = store.restored();
+        }
+        assert_eq!(tr.next_deadline(), Some(t("2024-05-02T10:00:00Z")));
+        let fx = tr.apply(&fix("m3", t("2024-05-01T12:00:00Z")));
+        assert!(changed(&fx).is_empty(), "{how}: {fx:?}");
+        assert_eq!(tr.open_count(), 1);
+        let fx = tr.apply(&doc(
+            "m4",
+            Some("V1"),
+            D::DischargeSummary,
+            t("2024-05-02T09:00:00Z"),
+            Some(NHS),
+        ));
+        let settled = changed(&fx).pop().expect("settled");
+        assert_eq!(settled.status, S::OnTime, "{how} restart {restart}");
+        assert_eq!(settled.encounter.kind, K::DayCase);
+        assert!(kinds(&tr.advance_to(t("2024-06-01T00:00:00Z"))).is_empty());
+    }
+}
+
+/// A class corrected between kinds that owe the same document (a day case
+/// that stayed the night, recorded again as inpatient) keeps the
+/// expectation, its id and deadline, under the new kind. A class no rule
+/// covers (`other`, as an unmapped code arrives) is no correction, and
+/// once `overdue` is raised a correction changes nothing.
+#[test]
+fn a_class_corrected_to_a_kind_owing_the_same_document_keeps_the_expectation() {
+    let mut tr = tracker();
+    let ended = t("2024-05-01T10:00:00Z");
+    let first = changed(&tr.apply(&end("m1", "V1", K::DayCase, ended, NHS)))
+        .pop()
+        .expect("opened");
+    let unmapped = end_update("m2", "V1", K::Other, ended, t("2024-05-01T11:00:00Z"), NHS);
+    assert!(changed(&tr.apply(&unmapped)).is_empty());
+    let fx = tr.apply(&end_update(
+        "m3",
+        "V1",
+        K::Inpatient,
+        ended,
+        t("2024-05-01T12:00:00Z"),
+        NHS,
+    ));
+    let c = changed(&fx);
+    assert_eq!(c.len(), 1, "{fx:?}");
+    assert_eq!((c[0].id.clone(), c[0].status), (first.id.clone(), S::Open));
+    assert_eq!(c[0].encounter.kind, K::Inpatient);
+    assert_eq!(c[0].deadline, first.deadline);
+    assert_eq!(tr.counters().kinds_corrected, 1);
+    assert_eq!(
+        open_gauges(&tr),
+        vec![(D::DischargeSummary, K::Inpatient, 1)]
+    );
+    assert_eq!(tr.next_deadline(), Some(first.deadline));
+    // Overdue raised: a later correction stands down.
+    assert_eq!(
+        kinds(&tr.advance_to(t("2024-05-02T11:00:00Z"))),
+        vec![A::Overdue]
+    );
+    let fx = tr.apply(&end_update(
+        "m4",
+        "V1",
+        K::Outpatient,
+        ended,
+        t("2024-05-02T12:00:00Z"),
+        NHS,
+    ));
+    assert!(changed(&fx).is_empty(), "{fx:?}");
+    assert_eq!(tr.counters().kinds_corrected, 1);
+    assert_eq!(tr.open_count(), 1);
 }

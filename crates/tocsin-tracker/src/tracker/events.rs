@@ -203,6 +203,38 @@ impl Tracker {
             return;
         };
         let ended_at = enc.ended_at.unwrap_or(ev.occurred_at);
+        // A FHIR Encounter's later version states its end, class and
+        // disposition again: the open expectations it names are decided
+        // again (see [`Tracker::redecide`]), those no rule now applies to
+        // withdrawn; what its class now expects is opened below. An HL7 A03
+        // sent again may give only the time it was recorded (EVN-2), which
+        // each resend moves: it keeps the first (a PAS corrects with A13
+        // then A03, or A08).
+        if ev.source.format != tocsin_event::Format::Hl7v2 {
+            let class = self.reclassifying(kind);
+            for s in self.open_for_encounter(enc) {
+                if !self.of_another_patient(s, ev) {
+                    self.redecide(s, ev, class, ended_at, fx);
+                }
+            }
+        }
+        self.open_expected(ev, enc, kind, ended_at, true, fx);
+    }
+
+    /// Opens the expectations the policy has for encounter `enc` of `kind`
+    /// ended at `ended_at`, but for a document kind already open for it or
+    /// settled: for its end event (`is_end`, counting repeats, exclusions
+    /// and ends no rule covers), or for an update that gave it another
+    /// kind (what the new kind expects that the old did not).
+    fn open_expected(
+        &mut self,
+        ev: &InterfaceEvent,
+        enc: &Encounter,
+        kind: tocsin_event::EncounterKind,
+        ended_at: chrono::DateTime<chrono::Utc>,
+        is_end: bool,
+        fx: &mut Effects<'_>,
+    ) {
         let facts = EncounterFacts {
             kind,
             ended_at,
@@ -220,7 +252,7 @@ impl Tracker {
                 Applicability::Applies => todo.push((idx as u16, rule.id.clone())),
             }
         }
-        if !any && self.policy.covers(kind) {
+        if is_end && !any && self.policy.covers(kind) {
             self.counters.ends_without_rule += 1;
         }
         // A patient or encounter class with no mapping arrives as `other`
@@ -229,7 +261,8 @@ impl Tracker {
         // a trust whose PAS sends a local class would never learn that
         // those discharges go unwatched. (A trust that wrote a rule for
         // `other` tracks it: nothing to tell.)
-        if !any
+        if is_end
+            && !any
             && kind == tocsin_event::EncounterKind::Other
             && ev
                 .warnings
@@ -237,19 +270,6 @@ impl Tracker {
                 .any(|w| w.code == tocsin_event::WarningCode::UnmappedCode)
         {
             self.counters.ends_without_kind += 1;
-        }
-        // A FHIR Encounter's later version states its end and disposition
-        // again: the open expectations it names are decided again (see
-        // [`Tracker::redecide`]), those no rule now applies to withdrawn.
-        // An HL7 A03 sent again may give only the time it was recorded
-        // (EVN-2), which each resend moves: it keeps the first (a PAS
-        // corrects with A13 then A03, or A08).
-        if ev.source.format != tocsin_event::Format::Hl7v2 {
-            for s in self.open_for_encounter(enc) {
-                if !self.of_another_patient(s, ev) {
-                    self.redecide(s, ev, ended_at, fx);
-                }
-            }
         }
         let existing = self.open_for_encounter(enc);
         for (rule, rule_id) in todo {
@@ -274,10 +294,10 @@ impl Tracker {
                     .is_some_and(|o| self.rule_info(o).document_kind == document_kind)
             }) {
                 if self.of_another_patient(s, ev) {
-                    self.counters.visit_collisions += 1;
+                    self.counters.visit_collisions += u64::from(is_end);
                     continue;
                 }
-                self.counters.repeated_ends += 1;
+                self.counters.repeated_ends += u64::from(is_end);
                 // The FHIR Encounter of a visit the PAS's A03 opened: its
                 // reference is the one FHIR documents name it by. Not
                 // learnt, a DocumentReference naming `Encounter/x` matched
@@ -297,7 +317,7 @@ impl Tracker {
             // settlement remembered while the feed goes on repeating it.
             let settled = super::state::settled_key(&id);
             if self.is_duplicate(&settled) {
-                self.counters.repeated_ends += 1;
+                self.counters.repeated_ends += u64::from(is_end);
                 if let Some(c) = self.clock {
                     self.remember_seen(settled, c, fx);
                 }
@@ -330,9 +350,12 @@ impl Tracker {
     }
 
     /// An update (A08) giving the encounter's end: its open expectations
-    /// are decided again by that end and the update's discharge
-    /// disposition ([`Tracker::redecide`]). Only those two are read: an
-    /// update's patient class or site does not re-decide which rules apply.
+    /// are decided again by that end, the update's encounter kind and its
+    /// discharge disposition ([`Tracker::redecide`]); when the kind changed,
+    /// what the new kind expects and the old did not is opened (an
+    /// outpatient attendance corrected to a day case owes a discharge
+    /// summary, not a clinic letter). The update's site and specialty do
+    /// not re-decide which rules apply.
     pub(super) fn on_encounter_updated(&mut self, ev: &InterfaceEvent, fx: &mut Effects<'_>) {
         self.on_patient_identified(ev, fx);
         let Some(enc) = &ev.encounter else {
@@ -341,11 +364,28 @@ impl Tracker {
         let Some(ended_at) = enc.ended_at else {
             return;
         };
+        let class = enc.kind.and_then(|k| self.reclassifying(k));
+        let mut reclassified = false;
         for s in self.open_for_encounter(enc) {
             if !self.of_another_patient(s, ev) {
-                self.redecide(s, ev, ended_at, fx);
+                reclassified |= self.redecide(s, ev, class, ended_at, fx);
             }
         }
+        if reclassified && let Some(kind) = class {
+            self.open_expected(ev, enc, kind, ended_at, false, fx);
+        }
+    }
+
+    /// The encounter kind a later message may correct an open
+    /// expectation's to: only one the policy has rules for. A kind no rule
+    /// covers (`other`, which an unmapped class also arrives as) is more
+    /// likely a code the sender's update uses than a correction, and would
+    /// withdraw what is owed.
+    fn reclassifying(
+        &self,
+        kind: tocsin_event::EncounterKind,
+    ) -> Option<tocsin_event::EncounterKind> {
+        self.policy.covers(kind).then_some(kind)
     }
 
     /// A patient's NHS number come after their discharge (an unverified
@@ -434,10 +474,12 @@ impl Tracker {
 
     /// A later message about open slot `s`'s encounter (an A08, a
     /// finished Encounter's later version) gives its end, perhaps another
-    /// (the PAS correcting a discharge time), and perhaps a discharge
+    /// (the PAS correcting a discharge time), perhaps another encounter
+    /// kind (`kind`, `None` to keep it), and perhaps a discharge
     /// disposition: the expectation is decided again as its end event
-    /// would have been decided with them, keeping its encounter kind, site,
-    /// specialty and GP practice.
+    /// would have been decided with them, keeping its site, specialty and
+    /// GP practice. Returns whether it took another kind or was withdrawn
+    /// for one, so that the caller opens what the new kind expects.
     ///
     /// - The deadline and due-soon point follow the corrected end: judged by
     ///   the first, a summary sent within 24 hours of the corrected
@@ -447,6 +489,11 @@ impl Tracker {
     ///   corrected to 23:30 the day before): judged by the first end's
     ///   rule, the deadline and the report's rule were the wrong year's.
     ///   The expectation keeps its id.
+    /// - Another kind (a day case that stayed the night, recorded again as
+    ///   inpatient) takes the rule of its document kind for the new kind,
+    ///   counted as `kind_corrected`; when the new kind owes no such
+    ///   document (an outpatient attendance corrected to a day case owes a
+    ///   discharge summary, not a clinic letter), it is withdrawn.
     /// - When an exclusion now matches (an emergency attendance's
     ///   disposition corrected to admitted), or no rule is in force on the
     ///   corrected date, it is withdrawn, as a cancelled discharge's is,
@@ -460,25 +507,28 @@ impl Tracker {
         &mut self,
         s: u32,
         ev: &InterfaceEvent,
+        kind: Option<tocsin_event::EncounterKind>,
         ended_at: chrono::DateTime<chrono::Utc>,
         fx: &mut Effects<'_>,
-    ) {
+    ) -> bool {
         let Some(o) = self.open.get(s) else {
-            return;
+            return false;
         };
         let disposition = ev
             .encounter
             .as_ref()
             .and_then(|e| e.discharge_disposition.as_deref());
         let new = ms(ended_at);
-        if o.overdue() || (o.ended_at == new && disposition.is_none()) {
-            return;
+        let kind = kind.unwrap_or(o.kind);
+        let reclassed = o.kind != kind;
+        if o.overdue() || (o.ended_at == new && !reclassed && disposition.is_none()) {
+            return false;
         }
         let document_kind = self.rule_info(o).document_kind;
         let sym = |x: Option<crate::compact::Sym>| x.map(|x| self.syms.name(x));
         let [site, specialty, gp_practice, _] = self.syms.context(o.context);
         let facts = EncounterFacts {
-            kind: o.kind,
+            kind,
             ended_at: super::open::from_ms(new),
             specialty: sym(specialty),
             site: sym(site),
@@ -494,44 +544,60 @@ impl Tracker {
         // earlier policy included: a restore never moves a deadline, and
         // an update repeating the end is no reason to); only an exclusion
         // matching the disposition withdraws it.
-        let moved = o.ended_at != new;
+        let moved = o.ended_at != new || reclassed;
         let rule = match decided {
             Some((rule, true)) if moved => rule,
             Some((_, false)) => {
-                self.counters.excluded += 1;
+                // Under another kind, the caller's opening of what that
+                // kind expects counts the exclusion.
+                if reclassed {
+                    self.counters.kinds_corrected += 1;
+                } else {
+                    self.counters.excluded += 1;
+                }
                 self.withdraw(s, ev.occurred_at, fx);
-                return;
+                return reclassed;
+            }
+            None if reclassed => {
+                self.counters.kinds_corrected += 1;
+                self.withdraw(s, ev.occurred_at, fx);
+                return true;
             }
             None if moved => {
                 self.counters.ends_without_rule += 1;
                 self.withdraw(s, ev.occurred_at, fx);
-                return;
+                return false;
             }
             _ => o.rule,
         };
         if !moved && o.rule == rule {
-            return;
+            return false;
         }
         let id = self.open_id(o);
-        let Some(o) = self.open.get_mut(s) else {
-            return;
+        // Out and back in, so that the gauges (by encounter kind), the
+        // index and the timers follow the change.
+        let Some(mut o) = self.remove_open(s) else {
+            return false;
         };
         if o.ended_at != new {
             o.ended_at = new;
             self.counters.ends_corrected += 1;
         }
+        if reclassed {
+            o.kind = kind;
+            self.counters.kinds_corrected += 1;
+        }
         if o.rule != rule {
             o.pin_id(id);
             o.rule = rule;
         }
-        if let Some(o) = self.open.get(s) {
-            if let Some(t) = self.next_timer(o) {
-                self.timers.push(t, s);
-            }
-            if fx.wants_unsettled() {
-                fx.push(Effect::ExpectationChanged(self.materialise(o)));
-            }
+        let s = self.insert_open(o);
+        if fx.wants_unsettled()
+            && let Some(o) = self.open.get(s)
+        {
+            fx.push(Effect::ExpectationChanged(self.materialise(o)));
         }
+        reclassed
     }
 
     /// Withdraws open slot `s` at `at` (its encounter cancelled, or no rule

@@ -132,6 +132,12 @@ pub struct Counters {
     /// another period.end): their deadline moved, and their rule with it
     /// when the corrected end fell on another side of an effective date.
     pub ends_corrected: u64,
+    /// Open expectations whose encounter kind a later message corrected (an
+    /// A08 with another patient class, a FHIR Encounter's later version
+    /// with another class): they took the new kind's rule, or were
+    /// withdrawn when it owes no such document, and what it owes instead
+    /// was opened.
+    pub kinds_corrected: u64,
     /// Encounter ends naming a visit number an open expectation of another
     /// patient (another NHS number) already has: two systems numbering
     /// visits alike. The first is kept and this end makes none of its own
@@ -163,7 +169,7 @@ impl Counters {
     /// Every counter with its name, for a metric label or a report: the
     /// names are stable (operators' dashboards use them) and carry no
     /// patient data.
-    pub fn named(&self) -> [(&'static str, u64); 22] {
+    pub fn named(&self) -> [(&'static str, u64); 23] {
         // Destructured so that a new counter cannot be left out.
         let Counters {
             duplicates,
@@ -184,6 +190,7 @@ impl Counters {
             merges_applied,
             nhs_numbers_learnt,
             ends_corrected,
+            kinds_corrected,
             visit_collisions,
             deliveries_resent,
             ends_without_rule,
@@ -208,6 +215,7 @@ impl Counters {
             ("merge_applied", merges_applied),
             ("nhs_number_learnt", nhs_numbers_learnt),
             ("end_corrected", ends_corrected),
+            ("kind_corrected", kinds_corrected),
             ("visit_collision", visit_collisions),
             ("delivery_resent", deliveries_resent),
             ("end_without_rule", ends_without_rule),
