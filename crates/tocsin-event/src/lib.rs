@@ -428,6 +428,28 @@ pub enum WarningCode {
     Other,
 }
 
+impl WarningCode {
+    /// Every code, for metric series that start at zero.
+    pub const ALL: [WarningCode; 5] = [
+        Self::InvalidNhsNumber,
+        Self::UnresolvedReference,
+        Self::UnmappedCode,
+        Self::BadTimestamp,
+        Self::Other,
+    ];
+
+    /// The snake_case name used on the wire and in metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidNhsNumber => "invalid_nhs_number",
+            Self::UnresolvedReference => "unresolved_reference",
+            Self::UnmappedCode => "unmapped_code",
+            Self::BadTimestamp => "bad_timestamp",
+            Self::Other => "other",
+        }
+    }
+}
+
 /// The JSON Schema of [`InterfaceEvent`], as checked in at
 /// `schemas/interface-event.schema.json`.
 pub fn json_schema() -> serde_json::Value {

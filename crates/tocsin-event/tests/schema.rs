@@ -22,3 +22,14 @@ fn checked_in_schema_matches_the_types() {
         "schemas/interface-event.schema.json is stale: rerun with TOCSIN_BLESS=1"
     );
 }
+
+/// A warning code's metric label is its name on the wire, for each code.
+#[test]
+fn warning_code_names_are_their_wire_names() {
+    for code in tocsin_event::WarningCode::ALL {
+        assert_eq!(
+            serde_json::to_value(code).unwrap(),
+            serde_json::Value::from(code.as_str())
+        );
+    }
+}

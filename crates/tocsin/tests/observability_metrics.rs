@@ -71,6 +71,7 @@ async fn metrics_reflect_the_traffic_and_carry_no_identifiers() {
         ("tocsin_store_up", "gauge"),
         ("tocsin_store_pruned_rows_total", "counter"),
         ("tocsin_tracker_notices_total", "counter"),
+        ("tocsin_event_warnings_total", "counter"),
         ("tocsin_build_info", "gauge"),
     ] {
         assert_eq!(s.types.get(name).map(String::as_str), Some(kind), "{name}");
@@ -248,6 +249,37 @@ async fn metrics_reflect_the_traffic_and_carry_no_identifiers() {
         }
     })
     .await;
+
+    // What normalisation tolerated is counted by code: nothing in the
+    // ward's traffic; then a discharge whose NHS number fails its check
+    // digit (sent as a new message) counts one, without the number.
+    assert_eq!(s.sum("tocsin_event_warnings_total", &[]), 0.0);
+    let nhs = &w.identifiers[4];
+    let body = String::from_utf8(w.messages[0].body.clone()).unwrap();
+    assert!(
+        body.contains(nhs.as_str()),
+        "the first message is patient 2's"
+    );
+    let last = nhs.chars().last().unwrap().to_digit(10).unwrap();
+    let bad = format!("{}{}", &nhs[..9], (last + 1) % 10);
+    // A new control id (MSH-10), so that it is no duplicate.
+    let body = body
+        .replace(nhs.as_str(), &bad)
+        .replacen("|P|2.4", "W|P|2.4", 1);
+    world
+        .publish(&[common::input("warning-nhs", hl7, body.into_bytes())])
+        .await;
+    poll("the warning to be counted", WAIT, || async {
+        let s = Scrape::parse(&get(port, "/metrics", &[]).body);
+        match s.value(
+            "tocsin_event_warnings_total",
+            &[("code", "invalid_nhs_number")],
+        ) {
+            1.0 if !s.text.contains(bad.as_str()) => Ok(()),
+            n => Err(format!("invalid_nhs_number at {n}")),
+        }
+    })
+    .await;
 }
 
 /// With `[metrics] site_label` on, sites listed get their own value, the
@@ -347,6 +379,9 @@ fn assert_closed_labels(s: &Scrape, sites: &[&str]) {
                     .iter()
                     .any(|(n, _)| n == v),
                 "site" => site_values.contains(v),
+                "code" => tocsin_event::WarningCode::ALL
+                    .iter()
+                    .any(|c| c.as_str() == v),
                 // Fixed codes from the normalisers and the event model.
                 "reason" | "type" => code(v),
                 "version" => v == env!("CARGO_PKG_VERSION"),

@@ -32,6 +32,8 @@ pub struct Metrics {
     pub messages_rejected: IntCounterVec,
     /// `tocsin_events_total{type}`.
     pub events: IntCounterVec,
+    /// `tocsin_event_warnings_total{code}`.
+    pub event_warnings: IntCounterVec,
     /// `tocsin_alerts_emitted_total{kind}`.
     pub alerts_emitted: IntCounterVec,
     /// `tocsin_deliveries_total{result}`.
@@ -118,6 +120,13 @@ impl Metrics {
             "tocsin_events_total",
             "Interface events normalised and handed to the tracker, by type (those it counted instead of acting on, as duplicates or stale, also in tocsin_tracker_notices_total).",
             "type",
+        )?;
+        let event_warnings = counter(
+            "tocsin_event_warnings_total",
+            "Problems normalisation tolerated in the events it made (an NHS number failing its check \
+             digit, a code with no mapping, a reference that did not resolve, a timestamp guessed or \
+             replaced), by code: the events carry each warning with its location.",
+            "code",
         )?;
         let alerts_emitted = counter(
             "tocsin_alerts_emitted_total",
@@ -263,6 +272,9 @@ impl Metrics {
         for k in labels::alert_kinds() {
             alerts_emitted.with_label_values(&[k.as_str()]);
         }
+        for c in tocsin_event::WarningCode::ALL {
+            event_warnings.with_label_values(&[c.as_str()]);
+        }
         for f in labels::FORMATS {
             messages_received.with_label_values(&[f]);
         }
@@ -288,6 +300,7 @@ impl Metrics {
             messages_received,
             messages_rejected,
             events,
+            event_warnings,
             alerts_emitted,
             deliveries,
             processing_seconds,
@@ -334,6 +347,7 @@ mod tests {
             "tocsin_document_delay_seconds_bucket{document_kind=\"clinic_letter\",le=\"2419200\"} 0",
             "tocsin_alerts_emitted_total{kind=\"overdue\"} 0",
             "tocsin_tracker_notices_total{notice=\"stale_event\"} 0",
+            "tocsin_event_warnings_total{code=\"invalid_nhs_number\"} 0",
             "tocsin_messages_rejected_total{reason=\"missing_field\"} 0",
             "tocsin_messages_rejected_total{reason=\"malformed_json\"} 0",
             "tocsin_messages_rejected_total{reason=\"xml_dtd_refused\"} 0",

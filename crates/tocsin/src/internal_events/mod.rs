@@ -70,12 +70,16 @@ pub struct EventApplied<'a> {
 }
 
 impl EventApplied<'_> {
-    /// Counts it; logs its id and type at debug.
+    /// Counts it and the warnings normalisation attached to it; logs its id
+    /// and type at debug.
     pub fn emit(self, m: &Metrics) {
         tracing::debug!(event_id = %self.event.event_id, r#type = self.event.event_type.as_str(), "event applied");
         m.events
             .with_label_values(&[self.event.event_type.as_str()])
             .inc();
+        for w in &self.event.warnings {
+            m.event_warnings.with_label_values(&[w.code.as_str()]).inc();
+        }
     }
 }
 
