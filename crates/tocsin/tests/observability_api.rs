@@ -1018,3 +1018,63 @@ async fn an_alert_delivery_read_that_waits_holds_back_no_commit() {
     commit_beside_a_waiting_read(&world, &mut gateway, "the Alertmanager poll").await;
     drop(lock);
 }
+
+/// Clients that open connections, send half a request's headers and wait
+/// (a scanner, a slow-loris) take no more than the listener's connection
+/// limit: the gateway's file descriptors stay bounded while far more are
+/// held open, each is closed once its headers are overdue, and the
+/// listener answers again after. Unbounded, they took every descriptor and
+/// the store, broker and webhook connections failed with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_sent_requests_hold_no_more_than_the_connection_limit() {
+    use std::io::{Read, Write};
+
+    let world = World::sqlite("http-limits", Tuning::default()).await;
+    let mut gateway = world.start(&[]);
+    gateway.wait_ready().await;
+    let pid = gateway.pid();
+    let descriptors = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    let before = descriptors();
+    let held: Vec<std::net::TcpStream> = (0..1000)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", world.port)).unwrap();
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    // Every connection the listener took is counted once it is accepted;
+    // the rest wait in the kernel's backlog, holding none of the gateway's.
+    let taken = poll("the listener to fill", WAIT, || async {
+        let n = descriptors();
+        if n >= before + 256 {
+            Ok(n)
+        } else {
+            Err(format!("{n} descriptors, {before} before"))
+        }
+    })
+    .await;
+    assert!(
+        taken <= before + 256 + 8,
+        "{taken} descriptors with 1000 connections held, {before} before"
+    );
+    // The first held connection is closed by the gateway (its headers are
+    // overdue), not answered.
+    let mut held = held;
+    let mut first = held.remove(0);
+    first
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let mut buf = Vec::new();
+    first.read_to_end(&mut buf).unwrap();
+    let answer = String::from_utf8_lossy(&buf);
+    assert!(!answer.contains("200 OK"), "{answer}");
+    // Once the held ones are gone the listener serves again.
+    drop(held);
+    gateway.wait_status("/healthz", 200).await;
+    assert!(gateway.try_exit().is_none(), "{}", gateway.log());
+}

@@ -10,7 +10,7 @@ use prometheus::{Encoder, TextEncoder};
 
 use super::Readiness;
 use crate::api::Api;
-use crate::internal_events::HttpListening;
+use crate::internal_events::{HttpAcceptFailed, HttpConnectionsFull, HttpListening};
 
 /// The open routes, besides `/api/v1`. The OpenAPI test checks each is
 /// documented.
@@ -31,7 +31,20 @@ pub fn router(readiness: Readiness, api: &Api) -> Router {
         .nest_service(API_PREFIX, api.router())
 }
 
-/// Serves until the process ends.
+/// Most connections served at once. Beyond it new ones wait in the
+/// kernel's backlog: a scraper or an API client needs a few, and a client
+/// holding thousands open would otherwise take every file descriptor the
+/// gateway has, its broker and store connections' included.
+pub const MAX_CONNECTIONS: usize = 256;
+
+/// How long a connection may take to send a request's headers, and may sit
+/// idle between requests. Without it, connections that send half a request
+/// and wait are held for ever.
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves until the process ends: HTTP/1.1, at most [`MAX_CONNECTIONS`]
+/// at once, each closed when its headers take longer than
+/// [`HEADER_READ_TIMEOUT`].
 pub async fn serve(listener: tokio::net::TcpListener, readiness: Readiness, api: Api) {
     if let Ok(addr) = listener.local_addr() {
         HttpListening {
@@ -40,8 +53,46 @@ pub async fn serve(listener: tokio::net::TcpListener, readiness: Readiness, api:
         }
         .emit();
     }
-    if let Err(e) = axum::serve(listener, router(readiness, &api)).await {
-        tracing::error!(error = %e, "HTTP listener failed");
+    let app = router(readiness, &api);
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut full = false;
+    loop {
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => {
+                full = false;
+                slot
+            }
+            Err(_) => {
+                if !std::mem::replace(&mut full, true) {
+                    HttpConnectionsFull {
+                        limit: MAX_CONNECTIONS,
+                    }
+                    .emit();
+                }
+                match slots.clone().acquire_owned().await {
+                    Ok(slot) => slot,
+                    Err(_) => return,
+                }
+            }
+        };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors, most often: wait rather than spin.
+                HttpAcceptFailed { error: &e }.emit();
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
     }
 }
 

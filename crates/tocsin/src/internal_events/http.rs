@@ -57,6 +57,38 @@ fn conventional_name(var: &str) -> bool {
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
+/// The HTTP listener holds as many connections as it serves at once: new
+/// ones wait until one closes. Said when it fills, not per connection.
+pub struct HttpConnectionsFull {
+    /// The limit.
+    pub limit: usize,
+}
+
+impl HttpConnectionsFull {
+    /// Logs it (warn).
+    pub fn emit(self) {
+        tracing::warn!(
+            limit = self.limit,
+            "HTTP connections at their limit: new ones wait until one closes \
+             (a client holding connections open? /metrics and /readyz wait too)"
+        );
+    }
+}
+
+/// Accepting an HTTP connection failed (most often the process is out of
+/// file descriptors): the listener waits a second and tries again.
+pub struct HttpAcceptFailed<'a> {
+    /// Why.
+    pub error: &'a std::io::Error,
+}
+
+impl HttpAcceptFailed<'_> {
+    /// Logs it (warn).
+    pub fn emit(self) {
+        tracing::warn!(error = %self.error, "HTTP accept failed: retrying in 1 s");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::conventional_name;

@@ -11,7 +11,7 @@ pub mod labels;
 mod metrics;
 mod tracking;
 
-pub use http::{ApiOpen, HttpListening};
+pub use http::{ApiOpen, HttpAcceptFailed, HttpConnectionsFull, HttpListening};
 pub use labels::{MetricLabels, PipelineStage};
 pub use metrics::Metrics;
 pub use tracking::{DocumentSettled, TrackerObserved};
