@@ -54,9 +54,13 @@ impl Checkpointer {
     }
 }
 
+/// How often a checkpoint that keeps failing is said again.
+const WARN_EVERY: Duration = Duration::from_secs(600);
+
 fn run(conn: &Connection, stop: &(Mutex<bool>, Condvar)) {
     let (lock, wake) = stop;
     let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
+    let mut warned: Option<std::time::Instant> = None;
     loop {
         stopped = wake
             .wait_timeout(stopped, INTERVAL)
@@ -65,10 +69,27 @@ fn run(conn: &Connection, stop: &(Mutex<bool>, Condvar)) {
         if *stopped {
             return;
         }
-        // A failure here costs nothing but speed: the writer's own
-        // checkpoint takes over past `WRITER_PAGES`.
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::debug!(error = %e, "background WAL checkpoint failed");
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            Ok(()) => {
+                if warned.take().is_some() {
+                    tracing::info!("WAL checkpoints succeed again");
+                }
+            }
+            // The writer's own checkpoint fails alike (SQLite ignores its
+            // failure): the log grows until the disk is full, commits and
+            // readiness unaffected meanwhile. Said on the first failure
+            // and every WARN_EVERY while it lasts.
+            Err(e) => {
+                if warned.is_none_or(|w| w.elapsed() >= WARN_EVERY) {
+                    tracing::warn!(
+                        error = %e,
+                        "SQLite WAL checkpoints are failing: the write-ahead log (-wal) grows until \
+                         they succeed; can the store file itself be written (permissions, chattr, a \
+                         full disk)?"
+                    );
+                    warned = Some(std::time::Instant::now());
+                }
+            }
         }
     }
 }

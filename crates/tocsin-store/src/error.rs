@@ -62,6 +62,53 @@ pub enum StoreError {
         /// The store file.
         path: String,
     },
+    /// The SQLite store's file was deleted, or another moved over it, while
+    /// the store had it open: what it writes would go where no one reads
+    /// it again, and a restart would open an empty store in its place.
+    #[error(
+        "SQLite store {path} was {how} while open: nothing more is written to it; \
+         put the store file back, or restart tocsin to open the file now at that path"
+    )]
+    FileGone {
+        /// The store file.
+        path: String,
+        /// `deleted` or `replaced by another file`.
+        how: &'static str,
+    },
+    /// The SQLite store's file is missing or empty while its write-ahead
+    /// log beside it holds data: the store was deleted or moved, and
+    /// opening would start an empty store, every open expectation lost.
+    #[error(
+        "SQLite store {path} is missing or empty, but its write-ahead log {wal} holds data: \
+         the store was deleted or moved; restore it from a backup, or remove {wal} (and the \
+         -shm file beside it) to start an empty store"
+    )]
+    Orphaned {
+        /// The store file.
+        path: String,
+        /// Its write-ahead log.
+        wal: String,
+    },
+    /// A SQLite file that holds tables but no tocsin schema: another
+    /// application's database, which migrating would change.
+    #[error(
+        "{path} is not a tocsin store: it holds other tables ({tables}) and no schema_version; \
+         name another file"
+    )]
+    NotATocsinStore {
+        /// The file.
+        path: String,
+        /// Some of its tables.
+        tables: String,
+    },
+    /// A SQLite operation at open, with the file it was on.
+    #[error("SQLite store {path}: {source}")]
+    AtFile {
+        /// The store file.
+        path: String,
+        /// The cause.
+        source: Box<StoreError>,
+    },
     /// Another run is building the same new store file: two replays into
     /// one new file would each overwrite the other's work.
     #[error(
@@ -198,6 +245,10 @@ impl StoreError {
             Self::InUse { .. } => true,
             // Mended from outside (permissions, a remount), as a full disk.
             Self::ReadOnly { .. } => true,
+            // Nothing is written meanwhile: an operator puts the file back
+            // (or restarts onto the new one); store down says so.
+            Self::FileGone { .. } => true,
+            Self::AtFile { source, .. } => source.is_transient(),
             _ => false,
         }
     }

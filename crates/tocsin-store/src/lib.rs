@@ -27,6 +27,7 @@ mod pg_tls;
 mod query;
 mod rows;
 mod sqlite;
+mod sqlite_file;
 
 use chrono::{DateTime, Utc};
 use tocsin_tracker::compliance::ReportFacts;

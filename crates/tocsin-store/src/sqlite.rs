@@ -22,6 +22,7 @@ use crate::checkpoint::{self, Checkpointer};
 use crate::migrate::{self, Migration};
 use crate::query::{Cursor, List, check_limit};
 use crate::rows::{self, UNSETTLED, limit_param, micros};
+use crate::sqlite_file::{self, FileId, create_parent};
 use crate::{
     AlertQuery, Batch, ExpectationQuery, OutboxMessage, Page, PendingOutbox, Store, StoreError,
 };
@@ -98,8 +99,9 @@ pub struct SqliteStore {
     /// Declared after `conn`, so that a store dropped unclosed closes its
     /// connection before the unfinished file is removed.
     building: Option<Building>,
-    /// A file store's path, for [`Store::claim_writer`].
-    path: Option<std::path::PathBuf>,
+    /// A file store's path, for [`Store::claim_writer`], and the file it
+    /// named when opened: checked before each commit and at each ping.
+    path: Option<(std::path::PathBuf, FileId)>,
     /// `PATH.lock`, held with an exclusive `flock` while this store is its
     /// writer. A file of its own: a second descriptor on the database
     /// itself would drop SQLite's `fcntl` locks when closed.
@@ -233,16 +235,42 @@ impl SqliteStore {
     pub fn open_with(path: impl AsRef<Path>, sync: Synchronous) -> Result<Self, StoreError> {
         let path = path.as_ref();
         create_parent(path)?;
-        let conn = Connection::open(path).map_err(sq("open"))?;
+        sqlite_file::prepare(path)?;
+        let at_file = |e| match e {
+            e @ StoreError::Sqlite { .. } => StoreError::AtFile {
+                path: path.display().to_string(),
+                source: Box::new(e),
+            },
+            e => e,
+        };
+        let conn = Connection::open(path)
+            .map_err(sq("open"))
+            .map_err(at_file)?;
+        let id = FileId::of(path).map_err(|source| StoreError::Build {
+            op: "read the metadata of",
+            path: path.display().to_string(),
+            source,
+        })?;
         // SQLite falls back to reading a file it may not write, and the
         // first commit would fail: refused here, the gateway waits.
-        if conn.is_readonly(rusqlite::MAIN_DB).map_err(sq("open"))? {
+        if conn
+            .is_readonly(rusqlite::MAIN_DB)
+            .map_err(sq("open"))
+            .map_err(at_file)?
+        {
             return Err(StoreError::ReadOnly {
                 path: path.display().to_string(),
             });
         }
-        let mut store = Self::init(conn, Journal::Wal, sync, KEPT_CACHE_KIB)?;
-        store.path = Some(path.to_path_buf());
+        let mut store =
+            Self::init(conn, Journal::Wal, sync, KEPT_CACHE_KIB).map_err(|e| match e {
+                StoreError::NotATocsinStore { tables, .. } => StoreError::NotATocsinStore {
+                    path: path.display().to_string(),
+                    tables,
+                },
+                e => at_file(e),
+            })?;
+        store.path = Some((path.to_path_buf(), id));
         match Checkpointer::start(path, BUSY_TIMEOUT) {
             Ok(c) => {
                 store
@@ -324,6 +352,16 @@ impl SqliteStore {
         };
         store.migrate(migrate::SQLITE)?;
         Ok(store)
+    }
+
+    /// Fails when the store's path no longer names the file opened (deleted,
+    /// or another moved over it): a commit into it would be acknowledged
+    /// and lost. One `stat` per commit.
+    fn check_file(&self) -> Result<(), StoreError> {
+        match &self.path {
+            Some((path, id)) => id.check(path),
+            None => Ok(()),
+        }
     }
 
     /// Applies the migrations newer than the database, in one transaction.
@@ -416,19 +454,6 @@ fn str_at<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<&'r str>
     Ok(row.get_ref(i)?.as_str()?)
 }
 
-/// Creates the parent directories of a store file.
-fn create_parent(path: &Path) -> Result<(), StoreError> {
-    match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => {
-            std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
-                path: parent.display().to_string(),
-                source,
-            })
-        }
-        _ => Ok(()),
-    }
-}
-
 impl Store for SqliteStore {
     fn close(mut self: Box<Self>) -> Result<(), StoreError> {
         let Some(building) = self.building.take() else {
@@ -444,6 +469,7 @@ impl Store for SqliteStore {
         if batch.is_empty() {
             return Ok(());
         }
+        self.check_file()?;
         let now = micros(Utc::now());
         let tx = self
             .conn
@@ -843,16 +869,18 @@ impl Store for SqliteStore {
     }
 
     fn claim_writer(&mut self) -> Result<(), StoreError> {
-        let Some(path) = &self.path else {
+        let Some((path, _)) = &self.path else {
             // In memory, or built aside under a lock of its own.
             return Ok(());
         };
         if self.writer_lock.is_some() {
             return Ok(());
         }
-        let mut name = path.clone().into_os_string();
-        name.push(".lock");
-        let lock_path = std::path::PathBuf::from(name);
+        // Beside the file the path leads to, symbolic links followed: a
+        // second writer naming the store by another path (a linked
+        // directory) meets the same lock.
+        let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+        let lock_path = sqlite_file::companion(&real, ".lock");
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -882,6 +910,7 @@ impl Store for SqliteStore {
     }
 
     fn ping(&mut self) -> Result<(), StoreError> {
+        self.check_file()?;
         self.conn
             .query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
             .map(|_| ())
@@ -939,6 +968,23 @@ struct SqliteSchema<'a, 'b>(&'a rusqlite::Transaction<'b>);
 
 impl migrate::SchemaTx for SqliteSchema<'_, '_> {
     fn current_version(&mut self) -> Result<i64, StoreError> {
+        // Another application's database: migrating would add tocsin's
+        // tables to it.
+        let others: Vec<String> = self
+            .0
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
+                 AND NOT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'schema_version') \
+                 ORDER BY name LIMIT 4",
+            )
+            .and_then(|mut q| q.query_map([], |r| r.get(0))?.collect())
+            .map_err(sq("list tables"))?;
+        if !others.is_empty() {
+            return Err(StoreError::NotATocsinStore {
+                path: String::new(),
+                tables: others.join(", "),
+            });
+        }
         self.0
             .execute_batch(
                 "CREATE TABLE IF NOT EXISTS schema_version (\

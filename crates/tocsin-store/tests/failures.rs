@@ -275,3 +275,125 @@ fn a_wal_grown_by_a_large_transaction_is_cut_back() {
     }
     assert_eq!(unsettled_ids(&mut store).len(), 120_000 + n);
 }
+
+/// The store file deleted, or another moved over it, while a store has it
+/// open: commits and pings fail (transient: nothing is written into a file
+/// no one will read, and the gateway waits, not ready) until the file is
+/// put back.
+#[test]
+fn a_sqlite_file_deleted_or_replaced_while_open_takes_no_commit() {
+    let s = Sqlite::new();
+    let mut store = SqliteStore::open(&s.path).expect("open");
+    store.commit(&open_batch("a")).unwrap();
+    let aside = s.path.with_extension("aside");
+    std::fs::rename(&s.path, &aside).unwrap();
+    let e = expect_err(store.commit(&open_batch("b")), "commit while deleted");
+    assert!(
+        matches!(e, StoreError::FileGone { how: "deleted", .. }),
+        "{e}"
+    );
+    assert!(e.is_transient(), "{e}");
+    assert!(e.to_string().contains(&s.path.display().to_string()), "{e}");
+    assert!(store.ping().is_err());
+    // Another file moved into its place is not it either.
+    std::fs::copy(&aside, s.path.with_extension("copy")).unwrap();
+    std::fs::rename(s.path.with_extension("copy"), &s.path).unwrap();
+    let e = expect_err(store.commit(&open_batch("b")), "commit while replaced");
+    assert!(
+        matches!(
+            e,
+            StoreError::FileGone {
+                how: "replaced by another file",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // Put back, the store carries on with nothing lost.
+    std::fs::rename(&aside, &s.path).unwrap();
+    store.ping().expect("ping once put back");
+    store
+        .commit(&open_batch("b"))
+        .expect("commit once put back");
+    assert_eq!(unsettled_ids(&mut store), ["a", "b"]);
+}
+
+/// A store file missing (or empty) while its write-ahead log holds data is
+/// a store deleted or moved: refused at open, not started afresh. An empty
+/// file with no log beside it is a new store.
+#[test]
+fn a_missing_sqlite_file_beside_its_log_is_refused() {
+    let s = Sqlite::new();
+    std::fs::create_dir_all(s.path.parent().unwrap()).unwrap();
+    let mut wal = s.path.clone().into_os_string();
+    wal.push("-wal");
+    std::fs::write(&wal, b"frames of a store that was here").unwrap();
+    for present in ["missing", "empty"] {
+        if present == "empty" {
+            std::fs::write(&s.path, b"").unwrap();
+        }
+        let e = expect_err(SqliteStore::open(&s.path).map(drop), present);
+        assert!(matches!(e, StoreError::Orphaned { .. }), "{present}: {e}");
+        assert!(e.to_string().contains("restore it from a backup"), "{e}");
+    }
+    std::fs::remove_file(&wal).unwrap();
+    let mut store = SqliteStore::open(&s.path).expect("an empty file with no log is new");
+    assert_eq!(
+        store.schema_version().unwrap(),
+        tocsin_store::migrate::latest(tocsin_store::migrate::SQLITE)
+    );
+}
+
+/// Another application's SQLite file is refused, and left unchanged.
+#[test]
+fn another_applications_sqlite_file_is_not_taken_over() {
+    let s = Sqlite::new();
+    std::fs::create_dir_all(s.path.parent().unwrap()).unwrap();
+    rusqlite::Connection::open(&s.path)
+        .unwrap()
+        .execute_batch("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+        .unwrap();
+    let e = expect_err(SqliteStore::open(&s.path).map(drop), "a foreign database");
+    assert!(matches!(e, StoreError::NotATocsinStore { .. }), "{e}");
+    let shown = e.to_string();
+    assert!(
+        shown.contains("customers") && shown.contains(&s.path.display().to_string()),
+        "{shown}"
+    );
+    let tables: i64 = rusqlite::Connection::open(&s.path)
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 1, "nothing added to it");
+}
+
+/// A second writer naming the store through a linked directory meets the
+/// first's lock; the store's files are not world-readable whatever the
+/// umask.
+#[test]
+fn a_sqlite_store_named_by_another_path_has_one_writer_and_private_files() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let s = Sqlite::new();
+    let mut first = SqliteStore::open(&s.path).expect("open");
+    first.claim_writer().unwrap();
+    let dir = s.path.parent().unwrap();
+    let alias = dir.parent().unwrap().join("alias");
+    std::os::unix::fs::symlink(dir, &alias).unwrap();
+    let mut second = SqliteStore::open(alias.join("tocsin.db")).expect("open by the link");
+    let e = expect_err(second.claim_writer(), "a second writer by the link");
+    assert!(matches!(e, StoreError::InUse { .. }), "{e}");
+    first.commit(&open_batch("a")).unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = s.path.clone().into_os_string();
+        name.push(suffix);
+        let mode = std::fs::metadata(&name).unwrap().permissions().mode();
+        assert_eq!(mode & 0o007, 0, "{name:?} is {mode:o}");
+    }
+    let mode = std::fs::metadata(dir).unwrap().permissions().mode();
+    assert_eq!(mode & 0o007, 0, "{dir:?} is {mode:o}");
+}
