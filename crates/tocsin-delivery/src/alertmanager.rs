@@ -19,6 +19,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tocsin_tracker::compliance::printable;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
@@ -327,33 +328,30 @@ impl<S: StoreAccess> AlertmanagerWorker<S> {
     /// Where a group's encounters were, for a summary: `site RXX01`, and
     /// `, specialty 130` when the groups are split by it.
     fn place(&self, g: &AlertGroup) -> String {
-        let site = g.site.as_deref().unwrap_or(UNKNOWN_SITE);
+        let site = printable(g.site.as_deref().unwrap_or(UNKNOWN_SITE));
         if self.config.grouping.by_specialty {
-            let specialty = g.specialty.as_deref().unwrap_or(UNKNOWN_SITE);
+            let specialty = printable(g.specialty.as_deref().unwrap_or(UNKNOWN_SITE));
             format!("site {site}, specialty {specialty}")
         } else {
             format!("site {site}")
         }
     }
 
+    /// The group's labels. Site and specialty are the senders' text:
+    /// control characters in them are escaped ([`printable`]), so that
+    /// they reach neither a receiver's terminal nor its templates raw.
     fn labels(&self, alertname: &str, g: &AlertGroup, severity: &str) -> BTreeMap<String, String> {
+        let text =
+            |v: &Option<String>| printable(v.as_deref().unwrap_or(UNKNOWN_SITE)).into_owned();
         let mut labels = BTreeMap::from([
             ("alertname".to_string(), alertname.to_string()),
             ("document_kind".to_string(), g.document_kind.clone()),
             ("encounter_kind".to_string(), g.encounter_kind.clone()),
-            (
-                "site".to_string(),
-                g.site.clone().unwrap_or_else(|| UNKNOWN_SITE.to_string()),
-            ),
+            ("site".to_string(), text(&g.site)),
             ("severity".to_string(), severity.to_string()),
         ]);
         if self.config.grouping.by_specialty {
-            labels.insert(
-                "specialty".to_string(),
-                g.specialty
-                    .clone()
-                    .unwrap_or_else(|| UNKNOWN_SITE.to_string()),
-            );
+            labels.insert("specialty".to_string(), text(&g.specialty));
         }
         labels
     }

@@ -532,3 +532,30 @@ async fn groups_split_by_specialty_carry_it_as_a_label_and_in_their_links() {
     .map(|(l, s, u)| (l.to_string(), s.to_string(), u));
     assert_eq!(got, want);
 }
+
+/// A site the sender wrote with control characters (an HL7 `\X1B\`
+/// escape, a newline) reaches Alertmanager's labels and summary escaped:
+/// it can drive no receiver's terminal and forge no line.
+#[tokio::test]
+async fn control_characters_from_messages_reach_alertmanager_escaped() {
+    let (am, _notifications) = start_alertmanager().await;
+    let tmp = TempStore::new();
+    let store = tmp.open();
+    let (_workers, _metrics) = start(&store, config(&am.base, Duration::from_secs(60)));
+    let mut e = expectation(ExpectationStatus::Overdue);
+    e.encounter.site = Some("\u{1b}[31mRXX01\nINFO forged".into());
+    put(&store, e).await;
+    wait_until("the alert is active in Alertmanager", LIMIT, || async {
+        !active_alerts(&am.base).await.is_empty()
+    })
+    .await;
+    let alerts = active_alerts(&am.base).await;
+    let a = &alerts[0];
+    assert_eq!(a["labels"]["site"], r"\u{1b}[31mRXX01\nINFO forged");
+    let summary = a["annotations"]["summary"].as_str().unwrap();
+    assert!(
+        summary.ends_with(r"at site \u{1b}[31mRXX01\nINFO forged"),
+        "{summary}"
+    );
+    assert!(!a.to_string().contains("\\u001b"), "{a}");
+}

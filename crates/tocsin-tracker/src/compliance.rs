@@ -564,10 +564,37 @@ fn csv_quoted(f: &str) -> String {
     }
 }
 
-/// Aligned columns for a terminal.
+/// Text from messages made safe for a terminal: control characters (an
+/// escape sequence an HL7 `\X1B\` decodes to, a newline, a tab) are
+/// written as Rust escapes (`\u{1b}`, `\n`, `\t`), so that a sender's
+/// text can neither drive the operator's terminal nor forge rows or
+/// columns. Other text is unchanged.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.chars().any(char::is_control) {
+        text.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect::<String>()
+            .into()
+    } else {
+        text.into()
+    }
+}
+
+/// Aligned columns for a terminal (cells through [`printable`]).
 pub fn to_table(rows: &[ComplianceRow], group_by: &[GroupBy]) -> String {
     let lines: Vec<Vec<String>> = std::iter::once(header(group_by))
-        .chain(rows.iter().map(|r| cells(r, group_by)))
+        .chain(rows.iter().map(|r| {
+            cells(r, group_by)
+                .into_iter()
+                .map(|c| printable(&c).into_owned())
+                .collect()
+        }))
         .collect();
     let widths: Vec<usize> = (0..lines[0].len())
         .map(|i| {
@@ -629,6 +656,43 @@ mod tests {
             line,
             "2025-01,\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",'-2+3,'@SUM(A1),2,1,1,0,0,0,50.0,-5,-5,1"
         );
+    }
+
+    #[test]
+    fn text_from_messages_cannot_drive_a_terminal_or_forge_table_rows() {
+        let row = ComplianceRow {
+            month: Some("2025-01".into()),
+            document_kind: None,
+            encounter_kind: None,
+            site: Some("\u{1b}[31mSITE\nINFO fake".into()),
+            specialty: Some("\u{1b}[2J\r\tSPEC".into()),
+            gp_practice: Some("B86001".into()),
+            expected: 1,
+            on_time: 1,
+            late: 0,
+            missing: 0,
+            pending: 0,
+            cancelled: 0,
+            pct_on_time: Some(100.0),
+            median_delay_seconds: Some(5),
+            p90_delay_seconds: Some(5),
+            delivery_failed: 0,
+        };
+        let group_by = [
+            GroupBy::Month,
+            GroupBy::Site,
+            GroupBy::Specialty,
+            GroupBy::GpPractice,
+        ];
+        let table = super::to_table(&[row], &group_by);
+        assert_eq!(table.lines().count(), 2, "{table}");
+        assert!(
+            !table.chars().any(|c| c.is_control() && c != '\n'),
+            "{table:?}"
+        );
+        assert!(table.contains(r"\u{1b}[31mSITE\nINFO fake"), "{table}");
+        assert!(table.contains(r"\u{1b}[2J\r\tSPEC"), "{table}");
+        assert!(table.contains("B86001"));
     }
 
     #[test]

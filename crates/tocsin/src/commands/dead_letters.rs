@@ -7,6 +7,7 @@
 use std::process::ExitCode;
 
 use tocsin_amqp::Peeked;
+use tocsin_tracker::compliance::printable;
 
 use crate::config::Config;
 
@@ -120,15 +121,19 @@ fn print_list(queue: &str, peeked: &Peeked, json: bool) -> Result<(), Box<dyn st
         }
     } else {
         writeln!(out, "message_id\tcontent_type\tbytes\treason\tlocation")?;
+        // The sender's text (its message id and content type, a reason
+        // quoting the message) may hold control characters: escaped, they
+        // neither drive the terminal nor forge lines or columns.
+        let text = |s: Option<&str>| printable(s.unwrap_or("-")).into_owned();
         for d in letters {
             writeln!(
                 out,
                 "{}\t{}\t{}\t{}\t{}",
-                d.message_id.as_deref().unwrap_or("-"),
-                d.content_type.as_deref().unwrap_or("-"),
+                text(d.message_id.as_deref()),
+                text(d.content_type.as_deref()),
                 d.bytes,
-                d.reason,
-                d.location.as_deref().unwrap_or("-"),
+                text(Some(d.reason.as_str())),
+                text(d.location.as_deref()),
             )?;
         }
     }
