@@ -20,6 +20,7 @@
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions, TryLockError};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::StoreError;
@@ -52,11 +53,14 @@ impl Building {
         let partial = PathBuf::from(name);
         // Not truncated before the lock is held: the file may be another
         // run's build in progress.
+        // Mode 0640 whatever the umask (SQLite's journal files take it):
+        // the store names patients.
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o640)
             .open(&partial)
             .map_err(|e| build_error("create", &partial, e))?;
         match file.try_lock() {

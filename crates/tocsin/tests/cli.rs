@@ -7,7 +7,7 @@ use std::process::Command;
 
 mod cli_support;
 
-use cli_support::{fixture, replay_json, root, tocsin};
+use cli_support::{assert_private, fixture, replay_json, root, tocsin};
 
 fn json_lines(bytes: &[u8]) -> Vec<Value> {
     std::str::from_utf8(bytes)
@@ -576,6 +576,7 @@ fn replay_into_a_kept_store_judges_alike_and_keeps_what_a_gateway_needs() {
     assert_eq!(kinds(&kept_alerts), ["overdue", "late", "resolved"]);
     // Built aside as `kept.sqlite.partial`, renamed once complete.
     assert!(db.exists());
+    assert_private(&db);
     assert!(!dir.path().join("kept.sqlite.partial").exists());
 
     // The kept store holds the alerts and the tracker's state (a duplicate

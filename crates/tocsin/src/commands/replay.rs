@@ -415,7 +415,9 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
     };
     let rendered = render_report(&rows, group_by, &rejected, &notices, args.format)?;
     match &args.report {
-        Some(p) => std::fs::write(p, rendered).map_err(|e| format!("{}: {e}", p.display()))?,
+        Some(p) => create(p)?
+            .write_all(rendered.as_bytes())
+            .map_err(|e| format!("{}: {e}", p.display()))?,
         None => print!("{rendered}"),
     }
     eprintln!(
@@ -809,8 +811,17 @@ fn write_line(out: &mut impl Write, value: &impl serde::Serialize) -> std::io::R
     out.write_all(b"\n")
 }
 
+/// Creates (or empties) an output file; a new one is mode 0640 whatever
+/// the umask, since alerts, events and reports name patients.
 fn create(p: &Path) -> Result<File, String> {
-    File::create(p).map_err(|e| format!("{}: cannot create: {e}", p.display()))
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o640)
+        .open(p)
+        .map_err(|e| format!("{}: cannot create: {e}", p.display()))
 }
 
 fn report_rejected(r: &Rejected) {
@@ -897,7 +908,12 @@ fn render_report(
             if !rejected.is_empty() {
                 s.push_str(&format!("\nRejected inputs ({}):\n", rejected.len()));
                 for r in rejected {
-                    s.push_str(&format!("  {}: {}: {}\n", r.file, r.position, r.message));
+                    s.push_str(&format!(
+                        "  {}: {}: {}\n",
+                        compliance::printable(&r.file),
+                        compliance::printable(&r.position),
+                        compliance::printable(&r.message)
+                    ));
                 }
             }
             let mut noticed = noticed.peekable();

@@ -61,9 +61,21 @@ pub fn replay_json(input: &Path, until: &str, extra: &[&str]) -> Replayed {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The outputs name patients: never world-readable, whatever the umask.
+    for file in [&alerts, &report] {
+        assert_private(file);
+    }
     Replayed {
         alerts: std::fs::read_to_string(&alerts).unwrap(),
         report: serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap(),
         stderr: String::from_utf8(out.stderr).unwrap(),
     }
+}
+
+/// Fails unless `path` has no permission for others (the tests run under
+/// the usual umask 022, which would give 0644).
+pub fn assert_private(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o007, 0, "{} is mode {mode:o}", path.display());
 }
