@@ -359,6 +359,14 @@ fn compose_wires_the_six_services_together() {
         "{env:?}"
     );
     assert_eq!(tocsin["ports"], serde_json::json!(["127.0.0.1:9860:9860"]));
+    // So is every other service's: the broker's management UI shows message
+    // bodies (patient data), and the passwords here are for a laptop.
+    for (name, service) in services {
+        for port in service["ports"].as_array().into_iter().flatten() {
+            let port = port.as_str().unwrap();
+            assert!(port.starts_with("127.0.0.1:"), "{name} publishes {port}");
+        }
+    }
     let addr = env["TOCSIN_HTTP_ADDR"].as_str().unwrap();
     let port = addr.rsplit(':').next().unwrap();
     assert_eq!(tocsin["build"]["dockerfile"], "deploy/Dockerfile");
