@@ -51,7 +51,7 @@ impl Readiness {
     pub fn not_ready(&self) -> Vec<&'static str> {
         let mut why = Vec::new();
         if self.metrics.store_up.get() != 1 {
-            why.push("the store is not answering");
+            why.push("the store is down or failing (the log says why: unreachable, full, read-only, damaged...)");
         }
         if *self.link.borrow() != LinkState::Up {
             why.push("not connected to the broker");
