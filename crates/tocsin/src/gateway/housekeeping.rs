@@ -75,7 +75,7 @@ async fn round(store: &StoreHandle, metrics: &Metrics, before: DateTime<Utc>) {
                         table,
                         error: &error,
                     }
-                    .emit();
+                    .emit(metrics);
                     break;
                 }
             }

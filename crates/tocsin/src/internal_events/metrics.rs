@@ -63,6 +63,8 @@ pub struct Metrics {
     pub dead_letters: IntGauge,
     /// `tocsin_store_pruned_rows_total{table}`.
     pub store_pruned_rows: IntCounterVec,
+    /// `tocsin_store_housekeeping_failures_total{table}`.
+    pub store_housekeeping_failures: IntCounterVec,
     /// `tocsin_tracker_notices_total{notice}`: what the tracker tolerated.
     pub tracker_notices: IntCounterVec,
     /// `tocsin_restore_skipped_total{reason}`: stored state records the
@@ -141,6 +143,12 @@ impl Metrics {
         let store_pruned_rows = counter(
             "tocsin_store_pruned_rows_total",
             "Rows deleted by housekeeping once past [store] retention, by table (outbox, inputs).",
+            "table",
+        )?;
+        let store_housekeeping_failures = counter(
+            "tocsin_store_housekeeping_failures_total",
+            "Housekeeping deletions that failed, by table (outbox, inputs): with the store up, a \
+             damaged table (the log's \"store housekeeping failed\" says why).",
             "table",
         )?;
         let tracker_notices = counter(
@@ -288,6 +296,7 @@ impl Metrics {
         }
         for t in labels::PRUNED_TABLES {
             store_pruned_rows.with_label_values(&[t]);
+            store_housekeeping_failures.with_label_values(&[t]);
         }
         for (notice, _) in tocsin_tracker::Counters::default().named() {
             tracker_notices.with_label_values(&[notice]);
@@ -313,6 +322,7 @@ impl Metrics {
             store_up,
             dead_letters,
             store_pruned_rows,
+            store_housekeeping_failures,
             tracker_notices,
             restore_skipped,
             expectations_open,

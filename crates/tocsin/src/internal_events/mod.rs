@@ -236,13 +236,17 @@ pub struct StorePruneFailed<'a> {
 }
 
 impl StorePruneFailed<'_> {
-    /// Logs it (warn). The store's health is the pipeline's to judge.
-    pub fn emit(self) {
+    /// Logs it (warn) and counts it: with the store otherwise up, a
+    /// failure that repeats is a damaged table (TocsinHousekeepingFailing).
+    pub fn emit(self, m: &Metrics) {
         tracing::warn!(
             table = self.table,
             error = %self.error,
             "store housekeeping failed; will try again at the next round"
         );
+        m.store_housekeeping_failures
+            .with_label_values(&[self.table])
+            .inc();
     }
 }
 
