@@ -104,8 +104,20 @@ fn normalise_parsed(
     })?;
     let version = version::detect_raw(obj, &rtype)?;
     let (format, reader): (Format, Box<dyn Reader>) = match version {
-        Version::R4 => (Format::FhirR4, Box::new(r4::R4 { tz: cfg.timezone })),
-        Version::Stu3 => (Format::FhirStu3, Box::new(stu3::Stu3 { tz: cfg.timezone })),
+        Version::R4 => (
+            Format::FhirR4,
+            Box::new(r4::R4 {
+                tz: cfg.timezone,
+                local: Default::default(),
+            }),
+        ),
+        Version::Stu3 => (
+            Format::FhirStu3,
+            Box::new(stu3::Stu3 {
+                tz: cfg.timezone,
+                local: Default::default(),
+            }),
+        ),
     };
     let loc = loc::Loc::root(rtype.clone());
     let root = prepare::entry_of(obj, rtype, None, loc, reader.as_ref(), 0)?;
@@ -128,7 +140,13 @@ fn normalise_parsed(
     } else {
         ctx.resource(&root, &top)?;
     }
-    Ok(ctx.events)
+    let mut events = ctx.events;
+    if let Some(w) = reader.local_times().warning(cfg.timezone) {
+        for e in &mut events {
+            e.warnings.push(w.clone());
+        }
+    }
+    Ok(events)
 }
 
 /// A serde_json syntax error as a typed error.

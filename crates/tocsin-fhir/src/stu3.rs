@@ -8,7 +8,7 @@ use fhir_sdk::stu3::resources::{
 };
 
 use crate::common::conversions;
-use crate::time::{datetime_utc, instant_utc, model};
+use crate::time::{LocalTimes, datetime_utc, instant_utc, model};
 use crate::view::{
     BundleView, CompositionView, DocRefView, EncounterView, MessageHeaderView, OrganizationView,
     PatientView, Reader,
@@ -19,11 +19,17 @@ conversions!(stu3);
 /// The STU3 reader.
 pub(crate) struct Stu3 {
     pub tz: Tz,
+    /// Date-times of this input read as local time.
+    pub local: LocalTimes,
 }
 
 impl Reader for Stu3 {
+    fn local_times(&self) -> &LocalTimes {
+        &self.local
+    }
+
     fn encounter(&self, v: &str) -> Result<EncounterView, serde_json::Error> {
-        let e: Encounter = model(v, self.tz)?;
+        let e: Encounter = model(v, self.tz, &self.local)?;
         let period = e.period.as_ref();
         Ok(EncounterView {
             meta: meta(&e.id, &e.meta),
@@ -51,7 +57,7 @@ impl Reader for Stu3 {
     }
 
     fn document_reference(&self, v: &str) -> Result<DocRefView, serde_json::Error> {
-        let d: DocumentReference = model(v, self.tz)?;
+        let d: DocumentReference = model(v, self.tz, &self.local)?;
         Ok(DocRefView {
             meta: meta(&d.id, &d.meta),
             master_identifier: d.master_identifier.as_ref().map(ident),
@@ -80,7 +86,7 @@ impl Reader for Stu3 {
     }
 
     fn composition(&self, v: &str) -> Result<CompositionView, serde_json::Error> {
-        let c: Composition = model(v, self.tz)?;
+        let c: Composition = model(v, self.tz, &self.local)?;
         Ok(CompositionView {
             meta: meta(&c.id, &c.meta),
             identifier: c.identifier.as_ref().map(ident),
@@ -104,7 +110,7 @@ impl Reader for Stu3 {
     }
 
     fn message_header(&self, v: &str) -> Result<MessageHeaderView, serde_json::Error> {
-        let m: MessageHeader = model(v, self.tz)?;
+        let m: MessageHeader = model(v, self.tz, &self.local)?;
         Ok(MessageHeaderView {
             meta: meta(&m.id, &m.meta),
             event: Some(code(&m.event)),
@@ -132,7 +138,7 @@ impl Reader for Stu3 {
     }
 
     fn patient(&self, v: &str) -> Result<PatientView, serde_json::Error> {
-        let p: Patient = model(v, self.tz)?;
+        let p: Patient = model(v, self.tz, &self.local)?;
         Ok(PatientView {
             identifiers: idents(&p.identifier),
             general_practitioners: refs(&p.general_practitioner),
@@ -140,14 +146,14 @@ impl Reader for Stu3 {
     }
 
     fn organization(&self, v: &str) -> Result<OrganizationView, serde_json::Error> {
-        let o: Organization = model(v, self.tz)?;
+        let o: Organization = model(v, self.tz, &self.local)?;
         Ok(OrganizationView {
             identifiers: idents(&o.identifier),
         })
     }
 
     fn bundle(&self, v: &str) -> Result<BundleView, serde_json::Error> {
-        let b: Bundle = model(v, self.tz)?;
+        let b: Bundle = model(v, self.tz, &self.local)?;
         Ok(BundleView {
             meta: meta(&b.id, &b.meta),
             identifier: b.identifier.as_ref().map(ident),

@@ -489,6 +489,9 @@ mod tests {
     }
 
     impl Reader for Counting {
+        fn local_times(&self) -> &crate::time::LocalTimes {
+            self.inner.local_times()
+        }
         fn encounter(&self, v: &str) -> Result<EncounterView, serde_json::Error> {
             self.inner.encounter(v)
         }
@@ -530,7 +533,10 @@ mod tests {
             {"fullUrl":"urn:uuid:c","resource":{"resourceType":"Organization","identifier":"not a list"}}]}"#;
         let cfg = FhirConfig::default();
         let reader = Counting {
-            inner: r4::R4 { tz: cfg.timezone },
+            inner: r4::R4 {
+                tz: cfg.timezone,
+                local: Default::default(),
+            },
             organizations: Cell::new(0),
         };
         let root = raw::parse(text.as_bytes()).unwrap();

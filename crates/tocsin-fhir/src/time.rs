@@ -51,12 +51,54 @@ const NOT_TIMES: &[&str] = &[
 /// is already the slowest of the workspace to compile. The extra write costs
 /// only the rare tolerated input. Its errors carry no position, as a `Value`'s would not:
 /// a line and column of the rewritten text would point nowhere in the input.
-pub(crate) fn model<T: DeserializeOwned>(text: &str, tz: Tz) -> Result<T, serde_json::Error> {
+///
+/// Each date-time read as local time for want of an offset is noted in
+/// `local`, for the warning the input's events carry.
+pub(crate) fn model<T: DeserializeOwned>(
+    text: &str,
+    tz: Tz,
+    local: &LocalTimes,
+) -> Result<T, serde_json::Error> {
     serde_json::from_str(text).or_else(|_| {
         let mut value: Value = serde_json::from_str(text)?;
-        tolerate_times(&mut value, tz);
+        tolerate(&mut value, tz, &mut |raw| local.note(raw));
         serde_json::from_str(&value.to_string()).map_err(without_position)
     })
+}
+
+/// The date-times of one input that came without an offset and were read
+/// as local time: a guess (a sender on UTC is an hour out all summer), so
+/// each of the input's events says so, and `tocsin_event_warnings_total`
+/// counts it.
+#[derive(Debug, Default)]
+pub(crate) struct LocalTimes {
+    count: std::cell::Cell<usize>,
+    first: std::cell::RefCell<Option<String>>,
+}
+
+impl LocalTimes {
+    fn note(&self, raw: &str) {
+        self.count.set(self.count.get() + 1);
+        self.first
+            .borrow_mut()
+            .get_or_insert_with(|| raw.to_owned());
+    }
+
+    /// The warning for the input's events, when any time was so read.
+    pub(crate) fn warning(&self, tz: Tz) -> Option<tocsin_event::Warning> {
+        let first = self.first.borrow().clone()?;
+        Some(tocsin_event::Warning {
+            code: tocsin_event::WarningCode::BadTimestamp,
+            message: format!(
+                "{} date-time(s) without a UTC offset read as local time in {tz} \
+                 (FHIR requires an offset once a time is given): the sender's clock may \
+                 have meant another zone",
+                self.count.get()
+            ),
+            raw: Some(first),
+            location: None,
+        })
+    }
 }
 
 /// The error's message without the ` at line L column C` that serde_json
@@ -73,28 +115,30 @@ fn without_position(e: serde_json::Error) -> serde_json::Error {
 /// Rewrites, in place, every date-time string that lacks an offset or seconds
 /// (see the module documentation). Other values are untouched.
 pub(crate) fn tolerate_times(value: &mut Value, tz: Tz) {
+    tolerate(value, tz, &mut |_| {});
+}
+
+/// As [`tolerate_times`], telling `local` each value read as local time
+/// (not those only missing their seconds).
+fn tolerate(value: &mut Value, tz: Tz, local: &mut dyn FnMut(&str)) {
     match value {
         Value::Object(map) => {
             for (k, v) in map.iter_mut() {
                 if let Value::String(s) = v {
-                    if !NOT_TIMES.contains(&k.as_str())
-                        && let Some(fixed) = fix_datetime(s, tz)
-                    {
-                        *s = fixed;
+                    if !NOT_TIMES.contains(&k.as_str()) {
+                        fix_in_place(s, tz, local);
                     }
                 } else {
-                    tolerate_times(v, tz);
+                    tolerate(v, tz, local);
                 }
             }
         }
         Value::Array(items) => {
             for v in items {
                 if let Value::String(s) = v {
-                    if let Some(fixed) = fix_datetime(s, tz) {
-                        *s = fixed;
-                    }
+                    fix_in_place(s, tz, local);
                 } else {
-                    tolerate_times(v, tz);
+                    tolerate(v, tz, local);
                 }
             }
         }
@@ -102,9 +146,21 @@ pub(crate) fn tolerate_times(value: &mut Value, tz: Tz) {
     }
 }
 
+/// Rewrites `s` as [`fix_datetime`] says, telling `local` when it was read
+/// as local time.
+fn fix_in_place(s: &mut String, tz: Tz, local: &mut dyn FnMut(&str)) {
+    if let Some((fixed, offsetless)) = fix_datetime(s, tz) {
+        if offsetless {
+            local(s);
+        }
+        *s = fixed;
+    }
+}
+
 /// The RFC 3339 form of a FHIR-like date-time that lacks an offset or
-/// seconds; `None` when the value needs no fixing or is not a date-time.
-fn fix_datetime(s: &str, tz: Tz) -> Option<String> {
+/// seconds, and whether it lacked the offset (read as local time); `None`
+/// when the value needs no fixing or is not a date-time.
+fn fix_datetime(s: &str, tz: Tz) -> Option<(String, bool)> {
     let b = s.as_bytes();
     if b.len() < 16 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
         return None;
@@ -121,12 +177,13 @@ fn fix_datetime(s: &str, tz: Tz) -> Option<String> {
     let has_seconds = clock.len() > 16;
     match (zone.is_empty(), has_seconds) {
         (false, true) => None,
-        (false, false) => Some(format!("{clock}:00{zone}")),
-        (true, _) => Some(
+        (false, false) => Some((format!("{clock}:00{zone}"), false)),
+        (true, _) => Some((
             local_to_utc(naive, tz)
                 .with_timezone(&tz)
                 .to_rfc3339_opts(SecondsFormat::AutoSi, false),
-        ),
+            true,
+        )),
     }
 }
 
@@ -199,17 +256,20 @@ mod tests {
 
     #[test]
     fn offsetless_times_are_local_with_summer_time() {
+        let fixed = |s| fix_datetime(s, London);
+        let local = |s: &str| Some((s.to_owned(), true));
         assert_eq!(
-            fix_datetime("2024-07-01T10:00:00", London).as_deref(),
-            Some("2024-07-01T10:00:00+01:00")
+            fixed("2024-07-01T10:00:00"),
+            local("2024-07-01T10:00:00+01:00")
         );
         assert_eq!(
-            fix_datetime("2024-01-01T10:00", London).as_deref(),
-            Some("2024-01-01T10:00:00+00:00")
+            fixed("2024-01-01T10:00"),
+            local("2024-01-01T10:00:00+00:00")
         );
+        // Only the seconds missing: not read as local time.
         assert_eq!(
-            fix_datetime("2024-01-01T10:00+02:00", London).as_deref(),
-            Some("2024-01-01T10:00:00+02:00")
+            fixed("2024-01-01T10:00+02:00"),
+            Some(("2024-01-01T10:00:00+02:00".to_owned(), false))
         );
         assert_eq!(fix_datetime("2024-01-01T10:00:00Z", London), None);
         assert_eq!(fix_datetime("2024-01-01", London), None);
@@ -254,8 +314,14 @@ mod tests {
                 "class":{{"code":"IMP"}},"period":{{"start":"{start}"}}}}"#
             )
         };
-        let tolerated: Encounter = model(&text("2024-07-01T10:00"), London).unwrap();
-        let strict: Encounter = model(&text("2024-07-01T10:00:00+01:00"), London).unwrap();
+        let tolerated: Encounter =
+            model(&text("2024-07-01T10:00"), London, &LocalTimes::default()).unwrap();
+        let strict: Encounter = model(
+            &text("2024-07-01T10:00:00+01:00"),
+            London,
+            &LocalTimes::default(),
+        )
+        .unwrap();
         assert_eq!(tolerated, strict);
     }
 
@@ -266,7 +332,7 @@ mod tests {
         // what the model then refuses.
         let text = r#"{"resourceType":"Encounter","status":"no-such-status",
             "class":{"code":"IMP"},"period":{"start":"2024-07-01T10:00"}}"#;
-        let e = model::<Encounter>(text, London).unwrap_err();
+        let e = model::<Encounter>(text, London, &LocalTimes::default()).unwrap_err();
         let message = e.to_string();
         assert!(message.contains("no-such-status"), "{message}");
         assert!(!message.contains(" at line "), "{message}");

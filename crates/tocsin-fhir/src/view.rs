@@ -132,6 +132,8 @@ pub(crate) struct BundleView {
 /// one resource (read through [`crate::time::model`], so date-times without
 /// an offset are tolerated); errors are the model's deserialisation errors.
 pub(crate) trait Reader {
+    /// The input's date-times read as local time so far.
+    fn local_times(&self) -> &crate::time::LocalTimes;
     fn encounter(&self, v: &str) -> Result<EncounterView, serde_json::Error>;
     fn document_reference(&self, v: &str) -> Result<DocRefView, serde_json::Error>;
     fn composition(&self, v: &str) -> Result<CompositionView, serde_json::Error>;

@@ -39,6 +39,34 @@ fn offsetless_instants_are_local_time() {
     doc["meta"]["lastUpdated"] = "2024-06-15T14:30".into();
     let ev = run(&doc);
     assert_eq!(ev[0].occurred_at, t("2024-06-15T13:30:00Z"));
+    // A guess (a sender on UTC is an hour out all summer): each event of
+    // the input says so, with how many and the first, and is counted.
+    for e in &ev {
+        let w: Vec<_> = e
+            .warnings
+            .iter()
+            .filter(|w| w.code == tocsin_event::WarningCode::BadTimestamp)
+            .collect();
+        assert_eq!(w.len(), 1, "{:?}", e.warnings);
+        assert!(
+            w[0].message.starts_with(
+                "2 date-time(s) without a UTC offset read as local time in Europe/London"
+            ),
+            "{}",
+            w[0].message
+        );
+        assert_eq!(w[0].raw.as_deref(), Some("2024-06-15T14:30"));
+    }
+    // Only the seconds missing, the offset given: read exactly, no warning.
+    doc["timestamp"] = "2024-06-15T14:30+01:00".into();
+    doc["meta"]["lastUpdated"] = "2024-06-15T14:30:00Z".into();
+    let ev = run(&doc);
+    assert_eq!(ev[0].occurred_at, t("2024-06-15T13:30:00Z"));
+    assert!(
+        ev.iter().all(|e| e.warnings.is_empty()),
+        "{:?}",
+        ev[0].warnings
+    );
 }
 
 #[test]
