@@ -1049,30 +1049,56 @@ async fn half_sent_requests_hold_no_more_than_the_connection_limit() {
         .collect();
     // Every connection the listener took is counted once it is accepted;
     // the rest wait in the kernel's backlog, holding none of the gateway's.
+    let g = &gateway;
     let taken = poll("the listener to fill", WAIT, || async {
         let n = descriptors();
         if n >= before + 256 {
             Ok(n)
         } else {
-            Err(format!("{n} descriptors, {before} before"))
+            // Who listens on the port, should another process hold it.
+            let listening = std::process::Command::new("ss")
+                .args(["-tlnp", &format!("sport = :{}", world.port)])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            Err(format!(
+                "{n} descriptors, {before} before (gateway {pid}); listening:\n{listening}\n{}",
+                g.log()
+            ))
         }
     })
     .await;
+    // Far fewer than the connections held (the gateway's own may vary by a
+    // few: a store or broker connection made meanwhile).
     assert!(
-        taken <= before + 256 + 8,
+        taken <= before + 256 + 32,
         "{taken} descriptors with 1000 connections held, {before} before"
     );
-    // The first held connection is closed by the gateway (its headers are
-    // overdue), not answered.
+    // Held connections are closed by the gateway once their headers are
+    // overdue, never answered.
+    for s in &held {
+        s.set_nonblocking(true).unwrap();
+    }
     let mut held = held;
-    let mut first = held.remove(0);
-    first
-        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
-        .unwrap();
-    let mut buf = Vec::new();
-    first.read_to_end(&mut buf).unwrap();
-    let answer = String::from_utf8_lossy(&buf);
-    assert!(!answer.contains("200 OK"), "{answer}");
+    poll("a held connection to be closed", WAIT, || {
+        let mut closed = 0;
+        for s in &mut held {
+            let mut buf = [0u8; 256];
+            match s.read(&mut buf) {
+                Ok(0) => closed += 1,
+                Ok(n) => panic!("answered: {}", String::from_utf8_lossy(&buf[..n])),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                // Reset by the peer: closed too.
+                Err(_) => closed += 1,
+            }
+        }
+        std::future::ready(if closed > 0 {
+            Ok(())
+        } else {
+            Err("none closed yet".to_string())
+        })
+    })
+    .await;
     // Once the held ones are gone the listener serves again.
     drop(held);
     gateway.wait_status("/healthz", 200).await;
