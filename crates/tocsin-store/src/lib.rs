@@ -379,6 +379,12 @@ fn sqlite_options<'a>(url: &str, rest: &'a str) -> Result<(&'a str, Synchronous)
     if path.is_empty() {
         return Err(invalid("no file path after sqlite://".into()));
     }
+    // No shell reads the URL: `~` would be a directory of that name.
+    if path == "~" || path.starts_with("~/") {
+        return Err(invalid(
+            "`~` is not expanded here (no shell reads the URL): give the full path".into(),
+        ));
+    }
     let mut sync = Synchronous::Normal;
     for pair in query.into_iter().flat_map(|q| q.split('&')) {
         match pair.split_once('=') {

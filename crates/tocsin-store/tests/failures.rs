@@ -116,6 +116,7 @@ fn bad_urls_are_refused_with_the_reason() {
             "sqlite:///tmp/x.db?cache=shared",
             "unknown option `cache=shared`",
         ),
+        ("sqlite://~/tocsin.sqlite", "`~` is not expanded here"),
         ("postgres://u:hunter2@h:notaport/d", "invalid"),
     ] {
         let e = expect_err(tocsin_store::open(url).map(|_| ()), url);
