@@ -1039,7 +1039,8 @@ async fn half_sent_requests_hold_no_more_than_the_connection_limit() {
             .count()
     };
     let before = descriptors();
-    let held: Vec<std::net::TcpStream> = (0..1000)
+    // More than the limit, fewer than it and the backlog together.
+    let held: Vec<std::net::TcpStream> = (0..600)
         .map(|_| {
             let mut s = std::net::TcpStream::connect(("127.0.0.1", world.port)).unwrap();
             s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
@@ -1072,7 +1073,7 @@ async fn half_sent_requests_hold_no_more_than_the_connection_limit() {
     // few: a store or broker connection made meanwhile).
     assert!(
         taken <= before + 256 + 32,
-        "{taken} descriptors with 1000 connections held, {before} before"
+        "{taken} descriptors with 600 connections held, {before} before"
     );
     // Held connections are closed by the gateway once their headers are
     // overdue, never answered.

@@ -42,6 +42,32 @@ pub const MAX_CONNECTIONS: usize = 256;
 /// and wait are held for ever.
 pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Connections the kernel holds for the listener beyond those it serves:
+/// a burst (scrapes and API clients together, or the limit reached) waits
+/// there rather than being refused (the default is 128).
+const BACKLOG: u32 = 1024;
+
+/// Listens on `addr` (a host name is resolved; the first address that
+/// binds is taken) with a backlog of [`BACKLOG`].
+pub async fn bind(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let socket = if a.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(a).and_then(|()| socket.listen(BACKLOG)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to listen on")
+    }))
+}
+
 /// Serves until the process ends: HTTP/1.1, at most [`MAX_CONNECTIONS`]
 /// at once, each closed when its headers take longer than
 /// [`HEADER_READ_TIMEOUT`].

@@ -75,7 +75,7 @@ pub async fn run(config: Config) -> Result<ExitCode, Box<dyn std::error::Error>>
         consuming: Arc::new(AtomicBool::new(false)),
         metrics: metrics.clone(),
     };
-    let listener = match tokio::net::TcpListener::bind(&config.http.addr).await {
+    let listener = match http::bind(&config.http.addr).await {
         Ok(l) => l,
         // Another process holds the port (an old gateway still stopping):
         // a later start may succeed, so exit 1, which systemd's unit
