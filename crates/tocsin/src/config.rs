@@ -308,6 +308,12 @@ pub struct Config {
     /// Webhook subscribers and Alertmanager (`[[webhooks]]`,
     /// `[alertmanager]`), secrets read.
     pub delivery: tocsin_delivery::DeliveryConfig,
+    /// The keys holding a secret written in the configuration file itself
+    /// (a webhook's `secret` or `nhs_number_key`, a password in the store
+    /// URL) when others may read that file: said by check-config and at
+    /// start, since anyone on the host could then sign webhooks or reverse
+    /// the NHS-number hash.
+    pub secrets_readable_by_others: Vec<String>,
 }
 
 impl Config {
@@ -325,6 +331,11 @@ impl Config {
     fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = read(path)?;
         let mut file: ConfigFile = parse(&text, &path.display().to_string())?;
+        let readable_secrets = if readable_by_others(path) {
+            inline_secrets(&file)
+        } else {
+            Vec::new()
+        };
         let dir = path.parent().unwrap_or(Path::new("."));
         // Relative to this file's directory, as the file's header says and
         // as mappings, policy and webhook secrets are: read from the working
@@ -358,6 +369,7 @@ impl Config {
         )?;
         config.delivery = delivery;
         config.env_overrides.extend(am_env);
+        config.secrets_readable_by_others = readable_secrets;
         Ok(config)
     }
 
@@ -409,6 +421,7 @@ impl Config {
             log: file.log,
             gateway: file.gateway,
             delivery: Default::default(),
+            secrets_readable_by_others: Vec::new(),
         };
         config.apply_env(|k| std::env::var(k).ok())?;
         config.amqp.validate().map_err(|e| ConfigError::Invalid {
@@ -546,6 +559,30 @@ impl Config {
 /// The checked-in contract policy, compiled in as the default.
 pub const DEFAULT_POLICY: &str =
     include_str!("../../../config/policies/nhs-standard-contract.toml");
+
+/// Whether users other than the file's owner and group may read `path`.
+fn readable_by_others(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o004 != 0)
+}
+
+/// The keys of `file` that hold a secret in the file itself (not in a
+/// `*_file` beside it).
+fn inline_secrets(file: &ConfigFile) -> Vec<String> {
+    let mut keys = Vec::new();
+    for w in &file.webhooks {
+        if w.secret.is_some() {
+            keys.push(format!("[[webhooks]] {} secret", w.name));
+        }
+        if w.nhs_number_key.is_some() {
+            keys.push(format!("[[webhooks]] {} nhs_number_key", w.name));
+        }
+    }
+    if tocsin_store::redact_url(&file.store.url) != file.store.url {
+        keys.push("[store] url (its password)".to_string());
+    }
+    keys
+}
 
 /// `[[webhooks]]` and `[alertmanager]`, checked, their secret files read
 /// relative to the configuration file's directory. `TOCSIN_ALERTMANAGER_URL`

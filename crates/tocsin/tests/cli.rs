@@ -1539,3 +1539,42 @@ fn password_files_are_found_beside_the_configuration() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("s3cret"), "{stderr}");
 }
+
+/// A configuration holding a webhook's signing secret inline, readable by
+/// others on the host, is said to be by check-config (naming the key, never
+/// the secret); made private, it is not.
+#[test]
+fn check_config_says_when_others_can_read_secrets_in_the_file() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tocsin.toml");
+    let config = std::fs::read_to_string(root().join("config/tocsin.toml"))
+        .unwrap()
+        .replace(
+            "mappings = \"mappings.toml\"",
+            &format!("mappings = {:?}", root().join("config/mappings.toml")),
+        )
+        .replace(
+            "policy = \"policies/",
+            &format!("policy = \"{}/config/policies/", root().display()),
+        )
+        + "\n[[webhooks]]\nname = \"ward\"\nurl = \"https://hooks.example.nhs.uk/tocsin\"\n\
+           secret = \"s3cr3t-signing-value\"\n";
+    std::fs::write(&path, config).unwrap();
+    let check = |mode: u32| {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = tocsin(&["check-config", "--config", path.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert!(!stderr.contains("s3cr3t-signing-value"), "{stderr}");
+        stderr
+    };
+    let said = check(0o644);
+    assert!(
+        said.contains("holds secrets others on this host can read ([[webhooks]] ward secret)"),
+        "{said}"
+    );
+    let said = check(0o640);
+    assert!(!said.contains("others on this host"), "{said}");
+}

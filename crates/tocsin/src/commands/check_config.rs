@@ -18,6 +18,14 @@ pub fn run(config: &Config) -> Result<ExitCode, Box<dyn std::error::Error>> {
     for note in notes(config) {
         eprintln!("note: {note}");
     }
+    if !config.secrets_readable_by_others.is_empty() {
+        eprintln!(
+            "note: {} holds secrets others on this host can read ({}): chmod o-r it, or move \
+             them to *_file settings readable by tocsin alone",
+            config.origin,
+            config.secrets_readable_by_others.join(", ")
+        );
+    }
     if config.env_overrides.is_empty() {
         println!("configuration OK: {}", config.origin);
     } else {

@@ -21,6 +21,14 @@ pub fn run(config: Config) -> Result<ExitCode, Box<dyn std::error::Error>> {
             "[store] password_file is ignored: the store is not PostgreSQL"
         );
     }
+    if !config.secrets_readable_by_others.is_empty() {
+        tracing::warn!(
+            config = %config.origin,
+            keys = %config.secrets_readable_by_others.join(", "),
+            "the configuration holds secrets others on this host can read: chmod o-r it, or \
+             move them to *_file settings readable by tocsin alone"
+        );
+    }
     return_freed_pages_in_background();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
