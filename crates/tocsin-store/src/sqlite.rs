@@ -22,7 +22,7 @@ use crate::checkpoint::{self, Checkpointer};
 use crate::migrate::{self, Migration};
 use crate::query::{Cursor, List, check_limit};
 use crate::rows::{self, UNSETTLED, limit_param, micros};
-use crate::sqlite_file::{self, FileId, create_parent};
+use crate::sqlite_file::{self, FileId, WriterLock, create_parent};
 use crate::{
     AlertQuery, Batch, ExpectationQuery, OutboxMessage, Page, PendingOutbox, Store, StoreError,
 };
@@ -102,10 +102,9 @@ pub struct SqliteStore {
     /// A file store's path, for [`Store::claim_writer`], and the file it
     /// named when opened: checked before each commit and at each ping.
     path: Option<(std::path::PathBuf, FileId)>,
-    /// `PATH.lock`, held with an exclusive `flock` while this store is its
-    /// writer. A file of its own: a second descriptor on the database
-    /// itself would drop SQLite's `fcntl` locks when closed.
-    writer_lock: Option<std::fs::File>,
+    /// The writer's claim ([`WriterLock`]), once [`Store::claim_writer`]
+    /// took it.
+    writer_lock: Option<WriterLock>,
 }
 
 fn sq(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -356,10 +355,15 @@ impl SqliteStore {
 
     /// Fails when the store's path no longer names the file opened (deleted,
     /// or another moved over it): a commit into it would be acknowledged
-    /// and lost. One `stat` per commit.
-    fn check_file(&self) -> Result<(), StoreError> {
-        match &self.path {
-            Some((path, id)) => id.check(path),
+    /// and lost; or when the writer's lock file was deleted and another
+    /// writer has claimed the store since. A `stat` or two per commit.
+    fn check_file(&mut self) -> Result<(), StoreError> {
+        let Some((path, id)) = &self.path else {
+            return Ok(());
+        };
+        id.check(path)?;
+        match &mut self.writer_lock {
+            Some(lock) => lock.check(path),
             None => Ok(()),
         }
     }
@@ -873,40 +877,10 @@ impl Store for SqliteStore {
             // In memory, or built aside under a lock of its own.
             return Ok(());
         };
-        if self.writer_lock.is_some() {
-            return Ok(());
+        if self.writer_lock.is_none() {
+            self.writer_lock = Some(WriterLock::take(path)?);
         }
-        // Beside the file the path leads to, symbolic links followed: a
-        // second writer naming the store by another path (a linked
-        // directory) meets the same lock.
-        let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
-        let lock_path = sqlite_file::companion(&real, ".lock");
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(|source| StoreError::Build {
-                op: "open the writer lock of",
-                path: path.display().to_string(),
-                source,
-            })?;
-        match file.try_lock() {
-            Ok(()) => {
-                self.writer_lock = Some(file);
-                Ok(())
-            }
-            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse {
-                store: path.display().to_string(),
-                how: format!("{} is locked", lock_path.display()),
-            }),
-            Err(std::fs::TryLockError::Error(source)) => Err(StoreError::Build {
-                op: "lock the writer lock of",
-                path: path.display().to_string(),
-                source,
-            }),
-        }
+        Ok(())
     }
 
     fn ping(&mut self) -> Result<(), StoreError> {

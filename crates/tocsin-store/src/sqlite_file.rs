@@ -119,3 +119,70 @@ pub(crate) fn companion(path: &Path, suffix: &str) -> PathBuf {
     name.push(suffix);
     PathBuf::from(name)
 }
+
+/// The writer's claim on a store: an exclusive `flock` on `PATH.lock`
+/// beside the file the store's path leads to (symbolic links followed, so
+/// a second writer naming the store through a linked directory meets it).
+/// A file of its own: a second descriptor on the database itself would
+/// drop SQLite's `fcntl` locks when closed.
+#[derive(Debug)]
+pub(crate) struct WriterLock {
+    _file: std::fs::File,
+    path: PathBuf,
+    id: FileId,
+}
+
+impl WriterLock {
+    /// Claims the store at `store`; [`StoreError::InUse`] when another
+    /// process holds it.
+    pub(crate) fn take(store: &Path) -> Result<Self, StoreError> {
+        let real = std::fs::canonicalize(store).unwrap_or_else(|_| store.to_path_buf());
+        let path = companion(&real, ".lock");
+        let fail = |op, source| StoreError::Build {
+            op,
+            path: store.display().to_string(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| fail("open the writer lock of", e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::InUse {
+                    store: store.display().to_string(),
+                    how: format!("{} is locked", path.display()),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(fail("lock the writer lock of", e)),
+        }
+        let id = FileId::of(&path).map_err(|e| fail("read the writer lock of", e))?;
+        Ok(Self {
+            _file: file,
+            path,
+            id,
+        })
+    }
+
+    /// Fails when the lock file was deleted or replaced (an operator
+    /// tidying up) and another writer has since claimed the store: this
+    /// one must stop writing. When no other has, the claim is taken again
+    /// on the new file, with a warning.
+    pub(crate) fn check(&mut self, store: &Path) -> Result<(), StoreError> {
+        if FileId::of(&self.path).is_ok_and(|now| now == self.id) {
+            return Ok(());
+        }
+        let again = Self::take(store)?;
+        tracing::warn!(
+            lock = %self.path.display(),
+            "the store's writer lock file was deleted or replaced while held: claimed again \
+             (never delete it while tocsin runs: a second writer could start)"
+        );
+        *self = again;
+        Ok(())
+    }
+}

@@ -398,3 +398,35 @@ fn a_sqlite_store_named_by_another_path_has_one_writer_and_private_files() {
     let mode = std::fs::metadata(dir).unwrap().permissions().mode();
     assert_eq!(mode & 0o007, 0, "{dir:?} is {mode:o}");
 }
+
+/// The writer's lock file deleted while it holds the store: with no other
+/// writer, the next commit claims it again; when a second writer has
+/// claimed the store meanwhile (it found no lock), the first stops
+/// writing (transient `InUse`: it waits, not ready) rather than both
+/// writing.
+#[test]
+fn a_writer_whose_lock_file_was_deleted_stops_when_another_has_claimed_the_store() {
+    let s = Sqlite::new();
+    let mut lock = s.path.clone().into_os_string();
+    lock.push(".lock");
+    let mut first = SqliteStore::open(&s.path).expect("open");
+    first.claim_writer().unwrap();
+    std::fs::remove_file(&lock).unwrap();
+    first.commit(&open_batch("a")).expect("claimed again");
+    assert!(
+        std::path::Path::new(&lock).exists(),
+        "the lock file is back"
+    );
+    let mut second = SqliteStore::open(&s.path).expect("open");
+    let e = expect_err(second.claim_writer(), "the first holds it again");
+    assert!(matches!(e, StoreError::InUse { .. }), "{e}");
+
+    std::fs::remove_file(&lock).unwrap();
+    second.claim_writer().expect("no lock to meet");
+    let e = expect_err(first.commit(&open_batch("b")), "the second writer holds it");
+    assert!(matches!(e, StoreError::InUse { .. }), "{e}");
+    assert!(e.is_transient(), "{e}");
+    assert!(first.ping().is_err());
+    second.commit(&open_batch("c")).unwrap();
+    assert_eq!(unsettled_ids(&mut second), ["a", "c"]);
+}
