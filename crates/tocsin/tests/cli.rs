@@ -7,7 +7,7 @@ use std::process::Command;
 
 mod cli_support;
 
-use cli_support::{assert_private, fixture, replay_json, root, tocsin};
+use cli_support::{assert_private, fixture, replay_json, root, shipped_config, tocsin};
 
 fn json_lines(bytes: &[u8]) -> Vec<Value> {
     std::str::from_utf8(bytes)
@@ -104,18 +104,7 @@ fn check_config_accepts_the_shipped_configuration_and_names_the_line_of_a_bad_on
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("tocsin.toml");
-    let text = std::fs::read_to_string(root().join("config/tocsin.toml")).unwrap();
-    let text = text.replace(
-        "mappings = \"mappings.toml\"",
-        &format!("mappings = {:?}", root().join("config/mappings.toml")),
-    );
-    let text = text.replace(
-        "policy = \"policies/nhs-standard-contract.toml\"",
-        &format!(
-            "policy = {:?}",
-            root().join("config/policies/nhs-standard-contract.toml")
-        ),
-    );
+    let text = shipped_config();
     std::fs::write(
         &bad,
         format!("{text}\n[ingest]\nmax_input_bytes = \"lots\"\n"),
@@ -1505,19 +1494,7 @@ fn send_says_what_to_do_about_the_broker_error_it_met() {
 #[test]
 fn password_files_are_found_beside_the_configuration() {
     let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(root().join("config/tocsin.toml")).unwrap();
-    let text = text
-        .replace(
-            "mappings = \"mappings.toml\"",
-            &format!("mappings = {:?}", root().join("config/mappings.toml")),
-        )
-        .replace(
-            "policy = \"policies/nhs-standard-contract.toml\"",
-            &format!(
-                "policy = {:?}",
-                root().join("config/policies/nhs-standard-contract.toml")
-            ),
-        )
+    let text = shipped_config()
         .replace("[amqp]\n", "[amqp]\npassword_file = \"amqp-password\"\n")
         .replace("[store]\n", "[store]\npassword_file = \"store-password\"\n");
     let config = dir.path().join("tocsin.toml");
@@ -1549,16 +1526,7 @@ fn check_config_says_when_others_can_read_secrets_in_the_file() {
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tocsin.toml");
-    let config = std::fs::read_to_string(root().join("config/tocsin.toml"))
-        .unwrap()
-        .replace(
-            "mappings = \"mappings.toml\"",
-            &format!("mappings = {:?}", root().join("config/mappings.toml")),
-        )
-        .replace(
-            "policy = \"policies/",
-            &format!("policy = \"{}/config/policies/", root().display()),
-        )
+    let config = shipped_config()
         + "\n[[webhooks]]\nname = \"ward\"\nurl = \"https://hooks.example.nhs.uk/tocsin\"\n\
            secret = \"s3cr3t-signing-value\"\n";
     std::fs::write(&path, config).unwrap();

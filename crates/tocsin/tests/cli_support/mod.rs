@@ -2,6 +2,9 @@
 //! and the real `tocsin` binary run to completion from the root, without
 //! the caller's `TOCSIN_CONFIG`.
 
+// Each test binary that includes this uses part of it.
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -78,4 +81,22 @@ pub fn assert_private(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path).unwrap().permissions().mode();
     assert_eq!(mode & 0o007, 0, "{} is mode {mode:o}", path.display());
+}
+
+/// The shipped `config/tocsin.toml` with its mappings and policy named by
+/// absolute path, to be written anywhere.
+pub fn shipped_config() -> String {
+    std::fs::read_to_string(root().join("config/tocsin.toml"))
+        .unwrap()
+        .replace(
+            "mappings = \"mappings.toml\"",
+            &format!("mappings = {:?}", root().join("config/mappings.toml")),
+        )
+        .replace(
+            "policy = \"policies/nhs-standard-contract.toml\"",
+            &format!(
+                "policy = {:?}",
+                root().join("config/policies/nhs-standard-contract.toml")
+            ),
+        )
 }
