@@ -35,16 +35,23 @@ impl SharedStore {
         R: Send + 'static,
     {
         let inner = self.0.clone();
-        tokio::task::spawn_blocking(move || {
+        let done = tokio::task::spawn_blocking(move || {
             // A panic while holding the lock cannot leave the store half
             // written (each call is one transaction), so a poisoned lock is
             // still safe to use.
             let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
             f(guard.as_mut())
         })
-        .await
-        // A panic in the store is a bug: carry it on rather than hide it.
-        .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
+        .await;
+        match done {
+            Ok(result) => result,
+            // A panic in the store is a bug: carry it on rather than hide it.
+            Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+            // Cancelled before it ran: only as the runtime shuts down, which
+            // drops this future too. Taking it for a panic printed one at
+            // every stop with a webhook being retried.
+            Err(_) => std::future::pending().await,
+        }
     }
 }
 
