@@ -100,6 +100,7 @@ impl<S: StoreAccess> WebhookWorker<S> {
                             self.give_up(d, &error, now).await;
                             given_up += 1;
                         }
+                        given_up += self.give_up_beyond_round(&error, now).await;
                         if given_up > 0 {
                             WebhooksGivenUp {
                                 subscriber: &self.hook.name,
@@ -113,6 +114,40 @@ impl<S: StoreAccess> WebhookWorker<S> {
                     }
                     None => refusals = 0,
                 }
+            }
+        }
+    }
+
+    /// After a refusal, gives up the due deliveries past their maximum age
+    /// beyond the round's batch, a batch at a time (due ones come in commit
+    /// order, so those past their age come first): a backlog larger than
+    /// a round was given up [`ROUND`] rows a pause (a 10,000-alert backlog
+    /// some 17 hours past its age at the default 600 s pause, and what was
+    /// left delivered stale when the subscriber came back). Returns how
+    /// many; a store failure leaves the rest to the next round.
+    async fn give_up_beyond_round(&self, error: &str, now: DateTime<Utc>) -> usize {
+        let mut total = 0;
+        loop {
+            let name = self.hook.name.clone();
+            let batch = match self
+                .store
+                .call(move |s| s.deliveries_due(&name, now, ROUND))
+                .await
+            {
+                Ok(batch) => batch,
+                Err(e) => {
+                    self.store_failed("read due deliveries", &e);
+                    return total;
+                }
+            };
+            let mut n = 0;
+            for d in batch.into_iter().filter(|d| now >= self.give_up_at(d)) {
+                self.give_up(d, error, now).await;
+                n += 1;
+            }
+            total += n;
+            if n < ROUND {
+                return total;
             }
         }
     }

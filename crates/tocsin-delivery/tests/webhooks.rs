@@ -352,7 +352,8 @@ async fn a_refusing_subscriber_s_backlog_is_given_up_at_its_maximum_age_without_
     let (d, metrics) = delivery(vec![hook]);
     let tmp = TempStore::new();
     let store = tmp.open();
-    let alerts: Vec<_> = (1..=5)
+    // More than a round's batch (100): all given up at the first pause.
+    let alerts: Vec<_> = (1..=250)
         .map(|n| alert(n, AlertKind::Overdue, None))
         .collect();
     commit_alerts(&store, &d.router(), &alerts).await;
@@ -368,8 +369,8 @@ async fn a_refusing_subscriber_s_backlog_is_given_up_at_its_maximum_age_without_
     );
     let _workers = d.spawn(store.clone()).unwrap();
 
-    wait_until("all five failed", LIMIT, || async {
-        counts(&store, "down").await.failed == 5
+    wait_until("all 250 failed", LIMIT, || async {
+        counts(&store, "down").await.failed == 250
     })
     .await;
     // Said once for the round, not once a delivery (a review's backlog
@@ -389,7 +390,7 @@ async fn a_refusing_subscriber_s_backlog_is_given_up_at_its_maximum_age_without_
                 .unwrap()
         })
         .collect();
-    assert_eq!(own + rounds.iter().sum::<usize>(), 5, "{text}");
+    assert_eq!(own + rounds.iter().sum::<usize>(), 250, "{text}");
     assert!(own + rounds.len() <= 2, "one line a round: {text}");
     // One refused probe per pause (the first due delivery gets its last
     // attempt when it has reached its age), then the rest given up without
@@ -397,9 +398,9 @@ async fn a_refusing_subscriber_s_backlog_is_given_up_at_its_maximum_age_without_
     let requests = rx.answered().len();
     assert!(
         (1..=2).contains(&requests),
-        "{requests} requests for five deliveries"
+        "{requests} requests for 250 deliveries"
     );
-    assert_eq!(delivered_metric(&metrics, "down", "failed"), 5);
+    assert_eq!(delivered_metric(&metrics, "down", "failed"), 250);
 }
 
 /// What the workers logged, for the test to read.
