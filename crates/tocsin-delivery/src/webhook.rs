@@ -61,18 +61,9 @@ impl<S: StoreAccess> WebhookWorker<S> {
         let mut refusals = 0u32;
         loop {
             let now = Utc::now();
-            let name = self.hook.name.clone();
-            let due = match self
-                .store
-                .call(move |s| s.deliveries_due(&name, now, ROUND))
-                .await
-            {
-                Ok(d) => d,
-                Err(error) => {
-                    self.store_failed("read due deliveries", &error);
-                    tokio::time::sleep(self.hook.poll).await;
-                    continue;
-                }
+            let Some(due) = self.due(now).await else {
+                tokio::time::sleep(self.hook.poll).await;
+                continue;
             };
             if due.is_empty() {
                 tokio::time::sleep(self.idle_wait(now).await).await;
@@ -118,6 +109,23 @@ impl<S: StoreAccess> WebhookWorker<S> {
         }
     }
 
+    /// Up to a round's due deliveries as of `now`, oldest commit first;
+    /// `None`, said, when the store fails.
+    async fn due(&self, now: DateTime<Utc>) -> Option<Vec<PendingDelivery>> {
+        let name = self.hook.name.clone();
+        match self
+            .store
+            .call(move |s| s.deliveries_due(&name, now, ROUND))
+            .await
+        {
+            Ok(due) => Some(due),
+            Err(error) => {
+                self.store_failed("read due deliveries", &error);
+                None
+            }
+        }
+    }
+
     /// After a refusal, gives up the due deliveries past their maximum age
     /// beyond the round's batch, a batch at a time (due ones come in commit
     /// order, so those past their age come first): a backlog larger than
@@ -128,17 +136,8 @@ impl<S: StoreAccess> WebhookWorker<S> {
     async fn give_up_beyond_round(&self, error: &str, now: DateTime<Utc>) -> usize {
         let mut total = 0;
         loop {
-            let name = self.hook.name.clone();
-            let batch = match self
-                .store
-                .call(move |s| s.deliveries_due(&name, now, ROUND))
-                .await
-            {
-                Ok(batch) => batch,
-                Err(e) => {
-                    self.store_failed("read due deliveries", &e);
-                    return total;
-                }
+            let Some(batch) = self.due(now).await else {
+                return total;
             };
             let mut n = 0;
             for d in batch.into_iter().filter(|d| now >= self.give_up_at(d)) {
