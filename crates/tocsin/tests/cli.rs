@@ -7,7 +7,9 @@ use std::process::Command;
 
 mod cli_support;
 
-use cli_support::{assert_private, fixture, replay_json, root, shipped_config, tocsin};
+use cli_support::{
+    assert_private, fixture, replay_json, root, shipped_config, shipped_config_with_policy, tocsin,
+};
 
 fn json_lines(bytes: &[u8]) -> Vec<Value> {
     std::str::from_utf8(bytes)
@@ -1215,17 +1217,7 @@ fn replay_into_a_store_says_which_rules_its_open_expectations_keep() {
         .replacen("due_after = \"24h\"", "due_after = \"48h\"", 1);
     std::fs::write(&policy, text).unwrap();
     let config = dir.path().join("tocsin.toml");
-    let text = std::fs::read_to_string(root().join("config/tocsin.toml"))
-        .unwrap()
-        .replace(
-            "mappings = \"mappings.toml\"",
-            &format!("mappings = {:?}", root().join("config/mappings.toml")),
-        )
-        .replace(
-            "policy = \"policies/nhs-standard-contract.toml\"",
-            &format!("policy = {policy:?}"),
-        );
-    std::fs::write(&config, text).unwrap();
+    std::fs::write(&config, shipped_config_with_policy(&policy)).unwrap();
     let url = format!("sqlite://{}", dir.path().join("kept.sqlite").display());
     let scenario = fixture("scenarios/late");
     // Discharged 15 January 14:00 under the trust's 48 hours; the summary

@@ -13,10 +13,7 @@ use observability_support::{Scrape, get};
 /// Adds a `[store]` section to the world's configuration (the store URL
 /// itself comes from `TOCSIN_STORE_URL`).
 fn with_store_section(world: &World, section: &str) {
-    let mut text = std::fs::read_to_string(&world.config_path).expect("test configuration");
-    text.push_str("\n[store]\n");
-    text.push_str(section);
-    std::fs::write(&world.config_path, text).expect("write test configuration");
+    world.append_config(&format!("[store]\n{section}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

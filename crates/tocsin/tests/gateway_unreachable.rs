@@ -204,9 +204,7 @@ async fn a_store_that_goes_away_in_a_quiet_hour_makes_the_gateway_unready() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_that_hangs_marks_the_store_down_until_it_answers() {
     let world = common::World::postgres("store-hung", common::Tuning::default()).await;
-    let mut config = std::fs::read_to_string(&world.config_path).unwrap();
-    config.push_str("\n[store]\nunresponsive_after = \"2s\"\n");
-    std::fs::write(&world.config_path, config).unwrap();
+    world.append_config("[store]\nunresponsive_after = \"2s\"\n");
     let mut gateway = world.start(&[]);
     gateway.wait_ready().await;
     let lock = world.store.lock_table("inputs");

@@ -1008,10 +1008,9 @@ async fn commit_beside_a_waiting_read(world: &World, gateway: &mut common::Gatew
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alert_delivery_read_that_waits_holds_back_no_commit() {
     let world = World::postgres("delivery-own-connection", Tuning::default()).await;
-    let mut text = std::fs::read_to_string(&world.config_path).unwrap();
     // Nothing listens there: the poll never gets as far as posting.
-    text.push_str("\n[alertmanager]\nurl = \"http://127.0.0.1:9\"\npoll_interval_secs = 0.05\n");
-    std::fs::write(&world.config_path, text).unwrap();
+    world
+        .append_config("[alertmanager]\nurl = \"http://127.0.0.1:9\"\npoll_interval_secs = 0.05\n");
     let mut gateway = world.start(&[]);
     gateway.wait_ready().await;
     let lock = world.store.lock_table("expectations");

@@ -287,9 +287,7 @@ async fn metrics_reflect_the_traffic_and_carry_no_identifiers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn site_labels_only_from_the_configured_list() {
     let world = World::sqlite("obs-sites", Tuning::default()).await;
-    let mut config = std::fs::read_to_string(&world.config_path).unwrap();
-    config.push_str("\n[metrics]\nsite_label = true\nsites = [\"RXX01\"]\n");
-    std::fs::write(&world.config_path, config).unwrap();
+    world.append_config("[metrics]\nsite_label = true\nsites = [\"RXX01\"]\n");
     let mut gateway = world.start(&[]);
     let w = ward("B");
     let s = feed(&world, &mut gateway, &w).await;

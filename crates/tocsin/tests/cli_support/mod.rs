@@ -86,6 +86,11 @@ pub fn assert_private(path: &Path) {
 /// The shipped `config/tocsin.toml` with its mappings and policy named by
 /// absolute path, to be written anywhere.
 pub fn shipped_config() -> String {
+    shipped_config_with_policy(&root().join("config/policies/nhs-standard-contract.toml"))
+}
+
+/// As [`shipped_config`], naming `policy` instead of the shipped policy.
+pub fn shipped_config_with_policy(policy: &Path) -> String {
     std::fs::read_to_string(root().join("config/tocsin.toml"))
         .unwrap()
         .replace(
@@ -94,9 +99,6 @@ pub fn shipped_config() -> String {
         )
         .replace(
             "policy = \"policies/nhs-standard-contract.toml\"",
-            &format!(
-                "policy = {:?}",
-                root().join("config/policies/nhs-standard-contract.toml")
-            ),
+            &format!("policy = {policy:?}"),
         )
 }

@@ -214,6 +214,15 @@ impl World {
         ]
     }
 
+    /// Appends `text` (whole TOML tables) to this world's configuration,
+    /// before the gateway is started.
+    pub fn append_config(&self, text: &str) {
+        let mut config = std::fs::read_to_string(&self.config_path).expect("test configuration");
+        config.push('\n');
+        config.push_str(text);
+        std::fs::write(&self.config_path, config).expect("write test configuration");
+    }
+
     /// Starts the gateway with this world's environment plus `extra`.
     pub fn start(&self, extra: &[(&str, &str)]) -> Gateway {
         let mut env = self.env();
