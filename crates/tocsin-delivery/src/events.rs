@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// The delivery metrics, registered in the gateway's registry.
 pub struct DeliveryMetrics {
@@ -17,12 +17,18 @@ pub struct DeliveryMetrics {
     /// `tocsin_alertmanager_alerts_firing`: alerts Alertmanager was last
     /// told are firing.
     pub alertmanager_firing: IntGauge,
-    /// `tocsin_webhook_unconfigured_pending`: deliveries pending at start
-    /// for subscribers no longer configured (no worker sends them).
+    /// `tocsin_webhook_pending{subscriber}`: deliveries waiting, per
+    /// configured subscriber (see [`crate::backlog`]).
+    pub webhook_pending: IntGaugeVec,
+    /// `tocsin_webhook_oldest_pending_timestamp_seconds{subscriber}`: when
+    /// the oldest of them was committed; absent while none waits.
+    pub webhook_oldest_pending: GaugeVec,
+    /// `tocsin_webhook_unconfigured_pending`: deliveries pending for
+    /// subscribers no longer configured (no worker sends them).
     pub webhook_unconfigured_pending: IntGauge,
     /// `tocsin_delivery_store_errors_total{worker}`: store operations that
     /// failed under a delivery worker (a subscriber's name, `alertmanager`
-    /// or `unconfigured`). The pipeline's store can be up while these fail
+    /// or `backlog`). The pipeline's store can be up while these fail
     /// (a damaged table only they read): nothing is delivered meanwhile.
     pub store_errors: IntCounterVec,
 }
@@ -63,15 +69,34 @@ impl DeliveryMetrics {
             "Alerts Alertmanager was last told are firing (groups of overdue documents and delivery failures).",
         )?;
         registry.register(Box::new(alertmanager_firing.clone()))?;
+        let webhook_pending = IntGaugeVec::new(
+            Opts::new(
+                "tocsin_webhook_pending",
+                "Webhook deliveries waiting to be accepted, by configured subscriber (read from the store every 15 s).",
+            ),
+            &["subscriber"],
+        )?;
+        registry.register(Box::new(webhook_pending.clone()))?;
+        for s in subscribers {
+            webhook_pending.with_label_values(&[s]);
+        }
+        let webhook_oldest_pending = GaugeVec::new(
+            Opts::new(
+                "tocsin_webhook_oldest_pending_timestamp_seconds",
+                "When the oldest webhook delivery still waiting for the subscriber was committed (Unix time); absent while none waits.",
+            ),
+            &["subscriber"],
+        )?;
+        registry.register(Box::new(webhook_oldest_pending.clone()))?;
         let webhook_unconfigured_pending = IntGauge::new(
             "tocsin_webhook_unconfigured_pending",
-            "Webhook deliveries pending at start for subscribers no longer configured (renamed or removed): no worker sends them.",
+            "Webhook deliveries pending for subscribers no longer configured (renamed or removed): no worker sends them.",
         )?;
         registry.register(Box::new(webhook_unconfigured_pending.clone()))?;
         let store_errors = IntCounterVec::new(
             Opts::new(
                 "tocsin_delivery_store_errors_total",
-                "Store operations that failed under an alert delivery worker, by worker (a webhook subscriber, alertmanager, unconfigured): nothing is delivered while they fail.",
+                "Store operations that failed under an alert delivery worker, by worker (a webhook subscriber, alertmanager, backlog): nothing is delivered (or, for backlog, counted) while they fail.",
             ),
             &["worker"],
         )?;
@@ -79,7 +104,7 @@ impl DeliveryMetrics {
         for w in subscribers
             .iter()
             .copied()
-            .chain(["alertmanager", "unconfigured"])
+            .chain(["alertmanager", crate::backlog::WORKER])
         {
             store_errors.with_label_values(&[w]);
         }
@@ -87,6 +112,8 @@ impl DeliveryMetrics {
             webhook_deliveries,
             alertmanager_posts,
             alertmanager_firing,
+            webhook_pending,
+            webhook_oldest_pending,
             webhook_unconfigured_pending,
             store_errors,
         })
@@ -138,19 +165,40 @@ pub struct WebhookRetried<'a> {
     pub error: &'a str,
     /// Wait before the next attempt.
     pub next_in: Duration,
+    /// The subscriber refused this alert's body (400, 409, 413, 422), not
+    /// everything: it is retried on its own backoff all day, so only its
+    /// first refusal is a warning (a subscriber refusing one alert kind
+    /// logged a warning per alert every ten minutes).
+    pub of_this_alert: bool,
 }
 
 impl WebhookRetried<'_> {
-    /// Logs it (warn) and counts it.
+    /// Logs it (warn; debug for a repeated refusal of one alert) and
+    /// counts it.
     pub fn emit(self, m: &DeliveryMetrics) {
-        tracing::warn!(
-            subscriber = self.subscriber,
-            alert_id = self.alert_id,
-            attempt = self.attempt,
-            error = self.error,
-            retry_in_secs = self.next_in.as_secs_f64(),
+        let message = if self.of_this_alert {
+            "webhook delivery refused for its body; will retry until its maximum age \
+             (further refusals of this alert at debug level)"
+        } else {
             "webhook delivery failed; will retry"
-        );
+        };
+        macro_rules! log {
+            ($level:ident) => {
+                tracing::$level!(
+                    subscriber = self.subscriber,
+                    alert_id = self.alert_id,
+                    attempt = self.attempt,
+                    error = self.error,
+                    retry_in_secs = self.next_in.as_secs_f64(),
+                    "{message}"
+                )
+            };
+        }
+        if self.of_this_alert && self.attempt > 1 {
+            log!(debug);
+        } else {
+            log!(warn);
+        }
         m.webhook_deliveries
             .with_label_values(&[self.subscriber, "retried"])
             .inc();
@@ -325,7 +373,8 @@ pub struct UnconfiguredSubscriberPending<'a> {
 }
 
 impl UnconfiguredSubscriberPending<'_> {
-    /// Logs it (warn); the gauge is set for all of them at once.
+    /// Logs it (warn), at the first read of the backlog; the gauge is set
+    /// for all of them at once.
     pub fn emit(self) {
         tracing::warn!(
             subscriber = self.subscriber,

@@ -17,13 +17,13 @@
 
 mod access;
 pub mod alertmanager;
+mod backlog;
 pub mod config;
 mod error;
 pub mod events;
 mod filter;
 mod route;
 pub mod sign;
-mod unconfigured;
 mod webhook;
 
 use std::sync::Arc;
@@ -39,6 +39,7 @@ pub use route::Router;
 pub struct Delivery {
     config: DeliveryConfig,
     metrics: Arc<DeliveryMetrics>,
+    backlog_interval: std::time::Duration,
 }
 
 impl Delivery {
@@ -50,12 +51,23 @@ impl Delivery {
     ) -> Result<Self, prometheus::Error> {
         let names: Vec<&str> = config.webhooks.iter().map(|w| w.name.as_str()).collect();
         let metrics = Arc::new(DeliveryMetrics::register(registry, &names)?);
-        Ok(Self { config, metrics })
+        Ok(Self::with_metrics(config, metrics))
     }
 
     /// Uses metrics registered elsewhere (tests keep a handle on them).
     pub fn with_metrics(config: DeliveryConfig, metrics: Arc<DeliveryMetrics>) -> Self {
-        Self { config, metrics }
+        Self {
+            config,
+            metrics,
+            backlog_interval: backlog::INTERVAL,
+        }
+    }
+
+    /// Reads the subscribers' backlog every `interval` instead of every
+    /// 15 s, so that a test sees its gauges move in its own time.
+    pub fn with_backlog_interval(mut self, interval: std::time::Duration) -> Self {
+        self.backlog_interval = interval;
+        self
     }
 
     /// The router the pipeline asks which deliveries to commit with an
@@ -69,10 +81,10 @@ impl Delivery {
         &self.metrics
     }
 
-    /// Starts one task per webhook subscriber and one for Alertmanager
-    /// (when configured), and a short one that tells of deliveries pending
-    /// for subscribers no longer configured. They run until the returned
-    /// [`Workers`] is dropped.
+    /// Starts one task per webhook subscriber, one for Alertmanager (when
+    /// configured), and one that reads the subscribers' backlog for
+    /// Prometheus and tells of deliveries pending for subscribers no longer
+    /// configured. They run until the returned [`Workers`] is dropped.
     pub fn spawn<S: StoreAccess>(&self, store: S) -> Result<Workers, reqwest::Error> {
         let mut tasks = Vec::new();
         for hook in &self.config.webhooks {
@@ -84,7 +96,7 @@ impl Delivery {
             };
             tasks.push(tokio::spawn(worker.run()));
         }
-        tasks.push(tokio::spawn(unconfigured::report(
+        tasks.push(tokio::spawn(backlog::run(
             store.clone(),
             self.config
                 .webhooks
@@ -92,6 +104,7 @@ impl Delivery {
                 .map(|w| w.name.clone())
                 .collect(),
             self.metrics.clone(),
+            self.backlog_interval,
         )));
         if let Some(am) = &self.config.alertmanager {
             let worker = alertmanager::AlertmanagerWorker {

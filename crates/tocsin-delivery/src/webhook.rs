@@ -163,16 +163,31 @@ impl<S: StoreAccess> WebhookWorker<S> {
         let error = format!(
             "reached its maximum age while the subscriber was refusing (last refusal: {last_refusal})"
         );
+        self.fail(&d, error, false, now).await;
+    }
+
+    /// Records a delivery failed, after its last attempt (`attempted`) or
+    /// given up without one, then tells it: told once recorded, so that a
+    /// stop in between leaves it pending and untold.
+    async fn fail(&self, d: &PendingDelivery, error: String, attempted: bool, now: DateTime<Utc>) {
+        let outcome = if attempted {
+            DeliveryOutcome::Failed {
+                error: error.clone(),
+            }
+        } else {
+            DeliveryOutcome::GivenUp {
+                error: error.clone(),
+            }
+        };
+        self.record(d.seq, outcome, now).await;
         WebhookFailed {
             subscriber: &self.hook.name,
             alert_id: &d.alert_id,
-            attempts: d.attempts,
+            attempts: d.attempts.saturating_add(u32::from(attempted)),
             error: &error,
-            in_round: true,
+            in_round: !attempted,
         }
         .emit(&self.metrics);
-        self.record(d.seq, DeliveryOutcome::GivenUp { error }, now)
-            .await;
     }
 
     /// How long to sleep with nothing due: until the next retry, but never
@@ -192,8 +207,10 @@ impl<S: StoreAccess> WebhookWorker<S> {
         }
     }
 
-    /// One attempt on one delivery, recorded. When it was refused, why, and
-    /// the worker's pause before its next attempt (`pause` of the refusal).
+    /// One attempt on one delivery, recorded, then told (a stop between
+    /// the two leaves it as the store has it, untold rather than told and
+    /// not recorded). When it was refused, why, and the worker's pause
+    /// before its next attempt (`pause` of the refusal).
     async fn deliver(
         &self,
         d: PendingDelivery,
@@ -202,23 +219,24 @@ impl<S: StoreAccess> WebhookWorker<S> {
         let body = match current_body(&self.hook, &d.body) {
             Current::Send(body) => body,
             Current::Withdrawn(reason) => {
+                let error = format!("not sent: {reason}");
+                self.record(d.seq, DeliveryOutcome::GivenUp { error }, Utc::now())
+                    .await;
                 WebhookWithdrawn {
                     subscriber: &self.hook.name,
                     alert_id: &d.alert_id,
                     reason,
                 }
                 .emit(&self.metrics);
-                let error = format!("not sent: {reason}");
-                self.record(d.seq, DeliveryOutcome::GivenUp { error }, Utc::now())
-                    .await;
                 return None;
             }
         };
         let attempt = d.attempts.saturating_add(1);
         let result = self.post(&d, &body, attempt).await;
         let now = Utc::now();
-        let (outcome, refused) = match result {
+        match result {
             Ok(status) => {
+                self.record(d.seq, DeliveryOutcome::Delivered, now).await;
                 WebhookDelivered {
                     subscriber: &self.hook.name,
                     alert_id: &d.alert_id,
@@ -226,16 +244,38 @@ impl<S: StoreAccess> WebhookWorker<S> {
                     status,
                 }
                 .emit(&self.metrics);
-                (DeliveryOutcome::Delivered, None)
+                None
             }
             Err(refusal) => {
                 let pause = pause(&refusal);
-                let outcome = self.refused(&d, attempt, &refusal, now, pause);
-                (outcome, Some((refusal, pause)))
+                let error = refusal.to_string();
+                match self.refused(&d, &refusal, now) {
+                    Next::GiveUp => self.fail(&d, error, true, now).await,
+                    Next::RetryAt(at) => {
+                        let outcome = DeliveryOutcome::Retry {
+                            at,
+                            error: error.clone(),
+                        };
+                        self.record(d.seq, outcome, now).await;
+                        let next_in = if refusal.of_this_alert() {
+                            (at - now).to_std().unwrap_or(Duration::ZERO)
+                        } else {
+                            pause
+                        };
+                        WebhookRetried {
+                            subscriber: &self.hook.name,
+                            alert_id: &d.alert_id,
+                            attempt,
+                            error: &error,
+                            next_in,
+                            of_this_alert: refusal.of_this_alert(),
+                        }
+                        .emit(&self.metrics);
+                    }
+                }
+                Some((refusal, pause))
             }
-        };
-        self.record(d.seq, outcome, now).await;
-        refused
+        }
     }
 
     /// Records what became of a delivery, retrying while the store is away
@@ -259,49 +299,23 @@ impl<S: StoreAccess> WebhookWorker<S> {
         }
     }
 
-    /// The outcome of a refused attempt: retry, or give up once the
-    /// delivery has reached its maximum age. A refusal of the subscriber
-    /// leaves the delivery due (the worker's `pause` spaces the attempts,
-    /// and the backlog keeps its order); a refusal of this alert puts it
-    /// back by its own backoff.
-    fn refused(
-        &self,
-        d: &PendingDelivery,
-        attempt: u32,
-        refusal: &Refusal,
-        now: DateTime<Utc>,
-        pause: Duration,
-    ) -> DeliveryOutcome {
-        let error = refusal.to_string();
+    /// What follows a refused attempt: give up once the delivery has
+    /// reached its maximum age, else retry. A refusal of the subscriber
+    /// leaves the delivery due now (the worker's `pause` spaces the
+    /// attempts, and the backlog keeps its order); a refusal of this alert
+    /// puts it back by its own backoff, at most to its maximum age.
+    fn refused(&self, d: &PendingDelivery, refusal: &Refusal, now: DateTime<Utc>) -> Next {
         let give_up_at = self.give_up_at(d);
         if now >= give_up_at {
-            WebhookFailed {
-                subscriber: &self.hook.name,
-                alert_id: &d.alert_id,
-                attempts: attempt,
-                error: &error,
-                in_round: false,
-            }
-            .emit(&self.metrics);
-            return DeliveryOutcome::Failed { error };
+            return Next::GiveUp;
         }
-        let (wait, at) = if refusal.of_this_alert() {
-            let wait = backoff(&self.hook, attempt);
-            let at = (now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX))
-                .min(give_up_at);
-            ((at - now).to_std().unwrap_or(Duration::ZERO), at)
-        } else {
-            (pause, now)
-        };
-        WebhookRetried {
-            subscriber: &self.hook.name,
-            alert_id: &d.alert_id,
-            attempt,
-            error: &error,
-            next_in: wait,
+        if !refusal.of_this_alert() {
+            return Next::RetryAt(now);
         }
-        .emit(&self.metrics);
-        DeliveryOutcome::Retry { at, error }
+        let wait = backoff(&self.hook, d.attempts.saturating_add(1));
+        let at = (now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX))
+            .min(give_up_at);
+        Next::RetryAt(at)
     }
 
     /// POSTs the body; the status on a 2xx, else why not.
@@ -339,6 +353,15 @@ impl<S: StoreAccess> WebhookWorker<S> {
         }
         .emit(&self.metrics);
     }
+}
+
+/// What a refused delivery does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// It reached its maximum age: marked failed.
+    GiveUp,
+    /// Due again at this time.
+    RetryAt(DateTime<Utc>),
 }
 
 /// Why a subscriber did not take a delivery.

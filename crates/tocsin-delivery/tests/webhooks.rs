@@ -5,6 +5,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use common::{
@@ -295,6 +296,47 @@ async fn an_alert_refused_for_its_body_holds_no_other_up() {
     assert_eq!(delivered_metric(&metrics, "ward", "retried"), 1);
 }
 
+/// An alert refused for its body is retried all day on its own backoff:
+/// its first refusal is a warning, the others are not (a subscriber that
+/// refuses one alert kind logged a warning per alert every ten minutes).
+/// A subscriber refusing everything still warns at each probe.
+#[tokio::test]
+async fn an_alert_refused_for_its_body_warns_once_however_often_it_is_retried() {
+    let bad = alert(1, AlertKind::Overdue, None);
+    let refusing = Receiver::start(b"k", Behaviour::RefuseKey(bad.alert_id.clone())).await;
+    let down = Receiver::start(b"k", Behaviour::AlwaysFail).await;
+    let (d, metrics) = delivery(vec![
+        webhook("ward", &refusing.url, b"k"),
+        webhook("down", &down.url, b"k"),
+    ]);
+    let tmp = TempStore::new();
+    let store = tmp.open();
+    commit_alerts(&store, &d.router(), std::slice::from_ref(&bad)).await;
+    let (log, _logging) = Log::capture();
+    let _workers = d.spawn(store.clone()).unwrap();
+    wait_until("both refused four times", LIMIT, || async {
+        refusing.answered().len() >= 4 && down.answered().len() >= 4
+    })
+    .await;
+    drop(_workers);
+    let text = log.text();
+    let warned = |subscriber: &str| {
+        text.lines()
+            .filter(|l| l.contains(" WARN ") && l.contains(&format!("subscriber=\"{subscriber}\"")))
+            .count()
+    };
+    // The fourth answer may not be recorded, so not told, yet.
+    assert_eq!(warned("ward"), 1, "{text}");
+    assert!(
+        warned("down") >= 3,
+        "a subscriber refusing everything warns at each probe: {text}"
+    );
+    assert!(
+        delivered_metric(&metrics, "ward", "retried") >= 3,
+        "each counted"
+    );
+}
+
 #[tokio::test]
 async fn a_server_that_never_recovers_is_marked_failed_after_the_maximum_age() {
     let rx = Receiver::start(b"k", Behaviour::AlwaysFail).await;
@@ -357,16 +399,7 @@ async fn a_refusing_subscriber_s_backlog_is_given_up_at_its_maximum_age_without_
         .map(|n| alert(n, AlertKind::Overdue, None))
         .collect();
     commit_alerts(&store, &d.router(), &alerts).await;
-    // The log at info, as a gateway runs: the workers are tasks of this
-    // test's one thread, so they log to its subscriber.
-    let log = Log::default();
-    let _logging = tracing::subscriber::set_default(
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::INFO)
-            .with_ansi(false)
-            .with_writer(log.clone())
-            .finish(),
-    );
+    let (log, _logging) = Log::capture();
     let _workers = d.spawn(store.clone()).unwrap();
 
     wait_until("all 250 failed", LIMIT, || async {
@@ -408,6 +441,20 @@ async fn a_refusing_subscriber_s_backlog_is_given_up_at_its_maximum_age_without_
 struct Log(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
 impl Log {
+    /// The log at info, as a gateway runs, until the guard is dropped: the
+    /// workers are tasks of the test's one thread, so they log to it.
+    fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
+        let log = Log::default();
+        let guard = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::INFO)
+                .with_ansi(false)
+                .with_writer(log.clone())
+                .finish(),
+        );
+        (log, guard)
+    }
+
     fn text(&self) -> String {
         String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
     }
@@ -462,6 +509,71 @@ async fn deliveries_for_a_subscriber_no_longer_configured_are_told_at_start() {
     })
     .await;
     assert_eq!(counts(&store, "ward-a").await.pending, 3, "kept pending");
+}
+
+/// The value of `tocsin_webhook_oldest_pending_timestamp_seconds` for a
+/// subscriber, `None` while it has no series.
+fn oldest_pending(metrics: &DeliveryMetrics, subscriber: &str) -> Option<f64> {
+    use prometheus::core::Collector;
+    metrics
+        .webhook_oldest_pending
+        .collect()
+        .iter()
+        .flat_map(|f| f.get_metric())
+        .find(|m| m.get_label().iter().any(|l| l.value() == subscriber))
+        .map(|m| m.get_gauge().value())
+}
+
+/// A subscriber refusing everything shows on its gauges long before any
+/// delivery is given up: how many wait, and since when. Once it takes
+/// them its count is 0 and its timestamp gone; a subscriber taking its
+/// alerts shows none waiting.
+#[tokio::test]
+async fn a_refusing_subscriber_s_backlog_is_on_its_gauges_until_it_is_taken() {
+    let down = Arc::new(AtomicBool::new(true));
+    let refusing = Receiver::start(b"k", Behaviour::FailWhile(down.clone())).await;
+    let taking = Receiver::start(b"k", Behaviour::Accept).await;
+    let (d, metrics) = delivery(vec![
+        webhook("ward", &refusing.url, b"k"),
+        webhook("letters", &taking.url, b"k"),
+    ]);
+    let d = d.with_backlog_interval(Duration::from_millis(20));
+    let tmp = TempStore::new();
+    let store = tmp.open();
+    let alerts: Vec<_> = (1..=4)
+        .map(|n| alert(n, AlertKind::Overdue, None))
+        .collect();
+    let before = chrono::Utc::now().timestamp_micros() as f64 / 1e6;
+    commit_alerts(&store, &d.router(), &alerts).await;
+    let after = chrono::Utc::now().timestamp_micros() as f64 / 1e6;
+    let _workers = d.spawn(store.clone()).unwrap();
+
+    let pending = |name: &str| metrics.webhook_pending.with_label_values(&[name]).get();
+    wait_until("letters took its four", LIMIT, || async {
+        counts(&store, "letters").await.delivered == 4
+    })
+    .await;
+    wait_until("the backlog read after it", LIMIT, || async {
+        pending("ward") == 4 && pending("letters") == 0
+    })
+    .await;
+    let oldest = oldest_pending(&metrics, "ward").expect("ward's oldest is exported");
+    assert!(
+        (before..=after).contains(&oldest),
+        "the oldest was committed between {before} and {after}, not at {oldest}"
+    );
+    assert_eq!(oldest_pending(&metrics, "letters"), None);
+    assert_eq!(counts(&store, "ward").await.failed, 0, "nothing given up");
+
+    down.store(false, std::sync::atomic::Ordering::SeqCst);
+    wait_until("ward took its four", LIMIT, || async {
+        counts(&store, "ward").await.delivered == 4
+    })
+    .await;
+    wait_until("the backlog read after it", LIMIT, || async {
+        pending("ward") == 0 && oldest_pending(&metrics, "ward").is_none()
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -129,6 +129,18 @@ pub struct DeliveryCounts {
     pub failed: u64,
 }
 
+/// One subscriber's deliveries still waiting: what tells its operators
+/// that it has stopped taking alerts long before any is given up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriberBacklog {
+    /// The subscriber's name, as queued (perhaps no longer configured).
+    pub subscriber: String,
+    /// Deliveries pending (never zero: subscribers with none are left out).
+    pub pending: u64,
+    /// When the oldest of them was committed.
+    pub oldest: DateTime<Utc>,
+}
+
 /// Expectations or alerts sharing Alertmanager's labels: what one
 /// Alertmanager alert stands for (no patient in it).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,7 +191,7 @@ pub(crate) mod sqlite {
 
     use super::{
         ACKNOWLEDGED, AlertGroup, DeliveryCounts, DeliveryOutcome, Grouping, PendingDelivery,
-        QueuedDelivery,
+        QueuedDelivery, SubscriberBacklog,
     };
     use crate::StoreError;
     use crate::rows::micros;
@@ -318,19 +330,25 @@ pub(crate) mod sqlite {
         Ok(c)
     }
 
-    pub(crate) fn pending_by_subscriber(
-        conn: &Connection,
-    ) -> Result<Vec<(String, u64)>, StoreError> {
-        let mut st = conn
-            .prepare_cached(super::PENDING_BY_SUBSCRIBER)
-            .map_err(sq("prepare"))?;
+    pub(crate) fn backlog(conn: &Connection) -> Result<Vec<SubscriberBacklog>, StoreError> {
+        let mut st = conn.prepare_cached(super::BACKLOG).map_err(sq("prepare"))?;
         let rows = st
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
             .map_err(sq("count pending deliveries"))?;
         let mut out = Vec::new();
         for row in rows {
-            let (subscriber, n) = row.map_err(sq("count pending deliveries"))?;
-            out.push((subscriber, n.max(0) as u64));
+            let (subscriber, n, oldest) = row.map_err(sq("count pending deliveries"))?;
+            out.push(SubscriberBacklog {
+                oldest: time(oldest, "deliveries", &subscriber)?,
+                subscriber,
+                pending: n.max(0) as u64,
+            });
         }
         Ok(out)
     }
@@ -409,7 +427,7 @@ pub(crate) mod pg {
 
     use super::{
         ACKNOWLEDGED, AlertGroup, DeliveryCounts, DeliveryOutcome, Grouping, PendingDelivery,
-        QueuedDelivery,
+        QueuedDelivery, SubscriberBacklog,
     };
     use crate::StoreError;
 
@@ -523,15 +541,19 @@ pub(crate) mod pg {
         Ok(out)
     }
 
-    pub(crate) fn pending_by_subscriber(
+    pub(crate) fn backlog(
         c: &mut impl GenericClient,
-    ) -> Result<Vec<(String, u64)>, StoreError> {
+    ) -> Result<Vec<SubscriberBacklog>, StoreError> {
         let rows = c
-            .query(super::PENDING_BY_SUBSCRIBER, &[])
+            .query(super::BACKLOG, &[])
             .map_err(pg("count pending deliveries"))?;
         Ok(rows
             .iter()
-            .map(|r| (r.get(0), r.get::<_, i64>(1).max(0) as u64))
+            .map(|r| SubscriberBacklog {
+                subscriber: r.get(0),
+                pending: r.get::<_, i64>(1).max(0) as u64,
+                oldest: r.get(2),
+            })
             .collect())
     }
 
@@ -588,7 +610,9 @@ pub(crate) mod pg {
 }
 
 /// Pending deliveries by subscriber, the same text on both backends.
-const PENDING_BY_SUBSCRIBER: &str = "SELECT subscriber, count(*) FROM deliveries \
+/// Pending rows only (the `deliveries_due` index holds just those), so its
+/// cost follows the backlog, not the table's history.
+const BACKLOG: &str = "SELECT subscriber, count(*), min(created_at) FROM deliveries \
      WHERE status = 'pending' GROUP BY subscriber ORDER BY subscriber";
 
 fn add_count(c: &mut DeliveryCounts, status: &str, n: i64) {

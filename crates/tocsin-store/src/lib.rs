@@ -38,6 +38,7 @@ pub use batch::{
 };
 pub use deliveries::{
     AlertGroup, DeliveryCounts, DeliveryOutcome, Grouping, PendingDelivery, QueuedDelivery,
+    SubscriberBacklog,
 };
 pub use error::{ParseFailure, StoreError, redact_url};
 pub use held::HeldState;
@@ -243,10 +244,11 @@ pub trait Store: Send {
     /// How many deliveries of `subscriber` are pending, delivered, failed.
     fn delivery_counts(&mut self, subscriber: &str) -> Result<DeliveryCounts, StoreError>;
 
-    /// How many deliveries each subscriber has pending, by name: a name
-    /// that is no longer configured has no worker, so its deliveries would
-    /// wait unseen.
-    fn pending_deliveries_by_subscriber(&mut self) -> Result<Vec<(String, u64)>, StoreError>;
+    /// Each subscriber's pending deliveries, by name, and when the oldest
+    /// was committed: a subscriber refusing everything shows here hours
+    /// before its first delivery is given up, and a name that is no longer
+    /// configured (no worker) would otherwise wait unseen.
+    fn delivery_backlog(&mut self) -> Result<Vec<SubscriberBacklog>, StoreError>;
 
     /// Overdue expectations grouped by document kind, encounter kind and
     /// site, and by specialty when `grouping` says so (what Alertmanager is

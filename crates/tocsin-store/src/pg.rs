@@ -1041,8 +1041,8 @@ impl Store for PostgresStore {
         self.with_conn(|c| crate::deliveries::pg::counts(&mut c.client, subscriber))
     }
 
-    fn pending_deliveries_by_subscriber(&mut self) -> Result<Vec<(String, u64)>, StoreError> {
-        self.with_conn(|c| crate::deliveries::pg::pending_by_subscriber(&mut c.client))
+    fn delivery_backlog(&mut self) -> Result<Vec<crate::SubscriberBacklog>, StoreError> {
+        self.with_conn(|c| crate::deliveries::pg::backlog(&mut c.client))
     }
 
     fn overdue_groups(

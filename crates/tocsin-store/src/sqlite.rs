@@ -917,8 +917,8 @@ impl Store for SqliteStore {
         crate::deliveries::sqlite::counts(&self.conn, subscriber)
     }
 
-    fn pending_deliveries_by_subscriber(&mut self) -> Result<Vec<(String, u64)>, StoreError> {
-        crate::deliveries::sqlite::pending_by_subscriber(&self.conn)
+    fn delivery_backlog(&mut self) -> Result<Vec<crate::SubscriberBacklog>, StoreError> {
+        crate::deliveries::sqlite::backlog(&self.conn)
     }
 
     fn overdue_groups(

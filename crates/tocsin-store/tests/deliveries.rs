@@ -25,6 +25,7 @@ on_both!(
     deliveries_commit_with_their_alert_and_survive_reopen,
     attempts_settle_or_reschedule_and_settled_rows_are_never_due_again,
     subscribers_have_their_own_queues,
+    the_backlog_counts_each_subscribers_pending_and_its_oldest,
     overdue_and_alert_groups_count_without_patients,
     a_failed_delivery_accepted_on_resend_is_no_longer_grouped,
 );
@@ -151,6 +152,57 @@ fn subscribers_have_their_own_queues(b: &dyn Backend) {
     assert_eq!(store.deliveries_due("letters", now, 1).unwrap().len(), 1);
     assert!(store.deliveries_due("nobody", now, 10).unwrap().is_empty());
     assert!(store.delivery_next_due("nobody").unwrap().is_none());
+}
+
+fn the_backlog_counts_each_subscribers_pending_and_its_oldest(b: &dyn Backend) {
+    let mut store = b.open();
+    assert!(store.delivery_backlog().unwrap().is_empty(), "{}", b.name());
+    let mut first = Batch::default();
+    first.push_delivery(queued("ward", "a1"));
+    first.push_delivery(queued("letters", "a1"));
+    store.commit(&first).unwrap();
+    let mut second = Batch::default();
+    second.push_delivery(queued("ward", "a2"));
+    second.push_delivery(queued("ward", "a3"));
+    second.push_delivery(queued("gone", "a2"));
+    store.commit(&second).unwrap();
+    let after = chrono::Utc::now() + Duration::seconds(1);
+
+    // The oldest of ward's is delivered: its backlog starts at the next.
+    let due = store.deliveries_due("ward", after, 10).unwrap();
+    store
+        .delivery_record(due[0].seq, &DeliveryOutcome::Delivered, after)
+        .unwrap();
+    let letters = store.deliveries_due("letters", after, 10).unwrap();
+    store
+        .delivery_record(
+            letters[0].seq,
+            &DeliveryOutcome::Failed {
+                error: "HTTP 500".into(),
+            },
+            after,
+        )
+        .unwrap();
+
+    let backlog = store.delivery_backlog().unwrap();
+    let names: Vec<(&str, u64)> = backlog
+        .iter()
+        .map(|s| (s.subscriber.as_str(), s.pending))
+        .collect();
+    assert_eq!(
+        names,
+        [("gone", 1), ("ward", 2)],
+        "settled rows and subscribers with nothing pending are left out ({})",
+        b.name()
+    );
+    let gone = store.deliveries_due("gone", after, 10).unwrap();
+    assert_ne!(due[0].created_at, due[1].created_at, "two commits");
+    assert_eq!(
+        (backlog[0].oldest, backlog[1].oldest),
+        (gone[0].created_at, due[1].created_at),
+        "the oldest still pending, not the delivered one before it ({})",
+        b.name()
+    );
 }
 
 fn overdue_and_alert_groups_count_without_patients(b: &dyn Backend) {

@@ -223,7 +223,11 @@ async fn dashboard_and_rules_query_only_metrics_a_real_gateway_exports() {
     queried.extend(metric_names(&read("prometheus/alerts.yml")));
     // Exported, series by subscriber, only by a gateway with [[webhooks]]
     // (this one has none): tocsin-delivery's own tests check its series.
-    const WITH_WEBHOOKS: [&str; 1] = ["tocsin_webhook_deliveries_total"];
+    const WITH_WEBHOOKS: [&str; 3] = [
+        "tocsin_webhook_deliveries_total",
+        "tocsin_webhook_pending",
+        "tocsin_webhook_oldest_pending_timestamp_seconds",
+    ];
     for m in &queried {
         assert!(
             exported.contains(m) || WITH_WEBHOOKS.contains(&m.as_str()),

@@ -371,7 +371,7 @@ fn assert_closed_labels(s: &Scrape, sites: &[&str]) {
                 "stage" => ["receive", "process", "commit", "settle"].contains(&v.as_str()),
                 // Configured subscribers' names (none here) and the two
                 // fixed workers.
-                "worker" => ["alertmanager", "unconfigured"].contains(&v.as_str()),
+                "worker" => ["alertmanager", "backlog"].contains(&v.as_str()),
                 "notice" => tocsin_tracker::Counters::default()
                     .named()
                     .iter()

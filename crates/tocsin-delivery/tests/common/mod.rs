@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,6 +40,8 @@ pub enum Behaviour {
     TooManyFirst(usize, u64),
     /// 422 to the alert with this idempotency key, 200 to the others.
     RefuseKey(String),
+    /// 503 while the flag is set, 200 once the test clears it.
+    FailWhile(Arc<AtomicBool>),
 }
 
 /// One request as the receiver saw it.
@@ -165,6 +167,10 @@ async fn receive(
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Behaviour::RefuseKey(_) => StatusCode::OK,
+            Behaviour::FailWhile(down) if down.load(Ordering::SeqCst) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Behaviour::FailWhile(_) => StatusCode::OK,
         }
     };
     inner.answered.lock().unwrap().push(Received {
