@@ -355,8 +355,17 @@ pub struct Appointment {
 pub struct Ack {
     /// The acknowledged message's id (MSA-2; ITK3 `response.identifier`).
     pub of_message_id: String,
-    /// The acknowledgement code as sent (MSA-1, or the ITK response code).
+    /// The acknowledgement code as sent (MSA-1, or the FHIR
+    /// `MessageHeader.response.code`: `ok`, `transient-error`,
+    /// `fatal-error`).
     pub code: String,
+    /// The code detailing it, when one is sent: the ITK3 response code of
+    /// an ITK008M (its OperationOutcome's first issue, e.g. `20013`
+    /// infrastructure success, `30001` patient known here, `30002` patient
+    /// not known here, `20007` duplicate message received). HL7 ACKs have
+    /// none.
+    #[serde(default)]
+    pub detail_code: Option<String>,
     /// Free text of the acknowledgement, when any (never logged above debug).
     #[serde(default)]
     pub text: Option<String>,

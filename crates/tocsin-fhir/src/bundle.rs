@@ -310,7 +310,19 @@ impl Ctx<'_> {
         scope: &Scope<'_>,
         at: &Loc,
     ) -> Draft {
-        d.event_type = match self.env.cfg.response_code.get(code) {
+        let outcome = mh
+            .response_details
+            .as_ref()
+            .and_then(|r| r.reference.as_deref())
+            .and_then(|r| scope.resolve(r))
+            .map(|e| e.value(self.env.cfg.timezone));
+        let detail = outcome.as_ref().and_then(detail_coding);
+        // An ITK3 code the table lists decides (a duplicate is no
+        // failure); otherwise the response code does.
+        let by_detail = detail.as_ref().and_then(|(system, code)| {
+            FhirConfig::lookup(&self.env.cfg.itk_response_code, system.as_deref(), code)
+        });
+        d.event_type = match by_detail.or_else(|| self.env.cfg.response_code.get(code)) {
             Some(t) => *t,
             None => {
                 d.warnings.push(unmapped(
@@ -322,16 +334,11 @@ impl Ctx<'_> {
                 EventType::Other
             }
         };
-        let text = mh
-            .response_details
-            .as_ref()
-            .and_then(|r| r.reference.as_deref())
-            .and_then(|r| scope.resolve(r))
-            .and_then(|e| outcome_text(&e.value(self.env.cfg.timezone)));
         d.ack = Some(Ack {
             of_message_id: of_message_id.to_owned(),
             code: code.to_owned(),
-            text,
+            detail_code: detail.map(|(_, code)| code),
+            text: outcome.as_ref().and_then(outcome_text),
         });
         d
     }
@@ -506,6 +513,28 @@ fn message_skeleton() -> Draft {
         ack: None,
         warnings: Vec::new(),
     }
+}
+
+/// The coding detailing an OperationOutcome (an ITK3 response code): the
+/// first issue's first coded detail, as (system, code).
+fn detail_coding(v: &serde_json::Value) -> Option<(Option<String>, String)> {
+    let coding = v
+        .get("issue")?
+        .as_array()?
+        .first()?
+        .pointer("/details/coding")?
+        .as_array()?
+        .iter()
+        .find(|c| c.get("code").and_then(|c| c.as_str()).is_some())?;
+    let code = coding.get("code")?.as_str()?.trim();
+    if code.is_empty() {
+        return None;
+    }
+    let system = coding
+        .get("system")
+        .and_then(|s| s.as_str())
+        .map(str::to_owned);
+    Some((system, code.to_owned()))
 }
 
 /// The human text of an OperationOutcome (ITK response details).

@@ -51,6 +51,28 @@ pub struct FhirConfig {
     pub itk_event: BTreeMap<String, DocumentKind>,
     /// `MessageHeader.response.code` to event type.
     pub response_code: BTreeMap<String, EventType>,
+    /// ITK3 response code (an ITK008M's OperationOutcome issue details) to
+    /// event type, overriding `response_code` for the codes listed: a
+    /// `fatal-error` that says "duplicate message received" is no failed
+    /// delivery. Absent from older mappings files: those two duplicates.
+    #[serde(default = "default_itk_response_code")]
+    pub itk_response_code: BTreeMap<String, EventType>,
+}
+
+/// The ITK3 duplicates (ITK3 Messaging Distribution, response codes
+/// 20007 and 20008, in both code systems): the recipient already holds
+/// the message, so its answer to the first copy stands.
+fn default_itk_response_code() -> BTreeMap<String, EventType> {
+    let mut t = BTreeMap::new();
+    for system in [
+        "https://fhir.nhs.uk/STU3/CodeSystem/ITK-ResponseCodes-1",
+        "https://fhir.hl7.org.uk/CodeSystem/UKCore-ITKResponseCode",
+    ] {
+        for code in ["20007", "20008"] {
+            t.insert(format!("{system}|{code}"), EventType::Other);
+        }
+    }
+    t
 }
 
 fn default_xml_max_bytes() -> usize {
@@ -121,6 +143,15 @@ mod tests {
         assert_eq!(cfg.timezone, chrono_tz::Europe::London);
         assert_eq!(cfg.encounter_class["IMP"], EncounterKind::Inpatient);
         assert_eq!(cfg.encounter_class["SS"], EncounterKind::DayCase);
+        assert_eq!(cfg.encounter_class["VR"], EncounterKind::Outpatient);
+        assert_eq!(
+            FhirConfig::lookup(
+                &cfg.document_type,
+                Some("http://snomed.info/sct"),
+                "823701000000103"
+            ),
+            Some(&DocumentKind::DischargeSummary)
+        );
         assert_eq!(
             FhirConfig::lookup(
                 &cfg.document_type,
@@ -136,6 +167,10 @@ mod tests {
         );
         assert_eq!(cfg.itk_event["ITK006D"], DocumentKind::ClinicLetter);
         assert_eq!(cfg.response_code["fatal-error"], EventType::DeliveryFailed);
+        // What an older mappings file without the table gets is what the
+        // checked-in file says.
+        assert_eq!(cfg.itk_response_code, default_itk_response_code());
+        assert_eq!(cfg.itk_response_code.len(), 4);
     }
 
     #[test]

@@ -110,6 +110,7 @@ fn itk3_response_ok_acknowledges_the_original_message() {
     let ack = e.ack.unwrap();
     assert_eq!(ack.of_message_id, "7d0e0000-0000-4000-8000-000000000003");
     assert_eq!(ack.code, "ok");
+    assert_eq!(ack.detail_code.as_deref(), Some("20013"));
     assert_eq!(ack.text.as_deref(), Some("Success"));
     assert!(e.document.is_none());
     assert_eq!(e.patient.nhs_number, None);
@@ -122,10 +123,38 @@ fn itk3_response_fatal_error_is_a_failed_delivery() {
     let ack = e.ack.unwrap();
     assert_eq!(ack.of_message_id, "7d0e0000-0000-4000-8000-000000000006");
     assert_eq!(ack.code, "fatal-error");
+    assert_eq!(ack.detail_code.as_deref(), Some("30002"));
+    assert_eq!(ack.text.as_deref(), Some("Patient not known here"));
+}
+
+/// A resend answered "Duplicate Message received" (ITK3 20007, sent as
+/// `fatal-error`) or "Duplicate Document received" (20008) is no failed
+/// delivery: the recipient holds the message, and its answer to the first
+/// copy stands. The same code from another system is not taken for it.
+#[test]
+fn itk3_duplicate_responses_are_not_failed_deliveries() {
+    let with = |system: &'static str, code: &'static str| {
+        edited("stu3/itk3-response-fatal-error-ITK008M.json", move |b| {
+            let detail = &mut entry_of(b, "OperationOutcome")["issue"][0]["details"]["coding"][0];
+            detail["system"] = system.into();
+            detail["code"] = code.into();
+        })
+    };
+    let stu3 = "https://fhir.nhs.uk/STU3/CodeSystem/ITK-ResponseCodes-1";
+    let uk_core = "https://fhir.hl7.org.uk/CodeSystem/UKCore-ITKResponseCode";
+    for (system, code) in [(stu3, "20007"), (stu3, "20008"), (uk_core, "20007")] {
+        let e = with(system, code);
+        assert_eq!(e.event_type, EventType::Other, "{system}|{code}");
+        let ack = e.ack.expect("the response is kept");
+        assert_eq!(ack.code, "fatal-error");
+        assert_eq!(ack.detail_code.as_deref(), Some(code));
+        assert!(e.warnings.is_empty(), "{:?}", e.warnings);
+    }
     assert_eq!(
-        ack.text.as_deref(),
-        Some("Patient not registered at this practice")
+        with("urn:other", "20007").event_type,
+        EventType::DeliveryFailed
     );
+    assert_eq!(with(stu3, "30003").event_type, EventType::DeliveryFailed);
 }
 
 #[test]

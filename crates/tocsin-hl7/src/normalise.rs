@@ -321,6 +321,7 @@ fn ack(ctx: &Ctx<'_, '_>) -> Result<Option<Ack>, Hl7Error> {
             .ok_or_else(|| missing("MSA-1"))?
             .trim()
             .to_ascii_uppercase(),
+        detail_code: None,
         text: msa.value(3).map(|v| v.into_owned()),
     }))
 }

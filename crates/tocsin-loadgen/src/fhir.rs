@@ -268,9 +268,14 @@ pub(crate) fn itk3_response(
     let (recv, send) = (ctx.uuid(e, res::RECEIVER), ctx.uuid(e, res::SENDER));
     let org_profile = "https://fhir.hl7.org.uk/STU3/StructureDefinition/CareConnect-Organization-1";
     let (code, issue_code, detail, display) = if accepted {
-        ("ok", "informational", "30001", "Success")
+        ("ok", "informational", "20013", "Success")
     } else {
-        ("fatal-error", "invalid", "20013", "Patient not registered")
+        (
+            "fatal-error",
+            "not-found",
+            "30002",
+            "Patient not known here",
+        )
     };
     let v = json!({
         "resourceType": "Bundle", "id": ctx.uuid(e, res::RESPONSE),
@@ -292,7 +297,7 @@ pub(crate) fn itk3_response(
             {"fullUrl": urn(&outcome), "resource": {
                 "resourceType": "OperationOutcome", "id": outcome,
                 "meta": {"profile": ["https://fhir.nhs.uk/STU3/StructureDefinition/ITK-Response-OperationOutcome-1"]},
-                "issue": [{"severity": if accepted { "information" } else { "error" }, "code": issue_code,
+                "issue": [{"severity": if accepted { "information" } else { "fatal" }, "code": issue_code,
                     "details": {"coding": [{"system": "https://fhir.nhs.uk/STU3/CodeSystem/ITK-ResponseCodes-1", "code": detail, "display": display}]}}]}}]});
     serde_json::to_vec(&v).unwrap_or_default()
 }

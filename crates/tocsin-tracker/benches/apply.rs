@@ -147,6 +147,7 @@ fn report_memory(n: u64) {
         e.ack = Some(Ack {
             of_message_id: "none".into(),
             code: "AA".into(),
+            detail_code: None,
             text: None,
         });
         black_box(keys_only.apply(&e));

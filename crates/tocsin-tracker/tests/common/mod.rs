@@ -119,6 +119,7 @@ pub fn ack(msg: &str, of: &str, failed: bool, at: DateTime<Utc>) -> InterfaceEve
     e.ack = Some(Ack {
         of_message_id: of.into(),
         code: if failed { "AE" } else { "AA" }.into(),
+        detail_code: None,
         text: None,
     });
     e
