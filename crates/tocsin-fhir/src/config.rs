@@ -31,6 +31,12 @@ pub struct FhirConfig {
     pub xml_max_depth: usize,
     /// Identifier system of the NHS number.
     pub nhs_number_system: String,
+    /// Older identifier systems that senders still use for the NHS number
+    /// (GP Connect 0.x's `http://fhir.nhs.net/Id/nhs-number`, the HL7 v3
+    /// OID), read as it: one left a local id never met the HL7 side's NHS
+    /// number. Absent from older mappings files: those two.
+    #[serde(default = "default_legacy_nhs_number_systems")]
+    pub legacy_nhs_number_systems: Vec<String>,
     /// Identifier systems whose values are ODS codes.
     pub ods_systems: Vec<String>,
     /// Endpoint prefixes after which an ITK address carries an ODS code.
@@ -75,6 +81,13 @@ fn default_itk_response_code() -> BTreeMap<String, EventType> {
     t
 }
 
+fn default_legacy_nhs_number_systems() -> Vec<String> {
+    vec![
+        "http://fhir.nhs.net/Id/nhs-number".to_owned(),
+        "urn:oid:2.16.840.1.113883.2.1.4.1".to_owned(),
+    ]
+}
+
 fn default_xml_max_bytes() -> usize {
     16 * 1024 * 1024
 }
@@ -109,6 +122,14 @@ impl FhirConfig {
             }
         }
         table.get(code)
+    }
+
+    /// Whether an identifier system holds NHS numbers: the current one or
+    /// a legacy one.
+    pub(crate) fn is_nhs_number_system(&self, system: Option<&str>) -> bool {
+        system.is_some_and(|s| {
+            s == self.nhs_number_system || self.legacy_nhs_number_systems.iter().any(|l| l == s)
+        })
     }
 
     /// Whether an identifier system holds ODS codes.
@@ -171,6 +192,10 @@ mod tests {
         // checked-in file says.
         assert_eq!(cfg.itk_response_code, default_itk_response_code());
         assert_eq!(cfg.itk_response_code.len(), 4);
+        assert_eq!(
+            cfg.legacy_nhs_number_systems,
+            default_legacy_nhs_number_systems()
+        );
     }
 
     #[test]

@@ -94,7 +94,7 @@ impl Env<'_> {
         let Some(value) = id.value.as_deref().filter(|v| !v.is_empty()) else {
             return;
         };
-        if id.system.as_deref() == Some(self.cfg.nhs_number_system.as_str()) {
+        if self.cfg.is_nhs_number_system(id.system.as_deref()) {
             match validate_nhs_number(value) {
                 // A second valid number that differs from the first: which
                 // patient this is is in doubt, and it was dropped without

@@ -783,6 +783,39 @@ fn invalid_nhs_number_is_null_with_the_raw_value_in_a_warning() {
     assert_eq!(e.occurred_at, chrono::DateTime::UNIX_EPOCH);
 }
 
+/// An NHS number under an older system still in use (GP Connect 0.x's,
+/// the HL7 v3 OID) is the NHS number, checked as one; under a system not
+/// listed it is a local id, as before.
+#[test]
+fn an_nhs_number_under_a_legacy_system_is_the_nhs_number() {
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&load("r4/patient-invalid-nhs-number.json")).unwrap();
+    let cfg = FhirConfig::default();
+    let read = |v: &serde_json::Value| normalise_json(v.to_string().as_bytes(), &cfg).unwrap();
+    for system in [
+        "http://fhir.nhs.net/Id/nhs-number",
+        "urn:oid:2.16.840.1.113883.2.1.4.1",
+    ] {
+        v["identifier"] = serde_json::json!([{"system": system, "value": "9434765919"}]);
+        let e = &read(&v)[0];
+        assert_eq!(
+            e.patient.nhs_number.as_deref(),
+            Some("9434765919"),
+            "{system}"
+        );
+        assert!(e.patient.local_ids.is_empty(), "{system}");
+        v["identifier"] = serde_json::json!([{"system": system, "value": "9434765918"}]);
+        let e = &read(&v)[0];
+        assert_eq!(e.patient.nhs_number, None, "{system}: checked");
+        assert_eq!(e.warnings[0].code, WarningCode::InvalidNhsNumber);
+    }
+    v["identifier"] =
+        serde_json::json!([{"system": "https://trust.example/Id/mrn", "value": "9434765919"}]);
+    let e = &read(&v)[0];
+    assert_eq!(e.patient.nhs_number, None);
+    assert_eq!(e.patient.local_ids.len(), 1);
+}
+
 /// Two different valid NHS numbers: the first is kept and the second is
 /// warned of (it was dropped without a word); the same number twice is no
 /// conflict.
