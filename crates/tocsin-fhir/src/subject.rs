@@ -331,7 +331,23 @@ impl Env<'_> {
             .or_else(|| r.reference.as_deref().and_then(server_ref))
             .or_else(|| r.reference.clone());
         let mut enc = match resolved {
-            Some(e) => self.encounter_of(e, scope, reference, warnings)?.0,
+            Some(e) => match self.encounter_of(e, scope, reference.clone(), warnings) {
+                Ok((enc, _)) => enc,
+                // An Encounter its model refuses for an element tocsin does
+                // not need (an identifier's `use` in the wrong case, a
+                // missing class) is read for its visit number, with a
+                // warning, as a Patient is: the document that names it
+                // left the trust, and refused for that it went missing.
+                Err(err) => {
+                    warnings.push(read_leniently(&err, e, "its identifiers"));
+                    let ids = lenient_identifiers(&e.value(self.cfg.timezone));
+                    Encounter {
+                        id: self.visit_number(&ids, &e.loc, warnings),
+                        reference,
+                        ..Encounter::default()
+                    }
+                }
+            },
             None => Encounter {
                 reference,
                 ..Encounter::default()

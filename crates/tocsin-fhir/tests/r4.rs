@@ -486,6 +486,32 @@ fn a_miscoded_patient_element_tocsin_does_not_read_does_not_lose_the_document() 
     );
 }
 
+/// An Encounter a document names that its model refuses (an identifier's
+/// `use` in the wrong case) is read for its visit number, with a warning:
+/// the summary was refused whole, and its discharge went overdue.
+#[test]
+fn a_miscoded_encounter_a_document_names_does_not_lose_the_document() {
+    let e = edited("r4/bundle-document-discharge-summary.json", |v| {
+        entry_of(v, "Encounter")["identifier"][0]["use"] = "Official".into();
+    });
+    assert_eq!(e.event_type, EventType::DocumentIssued);
+    assert_eq!(e.patient.nhs_number.as_deref(), Some("9434765919"));
+    let enc = e.encounter.as_ref().expect("the encounter named");
+    assert_eq!(enc.id.as_deref(), Some("V123456"));
+    let w: Vec<_> = e
+        .warnings
+        .iter()
+        .map(|w| (w.code, w.location.as_deref()))
+        .collect();
+    assert_eq!(w, [(WarningCode::Other, Some("Bundle.entry[2].resource"))]);
+    assert!(
+        e.warnings[0].message.contains("invalid Encounter"),
+        "{:?}",
+        e.warnings
+    );
+    assert!(!e.warnings[0].message.contains("Official"));
+}
+
 #[test]
 fn unresolved_bundle_references_give_what_resolved_and_warnings() {
     let e = one("r4/bundle-document-unresolved-references.json");
