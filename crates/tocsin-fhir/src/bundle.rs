@@ -284,21 +284,32 @@ impl Ctx<'_> {
             let code = c.code.as_deref()?;
             FhirConfig::lookup(&self.env.cfg.itk_event, c.system.as_deref(), code).copied()
         });
-        match kind {
-            Some(kind) => self.document_message(base, kind, &mh, sent_at, &scope, &mh_entry.loc),
-            None => {
-                let mut d = base;
-                if let Some(code) = &event_code {
-                    d.warnings.push(unmapped(
-                        "message event",
-                        code,
-                        &format_args!("{}.event", mh_entry.loc),
-                        "itk_event",
-                    ));
-                }
-                Ok(d)
-            }
+        if let Some(kind) = kind {
+            return self.document_message(base, Some(kind), &mh, sent_at, &scope, &mh_entry.loc);
         }
+        let warning = event_code.as_ref().map(|code| {
+            unmapped(
+                "message event",
+                code,
+                &format_args!("{}.event", mh_entry.loc),
+                "itk_event",
+            )
+        });
+        // An event not mapped may still carry a document whose own type
+        // is: a discharge summary sent under an event the table lacks was
+        // dropped as `other`. A payload that says nothing, or cannot be
+        // read, leaves the message `other`, as before.
+        let carried = self
+            .document_message(base.clone(), None, &mh, sent_at, &scope, &mh_entry.loc)
+            .ok()
+            .filter(|d| {
+                d.document
+                    .as_ref()
+                    .is_some_and(|doc| doc.kind != DocumentKind::Other)
+            });
+        let mut d = carried.unwrap_or(base);
+        d.warnings.extend(warning);
+        Ok(d)
     }
 
     fn response(
@@ -346,7 +357,7 @@ impl Ctx<'_> {
     fn document_message(
         &mut self,
         mut base: Draft,
-        kind: DocumentKind,
+        kind: Option<DocumentKind>,
         mh: &MessageHeaderView,
         sent_at: DateTime<Utc>,
         scope: &Scope<'_>,
@@ -435,14 +446,16 @@ impl Ctx<'_> {
         });
         let doc = d.document.get_or_insert_with(|| Document {
             id: d.message_id.clone().unwrap_or_default(),
-            kind,
+            kind: kind.unwrap_or(DocumentKind::Other),
             type_code: None,
             issued_at: sent_at,
             authored_at: None,
             recipient: None,
             replaces: None,
         });
-        // The message event is the sender's statement of what it sends.
+        // The message event is the sender's statement of what it sends;
+        // without one mapped, the document's own type says.
+        let kind = kind.unwrap_or(doc.kind);
         if doc.kind != kind {
             d.warnings.retain(|w| w.code != WarningCode::UnmappedCode);
             // A document typed as the other kind: the sender's

@@ -15,6 +15,7 @@ use crate::view::{Code, EncounterView, Ident, Meta};
 use crate::{FhirConfig, FhirError};
 
 /// An event before it is numbered.
+#[derive(Clone)]
 pub(crate) struct Draft {
     pub event_type: EventType,
     pub occurred_at: DateTime<Utc>,

@@ -118,7 +118,13 @@ impl Reader for R4 {
             meta: meta(&m.id, &m.meta),
             event: match &m.event {
                 MessageHeaderEvent::Coding(c) => Some(code(c)),
-                MessageHeaderEvent::Uri(_) => None,
+                // An R4 `eventUri` (a MessageDefinition's URL) is looked up
+                // in `[fhir.itk_event]` as a bare code, and warned of when
+                // unmapped like any event code: it was dropped unsaid.
+                MessageHeaderEvent::Uri(u) => Some(crate::view::Code {
+                    system: None,
+                    code: Some(u.clone()),
+                }),
             },
             timestamp: None,
             receivers: m

@@ -18,7 +18,7 @@ pub(crate) struct Env<'a> {
 }
 
 /// The patient, GP practice and warnings found through a subject reference.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct Subject {
     pub patient: Patient,
     pub gp_practice: Option<String>,

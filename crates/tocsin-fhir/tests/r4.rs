@@ -512,6 +512,81 @@ fn a_miscoded_encounter_a_document_names_does_not_lose_the_document() {
     assert!(!e.warnings[0].message.contains("Official"));
 }
 
+/// A message whose event is not in `[fhir.itk_event]` (here an R4
+/// `eventUri`, which was dropped without a word) still carries its
+/// document: a payload whose own type is mapped gives the document event,
+/// with the unmapped event warned of. One whose type is not stays `other`.
+#[test]
+fn a_message_with_an_unmapped_event_gives_the_document_it_carries() {
+    let message = |type_code: &str| {
+        serde_json::json!({
+          "resourceType": "Bundle", "type": "message",
+          "timestamp": "2024-01-15T15:00:00+00:00",
+          "entry": [
+            {"fullUrl": "urn:uuid:h", "resource": {"resourceType": "MessageHeader", "id": "mh-77",
+              "eventUri": "https://fhir.trust.example/MessageDefinition/discharge-summary",
+              "source": {"endpoint": "urn:nhs-uk:addressing:ods:RXX"},
+              "destination": [{"endpoint": "urn:nhs-uk:addressing:ods:B86001"}],
+              "focus": [{"reference": "urn:uuid:d"}]}},
+            {"fullUrl": "urn:uuid:d", "resource": {"resourceType": "Bundle", "type": "document",
+              "identifier": {"value": "doc-77"}, "timestamp": "2024-01-15T14:55:00+00:00",
+              "entry": [
+                {"fullUrl": "urn:uuid:c", "resource": {"resourceType": "Composition", "status": "final",
+                  "type": {"coding": [{"system": "http://snomed.info/sct", "code": type_code}]},
+                  "subject": {"reference": "urn:uuid:p"}, "date": "2024-01-15T14:30:00+00:00",
+                  "author": [{"identifier": {"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "RXX"}}],
+                  "title": "Discharge summary"}},
+                {"fullUrl": "urn:uuid:p", "resource": {"resourceType": "Patient",
+                  "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9434765919"}]}}
+              ]}}
+          ]
+        })
+    };
+    let cfg = FhirConfig::default();
+    let read = |v: serde_json::Value| {
+        let mut e = normalise_json(v.to_string().as_bytes(), &cfg).unwrap();
+        assert_eq!(e.len(), 1);
+        e.remove(0)
+    };
+    let e = read(message("373942005"));
+    assert_eq!(e.event_type, EventType::DocumentIssued);
+    let d = e.document.as_ref().expect("the document carried");
+    assert_eq!(d.kind, DocumentKind::DischargeSummary);
+    assert_eq!(d.id, "doc-77");
+    assert_eq!(d.recipient.as_deref(), Some("B86001"));
+    assert_eq!(e.patient.nhs_number.as_deref(), Some("9434765919"));
+    let w: Vec<_> = e
+        .warnings
+        .iter()
+        .map(|w| (w.code, w.location.as_deref()))
+        .collect();
+    assert_eq!(
+        w,
+        [(
+            WarningCode::UnmappedCode,
+            Some("Bundle.entry[0].resource.event")
+        )],
+        "{:?}",
+        e.warnings
+    );
+
+    let e = read(message("1234567"));
+    assert_eq!(
+        e.event_type,
+        EventType::Other,
+        "nothing it carries is known"
+    );
+    assert!(
+        e.warnings
+            .iter()
+            .any(|w| w.code == WarningCode::UnmappedCode
+                && w.raw.as_deref()
+                    == Some("https://fhir.trust.example/MessageDefinition/discharge-summary")),
+        "{:?}",
+        e.warnings
+    );
+}
+
 #[test]
 fn unresolved_bundle_references_give_what_resolved_and_warnings() {
     let e = one("r4/bundle-document-unresolved-references.json");
