@@ -284,8 +284,10 @@ impl Ctx<'_> {
             let code = c.code.as_deref()?;
             FhirConfig::lookup(&self.env.cfg.itk_event, c.system.as_deref(), code).copied()
         });
+        let for_information = for_information(mh_entry);
         if let Some(kind) = kind {
-            return self.document_message(base, Some(kind), &mh, sent_at, &scope, &mh_entry.loc);
+            let d = self.document_message(base, Some(kind), &mh, sent_at, &scope, &mh_entry.loc)?;
+            return Ok(copy_for_information(d, for_information));
         }
         let warning = event_code.as_ref().map(|code| {
             unmapped(
@@ -307,7 +309,10 @@ impl Ctx<'_> {
                     .as_ref()
                     .is_some_and(|doc| doc.kind != DocumentKind::Other)
             });
-        let mut d = carried.unwrap_or(base);
+        let mut d = match carried {
+            Some(d) => copy_for_information(d, for_information),
+            None => base,
+        };
         d.warnings.extend(warning);
         Ok(d)
     }
@@ -526,6 +531,64 @@ fn message_skeleton() -> Draft {
         ack: None,
         warnings: Vec::new(),
     }
+}
+
+/// Whether an ITK3 message says its recipient gets it for information
+/// only: the MessageHeader's handling extension
+/// (`Extension-ITK-MessageHandling-2`) with `RecipientType` `FI` (ITK3
+/// Messaging Distribution, Handling Specification; `FA` is for action).
+fn for_information(mh: &Entry) -> bool {
+    // Read as JSON: its model is not given extensions.
+    let Some(extensions) = mh
+        .obj
+        .raw("extension")
+        .and_then(|r| serde_json::from_str::<serde_json::Value>(r.get()).ok())
+    else {
+        return false;
+    };
+    fn list(v: &serde_json::Value) -> &[serde_json::Value] {
+        v.get("extension")
+            .and_then(|e| e.as_array())
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+    fn url(v: &serde_json::Value) -> &str {
+        v.get("url").and_then(|u| u.as_str()).unwrap_or("")
+    }
+    extensions
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter(|e| url(e).contains("Extension-ITK-MessageHandling"))
+        .flat_map(list)
+        .filter(|e| url(e) == "RecipientType")
+        .any(|e| {
+            e.pointer("/valueCoding/code")
+                .and_then(|c| c.as_str())
+                .is_some_and(|c| c.trim().eq_ignore_ascii_case("FI"))
+        })
+}
+
+/// A document message's copy sent for information (ITK3 `FI`) to someone
+/// other than the patient's GP practice (a care home, a community team):
+/// the document left the trust, but not to the GP, so it settles nothing
+/// (`other`, the document kept for audit). Read first, it settled the
+/// GP's expectation, and the GP's own copy (`FA`), taken for a repeat,
+/// never had its acknowledgement or refusal applied.
+fn copy_for_information(mut d: Draft, for_information: bool) -> Draft {
+    let to_gp = d
+        .document
+        .as_ref()
+        .is_some_and(|doc| doc.recipient.is_some() && doc.recipient == d.subject.gp_practice);
+    let transmission = matches!(
+        d.event_type,
+        EventType::DocumentIssued | EventType::DocumentReplaced
+    );
+    if for_information && !to_gp && transmission {
+        d.event_type = EventType::Other;
+    }
+    d
 }
 
 /// The coding detailing an OperationOutcome (an ITK3 response code): the

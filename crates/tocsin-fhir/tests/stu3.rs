@@ -35,6 +35,36 @@ fn itk3_edischarge_message() {
     assert!(e.warnings.is_empty(), "{:?}", e.warnings);
 }
 
+/// An ITK3 copy sent for information (`RecipientType` `FI`) to someone
+/// other than the patient's GP practice settles nothing (`other`, the
+/// document kept): read first, it settled the GP's expectation and the
+/// GP's own copy was taken for a repeat. A copy for action, or for
+/// information to the GP practice itself, is the transmission as before.
+#[test]
+fn an_itk3_copy_for_information_to_another_recipient_is_no_transmission_to_the_gp() {
+    let copy = |recipient_type: &'static str, to: &'static str| {
+        edited("stu3/itk3-edischarge-ITK003D.json", move |b| {
+            b["entry"][0]["resource"]["extension"][0]["extension"][2]["valueCoding"]["code"] =
+                recipient_type.into();
+            b["entry"][1]["resource"]["identifier"][0]["value"] = to.into();
+        })
+    };
+    let e = copy("FI", "VM1AB");
+    assert_eq!(e.event_type, EventType::Other);
+    let d = e.document.as_ref().expect("the document is kept");
+    assert_eq!(d.recipient.as_deref(), Some("VM1AB"));
+    assert_eq!(d.kind, DocumentKind::DischargeSummary);
+    assert!(e.warnings.is_empty(), "{:?}", e.warnings);
+    for (recipient_type, to) in [("FI", "B86001"), ("FA", "VM1AB"), ("FA", "B86001")] {
+        let e = copy(recipient_type, to);
+        assert_eq!(
+            e.event_type,
+            EventType::DocumentIssued,
+            "{recipient_type} to {to}"
+        );
+    }
+}
+
 #[test]
 fn itk3_outpatient_letter_message() {
     let e = one("stu3/itk3-outpatient-letter-ITK006D.json");
