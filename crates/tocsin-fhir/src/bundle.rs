@@ -374,26 +374,28 @@ impl Ctx<'_> {
             .iter()
             .filter_map(|f| f.reference.as_deref())
             .find_map(|r| scope.resolve(r));
+        let mut empty_collection = false;
         let payload = match focus {
             Some(e) if e.rtype == "Bundle" => match e.bundle.as_deref() {
                 Some(nested) if nested.view.bundle_type == "document" => {
                     Some(self.document(nested, scope, Some(sent_at))?)
                 }
-                // A collection payload (ITK3's `...C` events, e.g. ITK007C):
-                // its DocumentReference is the document, its references
-                // resolved among the collection's entries.
+                // A collection payload (ITK3's `...C` events, e.g. GP
+                // Connect Send Document's ITK007C): its Composition is the
+                // document (any DocumentReferences beside it are its
+                // attachments), else its DocumentReference; references
+                // resolve among the collection's entries.
                 Some(nested) if nested.view.bundle_type == "collection" => {
                     let collection = Scope::bundle(nested, scope);
-                    match nested
-                        .entries
-                        .iter()
-                        .find(|x| x.rtype == "DocumentReference")
-                    {
-                        Some(dr) => {
-                            let inner = Scope::contained(dr, &collection);
-                            Some(self.document_reference(dr, &inner, Some(sent_at))?)
-                        }
-                        None => None,
+                    let of = |t: &str| nested.entries.iter().find(|x| x.rtype == t);
+                    if let Some(c) = of("Composition") {
+                        Some(self.composition(c, &collection, None, Some(sent_at))?)
+                    } else if let Some(dr) = of("DocumentReference") {
+                        let inner = Scope::contained(dr, &collection);
+                        Some(self.document_reference(dr, &inner, Some(sent_at))?)
+                    } else {
+                        empty_collection = true;
+                        None
                     }
                 }
                 _ => None,
@@ -426,6 +428,14 @@ impl Ctx<'_> {
                 d.event_type = EventType::DocumentIssued;
                 let r = mh.focus.first().and_then(|f| f.reference.clone());
                 d.warnings.push(match r {
+                    Some(_) if empty_collection => Warning {
+                        code: WarningCode::Other,
+                        message: "the message's payload collection holds no Composition or \
+                                  DocumentReference"
+                            .into(),
+                        raw: None,
+                        location: Some(format!("{at}.focus")),
+                    },
                     Some(r) => unresolved(&r, &format_args!("{at}.focus")),
                     None => Warning {
                         code: WarningCode::UnresolvedReference,

@@ -129,6 +129,64 @@ fn itk3_collection_payload_gives_its_document_reference() {
     assert!(e.warnings.is_empty(), "{:?}", e.warnings);
 }
 
+/// GP Connect Send Document's payload collection carries a Composition,
+/// its attachments as DocumentReferences beside it: the Composition is the
+/// document (an attachment was taken for it: its id, no patient). A
+/// collection holding neither says so, not "does not resolve".
+#[test]
+fn itk3_collection_payload_with_a_composition_gives_the_composition() {
+    let with = |entries: serde_json::Value| {
+        edited("stu3/itk3-outpatient-letter-ITK006D.json", move |v| {
+            let focus = v["entry"][0]["resource"]["focus"][0]["reference"].clone();
+            let collection = v["entry"]
+                .as_array_mut()
+                .unwrap()
+                .iter_mut()
+                .find(|x| x["fullUrl"] == focus)
+                .unwrap();
+            collection["resource"] = serde_json::json!({
+                "resourceType": "Bundle", "id": "coll-2", "type": "collection",
+                "entry": entries
+            });
+        })
+    };
+    let patient = serde_json::json!({"fullUrl": "urn:uuid:c0000000-0000-4000-8000-000000000002",
+        "resource": {"resourceType": "Patient", "id": "p-1",
+            "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9434765919"}]}});
+    let attachment = serde_json::json!({"fullUrl": "urn:uuid:c0000000-0000-4000-8000-000000000003",
+        "resource": {"resourceType": "DocumentReference", "id": "att-1",
+            "masterIdentifier": {"value": "PHOTO-1"}, "status": "current",
+            "type": {"coding": [{"system": "https://trust.example/CodeSystem/attachment", "code": "photo"}]},
+            "indexed": "2024-07-01T16:00:00+00:00",
+            "content": [{"attachment": {"contentType": "image/jpeg", "url": "Binary/b2"}}]}});
+    let composition = serde_json::json!({"fullUrl": "urn:uuid:c0000000-0000-4000-8000-000000000001",
+        "resource": {"resourceType": "Composition", "id": "comp-1",
+            "identifier": {"value": "OC-REPORT-1"}, "status": "final",
+            "type": {"coding": [{"system": "http://snomed.info/sct", "code": "371531000"}]},
+            "subject": {"reference": "urn:uuid:c0000000-0000-4000-8000-000000000002"},
+            "date": "2024-07-01T16:00:00+00:00",
+            "author": [{"reference": "urn:uuid:c0000000-0000-4000-8000-000000000002"}],
+            "title": "Clinic letter",
+            "section": [{"entry": [{"reference": "urn:uuid:c0000000-0000-4000-8000-000000000003"}]}]}});
+    let e = with(serde_json::json!([attachment, composition, patient]));
+    assert_eq!(e.event_type, EventType::DocumentIssued);
+    assert_eq!(e.patient.nhs_number.as_deref(), Some("9434765919"));
+    let d = e.document.as_ref().unwrap();
+    assert_eq!(d.id, "OC-REPORT-1");
+    assert_eq!(d.kind, DocumentKind::ClinicLetter);
+    assert!(e.warnings.is_empty(), "{:?}", e.warnings);
+
+    let e = with(serde_json::json!([patient]));
+    assert_eq!(e.warnings.len(), 1, "{:?}", e.warnings);
+    assert!(
+        e.warnings[0]
+            .message
+            .contains("holds no Composition or DocumentReference"),
+        "{:?}",
+        e.warnings
+    );
+}
+
 #[test]
 fn itk3_response_ok_acknowledges_the_original_message() {
     let e = one("stu3/itk3-response-ok-ITK008M.json");
