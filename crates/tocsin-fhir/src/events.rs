@@ -194,13 +194,31 @@ impl Ctx<'_> {
                 });
                 t
             }
-            (None, None, None) => {
-                return Err(FhirError::MissingTimestamp {
-                    resource_type: "DocumentReference".into(),
-                    location: e.loc.to_string(),
-                    what: "date (STU3: indexed) and meta.lastUpdated are absent".into(),
-                });
-            }
+            (None, None, None) => match v.attachment_created {
+                // Refused, a document that had left the trust went missing
+                // and its deadline passed: when it was created is the best
+                // time left, and no later than it was sent.
+                Some(t) => {
+                    warnings.push(Warning {
+                        code: WarningCode::BadTimestamp,
+                        message: "DocumentReference has no date and no meta.lastUpdated; \
+                                  issued_at is its attachment's creation"
+                            .into(),
+                        raw: None,
+                        location: Some(format!("{}.date", e.loc)),
+                    });
+                    t
+                }
+                None => {
+                    return Err(FhirError::MissingTimestamp {
+                        resource_type: "DocumentReference".into(),
+                        location: e.loc.to_string(),
+                        what: "date (STU3: indexed), meta.lastUpdated and \
+                               content.attachment.creation are absent"
+                            .into(),
+                    });
+                }
+            },
         };
         let subject = self.env.subject(
             v.subject.as_ref(),
@@ -236,7 +254,7 @@ impl Ctx<'_> {
                 kind,
                 type_code,
                 issued_at,
-                authored_at: v.created,
+                authored_at: v.created.or(v.attachment_created),
                 recipient: None,
                 replaces,
             }),

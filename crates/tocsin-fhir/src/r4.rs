@@ -72,6 +72,12 @@ impl Reader for R4 {
             types: d.r#type.as_ref().map(codes).unwrap_or_default(),
             date: d.date.as_ref().and_then(instant_utc),
             created: None,
+            attachment_created: d
+                .content
+                .iter()
+                .flatten()
+                .find_map(|c| c.attachment.creation.as_ref())
+                .and_then(|c| datetime_utc(c, self.tz)),
             subject: d.subject.as_ref().map(reference),
             encounters: d
                 .context

@@ -67,6 +67,12 @@ impl Reader for Stu3 {
             types: codes(&d.r#type),
             date: instant_utc(&d.indexed),
             created: d.created.as_ref().and_then(|c| datetime_utc(c, self.tz)),
+            attachment_created: d
+                .content
+                .iter()
+                .flatten()
+                .find_map(|c| c.attachment.creation.as_ref())
+                .and_then(|c| datetime_utc(c, self.tz)),
             subject: d.subject.as_ref().map(reference),
             encounters: d
                 .context

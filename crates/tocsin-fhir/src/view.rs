@@ -65,6 +65,9 @@ pub(crate) struct DocRefView {
     pub date: Option<DateTime<Utc>>,
     /// STU3 `created`.
     pub created: Option<DateTime<Utc>>,
+    /// The first `content.attachment.creation`: when the attached document
+    /// was created, the only time some DocumentReferences carry.
+    pub attachment_created: Option<DateTime<Utc>>,
     pub subject: Option<Ref>,
     pub encounters: Vec<Ref>,
     pub relates_to: Vec<(String, Ref)>,

@@ -587,6 +587,37 @@ fn a_message_with_an_unmapped_event_gives_the_document_it_carries() {
     );
 }
 
+/// A DocumentReference without `date` or `meta.lastUpdated` whose
+/// attachment says when it was created is issued then, with a warning (it
+/// was refused, and the letter that had left went missing); with no time
+/// at all it is still refused, with a typed error.
+#[test]
+fn a_document_reference_with_only_its_attachment_s_creation_is_issued_then() {
+    let e = edited("r4/documentreference-current-clinic-letter.json", |v| {
+        v.as_object_mut().unwrap().remove("date");
+        v["content"][0]["attachment"]["creation"] = "2024-01-15T14:20:00+00:00".into();
+    });
+    assert_eq!(e.event_type, EventType::DocumentIssued);
+    let d = e.document.as_ref().unwrap();
+    assert_eq!(d.issued_at, t("2024-01-15T14:20:00Z"));
+    assert_eq!(d.authored_at, Some(t("2024-01-15T14:20:00Z")));
+    let w: Vec<_> = e
+        .warnings
+        .iter()
+        .map(|w| (w.code, w.location.as_deref()))
+        .collect();
+    assert_eq!(
+        w,
+        [(WarningCode::BadTimestamp, Some("DocumentReference.date"))]
+    );
+
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&load("r4/documentreference-current-clinic-letter.json")).unwrap();
+    v.as_object_mut().unwrap().remove("date");
+    let err = normalise_json(v.to_string().as_bytes(), &FhirConfig::default()).unwrap_err();
+    assert_eq!(err.reason_code(), "missing_timestamp");
+}
+
 #[test]
 fn unresolved_bundle_references_give_what_resolved_and_warnings() {
     let e = one("r4/bundle-document-unresolved-references.json");
