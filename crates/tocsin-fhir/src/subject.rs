@@ -353,8 +353,24 @@ impl Env<'_> {
                 ..Encounter::default()
             },
         };
-        if enc.id.is_none() {
-            enc.id = r.identifier.as_ref().and_then(|i| i.value.clone());
+        if enc.id.is_none()
+            && let Some(i) = r.identifier.as_ref().filter(|i| i.value.is_some())
+        {
+            // Named by an identifier alone: taken as the visit number, but
+            // one of another system than the trust listed (an EPR's
+            // encounter id) never matches PV1-19, and nothing said why.
+            let systems = &self.cfg.encounter_identifier_systems;
+            if !systems.is_empty() && !systems.iter().any(|s| Some(s) == i.system.as_ref()) {
+                warnings.push(Warning {
+                    code: WarningCode::Other,
+                    message: "the encounter is named by an identifier of a system not in [fhir] \
+                              encounter_identifier_systems: it is taken as the visit number"
+                        .into(),
+                    raw: i.system.clone(),
+                    location: Some(format!("{at}.identifier")),
+                });
+            }
+            enc.id = i.value.clone();
         }
         if resolved.is_none()
             && enc.id.is_none()

@@ -261,6 +261,47 @@ fn the_visit_number_is_the_identifier_of_the_configured_system() {
     );
 }
 
+/// A document naming its encounter by an identifier alone takes it as the
+/// visit number; one of a system other than those the trust listed (an
+/// EPR's encounter id, which never matches PV1-19) is warned of.
+#[test]
+fn an_encounter_named_by_an_identifier_of_an_unlisted_system_is_warned_of() {
+    let cfg = FhirConfig {
+        encounter_identifier_systems: vec!["https://fhir.rxx.nhs.uk/Id/visit-number".into()],
+        ..FhirConfig::default()
+    };
+    let read = |system: &str| {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&load("r4/documentreference-current-clinic-letter.json"))
+                .unwrap();
+        v["context"]["encounter"][0]["identifier"]["system"] = system.into();
+        normalise_json(v.to_string().as_bytes(), &cfg)
+            .unwrap()
+            .remove(0)
+    };
+    let listed = read("https://fhir.rxx.nhs.uk/Id/visit-number");
+    assert_eq!(listed.encounter.unwrap().id.as_deref(), Some("V200001"));
+    assert!(listed.warnings.is_empty(), "{:?}", listed.warnings);
+    let other = read("https://fhir.rxx.nhs.uk/Id/epr-encounter");
+    assert_eq!(other.encounter.unwrap().id.as_deref(), Some("V200001"));
+    assert_eq!(other.warnings.len(), 1, "{:?}", other.warnings);
+    assert_eq!(
+        other.warnings[0].location.as_deref(),
+        Some("DocumentReference.context.encounter.identifier")
+    );
+    assert_eq!(
+        other.warnings[0].raw.as_deref(),
+        Some("https://fhir.rxx.nhs.uk/Id/epr-encounter")
+    );
+    // With no systems listed, the default, any identifier is taken
+    // silently, as before.
+    assert!(
+        one("r4/documentreference-current-clinic-letter.json")
+            .warnings
+            .is_empty()
+    );
+}
+
 /// `hospitalization.dischargeDisposition` is the encounter's discharge
 /// disposition (a policy may exclude an attendance that ended in
 /// admission by it).
