@@ -112,7 +112,8 @@ impl Ctx<'_> {
                 ));
                 EventType::Other
             });
-        let occurred_at = encounter_time(e, &v, event_type, &mut warnings)?;
+        let attendance = enc.kind == Some(tocsin_event::EncounterKind::Outpatient);
+        let occurred_at = encounter_time(e, &v, event_type, attendance, &mut warnings)?;
         let subject = self.env.subject(
             v.subject.as_ref(),
             scope,
@@ -265,7 +266,8 @@ impl Ctx<'_> {
 }
 
 /// When an Encounter's event happened: the period bound its status calls
-/// for, else meta.lastUpdated or the other bound (with a warning).
+/// for, else meta.lastUpdated or the other bound (with a warning); for an
+/// outpatient attendance ended without an end, its start first.
 ///
 /// A planned encounter has not happened: its period is the plan, often
 /// weeks ahead, and as occurred_at it would move the tracker's clock past
@@ -276,6 +278,7 @@ fn encounter_time(
     e: &Entry,
     v: &EncounterView,
     event_type: EventType,
+    attendance: bool,
     warnings: &mut Vec<Warning>,
 ) -> Result<DateTime<Utc>, FhirError> {
     if v.status == "planned" {
@@ -299,7 +302,17 @@ fn encounter_time(
     match preferred {
         Some(t) => Ok(t),
         None => {
-            let fallback = v.meta.last_updated.or(v.end).or(v.start);
+            // An outpatient attendance that ended without an end took place
+            // at its start, a few hours from its end at most, while its
+            // last edit (the outcome coded days later) would push the
+            // clinic letter's deadline out and a late letter in time. Any
+            // other encounter started at admission, days before it ended:
+            // its last edit is nearer.
+            let fallback = if attendance && event_type == EventType::EncounterEnded {
+                v.start.or(v.meta.last_updated)
+            } else {
+                v.meta.last_updated.or(v.end).or(v.start)
+            };
             if matches!(
                 event_type,
                 EventType::EncounterEnded | EventType::EncounterStarted
@@ -308,7 +321,8 @@ fn encounter_time(
                 warnings.push(Warning {
                     code: WarningCode::BadTimestamp,
                     message: "the period bound for this status is missing (or before 1800); \
-                              occurred_at taken from meta.lastUpdated or the other bound"
+                              occurred_at taken from meta.lastUpdated or the other bound (an \
+                              outpatient attendance's start first)"
                         .into(),
                     raw: None,
                     location: Some(format!("{}.period", e.loc)),

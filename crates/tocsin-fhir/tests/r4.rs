@@ -302,6 +302,28 @@ fn an_encounter_named_by_an_identifier_of_an_unlisted_system_is_warned_of() {
     );
 }
 
+/// A finished outpatient attendance sent without an end took place at its
+/// start: that is its end, not its last edit (an outcome coded days later
+/// pushed the letter's deadline out). An inpatient stay without an end
+/// still takes its last edit, nearer than its admission.
+#[test]
+fn a_finished_attendance_without_an_end_ends_at_its_start() {
+    let without_end = |class: &'static str| {
+        edited("r4/encounter-finished-inpatient.json", move |v| {
+            v["class"]["code"] = class.into();
+            v["period"].as_object_mut().unwrap().remove("end");
+            v["meta"]["lastUpdated"] = "2024-01-20T09:00:00+00:00".into();
+        })
+    };
+    let attendance = without_end("AMB");
+    let start = attendance.encounter.as_ref().unwrap().started_at.unwrap();
+    assert_eq!(attendance.occurred_at, start);
+    assert_eq!(attendance.warnings.len(), 1, "{:?}", attendance.warnings);
+    assert_eq!(attendance.warnings[0].code, WarningCode::BadTimestamp);
+    let stay = without_end("IMP");
+    assert_eq!(stay.occurred_at, t("2024-01-20T09:00:00Z"));
+}
+
 /// `hospitalization.dischargeDisposition` is the encounter's discharge
 /// disposition (a policy may exclude an attendance that ended in
 /// admission by it).
