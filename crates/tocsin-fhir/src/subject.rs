@@ -82,6 +82,9 @@ impl Env<'_> {
         for (i, id) in p.identifiers.iter().enumerate() {
             self.add_identifier(&mut s, id, &format_args!("{}.identifier[{i}]", e.loc));
         }
+        if s.patient.nhs_number.is_some() {
+            self.unverified_nhs_number(e, &mut s.warnings);
+        }
         let inner = Scope::contained(e, scope);
         s.gp_practice = p
             .general_practitioners
@@ -133,6 +136,54 @@ impl Env<'_> {
                 system,
                 value: value.to_owned(),
             });
+        }
+    }
+
+    /// Warns of an NHS number whose verification status (UK Core's and
+    /// CareConnect's `NHSNumberVerificationStatus` extension on the
+    /// identifier) is not `01` "number present and verified": `02` present
+    /// but not traced, `03`-`08` trace required, failed, in progress...
+    /// Transfer of Care asks for traced numbers only; an untraced one is
+    /// used, but it may be another patient's, and correlation by it with
+    /// the HL7 side may be wrong. Read as JSON: the model drops it.
+    fn unverified_nhs_number(&self, e: &Entry, warnings: &mut Vec<Warning>) {
+        let Some(ids) = e
+            .obj
+            .raw("identifier")
+            .and_then(|r| serde_json::from_str::<serde_json::Value>(r.get()).ok())
+        else {
+            return;
+        };
+        let ids = ids.as_array().map(Vec::as_slice).unwrap_or_default();
+        for (i, id) in ids.iter().enumerate() {
+            if !self
+                .cfg
+                .is_nhs_number_system(json_text(id, "system").as_deref())
+            {
+                continue;
+            }
+            let status = json_list(id, "extension")
+                .iter()
+                .filter(|x| {
+                    json_text(x, "url").is_some_and(|u| u.contains("NHSNumberVerificationStatus"))
+                })
+                .find_map(|x| {
+                    x.pointer("/valueCodeableConcept/coding/0/code")
+                        .and_then(|c| c.as_str())
+                        .map(str::to_owned)
+                });
+            if let Some(code) = status.filter(|c| c.trim() != "01") {
+                warnings.push(Warning {
+                    code: WarningCode::Other,
+                    message: format!(
+                        "the NHS number's verification status is {code}, not 01 (present and \
+                         verified): it is used, but may not be this patient's"
+                    ),
+                    raw: Some(code),
+                    location: Some(format!("{}.identifier[{i}].extension", e.loc)),
+                });
+                return;
+            }
         }
     }
 

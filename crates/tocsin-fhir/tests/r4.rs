@@ -324,6 +324,37 @@ fn a_finished_attendance_without_an_end_ends_at_its_start() {
     assert_eq!(stay.occurred_at, t("2024-01-20T09:00:00Z"));
 }
 
+/// An NHS number whose verification status is not 01 "present and
+/// verified" (02: present but not traced) is used, with a warning: it may
+/// be another patient's. Verified (the fixture's 01), nothing is said.
+#[test]
+fn an_untraced_nhs_number_is_used_with_a_warning() {
+    let e = edited("r4/bundle-document-discharge-summary.json", |v| {
+        entry_of(v, "Patient")["identifier"][0]["extension"][0]["valueCodeableConcept"]["coding"]
+            [0]["code"] = "02".into();
+    });
+    assert_eq!(e.patient.nhs_number.as_deref(), Some("9434765919"));
+    let w: Vec<_> = e
+        .warnings
+        .iter()
+        .map(|w| (w.code, w.raw.as_deref(), w.location.as_deref()))
+        .collect();
+    assert_eq!(
+        w,
+        [(
+            WarningCode::Other,
+            Some("02"),
+            Some("Bundle.entry[1].resource.identifier[0].extension")
+        )]
+    );
+    assert!(!e.warnings[0].message.contains("9434765919"));
+    assert!(
+        one("r4/bundle-document-discharge-summary.json")
+            .warnings
+            .is_empty()
+    );
+}
+
 /// `hospitalization.dischargeDisposition` is the encounter's discharge
 /// disposition (a policy may exclude an attendance that ended in
 /// admission by it).
