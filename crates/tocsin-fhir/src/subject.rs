@@ -147,9 +147,12 @@ impl Env<'_> {
     /// used, but it may be another patient's, and correlation by it with
     /// the HL7 side may be wrong. Read as JSON: the model drops it.
     fn unverified_nhs_number(&self, e: &Entry, warnings: &mut Vec<Warning>) {
+        // Parsed only when the text names the extension (most feeds send
+        // none): this runs for every Patient.
         let Some(ids) = e
             .obj
             .raw("identifier")
+            .filter(|r| r.get().contains("NHSNumberVerificationStatus"))
             .and_then(|r| serde_json::from_str::<serde_json::Value>(r.get()).ok())
         else {
             return;

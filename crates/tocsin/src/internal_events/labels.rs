@@ -67,6 +67,43 @@ impl MetricLabels {
         }
     }
 
+    /// Every combination of site and specialty label values the
+    /// configuration allows (each list, then `other` and `unknown`), one
+    /// empty combination without those labels; none when there are more
+    /// than `max`.
+    pub fn document_label_tails(&self, max: usize) -> Vec<Vec<&str>> {
+        fn values(list: &[String]) -> Vec<&str> {
+            list.iter()
+                .map(String::as_str)
+                .chain(["other", "unknown"])
+                .collect()
+        }
+        let mut tails: Vec<Vec<&str>> = vec![Vec::new()];
+        for (on, list) in [
+            (self.site_label, &self.sites),
+            (self.specialty_label, &self.specialties),
+        ] {
+            if !on {
+                continue;
+            }
+            let vs = values(list);
+            if tails.len().saturating_mul(vs.len()) > max {
+                return Vec::new();
+            }
+            tails = tails
+                .iter()
+                .flat_map(|t| {
+                    vs.iter().map(move |v| {
+                        let mut t = t.clone();
+                        t.push(*v);
+                        t
+                    })
+                })
+                .collect();
+        }
+        tails
+    }
+
     /// Checks the lists hold usable label values.
     pub fn validate(&self) -> Result<(), String> {
         // A list without its label was silently ignored: the operator

@@ -263,18 +263,25 @@ impl Metrics {
             &labels.document_label_names(&["document_kind"]),
         )?;
         registry.register(Box::new(document_delay_seconds.clone()))?;
+        // The site and specialty values, when few enough to start at zero
+        // (a rule's increase() misses a series' first document otherwise);
+        // sites by specialties can be thousands, which start with their
+        // first document instead.
+        let tails = labels.document_label_tails(MAX_ZERO_TAILS);
         for d in labels::document_kinds() {
             for e in labels::encounter_kinds() {
                 expectations_open.with_label_values(&[d.as_str(), e.as_str()]);
                 expectations_overdue.with_label_values(&[d.as_str(), e.as_str()]);
             }
-            // With site or specialty labels the combinations are many; their
-            // series start with the first document instead.
-            if !labels.site_label && !labels.specialty_label {
+            for tail in &tails {
                 for o in labels::OUTCOMES {
-                    documents.with_label_values(&[d.as_str(), o]);
+                    let mut values = vec![d.as_str(), o];
+                    values.extend(tail.iter().copied());
+                    documents.with_label_values(&values);
                 }
-                document_delay_seconds.with_label_values(&[d.as_str()]);
+                let mut values = vec![d.as_str()];
+                values.extend(tail.iter().copied());
+                document_delay_seconds.with_label_values(&values);
             }
         }
         for k in labels::alert_kinds() {
@@ -334,6 +341,10 @@ impl Metrics {
     }
 }
 
+/// Most site and specialty combinations whose per-document series start
+/// at zero: each is a counter per outcome and a histogram per document kind.
+const MAX_ZERO_TAILS: usize = 64;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,6 +400,27 @@ mod tests {
         m.documents
             .with_label_values(&["discharge_summary", "on_time", "RXX01"])
             .inc();
-        assert!(render(&m).contains("outcome=\"on_time\",site=\"RXX01\"} 1"));
+        let text = render(&m);
+        assert!(text.contains("outcome=\"on_time\",site=\"RXX01\"} 1"));
+        // The listed site, `other` and `unknown` start at zero, so that a
+        // rule's increase() sees a series' first document.
+        for site in ["RXX01", "other", "unknown"] {
+            let series =
+                format!("document_kind=\"clinic_letter\",outcome=\"late\",site=\"{site}\"}} 0");
+            assert!(text.contains(&series), "missing {series} in\n{text}");
+        }
+        assert!(text.contains("document_kind=\"clinic_letter\",site=\"other\",le=\"3600\"} 0"));
+    }
+
+    #[test]
+    fn too_many_site_and_specialty_combinations_start_with_their_first_document() {
+        let m = Metrics::with_labels(MetricLabels {
+            site_label: true,
+            sites: (0..10).map(|i| format!("S{i}")).collect(),
+            specialty_label: true,
+            specialties: (0..10).map(|i| format!("{i}00")).collect(),
+        })
+        .unwrap();
+        assert!(!render(&m).contains("tocsin_documents_total{"));
     }
 }
