@@ -54,12 +54,13 @@ pub enum Command {
 /// Arguments of `tocsin replay`.
 #[derive(Debug, clap::Args)]
 pub struct ReplayArgs {
-    /// Judge as at this time (RFC 3339): advance the clock to it after the
-    /// last input, so that every deadline before it fires. An input
-    /// stamped later had not happened by then: it is not applied (counted
-    /// as the notice `after_until`).
-    #[arg(long, value_parser = parse_rfc3339)]
-    pub until: chrono::DateTime<chrono::Utc>,
+    /// Judge as at this time (RFC 3339, or a date such as 2024-04-01
+    /// meaning its midnight in the policy's time zone): advance the clock to
+    /// it after the last input, so that every deadline before it fires. An
+    /// input stamped later had not happened by then: it is not applied
+    /// (counted as the notice `after_until`).
+    #[arg(long, value_parser = parse_until)]
+    pub until: Until,
     /// Write every alert as a JSON line to this file.
     #[arg(long)]
     pub alerts: PathBuf,
@@ -100,10 +101,49 @@ pub struct ReplayArgs {
     pub paths: Vec<PathBuf>,
 }
 
-fn parse_rfc3339(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
-    chrono::DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&chrono::Utc))
-        .map_err(|e| format!("{s:?} is not an RFC 3339 time (e.g. 2026-01-31T23:59:59Z): {e}"))
+/// `--until`: a time, or a date whose midnight depends on the policy's
+/// time zone, read only once the configuration is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// An RFC 3339 time.
+    At(chrono::DateTime<chrono::Utc>),
+    /// A date: its midnight in the policy's zone (an auditor judging "as
+    /// at 1 April" means the trust's midnight, as the API's dates do).
+    Date(chrono::NaiveDate),
+}
+
+impl Until {
+    /// The instant meant, dates in `zone`; an error when that midnight
+    /// does not exist there.
+    pub fn resolve<Z: chrono::TimeZone>(
+        self,
+        zone: &Z,
+    ) -> Result<chrono::DateTime<chrono::Utc>, String> {
+        match self {
+            Until::At(t) => Ok(t),
+            Until::Date(d) => zone
+                .from_local_datetime(&d.and_time(chrono::NaiveTime::MIN))
+                .earliest()
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .ok_or_else(|| {
+                    format!("--until {d}: its midnight does not exist in the policy's time zone")
+                }),
+        }
+    }
+}
+
+fn parse_until(s: &str) -> Result<Until, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(Until::At(t.with_timezone(&chrono::Utc)));
+    }
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map(Until::Date)
+        .map_err(|_| {
+            format!(
+                "{s:?} is neither an RFC 3339 time (e.g. 2026-01-31T23:59:59Z) nor a date \
+                 (2026-01-31, its midnight in the policy's time zone)"
+            )
+        })
 }
 
 /// The dimensions of `--group-by`, in the report's column order.
@@ -114,4 +154,34 @@ fn parse_group_by(s: &str) -> Result<GroupByList, String> {
     tocsin_tracker::compliance::GroupBy::parse_list(s)
         .map(GroupByList)
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn until_is_a_time_or_a_date_at_its_local_midnight() {
+        let summer = chrono::FixedOffset::east_opt(3600).unwrap();
+        let t = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .unwrap()
+                .with_timezone(&chrono::Utc)
+        };
+        assert_eq!(
+            parse_until("2024-07-01").unwrap().resolve(&summer),
+            Ok(t("2024-06-30T23:00:00Z"))
+        );
+        assert_eq!(
+            parse_until("2024-07-01T12:00:00+02:00")
+                .unwrap()
+                .resolve(&summer),
+            Ok(t("2024-07-01T10:00:00Z"))
+        );
+        let e = parse_until("1 July").unwrap_err();
+        assert!(
+            e.contains("neither an RFC 3339 time") && e.contains("a date"),
+            "{e}"
+        );
+    }
 }

@@ -507,6 +507,16 @@ fn replay_follows_a_renumbered_visit() {
     assert_eq!(alerts[1]["document"]["matched_by"], "encounter_id");
 }
 
+/// `--until` takes a date too, meaning its midnight in the policy's time
+/// zone (as the API's dates do): an auditor judging "as at 17 January".
+#[test]
+fn replay_until_a_date_is_its_midnight() {
+    let (alerts, _, _) = replay("missing", "2024-01-16");
+    assert!(alerts.is_empty(), "before the deadline: {alerts:?}");
+    let (alerts, _, _) = replay("missing", "2024-01-17");
+    assert_eq!(kinds(&alerts), ["overdue"]);
+}
+
 /// The report is as at `--until`: a summary sent after it had not been
 /// sent by then, so the discharge is missing, not late, and the summary is
 /// counted as `after_until` rather than applied.

@@ -221,7 +221,7 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
         })
         .collect();
     let files = expanded.files;
-    let until: DateTime<Utc> = args.until;
+    let until: DateTime<Utc> = args.until.resolve(&config.policy.timezone())?;
     let group_by = &args.group_by.0;
     let new_report = || compliance::ReportBuilder::new(group_by, config.policy.timezone());
     // A kept store gets everything a gateway would need to carry on from
