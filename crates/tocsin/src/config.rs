@@ -581,6 +581,12 @@ fn inline_secrets(file: &ConfigFile) -> Vec<String> {
     if tocsin_store::redact_url(&file.store.url) != file.store.url {
         keys.push("[store] url (its password)".to_string());
     }
+    // RabbitMQ's default account (which it refuses from anywhere but
+    // loopback) is no secret; any other password is.
+    let amqp = file.amqp.url.expose();
+    if file.amqp.url.redacted() != amqp && !amqp.contains("://guest:guest@") {
+        keys.push("[amqp] url (its password)".to_string());
+    }
     keys
 }
 

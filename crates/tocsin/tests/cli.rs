@@ -1548,3 +1548,43 @@ fn check_config_says_when_others_can_read_secrets_in_the_file() {
     let said = check(0o640);
     assert!(!said.contains("others on this host"), "{said}");
 }
+
+/// A broker password in the URL of a file others can read is named as the
+/// store's is (RabbitMQ's default guest account, loopback only, is not);
+/// and a `[metrics]` label turned on with nothing listed, which gives
+/// every value `other`, is said.
+#[test]
+fn check_config_names_an_amqp_password_and_an_empty_label_list() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tocsin.toml");
+    let check = |config: String| {
+        std::fs::write(&path, config).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = tocsin(&["check-config", "--config", path.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        stderr
+    };
+    let shipped = shipped_config();
+    let said = check(shipped.clone());
+    assert!(
+        !said.contains("[amqp] url") && !said.contains("[metrics]"),
+        "the shipped file (guest on loopback, no labels) is not named: {said}"
+    );
+    let said = check(shipped.replace(
+        "amqp://guest:guest@127.0.0.1:5672/%2f",
+        "amqp://tocsin:br0ker-pw@mq.trust.example:5672/%2f",
+    ));
+    assert!(
+        said.contains("holds secrets others on this host can read ([amqp] url (its password))"),
+        "{said}"
+    );
+    assert!(!said.contains("br0ker-pw"), "{said}");
+    let said = check(shipped.replace("site_label = false", "site_label = true"));
+    assert!(
+        said.contains("note: [metrics] site_label is on but sites lists none"),
+        "{said}"
+    );
+}
