@@ -98,6 +98,20 @@ fn keyset_page<T: serde::de::DeserializeOwned>(
     let (position, id) = list.keys();
     if let Some(c) = cursor {
         let c = Cursor::decode(c, list)?;
+        if c.names_a_recorded_alert(list) {
+            let id = c.id.clone();
+            let seq: Option<i64> = store.with_conn(|conn| {
+                conn.client
+                    .query_opt("SELECT seq FROM alerts WHERE alert_id = $1", &[&id])
+                    .map(|row| row.map(|r| r.get(0)))
+                    .map_err(pg(list.ops().0))
+            })?;
+            if seq != Some(c.position_us) {
+                return Err(StoreError::InvalidCursor {
+                    reason: crate::query::RECORDED_CURSOR_GONE,
+                });
+            }
+        }
         if list.position_is_time() {
             params.push(Box::new(cursor_time(&c)?));
         } else {

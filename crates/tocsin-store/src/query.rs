@@ -310,7 +310,22 @@ impl List {
     }
 }
 
+/// Why a recorded-order cursor is refused when the alert it names is not
+/// in the store at its place.
+pub(crate) const RECORDED_CURSOR_GONE: &str = "the alert this cursor names is not in this store at \
+     its place: the store was restored from a backup, replaced, or pruned since the cursor was \
+     issued, so alerts after it could be missed; read the list again from the start (no cursor) \
+     and drop repeats by alert_id";
+
 impl Cursor {
+    /// Whether this recorded-order cursor names an alert (the start's
+    /// names none), which the store must then still hold at that place:
+    /// after a restore, sequence numbers the poller passed are given again
+    /// to new alerts, which a bare position would skip without a word.
+    pub fn names_a_recorded_alert(&self, list: List) -> bool {
+        list == List::AlertsRecorded && self.position_us > 0
+    }
+
     /// The opaque text handed to clients.
     pub fn encode(&self, list: List) -> String {
         hex::encode(format!("{}|{}|{}", list.tag(), self.position_us, self.id))

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rusqlite::types::Value;
-use rusqlite::{Connection, TransactionBehavior, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
 use tocsin_tracker::compliance::ReportFacts;
 use tocsin_tracker::{Alert, Expectation, StateRecord};
 
@@ -156,6 +156,17 @@ fn keyset_page<T: serde::de::DeserializeOwned>(
     let (position, id) = list.keys();
     if let Some(c) = cursor {
         let c = Cursor::decode(c, list)?;
+        if c.names_a_recorded_alert(list) {
+            let seq: Option<i64> = conn
+                .prepare_cached("SELECT seq FROM alerts WHERE alert_id = ?1")
+                .and_then(|mut st| st.query_row([&c.id], |r| r.get(0)).optional())
+                .map_err(sq(list.ops().0))?;
+            if seq != Some(c.position_us) {
+                return Err(StoreError::InvalidCursor {
+                    reason: crate::query::RECORDED_CURSOR_GONE,
+                });
+            }
+        }
         params.push(Value::Integer(c.position_us));
         params.push(Value::Text(c.id));
         filters.push_str(&format!(

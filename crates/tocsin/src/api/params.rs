@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, TimeZone, Timelike, Utc};
 use serde::de::DeserializeOwned;
 use tocsin_tracker::compliance::GroupBy;
 
@@ -21,13 +21,12 @@ impl Params {
         let mut map = BTreeMap::new();
         for (name, value) in pairs {
             if !allowed.contains(&name.as_str()) {
-                return Err(ApiError::bad(
-                    &name,
-                    format!(
-                        "unknown parameter (this route takes {})",
-                        allowed.join(", ")
-                    ),
-                ));
+                let takes = if allowed.is_empty() {
+                    "this route takes no parameters".to_string()
+                } else {
+                    format!("this route takes {}", allowed.join(", "))
+                };
+                return Err(ApiError::bad(&name, format!("unknown parameter ({takes})")));
             }
             // No identifier, code or time holds one, and PostgreSQL
             // refuses it in a parameter (a 500 rather than an answer).
@@ -95,6 +94,15 @@ impl Params {
             Ok(t) => t.with_timezone(&Utc),
             Err(_) => midnight(name, v, zone)?,
         };
+        // chrono reads a second 60 at any minute as a leap second, which
+        // no answer can then echo as a valid RFC 3339 time (clients'
+        // parsers refuse `07:04:60Z`); UTC has had none since 2016.
+        if t.nanosecond() >= 1_000_000_000 {
+            return Err(ApiError::bad(
+                name,
+                format!("{v:?} names a leap second (second 60): give the second before or after"),
+            ));
+        }
         if !tocsin_store::time_in_range(&t) {
             return Err(ApiError::bad(
                 name,
@@ -129,10 +137,17 @@ impl Params {
 /// A date (`2024-01-31`) given as parameter `name`: its midnight in `zone`.
 fn midnight<Z: TimeZone>(name: &str, v: &str, zone: &Z) -> Result<DateTime<Utc>, ApiError> {
     let date = NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| {
+        // A `+` offset sent unencoded arrives as a space.
+        let hint = if v.contains(' ') {
+            " (a `+` in a time offset must be sent as %2B: unencoded it reads as a space)"
+        } else {
+            ""
+        };
         ApiError::bad(
             name,
             format!(
-                "{v:?} is neither an RFC 3339 time (2024-01-31T09:00:00Z) nor a date (2024-01-31)"
+                "{v:?} is neither an RFC 3339 time (2024-01-31T09:00:00Z) nor a date \
+                 (2024-01-31){hint}"
             ),
         )
     })?;
@@ -164,6 +179,15 @@ mod tests {
             .err()
             .unwrap();
         assert!(e.to_string().contains("more than once"), "{e}");
+        let e = params(&[("limit", "1")], &[]).err().unwrap();
+        assert!(
+            e.to_string().contains("this route takes no parameters"),
+            "{e}"
+        );
+        // An offset's `+` sent unencoded arrives as a space: said so.
+        let p = params(&[("since", "2024-01-31T09:00:00 01:00")], &["since"]).unwrap();
+        let e = p.time("since", &Utc).unwrap_err();
+        assert!(e.to_string().contains("%2B"), "{e}");
     }
 
     #[test]
@@ -207,6 +231,20 @@ mod tests {
         let p = params(&[("from", "-5000-01-01")], &["from", "to"]).unwrap();
         let e = p.range("from", "to", &Utc).unwrap_err();
         assert!(e.to_string().contains("`from`"), "{e}");
+    }
+
+    /// A second 60 (read by chrono as a leap second at any minute) is
+    /// refused: echoed back, `07:04:60Z` is no valid RFC 3339 time for the
+    /// client's parser.
+    #[test]
+    fn a_leap_second_is_refused() {
+        for bad in ["2025-03-04T12:34:60+05:30", "2024-06-30T23:59:60Z"] {
+            let p = params(&[("since", bad)], &["since"]).unwrap();
+            let e = p.time("since", &Utc).unwrap_err();
+            assert!(e.to_string().contains("leap second"), "{bad}: {e}");
+        }
+        let p = params(&[("since", "2024-06-30T23:59:59.999Z")], &["since"]).unwrap();
+        assert!(p.time("since", &Utc).unwrap().is_some());
     }
 
     #[test]
