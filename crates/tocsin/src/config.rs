@@ -658,7 +658,13 @@ fn explain(e: &toml::de::Error, text: &str) -> String {
     // The whole line, not only its first key: an inline table
     // (`webhooks = [{ secret = 123 }]`) holds the secret under another.
     let lower = line.to_ascii_lowercase();
-    let secret = SECRET_KEY_PARTS.iter().any(|part| lower.contains(part));
+    // A misspelt or missing key is told with the keys it may be, which
+    // quote no value: a typo in `pasword_file` was hidden as an invalid
+    // value, without the list that says what was meant.
+    let names_keys_only = ["unknown field", "missing field"]
+        .iter()
+        .any(|p| e.message().starts_with(p));
+    let secret = SECRET_KEY_PARTS.iter().any(|part| lower.contains(part)) && !names_keys_only;
     if secret {
         format!(
             "line {line_no}, column {column}: the value of `{key}` is not valid here \
@@ -764,6 +770,15 @@ mod tests {
         let e = parse::<ConfigFile>(text, "t.toml").unwrap_err().to_string();
         assert!(e.contains("line 5"), "{e}");
         assert!(!e.contains("s3cr3t"), "{e}");
+        assert!(e.contains("unknown field `secrte`"), "{e}");
+        // A misspelt secret key is told with the keys it may be.
+        let text = "[store]
+pasword_file = \"/run/secrets/pw\"\n";
+        let e = parse::<ConfigFile>(text, "t.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("unknown field `pasword_file`") && e.contains("`password_file`"),
+            "{e}"
+        );
         // An inline table holding a secret under another key.
         let text = "webhooks = [{ name = \"ward\", secret = 0xdeadbeefcafe }]\n";
         let e = parse::<ConfigFile>(text, "t.toml").unwrap_err().to_string();
