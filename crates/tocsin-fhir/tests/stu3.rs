@@ -79,14 +79,10 @@ fn itk3_outpatient_letter_message() {
     assert_eq!(d.recipient.as_deref(), Some("B86001"));
 }
 
-/// An ITK3 message whose payload is a collection (the `...C` events, as
-/// GP Connect Send Document's ITK007C) rather than a document bundle: its
-/// DocumentReference is the document, its subject resolved among the
-/// collection's entries. Before, the event had no patient, the message id
-/// for a document id and a false "does not resolve" warning.
-#[test]
-fn itk3_collection_payload_gives_its_document_reference() {
-    let e = edited("stu3/itk3-outpatient-letter-ITK006D.json", |v| {
+/// The ITK006D fixture with its payload a collection of `entries` (ITK3's
+/// `...C` shape) instead of a document bundle.
+fn with_payload_collection(entries: serde_json::Value) -> tocsin_event::InterfaceEvent {
+    edited("stu3/itk3-outpatient-letter-ITK006D.json", move |v| {
         let focus = v["entry"][0]["resource"]["focus"][0]["reference"].clone();
         let collection = v["entry"]
             .as_array_mut()
@@ -95,10 +91,20 @@ fn itk3_collection_payload_gives_its_document_reference() {
             .find(|x| x["fullUrl"] == focus)
             .unwrap();
         collection["resource"] = serde_json::json!({
-            "resourceType": "Bundle",
-            "id": "coll-1",
-            "type": "collection",
-            "entry": [
+            "resourceType": "Bundle", "id": "coll-1", "type": "collection",
+            "entry": entries
+        });
+    })
+}
+
+/// An ITK3 message whose payload is a collection (the `...C` events, as
+/// GP Connect Send Document's ITK007C) rather than a document bundle: its
+/// DocumentReference is the document, its subject resolved among the
+/// collection's entries. Before, the event had no patient, the message id
+/// for a document id and a false "does not resolve" warning.
+#[test]
+fn itk3_collection_payload_gives_its_document_reference() {
+    let e = with_payload_collection(serde_json::json!([
                 {"fullUrl": "urn:uuid:c0000000-0000-4000-8000-000000000001",
                  "resource": {
                     "resourceType": "DocumentReference",
@@ -117,9 +123,7 @@ fn itk3_collection_payload_gives_its_document_reference() {
                     "id": "p-1",
                     "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number",
                                     "value": "9434765919"}]}}
-            ]
-        });
-    });
+    ]));
     assert_eq!(e.event_type, EventType::DocumentIssued);
     assert_eq!(e.patient.nhs_number.as_deref(), Some("9434765919"));
     let d = e.document.unwrap();
@@ -135,21 +139,6 @@ fn itk3_collection_payload_gives_its_document_reference() {
 /// collection holding neither says so, not "does not resolve".
 #[test]
 fn itk3_collection_payload_with_a_composition_gives_the_composition() {
-    let with = |entries: serde_json::Value| {
-        edited("stu3/itk3-outpatient-letter-ITK006D.json", move |v| {
-            let focus = v["entry"][0]["resource"]["focus"][0]["reference"].clone();
-            let collection = v["entry"]
-                .as_array_mut()
-                .unwrap()
-                .iter_mut()
-                .find(|x| x["fullUrl"] == focus)
-                .unwrap();
-            collection["resource"] = serde_json::json!({
-                "resourceType": "Bundle", "id": "coll-2", "type": "collection",
-                "entry": entries
-            });
-        })
-    };
     let patient = serde_json::json!({"fullUrl": "urn:uuid:c0000000-0000-4000-8000-000000000002",
         "resource": {"resourceType": "Patient", "id": "p-1",
             "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9434765919"}]}});
@@ -168,7 +157,7 @@ fn itk3_collection_payload_with_a_composition_gives_the_composition() {
             "author": [{"reference": "urn:uuid:c0000000-0000-4000-8000-000000000002"}],
             "title": "Clinic letter",
             "section": [{"entry": [{"reference": "urn:uuid:c0000000-0000-4000-8000-000000000003"}]}]}});
-    let e = with(serde_json::json!([attachment, composition, patient]));
+    let e = with_payload_collection(serde_json::json!([attachment, composition, patient]));
     assert_eq!(e.event_type, EventType::DocumentIssued);
     assert_eq!(e.patient.nhs_number.as_deref(), Some("9434765919"));
     let d = e.document.as_ref().unwrap();
@@ -176,7 +165,7 @@ fn itk3_collection_payload_with_a_composition_gives_the_composition() {
     assert_eq!(d.kind, DocumentKind::ClinicLetter);
     assert!(e.warnings.is_empty(), "{:?}", e.warnings);
 
-    let e = with(serde_json::json!([patient]));
+    let e = with_payload_collection(serde_json::json!([patient]));
     assert_eq!(e.warnings.len(), 1, "{:?}", e.warnings);
     assert!(
         e.warnings[0]
