@@ -18,7 +18,7 @@ use axum::Router;
 use axum::extract::{OriginalUri, Request, State};
 use axum::http::{Method, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use tocsin_tracker::Policy;
 
@@ -39,7 +39,17 @@ pub struct Api {
     token: Option<[u8; 32]>,
     max_limit: usize,
     policy: Arc<Policy>,
+    /// Requests being answered; beyond [`MAX_IN_FLIGHT`] others are shed.
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
+
+/// Most API requests answered at once. They share one store connection,
+/// so more only queue there, each holding one of the listener's
+/// connections meanwhile: a review's 300 clients held them all, and
+/// `/healthz` (a container's liveness check) and `/metrics` waited over
+/// 30 s. Beyond it a request is answered 503 at once, with `Retry-After`
+/// and its connection closed, so the listener's connections stay free.
+pub const MAX_IN_FLIGHT: usize = 16;
 
 impl Api {
     /// Reads the token from the environment variable the configuration
@@ -65,6 +75,7 @@ impl Api {
             token: token.map(|t| Sha256::digest(t.trim().as_bytes()).into()),
             max_limit: http.api_max_limit.max(1),
             policy: Arc::new(policy.clone()),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
         }
     }
 
@@ -123,6 +134,7 @@ impl Api {
             .with_state(self.clone());
         Router::new()
             .fallback_service(routes)
+            .layer(middleware::from_fn_with_state(self.in_flight.clone(), shed))
             .layer(middleware::from_fn_with_state(self.clone(), authorise))
     }
 }
@@ -137,6 +149,31 @@ async fn method_not_allowed(method: Method, OriginalUri(uri): OriginalUri) -> Ap
     ApiError::MethodNotAllowed {
         method: method.to_string(),
         path: uri.path().into(),
+    }
+}
+
+/// Answers a request while fewer than [`MAX_IN_FLIGHT`] are; otherwise 503
+/// at once, `Retry-After: 1`, the connection closed.
+async fn shed(
+    State(in_flight): State<Arc<tokio::sync::Semaphore>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match in_flight.try_acquire() {
+        Ok(_permit) => next.run(request).await,
+        Err(_) => {
+            let mut response = ApiError::Unavailable(format!(
+                "the API is answering {MAX_IN_FLIGHT} requests already: retry in a second"
+            ))
+            .into_response();
+            let h = response.headers_mut();
+            h.insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            h.insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+            response
+        }
     }
 }
 
@@ -183,6 +220,69 @@ async fn authorise(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One raw HTTP/1.1 GET on a new connection; the response head.
+    async fn get_head(addr: std::net::SocketAddr, path: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = s.read(&mut buf).await.unwrap();
+        String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase()
+    }
+
+    /// Beyond [`MAX_IN_FLIGHT`] requests being answered, another is told
+    /// 503 at once, to retry in a second, its connection closed, rather
+    /// than queueing while it holds one of the listener's connections;
+    /// once one finishes, requests are answered again.
+    #[tokio::test]
+    async fn requests_beyond_those_in_flight_are_shed_at_once() {
+        let (entered_tx, mut entered) = tokio::sync::mpsc::unbounded_channel();
+        // Closed until the test opens it: no wake-up can be missed.
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let g = gate.clone();
+        let app = Router::new()
+            .route(
+                "/slow",
+                axum::routing::get(move || {
+                    let (tx, g) = (entered_tx.clone(), g.clone());
+                    async move {
+                        let _ = tx.send(());
+                        let _pass = g.acquire().await;
+                        "done"
+                    }
+                }),
+            )
+            .route("/quick", axum::routing::get(|| async { "quick" }))
+            .layer(middleware::from_fn_with_state(
+                Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
+                shed,
+            ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let slow: Vec<_> = (0..MAX_IN_FLIGHT)
+            .map(|_| tokio::spawn(get_head(addr, "/slow")))
+            .collect();
+        for _ in 0..MAX_IN_FLIGHT {
+            entered.recv().await.expect("a slow request entered");
+        }
+        let shed = get_head(addr, "/quick").await;
+        assert!(shed.starts_with("http/1.1 503"), "{shed}");
+        assert!(shed.contains("retry-after: 1"), "{shed}");
+        assert!(shed.contains("connection: close"), "{shed}");
+        assert!(
+            shed.contains("\"unavailable\""),
+            "a JSON error body: {shed}"
+        );
+        gate.add_permits(MAX_IN_FLIGHT);
+        for s in slow {
+            assert!(s.await.unwrap().starts_with("http/1.1 200"));
+        }
+        assert!(get_head(addr, "/quick").await.starts_with("http/1.1 200"));
+    }
 
     #[test]
     fn token_comes_from_the_named_variable_and_blank_means_none() {
