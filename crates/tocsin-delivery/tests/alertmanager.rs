@@ -72,17 +72,19 @@ async fn start_alertmanager() -> (RunningAlertmanager, Notifications) {
     let hook = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
+    let config = format!(
+        "route:\n  receiver: hook\n  group_by: ['alertname', 'site']\n  group_wait: 200ms\n  \
+         group_interval: 500ms\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    \
+         webhook_configs:\n      - url: http://{hook}/notify\n        send_resolved: true\n"
+    );
+    (run_alertmanager(&config).await, notifications)
+}
+
+/// Runs Alertmanager with `config` (YAML) until the value is dropped.
+async fn run_alertmanager(config_text: &str) -> RunningAlertmanager {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("alertmanager.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "route:\n  receiver: hook\n  group_by: ['alertname', 'site']\n  group_wait: 200ms\n  \
-             group_interval: 500ms\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    \
-             webhook_configs:\n      - url: http://{hook}/notify\n        send_resolved: true\n"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config, config_text).unwrap();
     let port = free_port();
     let child = tokio::process::Command::new(BINARY)
         .arg(format!("--config.file={}", config.display()))
@@ -113,14 +115,11 @@ async fn start_alertmanager() -> (RunningAlertmanager, Notifications) {
         }
     })
     .await;
-    (
-        RunningAlertmanager {
-            _child: child,
-            _dir: dir,
-            base,
-        },
-        notifications,
-    )
+    RunningAlertmanager {
+        _child: child,
+        _dir: dir,
+        base,
+    }
 }
 
 async fn active_alerts(base: &str) -> Vec<Value> {
@@ -558,4 +557,59 @@ async fn control_characters_from_messages_reach_alertmanager_escaped() {
         "{summary}"
     );
     assert!(!a.to_string().contains("\\u001b"), "{a}");
+}
+
+/// The shipped configuration (deploy/alertmanager) holds back Prometheus's
+/// aggregate overdue alert for an encounter kind while tocsin's own
+/// per-group overdue alert for it fires: one backlog, one notification to
+/// the clinical team (a newcomer's walk got both). The aggregate of
+/// another kind, with no alert of tocsin's behind it, is sent.
+#[tokio::test]
+async fn the_shipped_configuration_holds_back_the_aggregate_while_tocsins_own_fires() {
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/alertmanager/alertmanager.yml"
+    ))
+    .unwrap();
+    let am = run_alertmanager(&shipped).await;
+    let alert = |labels: Value| serde_json::json!({ "labels": labels });
+    let alerts = serde_json::json!([
+        alert(serde_json::json!({"alertname": "TocsinDocumentOverdue",
+            "document_kind": "discharge_summary", "encounter_kind": "inpatient",
+            "site": "RXX01", "severity": "warning"})),
+        alert(
+            serde_json::json!({"alertname": "TocsinDischargeSummariesOverdue",
+            "encounter_kind": "inpatient", "severity": "warning", "team": "clinical-systems"})
+        ),
+        alert(
+            serde_json::json!({"alertname": "TocsinDischargeSummariesOverdue",
+            "encounter_kind": "emergency", "severity": "warning", "team": "clinical-systems"})
+        ),
+    ]);
+    let posted = reqwest::Client::new()
+        .post(format!("{}/api/v2/alerts", am.base))
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(alerts.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(posted.status().is_success(), "{}", posted.status());
+    let state = |all: &[Value], kind: &str| {
+        all.iter()
+            .find(|a| {
+                a["labels"]["alertname"] == "TocsinDischargeSummariesOverdue"
+                    && a["labels"]["encounter_kind"] == kind
+            })
+            .map(|a| a["status"]["state"].as_str().unwrap_or("").to_string())
+    };
+    let base = am.base.clone();
+    wait_until("the inpatient aggregate held back", LIMIT, || {
+        let base = base.clone();
+        async move {
+            let all = active_alerts(&base).await;
+            state(&all, "inpatient").as_deref() == Some("suppressed")
+                && state(&all, "emergency").as_deref() == Some("active")
+        }
+    })
+    .await;
 }
