@@ -316,7 +316,9 @@ impl DocumentKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Document {
-    /// The document's own identifier (TXA-12; FHIR identifier or id).
+    /// The document's own identifier (TXA-12; FHIR Composition.identifier,
+    /// else the document bundle's; DocumentReference masterIdentifier,
+    /// else its identifier or id): what a replacement's `replaces` names.
     pub id: String,
     /// Kind, from the configured code tables.
     pub kind: DocumentKind,

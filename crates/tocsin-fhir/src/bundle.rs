@@ -174,9 +174,12 @@ impl Ctx<'_> {
             _ => EventType::DocumentIssued,
         };
         let bundle_ident = bundle.and_then(|b| first_value(&b.view.identifier));
-        let doc_id = bundle_ident
-            .clone()
-            .or_else(|| first_value(&c.identifier))
+        // The Composition's identifier is the document's (Transfer of
+        // Care: a replacement names it in relatesTo, and an amended or
+        // resent copy in a new bundle keeps it); the bundle's, each
+        // sending's own, is the message id.
+        let doc_id = first_value(&c.identifier)
+            .or_else(|| bundle_ident.clone())
             .or_else(|| c.meta.id.clone())
             .or_else(|| bundle.and_then(|b| b.view.meta.id.clone()))
             .unwrap_or_default();

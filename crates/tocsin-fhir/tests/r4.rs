@@ -539,7 +539,10 @@ fn discharge_summary_document_bundle() {
     assert_eq!(enc.kind, Some(EncounterKind::Inpatient));
     assert_eq!(enc.ended_at, Some(t("2024-01-15T14:00:00Z")));
     let d = e.document.unwrap();
-    assert_eq!(d.id, "RXX-DS-2024-000123");
+    // The Composition's identifier (the bundle's is this sending's: the
+    // message id).
+    assert_eq!(d.id, "c0a80001-0000-4000-8000-000000000001");
+    assert_eq!(e.source.message_id, "RXX-DS-2024-000123");
     assert_eq!(d.kind, DocumentKind::DischargeSummary);
     assert_eq!(d.type_code.as_deref(), Some("373942005"));
     assert_eq!(d.issued_at, t("2024-01-15T14:30:00Z"));
@@ -801,7 +804,7 @@ fn r4_message_carrying_a_document_bundle() {
     assert_eq!(e.patient.nhs_number.as_deref(), Some("9434765919"));
     assert_eq!(e.encounter.unwrap().id.as_deref(), Some("V123456"));
     let d = e.document.unwrap();
-    assert_eq!(d.id, "RXX-DS-2024-000125");
+    assert_eq!(d.id, "c0a80001-0000-4000-8000-000000000001");
     assert_eq!(d.kind, DocumentKind::DischargeSummary);
     assert_eq!(d.issued_at, t("2024-01-15T14:35:00Z"));
     assert_eq!(d.authored_at, Some(t("2024-01-15T13:45:00Z")));
@@ -1162,7 +1165,10 @@ fn a_malformed_organization_is_read_for_its_identifiers_with_one_warning() {
     };
     let e = normalise_json(&discharge_with_gp_and_custodian(org, unreadable), &cfg).unwrap();
     assert_eq!(e[0].event_type, EventType::DocumentIssued);
-    assert_eq!(e[0].document.as_ref().unwrap().id, "RXX-DS-2024-000123");
+    assert_eq!(
+        e[0].document.as_ref().unwrap().id,
+        "c0a80001-0000-4000-8000-000000000001"
+    );
     assert_eq!(e[0].patient.nhs_number.as_deref(), Some("9434765919"));
     assert_eq!(
         (

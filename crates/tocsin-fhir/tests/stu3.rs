@@ -23,8 +23,9 @@ fn itk3_edischarge_message() {
     assert_eq!(enc.ended_at, Some(t("2024-01-15T14:00:00Z")));
     assert_eq!(enc.site.as_deref(), Some("RXX"));
     let d = e.document.unwrap();
-    // The nested document bundle's identifier.
-    assert_eq!(d.id, "d5000000-0000-4000-8000-000000000003");
+    // The Composition's identifier, which a Transfer of Care replacement
+    // names in relatesTo (the nested bundle's is d5000000-...-0003).
+    assert_eq!(d.id, "c5000000-0000-4000-8000-000000000003");
     assert_eq!(d.kind, DocumentKind::DischargeSummary);
     assert_eq!(d.type_code.as_deref(), Some("373942005"));
     // issued_at is the MessageHeader timestamp, not the document's.
@@ -63,6 +64,34 @@ fn an_itk3_copy_for_information_to_another_recipient_is_no_transmission_to_the_g
             "{recipient_type} to {to}"
         );
     }
+}
+
+/// A Transfer of Care replacement is a new document (new bundle, new
+/// Composition identifier) whose relatesTo names the original's
+/// Composition identifier: its `replaces` is the original's `id`, so the
+/// two link (the bundle's identifier was the id, and never matched). The
+/// same document sent again in a new bundle keeps its id.
+#[test]
+fn an_itk3_replacement_names_its_original_by_its_id() {
+    let original = one("stu3/itk3-edischarge-ITK003D.json");
+    let replacement = edited("stu3/itk3-edischarge-ITK003D.json", |b| {
+        b["entry"][0]["resource"]["id"] = "7d0e0000-0000-4000-8000-000000000099".into();
+        let doc = &mut b["entry"][3]["resource"];
+        doc["identifier"]["value"] = "d5000000-0000-4000-8000-000000000099".into();
+        let comp = &mut doc["entry"][0]["resource"];
+        comp["identifier"]["value"] = "c5000000-0000-4000-8000-000000000099".into();
+        comp["relatesTo"] = serde_json::json!([{"code": "replaces",
+            "targetIdentifier": {"value": "c5000000-0000-4000-8000-000000000003"}}]);
+    });
+    assert_eq!(replacement.event_type, EventType::DocumentReplaced);
+    let (o, r) = (original.document.unwrap(), replacement.document.unwrap());
+    assert_eq!(r.replaces.as_deref(), Some(o.id.as_str()));
+    assert_ne!(r.id, o.id);
+    let resent = edited("stu3/itk3-edischarge-ITK003D.json", |b| {
+        b["entry"][3]["resource"]["identifier"]["value"] =
+            "d5000000-0000-4000-8000-000000000100".into();
+    });
+    assert_eq!(resent.document.unwrap().id, o.id, "the same document");
 }
 
 #[test]

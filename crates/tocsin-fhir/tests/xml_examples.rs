@@ -89,7 +89,7 @@ fn itk3_edischarge_message_with_handling_extensions() {
     assert_eq!(enc.id.as_deref(), Some("IP240229-1410"));
     assert_eq!(enc.kind, Some(EncounterKind::Inpatient));
     let d = e.document.expect("document");
-    assert_eq!(d.id, "b1c2d3e4-0000-4000-8000-00000000a021");
+    assert_eq!(d.id, "b1c2d3e4-0000-4000-8000-00000000a031");
     assert_eq!(d.kind, DocumentKind::DischargeSummary);
     assert_eq!(d.recipient.as_deref(), Some("Y12345"));
 }
