@@ -39,6 +39,17 @@ pub struct FhirConfig {
     pub legacy_nhs_number_systems: Vec<String>,
     /// Identifier systems whose values are ODS codes.
     pub ods_systems: Vec<String>,
+    /// Reference prefixes after which a patient reference carries the NHS
+    /// number (the Spine's PDS URLs that NRL pointers and other national
+    /// services name a patient by, with no identifier). Absent from older
+    /// mappings files: PDS's STU3 one.
+    #[serde(default = "default_nhs_number_reference_prefixes")]
+    pub nhs_number_reference_prefixes: Vec<String>,
+    /// Reference prefixes after which an organisation reference carries an
+    /// ODS code (the Spine's directory URLs). Absent from older mappings
+    /// files: the STU3 one.
+    #[serde(default = "default_ods_reference_prefixes")]
+    pub ods_reference_prefixes: Vec<String>,
     /// Endpoint prefixes after which an ITK address carries an ODS code.
     pub ods_endpoint_prefixes: Vec<String>,
     /// Identifier systems of the visit number (the value an HL7 feed sends
@@ -79,6 +90,14 @@ fn default_itk_response_code() -> BTreeMap<String, EventType> {
         }
     }
     t
+}
+
+fn default_nhs_number_reference_prefixes() -> Vec<String> {
+    vec!["https://demographics.spineservices.nhs.uk/STU3/Patient/".to_owned()]
+}
+
+fn default_ods_reference_prefixes() -> Vec<String> {
+    vec!["https://directory.spineservices.nhs.uk/STU3/Organization/".to_owned()]
 }
 
 fn default_legacy_nhs_number_systems() -> Vec<String> {
@@ -130,6 +149,15 @@ impl FhirConfig {
         system.is_some_and(|s| {
             s == self.nhs_number_system || self.legacy_nhs_number_systems.iter().any(|l| l == s)
         })
+    }
+
+    /// What a reference carries after one of `prefixes` (a whole path
+    /// segment, nothing after it).
+    pub(crate) fn after_prefix<'a>(prefixes: &[String], reference: &'a str) -> Option<&'a str> {
+        prefixes
+            .iter()
+            .find_map(|p| reference.strip_prefix(p.as_str()))
+            .filter(|rest| !rest.is_empty() && !rest.contains(['/', '?', '#']))
     }
 
     /// Whether an identifier system holds ODS codes.
@@ -196,6 +224,11 @@ mod tests {
             cfg.legacy_nhs_number_systems,
             default_legacy_nhs_number_systems()
         );
+        assert_eq!(
+            cfg.nhs_number_reference_prefixes,
+            default_nhs_number_reference_prefixes()
+        );
+        assert_eq!(cfg.ods_reference_prefixes, default_ods_reference_prefixes());
     }
 
     #[test]

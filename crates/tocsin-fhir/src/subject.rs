@@ -56,6 +56,19 @@ impl Env<'_> {
             s = self.patient(e, scope)?;
         } else if let Some(id) = &r.identifier {
             self.add_identifier(&mut s, id, &format_args!("{at}.identifier"));
+        } else if let Some(number) = r
+            .reference
+            .as_deref()
+            .and_then(|t| FhirConfig::after_prefix(&self.cfg.nhs_number_reference_prefixes, t))
+        {
+            // A national service's URL for the patient (an NRL pointer's
+            // subject): its last segment is the NHS number.
+            let id = Ident {
+                system: Some(self.cfg.nhs_number_system.clone()),
+                value: Some(number.to_owned()),
+                type_code: None,
+            };
+            self.add_identifier(&mut s, &id, &format_args!("{at}.reference"));
         } else if let Some(text) = &r.reference {
             s.warnings.push(unresolved(text, at));
         }
@@ -209,6 +222,15 @@ impl Env<'_> {
             && let Some(v) = &id.value
         {
             return Some(v.clone());
+        }
+        // A national directory's URL for the organisation: its last
+        // segment is the ODS code.
+        if let Some(code) = r
+            .reference
+            .as_deref()
+            .and_then(|t| FhirConfig::after_prefix(&self.cfg.ods_reference_prefixes, t))
+        {
+            return Some(code.to_owned());
         }
         let e = r
             .reference

@@ -263,6 +263,33 @@ fn itk3_duplicate_responses_are_not_failed_deliveries() {
     assert_eq!(with(stu3, "30003").event_type, EventType::DeliveryFailed);
 }
 
+/// An NRL STU3 pointer names its patient and custodian by the Spine's
+/// URLs, with no identifier: the NHS number (checked as one) and the ODS
+/// code are read from them (they were unresolved references, the patient
+/// empty). Another server's URL is still a reference that does not
+/// resolve.
+#[test]
+fn spine_urls_for_patient_and_custodian_give_the_nhs_number_and_ods_code() {
+    let pointer = |patient: &'static str| {
+        edited("stu3/documentreference.json", move |v| {
+            v["subject"] = serde_json::json!({ "reference": patient });
+            v["custodian"] = serde_json::json!({
+                "reference": "https://directory.spineservices.nhs.uk/STU3/Organization/RXX"
+            });
+        })
+    };
+    let e = pointer("https://demographics.spineservices.nhs.uk/STU3/Patient/9434765919");
+    assert_eq!(e.patient.nhs_number.as_deref(), Some("9434765919"));
+    assert_eq!(e.source.sending_facility.as_deref(), Some("RXX"));
+    assert!(e.warnings.is_empty(), "{:?}", e.warnings);
+    let e = pointer("https://demographics.spineservices.nhs.uk/STU3/Patient/9434765918");
+    assert_eq!(e.patient.nhs_number, None);
+    assert_eq!(e.warnings[0].code, WarningCode::InvalidNhsNumber);
+    let e = pointer("https://pas.trust.example/fhir/Patient/9434765919");
+    assert_eq!(e.patient.nhs_number, None);
+    assert_eq!(e.warnings[0].code, WarningCode::UnresolvedReference);
+}
+
 #[test]
 fn stu3_document_reference_uses_indexed_and_created() {
     let e = one("stu3/documentreference.json");
