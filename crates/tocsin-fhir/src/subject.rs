@@ -102,7 +102,8 @@ impl Env<'_> {
         s.gp_practice = p
             .general_practitioners
             .iter()
-            .find_map(|g| self.ods_of(g, &inner, &mut s.warnings));
+            .find_map(|g| self.ods_of(g, &inner, &mut s.warnings))
+            .or_else(|| self.practice_of_a_role(&p.general_practitioners, &inner, &mut s));
         Ok(s)
     }
 
@@ -150,6 +151,47 @@ impl Env<'_> {
                 value: value.to_owned(),
             });
         }
+    }
+
+    /// The GP practice when the patient's generalPractitioner names a
+    /// person rather than the practice: a PractitionerRole's organization
+    /// is the practice (read from its JSON: tocsin has no model for it).
+    /// A Practitioner alone names no practice: said, since the alerts and
+    /// the report by practice then have none for this patient.
+    fn practice_of_a_role(
+        &self,
+        gps: &[Ref],
+        scope: &Scope<'_>,
+        s: &mut Subject,
+    ) -> Option<String> {
+        let resolved: Vec<&Entry> = gps
+            .iter()
+            .filter_map(|g| g.reference.as_deref().and_then(|r| scope.resolve(r)))
+            .collect();
+        let practice = resolved
+            .iter()
+            .filter(|e| e.rtype == "PractitionerRole")
+            .find_map(|e| {
+                let org = e.value(self.cfg.timezone).get("organization")?.clone();
+                let r = Ref {
+                    reference: json_text(&org, "reference"),
+                    identifier: org.get("identifier").map(lenient_ident),
+                };
+                self.ods_of(&r, &Scope::contained(e, scope), &mut s.warnings)
+            });
+        if practice.is_none()
+            && let Some(e) = resolved.iter().find(|e| e.rtype == "Practitioner")
+        {
+            s.warnings.push(Warning {
+                code: WarningCode::Other,
+                message: "the patient's generalPractitioner names a Practitioner, not the \
+                          practice: no GP practice is known"
+                    .into(),
+                raw: None,
+                location: Some(e.loc.to_string()),
+            });
+        }
+        practice
     }
 
     /// Warns of an NHS number whose verification status (UK Core's and

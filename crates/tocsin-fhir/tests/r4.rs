@@ -355,6 +355,37 @@ fn an_untraced_nhs_number_is_used_with_a_warning() {
     );
 }
 
+/// A patient whose generalPractitioner is a PractitionerRole has the
+/// role's organization for its GP practice; one naming a Practitioner
+/// alone has none, which is said (it was silent).
+#[test]
+fn a_gp_named_by_a_role_gives_its_practice_and_by_a_person_alone_is_said() {
+    let e = edited("r4/bundle-document-discharge-summary.json", |v| {
+        v["entry"].as_array_mut().unwrap().push(serde_json::json!({
+            "fullUrl": "urn:uuid:9a1b0000-0000-4000-8000-0000000000ff",
+            "resource": {"resourceType": "PractitionerRole", "id": "gp-role",
+                "practitioner": {"reference": "urn:uuid:9a1b0000-0000-4000-8000-00000000000a"},
+                "organization": {"reference": "urn:uuid:9a1b0000-0000-4000-8000-000000000004"}}
+        }));
+        entry_of(v, "Patient")["generalPractitioner"] =
+            serde_json::json!([{"reference": "urn:uuid:9a1b0000-0000-4000-8000-0000000000ff"}]);
+    });
+    assert_eq!(e.gp_practice.as_deref(), Some("B86001"));
+    assert!(e.warnings.is_empty(), "{:?}", e.warnings);
+    let e = edited("r4/bundle-document-discharge-summary.json", |v| {
+        entry_of(v, "Patient")["generalPractitioner"] =
+            serde_json::json!([{"reference": "urn:uuid:9a1b0000-0000-4000-8000-00000000000a"}]);
+    });
+    assert_eq!(e.gp_practice, None);
+    let w: Vec<_> = e
+        .warnings
+        .iter()
+        .map(|w| (w.code, w.location.as_deref()))
+        .collect();
+    assert_eq!(w, [(WarningCode::Other, Some("Bundle.entry[9].resource"))]);
+    assert!(e.warnings[0].message.contains("names a Practitioner"));
+}
+
 /// `hospitalization.dischargeDisposition` is the encounter's discharge
 /// disposition (a policy may exclude an attendance that ended in
 /// admission by it).
