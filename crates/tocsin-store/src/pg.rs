@@ -106,11 +106,7 @@ fn keyset_page<T: serde::de::DeserializeOwned>(
                     .map(|row| row.map(|r| r.get(0)))
                     .map_err(pg(list.ops().0))
             })?;
-            if seq != Some(c.position_us) {
-                return Err(StoreError::InvalidCursor {
-                    reason: crate::query::RECORDED_CURSOR_GONE,
-                });
-            }
+            c.check_recorded_place(seq)?;
         }
         if list.position_is_time() {
             params.push(Box::new(cursor_time(&c)?));

@@ -312,7 +312,7 @@ impl List {
 
 /// Why a recorded-order cursor is refused when the alert it names is not
 /// in the store at its place.
-pub(crate) const RECORDED_CURSOR_GONE: &str = "the alert this cursor names is not in this store at \
+const RECORDED_CURSOR_GONE: &str = "the alert this cursor names is not in this store at \
      its place: the store was restored from a backup, replaced, or pruned since the cursor was \
      issued, so alerts after it could be missed; read the list again from the start (no cursor) \
      and drop repeats by alert_id";
@@ -324,6 +324,19 @@ impl Cursor {
     /// to new alerts, which a bare position would skip without a word.
     pub fn names_a_recorded_alert(&self, list: List) -> bool {
         list == List::AlertsRecorded && self.position_us > 0
+    }
+
+    /// Checks the alert this recorded-order cursor names is still at its
+    /// place: `found` is the sequence number the store holds for the
+    /// cursor's alert id, if it holds that alert.
+    pub fn check_recorded_place(&self, found: Option<i64>) -> Result<(), StoreError> {
+        if found == Some(self.position_us) {
+            Ok(())
+        } else {
+            Err(StoreError::InvalidCursor {
+                reason: RECORDED_CURSOR_GONE,
+            })
+        }
     }
 
     /// The opaque text handed to clients.

@@ -161,11 +161,7 @@ fn keyset_page<T: serde::de::DeserializeOwned>(
                 .prepare_cached("SELECT seq FROM alerts WHERE alert_id = ?1")
                 .and_then(|mut st| st.query_row([&c.id], |r| r.get(0)).optional())
                 .map_err(sq(list.ops().0))?;
-            if seq != Some(c.position_us) {
-                return Err(StoreError::InvalidCursor {
-                    reason: crate::query::RECORDED_CURSOR_GONE,
-                });
-            }
+            c.check_recorded_place(seq)?;
         }
         params.push(Value::Integer(c.position_us));
         params.push(Value::Text(c.id));
