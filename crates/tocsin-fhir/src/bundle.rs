@@ -6,7 +6,7 @@ use tocsin_event::{Ack, Document, DocumentKind, EventType, Warning, WarningCode}
 use crate::events::{Ctx, Draft, document_kind, first_value, other, unmapped};
 use crate::loc::Loc;
 use crate::prepare::{Entry, Prepared, Resourceless, Scope};
-use crate::subject::unresolved;
+use crate::subject::{json_list, json_text, unresolved};
 use crate::view::MessageHeaderView;
 use crate::{FhirConfig, FhirError};
 
@@ -552,29 +552,17 @@ fn message_skeleton() -> Draft {
 /// Messaging Distribution, Handling Specification; `FA` is for action).
 fn for_information(mh: &Entry) -> bool {
     // Read as JSON: its model is not given extensions.
-    let Some(extensions) = mh
-        .obj
-        .raw("extension")
-        .and_then(|r| serde_json::from_str::<serde_json::Value>(r.get()).ok())
-    else {
+    let Some(extensions) = mh.member("extension") else {
         return false;
     };
-    fn list(v: &serde_json::Value) -> &[serde_json::Value] {
-        v.get("extension")
-            .and_then(|e| e.as_array())
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-    }
-    fn url(v: &serde_json::Value) -> &str {
-        v.get("url").and_then(|u| u.as_str()).unwrap_or("")
-    }
+    let url = |v: &serde_json::Value| json_text(v, "url").unwrap_or_default();
     extensions
         .as_array()
         .map(Vec::as_slice)
         .unwrap_or_default()
         .iter()
         .filter(|e| url(e).contains("Extension-ITK-MessageHandling"))
-        .flat_map(list)
+        .flat_map(|e| json_list(e, "extension"))
         .filter(|e| url(e) == "RecipientType")
         .any(|e| {
             e.pointer("/valueCoding/code")

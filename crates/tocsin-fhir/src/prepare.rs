@@ -144,6 +144,12 @@ pub(crate) struct Entry<'a> {
 }
 
 impl Entry<'_> {
+    /// One member of the resource as sent, parsed as JSON: for what tocsin
+    /// reads without a model (extensions, which the models are not given).
+    pub fn member(&self, key: &str) -> Option<Value> {
+        serde_json::from_str(self.obj.raw(key)?.get()).ok()
+    }
+
     /// The resource as a JSON tree, for the few elements read without a
     /// model (times of `other` resources, a Location's ODS code, an
     /// OperationOutcome's text): modelled resources after the tolerant

@@ -172,11 +172,7 @@ impl Env<'_> {
             .iter()
             .filter(|e| e.rtype == "PractitionerRole")
             .find_map(|e| {
-                let org = e.value(self.cfg.timezone).get("organization")?.clone();
-                let r = Ref {
-                    reference: json_text(&org, "reference"),
-                    identifier: org.get("identifier").map(lenient_ident),
-                };
+                let r = lenient_ref(e.value(self.cfg.timezone).get("organization")?);
                 self.ods_of(&r, &Scope::contained(e, scope), &mut s.warnings)
             });
         if practice.is_none()
@@ -204,12 +200,14 @@ impl Env<'_> {
     fn unverified_nhs_number(&self, e: &Entry, warnings: &mut Vec<Warning>) {
         // Parsed only when the text names the extension (most feeds send
         // none): this runs for every Patient.
-        let Some(ids) = e
+        if !e
             .obj
             .raw("identifier")
-            .filter(|r| r.get().contains("NHSNumberVerificationStatus"))
-            .and_then(|r| serde_json::from_str::<serde_json::Value>(r.get()).ok())
-        else {
+            .is_some_and(|r| r.get().contains("NHSNumberVerificationStatus"))
+        {
+            return;
+        }
+        let Some(ids) = e.member("identifier") else {
             return;
         };
         let ids = ids.as_array().map(Vec::as_slice).unwrap_or_default();
@@ -551,21 +549,26 @@ fn leniently(v: &serde_json::Value) -> crate::view::PatientView {
         identifiers: lenient_identifiers(v),
         general_practitioners: json_list(v, "generalPractitioner")
             .iter()
-            .map(|g| Ref {
-                reference: json_text(g, "reference"),
-                identifier: g.get("identifier").map(lenient_ident),
-            })
+            .map(lenient_ref)
             .collect(),
     }
 }
 
+/// A Reference read from its JSON, without a model.
+fn lenient_ref(v: &serde_json::Value) -> Ref {
+    Ref {
+        reference: json_text(v, "reference"),
+        identifier: v.get("identifier").map(lenient_ident),
+    }
+}
+
 /// Member `k` of `v` when it is a string.
-fn json_text(v: &serde_json::Value, k: &str) -> Option<String> {
+pub(crate) fn json_text(v: &serde_json::Value, k: &str) -> Option<String> {
     v.get(k).and_then(|x| x.as_str()).map(str::to_owned)
 }
 
 /// Member `k` of `v` when it is an array, else none.
-fn json_list<'v>(v: &'v serde_json::Value, k: &str) -> &'v [serde_json::Value] {
+pub(crate) fn json_list<'v>(v: &'v serde_json::Value, k: &str) -> &'v [serde_json::Value] {
     v.get(k).and_then(|x| x.as_array()).map_or(&[][..], |a| a)
 }
 
@@ -573,7 +576,7 @@ fn json_list<'v>(v: &'v serde_json::Value, k: &str) -> &'v [serde_json::Value] {
 /// a time of day: read from the input, as the model sees it already made
 /// local midnight.
 fn date_only_end(e: &Entry) -> Option<String> {
-    let period: serde_json::Value = serde_json::from_str(e.obj.raw("period")?.get()).ok()?;
+    let period = e.member("period")?;
     let end = period.get("end")?.as_str()?;
     (!end.contains('T')).then(|| end.to_owned())
 }
@@ -583,7 +586,7 @@ fn date_only_end(e: &Entry) -> Option<String> {
 /// (admission source, diet, arrangements) is nothing tocsin reads, and
 /// modelled, a miscoded part of it would lose the whole Encounter.
 fn discharge_disposition(e: &Entry) -> Option<String> {
-    let h: serde_json::Value = serde_json::from_str(e.obj.raw("hospitalization")?.get()).ok()?;
+    let h = e.member("hospitalization")?;
     h.pointer("/dischargeDisposition/coding")?
         .as_array()?
         .iter()
