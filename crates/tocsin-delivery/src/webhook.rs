@@ -86,11 +86,7 @@ impl<S: StoreAccess> WebhookWorker<S> {
                         refusals = refusals.saturating_add(1);
                         let now = Utc::now();
                         let error = refusal.to_string();
-                        let mut given_up = 0;
-                        for d in due.by_ref().filter(|d| now >= self.give_up_at(d)) {
-                            self.give_up(d, &error, now).await;
-                            given_up += 1;
-                        }
+                        let mut given_up = self.give_up_aged(due.by_ref(), &error, now).await;
                         given_up += self.give_up_beyond_round(&error, now).await;
                         if given_up > 0 {
                             WebhooksGivenUp {
@@ -139,16 +135,28 @@ impl<S: StoreAccess> WebhookWorker<S> {
             let Some(batch) = self.due(now).await else {
                 return total;
             };
-            let mut n = 0;
-            for d in batch.into_iter().filter(|d| now >= self.give_up_at(d)) {
-                self.give_up(d, error, now).await;
-                n += 1;
-            }
+            let n = self.give_up_aged(batch.into_iter(), error, now).await;
             total += n;
             if n < ROUND {
                 return total;
             }
         }
+    }
+
+    /// Gives up those of `deliveries` past their maximum age at `now`;
+    /// returns how many.
+    async fn give_up_aged(
+        &self,
+        deliveries: impl Iterator<Item = PendingDelivery>,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> usize {
+        let mut n = 0;
+        for d in deliveries.filter(|d| now >= self.give_up_at(d)) {
+            self.give_up(d, error, now).await;
+            n += 1;
+        }
+        n
     }
 
     /// When a delivery stops being retried: its commit plus the maximum age.
@@ -249,9 +257,9 @@ impl<S: StoreAccess> WebhookWorker<S> {
             Err(refusal) => {
                 let pause = pause(&refusal);
                 let error = refusal.to_string();
-                match self.refused(&d, &refusal, now) {
-                    Next::GiveUp => self.fail(&d, error, true, now).await,
-                    Next::RetryAt(at) => {
+                match self.retry_at(&d, &refusal, now) {
+                    None => self.fail(&d, error, true, now).await,
+                    Some(at) => {
                         let outcome = DeliveryOutcome::Retry {
                             at,
                             error: error.clone(),
@@ -299,23 +307,28 @@ impl<S: StoreAccess> WebhookWorker<S> {
         }
     }
 
-    /// What follows a refused attempt: give up once the delivery has
-    /// reached its maximum age, else retry. A refusal of the subscriber
+    /// When a refused delivery is due again; `None` once it has reached its
+    /// maximum age (given up). A refusal of the subscriber
     /// leaves the delivery due now (the worker's `pause` spaces the
     /// attempts, and the backlog keeps its order); a refusal of this alert
     /// puts it back by its own backoff, at most to its maximum age.
-    fn refused(&self, d: &PendingDelivery, refusal: &Refusal, now: DateTime<Utc>) -> Next {
+    fn retry_at(
+        &self,
+        d: &PendingDelivery,
+        refusal: &Refusal,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
         let give_up_at = self.give_up_at(d);
         if now >= give_up_at {
-            return Next::GiveUp;
+            return None;
         }
         if !refusal.of_this_alert() {
-            return Next::RetryAt(now);
+            return Some(now);
         }
         let wait = backoff(&self.hook, d.attempts.saturating_add(1));
         let at = (now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX))
             .min(give_up_at);
-        Next::RetryAt(at)
+        Some(at)
     }
 
     /// POSTs the body; the status on a 2xx, else why not.
@@ -353,15 +366,6 @@ impl<S: StoreAccess> WebhookWorker<S> {
         }
         .emit(&self.metrics);
     }
-}
-
-/// What a refused delivery does next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Next {
-    /// It reached its maximum age: marked failed.
-    GiveUp,
-    /// Due again at this time.
-    RetryAt(DateTime<Utc>),
 }
 
 /// Why a subscriber did not take a delivery.
