@@ -82,24 +82,6 @@ fn notes(config: &Config) -> Vec<String> {
             listed.join(", ")
         ));
     }
-    // A label asked for with nothing listed gives every site (specialty)
-    // the one value `other` (or `unknown`): a label that tells nothing.
-    let m = &config.metrics;
-    for (label, on, list, key) in [
-        ("site_label", m.site_label, &m.sites, "sites"),
-        (
-            "specialty_label",
-            m.specialty_label,
-            &m.specialties,
-            "specialties",
-        ),
-    ] {
-        if on && list.is_empty() {
-            notes.push(format!(
-                "[metrics] {label} is on but {key} lists none: every value is `other` (or \
-                 `unknown`); list the {key} that should have their own"
-            ));
-        }
-    }
+    notes.extend(config.metrics.notes());
     notes
 }

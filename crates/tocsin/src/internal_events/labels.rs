@@ -79,10 +79,7 @@ impl MetricLabels {
                 .collect()
         }
         let mut tails: Vec<Vec<&str>> = vec![Vec::new()];
-        for (on, list) in [
-            (self.site_label, &self.sites),
-            (self.specialty_label, &self.specialties),
-        ] {
+        for (_, list, _, on) in self.lists() {
             if !on {
                 continue;
             }
@@ -104,11 +101,10 @@ impl MetricLabels {
         tails
     }
 
-    /// Checks the lists hold usable label values.
-    pub fn validate(&self) -> Result<(), String> {
-        // A list without its label was silently ignored: the operator
-        // expected per-site figures and got none.
-        for (what, list, label, on) in [
+    /// Each optional label: its list's key, the list, the label's key,
+    /// whether it is on.
+    fn lists(&self) -> [(&'static str, &[String], &'static str, bool); 2] {
+        [
             ("sites", &self.sites, "site_label", self.site_label),
             (
                 "specialties",
@@ -116,14 +112,37 @@ impl MetricLabels {
                 "specialty_label",
                 self.specialty_label,
             ),
-        ] {
+        ]
+    }
+
+    /// What is valid but tells nothing: a label asked for with nothing
+    /// listed gives every site (specialty) the one value `other` (or
+    /// `unknown`).
+    pub fn notes(&self) -> Vec<String> {
+        self.lists()
+            .into_iter()
+            .filter(|(_, list, _, on)| *on && list.is_empty())
+            .map(|(what, _, label, _)| {
+                format!(
+                    "[metrics] {label} is on but {what} lists none: every value is `other` (or \
+                     `unknown`); list the {what} that should have their own"
+                )
+            })
+            .collect()
+    }
+
+    /// Checks the lists hold usable label values.
+    pub fn validate(&self) -> Result<(), String> {
+        // A list without its label was silently ignored: the operator
+        // expected per-site figures and got none.
+        for (what, list, label, on) in self.lists() {
             if !list.is_empty() && !on {
                 return Err(format!(
                     "[metrics] {what} is set but {label} is false: set {label} = true for the label, or empty {what}"
                 ));
             }
         }
-        for (what, list) in [("sites", &self.sites), ("specialties", &self.specialties)] {
+        for (what, list, _, _) in self.lists() {
             for v in list {
                 if v.is_empty() || v == "other" || v == "unknown" {
                     return Err(format!(
