@@ -589,13 +589,19 @@ fn discharge_summary_document_bundle() {
 /// likewise: `a_malformed_organization_is_read_for_its_identifiers_with_one_warning`.)
 #[test]
 fn a_miscoded_patient_element_tocsin_does_not_read_does_not_lose_the_document() {
-    let e = edited("r4/bundle-document-discharge-summary.json", |v| {
-        entry_of(v, "Patient")["identifier"][0]["use"] = "Official".into();
-    });
+    let e = with_official_use("Patient");
     assert_eq!(e.event_type, EventType::DocumentIssued);
     assert_eq!(e.patient.nhs_number.as_deref(), Some("9434765919"));
     assert_eq!(e.gp_practice.as_deref(), Some("B86001"));
     read_leniently(&e, "Patient", "Bundle.entry[1].resource");
+}
+
+/// The discharge summary bundle with `resource`'s first identifier's `use`
+/// in the wrong case, which its model refuses.
+fn with_official_use(resource: &'static str) -> tocsin_event::InterfaceEvent {
+    edited("r4/bundle-document-discharge-summary.json", |v| {
+        entry_of(v, resource)["identifier"][0]["use"] = "Official".into();
+    })
 }
 
 /// The one warning of a resource its model refused and that was read from
@@ -626,9 +632,7 @@ fn read_leniently(e: &tocsin_event::InterfaceEvent, resource: &str, at: &str) {
 /// the summary was refused whole, and its discharge went overdue.
 #[test]
 fn a_miscoded_encounter_a_document_names_does_not_lose_the_document() {
-    let e = edited("r4/bundle-document-discharge-summary.json", |v| {
-        entry_of(v, "Encounter")["identifier"][0]["use"] = "Official".into();
-    });
+    let e = with_official_use("Encounter");
     assert_eq!(e.event_type, EventType::DocumentIssued);
     assert_eq!(e.patient.nhs_number.as_deref(), Some("9434765919"));
     let enc = e.encounter.as_ref().expect("the encounter named");
