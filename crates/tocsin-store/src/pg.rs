@@ -24,7 +24,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::migrate::{self, Migration};
 use crate::pg_tls;
-use crate::query::{Cursor, List, check_limit};
+use crate::query::{Cursor, Paging, check_limit};
 use crate::rows::{self, UNSETTLED, limit_param};
 use crate::{
     AlertQuery, Batch, ExpectationQuery, OutboxMessage, Page, PendingOutbox, Store, StoreError,
@@ -88,16 +88,16 @@ type Params = Vec<Box<dyn ToSql + Sync>>;
 /// order, with the cursor of the next page.
 fn keyset_page<T: serde::de::DeserializeOwned>(
     store: &mut PostgresStore,
-    list: List,
+    paging: Paging<'_>,
     mut filters: String,
     mut params: Params,
-    cursor: Option<&str>,
     limit: usize,
 ) -> Result<Page<T>, StoreError> {
     let limit = check_limit(limit)?;
+    let list = paging.list;
     let (position, id) = list.keys();
-    if let Some(c) = cursor {
-        let c = Cursor::decode(c, list)?;
+    let given = paging.place()?;
+    if let Some(c) = &given {
         if c.names_a_recorded_alert(list) {
             let id = c.id.clone();
             let seq: Option<i64> = store.with_conn(|conn| {
@@ -109,11 +109,11 @@ fn keyset_page<T: serde::de::DeserializeOwned>(
             c.check_recorded_place(seq)?;
         }
         if list.position_is_time() {
-            params.push(Box::new(cursor_time(&c)?));
+            params.push(Box::new(cursor_time(c)?));
         } else {
             params.push(Box::new(c.position_us));
         }
-        params.push(Box::new(c.id));
+        params.push(Box::new(c.id.clone()));
         filters.push_str(&format!(
             " AND ({position}, {id}) > (${}, ${})",
             params.len() - 1,
@@ -132,7 +132,7 @@ fn keyset_page<T: serde::de::DeserializeOwned>(
     store.with_conn(|c| {
         let st = prepare(&mut c.client, &mut c.statements, &sql)?;
         let found = c.client.query(&st, &refs).map_err(pg(list.ops().0))?;
-        page_of_rows(&found, limit, list, cursor)
+        page_of_rows(&found, limit, &paging, given.as_ref())
     })
 }
 
@@ -163,9 +163,10 @@ fn body_pattern(key: &str, value: &str) -> Option<String> {
 fn page_of_rows<T: serde::de::DeserializeOwned>(
     found: &[postgres::Row],
     limit: i64,
-    list: List,
-    cursor: Option<&str>,
+    paging: &Paging<'_>,
+    given: Option<&Cursor>,
 ) -> Result<Page<T>, StoreError> {
+    let list = paging.list;
     let more = found.len() as i64 > limit;
     let mut items = Vec::with_capacity(found.len().min(limit as usize));
     let mut last = None;
@@ -180,7 +181,7 @@ fn page_of_rows<T: serde::de::DeserializeOwned>(
         items.push(rows::parse(body, list.table(), &id)?);
         last = Some(Cursor { position_us, id });
     }
-    Ok(Cursor::page(items, last, more, list, cursor))
+    Ok(paging.page(items, last, more, given))
 }
 
 /// A cursor's position as the timestamp the keyset compares with.
@@ -927,8 +928,7 @@ impl Store for PostgresStore {
                 filters.push_str(&format!(" AND ended_at {op} ${}", params.len()));
             }
         }
-        let cursor = q.cursor.as_deref();
-        keyset_page(self, List::Expectations, filters, params, cursor, q.limit)
+        keyset_page(self, q.paging(), filters, params, q.limit)
     }
 
     fn alerts(&mut self, q: &AlertQuery) -> Result<Page<Alert>, StoreError> {
@@ -944,15 +944,7 @@ impl Store for PostgresStore {
                 format!("${}", params.len())
             }));
         }
-        let cursor = q.cursor.as_deref();
-        keyset_page(
-            self,
-            List::of_alerts(q.order),
-            filters,
-            params,
-            cursor,
-            q.limit,
-        )
+        keyset_page(self, q.paging(), filters, params, q.limit)
     }
 
     fn visit_ended_between(

@@ -2,6 +2,7 @@
 //! cursors.
 
 use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
 use tocsin_event::{DocumentKind, EncounterKind};
 use tocsin_tracker::{AlertKind, ExpectationStatus};
 
@@ -79,6 +80,17 @@ impl ExpectationQuery {
             ("specialty", self.specialty.as_deref()),
             ("gp_practice", self.gp_practice.as_deref()),
         ])
+    }
+
+    /// How a page of this query is read: its cursors are bound to every
+    /// filter (not to `limit`, which may change from page to page).
+    pub(crate) fn paging(&self) -> Paging<'_> {
+        let mut scope = Scope::of(&self.equalities());
+        scope.time("ended_from", self.ended_from);
+        scope.time("ended_to", self.ended_to);
+        scope.text("nhs_number", self.nhs_number.as_deref());
+        scope.text("encounter_id", self.encounter_id.as_deref());
+        Paging::new(List::Expectations, scope, self.cursor.as_deref())
     }
 }
 
@@ -204,6 +216,110 @@ impl AlertQuery {
             ("specialty", self.specialty.as_deref()),
         ])
     }
+
+    /// How a page of this query is read: its cursors are bound to its
+    /// order and every filter (not to `limit`).
+    pub(crate) fn paging(&self) -> Paging<'_> {
+        let mut scope = Scope::of(&self.equalities());
+        scope.time("since", self.since);
+        Paging::new(List::of_alerts(self.order), scope, self.cursor.as_deref())
+    }
+}
+
+/// The filters of a request, written out unambiguously (each name and value
+/// with its length) to be digested into the cursors its pages hand out.
+struct Scope(String);
+
+impl Scope {
+    fn of(equalities: &[(&'static str, Equality<'_>)]) -> Self {
+        let mut scope = Self(String::new());
+        for (column, value) in equalities {
+            match value {
+                Equality::Is(v) => scope.text(column, Some(v)),
+                // No text has a length of -1: `(none)` is told from a value.
+                Equality::Missing => scope.0.push_str(&format!("{}:{column}-1;", column.len())),
+            }
+        }
+        scope
+    }
+
+    fn text(&mut self, name: &str, value: Option<&str>) {
+        if let Some(v) = value {
+            self.0
+                .push_str(&format!("{}:{name}{}:{v};", name.len(), v.len()));
+        }
+    }
+
+    fn time(&mut self, name: &str, value: Option<DateTime<Utc>>) {
+        let micros = value.map(|t| t.timestamp_micros().to_string());
+        self.text(name, micros.as_deref());
+    }
+
+    /// The first 8 bytes of the SHA-256 of the filters, in hex: enough
+    /// that a cursor reused with other filters is told (a mistake, not an
+    /// attack: a cursor grants nothing its request's filters do not).
+    fn digest(&self) -> String {
+        hex::encode(&Sha256::digest(self.0.as_bytes())[..8])
+    }
+}
+
+/// How one page of a list is read: the list, the digest of the request's
+/// filters, which the page's cursors carry and a cursor given back must
+/// match, and the cursor given.
+pub(crate) struct Paging<'a> {
+    /// The list read.
+    pub list: List,
+    scope: String,
+    /// The cursor the request continues from, as the client sent it.
+    pub cursor: Option<&'a str>,
+}
+
+impl<'a> Paging<'a> {
+    fn new(list: List, scope: Scope, cursor: Option<&'a str>) -> Self {
+        Self {
+            list,
+            scope: scope.digest(),
+            cursor,
+        }
+    }
+
+    /// The place the request continues from, if it gave a cursor.
+    pub fn place(&self) -> Result<Option<Cursor>, StoreError> {
+        self.cursor
+            .map(|c| Cursor::decode(c, self.list, &self.scope))
+            .transpose()
+    }
+
+    /// The page of `items` ending at `last` (`given` is [`Self::place`]):
+    /// its next cursor, and in the recorded order its resume cursor (the
+    /// last row's, else the request's, else the start), all bound to this
+    /// request's filters.
+    pub fn page<T>(
+        &self,
+        items: Vec<T>,
+        last: Option<Cursor>,
+        more: bool,
+        given: Option<&Cursor>,
+    ) -> Page<T> {
+        let encode = |c: &Cursor| c.encode(self.list, &self.scope);
+        let resume_cursor = (self.list == List::AlertsRecorded).then(|| {
+            let place = last.as_ref().or(given);
+            place.map_or_else(
+                || {
+                    encode(&Cursor {
+                        position_us: 0,
+                        id: String::new(),
+                    })
+                },
+                encode,
+            )
+        });
+        Page {
+            items,
+            next_cursor: last.filter(|_| more).as_ref().map(encode),
+            resume_cursor,
+        }
+    }
 }
 
 /// The first second every backend can hold a time in: 0001-01-01T00:00:00Z.
@@ -270,7 +386,19 @@ impl List {
         }
     }
 
+    /// The tag of the list's cursors, which carry the filters' digest.
     fn tag(self) -> &'static str {
+        match self {
+            List::Expectations => "e2",
+            List::Alerts => "a2",
+            List::AlertsRecorded => "r2",
+        }
+    }
+
+    /// The tag of the list's cursors from before cursors were bound to
+    /// their filters (December 2026), still taken, unbound, so that a
+    /// poller's kept recorded-order cursor survives the upgrade.
+    fn tag_unbound(self) -> &'static str {
         match self {
             List::Expectations => "e1",
             List::Alerts => "a1",
@@ -339,63 +467,49 @@ impl Cursor {
         }
     }
 
-    /// The opaque text handed to clients.
-    pub fn encode(&self, list: List) -> String {
-        hex::encode(format!("{}|{}|{}", list.tag(), self.position_us, self.id))
+    /// The opaque text handed to clients: the list's tag, the digest of
+    /// the request's filters, the position and the id.
+    fn encode(&self, list: List, scope: &str) -> String {
+        hex::encode(format!(
+            "{}|{scope}|{}|{}",
+            list.tag(),
+            self.position_us,
+            self.id
+        ))
     }
 
-    /// The cursor of the next page: the last row's, when more rows follow.
-    pub fn next(last: Option<Cursor>, more: bool, list: List) -> Option<String> {
-        last.filter(|_| more).map(|c| c.encode(list))
-    }
-
-    /// The page of `items` ending at `last`, read with the request's
-    /// `cursor`: its next cursor, and in the recorded order its resume
-    /// cursor (the last row's, else the request's, else the start).
-    pub fn page<T>(
-        items: Vec<T>,
-        last: Option<Cursor>,
-        more: bool,
-        list: List,
-        cursor: Option<&str>,
-    ) -> Page<T> {
-        let resume_cursor = (list == List::AlertsRecorded).then(|| match (&last, cursor) {
-            (Some(c), _) => c.encode(list),
-            (None, Some(given)) => given.to_string(),
-            (None, None) => Cursor {
-                position_us: 0,
-                id: String::new(),
-            }
-            .encode(list),
-        });
-        Page {
-            items,
-            next_cursor: Cursor::next(last, more, list),
-            resume_cursor,
-        }
-    }
-
-    /// Reads a cursor a client sent back for `list`.
-    pub fn decode(s: &str, list: List) -> Result<Self, StoreError> {
+    /// Reads a cursor a client sent back for `list`, with a request whose
+    /// filters digest to `scope`.
+    fn decode(s: &str, list: List, scope: &str) -> Result<Self, StoreError> {
         let bytes = hex::decode(s).map_err(|_| StoreError::InvalidCursor {
             reason: "not a cursor this server issued (not hex)",
         })?;
         let text = String::from_utf8(bytes).map_err(|_| StoreError::InvalidCursor {
             reason: "not a cursor this server issued (not UTF-8)",
         })?;
-        let mut parts = text.splitn(3, '|');
-        let (Some(version), Some(deadline), Some(id)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(StoreError::InvalidCursor {
-                reason: "not a cursor this server issued (wrong shape)",
-            });
+        let wrong_shape = || StoreError::InvalidCursor {
+            reason: "not a cursor this server issued (wrong shape)",
         };
-        if version != list.tag() {
+        let (tag, rest) = text.split_once('|').ok_or_else(wrong_shape)?;
+        let rest = if tag == list.tag() {
+            let (bound_to, rest) = rest.split_once('|').ok_or_else(wrong_shape)?;
+            if bound_to != scope {
+                return Err(StoreError::InvalidCursor {
+                    reason: "this cursor continues a request with other filters: send it with \
+                         the same filters as the request that returned it (only limit may \
+                         change), or read from the start without one",
+                });
+            }
+            rest
+        } else if tag == list.tag_unbound() {
+            rest
+        } else {
             return Err(StoreError::InvalidCursor {
                 reason: "cursor of another list, or from another version of tocsin",
             });
-        }
-        let position_us = deadline.parse().map_err(|_| StoreError::InvalidCursor {
+        };
+        let (position, id) = rest.split_once('|').ok_or_else(wrong_shape)?;
+        let position_us = position.parse().map_err(|_| StoreError::InvalidCursor {
             reason: "not a cursor this server issued (bad position)",
         })?;
         // No row holds a time outside the range, so no cursor this server
@@ -440,7 +554,7 @@ mod tests {
             id: "a|b|c".into(),
         };
         for list in [List::Expectations, List::Alerts, List::AlertsRecorded] {
-            assert_eq!(Cursor::decode(&c.encode(list), list).unwrap(), c);
+            assert_eq!(Cursor::decode(&c.encode(list, "s"), list, "s").unwrap(), c);
         }
     }
 
@@ -457,7 +571,7 @@ mod tests {
             (List::AlertsRecorded, List::Alerts),
         ] {
             assert!(matches!(
-                Cursor::decode(&c.encode(from), to),
+                Cursor::decode(&c.encode(from, "s"), to, "s"),
                 Err(StoreError::InvalidCursor { .. })
             ));
         }
@@ -471,10 +585,12 @@ mod tests {
             &hex::encode("e9|1|a"),
             &hex::encode("e1|one|a"),
             &hex::encode("e1|1|a\0b"),
+            &hex::encode("e2|s|1"),
+            &hex::encode("e2|s"),
         ] {
             assert!(
                 matches!(
-                    Cursor::decode(bad, List::Expectations),
+                    Cursor::decode(bad, List::Expectations, "s"),
                     Err(StoreError::InvalidCursor { .. })
                 ),
                 "{bad}"
@@ -490,8 +606,9 @@ mod tests {
                     position_us,
                     id: "x".into(),
                 }
-                .encode(list),
+                .encode(list, "s"),
                 list,
+                "s",
             )
         };
         let first = EARLIEST_SECOND * 1_000_000;
@@ -527,5 +644,110 @@ mod tests {
     fn zero_limit_is_refused() {
         assert!(check_limit(0).is_err());
         assert_eq!(check_limit(5).unwrap(), 5);
+    }
+
+    /// A cursor continues the request that returned it: sent with other
+    /// filters it is refused, not taken as a place in another list (which
+    /// skipped, without a word, what that list held before it); a new
+    /// limit is no new request.
+    #[test]
+    fn a_cursor_is_bound_to_its_requests_filters() {
+        let first = ExpectationQuery {
+            site: Some("RX1".into()),
+            limit: 2,
+            ..Default::default()
+        };
+        let c = Cursor {
+            position_us: 9,
+            id: "x".into(),
+        };
+        let paging = first.paging();
+        let issued = paging
+            .page(vec![()], Some(c.clone()), true, None)
+            .next_cursor
+            .unwrap();
+        let again =
+            |q: ExpectationQuery| Cursor::decode(&issued, List::Expectations, &q.paging().scope);
+        assert_eq!(again(first.clone()).unwrap(), c);
+        let more = ExpectationQuery {
+            limit: 50,
+            cursor: Some(issued.clone()),
+            ..first.clone()
+        };
+        assert_eq!(again(more).unwrap(), c);
+        for other in [
+            ExpectationQuery {
+                site: Some("RX2".into()),
+                ..first.clone()
+            },
+            ExpectationQuery {
+                site: Some(NONE.into()),
+                ..first.clone()
+            },
+            ExpectationQuery {
+                site: None,
+                ..first.clone()
+            },
+            ExpectationQuery {
+                specialty: Some("RX1".into()),
+                site: None,
+                ..first.clone()
+            },
+            ExpectationQuery {
+                nhs_number: Some("9434765919".into()),
+                ..first.clone()
+            },
+            ExpectationQuery {
+                ended_from: Some(DateTime::UNIX_EPOCH),
+                ..first.clone()
+            },
+        ] {
+            let e = again(other.clone()).unwrap_err();
+            assert!(e.to_string().contains("other filters"), "{other:?}: {e}");
+        }
+        // Alerts: the order is its own list; `since` is a filter.
+        let alerts = AlertQuery {
+            order: AlertOrder::Recorded,
+            ..Default::default()
+        };
+        let resume = alerts
+            .paging()
+            .page(Vec::<()>::new(), None, false, None)
+            .resume_cursor
+            .unwrap();
+        let scope = |q: &AlertQuery| q.paging().scope;
+        assert!(Cursor::decode(&resume, List::AlertsRecorded, &scope(&alerts)).is_ok());
+        let since = AlertQuery {
+            since: Some(DateTime::UNIX_EPOCH),
+            ..alerts.clone()
+        };
+        assert!(Cursor::decode(&resume, List::AlertsRecorded, &scope(&since)).is_err());
+    }
+
+    /// A cursor issued before cursors were bound to their filters (a
+    /// poller's kept recorded-order one) is still taken after the upgrade,
+    /// whatever the filters; an empty page's resume cursor is then issued
+    /// in the bound form.
+    #[test]
+    fn a_cursor_from_before_binding_is_still_taken() {
+        let old = hex::encode("r1|42|alert-x");
+        let q = AlertQuery {
+            order: AlertOrder::Recorded,
+            kind: Some(AlertKind::Overdue),
+            cursor: Some(old.clone()),
+            ..Default::default()
+        };
+        let paging = q.paging();
+        let place = paging.place().unwrap().unwrap();
+        assert_eq!((place.position_us, place.id.as_str()), (42, "alert-x"));
+        let resume = paging
+            .page(Vec::<()>::new(), None, false, Some(&place))
+            .resume_cursor
+            .unwrap();
+        assert_ne!(resume, old);
+        assert_eq!(
+            Cursor::decode(&resume, List::AlertsRecorded, &paging.scope).unwrap(),
+            place
+        );
     }
 }

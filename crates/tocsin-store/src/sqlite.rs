@@ -20,7 +20,7 @@ use tocsin_tracker::{Alert, Expectation, StateRecord};
 use crate::build::Building;
 use crate::checkpoint::{self, Checkpointer};
 use crate::migrate::{self, Migration};
-use crate::query::{Cursor, List, check_limit};
+use crate::query::{Cursor, Paging, check_limit};
 use crate::rows::{self, UNSETTLED, limit_param, micros};
 use crate::sqlite_file::{self, FileId, WriterLock, create_parent};
 use crate::{
@@ -145,17 +145,17 @@ const UPSERT_INPUT: &str = "INSERT INTO inputs (id, outcome, reason, processed_a
 /// order, with the cursor of the next page.
 fn keyset_page<T: serde::de::DeserializeOwned>(
     conn: &Connection,
-    list: List,
+    paging: Paging<'_>,
     index: Option<&str>,
     mut filters: String,
     mut params: Vec<Value>,
-    cursor: Option<&str>,
     limit: usize,
 ) -> Result<Page<T>, StoreError> {
     let limit = check_limit(limit)?;
+    let list = paging.list;
     let (position, id) = list.keys();
-    if let Some(c) = cursor {
-        let c = Cursor::decode(c, list)?;
+    let given = paging.place()?;
+    if let Some(c) = &given {
         if c.names_a_recorded_alert(list) {
             let seq: Option<i64> = conn
                 .prepare_cached("SELECT seq FROM alerts WHERE alert_id = ?1")
@@ -164,7 +164,7 @@ fn keyset_page<T: serde::de::DeserializeOwned>(
             c.check_recorded_place(seq)?;
         }
         params.push(Value::Integer(c.position_us));
-        params.push(Value::Text(c.id));
+        params.push(Value::Text(c.id.clone()));
         filters.push_str(&format!(
             " AND ({position}, {id}) > (?{}, ?{})",
             params.len() - 1,
@@ -199,7 +199,7 @@ fn keyset_page<T: serde::de::DeserializeOwned>(
         items.push(rows::parse(&body, list.table(), &id)?);
         last = Some(Cursor { position_us, id });
     }
-    Ok(Cursor::page(items, last, more, list, cursor))
+    Ok(paging.page(items, last, more, given.as_ref()))
 }
 
 /// The page cache of a kept store (the gateway's, or `replay --store`), in
@@ -781,14 +781,12 @@ impl Store for SqliteStore {
         // 1.1 s a page on 1.4 million expectations, against 3 ms).
         let windowed = q.ended_from.is_some() || q.ended_to.is_some();
         let by_body = q.nhs_number.is_some() || q.encounter_id.is_some();
-        let cursor = q.cursor.as_deref();
         keyset_page(
             &self.conn,
-            List::Expectations,
+            q.paging(),
             (windowed && by_body).then_some("expectations_ended_at"),
             filters,
             params,
-            cursor,
             q.limit,
         )
     }
@@ -806,16 +804,7 @@ impl Store for SqliteStore {
                 format!("?{}", params.len())
             }));
         }
-        let cursor = q.cursor.as_deref();
-        keyset_page(
-            &self.conn,
-            List::of_alerts(q.order),
-            None,
-            filters,
-            params,
-            cursor,
-            q.limit,
-        )
+        keyset_page(&self.conn, q.paging(), None, filters, params, q.limit)
     }
 
     fn visit_ended_between(

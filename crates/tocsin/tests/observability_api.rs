@@ -351,6 +351,14 @@ fn filters_and_paging(port: u16, doc: &OpenApi) {
     ));
     assert_eq!(rest.len(), 1);
     assert_eq!(rest[0]["document_kind"], "discharge_summary");
+    // Nor without the filter it was issued with: it is refused, not taken
+    // as a place in the whole list (which skipped what lay before it).
+    bad(
+        port,
+        doc,
+        &format!("/expectations?limit=3&cursor={c}"),
+        "cursor",
+    );
     // A cursor of this list means nothing to the alerts.
     bad(port, doc, &format!("/alerts?cursor={c}"), "cursor");
 }
