@@ -62,6 +62,22 @@ pub enum StoreError {
         /// The store file.
         path: String,
     },
+    /// The SQLite store's file has other names (hard links). SQLite keeps
+    /// its write-ahead log and lock beside the name a store is opened by,
+    /// so a writer through another name would write with a log and lock of
+    /// its own, and the two would corrupt the store; the writer lock, kept
+    /// beside the name too, cannot tell. Refused when a writer claims it.
+    #[error(
+        "SQLite store {path} has {links} names (hard links): a writer through another name \
+         would use its own write-ahead log and lock and corrupt the store; remove the other \
+         names (`find / -xdev -samefile {path}`), copying the file rather than linking it"
+    )]
+    HardLinked {
+        /// The store file.
+        path: String,
+        /// How many names it has.
+        links: u64,
+    },
     /// The SQLite store's file was deleted, or another moved over it, while
     /// the store had it open: what it writes would go where no one reads
     /// it again, and a restart would open an empty store in its place.

@@ -122,7 +122,9 @@ pub(crate) fn companion(path: &Path, suffix: &str) -> PathBuf {
 
 /// The writer's claim on a store: an exclusive `flock` on `PATH.lock`
 /// beside the file the store's path leads to (symbolic links followed, so
-/// a second writer naming the store through a linked directory meets it).
+/// a second writer naming the store through a linked directory meets it;
+/// a file with hard links is refused, as no lock beside one name is met
+/// through another).
 /// A file of its own: a second descriptor on the database itself would
 /// drop SQLite's `fcntl` locks when closed.
 #[derive(Debug)]
@@ -134,9 +136,18 @@ pub(crate) struct WriterLock {
 
 impl WriterLock {
     /// Claims the store at `store`; [`StoreError::InUse`] when another
-    /// process holds it.
+    /// process holds it, [`StoreError::HardLinked`] when the file has other
+    /// names, behind which a second writer would find no lock.
     pub(crate) fn take(store: &Path) -> Result<Self, StoreError> {
         let real = std::fs::canonicalize(store).unwrap_or_else(|_| store.to_path_buf());
+        if let Ok(m) = std::fs::metadata(&real)
+            && m.nlink() > 1
+        {
+            return Err(StoreError::HardLinked {
+                path: real.display().to_string(),
+                links: m.nlink(),
+            });
+        }
         let path = companion(&real, ".lock");
         let fail = |op, source| StoreError::Build {
             op,

@@ -399,6 +399,35 @@ fn a_sqlite_store_named_by_another_path_has_one_writer_and_private_files() {
     assert_eq!(mode & 0o007, 0, "{dir:?} is {mode:o}");
 }
 
+/// A store file with a second name (a hard link: `cp -l`, `ln`) is
+/// refused to a writer by either name: SQLite keeps its log and lock
+/// beside the name, so a writer through each would corrupt the store, and
+/// the second met no writer lock either.
+#[test]
+fn a_hard_linked_sqlite_store_is_refused_to_a_writer() {
+    let s = Sqlite::new();
+    let mut first = SqliteStore::open(&s.path).expect("open");
+    first.claim_writer().unwrap();
+    first.commit(&open_batch("a")).unwrap();
+    drop(first);
+    let other = s.path.with_file_name("copy.db");
+    std::fs::hard_link(&s.path, &other).unwrap();
+    for name in [&s.path, &other] {
+        let mut store = SqliteStore::open(name).expect("open to read");
+        let e = expect_err(store.claim_writer(), "a writer of a linked file");
+        assert!(
+            matches!(e, StoreError::HardLinked { links: 2, .. }),
+            "{name:?}: {e}"
+        );
+        assert!(!e.is_transient(), "{e}");
+        assert!(e.to_string().contains("-samefile"), "{e}");
+    }
+    std::fs::remove_file(&other).unwrap();
+    let mut store = SqliteStore::open(&s.path).expect("open");
+    store.claim_writer().expect("one name again");
+    assert_eq!(unsettled_ids(&mut store), ["a"]);
+}
+
 /// The writer's lock file deleted while it holds the store: with no other
 /// writer, the next commit claims it again; when a second writer has
 /// claimed the store meanwhile (it found no lock), the first stops
