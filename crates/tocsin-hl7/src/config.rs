@@ -40,8 +40,18 @@ pub struct Hl7Config {
     pub document_value_types: Vec<String>,
     /// PV1-2 patient class to encounter kind.
     pub patient_class: BTreeMap<String, EncounterKind>,
-    /// TXA-2 document type (or OBR-4 service code for ORU) to document kind.
+    /// TXA-2 document type to document kind (an ORU with a TXA included).
     pub document_type: BTreeMap<String, DocumentKind>,
+    /// OBR-4 universal service identifier (its code, else its text) of an
+    /// ORU^R01 without TXA that is a document, to document kind. Its own
+    /// table, not `document_type`'s: OBR-4 names the test or service
+    /// ordered, and laboratory codes meet TXA-2's (`CL` chloride, `DS` drug
+    /// screen), so a lab result with a comment (an OBX of type TX) was
+    /// taken for a clinic letter and settled one. An ORU without TXA whose
+    /// OBR-4 is not here is a result (`other`), not a document. Absent
+    /// from an older copy of the mappings file: the two names below.
+    #[serde(default = "default_oru_document_type")]
+    pub oru_document_type: BTreeMap<String, DocumentKind>,
     /// TXA-17 completion statuses of a document that is not final (HL7
     /// table 0271: dictated, incomplete, in progress by default): such a
     /// document has not left the trust, so its message is `other`, with a
@@ -103,11 +113,34 @@ impl Hl7Config {
             .any(|c| c.eq_ignore_ascii_case(class))
     }
 
-    /// The document kind for a TXA-2 (or OBR-4) code: exact match first, then
+    /// The document kind for a TXA-2 code: exact match first, then
     /// ignoring ASCII case. `None` when the table has no entry.
     pub fn document_kind(&self, code: &str) -> Option<DocumentKind> {
         lookup(&self.document_type, code)
     }
+
+    /// The document kind of an ORU without TXA whose OBR-4 gives `code`
+    /// (component 1) and `text` (component 2): the code's entry in
+    /// `oru_document_type`, else the text's (as for `document_kind`).
+    pub fn oru_document_kind(
+        &self,
+        code: Option<&str>,
+        text: Option<&str>,
+    ) -> Option<DocumentKind> {
+        [code, text]
+            .into_iter()
+            .flatten()
+            .find_map(|c| lookup(&self.oru_document_type, c))
+    }
+}
+
+fn default_oru_document_type() -> BTreeMap<String, DocumentKind> {
+    [
+        ("DISCHARGE SUMMARY", DocumentKind::DischargeSummary),
+        ("CLINIC LETTER", DocumentKind::ClinicLetter),
+    ]
+    .map(|(k, v)| (k.to_string(), v))
+    .into()
 }
 
 fn default_draft_statuses() -> Vec<String> {

@@ -7,10 +7,21 @@ use crate::context::Ctx;
 use crate::header::missing;
 use crate::message::Seg;
 
-/// Whether an ORU^R01 carries a document: it has a TXA, or an OBX whose value
-/// type (OBX-2) is one of `document_value_types` (TX, FT, ED by default).
+/// Whether an ORU^R01 carries a document: it has a TXA, or its first OBR's
+/// service (OBR-4) is in `[hl7.oru_document_type]` and an OBX's value type
+/// (OBX-2) is one of `document_value_types` (TX, FT, ED by default). Not
+/// the OBX alone: laboratory results carry comments as TX.
 pub(crate) fn oru_carries_document(ctx: &Ctx<'_, '_>) -> bool {
-    ctx.p.segment("TXA").is_some() || content_obx(ctx).is_some()
+    ctx.p.segment("TXA").is_some()
+        || (oru_kind(ctx, ctx.p.segment("OBR")).is_some() && content_obx(ctx).is_some())
+}
+
+/// The document kind an ORU's OBR group names in OBR-4 (its code, else its
+/// text), through `[hl7.oru_document_type]`.
+fn oru_kind(ctx: &Ctx<'_, '_>, obr: Option<Seg<'_>>) -> Option<DocumentKind> {
+    let obr = obr?;
+    ctx.cfg
+        .oru_document_kind(obr.comp(4, 1).as_deref(), obr.comp(4, 2).as_deref())
 }
 
 /// The first OBX whose value type (OBX-2) is one of `document_value_types`:
@@ -127,8 +138,8 @@ pub(crate) fn from_txa(ctx: &mut Ctx<'_, '_>) -> Result<Document, Hl7Error> {
 /// The document of an ORU^R01 without TXA, from its first OBR:
 /// - id: OBR-3 (filler order number), else OBR-2 (placer order number),
 ///   else MSH-10, so that a result always has an identity;
-/// - kind and type_code: OBR-4 (universal service id) component 1, else its
-///   text (component 2), through `[hl7.document_type]`;
+/// - type_code: OBR-4 (universal service id) component 1, else its text
+///   (component 2); kind: either, through `[hl7.oru_document_type]`;
 /// - authored_at: OBR-7 (observation date/time);
 /// - issued_at and recipient as for MDM.
 pub(crate) fn from_obr(ctx: &mut Ctx<'_, '_>) -> Document {
@@ -136,8 +147,9 @@ pub(crate) fn from_obr(ctx: &mut Ctx<'_, '_>) -> Document {
     let id = obr
         .and_then(|o| o.value(3).or_else(|| o.value(2)))
         .map_or_else(|| ctx.header.message_id.clone(), |v| v.into_owned());
-    let (type_code, location) = type_of(obr, "OBR", 4);
-    let kind = kind_of(ctx, type_code.as_deref(), &location);
+    let (type_code, _) = type_of(obr, "OBR", 4);
+    // Only an ORU whose OBR-4 maps is a document (`oru_carries_document`).
+    let kind = oru_kind(ctx, obr).unwrap_or(DocumentKind::Other);
     let authored_at = ctx.timestamp(obr, 7);
     // One event carries one document: a later OBR group that is a document
     // too (its OBR-4 mapped) is said, not lost without a word. Other
@@ -148,16 +160,16 @@ pub(crate) fn from_obr(ctx: &mut Ctx<'_, '_>) -> Document {
         .enumerate()
         .skip(1)
         .filter_map(|(i, o)| {
-            let code = type_of(Some(o), "OBR", 4).0?;
-            ctx.cfg.document_kind(&code).map(|_| (i + 1, code))
+            oru_kind(ctx, Some(o))?;
+            Some((i + 1, type_of(Some(o), "OBR", 4).0?))
         })
         .collect();
     for (n, code) in unread {
         ctx.warn(
             WarningCode::Other,
             format!(
-                "OBR group {n} is a document too ({code} in [hl7.document_type]) but one \
-                 message gives one document: only the first OBR's is read"
+                "OBR group {n} is a document too ({code} in [hl7.oru_document_type]) but \
+                 one message gives one document: only the first OBR's is read"
             ),
             Some(code),
             format!("OBR[{n}]-4"),

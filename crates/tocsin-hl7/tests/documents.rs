@@ -221,6 +221,52 @@ fn oru_lab_result_is_other_without_document() {
     assert!(ev.document.is_none());
 }
 
+/// A laboratory result is no letter, whatever its codes: OBR-4 names the
+/// test, and `CL` (chloride) or `DS` (drug screen) were looked up in the
+/// TXA-2 table, so a result whose comment is a TX OBX was a clinic letter
+/// (or a summary) and settled the patient's expectation. Only OBR-4 codes
+/// or texts in `[hl7.oru_document_type]` make an ORU without TXA a document.
+#[test]
+fn a_lab_result_with_a_comment_is_no_document() {
+    let lab = |obr4: &str| {
+        format!(
+            "MSH|^~\\&|WINPATH|RX1|ICE|B86001|20240612101500||ORU^R01|LAB-1|P|2.4\r\
+             PID|1||9434765919^^^NHS^NH\r\
+             OBR|1|ORD123|LAB555|{obr4}|||20240612090000||||||||||||||||||F\r\
+             OBX|1|NM|CL^Chloride||101|mmol/L|||||F\r\
+             OBX|2|TX|COM^Comment||Sample slightly haemolysed||||||F\r"
+        )
+    };
+    for obr4 in ["CL^Chloride^WINPATH", "DS^Drug screen (urine)", "cl"] {
+        let ev = normalise(&lab(obr4));
+        assert_eq!(ev.event_type, EventType::Other, "{obr4}");
+        assert!(ev.document.is_none(), "{obr4}");
+        assert!(ev.warnings.is_empty(), "{obr4}: {:?}", ev.warnings);
+    }
+    // A letter sent as a result is known by its OBR-4 text, or by a code
+    // the trust lists.
+    let ev = normalise(&lab("DS^Discharge Summary"));
+    assert_eq!(ev.event_type, EventType::DocumentIssued);
+    assert_eq!(ev.document.unwrap().kind, DocumentKind::DischargeSummary);
+    let mut cfg = tocsin_hl7::Hl7Config::default();
+    cfg.oru_document_type
+        .insert("DISSUM".into(), DocumentKind::DischargeSummary);
+    let ev = tocsin_hl7::normalise_message(lab("DISSUM^Summary").as_bytes(), &cfg).unwrap();
+    assert_eq!(ev.document.unwrap().kind, DocumentKind::DischargeSummary);
+    // Without the table (an older mappings file), the two texts still are.
+    let older = tocsin_hl7::Hl7Config::from_mappings_toml(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../config/mappings.toml"
+        ))
+        .unwrap()
+        .replace("[hl7.oru_document_type]", "[unused_table]"),
+    )
+    .unwrap();
+    let ev = tocsin_hl7::normalise_message(lab("CL^Clinic letter").as_bytes(), &older).unwrap();
+    assert_eq!(ev.document.unwrap().kind, DocumentKind::ClinicLetter);
+}
+
 #[test]
 fn siu_appointments() {
     for (name, ty) in [
