@@ -2021,9 +2021,60 @@ fn replacement_does_not_move_the_first_transmission() {
         Some(NHS),
     );
     r.event_type = EventType::DocumentReplaced;
+    // The same document (an MDM T08 keeps TXA-12), or a new one naming it
+    // as the one it replaces (FHIR relatesTo, TXA-13).
+    r.document.as_mut().unwrap().id = "DOC-m2".into();
     let fx = tr.apply(&r);
     assert!(changed(&fx).is_empty() && kinds(&fx).is_empty());
-    assert_eq!(tr.counters().replacements_unmatched, 1);
+    let mut named = doc(
+        "m4",
+        Some("V1"),
+        D::DischargeSummary,
+        t("2024-01-12T13:00:00Z"),
+        Some(NHS),
+    );
+    named.event_type = EventType::DocumentReplaced;
+    named.document.as_mut().unwrap().replaces = Some("DOC-m2".into());
+    let fx = tr.apply(&named);
+    assert!(changed(&fx).is_empty() && kinds(&fx).is_empty());
+    assert_eq!(tr.counters().replacements_unmatched, 2);
+    assert_eq!(tr.pending_document_count(), 0);
+}
+
+/// A replacement of a document never seen is the first final version the
+/// feed gave (an MDM T08 after a draft T02, which is no transmission): come
+/// before the discharge, it waits for it as an issue does. It was dropped
+/// as an unmatched replacement, and the summary counted missing, although
+/// the same messages with the A03 first were on time.
+#[test]
+fn a_first_final_version_sent_as_a_replacement_waits_for_its_discharge() {
+    let mut tr = tracker();
+    let mut r = doc(
+        "m2",
+        Some("V1"),
+        D::DischargeSummary,
+        t("2024-01-10T09:00:00Z"),
+        Some(NHS),
+    );
+    r.event_type = EventType::DocumentReplaced;
+    let fx = tr.apply(&r);
+    assert!(changed(&fx).is_empty() && kinds(&fx).is_empty());
+    assert_eq!(tr.pending_document_count(), 1);
+    assert_eq!(tr.counters().replacements_unmatched, 0);
+    let fx = tr.apply(&end(
+        "m1",
+        "V1",
+        K::Inpatient,
+        t("2024-01-10T10:00:00Z"),
+        NHS,
+    ));
+    let settled = changed(&fx);
+    let last = settled.last().unwrap();
+    assert_eq!(last.status, S::OnTime);
+    assert_eq!(
+        last.settlement.as_ref().unwrap().issued_at,
+        t("2024-01-10T09:00:00Z")
+    );
     assert_eq!(tr.pending_document_count(), 0);
 }
 

@@ -342,7 +342,18 @@ impl Tracker {
             self.settle(slot, doc, method, &ev.source.message_id, &ev.event_id, fx);
             return;
         }
-        if ev.event_type == EventType::DocumentReplaced {
+        // A replacement of a document seen (waiting, or settled within the
+        // duplicate horizon) changes nothing: the first transmission
+        // stands. One of a document never seen is the first final version
+        // this feed gave (an MDM T08 or T10 after a draft T02, which is no
+        // transmission) and waits as an issue would: dropped, a summary
+        // finalised before its A03 was keyed was counted missing, though
+        // the same messages the other way round were on time.
+        if ev.event_type == EventType::DocumentReplaced
+            && std::iter::once(doc.id.as_str())
+                .chain(doc.replaces.as_deref())
+                .any(|id| self.document_seen(id))
+        {
             self.counters.replacements_unmatched += 1;
             return;
         }
@@ -370,6 +381,15 @@ impl Tracker {
         if let Some(held) = self.take_early_ack(&message_id, fx) {
             self.ack_pending(&message_id, held.failed, held.at, fx);
         }
+    }
+
+    /// Whether a document of this id waits for its encounter or settled an
+    /// expectation within the duplicate horizon.
+    fn document_seen(&self, id: &str) -> bool {
+        self.pending_by_document
+            .get(doc_key(id))
+            .any(|s| self.pending.get(s).is_some_and(|p| p.document.id == id))
+            || self.is_duplicate(&super::state::document_key(id))
     }
 
     pub(crate) fn insert_pending(&mut self, p: PendingDocument) {
