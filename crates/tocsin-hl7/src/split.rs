@@ -18,6 +18,12 @@ pub struct RawMessage<'a> {
     /// frame), so the message may be cut short and is not to be trusted
     /// ([`crate::Hl7Error::UnterminatedFrame`]).
     pub unterminated_frame: bool,
+    /// It began inside the last segment of the message before it (`...|X`
+    /// then `MSH|^~\&|` on the same line): a writer left out a segment
+    /// terminator. Split there, both are read; the normaliser's caller
+    /// warns of it. Not split, the second message's segments were read as
+    /// the first's and the second discharge was lost without a word.
+    pub joined: bool,
 }
 
 const MLLP_START: u8 = 0x0B;
@@ -100,12 +106,16 @@ pub fn split_messages(input: &[u8]) -> Vec<RawMessage<'_>> {
 fn split_unframed<'a>(input: &'a [u8], start: usize, end: usize, out: &mut Vec<RawMessage<'a>>) {
     // The message being gathered: its start and the end of its last line.
     let mut current: Option<(usize, usize)> = None;
+    // Message headers inside a line, where a terminator was left out.
+    let joins = joined_headers(input, start, end);
+    let mut next_join = joins.iter().copied().peekable();
     let flush = |cur: &mut Option<(usize, usize)>, out: &mut Vec<RawMessage<'a>>| {
         if let Some((s, e)) = cur.take() {
             out.push(RawMessage {
                 offset: s,
                 bytes: &input[s..e],
                 unterminated_frame: false,
+                joined: joins.binary_search(&s).is_ok(),
             });
         }
     };
@@ -122,7 +132,13 @@ fn split_unframed<'a>(input: &'a [u8], start: usize, end: usize, out: &mut Vec<R
     while pos < end {
         // memchr2, not a byte-by-byte search: a packed replay file is
         // megabytes of segments, and this loop was 3 % of a replay's CPU.
-        let line_end = memchr::memchr2(b'\r', b'\n', &input[pos..end]).map_or(end, |e| pos + e);
+        let mut line_end = memchr::memchr2(b'\r', b'\n', &input[pos..end]).map_or(end, |e| pos + e);
+        while next_join.next_if(|&j| j <= pos).is_some() {}
+        if let Some(&j) = next_join.peek()
+            && j < line_end
+        {
+            line_end = j;
+        }
         let line = &input[pos..line_end];
         let mut next = line_end;
         while next < end && (input[next] == b'\r' || input[next] == b'\n') {
@@ -175,6 +191,28 @@ fn split_unframed<'a>(input: &'a [u8], start: usize, end: usize, out: &mut Vec<R
         pos = next;
     }
     flush(&mut current, out);
+}
+
+/// Where in `input[start..end]` a message header (`MSH|^~\&|`, whole)
+/// opens in the middle of a line, after text that is not white space: two
+/// messages run together because a writer left out the segment terminator
+/// between them. Letter text cannot hold one: its field separators would
+/// be escaped (`\F\`). One pass over the input for `MSH`, so that the
+/// split loop pays nothing per line.
+fn joined_headers(input: &[u8], start: usize, end: usize) -> Vec<usize> {
+    memchr::memmem::find_iter(&input[start..end], b"MSH")
+        .map(|p| start + p)
+        .filter(|&p| {
+            let line_start =
+                memchr::memrchr2(b'\r', b'\n', &input[start..p]).map_or(start, |e| start + e + 1);
+            let before = &input[line_start..p];
+            !before.is_empty()
+                && !before
+                    .iter()
+                    .all(|b| b.is_ascii_whitespace() || BOM.contains(b))
+                && full_header(&input[p..end], b"MSH").is_some()
+        })
+        .collect()
 }
 
 /// How many bytes before a header (MSH, FHS, BHS) on `line` are no part of
@@ -249,6 +287,39 @@ mod tests {
                 (27, "MSH|^~\\&|c\rPID|3".to_owned()),
             ]
         );
+    }
+
+    /// Two messages run together, the segment terminator between them
+    /// left out: split where the second's header opens, both kept whole,
+    /// the second marked. A header opening indented, or `MSH` in text
+    /// without a whole header after it, is no join.
+    #[test]
+    fn a_message_header_inside_a_line_starts_a_message() {
+        let input = b"MSH|^~\\&|a\rPV1|1|I|V1\rZUK|XMSH|^~\\&|b\rPV1|1|I|V2\r";
+        let got = split_messages(input);
+        let parts: Vec<_> = got
+            .iter()
+            .map(|m| (String::from_utf8_lossy(m.bytes).into_owned(), m.joined))
+            .collect();
+        assert_eq!(
+            parts,
+            [
+                ("MSH|^~\\&|a\rPV1|1|I|V1\rZUK|X".to_owned(), false),
+                ("MSH|^~\\&|b\rPV1|1|I|V2".to_owned(), true),
+            ]
+        );
+        for text in [
+            &b"MSH|^~\\&|a\rOBX|1|TX|||Seen in MSH clinic\r"[..],
+            b"MSH|^~\\&|a\rOBX|1|TX|||MSH|x\r",
+            b"MSH|^~\\&|a\r  MSH|^~\\&|b\r",
+        ] {
+            assert!(
+                split_messages(text).iter().all(|m| !m.joined),
+                "{}",
+                String::from_utf8_lossy(text)
+            );
+        }
+        assert_eq!(split_messages(b"MSH|^~\\&|a\rOBX|1|TX|||MSH|x\r").len(), 1);
     }
 
     #[test]

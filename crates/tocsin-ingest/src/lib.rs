@@ -126,10 +126,29 @@ fn ingest_hl7<'a>(bytes: &'a [u8], cfg: &'a IngestConfig) -> Units<'a> {
             Err(IngestError::from(tocsin_hl7::Hl7Error::UnterminatedFrame))
         } else {
             tocsin_hl7::normalise_message(m.bytes, &cfg.hl7)
-                .map(|e| vec![e])
+                .map(|mut e| {
+                    if m.joined {
+                        e.warnings.push(joined_warning());
+                    }
+                    vec![e]
+                })
                 .map_err(IngestError::from)
         },
     }))
+}
+
+/// Said of a message that began inside the last segment of the one before
+/// it ([`tocsin_hl7::RawMessage::joined`]): both were read, but the sender
+/// drops segment terminators, and the segment before lost its end.
+fn joined_warning() -> tocsin_event::Warning {
+    tocsin_event::Warning {
+        code: tocsin_event::WarningCode::Other,
+        message: "this message began inside the last segment of the message before it (a \
+                  segment terminator was missing): read as two messages"
+            .into(),
+        raw: None,
+        location: Some("MSH".into()),
+    }
 }
 
 fn ingest_ndjson<'a>(bytes: &'a [u8], cfg: &'a IngestConfig) -> Units<'a> {

@@ -448,3 +448,26 @@ fn a_frame_without_its_end_and_a_stray_start_byte_are_refused() {
         "binary"
     );
 }
+
+/// Two discharges whose writer left out the terminator between them (the
+/// first's last segment runs into the second's `MSH`): both are read, the
+/// second with a warning. Read as one, the second's segments repeated the
+/// first's, and the second patient's discharge was lost with no word.
+#[test]
+fn two_messages_run_together_are_both_read() {
+    let one = String::from_utf8(fixture("hl7/adt_a03_discharge.hl7")).unwrap();
+    let one = one.trim_end_matches(['\r', '\n']);
+    let two = one
+        .replace("MSG-A03", "MSG-A03-2")
+        .replace("V0001234", "V0009999");
+    let glued = format!("{one}\rZUK|X{two}\r");
+    let events = only_events(glued.as_bytes(), None);
+    let visits: Vec<_> = events
+        .iter()
+        .map(|e| e.encounter.as_ref().and_then(|c| c.id.as_deref()))
+        .collect();
+    assert_eq!(visits, [Some("V0001234"), Some("V0009999")]);
+    assert!(events[0].warnings.is_empty(), "{:?}", events[0].warnings);
+    assert_eq!(events[1].warnings.len(), 1, "{:?}", events[1].warnings);
+    assert!(events[1].warnings[0].message.contains("terminator"));
+}
