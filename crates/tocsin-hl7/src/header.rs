@@ -24,6 +24,9 @@ pub(crate) struct Header {
     /// MSH-7 as sent, with the clock change it fell in when it gave no
     /// offset: the time taken is a guess, to be warned of.
     pub sent_at_guess: Option<(String, ClockChange)>,
+    /// What is uncertain in `sent_at`, to be warned of: MSH-7 a date
+    /// alone, or empty and EVN-2 taken.
+    pub sent_at_note: Option<SentAtNote>,
     /// MSH-4.1.
     pub sending_facility: Option<String>,
     /// MSH-3.1.
@@ -34,7 +37,31 @@ pub(crate) struct Header {
     pub version: String,
 }
 
+/// Why the time a message was sent is less than MSH-7 precisely given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SentAtNote {
+    /// MSH-7 is a date without a time: local midnight at its start is
+    /// taken, and the message may have been sent up to a day later.
+    DateOnly,
+    /// MSH-7 is empty (optional before v2.5): EVN-2, when the event was
+    /// recorded, is taken.
+    FromEvn2,
+}
+
 impl Header {
+    /// The latest time the message can have been sent: the end of MSH-7's
+    /// day when it gives a date alone (a day of 25 hours in autumn is
+    /// within the hour's tolerance callers add). An end or a time checked
+    /// against MSH-7 is checked against this: against the day's midnight,
+    /// a discharge at 14:00 that day was "after sending" and replaced by
+    /// midnight, its deadline 14 hours early.
+    pub(crate) fn sent_by(&self) -> DateTime<Utc> {
+        match self.sent_at_note {
+            Some(SentAtNote::DateOnly) => self.sent_at + chrono::TimeDelta::days(1),
+            _ => self.sent_at,
+        }
+    }
+
     /// Reads and checks MSH.
     pub(crate) fn read(p: &Parsed<'_>, cfg: &Hl7Config) -> Result<Self, Hl7Error> {
         let msh = p.segment("MSH").ok_or(Hl7Error::NotHl7)?;
@@ -84,12 +111,25 @@ impl Header {
             format!("{code}^{trigger}")
         };
         let message_id = msh.value(10).ok_or_else(|| missing("MSH-10"))?.into_owned();
-        let raw_time = msh.value(7).ok_or_else(|| missing("MSH-7"))?;
+        // MSH-7 is optional before v2.5: EVN-2 (when the event was
+        // recorded) stands in, as it does for the event's time.
+        let evn2 = || p.segment("EVN").and_then(|e| e.value(2));
+        let (raw_time, location, mut sent_at_note) = match msh.value(7) {
+            Some(t) => (t, "MSH-7", None),
+            None => (
+                evn2().ok_or_else(|| missing("MSH-7"))?,
+                "EVN-2",
+                Some(SentAtNote::FromEvn2),
+            ),
+        };
         let (sent_at, change) =
             parse_noting(&raw_time, cfg.timezone).map_err(|e| Hl7Error::BadTimestamp {
-                location: "MSH-7".to_owned(),
+                location: location.to_owned(),
                 reason: e.to_string(),
             })?;
+        if sent_at_note.is_none() && crate::time::date_only(&raw_time) {
+            sent_at_note = Some(SentAtNote::DateOnly);
+        }
         let sent_at_guess = change.map(|c| (raw_time.into_owned(), c));
         Ok(Self {
             code,
@@ -98,6 +138,7 @@ impl Header {
             message_id,
             sent_at,
             sent_at_guess,
+            sent_at_note,
             sending_facility: msh.value(4).map(|v| v.into_owned()),
             sending_application: msh.value(3).map(|v| v.into_owned()),
             receiving_facility: msh.value(6).map(|v| v.into_owned()),

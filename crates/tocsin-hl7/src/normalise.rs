@@ -6,7 +6,7 @@ use tocsin_event::{
 
 use crate::context::Ctx;
 use crate::document::ResultStatus;
-use crate::header::{Header, missing};
+use crate::header::{Header, SentAtNote, missing};
 use crate::message::{Parsed, prepare};
 use crate::{Hl7Config, Hl7Error, document, patient, visit};
 
@@ -39,6 +39,7 @@ pub fn normalise_message(msg: &[u8], cfg: &Hl7Config) -> Result<InterfaceEvent, 
     if let Some((raw, change)) = ctx.header.sent_at_guess.take() {
         ctx.clock_change(change, "MSH-7".to_owned(), raw);
     }
+    sent_at_note(&mut ctx);
     let code = ctx.header.code.clone();
     let trigger = ctx.header.trigger.clone();
     check_required_segments(&ctx, &code, &trigger)?;
@@ -324,4 +325,31 @@ fn ack(ctx: &Ctx<'_, '_>) -> Result<Option<Ack>, Hl7Error> {
         detail_code: None,
         text: msa.value(3).map(|v| v.into_owned()),
     }))
+}
+
+/// Warns of a time sent that MSH-7 does not give precisely: it is a
+/// document's issue time, so a date alone may count a letter sent that
+/// evening as sent at midnight, on time.
+fn sent_at_note(ctx: &mut Ctx<'_, '_>) {
+    let (message, location) = match ctx.header.sent_at_note {
+        None => return,
+        Some(SentAtNote::DateOnly) => (
+            "MSH-7 is a date without a time: the message is taken as sent at local midnight \
+             at its start (a document's issue time up to a day early); an encounter's end \
+             that day is not taken for one after sending",
+            "MSH-7",
+        ),
+        Some(SentAtNote::FromEvn2) => (
+            "MSH-7 is empty (optional before HL7 v2.5): EVN-2, when the event was recorded, \
+             is taken as the time the message was sent",
+            "EVN-2",
+        ),
+    };
+    let raw = Some(ctx.header.sent_at.to_rfc3339());
+    ctx.warn(
+        WarningCode::BadTimestamp,
+        message.to_owned(),
+        raw,
+        location.to_owned(),
+    );
 }

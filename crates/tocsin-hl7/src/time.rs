@@ -32,6 +32,11 @@ pub enum TimestampError {
     Implausible,
 }
 
+/// Whether an HL7 timestamp gives a date at most (`YYYY[MM[DD]]`), no hour.
+pub(crate) fn date_only(raw: &str) -> bool {
+    raw.trim().bytes().take_while(u8::is_ascii_digit).count() <= 8
+}
+
 /// Parses an HL7 timestamp of any precision, from `YYYY` to fractional
 /// seconds, with or without a `+/-HHMM` offset.
 ///

@@ -40,7 +40,7 @@ pub(crate) fn encounter(ctx: &mut Ctx<'_, '_>, ending: Ending) -> Option<Encount
     // PV1-45 as sent: present (else the end came from EVN), and a date
     // without a time of day.
     let (end_sent, end_is_date) = match pv1.value(45) {
-        Some(raw) => (true, date_only(&raw)),
+        Some(raw) => (true, crate::time::date_only(&raw)),
         None => (false, false),
     };
     if ended_at.is_none() {
@@ -85,7 +85,7 @@ pub(crate) fn encounter(ctx: &mut Ctx<'_, '_>, ending: Ending) -> Option<Encount
         // the tracker): only a time it can stand by does. A date alone
         // would move the end to midnight, up to a day early; one after the
         // message was sent is no discharge yet.
-        if t > ctx.header.sent_at + END_AFTER_SENDING {
+        if t > ctx.header.sent_by() + END_AFTER_SENDING {
             warn_after_sending(ctx, t, "PV1-45", "ignored");
             ended_at = None;
         } else if end_is_date {
@@ -126,7 +126,7 @@ fn not_after_sending(
     from: &str,
 ) -> chrono::DateTime<chrono::Utc> {
     let sent = ctx.header.sent_at;
-    let latest = sent + END_AFTER_SENDING;
+    let latest = ctx.header.sent_by() + END_AFTER_SENDING;
     if end <= latest {
         return end;
     }
@@ -159,11 +159,6 @@ fn warn_after_sending(
         Some(end.to_rfc3339()),
         location.to_owned(),
     );
-}
-
-/// Whether an HL7 timestamp gives a date at most (`YYYY[MM[DD]]`), no hour.
-fn date_only(raw: &str) -> bool {
-    raw.trim().bytes().take_while(u8::is_ascii_digit).count() <= 8
 }
 
 /// The appointment of an SIU message: SCH-1 placer id (else SCH-2 filler

@@ -3,6 +3,7 @@
 mod common;
 
 use common::{ok, utc};
+use tocsin_event::WarningCode;
 
 #[test]
 fn summer_time_is_bst() {
@@ -57,4 +58,62 @@ fn the_zone_comes_from_configuration() {
         ev.encounter.unwrap().ended_at,
         Some(utc("2024-01-15T16:30:00Z"))
     );
+}
+
+/// MSH-7 a date alone means some time that day: a discharge at 14:00 that
+/// day is not after sending (against the day's midnight it was, and
+/// midnight replaced it, the deadline 14 hours early and a summary sent
+/// next morning late). The date alone is warned of: it is a document's
+/// issue time. An end days later is still refused as after sending.
+#[test]
+fn a_date_only_message_time_is_the_whole_day() {
+    let text = String::from_utf8(common::load("adt_a03_discharge.hl7")).unwrap();
+    let dated = text.replacen("|20240115143000||ADT^A03", "|20240115||ADT^A03", 1);
+    assert_ne!(dated, text);
+    let cfg = tocsin_hl7::Hl7Config::default();
+    let ev = tocsin_hl7::normalise_message(dated.as_bytes(), &cfg).unwrap();
+    let enc = ev.encounter.as_ref().unwrap();
+    assert_eq!(enc.ended_at, Some(utc("2024-01-15T14:00:00Z")));
+    let at: Vec<_> = ev
+        .warnings
+        .iter()
+        .map(|w| (w.code, w.location.as_deref()))
+        .collect();
+    assert_eq!(at, [(WarningCode::BadTimestamp, Some("MSH-7"))]);
+    let typo = dated.replace("|20240115140000\r", "|20240118140000\r");
+    assert_ne!(typo, dated);
+    let ev = tocsin_hl7::normalise_message(typo.as_bytes(), &cfg).unwrap();
+    assert_ne!(
+        ev.encounter.unwrap().ended_at,
+        Some(utc("2024-01-18T14:00:00Z"))
+    );
+    assert!(ev.warnings.iter().any(|w| w.message.contains("later than")));
+}
+
+/// MSH-7 is optional before v2.5: an empty one takes EVN-2 (with a
+/// warning) rather than refusing the discharge; with no EVN-2 either, the
+/// message is refused naming MSH-7.
+#[test]
+fn an_empty_message_time_takes_evn_2() {
+    let text = String::from_utf8(common::load("adt_a03_discharge.hl7")).unwrap();
+    let empty = text.replacen("|20240115143000||ADT^A03", "|||ADT^A03", 1);
+    assert_ne!(empty, text);
+    let cfg = tocsin_hl7::Hl7Config::default();
+    let ev = tocsin_hl7::normalise_message(empty.as_bytes(), &cfg).unwrap();
+    assert_eq!(ev.event_type, tocsin_event::EventType::EncounterEnded);
+    assert_eq!(
+        ev.encounter.unwrap().ended_at,
+        Some(utc("2024-01-15T14:00:00Z"))
+    );
+    assert!(
+        ev.warnings
+            .iter()
+            .any(|w| w.location.as_deref() == Some("EVN-2") && w.message.contains("MSH-7 is empty")),
+        "{:?}",
+        ev.warnings
+    );
+    let no_evn2 = empty.replace("EVN|A03|20240115143000|", "EVN|A03||");
+    assert_ne!(no_evn2, empty);
+    let e = tocsin_hl7::normalise_message(no_evn2.as_bytes(), &cfg).unwrap_err();
+    assert_eq!(e.location().as_deref(), Some("MSH-7"), "{e}");
 }
