@@ -1,5 +1,5 @@
 //! HL7 v2 normalisation: ADT, MDM, ORU, SIU and ACK messages (versions 2.3
-//! to 2.5.1, ER7 encoding) to [`tocsin_event::InterfaceEvent`]s.
+//! to 2.6, ER7 encoding) to [`tocsin_event::InterfaceEvent`]s.
 //!
 //! [`split_messages`] cuts a file or body into messages (MLLP frames, batch
 //! envelopes, several messages, any line ending); [`normalise_message`] turns

@@ -126,14 +126,34 @@ fn junk_before_a_message_is_reported_not_dropped() {
 fn an_unsupported_version_is_quoted_only_when_it_looks_like_one() {
     let text = String::from_utf8(load("reject_unsupported_version.hl7")).unwrap();
     let said = |version: &str| {
-        let msg = text.replace("|P|2.6|", &format!("|P|{version}|"));
+        let msg = text.replace("|P|2.9|", &format!("|P|{version}|"));
         normalise_message(msg.as_bytes(), &Hl7Config::default())
             .unwrap_err()
             .to_string()
     };
-    assert!(said("2.6").contains("\"2.6\""), "{}", said("2.6"));
+    assert!(said("2.9").contains("\"2.9\""), "{}", said("2.9"));
     for hidden in ["4873219051", "PRIVAZOOK 487321"] {
         let e = said(hidden);
         assert!(!e.contains(hidden) && e.contains("not a version"), "{e}");
     }
+}
+
+/// The defaults take what trusts send: a v2.6 feed (its fields tocsin reads
+/// are 2.5's), and a summary carrying its PDF in an OBX (a megabyte or more
+/// in base64), which the old 1 MiB limit refused as oversized: the summary
+/// sent and acknowledged, its discharge counted missing.
+#[test]
+fn the_defaults_take_v2_6_and_a_summary_with_its_pdf() {
+    let cfg = Hl7Config::default();
+    let text = String::from_utf8(load("reject_unsupported_version.hl7")).unwrap();
+    assert!(normalise_message(text.replace("|P|2.9|", "|P|2.6|").as_bytes(), &cfg).is_ok());
+    let mdm = String::from_utf8(load("mdm_t02_discharge_summary.hl7")).unwrap();
+    let pdf = "QUJD".repeat(400_000);
+    let big = format!(
+        "{}\rOBX|2|ED|PDF||^application^pdf^Base64^{pdf}||||||F\r",
+        mdm.trim_end_matches(['\r', '\n'])
+    );
+    assert!(big.len() > 1_600_000);
+    let ev = normalise_message(big.as_bytes(), &cfg).unwrap();
+    assert!(ev.document.is_some());
 }
