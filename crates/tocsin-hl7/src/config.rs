@@ -59,6 +59,13 @@ pub struct Hl7Config {
     /// mappings file: these three.
     #[serde(default = "default_draft_statuses")]
     pub draft_statuses: Vec<String>,
+    /// TXA-19 availability statuses of a document not there for patient
+    /// care (HL7 table 0273: deleted, obsolete, unavailable by default):
+    /// as with `draft_statuses`, the message is `other`, with a warning,
+    /// and settles nothing. Absent from an older copy of the mappings
+    /// file: these three.
+    #[serde(default = "default_unavailable_statuses")]
+    pub unavailable_statuses: Vec<String>,
     /// Result statuses of an ORU^R01 document without TXA (OBR-25, else the
     /// content OBX's OBX-11) that are not final: preliminary, unverified,
     /// partial, pending (HL7 tables 0123 and 0085: A, I, O, P, R, S by
@@ -145,6 +152,10 @@ fn default_oru_document_type() -> BTreeMap<String, DocumentKind> {
 
 fn default_draft_statuses() -> Vec<String> {
     ["DI", "IN", "IP"].map(String::from).to_vec()
+}
+
+fn default_unavailable_statuses() -> Vec<String> {
+    ["CA", "OB", "UN"].map(String::from).to_vec()
 }
 
 fn default_draft_result_statuses() -> Vec<String> {

@@ -91,10 +91,21 @@ pub(crate) fn oru_result_status(ctx: &Ctx<'_, '_>) -> ResultStatus {
 /// TXA-17 (completion status, first component) when it is one of the
 /// configured draft statuses: the document is not final.
 pub(crate) fn draft_status(ctx: &Ctx<'_, '_>) -> Option<String> {
-    let status = ctx.p.segment("TXA")?.value(17)?;
+    txa_status_in(ctx, 17, &ctx.cfg.draft_statuses)
+}
+
+/// TXA-19 (availability status) when it is one of the configured
+/// unavailable statuses: the document is not there for patient care.
+pub(crate) fn unavailable_status(ctx: &Ctx<'_, '_>) -> Option<String> {
+    txa_status_in(ctx, 19, &ctx.cfg.unavailable_statuses)
+}
+
+/// TXA-`field` (first component, trimmed) when `listed` holds it, in any
+/// case.
+fn txa_status_in(ctx: &Ctx<'_, '_>, field: usize, listed: &[String]) -> Option<String> {
+    let status = ctx.p.segment("TXA")?.value(field)?;
     let status = status.trim();
-    ctx.cfg
-        .draft_statuses
+    listed
         .iter()
         .any(|d| d.eq_ignore_ascii_case(status))
         .then(|| status.to_string())

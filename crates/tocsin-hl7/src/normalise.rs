@@ -101,14 +101,17 @@ pub fn normalise_message(msg: &[u8], cfg: &Hl7Config) -> Result<InterfaceEvent, 
         EventType::DocumentIssued | EventType::DocumentReplaced
     ) {
         draft = draft
-            .or_else(|| document::draft_status(&ctx).map(|s| (s, "TXA-17", "completion status")));
+            .or_else(|| document::draft_status(&ctx).map(|s| (s, "TXA-17", "completion status")))
+            .or_else(|| {
+                document::unavailable_status(&ctx).map(|s| (s, "TXA-19", "availability status"))
+            });
     }
     if let Some((status, location, what)) = draft {
         ctx.warn(
             WarningCode::Other,
             format!(
-                "{location} {what} {status} is not final: the document is not taken as a \
-                 transmission"
+                "{location} {what} {status} is not a final document available for patient \
+                 care: it is not taken as a transmission"
             ),
             Some(status),
             location.into(),

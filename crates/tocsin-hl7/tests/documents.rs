@@ -31,10 +31,6 @@ fn mdm_t02_discharge_summary_every_field() {
     assert!(ev.warnings.is_empty());
 }
 
-/// A document whose TXA-17 completion status is a draft's has not left the
-/// trust: its message is `other`, with a warning at TXA-17, and carries the
-/// document for whoever reads the events. Authenticated (AU, LA) or empty
-/// is final.
 /// HL7 v2.3 MDM may give its trigger only in EVN-1, as ADT may: a summary
 /// sent as `MDM` with `EVN|T02` is a document, not `other` (which left its
 /// discharge overdue and counted missing).
@@ -51,6 +47,10 @@ fn a_v23_mdm_takes_its_trigger_from_evn() {
     assert_eq!(ev.document.unwrap().kind, DocumentKind::DischargeSummary);
 }
 
+/// A document whose TXA-17 completion status is a draft's has not left the
+/// trust: its message is `other`, with a warning at TXA-17, and carries the
+/// document for whoever reads the events. Authenticated (AU, LA) or empty
+/// is final.
 #[test]
 fn a_draft_completion_status_is_no_transmission() {
     let bytes = common::load("mdm_t02_discharge_summary.hl7");
@@ -89,6 +89,37 @@ fn a_draft_completion_status_is_no_transmission() {
     let edited = text.replace("DOC-1001^RXX|||||AU", "DOC-1001^RXX|||||IP");
     let ev = tocsin_hl7::normalise_message(edited.as_bytes(), &cfg).unwrap();
     assert_eq!(ev.event_type, EventType::DocumentIssued);
+}
+
+/// A document whose TXA-19 availability status says it is not there for
+/// patient care (deleted, obsolete, unavailable) is no transmission, as a
+/// draft is not: it settled the discharge on time.
+#[test]
+fn an_unavailable_document_is_no_transmission() {
+    let text = String::from_utf8(common::load("mdm_t02_discharge_summary.hl7")).unwrap();
+    let with = |status: &str| {
+        let edited = text.replace(
+            "DOC-1001^RXX|||||AU\r",
+            &format!("DOC-1001^RXX|||||AU||{status}\r"),
+        );
+        assert_ne!(edited, text);
+        tocsin_hl7::normalise_message(edited.as_bytes(), &tocsin_hl7::Hl7Config::default()).unwrap()
+    };
+    for status in ["CA", "OB", "UN", "un"] {
+        let ev = with(status);
+        assert_eq!(ev.event_type, EventType::Other, "{status}");
+        let w: Vec<_> = ev
+            .warnings
+            .iter()
+            .map(|w| (w.location.as_deref(), w.raw.as_deref()))
+            .collect();
+        assert_eq!(w, [(Some("TXA-19"), Some(status))]);
+    }
+    for status in ["AV", ""] {
+        let ev = with(status);
+        assert_eq!(ev.event_type, EventType::DocumentIssued, "{status:?}");
+        assert!(ev.warnings.is_empty(), "{status:?}");
+    }
 }
 
 #[test]
