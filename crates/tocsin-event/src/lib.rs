@@ -364,11 +364,14 @@ pub struct Ack {
     /// The code detailing it, when one is sent: the ITK3 response code of
     /// an ITK008M (its OperationOutcome's first issue, e.g. `20013`
     /// infrastructure success, `30001` patient known here, `30002` patient
-    /// not known here, `20007` duplicate message received). HL7 ACKs have
-    /// none.
+    /// not known here, `20007` duplicate message received), or the HL7
+    /// error code of an ACK's first ERR segment (ERR-3, else ERR-1's
+    /// fourth component; table 0357, e.g. `204` unknown key identifier).
     #[serde(default)]
     pub detail_code: Option<String>,
-    /// Free text of the acknowledgement, when any (never logged above debug).
+    /// Free text of the acknowledgement, when any (never logged above
+    /// debug): MSA-3, else the first ERR's user message, diagnostic
+    /// information or error text.
     #[serde(default)]
     pub text: Option<String>,
 }

@@ -1,5 +1,7 @@
 //! One HL7 message to one interface event.
 
+use std::borrow::Cow;
+
 use tocsin_event::{
     Ack, EventId, EventType, Format, InterfaceEvent, MergeScope, Source, WarningCode,
 };
@@ -310,7 +312,9 @@ fn ack_code(ctx: &Ctx<'_, '_>) -> Option<String> {
 }
 
 /// The acknowledgement of an ACK: MSA-2 (required) is the acknowledged
-/// message's MSH-10, MSA-1 the code, MSA-3 the text.
+/// message's MSH-10, MSA-1 the code; the detail code and text from the
+/// first ERR ([`err_detail`]), MSA-3 (deprecated from v2.4, still sent)
+/// first for the text.
 fn ack(ctx: &Ctx<'_, '_>) -> Result<Option<Ack>, Hl7Error> {
     if ctx.header.code != "ACK" {
         return Ok(None);
@@ -318,6 +322,7 @@ fn ack(ctx: &Ctx<'_, '_>) -> Result<Option<Ack>, Hl7Error> {
     let Some(msa) = ctx.p.segment("MSA") else {
         return Ok(None);
     };
+    let detail = err_detail(ctx);
     Ok(Some(Ack {
         of_message_id: msa.value(2).ok_or_else(|| missing("MSA-2"))?.into_owned(),
         code: msa
@@ -325,9 +330,36 @@ fn ack(ctx: &Ctx<'_, '_>) -> Result<Option<Ack>, Hl7Error> {
             .ok_or_else(|| missing("MSA-1"))?
             .trim()
             .to_ascii_uppercase(),
-        detail_code: None,
-        text: msa.value(3).map(|v| v.into_owned()),
+        detail_code: detail.code,
+        text: msa.value(3).map(|v| v.into_owned()).or(detail.text),
     }))
+}
+
+/// What an ACK's first ERR segment says of a refusal.
+#[derive(Default)]
+struct ErrDetail {
+    code: Option<String>,
+    text: Option<String>,
+}
+
+/// The first ERR segment's error code and text: from v2.5, ERR-3 (HL7
+/// error code, table 0357: code, text), and ERR-8 (user message), else
+/// ERR-7 (diagnostic information), before ERR-3's text; before v2.5, ERR-1 (location and code: its fourth
+/// component is the code, code and text as subcomponents). Without them a
+/// refusal's reason (`Patient not registered at this practice`) was lost.
+fn err_detail(ctx: &Ctx<'_, '_>) -> ErrDetail {
+    let Some(err) = ctx.p.segment("ERR") else {
+        return ErrDetail::default();
+    };
+    let owned = |v: Option<Cow<'_, str>>| v.map(Cow::into_owned);
+    let eld = err.repeats(1).next();
+    ErrDetail {
+        code: owned(err.comp(3, 1)).or_else(|| owned(eld?.sub(4, 1))),
+        text: owned(err.value(8))
+            .or_else(|| owned(err.value(7)))
+            .or_else(|| owned(err.comp(3, 2)))
+            .or_else(|| owned(eld?.sub(4, 2))),
+    }
 }
 
 /// Warns of a time sent that MSH-7 does not give precisely: it is a

@@ -316,6 +316,42 @@ fn siu_appointments() {
     }
 }
 
+/// A refusal's reason in an ERR segment is kept: from v2.5 ERR-3 (code,
+/// text) and ERR-8 or ERR-7 (user message, diagnostic information), before
+/// v2.5 ERR-1's fourth component.
+/// MSA-3, when sent, stays the text. Both were lost.
+#[test]
+fn an_acks_err_segment_gives_its_code_and_reason() {
+    let text = String::from_utf8(common::load("ack_ae.hl7")).unwrap();
+    let no_msa3 = text.replace("|MSG-T02|Unknown patient", "|MSG-T02");
+    assert_ne!(no_msa3, text);
+    let read = |base: &str, err: &str| {
+        let edited = format!("{}\r{err}\r", base.trim_end_matches(['\r', '\n']));
+        let ev =
+            tocsin_hl7::normalise_message(edited.as_bytes(), &tocsin_hl7::Hl7Config::default())
+                .unwrap();
+        assert_eq!(ev.event_type, EventType::DeliveryFailed);
+        let ack = ev.ack.unwrap();
+        (ack.detail_code, ack.text)
+    };
+    let owned = |c: &str, t: &str| (Some(c.to_owned()), Some(t.to_owned()));
+    let v25 = "ERR||PID^1^3|204^Unknown key identifier^HL70357|E|||Patient not registered here";
+    assert_eq!(
+        read(&no_msa3, v25),
+        owned("204", "Patient not registered here")
+    );
+    let user = "ERR||PID^1^3|204^Unknown key identifier^HL70357|E||||For the user|";
+    assert_eq!(read(&no_msa3, user), owned("204", "For the user"));
+    let v25_no_user_text = "ERR||PID^1^3|204^Unknown key identifier^HL70357|E";
+    assert_eq!(
+        read(&no_msa3, v25_no_user_text),
+        owned("204", "Unknown key identifier")
+    );
+    let v24 = "ERR|PID^1^3^204&Unknown key identifier&HL70357";
+    assert_eq!(read(&no_msa3, v24), owned("204", "Unknown key identifier"));
+    assert_eq!(read(&text, v25), owned("204", "Unknown patient"));
+}
+
 #[test]
 fn acknowledgements() {
     for (code, ty, text) in [
