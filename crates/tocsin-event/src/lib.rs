@@ -409,7 +409,7 @@ pub enum MergeScope {
 }
 
 /// Something tolerated during normalisation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Warning {
     /// Machine-readable reason.

@@ -134,6 +134,7 @@ fn normalise_parsed(
         entries: &[],
         from_bundle: false,
         parent: None,
+        index: None,
     };
     if root.bundle.is_some() {
         ctx.bundle(&root, &top)?;

@@ -503,8 +503,16 @@ impl Env<'_> {
 /// named from several places (an Organization as GP practice and as
 /// custodian) is warned of once.
 pub(crate) fn add_warnings(warnings: &mut Vec<Warning>, more: impl IntoIterator<Item = Warning>) {
+    let mut more = more.into_iter().peekable();
+    if more.peek().is_none() {
+        return;
+    }
+    // A set, not a search of the list per warning: a bundle of 500,000
+    // entries without a resource, a warning each, took over an hour.
+    let mut seen: std::collections::HashSet<Warning> = warnings.iter().cloned().collect();
     for w in more {
-        if !warnings.contains(&w) {
+        if !seen.contains(&w) {
+            seen.insert(w.clone());
             warnings.push(w);
         }
     }
@@ -708,6 +716,7 @@ mod tests {
             entries: &b.entries,
             from_bundle: true,
             parent: None,
+            index: b.index.as_ref(),
         };
         let env = Env {
             cfg: &cfg,
