@@ -304,7 +304,7 @@ pub fn cache_share(readers: usize) -> u64 {
 struct ReadAhead<'a, I> {
     files: I,
     /// The next file to read, then up to `depth` more being fetched.
-    opened: VecDeque<(&'a Path, io::Result<File>)>,
+    opened: VecDeque<(&'a Path, io::Result<(File, Option<u64>)>)>,
     depth: usize,
     /// Bytes read before files are dropped from the page cache after reading.
     keep_cached: u64,
@@ -326,8 +326,22 @@ impl<'a, I: Iterator<Item = &'a Path>> Iterator for ReadAhead<'a, I> {
         }
         let (path, file) = self.opened.pop_front()?;
         let largest = self.largest;
-        let bytes = file.and_then(|f| {
-            let mut bytes = Vec::new();
+        let too_large = || {
+            io::Error::other(format!(
+                "larger than {largest} bytes, a quarter of this machine's memory: \
+                 split it into smaller files"
+            ))
+        };
+        let bytes = file.and_then(|(f, length)| {
+            // A regular file's length is known: one too large is refused
+            // before it is read (an 8 GiB file reached 8 GB first), and one
+            // read is given its room at once (grown by doubling, its bytes
+            // were copied and briefly held twice).
+            if length.is_some_and(|n| n > largest) {
+                return Err(too_large());
+            }
+            let room = length.map_or(0, |n| usize::try_from(n).unwrap_or(0).saturating_add(1));
+            let mut bytes = Vec::with_capacity(room);
             // Through `take`: a pipe has no length to check first.
             (&f).take(largest.saturating_add(1))
                 .read_to_end(&mut bytes)?;
@@ -339,10 +353,7 @@ impl<'a, I: Iterator<Item = &'a Path>> Iterator for ReadAhead<'a, I> {
                 bytes = gunzip(&bytes, largest)?;
             }
             if bytes.len() as u64 > largest {
-                return Err(io::Error::other(format!(
-                    "larger than {largest} bytes, a quarter of this machine's memory: \
-                     split it into smaller files"
-                )));
+                return Err(too_large());
             }
             Ok(bytes)
         });
@@ -397,13 +408,33 @@ pub fn format_name(path: &Path) -> Option<String> {
     Some(name)
 }
 
-/// Opens a file and asks the kernel to start reading it in.
-fn open_ahead(path: &Path) -> io::Result<File> {
-    let file = File::open(path)?;
+/// Opens a file and asks the kernel to start reading it in; with its
+/// length when it is a regular file.
+///
+/// Opened without blocking: a named pipe put where a listed file was (after
+/// the directory was walked) hung the run in `open` waiting for a writer,
+/// and a kernel file that looks regular (`/proc/kmsg`, linked into an
+/// archive) in its first read; now the pipe reads as empty and the kernel
+/// file fails at once ("Resource temporarily unavailable"), each reported.
+/// A pipe named on the command line (`<(zcat archive.gz)`, its writer
+/// already there) is put back to blocking reads, as it was read before; a
+/// named pipe whose writer has not opened it yet reads as empty.
+fn open_ahead(path: &Path) -> io::Result<(File, Option<u64>)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        let flags = rustix::fs::fcntl_getfl(&file)?;
+        rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::NONBLOCK)?;
+    }
+    let length = meta.is_file().then(|| meta.len());
     // Advice only: where it is not supported, the file is read when asked.
     #[cfg(target_os = "linux")]
     let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::WillNeed);
-    Ok(file)
+    Ok((file, length))
 }
 
 /// Asks the kernel to drop a file just read from the page cache.
@@ -452,6 +483,61 @@ mod tests {
             }
         }
         assert_eq!(read_ahead([], 4, 0).count(), 0);
+    }
+
+    /// A file that became a named pipe after the directory was walked (no
+    /// writer) is read as empty, not waited on for ever in `open`; a pipe
+    /// with its writer (what `<(zcat ...)` names) is read whole, blocking
+    /// reads and all; a regular file still gives its bytes.
+    #[test]
+    fn a_pipe_put_where_a_file_was_does_not_hang_the_run() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+
+        let dir = tempfile::tempdir().unwrap();
+        let (swapped, plain) = (dir.path().join("a.hl7"), dir.path().join("c.hl7"));
+        for p in [&swapped, &plain] {
+            std::fs::write(p, "MSH|^~\\&|").unwrap();
+        }
+        let listed = expand(&[dir.path().to_path_buf()]).unwrap();
+        assert_eq!(listed.files, [swapped.clone(), plain.clone()]);
+        std::fs::remove_file(&swapped).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            swapped.as_path(),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        // A pipe as process substitution gives one: its writer is there.
+        let (reader, mut writer) = std::io::pipe().unwrap();
+        let fed = PathBuf::from(format!("/proc/self/fd/{}", reader.as_raw_fd()));
+        let feeding = std::thread::spawn(move || writer.write_all(&b"MSH|fed".repeat(20_000)));
+        let files = vec![swapped.clone(), fed.clone(), plain.clone()];
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let got: Vec<_> = read_ahead(files.iter().map(PathBuf::as_path), 0, u64::MAX)
+                .map(|(p, r)| {
+                    (
+                        p.to_path_buf(),
+                        r.map(|b| b.len()).map_err(|e| e.to_string()),
+                    )
+                })
+                .collect();
+            tx.send(got).unwrap();
+        });
+        // A bound on a hang, not a wait for work: the reads take
+        // milliseconds.
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("reading the listed files hung");
+        feeding.join().unwrap().unwrap();
+        drop(reader);
+        assert_eq!(
+            got,
+            [(swapped, Ok(0)), (fed, Ok(7 * 20_000)), (plain, Ok(9))]
+        );
     }
 
     #[test]
