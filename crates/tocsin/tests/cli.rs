@@ -468,6 +468,41 @@ fn replay_missing_summary_is_overdue_once_the_clock_passes_the_deadline() {
     assert!(alerts.is_empty(), "{alerts:?}");
 }
 
+/// An alerts file that cannot be written (a full disk) fails the run with
+/// the writer's own error, naming `--alerts` and the cause: the message
+/// was "replay writer stopped", with no cause.
+#[test]
+fn replay_says_why_its_alerts_could_not_be_written() {
+    // Enough discharges without a summary that the writer fails while the
+    // tracker still sends to it (a few alerts fail only at the last flush,
+    // which was always told).
+    let a03 = std::fs::read_to_string(fixture("scenarios/missing/01-a03.hl7")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..400 {
+        let one = a03
+            .replace("|MS-1|", &format!("|MS-{i}|"))
+            .replace("|V3^^^RXX^VN|", &format!("|V3-{i}^^^RXX^VN|"));
+        assert_ne!(one, a03);
+        std::fs::write(dir.path().join(format!("{i:03}.hl7")), one).unwrap();
+    }
+    let out = tocsin(&[
+        "replay",
+        "--until",
+        "2024-06-01T00:00:00Z",
+        "--alerts",
+        "/dev/full",
+        "--progress",
+        "never",
+        dir.path().to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("No space left on device") && !stderr.contains("writer stopped"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn replay_late_summary_meets_the_overdue_already_raised_then_late_and_resolved() {
     let (alerts, report, _) = replay("late", "2024-06-01T00:00:00Z");

@@ -385,8 +385,14 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
         let written = writer
             .join()
             .map_err(|_| "replay writer thread panicked".to_string())?;
-        tracked?;
-        written
+        match tracked {
+            // The tracker stopped because the writer had: the writer's
+            // error says why (`--alerts`: no space left on device), where
+            // "replay writer stopped" said nothing.
+            Err(e) if e == writer_gone() && written.is_err() => written,
+            Err(e) => Err(e),
+            Ok(()) => written,
+        }
     })?;
     if let Some(out) = events_out.as_mut() {
         out.flush()?;
