@@ -126,7 +126,7 @@ impl Expanded {
             );
         }
         for (path, why) in self.skipped.iter().filter(|(_, s)| *s != Skip::Hidden) {
-            eprintln!("{command}: skipped {}: {why}", path.display());
+            say(&format!("{command}: skipped {}: {why}", path.display()));
         }
     }
 }
@@ -444,6 +444,14 @@ fn drop_cached(file: &File) {
     let _ = rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed);
     #[cfg(not(target_os = "linux"))]
     let _ = file;
+}
+
+/// Prints a line about an input on stderr with its control characters
+/// escaped: a file's name (or an error quoting it) holding a line feed
+/// forged a line of the report's stderr, and an escape sequence drove the
+/// terminal.
+pub fn say(line: &str) {
+    eprintln!("{}", tocsin_tracker::compliance::printable(line));
 }
 
 fn with_path(e: io::Error, p: &Path) -> io::Error {

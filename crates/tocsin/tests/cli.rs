@@ -503,6 +503,37 @@ fn replay_says_why_its_alerts_could_not_be_written() {
     );
 }
 
+/// A file's name cannot forge a line of the run's stderr nor drive the
+/// terminal: its control characters are escaped where it is named, as the
+/// table report escapes them.
+#[test]
+fn a_file_name_with_a_line_feed_is_escaped_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = "junk\nforged: whole input: looks real\x1b[31m.hl7";
+    std::fs::write(dir.path().join(name), "not a message").unwrap();
+    for command in [
+        vec!["normalise", dir.path().to_str().unwrap()],
+        vec![
+            "replay",
+            "--until",
+            "2024-06-01T00:00:00Z",
+            "--alerts",
+            "/dev/null",
+            "--progress",
+            "never",
+            dir.path().to_str().unwrap(),
+        ],
+    ] {
+        let out = tocsin(&command);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("junk\\nforged"), "{stderr}");
+        assert!(
+            !stderr.lines().any(|l| l.starts_with("forged")) && !stderr.contains('\x1b'),
+            "{stderr}"
+        );
+    }
+}
+
 #[test]
 fn replay_late_summary_meets_the_overdue_already_raised_then_late_and_resolved() {
     let (alerts, report, _) = replay("late", "2024-06-01T00:00:00Z");

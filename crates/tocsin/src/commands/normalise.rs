@@ -16,7 +16,10 @@ pub fn run(config: &Config, paths: &[PathBuf]) -> Result<ExitCode, Box<dyn std::
     expanded.tell("normalise");
     let mut rejected = 0usize;
     for (dir, e) in &expanded.unreadable {
-        eprintln!("{}: cannot read the directory: {e}", dir.display());
+        inputs::say(&format!(
+            "{}: cannot read the directory: {e}",
+            dir.display()
+        ));
         rejected += 1;
     }
     let files = expanded.files;
@@ -26,7 +29,7 @@ pub fn run(config: &Config, paths: &[PathBuf]) -> Result<ExitCode, Box<dyn std::
         let bytes = match bytes {
             Ok(b) => b,
             Err(e) => {
-                eprintln!("{}: cannot read: {e}", file.display());
+                inputs::say(&format!("{}: cannot read: {e}", file.display()));
                 rejected += 1;
                 continue;
             }
@@ -49,7 +52,12 @@ pub fn run(config: &Config, paths: &[PathBuf]) -> Result<ExitCode, Box<dyn std::
                     if let Err(e) = out.flush() {
                         return broken_pipe_or(e);
                     }
-                    eprintln!("{}: {}: {}", file.display(), unit.position, describe(&e));
+                    inputs::say(&format!(
+                        "{}: {}: {}",
+                        file.display(),
+                        unit.position,
+                        describe(&e)
+                    ));
                 }
             }
         }

@@ -831,7 +831,7 @@ fn create(p: &Path) -> Result<File, String> {
 }
 
 fn report_rejected(r: &Rejected) {
-    eprintln!("{}: {}: {}", r.file, r.position, r.message);
+    inputs::say(&format!("{}: {}: {}", r.file, r.position, r.message));
 }
 
 fn write_alerts(out: &mut impl Write, effects: &[Effect]) -> std::io::Result<usize> {
