@@ -503,6 +503,42 @@ fn replay_says_why_its_alerts_could_not_be_written() {
     );
 }
 
+/// A file of thousands of junk units lists its first thousand, then one
+/// entry counting the rest by reason: each was kept for the report (a
+/// gzip of 4 million took 2 GB), while the run's total counts them all.
+#[test]
+fn replay_lists_a_files_first_thousand_rejections_and_counts_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("junk.hl7"), "MSH|\r".repeat(2_500)).unwrap();
+    let run = replay_json(dir.path(), "2024-06-01T00:00:00Z", &[]);
+    let rejected = run.report["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 1_001);
+    let last = &rejected[1_000];
+    assert_eq!(last["reason"], "more_rejected");
+    let message = last["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("1500 more rejected unit(s)"),
+        "{message}"
+    );
+    assert!(
+        rejected[..1_000]
+            .iter()
+            .all(|r| r["reason"] != "more_rejected")
+    );
+    assert!(
+        run.stderr.contains("2500 rejected input(s)"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        run.stderr
+            .lines()
+            .filter(|l| l.contains("junk.hl7"))
+            .count(),
+        1_001
+    );
+}
+
 /// A file's name cannot forge a line of the run's stderr nor drive the
 /// terminal: its control characters are escaped where it is named, as the
 /// table report escapes them.
