@@ -261,15 +261,19 @@ fn identity(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
 /// A gzip-compressed file (by its first bytes, whatever its name) is
 /// decompressed as it is read: trusts keep their archives compressed, and a
 /// year's 12 GB of traffic is a tenth of that in `.gz` files. A file
-/// larger than a quarter of the machine's memory, before or after
-/// decompression, is not read: it is refused with an error that says so
-/// (to split it), where reading it whole would end the run out of memory.
+/// larger than this reader's share of a quarter of the memory
+/// ([`cache_share`] of `readers`, the readers running at once), before or
+/// after decompression, is not read: it is refused with an error that says
+/// so (to split it), where reading it whole would end the run out of
+/// memory (each reader a quarter, four readers on a large file each took
+/// the machine's whole memory).
 ///
 /// Yields each path with its bytes or the error opening or reading it.
 pub fn read_ahead<'a>(
     files: impl IntoIterator<Item = &'a Path>,
     depth: usize,
     keep_cached: u64,
+    readers: usize,
 ) -> impl Iterator<Item = (&'a Path, io::Result<Vec<u8>>)> {
     ReadAhead {
         files: files.into_iter(),
@@ -277,21 +281,27 @@ pub fn read_ahead<'a>(
         depth,
         keep_cached,
         read: 0,
-        largest: cache_share(1),
+        largest: cache_share(readers),
     }
 }
 
 /// The share of the machine's memory that one of `readers` readers leaves
 /// in the page cache ([`read_ahead`]'s `keep_cached`): together a quarter
 /// of it, so that an input that fits stays cached beside everything else
-/// the machine holds. Unbounded where the memory size is not known.
+/// the machine holds. The memory is the machine's, or the control group's
+/// limit when that is lower (a container's, a systemd unit's `MemoryMax`:
+/// a quarter of the host's was more than such a limit allowed, and the run
+/// was killed). Unbounded where the memory size is not known.
 pub fn cache_share(readers: usize) -> u64 {
     #[cfg(target_os = "linux")]
     {
         let info = rustix::system::sysinfo();
         // `totalram` is a C `unsigned long`: 32 bits on 32-bit targets.
         #[allow(clippy::useless_conversion)]
-        let total = u64::from(info.totalram).saturating_mul(u64::from(info.mem_unit.max(1)));
+        let machine = u64::from(info.totalram).saturating_mul(u64::from(info.mem_unit.max(1)));
+        let cgroups = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        let total = cgroup_limit(Path::new("/sys/fs/cgroup"), &cgroups)
+            .map_or(machine, |limit| limit.min(machine));
         total / 4 / readers.max(1) as u64
     }
     #[cfg(not(target_os = "linux"))]
@@ -299,6 +309,36 @@ pub fn cache_share(readers: usize) -> u64 {
         let _ = readers;
         u64::MAX
     }
+}
+
+/// The lowest memory limit of this process's control groups, read under
+/// `root` (`/sys/fs/cgroup`) from `cgroups` (`/proc/self/cgroup`): cgroup
+/// v2's `memory.max` and v1's `memory.limit_in_bytes`, at the group's path
+/// and at the root (a container sees its own group as `/`). `None` when
+/// none is set (`max`, or v1's "unlimited", near 2^63).
+fn cgroup_limit(root: &Path, cgroups: &str) -> Option<u64> {
+    let mut files = Vec::new();
+    for line in cgroups.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(group)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let group = group.trim_start_matches('/');
+        if controllers.is_empty() {
+            files.push(root.join(group).join("memory.max"));
+            files.push(root.join("memory.max"));
+        } else if controllers.split(',').any(|c| c == "memory") {
+            let memory = root.join("memory");
+            files.push(memory.join(group).join("memory.limit_in_bytes"));
+            files.push(memory.join("memory.limit_in_bytes"));
+        }
+    }
+    files
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok()?.trim().parse::<u64>().ok())
+        .filter(|&limit| limit < 1 << 62)
+        .min()
 }
 
 struct ReadAhead<'a, I> {
@@ -328,8 +368,8 @@ impl<'a, I: Iterator<Item = &'a Path>> Iterator for ReadAhead<'a, I> {
         let largest = self.largest;
         let too_large = || {
             io::Error::other(format!(
-                "larger than {largest} bytes, a quarter of this machine's memory: \
-                 split it into smaller files"
+                "larger than {largest} bytes, this reader's share of a quarter of the \
+                 memory: split it into smaller files"
             ))
         };
         let bytes = file.and_then(|(f, length)| {
@@ -477,7 +517,7 @@ mod tests {
         let first_three = (0..3).map(|i| 7 * 1000 * i as u64).sum::<u64>();
         for (depth, keep_cached) in [(0, 0), (1, u64::MAX), (4, first_three), (20, 0)] {
             let read: Vec<_> =
-                read_ahead(paths.iter().map(PathBuf::as_path), depth, keep_cached).collect();
+                read_ahead(paths.iter().map(PathBuf::as_path), depth, keep_cached, 1).collect();
             assert_eq!(read.len(), paths.len(), "depth {depth}");
             for (i, (path, bytes)) in read.into_iter().enumerate() {
                 assert_eq!(path, paths[i], "depth {depth}: in order");
@@ -490,7 +530,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(read_ahead([], 4, 0).count(), 0);
+        assert_eq!(read_ahead([], 4, 0, 1).count(), 0);
     }
 
     /// A file that became a named pipe after the directory was walked (no
@@ -525,7 +565,7 @@ mod tests {
         let files = vec![swapped.clone(), fed.clone(), plain.clone()];
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let got: Vec<_> = read_ahead(files.iter().map(PathBuf::as_path), 0, u64::MAX)
+            let got: Vec<_> = read_ahead(files.iter().map(PathBuf::as_path), 0, u64::MAX, 1)
                 .map(|(p, r)| {
                     (
                         p.to_path_buf(),
@@ -546,6 +586,34 @@ mod tests {
             got,
             [(swapped, Ok(0)), (fed, Ok(7 * 20_000)), (plain, Ok(9))]
         );
+    }
+
+    /// A control group's memory limit, v2 or v1, at the group's path or at
+    /// the root a container sees, lowers the memory shared out; none set
+    /// (`max`, v1's near 2^63) leaves the machine's.
+    #[test]
+    fn a_control_groups_memory_limit_is_read() {
+        let root = tempfile::tempdir().unwrap();
+        let write = |rel: &str, text: &str| {
+            let p = root.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        let v2 = "0::/system.slice/tocsin.service\n";
+        assert_eq!(cgroup_limit(root.path(), v2), None);
+        write("system.slice/tocsin.service/memory.max", "max\n");
+        assert_eq!(cgroup_limit(root.path(), v2), None);
+        write("system.slice/tocsin.service/memory.max", "2147483648\n");
+        assert_eq!(cgroup_limit(root.path(), v2), Some(2 << 30));
+        let v1 = "4:memory:/docker/abc\n3:cpu,cpuacct:/docker/abc\n0::/\n";
+        write("memory/memory.limit_in_bytes", "9223372036854771712\n");
+        assert_eq!(cgroup_limit(root.path(), v1), None);
+        write("memory/docker/abc/memory.limit_in_bytes", "1073741824\n");
+        assert_eq!(cgroup_limit(root.path(), v1), Some(1 << 30));
+        // In a container the group is `/`: its limit is at the root.
+        write("memory.max", "536870912\n");
+        assert_eq!(cgroup_limit(root.path(), "0::/\n"), Some(512 << 20));
+        assert_eq!(cgroup_limit(root.path(), "garbage"), None);
     }
 
     #[test]

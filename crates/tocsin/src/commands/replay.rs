@@ -421,7 +421,9 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
             let ingest_cfg = &config.ingest;
             std::thread::Builder::new()
                 .name(format!("replay-read-{r}"))
-                .spawn_scoped(s, move || read_files(mine, keep_cached, ingest_cfg, tx))
+                .spawn_scoped(s, move || {
+                    read_files(mine, (keep_cached, readers), ingest_cfg, tx)
+                })
                 .map_err(|e| format!("cannot start a replay reader: {e}"))?;
             from_readers.push(rx);
         }
@@ -551,8 +553,11 @@ pub const UNREADABLE: &str = "unreadable";
 /// it cannot read (removed since the walk, no permission, a link to
 /// nothing) is one rejected unit with reason [`UNREADABLE`]: stopping the
 /// run hours in, without a report, lost what had been judged so far.
-fn read_files(files: Vec<&Path>, keep_cached: u64, cfg: &IngestConfig, tx: SyncSender<Piece>) {
-    for (file, bytes) in inputs::read_ahead(files, FETCH_AHEAD, keep_cached) {
+/// One reader's work: its `files`, read with what it leaves cached and how
+/// many readers share the memory (`share`, for `inputs::read_ahead`).
+fn read_files(files: Vec<&Path>, share: (u64, usize), cfg: &IngestConfig, tx: SyncSender<Piece>) {
+    let (keep_cached, readers) = share;
+    for (file, bytes) in inputs::read_ahead(files, FETCH_AHEAD, keep_cached, readers) {
         let sent = match bytes {
             Ok(bytes) => send_file(&tx, normalise_file(file, &bytes, cfg)),
             Err(e) => send_file(
