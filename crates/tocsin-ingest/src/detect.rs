@@ -59,6 +59,29 @@ pub fn detect(bytes: &[u8]) -> Result<ContentHint, IngestError> {
     }
 }
 
+/// The format of `body` (text content) whose file name gave `hint`: the
+/// hint, unless the content cannot be of it. XML begins with `<`: HL7 or
+/// JSON named `.xml` was refused as "text outside an XHTML narrative".
+/// NDJSON's first line is a whole object: one pretty-printed document
+/// named `.ndjson` was refused line by line, hundreds of rejections for
+/// one resource. Then the content decides, as for a file with no hint.
+pub(crate) fn against_hint(hint: ContentHint, body: &[u8]) -> Result<ContentHint, IngestError> {
+    let is_value = |b: &[u8]| serde_json::from_slice::<serde::de::IgnoredAny>(b).is_ok();
+    match hint {
+        ContentHint::FhirXml if body[0] != b'<' => detect(body),
+        ContentHint::Ndjson if body[0] != b'{' => detect(body),
+        ContentHint::Ndjson => {
+            let first = body.split(|b| *b == b'\n').next().unwrap_or_default();
+            if !is_value(first.trim_ascii_end()) && is_value(body) {
+                Ok(ContentHint::FhirJson)
+            } else {
+                Ok(hint)
+            }
+        }
+        _ => Ok(hint),
+    }
+}
+
 /// The content of an input that is text of some kind (less a byte-order
 /// mark and leading white space), never empty; else why not: an archive or
 /// UTF-16 text, named, or nothing at all. Checked whatever format a hint
@@ -192,6 +215,35 @@ fn utf16_without_bom(bytes: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::has_hl7_start;
+
+    /// A name's hint gives way to content that cannot be of its format:
+    /// HL7 or JSON named `.xml`, HL7 named `.ndjson`, one pretty-printed
+    /// document named `.ndjson`. NDJSON whose first line is broken stays
+    /// NDJSON (its other lines are read).
+    #[test]
+    fn content_that_cannot_be_the_hinted_format_decides() {
+        use super::{ContentHint as H, against_hint};
+        let hl7 = b"MSH|^~\\&|PAS|X\r";
+        let pretty = b"{\n  \"resourceType\": \"Patient\",\n  \"id\": \"1\"\n}\n";
+        let lines = b"{\"resourceType\":\"Patient\"}\n{\"resourceType\":\"Patient\"}\n";
+        let broken = b"{\"resourceType\":\n{\"resourceType\":\"Patient\"}\n";
+        for (hint, body, want) in [
+            (H::FhirXml, &hl7[..], H::Hl7),
+            (H::FhirXml, pretty, H::FhirJson),
+            (H::FhirXml, b"<Patient/>", H::FhirXml),
+            (H::Ndjson, hl7, H::Hl7),
+            (H::Ndjson, pretty, H::FhirJson),
+            (H::Ndjson, lines, H::Ndjson),
+            (H::Ndjson, broken, H::Ndjson),
+        ] {
+            assert_eq!(
+                against_hint(hint, body).unwrap(),
+                want,
+                "{hint:?} {}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
 
     /// A header is found at the start of the probe or of any line within
     /// it, after white space and a byte-order mark; nowhere else.

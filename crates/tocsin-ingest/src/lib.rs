@@ -77,7 +77,7 @@ pub fn ingest_units<'a>(
     // file, is refused once with what to do about it, not line by line
     // as malformed JSON; an empty one is empty, whatever its format.
     let kind = match hint {
-        Some(h) => detect::text_content(bytes).map(|_| h),
+        Some(h) => detect::text_content(bytes).and_then(|body| detect::against_hint(h, body)),
         None => detect(bytes),
     };
     let kind = match kind {
