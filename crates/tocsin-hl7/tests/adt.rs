@@ -369,6 +369,19 @@ fn nhs_number_by_assigning_authority_with_spaces() {
     assert_eq!(ev.patient.local_ids, vec![rxx("RXX1234567")]);
 }
 
+/// An NHS number marked by the identifier type `NHS` alone (no authority),
+/// as some PAS feeds send it, is the NHS number: it was a local id, and the
+/// feed matched nothing by NHS number, without a word.
+#[test]
+fn nhs_number_by_identifier_type_nhs() {
+    let text = String::from_utf8(common::load("adt_a03_discharge.hl7")).unwrap();
+    let typed = text.replace("9434765919^^^NHS^NH~", "9434765919^^^^NHS~");
+    assert_ne!(typed, text);
+    let ev = tocsin_hl7::normalise_message(typed.as_bytes(), &Hl7Config::default()).unwrap();
+    assert_eq!(ev.patient.nhs_number.as_deref(), Some("9434765919"));
+    assert_eq!(ev.patient.local_ids, vec![rxx("RXX1234567")]);
+}
+
 #[test]
 fn unmapped_patient_class_is_other_with_warning() {
     let ev = ok("patient_class_unmapped.hl7");
