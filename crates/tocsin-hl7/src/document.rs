@@ -244,10 +244,16 @@ fn kind_of(ctx: &mut Ctx<'_, '_>, code: Option<&str>, location: &str) -> Documen
 /// application-style names such as `EDT` or `GPCONNECT` out.
 pub(crate) fn recipient(ctx: &Ctx<'_, '_>) -> Option<String> {
     let f = ctx.header.receiving_facility.as_deref()?;
-    let looks_ods = (3..=6).contains(&f.len())
-        && f.starts_with(|c: char| c.is_ascii_uppercase())
-        && f.chars()
+    looks_like_ods(f).then(|| f.to_owned())
+}
+
+/// Whether `code` looks like an ODS organisation code: 3 to 6 upper-case
+/// letters and digits, starting with a letter and holding a digit.
+pub(crate) fn looks_like_ods(code: &str) -> bool {
+    (3..=6).contains(&code.len())
+        && code.starts_with(|c: char| c.is_ascii_uppercase())
+        && code
+            .chars()
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
-        && f.chars().any(|c| c.is_ascii_digit());
-    looks_ods.then(|| f.to_owned())
+        && code.chars().any(|c| c.is_ascii_digit())
 }

@@ -141,7 +141,15 @@ pub(crate) fn gp_practice(ctx: &Ctx<'_, '_>) -> Option<String> {
     } else {
         (3, 10)
     };
-    pd1.comp(3, first)
-        .or_else(|| pd1.comp(3, second))
-        .map(|v| v.into_owned())
+    // The version's component first, but one that looks like an ODS code
+    // before one that does not: a v2.4 feed giving a local number in
+    // component 3 and the practice's code in 10 (`Leeds^L^12345^^^^^^^
+    // B86001`) grouped and filtered by the local number.
+    let candidates = [pd1.comp(3, first), pd1.comp(3, second)];
+    let ods = candidates
+        .iter()
+        .flatten()
+        .find(|c| crate::document::looks_like_ods(c));
+    ods.or_else(|| candidates.iter().flatten().next())
+        .map(|v| v.clone().into_owned())
 }

@@ -369,6 +369,27 @@ fn nhs_number_by_assigning_authority_with_spaces() {
     assert_eq!(ev.patient.local_ids, vec![rxx("RXX1234567")]);
 }
 
+/// The GP practice is the PD1-3 component that looks like an ODS code,
+/// the version's own first: a v2.4 feed with a local number in component 3
+/// and the practice's code in 10 gave the local number. Without an ODS-like
+/// one, the version's component stands as before.
+#[test]
+fn the_gp_practice_is_the_pd1_component_that_looks_like_an_ods_code() {
+    let text = String::from_utf8(common::load("adt_a03_discharge.hl7")).unwrap();
+    let pd1 = |xon: &str| {
+        let edited = text.replace("PD1|||LEEDS GP PRACTICE^^B86001|", &format!("PD1|||{xon}|"));
+        assert_ne!(edited, text);
+        tocsin_hl7::normalise_message(edited.as_bytes(), &Hl7Config::default())
+            .unwrap()
+            .gp_practice
+    };
+    let practice = |s: &str| Some(s.to_owned());
+    assert_eq!(pd1("Leeds^L^12345^^^^^^^B86001"), practice("B86001"));
+    assert_eq!(pd1("Leeds^L^B86001^^^^^^^12345"), practice("B86001"));
+    assert_eq!(pd1("Leeds^L^12345"), practice("12345"));
+    assert_eq!(pd1("Leeds^^^^^^^^^B86001"), practice("B86001"));
+}
+
 /// An NHS number marked by the identifier type `NHS` alone (no authority),
 /// as some PAS feeds send it, is the NHS number: it was a local id, and the
 /// feed matched nothing by NHS number, without a word.
