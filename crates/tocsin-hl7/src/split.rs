@@ -73,18 +73,32 @@ pub fn split_messages(input: &[u8]) -> Vec<RawMessage<'_>> {
                 Some(rel) => {
                     split_unframed(input, pos, pos + rel, &mut out);
                     let start = pos + rel + 1;
+                    // The frame ends at its end block, or where the next
+                    // frame starts without one (the sender began again
+                    // mid-frame): read on from there, not as one frame
+                    // with the rest, every message in it lost together.
                     let end_block = memchr::memchr(MLLP_END, &input[start..]);
-                    let end = end_block.map_or(input.len(), |e| start + e);
+                    let next_start = memchr::memchr(MLLP_START, &input[start..]);
+                    let cut = match (end_block, next_start) {
+                        (Some(e), Some(n)) if n < e => Some(n),
+                        (None, n) => n,
+                        _ => None,
+                    };
+                    let end = cut.or(end_block).map_or(input.len(), |e| start + e);
                     let before = out.len();
                     split_unframed(input, start, end, &mut out);
-                    if end_block.is_none()
+                    if (end_block.is_none() || cut.is_some())
                         && out.len() > before
                         && let Some(last) = out.last_mut()
                     {
                         last.unterminated_frame = true;
                     }
-                    pos = (end + 1).min(input.len());
-                    if input.get(pos) == Some(&b'\r') {
+                    pos = if cut.is_some() {
+                        end
+                    } else {
+                        (end + 1).min(input.len())
+                    };
+                    if cut.is_none() && input.get(pos) == Some(&b'\r') {
                         pos += 1;
                     }
                 }
@@ -411,6 +425,32 @@ mod tests {
         assert_eq!(flags, [false, true]);
         // Unframed input has no frames to leave unterminated.
         assert!(!split_messages(b"MSH|a\rPID|1")[0].unterminated_frame);
+    }
+
+    /// A start block inside a frame begins the next frame: the frame it
+    /// cuts is unterminated (refused: it may be cut short), and the frames
+    /// after it are read. They were one frame, lost together with one
+    /// misleading reason.
+    #[test]
+    fn a_start_block_inside_a_frame_begins_the_next() {
+        let input = b"\x0bMSH|a\r\x1c\r\x0bMSH|b\rPID|1\r\x0bMSH|c\r\x1c\r";
+        let got: Vec<_> = split_messages(input)
+            .iter()
+            .map(|m| {
+                (
+                    String::from_utf8_lossy(m.bytes).into_owned(),
+                    m.unterminated_frame,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("MSH|a".to_owned(), false),
+                ("MSH|b\rPID|1".to_owned(), true),
+                ("MSH|c".to_owned(), false),
+            ]
+        );
     }
 
     #[test]
