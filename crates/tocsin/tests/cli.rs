@@ -539,6 +539,60 @@ fn replay_lists_a_files_first_thousand_rejections_and_counts_the_rest() {
     );
 }
 
+/// While one input keeps the run waiting, a progress line names it every
+/// few seconds (lines came only between files, so a slow or stuck file
+/// looked like a hang). The input is a pipe whose writer holds back until
+/// that line is seen.
+#[test]
+fn replay_progress_names_the_file_it_waits_for() {
+    use std::io::{BufRead, Write};
+
+    let dir = tempfile::tempdir().unwrap();
+    let pipe = dir.path().join("slow.hl7");
+    let made = Command::new("mkfifo").arg(&pipe).status().unwrap();
+    assert!(made.success());
+    // Read and write: a writer is there before the replay opens it.
+    let mut writer = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&pipe)
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args([
+            "replay",
+            "--until",
+            "2024-06-01T00:00:00Z",
+            "--alerts",
+            "/dev/null",
+            "--progress",
+            "always",
+        ])
+        .arg(&pipe)
+        .current_dir(cli_support::root())
+        .env_remove("TOCSIN_CONFIG")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("reading") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "stderr ended first"
+        );
+    }
+    assert!(line.contains("slow.hl7 for "), "{line}");
+    let a03 = std::fs::read(fixture("scenarios/missing/01-a03.hl7")).unwrap();
+    writer.write_all(&a03).unwrap();
+    drop(writer);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(child.wait().unwrap().success(), "{rest}");
+    assert!(rest.contains("0 rejected input(s)"), "{rest}");
+}
+
 /// A file's name cannot forge a line of the run's stderr nor drive the
 /// terminal: its control characters are escaped where it is named, as the
 /// table report escapes them.

@@ -8,7 +8,8 @@
 //! message content. By default they appear only when stderr is a terminal,
 //! so that a script reading stderr for rejected inputs sees only those.
 //! Lines come between files (the readers hand the tracker a file at a
-//! time), so an archive kept as one very large file shows few steps.
+//! time), and while one file keeps the tracker waiting a line names it, so
+//! a file that reads slowly (or not at all) is seen, not taken for a hang.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -39,7 +40,7 @@ impl ProgressMode {
 }
 
 /// How often a progress line is printed while the input is read.
-const EVERY: Duration = Duration::from_secs(5);
+pub const EVERY: Duration = Duration::from_secs(5);
 
 /// Counts what the replay has read and prints it now and then.
 #[derive(Debug)]
@@ -79,6 +80,26 @@ impl Progress {
         if self.on && self.last.elapsed() >= EVERY {
             self.last = Instant::now();
             eprintln!("{}", self.line(clock, rejected));
+        }
+    }
+
+    /// The tracker has waited [`EVERY`] more for `file`'s next piece: a
+    /// line says so, naming the file and how long it has been read.
+    pub fn waiting(
+        &mut self,
+        file: &std::path::Path,
+        since: Instant,
+        clock: Option<DateTime<Utc>>,
+        rejected: usize,
+    ) {
+        if self.on {
+            self.last = Instant::now();
+            crate::inputs::say(&format!(
+                "{}; reading {} for {} s",
+                self.line(clock, rejected),
+                file.display(),
+                since.elapsed().as_secs()
+            ));
         }
     }
 

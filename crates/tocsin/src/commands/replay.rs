@@ -32,7 +32,7 @@ use std::io::{BufWriter, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 
 use chrono::{DateTime, Utc};
 use tocsin_event::InterfaceEvent;
@@ -660,10 +660,19 @@ fn track(
     for (i, file) in files.iter().enumerate() {
         let reader = &from_readers[i % from_readers.len()];
         let mut last = false;
+        let since = std::time::Instant::now();
         while !last {
-            let received = reader
-                .recv()
-                .map_err(|_| format!("{}: reader stopped", file.display()));
+            let received = loop {
+                match reader.recv_timeout(super::progress::EVERY) {
+                    Ok(piece) => break Ok(piece),
+                    Err(RecvTimeoutError::Timeout) => {
+                        progress.waiting(file, since, tracker.clock(), rejected.total);
+                    }
+                    Err(RecvTimeoutError::Disconnected) => {
+                        break Err(format!("{}: reader stopped", file.display()));
+                    }
+                }
+            };
             let piece = match received {
                 Ok(piece) => piece,
                 Err(e) => {
