@@ -341,10 +341,13 @@ fn cgroup_limit(root: &Path, cgroups: &str) -> Option<u64> {
         .min()
 }
 
+/// A file opened ahead, with its length when it is a regular file.
+type Opened = (File, Option<u64>);
+
 struct ReadAhead<'a, I> {
     files: I,
     /// The next file to read, then up to `depth` more being fetched.
-    opened: VecDeque<(&'a Path, io::Result<(File, Option<u64>)>)>,
+    opened: VecDeque<(&'a Path, io::Result<Opened>)>,
     depth: usize,
     /// Bytes read before files are dropped from the page cache after reading.
     keep_cached: u64,
@@ -459,7 +462,7 @@ pub fn format_name(path: &Path) -> Option<String> {
 /// A pipe named on the command line (`<(zcat archive.gz)`, its writer
 /// already there) is put back to blocking reads, as it was read before; a
 /// named pipe whose writer has not opened it yet reads as empty.
-fn open_ahead(path: &Path) -> io::Result<(File, Option<u64>)> {
+fn open_ahead(path: &Path) -> io::Result<Opened> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -470,7 +473,7 @@ fn open_ahead(path: &Path) -> io::Result<(File, Option<u64>)> {
         let flags = rustix::fs::fcntl_getfl(&file)?;
         rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::NONBLOCK)?;
     }
-    let length = meta.is_file().then(|| meta.len());
+    let length = meta.is_file().then_some(meta.len());
     // Advice only: where it is not supported, the file is read when asked.
     #[cfg(target_os = "linux")]
     let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::WillNeed);
@@ -562,7 +565,7 @@ mod tests {
         let (reader, mut writer) = std::io::pipe().unwrap();
         let fed = PathBuf::from(format!("/proc/self/fd/{}", reader.as_raw_fd()));
         let feeding = std::thread::spawn(move || writer.write_all(&b"MSH|fed".repeat(20_000)));
-        let files = vec![swapped.clone(), fed.clone(), plain.clone()];
+        let files = [swapped.clone(), fed.clone(), plain.clone()];
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let got: Vec<_> = read_ahead(files.iter().map(PathBuf::as_path), 0, u64::MAX, 1)
