@@ -68,8 +68,16 @@ pub fn detect(bytes: &[u8]) -> Result<ContentHint, IngestError> {
 pub(crate) fn against_hint(hint: ContentHint, body: &[u8]) -> Result<ContentHint, IngestError> {
     let is_value = |b: &[u8]| serde_json::from_slice::<serde::de::IgnoredAny>(b).is_ok();
     match hint {
-        ContentHint::FhirXml if body[0] != b'<' => detect(body),
-        ContentHint::Ndjson if body[0] != b'{' => detect(body),
+        // Only content of a format recognised for sure: NDJSON whose first
+        // line is junk stays NDJSON, its other lines read.
+        ContentHint::FhirXml | ContentHint::Ndjson if body[0] != b'<' && body[0] != b'{' => {
+            Ok(match detect(body) {
+                Ok(found @ (ContentHint::Hl7 | ContentHint::FhirXml)) => found,
+                _ => hint,
+            })
+        }
+        ContentHint::FhirXml if body[0] == b'{' => detect(body),
+        ContentHint::Ndjson if body[0] == b'<' => Ok(ContentHint::FhirXml),
         ContentHint::Ndjson => {
             let first = body.split(|b| *b == b'\n').next().unwrap_or_default();
             if !is_value(first.trim_ascii_end()) && is_value(body) {
@@ -235,6 +243,13 @@ mod tests {
             (H::Ndjson, pretty, H::FhirJson),
             (H::Ndjson, lines, H::Ndjson),
             (H::Ndjson, broken, H::Ndjson),
+            (
+                H::Ndjson,
+                b"not a resource\n{\"resourceType\":\"Patient\"}\n",
+                H::Ndjson,
+            ),
+            (H::FhirXml, b"not xml at all", H::FhirXml),
+            (H::Ndjson, b"<Patient/>", H::FhirXml),
         ] {
             assert_eq!(
                 against_hint(hint, body).unwrap(),
