@@ -313,9 +313,10 @@ pub fn cache_share(readers: usize) -> u64 {
 
 /// The lowest memory limit of this process's control groups, read under
 /// `root` (`/sys/fs/cgroup`) from `cgroups` (`/proc/self/cgroup`): cgroup
-/// v2's `memory.max` and v1's `memory.limit_in_bytes`, at the group's path
-/// and at the root (a container sees its own group as `/`). `None` when
-/// none is set (`max`, or v1's "unlimited", near 2^63).
+/// v2's `memory.max` and v1's `memory.limit_in_bytes`, at the group and
+/// every group above it (a systemd slice's, a Kubernetes pod's) up to the
+/// root (a container sees its own group as `/`). `None` when none is set
+/// (`max`, or v1's "unlimited", near 2^63).
 fn cgroup_limit(root: &Path, cgroups: &str) -> Option<u64> {
     let mut files = Vec::new();
     for line in cgroups.lines() {
@@ -324,14 +325,20 @@ fn cgroup_limit(root: &Path, cgroups: &str) -> Option<u64> {
         else {
             continue;
         };
-        let group = group.trim_start_matches('/');
-        if controllers.is_empty() {
-            files.push(root.join(group).join("memory.max"));
-            files.push(root.join("memory.max"));
+        let (base, name) = if controllers.is_empty() {
+            (root.to_path_buf(), "memory.max")
         } else if controllers.split(',').any(|c| c == "memory") {
-            let memory = root.join("memory");
-            files.push(memory.join(group).join("memory.limit_in_bytes"));
-            files.push(memory.join("memory.limit_in_bytes"));
+            (root.join("memory"), "memory.limit_in_bytes")
+        } else {
+            continue;
+        };
+        let mut at = Path::new(group.trim_start_matches('/'));
+        loop {
+            files.push(base.join(at).join(name));
+            match at.parent() {
+                Some(up) => at = up,
+                None => break,
+            }
         }
     }
     files
@@ -412,9 +419,20 @@ const GZIP_MAGIC: &[u8] = b"\x1f\x8b";
 /// NUL bytes after the last member, with which tape and backup tools pad a
 /// file to their block size, end it as they end `zcat`'s reading.
 fn gunzip(compressed: &[u8], largest: u64) -> io::Result<Vec<u8>> {
-    // A guess at the ratio, never past the limit: a large file's
-    // reservation alone could exceed the machine's memory.
-    let guess = compressed.len().saturating_mul(4);
+    // The last member's size as its trailer gives it (modulo 4 GiB: all
+    // of a one-member file under that), else a guess at the ratio; never
+    // past the limit, as a large file's reservation alone could exceed
+    // the memory. Grown by doubling instead, a buffer near the limit held
+    // twice it while its bytes were copied.
+    let trailer = compressed
+        .len()
+        .checked_sub(4)
+        .and_then(|at| compressed[at..].try_into().ok())
+        .map_or(0, |b: [u8; 4]| u32::from_le_bytes(b) as usize);
+    let guess = compressed
+        .len()
+        .saturating_mul(4)
+        .max(trailer.saturating_add(1));
     let mut plain = Vec::with_capacity(guess.min(usize::try_from(largest).unwrap_or(usize::MAX)));
     let limit = largest.saturating_add(1);
     let mut rest = compressed;
@@ -454,22 +472,28 @@ pub fn format_name(path: &Path) -> Option<String> {
 /// Opens a file and asks the kernel to start reading it in; with its
 /// length when it is a regular file.
 ///
-/// Opened without blocking: a named pipe put where a listed file was (after
-/// the directory was walked) hung the run in `open` waiting for a writer,
-/// and a kernel file that looks regular (`/proc/kmsg`, linked into an
-/// archive) in its first read; now the pipe reads as empty and the kernel
-/// file fails at once ("Resource temporarily unavailable"), each reported.
-/// A pipe named on the command line (`<(zcat archive.gz)`, its writer
-/// already there) is put back to blocking reads, as it was read before; a
-/// named pipe whose writer has not opened it yet reads as empty.
+/// A file that is regular when it is opened is opened without blocking: a
+/// kernel file that looks regular (`/proc/kmsg`, linked into an archive)
+/// hung the run in its first read, and now fails at once ("Resource
+/// temporarily unavailable"), reported; a file that became a pipe between
+/// that look and the open reads as empty rather than waiting in `open`. A
+/// pipe (what `<(zcat archive.gz)` names, or a named pipe given on the
+/// command line, whose writer may open it after tocsin) is opened and read
+/// blocking, as before: opened without blocking, a writer that came later
+/// found its data read as an empty input. (The walk passes pipes over, so
+/// only a path named on the command line, or a file replaced by a pipe
+/// after the walk listed it, is one.)
 fn open_ahead(path: &Path) -> io::Result<Opened> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-        .open(path)?;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let pipe = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo());
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    if !pipe {
+        options.custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
+    }
+    let file = options.open(path)?;
     let meta = file.metadata()?;
-    if !meta.is_file() {
+    if !pipe && !meta.is_file() {
         let flags = rustix::fs::fcntl_getfl(&file)?;
         rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::NONBLOCK)?;
     }
@@ -536,26 +560,22 @@ mod tests {
         assert_eq!(read_ahead([], 4, 0, 1).count(), 0);
     }
 
-    /// A file that became a named pipe after the directory was walked (no
-    /// writer) is read as empty, not waited on for ever in `open`; a pipe
-    /// with its writer (what `<(zcat ...)` names) is read whole, blocking
-    /// reads and all; a regular file still gives its bytes.
+    /// A named pipe given to read, whose writer opens it only after tocsin
+    /// does, is waited for and read whole (opened without blocking, its
+    /// data was read as an empty input and the writer blocked for ever); a
+    /// pipe whose writer is there (what `<(zcat ...)` names) is read whole;
+    /// a regular file still gives its bytes.
     #[test]
-    fn a_pipe_put_where_a_file_was_does_not_hang_the_run() {
+    fn pipes_are_read_whole_whenever_their_writer_comes() {
         use std::io::Write;
         use std::os::fd::AsRawFd;
 
         let dir = tempfile::tempdir().unwrap();
-        let (swapped, plain) = (dir.path().join("a.hl7"), dir.path().join("c.hl7"));
-        for p in [&swapped, &plain] {
-            std::fs::write(p, "MSH|^~\\&|").unwrap();
-        }
-        let listed = expand(&[dir.path().to_path_buf()]).unwrap();
-        assert_eq!(listed.files, [swapped.clone(), plain.clone()]);
-        std::fs::remove_file(&swapped).unwrap();
+        let (named, plain) = (dir.path().join("a.hl7"), dir.path().join("c.hl7"));
+        std::fs::write(&plain, "MSH|^~\\&|").unwrap();
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            swapped.as_path(),
+            named.as_path(),
             rustix::fs::FileType::Fifo,
             rustix::fs::Mode::from_raw_mode(0o600),
             0,
@@ -565,7 +585,7 @@ mod tests {
         let (reader, mut writer) = std::io::pipe().unwrap();
         let fed = PathBuf::from(format!("/proc/self/fd/{}", reader.as_raw_fd()));
         let feeding = std::thread::spawn(move || writer.write_all(&b"MSH|fed".repeat(20_000)));
-        let files = [swapped.clone(), fed.clone(), plain.clone()];
+        let files = [named.clone(), fed.clone(), plain.clone()];
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let got: Vec<_> = read_ahead(files.iter().map(PathBuf::as_path), 0, u64::MAX, 1)
@@ -578,16 +598,19 @@ mod tests {
                 .collect();
             tx.send(got).unwrap();
         });
+        // The named pipe's writer comes after the reader: its open waits
+        // for the reader's.
+        std::fs::write(&named, b"MSH|late".repeat(1_000)).unwrap();
         // A bound on a hang, not a wait for work: the reads take
         // milliseconds.
         let got = rx
             .recv_timeout(std::time::Duration::from_secs(60))
-            .expect("reading the listed files hung");
+            .expect("reading the files hung");
         feeding.join().unwrap().unwrap();
         drop(reader);
         assert_eq!(
             got,
-            [(swapped, Ok(0)), (fed, Ok(7 * 20_000)), (plain, Ok(9))]
+            [(named, Ok(8_000)), (fed, Ok(7 * 20_000)), (plain, Ok(9))]
         );
     }
 
@@ -613,6 +636,11 @@ mod tests {
         assert_eq!(cgroup_limit(root.path(), v1), None);
         write("memory/docker/abc/memory.limit_in_bytes", "1073741824\n");
         assert_eq!(cgroup_limit(root.path(), v1), Some(1 << 30));
+        // A group above (a slice, a pod) that allows less decides.
+        write("memory/docker/memory.limit_in_bytes", "805306368\n");
+        assert_eq!(cgroup_limit(root.path(), v1), Some(768 << 20));
+        write("system.slice/memory.max", "1610612736\n");
+        assert_eq!(cgroup_limit(root.path(), v2), Some(1536 << 20));
         // In a container the group is `/`: its limit is at the root.
         write("memory.max", "536870912\n");
         assert_eq!(cgroup_limit(root.path(), "0::/\n"), Some(512 << 20));
