@@ -515,6 +515,8 @@ fn replay_lists_a_files_first_thousand_rejections_and_counts_the_rest() {
     assert_eq!(rejected.len(), 1_001);
     let last = &rejected[1_000];
     assert_eq!(last["reason"], "more_rejected");
+    // The count is in the position too, which the CSV report carries.
+    assert_eq!(last["position"], "rest of file: 1500 more");
     let message = last["message"].as_str().unwrap();
     assert!(
         message.starts_with("1500 more rejected unit(s)"),

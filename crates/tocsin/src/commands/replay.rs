@@ -166,7 +166,7 @@ impl Rejections {
         let reasons: Vec<String> = unlisted.iter().map(|(r, n)| format!("{r}: {n}")).collect();
         let r = Rejected {
             file: file.display().to_string(),
-            position: "rest of file".into(),
+            position: format!("rest of file: {more} more"),
             reason: MORE_REJECTED.into(),
             message: format!(
                 "{more} more rejected unit(s) after the first {LISTED_PER_FILE}, not listed one \
