@@ -119,3 +119,22 @@ fn deeply_nested_json_is_an_error_not_a_stack_overflow() {
     let e = normalise_json(&serde_json::to_vec(&v).unwrap(), &FhirConfig::default()).unwrap_err();
     assert_eq!(e.reason_code(), "invalid_resource");
 }
+
+/// A bundle of more entries than are read in one (100,000) is refused
+/// with the count and what to do, before its entries are modelled: an 8 MB
+/// bundle of 2.7 million empty entries, under the size limit, took 6.6 GB.
+/// One at the limit is read.
+#[test]
+fn a_bundle_of_too_many_entries_is_refused_before_it_is_read() {
+    let bundle = |n: usize| {
+        format!(
+            r#"{{"resourceType":"Bundle","type":"collection","entry":[{}]}}"#,
+            vec!["{}"; n].join(",")
+        )
+    };
+    let e = normalise_json(bundle(100_001).as_bytes(), &FhirConfig::default()).unwrap_err();
+    assert_eq!(e.reason_code(), "invalid_resource");
+    assert!(e.to_string().contains("100001 entries"), "{e}");
+    let events = normalise_json(bundle(100_000).as_bytes(), &FhirConfig::default()).unwrap();
+    assert_eq!(events.len(), 1);
+}
