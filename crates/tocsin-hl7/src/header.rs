@@ -27,6 +27,8 @@ pub(crate) struct Header {
     /// What is uncertain in `sent_at`, to be warned of: MSH-7 a date
     /// alone, or empty and EVN-2 taken.
     pub sent_at_note: Option<SentAtNote>,
+    /// The latest the message can have been sent ([`Header::sent_by`]).
+    sent_by: DateTime<Utc>,
     /// MSH-4.1.
     pub sending_facility: Option<String>,
     /// MSH-3.1.
@@ -43,6 +45,9 @@ pub(crate) enum SentAtNote {
     /// MSH-7 is a date without a time: local midnight at its start is
     /// taken, and the message may have been sent up to a day later.
     DateOnly,
+    /// MSH-7 is a date without a time, and EVN-2 a time that day: EVN-2
+    /// is taken (a letter sent that evening was dated midnight, on time).
+    DateTimedByEvn2,
     /// MSH-7 is empty (optional before v2.5): EVN-2, when the event was
     /// recorded, is taken.
     FromEvn2,
@@ -56,10 +61,7 @@ impl Header {
     /// a discharge at 14:00 that day was "after sending" and replaced by
     /// midnight, its deadline 14 hours early.
     pub(crate) fn sent_by(&self) -> DateTime<Utc> {
-        match self.sent_at_note {
-            Some(SentAtNote::DateOnly) => self.sent_at + chrono::TimeDelta::days(1),
-            _ => self.sent_at,
-        }
+        self.sent_by
     }
 
     /// Reads and checks MSH.
@@ -122,13 +124,25 @@ impl Header {
                 Some(SentAtNote::FromEvn2),
             ),
         };
-        let (sent_at, change) =
+        let (mut sent_at, change) =
             parse_noting(&raw_time, cfg.timezone).map_err(|e| Hl7Error::BadTimestamp {
                 location: location.to_owned(),
                 reason: e.to_string(),
             })?;
+        let mut sent_by = sent_at;
         if sent_at_note.is_none() && crate::time::date_only(&raw_time) {
             sent_at_note = Some(SentAtNote::DateOnly);
+            sent_by = sent_at + chrono::TimeDelta::days(1);
+            // EVN-2 at a time that day says when, better than midnight.
+            let day = |t: DateTime<Utc>| t.with_timezone(&cfg.timezone).date_naive();
+            let evn2 = evn2()
+                .filter(|raw| !crate::time::date_only(raw))
+                .and_then(|raw| crate::time::parse_timestamp(&raw, cfg.timezone).ok())
+                .filter(|t| day(*t) == day(sent_at));
+            if let Some(t) = evn2 {
+                sent_at = t;
+                sent_at_note = Some(SentAtNote::DateTimedByEvn2);
+            }
         }
         let sent_at_guess = change.map(|c| (raw_time.into_owned(), c));
         Ok(Self {
@@ -139,6 +153,7 @@ impl Header {
             sent_at,
             sent_at_guess,
             sent_at_note,
+            sent_by,
             sending_facility: msh.value(4).map(|v| v.into_owned()),
             sending_application: msh.value(3).map(|v| v.into_owned()),
             receiving_facility: msh.value(6).map(|v| v.into_owned()),

@@ -374,6 +374,11 @@ fn sent_at_note(ctx: &mut Ctx<'_, '_>) {
              that day is not taken for one after sending",
             "MSH-7",
         ),
+        Some(SentAtNote::DateTimedByEvn2) => (
+            "MSH-7 is a date without a time: EVN-2, a time that day, is taken as the time \
+             the message was sent (a document's issue time)",
+            "MSH-7",
+        ),
         Some(SentAtNote::FromEvn2) => (
             "MSH-7 is empty (optional before HL7 v2.5): EVN-2, when the event was recorded, \
              is taken as the time the message was sent",

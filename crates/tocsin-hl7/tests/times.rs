@@ -90,6 +90,35 @@ fn a_date_only_message_time_is_the_whole_day() {
     assert!(ev.warnings.iter().any(|w| w.message.contains("later than")));
 }
 
+/// A document whose MSH-7 is a date alone is issued at EVN-2 when that is
+/// a time the same day (it was issued at midnight: a summary sent that
+/// evening, after its deadline, counted on time); at midnight, warned of,
+/// when EVN-2 gives no time that day.
+#[test]
+fn a_date_only_message_time_takes_evn_2_of_that_day() {
+    let text = String::from_utf8(common::load("mdm_t02_discharge_summary.hl7")).unwrap();
+    let dated = text.replacen("|20240116093000||MDM^T02", "|20240116||MDM^T02", 1);
+    assert_ne!(dated, text);
+    let cfg = tocsin_hl7::Hl7Config::default();
+    let issued = |text: &str| {
+        let ev = tocsin_hl7::normalise_message(text.as_bytes(), &cfg).unwrap();
+        assert!(
+            ev.warnings
+                .iter()
+                .any(|w| w.location.as_deref() == Some("MSH-7")),
+            "{:?}",
+            ev.warnings
+        );
+        ev.document.unwrap().issued_at
+    };
+    assert_eq!(issued(&dated), utc("2024-01-16T09:30:00Z"));
+    for evn2 in ["20240117093000", "20240116", ""] {
+        let other = dated.replace("EVN|T02|20240116093000|", &format!("EVN|T02|{evn2}|"));
+        assert_ne!(other, dated);
+        assert_eq!(issued(&other), utc("2024-01-16T00:00:00Z"), "{evn2:?}");
+    }
+}
+
 /// MSH-7 is optional before v2.5: an empty one takes EVN-2 (with a
 /// warning) rather than refusing the discharge; with no EVN-2 either, the
 /// message is refused naming MSH-7.
