@@ -29,10 +29,11 @@ pub enum Hl7Error {
         offset: usize,
     },
     /// The last message of an MLLP frame whose end block (0x1C) never
-    /// came: the input ended inside the frame, so the message may be cut
-    /// short (a discharge time lost with the end of PV1).
+    /// came: the input ended, or the next frame's start block came, inside
+    /// the frame, so the message may be cut short (a discharge time lost
+    /// with the end of PV1).
     #[error(
-        "MLLP frame has no end block (0x1C): the input ended inside it, so the message may be cut short"
+        "MLLP frame has no end block (0x1C): the input ended, or the next frame began, inside it, so the message may be cut short"
     )]
     UnterminatedFrame,
     /// Does not start with an MSH segment.
