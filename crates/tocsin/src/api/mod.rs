@@ -187,12 +187,18 @@ async fn authorise(
     let Some(expected) = api.token else {
         return Ok(next.run(request).await);
     };
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .ok_or(ApiError::Unauthorized(
-            "this API needs `Authorization: Bearer <token>`",
-        ))?
+    let mut sent = request.headers().get_all(header::AUTHORIZATION).iter();
+    let first = sent.next().ok_or(ApiError::Unauthorized(
+        "this API needs `Authorization: Bearer <token>`",
+    ))?;
+    // One only: with two, a proxy that checks or replaces the last and
+    // this gateway, which read the first, disagreed on whose the request was.
+    if sent.next().is_some() {
+        return Err(ApiError::Unauthorized(
+            "more than one Authorization header: send one",
+        ));
+    }
+    let given = first
         .to_str()
         .ok()
         .and_then(|v| {
