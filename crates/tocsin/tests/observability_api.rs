@@ -178,6 +178,12 @@ fn authentication(port: u16, doc: &OpenApi) {
         vec![("Authorization", "Bearer wrong-token")],
         vec![("Authorization", "Basic dG9jc2luOnRvY3Npbg==")],
         vec![("Authorization", "Bearer")],
+        // Two, the right one first: a proxy reading the last would have
+        // let through a request the gateway took as bearing the token.
+        vec![
+            ("Authorization", "Bearer tok-7d1f0c2a-obs"),
+            ("Authorization", "Bearer wrong-token"),
+        ],
     ] {
         for route in [
             "/api/v1/expectations",
@@ -406,6 +412,10 @@ fn bad_parameters(port: u16, doc: &OpenApi) {
         ("/alerts?cursor=zz", "cursor"),
         ("/alerts?order=newest", "order"),
         ("/alerts?site=R%00X", "site"),
+        // Bytes that are not UTF-8 (decoded lossily, they searched for a
+        // site named "\u{FFFD}\u{FFFD}").
+        ("/alerts?site=%FF%FE", "site"),
+        ("/alerts?%FF=1", "(query string)"),
         ("/expectations?gp_practice=B86%00", "gp_practice"),
         ("/compliance?group_by=month,ward", "group_by"),
         ("/compliance?from=2024-13-01", "from"),

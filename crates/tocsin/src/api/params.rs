@@ -20,6 +20,21 @@ impl Params {
     pub fn new(pairs: Vec<(String, String)>, allowed: &[&str]) -> Result<Self, ApiError> {
         let mut map = BTreeMap::new();
         for (name, value) in pairs {
+            // The query is decoded lossily (invalid UTF-8 becomes U+FFFD):
+            // `site=%FF` was answered as a search for a site named "�".
+            // No name, identifier, code or time holds the replacement
+            // character, so its presence means bytes that were not text.
+            if name.contains('\u{FFFD}') || value.contains('\u{FFFD}') {
+                let shown = if name.contains('\u{FFFD}') {
+                    "(query string)"
+                } else {
+                    name.as_str()
+                };
+                return Err(ApiError::bad(
+                    shown,
+                    "not UTF-8 text once percent-decoded (or holds U+FFFD)",
+                ));
+            }
             if !allowed.contains(&name.as_str()) {
                 let takes = if allowed.is_empty() {
                     "this route takes no parameters".to_string()
