@@ -219,11 +219,10 @@ fn joined_headers(input: &[u8], start: usize, end: usize) -> Vec<usize> {
         .filter(|&p| {
             let line_start =
                 memchr::memrchr2(b'\r', b'\n', &input[start..p]).map_or(start, |e| start + e + 1);
+            // Not a header the split loop finds at its line's start after
+            // white space and a byte-order mark (`header_lead`).
             let before = &input[line_start..p];
-            !before.is_empty()
-                && !before
-                    .iter()
-                    .all(|b| b.is_ascii_whitespace() || BOM.contains(b))
+            header_lead(before, false) < before.len()
                 && full_header(&input[p..end], b"MSH").is_some()
         })
         .collect()
