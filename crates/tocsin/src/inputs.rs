@@ -261,8 +261,8 @@ fn identity(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
 /// A gzip-compressed file (by its first bytes, whatever its name) is
 /// decompressed as it is read: trusts keep their archives compressed, and a
 /// year's 12 GB of traffic is a tenth of that in `.gz` files. A file
-/// larger than this reader's share of a quarter of the memory
-/// ([`cache_share`] of `readers`, the readers running at once), before or
+/// larger than `largest` bytes (this reader's share of a quarter of the
+/// memory, [`cache_share`] of the readers running at once), before or
 /// after decompression, is not read: it is refused with an error that says
 /// so (to split it), where reading it whole would end the run out of
 /// memory (each reader a quarter, four readers on a large file each took
@@ -273,7 +273,7 @@ pub fn read_ahead<'a>(
     files: impl IntoIterator<Item = &'a Path>,
     depth: usize,
     keep_cached: u64,
-    readers: usize,
+    largest: u64,
 ) -> impl Iterator<Item = (&'a Path, io::Result<Vec<u8>>)> {
     ReadAhead {
         files: files.into_iter(),
@@ -281,7 +281,7 @@ pub fn read_ahead<'a>(
         depth,
         keep_cached,
         read: 0,
-        largest: cache_share(readers),
+        largest,
     }
 }
 
@@ -485,15 +485,18 @@ pub fn format_name(path: &Path) -> Option<String> {
 /// after the walk listed it, is one.)
 fn open_ahead(path: &Path) -> io::Result<Opened> {
     use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-    let pipe = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo());
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    if !pipe {
-        options.custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
-    }
-    let file = options.open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    // One `fstat` of what was opened, not a look at the path first as
+    // well: that was a second lookup for every file of a year's archive.
     let meta = file.metadata()?;
-    if !pipe && !meta.is_file() {
+    if meta.file_type().is_fifo() {
+        // Opened again to block until a writer comes; the first stays open
+        // meanwhile, so a writer already there never finds no reader.
+        file = File::open(path)?;
+    } else if !meta.is_file() {
         let flags = rustix::fs::fcntl_getfl(&file)?;
         rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::NONBLOCK)?;
     }
@@ -543,8 +546,13 @@ mod tests {
         // first three files' worth, all) changes nothing read.
         let first_three = (0..3).map(|i| 7 * 1000 * i as u64).sum::<u64>();
         for (depth, keep_cached) in [(0, 0), (1, u64::MAX), (4, first_three), (20, 0)] {
-            let read: Vec<_> =
-                read_ahead(paths.iter().map(PathBuf::as_path), depth, keep_cached, 1).collect();
+            let read: Vec<_> = read_ahead(
+                paths.iter().map(PathBuf::as_path),
+                depth,
+                keep_cached,
+                u64::MAX,
+            )
+            .collect();
             assert_eq!(read.len(), paths.len(), "depth {depth}");
             for (i, (path, bytes)) in read.into_iter().enumerate() {
                 assert_eq!(path, paths[i], "depth {depth}: in order");
@@ -557,7 +565,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(read_ahead([], 4, 0, 1).count(), 0);
+        assert_eq!(read_ahead([], 4, 0, u64::MAX).count(), 0);
     }
 
     /// A named pipe given to read, whose writer opens it only after tocsin
@@ -588,7 +596,7 @@ mod tests {
         let files = [named.clone(), fed.clone(), plain.clone()];
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let got: Vec<_> = read_ahead(files.iter().map(PathBuf::as_path), 0, u64::MAX, 1)
+            let got: Vec<_> = read_ahead(files.iter().map(PathBuf::as_path), 0, u64::MAX, u64::MAX)
                 .map(|(p, r)| {
                     (
                         p.to_path_buf(),

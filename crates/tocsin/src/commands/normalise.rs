@@ -25,7 +25,12 @@ pub fn run(config: &Config, paths: &[PathBuf]) -> Result<ExitCode, Box<dyn std::
     let files = expanded.files;
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    for (file, bytes) in inputs::read_ahead(files.iter().map(PathBuf::as_path), 1, u64::MAX, 1) {
+    for (file, bytes) in inputs::read_ahead(
+        files.iter().map(PathBuf::as_path),
+        1,
+        u64::MAX,
+        inputs::cache_share(1),
+    ) {
         let bytes = match bytes {
             Ok(b) => b,
             Err(e) => {

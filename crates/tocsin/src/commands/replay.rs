@@ -406,7 +406,8 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
         .clamp(1, MAX_READERS)
         .min(files.len().max(1));
 
-    // What each reader leaves in the page cache (`inputs::read_ahead`).
+    // Each reader's share of memory: what it leaves in the page cache and
+    // the largest file it reads (`inputs::read_ahead`).
     let keep_cached = inputs::cache_share(readers);
     let (sink, alert_count) = std::thread::scope(|s| -> Result<_, String> {
         let mut from_readers = Vec::new();
@@ -421,9 +422,7 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
             let ingest_cfg = &config.ingest;
             std::thread::Builder::new()
                 .name(format!("replay-read-{r}"))
-                .spawn_scoped(s, move || {
-                    read_files(mine, (keep_cached, readers), ingest_cfg, tx)
-                })
+                .spawn_scoped(s, move || read_files(mine, keep_cached, ingest_cfg, tx))
                 .map_err(|e| format!("cannot start a replay reader: {e}"))?;
             from_readers.push(rx);
         }
@@ -553,11 +552,11 @@ pub const UNREADABLE: &str = "unreadable";
 /// it cannot read (removed since the walk, no permission, a link to
 /// nothing) is one rejected unit with reason [`UNREADABLE`]: stopping the
 /// run hours in, without a report, lost what had been judged so far.
-/// One reader's work: its `files`, read with what it leaves cached and how
-/// many readers share the memory (`share`, for `inputs::read_ahead`).
-fn read_files(files: Vec<&Path>, share: (u64, usize), cfg: &IngestConfig, tx: SyncSender<Piece>) {
-    let (keep_cached, readers) = share;
-    for (file, bytes) in inputs::read_ahead(files, FETCH_AHEAD, keep_cached, readers) {
+/// One reader's work: its `files`, each read whole when it is at most
+/// `share` bytes (the reader's share of memory, [`inputs::cache_share`]),
+/// which is also what it leaves in the page cache.
+fn read_files(files: Vec<&Path>, share: u64, cfg: &IngestConfig, tx: SyncSender<Piece>) {
+    for (file, bytes) in inputs::read_ahead(files, FETCH_AHEAD, share, share) {
         let sent = match bytes {
             Ok(bytes) => send_file(&tx, normalise_file(file, &bytes, cfg)),
             Err(e) => send_file(

@@ -49,7 +49,12 @@ pub fn run(config: &Config, args: &SendArgs) -> Result<ExitCode, Box<dyn std::er
         .unwrap_or_else(|| config.amqp.input_queue.clone());
     let mut messages = Vec::with_capacity(files.len());
     // Read as replay reads them: a `.gz` file is sent decompressed.
-    for (file, body) in inputs::read_ahead(files.iter().map(PathBuf::as_path), 1, u64::MAX, 1) {
+    for (file, body) in inputs::read_ahead(
+        files.iter().map(PathBuf::as_path),
+        1,
+        u64::MAX,
+        inputs::cache_share(1),
+    ) {
         let body = body.map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
         let content_type = args
             .content_type
