@@ -344,9 +344,10 @@ struct ErrDetail {
 
 /// The first ERR segment's error code and text: from v2.5, ERR-3 (HL7
 /// error code, table 0357: code, text), and ERR-8 (user message), else
-/// ERR-7 (diagnostic information), before ERR-3's text; before v2.5, ERR-1 (location and code: its fourth
-/// component is the code, code and text as subcomponents). Without them a
-/// refusal's reason (`Patient not registered at this practice`) was lost.
+/// ERR-7 (diagnostic information), before ERR-3's text; before v2.5,
+/// ERR-1 (location and code: its fourth component is the code, code and
+/// text as subcomponents). Without them a refusal's reason (`Patient not
+/// registered at this practice`) was lost.
 fn err_detail(ctx: &Ctx<'_, '_>) -> ErrDetail {
     let Some(err) = ctx.p.segment("ERR") else {
         return ErrDetail::default();
