@@ -485,18 +485,19 @@ pub fn format_name(path: &Path) -> Option<String> {
 /// after the walk listed it, is one.)
 fn open_ahead(path: &Path) -> io::Result<Opened> {
     use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-        .open(path)?;
-    // One `fstat` of what was opened, not a look at the path first as
-    // well: that was a second lookup for every file of a year's archive.
+    // The path is looked at before it is opened: a pipe opened without
+    // blocking and then opened again to wait for its writer lost a writer
+    // that wrote and closed in between (its data was in the first pipe
+    // end, and the second open waited for ever).
+    let pipe = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo());
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    if !pipe {
+        options.custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
+    }
+    let file = options.open(path)?;
     let meta = file.metadata()?;
-    if meta.file_type().is_fifo() {
-        // Opened again to block until a writer comes; the first stays open
-        // meanwhile, so a writer already there never finds no reader.
-        file = File::open(path)?;
-    } else if !meta.is_file() {
+    if !pipe && !meta.is_file() {
         let flags = rustix::fs::fcntl_getfl(&file)?;
         rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::NONBLOCK)?;
     }
