@@ -1039,9 +1039,12 @@ async fn an_alert_delivery_read_that_waits_holds_back_no_commit() {
 /// Clients that open connections, send half a request's headers and wait
 /// (a scanner, a slow-loris) take no more than the listener's connection
 /// limit: the gateway's file descriptors stay bounded while far more are
-/// held open, each is closed once its headers are overdue, and the
-/// listener answers again after. Unbounded, they took every descriptor and
-/// the store, broker and webhook connections failed with them.
+/// held open (unbounded, they took every descriptor and the store, broker
+/// and webhook connections failed with them); none is answered; and
+/// `/healthz` and `/metrics` answer while they are still held, each new
+/// connection closing the one idle longest (held back behind them, probes
+/// failed until the held ones timed out, and a reconnecting client kept
+/// them failing).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_sent_requests_hold_no_more_than_the_connection_limit() {
     use std::io::{Read, Write};
@@ -1117,8 +1120,79 @@ async fn half_sent_requests_hold_no_more_than_the_connection_limit() {
         })
     })
     .await;
-    // Once the held ones are gone the listener serves again.
-    drop(held);
+    // The listener serves while they are held: every connection beyond the
+    // limit closed the one idle longest, the held ones among them.
     gateway.wait_status("/healthz", 200).await;
+    let scrape = Scrape::parse(&get(world.port, "/metrics", &[]).body);
+    let shed = scrape.value(
+        "tocsin_http_connections_shed_total",
+        &[("reason", "idle_at_limit")],
+    );
+    assert!(
+        shed >= (held.len() - 256) as f64,
+        "{shed} idle connections closed for {} held beyond the limit",
+        held.len() - 256
+    );
+    drop(held);
+    assert!(gateway.try_exit().is_none(), "{}", gateway.log());
+}
+
+/// A client that pipelines requests and never reads the answers holds its
+/// connection only until a write to it has made no progress for the write
+/// timeout (30 s): then the connection is closed and counted. Before, it
+/// held one of the listener's places for good, without a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_closed_once_writes_stall() {
+    use std::io::{Read, Write};
+
+    let world = World::sqlite("http-write-stall", Tuning::default()).await;
+    let mut gateway = world.start(&[]);
+    gateway.wait_ready().await;
+    let one = get(world.port, "/metrics", &[]).body.len().max(1);
+    // Answers enough to fill any loopback socket buffers several times.
+    let requests = (64 << 20) / one + 1;
+    let stream = std::net::TcpStream::connect(("127.0.0.1", world.port)).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    // The requests may fill the buffers too once the gateway stops reading
+    // them: sent from a thread, which the close ends.
+    let sender = std::thread::spawn(move || {
+        let request = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+        for _ in 0..requests {
+            if writer.write_all(request).is_err() {
+                break;
+            }
+        }
+    });
+    let port = world.port;
+    poll("the stalled connection to be closed", WAIT, || async move {
+        let scrape = Scrape::parse(&get(port, "/metrics", &[]).body);
+        let stalled = scrape.value(
+            "tocsin_http_connections_shed_total",
+            &[("reason", "write_stalled")],
+        );
+        if stalled == 1.0 {
+            Ok(())
+        } else {
+            Err(format!("{stalled} write_stalled"))
+        }
+    })
+    .await;
+    // Closed by the gateway: what it had written drains, then the end (or a
+    // reset, for requests it never read).
+    let mut stream = stream;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut sink = Vec::new();
+    match stream.read_to_end(&mut sink) {
+        Ok(_) => {}
+        Err(e) => assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset,
+            "the connection is still open after {} bytes: {e}",
+            sink.len()
+        ),
+    }
+    sender.join().unwrap();
     assert!(gateway.try_exit().is_none(), "{}", gateway.log());
 }

@@ -9,8 +9,11 @@ use axum::routing::get;
 use prometheus::{Encoder, TextEncoder};
 
 use super::Readiness;
+use super::connections::{Connection, Connections};
 use crate::api::Api;
-use crate::internal_events::{HttpAcceptFailed, HttpConnectionsFull, HttpListening};
+use crate::internal_events::{
+    HttpAcceptFailed, HttpConnectionShed, HttpConnectionsFull, HttpListening, Metrics, ShedReason,
+};
 
 /// The open routes, besides `/api/v1`. The OpenAPI test checks each is
 /// documented.
@@ -31,10 +34,12 @@ pub fn router(readiness: Readiness, api: &Api) -> Router {
         .nest_service(API_PREFIX, api.router())
 }
 
-/// Most connections served at once. Beyond it new ones wait in the
-/// kernel's backlog: a scraper or an API client needs a few, and a client
-/// holding thousands open would otherwise take every file descriptor the
-/// gateway has, its broker and store connections' included.
+/// Most connections served at once: a scraper or an API client needs a
+/// few, and a client holding thousands open would otherwise take every file
+/// descriptor the gateway has, its broker and store connections' included.
+/// At the limit the connection idle longest is closed for each new one
+/// (see [`Connections`]); with every one answering a request, new ones wait
+/// in the kernel's backlog.
 pub const MAX_CONNECTIONS: usize = 256;
 
 /// How long a connection may take to send a request's headers, and may sit
@@ -68,9 +73,16 @@ pub async fn bind(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
     }))
 }
 
+/// How long a write to a client may make no progress before its
+/// connection is closed: a client that asks (or pipelines requests) and
+/// never reads the answers would otherwise hold its connection for good.
+/// Progress resets it, so a large report read slowly is not cut off.
+pub const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Serves until the process ends: HTTP/1.1, at most [`MAX_CONNECTIONS`]
-/// at once, each closed when its headers take longer than
-/// [`HEADER_READ_TIMEOUT`].
+/// at once (the one idle longest closed to make room for a new one), each
+/// closed when its headers take longer than [`HEADER_READ_TIMEOUT`] or a
+/// write makes no progress for [`WRITE_TIMEOUT`].
 pub async fn serve(listener: tokio::net::TcpListener, readiness: Readiness, api: Api) {
     if let Ok(addr) = listener.local_addr() {
         HttpListening {
@@ -79,28 +91,11 @@ pub async fn serve(listener: tokio::net::TcpListener, readiness: Readiness, api:
         }
         .emit();
     }
+    let metrics = readiness.metrics.clone();
     let app = router(readiness, &api);
-    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let table = Connections::new(MAX_CONNECTIONS);
     let mut full = false;
     loop {
-        let slot = match slots.clone().try_acquire_owned() {
-            Ok(slot) => {
-                full = false;
-                slot
-            }
-            Err(_) => {
-                if !std::mem::replace(&mut full, true) {
-                    HttpConnectionsFull {
-                        limit: MAX_CONNECTIONS,
-                    }
-                    .emit();
-                }
-                match slots.clone().acquire_owned().await {
-                    Ok(slot) => slot,
-                    Err(_) => return,
-                }
-            }
-        };
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
@@ -110,16 +105,98 @@ pub async fn serve(listener: tokio::net::TcpListener, readiness: Readiness, api:
                 continue;
             }
         };
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
-        tokio::spawn(async move {
-            let _slot = slot;
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
-        });
+        let (connection, admission) = table.admit().await;
+        if !admission.was_full {
+            full = false;
+        } else if !std::mem::replace(&mut full, true) {
+            HttpConnectionsFull {
+                limit: MAX_CONNECTIONS,
+            }
+            .emit();
+        }
+        for _ in 0..admission.closed_idle {
+            HttpConnectionShed {
+                reason: ShedReason::IdleAtLimit,
+            }
+            .emit(&metrics);
+        }
+        tokio::spawn(serve_connection(
+            stream,
+            connection,
+            app.clone(),
+            metrics.clone(),
+        ));
     }
+}
+
+/// Serves one connection until it closes. Told to close by the table, it
+/// closes at once when idle (between requests, or part-way through a
+/// request's headers), else after the answer in hand.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    connection: Connection,
+    app: Router,
+    metrics: std::sync::Arc<Metrics>,
+) {
+    use http_body_util::BodyExt;
+
+    let mut io = tokio_io_timeout::TimeoutStream::new(stream);
+    io.set_write_timeout(Some(WRITE_TIMEOUT));
+    let routes = hyper_util::service::TowerToHyperService::new(app);
+    let service = hyper::service::service_fn(|request| {
+        // In hand from the headers' end until the answer's body is written
+        // (the body holds the guard).
+        let in_hand = connection.request();
+        let answer = hyper::service::Service::call(&routes, request);
+        async move {
+            answer.await.map(|response| {
+                response.map(|body| {
+                    body.map_frame(move |frame| {
+                        let _ = &in_hand;
+                        frame
+                    })
+                })
+            })
+        }
+    });
+    let serving = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(hyper_util::rt::TokioIo::new(Box::pin(io)), service);
+    tokio::pin!(serving);
+    let ended = tokio::select! {
+        ended = serving.as_mut() => ended,
+        () = connection.told_to_close() => {
+            if connection.is_idle() {
+                return;
+            }
+            serving.as_mut().graceful_shutdown();
+            serving.await
+        }
+    };
+    if let Err(e) = ended
+        && write_stalled(&e)
+    {
+        HttpConnectionShed {
+            reason: ShedReason::WriteStalled,
+        }
+        .emit(&metrics);
+    }
+}
+
+/// Whether a connection ended because a write made no progress for
+/// [`WRITE_TIMEOUT`] (the timeout's own error, somewhere in the chain).
+fn write_stalled(e: &hyper::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 async fn readyz(State(r): State<Readiness>) -> impl IntoResponse {

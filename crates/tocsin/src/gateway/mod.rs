@@ -8,6 +8,7 @@
 //! time. Broker and store outages are waited out; SIGTERM and SIGINT finish
 //! the batch in hand and exit.
 
+mod connections;
 mod delivery;
 mod events;
 mod housekeeping;

@@ -2,6 +2,8 @@
 
 use std::net::SocketAddr;
 
+use super::Metrics;
+
 /// The HTTP listener is bound.
 pub struct HttpListening {
     /// The address actually bound (the port is known even when `:0` was
@@ -57,8 +59,10 @@ fn conventional_name(var: &str) -> bool {
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
-/// The HTTP listener holds as many connections as it serves at once: new
-/// ones wait until one closes. Said when it fills, not per connection.
+/// The HTTP listener holds as many connections as it serves at once: for
+/// each new one the one idle longest is closed, and when every one is
+/// answering a request new ones wait. Said when it fills, not per
+/// connection.
 pub struct HttpConnectionsFull {
     /// The limit.
     pub limit: usize,
@@ -69,9 +73,50 @@ impl HttpConnectionsFull {
     pub fn emit(self) {
         tracing::warn!(
             limit = self.limit,
-            "HTTP connections at their limit: new ones wait until one closes \
-             (a client holding connections open? /metrics and /readyz wait too)"
+            "HTTP connections at their limit: the one idle longest is closed for each new one, \
+             and new ones wait while every one is answering a request (a client holding \
+             connections open? tocsin_http_connections_shed_total counts those closed)"
         );
+    }
+}
+
+/// Why the listener closed a connection to protect the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShedReason {
+    /// Every place was taken and this one was idle longest.
+    IdleAtLimit,
+    /// A write to the client made no progress for the write timeout (a
+    /// client that asks and never reads).
+    WriteStalled,
+}
+
+impl ShedReason {
+    /// Every reason, each counted from zero.
+    pub const ALL: [ShedReason; 2] = [ShedReason::IdleAtLimit, ShedReason::WriteStalled];
+
+    /// The `reason` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShedReason::IdleAtLimit => "idle_at_limit",
+            ShedReason::WriteStalled => "write_stalled",
+        }
+    }
+}
+
+/// The listener closed a connection so that others could be served.
+/// Counted, logged at debug: under a flood there is one per connection.
+pub struct HttpConnectionShed {
+    /// Why.
+    pub reason: ShedReason,
+}
+
+impl HttpConnectionShed {
+    /// Logs it (debug) and counts it in
+    /// `tocsin_http_connections_shed_total{reason}`.
+    pub fn emit(self, m: &Metrics) {
+        let reason = self.reason.as_str();
+        tracing::debug!(reason, "HTTP connection closed by the listener");
+        m.http_connections_shed.with_label_values(&[reason]).inc();
     }
 }
 

@@ -70,6 +70,9 @@ pub struct Metrics {
     /// `tocsin_restore_skipped_total{reason}`: stored state records the
     /// restore at start went on without.
     pub restore_skipped: IntCounterVec,
+    /// `tocsin_http_connections_shed_total{reason}`: connections the
+    /// listener closed so that others could be served.
+    pub http_connections_shed: IntCounterVec,
     /// `tocsin_expectations_open{document_kind,encounter_kind}`.
     pub expectations_open: IntGaugeVec,
     /// `tocsin_expectations_overdue{document_kind,encounter_kind}`.
@@ -161,6 +164,13 @@ impl Metrics {
             "tocsin_restore_skipped_total",
             "Stored state records the restore at start could not use and went on without \
              (missing_expectation, bad_record, unknown_namespace): a damaged store; the log names each.",
+            "reason",
+        )?;
+        let http_connections_shed = counter(
+            "tocsin_http_connections_shed_total",
+            "HTTP connections the listener closed so that others could be served, by reason: \
+             idle_at_limit (every place taken, this one idle longest), write_stalled (a client \
+             that did not read its answers for the write timeout).",
             "reason",
         )?;
         let processing_seconds = Histogram::with_opts(
@@ -311,6 +321,9 @@ impl Metrics {
         for r in labels::RESTORE_SKIPS {
             restore_skipped.with_label_values(&[r]);
         }
+        for r in super::ShedReason::ALL {
+            http_connections_shed.with_label_values(&[r.as_str()]);
+        }
         Ok(Self {
             registry,
             messages_received,
@@ -332,6 +345,7 @@ impl Metrics {
             store_housekeeping_failures,
             tracker_notices,
             restore_skipped,
+            http_connections_shed,
             expectations_open,
             expectations_overdue,
             documents,

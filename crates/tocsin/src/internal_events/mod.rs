@@ -11,7 +11,9 @@ pub mod labels;
 mod metrics;
 mod tracking;
 
-pub use http::{ApiOpen, HttpAcceptFailed, HttpConnectionsFull, HttpListening};
+pub use http::{
+    ApiOpen, HttpAcceptFailed, HttpConnectionShed, HttpConnectionsFull, HttpListening, ShedReason,
+};
 pub use labels::{MetricLabels, PipelineStage};
 pub use metrics::Metrics;
 pub use tracking::{DocumentSettled, TrackerObserved};
