@@ -268,13 +268,15 @@ fn identity(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
 /// memory (each reader a quarter, four readers on a large file each took
 /// the machine's whole memory).
 ///
-/// Yields each path with its bytes or the error opening or reading it.
+/// Yields each path with its bytes or the error opening or reading it; a
+/// damaged gzip file with its leading content and the damage
+/// ([`FileRead`]).
 pub fn read_ahead<'a>(
     files: impl IntoIterator<Item = &'a Path>,
     depth: usize,
     keep_cached: u64,
     largest: u64,
-) -> impl Iterator<Item = (&'a Path, io::Result<Vec<u8>>)> {
+) -> impl Iterator<Item = (&'a Path, io::Result<FileRead>)> {
     ReadAhead {
         files: files.into_iter(),
         opened: VecDeque::with_capacity(depth + 1),
@@ -365,7 +367,7 @@ struct ReadAhead<'a, I> {
 }
 
 impl<'a, I: Iterator<Item = &'a Path>> Iterator for ReadAhead<'a, I> {
-    type Item = (&'a Path, io::Result<Vec<u8>>);
+    type Item = (&'a Path, io::Result<FileRead>);
 
     fn next(&mut self) -> Option<Self::Item> {
         while self.opened.len() <= self.depth {
@@ -399,13 +401,18 @@ impl<'a, I: Iterator<Item = &'a Path>> Iterator for ReadAhead<'a, I> {
             if self.read > self.keep_cached {
                 drop_cached(&f);
             }
-            if bytes.len() as u64 <= largest && bytes.starts_with(GZIP_MAGIC) {
-                bytes = gunzip(&bytes, largest)?;
-            }
-            if bytes.len() as u64 > largest {
+            let read = if bytes.len() as u64 <= largest && bytes.starts_with(GZIP_MAGIC) {
+                gunzip(&bytes, largest)?
+            } else {
+                FileRead {
+                    bytes,
+                    rest_unreadable: None,
+                }
+            };
+            if read.bytes.len() as u64 > largest {
                 return Err(too_large());
             }
-            Ok(bytes)
+            Ok(read)
         });
         Some((path, bytes))
     }
@@ -414,11 +421,39 @@ impl<'a, I: Iterator<Item = &'a Path>> Iterator for ReadAhead<'a, I> {
 /// The first bytes of a gzip stream (RFC 1952).
 const GZIP_MAGIC: &[u8] = b"\x1f\x8b";
 
+/// A file as read whole: its bytes, and, for a damaged gzip file whose
+/// leading content could be read, why the rest could not.
+#[derive(Debug)]
+pub struct FileRead {
+    /// The content (decompressed).
+    pub bytes: Vec<u8>,
+    /// The rest of a gzip file that could not be read: cut short (a copy
+    /// interrupted, a disk filled), or followed by bytes that are not gzip.
+    /// `bytes` then holds the messages read whole before the damage, and
+    /// the error says where it begins.
+    pub rest_unreadable: Option<io::Error>,
+}
+
+impl FileRead {
+    /// The whole file, or the error that says why some of it could not be
+    /// read: for commands that use a file whole or not at all (`send`).
+    pub fn whole(self) -> io::Result<Vec<u8>> {
+        match self.rest_unreadable {
+            None => Ok(self.bytes),
+            Some(e) => Err(e),
+        }
+    }
+}
+
 /// Decompresses a gzip file (every member, as `zcat` does), to at most
 /// `largest + 1` bytes so that the size check after sees an oversized one.
 /// NUL bytes after the last member, with which tape and backup tools pad a
-/// file to their block size, end it as they end `zcat`'s reading.
-fn gunzip(compressed: &[u8], largest: u64) -> io::Result<Vec<u8>> {
+/// file to their block size, end it as they end `zcat`'s reading. A file
+/// damaged after some content gives what came before the damage, in whole
+/// messages ([`whole_messages`]), and the damage as `rest_unreadable`:
+/// refused whole, a year's archive cut short in its last block lost every
+/// message it held. Damage before any message is the file's error.
+fn gunzip(compressed: &[u8], largest: u64) -> io::Result<FileRead> {
     // The last member's size as its trailer gives it (modulo 4 GiB: all
     // of a one-member file under that), else a guess at the ratio; never
     // past the limit, as a large file's reservation alone could exceed
@@ -441,16 +476,75 @@ fn gunzip(compressed: &[u8], largest: u64) -> io::Result<Vec<u8>> {
         // so `rest` is left at the next member (or the padding).
         let mut member = flate2::bufread::GzDecoder::new(rest);
         let room = limit.saturating_sub(plain.len() as u64);
-        (&mut member)
+        let from = plain.len();
+        let read = (&mut member)
             .take(room)
             .read_to_end(&mut plain)
-            .map_err(|e| io::Error::new(e.kind(), format!("gzip: {e}")))?;
+            .and_then(|_| match member.header() {
+                // The decoder ends a header cut short quietly, as an end.
+                None => Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "member header cut short",
+                )),
+                Some(_) => Ok(()),
+            });
+        if let Err(e) = read {
+            let at = compressed.len() - rest.len();
+            let kept = whole_messages(&plain, from);
+            if kept == 0 {
+                return Err(io::Error::new(e.kind(), format!("gzip: {e}")));
+            }
+            plain.truncate(kept);
+            let e = io::Error::new(
+                e.kind(),
+                format!(
+                    "gzip: {e} (the member at byte {at} of the file): its content from byte \
+                     {kept} on is lost; the messages before it were read"
+                ),
+            );
+            return Ok(FileRead {
+                bytes: plain,
+                rest_unreadable: Some(e),
+            });
+        }
         if plain.len() as u64 >= limit {
             break;
         }
         rest = member.into_inner();
     }
-    Ok(plain)
+    Ok(FileRead {
+        bytes: plain,
+        rest_unreadable: None,
+    })
+}
+
+/// How much of `plain` (decompressed content whose member from byte `from`
+/// was cut short, or was not gzip) is whole messages. HL7 v2: all of it
+/// when it ends a segment and the member gave nothing (trailing bytes after
+/// whole members), else up to the last message's header (a message cut
+/// short may lack segments and still parse). Anything else (NDJSON, JSON,
+/// XML): the members before and the cut member's whole lines (a line cut
+/// short does not parse, and is rejected as any bad line is; a JSON
+/// document without a final line end, before trailing bytes, is whole).
+fn whole_messages(plain: &[u8], from: usize) -> usize {
+    let line_end = |b: &u8| matches!(b, b'\r' | b'\n');
+    let lead = plain
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(plain.len());
+    if !plain[lead..].starts_with(b"MSH") {
+        return plain[from..]
+            .iter()
+            .rposition(line_end)
+            .map_or(from, |at| from + at + 1);
+    }
+    if plain.len() == from && plain.last().is_some_and(line_end) {
+        return from;
+    }
+    plain
+        .windows(4)
+        .rposition(|w| line_end(&w[0]) && w[1..].starts_with(b"MSH"))
+        .map_or(0, |at| at + 1)
 }
 
 /// The name that tells a file's format (`.ndjson`, `.xml`): its own, less
@@ -533,6 +627,109 @@ fn with_path(e: io::Error, p: &Path) -> io::Error {
 mod tests {
     use super::*;
 
+    fn gz(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// Three HL7 messages, each ending in a carriage return.
+    fn three_messages() -> Vec<u8> {
+        (1..=3)
+            .map(|i| format!("MSH|^~\\&|PAS|RX1|||2024||ADT^A03|m{i}|P|2.4\rPID|||{i}\r"))
+            .collect::<String>()
+            .into_bytes()
+    }
+
+    /// A gzip file cut short anywhere gives whole messages only, and the
+    /// damage: HL7 up to the last message's header (which may lack
+    /// segments), other formats up to the last whole line; cut inside its
+    /// first message it is the file's error, as before.
+    #[test]
+    fn a_cut_gzip_gives_the_whole_messages_before_the_cut() {
+        let ndjson = b"{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n".to_vec();
+        for (plain, ends) in [
+            (three_messages(), b"\r".as_slice()),
+            (ndjson, b"\n".as_slice()),
+        ] {
+            let boundaries: Vec<usize> = (1..=plain.len())
+                .filter(|&i| ends.contains(&plain[i - 1]))
+                .collect();
+            let first = boundaries[0];
+            // One member, and two as `cat a.gz b.gz` makes (the first
+            // ending inside a message).
+            let packed = [
+                gz(&plain),
+                [gz(&plain[..first + 3]), gz(&plain[first + 3..])].concat(),
+            ];
+            let mut kept_some = false;
+            for packed in &packed {
+                for at in 1..packed.len() {
+                    match gunzip(&packed[..at], u64::MAX) {
+                        Err(e) => assert!(e.to_string().starts_with("gzip: "), "{e}"),
+                        Ok(read) => {
+                            let n = read.bytes.len();
+                            let Some(damage) = read.rest_unreadable else {
+                                // Cut between the members: a whole gzip
+                                // file, of the first member's content.
+                                assert_eq!(n, first + 3, "cut at {at}");
+                                continue;
+                            };
+                            assert_eq!(read.bytes, &plain[..n], "cut at {at}");
+                            if ends == b"\r" {
+                                // Up to a message's header.
+                                assert!(
+                                    plain[n..].starts_with(b"MSH|") || n == plain.len(),
+                                    "cut at {at}: kept {n}"
+                                );
+                            } else {
+                                // Whole lines, or a line split across the
+                                // members as far as the first held it
+                                // (it does not parse).
+                                assert!(
+                                    boundaries.contains(&n) || n == first + 3,
+                                    "cut at {at}: kept {n}"
+                                );
+                            }
+                            assert!(
+                                damage.to_string().contains(&format!("from byte {n} on")),
+                                "{damage}"
+                            );
+                            kept_some = true;
+                        }
+                    }
+                }
+            }
+            assert!(kept_some, "some cut keeps messages");
+        }
+    }
+
+    /// Bytes after the last member that are not gzip (nor NUL padding)
+    /// leave every member whole and are told; a message split across two
+    /// members, the second cut, is not kept in part.
+    #[test]
+    fn trailing_bytes_after_the_last_member_leave_the_members_whole() {
+        let plain = three_messages();
+        let garbage = b"these bytes are not gzip\n".to_vec();
+        let read = gunzip(&[gz(&plain), garbage].concat(), u64::MAX).unwrap();
+        assert_eq!(read.bytes, plain);
+        let damage = read
+            .rest_unreadable
+            .expect("the trailing bytes told")
+            .to_string();
+        assert!(damage.contains("invalid gzip header"), "{damage}");
+
+        let padded = gunzip(&[gz(&plain), vec![0; 512]].concat(), u64::MAX).unwrap();
+        assert_eq!(padded.bytes, plain);
+        assert!(padded.rest_unreadable.is_none());
+
+        let third = plain.windows(5).rposition(|w| w == b"\rMSH|").unwrap() + 1;
+        let split = [gz(&plain[..third + 10]), gz(&plain[third + 10..])].concat();
+        let read = gunzip(&split[..split.len() - 3], u64::MAX).unwrap();
+        assert_eq!(read.bytes, &plain[..third]);
+    }
+
     #[test]
     fn read_ahead_yields_every_file_in_order_and_an_unreadable_one_as_its_error() {
         let dir = tempfile::tempdir().unwrap();
@@ -558,7 +755,10 @@ mod tests {
             for (i, (path, bytes)) in read.into_iter().enumerate() {
                 assert_eq!(path, paths[i], "depth {depth}: in order");
                 match bytes {
-                    Ok(b) => assert_eq!(b, format!("file {i} ").repeat(i * 1000).into_bytes()),
+                    Ok(b) => assert_eq!(
+                        b.whole().unwrap(),
+                        format!("file {i} ").repeat(i * 1000).into_bytes()
+                    ),
                     Err(e) => {
                         assert_eq!(i, 3, "depth {depth}: only the missing file fails");
                         assert_eq!(e.kind(), io::ErrorKind::NotFound);
@@ -601,7 +801,9 @@ mod tests {
                 .map(|(p, r)| {
                     (
                         p.to_path_buf(),
-                        r.map(|b| b.len()).map_err(|e| e.to_string()),
+                        r.and_then(FileRead::whole)
+                            .map(|b| b.len())
+                            .map_err(|e| e.to_string()),
                     )
                 })
                 .collect();

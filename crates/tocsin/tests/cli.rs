@@ -8,7 +8,8 @@ use std::process::Command;
 mod cli_support;
 
 use cli_support::{
-    assert_private, fixture, replay_json, root, shipped_config, shipped_config_with_policy, tocsin,
+    assert_private, fixture, replay_json, replay_json_exiting, root, shipped_config,
+    shipped_config_with_policy, tocsin,
 };
 
 fn json_lines(bytes: &[u8]) -> Vec<Value> {
@@ -1146,6 +1147,57 @@ fn replay_reads_gzip_archives_as_the_files_they_hold() {
         "{report}"
     );
     assert_eq!(report["rows"], plain.report["rows"]);
+}
+
+/// An archive cut short (a copy interrupted, a disk filled) gives up only
+/// what it lost: the discharges before the cut are judged, and the cut is
+/// listed as unreadable (exit 1). Refused whole, a year's archive cut in
+/// its last block lost every message it held. `send` still refuses it
+/// whole, and `normalise` says the cut after the events it could read.
+#[test]
+fn a_cut_gzip_archive_gives_the_messages_before_the_cut() {
+    use std::io::Write;
+    let gz = |bytes: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    std::fs::create_dir(&archive).unwrap();
+    let a03 = std::fs::read(fixture("scenarios/late/01-a03.hl7")).unwrap();
+    let mdm = std::fs::read(fixture("scenarios/late/02-mdm.hl7")).unwrap();
+    // As `cat` of two archives makes it, the second cut in its last bytes.
+    let mut cut = [gz(&a03), gz(&mdm)].concat();
+    cut.truncate(cut.len() - 12);
+    std::fs::write(archive.join("late.hl7.gz"), cut).unwrap();
+    let run = replay_json_exiting(1, &archive, "2024-06-01T00:00:00Z", &[]);
+    // The discharge was read; its summary, lost in the cut, never came.
+    let alerts = json_lines(run.alerts.as_bytes());
+    assert_eq!(kinds(&alerts), ["overdue"], "{}", run.stderr);
+    let rejected = run.report["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 1, "{}", run.report);
+    assert_eq!(rejected[0]["reason"], "unreadable");
+    assert_eq!(rejected[0]["position"], "rest of file");
+    let message = rejected[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("from byte {} on is lost", a03.len())),
+        "{message}"
+    );
+
+    let out = tocsin(&["normalise", archive.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(json_lines(&out.stdout).len(), 1, "{stderr}");
+    assert!(
+        stderr.contains("late.hl7.gz: cannot read: gzip: "),
+        "{stderr}"
+    );
+
+    let out = tocsin(&["send", archive.join("late.hl7.gz").to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("cannot read: gzip: "), "{stderr}");
 }
 
 /// A directory under an archive that cannot be listed is reported as

@@ -31,8 +31,8 @@ pub fn run(config: &Config, paths: &[PathBuf]) -> Result<ExitCode, Box<dyn std::
         u64::MAX,
         inputs::cache_share(1),
     ) {
-        let bytes = match bytes {
-            Ok(b) => b,
+        let read = match bytes {
+            Ok(read) => read,
             Err(e) => {
                 inputs::say(&format!("{}: cannot read: {e}", file.display()));
                 rejected += 1;
@@ -40,7 +40,7 @@ pub fn run(config: &Config, paths: &[PathBuf]) -> Result<ExitCode, Box<dyn std::
             }
         };
         let hint = inputs::format_name(file).and_then(|n| ContentHint::from_file_name(&n));
-        for unit in ingest_units(&bytes, hint, &config.ingest) {
+        for unit in ingest_units(&read.bytes, hint, &config.ingest) {
             match unit.outcome {
                 Ok(events) => {
                     for event in events {
@@ -65,6 +65,13 @@ pub fn run(config: &Config, paths: &[PathBuf]) -> Result<ExitCode, Box<dyn std::
                     ));
                 }
             }
+        }
+        if let Some(e) = read.rest_unreadable {
+            rejected += 1;
+            if let Err(e) = out.flush() {
+                return broken_pipe_or(e);
+            }
+            inputs::say(&format!("{}: cannot read: {e}", file.display()));
         }
     }
     if let Err(e) = out.flush() {

@@ -28,7 +28,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{self, BufWriter, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -131,10 +131,11 @@ struct Rejections {
 }
 
 impl Rejections {
-    /// A rejected unit of the file being read.
+    /// A rejected unit of the file being read. What could not be read is
+    /// listed always: it makes the run's exit status 1.
     fn add(&mut self, r: Rejected) {
         self.total += 1;
-        if self.in_file < LISTED_PER_FILE {
+        if self.in_file < LISTED_PER_FILE || r.reason == UNREADABLE {
             self.in_file += 1;
             self.show(r);
         } else {
@@ -543,6 +544,10 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
     Ok(ExitCode::SUCCESS)
 }
 
+/// The position of a damaged file's tail that could not be read, after
+/// the messages read before it.
+const REST_OF_FILE: &str = "rest of file";
+
 /// The reason code of a file that could not be read (`replay` lists it
 /// with the rejected inputs and exits 1).
 pub const UNREADABLE: &str = "unreadable";
@@ -556,18 +561,28 @@ pub const UNREADABLE: &str = "unreadable";
 /// `share` bytes (the reader's share of memory, [`inputs::cache_share`]),
 /// which is also what it leaves in the page cache.
 fn read_files(files: Vec<&Path>, share: u64, cfg: &IngestConfig, tx: SyncSender<Piece>) {
-    for (file, bytes) in inputs::read_ahead(files, FETCH_AHEAD, share, share) {
-        let sent = match bytes {
-            Ok(bytes) => send_file(&tx, normalise_file(file, &bytes, cfg)),
+    let unreadable = |file: &Path, position: String, e: io::Error| {
+        Unit::Rejected(Rejected {
+            file: file.display().to_string(),
+            position,
+            reason: UNREADABLE.to_string(),
+            message: format!("cannot read: {e}"),
+            location: None,
+        })
+    };
+    for (file, read) in inputs::read_ahead(files, FETCH_AHEAD, share, share) {
+        let sent = match read {
+            // A damaged archive's leading messages, then the damage.
+            Ok(read) => send_file(
+                &tx,
+                normalise_file(file, &read.bytes, cfg).chain(
+                    read.rest_unreadable
+                        .map(|e| unreadable(file, REST_OF_FILE.to_string(), e)),
+                ),
+            ),
             Err(e) => send_file(
                 &tx,
-                std::iter::once(Unit::Rejected(Rejected {
-                    file: file.display().to_string(),
-                    position: Position::Whole.to_string(),
-                    reason: UNREADABLE.to_string(),
-                    message: format!("cannot read: {e}"),
-                    location: None,
-                })),
+                std::iter::once(unreadable(file, Position::Whole.to_string(), e)),
             ),
         };
         if !sent {

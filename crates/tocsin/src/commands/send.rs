@@ -55,7 +55,10 @@ pub fn run(config: &Config, args: &SendArgs) -> Result<ExitCode, Box<dyn std::er
         u64::MAX,
         inputs::cache_share(1),
     ) {
-        let body = body.map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
+        // A damaged archive is not sent in part.
+        let body = body
+            .and_then(inputs::FileRead::whole)
+            .map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
         let content_type = args
             .content_type
             .clone()

@@ -41,6 +41,12 @@ pub struct Replayed {
 /// Runs `tocsin replay --until UNTIL` over `input` with a JSON report and the
 /// `extra` arguments, asserts that it exits 0, and returns what it wrote.
 pub fn replay_json(input: &Path, until: &str, extra: &[&str]) -> Replayed {
+    replay_json_exiting(0, input, until, extra)
+}
+
+/// As [`replay_json`], asserting that it exits `code` (1: an input could
+/// not be read).
+pub fn replay_json_exiting(code: i32, input: &Path, until: &str, extra: &[&str]) -> Replayed {
     let dir = tempfile::tempdir().unwrap();
     let alerts = dir.path().join("alerts.jsonl");
     let report = dir.path().join("report.json");
@@ -60,7 +66,7 @@ pub fn replay_json(input: &Path, until: &str, extra: &[&str]) -> Replayed {
     let out = tocsin(&args);
     assert_eq!(
         out.status.code(),
-        Some(0),
+        Some(code),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
