@@ -1091,14 +1091,16 @@ fn replay_reads_each_file_once_says_what_it_passed_over_and_lists_an_unreadable_
     }
 }
 
+/// `bytes` as one gzip member.
+fn gz(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
 #[test]
 fn replay_reads_gzip_archives_as_the_files_they_hold() {
-    use std::io::Write;
-    let gz = |bytes: &[u8]| {
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        e.write_all(bytes).unwrap();
-        e.finish().unwrap()
-    };
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("archive");
     std::fs::create_dir(&archive).unwrap();
@@ -1156,12 +1158,6 @@ fn replay_reads_gzip_archives_as_the_files_they_hold() {
 /// whole, and `normalise` says the cut after the events it could read.
 #[test]
 fn a_cut_gzip_archive_gives_the_messages_before_the_cut() {
-    use std::io::Write;
-    let gz = |bytes: &[u8]| {
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        e.write_all(bytes).unwrap();
-        e.finish().unwrap()
-    };
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("archive");
     std::fs::create_dir(&archive).unwrap();
