@@ -89,6 +89,25 @@ pub struct AlertDocument {
     pub matched_by: MatchMethod,
 }
 
+/// Why a transmission was refused, as its acknowledgement's codes say: what
+/// the team that sends the document again needs to know first (the patient
+/// unknown at the practice, a message the recipient could not parse, a
+/// fault at its end). Never the acknowledgement's free text, which may
+/// quote the patient's identifiers: alerts reach subscribers who receive
+/// NHS numbers only hashed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub struct DeliveryFailure {
+    /// The acknowledgement code as sent: HL7 MSA-1 (`AE`, `AR`, `CE`,
+    /// `CR`), or the ITK3 response code (`transient-error`,
+    /// `fatal-error`).
+    pub code: String,
+    /// The code detailing it, when one was sent: the HL7 ACK's ERR-3 (table
+    /// 0357, e.g. `204` unknown key identifier), or the ITK3 response's
+    /// issue code (e.g. `30002` patient not known here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail_code: Option<String>,
+}
+
 /// One alert.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Alert {
@@ -127,6 +146,11 @@ pub struct Alert {
     /// Whenever `document` is given: seconds from the encounter's end to the
     /// document's issue, rounded up to the whole second.
     pub delay_seconds: Option<i64>,
+    /// For `delivery_failed`: what the refusing acknowledgement's codes
+    /// said. Absent from other alerts, and from alerts raised before it was
+    /// kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<DeliveryFailure>,
 }
 
 /// The JSON Schema of [`Alert`], as checked in at `schemas/alert.schema.json`.

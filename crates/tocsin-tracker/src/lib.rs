@@ -115,7 +115,8 @@ mod time_text;
 mod tracker;
 
 pub use alert::{
-    Alert, AlertDocument, AlertEncounter, AlertKind, AlertPatient, json_schema as alert_json_schema,
+    Alert, AlertDocument, AlertEncounter, AlertKind, AlertPatient, DeliveryFailure,
+    json_schema as alert_json_schema,
 };
 pub use config::TrackerConfig;
 pub use duration::{ConfigDuration, DurationError};

@@ -857,15 +857,16 @@ fn a_corrected_discharge_keeps_the_summary_already_sent() {
 /// A refusal read a moment before the summary it names (the engine copies
 /// the outbound message to tocsin after the GP system has answered) is
 /// held for the allowed lateness: the summary meets it, and
-/// `delivery_failed` is raised, whether the summary settles at once or
-/// waits for its discharge, and after a restart in between.
+/// `delivery_failed` is raised, with the refusal's codes, whether the
+/// summary settles at once or waits for its discharge, and after a restart
+/// in between.
 #[test]
 fn an_acknowledgement_read_before_its_document_still_reaches_it() {
     let config = TrackerConfig {
         allowed_lateness: ConfigDuration::minutes(5),
         ..TrackerConfig::default()
     };
-    for (summary_first, restart) in [(false, false), (true, false), (false, true)] {
+    for (summary_first, restart) in [(false, false), (true, false), (false, true), (true, true)] {
         let mut tr = Tracker::new(Policy::default_contract(), config.clone());
         let mut store = Store::default();
         let discharge = end("m1", "V1", K::Inpatient, t("2024-01-10T10:00:00Z"), NHS);
@@ -879,7 +880,11 @@ fn an_acknowledgement_read_before_its_document_still_reaches_it() {
         if !summary_first {
             store.commit(&tr.apply(&discharge));
         }
-        let fx = tr.apply(&ack("a1", "m2", true, t("2024-01-10T12:00:01Z")));
+        let mut fx = Vec::new();
+        if summary_first {
+            fx.extend(tr.apply(&summary));
+        }
+        fx.extend(tr.apply(&ack("a1", "m2", true, t("2024-01-10T12:00:01Z"))));
         store.commit(&fx);
         assert!(kinds(&fx).is_empty());
         if restart {
@@ -891,15 +896,13 @@ fn an_acknowledgement_read_before_its_document_still_reaches_it() {
             )
             .expect("restores");
         }
-        let mut fx = tr.apply(&summary);
-        if summary_first {
-            fx.extend(tr.apply(&discharge));
-        }
+        let fx = tr.apply(if summary_first { &discharge } else { &summary });
         assert_eq!(
             kinds(&fx),
             vec![A::DeliveryFailed],
             "summary first: {summary_first}, restart: {restart}: {fx:?}"
         );
+        assert_eq!(alerts(&fx)[0].failure, Some(ack_failure()));
         assert_eq!(
             changed(&fx).last().unwrap().delivery,
             Some(DeliveryStatus::Failed)
@@ -1687,6 +1690,11 @@ fn acknowledgements_attach_to_the_transmission_and_failure_raises_an_alert() {
     let fx = tr.apply(&ack("a1", "m2", true, t("2024-01-10T12:01:00Z")));
     assert_eq!(kinds(&fx), vec![A::DeliveryFailed]);
     assert_eq!(changed(&fx)[0].delivery, Some(DeliveryStatus::Failed));
+    // It says why in codes, never the acknowledgement's free text (which
+    // here quotes another NHS number).
+    assert_eq!(alerts(&fx)[0].failure, Some(ack_failure()));
+    let json = serde_json::to_string(&alerts(&fx)[0]).unwrap();
+    assert!(!json.contains("4010232137"), "{json}");
     // It names the document refused, so the team knows which to send again.
     let refused = alerts(&fx)[0].document.clone().expect("document");
     assert_eq!(

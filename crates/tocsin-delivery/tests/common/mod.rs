@@ -228,6 +228,7 @@ pub fn alert(n: u32, kind: AlertKind, site: Option<&str>) -> Alert {
         },
         document: None,
         delay_seconds: None,
+        failure: None,
     }
 }
 

@@ -303,6 +303,7 @@ pub fn alert(id: &str, kind: AlertKind, raised_at: i64) -> Alert {
         },
         document: None,
         delay_seconds: None,
+        failure: None,
     }
 }
 

@@ -8,11 +8,11 @@ use tocsin_event::{Document, EventId, EventType, InterfaceEvent, Patient};
 
 use super::effects::Effects;
 use super::open::{Open, ms};
-use super::state::Transmission;
+use super::state::{EarlyAck, Transmission};
 use super::{Effect, Tracker, build_alert, enc_key, local_key, namespaces, nhs_key, ref_key};
 use crate::compact::key_hash;
 use crate::model::{DeliveryStatus, Expectation, ExpectationStatus, MatchMethod, Settlement};
-use crate::{AlertDocument, AlertKind};
+use crate::{AlertDocument, AlertKind, DeliveryFailure};
 
 /// A document that matched no open expectation, kept (as auxiliary state)
 /// until its encounter ends or the pending-document horizon passes.
@@ -33,6 +33,10 @@ pub(crate) struct PendingDocument {
     /// it was kept: the document's issue time stands in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_at: Option<DateTime<Utc>>,
+    /// That failure's codes. Absent from records written before they were
+    /// kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<DeliveryFailure>,
     /// It settled a discharge since cancelled (A13, A11) and waits for the
     /// discharge recorded again: it settles only an end it was issued
     /// within the match window of, whatever it matched by.
@@ -231,6 +235,8 @@ impl Tracker {
             encounter_ref: exp.encounter.reference.clone(),
             delivery: exp.delivery.filter(|d| *d != DeliveryStatus::Pending),
             failed_at: None,
+            // Its `delivery_failed` was raised when it first failed.
+            failure: None,
             revived: true,
             stay_started_at: None,
         };
@@ -371,6 +377,7 @@ impl Tracker {
             encounter_ref: view.encounter_ref.map(str::to_string),
             delivery: None,
             failed_at: None,
+            failure: None,
             revived: false,
             stay_started_at: enc.and_then(|e| e.started_at),
         };
@@ -379,7 +386,7 @@ impl Tracker {
         self.insert_pending(p);
         // Its acknowledgement, if it was read first, waits with it.
         if let Some(held) = self.take_early_ack(&message_id, fx) {
-            self.ack_pending(&message_id, held.failed, held.at, fx);
+            self.ack_pending(&message_id, &held, fx);
         }
     }
 
@@ -516,7 +523,8 @@ impl Tracker {
                     }
                 }
             }
-            self.record_delivery(&p.message_id, status, p.delivery_at(ended_event_at), fx);
+            let at = p.delivery_at(ended_event_at);
+            self.record_delivery(&p.message_id, status, at, p.failure.as_ref(), fx);
             if status == DeliveryStatus::Failed {
                 self.settle_waiting_copies(&p, ended_event_at, fx);
             }
@@ -559,7 +567,8 @@ impl Tracker {
             }
             self.counters.deliveries_resent += 1;
             if let Some(status) = q.delivery {
-                self.record_delivery(&q.message_id, status, q.delivery_at(ended_event_at), fx);
+                let at = q.delivery_at(ended_event_at);
+                self.record_delivery(&q.message_id, status, at, q.failure.as_ref(), fx);
             }
         }
     }
@@ -569,10 +578,10 @@ impl Tracker {
     pub(super) fn ack_pending(
         &mut self,
         message_id: &str,
-        failed: bool,
-        at: DateTime<Utc>,
+        ack: &EarlyAck,
         fx: &mut Effects<'_>,
     ) -> bool {
+        let (failed, at) = (ack.failed, ack.at);
         let slots: Vec<u32> = self
             .pending_by_message
             .get(msg_key(message_id))
@@ -588,6 +597,7 @@ impl Tracker {
             };
             if failed && p.delivery != Some(DeliveryStatus::Failed) {
                 p.failed_at = Some(at);
+                p.failure.clone_from(&ack.failure);
             }
             p.delivery = Some(match (failed, p.delivery) {
                 (true, _) | (false, Some(DeliveryStatus::Failed)) => DeliveryStatus::Failed,
@@ -688,6 +698,7 @@ impl Tracker {
                 issued_at,
                 expectations: Vec::new(),
                 failed_at: None,
+                failure: None,
             });
         t.expectations.push(exp);
         let fresh = t.expectations.len() == 1;
@@ -702,7 +713,8 @@ impl Tracker {
             } else {
                 DeliveryStatus::Acknowledged
             };
-            self.record_delivery(message_id, status, held.at.max(issued_at), fx);
+            let at = held.at.max(issued_at);
+            self.record_delivery(message_id, status, at, held.failure.as_ref(), fx);
         }
     }
 

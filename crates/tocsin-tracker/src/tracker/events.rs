@@ -6,11 +6,12 @@ use tocsin_event::{Encounter, InterfaceEvent, Merge, MergeScope};
 
 use super::effects::Effects;
 use super::open::{Open, OpenFacts, ms};
+use super::state::EarlyAck;
 use super::{Effect, Tracker, build_alert, enc_key, local_key, namespaces, nhs_key, ref_key};
-use crate::AlertKind;
 use crate::compact::{CStr, Nhs, Symbols};
 use crate::model::{DeliveryStatus, ExpectationId, ExpectationStatus};
 use crate::policy::{Applicability, EncounterFacts};
+use crate::{AlertKind, DeliveryFailure};
 
 /// The deterministic id of the expectation a rule creates for an encounter:
 /// the same discharge read twice yields the same expectation.
@@ -893,10 +894,19 @@ impl Tracker {
         } else {
             DeliveryStatus::Acknowledged
         };
-        if !self.record_delivery(&ack.of_message_id, status, ev.occurred_at, fx)
-            && !self.ack_pending(&ack.of_message_id, failed, ev.occurred_at, fx)
+        let read = EarlyAck {
+            failed,
+            at: ev.occurred_at,
+            failure: failed.then(|| DeliveryFailure {
+                code: ack.code.clone(),
+                detail_code: ack.detail_code.clone(),
+            }),
+        };
+        let id = &ack.of_message_id;
+        if !self.record_delivery(id, status, read.at, read.failure.as_ref(), fx)
+            && !self.ack_pending(id, &read, fx)
         {
-            self.hold_early_ack(&ack.of_message_id, failed, ev.occurred_at, fx);
+            self.hold_early_ack(id, read, fx);
         }
     }
 
@@ -919,6 +929,7 @@ impl Tracker {
         message_id: &str,
         outcome: DeliveryStatus,
         at: chrono::DateTime<chrono::Utc>,
+        failure: Option<&DeliveryFailure>,
         fx: &mut Effects<'_>,
     ) -> bool {
         let Some(t) = self.transmissions.get_mut(message_id) else {
@@ -929,9 +940,11 @@ impl Tracker {
         let mut changed = false;
         if failed && t.failed_at.is_none_or(|f| at > f) {
             t.failed_at = Some(at);
+            t.failure = failure.cloned();
             changed = true;
         } else if accepted_again {
             t.failed_at = None;
+            t.failure = None;
             changed = true;
             t.unindex_failed(message_id, &mut self.failed_transmissions);
             if t.expectations
@@ -961,12 +974,14 @@ impl Tracker {
             }
             fx.push(Effect::ExpectationChanged(exp.clone()));
             if alert {
-                fx.push(Effect::AlertRaised(build_alert(
+                let mut raised = build_alert(
                     exp,
                     AlertKind::DeliveryFailed,
                     at.max(t.issued_at),
                     super::transmitted_document(exp),
-                )));
+                );
+                raised.failure.clone_from(&t.failure);
+                fx.push(Effect::AlertRaised(raised));
             }
         }
         // A repeated acknowledgement (the same outcome again, or an

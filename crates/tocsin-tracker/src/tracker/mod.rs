@@ -755,6 +755,7 @@ pub(crate) fn build_alert(
         rule: e.rule.clone(),
         document,
         delay_seconds,
+        failure: None,
     }
 }
 

@@ -13,11 +13,11 @@ use super::documents::PendingDocument;
 use super::effects::Effects;
 use super::open::{NO_TIME, from_ms, ms};
 use super::{Effect, RuleInfo, Tracker, build_alert, namespaces};
-use crate::AlertKind;
 use crate::compact::pack_hex;
 use crate::config::TrackerConfig;
 use crate::model::{DeliveryStatus, Expectation, JsonText, StateRecord};
 use crate::policy::Policy;
+use crate::{AlertKind, DeliveryFailure};
 
 /// A settling transmission remembered so acknowledgements can attach.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +29,8 @@ pub(crate) struct Transmission {
     /// ([`Tracker::record_delivery`]). Absent in records written before it
     /// was kept: their failure stays final.
     pub failed_at: Option<DateTime<Utc>>,
+    /// What that refusal's codes said, for its `delivery_failed` alert.
+    pub failure: Option<DeliveryFailure>,
 }
 
 /// The document an expectation's refused transmission carried: its
@@ -61,6 +63,7 @@ impl Transmission {
             issued_at: self.issued_at,
             expectation_ids: &self.expectations,
             failed_at: self.failed_at,
+            failure: self.failure.as_ref(),
         }
     }
 }
@@ -74,6 +77,10 @@ pub(crate) struct EarlyAck {
     /// The acknowledgement's own time.
     #[serde(serialize_with = "crate::time_text::serialize")]
     pub at: DateTime<Utc>,
+    /// A refusal's codes. Absent from records written before they were
+    /// kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<DeliveryFailure>,
 }
 
 impl EarlyAck {
@@ -106,6 +113,8 @@ pub(super) struct TransmissionRecord<'a> {
         serialize_with = "crate::time_text::serialize_option"
     )]
     failed_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure: Option<&'a DeliveryFailure>,
 }
 
 fn serialize_ids<S: serde::Serializer>(e: &&[Expectation], s: S) -> Result<S::Ok, S::Error> {
@@ -125,6 +134,8 @@ struct StoredTransmission {
     expectations: Option<Vec<Expectation>>,
     #[serde(default)]
     failed_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    failure: Option<DeliveryFailure>,
 }
 
 /// Why the tracker could not be rebuilt from stored state.
@@ -492,8 +503,7 @@ impl Tracker {
     pub(super) fn hold_early_ack(
         &mut self,
         message_id: &str,
-        failed: bool,
-        at: DateTime<Utc>,
+        held: EarlyAck,
         fx: &mut Effects<'_>,
     ) {
         if self
@@ -507,7 +517,6 @@ impl Tracker {
             self.early_ack_expiry
                 .remove(&(old.expires(&self.config), message_id.to_string()));
         }
-        let held = EarlyAck { failed, at };
         self.early_ack_expiry
             .insert((held.expires(&self.config), message_id.to_string()));
         fx.put_state(namespaces::EARLY_ACK, message_id, &held);
@@ -785,6 +794,7 @@ impl Restoring {
                     issued_at: stored.issued_at,
                     expectations,
                     failed_at: stored.failed_at,
+                    failure: stored.failure,
                 };
                 self.t.transmissions.insert(rec.key, tx);
             }
@@ -793,6 +803,7 @@ impl Restoring {
                     issued_at: stored.issued_at,
                     expectations: Vec::with_capacity(ids.len()),
                     failed_at: stored.failed_at,
+                    failure: stored.failure,
                 };
                 self.awaiting.push((rec.key, tx, ids));
             }

@@ -119,8 +119,10 @@ pub fn ack(msg: &str, of: &str, failed: bool, at: DateTime<Utc>) -> InterfaceEve
     e.ack = Some(Ack {
         of_message_id: of.into(),
         code: if failed { "AE" } else { "AA" }.into(),
-        detail_code: None,
-        text: None,
+        // ERR-3's "unknown key identifier", with a free text that quotes
+        // the patient (as a GP system's may).
+        detail_code: failed.then(|| "204".into()),
+        text: failed.then(|| "patient 4010232137 not registered here".into()),
     });
     e
 }
@@ -141,6 +143,14 @@ pub fn with_local(mut e: InterfaceEvent, system: &str, value: &str) -> Interface
         value: value.into(),
     });
     e
+}
+
+/// The failure a refusal made by [`ack`] carries to its alert.
+pub fn ack_failure() -> tocsin_tracker::DeliveryFailure {
+    tocsin_tracker::DeliveryFailure {
+        code: "AE".into(),
+        detail_code: Some("204".into()),
+    }
 }
 
 pub fn alerts(fx: &[Effect]) -> Vec<Alert> {
