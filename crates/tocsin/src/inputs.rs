@@ -46,6 +46,19 @@ pub enum Skip {
     Backup,
 }
 
+impl Skip {
+    /// The reason code a report gives it.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Hidden => "hidden",
+            Self::NotAFile => "not_a_file",
+            Self::AlreadyRead => "already_read",
+            Self::Output => "output",
+            Self::Backup => "backup",
+        }
+    }
+}
+
 impl fmt::Display for Skip {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

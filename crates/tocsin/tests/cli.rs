@@ -1089,6 +1089,30 @@ fn replay_reads_each_file_once_says_what_it_passed_over_and_lists_an_unreadable_
     ] {
         assert!(stderr.contains(said), "{said}: {stderr}");
     }
+    // ...and listed in the report, each with its reason.
+    let mut skipped: Vec<(String, String)> = report["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            let path = k["path"].as_str().unwrap();
+            let under = path.strip_prefix(archive.to_str().unwrap()).unwrap();
+            (under.to_string(), k["reason"].as_str().unwrap().to_string())
+        })
+        .collect();
+    skipped.sort();
+    let expected = [
+        ("/2024/.DS_Store", "hidden"),
+        ("/2024/ctl.sock", "not_a_file"),
+        ("/2024/loop", "already_read"),
+        ("/alerts.jsonl", "output"),
+        ("/current", "already_read"),
+    ];
+    assert_eq!(
+        skipped,
+        expected.map(|(p, r)| (p.to_string(), r.to_string())),
+        "{report}"
+    );
 }
 
 /// `bytes` as one gzip member.

@@ -296,6 +296,16 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
             location: None,
         })
         .collect();
+    // What was passed over goes in the report too: an audit read from it
+    // alone would take every file as read.
+    let skipped: Vec<Skipped> = expanded
+        .skipped
+        .iter()
+        .map(|(path, why)| Skipped {
+            path: path.display().to_string(),
+            reason: why.code(),
+        })
+        .collect();
     let files = expanded.files;
     let until: DateTime<Utc> = args.until.resolve(&config.policy.timezone())?;
     let group_by = &args.group_by.0;
@@ -496,7 +506,14 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
         }
         Sink::Report(report) => report.finish(),
     };
-    let rendered = render_report(&rows, group_by, &rejected.listed, &notices, args.format)?;
+    let rendered = render_report(
+        &rows,
+        group_by,
+        &rejected.listed,
+        &skipped,
+        &notices,
+        args.format,
+    )?;
     match &args.report {
         Some(p) => create(p)?
             .write_all(rendered.as_bytes())
@@ -952,18 +969,29 @@ fn write_alerts(out: &mut impl Write, effects: &[Effect]) -> std::io::Result<usi
     Ok(n)
 }
 
+/// A directory entry the run passed over ([`inputs::Skip`]), as the report
+/// lists it.
+#[derive(Debug, serde::Serialize)]
+struct Skipped {
+    path: String,
+    /// [`inputs::Skip::code`].
+    reason: &'static str,
+}
+
 /// The report formats of `--format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ReportFormat {
     /// An aligned text table for people.
     Table,
     /// CSV: the figures; then, each after a blank line with its own header
-    /// row, the rejected inputs (`file,position,reason,location`) and the
-    /// notices (`notice,count`), when there are any. Percentages rounded
-    /// down to one decimal.
+    /// row, the rejected inputs (`file,position,reason,location`), the
+    /// entries passed over (`skipped,reason`) and the notices
+    /// (`notice,count`), when there are any. Percentages rounded down to
+    /// one decimal.
     Csv,
-    /// One JSON object: `{"rows": [...], "rejected": [...], "notices":
-    /// {...}}`; `pct_on_time` is the exact ratio, not rounded.
+    /// One JSON object: `{"rows": [...], "rejected": [...], "skipped":
+    /// [...], "notices": {...}}`; `pct_on_time` is the exact ratio, not
+    /// rounded.
     Json,
 }
 
@@ -975,6 +1003,7 @@ fn render_report(
     rows: &[compliance::ComplianceRow],
     group_by: &[compliance::GroupBy],
     rejected: &[Rejected],
+    skipped: &[Skipped],
     notices: &Notices,
     format: ReportFormat,
 ) -> Result<String, Box<dyn std::error::Error>> {
@@ -988,6 +1017,7 @@ fn render_report(
             let mut s = serde_json::to_string_pretty(&serde_json::json!({
                 "rows": rows,
                 "rejected": rejected,
+                "skipped": skipped,
                 "notices": notices,
             }))?;
             s.push('\n');
@@ -1005,6 +1035,13 @@ fn render_report(
                         compliance::csv_text(&r.reason),
                         compliance::csv_text(r.location.as_deref().unwrap_or(""))
                     ));
+                }
+            }
+            if !skipped.is_empty() {
+                s.push_str("\nskipped,reason\n");
+                for k in skipped {
+                    let path = compliance::csv_text(&k.path);
+                    s.push_str(&format!("{path},{}\n", k.reason));
                 }
             }
             let mut noticed = noticed.peekable();
@@ -1029,6 +1066,13 @@ fn render_report(
                     ));
                 }
             }
+            if !skipped.is_empty() {
+                s.push_str(&format!("\nSkipped entries ({}):\n", skipped.len()));
+                for k in skipped {
+                    let path = compliance::printable(&k.path);
+                    s.push_str(&format!("  {path}: {}\n", k.reason));
+                }
+            }
             let mut noticed = noticed.peekable();
             if noticed.peek().is_some() {
                 s.push_str("\nTracker notices (counted, not acted on):\n");
@@ -1045,6 +1089,30 @@ fn render_report(
 mod tests {
     use super::*;
     use tocsin_tracker::{JsonText, StateRange, StateRecord};
+
+    /// Entries passed over follow the rejected inputs in the CSV and
+    /// table reports, after their own heading, with a name that would
+    /// break a line or a CSV field escaped.
+    #[test]
+    fn skipped_entries_are_in_every_report_format() {
+        let skipped = [Skipped {
+            path: "a/x,\n.hl7~".into(),
+            reason: "backup",
+        }];
+        let group_by = &compliance::GroupBy::STANDARD;
+        let csv = render_report(&[], group_by, &[], &skipped, &[], ReportFormat::Csv).unwrap();
+        assert!(
+            csv.ends_with("\nskipped,reason\n\"a/x,\n.hl7~\",backup\n"),
+            "{csv}"
+        );
+        let table = render_report(&[], group_by, &[], &skipped, &[], ReportFormat::Table).unwrap();
+        assert!(
+            table.ends_with("\nSkipped entries (1):\n  a/x,\\n.hl7~: backup\n"),
+            "{table}"
+        );
+        let none = render_report(&[], group_by, &[], &[], &[], ReportFormat::Csv).unwrap();
+        assert!(!none.contains("skipped"), "{none}");
+    }
 
     fn put(key: &str) -> Effect {
         Effect::StatePut(StateRecord {
