@@ -41,6 +41,12 @@ pub struct Api {
     policy: Arc<Policy>,
     /// Requests being answered; beyond [`MAX_IN_FLIGHT`] others are shed.
     in_flight: Arc<tokio::sync::Semaphore>,
+    /// Store reads running or waiting for the store, each holding one of
+    /// [`MAX_IN_FLIGHT`] until it ends: a request whose client went away
+    /// gives up its place in `in_flight` at once, while its read runs on
+    /// (a blocking call is not stopped), so without this bound clients
+    /// that ask for a year's report and hang up queued reads without end.
+    reads: Arc<tokio::sync::Semaphore>,
 }
 
 /// Most API requests answered at once. They share one store connection,
@@ -76,6 +82,7 @@ impl Api {
             max_limit: http.api_max_limit.max(1),
             policy: Arc::new(policy.clone()),
             in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
+            reads: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
         }
     }
 
@@ -111,10 +118,26 @@ impl Api {
         R: Send + 'static,
     {
         let store = self.store()?;
-        match store.call(f.clone()).await {
-            Err(e) if e.is_transient() => Ok(store.call(f).await?),
+        let first = self.read_slot()?;
+        let again = f.clone();
+        match store.call(move |s| slotted(first, s, f)).await {
+            Err(e) if e.is_transient() => {
+                let second = self.read_slot()?;
+                Ok(store.call(move |s| slotted(second, s, again)).await?)
+            }
             answer => Ok(answer?),
         }
+    }
+
+    /// A place for one store read ([`Api::reads`]), or 503 when reads of
+    /// requests already answered or abandoned hold them all.
+    fn read_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        self.reads.clone().try_acquire_owned().map_err(|_| {
+            ApiError::Unavailable(format!(
+                "{MAX_IN_FLIGHT} store reads are still running, some for requests whose \
+                 clients went away: retry in a second"
+            ))
+        })
     }
 
     /// The `/api/v1` routes, token-checked, to nest in the listener (with
@@ -137,6 +160,15 @@ impl Api {
             .layer(middleware::from_fn_with_state(self.in_flight.clone(), shed))
             .layer(middleware::from_fn_with_state(self.clone(), authorise))
     }
+}
+
+/// Runs a read holding its place until it ends.
+fn slotted<R>(
+    _slot: tokio::sync::OwnedSemaphorePermit,
+    store: &mut dyn tocsin_store::Store,
+    read: impl FnOnce(&mut dyn tocsin_store::Store) -> Result<R, tocsin_store::StoreError>,
+) -> Result<R, tocsin_store::StoreError> {
+    read(store)
 }
 
 /// A path the API does not serve, whatever the method.
@@ -288,6 +320,60 @@ mod tests {
             assert!(s.await.unwrap().starts_with("http/1.1 200"));
         }
         assert!(get_head(addr, "/quick").await.starts_with("http/1.1 200"));
+    }
+
+    /// A store read outlives a request whose client went away (a blocking
+    /// call is not stopped): such reads keep their places until they end,
+    /// so clients that ask and hang up cannot queue reads without end; a
+    /// read beyond them is refused at once, and once they end reads are
+    /// answered again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn abandoned_reads_keep_their_places_until_they_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.sqlite").display());
+        let store = StoreHandle::new(tocsin_store::open(&url).unwrap());
+        let policy =
+            Policy::from_toml(crate::config::DEFAULT_POLICY).expect("the built-in policy loads");
+        let api = Api::with_env(&HttpSection::default(), &policy, |_| None);
+        api.attach_store(store.clone());
+        // The store's connection held by a call that waits for the test.
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let (held_tx, held) = tokio::sync::oneshot::channel();
+        let holder = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .call(move |_| {
+                        let _ = held_tx.send(());
+                        let _ = released.recv();
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        held.await.unwrap();
+        // Polled once, a read has its place and its call queued behind the
+        // holder; dropped, as a request is when its client goes away.
+        let first_poll = |api: Api| async move {
+            let mut read = std::pin::pin!(api.read(|s| s.ping()));
+            tokio::select! {
+                biased;
+                done = &mut read => Some(done),
+                () = std::future::ready(()) => None,
+            }
+        };
+        for _ in 0..MAX_IN_FLIGHT {
+            assert!(first_poll(api.clone()).await.is_none(), "the read waits");
+        }
+        match first_poll(api.clone()).await {
+            Some(Err(ApiError::Unavailable(why))) => assert!(why.contains("store reads"), "{why}"),
+            other => panic!("not refused at once: {:?}", other.map(|r| r.is_ok())),
+        }
+        release.send(()).unwrap();
+        holder.await.unwrap().unwrap();
+        // The abandoned reads run and end, giving their places back.
+        drop(api.reads.acquire_many(MAX_IN_FLIGHT as u32).await.unwrap());
+        assert!(api.read(|s| s.ping()).await.is_ok());
     }
 
     #[test]
