@@ -1137,6 +1137,99 @@ async fn half_sent_requests_hold_no_more_than_the_connection_limit() {
     assert!(gateway.try_exit().is_none(), "{}", gateway.log());
 }
 
+/// A client reading a large answer slowly keeps its connection while a
+/// flood of idle connections takes every other place, each new one closing
+/// the one idle longest: an answer still being written is never taken for
+/// idle. (Taken for idle once its body was handed to be written, it was
+/// cut off part-way.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_keeps_its_connection_through_a_flood() {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let world = World::sqlite("http-slow-reader", Tuning::default()).await;
+    let mut gateway = world.start(&[]);
+    gateway.wait_ready().await;
+    let port = world.port;
+    // Answers far larger than the socket buffers: 200 scrapes, pipelined.
+    const ASKED: usize = 200;
+    let mut reader = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    reader
+        .write_all(&b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(ASKED))
+        .unwrap();
+    // The flood: 600 connections that ask nothing, each reopened as soon as
+    // the gateway closes it, until the reading ends.
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let flood = std::thread::spawn({
+        let stop = stop.clone();
+        move || {
+            let open = || {
+                let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                s.set_nonblocking(true).unwrap();
+                s
+            };
+            let mut held: Vec<_> = (0..600).map(|_| open()).collect();
+            let mut reopened = 0usize;
+            while !stop.load(Ordering::Acquire) {
+                for s in &mut held {
+                    let mut b = [0u8; 16];
+                    let closed = match s.read(&mut b) {
+                        Ok(n) => n == 0,
+                        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+                    };
+                    if closed {
+                        *s = open();
+                        reopened += 1;
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            reopened
+        }
+    });
+    // Read every answer whole, slowly: 16 KB at a time, 20 ms apart.
+    let mut got = Vec::new();
+    let mut answers = 0;
+    let mut buf = [0u8; 16 * 1024];
+    reader
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    while answers < ASKED {
+        let n = reader
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("cut off after {answers} whole answers: {e}"));
+        assert!(n > 0, "closed after {answers} whole answers");
+        got.extend_from_slice(&buf[..n]);
+        // Count the answers now whole, by their Content-Length.
+        while let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse().unwrap())
+                .expect("a Content-Length");
+            if got.len() < end + 4 + length {
+                break;
+            }
+            assert!(head.starts_with("http/1.1 200"), "{head}");
+            got.drain(..end + 4 + length);
+            answers += 1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Release);
+    let reopened = flood.join().unwrap();
+    // The flood did take the places while the answers were read.
+    assert!(reopened > 0, "the flood was never closed");
+    let scrape = Scrape::parse(&get(port, "/metrics", &[]).body);
+    let shed = scrape.value(
+        "tocsin_http_connections_shed_total",
+        &[("reason", "idle_at_limit")],
+    );
+    assert!(shed > 0.0, "{shed} shed, {reopened} reopened");
+    assert!(gateway.try_exit().is_none(), "{}", gateway.log());
+}
+
 /// A client that pipelines requests and never reads the answers holds its
 /// connection only until a write to it has made no progress for the write
 /// timeout (30 s): then the connection is closed and counted. Before, it

@@ -9,7 +9,7 @@ use axum::routing::get;
 use prometheus::{Encoder, TextEncoder};
 
 use super::Readiness;
-use super::connections::{Connection, Connections};
+use super::connections::{Closing, Connection, Connections};
 use crate::api::Api;
 use crate::internal_events::{
     HttpAcceptFailed, HttpConnectionShed, HttpConnectionsFull, HttpListening, Metrics, ShedReason,
@@ -37,9 +37,9 @@ pub fn router(readiness: Readiness, api: &Api) -> Router {
 /// Most connections served at once: a scraper or an API client needs a
 /// few, and a client holding thousands open would otherwise take every file
 /// descriptor the gateway has, its broker and store connections' included.
-/// At the limit the connection idle longest is closed for each new one
-/// (see [`Connections`]); with every one answering a request, new ones wait
-/// in the kernel's backlog.
+/// At the limit the connection idle longest, of those that can close
+/// without loss, is closed for each new one (see [`Connections`]); when
+/// none can, new ones wait in the kernel's backlog.
 pub const MAX_CONNECTIONS: usize = 256;
 
 /// How long a connection may take to send a request's headers, and may sit
@@ -52,8 +52,17 @@ pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_s
 /// there rather than being refused (the default is 128).
 const BACKLOG: u32 = 1024;
 
+/// The kernel's send buffer for each connection (Linux doubles it). Left
+/// to itself it grows to megabytes on loopback, and a client that sends
+/// requests without reading the answers had the gateway render some two
+/// hundred `/metrics` scrapes into it before its writes waited: four
+/// hundred such clients took both cores and the probes timed out. A
+/// quarter of a megabyte still fills a fast link.
+const SEND_BUFFER: u32 = 256 * 1024;
+
 /// Listens on `addr` (a host name is resolved; the first address that
-/// binds is taken) with a backlog of [`BACKLOG`].
+/// binds is taken) with a backlog of [`BACKLOG`] and a send buffer of
+/// [`SEND_BUFFER`].
 pub async fn bind(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
     let mut last = None;
     for a in tokio::net::lookup_host(addr).await? {
@@ -63,6 +72,8 @@ pub async fn bind(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
             tokio::net::TcpSocket::new_v6()?
         };
         socket.set_reuseaddr(true)?;
+        // Inherited by every accepted connection.
+        socket.set_send_buffer_size(SEND_BUFFER)?;
         match socket.bind(a).and_then(|()| socket.listen(BACKLOG)) {
             Ok(listener) => return Ok(listener),
             Err(e) => last = Some(e),
@@ -94,7 +105,7 @@ pub async fn serve(listener: tokio::net::TcpListener, readiness: Readiness, api:
     let metrics = readiness.metrics.clone();
     let app = router(readiness, &api);
     let table = Connections::new(MAX_CONNECTIONS);
-    let mut full = false;
+    let mut warned: Option<tokio::time::Instant> = None;
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -105,20 +116,15 @@ pub async fn serve(listener: tokio::net::TcpListener, readiness: Readiness, api:
                 continue;
             }
         };
-        let (connection, admission) = table.admit().await;
-        if !admission.was_full {
-            full = false;
-        } else if !std::mem::replace(&mut full, true) {
+        let (connection, was_full) = table.admit().await;
+        // Said once a minute at most: under a flood the table fills again
+        // at every connection.
+        if was_full && warned.is_none_or(|at| at.elapsed() >= FULL_WARNING_EVERY) {
+            warned = Some(tokio::time::Instant::now());
             HttpConnectionsFull {
                 limit: MAX_CONNECTIONS,
             }
             .emit();
-        }
-        for _ in 0..admission.closed_idle {
-            HttpConnectionShed {
-                reason: ShedReason::IdleAtLimit,
-            }
-            .emit(&metrics);
         }
         tokio::spawn(serve_connection(
             stream,
@@ -129,9 +135,12 @@ pub async fn serve(listener: tokio::net::TcpListener, readiness: Readiness, api:
     }
 }
 
-/// Serves one connection until it closes. Told to close by the table, it
-/// closes at once when idle (between requests, or part-way through a
-/// request's headers), else after the answer in hand.
+/// How often the listener says at most that its connections are at their
+/// limit.
+const FULL_WARNING_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Serves one connection until it closes, or until the table tells it to
+/// and it can close without loss ([`Connection::told_to_close`]).
 async fn serve_connection(
     stream: tokio::net::TcpStream,
     connection: Connection,
@@ -142,10 +151,12 @@ async fn serve_connection(
 
     let mut io = tokio_io_timeout::TimeoutStream::new(stream);
     io.set_write_timeout(Some(WRITE_TIMEOUT));
+    let io = connection.watch(Box::pin(io));
     let routes = hyper_util::service::TowerToHyperService::new(app);
     let service = hyper::service::service_fn(|request| {
-        // In hand from the headers' end until the answer's body is written
-        // (the body holds the guard).
+        // In hand from the headers' end until the answer's body is taken
+        // to be written (the body holds the guard); the writing is watched
+        // on the stream.
         let in_hand = connection.request();
         let answer = hyper::service::Service::call(&routes, request);
         async move {
@@ -162,16 +173,23 @@ async fn serve_connection(
     let serving = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
-        .serve_connection(hyper_util::rt::TokioIo::new(Box::pin(io)), service);
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service);
     tokio::pin!(serving);
-    let ended = tokio::select! {
-        ended = serving.as_mut() => ended,
-        () = connection.told_to_close() => {
-            if connection.is_idle() {
-                return;
+    let ended = loop {
+        tokio::select! {
+            ended = serving.as_mut() => break ended,
+            told = connection.told_to_close() => {
+                // Told, and nothing lost by closing: dropped here. Told but
+                // busy since: it keeps its place and serves on.
+                if let Some(why) = told {
+                    let reason = match why {
+                        Closing::Idle => ShedReason::IdleAtLimit,
+                        Closing::Stalled => ShedReason::WriteStalled,
+                    };
+                    HttpConnectionShed { reason }.emit(&metrics);
+                    return;
+                }
             }
-            serving.as_mut().graceful_shutdown();
-            serving.await
         }
     };
     if let Err(e) = ended

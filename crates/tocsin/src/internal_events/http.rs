@@ -74,8 +74,9 @@ impl HttpConnectionsFull {
         tracing::warn!(
             limit = self.limit,
             "HTTP connections at their limit: the one idle longest is closed for each new one, \
-             and new ones wait while every one is answering a request (a client holding \
-             connections open? tocsin_http_connections_shed_total counts those closed)"
+             and new ones wait while none can close without loss (a client holding connections \
+             open? tocsin_http_connections_shed_total counts those closed; said once a minute \
+             at most)"
         );
     }
 }
@@ -85,8 +86,9 @@ impl HttpConnectionsFull {
 pub enum ShedReason {
     /// Every place was taken and this one was idle longest.
     IdleAtLimit,
-    /// A write to the client made no progress for the write timeout (a
-    /// client that asks and never reads).
+    /// A write to the client made no progress for the write timeout, or
+    /// for 5 s when its place was wanted (a client that asks and never
+    /// reads).
     WriteStalled,
 }
 

@@ -170,7 +170,8 @@ impl Metrics {
             "tocsin_http_connections_shed_total",
             "HTTP connections the listener closed so that others could be served, by reason: \
              idle_at_limit (every place taken, this one idle longest), write_stalled (a client \
-             that did not read its answers for the write timeout).",
+             that did not read its answers for the write timeout, or for 5 s when its place was \
+             wanted).",
             "reason",
         )?;
         let processing_seconds = Histogram::with_opts(
