@@ -34,8 +34,8 @@ pub struct WebhookSection {
     /// Longest wait between two attempts, in seconds.
     #[serde(default = "defaults::retry_max")]
     pub retry_max_secs: f64,
-    /// How long after its commit a delivery is retried before it is marked
-    /// failed, in seconds.
+    /// How long after its commit a refused delivery is retried before it is
+    /// marked failed, in seconds (one never refused is sent however late).
     #[serde(default = "defaults::max_age")]
     pub max_age_secs: f64,
     /// How often the store is looked at for new alerts when nothing is

@@ -153,6 +153,31 @@ impl WebhookDelivered<'_> {
     }
 }
 
+/// A subscriber refused several alerts' bodies in a row and accepted none:
+/// it is taken to refuse every body, and its worker pauses as for one that
+/// is down.
+pub struct WebhookRefusesEveryBody<'a> {
+    /// The subscriber's name.
+    pub subscriber: &'a str,
+    /// Bodies refused in a row.
+    pub in_a_row: u32,
+    /// The pause before the next attempt.
+    pub pause: Duration,
+}
+
+impl WebhookRefusesEveryBody<'_> {
+    /// Logs it (warn).
+    pub fn emit(self) {
+        tracing::warn!(
+            subscriber = self.subscriber,
+            in_a_row = self.in_a_row,
+            retry_in_secs = self.pause.as_secs_f64(),
+            "webhook subscriber refuses every alert's body (400, 409, 413 or 422): pausing as \
+             for a subscriber that is down"
+        );
+    }
+}
+
 /// An attempt was refused or timed out; it will be tried again.
 pub struct WebhookRetried<'a> {
     /// The subscriber's name.

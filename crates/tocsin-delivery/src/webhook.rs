@@ -16,7 +16,8 @@
 //! is back the backlog goes in commit order: an `overdue` before the
 //! `resolved` that follows it. A refusal of that one alert's body (400,
 //! 409, 413, 422) puts the delivery back by its own backoff without a
-//! pause, so that it holds the others back not at all.
+//! pause, so that it holds the others back not at all; several in a row
+//! with none accepted are paced as a refusal of the subscriber.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,14 +29,22 @@ use tocsin_store::{DeliveryOutcome, PendingDelivery};
 use crate::access::StoreAccess;
 use crate::config::Webhook;
 use crate::events::{
-    DeliveryMetrics, DeliveryStoreFailed, WebhookDelivered, WebhookFailed, WebhookRetried,
-    WebhookWithdrawn, WebhooksGivenUp,
+    DeliveryMetrics, DeliveryStoreFailed, WebhookDelivered, WebhookFailed, WebhookRefusesEveryBody,
+    WebhookRetried, WebhookWithdrawn, WebhooksGivenUp,
 };
 use crate::route::{Current, current_body};
 use crate::sign::{ATTEMPT_HEADER, IDEMPOTENCY_HEADER, SIGNATURE_HEADER, signature};
 
 /// Most deliveries read from the store at once.
 const ROUND: usize = 100;
+
+/// Refusals of single alerts' bodies in a row, with nothing accepted,
+/// after which the subscriber is taken to refuse every body (a schema
+/// change at its end, a proxy refusing the content type) and paced as one
+/// that is down: each such refusal held back nothing, and a review's
+/// subscriber answering 422 to everything took 515 requests and as many
+/// warnings a second.
+const BODIES_REFUSED_IN_A_ROW: u32 = 5;
 
 /// The worker of one subscriber.
 pub(crate) struct WebhookWorker<S> {
@@ -59,6 +68,7 @@ impl<S: StoreAccess> WebhookWorker<S> {
     /// Runs until the task is aborted.
     pub(crate) async fn run(self) {
         let mut refusals = 0u32;
+        let mut bodies_refused = 0u32;
         loop {
             let now = Utc::now();
             let Some(due) = self.due(now).await else {
@@ -80,8 +90,22 @@ impl<S: StoreAccess> WebhookWorker<S> {
                 let pause_for = |r: &Refusal| pause(&self.hook, refusals.saturating_add(1), r);
                 match self.deliver(d, pause_for).await {
                     // The subscriber is up and refused this alert only: it
-                    // waits its own backoff, the others go on.
-                    Some((refusal, _)) if refusal.of_this_alert() => {}
+                    // waits its own backoff, the others go on, unless it
+                    // refuses them all.
+                    Some((refusal, pause)) if refusal.of_this_alert() => {
+                        bodies_refused = bodies_refused.saturating_add(1);
+                        if bodies_refused >= BODIES_REFUSED_IN_A_ROW {
+                            refusals = refusals.saturating_add(1);
+                            WebhookRefusesEveryBody {
+                                subscriber: &self.hook.name,
+                                in_a_row: bodies_refused,
+                                pause,
+                            }
+                            .emit();
+                            tokio::time::sleep(pause).await;
+                            break;
+                        }
+                    }
                     Some((refusal, pause)) => {
                         refusals = refusals.saturating_add(1);
                         let now = Utc::now();
@@ -99,7 +123,10 @@ impl<S: StoreAccess> WebhookWorker<S> {
                         tokio::time::sleep(pause).await;
                         break;
                     }
-                    None => refusals = 0,
+                    None => {
+                        refusals = 0;
+                        bodies_refused = 0;
+                    }
                 }
             }
         }

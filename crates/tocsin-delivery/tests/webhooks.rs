@@ -337,6 +337,35 @@ async fn an_alert_refused_for_its_body_warns_once_however_often_it_is_retried() 
     );
 }
 
+/// A subscriber that refuses every alert's body (422: a schema change at
+/// its end) is paced as one that is down after a few refusals in a row:
+/// one attempt a pause, not one for each queued alert (a review's took 515
+/// requests and as many warnings a second).
+#[tokio::test]
+async fn a_subscriber_refusing_every_body_is_paced_as_one_that_is_down() {
+    let rx = Receiver::start(b"k", Behaviour::RefuseAll).await;
+    let mut hook = webhook("ward", &rx.url, b"k");
+    hook.retry_initial = Duration::from_secs(3600);
+    hook.retry_max = Duration::from_secs(3600);
+    let (d, _metrics) = delivery(vec![hook]);
+    let tmp = TempStore::new();
+    let store = tmp.open();
+    let alerts: Vec<_> = (1..=30)
+        .map(|n| alert(n, AlertKind::Overdue, None))
+        .collect();
+    commit_alerts(&store, &d.router(), &alerts).await;
+    let (log, _logging) = Log::capture();
+    let _workers = d.spawn(store.clone()).unwrap();
+    wait_until("the worker to pause", LIMIT, || async {
+        log.text().contains("refuses every alert's body")
+    })
+    .await;
+    // Five refused in a row, then the pause: the rest wait for it.
+    assert_eq!(rx.answered().len(), 5, "{}", log.text());
+    assert!(rx.answered().iter().all(|r| r.status == 422));
+    assert_eq!(counts(&store, "ward").await.pending, 30);
+}
+
 #[tokio::test]
 async fn a_server_that_never_recovers_is_marked_failed_after_the_maximum_age() {
     let rx = Receiver::start(b"k", Behaviour::AlwaysFail).await;

@@ -40,6 +40,8 @@ pub enum Behaviour {
     TooManyFirst(usize, u64),
     /// 422 to the alert with this idempotency key, 200 to the others.
     RefuseKey(String),
+    /// 422 to every alert.
+    RefuseAll,
     /// 503 while the flag is set, 200 once the test clears it.
     FailWhile(Arc<AtomicBool>),
 }
@@ -167,6 +169,7 @@ async fn receive(
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Behaviour::RefuseKey(_) => StatusCode::OK,
+            Behaviour::RefuseAll => StatusCode::UNPROCESSABLE_ENTITY,
             Behaviour::FailWhile(down) if down.load(Ordering::SeqCst) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
