@@ -99,7 +99,7 @@ impl ExpectationQuery {
 /// that a report row or an Alertmanager group of an unknown site can be
 /// drilled into (before, no value could select them, and a link left the
 /// site out and listed every site's cases).
-pub const NONE: &str = "(none)";
+pub const NONE: &str = tocsin_tracker::compliance::UNKNOWN;
 
 /// One filter of a list: a column equal to a value, or without one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

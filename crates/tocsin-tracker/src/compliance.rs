@@ -126,7 +126,7 @@ impl FromStr for GroupBy {
 
 /// One row of the report. Dimension fields not grouped by are `None` (and
 /// omitted from JSON); a grouped site, specialty or GP practice that is
-/// unknown is `"(none)"`.
+/// unknown is [`UNKNOWN`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ComplianceRow {
     /// `YYYY-MM` of the encounter's end.
@@ -399,9 +399,16 @@ impl ReportBuilder {
     }
 }
 
-/// A grouped text dimension's value: `"(none)"` when unknown.
+/// What a site, specialty or GP practice that is not known is called in
+/// the report, the API's filters and Alertmanager's labels. A value sent
+/// with this text counts as none ([`Tracker`](crate::Tracker) drops it
+/// when it opens an expectation): kept, it was a second group under the
+/// same name, and one group's resolution withdrew the other's alert.
+pub const UNKNOWN: &str = "(none)";
+
+/// A grouped text dimension's value: [`UNKNOWN`] when unknown.
 fn known(v: Option<&str>) -> String {
-    v.unwrap_or("(none)").to_string()
+    v.unwrap_or(UNKNOWN).to_string()
 }
 
 /// The nearest-rank percentile of sorted values.

@@ -3852,3 +3852,32 @@ fn a_class_corrected_to_a_kind_owing_the_same_document_keeps_the_expectation() {
     assert_eq!(tr.counters().kinds_corrected, 1);
     assert_eq!(tr.open_count(), 1);
 }
+
+/// A site, specialty or GP practice sent as the text that names no value
+/// (`(none)`, what the report, the API's filters and Alertmanager call an
+/// unknown one) is no value: kept, it was a second group under the same
+/// name, and one group's document withdrew the other's Alertmanager alert.
+#[test]
+fn a_value_sent_as_the_name_of_none_is_none() {
+    let mut tr = tracker();
+    let mut named_none = end("m1", "V1", K::Inpatient, t("2024-01-10T10:00:00Z"), NHS);
+    if let Some(e) = named_none.encounter.as_mut() {
+        e.site = Some(tocsin_tracker::compliance::UNKNOWN.into());
+        e.specialty = Some("(none)".into());
+    }
+    named_none.gp_practice = Some("(none)".into());
+    let fx = tr.apply(&named_none);
+    let opened = &changed(&fx)[0];
+    assert_eq!(opened.encounter.site, None);
+    assert_eq!(opened.encounter.specialty, None);
+    assert_eq!(opened.gp_practice, None);
+    // A real value is kept.
+    let fx = tr.apply(&end(
+        "m2",
+        "V2",
+        K::Inpatient,
+        t("2024-01-10T11:00:00Z"),
+        NHS,
+    ));
+    assert_eq!(changed(&fx)[0].encounter.site.as_deref(), Some("RXX01"));
+}

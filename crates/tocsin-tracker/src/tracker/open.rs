@@ -327,7 +327,11 @@ impl Tracker {
         let mut o = Open::new(f.encounter_ref, f.created_by, nhs);
         o.encounter_id = f.encounter_id.map(CStr::new);
         o.ended_at = f.ended_at;
-        let mut sym = |s: Option<&str>| s.map(|s| self.syms.intern(s));
+        // A value sent as the name of no value is none.
+        let mut sym = |s: Option<&str>| {
+            s.filter(|s| *s != crate::compliance::UNKNOWN)
+                .map(|s| self.syms.intern(s))
+        };
         let context = [sym(f.site), sym(f.specialty), sym(f.gp_practice), None];
         o.context = self.syms.intern_context(context);
         o.set_local_ids(local_ids, &mut self.syms);
