@@ -60,8 +60,8 @@ fn conventional_name(var: &str) -> bool {
 }
 
 /// The HTTP listener holds as many connections as it serves at once: for
-/// each new one the one idle longest is closed, and when every one is
-/// answering a request new ones wait. Said when it fills, not per
+/// each new one the one idle longest is closed, and when none can close
+/// without loss new ones wait. Said at most once a minute, not per
 /// connection.
 pub struct HttpConnectionsFull {
     /// The limit.
