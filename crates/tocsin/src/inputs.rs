@@ -541,9 +541,10 @@ fn gunzip(compressed: &[u8], largest: u64) -> io::Result<FileRead> {
 /// document without a final line end, before trailing bytes, is whole).
 fn whole_messages(plain: &[u8], from: usize) -> usize {
     let line_end = |b: &u8| matches!(b, b'\r' | b'\n');
+    // White space and a byte-order mark may come before the first header.
     let lead = plain
         .iter()
-        .position(|b| !b.is_ascii_whitespace())
+        .position(|b| !b.is_ascii_whitespace() && !matches!(b, 0xEF | 0xBB | 0xBF))
         .unwrap_or(plain.len());
     if !plain[lead..].starts_with(b"MSH") {
         return plain[from..]
@@ -662,8 +663,10 @@ mod tests {
     #[test]
     fn a_cut_gzip_gives_the_whole_messages_before_the_cut() {
         let ndjson = b"{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n".to_vec();
+        let with_bom = [b"\xEF\xBB\xBF".as_slice(), &three_messages()].concat();
         for (plain, ends) in [
             (three_messages(), b"\r".as_slice()),
+            (with_bom, b"\r".as_slice()),
             (ndjson, b"\n".as_slice()),
         ] {
             let boundaries: Vec<usize> = (1..=plain.len())
