@@ -56,9 +56,14 @@ const BACKLOG: u32 = 1024;
 /// to itself it grows to megabytes on loopback, and a client that sends
 /// requests without reading the answers had the gateway render some two
 /// hundred `/metrics` scrapes into it before its writes waited: four
-/// hundred such clients took both cores and the probes timed out. A
-/// quarter of a megabyte still fills a fast link.
-const SEND_BUFFER: u32 = 256 * 1024;
+/// hundred such clients took both cores and the probes timed out. Small,
+/// it also lets a slow reader's writes go on more often, which is what
+/// tells a slow reader from one that has stopped ([`STALLED`],
+/// [`WRITE_TIMEOUT`]): at 256 KiB one reading 10 KB/s looked stalled. 64
+/// KiB still carries 100 MB/s at a millisecond's round trip.
+///
+/// [`STALLED`]: super::connections::STALLED
+const SEND_BUFFER: u32 = 64 * 1024;
 
 /// Listens on `addr` (a host name is resolved; the first address that
 /// binds is taken) with a backlog of [`BACKLOG`] and a send buffer of
@@ -87,7 +92,9 @@ pub async fn bind(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
 /// How long a write to a client may make no progress before its
 /// connection is closed: a client that asks (or pipelines requests) and
 /// never reads the answers would otherwise hold its connection for good.
-/// Progress resets it, so a large report read slowly is not cut off.
+/// Progress resets it, so a large report read slowly is not cut off
+/// unless the client reads slower than about 2 KB/s (see
+/// [`SEND_BUFFER`]).
 pub const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Serves until the process ends: HTTP/1.1, at most [`MAX_CONNECTIONS`]
