@@ -166,6 +166,11 @@ pub struct HttpSection {
     pub api_token_env: Option<String>,
     /// Most items one `/api/v1` page may hold (`limit` above it is a 400).
     pub api_max_limit: usize,
+    /// A second listen address serving only `/healthz`, `/readyz` and
+    /// `/metrics`, with connections of its own: liveness probes and
+    /// scrapes there never wait behind the API's clients, however many
+    /// those hold open. `TOCSIN_HTTP_OPS_ADDR` overrides (empty: none).
+    pub ops_addr: Option<String>,
 }
 
 impl Default for HttpSection {
@@ -174,6 +179,7 @@ impl Default for HttpSection {
             addr: "127.0.0.1:9860".into(),
             api_token_env: Some("TOCSIN_API_TOKEN".into()),
             api_max_limit: 1000,
+            ops_addr: None,
         }
     }
 }
@@ -449,10 +455,31 @@ impl Config {
                 message,
             }
         })?;
-        check_listen_addr(&config.http.addr).map_err(|message| ConfigError::Invalid {
-            path: config.blame("TOCSIN_HTTP_ADDR"),
-            message,
-        })?;
+        check_listen_addr(&config.http.addr, "[http] addr (or TOCSIN_HTTP_ADDR)").map_err(
+            |message| ConfigError::Invalid {
+                path: config.blame("TOCSIN_HTTP_ADDR"),
+                message,
+            },
+        )?;
+        if let Some(ops) = &config.http.ops_addr {
+            let path = config.blame("TOCSIN_HTTP_OPS_ADDR");
+            check_listen_addr(ops, "[http] ops_addr (or TOCSIN_HTTP_OPS_ADDR)").map_err(
+                |message| ConfigError::Invalid {
+                    path: path.clone(),
+                    message,
+                },
+            )?;
+            if *ops == config.http.addr {
+                return Err(ConfigError::Invalid {
+                    path,
+                    message: format!(
+                        "[http] ops_addr {ops:?} is [http] addr too: give it another port \
+                         (or leave it out: the main listener serves /healthz, /readyz and \
+                         /metrics as well)"
+                    ),
+                });
+            }
+        }
         if let Some(var) = &config.http.api_token_env
             && !is_variable_name(var)
         {
@@ -527,6 +554,10 @@ impl Config {
         if let Some(addr) = var("TOCSIN_HTTP_ADDR") {
             self.http.addr = addr;
             self.env_overrides.push("TOCSIN_HTTP_ADDR");
+        }
+        if let Some(addr) = var("TOCSIN_HTTP_OPS_ADDR") {
+            self.http.ops_addr = Some(addr).filter(|a| !a.trim().is_empty());
+            self.env_overrides.push("TOCSIN_HTTP_OPS_ADDR");
         }
         if let Some(level) = var("TOCSIN_LOG") {
             self.log.level = level;
@@ -691,16 +722,15 @@ pub(crate) fn is_variable_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// Checks `[http] addr` (or `TOCSIN_HTTP_ADDR`) is `HOST:PORT`, without
-/// resolving the host: `localhost9860` passed check-config and then stopped
-/// `run` ("invalid socket address"), and under systemd a restart loop.
-fn check_listen_addr(addr: &str) -> Result<(), String> {
+/// Checks a listen address (`key`: the setting and its variable, to name
+/// them) is `HOST:PORT`, without resolving the host: `localhost9860`
+/// passed check-config and then stopped `run` ("invalid socket address"),
+/// and under systemd a restart loop.
+fn check_listen_addr(addr: &str, key: &str) -> Result<(), String> {
     if addr.parse::<std::net::SocketAddr>().is_ok() {
         return Ok(());
     }
-    let bad = || {
-        format!("[http] addr (or TOCSIN_HTTP_ADDR) {addr:?} is not HOST:PORT (e.g. 127.0.0.1:9860)")
-    };
+    let bad = || format!("{key} {addr:?} is not HOST:PORT (e.g. 127.0.0.1:9860)");
     let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
     if host.is_empty() || host.contains(':') || port.parse::<u16>().is_err() {
         return Err(bad());

@@ -243,6 +243,13 @@ fn check_config_refuses_a_store_url_or_log_level_that_can_never_work() {
         ("TOCSIN_LOG", "info,infoo", "`infoo` is not a level"),
         ("TOCSIN_HTTP_ADDR", "localhost9860", "[http] addr"),
         ("TOCSIN_HTTP_ADDR", "127.0.0.1:http", "[http] addr"),
+        ("TOCSIN_HTTP_OPS_ADDR", "localhost9861", "[http] ops_addr"),
+        // The main listener's own address (the shipped file's).
+        (
+            "TOCSIN_HTTP_OPS_ADDR",
+            "127.0.0.1:9860",
+            "give it another port",
+        ),
         (
             "TOCSIN_ALERTMANAGER_URL",
             "http://alertmanager:9093/api/v2/alerts",

@@ -1230,6 +1230,50 @@ async fn a_slow_reader_keeps_its_connection_through_a_flood() {
     assert!(gateway.try_exit().is_none(), "{}", gateway.log());
 }
 
+/// With `[http] ops_addr` set, a second listener serves `/healthz`,
+/// `/readyz` and `/metrics` (not the API) with connections of its own:
+/// probes there answer while clients that ask and never read hold every
+/// place of the main listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ops_listener_answers_probes_whatever_holds_the_main_one() {
+    use std::io::Write;
+
+    let world = World::sqlite("http-ops", Tuning::default()).await;
+    let ops_port = common::free_port();
+    let ops = format!("127.0.0.1:{ops_port}");
+    let mut gateway = world.start(&[("TOCSIN_HTTP_OPS_ADDR", ops.as_str())]);
+    gateway.wait_ready().await;
+    // Every place of the main listener held by a client that asks for
+    // scrapes and never reads them, more waiting in its backlog.
+    let held: Vec<std::net::TcpStream> = (0..300)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", world.port)).unwrap();
+            s.write_all(&b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(200))
+                .unwrap();
+            s
+        })
+        .collect();
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let r = get(ops_port, path, &[]);
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+    }
+    assert!(
+        get(ops_port, "/metrics", &[])
+            .body
+            .contains("tocsin_http_connections_shed_total")
+    );
+    // The API is not served there.
+    let r = get(ops_port, "/api/v1/alerts", &[]);
+    assert_eq!(r.status, 404, "{}", r.body);
+    drop(held);
+    assert!(gateway.try_exit().is_none(), "{}", gateway.log());
+    assert!(
+        gateway.log().contains("[http] ops_addr"),
+        "the second listener is said at start: {}",
+        gateway.log()
+    );
+}
+
 /// A client that pipelines requests and never reads the answers holds its
 /// connection only until a write to it has made no progress for the write
 /// timeout (30 s): then the connection is closed and counted. Before, it

@@ -24,14 +24,19 @@ pub const API_PREFIX: &str = "/api/v1";
 
 /// The whole listener's routes.
 pub fn router(readiness: Readiness, api: &Api) -> Router {
+    ops_router(readiness)
+        // A service, not a nested router: `nest` leaves `/api/v1/` to this
+        // router's empty 404, where `nest_service` sends it to the API's.
+        .nest_service(API_PREFIX, api.router())
+}
+
+/// The open routes alone: what the `[http] ops_addr` listener serves.
+pub fn ops_router(readiness: Readiness) -> Router {
     Router::new()
         .route(ROUTES[0], get(|| async { "ok\n" }))
         .route(ROUTES[1], get(readyz))
         .route(ROUTES[2], get(metrics))
         .with_state(readiness)
-        // A service, not a nested router: `nest` leaves `/api/v1/` to this
-        // router's empty 404, where `nest_service` sends it to the API's.
-        .nest_service(API_PREFIX, api.router())
 }
 
 /// Most connections served at once: a scraper or an API client needs a
@@ -101,16 +106,22 @@ pub const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30
 /// at once (the one idle longest closed to make room for a new one), each
 /// closed when its headers take longer than [`HEADER_READ_TIMEOUT`] or a
 /// write makes no progress for [`WRITE_TIMEOUT`].
-pub async fn serve(listener: tokio::net::TcpListener, readiness: Readiness, api: Api) {
+///
+/// `api`: the API to serve beside the open routes; none for the
+/// `[http] ops_addr` listener, which has its own connections.
+pub async fn serve(listener: tokio::net::TcpListener, readiness: Readiness, api: Option<Api>) {
     if let Ok(addr) = listener.local_addr() {
         HttpListening {
             addr,
-            api_token: api.has_token(),
+            api_token: api.as_ref().map(Api::has_token),
         }
         .emit();
     }
     let metrics = readiness.metrics.clone();
-    let app = router(readiness, &api);
+    let app = match &api {
+        Some(api) => router(readiness, api),
+        None => ops_router(readiness),
+    };
     let table = Connections::new(MAX_CONNECTIONS);
     let mut warned: Option<tokio::time::Instant> = None;
     loop {

@@ -99,8 +99,30 @@ pub async fn run(config: Config) -> Result<ExitCode, Box<dyn std::error::Error>>
             .into());
         }
     };
+    let ops_listener = match &config.http.ops_addr {
+        None => None,
+        Some(addr) => match http::bind(addr).await {
+            Ok(l) => Some(l),
+            // As for the main listener: held by another process, a later
+            // start may succeed.
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                tracing::error!(
+                    addr = %addr,
+                    error = %e,
+                    "cannot listen on [http] ops_addr (TOCSIN_HTTP_OPS_ADDR) for now; exiting 1 to be started again"
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            Err(e) => {
+                return Err(format!("cannot listen on {addr} (TOCSIN_HTTP_OPS_ADDR): {e}").into());
+            }
+        },
+    };
     let api = crate::api::Api::new(&config.http, &config.policy);
-    tokio::spawn(http::serve(listener, readiness.clone(), api.clone()));
+    tokio::spawn(http::serve(listener, readiness.clone(), Some(api.clone())));
+    if let Some(ops) = ops_listener {
+        tokio::spawn(http::serve(ops, readiness.clone(), None));
+    }
     spawn_link_gauge(&supervisor, metrics.clone());
 
     let Some(store) = open_store(&config, &metrics, &mut stop).await? else {

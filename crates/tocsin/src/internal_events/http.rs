@@ -9,18 +9,25 @@ pub struct HttpListening {
     /// The address actually bound (the port is known even when `:0` was
     /// configured).
     pub addr: SocketAddr,
-    /// Whether `/api/v1` asks for a bearer token.
-    pub api_token: bool,
+    /// Whether `/api/v1` asks for a bearer token; `None`: the listener
+    /// serves no API (`[http] ops_addr`).
+    pub api_token: Option<bool>,
 }
 
 impl HttpListening {
     /// Logs it (info).
     pub fn emit(self) {
-        tracing::info!(
-            addr = %self.addr,
-            api_auth = if self.api_token { "bearer" } else { "none" },
-            "serving /healthz, /readyz, /metrics and /api/v1"
-        );
+        match self.api_token {
+            Some(token) => tracing::info!(
+                addr = %self.addr,
+                api_auth = if token { "bearer" } else { "none" },
+                "serving /healthz, /readyz, /metrics and /api/v1"
+            ),
+            None => tracing::info!(
+                addr = %self.addr,
+                "serving /healthz, /readyz and /metrics ([http] ops_addr)"
+            ),
+        }
     }
 }
 
