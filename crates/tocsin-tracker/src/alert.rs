@@ -108,6 +108,44 @@ pub struct DeliveryFailure {
     pub detail_code: Option<String>,
 }
 
+impl DeliveryFailure {
+    /// The failure an acknowledgement's codes tell, each kept only when it
+    /// looks like a code ([`looks_like_a_code`]): a GP system may put free
+    /// text, the patient's NHS number and name among it, where a code
+    /// belongs (FHIR's `code` type allows spaces), and the alert must not
+    /// carry it.
+    pub fn from_codes(code: &str, detail_code: Option<&str>) -> Self {
+        let keep = |c: &str| looks_like_a_code(c).then(|| c.to_owned());
+        DeliveryFailure {
+            code: keep(code).unwrap_or_else(|| "unknown".to_owned()),
+            detail_code: detail_code.and_then(keep),
+        }
+    }
+}
+
+impl DeliveryFailure {
+    /// A refusal the sender meant as final: ITK3's `fatal-error` ("no point
+    /// in sending again without change"). An acceptance of the same
+    /// message timed after it (an infrastructure acknowledgement, 20013,
+    /// read after the business refusal) does not clear it, as a retry's
+    /// acceptance after a `transient-error`, or an HL7 resend's after an
+    /// AE or AR, does.
+    pub fn is_final(&self) -> bool {
+        self.code == "fatal-error"
+    }
+}
+
+/// Whether `c` is shaped as an acknowledgement code: 1 to 16 letters,
+/// digits, `.`, `_` or `-` (`AE`, `fatal-error`, `30002`, `204`), and, when
+/// all digits, at most 6 of them (ITK3's codes have 5, HL7 table 0357's
+/// 3): a 10-digit run is an NHS number's shape.
+pub fn looks_like_a_code(c: &str) -> bool {
+    let shaped = (1..=16).contains(&c.len())
+        && c.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    shaped && (c.len() <= 6 || !c.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// One alert.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Alert {

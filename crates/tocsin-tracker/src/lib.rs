@@ -116,7 +116,7 @@ mod tracker;
 
 pub use alert::{
     Alert, AlertDocument, AlertEncounter, AlertKind, AlertPatient, DeliveryFailure,
-    json_schema as alert_json_schema,
+    json_schema as alert_json_schema, looks_like_a_code,
 };
 pub use config::TrackerConfig;
 pub use duration::{ConfigDuration, DurationError};

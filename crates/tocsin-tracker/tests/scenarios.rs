@@ -3881,3 +3881,92 @@ fn a_value_sent_as_the_name_of_none_is_none() {
     ));
     assert_eq!(changed(&fx)[0].encounter.site.as_deref(), Some("RXX01"));
 }
+
+/// What reaches a `delivery_failed` alert's `failure` is codes only: a
+/// GP system's free text put where a code belongs (the patient's NHS
+/// number and name among it) is dropped, the code that is one kept.
+#[test]
+fn free_text_in_a_code_slot_never_reaches_an_alert() {
+    let mut tr = tracker();
+    tr.apply(&end(
+        "m1",
+        "V1",
+        K::Inpatient,
+        t("2024-01-10T10:00:00Z"),
+        NHS,
+    ));
+    tr.apply(&doc(
+        "m2",
+        Some("V1"),
+        D::DischargeSummary,
+        t("2024-01-10T12:00:00Z"),
+        Some(NHS),
+    ));
+    let mut refusal = ack("a1", "m2", true, t("2024-01-10T12:01:00Z"));
+    if let Some(a) = refusal.ack.as_mut() {
+        a.detail_code = Some("Patient 4010232137 ROBINSON not registered".into());
+    }
+    let fx = tr.apply(&refusal);
+    let failure = alerts(&fx)[0].failure.clone().expect("a failure");
+    assert_eq!(failure.code, "AE");
+    assert_eq!(failure.detail_code, None);
+    for (code, is) in [
+        ("30002", true),
+        ("204", true),
+        ("fatal-error", true),
+        ("AE", true),
+        ("4010232137", false),
+        ("30002 ROBINSON", false),
+        ("", false),
+        ("a-code-longer-than-sixteen", false),
+    ] {
+        assert_eq!(tocsin_tracker::looks_like_a_code(code), is, "{code:?}");
+    }
+}
+
+/// An ITK3 `fatal-error` is final: an acceptance of the same message read
+/// after it (the infrastructure acknowledgement, 20013, stamped after the
+/// business refusal) does not clear it, where one after a `transient-error`
+/// (a retry's) does.
+#[test]
+fn an_itk3_fatal_error_is_not_cleared_by_a_later_acceptance() {
+    for (code, cleared) in [("fatal-error", false), ("transient-error", true)] {
+        let mut tr = tracker();
+        tr.apply(&end(
+            "m1",
+            "V1",
+            K::Inpatient,
+            t("2024-01-10T10:00:00Z"),
+            NHS,
+        ));
+        tr.apply(&doc(
+            "m2",
+            Some("V1"),
+            D::DischargeSummary,
+            t("2024-01-10T12:00:00Z"),
+            Some(NHS),
+        ));
+        let mut refusal = ack("a1", "m2", true, t("2024-01-10T12:02:00Z"));
+        if let Some(a) = refusal.ack.as_mut() {
+            a.code = code.into();
+        }
+        let fx = tr.apply(&refusal);
+        assert_eq!(kinds(&fx), [A::DeliveryFailed], "{code}");
+        let mut accepted = ack("a2", "m2", false, t("2024-01-10T12:03:00Z"));
+        if let Some(a) = accepted.ack.as_mut() {
+            a.code = "ok".into();
+        }
+        let fx = tr.apply(&accepted);
+        let delivery = changed(&fx).last().map(|e| e.delivery);
+        if cleared {
+            assert_eq!(delivery, Some(Some(DeliveryStatus::Acknowledged)), "{code}");
+            assert_eq!(tr.counters().deliveries_resent, 1, "{code}");
+        } else {
+            assert!(
+                delivery.is_none() || delivery == Some(Some(DeliveryStatus::Failed)),
+                "{code}: {fx:?}"
+            );
+            assert_eq!(tr.counters().deliveries_resent, 0, "{code}");
+        }
+    }
+}

@@ -897,10 +897,8 @@ impl Tracker {
         let read = EarlyAck {
             failed,
             at: ev.occurred_at,
-            failure: failed.then(|| DeliveryFailure {
-                code: ack.code.clone(),
-                detail_code: ack.detail_code.clone(),
-            }),
+            failure: failed
+                .then(|| DeliveryFailure::from_codes(&ack.code, ack.detail_code.as_deref())),
         };
         let id = &ack.of_message_id;
         if !self.record_delivery(id, status, read.at, read.failure.as_ref(), fx)
@@ -920,8 +918,9 @@ impl Tracker {
     /// after AE or AR, an ITK3 retry after `transient-error`, which a
     /// receiver's duplicate check would otherwise refuse), and clears it as
     /// a resend under a new id does ([`Counters::deliveries_resent`]; the
-    /// alert stays on record and is not raised again). Returns whether the
-    /// transmission is remembered.
+    /// alert stays on record and is not raised again), unless the refusal
+    /// was final (ITK3 `fatal-error`: [`DeliveryFailure::is_final`]).
+    /// Returns whether the transmission is remembered.
     ///
     /// [`Counters::deliveries_resent`]: crate::Counters::deliveries_resent
     pub(super) fn record_delivery(
@@ -936,7 +935,9 @@ impl Tracker {
             return false;
         };
         let failed = outcome == DeliveryStatus::Failed;
-        let accepted_again = !failed && t.failed_at.is_some_and(|f| at > f);
+        let accepted_again = !failed
+            && t.failed_at.is_some_and(|f| at > f)
+            && !t.failure.as_ref().is_some_and(DeliveryFailure::is_final);
         let mut changed = false;
         if failed && t.failed_at.is_none_or(|f| at > f) {
             t.failed_at = Some(at);
