@@ -532,21 +532,19 @@ fn gunzip(compressed: &[u8], largest: u64) -> io::Result<FileRead> {
 }
 
 /// How much of `plain` (decompressed content whose member from byte `from`
-/// was cut short, or was not gzip) is whole messages. HL7 v2: all of it
-/// when it ends a segment and the member gave nothing (trailing bytes after
-/// whole members), else up to the last message's header (a message cut
-/// short may lack segments and still parse). Anything else (NDJSON, JSON,
+/// was cut short, or was not gzip) is whole messages, the format told as
+/// ingest tells it ([`tocsin_ingest::detect`]). HL7 v2: all of it when it
+/// ends a segment and the member gave nothing (trailing bytes after whole
+/// members), else up to the last message as the splitter finds it
+/// ([`tocsin_hl7::split_messages`]: batch headers and MLLP frames
+/// included), since a message cut short may lack segments and still
+/// parse; nothing when that is the first. Anything else (NDJSON, JSON,
 /// XML): the members before and the cut member's whole lines (a line cut
 /// short does not parse, and is rejected as any bad line is; a JSON
 /// document without a final line end, before trailing bytes, is whole).
 fn whole_messages(plain: &[u8], from: usize) -> usize {
     let line_end = |b: &u8| matches!(b, b'\r' | b'\n');
-    // White space and a byte-order mark may come before the first header.
-    let lead = plain
-        .iter()
-        .position(|b| !b.is_ascii_whitespace() && !matches!(b, 0xEF | 0xBB | 0xBF))
-        .unwrap_or(plain.len());
-    if !plain[lead..].starts_with(b"MSH") {
+    if tocsin_ingest::detect(plain).ok() != Some(tocsin_ingest::ContentHint::Hl7) {
         return plain[from..]
             .iter()
             .rposition(line_end)
@@ -555,10 +553,14 @@ fn whole_messages(plain: &[u8], from: usize) -> usize {
     if plain.len() == from && plain.last().is_some_and(line_end) {
         return from;
     }
-    plain
-        .windows(4)
-        .rposition(|w| line_end(&w[0]) && w[1..].starts_with(b"MSH"))
-        .map_or(0, |at| at + 1)
+    match tocsin_hl7::split_messages(plain).as_slice() {
+        [_, .., last] => {
+            // A frame's start block goes with the message it starts.
+            let at = last.offset;
+            at - usize::from(plain[..at].ends_with(&[0x0B]))
+        }
+        _ => 0,
+    }
 }
 
 /// The name that tells a file's format (`.ndjson`, `.xml`): its own, less
@@ -664,9 +666,11 @@ mod tests {
     fn a_cut_gzip_gives_the_whole_messages_before_the_cut() {
         let ndjson = b"{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n".to_vec();
         let with_bom = [b"\xEF\xBB\xBF".as_slice(), &three_messages()].concat();
+        let batch = [b"FHS|^~\\&|\rBHS|^~\\&|\r".as_slice(), &three_messages()].concat();
         for (plain, ends) in [
             (three_messages(), b"\r".as_slice()),
             (with_bom, b"\r".as_slice()),
+            (batch, b"\r".as_slice()),
             (ndjson, b"\n".as_slice()),
         ] {
             let boundaries: Vec<usize> = (1..=plain.len())
