@@ -1157,22 +1157,7 @@ fn replay_reads_gzip_archives_as_the_files_they_hold() {
     let mut cut = gz(&a03);
     cut.truncate(cut.len() / 2);
     std::fs::write(archive.join("03-cut.hl7.gz"), cut).unwrap();
-    let alerts = dir.path().join("a.jsonl");
-    let report = dir.path().join("r.json");
-    let out = tocsin(&[
-        "replay",
-        "--until",
-        "2024-06-01T00:00:00Z",
-        "--alerts",
-        alerts.to_str().unwrap(),
-        "--report",
-        report.to_str().unwrap(),
-        "--format",
-        "json",
-        archive.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let report = replay_json_exiting(1, &archive, "2024-06-01T00:00:00Z", &[]).report;
     let rejected = &report["rejected"][0];
     assert_eq!(rejected["reason"], "unreadable", "{report}");
     assert!(
