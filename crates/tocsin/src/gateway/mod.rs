@@ -76,46 +76,14 @@ pub async fn run(config: Config) -> Result<ExitCode, Box<dyn std::error::Error>>
         consuming: Arc::new(AtomicBool::new(false)),
         metrics: metrics.clone(),
     };
-    let listener = match http::bind(&config.http.addr).await {
-        Ok(l) => l,
-        // Another process holds the port (an old gateway still stopping):
-        // a later start may succeed, so exit 1, which systemd's unit
-        // restarts, not 2 (a configuration no restart mends, which it does
-        // not). An address not on this host stays 2: a typing error would
-        // otherwise be restarted for ever.
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-            tracing::error!(
-                addr = %config.http.addr,
-                error = %e,
-                "cannot listen on [http] addr (TOCSIN_HTTP_ADDR) for now; exiting 1 to be started again"
-            );
-            return Ok(ExitCode::FAILURE);
-        }
-        Err(e) => {
-            return Err(format!(
-                "cannot listen on {} (TOCSIN_HTTP_ADDR): {e}",
-                config.http.addr
-            )
-            .into());
-        }
+    let Some(listener) = listen(&config.http.addr, "[http] addr", "TOCSIN_HTTP_ADDR").await? else {
+        return Ok(ExitCode::FAILURE);
     };
     let ops_listener = match &config.http.ops_addr {
         None => None,
-        Some(addr) => match http::bind(addr).await {
-            Ok(l) => Some(l),
-            // As for the main listener: held by another process, a later
-            // start may succeed.
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                tracing::error!(
-                    addr = %addr,
-                    error = %e,
-                    "cannot listen on [http] ops_addr (TOCSIN_HTTP_OPS_ADDR) for now; exiting 1 to be started again"
-                );
-                return Ok(ExitCode::FAILURE);
-            }
-            Err(e) => {
-                return Err(format!("cannot listen on {addr} (TOCSIN_HTTP_OPS_ADDR): {e}").into());
-            }
+        Some(addr) => match listen(addr, "[http] ops_addr", "TOCSIN_HTTP_OPS_ADDR").await? {
+            Some(l) => Some(l),
+            None => return Ok(ExitCode::FAILURE),
         },
     };
     let api = crate::api::Api::new(&config.http, &config.policy);
@@ -234,6 +202,31 @@ pub async fn run(config: Config) -> Result<ExitCode, Box<dyn std::error::Error>>
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Listens on `addr`, which `setting` (and `var`) set, for the messages.
+/// `None`, said: another process holds the port (an old gateway still
+/// stopping), so a later start may succeed and the caller exits 1, which
+/// systemd's unit restarts, not 2 (a configuration no restart mends, which
+/// it does not). An address not on this host is the error: a typing error
+/// would otherwise be restarted for ever.
+async fn listen(
+    addr: &str,
+    setting: &str,
+    var: &str,
+) -> Result<Option<tokio::net::TcpListener>, Box<dyn std::error::Error>> {
+    match http::bind(addr).await {
+        Ok(l) => Ok(Some(l)),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            tracing::error!(
+                addr = %addr,
+                error = %e,
+                "cannot listen on {setting} ({var}) for now; exiting 1 to be started again"
+            );
+            Ok(None)
+        }
+        Err(e) => Err(format!("cannot listen on {addr} ({var}): {e}").into()),
+    }
 }
 
 /// Opens the store, waiting out a store that is not there yet. `None` when
