@@ -171,7 +171,8 @@ pub struct Source {
     /// HL7; MessageHeader id for FHIR messages; Bundle.identifier (else
     /// Bundle.id) for document bundles; `Type/id/_history/version` (or
     /// `Type/id`) for standalone resources, with `#cancelled` or
-    /// `#entered-in-error` after it for a withdrawal.
+    /// `#entered-in-error` after it for a withdrawal. A FHIR id that is a
+    /// UUID is written in lowercase, as its acknowledgement names it.
     pub message_id: String,
     /// Message type, e.g. `ADT^A03`, `MDM^T02`, `Bundle/document`,
     /// `ITK003D`, `Encounter`.
@@ -355,7 +356,8 @@ pub struct Appointment {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Ack {
-    /// The acknowledged message's id (MSA-2; ITK3 `response.identifier`).
+    /// The acknowledged message's id (MSA-2 as sent; ITK3
+    /// `response.identifier`, in lowercase when it is a UUID).
     pub of_message_id: String,
     /// The acknowledgement code as sent (MSA-1, or the FHIR
     /// `MessageHeader.response.code`: `ok`, `transient-error`,

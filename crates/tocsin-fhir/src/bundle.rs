@@ -335,12 +335,16 @@ impl Ctx<'_> {
             .and_then(|r| r.reference.as_deref())
             .and_then(|r| scope.resolve(r))
             .map(|e| e.value(self.env.cfg.timezone));
-        let detail = outcome.as_ref().and_then(detail_coding);
         // An ITK3 code the table lists decides (a duplicate is no
-        // failure); otherwise the response code does.
-        let by_detail = detail.as_ref().and_then(|(system, code)| {
-            FhirConfig::lookup(&self.env.cfg.itk_response_code, system.as_deref(), code)
-        });
+        // failure), from whichever issue carries it; otherwise the response
+        // code does, detailed by the first coded issue.
+        let table = &self.env.cfg.itk_response_code;
+        let codings = outcome.as_ref().map(detail_codings).unwrap_or_default();
+        let listed = codings
+            .iter()
+            .find_map(|c| FhirConfig::lookup(table, c.system.as_deref(), &c.code).map(|t| (c, t)));
+        let by_detail = listed.map(|(_, t)| t);
+        let detail = listed.map(|(c, _)| c).or(codings.first());
         d.event_type = match by_detail.or_else(|| self.env.cfg.response_code.get(code)) {
             Some(t) => *t,
             None => {
@@ -356,8 +360,10 @@ impl Ctx<'_> {
         d.ack = Some(Ack {
             of_message_id: of_message_id.to_owned(),
             code: code.to_owned(),
-            detail_code: detail.map(|(_, code)| code),
-            text: outcome.as_ref().and_then(outcome_text),
+            detail_code: detail.map(|c| c.code.clone()),
+            text: outcome
+                .as_ref()
+                .and_then(|o| outcome_text(o, detail.map_or(0, |c| c.issue))),
         });
         d
     }
@@ -592,31 +598,42 @@ fn copy_for_information(mut d: Draft, for_information: bool) -> Draft {
     d
 }
 
-/// The coding detailing an OperationOutcome (an ITK3 response code): the
-/// first issue's first coded detail, as (system, code).
-fn detail_coding(v: &serde_json::Value) -> Option<(Option<String>, String)> {
-    let coding = v
-        .get("issue")?
-        .as_array()?
-        .first()?
-        .pointer("/details/coding")?
-        .as_array()?
-        .iter()
-        .find(|c| c.get("code").and_then(|c| c.as_str()).is_some())?;
-    let code = coding.get("code")?.as_str()?.trim();
-    if code.is_empty() {
-        return None;
-    }
-    let system = coding
-        .get("system")
-        .and_then(|s| s.as_str())
-        .map(str::to_owned);
-    Some((system, code.to_owned()))
+/// A coded detail of an OperationOutcome issue (an ITK3 response code).
+struct DetailCoding {
+    /// The index of the issue it details.
+    issue: usize,
+    system: Option<String>,
+    code: String,
 }
 
-/// The human text of an OperationOutcome (ITK response details).
-fn outcome_text(v: &serde_json::Value) -> Option<String> {
-    let issue = v.get("issue")?.as_array()?.first()?;
+/// The codings detailing an OperationOutcome's issues, in order: each
+/// issue's first coded detail. A receiver may put a generic issue before
+/// the one that carries its ITK3 response code.
+fn detail_codings(v: &serde_json::Value) -> Vec<DetailCoding> {
+    let Some(issues) = v.get("issue").and_then(|i| i.as_array()) else {
+        return Vec::new();
+    };
+    let coded = |(issue, i): (usize, &serde_json::Value)| {
+        let coding = i
+            .pointer("/details/coding")?
+            .as_array()?
+            .iter()
+            .find(|c| c.get("code").and_then(|c| c.as_str()).is_some())?;
+        let code = coding.get("code")?.as_str()?.trim();
+        let system = coding.get("system").and_then(|s| s.as_str());
+        (!code.is_empty()).then(|| DetailCoding {
+            issue,
+            system: system.map(str::to_owned),
+            code: code.to_owned(),
+        })
+    };
+    issues.iter().enumerate().filter_map(coded).collect()
+}
+
+/// The human text of an OperationOutcome's issue `index` (ITK response
+/// details).
+fn outcome_text(v: &serde_json::Value, index: usize) -> Option<String> {
+    let issue = v.get("issue")?.as_array()?.get(index)?;
     issue
         .pointer("/details/text")
         .or_else(|| issue.pointer("/details/coding/0/display"))

@@ -222,6 +222,27 @@ fn itk3_response_ok_acknowledges_the_original_message() {
     assert_eq!(e.patient.nhs_number, None);
 }
 
+/// A UUID is the same in capitals: a receiver that writes the id it answers
+/// (or its own message id) in capitals names the lowercase message tocsin
+/// read, so both come out lowercase and match; the response is not left
+/// unmatched and a capitalised resend is recognised as the same message.
+#[test]
+fn itk3_response_naming_a_capitalised_uuid_names_the_same_message() {
+    let e = edited("stu3/itk3-response-ok-ITK008M.json", |b| {
+        let mh = &mut b["entry"][0]["resource"];
+        let id = mh["id"].as_str().unwrap().to_ascii_uppercase();
+        mh["id"] = id.into();
+        let of = mh["response"]["identifier"]
+            .as_str()
+            .unwrap()
+            .to_ascii_uppercase();
+        mh["response"]["identifier"] = of.into();
+    });
+    assert_eq!(e.source.message_id, "8e0f0000-0000-4000-8000-000000000001");
+    let ack = e.ack.unwrap();
+    assert_eq!(ack.of_message_id, "7d0e0000-0000-4000-8000-000000000003");
+}
+
 #[test]
 fn itk3_response_fatal_error_is_a_failed_delivery() {
     let e = one("stu3/itk3-response-fatal-error-ITK008M.json");
@@ -261,6 +282,41 @@ fn itk3_duplicate_responses_are_not_failed_deliveries() {
         EventType::DeliveryFailed
     );
     assert_eq!(with(stu3, "30003").event_type, EventType::DeliveryFailed);
+}
+
+/// A receiver may open its OperationOutcome with a generic issue and put
+/// its ITK3 response code in a later one: the listed code is found there
+/// (a duplicate is still no failure), and the detail and text come from the
+/// issue that carries it. Without a listed code, the first coded issue
+/// details the response, not an uncoded one before it.
+#[test]
+fn the_itk3_code_is_read_from_whichever_issue_carries_it() {
+    let stu3 = "https://fhir.nhs.uk/STU3/CodeSystem/ITK-ResponseCodes-1";
+    let behind = |code: &'static str| {
+        edited("stu3/itk3-response-fatal-error-ITK008M.json", move |b| {
+            let oo = entry_of(b, "OperationOutcome");
+            let mut coded = oo["issue"][0].clone();
+            coded["details"]["coding"][0]["system"] = stu3.into();
+            coded["details"]["coding"][0]["code"] = code.into();
+            coded["details"]["text"] = "the coded issue".into();
+            let generic = serde_json::json!({
+                "severity": "information", "code": "informational",
+                "diagnostics": "processed by the receiving gateway"
+            });
+            oo["issue"] = serde_json::json!([generic, coded]);
+        })
+    };
+    let e = behind("20007");
+    assert_eq!(e.event_type, EventType::Other);
+    let ack = e.ack.unwrap();
+    assert_eq!(ack.detail_code.as_deref(), Some("20007"));
+    assert_eq!(ack.text.as_deref(), Some("the coded issue"));
+
+    let e = behind("30002");
+    assert_eq!(e.event_type, EventType::DeliveryFailed);
+    let ack = e.ack.unwrap();
+    assert_eq!(ack.detail_code.as_deref(), Some("30002"));
+    assert_eq!(ack.text.as_deref(), Some("the coded issue"));
 }
 
 /// An NRL STU3 pointer names its patient and custodian by the Spine's
