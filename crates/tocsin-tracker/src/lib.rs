@@ -83,7 +83,9 @@
 //!   repeat ([`Counters::repeated_ends`]).
 //! - **Duplicates**: a 128-bit hash of (format, sequence, message id,
 //!   message type, sending facility and application: a message id is
-//!   unique only within its sender) is kept
+//!   unique only within its sender; and the event type, NHS number,
+//!   encounter and document ids and acknowledgement it carries: a sender
+//!   may reuse one id for other patients' messages) is kept
 //!   for `duplicate_horizon` of event time. An event older than the clock
 //!   less that horizon is ignored ([`Counters::stale_events`]): it can no
 //!   longer be told from a duplicate. The horizon is therefore also the

@@ -221,8 +221,13 @@ pub(crate) type SeenKey = [u64; 2];
 /// id is unique only within its sender (HL7 MSH-10: each system numbers its
 /// own messages, and several systems may stand behind one MSH-4): keyed by
 /// the id alone, an EPR's summary numbered as the PAS's discharge before it
-/// was dropped as a duplicate. A resend of the same message agrees on all
-/// six.
+/// was dropped as a duplicate. What the message says it is about is hashed
+/// too (event type, NHS number, encounter and document ids, the message
+/// acknowledged and how): a sender whose template never renews its
+/// MessageHeader id (or an engine reusing MSH-10) sent three patients'
+/// summaries under one id, and two were dropped as duplicates with no
+/// alert, their discharges reported missing. A resend of the same message
+/// agrees on all of it.
 pub(crate) fn seen_key(ev: &InterfaceEvent) -> SeenKey {
     let mut h = Sha256::new();
     h.update(ev.source.format.as_str().as_bytes());
@@ -239,6 +244,21 @@ pub(crate) fn seen_key(ev: &InterfaceEvent) -> SeenKey {
     if let Some(a) = &ev.source.sending_application {
         h.update([2]);
         h.update(a.as_bytes());
+    }
+    let content = [
+        Some(ev.event_type.as_str()),
+        ev.patient.nhs_number.as_deref(),
+        ev.encounter.as_ref().and_then(|e| e.id.as_deref()),
+        ev.document.as_ref().map(|d| d.id.as_str()),
+        ev.ack.as_ref().map(|a| a.of_message_id.as_str()),
+        ev.ack.as_ref().map(|a| a.code.as_str()),
+    ];
+    for (tag, part) in (3u8..).zip(content) {
+        if let Some(part) = part {
+            h.update([tag]);
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
     }
     let d = h.finalize();
     let mut b = [0u8; 16];
