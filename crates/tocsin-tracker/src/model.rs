@@ -103,6 +103,27 @@ pub struct PatientKeys {
     pub local_ids: Vec<Identifier>,
 }
 
+impl PatientKeys {
+    /// Whether `patient` is someone else: both NHS numbers known and
+    /// different; else a local id of the same issuer with another value and
+    /// none that agrees. Unknown is not someone else.
+    pub(crate) fn contradicts(&self, patient: &tocsin_event::Patient) -> bool {
+        if let (Some(a), Some(b)) = (&self.nhs_number, &patient.nhs_number) {
+            return a != b;
+        }
+        let mut same_issuer = false;
+        for theirs in &patient.local_ids {
+            for ours in self.local_ids.iter().filter(|o| o.system == theirs.system) {
+                if ours.value == theirs.value {
+                    return false;
+                }
+                same_issuer = true;
+            }
+        }
+        same_issuer
+    }
+}
+
 /// The document that settled an expectation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Settlement {

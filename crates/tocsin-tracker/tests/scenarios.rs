@@ -980,6 +980,55 @@ fn a_cancellation_of_a_settled_discharge_is_not_counted_unmatched() {
     assert_eq!(tr.counters().cancellations_unmatched, 1);
 }
 
+/// Document numbers collide across systems and patients: another
+/// patient's summary that carries the refused summary's document id is no
+/// resend of it. It settles its own patient's discharge, and its
+/// acceptance leaves the first patient's failure standing (before, it was
+/// taken for the resend: its own patient's discharge went overdue and the
+/// refused summary was reported delivered).
+#[test]
+fn another_patients_document_under_a_refused_documents_id_is_no_resend() {
+    let mut tr = tracker();
+    let mut store = Store::default();
+    let at = |s: &str| t(&format!("2024-01-10T{s}Z"));
+    let summary = |msg: &str, visit: &str, nhs: &str, time: &str| {
+        let mut d = doc(msg, Some(visit), D::DischargeSummary, at(time), Some(nhs));
+        d.document.as_mut().unwrap().id = "DOC-1".into();
+        d
+    };
+    store.commit(&tr.apply(&end("m1", "V1", K::Inpatient, at("10:00:00"), NHS)));
+    store.commit(&tr.apply(&end("m2", "W7", K::Inpatient, at("10:30:00"), NHS2)));
+    store.commit(&tr.apply(&summary("d1", "V1", NHS, "12:00:00")));
+    let fx = tr.apply(&ack("a1", "d1", true, at("12:01:00")));
+    assert_eq!(kinds(&fx), [A::DeliveryFailed]);
+    store.commit(&fx);
+
+    let fx = tr.apply(&summary("d2", "W7", NHS2, "13:00:00"));
+    let settled = changed(&fx);
+    assert_eq!(settled.len(), 1, "{fx:?}");
+    assert_eq!(settled[0].encounter.id.as_deref(), Some("W7"));
+    assert_eq!(settled[0].status, S::OnTime);
+    assert_eq!(tr.counters().deliveries_resent, 0);
+    store.commit(&fx);
+
+    let fx = tr.apply(&ack("a2", "d2", false, at("13:01:00")));
+    let acked = changed(&fx);
+    assert_eq!(acked.len(), 1, "{fx:?}");
+    assert_eq!(acked[0].encounter.id.as_deref(), Some("W7"));
+    assert_eq!(acked[0].delivery, Some(DeliveryStatus::Acknowledged));
+    store.commit(&fx);
+    assert_eq!(tr.open_count(), 0);
+    let delivery = |visit: &str| {
+        let e = store
+            .all()
+            .into_iter()
+            .find(|e| e.encounter.id.as_deref() == Some(visit));
+        e.and_then(|e| e.delivery)
+    };
+    assert_eq!(delivery("V1"), Some(DeliveryStatus::Failed));
+    assert_eq!(delivery("W7"), Some(DeliveryStatus::Acknowledged));
+}
+
 /// A summary the GP system refused, sent again by the engine once the
 /// fault is mended (same document, another message id): the resend is the
 /// transmission the expectation waits on, so its acceptance clears the

@@ -327,7 +327,7 @@ impl Tracker {
         // report crediting a summary never sent for it), and the refused
         // one stayed failed.
         if !self.failed_transmissions.is_empty()
-            && self.resend_after_failure(doc, &ev.source.message_id, fx)
+            && self.resend_after_failure(doc, &ev.patient, &ev.source.message_id, fx)
         {
             self.counters.deliveries_resent += 1;
             return;
@@ -558,7 +558,7 @@ impl Tracker {
             let Some(q) = self.remove_pending(s, fx) else {
                 continue;
             };
-            if !self.resend_after_failure(&q.document, &q.message_id, fx) {
+            if !self.resend_after_failure(&q.document, &q.patient, &q.message_id, fx) {
                 self.counters.documents_repeated += 1;
                 if q.delivery.is_some() {
                     self.counters.acks_unmatched += 1;

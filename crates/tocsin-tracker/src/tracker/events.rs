@@ -1002,15 +1002,22 @@ impl Tracker {
     /// `delivery_failed` alert stays on record, and is not raised again if
     /// the resend is refused too). The refused transmission is let go: a
     /// late acknowledgement of it could otherwise undo the resend's, and
-    /// would not after a restart. Returns whether `doc` was such a resend.
+    /// would not after a restart. Returns whether `doc`, about `patient`,
+    /// was such a resend.
     pub(super) fn resend_after_failure(
         &mut self,
         doc: &tocsin_event::Document,
+        patient: &tocsin_event::Patient,
         message_id: &str,
         fx: &mut Effects<'_>,
     ) -> bool {
-        let resends =
-            |e: &crate::Expectation| super::state::failed_document(e) == Some(doc.id.as_str());
+        // Document ids collide across systems (TXA-12's namespace is not
+        // kept) and patients: another patient's document under the refused
+        // one's id is no resend of it.
+        let resends = |e: &crate::Expectation| {
+            super::state::failed_document(e) == Some(doc.id.as_str())
+                && !e.patient.contradicts(patient)
+        };
         let Some(failed) = self
             .failed_transmissions
             .range((doc.id.clone(), String::new())..)
