@@ -104,24 +104,34 @@ pub struct PatientKeys {
 }
 
 impl PatientKeys {
-    /// Whether `patient` is someone else: both NHS numbers known and
-    /// different; else a local id of the same issuer with another value and
-    /// none that agrees. Unknown is not someone else.
+    /// Whether `patient` is someone else (see [`patients_contradict`]).
     pub(crate) fn contradicts(&self, patient: &tocsin_event::Patient) -> bool {
-        if let (Some(a), Some(b)) = (&self.nhs_number, &patient.nhs_number) {
-            return a != b;
-        }
-        let mut same_issuer = false;
-        for theirs in &patient.local_ids {
-            for ours in self.local_ids.iter().filter(|o| o.system == theirs.system) {
-                if ours.value == theirs.value {
-                    return false;
-                }
-                same_issuer = true;
-            }
-        }
-        same_issuer
+        patients_contradict(self.nhs_number.as_deref(), &self.local_ids, patient)
     }
+}
+
+/// Whether `patient` is someone else than the patient of `nhs_number` and
+/// `local_ids`: both NHS numbers known and different; else a local id of the
+/// same issuer with another value and none that agrees. Unknown is not
+/// someone else.
+pub(crate) fn patients_contradict(
+    nhs_number: Option<&str>,
+    local_ids: &[Identifier],
+    patient: &tocsin_event::Patient,
+) -> bool {
+    if let (Some(a), Some(b)) = (nhs_number, patient.nhs_number.as_deref()) {
+        return a != b;
+    }
+    let mut same_issuer = false;
+    for theirs in &patient.local_ids {
+        for ours in local_ids.iter().filter(|o| o.system == theirs.system) {
+            if ours.value == theirs.value {
+                return false;
+            }
+            same_issuer = true;
+        }
+    }
+    same_issuer
 }
 
 /// The document that settled an expectation.

@@ -1328,6 +1328,168 @@ fn a_refused_summary_revived_by_a13_does_not_raise_delivery_failed_again() {
     assert!(last.alerts_raised.contains(&A::DeliveryFailed));
 }
 
+/// A summary whose discharge was cancelled (A13) waits again; a refusal
+/// read while it waits was never told, so the discharge recorded again
+/// raises `delivery_failed` for it, once (before, the revived summary was
+/// taken to have told its refusal already: the report counted a failed
+/// delivery no alert had named).
+#[test]
+fn a_refusal_read_while_a_revived_summary_waits_is_raised_once() {
+    let mut tr = tracker();
+    let at = |s: &str| t(&format!("2024-01-10T{s}Z"));
+    tr.apply(&end("m1", "V1", K::Inpatient, at("10:00:00"), NHS));
+    let summary = doc(
+        "m2",
+        Some("V1"),
+        D::DischargeSummary,
+        at("12:00:00"),
+        Some(NHS),
+    );
+    assert_eq!(changed(&tr.apply(&summary))[0].status, S::OnTime);
+    let a13 = cancel(
+        "m3",
+        EventType::EncounterDischargeCancelled,
+        "V1",
+        at("12:30:00"),
+    );
+    tr.apply(&a13);
+    let fx = tr.apply(&ack("a1", "m2", true, at("12:35:00")));
+    assert!(
+        kinds(&fx).is_empty(),
+        "told when the discharge is recorded again: {fx:?}"
+    );
+    let fx = tr.apply(&end("m4", "V1", K::Inpatient, at("11:00:00"), NHS));
+    assert_eq!(kinds(&fx), [A::DeliveryFailed], "{fx:?}");
+    let last = changed(&fx).pop().unwrap();
+    assert_eq!(last.delivery, Some(DeliveryStatus::Failed));
+    let again = cancel(
+        "m5",
+        EventType::EncounterDischargeCancelled,
+        "V1",
+        at("13:00:00"),
+    );
+    tr.apply(&again);
+    let fx = tr.apply(&end("m6", "V1", K::Inpatient, at("11:30:00"), NHS));
+    assert!(kinds(&fx).is_empty(), "raised once: {fx:?}");
+}
+
+/// A late summary, its discharge cancelled (A13) and recorded again: the
+/// summary settles the discharge recorded again, under the same id, and
+/// its `late` (and the `overdue` and `resolved` before it) are not raised
+/// a second time (a second `late` under one alert id went out before).
+#[test]
+fn a_late_summary_revived_by_a13_does_not_raise_late_again() {
+    let mut tr = tracker();
+    let at = |s: &str| t(&format!("2024-01-1{s}Z"));
+    tr.apply(&end("m1", "V1", K::Inpatient, at("0T10:00:00"), NHS));
+    let fx = tr.apply(&doc(
+        "m2",
+        Some("V1"),
+        D::DischargeSummary,
+        at("1T12:00:00"),
+        Some(NHS),
+    ));
+    assert_eq!(kinds(&fx), [A::Overdue, A::Late, A::Resolved]);
+    let a13 = cancel(
+        "m3",
+        EventType::EncounterDischargeCancelled,
+        "V1",
+        at("1T12:30:00"),
+    );
+    tr.apply(&a13);
+    let fx = tr.apply(&end("m4", "V1", K::Inpatient, at("0T11:00:00"), NHS));
+    assert!(kinds(&fx).is_empty(), "{fx:?}");
+    let last = changed(&fx).pop().unwrap();
+    assert_eq!(last.status, S::Late);
+    assert_eq!(last.encounter.ended_at, at("0T11:00:00"));
+}
+
+/// The engine resends a refused summary (another message id) while the PAS
+/// corrects the discharge (A13 then A03): the resend waits with the revived
+/// summary and is taken as its resend when the discharge is recorded
+/// again, so its acceptance clears the failure (before, it was counted a
+/// repeat, its acceptance unmatched, and the failure stood).
+#[test]
+fn a_resend_read_while_a_revived_summary_waits_clears_its_failure() {
+    for accepted_before_the_end in [false, true] {
+        let mut tr = tracker();
+        let at = |s: &str| t(&format!("2024-01-10T{s}Z"));
+        tr.apply(&end("m1", "V1", K::Inpatient, at("10:00:00"), NHS));
+        tr.apply(&doc(
+            "m2",
+            Some("V1"),
+            D::DischargeSummary,
+            at("12:00:00"),
+            Some(NHS),
+        ));
+        assert_eq!(
+            kinds(&tr.apply(&ack("a1", "m2", true, at("12:01:00")))),
+            [A::DeliveryFailed]
+        );
+        tr.apply(&cancel(
+            "m3",
+            EventType::EncounterDischargeCancelled,
+            "V1",
+            at("12:30:00"),
+        ));
+        let mut resend = doc(
+            "m4",
+            Some("V1"),
+            D::DischargeSummary,
+            at("13:00:00"),
+            Some(NHS),
+        );
+        resend.document.as_mut().unwrap().id = "DOC-m2".into();
+        tr.apply(&resend);
+        assert_eq!(tr.counters().documents_repeated, 0);
+        let accept = ack("a2", "m4", false, at("13:01:00"));
+        if accepted_before_the_end {
+            tr.apply(&accept);
+        }
+        let mut fx = tr.apply(&end("m5", "V1", K::Inpatient, at("11:00:00"), NHS));
+        if !accepted_before_the_end {
+            fx.extend(tr.apply(&accept));
+        }
+        assert!(kinds(&fx).is_empty(), "{fx:?}");
+        let last = changed(&fx).pop().unwrap();
+        assert_eq!(last.delivery, Some(DeliveryStatus::Acknowledged), "{fx:?}");
+        assert_eq!(
+            last.settlement.unwrap().message_id,
+            "m2",
+            "first transmission counts"
+        );
+        assert_eq!(tr.counters().deliveries_resent, 1);
+        assert_eq!(tr.counters().acks_unmatched, 0);
+        assert_eq!(tr.pending_document_count(), 0);
+    }
+}
+
+/// Two copies of one summary (the engine's, to the GP and to a second
+/// recipient) both read before the discharge: the first settles it and the
+/// second is a repeat, as had the discharge come first (before, the second
+/// waited until it expired as `pending_document_expired`, which pages the
+/// operators).
+#[test]
+fn a_second_copy_waiting_for_the_discharge_is_a_repeat() {
+    let mut tr = tracker();
+    let at = |s: &str| t(&format!("2024-01-10T{s}Z"));
+    let copy = |msg: &str, time: &str| {
+        let mut d = doc(msg, Some("V1"), D::DischargeSummary, at(time), Some(NHS));
+        d.document.as_mut().unwrap().id = "DOC-1".into();
+        d
+    };
+    tr.apply(&copy("d1", "09:00:00"));
+    tr.apply(&copy("d2", "09:05:00"));
+    assert_eq!(tr.pending_document_count(), 2);
+    let fx = tr.apply(&end("m1", "V1", K::Inpatient, at("10:00:00"), NHS));
+    let settled = changed(&fx).pop().unwrap();
+    assert_eq!(settled.settlement.unwrap().message_id, "d1");
+    assert_eq!(tr.pending_document_count(), 0);
+    assert_eq!(tr.counters().documents_repeated, 1);
+    tr.advance_to(t("2024-03-01T00:00:00Z"));
+    assert_eq!(tr.counters().pending_expired, 0);
+}
+
 /// `delivery_failed` is raised at the failing acknowledgement's own time
 /// (never before the document's issue), whatever else was read before it:
 /// the same input gives the same alert whether read at once or over days.

@@ -46,6 +46,28 @@ pub(crate) struct PendingDocument {
     /// (an MDM's PV1-44): it is about no encounter that ended before then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stay_started_at: Option<DateTime<Utc>>,
+    /// Revived: the alerts raised about the expectation it settled, whose
+    /// id the discharge recorded again shares. They are not raised again
+    /// when it settles that discharge (a `late` was published twice under
+    /// one id); one not among them is (a refusal read while it waited).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts_raised: Vec<AlertKind>,
+}
+
+impl PendingDocument {
+    /// Whether `patient` may be this document's (does not contradict it).
+    fn may_be_about(&self, patient: &Patient) -> bool {
+        let p = &self.patient;
+        !crate::model::patients_contradict(p.nhs_number.as_deref(), &p.local_ids, patient)
+    }
+
+    /// Whether `other` is a copy of this document: same id, another
+    /// message, a patient that may be this one's.
+    fn is_copy(&self, other: &PendingDocument) -> bool {
+        self.document.id == other.document.id
+            && self.message_id != other.message_id
+            && self.may_be_about(&other.patient)
+    }
 }
 
 /// What a document offers for matching.
@@ -235,10 +257,11 @@ impl Tracker {
             encounter_ref: exp.encounter.reference.clone(),
             delivery: exp.delivery.filter(|d| *d != DeliveryStatus::Pending),
             failed_at: None,
-            // Its `delivery_failed` was raised when it first failed.
+            // Its `delivery_failed`, if any, was raised when it first failed.
             failure: None,
             revived: true,
             stay_started_at: None,
+            alerts_raised: exp.alerts_raised.clone(),
         };
         fx.put_state(namespaces::PENDING_DOCUMENT, &p.event_id, &p);
         self.insert_pending(p);
@@ -363,7 +386,13 @@ impl Tracker {
             self.counters.replacements_unmatched += 1;
             return;
         }
-        if self.is_duplicate(&super::state::document_key(&doc.id)) {
+        // A copy of a document waiting again since its discharge was
+        // cancelled (the engine's resend of a refused summary, sent while
+        // the PAS corrected the discharge) waits with it, to be taken in
+        // issue order when the discharge is recorded again: counted a
+        // repeat, the resend's acceptance was lost and the failure stood.
+        let revived_copy = self.revived_copy(doc, &ev.patient);
+        if !revived_copy && self.is_duplicate(&super::state::document_key(&doc.id)) {
             self.counters.documents_repeated += 1;
             return;
         }
@@ -378,8 +407,9 @@ impl Tracker {
             delivery: None,
             failed_at: None,
             failure: None,
-            revived: false,
+            revived: revived_copy,
             stay_started_at: enc.and_then(|e| e.started_at),
+            alerts_raised: Vec::new(),
         };
         let message_id = p.message_id.clone();
         fx.put_state(namespaces::PENDING_DOCUMENT, &p.event_id, &p);
@@ -388,6 +418,17 @@ impl Tracker {
         if let Some(held) = self.take_early_ack(&message_id, fx) {
             self.ack_pending(&message_id, &held, fx);
         }
+    }
+
+    /// Whether a document of `doc`'s id, about a patient `patient` does not
+    /// contradict, waits again since the discharge it settled was
+    /// cancelled.
+    fn revived_copy(&self, doc: &Document, patient: &Patient) -> bool {
+        self.pending_by_document.get(doc_key(&doc.id)).any(|s| {
+            self.pending
+                .get(s)
+                .is_some_and(|p| p.revived && p.document.id == doc.id && p.may_be_about(patient))
+        })
     }
 
     /// Whether a document of this id waits for its encounter or settled an
@@ -507,37 +548,29 @@ impl Tracker {
         let Some(p) = self.remove_pending(pslot, fx) else {
             return false;
         };
+        // A document revived by A13 settles the discharge recorded again
+        // under the id it settled before: what was told then is not told
+        // again.
+        if let Some(o) = self.open.get_mut(slot) {
+            o.mark_raised(&p.alerts_raised);
+        }
         self.settle(slot, &p.document, method, &p.message_id, &p.event_id, fx);
         if let Some(status) = p.delivery {
-            // A document revived by A13 whose refusal was told when it
-            // first failed: the discharge recorded again carries the
-            // failure without raising `delivery_failed` a second time (it
-            // was published twice under one alert id).
-            if p.revived
-                && status == DeliveryStatus::Failed
-                && let Some(t) = self.transmissions.get_mut(&p.message_id)
-            {
-                for e in &mut t.expectations {
-                    if !e.alerts_raised.contains(&AlertKind::DeliveryFailed) {
-                        e.alerts_raised.push(AlertKind::DeliveryFailed);
-                    }
-                }
-            }
             let at = p.delivery_at(ended_event_at);
             self.record_delivery(&p.message_id, status, at, p.failure.as_ref(), fx);
-            if status == DeliveryStatus::Failed {
-                self.settle_waiting_copies(&p, ended_event_at, fx);
-            }
         }
+        self.settle_waiting_copies(&p, ended_event_at, fx);
         true
     }
 
-    /// Other copies of a refused document that waited with it for the
-    /// encounter's end (the engine's resend, and its acknowledgement, read
-    /// before the discharge), taken in issue order as they would have been
-    /// had the end come first: a copy after a refusal is its resend, any
-    /// other a repeat. Left waiting, the resend expired unmatched and the
-    /// delivery stayed failed although the GP system had accepted it.
+    /// Other copies of a document that waited with it for the encounter's
+    /// end (the engine's resend of a refused one, and its acknowledgement,
+    /// read before the discharge; a copy to a second recipient), taken in
+    /// issue order as they would have been had the end come first: a copy
+    /// after a refusal is its resend, any other a repeat. Left waiting, the
+    /// resend expired unmatched and the delivery stayed failed although the
+    /// GP system had accepted it, and a repeat expired as
+    /// `pending_document_expired`, which pages the operators.
     fn settle_waiting_copies(
         &mut self,
         settled: &PendingDocument,
@@ -549,7 +582,8 @@ impl Tracker {
             .get(doc_key(&settled.document.id))
             .filter_map(|s| {
                 let q = self.pending.get(s)?;
-                (q.document.id == settled.document.id && q.message_id != settled.message_id)
+                settled
+                    .is_copy(q)
                     .then(|| (ms(q.document.issued_at), q.event_id.as_str().to_owned(), s))
             })
             .collect();

@@ -122,6 +122,12 @@ impl Open {
         self.alerts |= OVERDUE;
     }
 
+    /// Records alerts as raised already (under this expectation's id), so
+    /// that they are not raised again.
+    pub(crate) fn mark_raised(&mut self, kinds: &[AlertKind]) {
+        self.alerts |= kinds.iter().fold(0, |a, k| a | alert_bit(*k));
+    }
+
     /// The local patient ids, in the order given.
     pub(crate) fn local_ids(&self, syms: &Symbols) -> impl Iterator<Item = (Sym, &CStr)> {
         let more = self
