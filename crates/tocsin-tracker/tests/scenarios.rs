@@ -1464,6 +1464,65 @@ fn a_resend_read_while_a_revived_summary_waits_clears_its_failure() {
     }
 }
 
+/// A refused transmission is remembered `ack_horizon` (7 days) after its
+/// refusal, not its issue: a refusal that came six days after the summary
+/// and the engine's resend two days later still meet, with or without a
+/// restart in between (before, the transmission was forgotten 7 days after
+/// the issue and the resend was a repeat, its acceptance unmatched). A
+/// resend more than the horizon after the refusal is a repeat.
+#[test]
+fn a_refused_transmission_is_remembered_for_the_horizon_after_its_refusal() {
+    for (restart, resent_on, resent) in [
+        (false, "18", true),
+        (true, "18", true),
+        (false, "24", false),
+    ] {
+        let mut tr = tracker();
+        let mut store = Store::default();
+        let at = |day: &str, time: &str| t(&format!("2024-01-{day}T{time}Z"));
+        store.commit(&tr.apply(&end("m1", "V1", K::Inpatient, at("10", "10:00:00"), NHS)));
+        let first = doc(
+            "m2",
+            Some("V1"),
+            D::DischargeSummary,
+            at("10", "12:00:00"),
+            Some(NHS),
+        );
+        store.commit(&tr.apply(&first));
+        let fx = tr.apply(&ack("a1", "m2", true, at("16", "12:00:00")));
+        assert_eq!(kinds(&fx), [A::DeliveryFailed]);
+        store.commit(&fx);
+        if restart {
+            store.commit(&tr.advance_to(at("17", "13:00:00")));
+            tr = store.restored();
+        }
+        let mut again = doc(
+            "m3",
+            Some("V1"),
+            D::DischargeSummary,
+            at(resent_on, "09:00:00"),
+            Some(NHS),
+        );
+        again.document = first.document.clone();
+        again.document.as_mut().unwrap().issued_at = at(resent_on, "09:00:00");
+        store.commit(&tr.apply(&again));
+        let fx = tr.apply(&ack("a2", "m3", false, at(resent_on, "09:01:00")));
+        let cleared = changed(&fx).pop().map(|e| e.delivery);
+        let context = format!("restart {restart}, resent on the {resent_on}th: {fx:?}");
+        if resent {
+            assert_eq!(
+                cleared,
+                Some(Some(DeliveryStatus::Acknowledged)),
+                "{context}"
+            );
+            assert_eq!(tr.counters().deliveries_resent, 1, "{context}");
+        } else {
+            assert_eq!(cleared, None, "{context}");
+            assert_eq!(tr.counters().documents_repeated, 1, "{context}");
+        }
+    }
+}
+
 /// Two copies of one summary (the engine's, to the GP and to a second
 /// recipient) both read before the discharge: the first settles it and the
 /// second is a repeat, as had the discharge come first (before, the second

@@ -600,6 +600,18 @@ impl Tracker {
         self.tx_timers.remove(&timer);
         let (at, what, id) = timer;
         if what == 1 {
+            // A refused transmission is kept `ack_horizon` after its
+            // refusal, not its issue, so that the engine's resend once the
+            // fault is mended (days after a refusal that itself came days
+            // late) still meets it, as documented.
+            let refused = (self.transmissions.get(&id))
+                .filter(|t| !t.expectations.is_empty())
+                .and_then(|t| t.failed_at);
+            let keep_until = refused.map(|f| ms(f) + self.config.ack_horizon.as_secs() * 1000);
+            if let Some(k) = keep_until.filter(|k| *k > at) {
+                self.tx_timers.insert((k, 1, id));
+                return;
+            }
             if let Some(t) = self.transmissions.remove(&id) {
                 t.unindex_failed(&id, &mut self.failed_transmissions);
                 fx.delete_state(namespaces::TRANSMISSION, id);
