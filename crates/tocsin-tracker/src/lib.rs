@@ -27,9 +27,10 @@
 //! - **Correlation**, in order: encounter id, FHIR reference, then the same
 //!   patient (NHS number when both sides have one, else any local id) and
 //!   document kind, issued within `match_window_before`/`_after` of the
-//!   encounter's end, nearest end first, but never an encounter that ended
-//!   before the stay the document's message says it is about began (an
-//!   MDM's PV1-44). A document that names an encounter never settles a
+//!   encounter's end, nearest end first (nearest the end the document gives
+//!   for its stay, an MDM's PV1-45 or its Encounter's period, else its
+//!   issue), but never an encounter that ended before the stay the
+//!   document's message says it is about began (an MDM's PV1-44). A document that names an encounter never settles a
 //!   *different* named encounter by patient (a `urn:` reference, local to
 //!   its bundle, names none). The document
 //!   kind must always agree, and so must the NHS numbers when both sides

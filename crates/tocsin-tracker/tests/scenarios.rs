@@ -1786,6 +1786,66 @@ fn matching_by_patient_takes_the_nearest_open_expectation_within_the_window() {
     assert_eq!(tr.pending_document_count(), 1);
 }
 
+/// A summary that names no visit number but gives its stay's end (a FHIR
+/// Encounter's period, an MDM's PV1-45) is matched by patient to the stay
+/// whose end is nearest that end, not nearest its issue: the late summary
+/// of last week's stay, sent the morning a day case ended, settles last
+/// week's stay, and the day case stays owed (before, it settled the day
+/// case and last week's stay was reported missing).
+#[test]
+fn matching_by_patient_takes_the_stay_nearest_the_end_the_document_gives() {
+    let mut tr = tracker();
+    tr.apply(&end(
+        "m1",
+        "IP1",
+        K::Inpatient,
+        t("2024-01-08T10:00:00Z"),
+        NHS,
+    ));
+    tr.apply(&end(
+        "m2",
+        "DC1",
+        K::DayCase,
+        t("2024-01-15T09:00:00Z"),
+        NHS,
+    ));
+    let mut late = doc(
+        "m3",
+        None,
+        D::DischargeSummary,
+        t("2024-01-15T12:00:00Z"),
+        Some(NHS),
+    );
+    late.encounter = Some(tocsin_event::Encounter {
+        started_at: Some(t("2024-01-05T08:00:00Z")),
+        ended_at: Some(t("2024-01-08T10:00:00Z")),
+        ..Default::default()
+    });
+    let fx = tr.apply(&late);
+    let settled = changed(&fx);
+    assert_eq!(settled.len(), 1, "{fx:?}");
+    assert_eq!(settled[0].encounter.id.as_deref(), Some("IP1"));
+    assert_eq!(settled[0].status, S::Late);
+    // Without its stay's end, the nearest to its issue: the day case.
+    let mut tr = tracker();
+    tr.apply(&end(
+        "m1",
+        "IP1",
+        K::Inpatient,
+        t("2024-01-08T10:00:00Z"),
+        NHS,
+    ));
+    tr.apply(&end(
+        "m2",
+        "DC1",
+        K::DayCase,
+        t("2024-01-15T09:00:00Z"),
+        NHS,
+    ));
+    late.encounter = None;
+    let settled = changed(&tr.apply(&late));
+    assert_eq!(settled[0].encounter.id.as_deref(), Some("DC1"));
+}
 #[test]
 fn matching_by_local_id_when_no_nhs_number() {
     let mut tr = tracker();

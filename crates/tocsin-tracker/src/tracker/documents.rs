@@ -79,6 +79,9 @@ pub(crate) struct DocView<'a> {
     pub patient: &'a Patient,
     /// The start of the stay the document is about (ms), when given.
     pub stay_started_at: Option<i64>,
+    /// The end of the stay the document is about (ms), when its message
+    /// says (an MDM's PV1-45, the FHIR Encounter's period end).
+    pub stay_ended_at: Option<i64>,
 }
 
 impl PendingDocument {
@@ -100,6 +103,7 @@ impl PendingDocument {
             encounter_ref: self.encounter_ref.as_deref(),
             patient: &self.patient,
             stay_started_at: self.stay_started_at.map(ms),
+            stay_ended_at: None,
         }
     }
 
@@ -268,14 +272,18 @@ impl Tracker {
     }
 
     /// The open expectation a document settles: by encounter id, then FHIR
-    /// reference, then the nearest (by encounter end) for the same patient
-    /// within the window.
+    /// reference, then the nearest for the same patient within the window:
+    /// nearest by encounter end to the end the document gives for its stay,
+    /// else to its issue (a late summary of the last stay, whose Encounter
+    /// says it ended a week ago, settled the day case that ended this
+    /// morning, leaving its own stay owed).
     fn find_open_for(&self, d: &DocView<'_>) -> Option<(u32, MatchMethod)> {
+        let anchor = d.stay_ended_at.unwrap_or(d.issued_at);
         let best = |slots: &mut dyn Iterator<Item = u32>, want: MatchMethod| {
             slots
                 .filter_map(|s| self.open.get(s).map(|o| (s, o)))
                 .filter(|(_, o)| self.match_method(o, d) == Some(want))
-                .min_by_key(|(_, o)| ((d.issued_at - o.ended_at).abs(), self.open_id(o)))
+                .min_by_key(|(_, o)| ((anchor - o.ended_at).abs(), self.open_id(o)))
                 .map(|(s, _)| (s, want))
         };
         if let Some(id) = d.encounter_id
@@ -343,6 +351,7 @@ impl Tracker {
             encounter_ref: enc.and_then(|e| e.reference.as_deref()),
             patient: &ev.patient,
             stay_started_at: enc.and_then(|e| e.started_at).map(ms),
+            stay_ended_at: enc.and_then(|e| e.ended_at).map(ms),
         };
         // A refused document sent again is its own expectation's resend,
         // before anything else: matched by patient and window first, it
