@@ -169,7 +169,8 @@ pub struct Alert {
     /// When, in event time, the alert's condition arose: the deadline (or
     /// warning point, or confirmation limit) for `overdue`, `due_soon` and
     /// `unconfirmed`; the document's issue, not before the deadline, for
-    /// `late` and `resolved`; the engine's clock at the acknowledgement for
+    /// `late` and `resolved`; the refusal's own time (MSH-7, the response's
+    /// timestamp), not before the document's issue, for
     /// `delivery_failed`; the cancelling message's time, not before the
     /// alert it withdraws, for `cancelled`. It does not depend on when the
     /// input was read, so a replay and the live gateway raise identical
