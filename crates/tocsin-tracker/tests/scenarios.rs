@@ -1523,6 +1523,45 @@ fn a_refused_transmission_is_remembered_for_the_horizon_after_its_refusal() {
     }
 }
 
+/// A document that names an encounter whose expectation for its kind has
+/// settled (an addendum, an amended version not named as a replacement, a
+/// second letter) waits as any other, but expiring it is routine traffic,
+/// counted `extra_document_expired`, not `pending_document_expired`,
+/// which pages the operators. One naming an encounter never settled
+/// expires as before.
+#[test]
+fn a_document_for_a_settled_encounter_expires_as_an_extra() {
+    let at = |s: &str| t(&format!("2024-01-{s}Z"));
+    for settled in [true, false] {
+        let mut tr = tracker();
+        tr.apply(&end("m1", "V1", K::Inpatient, at("10T10:00:00"), NHS));
+        if settled {
+            tr.apply(&doc(
+                "m2",
+                Some("V1"),
+                D::DischargeSummary,
+                at("10T12:00:00"),
+                Some(NHS),
+            ));
+        }
+        let visit = if settled { "V1" } else { "V9" };
+        let extra = doc(
+            "m3",
+            Some(visit),
+            D::DischargeSummary,
+            at("11T09:00:00"),
+            Some(NHS),
+        );
+        assert!(changed(&tr.apply(&extra)).is_empty());
+        assert_eq!(tr.pending_document_count(), 1);
+        tr.advance_to(t("2024-04-01T00:00:00Z"));
+        assert_eq!(tr.pending_document_count(), 0);
+        let c = tr.counters();
+        let counted = (c.extras_expired, c.pending_expired);
+        assert_eq!(counted, if settled { (1, 0) } else { (0, 1) });
+    }
+}
+
 /// Two copies of one summary (the engine's, to the GP and to a second
 /// recipient) both read before the discharge: the first settles it and the
 /// second is a repeat, as had the discharge come first (before, the second

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use tocsin_event::{Document, EventId, EventType, InterfaceEvent, Patient};
 
 use super::effects::Effects;
+use super::events::expectation_id_bytes;
 use super::open::{Open, ms};
 use super::state::{EarlyAck, Transmission};
 use super::{Effect, Tracker, build_alert, enc_key, local_key, namespaces, nhs_key, ref_key};
@@ -52,6 +53,14 @@ pub(crate) struct PendingDocument {
     /// one id); one not among them is (a refusal read while it waited).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alerts_raised: Vec<AlertKind>,
+    /// When it came, the encounter it names had its expectation for this
+    /// kind settled already (an addendum, an amended version not named as a
+    /// replacement, a second letter): it still waits (visit numbers
+    /// collide across patients), but expiring it is counted
+    /// `extra_document_expired`, not `pending_document_expired`, which
+    /// pages the operators.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub extra: bool,
 }
 
 impl PendingDocument {
@@ -266,6 +275,7 @@ impl Tracker {
             revived: true,
             stay_started_at: None,
             alerts_raised: exp.alerts_raised.clone(),
+            extra: false,
         };
         fx.put_state(namespaces::PENDING_DOCUMENT, &p.event_id, &p);
         self.insert_pending(p);
@@ -419,6 +429,7 @@ impl Tracker {
             revived: revived_copy,
             stay_started_at: enc.and_then(|e| e.started_at),
             alerts_raised: Vec::new(),
+            extra: self.names_a_settled_encounter(&view),
         };
         let message_id = p.message_id.clone();
         fx.put_state(namespaces::PENDING_DOCUMENT, &p.event_id, &p);
@@ -427,6 +438,23 @@ impl Tracker {
         if let Some(held) = self.take_early_ack(&message_id, fx) {
             self.ack_pending(&message_id, &held, fx);
         }
+    }
+
+    /// Whether the encounter `d` names (by id, else reference) has its
+    /// expectation for `d`'s kind settled, within the duplicate horizon.
+    fn names_a_settled_encounter(&self, d: &DocView<'_>) -> bool {
+        if d.encounter_id.is_none() && d.encounter_ref.is_none() {
+            return false;
+        }
+        self.rules
+            .iter()
+            .filter(|r| r.document_kind == d.kind)
+            .any(|r| {
+                let base = expectation_id_bytes(&r.id, d.encounter_id, d.encounter_ref, "");
+                self.generations(base)
+                    .iter()
+                    .any(|id| self.is_duplicate(&super::state::settled_key(id)))
+            })
     }
 
     /// Whether a document of `doc`'s id, about a patient `patient` does not
@@ -790,8 +818,10 @@ impl Tracker {
                 break;
             }
             self.pending_expiry.remove(&(at, slot));
-            if self.remove_pending(slot, fx).is_some() {
-                self.counters.pending_expired += 1;
+            match self.remove_pending(slot, fx) {
+                Some(p) if p.extra => self.counters.extras_expired += 1,
+                Some(_) => self.counters.pending_expired += 1,
+                None => {}
             }
         }
     }

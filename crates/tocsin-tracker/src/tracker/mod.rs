@@ -106,6 +106,11 @@ pub struct Counters {
     pub documents_repeated: u64,
     /// Waiting documents that expired unmatched.
     pub pending_expired: u64,
+    /// Waiting documents that expired unmatched and had named, when they
+    /// came, an encounter whose expectation for their kind had settled (an
+    /// addendum, an amended version not named as a replacement, a second
+    /// letter): routine traffic, unlike `pending_expired`.
+    pub extras_expired: u64,
     /// Replacement documents that matched no open expectation (ignored: a
     /// replacement does not move the first transmission).
     pub replacements_unmatched: u64,
@@ -169,7 +174,7 @@ impl Counters {
     /// Every counter with its name, for a metric label or a report: the
     /// names are stable (operators' dashboards use them) and carry no
     /// patient data.
-    pub fn named(&self) -> [(&'static str, u64); 23] {
+    pub fn named(&self) -> [(&'static str, u64); 24] {
         // Destructured so that a new counter cannot be left out.
         let Counters {
             duplicates,
@@ -182,6 +187,7 @@ impl Counters {
             documents_pending,
             documents_repeated,
             pending_expired,
+            extras_expired,
             replacements_unmatched,
             documents_missing,
             documents_untracked_kind,
@@ -207,6 +213,7 @@ impl Counters {
             ("document_pending", documents_pending),
             ("document_repeated", documents_repeated),
             ("pending_document_expired", pending_expired),
+            ("extra_document_expired", extras_expired),
             ("replacement_unmatched", replacements_unmatched),
             ("document_missing", documents_missing),
             ("document_kind_untracked", documents_untracked_kind),
