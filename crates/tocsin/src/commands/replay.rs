@@ -990,8 +990,8 @@ pub enum ReportFormat {
     /// one decimal.
     Csv,
     /// One JSON object: `{"rows": [...], "rejected": [...], "skipped":
-    /// [...], "notices": {...}}`; `pct_on_time` is the exact ratio, not
-    /// rounded.
+    /// [...], "notices": {...}}`; `pct_on_time` is the percentage (0 to
+    /// 100), not rounded.
     Json,
 }
 
