@@ -547,6 +547,25 @@ fn replay_lists_a_files_first_thousand_rejections_and_counts_the_rest() {
             .count(),
         1_001
     );
+    // The table's heading counts the units, as stderr does, not the entries.
+    let table = dir.path().join("report.txt");
+    let out = tocsin(&[
+        "replay",
+        "--until",
+        "2024-06-01T00:00:00Z",
+        "--alerts",
+        "/dev/null",
+        "--report",
+        table.to_str().unwrap(),
+        "--format",
+        "table",
+        "--progress",
+        "never",
+        dir.path().join("junk.hl7").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let table = std::fs::read_to_string(&table).unwrap();
+    assert!(table.contains("Rejected inputs (2500):"), "{table}");
 }
 
 /// While one input keeps the run waiting, a progress line names it every

@@ -509,7 +509,7 @@ pub fn run(config: &Config, args: &ReplayArgs) -> Result<ExitCode, Box<dyn std::
     let rendered = render_report(
         &rows,
         group_by,
-        &rejected.listed,
+        (&rejected.listed, rejected.total),
         &skipped,
         &notices,
         args.format,
@@ -999,10 +999,13 @@ pub enum ReportFormat {
 /// ([`tocsin_tracker::Counters::named`]).
 type Notices = [(&'static str, u64)];
 
+/// The report in `format`; `rejected` is the listed rejections and how
+/// many units were rejected in all (a file's past its listing are one
+/// entry).
 fn render_report(
     rows: &[compliance::ComplianceRow],
     group_by: &[compliance::GroupBy],
-    rejected: &[Rejected],
+    (rejected, rejected_total): (&[Rejected], usize),
     skipped: &[Skipped],
     notices: &Notices,
     format: ReportFormat,
@@ -1056,7 +1059,9 @@ fn render_report(
         ReportFormat::Table => {
             let mut s = compliance::to_table(rows, group_by);
             if !rejected.is_empty() {
-                s.push_str(&format!("\nRejected inputs ({}):\n", rejected.len()));
+                // The units rejected, as stderr's closing line counts them,
+                // not the entries listed.
+                s.push_str(&format!("\nRejected inputs ({rejected_total}):\n"));
                 for r in rejected {
                     s.push_str(&format!(
                         "  {}: {}: {}\n",
@@ -1100,17 +1105,18 @@ mod tests {
             reason: "backup",
         }];
         let group_by = &compliance::GroupBy::STANDARD;
-        let csv = render_report(&[], group_by, &[], &skipped, &[], ReportFormat::Csv).unwrap();
+        let csv = render_report(&[], group_by, (&[], 0), &skipped, &[], ReportFormat::Csv).unwrap();
         assert!(
             csv.ends_with("\nskipped,reason\n\"a/x,\n.hl7~\",backup\n"),
             "{csv}"
         );
-        let table = render_report(&[], group_by, &[], &skipped, &[], ReportFormat::Table).unwrap();
+        let table =
+            render_report(&[], group_by, (&[], 0), &skipped, &[], ReportFormat::Table).unwrap();
         assert!(
             table.ends_with("\nSkipped entries (1):\n  a/x,\\n.hl7~: backup\n"),
             "{table}"
         );
-        let none = render_report(&[], group_by, &[], &[], &[], ReportFormat::Csv).unwrap();
+        let none = render_report(&[], group_by, (&[], 0), &[], &[], ReportFormat::Csv).unwrap();
         assert!(!none.contains("skipped"), "{none}");
     }
 
