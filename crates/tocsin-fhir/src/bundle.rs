@@ -378,11 +378,29 @@ impl Ctx<'_> {
         at: &Loc,
     ) -> Result<Draft, FhirError> {
         let event_code = mh.event.as_ref().and_then(|c| c.code.clone());
-        let focus = mh
+        let named = mh
             .focus
             .iter()
             .filter_map(|f| f.reference.as_deref())
             .find_map(|r| scope.resolve(r));
+        // No focus, or one that names nothing here (focus became mandatory
+        // only in ITK3 2.1): the message's only document is its payload,
+        // with a warning; lost, its discharge went missing.
+        let only = named.is_none().then(|| only_payload(scope)).flatten();
+        if let Some(e) = only {
+            base.warnings.push(Warning {
+                code: WarningCode::UnresolvedReference,
+                message: format!(
+                    "MessageHeader.focus names no resource of the message: its only {}, at {}, \
+                     is taken as the payload",
+                    e.rtype, e.loc
+                ),
+                // The reference as sent, if any (it may name a patient).
+                raw: mh.focus.first().and_then(|f| f.reference.clone()),
+                location: Some(format!("{at}.focus")),
+            });
+        }
+        let focus = named.or(only);
         let mut empty_collection = false;
         let payload = match focus {
             Some(e) if e.rtype == "Bundle" => match e.bundle.as_deref() {
@@ -596,6 +614,34 @@ fn copy_for_information(mut d: Draft, for_information: bool) -> Draft {
         d.event_type = EventType::Other;
     }
     d
+}
+
+/// A message's only payload, when its focus names none: its one nested
+/// document or collection bundle, else its one Composition, else its one
+/// DocumentReference; none when there are several (which is meant cannot
+/// be told).
+fn only_payload<'a>(scope: &Scope<'a>) -> Option<&'a Entry<'a>> {
+    let one = |matches: &dyn Fn(&Entry<'_>) -> bool| {
+        let mut found = scope.entries.iter().filter(|e| matches(e));
+        let first = found.next()?;
+        found.next().is_none().then_some(first)
+    };
+    let payload_bundle = |e: &Entry<'_>| {
+        e.bundle
+            .as_deref()
+            .is_some_and(|b| matches!(&*b.view.bundle_type, "document" | "collection"))
+    };
+    let bundles = scope.entries.iter().filter(|e| payload_bundle(e)).count();
+    match bundles {
+        1 => one(&payload_bundle),
+        0 => one(&|e| e.rtype == "Composition").or_else(|| {
+            let compositions = scope.entries.iter().any(|e| e.rtype == "Composition");
+            (!compositions)
+                .then(|| one(&|e| e.rtype == "DocumentReference"))
+                .flatten()
+        }),
+        _ => None,
+    }
 }
 
 /// A coded detail of an OperationOutcome issue (an ITK3 response code).

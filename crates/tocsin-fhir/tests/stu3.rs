@@ -36,6 +36,50 @@ fn itk3_edischarge_message() {
     assert!(e.warnings.is_empty(), "{:?}", e.warnings);
 }
 
+/// A message whose MessageHeader has no focus (optional before ITK3 2.1),
+/// or one that names nothing in the message, still carries its document:
+/// its only document bundle is taken as the payload, with a warning, so
+/// the discharge is settled (before, the event had no patient and no
+/// encounter, and the discharge went missing). With two candidate
+/// payloads, which is meant cannot be told: nothing is guessed.
+#[test]
+fn a_message_without_a_usable_focus_carries_its_only_document() {
+    let whole = one("stu3/itk3-edischarge-ITK003D.json");
+    for focus in [None, Some("urn:uuid:00000000-0000-4000-8000-00000000dead")] {
+        let e = edited("stu3/itk3-edischarge-ITK003D.json", move |b| {
+            let mh = &mut b["entry"][0]["resource"];
+            match focus {
+                None => drop(mh.as_object_mut().unwrap().remove("focus")),
+                Some(r) => mh["focus"] = serde_json::json!([{ "reference": r }]),
+            }
+        });
+        assert_eq!(e.event_type, EventType::DocumentIssued, "{focus:?}");
+        assert_eq!(e.patient, whole.patient, "{focus:?}");
+        assert_eq!(e.encounter, whole.encounter, "{focus:?}");
+        assert_eq!(e.document, whole.document, "{focus:?}");
+        assert_eq!(e.warnings.len(), 1, "{:?}", e.warnings);
+        assert_eq!(e.warnings[0].code, WarningCode::UnresolvedReference);
+        assert_eq!(e.warnings[0].raw.as_deref(), focus);
+        assert!(e.warnings[0].message.contains("is taken as the payload"));
+    }
+    let two = edited("stu3/itk3-edischarge-ITK003D.json", |b| {
+        b["entry"][0]["resource"]
+            .as_object_mut()
+            .unwrap()
+            .remove("focus");
+        let entries = b["entry"].as_array_mut().unwrap();
+        let payload = entries
+            .iter()
+            .find(|x| x["resource"]["resourceType"] == "Bundle")
+            .cloned();
+        let mut again = payload.expect("a document bundle");
+        again["fullUrl"] = "urn:uuid:00000000-0000-4000-8000-0000000000b2".into();
+        entries.push(again);
+    });
+    assert!(two.patient.nhs_number.is_none(), "{two:?}");
+    assert!(two.encounter.is_none());
+}
+
 /// An ITK3 copy sent for information (`RecipientType` `FI`) to someone
 /// other than the patient's GP practice settles nothing (`other`, the
 /// document kept): read first, it settled the GP's expectation and the
