@@ -167,8 +167,8 @@ pub struct Alert {
     #[serde(serialize_with = "crate::time_text::serialize")]
     pub deadline: DateTime<Utc>,
     /// When, in event time, the alert's condition arose: the deadline (or
-    /// warning point, or confirmation limit) for `overdue`, `due_soon` and
-    /// `unconfirmed`; the document's issue, not before the deadline, for
+    /// warning point, or confirmation limit, not before the encounter's
+    /// end) for `overdue`, `due_soon` and `unconfirmed`; the document's issue, not before the deadline, for
     /// `late` and `resolved`; the refusal's own time (MSH-7, the response's
     /// timestamp), not before the document's issue, for
     /// `delivery_failed`; the cancelling message's time, not before the

@@ -2202,6 +2202,38 @@ fn unconfirmed_is_off_by_default_and_raised_when_configured() {
     assert_eq!(run_with(cfg), vec![A::Unconfirmed]);
 }
 
+/// A summary sent before its discharge was recorded (it waited for the
+/// A03) and never acknowledged: `unconfirmed` is raised no earlier than
+/// the discharge, not at the confirmation limit before it (the alert
+/// preceded the expectation it is about).
+#[test]
+fn unconfirmed_for_a_document_that_waited_is_raised_no_earlier_than_the_end() {
+    let cfg = TrackerConfig {
+        unconfirmed_after: Some(ConfigDuration::hours(2)),
+        ..strict()
+    };
+    let mut tr = Tracker::new(Policy::default_contract(), cfg);
+    tr.apply(&doc(
+        "m2",
+        Some("V1"),
+        D::DischargeSummary,
+        t("2024-01-15T10:00:00Z"),
+        Some(NHS),
+    ));
+    let mut fx = tr.apply(&end(
+        "m1",
+        "V1",
+        K::Inpatient,
+        t("2024-01-15T14:00:00Z"),
+        NHS,
+    ));
+    fx.extend(tr.advance_to(t("2024-01-16T00:00:00Z")));
+    let raised = alerts(&fx);
+    assert_eq!(raised.len(), 1, "{fx:?}");
+    assert_eq!(raised[0].kind, A::Unconfirmed);
+    assert_eq!(raised[0].raised_at, t("2024-01-15T14:00:00Z"));
+}
+
 #[test]
 fn twenty_four_hours_across_the_change_to_summer_time_is_elapsed_time() {
     // Clocks went forward at 01:00 UTC on Sunday 31 March 2024.

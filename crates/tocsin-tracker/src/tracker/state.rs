@@ -669,10 +669,13 @@ impl Tracker {
             {
                 exp.alerts_raised.push(AlertKind::Unconfirmed);
                 fx.push(Effect::ExpectationChanged(exp.clone()));
+                // A document that waited for its discharge is unconfirmed
+                // no earlier than the discharge: stamped before it, the
+                // alert preceded the expectation it is about.
                 fx.push(Effect::AlertRaised(build_alert(
                     exp,
                     AlertKind::Unconfirmed,
-                    raised_at,
+                    raised_at.max(exp.encounter.ended_at),
                     super::transmitted_document(exp),
                 )));
                 any = true;
