@@ -158,11 +158,18 @@ fn fix_in_place(s: &mut String, tz: Tz, local: &mut dyn FnMut(&str)) {
 }
 
 /// The RFC 3339 form of a FHIR-like date-time that lacks an offset or
-/// seconds, and whether it lacked the offset (read as local time); `None`
-/// when the value needs no fixing or is not a date-time.
+/// seconds, or is written as some engines write it (a space for the `T`, an
+/// offset without its colon, `+0100`), and whether it lacked the offset
+/// (read as local time); `None` when the value needs no fixing or is not a
+/// date-time.
 fn fix_datetime(s: &str, tz: Tz) -> Option<(String, bool)> {
     let b = s.as_bytes();
-    if b.len() < 16 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
+    if b.len() < 16
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b' ')
+        || b[13] != b':'
+    {
         return None;
     }
     // Split a trailing zone designator off the clock part.
@@ -171,11 +178,26 @@ fn fix_datetime(s: &str, tz: Tz) -> Option<(String, bool)> {
         Some(i) => (&s[..i], &s[i..]),
         None => (s, ""),
     };
-    let naive = NaiveDateTime::parse_from_str(clock, "%Y-%m-%dT%H:%M:%S%.f")
-        .or_else(|_| NaiveDateTime::parse_from_str(clock, "%Y-%m-%dT%H:%M"))
+    let spaced = b[10] == b' ';
+    let clock = if spaced {
+        format!("{}T{}", &clock[..10], &clock[11..])
+    } else {
+        clock.to_owned()
+    };
+    // `+0100`: the offset without its colon.
+    let zb = zone.as_bytes();
+    let colonless = zb.len() == 5 && zb[1..].iter().all(u8::is_ascii_digit);
+    let zone = if colonless {
+        format!("{}:{}", &zone[..3], &zone[3..])
+    } else {
+        zone.to_owned()
+    };
+    let naive = NaiveDateTime::parse_from_str(&clock, "%Y-%m-%dT%H:%M:%S%.f")
+        .or_else(|_| NaiveDateTime::parse_from_str(&clock, "%Y-%m-%dT%H:%M"))
         .ok()?;
     let has_seconds = clock.len() > 16;
     match (zone.is_empty(), has_seconds) {
+        (false, true) if spaced || colonless => Some((format!("{clock}{zone}"), false)),
         (false, true) => None,
         (false, false) => Some((format!("{clock}:00{zone}"), false)),
         (true, _) => Some((
@@ -274,6 +296,33 @@ mod tests {
         assert_eq!(fix_datetime("2024-01-01T10:00:00Z", London), None);
         assert_eq!(fix_datetime("2024-01-01", London), None);
         assert_eq!(fix_datetime("not a time at all..", London), None);
+    }
+
+    /// As some engines write a date-time: a space for the `T`, an offset
+    /// without its colon. Rewritten as they say (no local-time guess), so
+    /// that a summary is not rejected for the form of its date.
+    #[test]
+    fn a_space_for_the_t_and_an_offset_without_its_colon_are_read() {
+        let fixed = |s| fix_datetime(s, London);
+        let exact = |s: &str| Some((s.to_owned(), false));
+        assert_eq!(
+            fixed("2024-07-01 10:00:00+01:00"),
+            exact("2024-07-01T10:00:00+01:00")
+        );
+        assert_eq!(
+            fixed("2024-07-01T10:00:00+0100"),
+            exact("2024-07-01T10:00:00+01:00")
+        );
+        assert_eq!(
+            fixed("2024-07-01 10:00-0500"),
+            exact("2024-07-01T10:00:00-05:00")
+        );
+        assert_eq!(
+            fixed("2024-07-01 10:00:00"),
+            Some(("2024-07-01T10:00:00+01:00".to_owned(), true))
+        );
+        assert_eq!(fixed("2024-07-01T10:00:00+01"), None);
+        assert_eq!(fixed("2024-07-01 and more text"), None);
     }
 
     #[test]

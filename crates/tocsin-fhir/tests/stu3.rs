@@ -80,6 +80,20 @@ fn a_message_without_a_usable_focus_carries_its_only_document() {
     assert!(two.encounter.is_none());
 }
 
+/// A Composition.date as some engines write it (a space for the `T`, an
+/// offset without its colon) no longer rejects the whole summary: it is
+/// read as it says.
+#[test]
+fn an_engine_written_composition_date_is_read() {
+    for date in ["2024-01-15 13:45:00+00:00", "2024-01-15T13:45:00+0000"] {
+        let e = edited("stu3/itk3-edischarge-ITK003D.json", move |b| {
+            entry_of(entry_of(b, "Bundle"), "Composition")["date"] = date.into();
+        });
+        let d = e.document.expect("the summary is read");
+        assert_eq!(d.authored_at, Some(t("2024-01-15T13:45:00Z")), "{date}");
+    }
+}
+
 /// An ITK3 copy sent for information (`RecipientType` `FI`) to someone
 /// other than the patient's GP practice settles nothing (`other`, the
 /// document kept): read first, it settled the GP's expectation and the
