@@ -232,11 +232,25 @@ impl Ctx<'_> {
                 location: format!("{}.entry[0].resource", b.loc),
                 message: "a message bundle's first entry must be a MessageHeader".into(),
             })?;
+        let mut code_case = None;
         let mh = self
             .env
             .reader
             .message_header(&mh_entry.text)
-            .map_err(|err| FhirError::invalid("MessageHeader", &mh_entry.loc, &err))?;
+            .or_else(|err| {
+                // A response code in capitals ("OK", "Fatal-Error"), as some
+                // GP systems send it: read in lowercase, with a warning,
+                // rather than the refusal it may carry lost with the message.
+                let refused = || FhirError::invalid("MessageHeader", &mh_entry.loc, &err);
+                let (text, raw) = response_code_in_lowercase(&mh_entry.text).ok_or_else(refused)?;
+                let mh = self
+                    .env
+                    .reader
+                    .message_header(&text)
+                    .map_err(|_| refused())?;
+                code_case = Some(raw);
+                Ok::<_, FhirError>(mh)
+            })?;
         let sent_at = mh
             .timestamp
             .or(b.view.timestamp)
@@ -258,7 +272,17 @@ impl Ctx<'_> {
         let message_type = event_code
             .clone()
             .unwrap_or_else(|| "Bundle/message".into());
-        let mut warnings = Vec::new();
+        let mut warnings: Vec<Warning> = code_case
+            .into_iter()
+            .map(|raw| Warning {
+                code: WarningCode::UnmappedCode,
+                message: "MessageHeader.response.code is not in lowercase, as FHIR's codes are: \
+                          read in lowercase"
+                    .into(),
+                raw: Some(raw),
+                location: Some(format!("{}.response.code", mh_entry.loc)),
+            })
+            .collect();
         let mut sending_facility = mh
             .sender
             .as_ref()
@@ -614,6 +638,20 @@ fn copy_for_information(mut d: Draft, for_information: bool) -> Draft {
         d.event_type = EventType::Other;
     }
     d
+}
+
+/// A MessageHeader's JSON text with its `response.code` in lowercase, and
+/// the code as sent, when that makes it one of FHIR's response codes.
+fn response_code_in_lowercase(text: &str) -> Option<(String, String)> {
+    let mut v: serde_json::Value = serde_json::from_str(text).ok()?;
+    let code = v.pointer_mut("/response/code")?;
+    let raw = code.as_str()?.to_owned();
+    let lower = raw.to_ascii_lowercase();
+    if lower == raw || !matches!(&*lower, "ok" | "transient-error" | "fatal-error") {
+        return None;
+    }
+    *code = lower.into();
+    Some((v.to_string(), raw))
 }
 
 /// A message's only payload, when its focus names none: its one nested

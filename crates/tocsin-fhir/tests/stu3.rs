@@ -280,6 +280,32 @@ fn itk3_response_ok_acknowledges_the_original_message() {
     assert_eq!(e.patient.nhs_number, None);
 }
 
+/// A GP system that writes its response code in capitals ("OK",
+/// "Fatal-Error") is read in lowercase with a warning: rejected, the
+/// refusal it carried was lost with it. A code that is none of FHIR's
+/// whatever its case is still refused, naming the MessageHeader.
+#[test]
+fn a_response_code_in_capitals_is_read_with_a_warning() {
+    let with = |code: &'static str| {
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&common::load("stu3/itk3-response-fatal-error-ITK008M.json"))
+                .unwrap();
+        json["entry"][0]["resource"]["response"]["code"] = code.into();
+        tocsin_fhir::normalise_json(&serde_json::to_vec(&json).unwrap(), &Default::default())
+    };
+    let e = with("Fatal-Error").unwrap().remove(0);
+    assert_eq!(e.event_type, EventType::DeliveryFailed);
+    assert_eq!(e.ack.as_ref().unwrap().code, "fatal-error");
+    assert_eq!(e.warnings.len(), 1, "{:?}", e.warnings);
+    assert_eq!(e.warnings[0].raw.as_deref(), Some("Fatal-Error"));
+    let ok = edited("stu3/itk3-response-ok-ITK008M.json", |b| {
+        b["entry"][0]["resource"]["response"]["code"] = "OK".into();
+    });
+    assert_eq!(ok.event_type, EventType::DeliveryAcknowledged);
+    let err = with("Refused").unwrap_err().to_string();
+    assert!(err.contains("MessageHeader"), "{err}");
+}
+
 /// A UUID is the same in capitals: a receiver that writes the id it answers
 /// (or its own message id) in capitals names the lowercase message tocsin
 /// read, so both come out lowercase and match; the response is not left
