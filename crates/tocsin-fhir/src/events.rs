@@ -48,9 +48,16 @@ impl Ctx<'_> {
             .message_id
             .map(lowercase_uuid)
             .unwrap_or_else(|| format!("sha256:{}", self.ids.derive(0)));
-        let ack = d.ack.map(|a| Ack {
-            of_message_id: lowercase_uuid(a.of_message_id),
-            ..a
+        // A MessageHeader id cannot hold `urn:uuid:`: a response naming one
+        // so names the UUID after it.
+        let ack = d.ack.map(|a| {
+            let of = lowercase_uuid(a.of_message_id);
+            Ack {
+                of_message_id: of
+                    .strip_prefix("urn:uuid:")
+                    .map_or(of.clone(), str::to_owned),
+                ..a
+            }
         });
         let mut warnings = d.subject.warnings;
         crate::subject::add_warnings(&mut warnings, d.warnings);

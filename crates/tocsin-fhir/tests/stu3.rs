@@ -325,6 +325,14 @@ fn itk3_response_naming_a_capitalised_uuid_names_the_same_message() {
     assert_eq!(e.source.message_id, "8e0f0000-0000-4000-8000-000000000001");
     let ack = e.ack.unwrap();
     assert_eq!(ack.of_message_id, "7d0e0000-0000-4000-8000-000000000003");
+    // Named as a URI (a MessageHeader id cannot hold one): the UUID.
+    let e = edited("stu3/itk3-response-ok-ITK008M.json", |b| {
+        let mh = &mut b["entry"][0]["resource"];
+        let of = mh["response"]["identifier"].as_str().unwrap().to_owned();
+        mh["response"]["identifier"] = format!("urn:uuid:{of}").into();
+    });
+    let ack = e.ack.unwrap();
+    assert_eq!(ack.of_message_id, "7d0e0000-0000-4000-8000-000000000003");
 }
 
 #[test]
