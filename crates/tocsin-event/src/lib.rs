@@ -357,7 +357,8 @@ pub struct Appointment {
 #[serde(deny_unknown_fields)]
 pub struct Ack {
     /// The acknowledged message's id (MSA-2 as sent; ITK3
-    /// `response.identifier`, in lowercase when it is a UUID).
+    /// `response.identifier`, in lowercase when it is a UUID, without a
+    /// `urn:uuid:` prefix, which a MessageHeader id cannot hold).
     pub of_message_id: String,
     /// The acknowledgement code as sent (MSA-1, or the FHIR
     /// `MessageHeader.response.code`: `ok`, `transient-error`,

@@ -52,10 +52,12 @@ impl Ctx<'_> {
         // so names the UUID after it.
         let ack = d.ack.map(|a| {
             let of = lowercase_uuid(a.of_message_id);
+            let of = match of.strip_prefix("urn:uuid:") {
+                Some(uuid) => uuid.to_owned(),
+                None => of,
+            };
             Ack {
-                of_message_id: of
-                    .strip_prefix("urn:uuid:")
-                    .map_or(of.clone(), str::to_owned),
+                of_message_id: of,
                 ..a
             }
         });
