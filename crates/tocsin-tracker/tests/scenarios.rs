@@ -1562,59 +1562,6 @@ fn a_document_for_a_settled_encounter_expires_as_an_extra() {
     }
 }
 
-/// A refusal and the acceptance of the message sent again under its id,
-/// two minutes later, are judged alike in whatever order they are read and
-/// wherever they are held: after the document (a transmission), before it
-/// (held early), or while the document waits for its discharge. Always
-/// one `delivery_failed`, then the delivery acknowledged and counted a
-/// resend (before, read out of time order the refusal won, and the report
-/// counted a failed delivery the in-order reading did not).
-#[test]
-fn a_refusal_and_a_later_acceptance_are_judged_alike_in_any_order() {
-    let at = |s: &str| t(&format!("2024-01-10T{s}Z"));
-    let discharge = end("m1", "V1", K::Inpatient, at("10:00:00"), NHS);
-    let summary = doc(
-        "m2",
-        Some("V1"),
-        D::DischargeSummary,
-        at("11:58:00"),
-        Some(NHS),
-    );
-    let refusal = ack("a1", "m2", true, at("12:01:00"));
-    let acceptance = ack("a2", "m2", false, at("12:03:00"));
-    let orders: [[&tocsin_event::InterfaceEvent; 4]; 8] = [
-        [&discharge, &summary, &refusal, &acceptance],
-        [&discharge, &summary, &acceptance, &refusal],
-        [&discharge, &refusal, &acceptance, &summary],
-        [&discharge, &acceptance, &refusal, &summary],
-        [&summary, &refusal, &acceptance, &discharge],
-        [&summary, &acceptance, &refusal, &discharge],
-        [&refusal, &acceptance, &summary, &discharge],
-        [&acceptance, &refusal, &summary, &discharge],
-    ];
-    for (n, order) in orders.iter().enumerate() {
-        let config = TrackerConfig {
-            allowed_lateness: ConfigDuration::minutes(10),
-            ..strict()
-        };
-        let mut tr = Tracker::new(Policy::default_contract(), config);
-        let mut store = Store::default();
-        for e in order {
-            store.commit(&tr.apply(e));
-        }
-        let raised: Vec<_> = store.alerts.values().map(|a| a.kind).collect();
-        assert_eq!(raised, [A::DeliveryFailed], "order {n}");
-        let exp = store.all().pop().unwrap();
-        assert_eq!(
-            exp.delivery,
-            Some(DeliveryStatus::Acknowledged),
-            "order {n}: {exp:?}"
-        );
-        assert_eq!(tr.counters().deliveries_resent, 1, "order {n}");
-        assert_eq!(tr.counters().acks_unmatched, 0, "order {n}");
-    }
-}
-
 /// Two copies of one summary (the engine's, to the GP and to a second
 /// recipient) both read before the discharge: the first settles it and the
 /// second is a repeat, as had the discharge come first (before, the second

@@ -38,11 +38,6 @@ pub(crate) struct PendingDocument {
     /// kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<DeliveryFailure>,
-    /// When the latest acceptance among them was sent: one timed after the
-    /// failure (the message sent again under its id and taken) clears it
-    /// when the document settles, as in time order.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub accepted_at: Option<DateTime<Utc>>,
     /// It settled a discharge since cancelled (A13, A11) and waits for the
     /// discharge recorded again: it settles only an end it was issued
     /// within the match window of, whatever it matched by.
@@ -277,7 +272,6 @@ impl Tracker {
             failed_at: None,
             // Its `delivery_failed`, if any, was raised when it first failed.
             failure: None,
-            accepted_at: None,
             revived: true,
             stay_started_at: None,
             alerts_raised: exp.alerts_raised.clone(),
@@ -432,7 +426,6 @@ impl Tracker {
             delivery: None,
             failed_at: None,
             failure: None,
-            accepted_at: None,
             revived: revived_copy,
             stay_started_at: enc.and_then(|e| e.started_at),
             alerts_raised: Vec::new(),
@@ -602,13 +595,6 @@ impl Tracker {
         if let Some(status) = p.delivery {
             let at = p.delivery_at(ended_event_at);
             self.record_delivery(&p.message_id, status, at, p.failure.as_ref(), fx);
-            let refused_at = p.failed_at.filter(|_| status == DeliveryStatus::Failed);
-            if let (Some(f), Some(a)) = (refused_at, p.accepted_at)
-                && a > f
-            {
-                let a = after_refusal(at, a);
-                self.record_delivery(&p.message_id, DeliveryStatus::Acknowledged, a, None, fx);
-            }
         }
         self.settle_waiting_copies(&p, ended_event_at, fx);
         true
@@ -684,10 +670,6 @@ impl Tracker {
                 p.failed_at = Some(at);
                 p.failure.clone_from(&ack.failure);
             }
-            // The latest acceptance is kept, to clear a failure timed
-            // before it when the document settles.
-            let accepted = if failed { ack.accepted_after } else { Some(at) };
-            p.accepted_at = p.accepted_at.max(accepted);
             p.delivery = Some(match (failed, p.delivery) {
                 (true, _) | (false, Some(DeliveryStatus::Failed)) => DeliveryStatus::Failed,
                 (false, _) => DeliveryStatus::Acknowledged,
@@ -788,7 +770,6 @@ impl Tracker {
                 expectations: Vec::new(),
                 failed_at: None,
                 failure: None,
-                accepted_at: None,
             });
         t.expectations.push(exp);
         let fresh = t.expectations.len() == 1;
@@ -805,10 +786,6 @@ impl Tracker {
             };
             let at = held.at.max(issued_at);
             self.record_delivery(message_id, status, at, held.failure.as_ref(), fx);
-            if let Some(a) = held.accepted_after {
-                let a = after_refusal(at, a);
-                self.record_delivery(message_id, DeliveryStatus::Acknowledged, a, None, fx);
-            }
         }
     }
 
@@ -848,13 +825,6 @@ impl Tracker {
             }
         }
     }
-}
-
-/// When an acceptance held with a refusal counts: its own time, but after
-/// the refusal as recorded (which is never before the document's issue or
-/// the end event that let it settle), since it was timed after it.
-fn after_refusal(refused_at: DateTime<Utc>, accepted: DateTime<Utc>) -> DateTime<Utc> {
-    accepted.max(refused_at + chrono::TimeDelta::milliseconds(1))
 }
 
 /// Seconds from `start` to `end`, rounded up: a document issued a fraction

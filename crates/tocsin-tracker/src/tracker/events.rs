@@ -899,7 +899,6 @@ impl Tracker {
             at: ev.occurred_at,
             failure: failed
                 .then(|| DeliveryFailure::from_codes(&ack.code, ack.detail_code.as_deref())),
-            accepted_after: None,
         };
         let id = &ack.of_message_id;
         if !self.record_delivery(id, status, read.at, read.failure.as_ref(), fx)
@@ -940,19 +939,6 @@ impl Tracker {
             && t.failed_at.is_some_and(|f| at > f)
             && !t.failure.as_ref().is_some_and(DeliveryFailure::is_final);
         let mut changed = false;
-        // A refusal timed before an acceptance already read (the two read
-        // out of order) is told, then cleared by that acceptance, as in
-        // time order; a final one stands, as in time order.
-        let accepted_later = t
-            .accepted_at
-            .filter(|a| failed && *a > at && !failure.is_some_and(DeliveryFailure::is_final));
-        // Stored with the first acceptance (which changes the delivery, and
-        // so writes the record anyway); a later one moves it in memory only,
-        // so that an acknowledgement repeated writes nothing.
-        if !failed && t.accepted_at.is_none_or(|a| at > a) {
-            changed |= t.accepted_at.is_none();
-            t.accepted_at = Some(at);
-        }
         if failed && t.failed_at.is_none_or(|f| at > f) {
             t.failed_at = Some(at);
             t.failure = failure.cloned();
@@ -1004,9 +990,6 @@ impl Tracker {
         // is: not rewritten.
         if changed {
             fx.put_state(namespaces::TRANSMISSION, message_id, &t.record());
-        }
-        if let Some(a) = accepted_later {
-            self.record_delivery(message_id, DeliveryStatus::Acknowledged, a, None, fx);
         }
         true
     }

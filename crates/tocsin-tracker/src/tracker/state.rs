@@ -31,10 +31,6 @@ pub(crate) struct Transmission {
     pub failed_at: Option<DateTime<Utc>>,
     /// What that refusal's codes said, for its `delivery_failed` alert.
     pub failure: Option<DeliveryFailure>,
-    /// When the latest acceptance of it was sent: a refusal read after it
-    /// but timed before it (the two read out of order) is cleared by it at
-    /// once, as had they been read in time order.
-    pub accepted_at: Option<DateTime<Utc>>,
 }
 
 /// The document an expectation's refused transmission carried: its
@@ -68,7 +64,6 @@ impl Transmission {
             expectation_ids: &self.expectations,
             failed_at: self.failed_at,
             failure: self.failure.as_ref(),
-            accepted_at: self.accepted_at,
         }
     }
 }
@@ -86,38 +81,9 @@ pub(crate) struct EarlyAck {
     /// kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<DeliveryFailure>,
-    /// For a refusal: the latest acceptance read with it and timed after
-    /// it (the message sent again under its id and taken), which clears it
-    /// when it is applied, as in time order.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub accepted_after: Option<DateTime<Utc>>,
 }
 
 impl EarlyAck {
-    /// This held acknowledgement and `next`, read after it, as one: a
-    /// refusal stands (the first read, as a transmission keeps it), with
-    /// the latest acceptance timed after it; else the latest acceptance.
-    pub(super) fn merged(self, next: EarlyAck) -> EarlyAck {
-        let accepted_after = |refusal: &EarlyAck, acceptance: &EarlyAck| {
-            (acceptance.at > refusal.at)
-                .then_some(acceptance.at)
-                .max(refusal.accepted_after)
-        };
-        match (self.failed, next.failed) {
-            (true, true) => self,
-            (true, false) => EarlyAck {
-                accepted_after: accepted_after(&self, &next),
-                ..self
-            },
-            (false, true) => EarlyAck {
-                accepted_after: accepted_after(&next, &self),
-                ..next
-            },
-            (false, false) if next.at >= self.at => next,
-            (false, false) => self,
-        }
-    }
-
     /// When it stops waiting for its document (event time, ms): the
     /// allowed lateness after it.
     fn expires(&self, config: &TrackerConfig) -> i64 {
@@ -149,11 +115,6 @@ pub(super) struct TransmissionRecord<'a> {
     failed_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     failure: Option<&'a DeliveryFailure>,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "crate::time_text::serialize_option"
-    )]
-    accepted_at: Option<DateTime<Utc>>,
 }
 
 fn serialize_ids<S: serde::Serializer>(e: &&[Expectation], s: S) -> Result<S::Ok, S::Error> {
@@ -175,8 +136,6 @@ struct StoredTransmission {
     failed_at: Option<DateTime<Utc>>,
     #[serde(default)]
     failure: Option<DeliveryFailure>,
-    #[serde(default)]
-    accepted_at: Option<DateTime<Utc>>,
 }
 
 /// Why the tracker could not be rebuilt from stored state.
@@ -544,26 +503,40 @@ impl Tracker {
         fx.put_state(namespaces::SEEN, StoredKey(at, h), &Rfc3339(at));
     }
 
+    /// Forgets what has aged past its horizon (by event time).
+    ///
+    /// Duplicate keys are swept in one pass over `seen` each time the
+    /// horizon moves on by a 32nd of itself (some 22 hours at the default 30
+    /// days), not one by one from an expiry queue: the queue cost 24 bytes
+    /// for every message of the horizon, as much as the keys themselves,
+    /// and most of a million-open tracker's memory beside its open records
+    /// (docs/performance.md, "Seventh session"). A dead key waiting for its
+    /// sweep is not a duplicate ([`Tracker::is_duplicate`]), so judging is
+    /// as exact as before; only its stored record lives on until the sweep.
+    /// The sweep deletes the stored records by the time that begins their
+    /// keys, in one range ([`dead_seen_ranges`]), so the map need not keep
+    /// each key whole.
     /// An acknowledgement that named no transmission and no waiting
     /// document: kept for the allowed lateness, since its document may be
     /// read after it (the engine copies the outbound message to tocsin
-    /// after the recipient has answered). Several are kept as one
-    /// ([`EarlyAck::merged`]): a refusal, with any acceptance timed after
-    /// it.
+    /// after the recipient has answered). A failure among several wins.
     pub(super) fn hold_early_ack(
         &mut self,
         message_id: &str,
         held: EarlyAck,
         fx: &mut Effects<'_>,
     ) {
-        let held = match self.early_acks.remove(message_id) {
-            Some(old) => {
-                self.early_ack_expiry
-                    .remove(&(old.expires(&self.config), message_id.to_string()));
-                old.merged(held)
-            }
-            None => held,
-        };
+        if self
+            .early_acks
+            .get(message_id)
+            .is_some_and(|held| held.failed)
+        {
+            return;
+        }
+        if let Some(old) = self.early_acks.remove(message_id) {
+            self.early_ack_expiry
+                .remove(&(old.expires(&self.config), message_id.to_string()));
+        }
         self.early_ack_expiry
             .insert((held.expires(&self.config), message_id.to_string()));
         fx.put_state(namespaces::EARLY_ACK, message_id, &held);
@@ -597,19 +570,6 @@ impl Tracker {
         }
     }
 
-    /// Forgets what has aged past its horizon (by event time).
-    ///
-    /// Duplicate keys are swept in one pass over `seen` each time the
-    /// horizon moves on by a 32nd of itself (some 22 hours at the default 30
-    /// days), not one by one from an expiry queue: the queue cost 24 bytes
-    /// for every message of the horizon, as much as the keys themselves,
-    /// and most of a million-open tracker's memory beside its open records
-    /// (docs/performance.md, "Seventh session"). A dead key waiting for its
-    /// sweep is not a duplicate ([`Tracker::is_duplicate`]), so judging is
-    /// as exact as before; only its stored record lives on until the sweep.
-    /// The sweep deletes the stored records by the time that begins their
-    /// keys, in one range ([`dead_seen_ranges`]), so the map need not keep
-    /// each key whole.
     pub(super) fn prune(&mut self, now: i64, fx: &mut Effects<'_>) {
         let span = self.config.duplicate_horizon.as_secs() * 1000;
         let horizon = now - span;
@@ -870,7 +830,6 @@ impl Restoring {
                     expectations,
                     failed_at: stored.failed_at,
                     failure: stored.failure,
-                    accepted_at: stored.accepted_at,
                 };
                 self.t.transmissions.insert(rec.key, tx);
             }
@@ -880,7 +839,6 @@ impl Restoring {
                     expectations: Vec::with_capacity(ids.len()),
                     failed_at: stored.failed_at,
                     failure: stored.failure,
-                    accepted_at: stored.accepted_at,
                 };
                 self.awaiting.push((rec.key, tx, ids));
             }
