@@ -503,19 +503,6 @@ impl Tracker {
         fx.put_state(namespaces::SEEN, StoredKey(at, h), &Rfc3339(at));
     }
 
-    /// Forgets what has aged past its horizon (by event time).
-    ///
-    /// Duplicate keys are swept in one pass over `seen` each time the
-    /// horizon moves on by a 32nd of itself (some 22 hours at the default 30
-    /// days), not one by one from an expiry queue: the queue cost 24 bytes
-    /// for every message of the horizon, as much as the keys themselves,
-    /// and most of a million-open tracker's memory beside its open records
-    /// (docs/performance.md, "Seventh session"). A dead key waiting for its
-    /// sweep is not a duplicate ([`Tracker::is_duplicate`]), so judging is
-    /// as exact as before; only its stored record lives on until the sweep.
-    /// The sweep deletes the stored records by the time that begins their
-    /// keys, in one range ([`dead_seen_ranges`]), so the map need not keep
-    /// each key whole.
     /// An acknowledgement that named no transmission and no waiting
     /// document: kept for the allowed lateness, since its document may be
     /// read after it (the engine copies the outbound message to tocsin
@@ -570,6 +557,19 @@ impl Tracker {
         }
     }
 
+    /// Forgets what has aged past its horizon (by event time).
+    ///
+    /// Duplicate keys are swept in one pass over `seen` each time the
+    /// horizon moves on by a 32nd of itself (some 22 hours at the default 30
+    /// days), not one by one from an expiry queue: the queue cost 24 bytes
+    /// for every message of the horizon, as much as the keys themselves,
+    /// and most of a million-open tracker's memory beside its open records
+    /// (docs/performance.md, "Seventh session"). A dead key waiting for its
+    /// sweep is not a duplicate ([`Tracker::is_duplicate`]), so judging is
+    /// as exact as before; only its stored record lives on until the sweep.
+    /// The sweep deletes the stored records by the time that begins their
+    /// keys, in one range ([`dead_seen_ranges`]), so the map need not keep
+    /// each key whole.
     pub(super) fn prune(&mut self, now: i64, fx: &mut Effects<'_>) {
         let span = self.config.duplicate_horizon.as_secs() * 1000;
         let horizon = now - span;
