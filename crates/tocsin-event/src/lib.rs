@@ -160,6 +160,33 @@ impl Format {
     }
 }
 
+/// A message id that is a UUID, in lowercase (`urn:uuid:` prefix included):
+/// what both normalisers write for message ids and the ids acknowledgements
+/// name.
+///
+/// A UUID's hex digits are case-insensitive (RFC 9562): a receiver that
+/// answers `0A1B…` for the `0a1b…` it was sent (SQL Server and some .NET
+/// stacks write UUIDs in capitals), or an ITK3 response to an HL7 message
+/// numbered by a GUID, names the same transmission, and a resend in capitals
+/// is the same message. Anything else is kept as sent, since HL7 and FHIR
+/// ids are case-sensitive.
+pub fn lowercase_uuid(id: String) -> String {
+    let body = match id.get(..9) {
+        Some(p) if p.eq_ignore_ascii_case("urn:uuid:") => &id[9..],
+        _ => &id[..],
+    };
+    let is_uuid = body.len() == 36
+        && body.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        });
+    if is_uuid && id.bytes().any(|b| b.is_ascii_uppercase()) {
+        id.to_ascii_lowercase()
+    } else {
+        id
+    }
+}
+
 /// Provenance of an event: enough to find the original message and to
 /// recognise an exact duplicate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -171,8 +198,9 @@ pub struct Source {
     /// HL7; MessageHeader id for FHIR messages; Bundle.identifier (else
     /// Bundle.id) for document bundles; `Type/id/_history/version` (or
     /// `Type/id`) for standalone resources, with `#cancelled` or
-    /// `#entered-in-error` after it for a withdrawal. A FHIR id that is a
-    /// UUID is written in lowercase, as its acknowledgement names it.
+    /// `#entered-in-error` after it for a withdrawal. An id that is a UUID
+    /// is written in lowercase ([`lowercase_uuid`]), as its acknowledgement
+    /// names it.
     pub message_id: String,
     /// Message type, e.g. `ADT^A03`, `MDM^T02`, `Bundle/document`,
     /// `ITK003D`, `Encounter`.
@@ -356,9 +384,9 @@ pub struct Appointment {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Ack {
-    /// The acknowledged message's id (MSA-2 as sent; ITK3
-    /// `response.identifier`, in lowercase when it is a UUID, without a
-    /// `urn:uuid:` prefix, which a MessageHeader id cannot hold).
+    /// The acknowledged message's id (MSA-2; ITK3 `response.identifier`
+    /// without a `urn:uuid:` prefix, which a MessageHeader id cannot hold),
+    /// in lowercase when it is a UUID ([`lowercase_uuid`]).
     pub of_message_id: String,
     /// The acknowledgement code as sent (MSA-1, or the FHIR
     /// `MessageHeader.response.code`: `ok`, `transient-error`,
@@ -471,4 +499,30 @@ impl WarningCode {
 /// `schemas/interface-event.schema.json`.
 pub fn json_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(InterfaceEvent)).expect("schema serialises")
+}
+
+#[cfg(test)]
+mod uuid_tests {
+    use crate::lowercase_uuid;
+
+    #[test]
+    fn uuids_are_lowercased_and_other_ids_kept() {
+        let up = "9A1B0000-0000-4000-8000-00000000000F";
+        assert_eq!(lowercase_uuid(up.into()), up.to_ascii_lowercase());
+        assert_eq!(
+            lowercase_uuid(format!("URN:UUID:{up}")),
+            format!("urn:uuid:{}", up.to_ascii_lowercase())
+        );
+        for kept in [
+            "9a1b0000-0000-4000-8000-00000000000f",
+            "Encounter/ABC/_history/2",
+            "9A1B0000-0000-4000-8000-00000000000G",
+            "9A1B0000X0000-4000-8000-00000000000F",
+            "9A1B0000-0000-4000-8000-00000000000FF",
+            "MSG-ÀB",
+            "",
+        ] {
+            assert_eq!(lowercase_uuid(kept.into()), kept, "{kept}");
+        }
+    }
 }

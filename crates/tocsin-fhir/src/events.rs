@@ -46,12 +46,12 @@ impl Ctx<'_> {
         let event_id = self.ids.derive(sequence);
         let message_id = d
             .message_id
-            .map(lowercase_uuid)
+            .map(tocsin_event::lowercase_uuid)
             .unwrap_or_else(|| format!("sha256:{}", self.ids.derive(0)));
         // A MessageHeader id cannot hold `urn:uuid:`: a response naming one
         // so names the UUID after it.
         let ack = d.ack.map(|a| {
-            let of = lowercase_uuid(a.of_message_id);
+            let of = tocsin_event::lowercase_uuid(a.of_message_id);
             let of = match of.strip_prefix("urn:uuid:") {
                 Some(uuid) => uuid.to_owned(),
                 None => of,
@@ -490,55 +490,5 @@ pub(crate) fn unmapped(what: &str, code: &str, loc: &dyn fmt::Display, table: &s
         message: format!("{what} {code} has no mapping in [fhir.{table}]"),
         raw: Some(code.to_owned()),
         location: Some(loc.to_string()),
-    }
-}
-
-/// A message id that is a UUID, in lowercase (`urn:uuid:` prefix included).
-///
-/// ITK3 message ids are UUIDs, and a UUID's hex digits are case-insensitive
-/// (RFC 9562): a receiver that answers `0A1B…` for the `0a1b…` it was sent
-/// (SQL Server and some .NET stacks write UUIDs in capitals) names the same
-/// transmission, and a resend in capitals is the same message. Anything else
-/// is kept as sent, since FHIR ids are case-sensitive.
-pub(crate) fn lowercase_uuid(id: String) -> String {
-    let body = match id.get(..9) {
-        Some(p) if p.eq_ignore_ascii_case("urn:uuid:") => &id[9..],
-        _ => &id[..],
-    };
-    let is_uuid = body.len() == 36
-        && body.bytes().enumerate().all(|(i, b)| match i {
-            8 | 13 | 18 | 23 => b == b'-',
-            _ => b.is_ascii_hexdigit(),
-        });
-    if is_uuid && id.bytes().any(|b| b.is_ascii_uppercase()) {
-        id.to_ascii_lowercase()
-    } else {
-        id
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::lowercase_uuid;
-
-    #[test]
-    fn uuids_are_lowercased_and_other_ids_kept() {
-        let up = "9A1B0000-0000-4000-8000-00000000000F";
-        assert_eq!(lowercase_uuid(up.into()), up.to_ascii_lowercase());
-        assert_eq!(
-            lowercase_uuid(format!("URN:UUID:{up}")),
-            format!("urn:uuid:{}", up.to_ascii_lowercase())
-        );
-        for kept in [
-            "9a1b0000-0000-4000-8000-00000000000f",
-            "Encounter/ABC/_history/2",
-            "9A1B0000-0000-4000-8000-00000000000G",
-            "9A1B0000X0000-4000-8000-00000000000F",
-            "9A1B0000-0000-4000-8000-00000000000FF",
-            "MSG-ÀB",
-            "",
-        ] {
-            assert_eq!(lowercase_uuid(kept.into()), kept, "{kept}");
-        }
     }
 }

@@ -112,7 +112,10 @@ impl Header {
         } else {
             format!("{code}^{trigger}")
         };
+        // A GUID in capitals is the same id as in lowercase: an ITK3 response
+        // names it in lowercase (`tocsin_event::lowercase_uuid`).
         let message_id = msh.value(10).ok_or_else(|| missing("MSH-10"))?.into_owned();
+        let message_id = tocsin_event::lowercase_uuid(message_id);
         // MSH-7 is optional before v2.5: EVN-2 (when the event was
         // recorded) stands in, as it does for the event's time.
         let evn2 = || p.segment("EVN").and_then(|e| e.value(2));

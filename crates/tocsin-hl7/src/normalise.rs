@@ -324,7 +324,9 @@ fn ack(ctx: &Ctx<'_, '_>) -> Result<Option<Ack>, Hl7Error> {
     };
     let detail = err_detail(ctx);
     Ok(Some(Ack {
-        of_message_id: msa.value(2).ok_or_else(|| missing("MSA-2"))?.into_owned(),
+        of_message_id: tocsin_event::lowercase_uuid(
+            msa.value(2).ok_or_else(|| missing("MSA-2"))?.into_owned(),
+        ),
         code: msa
             .value(1)
             .ok_or_else(|| missing("MSA-1"))?

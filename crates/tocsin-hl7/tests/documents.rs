@@ -389,6 +389,18 @@ fn acknowledgements() {
         });
         assert_eq!(warning.is_some(), warned, "{code}: {:?}", ev.warnings);
     }
+    // Ids that are GUIDs are read in lowercase, MSH-10 and MSA-2 alike, as
+    // the FHIR reader writes them: an ITK3 response to an HL7 message
+    // numbered by a GUID in capitals names it in either case.
+    let guid = "9A1B0000-0000-4000-8000-00000000ABCD";
+    let edited = text
+        .replace("MSA|AA|MSG-T02", &format!("MSA|AA|{guid}"))
+        .replace("|ACK-AA|", &format!("|{guid}|"));
+    assert_ne!(edited, text);
+    let ev = tocsin_hl7::normalise_message(edited.as_bytes(), &tocsin_hl7::Hl7Config::default())
+        .unwrap();
+    assert_eq!(ev.source.message_id, guid.to_ascii_lowercase());
+    assert_eq!(ev.ack.unwrap().of_message_id, guid.to_ascii_lowercase());
     let ev = ok("ack_bare_type.hl7");
     assert_eq!(ev.source.message_type, "ACK");
     assert_eq!(ev.event_type, EventType::DeliveryAcknowledged);
