@@ -1865,26 +1865,38 @@ fn matching_by_patient_takes_the_stay_nearest_the_end_the_document_gives() {
     assert_eq!(settled.len(), 1, "{fx:?}");
     assert_eq!(settled[0].encounter.id.as_deref(), Some("IP1"));
     assert_eq!(settled[0].status, S::Late);
-    // Without its stay's end, the nearest to its issue: the day case.
-    let mut tr = tracker();
-    tr.apply(&end(
-        "m1",
-        "IP1",
-        K::Inpatient,
-        t("2024-01-08T10:00:00Z"),
-        NHS,
-    ));
-    tr.apply(&end(
-        "m2",
-        "DC1",
-        K::DayCase,
-        t("2024-01-15T09:00:00Z"),
-        NHS,
-    ));
-    late.encounter = None;
-    let settled = changed(&tr.apply(&late));
-    assert_eq!(settled[0].encounter.id.as_deref(), Some("DC1"));
+    // Without its stay's end, or with one it could not have been issued in
+    // the match window of (a junk PV1-45), the nearest to its issue: the
+    // day case.
+    for stated in [None, Some(t("1900-01-01T00:00:00Z"))] {
+        let mut tr = tracker();
+        tr.apply(&end(
+            "m1",
+            "IP1",
+            K::Inpatient,
+            t("2024-01-08T10:00:00Z"),
+            NHS,
+        ));
+        tr.apply(&end(
+            "m2",
+            "DC1",
+            K::DayCase,
+            t("2024-01-15T09:00:00Z"),
+            NHS,
+        ));
+        late.encounter = stated.map(|at| tocsin_event::Encounter {
+            ended_at: Some(at),
+            ..Default::default()
+        });
+        let settled = changed(&tr.apply(&late));
+        assert_eq!(
+            settled[0].encounter.id.as_deref(),
+            Some("DC1"),
+            "{stated:?}"
+        );
+    }
 }
+
 #[test]
 fn matching_by_local_id_when_no_nhs_number() {
     let mut tr = tracker();

@@ -288,7 +288,16 @@ impl Tracker {
     /// says it ended a week ago, settled the day case that ended this
     /// morning, leaving its own stay owed).
     fn find_open_for(&self, d: &DocView<'_>) -> Option<(u32, MatchMethod)> {
-        let anchor = d.stay_ended_at.unwrap_or(d.issued_at);
+        // A stated end the document could not have been issued in the
+        // match window of (a junk PV1-45, 1900) says nothing.
+        let (before, after) = (
+            self.config.match_window_before.as_secs() * 1000,
+            self.config.match_window_after.as_secs() * 1000,
+        );
+        let anchor = d
+            .stay_ended_at
+            .filter(|end| (d.issued_at - after..=d.issued_at + before).contains(end))
+            .unwrap_or(d.issued_at);
         let best = |slots: &mut dyn Iterator<Item = u32>, want: MatchMethod| {
             slots
                 .filter_map(|s| self.open.get(s).map(|o| (s, o)))
