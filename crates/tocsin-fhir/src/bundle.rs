@@ -276,8 +276,8 @@ impl Ctx<'_> {
             .into_iter()
             .map(|raw| Warning {
                 code: WarningCode::UnmappedCode,
-                message: "MessageHeader.response.code is not in lowercase, as FHIR's codes are: \
-                          read in lowercase"
+                message: "MessageHeader.response.code is not written as FHIR's codes are \
+                          (lowercase, no spaces): read in lowercase"
                     .into(),
                 raw: Some(raw),
                 location: Some(format!("{}.response.code", mh_entry.loc)),
@@ -640,13 +640,14 @@ fn copy_for_information(mut d: Draft, for_information: bool) -> Draft {
     d
 }
 
-/// A MessageHeader's JSON text with its `response.code` in lowercase, and
-/// the code as sent, when that makes it one of FHIR's response codes.
+/// A MessageHeader's JSON text with its `response.code` in lowercase and
+/// trimmed, and the code as sent, when that makes it one of FHIR's response
+/// codes.
 fn response_code_in_lowercase(text: &str) -> Option<(String, String)> {
     let mut v: serde_json::Value = serde_json::from_str(text).ok()?;
     let code = v.pointer_mut("/response/code")?;
     let raw = code.as_str()?.to_owned();
-    let lower = raw.to_ascii_lowercase();
+    let lower = raw.trim().to_ascii_lowercase();
     if lower == raw || !matches!(&*lower, "ok" | "transient-error" | "fatal-error") {
         return None;
     }

@@ -302,6 +302,8 @@ fn a_response_code_in_capitals_is_read_with_a_warning() {
         b["entry"][0]["resource"]["response"]["code"] = "OK".into();
     });
     assert_eq!(ok.event_type, EventType::DeliveryAcknowledged);
+    let spaced = with("fatal-error ").unwrap().remove(0);
+    assert_eq!(spaced.event_type, EventType::DeliveryFailed);
     let err = with("Refused").unwrap_err().to_string();
     assert!(err.contains("MessageHeader"), "{err}");
 }
