@@ -121,9 +121,7 @@ impl DeliveryFailure {
             detail_code: detail_code.and_then(keep),
         }
     }
-}
 
-impl DeliveryFailure {
     /// A refusal the sender meant as final: ITK3's `fatal-error` ("no point
     /// in sending again without change"). An acceptance of the same
     /// message timed after it (an infrastructure acknowledgement, 20013,
@@ -168,11 +166,12 @@ pub struct Alert {
     pub deadline: DateTime<Utc>,
     /// When, in event time, the alert's condition arose: the deadline (or
     /// warning point, or confirmation limit, not before the encounter's
-    /// end) for `overdue`, `due_soon` and `unconfirmed`; the document's issue, not before the deadline, for
-    /// `late` and `resolved`; the refusal's own time (MSH-7, the response's
-    /// timestamp), not before the document's issue, for
-    /// `delivery_failed`; the cancelling message's time, not before the
-    /// alert it withdraws, for `cancelled`. It does not depend on when the
+    /// end) for `overdue`, `due_soon` and `unconfirmed`; the document's
+    /// issue, not before the deadline, for `late` and `resolved`; the
+    /// refusal's own time (MSH-7, the response's timestamp), not before
+    /// the document's issue, for `delivery_failed`; the cancelling
+    /// message's time, not before the alert it withdraws, for
+    /// `cancelled`. It does not depend on when the
     /// input was read, so a replay and the live gateway raise identical
     /// alerts.
     #[serde(serialize_with = "crate::time_text::serialize")]
