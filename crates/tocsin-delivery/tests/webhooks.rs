@@ -47,6 +47,7 @@ async fn signed_alert_is_delivered_once_with_its_headers() {
 
     wait_until("delivered", LIMIT, || async {
         counts(&store, "ward").await.delivered == 1
+            && delivered_metric(&metrics, "ward", "delivered") == 1
     })
     .await;
     let got = rx.answered();
@@ -79,6 +80,7 @@ async fn a_body_signed_with_another_secret_is_refused_by_the_receiver() {
 
     wait_until("failed", LIMIT, || async {
         counts(&store, "ward").await.failed == 1
+            && delivered_metric(&metrics, "ward", "failed") == 1
     })
     .await;
     let got = rx.answered();
@@ -105,6 +107,7 @@ async fn a_slow_server_times_out_then_the_retry_succeeds() {
 
     wait_until("delivered", LIMIT, || async {
         counts(&store, "slow").await.delivered == 1
+            && delivered_metric(&metrics, "slow", "delivered") == 1
     })
     .await;
     assert_eq!(
@@ -137,6 +140,7 @@ async fn a_server_slower_than_the_timeout_until_the_maximum_age_is_marked_failed
 
     wait_until("failed", LIMIT, || async {
         counts(&store, "slow").await.failed == 1
+            && delivered_metric(&metrics, "slow", "failed") == 1
     })
     .await;
     assert_eq!(delivered_metric(&metrics, "slow", "failed"), 1);
@@ -388,6 +392,7 @@ async fn a_server_that_never_recovers_is_marked_failed_after_the_maximum_age() {
 
     wait_until("both failed", LIMIT, || async {
         counts(&store, "down").await.failed == 2
+            && delivered_metric(&metrics, "down", "failed") == 2
     })
     .await;
     assert!(
@@ -433,6 +438,7 @@ async fn a_refusing_subscriber_s_backlog_is_given_up_at_its_maximum_age_without_
 
     wait_until("all 250 failed", LIMIT, || async {
         counts(&store, "down").await.failed == 250
+            && delivered_metric(&metrics, "down", "failed") == 250
     })
     .await;
     // Said once for the round, not once a delivery (a review's backlog
@@ -853,6 +859,9 @@ async fn a_backlog_queued_under_old_settings_is_sent_under_the_new_ones() {
     wait_until("the backlog settled", LIMIT, || async {
         let c = counts(&store, "practice").await;
         c.delivered + c.failed == 3
+            && delivered_metric(&metrics, "practice", "withdrawn")
+                + delivered_metric(&metrics, "practice", "delivered")
+                == 3
     })
     .await;
     let c = counts(&store, "practice").await;
