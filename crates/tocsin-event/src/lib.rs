@@ -160,7 +160,7 @@ impl Format {
     }
 }
 
-/// A message id that is a UUID, in lowercase (`urn:uuid:` prefix included):
+/// An id that is a UUID, in lowercase (`urn:uuid:` prefix included):
 /// what both normalisers write for message ids and the ids acknowledgements
 /// name.
 ///
@@ -348,6 +348,7 @@ pub struct Document {
     /// The document's own identifier (TXA-12; FHIR Composition.identifier,
     /// else the document bundle's; DocumentReference masterIdentifier,
     /// else its identifier or id): what a replacement's `replaces` names.
+    /// A UUID is written in lowercase ([`lowercase_uuid`]).
     pub id: String,
     /// Kind, from the configured code tables.
     pub kind: DocumentKind,
@@ -366,6 +367,20 @@ pub struct Document {
     /// The document this one replaces (TXA-13; FHIR relatesTo replaces).
     #[serde(default)]
     pub replaces: Option<String>,
+}
+
+impl Document {
+    /// The document with its id and the id it replaces in lowercase where
+    /// they are UUIDs ([`lowercase_uuid`]): what both normalisers emit, so
+    /// that a resend or a replacement that writes the GUID in capitals names
+    /// the same document.
+    pub fn with_lowercase_uuids(self) -> Self {
+        Document {
+            id: lowercase_uuid(self.id),
+            replaces: self.replaces.map(lowercase_uuid),
+            ..self
+        }
+    }
 }
 
 /// A scheduled appointment (SIU).

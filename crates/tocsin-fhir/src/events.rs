@@ -77,7 +77,7 @@ impl Ctx<'_> {
             },
             patient: d.subject.patient,
             encounter: d.encounter,
-            document: d.document,
+            document: d.document.map(tocsin_event::Document::with_lowercase_uuids),
             appointment: None,
             gp_practice: d.subject.gp_practice,
             ack,

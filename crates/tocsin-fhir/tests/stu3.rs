@@ -150,6 +150,20 @@ fn an_itk3_replacement_names_its_original_by_its_id() {
             "d5000000-0000-4000-8000-000000000100".into();
     });
     assert_eq!(resent.document.unwrap().id, o.id, "the same document");
+    // A GUID's case carries no meaning: a resend or replacement that writes
+    // it in capitals names the same document.
+    let shouting = edited("stu3/itk3-edischarge-ITK003D.json", |b| {
+        let doc = &mut b["entry"][3]["resource"];
+        doc["identifier"]["value"] = "D5000000-0000-4000-8000-0000000000AB".into();
+        let comp = &mut doc["entry"][0]["resource"];
+        comp["identifier"]["value"] = "C5000000-0000-4000-8000-0000000000AB".into();
+        comp["relatesTo"] = serde_json::json!([{"code": "replaces",
+            "targetIdentifier": {"value": "C5000000-0000-4000-8000-000000000003"}}]);
+    })
+    .document
+    .unwrap();
+    assert_eq!(shouting.id, "c5000000-0000-4000-8000-0000000000ab");
+    assert_eq!(shouting.replaces.as_deref(), Some(o.id.as_str()));
 }
 
 #[test]

@@ -97,7 +97,8 @@ pub fn normalise_message(msg: &[u8], cfg: &Hl7Config) -> Result<InterfaceEvent, 
             Some(document::from_obr(&mut ctx))
         }
         _ => None,
-    };
+    }
+    .map(tocsin_event::Document::with_lowercase_uuids);
     if matches!(
         event_type,
         EventType::DocumentIssued | EventType::DocumentReplaced

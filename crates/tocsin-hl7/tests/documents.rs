@@ -147,6 +147,24 @@ fn replacements_name_their_parent() {
         assert_eq!(doc.replaces.as_deref(), Some("DOC-1001"));
         assert_eq!(doc.kind, DocumentKind::DischargeSummary, "{name}");
     }
+    // Document numbers that are GUIDs are read in lowercase, as the FHIR
+    // reader writes them: a resend or replacement that writes one in
+    // capitals names the same document.
+    let text = String::from_utf8(common::load("mdm_t10_replace.hl7")).unwrap();
+    let edited = text.replace(
+        "|DOC-1004|DOC-1001|",
+        "|9A1B0000-0000-4000-8000-00000000ABCD|9A1B0000-0000-4000-8000-00000000ABCE|",
+    );
+    assert_ne!(edited, text);
+    let doc = tocsin_hl7::normalise_message(edited.as_bytes(), &tocsin_hl7::Hl7Config::default())
+        .unwrap()
+        .document
+        .unwrap();
+    assert_eq!(doc.id, "9a1b0000-0000-4000-8000-00000000abcd");
+    assert_eq!(
+        doc.replaces.as_deref(),
+        Some("9a1b0000-0000-4000-8000-00000000abce")
+    );
 }
 
 #[test]
