@@ -1203,6 +1203,197 @@ fn a_refusal_then_an_acceptance_of_the_same_message_sent_again_clears_the_failur
     }
 }
 
+/// The acknowledgements of one summary (a commit accept, the GP system's
+/// refusal, then its acceptance of the engine's resend under the same
+/// message id) judge the same whatever order they are read in, before or
+/// after the summary and its discharge, with a restart after any message:
+/// `delivery_failed` is raised once, at the refusal's time, and the
+/// delivery ends accepted. Before, a refusal read after the later
+/// acceptance stood, and acknowledgements held for a document not yet
+/// settled kept only the refusal: the GP system had the summary and
+/// TocsinDeliveryFailed fired for it.
+#[test]
+fn acknowledgements_judge_alike_in_any_read_order() {
+    let cfg = TrackerConfig {
+        allowed_lateness: ConfigDuration::hours(2),
+        ..strict()
+    };
+    let at = |s: &str| t(&format!("2024-01-10T{s}Z"));
+    let events = [
+        end("m1", "V1", K::Inpatient, at("10:00:00"), NHS),
+        doc(
+            "m2",
+            Some("V1"),
+            D::DischargeSummary,
+            at("12:00:00"),
+            Some(NHS),
+        ),
+        ack("a1", "m2", false, at("12:04:00")),
+        ack("a2", "m2", true, at("12:05:00")),
+        ack("a3", "m2", false, at("13:00:00")),
+    ];
+    let judge = |order: &[usize], restart_after: Option<usize>| {
+        let mut tr = Tracker::new(Policy::default_contract(), cfg.clone());
+        let mut store = Store::default();
+        let mut raised = Vec::new();
+        for (n, &i) in order.iter().enumerate() {
+            let fx = tr.apply(&events[i]);
+            raised.extend(alerts(&fx));
+            store.commit(&fx);
+            if restart_after == Some(n) {
+                tr = Tracker::restore(
+                    Policy::default_contract(),
+                    cfg.clone(),
+                    store.all(),
+                    store.records(),
+                )
+                .expect("restores");
+            }
+        }
+        let fx = tr.advance_to(at("23:00:00"));
+        raised.extend(alerts(&fx));
+        store.commit(&fx);
+        let alerts: Vec<_> = raised
+            .into_iter()
+            .map(|a| (a.kind, a.raised_at, a.failure))
+            .collect();
+        let exp: Vec<_> = store
+            .expectations
+            .values()
+            .map(|e| (e.status, e.delivery, e.alerts_raised.clone()))
+            .collect();
+        let c = tr.counters();
+        (alerts, exp, c.deliveries_resent, c.acks_unmatched)
+    };
+    let in_time_order = judge(&[0, 1, 2, 3, 4], None);
+    assert_eq!(
+        in_time_order.0,
+        [(A::DeliveryFailed, at("12:05:00"), Some(ack_failure()))]
+    );
+    assert_eq!(
+        in_time_order.1,
+        [(
+            S::OnTime,
+            Some(DeliveryStatus::Acknowledged),
+            vec![A::DeliveryFailed]
+        )]
+    );
+    assert_eq!((in_time_order.2, in_time_order.3), (1, 0));
+    let mut order = [0usize, 1, 2, 3, 4];
+    let mut seen = 0;
+    permute(&mut order, 0, &mut |order| {
+        seen += 1;
+        assert_eq!(judge(order, None), in_time_order, "order {order:?}");
+        // Counters start again at a restart: the alerts and the stored
+        // expectation are what must come out the same.
+        for restart_after in 0..4 {
+            let (alerts, exp, ..) = judge(order, Some(restart_after));
+            assert_eq!(
+                (alerts, exp),
+                (in_time_order.0.clone(), in_time_order.1.clone()),
+                "order {order:?}, restart after message {restart_after}"
+            );
+        }
+    });
+    assert_eq!(seen, 120);
+}
+
+/// A store written before every held acknowledgement was kept holds one
+/// per waiting document (`delivery`, `failed_at`, `failure`) and one
+/// object per early acknowledgement: both still restore, and the refusal
+/// they hold raises its `delivery_failed`, at its time with its codes,
+/// when its summary settles.
+#[test]
+fn acknowledgements_held_in_records_of_older_stores_still_apply() {
+    let cfg = TrackerConfig {
+        allowed_lateness: ConfigDuration::hours(2),
+        ..strict()
+    };
+    let at = |s: &str| t(&format!("2024-01-10T{s}Z"));
+    let summary = |m: &str, visit: &str| {
+        doc(
+            m,
+            Some(visit),
+            D::DischargeSummary,
+            at("12:00:00"),
+            Some(NHS),
+        )
+    };
+    let mut tr = Tracker::new(Policy::default_contract(), cfg.clone());
+    let mut store = Store::default();
+    // A summary waiting for its discharge, refused meanwhile; a refusal
+    // read before the summary it names.
+    store.commit(&tr.apply(&summary("m2", "V1")));
+    store.commit(&tr.apply(&ack("a1", "m2", true, at("12:05:00"))));
+    store.commit(&tr.apply(&ack("a2", "m3", true, at("12:06:00"))));
+    let old_form = |ns: &str, v: serde_json::Value| -> serde_json::Value {
+        if ns == "early_ack" {
+            return v[0].clone();
+        }
+        let mut v = v;
+        let held = v["acks"][0].clone();
+        let o = v.as_object_mut().unwrap();
+        o.remove("acks");
+        o.insert("delivery".into(), "failed".into());
+        o.insert("failed_at".into(), held["at"].clone());
+        o.insert("failure".into(), held["failure"].clone());
+        v
+    };
+    let mut rewritten = 0;
+    for ((ns, _), text) in store.state.iter_mut() {
+        if ns == "early_ack" || ns == "pending_document" {
+            let v: serde_json::Value = text.decode().unwrap();
+            *text = tocsin_tracker::JsonText::of(&old_form(ns, v));
+            rewritten += 1;
+        }
+    }
+    assert_eq!(rewritten, 2, "{:?}", store.state.keys());
+    let mut tr = Tracker::restore(
+        Policy::default_contract(),
+        cfg,
+        store.all(),
+        store.records(),
+    )
+    .expect("restores");
+    for (visit, first, refused) in [("V1", None, "12:05:00"), ("V2", Some("m3"), "12:06:00")] {
+        let mut fx = tr.apply(&end(
+            &format!("e{visit}"),
+            visit,
+            K::Inpatient,
+            at("10:00:00"),
+            NHS,
+        ));
+        if let Some(m) = first {
+            fx.extend(tr.apply(&summary(m, visit)));
+        }
+        let raised = alerts(&fx);
+        assert_eq!(raised.len(), 1, "{visit}: {fx:?}");
+        assert_eq!(
+            (
+                raised[0].kind,
+                raised[0].raised_at,
+                raised[0].failure.clone()
+            ),
+            (A::DeliveryFailed, at(refused), Some(ack_failure())),
+            "{visit}"
+        );
+    }
+}
+
+/// Calls `f` with every ordering of `xs[k..]` (Heap's algorithm would do;
+/// this is the plain recursive one).
+fn permute(xs: &mut [usize], k: usize, f: &mut dyn FnMut(&[usize])) {
+    if k == xs.len() {
+        f(xs);
+        return;
+    }
+    for i in k..xs.len() {
+        xs.swap(k, i);
+        permute(xs, k + 1, f);
+        xs.swap(k, i);
+    }
+}
+
 /// A refused summary matched by patient (no visit number), the patient
 /// readmitted and discharged again, then the summary sent again: it is the
 /// refused one's resend, and settles nothing of the readmission (before, it
@@ -2124,10 +2315,17 @@ fn acknowledgements_attach_to_the_transmission_and_failure_raises_an_alert() {
     assert_eq!(changed(&fx)[0].delivery, Some(DeliveryStatus::Acknowledged));
     assert!(writes_transmission(&fx));
     // The same outcome again (an infrastructure then a business response)
-    // changes nothing and writes nothing.
+    // changes no expectation; the stored record keeps the latest
+    // acceptance's time (a refusal timed before it, read after it, was
+    // answered by it, after a restart too). One no later writes nothing.
     let again = tr.apply(&ack("a1b", "m2", false, t("2024-01-10T12:01:30Z")));
     assert!(changed(&again).is_empty());
-    assert!(!writes_transmission(&again));
+    assert!(writes_transmission(&again));
+    for (id, at) in [("a1c", "12:01:30"), ("a1d", "12:00:30")] {
+        let repeat = tr.apply(&ack(id, "m2", false, t(&format!("2024-01-10T{at}Z"))));
+        assert!(changed(&repeat).is_empty());
+        assert!(!writes_transmission(&repeat), "{at}");
+    }
     // The transmission is forgotten after the acknowledgement horizon.
     tr.advance_to(t("2024-01-20T00:00:00Z"));
     assert_eq!(tr.transmission_count(), 0);

@@ -9,7 +9,7 @@ use tocsin_event::{Document, EventId, EventType, InterfaceEvent, Patient};
 use super::effects::Effects;
 use super::events::expectation_id_bytes;
 use super::open::{Open, ms};
-use super::state::{EarlyAck, Transmission};
+use super::state::{EarlyAck, Held, HeldAcks, Transmission};
 use super::{Effect, Tracker, build_alert, enc_key, local_key, namespaces, nhs_key, ref_key};
 use crate::compact::key_hash;
 use crate::model::{DeliveryStatus, Expectation, ExpectationStatus, MatchMethod, Settlement};
@@ -25,19 +25,19 @@ pub(crate) struct PendingDocument {
     pub patient: Patient,
     pub encounter_id: Option<String>,
     pub encounter_ref: Option<String>,
-    /// An acknowledgement that came while the document waited: applied when
-    /// it settles an expectation.
-    #[serde(default)]
-    pub delivery: Option<DeliveryStatus>,
-    /// When the failure among those acknowledgements came (the time its
-    /// `delivery_failed` is raised at). Absent in records written before
-    /// it was kept: the document's issue time stands in.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failed_at: Option<DateTime<Utc>>,
-    /// That failure's codes. Absent from records written before they were
-    /// kept.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failure: Option<DeliveryFailure>,
+    /// The acknowledgements that came while the document waited (or
+    /// before it): applied in time order when it settles an expectation.
+    #[serde(default, skip_serializing_if = "HeldAcks::is_empty")]
+    pub acks: HeldAcks,
+    /// Records written before `acks` was kept hold one outcome, the time
+    /// of its failure and that failure's codes: read into `acks` at
+    /// restore ([`PendingDocument::upgraded`]), never written.
+    #[serde(default, rename = "delivery", skip_serializing)]
+    legacy_delivery: Option<DeliveryStatus>,
+    #[serde(default, rename = "failed_at", skip_serializing)]
+    legacy_failed_at: Option<DateTime<Utc>>,
+    #[serde(default, rename = "failure", skip_serializing)]
+    legacy_failure: Option<DeliveryFailure>,
     /// It settled a discharge since cancelled (A13, A11) and waits for the
     /// discharge recorded again: it settles only an end it was issued
     /// within the match window of, whatever it matched by.
@@ -94,14 +94,19 @@ pub(crate) struct DocView<'a> {
 }
 
 impl PendingDocument {
-    /// When its held acknowledgement counts once the encounter's end event
-    /// (at `ended_event_at`) let it settle: the failure's own time, else the
-    /// document's issue, never before the end event made it concern the
-    /// encounter.
-    fn delivery_at(&self, ended_event_at: DateTime<Utc>) -> DateTime<Utc> {
-        self.failed_at
-            .unwrap_or(self.document.issued_at)
-            .max(ended_event_at)
+    /// A stored record as this version keeps it: the one outcome of a
+    /// record written before `acks` was kept becomes its one held
+    /// acknowledgement, at the failure's time, else the document's issue.
+    pub(super) fn upgraded(mut self) -> Self {
+        if let Some(status) = self.legacy_delivery.take() {
+            self.acks.add(EarlyAck {
+                failed: status == DeliveryStatus::Failed,
+                at: self.legacy_failed_at.unwrap_or(self.document.issued_at),
+                failure: self.legacy_failure.take(),
+            });
+        }
+        self.legacy_failed_at = None;
+        self
     }
 
     fn view(&self) -> DocView<'_> {
@@ -227,13 +232,14 @@ impl Tracker {
     /// who went home a week later is owed a summary of the whole stay. Only
     /// while the transmission is remembered (`ack_horizon`): `message_id`
     /// and `exp` are what [`Tracker::detach_from_transmissions`] let go of.
-    /// Its delivery outcome (acknowledged, failed) is carried over: lost, a
+    /// Its acknowledgements (`acks`) are carried over: lost, a
     /// document the GP system had accepted raised `unconfirmed` against
     /// the corrected discharge, stamped before that discharge ended.
     pub(super) fn revive_settling_document(
         &mut self,
         message_id: &str,
         exp: &Expectation,
+        acks: HeldAcks,
         fx: &mut Effects<'_>,
     ) {
         let Some(s) = exp.settlement.as_ref() else {
@@ -268,10 +274,12 @@ impl Tracker {
             },
             encounter_id: exp.encounter.id.clone(),
             encounter_ref: exp.encounter.reference.clone(),
-            delivery: exp.delivery.filter(|d| *d != DeliveryStatus::Pending),
-            failed_at: None,
-            // Its `delivery_failed`, if any, was raised when it first failed.
-            failure: None,
+            // Its `delivery_failed`, if any, was raised when it first
+            // failed (`alerts_raised`).
+            acks,
+            legacy_delivery: None,
+            legacy_failed_at: None,
+            legacy_failure: None,
             revived: true,
             stay_started_at: None,
             alerts_raised: exp.alerts_raised.clone(),
@@ -432,9 +440,10 @@ impl Tracker {
             patient: ev.patient.clone(),
             encounter_id: view.encounter_id.map(str::to_string),
             encounter_ref: view.encounter_ref.map(str::to_string),
-            delivery: None,
-            failed_at: None,
-            failure: None,
+            acks: HeldAcks::default(),
+            legacy_delivery: None,
+            legacy_failed_at: None,
+            legacy_failure: None,
             revived: revived_copy,
             stay_started_at: enc.and_then(|e| e.started_at),
             alerts_raised: Vec::new(),
@@ -443,8 +452,8 @@ impl Tracker {
         let message_id = p.message_id.clone();
         fx.put_state(namespaces::PENDING_DOCUMENT, &p.event_id, &p);
         self.insert_pending(p);
-        // Its acknowledgement, if it was read first, waits with it.
-        if let Some(held) = self.take_early_ack(&message_id, fx) {
+        // Its acknowledgements, if they were read first, wait with it.
+        for held in self.take_early_acks(&message_id, fx).into_iter().flatten() {
             self.ack_pending(&message_id, &held, fx);
         }
     }
@@ -601,10 +610,7 @@ impl Tracker {
             o.mark_raised(&p.alerts_raised);
         }
         self.settle(slot, &p.document, method, &p.message_id, &p.event_id, fx);
-        if let Some(status) = p.delivery {
-            let at = p.delivery_at(ended_event_at);
-            self.record_delivery(&p.message_id, status, at, p.failure.as_ref(), fx);
-        }
+        self.apply_held_acks(&p.message_id, &p.acks, ended_event_at, fx);
         self.settle_waiting_copies(&p, ended_event_at, fx);
         true
     }
@@ -640,16 +646,11 @@ impl Tracker {
             };
             if !self.resend_after_failure(&q.document, &q.patient, &q.message_id, fx) {
                 self.counters.documents_repeated += 1;
-                if q.delivery.is_some() {
-                    self.counters.acks_unmatched += 1;
-                }
+                self.counters.acks_unmatched += q.acks.len() as u64;
                 continue;
             }
             self.counters.deliveries_resent += 1;
-            if let Some(status) = q.delivery {
-                let at = q.delivery_at(ended_event_at);
-                self.record_delivery(&q.message_id, status, at, q.failure.as_ref(), fx);
-            }
+            self.apply_held_acks(&q.message_id, &q.acks, ended_event_at, fx);
         }
     }
 
@@ -661,7 +662,6 @@ impl Tracker {
         ack: &EarlyAck,
         fx: &mut Effects<'_>,
     ) -> bool {
-        let (failed, at) = (ack.failed, ack.at);
         let slots: Vec<u32> = self
             .pending_by_message
             .get(msg_key(message_id))
@@ -675,15 +675,11 @@ impl Tracker {
             let Some(p) = self.pending.get_mut(*s) else {
                 continue;
             };
-            if failed && p.delivery != Some(DeliveryStatus::Failed) {
-                p.failed_at = Some(at);
-                p.failure.clone_from(&ack.failure);
+            match p.acks.add(ack.clone()) {
+                Held::Added => fx.put_state(namespaces::PENDING_DOCUMENT, &p.event_id, &*p),
+                Held::Repeat => {}
+                Held::Full => self.counters.acks_unmatched += 1,
             }
-            p.delivery = Some(match (failed, p.delivery) {
-                (true, _) | (false, Some(DeliveryStatus::Failed)) => DeliveryStatus::Failed,
-                (false, _) => DeliveryStatus::Acknowledged,
-            });
-            fx.put_state(namespaces::PENDING_DOCUMENT, &p.event_id, &*p);
         }
         !slots.is_empty()
     }
@@ -779,6 +775,7 @@ impl Tracker {
                 expectations: Vec::new(),
                 failed_at: None,
                 failure: None,
+                accepted_at: None,
             });
         t.expectations.push(exp);
         let fresh = t.expectations.len() == 1;
@@ -786,15 +783,9 @@ impl Tracker {
         if fresh {
             self.schedule_transmission(message_id, issued_at);
         }
-        // Its acknowledgement, if it was read first.
-        if let Some(held) = self.take_early_ack(message_id, fx) {
-            let status = if held.failed {
-                DeliveryStatus::Failed
-            } else {
-                DeliveryStatus::Acknowledged
-            };
-            let at = held.at.max(issued_at);
-            self.record_delivery(message_id, status, at, held.failure.as_ref(), fx);
+        // Its acknowledgements, if they were read first.
+        if let Some(held) = self.take_early_acks(message_id, fx) {
+            self.apply_held_acks(message_id, &held, issued_at, fx);
         }
     }
 

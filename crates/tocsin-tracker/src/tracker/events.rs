@@ -647,10 +647,10 @@ impl Tracker {
                 );
                 for id in self.generations(base) {
                     if self.forget_seen(super::state::settled_key(&id), fx) {
-                        if let Some((message_id, settled)) =
+                        if let Some((message_id, settled, acks)) =
                             self.detach_from_transmissions(&hex::encode(id), fx)
                         {
-                            self.revive_settling_document(&message_id, &settled, fx);
+                            self.revive_settling_document(&message_id, &settled, acks, fx);
                         }
                         matched = true;
                     }
@@ -919,8 +919,10 @@ impl Tracker {
     /// receiver's duplicate check would otherwise refuse), and clears it as
     /// a resend under a new id does ([`Counters::deliveries_resent`]; the
     /// alert stays on record and is not raised again), unless the refusal
-    /// was final (ITK3 `fatal-error`: [`DeliveryFailure::is_final`]).
-    /// Returns whether the transmission is remembered.
+    /// was final (ITK3 `fatal-error`: [`DeliveryFailure::is_final`]). Read
+    /// the other way round, the refusal meets the later acceptance already
+    /// recorded and comes to the same: its alert is raised and the delivery
+    /// stays accepted. Returns whether the transmission is remembered.
     ///
     /// [`Counters::deliveries_resent`]: crate::Counters::deliveries_resent
     pub(super) fn record_delivery(
@@ -938,8 +940,24 @@ impl Tracker {
         let accepted_again = !failed
             && t.failed_at.is_some_and(|f| at > f)
             && !t.failure.as_ref().is_some_and(DeliveryFailure::is_final);
+        // A refusal of a sending that an acceptance already read, timed
+        // after it, answered (the resend under the same id).
+        let answered = failed
+            && t.failed_at.is_none()
+            && t.accepted_at.is_some_and(|a| at < a)
+            && !failure.is_some_and(DeliveryFailure::is_final);
         let mut changed = false;
-        if failed && t.failed_at.is_none_or(|f| at > f) {
+        if !failed && t.accepted_at.is_none_or(|a| at > a) {
+            t.accepted_at = Some(at);
+            changed = true;
+        }
+        if answered {
+            let newly =
+                |e: &crate::Expectation| !e.alerts_raised.contains(&AlertKind::DeliveryFailed);
+            if t.expectations.iter().any(newly) {
+                self.counters.deliveries_resent += 1;
+            }
+        } else if failed && t.failed_at.is_none_or(|f| at > f) {
             t.failed_at = Some(at);
             t.failure = failure.cloned();
             changed = true;
@@ -958,6 +976,7 @@ impl Tracker {
         for exp in &mut t.expectations {
             let status = match exp.delivery {
                 Some(DeliveryStatus::Failed) if !accepted_again => DeliveryStatus::Failed,
+                _ if answered => DeliveryStatus::Acknowledged,
                 _ => outcome,
             };
             let alert = failed && !exp.alerts_raised.contains(&AlertKind::DeliveryFailed);
@@ -981,13 +1000,17 @@ impl Tracker {
                     at.max(t.issued_at),
                     super::transmitted_document(exp),
                 );
-                raised.failure.clone_from(&t.failure);
+                raised.failure = if answered {
+                    failure.cloned()
+                } else {
+                    t.failure.clone()
+                };
                 fx.push(Effect::AlertRaised(raised));
             }
         }
-        // A repeated acknowledgement (the same outcome again, or an
-        // acceptance timed before a failure) leaves the stored record as it
-        // is: not rewritten.
+        // A repeated acknowledgement (the same outcome again no later than
+        // the last, or an acceptance timed before a failure and the latest
+        // acceptance) leaves the stored record as it is: not rewritten.
         if changed {
             fx.put_state(namespaces::TRANSMISSION, message_id, &t.record());
         }

@@ -275,8 +275,8 @@ pub struct Tracker {
     /// transmission); it goes with the transmission.
     failed_transmissions: BTreeSet<(String, String)>,
     /// Acknowledgements read before their document, by the message id they
-    /// name ([`state::EarlyAck`]), and when each stops waiting.
-    early_acks: HashMap<String, state::EarlyAck, FxBuild>,
+    /// name ([`state::HeldAcks`]), and when each stops waiting.
+    early_acks: HashMap<String, state::HeldAcks, FxBuild>,
     early_ack_expiry: BTreeSet<(i64, String)>,
     /// `(instant, 0 = unconfirmed check | 1 = forget, message id)`.
     tx_timers: BTreeSet<(i64, u8, String)>,

@@ -31,6 +31,11 @@ pub(crate) struct Transmission {
     pub failed_at: Option<DateTime<Utc>>,
     /// What that refusal's codes said, for its `delivery_failed` alert.
     pub failure: Option<DeliveryFailure>,
+    /// When the latest acceptance of it was sent: a refusal timed before
+    /// it, read after it, was answered by the resend it accepted
+    /// ([`Tracker::record_delivery`]), as when the two are read in time
+    /// order. Absent in records written before it was kept.
+    pub accepted_at: Option<DateTime<Utc>>,
 }
 
 /// The document an expectation's refused transmission carried: its
@@ -57,6 +62,35 @@ impl Transmission {
         }
     }
 
+    /// The acknowledgements it had for `exp`, as a document waiting again
+    /// (its discharge cancelled) holds them: its refusal, at its time with
+    /// its codes, and its latest acceptance, for when a later one read
+    /// while it waits is to be judged against them. Without those times
+    /// (records written before they were kept), at its issue.
+    pub(super) fn held_acks(&self, exp: &Expectation) -> HeldAcks {
+        let mut held = HeldAcks::default();
+        let refused = exp.delivery == Some(DeliveryStatus::Failed);
+        let accepted = match exp.delivery {
+            Some(DeliveryStatus::Acknowledged) => Some(self.accepted_at.unwrap_or(self.issued_at)),
+            _ => self.accepted_at,
+        };
+        if let Some(at) = accepted {
+            held.add(EarlyAck {
+                failed: false,
+                at,
+                failure: None,
+            });
+        }
+        if refused {
+            held.add(EarlyAck {
+                failed: true,
+                at: self.failed_at.unwrap_or(self.issued_at),
+                failure: self.failure.clone(),
+            });
+        }
+        held
+    }
+
     /// Its stored record ([`TransmissionRecord`]).
     pub(super) fn record(&self) -> TransmissionRecord<'_> {
         TransmissionRecord {
@@ -64,13 +98,14 @@ impl Transmission {
             expectation_ids: &self.expectations,
             failed_at: self.failed_at,
             failure: self.failure.as_ref(),
+            accepted_at: self.accepted_at,
         }
     }
 }
 
-/// An acknowledgement read before the document it names, as held and as
-/// stored in the `early_ack` namespace: `{"failed": ..., "at": ...}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// An acknowledgement read before its transmission could take it, as held
+/// ([`HeldAcks`]): `{"failed": ..., "at": ...}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct EarlyAck {
     /// A refusal (AE, AR...), else an acceptance.
     pub failed: bool,
@@ -84,10 +119,103 @@ pub(crate) struct EarlyAck {
 }
 
 impl EarlyAck {
-    /// When it stops waiting for its document (event time, ms): the
-    /// allowed lateness after it.
+    /// The outcome it reports.
+    pub fn status(&self) -> DeliveryStatus {
+        if self.failed {
+            DeliveryStatus::Failed
+        } else {
+            DeliveryStatus::Acknowledged
+        }
+    }
+}
+
+/// The acknowledgements read before their transmission could take them
+/// (its document not yet read, or waiting for its encounter's end), every
+/// one in the order of their own times, so that they are applied in that
+/// order when it can ([`Tracker::apply_held_acks`]) and judge as they
+/// would have read in time order. Kept as one (a refusal winning), the
+/// resend's acceptance read before the refusal it answered was lost, and
+/// the delivery stayed failed. Stored in the `early_ack` namespace as a
+/// JSON array (a single object in stores written before).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "StoredAcks")]
+pub(crate) struct HeldAcks(Vec<EarlyAck>);
+
+/// What [`HeldAcks::add`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Held {
+    Added,
+    /// One the same was held: nothing changed.
+    Repeat,
+    /// No room: not kept.
+    Full,
+}
+
+/// At most this many are held for one transmission; more are counted
+/// unmatched (a receiver answering one message dozens of times).
+const MAX_HELD_ACKS: usize = 16;
+
+/// [`HeldAcks`] as stored: the array, or the single object of older stores.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StoredAcks {
+    Many(Vec<EarlyAck>),
+    One(EarlyAck),
+}
+
+impl From<StoredAcks> for HeldAcks {
+    fn from(s: StoredAcks) -> Self {
+        let mut held = HeldAcks::default();
+        let acks = match s {
+            StoredAcks::Many(v) => v,
+            StoredAcks::One(a) => vec![a],
+        };
+        for a in acks {
+            held.add(a);
+        }
+        held
+    }
+}
+
+impl IntoIterator for HeldAcks {
+    type Item = EarlyAck;
+    type IntoIter = std::vec::IntoIter<EarlyAck>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl HeldAcks {
+    /// Keeps `ack` in its place by time (an acceptance before a refusal of
+    /// the same time, which it does not clear), unless one the same is
+    /// held. [`Held::Full`] when [`MAX_HELD_ACKS`] are held already: the
+    /// caller counts it unmatched.
+    pub fn add(&mut self, ack: EarlyAck) -> Held {
+        if self.0.contains(&ack) {
+            return Held::Repeat;
+        }
+        if self.0.len() >= MAX_HELD_ACKS {
+            return Held::Full;
+        }
+        let i = self
+            .0
+            .partition_point(|a| (a.at, a.failed) <= (ack.at, ack.failed));
+        self.0.insert(i, ack);
+        Held::Added
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// When they stop waiting for their document (event time, ms): the
+    /// allowed lateness after the latest.
     fn expires(&self, config: &TrackerConfig) -> i64 {
-        ms(self.at) + config.allowed_lateness.as_secs() * 1000
+        self.0.last().map_or(i64::MIN, |a| ms(a.at)) + config.allowed_lateness.as_secs() * 1000
     }
 }
 
@@ -115,6 +243,11 @@ pub(super) struct TransmissionRecord<'a> {
     failed_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     failure: Option<&'a DeliveryFailure>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::time_text::serialize_option"
+    )]
+    accepted_at: Option<DateTime<Utc>>,
 }
 
 fn serialize_ids<S: serde::Serializer>(e: &&[Expectation], s: S) -> Result<S::Ok, S::Error> {
@@ -136,6 +269,8 @@ struct StoredTransmission {
     failed_at: Option<DateTime<Utc>>,
     #[serde(default)]
     failure: Option<DeliveryFailure>,
+    #[serde(default)]
+    accepted_at: Option<DateTime<Utc>>,
 }
 
 /// Why the tracker could not be rebuilt from stored state.
@@ -440,12 +575,13 @@ impl Tracker {
     /// discharge recorded again: an overdue summary read as on time, in
     /// the old discharge's month. A cancellation after settlement is rare,
     /// so this scans; records are rewritten in message-id order. Returns
-    /// the first transmission's message id and its copy, as it settled.
+    /// the first transmission's message id, its copy, as it settled, and
+    /// the acknowledgements it had ([`Transmission::held_acks`]).
     pub(super) fn detach_from_transmissions(
         &mut self,
         id: &str,
         fx: &mut Effects<'_>,
-    ) -> Option<(String, Expectation)> {
+    ) -> Option<(String, Expectation, HeldAcks)> {
         let mut touched: Vec<String> = self
             .transmissions
             .iter()
@@ -461,7 +597,7 @@ impl Tracker {
             if first.is_none()
                 && let Some(e) = t.expectations.iter().find(|e| e.id.0 == id)
             {
-                first = Some((message_id.clone(), e.clone()));
+                first = Some((message_id.clone(), e.clone(), t.held_acks(e)));
             }
             let documents: Vec<String> = t
                 .expectations
@@ -504,39 +640,57 @@ impl Tracker {
     }
 
     /// An acknowledgement that named no transmission and no waiting
-    /// document: kept for the allowed lateness, since its document may be
-    /// read after it (the engine copies the outbound message to tocsin
-    /// after the recipient has answered). A failure among several wins.
-    pub(super) fn hold_early_ack(
-        &mut self,
-        message_id: &str,
-        held: EarlyAck,
-        fx: &mut Effects<'_>,
-    ) {
-        if self
-            .early_acks
-            .get(message_id)
-            .is_some_and(|held| held.failed)
-        {
-            return;
-        }
-        if let Some(old) = self.early_acks.remove(message_id) {
+    /// document: kept, with any others of the same message, until the
+    /// allowed lateness after the latest has passed, since its document may
+    /// be read after it (the engine copies the outbound message to tocsin
+    /// after the recipient has answered).
+    pub(super) fn hold_early_ack(&mut self, message_id: &str, ack: EarlyAck, fx: &mut Effects<'_>) {
+        let mut held = self.early_acks.remove(message_id).unwrap_or_default();
+        if !held.is_empty() {
             self.early_ack_expiry
-                .remove(&(old.expires(&self.config), message_id.to_string()));
+                .remove(&(held.expires(&self.config), message_id.to_string()));
+        }
+        match held.add(ack) {
+            Held::Added => fx.put_state(namespaces::EARLY_ACK, message_id, &held),
+            Held::Repeat => {}
+            Held::Full => self.counters.acks_unmatched += 1,
         }
         self.early_ack_expiry
             .insert((held.expires(&self.config), message_id.to_string()));
-        fx.put_state(namespaces::EARLY_ACK, message_id, &held);
         self.early_acks.insert(message_id.to_string(), held);
     }
 
-    /// The acknowledgement held for `message_id`, taken (its document has
+    /// Applies the acknowledgements `held` for the transmission
+    /// `message_id` once it can take them, in time order, none before
+    /// `not_before` (its issue; the end event that let a waiting document
+    /// settle) and each strictly after the one before, so that an
+    /// acceptance after a refusal still clears it when both are moved up to
+    /// `not_before`.
+    pub(super) fn apply_held_acks(
+        &mut self,
+        message_id: &str,
+        held: &HeldAcks,
+        not_before: DateTime<Utc>,
+        fx: &mut Effects<'_>,
+    ) {
+        let mut last: Option<DateTime<Utc>> = None;
+        for a in &held.0 {
+            let mut at = a.at.max(not_before);
+            if let Some(l) = last.filter(|l| at <= *l) {
+                at = l + chrono::TimeDelta::milliseconds(1);
+            }
+            last = Some(at);
+            self.record_delivery(message_id, a.status(), at, a.failure.as_ref(), fx);
+        }
+    }
+
+    /// The acknowledgements held for `message_id`, taken (its document has
     /// come).
-    pub(super) fn take_early_ack(
+    pub(super) fn take_early_acks(
         &mut self,
         message_id: &str,
         fx: &mut Effects<'_>,
-    ) -> Option<EarlyAck> {
+    ) -> Option<HeldAcks> {
         let held = self.early_acks.remove(message_id)?;
         self.early_ack_expiry
             .remove(&(held.expires(&self.config), message_id.to_string()));
@@ -550,8 +704,8 @@ impl Tracker {
                 break;
             }
             self.early_ack_expiry.remove(&(at, id.clone()));
-            if self.early_acks.remove(&id).is_some() {
-                self.counters.acks_unmatched += 1;
+            if let Some(held) = self.early_acks.remove(&id) {
+                self.counters.acks_unmatched += held.len() as u64;
                 fx.delete_state(namespaces::EARLY_ACK, id);
             }
         }
@@ -739,10 +893,10 @@ impl Tracker {
             }
             namespaces::PENDING_DOCUMENT => {
                 let p: PendingDocument = rec.value.decode().map_err(|e| bad(e.to_string()))?;
-                self.insert_pending(p);
+                self.insert_pending(p.upgraded());
             }
             namespaces::EARLY_ACK => {
-                let held: EarlyAck = rec.value.decode().map_err(|e| bad(e.to_string()))?;
+                let held: HeldAcks = rec.value.decode().map_err(|e| bad(e.to_string()))?;
                 self.early_ack_expiry
                     .insert((held.expires(&self.config), rec.key.clone()));
                 self.early_acks.insert(rec.key.clone(), held);
@@ -830,6 +984,7 @@ impl Restoring {
                     expectations,
                     failed_at: stored.failed_at,
                     failure: stored.failure,
+                    accepted_at: stored.accepted_at,
                 };
                 self.t.transmissions.insert(rec.key, tx);
             }
@@ -839,6 +994,7 @@ impl Restoring {
                     expectations: Vec::with_capacity(ids.len()),
                     failed_at: stored.failed_at,
                     failure: stored.failure,
+                    accepted_at: stored.accepted_at,
                 };
                 self.awaiting.push((rec.key, tx, ids));
             }
