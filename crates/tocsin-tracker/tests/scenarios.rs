@@ -1203,15 +1203,19 @@ fn a_refusal_then_an_acceptance_of_the_same_message_sent_again_clears_the_failur
     }
 }
 
-/// The acknowledgements of one summary (a commit accept, the GP system's
-/// refusal, then its acceptance of the engine's resend under the same
-/// message id) judge the same whatever order they are read in, before or
-/// after the summary and its discharge, with a restart after any message:
-/// `delivery_failed` is raised once, at the refusal's time, and the
-/// delivery ends accepted. Before, a refusal read after the later
-/// acceptance stood, and acknowledgements held for a document not yet
-/// settled kept only the refusal: the GP system had the summary and
-/// TocsinDeliveryFailed fired for it.
+/// The acknowledgements of one summary judge the same whatever order they
+/// are read in, before or after the summary and its discharge, with a
+/// restart after any message. A commit accept, the GP system's refusal,
+/// then its acceptance of the engine's resend under the same message id:
+/// `delivery_failed` is raised once, at the refusal's time (no earlier
+/// than the discharge), and the delivery ends accepted (before, a refusal
+/// read after the later acceptance stood, and acknowledgements held for a
+/// document not yet settled kept only the refusal). The same with the
+/// summary written before the discharge was recorded, the acknowledgements
+/// held with it (before, they were judged at the discharge's time, so the
+/// resend's acceptance no longer came after the refusal). A commit accept
+/// then a refusal: failed (before, the accept moved up to the discharge
+/// answered the refusal).
 #[test]
 fn acknowledgements_judge_alike_in_any_read_order() {
     let cfg = TrackerConfig {
@@ -1219,83 +1223,115 @@ fn acknowledgements_judge_alike_in_any_read_order() {
         ..strict()
     };
     let at = |s: &str| t(&format!("2024-01-10T{s}Z"));
-    let events = [
-        end("m1", "V1", K::Inpatient, at("10:00:00"), NHS),
-        doc(
-            "m2",
-            Some("V1"),
-            D::DischargeSummary,
-            at("12:00:00"),
-            Some(NHS),
+    let summary = doc(
+        "m2",
+        Some("V1"),
+        D::DischargeSummary,
+        at("12:00:00"),
+        Some(NHS),
+    );
+    let accepted = Some(DeliveryStatus::Acknowledged);
+    let failed = Some(DeliveryStatus::Failed);
+    let scenarios = [
+        (
+            vec![
+                end("m1", "V1", K::Inpatient, at("10:00:00"), NHS),
+                summary.clone(),
+                ack("a1", "m2", false, at("12:04:00")),
+                ack("a2", "m2", true, at("12:05:00")),
+                ack("a3", "m2", false, at("13:00:00")),
+            ],
+            at("12:05:00"),
+            accepted,
+            1,
         ),
-        ack("a1", "m2", false, at("12:04:00")),
-        ack("a2", "m2", true, at("12:05:00")),
-        ack("a3", "m2", false, at("13:00:00")),
+        (
+            vec![
+                end("m1", "V1", K::Inpatient, at("14:00:00"), NHS),
+                summary.clone(),
+                ack("a1", "m2", false, at("12:04:00")),
+                ack("a2", "m2", true, at("12:05:00")),
+                ack("a3", "m2", false, at("13:00:00")),
+            ],
+            at("14:00:00"),
+            accepted,
+            1,
+        ),
+        (
+            vec![
+                end("m1", "V1", K::Inpatient, at("14:00:00"), NHS),
+                summary.clone(),
+                ack("a1", "m2", false, at("12:05:00")),
+                ack("a2", "m2", true, at("13:00:00")),
+            ],
+            at("14:00:00"),
+            failed,
+            0,
+        ),
     ];
-    let judge = |order: &[usize], restart_after: Option<usize>| {
-        let mut tr = Tracker::new(Policy::default_contract(), cfg.clone());
-        let mut store = Store::default();
-        let mut raised = Vec::new();
-        for (n, &i) in order.iter().enumerate() {
-            let fx = tr.apply(&events[i]);
+    for (events, raised_at, delivery, resent) in scenarios {
+        let judge = |order: &[usize], restart_after: Option<usize>| {
+            let mut tr = Tracker::new(Policy::default_contract(), cfg.clone());
+            let mut store = Store::default();
+            let mut raised = Vec::new();
+            for (n, &i) in order.iter().enumerate() {
+                let fx = tr.apply(&events[i]);
+                raised.extend(alerts(&fx));
+                store.commit(&fx);
+                if restart_after == Some(n) {
+                    tr = Tracker::restore(
+                        Policy::default_contract(),
+                        cfg.clone(),
+                        store.all(),
+                        store.records(),
+                    )
+                    .expect("restores");
+                }
+            }
+            let fx = tr.advance_to(at("23:00:00"));
             raised.extend(alerts(&fx));
             store.commit(&fx);
-            if restart_after == Some(n) {
-                tr = Tracker::restore(
-                    Policy::default_contract(),
-                    cfg.clone(),
-                    store.all(),
-                    store.records(),
-                )
-                .expect("restores");
+            let alerts: Vec<_> = raised
+                .into_iter()
+                .map(|a| (a.kind, a.raised_at, a.failure))
+                .collect();
+            let exp: Vec<_> = store
+                .expectations
+                .values()
+                .map(|e| (e.status, e.delivery, e.alerts_raised.clone()))
+                .collect();
+            let c = tr.counters();
+            (alerts, exp, c.deliveries_resent, c.acks_unmatched)
+        };
+        let n = events.len();
+        let in_time_order = judge(&[0, 1, 2, 3, 4][..n], None);
+        assert_eq!(
+            in_time_order.0,
+            [(A::DeliveryFailed, raised_at, Some(ack_failure()))]
+        );
+        assert_eq!(
+            in_time_order.1,
+            [(S::OnTime, delivery, vec![A::DeliveryFailed])]
+        );
+        assert_eq!((in_time_order.2, in_time_order.3), (resent, 0));
+        let mut order: Vec<usize> = (0..n).collect();
+        let mut seen = 0;
+        permute(&mut order, 0, &mut |order| {
+            seen += 1;
+            assert_eq!(judge(order, None), in_time_order, "order {order:?}");
+            // Counters start again at a restart: the alerts and the stored
+            // expectation are what must come out the same.
+            for restart_after in 0..n - 1 {
+                let (alerts, exp, ..) = judge(order, Some(restart_after));
+                assert_eq!(
+                    (alerts, exp),
+                    (in_time_order.0.clone(), in_time_order.1.clone()),
+                    "order {order:?}, restart after message {restart_after}"
+                );
             }
-        }
-        let fx = tr.advance_to(at("23:00:00"));
-        raised.extend(alerts(&fx));
-        store.commit(&fx);
-        let alerts: Vec<_> = raised
-            .into_iter()
-            .map(|a| (a.kind, a.raised_at, a.failure))
-            .collect();
-        let exp: Vec<_> = store
-            .expectations
-            .values()
-            .map(|e| (e.status, e.delivery, e.alerts_raised.clone()))
-            .collect();
-        let c = tr.counters();
-        (alerts, exp, c.deliveries_resent, c.acks_unmatched)
-    };
-    let in_time_order = judge(&[0, 1, 2, 3, 4], None);
-    assert_eq!(
-        in_time_order.0,
-        [(A::DeliveryFailed, at("12:05:00"), Some(ack_failure()))]
-    );
-    assert_eq!(
-        in_time_order.1,
-        [(
-            S::OnTime,
-            Some(DeliveryStatus::Acknowledged),
-            vec![A::DeliveryFailed]
-        )]
-    );
-    assert_eq!((in_time_order.2, in_time_order.3), (1, 0));
-    let mut order = [0usize, 1, 2, 3, 4];
-    let mut seen = 0;
-    permute(&mut order, 0, &mut |order| {
-        seen += 1;
-        assert_eq!(judge(order, None), in_time_order, "order {order:?}");
-        // Counters start again at a restart: the alerts and the stored
-        // expectation are what must come out the same.
-        for restart_after in 0..4 {
-            let (alerts, exp, ..) = judge(order, Some(restart_after));
-            assert_eq!(
-                (alerts, exp),
-                (in_time_order.0.clone(), in_time_order.1.clone()),
-                "order {order:?}, restart after message {restart_after}"
-            );
-        }
-    });
-    assert_eq!(seen, 120);
+        });
+        assert_eq!(seen, (1..=n).product::<usize>());
+    }
 }
 
 /// A store written before every held acknowledgement was kept holds one
@@ -1377,6 +1413,37 @@ fn acknowledgements_held_in_records_of_older_stores_still_apply() {
             (A::DeliveryFailed, at(refused), Some(ack_failure())),
             "{visit}"
         );
+    }
+}
+
+/// A receiver that answers one message dozens of times (each
+/// acknowledgement held while the summary waits for its discharge) cannot
+/// crowd out its refusal: past the sixteen held, an acceptance followed by
+/// another is let go, never a refusal (before, the refusal read after
+/// sixteen commit accepts was dropped and the delivery counted accepted).
+#[test]
+fn a_refusal_among_many_held_acceptances_is_kept() {
+    let at = |m: u32| t("2024-01-10T12:00:00Z") + chrono::Duration::minutes(i64::from(m));
+    for (refused_at, last_accepted, delivery) in [
+        (40, 30, DeliveryStatus::Failed),
+        (10, 30, DeliveryStatus::Acknowledged),
+    ] {
+        let mut tr = tracker();
+        tr.apply(&doc(
+            "m2",
+            Some("V1"),
+            D::DischargeSummary,
+            at(0),
+            Some(NHS),
+        ));
+        for m in 1..=last_accepted {
+            tr.apply(&ack(&format!("a{m}"), "m2", false, at(m)));
+        }
+        tr.apply(&ack("r", "m2", true, at(refused_at)));
+        let fx = tr.apply(&end("m1", "V1", K::Inpatient, at(50), NHS));
+        assert_eq!(kinds(&fx), [A::DeliveryFailed], "refused at {refused_at}");
+        assert_eq!(changed(&fx).last().unwrap().delivery, Some(delivery));
+        assert_eq!(tr.counters().acks_unmatched, 0);
     }
 }
 

@@ -889,11 +889,6 @@ impl Tracker {
             return;
         };
         let failed = ev.event_type == tocsin_event::EventType::DeliveryFailed;
-        let status = if failed {
-            DeliveryStatus::Failed
-        } else {
-            DeliveryStatus::Acknowledged
-        };
         let read = EarlyAck {
             failed,
             at: ev.occurred_at,
@@ -901,17 +896,18 @@ impl Tracker {
                 .then(|| DeliveryFailure::from_codes(&ack.code, ack.detail_code.as_deref())),
         };
         let id = &ack.of_message_id;
-        if !self.record_delivery(id, status, read.at, read.failure.as_ref(), fx)
-            && !self.ack_pending(id, &read, fx)
-        {
+        if !self.record_delivery(id, &read, read.at, fx) && !self.ack_pending(id, &read, fx) {
             self.hold_early_ack(id, read, fx);
         }
     }
 
-    /// Records a delivery outcome on a remembered transmission; a failure
-    /// raises `delivery_failed` once, raised at `at` (the acknowledgement's
-    /// own time, never before the document's issue): what the messages say,
-    /// not when they were read. A failure stands against any acceptance
+    /// Records an acknowledgement on a remembered transmission, judged by
+    /// its own time (`ack.at`); a failure raises `delivery_failed` once,
+    /// raised at that time, never before the document's issue, the
+    /// encounter's end or `not_before` (the end event that let a waiting
+    /// document settle, when it came later: a discharge recorded late,
+    /// whose failure is then new to Alertmanager's window): what the
+    /// messages say, not when they were read. A failure stands against any acceptance
     /// timed at or before it (a commit accept or an ITK3 infrastructure
     /// acknowledgement read after the refusal); an acceptance timed after it
     /// is of the same message sent again under the same id (an HL7 resend
@@ -928,15 +924,15 @@ impl Tracker {
     pub(super) fn record_delivery(
         &mut self,
         message_id: &str,
-        outcome: DeliveryStatus,
-        at: chrono::DateTime<chrono::Utc>,
-        failure: Option<&DeliveryFailure>,
+        ack: &EarlyAck,
+        not_before: chrono::DateTime<chrono::Utc>,
         fx: &mut Effects<'_>,
     ) -> bool {
         let Some(t) = self.transmissions.get_mut(message_id) else {
             return false;
         };
-        let failed = outcome == DeliveryStatus::Failed;
+        let (outcome, at, failure) = (ack.status(), ack.at, ack.failure.as_ref());
+        let failed = ack.failed;
         let accepted_again = !failed
             && t.failed_at.is_some_and(|f| at > f)
             && !t.failure.as_ref().is_some_and(DeliveryFailure::is_final);
@@ -994,10 +990,14 @@ impl Tracker {
             }
             fx.push(Effect::ExpectationChanged(exp.clone()));
             if alert {
+                let raised_at = at
+                    .max(t.issued_at)
+                    .max(exp.encounter.ended_at)
+                    .max(not_before);
                 let mut raised = build_alert(
                     exp,
                     AlertKind::DeliveryFailed,
-                    at.max(t.issued_at),
+                    raised_at,
                     super::transmitted_document(exp),
                 );
                 raised.failure = if answered {

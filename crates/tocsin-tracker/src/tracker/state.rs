@@ -151,8 +151,8 @@ pub(crate) enum Held {
     Full,
 }
 
-/// At most this many are held for one transmission; more are counted
-/// unmatched (a receiver answering one message dozens of times).
+/// At most this many are held for one transmission (a receiver answering
+/// one message dozens of times): see [`HeldAcks::add`].
 const MAX_HELD_ACKS: usize = 16;
 
 /// [`HeldAcks`] as stored: the array, or the single object of older stores.
@@ -188,20 +188,33 @@ impl IntoIterator for HeldAcks {
 impl HeldAcks {
     /// Keeps `ack` in its place by time (an acceptance before a refusal of
     /// the same time, which it does not clear), unless one the same is
-    /// held. [`Held::Full`] when [`MAX_HELD_ACKS`] are held already: the
-    /// caller counts it unmatched.
+    /// held. Past [`MAX_HELD_ACKS`] an acceptance followed by another is
+    /// let go; [`Held::Full`] when there is none (`ack` not kept: the
+    /// caller counts it unmatched).
     pub fn add(&mut self, ack: EarlyAck) -> Held {
         if self.0.contains(&ack) {
             return Held::Repeat;
-        }
-        if self.0.len() >= MAX_HELD_ACKS {
-            return Held::Full;
         }
         let i = self
             .0
             .partition_point(|a| (a.at, a.failed) <= (ack.at, ack.failed));
         self.0.insert(i, ack);
-        Held::Added
+        if self.0.len() <= MAX_HELD_ACKS {
+            return Held::Added;
+        }
+        // Full: an acceptance followed by another says nothing the later
+        // one does not (both clear what came before), so it goes first;
+        // a refusal is never dropped for an acceptance.
+        match self.0.windows(2).position(|w| !w[0].failed && !w[1].failed) {
+            Some(j) => {
+                self.0.remove(j);
+                Held::Added
+            }
+            None => {
+                self.0.remove(i);
+                Held::Full
+            }
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -661,11 +674,12 @@ impl Tracker {
     }
 
     /// Applies the acknowledgements `held` for the transmission
-    /// `message_id` once it can take them, in time order, none before
-    /// `not_before` (its issue; the end event that let a waiting document
-    /// settle) and each strictly after the one before, so that an
-    /// acceptance after a refusal still clears it when both are moved up to
-    /// `not_before`.
+    /// `message_id` once it can take them, in time order, each judged by
+    /// its own time; a failure among them is raised no earlier than
+    /// `not_before` (the end event that let a waiting document settle).
+    /// Judged at `not_before` instead, a refusal moved up to it stood
+    /// against the resend's acceptance timed before it, and an acceptance
+    /// moved up answered the refusal that followed it.
     pub(super) fn apply_held_acks(
         &mut self,
         message_id: &str,
@@ -673,14 +687,8 @@ impl Tracker {
         not_before: DateTime<Utc>,
         fx: &mut Effects<'_>,
     ) {
-        let mut last: Option<DateTime<Utc>> = None;
         for a in &held.0 {
-            let mut at = a.at.max(not_before);
-            if let Some(l) = last.filter(|l| at <= *l) {
-                at = l + chrono::TimeDelta::milliseconds(1);
-            }
-            last = Some(at);
-            self.record_delivery(message_id, a.status(), at, a.failure.as_ref(), fx);
+            self.record_delivery(message_id, a, not_before, fx);
         }
     }
 
