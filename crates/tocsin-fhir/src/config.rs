@@ -128,6 +128,12 @@ impl FhirConfig {
         toml::from_str::<MappingsFile>(text).map(|f| f.fhir)
     }
 
+    /// The encounter kind `[fhir.encounter_class]` gives an Encounter.class
+    /// coding, as the normaliser reads it (`system|code`, then `code`).
+    pub fn encounter_kind(&self, system: Option<&str>, code: &str) -> Option<EncounterKind> {
+        Self::lookup(&self.encounter_class, system, code).copied()
+    }
+
     /// Looks a coding up in a `system|code` / `code` keyed table.
     pub(crate) fn lookup<'a, T>(
         table: &'a BTreeMap<String, T>,

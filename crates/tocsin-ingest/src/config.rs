@@ -31,10 +31,11 @@ impl Default for IngestConfig {
     }
 }
 
-/// Why a mappings file could not be used.
+/// Why a mappings file could not be used: the TOML error, whose span names
+/// the line.
 #[derive(Debug, Error)]
 #[error("mappings: {0}")]
-pub struct ConfigError(#[from] toml::de::Error);
+pub struct ConfigError(#[from] pub toml::de::Error);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -35,8 +35,9 @@ pub struct TrackerConfig {
     #[serde(default = "d_ack_horizon")]
     pub ack_horizon: ConfigDuration,
     /// How long (by event time) the keys of messages already seen are kept to
-    /// recognise exact duplicates. Default `30d`: a duplicate older than this
-    /// is treated as new.
+    /// recognise exact duplicates. Default `30d`. A message whose event time
+    /// is older than this behind the clock is ignored and counted
+    /// `stale_event` (it could be a duplicate no longer recognised).
     #[serde(default = "d_duplicate_horizon")]
     pub duplicate_horizon: ConfigDuration,
     /// How long (by event time, from its issue) a document that matched no

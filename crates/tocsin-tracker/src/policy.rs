@@ -207,11 +207,16 @@ impl Policy {
     /// Parses and validates a policy; the error names the line, column and
     /// reason.
     pub fn from_toml(text: &str) -> Result<Policy, PolicyError> {
-        let raw: RawPolicy = toml::from_str(text).map_err(|e| match e.span() {
-            Some(span) => at(text, &span, e.message().to_string()),
-            None => PolicyError::Whole {
-                reason: e.message().to_string(),
-            },
+        let raw: RawPolicy = toml::from_str(text).map_err(|e| {
+            let mut reason = e.message().to_string();
+            // `effective_from = "2019-04-01"`: a date in quotes is a string.
+            if reason.contains("expected a TOML datetime") {
+                reason.push_str(" (write a bare date such as 2019-04-01, without quotes)");
+            }
+            match e.span() {
+                Some(span) => at(text, &span, reason),
+                None => PolicyError::Whole { reason },
+            }
         })?;
         let timezone = match &raw.timezone {
             None => Tz::Europe__London,

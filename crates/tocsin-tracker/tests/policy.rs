@@ -114,6 +114,10 @@ fn invalid_policies_are_refused_with_line_and_reason() {
         why.contains("rule `ds`") && why.contains("`inpatient` is listed twice"),
         "{why}"
     );
+    // A date in quotes is a string: the error says how to write one.
+    let (line, why) = err(&base.replace("2017-04-01", "\"2017-04-01\""));
+    assert_eq!(line, 9, "{why}");
+    assert!(why.contains("bare date such as 2019-04-01"), "{why}");
     // Bad duration.
     let (line, why) = err(&base.replace("\"1d\"", "\"1 fortnight\""));
     assert_eq!(line, 7, "{why}");

@@ -407,8 +407,26 @@ impl Config {
         let ingest = IngestConfig::from_mappings_toml(mappings, file.ingest.max_input_bytes)
             .map_err(|e| ConfigError::Invalid {
                 path: mappings_origin.to_string(),
-                message: e.to_string(),
+                message: explain(&e.0, mappings),
             })?;
+        // Valid values that can never work, as for tocsin.toml below.
+        let never = if ingest.hl7.max_message_bytes == 0 {
+            Some("[hl7] max_message_bytes must be at least 1 (0 refuses every HL7 message)")
+        } else if ingest.hl7.supported_versions.is_empty() {
+            Some("[hl7] supported_versions is empty: every HL7 message would be refused")
+        } else if ingest.fhir.max_resource_bytes == 0 {
+            Some("[fhir] max_resource_bytes must be at least 1 (0 refuses every FHIR input)")
+        } else if ingest.fhir.xml_max_bytes == 0 {
+            Some("[fhir] xml_max_bytes must be at least 1 (0 refuses every FHIR XML input)")
+        } else {
+            None
+        };
+        if let Some(message) = never {
+            return Err(ConfigError::Invalid {
+                path: mappings_origin.to_string(),
+                message: message.to_string(),
+            });
+        }
         let policy = Policy::from_toml(&policy_text.0).map_err(|e| ConfigError::Invalid {
             path: policy_text.1.clone(),
             message: e.to_string(),

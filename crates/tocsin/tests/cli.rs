@@ -163,6 +163,60 @@ fn check_config_accepts_the_shipped_configuration_and_names_the_line_of_a_bad_on
     );
 }
 
+/// A mappings file is checked as tocsin.toml is: a syntax or type error is
+/// told on one line naming the line and column (it quoted the source over
+/// several lines, the prefix doubled), and a limit that refuses every
+/// message is refused, naming the mappings file.
+#[test]
+fn check_config_refuses_mappings_that_cannot_work_on_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = std::fs::read_to_string(root().join("config/mappings.toml")).unwrap();
+    let mappings = dir.path().join("mappings.toml");
+    let config = dir.path().join("tocsin.toml");
+    std::fs::write(
+        &config,
+        shipped_config().replace(
+            &format!("mappings = {:?}", root().join("config/mappings.toml")),
+            &format!("mappings = {mappings:?}"),
+        ),
+    )
+    .unwrap();
+    for (from, to, says) in [
+        (
+            "max_message_bytes = 8388608",
+            "max_message_bytes = 0",
+            "[hl7] max_message_bytes must be at least 1",
+        ),
+        (
+            "supported_versions = [\"2.3\", \"2.3.1\", \"2.4\", \"2.5\", \"2.5.1\", \"2.6\"]",
+            "supported_versions = []",
+            "[hl7] supported_versions is empty",
+        ),
+        (
+            "max_resource_bytes = 8388608",
+            "max_resource_bytes = 0",
+            "[fhir] max_resource_bytes must be at least 1",
+        ),
+        (
+            "xml_max_bytes = 16777216",
+            "xml_max_bytes = 0",
+            "[fhir] xml_max_bytes must be at least 1",
+        ),
+        ("I = \"inpatient\"", "I = inpatient", "line "),
+    ] {
+        assert!(shipped.contains(from), "{from}");
+        std::fs::write(&mappings, shipped.replace(from, to)).unwrap();
+        let out = tocsin(&["check-config", "--config", config.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{to}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("mappings.toml: ") && stderr.contains(says),
+            "{to}: {stderr}"
+        );
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{to}: {stderr}");
+    }
+}
+
 /// Valid, but maybe not meant: a policy whose clinic-letter rule ends with
 /// none after it, an exclusion of every outpatient (so the clinic-letter
 /// rules can make nothing), and an HL7 zone other than the policy's.

@@ -100,7 +100,10 @@ pub fn run(config: &Config, args: &LoadgenArgs) -> Result<ExitCode, Box<dyn std:
         .attendances_per_day
         .unwrap_or(v.outpatient_attendances_per_day);
     profile.validate()?;
-    for warning in deadline_mismatches(&config.policy, &profile, args.start, args.days) {
+    let warnings = deadline_mismatches(&config.policy, &profile, args.start, args.days)
+        .into_iter()
+        .chain(class_mismatches(&config.ingest, &profile));
+    for warning in warnings {
         eprintln!("loadgen: {warning}");
     }
     let opts = Options {
@@ -148,6 +151,75 @@ pub fn run(config: &Config, args: &LoadgenArgs) -> Result<ExitCode, Box<dyn std:
 /// time, the run's own counts of late and missing no longer what the
 /// tracker reports. Days checked: the run's, or a year from `start` for a
 /// run bounded by a message count.
+/// The profile's patient classes (HL7 PV1-2, FHIR Encounter.class) that
+/// the configured code tables do not read as the kind they are sent for:
+/// those encounters would be `other` (counted `end_without_kind`) or
+/// another kind, and the run's counts would not be what a replay judges.
+fn class_mismatches(ingest: &tocsin_ingest::IngestConfig, profile: &Profile) -> Vec<String> {
+    use tocsin_event::EncounterKind as K;
+    let d = &profile.discharges;
+    let kinds = [
+        (
+            K::Inpatient,
+            "inpatient",
+            &d.inpatient_class,
+            &d.inpatient_fhir_class,
+        ),
+        (
+            K::DayCase,
+            "day_case",
+            &d.day_case_class,
+            &d.day_case_fhir_class,
+        ),
+        (
+            K::Emergency,
+            "emergency",
+            &d.emergency_class,
+            &d.emergency_fhir_class,
+        ),
+        (
+            K::Outpatient,
+            "outpatient",
+            &d.outpatient_class,
+            &d.outpatient_fhir_class,
+        ),
+    ];
+    let mut out = Vec::new();
+    for (kind, name, hl7, fhir) in kinds {
+        let read = [
+            (
+                "",
+                "[hl7.patient_class]",
+                ingest.hl7.encounter_kind(hl7),
+                hl7,
+            ),
+            (
+                "_fhir",
+                "[fhir.encounter_class]",
+                ingest.fhir.encounter_kind(Some(FHIR_CLASS_SYSTEM), fhir),
+                fhir,
+            ),
+        ];
+        for (suffix, table, got, code) in read {
+            if got != Some(kind) {
+                let as_what = got.map_or("no kind (`other`, counted `end_without_kind`)", |k| {
+                    k.as_str()
+                });
+                out.push(format!(
+                    "the profile's discharges.{name}{suffix}_class {code:?} is read by {table} \
+                     as {as_what}, not {name}: map it in the mappings file, or the run's counts \
+                     are not what a replay judges"
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The Encounter.class system loadgen's R4 documents send (STU3's differs
+/// only in its address; a bare code in the table matches both).
+const FHIR_CLASS_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
+
 fn deadline_mismatches(
     policy: &tocsin_tracker::Policy,
     profile: &Profile,
@@ -338,6 +410,25 @@ mod tests {
         let (batch, tick) = paced(4_000_000_000, 1000);
         assert_eq!(batch, 1000);
         assert!((249..=251).contains(&tick.as_nanos()), "{tick:?}");
+    }
+
+    #[test]
+    fn a_patient_class_the_code_tables_do_not_read_is_warned_of() {
+        let ingest = tocsin_ingest::IngestConfig::default();
+        let mut profile = Profile::default();
+        assert!(class_mismatches(&ingest, &profile).is_empty());
+        profile.discharges.inpatient_class = "Q".into();
+        profile.discharges.outpatient_fhir_class = "IMP".into();
+        let w = class_mismatches(&ingest, &profile);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains("inpatient_class \"Q\"") && w[0].contains("no kind"),
+            "{w:?}"
+        );
+        assert!(
+            w[1].contains("outpatient_fhir_class \"IMP\"") && w[1].contains("as inpatient"),
+            "{w:?}"
+        );
     }
 
     #[test]
