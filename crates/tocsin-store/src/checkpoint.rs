@@ -60,7 +60,7 @@ const WARN_EVERY: Duration = Duration::from_secs(600);
 fn run(conn: &Connection, stop: &(Mutex<bool>, Condvar)) {
     let (lock, wake) = stop;
     let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
-    let mut warned: Option<std::time::Instant> = None;
+    let mut watch = Watch::default();
     loop {
         stopped = wake
             .wait_timeout(stopped, INTERVAL)
@@ -69,26 +69,63 @@ fn run(conn: &Connection, stop: &(Mutex<bool>, Condvar)) {
         if *stopped {
             return;
         }
-        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            Ok(()) => {
-                if warned.take().is_some() {
-                    tracing::info!("WAL checkpoints succeed again");
-                }
-            }
-            // The writer's own checkpoint fails alike (SQLite ignores its
-            // failure): the log grows until the disk is full, commits and
-            // readiness unaffected meanwhile. Said on the first failure
-            // and every WARN_EVERY while it lasts.
+        // `(busy, log frames, frames checkpointed)`.
+        let outcome = conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            })
+            .map_err(|e| e.to_string());
+        match watch.judge(outcome, std::time::Instant::now()) {
+            Some(Say::Failing(error)) => tracing::warn!(
+                %error,
+                "SQLite WAL checkpoints are failing: the write-ahead log (-wal) grows until \
+                 they succeed; can the store file itself be written (permissions, chattr, a \
+                 full disk)?"
+            ),
+            Some(Say::Recovered) => tracing::info!("WAL checkpoints succeed again"),
+            None => {}
+        }
+    }
+}
+
+/// What a checkpoint's outcome calls for saying.
+#[derive(Debug, PartialEq)]
+enum Say {
+    Failing(String),
+    Recovered,
+}
+
+/// Whether checkpoints are failing, and when that was last said.
+#[derive(Default)]
+struct Watch {
+    warned: Option<std::time::Instant>,
+}
+
+impl Watch {
+    /// Judges one checkpoint: `Ok((log frames, frames checkpointed))` or
+    /// the error. A failure is said at once and every [`WARN_EVERY`] while
+    /// it lasts (the writer's own checkpoint fails alike, SQLite ignoring
+    /// it: the log grows until the disk is full, commits and readiness
+    /// unaffected meanwhile). Only a checkpoint that copied the whole log
+    /// back says they succeed again: with the file unwritable, every other
+    /// call succeeded having copied nothing, and the warning and "succeed
+    /// again" alternated some eight times a second.
+    fn judge(
+        &mut self,
+        outcome: Result<(i64, i64), String>,
+        now: std::time::Instant,
+    ) -> Option<Say> {
+        match outcome {
+            Ok((log, done)) if done >= log => self.warned.take().map(|_| Say::Recovered),
+            Ok(_) => None,
             Err(e) => {
-                if warned.is_none_or(|w| w.elapsed() >= WARN_EVERY) {
-                    tracing::warn!(
-                        error = %e,
-                        "SQLite WAL checkpoints are failing: the write-ahead log (-wal) grows until \
-                         they succeed; can the store file itself be written (permissions, chattr, a \
-                         full disk)?"
-                    );
-                    warned = Some(std::time::Instant::now());
-                }
+                let due = self
+                    .warned
+                    .is_none_or(|w| now.saturating_duration_since(w) >= WARN_EVERY);
+                due.then(|| {
+                    self.warned = Some(now);
+                    Say::Failing(e)
+                })
             }
         }
     }
@@ -102,5 +139,44 @@ impl Drop for Checkpointer {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store file that cannot be written: checkpoints fail, and every
+    /// other one "succeeds" having copied nothing. Said once, not at each
+    /// turn, until one copies the whole log back.
+    #[test]
+    fn a_failing_checkpoint_is_said_once_until_the_whole_log_is_copied() {
+        let mut w = Watch::default();
+        let t0 = std::time::Instant::now();
+        let fail = || Err("disk I/O error".to_string());
+        assert_eq!(
+            w.judge(fail(), t0),
+            Some(Say::Failing("disk I/O error".into()))
+        );
+        for i in 1..50u64 {
+            let at = t0 + Duration::from_millis(200 * i);
+            let outcome = if i % 2 == 0 { fail() } else { Ok((12_000, 0)) };
+            assert_eq!(w.judge(outcome, at), None, "turn {i}");
+        }
+        // Said again once WARN_EVERY has passed.
+        assert!(matches!(
+            w.judge(fail(), t0 + WARN_EVERY),
+            Some(Say::Failing(_))
+        ));
+        // A checkpoint that copies only part of the log is no recovery; one
+        // that copies it all is.
+        assert_eq!(w.judge(Ok((12_000, 500)), t0 + WARN_EVERY), None);
+        assert_eq!(
+            w.judge(Ok((12_000, 12_000)), t0 + WARN_EVERY),
+            Some(Say::Recovered)
+        );
+        assert_eq!(w.judge(Ok((0, 0)), t0 + WARN_EVERY), None);
+        // Partial copies while all is well say nothing either.
+        assert_eq!(w.judge(Ok((9_000, 100)), t0 + WARN_EVERY), None);
     }
 }

@@ -155,6 +155,50 @@ impl MetricLabels {
     }
 }
 
+/// Every interface event type, for `tocsin_events_total{type}` at zero from
+/// the start.
+pub fn event_types() -> [tocsin_event::EventType; 15] {
+    use tocsin_event::EventType as T;
+    let all = [
+        T::EncounterStarted,
+        T::EncounterUpdated,
+        T::EncounterEnded,
+        T::EncounterDischargeCancelled,
+        T::EncounterCancelled,
+        T::PatientMerged,
+        T::AppointmentBooked,
+        T::AppointmentCancelled,
+        T::AppointmentMissed,
+        T::DocumentIssued,
+        T::DocumentReplaced,
+        T::DocumentCancelled,
+        T::DeliveryAcknowledged,
+        T::DeliveryFailed,
+        T::Other,
+    ];
+    // A type added to the model fails to compile here until listed above.
+    for t in all {
+        match t {
+            T::EncounterStarted
+            | T::EncounterUpdated
+            | T::EncounterEnded
+            | T::EncounterDischargeCancelled
+            | T::EncounterCancelled
+            | T::PatientMerged
+            | T::AppointmentBooked
+            | T::AppointmentCancelled
+            | T::AppointmentMissed
+            | T::DocumentIssued
+            | T::DocumentReplaced
+            | T::DocumentCancelled
+            | T::DeliveryAcknowledged
+            | T::DeliveryFailed
+            | T::Other => {}
+        }
+    }
+    all
+}
+
 /// Every document kind. A new kind fails to compile here until it is listed.
 pub fn document_kinds() -> [DocumentKind; 3] {
     let all = [

@@ -304,6 +304,14 @@ impl Metrics {
         for f in labels::FORMATS {
             messages_received.with_label_values(&[f]);
         }
+        // At zero from the start: `TocsinNoDischarges` compares the increase
+        // of `type="encounter_ended"` with the input's, and a series that
+        // does not exist has no increase to compare. A gateway restarted
+        // after its ADT route lost the discharges never had one, and the
+        // rule could not fire.
+        for t in labels::event_types() {
+            events.with_label_values(&[t.as_str()]);
+        }
         // At zero from the start, so that `TocsinDeadLettersGrowing` (a
         // rate) sees the first burst of rejections of a kind.
         for r in tocsin_ingest::IngestError::reason_codes() {
@@ -382,6 +390,8 @@ mod tests {
             "tocsin_documents_total{document_kind=\"discharge_summary\",outcome=\"late\"} 0",
             "tocsin_document_delay_seconds_bucket{document_kind=\"clinic_letter\",le=\"2419200\"} 0",
             "tocsin_alerts_emitted_total{kind=\"overdue\"} 0",
+            "tocsin_events_total{type=\"encounter_ended\"} 0",
+            "tocsin_events_total{type=\"delivery_failed\"} 0",
             "tocsin_tracker_notices_total{notice=\"stale_event\"} 0",
             "tocsin_event_warnings_total{code=\"invalid_nhs_number\"} 0",
             "tocsin_messages_rejected_total{reason=\"missing_field\"} 0",
