@@ -191,7 +191,11 @@ impl<S: StoreAccess> AlertmanagerWorker<S> {
                 Ok(())
             }
             Err(error) => {
-                AlertmanagerPostFailed { error: &error }.emit(&self.metrics);
+                AlertmanagerPostFailed {
+                    url: self.config.alerts_url.as_str(),
+                    error: &error,
+                }
+                .emit(&self.metrics);
                 Err(())
             }
         }

@@ -351,6 +351,9 @@ impl AlertmanagerPosted {
 
 /// A post to Alertmanager failed; the next round tries again.
 pub struct AlertmanagerPostFailed<'a> {
+    /// Where it was posted (credentials in it redacted), so that the
+    /// operator knows which Alertmanager to look at.
+    pub url: &'a str,
     /// Why.
     pub error: &'a str,
 }
@@ -359,6 +362,7 @@ impl AlertmanagerPostFailed<'_> {
     /// Logs it (warn) and counts it.
     pub fn emit(self, m: &DeliveryMetrics) {
         tracing::warn!(
+            url = %tocsin_store::redact_url(self.url),
             error = self.error,
             "posting to Alertmanager failed; will retry"
         );

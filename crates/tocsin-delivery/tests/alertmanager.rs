@@ -14,7 +14,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::routing::post;
 use chrono::{SecondsFormat, TimeZone, Timelike, Utc};
-use common::{NHS_NUMBER, TempStore, wait_until};
+use common::{Log, NHS_NUMBER, TempStore, wait_until};
 use serde_json::Value;
 use tocsin_delivery::config::Alertmanager;
 use tocsin_delivery::{Delivery, DeliveryConfig, DeliveryMetrics, SharedStore};
@@ -453,6 +453,37 @@ async fn a_failure_stamped_in_the_future_still_fires() {
         0,
         "no post was refused"
     );
+}
+
+/// A post that fails is logged naming the Alertmanager it went to (with
+/// the password in its address hidden), so that the operator knows which
+/// to look at; it said only the error.
+#[tokio::test]
+async fn a_failed_post_names_the_alertmanager_without_its_password() {
+    let (log, _logging) = Log::capture();
+    let tmp = TempStore::new();
+    let store = tmp.open();
+    // Nothing listens on port 1.
+    let (_workers, metrics) = start(
+        &store,
+        config("http://ops:s3cret@127.0.0.1:1", Duration::from_secs(60)),
+    );
+    let mut failed = common::alert(9, AlertKind::DeliveryFailed, Some("RXX03"));
+    failed.raised_at = Utc::now().with_nanosecond(0).unwrap();
+    let batch = Batch::from_effects([Effect::AlertRaised(failed)]);
+    store.call(move |s| s.commit(&batch)).await.unwrap();
+    wait_until("a post fails and is logged", LIMIT, || async {
+        metrics
+            .alertmanager_posts
+            .with_label_values(&["error"])
+            .get()
+            >= 1
+            && log.text().contains("posting to Alertmanager failed")
+    })
+    .await;
+    let text = log.text();
+    assert!(text.contains("127.0.0.1:1"), "{text}");
+    assert!(!text.contains("s3cret"), "{text}");
 }
 
 /// Split by specialty, each specialty's overdue documents are an alert of

@@ -9,8 +9,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use common::{
-    Behaviour, NHS_NUMBER, Receiver, TempStore, alert, commit_alerts, counts, delivered_metric,
-    wait_until, webhook,
+    Behaviour, Log, NHS_NUMBER, Receiver, TempStore, alert, commit_alerts, counts,
+    delivered_metric, wait_until, webhook,
 };
 use tocsin_delivery::config::Webhook;
 use tocsin_delivery::{
@@ -469,47 +469,6 @@ async fn a_refusing_subscriber_s_backlog_is_given_up_at_its_maximum_age_without_
         "{requests} requests for 250 deliveries"
     );
     assert_eq!(delivered_metric(&metrics, "down", "failed"), 250);
-}
-
-/// What the workers logged, for the test to read.
-#[derive(Clone, Default)]
-struct Log(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl Log {
-    /// The log at info, as a gateway runs, until the guard is dropped: the
-    /// workers are tasks of the test's one thread, so they log to it.
-    fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
-        let log = Log::default();
-        let guard = tracing::subscriber::set_default(
-            tracing_subscriber::fmt()
-                .with_max_level(tracing::Level::INFO)
-                .with_ansi(false)
-                .with_writer(log.clone())
-                .finish(),
-        );
-        (log, guard)
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-}
-
-impl std::io::Write for Log {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Log {
-    type Writer = Log;
-    fn make_writer(&'a self) -> Log {
-        self.clone()
-    }
 }
 
 /// Deliveries queued for a subscriber that was then renamed or removed have
