@@ -1447,6 +1447,38 @@ fn a_refusal_among_many_held_acceptances_is_kept() {
     }
 }
 
+/// A refusal read after the discharge it concerns was cancelled (A13),
+/// timed before the A13, the discharge never recorded again: it waits with
+/// the revived summary, and when that expires it is counted
+/// `ack_unmatched` (it went without a word). The acceptance the summary
+/// carried from its transmission, applied when it first settled, is not
+/// counted.
+#[test]
+fn a_refusal_left_with_a_revived_summary_is_counted_when_it_expires() {
+    let mut tr = tracker();
+    let at = |s: &str| t(&format!("2024-01-{s}Z"));
+    tr.apply(&end("m1", "V1", K::Inpatient, at("15T10:00:00"), NHS));
+    tr.apply(&doc(
+        "m2",
+        Some("V1"),
+        D::DischargeSummary,
+        at("16T09:30:00"),
+        Some(NHS),
+    ));
+    tr.apply(&ack("a1", "m2", false, at("16T09:31:00")));
+    tr.apply(&cancel(
+        "m3",
+        EventType::EncounterDischargeCancelled,
+        "V1",
+        at("16T12:00:00"),
+    ));
+    tr.apply(&ack("a2", "m2", true, at("16T09:35:00")));
+    assert_eq!(tr.counters().acks_unmatched, 0);
+    tr.advance_to(t("2024-03-01T00:00:00Z"));
+    assert_eq!(tr.counters().pending_expired, 1);
+    assert_eq!(tr.counters().acks_unmatched, 1);
+}
+
 /// Calls `f` with every ordering of `xs[k..]` (Heap's algorithm would do;
 /// this is the plain recursive one).
 fn permute(xs: &mut [usize], k: usize, f: &mut dyn FnMut(&[usize])) {
@@ -1886,16 +1918,15 @@ fn delivery_failed_is_raised_at_the_acknowledgements_time() {
     assert_eq!(raised(&[&e, &d, &nack]), [at]);
     assert_eq!(raised(&[&e, &d, &other, &nack]), [at]);
     // The document and its ack before the discharge: the ack waits with the
-    // document and raises its alert, at its own time, when the end comes;
-    // if the end event comes later still (a discharge recorded late), at
-    // the end event's time, when the failure became known to concern it.
+    // document and raises its alert, at its own time, when the end comes,
+    // as read in the other order; so too when the end event is stamped
+    // later than the end it states (it was raised at the end event's time,
+    // read this way only).
     assert_eq!(raised(&[&d, &nack, &e]), [at]);
     let mut recorded_late = e.clone();
     recorded_late.occurred_at = t("2024-01-12T09:00:00Z");
-    assert_eq!(
-        raised(&[&d, &nack, &recorded_late]),
-        [t("2024-01-12T09:00:00Z")]
-    );
+    assert_eq!(raised(&[&d, &nack, &recorded_late]), [at]);
+    assert_eq!(raised(&[&recorded_late, &d, &nack]), [at]);
     // An acknowledgement stamped before the document (clocks apart) is
     // raised at the document's issue.
     let early = ack("a2", "m2", true, t("2024-01-10T11:00:00Z"));

@@ -29,6 +29,11 @@ pub(crate) struct PendingDocument {
     /// before it): applied in time order when it settles an expectation.
     #[serde(default, skip_serializing_if = "HeldAcks::is_empty")]
     pub acks: HeldAcks,
+    /// Revived: how many of `acks` it carried from its transmission, which
+    /// were applied when it first settled: should it expire, only the
+    /// others are counted `ack_unmatched`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub carried_acks: u8,
     /// Records written before `acks` was kept hold one outcome, the time
     /// of its failure and that failure's codes: read into `acks` at
     /// restore ([`PendingDocument::upgraded`]), never written.
@@ -276,6 +281,7 @@ impl Tracker {
             encounter_ref: exp.encounter.reference.clone(),
             // Its `delivery_failed`, if any, was raised when it first
             // failed (`alerts_raised`).
+            carried_acks: u8::try_from(acks.len()).unwrap_or(u8::MAX),
             acks,
             legacy_delivery: None,
             legacy_failed_at: None,
@@ -441,6 +447,7 @@ impl Tracker {
             encounter_id: view.encounter_id.map(str::to_string),
             encounter_ref: view.encounter_ref.map(str::to_string),
             acks: HeldAcks::default(),
+            carried_acks: 0,
             legacy_delivery: None,
             legacy_failed_at: None,
             legacy_failure: None,
@@ -541,11 +548,7 @@ impl Tracker {
 
     /// After an expectation is created: settle it with the first-issued
     /// waiting document that matches (encounter id, then reference, then
-    /// patient and window). Returns whether it was settled.
-    /// `ended_event_at` is the time of the end event that created it: a
-    /// failure that waited with the document is raised then at the
-    /// earliest, when it becomes known to concern this expectation (and
-    /// within Alertmanager's window of recent failures). `started_at` is
+    /// patient and window). Returns whether it was settled. `started_at` is
     /// when the encounter began, if the end event says: a document matched
     /// only by patient and issued before then (less the allowed lateness,
     /// for senders' clocks) is about an earlier stay, such as a copy of
@@ -554,7 +557,6 @@ impl Tracker {
     pub(super) fn settle_from_pending(
         &mut self,
         slot: u32,
-        ended_event_at: DateTime<Utc>,
         started_at: Option<DateTime<Utc>>,
         fx: &mut Effects<'_>,
     ) -> bool {
@@ -610,8 +612,8 @@ impl Tracker {
             o.mark_raised(&p.alerts_raised);
         }
         self.settle(slot, &p.document, method, &p.message_id, &p.event_id, fx);
-        self.apply_held_acks(&p.message_id, &p.acks, ended_event_at, fx);
-        self.settle_waiting_copies(&p, ended_event_at, fx);
+        self.apply_held_acks(&p.message_id, &p.acks, fx);
+        self.settle_waiting_copies(&p, fx);
         true
     }
 
@@ -623,12 +625,7 @@ impl Tracker {
     /// resend expired unmatched and the delivery stayed failed although the
     /// GP system had accepted it, and a repeat expired as
     /// `pending_document_expired`, which pages the operators.
-    fn settle_waiting_copies(
-        &mut self,
-        settled: &PendingDocument,
-        ended_event_at: DateTime<Utc>,
-        fx: &mut Effects<'_>,
-    ) {
+    fn settle_waiting_copies(&mut self, settled: &PendingDocument, fx: &mut Effects<'_>) {
         let mut copies: Vec<(i64, String, u32)> = self
             .pending_by_document
             .get(doc_key(&settled.document.id))
@@ -650,7 +647,7 @@ impl Tracker {
                 continue;
             }
             self.counters.deliveries_resent += 1;
-            self.apply_held_acks(&q.message_id, &q.acks, ended_event_at, fx);
+            self.apply_held_acks(&q.message_id, &q.acks, fx);
         }
     }
 
@@ -785,7 +782,7 @@ impl Tracker {
         }
         // Its acknowledgements, if they were read first.
         if let Some(held) = self.take_early_acks(message_id, fx) {
-            self.apply_held_acks(message_id, &held, issued_at, fx);
+            self.apply_held_acks(message_id, &held, fx);
         }
     }
 
@@ -818,11 +815,18 @@ impl Tracker {
                 break;
             }
             self.pending_expiry.remove(&(at, slot));
-            match self.remove_pending(slot, fx) {
-                Some(p) if p.extra => self.counters.extras_expired += 1,
-                Some(_) => self.counters.pending_expired += 1,
-                None => {}
+            let Some(p) = self.remove_pending(slot, fx) else {
+                continue;
+            };
+            if p.extra {
+                self.counters.extras_expired += 1;
+            } else {
+                self.counters.pending_expired += 1;
             }
+            // The acknowledgements read while it waited go with it: said,
+            // not lost without a word.
+            let read = p.acks.len().saturating_sub(usize::from(p.carried_acks));
+            self.counters.acks_unmatched += read as u64;
         }
     }
 }
@@ -838,4 +842,9 @@ fn whole_seconds_after(start: DateTime<Utc>, end: DateTime<Utc>) -> i64 {
     } else {
         s
     }
+}
+
+/// For serde: a count of zero is left out of the stored record.
+fn is_zero(n: &u8) -> bool {
+    *n == 0
 }

@@ -341,7 +341,7 @@ impl Tracker {
                 o.pin_id(id);
             }
             let slot = self.insert_open(o);
-            if !self.settle_from_pending(slot, ev.occurred_at, enc.started_at, fx)
+            if !self.settle_from_pending(slot, enc.started_at, fx)
                 && fx.wants_unsettled()
                 && let Some(o) = self.open.get(slot)
             {
@@ -417,7 +417,7 @@ impl Tracker {
             }
             self.change_open(s, fx, |o, syms| o.nhs = Nhs::new(Some(nhs), syms));
             self.counters.nhs_numbers_learnt += 1;
-            self.settle_from_pending(s, ev.occurred_at, None, fx);
+            self.settle_from_pending(s, None, fx);
         }
     }
 
@@ -826,7 +826,7 @@ impl Tracker {
         // under them first and waits (the summary sent under the traced
         // record before the PAS merged the temporary one).
         for s in rekeyed {
-            self.settle_from_pending(s, ev.occurred_at, None, fx);
+            self.settle_from_pending(s, None, fx);
         }
     }
 
@@ -896,17 +896,15 @@ impl Tracker {
                 .then(|| DeliveryFailure::from_codes(&ack.code, ack.detail_code.as_deref())),
         };
         let id = &ack.of_message_id;
-        if !self.record_delivery(id, &read, read.at, fx) && !self.ack_pending(id, &read, fx) {
+        if !self.record_delivery(id, &read, fx) && !self.ack_pending(id, &read, fx) {
             self.hold_early_ack(id, read, fx);
         }
     }
 
     /// Records an acknowledgement on a remembered transmission, judged by
     /// its own time (`ack.at`); a failure raises `delivery_failed` once,
-    /// raised at that time, never before the document's issue, the
-    /// encounter's end or `not_before` (the end event that let a waiting
-    /// document settle, when it came later: a discharge recorded late,
-    /// whose failure is then new to Alertmanager's window): what the
+    /// raised at that time, never before the document's issue or the
+    /// encounter's end (a summary written before the discharge): what the
     /// messages say, not when they were read. A failure stands against any acceptance
     /// timed at or before it (a commit accept or an ITK3 infrastructure
     /// acknowledgement read after the refusal); an acceptance timed after it
@@ -925,7 +923,6 @@ impl Tracker {
         &mut self,
         message_id: &str,
         ack: &EarlyAck,
-        not_before: chrono::DateTime<chrono::Utc>,
         fx: &mut Effects<'_>,
     ) -> bool {
         let Some(t) = self.transmissions.get_mut(message_id) else {
@@ -990,10 +987,7 @@ impl Tracker {
             }
             fx.push(Effect::ExpectationChanged(exp.clone()));
             if alert {
-                let raised_at = at
-                    .max(t.issued_at)
-                    .max(exp.encounter.ended_at)
-                    .max(not_before);
+                let raised_at = at.max(t.issued_at).max(exp.encounter.ended_at);
                 let mut raised = build_alert(
                     exp,
                     AlertKind::DeliveryFailed,

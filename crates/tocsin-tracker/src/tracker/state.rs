@@ -133,7 +133,7 @@ impl EarlyAck {
 /// (its document not yet read, or waiting for its encounter's end), every
 /// one in the order of their own times, so that they are applied in that
 /// order when it can ([`Tracker::apply_held_acks`]) and judge as they
-/// would have read in time order. Kept as one (a refusal winning), the
+/// would have, read in time order. Kept as one (a refusal winning), the
 /// resend's acceptance read before the refusal it answered was lost, and
 /// the delivery stayed failed. Stored in the `early_ack` namespace as a
 /// JSON array (a single object in stores written before).
@@ -217,10 +217,12 @@ impl HeldAcks {
         }
     }
 
+    /// Whether none is held (a waiting document's record then omits them).
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
+    /// How many are held: counted `ack_unmatched` when they are let go.
     pub fn len(&self) -> usize {
         self.0.len()
     }
@@ -675,20 +677,18 @@ impl Tracker {
 
     /// Applies the acknowledgements `held` for the transmission
     /// `message_id` once it can take them, in time order, each judged by
-    /// its own time; a failure among them is raised no earlier than
-    /// `not_before` (the end event that let a waiting document settle).
-    /// Judged at `not_before` instead, a refusal moved up to it stood
-    /// against the resend's acceptance timed before it, and an acceptance
-    /// moved up answered the refusal that followed it.
+    /// its own time. Judged at the time they could be taken instead (the
+    /// discharge that let a waiting document settle), a refusal moved up
+    /// to it stood against the resend's acceptance timed before it, and an
+    /// acceptance moved up answered the refusal that followed it.
     pub(super) fn apply_held_acks(
         &mut self,
         message_id: &str,
         held: &HeldAcks,
-        not_before: DateTime<Utc>,
         fx: &mut Effects<'_>,
     ) {
         for a in &held.0 {
-            self.record_delivery(message_id, a, not_before, fx);
+            self.record_delivery(message_id, a, fx);
         }
     }
 
