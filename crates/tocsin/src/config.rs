@@ -366,13 +366,16 @@ impl Config {
         let policy_path = dir.join(&file.policy);
         let policy = named("policy", &policy_path)?;
         let (delivery, am_env) = delivery(&mut file, dir, &path.display().to_string())?;
+        let origin = path.display().to_string();
+        let mappings_origin = mappings_path.display().to_string();
         let mut config = Self::assemble(
-            path.display().to_string(),
+            origin.clone(),
             file,
             &mappings,
-            &mappings_path.display().to_string(),
+            &mappings_origin,
             (policy, policy_path.display().to_string()),
-        )?;
+        )
+        .map_err(|e| with_line(e, &[(&origin, &text), (&mappings_origin, &mappings)]))?;
         config.delivery = delivery;
         config.env_overrides.extend(am_env);
         config.secrets_readable_by_others = readable_secrets;
@@ -672,6 +675,66 @@ fn read(path: &Path) -> Result<String, ConfigError> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// A value check's error (`[section] key ...`, the file named as `path`)
+/// with the line of the key it names prefixed, found in that file's text
+/// (`files`: each path with its text): the first key of that section
+/// set in the file that the message names. A syntax or type error has its
+/// line already; a value set from the environment is blamed on the
+/// variable, and is left as it is.
+fn with_line(e: ConfigError, files: &[(&str, &str)]) -> ConfigError {
+    let ConfigError::Invalid { path, message } = e else {
+        return e;
+    };
+    let line = files
+        .iter()
+        .find(|(p, _)| *p == path)
+        .and_then(|(_, text)| line_of_key(text, &message));
+    let message = match line {
+        Some(n) if !message.starts_with("line ") => format!("line {n}: {message}"),
+        _ => message,
+    };
+    ConfigError::Invalid { path, message }
+}
+
+/// The line (from 1) of the key `message` names, within the section it
+/// opens with (`[amqp] ...`): of the keys set in that section, the one
+/// named first in the message.
+fn line_of_key(text: &str, message: &str) -> Option<usize> {
+    let section = message.strip_prefix('[')?.split_once(']')?.0;
+    let rest = &message[section.len() + 2..];
+    let mut in_section = false;
+    let mut best: Option<(usize, usize)> = None;
+    for (n, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if let Some(h) = t.strip_prefix('[') {
+            in_section = h.trim_end_matches(']').trim() == section;
+            continue;
+        }
+        let Some((key, _)) = t
+            .split_once('=')
+            .filter(|_| in_section && !t.starts_with('#'))
+        else {
+            continue;
+        };
+        let key = key.trim().trim_matches('"');
+        let named_at = rest.match_indices(key).find(|(i, _)| {
+            let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+            let before = rest[..*i].chars().next_back().is_none_or(|c| !word(c));
+            let after = rest[i + key.len()..]
+                .chars()
+                .next()
+                .is_none_or(|c| !word(c));
+            before && after
+        });
+        if let Some((i, _)) = named_at
+            && best.is_none_or(|(b, _)| i < b)
+        {
+            best = Some((i, n + 1));
+        }
+    }
+    best.map(|(_, n)| n)
 }
 
 fn parse<T: serde::de::DeserializeOwned>(text: &str, origin: &str) -> Result<T, ConfigError> {

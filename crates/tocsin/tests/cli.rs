@@ -139,11 +139,18 @@ fn check_config_accepts_the_shipped_configuration_and_names_the_line_of_a_bad_on
         ),
     ] {
         assert!(text.contains(from), "{from}");
-        std::fs::write(&bad, text.replace(from, to)).unwrap();
+        let edited = text.replace(from, to);
+        std::fs::write(&bad, &edited).unwrap();
         let out = tocsin(&["check-config", "--config", bad.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(2), "{to}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(says), "{to}: {stderr}");
+        // ... at the line of the key it names.
+        let line = edited.lines().position(|l| l == to).unwrap() + 1;
+        assert!(
+            stderr.contains(&format!("tocsin.toml: line {line}: ")),
+            "{to}: {stderr}"
+        );
     }
     // A file it names that cannot be read is blamed on the key naming it.
     std::fs::write(
@@ -214,6 +221,10 @@ fn check_config_refuses_mappings_that_cannot_work_on_one_line() {
             "{to}: {stderr}"
         );
         assert_eq!(stderr.trim_end().lines().count(), 1, "{to}: {stderr}");
+        // Each names the line of the value at fault.
+        let edited = shipped.replace(from, to);
+        let line = edited.lines().position(|l| l == to).unwrap() + 1;
+        assert!(stderr.contains(&format!("line {line}")), "{to}: {stderr}");
     }
 }
 
