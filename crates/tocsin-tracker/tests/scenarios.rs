@@ -1230,42 +1230,37 @@ fn acknowledgements_judge_alike_in_any_read_order() {
         at("12:00:00"),
         Some(NHS),
     );
+    // The discharge ended at `ended`, the summary, then each
+    // acknowledgement `(refused, at)`.
+    let traffic = |ended: &str, acks: &[(bool, &str)]| {
+        let mut events = vec![
+            end("m1", "V1", K::Inpatient, at(ended), NHS),
+            summary.clone(),
+        ];
+        for (i, (refused, when)) in acks.iter().enumerate() {
+            events.push(ack(&format!("a{i}"), "m2", *refused, at(when)));
+        }
+        events
+    };
+    let accept_refuse_accept = [(false, "12:04:00"), (true, "12:05:00"), (false, "13:00:00")];
     let accepted = Some(DeliveryStatus::Acknowledged);
-    let failed = Some(DeliveryStatus::Failed);
     let scenarios = [
         (
-            vec![
-                end("m1", "V1", K::Inpatient, at("10:00:00"), NHS),
-                summary.clone(),
-                ack("a1", "m2", false, at("12:04:00")),
-                ack("a2", "m2", true, at("12:05:00")),
-                ack("a3", "m2", false, at("13:00:00")),
-            ],
+            traffic("10:00:00", &accept_refuse_accept),
             at("12:05:00"),
             accepted,
             1,
         ),
         (
-            vec![
-                end("m1", "V1", K::Inpatient, at("14:00:00"), NHS),
-                summary.clone(),
-                ack("a1", "m2", false, at("12:04:00")),
-                ack("a2", "m2", true, at("12:05:00")),
-                ack("a3", "m2", false, at("13:00:00")),
-            ],
+            traffic("14:00:00", &accept_refuse_accept),
             at("14:00:00"),
             accepted,
             1,
         ),
         (
-            vec![
-                end("m1", "V1", K::Inpatient, at("14:00:00"), NHS),
-                summary.clone(),
-                ack("a1", "m2", false, at("12:05:00")),
-                ack("a2", "m2", true, at("13:00:00")),
-            ],
+            traffic("14:00:00", &[(false, "12:05:00"), (true, "13:00:00")]),
             at("14:00:00"),
-            failed,
+            Some(DeliveryStatus::Failed),
             0,
         ),
     ];
