@@ -321,11 +321,13 @@ fn encounter_time(
             // last edit (the outcome coded days later) would push the
             // clinic letter's deadline out and a late letter in time. Any
             // other encounter started at admission, days before it ended:
-            // its last edit is nearer.
-            let fallback = if attendance && event_type == EventType::EncounterEnded {
-                v.start.or(v.meta.last_updated)
-            } else {
-                v.meta.last_updated.or(v.end).or(v.start)
+            // its last edit is nearer, and without one its end is not
+            // known (taken from its start, a summary sent two hours after
+            // the discharge was judged days late).
+            let fallback = match (event_type, attendance) {
+                (EventType::EncounterEnded, true) => v.start.or(v.meta.last_updated),
+                (EventType::EncounterEnded, false) => v.meta.last_updated,
+                _ => v.meta.last_updated.or(v.end).or(v.start),
             };
             if matches!(
                 event_type,
@@ -345,7 +347,13 @@ fn encounter_time(
             fallback.ok_or_else(|| FhirError::MissingTimestamp {
                 resource_type: "Encounter".into(),
                 location: e.loc.to_string(),
-                what: "period.start, period.end and meta.lastUpdated are all absent".into(),
+                what: if event_type == EventType::EncounterEnded && !attendance {
+                    "a finished stay with neither period.end nor meta.lastUpdated: its \
+                     admission (period.start) is no discharge time"
+                } else {
+                    "period.start, period.end and meta.lastUpdated are all absent"
+                }
+                .into(),
             })
         }
     }

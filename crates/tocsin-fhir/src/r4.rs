@@ -12,7 +12,7 @@ use fhir_sdk::r4b::resources::{
 };
 
 use crate::common::conversions;
-use crate::time::{LocalTimes, datetime_utc, instant_utc, model};
+use crate::time::{LocalTimes, datetime_utc, instant_utc, model, period_end_utc};
 use crate::view::{
     BundleView, CompositionView, DocRefView, EncounterView, MessageHeaderView, OrganizationView,
     PatientView, Reader,
@@ -45,7 +45,7 @@ impl Reader for R4 {
                 .and_then(|d| datetime_utc(d, self.tz)),
             end: period
                 .and_then(|p| p.end.as_ref())
-                .and_then(|d| datetime_utc(d, self.tz)),
+                .and_then(|d| period_end_utc(d, self.tz)),
             subject: e.subject.as_ref().map(reference),
             service_provider: e.service_provider.as_ref().map(reference),
             locations: e

@@ -334,8 +334,9 @@ impl Env<'_> {
         {
             warnings.push(Warning {
                 code: WarningCode::BadTimestamp,
-                message: "Encounter.period.end is a date without a time: local midnight at its \
-                          start is taken, which may start a deadline up to a day early"
+                message: "Encounter.period.end is a date without a time: the last second of \
+                          that date (or month, or year), local time, is taken, as FHIR reads a \
+                          period's end; the deadline may end up to a day (a month, a year) late"
                     .into(),
                 raw: Some(end),
                 location: Some(format!("{}.period.end", e.loc)),

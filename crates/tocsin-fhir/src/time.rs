@@ -248,6 +248,31 @@ pub(crate) fn datetime_utc(d: &fhir_sdk::DateTime, tz: Tz) -> Option<DateTime<Ut
     }
 }
 
+/// A FHIR Period's `end` in UTC. A partial date ends with its period
+/// (FHIR: the end "includes any matching date/time"): `2024-01-15` ends at
+/// 23:59:59 local on the 15th, `2024-01` on 31 January, `2024` on 31
+/// December. Read as its first instant, a discharge dated only by its day
+/// was due 24 hours after the midnight before it (a summary sent that
+/// evening was late), and one dated by its month ended before it began.
+pub(crate) fn period_end_utc(d: &fhir_sdk::DateTime, tz: Tz) -> Option<DateTime<Utc>> {
+    let date = match d {
+        fhir_sdk::DateTime::DateTime(i) => return instant_utc(i),
+        fhir_sdk::DateTime::Date(date) => date,
+    };
+    let last = match date {
+        Date::Year(y) => NaiveDate::from_ymd_opt(*y, 12, 31),
+        Date::YearMonth(y, m) => {
+            let m = u32::from(u8::from(*m));
+            let (year, month) = if m == 12 { (*y + 1, 1) } else { (*y, m + 1) };
+            NaiveDate::from_ymd_opt(year, month, 1).and_then(|d| d.pred_opt())
+        }
+        Date::Date(d) => {
+            NaiveDate::from_ymd_opt(d.year(), u8::from(d.month()).into(), d.day().into())
+        }
+    }?;
+    plausible(local_to_utc(last.and_hms_opt(23, 59, 59)?, tz))
+}
+
 /// A FHIR `date` as local midnight (of its first day) in UTC.
 pub(crate) fn date_utc(d: &Date, tz: Tz) -> Option<DateTime<Utc>> {
     let date = match d {
@@ -264,6 +289,23 @@ pub(crate) fn date_utc(d: &Date, tz: Tz) -> Option<DateTime<Utc>> {
 mod tests {
     use super::*;
     use chrono_tz::Europe::London;
+
+    /// A partial period end is the last second of its period, local time.
+    #[test]
+    fn a_partial_period_end_is_the_end_of_its_period() {
+        let end = |s: &str| {
+            let d: fhir_sdk::DateTime = serde_json::from_value(Value::from(s)).unwrap();
+            period_end_utc(&d, London).map(|t| t.to_rfc3339())
+        };
+        let at = |s: &str| Some(s.to_string());
+        assert_eq!(end("2024-01-15"), at("2024-01-15T23:59:59+00:00"));
+        assert_eq!(end("2024-07-15"), at("2024-07-15T22:59:59+00:00"));
+        assert_eq!(end("2024-02"), at("2024-02-29T23:59:59+00:00"));
+        assert_eq!(end("2023-12"), at("2023-12-31T23:59:59+00:00"));
+        assert_eq!(end("2024"), at("2024-12-31T23:59:59+00:00"));
+        assert_eq!(end("2024-01-15T10:00:00Z"), at("2024-01-15T10:00:00+00:00"));
+        assert_eq!(end("1799-05"), None);
+    }
 
     /// A time before 1800 is no time at all.
     #[test]

@@ -112,17 +112,20 @@ fn a_planned_encounter_is_other_at_its_last_update_not_its_planned_start() {
 }
 
 /// A period end in year 0 (a placeholder) is no discharge time: the end is
-/// taken as absent, with a warning, and the event's time comes from the
-/// other bound (before, the discharge was dated year 0 and went
-/// untracked without a word).
+/// taken as absent, with a warning (before, the discharge was dated year 0
+/// and went untracked without a word). A finished stay without an end
+/// takes its last edit (meta.lastUpdated); without one it is refused,
+/// saying why: its admission (period.start) was taken for its discharge,
+/// and a summary sent two hours after the discharge was judged days late.
 #[test]
 fn a_period_end_before_1800_is_no_end() {
     let e = edited("r4/encounter-finished-inpatient.json", |v| {
         v["period"]["end"] = "0000-01-01T00:00:00+00:00".into();
+        v["meta"] = serde_json::json!({"lastUpdated": "2024-01-15T14:00:00Z"});
     });
     assert_eq!(e.event_type, EventType::EncounterEnded);
     assert_eq!(e.encounter.as_ref().unwrap().ended_at, None);
-    assert_eq!(e.occurred_at, t("2024-01-10T09:15:00Z"));
+    assert_eq!(e.occurred_at, t("2024-01-15T14:00:00Z"));
     assert!(
         e.warnings
             .iter()
@@ -130,6 +133,32 @@ fn a_period_end_before_1800_is_no_end() {
         "{:?}",
         e.warnings
     );
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&common::load("r4/encounter-finished-inpatient.json")).unwrap();
+    v["period"]["end"] = "0000-01-01T00:00:00+00:00".into();
+    assert!(v["meta"].get("lastUpdated").is_none());
+    let err = tocsin_fhir::normalise_json(&serde_json::to_vec(&v).unwrap(), &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no discharge time"), "{err}");
+}
+
+/// A period end given as a date, a month or a year ends with that period
+/// (FHIR: the end includes any matching time), in local time: read as its
+/// first instant, a discharge dated by its day was due 24 hours after the
+/// midnight before it, and one dated by its month ended before it began.
+#[test]
+fn a_partial_period_end_is_the_end_of_its_period() {
+    for (end, at) in [
+        ("2024-01-15", "2024-01-15T23:59:59Z"),
+        ("2024-07-15", "2024-07-15T22:59:59Z"),
+        ("2024-01", "2024-01-31T23:59:59Z"),
+    ] {
+        let e = edited("r4/encounter-finished-inpatient.json", |v| {
+            v["period"]["end"] = end.into();
+        });
+        assert_eq!(e.encounter.as_ref().unwrap().ended_at, Some(t(at)), "{end}");
+    }
 }
 
 /// The message id is the tracker's duplicate key: versions that mean

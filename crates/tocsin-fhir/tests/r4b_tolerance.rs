@@ -69,14 +69,18 @@ fn offsetless_instants_are_local_time() {
     );
 }
 
+/// A date-only period end includes the whole day (FHIR's reading of a
+/// period): its last second, local time. Taken as the midnight at its
+/// start, a summary sent the next evening after a morning discharge was
+/// judged late.
 #[test]
-fn date_only_period_end_is_local_midnight() {
+fn date_only_period_end_is_the_end_of_that_day() {
     let mut enc: serde_json::Value =
         serde_json::from_slice(&load("r4/encounter-finished-inpatient.json")).unwrap();
     enc["period"]["end"] = "2024-07-02".into();
     let ev = run(&enc);
-    assert_eq!(ev[0].occurred_at, t("2024-07-01T23:00:00Z"));
-    // Said, since the deadline may start up to a day early.
+    assert_eq!(ev[0].occurred_at, t("2024-07-02T22:59:59Z"));
+    // Said, since the deadline may end up to a day late.
     let w: Vec<_> = ev[0]
         .warnings
         .iter()
