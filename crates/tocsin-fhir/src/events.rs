@@ -249,6 +249,25 @@ impl Ctx<'_> {
             )?),
             None => None,
         };
+        // One encounter is what a document settles: the others are said,
+        // not dropped without a word (a letter listing the last stay, then
+        // this one, waited for the last and left this one missing).
+        if v.encounters.len() > 1 {
+            let others: Vec<&str> = v.encounters[1..]
+                .iter()
+                .filter_map(|r| r.reference.as_deref())
+                .collect();
+            warnings.push(Warning {
+                code: WarningCode::Other,
+                message: format!(
+                    "DocumentReference.context.encounter names {} encounters: only the first \
+                     is matched",
+                    v.encounters.len()
+                ),
+                raw: (!others.is_empty()).then(|| others.join(", ")),
+                location: Some(format!("{}.context.encounter[1]", e.loc)),
+            });
+        }
         let doc_id = first_value(v.master_identifier.iter().chain(&v.identifiers))
             .or_else(|| v.meta.id.clone())
             .unwrap_or_default();

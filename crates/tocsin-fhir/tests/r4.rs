@@ -143,6 +143,41 @@ fn a_period_end_before_1800_is_no_end() {
     assert!(err.contains("no discharge time"), "{err}");
 }
 
+/// A DocumentReference naming several encounters is matched by the first
+/// only, and says so, naming the others: they went without a word (a
+/// letter listing the last stay, then this one, waited for the last, and
+/// this one was reported missing).
+#[test]
+fn a_document_naming_several_encounters_says_which_it_is_matched_by() {
+    let e = edited("r4/documentreference-current-clinic-letter.json", |v| {
+        let list = v["context"]["encounter"].as_array_mut().unwrap();
+        list.push(serde_json::json!({"reference": "Encounter/enc-2"}));
+    });
+    assert_eq!(e.encounter.as_ref().unwrap().id.as_deref(), Some("V200001"));
+    let w: Vec<_> = e
+        .warnings
+        .iter()
+        .filter(|w| w.message.contains("only the first"))
+        .map(|w| (w.raw.as_deref(), w.location.as_deref()))
+        .collect();
+    assert_eq!(
+        w,
+        [(
+            Some("Encounter/enc-2"),
+            Some("DocumentReference.context.encounter[1]")
+        )],
+        "{:?}",
+        e.warnings
+    );
+    let one_only = one("r4/documentreference-current-clinic-letter.json");
+    assert!(
+        one_only
+            .warnings
+            .iter()
+            .all(|w| !w.message.contains("only the first"))
+    );
+}
+
 /// A period end given as a date, a month or a year ends with that period
 /// (FHIR: the end includes any matching time), in local time: read as its
 /// first instant, a discharge dated by its day was due 24 hours after the
