@@ -307,10 +307,12 @@ impl Env<'_> {
     ) -> Result<(Encounter, EncounterView), FhirError> {
         let v = self.read(e, |rd, v| rd.encounter(v))?;
         let kind = match &v.class {
-            Some(c) => match c.code.as_deref().and_then(|code| {
-                FhirConfig::lookup(&self.cfg.encounter_class, c.system.as_deref(), code)
-            }) {
-                Some(k) => Some(*k),
+            Some(c) => match c
+                .code
+                .as_deref()
+                .and_then(|code| self.cfg.encounter_kind(c.system.as_deref(), code))
+            {
+                Some(k) => Some(k),
                 None => {
                     warnings.push(Warning {
                         code: WarningCode::UnmappedCode,

@@ -2117,21 +2117,26 @@ fn matching_by_patient_takes_the_nearest_open_expectation_within_the_window() {
 /// case and last week's stay was reported missing).
 #[test]
 fn matching_by_patient_takes_the_stay_nearest_the_end_the_document_gives() {
-    let mut tr = tracker();
-    tr.apply(&end(
-        "m1",
-        "IP1",
-        K::Inpatient,
-        t("2024-01-08T10:00:00Z"),
-        NHS,
-    ));
-    tr.apply(&end(
-        "m2",
-        "DC1",
-        K::DayCase,
-        t("2024-01-15T09:00:00Z"),
-        NHS,
-    ));
+    // Last week's inpatient stay, and this morning's day case.
+    let two_stays = || {
+        let mut tr = tracker();
+        tr.apply(&end(
+            "m1",
+            "IP1",
+            K::Inpatient,
+            t("2024-01-08T10:00:00Z"),
+            NHS,
+        ));
+        tr.apply(&end(
+            "m2",
+            "DC1",
+            K::DayCase,
+            t("2024-01-15T09:00:00Z"),
+            NHS,
+        ));
+        tr
+    };
+    let mut tr = two_stays();
     let mut late = doc(
         "m3",
         None,
@@ -2153,21 +2158,7 @@ fn matching_by_patient_takes_the_stay_nearest_the_end_the_document_gives() {
     // the match window of (a junk PV1-45), the nearest to its issue: the
     // day case.
     for stated in [None, Some(t("1900-01-01T00:00:00Z"))] {
-        let mut tr = tracker();
-        tr.apply(&end(
-            "m1",
-            "IP1",
-            K::Inpatient,
-            t("2024-01-08T10:00:00Z"),
-            NHS,
-        ));
-        tr.apply(&end(
-            "m2",
-            "DC1",
-            K::DayCase,
-            t("2024-01-15T09:00:00Z"),
-            NHS,
-        ));
+        let mut tr = two_stays();
         late.encounter = stated.map(|at| tocsin_event::Encounter {
             ended_at: Some(at),
             ..Default::default()
