@@ -109,7 +109,7 @@ fn document_entries(
             "https://fhir.hl7.org.uk/StructureDefinition/UKCore-Organization",
             "https://fhir.hl7.org.uk/StructureDefinition/UKCore-Composition",
             "https://fhir.hl7.org.uk/StructureDefinition/UKCore-Encounter",
-            "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+            crate::R4_CLASS_SYSTEM,
         )
     };
     let lines = ctx.text_lines(e);

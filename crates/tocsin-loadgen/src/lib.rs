@@ -20,6 +20,10 @@
 //! The crate does no I/O: `tocsin loadgen` writes the messages to files
 //! (one each, or packed per time window with [`Chunker`]) or publishes them.
 
+/// The Encounter.class system of the R4 documents generated (STU3's differs
+/// in its address only), for a caller checking the code tables read them.
+pub const R4_CLASS_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
+
 mod context;
 mod error;
 mod fhir;

@@ -144,13 +144,6 @@ pub fn run(config: &Config, args: &LoadgenArgs) -> Result<ExitCode, Box<dyn std:
     Ok(ExitCode::SUCCESS)
 }
 
-/// Where the policy would judge the generated documents by another
-/// deadline than the profile plans them by, one line per document kind at
-/// the first day it does: before April 2019 the clinic letter rule gave 10
-/// or 14 days, and letters planned late at 7 to 10 days were judged on
-/// time, the run's own counts of late and missing no longer what the
-/// tracker reports. Days checked: the run's, or a year from `start` for a
-/// run bounded by a message count.
 /// The profile's patient classes (HL7 PV1-2, FHIR Encounter.class) that
 /// the configured code tables do not read as the kind they are sent for:
 /// those encounters would be `other` (counted `end_without_kind`) or
@@ -159,33 +152,14 @@ fn class_mismatches(ingest: &tocsin_ingest::IngestConfig, profile: &Profile) -> 
     use tocsin_event::EncounterKind as K;
     let d = &profile.discharges;
     let kinds = [
-        (
-            K::Inpatient,
-            "inpatient",
-            &d.inpatient_class,
-            &d.inpatient_fhir_class,
-        ),
-        (
-            K::DayCase,
-            "day_case",
-            &d.day_case_class,
-            &d.day_case_fhir_class,
-        ),
-        (
-            K::Emergency,
-            "emergency",
-            &d.emergency_class,
-            &d.emergency_fhir_class,
-        ),
-        (
-            K::Outpatient,
-            "outpatient",
-            &d.outpatient_class,
-            &d.outpatient_fhir_class,
-        ),
+        (K::Inpatient, &d.inpatient_class, &d.inpatient_fhir_class),
+        (K::DayCase, &d.day_case_class, &d.day_case_fhir_class),
+        (K::Emergency, &d.emergency_class, &d.emergency_fhir_class),
+        (K::Outpatient, &d.outpatient_class, &d.outpatient_fhir_class),
     ];
     let mut out = Vec::new();
-    for (kind, name, hl7, fhir) in kinds {
+    for (kind, hl7, fhir) in kinds {
+        let name = kind.as_str();
         let read = [
             (
                 "",
@@ -196,7 +170,9 @@ fn class_mismatches(ingest: &tocsin_ingest::IngestConfig, profile: &Profile) -> 
             (
                 "_fhir",
                 "[fhir.encounter_class]",
-                ingest.fhir.encounter_kind(Some(FHIR_CLASS_SYSTEM), fhir),
+                ingest
+                    .fhir
+                    .encounter_kind(Some(tocsin_loadgen::R4_CLASS_SYSTEM), fhir),
                 fhir,
             ),
         ];
@@ -216,10 +192,13 @@ fn class_mismatches(ingest: &tocsin_ingest::IngestConfig, profile: &Profile) -> 
     out
 }
 
-/// The Encounter.class system loadgen's R4 documents send (STU3's differs
-/// only in its address; a bare code in the table matches both).
-const FHIR_CLASS_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
-
+/// Where the policy would judge the generated documents by another
+/// deadline than the profile plans them by, one line per document kind at
+/// the first day it does: before April 2019 the clinic letter rule gave 10
+/// or 14 days, and letters planned late at 7 to 10 days were judged on
+/// time, the run's own counts of late and missing no longer what the
+/// tracker reports. Days checked: the run's, or a year from `start` for a
+/// run bounded by a message count.
 fn deadline_mismatches(
     policy: &tocsin_tracker::Policy,
     profile: &Profile,
