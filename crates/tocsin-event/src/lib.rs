@@ -198,7 +198,9 @@ pub struct Source {
     /// HL7; MessageHeader id for FHIR messages; Bundle.identifier (else
     /// Bundle.id) for document bundles; `Type/id/_history/version` (or
     /// `Type/id`) for standalone resources, with `#cancelled` or
-    /// `#entered-in-error` after it for a withdrawal. An id that is a UUID
+    /// `#entered-in-error` after it for a withdrawal, and `#end=` and the
+    /// end it states after an Encounter's (a corrected end under the same
+    /// version is no duplicate). An id that is a UUID
     /// is written in lowercase ([`lowercase_uuid`]), as its acknowledgement
     /// names it.
     pub message_id: String,
@@ -314,6 +316,28 @@ pub struct Encounter {
     /// Specialty / hospital service (PV1-10; FHIR serviceType).
     #[serde(default)]
     pub specialty: Option<String>,
+}
+
+impl Encounter {
+    /// The warning for an encounter said to end before it started
+    /// (`location`: where the end was read). The end still stands, as the
+    /// time the deadline runs from, but the integration team should know
+    /// it is suspect: times swapped, or one written in another time zone,
+    /// moved the deadline without a word.
+    pub fn ends_before_start(&self, location: String) -> Option<Warning> {
+        let (start, end) = (self.started_at?, self.ended_at?);
+        (end < start).then(|| Warning {
+            code: WarningCode::BadTimestamp,
+            message: format!(
+                "the encounter ends ({}) before it starts ({}): the end is taken as sent, \
+                 and the deadline runs from it",
+                end.to_rfc3339(),
+                start.to_rfc3339()
+            ),
+            raw: None,
+            location: Some(location),
+        })
+    }
 }
 
 /// The kind of document, which decides which expectation it settles.

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use tocsin_event::{Ack, Document, DocumentKind, EventType, Warning, WarningCode};
 
-use crate::events::{Ctx, Draft, document_kind, first_value, other, unmapped};
+use crate::events::{Ctx, Draft, document_kind, first_value, other, replaced_id, unmapped};
 use crate::loc::Loc;
 use crate::prepare::{Entry, Prepared, Resourceless, Scope};
 use crate::subject::{json_list, json_text, unresolved};
@@ -149,11 +149,11 @@ impl Ctx<'_> {
             }
         };
         let replaces = c.replaces.as_ref().map(|r| {
-            r.identifier
-                .as_ref()
-                .and_then(|i| i.value.clone())
-                .or_else(|| r.reference.clone())
-                .unwrap_or_default()
+            replaced_id(
+                r,
+                &format_args!("{}.relatesTo.target", comp_entry.loc),
+                &mut warnings,
+            )
         });
         let event_type = match (c.status.as_str(), &replaces) {
             ("entered-in-error", _) => EventType::DocumentCancelled,

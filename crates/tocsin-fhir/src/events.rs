@@ -11,7 +11,7 @@ use tocsin_event::{
 
 use crate::prepare::{Entry, Scope};
 use crate::subject::{Env, Subject};
-use crate::view::{Code, EncounterView, Ident, Meta};
+use crate::view::{Code, EncounterView, Ident, Meta, Ref};
 use crate::{FhirConfig, FhirError};
 
 /// An event before it is numbered.
@@ -172,11 +172,11 @@ impl Ctx<'_> {
             .iter()
             .find(|(code, _)| code == "replaces")
             .map(|(_, t)| {
-                t.identifier
-                    .as_ref()
-                    .and_then(|i| i.value.clone())
-                    .or_else(|| t.reference.clone())
-                    .unwrap_or_default()
+                replaced_id(
+                    t,
+                    &format_args!("{}.relatesTo.target", e.loc),
+                    &mut warnings,
+                )
             });
         let event_type = match (v.status.as_str(), &replaces) {
             ("entered-in-error", _) => EventType::DocumentCancelled,
@@ -463,15 +463,17 @@ pub(crate) fn standalone_id(rtype: &str, meta: &Meta, status: Option<&str>) -> O
 }
 
 /// An Encounter's message id: [`standalone_id`], with the end it states
-/// added (`#end=...`) when it has no version. A server that corrects an
-/// Encounter's `period.end` without a `meta.versionId` (optional in FHIR)
-/// sent the same id twice, and the correction was dropped as a duplicate
-/// of the first: the deadline stayed on the wrong end. Sent again
-/// unchanged, it is still a duplicate; a withdrawal keeps its own mark.
+/// added (`#end=...`). A server that corrects an Encounter's `period.end`
+/// without a new `meta.versionId` (optional in FHIR, and some engines send
+/// every update as version 1) sent the same id twice, and the correction
+/// was dropped as a duplicate of the first: the deadline stayed on the
+/// wrong end. Sent again unchanged, it is still a duplicate; a withdrawal
+/// keeps its own mark. A versioned Encounter recorded by an older tocsin
+/// (whose id had no end) and sent again after an upgrade is not taken for
+/// a duplicate; the tracker recognises it as a repeated end.
 fn encounter_id(v: &EncounterView) -> Option<String> {
     let mut id = standalone_id("Encounter", &v.meta, Some(&v.status))?;
-    if v.meta.version_id.is_none()
-        && !matches!(v.status.as_str(), "cancelled" | "entered-in-error")
+    if !matches!(v.status.as_str(), "cancelled" | "entered-in-error")
         && let Some(end) = v.end
     {
         id.push_str("#end=");
@@ -484,6 +486,36 @@ fn encounter_id(v: &EncounterView) -> Option<String> {
 pub(crate) fn first_value<'a>(ids: impl IntoIterator<Item = &'a Ident>) -> Option<String> {
     ids.into_iter()
         .find_map(|i| i.value.clone().filter(|v| !v.is_empty()))
+}
+
+/// The id of the document a replacement names (a relatesTo `replaces`
+/// target), to be compared with the ids documents are read with: the
+/// target's identifier value, which is what that id is read from; else
+/// the id in a `Type/id` reference or URL, which is the replaced
+/// document's id only when it had no identifier of its own. That is said
+/// in a warning: taken as written (`DocumentReference/d1`), the reference
+/// matched no document ever, and the replacement was counted as another
+/// document without a word.
+pub(crate) fn replaced_id(r: &Ref, at: &dyn fmt::Display, warnings: &mut Vec<Warning>) -> String {
+    if let Some(id) = first_value(&r.identifier) {
+        return id;
+    }
+    let written = r.reference.as_deref().unwrap_or_default();
+    let id = crate::prepare::relative_part(written).map_or(written, |(_, id)| id);
+    warnings.push(Warning {
+        code: WarningCode::Other,
+        message: if id.is_empty() {
+            "relatesTo replaces names no document: the replaced document is unknown".into()
+        } else {
+            format!(
+                "relatesTo names the replaced document by reference, not identifier: it is taken \
+                 as document {id}, which is a document's id only when it has no identifier"
+            )
+        },
+        raw: (!written.is_empty()).then(|| written.to_owned()),
+        location: Some(at.to_string()),
+    });
+    id.to_owned()
 }
 
 /// Document kind and the code it came from, through `[fhir.document_type]`.

@@ -354,6 +354,7 @@ impl Env<'_> {
             specialty: v.specialty.clone(),
             discharge_disposition: discharge_disposition(e),
         };
+        warnings.extend(enc.ends_before_start(format!("{}.period.end", e.loc)));
         Ok((enc, v))
     }
 

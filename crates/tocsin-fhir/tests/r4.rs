@@ -117,6 +117,27 @@ fn a_planned_encounter_is_other_at_its_last_update_not_its_planned_start() {
 /// takes its last edit (meta.lastUpdated); without one it is refused,
 /// saying why: its admission (period.start) was taken for its discharge,
 /// and a summary sent two hours after the discharge was judged days late.
+/// An Encounter ending before it starts keeps its end (the deadline runs
+/// from it) and says so, naming the period's end.
+#[test]
+fn an_end_before_the_start_is_warned_of() {
+    let e = edited("r4/encounter-finished-inpatient.json", |v| {
+        v["period"]["start"] = "2024-01-16T09:15:00+00:00".into();
+    });
+    assert_eq!(e.occurred_at, t("2024-01-15T14:00:00Z"));
+    let w = &e.warnings[..];
+    assert!(
+        w.len() == 1
+            && w[0].code == WarningCode::BadTimestamp
+            && w[0].message.contains("before it starts")
+            && w[0]
+                .location
+                .as_deref()
+                .is_some_and(|l| l.ends_with(".period.end")),
+        "{w:?}"
+    );
+}
+
 #[test]
 fn a_period_end_before_1800_is_no_end() {
     let e = edited("r4/encounter-finished-inpatient.json", |v| {
@@ -232,6 +253,24 @@ fn message_ids_tell_apart_the_versions_that_differ() {
     assert_eq!(
         corrected.source.message_id,
         "Encounter/enc-1#end=2024-01-15T20:00:00Z"
+    );
+    // The same holds under one version number: engines that send every
+    // update as version 1 had the corrected end dropped as a duplicate.
+    let versioned = |end: &'static str| {
+        edited("r4/encounter-finished-inpatient.json", move |v| {
+            v["meta"]["versionId"] = "1".into();
+            v["period"]["end"] = end.into();
+        })
+        .source
+        .message_id
+    };
+    assert_eq!(
+        versioned("2024-01-15T14:00:00Z"),
+        "Encounter/enc-1/_history/1#end=2024-01-15T14:00:00Z"
+    );
+    assert_ne!(
+        versioned("2024-01-15T14:00:00Z"),
+        versioned("2024-01-15T20:00:00Z")
     );
     // One version number for two statuses (the fixtures' letter-1 is
     // current, then entered in error, both as version 1).
@@ -515,6 +554,39 @@ fn replacing_document_reference() {
     let d = e.document.unwrap();
     assert_eq!(d.id, "DOC-letter-2");
     assert_eq!(d.replaces.as_deref(), Some("DOC-letter-1"));
+    assert!(e.warnings.is_empty(), "{:?}", e.warnings);
+}
+
+/// A replacement naming the replaced DocumentReference by reference alone
+/// is taken to replace the document of that resource's id (what a
+/// DocumentReference without an identifier is read as), and says so: as
+/// written (`DocumentReference/letter-1`) it named no document ever read.
+#[test]
+fn a_replacement_by_reference_names_the_resource_id() {
+    let original = edited("r4/documentreference-current-clinic-letter.json", |v| {
+        let v = v.as_object_mut().unwrap();
+        v.remove("masterIdentifier");
+        v.remove("identifier");
+    });
+    let original = original.document.unwrap();
+    assert_eq!(original.id, "letter-1");
+    for written in [
+        "DocumentReference/letter-1",
+        "https://fhir.rxx.nhs.uk/R4/DocumentReference/letter-1/_history/1",
+    ] {
+        let e = edited("r4/documentreference-replaces.json", |v| {
+            v["relatesTo"][0]["target"] = serde_json::json!({ "reference": written });
+        });
+        assert_eq!(e.event_type, EventType::DocumentReplaced);
+        assert_eq!(e.document.unwrap().replaces, Some(original.id.clone()));
+        let w = &e.warnings[..];
+        assert!(
+            w.len() == 1
+                && w[0].raw.as_deref() == Some(written)
+                && w[0].message.contains("by reference, not identifier"),
+            "{w:?}"
+        );
+    }
 }
 
 #[test]

@@ -166,6 +166,34 @@ fn an_itk3_replacement_names_its_original_by_its_id() {
     assert_eq!(shouting.replaces.as_deref(), Some(o.id.as_str()));
 }
 
+/// A Composition's replacement naming the original by reference alone
+/// takes the id in it, with a warning that only a document read by that id
+/// is matched (an ITK3 document's id is its identifier).
+#[test]
+fn an_itk3_replacement_by_reference_is_warned_of() {
+    let replacement = edited("stu3/itk3-edischarge-ITK003D.json", |b| {
+        let comp = &mut b["entry"][3]["resource"]["entry"][0]["resource"];
+        comp["relatesTo"] = serde_json::json!([{"code": "replaces",
+            "targetReference": {"reference": "Composition/c-old"}}]);
+    });
+    assert_eq!(replacement.event_type, EventType::DocumentReplaced);
+    assert_eq!(
+        replacement.document.unwrap().replaces.as_deref(),
+        Some("c-old")
+    );
+    assert!(
+        replacement
+            .warnings
+            .iter()
+            .any(|w| w.raw.as_deref() == Some("Composition/c-old")
+                && w.location
+                    .as_deref()
+                    .is_some_and(|l| l.ends_with(".relatesTo.target"))),
+        "{:?}",
+        replacement.warnings
+    );
+}
+
 #[test]
 fn itk3_outpatient_letter_message() {
     let e = one("stu3/itk3-outpatient-letter-ITK006D.json");

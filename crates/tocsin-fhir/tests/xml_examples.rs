@@ -29,7 +29,7 @@ fn uk_core_emergency_encounter() {
     assert_eq!(e.source.message_type, "Encounter");
     assert_eq!(
         e.source.message_id,
-        "Encounter/UKCore-Encounter-ED-Example/_history/3"
+        "Encounter/UKCore-Encounter-ED-Example/_history/3#end=2024-03-02T05:58:00Z"
     );
     assert_eq!(e.occurred_at, t("2024-03-02T05:58:00Z"));
     assert_eq!(e.patient.nhs_number.as_deref(), Some("9876543210"));

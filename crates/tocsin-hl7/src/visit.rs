@@ -77,8 +77,8 @@ pub(crate) fn encounter(ctx: &mut Ctx<'_, '_>, ending: Ending) -> Option<Encount
             );
         }
     }
+    let from = if end_sent { "PV1-45" } else { "EVN" };
     if ending != Ending::None {
-        let from = if end_sent { "PV1-45" } else { "EVN" };
         ended_at = ended_at.map(|t| not_after_sending(ctx, evn, t, from));
     } else if let Some(t) = ended_at {
         // An update (A08) giving the end corrects the discharge time (see
@@ -97,7 +97,7 @@ pub(crate) fn encounter(ctx: &mut Ctx<'_, '_>, ending: Ending) -> Option<Encount
         .value(39)
         .or_else(|| pv1.repeats(3).next().and_then(|r| r.sub(4, 1)))
         .map(|v| v.into_owned());
-    Some(Encounter {
+    let enc = Encounter {
         id: pv1.value(19).map(|v| v.into_owned()),
         reference: None,
         kind,
@@ -106,7 +106,9 @@ pub(crate) fn encounter(ctx: &mut Ctx<'_, '_>, ending: Ending) -> Option<Encount
         site,
         specialty: pv1.value(10).map(|v| v.into_owned()),
         discharge_disposition: pv1.value(36).map(|v| v.into_owned()),
-    })
+    };
+    ctx.warnings.extend(enc.ends_before_start(from.to_owned()));
+    Some(enc)
 }
 
 /// How far after its message was sent (MSH-7) an end may fall: the systems'

@@ -470,6 +470,30 @@ fn a_discharge_later_than_its_message_takes_the_event_time() {
     assert!(ev.warnings.is_empty(), "{:?}", ev.warnings);
 }
 
+/// A discharge before its admission (PV1-45 before PV1-44: times swapped,
+/// or one keyed in another zone) stands, as the end the deadline runs
+/// from, with a warning naming both times: it moved the deadline unsaid.
+#[test]
+fn a_discharge_before_its_admission_is_warned_of() {
+    let text = String::from_utf8(load("adt_a03_discharge.hl7")).unwrap();
+    let swapped = text.replace("20240110091500", "20240116091500");
+    let ev = normalise_message(swapped.as_bytes(), &Hl7Config::default()).unwrap();
+    let enc = ev.encounter.unwrap();
+    assert_eq!(enc.ended_at, Some(utc("2024-01-15T14:00:00Z")));
+    assert_eq!(enc.started_at, Some(utc("2024-01-16T09:15:00Z")));
+    assert_eq!(ev.warnings.len(), 1, "{:?}", ev.warnings);
+    let w = &ev.warnings[0];
+    assert_eq!(w.code, WarningCode::BadTimestamp);
+    assert_eq!(w.location.as_deref(), Some("PV1-45"));
+    assert!(
+        w.message.contains("2024-01-15T14:00:00+00:00")
+            && w.message.contains("2024-01-16T09:15:00+00:00"),
+        "{}",
+        w.message
+    );
+    assert!(ok("adt_a03_discharge.hl7").warnings.is_empty());
+}
+
 /// An update (A08) giving PV1-45 carries it as the end (the tracker takes it
 /// as a corrected discharge time), but only a time it can stand by: a date
 /// alone (midnight, up to a day early) or a time after the message was sent
