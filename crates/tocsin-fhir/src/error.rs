@@ -118,12 +118,31 @@ impl FhirError {
         location: &dyn std::fmt::Display,
         err: &serde_json::Error,
     ) -> Self {
+        let mut message = redact(&err.to_string());
+        if is_time_error(&message) {
+            message.push_str(TIME_HINT);
+        }
         Self::InvalidResource {
             resource_type: resource_type.to_owned(),
             location: location.to_string(),
-            message: redact(&err.to_string()),
+            message,
         }
     }
+}
+
+/// What a date-time parser's refusal means, said after it: its own words
+/// (`the 'separator' component could not be parsed`) name no element, and
+/// an integration team read them as a fault in tocsin. The usual cause is
+/// a DocumentReference.date or meta.lastUpdated (an `instant`) sent as a
+/// date alone.
+const TIME_HINT: &str = " (a date or time is malformed: an `instant` (DocumentReference.date, \
+                         meta.lastUpdated, Bundle.timestamp) needs a date, a time and an \
+                         offset, as 2024-01-15T14:00:00Z)";
+
+/// Whether a model's refusal comes from its date-time parser (the `time`
+/// crate's messages).
+fn is_time_error(message: &str) -> bool {
+    message.contains("component could not be parsed") || message.contains(" was not in range")
 }
 
 /// Whether a name from the input is shaped like a FHIR element's (a

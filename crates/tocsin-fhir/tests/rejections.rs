@@ -45,6 +45,28 @@ fn r5_and_dstu2_are_unsupported_versions() {
     assert!(e.to_string().contains("DSTU2"), "{e}");
 }
 
+/// A date-time the model's parser refuses (a DocumentReference.date, an
+/// `instant`, sent as a date alone) is named as such: the parser's own
+/// words name no element.
+#[test]
+fn a_malformed_instant_says_what_an_instant_needs() {
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&load("r4/documentreference-current-clinic-letter.json")).unwrap();
+    for date in ["2024-01-15", "2024-01-15T14:00:61Z"] {
+        v["date"] = date.into();
+        let e = normalise_json(v.to_string().as_bytes(), &FhirConfig::default()).unwrap_err();
+        assert_eq!(e.reason_code(), "invalid_resource", "{date}");
+        let text = e.to_string();
+        assert!(
+            text.contains("a date or time is malformed") && text.contains("2024-01-15T14:00:00Z"),
+            "{date}: {text}"
+        );
+    }
+    // Other refusals carry no such hint.
+    let e = rejected("rejected/invalid-encounter-status.json");
+    assert!(!e.to_string().contains("date or time"), "{e}");
+}
+
 #[test]
 fn resource_the_model_rejects_is_invalid_with_its_location() {
     let e = rejected("rejected/invalid-encounter-status.json");
