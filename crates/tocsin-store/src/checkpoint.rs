@@ -15,6 +15,7 @@
 //! is anything to sync.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -30,6 +31,10 @@ pub(crate) const WRITER_PAGES: u32 = 10_000;
 /// The checkpointing thread; stopped and joined when dropped.
 pub(crate) struct Checkpointer {
     stop: Arc<(Mutex<bool>, Condvar)>,
+    /// Whether checkpoints are failing now (see [`Watch::judge`]), for
+    /// `tocsin_store_checkpoint_failing`: the warning alone, every ten
+    /// minutes in the log, fired no alert while the log filled the disk.
+    failing: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -42,22 +47,30 @@ impl Checkpointer {
         conn.busy_timeout(busy_timeout)
             .map_err(|e| format!("cannot configure the second connection: {e}"))?;
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let flag = stop.clone();
+        let failing = Arc::new(AtomicBool::new(false));
+        let (flag, failing_now) = (stop.clone(), failing.clone());
         let thread = std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
-            .spawn(move || run(&conn, &flag))
+            .spawn(move || run(&conn, &flag, &failing_now))
             .map_err(|e| format!("cannot start its thread: {e}"))?;
         Ok(Self {
             stop,
+            failing,
             thread: Some(thread),
         })
+    }
+
+    /// Whether checkpoints are failing: from the first failure until one
+    /// copies the whole log back.
+    pub(crate) fn failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
     }
 }
 
 /// How often a checkpoint that keeps failing is said again.
 const WARN_EVERY: Duration = Duration::from_secs(600);
 
-fn run(conn: &Connection, stop: &(Mutex<bool>, Condvar)) {
+fn run(conn: &Connection, stop: &(Mutex<bool>, Condvar), failing: &AtomicBool) {
     let (lock, wake) = stop;
     let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
     let mut watch = Watch::default();
@@ -85,6 +98,7 @@ fn run(conn: &Connection, stop: &(Mutex<bool>, Condvar)) {
             Some(Say::Recovered) => tracing::info!("WAL checkpoints succeed again"),
             None => {}
         }
+        failing.store(watch.failing(), Ordering::Relaxed);
     }
 }
 
@@ -102,6 +116,12 @@ struct Watch {
 }
 
 impl Watch {
+    /// Whether checkpoints are failing: from a failure until a checkpoint
+    /// copies the whole log back.
+    fn failing(&self) -> bool {
+        self.warned.is_some()
+    }
+
     /// Judges one checkpoint: `Ok((log frames, frames checkpointed))` or
     /// the error. A failure is said at once and every [`WARN_EVERY`] while
     /// it lasts (the writer's own checkpoint fails alike, SQLite ignoring
@@ -162,6 +182,7 @@ mod tests {
             let at = t0 + Duration::from_millis(200 * i);
             let outcome = if i % 2 == 0 { fail() } else { Ok((12_000, 0)) };
             assert_eq!(w.judge(outcome, at), None, "turn {i}");
+            assert!(w.failing(), "turn {i}");
         }
         // Said again once WARN_EVERY has passed.
         assert!(matches!(
@@ -171,10 +192,12 @@ mod tests {
         // A checkpoint that copies only part of the log is no recovery; one
         // that copies it all is.
         assert_eq!(w.judge(Ok((12_000, 500)), t0 + WARN_EVERY), None);
+        assert!(w.failing());
         assert_eq!(
             w.judge(Ok((12_000, 12_000)), t0 + WARN_EVERY),
             Some(Say::Recovered)
         );
+        assert!(!w.failing());
         assert_eq!(w.judge(Ok((0, 0)), t0 + WARN_EVERY), None);
         // Partial copies while all is well say nothing either.
         assert_eq!(w.judge(Ok((9_000, 100)), t0 + WARN_EVERY), None);

@@ -46,6 +46,19 @@ pub use pg::PostgresStore;
 pub use query::{AlertOrder, AlertQuery, ExpectationQuery, NONE, Page, time_in_range};
 pub use sqlite::{SqliteStore, Synchronous};
 
+/// A SQLite store's files on disk ([`Store::files`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreFiles {
+    /// The database file's size in bytes.
+    pub database_bytes: u64,
+    /// The write-ahead log's (`-wal`) size in bytes: kept near its limit by
+    /// checkpoints, growing while they fail.
+    pub wal_bytes: u64,
+    /// Whether WAL checkpoints are failing (from the first failure until
+    /// one copies the whole log back into the database).
+    pub checkpoints_failing: bool,
+}
+
 /// The durable store, whichever backend holds it.
 ///
 /// Every method is one transaction or one read. Methods take `&mut self`
@@ -218,6 +231,15 @@ pub trait Store: Send {
 
     /// Checks the store answers (readiness).
     fn ping(&mut self) -> Result<(), StoreError>;
+
+    /// The store's own files on disk, for the gateway's metrics: `None`
+    /// for PostgreSQL (its disk is the server's to watch) and an in-memory
+    /// store. A SQLite store grows with the traffic kept, and its WAL
+    /// without bound while checkpoints fail: nothing but a log line said
+    /// so before the disk was full.
+    fn files(&mut self) -> Option<StoreFiles> {
+        None
+    }
 
     /// Up to `limit` pending webhook deliveries of `subscriber` due by
     /// `now`, oldest due first (see [`deliveries`](crate::QueuedDelivery)).

@@ -94,7 +94,7 @@ pub struct SqliteStore {
     conn: Connection,
     /// Checkpoints a file store's WAL beside the commits; `None` for the
     /// in-memory store and a store built aside, which have no WAL.
-    _checkpointer: Option<Checkpointer>,
+    checkpointer: Option<Checkpointer>,
     /// For a store built aside: where it goes when [`Store::close`]d.
     /// Declared after `conn`, so that a store dropped unclosed closes its
     /// connection before the unfinished file is removed.
@@ -287,7 +287,7 @@ impl SqliteStore {
                         WAL_SIZE_LIMIT_BYTES
                     ))
                     .map_err(sq("configure"))?;
-                store._checkpointer = Some(c);
+                store.checkpointer = Some(c);
             }
             Err(reason) => tracing::warn!(
                 %reason,
@@ -351,7 +351,7 @@ impl SqliteStore {
         conn.set_prepared_statement_cache_capacity(64);
         let mut store = Self {
             conn,
-            _checkpointer: None,
+            checkpointer: None,
             building: None,
             path: None,
             writer_lock: None,
@@ -877,6 +877,21 @@ impl Store for SqliteStore {
             self.writer_lock = Some(WriterLock::take(path)?);
         }
         Ok(())
+    }
+
+    fn files(&mut self) -> Option<crate::StoreFiles> {
+        let (path, _) = self.path.as_ref()?;
+        let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        let mut wal = path.clone().into_os_string();
+        wal.push("-wal");
+        Some(crate::StoreFiles {
+            database_bytes: size(path),
+            wal_bytes: size(Path::new(&wal)),
+            checkpoints_failing: self
+                .checkpointer
+                .as_ref()
+                .is_some_and(Checkpointer::failing),
+        })
     }
 
     fn ping(&mut self) -> Result<(), StoreError> {

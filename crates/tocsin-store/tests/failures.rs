@@ -193,6 +193,13 @@ fn file_store_checkpoints_its_wal_in_the_background() {
         std::thread::yield_now();
     }
     assert_eq!(unsettled_ids(&mut store).len(), 200);
+    // What the gateway's metrics show of the files: their sizes, and that
+    // checkpoints succeed. An in-memory store has no files.
+    let files = store.files().expect("a file store's files");
+    assert!(files.database_bytes >= 40 * 4096, "{files:?}");
+    assert!(files.wal_bytes > 0, "{files:?}");
+    assert!(!files.checkpoints_failing, "{files:?}");
+    assert_eq!(SqliteStore::open_in_memory().unwrap().files(), None);
 }
 
 /// A `statement_timeout` set for the database or the role (usual for

@@ -29,7 +29,7 @@ use tocsin_tracker::Tracker;
 use crate::config::Config;
 use crate::internal_events::{
     DeadLettersCounted, Metrics, RestoreRecordSkipped, RuleKeptFromStore, StoppedWithoutBroker,
-    StoreFailed, StoreRecovered, StoreUnresponsive, TrackerObserved,
+    StoreFailed, StoreFilesMeasured, StoreRecovered, StoreUnresponsive, TrackerObserved,
 };
 
 pub use store::StoreHandle;
@@ -376,7 +376,9 @@ impl Drop for AbortOnDrop {
 /// failed ping marks the store down (the next use reconnects); an answer
 /// marks it up again only after a failed ping of its own, never over a
 /// commit's failure: a store that answers reads but refuses writes (a full
-/// disk, a read-only replica after a failover) stays down.
+/// disk, a read-only replica after a failover) stays down. Each answer of
+/// a SQLite store also measures its files (`tocsin_store_file_bytes`,
+/// `tocsin_store_checkpoint_failing`).
 ///
 /// A ping waits behind whatever holds the store (a commit, a long API
 /// query): busy is not down, but a ping still waiting after
@@ -393,7 +395,10 @@ fn watch_store(store: StoreHandle, metrics: Arc<Metrics>, patience: Duration) ->
         let mut failed_last = false;
         loop {
             ticks.tick().await;
-            let ping = store.call(|s| s.ping());
+            let ping = store.call(|s| {
+                s.ping()?;
+                Ok(s.files())
+            });
             tokio::pin!(ping);
             let answer = match tokio::time::timeout(patience, &mut ping).await {
                 Ok(answer) => answer,
@@ -404,11 +409,14 @@ fn watch_store(store: StoreHandle, metrics: Arc<Metrics>, patience: Duration) ->
                 }
             };
             match answer {
-                Ok(()) => {
+                Ok(files) => {
                     if failed_last {
                         StoreRecovered.emit(&metrics);
                     }
                     failed_last = false;
+                    if let Some(files) = files {
+                        StoreFilesMeasured(files).emit(&metrics);
+                    }
                 }
                 Err(error) => {
                     StoreFailed {

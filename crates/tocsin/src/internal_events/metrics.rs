@@ -59,6 +59,12 @@ pub struct Metrics {
     pub amqp_connected: IntGauge,
     /// `tocsin_store_up`.
     pub store_up: IntGauge,
+    /// `tocsin_store_file_bytes{file}`: a SQLite store's database and WAL
+    /// sizes (no series with PostgreSQL).
+    pub store_file_bytes: IntGaugeVec,
+    /// `tocsin_store_checkpoint_failing`: 1 while a SQLite store's WAL
+    /// checkpoints fail.
+    pub store_checkpoint_failing: IntGauge,
     /// `tocsin_dead_letters`: messages waiting in the dead-letter queue.
     pub dead_letters: IntGauge,
     /// `tocsin_store_pruned_rows_total{table}`.
@@ -224,6 +230,11 @@ impl Metrics {
             "1 while connected to the broker with the topology declared.",
         )?;
         let store_up = gauge("tocsin_store_up", "1 while the store answers.")?;
+        let store_checkpoint_failing = gauge(
+            "tocsin_store_checkpoint_failing",
+            "1 while a SQLite store's WAL checkpoints fail: the write-ahead log then grows until \
+             the disk is full (the log's warning says why they fail).",
+        )?;
         let dead_letters = gauge(
             "tocsin_dead_letters",
             "Messages waiting in the dead-letter queue, counted every [amqp] dead_letter_check_secs \
@@ -248,6 +259,12 @@ impl Metrics {
             "tocsin_expectations_overdue",
             "Expectations whose deadline passed with the document still missing.",
             &["document_kind", "encounter_kind"],
+        )?;
+        let store_file_bytes = gauge_vec(
+            "tocsin_store_file_bytes",
+            "A SQLite store's files on disk, in bytes, by file (database, wal); read every 15 \
+             seconds. No series with PostgreSQL.",
+            &["file"],
         )?;
         let build_info = gauge_vec(
             "tocsin_build_info",
@@ -349,6 +366,8 @@ impl Metrics {
             engine_clock_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
             amqp_connected,
             store_up,
+            store_file_bytes,
+            store_checkpoint_failing,
             dead_letters,
             store_pruned_rows,
             store_housekeeping_failures,

@@ -359,6 +359,26 @@ impl StoreRecovered {
     }
 }
 
+/// A SQLite store's files were measured (at each store check).
+pub struct StoreFilesMeasured(pub tocsin_store::StoreFiles);
+
+impl StoreFilesMeasured {
+    /// Sets the file sizes and whether checkpoints fail; the store's own
+    /// checkpoint thread logs why they fail.
+    pub fn emit(self, m: &Metrics) {
+        let f = self.0;
+        let bytes = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        m.store_file_bytes
+            .with_label_values(&["database"])
+            .set(bytes(f.database_bytes));
+        m.store_file_bytes
+            .with_label_values(&["wal"])
+            .set(bytes(f.wal_bytes));
+        m.store_checkpoint_failing
+            .set(i64::from(f.checkpoints_failing));
+    }
+}
+
 /// Outbox messages were confirmed by the broker.
 pub struct OutboxPublished {
     /// How many.
