@@ -301,7 +301,8 @@ pub struct Encounter {
     /// Discharge / end time (PV1-45, else EVN-6, else EVN-2; FHIR period.end).
     /// Never later than the HL7 message was sent (more than an hour after
     /// MSH-7, it gives way to EVN-6, EVN-2 or MSH-7, with a warning). On an
-    /// update (A08) only a PV1-45 with a time of day: it corrects the end.
+    /// update (A08) only a PV1-45 with a time of day, not before PV1-44: it
+    /// corrects the end.
     #[serde(default)]
     pub ended_at: Option<DateTime<Utc>>,
     /// Site (facility code) where care was given, for per-site reporting.

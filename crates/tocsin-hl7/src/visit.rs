@@ -90,6 +90,22 @@ pub(crate) fn encounter(ctx: &mut Ctx<'_, '_>, ending: Ending) -> Option<Encount
             ended_at = None;
         } else if end_is_date {
             ended_at = None;
+        } else if let Some(start) = started_at.filter(|s| t < *s) {
+            // A correction before the admission is a slip (a year typed
+            // wrong): taken, it moved the discharge a year back, out of
+            // every rule, and withdrew what was owed without a word.
+            ctx.warn(
+                WarningCode::BadTimestamp,
+                format!(
+                    "PV1-45 ({}) is before the admission (PV1-44 {}): the update's end is \
+                     ignored, the discharge time stands",
+                    t.to_rfc3339(),
+                    start.to_rfc3339()
+                ),
+                None,
+                "PV1-45".to_owned(),
+            );
+            ended_at = None;
         }
     }
     // PV1-39 servicing facility, else the facility of the assigned location.

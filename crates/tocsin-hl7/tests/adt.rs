@@ -496,8 +496,8 @@ fn a_discharge_before_its_admission_is_warned_of() {
 
 /// An update (A08) giving PV1-45 carries it as the end (the tracker takes it
 /// as a corrected discharge time), but only a time it can stand by: a date
-/// alone (midnight, up to a day early) or a time after the message was sent
-/// (with a warning) is no end.
+/// alone (midnight, up to a day early), a time after the message was sent
+/// or one before the admission (with a warning) is no end.
 #[test]
 fn an_update_carries_only_an_end_it_can_stand_by() {
     let text = String::from_utf8(load("adt_a08_update.hl7")).unwrap();
@@ -519,6 +519,17 @@ fn an_update_carries_only_an_end_it_can_stand_by() {
     let ev = with_end("20240312073000");
     assert_eq!(ev.encounter.unwrap().ended_at, None);
     assert_eq!(ev.warnings[0].code, WarningCode::BadTimestamp);
+    // Before the admission (PV1-44 2024-01-10 09:15): a year typed wrong,
+    // which would move the discharge out of every rule.
+    let ev = with_end("20140112073000");
+    assert_eq!(ev.encounter.unwrap().ended_at, None);
+    assert_eq!(ev.warnings.len(), 1, "{:?}", ev.warnings);
+    assert_eq!(ev.warnings[0].code, WarningCode::BadTimestamp);
+    assert!(
+        ev.warnings[0].message.contains("before the admission"),
+        "{:?}",
+        ev.warnings
+    );
 }
 
 /// Older v2.3 PAS feeds send the NHS number unmarked in PID-2. Read only

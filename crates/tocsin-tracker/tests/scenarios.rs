@@ -4041,7 +4041,7 @@ fn a_restore_names_the_rules_its_open_expectations_keep() {
 /// with `cancelled` to whoever was warned, and counts it excluded: kept, it
 /// went overdue although the policy excludes it. An update giving none, or
 /// one no exclusion names, changes nothing. (An update is read only when it
-/// gives the end, as one sent after a discharge does.)
+/// gives the end or a disposition, as one sent after a discharge does.)
 #[test]
 fn an_update_whose_disposition_is_excluded_withdraws_the_expectation() {
     let text = include_str!("../../../config/policies/nhs-standard-contract.toml")
@@ -4078,6 +4078,56 @@ fn an_update_whose_disposition_is_excluded_withdraws_the_expectation() {
     assert_eq!(tr.counters().excluded, 1);
     assert_eq!(tr.open_count(), 0);
     assert!(kinds(&tr.advance_to(t("2024-05-03T00:00:00Z"))).is_empty());
+}
+
+/// The disposition corrected by an A08 without PV1-45 (most A08s give
+/// none) or by the A03 sent again: the attendance's expectation is decided
+/// again by it, keeping its end, and withdrawn when an exclusion now
+/// matches, as a FHIR Encounter's later version withdraws it. Ignored, the
+/// attendance went overdue although the policy excludes it. A resent A03
+/// whose time moved (EVN-2) still keeps the first end.
+#[test]
+fn a_disposition_corrected_without_the_end_is_decided_again() {
+    let text = include_str!("../../../config/policies/nhs-standard-contract.toml").to_owned()
+        + "\n[[exclusion]]\nreason = \"admitted\"\nencounter_kinds = [\"emergency\"]\ndischarge_dispositions = [\"ADM\"]\n";
+    let ended = t("2024-05-01T10:00:00Z");
+    let a03 = |msg: &str, at, disposition: &str| {
+        let mut e = end(msg, "V1", K::Emergency, at, NHS);
+        e.encounter.as_mut().unwrap().discharge_disposition = Some(disposition.into());
+        e
+    };
+    let no_end_update = {
+        let mut e = base(
+            "m2",
+            EventType::EncounterUpdated,
+            t("2024-05-01T12:00:00Z"),
+            Some(NHS),
+        );
+        e.encounter = Some(tocsin_event::Encounter {
+            id: Some("V1".into()),
+            kind: Some(K::Emergency),
+            discharge_disposition: Some("ADM".into()),
+            ..Default::default()
+        });
+        e
+    };
+    let resent = a03("m2", t("2024-05-01T12:00:00Z"), "ADM");
+    for correction in [no_end_update, resent] {
+        let mut tr = Tracker::new(Policy::from_toml(&text).unwrap(), strict());
+        assert_eq!(changed(&tr.apply(&a03("m1", ended, "01"))).len(), 1);
+        let fx = tr.apply(&correction);
+        let withdrawn = changed(&fx);
+        assert_eq!(withdrawn.len(), 1, "{correction:?}: {fx:?}");
+        assert_eq!(withdrawn[0].status, S::Cancelled);
+        assert_eq!(tr.open_count(), 0);
+        assert!(kinds(&tr.advance_to(t("2024-05-03T00:00:00Z"))).is_empty());
+    }
+    // Sent again with the same disposition and a later time, the A03
+    // keeps the first end: the deadline stands.
+    let mut tr = Tracker::new(Policy::from_toml(&text).unwrap(), strict());
+    tr.apply(&a03("m1", ended, "01"));
+    assert!(changed(&tr.apply(&a03("m2", t("2024-05-01T12:00:00Z"), "01"))).is_empty());
+    assert_eq!(tr.next_deadline(), Some(t("2024-05-02T10:00:00Z")));
 }
 
 /// Visit numbers collide across systems (the PAS and the ED system each

@@ -5,7 +5,7 @@ use sha2::{Digest, Sha256};
 use tocsin_event::{Encounter, InterfaceEvent, Merge, MergeScope};
 
 use super::effects::Effects;
-use super::open::{Open, OpenFacts, ms};
+use super::open::{Open, OpenFacts, from_ms, ms};
 use super::state::EarlyAck;
 use super::{Effect, Tracker, build_alert, enc_key, local_key, namespaces, nhs_key, ref_key};
 use crate::compact::{CStr, Nhs, Symbols};
@@ -209,14 +209,20 @@ impl Tracker {
         // again (see [`Tracker::redecide`]), those no rule now applies to
         // withdrawn; what its class now expects is opened below. An HL7 A03
         // sent again may give only the time it was recorded (EVN-2), which
-        // each resend moves: it keeps the first (a PAS corrects with A13
-        // then A03, or A08).
-        if ev.source.format != tocsin_event::Format::Hl7v2 {
-            let class = self.reclassifying(kind);
-            for s in self.open_for_encounter(enc) {
-                if !self.of_another_patient(s, ev) {
-                    self.redecide(s, ev, class, ended_at, fx);
-                }
+        // each resend moves: it keeps the first end (a PAS corrects with A13
+        // then A03, or A08), and is decided again by its class and
+        // disposition alone. Left alone, an A03 resent with the ED's
+        // "admitted" kept the attendance's expectation, and it went overdue,
+        // where the same correction in FHIR withdrew it.
+        let hl7 = ev.source.format == tocsin_event::Format::Hl7v2;
+        let class = self.reclassifying(kind);
+        for s in self.open_for_encounter(enc) {
+            let end = match self.open.get(s) {
+                Some(o) if hl7 => from_ms(o.ended_at),
+                _ => ended_at,
+            };
+            if !self.of_another_patient(s, ev) {
+                self.redecide(s, ev, class, end, fx);
             }
         }
         self.open_expected(ev, enc, kind, ended_at, true, fx);
@@ -350,30 +356,36 @@ impl Tracker {
         }
     }
 
-    /// An update (A08) giving the encounter's end: its open expectations
-    /// are decided again by that end, the update's encounter kind and its
-    /// discharge disposition ([`Tracker::redecide`]); when the kind changed,
-    /// what the new kind expects and the old did not is opened (an
-    /// outpatient attendance corrected to a day case owes a discharge
-    /// summary, not a clinic letter). The update's site and specialty do
-    /// not re-decide which rules apply.
+    /// An update (A08) about an ended encounter: its open expectations are
+    /// decided again by the end it gives (else the end they have), the
+    /// update's encounter kind and its discharge disposition
+    /// ([`Tracker::redecide`]); when the kind changed, what the new kind
+    /// expects and the old did not is opened (an outpatient attendance
+    /// corrected to a day case owes a discharge summary, not a clinic
+    /// letter). Most A08s give no PV1-45: one correcting only the
+    /// disposition to the ED's "admitted" was ignored, and the attendance
+    /// went overdue. The update's site and specialty do not re-decide
+    /// which rules apply.
     pub(super) fn on_encounter_updated(&mut self, ev: &InterfaceEvent, fx: &mut Effects<'_>) {
         self.on_patient_identified(ev, fx);
         let Some(enc) = &ev.encounter else {
             return;
         };
-        let Some(ended_at) = enc.ended_at else {
-            return;
-        };
         let class = enc.kind.and_then(|k| self.reclassifying(k));
-        let mut reclassified = false;
+        let mut reclassified = None;
         for s in self.open_for_encounter(enc) {
-            if !self.of_another_patient(s, ev) {
-                reclassified |= self.redecide(s, ev, class, ended_at, fx);
+            let Some(end) = enc
+                .ended_at
+                .or_else(|| self.open.get(s).map(|o| from_ms(o.ended_at)))
+            else {
+                continue;
+            };
+            if !self.of_another_patient(s, ev) && self.redecide(s, ev, class, end, fx) {
+                reclassified = Some(end);
             }
         }
-        if reclassified && let Some(kind) = class {
-            self.open_expected(ev, enc, kind, ended_at, false, fx);
+        if let (Some(end), Some(kind)) = (reclassified, class) {
+            self.open_expected(ev, enc, kind, end, false, fx);
         }
     }
 

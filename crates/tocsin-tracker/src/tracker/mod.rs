@@ -371,12 +371,13 @@ impl Tracker {
     pub fn apply_into(&mut self, event: &InterfaceEvent, out: &mut Vec<Effect>) {
         let fx = &mut Effects::new(out, self.switches);
         // An update is acted on only when it gives an end (a corrected
-        // discharge time).
+        // discharge time) or a discharge disposition (both only known once
+        // the encounter ended): the A08s of a stay in progress are most of
+        // an ADT feed, and change nothing.
         let tracked = match event.event_type {
-            EventType::EncounterUpdated => event
-                .encounter
-                .as_ref()
-                .is_some_and(|e| e.ended_at.is_some() && e.id.is_some()),
+            EventType::EncounterUpdated => event.encounter.as_ref().is_some_and(|e| {
+                e.id.is_some() && (e.ended_at.is_some() || e.discharge_disposition.is_some())
+            }),
             _ => !matches!(
                 event.event_type,
                 EventType::Other
