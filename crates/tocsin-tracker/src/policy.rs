@@ -208,14 +208,23 @@ impl Policy {
     /// reason.
     pub fn from_toml(text: &str) -> Result<Policy, PolicyError> {
         let raw: RawPolicy = toml::from_str(text).map_err(|e| {
-            let mut reason = e.message().to_string();
-            // `effective_from = "2019-04-01"`: a date in quotes is a string.
-            if reason.contains("expected a TOML datetime") {
-                reason.push_str(" (write a bare date such as 2019-04-01, without quotes)");
-            }
+            let mut reason = e.message().trim_end().to_string();
             match e.span() {
-                Some(span) => at(text, &span, reason),
-                None => PolicyError::Whole { reason },
+                Some(span) => {
+                    let start = span.start.min(text.len());
+                    let line_start = text
+                        .get(..start)
+                        .unwrap_or("")
+                        .rfind('\n')
+                        .map_or(0, |i| i + 1);
+                    let line = text.get(line_start..).and_then(|t| t.lines().next());
+                    add_hint(&mut reason, line.unwrap_or(""));
+                    at(text, &span, reason)
+                }
+                None => {
+                    add_hint(&mut reason, "");
+                    PolicyError::Whole { reason }
+                }
             }
         })?;
         let timezone = match &raw.timezone {
@@ -559,6 +568,33 @@ fn toml_date(
 }
 
 /// Turns a byte span into a 1-based line and column.
+/// What a TOML reason leaves unsaid, read from the `line` it points at:
+/// toml's own words name neither the key given twice nor the `[[...]]` a
+/// list of tables needs, and a policy is written by hand.
+fn add_hint(reason: &mut String, line: &str) {
+    let line = line.trim();
+    if reason.contains("expected a TOML datetime") {
+        // `effective_from = "2019-04-01"`: a date in quotes is a string.
+        reason.push_str(" (write a bare date such as 2019-04-01, without quotes)");
+    } else if reason.starts_with("duplicate key")
+        && let Some((key, _)) = line.split_once('=')
+    {
+        reason.push_str(&format!(
+            " `{}`: each key is given once in a table",
+            key.trim()
+        ));
+    } else if reason.contains("expected a sequence")
+        && let Some(name) = line
+            .strip_prefix('[')
+            .filter(|n| !n.starts_with('['))
+            .and_then(|n| n.split(']').next())
+    {
+        reason.push_str(&format!(
+            " (write [[{name}]]: each one is an entry of a list, with two brackets)"
+        ));
+    }
+}
+
 fn at(text: &str, span: &Range<usize>, reason: String) -> PolicyError {
     let start = span.start.min(text.len());
     let before = text.get(..start).unwrap_or(text);

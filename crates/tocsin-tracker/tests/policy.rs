@@ -118,6 +118,17 @@ fn invalid_policies_are_refused_with_line_and_reason() {
     let (line, why) = err(&base.replace("2017-04-01", "\"2017-04-01\""));
     assert_eq!(line, 9, "{why}");
     assert!(why.contains("bare date such as 2019-04-01"), "{why}");
+    // A key given twice is named; a list of tables written with one
+    // bracket says to write two.
+    let (line, why) = err(&base.replace(
+        "clause = \"SC11.6\"\n",
+        "clause = \"SC11.6\"\nclause = \"x\"\n",
+    ));
+    assert_eq!(line, 5, "{why}");
+    assert!(why.contains("duplicate key `clause`"), "{why}");
+    let (line, why) = err(&base.replace("[[rule]]", "[rule]"));
+    assert_eq!(line, 2, "{why}");
+    assert!(why.contains("write [[rule]]"), "{why}");
     // Bad duration.
     let (line, why) = err(&base.replace("\"1d\"", "\"1 fortnight\""));
     assert_eq!(line, 7, "{why}");
