@@ -4120,6 +4120,7 @@ fn a_disposition_corrected_without_the_end_is_decided_again() {
         assert_eq!(withdrawn.len(), 1, "{correction:?}: {fx:?}");
         assert_eq!(withdrawn[0].status, S::Cancelled);
         assert_eq!(tr.open_count(), 0);
+        assert_eq!(tr.counters().excluded, 1, "counted once");
         assert!(kinds(&tr.advance_to(t("2024-05-03T00:00:00Z"))).is_empty());
     }
     // Sent again with the same disposition and a later time, the A03

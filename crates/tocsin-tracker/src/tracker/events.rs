@@ -558,6 +558,10 @@ impl Tracker {
         // an update repeating the end is no reason to); only an exclusion
         // matching the disposition withdraws it.
         let moved = o.ended_at != new || reclassed;
+        // An end event's exclusion, or its end no rule covers, is counted
+        // where its rules are applied (`open_expected`), which follows:
+        // counted here too, one FHIR version counted it twice.
+        let counted_by_caller = ev.event_type == tocsin_event::EventType::EncounterEnded;
         let rule = match decided {
             Some((rule, true)) if moved => rule,
             Some((_, false)) => {
@@ -565,7 +569,7 @@ impl Tracker {
                 // kind expects counts the exclusion.
                 if reclassed {
                     self.counters.kinds_corrected += 1;
-                } else {
+                } else if !counted_by_caller {
                     self.counters.excluded += 1;
                 }
                 self.withdraw(s, ev.occurred_at, fx);
@@ -577,7 +581,9 @@ impl Tracker {
                 return true;
             }
             None if moved => {
-                self.counters.ends_without_rule += 1;
+                if !counted_by_caller {
+                    self.counters.ends_without_rule += 1;
+                }
                 self.withdraw(s, ev.occurred_at, fx);
                 return false;
             }
