@@ -242,8 +242,15 @@ impl Policy {
                 reason: "no [[rule]] tables: a policy needs at least one rule".into(),
             });
         }
+        let mut covered: Vec<EncounterKind> = raw
+            .rules
+            .iter()
+            .flat_map(|r| r.get_ref().encounter_kinds.get_ref().iter().copied())
+            .collect();
+        covered.sort_unstable();
+        covered.dedup();
         for ex in &raw.exclusions {
-            check_exclusion(text, ex, None)?;
+            check_exclusion(text, ex, None, &covered)?;
         }
         let mut rules: Vec<(Range<usize>, Rule)> = Vec::with_capacity(raw.rules.len());
         for spanned in raw.rules {
@@ -474,7 +481,7 @@ fn compile_rule(
         }
     };
     for ex in &r.exclude {
-        check_exclusion(text, ex, Some(&id))?;
+        check_exclusion(text, ex, Some(&id), r.encounter_kinds.get_ref())?;
     }
     let rule = Rule {
         id,
@@ -519,30 +526,51 @@ fn compile_rule(
     Ok(rule)
 }
 
-/// An exclusion that names nothing is refused at its own table (a policy's
-/// `[[exclusion]]`, or a rule's `[[rule.exclude]]` with the rule's id): it
-/// was named without a line, or at the start of its rule.
+/// An exclusion that can match nothing is refused at its own table (a
+/// policy's `[[exclusion]]`, or a rule's `[[rule.exclude]]` with the
+/// rule's id): it was named without a line, or at the start of its rule.
+/// One that names no condition, and one whose encounter kinds are none of
+/// those its rule (or, policy-wide, any rule) covers, `covered`: an
+/// "admitted from ED" exclusion put under the clinic-letter rule excluded
+/// nothing, and every admitted attendance went overdue, without a word.
 fn check_exclusion(
     text: &str,
     ex: &Spanned<Exclusion>,
     rule: Option<&str>,
+    covered: &[EncounterKind],
 ) -> Result<(), PolicyError> {
     let e = ex.get_ref();
-    if e.names_nothing() {
-        let reason = format!(
+    let kinds = |ks: &[EncounterKind]| ks.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ");
+    let reason = if e.names_nothing() {
+        format!(
             "exclusion `{}` names no specialties, sites, gp_practices, encounter_kinds or discharge_dispositions, so it would match nothing",
             e.reason
-        );
-        return Err(at(
-            text,
-            &ex.span(),
-            match rule {
-                Some(id) => format!("rule `{id}`: {reason}"),
-                None => reason,
+        )
+    } else if !e.encounter_kinds.is_empty()
+        && !e.encounter_kinds.iter().any(|k| covered.contains(k))
+    {
+        format!(
+            "exclusion `{}` names encounter kinds ({}) that {} ({}), so it would match nothing",
+            e.reason,
+            kinds(&e.encounter_kinds),
+            if rule.is_some() {
+                "the rule does not cover"
+            } else {
+                "no rule covers"
             },
-        ));
-    }
-    Ok(())
+            kinds(covered)
+        )
+    } else {
+        return Ok(());
+    };
+    Err(at(
+        text,
+        &ex.span(),
+        match rule {
+            Some(id) => format!("rule `{id}`: {reason}"),
+            None => reason,
+        },
+    ))
 }
 
 fn toml_date(

@@ -118,6 +118,22 @@ fn invalid_policies_are_refused_with_line_and_reason() {
     let (line, why) = err(&base.replace("2017-04-01", "\"2017-04-01\""));
     assert_eq!(line, 9, "{why}");
     assert!(why.contains("bare date such as 2019-04-01"), "{why}");
+    // An exclusion whose encounter kinds its rule (or, policy-wide, any
+    // rule) does not cover can match nothing: refused at its table.
+    let (line, why) = err(&TRUST.replace(
+        "encounter_kinds = [\"inpatient\"]",
+        "encounter_kinds = [\"outpatient\"]",
+    ));
+    assert_eq!(line, 11, "{why}");
+    assert!(
+        why.contains("rule `ds`")
+            && why.contains("(outpatient) that the rule does not cover (inpatient, day_case)"),
+        "{why}"
+    );
+    let (line, why) =
+        err(&TRUST.replace("sites = [\"RXX99\"]", "encounter_kinds = [\"emergency\"]"));
+    assert_eq!(line, 16, "{why}");
+    assert!(why.contains("(emergency) that no rule covers"), "{why}");
     // A key given twice is named; a list of tables written with one
     // bracket says to write two.
     let (line, why) = err(&base.replace(
@@ -256,7 +272,7 @@ fn rules_excluded_outright_are_listed() {
             .map(|(r, why)| (r.id.clone(), why.into_iter().map(str::to_owned).collect()))
             .collect()
     };
-    let some = "\n[[exclusion]]\nreason = \"no ED\"\nencounter_kinds = [\"emergency\"]\n";
+    let some = "\n[[exclusion]]\nreason = \"no day cases\"\nencounter_kinds = [\"day_case\"]\n";
     assert!(ids(&format!("{TRUST}{some}")).is_empty());
     let all =
         "\n[[exclusion]]\nreason = \"not ours\"\nencounter_kinds = [\"inpatient\", \"day_case\"]\n";
