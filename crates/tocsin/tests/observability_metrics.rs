@@ -174,6 +174,10 @@ async fn metrics_reflect_the_traffic_and_carry_no_identifiers() {
     );
     assert_eq!(s.value("tocsin_amqp_connected", &[]), 1.0);
     assert_eq!(s.value("tocsin_store_up", &[]), 1.0);
+    // The SQLite store's files, measured at the store check that runs as
+    // the gateway starts: the database holds at least its schema.
+    assert!(s.value("tocsin_store_file_bytes", &[("file", "database")]) > 0.0);
+    assert_eq!(s.value("tocsin_store_checkpoint_failing", &[]), 0.0);
     assert_eq!(
         s.value(
             "tocsin_build_info",
@@ -368,6 +372,7 @@ fn assert_closed_labels(s: &Scrape, sites: &[&str]) {
                     _ => ["amqp_confirmed", "amqp_failed"].contains(&v.as_str()),
                 },
                 "table" => ["outbox", "inputs"].contains(&v.as_str()),
+                "file" => ["database", "wal"].contains(&v.as_str()),
                 "stage" => ["receive", "process", "commit", "settle"].contains(&v.as_str()),
                 // Configured subscribers' names (none here) and the two
                 // fixed workers.
