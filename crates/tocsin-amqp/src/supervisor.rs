@@ -357,6 +357,14 @@ impl Session {
         Ok(consumer)
     }
 
+    /// The input queues other consumers hold, with how many: asked before
+    /// [`Session::consumer`], so that a gateway does not consume while its
+    /// previous connection, not yet seen dead by the broker, holds the head
+    /// of the backlog unacknowledged.
+    pub async fn input_consumers(&self) -> Result<Vec<(String, u32)>, AmqpError> {
+        crate::topology::input_consumers(&self.connection, &self.config).await
+    }
+
     /// How long [`Supervisor::connect`] backed off before this session
     /// (pauses and delays between failed attempts; zero for the first
     /// session and after a healthy one): the reconnect policy as it acted,

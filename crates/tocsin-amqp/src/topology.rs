@@ -86,6 +86,32 @@ pub async fn queue_depth(connection: &Connection, queue: &str) -> Result<u32, Am
     Ok(depth)
 }
 
+/// The input queues that have consumers, with how many (a passive declare
+/// of each, on a channel of its own, closed after). Asked before this
+/// process consumes, any consumer is another's: most often its own
+/// previous connection that the broker has not yet seen die (a host crash,
+/// a network partition: until the heartbeat times out), which holds up to
+/// `prefetch` deliveries unacknowledged. Consuming meanwhile took the
+/// messages after them first, and the held ones came back behind, their
+/// deadlines already judged by later traffic.
+pub(crate) async fn input_consumers(
+    connection: &Connection,
+    config: &AmqpConfig,
+) -> Result<Vec<(String, u32)>, AmqpError> {
+    let channel = open(connection).await?;
+    let mut busy = Vec::new();
+    for queue in config.input_queues() {
+        let declared = passive_declare(&channel, queue)
+            .await
+            .map_err(|e| AmqpError::from_lapin("queue.declare (passive)", &e))?;
+        if declared.consumer_count() > 0 {
+            busy.push((queue.to_owned(), declared.consumer_count()));
+        }
+    }
+    crate::publisher::close_channel(&channel, "consumer count").await?;
+    Ok(busy)
+}
+
 /// Ready messages in `queue`, by a passive declare on `channel`.
 pub(crate) async fn depth_on(channel: &Channel, queue: &str) -> Result<u32, AmqpError> {
     let declared = passive_declare(channel, queue)

@@ -192,6 +192,58 @@ async fn sigterm_in_mid_stream_exits_0_in_time_and_loses_nothing() {
     );
 }
 
+/// A gateway started while another connection (its own previous one, not
+/// yet seen dead by the broker after a host crash) holds the head of the
+/// backlog unacknowledged waits, not ready, consuming nothing, until that
+/// consumer is gone; then it takes the backlog from its head. Consuming at
+/// once, it judged the traffic behind the held messages first, and they
+/// came back to false `overdue` alerts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_waits_while_another_connection_holds_the_input_queue() {
+    let world = World::sqlite("queue-held", tuning()).await;
+    let traffic = discharges("h", 300);
+    world.publish(&traffic.messages).await;
+    let previous = common::connect(&world.vhost.config()).await;
+    let mut held = previous.consumer().await.expect("the previous consumer");
+    let head = held
+        .next_batch(50, Duration::from_secs(5))
+        .await
+        .expect("deliveries to hold");
+    assert!(!head.is_empty());
+
+    let mut gateway = world.start(&[]);
+    common::poll("the wait is said", WAIT, || async {
+        if gateway
+            .log_messages("input queue has other consumers")
+            .is_empty()
+        {
+            Err(gateway.log())
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+    assert_eq!(world.store.count("inputs").await, 0, "nothing consumed");
+    assert_eq!(gateway.get("/readyz"), Some(503), "not ready while waiting");
+
+    // The broker sees the previous connection go: its deliveries return to
+    // the head of the queue, and the gateway takes everything.
+    drop(head);
+    drop(held);
+    previous
+        .close()
+        .await
+        .expect("close the previous connection");
+    gateway.wait_ready().await;
+    common::accounting::wait_done(&world, &traffic).await;
+    assert!(
+        !gateway.log_messages("input queues released").is_empty(),
+        "{}",
+        gateway.log()
+    );
+    common::accounting::stop(gateway).await;
+}
+
 /// The PostgreSQL store's connections terminated twice in mid-stream (a
 /// store outage as the gateway sees it): the gateway retries, reconnects to
 /// the store and finishes without exiting, and every input is accounted for.

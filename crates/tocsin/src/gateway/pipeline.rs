@@ -19,9 +19,9 @@ use super::outbox::{Relay, RelayHandle};
 use super::shutdown::{Budget, Stop};
 use crate::config::Config;
 use crate::internal_events::{
-    AlertRaised, BatchCommitted, ClockAdvanced, DocumentSettled, EventApplied, MessageReceived,
-    MessageRejected, Metrics, PipelineStage, StageTimed, StoreFailed, StoreRecovered,
-    TrackerObserved,
+    AlertRaised, BatchCommitted, ClockAdvanced, DocumentSettled, EventApplied, InputQueueHeld,
+    InputQueueReleased, MessageReceived, MessageRejected, Metrics, PipelineStage, StageTimed,
+    StoreFailed, StoreRecovered, TrackerObserved,
 };
 
 /// How far ahead of the wall clock a message's time may move the engine's
@@ -44,6 +44,10 @@ pub enum Ended {
     /// The broker link was lost; reconnect and serve again.
     LinkLost(String),
 }
+
+/// How often a gateway waiting for other consumers of its input queues to
+/// go asks again.
+const QUEUE_RECHECK: Duration = Duration::from_secs(1);
 
 /// A message that could not be normalised, to dead-letter after the commit.
 struct Rejection {
@@ -118,6 +122,9 @@ impl Pipeline {
 
     /// Serves one broker session until the link is lost or a stop is asked.
     pub async fn serve(&mut self, session: &Session, stop: &mut Stop, budget: Budget) -> Ended {
+        if let Err(ended) = self.wait_for_input_queues(session, stop).await {
+            return ended;
+        }
         let (mut consumer, publisher) = match open(session).await {
             Ok(pair) => pair,
             Err(e) => return Ended::LinkLost(e.to_string()),
@@ -581,6 +588,45 @@ impl Pipeline {
         .emit(&self.metrics);
         if has_outbox && let Some(relay) = &self.relay_handle {
             relay.wake();
+        }
+    }
+
+    /// Waits, before consuming, until no other consumer holds an input
+    /// queue ([`Session::input_consumers`]), checking every
+    /// [`QUEUE_RECHECK`]. A gateway restarted while the broker still held
+    /// its previous connection's deliveries (up to `prefetch`, the head of
+    /// the backlog) took the traffic behind them first: its clock passed
+    /// their deadlines, and they came back to false `overdue` alerts.
+    async fn wait_for_input_queues(&self, session: &Session, stop: &mut Stop) -> Result<(), Ended> {
+        let mut since: Option<Instant> = None;
+        loop {
+            let held = session
+                .input_consumers()
+                .await
+                .map_err(|e| Ended::LinkLost(e.to_string()))?;
+            if held.is_empty() {
+                if let Some(t) = since {
+                    InputQueueReleased {
+                        waited: t.elapsed(),
+                    }
+                    .emit();
+                }
+                return Ok(());
+            }
+            if since.is_none() {
+                InputQueueHeld { queues: &held }.emit();
+                since = Some(Instant::now());
+            }
+            tokio::select! {
+                () = stop.requested() => {
+                    let clean = matches!(self.outbox_left().await, Ok(0));
+                    return Err(Ended::Shutdown { clean });
+                }
+                () = session.lost() => {
+                    return Err(Ended::LinkLost("lost while waiting for the input queues".into()));
+                }
+                () = tokio::time::sleep(QUEUE_RECHECK) => {}
+            }
         }
     }
 

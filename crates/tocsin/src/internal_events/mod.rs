@@ -201,6 +201,50 @@ impl StoreUnresponsive {
     }
 }
 
+/// An input queue has consumers before this gateway consumes: most often
+/// its own previous connection, which the broker has not yet seen die (a
+/// host crash, a network partition), holding the head of the backlog
+/// unacknowledged until the heartbeat times out. The gateway waits, not
+/// ready, rather than judge the traffic behind it first.
+pub struct InputQueueHeld<'a> {
+    /// The queues and how many consumers each has.
+    pub queues: &'a [(String, u32)],
+}
+
+impl InputQueueHeld<'_> {
+    /// Logs it at warn level, once per wait.
+    pub fn emit(self) {
+        let held: Vec<String> = self
+            .queues
+            .iter()
+            .map(|(q, n)| format!("{q} ({n})"))
+            .collect();
+        tracing::warn!(
+            queues = %held.join(", "),
+            "input queue has other consumers: waiting, not ready, until they are gone (a previous \
+             connection the broker has not yet closed returns its deliveries when its heartbeat \
+             times out; another gateway or client on the queue must be stopped: rabbitmqctl \
+             list_consumers)"
+        );
+    }
+}
+
+/// The input queues have no other consumer any more: consuming starts.
+pub struct InputQueueReleased {
+    /// How long the gateway waited.
+    pub waited: std::time::Duration,
+}
+
+impl InputQueueReleased {
+    /// Logs it.
+    pub fn emit(self) {
+        tracing::info!(
+            waited_secs = self.waited.as_secs(),
+            "input queues released: consuming"
+        );
+    }
+}
+
 /// Housekeeping deleted rows past `[store] retention` from one table.
 pub struct StorePruned<'a> {
     /// `outbox` or `inputs`.
