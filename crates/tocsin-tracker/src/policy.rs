@@ -541,7 +541,11 @@ fn check_exclusion(
 ) -> Result<(), PolicyError> {
     let e = ex.get_ref();
     let kinds = |ks: &[EncounterKind]| ks.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ");
-    let reason = if e.names_nothing() {
+    let reason = if e.reason.trim().is_empty() {
+        "an exclusion's reason is empty: say why it excludes (check-config and the start-up \
+         notes name exclusions by it)"
+            .to_owned()
+    } else if e.names_nothing() {
         format!(
             "exclusion `{}` names no specialties, sites, gp_practices, encounter_kinds or discharge_dispositions, so it would match nothing",
             e.reason

@@ -134,6 +134,9 @@ fn invalid_policies_are_refused_with_line_and_reason() {
         err(&TRUST.replace("sites = [\"RXX99\"]", "encounter_kinds = [\"emergency\"]"));
     assert_eq!(line, 16, "{why}");
     assert!(why.contains("(emergency) that no rule covers"), "{why}");
+    let (line, why) = err(&TRUST.replace("reason = \"private wing\"", "reason = \" \""));
+    assert_eq!(line, 16, "{why}");
+    assert!(why.contains("reason is empty"), "{why}");
     // A key given twice is named; a list of tables written with one
     // bracket says to write two.
     let (line, why) = err(&base.replace(
