@@ -127,7 +127,9 @@ pub use model::{
     DeliveryStatus, Effect, EncounterSummary, Expectation, ExpectationId, ExpectationStatus,
     JsonText, MatchMethod, PatientKeys, RuleRef, Settlement, StateRange, StateRecord, json_string,
 };
-pub use policy::{Applicability, EncounterFacts, Exclusion, Policy, PolicyError, PolicyGap, Rule};
+pub use policy::{
+    Applicability, EncounterFacts, Exclusion, Policy, PolicyError, PolicyGap, Rule, add_hint,
+};
 pub use tracker::{
     Counters, Gauge, RestoreError, Restoring, Tracker, alert_id, expectation_id, namespaces,
 };

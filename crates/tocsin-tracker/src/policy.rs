@@ -602,8 +602,9 @@ fn toml_date(
 /// Turns a byte span into a 1-based line and column.
 /// What a TOML reason leaves unsaid, read from the `line` it points at:
 /// toml's own words name neither the key given twice nor the `[[...]]` a
-/// list of tables needs, and a policy is written by hand.
-fn add_hint(reason: &mut String, line: &str) {
+/// list of tables needs, and a policy (or `tocsin.toml`, whose reader
+/// shares this) is written by hand.
+pub fn add_hint(reason: &mut String, line: &str) {
     let line = line.trim();
     if reason.contains("expected a TOML datetime") {
         // `effective_from = "2019-04-01"`: a date in quotes is a string.

@@ -783,10 +783,9 @@ fn explain(e: &toml::de::Error, text: &str) -> String {
              (not shown: it may be a secret)"
         )
     } else {
-        format!(
-            "line {line_no}, column {column}: {}",
-            e.message().trim_end()
-        )
+        let mut reason = e.message().trim_end().to_owned();
+        tocsin_tracker::add_hint(&mut reason, line);
+        format!("line {line_no}, column {column}: {reason}")
     }
 }
 
@@ -900,6 +899,17 @@ pasword_file = \"/run/secrets/pw\"\n";
         assert!(e.starts_with("t.toml: line 2, column "), "{e}");
         assert!(e.contains("invalid type"), "{e}");
         assert!(!e.contains('|'), "no quoted source: {e}");
+        // What toml leaves unsaid: the key given twice, the two brackets a
+        // list of tables needs.
+        let text = "[amqp]\nprefetch = 10\nprefetch = 20\n";
+        let e = parse::<ConfigFile>(text, "t.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("line 3") && e.contains("duplicate key `prefetch`"),
+            "{e}"
+        );
+        let text = "[webhooks]\nname = \"ward\"\n";
+        let e = parse::<ConfigFile>(text, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("write [[webhooks]]"), "{e}");
     }
 
     /// `config/tocsin.toml` is where an integration team reads what each
