@@ -599,7 +599,6 @@ fn toml_date(
         .ok_or_else(|| bad("is not a valid calendar date"))
 }
 
-/// Turns a byte span into a 1-based line and column.
 /// What a TOML reason leaves unsaid, read from the `line` it points at:
 /// toml's own words name neither the key given twice nor the `[[...]]` a
 /// list of tables needs, and a policy (or `tocsin.toml`, whose reader
@@ -628,6 +627,7 @@ pub fn add_hint(reason: &mut String, line: &str) {
     }
 }
 
+/// Turns a byte span into a 1-based line and column.
 fn at(text: &str, span: &Range<usize>, reason: String) -> PolicyError {
     let start = span.start.min(text.len());
     let before = text.get(..start).unwrap_or(text);
