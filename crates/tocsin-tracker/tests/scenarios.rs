@@ -4123,6 +4123,23 @@ fn a_disposition_corrected_without_the_end_is_decided_again() {
         assert_eq!(tr.counters().excluded, 1, "counted once");
         assert!(kinds(&tr.advance_to(t("2024-05-03T00:00:00Z"))).is_empty());
     }
+    // Once overdue is raised the expectation stands whatever a later
+    // version says, and an exclusion it now names is not counted: the
+    // end was owed, and still is.
+    let mut tr = Tracker::new(Policy::from_toml(&text).unwrap(), strict());
+    let fhir = |mut e: tocsin_event::InterfaceEvent| {
+        e.source.format = tocsin_event::Format::FhirR4;
+        e
+    };
+    tr.apply(&fhir(a03("m1", ended, "01")));
+    assert_eq!(
+        kinds(&tr.advance_to(t("2024-05-03T00:00:00Z"))),
+        vec![A::Overdue]
+    );
+    let fx = tr.apply(&fhir(a03("m2", ended, "ADM")));
+    assert!(changed(&fx).is_empty(), "{fx:?}");
+    assert_eq!(tr.open_count(), 1);
+    assert_eq!(tr.counters().excluded, 0);
     // Sent again with the same disposition and a later time, the A03
     // keeps the first end: the deadline stands.
     let mut tr = Tracker::new(Policy::from_toml(&text).unwrap(), strict());

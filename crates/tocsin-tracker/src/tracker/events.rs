@@ -250,12 +250,23 @@ impl Tracker {
             gp_practice: ev.gp_practice.as_deref(),
             discharge_disposition: enc.discharge_disposition.as_deref(),
         };
+        let existing = self.open_for_encounter(enc);
         let mut todo = Vec::new();
         let mut any = false;
         for (idx, rule, app) in self.policy.applicable(&facts) {
             any = true;
             match app {
-                Applicability::Excluded(_) => self.counters.excluded += 1,
+                // An exclusion counts an end it keeps from being owed: not
+                // one whose expectation stands (overdue raised, it is not
+                // decided again), which a later FHIR version counted.
+                Applicability::Excluded(_) => {
+                    let stands = existing.iter().any(|s| {
+                        self.open
+                            .get(*s)
+                            .is_some_and(|o| self.rule_info(o).document_kind == rule.document_kind)
+                    });
+                    self.counters.excluded += u64::from(!stands);
+                }
                 Applicability::Applies => todo.push((idx as u16, rule.id.clone())),
             }
         }
@@ -278,7 +289,6 @@ impl Tracker {
         {
             self.counters.ends_without_kind += 1;
         }
-        let existing = self.open_for_encounter(enc);
         for (rule, rule_id) in todo {
             let base = expectation_id_bytes(
                 &rule_id,
