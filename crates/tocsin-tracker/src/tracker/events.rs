@@ -260,11 +260,7 @@ impl Tracker {
                 // one whose expectation stands (overdue raised, it is not
                 // decided again), which a later FHIR version counted.
                 Applicability::Excluded(_) => {
-                    let stands = existing.iter().any(|s| {
-                        self.open
-                            .get(*s)
-                            .is_some_and(|o| self.rule_info(o).document_kind == rule.document_kind)
-                    });
+                    let stands = self.open_of_kind(&existing, rule.document_kind).is_some();
                     self.counters.excluded += u64::from(!stands);
                 }
                 Applicability::Applies => todo.push((idx as u16, rule.id.clone())),
@@ -305,11 +301,7 @@ impl Tracker {
             // its id; under this rule, or under another of the document's
             // rules that an end corrected across an effective date left.
             let document_kind = self.rules[rule as usize].document_kind;
-            if let Some(&s) = existing.iter().find(|s| {
-                self.open
-                    .get(**s)
-                    .is_some_and(|o| self.rule_info(o).document_kind == document_kind)
-            }) {
+            if let Some(s) = self.open_of_kind(&existing, document_kind) {
                 if self.of_another_patient(s, ev) {
                     self.counters.visit_collisions += u64::from(is_end);
                     continue;
@@ -364,6 +356,16 @@ impl Tracker {
                 fx.push(Effect::ExpectationChanged(self.materialise(o)));
             }
         }
+    }
+
+    /// The first of the open slots `slots` (an encounter's) expecting a
+    /// document of `kind`.
+    fn open_of_kind(&self, slots: &[u32], kind: tocsin_event::DocumentKind) -> Option<u32> {
+        slots.iter().copied().find(|s| {
+            self.open
+                .get(*s)
+                .is_some_and(|o| self.rule_info(o).document_kind == kind)
+        })
     }
 
     /// An update (A08) about an ended encounter: its open expectations are
