@@ -8,7 +8,7 @@
 //! is local time in the configured zone (as for HL7), and missing seconds are
 //! `:00`. Date-only values stay as they are and are read as local midnight.
 
-use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, SecondsFormat, TimeZone, Utc};
+use chrono::{DateTime, Duration, Months, NaiveDate, NaiveDateTime, SecondsFormat, TimeZone, Utc};
 use chrono_tz::Tz;
 use fhir_sdk::{Date, Instant};
 use serde::de::DeserializeOwned;
@@ -259,30 +259,29 @@ pub(crate) fn period_end_utc(d: &fhir_sdk::DateTime, tz: Tz) -> Option<DateTime<
         fhir_sdk::DateTime::DateTime(i) => return instant_utc(i),
         fhir_sdk::DateTime::Date(date) => date,
     };
+    let first = first_day(date)?;
     let last = match date {
-        Date::Year(y) => NaiveDate::from_ymd_opt(*y, 12, 31),
-        Date::YearMonth(y, m) => {
-            let m = u32::from(u8::from(*m));
-            let (year, month) = if m == 12 { (*y + 1, 1) } else { (*y, m + 1) };
-            NaiveDate::from_ymd_opt(year, month, 1).and_then(|d| d.pred_opt())
-        }
-        Date::Date(d) => {
-            NaiveDate::from_ymd_opt(d.year(), u8::from(d.month()).into(), d.day().into())
-        }
-    }?;
+        Date::Year(_) => first.checked_add_months(Months::new(12))?.pred_opt()?,
+        Date::YearMonth(..) => first.checked_add_months(Months::new(1))?.pred_opt()?,
+        Date::Date(_) => first,
+    };
     plausible(local_to_utc(last.and_hms_opt(23, 59, 59)?, tz))
 }
 
 /// A FHIR `date` as local midnight (of its first day) in UTC.
 pub(crate) fn date_utc(d: &Date, tz: Tz) -> Option<DateTime<Utc>> {
-    let date = match d {
+    plausible(local_to_utc(first_day(d)?.and_hms_opt(0, 0, 0)?, tz))
+}
+
+/// The first day of a FHIR `date`'s period (a year, a month or a day).
+fn first_day(d: &Date) -> Option<NaiveDate> {
+    match d {
         Date::Year(y) => NaiveDate::from_ymd_opt(*y, 1, 1),
         Date::YearMonth(y, m) => NaiveDate::from_ymd_opt(*y, u8::from(*m).into(), 1),
         Date::Date(d) => {
             NaiveDate::from_ymd_opt(d.year(), u8::from(d.month()).into(), d.day().into())
         }
-    }?;
-    plausible(local_to_utc(date.and_hms_opt(0, 0, 0)?, tz))
+    }
 }
 
 #[cfg(test)]
